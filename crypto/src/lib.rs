@@ -1,0 +1,1 @@
+//! rotor-crypto: per-frame authentication and encryption of cluster traffic. Not yet implemented.

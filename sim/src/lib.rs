@@ -1,0 +1,1 @@
+//! rotor-sim: the seeded deterministic simulator that drives many totem-core nodes.

@@ -1,0 +1,1 @@
+//! totem-core: the Totem single-ring protocol as a sans-IO state machine.

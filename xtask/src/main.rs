@@ -1,0 +1,146 @@
+//! xtask: the project's own build tool, `cargo xtask <command>`. It installs the system packages
+//! the build needs (Debian/Ubuntu), runs the test suite, the simulator, the benchmarks and the
+//! demo. It deliberately holds no product logic: every command drives a crate of the workspace.
+
+mod deps;
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{exit, Command};
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [args]
+
+  test                 install missing system packages, then fmt check, clippy, the whole test suite
+  demo                 install, build and show rotor working
+  sim [ARGS]           run the seeded Totem simulator (see `cargo xtask sim --help`)
+  bench core [ARGS]    benchmark the totem-core state machine in the simulator
+  deps                 only install the missing system packages
+";
+
+fn main() {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let Some(command) = args.first() else {
+        eprint!("{USAGE}");
+        exit(2);
+    };
+    let rest = &args[1..];
+    let result = match command.as_str() {
+        "test" => test(),
+        "demo" => demo(),
+        "sim" => sim(rest),
+        "bench" => bench(rest),
+        "deps" => deps::ensure(),
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command `{other}`\n{USAGE}")),
+    };
+    if let Err(message) = result {
+        eprintln!("xtask: {message}");
+        exit(1);
+    }
+}
+
+/// The workspace root: xtask lives one level below it.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits inside the workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+/// Runs a command to completion; a non-zero exit is an error naming the step.
+fn run(step: &str, command: &mut Command) -> Result<(), String> {
+    eprintln!("xtask: {step}");
+    let status = command
+        .status()
+        .map_err(|error| format!("{step}: cannot start: {error}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{step}: failed ({status})"))
+    }
+}
+
+fn test() -> Result<(), String> {
+    deps::ensure()?;
+    run(
+        "cargo fmt --check",
+        cargo().args(["fmt", "--all", "--check"]),
+    )?;
+    run(
+        "cargo clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    run("cargo test", cargo().args(["test", "--workspace"]))
+}
+
+fn sim(args: &[String]) -> Result<(), String> {
+    run(
+        "simulator",
+        cargo()
+            .args([
+                "run",
+                "--quiet",
+                "--release",
+                "-p",
+                "rotor-sim",
+                "--bin",
+                "rotor-sim",
+                "--",
+            ])
+            .args(args),
+    )
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    match args.first().map(String::as_str) {
+        Some("core") => run(
+            "bench core",
+            cargo()
+                .args([
+                    "run",
+                    "--quiet",
+                    "--release",
+                    "-p",
+                    "rotor-sim",
+                    "--bin",
+                    "bench-core",
+                    "--",
+                ])
+                .args(&args[1..]),
+        ),
+        Some(other) => Err(format!("unknown benchmark `{other}` (have: core)")),
+        None => Err("bench needs a name: core".into()),
+    }
+}
+
+fn demo() -> Result<(), String> {
+    deps::ensure()?;
+    // Until the dataplane and rotord exist (issues 4 and 5) the demo shows the protocol core
+    // forming rings, losing nodes and carrying traffic in the simulator.
+    sim(&[
+        "--seeds".into(),
+        "3".into(),
+        "--nodes".into(),
+        "5".into(),
+        "--faults".into(),
+        "all".into(),
+        "--verbose".into(),
+    ])
+}
