@@ -3,7 +3,26 @@
 use std::process::Command;
 
 /// Every system package a build or test of this workspace uses, with the reason.
-const PACKAGES: &[(&str, &str)] = &[("pkg-config", "locating system C libraries")];
+const PACKAGES: &[(&str, &str)] = &[
+    (
+        "pkg-config",
+        "locating system C libraries (libbpf-sys, libxdp-sys)",
+    ),
+    (
+        "clang",
+        "compiling the XDP program to BPF and building libxdp-sys",
+    ),
+    ("llvm", "llvm-strip for the BPF object"),
+    ("libelf-dev", "libbpf-sys and libxdp-sys"),
+    ("zlib1g-dev", "libbpf-sys and libxdp-sys"),
+    ("m4", "building libxdp-sys"),
+    ("linux-libc-dev", "kernel UAPI headers for the XDP program"),
+    (
+        "iproute2",
+        "network-namespace test hosts (ip netns, veth, bridge)",
+    ),
+    ("nftables", "partition faults on network-namespace hosts"),
+];
 
 fn installed(package: &str) -> bool {
     Command::new("dpkg-query")

@@ -15,6 +15,8 @@ usage: cargo xtask <command> [args]
   demo                 install, build and show rotor working
   sim [ARGS]           run the seeded Totem simulator (see `cargo xtask sim --help`)
   bench core [ARGS]    benchmark the totem-core state machine in the simulator
+  bench ipc            shared-memory ring latency and throughput
+  bench crypto         per-frame seal/open cost for each crypto mode
   deps                 only install the missing system packages
 ";
 
@@ -125,8 +127,40 @@ fn bench(args: &[String]) -> Result<(), String> {
                 ])
                 .args(&args[1..]),
         ),
-        Some(other) => Err(format!("unknown benchmark `{other}` (have: core)")),
-        None => Err("bench needs a name: core".into()),
+        Some("ipc") => run(
+            "bench ipc",
+            cargo()
+                .args([
+                    "run",
+                    "--quiet",
+                    "--release",
+                    "-p",
+                    "ipc-shm",
+                    "--example",
+                    "bench_ipc",
+                    "--",
+                ])
+                .args(&args[1..]),
+        ),
+        Some("crypto") => run(
+            "bench crypto",
+            cargo()
+                .args([
+                    "run",
+                    "--quiet",
+                    "--release",
+                    "-p",
+                    "rotor-crypto",
+                    "--example",
+                    "bench_crypto",
+                    "--",
+                ])
+                .args(&args[1..]),
+        ),
+        Some(other) => Err(format!(
+            "unknown benchmark `{other}` (have: core, ipc, crypto)"
+        )),
+        None => Err("bench needs a name: core, ipc or crypto".into()),
     }
 }
 
