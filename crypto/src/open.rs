@@ -1,0 +1,273 @@
+//! Opening: header checks, replay window and authentication/decryption of received frames.
+
+use ring::aead::{Aad, LessSafeKey, Nonce};
+use thiserror::Error;
+use zerocopy::FromBytes;
+
+use crate::frame::nonce_bytes;
+use crate::replay::{ReplayWindow, SenderIndex, Verdict};
+use crate::{Counters, CryptoMode, Keys, SealHeader, HEADER_LEN, MAGIC, VERSION};
+
+/// Why a received frame was dropped. Each variant has its own counter in [`Counters`]; the
+/// variants are listed in the order the checks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+pub enum OpenError {
+    /// Shorter than the header, or than header + tag.
+    #[error("frame truncated")]
+    Truncated,
+    /// Not a rotor frame.
+    #[error("bad magic")]
+    BadMagic,
+    /// A seal header version this build does not know.
+    #[error("unsupported seal header version")]
+    BadVersion,
+    /// Another cluster's frame (cluster hash differs); dropped before any crypto.
+    #[error("frame of a foreign cluster")]
+    ForeignCluster,
+    /// Sealed in another crypto mode than ours.
+    #[error("crypto mode mismatch")]
+    ModeMismatch,
+    /// Our own node id as sender (our multicast looped back, or a forgery); dropped before any
+    /// crypto.
+    #[error("own frame")]
+    OwnFrame,
+    /// A sender we have no window for, and the sender table is full.
+    #[error("too many senders")]
+    TooManySenders,
+    /// Epoch older than the newest seen from this sender (a frame from before its restart).
+    #[error("stale epoch")]
+    StaleEpoch,
+    /// Counter already accepted, or older than the replay window.
+    #[error("replayed frame")]
+    Replay,
+    /// Authentication failed: wrong key, or the frame was altered (corosync's wording).
+    #[error("invalid digest")]
+    InvalidDigest,
+}
+
+impl OpenError {
+    /// Every reason, in check order.
+    pub const ALL: [OpenError; 10] = [
+        OpenError::Truncated,
+        OpenError::BadMagic,
+        OpenError::BadVersion,
+        OpenError::ForeignCluster,
+        OpenError::ModeMismatch,
+        OpenError::OwnFrame,
+        OpenError::TooManySenders,
+        OpenError::StaleEpoch,
+        OpenError::Replay,
+        OpenError::InvalidDigest,
+    ];
+
+    /// Snake-case name for stats keys and logs.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            OpenError::Truncated => "truncated",
+            OpenError::BadMagic => "bad_magic",
+            OpenError::BadVersion => "bad_version",
+            OpenError::ForeignCluster => "foreign_cluster",
+            OpenError::ModeMismatch => "mode_mismatch",
+            OpenError::OwnFrame => "own_frame",
+            OpenError::TooManySenders => "too_many_senders",
+            OpenError::StaleEpoch => "stale_epoch",
+            OpenError::Replay => "replay",
+            OpenError::InvalidDigest => "invalid_digest",
+        }
+    }
+}
+
+/// An authenticated, fresh frame; `body` is the plaintext, decrypted in place inside the frame
+/// buffer (`frame[HEADER_LEN..frame.len() - tag]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened<'a> {
+    /// Sender node id.
+    pub sender: u32,
+    /// Sender's boot epoch.
+    pub epoch: u32,
+    /// Frame counter within the epoch.
+    pub counter: u64,
+    /// Plaintext body.
+    pub body: &'a [u8],
+}
+
+/// What an opener keeps per remote sender.
+struct SenderState {
+    /// `None` in mode none.
+    key: Option<LessSafeKey>,
+    window: ReplayWindow,
+}
+
+/// Opens the frames one node receives: checks the header, the sender's replay window and the
+/// tag, decrypts in place.
+///
+/// Invariants: a sender gets a table slot (and its window records a counter) only after one of
+/// its frames authenticates, so forged frames cannot fill the table or poison a window; memory is
+/// allocated in [`Opener::new`] only, for at most `sender_count_max` senders.
+pub struct Opener {
+    keys: Keys,
+    mode: CryptoMode,
+    cluster_hash: u32,
+    local_node_id: u32,
+    index: SenderIndex,
+    senders: Vec<SenderState>,
+    counters: Counters,
+}
+
+impl core::fmt::Debug for Opener {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Opener")
+            .field("mode", &self.mode)
+            .field("cluster_hash", &self.cluster_hash)
+            .field("local_node_id", &self.local_node_id)
+            .field("sender_count", &self.senders.len())
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Opener {
+    /// An opener for node `local_node_id` of the cluster whose header hash is `cluster_hash`,
+    /// accepting frames from at most `sender_count_max` distinct remote nodes (the cluster's
+    /// `max nodes`; the local node needs no slot). Keeps its own copy of `keys` (the PRK, wiped on
+    /// drop) to derive a sender's subkey the first time that sender's frame arrives.
+    ///
+    /// # Panics
+    /// If `sender_count_max` is 0 or above 2^29 (a programming error, not input).
+    pub fn new(
+        keys: &Keys,
+        mode: CryptoMode,
+        cluster_hash: u32,
+        local_node_id: u32,
+        sender_count_max: usize,
+    ) -> Opener {
+        Opener {
+            keys: keys.clone(),
+            mode,
+            cluster_hash,
+            local_node_id,
+            index: SenderIndex::with_capacity(sender_count_max),
+            senders: Vec::with_capacity(sender_count_max),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The mode frames must be sealed in.
+    pub fn mode(&self) -> CryptoMode {
+        self.mode
+    }
+
+    /// Frames and bytes opened, and rejections per reason.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Checks and opens `frame` (exactly one frame, header to tag), decrypting the body in place.
+    /// Every outcome is counted. On error the frame's contents are unspecified (a failed
+    /// decryption may have overwritten the body).
+    ///
+    /// A sender not seen before costs one HKDF derivation (a few µs) before its tag is checked,
+    /// also for forged frames; once authenticated the key is kept.
+    pub fn open<'a>(&mut self, frame: &'a mut [u8]) -> Result<Opened<'a>, OpenError> {
+        let frame_len = frame.len();
+        match self.open_counted(frame) {
+            Ok(opened) => {
+                self.counters.frames_opened += 1;
+                self.counters.bytes_opened += frame_len as u64;
+                Ok(opened)
+            }
+            Err(reason) => {
+                self.counters.count_rejected(reason);
+                Err(reason)
+            }
+        }
+    }
+
+    fn open_counted<'a>(&mut self, frame: &'a mut [u8]) -> Result<Opened<'a>, OpenError> {
+        // Header checks, cheapest and most common first; no crypto before ForeignCluster.
+        let Ok((header, _)) = SealHeader::read_from_prefix(frame) else {
+            return Err(OpenError::Truncated);
+        };
+        if header.magic != MAGIC {
+            return Err(OpenError::BadMagic);
+        }
+        if header.version != VERSION {
+            return Err(OpenError::BadVersion);
+        }
+        if header.cluster_hash.get() != self.cluster_hash {
+            return Err(OpenError::ForeignCluster);
+        }
+        if header.mode != self.mode.wire_byte() {
+            return Err(OpenError::ModeMismatch);
+        }
+        let tag_len = self.mode.tag_len();
+        let Some(body_len) = frame.len().checked_sub(HEADER_LEN + tag_len) else {
+            return Err(OpenError::Truncated);
+        };
+        let sender = header.sender.get();
+        let epoch = header.epoch.get();
+        let counter = header.counter.get();
+        if sender == self.local_node_id {
+            return Err(OpenError::OwnFrame);
+        }
+
+        // Replay checks before crypto: they only read state built from authenticated frames, so
+        // an unauthenticated header can make us drop only itself.
+        let dense = self.index.get(sender);
+        match dense {
+            Some(dense) => match self.senders[dense].window.check(epoch, counter) {
+                Verdict::Fresh => {}
+                Verdict::Replay => return Err(OpenError::Replay),
+                Verdict::StaleEpoch => return Err(OpenError::StaleEpoch),
+            },
+            None if self.index.is_full() => return Err(OpenError::TooManySenders),
+            None => {}
+        }
+
+        let key_new = match dense {
+            Some(_) => None,
+            None => self.keys.frame_key(self.mode, sender),
+        };
+        let key = match dense {
+            Some(dense) => self.senders[dense].key.as_ref(),
+            None => key_new.as_ref(),
+        };
+        if let Some(key) = key {
+            let nonce = Nonce::assume_unique_for_key(nonce_bytes(epoch, counter));
+            let result = if self.mode.encrypts() {
+                let (head, ciphertext_and_tag) = frame.split_at_mut(HEADER_LEN);
+                key.open_in_place(nonce, Aad::from(&*head), ciphertext_and_tag)
+                    .map(|_| ())
+            } else {
+                // GMAC: the tag authenticates header and clear body; no plaintext.
+                let (aad, tag) = frame.split_at_mut(HEADER_LEN + body_len);
+                key.open_in_place(nonce, Aad::from(&*aad), tag).map(|_| ())
+            };
+            result.map_err(|_| OpenError::InvalidDigest)?;
+        }
+
+        // Authenticated (or mode none): record.
+        match dense {
+            Some(dense) => self.senders[dense].window.record(epoch, counter),
+            None => {
+                let dense_new = self.index.insert(sender);
+                assert_eq!(dense_new, self.senders.len());
+                assert!(
+                    self.senders.len() < self.senders.capacity(),
+                    "sender table allocated up front"
+                );
+                self.senders.push(SenderState {
+                    key: key_new,
+                    window: ReplayWindow::starting_at(epoch, counter),
+                });
+            }
+        }
+        let frame: &'a [u8] = frame;
+        Ok(Opened {
+            sender,
+            epoch,
+            counter,
+            body: &frame[HEADER_LEN..HEADER_LEN + body_len],
+        })
+    }
+}
