@@ -6,3 +6,4 @@
 //! the dataplane gets its settings from this crate once, at start-up or on a reload.
 
 pub mod cmap;
+pub mod config;
