@@ -1,2 +1,111 @@
-//! xdp-prog: the XDP steering program (C, compiled by clang at build time) and its loader.
-//! Not yet implemented (issue 4); it deliberately does no packet processing beyond steering.
+//! xdp-prog: rotor's XDP steering program and its loader. The program (`bpf/xdp_steer.c`,
+//! compiled by clang at build time and embedded in this crate) looks at each received frame's
+//! Ethernet (one optional 802.1Q tag), IPv4 or IPv6 and UDP headers and redirects frames whose
+//! UDP destination port is one of the cluster's ports to the AF_XDP socket of the receive queue
+//! they arrived on; everything else, and everything it cannot parse, goes to the kernel untouched.
+//! The loader loads it, keeps its maps (ports, AF_XDP sockets by queue, per-CPU counters),
+//! attaches it in native or generic mode, replaces a stale copy left by a crashed run, and
+//! detaches it. It deliberately does nothing else: no packet processing beyond steering (no
+//! rewriting, dropping, answering or validating rotor headers), and it creates no AF_XDP socket —
+//! those belong to the dataplane, which only hands their fds to [`SteerProgram::insert_xsk`].
+
+mod attach;
+mod program;
+
+pub use attach::{AttachMode, AttachedMode, Interface, LoadOptions, XdpProgram};
+pub use program::{SteerProgram, XdpAction, XdpCounters};
+
+/// The program's function name, as the kernel reports it (`bpftool prog`, `ip link`): the
+/// loader recognises a stale copy of itself by this name.
+pub const PROGRAM_NAME: &str = "rotor_steer";
+
+/// Name of the hash map of cluster UDP destination ports: key `u16` (host byte order), value `u8`.
+pub const PORTS_MAP_NAME: &str = "ports";
+/// Name of the XSKMAP of AF_XDP sockets: key `u32` receive queue index, value `u32` socket fd.
+pub const XSKS_MAP_NAME: &str = "xsks";
+/// Name of the per-CPU array of counters: key `u32` ([`Counter`] index), value `u64` per CPU.
+pub const COUNTERS_MAP_NAME: &str = "counters";
+
+/// How many cluster ports the `ports` map holds (`PORT_COUNT_MAX` in the C program).
+pub const PORT_COUNT_MAX: usize = 16;
+/// How many receive queues the `xsks` map covers (`QUEUE_COUNT_MAX` in the C program).
+pub const QUEUE_COUNT_MAX: u32 = 256;
+
+/// Index of each counter in the `counters` map (`enum counter` in the C program).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Counter {
+    /// A cluster frame handed to the AF_XDP socket of its queue.
+    Redirected = 0,
+    /// Parsed, not cluster traffic (another port, TCP, ARP, IPv6 extension headers, fragments).
+    Passed = 1,
+    /// Truncated or malformed headers: passed to the kernel.
+    NotParsed = 2,
+    /// A cluster frame on a queue without an AF_XDP socket: passed to the kernel.
+    NoSocket = 3,
+}
+
+impl Counter {
+    /// All counters, in map index order.
+    pub const ALL: [Counter; 4] = [
+        Counter::Redirected,
+        Counter::Passed,
+        Counter::NotParsed,
+        Counter::NoSocket,
+    ];
+}
+
+/// Errors of the loader. Kernel errors keep libbpf's error (with its errno) as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    #[error("no network interface named {0:?} in this network namespace")]
+    NoSuchInterface(String),
+    #[error("no network interface with index {0} in this network namespace")]
+    NoSuchIfindex(u32),
+    #[error("invalid cluster port list: {0}")]
+    InvalidPorts(String),
+    #[error("receive queue index {queue_index} is out of range (the xsks map has {QUEUE_COUNT_MAX} slots)")]
+    QueueIndexOutOfRange { queue_index: u32 },
+    #[error(
+        "loading the XDP program into the kernel failed (it needs root, or CAP_BPF and \
+         CAP_NET_ADMIN, and a kernel with BPF; libbpf printed the verifier log if any): {0}"
+    )]
+    Load(#[source] libbpf_rs::Error),
+    #[error(
+        "interface {interface} already runs the XDP program {name:?} (id {id}), which is not \
+         rotor's; refusing to replace it (detach it, or load with LoadOptions {{ replace_foreign: true }})"
+    )]
+    ForeignProgram {
+        interface: String,
+        id: u32,
+        name: String,
+    },
+    #[error("attaching the XDP program to {interface} in {mode} mode failed: {source}")]
+    Attach {
+        interface: String,
+        mode: &'static str,
+        #[source]
+        source: libbpf_rs::Error,
+    },
+    #[error(
+        "attaching the XDP program to {interface} failed in native mode ({native}) and in \
+         generic mode ({generic})"
+    )]
+    AttachAuto {
+        interface: String,
+        native: libbpf_rs::Error,
+        generic: libbpf_rs::Error,
+    },
+    #[error("{operation} failed: {source}")]
+    Bpf {
+        operation: &'static str,
+        #[source]
+        source: libbpf_rs::Error,
+    },
+}
+
+impl XdpError {
+    fn bpf(operation: &'static str) -> impl FnOnce(libbpf_rs::Error) -> XdpError {
+        move |source| XdpError::Bpf { operation, source }
+    }
+}

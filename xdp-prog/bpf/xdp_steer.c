@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// rotor_steer: the XDP program of rotor. It steers the cluster's UDP traffic to the AF_XDP
+// socket of the receive queue it arrived on and passes everything else to the kernel untouched.
+//
+// It never rewrites, drops or answers a packet: its only actions are XDP_REDIRECT (into the
+// `xsks` map) and XDP_PASS. The maps below are an interface to the Rust loader and the dataplane
+// (see docs/ARCHITECTURE.md, section `xdp-prog/`); keep the two in step.
+//
+// Self-contained on purpose: it needs only the kernel UAPI headers (linux-libc-dev), not
+// libbpf's bpf_helpers.h, so the build depends on nothing the xtask does not install.
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/types.h>
+#include <linux/udp.h>
+
+#define SEC(name) __attribute__((section(name), used))
+#define __uint(name, val) int(*name)[val]
+#define __type(name, val) typeof(val) *name
+
+// Helper prototypes: the numbers are the stable helper ids of the kernel UAPI.
+static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_lookup_elem;
+static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)BPF_FUNC_redirect_map;
+
+// Byte order: BPF on x86 and arm64 is little-endian; the wire is big-endian.
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define wire16(x) __builtin_bswap16(x)
+#else
+#define wire16(x) (x)
+#endif
+
+// Keep in step with src/lib.rs: PORT_COUNT_MAX, QUEUE_COUNT_MAX, Counter.
+#define PORT_COUNT_MAX 16
+#define QUEUE_COUNT_MAX 256
+
+enum counter {
+	COUNTER_REDIRECTED = 0, // cluster frame handed to the AF_XDP socket of its queue
+	COUNTER_PASSED = 1,     // parsed, not cluster traffic (other port, TCP, ARP, fragment...)
+	COUNTER_NOT_PARSED = 2, // truncated or malformed headers
+	COUNTER_NO_SOCKET = 3,  // cluster port, but no AF_XDP socket on this queue: passed
+	COUNTER_COUNT = 4,
+};
+
+// The cluster's UDP destination ports, host byte order. Value: 1 (unused).
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u16);
+	__type(value, __u8);
+	__uint(max_entries, PORT_COUNT_MAX);
+} ports SEC(".maps");
+
+// AF_XDP sockets by receive queue index; set by the dataplane.
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, QUEUE_COUNT_MAX);
+} xsks SEC(".maps");
+
+// Per-CPU counters indexed by enum counter; the loader sums them over CPUs.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, COUNTER_COUNT);
+} counters SEC(".maps");
+
+#define VLAN_VID_HEADER_SIZE 4
+#define IPV4_FRAGMENT_OFFSET_MASK 0x1fff
+#define IPV4_MORE_FRAGMENTS 0x2000
+
+static __always_inline int count(__u32 index, int action)
+{
+	__u64 *value = bpf_map_lookup_elem(&counters, &index);
+	if (value)
+		*value += 1; // per-CPU slot: no other writer
+	return action;
+}
+
+SEC("xdp")
+int rotor_steer(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return count(COUNTER_NOT_PARSED, XDP_PASS);
+	void *l3 = eth + 1;
+	__u16 ether_type = eth->h_proto;
+
+	// One 802.1Q tag: 2 bytes TCI, then the inner EtherType.
+	if (ether_type == wire16(ETH_P_8021Q)) {
+		if (l3 + VLAN_VID_HEADER_SIZE > data_end)
+			return count(COUNTER_NOT_PARSED, XDP_PASS);
+		ether_type = *(__u16 *)(l3 + 2);
+		l3 += VLAN_VID_HEADER_SIZE;
+	}
+
+	struct udphdr *udp;
+	if (ether_type == wire16(ETH_P_IP)) {
+		struct iphdr *ip = l3;
+		if ((void *)(ip + 1) > data_end)
+			return count(COUNTER_NOT_PARSED, XDP_PASS);
+		if (ip->version != 4 || ip->ihl < 5)
+			return count(COUNTER_NOT_PARSED, XDP_PASS);
+		if (ip->protocol != IPPROTO_UDP)
+			return count(COUNTER_PASSED, XDP_PASS);
+		// Every fragment goes to the kernel, which reassembles; a first fragment steered
+		// away without its tail would be lost to both sides.
+		if (ip->frag_off & wire16(IPV4_FRAGMENT_OFFSET_MASK | IPV4_MORE_FRAGMENTS))
+			return count(COUNTER_PASSED, XDP_PASS);
+		// ihl is 4 bits: the offset is bounded by 60, which the verifier can follow.
+		udp = l3 + ip->ihl * 4;
+	} else if (ether_type == wire16(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = l3;
+		if ((void *)(ip6 + 1) > data_end)
+			return count(COUNTER_NOT_PARSED, XDP_PASS);
+		if (ip6->version != 6)
+			return count(COUNTER_NOT_PARSED, XDP_PASS);
+		// Extension headers (fragment header included) are the kernel's business.
+		if (ip6->nexthdr != IPPROTO_UDP)
+			return count(COUNTER_PASSED, XDP_PASS);
+		udp = (void *)(ip6 + 1);
+	} else {
+		return count(COUNTER_PASSED, XDP_PASS);
+	}
+
+	if ((void *)(udp + 1) > data_end)
+		return count(COUNTER_NOT_PARSED, XDP_PASS);
+	__u16 port = wire16(udp->dest);
+	if (!bpf_map_lookup_elem(&ports, &port))
+		return count(COUNTER_PASSED, XDP_PASS);
+
+	// The low bits of flags are the action when the queue has no socket.
+	long action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+	if (action == XDP_REDIRECT)
+		return count(COUNTER_REDIRECTED, XDP_REDIRECT);
+	return count(COUNTER_NO_SOCKET, (int)action);
+}
+
+// No GPL-only helper is used, so the kernel accepts the crate's own licence.
+char LICENSE[] SEC("license") = "Apache-2.0";

@@ -1,0 +1,294 @@
+//! The XDP program loaded into the kernel (not attached to any interface) and its maps.
+
+use std::collections::BTreeSet;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ObjectBuilder, ProgramInput};
+
+use crate::{
+    Counter, XdpError, COUNTERS_MAP_NAME, PORTS_MAP_NAME, PORT_COUNT_MAX, PROGRAM_NAME,
+    QUEUE_COUNT_MAX, XSKS_MAP_NAME,
+};
+
+/// The BPF object compiled from `bpf/xdp_steer.c` by build.rs.
+static OBJECT_BYTES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xdp_steer.o"));
+
+/// Counters of the XDP program, summed over all CPUs since it was loaded.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct XdpCounters {
+    /// Cluster frames redirected to an AF_XDP socket.
+    pub redirected: u64,
+    /// Frames that are not cluster traffic, passed to the kernel.
+    pub passed: u64,
+    /// Truncated or malformed frames, passed to the kernel.
+    pub not_parsed: u64,
+    /// Cluster frames on a queue without an AF_XDP socket, passed to the kernel.
+    pub no_socket: u64,
+}
+
+/// The verdict of one run of the program (the kernel's `enum xdp_action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpAction {
+    Aborted,
+    Drop,
+    Pass,
+    Tx,
+    Redirect,
+    /// A value the kernel does not define; the program never returns one.
+    Unknown(u32),
+}
+
+impl XdpAction {
+    /// The action for the kernel's numeric value.
+    pub fn from_raw(value: u32) -> XdpAction {
+        match value {
+            0 => XdpAction::Aborted,
+            1 => XdpAction::Drop,
+            2 => XdpAction::Pass,
+            3 => XdpAction::Tx,
+            4 => XdpAction::Redirect,
+            other => XdpAction::Unknown(other),
+        }
+    }
+}
+
+/// The steering program loaded into the kernel with its maps, not attached to an interface.
+/// [`SteerProgram::attach`] turns it into an attached [`crate::XdpProgram`]; on its own it
+/// serves `BPF_PROG_TEST_RUN` ([`SteerProgram::test_run`]).
+///
+/// Dropping it releases the program and maps (the kernel frees them once nothing else holds
+/// them; an attached interface does).
+pub struct SteerProgram {
+    object: Object,
+    /// A duplicate of the program's fd, so borrowing it does not borrow `object`.
+    prog_fd: OwnedFd,
+    ports: MapHandle,
+    xsks: MapHandle,
+    counters: MapHandle,
+}
+
+impl SteerProgram {
+    /// Loads the program into the kernel (verifier included) with `ports` as the cluster ports.
+    pub fn load(ports: &[u16]) -> Result<SteerProgram, XdpError> {
+        let ports_wanted = validate_ports(ports)?;
+        let open = ObjectBuilder::default()
+            .name("rotor_xdp")
+            .map_err(XdpError::Load)?
+            .open_memory(OBJECT_BYTES)
+            .map_err(XdpError::Load)?;
+        let object = open.load().map_err(XdpError::Load)?;
+        let map_handle = |name: &'static str| -> Result<MapHandle, XdpError> {
+            let map = object
+                .maps()
+                .find(|map| map.name() == name)
+                .unwrap_or_else(|| panic!("the embedded BPF object defines the map {name}"));
+            MapHandle::try_from(&map).map_err(XdpError::bpf("duplicating a map fd"))
+        };
+        // Asserts the embedded object, not the world: it holds the program the loader expects.
+        let prog_fd = object
+            .progs()
+            .find(|p| p.name() == PROGRAM_NAME)
+            .expect("the embedded BPF object defines the program")
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|error| XdpError::bpf("duplicating the program fd")(error.into()))?;
+        let program = SteerProgram {
+            prog_fd,
+            ports: map_handle(PORTS_MAP_NAME)?,
+            xsks: map_handle(XSKS_MAP_NAME)?,
+            counters: map_handle(COUNTERS_MAP_NAME)?,
+            object,
+        };
+        program.write_ports(&ports_wanted)?;
+        Ok(program)
+    }
+
+    /// Replaces the set of cluster UDP destination ports. Frames already in flight may see
+    /// either set; during the update a port being added or removed may briefly be absent.
+    pub fn set_ports(&self, ports: &[u16]) -> Result<(), XdpError> {
+        let ports_wanted = validate_ports(ports)?;
+        self.write_ports(&ports_wanted)
+    }
+
+    /// The cluster ports currently in the `ports` map, ascending.
+    pub fn ports(&self) -> Result<Vec<u16>, XdpError> {
+        let mut ports: Vec<u16> = self
+            .ports
+            .keys()
+            .filter_map(|key| Some(u16::from_ne_bytes(key.as_slice().try_into().ok()?)))
+            .collect();
+        ports.sort_unstable();
+        Ok(ports)
+    }
+
+    /// Steers the cluster frames received on `queue_index` to the AF_XDP socket `xsk`.
+    /// The socket must already be bound to this interface and queue (the kernel checks).
+    pub fn insert_xsk(&self, queue_index: u32, xsk: BorrowedFd<'_>) -> Result<(), XdpError> {
+        check_queue_index(queue_index)?;
+        let fd = u32::try_from(xsk.as_raw_fd()).expect("a BorrowedFd is never negative");
+        self.xsks
+            .update(&queue_index.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
+            .map_err(XdpError::bpf(
+                "inserting an AF_XDP socket into the xsks map",
+            ))
+    }
+
+    /// Stops steering `queue_index` to a socket: its cluster frames go to the kernel again
+    /// (counted as `no_socket`). Removing an empty slot is not an error.
+    pub fn remove_xsk(&self, queue_index: u32) -> Result<(), XdpError> {
+        check_queue_index(queue_index)?;
+        match self.xsks.delete(&queue_index.to_ne_bytes()) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == libbpf_rs::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(XdpError::bpf("removing an AF_XDP socket from the xsks map")(error)),
+        }
+    }
+
+    /// The fd of the `xsks` map, for a dataplane that manages the map itself (for example
+    /// through xsk-rs): key `u32` queue index, value `u32` AF_XDP socket fd.
+    pub fn xsks_map_fd(&self) -> BorrowedFd<'_> {
+        self.xsks.as_fd()
+    }
+
+    /// The fd of the loaded program.
+    pub fn prog_fd(&self) -> BorrowedFd<'_> {
+        self.prog_fd.as_fd()
+    }
+
+    /// The kernel's id of the loaded program (as `bpftool prog` shows it).
+    pub fn prog_id(&self) -> Result<u32, XdpError> {
+        libbpf_rs::Program::id_from_fd(self.prog_fd())
+            .map_err(XdpError::bpf("querying the program id"))
+    }
+
+    /// The counters, summed over all CPUs.
+    pub fn counters(&self) -> Result<XdpCounters, XdpError> {
+        let mut sums = [0u64; Counter::ALL.len()];
+        for (sum, counter) in sums.iter_mut().zip(Counter::ALL) {
+            let per_cpu = self
+                .counters
+                .lookup_percpu(&(counter as u32).to_ne_bytes(), MapFlags::ANY)
+                .map_err(XdpError::bpf("reading the counters map"))?
+                .unwrap_or_default();
+            *sum = per_cpu
+                .iter()
+                .filter_map(|value| Some(u64::from_ne_bytes(value.as_slice().try_into().ok()?)))
+                .fold(0u64, u64::wrapping_add);
+        }
+        let [redirected, passed, not_parsed, no_socket] = sums;
+        Ok(XdpCounters {
+            redirected,
+            passed,
+            not_parsed,
+            no_socket,
+        })
+    }
+
+    /// Runs the program once on `frame` with `BPF_PROG_TEST_RUN` (receive queue 0, no
+    /// interface) and returns its verdict; the counters count the run. The kernel refuses
+    /// frames shorter than an Ethernet header (14 bytes) or longer than about a page.
+    pub fn test_run(&self, frame: &[u8]) -> Result<XdpAction, XdpError> {
+        let input = ProgramInput {
+            data_in: Some(frame),
+            ..ProgramInput::default()
+        };
+        let output = self
+            .program()
+            .test_run(input)
+            .map_err(XdpError::bpf("BPF_PROG_TEST_RUN"))?;
+        Ok(XdpAction::from_raw(output.return_value))
+    }
+
+    fn program(&self) -> libbpf_rs::ProgramMut<'_> {
+        self.object
+            .progs_mut()
+            .find(|p| p.name() == PROGRAM_NAME)
+            .expect("checked at load")
+    }
+
+    fn write_ports(&self, ports_wanted: &BTreeSet<u16>) -> Result<(), XdpError> {
+        // Remove first: the map holds at most PORT_COUNT_MAX entries.
+        for port in self.ports()? {
+            if !ports_wanted.contains(&port) {
+                self.ports
+                    .delete(&port.to_ne_bytes())
+                    .map_err(XdpError::bpf("removing a port from the ports map"))?;
+            }
+        }
+        for port in ports_wanted {
+            self.ports
+                .update(&port.to_ne_bytes(), &[1u8], MapFlags::ANY)
+                .map_err(XdpError::bpf("adding a port to the ports map"))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for SteerProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SteerProgram")
+            .field("prog_id", &self.prog_id().ok())
+            .field("ports", &self.ports().ok())
+            .finish()
+    }
+}
+
+fn validate_ports(ports: &[u16]) -> Result<BTreeSet<u16>, XdpError> {
+    let set: BTreeSet<u16> = ports.iter().copied().collect();
+    if set.contains(&0) {
+        return Err(XdpError::InvalidPorts(
+            "port 0 is not a UDP destination port".into(),
+        ));
+    }
+    if set.len() > PORT_COUNT_MAX {
+        return Err(XdpError::InvalidPorts(format!(
+            "{} distinct ports, at most {PORT_COUNT_MAX}",
+            set.len()
+        )));
+    }
+    Ok(set)
+}
+
+fn check_queue_index(queue_index: u32) -> Result<(), XdpError> {
+    if queue_index >= QUEUE_COUNT_MAX {
+        return Err(XdpError::QueueIndexOutOfRange { queue_index });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_validated_without_the_kernel() {
+        assert_eq!(validate_ports(&[5405, 5405, 5406]).unwrap().len(), 2);
+        assert!(matches!(
+            validate_ports(&[0]),
+            Err(XdpError::InvalidPorts(_))
+        ));
+        let too_many: Vec<u16> = (1..=PORT_COUNT_MAX as u16 + 1).collect();
+        assert!(matches!(
+            validate_ports(&too_many),
+            Err(XdpError::InvalidPorts(_))
+        ));
+        assert!(validate_ports(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn queue_index_is_bounded() {
+        assert!(check_queue_index(QUEUE_COUNT_MAX - 1).is_ok());
+        assert!(check_queue_index(QUEUE_COUNT_MAX).is_err());
+    }
+
+    #[test]
+    fn embedded_object_is_a_bpf_elf() {
+        // ELF magic, 64-bit, machine EM_BPF (247) at offset 18.
+        assert_eq!(&OBJECT_BYTES[..4], b"\x7fELF");
+        assert_eq!(OBJECT_BYTES[4], 2);
+        assert_eq!(
+            u16::from_le_bytes([OBJECT_BYTES[18], OBJECT_BYTES[19]]),
+            247
+        );
+    }
+}

@@ -1,0 +1,309 @@
+//! The XDP program run by the kernel on crafted frames (BPF_PROG_TEST_RUN): its verdict and
+//! its counters. Needs root; skips with a printed reason otherwise.
+
+mod common;
+
+use common::*;
+use xdp_prog::{SteerProgram, XdpAction, XdpCounters};
+
+/// Loads the program with the cluster port, or None (after printing why) when BPF is unavailable.
+fn load(test: &str) -> Option<SteerProgram> {
+    if skip_without_bpf(test) {
+        return None;
+    }
+    Some(SteerProgram::load(&[CLUSTER_PORT]).expect("BPF works here, so the program must load"))
+}
+
+/// Runs `frame` once and returns the verdict and the counters' change.
+fn run(program: &SteerProgram, frame: &[u8]) -> (XdpAction, XdpCounters) {
+    let before = program.counters().unwrap();
+    let action = program.test_run(frame).unwrap();
+    let after = program.counters().unwrap();
+    let delta = XdpCounters {
+        redirected: after.redirected - before.redirected,
+        passed: after.passed - before.passed,
+        not_parsed: after.not_parsed - before.not_parsed,
+        no_socket: after.no_socket - before.no_socket,
+    };
+    (action, delta)
+}
+
+const CLUSTER: XdpCounters = XdpCounters {
+    redirected: 0,
+    passed: 0,
+    not_parsed: 0,
+    no_socket: 1,
+};
+const PASSED: XdpCounters = XdpCounters {
+    redirected: 0,
+    passed: 1,
+    not_parsed: 0,
+    no_socket: 0,
+};
+const NOT_PARSED: XdpCounters = XdpCounters {
+    redirected: 0,
+    passed: 0,
+    not_parsed: 1,
+    no_socket: 0,
+};
+
+fn cluster_ipv4_frame() -> Vec<u8> {
+    ethernet(
+        ETH_P_IP,
+        None,
+        &ipv4(IPPROTO_UDP, &[], 0, &udp(40000, CLUSTER_PORT, b"rotor")),
+    )
+}
+
+// With no AF_XDP socket in the xsks map, a cluster frame falls back to XDP_PASS and counts as
+// no_socket: that is the cluster branch (a socket would make it XDP_REDIRECT).
+
+#[test]
+fn cluster_udp_over_ipv4_is_cluster_traffic() {
+    let Some(program) = load("cluster_udp_over_ipv4_is_cluster_traffic") else {
+        return;
+    };
+    assert_eq!(
+        run(&program, &cluster_ipv4_frame()),
+        (XdpAction::Pass, CLUSTER)
+    );
+}
+
+#[test]
+fn cluster_udp_over_ipv4_with_options_is_cluster_traffic() {
+    let Some(program) = load("cluster_udp_over_ipv4_with_options_is_cluster_traffic") else {
+        return;
+    };
+    // Two NOPs, then router alert (4 bytes) and an end-of-options padding word: IHL 7.
+    let options = [1, 1, 0x94, 0x04, 0, 0, 0, 0];
+    let frame = ethernet(
+        ETH_P_IP,
+        None,
+        &ipv4(
+            IPPROTO_UDP,
+            &options[..8],
+            0,
+            &udp(40000, CLUSTER_PORT, b"x"),
+        ),
+    );
+    assert_eq!(run(&program, &frame), (XdpAction::Pass, CLUSTER));
+}
+
+#[test]
+fn cluster_udp_over_ipv6_is_cluster_traffic() {
+    let Some(program) = load("cluster_udp_over_ipv6_is_cluster_traffic") else {
+        return;
+    };
+    let frame = ethernet(
+        ETH_P_IPV6,
+        None,
+        &ipv6(IPPROTO_UDP, &udp(40000, CLUSTER_PORT, b"rotor")),
+    );
+    assert_eq!(run(&program, &frame), (XdpAction::Pass, CLUSTER));
+}
+
+#[test]
+fn cluster_udp_behind_a_vlan_tag_is_cluster_traffic() {
+    let Some(program) = load("cluster_udp_behind_a_vlan_tag_is_cluster_traffic") else {
+        return;
+    };
+    let frame = ethernet(
+        ETH_P_IP,
+        Some(42),
+        &ipv4(IPPROTO_UDP, &[], 0, &udp(40000, CLUSTER_PORT, b"rotor")),
+    );
+    assert_eq!(run(&program, &frame), (XdpAction::Pass, CLUSTER));
+    let frame = ethernet(
+        ETH_P_IPV6,
+        Some(42),
+        &ipv6(IPPROTO_UDP, &udp(40000, CLUSTER_PORT, b"rotor")),
+    );
+    assert_eq!(run(&program, &frame), (XdpAction::Pass, CLUSTER));
+}
+
+#[test]
+fn other_udp_port_passes() {
+    let Some(program) = load("other_udp_port_passes") else {
+        return;
+    };
+    let frame = ethernet(
+        ETH_P_IP,
+        None,
+        &ipv4(IPPROTO_UDP, &[], 0, &udp(CLUSTER_PORT, OTHER_PORT, b"dns?")),
+    );
+    assert_eq!(run(&program, &frame), (XdpAction::Pass, PASSED));
+    let frame = ethernet(
+        ETH_P_IPV6,
+        None,
+        &ipv6(IPPROTO_UDP, &udp(CLUSTER_PORT, OTHER_PORT, b"dns?")),
+    );
+    assert_eq!(run(&program, &frame), (XdpAction::Pass, PASSED));
+}
+
+#[test]
+fn tcp_passes() {
+    let Some(program) = load("tcp_passes") else {
+        return;
+    };
+    let frame = ethernet(
+        ETH_P_IP,
+        None,
+        &ipv4(IPPROTO_TCP, &[], 0, &tcp(40000, CLUSTER_PORT)),
+    );
+    assert_eq!(run(&program, &frame), (XdpAction::Pass, PASSED));
+    let frame = ethernet(
+        ETH_P_IPV6,
+        None,
+        &ipv6(IPPROTO_TCP, &tcp(40000, CLUSTER_PORT)),
+    );
+    assert_eq!(run(&program, &frame), (XdpAction::Pass, PASSED));
+}
+
+#[test]
+fn arp_passes() {
+    let Some(program) = load("arp_passes") else {
+        return;
+    };
+    let frame = ethernet(ETH_P_ARP, None, &arp_request());
+    assert_eq!(run(&program, &frame), (XdpAction::Pass, PASSED));
+}
+
+#[test]
+fn ipv6_extension_headers_pass_to_the_kernel() {
+    let Some(program) = load("ipv6_extension_headers_pass_to_the_kernel") else {
+        return;
+    };
+    // A routing header (8 bytes) in front of cluster UDP: left to the kernel.
+    let mut payload = vec![IPPROTO_UDP, 0, 0, 0, 0, 0, 0, 0];
+    payload.extend_from_slice(&udp(40000, CLUSTER_PORT, b"rotor"));
+    let frame = ethernet(ETH_P_IPV6, None, &ipv6(IPPROTO_IPV6_ROUTING, &payload));
+    assert_eq!(run(&program, &frame), (XdpAction::Pass, PASSED));
+}
+
+#[test]
+fn ipv4_fragments_pass_to_the_kernel() {
+    let Some(program) = load("ipv4_fragments_pass_to_the_kernel") else {
+        return;
+    };
+    // A non-first fragment (offset 185 × 8 bytes): its "UDP header" is payload bytes.
+    let frame = ethernet(
+        ETH_P_IP,
+        None,
+        &ipv4(IPPROTO_UDP, &[], 185, &udp(40000, CLUSTER_PORT, b"tail")),
+    );
+    assert_eq!(run(&program, &frame), (XdpAction::Pass, PASSED));
+    // The first fragment (more-fragments bit): the kernel reassembles the whole datagram.
+    let frame = ethernet(
+        ETH_P_IP,
+        None,
+        &ipv4(IPPROTO_UDP, &[], 0x2000, &udp(40000, CLUSTER_PORT, b"head")),
+    );
+    assert_eq!(run(&program, &frame), (XdpAction::Pass, PASSED));
+    // Don't-fragment alone is not a fragment.
+    let frame = ethernet(
+        ETH_P_IP,
+        None,
+        &ipv4(
+            IPPROTO_UDP,
+            &[],
+            0x4000,
+            &udp(40000, CLUSTER_PORT, b"whole"),
+        ),
+    );
+    assert_eq!(run(&program, &frame), (XdpAction::Pass, CLUSTER));
+}
+
+#[test]
+fn truncated_and_malformed_headers_pass_and_count_not_parsed() {
+    let Some(program) = load("truncated_and_malformed_headers_pass_and_count_not_parsed") else {
+        return;
+    };
+    // The kernel's test run refuses frames shorter than an Ethernet header (14 bytes), so the
+    // shortest case is a VLAN tag cut off after the Ethernet header.
+    let full_ipv4 = cluster_ipv4_frame();
+    let full_ipv6 = ethernet(
+        ETH_P_IPV6,
+        None,
+        &ipv6(IPPROTO_UDP, &udp(40000, CLUSTER_PORT, b"rotor")),
+    );
+    let vlan = ethernet(
+        ETH_P_IP,
+        Some(7),
+        &ipv4(IPPROTO_UDP, &[], 0, &udp(40000, CLUSTER_PORT, b"rotor")),
+    );
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("VLAN tag cut short", vlan[..15].to_vec()),
+        ("IPv4 header cut short", full_ipv4[..14 + 19].to_vec()),
+        (
+            "IPv4 header cut short behind a VLAN tag",
+            vlan[..18 + 10].to_vec(),
+        ),
+        (
+            "UDP header cut short (IPv4)",
+            full_ipv4[..14 + 20 + 7].to_vec(),
+        ),
+        ("IPv6 header cut short", full_ipv6[..14 + 39].to_vec()),
+        (
+            "UDP header cut short (IPv6)",
+            full_ipv6[..14 + 40 + 4].to_vec(),
+        ),
+        ("IPv4 version field not 4", {
+            let mut frame = full_ipv4.clone();
+            frame[14] = 0x55;
+            frame
+        }),
+        ("IPv4 IHL below 5", {
+            let mut frame = full_ipv4.clone();
+            frame[14] = 0x44;
+            frame
+        }),
+        ("IPv4 options longer than the frame", {
+            let mut frame = full_ipv4.clone();
+            frame[14] = 0x4f; // 60-byte header: the UDP header would start past the end
+            frame
+        }),
+        ("IPv6 version field not 6", {
+            let mut frame = full_ipv6.clone();
+            frame[14] = 0x40;
+            frame
+        }),
+    ];
+    for (case, frame) in cases {
+        assert_eq!(
+            run(&program, &frame),
+            (XdpAction::Pass, NOT_PARSED),
+            "case: {case}"
+        );
+    }
+    // The frames above were not changed by the program (it never writes).
+    assert_eq!(program.counters().unwrap().redirected, 0);
+}
+
+#[test]
+fn set_ports_changes_what_is_cluster_traffic() {
+    let Some(program) = load("set_ports_changes_what_is_cluster_traffic") else {
+        return;
+    };
+    let to_other = ethernet(
+        ETH_P_IP,
+        None,
+        &ipv4(IPPROTO_UDP, &[], 0, &udp(40000, OTHER_PORT, b"x")),
+    );
+    assert_eq!(run(&program, &to_other), (XdpAction::Pass, PASSED));
+    program.set_ports(&[OTHER_PORT, 7000]).unwrap();
+    assert_eq!(program.ports().unwrap(), vec![OTHER_PORT, 7000]);
+    assert_eq!(run(&program, &to_other), (XdpAction::Pass, CLUSTER));
+    assert_eq!(
+        run(&program, &cluster_ipv4_frame()),
+        (XdpAction::Pass, PASSED)
+    );
+    program.set_ports(&[]).unwrap();
+    assert!(program.ports().unwrap().is_empty());
+    assert_eq!(run(&program, &to_other), (XdpAction::Pass, PASSED));
+    assert!(program.set_ports(&[0]).is_err());
+    assert!(
+        program.remove_xsk(3).is_ok(),
+        "removing an empty slot is fine"
+    );
+    assert!(program.remove_xsk(xdp_prog::QUEUE_COUNT_MAX).is_err());
+}
