@@ -623,3 +623,208 @@ fn authkey_path_precedence_keyfile_then_env_then_default() {
     );
     std::env::remove_var(AUTHKEY_PATH_ENV);
 }
+
+#[test]
+fn every_documented_option_is_typed() {
+    let text = "\
+totem {
+version: 2
+cluster_name: demo
+token: 3000
+token_coefficient: 650
+token_retransmit: 714
+hold: 561
+token_retransmits_before_loss_const: 4
+join: 50
+send_join: 0
+consensus: 3600
+merge: 200
+downcheck: 1000
+fail_recv_const: 2500
+seqno_unchanged_const: 30
+heartbeat_failures_allowed: 0
+max_network_delay: 50
+window_size: 50
+max_messages: 17
+miss_count_const: 5
+knet_pmtud_interval: 30
+knet_compression_level: -1
+netmtu: 1500
+transport: xdp
+crypto_cipher: aes128
+crypto_hash: sha512
+keyfile: /etc/rotor/authkey
+ip_version: ipv4-6
+clear_node_high_bit: yes
+secauth: on
+config_version: 18446744073709551615
+ip_dscp: ef
+interface {
+linknumber: 2
+bindnetaddr: 10.0.0.0
+mcastaddr: 239.255.1.1
+mcastport: 5407
+ttl: 1
+}
+}
+quorum {
+provider: corosync_votequorum
+expected_votes: 3
+two_node: 0
+wait_for_all: 0
+last_man_standing: 1
+last_man_standing_window: 10000
+auto_tie_breaker: 1
+auto_tie_breaker_node: highest
+allow_downscale: 1
+expected_votes_tracking: 0
+}
+logging {
+to_stderr: on
+to_logfile: no
+logfile: /var/log/rotor.log
+to_syslog: yes
+syslog_facility: local3
+debug: trace
+timestamp: hires
+fileline: on
+function_name: off
+logger_subsys {
+subsys: TOTEM
+debug: on
+}
+}
+system {
+move_to_root_cgroup: auto
+sched_rr: no
+priority: max
+allow_knet_handle_fallback: no
+state_dir: /var/lib/rotor
+}
+resources {
+watchdog_timeout: 6
+}
+nozzle {
+name: noz01
+ipaddr: 192.168.10.0
+ipprefix: 24
+}
+";
+    let config = parse_str(FILE, text).unwrap();
+    let type_of = |key: &str| {
+        config
+            .entries
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} missing"))
+            .value_type()
+    };
+    for key in [
+        "version",
+        "token",
+        "token_coefficient",
+        "token_retransmit",
+        "hold",
+        "token_retransmits_before_loss_const",
+        "join",
+        "send_join",
+        "consensus",
+        "merge",
+        "downcheck",
+        "fail_recv_const",
+        "seqno_unchanged_const",
+        "heartbeat_failures_allowed",
+        "max_network_delay",
+        "window_size",
+        "max_messages",
+        "miss_count_const",
+        "knet_pmtud_interval",
+        "netmtu",
+    ] {
+        assert_eq!(
+            type_of(&format!("totem.{key}")),
+            ValueType::U32,
+            "totem.{key}"
+        );
+    }
+    assert_eq!(type_of("totem.knet_compression_level"), ValueType::I32);
+    assert_eq!(type_of("totem.config_version"), ValueType::U64);
+    assert_eq!(config.entries["totem.ip_dscp"], Value::U8(46));
+    for key in [
+        "cluster_name",
+        "transport",
+        "crypto_cipher",
+        "crypto_hash",
+        "keyfile",
+        "ip_version",
+        "clear_node_high_bit",
+        "secauth",
+    ] {
+        assert_eq!(
+            type_of(&format!("totem.{key}")),
+            ValueType::String,
+            "totem.{key}"
+        );
+    }
+    assert_eq!(type_of("totem.interface.2.bindnetaddr"), ValueType::String);
+    assert_eq!(type_of("totem.interface.2.mcastaddr"), ValueType::String);
+    assert_eq!(
+        config.entries["totem.interface.2.mcastport"],
+        Value::U16(5407)
+    );
+    assert_eq!(config.entries["totem.interface.2.ttl"], Value::U8(1));
+    for key in ["expected_votes", "last_man_standing_window"] {
+        assert_eq!(
+            type_of(&format!("quorum.{key}")),
+            ValueType::U32,
+            "quorum.{key}"
+        );
+    }
+    for key in [
+        "two_node",
+        "wait_for_all",
+        "last_man_standing",
+        "auto_tie_breaker",
+        "allow_downscale",
+        "expected_votes_tracking",
+    ] {
+        assert_eq!(
+            type_of(&format!("quorum.{key}")),
+            ValueType::U8,
+            "quorum.{key}"
+        );
+    }
+    assert_eq!(
+        config.entries["logging.logger_subsys.TOTEM.debug"],
+        Value::String("on".into())
+    );
+    assert_eq!(
+        config.entries["system.state_dir"],
+        Value::String("/var/lib/rotor".into())
+    );
+    assert_eq!(config.entries["resources.watchdog_timeout"], Value::U32(6));
+    assert_eq!(
+        config.entries["nozzle.ipprefix"],
+        Value::String("24".into())
+    );
+    let totem = &config.totem;
+    assert_eq!(
+        (totem.transport, totem.ip_version),
+        (Transport::Xdp, IpVersion::Ipv4Then6)
+    );
+    assert_eq!(
+        (totem.crypto_cipher.as_str(), totem.crypto_hash.as_str()),
+        ("aes128", "sha512")
+    );
+    assert_eq!(
+        totem.interfaces[0].mcastaddr.as_deref(),
+        Some("239.255.1.1")
+    );
+    assert!(totem.clear_node_high_bit);
+    assert_eq!(config.quorum.auto_tie_breaker_node, "highest");
+    // Only the knet option is warned about.
+    let warned: Vec<&str> = config.warnings.iter().map(|w| w.key.as_str()).collect();
+    assert_eq!(
+        warned,
+        ["totem.knet_pmtud_interval", "totem.knet_compression_level"]
+    );
+}
