@@ -1,0 +1,501 @@
+//! The single-producer single-consumer byte ring over one shared mapping: variable-length
+//! records up to `record_size_max` (≥ 1 MiB by default), each behind an 8-byte header, never
+//! split across the end of the data region (a pad record fills the tail end instead).
+//!
+//! Each side keeps its own cursor privately and only *publishes* it to shared memory; the other
+//! side's cursor is read once, copied out and validated before use, so a peer that scribbles on
+//! the mapping can make us return [`CorruptReason`], never read or write out of bounds.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::layout::{
+    check_sizes, mapping_size, record_footprint, RecordHeader, RingHeader, DATA_OFFSET,
+    RECORD_ALIGN, RECORD_CHECK, RECORD_KIND_DATA, RECORD_KIND_PAD, RING_MAGIC, RING_VERSION,
+};
+use crate::sys::{self, Mapping};
+
+/// Why a ring's shared contents are impossible. The peer that owns the offending field is
+/// misbehaving; the session it belongs to must be closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CorruptReason {
+    /// The consumer's published tail is ahead of our head, behind it by more than the ring, or
+    /// misaligned.
+    #[error("consumer cursor {tail} impossible for producer cursor {head}")]
+    TailOutOfRange { tail: u64, head: u64 },
+    /// The producer's published head is behind our tail, ahead by more than the ring, or
+    /// misaligned.
+    #[error("producer cursor {head} impossible for consumer cursor {tail}")]
+    HeadOutOfRange { head: u64, tail: u64 },
+    /// A record header without the check value (garbage or zeros where a record should be).
+    #[error("bad record magic at offset {offset}: header word {word:#018x}")]
+    BadRecordMagic { offset: usize, word: u64 },
+    /// A record header with an unknown kind.
+    #[error("unknown record kind {kind} at offset {offset}")]
+    BadRecordKind { offset: usize, kind: u16 },
+    /// A record longer than the ring allows.
+    #[error("record of {size} bytes at offset {offset} exceeds record_size_max {max}")]
+    RecordTooLarge {
+        offset: usize,
+        size: usize,
+        max: usize,
+    },
+    /// A record that would run past the end of the data region or past the producer's cursor.
+    #[error("record of {size} bytes at offset {offset} runs beyond the ring ({available} bytes published)")]
+    RecordBeyondRing {
+        offset: usize,
+        size: usize,
+        available: u64,
+    },
+    /// A pad record that does not end exactly at the end of the data region.
+    #[error("pad record at offset {offset} has size {size}, expected {expected}")]
+    BadPad {
+        offset: usize,
+        size: usize,
+        expected: usize,
+    },
+}
+
+/// Why a push did not happen. Nothing was written in any case.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PushError {
+    /// The ring has no room for this record now: try again once the consumer has caught up.
+    #[error("ring full, try again")]
+    Full,
+    /// The record can never fit this ring.
+    #[error("record of {size} bytes exceeds record_size_max {max}")]
+    TooLarge { size: usize, max: usize },
+    /// The consumer corrupted its cursor.
+    #[error("ring corrupted: {0}")]
+    Corrupt(CorruptReason),
+}
+
+/// Why a pop returned no record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PopError {
+    /// Nothing published yet.
+    #[error("ring empty")]
+    Empty,
+    /// The next record is larger than the buffer; it stays in the ring.
+    #[error("record of {size} bytes does not fit a buffer of {buffer} bytes")]
+    BufferTooSmall { size: usize, buffer: usize },
+    /// The producer wrote something impossible.
+    #[error("ring corrupted: {0}")]
+    Corrupt(CorruptReason),
+}
+
+/// Why a received ring fd was refused at attach.
+#[derive(Debug, thiserror::Error)]
+pub enum RingAttachError {
+    /// fstat/fcntl/mmap failed.
+    #[error("ring fd: {0}")]
+    Io(#[from] io::Error),
+    /// The header or the fd does not describe a ring we can use.
+    #[error("ring rejected: {0}")]
+    Invalid(&'static str),
+}
+
+/// The private, validated geometry of one ring, shared by both halves in one process.
+struct RingView {
+    map: Arc<Mapping>,
+    data_size: usize,
+    record_size_max: usize,
+}
+
+impl RingView {
+    fn header(&self) -> &RingHeader {
+        // Safety: the mapping is at least DATA_OFFSET bytes (checked at create/attach), page
+        // aligned, and RingHeader fits in DATA_OFFSET (asserted in layout); the fields we touch
+        // through this reference after creation are atomics.
+        unsafe { &*self.map.as_ptr().cast::<RingHeader>() }
+    }
+
+    fn data(&self) -> *mut u8 {
+        // Safety: DATA_OFFSET + data_size == mapping length (checked at create/attach).
+        unsafe { self.map.as_ptr().add(DATA_OFFSET) }
+    }
+}
+
+/// Creates a ring in a fresh sealed memfd: returns the fd (to pass to the peer) and the mapping.
+pub fn create(data_size: usize, record_size_max: usize) -> io::Result<(OwnedFd, Arc<Mapping>)> {
+    check_sizes(data_size as u64, record_size_max as u64)
+        .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
+    let fd = sys::memfd_sealed(c"rotor-ipc-ring", mapping_size(data_size))?;
+    let map = Mapping::map(fd.as_raw_fd(), mapping_size(data_size))?;
+    let header = map.as_ptr().cast::<RingHeader>();
+    // Safety: the fresh memfd is zero-filled and mapped only by us so far; writing the plain
+    // fields before anyone else can see the mapping is race-free. Cursors and flags start at 0.
+    unsafe {
+        (*header).magic = RING_MAGIC;
+        (*header).version = RING_VERSION;
+        (*header).header_size = std::mem::size_of::<RingHeader>() as u32;
+        (*header).data_size = data_size as u64;
+        (*header).record_size_max = record_size_max as u64;
+    }
+    Ok((fd, Arc::new(map)))
+}
+
+/// Maps a ring fd received from the creator and checks its size, seals and header.
+/// Returns the mapping and the validated `(data_size, record_size_max)`.
+pub fn attach(fd: RawFd) -> Result<(Arc<Mapping>, usize, usize), RingAttachError> {
+    let (file_size, seals) = sys::memfd_size_and_seals(fd)?;
+    if seals & sys::RING_SEALS != sys::RING_SEALS {
+        return Err(RingAttachError::Invalid(
+            "memfd is not sealed against resizing",
+        ));
+    }
+    if file_size < DATA_OFFSET as u64
+        || file_size > mapping_size(crate::layout::DATA_SIZE_MAX) as u64
+    {
+        return Err(RingAttachError::Invalid("memfd size out of range"));
+    }
+    let map = Mapping::map(fd, file_size as usize)?;
+    let header = map.as_ptr().cast::<RingHeader>();
+    // Safety: the mapping is at least DATA_OFFSET bytes, which holds a RingHeader; we copy the
+    // plain fields out with volatile reads because the creator may still be writing them.
+    let (magic, version, header_size, data_size, record_size_max) = unsafe {
+        (
+            std::ptr::addr_of!((*header).magic).read_volatile(),
+            std::ptr::addr_of!((*header).version).read_volatile(),
+            std::ptr::addr_of!((*header).header_size).read_volatile(),
+            std::ptr::addr_of!((*header).data_size).read_volatile(),
+            std::ptr::addr_of!((*header).record_size_max).read_volatile(),
+        )
+    };
+    if magic != RING_MAGIC {
+        return Err(RingAttachError::Invalid("bad ring magic"));
+    }
+    if version != RING_VERSION {
+        return Err(RingAttachError::Invalid("unsupported ring version"));
+    }
+    if header_size as usize != std::mem::size_of::<RingHeader>() {
+        return Err(RingAttachError::Invalid(
+            "ring header size differs from ours",
+        ));
+    }
+    let (data_size, record_size_max) =
+        check_sizes(data_size, record_size_max).map_err(RingAttachError::Invalid)?;
+    if mapping_size(data_size) as u64 != file_size {
+        return Err(RingAttachError::Invalid(
+            "memfd size does not match the header",
+        ));
+    }
+    Ok((Arc::new(map), data_size, record_size_max))
+}
+
+/// Builds both halves of one ring in this process (tests, benchmarks, threads of one process).
+pub fn pair(data_size: usize, record_size_max: usize) -> io::Result<(Producer, Consumer)> {
+    let (_fd, map) = create(data_size, record_size_max)?;
+    Ok((
+        Producer::new(map.clone(), data_size, record_size_max),
+        Consumer::new(map, data_size, record_size_max),
+    ))
+}
+
+/// The writing half of a ring. Not `Clone`: there is exactly one producer.
+pub struct Producer {
+    view: RingView,
+    /// Our cursor; the published `head` is only a copy of it.
+    head: u64,
+    /// Last validated value of the consumer's published tail.
+    tail_cached: u64,
+    /// The consumer's eventfd, signalled when it sleeps (`-1`: nobody to wake).
+    pub(crate) peer_wake_fd: RawFd,
+}
+
+/// The reading half of a ring. Not `Clone`: there is exactly one consumer.
+pub struct Consumer {
+    view: RingView,
+    /// Our cursor; the published `tail` is only a copy of it.
+    tail: u64,
+    /// Last validated value of the producer's published head.
+    head_cached: u64,
+    /// The producer's eventfd, signalled when it sleeps on a full ring (`-1`: nobody to wake).
+    pub(crate) peer_wake_fd: RawFd,
+}
+
+impl Producer {
+    /// The producer half over a mapping whose sizes were validated by [`create`] or [`attach`].
+    pub fn new(map: Arc<Mapping>, data_size: usize, record_size_max: usize) -> Producer {
+        assert!(map.size() >= mapping_size(data_size));
+        Producer {
+            view: RingView {
+                map,
+                data_size,
+                record_size_max,
+            },
+            head: 0,
+            tail_cached: 0,
+            peer_wake_fd: -1,
+        }
+    }
+
+    /// Largest payload one record may carry.
+    pub fn record_size_max(&self) -> usize {
+        self.view.record_size_max
+    }
+
+    /// Bytes of ring space a record of `size` needs right now (including a pad to the end).
+    fn space_needed(&self, size: usize) -> (usize, usize) {
+        let offset = (self.head as usize) & (self.view.data_size - 1);
+        let contiguous = self.view.data_size - offset;
+        let footprint = record_footprint(size);
+        if footprint <= contiguous {
+            (footprint, 0)
+        } else {
+            (contiguous + footprint, contiguous)
+        }
+    }
+
+    /// Re-reads the consumer's tail (once) and validates it.
+    fn refresh_tail(&mut self, order: Ordering) -> Result<(), CorruptReason> {
+        let tail = self.view.header().consumer.tail.load(order);
+        if tail > self.head
+            || self.head - tail > self.view.data_size as u64
+            || tail % RECORD_ALIGN as u64 != 0
+        {
+            return Err(CorruptReason::TailOutOfRange {
+                tail,
+                head: self.head,
+            });
+        }
+        self.tail_cached = tail;
+        Ok(())
+    }
+
+    /// Would a record of `size` fit now? Reads the consumer's cursor with `SeqCst`, for the
+    /// sleep protocol.
+    pub(crate) fn fits_now(&mut self, size: usize) -> Result<bool, CorruptReason> {
+        self.refresh_tail(Ordering::SeqCst)?;
+        let (total, _) = self.space_needed(size);
+        Ok(self.head + total as u64 - self.tail_cached <= self.view.data_size as u64)
+    }
+
+    /// Appends one record. On `Full` nothing is written and nothing is overwritten.
+    pub fn try_push(&mut self, payload: &[u8]) -> Result<(), PushError> {
+        let size = payload.len();
+        if size > self.view.record_size_max {
+            return Err(PushError::TooLarge {
+                size,
+                max: self.view.record_size_max,
+            });
+        }
+        let (total, pad) = self.space_needed(size);
+        let data_size = self.view.data_size as u64;
+        if self.head + total as u64 - self.tail_cached > data_size {
+            self.refresh_tail(Ordering::Acquire)
+                .map_err(PushError::Corrupt)?;
+            if self.head + total as u64 - self.tail_cached > data_size {
+                return Err(PushError::Full);
+            }
+        }
+        let data = self.view.data();
+        let mut offset = (self.head as usize) & (self.view.data_size - 1);
+        // Safety: `offset` is 8-aligned and below data_size; the space from the old head up to
+        // head + total is free (checked against the validated tail), so neither the pad header
+        // nor the record overlaps anything the consumer may still read; the record stays inside
+        // the data region because `space_needed` moved it to offset 0 when it would not fit.
+        unsafe {
+            if pad != 0 {
+                data.add(offset)
+                    .cast::<u64>()
+                    .write_volatile(RecordHeader::encode(
+                        (pad - RECORD_ALIGN) as u32,
+                        RECORD_KIND_PAD,
+                    ));
+                offset = 0;
+            }
+            std::ptr::copy_nonoverlapping(payload.as_ptr(), data.add(offset + RECORD_ALIGN), size);
+            data.add(offset)
+                .cast::<u64>()
+                .write_volatile(RecordHeader::encode(size as u32, RECORD_KIND_DATA));
+        }
+        self.head += total as u64;
+        let header = self.view.header();
+        // SeqCst store then SeqCst load of the flag: with the consumer's SeqCst flag store then
+        // head load, at least one side sees the other (no lost wake-up).
+        header.producer.head.store(self.head, Ordering::SeqCst);
+        if self.peer_wake_fd >= 0 && header.wait.consumer_waiting.load(Ordering::SeqCst) != 0 {
+            sys::eventfd_signal(self.peer_wake_fd);
+        }
+        Ok(())
+    }
+
+    /// Raw access to the mapping, for tests that play a hostile peer.
+    #[doc(hidden)]
+    pub fn mapping(&self) -> &Arc<Mapping> {
+        &self.view.map
+    }
+
+    pub(crate) fn set_waiting(&self, waiting: bool) {
+        self.view
+            .header()
+            .wait
+            .producer_waiting
+            .store(u32::from(waiting), Ordering::SeqCst);
+    }
+}
+
+impl Consumer {
+    /// The consumer half over a mapping whose sizes were validated by [`create`] or [`attach`].
+    pub fn new(map: Arc<Mapping>, data_size: usize, record_size_max: usize) -> Consumer {
+        assert!(map.size() >= mapping_size(data_size));
+        Consumer {
+            view: RingView {
+                map,
+                data_size,
+                record_size_max,
+            },
+            tail: 0,
+            head_cached: 0,
+            peer_wake_fd: -1,
+        }
+    }
+
+    /// Largest payload one record may carry (a buffer this large always suffices).
+    pub fn record_size_max(&self) -> usize {
+        self.view.record_size_max
+    }
+
+    fn refresh_head(&mut self, order: Ordering) -> Result<(), CorruptReason> {
+        let head = self.view.header().producer.head.load(order);
+        if head < self.tail
+            || head - self.tail > self.view.data_size as u64
+            || head % RECORD_ALIGN as u64 != 0
+        {
+            return Err(CorruptReason::HeadOutOfRange {
+                head,
+                tail: self.tail,
+            });
+        }
+        self.head_cached = head;
+        Ok(())
+    }
+
+    /// Is a record published? Reads the producer's cursor with `SeqCst`, for the sleep protocol.
+    pub(crate) fn ready_now(&mut self) -> Result<bool, CorruptReason> {
+        if self.head_cached != self.tail {
+            return Ok(true);
+        }
+        self.refresh_head(Ordering::SeqCst)?;
+        Ok(self.head_cached != self.tail)
+    }
+
+    /// Copies the next record into `buf` and releases its space; returns its length.
+    pub fn try_pop(&mut self, buf: &mut [u8]) -> Result<usize, PopError> {
+        let data_size = self.view.data_size;
+        // At most two rounds: a pad record, then a data record at offset 0.
+        for _ in 0..2 {
+            if self.head_cached == self.tail {
+                self.refresh_head(Ordering::Acquire)
+                    .map_err(PopError::Corrupt)?;
+                if self.head_cached == self.tail {
+                    return Err(PopError::Empty);
+                }
+            }
+            let available = self.head_cached - self.tail;
+            let offset = (self.tail as usize) & (data_size - 1);
+            // Safety: `offset` is 8-aligned (tail only moves by multiples of 8) and at most
+            // data_size - 8, so the 8-byte read is inside the data region. The word is copied
+            // out once and only the copy is looked at.
+            let word = unsafe { self.view.data().add(offset).cast::<u64>().read_volatile() };
+            let record = RecordHeader::decode(word);
+            if record.check != RECORD_CHECK {
+                return Err(PopError::Corrupt(CorruptReason::BadRecordMagic {
+                    offset,
+                    word,
+                }));
+            }
+            let size = record.size as usize;
+            match record.kind {
+                RECORD_KIND_PAD => {
+                    let expected = data_size - offset - RECORD_ALIGN;
+                    if size != expected || available < (data_size - offset) as u64 {
+                        return Err(PopError::Corrupt(CorruptReason::BadPad {
+                            offset,
+                            size,
+                            expected,
+                        }));
+                    }
+                    self.tail += (data_size - offset) as u64;
+                }
+                RECORD_KIND_DATA => {
+                    if size > self.view.record_size_max {
+                        return Err(PopError::Corrupt(CorruptReason::RecordTooLarge {
+                            offset,
+                            size,
+                            max: self.view.record_size_max,
+                        }));
+                    }
+                    let footprint = record_footprint(size);
+                    if offset + footprint > data_size || footprint as u64 > available {
+                        return Err(PopError::Corrupt(CorruptReason::RecordBeyondRing {
+                            offset,
+                            size,
+                            available,
+                        }));
+                    }
+                    if buf.len() < size {
+                        self.publish_tail();
+                        return Err(PopError::BufferTooSmall {
+                            size,
+                            buffer: buf.len(),
+                        });
+                    }
+                    // Safety: offset + 8 + size <= data_size (checked above), `buf` holds at
+                    // least `size` bytes, and the regions cannot overlap (ours vs the mapping).
+                    // The bytes are opaque payload: whatever a racing writer leaves in them is
+                    // copied as-is and cannot affect our control flow.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            self.view.data().add(offset + RECORD_ALIGN),
+                            buf.as_mut_ptr(),
+                            size,
+                        );
+                    }
+                    self.tail += footprint as u64;
+                    self.publish_tail();
+                    return Ok(size);
+                }
+                kind => {
+                    return Err(PopError::Corrupt(CorruptReason::BadRecordKind {
+                        offset,
+                        kind,
+                    }))
+                }
+            }
+        }
+        // Two pads in a row cannot happen with an honest producer: the second would start at 0.
+        let offset = (self.tail as usize) & (data_size - 1);
+        Err(PopError::Corrupt(CorruptReason::BadPad {
+            offset,
+            size: 0,
+            expected: 0,
+        }))
+    }
+
+    fn publish_tail(&self) {
+        let header = self.view.header();
+        // Mirror of the producer's store/load pair (see `Producer::try_push`).
+        header.consumer.tail.store(self.tail, Ordering::SeqCst);
+        if self.peer_wake_fd >= 0 && header.wait.producer_waiting.load(Ordering::SeqCst) != 0 {
+            sys::eventfd_signal(self.peer_wake_fd);
+        }
+    }
+
+    pub(crate) fn set_waiting(&self, waiting: bool) {
+        self.view
+            .header()
+            .wait
+            .consumer_waiting
+            .store(u32::from(waiting), Ordering::SeqCst);
+    }
+
+    /// Raw access to the mapping, for tests that play a hostile peer.
+    #[doc(hidden)]
+    pub fn mapping(&self) -> &Arc<Mapping> {
+        &self.view.map
+    }
+}

@@ -1,0 +1,422 @@
+//! One attached party's end of a connection: the outgoing ring's producer, the incoming ring's
+//! consumer, both eventfds and the control socket whose hang-up tells that the peer is gone.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use crate::ring::{Consumer, CorruptReason, PopError, Producer, PushError};
+use crate::sys;
+use crate::wait::{WaitMode, CLOCK_CHECK_INTERVAL, PEER_CHECK_INTERVAL};
+
+/// Which end of the handshake a session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Created by [`crate::Server::accept`]; its peer is an untrusted client.
+    Server,
+    /// Created by [`crate::Client::connect`].
+    Client,
+}
+
+/// The peer's credentials, from SO_PEERCRED (server side) or as the server reported them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCred {
+    /// Process id (0 when unknown).
+    pub pid: i32,
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+}
+
+/// Errors of a session call. `Full` and `Empty` mean "try again"; the others close the session.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The outgoing ring is full: try again (nothing was written or dropped).
+    #[error("ring full, try again")]
+    Full,
+    /// No record is waiting.
+    #[error("no record available")]
+    Empty,
+    /// The wait's timeout passed.
+    #[error("timed out")]
+    TimedOut,
+    /// The record can never fit the ring.
+    #[error("record of {size} bytes exceeds record_size_max {max}")]
+    TooLarge { size: usize, max: usize },
+    /// The receive buffer is smaller than the next record, which stays in the ring.
+    #[error("record of {size} bytes does not fit a buffer of {buffer} bytes")]
+    BufferTooSmall { size: usize, buffer: usize },
+    /// The peer closed its end or died.
+    #[error("peer has gone away")]
+    PeerGone,
+    /// The peer wrote something impossible into shared memory; the session is closed.
+    #[error("peer corrupted the shared ring: {0}")]
+    Corrupt(CorruptReason),
+    /// The peer broke the control-socket protocol; the session is closed.
+    #[error("peer broke the protocol: {0}")]
+    Protocol(&'static str),
+    /// The session was closed by an earlier error.
+    #[error("session closed")]
+    Closed,
+    /// A system call failed.
+    #[error("ipc system call failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// One end of an attached connection. Not `Sync`: one thread drives it (`&mut self`).
+pub struct Session {
+    producer: Producer,
+    consumer: Consumer,
+    socket: OwnedFd,
+    wake_fd: OwnedFd,
+    // Kept open for as long as `producer.peer_wake_fd`/`consumer.peer_wake_fd` refer to it.
+    _peer_wake_fd: OwnedFd,
+    peer: PeerCred,
+    role: Role,
+    closed: bool,
+    /// Consecutive idle rounds since the last liveness look.
+    idle_rounds: u32,
+    /// `arm_for_poll` raised the consumer flag and no receive has lowered it yet.
+    armed: bool,
+}
+
+enum Want {
+    Record,
+    Space(usize),
+}
+
+impl Session {
+    pub(crate) fn new(
+        mut producer: Producer,
+        mut consumer: Consumer,
+        socket: OwnedFd,
+        wake_fd: OwnedFd,
+        peer_wake_fd: OwnedFd,
+        peer: PeerCred,
+        role: Role,
+    ) -> Session {
+        producer.peer_wake_fd = peer_wake_fd.as_raw_fd();
+        consumer.peer_wake_fd = peer_wake_fd.as_raw_fd();
+        Session {
+            producer,
+            consumer,
+            socket,
+            wake_fd,
+            _peer_wake_fd: peer_wake_fd,
+            peer,
+            role,
+            closed: false,
+            idle_rounds: 0,
+            armed: false,
+        }
+    }
+
+    /// The peer's credentials.
+    pub fn peer(&self) -> PeerCred {
+        self.peer
+    }
+
+    /// Which end this is.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Largest record this session can send.
+    pub fn send_size_max(&self) -> usize {
+        self.producer.record_size_max()
+    }
+
+    /// Largest record the peer can send us: a receive buffer this large always suffices.
+    pub fn recv_size_max(&self) -> usize {
+        self.consumer.record_size_max()
+    }
+
+    /// The outgoing ring's mapping, for tests that play a hostile peer.
+    #[doc(hidden)]
+    pub fn outgoing_mapping(&self) -> &std::sync::Arc<crate::Mapping> {
+        self.producer.mapping()
+    }
+
+    /// Has an error closed this session?
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The control socket: it reports hang-up when the peer dies. A server that multiplexes many
+    /// sessions in one epoll loop registers this fd to learn of a dead client without polling it.
+    pub fn control_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+
+    /// Closes the session on a corrupt ring: logs why and shuts the control socket, so the
+    /// peer's next call fails instead of waiting.
+    fn fail_corrupt(&mut self, reason: CorruptReason) -> SessionError {
+        tracing::warn!(
+            role = ?self.role, pid = self.peer.pid, uid = self.peer.uid, %reason,
+            "ipc-shm: disconnecting peer: shared ring corrupt"
+        );
+        self.close();
+        SessionError::Corrupt(reason)
+    }
+
+    fn fail_gone(&mut self) -> SessionError {
+        tracing::info!(role = ?self.role, pid = self.peer.pid, uid = self.peer.uid, "ipc-shm: peer gone");
+        self.close();
+        SessionError::PeerGone
+    }
+
+    fn fail_protocol(&mut self, why: &'static str) -> SessionError {
+        tracing::warn!(role = ?self.role, pid = self.peer.pid, uid = self.peer.uid, why, "ipc-shm: disconnecting peer: protocol violation");
+        self.close();
+        SessionError::Protocol(why)
+    }
+
+    /// Closes the session: the peer sees EOF on the control socket at once. Idempotent.
+    pub fn close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            sys::shutdown(self.socket.as_raw_fd());
+        }
+    }
+
+    /// One non-blocking look at the control socket: `Err(PeerGone)` if the peer has gone.
+    pub fn check_peer(&mut self) -> Result<(), SessionError> {
+        if self.closed {
+            return Err(SessionError::Closed);
+        }
+        match sys::check_socket(self.socket.as_raw_fd()) {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(self.fail_gone()),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                Err(self.fail_protocol("unexpected bytes on the control socket"))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn on_idle(&mut self) -> Result<(), SessionError> {
+        self.idle_rounds += 1;
+        if self.idle_rounds >= PEER_CHECK_INTERVAL {
+            self.idle_rounds = 0;
+            self.check_peer()?;
+        }
+        Ok(())
+    }
+
+    /// Sends one record without waiting. `Err(Full)`: try again later; nothing was written.
+    pub fn try_send(&mut self, record: &[u8]) -> Result<(), SessionError> {
+        if self.closed {
+            return Err(SessionError::Closed);
+        }
+        match self.producer.try_push(record) {
+            Ok(()) => Ok(()),
+            Err(PushError::Full) => {
+                self.on_idle()?;
+                Err(SessionError::Full)
+            }
+            Err(PushError::TooLarge { size, max }) => Err(SessionError::TooLarge { size, max }),
+            Err(PushError::Corrupt(reason)) => Err(self.fail_corrupt(reason)),
+        }
+    }
+
+    /// Receives one record into `buf` without waiting; returns its length.
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, SessionError> {
+        if self.closed {
+            return Err(SessionError::Closed);
+        }
+        match self.consumer.try_pop(buf) {
+            Ok(size) => {
+                if self.armed {
+                    self.armed = false;
+                    self.consumer.set_waiting(false);
+                }
+                Ok(size)
+            }
+            Err(PopError::Empty) => {
+                self.on_idle()?;
+                Err(SessionError::Empty)
+            }
+            Err(PopError::BufferTooSmall { size, buffer }) => {
+                Err(SessionError::BufferTooSmall { size, buffer })
+            }
+            Err(PopError::Corrupt(reason)) => Err(self.fail_corrupt(reason)),
+        }
+    }
+
+    /// Sends one record, waiting for space as `mode` says.
+    pub fn send(&mut self, record: &[u8], mode: WaitMode) -> Result<(), SessionError> {
+        self.send_timeout(record, mode, None)
+    }
+
+    /// [`Session::send`] giving up with `TimedOut` after `timeout`.
+    pub fn send_timeout(
+        &mut self,
+        record: &[u8],
+        mode: WaitMode,
+        timeout: Option<Duration>,
+    ) -> Result<(), SessionError> {
+        let mut waiter = Waiter::new(mode, timeout);
+        loop {
+            match self.try_send(record) {
+                Err(SessionError::Full) => {}
+                other => return other,
+            }
+            if waiter.should_sleep()? {
+                self.sleep(Want::Space(record.len()), waiter.deadline)?;
+            }
+        }
+    }
+
+    /// Receives one record into `buf`, waiting as `mode` says; returns its length.
+    pub fn recv(&mut self, buf: &mut [u8], mode: WaitMode) -> Result<usize, SessionError> {
+        self.recv_timeout(buf, mode, None)
+    }
+
+    /// [`Session::recv`] giving up with `TimedOut` after `timeout`.
+    pub fn recv_timeout(
+        &mut self,
+        buf: &mut [u8],
+        mode: WaitMode,
+        timeout: Option<Duration>,
+    ) -> Result<usize, SessionError> {
+        let mut waiter = Waiter::new(mode, timeout);
+        loop {
+            match self.try_recv(buf) {
+                Err(SessionError::Empty) => {}
+                other => return other,
+            }
+            if waiter.should_sleep()? {
+                self.sleep(Want::Record, waiter.deadline)?;
+            }
+        }
+    }
+
+    /// Prepares the wake fd ([`AsRawFd::as_raw_fd`]) for the caller's own poll/epoll loop:
+    /// asks the peer to signal it on the next record. Returns `true` if a record is already
+    /// waiting (then receive instead of sleeping). The request ends with the next received record,
+    /// so call this again before each sleep, like `cpg_dispatch` then `poll` with libcpg's fd.
+    pub fn arm_for_poll(&mut self) -> Result<bool, SessionError> {
+        if self.closed {
+            return Err(SessionError::Closed);
+        }
+        self.armed = true;
+        self.consumer.set_waiting(true);
+        match self.consumer.ready_now() {
+            Ok(ready) => {
+                if !ready {
+                    sys::eventfd_drain(self.wake_fd.as_raw_fd());
+                    // A record may have landed between the check and the drain.
+                    if self.consumer.ready_now().unwrap_or(true) {
+                        sys::eventfd_signal(self.wake_fd.as_raw_fd());
+                    }
+                }
+                Ok(ready)
+            }
+            Err(reason) => Err(self.fail_corrupt(reason)),
+        }
+    }
+
+    /// Raises our flag, re-checks, sleeps on (wake fd, control socket), lowers the flag.
+    fn sleep(&mut self, want: Want, deadline: Option<Instant>) -> Result<(), SessionError> {
+        if self.closed {
+            return Err(SessionError::Closed);
+        }
+        let ready = match want {
+            Want::Record => {
+                self.consumer.set_waiting(true);
+                self.consumer.ready_now()
+            }
+            Want::Space(size) => {
+                self.producer.set_waiting(true);
+                self.producer.fits_now(size)
+            }
+        };
+        let result = match ready {
+            Err(reason) => Err(self.fail_corrupt(reason)),
+            Ok(true) => Ok(()),
+            Ok(false) => self.poll_once(deadline),
+        };
+        match want {
+            Want::Record => {
+                self.armed = false;
+                self.consumer.set_waiting(false);
+            }
+            Want::Space(_) => self.producer.set_waiting(false),
+        }
+        result
+    }
+
+    fn poll_once(&mut self, deadline: Option<Instant>) -> Result<(), SessionError> {
+        let timeout = match deadline {
+            None => None,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(SessionError::TimedOut);
+                }
+                Some(left)
+            }
+        };
+        let polled = sys::poll2(self.wake_fd.as_raw_fd(), self.socket.as_raw_fd(), timeout)?;
+        if polled.woken {
+            sys::eventfd_drain(self.wake_fd.as_raw_fd());
+        }
+        match sys::socket_peer_gone(self.socket.as_raw_fd(), polled.socket_events) {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(self.fail_gone()),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                Err(self.fail_protocol("unexpected bytes on the control socket"))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl AsRawFd for Session {
+    /// The wake eventfd: readable when the peer has signalled. See [`Session::arm_for_poll`].
+    fn as_raw_fd(&self) -> RawFd {
+        self.wake_fd.as_raw_fd()
+    }
+}
+
+/// The spin-then-sleep policy of one `send`/`recv` call.
+struct Waiter {
+    spin_until: Option<Instant>,
+    sleeping: bool,
+    deadline: Option<Instant>,
+    rounds: u32,
+}
+
+impl Waiter {
+    fn new(mode: WaitMode, timeout: Option<Duration>) -> Waiter {
+        let now = Instant::now();
+        let budget = mode.spin_budget();
+        Waiter {
+            sleeping: budget == Some(Duration::ZERO),
+            spin_until: budget.map(|b| now + b),
+            deadline: timeout.map(|t| now + t),
+            rounds: 0,
+        }
+    }
+
+    /// Called after each unsuccessful attempt: spins (returns `false`) or says to sleep.
+    fn should_sleep(&mut self) -> Result<bool, SessionError> {
+        if self.sleeping {
+            return Ok(true);
+        }
+        self.rounds += 1;
+        if self.rounds % CLOCK_CHECK_INTERVAL == 0 {
+            let now = Instant::now();
+            if self.deadline.is_some_and(|d| now >= d) {
+                return Err(SessionError::TimedOut);
+            }
+            if self.spin_until.is_some_and(|s| now >= s) {
+                self.sleeping = true;
+                return Ok(true);
+            }
+        }
+        std::hint::spin_loop();
+        Ok(false)
+    }
+}

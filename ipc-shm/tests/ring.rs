@@ -1,0 +1,307 @@
+//! The ring on its own, both halves in one process: edges, size classes, wrap-around, a
+//! concurrent stress run with a checksum, and a producer that writes garbage.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ipc_shm::layout::{
+    record_footprint, record_size_max_for, DATA_OFFSET, DATA_SIZE_DEFAULT, RECORD_SIZE_MAX_DEFAULT,
+};
+use ipc_shm::{pair, CorruptReason, PopError, PushError};
+
+const DATA_SIZE_SMALL: usize = 4096;
+
+fn pattern(seed: u64, size: usize) -> Vec<u8> {
+    (0..size)
+        .map(|i| (seed.wrapping_mul(31).wrapping_add(i as u64 * 7) % 251) as u8)
+        .collect()
+}
+
+#[test]
+fn empty_ring_pops_nothing() {
+    let (_p, mut c) = pair(DATA_SIZE_SMALL, record_size_max_for(DATA_SIZE_SMALL)).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(c.try_pop(&mut buf), Err(PopError::Empty));
+}
+
+#[test]
+fn full_ring_refuses_without_overwriting_then_drains_in_order() {
+    let (mut p, mut c) = pair(DATA_SIZE_SMALL, record_size_max_for(DATA_SIZE_SMALL)).unwrap();
+    // 56-byte payloads take 64 bytes each: exactly 64 of them fill 4096 bytes.
+    let mut pushed = 0u64;
+    loop {
+        match p.try_push(&pattern(pushed, 56)) {
+            Ok(()) => pushed += 1,
+            Err(PushError::Full) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(pushed as usize, DATA_SIZE_SMALL / record_footprint(56));
+    assert_eq!(
+        p.try_push(&[]),
+        Err(PushError::Full),
+        "even an empty record needs 8 bytes"
+    );
+    let mut buf = [0u8; 64];
+    for i in 0..pushed {
+        let n = c.try_pop(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &pattern(i, 56)[..]);
+    }
+    assert_eq!(c.try_pop(&mut buf), Err(PopError::Empty));
+    // Space is back: one more full round.
+    for i in 0..pushed {
+        p.try_push(&pattern(i, 56)).unwrap();
+    }
+    assert_eq!(p.try_push(&[1]), Err(PushError::Full));
+}
+
+#[test]
+fn too_large_and_buffer_too_small() {
+    let max = record_size_max_for(DATA_SIZE_SMALL);
+    let (mut p, mut c) = pair(DATA_SIZE_SMALL, max).unwrap();
+    assert_eq!(
+        p.try_push(&vec![0; max + 1]),
+        Err(PushError::TooLarge { size: max + 1, max })
+    );
+    p.try_push(&[7; 100]).unwrap();
+    let mut small = [0u8; 10];
+    assert_eq!(
+        c.try_pop(&mut small),
+        Err(PopError::BufferTooSmall {
+            size: 100,
+            buffer: 10
+        })
+    );
+    let mut buf = [0u8; 100];
+    assert_eq!(
+        c.try_pop(&mut buf),
+        Ok(100),
+        "the record stayed in the ring"
+    );
+}
+
+#[test]
+fn records_of_every_size_class_wrap_around() {
+    let max = record_size_max_for(DATA_SIZE_SMALL);
+    let (mut p, mut c) = pair(DATA_SIZE_SMALL, max).unwrap();
+    let mut buf = vec![0u8; max];
+    let mut sizes: Vec<usize> = (0..=72).collect();
+    sizes.extend([
+        127,
+        128,
+        129,
+        255,
+        256,
+        257,
+        511,
+        1000,
+        1024,
+        1500,
+        2000,
+        max - 1,
+        max,
+    ]);
+    // Many rounds at shifting offsets, so each size meets the end of the ring at every phase.
+    let mut seq = 0u64;
+    for round in 0..200 {
+        for &size in sizes.iter().skip(round % 7) {
+            p.try_push(&pattern(seq, size)).unwrap();
+            let n = c.try_pop(&mut buf).unwrap();
+            assert_eq!(n, size);
+            assert_eq!(
+                &buf[..n],
+                &pattern(seq, size)[..],
+                "record {seq} of {size} bytes"
+            );
+            seq += 1;
+        }
+    }
+}
+
+#[test]
+fn large_records_up_to_the_default_maximum() {
+    let (mut p, mut c) = pair(DATA_SIZE_DEFAULT, RECORD_SIZE_MAX_DEFAULT).unwrap();
+    let mut buf = vec![0u8; RECORD_SIZE_MAX_DEFAULT];
+    for (i, size) in [
+        1 << 20,
+        RECORD_SIZE_MAX_DEFAULT,
+        3,
+        (1 << 20) + 1,
+        RECORD_SIZE_MAX_DEFAULT,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let record = pattern(i as u64, size);
+        // Keep two in flight to exercise the pad at the end of the region.
+        p.try_push(&record).unwrap();
+        p.try_push(&record).unwrap();
+        for _ in 0..2 {
+            let n = c.try_pop(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &record[..]);
+        }
+    }
+}
+
+#[test]
+fn concurrent_stress_with_checksum() {
+    const RECORDS: u64 = 200_000;
+    let max = 1000;
+    let (mut p, mut c) = pair(16 << 10, max).unwrap();
+    let sent_sum = AtomicU64::new(0);
+    let received = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut sum = 0u64;
+            let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+            for seq in 0..RECORDS {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let size = 8 + (rng % (max as u64 - 8)) as usize;
+                let mut record = pattern(rng, size);
+                record[..8].copy_from_slice(&seq.to_le_bytes());
+                sum = sum.wrapping_add(checksum(&record));
+                loop {
+                    match p.try_push(&record) {
+                        Ok(()) => break,
+                        Err(PushError::Full) => std::hint::spin_loop(),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+            sent_sum.store(sum, Ordering::SeqCst);
+        });
+        let mut buf = vec![0u8; max];
+        let mut sum = 0u64;
+        let mut next = 0u64;
+        while next < RECORDS {
+            match c.try_pop(&mut buf) {
+                Ok(n) => {
+                    assert_eq!(
+                        u64::from_le_bytes(buf[..8].try_into().unwrap()),
+                        next,
+                        "records in order, none lost"
+                    );
+                    sum = sum.wrapping_add(checksum(&buf[..n]));
+                    next += 1;
+                }
+                Err(PopError::Empty) => std::hint::spin_loop(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        sum
+    });
+    assert_eq!(
+        received,
+        sent_sum.load(Ordering::SeqCst),
+        "checksum over everything sent"
+    );
+}
+
+fn checksum(bytes: &[u8]) -> u64 {
+    // FNV-1a.
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Writes `value` at `offset` of the mapping as a hostile peer would.
+fn scribble_u64(map: &ipc_shm::Mapping, offset: usize, value: u64) {
+    assert!(offset + 8 <= map.size());
+    // Safety: in bounds of the live mapping (checked above), 8-aligned offsets only.
+    unsafe { map.as_ptr().add(offset).cast::<u64>().write_volatile(value) };
+}
+
+const HEAD_OFFSET: usize = std::mem::offset_of!(ipc_shm::layout::RingHeader, producer);
+const TAIL_OFFSET: usize = std::mem::offset_of!(ipc_shm::layout::RingHeader, consumer);
+
+#[test]
+fn consumer_rejects_impossible_head() {
+    let (_p, mut c) = pair(DATA_SIZE_SMALL, 1024).unwrap();
+    let map = c.mapping().clone();
+    let mut buf = [0u8; 1024];
+    for head in [DATA_SIZE_SMALL as u64 + 8, 12, u64::MAX - 7] {
+        scribble_u64(&map, HEAD_OFFSET, head);
+        assert!(
+            matches!(
+                c.try_pop(&mut buf),
+                Err(PopError::Corrupt(CorruptReason::HeadOutOfRange { .. }))
+            ),
+            "head {head}"
+        );
+    }
+}
+
+#[test]
+fn consumer_rejects_garbage_records() {
+    let mut buf = [0u8; 2048];
+    type IsExpected = fn(&CorruptReason) -> bool;
+    let cases: [(u64, IsExpected); 5] = [
+        (0, |r| matches!(r, CorruptReason::BadRecordMagic { .. })),
+        (0xdead_beef_dead_beef, |r| {
+            matches!(r, CorruptReason::BadRecordMagic { .. })
+        }),
+        (0x5254_0009_0000_0010, |r| {
+            matches!(r, CorruptReason::BadRecordKind { .. })
+        }),
+        (0x5254_0001_0000_0801, |r| {
+            matches!(r, CorruptReason::RecordTooLarge { .. })
+        }),
+        (0x5254_0001_0000_0100, |r| {
+            matches!(r, CorruptReason::RecordBeyondRing { .. })
+        }),
+    ];
+    for (word, expect) in cases {
+        let (_p, mut c) = pair(DATA_SIZE_SMALL, 2048 - 8).unwrap();
+        let map = c.mapping().clone();
+        scribble_u64(&map, DATA_OFFSET, word);
+        scribble_u64(&map, HEAD_OFFSET, 64); // claims 64 bytes published
+        match c.try_pop(&mut buf) {
+            Err(PopError::Corrupt(reason)) => assert!(expect(&reason), "word {word:#x}: {reason}"),
+            other => panic!("word {word:#x}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn producer_rejects_impossible_tail() {
+    let (mut p, _c) = pair(DATA_SIZE_SMALL, 1024).unwrap();
+    let map = p.mapping().clone();
+    scribble_u64(&map, TAIL_OFFSET, 1 << 40);
+    // Fill until the producer has to look at the tail.
+    let result = (0..100)
+        .map(|_| p.try_push(&[0; 1000]))
+        .find(|r| r.is_err())
+        .unwrap();
+    assert!(
+        matches!(
+            result,
+            Err(PushError::Corrupt(CorruptReason::TailOutOfRange { .. }))
+        ),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn random_garbage_never_panics() {
+    let mut rng = 0x1234_5678_9abc_def1u64;
+    let mut buf = vec![0u8; 2048];
+    for _ in 0..300 {
+        let (_p, mut c) = pair(DATA_SIZE_SMALL, 2048 - 8).unwrap();
+        let map = c.mapping().clone();
+        for _ in 0..8 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let offset = DATA_OFFSET + ((rng >> 20) as usize % DATA_SIZE_SMALL) / 8 * 8;
+            scribble_u64(&map, offset, rng);
+        }
+        scribble_u64(
+            &map,
+            HEAD_OFFSET,
+            (rng % (DATA_SIZE_SMALL as u64 + 64)) & !7,
+        );
+        for _ in 0..4 {
+            let _ = c.try_pop(&mut buf);
+        }
+    }
+}
