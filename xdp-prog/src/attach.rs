@@ -211,7 +211,15 @@ impl XdpProgram {
             return Ok(());
         }
         self.attached = false;
-        let rc = detach_if_current(self.ifindex, self.mode.flag(), self.steer.prog_fd());
+        // Look first, so the usual "replaced by a newer run" case does not make libbpf log a
+        // kernel error; detach_if_current still makes the kernel check, against races.
+        let ours = self.steer.prog_id().ok();
+        let current =
+            Xdp::new(self.steer.prog_fd()).query_id(self.ifindex as i32, self.mode.flag());
+        let rc = match current {
+            Ok(id) if Some(id) != ours => -libc::EEXIST,
+            _ => detach_if_current(self.ifindex, self.mode.flag(), self.steer.prog_fd()),
+        };
         match -rc {
             0 => {
                 info!(interface = %self.interface, mode = %self.mode, "XDP program detached");

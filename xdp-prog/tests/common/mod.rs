@@ -128,3 +128,210 @@ fn internet_checksum(bytes: &[u8]) -> u16 {
     }
     !(sum as u16)
 }
+
+/// A network namespace made with `ip netns add`, deleted (with its interfaces) on drop, so a
+/// failing test still cleans up.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates the namespace `rxp-<pid>-<n>-<suffix>` (unique within and across test
+    /// processes) with its loopback up.
+    pub fn create(suffix: &str) -> Result<Netns, String> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("rxp-{}-{n}-{suffix}", std::process::id());
+        // A leftover from an earlier run with the same pid would make `add` fail.
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(std::process::Stdio::null())
+            .status();
+        run_command(&["ip", "netns", "add", &name])?;
+        let netns = Netns { name };
+        netns.ip(&["link", "set", "lo", "up"])?;
+        Ok(netns)
+    }
+
+    /// Runs `ip -n <name> args…`.
+    pub fn ip(&self, args: &[&str]) -> Result<String, String> {
+        let mut command = vec!["ip", "-n", &self.name];
+        command.extend_from_slice(args);
+        run_command(&command)
+    }
+
+    /// Runs `args` inside the namespace (`ip netns exec`).
+    pub fn exec(&self, args: &[&str]) -> Result<String, String> {
+        let mut command = vec!["ip", "netns", "exec", &self.name];
+        command.extend_from_slice(args);
+        run_command(&command)
+    }
+
+    /// Runs `f` on a new thread that has entered the namespace: sockets it creates belong to
+    /// the namespace (and stay there when used from other threads), and the loader's netlink
+    /// calls act on it.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        run_in(&self.name, f)
+    }
+}
+
+/// [`Netns::run`] by namespace name, for code already running inside another namespace.
+pub fn run_in<T: Send + 'static>(netns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    {
+        let path = format!("/run/netns/{netns}");
+        let thread = std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            // Safety: the fd is open for the duration of the call; setns only changes this
+            // thread's network namespace.
+            let rc =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        });
+        match thread.join() {
+            Ok(value) => value,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Err(error) = run_command(&["ip", "netns", "del", &self.name]) {
+            eprintln!("cleaning up network namespace {}: {error}", self.name);
+        }
+    }
+}
+
+/// Why namespace tests cannot run here (on top of [`bpf_unavailable`]), or None.
+pub fn netns_unavailable() -> Option<String> {
+    if let Some(reason) = bpf_unavailable() {
+        return Some(reason);
+    }
+    match Netns::create("probe") {
+        Ok(_netns) => None,
+        Err(error) => Some(format!("cannot create a network namespace: {error}")),
+    }
+}
+
+/// Prints why `test` skips and returns true when namespaces or BPF are unavailable.
+pub fn skip_without_netns(test: &str) -> bool {
+    match netns_unavailable() {
+        Some(reason) => {
+            println!("SKIPPED {test}: {reason}");
+            true
+        }
+        None => false,
+    }
+}
+
+/// Runs a command to completion; its stdout, or an error with its stderr.
+pub fn run_command(args: &[&str]) -> Result<String, String> {
+    let output = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    if !output.status.success() {
+        return Err(format!(
+            "`{}` failed ({}): {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Sends one ICMP echo request from inside `netns` to `to` and waits (bounded) for the reply,
+/// over a raw socket, so the tests need no `ping` binary.
+pub fn icmp_echo(netns: &str, to: std::net::Ipv4Addr) -> Result<(), String> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const ECHO_ID: u16 = 0x5254;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    run_in(netns, move || {
+        // Safety: socket(2) with constant arguments; the result is checked before use.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_INET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::IPPROTO_ICMP,
+            )
+        };
+        if raw < 0 {
+            return Err(format!(
+                "raw ICMP socket: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        // Safety: socket(2) returned a new fd that nothing else owns.
+        let socket = unsafe { OwnedFd::from_raw_fd(raw) };
+        let timeout = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 200_000,
+        };
+        // Safety: `timeout` is a valid timeval of the size passed, alive during the call.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&timeout as *const libc::timeval).cast(),
+                size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        let mut request = vec![8, 0, 0, 0];
+        request.extend_from_slice(&ECHO_ID.to_be_bytes());
+        request.extend_from_slice(&1u16.to_be_bytes());
+        request.extend_from_slice(b"rotor xdp-prog test");
+        let checksum = internet_checksum(&request);
+        request[2..4].copy_from_slice(&checksum.to_be_bytes());
+        let destination = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(to.octets()),
+            },
+            sin_zero: [0; 8],
+        };
+        while std::time::Instant::now() < deadline {
+            // Safety: `request` and `destination` are valid for the lengths passed.
+            let sent = unsafe {
+                libc::sendto(
+                    socket.as_raw_fd(),
+                    request.as_ptr().cast(),
+                    request.len(),
+                    0,
+                    (&destination as *const libc::sockaddr_in).cast(),
+                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            };
+            if sent < 0 {
+                return Err(format!("sendto: {}", std::io::Error::last_os_error()));
+            }
+            let mut reply = [0u8; 1500];
+            // Safety: `reply` is writable for its full length; recv times out (SO_RCVTIMEO).
+            let size = unsafe {
+                libc::recv(
+                    socket.as_raw_fd(),
+                    reply.as_mut_ptr().cast(),
+                    reply.len(),
+                    0,
+                )
+            };
+            if size <= 0 {
+                continue;
+            }
+            // The raw socket hands over the IPv4 header too; it also sees our own request.
+            let reply = &reply[..size as usize];
+            let header_size = usize::from(reply[0] & 0x0f) * 4;
+            if reply.len() >= header_size + 8
+                && reply[12..16] == to.octets()
+                && reply[header_size] == 0
+                && reply[header_size + 4..header_size + 6] == ECHO_ID.to_be_bytes()
+            {
+                return Ok(());
+            }
+        }
+        Err(format!("no ICMP echo reply from {to} within 3 s"))
+    })
+}
