@@ -26,11 +26,18 @@ pub fn bpf_unavailable() -> Option<String> {
     }
 }
 
+/// Prints the skip line on stderr directly: libtest captures `println!`/`eprintln!` of passing
+/// tests, and a skip must show up in a plain `cargo test`.
+pub fn say_skipped(test: &str, reason: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
+}
+
 /// Prints why `test` skips and returns true when BPF is unavailable.
 pub fn skip_without_bpf(test: &str) -> bool {
     match bpf_unavailable() {
         Some(reason) => {
-            println!("SKIPPED {test}: {reason}");
+            say_skipped(test, &reason);
             true
         }
         None => false,
@@ -218,7 +225,7 @@ pub fn netns_unavailable() -> Option<String> {
 pub fn skip_without_netns(test: &str) -> bool {
     match netns_unavailable() {
         Some(reason) => {
-            println!("SKIPPED {test}: {reason}");
+            say_skipped(test, &reason);
             true
         }
         None => false,
