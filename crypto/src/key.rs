@@ -68,7 +68,7 @@ pub enum KeyError {
          (`rotor keygen` or `corosync-keygen` write 256)"
     )]
     BadLength {
-        /// The authkey path ("<memory>" for [`Keys::from_authkey_bytes`]).
+        /// The authkey path (`<memory>` for [`Keys::from_authkey_bytes`]).
         path: PathBuf,
         /// The length found, or "more than 4096".
         len_desc: String,
@@ -79,7 +79,8 @@ pub enum KeyError {
 ///
 /// Cloning copies the PRK into another wiped-on-drop buffer.
 ///
-/// Invariant: `prk` is HKDF-Extract(SHA-256, [`HKDF_SALT`], authkey) and is wiped on drop.
+/// Invariant: `prk` is HKDF-Extract(SHA-256, fixed salt `"rotor-crypto v1 authkey"`, authkey)
+/// and is wiped on drop.
 #[derive(Clone)]
 pub struct Keys {
     prk: Zeroizing<[u8; 32]>,
