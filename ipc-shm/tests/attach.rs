@@ -1,0 +1,496 @@
+//! The attach handshake and sessions between real sockets and processes: round trips in every
+//! wait mode, wake-ups, the pollable fd, permission refusal under another uid, either side dying
+//! by SIGKILL, and a client that writes garbage into its ring.
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use ipc_shm::layout::{DATA_OFFSET, RECORD_CHECK};
+use ipc_shm::{
+    AcceptError, AllowList, AttachError, Client, Server, ServerConfig, Session, SessionError,
+    WaitMode,
+};
+
+const TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));
+
+fn unique_name(tag: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "ipc-shm-test-{}-{tag}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn small_config() -> ServerConfig {
+    ServerConfig {
+        data_size: 64 << 10,
+        record_size_max: 16 << 10,
+        handshake_timeout: Duration::from_secs(2),
+    }
+}
+
+/// A server and one attached client, both in this process.
+fn attached(tag: &str, allow: AllowList) -> (Server, Session, Session) {
+    let name = unique_name(tag);
+    let server = Server::bind_with(&name, allow, small_config()).unwrap();
+    let connecting = std::thread::spawn(move || Client::connect(&name));
+    let session = server.accept().unwrap();
+    let client = connecting.join().unwrap().unwrap();
+    (server, session, client)
+}
+
+fn echo_once(server: &mut Session, client: &mut Session, record: &[u8], mode: WaitMode) {
+    let mut buf = vec![0u8; 16 << 10];
+    client.send_timeout(record, mode, TIMEOUT).unwrap();
+    let n = server.recv_timeout(&mut buf, mode, TIMEOUT).unwrap();
+    server.send_timeout(&buf[..n], mode, TIMEOUT).unwrap();
+    let n = client.recv_timeout(&mut buf, mode, TIMEOUT).unwrap();
+    assert_eq!(&buf[..n], record);
+}
+
+#[test]
+fn round_trip_in_every_wait_mode() {
+    let (_server, mut s, mut c) = attached("echo", AllowList::root_only());
+    assert_eq!(s.peer().pid, std::process::id() as i32);
+    assert_eq!(s.peer().uid, unsafe_getuid());
+    for mode in [
+        WaitMode::Busy,
+        WaitMode::Blocking,
+        WaitMode::Adaptive { spin_ns: 10_000 },
+    ] {
+        for size in [0, 1, 64, 1000, 16 << 10] {
+            echo_once(&mut s, &mut c, &vec![size as u8; size], mode);
+        }
+    }
+}
+
+fn unsafe_getuid() -> u32 {
+    // Safety: getuid cannot fail.
+    unsafe { libc::getuid() }
+}
+
+#[test]
+fn blocking_recv_sleeps_until_the_peer_sends() {
+    let (_server, mut s, mut c) = attached("wake", AllowList::root_only());
+    let waiter = std::thread::spawn(move || {
+        let mut buf = [0u8; 8];
+        let n = c
+            .recv_timeout(&mut buf, WaitMode::Blocking, TIMEOUT)
+            .unwrap();
+        buf[..n].to_vec()
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    s.try_send(b"wake").unwrap();
+    assert_eq!(waiter.join().unwrap(), b"wake");
+}
+
+#[test]
+fn full_ring_says_try_again_and_blocking_send_waits_for_space() {
+    let (_server, mut s, mut c) = attached("full", AllowList::root_only());
+    let record = vec![5u8; 1000];
+    let mut pushed = 0;
+    loop {
+        match c.try_send(&record) {
+            Ok(()) => pushed += 1,
+            Err(SessionError::Full) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(pushed > 50);
+    let sender = std::thread::spawn(move || {
+        c.send_timeout(b"last", WaitMode::Blocking, TIMEOUT)
+            .unwrap();
+        c
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let mut buf = vec![0u8; 16 << 10];
+    for _ in 0..pushed {
+        assert_eq!(
+            s.recv_timeout(&mut buf, WaitMode::Blocking, TIMEOUT)
+                .unwrap(),
+            1000
+        );
+    }
+    let n = s
+        .recv_timeout(&mut buf, WaitMode::Blocking, TIMEOUT)
+        .unwrap();
+    assert_eq!(&buf[..n], b"last", "nothing overwritten or dropped");
+    sender.join().unwrap();
+}
+
+#[test]
+fn timeout_is_reported() {
+    let (_server, mut s, _c) = attached("timeout", AllowList::root_only());
+    let mut buf = [0u8; 8];
+    for mode in [
+        WaitMode::Busy,
+        WaitMode::Blocking,
+        WaitMode::Adaptive { spin_ns: 1000 },
+    ] {
+        let started = Instant::now();
+        let got = s.recv_timeout(&mut buf, mode, Some(Duration::from_millis(20)));
+        assert!(
+            matches!(got, Err(SessionError::TimedOut)),
+            "{mode:?}: {got:?}"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn armed_fd_becomes_readable_in_a_poll_loop() {
+    let (_server, mut s, mut c) = attached("fd", AllowList::root_only());
+    assert!(!c.arm_for_poll().unwrap());
+    let mut pfd = libc::pollfd {
+        fd: c.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // Safety: one valid pollfd.
+    assert_eq!(
+        unsafe { libc::poll(&mut pfd, 1, 0) },
+        0,
+        "not readable before a send"
+    );
+    s.try_send(b"event").unwrap();
+    // Safety: as above.
+    assert_eq!(
+        unsafe { libc::poll(&mut pfd, 1, 5000) },
+        1,
+        "readable after a send"
+    );
+    let mut buf = [0u8; 8];
+    assert_eq!(c.try_recv(&mut buf).unwrap(), 5);
+    assert!(matches!(c.try_recv(&mut buf), Err(SessionError::Empty)));
+    s.try_send(b"again").unwrap();
+    assert!(
+        c.arm_for_poll().unwrap(),
+        "arming reports a record already waiting"
+    );
+}
+
+#[test]
+fn connect_without_a_server_is_a_clear_error() {
+    let err = Client::connect(&unique_name("nobody")).err().unwrap();
+    assert!(matches!(err, AttachError::Connect { .. }), "{err}");
+    assert!(err.to_string().contains("cannot connect"), "{err}");
+}
+
+/// Runs `child` in a forked process (which exits with its return value) and returns its pid.
+fn fork_child(child: impl FnOnce() -> i32) -> libc::pid_t {
+    // Safety: the child only runs `child` (socket calls and small allocations, which glibc keeps
+    // usable after fork) and then leaves with _exit, never returning into the test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
+        // Safety: leaving the forked child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    pid
+}
+
+fn wait_child(pid: libc::pid_t) -> i32 {
+    let mut status = 0;
+    // Safety: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -libc::WTERMSIG(status)
+    }
+}
+
+fn kill_child(pid: libc::pid_t) {
+    // Safety: signals our own child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_child(pid);
+}
+
+const NOBODY: u32 = 65534;
+const EXIT_ATTACHED: i32 = 0;
+const EXIT_DENIED: i32 = 13;
+const EXIT_OTHER: i32 = 1;
+
+/// A child that drops to uid/gid 65534 and tries to attach.
+fn connect_as_nobody(name: String) -> libc::pid_t {
+    fork_child(move || {
+        // Safety: plain syscalls in the forked child; gid first, while we may still change it.
+        let dropped = unsafe {
+            libc::setgroups(0, std::ptr::null()) == 0
+                && libc::setgid(NOBODY) == 0
+                && libc::setuid(NOBODY) == 0
+        };
+        if !dropped {
+            return EXIT_OTHER;
+        }
+        match Client::connect(&name) {
+            Ok(_) => EXIT_ATTACHED,
+            Err(AttachError::PermissionDenied { uid }) if uid == NOBODY => {
+                let message = AttachError::PermissionDenied { uid }.to_string();
+                if message == "permission denied for uid 65534" {
+                    EXIT_DENIED
+                } else {
+                    EXIT_OTHER
+                }
+            }
+            Err(_) => EXIT_OTHER,
+        }
+    })
+}
+
+#[test]
+fn uid_not_on_the_allow_list_is_refused_with_a_clear_error() {
+    if unsafe_getuid() != 0 {
+        println!(
+            "skipped: needs root to run the client under uid 65534 (we run as uid {})",
+            unsafe_getuid()
+        );
+        return;
+    }
+    let name = unique_name("refuse");
+    let server = Server::bind_with(
+        &name,
+        AllowList::root_only().allow_uid(1000).allow_gid(1000),
+        small_config(),
+    )
+    .unwrap();
+    let child = connect_as_nobody(name);
+    let refused = server.accept().err().unwrap();
+    assert!(
+        matches!(
+            refused,
+            AcceptError::PermissionDenied {
+                uid: NOBODY,
+                gid: NOBODY,
+                ..
+            }
+        ),
+        "{refused}"
+    );
+    assert_eq!(
+        wait_child(child),
+        EXIT_DENIED,
+        "child saw `permission denied for uid 65534`"
+    );
+}
+
+#[test]
+fn uid_and_gid_on_the_allow_list_are_admitted() {
+    if unsafe_getuid() != 0 {
+        println!(
+            "skipped: needs root to run the client under uid 65534 (we run as uid {})",
+            unsafe_getuid()
+        );
+        return;
+    }
+    for allow in [
+        AllowList::root_only().allow_uid(NOBODY),
+        AllowList::root_only().allow_gid(NOBODY),
+    ] {
+        let name = unique_name("admit");
+        let server = Server::bind_with(&name, allow, small_config()).unwrap();
+        let child = connect_as_nobody(name);
+        let session = server.accept().unwrap();
+        assert_eq!(session.peer().uid, NOBODY);
+        assert_eq!(wait_child(child), EXIT_ATTACHED);
+    }
+}
+
+#[test]
+fn client_killed_by_sigkill_is_noticed_by_the_server() {
+    let name = unique_name("client-dies");
+    let server = Server::bind_with(&name, AllowList::root_only(), small_config()).unwrap();
+    let child_name = name.clone();
+    let child = fork_child(move || {
+        let Ok(mut session) = Client::connect(&child_name) else {
+            return EXIT_OTHER;
+        };
+        if session.send(b"alive", WaitMode::Blocking).is_err() {
+            return EXIT_OTHER;
+        }
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    let mut session = server.accept().unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        session
+            .recv_timeout(&mut buf, WaitMode::Blocking, TIMEOUT)
+            .unwrap(),
+        5
+    );
+    kill_child(child);
+    let started = Instant::now();
+    let got = session.recv_timeout(&mut buf, WaitMode::Blocking, TIMEOUT);
+    assert!(matches!(got, Err(SessionError::PeerGone)), "{got:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "noticed promptly"
+    );
+    assert!(matches!(
+        session.try_recv(&mut buf),
+        Err(SessionError::Closed)
+    ));
+    // A busy-polling server notices too, through its periodic liveness look.
+    let child_name = name.clone();
+    let child = fork_child(move || {
+        let Ok(_session) = Client::connect(&child_name) else {
+            return EXIT_OTHER;
+        };
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    let mut session = server.accept().unwrap();
+    kill_child(child);
+    let got = session.recv_timeout(&mut buf, WaitMode::Busy, TIMEOUT);
+    assert!(matches!(got, Err(SessionError::PeerGone)), "{got:?}");
+}
+
+#[test]
+fn server_killed_gives_the_client_an_error_not_a_hang() {
+    let name = unique_name("server-dies");
+    let child_name = name.clone();
+    let (ready_r, ready_w) = pipe();
+    let child = fork_child(move || {
+        let Ok(server) = Server::bind_with(&child_name, AllowList::root_only(), small_config())
+        else {
+            return EXIT_OTHER;
+        };
+        // Safety: one byte to a pipe we own: "listening".
+        unsafe { libc::write(ready_w, b"r".as_ptr().cast(), 1) };
+        let _sessions: Vec<Session> = (0..3).filter_map(|_| server.accept().ok()).collect();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    let mut byte = [0u8; 1];
+    // Safety: reads one byte from our pipe (blocks until the child listens).
+    assert_eq!(
+        unsafe { libc::read(ready_r, byte.as_mut_ptr().cast(), 1) },
+        1
+    );
+    let mut sessions: Vec<Session> = (0..3).map(|_| Client::connect(&name).unwrap()).collect();
+    kill_child(child);
+    let mut buf = [0u8; 16];
+    let got = sessions[0].recv_timeout(&mut buf, WaitMode::Blocking, TIMEOUT);
+    assert!(
+        matches!(got, Err(SessionError::PeerGone)),
+        "blocking recv: {got:?}"
+    );
+    let got = sessions[1].recv_timeout(&mut buf, WaitMode::Busy, TIMEOUT);
+    assert!(
+        matches!(got, Err(SessionError::PeerGone)),
+        "busy recv: {got:?}"
+    );
+    // A sender notices once it has to wait for space that the dead server will never free.
+    let record = vec![0u8; 1000];
+    let got = (0..10_000)
+        .map(|_| sessions[2].send_timeout(&record, WaitMode::Adaptive { spin_ns: 1000 }, TIMEOUT))
+        .find(|r| r.is_err());
+    assert!(
+        matches!(got, Some(Err(SessionError::PeerGone))),
+        "send: {got:?}"
+    );
+    // Safety: closing our own pipe fds.
+    unsafe {
+        libc::close(ready_r);
+        libc::close(ready_w);
+    }
+}
+
+fn pipe() -> (i32, i32) {
+    let mut fds = [0; 2];
+    // Safety: a valid two-int array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    (fds[0], fds[1])
+}
+
+/// Writes `value` at byte `offset` of a client's outgoing ring, as a hostile client would.
+fn scribble(client: &Session, offset: usize, value: u64) {
+    let map = client.outgoing_mapping();
+    assert!(offset + 8 <= map.size());
+    // Safety: in bounds of the live mapping (checked above) and 8-aligned.
+    unsafe { map.as_ptr().add(offset).cast::<u64>().write_volatile(value) };
+}
+
+const HEAD_OFFSET: usize = std::mem::offset_of!(ipc_shm::layout::RingHeader, producer);
+
+#[test]
+fn garbage_from_one_client_disconnects_only_that_client() {
+    let name = unique_name("garbage");
+    let server = Server::bind_with(&name, AllowList::root_only(), small_config()).unwrap();
+    let mut sessions = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let n = name.clone();
+        let connecting = std::thread::spawn(move || Client::connect(&n));
+        sessions.push(server.accept().unwrap());
+        clients.push(connecting.join().unwrap().unwrap());
+    }
+    let mut buf = vec![0u8; 16 << 10];
+    // Client 0: a cursor beyond the ring. Client 1: a record header of zeros after a good
+    // record. Client 2: a record claiming more bytes than the ring has. Client 3 stays honest.
+    scribble(&clients[0], HEAD_OFFSET, u64::MAX - 7);
+    clients[1].try_send(b"good").unwrap();
+    scribble(&clients[1], DATA_OFFSET + 16, 0);
+    scribble(&clients[1], HEAD_OFFSET, 64);
+    let huge = u64::from(u32::MAX) | (1 << 32) | (u64::from(RECORD_CHECK) << 48);
+    scribble(&clients[2], DATA_OFFSET, huge);
+    scribble(&clients[2], HEAD_OFFSET, 8);
+
+    let got = sessions[0].try_recv(&mut buf);
+    assert!(matches!(got, Err(SessionError::Corrupt(_))), "{got:?}");
+    assert_eq!(sessions[1].try_recv(&mut buf).unwrap(), 4);
+    let got = sessions[1].try_recv(&mut buf);
+    assert!(matches!(got, Err(SessionError::Corrupt(_))), "{got:?}");
+    let got = sessions[2].try_recv(&mut buf);
+    assert!(matches!(got, Err(SessionError::Corrupt(_))), "{got:?}");
+    for session in &mut sessions[..3] {
+        assert!(session.is_closed());
+        assert!(matches!(
+            session.try_recv(&mut buf),
+            Err(SessionError::Closed)
+        ));
+    }
+    // The misbehaving clients are told: their next wait ends with an error.
+    for client in &mut clients[..3] {
+        let got = client.recv_timeout(&mut buf, WaitMode::Blocking, TIMEOUT);
+        assert!(matches!(got, Err(SessionError::PeerGone)), "{got:?}");
+    }
+    // The honest client is unaffected.
+    let (honest_server, honest_client) = (&mut sessions[3], &mut clients[3]);
+    echo_once(
+        honest_server,
+        honest_client,
+        b"still here",
+        WaitMode::Blocking,
+    );
+}
+
+#[test]
+fn client_corrupting_the_servers_outgoing_cursor_is_disconnected() {
+    let (_server, mut s, c) = attached("tail", AllowList::root_only());
+    // The client is the consumer of the server's outgoing ring: it writes the tail there.
+    // Reach that mapping through the server session (same process) and corrupt the tail.
+    let tail_offset = std::mem::offset_of!(ipc_shm::layout::RingHeader, consumer);
+    let map = s.outgoing_mapping().clone();
+    // Safety: in bounds of the live mapping and 8-aligned.
+    unsafe {
+        map.as_ptr()
+            .add(tail_offset)
+            .cast::<u64>()
+            .write_volatile(1 << 50)
+    };
+    let record = vec![1u8; 1000];
+    let got = (0..1000)
+        .map(|_| s.try_send(&record))
+        .find(|r| r.is_err())
+        .unwrap();
+    assert!(matches!(got, Err(SessionError::Corrupt(_))), "{got:?}");
+    drop(c);
+}
