@@ -1,0 +1,190 @@
+//! ipc-shm latency and throughput over a real attached session (server and client in one
+//! process, on two pinned cores): one-way latency from a timestamp written by the producer and
+//! read by the consumer, in busy-poll and blocking mode, and throughput at 64 B and 1 KiB.
+//!
+//! Run with `cargo xtask bench ipc` (= `cargo run --release -p ipc-shm --example bench_ipc`).
+//! Prints one line per (mode, size):
+//! `ipc-shm mode=busy size=64 p50_ns=… p99_ns=… p999_ns=… msgs_per_s=…`.
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use ipc_shm::{AllowList, Client, Server, Session, SessionError, WaitMode};
+
+/// Latency samples per run, and the gap between two sends so that each one travels alone.
+struct LatencyPlan {
+    samples: u64,
+    gap: Duration,
+}
+
+const THROUGHPUT_RECORDS: u64 = 5_000_000;
+const WARMUP_RECORDS: u64 = 10_000;
+
+fn main() {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let (producer_core, consumer_core) = match cores.as_slice() {
+        [a, b, ..] => (Some(*a), Some(*b)),
+        _ => {
+            eprintln!("bench_ipc: fewer than two cores; running unpinned");
+            (None, None)
+        }
+    };
+    let name = format!("ipc-shm-bench-{}", std::process::id());
+    let server =
+        Server::bind(&name, AllowList::root_only().allow_uid(current_uid())).expect("bind");
+    for (mode, mode_name, plan) in [
+        (
+            WaitMode::Busy,
+            "busy",
+            LatencyPlan {
+                samples: 200_000,
+                gap: Duration::from_micros(2),
+            },
+        ),
+        (
+            WaitMode::Blocking,
+            "blocking",
+            LatencyPlan {
+                samples: 20_000,
+                gap: Duration::from_micros(50),
+            },
+        ),
+    ] {
+        for size in [64usize, 1024] {
+            let (mut tx, mut rx) = attach(&server, &name);
+            let latency = run_latency(
+                &mut tx,
+                &mut rx,
+                size,
+                mode,
+                &plan,
+                producer_core,
+                consumer_core,
+            );
+            let records = if mode == WaitMode::Busy {
+                THROUGHPUT_RECORDS
+            } else {
+                THROUGHPUT_RECORDS / 5
+            };
+            let msgs_per_s = run_throughput(
+                &mut tx,
+                &mut rx,
+                size,
+                mode,
+                records,
+                producer_core,
+                consumer_core,
+            );
+            println!(
+                "ipc-shm mode={mode_name} size={size} p50_ns={} p99_ns={} p999_ns={} msgs_per_s={:.0}",
+                latency.value_at_quantile(0.50),
+                latency.value_at_quantile(0.99),
+                latency.value_at_quantile(0.999),
+                msgs_per_s
+            );
+        }
+    }
+}
+
+fn current_uid() -> u32 {
+    // Safety: getuid cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// A fresh session: the client side produces, the server side consumes (the CPG send path).
+fn attach(server: &Server, name: &str) -> (Session, Session) {
+    let name = name.to_owned();
+    let connecting = std::thread::spawn(move || Client::connect(&name).expect("connect"));
+    let server_side = server.accept().expect("accept");
+    (connecting.join().expect("client thread"), server_side)
+}
+
+fn pin(core: Option<core_affinity::CoreId>) {
+    if let Some(core) = core {
+        core_affinity::set_for_current(core);
+    }
+}
+
+fn run_latency(
+    tx: &mut Session,
+    rx: &mut Session,
+    size: usize,
+    mode: WaitMode,
+    plan: &LatencyPlan,
+    producer_core: Option<core_affinity::CoreId>,
+    consumer_core: Option<core_affinity::CoreId>,
+) -> Histogram<u64> {
+    let base = Instant::now();
+    let total = WARMUP_RECORDS.min(plan.samples) + plan.samples;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            pin(producer_core);
+            let mut record = vec![0xa5u8; size];
+            for _ in 0..total {
+                let sent_at = base.elapsed().as_nanos() as u64;
+                record[..8].copy_from_slice(&sent_at.to_le_bytes());
+                tx.send(&record, WaitMode::Busy).expect("send");
+                let until = Instant::now() + plan.gap;
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        let consumer = s.spawn(|| {
+            pin(consumer_core);
+            let mut histogram =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+            let mut buf = vec![0u8; rx.recv_size_max()];
+            for i in 0..total {
+                let n = rx.recv(&mut buf, mode).expect("recv");
+                let received_at = base.elapsed().as_nanos() as u64;
+                let sent_at = u64::from_le_bytes(buf[..8].try_into().expect("timestamp"));
+                assert_eq!(n, size);
+                if i >= total - plan.samples {
+                    histogram.saturating_record(received_at.saturating_sub(sent_at).max(1));
+                }
+            }
+            histogram
+        });
+        consumer.join().expect("consumer")
+    })
+}
+
+fn run_throughput(
+    tx: &mut Session,
+    rx: &mut Session,
+    size: usize,
+    mode: WaitMode,
+    records: u64,
+    producer_core: Option<core_affinity::CoreId>,
+    consumer_core: Option<core_affinity::CoreId>,
+) -> f64 {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            pin(producer_core);
+            let record = vec![0x5au8; size];
+            for _ in 0..records {
+                match mode {
+                    WaitMode::Busy => loop {
+                        match tx.try_send(&record) {
+                            Ok(()) => break,
+                            Err(SessionError::Full) => std::hint::spin_loop(),
+                            Err(e) => panic!("send: {e}"),
+                        }
+                    },
+                    _ => tx.send(&record, mode).expect("send"),
+                }
+            }
+        });
+        let consumer = s.spawn(|| {
+            pin(consumer_core);
+            let mut buf = vec![0u8; rx.recv_size_max()];
+            let started = Instant::now();
+            for _ in 0..records {
+                rx.recv(&mut buf, mode).expect("recv");
+            }
+            records as f64 / started.elapsed().as_secs_f64()
+        });
+        consumer.join().expect("consumer")
+    })
+}
