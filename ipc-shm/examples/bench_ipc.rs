@@ -6,12 +6,13 @@
 //! Prints one line per (mode, size):
 //! `ipc-shm mode=busy size=64 p50_ns=… p99_ns=… p999_ns=… msgs_per_s=…`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use ipc_shm::{AllowList, Client, Server, Session, SessionError, WaitMode};
 
-/// Latency samples per run, and the gap between two sends so that each one travels alone.
+/// Latency samples per run, and the pause between one record's arrival and the next send.
 struct LatencyPlan {
     samples: u64,
     gap: Duration,
@@ -115,15 +116,21 @@ fn run_latency(
     consumer_core: Option<core_affinity::CoreId>,
 ) -> Histogram<u64> {
     let base = Instant::now();
+    // One record in flight: the producer sends the next only after the consumer has taken the
+    // previous, so a descheduled consumer spoils one sample, not a queue of them.
+    let received = AtomicU64::new(0);
     let total = WARMUP_RECORDS.min(plan.samples) + plan.samples;
     std::thread::scope(|s| {
         s.spawn(|| {
             pin(producer_core);
             let mut record = vec![0xa5u8; size];
-            for _ in 0..total {
+            for sent in 0..total {
                 let sent_at = base.elapsed().as_nanos() as u64;
                 record[..8].copy_from_slice(&sent_at.to_le_bytes());
                 tx.send(&record, WaitMode::Busy).expect("send");
+                while received.load(Ordering::Acquire) < sent + 1 {
+                    std::hint::spin_loop();
+                }
                 let until = Instant::now() + plan.gap;
                 while Instant::now() < until {
                     std::hint::spin_loop();
@@ -139,6 +146,7 @@ fn run_latency(
                 let n = rx.recv(&mut buf, mode).expect("recv");
                 let received_at = base.elapsed().as_nanos() as u64;
                 let sent_at = u64::from_le_bytes(buf[..8].try_into().expect("timestamp"));
+                received.store(i + 1, Ordering::Release);
                 assert_eq!(n, size);
                 if i >= total - plan.samples {
                     histogram.saturating_record(received_at.saturating_sub(sent_at).max(1));
