@@ -1,1 +1,13 @@
-//! rotor-sim: the seeded deterministic simulator that drives many totem-core nodes.
+//! rotor-sim: a seeded, deterministic simulator that drives many totem-core nodes through a
+//! simulated network with loss, duplication, reordering, delay, partitions and heals, crashes
+//! and restarts, and long pauses, while application processes join and leave groups and
+//! multicast with both guarantees. Every run is checked for the EVS properties (`check`).
+//! It deliberately contains no protocol logic: it runs the production core, and every random
+//! choice comes from the seed, so a failing seed replays exactly.
+
+pub mod check;
+pub mod net;
+pub mod rng;
+pub mod world;
+
+pub use world::{run, Faults, RunReport, SimConfig};

@@ -1,1 +1,27 @@
-//! totem-core: the Totem single-ring protocol as a sans-IO state machine.
+//! totem-core: the Totem single-ring ordering and membership protocol with extended virtual
+//! synchrony (agreed and safe delivery, transitional and regular configurations), message
+//! packing and fragmentation, and the closed-process-group (CPG) service, as one deterministic
+//! sans-IO state machine. Inputs are `Node::handle_datagram(now, from, bytes)`,
+//! `Node::handle_timeout(now)` and `Node::submit(request)`; outputs are `poll_transmit`,
+//! `poll_event` and `poll_timeout`. It deliberately has no sockets, clock, threads or
+//! randomness of its own (time and a seed come in as arguments), does no crypto (the layer
+//! below authenticates datagrams and tells the core who sent them) and knows nothing of
+//! addresses: destinations are node ids.
+
+pub mod config;
+pub mod cpg;
+pub mod limits;
+pub mod node;
+pub mod pack;
+pub mod srp;
+pub mod stats;
+mod store;
+pub mod types;
+pub mod wire;
+
+pub use config::{ConfigError, TotemConfig};
+pub use cpg::{GroupChange, Member, Reason, Request, SubmitError};
+pub use node::{cluster_hash, Delivery, Event, Node, NodeConfig, Transmit};
+pub use srp::{ConfigChange, ConfigKind, State};
+pub use stats::Stats;
+pub use types::{Dest, Guarantee, Instant, NodeId, RingId};

@@ -1,0 +1,108 @@
+//! `cargo xtask sim`: runs seeds of the simulator and prints one summary line last.
+
+use std::process::exit;
+
+use rotor_sim::{run, Faults, SimConfig};
+
+const USAGE: &str = "usage: rotor-sim [--seeds N] [--seed S] [--first-seed S] [--nodes K] \
+[--faults none|loss|partition|crash|all] [--fault-ms MS] [--verbose]";
+
+fn main() {
+    let mut seeds = 20u64;
+    let mut first_seed: Option<u64> = None;
+    let mut nodes = 5usize;
+    let mut faults = Faults::All;
+    let mut fault_ms = 6_000u64;
+    let mut verbose = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| -> String {
+            args.next().unwrap_or_else(|| {
+                eprintln!("rotor-sim: {name} needs a value\n{USAGE}");
+                exit(2)
+            })
+        };
+        let number = |name: &str, s: String| -> u64 {
+            s.parse().unwrap_or_else(|_| {
+                eprintln!("rotor-sim: {name}: not a number: {s}\n{USAGE}");
+                exit(2)
+            })
+        };
+        match arg.as_str() {
+            "--seeds" => seeds = number("--seeds", value("--seeds")),
+            "--seed" => {
+                first_seed = Some(number("--seed", value("--seed")));
+                seeds = 1;
+            }
+            "--first-seed" => first_seed = Some(number("--first-seed", value("--first-seed"))),
+            "--nodes" => nodes = number("--nodes", value("--nodes")) as usize,
+            "--fault-ms" => fault_ms = number("--fault-ms", value("--fault-ms")),
+            "--faults" => {
+                let s = value("--faults");
+                faults = Faults::parse(&s).unwrap_or_else(|| {
+                    eprintln!("rotor-sim: unknown fault mix {s}\n{USAGE}");
+                    exit(2)
+                })
+            }
+            "--verbose" | "-v" => verbose = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return;
+            }
+            other => {
+                eprintln!("rotor-sim: unknown argument {other}\n{USAGE}");
+                exit(2)
+            }
+        }
+    }
+    if !(3..=64).contains(&nodes) {
+        eprintln!("rotor-sim: --nodes must be between 3 and 64");
+        exit(2);
+    }
+    let first = first_seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(1)
+    });
+    println!(
+        "seed {first} (seeds {first}..{}), nodes {nodes}, faults {}",
+        first + seeds,
+        faults.name()
+    );
+    let (mut messages, mut configs, mut violations) = (0u64, 0u64, 0u64);
+    for seed in first..first + seeds {
+        let cfg = SimConfig {
+            seed,
+            nodes,
+            faults,
+            fault_ms,
+            verbose,
+        };
+        let replay = cfg.replay_command();
+        let report = run(cfg);
+        messages += report.messages_submitted;
+        configs += report.configs;
+        println!(
+            "seed {seed}: {} messages, {} deliveries, {} configurations, converged {} ms after heal, {} datagrams, {} violations",
+            report.messages_submitted,
+            report.deliveries,
+            report.configs,
+            report.converged_after_heal_ms.map_or("never".into(), |ms| ms.to_string()),
+            report.datagrams,
+            report.violations.len()
+        );
+        if !report.violations.is_empty() {
+            violations += report.violations.len() as u64;
+            println!("  first violation: {}", report.violations[0]);
+            for other in report.violations.iter().skip(1).take(4) {
+                println!("  also: {other}");
+            }
+            println!("  replay: {replay}");
+        }
+    }
+    println!("sim seeds={seeds} nodes={nodes} messages={messages} configs={configs} violations={violations}");
+    if violations > 0 {
+        exit(1);
+    }
+}

@@ -1,0 +1,808 @@
+//! One simulated run: nodes, their application processes, the network and the fault
+//! schedule, with a log of everything each node delivered for the checkers.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use totem_core::{
+    cluster_hash, ConfigKind, Dest, Event, Guarantee, Instant, Node, NodeConfig, NodeId, Request,
+    RingId, SubmitError, TotemConfig,
+};
+
+use crate::check::{self, Entry, Life, MsgId, Submitted};
+use crate::net::Network;
+use crate::rng::Rng;
+
+const MS: u64 = 1_000_000;
+const GROUPS: [&[u8]; 3] = [b"alpha", b"beta", b"gamma-group"];
+const PROCS_PER_NODE: u32 = 3;
+/// Datagrams queued for a paused node before its "socket buffer" overflows.
+const PAUSED_BACKLOG_MAX: usize = 4096;
+
+/// Which faults a run injects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Faults {
+    None,
+    Loss,
+    Partition,
+    Crash,
+    All,
+}
+
+impl Faults {
+    pub fn parse(s: &str) -> Option<Faults> {
+        Some(match s {
+            "none" => Faults::None,
+            "loss" => Faults::Loss,
+            "partition" => Faults::Partition,
+            "crash" => Faults::Crash,
+            "all" => Faults::All,
+            _ => return None,
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Faults::None => "none",
+            Faults::Loss => "loss",
+            Faults::Partition => "partition",
+            Faults::Crash => "crash",
+            Faults::All => "all",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub nodes: usize,
+    pub faults: Faults,
+    /// Simulated time with faults and traffic, before the heal.
+    pub fault_ms: u64,
+    /// Print a line per ring change.
+    pub verbose: bool,
+}
+
+impl SimConfig {
+    pub fn new(seed: u64, nodes: usize, faults: Faults) -> Self {
+        SimConfig {
+            seed,
+            nodes,
+            faults,
+            fault_ms: 6_000,
+            verbose: false,
+        }
+    }
+
+    /// The command that replays this run exactly.
+    pub fn replay_command(&self) -> String {
+        format!(
+            "cargo xtask sim --seed {} --nodes {} --faults {} --fault-ms {}",
+            self.seed,
+            self.nodes,
+            self.faults.name(),
+            self.fault_ms
+        )
+    }
+}
+
+/// What a run did and what the checkers found.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    pub messages_submitted: u64,
+    pub deliveries: u64,
+    pub configs: u64,
+    pub violations: Vec<String>,
+    pub converged_after_heal_ms: Option<u64>,
+    pub sim_ms: u64,
+    pub datagrams: u64,
+}
+
+struct Proc {
+    pid: u32,
+    joined: BTreeSet<usize>,
+}
+
+struct SimNode {
+    id: NodeId,
+    node: Option<Node>,
+    incarnation: u32,
+    persisted_ring_seq: u64,
+    paused_until: Option<u64>,
+    backlog: VecDeque<(usize, Vec<u8>)>,
+    procs: Vec<Proc>,
+    next_pid: u32,
+    life: usize,
+    counter: u64,
+    restart_at: Option<u64>,
+}
+
+pub struct World {
+    cfg: SimConfig,
+    rng: Rng,
+    now: u64,
+    net: Network,
+    nodes: Vec<SimNode>,
+    totem: TotemConfig,
+    cluster: u32,
+    lives: Vec<Life>,
+    submitted: BTreeMap<MsgId, Submitted>,
+    report: RunReport,
+}
+
+/// The application payload: an id the checkers can trace and bytes they can verify.
+pub fn make_payload(id: MsgId, len: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len.max(24));
+    bytes.extend_from_slice(&id.node.to_be_bytes());
+    bytes.extend_from_slice(&id.incarnation.to_be_bytes());
+    bytes.extend_from_slice(&id.pid.to_be_bytes());
+    bytes.extend_from_slice(&id.counter.to_be_bytes());
+    bytes.extend_from_slice(&(len as u32).to_be_bytes());
+    let mut x = id.counter ^ (u64::from(id.pid) << 32) ^ u64::from(id.node);
+    while bytes.len() < len.max(24) {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        bytes.push((x >> 56) as u8);
+    }
+    bytes
+}
+
+/// Parses and verifies a payload made by `make_payload`.
+pub fn read_payload(bytes: &[u8]) -> Option<MsgId> {
+    if bytes.len() < 24 {
+        return None;
+    }
+    let u32_at = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
+    let id = MsgId {
+        node: u32_at(0),
+        incarnation: u32_at(4),
+        pid: u32_at(8),
+        counter: u64::from_be_bytes(bytes[12..20].try_into().expect("8 bytes")),
+    };
+    let len = u32_at(20) as usize;
+    (len.max(24) == bytes.len() && make_payload(id, len) == bytes).then_some(id)
+}
+
+impl World {
+    pub fn new(cfg: SimConfig) -> World {
+        let mut rng = Rng::new(cfg.seed);
+        let frame_size = if cfg.nodes > 24 { 9000 } else { 1400 };
+        let totem = TotemConfig {
+            token_ms: 300,
+            token_coefficient_ms: 10,
+            join_ms: 30,
+            merge_ms: 100,
+            window_size: 50,
+            max_messages: 17,
+            frame_size,
+            nodelist_count: cfg.nodes as u32,
+            send_join_ms: if rng.chance(300_000) { 20 } else { 0 },
+            ..TotemConfig::default()
+        };
+        totem.validate().expect("simulator config is valid");
+        let mut world = World {
+            net: Network::new(cfg.nodes),
+            rng,
+            now: 0,
+            nodes: Vec::new(),
+            totem,
+            cluster: cluster_hash("sim"),
+            lives: Vec::new(),
+            submitted: BTreeMap::new(),
+            report: RunReport::default(),
+            cfg,
+        };
+        for index in 0..world.cfg.nodes {
+            world.nodes.push(SimNode {
+                id: NodeId(index as u32 + 1),
+                node: None,
+                incarnation: 0,
+                persisted_ring_seq: 0,
+                paused_until: None,
+                backlog: VecDeque::new(),
+                procs: Vec::new(),
+                next_pid: 100,
+                life: 0,
+                counter: 0,
+                restart_at: None,
+            });
+            world.start_node(index);
+        }
+        world
+    }
+
+    fn start_node(&mut self, index: usize) {
+        let seed = self.rng.next_u64();
+        let n = &mut self.nodes[index];
+        n.incarnation += 1;
+        let config = NodeConfig {
+            totem: self.totem.clone(),
+            node_id: n.id,
+            cluster: self.cluster,
+            incarnation: n.incarnation,
+            ring_seq_start: n.persisted_ring_seq,
+            seed,
+        };
+        n.node = Some(Node::new(config, Instant(self.now)).expect("valid config"));
+        n.paused_until = None;
+        n.backlog.clear();
+        n.restart_at = None;
+        n.procs = (0..PROCS_PER_NODE)
+            .map(|_| {
+                n.next_pid += 1;
+                Proc {
+                    pid: n.next_pid,
+                    joined: BTreeSet::new(),
+                }
+            })
+            .collect();
+        n.life = self.lives.len();
+        self.lives.push(Life::new(n.id, n.incarnation));
+        self.flush(index);
+    }
+
+    fn crash_node(&mut self, index: usize) {
+        let n = &mut self.nodes[index];
+        if let Some(node) = n.node.take() {
+            n.persisted_ring_seq = node.max_ring_seq();
+            self.lives[n.life].crashed = true;
+            if self.cfg.verbose {
+                println!("  t={}ms node {} crashes", self.now / MS, n.id);
+            }
+        }
+    }
+
+    fn alive(&self, index: usize) -> bool {
+        self.nodes[index].node.is_some()
+    }
+
+    fn running(&self, index: usize) -> bool {
+        self.alive(index) && self.nodes[index].paused_until.is_none()
+    }
+
+    /// Moves a node's outputs to the network and its events to its log.
+    fn flush(&mut self, index: usize) {
+        let now = self.now;
+        let (id, life_index) = (self.nodes[index].id, self.nodes[index].life);
+        let Some(node) = self.nodes[index].node.as_mut() else {
+            return;
+        };
+        while let Some(t) = node.poll_transmit() {
+            match t.dest {
+                Dest::All => {
+                    for to in 0..self.cfg.nodes {
+                        if to != index {
+                            self.net.send(&mut self.rng, now, index, to, &t.bytes);
+                        }
+                    }
+                }
+                Dest::Node(id) => {
+                    let to = id.0 as usize - 1;
+                    if to == index {
+                        self.report
+                            .violations
+                            .push(format!("node {} sent a datagram to itself", id));
+                    } else {
+                        self.net.send(&mut self.rng, now, index, to, &t.bytes);
+                    }
+                }
+            }
+            node.recycle(t.bytes);
+        }
+        let life = &mut self.lives[life_index];
+        while let Some(event) = node.poll_event() {
+            match event {
+                Event::Config(c) => {
+                    if c.kind == ConfigKind::Regular {
+                        self.report.configs += 1;
+                        if self.cfg.verbose {
+                            println!(
+                                "  t={}ms node {} installs ring {} members {:?}",
+                                now / MS,
+                                id,
+                                c.ring,
+                                c.members.iter().map(|m| m.0).collect::<Vec<_>>()
+                            );
+                        }
+                    }
+                    life.entries.push(Entry::Config {
+                        kind: c.kind,
+                        ring: c.ring,
+                        next: c.next_ring,
+                        members: c.members,
+                    });
+                }
+                Event::Group(g) => {
+                    life.views.insert(g.group.clone(), g.members.clone());
+                    life.entries.push(Entry::Group {
+                        group: g.group,
+                        members: g.members,
+                    });
+                }
+                Event::Deliver(d) => {
+                    self.report.deliveries += 1;
+                    let view = life.views.get(d.group).cloned().unwrap_or_default();
+                    match read_payload(d.data) {
+                        Some(id) if id.node == d.sender.node.0 && id.pid == d.sender.pid => {
+                            life.entries.push(Entry::Deliver { id, group: d.group.to_vec(), guarantee: d.guarantee, view });
+                        }
+                        _ => self.report.violations.push(format!(
+                            "node {} delivered a message that was never submitted or was altered (from {}:{}, {} bytes)",
+                            id,
+                            d.sender.node,
+                            d.sender.pid,
+                            d.data.len()
+                        )),
+                    }
+                }
+            }
+        }
+    }
+
+    fn app_action(&mut self) {
+        let index = self.rng.below(self.cfg.nodes as u64) as usize;
+        if !self.running(index) {
+            return;
+        }
+        let n = &mut self.nodes[index];
+        let p = self.rng.below(n.procs.len() as u64) as usize;
+        let roll = self.rng.below(1000);
+        let node = n.node.as_mut().expect("running");
+        let proc_ = &mut n.procs[p];
+        let result = if proc_.joined.is_empty() || roll < 50 {
+            let g = self.rng.below(GROUPS.len() as u64) as usize;
+            if proc_.joined.contains(&g) {
+                return;
+            }
+            let r = node.submit(Request::Join {
+                group: GROUPS[g],
+                pid: proc_.pid,
+            });
+            if r.is_ok() {
+                proc_.joined.insert(g);
+            }
+            r
+        } else if roll < 80 {
+            let g = *proc_.joined.iter().next().expect("joined");
+            let r = node.submit(Request::Leave {
+                group: GROUPS[g],
+                pid: proc_.pid,
+            });
+            if r.is_ok() {
+                proc_.joined.remove(&g);
+            }
+            r
+        } else if roll < 88 {
+            let r = node.submit(Request::ProcessDown { pid: proc_.pid });
+            n.next_pid += 1;
+            *proc_ = Proc {
+                pid: n.next_pid,
+                joined: BTreeSet::new(),
+            };
+            r
+        } else {
+            let joined: Vec<usize> = proc_.joined.iter().copied().collect();
+            let g = joined[self.rng.below(joined.len() as u64) as usize];
+            let size_roll = self.rng.below(1000);
+            let len = if size_roll < 900 {
+                self.rng.range(24, 200)
+            } else if size_roll < 995 {
+                self.rng.range(1_000, 20_000)
+            } else {
+                self.rng.range(100_000, 1 << 20)
+            } as usize;
+            let guarantee = if self.rng.chance(300_000) {
+                Guarantee::Safe
+            } else {
+                Guarantee::Agreed
+            };
+            n.counter += 1;
+            let id = MsgId {
+                node: n.id.0,
+                incarnation: n.incarnation,
+                pid: proc_.pid,
+                counter: n.counter,
+            };
+            let data = make_payload(id, len);
+            let r = node.submit(Request::Mcast {
+                group: GROUPS[g],
+                pid: proc_.pid,
+                guarantee,
+                data: &data,
+            });
+            if r.is_ok() {
+                self.report.messages_submitted += 1;
+                self.submitted.insert(
+                    id,
+                    Submitted {
+                        group: GROUPS[g].to_vec(),
+                        guarantee,
+                        life: n.life,
+                    },
+                );
+            }
+            r
+        };
+        match result {
+            Ok(()) | Err(SubmitError::TryAgain) => {}
+            Err(e) => self
+                .report
+                .violations
+                .push(format!("node {}: unexpected submit error: {e}", n.id)),
+        }
+        self.flush(index);
+    }
+
+    fn fault_action(&mut self) {
+        let mode = self.cfg.faults;
+        let kinds: &[u8] = match mode {
+            Faults::None => return,
+            Faults::Loss => &[0],
+            Faults::Partition => &[0, 1, 1],
+            Faults::Crash => &[2, 2, 3],
+            Faults::All => &[0, 1, 2, 3],
+        };
+        let kind = kinds[self.rng.below(kinds.len() as u64) as usize];
+        let n = self.cfg.nodes;
+        match kind {
+            0 => {
+                let c = &mut self.net.conditions;
+                c.loss_ppm = self.rng.below(60_000) as u32;
+                c.dup_ppm = self.rng.below(20_000) as u32;
+                c.jitter_ns = self.rng.below(300_000);
+            }
+            1 => {
+                if self.net.conditions.partition.iter().any(|p| *p != 0) {
+                    self.net
+                        .conditions
+                        .partition
+                        .iter_mut()
+                        .for_each(|p| *p = 0);
+                    if self.cfg.verbose {
+                        println!("  t={}ms partition heals", self.now / MS);
+                    }
+                } else {
+                    let parts = self.rng.range(2, 3) as u32;
+                    for i in 0..n {
+                        self.net.conditions.partition[i] = self.rng.below(u64::from(parts)) as u32;
+                    }
+                    if self.cfg.verbose {
+                        println!(
+                            "  t={}ms partition {:?}",
+                            self.now / MS,
+                            self.net.conditions.partition
+                        );
+                    }
+                }
+            }
+            2 => {
+                let i = self.rng.below(n as u64) as usize;
+                if self.alive(i) {
+                    self.crash_node(i);
+                    let after = self.rng.range(200, 3000) * MS;
+                    self.nodes[i].restart_at = Some(self.now + after);
+                }
+            }
+            _ => {
+                let i = self.rng.below(n as u64) as usize;
+                if self.running(i) {
+                    let token = u64::from(self.totem.effective_token_ms());
+                    let for_ms = self.rng.range(token / 10, token * 2);
+                    self.nodes[i].paused_until = Some(self.now + for_ms * MS);
+                    if self.cfg.verbose {
+                        println!(
+                            "  t={}ms node {} pauses for {}ms",
+                            self.now / MS,
+                            self.nodes[i].id,
+                            for_ms
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn heal(&mut self) {
+        let c = &mut self.net.conditions;
+        c.loss_ppm = 0;
+        c.dup_ppm = 0;
+        c.jitter_ns = 20_000;
+        c.partition.iter_mut().for_each(|p| *p = 0);
+        for i in 0..self.cfg.nodes {
+            if !self.alive(i) {
+                self.start_node(i);
+            }
+            if self.nodes[i].paused_until.is_some() {
+                self.nodes[i].paused_until = Some(self.now);
+            }
+        }
+    }
+
+    fn converged(&self) -> Option<RingId> {
+        let ids: Vec<NodeId> = self.nodes.iter().map(|n| n.id).collect();
+        let mut ring = None;
+        for n in &self.nodes {
+            let node = n.node.as_ref()?;
+            if !node.is_operational()
+                || node.members() != ids.as_slice()
+                || node.syncing()
+                || n.paused_until.is_some()
+            {
+                return None;
+            }
+            if *ring.get_or_insert(node.ring()) != node.ring() {
+                return None;
+            }
+        }
+        ring
+    }
+
+    fn deliver_packet(&mut self, from: usize, to: usize, bytes: Vec<u8>) {
+        if !self.alive(to) {
+            return;
+        }
+        if self.nodes[to].paused_until.is_some() {
+            let backlog = &mut self.nodes[to].backlog;
+            if backlog.len() < PAUSED_BACKLOG_MAX {
+                backlog.push_back((from, bytes));
+            }
+            return;
+        }
+        let sender = self.nodes[from].id;
+        if self.cfg.verbose && std::env::var_os("ROTOR_SIM_TRACE").is_some() {
+            trace_datagram(self.now, sender, self.nodes[to].id, &bytes);
+        }
+        let node = self.nodes[to].node.as_mut().expect("alive");
+        node.handle_datagram(Instant(self.now), sender, &bytes);
+        self.flush(to);
+    }
+
+    /// Runs the whole scenario and the checkers.
+    pub fn run(mut self) -> RunReport {
+        let fault_end = self.cfg.fault_ms * MS;
+        let token = u64::from(self.totem.effective_token_ms()) * MS;
+        // Liveness bound once faults stop: a few token timeouts, consensus rounds and merges.
+        let live_deadline = fault_end + 40 * token;
+        let mut next_app = 0u64;
+        let mut next_fault = 200 * MS;
+        let mut healed = false;
+        let mut probes_sent: Option<u64> = None;
+        let mut end = live_deadline;
+        let mut steps = 0u64;
+        loop {
+            steps += 1;
+            if steps > 50_000_000 {
+                self.report
+                    .violations
+                    .push("simulation did not finish within its step bound".into());
+                break;
+            }
+            // The next thing that happens.
+            let mut next = end;
+            if let Some(at) = self.net.next_at() {
+                next = next.min(at);
+            }
+            for n in &self.nodes {
+                if let (Some(node), None) = (&n.node, n.paused_until) {
+                    if let Some(Instant(at)) = node.poll_timeout() {
+                        next = next.min(at);
+                    }
+                }
+                if let Some(at) = n.paused_until {
+                    next = next.min(at);
+                }
+                if let Some(at) = n.restart_at {
+                    next = next.min(at);
+                }
+            }
+            if !healed {
+                next = next.min(next_app).min(next_fault).min(fault_end);
+            } else if probes_sent.is_none() {
+                next = next.min(self.now + 10 * MS);
+            }
+            self.now = next.max(self.now);
+            if self.now >= end {
+                break;
+            }
+            // Network arrivals.
+            while self.net.next_at().is_some_and(|at| at <= self.now) {
+                let p = self.net.pop().expect("peeked");
+                self.deliver_packet(p.from, p.to, p.bytes);
+            }
+            // Resumes and restarts.
+            for i in 0..self.cfg.nodes {
+                if self.nodes[i].paused_until.is_some_and(|at| at <= self.now) {
+                    self.nodes[i].paused_until = None;
+                    let backlog = std::mem::take(&mut self.nodes[i].backlog);
+                    for (from, bytes) in backlog {
+                        self.deliver_packet(from, i, bytes);
+                    }
+                }
+                if self.nodes[i].restart_at.is_some_and(|at| at <= self.now) && !healed {
+                    self.start_node(i);
+                }
+            }
+            // Timers.
+            for i in 0..self.cfg.nodes {
+                if !self.running(i) {
+                    continue;
+                }
+                let node = self.nodes[i].node.as_mut().expect("running");
+                if node
+                    .poll_timeout()
+                    .is_some_and(|Instant(at)| at <= self.now)
+                {
+                    node.handle_timeout(Instant(self.now));
+                    self.flush(i);
+                }
+            }
+            if !healed {
+                if self.now >= next_app {
+                    self.app_action();
+                    next_app = self.now + self.rng.range(MS / 4, 4 * MS);
+                }
+                if self.now >= next_fault {
+                    self.fault_action();
+                    next_fault = self.now + self.rng.range(100, 800) * MS;
+                }
+                if self.now >= fault_end {
+                    self.heal();
+                    healed = true;
+                }
+            } else if probes_sent.is_none() {
+                if self.converged().is_some() {
+                    self.report.converged_after_heal_ms = Some((self.now - fault_end) / MS);
+                    self.send_probes();
+                    probes_sent = Some(self.now);
+                    end = self.now + 20 * token;
+                }
+            } else if self.probes_done() {
+                break;
+            }
+        }
+        self.report.sim_ms = self.now / MS;
+        self.report.datagrams = self.net.sent;
+        if self.report.converged_after_heal_ms.is_none() {
+            let states: Vec<String> = self
+                .nodes
+                .iter()
+                .map(|n| match &n.node {
+                    Some(node) => format!(
+                        "{}:{:?}@{} {:?}",
+                        n.id,
+                        node.state(),
+                        node.ring(),
+                        node.members().iter().map(|m| m.0).collect::<Vec<_>>()
+                    ),
+                    None => format!("{}:down", n.id),
+                })
+                .collect();
+            self.report.violations.push(format!(
+                "liveness: no single ring of all {} nodes within {} ms after the heal; states: {}",
+                self.cfg.nodes,
+                (live_deadline - fault_end) / MS,
+                states.join(", ")
+            ));
+        }
+        let final_lives: Vec<usize> = self.nodes.iter().map(|n| n.life).collect();
+        let violations = check::check_all(
+            &self.lives,
+            &self.submitted,
+            &final_lives,
+            probes_sent.is_some(),
+        );
+        self.report.violations.extend(violations);
+        self.report
+    }
+
+    /// After convergence every node's first process joins every group and multicasts a probe.
+    fn send_probes(&mut self) {
+        for i in 0..self.cfg.nodes {
+            let n = &mut self.nodes[i];
+            let node = n.node.as_mut().expect("converged");
+            let proc_ = &mut n.procs[0];
+            for (g, name) in GROUPS.iter().enumerate() {
+                if !proc_.joined.contains(&g)
+                    && node
+                        .submit(Request::Join {
+                            group: name,
+                            pid: proc_.pid,
+                        })
+                        .is_ok()
+                {
+                    proc_.joined.insert(g);
+                }
+                n.counter += 1;
+                let id = MsgId {
+                    node: n.id.0,
+                    incarnation: n.incarnation,
+                    pid: proc_.pid,
+                    counter: n.counter,
+                };
+                let data = make_payload(id, 64);
+                if node
+                    .submit(Request::Mcast {
+                        group: name,
+                        pid: proc_.pid,
+                        guarantee: Guarantee::Safe,
+                        data: &data,
+                    })
+                    .is_ok()
+                {
+                    self.report.messages_submitted += 1;
+                    self.submitted.insert(
+                        id,
+                        Submitted {
+                            group: name.to_vec(),
+                            guarantee: Guarantee::Safe,
+                            life: n.life,
+                        },
+                    );
+                    self.lives[n.life].probes.push(id);
+                }
+            }
+            self.flush(i);
+        }
+    }
+
+    fn probes_done(&self) -> bool {
+        let probes: Vec<MsgId> = self
+            .nodes
+            .iter()
+            .flat_map(|n| self.lives[n.life].probes.iter().copied())
+            .collect();
+        self.nodes.iter().all(|n| {
+            let life = &self.lives[n.life];
+            probes.iter().all(|p| life.delivered_ids().contains(p))
+        })
+    }
+}
+
+/// Runs one seed.
+pub fn run(cfg: SimConfig) -> RunReport {
+    World::new(cfg).run()
+}
+
+impl Life {
+    fn delivered_ids(&self) -> BTreeSet<MsgId> {
+        self.entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Deliver { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Prints membership datagrams (joins, commit tokens) as they arrive, for debugging a seed.
+fn trace_datagram(now: u64, from: NodeId, to: NodeId, bytes: &[u8]) {
+    use totem_core::wire;
+    if bytes.len() < wire::HEADER_LEN {
+        return;
+    }
+    let kind = bytes[3];
+    let ids = |b: &[u8]| -> Vec<u32> {
+        b.chunks_exact(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    match kind {
+        wire::KIND_JOIN => {
+            let body = &bytes[wire::HEADER_LEN..];
+            let pc = u16::from_be_bytes([body[8], body[9]]) as usize;
+            let all = ids(&body[16..]);
+            println!(
+                "    {}us join {}->{} ring_seq {:x} proc {:?} fail {:?}",
+                now / 1000,
+                from,
+                to,
+                u64::from_be_bytes(body[..8].try_into().unwrap()),
+                &all[..pc],
+                &all[pc..]
+            );
+        }
+        wire::KIND_COMMIT => println!("    {}us commit {}->{}", now / 1000, from, to),
+        wire::KIND_MERGE_DETECT => println!("    {}us merge-detect {}->{}", now / 1000, from, to),
+        _ => {}
+    }
+}

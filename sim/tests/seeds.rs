@@ -1,0 +1,62 @@
+//! Random seeds across every fault mix: each run is checked for the EVS properties and for
+//! liveness after the heal. A failure prints the replay command.
+
+use rotor_sim::{run, Faults, SimConfig};
+
+fn seeds(faults: Faults, nodes: usize, first: u64, count: u64, fault_ms: u64) {
+    let mut failures = Vec::new();
+    for seed in first..first + count {
+        let cfg = SimConfig {
+            seed,
+            nodes,
+            faults,
+            fault_ms,
+            verbose: false,
+        };
+        let replay = cfg.replay_command();
+        let report = run(cfg);
+        assert!(
+            report.messages_submitted > 0,
+            "seed {seed}: no traffic was generated"
+        );
+        if !report.violations.is_empty() {
+            failures.push(format!("{}\n    replay: {replay}", report.violations[0]));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {count} seeds failed:\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
+}
+
+#[test]
+fn no_faults_3_nodes() {
+    seeds(Faults::None, 3, 1, 20, 2_000);
+}
+
+#[test]
+fn loss_duplication_reordering_5_nodes() {
+    seeds(Faults::Loss, 5, 1_000, 60, 3_000);
+}
+
+#[test]
+fn partitions_and_heals_5_nodes() {
+    seeds(Faults::Partition, 5, 2_000, 60, 3_000);
+}
+
+#[test]
+fn crashes_restarts_and_pauses_5_nodes() {
+    seeds(Faults::Crash, 5, 3_000, 60, 3_000);
+}
+
+#[test]
+fn everything_at_once_4_nodes() {
+    seeds(Faults::All, 4, 4_000, 60, 3_000);
+}
+
+#[test]
+fn everything_at_once_7_nodes() {
+    seeds(Faults::All, 7, 5_000, 20, 3_000);
+}

@@ -1,0 +1,416 @@
+//! The closed process group (CPG) service on top of the ordered stream: processes join and
+//! leave named groups and multicast to them through ordered messages, so every member sees
+//! joins, leaves, node-downs and messages of a group in one total order.
+//!
+//! After every ring change the group membership is re-synchronised (as corosync's cpg sync):
+//! the transitional configuration removes the processes of departed nodes (reason node-down);
+//! then each node of the new ring multicasts its joinlist — its own processes and their
+//! groups — as its first message, and sends no application message before it has delivered the
+//! joinlists of all members. Every application message of the new ring is therefore ordered
+//! after all joinlists, and every node applies the same union at the same point.
+//!
+//! Message layout (inside a packed message): op u8, then
+//! - JOIN, LEAVE, PROCDOWN: name_len u8, name, pid u32;
+//! - MCAST: name_len u8, name, pid u32, data;
+//! - JOINLIST: count u16, count × (name_len u8, name, pid u32).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::limits::GROUP_NAME_MAX;
+use crate::srp::{ConfigChange, ConfigKind};
+use crate::types::{Guarantee, NodeId, RingId};
+
+const OP_JOIN: u8 = 1;
+const OP_LEAVE: u8 = 2;
+const OP_MCAST: u8 = 3;
+const OP_JOINLIST: u8 = 4;
+const OP_PROCDOWN: u8 = 5;
+
+/// A process of the cluster: the node it runs on and its pid there.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct Member {
+    pub node: NodeId,
+    pub pid: u32,
+}
+
+/// Why a process joined or left a group (libcpg's CPG_REASON_*).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum Reason {
+    Join,
+    Leave,
+    NodeDown,
+    NodeUp,
+    ProcDown,
+}
+
+/// A change of one group's membership.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupChange {
+    pub group: Vec<u8>,
+    /// The membership after the change, sorted.
+    pub members: Vec<Member>,
+    pub joined: Vec<(Member, Reason)>,
+    pub left: Vec<(Member, Reason)>,
+}
+
+/// A request from a local process.
+#[derive(Clone, Copy, Debug)]
+pub enum Request<'a> {
+    Join {
+        group: &'a [u8],
+        pid: u32,
+    },
+    Leave {
+        group: &'a [u8],
+        pid: u32,
+    },
+    Mcast {
+        group: &'a [u8],
+        pid: u32,
+        guarantee: Guarantee,
+        data: &'a [u8],
+    },
+    /// A local process died: it leaves all its groups with reason ProcDown.
+    ProcessDown {
+        pid: u32,
+    },
+}
+
+/// Why a request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the send queue is full; try again")]
+    TryAgain,
+    #[error("message of {0} bytes is larger than the 1 MiB maximum")]
+    TooLarge(usize),
+    #[error("group name is empty or longer than {GROUP_NAME_MAX} bytes")]
+    BadName,
+    #[error("the process has already joined this group")]
+    AlreadyJoined,
+    #[error("the process has not joined this group")]
+    NotJoined,
+}
+
+/// What the group service tells its user, in delivery order.
+pub enum CpgOutput<'a> {
+    Config(ConfigChange),
+    Group(GroupChange),
+    Deliver {
+        group: &'a [u8],
+        sender: Member,
+        guarantee: Guarantee,
+        data: &'a [u8],
+    },
+}
+
+/// A re-sync in progress: the ring, the members whose joinlist is missing, and what the
+/// joinlists delivered so far announced.
+type Sync = (RingId, BTreeSet<NodeId>, BTreeSet<(Vec<u8>, Member)>);
+
+pub struct Cpg {
+    me: NodeId,
+    groups: BTreeMap<Vec<u8>, BTreeSet<Member>>,
+    /// Local (group, pid) memberships requested by processes (the submit-side view).
+    local: BTreeSet<(Vec<u8>, u32)>,
+    /// While re-syncing: the ring and the members whose joinlist is still missing.
+    sync: Option<Sync>,
+    pub malformed: u64,
+    pub unexpected: u64,
+}
+
+fn put_name(out: &mut Vec<u8>, name: &[u8]) {
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+}
+
+/// Reads name_len, name, pid from the front of `bytes`.
+fn read_entry(bytes: &[u8]) -> Option<(&[u8], u32, &[u8])> {
+    let (&len, rest) = bytes.split_first()?;
+    let len = len as usize;
+    if len == 0 || len > GROUP_NAME_MAX {
+        return None;
+    }
+    let name = rest.get(..len)?;
+    let pid = u32::from_be_bytes(rest.get(len..len + 4)?.try_into().ok()?);
+    Some((name, pid, &rest[len + 4..]))
+}
+
+impl Cpg {
+    pub fn new(me: NodeId) -> Self {
+        Cpg {
+            me,
+            groups: BTreeMap::new(),
+            local: BTreeSet::new(),
+            sync: None,
+            malformed: 0,
+            unexpected: 0,
+        }
+    }
+
+    pub fn syncing(&self) -> bool {
+        self.sync.is_some()
+    }
+
+    /// Current members of a group as this node has delivered them.
+    pub fn members(&self, group: &[u8]) -> Vec<Member> {
+        self.groups
+            .get(group)
+            .map(|m| m.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every group with at least one member.
+    pub fn groups(&self) -> impl Iterator<Item = (&[u8], &BTreeSet<Member>)> {
+        self.groups.iter().map(|(g, m)| (g.as_slice(), m))
+    }
+
+    /// Checks a request and encodes it; the caller queues the bytes.
+    pub fn encode(
+        &mut self,
+        request: Request<'_>,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), SubmitError> {
+        let check = |g: &[u8]| {
+            if g.is_empty() || g.len() > GROUP_NAME_MAX {
+                Err(SubmitError::BadName)
+            } else {
+                Ok(())
+            }
+        };
+        match request {
+            Request::Join { group, pid } => {
+                check(group)?;
+                if self.local.contains(&(group.to_vec(), pid)) {
+                    return Err(SubmitError::AlreadyJoined);
+                }
+                out.push(Self::simple(OP_JOIN, group, pid));
+                self.local.insert((group.to_vec(), pid));
+            }
+            Request::Leave { group, pid } => {
+                check(group)?;
+                if !self.local.remove(&(group.to_vec(), pid)) {
+                    return Err(SubmitError::NotJoined);
+                }
+                out.push(Self::simple(OP_LEAVE, group, pid));
+            }
+            Request::Mcast { group, pid, .. } => {
+                check(group)?;
+                if !self.local.contains(&(group.to_vec(), pid)) {
+                    return Err(SubmitError::NotJoined);
+                }
+                // The payload is appended by the caller without a copy here.
+                out.push(Self::simple(OP_MCAST, group, pid));
+            }
+            Request::ProcessDown { pid } => {
+                let groups: Vec<Vec<u8>> = self
+                    .local
+                    .iter()
+                    .filter(|(_, p)| *p == pid)
+                    .map(|(g, _)| g.clone())
+                    .collect();
+                for group in groups {
+                    self.local.remove(&(group.clone(), pid));
+                    out.push(Self::simple(OP_PROCDOWN, &group, pid));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn simple(op: u8, group: &[u8], pid: u32) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(6 + group.len());
+        bytes.push(op);
+        put_name(&mut bytes, group);
+        bytes.extend_from_slice(&pid.to_be_bytes());
+        bytes
+    }
+
+    /// A configuration change from the ordered stream. Returns the joinlist to multicast first
+    /// in a new regular configuration.
+    pub fn on_config(
+        &mut self,
+        change: ConfigChange,
+        emit: &mut impl FnMut(CpgOutput<'_>),
+    ) -> Option<Vec<u8>> {
+        let kind = change.kind;
+        let left_nodes: BTreeSet<NodeId> = change.left.iter().copied().collect();
+        let ring = change.ring;
+        let members: BTreeSet<NodeId> = change.members.iter().copied().collect();
+        emit(CpgOutput::Config(change));
+        match kind {
+            // Old-ring messages delivered in the transitional configuration still see the
+            // departed nodes' processes; they are removed once those messages are done.
+            ConfigKind::Transitional => None,
+            ConfigKind::Regular => {
+                // Processes of departed nodes leave every group (reason node-down).
+                let mut changes = Vec::new();
+                for (group, set) in self.groups.iter_mut() {
+                    let gone: Vec<Member> = set
+                        .iter()
+                        .copied()
+                        .filter(|m| left_nodes.contains(&m.node) || !members.contains(&m.node))
+                        .collect();
+                    if gone.is_empty() {
+                        continue;
+                    }
+                    for m in &gone {
+                        set.remove(m);
+                    }
+                    changes.push(GroupChange {
+                        group: group.clone(),
+                        members: set.iter().copied().collect(),
+                        joined: Vec::new(),
+                        left: gone.into_iter().map(|m| (m, Reason::NodeDown)).collect(),
+                    });
+                }
+                self.groups.retain(|_, set| !set.is_empty());
+                for c in changes {
+                    emit(CpgOutput::Group(c));
+                }
+                self.sync = Some((ring, members, BTreeSet::new()));
+                let mine: Vec<(&Vec<u8>, u32)> = self
+                    .groups
+                    .iter()
+                    .flat_map(|(g, set)| {
+                        set.iter()
+                            .filter(|m| m.node == self.me)
+                            .map(move |m| (g, m.pid))
+                    })
+                    .collect();
+                let mut bytes = vec![OP_JOINLIST];
+                bytes.extend_from_slice(&(mine.len() as u16).to_be_bytes());
+                for (group, pid) in mine {
+                    put_name(&mut bytes, group);
+                    bytes.extend_from_slice(&pid.to_be_bytes());
+                }
+                Some(bytes)
+            }
+        }
+    }
+
+    /// A complete message in total order. Returns true when the re-sync has just finished.
+    pub fn on_message(
+        &mut self,
+        node: NodeId,
+        guarantee: Guarantee,
+        bytes: &[u8],
+        emit: &mut impl FnMut(CpgOutput<'_>),
+    ) -> bool {
+        let Some((&op, rest)) = bytes.split_first() else {
+            self.malformed += 1;
+            return false;
+        };
+        if op == OP_JOINLIST {
+            return self.on_joinlist(node, rest, emit);
+        }
+        let Some((group, pid, data)) = read_entry(rest) else {
+            self.malformed += 1;
+            return false;
+        };
+        if self.sync.is_some() {
+            // Cannot happen with correct senders (they wait for the sync); keep order anyway.
+            self.unexpected += 1;
+        }
+        let member = Member { node, pid };
+        match op {
+            OP_JOIN => {
+                let set = self.groups.entry(group.to_vec()).or_default();
+                if set.insert(member) {
+                    emit(CpgOutput::Group(GroupChange {
+                        group: group.to_vec(),
+                        members: set.iter().copied().collect(),
+                        joined: vec![(member, Reason::Join)],
+                        left: Vec::new(),
+                    }));
+                } else {
+                    self.unexpected += 1;
+                }
+            }
+            OP_LEAVE | OP_PROCDOWN => {
+                let reason = if op == OP_LEAVE {
+                    Reason::Leave
+                } else {
+                    Reason::ProcDown
+                };
+                let Some(set) = self.groups.get_mut(group) else {
+                    self.unexpected += 1;
+                    return false;
+                };
+                if set.remove(&member) {
+                    emit(CpgOutput::Group(GroupChange {
+                        group: group.to_vec(),
+                        members: set.iter().copied().collect(),
+                        joined: Vec::new(),
+                        left: vec![(member, reason)],
+                    }));
+                    if set.is_empty() {
+                        self.groups.remove(group);
+                    }
+                } else {
+                    self.unexpected += 1;
+                }
+            }
+            OP_MCAST => {
+                emit(CpgOutput::Deliver {
+                    group,
+                    sender: member,
+                    guarantee,
+                    data,
+                });
+            }
+            _ => self.malformed += 1,
+        }
+        false
+    }
+
+    fn on_joinlist(
+        &mut self,
+        node: NodeId,
+        mut rest: &[u8],
+        emit: &mut impl FnMut(CpgOutput<'_>),
+    ) -> bool {
+        let Some((waiting, collected)) = self.sync.as_mut().map(|(_, w, c)| (w, c)) else {
+            self.unexpected += 1;
+            return false;
+        };
+        if !waiting.remove(&node) {
+            self.unexpected += 1;
+            return false;
+        }
+        let Some(count) = rest.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]])) else {
+            self.malformed += 1;
+            return false;
+        };
+        rest = &rest[2..];
+        for _ in 0..count {
+            let Some((group, pid, tail)) = read_entry(rest) else {
+                self.malformed += 1;
+                break;
+            };
+            collected.insert((group.to_vec(), Member { node, pid }));
+            rest = tail;
+        }
+        if !waiting.is_empty() {
+            return false;
+        }
+        let (_, _, collected) = self.sync.take().expect("syncing");
+        // Union: processes announced by nodes we did not share a ring with join our view.
+        let mut joined: BTreeMap<Vec<u8>, Vec<Member>> = BTreeMap::new();
+        for (group, member) in collected {
+            let set = self.groups.entry(group.clone()).or_default();
+            if set.insert(member) {
+                joined.entry(group).or_default().push(member);
+            }
+        }
+        for (group, members) in joined {
+            let set = &self.groups[&group];
+            emit(CpgOutput::Group(GroupChange {
+                group,
+                members: set.iter().copied().collect(),
+                joined: members.into_iter().map(|m| (m, Reason::Join)).collect(),
+                left: Vec::new(),
+            }));
+        }
+        true
+    }
+}

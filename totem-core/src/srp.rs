@@ -1,0 +1,1618 @@
+//! The Totem single-ring protocol (SRP): the regular token, ordered multicast with agreed and
+//! safe delivery, retransmission, flow control, and the membership protocol (gather → commit →
+//! recovery → operational) with extended virtual synchrony on every configuration change.
+//!
+//! Follows Amir et al., "The Totem single-ring ordering and membership protocol" (ACM TOCS 1995,
+//! §2–§4) and Agarwal's thesis; corosync's exec/totemsrp.c was read for behaviour. Deviations:
+//! - safe delivery and frame freeing use a rotation minimum published by the representative
+//!   (`TokenHdr::safe`): every member's aru is at least the minimum seen over one full rotation,
+//!   so a frame at or below it is held by every member;
+//! - the end of recovery is decided by the representative when a full rotation passes with no
+//!   member missing a frame or holding unsent recovery frames, and the token carries that
+//!   decision (`TOKEN_RECOVERY_DONE`);
+//! - a restarted node is recognised by its incarnation, carried in every header.
+
+use std::collections::VecDeque;
+
+use zerocopy::{FromBytes, IntoBytes};
+
+use crate::config::{ConfigError, Timers, TotemConfig};
+use crate::limits::{MEMBERS_MAX, RTR_ENTRIES_MAX};
+use crate::stats::Stats;
+use crate::store::Store;
+use crate::types::{Dest, Instant, NodeId, RingId};
+use crate::wire::{self, *};
+
+/// What a configuration change event says (EVS: transitional, then regular).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigKind {
+    /// The members of the old ring that move together into the new one.
+    Transitional,
+    /// The new ring.
+    Regular,
+}
+
+/// A configuration change, delivered in order with the messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigChange {
+    pub kind: ConfigKind,
+    /// For a regular configuration, the new ring; for a transitional one, the old ring.
+    pub ring: RingId,
+    /// For a transitional configuration: the ring being installed next.
+    pub next_ring: RingId,
+    pub members: Vec<NodeId>,
+    pub joined: Vec<NodeId>,
+    pub left: Vec<NodeId>,
+}
+
+/// The layer above the SRP: supplies frame bodies when the token allows sending and takes
+/// frames and configuration changes in delivery order.
+pub trait Upper {
+    /// Fills `buf` with queued messages; returns the body length (0: nothing to send) and
+    /// whether the frame needs safe delivery.
+    fn fill(&mut self, buf: &mut [u8]) -> (usize, bool);
+    /// Frames' worth of queued messages (for fair flow control).
+    fn backlog_frames(&self) -> u32;
+    /// A frame body in agreed/safe order.
+    fn deliver(&mut self, origin: NodeId, body: &[u8]);
+    /// A configuration change, in order with the frames.
+    fn config(&mut self, change: ConfigChange);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Operational,
+    Gather,
+    Commit,
+    Recovery,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+enum Timer {
+    TokenLoss,
+    TokenRetransmit,
+    Hold,
+    Join,
+    Consensus,
+    Merge,
+}
+const TIMER_COUNT: usize = 6;
+
+/// The decoded regular token (kept while held, rebuilt into a datagram when forwarded).
+#[derive(Clone, Debug)]
+struct Token {
+    ring: RingId,
+    token_seq: u64,
+    seq: u64,
+    aru: u64,
+    aru_addr: u32,
+    rotation_start_seq: u64,
+    rotation_min_aru: u64,
+    safe: u64,
+    fcc: u32,
+    backlog: u32,
+    flags: u8,
+    rtr: Vec<u64>,
+}
+
+/// The ring this node last installed: its frames and delivery progress.
+struct Installed {
+    ring: RingId,
+    members: Vec<NodeId>,
+    store: Store,
+    /// Highest sequence delivered to the upper layer.
+    delivered: u64,
+    /// Every member is known to hold every frame up to here.
+    safe: u64,
+    /// Set while this node's state has been reported in a commit token: no more frames of this
+    /// ring are accepted except through recovery, so all members recover the same set.
+    frozen: bool,
+}
+
+/// A ring being formed (commit and recovery states).
+struct Forming {
+    ring: RingId,
+    members: Vec<NodeId>,
+    entries: Vec<CommitEntry>,
+    /// The gather sets that produced this ring: joins repeating them are not news.
+    proc_set: Vec<NodeId>,
+    fail_set: Vec<NodeId>,
+    store: Store,
+    /// Members of the new ring that come from this node's installed ring.
+    trans: Vec<NodeId>,
+    /// Old-ring frames to recover: everything up to `high` that any of `trans` held.
+    high: u64,
+    /// Old-ring frames up to here are delivered in the old regular configuration.
+    old_safe: u64,
+    /// Old-ring frames this node retransmits during recovery.
+    recovery_queue: VecDeque<u64>,
+    /// Last commit token sequence seen, to discard duplicates.
+    commit_token_seq: u64,
+    entered_recovery: bool,
+}
+
+pub struct Srp {
+    me: NodeId,
+    incarnation: u32,
+    cluster: u32,
+    config: TotemConfig,
+    timers: Timers,
+    pub state: State,
+    installed: Installed,
+    forming: Option<Forming>,
+    /// Highest ring sequence seen anywhere; new rings are numbered above it.
+    max_ring_seq: u64,
+    /// Incarnations of the nodes seen, to recognise a restart.
+    incarnations: Vec<(NodeId, u32)>,
+
+    // Gather.
+    proc_set: Vec<NodeId>,
+    fail_set: Vec<NodeId>,
+    agreed: Vec<NodeId>,
+
+    // Token handling on the installed (operational) or forming (recovery) ring.
+    last_token_seq: u64,
+    last_token: Vec<u8>,
+    last_token_dest: NodeId,
+    held: Option<Token>,
+    idle_rotations: u32,
+    my_last_sent: u32,
+    my_last_backlog: u32,
+    aru_unchanged_visits: u32,
+    last_aru_at_visit: u64,
+    hold_cancel_pending: bool,
+    /// Per missing frame: token visits it has been seen missing (miss_count_const).
+    missing: Vec<(u64, u32)>,
+
+    timer: [Option<Instant>; TIMER_COUNT],
+    rng: u64,
+    out: VecDeque<(Dest, Vec<u8>)>,
+    spare: Vec<Vec<u8>>,
+    pub stats: Stats,
+}
+
+fn sorted_insert(set: &mut Vec<NodeId>, node: NodeId) -> bool {
+    match set.binary_search(&node) {
+        Ok(_) => false,
+        Err(at) => {
+            set.insert(at, node);
+            true
+        }
+    }
+}
+
+fn contains(set: &[NodeId], node: NodeId) -> bool {
+    set.binary_search(&node).is_ok()
+}
+
+fn minus(a: &[NodeId], b: &[NodeId]) -> Vec<NodeId> {
+    a.iter().copied().filter(|n| !contains(b, *n)).collect()
+}
+
+impl Srp {
+    /// A node starts alone in the gather state, in a singleton pseudo-ring numbered from
+    /// `ring_seq_start`, which the caller persists across restarts (corosync keeps it in
+    /// /var/lib/corosync/ringid_*): a restarted node must start above every ring it was in.
+    pub fn new(
+        config: TotemConfig,
+        me: NodeId,
+        incarnation: u32,
+        cluster: u32,
+        ring_seq_start: u64,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Srp, ConfigError> {
+        assert!(me.0 != 0, "node id 0 is reserved");
+        let timers = config.validate()?;
+        let ring = RingId {
+            seq: ring_seq_start | 1,
+            rep: me.0,
+        };
+        let mut srp = Srp {
+            me,
+            incarnation,
+            cluster,
+            config,
+            timers,
+            state: State::Gather,
+            installed: Installed {
+                ring,
+                members: vec![me],
+                store: Store::new(),
+                delivered: 0,
+                safe: 0,
+                frozen: false,
+            },
+            forming: None,
+            max_ring_seq: ring_seq_start,
+            incarnations: Vec::with_capacity(MEMBERS_MAX),
+            proc_set: Vec::with_capacity(MEMBERS_MAX),
+            fail_set: Vec::with_capacity(MEMBERS_MAX),
+            agreed: Vec::with_capacity(MEMBERS_MAX),
+            last_token_seq: 0,
+            last_token: Vec::new(),
+            last_token_dest: me,
+            held: None,
+            idle_rotations: 0,
+            my_last_sent: 0,
+            my_last_backlog: 0,
+            aru_unchanged_visits: 0,
+            last_aru_at_visit: 0,
+            hold_cancel_pending: false,
+            missing: Vec::with_capacity(RTR_ENTRIES_MAX),
+            timer: [None; TIMER_COUNT],
+            rng: seed | 1,
+            out: VecDeque::new(),
+            spare: Vec::new(),
+            stats: Stats::default(),
+        };
+        srp.enter_gather(now, vec![me], Vec::new());
+        Ok(srp)
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.me
+    }
+    pub fn ring(&self) -> RingId {
+        self.installed.ring
+    }
+    pub fn members(&self) -> &[NodeId] {
+        &self.installed.members
+    }
+    /// The highest ring sequence seen: persist it, and pass it back as `ring_seq_start`.
+    pub fn max_ring_seq(&self) -> u64 {
+        self.max_ring_seq
+    }
+
+    // ----- outputs -------------------------------------------------------------------------
+
+    pub fn poll_transmit(&mut self) -> Option<(Dest, Vec<u8>)> {
+        self.out.pop_front()
+    }
+
+    /// Returns a transmitted buffer for reuse.
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.spare.len() < 256 {
+            buf.clear();
+            self.spare.push(buf);
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timer.iter().flatten().min().copied()
+    }
+
+    fn buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    fn header(&self, kind: u8) -> Header {
+        Header {
+            magic: MAGIC,
+            version: VERSION,
+            kind,
+            cluster: self.cluster.into(),
+            sender: self.me.0.into(),
+            incarnation: self.incarnation.into(),
+        }
+    }
+
+    fn send(&mut self, dest: Dest, buf: Vec<u8>) {
+        self.stats.frames_out += 1;
+        self.out.push_back((dest, buf));
+    }
+
+    fn set_timer(&mut self, timer: Timer, at: Option<Instant>) {
+        self.timer[timer as usize] = at;
+    }
+
+    fn random_below(&mut self, bound: u64) -> u64 {
+        // xorshift64*: the seed comes from the caller; the core has no randomness of its own.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) % bound.max(1)
+    }
+
+    // ----- inputs --------------------------------------------------------------------------
+
+    /// A datagram from the network. `from` is the node the transport (crypto) authenticated.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        bytes: &[u8],
+        up: &mut impl Upper,
+    ) {
+        self.stats.frames_in += 1;
+        if let Err(reason) = self.on_datagram(now, from, bytes, up) {
+            self.stats.drop(reason);
+        }
+    }
+
+    fn on_datagram(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        bytes: &[u8],
+        up: &mut impl Upper,
+    ) -> Result<(), DropReason> {
+        let (header, body) = Header::ref_from_prefix(bytes).map_err(|_| DropReason::Truncated)?;
+        if header.magic != MAGIC {
+            return Err(DropReason::BadMagic);
+        }
+        if header.version != VERSION {
+            return Err(DropReason::BadVersion);
+        }
+        if header.cluster.get() != self.cluster {
+            return Err(DropReason::ForeignCluster);
+        }
+        let sender = NodeId(header.sender.get());
+        if sender != from || sender.0 == 0 {
+            return Err(DropReason::SenderMismatch);
+        }
+        if sender == self.me {
+            return Err(DropReason::OwnFrame);
+        }
+        let incarnation = header.incarnation.get();
+        match header.kind {
+            KIND_DATA => self.on_data(sender, body, up),
+            KIND_TOKEN => self.on_token(now, body, up),
+            KIND_JOIN => self.on_join(now, sender, incarnation, body, up),
+            KIND_COMMIT => self.on_commit(now, body, up),
+            KIND_MERGE_DETECT => self.on_merge_detect(now, sender, body),
+            KIND_HOLD_CANCEL => self.on_hold_cancel(now, body),
+            _ => Err(DropReason::UnknownKind),
+        }
+    }
+
+    /// Advances the timers: each expired one runs its `on_<name>_timeout` handler.
+    pub fn handle_timeout(&mut self, now: Instant, up: &mut impl Upper) {
+        for timer in [
+            Timer::TokenLoss,
+            Timer::Consensus,
+            Timer::TokenRetransmit,
+            Timer::Hold,
+            Timer::Join,
+            Timer::Merge,
+        ] {
+            match self.timer[timer as usize] {
+                Some(at) if at <= now => {
+                    self.timer[timer as usize] = None;
+                    match timer {
+                        Timer::TokenLoss => self.on_token_loss_timeout(now),
+                        Timer::TokenRetransmit => self.on_token_retransmit_timeout(now),
+                        Timer::Hold => self.on_hold_timeout(now, up),
+                        Timer::Join => self.on_join_timeout(now),
+                        Timer::Consensus => self.on_consensus_timeout(now, up),
+                        Timer::Merge => self.on_merge_timeout(now),
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The layer above has new messages: release a held token, or ask the holder to.
+    pub fn handle_pending(&mut self, now: Instant) {
+        if self.state != State::Operational {
+            return;
+        }
+        if self.held.is_some() {
+            self.set_timer(Timer::Hold, Some(now));
+        } else if self.installed.members.len() > 1 && !self.hold_cancel_pending {
+            self.hold_cancel_pending = true;
+            let mut buf = self.buffer();
+            let mut w = Writer::new_vec(&mut buf, wire::HEADER_LEN + 16);
+            w.put(self.header(KIND_HOLD_CANCEL).as_bytes());
+            w.put(RingHdr::new(self.installed.ring).as_bytes());
+            self.send(Dest::All, buf);
+        }
+    }
+
+    /// Leaves the ring cleanly: a join naming ourselves as failed, so the others re-form at
+    /// once instead of waiting for the token timeout.
+    pub fn leave(&mut self) {
+        let members = self.installed.members.clone();
+        self.send_join_sets(&members, &[self.me]);
+    }
+
+    // ----- timers --------------------------------------------------------------------------
+
+    fn on_token_loss_timeout(&mut self, now: Instant) {
+        match self.state {
+            State::Operational => {
+                self.stats.token_lost += 1;
+                let members = self.installed.members.clone();
+                self.enter_gather(now, members, Vec::new());
+            }
+            State::Commit | State::Recovery => {
+                self.stats.token_lost += 1;
+                let members = self
+                    .forming
+                    .as_ref()
+                    .map(|f| f.members.clone())
+                    .unwrap_or_default();
+                self.enter_gather(now, members, Vec::new());
+            }
+            State::Gather => {}
+        }
+    }
+
+    fn on_token_retransmit_timeout(&mut self, now: Instant) {
+        if matches!(
+            self.state,
+            State::Operational | State::Recovery | State::Commit
+        ) && !self.last_token.is_empty()
+        {
+            self.stats.token_retransmits += 1;
+            let mut buf = self.buffer();
+            buf.extend_from_slice(&self.last_token);
+            let dest = self.last_token_dest;
+            self.send(Dest::Node(dest), buf);
+            self.set_timer(
+                Timer::TokenRetransmit,
+                Some(now.plus_ms(self.timers.token_retransmit_ms)),
+            );
+        }
+    }
+
+    fn on_hold_timeout(&mut self, now: Instant, up: &mut impl Upper) {
+        if let Some(mut token) = self.held.take() {
+            if self.ring_members().len() == 1 {
+                // Alone: the token "comes back" at once; process the next rotation.
+                token.token_seq += 1;
+                self.on_regular_token(now, token, up);
+            } else {
+                self.forward_token(now, token);
+            }
+        }
+    }
+
+    fn on_join_timeout(&mut self, now: Instant) {
+        if self.state == State::Gather {
+            self.send_join();
+            self.set_timer(Timer::Join, Some(now.plus_ms(self.timers.join_ms)));
+        }
+    }
+
+    fn on_consensus_timeout(&mut self, now: Instant, up: &mut impl Upper) {
+        if self.state != State::Gather {
+            return;
+        }
+        self.stats.consensus_timeouts += 1;
+        let live = minus(&self.proc_set, &self.fail_set);
+        let silent: Vec<NodeId> = live
+            .iter()
+            .copied()
+            .filter(|n| !contains(&self.agreed, *n))
+            .collect();
+        if silent.is_empty() {
+            // Consensus was reached but no commit token came: its would-be sender failed.
+            if let Some(rep) = live.first().copied().filter(|rep| *rep != self.me) {
+                sorted_insert(&mut self.fail_set, rep);
+            }
+        } else {
+            for node in silent {
+                sorted_insert(&mut self.fail_set, node);
+            }
+        }
+        self.agreed.clear();
+        self.agreed.push(self.me);
+        self.send_join();
+        self.set_timer(
+            Timer::Consensus,
+            Some(now.plus_ms(self.timers.consensus_ms)),
+        );
+        self.check_consensus(now, up);
+    }
+
+    fn on_merge_timeout(&mut self, now: Instant) {
+        if self.state == State::Operational && self.installed.ring.rep == self.me.0 {
+            let mut buf = self.buffer();
+            let mut w = Writer::new_vec(&mut buf, wire::HEADER_LEN + 16);
+            w.put(self.header(KIND_MERGE_DETECT).as_bytes());
+            w.put(RingHdr::new(self.installed.ring).as_bytes());
+            self.send(Dest::All, buf);
+            self.set_timer(Timer::Merge, Some(now.plus_ms(self.timers.merge_ms)));
+        }
+    }
+
+    // ----- data frames ---------------------------------------------------------------------
+
+    fn on_data(
+        &mut self,
+        _sender: NodeId,
+        body: &[u8],
+        up: &mut impl Upper,
+    ) -> Result<(), DropReason> {
+        let (data, rest) = DataHdr::ref_from_prefix(body).map_err(|_| DropReason::Truncated)?;
+        let len = data.len.get() as usize;
+        let payload = rest.get(..len).ok_or(DropReason::Truncated)?;
+        let ring = data.ring();
+        let seq = data.seq.get();
+        let origin = NodeId(data.origin.get());
+        if ring == self.installed.ring {
+            if self.installed.frozen {
+                return Err(DropReason::StaleRing);
+            }
+            self.installed
+                .store
+                .insert(seq, origin, data.flags, payload)?;
+            self.stats.data_in += 1;
+            if self.state == State::Operational {
+                self.deliver_ready(up);
+            }
+            return Ok(());
+        }
+        let Some(forming) = self.forming.as_mut() else {
+            return Err(DropReason::StaleRing);
+        };
+        if ring != forming.ring {
+            return Err(DropReason::StaleRing);
+        }
+        forming.store.insert(seq, origin, data.flags, payload)?;
+        self.stats.data_in += 1;
+        if data.flags & FLAG_RECOVERY != 0 {
+            self.on_recovered(payload);
+        }
+        Ok(())
+    }
+
+    /// An old-ring frame carried inside a recovery frame of the ring being formed.
+    fn on_recovered(&mut self, payload: &[u8]) {
+        let Ok((old, rest)) = DataHdr::ref_from_prefix(payload) else {
+            self.stats.drop(DropReason::Malformed);
+            return;
+        };
+        let Some(body) = rest.get(..old.len.get() as usize) else {
+            self.stats.drop(DropReason::Malformed);
+            return;
+        };
+        if old.ring() != self.installed.ring {
+            return; // Another member's old ring.
+        }
+        let high = self.forming.as_ref().map_or(0, |f| f.high);
+        if old.seq.get() > high {
+            self.stats.drop(DropReason::Malformed);
+            return;
+        }
+        match self
+            .installed
+            .store
+            .insert(old.seq.get(), NodeId(old.origin.get()), old.flags, body)
+        {
+            Ok(()) => self.stats.recovered += 1,
+            Err(DropReason::Duplicate) => {}
+            Err(reason) => self.stats.drop(reason),
+        }
+    }
+
+    /// Delivers, in order, the frames of the installed ring that agreed or safe order allows.
+    fn deliver_ready(&mut self, up: &mut impl Upper) {
+        let ring = &mut self.installed;
+        loop {
+            let next = ring.delivered + 1;
+            let Some(slot) = ring.store.get(next) else {
+                break;
+            };
+            if slot.flags & FLAG_SAFE != 0 && next > ring.safe {
+                break;
+            }
+            if slot.flags & FLAG_RECOVERY == 0 {
+                up.deliver(slot.origin, &slot.body);
+                self.stats.delivered += 1;
+            }
+            ring.delivered = next;
+        }
+        let free = ring.safe.min(ring.delivered);
+        ring.store.free_upto(free);
+    }
+
+    // ----- the regular token ---------------------------------------------------------------
+
+    fn on_token(
+        &mut self,
+        now: Instant,
+        body: &[u8],
+        up: &mut impl Upper,
+    ) -> Result<(), DropReason> {
+        let (hdr, rest) = TokenHdr::ref_from_prefix(body).map_err(|_| DropReason::Truncated)?;
+        let count = hdr.rtr_count.get() as usize;
+        if count > RTR_ENTRIES_MAX {
+            return Err(DropReason::Malformed);
+        }
+        let rtr_bytes = rest.get(..count * 8).ok_or(DropReason::Truncated)?;
+        let ring = hdr.ring();
+        let expected = match self.state {
+            State::Operational => self.installed.ring,
+            State::Recovery => self.forming.as_ref().map(|f| f.ring).unwrap_or_default(),
+            _ => return Err(DropReason::NotExpected),
+        };
+        if ring != expected {
+            return Err(DropReason::StaleRing);
+        }
+        if hdr.token_seq.get() <= self.last_token_seq {
+            return Err(DropReason::DuplicateToken);
+        }
+        let token = Token {
+            ring,
+            token_seq: hdr.token_seq.get(),
+            seq: hdr.seq.get(),
+            aru: hdr.aru.get(),
+            aru_addr: hdr.aru_addr.get(),
+            rotation_start_seq: hdr.rotation_start_seq.get(),
+            rotation_min_aru: hdr.rotation_min_aru.get(),
+            safe: hdr.safe.get(),
+            fcc: hdr.fcc.get(),
+            backlog: hdr.backlog.get(),
+            flags: hdr.flags,
+            rtr: rtr_bytes
+                .chunks_exact(8)
+                .map(|c| u64::from_be_bytes(c.try_into().expect("8-byte chunk")))
+                .collect(),
+        };
+        if token.safe > token.seq || token.aru > token.seq {
+            return Err(DropReason::Malformed);
+        }
+        self.on_regular_token(now, token, up);
+        Ok(())
+    }
+
+    /// One visit of the token (paper §2: "token receipt").
+    fn on_regular_token(&mut self, now: Instant, mut token: Token, up: &mut impl Upper) {
+        self.last_token_seq = token.token_seq;
+        self.stats.tokens += 1;
+        self.hold_cancel_pending = false;
+        self.set_timer(Timer::TokenRetransmit, None);
+        self.set_timer(Timer::TokenLoss, Some(now.plus_ms(self.timers.token_ms)));
+
+        if self.state == State::Recovery && token.flags & TOKEN_RECOVERY_DONE != 0 {
+            self.install(now, up);
+        }
+        let recovering = self.state == State::Recovery;
+        let is_rep = token.ring.rep == self.me.0;
+
+        // The representative closes the rotation that started at its previous visit.
+        if is_rep {
+            let clean =
+                token.rotation_start_seq == token.seq && token.flags & TOKEN_ROTATION_PENDING == 0;
+            let my_pending = self.recovery_pending(token.seq);
+            if recovering && clean && !my_pending && token.token_seq > 1 {
+                token.flags |= TOKEN_RECOVERY_DONE;
+            } else if token.flags & TOKEN_RECOVERY_DONE != 0 && !recovering {
+                // The decision has been round once: everyone has installed.
+                token.flags &= !TOKEN_RECOVERY_DONE;
+            }
+            if token.token_seq > 1 {
+                token.safe = token.safe.max(token.rotation_min_aru.min(token.seq));
+            }
+        }
+
+        // Retransmit what others asked for; ask for what we miss.
+        self.serve_retransmissions(&mut token);
+        self.request_missing(&mut token);
+        if self.state == State::Operational && self.failed_to_receive(&token) {
+            self.stats.failed_to_receive += 1;
+            let others = minus(&self.installed.members, &[self.me]);
+            let members = self.installed.members.clone();
+            self.enter_gather(now, members, others);
+            return;
+        }
+
+        // Multicast new frames as flow control allows.
+        let sent = self.send_new_frames(&mut token, up);
+
+        let store = self.ring_store();
+        let my_aru = store.aru();
+        // The all-received-up-to mark (paper §2): lowered by any member that misses frames,
+        // raised only by the member that lowered it.
+        if my_aru < token.aru || token.aru_addr == self.me.0 || token.aru_addr == 0 {
+            token.aru = my_aru;
+            token.aru_addr = if my_aru == token.seq { 0 } else { self.me.0 };
+        }
+        if is_rep {
+            token.rotation_start_seq = token.seq;
+            token.rotation_min_aru = my_aru;
+            token.flags &= !TOKEN_ROTATION_PENDING;
+            if self.recovery_pending(token.seq) {
+                token.flags |= TOKEN_ROTATION_PENDING;
+            }
+        } else {
+            token.rotation_min_aru = token.rotation_min_aru.min(my_aru);
+            if self.recovery_pending(token.seq) {
+                token.flags |= TOKEN_ROTATION_PENDING;
+            }
+        }
+        token.fcc = token
+            .fcc
+            .saturating_sub(self.my_last_sent)
+            .saturating_add(sent);
+        self.my_last_sent = sent;
+        let backlog = if self.state == State::Operational {
+            up.backlog_frames()
+        } else {
+            0
+        };
+        token.backlog = token
+            .backlog
+            .saturating_sub(self.my_last_backlog)
+            .saturating_add(backlog);
+        self.my_last_backlog = backlog;
+
+        if self.state == State::Operational {
+            self.installed.safe = self.installed.safe.max(token.safe);
+        }
+
+        let idle = sent == 0
+            && token.rtr.is_empty()
+            && token.aru == token.seq
+            && token.backlog == 0
+            && self.state == State::Operational;
+        if idle {
+            self.idle_rotations = self.idle_rotations.saturating_add(1);
+        } else {
+            self.idle_rotations = 0;
+        }
+        let alone = self.ring_members().len() == 1;
+        if alone || (idle && self.idle_rotations >= self.config.seqno_unchanged_const) {
+            let wait = if idle { self.timers.hold_ms } else { 0 };
+            self.held = Some(token);
+            self.set_timer(Timer::Hold, Some(now.plus_ms(wait)));
+            if alone {
+                self.set_timer(Timer::TokenLoss, None);
+            }
+        } else {
+            self.forward_token(now, token);
+        }
+        if self.state == State::Operational {
+            self.deliver_ready(up);
+        }
+    }
+
+    /// Members of the ring the token belongs to (the forming ring during recovery).
+    fn ring_members(&self) -> &[NodeId] {
+        match (self.state, &self.forming) {
+            (State::Recovery, Some(f)) => &f.members,
+            _ => &self.installed.members,
+        }
+    }
+
+    fn ring_store(&self) -> &Store {
+        match (self.state, &self.forming) {
+            (State::Recovery, Some(f)) => &f.store,
+            _ => &self.installed.store,
+        }
+    }
+
+    /// Recovery is unfinished at this node: it misses frames of the new ring or still has
+    /// old-ring frames to send.
+    fn recovery_pending(&self, seq: u64) -> bool {
+        match (self.state, &self.forming) {
+            (State::Recovery, Some(f)) => f.store.aru() < seq || !f.recovery_queue.is_empty(),
+            _ => false,
+        }
+    }
+
+    fn serve_retransmissions(&mut self, token: &mut Token) {
+        let mut kept = Vec::with_capacity(token.rtr.len());
+        let requests = std::mem::take(&mut token.rtr);
+        for seq in requests {
+            let slot = match (self.state, &self.forming) {
+                (State::Recovery, Some(f)) => f.store.get(seq),
+                _ => self.installed.store.get(seq),
+            };
+            if let Some(slot) = slot {
+                let (origin, flags) = (slot.origin, slot.flags);
+                let body = slot.body.clone();
+                self.stats.retransmitted += 1;
+                self.transmit_data(token.ring, seq, origin, flags, &body);
+            } else {
+                kept.push(seq);
+            }
+        }
+        token.rtr = kept;
+    }
+
+    fn request_missing(&mut self, token: &mut Token) {
+        let store = match (self.state, &self.forming) {
+            (State::Recovery, Some(f)) => &f.store,
+            _ => &self.installed.store,
+        };
+        let from = store.aru() + 1;
+        let to = token.seq;
+        let mut still_missing = Vec::new();
+        let mut seq = from;
+        while seq <= to && still_missing.len() < RTR_ENTRIES_MAX {
+            if !store.has(seq) {
+                still_missing.push(seq);
+            }
+            seq += 1;
+        }
+        // miss_count_const: a frame seen missing on this many visits is requested; frames
+        // merely still in flight behind the token are not.
+        let mut next = Vec::with_capacity(still_missing.len());
+        for seq in still_missing {
+            let count = self
+                .missing
+                .iter()
+                .find(|(s, _)| *s == seq)
+                .map_or(0, |(_, c)| *c)
+                + 1;
+            next.push((seq, count));
+            let threshold = self.config.miss_count_const.min(2);
+            if count >= threshold && !token.rtr.contains(&seq) && token.rtr.len() < RTR_ENTRIES_MAX
+            {
+                token.rtr.push(seq);
+                self.stats.retransmit_requests += 1;
+            }
+        }
+        self.missing = next;
+    }
+
+    /// fail_recv_const: the aru has not moved for that many visits while frames are missing.
+    fn failed_to_receive(&mut self, token: &Token) -> bool {
+        let aru = self.installed.store.aru();
+        if aru < token.seq && aru == self.last_aru_at_visit {
+            self.aru_unchanged_visits += 1;
+        } else {
+            self.aru_unchanged_visits = 0;
+        }
+        self.last_aru_at_visit = aru;
+        self.aru_unchanged_visits >= self.config.fail_recv_const && self.installed.members.len() > 1
+    }
+
+    fn send_new_frames(&mut self, token: &mut Token, up: &mut impl Upper) -> u32 {
+        let others_sent = token.fcc.saturating_sub(self.my_last_sent);
+        let mut allowed = self
+            .config
+            .max_messages
+            .min(self.config.window_size.saturating_sub(others_sent));
+        let my_backlog = if self.state == State::Operational {
+            up.backlog_frames()
+        } else {
+            0
+        };
+        let total_backlog = token
+            .backlog
+            .saturating_sub(self.my_last_backlog)
+            .saturating_add(my_backlog);
+        if total_backlog > 0 && my_backlog > 0 {
+            let fair = ((u64::from(self.config.window_size) * u64::from(my_backlog))
+                / u64::from(total_backlog)) as u32;
+            allowed = allowed.min(fair.max(1));
+        }
+        // Never run past what every member can retain: the oldest unsafe frame bounds it.
+        let store = self.ring_store();
+        let room = store.room_above(token.seq).min(
+            (crate::limits::RETAINED_FRAMES_MAX as u64 / 2)
+                .saturating_sub(token.seq - token.safe.min(token.seq)),
+        );
+        allowed = allowed.min(room.min(u64::from(u32::MAX)) as u32);
+        let mut sent = 0;
+        while sent < allowed {
+            let ok = match self.state {
+                State::Operational => self.send_app_frame(token, up),
+                State::Recovery => self.send_recovery_frame(token),
+                _ => false,
+            };
+            if !ok {
+                break;
+            }
+            sent += 1;
+        }
+        sent
+    }
+
+    fn send_app_frame(&mut self, token: &mut Token, up: &mut impl Upper) -> bool {
+        let room = self.config.frame_size - wire::DATA_OVERHEAD;
+        let mut buf = self.buffer();
+        buf.resize(wire::DATA_OVERHEAD + room, 0);
+        let (len, safe) = up.fill(&mut buf[wire::DATA_OVERHEAD..]);
+        if len == 0 {
+            self.recycle(buf);
+            return false;
+        }
+        buf.truncate(wire::DATA_OVERHEAD + len);
+        token.seq += 1;
+        let flags = if safe { FLAG_SAFE } else { 0 };
+        self.write_data_headers(&mut buf, token.ring, token.seq, self.me, flags, len);
+        self.installed
+            .store
+            .insert(token.seq, self.me, flags, &buf[wire::DATA_OVERHEAD..])
+            .expect("a stamped frame fits the window: flow control checked the room");
+        self.stats.data_out += 1;
+        self.send(Dest::All, buf);
+        true
+    }
+
+    fn send_recovery_frame(&mut self, token: &mut Token) -> bool {
+        let Some(forming) = self.forming.as_mut() else {
+            return false;
+        };
+        let Some(old_seq) = forming.recovery_queue.pop_front() else {
+            return false;
+        };
+        let Some(slot) = self.installed.store.get(old_seq) else {
+            return true; // Freed or never held: nothing to send for it.
+        };
+        let mut body = Vec::with_capacity(32 + slot.body.len());
+        let inner = DataHdr {
+            ring_seq: self.installed.ring.seq.into(),
+            ring_rep: self.installed.ring.rep.into(),
+            origin: slot.origin.0.into(),
+            seq: old_seq.into(),
+            flags: slot.flags,
+            _pad: [0; 3],
+            len: (slot.body.len() as u32).into(),
+        };
+        body.extend_from_slice(inner.as_bytes());
+        body.extend_from_slice(&slot.body);
+        token.seq += 1;
+        let ring = token.ring;
+        forming
+            .store
+            .insert(token.seq, self.me, FLAG_RECOVERY, &body)
+            .expect("recovery frame fits the window");
+        self.stats.recovery_sent += 1;
+        self.transmit_data(ring, token.seq, self.me, FLAG_RECOVERY, &body);
+        true
+    }
+
+    fn write_data_headers(
+        &self,
+        buf: &mut [u8],
+        ring: RingId,
+        seq: u64,
+        origin: NodeId,
+        flags: u8,
+        len: usize,
+    ) {
+        let header = self.header(KIND_DATA);
+        let data = DataHdr {
+            ring_seq: ring.seq.into(),
+            ring_rep: ring.rep.into(),
+            origin: origin.0.into(),
+            seq: seq.into(),
+            flags,
+            _pad: [0; 3],
+            len: (len as u32).into(),
+        };
+        buf[..HEADER_LEN].copy_from_slice(header.as_bytes());
+        buf[HEADER_LEN..wire::DATA_OVERHEAD].copy_from_slice(data.as_bytes());
+    }
+
+    fn transmit_data(&mut self, ring: RingId, seq: u64, origin: NodeId, flags: u8, body: &[u8]) {
+        let mut buf = self.buffer();
+        buf.resize(wire::DATA_OVERHEAD, 0);
+        self.write_data_headers(&mut buf, ring, seq, origin, flags, body.len());
+        buf.extend_from_slice(body);
+        self.send(Dest::All, buf);
+    }
+
+    fn encode_token(&mut self, token: &Token) -> Vec<u8> {
+        let mut buf = self.buffer();
+        let mut w = Writer::new_vec(&mut buf, wire::token_size(token.rtr.len()));
+        w.put(self.header(KIND_TOKEN).as_bytes());
+        let hdr = TokenHdr {
+            ring_seq: token.ring.seq.into(),
+            ring_rep: token.ring.rep.into(),
+            aru_addr: token.aru_addr.into(),
+            token_seq: token.token_seq.into(),
+            seq: token.seq.into(),
+            aru: token.aru.into(),
+            rotation_start_seq: token.rotation_start_seq.into(),
+            fcc: token.fcc.into(),
+            backlog: token.backlog.into(),
+            flags: token.flags,
+            _pad: 0,
+            rtr_count: (token.rtr.len() as u16).into(),
+            _pad2: 0.into(),
+            rotation_min_aru: token.rotation_min_aru.into(),
+            safe: token.safe.into(),
+        };
+        w.put(hdr.as_bytes());
+        for seq in &token.rtr {
+            w.put_u64(*seq);
+        }
+        buf
+    }
+
+    fn successor(&self, members: &[NodeId]) -> NodeId {
+        let at = members.binary_search(&self.me).expect("a ring member");
+        members[(at + 1) % members.len()]
+    }
+
+    fn forward_token(&mut self, now: Instant, mut token: Token) {
+        token.token_seq += 1;
+        self.last_token_seq = token.token_seq;
+        let members = match (self.state, &self.forming) {
+            (State::Recovery, Some(f)) => f.members.clone(),
+            _ => self.installed.members.clone(),
+        };
+        let next = self.successor(&members);
+        let buf = self.encode_token(&token);
+        self.last_token.clear();
+        self.last_token.extend_from_slice(&buf);
+        self.last_token_dest = next;
+        self.send(Dest::Node(next), buf);
+        self.set_timer(
+            Timer::TokenRetransmit,
+            Some(now.plus_ms(self.timers.token_retransmit_ms)),
+        );
+    }
+
+    fn on_hold_cancel(&mut self, now: Instant, body: &[u8]) -> Result<(), DropReason> {
+        let (hdr, _) = RingHdr::ref_from_prefix(body).map_err(|_| DropReason::Truncated)?;
+        if hdr.ring() != self.installed.ring || self.state != State::Operational {
+            return Err(DropReason::StaleRing);
+        }
+        if self.held.is_some() {
+            self.idle_rotations = 0;
+            self.set_timer(Timer::Hold, Some(now));
+        }
+        Ok(())
+    }
+
+    // ----- membership ----------------------------------------------------------------------
+
+    fn note_incarnation(&mut self, node: NodeId, incarnation: u32) -> bool {
+        match self.incarnations.iter_mut().find(|(n, _)| *n == node) {
+            Some((_, known)) if *known == incarnation => false,
+            Some((_, known)) => {
+                *known = incarnation;
+                true
+            }
+            None => {
+                if self.incarnations.len() < MEMBERS_MAX * 2 {
+                    self.incarnations.push((node, incarnation));
+                }
+                false
+            }
+        }
+    }
+
+    fn enter_gather(&mut self, now: Instant, proc_set: Vec<NodeId>, fail_set: Vec<NodeId>) {
+        self.state = State::Gather;
+        self.stats.gathers += 1;
+        if let Some(forming) = self.forming.take() {
+            self.recycle_store(forming.store);
+        }
+        self.installed.frozen = false;
+        self.held = None;
+        self.last_token.clear();
+        self.proc_set = proc_set;
+        self.proc_set.sort();
+        self.proc_set.dedup();
+        sorted_insert(&mut self.proc_set, self.me);
+        self.fail_set = fail_set;
+        self.fail_set.sort();
+        self.fail_set.dedup();
+        self.fail_set.retain(|n| *n != self.me);
+        self.agreed.clear();
+        self.agreed.push(self.me);
+        for timer in [
+            Timer::TokenLoss,
+            Timer::TokenRetransmit,
+            Timer::Hold,
+            Timer::Merge,
+        ] {
+            self.set_timer(timer, None);
+        }
+        let delay = if self.config.send_join_ms > 0 {
+            self.random_below(u64::from(self.config.send_join_ms)) as u32
+        } else {
+            0
+        };
+        if delay == 0 {
+            self.send_join();
+            self.set_timer(Timer::Join, Some(now.plus_ms(self.timers.join_ms)));
+        } else {
+            self.set_timer(Timer::Join, Some(now.plus_ms(delay)));
+        }
+        self.set_timer(
+            Timer::Consensus,
+            Some(now.plus_ms(self.timers.consensus_ms)),
+        );
+    }
+
+    fn recycle_store(&mut self, _store: Store) {
+        // Stores are large; dropping one outside the hot path is fine (ring changes are rare).
+    }
+
+    fn send_join(&mut self) {
+        let (p, f) = (self.proc_set.clone(), self.fail_set.clone());
+        self.send_join_sets(&p, &f);
+    }
+
+    fn send_join_sets(&mut self, proc_set: &[NodeId], fail_set: &[NodeId]) {
+        let mut buf = self.buffer();
+        let mut w = Writer::new_vec(&mut buf, wire::join_size(proc_set.len(), fail_set.len()));
+        w.put(self.header(KIND_JOIN).as_bytes());
+        let hdr = JoinHdr {
+            ring_seq: self.max_ring_seq.max(self.installed.ring.seq).into(),
+            proc_count: (proc_set.len() as u16).into(),
+            fail_count: (fail_set.len() as u16).into(),
+            _pad: 0.into(),
+        };
+        w.put(hdr.as_bytes());
+        for n in proc_set.iter().chain(fail_set) {
+            w.put_u32(n.0);
+        }
+        self.stats.joins_sent += 1;
+        self.send(Dest::All, buf);
+    }
+
+    fn on_join(
+        &mut self,
+        now: Instant,
+        sender: NodeId,
+        incarnation: u32,
+        body: &[u8],
+        up: &mut impl Upper,
+    ) -> Result<(), DropReason> {
+        let (hdr, rest) = JoinHdr::ref_from_prefix(body).map_err(|_| DropReason::Truncated)?;
+        let (pc, fc) = (hdr.proc_count.get() as usize, hdr.fail_count.get() as usize);
+        if pc > MEMBERS_MAX || fc > MEMBERS_MAX {
+            return Err(DropReason::Malformed);
+        }
+        let (procs, rest) = read_ids(rest, pc).ok_or(DropReason::Truncated)?;
+        let mut jp: Vec<NodeId> = procs.collect();
+        let (fails, _) = read_ids(rest, fc).ok_or(DropReason::Truncated)?;
+        let mut jf: Vec<NodeId> = fails.collect();
+        if jp.iter().chain(&jf).any(|n| n.0 == 0) {
+            return Err(DropReason::Malformed);
+        }
+        jp.sort();
+        jp.dedup();
+        jf.sort();
+        jf.dedup();
+        let restarted = self.note_incarnation(sender, incarnation);
+        let ring_seq = hdr.ring_seq.get();
+        self.max_ring_seq = self.max_ring_seq.max(ring_seq);
+        let leaving = contains(&jf, sender);
+        self.stats.joins_in += 1;
+
+        match self.state {
+            State::Operational => {
+                let member = contains(&self.installed.members, sender);
+                if !member && (leaving || contains(&jf, self.me)) {
+                    // A round that already gave up on us (or a node leaving another ring): the
+                    // sender forms its own ring and merge detection reunites us later.
+                    return Err(DropReason::NotExpected);
+                }
+                if !restarted && !leaving && ring_seq < self.installed.ring.seq {
+                    // Sent before this ring formed (the sender has not heard of it): stale.
+                    // A node that never heard of this ring learns its sequence from our
+                    // merge-detect messages and then joins with a current one.
+                    return Err(DropReason::StaleRing);
+                }
+                let mut proc_set = self.installed.members.clone();
+                proc_set.extend(jp.iter().copied());
+                proc_set.push(sender);
+                self.enter_gather(now, proc_set, Vec::new());
+            }
+            State::Commit | State::Recovery => {
+                let forming = self.forming.as_ref().expect("forming in commit/recovery");
+                if !contains(&forming.members, sender) {
+                    return Err(DropReason::NotExpected);
+                }
+                if !restarted && !leaving && jp == forming.proc_set && jf == forming.fail_set {
+                    return Ok(()); // A repeat of the join that formed this ring.
+                }
+                let mut proc_set = forming.members.clone();
+                proc_set.extend(jp.iter().copied());
+                self.enter_gather(now, proc_set, Vec::new());
+            }
+            State::Gather => {
+                let member = contains(&self.installed.members, sender);
+                if member && !restarted && !leaving && ring_seq < self.installed.ring.seq {
+                    return Err(DropReason::StaleRing);
+                }
+            }
+        }
+
+        // Gather (paper §4: "join message receipt").
+        if leaving {
+            let changed = sorted_insert(&mut self.fail_set, sender);
+            if changed {
+                self.agreed.clear();
+                self.agreed.push(self.me);
+                self.send_join();
+            }
+            self.check_consensus(now, up);
+            return Ok(());
+        }
+        if contains(&self.fail_set, sender) && !restarted {
+            return Err(DropReason::NotExpected);
+        }
+        if restarted {
+            self.fail_set.retain(|n| *n != sender);
+        }
+        let mut changed = false;
+        if contains(&jf, self.me) {
+            // It considers us failed: consensus with it is impossible this round.
+            changed |= sorted_insert(&mut self.fail_set, sender);
+        } else {
+            changed |= sorted_insert(&mut self.proc_set, sender);
+            for n in &jp {
+                changed |= sorted_insert(&mut self.proc_set, *n);
+            }
+            for n in &jf {
+                if *n != self.me {
+                    changed |= sorted_insert(&mut self.fail_set, *n);
+                }
+            }
+        }
+        if self.proc_set.len() > MEMBERS_MAX {
+            // More nodes than a ring can hold: keep the lowest ids (deterministic everywhere).
+            self.proc_set.truncate(MEMBERS_MAX);
+        }
+        if changed {
+            self.agreed.clear();
+            self.agreed.push(self.me);
+            self.send_join();
+        }
+        if jp == self.proc_set && jf == self.fail_set {
+            sorted_insert(&mut self.agreed, sender);
+        }
+        self.check_consensus(now, up);
+        Ok(())
+    }
+
+    fn check_consensus(&mut self, now: Instant, up: &mut impl Upper) {
+        if self.state != State::Gather {
+            return;
+        }
+        let live = minus(&self.proc_set, &self.fail_set);
+        if !live.iter().all(|n| contains(&self.agreed, *n)) {
+            return;
+        }
+        if live.first() != Some(&self.me) {
+            return; // The representative sends the commit token.
+        }
+        self.stats.consensus += 1;
+        let seq = (self.max_ring_seq.max(self.installed.ring.seq) / 4 + 1) * 4;
+        self.max_ring_seq = seq;
+        let ring = RingId {
+            seq,
+            rep: self.me.0,
+        };
+        let entries = live
+            .iter()
+            .map(|n| CommitEntry {
+                node: n.0.into(),
+                incarnation: 0.into(),
+                old_seq: 0.into(),
+                old_rep: 0.into(),
+                _pad: 0.into(),
+                aru: 0.into(),
+                high: 0.into(),
+                safe: 0.into(),
+            })
+            .collect();
+        let mut forming = Forming {
+            ring,
+            members: live.clone(),
+            entries,
+            proc_set: self.proc_set.clone(),
+            fail_set: self.fail_set.clone(),
+            store: Store::new(),
+            trans: Vec::new(),
+            high: 0,
+            old_safe: 0,
+            recovery_queue: VecDeque::new(),
+            commit_token_seq: 0,
+            entered_recovery: false,
+        };
+        self.fill_entry(&mut forming);
+        self.forming = Some(forming);
+        self.state = State::Commit;
+        self.set_timer(Timer::Join, None);
+        self.set_timer(Timer::Consensus, None);
+        self.set_timer(Timer::TokenLoss, Some(now.plus_ms(self.timers.token_ms)));
+        if live.len() == 1 {
+            // Alone: both commit rotations complete at once.
+            self.enter_recovery();
+            self.start_regular_token(now, up);
+        } else {
+            self.send_commit(now, 1, 1);
+        }
+    }
+
+    fn fill_entry(&mut self, forming: &mut Forming) {
+        self.installed.frozen = true;
+        let me = self.me;
+        let entry = forming
+            .entries
+            .iter_mut()
+            .find(|e| e.node() == me)
+            .expect("a member of the ring being formed");
+        entry.incarnation = self.incarnation.into();
+        entry.old_seq = self.installed.ring.seq.into();
+        entry.old_rep = self.installed.ring.rep.into();
+        entry.aru = self.installed.store.aru().into();
+        entry.high = self.installed.store.high().into();
+        entry.safe = self.installed.safe.into();
+    }
+
+    fn send_commit(&mut self, now: Instant, pass: u8, token_seq: u64) {
+        let forming = self.forming.as_mut().expect("forming");
+        forming.commit_token_seq = token_seq;
+        let members = forming.members.clone();
+        let hdr = CommitHdr {
+            ring_seq: forming.ring.seq.into(),
+            ring_rep: forming.ring.rep.into(),
+            member_count: (forming.entries.len() as u16).into(),
+            pass,
+            _pad: 0,
+            token_seq: token_seq.into(),
+        };
+        let entries = forming.entries.clone();
+        let next = self.successor(&members);
+        let mut buf = self.buffer();
+        let mut w = Writer::new_vec(&mut buf, wire::commit_size(entries.len()));
+        w.put(self.header(KIND_COMMIT).as_bytes());
+        w.put(hdr.as_bytes());
+        for e in &entries {
+            w.put(e.as_bytes());
+        }
+        self.last_token.clear();
+        self.last_token.extend_from_slice(&buf);
+        self.last_token_dest = next;
+        self.send(Dest::Node(next), buf);
+        self.set_timer(
+            Timer::TokenRetransmit,
+            Some(now.plus_ms(self.timers.token_retransmit_ms)),
+        );
+    }
+
+    fn on_commit(
+        &mut self,
+        now: Instant,
+        body: &[u8],
+        up: &mut impl Upper,
+    ) -> Result<(), DropReason> {
+        let (hdr, rest) = CommitHdr::ref_from_prefix(body).map_err(|_| DropReason::Truncated)?;
+        let count = hdr.member_count.get() as usize;
+        if count == 0 || count > MEMBERS_MAX || !(1..=2).contains(&hdr.pass) {
+            return Err(DropReason::Malformed);
+        }
+        let (entries, _) = <[CommitEntry]>::ref_from_prefix_with_elems(rest, count)
+            .map_err(|_| DropReason::Truncated)?;
+        let members: Vec<NodeId> = entries.iter().map(|e| e.node()).collect();
+        if members.windows(2).any(|w| w[0] >= w[1])
+            || members.first().map(|n| n.0) != Some(hdr.ring_rep.get())
+        {
+            return Err(DropReason::Malformed);
+        }
+        if !contains(&members, self.me) {
+            return Err(DropReason::NotExpected);
+        }
+        let ring = hdr.ring();
+        let token_seq = hdr.token_seq.get();
+        let all_filled = entries.iter().all(|e| e.filled());
+        self.max_ring_seq = self.max_ring_seq.max(ring.seq);
+        match self.state {
+            State::Gather => {
+                if hdr.pass != 1 || ring.seq <= self.installed.ring.seq {
+                    return Err(DropReason::StaleRing);
+                }
+                if members != minus(&self.proc_set, &self.fail_set) {
+                    return Err(DropReason::NotExpected);
+                }
+                let mut forming = Forming {
+                    ring,
+                    members: members.clone(),
+                    entries: entries.to_vec(),
+                    proc_set: self.proc_set.clone(),
+                    fail_set: self.fail_set.clone(),
+                    store: Store::new(),
+                    trans: Vec::new(),
+                    high: 0,
+                    old_safe: 0,
+                    recovery_queue: VecDeque::new(),
+                    commit_token_seq: token_seq,
+                    entered_recovery: false,
+                };
+                self.fill_entry(&mut forming);
+                self.forming = Some(forming);
+                self.state = State::Commit;
+                self.set_timer(Timer::Join, None);
+                self.set_timer(Timer::Consensus, None);
+                self.set_timer(Timer::TokenLoss, Some(now.plus_ms(self.timers.token_ms)));
+                self.send_commit(now, 1, token_seq + 1);
+                Ok(())
+            }
+            State::Commit | State::Recovery => {
+                let forming = self.forming.as_mut().expect("forming");
+                if ring != forming.ring {
+                    return Err(DropReason::StaleRing);
+                }
+                if token_seq <= forming.commit_token_seq {
+                    return Err(DropReason::DuplicateToken);
+                }
+                if !all_filled {
+                    return Err(DropReason::Malformed);
+                }
+                forming.entries = entries.to_vec();
+                self.set_timer(Timer::TokenRetransmit, None);
+                self.set_timer(Timer::TokenLoss, Some(now.plus_ms(self.timers.token_ms)));
+                let is_rep = ring.rep == self.me.0;
+                if hdr.pass == 1 && is_rep && self.state == State::Commit {
+                    // The first rotation is complete: start the second.
+                    self.enter_recovery();
+                    self.send_commit(now, 2, token_seq + 1);
+                } else if hdr.pass == 2 && !is_rep && self.state == State::Commit {
+                    self.enter_recovery();
+                    self.send_commit(now, 2, token_seq + 1);
+                } else if hdr.pass == 2 && is_rep && self.state == State::Recovery {
+                    self.forming.as_mut().expect("forming").commit_token_seq = token_seq;
+                    self.start_regular_token(now, up);
+                } else {
+                    return Err(DropReason::NotExpected);
+                }
+                Ok(())
+            }
+            State::Operational => Err(DropReason::NotExpected),
+        }
+    }
+
+    /// Commit token seen twice: compute what to recover from the old ring (paper §4.3).
+    fn enter_recovery(&mut self) {
+        self.state = State::Recovery;
+        self.stats.recoveries += 1;
+        let old = self.installed.ring;
+        let forming = self.forming.as_mut().expect("forming");
+        forming.entered_recovery = true;
+        let trans: Vec<&CommitEntry> = forming
+            .entries
+            .iter()
+            .filter(|e| e.old_ring() == old)
+            .collect();
+        let low = trans.iter().map(|e| e.aru.get()).min().unwrap_or(0);
+        let high = trans.iter().map(|e| e.high.get()).max().unwrap_or(0);
+        forming.old_safe = trans.iter().map(|e| e.safe.get()).max().unwrap_or(0);
+        forming.high = high;
+        forming.trans = trans.iter().map(|e| e.node()).collect();
+        // Each frame is resent by the first member whose aru covers it; frames beyond every
+        // aru are resent by every member holding them.
+        let store = &self.installed.store;
+        forming.recovery_queue.clear();
+        for seq in (low + 1)..=high {
+            if !store.has(seq) {
+                continue;
+            }
+            let responsible = trans.iter().find(|e| e.aru.get() >= seq).map(|e| e.node());
+            if responsible.is_none() || responsible == Some(self.me) {
+                forming.recovery_queue.push_back(seq);
+            }
+        }
+        self.last_token_seq = 0;
+        self.my_last_sent = 0;
+        self.my_last_backlog = 0;
+        self.missing.clear();
+    }
+
+    fn start_regular_token(&mut self, now: Instant, up: &mut impl Upper) {
+        let ring = self.forming.as_ref().expect("forming").ring;
+        let token = Token {
+            ring,
+            token_seq: 1,
+            seq: 0,
+            aru: 0,
+            aru_addr: 0,
+            rotation_start_seq: 0,
+            rotation_min_aru: 0,
+            safe: 0,
+            fcc: 0,
+            backlog: 0,
+            flags: TOKEN_ROTATION_PENDING,
+            rtr: Vec::new(),
+        };
+        self.on_regular_token(now, token, up);
+    }
+
+    /// Recovery is complete: deliver the rest of the old ring with EVS semantics, then the
+    /// transitional and the regular configuration (paper §4.4), and become operational.
+    fn install(&mut self, now: Instant, up: &mut impl Upper) {
+        let forming = self.forming.take().expect("forming");
+        let old = &mut self.installed;
+        // 1. Old-ring frames deliverable in the old regular configuration: contiguous, and safe
+        //    frames only as far as some member of the transitional configuration knew them safe.
+        let old_safe = old.safe.max(forming.old_safe);
+        loop {
+            let next = old.delivered + 1;
+            if next > forming.high {
+                break;
+            }
+            let Some(slot) = old.store.get(next) else {
+                break;
+            };
+            if slot.flags & FLAG_SAFE != 0 && next > old_safe {
+                break;
+            }
+            if slot.flags & FLAG_RECOVERY == 0 {
+                up.deliver(slot.origin, &slot.body);
+                self.stats.delivered += 1;
+            }
+            old.delivered = next;
+        }
+        // 2. The transitional configuration.
+        let left = minus(&old.members, &forming.trans);
+        up.config(ConfigChange {
+            kind: ConfigKind::Transitional,
+            ring: old.ring,
+            next_ring: forming.ring,
+            members: forming.trans.clone(),
+            joined: Vec::new(),
+            left: left.clone(),
+        });
+        // 3. The remaining old-ring frames, past the gaps left by the departed.
+        for seq in (old.delivered + 1)..=forming.high {
+            if let Some(slot) = old.store.get(seq) {
+                if slot.flags & FLAG_RECOVERY == 0 {
+                    up.deliver(slot.origin, &slot.body);
+                    self.stats.delivered += 1;
+                }
+            }
+        }
+        // 4. The regular configuration.
+        let joined = minus(&forming.members, &forming.trans);
+        up.config(ConfigChange {
+            kind: ConfigKind::Regular,
+            ring: forming.ring,
+            next_ring: forming.ring,
+            members: forming.members.clone(),
+            joined,
+            left,
+        });
+        self.installed = Installed {
+            ring: forming.ring,
+            members: forming.members,
+            store: forming.store,
+            delivered: 0,
+            safe: 0,
+            frozen: false,
+        };
+        self.state = State::Operational;
+        self.stats.rings_installed += 1;
+        self.idle_rotations = 0;
+        self.aru_unchanged_visits = 0;
+        self.last_aru_at_visit = 0;
+        self.missing.clear();
+        if self.installed.ring.rep == self.me.0 {
+            self.set_timer(Timer::Merge, Some(now.plus_ms(self.timers.merge_ms)));
+        }
+    }
+
+    fn on_merge_detect(
+        &mut self,
+        now: Instant,
+        sender: NodeId,
+        body: &[u8],
+    ) -> Result<(), DropReason> {
+        let (hdr, _) = RingHdr::ref_from_prefix(body).map_err(|_| DropReason::Truncated)?;
+        self.max_ring_seq = self.max_ring_seq.max(hdr.ring().seq);
+        if self.state != State::Operational || hdr.ring() == self.installed.ring {
+            return Ok(());
+        }
+        if contains(&self.installed.members, sender) {
+            return Ok(()); // A member in another ring will send joins itself.
+        }
+        let mut proc_set = self.installed.members.clone();
+        proc_set.push(sender);
+        self.enter_gather(now, proc_set, Vec::new());
+        Ok(())
+    }
+}
+
+impl<'a> Writer<'a> {
+    /// A writer over a vector resized to exactly `size` bytes.
+    pub fn new_vec(buf: &'a mut Vec<u8>, size: usize) -> Writer<'a> {
+        buf.clear();
+        buf.resize(size, 0);
+        Writer::new(buf.as_mut_slice())
+    }
+}

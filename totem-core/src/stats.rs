@@ -1,0 +1,101 @@
+//! Counters of everything the core does and drops; published later as cmap stats.srp.*.
+
+use crate::wire::DropReason;
+
+/// Monotonic counters. Drops are counted per reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub data_in: u64,
+    pub data_out: u64,
+    pub delivered: u64,
+    pub tokens: u64,
+    pub token_lost: u64,
+    pub token_retransmits: u64,
+    pub retransmitted: u64,
+    pub retransmit_requests: u64,
+    pub failed_to_receive: u64,
+    pub gathers: u64,
+    pub joins_sent: u64,
+    pub joins_in: u64,
+    pub consensus: u64,
+    pub consensus_timeouts: u64,
+    pub recoveries: u64,
+    pub recovery_sent: u64,
+    pub recovered: u64,
+    pub rings_installed: u64,
+    pub drop_truncated: u64,
+    pub drop_bad_magic: u64,
+    pub drop_bad_version: u64,
+    pub drop_unknown_kind: u64,
+    pub drop_foreign_cluster: u64,
+    pub drop_sender_mismatch: u64,
+    pub drop_own_frame: u64,
+    pub drop_malformed: u64,
+    pub drop_stale_ring: u64,
+    pub drop_out_of_window: u64,
+    pub drop_duplicate_token: u64,
+    pub drop_duplicate: u64,
+    pub drop_not_expected: u64,
+}
+
+impl Stats {
+    pub fn drop(&mut self, reason: DropReason) {
+        let counter = match reason {
+            DropReason::Truncated => &mut self.drop_truncated,
+            DropReason::BadMagic => &mut self.drop_bad_magic,
+            DropReason::BadVersion => &mut self.drop_bad_version,
+            DropReason::UnknownKind => &mut self.drop_unknown_kind,
+            DropReason::ForeignCluster => &mut self.drop_foreign_cluster,
+            DropReason::SenderMismatch => &mut self.drop_sender_mismatch,
+            DropReason::OwnFrame => &mut self.drop_own_frame,
+            DropReason::Malformed => &mut self.drop_malformed,
+            DropReason::StaleRing => &mut self.drop_stale_ring,
+            DropReason::OutOfWindow => &mut self.drop_out_of_window,
+            DropReason::DuplicateToken => &mut self.drop_duplicate_token,
+            DropReason::Duplicate => &mut self.drop_duplicate,
+            DropReason::NotExpected => &mut self.drop_not_expected,
+        };
+        *counter += 1;
+    }
+
+    /// Every counter with its name, for publishing (cmap stats.srp.<name>).
+    pub fn entries(&self) -> [(&'static str, u64); 33] {
+        [
+            ("frames_in", self.frames_in),
+            ("frames_out", self.frames_out),
+            ("data_in", self.data_in),
+            ("data_out", self.data_out),
+            ("delivered", self.delivered),
+            ("tokens", self.tokens),
+            ("token_lost", self.token_lost),
+            ("token_retransmits", self.token_retransmits),
+            ("retransmitted", self.retransmitted),
+            ("retransmit_requests", self.retransmit_requests),
+            ("failed_to_receive", self.failed_to_receive),
+            ("gathers", self.gathers),
+            ("joins_sent", self.joins_sent),
+            ("joins_in", self.joins_in),
+            ("consensus", self.consensus),
+            ("consensus_timeouts", self.consensus_timeouts),
+            ("recoveries", self.recoveries),
+            ("recovery_sent", self.recovery_sent),
+            ("recovered", self.recovered),
+            ("rings_installed", self.rings_installed),
+            ("drop_truncated", self.drop_truncated),
+            ("drop_bad_magic", self.drop_bad_magic),
+            ("drop_bad_version", self.drop_bad_version),
+            ("drop_unknown_kind", self.drop_unknown_kind),
+            ("drop_foreign_cluster", self.drop_foreign_cluster),
+            ("drop_sender_mismatch", self.drop_sender_mismatch),
+            ("drop_own_frame", self.drop_own_frame),
+            ("drop_malformed", self.drop_malformed),
+            ("drop_stale_ring", self.drop_stale_ring),
+            ("drop_out_of_window", self.drop_out_of_window),
+            ("drop_duplicate_token", self.drop_duplicate_token),
+            ("drop_duplicate", self.drop_duplicate),
+            ("drop_not_expected", self.drop_not_expected),
+        ]
+    }
+}

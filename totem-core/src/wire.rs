@@ -1,0 +1,276 @@
+//! The versioned wire format of the core: fixed-layout big-endian headers read with `zerocopy`,
+//! bounds-first decoding with checked arithmetic. This is an ABI: change `VERSION` with it.
+//!
+//! Every datagram is `Header` + a body chosen by `Header::kind`:
+//! - DATA: `DataHdr` + packed items (see `pack`); with `FLAG_RECOVERY` the body is instead a
+//!   second `DataHdr` describing an old-ring frame + that frame's body.
+//! - TOKEN: `TokenHdr` + `rtr_count` × u64 retransmission requests.
+//! - JOIN: `JoinHdr` + `proc_count` + `fail_count` × u32 node ids.
+//! - COMMIT: `CommitHdr` + `member_count` × `CommitEntry`.
+//! - MERGE_DETECT, HOLD_CANCEL: `RingHdr`.
+
+use zerocopy::byteorder::network_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+use crate::types::{NodeId, RingId};
+
+pub const MAGIC: [u8; 2] = *b"TT";
+pub const VERSION: u8 = 1;
+
+pub const KIND_DATA: u8 = 1;
+pub const KIND_TOKEN: u8 = 2;
+pub const KIND_JOIN: u8 = 3;
+pub const KIND_COMMIT: u8 = 4;
+pub const KIND_MERGE_DETECT: u8 = 5;
+pub const KIND_HOLD_CANCEL: u8 = 6;
+
+/// Common header of every datagram.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct Header {
+    pub magic: [u8; 2],
+    pub version: u8,
+    pub kind: u8,
+    /// Hash of the cluster name: two clusters on one wire ignore each other.
+    pub cluster: U32,
+    /// The node that transmitted this datagram.
+    pub sender: U32,
+    /// The sender's incarnation (changes when the node restarts).
+    pub incarnation: U32,
+}
+const _: () = assert!(core::mem::size_of::<Header>() == 16);
+
+/// Data frame: one ordered multicast of a ring.
+pub const FLAG_SAFE: u8 = 1;
+pub const FLAG_RECOVERY: u8 = 2;
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct DataHdr {
+    pub ring_seq: U64,
+    pub ring_rep: U32,
+    /// The node that stamped the frame (differs from `Header::sender` on retransmission).
+    pub origin: U32,
+    pub seq: U64,
+    pub flags: u8,
+    pub _pad: [u8; 3],
+    /// Body length, so padding added by a transport is ignored.
+    pub len: U32,
+}
+const _: () = assert!(core::mem::size_of::<DataHdr>() == 32);
+
+pub const TOKEN_ROTATION_PENDING: u8 = 1;
+pub const TOKEN_RECOVERY_DONE: u8 = 2;
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct TokenHdr {
+    pub ring_seq: U64,
+    pub ring_rep: U32,
+    pub aru_addr: U32,
+    pub token_seq: U64,
+    pub seq: U64,
+    pub aru: U64,
+    /// `seq` when the representative last passed the token (a rotation's start).
+    pub rotation_start_seq: U64,
+    pub fcc: U32,
+    pub backlog: U32,
+    pub flags: u8,
+    pub _pad: u8,
+    pub rtr_count: U16,
+    pub _pad2: U32,
+    /// Lowest `aru` seen so far in the current rotation (reset by the representative).
+    pub rotation_min_aru: U64,
+    /// Published by the representative: every member has received every frame up to here.
+    pub safe: U64,
+}
+const _: () = assert!(core::mem::size_of::<TokenHdr>() == 80);
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct JoinHdr {
+    /// Highest ring sequence the sender has seen.
+    pub ring_seq: U64,
+    pub proc_count: U16,
+    pub fail_count: U16,
+    pub _pad: U32,
+}
+const _: () = assert!(core::mem::size_of::<JoinHdr>() == 16);
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct CommitHdr {
+    pub ring_seq: U64,
+    pub ring_rep: U32,
+    pub member_count: U16,
+    /// 1 on the first rotation (members fill their entry), 2 on the second.
+    pub pass: u8,
+    pub _pad: u8,
+    pub token_seq: U64,
+}
+const _: () = assert!(core::mem::size_of::<CommitHdr>() == 24);
+
+/// One member's state in the commit token; `old_rep == 0` means not filled yet.
+#[derive(
+    FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq,
+)]
+#[repr(C)]
+pub struct CommitEntry {
+    pub node: U32,
+    pub incarnation: U32,
+    pub old_seq: U64,
+    pub old_rep: U32,
+    pub _pad: U32,
+    pub aru: U64,
+    pub high: U64,
+    pub safe: U64,
+}
+const _: () = assert!(core::mem::size_of::<CommitEntry>() == 48);
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct RingHdr {
+    pub ring_seq: U64,
+    pub ring_rep: U32,
+    pub _pad: U32,
+}
+const _: () = assert!(core::mem::size_of::<RingHdr>() == 16);
+
+pub const HEADER_LEN: usize = core::mem::size_of::<Header>();
+pub const DATA_OVERHEAD: usize = HEADER_LEN + core::mem::size_of::<DataHdr>();
+
+/// Bytes of a join with the given set sizes.
+pub fn join_size(proc_count: usize, fail_count: usize) -> usize {
+    HEADER_LEN + core::mem::size_of::<JoinHdr>() + 4 * (proc_count + fail_count)
+}
+
+/// Bytes of a commit token for `members` nodes.
+pub fn commit_size(members: usize) -> usize {
+    HEADER_LEN + core::mem::size_of::<CommitHdr>() + core::mem::size_of::<CommitEntry>() * members
+}
+
+/// Bytes of a token carrying `rtr` retransmission requests.
+pub fn token_size(rtr: usize) -> usize {
+    HEADER_LEN + core::mem::size_of::<TokenHdr>() + 8 * rtr
+}
+
+impl DataHdr {
+    pub fn ring(&self) -> RingId {
+        RingId {
+            seq: self.ring_seq.get(),
+            rep: self.ring_rep.get(),
+        }
+    }
+}
+impl TokenHdr {
+    pub fn ring(&self) -> RingId {
+        RingId {
+            seq: self.ring_seq.get(),
+            rep: self.ring_rep.get(),
+        }
+    }
+}
+impl CommitHdr {
+    pub fn ring(&self) -> RingId {
+        RingId {
+            seq: self.ring_seq.get(),
+            rep: self.ring_rep.get(),
+        }
+    }
+}
+impl RingHdr {
+    pub fn ring(&self) -> RingId {
+        RingId {
+            seq: self.ring_seq.get(),
+            rep: self.ring_rep.get(),
+        }
+    }
+    pub fn new(ring: RingId) -> Self {
+        RingHdr {
+            ring_seq: ring.seq.into(),
+            ring_rep: ring.rep.into(),
+            _pad: 0.into(),
+        }
+    }
+}
+impl CommitEntry {
+    pub fn node(&self) -> NodeId {
+        NodeId(self.node.get())
+    }
+    pub fn filled(&self) -> bool {
+        self.old_rep.get() != 0
+    }
+    pub fn old_ring(&self) -> RingId {
+        RingId {
+            seq: self.old_seq.get(),
+            rep: self.old_rep.get(),
+        }
+    }
+}
+
+/// Why a datagram was dropped; each reason is its own counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    Truncated,
+    BadMagic,
+    BadVersion,
+    UnknownKind,
+    ForeignCluster,
+    SenderMismatch,
+    OwnFrame,
+    Malformed,
+    StaleRing,
+    OutOfWindow,
+    DuplicateToken,
+    Duplicate,
+    NotExpected,
+}
+
+/// A writer over a caller's buffer; callers size buffers from the `*_size` functions, so running
+/// out of room is a bug in the core, not bad input.
+pub struct Writer<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> Writer<'a> {
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        Writer { buf, len: 0 }
+    }
+    pub fn put(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        assert!(
+            end <= self.buf.len(),
+            "frame buffer too small: {end} > {}",
+            self.buf.len()
+        );
+        self.buf[self.len..end].copy_from_slice(bytes);
+        self.len = end;
+    }
+    pub fn put_u32(&mut self, v: u32) {
+        self.put(&v.to_be_bytes());
+    }
+    pub fn put_u64(&mut self, v: u64) {
+        self.put(&v.to_be_bytes());
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Reads `count` big-endian u32 node ids from the front of `bytes`.
+pub fn read_ids(bytes: &[u8], count: usize) -> Option<(impl Iterator<Item = NodeId> + '_, &[u8])> {
+    let size = count.checked_mul(4)?;
+    if bytes.len() < size {
+        return None;
+    }
+    let (ids, rest) = bytes.split_at(size);
+    Some((
+        ids.chunks_exact(4)
+            .map(|c| NodeId(u32::from_be_bytes([c[0], c[1], c[2], c[3]]))),
+        rest,
+    ))
+}
