@@ -10,4 +10,4 @@ pub mod net;
 pub mod rng;
 pub mod world;
 
-pub use world::{run, Faults, RunReport, SimConfig};
+pub use world::{run, Action, Faults, RunReport, SimConfig, When};

@@ -78,6 +78,7 @@ fn main() {
             faults,
             fault_ms,
             verbose,
+            script: Vec::new(),
         };
         let replay = cfg.replay_command();
         let report = run(cfg);

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use totem_core::{
     cluster_hash, ConfigKind, Dest, Event, Guarantee, Instant, Node, NodeConfig, NodeId, Request,
-    RingId, SubmitError, TotemConfig,
+    RingId, State, SubmitError, TotemConfig,
 };
 
 use crate::check::{self, Entry, Life, MsgId, Submitted};
@@ -50,6 +50,33 @@ impl Faults {
     }
 }
 
+/// When a scripted action happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    /// At this simulated time, in milliseconds.
+    At(u64),
+    /// The first time node `index` (0-based) is seen in this protocol state after `after_ms`.
+    State {
+        index: usize,
+        state: State,
+        after_ms: u64,
+    },
+}
+
+/// A scripted fault, for the named scenarios.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Crash(usize),
+    Restart(usize),
+    /// A partition label per node: only nodes with the same label hear each other.
+    Partition(Vec<u32>),
+    Heal,
+    Pause {
+        index: usize,
+        ms: u64,
+    },
+}
+
 #[derive(Clone, Debug)]
 pub struct SimConfig {
     pub seed: u64,
@@ -59,6 +86,8 @@ pub struct SimConfig {
     pub fault_ms: u64,
     /// Print a line per ring change.
     pub verbose: bool,
+    /// Scripted faults (in addition to the random mix chosen by `faults`).
+    pub script: Vec<(When, Action)>,
 }
 
 impl SimConfig {
@@ -69,6 +98,7 @@ impl SimConfig {
             faults,
             fault_ms: 6_000,
             verbose: false,
+            script: Vec::new(),
         }
     }
 
@@ -94,6 +124,8 @@ pub struct RunReport {
     pub converged_after_heal_ms: Option<u64>,
     pub sim_ms: u64,
     pub datagrams: u64,
+    /// Scripted actions that fired (a scenario checks all of its steps did).
+    pub script_fired: usize,
 }
 
 struct Proc {
@@ -501,6 +533,67 @@ impl World {
         }
     }
 
+    fn scripted(&mut self, action: Action) {
+        if self.cfg.verbose {
+            println!("  t={}ms script: {action:?}", self.now / MS);
+        }
+        match action {
+            Action::Crash(i) => self.crash_node(i),
+            Action::Restart(i) => {
+                if !self.alive(i) {
+                    self.start_node(i);
+                }
+            }
+            Action::Partition(labels) => self.net.conditions.partition = labels,
+            Action::Heal => self
+                .net
+                .conditions
+                .partition
+                .iter_mut()
+                .for_each(|p| *p = 0),
+            Action::Pause { index, ms } => {
+                if self.running(index) {
+                    self.nodes[index].paused_until = Some(self.now + ms * MS);
+                }
+            }
+        }
+    }
+
+    /// Fires the scripted actions that are due; returns the time of the next timed one.
+    fn run_script(&mut self, script: &mut Vec<(When, Action)>) -> Option<u64> {
+        let mut i = 0;
+        while i < script.len() {
+            let due = match script[i].0 {
+                When::At(ms) => self.now >= ms * MS,
+                When::State {
+                    index,
+                    state,
+                    after_ms,
+                } => {
+                    self.now >= after_ms * MS
+                        && self.nodes[index]
+                            .node
+                            .as_ref()
+                            .is_some_and(|n| n.state() == state)
+                }
+            };
+            if due {
+                let (_, action) = script.remove(i);
+                self.report.script_fired += 1;
+                self.scripted(action);
+            } else {
+                i += 1;
+            }
+        }
+        script
+            .iter()
+            .filter_map(|(w, _)| match w {
+                When::At(ms) => Some(ms * MS),
+                When::State { .. } => None,
+            })
+            .min()
+    }
+
     fn heal(&mut self) {
         let c = &mut self.net.conditions;
         c.loss_ppm = 0;
@@ -568,6 +661,8 @@ impl World {
         let mut probes_sent: Option<u64> = None;
         let mut end = live_deadline;
         let mut steps = 0u64;
+        let mut script = std::mem::take(&mut self.cfg.script);
+        let mut next_script = self.run_script(&mut script);
         loop {
             steps += 1;
             if steps > 50_000_000 {
@@ -593,6 +688,9 @@ impl World {
                 if let Some(at) = n.restart_at {
                     next = next.min(at);
                 }
+            }
+            if let Some(at) = next_script {
+                next = next.min(at);
             }
             if !healed {
                 next = next.min(next_app).min(next_fault).min(fault_end);
@@ -620,6 +718,9 @@ impl World {
                 if self.nodes[i].restart_at.is_some_and(|at| at <= self.now) && !healed {
                     self.start_node(i);
                 }
+            }
+            if !healed && !script.is_empty() {
+                next_script = self.run_script(&mut script);
             }
             // Timers.
             for i in 0..self.cfg.nodes {

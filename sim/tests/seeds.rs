@@ -12,6 +12,7 @@ fn seeds(faults: Faults, nodes: usize, first: u64, count: u64, fault_ms: u64) {
             faults,
             fault_ms,
             verbose: false,
+            script: Vec::new(),
         };
         let replay = cfg.replay_command();
         let report = run(cfg);

@@ -1,0 +1,157 @@
+//! Named scenarios: token loss in each protocol state, crashes during commit and recovery,
+//! a partition into halves and its heal, a node restarting with the same id, a long pause.
+//! Each runs with traffic and the EVS checkers, several seeds each.
+
+use rotor_sim::{run, Action, Faults, SimConfig, When};
+use totem_core::State;
+
+fn scenario(name: &str, nodes: usize, script: Vec<(When, Action)>) {
+    for seed in 1..=8u64 {
+        let cfg = SimConfig {
+            seed,
+            nodes,
+            faults: Faults::None,
+            fault_ms: 4_000,
+            verbose: false,
+            script: script.clone(),
+        };
+        let replay = cfg.replay_command();
+        let report = run(cfg);
+        assert!(
+            report.violations.is_empty(),
+            "{name}, seed {seed}: {}\n  (replay with the script of test `{name}`: {replay})",
+            report.violations.join("\n  ")
+        );
+        assert!(
+            report.configs > nodes as u64,
+            "{name}, seed {seed}: no configuration change happened"
+        );
+    }
+}
+
+#[test]
+fn token_loss_in_operational_then_rejoin() {
+    scenario(
+        "token_loss_in_operational_then_rejoin",
+        4,
+        vec![
+            (When::At(1_000), Action::Crash(2)),
+            (When::At(2_500), Action::Restart(2)),
+        ],
+    );
+}
+
+#[test]
+fn token_loss_in_gather() {
+    scenario(
+        "token_loss_in_gather",
+        5,
+        vec![
+            (When::At(1_000), Action::Crash(4)),
+            (
+                When::State {
+                    index: 0,
+                    state: State::Gather,
+                    after_ms: 1_000,
+                },
+                Action::Crash(3),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn crash_during_commit() {
+    scenario(
+        "crash_during_commit",
+        5,
+        vec![
+            (When::At(1_000), Action::Crash(4)),
+            (
+                When::State {
+                    index: 1,
+                    state: State::Commit,
+                    after_ms: 1_000,
+                },
+                Action::Crash(2),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn crash_during_recovery() {
+    scenario(
+        "crash_during_recovery",
+        5,
+        vec![
+            (When::At(1_000), Action::Crash(4)),
+            (
+                When::State {
+                    index: 1,
+                    state: State::Recovery,
+                    after_ms: 1_000,
+                },
+                Action::Crash(2),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn representative_crashes_during_recovery() {
+    scenario(
+        "representative_crashes_during_recovery",
+        4,
+        vec![
+            (When::At(1_000), Action::Crash(3)),
+            (
+                When::State {
+                    index: 0,
+                    state: State::Recovery,
+                    after_ms: 1_000,
+                },
+                Action::Crash(0),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn partition_into_halves_and_heal() {
+    scenario(
+        "partition_into_halves_and_heal",
+        6,
+        vec![
+            (When::At(800), Action::Partition(vec![0, 0, 0, 1, 1, 1])),
+            (When::At(2_500), Action::Heal),
+        ],
+    );
+}
+
+#[test]
+fn node_restarts_with_the_same_id_before_it_is_missed() {
+    scenario(
+        "node_restarts_with_the_same_id_before_it_is_missed",
+        4,
+        vec![
+            (When::At(1_000), Action::Crash(1)),
+            (When::At(1_020), Action::Restart(1)),
+        ],
+    );
+}
+
+#[test]
+fn long_pause_longer_than_the_token_timeout() {
+    scenario(
+        "long_pause_longer_than_the_token_timeout",
+        4,
+        vec![(
+            When::At(1_000),
+            Action::Pause {
+                index: 2,
+                ms: 1_500,
+            },
+        )],
+    );
+}

@@ -1,0 +1,160 @@
+//! Bad input is dropped and counted per reason, never panics; config errors name the key;
+//! packing and fragmentation round-trip messages of every size class up to 1 MiB.
+
+use totem_core::pack::Packer;
+use totem_core::wire::{self, Header, MAGIC, VERSION};
+use totem_core::{cluster_hash, Guarantee, Instant, Node, NodeConfig, NodeId, TotemConfig};
+use zerocopy::IntoBytes;
+
+fn node(id: u32) -> Node {
+    let config = NodeConfig {
+        totem: TotemConfig::default(),
+        node_id: NodeId(id),
+        cluster: cluster_hash("test"),
+        incarnation: 1,
+        ring_seq_start: 0,
+        seed: 7,
+    };
+    Node::new(config, Instant(0)).expect("valid config")
+}
+
+fn header(kind: u8, cluster: u32, sender: u32) -> Vec<u8> {
+    Header {
+        magic: MAGIC,
+        version: VERSION,
+        kind,
+        cluster: cluster.into(),
+        sender: sender.into(),
+        incarnation: 1.into(),
+    }
+    .as_bytes()
+    .to_vec()
+}
+
+#[test]
+fn malformed_datagrams_are_dropped_and_counted_by_reason() {
+    let mut n = node(1);
+    let cluster = cluster_hash("test");
+    let from = NodeId(2);
+    n.handle_datagram(Instant(1), from, &[]);
+    n.handle_datagram(Instant(1), from, &[0x54; 5]);
+    let mut bad_magic = header(wire::KIND_JOIN, cluster, 2);
+    bad_magic[0] = b'X';
+    n.handle_datagram(Instant(1), from, &bad_magic);
+    let mut bad_version = header(wire::KIND_JOIN, cluster, 2);
+    bad_version[2] = 99;
+    n.handle_datagram(Instant(1), from, &bad_version);
+    n.handle_datagram(Instant(1), from, &header(wire::KIND_JOIN, cluster_hash("other"), 2));
+    n.handle_datagram(Instant(1), from, &header(wire::KIND_JOIN, cluster, 3));
+    n.handle_datagram(Instant(1), NodeId(1), &header(wire::KIND_JOIN, cluster, 1));
+    n.handle_datagram(Instant(1), from, &header(77, cluster, 2));
+    // A join whose counts run past the end of the datagram.
+    let mut join = header(wire::KIND_JOIN, cluster, 2);
+    join.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 50, 0, 0, 0, 0, 0, 0]);
+    n.handle_datagram(Instant(1), from, &join);
+    // A join naming node id 0.
+    let mut zero = header(wire::KIND_JOIN, cluster, 2);
+    zero.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    zero.extend_from_slice(&[0, 0, 0, 0]);
+    n.handle_datagram(Instant(1), from, &zero);
+    // A token for a ring that does not exist, and a truncated one.
+    let mut token = header(wire::KIND_TOKEN, cluster, 2);
+    token.extend_from_slice(&[0u8; 80]);
+    n.handle_datagram(Instant(1), from, &token);
+    n.handle_datagram(Instant(1), from, &token[..40]);
+    let s = n.stats();
+    assert_eq!(s.drop_truncated, 4, "{s:?}");
+    assert_eq!(s.drop_bad_magic, 1);
+    assert_eq!(s.drop_bad_version, 1);
+    assert_eq!(s.drop_foreign_cluster, 1);
+    assert_eq!(s.drop_sender_mismatch, 1);
+    assert_eq!(s.drop_own_frame, 1);
+    assert_eq!(s.drop_unknown_kind, 1);
+    assert_eq!(s.drop_malformed, 1);
+    assert_eq!(s.drop_not_expected, 1);
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let mut n = node(1);
+    let cluster = cluster_hash("test");
+    let mut x = 0x1234_5678_9abc_def0u64;
+    for round in 0..20_000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let kind = (x % 8) as u8;
+        let mut bytes = header(kind, cluster, 2);
+        let len = (x >> 8) % 300;
+        for i in 0..len {
+            bytes.push((x.rotate_left(i as u32) >> 3) as u8);
+        }
+        n.handle_datagram(Instant(round), NodeId(2), &bytes);
+        n.handle_timeout(Instant(round * 1_000_000));
+        while n.poll_transmit().is_some() {}
+        while n.poll_event().is_some() {}
+    }
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let bad = |f: fn(&mut TotemConfig)| {
+        let mut c = TotemConfig::default();
+        f(&mut c);
+        c.validate().expect_err("invalid").to_string()
+    };
+    assert!(bad(|c| c.token_ms = 0).starts_with("totem.token:"));
+    assert!(bad(|c| c.window_size = 0).starts_with("totem.window_size:"));
+    assert!(bad(|c| c.max_messages = 60).starts_with("totem.max_messages:"));
+    assert!(bad(|c| c.consensus_ms = 100).starts_with("totem.consensus:"));
+    assert!(bad(|c| c.token_retransmit_ms = 5000).starts_with("totem.token_retransmit:"));
+    assert!(bad(|c| c.join_ms = 0).starts_with("totem.join:"));
+    assert!(bad(|c| c.frame_size = 100).starts_with("totem.netmtu:"));
+    assert!(bad(|c| c.nodelist_count = 64).contains("raise netmtu"));
+    let t = TotemConfig::default().validate().expect("defaults are valid");
+    // corosync 3 defaults: token 3000, token_retransmit = token / 4.2, consensus = 1.2 × token.
+    assert_eq!((t.token_ms, t.token_retransmit_ms, t.consensus_ms, t.join_ms), (3000, 714, 3600, 50));
+    let five = TotemConfig { nodelist_count: 5, ..TotemConfig::default() };
+    assert_eq!(five.effective_token_ms(), 3000 + 3 * 650);
+}
+
+#[test]
+fn packing_round_trips_every_size_class() {
+    let body_max = 1400 - wire::DATA_OVERHEAD;
+    let mut packer = Packer::new(body_max);
+    packer.set_app_open(true);
+    let sizes = [0usize, 1, 63, 64, 200, body_max - 4, body_max, body_max + 1, 9_000, 65_535, 65_536, 300_000, 1 << 20];
+    let messages: Vec<Vec<u8>> = sizes.iter().map(|&n| (0..n).map(|i| (i * 31 + n) as u8).collect()).collect();
+    for (i, m) in messages.iter().enumerate() {
+        let g = if i % 3 == 0 { Guarantee::Safe } else { Guarantee::Agreed };
+        packer.push_app(g, &[m]).expect("queued");
+    }
+    let mut out = Vec::new();
+    let mut frame = vec![0u8; body_max];
+    let mut frames = 0;
+    loop {
+        let (len, _) = packer.fill(&mut frame);
+        if len == 0 {
+            break;
+        }
+        assert!(len <= body_max);
+        frames += 1;
+        packer.unpack(NodeId(9), &frame[..len], |m| out.push(m.bytes.to_vec()));
+    }
+    assert_eq!(out, messages);
+    assert!(frames > (1 << 20) / body_max, "large messages span frames ({frames})");
+    assert_eq!(packer.queued_bytes(), 0);
+}
+
+#[test]
+fn a_message_over_one_mebibyte_is_refused() {
+    let mut n = node(1);
+    let data = vec![0u8; (1 << 20) + 1];
+    n.submit(totem_core::Request::Join { group: b"g", pid: 1 }).expect("join");
+    let err = n
+        .submit(totem_core::Request::Mcast { group: b"g", pid: 1, guarantee: Guarantee::Agreed, data: &data })
+        .expect_err("too large");
+    assert!(matches!(err, totem_core::SubmitError::TooLarge(_)));
+    let not_joined = n.submit(totem_core::Request::Mcast { group: b"h", pid: 1, guarantee: Guarantee::Agreed, data: b"x" });
+    assert_eq!(not_joined, Err(totem_core::SubmitError::NotJoined));
+}
