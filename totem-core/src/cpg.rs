@@ -25,6 +25,8 @@ const OP_LEAVE: u8 = 2;
 const OP_MCAST: u8 = 3;
 const OP_JOINLIST: u8 = 4;
 const OP_PROCDOWN: u8 = 5;
+/// Largest multicast header: op, name length, name, pid.
+pub const MCAST_HEAD_MAX: usize = 6 + GROUP_NAME_MAX;
 
 /// A process of the cluster: the node it runs on and its pid there.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -110,8 +112,8 @@ type Sync = (RingId, BTreeSet<NodeId>, BTreeSet<(Vec<u8>, Member)>);
 pub struct Cpg {
     me: NodeId,
     groups: BTreeMap<Vec<u8>, BTreeSet<Member>>,
-    /// Local (group, pid) memberships requested by processes (the submit-side view).
-    local: BTreeSet<(Vec<u8>, u32)>,
+    /// Local memberships requested by processes (the submit-side view): group → pids.
+    local: BTreeMap<Vec<u8>, BTreeSet<u32>>,
     /// While re-syncing: the ring and the members whose joinlist is still missing.
     sync: Option<Sync>,
     pub malformed: u64,
@@ -140,7 +142,7 @@ impl Cpg {
         Cpg {
             me,
             groups: BTreeMap::new(),
-            local: BTreeSet::new(),
+            local: BTreeMap::new(),
             sync: None,
             malformed: 0,
             unexpected: 0,
@@ -180,41 +182,66 @@ impl Cpg {
         match request {
             Request::Join { group, pid } => {
                 check(group)?;
-                if self.local.contains(&(group.to_vec(), pid)) {
+                if !self.local.entry(group.to_vec()).or_default().insert(pid) {
                     return Err(SubmitError::AlreadyJoined);
                 }
                 out.push(Self::simple(OP_JOIN, group, pid));
-                self.local.insert((group.to_vec(), pid));
             }
             Request::Leave { group, pid } => {
                 check(group)?;
-                if !self.local.remove(&(group.to_vec(), pid)) {
+                let pids = self.local.get_mut(group).ok_or(SubmitError::NotJoined)?;
+                if !pids.remove(&pid) {
                     return Err(SubmitError::NotJoined);
+                }
+                if pids.is_empty() {
+                    self.local.remove(group);
                 }
                 out.push(Self::simple(OP_LEAVE, group, pid));
             }
             Request::Mcast { group, pid, .. } => {
                 check(group)?;
-                if !self.local.contains(&(group.to_vec(), pid)) {
-                    return Err(SubmitError::NotJoined);
-                }
-                // The payload is appended by the caller without a copy here.
+                self.check_joined(group, pid)?;
                 out.push(Self::simple(OP_MCAST, group, pid));
             }
             Request::ProcessDown { pid } => {
                 let groups: Vec<Vec<u8>> = self
                     .local
                     .iter()
-                    .filter(|(_, p)| *p == pid)
+                    .filter(|(_, pids)| pids.contains(&pid))
                     .map(|(g, _)| g.clone())
                     .collect();
                 for group in groups {
-                    self.local.remove(&(group.clone(), pid));
+                    if let Some(pids) = self.local.get_mut(&group) {
+                        pids.remove(&pid);
+                        if pids.is_empty() {
+                            self.local.remove(&group);
+                        }
+                    }
                     out.push(Self::simple(OP_PROCDOWN, &group, pid));
                 }
             }
         }
         Ok(())
+    }
+
+    /// A multicast is allowed only from a process that has joined the group.
+    pub fn check_joined(&self, group: &[u8], pid: u32) -> Result<(), SubmitError> {
+        if group.is_empty() || group.len() > GROUP_NAME_MAX {
+            return Err(SubmitError::BadName);
+        }
+        match self.local.get(group) {
+            Some(pids) if pids.contains(&pid) => Ok(()),
+            _ => Err(SubmitError::NotJoined),
+        }
+    }
+
+    /// Writes a multicast's header (op, name, pid) into `out`; returns its length.
+    pub fn mcast_head(group: &[u8], pid: u32, out: &mut [u8; MCAST_HEAD_MAX]) -> usize {
+        out[0] = OP_MCAST;
+        out[1] = group.len() as u8;
+        out[2..2 + group.len()].copy_from_slice(group);
+        out[2 + group.len()..6 + group.len()].copy_from_slice(&pid.to_be_bytes());
+        6 + group.len()
     }
 
     fn simple(op: u8, group: &[u8], pid: u32) -> Vec<u8> {

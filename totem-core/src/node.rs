@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use crate::config::{ConfigError, TotemConfig};
-use crate::cpg::{Cpg, CpgOutput, GroupChange, Member, Request, SubmitError};
+use crate::cpg::{Cpg, CpgOutput, GroupChange, Member, Request, SubmitError, MCAST_HEAD_MAX};
 use crate::pack::{Packer, QueueError};
 use crate::srp::{self, ConfigChange, ConfigKind, Srp, State};
 use crate::stats::Stats;
@@ -208,44 +208,44 @@ impl Node {
 
     /// A request of a local process. Never blocks: a full queue is `SubmitError::TryAgain`.
     pub fn submit(&mut self, request: Request<'_>) -> Result<(), SubmitError> {
-        let mut encoded = std::mem::take(&mut self.scratch);
-        encoded.clear();
-        let data = match request {
-            Request::Mcast {
-                data, guarantee, ..
-            } => Some((data, guarantee)),
-            _ => None,
-        };
-        if let Some((data, _)) = data {
+        if let Request::Mcast {
+            group,
+            pid,
+            guarantee,
+            data,
+        } = request
+        {
+            // The hot path: no allocation, one copy of the payload into the send queue.
             if data.len() > crate::limits::MESSAGE_SIZE_MAX {
                 return Err(SubmitError::TooLarge(data.len()));
             }
-        }
-        if self.layers.pack.queued_bytes() + data.map_or(0, |(d, _)| d.len()) + 256
-            > crate::limits::SUBMIT_QUEUE_BYTES_MAX
-        {
-            self.scratch = encoded;
-            return Err(SubmitError::TryAgain);
-        }
-        let result = self.layers.cpg.encode(request, &mut encoded);
-        if result.is_ok() {
-            for head in &encoded {
-                let (payload, guarantee): (&[u8], Guarantee) =
-                    data.unwrap_or((&[], Guarantee::Agreed));
-                let queued = self.layers.pack.push_app(guarantee, &[head, payload]);
-                // The room was checked above; a message was sized against the maximum.
+            self.layers.cpg.check_joined(group, pid)?;
+            let mut head = [0u8; MCAST_HEAD_MAX];
+            let len = Cpg::mcast_head(group, pid, &mut head);
+            self.layers
+                .pack
+                .push_app(guarantee, &[&head[..len], data])
+                .map_err(|e| match e {
+                    QueueError::TryAgain => SubmitError::TryAgain,
+                    QueueError::TooLarge(n) => SubmitError::TooLarge(n),
+                })?;
+        } else {
+            if self.layers.pack.queued_bytes() + 4096 > crate::limits::SUBMIT_QUEUE_BYTES_MAX {
+                return Err(SubmitError::TryAgain);
+            }
+            let mut encoded = std::mem::take(&mut self.scratch);
+            encoded.clear();
+            let result = self.layers.cpg.encode(request, &mut encoded);
+            for head in encoded.drain(..) {
+                // Membership requests are small; the room was checked above.
+                let queued = self.layers.pack.push_app(Guarantee::Agreed, &[&head]);
                 debug_assert!(queued.is_ok());
-                if let Err(QueueError::TooLarge(n)) = queued {
-                    self.scratch = encoded;
-                    return Err(SubmitError::TooLarge(n));
-                }
             }
-            if self.layers.pack.has_pending() {
-                self.srp.handle_pending(self.last_now);
-            }
+            self.scratch = encoded;
+            result?;
         }
-        self.scratch = encoded;
-        result
+        self.srp.handle_pending(self.last_now);
+        Ok(())
     }
 
     /// Leaves the ring cleanly before shutting down.

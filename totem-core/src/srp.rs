@@ -401,7 +401,11 @@ impl Srp {
         }
         if self.held.is_some() {
             self.set_timer(Timer::Hold, Some(now));
-        } else if self.installed.members.len() > 1 && !self.hold_cancel_pending {
+        } else if self.installed.members.len() > 1
+            && !self.hold_cancel_pending
+            && self.idle_rotations >= self.config.seqno_unchanged_const
+        {
+            // The ring was idle at our last visit, so some member may be holding the token.
             self.hold_cancel_pending = true;
             let mut buf = self.buffer();
             let mut w = Writer::new_vec(&mut buf, wire::HEADER_LEN + 16);

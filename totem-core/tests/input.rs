@@ -44,7 +44,11 @@ fn malformed_datagrams_are_dropped_and_counted_by_reason() {
     let mut bad_version = header(wire::KIND_JOIN, cluster, 2);
     bad_version[2] = 99;
     n.handle_datagram(Instant(1), from, &bad_version);
-    n.handle_datagram(Instant(1), from, &header(wire::KIND_JOIN, cluster_hash("other"), 2));
+    n.handle_datagram(
+        Instant(1),
+        from,
+        &header(wire::KIND_JOIN, cluster_hash("other"), 2),
+    );
     n.handle_datagram(Instant(1), from, &header(wire::KIND_JOIN, cluster, 3));
     n.handle_datagram(Instant(1), NodeId(1), &header(wire::KIND_JOIN, cluster, 1));
     n.handle_datagram(Instant(1), from, &header(77, cluster, 2));
@@ -111,10 +115,18 @@ fn config_errors_name_the_key() {
     assert!(bad(|c| c.join_ms = 0).starts_with("totem.join:"));
     assert!(bad(|c| c.frame_size = 100).starts_with("totem.netmtu:"));
     assert!(bad(|c| c.nodelist_count = 64).contains("raise netmtu"));
-    let t = TotemConfig::default().validate().expect("defaults are valid");
+    let t = TotemConfig::default()
+        .validate()
+        .expect("defaults are valid");
     // corosync 3 defaults: token 3000, token_retransmit = token / 4.2, consensus = 1.2 × token.
-    assert_eq!((t.token_ms, t.token_retransmit_ms, t.consensus_ms, t.join_ms), (3000, 714, 3600, 50));
-    let five = TotemConfig { nodelist_count: 5, ..TotemConfig::default() };
+    assert_eq!(
+        (t.token_ms, t.token_retransmit_ms, t.consensus_ms, t.join_ms),
+        (3000, 714, 3600, 50)
+    );
+    let five = TotemConfig {
+        nodelist_count: 5,
+        ..TotemConfig::default()
+    };
     assert_eq!(five.effective_token_ms(), 3000 + 3 * 650);
 }
 
@@ -123,10 +135,31 @@ fn packing_round_trips_every_size_class() {
     let body_max = 1400 - wire::DATA_OVERHEAD;
     let mut packer = Packer::new(body_max);
     packer.set_app_open(true);
-    let sizes = [0usize, 1, 63, 64, 200, body_max - 4, body_max, body_max + 1, 9_000, 65_535, 65_536, 300_000, 1 << 20];
-    let messages: Vec<Vec<u8>> = sizes.iter().map(|&n| (0..n).map(|i| (i * 31 + n) as u8).collect()).collect();
+    let sizes = [
+        0usize,
+        1,
+        63,
+        64,
+        200,
+        body_max - 4,
+        body_max,
+        body_max + 1,
+        9_000,
+        65_535,
+        65_536,
+        300_000,
+        1 << 20,
+    ];
+    let messages: Vec<Vec<u8>> = sizes
+        .iter()
+        .map(|&n| (0..n).map(|i| (i * 31 + n) as u8).collect())
+        .collect();
     for (i, m) in messages.iter().enumerate() {
-        let g = if i % 3 == 0 { Guarantee::Safe } else { Guarantee::Agreed };
+        let g = if i % 3 == 0 {
+            Guarantee::Safe
+        } else {
+            Guarantee::Agreed
+        };
         packer.push_app(g, &[m]).expect("queued");
     }
     let mut out = Vec::new();
@@ -142,7 +175,10 @@ fn packing_round_trips_every_size_class() {
         packer.unpack(NodeId(9), &frame[..len], |m| out.push(m.bytes.to_vec()));
     }
     assert_eq!(out, messages);
-    assert!(frames > (1 << 20) / body_max, "large messages span frames ({frames})");
+    assert!(
+        frames > (1 << 20) / body_max,
+        "large messages span frames ({frames})"
+    );
     assert_eq!(packer.queued_bytes(), 0);
 }
 
@@ -150,11 +186,25 @@ fn packing_round_trips_every_size_class() {
 fn a_message_over_one_mebibyte_is_refused() {
     let mut n = node(1);
     let data = vec![0u8; (1 << 20) + 1];
-    n.submit(totem_core::Request::Join { group: b"g", pid: 1 }).expect("join");
+    n.submit(totem_core::Request::Join {
+        group: b"g",
+        pid: 1,
+    })
+    .expect("join");
     let err = n
-        .submit(totem_core::Request::Mcast { group: b"g", pid: 1, guarantee: Guarantee::Agreed, data: &data })
+        .submit(totem_core::Request::Mcast {
+            group: b"g",
+            pid: 1,
+            guarantee: Guarantee::Agreed,
+            data: &data,
+        })
         .expect_err("too large");
     assert!(matches!(err, totem_core::SubmitError::TooLarge(_)));
-    let not_joined = n.submit(totem_core::Request::Mcast { group: b"h", pid: 1, guarantee: Guarantee::Agreed, data: b"x" });
+    let not_joined = n.submit(totem_core::Request::Mcast {
+        group: b"h",
+        pid: 1,
+        guarantee: Guarantee::Agreed,
+        data: b"x",
+    });
     assert_eq!(not_joined, Err(totem_core::SubmitError::NotJoined));
 }
