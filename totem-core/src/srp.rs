@@ -845,8 +845,9 @@ impl Srp {
                 .map_or(0, |(_, c)| *c)
                 + 1;
             next.push((seq, count));
-            let threshold = self.config.miss_count_const.min(2);
-            if count >= threshold && !token.rtr.contains(&seq) && token.rtr.len() < RTR_ENTRIES_MAX
+            if count >= self.config.miss_count_const
+                && !token.rtr.contains(&seq)
+                && token.rtr.len() < RTR_ENTRIES_MAX
             {
                 token.rtr.push(seq);
                 self.stats.retransmit_requests += 1;
