@@ -60,9 +60,11 @@ pub enum Event<'a> {
     Deliver(Delivery<'a>),
 }
 
+/// A queued event. Configuration and group changes are rare and large: boxed, so the common
+/// delivery record stays small (it is written and read once per message per node).
 enum Stored {
-    Config(ConfigChange),
-    Group(GroupChange),
+    Config(Box<ConfigChange>),
+    Group(Box<GroupChange>),
     Deliver {
         sender: Member,
         guarantee: Guarantee,
@@ -82,8 +84,8 @@ struct Layers {
 
 fn store_output(events: &mut VecDeque<Stored>, arena: &mut Vec<u8>, output: CpgOutput<'_>) {
     let stored = match output {
-        CpgOutput::Config(c) => Stored::Config(c),
-        CpgOutput::Group(g) => Stored::Group(g),
+        CpgOutput::Config(c) => Stored::Config(Box::new(c)),
+        CpgOutput::Group(g) => Stored::Group(Box::new(g)),
         CpgOutput::Deliver {
             group,
             sender,
@@ -271,8 +273,8 @@ impl Node {
         };
         let arena = &self.layers.arena;
         Some(match stored {
-            Stored::Config(c) => Event::Config(c),
-            Stored::Group(g) => Event::Group(g),
+            Stored::Config(c) => Event::Config(*c),
+            Stored::Group(g) => Event::Group(*g),
             Stored::Deliver {
                 sender,
                 guarantee,
