@@ -129,7 +129,6 @@ struct Forming {
     recovery_queue: VecDeque<u64>,
     /// Last commit token sequence seen, to discard duplicates.
     commit_token_seq: u64,
-    entered_recovery: bool,
 }
 
 pub struct Srp {
@@ -1297,9 +1296,29 @@ impl Srp {
                 safe: 0.into(),
             })
             .collect();
+        self.enter_commit(now, ring, live.clone(), entries, 0);
+        if live.len() == 1 {
+            // Alone: both commit rotations complete at once.
+            self.enter_recovery();
+            self.start_regular_token(now, up);
+        } else {
+            self.send_commit(now, 1, 1);
+        }
+    }
+
+    /// Enters the commit state for `ring` (paper §4.2): our old-ring state goes into the commit
+    /// token, and from now on no frame of the old ring is taken except through recovery.
+    fn enter_commit(
+        &mut self,
+        now: Instant,
+        ring: RingId,
+        members: Vec<NodeId>,
+        entries: Vec<CommitEntry>,
+        commit_token_seq: u64,
+    ) {
         let mut forming = Forming {
             ring,
-            members: live.clone(),
+            members,
             entries,
             proc_set: self.proc_set.clone(),
             fail_set: self.fail_set.clone(),
@@ -1308,8 +1327,7 @@ impl Srp {
             high: 0,
             old_safe: 0,
             recovery_queue: VecDeque::new(),
-            commit_token_seq: 0,
-            entered_recovery: false,
+            commit_token_seq,
         };
         self.fill_entry(&mut forming);
         self.forming = Some(forming);
@@ -1317,13 +1335,6 @@ impl Srp {
         self.set_timer(Timer::Join, None);
         self.set_timer(Timer::Consensus, None);
         self.set_timer(Timer::TokenLoss, Some(now.plus_ms(self.timers.token_ms)));
-        if live.len() == 1 {
-            // Alone: both commit rotations complete at once.
-            self.enter_recovery();
-            self.start_regular_token(now, up);
-        } else {
-            self.send_commit(now, 1, 1);
-        }
     }
 
     fn fill_entry(&mut self, forming: &mut Forming) {
@@ -1407,26 +1418,7 @@ impl Srp {
                 if members != minus(&self.proc_set, &self.fail_set) {
                     return Err(DropReason::NotExpected);
                 }
-                let mut forming = Forming {
-                    ring,
-                    members: members.clone(),
-                    entries: entries.to_vec(),
-                    proc_set: self.proc_set.clone(),
-                    fail_set: self.fail_set.clone(),
-                    store: Store::new(),
-                    trans: Vec::new(),
-                    high: 0,
-                    old_safe: 0,
-                    recovery_queue: VecDeque::new(),
-                    commit_token_seq: token_seq,
-                    entered_recovery: false,
-                };
-                self.fill_entry(&mut forming);
-                self.forming = Some(forming);
-                self.state = State::Commit;
-                self.set_timer(Timer::Join, None);
-                self.set_timer(Timer::Consensus, None);
-                self.set_timer(Timer::TokenLoss, Some(now.plus_ms(self.timers.token_ms)));
+                self.enter_commit(now, ring, members, entries.to_vec(), token_seq);
                 self.send_commit(now, 1, token_seq + 1);
                 Ok(())
             }
@@ -1470,7 +1462,6 @@ impl Srp {
         self.stats.recoveries += 1;
         let old = self.installed.ring;
         let forming = self.forming.as_mut().expect("forming");
-        forming.entered_recovery = true;
         let trans: Vec<&CommitEntry> = forming
             .entries
             .iter()
