@@ -110,58 +110,37 @@ fn sim(args: &[String]) -> Result<(), String> {
     )
 }
 
+/// Each benchmark: its name, and the package and target that run it.
+const BENCHES: &[(&str, &str, &str, &str)] = &[
+    ("core", "rotor-sim", "--bin", "bench-core"),
+    ("ipc", "ipc-shm", "--example", "bench_ipc"),
+    ("crypto", "rotor-crypto", "--example", "bench_crypto"),
+];
+
 fn bench(args: &[String]) -> Result<(), String> {
-    match args.first().map(String::as_str) {
-        Some("core") => run(
-            "bench core",
-            cargo()
-                .args([
-                    "run",
-                    "--quiet",
-                    "--release",
-                    "-p",
-                    "rotor-sim",
-                    "--bin",
-                    "bench-core",
-                    "--",
-                ])
-                .args(&args[1..]),
-        ),
-        Some("ipc") => run(
-            "bench ipc",
-            cargo()
-                .args([
-                    "run",
-                    "--quiet",
-                    "--release",
-                    "-p",
-                    "ipc-shm",
-                    "--example",
-                    "bench_ipc",
-                    "--",
-                ])
-                .args(&args[1..]),
-        ),
-        Some("crypto") => run(
-            "bench crypto",
-            cargo()
-                .args([
-                    "run",
-                    "--quiet",
-                    "--release",
-                    "-p",
-                    "rotor-crypto",
-                    "--example",
-                    "bench_crypto",
-                    "--",
-                ])
-                .args(&args[1..]),
-        ),
-        Some(other) => Err(format!(
-            "unknown benchmark `{other}` (have: core, ipc, crypto)"
-        )),
-        None => Err("bench needs a name: core, ipc or crypto".into()),
-    }
+    let names: Vec<&str> = BENCHES.iter().map(|b| b.0).collect();
+    let name = args
+        .first()
+        .ok_or_else(|| format!("bench needs a name: {}", names.join(", ")))?;
+    let (_, package, kind, target) = BENCHES
+        .iter()
+        .find(|b| b.0 == name)
+        .ok_or_else(|| format!("unknown benchmark `{name}` (have: {})", names.join(", ")))?;
+    run(
+        &format!("bench {name}"),
+        cargo()
+            .args([
+                "run",
+                "--quiet",
+                "--release",
+                "-p",
+                package,
+                kind,
+                target,
+                "--",
+            ])
+            .args(&args[1..]),
+    )
 }
 
 fn demo() -> Result<(), String> {
