@@ -8,6 +8,8 @@ use totem_core::{
     RingId, State, SubmitError, TotemConfig,
 };
 
+use rotor_crypto::{CryptoMode, Keys, Opener, Sealer};
+
 use crate::check::{self, Entry, Life, MsgId, Submitted};
 use crate::net::Network;
 use crate::rng::Rng;
@@ -124,6 +126,8 @@ pub struct RunReport {
     pub converged_after_heal_ms: Option<u64>,
     pub sim_ms: u64,
     pub datagrams: u64,
+    /// Datagrams the crypto layer rejected (duplicated datagrams are replays), by reason.
+    pub crypto_rejected: BTreeMap<&'static str, u64>,
     /// Scripted actions that fired (a scenario checks all of its steps did).
     pub script_fired: usize,
 }
@@ -145,6 +149,9 @@ struct SimNode {
     life: usize,
     counter: u64,
     restart_at: Option<u64>,
+    /// The production crypto layer between this node's core and the wire.
+    sealer: Option<Sealer>,
+    opener: Option<Opener>,
 }
 
 pub struct World {
@@ -158,6 +165,9 @@ pub struct World {
     lives: Vec<Life>,
     submitted: BTreeMap<MsgId, Submitted>,
     report: RunReport,
+    keys: Keys,
+    crypto: CryptoMode,
+    sealed: Vec<u8>,
 }
 
 /// The application payload: an id the checkers can trace and bytes they can verify.
@@ -211,7 +221,18 @@ impl World {
             ..TotemConfig::default()
         };
         totem.validate().expect("simulator config is valid");
+        // Mostly AES-256-GCM (the default), sometimes auth-only or none, as configs choose.
+        let crypto = match rng.below(10) {
+            0 => CryptoMode::None,
+            1 => CryptoMode::Gmac,
+            _ => CryptoMode::Gcm256,
+        };
+        let authkey: Vec<u8> = (0..256).map(|_| rng.next_u64() as u8).collect();
+        let keys = Keys::from_authkey_bytes(&authkey, "sim").expect("a 256-byte key");
         let mut world = World {
+            keys,
+            crypto,
+            sealed: Vec::new(),
             net: Network::new(cfg.nodes),
             rng,
             now: 0,
@@ -236,6 +257,8 @@ impl World {
                 life: 0,
                 counter: 0,
                 restart_at: None,
+                sealer: None,
+                opener: None,
             });
             world.start_node(index);
         }
@@ -255,6 +278,21 @@ impl World {
             seed,
         };
         n.node = Some(Node::new(config, Instant(self.now)).expect("valid config"));
+        // The incarnation is the per-boot epoch: it grows with every restart.
+        n.sealer = Some(Sealer::new(
+            &self.keys,
+            self.crypto,
+            self.cluster,
+            n.id.0,
+            n.incarnation,
+        ));
+        n.opener = Some(Opener::new(
+            &self.keys,
+            self.crypto,
+            self.cluster,
+            n.id.0,
+            self.cfg.nodes,
+        ));
         n.paused_until = None;
         n.backlog.clear();
         n.restart_at = None;
@@ -295,15 +333,24 @@ impl World {
     fn flush(&mut self, index: usize) {
         let now = self.now;
         let (id, life_index) = (self.nodes[index].id, self.nodes[index].life);
-        let Some(node) = self.nodes[index].node.as_mut() else {
+        let n = &mut self.nodes[index];
+        let (Some(node), Some(sealer)) = (n.node.as_mut(), n.sealer.as_mut()) else {
             return;
         };
         while let Some(t) = node.poll_transmit() {
+            self.sealed.resize(
+                t.bytes.len() + rotor_crypto::HEADER_LEN + rotor_crypto::TAG_LEN,
+                0,
+            );
+            let len = sealer
+                .seal(&t.bytes, &mut self.sealed)
+                .expect("sealing fits the buffer");
+            let sealed = &self.sealed[..len];
             match t.dest {
                 Dest::All => {
                     for to in 0..self.cfg.nodes {
                         if to != index {
-                            self.net.send(&mut self.rng, now, index, to, &t.bytes);
+                            self.net.send(&mut self.rng, now, index, to, sealed);
                         }
                     }
                 }
@@ -314,7 +361,7 @@ impl World {
                             .violations
                             .push(format!("node {} sent a datagram to itself", id));
                     } else {
-                        self.net.send(&mut self.rng, now, index, to, &t.bytes);
+                        self.net.send(&mut self.rng, now, index, to, sealed);
                     }
                 }
             }
@@ -640,12 +687,29 @@ impl World {
             }
             return;
         }
-        let sender = self.nodes[from].id;
-        if self.cfg.verbose && std::env::var_os("ROTOR_SIM_TRACE").is_some() {
-            trace_datagram(self.now, sender, self.nodes[to].id, &bytes);
+        let mut bytes = bytes;
+        let expected = self.nodes[from].id;
+        let n = &mut self.nodes[to];
+        let opener = n.opener.as_mut().expect("alive");
+        let opened = match opener.open(&mut bytes) {
+            Ok(opened) => opened,
+            Err(e) => {
+                *self.report.crypto_rejected.entry(e.reason()).or_default() += 1;
+                return;
+            }
+        };
+        let sender = NodeId(opened.sender);
+        if sender != expected {
+            self.report.violations.push(format!(
+                "crypto: a frame from node {expected} opened as node {sender}"
+            ));
+            return;
         }
-        let node = self.nodes[to].node.as_mut().expect("alive");
-        node.handle_datagram(Instant(self.now), sender, &bytes);
+        if self.cfg.verbose && std::env::var_os("ROTOR_SIM_TRACE").is_some() {
+            trace_datagram(self.now, sender, n.id, opened.body);
+        }
+        let node = n.node.as_mut().expect("alive");
+        node.handle_datagram(Instant(self.now), sender, opened.body);
         self.flush(to);
     }
 
