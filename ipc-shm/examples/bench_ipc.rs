@@ -4,7 +4,14 @@
 //!
 //! Run with `cargo xtask bench ipc` (= `cargo run --release -p ipc-shm --example bench_ipc`).
 //! Prints one line per (mode, size):
-//! `ipc-shm mode=busy size=64 p50_ns=… p99_ns=… p999_ns=… msgs_per_s=…`.
+//! `ipc-shm mode=busy size=64 p50_ns=… p99_ns=… p999_ns=… msgs_per_s=… ratio_p50=… …`.
+//!
+//! First it measures a reference on the same cores, in the same run: a bare cross-core ping (one
+//! `AtomicU64` on its own cache line, written by the producer with the send timestamp and spun on
+//! by the consumer, timed exactly like the ring latency bench) and a bare SPSC counter throughput
+//! (the producer bumps a counter, the consumer spins until it has seen every value, with a
+//! one-slot window so each value is observed). That is the machine's floor: a VM may have a high
+//! cross-core latency. Each ring line carries its ratio to the reference.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -30,6 +37,16 @@ fn main() {
             (None, None)
         }
     };
+    let reference = run_reference(producer_core, consumer_core);
+    let (ref_p50, ref_p99, ref_rate) = (
+        reference.0.value_at_quantile(0.50),
+        reference.0.value_at_quantile(0.99),
+        reference.1,
+    );
+    println!(
+        "ipc-shm reference=atomic p50_ns={ref_p50} p99_ns={ref_p99} p999_ns={} msgs_per_s={ref_rate:.0}",
+        reference.0.value_at_quantile(0.999)
+    );
     let name = format!("ipc-shm-bench-{}", std::process::id());
     let server =
         Server::bind(&name, AllowList::root_only().allow_uid(current_uid())).expect("bind");
@@ -76,12 +93,16 @@ fn main() {
                 producer_core,
                 consumer_core,
             );
-            println!(
-                "ipc-shm mode={mode_name} size={size} p50_ns={} p99_ns={} p999_ns={} msgs_per_s={:.0}",
+            let (p50, p99) = (
                 latency.value_at_quantile(0.50),
                 latency.value_at_quantile(0.99),
+            );
+            println!(
+                "ipc-shm mode={mode_name} size={size} p50_ns={p50} p99_ns={p99} p999_ns={} msgs_per_s={msgs_per_s:.0} ratio_p50={:.2} ratio_p99={:.2} ratio_rate={:.2}",
                 latency.value_at_quantile(0.999),
-                msgs_per_s
+                p50 as f64 / ref_p50.max(1) as f64,
+                p99 as f64 / ref_p99.max(1) as f64,
+                ref_rate / msgs_per_s,
             );
         }
     }
@@ -195,4 +216,99 @@ fn run_throughput(
         });
         consumer.join().expect("consumer")
     })
+}
+
+/// One `AtomicU64` alone on its cache line, so the reference measures one line's transfer.
+#[repr(align(128))]
+struct Line(AtomicU64);
+
+/// The machine's floor on these two cores: (one-way latency histogram, counter msgs/s).
+fn run_reference(
+    producer_core: Option<core_affinity::CoreId>,
+    consumer_core: Option<core_affinity::CoreId>,
+) -> (Histogram<u64>, f64) {
+    let plan = LatencyPlan {
+        samples: 200_000,
+        gap: Duration::from_micros(2),
+    };
+    let base = Instant::now();
+    // Latency: the producer stores the send timestamp (never 0) in `ping`; the consumer spins
+    // until it sees a new value, then acknowledges on its own line, like the ring latency bench.
+    let ping = Line(AtomicU64::new(0));
+    let received = Line(AtomicU64::new(0));
+    let total = WARMUP_RECORDS + plan.samples;
+    let histogram = std::thread::scope(|s| {
+        s.spawn(|| {
+            pin(producer_core);
+            for sent in 0..total {
+                let sent_at = (base.elapsed().as_nanos() as u64).max(1);
+                ping.0.store(sent_at, Ordering::Release);
+                while received.0.load(Ordering::Acquire) < sent + 1 {
+                    std::hint::spin_loop();
+                }
+                let until = Instant::now() + plan.gap;
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        let consumer = s.spawn(|| {
+            pin(consumer_core);
+            let mut histogram =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+            let mut last = 0u64;
+            for i in 0..total {
+                let sent_at = loop {
+                    let v = ping.0.load(Ordering::Acquire);
+                    if v != last {
+                        break v;
+                    }
+                    std::hint::spin_loop();
+                };
+                let received_at = base.elapsed().as_nanos() as u64;
+                last = sent_at;
+                received.0.store(i + 1, Ordering::Release);
+                if i >= total - plan.samples {
+                    histogram.saturating_record(received_at.saturating_sub(sent_at).max(1));
+                }
+            }
+            histogram
+        });
+        consumer.join().expect("consumer")
+    });
+    // Throughput: a producer counter and a consumer counter on separate lines, a window of 64
+    // values in flight (like a small ring), the consumer counting each value it takes.
+    const WINDOW: u64 = 64;
+    let head = Line(AtomicU64::new(0));
+    let tail = Line(AtomicU64::new(0));
+    let records = THROUGHPUT_RECORDS;
+    let rate = std::thread::scope(|s| {
+        s.spawn(|| {
+            pin(producer_core);
+            let mut tail_seen = 0;
+            for n in 1..=records {
+                while n - tail_seen > WINDOW {
+                    tail_seen = tail.0.load(Ordering::Acquire);
+                    std::hint::spin_loop();
+                }
+                head.0.store(n, Ordering::Release);
+            }
+        });
+        let consumer = s.spawn(|| {
+            pin(consumer_core);
+            let started = Instant::now();
+            let mut taken = 0;
+            while taken < records {
+                let published = head.0.load(Ordering::Acquire);
+                while taken < published {
+                    taken += 1;
+                    tail.0.store(taken, Ordering::Release);
+                }
+                std::hint::spin_loop();
+            }
+            records as f64 / started.elapsed().as_secs_f64()
+        });
+        consumer.join().expect("consumer")
+    });
+    (histogram, rate)
 }
