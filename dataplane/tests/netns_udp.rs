@@ -227,4 +227,48 @@ fn three_nodes_agree_over_udp_and_survive_a_kill() {
             })
         },
     );
+
+    // SIGTERM: node 2 leaves the ring and exits cleanly; node 1 forms a ring on its own.
+    let before = lines[0].len();
+    let mut leaver = cluster.children[1].take().unwrap();
+    // SAFETY: kill(2) on the pid of our own, not yet reaped, child.
+    assert_eq!(unsafe { libc::kill(leaver.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = leaver.try_wait().expect("wait node 2") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = leaver.kill();
+            let _ = leaver.wait();
+            panic!("node 2 did not exit within 10 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        status.success(),
+        "node 2 exit status after SIGTERM: {status}"
+    );
+    wait_until(
+        &rx,
+        &mut lines,
+        Duration::from_secs(20),
+        "node 1 alone",
+        |l| {
+            l[0][before..]
+                .iter()
+                .any(|x| x.starts_with("config regular ") && x.ends_with(" members=1"))
+        },
+    );
+    eprintln!(
+        "node 1 output (first and last 4 lines of {}):",
+        lines[0].len()
+    );
+    for l in lines[0]
+        .iter()
+        .take(4)
+        .chain(lines[0].iter().rev().take(4).rev())
+    {
+        eprintln!("  {l}");
+    }
 }
