@@ -210,6 +210,8 @@ pub struct Consumer {
     view: RingView,
     /// Our cursor; the published `tail` is only a copy of it.
     tail: u64,
+    /// The value of `tail` last published (publication is batched, see [`Consumer::try_pop`]).
+    published: u64,
     /// Last validated value of the producer's published head.
     head_cached: u64,
     /// The producer's eventfd, signalled when it sleeps on a full ring (`-1`: nobody to wake).
@@ -349,6 +351,7 @@ impl Consumer {
                 record_size_max,
             },
             tail: 0,
+            published: 0,
             head_cached: 0,
             peer_wake_fd: -1,
         }
@@ -384,6 +387,10 @@ impl Consumer {
     }
 
     /// Copies the next record into `buf` and releases its space; returns its length.
+    ///
+    /// The released space becomes visible to the producer in batches: at the latest when we
+    /// have read every record we know of, after `data_size / 8` bytes, when the producer is seen
+    /// waiting, or on [`Consumer::flush_tail`] (which `Session` calls before it waits).
     pub fn try_pop(&mut self, buf: &mut [u8]) -> Result<usize, PopError> {
         let data_size = self.view.data_size;
         // At most two rounds: a pad record, then a data record at offset 0.
@@ -392,6 +399,8 @@ impl Consumer {
                 self.refresh_head(Ordering::Acquire)
                     .map_err(PopError::Corrupt)?;
                 if self.head_cached == self.tail {
+                    // A pad we skipped may have moved the cursor without publishing it.
+                    self.flush_tail();
                     return Err(PopError::Empty);
                 }
             }
@@ -456,7 +465,26 @@ impl Consumer {
                         );
                     }
                     self.tail += footprint as u64;
-                    self.publish_tail();
+                    // Batched publication, so the producer's cursor line is not bounced per
+                    // record. We publish (SeqCst store + flag check, the full wake protocol) when
+                    // we have taken every record we know of (so a drained ring, and the last pop
+                    // before any sleep, always publishes), every `data_size / 8` bytes, or when
+                    // the producer's waiting flag is already visible. Unpublished space exists
+                    // only while records we know of remain unread; `Session` flushes it before it
+                    // waits for space itself and in `arm_for_poll`, so two sessions cannot
+                    // deadlock on each other's unpublished space.
+                    if self.tail == self.head_cached
+                        || self.tail - self.published >= (data_size / 8) as u64
+                        || self
+                            .view
+                            .header()
+                            .wait
+                            .producer_waiting
+                            .load(Ordering::Relaxed)
+                            != 0
+                    {
+                        self.publish_tail();
+                    }
                     return Ok(size);
                 }
                 kind => {
@@ -476,7 +504,15 @@ impl Consumer {
         }))
     }
 
-    fn publish_tail(&self) {
+    /// Publishes our cursor if part of it is still private.
+    pub fn flush_tail(&mut self) {
+        if self.published != self.tail {
+            self.publish_tail();
+        }
+    }
+
+    fn publish_tail(&mut self) {
+        self.published = self.tail;
         let header = self.view.header();
         // Mirror of the producer's store/load pair (see `Producer::try_push`).
         header.consumer.tail.store(self.tail, Ordering::SeqCst);

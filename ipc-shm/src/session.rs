@@ -212,6 +212,9 @@ impl Session {
         match self.producer.try_push(record) {
             Ok(()) => Ok(()),
             Err(PushError::Full) => {
+                // We are about to wait for our peer: let it see the space we freed in the other
+                // ring (see the batching note in `Consumer::try_pop`).
+                self.consumer.flush_tail();
                 self.on_idle()?;
                 Err(SessionError::Full)
             }
@@ -301,6 +304,7 @@ impl Session {
             return Err(SessionError::Closed);
         }
         self.armed = true;
+        self.consumer.flush_tail();
         self.consumer.set_waiting(true);
         match self.consumer.ready_now() {
             Ok(ready) => {
