@@ -103,7 +103,10 @@ impl Runner {
             cfg.mode,
             cluster,
             cfg.node_id,
-            cfg.peers.len().max(1),
+            // Room for every node the core allows, not just the configured peers: a keyed node
+            // missing from our list must not take the slot a configured peer needs (its frames
+            // are then dropped as `unconfigured_sender`).
+            totem_core::limits::MEMBERS_MAX.max(cfg.peers.len()),
         );
         Ok(Runner {
             node,
@@ -145,7 +148,7 @@ impl Runner {
             let n = match self.sealer.seal(&t.bytes, &mut self.tx) {
                 Ok(n) => n,
                 Err(_) => {
-                    self.drops.count("seal-error");
+                    self.drops.count("seal_error");
                     self.node.recycle(t.bytes);
                     continue;
                 }
@@ -154,17 +157,17 @@ impl Runner {
                 Dest::All => {
                     for addr in self.peers.values() {
                         if !self.udp.send_to(&self.tx[..n], *addr)? {
-                            self.drops.count("send-would-block");
+                            self.drops.count("send_would_block");
                         }
                     }
                 }
                 Dest::Node(id) => match self.peers.get(&id.0) {
                     Some(addr) => {
                         if !self.udp.send_to(&self.tx[..n], *addr)? {
-                            self.drops.count("send-would-block");
+                            self.drops.count("send_would_block");
                         }
                     }
-                    None => self.drops.count("unknown-destination"),
+                    None => self.drops.count("unknown_destination"),
                 },
             }
             self.node.recycle(t.bytes);
@@ -195,7 +198,7 @@ impl Runner {
                             self.node
                                 .handle_datagram(now, NodeId(opened.sender), opened.body);
                         } else {
-                            self.drops.count("unconfigured-sender");
+                            self.drops.count("unconfigured_sender");
                         }
                     }
                     Err(e) => self.drops.count(e.reason()),
@@ -212,5 +215,62 @@ impl Runner {
             on_event(&ev);
         }
         self.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+
+    fn keys(byte: u8) -> Keys {
+        Keys::from_authkey_bytes(&[byte; 256], "rt").unwrap()
+    }
+
+    #[test]
+    fn drops_are_counted_by_reason() {
+        let mut runner = Runner::new(RunnerConfig {
+            node_id: 1,
+            bind: "127.0.0.1:0".parse().unwrap(),
+            peers: vec![(2, "127.0.0.1:9".parse().unwrap())],
+            keys: keys(7),
+            cluster_name: "rt".into(),
+            mode: CryptoMode::Gcm256,
+            totem: TotemConfig::default(),
+            epoch: 1,
+            seed: 1,
+        })
+        .unwrap();
+        let to = runner.local_addr().unwrap();
+        let wire = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let cluster = totem_core::cluster_hash("rt");
+        let mut frame = [0u8; 256];
+        let body = [0u8; 40];
+        // A peer with the right key, a stranger with the right key, a peer with a wrong key.
+        let mut peer = Sealer::new(&keys(7), CryptoMode::Gcm256, cluster, 2, 1);
+        let mut stranger = Sealer::new(&keys(7), CryptoMode::Gcm256, cluster, 7, 1);
+        let mut forger = Sealer::new(&keys(8), CryptoMode::Gcm256, cluster, 2, 1);
+        let n = peer.seal(&body, &mut frame).unwrap();
+        wire.send_to(&frame[..n], to).unwrap();
+        wire.send_to(&frame[..n], to).unwrap();
+        let n = stranger.seal(&body, &mut frame).unwrap();
+        wire.send_to(&frame[..n], to).unwrap();
+        // Counter 0 of node 2 is taken: the forged frame uses counter 1 to reach the tag check.
+        forger.seal(&body, &mut frame).unwrap();
+        let n = forger.seal(&body, &mut frame).unwrap();
+        wire.send_to(&frame[..n], to).unwrap();
+        wire.send_to(b"RT", to).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while runner.drops().by_reason.values().sum::<u64>() < 4
+            && std::time::Instant::now() < deadline
+        {
+            runner.turn(Duration::from_millis(20), |_| {}).unwrap();
+        }
+        let d = runner.drops();
+        assert_eq!(d.get("replay"), 1, "{d:?}");
+        assert_eq!(d.get("unconfigured_sender"), 1, "{d:?}");
+        assert_eq!(d.get("invalid_digest"), 1, "{d:?}");
+        assert_eq!(d.get("truncated"), 1, "{d:?}");
+        assert_eq!(runner.opener.counters().frames_opened, 2);
     }
 }
