@@ -305,3 +305,35 @@ fn random_garbage_never_panics() {
         }
     }
 }
+
+#[test]
+fn batched_tail_becomes_visible_on_drain_flush_or_batch() {
+    let (mut p, mut c) = pair(DATA_SIZE_SMALL, record_size_max_for(DATA_SIZE_SMALL)).unwrap();
+    // 64 records of 64 bytes fill the ring; the consumer learns of all 64 at its first pop.
+    let record = [7u8; 56];
+    for _ in 0..64 {
+        p.try_push(&record).unwrap();
+    }
+    assert_eq!(p.try_push(&record), Err(PushError::Full));
+    let mut buf = [0u8; 64];
+    // One pop frees 64 bytes but stays private (below data_size / 8 = 512, records remain).
+    assert_eq!(c.try_pop(&mut buf), Ok(56));
+    assert_eq!(p.try_push(&record), Err(PushError::Full));
+    // An explicit flush publishes it.
+    c.flush_tail();
+    p.try_push(&record).unwrap();
+    assert_eq!(p.try_push(&record), Err(PushError::Full));
+    // Eight pops (512 bytes) reach the batch size and publish without a flush.
+    for _ in 0..8 {
+        assert_eq!(c.try_pop(&mut buf), Ok(56));
+    }
+    for _ in 0..8 {
+        p.try_push(&record).unwrap();
+    }
+    assert_eq!(p.try_push(&record), Err(PushError::Full));
+    // Draining every known record publishes everything.
+    while c.try_pop(&mut buf).is_ok() {}
+    for _ in 0..64 {
+        p.try_push(&record).unwrap();
+    }
+}
