@@ -494,3 +494,24 @@ fn client_corrupting_the_servers_outgoing_cursor_is_disconnected() {
     assert!(matches!(got, Err(SessionError::Corrupt(_))), "{got:?}");
     drop(c);
 }
+
+#[test]
+fn space_freed_by_a_receiver_is_published_when_it_waits_to_send() {
+    // The receiver publishes its cursor in batches; if it stops receiving and instead waits to
+    // send, the peer blocked on a full ring must still see the space it freed (no deadlock).
+    let (_server, mut s, mut c) = attached("batch", AllowList::root_only());
+    let record = vec![6u8; 1000];
+    while c.try_send(&record).is_ok() {}
+    let mut buf = vec![0u8; 16 << 10];
+    // One record taken, many left: that space is not published yet.
+    assert_eq!(s.try_recv(&mut buf).unwrap(), 1000);
+    let sender = std::thread::spawn(move || {
+        let sent = c.send_timeout(&record, WaitMode::Blocking, Some(Duration::from_secs(5)));
+        (sent, c)
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    // The server now only sends, until its own ring is full: that wait flushes its cursor.
+    while s.try_send(b"reply").is_ok() {}
+    let (sent, _c) = sender.join().unwrap();
+    sent.expect("the blocked sender saw the space the receiver freed");
+}
