@@ -802,27 +802,37 @@ impl Srp {
         let mut kept = Vec::with_capacity(token.rtr.len());
         let requests = std::mem::take(&mut token.rtr);
         for seq in requests {
-            let slot = match (self.state, &self.forming) {
-                (State::Recovery, Some(f)) => f.store.get(seq),
-                _ => self.installed.store.get(seq),
-            };
-            if let Some(slot) = slot {
-                let (origin, flags) = (slot.origin, slot.flags);
-                let body = slot.body.clone();
-                self.stats.retransmitted += 1;
-                self.transmit_data(token.ring, seq, origin, flags, &body);
-            } else {
+            if !self.retransmit(token.ring, seq) {
                 kept.push(seq);
             }
         }
         token.rtr = kept;
     }
 
-    fn request_missing(&mut self, token: &mut Token) {
-        let store = match (self.state, &self.forming) {
-            (State::Recovery, Some(f)) => &f.store,
-            _ => &self.installed.store,
+    /// Multicasts a held frame again (built straight from the store, no intermediate copy).
+    fn retransmit(&mut self, ring: RingId, seq: u64) -> bool {
+        let mut buf = self.buffer();
+        let Some(slot) = self.ring_store().get(seq) else {
+            self.recycle(buf);
+            return false;
         };
+        buf.resize(wire::DATA_OVERHEAD, 0);
+        self.write_data_headers(
+            &mut buf,
+            ring,
+            seq,
+            slot.origin,
+            slot.flags,
+            slot.body.len(),
+        );
+        buf.extend_from_slice(&slot.body);
+        self.stats.retransmitted += 1;
+        self.send(Dest::All, buf);
+        true
+    }
+
+    fn request_missing(&mut self, token: &mut Token) {
+        let store = self.ring_store();
         let from = store.aru() + 1;
         let to = token.seq;
         let mut still_missing = Vec::new();
@@ -1031,11 +1041,7 @@ impl Srp {
     fn forward_token(&mut self, now: Instant, mut token: Token) {
         token.token_seq += 1;
         self.last_token_seq = token.token_seq;
-        let members = match (self.state, &self.forming) {
-            (State::Recovery, Some(f)) => f.members.clone(),
-            _ => self.installed.members.clone(),
-        };
-        let next = self.successor(&members);
+        let next = self.successor(self.ring_members());
         let buf = self.encode_token(&token);
         self.last_token.clear();
         self.last_token.extend_from_slice(&buf);
