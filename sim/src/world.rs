@@ -474,41 +474,55 @@ impl World {
             } else {
                 Guarantee::Agreed
             };
-            n.counter += 1;
-            let id = MsgId {
-                node: n.id.0,
-                incarnation: n.incarnation,
-                pid: proc_.pid,
-                counter: n.counter,
-            };
-            let data = make_payload(id, len);
-            let r = node.submit(Request::Mcast {
-                group: GROUPS[g],
-                pid: proc_.pid,
-                guarantee,
-                data: &data,
-            });
-            if r.is_ok() {
-                self.report.messages_submitted += 1;
-                self.submitted.insert(
-                    id,
-                    Submitted {
-                        group: GROUPS[g].to_vec(),
-                        guarantee,
-                        life: n.life,
-                    },
-                );
-            }
-            r
+            let pid = proc_.pid;
+            self.mcast(index, pid, g, guarantee, len).map(|_| ())
         };
         match result {
             Ok(()) | Err(SubmitError::TryAgain) => {}
-            Err(e) => self
-                .report
-                .violations
-                .push(format!("node {}: unexpected submit error: {e}", n.id)),
+            Err(e) => {
+                let id = self.nodes[index].id;
+                self.report
+                    .violations
+                    .push(format!("node {id}: unexpected submit error: {e}"));
+            }
         }
         self.flush(index);
+    }
+
+    /// Submits a traced multicast of `len` bytes from process `pid` of node `index` to group
+    /// `group`; an accepted one is recorded for the checkers.
+    fn mcast(
+        &mut self,
+        index: usize,
+        pid: u32,
+        group: usize,
+        guarantee: Guarantee,
+        len: usize,
+    ) -> Result<MsgId, SubmitError> {
+        let n = &mut self.nodes[index];
+        n.counter += 1;
+        let id = MsgId {
+            node: n.id.0,
+            incarnation: n.incarnation,
+            pid,
+            counter: n.counter,
+        };
+        let data = make_payload(id, len);
+        let node = n.node.as_mut().expect("a running node");
+        node.submit(Request::Mcast {
+            group: GROUPS[group],
+            pid,
+            guarantee,
+            data: &data,
+        })?;
+        self.report.messages_submitted += 1;
+        let submitted = Submitted {
+            group: GROUPS[group].to_vec(),
+            guarantee,
+            life: n.life,
+        };
+        self.submitted.insert(id, submitted);
+        Ok(id)
     }
 
     fn fault_action(&mut self) {
@@ -862,10 +876,10 @@ impl World {
     /// After convergence every node's first process joins every group and multicasts a probe.
     fn send_probes(&mut self) {
         for i in 0..self.cfg.nodes {
-            let n = &mut self.nodes[i];
-            let node = n.node.as_mut().expect("converged");
-            let proc_ = &mut n.procs[0];
             for (g, name) in GROUPS.iter().enumerate() {
+                let n = &mut self.nodes[i];
+                let node = n.node.as_mut().expect("converged");
+                let proc_ = &mut n.procs[0];
                 if !proc_.joined.contains(&g)
                     && node
                         .submit(Request::Join {
@@ -876,33 +890,10 @@ impl World {
                 {
                     proc_.joined.insert(g);
                 }
-                n.counter += 1;
-                let id = MsgId {
-                    node: n.id.0,
-                    incarnation: n.incarnation,
-                    pid: proc_.pid,
-                    counter: n.counter,
-                };
-                let data = make_payload(id, 64);
-                if node
-                    .submit(Request::Mcast {
-                        group: name,
-                        pid: proc_.pid,
-                        guarantee: Guarantee::Safe,
-                        data: &data,
-                    })
-                    .is_ok()
-                {
-                    self.report.messages_submitted += 1;
-                    self.submitted.insert(
-                        id,
-                        Submitted {
-                            group: name.to_vec(),
-                            guarantee: Guarantee::Safe,
-                            life: n.life,
-                        },
-                    );
-                    self.lives[n.life].probes.push(id);
+                let pid = proc_.pid;
+                if let Ok(id) = self.mcast(i, pid, g, Guarantee::Safe, 64) {
+                    let life = self.nodes[i].life;
+                    self.lives[life].probes.push(id);
                 }
             }
             self.flush(i);

@@ -92,22 +92,33 @@ fn test() -> Result<(), String> {
     run("cargo test", cargo().args(["test", "--workspace"]))
 }
 
-fn sim(args: &[String]) -> Result<(), String> {
+/// `cargo run --release` of one target of the workspace, with `args` passed through.
+fn run_release(
+    step: &str,
+    package: &str,
+    kind: &str,
+    target: &str,
+    args: &[String],
+) -> Result<(), String> {
     run(
-        "simulator",
+        step,
         cargo()
             .args([
                 "run",
                 "--quiet",
                 "--release",
                 "-p",
-                "rotor-sim",
-                "--bin",
-                "rotor-sim",
+                package,
+                kind,
+                target,
                 "--",
             ])
             .args(args),
     )
+}
+
+fn sim(args: &[String]) -> Result<(), String> {
+    run_release("simulator", "rotor-sim", "--bin", "rotor-sim", args)
 }
 
 /// Each benchmark: its name, and the package and target that run it.
@@ -126,21 +137,7 @@ fn bench(args: &[String]) -> Result<(), String> {
         .iter()
         .find(|b| b.0 == name)
         .ok_or_else(|| format!("unknown benchmark `{name}` (have: {})", names.join(", ")))?;
-    run(
-        &format!("bench {name}"),
-        cargo()
-            .args([
-                "run",
-                "--quiet",
-                "--release",
-                "-p",
-                package,
-                kind,
-                target,
-                "--",
-            ])
-            .args(&args[1..]),
-    )
+    run_release(&format!("bench {name}"), package, kind, target, &args[1..])
 }
 
 fn demo() -> Result<(), String> {
