@@ -1086,9 +1086,8 @@ impl Srp {
     fn enter_gather(&mut self, now: Instant, proc_set: Vec<NodeId>, fail_set: Vec<NodeId>) {
         self.state = State::Gather;
         self.stats.gathers += 1;
-        if let Some(forming) = self.forming.take() {
-            self.recycle_store(forming.store);
-        }
+        // Ring changes are rare: a forming ring's store is simply dropped.
+        self.forming = None;
         self.installed.frozen = false;
         self.held = None;
         self.last_token.clear();
@@ -1125,10 +1124,6 @@ impl Srp {
             Timer::Consensus,
             Some(now.plus_ms(self.timers.consensus_ms)),
         );
-    }
-
-    fn recycle_store(&mut self, _store: Store) {
-        // Stores are large; dropping one outside the hot path is fine (ring changes are rare).
     }
 
     fn send_join(&mut self) {
