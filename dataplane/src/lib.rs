@@ -8,7 +8,9 @@
 //! does not yet: use io_uring or AF_XDP, busy-poll on a pinned core, send IP multicast, or fan
 //! deliveries out to client shared-memory rings (later parts of issue 4).
 
+pub mod poll;
 pub mod runner;
+pub mod transport;
 pub mod udp;
 
 /// FNV-1a (32-bit) of a payload: the checksum printed on `deliver` lines.

@@ -10,6 +10,7 @@ use clap::Parser;
 use rotor_crypto::{CryptoMode, Keys};
 use rotor_dataplane::fnv1a32;
 use rotor_dataplane::runner::{Runner, RunnerConfig};
+use rotor_dataplane::udp::UdpTransport;
 use totem_core::{ConfigKind, Event, Guarantee, Request, SubmitError, TotemConfig};
 
 #[derive(Parser, Debug)]
@@ -134,17 +135,27 @@ fn main() -> ExitCode {
         .unwrap_or_default();
     let pid = std::process::id();
     let cluster_size = args.peers.len() + 1;
-    let mut runner = match Runner::new(RunnerConfig {
-        node_id: args.node_id,
-        bind: args.bind,
-        peers: args.peers.clone(),
-        keys,
-        cluster_name: args.cluster_name.clone(),
-        mode: CryptoMode::default(),
-        totem,
-        epoch: since_epoch.as_secs() as u32,
-        seed: since_epoch.as_nanos() as u64 ^ u64::from(pid),
-    }) {
+    let udp = match UdpTransport::bind(args.bind) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("rotor-dataplane: bind {}: {e}", args.bind);
+            return ExitCode::FAILURE;
+        }
+    };
+    let runner = Runner::new(
+        RunnerConfig {
+            node_id: args.node_id,
+            peers: args.peers.clone(),
+            keys,
+            cluster_name: args.cluster_name.clone(),
+            mode: CryptoMode::default(),
+            totem,
+            epoch: since_epoch.as_secs() as u32,
+            seed: since_epoch.as_nanos() as u64 ^ u64::from(pid),
+        },
+        udp,
+    );
+    let mut runner = match runner {
         Ok(r) => r,
         Err(e) => {
             eprintln!("rotor-dataplane: {e}");
@@ -187,7 +198,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        let result = runner.turn(Duration::from_millis(50), |ev| {
+        let result = runner.turn(Duration::from_millis(50), &[], |ev| {
             if let Event::Group(g) = ev {
                 if g.group == group {
                     let mut nodes: Vec<u32> = g.members.iter().map(|m| m.node.0).collect();

@@ -1,16 +1,17 @@
-//! The poll loop driving one totem-core `Node` over the kernel-UDP provider: datagrams are
-//! opened with rotor-crypto and fed to the node under the sender id the frame authenticated;
-//! the node's transmits are sealed and unicast to each destination's configured address.
+//! The poll loop driving one totem-core `Node` over any [`Transport`]: datagrams are opened with
+//! rotor-crypto and fed to the node under the sender id the frame authenticated; the node's
+//! transmits are sealed and unicast to each destination's configured address.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::time::Duration;
 
 use rotor_crypto::{CryptoMode, Keys, Opener, Sealer};
 use totem_core::{Dest, Event, Instant, Node, NodeConfig, NodeId, TotemConfig};
 
-use crate::udp::UdpTransport;
+use crate::transport::Transport;
 
 /// Largest datagram handled (a UDP payload).
 const DATAGRAM_MAX: usize = 65_536;
@@ -18,7 +19,6 @@ const DATAGRAM_MAX: usize = 65_536;
 /// Everything the runner needs.
 pub struct RunnerConfig {
     pub node_id: u32,
-    pub bind: SocketAddr,
     /// Every other configured node.
     pub peers: Vec<(u32, SocketAddr)>,
     pub keys: Keys,
@@ -64,20 +64,19 @@ impl Drops {
     }
 }
 
-pub struct Runner {
+pub struct Runner<T: Transport> {
     node: Node,
-    udp: UdpTransport,
+    transport: T,
     sealer: Sealer,
     opener: Opener,
     peers: HashMap<u32, SocketAddr>,
     start: std::time::Instant,
-    rx: Vec<u8>,
     tx: Vec<u8>,
     drops: Drops,
 }
 
-impl Runner {
-    pub fn new(cfg: RunnerConfig) -> Result<Runner, RunnerError> {
+impl<T: Transport> Runner<T> {
+    pub fn new(cfg: RunnerConfig, transport: T) -> Result<Runner<T>, RunnerError> {
         let start = std::time::Instant::now();
         let cluster = totem_core::cluster_hash(&cfg.cluster_name);
         let mut totem = cfg.totem;
@@ -96,7 +95,6 @@ impl Runner {
             Instant(0),
         )
         .map_err(RunnerError::Config)?;
-        let udp = UdpTransport::bind(cfg.bind).map_err(RunnerError::Io)?;
         let sealer = Sealer::new(&cfg.keys, cfg.mode, cluster, cfg.node_id, cfg.epoch);
         let opener = Opener::new(
             &cfg.keys,
@@ -110,12 +108,11 @@ impl Runner {
         );
         Ok(Runner {
             node,
-            udp,
+            transport,
             sealer,
             opener,
             peers: cfg.peers.into_iter().collect(),
             start,
-            rx: vec![0; DATAGRAM_MAX],
             tx: vec![0; DATAGRAM_MAX],
             drops: Drops::default(),
         })
@@ -138,8 +135,12 @@ impl Runner {
         &self.drops
     }
 
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.udp.local_addr()
+    pub fn local_addr(&self) -> SocketAddr {
+        self.transport.local_addr()
+    }
+
+    pub fn transport(&self) -> &T {
+        &self.transport
     }
 
     /// Seals and sends everything the node has queued.
@@ -156,14 +157,14 @@ impl Runner {
             match t.dest {
                 Dest::All => {
                     for addr in self.peers.values() {
-                        if !self.udp.send_to(&self.tx[..n], *addr)? {
+                        if !self.transport.send_to(&self.tx[..n], *addr)? {
                             self.drops.count("send_would_block");
                         }
                     }
                 }
                 Dest::Node(id) => match self.peers.get(&id.0) {
                     Some(addr) => {
-                        if !self.udp.send_to(&self.tx[..n], *addr)? {
+                        if !self.transport.send_to(&self.tx[..n], *addr)? {
                             self.drops.count("send_would_block");
                         }
                     }
@@ -172,49 +173,77 @@ impl Runner {
             }
             self.node.recycle(t.bytes);
         }
-        Ok(())
+        self.transport.flush()
     }
 
-    /// One turn: waits at most `max_wait` (less if a core timer is due) for datagrams, feeds
-    /// them and due timers to the node, sends its transmits, then hands every event to
-    /// `on_event` in delivery order.
+    /// One turn: waits at most `max_wait` (less if a core timer is due) for datagrams or for
+    /// one of `extra_fds` to become readable, feeds datagrams and due timers to the node, sends
+    /// its transmits, then hands every event to `on_event` in delivery order.
     pub fn turn(
         &mut self,
         max_wait: Duration,
+        extra_fds: &[RawFd],
         mut on_event: impl FnMut(&Event<'_>),
     ) -> io::Result<()> {
         self.flush()?;
-        let now = self.now();
-        let wait = match self.node.poll_timeout() {
-            Some(t) => Duration::from_nanos(t.0.saturating_sub(now.0)).min(max_wait),
-            None => max_wait,
-        };
-        if self.udp.wait_readable(wait)? {
-            while let Some((len, _from)) = self.udp.recv(&mut self.rx)? {
-                let now = self.now();
-                match self.opener.open(&mut self.rx[..len]) {
-                    Ok(opened) => {
-                        if self.peers.contains_key(&opened.sender) {
-                            self.node
-                                .handle_datagram(now, NodeId(opened.sender), opened.body);
-                        } else {
-                            self.drops.count("unconfigured_sender");
-                        }
-                    }
-                    Err(e) => self.drops.count(e.reason()),
-                }
-                self.flush()?;
+        if self.receive()? == 0 {
+            let now = self.now();
+            let wait = match self.node.poll_timeout() {
+                Some(t) => Duration::from_nanos(t.0.saturating_sub(now.0)).min(max_wait),
+                None => max_wait,
+            };
+            if crate::poll::wait_readable(self.transport.wait_fd(), extra_fds, wait)? {
+                self.receive()?;
             }
         }
-        let now = self.now();
-        if self.node.poll_timeout().is_some_and(|t| t <= now) {
-            self.node.handle_timeout(now);
-        }
-        self.flush()?;
+        self.run_timers()?;
         while let Some(ev) = self.node.poll_event() {
             on_event(&ev);
         }
         self.flush()
+    }
+
+    /// Runs the core's timers if one is due.
+    pub fn run_timers(&mut self) -> io::Result<()> {
+        let now = self.now();
+        if self.node.poll_timeout().is_some_and(|t| t <= now) {
+            self.node.handle_timeout(now);
+        }
+        self.flush()
+    }
+
+    /// Takes every queued datagram (batch by batch) into the node; returns how many.
+    pub fn receive(&mut self) -> io::Result<usize> {
+        let mut total = 0;
+        loop {
+            let Runner {
+                node,
+                transport,
+                opener,
+                peers,
+                drops,
+                start,
+                ..
+            } = self;
+            let n = transport.recv_batch(&mut |frame, _from| {
+                let now = Instant(start.elapsed().as_nanos() as u64);
+                match opener.open(frame) {
+                    Ok(opened) => {
+                        if peers.contains_key(&opened.sender) {
+                            node.handle_datagram(now, NodeId(opened.sender), opened.body);
+                        } else {
+                            drops.count("unconfigured_sender");
+                        }
+                    }
+                    Err(e) => drops.count(e.reason()),
+                }
+            })?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+            self.flush()?;
+        }
     }
 }
 
@@ -229,19 +258,22 @@ mod tests {
 
     #[test]
     fn drops_are_counted_by_reason() {
-        let mut runner = Runner::new(RunnerConfig {
-            node_id: 1,
-            bind: "127.0.0.1:0".parse().unwrap(),
-            peers: vec![(2, "127.0.0.1:9".parse().unwrap())],
-            keys: keys(7),
-            cluster_name: "rt".into(),
-            mode: CryptoMode::Gcm256,
-            totem: TotemConfig::default(),
-            epoch: 1,
-            seed: 1,
-        })
+        let udp = crate::udp::UdpTransport::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut runner = Runner::new(
+            RunnerConfig {
+                node_id: 1,
+                peers: vec![(2, "127.0.0.1:9".parse().unwrap())],
+                keys: keys(7),
+                cluster_name: "rt".into(),
+                mode: CryptoMode::Gcm256,
+                totem: TotemConfig::default(),
+                epoch: 1,
+                seed: 1,
+            },
+            udp,
+        )
         .unwrap();
-        let to = runner.local_addr().unwrap();
+        let to = runner.local_addr();
         let wire = UdpSocket::bind("127.0.0.1:0").unwrap();
         let cluster = totem_core::cluster_hash("rt");
         let mut frame = [0u8; 256];
@@ -264,7 +296,7 @@ mod tests {
         while runner.drops().by_reason.values().sum::<u64>() < 4
             && std::time::Instant::now() < deadline
         {
-            runner.turn(Duration::from_millis(20), |_| {}).unwrap();
+            runner.turn(Duration::from_millis(20), &[], |_| {}).unwrap();
         }
         let d = runner.drops();
         assert_eq!(d.get("replay"), 1, "{d:?}");

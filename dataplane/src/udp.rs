@@ -1,11 +1,9 @@
 //! The kernel-UDP provider: one non-blocking `std::net::UdpSocket` bound to the node's address
-//! and cluster port, waited on with `libc::poll`. Plain sockets are deliberate for this first
-//! slice; an io_uring provider (and AF_XDP) come next behind the same small surface.
+//! and cluster port (IPv4 or IPv6), waited on with `poll(2)`.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::os::fd::{AsRawFd, RawFd};
 
 /// corosync's default cluster port.
 pub const DEFAULT_PORT: u16 = 5405;
@@ -14,6 +12,8 @@ pub const DEFAULT_PORT: u16 = 5405;
 #[derive(Debug)]
 pub struct UdpTransport {
     sock: UdpSocket,
+    /// Receive buffer for `recv_batch`: one UDP payload at most.
+    rx: Box<[u8]>,
 }
 
 impl UdpTransport {
@@ -21,7 +21,10 @@ impl UdpTransport {
     pub fn bind(addr: SocketAddr) -> io::Result<UdpTransport> {
         let sock = UdpSocket::bind(addr)?;
         sock.set_nonblocking(true)?;
-        Ok(UdpTransport { sock })
+        Ok(UdpTransport {
+            sock,
+            rx: vec![0; 65_536].into_boxed_slice(),
+        })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -46,31 +49,54 @@ impl UdpTransport {
             Err(e) => Err(e),
         }
     }
+}
 
-    /// Waits until a datagram is readable or `timeout` passes; true when readable.
-    pub fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
-        let mut pfd = libc::pollfd {
-            fd: self.sock.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: one valid pollfd, count 1, for the duration of the call.
-        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(false);
+/// Datagrams taken per `recv_batch`, so one busy socket cannot starve timers and clients.
+const RECV_BATCH: usize = 64;
+
+impl crate::transport::Transport for UdpTransport {
+    fn name(&self) -> &'static str {
+        "udp"
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.sock
+            .local_addr()
+            .expect("a bound UDP socket has a local address")
+    }
+
+    fn recv_batch(&mut self, f: &mut dyn FnMut(&mut [u8], SocketAddr)) -> io::Result<usize> {
+        let mut n = 0;
+        while n < RECV_BATCH {
+            match self.sock.recv_from(&mut self.rx) {
+                Ok((len, from)) => {
+                    f(&mut self.rx[..len], from);
+                    n += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
             }
-            return Err(e);
         }
-        Ok(r > 0 && pfd.revents & libc::POLLIN != 0)
+        Ok(n)
+    }
+
+    fn send_to(&mut self, payload: &[u8], to: SocketAddr) -> io::Result<bool> {
+        UdpTransport::send_to(self, payload, to)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn wait_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn loopback_round_trip_and_empty_recv() {
@@ -78,9 +104,12 @@ mod tests {
         let b = UdpTransport::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let mut buf = [0u8; 64];
         assert!(b.recv(&mut buf).unwrap().is_none());
-        assert!(!b.wait_readable(Duration::from_millis(10)).unwrap());
+        let ready = |t: &UdpTransport, ms| {
+            crate::poll::wait_readable(t.sock.as_raw_fd(), &[], Duration::from_millis(ms)).unwrap()
+        };
+        assert!(!ready(&b, 10));
         assert!(a.send_to(b"hello", b.local_addr().unwrap()).unwrap());
-        assert!(b.wait_readable(Duration::from_secs(2)).unwrap());
+        assert!(ready(&b, 2000));
         let (n, from) = b.recv(&mut buf).unwrap().unwrap();
         assert_eq!(&buf[..n], b"hello");
         assert_eq!(from, a.local_addr().unwrap());

@@ -1,0 +1,34 @@
+//! The surface every datagram provider offers the runner: kernel UDP (`udp`) and AF_XDP
+//! (`xsk`). A provider moves UDP payloads between the wire and the runner and nothing else:
+//! crypto, totem-core and client rings stay in the runner, so both providers run exactly the
+//! same protocol code.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+
+/// A source and sink of cluster datagrams (UDP payloads).
+pub trait Transport {
+    /// A short name for logs and `stats`: `"udp"`, `"xdp"`.
+    fn name(&self) -> &'static str;
+
+    /// The local address and cluster port datagrams are received on.
+    fn local_addr(&self) -> SocketAddr;
+
+    /// Hands every datagram queued now (up to one batch) to `f` as `(payload, from)`; the
+    /// payload is mutable so it can be opened in place. Returns how many were handed over;
+    /// `Ok(0)` when nothing is queued (never blocks).
+    fn recv_batch(&mut self, f: &mut dyn FnMut(&mut [u8], SocketAddr)) -> io::Result<usize>;
+
+    /// Queues one datagram to `to`. `Ok(false)` when there is no room right now: the datagram
+    /// is dropped (the caller counts it; totem retransmits).
+    fn send_to(&mut self, payload: &[u8], to: SocketAddr) -> io::Result<bool>;
+
+    /// Pushes everything queued by `send_to` to the wire (a no-op for providers that send at
+    /// once).
+    fn flush(&mut self) -> io::Result<()>;
+
+    /// A descriptor that becomes readable (POLLIN) when datagrams arrive, for sleeping in
+    /// `poll(2)` alongside the client rings.
+    fn wait_fd(&self) -> RawFd;
+}
