@@ -8,7 +8,9 @@
 //! `totem.token` into text the daemon then fails to read.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
+
+pub use rotor_proto::cmap::{Value, ValueType};
 
 use thiserror::Error;
 
@@ -27,108 +29,6 @@ pub const TRACK_EVENT_QUEUE_MAX: usize = 4_096;
 
 /// Prefixes clients may read but never set or delete: the daemon publishes these.
 pub const READ_ONLY_PREFIXES_DEFAULT: [&str; 2] = ["runtime.", "stats."];
-
-/// The type of a cmap value, with corosync-cmapctl's names (`tools/corosync-cmapctl.c`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ValueType {
-    I8,
-    U8,
-    I16,
-    U16,
-    I32,
-    U32,
-    I64,
-    U64,
-    Float,
-    Double,
-    String,
-    Binary,
-}
-
-impl ValueType {
-    /// The name corosync-cmapctl prints between parentheses and accepts for `-s`.
-    pub fn cmapctl_name(self) -> &'static str {
-        match self {
-            ValueType::I8 => "i8",
-            ValueType::U8 => "u8",
-            ValueType::I16 => "i16",
-            ValueType::U16 => "u16",
-            ValueType::I32 => "i32",
-            ValueType::U32 => "u32",
-            ValueType::I64 => "i64",
-            ValueType::U64 => "u64",
-            ValueType::Float => "flt",
-            ValueType::Double => "dbl",
-            ValueType::String => "str",
-            ValueType::Binary => "bin",
-        }
-    }
-}
-
-impl fmt::Display for ValueType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.cmapctl_name())
-    }
-}
-
-/// One typed cmap value.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Value {
-    I8(i8),
-    U8(u8),
-    I16(i16),
-    U16(u16),
-    I32(i32),
-    U32(u32),
-    I64(i64),
-    U64(u64),
-    Float(f32),
-    Double(f64),
-    /// Invariant (inside a `Cmap`): contains no NUL byte.
-    String(String),
-    Binary(Vec<u8>),
-}
-
-impl Value {
-    pub fn value_type(&self) -> ValueType {
-        match self {
-            Value::I8(_) => ValueType::I8,
-            Value::U8(_) => ValueType::U8,
-            Value::I16(_) => ValueType::I16,
-            Value::U16(_) => ValueType::U16,
-            Value::I32(_) => ValueType::I32,
-            Value::U32(_) => ValueType::U32,
-            Value::I64(_) => ValueType::I64,
-            Value::U64(_) => ValueType::U64,
-            Value::Float(_) => ValueType::Float,
-            Value::Double(_) => ValueType::Double,
-            Value::String(_) => ValueType::String,
-            Value::Binary(_) => ValueType::Binary,
-        }
-    }
-
-    /// Size as corosync stores it: fixed width for numbers, length + NUL for a string.
-    pub fn size_bytes(&self) -> usize {
-        match self {
-            Value::I8(_) | Value::U8(_) => 1,
-            Value::I16(_) | Value::U16(_) => 2,
-            Value::I32(_) | Value::U32(_) | Value::Float(_) => 4,
-            Value::I64(_) | Value::U64(_) | Value::Double(_) => 8,
-            Value::String(s) => s.len() + 1,
-            Value::Binary(b) => b.len(),
-        }
-    }
-
-    /// Equality that treats two NaNs of the same bits as equal, so re-setting a NaN is no
-    /// change (corosync compares the stored bytes, `icmap_item_eq`).
-    fn same_as(&self, other: &Value) -> bool {
-        match (self, other) {
-            (Value::Float(a), Value::Float(b)) => a.to_bits() == b.to_bits(),
-            (Value::Double(a), Value::Double(b)) => a.to_bits() == b.to_bits(),
-            _ => self == other,
-        }
-    }
-}
 
 /// Who asks: the daemon itself may write everywhere, a client not under read-only prefixes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

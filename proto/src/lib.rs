@@ -1,0 +1,130 @@
+//! rotor-proto: the records local parties exchange over ipc-shm rings and over the control
+//! socket between rotord and the dataplane — CPG requests and events (application ↔
+//! dataplane), cmap and cfg requests (application ↔ rotord), and the supervision messages
+//! (rotord ↔ dataplane). These layouts are an ABI: every record starts with the same 8-byte
+//! envelope (`op u16, flags u16, request id u32`, little-endian, the byte order of the one host
+//! both ends run on), fields follow at fixed widths, variable parts carry a `u32` length.
+//! Decoders check every length before reading and return an error for anything impossible;
+//! they never panic and never allocate more than the record holds. This crate deliberately does
+//! no I/O and keeps no state: it only encodes and decodes.
+
+pub mod cfg;
+pub mod cmap;
+pub mod codec;
+pub mod control;
+pub mod cpg;
+
+pub use codec::{DecodeError, Reader, Writer};
+
+/// The abstract socket (suffix of `ipc_shm::socket_name()`) where rotord hands out CPG
+/// sessions, which it then connects straight to the dataplane.
+pub const CPG_SOCKET_SUFFIX: &str = "-cpg";
+
+/// The CPG socket name for a base ipc-shm socket name.
+pub fn cpg_socket_name(base: &str) -> String {
+    format!("{base}{CPG_SOCKET_SUFFIX}")
+}
+
+/// The outcome of a request, with corosync's `cs_error_t` numbers so that the later C
+/// libraries can pass them through unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    Ok,
+    /// `CS_ERR_LIBRARY`: the peer broke the protocol.
+    Library,
+    /// `CS_ERR_TRY_AGAIN`: a queue is full; nothing was done.
+    TryAgain,
+    /// `CS_ERR_INVALID_PARAM`
+    InvalidParam,
+    /// `CS_ERR_ACCESS`
+    Access,
+    /// `CS_ERR_NOT_EXIST`
+    NotExist,
+    /// `CS_ERR_EXIST`
+    Exist,
+    /// `CS_ERR_TOO_BIG`
+    TooBig,
+    /// `CS_ERR_BAD_HANDLE`: e.g. leaving a group not joined.
+    BadHandle,
+    /// `CS_ERR_NO_SPACE`
+    NoSpace,
+}
+
+impl Status {
+    pub fn code(self) -> u32 {
+        match self {
+            Status::Ok => 1,
+            Status::Library => 2,
+            Status::TryAgain => 6,
+            Status::InvalidParam => 7,
+            Status::BadHandle => 9,
+            Status::Access => 11,
+            Status::NotExist => 12,
+            Status::Exist => 14,
+            Status::NoSpace => 15,
+            Status::TooBig => 18,
+        }
+    }
+
+    pub fn from_code(code: u32) -> Option<Status> {
+        Some(match code {
+            1 => Status::Ok,
+            2 => Status::Library,
+            6 => Status::TryAgain,
+            7 => Status::InvalidParam,
+            9 => Status::BadHandle,
+            11 => Status::Access,
+            12 => Status::NotExist,
+            14 => Status::Exist,
+            15 => Status::NoSpace,
+            18 => Status::TooBig,
+            _ => return None,
+        })
+    }
+
+    /// corosync's name for the code, for messages people compare with corosync's tools.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "CS_OK",
+            Status::Library => "CS_ERR_LIBRARY",
+            Status::TryAgain => "CS_ERR_TRY_AGAIN",
+            Status::InvalidParam => "CS_ERR_INVALID_PARAM",
+            Status::BadHandle => "CS_ERR_BAD_HANDLE",
+            Status::Access => "CS_ERR_ACCESS",
+            Status::NotExist => "CS_ERR_NOT_EXIST",
+            Status::Exist => "CS_ERR_EXIST",
+            Status::NoSpace => "CS_ERR_NO_SPACE",
+            Status::TooBig => "CS_ERR_TOO_BIG",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_round_trip() {
+        for s in [
+            Status::Ok,
+            Status::Library,
+            Status::TryAgain,
+            Status::InvalidParam,
+            Status::BadHandle,
+            Status::Access,
+            Status::NotExist,
+            Status::Exist,
+            Status::NoSpace,
+            Status::TooBig,
+        ] {
+            assert_eq!(Status::from_code(s.code()), Some(s));
+        }
+        assert_eq!(Status::from_code(0), None);
+    }
+}
