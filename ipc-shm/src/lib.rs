@@ -24,6 +24,7 @@
 //! ```
 
 pub mod client;
+pub mod handoff;
 pub mod handshake;
 pub mod layout;
 pub mod ring;
@@ -33,6 +34,7 @@ mod sys;
 pub mod wait;
 
 pub use client::{AttachError, Client};
+pub use handoff::{DetachedSession, HandoffError};
 pub use handshake::{socket_name, SOCKET_ENV, SOCKET_NAME_DEFAULT};
 pub use ring::{pair, Consumer, CorruptReason, PopError, Producer, PushError, RingAttachError};
 pub use server::{AcceptError, AllowList, Server, ServerConfig};

@@ -117,6 +117,35 @@ impl Server {
     /// Waits for one client and runs the handshake. Refused or broken clients come back as
     /// errors (already logged and disconnected); call again for the next client.
     pub fn accept(&self) -> Result<Session, AcceptError> {
+        let (parts, socket, peer) = self.accept_parts()?;
+        // Our copies of the memfds close here; the mappings keep the memory alive.
+        Ok(Session::new(
+            parts.producer,
+            parts.consumer,
+            socket,
+            parts.server_wake,
+            parts.client_wake,
+            peer,
+            Role::Server,
+        ))
+    }
+
+    /// Like [`Server::accept`], but instead of a session returns its descriptors, for handing
+    /// the server end to another process ([`crate::handoff`]): rotord runs the handshake,
+    /// the dataplane serves the session.
+    pub fn accept_detached(&self) -> Result<crate::handoff::DetachedSession, AcceptError> {
+        let (parts, socket, peer) = self.accept_parts()?;
+        Ok(crate::handoff::DetachedSession {
+            to_server: parts.to_server_fd,
+            to_client: parts.to_client_fd,
+            server_wake: parts.server_wake,
+            client_wake: parts.client_wake,
+            socket,
+            peer,
+        })
+    }
+
+    fn accept_parts(&self) -> Result<(Parts, OwnedFd, PeerCred), AcceptError> {
         let socket = sys::accept(self.listener.as_raw_fd())?;
         let cred = sys::peer_cred(socket.as_raw_fd())?;
         let peer = PeerCred {
@@ -128,10 +157,10 @@ impl Server {
         if let Err(err) = &result {
             tracing::warn!(pid = peer.pid, uid = peer.uid, gid = peer.gid, %err, "ipc-shm: attach refused");
         }
-        result
+        result.map(|(parts, socket)| (parts, socket, peer))
     }
 
-    fn handshake(&self, socket: OwnedFd, peer: PeerCred) -> Result<Session, AcceptError> {
+    fn handshake(&self, socket: OwnedFd, peer: PeerCred) -> Result<(Parts, OwnedFd), AcceptError> {
         let fd = socket.as_raw_fd();
         sys::set_socket_timeouts(fd, Some(self.config.handshake_timeout))?;
         let server_pid = std::process::id();
@@ -186,16 +215,7 @@ impl Server {
         ];
         sys::send_with_fds(fd, &reply, &fds)?;
         sys::set_socket_timeouts(fd, None)?;
-        // Our copies of the memfds close here; the mappings keep the memory alive.
-        Ok(Session::new(
-            parts.producer,
-            parts.consumer,
-            socket,
-            parts.server_wake,
-            parts.client_wake,
-            peer,
-            Role::Server,
-        ))
+        Ok((parts, socket))
     }
 
     fn create_parts(&self) -> io::Result<Parts> {

@@ -291,12 +291,18 @@ pub fn peer_cred(fd: RawFd) -> io::Result<libc::ucred> {
     Ok(cred)
 }
 
-/// The most fds one handshake message carries.
-pub const FDS_MAX: usize = 4;
+/// The most fds one message carries (a handshake reply has 4, a session handoff 5); the
+/// control buffers below hold a cmsghdr plus this many ints.
+pub const FDS_MAX: usize = 8;
 
 /// Sends one packet with `fds` attached as SCM_RIGHTS.
 pub fn send_with_fds(sock: RawFd, bytes: &[u8], fds: &[RawFd]) -> io::Result<()> {
-    assert!(fds.len() <= FDS_MAX);
+    if fds.len() > FDS_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many descriptors for one message",
+        ));
+    }
     let mut iov = libc::iovec {
         iov_base: bytes.as_ptr() as *mut libc::c_void,
         iov_len: bytes.len(),
