@@ -10,6 +10,7 @@
 
 pub mod poll;
 pub mod runner;
+pub mod service;
 pub mod transport;
 pub mod udp;
 

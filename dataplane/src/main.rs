@@ -1,4 +1,6 @@
-//! `rotor-dataplane`: one node over kernel UDP, one CPG group, events printed one per line.
+//! `rotor-dataplane`: one rotor node. Started by rotord with `--control-fd`, it serves the CPG
+//! sessions rotord hands over; started by hand (tests, experiments), it joins one CPG group
+//! itself, optionally multicasts test messages and prints every event as one line.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +39,57 @@ struct Args {
     size: usize,
     #[arg(long, default_value = "rotor-test")]
     group: String,
+    /// A totem setting, KEY=VALUE with corosync's key names (token, consensus, join, merge,
+    /// window_size, max_messages, …; times in ms). Repeatable.
+    #[arg(long = "totem", value_parser = parse_kv)]
+    totem: Vec<(String, u32)>,
+    /// corosync's crypto_cipher and crypto_hash.
+    #[arg(long, default_value = "aes256")]
+    crypto_cipher: String,
+    #[arg(long, default_value = "sha256")]
+    crypto_hash: String,
+    /// Serve CPG sessions handed over by rotord on this inherited SOCK_SEQPACKET descriptor.
+    #[arg(long)]
+    control_fd: Option<i32>,
+    /// busy | adaptive | blocking (service mode).
+    #[arg(long, default_value = "adaptive")]
+    poll: String,
+    /// Microseconds the adaptive mode spins after the last work before sleeping.
+    #[arg(long, default_value_t = 50)]
+    spin_us: u64,
+    /// CPU to pin the poll loop to.
+    #[arg(long)]
+    core: Option<usize>,
+}
+
+fn parse_kv(s: &str) -> Result<(String, u32), String> {
+    let (k, v) = s.split_once('=').ok_or("expected KEY=VALUE")?;
+    let v = v.parse().map_err(|e| format!("{k}: {e}"))?;
+    Ok((k.to_owned(), v))
+}
+
+/// Applies one `--totem KEY=VALUE`.
+fn set_totem(t: &mut TotemConfig, key: &str, v: u32) -> Result<(), String> {
+    match key {
+        "token" => t.token_ms = v,
+        "token_coefficient" => t.token_coefficient_ms = v,
+        "token_retransmits_before_loss_const" => t.token_retransmits_before_loss_const = v,
+        "token_retransmit" => t.token_retransmit_ms = v,
+        "hold" => t.hold_ms = v,
+        "join" => t.join_ms = v,
+        "consensus" => t.consensus_ms = v,
+        "merge" => t.merge_ms = v,
+        "downcheck" => t.downcheck_ms = v,
+        "fail_recv_const" => t.fail_recv_const = v,
+        "seqno_unchanged_const" => t.seqno_unchanged_const = v,
+        "window_size" => t.window_size = v,
+        "max_messages" => t.max_messages = v,
+        "send_join" => t.send_join_ms = v,
+        "miss_count_const" => t.miss_count_const = v,
+        "netmtu" => t.frame_size = v as usize,
+        _ => return Err(format!("unknown totem key {key:?}")),
+    }
+    Ok(())
 }
 
 fn parse_peer(s: &str) -> Result<(u32, SocketAddr), String> {
@@ -130,6 +183,24 @@ fn main() -> ExitCode {
     if let Some(ms) = args.token_ms {
         totem.token_ms = ms;
     }
+    for (k, v) in &args.totem {
+        if let Err(e) = set_totem(&mut totem, k, *v) {
+            eprintln!("rotor-dataplane: --totem: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let mode = match CryptoMode::from_corosync(&args.crypto_cipher, &args.crypto_hash) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("rotor-dataplane: crypto: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(core) = args.core {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+            eprintln!("rotor-dataplane: could not pin to CPU {core}; running unpinned");
+        }
+    }
     let since_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -148,7 +219,7 @@ fn main() -> ExitCode {
             peers: args.peers.clone(),
             keys,
             cluster_name: args.cluster_name.clone(),
-            mode: CryptoMode::default(),
+            mode,
             totem,
             epoch: since_epoch.as_secs() as u32,
             seed: since_epoch.as_nanos() as u64 ^ u64::from(pid),
@@ -162,6 +233,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(fd) = args.control_fd {
+        return serve(&mut runner, fd, &args);
+    }
     let group = args.group.as_bytes().to_vec();
     let mut joined = false;
     let mut ready = false;
@@ -220,4 +294,45 @@ fn main() -> ExitCode {
         eprintln!("rotor-dataplane: drops {:?}", drops.by_reason);
     }
     ExitCode::SUCCESS
+}
+
+/// Service mode: CPG sessions from rotord until it says stop, hangs up, or SIGTERM.
+fn serve(runner: &mut Runner<UdpTransport>, fd: i32, args: &Args) -> ExitCode {
+    use rotor_dataplane::service::{run, Control, PollMode};
+    use std::os::fd::FromRawFd;
+    let mode = match args.poll.as_str() {
+        "busy" => PollMode::Busy,
+        "adaptive" => PollMode::Adaptive {
+            spin: Duration::from_micros(args.spin_us),
+        },
+        "blocking" => PollMode::Blocking,
+        other => {
+            eprintln!("rotor-dataplane: --poll {other}: expected busy, adaptive or blocking");
+            return ExitCode::FAILURE;
+        }
+    };
+    // SAFETY: rotord passes this descriptor for us alone and nothing else in this process
+    // refers to it.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let mut control = match Control::new(sock) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rotor-dataplane: control fd {fd}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "rotor-dataplane: [MAIN  ] node {} serving on {} ({}), poll {:?}",
+        args.node_id,
+        runner.local_addr(),
+        rotor_dataplane::transport::Transport::name(runner.transport()),
+        mode
+    );
+    match run(runner, &mut control, mode, &|| TERM.load(Ordering::SeqCst)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rotor-dataplane: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

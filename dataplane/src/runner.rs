@@ -178,29 +178,33 @@ impl<T: Transport> Runner<T> {
 
     /// One turn: waits at most `max_wait` (less if a core timer is due) for datagrams or for
     /// one of `extra_fds` to become readable, feeds datagrams and due timers to the node, sends
-    /// its transmits, then hands every event to `on_event` in delivery order.
+    /// its transmits, then hands every event to `on_event` in delivery order. Returns the
+    /// datagrams and events handled (0 when the turn found nothing to do).
     pub fn turn(
         &mut self,
         max_wait: Duration,
         extra_fds: &[RawFd],
         mut on_event: impl FnMut(&Event<'_>),
-    ) -> io::Result<()> {
+    ) -> io::Result<usize> {
         self.flush()?;
-        if self.receive()? == 0 {
+        let mut work = self.receive()?;
+        if work == 0 {
             let now = self.now();
             let wait = match self.node.poll_timeout() {
                 Some(t) => Duration::from_nanos(t.0.saturating_sub(now.0)).min(max_wait),
                 None => max_wait,
             };
             if crate::poll::wait_readable(self.transport.wait_fd(), extra_fds, wait)? {
-                self.receive()?;
+                work += self.receive()?;
             }
         }
         self.run_timers()?;
         while let Some(ev) = self.node.poll_event() {
             on_event(&ev);
+            work += 1;
         }
-        self.flush()
+        self.flush()?;
+        Ok(work)
     }
 
     /// Runs the core's timers if one is due.

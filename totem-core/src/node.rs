@@ -320,6 +320,14 @@ impl Node {
     pub fn group_members(&self, group: &[u8]) -> Vec<Member> {
         self.layers.cpg.members(group)
     }
+    /// Every group with at least one member, with its members, sorted by name.
+    pub fn groups(&self) -> Vec<(Vec<u8>, Vec<Member>)> {
+        self.layers
+            .cpg
+            .groups()
+            .map(|(g, m)| (g.to_vec(), m.iter().copied().collect()))
+            .collect()
+    }
     /// Whether application messages are being held for the group re-sync.
     pub fn syncing(&self) -> bool {
         self.layers.cpg.syncing()

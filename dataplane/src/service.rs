@@ -1,0 +1,621 @@
+//! The dataplane as rotord runs it: CPG sessions handed over by rotord on the control socket
+//! are served from the same loop that runs totem-core. Requests are read from each client's
+//! ring and submitted to the node; deliveries and membership changes are encoded once and
+//! written to the ring of every local session in the group, in delivery order.
+//!
+//! Flow control without loss: a multicast the node refuses with "try again" stays pending in
+//! its session (nothing more is read from that ring until it is accepted), so a client whose
+//! ring then fills gets `TryAgain` itself. In the other direction a client that does not drain
+//! its ring gets its records queued here up to `CLIENT_BACKLOG_BYTES_MAX`; beyond that it is
+//! disconnected with a logged reason — it can no longer see every message, and EVS forbids
+//! skipping one — and its processes leave their groups as "process down".
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant as WallInstant};
+
+use ipc_shm::{DetachedSession, PeerCred, Session, SessionError};
+use rotor_proto::control::{FromDataplane, ToDataplane};
+use rotor_proto::cpg as proto;
+use rotor_proto::Status;
+use totem_core::{ConfigKind, Event, Guarantee, Member, Reason, Request, SubmitError};
+
+use crate::runner::Runner;
+use crate::transport::Transport;
+
+/// Records one client may have queued here beyond its ring before it is disconnected.
+pub const CLIENT_BACKLOG_BYTES_MAX: usize = 64 << 20;
+/// Requests taken from one client per turn, so one busy client cannot starve the others.
+const REQUESTS_PER_TURN: usize = 256;
+/// How often sessions are checked for a dead peer and stats are published.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How the loop waits for work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PollMode {
+    /// Never sleep: for a dedicated core.
+    Busy,
+    /// Spin `spin` after the last work, then sleep in poll(2).
+    Adaptive { spin: Duration },
+    /// Always sleep in poll(2) when idle.
+    Blocking,
+}
+
+struct Client {
+    session: Session,
+    peer: PeerCred,
+    group: Option<Vec<u8>>,
+    /// A request read from the ring that the node could not take yet.
+    pending: Option<Vec<u8>>,
+    /// Records waiting for room in the client's ring, and their total size.
+    backlog: VecDeque<Vec<u8>>,
+    backlog_bytes: usize,
+    closed: Option<String>,
+}
+
+impl Client {
+    fn pid(&self) -> u32 {
+        self.peer.pid as u32
+    }
+
+    /// Writes one record to the client, queueing it behind earlier ones when the ring is full.
+    fn send(&mut self, record: &[u8]) {
+        if self.closed.is_some() {
+            return;
+        }
+        if self.backlog.is_empty() {
+            match self.session.try_send(record) {
+                Ok(()) => return,
+                Err(SessionError::Full) => {}
+                Err(e) => {
+                    self.closed = Some(format!("send: {e}"));
+                    return;
+                }
+            }
+        }
+        self.backlog_bytes += record.len();
+        self.backlog.push_back(record.to_vec());
+        if self.backlog_bytes > CLIENT_BACKLOG_BYTES_MAX {
+            self.closed = Some(format!(
+                "not draining its ring: {} bytes queued",
+                self.backlog_bytes
+            ));
+        }
+    }
+
+    fn drain_backlog(&mut self) {
+        while let Some(front) = self.backlog.front() {
+            match self.session.try_send(front) {
+                Ok(()) => {
+                    self.backlog_bytes -= front.len();
+                    self.backlog.pop_front();
+                }
+                Err(SessionError::Full) => return,
+                Err(e) => {
+                    self.closed = Some(format!("send: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The CPG sessions of one dataplane.
+pub struct Clients {
+    clients: Vec<Client>,
+    /// Pids whose last session closed; submitted as ProcessDown when the node takes them.
+    procdowns: VecDeque<u32>,
+    node_id: u32,
+    scratch: Vec<u8>,
+    rx: Vec<u8>,
+}
+
+impl Clients {
+    pub fn new(node_id: u32) -> Clients {
+        Clients {
+            clients: Vec::new(),
+            procdowns: VecDeque::new(),
+            node_id,
+            scratch: Vec::new(),
+            rx: vec![0; totem_core::limits::MESSAGE_SIZE_MAX + 4096],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+
+    /// Starts serving a session rotord handed over.
+    pub fn adopt(&mut self, session: Session) {
+        let peer = session.peer();
+        let mut c = Client {
+            session,
+            peer,
+            group: None,
+            pending: None,
+            backlog: VecDeque::new(),
+            backlog_bytes: 0,
+            closed: None,
+        };
+        proto::Event::Welcome {
+            node_id: self.node_id,
+            message_size_max: totem_core::limits::MESSAGE_SIZE_MAX as u32,
+        }
+        .encode(&mut self.scratch);
+        c.send(&self.scratch);
+        eprintln!(
+            "rotor-dataplane: [CPG   ] client attached: pid {} uid {}",
+            peer.pid, peer.uid
+        );
+        self.clients.push(c);
+    }
+
+    /// Reads and submits client requests; returns how many were handled.
+    pub fn serve<T: Transport>(&mut self, runner: &mut Runner<T>) -> usize {
+        let mut handled = 0;
+        while let Some(&pid) = self.procdowns.front() {
+            match runner.node_mut().submit(Request::ProcessDown { pid }) {
+                Err(SubmitError::TryAgain) => break,
+                _ => {
+                    self.procdowns.pop_front();
+                }
+            }
+        }
+        for i in 0..self.clients.len() {
+            let c = &mut self.clients[i];
+            c.drain_backlog();
+            for _ in 0..REQUESTS_PER_TURN {
+                if c.closed.is_some() {
+                    break;
+                }
+                let record = match c.pending.take() {
+                    Some(r) => r,
+                    None => match c.session.try_recv(&mut self.rx) {
+                        Ok(n) => self.rx[..n].to_vec(),
+                        Err(SessionError::Empty) => break,
+                        Err(e) => {
+                            c.closed = Some(format!("receive: {e}"));
+                            break;
+                        }
+                    },
+                };
+                match handle(c, &record, runner, &mut self.scratch) {
+                    Handled::Done => handled += 1,
+                    Handled::Later => {
+                        c.pending = Some(record);
+                        break;
+                    }
+                }
+            }
+        }
+        self.reap();
+        handled
+    }
+
+    /// Checks every session's peer (a SIGKILLed client is noticed here).
+    pub fn check_peers(&mut self) {
+        for c in &mut self.clients {
+            if c.closed.is_none() {
+                if let Err(e) = c.session.check_peer() {
+                    c.closed = Some(match e {
+                        SessionError::PeerGone => "process exited".to_owned(),
+                        e => e.to_string(),
+                    });
+                }
+            }
+        }
+        self.reap();
+    }
+
+    fn reap(&mut self) {
+        let mut i = 0;
+        while i < self.clients.len() {
+            let Some(why) = self.clients[i].closed.clone() else {
+                i += 1;
+                continue;
+            };
+            let c = self.clients.swap_remove(i);
+            eprintln!(
+                "rotor-dataplane: [CPG   ] client pid {} disconnected: {why}",
+                c.peer.pid
+            );
+            let pid = c.pid();
+            if !self.clients.iter().any(|o| o.pid() == pid) && !self.procdowns.contains(&pid) {
+                self.procdowns.push_back(pid);
+            }
+        }
+    }
+
+    /// Writes one core event to the sessions it concerns.
+    pub fn on_event(&mut self, ev: &Event<'_>) {
+        match ev {
+            Event::Deliver(d) => {
+                proto::encode_deliver(
+                    guarantee(d.guarantee),
+                    member(d.sender),
+                    d.group,
+                    d.data,
+                    &mut self.scratch,
+                );
+                for c in &mut self.clients {
+                    if c.group.as_deref() == Some(d.group) {
+                        c.send(&self.scratch);
+                    }
+                }
+            }
+            Event::Group(g) => {
+                proto::Event::ConfChg {
+                    group: &g.group,
+                    members: g.members.iter().copied().map(member).collect(),
+                    joined: g
+                        .joined
+                        .iter()
+                        .map(|(m, r)| (member(*m), reason(*r)))
+                        .collect(),
+                    left: g
+                        .left
+                        .iter()
+                        .map(|(m, r)| (member(*m), reason(*r)))
+                        .collect(),
+                }
+                .encode(&mut self.scratch);
+                for c in &mut self.clients {
+                    if c.group.as_deref() == Some(g.group.as_slice()) {
+                        c.send(&self.scratch);
+                    }
+                }
+            }
+            Event::Config(c) if c.kind == ConfigKind::Regular => {
+                proto::Event::TotemConfChg {
+                    ring_rep: c.ring.rep,
+                    ring_seq: c.ring.seq,
+                    members: c.members.iter().map(|n| n.0).collect(),
+                }
+                .encode(&mut self.scratch);
+                for cl in &mut self.clients {
+                    cl.send(&self.scratch);
+                }
+            }
+            Event::Config(_) => {}
+        }
+    }
+
+    /// Descriptors to sleep on: each session's wake eventfd (armed) and control socket.
+    /// Returns `false` when a record is already waiting (do not sleep).
+    pub fn arm(&mut self, fds: &mut Vec<RawFd>) -> bool {
+        let mut idle = true;
+        for c in &mut self.clients {
+            if c.pending.is_some() || !c.backlog.is_empty() {
+                idle = false;
+            }
+            match c.session.arm_for_poll() {
+                Ok(true) => idle = false,
+                Ok(false) => {}
+                Err(e) => {
+                    c.closed = Some(e.to_string());
+                    idle = false;
+                }
+            }
+            fds.push(c.session.as_raw_fd());
+            fds.push(c.session.control_fd());
+        }
+        idle
+    }
+}
+
+enum Handled {
+    Done,
+    /// The node said try again: keep the record and retry next turn.
+    Later,
+}
+
+fn handle<T: Transport>(
+    c: &mut Client,
+    record: &[u8],
+    runner: &mut Runner<T>,
+    scratch: &mut Vec<u8>,
+) -> Handled {
+    let (req_id, req) = match proto::Request::decode(record) {
+        Ok(r) => r,
+        Err(e) => {
+            c.closed = Some(format!("malformed request: {e}"));
+            return Handled::Done;
+        }
+    };
+    let pid = c.pid();
+    let node = runner.node_mut();
+    let mut members = Vec::new();
+    let mut groups = Vec::new();
+    let status = match req {
+        proto::Request::Join { group } => {
+            if c.group.is_some() {
+                Status::Exist
+            } else {
+                match node.submit(Request::Join { group, pid }) {
+                    Ok(()) => {
+                        c.group = Some(group.to_vec());
+                        Status::Ok
+                    }
+                    Err(e) => match submit_status(e) {
+                        None => return Handled::Later,
+                        Some(s) => s,
+                    },
+                }
+            }
+        }
+        proto::Request::Leave { group } => {
+            if c.group.as_deref() != Some(group) {
+                Status::NotExist
+            } else {
+                match node.submit(Request::Leave { group, pid }) {
+                    Ok(()) => {
+                        c.group = None;
+                        Status::Ok
+                    }
+                    Err(e) => match submit_status(e) {
+                        None => return Handled::Later,
+                        Some(s) => s,
+                    },
+                }
+            }
+        }
+        proto::Request::Mcast { guarantee, data } => {
+            let Some(group) = c.group.as_deref() else {
+                reply(c, req_id, Status::NotExist, Vec::new(), Vec::new(), scratch);
+                return Handled::Done;
+            };
+            let guarantee = match guarantee {
+                proto::Guarantee::Agreed => Guarantee::Agreed,
+                proto::Guarantee::Safe => Guarantee::Safe,
+            };
+            match node.submit(Request::Mcast {
+                group,
+                pid,
+                guarantee,
+                data,
+            }) {
+                // Success is silent: the delivery is the answer.
+                Ok(()) => return Handled::Done,
+                Err(e) => match submit_status(e) {
+                    None => return Handled::Later,
+                    Some(s) => s,
+                },
+            }
+        }
+        proto::Request::Membership { group } => {
+            members = node.group_members(group).into_iter().map(member).collect();
+            Status::Ok
+        }
+        proto::Request::Groups => {
+            groups = node.groups();
+            Status::Ok
+        }
+    };
+    let groups: Vec<(&[u8], Vec<proto::Member>)> = groups
+        .iter()
+        .map(|(g, m)| (g.as_slice(), m.iter().copied().map(member).collect()))
+        .collect();
+    reply(c, req_id, status, members, groups, scratch);
+    Handled::Done
+}
+
+fn reply(
+    c: &mut Client,
+    req_id: u32,
+    status: Status,
+    members: Vec<proto::Member>,
+    groups: Vec<(&[u8], Vec<proto::Member>)>,
+    scratch: &mut Vec<u8>,
+) {
+    proto::Event::Reply {
+        req_id,
+        status,
+        members,
+        groups,
+    }
+    .encode(scratch);
+    c.send(scratch);
+}
+
+/// `None` for "try again later".
+fn submit_status(e: SubmitError) -> Option<Status> {
+    Some(match e {
+        SubmitError::TryAgain => return None,
+        SubmitError::TooLarge(_) => Status::TooBig,
+        SubmitError::BadName => Status::InvalidParam,
+        SubmitError::AlreadyJoined => Status::Exist,
+        SubmitError::NotJoined => Status::NotExist,
+    })
+}
+
+fn member(m: Member) -> proto::Member {
+    proto::Member {
+        node: m.node.0,
+        pid: m.pid,
+    }
+}
+
+fn guarantee(g: Guarantee) -> proto::Guarantee {
+    match g {
+        Guarantee::Agreed => proto::Guarantee::Agreed,
+        Guarantee::Safe => proto::Guarantee::Safe,
+    }
+}
+
+fn reason(r: Reason) -> proto::Reason {
+    match r {
+        Reason::Join => proto::Reason::Join,
+        Reason::Leave => proto::Reason::Leave,
+        Reason::NodeDown => proto::Reason::NodeDown,
+        Reason::NodeUp => proto::Reason::NodeUp,
+        Reason::ProcDown => proto::Reason::ProcDown,
+    }
+}
+
+/// The rotord side of the control socket.
+pub struct Control {
+    sock: OwnedFd,
+    buf: Vec<u8>,
+}
+
+/// What rotord asked for.
+pub enum ControlInput {
+    Session(Session),
+    Shutdown,
+    /// rotord hung up: it died or is stopping; leave and exit.
+    Gone,
+}
+
+impl Control {
+    pub fn new(sock: OwnedFd) -> io::Result<Control> {
+        // SAFETY: F_GETFL/F_SETFL on a descriptor we own.
+        unsafe {
+            let flags = libc::fcntl(sock.as_raw_fd(), libc::F_GETFL);
+            if flags < 0
+                || libc::fcntl(sock.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(Control {
+            sock,
+            buf: vec![0; 4096],
+        })
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+
+    /// The next message from rotord, if one is waiting.
+    pub fn poll(&mut self) -> Option<ControlInput> {
+        loop {
+            let (n, fds) =
+                match ipc_shm::handoff::recv_message(self.sock.as_raw_fd(), &mut self.buf) {
+                    Ok(got) => got,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                    Err(e) => {
+                        eprintln!("rotor-dataplane: control socket: {e}");
+                        return Some(ControlInput::Gone);
+                    }
+                };
+            if n == 0 && fds.is_empty() {
+                return Some(ControlInput::Gone);
+            }
+            match ToDataplane::decode(&self.buf[..n]) {
+                Ok(ToDataplane::Session { pid, uid, gid }) => {
+                    let peer = PeerCred { pid, uid, gid };
+                    match DetachedSession::from_fds(fds, peer).and_then(|d| d.into_session()) {
+                        Ok(s) => return Some(ControlInput::Session(s)),
+                        Err(e) => eprintln!("rotor-dataplane: handed-off session refused: {e}"),
+                    }
+                }
+                Ok(ToDataplane::Shutdown) => return Some(ControlInput::Shutdown),
+                Err(e) => eprintln!("rotor-dataplane: bad control message dropped: {e}"),
+            }
+        }
+    }
+
+    /// Sends a report to rotord; a full socket drops it (the next report supersedes it).
+    pub fn report(&mut self, msg: &FromDataplane) {
+        let mut out = Vec::new();
+        msg.encode(&mut out);
+        let _ = ipc_shm::handoff::send_message(self.sock.as_raw_fd(), &out, &[]);
+    }
+}
+
+/// The stats published to rotord (cmap keys under `stats.`).
+pub fn stats_counters<T: Transport>(runner: &Runner<T>, clients: &Clients) -> Vec<(String, u64)> {
+    let s = runner.node().stats();
+    let mut out = vec![
+        ("srp.frames_in".to_owned(), s.frames_in),
+        ("srp.frames_out".to_owned(), s.frames_out),
+        ("srp.delivered".to_owned(), s.delivered),
+        ("srp.tokens".to_owned(), s.tokens),
+        ("srp.token_lost".to_owned(), s.token_lost),
+        ("srp.token_retransmits".to_owned(), s.token_retransmits),
+        ("srp.retransmitted".to_owned(), s.retransmitted),
+        ("srp.rings_installed".to_owned(), s.rings_installed),
+        ("srp.gathers".to_owned(), s.gathers),
+        ("ipc.clients".to_owned(), clients.len() as u64),
+    ];
+    for (reason, n) in &runner.drops().by_reason {
+        out.push((format!("crypto.drops.{reason}"), *n));
+    }
+    out
+}
+
+/// Runs the service loop until rotord says stop or hangs up, or `stop` turns true.
+pub fn run<T: Transport>(
+    runner: &mut Runner<T>,
+    control: &mut Control,
+    mode: PollMode,
+    stop: &dyn Fn() -> bool,
+) -> io::Result<()> {
+    let mut clients = Clients::new(runner.node().node_id().0);
+    let mut last_work = WallInstant::now();
+    let mut last_housekeeping = WallInstant::now();
+    let mut last_ring = (String::new(), runner.node().ring());
+    let mut fds = Vec::new();
+    report_ring(runner, control, &mut last_ring, true);
+    while !stop() {
+        match control.poll() {
+            Some(ControlInput::Session(s)) => clients.adopt(s),
+            Some(ControlInput::Shutdown) | Some(ControlInput::Gone) => break,
+            None => {}
+        }
+        let mut work = clients.serve(runner);
+        fds.clear();
+        fds.push(control.fd());
+        let idle = clients.arm(&mut fds);
+        let max_wait = if !idle || work > 0 {
+            Duration::ZERO
+        } else {
+            match mode {
+                PollMode::Busy => Duration::ZERO,
+                PollMode::Adaptive { spin } if last_work.elapsed() < spin => Duration::ZERO,
+                _ => HOUSEKEEPING_INTERVAL,
+            }
+        };
+        work += runner.turn(max_wait, &fds, |ev| clients.on_event(ev))?;
+        if work > 0 {
+            last_work = WallInstant::now();
+        }
+        report_ring(runner, control, &mut last_ring, false);
+        if last_housekeeping.elapsed() >= HOUSEKEEPING_INTERVAL {
+            last_housekeeping = WallInstant::now();
+            clients.check_peers();
+            control.report(&FromDataplane::Stats {
+                counters: stats_counters(runner, &clients),
+            });
+        }
+    }
+    runner.node_mut().leave();
+    runner.flush()
+}
+
+fn report_ring<T: Transport>(
+    runner: &Runner<T>,
+    control: &mut Control,
+    last: &mut (String, totem_core::RingId),
+    force: bool,
+) {
+    let node = runner.node();
+    let state = format!("{:?}", node.state()).to_lowercase();
+    if !force && last.0 == state && last.1 == node.ring() {
+        return;
+    }
+    *last = (state.clone(), node.ring());
+    control.report(&FromDataplane::Ring {
+        state,
+        ring_rep: node.ring().rep,
+        ring_seq: node.ring().seq,
+        members: node.members().iter().map(|n| n.0).collect(),
+        transport: runner.transport().name().to_owned(),
+    });
+}
