@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rotor_client::keygen;
+use rotor_client::cmap::{Cmap, Value, ValueType};
+use rotor_client::cpg::Cpg;
+use rotor_client::{bench, keygen};
 
 #[derive(Parser)]
 #[command(name = "rotor", version, about = "rotor cluster engine tool")]
@@ -24,10 +26,213 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Ring and link status (like corosync-cfgtool -s).
+    Status,
+    /// Read and change cmap (output like corosync-cmapctl: `key (type) = value`).
+    Cmap {
+        #[command(subcommand)]
+        op: Option<CmapOp>,
+    },
+    /// CPG groups with their processes and nodes (like corosync-cpgtool).
+    Cpg,
+    /// CPG load generator.
+    Bench {
+        /// lat | tput
+        kind: String,
+        /// Message size in bytes.
+        #[arg(short = 's', default_value_t = 64)]
+        size: usize,
+        /// Messages to send at most.
+        #[arg(short = 'n', default_value_t = 10_000)]
+        count: u64,
+        /// Seconds to run at most.
+        #[arg(short = 't', default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(short = 'g', default_value = "rotor-bench")]
+        group: String,
+        /// Wait for this many group members before starting.
+        #[arg(short = 'm', default_value_t = 1)]
+        members: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum CmapOp {
+    /// Print one key.
+    Get {
+        key: String,
+    },
+    /// Set KEY of TYPE (u8 … u64, i8 … i64, flt, dbl, str) to VALUE.
+    Set {
+        key: String,
+        r#type: String,
+        value: String,
+    },
+    Delete {
+        key: String,
+    },
+    /// Print every key under PREFIX (all keys without one).
+    List {
+        prefix: Option<String>,
+    },
+    /// Print changes under PREFIX until interrupted.
+    Track {
+        prefix: String,
+    },
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("rotor: {e}");
+    ExitCode::FAILURE
+}
+
+fn status() -> ExitCode {
+    let mut c = match Cmap::initialize() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let s = match c.status() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    println!("Local node ID {}, transport {}", s.node_id, s.transport);
+    println!("LINK ID 0 {}", s.transport);
+    println!("\taddr\t= {}", s.local_addr);
+    println!("\tstatus:");
+    for n in &s.nodes {
+        let what = if n.node_id == s.node_id {
+            "localhost"
+        } else if n.connected {
+            "connected"
+        } else {
+            "disconnected"
+        };
+        println!("\t\tnodeid: {:>10}:\t{what}", n.node_id);
+    }
+    println!("Ring ID {}.{:x}, state {}", s.ring_rep, s.ring_seq, s.state);
+    ExitCode::SUCCESS
+}
+
+fn cmap(op: Option<CmapOp>) -> ExitCode {
+    let mut c = match Cmap::initialize() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let line = |k: &str, v: &Value| rotor_control::cmap::format_cmapctl_line(k, v, false);
+    match op.unwrap_or(CmapOp::List { prefix: None }) {
+        CmapOp::Get { key } => match c.get(&key) {
+            Ok(v) => println!("{}", line(&key, &v)),
+            Err(e) => return fail(e),
+        },
+        CmapOp::Set { key, r#type, value } => {
+            let Some(t) = ValueType::from_cmapctl_name(&r#type) else {
+                return fail(
+                    format!("unknown type {type:?} (u8 u16 u32 u64 i8 i16 i32 i64 flt dbl str)", type = r#type),
+                );
+            };
+            let v = match Value::parse(t, &value) {
+                Ok(v) => v,
+                Err(e) => return fail(e),
+            };
+            if let Err(e) = c.set(&key, v) {
+                return fail(e);
+            }
+        }
+        CmapOp::Delete { key } => {
+            if let Err(e) = c.delete(&key) {
+                return fail(e);
+            }
+        }
+        CmapOp::List { prefix } => match c.iter(prefix.as_deref().unwrap_or("")) {
+            Ok(entries) => {
+                for (k, v) in entries {
+                    println!("{}", line(&k, &v));
+                }
+            }
+            Err(e) => return fail(e),
+        },
+        CmapOp::Track { prefix } => {
+            use rotor_client::cmap::{TRACK_ADD, TRACK_DELETE, TRACK_MODIFY, TRACK_PREFIX};
+            if let Err(e) = c.track_add(
+                &prefix,
+                TRACK_ADD | TRACK_DELETE | TRACK_MODIFY | TRACK_PREFIX,
+            ) {
+                return fail(e);
+            }
+            loop {
+                match c.next_notification(std::time::Duration::from_secs(1)) {
+                    Ok(Some(n)) => {
+                        let kind = match n.kind {
+                            TRACK_ADD => "add",
+                            TRACK_DELETE => "delete",
+                            _ => "modify",
+                        };
+                        match &n.new {
+                            Some(v) => println!("{kind} {}", line(&n.key, v)),
+                            None => println!("{kind} {}", n.key),
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => return fail(e),
+                }
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn cpg() -> ExitCode {
+    let mut c = match Cpg::initialize() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let groups = match c.groups() {
+        Ok(g) => g,
+        Err(e) => return fail(e),
+    };
+    println!("Group Name\t       PID\t   Node ID");
+    for (g, members) in groups {
+        println!("{}", String::from_utf8_lossy(&g));
+        for m in members {
+            println!("\t\t{:>10}\t{:>10}", m.pid, m.node);
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Status => status(),
+        Command::Cmap { op } => cmap(op),
+        Command::Cpg => cpg(),
+        Command::Bench {
+            kind,
+            size,
+            count,
+            seconds,
+            group,
+            members,
+        } => {
+            let o = bench::Options {
+                size,
+                count,
+                seconds,
+                group,
+                members,
+            };
+            let r = match kind.as_str() {
+                "lat" => bench::lat(&o),
+                "tput" => bench::tput(&o),
+                other => return fail(format!("bench {other}: expected lat or tput")),
+            };
+            match r {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
         Command::Keygen { key_file, force } => match keygen::generate(&key_file, force) {
             Ok(()) => {
                 println!(

@@ -7,3 +7,5 @@
 
 pub mod cmap;
 pub mod config;
+pub mod daemon;
+pub mod log;

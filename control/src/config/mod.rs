@@ -7,7 +7,7 @@
 //! the key or section and what was expected; unknown keys inside known sections are
 //! `ConfigWarning`s (kept in cmap as strings, as corosync keeps them).
 
-mod paths;
+pub mod paths;
 mod tree;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,151 @@
+//! cmap and cfg: the node's key/value database and its status/shutdown, answered by rotord.
+
+use std::time::Duration;
+
+pub use rotor_proto::cfg::{NodeStatus, StatusReply};
+use rotor_proto::cmap::{Event, Request, OP_REPLY};
+pub use rotor_proto::cmap::{
+    Value, ValueType, TRACK_ADD, TRACK_DELETE, TRACK_MODIFY, TRACK_PREFIX,
+};
+use rotor_proto::{cfg, Status};
+
+use crate::conn::Conn;
+use crate::Error;
+
+/// A change reported to a track.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notification {
+    pub handle: u64,
+    /// `TRACK_ADD`, `TRACK_MODIFY` or `TRACK_DELETE`.
+    pub kind: u8,
+    pub key: String,
+    pub old: Option<Value>,
+    pub new: Option<Value>,
+}
+
+fn is_reply(record: &[u8], req_id: u32) -> bool {
+    record.len() >= 8
+        && matches!(
+            u16::from_le_bytes([record[0], record[1]]),
+            OP_REPLY | cfg::OP_STATUS_REPLY | cfg::OP_SHUTDOWN_REPLY
+        )
+        && u32::from_le_bytes([record[4], record[5], record[6], record[7]]) == req_id
+}
+
+/// A connection to rotord for cmap and cfg.
+pub struct Cmap {
+    conn: Conn,
+}
+
+type Reply = (Option<Value>, Vec<(String, Value)>);
+
+impl Cmap {
+    /// Attaches to the local rotord (`$ROTOR_IPC_SOCKET`, default `rotor-ipc`).
+    pub fn initialize() -> Result<Cmap, Error> {
+        Cmap::initialize_at(&ipc_shm::socket_name())
+    }
+
+    pub fn initialize_at(name: &str) -> Result<Cmap, Error> {
+        Ok(Cmap {
+            conn: Conn::connect(name)?,
+        })
+    }
+
+    fn call(&mut self, req: Request<'_>) -> Result<Reply, Error> {
+        let id = self.conn.req_id();
+        req.encode(id, &mut self.conn.out);
+        let record = self.conn.call(id, is_reply)?;
+        match Event::decode(&record)? {
+            Event::Reply {
+                status: Status::Ok,
+                value,
+                entries,
+                ..
+            } => Ok((value, entries)),
+            Event::Reply {
+                status, message, ..
+            } => Err(Error::Refused { status, message }),
+            Event::Notify { .. } => Err(Error::Protocol("notification instead of a reply")),
+        }
+    }
+
+    pub fn get(&mut self, key: &str) -> Result<Value, Error> {
+        self.call(Request::Get { key })?
+            .0
+            .ok_or(Error::Protocol("get reply without a value"))
+    }
+
+    pub fn set(&mut self, key: &str, value: Value) -> Result<(), Error> {
+        self.call(Request::Set { key, value }).map(|_| ())
+    }
+
+    pub fn delete(&mut self, key: &str) -> Result<(), Error> {
+        self.call(Request::Delete { key }).map(|_| ())
+    }
+
+    /// Every key under `prefix`, sorted.
+    pub fn iter(&mut self, prefix: &str) -> Result<Vec<(String, Value)>, Error> {
+        Ok(self.call(Request::Iter { prefix })?.1)
+    }
+
+    /// Tracks changes of `key` (or of every key under it with `TRACK_PREFIX`); returns the
+    /// handle notifications carry.
+    pub fn track_add(&mut self, key: &str, flags: u8) -> Result<u64, Error> {
+        match self.call(Request::TrackAdd { key, flags })?.0 {
+            Some(Value::U64(h)) => Ok(h),
+            _ => Err(Error::Protocol("track reply without a handle")),
+        }
+    }
+
+    pub fn track_delete(&mut self, handle: u64) -> Result<(), Error> {
+        self.call(Request::TrackDelete { handle }).map(|_| ())
+    }
+
+    /// The next notification, waiting up to `wait`.
+    pub fn next_notification(&mut self, wait: Duration) -> Result<Option<Notification>, Error> {
+        let Some(record) = self.conn.next(Some(wait))? else {
+            return Ok(None);
+        };
+        match Event::decode(&record)? {
+            Event::Notify {
+                handle,
+                kind,
+                key,
+                old,
+                new,
+            } => Ok(Some(Notification {
+                handle,
+                kind,
+                key,
+                old,
+                new,
+            })),
+            Event::Reply { .. } => Ok(None),
+        }
+    }
+
+    /// The node's ring and link status (cfg).
+    pub fn status(&mut self) -> Result<StatusReply, Error> {
+        let id = self.conn.req_id();
+        cfg::Request::Status.encode(id, &mut self.conn.out);
+        let record = self.conn.call(id, is_reply)?;
+        match cfg::Event::decode(&record)? {
+            cfg::Event::Status { reply, .. } => Ok(reply),
+            _ => Err(Error::Protocol("reply of the wrong kind")),
+        }
+    }
+
+    /// Asks rotord to leave the ring and stop (cfg shutdown).
+    pub fn shutdown(&mut self) -> Result<(), Error> {
+        let id = self.conn.req_id();
+        cfg::Request::Shutdown.encode(id, &mut self.conn.out);
+        let record = self.conn.call(id, is_reply)?;
+        match cfg::Event::decode(&record)? {
+            cfg::Event::ShutdownReply {
+                status: Status::Ok, ..
+            } => Ok(()),
+            cfg::Event::ShutdownReply { status, .. } => Err(Error::Status(status)),
+            _ => Err(Error::Protocol("reply of the wrong kind")),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! One attached session with request/reply matching: replies are matched by request id;
+//! records that arrive while a reply is awaited (deliveries, notifications) are kept, in
+//! order, for the next dispatch.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use ipc_shm::{Client, Session, SessionError, WaitMode};
+
+use crate::Error;
+
+/// How long a request waits for its reply before failing.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) struct Conn {
+    session: Session,
+    next_req: u32,
+    stash: VecDeque<Vec<u8>>,
+    buf: Vec<u8>,
+    pub(crate) out: Vec<u8>,
+}
+
+/// Is this record the reply to `req_id`?
+pub(crate) type IsReply = fn(&[u8], u32) -> bool;
+
+impl Conn {
+    pub(crate) fn connect(name: &str) -> Result<Conn, Error> {
+        let session = Client::connect(name)?;
+        let buf = vec![0; session.recv_size_max()];
+        Ok(Conn {
+            session,
+            next_req: 1,
+            stash: VecDeque::new(),
+            buf,
+            out: Vec::new(),
+        })
+    }
+
+    pub(crate) fn req_id(&mut self) -> u32 {
+        let id = self.next_req;
+        self.next_req = self.next_req.wrapping_add(1).max(1);
+        id
+    }
+
+    /// Sends `self.out` without waiting for room: `TryAgain` when the ring is full.
+    pub(crate) fn try_send_out(&mut self) -> Result<(), Error> {
+        match self.session.try_send(&self.out) {
+            Ok(()) => Ok(()),
+            Err(SessionError::Full) => Err(Error::TryAgain),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sends `self.out` (waiting for room) and returns the reply to `req_id`.
+    pub(crate) fn call(&mut self, req_id: u32, is_reply: IsReply) -> Result<Vec<u8>, Error> {
+        self.session
+            .send_timeout(&self.out, WaitMode::Blocking, Some(REPLY_TIMEOUT))
+            .map_err(timeout)?;
+        loop {
+            let n = self
+                .session
+                .recv_timeout(&mut self.buf, WaitMode::Blocking, Some(REPLY_TIMEOUT))
+                .map_err(timeout)?;
+            let record = self.buf[..n].to_vec();
+            if is_reply(&record, req_id) {
+                return Ok(record);
+            }
+            self.stash.push_back(record);
+        }
+    }
+
+    /// The next record for dispatch: stashed ones first; `None` when nothing is waiting (with
+    /// `wait`, blocks up to `wait` for one).
+    pub(crate) fn next(&mut self, wait: Option<Duration>) -> Result<Option<Vec<u8>>, Error> {
+        if let Some(r) = self.stash.pop_front() {
+            return Ok(Some(r));
+        }
+        let got = match wait {
+            None => self.session.try_recv(&mut self.buf),
+            Some(d) => self.session.recv_timeout(
+                &mut self.buf,
+                WaitMode::Adaptive { spin_ns: 20_000 },
+                Some(d),
+            ),
+        };
+        match got {
+            Ok(n) => Ok(Some(self.buf[..n].to_vec())),
+            Err(SessionError::Empty) | Err(SessionError::TimedOut) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Busy-polls for the next record (lowest latency; burns the core).
+    pub(crate) fn next_busy(&mut self) -> Result<Vec<u8>, Error> {
+        if let Some(r) = self.stash.pop_front() {
+            return Ok(r);
+        }
+        let n = self.session.recv(&mut self.buf, WaitMode::Busy)?;
+        Ok(self.buf[..n].to_vec())
+    }
+
+    /// A descriptor for the caller's poll loop: readable when records wait.
+    pub(crate) fn fd(&mut self) -> Result<RawFd, Error> {
+        if !self.stash.is_empty() || self.session.arm_for_poll()? {
+            // Something is already waiting: make the fd readable so poll returns at once.
+            ipc_shm_signal(&self.session);
+        }
+        Ok(self.session.as_raw_fd())
+    }
+}
+
+fn ipc_shm_signal(session: &Session) {
+    let one: u64 = 1;
+    // SAFETY: writing 8 bytes to our own eventfd.
+    unsafe { libc::write(session.as_raw_fd(), (&one as *const u64).cast(), 8) };
+}
+
+fn timeout(e: SessionError) -> Error {
+    match e {
+        SessionError::TimedOut => Error::Timeout,
+        e => e.into(),
+    }
+}

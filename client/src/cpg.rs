@@ -1,0 +1,204 @@
+//! CPG, with libcpg's semantics: a `Cpg` is one handle; it joins at most one group at a time;
+//! `mcast` sends to the joined group with AGREED or SAFE delivery; every member, the sender
+//! included, receives each message and each membership change of the group in one total
+//! order, through `dispatch` and a [`Handler`].
+
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use rotor_proto::cpg::{Event, Request, OP_REPLY};
+pub use rotor_proto::cpg::{Guarantee, Member, Reason};
+use rotor_proto::Status;
+
+use crate::conn::Conn;
+use crate::Error;
+
+/// What `dispatch` calls, in delivery order.
+pub trait Handler {
+    fn deliver(&mut self, group: &[u8], sender: Member, guarantee: Guarantee, data: &[u8]);
+    fn confchg(
+        &mut self,
+        group: &[u8],
+        members: &[Member],
+        left: &[(Member, Reason)],
+        joined: &[(Member, Reason)],
+    );
+    /// The totem ring changed (regular configurations).
+    fn totem_confchg(&mut self, _ring_rep: u32, _ring_seq: u64, _members: &[u32]) {}
+}
+
+/// How much `dispatch` does (libcpg's `CS_DISPATCH_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dispatch {
+    /// At most one event, without waiting.
+    One,
+    /// Every event waiting now, without waiting for more.
+    All,
+    /// Wait up to the duration for one event, then everything waiting.
+    Blocking(Duration),
+    /// Spin (no sleep) for one event, then everything waiting: lowest latency.
+    Busy,
+}
+
+/// A group and its members.
+pub type GroupMembers = (Vec<u8>, Vec<Member>);
+
+/// One CPG handle.
+pub struct Cpg {
+    conn: Conn,
+    node_id: u32,
+    message_size_max: usize,
+    group: Option<Vec<u8>>,
+}
+
+fn is_reply(record: &[u8], req_id: u32) -> bool {
+    record.len() >= 8
+        && u16::from_le_bytes([record[0], record[1]]) == OP_REPLY
+        && u32::from_le_bytes([record[4], record[5], record[6], record[7]]) == req_id
+}
+
+impl Cpg {
+    /// Attaches to the local node (`$ROTOR_IPC_SOCKET` + `-cpg`, default `rotor-ipc-cpg`).
+    pub fn initialize() -> Result<Cpg, Error> {
+        Cpg::initialize_at(&rotor_proto::cpg_socket_name(&ipc_shm::socket_name()))
+    }
+
+    /// Attaches through the abstract socket `name`.
+    pub fn initialize_at(name: &str) -> Result<Cpg, Error> {
+        let mut conn = Conn::connect(name)?;
+        let first = conn
+            .next(Some(crate::conn::REPLY_TIMEOUT))?
+            .ok_or(Error::Timeout)?;
+        match Event::decode(&first)? {
+            Event::Welcome {
+                node_id,
+                message_size_max,
+            } => Ok(Cpg {
+                conn,
+                node_id,
+                message_size_max: message_size_max as usize,
+                group: None,
+            }),
+            _ => Err(Error::Protocol("first record is not a welcome")),
+        }
+    }
+
+    /// This node's id (`cpg_local_get`).
+    pub fn local_node_id(&self) -> u32 {
+        self.node_id
+    }
+
+    /// Largest message `mcast` takes (`cpg_max_atomic_msgsize_get`).
+    pub fn max_message_size(&self) -> usize {
+        self.message_size_max
+    }
+
+    fn call(&mut self, req: Request<'_>) -> Result<(Vec<Member>, Vec<GroupMembers>), Error> {
+        let id = self.conn.req_id();
+        req.encode(id, &mut self.conn.out);
+        let record = self.conn.call(id, is_reply)?;
+        match Event::decode(&record)? {
+            Event::Reply {
+                status: Status::Ok,
+                members,
+                groups,
+                ..
+            } => Ok((
+                members,
+                groups.into_iter().map(|(g, m)| (g.to_vec(), m)).collect(),
+            )),
+            Event::Reply { status, .. } => Err(Error::Status(status)),
+            _ => Err(Error::Protocol("reply of the wrong kind")),
+        }
+    }
+
+    /// Joins `group` (`cpg_join`); the join shows in a confchg once it is ordered.
+    pub fn join(&mut self, group: &[u8]) -> Result<(), Error> {
+        if group.is_empty() || group.len() > rotor_proto::cpg::GROUP_NAME_MAX {
+            return Err(Error::Status(Status::InvalidParam));
+        }
+        self.call(Request::Join { group })?;
+        self.group = Some(group.to_vec());
+        Ok(())
+    }
+
+    /// Leaves `group` (`cpg_leave`).
+    pub fn leave(&mut self, group: &[u8]) -> Result<(), Error> {
+        self.call(Request::Leave { group })?;
+        self.group = None;
+        Ok(())
+    }
+
+    /// Multicasts `data` to the joined group (`cpg_mcast_joined`). `Err(Error::TryAgain)`
+    /// when the ring to the dataplane is full: nothing was sent; dispatch and retry.
+    pub fn mcast(&mut self, guarantee: Guarantee, data: &[u8]) -> Result<(), Error> {
+        if self.group.is_none() {
+            return Err(Error::Status(Status::NotExist));
+        }
+        if data.len() > self.message_size_max {
+            return Err(Error::Status(Status::TooBig));
+        }
+        let id = self.conn.req_id();
+        Request::Mcast { guarantee, data }.encode(id, &mut self.conn.out);
+        self.conn.try_send_out()
+    }
+
+    /// The members of `group` as this node has delivered them (`cpg_membership_get`).
+    pub fn membership(&mut self, group: &[u8]) -> Result<Vec<Member>, Error> {
+        Ok(self.call(Request::Membership { group })?.0)
+    }
+
+    /// Every group on the cluster with its members (`cpg_iteration_*`).
+    pub fn groups(&mut self) -> Result<Vec<GroupMembers>, Error> {
+        Ok(self.call(Request::Groups)?.1)
+    }
+
+    /// A descriptor to poll for readability (`cpg_fd_get`); call again before each sleep.
+    pub fn fd(&mut self) -> Result<RawFd, Error> {
+        self.conn.fd()
+    }
+
+    /// Runs the handler for waiting events (`cpg_dispatch`); returns how many it handled.
+    pub fn dispatch(&mut self, mode: Dispatch, h: &mut impl Handler) -> Result<usize, Error> {
+        let mut n = 0;
+        let mut first = match mode {
+            Dispatch::Blocking(d) => self.conn.next(Some(d))?,
+            Dispatch::Busy => Some(self.conn.next_busy()?),
+            _ => None,
+        };
+        loop {
+            let record = match first.take() {
+                Some(r) => r,
+                None => match self.conn.next(None)? {
+                    Some(r) => r,
+                    None => return Ok(n),
+                },
+            };
+            match Event::decode(&record)? {
+                Event::Deliver {
+                    guarantee,
+                    sender,
+                    group,
+                    data,
+                } => h.deliver(group, sender, guarantee, data),
+                Event::ConfChg {
+                    group,
+                    members,
+                    joined,
+                    left,
+                } => h.confchg(group, &members, &left, &joined),
+                Event::TotemConfChg {
+                    ring_rep,
+                    ring_seq,
+                    members,
+                } => h.totem_confchg(ring_rep, ring_seq, &members),
+                // A late reply to a request that already timed out.
+                Event::Reply { .. } | Event::Welcome { .. } => continue,
+            }
+            n += 1;
+            if mode == Dispatch::One {
+                return Ok(n);
+            }
+        }
+    }
+}
