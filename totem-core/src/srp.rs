@@ -400,11 +400,9 @@ impl Srp {
         }
         if self.held.is_some() {
             self.set_timer(Timer::Hold, Some(now));
-        } else if self.installed.members.len() > 1
-            && !self.hold_cancel_pending
-            && self.idle_rotations >= self.config.seqno_unchanged_const
-        {
-            // The ring was idle at our last visit, so some member may be holding the token.
+        } else if self.installed.members.len() > 1 && !self.hold_cancel_pending {
+            // Some member may be holding the token (each member decides that on its own count
+            // of idle rotations, which ours does not tell): ask, at most once per visit.
             self.hold_cancel_pending = true;
             let mut buf = self.buffer();
             let mut w = Writer::new_vec(&mut buf, wire::HEADER_LEN + 16);
