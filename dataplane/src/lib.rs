@@ -6,11 +6,11 @@
 //! (`runner`) drives one totem-core `Node` — opening every datagram with rotor-crypto, feeding it
 //! to the node under the authenticated sender id, running the core's timers on a monotonic
 //! clock, sealing its transmits and unicasting them to each configured peer — and the
-//! `rotor-dataplane` binary joins one CPG group, optionally multicasts test messages and prints
-//! every configuration, group and delivery event as one parseable line. It deliberately does
-//! not yet: use io_uring, busy-poll on a pinned core, send IP multicast, reach peers behind a
-//! gateway over AF_XDP, or fan deliveries out to client shared-memory rings (later parts of
-//! issue 4).
+//! `rotor-dataplane` binary either serves the CPG sessions rotord hands over (`service`: client
+//! rings in, deliveries fanned out in order) or, started by hand, joins one CPG group,
+//! optionally multicasts test messages and prints every configuration, group and delivery event
+//! as one parseable line. It deliberately does not yet: use io_uring, send IP multicast, or
+//! reach peers behind a gateway over AF_XDP (later parts of issue 4).
 
 pub mod any;
 pub mod frame;
