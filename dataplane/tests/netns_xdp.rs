@@ -2,8 +2,9 @@
 //! bridge (hosts `eth0` at 198.18.0.I/24 and 2001:2::I/64, a veth each, native XDP, copy-mode
 //! sockets): 3- and 5-node rings form and deliver every node's messages in one order
 //! everywhere, a SIGKILLed node leaves and a restarted one rejoins, ping and TCP keep working
-//! between hosts while XDP is attached, and a ring forms over IPv6. Needs root and XDP; without
-//! either every test prints SKIPPED and why.
+//! between hosts while XDP is attached, a ring forms over IPv6 (with the default `auto`
+//! transport), and kernel-UDP and AF_XDP nodes share one ring over both families. Needs root and
+//! XDP; without either every test prints SKIPPED and why.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -51,6 +52,8 @@ struct Cluster {
     family: Family,
     namespaces: Vec<String>,
     children: Vec<Option<Child>>,
+    /// `--transport` of each node (index 0 = node 1): "xdp" unless a test says otherwise.
+    transports: Vec<&'static str>,
     tx: Sender<(usize, String)>,
 }
 
@@ -94,6 +97,7 @@ impl Cluster {
             family,
             namespaces: Vec::new(),
             children: Vec::new(),
+            transports: vec!["xdp"; nodes],
             tx,
         };
         let sw = format!("n{}-sw", c.tag);
@@ -153,7 +157,7 @@ impl Cluster {
             &self.ns(i),
             env!("CARGO_BIN_EXE_rotor-dataplane"),
         ])
-        .args(["--transport", "xdp"])
+        .args(["--transport", self.transports[i - 1]])
         .args(["--node-id", &i.to_string()])
         .args(["--bind", &self.addr(i).to_string()])
         .args(["--keyfile", key.to_str().unwrap()])
@@ -337,9 +341,16 @@ fn form_and_agree(
     }
     for i in 1..=n {
         let err = c.stderr(i);
+        let want = match c.transports[i - 1] {
+            "udp" => "transport udp: asked for",
+            "auto" => {
+                "transport xdp: AF_XDP on eth0 (native XDP, copy-mode sockets, queues [0]) (auto)"
+            }
+            _ => "transport xdp: AF_XDP on eth0",
+        };
         assert!(
-            err.contains("transport xdp: AF_XDP on eth0"),
-            "node {i} is not on the XDP transport: {err}"
+            err.contains(want),
+            "node {i} is not on the expected transport ({want}): {err}"
         );
     }
     lines
@@ -506,5 +517,28 @@ fn xdp_three_nodes_agree_over_ipv6() {
         eprintln!("SKIPPED {name}: {why}");
         return;
     }
+    // The default transport, as root on a veth that takes the program, is XDP.
+    c.transports = vec!["auto"; 3];
     form_and_agree(&mut c, &rx, 30);
+}
+
+/// A kernel-UDP node and AF_XDP nodes in one ring: the same wire format, and the kernel of the
+/// UDP node accepts the frames built by hand (it verifies their IP and UDP checksums).
+#[test]
+fn xdp_and_udp_nodes_share_a_ring() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let name = "xdp_and_udp_nodes_share_a_ring";
+    if let Some(why) = skip_reason(None) {
+        eprintln!("SKIPPED {name}: {why}");
+        return;
+    }
+    for family in [Family::V4, Family::V6] {
+        let (mut c, rx) = Cluster::new(3, family);
+        if let Some(why) = skip_reason(Some(&c)) {
+            eprintln!("SKIPPED {name}: {why}");
+            return;
+        }
+        c.transports = vec!["udp", "xdp", "xdp"];
+        form_and_agree(&mut c, &rx, 20);
+    }
 }
