@@ -3,8 +3,9 @@
 //! sockets): 3- and 5-node rings form and deliver every node's messages in one order
 //! everywhere, a SIGKILLed node leaves and a restarted one rejoins, ping and TCP keep working
 //! between hosts while XDP is attached, a ring forms over IPv6 (with the default `auto`
-//! transport), and kernel-UDP and AF_XDP nodes share one ring over both families. Needs root and
-//! XDP; without either every test prints SKIPPED and why.
+//! transport), kernel-UDP and AF_XDP nodes share one ring over both families, and a host with
+//! another key never joins and its frames are counted as `invalid_digest`. Needs root and XDP;
+//! without either every test prints SKIPPED and why.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -54,6 +55,9 @@ struct Cluster {
     children: Vec<Option<Child>>,
     /// `--transport` of each node (index 0 = node 1): "xdp" unless a test says otherwise.
     transports: Vec<&'static str>,
+    /// The authkey file of each node (index 0 = node 1): `dir/authkey` unless a test says
+    /// otherwise.
+    keys: Vec<PathBuf>,
     tx: Sender<(usize, String)>,
 }
 
@@ -98,6 +102,7 @@ impl Cluster {
             namespaces: Vec::new(),
             children: Vec::new(),
             transports: vec!["xdp"; nodes],
+            keys: Vec::new(),
             tx,
         };
         let sw = format!("n{}-sw", c.tag);
@@ -142,13 +147,14 @@ impl Cluster {
         }
         std::fs::create_dir_all(&c.dir).expect("temp dir");
         write_key(&c.dir.join("authkey"));
+        c.keys = vec![c.dir.join("authkey"); nodes];
         (c, rx)
     }
 
     /// Starts node `i` (1-based) on the XDP transport; its stdout lines go to the channel, its
     /// stderr to `dir/err<i>`.
     fn start(&mut self, i: usize, send: usize) {
-        let key = self.dir.join("authkey");
+        let key = self.keys[i - 1].clone();
         let err = File::create(self.dir.join(format!("err{i}"))).expect("stderr file");
         let mut cmd = Command::new("ip");
         cmd.args([
@@ -541,4 +547,65 @@ fn xdp_and_udp_nodes_share_a_ring() {
         c.transports = vec!["udp", "xdp", "xdp"];
         form_and_agree(&mut c, &rx, 20);
     }
+}
+
+/// A host with another key: its frames reach the others' AF_XDP sockets, fail authentication
+/// and are counted as `invalid_digest`; it never joins their ring.
+#[test]
+fn xdp_host_with_another_key_is_dropped_and_counted() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let name = "xdp_host_with_another_key_is_dropped_and_counted";
+    if let Some(why) = skip_reason(None) {
+        eprintln!("SKIPPED {name}: {why}");
+        return;
+    }
+    let (mut c, rx) = Cluster::new(3, Family::V4);
+    if let Some(why) = skip_reason(Some(&c)) {
+        eprintln!("SKIPPED {name}: {why}");
+        return;
+    }
+    let other = c.dir.join("authkey-other");
+    write_key(&other);
+    c.keys[2] = other;
+    for i in 1..=3 {
+        c.start(i, 0);
+    }
+    let mut lines = vec![Vec::new(); 3];
+    let ring12 = |l: &[String]| {
+        l.iter()
+            .any(|x| x.starts_with("config regular ") && x.ends_with(" members=1,2"))
+    };
+    wait_until(
+        &rx,
+        &mut lines,
+        Duration::from_secs(20),
+        "a ring of 1 and 2",
+        |l| ring12(&l[0]) && ring12(&l[1]),
+    );
+    // Give node 3 a few token rotations' worth of joins to (fail to) get in.
+    let settle = Instant::now() + Duration::from_secs(1);
+    while let Some(left) = settle.checked_duration_since(Instant::now()) {
+        if let Ok((i, line)) = rx.recv_timeout(left) {
+            lines[i].push(line);
+        }
+    }
+    for (i, node) in lines.iter().enumerate() {
+        for l in node.iter().filter(|l| l.starts_with("config ")) {
+            let members = l.rsplit(" members=").next().unwrap_or("");
+            let has3 = members.split(',').any(|m| m == "3");
+            let only3 = members == "3";
+            assert!(
+                if i == 2 { only3 } else { !has3 },
+                "node {} saw a configuration mixing keys: {l}",
+                i + 1
+            );
+        }
+    }
+    assert!(c.terminate(1), "node 1 did not exit 0 on SIGTERM");
+    let err1 = c.stderr(1);
+    assert!(
+        err1.lines()
+            .any(|l| l.contains("drops {") && l.contains("\"invalid_digest\"")),
+        "node 1 did not count invalid_digest drops: {err1}"
+    );
 }
