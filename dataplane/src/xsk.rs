@@ -163,7 +163,7 @@ impl Queue {
     fn reap(&mut self) {
         loop {
             let room = self.batch.len();
-            // Safety: completion descriptors name frames of this queue's UMEM that this queue
+            // SAFETY: completion descriptors name frames of this queue's UMEM that this queue
             // put on its TX ring; the kernel is done with them.
             let n = unsafe { self.comp.consume(&mut self.batch[..room]) };
             self.tx_free.extend_from_slice(&self.batch[..n]);
@@ -241,14 +241,14 @@ fn bind_queue(cfg: &XskConfig, queue: u32, mode: BindMode) -> Result<Queue, Stri
         .interface
         .parse()
         .map_err(|_| "interface name contains NUL".to_string())?;
-    // Safety: this UMEM is fresh and used by this one socket only, so the shared-UMEM
+    // SAFETY: this UMEM is fresh and used by this one socket only, so the shared-UMEM
     // precondition (program loading inhibited when a bound pair is reused) does not arise —
     // and loading is inhibited anyway.
     let (tx, rx, rings) =
         unsafe { Socket::new(sock_cfg, &umem, &ifname, queue) }.map_err(|e| e.to_string())?;
     let (mut fill, comp) = rings.ok_or("the kernel returned no fill/completion rings")?;
     let tx_free = descs.split_off(half as usize);
-    // Safety: these descriptors are frames of this UMEM, on no other ring.
+    // SAFETY: these descriptors are frames of this UMEM, on no other ring.
     let put = unsafe { fill.produce(&descs) };
     if put != descs.len() {
         return Err(format!("fill ring took {put} of {} frames", descs.len()));
@@ -303,7 +303,7 @@ impl XskTransport {
                     q
                 }
             };
-            // Safety: the socket's fd is open for as long as `q` (which holds the socket) lives,
+            // SAFETY: the socket's fd is open for as long as `q` (which holds the socket) lives,
             // and the map keeps its own reference.
             let fd = unsafe { BorrowedFd::borrow_raw(q.rx.fd().as_raw_fd()) };
             program.insert_xsk(id, fd).map_err(XskError::Program)?;
@@ -387,19 +387,19 @@ impl XskTransport {
 
 /// An epoll set with every queue's socket, readable when any of them is.
 fn epoll_of(queues: &[Queue]) -> io::Result<OwnedFd> {
-    // Safety: plain epoll_create1 call; the result is checked.
+    // SAFETY: plain epoll_create1 call; the result is checked.
     let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // Safety: `fd` is a fresh descriptor we own.
+    // SAFETY: `fd` is a fresh descriptor we own.
     let ep = unsafe { OwnedFd::from_raw_fd(fd) };
     for q in queues {
         let mut ev = libc::epoll_event {
             events: libc::EPOLLIN as u32,
             u64: u64::from(q.id),
         };
-        // Safety: both descriptors are open and `ev` is a valid epoll_event.
+        // SAFETY: both descriptors are open and `ev` is a valid epoll_event.
         if unsafe {
             libc::epoll_ctl(
                 ep.as_raw_fd(),
@@ -429,11 +429,11 @@ impl crate::transport::Transport for XskTransport {
         let counters = &mut self.counters;
         let mut handed = 0;
         for q in &mut self.queues {
-            // Safety: the RX ring hands back frames of this queue's UMEM (the only ones on its
+            // SAFETY: the RX ring hands back frames of this queue's UMEM (the only ones on its
             // fill ring); `batch` has room for RX_BATCH.
             let n = unsafe { q.rx.consume(&mut q.batch[..RX_BATCH]) };
             for desc in &mut q.batch[..n] {
-                // Safety: `desc` was just consumed from this queue's RX ring, so it is a frame
+                // SAFETY: `desc` was just consumed from this queue's RX ring, so it is a frame
                 // of `q.umem` that the kernel has finished writing and that nothing else
                 // touches until it goes back on the fill ring below.
                 let mut data = unsafe { q.umem.data_mut(desc) };
@@ -450,11 +450,11 @@ impl crate::transport::Transport for XskTransport {
                 }
             }
             if n > 0 {
-                // Safety: the same frames, no longer referenced, go back to the kernel.
+                // SAFETY: the same frames, no longer referenced, go back to the kernel.
                 let put = unsafe { q.fill.produce(&q.batch[..n]) };
-                // The fill ring has room for every RX frame, so this holds; if it ever did not,
-                // the frames would be lost to reception, not to memory safety.
-                debug_assert_eq!(put, n);
+                // The fill ring has room for every RX frame (same size as the RX half of the
+                // UMEM), so all of them fit: a shortfall is a bug here, not bad input.
+                assert_eq!(put, n, "fill ring refused frames it has room for");
                 if q.fill.needs_wakeup() {
                     q.fill.wakeup(q.rx.fd_mut(), 0)?;
                 }
@@ -491,7 +491,7 @@ impl crate::transport::Transport for XskTransport {
         };
         self.ip_id = self.ip_id.wrapping_add(1);
         let built = {
-            // Safety: `desc` came from this queue's free list: a frame of `q.umem` on no ring.
+            // SAFETY: `desc` came from this queue's free list: a frame of `q.umem` on no ring.
             let mut data = unsafe { q.umem.data_mut(&mut desc) };
             let mut cursor = data.cursor();
             if cursor.buf_len() < hl + payload.len() {
@@ -514,7 +514,7 @@ impl crate::transport::Transport for XskTransport {
                 return Ok(false);
             }
         }
-        // Safety: `desc` is a frame of this queue's UMEM, now owned by the TX ring until the
+        // SAFETY: `desc` is a frame of this queue's UMEM, now owned by the TX ring until the
         // completion ring returns it.
         if unsafe { q.tx.produce_one(&desc) } == 0 {
             q.tx_free.push(desc);
