@@ -10,13 +10,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use rotor_crypto::{CryptoMode, Keys};
+use rotor_dataplane::any::{AnyTransport, TransportKind};
 use rotor_dataplane::fnv1a32;
 use rotor_dataplane::runner::{Runner, RunnerConfig};
-use rotor_dataplane::udp::UdpTransport;
 use totem_core::{ConfigKind, Event, Guarantee, Request, SubmitError, TotemConfig};
 
 #[derive(Parser, Debug)]
-#[command(name = "rotor-dataplane", about = "Run one rotor node over kernel UDP")]
+#[command(
+    name = "rotor-dataplane",
+    about = "Run one rotor node over kernel UDP or AF_XDP"
+)]
 struct Args {
     #[arg(long)]
     node_id: u32,
@@ -60,6 +63,12 @@ struct Args {
     /// CPU to pin the poll loop to.
     #[arg(long)]
     core: Option<usize>,
+    /// udp, xdp, or auto (XDP when root and the interface accepts the program, else UDP).
+    #[arg(long, default_value = "auto")]
+    transport: TransportKind,
+    /// The interface for XDP (default: the one holding the --bind address).
+    #[arg(long)]
+    interface: Option<String>,
 }
 
 fn parse_kv(s: &str) -> Result<(String, u32), String> {
@@ -206,10 +215,13 @@ fn main() -> ExitCode {
         .unwrap_or_default();
     let pid = std::process::id();
     let cluster_size = args.peers.len() + 1;
-    let udp = match UdpTransport::bind(args.bind) {
-        Ok(u) => u,
+    let transport = match AnyTransport::open(args.transport, args.bind, args.interface.as_deref()) {
+        Ok((t, why)) => {
+            eprintln!("rotor-dataplane: {why}");
+            t
+        }
         Err(e) => {
-            eprintln!("rotor-dataplane: bind {}: {e}", args.bind);
+            eprintln!("rotor-dataplane: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -224,7 +236,7 @@ fn main() -> ExitCode {
             epoch: since_epoch.as_secs() as u32,
             seed: since_epoch.as_nanos() as u64 ^ u64::from(pid),
         },
-        udp,
+        transport,
     );
     let mut runner = match runner {
         Ok(r) => r,
@@ -293,11 +305,12 @@ fn main() -> ExitCode {
     if !drops.by_reason.is_empty() {
         eprintln!("rotor-dataplane: drops {:?}", drops.by_reason);
     }
+    eprintln!("rotor-dataplane: {}", runner.transport().stats_line());
     ExitCode::SUCCESS
 }
 
 /// Service mode: CPG sessions from rotord until it says stop, hangs up, or SIGTERM.
-fn serve(runner: &mut Runner<UdpTransport>, fd: i32, args: &Args) -> ExitCode {
+fn serve(runner: &mut Runner<AnyTransport>, fd: i32, args: &Args) -> ExitCode {
     use rotor_dataplane::service::{run, Control, PollMode};
     use std::os::fd::FromRawFd;
     let mode = match args.poll.as_str() {

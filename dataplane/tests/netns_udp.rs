@@ -151,6 +151,8 @@ fn three_nodes_agree_over_udp_and_survive_a_kill() {
             &cluster.ns(i),
             env!("CARGO_BIN_EXE_rotor-dataplane"),
         ])
+        // The default (auto) would pick AF_XDP as root; this test is the kernel-UDP path's.
+        .args(["--transport", "udp"])
         .args(["--node-id", &i.to_string()])
         .args(["--bind", &format!("198.18.0.{i}:5405")])
         .args(["--keyfile", key.to_str().unwrap()])

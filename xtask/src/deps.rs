@@ -16,12 +16,17 @@ const PACKAGES: &[(&str, &str)] = &[
     ("libelf-dev", "libbpf-sys and libxdp-sys"),
     ("zlib1g-dev", "libbpf-sys and libxdp-sys"),
     ("m4", "building libxdp-sys"),
+    ("libpcap-dev", "building libxdp-sys (its configure script requires pcap headers)"),
     ("linux-libc-dev", "kernel UAPI headers for the XDP program"),
     (
         "iproute2",
         "network-namespace test hosts (ip netns, veth, bridge)",
     ),
     ("nftables", "partition faults on network-namespace hosts"),
+    (
+        "iputils-ping",
+        "the XDP netns test checks ping between hosts while XDP is attached",
+    ),
 ];
 
 fn installed(package: &str) -> bool {

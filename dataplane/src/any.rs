@@ -1,0 +1,166 @@
+//! The transport the binary runs on, chosen at start: kernel UDP or AF_XDP. `AnyTransport`
+//! dispatches [`Transport`] to the provider inside, so the runner stays generic and each
+//! provider stays in its own module.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::str::FromStr;
+
+use crate::transport::Transport;
+use crate::udp::UdpTransport;
+use crate::xsk::{XskConfig, XskTransport};
+
+/// `--transport`: which provider to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransportKind {
+    Udp,
+    Xdp,
+    /// XDP when running as root and the interface accepts the program, else UDP.
+    #[default]
+    Auto,
+}
+
+impl FromStr for TransportKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<TransportKind, String> {
+        match s {
+            "udp" => Ok(TransportKind::Udp),
+            "xdp" => Ok(TransportKind::Xdp),
+            "auto" => Ok(TransportKind::Auto),
+            other => Err(format!("unknown transport {other:?} (udp, xdp or auto)")),
+        }
+    }
+}
+
+/// One of the providers.
+#[derive(Debug)]
+pub enum AnyTransport {
+    Udp(UdpTransport),
+    Xdp(Box<XskTransport>),
+}
+
+impl AnyTransport {
+    /// Opens the provider `kind` asks for on `bind` (and `interface`, default: the interface
+    /// holding `bind`'s address). Returns it with a sentence saying which one and why, for the
+    /// log. `Auto` falls back to UDP, with the reason, whenever XDP cannot be used.
+    pub fn open(
+        kind: TransportKind,
+        bind: SocketAddr,
+        interface: Option<&str>,
+    ) -> Result<(AnyTransport, String), String> {
+        let udp = |why: String| {
+            UdpTransport::bind(bind)
+                .map(|u| (AnyTransport::Udp(u), format!("transport udp: {why}")))
+                .map_err(|e| format!("bind {bind}: {e}"))
+        };
+        match kind {
+            TransportKind::Udp => udp("asked for".into()),
+            TransportKind::Xdp => {
+                open_xdp(bind, interface).map(|(x, why)| (x, why + " (asked for)"))
+            }
+            TransportKind::Auto => {
+                // Safety: geteuid has no preconditions.
+                if unsafe { libc::geteuid() } != 0 {
+                    return udp("auto: not running as root, so no XDP".into());
+                }
+                match open_xdp(bind, interface) {
+                    Ok((x, why)) => Ok((x, why + " (auto)")),
+                    Err(e) => udp(format!("auto: XDP unavailable ({e})")),
+                }
+            }
+        }
+    }
+
+    /// The provider's counters as one line for the log at exit.
+    pub fn stats_line(&self) -> String {
+        match self {
+            AnyTransport::Udp(_) => "udp".into(),
+            AnyTransport::Xdp(x) => {
+                let c = x.counters();
+                let xdp = x
+                    .xdp_counters()
+                    .map(|k| {
+                        format!(
+                            "redirected={} passed={} not_parsed={} no_socket={}",
+                            k.redirected, k.passed, k.not_parsed, k.no_socket
+                        )
+                    })
+                    .unwrap_or_else(|e| format!("unreadable: {e}"));
+                format!(
+                    "xdp frames_in={} bytes_in={} frames_out={} bytes_out={} tx_ring_full={} \
+                     drops={:?} neigh={:?} program: {xdp}",
+                    c.frames_in,
+                    c.bytes_in,
+                    c.frames_out,
+                    c.bytes_out,
+                    c.tx_ring_full,
+                    c.drops,
+                    x.neigh_counters()
+                )
+            }
+        }
+    }
+}
+
+fn open_xdp(bind: SocketAddr, interface: Option<&str>) -> Result<(AnyTransport, String), String> {
+    let name = match interface {
+        Some(n) => n.to_owned(),
+        None => {
+            crate::neigh::link_holding(bind.ip())
+                .map_err(|e| e.to_string())?
+                .name
+        }
+    };
+    if name == "lo" {
+        return Err("the address is on loopback, where XDP brings nothing".into());
+    }
+    let x = XskTransport::open(&XskConfig::new(name, bind)).map_err(|e| e.to_string())?;
+    let why = format!("transport xdp: {}", x.describe());
+    Ok((AnyTransport::Xdp(Box::new(x)), why))
+}
+
+impl Transport for AnyTransport {
+    fn name(&self) -> &'static str {
+        match self {
+            AnyTransport::Udp(t) => t.name(),
+            AnyTransport::Xdp(t) => t.name(),
+        }
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        match self {
+            AnyTransport::Udp(t) => Transport::local_addr(t),
+            AnyTransport::Xdp(t) => Transport::local_addr(t.as_ref()),
+        }
+    }
+
+    fn recv_batch(&mut self, f: &mut dyn FnMut(&mut [u8], SocketAddr)) -> io::Result<usize> {
+        match self {
+            AnyTransport::Udp(t) => t.recv_batch(f),
+            AnyTransport::Xdp(t) => t.recv_batch(f),
+        }
+    }
+
+    fn send_to(&mut self, payload: &[u8], to: SocketAddr) -> io::Result<bool> {
+        match self {
+            AnyTransport::Udp(t) => Transport::send_to(t, payload, to),
+            AnyTransport::Xdp(t) => t.send_to(payload, to),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            AnyTransport::Udp(t) => t.flush(),
+            AnyTransport::Xdp(t) => t.flush(),
+        }
+    }
+
+    fn wait_fd(&self) -> RawFd {
+        match self {
+            AnyTransport::Udp(t) => t.wait_fd(),
+            AnyTransport::Xdp(t) => t.wait_fd(),
+        }
+    }
+}

@@ -1,0 +1,558 @@
+//! The AF_XDP provider: xdp-prog steers the cluster's UDP port into one AF_XDP socket per served
+//! receive queue (xsk-rs: UMEM, fill/completion/RX/TX rings); frames are parsed and built here
+//! (`frame`), destination MACs come from the kernel neighbour table (`neigh`).
+//!
+//! Per queue: one UMEM of `frames_per_queue` frames (4 KiB each), the first half lent to the
+//! kernel through the fill ring for reception, the second half a free list for transmission;
+//! every ring is half the frame count, so a ring is never fuller than its frames. One queue's
+//! sockets never share a UMEM with another's (simple, and zero-copy drivers want per-queue
+//! memory anyway).
+//!
+//! - **RX** (`recv_batch`): up to [`RX_BATCH`] descriptors per queue are taken from the RX
+//!   ring, each frame is parsed in place and its UDP payload handed to the caller as a mutable
+//!   slice of UMEM (opened in place by the runner, never copied), then the whole batch goes
+//!   back on the fill ring (with a wake-up when the kernel asks for one).
+//! - **TX** (`send_to`): a free frame is taken, the payload written at its header offset, the
+//!   headers built around it, and the descriptor put on the TX ring; `flush` kicks the kernel
+//!   (`sendto`, repeated while the kernel keeps making progress: copy mode sends 32 frames per
+//!   kick) and reaps the completion ring into the free list. No free frame → `Ok(false)`,
+//!   counted as `tx_ring_full`.
+//! - **Bind**: zero-copy first, copy mode when the driver refuses (veth, most virtual NICs),
+//!   always with need_wakeup; libxdp's own program loading is inhibited (its dispatcher fails on
+//!   veth with EPERM, and xdp-prog is ours), so the socket fd is put into xdp-prog's `xsks` map.
+//! - **Drop**: sockets and UMEMs are released first, then the XDP program is detached (field
+//!   order).
+//!
+//! Not done yet: IP multicast, several queues sharing one UMEM, busy polling (`SO_BUSY_POLL`),
+//! TX metadata/checksum offload, frames larger than one UMEM frame (multi-buffer).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use xdp_prog::{AttachMode, AttachedMode, XdpCounters, XdpError, XdpProgram};
+use xsk_rs::config::{
+    BindFlags, Interface as XskInterface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
+};
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
+
+use crate::frame::{self, Addressing};
+use crate::neigh::{self, LinkInfo, NeighCache, NeighCounters};
+
+/// Descriptors taken from one RX ring per `recv_batch`, so one busy queue cannot starve timers.
+pub const RX_BATCH: usize = 64;
+/// Most kicks of the TX ring per `flush` (copy mode moves 32 frames per kick).
+const TX_KICKS_MAX: usize = 64;
+
+/// What to open.
+#[derive(Debug, Clone)]
+pub struct XskConfig {
+    /// The interface that holds `bind`'s address.
+    pub interface: String,
+    /// The node's address and cluster port.
+    pub bind: SocketAddr,
+    /// Receive queues to serve, one socket each (queue 0 is enough on veth).
+    pub queues: Vec<u32>,
+    pub attach: AttachMode,
+    /// UMEM frames per queue, a power of two ≥ 2 × [`RX_BATCH`]: half for RX, half for TX.
+    pub frames_per_queue: u32,
+}
+
+impl XskConfig {
+    pub fn new(interface: impl Into<String>, bind: SocketAddr) -> XskConfig {
+        XskConfig {
+            interface: interface.into(),
+            bind,
+            queues: vec![0],
+            attach: AttachMode::Auto,
+            frames_per_queue: 2048,
+        }
+    }
+}
+
+/// How the sockets are bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindMode {
+    /// The NIC DMAs straight into the UMEM.
+    ZeroCopy,
+    /// The kernel copies frames between its buffers and the UMEM (veth, generic XDP).
+    Copy,
+}
+
+impl fmt::Display for BindMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BindMode::ZeroCopy => "zero-copy",
+            BindMode::Copy => "copy",
+        })
+    }
+}
+
+/// Why the AF_XDP provider could not start.
+#[derive(Debug)]
+pub enum XskError {
+    /// The interface or its addresses could not be read, or it does not hold the address.
+    Interface(String),
+    /// The XDP program could not be loaded or attached, or its maps updated.
+    Program(XdpError),
+    /// A UMEM or socket could not be created on a queue.
+    Socket { queue: u32, reason: String },
+    /// The netlink socket for the neighbour table.
+    Neigh(io::Error),
+}
+
+impl fmt::Display for XskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            XskError::Interface(s) => write!(f, "{s}"),
+            XskError::Program(e) => write!(f, "{e}"),
+            XskError::Socket { queue, reason } => {
+                write!(f, "AF_XDP socket on queue {queue}: {reason}")
+            }
+            XskError::Neigh(e) => write!(f, "neighbour table: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for XskError {}
+
+/// Counters of the provider (the XDP program's own are in [`XskTransport::xdp_counters`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct XskCounters {
+    pub frames_in: u64,
+    pub bytes_in: u64,
+    pub frames_out: u64,
+    pub bytes_out: u64,
+    /// `send_to` found no free TX frame.
+    pub tx_ring_full: u64,
+    /// Received or unsendable frames dropped, by reason (`frame_*` from `ParseError::reason`,
+    /// `wrong_destination`, `neigh_unresolved`, `frame_too_large`).
+    pub drops: BTreeMap<&'static str, u64>,
+}
+
+impl XskCounters {
+    fn drop(&mut self, reason: &'static str) {
+        *self.drops.entry(reason).or_insert(0) += 1;
+    }
+
+    pub fn dropped(&self, reason: &str) -> u64 {
+        self.drops.get(reason).copied().unwrap_or(0)
+    }
+}
+
+/// One receive queue's socket, rings and memory.
+struct Queue {
+    id: u32,
+    rx: RxQueue,
+    tx: TxQueue,
+    fill: FillQueue,
+    comp: CompQueue,
+    umem: Umem,
+    /// TX frames not on the TX ring or in flight.
+    tx_free: Vec<FrameDesc>,
+    tx_ring_size: u32,
+    /// Scratch for RX and completion batches.
+    batch: Vec<FrameDesc>,
+}
+
+impl Queue {
+    /// Returns completed TX frames to the free list.
+    fn reap(&mut self) {
+        loop {
+            let room = self.batch.len();
+            // SAFETY: completion descriptors name frames of this queue's UMEM that this queue
+            // put on its TX ring; the kernel is done with them.
+            let n = unsafe { self.comp.consume(&mut self.batch[..room]) };
+            self.tx_free.extend_from_slice(&self.batch[..n]);
+            if n < room {
+                break;
+            }
+        }
+    }
+}
+
+/// The AF_XDP transport. Field order is drop order: sockets and UMEMs go before the program.
+pub struct XskTransport {
+    queues: Vec<Queue>,
+    program: XdpProgram,
+    neigh: NeighCache,
+    link: LinkInfo,
+    local: SocketAddr,
+    bind_mode: BindMode,
+    /// An epoll set of every queue's socket, when there is more than one.
+    epoll: Option<OwnedFd>,
+    counters: XskCounters,
+    ip_id: u16,
+    tx_next: usize,
+}
+
+impl fmt::Debug for XskTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("XskTransport")
+            .field("interface", &self.link.name)
+            .field("local", &self.local)
+            .field("bind_mode", &self.bind_mode)
+            .field("attach_mode", &self.program.mode())
+            .field(
+                "queues",
+                &self.queues.iter().map(|q| q.id).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+fn socket_err(queue: u32) -> impl Fn(String) -> XskError {
+    move |reason| XskError::Socket { queue, reason }
+}
+
+/// A UMEM and a socket bound to `queue` in `mode`, with the RX half of the frames on the fill
+/// ring.
+fn bind_queue(cfg: &XskConfig, queue: u32, mode: BindMode) -> Result<Queue, String> {
+    let frames = cfg.frames_per_queue;
+    if frames < 2 * RX_BATCH as u32 || !frames.is_power_of_two() {
+        return Err(format!(
+            "frames_per_queue {frames} must be a power of two ≥ {}",
+            2 * RX_BATCH
+        ));
+    }
+    let half = frames / 2;
+    let ring = QueueSize::new(half).map_err(|e| e.to_string())?;
+    let umem_cfg = UmemConfig::builder()
+        .fill_queue_size(ring)
+        .comp_queue_size(ring)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let count = NonZeroU32::new(frames).ok_or("no frames")?;
+    let (umem, mut descs) = Umem::new(umem_cfg, count, false).map_err(|e| e.to_string())?;
+    let bind = match mode {
+        BindMode::ZeroCopy => BindFlags::XDP_ZEROCOPY | BindFlags::XDP_USE_NEED_WAKEUP,
+        BindMode::Copy => BindFlags::XDP_COPY | BindFlags::XDP_USE_NEED_WAKEUP,
+    };
+    let sock_cfg = SocketConfig::builder()
+        .rx_queue_size(ring)
+        .tx_queue_size(ring)
+        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+        .bind_flags(bind)
+        .build();
+    let ifname: XskInterface = cfg
+        .interface
+        .parse()
+        .map_err(|_| "interface name contains NUL".to_string())?;
+    // SAFETY: this UMEM is fresh and used by this one socket only, so the shared-UMEM
+    // precondition (program loading inhibited when a bound pair is reused) does not arise —
+    // and loading is inhibited anyway.
+    let (tx, rx, rings) =
+        unsafe { Socket::new(sock_cfg, &umem, &ifname, queue) }.map_err(|e| e.to_string())?;
+    let (mut fill, comp) = rings.ok_or("the kernel returned no fill/completion rings")?;
+    let tx_free = descs.split_off(half as usize);
+    // SAFETY: these descriptors are frames of this UMEM, on no other ring.
+    let put = unsafe { fill.produce(&descs) };
+    if put != descs.len() {
+        return Err(format!("fill ring took {put} of {} frames", descs.len()));
+    }
+    Ok(Queue {
+        id: queue,
+        rx,
+        tx,
+        fill,
+        comp,
+        umem,
+        tx_free,
+        tx_ring_size: half,
+        batch: descs,
+    })
+}
+
+impl XskTransport {
+    /// Loads and attaches xdp-prog on `cfg.interface` with `cfg.bind`'s port as the cluster
+    /// port, binds one socket per queue (zero-copy, else copy mode) and registers it in the
+    /// program's `xsks` map. Acts on the calling thread's network namespace. Needs root (or
+    /// CAP_NET_ADMIN + CAP_BPF + CAP_NET_RAW).
+    pub fn open(cfg: &XskConfig) -> Result<XskTransport, XskError> {
+        let link = neigh::link_by_name(&cfg.interface)
+            .map_err(|e| XskError::Interface(format!("interface {}: {e}", cfg.interface)))?;
+        if !link.addrs.contains(&cfg.bind.ip()) {
+            return Err(XskError::Interface(format!(
+                "interface {} does not hold {}",
+                link.name,
+                cfg.bind.ip()
+            )));
+        }
+        if cfg.queues.is_empty() {
+            return Err(XskError::Interface("no receive queue to serve".into()));
+        }
+        let program = XdpProgram::load(link.ifindex, &[cfg.bind.port()], cfg.attach)
+            .map_err(XskError::Program)?;
+        let mut queues = Vec::with_capacity(cfg.queues.len());
+        let mut bind_mode = BindMode::ZeroCopy;
+        for &id in &cfg.queues {
+            let q = match bind_queue(cfg, id, BindMode::ZeroCopy) {
+                Ok(q) => q,
+                Err(zc) => {
+                    let q = bind_queue(cfg, id, BindMode::Copy).map_err(|copy| {
+                        socket_err(id)(format!("zero-copy: {zc}; copy mode: {copy}"))
+                    })?;
+                    tracing::info!(
+                        interface = %link.name, queue = id,
+                        "AF_XDP zero-copy bind refused ({zc}); bound in copy mode"
+                    );
+                    bind_mode = BindMode::Copy;
+                    q
+                }
+            };
+            // SAFETY: the socket's fd is open for as long as `q` (which holds the socket) lives,
+            // and the map keeps its own reference.
+            let fd = unsafe { BorrowedFd::borrow_raw(q.rx.fd().as_raw_fd()) };
+            program.insert_xsk(id, fd).map_err(XskError::Program)?;
+            queues.push(q);
+        }
+        let epoll = if queues.len() > 1 {
+            Some(epoll_of(&queues).map_err(|e| socket_err(queues[0].id)(e.to_string()))?)
+        } else {
+            None
+        };
+        let neigh = NeighCache::new(link.ifindex).map_err(XskError::Neigh)?;
+        tracing::info!(
+            interface = %link.name, mode = %program.mode(), bind = %bind_mode,
+            "AF_XDP transport ready"
+        );
+        Ok(XskTransport {
+            queues,
+            program,
+            neigh,
+            link,
+            local: cfg.bind,
+            bind_mode,
+            epoll,
+            counters: XskCounters::default(),
+            ip_id: 0,
+            tx_next: 0,
+        })
+    }
+
+    pub fn bind_mode(&self) -> BindMode {
+        self.bind_mode
+    }
+
+    pub fn attach_mode(&self) -> AttachedMode {
+        self.program.mode()
+    }
+
+    pub fn interface(&self) -> &str {
+        &self.link.name
+    }
+
+    pub fn counters(&self) -> &XskCounters {
+        &self.counters
+    }
+
+    pub fn neigh_counters(&self) -> NeighCounters {
+        self.neigh.counters()
+    }
+
+    /// The XDP program's counters (summed over CPUs).
+    pub fn xdp_counters(&self) -> Result<XdpCounters, XdpError> {
+        self.program.counters()
+    }
+
+    /// The kernel's per-socket statistics, summed over queues: (rx_dropped, rx_ring_full,
+    /// rx_fill_ring_empty_descs, tx_ring_empty_descs, invalid descriptors rx + tx).
+    pub fn socket_stats(&self) -> io::Result<[u64; 5]> {
+        let mut s = [0u64; 5];
+        for q in &self.queues {
+            let st = q.rx.fd().xdp_statistics()?;
+            s[0] += st.rx_dropped();
+            s[1] += st.rx_ring_full();
+            s[2] += st.rx_fill_ring_empty_descs();
+            s[3] += st.tx_ring_empty_descs();
+            s[4] += st.rx_invalid_descs() + st.tx_invalid_descs();
+        }
+        Ok(s)
+    }
+
+    /// A one-line description for logs: interface, XDP mode, bind mode, queues.
+    pub fn describe(&self) -> String {
+        format!(
+            "AF_XDP on {} ({} XDP, {}-mode sockets, queues {:?})",
+            self.link.name,
+            self.program.mode(),
+            self.bind_mode,
+            self.queues.iter().map(|q| q.id).collect::<Vec<_>>()
+        )
+    }
+}
+
+/// An epoll set with every queue's socket, readable when any of them is.
+fn epoll_of(queues: &[Queue]) -> io::Result<OwnedFd> {
+    // SAFETY: plain epoll_create1 call; the result is checked.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor we own.
+    let ep = unsafe { OwnedFd::from_raw_fd(fd) };
+    for q in queues {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: u64::from(q.id),
+        };
+        // SAFETY: both descriptors are open and `ev` is a valid epoll_event.
+        if unsafe {
+            libc::epoll_ctl(
+                ep.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                q.rx.fd().as_raw_fd(),
+                &mut ev,
+            )
+        } < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(ep)
+}
+
+impl crate::transport::Transport for XskTransport {
+    fn name(&self) -> &'static str {
+        "xdp"
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    fn recv_batch(&mut self, f: &mut dyn FnMut(&mut [u8], SocketAddr)) -> io::Result<usize> {
+        let local = self.local;
+        let counters = &mut self.counters;
+        let mut handed = 0;
+        for q in &mut self.queues {
+            // SAFETY: the RX ring hands back frames of this queue's UMEM (the only ones on its
+            // fill ring); `batch` has room for RX_BATCH.
+            let n = unsafe { q.rx.consume(&mut q.batch[..RX_BATCH]) };
+            for desc in &mut q.batch[..n] {
+                // SAFETY: `desc` was just consumed from this queue's RX ring, so it is a frame
+                // of `q.umem` that the kernel has finished writing and that nothing else
+                // touches until it goes back on the fill ring below.
+                let mut data = unsafe { q.umem.data_mut(desc) };
+                let bytes = data.contents_mut();
+                counters.frames_in += 1;
+                counters.bytes_in += bytes.len() as u64;
+                match frame::parse(bytes) {
+                    Ok(p) if p.dst == local => {
+                        f(&mut bytes[p.payload], p.src);
+                        handed += 1;
+                    }
+                    Ok(_) => counters.drop("wrong_destination"),
+                    Err(e) => counters.drop(e.reason()),
+                }
+            }
+            if n > 0 {
+                // SAFETY: the same frames, no longer referenced, go back to the kernel.
+                let put = unsafe { q.fill.produce(&q.batch[..n]) };
+                // The fill ring has room for every RX frame (same size as the RX half of the
+                // UMEM), so all of them fit: a shortfall is a bug here, not bad input.
+                assert_eq!(put, n, "fill ring refused frames it has room for");
+                if q.fill.needs_wakeup() {
+                    q.fill.wakeup(q.rx.fd_mut(), 0)?;
+                }
+            }
+        }
+        Ok(handed)
+    }
+
+    fn send_to(&mut self, payload: &[u8], to: SocketAddr) -> io::Result<bool> {
+        if to.is_ipv4() != self.local.is_ipv4() {
+            self.counters.drop("wrong_family");
+            return Ok(false);
+        }
+        let Some(dst_mac) = self.neigh.lookup(to.ip()) else {
+            self.counters.drop("neigh_unresolved");
+            return Ok(false);
+        };
+        let qi = self.tx_next % self.queues.len();
+        self.tx_next = self.tx_next.wrapping_add(1);
+        let q = &mut self.queues[qi];
+        if q.tx_free.is_empty() {
+            q.reap();
+        }
+        let Some(mut desc) = q.tx_free.pop() else {
+            self.counters.tx_ring_full += 1;
+            return Ok(false);
+        };
+        let hl = frame::header_len(&to);
+        let addressing = Addressing {
+            src_mac: self.link.mac,
+            dst_mac,
+            src: self.local,
+            dst: to,
+        };
+        self.ip_id = self.ip_id.wrapping_add(1);
+        let built = {
+            // SAFETY: `desc` came from this queue's free list: a frame of `q.umem` on no ring.
+            let mut data = unsafe { q.umem.data_mut(&mut desc) };
+            let mut cursor = data.cursor();
+            if cursor.buf_len() < hl + payload.len() {
+                None
+            } else {
+                cursor.set_pos(hl);
+                io::Write::write_all(&mut cursor, payload)?;
+                Some(frame::build_headers(
+                    data.contents_mut(),
+                    &addressing,
+                    self.ip_id,
+                ))
+            }
+        };
+        match built {
+            Some(Ok(())) => {}
+            _ => {
+                q.tx_free.push(desc);
+                self.counters.drop("frame_too_large");
+                return Ok(false);
+            }
+        }
+        // SAFETY: `desc` is a frame of this queue's UMEM, now owned by the TX ring until the
+        // completion ring returns it.
+        if unsafe { q.tx.produce_one(&desc) } == 0 {
+            q.tx_free.push(desc);
+            self.counters.tx_ring_full += 1;
+            return Ok(false);
+        }
+        self.counters.frames_out += 1;
+        self.counters.bytes_out += (hl + payload.len()) as u64;
+        Ok(true)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Copy mode always wants a kick (the kernel never clears the flag there).
+        let copy = self.bind_mode == BindMode::Copy;
+        for q in &mut self.queues {
+            let mut free = q.tx.nb_free_exact();
+            for _ in 0..TX_KICKS_MAX {
+                if free >= q.tx_ring_size {
+                    break;
+                }
+                if copy || q.tx.needs_wakeup() {
+                    q.tx.wakeup()?;
+                }
+                let now = q.tx.nb_free_exact();
+                if now <= free {
+                    break; // no progress: in flight (zero-copy) or the device is busy
+                }
+                free = now;
+            }
+            q.reap();
+        }
+        Ok(())
+    }
+
+    fn wait_fd(&self) -> RawFd {
+        match &self.epoll {
+            Some(ep) => ep.as_raw_fd(),
+            None => self.queues[0].rx.fd().as_raw_fd(),
+        }
+    }
+}
