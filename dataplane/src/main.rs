@@ -12,7 +12,8 @@ use clap::Parser;
 use rotor_crypto::{CryptoMode, Keys};
 use rotor_dataplane::fnv1a32;
 use rotor_dataplane::runner::{Runner, RunnerConfig};
-use rotor_dataplane::udp::UdpTransport;
+use rotor_dataplane::transport::Transport;
+use rotor_dataplane::udp::KernelUdp;
 use totem_core::{ConfigKind, Event, Guarantee, Request, SubmitError, TotemConfig};
 
 #[derive(Parser, Debug)]
@@ -20,7 +21,7 @@ use totem_core::{ConfigKind, Event, Guarantee, Request, SubmitError, TotemConfig
 struct Args {
     #[arg(long)]
     node_id: u32,
-    /// Local address and cluster port, e.g. 198.18.0.1:5405.
+    /// Local address and cluster port, e.g. 198.18.0.1:5405 or [2001:2::1]:5405.
     #[arg(long)]
     bind: SocketAddr,
     /// Another node: ID=ADDR:PORT (repeat).
@@ -206,8 +207,18 @@ fn main() -> ExitCode {
         .unwrap_or_default();
     let pid = std::process::id();
     let cluster_size = args.peers.len() + 1;
-    let udp = match UdpTransport::bind(args.bind) {
-        Ok(u) => u,
+    let udp = match KernelUdp::bind(args.bind) {
+        Ok((u, fallback)) => {
+            if let Some(why) = fallback {
+                eprintln!("rotor-dataplane: io_uring unavailable ({why}); using plain UDP sockets");
+            }
+            eprintln!(
+                "rotor-dataplane: transport {} on {}",
+                u.name(),
+                u.local_addr()
+            );
+            u
+        }
         Err(e) => {
             eprintln!("rotor-dataplane: bind {}: {e}", args.bind);
             return ExitCode::FAILURE;
@@ -297,7 +308,7 @@ fn main() -> ExitCode {
 }
 
 /// Service mode: CPG sessions from rotord until it says stop, hangs up, or SIGTERM.
-fn serve(runner: &mut Runner<UdpTransport>, fd: i32, args: &Args) -> ExitCode {
+fn serve(runner: &mut Runner<KernelUdp>, fd: i32, args: &Args) -> ExitCode {
     use rotor_dataplane::service::{run, Control, PollMode};
     use std::os::fd::FromRawFd;
     let mode = match args.poll.as_str() {
