@@ -33,6 +33,9 @@ const CANCEL_TAG: u64 = 1 << 63;
 
 // Each slot has at most one request in flight, plus one cancel per rx slot at drop.
 const _: () = assert!(RX_SLOTS * 2 + TX_SLOTS <= RING_ENTRIES as usize);
+// One `recv_batch` hands over every receive completion it reaped (at most one per rx slot), so
+// draining the eventfd first never hides a reaped datagram from a caller that then sleeps.
+const _: () = assert!(RECV_BATCH >= RX_SLOTS);
 
 /// The kernel's view of one request: its header, one iovec and the peer address.
 #[repr(C)]

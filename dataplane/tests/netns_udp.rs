@@ -266,6 +266,12 @@ fn a_node_with_another_key_never_joins_and_its_frames_are_dropped() {
         digest > 0,
         "node 1 counted no invalid_digest drops: {stderr}"
     );
+    if std::env::var_os(rotor_dataplane::udp::NO_URING_ENV).is_none() {
+        assert!(
+            stderr.contains("transport udp-uring"),
+            "node 1 did not run on io_uring: {stderr}"
+        );
+    }
 }
 
 #[test]
