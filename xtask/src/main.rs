@@ -18,6 +18,7 @@ usage: cargo xtask <command> [args]
   bench core [ARGS]    benchmark the totem-core state machine in the simulator
   bench ipc            shared-memory ring latency and throughput
   bench crypto         per-frame seal/open cost for each crypto mode
+  bench udp            the io_uring and plain-socket UDP providers on loopback
   cluster up N [--transport udp|xdp] [--ipv6] [--debug]
                        N netns hosts n1..nN (198.18.0.I, 2001:2::I), one rotor-dataplane each
   cluster down         stop those nodes and remove the hosts
@@ -132,6 +133,7 @@ const BENCHES: &[(&str, &str, &str, &str)] = &[
     ("core", "rotor-sim", "--bin", "bench-core"),
     ("ipc", "ipc-shm", "--example", "bench_ipc"),
     ("crypto", "rotor-crypto", "--example", "bench_crypto"),
+    ("udp", "rotor-dataplane", "--example", "bench_udp"),
 ];
 
 fn bench(args: &[String]) -> Result<(), String> {
