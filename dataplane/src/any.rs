@@ -8,7 +8,7 @@ use std::os::fd::RawFd;
 use std::str::FromStr;
 
 use crate::transport::Transport;
-use crate::udp::UdpTransport;
+use crate::udp::KernelUdp;
 use crate::xsk::{XskConfig, XskTransport};
 
 /// `--transport`: which provider to use.
@@ -37,7 +37,8 @@ impl FromStr for TransportKind {
 /// One of the providers.
 #[derive(Debug)]
 pub enum AnyTransport {
-    Udp(UdpTransport),
+    /// io_uring, or a plain socket where io_uring cannot be set up.
+    Udp(KernelUdp),
     Xdp(Box<XskTransport>),
 }
 
@@ -51,8 +52,14 @@ impl AnyTransport {
         interface: Option<&str>,
     ) -> Result<(AnyTransport, String), String> {
         let udp = |why: String| {
-            UdpTransport::bind(bind)
-                .map(|u| (AnyTransport::Udp(u), format!("transport udp: {why}")))
+            KernelUdp::bind(bind)
+                .map(|(u, fallback)| {
+                    let how = match fallback {
+                        None => format!("{} (io_uring)", u.name()),
+                        Some(f) => format!("{} (plain socket: {f})", u.name()),
+                    };
+                    (AnyTransport::Udp(u), format!("transport {how}: {why}"))
+                })
                 .map_err(|e| format!("bind {bind}: {e}"))
         };
         match kind {

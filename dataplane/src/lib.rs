@@ -1,16 +1,17 @@
-//! rotor-dataplane: the process that moves rotor's cluster traffic. Two providers behind one
-//! `Transport` trait: kernel UDP (`udp`, non-blocking `std::net::UdpSocket` + `poll`) and AF_XDP
-//! (`xsk`: xdp-prog steers the cluster port into one AF_XDP socket per served receive queue,
-//! frames are built and parsed by hand in `frame`, destination MACs come from the kernel
-//! neighbour table in `neigh`); `any` picks one at start (`--transport udp|xdp|auto`). A runner
-//! (`runner`) drives one totem-core `Node` — opening every datagram with rotor-crypto, feeding it
-//! to the node under the authenticated sender id, running the core's timers on a monotonic
-//! clock, sealing its transmits and unicasting them to each configured peer — and the
-//! `rotor-dataplane` binary either serves the CPG sessions rotord hands over (`service`: client
-//! rings in, deliveries fanned out in order) or, started by hand, joins one CPG group,
-//! optionally multicasts test messages and prints every configuration, group and delivery event
-//! as one parseable line. It deliberately does not yet: use io_uring, send IP multicast, or
-//! reach peers behind a gateway over AF_XDP (later parts of issue 4).
+//! rotor-dataplane: the process that moves rotor's cluster traffic. Providers behind one
+//! `Transport` trait: kernel UDP (`uring`: io_uring with recvmsg requests kept in flight and
+//! sendmsg batched per flush; `udp`: a plain non-blocking socket + `poll`, used when io_uring
+//! cannot be set up — `udp::KernelUdp` picks and says why) and AF_XDP (`xsk`: xdp-prog steers
+//! the cluster port into one AF_XDP socket per served receive queue, frames are built and parsed
+//! by hand in `frame`, destination MACs come from the kernel neighbour table in `neigh`); `any`
+//! picks one at start (`--transport udp|xdp|auto`), IPv4 or IPv6. A runner (`runner`) drives one
+//! totem-core `Node` — opening every datagram with rotor-crypto, feeding it to the node under the
+//! authenticated sender id, running the core's timers on a monotonic clock, sealing its
+//! transmits and unicasting them to each configured peer — and the `rotor-dataplane` binary
+//! either serves the CPG sessions rotord hands over (`service`: client rings in, deliveries
+//! fanned out in order, busy/adaptive/blocking polling) or, started by hand, joins one CPG
+//! group, optionally multicasts test messages and prints every event as one parseable line. It
+//! deliberately does not yet send IP multicast or reach peers behind a gateway over AF_XDP.
 
 pub mod any;
 pub mod frame;
@@ -20,6 +21,7 @@ pub mod runner;
 pub mod service;
 pub mod transport;
 pub mod udp;
+pub mod uring;
 pub mod xsk;
 
 /// FNV-1a (32-bit) of a payload: the checksum printed on `deliver` lines.

@@ -23,7 +23,7 @@ use totem_core::{ConfigKind, Event, Guarantee, Request, SubmitError, TotemConfig
 struct Args {
     #[arg(long)]
     node_id: u32,
-    /// Local address and cluster port, e.g. 198.18.0.1:5405.
+    /// Local address and cluster port, e.g. 198.18.0.1:5405 or [2001:2::1]:5405.
     #[arg(long)]
     bind: SocketAddr,
     /// Another node: ID=ADDR:PORT (repeat).

@@ -1,9 +1,13 @@
-//! The kernel-UDP provider: one non-blocking `std::net::UdpSocket` bound to the node's address
-//! and cluster port (IPv4 or IPv6), waited on with `poll(2)`.
+//! The kernel-UDP providers: `UdpTransport`, one non-blocking `std::net::UdpSocket` bound to
+//! the node's address and cluster port (IPv4 or IPv6), waited on with `poll(2)`; and
+//! `KernelUdp`, which is the io_uring provider (`uring`) when io_uring works and falls back to
+//! `UdpTransport` with the reason otherwise.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
+
+use crate::transport::Transport;
 
 /// corosync's default cluster port.
 pub const DEFAULT_PORT: u16 = 5405;
@@ -54,7 +58,7 @@ impl UdpTransport {
 /// Datagrams taken per `recv_batch`, so one busy socket cannot starve timers and clients.
 const RECV_BATCH: usize = 64;
 
-impl crate::transport::Transport for UdpTransport {
+impl Transport for UdpTransport {
     fn name(&self) -> &'static str {
         "udp"
     }
@@ -93,15 +97,98 @@ impl crate::transport::Transport for UdpTransport {
     }
 }
 
+/// Set (to anything) to skip io_uring and use the plain socket provider.
+pub const NO_URING_ENV: &str = "ROTOR_NO_URING";
+
+/// Kernel UDP as the dataplane uses it: io_uring when it can be set up, the plain socket
+/// otherwise.
+pub enum KernelUdp {
+    /// Boxed: the ring handle is large and the enum is moved into the runner once.
+    Uring(Box<crate::uring::UringTransport>),
+    Socket(UdpTransport),
+}
+
+impl KernelUdp {
+    /// Binds through io_uring, or through a plain socket when io_uring setup fails (or
+    /// `ROTOR_NO_URING` is set); the second value then says why, for the log.
+    pub fn bind(addr: SocketAddr) -> io::Result<(KernelUdp, Option<String>)> {
+        if std::env::var_os(NO_URING_ENV).is_some() {
+            let reason = format!("{NO_URING_ENV} is set");
+            return Ok((KernelUdp::Socket(UdpTransport::bind(addr)?), Some(reason)));
+        }
+        match crate::uring::UringTransport::bind(addr) {
+            Ok(t) => Ok((KernelUdp::Uring(Box::new(t)), None)),
+            // A bind error is the address's fault and would fail the same way without io_uring.
+            Err(e)
+                if e.kind() == io::ErrorKind::AddrInUse
+                    || e.kind() == io::ErrorKind::AddrNotAvailable =>
+            {
+                Err(e)
+            }
+            Err(e) => Ok((
+                KernelUdp::Socket(UdpTransport::bind(addr)?),
+                Some(e.to_string()),
+            )),
+        }
+    }
+
+    fn inner(&mut self) -> &mut dyn Transport {
+        match self {
+            KernelUdp::Uring(t) => &mut **t,
+            KernelUdp::Socket(t) => t,
+        }
+    }
+}
+
+impl Transport for KernelUdp {
+    fn name(&self) -> &'static str {
+        match self {
+            KernelUdp::Uring(t) => t.name(),
+            KernelUdp::Socket(t) => Transport::name(t),
+        }
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        match self {
+            KernelUdp::Uring(t) => t.local_addr(),
+            KernelUdp::Socket(t) => Transport::local_addr(t),
+        }
+    }
+
+    fn recv_batch(&mut self, f: &mut dyn FnMut(&mut [u8], SocketAddr)) -> io::Result<usize> {
+        self.inner().recv_batch(f)
+    }
+
+    fn send_to(&mut self, payload: &[u8], to: SocketAddr) -> io::Result<bool> {
+        self.inner().send_to(payload, to)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner().flush()
+    }
+
+    fn wait_fd(&self) -> RawFd {
+        match self {
+            KernelUdp::Uring(t) => t.wait_fd(),
+            KernelUdp::Socket(t) => t.wait_fd(),
+        }
+    }
+}
+
+impl std::fmt::Debug for KernelUdp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KernelUdp({})", crate::transport::Transport::name(self))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
 
-    #[test]
-    fn loopback_round_trip_and_empty_recv() {
-        let a = UdpTransport::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let b = UdpTransport::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    fn round_trip(addr: &str) {
+        let a = UdpTransport::bind(addr.parse().unwrap()).unwrap();
+        let b = UdpTransport::bind(addr.parse().unwrap()).unwrap();
         let mut buf = [0u8; 64];
         assert!(b.recv(&mut buf).unwrap().is_none());
         let ready = |t: &UdpTransport, ms| {
@@ -113,5 +200,43 @@ mod tests {
         let (n, from) = b.recv(&mut buf).unwrap().unwrap();
         assert_eq!(&buf[..n], b"hello");
         assert_eq!(from, a.local_addr().unwrap());
+    }
+
+    #[test]
+    fn loopback_round_trip_and_empty_recv_v4() {
+        round_trip("127.0.0.1:0");
+    }
+
+    #[test]
+    fn loopback_round_trip_and_empty_recv_v6() {
+        round_trip("[::1]:0");
+    }
+
+    #[test]
+    fn kernel_udp_prefers_io_uring_and_talks_to_a_plain_socket_over_v6() {
+        let (mut k, why) = KernelUdp::bind("[::1]:0".parse().unwrap()).unwrap();
+        if std::env::var_os(NO_URING_ENV).is_none() {
+            assert_eq!(k.name(), "udp-uring", "fell back: {why:?}");
+        }
+        let mut plain = UdpTransport::bind("[::1]:0".parse().unwrap()).unwrap();
+        let to = Transport::local_addr(&plain);
+        assert!(k.send_to(b"over v6", to).unwrap());
+        k.flush().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut got = Vec::new();
+        while got.is_empty() && std::time::Instant::now() < deadline {
+            crate::poll::wait_readable(plain.wait_fd(), &[], Duration::from_millis(50)).unwrap();
+            plain
+                .recv_batch(&mut |d, from| got.push((d.to_vec(), from)))
+                .unwrap();
+        }
+        assert_eq!(got, vec![(b"over v6".to_vec(), k.local_addr())]);
+        assert!(plain.send_to(b"back", k.local_addr()).unwrap());
+        let mut back = Vec::new();
+        while back.is_empty() && std::time::Instant::now() < deadline {
+            crate::poll::wait_readable(k.wait_fd(), &[], Duration::from_millis(50)).unwrap();
+            k.recv_batch(&mut |d, _| back.push(d.to_vec())).unwrap();
+        }
+        assert_eq!(back, vec![b"back".to_vec()]);
     }
 }

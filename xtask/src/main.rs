@@ -2,6 +2,7 @@
 //! the build needs (Debian/Ubuntu), runs the test suite, the simulator, the benchmarks and the
 //! demo. It deliberately holds no product logic: every command drives a crate of the workspace.
 
+mod cluster;
 mod deps;
 
 use std::env;
@@ -17,6 +18,11 @@ usage: cargo xtask <command> [args]
   bench core [ARGS]    benchmark the totem-core state machine in the simulator
   bench ipc            shared-memory ring latency and throughput
   bench crypto         per-frame seal/open cost for each crypto mode
+  bench udp            the io_uring and plain-socket UDP providers on loopback
+  cluster up N [--transport udp|xdp] [--ipv6] [--debug]
+                       N netns hosts n1..nN (198.18.0.I, 2001:2::I), one rotor-dataplane each
+  cluster down         stop those nodes and remove the hosts
+  cluster exec I CMD…  run CMD inside host nI
   deps                 only install the missing system packages
 ";
 
@@ -32,6 +38,7 @@ fn main() {
         "demo" => demo(),
         "sim" => sim(rest),
         "bench" => bench(rest),
+        "cluster" => cluster::main(rest),
         "deps" => deps::ensure(),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
@@ -126,6 +133,7 @@ const BENCHES: &[(&str, &str, &str, &str)] = &[
     ("core", "rotor-sim", "--bin", "bench-core"),
     ("ipc", "ipc-shm", "--example", "bench_ipc"),
     ("crypto", "rotor-crypto", "--example", "bench_crypto"),
+    ("udp", "rotor-dataplane", "--example", "bench_udp"),
 ];
 
 fn bench(args: &[String]) -> Result<(), String> {

@@ -1,0 +1,470 @@
+//! The kernel-UDP provider over io_uring: one UDP socket (IPv4 or IPv6), `RX_SLOTS` recvmsg
+//! requests kept in flight into a fixed pool of buffers, sendmsg requests queued by `send_to`
+//! and submitted together by `flush` (one `io_uring_enter` for a whole batch), completions
+//! reaped in `recv_batch`, and an eventfd registered with the ring as the `wait_fd`.
+//!
+//! Every buffer, `msghdr`, `iovec` and address lives in memory allocated once in `bind` and never
+//! moved, because the kernel holds pointers into it while a request is in flight; each slot has
+//! at most one request in flight, so the submission and completion queues (sized above the slot
+//! count) can never overflow. Plain recvmsg is used rather than multishot recvmsg with a
+//! provided-buffer ring: simpler, and available on every kernel with io_uring sockets; the
+//! buffers are not registered because recvmsg/sendmsg cannot use fixed buffers.
+
+use std::collections::VecDeque;
+use std::io;
+use std::mem;
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use io_uring::{opcode, types, IoUring};
+
+/// Largest datagram received or sent (a UDP payload).
+pub const DATAGRAM_MAX: usize = 65_536;
+/// recvmsg requests kept in flight.
+pub const RX_SLOTS: usize = 32;
+/// sendmsg requests that can be queued or in flight at once; `send_to` says "full" beyond.
+pub const TX_SLOTS: usize = 64;
+/// Submission queue entries (the completion queue gets twice as many).
+const RING_ENTRIES: u32 = 128;
+/// Datagrams handed over per `recv_batch`, so one busy socket cannot starve timers.
+const RECV_BATCH: usize = 64;
+/// user_data tag of a cancel request (its completion is only counted).
+const CANCEL_TAG: u64 = 1 << 63;
+
+// Each slot has at most one request in flight, plus one cancel per rx slot at drop.
+const _: () = assert!(RX_SLOTS * 2 + TX_SLOTS <= RING_ENTRIES as usize);
+// One `recv_batch` hands over every receive completion it reaped (at most one per rx slot), so
+// draining the eventfd first never hides a reaped datagram from a caller that then sleeps.
+const _: () = assert!(RECV_BATCH >= RX_SLOTS);
+
+/// The kernel's view of one request: its header, one iovec and the peer address.
+#[repr(C)]
+struct Slot {
+    hdr: libc::msghdr,
+    iov: libc::iovec,
+    addr: libc::sockaddr_storage,
+}
+
+/// Counters of what the provider itself dropped or saw fail.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct UringCounters {
+    /// Datagrams longer than `DATAGRAM_MAX` (dropped).
+    pub rx_truncated: u64,
+    /// recvmsg completions with an error (the slot is re-armed).
+    pub rx_errors: u64,
+    /// sendmsg completions with an error (the datagram is lost; totem retransmits).
+    pub tx_errors: u64,
+}
+
+/// A UDP socket driven through io_uring.
+pub struct UringTransport {
+    ring: IoUring,
+    /// Registered with the ring as fixed file 0; kept open for the ring's lifetime.
+    _sock: UdpSocket,
+    local: SocketAddr,
+    event: OwnedFd,
+    /// `RX_SLOTS` receive slots then `TX_SLOTS` send slots. Invariant: never reallocated while
+    /// the ring lives (the kernel holds pointers into it).
+    slots: Box<[Slot]>,
+    /// `DATAGRAM_MAX` bytes per slot, same order as `slots`. Same invariant.
+    buffers: Box<[u8]>,
+    free_tx: Vec<usize>,
+    /// Receive completions reaped but not yet handed over: (slot, result).
+    ready_rx: VecDeque<(usize, i32)>,
+    /// Requests submitted or queued whose completion has not been reaped.
+    in_flight: usize,
+    counters: UringCounters,
+}
+
+fn sockaddr_from(addr: SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    // Safety: sockaddr_storage is large and aligned enough for both sockaddr_in and
+    // sockaddr_in6 (that is its purpose); all-zero is a valid value of each.
+    unsafe {
+        *out = mem::zeroed();
+        match addr {
+            SocketAddr::V4(a) => {
+                let sin = &mut *(out as *mut libc::sockaddr_storage as *mut libc::sockaddr_in);
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_port = a.port().to_be();
+                sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+                mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+            }
+            SocketAddr::V6(a) => {
+                let sin6 = &mut *(out as *mut libc::sockaddr_storage as *mut libc::sockaddr_in6);
+                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sin6.sin6_port = a.port().to_be();
+                sin6.sin6_addr.s6_addr = a.ip().octets();
+                sin6.sin6_flowinfo = a.flowinfo();
+                sin6.sin6_scope_id = a.scope_id();
+                mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+            }
+        }
+    }
+}
+
+fn sockaddr_to(addr: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let len = len as usize;
+    match i32::from(addr.ss_family) {
+        libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {
+            // Safety: the family and length say the kernel wrote a sockaddr_in here.
+            let sin =
+                unsafe { &*(addr as *const libc::sockaddr_storage as *const libc::sockaddr_in) };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                u32::from_be(sin.sin_addr.s_addr).into(),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= mem::size_of::<libc::sockaddr_in6>() => {
+            // Safety: the family and length say the kernel wrote a sockaddr_in6 here.
+            let sin6 =
+                unsafe { &*(addr as *const libc::sockaddr_storage as *const libc::sockaddr_in6) };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                sin6.sin6_addr.s6_addr.into(),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+impl UringTransport {
+    /// Binds a UDP socket to `addr` and sets up the ring. Fails when io_uring is unavailable
+    /// (old kernel, `kernel.io_uring_disabled`, seccomp): callers fall back to `UdpTransport`.
+    pub fn bind(addr: SocketAddr) -> io::Result<UringTransport> {
+        let ring = IoUring::new(RING_ENTRIES)
+            .map_err(|e| io::Error::new(e.kind(), format!("io_uring setup: {e}")))?;
+        // The socket stays blocking: io_uring then waits for data inside the kernel instead of
+        // completing each recvmsg at once with EAGAIN.
+        let sock = UdpSocket::bind(addr)?;
+        let local = sock.local_addr()?;
+        // Safety: eventfd has no memory preconditions; a non-negative result is a new fd that
+        // nothing else owns.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if efd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Safety: see above; `efd` is ours alone.
+        let event = unsafe { OwnedFd::from_raw_fd(efd) };
+        ring.submitter()
+            .register_eventfd(event.as_raw_fd())
+            .map_err(|e| io::Error::new(e.kind(), format!("io_uring register eventfd: {e}")))?;
+        ring.submitter()
+            .register_files(&[sock.as_raw_fd()])
+            .map_err(|e| io::Error::new(e.kind(), format!("io_uring register socket: {e}")))?;
+        let slot_count = RX_SLOTS + TX_SLOTS;
+        let slots: Box<[Slot]> = (0..slot_count)
+            // Safety: msghdr, iovec and sockaddr_storage are plain C structs; all-zero (null
+            // pointers, zero lengths) is a valid value of each.
+            .map(|_| unsafe { mem::zeroed::<Slot>() })
+            .collect();
+        let mut t = UringTransport {
+            ring,
+            _sock: sock,
+            local,
+            event,
+            slots,
+            buffers: vec![0u8; slot_count * DATAGRAM_MAX].into_boxed_slice(),
+            free_tx: (RX_SLOTS..slot_count).rev().collect(),
+            ready_rx: VecDeque::with_capacity(RX_SLOTS),
+            in_flight: 0,
+            counters: UringCounters::default(),
+        };
+        for slot in 0..RX_SLOTS {
+            t.arm_recv(slot)?;
+        }
+        t.ring.submit()?;
+        Ok(t)
+    }
+
+    pub fn counters(&self) -> UringCounters {
+        self.counters
+    }
+
+    /// Points slot `slot`'s header at its own iovec, buffer and address, `len` bytes long.
+    fn prepare(&mut self, slot: usize, len: usize) -> *mut libc::msghdr {
+        let buf = self.buffers[slot * DATAGRAM_MAX..][..len].as_mut_ptr();
+        let s = &mut self.slots[slot];
+        s.iov = libc::iovec {
+            iov_base: buf.cast(),
+            iov_len: len,
+        };
+        s.hdr.msg_name = (&mut s.addr as *mut libc::sockaddr_storage).cast();
+        s.hdr.msg_iov = &mut s.iov;
+        s.hdr.msg_iovlen = 1;
+        s.hdr.msg_control = std::ptr::null_mut();
+        s.hdr.msg_controllen = 0;
+        s.hdr.msg_flags = 0;
+        &mut s.hdr
+    }
+
+    /// Queues a recvmsg into rx slot `slot`.
+    fn arm_recv(&mut self, slot: usize) -> io::Result<()> {
+        let hdr = self.prepare(slot, DATAGRAM_MAX);
+        self.slots[slot].hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as u32;
+        let sqe = opcode::RecvMsg::new(types::Fixed(0), hdr)
+            .build()
+            .user_data(slot as u64);
+        self.push(&sqe)
+    }
+
+    fn push(&mut self, sqe: &io_uring::squeue::Entry) -> io::Result<()> {
+        // Safety: every pointer in the entry points into `slots`/`buffers`, which stay put
+        // and untouched by us until the request's completion is reaped (or the ring is torn
+        // down in `drop`, which waits for in-flight requests first).
+        let pushed = unsafe { self.ring.submission().push(sqe) };
+        if pushed.is_err() {
+            // Cannot happen while the slot bound holds; submit and retry once to be safe.
+            self.ring.submit()?;
+            // Safety: as above.
+            unsafe { self.ring.submission().push(sqe) }
+                .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+        }
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// Moves every completion out of the ring: send slots go back to the free list, receive
+    /// completions wait in `ready_rx` for `recv_batch`.
+    fn reap(&mut self) {
+        let mut cq = self.ring.completion();
+        cq.sync();
+        for cqe in &mut cq {
+            self.in_flight -= 1;
+            let tag = cqe.user_data();
+            if tag & CANCEL_TAG != 0 {
+                continue;
+            }
+            let slot = tag as usize;
+            if slot < RX_SLOTS {
+                self.ready_rx.push_back((slot, cqe.result()));
+            } else {
+                if cqe.result() < 0 {
+                    self.counters.tx_errors += 1;
+                }
+                self.free_tx.push(slot);
+            }
+        }
+    }
+
+    fn drain_eventfd(&self) {
+        let mut v = 0u64;
+        // Safety: reads 8 bytes into `v`; the eventfd is non-blocking, EAGAIN is fine.
+        unsafe {
+            libc::read(
+                self.event.as_raw_fd(),
+                (&mut v as *mut u64).cast(),
+                mem::size_of::<u64>(),
+            )
+        };
+    }
+}
+
+impl crate::transport::Transport for UringTransport {
+    fn name(&self) -> &'static str {
+        "udp-uring"
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    fn recv_batch(&mut self, f: &mut dyn FnMut(&mut [u8], SocketAddr)) -> io::Result<usize> {
+        // Drain first: a completion posted after this read signals the eventfd again.
+        self.drain_eventfd();
+        self.reap();
+        let mut handed = 0;
+        let mut rearmed = false;
+        while handed < RECV_BATCH {
+            let Some((slot, result)) = self.ready_rx.pop_front() else {
+                break;
+            };
+            let s = &self.slots[slot];
+            if result < 0 {
+                self.counters.rx_errors += 1;
+            } else if s.hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                self.counters.rx_truncated += 1;
+            } else if let Some(from) = sockaddr_to(&s.addr, s.hdr.msg_namelen) {
+                let len = result as usize;
+                f(&mut self.buffers[slot * DATAGRAM_MAX..][..len], from);
+                handed += 1;
+            } else {
+                self.counters.rx_errors += 1;
+            }
+            self.arm_recv(slot)?;
+            rearmed = true;
+        }
+        if rearmed {
+            self.ring.submit()?;
+        }
+        Ok(handed)
+    }
+
+    fn send_to(&mut self, payload: &[u8], to: SocketAddr) -> io::Result<bool> {
+        if payload.len() > DATAGRAM_MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("datagram of {} bytes", payload.len()),
+            ));
+        }
+        if self.free_tx.is_empty() {
+            // Queued sends complete only once submitted.
+            self.ring.submit()?;
+            self.reap();
+        }
+        let Some(slot) = self.free_tx.pop() else {
+            return Ok(false);
+        };
+        self.buffers[slot * DATAGRAM_MAX..][..payload.len()].copy_from_slice(payload);
+        let hdr = self.prepare(slot, payload.len());
+        let s = &mut self.slots[slot];
+        s.hdr.msg_namelen = sockaddr_from(to, &mut s.addr);
+        let sqe = opcode::SendMsg::new(types::Fixed(0), hdr)
+            .build()
+            .user_data(slot as u64);
+        self.push(&sqe)?;
+        Ok(true)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.ring.submit()?;
+        Ok(())
+    }
+
+    fn wait_fd(&self) -> RawFd {
+        self.event.as_raw_fd()
+    }
+}
+
+impl Drop for UringTransport {
+    fn drop(&mut self) {
+        // The kernel may still write into `buffers`/`slots`: cancel the pending receives and
+        // wait (bounded) until every request has completed before the memory is freed.
+        for slot in 0..RX_SLOTS {
+            let sqe = opcode::AsyncCancel::new(slot as u64)
+                .build()
+                .user_data(CANCEL_TAG | slot as u64);
+            if self.push(&sqe).is_err() {
+                break;
+            }
+        }
+        for _ in 0..1000 {
+            if self.in_flight == 0 {
+                return;
+            }
+            if self.ring.submit_and_wait(1).is_err() {
+                break;
+            }
+            self.reap();
+        }
+        // Requests still pending after all that: leak the memory rather than free it under
+        // the kernel's feet.
+        mem::forget(mem::take(&mut self.buffers));
+        mem::forget(mem::take(&mut self.slots));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::Transport;
+    use std::time::{Duration, Instant};
+
+    fn pair(addr: &str) -> (UringTransport, UringTransport) {
+        let a = UringTransport::bind(addr.parse().unwrap()).unwrap();
+        let b = UringTransport::bind(addr.parse().unwrap()).unwrap();
+        (a, b)
+    }
+
+    /// Receives until `want` datagrams arrived or 5 s passed.
+    fn receive(t: &mut UringTransport, want: usize) -> Vec<(Vec<u8>, SocketAddr)> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut got = Vec::new();
+        while got.len() < want && Instant::now() < deadline {
+            crate::poll::wait_readable(t.wait_fd(), &[], Duration::from_millis(100)).unwrap();
+            t.recv_batch(&mut |b, from| got.push((b.to_vec(), from)))
+                .unwrap();
+        }
+        got
+    }
+
+    /// More datagrams than send and receive slots, in bursts of 48 per flush, two sizes: every
+    /// one arrives once, intact, from the sender's address.
+    fn many_datagrams(addr: &str) {
+        let (mut a, mut b) = pair(addr);
+        let to = b.local_addr();
+        assert_eq!(b.recv_batch(&mut |_, _| panic!("nothing sent")).unwrap(), 0);
+        let total = 2000u32;
+        let payload = |i: u32| -> Vec<u8> {
+            let len = if i % 7 == 0 { 1400 } else { 64 };
+            let mut p = vec![(i % 251) as u8; len];
+            p[..4].copy_from_slice(&i.to_be_bytes());
+            p
+        };
+        let mut next = 0;
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while got.len() < total as usize && Instant::now() < deadline {
+            for _ in 0..48 {
+                if next == total || !a.send_to(&payload(next), to).unwrap() {
+                    break;
+                }
+                next += 1;
+            }
+            a.flush().unwrap();
+            crate::poll::wait_readable(b.wait_fd(), &[], Duration::from_millis(50)).unwrap();
+            while b
+                .recv_batch(&mut |d, from| got.push((d.to_vec(), from)))
+                .unwrap()
+                > 0
+            {}
+        }
+        assert_eq!(got.len(), total as usize, "sent {next}");
+        let mut seen = vec![false; total as usize];
+        for (d, from) in &got {
+            let i = u32::from_be_bytes(d[..4].try_into().unwrap());
+            assert!(!seen[i as usize], "datagram {i} twice");
+            seen[i as usize] = true;
+            assert_eq!(d, &payload(i));
+            assert_eq!(*from, a.local_addr());
+        }
+        assert_eq!(a.counters(), UringCounters::default());
+        assert_eq!(b.counters(), UringCounters::default());
+    }
+
+    #[test]
+    fn many_datagrams_v4() {
+        many_datagrams("127.0.0.1:0");
+    }
+
+    #[test]
+    fn many_datagrams_v6() {
+        many_datagrams("[::1]:0");
+    }
+
+    #[test]
+    fn wait_fd_signals_arrival_and_quiets_when_drained() {
+        let (mut a, mut b) = pair("127.0.0.1:0");
+        let ready = |t: &UringTransport, ms| {
+            crate::poll::wait_readable(t.wait_fd(), &[], Duration::from_millis(ms)).unwrap()
+        };
+        b.recv_batch(&mut |_, _| {}).unwrap();
+        assert!(!ready(&b, 20));
+        assert!(a.send_to(b"hello", b.local_addr()).unwrap());
+        assert!(!ready(&b, 20), "nothing leaves before flush");
+        a.flush().unwrap();
+        assert!(ready(&b, 2000));
+        let got = receive(&mut b, 1);
+        assert_eq!(got, vec![(b"hello".to_vec(), a.local_addr())]);
+        assert!(!ready(&b, 20));
+    }
+
+    #[test]
+    fn oversized_sends_are_refused() {
+        let (mut a, b) = pair("127.0.0.1:0");
+        assert!(a
+            .send_to(&vec![0; DATAGRAM_MAX + 1], b.local_addr())
+            .is_err());
+    }
+}
