@@ -55,10 +55,13 @@ impl AnyTransport {
             KernelUdp::bind(bind)
                 .map(|(u, fallback)| {
                     let how = match fallback {
-                        None => format!("{} (io_uring)", u.name()),
-                        Some(f) => format!("{} (plain socket: {f})", u.name()),
+                        None => "io_uring".to_owned(),
+                        Some(f) => format!("plain socket: {f}"),
                     };
-                    (AnyTransport::Udp(u), format!("transport {how}: {why}"))
+                    (
+                        AnyTransport::Udp(u),
+                        format!("transport udp: {why} ({how})"),
+                    )
                 })
                 .map_err(|e| format!("bind {bind}: {e}"))
         };

@@ -16,7 +16,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("libelf-dev", "libbpf-sys and libxdp-sys"),
     ("zlib1g-dev", "libbpf-sys and libxdp-sys"),
     ("m4", "building libxdp-sys"),
-    ("libpcap-dev", "building libxdp-sys (its configure script requires pcap headers)"),
+    (
+        "libpcap-dev",
+        "building libxdp-sys (its configure script requires pcap headers)",
+    ),
     ("linux-libc-dev", "kernel UAPI headers for the XDP program"),
     (
         "iproute2",
