@@ -272,6 +272,13 @@ impl Daemon {
                 cmd.arg("--totem").arg(format!("{name}={v}"));
             }
         }
+        // corosync's default (knet) and an explicit `auto` let the dataplane pick XDP when it
+        // can; udp/udpu ask for kernel UDP.
+        cmd.arg("--transport").arg(match t.transport {
+            crate::config::Transport::Xdp => "xdp",
+            crate::config::Transport::Udp | crate::config::Transport::Udpu => "udp",
+            crate::config::Transport::Knet => "auto",
+        });
         let rotor = &p.config.rotor;
         cmd.arg("--poll").arg(match rotor.poll_mode {
             crate::config::PollMode::Busy => "busy",

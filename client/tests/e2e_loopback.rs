@@ -1,0 +1,303 @@
+//! End to end on one host, no root needed: three `rotord` (each with its dataplane) on
+//! 127.0.0.1-3 form a ring; CPG handles on every node join a group and multicast; every member
+//! delivers the same sequence; a SIGKILLed client shows as "process down"; `rotor status`,
+//! `rotor cmap` and `rotor cpg` print what they should; a bad config names file and line.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rotor_client::cmap::Cmap;
+use rotor_client::cpg::{Cpg, Dispatch, Guarantee, Handler, Member, Reason};
+
+fn bin(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_rotor"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let p = dir.join(name);
+    if !p.exists() {
+        // `cargo test -p rotor-client` alone does not build the other packages' binaries.
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = Command::new(cargo)
+            .args(["build", "-p", "rotor-control", "-p", "rotor-dataplane"])
+            .status()
+            .expect("run cargo build");
+        assert!(ok.success(), "building rotord and rotor-dataplane failed");
+    }
+    p
+}
+
+struct Nodes {
+    dir: PathBuf,
+    children: Vec<Option<Child>>,
+    tag: String,
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            // SAFETY: kill(2) on a child we started; SIGTERM lets rotord stop its dataplane.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        }
+        for c in self.children.iter_mut().flatten() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Nodes {
+    fn socket(&self, i: usize) -> String {
+        format!("rt-e2e-{}-n{i}", self.tag)
+    }
+}
+
+fn start() -> Nodes {
+    let tag = std::process::id().to_string();
+    let dir = std::env::temp_dir().join(format!("rotor-e2e-{tag}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("authkey");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o400)
+        .open(&key)
+        .unwrap();
+    f.write_all(&[0x5a; 256]).unwrap();
+    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    let conf = dir.join("corosync.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "totem {{\n  version: 2\n  cluster_name: e2e\n  token: 1000\n  keyfile: {}\n  interface {{\n    linknumber: 0\n    mcastport: {port}\n  }}\n}}\nnodelist {{\n  node {{\n    nodeid: 1\n    ring0_addr: 127.0.0.1\n  }}\n  node {{\n    nodeid: 2\n    ring0_addr: 127.0.0.2\n  }}\n  node {{\n    nodeid: 3\n    ring0_addr: 127.0.0.3\n  }}\n}}\nlogging {{\n  to_syslog: no\n}}\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let mut nodes = Nodes {
+        dir: dir.clone(),
+        children: Vec::new(),
+        tag,
+    };
+    for i in 1..=3 {
+        let log = std::fs::File::create(dir.join(format!("n{i}.log"))).unwrap();
+        let child = Command::new(bin("rotord"))
+            .args(["-f", "-c"])
+            .arg(&conf)
+            .args(["--node-id", &i.to_string()])
+            .env("ROTOR_IPC_SOCKET", nodes.socket(i))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start rotord");
+        nodes.children.push(Some(child));
+    }
+    nodes
+}
+
+fn wait_ring(nodes: &Nodes, i: usize, want: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let connected = Cmap::initialize_at(&nodes.socket(i))
+            .and_then(|mut c| c.status())
+            .map(|s| {
+                if s.state == "operational" {
+                    s.nodes.iter().filter(|n| n.connected).count()
+                } else {
+                    0
+                }
+            })
+            .unwrap_or(0);
+        if connected == want {
+            return;
+        }
+        let log = std::fs::read_to_string(nodes.dir.join(format!("n{i}.log"))).unwrap_or_default();
+        assert!(
+            Instant::now() < deadline,
+            "node {i}: no ring of {want} within 30 s (have {connected}); log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[derive(Default)]
+struct Seen {
+    /// Deliveries and group changes, as text, in delivery order.
+    events: Vec<String>,
+    delivered: usize,
+    members: Vec<Member>,
+    left: Vec<(Member, Reason)>,
+}
+
+impl Handler for Seen {
+    fn deliver(&mut self, _g: &[u8], s: Member, _: Guarantee, data: &[u8]) {
+        self.delivered += 1;
+        self.events.push(format!(
+            "msg {}:{} {}",
+            s.node,
+            s.pid,
+            String::from_utf8_lossy(data)
+        ));
+    }
+    fn confchg(
+        &mut self,
+        _g: &[u8],
+        m: &[Member],
+        left: &[(Member, Reason)],
+        j: &[(Member, Reason)],
+    ) {
+        self.members = m.to_vec();
+        self.left.extend_from_slice(left);
+        self.events
+            .push(format!("conf {m:?} left {left:?} joined {j:?}"));
+    }
+}
+
+fn rotor(nodes: &Nodes, i: usize, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rotor"))
+        .args(args)
+        .env("ROTOR_IPC_SOCKET", nodes.socket(i))
+        .output()
+        .expect("run rotor");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn three_rotords_carry_cpg_end_to_end() {
+    let nodes = start();
+    for i in 1..=3 {
+        wait_ring(&nodes, i, 3);
+    }
+    let (ok, out, err) = rotor(&nodes, 1, &["status"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("Local node ID 1, transport udp"), "{out}");
+    assert!(
+        out.contains("2:\tconnected") && out.contains("3:\tconnected"),
+        "{out}"
+    );
+    let (ok, out, _) = rotor(&nodes, 2, &["cmap", "get", "totem.cluster_name"]);
+    assert!(ok);
+    assert_eq!(out.trim(), "totem.cluster_name (str) = e2e");
+    let (ok, _, err) = rotor(
+        &nodes,
+        2,
+        &["cmap", "set", "runtime.totem.pg.mrp.srp.state", "str", "x"],
+    );
+    assert!(!ok && err.contains("read-only"), "{err}");
+
+    let mut handles: Vec<(Cpg, Seen)> = (1..=3)
+        .map(|i| {
+            let mut c =
+                Cpg::initialize_at(&format!("{}-cpg", nodes.socket(i))).expect("cpg attach");
+            assert_eq!(c.local_node_id(), i as u32);
+            c.join(b"e2e-group").expect("join");
+            (c, Seen::default())
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while handles.iter().any(|(_, s)| s.members.len() < 3) {
+        assert!(Instant::now() < deadline, "group never had 3 members");
+        for (c, s) in &mut handles {
+            c.dispatch(Dispatch::Blocking(Duration::from_millis(20)), s)
+                .unwrap();
+        }
+    }
+    // From here on every member must see exactly the same sequence.
+    let marks: Vec<usize> = handles.iter().map(|(_, s)| s.events.len()).collect();
+    for round in 0..40 {
+        for (i, (c, s)) in handles.iter_mut().enumerate() {
+            let g = if round % 2 == 0 {
+                Guarantee::Agreed
+            } else {
+                Guarantee::Safe
+            };
+            let msg = format!("n{} r{round}", i + 1);
+            while let Err(rotor_client::Error::TryAgain) = c.mcast(g, msg.as_bytes()) {
+                c.dispatch(Dispatch::All, s).unwrap();
+            }
+        }
+    }
+    // A separate process joins, then dies by SIGKILL: a process-down for everyone.
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_rotor"))
+        .args(["bench", "tput", "-g", "e2e-group", "-m", "99", "-t", "60"])
+        .env("ROTOR_IPC_SOCKET", nodes.socket(2))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while handles.iter().any(|(_, s)| s.members.len() < 4) {
+        assert!(Instant::now() < deadline, "bench process never joined");
+        for (c, s) in &mut handles {
+            c.dispatch(Dispatch::Blocking(Duration::from_millis(20)), s)
+                .unwrap();
+        }
+    }
+    let (ok, out, _) = rotor(&nodes, 3, &["cpg"]);
+    assert!(ok && out.contains("e2e-group"), "{out}");
+    assert!(out.contains(&bench.id().to_string()), "{out}");
+    bench.kill().unwrap();
+    bench.wait().unwrap();
+    let victim = Member {
+        node: 2,
+        pid: bench.id(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while handles
+        .iter()
+        .any(|(_, s)| s.delivered < 120 || !s.left.contains(&(victim, Reason::ProcDown)))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "missing deliveries or the process-down"
+        );
+        for (c, s) in &mut handles {
+            c.dispatch(Dispatch::Blocking(Duration::from_millis(20)), s)
+                .unwrap();
+        }
+    }
+    let first = &handles[0].1.events[marks[0]..];
+    for (k, (_, s)) in handles.iter().enumerate().skip(1) {
+        assert_eq!(
+            &s.events[marks[k]..],
+            first,
+            "member {} saw another sequence",
+            k + 1
+        );
+    }
+    assert_eq!(first.iter().filter(|e| e.starts_with("msg ")).count(), 120);
+}
+
+#[test]
+fn a_bad_config_names_file_line_and_key() {
+    let dir = std::env::temp_dir().join(format!("rotor-e2e-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("bad.conf");
+    std::fs::write(&conf, "totem {\n  version: 2\n  token: soon\n}\n").unwrap();
+    let out = Command::new(bin("rotord"))
+        .arg("-t")
+        .arg("-c")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("bad.conf:3:") && err.contains("token"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
