@@ -275,7 +275,7 @@ fn a_node_with_another_key_never_joins_and_its_frames_are_dropped() {
     );
     if std::env::var_os(rotor_dataplane::udp::NO_URING_ENV).is_none() {
         assert!(
-            stderr.contains("transport udp-uring"),
+            stderr.contains("transport udp: asked for (io_uring)"),
             "node 1 did not run on io_uring: {stderr}"
         );
     }
