@@ -113,6 +113,9 @@ pub enum RingAttachError {
     Invalid(&'static str),
 }
 
+/// Cache line size assumed when ordering the producer's stores (a wrong value costs speed only).
+const CACHE_LINE: usize = 64;
+
 /// The private, validated geometry of one ring, shared by both halves in one process.
 struct RingView {
     map: Arc<Mapping>,
@@ -344,15 +347,23 @@ impl Producer {
         let offset = (self.head as usize) & mask;
         let record_offset = if pad != 0 { 0 } else { offset };
         let data = self.view.data();
+        // The consumer may be polling the header's cache line right now, so that line is written
+        // last and in one burst (the payload bytes that share it, then the header): every other
+        // line first, then the zeroed next slot. Writing it early would let the poller pull it
+        // back between our stores and cost a second ownership transfer before the commit.
+        let payload_offset = record_offset + RECORD_ALIGN;
+        let header_line_end = (record_offset | (CACHE_LINE - 1)) + 1;
+        let head_part = size.min(header_line_end.saturating_sub(payload_offset));
         // Safety: `record_offset` is 8-aligned and the record fits between it and the end of the
         // data region (`space_needed` moved it to offset 0 when it would not fit); the space from
         // the old head up to head + total (+ 8 when `zero_next`) is free (checked against the
         // validated tail), so nothing we write overlaps bytes the consumer may still read.
+        // `head_part <= size`, so both copies stay inside the payload and the record.
         unsafe {
             std::ptr::copy_nonoverlapping(
-                payload.as_ptr(),
-                data.add(record_offset + RECORD_ALIGN),
-                size,
+                payload.as_ptr().add(head_part),
+                data.add(payload_offset + head_part),
+                size - head_part,
             );
         }
         if zero_next {
@@ -360,6 +371,10 @@ impl Producer {
             self.view
                 .word(next)
                 .store(RECORD_UNCOMMITTED, Ordering::Relaxed);
+        }
+        // Safety: as above.
+        unsafe {
+            std::ptr::copy_nonoverlapping(payload.as_ptr(), data.add(payload_offset), head_part);
         }
         let record_lap = lap_of(self.head + pad as u64, self.view.data_size);
         let record_word = RecordHeader::encode(size as u32, RECORD_KIND_DATA, record_lap);
