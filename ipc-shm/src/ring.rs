@@ -331,8 +331,9 @@ impl Producer {
 
     /// Appends one record. On `Full` nothing is written and nothing is overwritten.
     ///
-    /// Order of the writes: payload, then a zero into the header slot after the record (so the
-    /// consumer, arriving there, can never mistake stale bytes of an earlier lap for a header),
+    /// Order of the writes: the payload bytes outside the header's cache line, a zero into the
+    /// header slot after the record (so the consumer, arriving there, can never mistake stale
+    /// bytes of an earlier lap for a header), the payload bytes that share the header's line,
     /// then the record's header word, which commits it. With a wrap, the record at offset 0 is
     /// written and committed first and the pad header in front of it is stored last, so the
     /// consumer cannot reach offset 0 before that record is there.
