@@ -4,7 +4,7 @@
 /// `b"RTRA"` little-endian: first word of both handshake messages.
 pub const HANDSHAKE_MAGIC: u32 = u32::from_le_bytes(*b"RTRA");
 /// Bumped on every incompatible change of the handshake or of the ring layout.
-pub const HANDSHAKE_VERSION: u32 = 1;
+pub const HANDSHAKE_VERSION: u32 = 2;
 
 /// Environment variable that overrides the abstract socket name.
 pub const SOCKET_ENV: &str = "ROTOR_IPC_SOCKET";

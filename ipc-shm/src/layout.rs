@@ -3,6 +3,13 @@
 //!
 //! One ring is one memfd: `[RingHeader][padding to DATA_OFFSET][data: data_size bytes]`.
 //! Nothing in it is a pointer; every position is a byte offset or a free-running byte count.
+//!
+//! Since version 2 a record's header word is also its commit: the producer writes the payload,
+//! zeroes the header slot that follows the record, then stores the header (Release, SeqCst for
+//! the wake-up protocol). The consumer spins on the header word at its own cursor instead of on
+//! a shared `head`, so for a small record one cache-line transfer carries both the signal and
+//! the data. A header carries the low 8 bits of its lap (`position / data_size`), which tells a
+//! header left from the previous lap (not committed yet) from a new one.
 
 use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicU32, AtomicU64};
@@ -12,7 +19,7 @@ use crossbeam_utils::CachePadded;
 /// `b"ROTORIPC"` read as a little-endian u64; the first word of every ring.
 pub const RING_MAGIC: u64 = u64::from_le_bytes(*b"ROTORIPC");
 /// Bumped on every incompatible change of this module's layout or of the record format.
-pub const RING_VERSION: u32 = 1;
+pub const RING_VERSION: u32 = 2;
 
 /// Byte offset of the data region inside the mapping: one page, so the data starts page-aligned.
 pub const DATA_OFFSET: usize = 4096;
@@ -28,17 +35,22 @@ pub const RECORD_SIZE_MAX_DEFAULT: usize = (1 << 20) + (64 << 10);
 pub const DATA_SIZE_DEFAULT: usize = 4 << 20;
 
 /// Record kind: an application record.
-pub const RECORD_KIND_DATA: u16 = 1;
+pub const RECORD_KIND_DATA: u8 = 1;
 /// Record kind: filler up to the end of the data region; the next record starts at offset 0.
-pub const RECORD_KIND_PAD: u16 = 2;
-/// Written in every record header, so that a ring full of zeros or garbage is caught at once.
+pub const RECORD_KIND_PAD: u8 = 2;
+/// Written in every record header, so that a committed header is never zero and a ring full of
+/// garbage is caught at once.
 pub const RECORD_CHECK: u16 = 0x5254; // "RT"
+/// A header word of zero: the slot is not committed yet (the producer zeroes the slot after each
+/// record before it commits that record).
+pub const RECORD_UNCOMMITTED: u64 = 0;
 
 /// The producer's cache line. Written by the producer only.
 #[repr(C)]
 pub struct ProducerLine {
-    /// Free-running count of bytes the producer has published (records and pads).
-    /// Invariant (when the producer is honest): `tail <= head <= tail + data_size`, `head % 8 == 0`.
+    /// Free-running count of bytes the producer has committed (records and pads), published in
+    /// batches of `data_size / 8` bytes. Advisory only (fill level for diagnostics): the consumer
+    /// learns of records from their header words and never reads this.
     pub head: AtomicU64,
 }
 
@@ -83,32 +95,46 @@ pub struct RingHeader {
     pub wait: CachePadded<WaitLine>,
 }
 
-/// The 8-byte header in front of every record, read and written as one little-endian u64:
-/// bits 0..32 payload size, 32..48 kind, 48..64 [`RECORD_CHECK`].
+/// The 8-byte header in front of every record, read and written as one little-endian u64
+/// (one atomic store commits it): bits 0..32 payload size, 32..40 kind, 40..48 lap, 48..64
+/// [`RECORD_CHECK`]. Zero ([`RECORD_UNCOMMITTED`]) means nothing is committed at this slot yet.
 #[repr(C)]
 pub struct RecordHeader {
     /// Payload size in bytes (the padding to the next 8-byte boundary is not counted).
     pub size: u32,
     /// [`RECORD_KIND_DATA`] or [`RECORD_KIND_PAD`].
-    pub kind: u16,
+    pub kind: u8,
+    /// Low 8 bits of the lap the record was written in ([`lap_of`] its position). A header whose
+    /// lap is one behind the reader's is left from the previous lap: not committed yet.
+    pub lap: u8,
     /// [`RECORD_CHECK`].
     pub check: u16,
 }
 
 impl RecordHeader {
     /// The header as the u64 written into the ring.
-    pub fn encode(size: u32, kind: u16) -> u64 {
-        u64::from(size) | (u64::from(kind) << 32) | (u64::from(RECORD_CHECK) << 48)
+    pub fn encode(size: u32, kind: u8, lap: u8) -> u64 {
+        u64::from(size)
+            | (u64::from(kind) << 32)
+            | (u64::from(lap) << 40)
+            | (u64::from(RECORD_CHECK) << 48)
     }
 
     /// Splits a u64 read from the ring; no validation.
     pub fn decode(word: u64) -> RecordHeader {
         RecordHeader {
             size: word as u32,
-            kind: (word >> 32) as u16,
+            kind: (word >> 32) as u8,
+            lap: (word >> 40) as u8,
             check: (word >> 48) as u16,
         }
     }
+}
+
+/// The lap tag of the record header at free-running byte `position` of a ring of `data_size`
+/// (a power of two) bytes: the low 8 bits of `position / data_size`.
+pub const fn lap_of(position: u64, data_size: usize) -> u8 {
+    (position >> data_size.trailing_zeros()) as u8
 }
 
 // The layout is an ABI between processes: pin it down.
@@ -124,6 +150,12 @@ const _: () = assert!(offset_of!(RingHeader, wait) - offset_of!(RingHeader, cons
 const _: () = assert!(size_of::<RingHeader>() <= DATA_OFFSET);
 const _: () = assert!(size_of::<RingHeader>() % 64 == 0);
 const _: () = assert!(size_of::<RecordHeader>() == RECORD_ALIGN);
+const _: () = assert!(offset_of!(RecordHeader, size) == 0);
+const _: () = assert!(offset_of!(RecordHeader, kind) == 4);
+const _: () = assert!(offset_of!(RecordHeader, lap) == 5);
+const _: () = assert!(offset_of!(RecordHeader, check) == 6);
+// A committed header is never the uncommitted word.
+const _: () = assert!(RECORD_CHECK != 0);
 const _: () = assert!(DATA_OFFSET % 4096 == 0);
 const _: () = assert!(DATA_SIZE_DEFAULT.is_power_of_two());
 const _: () = assert!(RECORD_SIZE_MAX_DEFAULT + RECORD_ALIGN <= DATA_SIZE_DEFAULT / 2);

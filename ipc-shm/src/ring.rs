@@ -2,18 +2,26 @@
 //! records up to `record_size_max` (≥ 1 MiB by default), each behind an 8-byte header, never
 //! split across the end of the data region (a pad record fills the tail end instead).
 //!
-//! Each side keeps its own cursor privately and only *publishes* it to shared memory; the other
-//! side's cursor is read once, copied out and validated before use, so a peer that scribbles on
-//! the mapping can make us return [`CorruptReason`], never read or write out of bounds.
+//! The consumer learns of a record from its header word alone (written last by the producer,
+//! see [`crate::layout`]): it spins on the slot at its own cursor, never on a shared producer
+//! cursor, so a small record arrives with the same cache-line transfer that signals it. The
+//! consumer's cursor goes back to the producer in batches; the producer keeps a cached copy and
+//! re-reads it only when the ring looks full.
+//!
+//! Each side keeps its own cursor privately and only *publishes* it to shared memory; whatever
+//! the other side wrote (its cursor, a record header) is read once, copied out and validated
+//! before use, so a peer that scribbles on the mapping can make us return [`CorruptReason`],
+//! never read or write out of bounds.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::layout::{
-    check_sizes, mapping_size, record_footprint, RecordHeader, RingHeader, DATA_OFFSET,
-    RECORD_ALIGN, RECORD_CHECK, RECORD_KIND_DATA, RECORD_KIND_PAD, RING_MAGIC, RING_VERSION,
+    check_sizes, lap_of, mapping_size, record_footprint, RecordHeader, RingHeader, DATA_OFFSET,
+    RECORD_ALIGN, RECORD_CHECK, RECORD_KIND_DATA, RECORD_KIND_PAD, RECORD_UNCOMMITTED, RING_MAGIC,
+    RING_VERSION,
 };
 use crate::sys::{self, Mapping};
 
@@ -26,12 +34,20 @@ pub enum CorruptReason {
     #[error("consumer cursor {tail} impossible for producer cursor {head}")]
     TailOutOfRange { tail: u64, head: u64 },
     /// The producer's published head is behind our tail, ahead by more than the ring, or
-    /// misaligned.
+    /// misaligned. Not produced since ring version 2 (the consumer no longer reads `head`);
+    /// kept so that existing matches still compile.
     #[error("producer cursor {head} impossible for consumer cursor {tail}")]
     HeadOutOfRange { head: u64, tail: u64 },
     /// A record header without the check value (garbage or zeros where a record should be).
     #[error("bad record magic at offset {offset}: header word {word:#018x}")]
     BadRecordMagic { offset: usize, word: u64 },
+    /// A record header of neither this lap nor the previous one (the producer never writes one).
+    #[error("record header at offset {offset} has lap tag {lap}, expected {expected}")]
+    BadRecordLap {
+        offset: usize,
+        lap: u8,
+        expected: u8,
+    },
     /// A record header with an unknown kind.
     #[error("unknown record kind {kind} at offset {offset}")]
     BadRecordKind { offset: usize, kind: u16 },
@@ -97,6 +113,9 @@ pub enum RingAttachError {
     Invalid(&'static str),
 }
 
+/// Cache line size assumed when ordering the producer's stores (a wrong value costs speed only).
+const CACHE_LINE: usize = 64;
+
 /// The private, validated geometry of one ring, shared by both halves in one process.
 struct RingView {
     map: Arc<Mapping>,
@@ -115,6 +134,30 @@ impl RingView {
     fn data(&self) -> *mut u8 {
         // Safety: DATA_OFFSET + data_size == mapping length (checked at create/attach).
         unsafe { self.map.as_ptr().add(DATA_OFFSET) }
+    }
+
+    /// Hints the CPU to fetch the cache line after the one holding `offset` (no-op at the end
+    /// of the data region and on other architectures). A prefetch never faults nor changes memory.
+    #[inline]
+    fn prefetch_line_after(&self, offset: usize) {
+        let next = (offset | (CACHE_LINE - 1)) + 1;
+        if next < self.data_size {
+            #[cfg(target_arch = "x86_64")]
+            // Safety: `next` is inside the data region; _mm_prefetch only hints the cache.
+            unsafe {
+                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                _mm_prefetch::<_MM_HINT_T0>(self.data().add(next).cast::<i8>());
+            }
+        }
+    }
+
+    /// The 8-byte word at `offset` of the data region, accessed atomically: a record header slot.
+    fn word(&self, offset: usize) -> &AtomicU64 {
+        assert!(offset % RECORD_ALIGN == 0 && offset + RECORD_ALIGN <= self.data_size);
+        // Safety: in bounds (asserted above; our offsets are derived from our private cursors,
+        // never from shared memory) and 8-aligned (the data region is page-aligned), and the
+        // mapping lives as long as `self`. Both processes touch header slots only atomically.
+        unsafe { &*self.data().add(offset).cast::<AtomicU64>() }
     }
 }
 
@@ -197,8 +240,12 @@ pub fn pair(data_size: usize, record_size_max: usize) -> io::Result<(Producer, C
 /// The writing half of a ring. Not `Clone`: there is exactly one producer.
 pub struct Producer {
     view: RingView,
-    /// Our cursor; the published `head` is only a copy of it.
+    /// Our cursor: free-running count of bytes committed (records and pads).
     head: u64,
+    /// The value of `head` last stored in the advisory shared `head` (see [`ProducerLine`]).
+    ///
+    /// [`ProducerLine`]: crate::layout::ProducerLine
+    head_published: u64,
     /// Last validated value of the consumer's published tail.
     tail_cached: u64,
     /// The consumer's eventfd, signalled when it sleeps (`-1`: nobody to wake).
@@ -212,10 +259,16 @@ pub struct Consumer {
     tail: u64,
     /// The value of `tail` last published (publication is batched, see [`Consumer::try_pop`]).
     published: u64,
-    /// Last validated value of the producer's published head.
-    head_cached: u64,
     /// The producer's eventfd, signalled when it sleeps on a full ring (`-1`: nobody to wake).
     pub(crate) peer_wake_fd: RawFd,
+}
+
+/// What the header word at the consumer's cursor says, once validated.
+enum Slot {
+    /// Nothing committed there yet (zero, or a header left from the previous lap).
+    Uncommitted,
+    /// A committed header of this lap with a valid check value (kind and size not yet checked).
+    Committed(RecordHeader),
 }
 
 impl Producer {
@@ -229,6 +282,7 @@ impl Producer {
                 record_size_max,
             },
             head: 0,
+            head_published: 0,
             tail_cached: 0,
             peer_wake_fd: -1,
         }
@@ -276,6 +330,13 @@ impl Producer {
     }
 
     /// Appends one record. On `Full` nothing is written and nothing is overwritten.
+    ///
+    /// Order of the writes: the payload bytes outside the header's cache line, a zero into the
+    /// header slot after the record (so the consumer, arriving there, can never mistake stale
+    /// bytes of an earlier lap for a header), the payload bytes that share the header's line,
+    /// then the record's header word, which commits it. With a wrap, the record at offset 0 is
+    /// written and committed first and the pad header in front of it is stored last, so the
+    /// consumer cannot reach offset 0 before that record is there.
     pub fn try_push(&mut self, payload: &[u8]) -> Result<(), PushError> {
         let size = payload.len();
         if size > self.view.record_size_max {
@@ -286,39 +347,73 @@ impl Producer {
         }
         let (total, pad) = self.space_needed(size);
         let data_size = self.view.data_size as u64;
-        if self.head + total as u64 - self.tail_cached > data_size {
+        // The record's bytes plus the next header slot, which we zero when it is free.
+        if self.head + (total + RECORD_ALIGN) as u64 - self.tail_cached > data_size {
             self.refresh_tail(Ordering::Acquire)
                 .map_err(PushError::Corrupt)?;
             if self.head + total as u64 - self.tail_cached > data_size {
                 return Err(PushError::Full);
             }
         }
+        // Only when this record fills the ring exactly is the next slot not free: it is then the
+        // header of the consumer's oldest unread record (its published tail is always a record
+        // start), a header of the previous lap, which the consumer reads as "not committed".
+        let zero_next = self.head + (total + RECORD_ALIGN) as u64 - self.tail_cached <= data_size;
+        let mask = self.view.data_size - 1;
+        let offset = (self.head as usize) & mask;
+        let record_offset = if pad != 0 { 0 } else { offset };
         let data = self.view.data();
-        let mut offset = (self.head as usize) & (self.view.data_size - 1);
-        // Safety: `offset` is 8-aligned and below data_size; the space from the old head up to
-        // head + total is free (checked against the validated tail), so neither the pad header
-        // nor the record overlaps anything the consumer may still read; the record stays inside
-        // the data region because `space_needed` moved it to offset 0 when it would not fit.
+        // The consumer may be polling the header's cache line right now, so that line is written
+        // last and in one burst (the payload bytes that share it, then the header): every other
+        // line first, then the zeroed next slot. Writing it early would let the poller pull it
+        // back between our stores and cost a second ownership transfer before the commit.
+        let payload_offset = record_offset + RECORD_ALIGN;
+        let header_line_end = (record_offset | (CACHE_LINE - 1)) + 1;
+        let head_part = size.min(header_line_end.saturating_sub(payload_offset));
+        // Safety: `record_offset` is 8-aligned and the record fits between it and the end of the
+        // data region (`space_needed` moved it to offset 0 when it would not fit); the space from
+        // the old head up to head + total (+ 8 when `zero_next`) is free (checked against the
+        // validated tail), so nothing we write overlaps bytes the consumer may still read.
+        // `head_part <= size`, so both copies stay inside the payload and the record.
         unsafe {
-            if pad != 0 {
-                data.add(offset)
-                    .cast::<u64>()
-                    .write_volatile(RecordHeader::encode(
-                        (pad - RECORD_ALIGN) as u32,
-                        RECORD_KIND_PAD,
-                    ));
-                offset = 0;
-            }
-            std::ptr::copy_nonoverlapping(payload.as_ptr(), data.add(offset + RECORD_ALIGN), size);
-            data.add(offset)
-                .cast::<u64>()
-                .write_volatile(RecordHeader::encode(size as u32, RECORD_KIND_DATA));
+            std::ptr::copy_nonoverlapping(
+                payload.as_ptr().add(head_part),
+                data.add(payload_offset + head_part),
+                size - head_part,
+            );
+        }
+        if zero_next {
+            let next = ((self.head + total as u64) as usize) & mask;
+            self.view
+                .word(next)
+                .store(RECORD_UNCOMMITTED, Ordering::Relaxed);
+        }
+        // Safety: as above.
+        unsafe {
+            std::ptr::copy_nonoverlapping(payload.as_ptr(), data.add(payload_offset), head_part);
+        }
+        let record_lap = lap_of(self.head + pad as u64, self.view.data_size);
+        let record_word = RecordHeader::encode(size as u32, RECORD_KIND_DATA, record_lap);
+        // The last store commits the push. SeqCst, then a SeqCst load of the flag: with the
+        // consumer's SeqCst flag store then header load, at least one side sees the other (no
+        // lost wake-up).
+        if pad != 0 {
+            self.view.word(0).store(record_word, Ordering::Release);
+            let pad_word = RecordHeader::encode(
+                (pad - RECORD_ALIGN) as u32,
+                RECORD_KIND_PAD,
+                lap_of(self.head, self.view.data_size),
+            );
+            self.view.word(offset).store(pad_word, Ordering::SeqCst);
+        } else {
+            self.view.word(offset).store(record_word, Ordering::SeqCst);
         }
         self.head += total as u64;
         let header = self.view.header();
-        // SeqCst store then SeqCst load of the flag: with the consumer's SeqCst flag store then
-        // head load, at least one side sees the other (no lost wake-up).
-        header.producer.head.store(self.head, Ordering::SeqCst);
+        if self.head - self.head_published >= data_size / 8 {
+            self.head_published = self.head;
+            header.producer.head.store(self.head, Ordering::Relaxed);
+        }
         if self.peer_wake_fd >= 0 && header.wait.consumer_waiting.load(Ordering::SeqCst) != 0 {
             sys::eventfd_signal(self.peer_wake_fd);
         }
@@ -352,7 +447,6 @@ impl Consumer {
             },
             tail: 0,
             published: 0,
-            head_cached: 0,
             peer_wake_fd: -1,
         }
     }
@@ -362,66 +456,73 @@ impl Consumer {
         self.view.record_size_max
     }
 
-    fn refresh_head(&mut self, order: Ordering) -> Result<(), CorruptReason> {
-        let head = self.view.header().producer.head.load(order);
-        if head < self.tail
-            || head - self.tail > self.view.data_size as u64
-            || head % RECORD_ALIGN as u64 != 0
-        {
-            return Err(CorruptReason::HeadOutOfRange {
-                head,
-                tail: self.tail,
-            });
-        }
-        self.head_cached = head;
-        Ok(())
+    /// Offset in the data region of the next record header we will read (our private cursor).
+    pub fn tail_offset(&self) -> usize {
+        (self.tail as usize) & (self.view.data_size - 1)
     }
 
-    /// Is a record published? Reads the producer's cursor with `SeqCst`, for the sleep protocol.
-    pub(crate) fn ready_now(&mut self) -> Result<bool, CorruptReason> {
-        if self.head_cached != self.tail {
-            return Ok(true);
+    /// Reads the header word at our cursor once and classifies the copy.
+    fn slot(&self, order: Ordering) -> Result<Slot, CorruptReason> {
+        let offset = (self.tail as usize) & (self.view.data_size - 1);
+        let word = self.view.word(offset).load(order);
+        if word == RECORD_UNCOMMITTED {
+            return Ok(Slot::Uncommitted);
         }
-        self.refresh_head(Ordering::SeqCst)?;
-        Ok(self.head_cached != self.tail)
+        let record = RecordHeader::decode(word);
+        if record.check != RECORD_CHECK {
+            return Err(CorruptReason::BadRecordMagic { offset, word });
+        }
+        let expected = lap_of(self.tail, self.view.data_size);
+        if record.lap == expected {
+            Ok(Slot::Committed(record))
+        } else if record.lap == expected.wrapping_sub(1) {
+            // Left from the previous lap: the producer filled the ring exactly and has not
+            // written here since (see `Producer::try_push`).
+            Ok(Slot::Uncommitted)
+        } else {
+            Err(CorruptReason::BadRecordLap {
+                offset,
+                lap: record.lap,
+                expected,
+            })
+        }
+    }
+
+    /// Is a record committed at our cursor? Reads the header with `SeqCst`, for the sleep
+    /// protocol.
+    pub(crate) fn ready_now(&mut self) -> Result<bool, CorruptReason> {
+        Ok(matches!(self.slot(Ordering::SeqCst)?, Slot::Committed(_)))
     }
 
     /// Copies the next record into `buf` and releases its space; returns its length.
     ///
-    /// The released space becomes visible to the producer in batches: at the latest when we
-    /// have read every record we know of, after `data_size / 8` bytes, when the producer is seen
-    /// waiting, or on [`Consumer::flush_tail`] (which `Session` calls before it waits).
+    /// The released space becomes visible to the producer in batches: at the latest when a pop
+    /// finds the ring empty, after `data_size / 8` bytes, when the producer is seen waiting, or
+    /// on [`Consumer::flush_tail`] (which `Session` calls before it waits).
     pub fn try_pop(&mut self, buf: &mut [u8]) -> Result<usize, PopError> {
         let data_size = self.view.data_size;
         // At most two rounds: a pad record, then a data record at offset 0.
         for _ in 0..2 {
-            if self.head_cached == self.tail {
-                self.refresh_head(Ordering::Acquire)
-                    .map_err(PopError::Corrupt)?;
-                if self.head_cached == self.tail {
+            let offset = (self.tail as usize) & (data_size - 1);
+            // Acquire: pairs with the producer's commit store, so the payload written before it
+            // is visible below.
+            let record = match self.slot(Ordering::Acquire).map_err(PopError::Corrupt)? {
+                Slot::Committed(record) => record,
+                Slot::Uncommitted => {
+                    // While we wait on the header's line, keep pulling the line after it: the
+                    // producer writes that one first, so a record spanning both (64 B of payload
+                    // always does) is often complete in our cache when its header lands.
+                    self.view.prefetch_line_after(offset);
                     // A pad we skipped may have moved the cursor without publishing it.
                     self.flush_tail();
                     return Err(PopError::Empty);
                 }
-            }
-            let available = self.head_cached - self.tail;
-            let offset = (self.tail as usize) & (data_size - 1);
-            // Safety: `offset` is 8-aligned (tail only moves by multiples of 8) and at most
-            // data_size - 8, so the 8-byte read is inside the data region. The word is copied
-            // out once and only the copy is looked at.
-            let word = unsafe { self.view.data().add(offset).cast::<u64>().read_volatile() };
-            let record = RecordHeader::decode(word);
-            if record.check != RECORD_CHECK {
-                return Err(PopError::Corrupt(CorruptReason::BadRecordMagic {
-                    offset,
-                    word,
-                }));
-            }
+            };
             let size = record.size as usize;
             match record.kind {
                 RECORD_KIND_PAD => {
                     let expected = data_size - offset - RECORD_ALIGN;
-                    if size != expected || available < (data_size - offset) as u64 {
+                    if size != expected {
                         return Err(PopError::Corrupt(CorruptReason::BadPad {
                             offset,
                             size,
@@ -439,11 +540,11 @@ impl Consumer {
                         }));
                     }
                     let footprint = record_footprint(size);
-                    if offset + footprint > data_size || footprint as u64 > available {
+                    if offset + footprint > data_size {
                         return Err(PopError::Corrupt(CorruptReason::RecordBeyondRing {
                             offset,
                             size,
-                            available,
+                            available: (data_size - offset) as u64,
                         }));
                     }
                     if buf.len() < size {
@@ -465,16 +566,17 @@ impl Consumer {
                         );
                     }
                     self.tail += footprint as u64;
-                    // Batched publication, so the producer's cursor line is not bounced per
-                    // record. We publish (SeqCst store + flag check, the full wake protocol) when
-                    // we have taken every record we know of (so a drained ring, and the last pop
-                    // before any sleep, always publishes), every `data_size / 8` bytes, or when
-                    // the producer's waiting flag is already visible. Unpublished space exists
-                    // only while records we know of remain unread; `Session` flushes it before it
-                    // waits for space itself and in `arm_for_poll`, so two sessions cannot
-                    // deadlock on each other's unpublished space.
-                    if self.tail == self.head_cached
-                        || self.tail - self.published >= (data_size / 8) as u64
+                    // Batched publication, so the consumer's cursor line is not bounced per
+                    // record. We publish (SeqCst store + flag check, the full wake protocol) every
+                    // `data_size / 8` bytes, when the producer's waiting flag is already visible,
+                    // and when a pop finds the ring empty (so the last look before any sleep
+                    // always publishes). So less than `data_size / 8` bytes are ever private
+                    // while the ring is drained, and a record needs at most `data_size / 2`: a
+                    // drained consumer never leaves the producer `Full`. Unpublished space
+                    // otherwise exists only while records remain unread; `Session` flushes it
+                    // before it waits for space itself and in `arm_for_poll`, so two sessions
+                    // cannot deadlock on each other's unpublished space.
+                    if self.tail - self.published >= (data_size / 8) as u64
                         || self
                             .view
                             .header()
@@ -490,7 +592,7 @@ impl Consumer {
                 kind => {
                     return Err(PopError::Corrupt(CorruptReason::BadRecordKind {
                         offset,
-                        kind,
+                        kind: u16::from(kind),
                     }))
                 }
             }

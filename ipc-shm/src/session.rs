@@ -384,8 +384,13 @@ impl AsRawFd for Session {
     }
 }
 
-/// The spin-then-sleep policy of one `send`/`recv` call.
+/// The spin-then-sleep policy of one `send`/`recv` call. It reads no clock until the first
+/// attempt has failed, so a call that succeeds at once (the busy fast path) costs no clock read.
 struct Waiter {
+    mode: WaitMode,
+    timeout: Option<Duration>,
+    /// Set at the first failed attempt (the clock is read then).
+    started: bool,
     spin_until: Option<Instant>,
     sleeping: bool,
     deadline: Option<Instant>,
@@ -394,23 +399,36 @@ struct Waiter {
 
 impl Waiter {
     fn new(mode: WaitMode, timeout: Option<Duration>) -> Waiter {
-        let now = Instant::now();
-        let budget = mode.spin_budget();
         Waiter {
-            sleeping: budget == Some(Duration::ZERO),
-            spin_until: budget.map(|b| now + b),
-            deadline: timeout.map(|t| now + t),
+            mode,
+            timeout,
+            started: false,
+            spin_until: None,
+            sleeping: false,
+            deadline: None,
             rounds: 0,
         }
     }
 
     /// Called after each unsuccessful attempt: spins (returns `false`) or says to sleep.
     fn should_sleep(&mut self) -> Result<bool, SessionError> {
+        if !self.started {
+            self.started = true;
+            let budget = self.mode.spin_budget();
+            if budget.is_some() || self.timeout.is_some() {
+                let now = Instant::now();
+                self.sleeping = budget == Some(Duration::ZERO);
+                self.spin_until = budget.map(|b| now + b);
+                self.deadline = self.timeout.map(|t| now + t);
+            }
+        }
         if self.sleeping {
             return Ok(true);
         }
         self.rounds += 1;
-        if self.rounds % CLOCK_CHECK_INTERVAL == 0 {
+        if self.rounds % CLOCK_CHECK_INTERVAL == 0
+            && (self.deadline.is_some() || self.spin_until.is_some())
+        {
             let now = Instant::now();
             if self.deadline.is_some_and(|d| now >= d) {
                 return Err(SessionError::TimedOut);

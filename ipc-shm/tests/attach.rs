@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use ipc_shm::layout::{DATA_OFFSET, RECORD_CHECK};
+use ipc_shm::layout::{RecordHeader, DATA_OFFSET, RECORD_KIND_DATA};
 use ipc_shm::{
     AcceptError, AllowList, AttachError, Client, Server, ServerConfig, Session, SessionError,
     WaitMode,
@@ -433,15 +433,16 @@ fn garbage_from_one_client_disconnects_only_that_client() {
         clients.push(connecting.join().unwrap().unwrap());
     }
     let mut buf = vec![0u8; 16 << 10];
-    // Client 0: a cursor beyond the ring. Client 1: a record header of zeros after a good
-    // record. Client 2: a record claiming more bytes than the ring has. Client 3 stays honest.
+    // Client 0: a record header from a lap that cannot be (and a cursor beyond the ring, which
+    // the consumer no longer reads). Client 1: a garbage header word after a good record.
+    // Client 2: a record claiming more bytes than the ring has. Client 3 stays honest.
+    let wrong_lap = RecordHeader::encode(8, RECORD_KIND_DATA, 7);
+    scribble(&clients[0], DATA_OFFSET, wrong_lap);
     scribble(&clients[0], HEAD_OFFSET, u64::MAX - 7);
     clients[1].try_send(b"good").unwrap();
-    scribble(&clients[1], DATA_OFFSET + 16, 0);
-    scribble(&clients[1], HEAD_OFFSET, 64);
-    let huge = u64::from(u32::MAX) | (1 << 32) | (u64::from(RECORD_CHECK) << 48);
+    scribble(&clients[1], DATA_OFFSET + 16, 0xdead_beef_dead_beef);
+    let huge = RecordHeader::encode(u32::MAX, RECORD_KIND_DATA, 0);
     scribble(&clients[2], DATA_OFFSET, huge);
-    scribble(&clients[2], HEAD_OFFSET, 8);
 
     let got = sessions[0].try_recv(&mut buf);
     assert!(matches!(got, Err(SessionError::Corrupt(_))), "{got:?}");

@@ -4,7 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ipc_shm::layout::{
-    record_footprint, record_size_max_for, DATA_OFFSET, DATA_SIZE_DEFAULT, RECORD_SIZE_MAX_DEFAULT,
+    record_footprint, record_size_max_for, RecordHeader, DATA_OFFSET, DATA_SIZE_DEFAULT,
+    RECORD_KIND_DATA, RECORD_KIND_PAD, RECORD_SIZE_MAX_DEFAULT,
 };
 use ipc_shm::{pair, CorruptReason, PopError, PushError};
 
@@ -215,51 +216,163 @@ const HEAD_OFFSET: usize = std::mem::offset_of!(ipc_shm::layout::RingHeader, pro
 const TAIL_OFFSET: usize = std::mem::offset_of!(ipc_shm::layout::RingHeader, consumer);
 
 #[test]
-fn consumer_rejects_impossible_head() {
-    let (_p, mut c) = pair(DATA_SIZE_SMALL, 1024).unwrap();
+fn consumer_ignores_the_advisory_head() {
+    // Since ring version 2 the consumer learns of records from their headers only: whatever the
+    // producer's `head` line says, an empty ring stays empty and a committed record is read.
+    let (mut p, mut c) = pair(DATA_SIZE_SMALL, 1024).unwrap();
     let map = c.mapping().clone();
     let mut buf = [0u8; 1024];
     for head in [DATA_SIZE_SMALL as u64 + 8, 12, u64::MAX - 7] {
         scribble_u64(&map, HEAD_OFFSET, head);
-        assert!(
-            matches!(
-                c.try_pop(&mut buf),
-                Err(PopError::Corrupt(CorruptReason::HeadOutOfRange { .. }))
-            ),
-            "head {head}"
-        );
+        assert_eq!(c.try_pop(&mut buf), Err(PopError::Empty), "head {head}");
     }
+    p.try_push(b"hello").unwrap();
+    assert_eq!(c.try_pop(&mut buf), Ok(5));
 }
 
 #[test]
 fn consumer_rejects_garbage_records() {
     let mut buf = [0u8; 2048];
     type IsExpected = fn(&CorruptReason) -> bool;
-    let cases: [(u64, IsExpected); 5] = [
-        (0, |r| matches!(r, CorruptReason::BadRecordMagic { .. })),
-        (0xdead_beef_dead_beef, |r| {
+    // (tail offset reached by honest records first, header word written there, expectation)
+    let cases: [(usize, u64, IsExpected); 7] = [
+        (0, 0xdead_beef_dead_beef, |r| {
             matches!(r, CorruptReason::BadRecordMagic { .. })
         }),
-        (0x5254_0009_0000_0010, |r| {
+        (0, 0x0000_0001_0000_0010, |r| {
+            matches!(r, CorruptReason::BadRecordMagic { .. })
+        }),
+        (0, 0x5254_0009_0000_0010, |r| {
             matches!(r, CorruptReason::BadRecordKind { .. })
         }),
-        (0x5254_0001_0000_0801, |r| {
+        (0, 0x5254_0001_0000_0801, |r| {
             matches!(r, CorruptReason::RecordTooLarge { .. })
         }),
-        (0x5254_0001_0000_0100, |r| {
+        (0, RecordHeader::encode(16, RECORD_KIND_DATA, 5), |r| {
+            matches!(r, CorruptReason::BadRecordLap { .. })
+        }),
+        (3072, RecordHeader::encode(2000, RECORD_KIND_DATA, 0), |r| {
             matches!(r, CorruptReason::RecordBeyondRing { .. })
         }),
+        (3072, RecordHeader::encode(64, RECORD_KIND_PAD, 0), |r| {
+            matches!(r, CorruptReason::BadPad { .. })
+        }),
     ];
-    for (word, expect) in cases {
-        let (_p, mut c) = pair(DATA_SIZE_SMALL, 2048 - 8).unwrap();
+    for (at, word, expect) in cases {
+        let (mut p, mut c) = pair(DATA_SIZE_SMALL, 2048 - 8).unwrap();
+        while c.tail_offset() < at {
+            p.try_push(&[1; 1016]).unwrap();
+            assert_eq!(c.try_pop(&mut buf), Ok(1016));
+        }
         let map = c.mapping().clone();
-        scribble_u64(&map, DATA_OFFSET, word);
-        scribble_u64(&map, HEAD_OFFSET, 64); // claims 64 bytes published
+        scribble_u64(&map, DATA_OFFSET + at, word);
         match c.try_pop(&mut buf) {
             Err(PopError::Corrupt(reason)) => assert!(expect(&reason), "word {word:#x}: {reason}"),
             other => panic!("word {word:#x}: {other:?}"),
         }
     }
+}
+
+#[test]
+fn a_record_is_consumed_only_once_its_header_is_committed() {
+    let (_p, mut c) = pair(DATA_SIZE_SMALL, 1024).unwrap();
+    let map = c.mapping().clone();
+    let mut buf = [0u8; 1024];
+    // Payload in place, header slot still zero: nothing to read.
+    scribble_u64(&map, DATA_OFFSET + 8, 0x1122_3344_5566_7788);
+    assert_eq!(c.try_pop(&mut buf), Err(PopError::Empty));
+    // A header left from the previous lap (255 = 0 - 1): still not committed, not corrupt.
+    scribble_u64(
+        &map,
+        DATA_OFFSET,
+        RecordHeader::encode(8, RECORD_KIND_DATA, 255),
+    );
+    assert_eq!(c.try_pop(&mut buf), Err(PopError::Empty));
+    // The commit: the same header in this lap.
+    scribble_u64(
+        &map,
+        DATA_OFFSET,
+        RecordHeader::encode(8, RECORD_KIND_DATA, 0),
+    );
+    assert_eq!(c.try_pop(&mut buf), Ok(8));
+    assert_eq!(buf[..8], 0x1122_3344_5566_7788u64.to_ne_bytes());
+    assert_eq!(c.try_pop(&mut buf), Err(PopError::Empty));
+}
+
+#[test]
+fn stale_bytes_of_an_earlier_lap_are_never_taken_for_a_record() {
+    // Lap 0 leaves payload words that look like committed headers of lap 1 everywhere; lap 1
+    // puts record starts where that payload was (and fills the ring exactly once, so the slot
+    // after the last record holds a header of the previous lap). Every pop must return exactly
+    // the record just pushed, and the pop after it nothing.
+    let (mut p, mut c) = pair(DATA_SIZE_SMALL, record_size_max_for(DATA_SIZE_SMALL)).unwrap();
+    let mut buf = vec![0u8; DATA_SIZE_SMALL];
+    let bait: Vec<u8> = (0..7)
+        .flat_map(|_| RecordHeader::encode(8, RECORD_KIND_DATA, 1).to_le_bytes())
+        .collect();
+    // Lap 0: 64 records of 56 bytes fill the ring exactly.
+    for _ in 0..DATA_SIZE_SMALL / 64 {
+        p.try_push(&bait).unwrap();
+    }
+    assert_eq!(p.try_push(&[]), Err(PushError::Full));
+    for _ in 0..DATA_SIZE_SMALL / 64 {
+        assert_eq!(c.try_pop(&mut buf), Ok(56));
+    }
+    assert_eq!(
+        c.try_pop(&mut buf),
+        Err(PopError::Empty),
+        "stale lap-0 header"
+    );
+    // Laps 1 and 2: sizes that put headers at every phase of the old 64-byte grid, with a pad
+    // at each wrap.
+    for (seq, size) in (0..40).cycle().take(400).enumerate() {
+        let record = pattern(seq as u64, size * 8 + 4);
+        p.try_push(&record).unwrap();
+        let n = c.try_pop(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &record[..], "record {seq}");
+        assert_eq!(
+            c.try_pop(&mut buf),
+            Err(PopError::Empty),
+            "after record {seq}"
+        );
+    }
+}
+
+#[test]
+fn wrap_with_a_pad_commits_the_record_before_the_pad() {
+    let (mut p, mut c) = pair(DATA_SIZE_SMALL, record_size_max_for(DATA_SIZE_SMALL)).unwrap();
+    let map = c.mapping().clone();
+    let mut buf = vec![0u8; DATA_SIZE_SMALL];
+    // Move both cursors to 64 bytes before the end.
+    for _ in 0..(DATA_SIZE_SMALL - 64) / 64 {
+        p.try_push(&[3; 56]).unwrap();
+        assert_eq!(c.try_pop(&mut buf), Ok(56));
+    }
+    // 100 bytes do not fit the last 64: a pad at 4032, the record at offset 0 of lap 1.
+    p.try_push(&pattern(9, 100)).unwrap();
+    let word = |offset: usize| {
+        // Safety: in bounds of the live mapping, 8-aligned.
+        unsafe {
+            map.as_ptr()
+                .add(DATA_OFFSET + offset)
+                .cast::<u64>()
+                .read_volatile()
+        }
+    };
+    assert_eq!(word(4032), RecordHeader::encode(56, RECORD_KIND_PAD, 0));
+    assert_eq!(word(0), RecordHeader::encode(100, RECORD_KIND_DATA, 1));
+    assert_eq!(word(record_footprint(100)), 0, "the next slot is zeroed");
+    // Un-commit the pad: the consumer must not skip ahead to the (committed) record at 0.
+    scribble_u64(&map, DATA_OFFSET + 4032, 0);
+    assert_eq!(c.try_pop(&mut buf), Err(PopError::Empty));
+    scribble_u64(
+        &map,
+        DATA_OFFSET + 4032,
+        RecordHeader::encode(56, RECORD_KIND_PAD, 0),
+    );
+    assert_eq!(c.try_pop(&mut buf), Ok(100));
+    assert_eq!(&buf[..100], &pattern(9, 100)[..]);
+    assert_eq!(c.tail_offset(), record_footprint(100));
 }
 
 #[test]
