@@ -18,8 +18,10 @@ fn bin(name: &str) -> PathBuf {
         .unwrap()
         .to_path_buf();
     let p = dir.join(name);
-    if !p.exists() {
-        // `cargo test -p rotor-client` alone does not build the other packages' binaries.
+    // `cargo test -p rotor-client` alone neither builds the other packages' binaries nor
+    // rebuilds stale ones (a stale rotord would speak an older ring version): build them; it
+    // is a no-op when they are current.
+    {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let ok = Command::new(cargo)
             .args(["build", "-p", "rotor-control", "-p", "rotor-dataplane"])
