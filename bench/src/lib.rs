@@ -1,2 +1,17 @@
-//! rotor-bench: benchmarks and the side-by-side runs against Corosync. Not yet implemented
-//! (issue 6); benchmarks report timings, tests never assert them.
+//! rotor-bench: the benchmarks that put rotor's performance claims on paper (issue 6).
+//!
+//! - `vs-corosync` (`cargo xtask bench vs-corosync [--quick]`): Debian's Corosync 3 and rotor on
+//!   the same network-namespace hosts in the same run, driven by the same CPG workloads
+//!   (`rotor bench` for rotor, `csrc/cpg_bench.c` over libcpg for Corosync).
+//! - `bench-rings` (`cargo xtask bench rings`): the latency of each ring on rotor's path — shm
+//!   ring, AF_XDP, kernel UDP, token rotation, end-to-end agreed delivery.
+//!
+//! Both write a Markdown report with SVG plots under `bench/reports/` and their own block of
+//! docs/BENCHMARKS.md. The pure parts (result lines, percentile ladders, SVG, report text) live
+//! in this library and are unit-tested; the benches themselves are never tests and assert no time.
+
+pub mod cluster;
+pub mod dist;
+pub mod line;
+pub mod report;
+pub mod svg;

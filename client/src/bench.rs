@@ -102,7 +102,26 @@ fn percentile(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
-/// One message in flight at a time; prints p50/p99/p999/max of self-delivery latency.
+/// Percentiles listed in `dist_us` (each only when at least one sample lies above it); rotor-bench's
+/// C client for Corosync prints the same ladder, so one parser draws both curves.
+const DIST_PERCENTILES: [f64; 11] = [
+    50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 99.995, 99.999,
+];
+
+/// `P:V,…,100:max` in µs: the latency distribution on `DIST_PERCENTILES`.
+fn dist(h: &Histogram<u64>) -> String {
+    let mut out = String::new();
+    for p in DIST_PERCENTILES {
+        if h.len() as f64 * (1.0 - p / 100.0) >= 1.0 - 1e-9 {
+            out.push_str(&format!("{p}:{:.1},", percentile(h, p / 100.0)));
+        }
+    }
+    out.push_str(&format!("100:{:.1}", h.max() as f64 / 1000.0));
+    out
+}
+
+/// One message in flight at a time; prints p50/p99/p999/max of self-delivery latency and the
+/// distribution (`dist_us`).
 pub fn lat(o: &Options) -> Result<String, Error> {
     let (mut cpg, mut t) = setup(o)?;
     let start = t.start.unwrap_or_else(Instant::now);
@@ -134,14 +153,15 @@ pub fn lat(o: &Options) -> Result<String, Error> {
         let _ = h.record(*v);
     }
     Ok(format!(
-        "bench=lat size={} count={} p50_us={:.1} p99_us={:.1} p999_us={:.1} max_us={:.1} seq_errors={}",
+        "bench=lat size={} count={} p50_us={:.1} p99_us={:.1} p999_us={:.1} max_us={:.1} seq_errors={} dist_us={}",
         o.size,
         h.len(),
         percentile(&h, 0.5),
         percentile(&h, 0.99),
         percentile(&h, 0.999),
         h.max() as f64 / 1000.0,
-        t.seq_errors
+        t.seq_errors,
+        dist(&h)
     ))
 }
 

@@ -1,0 +1,550 @@
+//! Running the systems under test on rotor-testbed hosts: Corosync 3 (one daemon per host, each in
+//! its own mount namespace with its own /run and /var/lib/corosync, as shared/tools/corosync-peer.sh
+//! does) and rotor (one `rotord` per host, which starts its dataplane), plus the bench clients.
+//!
+//! Every process started here is in its own process group (a terminal's Ctrl-C reaches only the
+//! bench, which then tears down in order), is remembered by PID, and is stopped by that PID only:
+//! SIGTERM, a bounded wait, then SIGKILL. Every wait is bounded and gives up early when the bench
+//! is interrupted (`interrupted`).
+
+use std::fmt::Write as _;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rotor_testbed::Testbed;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// SIGINT and SIGTERM set a flag instead of killing the bench, so it can stop what it started
+/// and remove its hosts before it exits.
+pub fn catch_interrupts() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // Safety: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(sig, on_signal as libc::sighandler_t) };
+    }
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Err when interrupted, for `?` in the bench's steps.
+pub fn check_interrupt() -> Result<(), String> {
+    if interrupted() {
+        Err("interrupted".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Sleeps `d` unless interrupted first.
+pub fn nap(d: Duration) -> Result<(), String> {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        check_interrupt()?;
+        std::thread::sleep(Duration::from_millis(20).min(end - Instant::now()));
+    }
+    check_interrupt()
+}
+
+/// Long-running processes (daemons) started by the bench; stopped by PID on `stop` or drop.
+#[derive(Default)]
+pub struct Daemons {
+    procs: Vec<(String, Child)>,
+}
+
+impl Daemons {
+    /// Starts `cmd` in its own process group with stdout and stderr going to `log`.
+    pub fn start(&mut self, name: &str, mut cmd: Command, log: &Path) -> Result<u32, String> {
+        let file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = file.try_clone().map_err(|e| e.to_string())?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("start {name}: {e}"))?;
+        let pid = child.id();
+        self.procs.push((name.to_owned(), child));
+        Ok(pid)
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.procs.iter().map(|(_, c)| c.id()).collect()
+    }
+
+    /// Names of daemons that have exited already.
+    pub fn exited(&mut self) -> Vec<String> {
+        self.procs
+            .iter_mut()
+            .filter_map(|(n, c)| c.try_wait().ok().flatten().map(|_| n.clone()))
+            .collect()
+    }
+
+    /// SIGTERM to each, up to `grace` for all to exit, then SIGKILL to what is left; reaps all.
+    pub fn stop(&mut self, grace: Duration) {
+        for (_, c) in &mut self.procs {
+            if c.try_wait().ok().flatten().is_none() {
+                // Safety: kill(2) on our own unreaped child: the PID is still ours.
+                unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            }
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline
+            && self
+                .procs
+                .iter_mut()
+                .any(|(_, c)| c.try_wait().ok().flatten().is_none())
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for (_, c) in &mut self.procs {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.procs.clear();
+    }
+}
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(5));
+    }
+}
+
+/// What one client run printed.
+pub struct ClientOutput {
+    pub host: usize,
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs one command per host at once, each in its own process group, and waits for all of
+/// them at most `limit` (killing, by PID, any still running then or on an interrupt).
+pub fn run_clients(
+    cmds: Vec<(usize, Command)>,
+    limit: Duration,
+) -> Result<Vec<ClientOutput>, String> {
+    let mut running = Vec::new();
+    for (host, mut cmd) in cmds {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("start client on host {host}: {e}"))?;
+        running.push((host, child));
+    }
+    // Drain the pipes from threads so a chatty client never blocks on a full pipe.
+    let readers: Vec<_> = running
+        .iter_mut()
+        .map(|(_, c)| {
+            let mut out = c.stdout.take();
+            let mut err = c.stderr.take();
+            std::thread::spawn(move || {
+                let (mut o, mut e) = (String::new(), String::new());
+                if let Some(s) = out.as_mut() {
+                    let _ = s.read_to_string(&mut o);
+                }
+                if let Some(s) = err.as_mut() {
+                    let _ = s.read_to_string(&mut e);
+                }
+                (o, e)
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + limit;
+    let mut status = vec![None; running.len()];
+    while status.iter().any(Option::is_none) {
+        for (i, (_, c)) in running.iter_mut().enumerate() {
+            if status[i].is_none() {
+                status[i] = c.try_wait().map_err(|e| e.to_string())?;
+            }
+        }
+        if Instant::now() > deadline || interrupted() {
+            for (_, c) in &mut running {
+                let _ = c.kill();
+            }
+            for (i, (_, c)) in running.iter_mut().enumerate() {
+                if status[i].is_none() {
+                    status[i] = c.wait().ok();
+                }
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut outputs = Vec::new();
+    for (((host, _), reader), st) in running.into_iter().zip(readers).zip(status) {
+        let (stdout, stderr) = reader.join().unwrap_or_default();
+        outputs.push(ClientOutput {
+            host,
+            ok: st.is_some_and(|s| s.success()),
+            stdout,
+            stderr,
+        });
+    }
+    check_interrupt()?;
+    Ok(outputs)
+}
+
+/// The first `bench=` line of each client, or an error with what the failing ones said.
+pub fn bench_lines(outputs: &[ClientOutput], what: &str) -> Result<Vec<String>, String> {
+    let mut lines = Vec::new();
+    let mut errors = String::new();
+    for o in outputs {
+        match o.stdout.lines().find(|l| l.starts_with("bench=")) {
+            Some(l) if o.ok => lines.push(l.to_owned()),
+            _ => {
+                let _ = write!(
+                    errors,
+                    "\n  host {}: {}{}",
+                    o.host,
+                    o.stdout.trim(),
+                    o.stderr.trim()
+                );
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(lines)
+    } else {
+        Err(format!("{what} failed:{errors}"))
+    }
+}
+
+/// The cluster's nodelist as corosync.conf text (node I at the testbed's 198.18.0.I).
+fn nodelist(hosts: usize) -> String {
+    let mut out = String::from("nodelist {\n");
+    for i in 1..=hosts {
+        let _ = write!(
+            out,
+            "  node {{\n    ring0_addr: {}\n    nodeid: {i}\n  }}\n",
+            rotor_testbed::ipv4(i)
+        );
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// corosync.conf for either system: `transport` is `knet` (Corosync) or `xdp` (rotor); both
+/// aes256 + sha256 with `keyfile`; `extra` is appended (quorum{}, rotor{} …).
+pub fn corosync_conf(
+    cluster: &str,
+    transport: &str,
+    keyfile: &Path,
+    hosts: usize,
+    extra: &str,
+) -> String {
+    format!(
+        "totem {{\n  version: 2\n  cluster_name: {cluster}\n  transport: {transport}\n  \
+         crypto_cipher: aes256\n  crypto_hash: sha256\n  keyfile: {}\n}}\n{}logging {{\n  \
+         to_stderr: yes\n  to_syslog: no\n}}\n{extra}",
+        keyfile.display(),
+        nodelist(hosts)
+    )
+}
+
+/// Debian's corosync 3 and libcpg-dev, installed with apt-get when missing.
+pub fn ensure_corosync() -> Result<(), String> {
+    let have = Path::new("/usr/sbin/corosync").exists()
+        && Path::new("/usr/include/corosync/cpg.h").exists();
+    if have {
+        return Ok(());
+    }
+    eprintln!("vs-corosync: installing corosync and libcpg-dev (apt-get)");
+    for args in [
+        &["update", "-qq"][..],
+        &["install", "-y", "-qq", "corosync", "libcpg-dev"][..],
+    ] {
+        let ok = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| format!("apt-get: {e}"))?;
+        if !ok.success() {
+            return Err(format!("apt-get {}: {ok}", args.join(" ")));
+        }
+    }
+    Ok(())
+}
+
+/// Compiles the C CPG client into `out` (linked with Debian's libcpg).
+pub fn build_c_client(out: &Path) -> Result<(), String> {
+    let src = crate::report::workspace_root().join("bench/csrc/cpg_bench.c");
+    let status = Command::new("cc")
+        .args(["-O2", "-Wall", "-o"])
+        .arg(out)
+        .arg(&src)
+        .arg("-lcpg")
+        .status()
+        .map_err(|e| format!("cc: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cc {}: {status}", src.display()))
+    }
+}
+
+/// Corosync on every testbed host, each daemon with its own /run and /var/lib/corosync.
+pub struct Corosync {
+    pub dir: PathBuf,
+    pub daemons: Daemons,
+}
+
+impl Corosync {
+    /// `program args…` inside host `i` and that host's mount namespace view (its /run and
+    /// /var/lib/corosync bound over the real ones), so libcpg reaches that host's daemon.
+    pub fn command(bed: &Testbed, dir: &Path, i: usize, program: &Path, args: &[&str]) -> Command {
+        let host = dir.join(format!("host{i}"));
+        let mut cmd = bed.command(i, "unshare");
+        cmd.args([
+            "-m",
+            "sh",
+            "-c",
+            "mount --bind \"$1\" /run && mount --bind \"$2\" /var/lib/corosync && shift 2 && exec \"$@\"",
+            "sh",
+        ])
+        .arg(host.join("run"))
+        .arg(host.join("lib"))
+        .arg(program)
+        .args(args);
+        cmd
+    }
+
+    /// Writes the key and config, starts a daemon per host and waits (60 s at most) until host
+    /// 1's votequorum counts every node.
+    pub fn up(bed: &Testbed, dir: &Path) -> Result<Corosync, String> {
+        let hosts = bed.hosts();
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let key = dir.join("authkey");
+        if !key.exists() {
+            let out = Command::new("corosync-keygen")
+                .arg("-k")
+                .arg(&key)
+                .output()
+                .map_err(|e| format!("corosync-keygen: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "corosync-keygen: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+        let conf = dir.join("corosync.conf");
+        let quorum = "quorum {\n  provider: corosync_votequorum\n}\n";
+        std::fs::write(&conf, corosync_conf("vsbench", "knet", &key, hosts, quorum))
+            .map_err(|e| e.to_string())?;
+        let mut c = Corosync {
+            dir: dir.to_owned(),
+            daemons: Daemons::default(),
+        };
+        for i in 1..=hosts {
+            let host = dir.join(format!("host{i}"));
+            for sub in ["run", "lib"] {
+                std::fs::create_dir_all(host.join(sub)).map_err(|e| e.to_string())?;
+            }
+            let conf_s = conf.display().to_string();
+            let cmd = Corosync::command(bed, dir, i, Path::new("corosync"), &["-f", "-c", &conf_s]);
+            c.daemons
+                .start(&format!("corosync{i}"), cmd, &host.join("log"))?;
+        }
+        let want = format!("Nodes: {hosts}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            check_interrupt()?;
+            let out = Corosync::command(bed, dir, 1, Path::new("corosync-quorumtool"), &["-s"])
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| e.to_string())?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            if text
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == want)
+            {
+                return Ok(c);
+            }
+            let dead = c.daemons.exited();
+            if !dead.is_empty() || Instant::now() > deadline {
+                let log = std::fs::read_to_string(dir.join("host1/log")).unwrap_or_default();
+                return Err(format!(
+                    "corosync: no ring of {hosts} within 60 s (exited: {dead:?}); host 1 log tail:\n{}",
+                    tail(&log, 15)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+/// rotor on every testbed host: one rotord each, which starts its dataplane.
+pub struct Rotor {
+    pub dir: PathBuf,
+    pub bin: PathBuf,
+    pub daemons: Daemons,
+}
+
+impl Rotor {
+    /// Writes a key (`rotor keygen`) and a config with `transport` (xdp or udp) and
+    /// `rotor_section` (a `rotor { … }` block or ""), starts rotord on every host and waits
+    /// (60 s at most) until every host reports an operational ring of all hosts.
+    pub fn up(
+        bed: &Testbed,
+        dir: &Path,
+        bin: &Path,
+        transport: &str,
+        rotor_section: &str,
+    ) -> Result<Rotor, String> {
+        let hosts = bed.hosts();
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let key = dir.join("authkey");
+        let _ = std::fs::remove_file(&key);
+        let out = Command::new(bin.join("rotor"))
+            .args(["keygen", "-k"])
+            .arg(&key)
+            .output()
+            .map_err(|e| format!("rotor keygen: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "rotor keygen: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let conf = dir.join("corosync.conf");
+        std::fs::write(
+            &conf,
+            corosync_conf("vsbench", transport, &key, hosts, rotor_section),
+        )
+        .map_err(|e| e.to_string())?;
+        let mut r = Rotor {
+            dir: dir.to_owned(),
+            bin: bin.to_owned(),
+            daemons: Daemons::default(),
+        };
+        for i in 1..=hosts {
+            let mut cmd = bed.command(i, bin.join("rotord"));
+            cmd.arg("-f").arg("-c").arg(&conf);
+            r.daemons.start(
+                &format!("rotord{i}"),
+                cmd,
+                &dir.join(format!("rotord{i}.log")),
+            )?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut ready = vec![false; hosts];
+        while ready.iter().any(|r| !r) {
+            check_interrupt()?;
+            for i in 1..=hosts {
+                if !ready[i - 1] {
+                    ready[i - 1] = r.ring_complete(bed, i, hosts);
+                }
+            }
+            let dead = r.daemons.exited();
+            if !dead.is_empty() || Instant::now() > deadline {
+                let waiting: Vec<usize> = (1..=hosts).filter(|i| !ready[i - 1]).collect();
+                let log = std::fs::read_to_string(dir.join(format!(
+                    "rotord{}.log",
+                    waiting.first().copied().unwrap_or(1)
+                )))
+                .unwrap_or_default();
+                return Err(format!(
+                    "rotor: no ring of {hosts} within 60 s on hosts {waiting:?} (exited: {dead:?}); log tail:\n{}",
+                    tail(&log, 15)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(r)
+    }
+
+    /// `rotor status` on host `i` shows an operational ring with every other host connected.
+    fn ring_complete(&self, bed: &Testbed, i: usize, hosts: usize) -> bool {
+        let Ok(out) = bed
+            .command(i, self.bin.join("rotor"))
+            .arg("status")
+            .stdin(Stdio::null())
+            .output()
+        else {
+            return false;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        out.status.success()
+            && text.contains("state operational")
+            && text.matches(":\tconnected").count() == hosts - 1
+    }
+
+    /// The dataplane processes (children of the rotords), for profiling.
+    pub fn dataplane_pids(&self) -> Vec<u32> {
+        self.daemons
+            .pids()
+            .into_iter()
+            .flat_map(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .collect()
+    }
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_names_every_node_and_the_crypto() {
+        let c = corosync_conf("c", "xdp", Path::new("/k"), 3, "rotor {\n}\n");
+        assert!(c.contains("transport: xdp"));
+        assert!(c.contains("crypto_cipher: aes256") && c.contains("crypto_hash: sha256"));
+        assert!(c.contains("keyfile: /k"));
+        for i in 1..=3 {
+            assert!(c.contains(&format!("ring0_addr: 198.18.0.{i}\n    nodeid: {i}\n")));
+        }
+        assert!(c.ends_with("rotor {\n}\n"));
+    }
+
+    #[test]
+    fn bench_lines_pick_results_and_name_failures() {
+        let out = |host, ok, stdout: &str| ClientOutput {
+            host,
+            ok,
+            stdout: stdout.into(),
+            stderr: String::new(),
+        };
+        let good = [
+            out(1, true, "noise\nbench=lat size=64\n"),
+            out(2, true, "bench=tput size=1\n"),
+        ];
+        assert_eq!(
+            bench_lines(&good, "x").unwrap(),
+            ["bench=lat size=64", "bench=tput size=1"]
+        );
+        let bad = [out(1, true, "bench=lat\n"), out(3, false, "timed out")];
+        let e = bench_lines(&bad, "lat 64").unwrap_err();
+        assert!(
+            e.contains("lat 64 failed") && e.contains("host 3: timed out"),
+            "{e}"
+        );
+        assert_eq!(tail("a\nb\nc", 2), "b\nc");
+    }
+}
