@@ -28,7 +28,9 @@ extern "C" fn on_signal(_: libc::c_int) {
 pub fn catch_interrupts() {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // Safety: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { libc::signal(sig, on_signal as libc::sighandler_t) };
+        let handler: extern "C" fn(libc::c_int) = on_signal;
+        // Safety: as above.
+        unsafe { libc::signal(sig, handler as libc::sighandler_t) };
     }
 }
 

@@ -19,6 +19,9 @@ usage: cargo xtask <command> [args]
   bench ipc            shared-memory ring latency and throughput
   bench crypto         per-frame seal/open cost for each crypto mode
   bench udp            the io_uring and plain-socket UDP providers on loopback
+  bench rings          latency of each ring on the path (root; report in bench/reports/)
+  bench vs-corosync [--quick]
+                       Corosync 3 and rotor side by side on netns hosts (root; report too)
   cluster up N [--transport udp|xdp] [--ipv6] [--debug]
                        N netns hosts n1..nN (198.18.0.I, 2001:2::I), one rotor-dataplane each
   cluster down         stop those nodes and remove the hosts
@@ -134,6 +137,8 @@ const BENCHES: &[(&str, &str, &str, &str)] = &[
     ("ipc", "ipc-shm", "--example", "bench_ipc"),
     ("crypto", "rotor-crypto", "--example", "bench_crypto"),
     ("udp", "rotor-dataplane", "--example", "bench_udp"),
+    ("rings", "rotor-bench", "--bin", "bench-rings"),
+    ("vs-corosync", "rotor-bench", "--bin", "vs-corosync"),
 ];
 
 fn bench(args: &[String]) -> Result<(), String> {

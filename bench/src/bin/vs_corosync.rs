@@ -1,1 +1,636 @@
-fn main() {}
+//! `cargo xtask bench vs-corosync [--quick] [--hosts N] [--runs R] [--perf] [--no-docs]`:
+//! Corosync 3 (Debian, knet, aes256+sha256) and rotor (XDP dataplane, AES-256-GCM) on the same
+//! network-namespace hosts `vs1..vsN`, in the same run, under the same CPG workloads:
+//!
+//! - latency: one message in flight from host 1 (the other hosts order it but run no client),
+//!   agreed self-delivery, 64 B and 1 KB;
+//! - throughput: every host sends for T seconds; delivered msgs/s at each member (median over
+//!   the members), 64 B and 1 KB.
+//!
+//! Each run brings Corosync up, measures, stops it, then does the same for rotor; ratios are
+//! taken per run and their median reported. Prints a table and, last,
+//! `vs-corosync lat64_p50_ratio=… lat64_p99_ratio=… tput64_ratio=… tput1k_ratio=…`
+//! (Corosync ÷ rotor for latency, rotor ÷ Corosync for throughput: > 1 = rotor better). Writes
+//! `bench/reports/vs-corosync-<stamp>.md` with SVG plots and its block in docs/BENCHMARKS.md.
+//! Everything it starts is stopped by PID and its hosts removed, on failure and Ctrl-C too.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{exit, Command, Stdio};
+use std::time::Duration;
+
+use rotor_bench::cluster::{
+    self, bench_lines, build_c_client, check_interrupt, ensure_corosync, run_clients, Corosync,
+    Daemons, Rotor,
+};
+use rotor_bench::dist::{median, Dist};
+use rotor_bench::line::Line;
+use rotor_bench::report::{self, load_average, table, Machine, Report, Utc};
+use rotor_bench::svg::{bar_chart, percentile_chart, BarGroup, Series};
+use rotor_testbed::Testbed;
+
+const SIZES: [usize; 2] = [64, 1024];
+const PREFIX: &str = "vs";
+/// BRIEF §5: how many times better rotor must be.
+const BAR_LAT64: f64 = 10.0;
+const BAR_TPUT64: f64 = 80.0;
+const BAR_TPUT1K: f64 = 15.0;
+
+struct Plan {
+    hosts: usize,
+    runs: usize,
+    lat_count: u64,
+    tput_seconds: f64,
+    perf: bool,
+    docs: bool,
+    quick: bool,
+    /// rotor{poll_mode} for the dataplanes (None = rotor's default).
+    poll: Option<String>,
+}
+
+impl Plan {
+    fn parse(args: &[String]) -> Result<Plan, String> {
+        let mut p = Plan {
+            hosts: 3,
+            runs: 3,
+            lat_count: 5000,
+            tput_seconds: 8.0,
+            perf: false,
+            docs: true,
+            quick: false,
+            poll: None,
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = |name: &str| {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{name} needs a value"))
+            };
+            match a.as_str() {
+                "--quick" => {
+                    p.quick = true;
+                    p.runs = 1;
+                    p.lat_count = 1500;
+                    p.tput_seconds = 3.0;
+                }
+                "--hosts" => p.hosts = value("--hosts")?.parse().map_err(|_| "--hosts N")?,
+                "--runs" => p.runs = value("--runs")?.parse().map_err(|_| "--runs R")?,
+                "--lat-count" => {
+                    p.lat_count = value("--lat-count")?.parse().map_err(|_| "--lat-count N")?
+                }
+                "--tput-seconds" => {
+                    p.tput_seconds = value("--tput-seconds")?
+                        .parse()
+                        .map_err(|_| "--tput-seconds S")?
+                }
+                "--poll" => p.poll = Some(value("--poll")?),
+                "--perf" => p.perf = true,
+                "--no-docs" => p.docs = false,
+                "-h" | "--help" => {
+                    return Err("usage: vs-corosync [--quick] [--hosts N] [--runs R] \
+                                [--lat-count N] [--tput-seconds S] [--poll busy|adaptive|blocking] \
+                                [--perf] [--no-docs]"
+                        .into())
+                }
+                other => return Err(format!("unknown argument {other}")),
+            }
+        }
+        if !(2..=16).contains(&p.hosts) || p.runs == 0 {
+            return Err("--hosts must be 2..=16 and --runs at least 1".into());
+        }
+        Ok(p)
+    }
+
+    fn command_line(&self) -> String {
+        let mut s = String::from("cargo xtask bench vs-corosync");
+        if self.quick {
+            s.push_str(" --quick");
+        } else {
+            s.push_str(&format!(
+                " --runs {} --lat-count {} --tput-seconds {}",
+                self.runs, self.lat_count, self.tput_seconds
+            ));
+        }
+        if self.hosts != 3 {
+            s.push_str(&format!(" --hosts {}", self.hosts));
+        }
+        if let Some(p) = &self.poll {
+            s.push_str(&format!(" --poll {p}"));
+        }
+        if self.perf {
+            s.push_str(" --perf");
+        }
+        s
+    }
+}
+
+/// One system's results in one run.
+#[derive(Default)]
+struct Run {
+    /// size → host 1's lat line.
+    lat: BTreeMap<usize, Line>,
+    /// size → every host's tput line.
+    tput: BTreeMap<usize, Vec<Line>>,
+    raw: Vec<String>,
+}
+
+impl Run {
+    fn lat_pct(&self, size: usize, key: &str) -> Option<f64> {
+        self.lat.get(&size)?.num(key).ok()
+    }
+
+    /// Median over the members of delivered msgs/s (`key` = delivered_msgs_per_s or _MBps).
+    fn tput(&self, size: usize, key: &str) -> Option<f64> {
+        let values: Vec<f64> = self
+            .tput
+            .get(&size)?
+            .iter()
+            .filter_map(|l| l.num(key).ok())
+            .collect();
+        median(&values)
+    }
+
+    fn seq_errors(&self) -> f64 {
+        self.lat
+            .values()
+            .chain(self.tput.values().flatten())
+            .filter_map(|l| l.num("seq_errors").ok())
+            .sum()
+    }
+}
+
+/// Builds the client command for host `i` with the `rotor bench`-style arguments.
+type ClientCmd<'a> = dyn Fn(usize, &[String]) -> Command + 'a;
+
+fn measure(plan: &Plan, tag: &str, client: &ClientCmd<'_>) -> Result<Run, String> {
+    let mut run = Run::default();
+    for size in SIZES {
+        check_interrupt()?;
+        let args: Vec<String> = [
+            "lat",
+            "-s",
+            &size.to_string(),
+            "-n",
+            &plan.lat_count.to_string(),
+            "-t",
+            "60",
+            "-g",
+            &format!("{tag}-lat{size}"),
+            "-m",
+            "1",
+        ]
+        .map(String::from)
+        .to_vec();
+        let out = run_clients(vec![(1, client(1, &args))], Duration::from_secs(120))?;
+        let line = bench_lines(&out, &format!("{tag} lat {size}"))?.remove(0);
+        eprintln!("vs-corosync: {tag}: {line}");
+        run.raw.push(format!("{tag} host1 {line}"));
+        run.lat
+            .insert(size, Line::parse(&line).ok_or("unparsable lat line")?);
+    }
+    for size in SIZES {
+        check_interrupt()?;
+        let args: Vec<String> = [
+            "tput",
+            "-s",
+            &size.to_string(),
+            "-n",
+            "1000000000",
+            "-t",
+            &plan.tput_seconds.to_string(),
+            "-g",
+            &format!("{tag}-tput{size}"),
+            "-m",
+            &plan.hosts.to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        let cmds = (1..=plan.hosts).map(|i| (i, client(i, &args))).collect();
+        let limit = Duration::from_secs_f64(plan.tput_seconds + 90.0);
+        let out = run_clients(cmds, limit)?;
+        let lines = bench_lines(&out, &format!("{tag} tput {size}"))?;
+        let mut parsed = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            eprintln!("vs-corosync: {tag}: host{} {line}", i + 1);
+            run.raw.push(format!("{tag} host{} {line}", i + 1));
+            parsed.push(Line::parse(line).ok_or("unparsable tput line")?);
+        }
+        run.tput.insert(size, parsed);
+    }
+    Ok(run)
+}
+
+/// A system-wide `perf record` while host 1 runs one more 64 B latency test on rotor; returns
+/// the flat profile (by command, library and symbol) as text, or why there is none.
+fn profile(plan: &Plan, work: &Path, client: &ClientCmd<'_>) -> Result<String, String> {
+    let data = work.join("perf.data");
+    let seconds = 6;
+    let mut perf = Daemons::default();
+    let mut cmd = Command::new("perf");
+    cmd.args(["record", "-a", "-g", "-F", "999", "-o"])
+        .arg(&data)
+        .args(["--", "sleep", &seconds.to_string()]);
+    perf.start("perf", cmd, &work.join("perf.log"))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let args: Vec<String> = [
+        "lat", "-s", "64", "-n", "1000000", "-t", "4", "-g", "perf-lat", "-m", "1",
+    ]
+    .map(String::from)
+    .to_vec();
+    let _ = plan;
+    let out = run_clients(vec![(1, client(1, &args))], Duration::from_secs(60))?;
+    let line = bench_lines(&out, "profiled lat 64")?.remove(0);
+    // perf stops itself after `seconds`; give it time to write.
+    let deadline = std::time::Instant::now() + Duration::from_secs(u64::from(seconds as u32) + 20);
+    while perf.exited().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    perf.stop(Duration::from_secs(5));
+    let report = Command::new("perf")
+        .args([
+            "report",
+            "--stdio",
+            "--no-children",
+            "--sort",
+            "comm,dso,sym",
+        ])
+        .args(["--percent-limit", "0.7", "-g", "none", "-i"])
+        .arg(&data)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("perf report: {e}"))?;
+    let text = String::from_utf8_lossy(&report.stdout);
+    let body: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .take(45)
+        .collect();
+    Ok(format!(
+        "Profiled run (host 1, not one of the measured runs): `{line}`\n\n```\n{}\n```\n",
+        body.join("\n")
+    ))
+}
+
+struct Summary {
+    /// (label, Corosync value, rotor value, ratio, bar) rows.
+    rows: Vec<[String; 5]>,
+    ratios: [f64; 4],
+}
+
+fn fmt(v: Option<f64>, decimals: usize) -> String {
+    v.map_or_else(|| "–".into(), |v| format!("{v:.decimals$}"))
+}
+
+fn per_run_median(runs: &[Run], f: impl Fn(&Run) -> Option<f64>) -> Option<f64> {
+    median(&runs.iter().filter_map(f).collect::<Vec<_>>())
+}
+
+fn summarise(coro: &[Run], rotor: &[Run]) -> Summary {
+    // Ratios per run (same run = same load), then the median over runs.
+    let ratio = |better_low: bool, f: &dyn Fn(&Run) -> Option<f64>| {
+        let per_run: Vec<f64> = coro
+            .iter()
+            .zip(rotor)
+            .filter_map(|(c, r)| {
+                let (c, r) = (f(c)?, f(r)?);
+                (c > 0.0 && r > 0.0).then(|| if better_low { c / r } else { r / c })
+            })
+            .collect();
+        median(&per_run)
+    };
+    let mut rows = Vec::new();
+    let mut ratios = [f64::NAN; 4];
+    for size in SIZES {
+        for (pct, key) in [("p50", "p50_us"), ("p99", "p99_us")] {
+            let f = |r: &Run| r.lat_pct(size, key);
+            let q = ratio(true, &f);
+            let bar = if size == 64 {
+                format!("≥ {BAR_LAT64}")
+            } else {
+                "–".into()
+            };
+            if size == 64 {
+                ratios[usize::from(pct == "p99")] = q.unwrap_or(f64::NAN);
+            }
+            rows.push([
+                format!("latency {} {pct} (µs)", size_name(size)),
+                fmt(per_run_median(coro, f), 1),
+                fmt(per_run_median(rotor, f), 1),
+                fmt(q, 2),
+                bar,
+            ]);
+        }
+    }
+    for size in SIZES {
+        let f = |r: &Run| r.tput(size, "delivered_msgs_per_s");
+        let mb = |r: &Run| r.tput(size, "delivered_MBps");
+        let q = ratio(false, &f);
+        let bar = if size == 64 { BAR_TPUT64 } else { BAR_TPUT1K };
+        ratios[if size == 64 { 2 } else { 3 }] = q.unwrap_or(f64::NAN);
+        rows.push([
+            format!("throughput {} (msgs/s per member)", size_name(size)),
+            fmt(per_run_median(coro, f), 0),
+            fmt(per_run_median(rotor, f), 0),
+            fmt(q, 2),
+            format!("≥ {bar}"),
+        ]);
+        rows.push([
+            format!("throughput {} (MB/s per member)", size_name(size)),
+            fmt(per_run_median(coro, mb), 2),
+            fmt(per_run_median(rotor, mb), 2),
+            fmt(ratio(false, &mb), 2),
+            "–".into(),
+        ]);
+    }
+    Summary { rows, ratios }
+}
+
+fn size_name(size: usize) -> String {
+    if size >= 1024 {
+        format!("{} KB", size / 1024)
+    } else {
+        format!("{size} B")
+    }
+}
+
+fn last_line(r: &[f64; 4]) -> String {
+    format!(
+        "vs-corosync lat64_p50_ratio={:.2} lat64_p99_ratio={:.2} tput64_ratio={:.2} tput1k_ratio={:.2}",
+        r[0], r[1], r[2], r[3]
+    )
+}
+
+fn shortfalls(r: &[f64; 4]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, v, bar) in [
+        ("64 B latency p50", r[0], BAR_LAT64),
+        ("64 B latency p99", r[1], BAR_LAT64),
+        ("64 B throughput", r[2], BAR_TPUT64),
+        ("1 KB throughput", r[3], BAR_TPUT1K),
+    ] {
+        if !(v >= bar) {
+            out.push(format!("{name}: {v:.2}× against a bar of {bar}×"));
+        }
+    }
+    out
+}
+
+fn main() {
+    cluster::catch_interrupts();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = run(&args) {
+        eprintln!("vs-corosync: {e}");
+        exit(1);
+    }
+}
+
+fn build_rotor() -> Result<PathBuf, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(report::workspace_root())
+        .args(["build", "--quiet", "--release"])
+        .args([
+            "-p",
+            "rotor-control",
+            "-p",
+            "rotor-dataplane",
+            "-p",
+            "rotor-client",
+        ])
+        .status()
+        .map_err(|e| format!("cargo build: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "building rotord, rotor-dataplane and rotor: {status}"
+        ));
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = exe.parent().ok_or("no exe dir")?.to_path_buf();
+    for b in ["rotord", "rotor-dataplane", "rotor"] {
+        if !dir.join(b).exists() {
+            return Err(format!("{} missing after the build", dir.join(b).display()));
+        }
+    }
+    Ok(dir)
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let plan = Plan::parse(args)?;
+    if !rotor_testbed::root_or_skip("vs-corosync needs network namespaces and XDP") {
+        return Err("not root".into());
+    }
+    let started = Utc::now();
+    let machine = Machine::detect();
+    ensure_corosync()?;
+    let bin = build_rotor()?;
+    let cpg_bench = bin.join("cpg_bench");
+    build_c_client(&cpg_bench)?;
+    let work = std::env::temp_dir().join(format!("rotor-bench-vs-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let load_before = load_average();
+    eprintln!(
+        "vs-corosync: {} hosts, {} run(s), lat {} msgs, tput {} s; load {load_before}; logs in {}",
+        plan.hosts,
+        plan.runs,
+        plan.lat_count,
+        plan.tput_seconds,
+        work.display()
+    );
+    let bed = Testbed::up(PREFIX, plan.hosts).map_err(|e| format!("testbed: {e}"))?;
+    let rotor_section = plan
+        .poll
+        .as_ref()
+        .map(|p| format!("rotor {{\n  poll_mode: {p}\n}}\n"))
+        .unwrap_or_default();
+    let (mut coro_runs, mut rotor_runs) = (Vec::new(), Vec::new());
+    let mut profile_text = None;
+    for r in 0..plan.runs {
+        let dir = work.join(format!("corosync-{r}"));
+        eprintln!("vs-corosync: run {}: Corosync up", r + 1);
+        let mut c = Corosync::up(&bed, &dir)?;
+        let client = |i: usize, a: &[String]| {
+            let args: Vec<&str> = a.iter().map(String::as_str).collect();
+            Corosync::command(&bed, &dir, i, &cpg_bench, &args)
+        };
+        coro_runs.push(measure(&plan, &format!("corosync-r{r}"), &client)?);
+        c.daemons.stop(Duration::from_secs(10));
+        check_interrupt()?;
+        eprintln!("vs-corosync: run {}: rotor up", r + 1);
+        let mut rt = Rotor::up(
+            &bed,
+            &work.join(format!("rotor-{r}")),
+            &bin,
+            "xdp",
+            &rotor_section,
+        )?;
+        let client = |i: usize, a: &[String]| {
+            let mut cmd = bed.command(i, bin.join("rotor"));
+            cmd.arg("bench").args(a);
+            cmd
+        };
+        rotor_runs.push(measure(&plan, &format!("rotor-r{r}"), &client)?);
+        if plan.perf && r + 1 == plan.runs {
+            profile_text = Some(profile(&plan, &work, &client).unwrap_or_else(|e| e));
+        }
+        rt.daemons.stop(Duration::from_secs(10));
+    }
+    let load_after = load_average();
+    drop(bed);
+    let summary = summarise(&coro_runs, &rotor_runs);
+    let header = ["", "Corosync 3", "rotor", "ratio", "bar"];
+    let rows: Vec<Vec<String>> = summary.rows.iter().map(|r| r.to_vec()).collect();
+    let table_md = table(&header, &rows);
+    let seq_errors: f64 = coro_runs
+        .iter()
+        .chain(&rotor_runs)
+        .map(Run::seq_errors)
+        .sum();
+    println!("{table_md}");
+    let last = last_line(&summary.ratios);
+    let short = shortfalls(&summary.ratios);
+
+    // The report.
+    let mut rep = Report::new("vs-corosync", started);
+    let mut md = format!(
+        "# vs-corosync, {} {}\n\n\
+         - Command: `{}`\n- Machine: {}\n- Load average (1/5/15 min): {load_before} before, \
+         {load_after} after\n- Hosts: {} network namespaces `{PREFIX}1..{PREFIX}{}` on one \
+         bridge (veth: native XDP, copy-mode AF_XDP)\n- Corosync: Debian corosync 3 (knet, \
+         aes256 + sha256), driven by `bench/csrc/cpg_bench.c` over libcpg\n- rotor: rotord + \
+         rotor-dataplane, transport xdp, AES-256-GCM, poll mode {}; driven by `rotor bench`\n\
+         - Workloads: latency = {} messages, one in flight, from host 1 (agreed self-delivery); \
+         throughput = every host sends for {} s, delivered msgs/s at each member (median over \
+         members)\n- Runs: {} (each: Corosync up, measure, down; rotor up, measure, down); \
+         figures are medians over runs, ratios medians of the per-run ratios\n- Sequence \
+         errors (all clients, all runs): {seq_errors}\n\n## Results\n\n{table_md}\n`{last}`\n\n",
+        started.date(),
+        started.time(),
+        plan.command_line(),
+        machine.describe(),
+        plan.hosts,
+        plan.hosts,
+        plan.poll.as_deref().unwrap_or("default (adaptive)"),
+        plan.lat_count,
+        plan.tput_seconds,
+        plan.runs,
+    );
+    if short.is_empty() {
+        md.push_str("Every ratio meets the bar of BRIEF §5.\n\n");
+    } else {
+        md.push_str("Short of the bar (BRIEF §5):\n\n");
+        for s in &short {
+            md.push_str(&format!("- {s}\n"));
+        }
+        md.push_str(
+            "\nWhere the time goes: see the per-ring figures of `cargo xtask bench rings` \
+             (docs/BENCHMARKS.md, section rings) and the profile below when run with `--perf`.\n\n",
+        );
+    }
+    md.push_str("## Latency distributions\n\n");
+    for size in SIZES {
+        let c = Dist::median(&dists(&coro_runs, size));
+        let r = Dist::median(&dists(&rotor_runs, size));
+        let mut series = Vec::new();
+        if let Some(c) = &c {
+            series.push(Series {
+                name: "Corosync 3 (knet)",
+                dist: c,
+            });
+        }
+        if let Some(r) = &r {
+            series.push(Series {
+                name: "rotor (xdp)",
+                dist: r,
+            });
+        }
+        let svg = percentile_chart(
+            &format!(
+                "Agreed self-delivery latency, {}, one in flight, {} nodes",
+                size_name(size),
+                plan.hosts
+            ),
+            "µs",
+            &series,
+        );
+        md.push_str(&rep.plot(
+            &format!("lat{size}"),
+            &format!("latency {}", size_name(size)),
+            svg,
+        ));
+        md.push('\n');
+        let mut rows = Vec::new();
+        for (name, d) in [("Corosync 3", &c), ("rotor", &r)] {
+            if let Some(d) = d {
+                rows.push(vec![name.to_owned(), d.to_text(1).replace(',', ", ")]);
+            }
+        }
+        md.push_str(&table(
+            &["system", "percentile:µs (median over runs)"],
+            &rows,
+        ));
+        md.push('\n');
+    }
+    md.push_str("## Throughput\n\n");
+    let groups: Vec<BarGroup<'_>> = SIZES
+        .iter()
+        .map(|&size| BarGroup {
+            label: if size == 64 { "64 B" } else { "1 KB" },
+            values: vec![
+                per_run_median(&coro_runs, |r| r.tput(size, "delivered_msgs_per_s")),
+                per_run_median(&rotor_runs, |r| r.tput(size, "delivered_msgs_per_s")),
+            ],
+        })
+        .collect();
+    let svg = bar_chart(
+        &format!(
+            "Delivered msgs/s per member, {} nodes all sending",
+            plan.hosts
+        ),
+        "msgs/s",
+        &["Corosync 3 (knet)", "rotor (xdp)"],
+        &groups,
+    );
+    md.push_str(&rep.plot("tput", "throughput", svg));
+    md.push('\n');
+    if let Some(p) = &profile_text {
+        md.push_str(&format!("## Profile (perf, system-wide)\n\n{p}\n"));
+    }
+    md.push_str("## Raw lines\n\n```\n");
+    for run in coro_runs.iter().zip(&rotor_runs) {
+        for l in run.0.raw.iter().chain(&run.1.raw) {
+            md.push_str(l);
+            md.push('\n');
+        }
+    }
+    md.push_str("```\n");
+    rep.markdown = md;
+    let root = report::workspace_root();
+    let path = rep
+        .write(&root.join("bench/reports"))
+        .map_err(|e| format!("writing the report: {e}"))?;
+    eprintln!("vs-corosync: report {}", path.display());
+    if plan.docs {
+        let generated = format!(
+            "Last run: {} {}, `{}`; machine: {}; load average {load_before} before, \
+             {load_after} after. Report: [bench/reports/{}](../bench/reports/{}).\n\n{table_md}\n`{last}`\n",
+            started.date(),
+            started.time(),
+            plan.command_line(),
+            machine.describe(),
+            rep.file_name(),
+            rep.file_name()
+        );
+        report::update_benchmarks_md(&root.join("docs/BENCHMARKS.md"), "vs-corosync", &generated)
+            .map_err(|e| format!("docs/BENCHMARKS.md: {e}"))?;
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    println!("{last}");
+    Ok(())
+}
+
+fn dists(runs: &[Run], size: usize) -> Vec<Dist> {
+    runs.iter()
+        .filter_map(|r| r.lat.get(&size)?.dist("dist_us", "count").ok())
+        .collect()
+}
