@@ -5,6 +5,8 @@
 //! Run with `cargo xtask bench ipc` (= `cargo run --release -p ipc-shm --example bench_ipc`).
 //! Prints one line per (mode, size):
 //! `ipc-shm mode=busy size=64 p50_ns=… p99_ns=… p999_ns=… msgs_per_s=… ratio_p50=… …`.
+//! With `--dist` (rotor-bench's `bench rings` passes it) each latency line is followed by its
+//! full distribution: `ipc-shm dist mode=busy size=64 count=… dist_ns=50:…,75:…,…,100:max`.
 //!
 //! First it measures a reference on the same cores, in the same run: a bare cross-core ping (one
 //! `AtomicU64` on its own cache line, written by the producer with the send timestamp and spun on
@@ -28,7 +30,25 @@ struct LatencyPlan {
 const THROUGHPUT_RECORDS: u64 = 5_000_000;
 const WARMUP_RECORDS: u64 = 10_000;
 
+/// Percentiles of a `--dist` line (each only while a sample lies above it), then the maximum;
+/// the same ladder as rotor-bench's.
+const DIST_PERCENTILES: [f64; 11] = [
+    50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 99.995, 99.999,
+];
+
+fn dist_line(name: &str, h: &Histogram<u64>) -> String {
+    let mut out = format!("ipc-shm dist {name} count={} dist_ns=", h.len());
+    for p in DIST_PERCENTILES {
+        if h.len() as f64 * (1.0 - p / 100.0) >= 1.0 - 1e-9 {
+            out.push_str(&format!("{p}:{},", h.value_at_quantile(p / 100.0)));
+        }
+    }
+    out.push_str(&format!("100:{}", h.max()));
+    out
+}
+
 fn main() {
+    let print_dist = std::env::args().any(|a| a == "--dist");
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (producer_core, consumer_core) = match cores.as_slice() {
         [a, b, ..] => (Some(*a), Some(*b)),
@@ -47,6 +67,9 @@ fn main() {
         "ipc-shm reference=atomic p50_ns={ref_p50} p99_ns={ref_p99} p999_ns={} msgs_per_s={ref_rate:.0}",
         reference.0.value_at_quantile(0.999)
     );
+    if print_dist {
+        println!("{}", dist_line("reference=atomic", &reference.0));
+    }
     let name = format!("ipc-shm-bench-{}", std::process::id());
     let server =
         Server::bind(&name, AllowList::root_only().allow_uid(current_uid())).expect("bind");
@@ -111,6 +134,12 @@ fn main() {
                 p99 as f64 / ref_p99.max(1) as f64,
                 ref_rate / msgs_per_s,
             );
+            if print_dist {
+                println!(
+                    "{}",
+                    dist_line(&format!("mode={mode_name} size={size}"), &latency)
+                );
+            }
         }
     }
 }

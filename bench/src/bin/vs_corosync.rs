@@ -15,13 +15,13 @@
 //! Everything it starts is stopped by PID and its hosts removed, on failure and Ctrl-C too.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{exit, Command, Stdio};
 use std::time::Duration;
 
 use rotor_bench::cluster::{
-    self, bench_lines, build_c_client, check_interrupt, ensure_corosync, run_clients, Corosync,
-    Daemons, Rotor,
+    self, bench_lines, build_c_client, build_rotor, check_interrupt, ensure_corosync, run_clients,
+    Corosync, Daemons, Rotor,
 };
 use rotor_bench::dist::{median, Dist};
 use rotor_bench::line::Line;
@@ -383,36 +383,6 @@ fn main() {
         eprintln!("vs-corosync: {e}");
         exit(1);
     }
-}
-
-fn build_rotor() -> Result<PathBuf, String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(report::workspace_root())
-        .args(["build", "--quiet", "--release"])
-        .args([
-            "-p",
-            "rotor-control",
-            "-p",
-            "rotor-dataplane",
-            "-p",
-            "rotor-client",
-        ])
-        .status()
-        .map_err(|e| format!("cargo build: {e}"))?;
-    if !status.success() {
-        return Err(format!(
-            "building rotord, rotor-dataplane and rotor: {status}"
-        ));
-    }
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let dir = exe.parent().ok_or("no exe dir")?.to_path_buf();
-    for b in ["rotord", "rotor-dataplane", "rotor"] {
-        if !dir.join(b).exists() {
-            return Err(format!("{} missing after the build", dir.join(b).display()));
-        }
-    }
-    Ok(dir)
 }
 
 fn run(args: &[String]) -> Result<(), String> {
