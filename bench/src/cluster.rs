@@ -57,6 +57,52 @@ pub fn nap(d: Duration) -> Result<(), String> {
     check_interrupt()
 }
 
+/// The `main` of each bench binary: interrupts caught, `run` on the arguments, its error on
+/// stderr after `name` and exit status 1.
+pub fn bench_main(name: &str, run: fn(&[String]) -> Result<(), String>) {
+    catch_interrupts();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = run(&args) {
+        eprintln!("{name}: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// The arguments of one `rotor bench` / `cpg_bench` run (after the program name).
+pub fn bench_args(
+    kind: &str,
+    size: usize,
+    count: u64,
+    seconds: f64,
+    group: &str,
+    members: usize,
+) -> Vec<String> {
+    let (size, count, seconds, members) = (
+        size.to_string(),
+        count.to_string(),
+        seconds.to_string(),
+        members.to_string(),
+    );
+    [
+        kind, "-s", &size, "-n", &count, "-t", &seconds, "-g", group, "-m", &members,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Runs `cmd` to completion; a failure is an error naming `what` with the command's stderr.
+fn run_ok(what: &str, cmd: &mut Command) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 /// Long-running processes (daemons) started by the bench; stopped by PID on `stop` or drop.
 #[derive(Default)]
 pub struct Daemons {
@@ -368,17 +414,10 @@ impl Corosync {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let key = dir.join("authkey");
         if !key.exists() {
-            let out = Command::new("corosync-keygen")
-                .arg("-k")
-                .arg(&key)
-                .output()
-                .map_err(|e| format!("corosync-keygen: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "corosync-keygen: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
+            run_ok(
+                "corosync-keygen",
+                Command::new("corosync-keygen").arg("-k").arg(&key),
+            )?;
         }
         let conf = dir.join("corosync.conf");
         let quorum = "quorum {\n  provider: corosync_votequorum\n}\n";
@@ -448,17 +487,12 @@ impl Rotor {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let key = dir.join("authkey");
         let _ = std::fs::remove_file(&key);
-        let out = Command::new(bin.join("rotor"))
-            .args(["keygen", "-k"])
-            .arg(&key)
-            .output()
-            .map_err(|e| format!("rotor keygen: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "rotor keygen: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
+        run_ok(
+            "rotor keygen",
+            Command::new(bin.join("rotor"))
+                .args(["keygen", "-k"])
+                .arg(&key),
+        )?;
         let conf = dir.join("corosync.conf");
         std::fs::write(
             &conf,
@@ -558,6 +592,14 @@ mod tests {
             assert!(c.contains(&format!("ring0_addr: 198.18.0.{i}\n    nodeid: {i}\n")));
         }
         assert!(c.ends_with("rotor {\n}\n"));
+    }
+
+    #[test]
+    fn bench_args_are_rotor_bench_flags() {
+        assert_eq!(
+            bench_args("lat", 64, 100, 2.5, "g", 3).join(" "),
+            "lat -s 64 -n 100 -t 2.5 -g g -m 3"
+        );
     }
 
     #[test]

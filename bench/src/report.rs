@@ -155,6 +155,43 @@ impl Report {
     }
 }
 
+/// What every report and docs block says about its run.
+pub struct RunInfo {
+    pub command: String,
+    pub machine: Machine,
+    pub started: Utc,
+    pub load_before: String,
+    pub load_after: String,
+}
+
+impl Report {
+    /// Writes the report under bench/reports/ and, when `docs`, replaces this bench's block in
+    /// docs/BENCHMARKS.md (the section named like the report) with the run's date, command,
+    /// machine, load, a link to the report and `summary`. Returns the report's path.
+    pub fn publish(&self, info: &RunInfo, summary: &str, docs: bool) -> Result<PathBuf, String> {
+        let root = workspace_root();
+        let path = self
+            .write(&root.join("bench/reports"))
+            .map_err(|e| format!("writing the report: {e}"))?;
+        if docs {
+            let file = self.file_name();
+            let generated = format!(
+                "Last run: {} {}, `{}`; machine: {}; load average {} before, {} after. \
+                 Report: [bench/reports/{file}](../bench/reports/{file}).\n\n{summary}",
+                info.started.date(),
+                info.started.time(),
+                info.command,
+                info.machine.describe(),
+                info.load_before,
+                info.load_after,
+            );
+            update_benchmarks_md(&root.join("docs/BENCHMARKS.md"), &self.name, &generated)
+                .map_err(|e| format!("docs/BENCHMARKS.md: {e}"))?;
+        }
+        Ok(path)
+    }
+}
+
 fn markers(section: &str) -> (String, String) {
     (
         format!("<!-- rotor-bench {section}: generated, replaced by the next run -->"),

@@ -19,18 +19,18 @@
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::process::{exit, Command};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use rotor_bench::cluster::{
-    self, bench_lines, build_rotor, check_interrupt, interrupted, run_clients, Rotor,
+    self, bench_args, bench_lines, build_rotor, check_interrupt, interrupted, run_clients, Rotor,
 };
 use rotor_bench::dist::Dist;
 use rotor_bench::line::Line;
-use rotor_bench::report::{self, load_average, table, Machine, Report, Utc};
+use rotor_bench::report::{self, load_average, table, Machine, Report, RunInfo, Utc};
 use rotor_bench::svg::{percentile_chart, Series};
 use rotor_crypto::{CryptoMode, Keys};
 use rotor_dataplane::any::{AnyTransport, TransportKind};
@@ -91,12 +91,7 @@ impl Wait {
 }
 
 fn main() {
-    cluster::catch_interrupts();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Err(e) = run(&args) {
-        eprintln!("bench-rings: {e}");
-        exit(1);
-    }
+    cluster::bench_main("bench-rings", run);
 }
 
 fn run(args: &[String]) -> Result<(), String> {
@@ -264,24 +259,15 @@ fn run(args: &[String]) -> Result<(), String> {
         md.push('\n');
     }
     rep.markdown = md;
-    let root = report::workspace_root();
-    let path = rep
-        .write(&root.join("bench/reports"))
-        .map_err(|e| format!("writing the report: {e}"))?;
+    let info = RunInfo {
+        command: command.to_owned(),
+        machine,
+        started,
+        load_before,
+        load_after,
+    };
+    let path = rep.publish(&info, &table_md, plan.docs)?;
     eprintln!("bench-rings: report {}", path.display());
-    if plan.docs {
-        let generated = format!(
-            "Last run: {} {}, `{command}`; machine: {}; load average {load_before} before, \
-             {load_after} after. Report: [bench/reports/{}](../bench/reports/{}).\n\n{table_md}",
-            started.date(),
-            started.time(),
-            machine.describe(),
-            rep.file_name(),
-            rep.file_name()
-        );
-        report::update_benchmarks_md(&root.join("docs/BENCHMARKS.md"), "rings", &generated)
-            .map_err(|e| format!("docs/BENCHMARKS.md: {e}"))?;
-    }
     Ok(())
 }
 
@@ -563,12 +549,9 @@ fn token_rotation(
         }
         let mut out = None;
         for h in handles {
-            match h
-                .join()
-                .map_err(|_| "token thread panicked".to_string())??
-            {
-                Some(hist) => out = Some(hist),
-                None => {}
+            let joined = h.join().map_err(|_| "token thread panicked".to_string())?;
+            if let Some(hist) = joined? {
+                out = Some(hist);
             }
         }
         check_interrupt()?;
@@ -586,20 +569,8 @@ fn end_to_end(bed: &Testbed, count: u64) -> Result<(Ring, String), String> {
     let dir = std::env::temp_dir().join(format!("rotor-bench-rings-{}", std::process::id()));
     let mut rotor = Rotor::up(bed, &dir, &bin, "xdp", "")?;
     let mut cmd = bed.command(1, bin.join("rotor"));
-    cmd.args([
-        "bench",
-        "lat",
-        "-s",
-        "64",
-        "-n",
-        &count.to_string(),
-        "-t",
-        "60",
-        "-g",
-        "rb-e2e",
-        "-m",
-        "1",
-    ]);
+    cmd.arg("bench")
+        .args(bench_args("lat", 64, count, 60.0, "rb-e2e", 1));
     let out = run_clients(vec![(1, cmd)], Duration::from_secs(120))?;
     let line = bench_lines(&out, "rotor bench lat")?.remove(0);
     rotor.daemons.stop(Duration::from_secs(10));

@@ -16,16 +16,16 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{exit, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rotor_bench::cluster::{
-    self, bench_lines, build_c_client, build_rotor, check_interrupt, ensure_corosync, run_clients,
-    Corosync, Daemons, Rotor,
+    self, bench_args, bench_lines, build_c_client, build_rotor, check_interrupt, ensure_corosync,
+    run_clients, Corosync, Daemons, Rotor,
 };
 use rotor_bench::dist::{median, Dist};
 use rotor_bench::line::Line;
-use rotor_bench::report::{self, load_average, table, Machine, Report, Utc};
+use rotor_bench::report::{load_average, table, Machine, Report, RunInfo, Utc};
 use rotor_bench::svg::{bar_chart, percentile_chart, BarGroup, Series};
 use rotor_testbed::Testbed;
 
@@ -133,6 +133,8 @@ struct Run {
     /// size → every host's tput line.
     tput: BTreeMap<usize, Vec<Line>>,
     raw: Vec<String>,
+    /// (after which workload, host 1's counters), cumulative.
+    stats: Vec<(String, String)>,
 }
 
 impl Run {
@@ -162,26 +164,20 @@ impl Run {
 
 /// Builds the client command for host `i` with the `rotor bench`-style arguments.
 type ClientCmd<'a> = dyn Fn(usize, &[String]) -> Command + 'a;
+/// Host 1's counters after a workload (rotor: `rotor cmap list stats.`), if the system has any.
+type StatsCmd<'a> = dyn Fn() -> Option<String> + 'a;
 
-fn measure(plan: &Plan, tag: &str, client: &ClientCmd<'_>) -> Result<Run, String> {
+fn measure(
+    plan: &Plan,
+    tag: &str,
+    client: &ClientCmd<'_>,
+    stats: &StatsCmd<'_>,
+) -> Result<Run, String> {
     let mut run = Run::default();
     for size in SIZES {
         check_interrupt()?;
-        let args: Vec<String> = [
-            "lat",
-            "-s",
-            &size.to_string(),
-            "-n",
-            &plan.lat_count.to_string(),
-            "-t",
-            "60",
-            "-g",
-            &format!("{tag}-lat{size}"),
-            "-m",
-            "1",
-        ]
-        .map(String::from)
-        .to_vec();
+        let group = format!("{tag}-lat{size}");
+        let args = bench_args("lat", size, plan.lat_count, 60.0, &group, 1);
         let out = run_clients(vec![(1, client(1, &args))], Duration::from_secs(120))?;
         let line = bench_lines(&out, &format!("{tag} lat {size}"))?.remove(0);
         eprintln!("vs-corosync: {tag}: {line}");
@@ -191,21 +187,15 @@ fn measure(plan: &Plan, tag: &str, client: &ClientCmd<'_>) -> Result<Run, String
     }
     for size in SIZES {
         check_interrupt()?;
-        let args: Vec<String> = [
+        let group = format!("{tag}-tput{size}");
+        let args = bench_args(
             "tput",
-            "-s",
-            &size.to_string(),
-            "-n",
-            "1000000000",
-            "-t",
-            &plan.tput_seconds.to_string(),
-            "-g",
-            &format!("{tag}-tput{size}"),
-            "-m",
-            &plan.hosts.to_string(),
-        ]
-        .map(String::from)
-        .to_vec();
+            size,
+            1_000_000_000,
+            plan.tput_seconds,
+            &group,
+            plan.hosts,
+        );
         let cmds = (1..=plan.hosts).map(|i| (i, client(i, &args))).collect();
         let limit = Duration::from_secs_f64(plan.tput_seconds + 90.0);
         let out = run_clients(cmds, limit)?;
@@ -217,58 +207,62 @@ fn measure(plan: &Plan, tag: &str, client: &ClientCmd<'_>) -> Result<Run, String
             parsed.push(Line::parse(line).ok_or("unparsable tput line")?);
         }
         run.tput.insert(size, parsed);
+        if let Some(text) = stats() {
+            run.stats.push((format!("after tput {size}"), text));
+        }
     }
     Ok(run)
 }
 
-/// A system-wide `perf record` while host 1 runs one more 64 B latency test on rotor; returns
-/// the flat profile (by command, library and symbol) as text, or why there is none.
-fn profile(plan: &Plan, work: &Path, client: &ClientCmd<'_>) -> Result<String, String> {
-    let data = work.join("perf.data");
-    let seconds = 6;
+/// A system-wide `perf record` (cpu-clock samples: this VM has no hardware counters) while the
+/// clients of `hosts` run `args`; returns the flat profile by command, library and symbol, or
+/// why there is none. Not one of the measured runs.
+fn profile(
+    plan: &Plan,
+    work: &Path,
+    client: &ClientCmd<'_>,
+    hosts: usize,
+    args: &[String],
+) -> Result<String, String> {
+    let data = work.join(format!("perf-{}-{}.data", args[0], args[2]));
     let mut perf = Daemons::default();
     let mut cmd = Command::new("perf");
     cmd.args(["record", "-a", "-g", "-F", "999", "-o"])
         .arg(&data)
-        .args(["--", "sleep", &seconds.to_string()]);
+        .args(["--", "sleep", "6"]);
     perf.start("perf", cmd, &work.join("perf.log"))?;
     std::thread::sleep(Duration::from_millis(300));
-    let args: Vec<String> = [
-        "lat", "-s", "64", "-n", "1000000", "-t", "4", "-g", "perf-lat", "-m", "1",
-    ]
-    .map(String::from)
-    .to_vec();
-    let _ = plan;
-    let out = run_clients(vec![(1, client(1, &args))], Duration::from_secs(60))?;
-    let line = bench_lines(&out, "profiled lat 64")?.remove(0);
-    // perf stops itself after `seconds`; give it time to write.
-    let deadline = std::time::Instant::now() + Duration::from_secs(u64::from(seconds as u32) + 20);
+    let cmds = (1..=hosts).map(|i| (i, client(i, args))).collect();
+    let out = run_clients(cmds, Duration::from_secs(60 + plan.hosts as u64))?;
+    let lines = bench_lines(&out, "profiled run")?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while perf.exited().is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     perf.stop(Duration::from_secs(5));
-    let report = Command::new("perf")
-        .args([
-            "report",
-            "--stdio",
-            "--no-children",
-            "--sort",
-            "comm,dso,sym",
-        ])
-        .args(["--percent-limit", "0.7", "-g", "none", "-i"])
-        .arg(&data)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("perf report: {e}"))?;
-    let text = String::from_utf8_lossy(&report.stdout);
-    let body: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .take(45)
-        .collect();
+    // CPU share per command first (who had the cores), then the hottest symbols.
+    let mut sections = Vec::new();
+    for (sort, limit) in [("comm", "0.5"), ("comm,dso,sym", "0.7")] {
+        let report = Command::new("perf")
+            .args(["report", "--stdio", "--no-children", "--sort", sort])
+            .args(["--percent-limit", limit, "-g", "none", "-i"])
+            .arg(&data)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("perf report: {e}"))?;
+        let text = String::from_utf8_lossy(&report.stdout).into_owned();
+        let body: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .take(40)
+            .collect();
+        sections.push(body.join("\n"));
+    }
     Ok(format!(
-        "Profiled run (host 1, not one of the measured runs): `{line}`\n\n```\n{}\n```\n",
-        body.join("\n")
+        "`{}` on {hosts} host(s), perf sampling all CPUs for 6 s:\n\n```\n{}\n\n{}\n```\n",
+        args.join(" "),
+        lines.join("\n"),
+        sections.join("\n\n")
     ))
 }
 
@@ -369,7 +363,7 @@ fn shortfalls(r: &[f64; 4]) -> Vec<String> {
         ("64 B throughput", r[2], BAR_TPUT64),
         ("1 KB throughput", r[3], BAR_TPUT1K),
     ] {
-        if !(v >= bar) {
+        if v.is_nan() || v < bar {
             out.push(format!("{name}: {v:.2}× against a bar of {bar}×"));
         }
     }
@@ -377,12 +371,7 @@ fn shortfalls(r: &[f64; 4]) -> Vec<String> {
 }
 
 fn main() {
-    cluster::catch_interrupts();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Err(e) = run(&args) {
-        eprintln!("vs-corosync: {e}");
-        exit(1);
-    }
+    cluster::bench_main("vs-corosync", run);
 }
 
 fn run(args: &[String]) -> Result<(), String> {
@@ -423,7 +412,9 @@ fn run(args: &[String]) -> Result<(), String> {
             let args: Vec<&str> = a.iter().map(String::as_str).collect();
             Corosync::command(&bed, &dir, i, &cpg_bench, &args)
         };
-        coro_runs.push(measure(&plan, &format!("corosync-r{r}"), &client)?);
+        coro_runs.push(measure(&plan, &format!("corosync-r{r}"), &client, &|| {
+            None
+        })?);
         c.daemons.stop(Duration::from_secs(10));
         check_interrupt()?;
         eprintln!("vs-corosync: run {}: rotor up", r + 1);
@@ -439,9 +430,26 @@ fn run(args: &[String]) -> Result<(), String> {
             cmd.arg("bench").args(a);
             cmd
         };
-        rotor_runs.push(measure(&plan, &format!("rotor-r{r}"), &client)?);
+        let stats = || {
+            let out = bed
+                .command(1, bin.join("rotor"))
+                .args(["cmap", "list", "stats."])
+                .stdin(Stdio::null())
+                .output()
+                .ok()?;
+            Some(String::from_utf8_lossy(&out.stdout).into_owned())
+        };
+        rotor_runs.push(measure(&plan, &format!("rotor-r{r}"), &client, &stats)?);
         if plan.perf && r + 1 == plan.runs {
-            profile_text = Some(profile(&plan, &work, &client).unwrap_or_else(|e| e));
+            let lat = bench_args("lat", 64, 1_000_000, 4.0, "perf-lat", 1);
+            let secs = plan.tput_seconds.min(4.0);
+            let tput = bench_args("tput", 1024, 1_000_000_000, secs, "perf-tput", plan.hosts);
+            let mut text = String::new();
+            for (n, args) in [(1, &lat), (plan.hosts, &tput)] {
+                text.push_str(&profile(&plan, &work, &client, n, args).unwrap_or_else(|e| e));
+                text.push('\n');
+            }
+            profile_text = Some(text);
         }
         rt.daemons.stop(Duration::from_secs(10));
     }
@@ -574,26 +582,23 @@ fn run(args: &[String]) -> Result<(), String> {
         }
     }
     md.push_str("```\n");
-    rep.markdown = md;
-    let root = report::workspace_root();
-    let path = rep
-        .write(&root.join("bench/reports"))
-        .map_err(|e| format!("writing the report: {e}"))?;
-    eprintln!("vs-corosync: report {}", path.display());
-    if plan.docs {
-        let generated = format!(
-            "Last run: {} {}, `{}`; machine: {}; load average {load_before} before, \
-             {load_after} after. Report: [bench/reports/{}](../bench/reports/{}).\n\n{table_md}\n`{last}`\n",
-            started.date(),
-            started.time(),
-            plan.command_line(),
-            machine.describe(),
-            rep.file_name(),
-            rep.file_name()
-        );
-        report::update_benchmarks_md(&root.join("docs/BENCHMARKS.md"), "vs-corosync", &generated)
-            .map_err(|e| format!("docs/BENCHMARKS.md: {e}"))?;
+    if let Some(last) = rotor_runs.last() {
+        md.push_str("\n## rotor counters on host 1 (last run, cumulative)\n\n");
+        for (when, text) in &last.stats {
+            let keep: Vec<&str> = text.lines().filter(|l| !l.contains("= 0")).collect();
+            md.push_str(&format!("{when}:\n\n```\n{}\n```\n\n", keep.join("\n")));
+        }
     }
+    rep.markdown = md;
+    let info = RunInfo {
+        command: plan.command_line(),
+        machine,
+        started,
+        load_before,
+        load_after,
+    };
+    let path = rep.publish(&info, &format!("{table_md}\n`{last}`\n"), plan.docs)?;
+    eprintln!("vs-corosync: report {}", path.display());
     let _ = std::fs::remove_dir_all(&work);
     println!("{last}");
     Ok(())
