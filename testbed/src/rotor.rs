@@ -26,6 +26,9 @@ pub struct Spec {
     pub transport: String,
     /// Node addresses in 2001:2::I instead of 198.18.0.I.
     pub ipv6: bool,
+    /// Node addresses 127.0.0.I: every node on this host, no namespaces (rotord then needs
+    /// `--node-id I` and its own `ROTOR_IPC_SOCKET`).
+    pub loopback: bool,
     pub port: u16,
     /// More `key: value` lines for totem{} (e.g. `("token", "300")`).
     pub totem: Vec<(String, String)>,
@@ -39,6 +42,7 @@ impl Spec {
             cluster_name: cluster_name.to_owned(),
             transport: "knet".to_owned(),
             ipv6: false,
+            loopback: false,
             port: PORT_DEFAULT,
             totem: Vec::new(),
             extra: String::new(),
@@ -47,7 +51,9 @@ impl Spec {
 
     /// Host `i`'s ring0 address.
     pub fn addr(&self, i: usize) -> String {
-        if self.ipv6 {
+        if self.loopback {
+            std::net::Ipv4Addr::new(127, 0, 0, i as u8).to_string()
+        } else if self.ipv6 {
             ipv6(i).to_string()
         } else {
             ipv4(i).to_string()
@@ -64,7 +70,7 @@ impl Spec {
         let _ = writeln!(s, "  crypto_cipher: aes256");
         let _ = writeln!(s, "  crypto_hash: sha256");
         let _ = writeln!(s, "  keyfile: {}", keyfile.display());
-        if self.ipv6 {
+        if self.ipv6 && !self.loopback {
             let _ = writeln!(s, "  ip_version: ipv6");
         }
         for (k, v) in &self.totem {
@@ -294,5 +300,9 @@ mod tests {
         let conf = spec.corosync_conf(2, Path::new("/k"));
         assert!(conf.contains("ring0_addr: 2001:2::2"));
         assert!(conf.contains("ip_version: ipv6"));
+        spec.loopback = true;
+        assert!(spec
+            .corosync_conf(2, Path::new("/k"))
+            .contains("ring0_addr: 127.0.0.2"));
     }
 }
