@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::str::FromStr;
 
+use crate::mcast::Multicast;
 use crate::transport::Transport;
 use crate::udp::KernelUdp;
 use crate::xsk::{XskConfig, XskTransport};
@@ -44,15 +45,17 @@ pub enum AnyTransport {
 
 impl AnyTransport {
     /// Opens the provider `kind` asks for on `bind` (and `interface`, default: the interface
-    /// holding `bind`'s address). Returns it with a sentence saying which one and why, for the
-    /// log. `Auto` falls back to UDP, with the reason, whenever XDP cannot be used.
+    /// holding `bind`'s address), joined to `mcast`'s group when the cluster multicasts.
+    /// Returns it with a sentence saying which one and why, for the log. `Auto` falls back to
+    /// UDP, with the reason, whenever XDP cannot be used.
     pub fn open(
         kind: TransportKind,
         bind: SocketAddr,
         interface: Option<&str>,
+        mcast: Option<&Multicast>,
     ) -> Result<(AnyTransport, String), String> {
         let udp = |why: String| {
-            KernelUdp::bind(bind)
+            KernelUdp::bind(bind, mcast)
                 .map(|(u, fallback)| {
                     let how = match fallback {
                         None => "io_uring".to_owned(),
@@ -68,14 +71,14 @@ impl AnyTransport {
         match kind {
             TransportKind::Udp => udp("asked for".into()),
             TransportKind::Xdp => {
-                open_xdp(bind, interface).map(|(x, why)| (x, why + " (asked for)"))
+                open_xdp(bind, interface, mcast).map(|(x, why)| (x, why + " (asked for)"))
             }
             TransportKind::Auto => {
                 // Safety: geteuid has no preconditions.
                 if unsafe { libc::geteuid() } != 0 {
                     return udp("auto: not running as root, so no XDP".into());
                 }
-                match open_xdp(bind, interface) {
+                match open_xdp(bind, interface, mcast) {
                     Ok((x, why)) => Ok((x, why + " (auto)")),
                     Err(e) => udp(format!("auto: XDP unavailable ({e})")),
                 }
@@ -114,7 +117,11 @@ impl AnyTransport {
     }
 }
 
-fn open_xdp(bind: SocketAddr, interface: Option<&str>) -> Result<(AnyTransport, String), String> {
+fn open_xdp(
+    bind: SocketAddr,
+    interface: Option<&str>,
+    mcast: Option<&Multicast>,
+) -> Result<(AnyTransport, String), String> {
     let name = match interface {
         Some(n) => n.to_owned(),
         None => {
@@ -126,7 +133,9 @@ fn open_xdp(bind: SocketAddr, interface: Option<&str>) -> Result<(AnyTransport, 
     if name == "lo" {
         return Err("the address is on loopback, where XDP brings nothing".into());
     }
-    let x = XskTransport::open(&XskConfig::new(name, bind)).map_err(|e| e.to_string())?;
+    let mut cfg = XskConfig::new(name, bind);
+    cfg.multicast = mcast.copied();
+    let x = XskTransport::open(&cfg).map_err(|e| e.to_string())?;
     let why = format!("transport xdp: {}", x.describe());
     Ok((AnyTransport::Xdp(Box::new(x)), why))
 }
@@ -143,6 +152,20 @@ impl Transport for AnyTransport {
         match self {
             AnyTransport::Udp(t) => Transport::local_addr(t),
             AnyTransport::Xdp(t) => Transport::local_addr(t.as_ref()),
+        }
+    }
+
+    fn group(&self) -> Option<SocketAddr> {
+        match self {
+            AnyTransport::Udp(t) => t.group(),
+            AnyTransport::Xdp(t) => t.group(),
+        }
+    }
+
+    fn counters(&self, out: &mut crate::stats::Entries) {
+        match self {
+            AnyTransport::Udp(t) => t.counters(out),
+            AnyTransport::Xdp(t) => Transport::counters(t.as_ref(), out),
         }
     }
 

@@ -2,7 +2,7 @@
 //! sessions rotord hands over; started by hand (tests, experiments), it joins one CPG group
 //! itself, optionally multicasts test messages and prints every event as one line.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +12,7 @@ use clap::Parser;
 use rotor_crypto::{CryptoMode, Keys};
 use rotor_dataplane::any::{AnyTransport, TransportKind};
 use rotor_dataplane::fnv1a32;
+use rotor_dataplane::mcast::Multicast;
 use rotor_dataplane::runner::{Runner, RunnerConfig};
 use totem_core::{ConfigKind, Event, Guarantee, Request, SubmitError, TotemConfig};
 
@@ -69,6 +70,14 @@ struct Args {
     /// The interface for XDP (default: the one holding the --bind address).
     #[arg(long)]
     interface: Option<String>,
+    /// Multicast to this group (IPv4 or IPv6, the family of --bind) on the --bind port, as
+    /// corosync's `transport: udp` does: frames for every member go once to the group, the
+    /// token stays unicast. Without it every frame is unicast to each peer (`udpu`).
+    #[arg(long)]
+    mcast: Option<IpAddr>,
+    /// TTL / hop limit of the multicast frames (corosync's `ttl`, default 1).
+    #[arg(long, default_value_t = rotor_dataplane::mcast::TTL_DEFAULT)]
+    mcast_ttl: u8,
 }
 
 fn parse_kv(s: &str) -> Result<(String, u32), String> {
@@ -215,9 +224,34 @@ fn main() -> ExitCode {
         .unwrap_or_default();
     let pid = std::process::id();
     let cluster_size = args.peers.len() + 1;
-    let transport = match AnyTransport::open(args.transport, args.bind, args.interface.as_deref()) {
+    let mcast = match args.mcast {
+        None => None,
+        Some(ip) => match Multicast::new(ip, args.bind.port(), args.mcast_ttl)
+            .and_then(|m| m.check_family(args.bind).map(|()| m))
+        {
+            Ok(m) => Some(m),
+            Err(e) => {
+                eprintln!("rotor-dataplane: --mcast: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let opened = AnyTransport::open(
+        args.transport,
+        args.bind,
+        args.interface.as_deref(),
+        mcast.as_ref(),
+    );
+    let transport = match opened {
         Ok((t, why)) => {
-            eprintln!("rotor-dataplane: {why}");
+            match mcast {
+                Some(m) => eprintln!(
+                    "rotor-dataplane: {why}; multicast to {} (ttl {})",
+                    m.group(),
+                    m.ttl
+                ),
+                None => eprintln!("rotor-dataplane: {why}; unicast to each peer"),
+            }
             t
         }
         Err(e) => {
@@ -306,6 +340,10 @@ fn main() -> ExitCode {
         eprintln!("rotor-dataplane: drops {:?}", drops.by_reason);
     }
     eprintln!("rotor-dataplane: {}", runner.transport().stats_line());
+    eprintln!(
+        "rotor-dataplane: stats {}",
+        rotor_dataplane::stats::line(&runner.counters())
+    );
     ExitCode::SUCCESS
 }
 

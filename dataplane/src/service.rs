@@ -531,22 +531,8 @@ impl Control {
 
 /// The stats published to rotord (cmap keys under `stats.`).
 pub fn stats_counters<T: Transport>(runner: &Runner<T>, clients: &Clients) -> Vec<(String, u64)> {
-    let s = runner.node().stats();
-    let mut out = vec![
-        ("srp.frames_in".to_owned(), s.frames_in),
-        ("srp.frames_out".to_owned(), s.frames_out),
-        ("srp.delivered".to_owned(), s.delivered),
-        ("srp.tokens".to_owned(), s.tokens),
-        ("srp.token_lost".to_owned(), s.token_lost),
-        ("srp.token_retransmits".to_owned(), s.token_retransmits),
-        ("srp.retransmitted".to_owned(), s.retransmitted),
-        ("srp.rings_installed".to_owned(), s.rings_installed),
-        ("srp.gathers".to_owned(), s.gathers),
-        ("ipc.clients".to_owned(), clients.len() as u64),
-    ];
-    for (reason, n) in &runner.drops().by_reason {
-        out.push((format!("crypto.drops.{reason}"), *n));
-    }
+    let mut out = runner.counters();
+    out.push(("ipc.clients".to_owned(), clients.len() as u64));
     out
 }
 

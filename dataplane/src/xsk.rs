@@ -29,9 +29,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::num::NonZeroU32;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use xdp_prog::{AttachMode, AttachedMode, XdpCounters, XdpError, XdpProgram};
 use xsk_rs::config::{
@@ -40,6 +40,7 @@ use xsk_rs::config::{
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use crate::frame::{self, Addressing};
+use crate::mcast::Multicast;
 use crate::neigh::{self, LinkInfo, NeighCache, NeighCounters};
 
 /// Descriptors taken from one RX ring per `recv_batch`, so one busy queue cannot starve timers.
@@ -59,6 +60,9 @@ pub struct XskConfig {
     pub attach: AttachMode,
     /// UMEM frames per queue, a power of two ≥ 2 × [`RX_BATCH`]: half for RX, half for TX.
     pub frames_per_queue: u32,
+    /// The cluster's multicast group, when it multicasts: frames to it are accepted, and sent
+    /// to its multicast MAC with its TTL.
+    pub multicast: Option<Multicast>,
 }
 
 impl XskConfig {
@@ -69,6 +73,7 @@ impl XskConfig {
             queues: vec![0],
             attach: AttachMode::Auto,
             frames_per_queue: 2048,
+            multicast: None,
         }
     }
 }
@@ -187,6 +192,17 @@ pub struct XskTransport {
     counters: XskCounters,
     ip_id: u16,
     tx_next: usize,
+    multicast: Option<Group>,
+}
+
+/// The multicast group a cluster sends to.
+struct Group {
+    m: Multicast,
+    /// The group's Ethernet address ([`frame::multicast_mac`]).
+    mac: frame::Mac,
+    /// Holds the membership on the interface, so the NIC's MAC filter admits the group's
+    /// frames and the kernel answers IGMP/MLD queries for it; nothing is read from it.
+    _member: UdpSocket,
 }
 
 impl fmt::Debug for XskTransport {
@@ -310,11 +326,27 @@ impl XskTransport {
             queues.push(q);
         }
         let epoll = if queues.len() > 1 {
-            Some(epoll_of(&queues).map_err(|e| socket_err(queues[0].id)(e.to_string()))?)
+            let fds: Vec<RawFd> = queues.iter().map(|q| q.rx.fd().as_raw_fd()).collect();
+            Some(crate::poll::epoll_of(&fds).map_err(|e| socket_err(queues[0].id)(e.to_string()))?)
         } else {
             None
         };
         let neigh = NeighCache::new(link.ifindex).map_err(XskError::Neigh)?;
+        let multicast = match cfg.multicast {
+            None => None,
+            Some(m) => {
+                m.check_family(cfg.bind).map_err(XskError::Interface)?;
+                let member = crate::mcast::membership_socket(&m, cfg.bind.ip())
+                    .map_err(|e| XskError::Interface(e.to_string()))?;
+                let mac = frame::multicast_mac(m.group().ip())
+                    .ok_or_else(|| XskError::Interface("group is not multicast".into()))?;
+                Some(Group {
+                    m,
+                    mac,
+                    _member: member,
+                })
+            }
+        };
         tracing::info!(
             interface = %link.name, mode = %program.mode(), bind = %bind_mode,
             "AF_XDP transport ready"
@@ -330,6 +362,7 @@ impl XskTransport {
             counters: XskCounters::default(),
             ip_id: 0,
             tx_next: 0,
+            multicast,
         })
     }
 
@@ -383,36 +416,11 @@ impl XskTransport {
             self.queues.iter().map(|q| q.id).collect::<Vec<_>>()
         )
     }
-}
 
-/// An epoll set with every queue's socket, readable when any of them is.
-fn epoll_of(queues: &[Queue]) -> io::Result<OwnedFd> {
-    // SAFETY: plain epoll_create1 call; the result is checked.
-    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
+    /// The queue ids served, one socket each.
+    pub fn queue_ids(&self) -> Vec<u32> {
+        self.queues.iter().map(|q| q.id).collect()
     }
-    // SAFETY: `fd` is a fresh descriptor we own.
-    let ep = unsafe { OwnedFd::from_raw_fd(fd) };
-    for q in queues {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: u64::from(q.id),
-        };
-        // SAFETY: both descriptors are open and `ev` is a valid epoll_event.
-        if unsafe {
-            libc::epoll_ctl(
-                ep.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                q.rx.fd().as_raw_fd(),
-                &mut ev,
-            )
-        } < 0
-        {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(ep)
 }
 
 impl crate::transport::Transport for XskTransport {
@@ -424,8 +432,53 @@ impl crate::transport::Transport for XskTransport {
         self.local
     }
 
+    fn group(&self) -> Option<SocketAddr> {
+        self.multicast.as_ref().map(|g| g.m.group())
+    }
+
+    /// `xdp.*`: the provider's frames, bytes and drops, the kernel's per-socket statistics
+    /// (`xdp.socket.*`), the XDP program's per-CPU counters summed (`xdp.prog.*`) and the
+    /// neighbour cache's (`xdp.neigh.*`). A map or socket that cannot be read is skipped (its
+    /// keys keep their last published value in cmap).
+    fn counters(&self, out: &mut crate::stats::Entries) {
+        let c = &self.counters;
+        let mut put = |k: &str, v: u64| out.push((format!("xdp.{k}"), v));
+        put("frames_in", c.frames_in);
+        put("bytes_in", c.bytes_in);
+        put("frames_out", c.frames_out);
+        put("bytes_out", c.bytes_out);
+        put("tx_ring_full", c.tx_ring_full);
+        for (reason, n) in &c.drops {
+            put(&format!("drops.{reason}"), *n);
+        }
+        if let Ok(s) = self.socket_stats() {
+            let names = [
+                "rx_dropped",
+                "rx_ring_full",
+                "rx_fill_ring_empty",
+                "tx_ring_empty",
+                "invalid_descs",
+            ];
+            for (name, v) in names.iter().zip(s) {
+                put(&format!("socket.{name}"), v);
+            }
+        }
+        if let Ok(p) = self.xdp_counters() {
+            put("prog.redirected", p.redirected);
+            put("prog.passed", p.passed);
+            put("prog.not_parsed", p.not_parsed);
+            put("prog.no_socket", p.no_socket);
+        }
+        let n = self.neigh_counters();
+        put("neigh.dumps", n.dumps);
+        put("neigh.dump_errors", n.dump_errors);
+        put("neigh.probes", n.probes);
+        put("neigh.misses", n.misses);
+    }
+
     fn recv_batch(&mut self, f: &mut dyn FnMut(&mut [u8], SocketAddr)) -> io::Result<usize> {
         let local = self.local;
+        let group = self.group();
         let counters = &mut self.counters;
         let mut handed = 0;
         for q in &mut self.queues {
@@ -441,7 +494,7 @@ impl crate::transport::Transport for XskTransport {
                 counters.frames_in += 1;
                 counters.bytes_in += bytes.len() as u64;
                 match frame::parse(bytes) {
-                    Ok(p) if p.dst == local => {
+                    Ok(p) if p.dst == local || Some(p.dst) == group => {
                         f(&mut bytes[p.payload], p.src);
                         handed += 1;
                     }
@@ -468,9 +521,15 @@ impl crate::transport::Transport for XskTransport {
             self.counters.drop("wrong_family");
             return Ok(false);
         }
-        let Some(dst_mac) = self.neigh.lookup(to.ip()) else {
-            self.counters.drop("neigh_unresolved");
-            return Ok(false);
+        let (dst_mac, hop_limit) = match &self.multicast {
+            Some(g) if to == g.m.group() => (g.mac, g.m.ttl),
+            _ => match self.neigh.lookup(to.ip()) {
+                Some(mac) => (mac, frame::HOP_LIMIT_UNICAST),
+                None => {
+                    self.counters.drop("neigh_unresolved");
+                    return Ok(false);
+                }
+            },
         };
         let qi = self.tx_next % self.queues.len();
         self.tx_next = self.tx_next.wrapping_add(1);
@@ -488,6 +547,7 @@ impl crate::transport::Transport for XskTransport {
             dst_mac,
             src: self.local,
             dst: to,
+            hop_limit,
         };
         self.ip_id = self.ip_id.wrapping_add(1);
         let built = {
