@@ -284,7 +284,12 @@ impl<T: Transport> Runner<T> {
     pub fn run_timers(&mut self) -> io::Result<()> {
         let now = self.now();
         if self.node.poll_timeout().is_some_and(|t| t <= now) {
+            let tokens = self.node.stats().tokens;
             self.node.handle_timeout(now);
+            // A ring of one passes the token to itself on a timer, not over the wire.
+            if self.node.stats().tokens != tokens {
+                self.rotations.on_token(self.node.ring(), now.0);
+            }
         }
         self.flush()
     }

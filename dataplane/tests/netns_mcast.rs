@@ -66,6 +66,7 @@ fn multicast_ring(c: &mut Cluster, v6: bool) {
             "node {i} never passed the token"
         );
         assert!(get("net.frames_in") > 0, "node {i} received nothing");
+        assert!(get("srp.token_rotations") > 0, "node {i} timed no rotation");
         // Drop counters appear once they count something.
         let drops = |k: &str| stat(&err, k).unwrap_or(0);
         assert_eq!(drops("crypto.drops.invalid_digest"), 0, "node {i}");
