@@ -63,6 +63,9 @@ pub struct XskConfig {
     /// The cluster's multicast group, when it multicasts: frames to it are accepted, and sent
     /// to its multicast MAC with its TTL.
     pub multicast: Option<Multicast>,
+    /// `None`: zero-copy where the driver takes it, copy mode otherwise. `Some(mode)`: that
+    /// mode only, or fail (hwtest requires zero-copy; tests can force copy mode).
+    pub bind_mode: Option<BindMode>,
 }
 
 impl XskConfig {
@@ -74,6 +77,7 @@ impl XskConfig {
             attach: AttachMode::Auto,
             frames_per_queue: 2048,
             multicast: None,
+            bind_mode: None,
         }
     }
 }
@@ -133,6 +137,11 @@ pub struct XskCounters {
     pub bytes_out: u64,
     /// `send_to` found no free TX frame.
     pub tx_ring_full: u64,
+    /// `sendto` kicks of a TX ring (every flush in copy mode; with need_wakeup in zero-copy
+    /// mode only when the driver asks).
+    pub tx_kicks: u64,
+    /// Wake-ups of the kernel after refilling a fill ring (only when it asks: need_wakeup).
+    pub fill_wakeups: u64,
     /// Received or unsendable frames dropped, by reason (`frame_*` from `ParseError::reason`,
     /// `wrong_destination`, `neigh_unresolved`, `frame_too_large`).
     pub drops: BTreeMap<&'static str, u64>,
@@ -161,6 +170,8 @@ struct Queue {
     tx_ring_size: u32,
     /// Scratch for RX and completion batches.
     batch: Vec<FrameDesc>,
+    /// Frames taken from this queue's RX ring.
+    frames_in: u64,
 }
 
 impl Queue {
@@ -279,6 +290,7 @@ fn bind_queue(cfg: &XskConfig, queue: u32, mode: BindMode) -> Result<Queue, Stri
         tx_free,
         tx_ring_size: half,
         batch: descs,
+        frames_in: 0,
     })
 }
 
@@ -303,10 +315,13 @@ impl XskTransport {
         let program = XdpProgram::load(link.ifindex, &[cfg.bind.port()], cfg.attach)
             .map_err(XskError::Program)?;
         let mut queues = Vec::with_capacity(cfg.queues.len());
-        let mut bind_mode = BindMode::ZeroCopy;
+        let mut bind_mode = cfg.bind_mode.unwrap_or(BindMode::ZeroCopy);
         for &id in &cfg.queues {
-            let q = match bind_queue(cfg, id, BindMode::ZeroCopy) {
+            let q = match bind_queue(cfg, id, cfg.bind_mode.unwrap_or(BindMode::ZeroCopy)) {
                 Ok(q) => q,
+                Err(e) if cfg.bind_mode.is_some() => {
+                    return Err(socket_err(id)(format!("{bind_mode} mode: {e}")));
+                }
                 Err(zc) => {
                     let q = bind_queue(cfg, id, BindMode::Copy).map_err(|copy| {
                         socket_err(id)(format!("zero-copy: {zc}; copy mode: {copy}"))
@@ -421,6 +436,74 @@ impl XskTransport {
     pub fn queue_ids(&self) -> Vec<u32> {
         self.queues.iter().map(|q| q.id).collect()
     }
+
+    /// Frames received on each queue served: (queue id, frames).
+    pub fn frames_in_by_queue(&self) -> Vec<(u32, u64)> {
+        self.queues.iter().map(|q| (q.id, q.frames_in)).collect()
+    }
+
+    /// TX frames free now (not on a TX ring or in flight) and in all, over every queue; they
+    /// are equal once every sent frame has completed (call `flush` to reap completions).
+    pub fn tx_frames_free(&self) -> (usize, usize) {
+        let free = self.queues.iter().map(|q| q.tx_free.len()).sum();
+        let total = self.queues.iter().map(|q| q.tx_ring_size as usize).sum();
+        (free, total)
+    }
+}
+
+/// How many receive queues `interface` has (of the calling thread's network namespace): the
+/// driver's channel counts (`ETHTOOL_GCHANNELS`: rx-only plus combined channels, each with one
+/// receive queue); 1 when the driver does not report channels. Read through an ioctl rather
+/// than `/sys/class/net`, which shows the namespace sysfs was mounted in, not the thread's.
+pub fn rx_queue_count(interface: &str) -> io::Result<u32> {
+    /// `struct ethtool_channels` (linux/ethtool.h).
+    #[repr(C)]
+    #[derive(Default)]
+    struct Channels {
+        cmd: u32,
+        max_rx: u32,
+        max_tx: u32,
+        max_other: u32,
+        max_combined: u32,
+        rx_count: u32,
+        tx_count: u32,
+        other_count: u32,
+        combined_count: u32,
+    }
+    const ETHTOOL_GCHANNELS: u32 = 0x3c;
+    let name = interface.as_bytes();
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
+    }
+    let sock =
+        std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("[::]:0"))?;
+    let mut channels = Channels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..Channels::default()
+    };
+    // SAFETY: all-zero is a valid ifreq; the name is copied in below (NUL-terminated, as the
+    // length was checked) and the data pointer aims at `channels`, alive across the ioctl.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(name) {
+        *dst = *src as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = (&mut channels as *mut Channels).cast();
+    // SAFETY: SIOCETHTOOL with a valid ifreq whose data points at a `struct ethtool_channels`.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EOPNOTSUPP) => Ok(1),
+            _ => Err(io::Error::new(
+                e.kind(),
+                format!("{interface}: ETHTOOL_GCHANNELS: {e}"),
+            )),
+        };
+    }
+    Ok((channels.rx_count + channels.combined_count).max(1))
 }
 
 impl crate::transport::Transport for XskTransport {
@@ -448,6 +531,8 @@ impl crate::transport::Transport for XskTransport {
         put("frames_out", c.frames_out);
         put("bytes_out", c.bytes_out);
         put("tx_ring_full", c.tx_ring_full);
+        put("tx_kicks", c.tx_kicks);
+        put("fill_wakeups", c.fill_wakeups);
         for (reason, n) in &c.drops {
             put(&format!("drops.{reason}"), *n);
         }
@@ -485,6 +570,7 @@ impl crate::transport::Transport for XskTransport {
             // SAFETY: the RX ring hands back frames of this queue's UMEM (the only ones on its
             // fill ring); `batch` has room for RX_BATCH.
             let n = unsafe { q.rx.consume(&mut q.batch[..RX_BATCH]) };
+            q.frames_in += n as u64;
             for desc in &mut q.batch[..n] {
                 // SAFETY: `desc` was just consumed from this queue's RX ring, so it is a frame
                 // of `q.umem` that the kernel has finished writing and that nothing else
@@ -510,6 +596,7 @@ impl crate::transport::Transport for XskTransport {
                 assert_eq!(put, n, "fill ring refused frames it has room for");
                 if q.fill.needs_wakeup() {
                     q.fill.wakeup(q.rx.fd_mut(), 0)?;
+                    counters.fill_wakeups += 1;
                 }
             }
         }
@@ -597,6 +684,7 @@ impl crate::transport::Transport for XskTransport {
                 }
                 if copy || q.tx.needs_wakeup() {
                     q.tx.wakeup()?;
+                    self.counters.tx_kicks += 1;
                 }
                 let now = q.tx.nb_free_exact();
                 if now <= free {

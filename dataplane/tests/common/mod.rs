@@ -4,7 +4,6 @@
 #![allow(dead_code)] // each test binary uses its own part
 
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +11,7 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub use rotor_testbed::in_netns;
 use rotor_testbed::{Proc, Testbed};
 
 /// Hosts, node processes and their output; dropping it kills the nodes and removes the hosts.
@@ -216,20 +216,6 @@ pub fn stat(stderr: &str, key: &str) -> Option<u64> {
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| *k == key)
         .and_then(|(_, v)| v.parse().ok())
-}
-
-/// Runs `f` on a thread that has entered network namespace `ns` (sockets it creates live there).
-pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).expect("open netns");
-        // SAFETY: setns on a namespace fd we hold; it only affects this thread.
-        let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .expect("netns thread")
 }
 
 /// Why AF_XDP cannot run on host 1 of `c` (its `eth0` refuses the program or the socket), if
