@@ -289,6 +289,7 @@ impl Daemon {
             crate::config::PollMode::Busy => "busy",
             crate::config::PollMode::Adaptive => "adaptive",
             crate::config::PollMode::Blocking => "blocking",
+            crate::config::PollMode::Auto => "auto",
         });
         if let Some(core) = rotor.dataplane_cores.first() {
             cmd.arg("--core").arg(core.to_string());

@@ -289,7 +289,7 @@ fn defaults_match_corosync() {
         ),
         (10000, "lowest", false)
     );
-    assert_eq!(config.rotor.poll_mode, PollMode::Adaptive);
+    assert_eq!(config.rotor.poll_mode, PollMode::Auto);
     assert!(config.entries.is_empty());
 
     // Two nodes: no coefficient; two_node implies wait_for_all (votequorum(5)).
@@ -367,7 +367,7 @@ fn wrong_type_names_file_line_key_and_expectation() {
     );
     assert_eq!(
         error_text("rotor {\npoll_mode: spin\n}\n"),
-        "/etc/corosync/corosync.conf:2: rotor.poll_mode: expected one of busy, adaptive, blocking, got \"spin\""
+        "/etc/corosync/corosync.conf:2: rotor.poll_mode: expected one of busy, adaptive, blocking, auto, got \"spin\""
     );
     assert_eq!(
         error_text("system {\npriority: -40\n}\n"),

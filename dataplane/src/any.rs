@@ -12,6 +12,14 @@ use crate::transport::Transport;
 use crate::udp::KernelUdp;
 use crate::xsk::{XskConfig, XskTransport};
 
+/// Most receive queues the AF_XDP provider serves.
+pub const QUEUES_SERVED_MAX: u32 = 64;
+/// UMEM frames (4 KiB each) shared out among the queues served: 8 MiB for one queue, at most
+/// 64 MiB in all, at least 256 frames a queue.
+const UMEM_FRAMES_ONE_QUEUE: u32 = 2048;
+const UMEM_FRAMES_TOTAL_MAX: u32 = 16_384;
+const UMEM_FRAMES_QUEUE_MIN: u32 = 256;
+
 /// `--transport`: which provider to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TransportKind {
@@ -135,6 +143,15 @@ fn open_xdp(
     }
     let mut cfg = XskConfig::new(name, bind);
     cfg.multicast = mcast.copied();
+    // Every receive queue gets a socket: RSS may put cluster frames on any of them, and a
+    // queue without one passes them to a kernel with no socket on the port.
+    let queues = crate::xsk::rx_queue_count(&cfg.interface)
+        .map_err(|e| e.to_string())?
+        .min(QUEUES_SERVED_MAX);
+    cfg.queues = (0..queues).collect();
+    let share = (UMEM_FRAMES_TOTAL_MAX / queues.max(1)).min(UMEM_FRAMES_ONE_QUEUE);
+    // A power of two, as the rings need.
+    cfg.frames_per_queue = (1u32 << share.ilog2()).max(UMEM_FRAMES_QUEUE_MIN);
     let x = XskTransport::open(&cfg).map_err(|e| e.to_string())?;
     let why = format!("transport xdp: {}", x.describe());
     Ok((AnyTransport::Xdp(Box::new(x)), why))

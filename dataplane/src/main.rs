@@ -55,8 +55,9 @@ struct Args {
     /// Serve CPG sessions handed over by rotord on this inherited SOCK_SEQPACKET descriptor.
     #[arg(long)]
     control_fd: Option<i32>,
-    /// busy | adaptive | blocking (service mode).
-    #[arg(long, default_value = "adaptive")]
+    /// busy | adaptive | blocking | auto (service mode). auto: busy when pinned (--core) and
+    /// the machine has a core to spare beyond the poller's, adaptive otherwise.
+    #[arg(long, default_value = "auto")]
     poll: String,
     /// Microseconds the adaptive mode spins after the last work before sleeping.
     #[arg(long, default_value_t = 50)]
@@ -357,8 +358,21 @@ fn serve(runner: &mut Runner<AnyTransport>, fd: i32, args: &Args) -> ExitCode {
             spin: Duration::from_micros(args.spin_us),
         },
         "blocking" => PollMode::Blocking,
+        "auto" => {
+            // Online CPUs, not this thread's affinity (already narrowed by --core).
+            // SAFETY: sysconf has no preconditions.
+            let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+            let cpus = usize::try_from(online).unwrap_or(1).max(1);
+            let (mode, why) = PollMode::auto(
+                cpus,
+                args.core.is_some(),
+                Duration::from_micros(args.spin_us),
+            );
+            eprintln!("rotor-dataplane: [MAIN  ] poll auto: {mode:?} ({why})");
+            mode
+        }
         other => {
-            eprintln!("rotor-dataplane: --poll {other}: expected busy, adaptive or blocking");
+            eprintln!("rotor-dataplane: --poll {other}: expected busy, adaptive, blocking or auto");
             return ExitCode::FAILURE;
         }
     };

@@ -81,6 +81,40 @@ impl Drops {
     }
 }
 
+/// At most one "invalid digest" log line per this many nanoseconds (the rest are counted).
+const DIGEST_LOG_INTERVAL_NS: u64 = 5_000_000_000;
+
+/// Rate-limited logging of frames that fail authentication (a wrong key, or forgery):
+/// corosync's "Received message has invalid digest... ignoring." at most once per
+/// `DIGEST_LOG_INTERVAL_NS`, saying how many were not logged in between.
+#[derive(Debug, Default)]
+struct DigestLog {
+    last_ns: Option<u64>,
+    unlogged: u64,
+}
+
+impl DigestLog {
+    fn on_invalid(&mut self, now_ns: u64, from: SocketAddr) {
+        if self
+            .last_ns
+            .is_some_and(|last| now_ns.saturating_sub(last) < DIGEST_LOG_INTERVAL_NS)
+        {
+            self.unlogged += 1;
+            return;
+        }
+        let more = match self.unlogged {
+            0 => String::new(),
+            n => format!(" ({n} more since the last report)"),
+        };
+        eprintln!(
+            "rotor-dataplane: [TOTEM ] Received message has invalid digest... ignoring \
+             (from {from}){more}"
+        );
+        self.last_ns = Some(now_ns);
+        self.unlogged = 0;
+    }
+}
+
 /// The drop reasons that belong to the crypto layer.
 const CRYPTO_DROPS: [&str; 11] = [
     "truncated",
@@ -107,6 +141,7 @@ pub struct Runner<T: Transport> {
     drops: Drops,
     traffic: Traffic,
     rotations: Rotations,
+    digest_log: DigestLog,
 }
 
 impl<T: Transport> Runner<T> {
@@ -151,6 +186,7 @@ impl<T: Transport> Runner<T> {
             drops: Drops::default(),
             traffic: Traffic::default(),
             rotations: Rotations::default(),
+            digest_log: DigestLog::default(),
         })
     }
 
@@ -307,9 +343,10 @@ impl<T: Transport> Runner<T> {
                 start,
                 traffic,
                 rotations,
+                digest_log,
                 ..
             } = self;
-            let n = transport.recv_batch(&mut |frame, _from| {
+            let n = transport.recv_batch(&mut |frame, from| {
                 let now = Instant(start.elapsed().as_nanos() as u64);
                 traffic.frames_in += 1;
                 traffic.bytes_in += frame.len() as u64;
@@ -325,7 +362,12 @@ impl<T: Transport> Runner<T> {
                             drops.count("unconfigured_sender");
                         }
                     }
-                    Err(e) => drops.count(e.reason()),
+                    Err(e) => {
+                        drops.count(e.reason());
+                        if e == rotor_crypto::OpenError::InvalidDigest {
+                            digest_log.on_invalid(now.0, from);
+                        }
+                    }
                 }
             })?;
             if n == 0 {

@@ -43,6 +43,34 @@ pub enum PollMode {
     Blocking,
 }
 
+/// Pollers one dataplane runs (its one poll loop).
+const POLLERS: usize = 1;
+/// Cores a machine keeps for everything but the pollers: rotord and applications, and the
+/// kernel's network processing (softirqs: the copy-mode AF_XDP and UDP paths run there).
+const CORES_KEPT: usize = 2;
+
+impl PollMode {
+    /// The default mode (issue 4): busy when the loop is pinned to a core of its own and
+    /// `cpus` leaves `CORES_KEPT` for the rest, adaptive (spinning `spin`) when there are fewer
+    /// free cores than pollers — as on a 2-core machine. Returns the mode and why, for the log.
+    pub fn auto(cpus: usize, pinned: bool, spin: Duration) -> (PollMode, String) {
+        if !pinned {
+            let why = "not pinned to a core (rotor.dataplane_cores / --core)".to_owned();
+            return (PollMode::Adaptive { spin }, why);
+        }
+        let free = cpus.saturating_sub(CORES_KEPT);
+        let why = format!(
+            "{cpus} CPUs, {CORES_KEPT} kept for rotord, applications and the kernel: {free} \
+             free for {POLLERS} poller"
+        );
+        if free >= POLLERS {
+            (PollMode::Busy, why)
+        } else {
+            (PollMode::Adaptive { spin }, why)
+        }
+    }
+}
+
 /// Why a session was closed, for `ipc.disconnects.<kind>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CloseKind {
@@ -716,4 +744,21 @@ fn report_ring<T: Transport>(
         members: node.members().iter().map(|n| n.0).collect(),
         transport: runner.transport().name().to_owned(),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_polls_busy_only_with_a_pinned_core_to_spare() {
+        let spin = Duration::from_micros(50);
+        assert_eq!(PollMode::auto(2, true, spin).0, PollMode::Adaptive { spin });
+        assert_eq!(PollMode::auto(3, true, spin).0, PollMode::Busy);
+        assert_eq!(
+            PollMode::auto(64, false, spin).0,
+            PollMode::Adaptive { spin }
+        );
+        assert_eq!(PollMode::auto(1, true, spin).0, PollMode::Adaptive { spin });
+    }
 }

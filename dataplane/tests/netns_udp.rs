@@ -92,6 +92,10 @@ fn a_node_with_another_key_never_joins_and_its_frames_are_dropped() {
         digest > 0,
         "node 1 counted no invalid_digest drops: {stderr}"
     );
+    assert!(
+        stderr.contains("Received message has invalid digest... ignoring (from 198.18.0.4:5405)"),
+        "node 1 did not log the invalid digest: {stderr}"
+    );
     if std::env::var_os(rotor_dataplane::udp::NO_URING_ENV).is_none() {
         assert!(
             stderr.contains("transport udp: asked for (io_uring)"),

@@ -158,6 +158,9 @@ pub enum PollMode {
     Adaptive,
     /// Always sleep until woken.
     Blocking,
+    /// The default: the dataplane picks busy when it has a core of its own to spare, adaptive
+    /// otherwise (it says which, and why, at start).
+    Auto,
 }
 
 /// Totem timeouts and constants, explicit or derived as exec/totemconfig.c
@@ -562,7 +565,7 @@ fn nozzle_kind(key: &str) -> Option<Kind> {
 fn rotor_kind(key: &str) -> Option<Kind> {
     Some(match key {
         "dataplane_cores" => Kind::Cores,
-        "poll_mode" => Kind::Choice(&["busy", "adaptive", "blocking"]),
+        "poll_mode" => Kind::Choice(&["busy", "adaptive", "blocking", "auto"]),
         _ => return None,
     })
 }
@@ -1481,7 +1484,8 @@ impl Builder<'_> {
         let poll_mode = match self.str_of("rotor.poll_mode") {
             Some("busy") => PollMode::Busy,
             Some("blocking") => PollMode::Blocking,
-            _ => PollMode::Adaptive,
+            Some("adaptive") => PollMode::Adaptive,
+            _ => PollMode::Auto,
         };
         RotorConfig {
             dataplane_cores,
