@@ -35,6 +35,24 @@ pub fn root_or_skip(what: &str) -> bool {
     false
 }
 
+/// Runs `f` on a new thread that has entered network namespace `ns` (by its `/run/netns`
+/// name) and returns what it returns: sockets, XDP attachments and netlink calls made there
+/// act on that namespace, and a socket created there keeps it when used from another thread.
+/// Panics if the namespace cannot be entered or `f` panics.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    use std::os::fd::AsRawFd;
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        // Safety: setns on a namespace fd we hold; it affects this thread only.
+        let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns {path}: {}", io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
 /// Host `i`'s IPv4 address (1-based).
 pub fn ipv4(i: usize) -> Ipv4Addr {
     assert!((1..=HOSTS_MAX).contains(&i), "host index {i}");
