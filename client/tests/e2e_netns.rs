@@ -180,13 +180,11 @@ fn three_rotords_on_netns_hosts() {
     let mut handles: Vec<(Cpg, Seen)> = Vec::new();
     for i in 1..=3 {
         for g in GROUPS {
-            let c = bed
-                .in_host(i, move || -> Cpg {
-                    let mut c = Cpg::initialize().expect("cpg attach");
-                    c.join(g.as_bytes()).expect("join");
-                    c
-                })
-                .unwrap();
+            let c = bed.in_host(i, move || -> Cpg {
+                let mut c = Cpg::initialize().expect("cpg attach");
+                c.join(g.as_bytes()).expect("join");
+                c
+            });
             assert_eq!(c.local_node_id(), i as u32);
             handles.push((c, Seen::default()));
         }

@@ -325,27 +325,14 @@ impl Testbed {
         Ok(Proc { child, host: i })
     }
 
-    /// Runs `f` on a new thread that has entered host `i`'s network namespace, and returns
-    /// its result. Sockets it opens (an abstract Unix socket's name included) belong to that
-    /// host; descriptors it returns keep working from any thread afterwards.
+    /// Runs `f` on a new thread inside host `i`'s network namespace ([`in_netns`]); a client
+    /// attached there keeps working from any thread afterwards.
     pub fn in_host<T: Send + 'static>(
         &self,
         i: usize,
         f: impl FnOnce() -> T + Send + 'static,
-    ) -> io::Result<T> {
-        let path = format!("/run/netns/{}", self.host(i));
-        let ns = std::fs::File::open(&path)?;
-        std::thread::spawn(move || {
-            use std::os::fd::AsRawFd;
-            // Safety: setns on a namespace descriptor we hold open; it changes only the
-            // network namespace of this new thread, which ends when `f` returns.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(f())
-        })
-        .join()
-        .map_err(|_| io::Error::other(format!("{path}: the thread panicked")))?
+    ) -> T {
+        in_netns(&self.host(i), f)
     }
 
     /// Leaves the namespaces in place when this value goes (for `cargo xtask cluster up`);
