@@ -5,31 +5,18 @@
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{pump, send, Seen};
 use rotor_client::cmap::Cmap;
-use rotor_client::cpg::{Cpg, Dispatch, Guarantee, Handler, Member, Reason};
+use rotor_client::cpg::{Cpg, Guarantee, Member, Reason};
+
+mod common;
 
 fn bin(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_rotor"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let p = dir.join(name);
-    // `cargo test -p rotor-client` alone neither builds the other packages' binaries nor
-    // rebuilds stale ones (a stale rotord would speak an older ring version): build them; it
-    // is a no-op when they are current.
-    {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "-p", "rotor-control", "-p", "rotor-dataplane"])
-            .status()
-            .expect("run cargo build");
-        assert!(ok.success(), "building rotord and rotor-dataplane failed");
-    }
-    p
+    common::bin_dir().join(name)
 }
 
 struct Nodes {
@@ -131,39 +118,6 @@ fn wait_ring(nodes: &Nodes, i: usize, want: usize) {
     }
 }
 
-#[derive(Default)]
-struct Seen {
-    /// Deliveries and group changes, as text, in delivery order.
-    events: Vec<String>,
-    delivered: usize,
-    members: Vec<Member>,
-    left: Vec<(Member, Reason)>,
-}
-
-impl Handler for Seen {
-    fn deliver(&mut self, _g: &[u8], s: Member, _: Guarantee, data: &[u8]) {
-        self.delivered += 1;
-        self.events.push(format!(
-            "msg {}:{} {}",
-            s.node,
-            s.pid,
-            String::from_utf8_lossy(data)
-        ));
-    }
-    fn confchg(
-        &mut self,
-        _g: &[u8],
-        m: &[Member],
-        left: &[(Member, Reason)],
-        j: &[(Member, Reason)],
-    ) {
-        self.members = m.to_vec();
-        self.left.extend_from_slice(left);
-        self.events
-            .push(format!("conf {m:?} left {left:?} joined {j:?}"));
-    }
-}
-
 fn rotor(nodes: &Nodes, i: usize, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_rotor"))
         .args(args)
@@ -209,14 +163,12 @@ fn three_rotords_carry_cpg_end_to_end() {
             (c, Seen::default())
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while handles.iter().any(|(_, s)| s.members.len() < 3) {
-        assert!(Instant::now() < deadline, "group never had 3 members");
-        for (c, s) in &mut handles {
-            c.dispatch(Dispatch::Blocking(Duration::from_millis(20)), s)
-                .unwrap();
-        }
-    }
+    pump(
+        &mut handles,
+        Duration::from_secs(20),
+        "3 group members",
+        |h| h.iter().all(|(_, s)| s.members.len() >= 3),
+    );
     // From here on every member must see exactly the same sequence.
     let marks: Vec<usize> = handles.iter().map(|(_, s)| s.events.len()).collect();
     for round in 0..40 {
@@ -226,10 +178,7 @@ fn three_rotords_carry_cpg_end_to_end() {
             } else {
                 Guarantee::Safe
             };
-            let msg = format!("n{} r{round}", i + 1);
-            while let Err(rotor_client::Error::TryAgain) = c.mcast(g, msg.as_bytes()) {
-                c.dispatch(Dispatch::All, s).unwrap();
-            }
+            send(c, s, g, &format!("n{} r{round}", i + 1));
         }
     }
     // A separate process joins, then dies by SIGKILL: a process-down for everyone.
@@ -240,14 +189,12 @@ fn three_rotords_carry_cpg_end_to_end() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while handles.iter().any(|(_, s)| s.members.len() < 4) {
-        assert!(Instant::now() < deadline, "bench process never joined");
-        for (c, s) in &mut handles {
-            c.dispatch(Dispatch::Blocking(Duration::from_millis(20)), s)
-                .unwrap();
-        }
-    }
+    pump(
+        &mut handles,
+        Duration::from_secs(20),
+        "the bench process joining",
+        |h| h.iter().all(|(_, s)| s.members.len() >= 4),
+    );
     let (ok, out, _) = rotor(&nodes, 3, &["cpg"]);
     assert!(ok && out.contains("e2e-group"), "{out}");
     assert!(out.contains(&bench.id().to_string()), "{out}");
@@ -257,20 +204,15 @@ fn three_rotords_carry_cpg_end_to_end() {
         node: 2,
         pid: bench.id(),
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while handles
-        .iter()
-        .any(|(_, s)| s.delivered < 120 || !s.left.contains(&(victim, Reason::ProcDown)))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "missing deliveries or the process-down"
-        );
-        for (c, s) in &mut handles {
-            c.dispatch(Dispatch::Blocking(Duration::from_millis(20)), s)
-                .unwrap();
-        }
-    }
+    pump(
+        &mut handles,
+        Duration::from_secs(20),
+        "every delivery and the process-down",
+        |h| {
+            h.iter()
+                .all(|(_, s)| s.delivered >= 120 && s.left.contains(&(victim, Reason::ProcDown)))
+        },
+    );
     let first = &handles[0].1.events[marks[0]..];
     for (k, (_, s)) in handles.iter().enumerate().skip(1) {
         assert_eq!(

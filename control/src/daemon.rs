@@ -279,11 +279,17 @@ impl Daemon {
             crate::config::Transport::Udp | crate::config::Transport::Udpu => "udp",
             crate::config::Transport::Knet => "auto",
         });
+        // udp (and xdp with an mcastaddr) multicast; a node alone has nobody to multicast to.
+        if let Some(m) = t.multicast.filter(|_| !p.peers.is_empty()) {
+            cmd.arg("--mcast").arg(m.addr.to_string());
+            cmd.arg("--mcast-ttl").arg(m.ttl.to_string());
+        }
         let rotor = &p.config.rotor;
         cmd.arg("--poll").arg(match rotor.poll_mode {
             crate::config::PollMode::Busy => "busy",
             crate::config::PollMode::Adaptive => "adaptive",
             crate::config::PollMode::Blocking => "blocking",
+            crate::config::PollMode::Auto => "auto",
         });
         if let Some(core) = rotor.dataplane_cores.first() {
             cmd.arg("--core").arg(core.to_string());

@@ -289,7 +289,7 @@ fn defaults_match_corosync() {
         ),
         (10000, "lowest", false)
     );
-    assert_eq!(config.rotor.poll_mode, PollMode::Adaptive);
+    assert_eq!(config.rotor.poll_mode, PollMode::Auto);
     assert!(config.entries.is_empty());
 
     // Two nodes: no coefficient; two_node implies wait_for_all (votequorum(5)).
@@ -367,7 +367,7 @@ fn wrong_type_names_file_line_key_and_expectation() {
     );
     assert_eq!(
         error_text("rotor {\npoll_mode: spin\n}\n"),
-        "/etc/corosync/corosync.conf:2: rotor.poll_mode: expected one of busy, adaptive, blocking, got \"spin\""
+        "/etc/corosync/corosync.conf:2: rotor.poll_mode: expected one of busy, adaptive, blocking, auto, got \"spin\""
     );
     assert_eq!(
         error_text("system {\npriority: -40\n}\n"),
@@ -827,4 +827,71 @@ ipprefix: 24
         warned,
         ["totem.knet_pmtud_interval", "totem.knet_compression_level"]
     );
+}
+
+#[test]
+fn multicast_follows_the_transport_and_corosyncs_derived_group() {
+    let conf = |transport: &str, name: &str, interface: &str, addrs: [&str; 2]| {
+        format!(
+            "totem {{\ntransport: {transport}\n{name}interface {{\nlinknumber: 0\n{interface}}}\n}}\n\
+             nodelist {{\nnode {{\nring0_addr: {}\nnodeid: 1\n}}\nnode {{\nring0_addr: {}\nnodeid: 2\n}}\n}}\n",
+            addrs[0], addrs[1]
+        )
+    };
+    let v4 = ["198.18.0.1", "198.18.0.2"];
+    let v6 = ["2001:2::1", "2001:2::2"];
+    let multicast = |text: String| parse_str(FILE, &text).unwrap().totem.multicast;
+    // udp without mcastaddr: corosync's group from the cluster name ("ab" → id 292), stored
+    // back into cmap as totemconfig.c does.
+    let c = parse_str(FILE, &conf("udp", "cluster_name: ab\n", "", v4)).unwrap();
+    let m = c.totem.multicast.unwrap();
+    assert_eq!(m.addr.to_string(), "239.192.1.37");
+    assert_eq!((m.ttl, m.derived), (1, true));
+    assert_eq!(
+        c.entries["totem.interface.0.mcastaddr"],
+        Value::String("239.192.1.37".into())
+    );
+    // udp is IPv4 unless ip_version says otherwise (totemconfig.c).
+    let m = multicast(conf("udp", "cluster_name: ab\nip_version: ipv6\n", "", v6)).unwrap();
+    assert_eq!(m.addr.to_string(), "ff15::124");
+    // No cluster name: derived from rotor's default name.
+    let m = multicast(conf("udp", "", "", v4)).unwrap();
+    assert_eq!(
+        m.addr,
+        config::corosync_default_group(config::CLUSTER_NAME_DEFAULT, 0, false)
+    );
+    // Explicit group and ttl; xdp multicasts only with an mcastaddr; udpu and knet never.
+    let explicit = "mcastaddr: 239.255.1.1\nttl: 3\n";
+    let m = multicast(conf("udp", "", explicit, v4)).unwrap();
+    assert_eq!(
+        (m.addr.to_string(), m.ttl, m.derived),
+        ("239.255.1.1".into(), 3, false)
+    );
+    let m = multicast(conf("xdp", "", "mcastaddr: ff15::1\n", v6)).unwrap();
+    assert_eq!(m.addr.to_string(), "ff15::1");
+    assert_eq!(multicast(conf("xdp", "", "", v4)), None);
+    assert_eq!(
+        multicast(conf("udpu", "", "mcastaddr: 239.255.1.1\n", v4)),
+        None
+    );
+    assert_eq!(
+        multicast(conf("knet", "", "mcastaddr: 239.255.1.1\n", v4)),
+        None
+    );
+    // Errors with the line of the key: not multicast, other family, not literal, ttl unicast.
+    let err = |text: String| parse_str(FILE, &text).unwrap_err();
+    let e = err(conf("udp", "", "mcastaddr: 198.18.0.9\n", v4));
+    assert_eq!(e.kind(), Some(ErrorKind::InvalidValue));
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{FILE}:5: totem.interface.0.mcastaddr: ")),
+        "{e}"
+    );
+    let e = err(conf("udp", "", "mcastaddr: ff15::1\n", v4));
+    assert_eq!(e.kind(), Some(ErrorKind::MixedAddressFamilies));
+    let e = err(conf("xdp", "", "mcastaddr: cluster-group.example\n", v4));
+    assert_eq!(e.kind(), Some(ErrorKind::InvalidValue));
+    let e = err(conf("udpu", "", "ttl: 2\n", v4));
+    assert_eq!(e.kind(), Some(ErrorKind::Conflict));
+    assert!(multicast(conf("udpu", "", "ttl: 1\n", v4)).is_none());
 }

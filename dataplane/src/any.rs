@@ -7,9 +7,18 @@ use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::str::FromStr;
 
+use crate::mcast::Multicast;
 use crate::transport::Transport;
 use crate::udp::KernelUdp;
 use crate::xsk::{XskConfig, XskTransport};
+
+/// Most receive queues the AF_XDP provider serves.
+pub const QUEUES_SERVED_MAX: u32 = 64;
+/// UMEM frames (4 KiB each) shared out among the queues served: 8 MiB for one queue, at most
+/// 64 MiB in all, at least 256 frames a queue.
+const UMEM_FRAMES_ONE_QUEUE: u32 = 2048;
+const UMEM_FRAMES_TOTAL_MAX: u32 = 16_384;
+const UMEM_FRAMES_QUEUE_MIN: u32 = 256;
 
 /// `--transport`: which provider to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,15 +53,17 @@ pub enum AnyTransport {
 
 impl AnyTransport {
     /// Opens the provider `kind` asks for on `bind` (and `interface`, default: the interface
-    /// holding `bind`'s address). Returns it with a sentence saying which one and why, for the
-    /// log. `Auto` falls back to UDP, with the reason, whenever XDP cannot be used.
+    /// holding `bind`'s address), joined to `mcast`'s group when the cluster multicasts.
+    /// Returns it with a sentence saying which one and why, for the log. `Auto` falls back to
+    /// UDP, with the reason, whenever XDP cannot be used.
     pub fn open(
         kind: TransportKind,
         bind: SocketAddr,
         interface: Option<&str>,
+        mcast: Option<&Multicast>,
     ) -> Result<(AnyTransport, String), String> {
         let udp = |why: String| {
-            KernelUdp::bind(bind)
+            KernelUdp::bind(bind, mcast)
                 .map(|(u, fallback)| {
                     let how = match fallback {
                         None => "io_uring".to_owned(),
@@ -68,14 +79,14 @@ impl AnyTransport {
         match kind {
             TransportKind::Udp => udp("asked for".into()),
             TransportKind::Xdp => {
-                open_xdp(bind, interface).map(|(x, why)| (x, why + " (asked for)"))
+                open_xdp(bind, interface, mcast).map(|(x, why)| (x, why + " (asked for)"))
             }
             TransportKind::Auto => {
                 // Safety: geteuid has no preconditions.
                 if unsafe { libc::geteuid() } != 0 {
                     return udp("auto: not running as root, so no XDP".into());
                 }
-                match open_xdp(bind, interface) {
+                match open_xdp(bind, interface, mcast) {
                     Ok((x, why)) => Ok((x, why + " (auto)")),
                     Err(e) => udp(format!("auto: XDP unavailable ({e})")),
                 }
@@ -114,7 +125,11 @@ impl AnyTransport {
     }
 }
 
-fn open_xdp(bind: SocketAddr, interface: Option<&str>) -> Result<(AnyTransport, String), String> {
+fn open_xdp(
+    bind: SocketAddr,
+    interface: Option<&str>,
+    mcast: Option<&Multicast>,
+) -> Result<(AnyTransport, String), String> {
     let name = match interface {
         Some(n) => n.to_owned(),
         None => {
@@ -126,7 +141,18 @@ fn open_xdp(bind: SocketAddr, interface: Option<&str>) -> Result<(AnyTransport, 
     if name == "lo" {
         return Err("the address is on loopback, where XDP brings nothing".into());
     }
-    let x = XskTransport::open(&XskConfig::new(name, bind)).map_err(|e| e.to_string())?;
+    let mut cfg = XskConfig::new(name, bind);
+    cfg.multicast = mcast.copied();
+    // Every receive queue gets a socket: RSS may put cluster frames on any of them, and a
+    // queue without one passes them to a kernel with no socket on the port.
+    let queues = crate::xsk::rx_queue_count(&cfg.interface)
+        .map_err(|e| e.to_string())?
+        .min(QUEUES_SERVED_MAX);
+    cfg.queues = (0..queues).collect();
+    let share = (UMEM_FRAMES_TOTAL_MAX / queues.max(1)).min(UMEM_FRAMES_ONE_QUEUE);
+    // A power of two, as the rings need.
+    cfg.frames_per_queue = (1u32 << share.ilog2()).max(UMEM_FRAMES_QUEUE_MIN);
+    let x = XskTransport::open(&cfg).map_err(|e| e.to_string())?;
     let why = format!("transport xdp: {}", x.describe());
     Ok((AnyTransport::Xdp(Box::new(x)), why))
 }
@@ -143,6 +169,20 @@ impl Transport for AnyTransport {
         match self {
             AnyTransport::Udp(t) => Transport::local_addr(t),
             AnyTransport::Xdp(t) => Transport::local_addr(t.as_ref()),
+        }
+    }
+
+    fn group(&self) -> Option<SocketAddr> {
+        match self {
+            AnyTransport::Udp(t) => t.group(),
+            AnyTransport::Xdp(t) => t.group(),
+        }
+    }
+
+    fn counters(&self, out: &mut crate::stats::Entries) {
+        match self {
+            AnyTransport::Udp(t) => t.counters(out),
+            AnyTransport::Xdp(t) => Transport::counters(t.as_ref(), out),
         }
     }
 

@@ -1,10 +1,11 @@
 //! Ethernet / IPv4 or IPv6 / UDP frames, built and parsed by hand for the AF_XDP provider.
 //!
-//! Building writes one untagged Ethernet header, an IPv4 header without options (DF set, TTL 64,
-//! header checksum) or a fixed IPv6 header (hop limit 64), and a UDP header with its checksum
-//! (RFC 768 over the pseudo-header; mandatory for IPv6, written for IPv4 too). Parsing accepts
-//! at most one 802.1Q tag, IPv4 with options (through IHL), IPv6 without extension headers, and
-//! UDP; everything else is an error with a reason for the drop counters — never a panic.
+//! Building writes one untagged Ethernet header, an IPv4 header without options (DF set, TTL 64
+//! or a multicast group's TTL, header checksum) or a fixed IPv6 header (same hop limits), and a
+//! UDP header with its checksum (RFC 768 over the pseudo-header; mandatory for IPv6, written for
+//! IPv4 too); a multicast group's Ethernet address comes from [`multicast_mac`]. Parsing
+//! accepts at most one 802.1Q tag, IPv4 with options (through IHL), IPv6 without extension
+//! headers, and UDP; everything else is an error with a reason for the drop counters — never a panic.
 //!
 //! Received UDP checksums are not verified on the packet path: the AEAD tag of every rotor frame
 //! already covers the payload, and frames a kernel sender puts on a veth may still carry a
@@ -66,6 +67,29 @@ pub struct Addressing {
     pub dst_mac: Mac,
     pub src: SocketAddr,
     pub dst: SocketAddr,
+    /// IPv4 TTL / IPv6 hop limit: [`HOP_LIMIT_UNICAST`] for unicast, the configured multicast
+    /// TTL (1 by default) for a group.
+    pub hop_limit: u8,
+}
+
+/// The TTL / hop limit of unicast frames (Linux's default for both families).
+pub const HOP_LIMIT_UNICAST: u8 = 64;
+
+/// The Ethernet address a multicast IP address maps to: IPv4 `01:00:5e` + the low 23 bits of
+/// the group (RFC 1112 §6.4), IPv6 `33:33` + the low 32 bits (RFC 2464 §7). `None` for a
+/// unicast address.
+pub fn multicast_mac(ip: IpAddr) -> Option<Mac> {
+    match ip {
+        IpAddr::V4(a) if a.is_multicast() => {
+            let o = a.octets();
+            Some(Mac([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]))
+        }
+        IpAddr::V6(a) if a.is_multicast() => {
+            let o = a.octets();
+            Some(Mac([0x33, 0x33, o[12], o[13], o[14], o[15]]))
+        }
+        _ => None,
+    }
 }
 
 /// Writes the frame carrying `payload` into `out`; returns its length. `ip_id` is the IPv4
@@ -108,7 +132,7 @@ pub fn build_headers(frame: &mut [u8], a: &Addressing, ip_id: u16) -> Result<(),
             ip[2..4].copy_from_slice(&total.to_be_bytes());
             ip[4..6].copy_from_slice(&ip_id.to_be_bytes());
             ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes()); // DF, offset 0
-            ip[8] = 64;
+            ip[8] = a.hop_limit;
             ip[9] = IPPROTO_UDP;
             ip[10..12].copy_from_slice(&[0, 0]);
             ip[12..16].copy_from_slice(&s.ip().octets());
@@ -127,7 +151,7 @@ pub fn build_headers(frame: &mut [u8], a: &Addressing, ip_id: u16) -> Result<(),
             ip[0..4].copy_from_slice(&0x6000_0000u32.to_be_bytes());
             ip[4..6].copy_from_slice(&plen.to_be_bytes());
             ip[6] = IPPROTO_UDP;
-            ip[7] = 64;
+            ip[7] = a.hop_limit;
             ip[8..24].copy_from_slice(&s.ip().octets());
             ip[24..40].copy_from_slice(&d.ip().octets());
             let pseudo = sum(&s.ip().octets(), sum(&d.ip().octets(), 0))
@@ -360,6 +384,7 @@ mod tests {
             dst_mac: Mac([0x02, 0, 0, 0, 0, 2]),
             src: "198.18.0.1:5405".parse().unwrap(),
             dst: "198.18.0.2:5405".parse().unwrap(),
+            hop_limit: HOP_LIMIT_UNICAST,
         }
     }
 
@@ -369,7 +394,46 @@ mod tests {
             dst_mac: Mac([0x02, 0, 0, 0, 0, 2]),
             src: "[2001:2::1]:5405".parse().unwrap(),
             dst: "[2001:2::2]:5405".parse().unwrap(),
+            hop_limit: HOP_LIMIT_UNICAST,
         }
+    }
+
+    #[test]
+    fn multicast_macs_take_the_low_bits_of_the_group() {
+        let mac = |s: &str| multicast_mac(s.parse().unwrap()).map(|m| m.to_string());
+        // IPv4: the 24th bit from the right is dropped (239.192.x and 239.64.x share MACs).
+        assert_eq!(mac("239.192.1.37").as_deref(), Some("01:00:5e:40:01:25"));
+        assert_eq!(mac("239.64.1.37").as_deref(), Some("01:00:5e:40:01:25"));
+        assert_eq!(mac("224.0.0.1").as_deref(), Some("01:00:5e:00:00:01"));
+        assert_eq!(mac("239.255.255.255").as_deref(), Some("01:00:5e:7f:ff:ff"));
+        // IPv6: the last four bytes.
+        assert_eq!(mac("ff15::125").as_deref(), Some("33:33:00:00:01:25"));
+        assert_eq!(
+            mac("ff02::1:ff12:3456").as_deref(),
+            Some("33:33:ff:12:34:56")
+        );
+        assert_eq!(mac("198.18.0.1"), None);
+        assert_eq!(mac("2001:2::1"), None);
+    }
+
+    #[test]
+    fn a_group_frame_carries_its_hop_limit() {
+        let mut a = v4();
+        a.dst = "239.192.1.37:5405".parse().unwrap();
+        a.dst_mac = multicast_mac(a.dst.ip()).unwrap();
+        a.hop_limit = 1;
+        let mut out = [0u8; 128];
+        let n = build(&mut out, &a, b"hi", 7).unwrap();
+        assert_eq!(out[14 + 8], 1, "IPv4 TTL");
+        let p = parse(&out[..n]).unwrap();
+        assert_eq!((p.dst, p.dst_mac), (a.dst, a.dst_mac));
+        assert!(udp_checksum_ok(&out[..n], &p));
+        let mut a = v6();
+        a.dst = "[ff15::125]:5405".parse().unwrap();
+        a.hop_limit = 1;
+        let n = build(&mut out, &a, b"hi", 7).unwrap();
+        assert_eq!(out[14 + 7], 1, "IPv6 hop limit");
+        assert!(udp_checksum_ok(&out[..n], &parse(&out[..n]).unwrap()));
     }
 
     #[test]

@@ -7,18 +7,22 @@
 //! picks one at start (`--transport udp|xdp|auto`), IPv4 or IPv6. A runner (`runner`) drives one
 //! totem-core `Node` — opening every datagram with rotor-crypto, feeding it to the node under the
 //! authenticated sender id, running the core's timers on a monotonic clock, sealing its
-//! transmits and unicasting them to each configured peer — and the `rotor-dataplane` binary
+//! transmits and sending them to each configured peer or, with IP multicast (`mcast`), frames
+//! for every member once to the group — and the `rotor-dataplane` binary
 //! either serves the CPG sessions rotord hands over (`service`: client rings in, deliveries
 //! fanned out in order, busy/adaptive/blocking polling) or, started by hand, joins one CPG
-//! group, optionally multicasts test messages and prints every event as one parseable line. It
-//! deliberately does not yet send IP multicast or reach peers behind a gateway over AF_XDP.
+//! group, optionally multicasts test messages and prints every event as one parseable line.
+//! Every counter is one flat list (`stats`) published to rotord. It deliberately does not reach
+//! peers behind a gateway over AF_XDP.
 
 pub mod any;
 pub mod frame;
+pub mod mcast;
 pub mod neigh;
 pub mod poll;
 pub mod runner;
 pub mod service;
+pub mod stats;
 pub mod transport;
 pub mod udp;
 pub mod uring;

@@ -2,7 +2,7 @@
 //! sessions rotord hands over; started by hand (tests, experiments), it joins one CPG group
 //! itself, optionally multicasts test messages and prints every event as one line.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +12,7 @@ use clap::Parser;
 use rotor_crypto::{CryptoMode, Keys};
 use rotor_dataplane::any::{AnyTransport, TransportKind};
 use rotor_dataplane::fnv1a32;
+use rotor_dataplane::mcast::Multicast;
 use rotor_dataplane::runner::{Runner, RunnerConfig};
 use totem_core::{ConfigKind, Event, Guarantee, Request, SubmitError, TotemConfig};
 
@@ -54,8 +55,9 @@ struct Args {
     /// Serve CPG sessions handed over by rotord on this inherited SOCK_SEQPACKET descriptor.
     #[arg(long)]
     control_fd: Option<i32>,
-    /// busy | adaptive | blocking (service mode).
-    #[arg(long, default_value = "adaptive")]
+    /// busy | adaptive | blocking | auto (service mode). auto: busy when pinned (--core) and
+    /// the machine has a core to spare beyond the poller's, adaptive otherwise.
+    #[arg(long, default_value = "auto")]
     poll: String,
     /// Microseconds the adaptive mode spins after the last work before sleeping.
     #[arg(long, default_value_t = 50)]
@@ -69,6 +71,14 @@ struct Args {
     /// The interface for XDP (default: the one holding the --bind address).
     #[arg(long)]
     interface: Option<String>,
+    /// Multicast to this group (IPv4 or IPv6, the family of --bind) on the --bind port, as
+    /// corosync's `transport: udp` does: frames for every member go once to the group, the
+    /// token stays unicast. Without it every frame is unicast to each peer (`udpu`).
+    #[arg(long)]
+    mcast: Option<IpAddr>,
+    /// TTL / hop limit of the multicast frames (corosync's `ttl`, default 1).
+    #[arg(long, default_value_t = rotor_dataplane::mcast::TTL_DEFAULT)]
+    mcast_ttl: u8,
 }
 
 fn parse_kv(s: &str) -> Result<(String, u32), String> {
@@ -215,9 +225,34 @@ fn main() -> ExitCode {
         .unwrap_or_default();
     let pid = std::process::id();
     let cluster_size = args.peers.len() + 1;
-    let transport = match AnyTransport::open(args.transport, args.bind, args.interface.as_deref()) {
+    let mcast = match args.mcast {
+        None => None,
+        Some(ip) => match Multicast::new(ip, args.bind.port(), args.mcast_ttl)
+            .and_then(|m| m.check_family(args.bind).map(|()| m))
+        {
+            Ok(m) => Some(m),
+            Err(e) => {
+                eprintln!("rotor-dataplane: --mcast: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let opened = AnyTransport::open(
+        args.transport,
+        args.bind,
+        args.interface.as_deref(),
+        mcast.as_ref(),
+    );
+    let transport = match opened {
         Ok((t, why)) => {
-            eprintln!("rotor-dataplane: {why}");
+            match mcast {
+                Some(m) => eprintln!(
+                    "rotor-dataplane: {why}; multicast to {} (ttl {})",
+                    m.group(),
+                    m.ttl
+                ),
+                None => eprintln!("rotor-dataplane: {why}; unicast to each peer"),
+            }
             t
         }
         Err(e) => {
@@ -306,6 +341,10 @@ fn main() -> ExitCode {
         eprintln!("rotor-dataplane: drops {:?}", drops.by_reason);
     }
     eprintln!("rotor-dataplane: {}", runner.transport().stats_line());
+    eprintln!(
+        "rotor-dataplane: stats {}",
+        rotor_dataplane::stats::line(&runner.counters())
+    );
     ExitCode::SUCCESS
 }
 
@@ -319,8 +358,21 @@ fn serve(runner: &mut Runner<AnyTransport>, fd: i32, args: &Args) -> ExitCode {
             spin: Duration::from_micros(args.spin_us),
         },
         "blocking" => PollMode::Blocking,
+        "auto" => {
+            // Online CPUs, not this thread's affinity (already narrowed by --core).
+            // SAFETY: sysconf has no preconditions.
+            let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+            let cpus = usize::try_from(online).unwrap_or(1).max(1);
+            let (mode, why) = PollMode::auto(
+                cpus,
+                args.core.is_some(),
+                Duration::from_micros(args.spin_us),
+            );
+            eprintln!("rotor-dataplane: [MAIN  ] poll auto: {mode:?} ({why})");
+            mode
+        }
         other => {
-            eprintln!("rotor-dataplane: --poll {other}: expected busy, adaptive or blocking");
+            eprintln!("rotor-dataplane: --poll {other}: expected busy, adaptive, blocking or auto");
             return ExitCode::FAILURE;
         }
     };

@@ -1,6 +1,7 @@
 //! The poll loop driving one totem-core `Node` over any [`Transport`]: datagrams are opened with
 //! rotor-crypto and fed to the node under the sender id the frame authenticated; the node's
-//! transmits are sealed and unicast to each destination's configured address.
+//! transmits are sealed and sent to each destination's configured address — `Dest::All` once to
+//! the multicast group when the transport joined one, else to every configured peer.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use rotor_crypto::{CryptoMode, Keys, Opener, Sealer};
 use totem_core::{Dest, Event, Instant, Node, NodeConfig, NodeId, TotemConfig};
 
+use crate::stats::{Entries, Rotations, Traffic};
 use crate::transport::Transport;
 
 /// Largest datagram handled (a UDP payload).
@@ -62,7 +64,71 @@ impl Drops {
     pub fn get(&self, reason: &str) -> u64 {
         self.by_reason.get(reason).copied().unwrap_or(0)
     }
+
+    /// `crypto.drops.<reason>` for what the crypto layer refused (an `OpenError` reason or
+    /// `seal_error`), `net.drops.<reason>` for the rest: `unconfigured_sender`,
+    /// `unknown_destination`, and `send_refused` (the provider had no room or, over AF_XDP, no
+    /// MAC for the peer yet; its own counters say which).
+    pub fn entries(&self, out: &mut Entries) {
+        for (reason, n) in &self.by_reason {
+            let area = if CRYPTO_DROPS.contains(reason) {
+                "crypto"
+            } else {
+                "net"
+            };
+            out.push((format!("{area}.drops.{reason}"), *n));
+        }
+    }
 }
+
+/// At most one "invalid digest" log line per this many nanoseconds (the rest are counted).
+const DIGEST_LOG_INTERVAL_NS: u64 = 5_000_000_000;
+
+/// Rate-limited logging of frames that fail authentication (a wrong key, or forgery):
+/// corosync's "Received message has invalid digest... ignoring." at most once per
+/// `DIGEST_LOG_INTERVAL_NS`, saying how many were not logged in between.
+#[derive(Debug, Default)]
+struct DigestLog {
+    last_ns: Option<u64>,
+    unlogged: u64,
+}
+
+impl DigestLog {
+    fn on_invalid(&mut self, now_ns: u64, from: SocketAddr) {
+        if self
+            .last_ns
+            .is_some_and(|last| now_ns.saturating_sub(last) < DIGEST_LOG_INTERVAL_NS)
+        {
+            self.unlogged += 1;
+            return;
+        }
+        let more = match self.unlogged {
+            0 => String::new(),
+            n => format!(" ({n} more since the last report)"),
+        };
+        eprintln!(
+            "rotor-dataplane: [TOTEM ] Received message has invalid digest... ignoring \
+             (from {from}){more}"
+        );
+        self.last_ns = Some(now_ns);
+        self.unlogged = 0;
+    }
+}
+
+/// The drop reasons that belong to the crypto layer.
+const CRYPTO_DROPS: [&str; 11] = [
+    "truncated",
+    "bad_magic",
+    "bad_version",
+    "foreign_cluster",
+    "mode_mismatch",
+    "own_frame",
+    "too_many_senders",
+    "stale_epoch",
+    "replay",
+    "invalid_digest",
+    "seal_error",
+];
 
 pub struct Runner<T: Transport> {
     node: Node,
@@ -73,6 +139,9 @@ pub struct Runner<T: Transport> {
     start: std::time::Instant,
     tx: Vec<u8>,
     drops: Drops,
+    traffic: Traffic,
+    rotations: Rotations,
+    digest_log: DigestLog,
 }
 
 impl<T: Transport> Runner<T> {
@@ -115,6 +184,9 @@ impl<T: Transport> Runner<T> {
             start,
             tx: vec![0; DATAGRAM_MAX],
             drops: Drops::default(),
+            traffic: Traffic::default(),
+            rotations: Rotations::default(),
+            digest_log: DigestLog::default(),
         })
     }
 
@@ -133,6 +205,31 @@ impl<T: Transport> Runner<T> {
 
     pub fn drops(&self) -> &Drops {
         &self.drops
+    }
+
+    /// Every counter of the runner, its transport, crypto and the core, as published to
+    /// rotord (`stats.<key>`): `net.*`, `crypto.*`, `srp.*` and the provider's own
+    /// (`udp.*` or `xdp.*`).
+    pub fn counters(&self) -> Entries {
+        let mut out = Entries::new();
+        self.traffic.entries(&mut out);
+        self.drops.entries(&mut out);
+        let sealed = self.sealer.counters();
+        let opened = self.opener.counters();
+        for (k, v) in [
+            ("crypto.frames_sealed", sealed.frames_sealed),
+            ("crypto.bytes_sealed", sealed.bytes_sealed),
+            ("crypto.frames_opened", opened.frames_opened),
+            ("crypto.bytes_opened", opened.bytes_opened),
+        ] {
+            out.push((k.into(), v));
+        }
+        for (k, v) in self.node.stats().entries() {
+            out.push((format!("srp.{k}"), v));
+        }
+        self.rotations.entries(&mut out);
+        self.transport.counters(&mut out);
+        out
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -154,20 +251,32 @@ impl<T: Transport> Runner<T> {
                     continue;
                 }
             };
-            match t.dest {
-                Dest::All => {
+            let frame = &self.tx[..n];
+            let group = self.transport.group();
+            let mut send = |to: SocketAddr, group: bool| -> io::Result<()> {
+                if !self.transport.send_to(frame, to)? {
+                    self.drops.count("send_refused");
+                    return Ok(());
+                }
+                let t = &mut self.traffic;
+                t.frames_out += 1;
+                t.bytes_out += frame.len() as u64;
+                if group {
+                    t.group_sends += 1;
+                } else {
+                    t.unicast_sends += 1;
+                }
+                Ok(())
+            };
+            match (t.dest, group) {
+                (Dest::All, Some(group)) => send(group, true)?,
+                (Dest::All, None) => {
                     for addr in self.peers.values() {
-                        if !self.transport.send_to(&self.tx[..n], *addr)? {
-                            self.drops.count("send_would_block");
-                        }
+                        send(*addr, false)?;
                     }
                 }
-                Dest::Node(id) => match self.peers.get(&id.0) {
-                    Some(addr) => {
-                        if !self.transport.send_to(&self.tx[..n], *addr)? {
-                            self.drops.count("send_would_block");
-                        }
-                    }
+                (Dest::Node(id), _) => match self.peers.get(&id.0) {
+                    Some(addr) => send(*addr, false)?,
                     None => self.drops.count("unknown_destination"),
                 },
             }
@@ -211,7 +320,12 @@ impl<T: Transport> Runner<T> {
     pub fn run_timers(&mut self) -> io::Result<()> {
         let now = self.now();
         if self.node.poll_timeout().is_some_and(|t| t <= now) {
+            let tokens = self.node.stats().tokens;
             self.node.handle_timeout(now);
+            // A ring of one passes the token to itself on a timer, not over the wire.
+            if self.node.stats().tokens != tokens {
+                self.rotations.on_token(self.node.ring(), now.0);
+            }
         }
         self.flush()
     }
@@ -227,19 +341,33 @@ impl<T: Transport> Runner<T> {
                 peers,
                 drops,
                 start,
+                traffic,
+                rotations,
+                digest_log,
                 ..
             } = self;
-            let n = transport.recv_batch(&mut |frame, _from| {
+            let n = transport.recv_batch(&mut |frame, from| {
                 let now = Instant(start.elapsed().as_nanos() as u64);
+                traffic.frames_in += 1;
+                traffic.bytes_in += frame.len() as u64;
                 match opener.open(frame) {
                     Ok(opened) => {
                         if peers.contains_key(&opened.sender) {
+                            let tokens = node.stats().tokens;
                             node.handle_datagram(now, NodeId(opened.sender), opened.body);
+                            if node.stats().tokens != tokens {
+                                rotations.on_token(node.ring(), now.0);
+                            }
                         } else {
                             drops.count("unconfigured_sender");
                         }
                     }
-                    Err(e) => drops.count(e.reason()),
+                    Err(e) => {
+                        drops.count(e.reason());
+                        if e == rotor_crypto::OpenError::InvalidDigest {
+                            digest_log.on_invalid(now.0, from);
+                        }
+                    }
                 }
             })?;
             if n == 0 {

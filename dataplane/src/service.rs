@@ -22,6 +22,7 @@ use rotor_proto::Status;
 use totem_core::{ConfigKind, Event, Guarantee, Member, Reason, Request, SubmitError};
 
 use crate::runner::Runner;
+use crate::stats::Entries;
 use crate::transport::Transport;
 
 /// Records one client may have queued here beyond its ring before it is disconnected.
@@ -42,6 +43,93 @@ pub enum PollMode {
     Blocking,
 }
 
+/// Pollers one dataplane runs (its one poll loop).
+const POLLERS: usize = 1;
+/// Cores a machine keeps for everything but the pollers: rotord and applications, and the
+/// kernel's network processing (softirqs: the copy-mode AF_XDP and UDP paths run there).
+const CORES_KEPT: usize = 2;
+
+impl PollMode {
+    /// The default mode (issue 4): busy when the loop is pinned to a core of its own and
+    /// `cpus` leaves `CORES_KEPT` for the rest, adaptive (spinning `spin`) when there are fewer
+    /// free cores than pollers — as on a 2-core machine. Returns the mode and why, for the log.
+    pub fn auto(cpus: usize, pinned: bool, spin: Duration) -> (PollMode, String) {
+        if !pinned {
+            let why = "not pinned to a core (rotor.dataplane_cores / --core)".to_owned();
+            return (PollMode::Adaptive { spin }, why);
+        }
+        let free = cpus.saturating_sub(CORES_KEPT);
+        let why = format!(
+            "{cpus} CPUs, {CORES_KEPT} kept for rotord, applications and the kernel: {free} \
+             free for {POLLERS} poller"
+        );
+        if free >= POLLERS {
+            (PollMode::Busy, why)
+        } else {
+            (PollMode::Adaptive { spin }, why)
+        }
+    }
+}
+
+/// Why a session was closed, for `ipc.disconnects.<kind>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CloseKind {
+    /// Its ring stayed full beyond `CLIENT_BACKLOG_BYTES_MAX`.
+    Slow,
+    /// It wrote a record that does not decode, or corrupted its ring.
+    Malformed,
+    /// The process exited (or its control socket hung up).
+    Gone,
+    /// Anything else the session reported.
+    Error,
+}
+
+impl CloseKind {
+    const ALL: [CloseKind; 4] = [
+        CloseKind::Slow,
+        CloseKind::Malformed,
+        CloseKind::Gone,
+        CloseKind::Error,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            CloseKind::Slow => "slow",
+            CloseKind::Malformed => "malformed",
+            CloseKind::Gone => "gone",
+            CloseKind::Error => "error",
+        }
+    }
+
+    fn of(e: &SessionError) -> CloseKind {
+        match e {
+            SessionError::PeerGone => CloseKind::Gone,
+            SessionError::Corrupt(_) => CloseKind::Malformed,
+            _ => CloseKind::Error,
+        }
+    }
+}
+
+/// What the service counts (published as `ipc.*`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IpcCounters {
+    /// Sessions adopted since start.
+    pub attached: u64,
+    /// Requests taken from client rings and answered or submitted.
+    pub requests: u64,
+    /// Times a request waited because the node said "try again" (backpressure towards the
+    /// client: nothing more is read from its ring meanwhile).
+    pub requests_deferred: u64,
+    /// Records written to client rings (deliveries, changes, replies).
+    pub records_out: u64,
+    /// Records that found their client's ring full and were queued here.
+    pub records_backlogged: u64,
+    /// Most bytes ever queued for one client.
+    pub backlog_bytes_max: u64,
+    /// Sessions closed, by [`CloseKind`].
+    pub disconnects: [u64; 4],
+}
+
 struct Client {
     session: Session,
     peer: PeerCred,
@@ -51,7 +139,7 @@ struct Client {
     /// Records waiting for room in the client's ring, and their total size.
     backlog: VecDeque<Vec<u8>>,
     backlog_bytes: usize,
-    closed: Option<String>,
+    closed: Option<(CloseKind, String)>,
 }
 
 impl Client {
@@ -59,41 +147,51 @@ impl Client {
         self.peer.pid as u32
     }
 
+    fn close(&mut self, kind: CloseKind, why: String) {
+        if self.closed.is_none() {
+            self.closed = Some((kind, why));
+        }
+    }
+
     /// Writes one record to the client, queueing it behind earlier ones when the ring is full.
-    fn send(&mut self, record: &[u8]) {
+    fn send(&mut self, record: &[u8], counters: &mut IpcCounters) {
         if self.closed.is_some() {
             return;
         }
         if self.backlog.is_empty() {
             match self.session.try_send(record) {
-                Ok(()) => return,
+                Ok(()) => {
+                    counters.records_out += 1;
+                    return;
+                }
                 Err(SessionError::Full) => {}
                 Err(e) => {
-                    self.closed = Some(format!("send: {e}"));
+                    self.close(CloseKind::of(&e), format!("send: {e}"));
                     return;
                 }
             }
         }
         self.backlog_bytes += record.len();
         self.backlog.push_back(record.to_vec());
+        counters.records_backlogged += 1;
+        counters.backlog_bytes_max = counters.backlog_bytes_max.max(self.backlog_bytes as u64);
         if self.backlog_bytes > CLIENT_BACKLOG_BYTES_MAX {
-            self.closed = Some(format!(
-                "not draining its ring: {} bytes queued",
-                self.backlog_bytes
-            ));
+            let why = format!("not draining its ring: {} bytes queued", self.backlog_bytes);
+            self.close(CloseKind::Slow, why);
         }
     }
 
-    fn drain_backlog(&mut self) {
+    fn drain_backlog(&mut self, counters: &mut IpcCounters) {
         while let Some(front) = self.backlog.front() {
             match self.session.try_send(front) {
                 Ok(()) => {
+                    counters.records_out += 1;
                     self.backlog_bytes -= front.len();
                     self.backlog.pop_front();
                 }
                 Err(SessionError::Full) => return,
                 Err(e) => {
-                    self.closed = Some(format!("send: {e}"));
+                    self.close(CloseKind::of(&e), format!("send: {e}"));
                     return;
                 }
             }
@@ -109,6 +207,7 @@ pub struct Clients {
     node_id: u32,
     scratch: Vec<u8>,
     rx: Vec<u8>,
+    counters: IpcCounters,
 }
 
 impl Clients {
@@ -119,6 +218,34 @@ impl Clients {
             node_id,
             scratch: Vec::new(),
             rx: vec![0; totem_core::limits::MESSAGE_SIZE_MAX + 4096],
+            counters: IpcCounters::default(),
+        }
+    }
+
+    pub fn counters(&self) -> &IpcCounters {
+        &self.counters
+    }
+
+    /// `ipc.*`: sessions now and since start, requests, deferrals, records out and queued, the
+    /// bytes queued now (all clients) and at most (one client), disconnects by kind.
+    pub fn entries(&self, out: &mut Entries) {
+        let c = &self.counters;
+        let backlog: usize = self.clients.iter().map(|c| c.backlog_bytes).sum();
+        for (k, v) in [
+            ("ipc.clients", self.clients.len() as u64),
+            ("ipc.clients_attached", c.attached),
+            ("ipc.requests", c.requests),
+            ("ipc.requests_deferred", c.requests_deferred),
+            ("ipc.records_out", c.records_out),
+            ("ipc.records_backlogged", c.records_backlogged),
+            ("ipc.backlog_bytes", backlog as u64),
+            ("ipc.backlog_bytes_max", c.backlog_bytes_max),
+            ("ipc.clients_disconnected", c.disconnects.iter().sum()),
+        ] {
+            out.push((k.into(), v));
+        }
+        for (kind, n) in CloseKind::ALL.iter().zip(c.disconnects) {
+            out.push((format!("ipc.disconnects.{}", kind.name()), n));
         }
     }
 
@@ -147,7 +274,8 @@ impl Clients {
             message_size_max: totem_core::limits::MESSAGE_SIZE_MAX as u32,
         }
         .encode(&mut self.scratch);
-        c.send(&self.scratch);
+        c.send(&self.scratch, &mut self.counters);
+        self.counters.attached += 1;
         eprintln!(
             "rotor-dataplane: [CPG   ] client attached: pid {} uid {}",
             peer.pid, peer.uid
@@ -168,7 +296,8 @@ impl Clients {
         }
         for i in 0..self.clients.len() {
             let c = &mut self.clients[i];
-            c.drain_backlog();
+            let counters = &mut self.counters;
+            c.drain_backlog(counters);
             for _ in 0..REQUESTS_PER_TURN {
                 if c.closed.is_some() {
                     break;
@@ -179,15 +308,19 @@ impl Clients {
                         Ok(n) => self.rx[..n].to_vec(),
                         Err(SessionError::Empty) => break,
                         Err(e) => {
-                            c.closed = Some(format!("receive: {e}"));
+                            c.close(CloseKind::of(&e), format!("receive: {e}"));
                             break;
                         }
                     },
                 };
-                match handle(c, &record, runner, &mut self.scratch) {
-                    Handled::Done => handled += 1,
+                match handle(c, &record, runner, &mut self.scratch, counters) {
+                    Handled::Done => {
+                        handled += 1;
+                        counters.requests += 1;
+                    }
                     Handled::Later => {
                         c.pending = Some(record);
+                        counters.requests_deferred += 1;
                         break;
                     }
                 }
@@ -202,10 +335,11 @@ impl Clients {
         for c in &mut self.clients {
             if c.closed.is_none() {
                 if let Err(e) = c.session.check_peer() {
-                    c.closed = Some(match e {
+                    let why = match e {
                         SessionError::PeerGone => "process exited".to_owned(),
-                        e => e.to_string(),
-                    });
+                        ref e => e.to_string(),
+                    };
+                    c.close(CloseKind::of(&e), why);
                 }
             }
         }
@@ -215,10 +349,11 @@ impl Clients {
     fn reap(&mut self) {
         let mut i = 0;
         while i < self.clients.len() {
-            let Some(why) = self.clients[i].closed.clone() else {
+            let Some((kind, why)) = self.clients[i].closed.clone() else {
                 i += 1;
                 continue;
             };
+            self.counters.disconnects[kind as usize] += 1;
             let c = self.clients.swap_remove(i);
             eprintln!(
                 "rotor-dataplane: [CPG   ] client pid {} disconnected: {why}",
@@ -244,7 +379,7 @@ impl Clients {
                 );
                 for c in &mut self.clients {
                     if c.group.as_deref() == Some(d.group) {
-                        c.send(&self.scratch);
+                        c.send(&self.scratch, &mut self.counters);
                     }
                 }
             }
@@ -266,7 +401,7 @@ impl Clients {
                 .encode(&mut self.scratch);
                 for c in &mut self.clients {
                     if c.group.as_deref() == Some(g.group.as_slice()) {
-                        c.send(&self.scratch);
+                        c.send(&self.scratch, &mut self.counters);
                     }
                 }
             }
@@ -278,7 +413,7 @@ impl Clients {
                 }
                 .encode(&mut self.scratch);
                 for cl in &mut self.clients {
-                    cl.send(&self.scratch);
+                    cl.send(&self.scratch, &mut self.counters);
                 }
             }
             Event::Config(_) => {}
@@ -297,7 +432,7 @@ impl Clients {
                 Ok(true) => idle = false,
                 Ok(false) => {}
                 Err(e) => {
-                    c.closed = Some(e.to_string());
+                    c.close(CloseKind::of(&e), e.to_string());
                     idle = false;
                 }
             }
@@ -319,11 +454,12 @@ fn handle<T: Transport>(
     record: &[u8],
     runner: &mut Runner<T>,
     scratch: &mut Vec<u8>,
+    counters: &mut IpcCounters,
 ) -> Handled {
     let (req_id, req) = match proto::Request::decode(record) {
         Ok(r) => r,
         Err(e) => {
-            c.closed = Some(format!("malformed request: {e}"));
+            c.close(CloseKind::Malformed, format!("malformed request: {e}"));
             return Handled::Done;
         }
     };
@@ -366,7 +502,8 @@ fn handle<T: Transport>(
         }
         proto::Request::Mcast { guarantee, data } => {
             let Some(group) = c.group.as_deref() else {
-                reply(c, req_id, Status::NotExist, Vec::new(), Vec::new(), scratch);
+                let none = (Vec::new(), Vec::new());
+                reply(c, req_id, Status::NotExist, none, scratch, counters);
                 return Handled::Done;
             };
             let guarantee = match guarantee {
@@ -400,17 +537,20 @@ fn handle<T: Transport>(
         .iter()
         .map(|(g, m)| (g.as_slice(), m.iter().copied().map(member).collect()))
         .collect();
-    reply(c, req_id, status, members, groups, scratch);
+    reply(c, req_id, status, (members, groups), scratch, counters);
     Handled::Done
 }
+
+/// A reply's member list (Membership) and group list (Groups).
+type ReplyLists<'a> = (Vec<proto::Member>, Vec<(&'a [u8], Vec<proto::Member>)>);
 
 fn reply(
     c: &mut Client,
     req_id: u32,
     status: Status,
-    members: Vec<proto::Member>,
-    groups: Vec<(&[u8], Vec<proto::Member>)>,
+    (members, groups): ReplyLists<'_>,
     scratch: &mut Vec<u8>,
+    counters: &mut IpcCounters,
 ) {
     proto::Event::Reply {
         req_id,
@@ -419,7 +559,7 @@ fn reply(
         groups,
     }
     .encode(scratch);
-    c.send(scratch);
+    c.send(scratch, counters);
 }
 
 /// `None` for "try again later".
@@ -530,23 +670,9 @@ impl Control {
 }
 
 /// The stats published to rotord (cmap keys under `stats.`).
-pub fn stats_counters<T: Transport>(runner: &Runner<T>, clients: &Clients) -> Vec<(String, u64)> {
-    let s = runner.node().stats();
-    let mut out = vec![
-        ("srp.frames_in".to_owned(), s.frames_in),
-        ("srp.frames_out".to_owned(), s.frames_out),
-        ("srp.delivered".to_owned(), s.delivered),
-        ("srp.tokens".to_owned(), s.tokens),
-        ("srp.token_lost".to_owned(), s.token_lost),
-        ("srp.token_retransmits".to_owned(), s.token_retransmits),
-        ("srp.retransmitted".to_owned(), s.retransmitted),
-        ("srp.rings_installed".to_owned(), s.rings_installed),
-        ("srp.gathers".to_owned(), s.gathers),
-        ("ipc.clients".to_owned(), clients.len() as u64),
-    ];
-    for (reason, n) in &runner.drops().by_reason {
-        out.push((format!("crypto.drops.{reason}"), *n));
-    }
+pub fn stats_counters<T: Transport>(runner: &Runner<T>, clients: &Clients) -> Entries {
+    let mut out = runner.counters();
+    clients.entries(&mut out);
     out
 }
 
@@ -618,4 +744,21 @@ fn report_ring<T: Transport>(
         members: node.members().iter().map(|n| n.0).collect(),
         transport: runner.transport().name().to_owned(),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_polls_busy_only_with_a_pinned_core_to_spare() {
+        let spin = Duration::from_micros(50);
+        assert_eq!(PollMode::auto(2, true, spin).0, PollMode::Adaptive { spin });
+        assert_eq!(PollMode::auto(3, true, spin).0, PollMode::Busy);
+        assert_eq!(
+            PollMode::auto(64, false, spin).0,
+            PollMode::Adaptive { spin }
+        );
+        assert_eq!(PollMode::auto(1, true, spin).0, PollMode::Adaptive { spin });
+    }
 }

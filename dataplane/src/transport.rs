@@ -15,6 +15,12 @@ pub trait Transport {
     /// The local address and cluster port datagrams are received on.
     fn local_addr(&self) -> SocketAddr;
 
+    /// The multicast group (and cluster port) this provider joined, if the cluster multicasts:
+    /// the runner then sends every `Dest::All` frame once, to it, instead of to each peer.
+    fn group(&self) -> Option<SocketAddr> {
+        None
+    }
+
     /// Hands every datagram queued now (up to one batch) to `f` as `(payload, from)`; the
     /// payload is mutable so it can be opened in place. Returns how many were handed over;
     /// `Ok(0)` when nothing is queued (never blocks).
@@ -27,6 +33,9 @@ pub trait Transport {
     /// Pushes everything queued by `send_to` to the wire (a no-op for providers that send at
     /// once).
     fn flush(&mut self) -> io::Result<()>;
+
+    /// Appends the provider's own counters (`udp.*`, `xdp.*`) to `out`.
+    fn counters(&self, _out: &mut crate::stats::Entries) {}
 
     /// A descriptor that becomes readable (POLLIN) when datagrams arrive, for sleeping in
     /// `poll(2)` alongside the client rings.

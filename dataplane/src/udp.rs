@@ -1,21 +1,28 @@
 //! The kernel-UDP providers: `UdpTransport`, one non-blocking `std::net::UdpSocket` bound to
-//! the node's address and cluster port (IPv4 or IPv6), waited on with `poll(2)`; and
-//! `KernelUdp`, which is the io_uring provider (`uring`) when io_uring works and falls back to
+//! the node's address and cluster port (IPv4 or IPv6), plus a second one bound to the cluster's
+//! multicast group when it multicasts (`mcast`), waited on with `poll(2)`; and `KernelUdp`,
+//! which is the io_uring provider (`uring`) when io_uring works and falls back to
 //! `UdpTransport` with the reason otherwise.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+use crate::mcast::Multicast;
 use crate::transport::Transport;
 
 /// corosync's default cluster port.
 pub const DEFAULT_PORT: u16 = 5405;
 
-/// A bound, non-blocking UDP socket.
+/// A bound, non-blocking UDP socket (and the group's, when the cluster multicasts).
 #[derive(Debug)]
 pub struct UdpTransport {
+    /// Bound to the node's address: receives unicast (the token), sends everything.
     sock: UdpSocket,
+    /// Bound to the multicast group and joined, with the group's address.
+    group: Option<(UdpSocket, SocketAddr)>,
+    /// Both sockets, when there are two: the `wait_fd`.
+    epoll: Option<OwnedFd>,
     /// Receive buffer for `recv_batch`: one UDP payload at most.
     rx: Box<[u8]>,
 }
@@ -23,10 +30,30 @@ pub struct UdpTransport {
 impl UdpTransport {
     /// Binds to `addr` (the node's address and the cluster port) in non-blocking mode.
     pub fn bind(addr: SocketAddr) -> io::Result<UdpTransport> {
+        UdpTransport::bind_with(addr, None)
+    }
+
+    /// Binds to `addr` and, with `mcast`, also joins its group on a second socket and sets the
+    /// first up to send to it (see `mcast`).
+    pub fn bind_with(addr: SocketAddr, mcast: Option<&Multicast>) -> io::Result<UdpTransport> {
         let sock = UdpSocket::bind(addr)?;
         sock.set_nonblocking(true)?;
+        let (group, epoll) = match mcast {
+            None => (None, None),
+            Some(m) => {
+                m.check_family(addr)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                crate::mcast::prepare_sender(&sock, m, addr.ip())?;
+                let g = crate::mcast::group_socket(m, addr.ip())?;
+                g.set_nonblocking(true)?;
+                let ep = crate::poll::epoll_of(&[sock.as_raw_fd(), g.as_raw_fd()])?;
+                (Some((g, m.group())), Some(ep))
+            }
+        };
         Ok(UdpTransport {
             sock,
+            group,
+            epoll,
             rx: vec![0; 65_536].into_boxed_slice(),
         })
     }
@@ -69,16 +96,23 @@ impl Transport for UdpTransport {
             .expect("a bound UDP socket has a local address")
     }
 
+    fn group(&self) -> Option<SocketAddr> {
+        self.group.as_ref().map(|g| g.1)
+    }
+
     fn recv_batch(&mut self, f: &mut dyn FnMut(&mut [u8], SocketAddr)) -> io::Result<usize> {
         let mut n = 0;
-        while n < RECV_BATCH {
-            match self.sock.recv_from(&mut self.rx) {
-                Ok((len, from)) => {
-                    f(&mut self.rx[..len], from);
-                    n += 1;
+        let socks = std::iter::once(&self.sock).chain(self.group.as_ref().map(|g| &g.0));
+        for sock in socks {
+            while n < RECV_BATCH {
+                match sock.recv_from(&mut self.rx) {
+                    Ok((len, from)) => {
+                        f(&mut self.rx[..len], from);
+                        n += 1;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
             }
         }
         Ok(n)
@@ -93,7 +127,10 @@ impl Transport for UdpTransport {
     }
 
     fn wait_fd(&self) -> RawFd {
-        self.sock.as_raw_fd()
+        match &self.epoll {
+            Some(ep) => ep.as_raw_fd(),
+            None => self.sock.as_raw_fd(),
+        }
     }
 }
 
@@ -110,23 +147,33 @@ pub enum KernelUdp {
 
 impl KernelUdp {
     /// Binds through io_uring, or through a plain socket when io_uring setup fails (or
-    /// `ROTOR_NO_URING` is set); the second value then says why, for the log.
-    pub fn bind(addr: SocketAddr) -> io::Result<(KernelUdp, Option<String>)> {
+    /// `ROTOR_NO_URING` is set); the second value then says why, for the log. With `mcast`,
+    /// either provider also joins the group and sends `Dest::All` frames to it.
+    pub fn bind(
+        addr: SocketAddr,
+        mcast: Option<&Multicast>,
+    ) -> io::Result<(KernelUdp, Option<String>)> {
         if std::env::var_os(NO_URING_ENV).is_some() {
             let reason = format!("{NO_URING_ENV} is set");
-            return Ok((KernelUdp::Socket(UdpTransport::bind(addr)?), Some(reason)));
+            let t = UdpTransport::bind_with(addr, mcast)?;
+            return Ok((KernelUdp::Socket(t), Some(reason)));
         }
-        match crate::uring::UringTransport::bind(addr) {
+        match crate::uring::UringTransport::bind_with(addr, mcast) {
             Ok(t) => Ok((KernelUdp::Uring(Box::new(t)), None)),
-            // A bind error is the address's fault and would fail the same way without io_uring.
+            // A bind or join error is the address's fault and would fail the same way without
+            // io_uring.
             Err(e)
-                if e.kind() == io::ErrorKind::AddrInUse
-                    || e.kind() == io::ErrorKind::AddrNotAvailable =>
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::AddrInUse
+                        | io::ErrorKind::AddrNotAvailable
+                        | io::ErrorKind::InvalidInput
+                ) =>
             {
                 Err(e)
             }
             Err(e) => Ok((
-                KernelUdp::Socket(UdpTransport::bind(addr)?),
+                KernelUdp::Socket(UdpTransport::bind_with(addr, mcast)?),
                 Some(e.to_string()),
             )),
         }
@@ -152,6 +199,20 @@ impl Transport for KernelUdp {
         match self {
             KernelUdp::Uring(t) => t.local_addr(),
             KernelUdp::Socket(t) => Transport::local_addr(t),
+        }
+    }
+
+    fn group(&self) -> Option<SocketAddr> {
+        match self {
+            KernelUdp::Uring(t) => t.group(),
+            KernelUdp::Socket(t) => t.group(),
+        }
+    }
+
+    fn counters(&self, out: &mut crate::stats::Entries) {
+        match self {
+            KernelUdp::Uring(t) => Transport::counters(t.as_ref(), out),
+            KernelUdp::Socket(t) => Transport::counters(t, out),
         }
     }
 
@@ -214,7 +275,7 @@ mod tests {
 
     #[test]
     fn kernel_udp_prefers_io_uring_and_talks_to_a_plain_socket_over_v6() {
-        let (mut k, why) = KernelUdp::bind("[::1]:0".parse().unwrap()).unwrap();
+        let (mut k, why) = KernelUdp::bind("[::1]:0".parse().unwrap(), None).unwrap();
         if std::env::var_os(NO_URING_ENV).is_none() {
             assert_eq!(k.name(), "udp-uring", "fell back: {why:?}");
         }

@@ -1,5 +1,6 @@
-//! The kernel-UDP provider over io_uring: one UDP socket (IPv4 or IPv6), `RX_SLOTS` recvmsg
-//! requests kept in flight into a fixed pool of buffers, sendmsg requests queued by `send_to`
+//! The kernel-UDP provider over io_uring: one UDP socket (IPv4 or IPv6; plus one bound to the
+//! multicast group when the cluster multicasts, the receive slots then split between the two),
+//! `RX_SLOTS` recvmsg requests kept in flight into a fixed pool of buffers, sendmsg requests queued by `send_to`
 //! and submitted together by `flush` (one `io_uring_enter` for a whole batch), completions
 //! reaped in `recv_batch`, and an eventfd registered with the ring as the `wait_fd`.
 //!
@@ -17,6 +18,8 @@ use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use io_uring::{opcode, types, IoUring};
+
+use crate::mcast::Multicast;
 
 /// Largest datagram received or sent (a UDP payload).
 pub const DATAGRAM_MAX: usize = 65_536;
@@ -61,6 +64,8 @@ pub struct UringTransport {
     ring: IoUring,
     /// Registered with the ring as fixed file 0; kept open for the ring's lifetime.
     _sock: UdpSocket,
+    /// The multicast group's socket, registered as fixed file 1, and the group's address.
+    group: Option<(UdpSocket, SocketAddr)>,
     local: SocketAddr,
     event: OwnedFd,
     /// `RX_SLOTS` receive slots then `TX_SLOTS` send slots. Invariant: never reallocated while
@@ -133,12 +138,27 @@ impl UringTransport {
     /// Binds a UDP socket to `addr` and sets up the ring. Fails when io_uring is unavailable
     /// (old kernel, `kernel.io_uring_disabled`, seccomp): callers fall back to `UdpTransport`.
     pub fn bind(addr: SocketAddr) -> io::Result<UringTransport> {
+        UringTransport::bind_with(addr, None)
+    }
+
+    /// As `bind`; with `mcast`, also joins its group on a second socket (fixed file 1, every
+    /// other receive slot reads it) and sets the first up to send to it (see `mcast`).
+    pub fn bind_with(addr: SocketAddr, mcast: Option<&Multicast>) -> io::Result<UringTransport> {
         let ring = IoUring::new(RING_ENTRIES)
             .map_err(|e| io::Error::new(e.kind(), format!("io_uring setup: {e}")))?;
-        // The socket stays blocking: io_uring then waits for data inside the kernel instead of
+        // The sockets stay blocking: io_uring then waits for data inside the kernel instead of
         // completing each recvmsg at once with EAGAIN.
         let sock = UdpSocket::bind(addr)?;
         let local = sock.local_addr()?;
+        let group = match mcast {
+            None => None,
+            Some(m) => {
+                m.check_family(addr)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                crate::mcast::prepare_sender(&sock, m, addr.ip())?;
+                Some((crate::mcast::group_socket(m, addr.ip())?, m.group()))
+            }
+        };
         // Safety: eventfd has no memory preconditions; a non-negative result is a new fd that
         // nothing else owns.
         let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
@@ -150,8 +170,10 @@ impl UringTransport {
         ring.submitter()
             .register_eventfd(event.as_raw_fd())
             .map_err(|e| io::Error::new(e.kind(), format!("io_uring register eventfd: {e}")))?;
+        let mut files = vec![sock.as_raw_fd()];
+        files.extend(group.as_ref().map(|g| g.0.as_raw_fd()));
         ring.submitter()
-            .register_files(&[sock.as_raw_fd()])
+            .register_files(&files)
             .map_err(|e| io::Error::new(e.kind(), format!("io_uring register socket: {e}")))?;
         let slot_count = RX_SLOTS + TX_SLOTS;
         let slots: Box<[Slot]> = (0..slot_count)
@@ -162,6 +184,7 @@ impl UringTransport {
         let mut t = UringTransport {
             ring,
             _sock: sock,
+            group,
             local,
             event,
             slots,
@@ -199,11 +222,13 @@ impl UringTransport {
         &mut s.hdr
     }
 
-    /// Queues a recvmsg into rx slot `slot`.
+    /// Queues a recvmsg into rx slot `slot`: on the group's socket (fixed file 1) for odd
+    /// slots when there is one, else on the node's socket (fixed file 0).
     fn arm_recv(&mut self, slot: usize) -> io::Result<()> {
+        let file = u32::from(self.group.is_some() && slot % 2 == 1);
         let hdr = self.prepare(slot, DATAGRAM_MAX);
         self.slots[slot].hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as u32;
-        let sqe = opcode::RecvMsg::new(types::Fixed(0), hdr)
+        let sqe = opcode::RecvMsg::new(types::Fixed(file), hdr)
             .build()
             .user_data(slot as u64);
         self.push(&sqe)
@@ -268,6 +293,21 @@ impl crate::transport::Transport for UringTransport {
 
     fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    fn group(&self) -> Option<SocketAddr> {
+        self.group.as_ref().map(|g| g.1)
+    }
+
+    fn counters(&self, out: &mut crate::stats::Entries) {
+        let c = self.counters;
+        for (k, v) in [
+            ("udp.uring.rx_truncated", c.rx_truncated),
+            ("udp.uring.rx_errors", c.rx_errors),
+            ("udp.uring.tx_errors", c.tx_errors),
+        ] {
+            out.push((k.into(), v));
+        }
     }
 
     fn recv_batch(&mut self, f: &mut dyn FnMut(&mut [u8], SocketAddr)) -> io::Result<usize> {

@@ -29,9 +29,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::num::NonZeroU32;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use xdp_prog::{AttachMode, AttachedMode, XdpCounters, XdpError, XdpProgram};
 use xsk_rs::config::{
@@ -40,6 +40,7 @@ use xsk_rs::config::{
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use crate::frame::{self, Addressing};
+use crate::mcast::Multicast;
 use crate::neigh::{self, LinkInfo, NeighCache, NeighCounters};
 
 /// Descriptors taken from one RX ring per `recv_batch`, so one busy queue cannot starve timers.
@@ -59,6 +60,12 @@ pub struct XskConfig {
     pub attach: AttachMode,
     /// UMEM frames per queue, a power of two ≥ 2 × [`RX_BATCH`]: half for RX, half for TX.
     pub frames_per_queue: u32,
+    /// The cluster's multicast group, when it multicasts: frames to it are accepted, and sent
+    /// to its multicast MAC with its TTL.
+    pub multicast: Option<Multicast>,
+    /// `None`: zero-copy where the driver takes it, copy mode otherwise. `Some(mode)`: that
+    /// mode only, or fail (hwtest requires zero-copy; tests can force copy mode).
+    pub bind_mode: Option<BindMode>,
 }
 
 impl XskConfig {
@@ -69,6 +76,8 @@ impl XskConfig {
             queues: vec![0],
             attach: AttachMode::Auto,
             frames_per_queue: 2048,
+            multicast: None,
+            bind_mode: None,
         }
     }
 }
@@ -128,6 +137,11 @@ pub struct XskCounters {
     pub bytes_out: u64,
     /// `send_to` found no free TX frame.
     pub tx_ring_full: u64,
+    /// `sendto` kicks of a TX ring (every flush in copy mode; with need_wakeup in zero-copy
+    /// mode only when the driver asks).
+    pub tx_kicks: u64,
+    /// Wake-ups of the kernel after refilling a fill ring (only when it asks: need_wakeup).
+    pub fill_wakeups: u64,
     /// Received or unsendable frames dropped, by reason (`frame_*` from `ParseError::reason`,
     /// `wrong_destination`, `neigh_unresolved`, `frame_too_large`).
     pub drops: BTreeMap<&'static str, u64>,
@@ -156,6 +170,8 @@ struct Queue {
     tx_ring_size: u32,
     /// Scratch for RX and completion batches.
     batch: Vec<FrameDesc>,
+    /// Frames taken from this queue's RX ring.
+    frames_in: u64,
 }
 
 impl Queue {
@@ -187,6 +203,17 @@ pub struct XskTransport {
     counters: XskCounters,
     ip_id: u16,
     tx_next: usize,
+    multicast: Option<Group>,
+}
+
+/// The multicast group a cluster sends to.
+struct Group {
+    m: Multicast,
+    /// The group's Ethernet address ([`frame::multicast_mac`]).
+    mac: frame::Mac,
+    /// Holds the membership on the interface, so the NIC's MAC filter admits the group's
+    /// frames and the kernel answers IGMP/MLD queries for it; nothing is read from it.
+    _member: UdpSocket,
 }
 
 impl fmt::Debug for XskTransport {
@@ -263,6 +290,7 @@ fn bind_queue(cfg: &XskConfig, queue: u32, mode: BindMode) -> Result<Queue, Stri
         tx_free,
         tx_ring_size: half,
         batch: descs,
+        frames_in: 0,
     })
 }
 
@@ -287,10 +315,13 @@ impl XskTransport {
         let program = XdpProgram::load(link.ifindex, &[cfg.bind.port()], cfg.attach)
             .map_err(XskError::Program)?;
         let mut queues = Vec::with_capacity(cfg.queues.len());
-        let mut bind_mode = BindMode::ZeroCopy;
+        let mut bind_mode = cfg.bind_mode.unwrap_or(BindMode::ZeroCopy);
         for &id in &cfg.queues {
-            let q = match bind_queue(cfg, id, BindMode::ZeroCopy) {
+            let q = match bind_queue(cfg, id, cfg.bind_mode.unwrap_or(BindMode::ZeroCopy)) {
                 Ok(q) => q,
+                Err(e) if cfg.bind_mode.is_some() => {
+                    return Err(socket_err(id)(format!("{bind_mode} mode: {e}")));
+                }
                 Err(zc) => {
                     let q = bind_queue(cfg, id, BindMode::Copy).map_err(|copy| {
                         socket_err(id)(format!("zero-copy: {zc}; copy mode: {copy}"))
@@ -310,11 +341,27 @@ impl XskTransport {
             queues.push(q);
         }
         let epoll = if queues.len() > 1 {
-            Some(epoll_of(&queues).map_err(|e| socket_err(queues[0].id)(e.to_string()))?)
+            let fds: Vec<RawFd> = queues.iter().map(|q| q.rx.fd().as_raw_fd()).collect();
+            Some(crate::poll::epoll_of(&fds).map_err(|e| socket_err(queues[0].id)(e.to_string()))?)
         } else {
             None
         };
         let neigh = NeighCache::new(link.ifindex).map_err(XskError::Neigh)?;
+        let multicast = match cfg.multicast {
+            None => None,
+            Some(m) => {
+                m.check_family(cfg.bind).map_err(XskError::Interface)?;
+                let member = crate::mcast::membership_socket(&m, cfg.bind.ip())
+                    .map_err(|e| XskError::Interface(e.to_string()))?;
+                let mac = frame::multicast_mac(m.group().ip())
+                    .ok_or_else(|| XskError::Interface("group is not multicast".into()))?;
+                Some(Group {
+                    m,
+                    mac,
+                    _member: member,
+                })
+            }
+        };
         tracing::info!(
             interface = %link.name, mode = %program.mode(), bind = %bind_mode,
             "AF_XDP transport ready"
@@ -330,6 +377,7 @@ impl XskTransport {
             counters: XskCounters::default(),
             ip_id: 0,
             tx_next: 0,
+            multicast,
         })
     }
 
@@ -383,36 +431,79 @@ impl XskTransport {
             self.queues.iter().map(|q| q.id).collect::<Vec<_>>()
         )
     }
+
+    /// The queue ids served, one socket each.
+    pub fn queue_ids(&self) -> Vec<u32> {
+        self.queues.iter().map(|q| q.id).collect()
+    }
+
+    /// Frames received on each queue served: (queue id, frames).
+    pub fn frames_in_by_queue(&self) -> Vec<(u32, u64)> {
+        self.queues.iter().map(|q| (q.id, q.frames_in)).collect()
+    }
+
+    /// TX frames free now (not on a TX ring or in flight) and in all, over every queue; they
+    /// are equal once every sent frame has completed (call `flush` to reap completions).
+    pub fn tx_frames_free(&self) -> (usize, usize) {
+        let free = self.queues.iter().map(|q| q.tx_free.len()).sum();
+        let total = self.queues.iter().map(|q| q.tx_ring_size as usize).sum();
+        (free, total)
+    }
 }
 
-/// An epoll set with every queue's socket, readable when any of them is.
-fn epoll_of(queues: &[Queue]) -> io::Result<OwnedFd> {
-    // SAFETY: plain epoll_create1 call; the result is checked.
-    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
+/// How many receive queues `interface` has (of the calling thread's network namespace): the
+/// driver's channel counts (`ETHTOOL_GCHANNELS`: rx-only plus combined channels, each with one
+/// receive queue); 1 when the driver does not report channels. Read through an ioctl rather
+/// than `/sys/class/net`, which shows the namespace sysfs was mounted in, not the thread's.
+pub fn rx_queue_count(interface: &str) -> io::Result<u32> {
+    /// `struct ethtool_channels` (linux/ethtool.h).
+    #[repr(C)]
+    #[derive(Default)]
+    struct Channels {
+        cmd: u32,
+        max_rx: u32,
+        max_tx: u32,
+        max_other: u32,
+        max_combined: u32,
+        rx_count: u32,
+        tx_count: u32,
+        other_count: u32,
+        combined_count: u32,
     }
-    // SAFETY: `fd` is a fresh descriptor we own.
-    let ep = unsafe { OwnedFd::from_raw_fd(fd) };
-    for q in queues {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: u64::from(q.id),
+    const ETHTOOL_GCHANNELS: u32 = 0x3c;
+    let name = interface.as_bytes();
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
+    }
+    let sock =
+        std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("[::]:0"))?;
+    let mut channels = Channels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..Channels::default()
+    };
+    // SAFETY: all-zero is a valid ifreq; the name is copied in below (NUL-terminated, as the
+    // length was checked) and the data pointer aims at `channels`, alive across the ioctl.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(name) {
+        *dst = *src as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = (&mut channels as *mut Channels).cast();
+    // SAFETY: SIOCETHTOOL with a valid ifreq whose data points at a `struct ethtool_channels`.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EOPNOTSUPP) => Ok(1),
+            _ => Err(io::Error::new(
+                e.kind(),
+                format!("{interface}: ETHTOOL_GCHANNELS: {e}"),
+            )),
         };
-        // SAFETY: both descriptors are open and `ev` is a valid epoll_event.
-        if unsafe {
-            libc::epoll_ctl(
-                ep.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                q.rx.fd().as_raw_fd(),
-                &mut ev,
-            )
-        } < 0
-        {
-            return Err(io::Error::last_os_error());
-        }
     }
-    Ok(ep)
+    Ok((channels.rx_count + channels.combined_count).max(1))
 }
 
 impl crate::transport::Transport for XskTransport {
@@ -424,14 +515,62 @@ impl crate::transport::Transport for XskTransport {
         self.local
     }
 
+    fn group(&self) -> Option<SocketAddr> {
+        self.multicast.as_ref().map(|g| g.m.group())
+    }
+
+    /// `xdp.*`: the provider's frames, bytes and drops, the kernel's per-socket statistics
+    /// (`xdp.socket.*`), the XDP program's per-CPU counters summed (`xdp.prog.*`) and the
+    /// neighbour cache's (`xdp.neigh.*`). A map or socket that cannot be read is skipped (its
+    /// keys keep their last published value in cmap).
+    fn counters(&self, out: &mut crate::stats::Entries) {
+        let c = &self.counters;
+        let mut put = |k: &str, v: u64| out.push((format!("xdp.{k}"), v));
+        put("frames_in", c.frames_in);
+        put("bytes_in", c.bytes_in);
+        put("frames_out", c.frames_out);
+        put("bytes_out", c.bytes_out);
+        put("tx_ring_full", c.tx_ring_full);
+        put("tx_kicks", c.tx_kicks);
+        put("fill_wakeups", c.fill_wakeups);
+        for (reason, n) in &c.drops {
+            put(&format!("drops.{reason}"), *n);
+        }
+        if let Ok(s) = self.socket_stats() {
+            let names = [
+                "rx_dropped",
+                "rx_ring_full",
+                "rx_fill_ring_empty",
+                "tx_ring_empty",
+                "invalid_descs",
+            ];
+            for (name, v) in names.iter().zip(s) {
+                put(&format!("socket.{name}"), v);
+            }
+        }
+        if let Ok(p) = self.xdp_counters() {
+            put("prog.redirected", p.redirected);
+            put("prog.passed", p.passed);
+            put("prog.not_parsed", p.not_parsed);
+            put("prog.no_socket", p.no_socket);
+        }
+        let n = self.neigh_counters();
+        put("neigh.dumps", n.dumps);
+        put("neigh.dump_errors", n.dump_errors);
+        put("neigh.probes", n.probes);
+        put("neigh.misses", n.misses);
+    }
+
     fn recv_batch(&mut self, f: &mut dyn FnMut(&mut [u8], SocketAddr)) -> io::Result<usize> {
         let local = self.local;
+        let group = self.group();
         let counters = &mut self.counters;
         let mut handed = 0;
         for q in &mut self.queues {
             // SAFETY: the RX ring hands back frames of this queue's UMEM (the only ones on its
             // fill ring); `batch` has room for RX_BATCH.
             let n = unsafe { q.rx.consume(&mut q.batch[..RX_BATCH]) };
+            q.frames_in += n as u64;
             for desc in &mut q.batch[..n] {
                 // SAFETY: `desc` was just consumed from this queue's RX ring, so it is a frame
                 // of `q.umem` that the kernel has finished writing and that nothing else
@@ -441,7 +580,7 @@ impl crate::transport::Transport for XskTransport {
                 counters.frames_in += 1;
                 counters.bytes_in += bytes.len() as u64;
                 match frame::parse(bytes) {
-                    Ok(p) if p.dst == local => {
+                    Ok(p) if p.dst == local || Some(p.dst) == group => {
                         f(&mut bytes[p.payload], p.src);
                         handed += 1;
                     }
@@ -457,6 +596,7 @@ impl crate::transport::Transport for XskTransport {
                 assert_eq!(put, n, "fill ring refused frames it has room for");
                 if q.fill.needs_wakeup() {
                     q.fill.wakeup(q.rx.fd_mut(), 0)?;
+                    counters.fill_wakeups += 1;
                 }
             }
         }
@@ -468,9 +608,15 @@ impl crate::transport::Transport for XskTransport {
             self.counters.drop("wrong_family");
             return Ok(false);
         }
-        let Some(dst_mac) = self.neigh.lookup(to.ip()) else {
-            self.counters.drop("neigh_unresolved");
-            return Ok(false);
+        let (dst_mac, hop_limit) = match &self.multicast {
+            Some(g) if to == g.m.group() => (g.mac, g.m.ttl),
+            _ => match self.neigh.lookup(to.ip()) {
+                Some(mac) => (mac, frame::HOP_LIMIT_UNICAST),
+                None => {
+                    self.counters.drop("neigh_unresolved");
+                    return Ok(false);
+                }
+            },
         };
         let qi = self.tx_next % self.queues.len();
         self.tx_next = self.tx_next.wrapping_add(1);
@@ -488,6 +634,7 @@ impl crate::transport::Transport for XskTransport {
             dst_mac,
             src: self.local,
             dst: to,
+            hop_limit,
         };
         self.ip_id = self.ip_id.wrapping_add(1);
         let built = {
@@ -537,6 +684,7 @@ impl crate::transport::Transport for XskTransport {
                 }
                 if copy || q.tx.needs_wakeup() {
                     q.tx.wakeup()?;
+                    self.counters.tx_kicks += 1;
                 }
                 let now = q.tx.nb_free_exact();
                 if now <= free {

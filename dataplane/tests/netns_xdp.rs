@@ -7,17 +7,19 @@
 //! another key never joins and its frames are counted as `invalid_digest`. Needs root and XDP;
 //! without either every test prints SKIPPED and why.
 
+mod common;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use common::{in_netns, write_key};
 
 /// One test at a time: the machine has two cores and the rings run on a 200 ms token.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -217,33 +219,6 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-}
-
-fn write_key(path: &PathBuf) {
-    let mut key = [0u8; 256];
-    let mut urandom = File::open("/dev/urandom").expect("open /dev/urandom");
-    urandom.read_exact(&mut key).expect("read /dev/urandom");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o400)
-        .open(path)
-        .expect("create key file");
-    f.write_all(&key).expect("write key");
-}
-
-/// Runs `f` on a thread that has entered network namespace `ns` (sockets it creates live there).
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path).expect("open netns");
-        // SAFETY: setns on a namespace fd we hold; it only affects this thread.
-        let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .expect("netns thread")
 }
 
 /// Why XDP tests cannot run here, if they cannot: not root, or the AF_XDP transport cannot be

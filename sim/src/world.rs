@@ -130,6 +130,8 @@ pub struct RunReport {
     pub crypto_rejected: BTreeMap<&'static str, u64>,
     /// Scripted actions that fired (a scenario checks all of its steps did).
     pub script_fired: usize,
+    /// Every regular configuration installed: (ms, node, members), in simulated time order.
+    pub installs: Vec<(u64, u32, Vec<u32>)>,
 }
 
 struct Proc {
@@ -373,6 +375,11 @@ impl World {
                 Event::Config(c) => {
                     if c.kind == ConfigKind::Regular {
                         self.report.configs += 1;
+                        self.report.installs.push((
+                            now / MS,
+                            id.0,
+                            c.members.iter().map(|m| m.0).collect(),
+                        ));
                         if self.cfg.verbose {
                             println!(
                                 "  t={}ms node {} installs ring {} members {:?}",

@@ -12,6 +12,8 @@
 //! mount, pid or uts namespace; and it needs root (`root_or_skip` lets tests skip without it).
 //! Two testbeds with one prefix at a time clash: give each concurrent test its own prefix.
 
+pub mod rotor;
+
 use std::ffi::OsStr;
 use std::io::{self, BufRead, BufReader};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -31,6 +33,24 @@ pub fn root_or_skip(what: &str) -> bool {
     }
     eprintln!("skipped: needs root ({what})");
     false
+}
+
+/// Runs `f` on a new thread that has entered network namespace `ns` (by its `/run/netns`
+/// name) and returns what it returns: sockets, XDP attachments and netlink calls made there
+/// act on that namespace, and a socket created there keeps it when used from another thread.
+/// Panics if the namespace cannot be entered or `f` panics.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    use std::os::fd::AsRawFd;
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        // Safety: setns on a namespace fd we hold; it affects this thread only.
+        let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns {path}: {}", io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
 /// Host `i`'s IPv4 address (1-based).
@@ -303,6 +323,16 @@ impl Testbed {
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("spawn in {}: {e}", self.host(i))))?;
         Ok(Proc { child, host: i })
+    }
+
+    /// Runs `f` on a new thread inside host `i`'s network namespace ([`in_netns`]); a client
+    /// attached there keeps working from any thread afterwards.
+    pub fn in_host<T: Send + 'static>(
+        &self,
+        i: usize,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        in_netns(&self.host(i), f)
     }
 
     /// Leaves the namespaces in place when this value goes (for `cargo xtask cluster up`);

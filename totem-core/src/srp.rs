@@ -149,6 +149,8 @@ pub struct Srp {
     proc_set: Vec<NodeId>,
     fail_set: Vec<NodeId>,
     agreed: Vec<NodeId>,
+    /// Consensus timeouts in a row that found every live node agreed but no commit token.
+    agreed_timeouts: u32,
 
     // Token handling on the installed (operational) or forming (recovery) ring.
     last_token_seq: u64,
@@ -229,6 +231,7 @@ impl Srp {
             proc_set: Vec::with_capacity(MEMBERS_MAX),
             fail_set: Vec::with_capacity(MEMBERS_MAX),
             agreed: Vec::with_capacity(MEMBERS_MAX),
+            agreed_timeouts: 0,
             last_token_seq: 0,
             last_token: Vec::new(),
             last_token_dest: me,
@@ -490,11 +493,22 @@ impl Srp {
             .filter(|n| !contains(&self.agreed, *n))
             .collect();
         if silent.is_empty() {
-            // Consensus was reached but no commit token came: its would-be sender failed.
-            if let Some(rep) = live.first().copied().filter(|rep| *rep != self.me) {
-                sorted_insert(&mut self.fail_set, rep);
+            // Every live node agreed but no commit token came. The agreement may be only
+            // microseconds old (this timer runs from the start of the gather, and the last
+            // matching join can arrive just before it fires): restart the round, as corosync's
+            // memb_state_consensus_timeout_expired does, and blame the representative only when
+            // a whole further round passes agreed without its commit token. Failing it at once
+            // split two survivors of a crash into two singleton rings (found by a seeded run:
+            // node 3 of 3 crashes, nodes 1 and 2 each formed a ring alone, then merged).
+            self.agreed_timeouts += 1;
+            if self.agreed_timeouts >= 2 {
+                self.agreed_timeouts = 0;
+                if let Some(rep) = live.first().copied().filter(|rep| *rep != self.me) {
+                    sorted_insert(&mut self.fail_set, rep);
+                }
             }
         } else {
+            self.agreed_timeouts = 0;
             for node in silent {
                 sorted_insert(&mut self.fail_set, node);
             }
@@ -1099,6 +1113,7 @@ impl Srp {
         self.fail_set.retain(|n| *n != self.me);
         self.agreed.clear();
         self.agreed.push(self.me);
+        self.agreed_timeouts = 0;
         for timer in [
             Timer::TokenLoss,
             Timer::TokenRetransmit,

@@ -3,6 +3,7 @@
 //! demo. It deliberately holds no product logic: every command drives a crate of the workspace.
 
 mod cluster;
+mod demo;
 mod deps;
 
 use std::env;
@@ -13,7 +14,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [args]
 
   test                 install missing system packages, then fmt check, clippy, the whole test suite
-  demo                 install, build and show rotor working
+  demo [--loopback]    install, build, start a 3-node cluster (netns + XDP as root, loopback
+                       otherwise or with --loopback), show it working and clean up
   sim [ARGS]           run the seeded Totem simulator (see `cargo xtask sim --help`)
   bench core [ARGS]    benchmark the totem-core state machine in the simulator
   bench ipc            shared-memory ring latency and throughput
@@ -22,8 +24,8 @@ usage: cargo xtask <command> [args]
   bench rings          latency of each ring on the path (root; report in bench/reports/)
   bench vs-corosync [--quick]
                        Corosync 3 and rotor side by side on netns hosts (root; report too)
-  cluster up N [--transport udp|xdp] [--ipv6] [--debug]
-                       N netns hosts n1..nN (198.18.0.I, 2001:2::I), one rotor-dataplane each
+  cluster up N [--transport auto|xdp|udp] [--ipv6] [--debug]
+                       N netns hosts n1..nN (198.18.0.I, 2001:2::I), one rotord each
   cluster down         stop those nodes and remove the hosts
   cluster exec I CMD…  run CMD inside host nI
   deps                 only install the missing system packages
@@ -38,7 +40,7 @@ fn main() {
     let rest = &args[1..];
     let result = match command.as_str() {
         "test" => test(),
-        "demo" => demo(),
+        "demo" => demo::run(rest),
         "sim" => sim(rest),
         "bench" => bench(rest),
         "cluster" => cluster::main(rest),
@@ -151,19 +153,4 @@ fn bench(args: &[String]) -> Result<(), String> {
         .find(|b| b.0 == name)
         .ok_or_else(|| format!("unknown benchmark `{name}` (have: {})", names.join(", ")))?;
     run_release(&format!("bench {name}"), package, kind, target, &args[1..])
-}
-
-fn demo() -> Result<(), String> {
-    deps::ensure()?;
-    // Until the dataplane and rotord exist (issues 4 and 5) the demo shows the protocol core
-    // forming rings, losing nodes and carrying traffic in the simulator.
-    sim(&[
-        "--seeds".into(),
-        "3".into(),
-        "--nodes".into(),
-        "5".into(),
-        "--faults".into(),
-        "all".into(),
-        "--verbose".into(),
-    ])
 }

@@ -330,6 +330,8 @@ fn shm_rings() -> Result<(Vec<Ring>, String), String> {
 }
 
 /// Moves the calling thread into network namespace `ns` (network namespaces are per thread).
+/// Not `rotor_testbed::in_netns`: that runs one `'static` closure to completion, while these
+/// measurements need several threads inside different hosts at once, sharing borrowed state.
 fn enter_netns(ns: &str) -> Result<(), String> {
     let f =
         std::fs::File::open(format!("/run/netns/{ns}")).map_err(|e| format!("netns {ns}: {e}"))?;
@@ -476,7 +478,7 @@ fn token_rotation(
             handles.push(s.spawn(move || -> Result<Option<Histogram<u64>>, String> {
                 let result = (|| {
                     enter_netns(ns)?;
-                    let (t, _) = AnyTransport::open(kind, host_addr(i), None)?;
+                    let (t, _) = AnyTransport::open(kind, host_addr(i), None, None)?;
                     let keys = Keys::from_authkey_bytes(&[0x42; 256], "rbring")
                         .map_err(|e| e.to_string())?;
                     let cfg = RunnerConfig {

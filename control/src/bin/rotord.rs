@@ -73,7 +73,7 @@ fn main() -> ExitCode {
         .totem
         .cluster_name
         .clone()
-        .unwrap_or_else(|| "rotor".to_owned());
+        .unwrap_or_else(|| rotor_control::config::CLUSTER_NAME_DEFAULT.to_owned());
     let keyfile = paths::authkey_path(cfg.totem.keyfile.as_deref());
     let crypto_on = !(cfg.totem.crypto_cipher == "none" && cfg.totem.crypto_hash == "none");
     if crypto_on {

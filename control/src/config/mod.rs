@@ -63,6 +63,11 @@ pub const MAX_MESSAGES_DEFAULT: u32 = 17;
 pub const MISS_COUNT_CONST_DEFAULT: u32 = 5;
 pub const NETMTU_BYTES_DEFAULT: u32 = 1500;
 pub const MCASTPORT_DEFAULT: u16 = 5405;
+/// totemconfig.c: a multicast TTL is 1 unless `ttl` says otherwise.
+pub const TTL_DEFAULT: u8 = 1;
+/// The cluster name rotor uses when totem.cluster_name is unset (corosync has none; it then
+/// cannot derive a `transport: udp` group, rotor derives it from this name).
+pub const CLUSTER_NAME_DEFAULT: &str = "rotor";
 pub const LAST_MAN_STANDING_WINDOW_MS_DEFAULT: u32 = 10_000;
 /// Linux's `HZ` as corosync's hold formula uses it (`1000/HZ` = 10 ms).
 const KERNEL_HZ: u32 = 100;
@@ -153,6 +158,9 @@ pub enum PollMode {
     Adaptive,
     /// Always sleep until woken.
     Blocking,
+    /// The default: the dataplane picks busy when it has a core of its own to spare, adaptive
+    /// otherwise (it says which, and why, at start).
+    Auto,
 }
 
 /// Totem timeouts and constants, explicit or derived as exec/totemconfig.c
@@ -239,6 +247,45 @@ pub struct TotemConfig {
     pub netmtu_bytes: u32,
     pub interfaces: Vec<InterfaceConfig>,
     pub timeouts: TotemTimeouts,
+    /// The group `Dest::All` frames go to; `None`: unicast to each member. See
+    /// [`MulticastConfig`] for when a cluster multicasts.
+    pub multicast: Option<MulticastConfig>,
+}
+
+/// IP multicast on link 0. A cluster multicasts with `transport: udp` (as corosync: to
+/// interface 0's `mcastaddr`, or to the group corosync derives from the cluster name) and with
+/// `transport: xdp` when interface 0 has an `mcastaddr` (rotor's rule: an explicit group means
+/// multicast); `udpu` and `knet` always unicast, whatever `mcastaddr` says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MulticastConfig {
+    /// Invariant: a multicast address of the nodelist's family.
+    pub addr: IpAddr,
+    /// `ttl` (IPv4 TTL / IPv6 hop limit), 1 by default.
+    pub ttl: u8,
+    /// True when derived from the cluster name rather than configured.
+    pub derived: bool,
+}
+
+/// corosync's group for a `transport: udp` link without `mcastaddr` (totemconfig.c
+/// `get_cluster_mcast_addr`): a 16-bit id from the cluster name (shifted left and added, byte
+/// by byte, each byte a signed C `char`), plus the link number; IPv4 `239.192.<id / 256>.<id %
+/// 255>` (sic: the remainder by 255, as corosync computes it), IPv6 `ff15::<id>`.
+pub fn corosync_default_group(cluster_name: &str, linknumber: u8, v6: bool) -> IpAddr {
+    let mut value: i32 = 0;
+    for &b in cluster_name.as_bytes() {
+        value = value.wrapping_shl(1).wrapping_add(i32::from(b as i8));
+    }
+    let id = ((value & 0xffff) as u16).wrapping_add(u16::from(linknumber));
+    if v6 {
+        IpAddr::V6(std::net::Ipv6Addr::new(0xff15, 0, 0, 0, 0, 0, 0, id))
+    } else {
+        IpAddr::V4(std::net::Ipv4Addr::new(
+            239,
+            192,
+            (id >> 8) as u8,
+            (id % 0xff) as u8,
+        ))
+    }
 }
 
 /// One `nodelist { node { … } }` section.
@@ -345,8 +392,16 @@ pub fn parse_str(file: &str, text: &str) -> Result<Config, ConfigError> {
         interfaces: Vec::new(),
     };
     b.on_file(&tree)?;
-    let totem = b.totem_config()?;
+    let mut totem = b.totem_config()?;
     b.check_nodes(totem.ip_version)?;
+    totem.multicast = b.multicast(&totem)?;
+    if let Some(m) = totem.multicast.filter(|m| m.derived) {
+        // totemconfig.c stores the derived group back, so cmap shows where udp sends.
+        b.entries.insert(
+            "totem.interface.0.mcastaddr".into(),
+            Value::String(m.addr.to_string()),
+        );
+    }
     let quorum = b.quorum_config();
     let rotor = b.rotor_config();
     let nodes = b.nodes.iter().map(|n| n.config.clone()).collect();
@@ -510,7 +565,7 @@ fn nozzle_kind(key: &str) -> Option<Kind> {
 fn rotor_kind(key: &str) -> Option<Kind> {
     Some(match key {
         "dataplane_cores" => Kind::Cores,
-        "poll_mode" => Kind::Choice(&["busy", "adaptive", "blocking"]),
+        "poll_mode" => Kind::Choice(&["busy", "adaptive", "blocking", "auto"]),
         _ => return None,
     })
 }
@@ -1243,7 +1298,73 @@ impl Builder<'_> {
             netmtu_bytes: self.u32_or("totem.netmtu", NETMTU_BYTES_DEFAULT),
             interfaces,
             timeouts,
+            multicast: None,
         })
+    }
+
+    /// Whether and where link 0 multicasts ([`MulticastConfig`]), with totemconfig.c's checks:
+    /// the group is a multicast address of the nodelist's family (the first literal address;
+    /// without one, the family `ip_version` tries first), and `ttl` other than 1 needs
+    /// multicast. Run after `check_nodes`.
+    fn multicast(&self, totem: &TotemConfig) -> Result<Option<MulticastConfig>, ConfigError> {
+        let link0 = totem.interfaces.iter().find(|i| i.linknumber == 0);
+        let mcastaddr = link0.and_then(|i| i.mcastaddr.as_deref());
+        let ttl = link0.and_then(|i| i.ttl);
+        let line = |key: &str| self.lines.get(key).copied().unwrap_or(0);
+        let multicast = match totem.transport {
+            Transport::Udp => true,
+            Transport::Xdp => mcastaddr.is_some(),
+            Transport::Udpu | Transport::Knet => false,
+        };
+        if !multicast {
+            if ttl.is_some_and(|t| t != TTL_DEFAULT) {
+                let key = "totem.interface.0.ttl";
+                let reason = "a ttl other than 1 needs a multicast transport (udp, or xdp with \
+                              mcastaddr)"
+                    .to_string();
+                return Err(self.error(line(key), key, ErrorKind::Conflict, reason));
+            }
+            return Ok(None);
+        }
+        let literal = self
+            .nodes
+            .iter()
+            .find_map(|n| n.config.ring_addrs[0].as_deref()?.parse::<IpAddr>().ok());
+        let v6 = match literal {
+            Some(a) => a.is_ipv6(),
+            None => matches!(totem.ip_version, IpVersion::Ipv6 | IpVersion::Ipv6Then4),
+        };
+        let key = "totem.interface.0.mcastaddr";
+        let (addr, derived) = match mcastaddr {
+            None => {
+                let name = totem
+                    .cluster_name
+                    .as_deref()
+                    .unwrap_or(CLUSTER_NAME_DEFAULT);
+                (corosync_default_group(name, 0, v6), true)
+            }
+            Some(text) => match text.parse::<IpAddr>() {
+                Ok(a) => (a, false),
+                Err(_) => {
+                    let reason = format!("expected a literal IP address, got {text:?}");
+                    return Err(self.error(line(key), key, ErrorKind::InvalidValue, reason));
+                }
+            },
+        };
+        if !addr.is_multicast() {
+            let reason = format!("{addr} is not a correct multicast address");
+            return Err(self.error(line(key), key, ErrorKind::InvalidValue, reason));
+        }
+        if addr.is_ipv6() != v6 {
+            let reason =
+                format!("multicast address {addr} does not match the nodelist's address family");
+            return Err(self.error(line(key), key, ErrorKind::MixedAddressFamilies, reason));
+        }
+        Ok(Some(MulticastConfig {
+            addr,
+            ttl: ttl.unwrap_or(TTL_DEFAULT),
+            derived,
+        }))
     }
 
     /// totemconfig.c `totem_volatile_config_read`, in its order.
@@ -1363,7 +1484,8 @@ impl Builder<'_> {
         let poll_mode = match self.str_of("rotor.poll_mode") {
             Some("busy") => PollMode::Busy,
             Some("blocking") => PollMode::Blocking,
-            _ => PollMode::Adaptive,
+            Some("adaptive") => PollMode::Adaptive,
+            _ => PollMode::Auto,
         };
         RotorConfig {
             dataplane_cores,

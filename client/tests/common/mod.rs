@@ -1,0 +1,93 @@
+//! What the end-to-end tests share: the directory holding current `rotord`,
+//! `rotor-dataplane` and `rotor` binaries.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The target directory of this build, after making sure rotord and rotor-dataplane in it are
+/// current: `cargo test -p rotor-client` alone neither builds other packages' binaries nor
+/// rebuilds stale ones (a stale rotord would speak an older ring version); when they are
+/// current the build is a no-op.
+pub fn bin_dir() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let ok = Command::new(cargo)
+        .args(["build", "-p", "rotor-control", "-p", "rotor-dataplane"])
+        .status()
+        .expect("run cargo build");
+    assert!(ok.success(), "building rotord and rotor-dataplane failed");
+    std::path::Path::new(env!("CARGO_BIN_EXE_rotor"))
+        .parent()
+        .expect("the rotor binary sits in a directory")
+        .to_path_buf()
+}
+
+use std::time::{Duration, Instant};
+
+use rotor_client::cpg::{Cpg, Dispatch, Guarantee, Handler, Member, Reason};
+
+/// What one handle saw, in delivery order.
+#[derive(Default)]
+pub struct Seen {
+    /// Deliveries and group changes, as text.
+    pub events: Vec<String>,
+    pub delivered: usize,
+    pub members: Vec<Member>,
+    pub left: Vec<(Member, Reason)>,
+}
+
+impl Handler for Seen {
+    fn deliver(&mut self, _g: &[u8], s: Member, _: Guarantee, data: &[u8]) {
+        self.delivered += 1;
+        self.events.push(format!(
+            "msg {}:{} {}",
+            s.node,
+            s.pid,
+            String::from_utf8_lossy(data)
+        ));
+    }
+    fn confchg(
+        &mut self,
+        _g: &[u8],
+        m: &[Member],
+        left: &[(Member, Reason)],
+        j: &[(Member, Reason)],
+    ) {
+        self.members = m.to_vec();
+        self.left.extend_from_slice(left);
+        self.events
+            .push(format!("conf {m:?} left {left:?} joined {j:?}"));
+    }
+}
+
+/// Dispatches every handle until `done` holds, failing the test after `limit`.
+pub fn pump(
+    handles: &mut [(Cpg, Seen)],
+    limit: Duration,
+    what: &str,
+    done: impl Fn(&[(Cpg, Seen)]) -> bool,
+) {
+    let deadline = Instant::now() + limit;
+    while !done(handles) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?}: {what}"
+        );
+        for (c, s) in handles.iter_mut() {
+            c.dispatch(Dispatch::Blocking(Duration::from_millis(10)), s)
+                .unwrap_or_else(|e| panic!("dispatch while waiting for {what}: {e}"));
+        }
+    }
+}
+
+/// Multicasts `msg` on `c`, dispatching into `s` while the ring is full.
+pub fn send(c: &mut Cpg, s: &mut Seen, g: Guarantee, msg: &str) {
+    loop {
+        match c.mcast(g, msg.as_bytes()) {
+            Ok(()) => return,
+            Err(rotor_client::Error::TryAgain) => {
+                c.dispatch(Dispatch::All, s).expect("dispatch");
+            }
+            Err(e) => panic!("mcast {msg:?}: {e}"),
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! End to end on network-namespace hosts (root; otherwise it prints why it skipped): three
+//! `rotord` on rotor-testbed hosts e2e1..e2e3 (198.18.0.1-3), each with its dataplane on the
+//! default transport (XDP when the host allows it). CPG handles on every node in two groups
+//! exchange messages in both guarantees and every member delivers the same sequence; a
+//! separate process killed with SIGKILL shows as "process down"; a node killed with SIGKILL
+//! (dataplane and rotord) shows as "node down" in every group and the survivors carry on; a
+//! client whose uid is not allowed is refused with a clear message, an allowed one is served;
+//! `rotor status`, `rotor cmap` and `rotor cpg` print what they should.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use common::{pump, send, Seen};
+use rotor_client::cpg::{Cpg, Dispatch, Guarantee, Member, Reason};
+use rotor_testbed::rotor::{rotord_command, write_authkey, Bins, Spec};
+use rotor_testbed::{root_or_skip, Proc, Testbed};
+
+mod common;
+
+/// A uid the config allows and one it does not (neither needs to exist in /etc/passwd).
+const UID_ALLOWED: u32 = 4242;
+const UID_REFUSED: u32 = 65534;
+const GROUPS: [&str; 2] = ["alpha", "beta"];
+const ROUNDS: usize = 20;
+
+/// The rotords and their logs; a failing test prints every log.
+struct Daemons(Vec<(Proc, Option<JoinHandle<String>>)>);
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        for (p, _) in &mut self.0 {
+            let _ = p.signal(libc::SIGTERM);
+        }
+        for (i, (p, log)) in self.0.iter_mut().enumerate() {
+            if p.wait_timeout(Duration::from_secs(5))
+                .ok()
+                .flatten()
+                .is_none()
+            {
+                let _ = p.kill();
+            }
+            if std::thread::panicking() {
+                let text = log.take().map(|h| h.join().unwrap_or_default());
+                eprintln!(
+                    "---- rotord on host {}:\n{}",
+                    i + 1,
+                    text.unwrap_or_default()
+                );
+            }
+        }
+    }
+}
+
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `rotor ARGS` on host `i`, run as `uid` when given (through setpriv, after entering the
+/// namespace as root).
+fn rotor(bed: &Testbed, bins: &Bins, i: usize, uid: Option<u32>, args: &[&str]) -> Output {
+    let mut cmd = match uid {
+        Some(uid) => {
+            let mut c = bed.command(i, "setpriv");
+            c.arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={uid}"))
+                .arg("--clear-groups")
+                .arg(bins.rotor());
+            c
+        }
+        None => bed.command(i, bins.rotor()),
+    };
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rotor")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Copies the `rotor` binary into `dir` (mode 0755) so a non-root uid can run it whatever the
+/// permissions of the build directory are.
+fn world_runnable(bins: &Bins, dir: &Path) -> Bins {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let to = dir.join("rotor");
+    std::fs::copy(bins.rotor(), &to).expect("copy rotor");
+    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    Bins {
+        dir: dir.to_path_buf(),
+    }
+}
+
+#[test]
+fn three_rotords_on_netns_hosts() {
+    if !root_or_skip("network namespaces for rotord on testbed hosts") {
+        return;
+    }
+    let bins = Bins {
+        dir: common::bin_dir(),
+    };
+    let dir = Dir(std::env::temp_dir().join(format!("rotor-e2e-netns-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let key = dir.0.join("authkey");
+    write_authkey(&key).unwrap();
+    let mut spec = Spec::new("e2e-netns");
+    // A short token so the node-down is seen quickly (consensus follows at 1.2 × token).
+    spec.totem.push(("token".into(), "500".into()));
+    spec.extra = format!("uidgid {{\n  uid: {UID_ALLOWED}\n}}\n");
+    let conf = dir.0.join("corosync.conf");
+    std::fs::write(&conf, spec.corosync_conf(3, &key)).unwrap();
+
+    let bed = Testbed::up("e2e", 3).expect("testbed");
+    let mut daemons = Daemons(Vec::new());
+    for i in 1..=3 {
+        let mut p = bed.spawn(i, rotord_command(&bins, &conf)).unwrap();
+        let log = p.collect_stderr();
+        daemons.0.push((p, log));
+    }
+    bed.wait_rotor_ring(&[1, 2, 3], &[1, 2, 3], &bins, Duration::from_secs(30))
+        .unwrap();
+
+    // The rotor command on a node.
+    let status = bed.rotor_status(1, &bins).unwrap();
+    eprintln!("e2e_netns: ring formed on transport {}", status.transport);
+    let out = rotor(&bed, &bins, 1, None, &["status"]);
+    let s = text(&out);
+    assert!(out.status.success(), "{s}");
+    assert!(s.starts_with("Local node ID 1, transport "), "{s}");
+    assert!(s.contains("\taddr\t= 198.18.0.1\n"), "{s}");
+    assert!(
+        s.contains("2:\tconnected") && s.contains("3:\tconnected"),
+        "{s}"
+    );
+    let out = rotor(&bed, &bins, 2, None, &["cmap", "get", "totem.cluster_name"]);
+    assert_eq!(text(&out).trim(), "totem.cluster_name (str) = e2e-netns");
+    let out = rotor(
+        &bed,
+        &bins,
+        2,
+        None,
+        &["cmap", "get", "runtime.totem.pg.mrp.srp.members.3.ip"],
+    );
+    assert_eq!(
+        text(&out).trim(),
+        "runtime.totem.pg.mrp.srp.members.3.ip (str) = 198.18.0.3"
+    );
+
+    // Who may attach: root, the configured uid; not another.
+    let plain = world_runnable(&bins, &dir.0.join("bin"));
+    let out = rotor(&bed, &plain, 1, Some(UID_REFUSED), &["status"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(&format!("permission denied for uid {UID_REFUSED}")),
+        "{}",
+        text(&out)
+    );
+    let out = rotor(
+        &bed,
+        &plain,
+        1,
+        Some(UID_ALLOWED),
+        &["cmap", "get", "totem.cluster_name"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Two groups on every node; handles attach from a thread inside each host.
+    let mut handles: Vec<(Cpg, Seen)> = Vec::new();
+    for i in 1..=3 {
+        for g in GROUPS {
+            let c = bed.in_host(i, move || -> Cpg {
+                let mut c = Cpg::initialize().expect("cpg attach");
+                c.join(g.as_bytes()).expect("join");
+                c
+            });
+            assert_eq!(c.local_node_id(), i as u32);
+            handles.push((c, Seen::default()));
+        }
+    }
+    pump(
+        &mut handles,
+        Duration::from_secs(20),
+        "3 members per group",
+        |h| h.iter().all(|(_, s)| s.members.len() >= 3),
+    );
+    let marks: Vec<usize> = handles.iter().map(|(_, s)| s.events.len()).collect();
+    for round in 0..ROUNDS {
+        for (k, (c, s)) in handles.iter_mut().enumerate() {
+            let g = if round % 2 == 0 {
+                Guarantee::Agreed
+            } else {
+                Guarantee::Safe
+            };
+            send(c, s, g, &format!("h{k} r{round}"));
+        }
+    }
+
+    // A separate process joins alpha on node 2 and dies by SIGKILL: a process-down.
+    let mut bench = bed
+        .spawn(2, {
+            let mut c = Command::new(bins.rotor());
+            c.args(["bench", "tput", "-g", "alpha", "-m", "99", "-t", "60"]);
+            c
+        })
+        .unwrap();
+    let alpha = |k: usize| k % 2 == 0;
+    pump(
+        &mut handles,
+        Duration::from_secs(20),
+        "the bench process joining alpha",
+        |h| {
+            h.iter()
+                .enumerate()
+                .all(|(k, (_, s))| !alpha(k) || s.members.len() >= 4)
+        },
+    );
+    let out = rotor(&bed, &bins, 3, None, &["cpg"]);
+    let listing = text(&out);
+    assert!(
+        listing.contains("alpha") && listing.contains("beta"),
+        "{listing}"
+    );
+    // `ip netns exec` replaces itself with the command, so the child's pid is rotor's.
+    let victim = Member {
+        node: 2,
+        pid: bench.pid(),
+    };
+    assert!(listing.contains(&victim.pid.to_string()), "{listing}");
+    bench.kill().unwrap();
+    let per_group = 3 * ROUNDS;
+    pump(
+        &mut handles,
+        Duration::from_secs(20),
+        "every delivery and the process-down",
+        |h| {
+            h.iter().enumerate().all(|(k, (_, s))| {
+                s.delivered >= per_group
+                    && (!alpha(k) || s.left.contains(&(victim, Reason::ProcDown)))
+            })
+        },
+    );
+    for (k, (_, s)) in handles.iter().enumerate().skip(2) {
+        let first = &handles[k % 2].1.events[marks[k % 2]..];
+        assert_eq!(
+            &s.events[marks[k]..],
+            first,
+            "handle {k} (node {}, group {}) saw another sequence",
+            k / 2 + 1,
+            GROUPS[k % 2]
+        );
+    }
+
+    // Node 3 crashes: node down in both groups on the survivors, who keep going.
+    let killed = bed.kill_host(3);
+    assert!(killed >= 2, "rotord and its dataplane on host 3 ({killed})");
+    let (survivors, gone) = handles.split_at_mut(4);
+    let marks: Vec<usize> = survivors.iter().map(|(_, s)| s.events.len()).collect();
+    pump(
+        survivors,
+        Duration::from_secs(20),
+        "node 3's node-down",
+        |h| {
+            h.iter().all(|(_, s)| {
+                s.left
+                    .iter()
+                    .any(|(m, r)| m.node == 3 && *r == Reason::NodeDown)
+                    && s.members.iter().all(|m| m.node != 3)
+            })
+        },
+    );
+    bed.wait_rotor_ring(&[1, 2], &[1, 2], &bins, Duration::from_secs(10))
+        .unwrap();
+    for (k, (c, s)) in survivors.iter_mut().enumerate() {
+        send(c, s, Guarantee::Agreed, &format!("after h{k}"));
+    }
+    pump(
+        survivors,
+        Duration::from_secs(20),
+        "messages after the crash",
+        |h| {
+            h.iter()
+                .all(|(_, s)| s.events.iter().filter(|e| e.contains("after ")).count() >= 2)
+        },
+    );
+    for k in 2..4 {
+        assert_eq!(
+            survivors[k].1.events[marks[k]..],
+            survivors[k % 2].1.events[marks[k % 2]..],
+            "survivor handle {k} saw another sequence after the crash"
+        );
+    }
+    // Node 3's handles learn that their node is gone (an error, not a hang).
+    for (c, s) in gone.iter_mut() {
+        let mut failed = false;
+        for _ in 0..100 {
+            if c.dispatch(Dispatch::Blocking(Duration::from_millis(20)), s)
+                .is_err()
+            {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed, "a handle on the killed node never saw an error");
+    }
+    drop(daemons);
+}

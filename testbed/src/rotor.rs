@@ -1,0 +1,308 @@
+//! rotor nodes on testbed hosts: the corosync.conf of an N-host cluster, its authkey, the
+//! `rotord` command line for host I, `rotor status` read back as a value, waiting for a full
+//! ring, and killing a host's node the way a crash would (every process in the host, the
+//! dataplane before rotord so it cannot leave the ring cleanly on rotord's death signal).
+//! Shared by the end-to-end tests, `cargo xtask cluster`, the demo and the benchmarks. It starts
+//! nothing by itself: callers spawn the command where they want its output to go.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{ipv4, ipv6, Testbed};
+
+/// The cluster port rotor and corosync use by default (totem.interface.mcastport).
+pub const PORT_DEFAULT: u16 = 5405;
+
+/// What the cluster's corosync.conf says.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub cluster_name: String,
+    /// totem.transport: `knet` (rotor: XDP when it can, else UDP), `xdp`, `udpu` or `udp`.
+    pub transport: String,
+    /// Node addresses in 2001:2::I instead of 198.18.0.I.
+    pub ipv6: bool,
+    /// Node addresses 127.0.0.I: every node on this host, no namespaces (rotord then needs
+    /// `--node-id I` and its own `ROTOR_IPC_SOCKET`).
+    pub loopback: bool,
+    pub port: u16,
+    /// More `key: value` lines for totem{} (e.g. `("token", "300")`).
+    pub totem: Vec<(String, String)>,
+    /// Whole sections appended verbatim (e.g. `uidgid {\n uid: 1000\n}\n`).
+    pub extra: String,
+}
+
+impl Spec {
+    pub fn new(cluster_name: &str) -> Spec {
+        Spec {
+            cluster_name: cluster_name.to_owned(),
+            transport: "knet".to_owned(),
+            ipv6: false,
+            loopback: false,
+            port: PORT_DEFAULT,
+            totem: Vec::new(),
+            extra: String::new(),
+        }
+    }
+
+    /// Host `i`'s ring0 address.
+    pub fn addr(&self, i: usize) -> String {
+        if self.loopback {
+            std::net::Ipv4Addr::new(127, 0, 0, i as u8).to_string()
+        } else if self.ipv6 {
+            ipv6(i).to_string()
+        } else {
+            ipv4(i).to_string()
+        }
+    }
+
+    /// corosync.conf for hosts 1..=`hosts`, node ids equal to host numbers.
+    pub fn corosync_conf(&self, hosts: usize, keyfile: &Path) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "totem {{");
+        let _ = writeln!(s, "  version: 2");
+        let _ = writeln!(s, "  cluster_name: {}", self.cluster_name);
+        let _ = writeln!(s, "  transport: {}", self.transport);
+        let _ = writeln!(s, "  crypto_cipher: aes256");
+        let _ = writeln!(s, "  crypto_hash: sha256");
+        let _ = writeln!(s, "  keyfile: {}", keyfile.display());
+        if self.ipv6 && !self.loopback {
+            let _ = writeln!(s, "  ip_version: ipv6");
+        }
+        for (k, v) in &self.totem {
+            let _ = writeln!(s, "  {k}: {v}");
+        }
+        let _ = writeln!(s, "  interface {{");
+        let _ = writeln!(s, "    linknumber: 0");
+        let _ = writeln!(s, "    mcastport: {}", self.port);
+        let _ = writeln!(s, "  }}");
+        let _ = writeln!(s, "}}");
+        let _ = writeln!(s, "nodelist {{");
+        for i in 1..=hosts {
+            let _ = writeln!(s, "  node {{");
+            let _ = writeln!(s, "    ring0_addr: {}", self.addr(i));
+            let _ = writeln!(s, "    nodeid: {i}");
+            let _ = writeln!(s, "  }}");
+        }
+        let _ = writeln!(s, "}}");
+        let _ = writeln!(s, "logging {{");
+        let _ = writeln!(s, "  to_stderr: yes");
+        let _ = writeln!(s, "  to_syslog: no");
+        let _ = writeln!(s, "  timestamp: on");
+        let _ = writeln!(s, "}}");
+        s.push_str(&self.extra);
+        s
+    }
+}
+
+/// Writes a fresh 256-byte key from /dev/urandom with mode 0400, replacing any old one.
+pub fn write_authkey(path: &Path) -> io::Result<()> {
+    let mut key = [0u8; 256];
+    fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .open(path)?
+        .write_all(&key)
+}
+
+/// Where the binaries are: `rotord`, `rotor-dataplane` (beside rotord) and `rotor`.
+#[derive(Clone, Debug)]
+pub struct Bins {
+    pub dir: PathBuf,
+}
+
+impl Bins {
+    pub fn rotord(&self) -> PathBuf {
+        self.dir.join("rotord")
+    }
+    pub fn rotor(&self) -> PathBuf {
+        self.dir.join("rotor")
+    }
+}
+
+/// `rotor status` as a value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub node_id: u32,
+    pub transport: String,
+    /// `operational`, `gather`, `commit`, `recovery`, or `down` (no dataplane).
+    pub state: String,
+    pub ring: String,
+    /// Node ids shown as `localhost` or `connected`, ascending.
+    pub connected: Vec<u32>,
+}
+
+/// Reads `rotor status` output (laid out like `corosync-cfgtool -s`).
+pub fn parse_status(text: &str) -> Option<Status> {
+    let first = text.lines().next()?;
+    let rest = first.strip_prefix("Local node ID ")?;
+    let (id, transport) = rest.split_once(", transport ")?;
+    let mut connected = Vec::new();
+    let mut state = None;
+    let mut ring = None;
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(n) = t.strip_prefix("nodeid:") {
+            let (id, what) = n.split_once(':')?;
+            if matches!(what.trim(), "localhost" | "connected") {
+                connected.push(id.trim().parse().ok()?);
+            }
+        } else if let Some(r) = t.strip_prefix("Ring ID ") {
+            let (r, s) = r.split_once(", state ")?;
+            ring = Some(r.to_owned());
+            state = Some(s.to_owned());
+        }
+    }
+    connected.sort_unstable();
+    Some(Status {
+        node_id: id.trim().parse().ok()?,
+        transport: transport.trim().to_owned(),
+        state: state?,
+        ring: ring?,
+        connected,
+    })
+}
+
+/// rotord in the foreground with `conf`: hand it to [`Testbed::spawn`], or run it through
+/// [`Testbed::command`] where its output should go elsewhere.
+pub fn rotord_command(bins: &Bins, conf: &Path) -> Command {
+    let mut cmd = Command::new(bins.rotord());
+    cmd.arg("-f").arg("-c").arg(conf);
+    cmd
+}
+
+impl Testbed {
+    /// `rotor status` on host `i`.
+    pub fn rotor_status(&self, i: usize, bins: &Bins) -> io::Result<Status> {
+        let out = self
+            .command(i, bins.rotor())
+            .arg("status")
+            .stdin(Stdio::null())
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "rotor status on {}: {}",
+                self.host(i),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        parse_status(&text).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("rotor status on {}: unreadable: {text:?}", self.host(i)),
+            )
+        })
+    }
+
+    /// Waits until every host in `hosts` is operational with exactly `members` connected.
+    /// The error names the hosts that are not, with what they last showed.
+    pub fn wait_rotor_ring(
+        &self,
+        hosts: &[usize],
+        members: &[u32],
+        bins: &Bins,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut behind = Vec::new();
+            for &i in hosts {
+                match self.rotor_status(i, bins) {
+                    Ok(s) if s.state == "operational" && s.connected == members => {}
+                    Ok(s) => behind.push(format!(
+                        "{}: state {} ring {} connected {:?}",
+                        self.host(i),
+                        s.state,
+                        s.ring,
+                        s.connected
+                    )),
+                    Err(e) => behind.push(e.to_string()),
+                }
+            }
+            if behind.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "no ring of {members:?} within {timeout:?}: {}",
+                    behind.join("; ")
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills host `i`'s node as a crash or power loss would: SIGKILL to every process in the
+    /// host, the dataplane first (rotord's death would otherwise signal it to leave cleanly).
+    /// Returns how many processes were signalled.
+    pub fn kill_host(&self, i: usize) -> usize {
+        let ns = self.host(i);
+        let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() else {
+            return 0;
+        };
+        let mut pids: Vec<(bool, libc::pid_t)> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .map(|pid| {
+                let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                (comm.trim() != "rotor-dataplane", pid)
+            })
+            .collect();
+        pids.sort_unstable();
+        for (_, pid) in &pids {
+            // Safety: kill(2) has no memory preconditions; the pids were just read from the
+            // host's namespace, which only processes started for this testbed enter.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
+        }
+        pids.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_text_is_read_back() {
+        let text = "Local node ID 2, transport xdp\nLINK ID 0 xdp\n\taddr\t= 198.18.0.2\n\
+                    \tstatus:\n\t\tnodeid:          1:\tconnected\n\t\tnodeid:          2:\t\
+                    localhost\n\t\tnodeid:          3:\tdisconnected\nRing ID 1.c, state operational\n";
+        let s = parse_status(text).unwrap();
+        assert_eq!(s.node_id, 2);
+        assert_eq!(s.transport, "xdp");
+        assert_eq!(s.state, "operational");
+        assert_eq!(s.ring, "1.c");
+        assert_eq!(s.connected, [1, 2]);
+        assert!(parse_status("rotor: cannot connect").is_none());
+    }
+
+    #[test]
+    fn config_names_every_host() {
+        let mut spec = Spec::new("t");
+        spec.totem.push(("token".into(), "300".into()));
+        let conf = spec.corosync_conf(3, Path::new("/k"));
+        assert!(conf.contains("ring0_addr: 198.18.0.3\n    nodeid: 3"));
+        assert!(conf.contains("  token: 300\n"));
+        assert!(conf.contains("keyfile: /k\n"));
+        spec.ipv6 = true;
+        let conf = spec.corosync_conf(2, Path::new("/k"));
+        assert!(conf.contains("ring0_addr: 2001:2::2"));
+        assert!(conf.contains("ip_version: ipv6"));
+        spec.loopback = true;
+        assert!(spec
+            .corosync_conf(2, Path::new("/k"))
+            .contains("ring0_addr: 127.0.0.2"));
+    }
+}
