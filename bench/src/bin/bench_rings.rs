@@ -179,9 +179,14 @@ fn run(args: &[String]) -> Result<(), String> {
         });
     }
     eprintln!("bench-rings: end to end (rotor bench lat, 3 rotords, xdp)");
-    let (e2e, e2e_line) = end_to_end(&bed, plan.lat_count)?;
+    let (e2e, e2e_line, rotations) = end_to_end(&bed, plan.lat_count)?;
     rings.push(e2e);
-    notes.push(format!("End-to-end line: `{e2e_line}`\n"));
+    notes.push(format!(
+        "End-to-end line: `{e2e_line}`\n\nToken rotation as rotord's dataplane on host 1 saw it \
+         over that run (`rotor cmap list stats.srp.token_rotation`; buckets `le_N` are counts \
+         of rotations ≤ N µs, not cumulative):\n\n```\n{}\n```\n",
+        rotations.trim()
+    ));
     drop(bed);
     let load_after = load_average();
 
@@ -566,7 +571,7 @@ fn token_rotation(
 }
 
 /// `rotor bench lat` (64 B) on host 1 of a 3-node rotord cluster (xdp).
-fn end_to_end(bed: &Testbed, count: u64) -> Result<(Ring, String), String> {
+fn end_to_end(bed: &Testbed, count: u64) -> Result<(Ring, String, String), String> {
     let bin = build_rotor()?;
     let dir = std::env::temp_dir().join(format!("rotor-bench-rings-{}", std::process::id()));
     let mut rotor = Rotor::up(bed, &dir, &bin, "xdp", "")?;
@@ -575,6 +580,14 @@ fn end_to_end(bed: &Testbed, count: u64) -> Result<(Ring, String), String> {
         .args(bench_args("lat", 64, count, 60.0, "rb-e2e", 1));
     let out = run_clients(vec![(1, cmd)], Duration::from_secs(120))?;
     let line = bench_lines(&out, "rotor bench lat")?.remove(0);
+    // rotord's own token-rotation histogram over the same run (the dataplane publishes it).
+    let rotations = bed
+        .command(1, bin.join("rotor"))
+        .args(["cmap", "list", "stats.srp.token_rotation"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     rotor.daemons.stop(Duration::from_secs(10));
     let _ = std::fs::remove_dir_all(&dir);
     let dist = Line::parse(&line)
@@ -587,5 +600,6 @@ fn end_to_end(bed: &Testbed, count: u64) -> Result<(Ring, String), String> {
             dist,
         },
         line,
+        rotations,
     ))
 }
