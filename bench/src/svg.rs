@@ -9,16 +9,48 @@ use std::fmt::Write;
 
 use crate::dist::{odds, Dist};
 
-const WIDTH: f64 = 760.0;
+/// The plot area's width; the legend to its right is as wide as its longest name needs.
+const PLOT_WIDTH: f64 = 500.0;
 const HEIGHT: f64 = 440.0;
 const LEFT: f64 = 80.0;
-const RIGHT: f64 = 200.0;
 const TOP: f64 = 44.0;
 const BOTTOM: f64 = 56.0;
+/// Roughly the advance of one 12 px sans-serif character.
+const CHAR_WIDTH: f64 = 6.8;
 /// Series colours, in order (colour-blind-safe palette of Okabe and Ito).
 const COLOURS: [&str; 8] = [
     "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442",
 ];
+
+/// The drawing's size: the plot area plus a legend wide enough for `names`.
+struct Canvas {
+    width: f64,
+}
+
+impl Canvas {
+    fn for_names(names: &[&str]) -> Canvas {
+        let longest = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+        let legend = (longest as f64 * CHAR_WIDTH + 50.0).max(160.0);
+        Canvas {
+            width: LEFT + PLOT_WIDTH + legend,
+        }
+    }
+
+    /// (x, y, width, height) of the plot area.
+    fn plot_box(&self) -> (f64, f64, f64, f64) {
+        (LEFT, TOP, PLOT_WIDTH, HEIGHT - TOP - BOTTOM)
+    }
+}
+
+/// Series `i`'s colour, and a dash pattern once the colours have all been used.
+fn style(i: usize) -> (&'static str, &'static str) {
+    let dash = if i >= COLOURS.len() {
+        " stroke-dasharray=\"6 3\""
+    } else {
+        ""
+    };
+    (COLOURS[i % COLOURS.len()], dash)
+}
 
 /// One curve: a name for the legend and its distribution.
 pub struct Series<'a> {
@@ -115,27 +147,24 @@ impl LogAxis {
     }
 }
 
-fn header(out: &mut String, title: &str) {
+fn header(out: &mut String, canvas: &Canvas, title: &str) {
+    let width = canvas.width;
     let _ = write!(
         out,
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
-         <svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"{WIDTH}\" \
-         height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" font-family=\"sans-serif\" \
+         <svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"{width}\" \
+         height=\"{HEIGHT}\" viewBox=\"0 0 {width} {HEIGHT}\" font-family=\"sans-serif\" \
          font-size=\"12\">\n\
-         <rect x=\"0\" y=\"0\" width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"white\"/>\n\
+         <rect x=\"0\" y=\"0\" width=\"{width}\" height=\"{HEIGHT}\" fill=\"white\"/>\n\
          <text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{}</text>\n",
-        WIDTH / 2.0,
+        width / 2.0,
         escape(title)
     );
 }
 
-fn plot_box() -> (f64, f64, f64, f64) {
-    (LEFT, TOP, WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM)
-}
-
 /// Horizontal grid lines and labels of a log y axis.
-fn y_axis(out: &mut String, axis: &LogAxis, label: &str) {
-    let (x0, y0, w, h) = plot_box();
+fn y_axis(out: &mut String, canvas: &Canvas, axis: &LogAxis, label: &str) {
+    let (x0, y0, w, h) = canvas.plot_box();
     for t in axis.ticks() {
         let y = y0 + h * (1.0 - axis.frac(t));
         let _ = writeln!(
@@ -161,17 +190,19 @@ fn y_axis(out: &mut String, axis: &LogAxis, label: &str) {
     );
 }
 
-fn legend(out: &mut String, names: &[&str]) {
-    let (x0, y0, w, _) = plot_box();
+fn legend(out: &mut String, canvas: &Canvas, names: &[&str]) {
+    let (x0, y0, w, _) = canvas.plot_box();
     for (i, name) in names.iter().enumerate() {
+        let (colour, dash) = style(i);
         let y = y0 + 10.0 + 20.0 * i as f64;
         let x = x0 + w + 14.0;
         let _ = writeln!(
             out,
-            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"14\" height=\"10\" fill=\"{}\"/>\n\
+            "<line x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"{colour}\" stroke-width=\"3\"{dash}/>\n\
              <text x=\"{:.1}\" y=\"{y:.1}\">{}</text>",
-            y - 9.0,
-            COLOURS[i % COLOURS.len()],
+            y - 4.0,
+            x + 16.0,
+            y - 4.0,
             x + 20.0,
             escape(name)
         );
@@ -203,23 +234,22 @@ pub fn percentile_chart(title: &str, unit: &str, series: &[Series<'_>]) -> Strin
         hi: 10f64.powf(xmax.log10().ceil()),
     };
     let yaxis = if vmax > 0.0 {
-        LogAxis::around(vmin.max(vmax * 1e-6), vmax)
+        LogAxis::around(vmin.max(1e-6), vmax)
     } else {
         LogAxis { lo: 1.0, hi: 10.0 }
     };
+    let names: Vec<&str> = series.iter().map(|s| s.name).collect();
+    let canvas = Canvas::for_names(&names);
     let mut out = String::new();
-    header(&mut out, title);
-    let (x0, y0, w, h) = plot_box();
+    header(&mut out, &canvas, title);
+    let (x0, y0, w, h) = canvas.plot_box();
     // x ticks: 0 %, 90 %, 99 %, … at each decade of the odds.
     let mut t = 1.0;
+    let mut decade = 0;
     while t <= xaxis.hi * 1.000001 {
         let x = x0 + w * xaxis.frac(t);
-        let pct = 100.0 * (1.0 - 1.0 / t);
-        let label = if t == 1.0 {
-            "0%".to_owned()
-        } else {
-            format!("{}%", tick_label(pct))
-        };
+        let label = percentile_label(decade);
+        decade += 1;
         let _ = writeln!(
             out,
             "<line x1=\"{x:.1}\" y1=\"{y0:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/>\n\
@@ -235,9 +265,9 @@ pub fn percentile_chart(title: &str, unit: &str, series: &[Series<'_>]) -> Strin
         x0 + w / 2.0,
         HEIGHT - 14.0
     );
-    y_axis(&mut out, &yaxis, &format!("latency ({unit}, log)"));
+    y_axis(&mut out, &canvas, &yaxis, &format!("latency ({unit}, log)"));
     for (i, (s, pts)) in series.iter().zip(&positions).enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
+        let (colour, dash) = style(i);
         let coords: Vec<String> = pts
             .iter()
             .map(|&(px, v)| {
@@ -250,7 +280,7 @@ pub fn percentile_chart(title: &str, unit: &str, series: &[Series<'_>]) -> Strin
             .collect();
         let _ = writeln!(
             out,
-            "<polyline class=\"series\" data-name=\"{}\" points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>",
+            "<polyline class=\"series\" data-name=\"{}\" points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"{dash}/>",
             escape(s.name),
             coords.join(" ")
         );
@@ -262,9 +292,18 @@ pub fn percentile_chart(title: &str, unit: &str, series: &[Series<'_>]) -> Strin
             );
         }
     }
-    legend(&mut out, &series.iter().map(|s| s.name).collect::<Vec<_>>());
+    legend(&mut out, &canvas, &names);
     out.push_str("</svg>\n");
     out
+}
+
+/// The percentile at odds 10^decade: 0 %, 90 %, 99 %, 99.9 %, 99.99 % …
+fn percentile_label(decade: usize) -> String {
+    match decade {
+        0 => "0%".into(),
+        1 => "90%".into(),
+        d => format!("99.{}%", "9".repeat(d - 2)).replace("99.%", "99%"),
+    }
 }
 
 /// Bars on a log axis: for each group one bar per series name, labelled with its value.
@@ -276,10 +315,11 @@ pub fn bar_chart(title: &str, unit: &str, names: &[&str], groups: &[BarGroup<'_>
     } else {
         LogAxis { lo: 1.0, hi: 10.0 }
     };
+    let canvas = Canvas::for_names(names);
     let mut out = String::new();
-    header(&mut out, title);
-    y_axis(&mut out, &yaxis, &format!("{unit} (log)"));
-    let (x0, y0, w, h) = plot_box();
+    header(&mut out, &canvas, title);
+    y_axis(&mut out, &canvas, &yaxis, &format!("{unit} (log)"));
+    let (x0, y0, w, h) = canvas.plot_box();
     let group_w = w / groups.len().max(1) as f64;
     let bar_w = (group_w * 0.7) / names.len().max(1) as f64;
     for (gi, g) in groups.iter().enumerate() {
@@ -303,14 +343,14 @@ pub fn bar_chart(title: &str, unit: &str, names: &[&str], groups: &[BarGroup<'_>
                 escape(g.label),
                 bar_w - 2.0,
                 (y0 + h - top).max(0.0),
-                COLOURS[si % COLOURS.len()],
+                style(si).0,
                 x + bar_w / 2.0 - 1.0,
                 top - 4.0,
                 tick_label(*v)
             );
         }
     }
-    legend(&mut out, names);
+    legend(&mut out, &canvas, names);
     out.push_str("</svg>\n");
     out
 }
@@ -422,10 +462,22 @@ mod tests {
             ],
         );
         let names = elements(&doc);
-        assert_eq!(names.iter().filter(|n| *n == "rect").count(), 1 + 1 + 3 + 2);
+        // Background, plot frame, three bars (the legend uses lines).
+        assert_eq!(names.iter().filter(|n| *n == "rect").count(), 1 + 1 + 3);
         assert!(doc.contains("data-name=\"rotor\" data-group=\"64 B\""));
         assert!(!doc.contains("data-name=\"rotor\" data-group=\"1 KB\""));
         assert!(doc.contains(">2M<"));
+    }
+
+    #[test]
+    fn many_series_get_dashes_and_the_legend_fits() {
+        assert_eq!(percentile_label(0), "0%");
+        assert_eq!(percentile_label(2), "99%");
+        assert_eq!(percentile_label(5), "99.999%");
+        assert_eq!(style(9).0, style(1).0);
+        assert!(style(9).1.contains("dasharray") && style(1).1.is_empty());
+        let long = "x".repeat(60);
+        assert!(Canvas::for_names(&[&long]).width > Canvas::for_names(&["a"]).width);
     }
 
     #[test]

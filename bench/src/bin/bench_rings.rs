@@ -554,10 +554,19 @@ fn token_rotation(
                 result
             }));
         }
+        // Join every thread before looking at any result, so a panic is reported, not re-raised.
+        let joined: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
         let mut out = None;
-        for h in handles {
-            let joined = h.join().map_err(|_| "token thread panicked".to_string())?;
-            if let Some(hist) = joined? {
+        for (i, j) in joined.into_iter().enumerate() {
+            let result = j.map_err(|p| {
+                let why = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                format!("token node {} panicked: {why}", i + 1)
+            })?;
+            if let Some(hist) = result? {
                 out = Some(hist);
             }
         }
