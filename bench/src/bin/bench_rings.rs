@@ -11,7 +11,8 @@
 //!   a provider) in rb1..rb3, the idle ring kept rotating (no token hold), the interval between
 //!   consecutive token receipts at node 1; per provider and poll mode;
 //! - **end to end**: `rotor bench lat` (64 B, one in flight, agreed self-delivery) on a 3-node
-//!   rotord cluster, transport xdp.
+//!   rotord cluster, transport xdp, with rotord's default poll mode and with `blocking`, plus
+//!   rotord's own token-rotation histogram (cmap `stats.srp.token_rotation_us.*`) of each run.
 //!
 //! Ping-pongs report the round trip (two crossings of the ring); everything else one way.
 //! Writes `bench/reports/rings-<stamp>.md` with a percentile plot and its block of
@@ -178,15 +179,21 @@ fn run(args: &[String]) -> Result<(), String> {
             dist: Dist::from_histogram(&h, 1000.0),
         });
     }
-    eprintln!("bench-rings: end to end (rotor bench lat, 3 rotords, xdp)");
-    let (e2e, e2e_line, rotations) = end_to_end(&bed, plan.lat_count)?;
-    rings.push(e2e);
-    notes.push(format!(
-        "End-to-end line: `{e2e_line}`\n\nToken rotation as rotord's dataplane on host 1 saw it \
-         over that run (`rotor cmap list stats.srp.token_rotation`; buckets `le_N` are counts \
-         of rotations ≤ N µs, not cumulative):\n\n```\n{}\n```\n",
-        rotations.trim()
-    ));
+    // rotord's default poll mode (auto: adaptive on this machine), then blocking, which spins
+    // nowhere: the difference is what spinning on shared cores costs.
+    for poll in [None, Some("blocking")] {
+        check_interrupt()?;
+        let label = poll.unwrap_or("default");
+        eprintln!("bench-rings: end to end (rotor bench lat, 3 rotords, xdp, poll {label})");
+        let (e2e, e2e_line, rotations) = end_to_end(&bed, plan.lat_count, poll)?;
+        rings.push(e2e);
+        notes.push(format!(
+            "End-to-end line (poll {label}): `{e2e_line}`\n\nToken rotation as rotord's \
+             dataplane on host 1 saw it over that run (`rotor cmap list stats.srp.token_rotation`; \
+             buckets `le_N` count rotations ≤ N µs and above the previous bound):\n\n```\n{}\n```\n",
+            rotations.trim()
+        ));
+    }
     drop(bed);
     let load_after = load_average();
 
@@ -579,11 +586,19 @@ fn token_rotation(
     })
 }
 
-/// `rotor bench lat` (64 B) on host 1 of a 3-node rotord cluster (xdp).
-fn end_to_end(bed: &Testbed, count: u64) -> Result<(Ring, String, String), String> {
+/// `rotor bench lat` (64 B) on host 1 of a 3-node rotord cluster (xdp), with rotor{poll_mode}
+/// `poll` (None = rotord's default).
+fn end_to_end(
+    bed: &Testbed,
+    count: u64,
+    poll: Option<&str>,
+) -> Result<(Ring, String, String), String> {
     let bin = build_rotor()?;
     let dir = std::env::temp_dir().join(format!("rotor-bench-rings-{}", std::process::id()));
-    let mut rotor = Rotor::up(bed, &dir, &bin, "xdp", "")?;
+    let section = poll
+        .map(|p| format!("rotor {{\n  poll_mode: {p}\n}}\n"))
+        .unwrap_or_default();
+    let mut rotor = Rotor::up(bed, &dir, &bin, "xdp", &section)?;
     let mut cmd = bed.command(1, bin.join("rotor"));
     cmd.arg("bench")
         .args(bench_args("lat", 64, count, 60.0, "rb-e2e", 1));
@@ -604,7 +619,10 @@ fn end_to_end(bed: &Testbed, count: u64) -> Result<(Ring, String, String), Strin
         .dist("dist_us", "count")?;
     Ok((
         Ring {
-            name: "end to end, agreed self-delivery (rotor bench lat, xdp)".into(),
+            name: format!(
+                "end to end, agreed self-delivery (rotor bench lat, xdp, poll {})",
+                poll.unwrap_or("default")
+            ),
             what: "mcast to own agreed delivery, 64 B",
             dist,
         },
