@@ -488,7 +488,9 @@ fn run(args: &[String]) -> Result<(), String> {
         machine.describe(),
         plan.hosts,
         plan.hosts,
-        plan.poll.as_deref().unwrap_or("default (adaptive)"),
+        plan.poll
+            .as_deref()
+            .unwrap_or("default (auto: adaptive on a machine without a spare core)"),
         plan.lat_count,
         plan.tput_seconds,
         plan.runs,
