@@ -71,7 +71,7 @@ impl Plan {
                 "--quick" => {
                     p.quick = true;
                     p.runs = 1;
-                    p.lat_count = 1500;
+                    p.lat_count = 1000;
                     p.tput_seconds = 3.0;
                 }
                 "--hosts" => p.hosts = value("--hosts")?.parse().map_err(|_| "--hosts N")?,
