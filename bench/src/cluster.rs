@@ -287,21 +287,34 @@ fn nodelist(hosts: usize) -> String {
 }
 
 /// corosync.conf for either system: `transport` is `knet` (Corosync) or `xdp` (rotor); both
-/// aes256 + sha256 with `keyfile`; `extra` is appended (quorum{}, rotor{} …).
+/// aes256 + sha256 with `keyfile`; `totem_extra` lines go inside totem{}, `extra` is appended
+/// (quorum{}, rotor{} …).
 pub fn corosync_conf(
     cluster: &str,
     transport: &str,
     keyfile: &Path,
     hosts: usize,
+    totem_extra: &str,
     extra: &str,
 ) -> String {
     format!(
         "totem {{\n  version: 2\n  cluster_name: {cluster}\n  transport: {transport}\n  \
-         crypto_cipher: aes256\n  crypto_hash: sha256\n  keyfile: {}\n}}\n{}logging {{\n  \
-         to_stderr: yes\n  to_syslog: no\n}}\n{extra}",
+         crypto_cipher: aes256\n  crypto_hash: sha256\n  keyfile: {}\n{totem_extra}}}\n{}\
+         logging {{\n  to_stderr: yes\n  to_syslog: no\n}}\n{extra}",
         keyfile.display(),
         nodelist(hosts)
     )
+}
+
+/// How rotor is configured for a run.
+#[derive(Clone, Copy, Default)]
+pub struct RotorConf<'a> {
+    /// `xdp` or `udp` (empty = xdp).
+    pub transport: &'a str,
+    /// rotor{poll_mode}; None = rotord's default.
+    pub poll: Option<&'a str>,
+    /// Extra `key: value` lines for totem{}, each ending in a newline.
+    pub totem: &'a str,
 }
 
 /// Debian's corosync 3 and libcpg-dev, installed with apt-get when missing.
@@ -421,8 +434,11 @@ impl Corosync {
         }
         let conf = dir.join("corosync.conf");
         let quorum = "quorum {\n  provider: corosync_votequorum\n}\n";
-        std::fs::write(&conf, corosync_conf("vsbench", "knet", &key, hosts, quorum))
-            .map_err(|e| e.to_string())?;
+        std::fs::write(
+            &conf,
+            corosync_conf("vsbench", "knet", &key, hosts, "", quorum),
+        )
+        .map_err(|e| e.to_string())?;
         let mut c = Corosync {
             dir: dir.to_owned(),
             daemons: Daemons::default(),
@@ -473,16 +489,9 @@ pub struct Rotor {
 }
 
 impl Rotor {
-    /// Writes a key (`rotor keygen`) and a config with `transport` (xdp or udp) and
-    /// `rotor_section` (a `rotor { … }` block or ""), starts rotord on every host and waits
-    /// (60 s at most) until every host reports an operational ring of all hosts.
-    pub fn up(
-        bed: &Testbed,
-        dir: &Path,
-        bin: &Path,
-        transport: &str,
-        rotor_section: &str,
-    ) -> Result<Rotor, String> {
+    /// Writes a key (`rotor keygen`) and a config from `conf`, starts rotord on every host and
+    /// waits (60 s at most) until every host reports an operational ring of all hosts.
+    pub fn up(bed: &Testbed, dir: &Path, bin: &Path, conf: RotorConf<'_>) -> Result<Rotor, String> {
         let hosts = bed.hosts();
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let key = dir.join("authkey");
@@ -493,10 +502,20 @@ impl Rotor {
                 .args(["keygen", "-k"])
                 .arg(&key),
         )?;
+        let rotor_section = conf
+            .poll
+            .map(|p| format!("rotor {{\n  poll_mode: {p}\n}}\n"))
+            .unwrap_or_default();
+        let transport = if conf.transport.is_empty() {
+            "xdp"
+        } else {
+            conf.transport
+        };
+        let totem = conf.totem;
         let conf = dir.join("corosync.conf");
         std::fs::write(
             &conf,
-            corosync_conf("vsbench", transport, &key, hosts, rotor_section),
+            corosync_conf("vsbench", transport, &key, hosts, totem, &rotor_section),
         )
         .map_err(|e| e.to_string())?;
         let mut r = Rotor {
@@ -584,7 +603,15 @@ mod tests {
 
     #[test]
     fn config_names_every_node_and_the_crypto() {
-        let c = corosync_conf("c", "xdp", Path::new("/k"), 3, "rotor {\n}\n");
+        let c = corosync_conf(
+            "c",
+            "xdp",
+            Path::new("/k"),
+            3,
+            "  hold: 5\n",
+            "rotor {\n}\n",
+        );
+        assert!(c.contains("keyfile: /k\n  hold: 5\n}\nnodelist {"));
         assert!(c.contains("transport: xdp"));
         assert!(c.contains("crypto_cipher: aes256") && c.contains("crypto_hash: sha256"));
         assert!(c.contains("keyfile: /k"));

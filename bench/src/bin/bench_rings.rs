@@ -11,7 +11,8 @@
 //!   a provider) in rb1..rb3, the idle ring kept rotating (no token hold), the interval between
 //!   consecutive token receipts at node 1; per provider and poll mode;
 //! - **end to end**: `rotor bench lat` (64 B, one in flight, agreed self-delivery) on a 3-node
-//!   rotord cluster, transport xdp, with rotord's default poll mode and with `blocking`, plus
+//!   rotord cluster, transport xdp, with rotord's default poll mode, with `blocking`, and with
+//!   `blocking` and an idle ring that never holds the token (`seqno_unchanged_const`), plus
 //!   rotord's own token-rotation histogram (cmap `stats.srp.token_rotation_us.*`) of each run.
 //!
 //! Ping-pongs report the round trip (two crossings of the ring); everything else one way.
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use rotor_bench::cluster::{
     self, bench_args, bench_lines, build_rotor, check_interrupt, interrupted, run_clients, Rotor,
+    RotorConf,
 };
 use rotor_bench::dist::Dist;
 use rotor_bench::line::Line;
@@ -179,16 +181,34 @@ fn run(args: &[String]) -> Result<(), String> {
             dist: Dist::from_histogram(&h, 1000.0),
         });
     }
-    // rotord's default poll mode (auto: adaptive on this machine), then blocking, which spins
-    // nowhere: the difference is what spinning on shared cores costs.
-    for poll in [None, Some("blocking")] {
+    // rotord's default poll mode (auto: adaptive on this machine); blocking, which spins
+    // nowhere (the difference is what spinning on shared cores costs); blocking with an idle
+    // ring that never holds the token (the tail the hold-cancel race adds).
+    let no_hold = "  seqno_unchanged_const: 1000000000\n";
+    for (label, conf) in [
+        ("poll default", RotorConf::default()),
+        (
+            "poll blocking",
+            RotorConf {
+                poll: Some("blocking"),
+                ..RotorConf::default()
+            },
+        ),
+        (
+            "poll blocking, no token hold",
+            RotorConf {
+                poll: Some("blocking"),
+                totem: no_hold,
+                ..RotorConf::default()
+            },
+        ),
+    ] {
         check_interrupt()?;
-        let label = poll.unwrap_or("default");
-        eprintln!("bench-rings: end to end (rotor bench lat, 3 rotords, xdp, poll {label})");
-        let (e2e, e2e_line, rotations) = end_to_end(&bed, plan.lat_count, poll)?;
+        eprintln!("bench-rings: end to end (rotor bench lat, 3 rotords, xdp, {label})");
+        let (e2e, e2e_line, rotations) = end_to_end(&bed, plan.lat_count, label, conf)?;
         rings.push(e2e);
         notes.push(format!(
-            "End-to-end line (poll {label}): `{e2e_line}`\n\nToken rotation as rotord's \
+            "End-to-end line ({label}): `{e2e_line}`\n\nToken rotation as rotord's \
              dataplane on host 1 saw it over that run (`rotor cmap list stats.srp.token_rotation`; \
              buckets `le_N` count rotations ≤ N µs and above the previous bound):\n\n```\n{}\n```\n",
             rotations.trim()
@@ -586,19 +606,16 @@ fn token_rotation(
     })
 }
 
-/// `rotor bench lat` (64 B) on host 1 of a 3-node rotord cluster (xdp), with rotor{poll_mode}
-/// `poll` (None = rotord's default).
+/// `rotor bench lat` (64 B) on host 1 of a 3-node rotord cluster configured by `conf`.
 fn end_to_end(
     bed: &Testbed,
     count: u64,
-    poll: Option<&str>,
+    label: &str,
+    conf: RotorConf<'_>,
 ) -> Result<(Ring, String, String), String> {
     let bin = build_rotor()?;
     let dir = std::env::temp_dir().join(format!("rotor-bench-rings-{}", std::process::id()));
-    let section = poll
-        .map(|p| format!("rotor {{\n  poll_mode: {p}\n}}\n"))
-        .unwrap_or_default();
-    let mut rotor = Rotor::up(bed, &dir, &bin, "xdp", &section)?;
+    let mut rotor = Rotor::up(bed, &dir, &bin, conf)?;
     let mut cmd = bed.command(1, bin.join("rotor"));
     cmd.arg("bench")
         .args(bench_args("lat", 64, count, 60.0, "rb-e2e", 1));
@@ -619,10 +636,7 @@ fn end_to_end(
         .dist("dist_us", "count")?;
     Ok((
         Ring {
-            name: format!(
-                "end to end, agreed self-delivery (rotor bench lat, xdp, poll {})",
-                poll.unwrap_or("default")
-            ),
+            name: format!("end to end, agreed self-delivery (rotor bench lat, xdp, {label})"),
             what: "mcast to own agreed delivery, 64 B",
             dist,
         },

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use rotor_bench::cluster::{
     self, bench_args, bench_lines, build_c_client, build_rotor, check_interrupt, ensure_corosync,
-    run_clients, Corosync, Daemons, Rotor,
+    run_clients, Corosync, Daemons, Rotor, RotorConf,
 };
 use rotor_bench::dist::{median, Dist};
 use rotor_bench::line::Line;
@@ -397,11 +397,7 @@ fn run(args: &[String]) -> Result<(), String> {
         work.display()
     );
     let bed = Testbed::up(PREFIX, plan.hosts).map_err(|e| format!("testbed: {e}"))?;
-    let rotor_section = plan
-        .poll
-        .as_ref()
-        .map(|p| format!("rotor {{\n  poll_mode: {p}\n}}\n"))
-        .unwrap_or_default();
+
     let (mut coro_runs, mut rotor_runs) = (Vec::new(), Vec::new());
     let mut profile_text = None;
     for r in 0..plan.runs {
@@ -418,13 +414,11 @@ fn run(args: &[String]) -> Result<(), String> {
         c.daemons.stop(Duration::from_secs(10));
         check_interrupt()?;
         eprintln!("vs-corosync: run {}: rotor up", r + 1);
-        let mut rt = Rotor::up(
-            &bed,
-            &work.join(format!("rotor-{r}")),
-            &bin,
-            "xdp",
-            &rotor_section,
-        )?;
+        let conf = RotorConf {
+            poll: plan.poll.as_deref(),
+            ..RotorConf::default()
+        };
+        let mut rt = Rotor::up(&bed, &work.join(format!("rotor-{r}")), &bin, conf)?;
         let client = |i: usize, a: &[String]| {
             let mut cmd = bed.command(i, bin.join("rotor"));
             cmd.arg("bench").args(a);
