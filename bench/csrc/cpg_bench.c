@@ -333,7 +333,8 @@ int main(int argc, char **argv)
 	}
 	if (size < HEAD)
 		size = HEAD;
-	tally.sample_cap = count < 10000000 ? (size_t)count : 10000000;
+	/* Latency samples are kept only by lat (at most 10 M of them). */
+	tally.sample_cap = strcmp(kind, "lat") != 0 ? 0 : count < 10000000 ? (size_t)count : 10000000;
 	tally.samples = calloc(tally.sample_cap ? tally.sample_cap : 1, sizeof(uint64_t));
 	if (tally.samples == NULL) {
 		fprintf(stderr, "cpg_bench: out of memory\n");

@@ -420,9 +420,9 @@ impl Corosync {
         cmd
     }
 
-    /// Writes the key and config, starts a daemon per host and waits (60 s at most) until host
-    /// 1's votequorum counts every node.
-    pub fn up(bed: &Testbed, dir: &Path) -> Result<Corosync, String> {
+    /// Writes the key and config (with `totem_extra` lines inside totem{}), starts a daemon per
+    /// host and waits (60 s at most) until host 1's votequorum counts every node.
+    pub fn up(bed: &Testbed, dir: &Path, totem_extra: &str) -> Result<Corosync, String> {
         let hosts = bed.hosts();
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let key = dir.join("authkey");
@@ -436,7 +436,7 @@ impl Corosync {
         let quorum = "quorum {\n  provider: corosync_votequorum\n}\n";
         std::fs::write(
             &conf,
-            corosync_conf("vsbench", "knet", &key, hosts, "", quorum),
+            corosync_conf("vsbench", "knet", &key, hosts, totem_extra, quorum),
         )
         .map_err(|e| e.to_string())?;
         let mut c = Corosync {

@@ -46,6 +46,8 @@ struct Plan {
     quick: bool,
     /// rotor{poll_mode} for the dataplanes (None = rotor's default).
     poll: Option<String>,
+    /// Both systems with an idle ring that never holds the token.
+    no_hold: bool,
 }
 
 impl Plan {
@@ -59,6 +61,7 @@ impl Plan {
             docs: true,
             quick: false,
             poll: None,
+            no_hold: false,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -86,11 +89,12 @@ impl Plan {
                 }
                 "--poll" => p.poll = Some(value("--poll")?),
                 "--perf" => p.perf = true,
+                "--no-hold" => p.no_hold = true,
                 "--no-docs" => p.docs = false,
                 "-h" | "--help" => {
                     return Err("usage: vs-corosync [--quick] [--hosts N] [--runs R] \
                                 [--lat-count N] [--tput-seconds S] [--poll busy|adaptive|blocking] \
-                                [--perf] [--no-docs]"
+                                [--no-hold] [--perf] [--no-docs]"
                         .into())
                 }
                 other => return Err(format!("unknown argument {other}")),
@@ -118,10 +122,22 @@ impl Plan {
         if let Some(p) = &self.poll {
             s.push_str(&format!(" --poll {p}"));
         }
+        if self.no_hold {
+            s.push_str(" --no-hold");
+        }
         if self.perf {
             s.push_str(" --perf");
         }
         s
+    }
+
+    /// totem{} lines for both systems.
+    fn totem_extra(&self) -> &'static str {
+        if self.no_hold {
+            "  seqno_unchanged_const: 1000000000\n"
+        } else {
+            ""
+        }
     }
 }
 
@@ -403,7 +419,7 @@ fn run(args: &[String]) -> Result<(), String> {
     for r in 0..plan.runs {
         let dir = work.join(format!("corosync-{r}"));
         eprintln!("vs-corosync: run {}: Corosync up", r + 1);
-        let mut c = Corosync::up(&bed, &dir)?;
+        let mut c = Corosync::up(&bed, &dir, plan.totem_extra())?;
         let client = |i: usize, a: &[String]| {
             let args: Vec<&str> = a.iter().map(String::as_str).collect();
             Corosync::command(&bed, &dir, i, &cpg_bench, &args)
@@ -416,6 +432,7 @@ fn run(args: &[String]) -> Result<(), String> {
         eprintln!("vs-corosync: run {}: rotor up", r + 1);
         let conf = RotorConf {
             poll: plan.poll.as_deref(),
+            totem: plan.totem_extra(),
             ..RotorConf::default()
         };
         let mut rt = Rotor::up(&bed, &work.join(format!("rotor-{r}")), &bin, conf)?;
@@ -475,7 +492,8 @@ fn run(args: &[String]) -> Result<(), String> {
          throughput = every host sends for {} s, delivered msgs/s at each member (median over \
          members)\n- Runs: {} (each: Corosync up, measure, down; rotor up, measure, down); \
          figures are medians over runs, ratios medians of the per-run ratios\n- Sequence \
-         errors (all clients, all runs): {seq_errors}\n\n## Results\n\n{table_md}\n`{last}`\n\n",
+         errors (all clients, all runs): {seq_errors}\n- Token hold: {}\n\n## Results\n\n\
+         {table_md}\n`{last}`\n\n",
         started.date(),
         started.time(),
         plan.command_line(),
@@ -488,6 +506,12 @@ fn run(args: &[String]) -> Result<(), String> {
         plan.lat_count,
         plan.tput_seconds,
         plan.runs,
+        if plan.no_hold {
+            "off in both systems (`totem.seqno_unchanged_const: 1000000000`: an idle ring never \
+             holds the token)"
+        } else {
+            "both systems' default (an idle ring's token is held after 30 idle rotations)"
+        },
     );
     if short.is_empty() {
         md.push_str("Every ratio meets the bar of BRIEF §5.\n\n");
