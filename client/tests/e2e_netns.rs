@@ -5,7 +5,8 @@
 //! separate process killed with SIGKILL shows as "process down"; a node killed with SIGKILL
 //! (dataplane and rotord) shows as "node down" in every group and the survivors carry on; a
 //! client whose uid is not allowed is refused with a clear message, an allowed one is served;
-//! `rotor status`, `rotor cmap` and `rotor cpg` print what they should.
+//! `rotor status`, `rotor cmap` and `rotor cpg` print what they should; a dataplane killed
+//! under its rotord is restarted and the node rejoins in a higher-numbered ring.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -28,26 +29,36 @@ const ROUNDS: usize = 20;
 /// The rotords and their logs; a failing test prints every log.
 struct Daemons(Vec<(Proc, Option<JoinHandle<String>>)>);
 
-impl Drop for Daemons {
-    fn drop(&mut self) {
+impl Daemons {
+    /// SIGTERM to every rotord (each leaves the ring and stops its dataplane), then their logs.
+    fn stop(&mut self) -> Vec<String> {
         for (p, _) in &mut self.0 {
             let _ = p.signal(libc::SIGTERM);
         }
-        for (i, (p, log)) in self.0.iter_mut().enumerate() {
-            if p.wait_timeout(Duration::from_secs(5))
-                .ok()
-                .flatten()
-                .is_none()
-            {
-                let _ = p.kill();
-            }
-            if std::thread::panicking() {
-                let text = log.take().map(|h| h.join().unwrap_or_default());
-                eprintln!(
-                    "---- rotord on host {}:\n{}",
-                    i + 1,
-                    text.unwrap_or_default()
-                );
+        self.0
+            .iter_mut()
+            .map(|(p, log)| {
+                if p.wait_timeout(Duration::from_secs(5))
+                    .ok()
+                    .flatten()
+                    .is_none()
+                {
+                    let _ = p.kill();
+                }
+                log.take()
+                    .map(|h| h.join().unwrap_or_default())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        let logs = self.stop();
+        if std::thread::panicking() {
+            for (i, log) in logs.iter().enumerate() {
+                eprintln!("---- rotord on host {}:\n{log}", i + 1);
             }
         }
     }
@@ -118,7 +129,11 @@ fn three_rotords_on_netns_hosts() {
     let mut spec = Spec::new("e2e-netns");
     // A short token so the node-down is seen quickly (consensus follows at 1.2 × token).
     spec.totem.push(("token".into(), "500".into()));
-    spec.extra = format!("uidgid {{\n  uid: {UID_ALLOWED}\n}}\n");
+    let state = dir.0.join("state");
+    spec.extra = format!(
+        "uidgid {{\n  uid: {UID_ALLOWED}\n}}\nsystem {{\n  state_dir: {}\n}}\n",
+        state.display()
+    );
     let conf = dir.0.join("corosync.conf");
     std::fs::write(&conf, spec.corosync_conf(3, &key)).unwrap();
 
@@ -314,5 +329,52 @@ fn three_rotords_on_netns_hosts() {
         }
         assert!(failed, "a handle on the killed node never saw an error");
     }
-    drop(daemons);
+
+    // Node 2's dataplane dies: rotord logs why, restarts it, and node 2 rejoins in a ring
+    // numbered above every ring it was in (the sequence kept in system.state_dir).
+    let kept = |i: usize| -> u64 {
+        std::fs::read_to_string(state.join(format!("ringid_{i}")))
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    let before = bed.rotor_status(2, &bins).unwrap();
+    let seq_before = u64::from_str_radix(before.ring.split('.').nth(1).unwrap(), 16).unwrap();
+    assert!(kept(2) >= seq_before, "ringid_2 {} < {seq_before}", kept(2));
+    let dataplanes: Vec<i32> = bed
+        .processes(2)
+        .into_iter()
+        .filter(|(_, comm)| comm == "rotor-dataplane")
+        .map(|(pid, _)| pid)
+        .collect();
+    assert_eq!(dataplanes.len(), 1, "{:?}", bed.processes(2));
+    // Safety: kill(2) on the dataplane rotord started in our test host.
+    unsafe { libc::kill(dataplanes[0], libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let s = bed.rotor_status(2, &bins).unwrap();
+        if s.ring != before.ring && s.state == "operational" && s.connected == [1, 2] {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 2 did not rejoin after its dataplane died: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let seq_after = u64::from_str_radix(after.ring.split('.').nth(1).unwrap(), 16).unwrap();
+    assert!(
+        seq_after > seq_before,
+        "ring {} after {}",
+        after.ring,
+        before.ring
+    );
+    let logs = daemons.stop();
+    assert!(
+        logs[1].contains(&format!("dataplane (pid {}) exited", dataplanes[0]))
+            && logs[1].contains("restarting it"),
+        "{}",
+        logs[1]
+    );
 }

@@ -34,6 +34,76 @@ pub struct Plan {
     pub dataplane: PathBuf,
     pub socket_base: String,
     pub foreground: bool,
+    /// Where the highest ring sequence is kept across restarts (`system.state_dir`).
+    pub state_dir: PathBuf,
+}
+
+/// `system.state_dir` when the config does not set it (corosync's is /var/lib/corosync).
+pub const STATE_DIR_DEFAULT: &str = "/var/lib/rotor";
+
+/// The highest ring sequence this node has been part of, kept in `<state_dir>/ringid_<node>`
+/// (decimal text) as corosync keeps its ring id: a restarted node must number new rings above
+/// every ring it was in, or two different rings could share an id.
+struct RingSeqFile {
+    /// `None` when the directory cannot be used (logged once; the node still runs).
+    path: Option<PathBuf>,
+    saved: u64,
+}
+
+impl RingSeqFile {
+    fn open(dir: &std::path::Path, node_id: u32) -> RingSeqFile {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            log_at!(
+                Warning,
+                "MAIN",
+                "state directory {}: {e}; ring sequence not kept across restarts",
+                dir.display()
+            );
+            return RingSeqFile {
+                path: None,
+                saved: 0,
+            };
+        }
+        let path = dir.join(format!("ringid_{node_id}"));
+        let saved = match std::fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse().unwrap_or_else(|_| {
+                log_at!(
+                    Warning,
+                    "MAIN",
+                    "{}: not a ring sequence ({:?}); starting from 0",
+                    path.display(),
+                    text.trim()
+                );
+                0
+            }),
+            Err(_) => 0,
+        };
+        RingSeqFile {
+            path: Some(path),
+            saved,
+        }
+    }
+
+    /// Records `seq` if it is higher than what is kept (write to a temporary, then rename).
+    fn record(&mut self, seq: u64) {
+        if seq <= self.saved {
+            return;
+        }
+        self.saved = seq;
+        let Some(path) = &self.path else { return };
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let result =
+            std::fs::write(&tmp, format!("{seq}\n")).and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = result {
+            log_at!(
+                Warning,
+                "MAIN",
+                "{}: {e}; ring sequence not kept across restarts",
+                path.display()
+            );
+            self.path = None;
+        }
+    }
 }
 
 /// This node's id and address, and every other node's.
@@ -189,6 +259,7 @@ pub struct Daemon {
     ring: (String, u32, u64, Vec<u32>, String),
     ready_sent: bool,
     shutting_down: bool,
+    ring_seq: RingSeqFile,
     buf: Vec<u8>,
     out: Vec<u8>,
 }
@@ -208,7 +279,9 @@ impl Daemon {
         let cpg_name = rotor_proto::cpg_socket_name(&plan.socket_base);
         let cpg_server = Server::bind(&cpg_name, allow)
             .map_err(|e| format!("cannot listen on abstract socket @{cpg_name}: {e}"))?;
+        let ring_seq = RingSeqFile::open(&plan.state_dir, plan.node_id);
         let mut d = Daemon {
+            ring_seq,
             plan,
             cmap,
             dataplane: None,
@@ -263,6 +336,7 @@ impl Daemon {
         for (id, addr) in &p.peers {
             cmd.arg("--peer").arg(format!("{id}={addr}"));
         }
+        cmd.arg("--ring-seq").arg(self.ring_seq.saved.to_string());
         // rotord already added token_coefficient × (nodes − 2) to the token: the dataplane must
         // not add it again.
         cmd.arg("--totem").arg("token_coefficient=0");
@@ -494,6 +568,7 @@ impl Daemon {
                             sd_notify_ready();
                         }
                     }
+                    self.ring_seq.record(ring_seq);
                     self.ring = (state, ring_rep, ring_seq, members, transport);
                     self.publish_runtime();
                 }

@@ -52,6 +52,9 @@ struct Args {
     crypto_cipher: String,
     #[arg(long, default_value = "sha256")]
     crypto_hash: String,
+    /// The highest ring sequence this node has seen before (rotord keeps it across restarts).
+    #[arg(long, default_value_t = 0)]
+    ring_seq: u64,
     /// Serve CPG sessions handed over by rotord on this inherited SOCK_SEQPACKET descriptor.
     #[arg(long)]
     control_fd: Option<i32>,
@@ -269,6 +272,7 @@ fn main() -> ExitCode {
             mode,
             totem,
             epoch: since_epoch.as_secs() as u32,
+            ring_seq_start: args.ring_seq,
             seed: since_epoch.as_nanos() as u64 ^ u64::from(pid),
         },
         transport,
