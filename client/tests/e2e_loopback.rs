@@ -245,3 +245,42 @@ fn a_bad_config_names_file_line_and_key() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_setuid_rotord_refuses_to_start() {
+    if !rotor_testbed::root_or_skip("making a setuid-root copy of rotord") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("rotor-e2e-suid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Mounted nosuid, the bit would be ignored and there would be nothing to refuse.
+    // SAFETY: statvfs on a NUL-terminated path into a zeroed struct it fills.
+    let nosuid = unsafe {
+        let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+        let mut st: libc::statvfs = std::mem::zeroed();
+        libc::statvfs(path.as_ptr(), &mut st) == 0 && st.f_flag & libc::ST_NOSUID != 0
+    };
+    if nosuid {
+        eprintln!("skipped: {} is on a nosuid mount", dir.display());
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    let copy = dir.join("rotord");
+    std::fs::copy(bin("rotord"), &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&copy)
+        .arg("-v")
+        .output()
+        .expect("run setpriv");
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a setuid rotord started: {err}");
+    assert!(
+        err.contains("refusing to run setuid/setgid (real uid 65534, effective uid 0"),
+        "{err}"
+    );
+}

@@ -64,6 +64,23 @@ impl Drop for Daemons {
     }
 }
 
+const CAP_NET_ADMIN: u64 = 1 << 12;
+const CAP_SYS_MODULE: u64 = 1 << 16;
+const CAP_BPF: u64 = 1 << 39;
+
+/// (effective, permitted, bounding) capability masks of `pid`, from /proc.
+fn caps_of(pid: i32) -> (u64, u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let mask = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or_else(|| panic!("{key} in /proc/{pid}/status"))
+    };
+    (mask("CapEff:"), mask("CapPrm:"), mask("CapBnd:"))
+}
+
 struct Dir(PathBuf);
 
 impl Drop for Dir {
@@ -146,6 +163,36 @@ fn three_rotords_on_netns_hosts() {
     }
     bed.wait_rotor_ring(&[1, 2, 3], &[1, 2, 3], &bins, Duration::from_secs(30))
         .unwrap();
+
+    // Privileges after set-up: rotord holds no capability; its bounding set, which the
+    // dataplane it starts inherits, keeps the network and BPF ones but nothing like
+    // CAP_SYS_MODULE; the running dataplane keeps only NET_ADMIN and BPF (to detach XDP).
+    let rotord_caps = caps_of(daemons.0[0].0.pid() as i32);
+    assert_eq!(
+        (rotord_caps.0, rotord_caps.1),
+        (0, 0),
+        "rotord CapEff/CapPrm"
+    );
+    assert!(rotord_caps.2 & CAP_NET_ADMIN != 0 && rotord_caps.2 & CAP_SYS_MODULE == 0);
+    let dataplane = bed
+        .processes(1)
+        .into_iter()
+        .find(|(_, comm)| comm == "rotor-dataplane")
+        .expect("a dataplane on host 1")
+        .0;
+    let dp_caps = caps_of(dataplane);
+    assert_eq!(
+        dp_caps.0,
+        CAP_NET_ADMIN | CAP_BPF,
+        "dataplane CapEff {:x}",
+        dp_caps.0
+    );
+    assert_eq!(
+        dp_caps.1,
+        CAP_NET_ADMIN | CAP_BPF,
+        "dataplane CapPrm {:x}",
+        dp_caps.1
+    );
 
     // The rotor command on a node.
     let status = bed.rotor_status(1, &bins).unwrap();

@@ -412,6 +412,19 @@ impl Daemon {
 
     /// Runs until SIGTERM/SIGINT (`stop` returns true) or a cfg shutdown.
     pub fn run(&mut self, stop: &dyn Fn() -> bool) -> Result<(), String> {
+        // Set-up is done (config, key, sockets, log): from here rotord itself needs no
+        // capability, and the dataplane it starts only those it needs.
+        match crate::privs::drop_to(crate::privs::DATAPLANE_START, &[]) {
+            Ok(d) if d.bounding.is_empty() && d.kept.is_empty() => {}
+            Ok(d) => log_at!(
+                Notice,
+                "MAIN",
+                "privileges dropped: rotord keeps {}; the dataplane may have {}",
+                crate::privs::Dropped::names(&d.kept),
+                crate::privs::Dropped::names(&d.bounding)
+            ),
+            Err(e) => log_at!(Error, "MAIN", "could not drop privileges: {e}"),
+        }
         self.spawn_dataplane()?;
         let mut last_check = Instant::now();
         while !(stop() || self.shutting_down) {

@@ -284,6 +284,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    drop_privileges();
     if let Some(fd) = args.control_fd {
         return serve(&mut runner, fd, &args);
     }
@@ -350,6 +351,49 @@ fn main() -> ExitCode {
         rotor_dataplane::stats::line(&runner.counters())
     );
     ExitCode::SUCCESS
+}
+
+/// Once the sockets are open and the XDP program attached, keeps only what detaching the
+/// program on exit needs (NET_ADMIN and BPF, or SYS_ADMIN on kernels without CAP_BPF) in the
+/// effective and permitted sets, and nothing inheritable. The bounding set is rotord's business
+/// (this process has no CAP_SETPCAP to change it). Without capabilities there is nothing to do.
+fn drop_privileges() {
+    use caps::{CapSet, Capability};
+    let Ok(permitted) = caps::read(None, CapSet::Permitted) else {
+        return;
+    };
+    if permitted.is_empty() {
+        return;
+    }
+    let bpf = if caps::runtime::thread_all_supported().contains(&Capability::CAP_BPF) {
+        Capability::CAP_BPF
+    } else {
+        Capability::CAP_SYS_ADMIN
+    };
+    let keep: caps::CapsHashSet = [Capability::CAP_NET_ADMIN, bpf]
+        .into_iter()
+        .filter(|c| permitted.contains(c))
+        .collect();
+    let result = caps::clear(None, CapSet::Ambient)
+        .and_then(|()| caps::clear(None, CapSet::Inheritable))
+        .and_then(|()| caps::set(None, CapSet::Effective, &keep))
+        .and_then(|()| caps::set(None, CapSet::Permitted, &keep));
+    match result {
+        Ok(()) => {
+            let mut names: Vec<String> =
+                keep.iter().map(|c| c.to_string().to_lowercase()).collect();
+            names.sort();
+            eprintln!(
+                "rotor-dataplane: [MAIN  ] privileges dropped after set-up: keeps {}",
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(",")
+                }
+            );
+        }
+        Err(e) => eprintln!("rotor-dataplane: [MAIN  ] could not drop privileges: {e}"),
+    }
 }
 
 /// Service mode: CPG sessions from rotord until it says stop, hangs up, or SIGTERM.

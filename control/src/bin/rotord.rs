@@ -47,6 +47,10 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(e) = rotor_control::privs::refuse_setid() {
+        eprintln!("rotord: {e}");
+        return ExitCode::FAILURE;
+    }
     if args.version {
         println!("rotord {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
