@@ -33,6 +33,8 @@ pub struct Seen {
     pub delivered: usize,
     pub members: Vec<Member>,
     pub left: Vec<(Member, Reason)>,
+    /// Members of every totem ring delivered, in order.
+    pub rings: Vec<Vec<u32>>,
 }
 
 impl Handler for Seen {
@@ -56,6 +58,9 @@ impl Handler for Seen {
         self.left.extend_from_slice(left);
         self.events
             .push(format!("conf {m:?} left {left:?} joined {j:?}"));
+    }
+    fn totem_confchg(&mut self, _rep: u32, _seq: u64, members: &[u32]) {
+        self.rings.push(members.to_vec());
     }
 }
 
