@@ -299,7 +299,16 @@ fn three_rotords_on_netns_hosts() {
         node: 2,
         pid: bench.pid(),
     };
-    assert!(listing.contains(&victim.pid.to_string()), "{listing}");
+    assert!(
+        listing.contains(&format!("\t{:>10}\t         2 (198.18.0.2)", victim.pid)),
+        "{listing}"
+    );
+    let out = rotor(&bed, &bins, 3, None, &["cpg", "-d", ";"]);
+    assert!(
+        text(&out).contains(&format!("alpha;{};2\n", victim.pid)),
+        "{}",
+        text(&out)
+    );
     bench.kill().unwrap();
     let per_group = 3 * ROUNDS;
     pump(
