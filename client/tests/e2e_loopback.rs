@@ -434,3 +434,75 @@ fn the_client_api_end_to_end() {
         },
     );
 }
+
+#[test]
+fn one_node_out_of_the_box_notifies_systemd_and_stops_cleanly() {
+    use std::os::unix::net::UnixDatagram;
+    let tag = format!("{}-solo", std::process::id());
+    let dir = std::env::temp_dir().join(format!("rotor-e2e-{tag}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("authkey");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .open(&key)
+        .unwrap()
+        .write_all(&[0x33; 256])
+        .unwrap();
+    // No nodelist: a one-node cluster on 127.0.0.1 (own port, socket and state directory so it
+    // runs beside the other tests).
+    let port = 20_000 + (std::process::id() % 10_000) as u16 * 4 + 2;
+    let conf = dir.join("corosync.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "totem {{\n  version: 2\n  cluster_name: solo\n  keyfile: {}\n  interface {{\n    mcastport: {port}\n  }}\n}}\nlogging {{\n  to_syslog: no\n}}\nsystem {{\n  state_dir: {}\n}}\n",
+            key.display(),
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    let notify = dir.join("notify.sock");
+    let listener = UnixDatagram::bind(&notify).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let socket = format!("rt-e2e-{tag}");
+    let mut rotord = Command::new(bin("rotord"))
+        .args(["-f", "-c"])
+        .arg(&conf)
+        .env("ROTOR_IPC_SOCKET", &socket)
+        .env("NOTIFY_SOCKET", &notify)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let got = listener.recv(&mut buf);
+    let status = Cmap::initialize_at(&socket).and_then(|mut c| c.status());
+    // SAFETY: kill(2) on our own child; SIGTERM asks for a clean stop.
+    unsafe { libc::kill(rotord.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(s) = rotord.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = rotord.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let n = got.expect("no sd_notify datagram within 30 s");
+    assert_eq!(&buf[..n], b"READY=1");
+    let status = status.expect("status");
+    assert_eq!(status.state, "operational");
+    assert_eq!(status.local_addr, "127.0.0.1");
+    assert_eq!(status.nodes.len(), 1);
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "exit on SIGTERM: {exit:?}"
+    );
+}
