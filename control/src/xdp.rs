@@ -115,18 +115,29 @@ fn logged(choice: Choice) -> Choice {
         Choice::Xdp(p) => log_at!(
             Notice,
             "MAIN",
-            "transport xdp: {} ({}): XDP program {} (id {}) attached to {} in {} mode for \
-             the cluster port; kept across dataplane restarts",
-            if p.asked_for { "asked for" } else { "auto" },
+            "transport xdp ({}): XDP program {} (id {}) attached to {} in {} mode, cluster \
+             port {}; kept across dataplane restarts",
             if p.asked_for {
-                "transport: xdp"
+                "asked for".to_owned()
             } else {
-                "running as root and the interface took the program"
+                format!(
+                    "auto: running as root and {} took the program",
+                    p.interface()
+                )
             },
             xdp_prog::PROGRAM_NAME,
             p.prog_id().map_or("?".into(), |id| id.to_string()),
             p.interface(),
-            p.program.mode()
+            p.program.mode(),
+            p.program
+                .program()
+                .ports()
+                .map(|ports| ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","))
+                .unwrap_or_else(|e| format!("unreadable ({e})"))
         ),
     }
     choice

@@ -271,10 +271,11 @@ fn rotord_attaches_keeps_and_detaches_its_xdp_program() {
                 "{log}"
             ),
             3 => assert!(
-                log.contains("transport xdp: auto") && log.contains("replaced a stale"),
+                log.contains("transport xdp (auto: running as root and eth0 took the program)")
+                    && log.contains("replaced a stale"),
                 "{log}"
             ),
-            _ => assert!(log.contains("transport xdp: asked for"), "{log}"),
+            _ => assert!(log.contains("transport xdp (asked for)"), "{log}"),
         }
     }
     eprintln!("netns_xdp: {:?}", started.elapsed());
