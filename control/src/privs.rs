@@ -1,30 +1,47 @@
 //! Privileges. rotord never runs setuid or setgid (a binary installed that way is refused at
-//! start), and once it has set itself up it gives up every capability it does not need: its
-//! own effective and permitted sets become empty, and its bounding set keeps only what the
-//! dataplane it starts and restarts needs (a process running as root gets its bounding set at
-//! exec). The dataplane, once its sockets are open and its XDP program attached, keeps only what
-//! it needs to detach the program on exit.
+//! start), and once it has set itself up (config, key, sockets, log and, on XDP, its program
+//! attached) it gives up every capability it does not need ([`after_setup`]): its own
+//! effective and permitted sets keep only NET_ADMIN and BPF when it owns an XDP program (to
+//! detach it on shutdown) and nothing otherwise, and its bounding set keeps only what the
+//! dataplane it starts and restarts needs on that transport (a process running as root gets
+//! its bounding set at exec). The dataplane, once set up, keeps what its transport needs to
+//! run (see its `drop_privileges`): nothing on maps inherited from rotord or on kernel UDP.
 
 use std::collections::HashSet;
 
 use caps::{CapSet, Capability};
 
-/// What the dataplane needs at start: AF_XDP sockets (NET_RAW), attaching the XDP program and
-/// netlink (NET_ADMIN), loading BPF programs and maps (BPF; SYS_ADMIN on kernels before 5.8,
-/// which have no CAP_BPF), reading BPF program info (PERFMON), pinning UMEM pages (IPC_LOCK),
-/// raising RLIMIT_MEMLOCK on older kernels (SYS_RESOURCE) and pinning its thread (SYS_NICE).
-pub const DATAPLANE_START: &[Capability] = &[
-    Capability::CAP_NET_ADMIN,
+/// What a dataplane started by rotord on AF_XDP needs at start, on the program rotord
+/// attached (it loads none): AF_XDP sockets (NET_RAW), the update of the inherited `xsks` map
+/// and reading `counters` (BPF: kernels before 6.5 with unprivileged BPF disabled check it on
+/// every bpf(2) call; SYS_ADMIN on kernels before 5.8, which have no CAP_BPF), pinning UMEM
+/// pages beyond RLIMIT_MEMLOCK (IPC_LOCK) and pinning its thread (SYS_NICE).
+pub const DATAPLANE_XDP: &[Capability] = &[
     Capability::CAP_NET_RAW,
     Capability::CAP_BPF,
-    Capability::CAP_PERFMON,
     Capability::CAP_IPC_LOCK,
-    Capability::CAP_SYS_RESOURCE,
     Capability::CAP_SYS_NICE,
 ];
 
-/// What a running dataplane keeps: detaching its XDP program on exit.
-pub const DATAPLANE_RUN: &[Capability] = &[Capability::CAP_NET_ADMIN, Capability::CAP_BPF];
+/// What a dataplane started by rotord on kernel UDP needs at start: io_uring and client ring
+/// memory beyond RLIMIT_MEMLOCK (IPC_LOCK) and pinning its thread (SYS_NICE).
+pub const DATAPLANE_UDP: &[Capability] = &[Capability::CAP_IPC_LOCK, Capability::CAP_SYS_NICE];
+
+/// What rotord keeps while it owns an XDP program: detaching it on shutdown takes a netlink
+/// RTM_SETLINK (NET_ADMIN) and reading the program's id (BPF on kernels before 6.5; SYS_ADMIN
+/// before 5.8).
+pub const ROTORD_XDP_OWNER: &[Capability] = &[Capability::CAP_NET_ADMIN, Capability::CAP_BPF];
+
+/// The (bounding, kept) sets for [`drop_to`] once rotord is set up: with its own XDP program,
+/// the AF_XDP dataplane's start set and what detaching the program takes; on kernel UDP, the
+/// UDP dataplane's start set and nothing.
+pub fn after_setup(owns_xdp_program: bool) -> (&'static [Capability], &'static [Capability]) {
+    if owns_xdp_program {
+        (DATAPLANE_XDP, ROTORD_XDP_OWNER)
+    } else {
+        (DATAPLANE_UDP, &[])
+    }
+}
 
 /// An error naming the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -95,9 +112,11 @@ fn step<T>(step: &'static str, r: Result<T, caps::errors::CapsError>) -> Result<
 }
 
 /// Keeps `bounding` (as far as the kernel knows them; SYS_ADMIN stands in for BPF and
-/// PERFMON on kernels without them) in the bounding set and `kept` in the effective and
-/// permitted sets; clears the inheritable and ambient sets. A process without capabilities
-/// (not root) is left as it is. Dropping is one-way: nothing here can raise a capability.
+/// PERFMON on kernels without them) in the bounding set and `kept` (as far as permitted) in
+/// the effective and permitted sets; clears the inheritable and ambient sets. `kept` need not
+/// be in `bounding`: the bounding set limits what a child gets at exec, not what this process
+/// holds. A process without capabilities (not root) is left as it is. Dropping is one-way:
+/// nothing here can raise a capability.
 pub fn drop_to(bounding: &[Capability], kept: &[Capability]) -> Result<Dropped, PrivError> {
     let effective = step("read effective", caps::read(None, CapSet::Effective))?;
     let permitted = step("read permitted", caps::read(None, CapSet::Permitted))?;
@@ -121,7 +140,7 @@ pub fn drop_to(bounding: &[Capability], kept: &[Capability]) -> Result<Dropped, 
     let bound = known(bounding);
     let keep: HashSet<Capability> = known(kept)
         .into_iter()
-        .filter(|c| bound.contains(c) && permitted.contains(c))
+        .filter(|c| permitted.contains(c))
         .collect();
     // Dropping from the bounding set needs CAP_SETPCAP in the effective set: raise it first if
     // it is permitted (it goes with the rest below).
@@ -161,6 +180,18 @@ mod tests {
             "cap_bpf,cap_net_raw"
         );
         assert_eq!(Dropped::names(&[]), "none");
+    }
+
+    #[test]
+    fn the_owner_of_a_program_keeps_only_what_detaching_takes() {
+        let (bounding, kept) = after_setup(true);
+        assert_eq!(kept, [Capability::CAP_NET_ADMIN, Capability::CAP_BPF]);
+        assert!(!bounding.contains(&Capability::CAP_NET_ADMIN));
+        assert!(bounding.contains(&Capability::CAP_NET_RAW));
+        let (bounding, kept) = after_setup(false);
+        assert!(kept.is_empty());
+        assert!(!bounding.contains(&Capability::CAP_NET_RAW));
+        assert!(!bounding.contains(&Capability::CAP_BPF));
     }
 
     #[test]

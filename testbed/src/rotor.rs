@@ -116,6 +116,28 @@ pub fn write_authkey(path: &Path) -> io::Result<()> {
         .write_all(&key)
 }
 
+/// Builds `packages` (`cargo build -p …`, with the cargo running the tests): a test of one
+/// package needs the binaries of others, which `cargo test -p` neither builds nor rebuilds
+/// when stale (a stale rotord would speak an older ring version). A no-op when they are
+/// current. The error says which packages failed.
+pub fn cargo_build(packages: &[&str]) -> io::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build");
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    let status = cmd.status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "cargo build of {}: {status}",
+            packages.join(", ")
+        )))
+    }
+}
+
 /// Where the binaries are: `rotord`, `rotor-dataplane` (beside rotord) and `rotor`.
 #[derive(Clone, Debug)]
 pub struct Bins {
