@@ -34,7 +34,17 @@ enum Command {
         op: Option<CmapOp>,
     },
     /// CPG groups with their processes and nodes (like corosync-cpgtool).
-    Cpg,
+    Cpg {
+        /// Delimiter between fields (one line per member, no addresses).
+        #[arg(short = 'd')]
+        delimiter: Option<char>,
+        /// Don't escape unprintable characters in group names.
+        #[arg(short = 'e')]
+        no_escape: bool,
+        /// Display only the group names.
+        #[arg(short = 'n')]
+        names_only: bool,
+    },
     /// CPG load generator.
     Bench {
         /// lat | tput
@@ -181,7 +191,22 @@ fn cmap(op: Option<CmapOp>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn cpg() -> ExitCode {
+/// A group name as corosync-cpgtool prints it: unprintable bytes as `\xNN`, `\` doubled.
+fn group_text(name: &[u8], escape: bool) -> String {
+    let mut out = String::new();
+    for &b in name {
+        if !escape || ((b' '..0x7f).contains(&b) && b != b'\\') {
+            out.push(b as char);
+        } else if b == b'\\' {
+            out.push_str("\\\\");
+        } else {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out
+}
+
+fn cpg(delimiter: Option<char>, escape: bool, names_only: bool) -> ExitCode {
     let mut c = match Cpg::initialize() {
         Ok(c) => c,
         Err(e) => return fail(e),
@@ -190,11 +215,43 @@ fn cpg() -> ExitCode {
         Ok(g) => g,
         Err(e) => return fail(e),
     };
-    println!("Group Name\t       PID\t   Node ID");
-    for (g, members) in groups {
-        println!("{}", String::from_utf8_lossy(&g));
+    if names_only {
+        let names: Vec<String> = groups.iter().map(|(g, _)| group_text(g, escape)).collect();
+        match delimiter {
+            Some(d) => println!("{}", names.join(&d.to_string())),
+            None => names.iter().for_each(|n| println!("{n}")),
+        }
+        return ExitCode::SUCCESS;
+    }
+    if let Some(d) = delimiter {
+        println!("GRP_NAME{d}PID{d}NODEID");
+        for (g, members) in &groups {
+            for m in members {
+                println!("{}{d}{}{d}{}", group_text(g, escape), m.pid, m.node);
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    // The node addresses, as the ring knows them.
+    let addrs = Cmap::initialize()
+        .and_then(|mut m| m.iter("runtime.totem.pg.mrp.srp.members."))
+        .unwrap_or_default();
+    let addr = |node: u32| {
+        let key = format!("runtime.totem.pg.mrp.srp.members.{node}.ip");
+        addrs
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| match v {
+                Value::String(s) => s.clone(),
+                other => format!("{other:?}"),
+            })
+            .unwrap_or_default()
+    };
+    println!("Group Name\t{:>10}\t{:>10}", "PID", "Node ID");
+    for (g, members) in &groups {
+        println!("{}", group_text(g, escape));
         for m in members {
-            println!("\t\t{:>10}\t{:>10}", m.pid, m.node);
+            println!("\t\t{:>10}\t{:>10} ({})", m.pid, m.node, addr(m.node));
         }
     }
     ExitCode::SUCCESS
@@ -204,7 +261,11 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Status => status(),
         Command::Cmap { op } => cmap(op),
-        Command::Cpg => cpg(),
+        Command::Cpg {
+            delimiter,
+            no_escape,
+            names_only,
+        } => cpg(delimiter, !no_escape, names_only),
         Command::Bench {
             kind,
             size,
@@ -247,5 +308,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::group_text;
+
+    #[test]
+    fn group_names_are_escaped_as_cpgtool_does() {
+        assert_eq!(group_text(b"plain-name", true), "plain-name");
+        assert_eq!(group_text(b"a\\b", true), "a\\\\b");
+        assert_eq!(group_text(b"x\x01\xffy", true), "x\\x01\\xFFy");
+        assert_eq!(group_text(b"a\\b", false), "a\\b");
     }
 }

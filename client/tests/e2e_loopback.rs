@@ -1,7 +1,9 @@
 //! End to end on one host, no root needed: three `rotord` (each with its dataplane) on
 //! 127.0.0.1-3 form a ring; CPG handles on every node join a group and multicast; every member
 //! delivers the same sequence; a SIGKILLed client shows as "process down"; `rotor status`,
-//! `rotor cmap` and `rotor cpg` print what they should; a bad config names file and line.
+//! `rotor cmap` and `rotor cpg` print what they should; a bad config names file and line. The
+//! client API end to end: 1 MiB messages, membership and group iteration, a pollable fd with
+//! one-at-a-time dispatch, leave, cmap tracking, and a cfg shutdown seen as a totem change.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -49,8 +51,10 @@ impl Nodes {
     }
 }
 
-fn start() -> Nodes {
-    let tag = std::process::id().to_string();
+/// Three rotords on 127.0.0.1-3; `index` keeps concurrent tests of this binary apart (their
+/// own socket names, directory and cluster port).
+fn start(index: u16) -> Nodes {
+    let tag = format!("{}-{index}", std::process::id());
     let dir = std::env::temp_dir().join(format!("rotor-e2e-{tag}"));
     std::fs::create_dir_all(&dir).unwrap();
     let key = dir.join("authkey");
@@ -62,7 +66,7 @@ fn start() -> Nodes {
         .open(&key)
         .unwrap();
     f.write_all(&[0x5a; 256]).unwrap();
-    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    let port = 20_000 + (std::process::id() % 10_000) as u16 * 4 + index;
     let conf = dir.join("corosync.conf");
     std::fs::write(
         &conf,
@@ -133,7 +137,7 @@ fn rotor(nodes: &Nodes, i: usize, args: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn three_rotords_carry_cpg_end_to_end() {
-    let nodes = start();
+    let nodes = start(0);
     for i in 1..=3 {
         wait_ring(&nodes, i, 3);
     }
@@ -244,4 +248,261 @@ fn a_bad_config_names_file_line_and_key() {
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_setuid_rotord_refuses_to_start() {
+    if !rotor_testbed::root_or_skip("making a setuid-root copy of rotord") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("rotor-e2e-suid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Mounted nosuid, the bit would be ignored and there would be nothing to refuse.
+    // SAFETY: statvfs on a NUL-terminated path into a zeroed struct it fills.
+    let nosuid = unsafe {
+        let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+        let mut st: libc::statvfs = std::mem::zeroed();
+        libc::statvfs(path.as_ptr(), &mut st) == 0 && st.f_flag & libc::ST_NOSUID != 0
+    };
+    if nosuid {
+        eprintln!("skipped: {} is on a nosuid mount", dir.display());
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    let copy = dir.join("rotord");
+    std::fs::copy(bin("rotord"), &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&copy)
+        .arg("-v")
+        .output()
+        .expect("run setpriv");
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a setuid rotord started: {err}");
+    assert!(
+        err.contains("refusing to run setuid/setgid (real uid 65534, effective uid 0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_client_api_end_to_end() {
+    use rotor_client::cmap::{Value, TRACK_ADD, TRACK_DELETE, TRACK_MODIFY, TRACK_PREFIX};
+    use rotor_client::cpg::Dispatch;
+    let nodes = start(1);
+    for i in 1..=3 {
+        wait_ring(&nodes, i, 3);
+    }
+    let group = b"api-group";
+    let mut handles: Vec<(Cpg, Seen)> = (1..=3)
+        .map(|i| {
+            let mut c = Cpg::initialize_at(&format!("{}-cpg", nodes.socket(i))).expect("attach");
+            c.join(group).expect("join");
+            (c, Seen::default())
+        })
+        .collect();
+    pump(&mut handles, Duration::from_secs(20), "3 members", |h| {
+        h.iter().all(|(_, s)| s.members.len() >= 3)
+    });
+    let me = Member {
+        node: 1,
+        pid: std::process::id(),
+    };
+
+    // Messages up to the largest size, fragmented on the wire and whole at every member.
+    let max = handles[0].0.max_message_size();
+    assert!(max >= 1 << 20, "max message size {max}");
+    let big: Vec<u8> = (0..max).map(|i| b'a' + (i % 26) as u8).collect();
+    assert!(matches!(
+        handles[0].0.mcast(Guarantee::Agreed, &vec![0; max + 1]),
+        Err(rotor_client::Error::Status(rotor_proto::Status::TooBig))
+    ));
+    {
+        let (c, s) = &mut handles[0];
+        loop {
+            match c.mcast(Guarantee::Safe, &big) {
+                Ok(()) => break,
+                Err(rotor_client::Error::TryAgain) => {
+                    c.dispatch(Dispatch::All, s).unwrap();
+                }
+                Err(e) => panic!("mcast 1 MiB: {e}"),
+            }
+        }
+    }
+    let whole = format!("msg 1:{} {}", me.pid, String::from_utf8_lossy(&big));
+    pump(
+        &mut handles,
+        Duration::from_secs(20),
+        "the 1 MiB message",
+        |h| h.iter().all(|(_, s)| s.events.contains(&whole)),
+    );
+
+    // Membership and group iteration.
+    let members = handles[1].0.membership(group).unwrap();
+    assert_eq!(members.len(), 3, "{members:?}");
+    assert!(members.contains(&me), "{members:?}");
+    let groups = handles[2].0.groups().unwrap();
+    assert!(
+        groups.iter().any(|(g, m)| g == group && m.len() == 3),
+        "{groups:?}"
+    );
+
+    // The pollable fd: readable once a message waits; One dispatches exactly one event.
+    {
+        let (c, s) = &mut handles[1];
+        send(c, s, Guarantee::Agreed, "one");
+        send(c, s, Guarantee::Agreed, "two");
+    }
+    let (c, s) = &mut handles[0];
+    let fd = c.fd().unwrap();
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one valid pollfd.
+    let ready = unsafe { libc::poll(&mut pfd, 1, 10_000) };
+    assert_eq!(ready, 1, "the cpg fd never became readable");
+    let before = s.events.len();
+    assert_eq!(c.dispatch(Dispatch::One, s).unwrap(), 1);
+    assert_eq!(s.events.len(), before + 1);
+    pump(
+        &mut handles,
+        Duration::from_secs(10),
+        "both small messages",
+        |h| {
+            h.iter()
+                .all(|(_, s)| s.events.iter().any(|e| e.ends_with(" two")))
+        },
+    );
+
+    // Leave: the others see the member go with reason Leave.
+    let leaver = Member {
+        node: 3,
+        pid: std::process::id(),
+    };
+    handles[2].0.leave(group).unwrap();
+    pump(
+        &mut handles[..2],
+        Duration::from_secs(10),
+        "the leave",
+        |h| {
+            h.iter()
+                .all(|(_, s)| s.left.contains(&(leaver, Reason::Leave)))
+        },
+    );
+
+    // cmap tracking of a prefix.
+    let mut cmap = Cmap::initialize_at(&nodes.socket(1)).unwrap();
+    let handle = cmap
+        .track_add(
+            "test.api",
+            TRACK_ADD | TRACK_MODIFY | TRACK_DELETE | TRACK_PREFIX,
+        )
+        .unwrap();
+    let mut writer = Cmap::initialize_at(&nodes.socket(1)).unwrap();
+    writer.set("test.api.x", Value::U32(7)).unwrap();
+    writer.set("test.api.x", Value::U32(8)).unwrap();
+    writer.delete("test.api.x").unwrap();
+    let mut kinds = Vec::new();
+    while kinds.len() < 3 {
+        let n = cmap
+            .next_notification(Duration::from_secs(5))
+            .unwrap()
+            .expect("a notification");
+        assert_eq!((n.handle, n.key.as_str()), (handle, "test.api.x"));
+        kinds.push(n.kind);
+    }
+    assert_eq!(kinds, [TRACK_ADD, TRACK_MODIFY, TRACK_DELETE]);
+
+    // cfg shutdown of node 3: it leaves the ring, the others get a totem change without it.
+    Cmap::initialize_at(&nodes.socket(3))
+        .unwrap()
+        .shutdown()
+        .unwrap();
+    pump(
+        &mut handles[..2],
+        Duration::from_secs(20),
+        "a ring without node 3",
+        |h| {
+            h.iter()
+                .all(|(_, s)| s.rings.last().is_some_and(|m| m == &[1, 2]))
+        },
+    );
+}
+
+#[test]
+fn one_node_out_of_the_box_notifies_systemd_and_stops_cleanly() {
+    use std::os::unix::net::UnixDatagram;
+    let tag = format!("{}-solo", std::process::id());
+    let dir = std::env::temp_dir().join(format!("rotor-e2e-{tag}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("authkey");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .open(&key)
+        .unwrap()
+        .write_all(&[0x33; 256])
+        .unwrap();
+    // No nodelist: a one-node cluster on 127.0.0.1 (own port, socket and state directory so it
+    // runs beside the other tests).
+    let port = 20_000 + (std::process::id() % 10_000) as u16 * 4 + 2;
+    let conf = dir.join("corosync.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "totem {{\n  version: 2\n  cluster_name: solo\n  keyfile: {}\n  interface {{\n    mcastport: {port}\n  }}\n}}\nlogging {{\n  to_syslog: no\n}}\nsystem {{\n  state_dir: {}\n}}\n",
+            key.display(),
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    let notify = dir.join("notify.sock");
+    let listener = UnixDatagram::bind(&notify).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let socket = format!("rt-e2e-{tag}");
+    let mut rotord = Command::new(bin("rotord"))
+        .args(["-f", "-c"])
+        .arg(&conf)
+        .env("ROTOR_IPC_SOCKET", &socket)
+        .env("NOTIFY_SOCKET", &notify)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let got = listener.recv(&mut buf);
+    let status = Cmap::initialize_at(&socket).and_then(|mut c| c.status());
+    // SAFETY: kill(2) on our own child; SIGTERM asks for a clean stop.
+    unsafe { libc::kill(rotord.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(s) = rotord.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = rotord.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let n = got.expect("no sd_notify datagram within 30 s");
+    assert_eq!(&buf[..n], b"READY=1");
+    let status = status.expect("status");
+    assert_eq!(status.state, "operational");
+    assert_eq!(status.local_addr, "127.0.0.1");
+    assert_eq!(status.nodes.len(), 1);
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "exit on SIGTERM: {exit:?}"
+    );
 }

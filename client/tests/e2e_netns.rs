@@ -5,9 +5,10 @@
 //! separate process killed with SIGKILL shows as "process down"; a node killed with SIGKILL
 //! (dataplane and rotord) shows as "node down" in every group and the survivors carry on; a
 //! client whose uid is not allowed is refused with a clear message, an allowed one is served;
-//! `rotor status`, `rotor cmap` and `rotor cpg` print what they should.
+//! `rotor status`, `rotor cmap` and `rotor cpg` print what they should; a dataplane killed
+//! under its rotord is restarted and the node rejoins in a higher-numbered ring.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use std::time::Duration;
 use common::{pump, send, Seen};
 use rotor_client::cpg::{Cpg, Dispatch, Guarantee, Member, Reason};
 use rotor_testbed::rotor::{rotord_command, write_authkey, Bins, Spec};
-use rotor_testbed::{root_or_skip, Proc, Testbed};
+use rotor_testbed::{cap_masks, root_or_skip, Proc, TempDir, Testbed};
 
 mod common;
 
@@ -28,38 +29,45 @@ const ROUNDS: usize = 20;
 /// The rotords and their logs; a failing test prints every log.
 struct Daemons(Vec<(Proc, Option<JoinHandle<String>>)>);
 
-impl Drop for Daemons {
-    fn drop(&mut self) {
+impl Daemons {
+    /// SIGTERM to every rotord (each leaves the ring and stops its dataplane), then their logs.
+    fn stop(&mut self) -> Vec<String> {
         for (p, _) in &mut self.0 {
             let _ = p.signal(libc::SIGTERM);
         }
-        for (i, (p, log)) in self.0.iter_mut().enumerate() {
-            if p.wait_timeout(Duration::from_secs(5))
-                .ok()
-                .flatten()
-                .is_none()
-            {
-                let _ = p.kill();
-            }
-            if std::thread::panicking() {
-                let text = log.take().map(|h| h.join().unwrap_or_default());
-                eprintln!(
-                    "---- rotord on host {}:\n{}",
-                    i + 1,
-                    text.unwrap_or_default()
-                );
+        self.0
+            .iter_mut()
+            .map(|(p, log)| {
+                if p.wait_timeout(Duration::from_secs(5))
+                    .ok()
+                    .flatten()
+                    .is_none()
+                {
+                    let _ = p.kill();
+                }
+                log.take()
+                    .map(|h| h.join().unwrap_or_default())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        let logs = self.stop();
+        if std::thread::panicking() {
+            for (i, log) in logs.iter().enumerate() {
+                eprintln!("---- rotord on host {}:\n{log}", i + 1);
             }
         }
     }
 }
 
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+const CAP_NET_ADMIN: u64 = 1 << 12;
+const CAP_NET_RAW: u64 = 1 << 13;
+const CAP_SYS_MODULE: u64 = 1 << 16;
+const CAP_BPF: u64 = 1 << 39;
 
 /// `rotor ARGS` on host `i`, run as `uid` when given (through setpriv, after entering the
 /// namespace as root).
@@ -111,15 +119,18 @@ fn three_rotords_on_netns_hosts() {
     let bins = Bins {
         dir: common::bin_dir(),
     };
-    let dir = Dir(std::env::temp_dir().join(format!("rotor-e2e-netns-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let key = dir.0.join("authkey");
+    let dir = TempDir::new(&format!("rotor-e2e-netns-{}", std::process::id())).unwrap();
+    let key = dir.path().join("authkey");
     write_authkey(&key).unwrap();
     let mut spec = Spec::new("e2e-netns");
     // A short token so the node-down is seen quickly (consensus follows at 1.2 × token).
     spec.totem.push(("token".into(), "500".into()));
-    spec.extra = format!("uidgid {{\n  uid: {UID_ALLOWED}\n}}\n");
-    let conf = dir.0.join("corosync.conf");
+    let state = dir.path().join("state");
+    spec.extra = format!(
+        "uidgid {{\n  uid: {UID_ALLOWED}\n}}\nsystem {{\n  state_dir: {}\n}}\n",
+        state.display()
+    );
+    let conf = dir.path().join("corosync.conf");
     std::fs::write(&conf, spec.corosync_conf(3, &key)).unwrap();
 
     let bed = Testbed::up("e2e", 3).expect("testbed");
@@ -131,6 +142,32 @@ fn three_rotords_on_netns_hosts() {
     }
     bed.wait_rotor_ring(&[1, 2, 3], &[1, 2, 3], &bins, Duration::from_secs(30))
         .unwrap();
+
+    // Privileges after set-up: rotord, which attached the XDP program, holds only what
+    // detaching it takes (NET_ADMIN, BPF); its bounding set, which the dataplane it starts
+    // inherits, keeps what AF_XDP needs (NET_RAW) but neither NET_ADMIN nor anything like
+    // CAP_SYS_MODULE; the running dataplane, which loaded no program, keeps neither (BPF only
+    // on kernels that want it to read the counters map).
+    let rotord_caps = cap_masks(daemons.0[0].0.pid() as i32).unwrap();
+    assert_eq!(
+        (rotord_caps.0, rotord_caps.1),
+        (CAP_NET_ADMIN | CAP_BPF, CAP_NET_ADMIN | CAP_BPF),
+        "rotord CapEff/CapPrm"
+    );
+    assert!(
+        rotord_caps.2 & CAP_NET_RAW != 0 && rotord_caps.2 & (CAP_NET_ADMIN | CAP_SYS_MODULE) == 0,
+        "rotord CapBnd {:x}",
+        rotord_caps.2
+    );
+    let dataplane = bed
+        .processes(1)
+        .into_iter()
+        .find(|(_, comm)| comm == "rotor-dataplane")
+        .expect("a dataplane on host 1")
+        .0;
+    let dp_caps = cap_masks(dataplane).unwrap();
+    assert_eq!(dp_caps.0 & !CAP_BPF, 0, "dataplane CapEff {:x}", dp_caps.0);
+    assert_eq!(dp_caps.1 & !CAP_BPF, 0, "dataplane CapPrm {:x}", dp_caps.1);
 
     // The rotor command on a node.
     let status = bed.rotor_status(1, &bins).unwrap();
@@ -159,7 +196,7 @@ fn three_rotords_on_netns_hosts() {
     );
 
     // Who may attach: root, the configured uid; not another.
-    let plain = world_runnable(&bins, &dir.0.join("bin"));
+    let plain = world_runnable(&bins, &dir.path().join("bin"));
     let out = rotor(&bed, &plain, 1, Some(UID_REFUSED), &["status"]);
     assert!(!out.status.success());
     assert!(
@@ -237,7 +274,16 @@ fn three_rotords_on_netns_hosts() {
         node: 2,
         pid: bench.pid(),
     };
-    assert!(listing.contains(&victim.pid.to_string()), "{listing}");
+    assert!(
+        listing.contains(&format!("\t{:>10}\t         2 (198.18.0.2)", victim.pid)),
+        "{listing}"
+    );
+    let out = rotor(&bed, &bins, 3, None, &["cpg", "-d", ";"]);
+    assert!(
+        text(&out).contains(&format!("alpha;{};2\n", victim.pid)),
+        "{}",
+        text(&out)
+    );
     bench.kill().unwrap();
     let per_group = 3 * ROUNDS;
     pump(
@@ -314,5 +360,52 @@ fn three_rotords_on_netns_hosts() {
         }
         assert!(failed, "a handle on the killed node never saw an error");
     }
-    drop(daemons);
+
+    // Node 2's dataplane dies: rotord logs why, restarts it, and node 2 rejoins in a ring
+    // numbered above every ring it was in (the sequence kept in system.state_dir).
+    let kept = |i: usize| -> u64 {
+        std::fs::read_to_string(state.join(format!("ringid_{i}")))
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    let before = bed.rotor_status(2, &bins).unwrap();
+    let seq_before = u64::from_str_radix(before.ring.split('.').nth(1).unwrap(), 16).unwrap();
+    assert!(kept(2) >= seq_before, "ringid_2 {} < {seq_before}", kept(2));
+    let dataplanes: Vec<i32> = bed
+        .processes(2)
+        .into_iter()
+        .filter(|(_, comm)| comm == "rotor-dataplane")
+        .map(|(pid, _)| pid)
+        .collect();
+    assert_eq!(dataplanes.len(), 1, "{:?}", bed.processes(2));
+    // Safety: kill(2) on the dataplane rotord started in our test host.
+    unsafe { libc::kill(dataplanes[0], libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let s = bed.rotor_status(2, &bins).unwrap();
+        if s.ring != before.ring && s.state == "operational" && s.connected == [1, 2] {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 2 did not rejoin after its dataplane died: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let seq_after = u64::from_str_radix(after.ring.split('.').nth(1).unwrap(), 16).unwrap();
+    assert!(
+        seq_after > seq_before,
+        "ring {} after {}",
+        after.ring,
+        before.ring
+    );
+    let logs = daemons.stop();
+    assert!(
+        logs[1].contains(&format!("dataplane (pid {}) exited", dataplanes[0]))
+            && logs[1].contains("restarting it"),
+        "{}",
+        logs[1]
+    );
 }

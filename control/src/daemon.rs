@@ -34,6 +34,76 @@ pub struct Plan {
     pub dataplane: PathBuf,
     pub socket_base: String,
     pub foreground: bool,
+    /// Where the highest ring sequence is kept across restarts (`system.state_dir`).
+    pub state_dir: PathBuf,
+}
+
+/// `system.state_dir` when the config does not set it (corosync's is /var/lib/corosync).
+pub const STATE_DIR_DEFAULT: &str = "/var/lib/rotor";
+
+/// The highest ring sequence this node has been part of, kept in `<state_dir>/ringid_<node>`
+/// (decimal text) as corosync keeps its ring id: a restarted node must number new rings above
+/// every ring it was in, or two different rings could share an id.
+struct RingSeqFile {
+    /// `None` when the directory cannot be used (logged once; the node still runs).
+    path: Option<PathBuf>,
+    saved: u64,
+}
+
+impl RingSeqFile {
+    fn open(dir: &std::path::Path, node_id: u32) -> RingSeqFile {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            log_at!(
+                Warning,
+                "MAIN",
+                "state directory {}: {e}; ring sequence not kept across restarts",
+                dir.display()
+            );
+            return RingSeqFile {
+                path: None,
+                saved: 0,
+            };
+        }
+        let path = dir.join(format!("ringid_{node_id}"));
+        let saved = match std::fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse().unwrap_or_else(|_| {
+                log_at!(
+                    Warning,
+                    "MAIN",
+                    "{}: not a ring sequence ({:?}); starting from 0",
+                    path.display(),
+                    text.trim()
+                );
+                0
+            }),
+            Err(_) => 0,
+        };
+        RingSeqFile {
+            path: Some(path),
+            saved,
+        }
+    }
+
+    /// Records `seq` if it is higher than what is kept (write to a temporary, then rename).
+    fn record(&mut self, seq: u64) {
+        if seq <= self.saved {
+            return;
+        }
+        self.saved = seq;
+        let Some(path) = &self.path else { return };
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let result =
+            std::fs::write(&tmp, format!("{seq}\n")).and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = result {
+            log_at!(
+                Warning,
+                "MAIN",
+                "{}: {e}; ring sequence not kept across restarts",
+                path.display()
+            );
+            self.path = None;
+        }
+    }
 }
 
 /// This node's id and address, and every other node's.
@@ -119,9 +189,17 @@ fn resolve(name: &str) -> Result<IpAddr, String> {
 
 /// The addresses of this host's interfaces (getifaddrs).
 pub fn local_addresses() -> Vec<IpAddr> {
+    local_interfaces().into_iter().map(|(_, a)| a).collect()
+}
+
+/// Every IPv4 and IPv6 address of this host's interfaces with the interface's name
+/// (getifaddrs), in the calling thread's network namespace.
+pub fn local_interfaces() -> Vec<(String, IpAddr)> {
     let mut out = Vec::new();
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `head` with a list we walk read-only and free once.
+    // SAFETY: getifaddrs fills `head` with a list we walk read-only and free once; every
+    // non-null ifa_name is a NUL-terminated string and every non-null ifa_addr a sockaddr of
+    // the family it names, valid until freeifaddrs.
     unsafe {
         if libc::getifaddrs(&mut head) != 0 {
             return out;
@@ -129,17 +207,23 @@ pub fn local_addresses() -> Vec<IpAddr> {
         let mut p = head;
         while !p.is_null() {
             let a = (*p).ifa_addr;
+            let name = if (*p).ifa_name.is_null() {
+                String::new()
+            } else {
+                std::ffi::CStr::from_ptr((*p).ifa_name)
+                    .to_string_lossy()
+                    .into_owned()
+            };
             if !a.is_null() {
                 match i32::from((*a).sa_family) {
                     libc::AF_INET => {
                         let sin = &*(a as *const libc::sockaddr_in);
-                        out.push(IpAddr::from(
-                            u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
-                        ));
+                        let ip = IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes());
+                        out.push((name, ip));
                     }
                     libc::AF_INET6 => {
                         let sin6 = &*(a as *const libc::sockaddr_in6);
-                        out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
+                        out.push((name, IpAddr::from(sin6.sin6_addr.s6_addr)));
                     }
                     _ => {}
                 }
@@ -189,6 +273,10 @@ pub struct Daemon {
     ring: (String, u32, u64, Vec<u32>, String),
     ready_sent: bool,
     shutting_down: bool,
+    ring_seq: RingSeqFile,
+    /// The XDP program rotord attached (XDP transport), kept across dataplane restarts and
+    /// detached on a clean shutdown; `None` on kernel UDP.
+    xdp: Option<crate::xdp::OwnedProgram>,
     buf: Vec<u8>,
     out: Vec<u8>,
 }
@@ -208,7 +296,16 @@ impl Daemon {
         let cpg_name = rotor_proto::cpg_socket_name(&plan.socket_base);
         let cpg_server = Server::bind(&cpg_name, allow)
             .map_err(|e| format!("cannot listen on abstract socket @{cpg_name}: {e}"))?;
+        let ring_seq = RingSeqFile::open(&plan.state_dir, plan.node_id);
+        // Set-up, while rotord still holds its privileges: the transport, and for XDP the
+        // program, attached once for the life of rotord.
+        let xdp = match crate::xdp::choose(plan.config.totem.transport, plan.bind)? {
+            crate::xdp::Choice::Xdp(program) => Some(program),
+            crate::xdp::Choice::Udp(_) => None,
+        };
         let mut d = Daemon {
+            ring_seq,
+            xdp,
             plan,
             cmap,
             dataplane: None,
@@ -263,6 +360,7 @@ impl Daemon {
         for (id, addr) in &p.peers {
             cmd.arg("--peer").arg(format!("{id}={addr}"));
         }
+        cmd.arg("--ring-seq").arg(self.ring_seq.saved.to_string());
         // rotord already added token_coefficient × (nodes − 2) to the token: the dataplane must
         // not add it again.
         cmd.arg("--totem").arg("token_coefficient=0");
@@ -272,13 +370,26 @@ impl Daemon {
                 cmd.arg("--totem").arg(format!("{name}={v}"));
             }
         }
-        // corosync's default (knet) and an explicit `auto` let the dataplane pick XDP when it
-        // can; udp/udpu ask for kernel UDP.
-        cmd.arg("--transport").arg(match t.transport {
-            crate::config::Transport::Xdp => "xdp",
-            crate::config::Transport::Udp | crate::config::Transport::Udpu => "udp",
-            crate::config::Transport::Knet => "auto",
-        });
+        // rotord chose the transport at start: XDP means its own program, whose maps the
+        // dataplane inherits as fds 4 and 5 (placed in pre_exec below); otherwise kernel UDP.
+        let maps = self.xdp.as_ref().map(|x| x.map_fds());
+        match &self.xdp {
+            Some(x) => {
+                cmd.arg("--transport")
+                    .arg(x.dataplane_transport())
+                    .arg("--interface")
+                    .arg(x.interface())
+                    .arg("--xdp-maps-fd")
+                    .arg(format!(
+                        "{},{}",
+                        crate::xdp::XSKS_CHILD_FD,
+                        crate::xdp::COUNTERS_CHILD_FD
+                    ));
+            }
+            None => {
+                cmd.arg("--transport").arg("udp");
+            }
+        }
         // udp (and xdp with an mcastaddr) multicast; a node alone has nobody to multicast to.
         if let Some(m) = t.multicast.filter(|_| !p.peers.is_empty()) {
             cmd.arg("--mcast").arg(m.addr.to_string());
@@ -295,11 +406,15 @@ impl Daemon {
             cmd.arg("--core").arg(core.to_string());
         }
         let theirs_fd = theirs.as_raw_fd();
-        // SAFETY: between fork and exec we only call async-signal-safe dup2/fcntl/prctl.
+        // SAFETY: between fork and exec we only call async-signal-safe dup2/fcntl/prctl. The
+        // control socket goes first: it may sit at 4 or 5, which the map fds (numbered 10 and
+        // up, see xdp::OwnedProgram) overwrite next.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::dup2(theirs_fd, 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
+                place_fd(theirs_fd, 3)?;
+                if let Some((xsks, counters)) = maps {
+                    place_fd(xsks, crate::xdp::XSKS_CHILD_FD)?;
+                    place_fd(counters, crate::xdp::COUNTERS_CHILD_FD)?;
                 }
                 // The dataplane must not outlive a rotord killed without a chance to stop it.
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
@@ -338,6 +453,21 @@ impl Daemon {
 
     /// Runs until SIGTERM/SIGINT (`stop` returns true) or a cfg shutdown.
     pub fn run(&mut self, stop: &dyn Fn() -> bool) -> Result<(), String> {
+        // Set-up is done (config, key, sockets, log, XDP program): from here rotord itself
+        // needs a capability only to detach its program, and the dataplane it starts only
+        // those its transport needs.
+        let (bounding, kept) = crate::privs::after_setup(self.xdp.is_some());
+        match crate::privs::drop_to(bounding, kept) {
+            Ok(d) if d.bounding.is_empty() && d.kept.is_empty() => {}
+            Ok(d) => log_at!(
+                Notice,
+                "MAIN",
+                "privileges dropped: rotord keeps {}; the dataplane may have {}",
+                crate::privs::Dropped::names(&d.kept),
+                crate::privs::Dropped::names(&d.bounding)
+            ),
+            Err(e) => log_at!(Error, "MAIN", "could not drop privileges: {e}"),
+        }
         self.spawn_dataplane()?;
         let mut last_check = Instant::now();
         while !(stop() || self.shutting_down) {
@@ -494,6 +624,7 @@ impl Daemon {
                             sd_notify_ready();
                         }
                     }
+                    self.ring_seq.record(ring_seq);
                     self.ring = (state, ring_rep, ring_seq, members, transport);
                     self.publish_runtime();
                 }
@@ -808,6 +939,10 @@ impl Daemon {
                 }
             }
         }
+        // After the dataplane: its sockets are closed, nothing is left to steer to.
+        if let Some(program) = self.xdp.take() {
+            program.detach();
+        }
         log_at!(Notice, "MAIN", "rotord stopped");
     }
 
@@ -843,6 +978,24 @@ fn cmap_status(e: &CmapError) -> Status {
         CmapError::UnknownTrack(_) => Status::BadHandle,
         _ => Status::InvalidParam,
     }
+}
+
+/// Makes `fd` the child's descriptor `target`, inheritable across exec: dup2, or — when it
+/// already has that number, where dup2 would do nothing — clearing close-on-exec.
+/// Async-signal-safe (for pre_exec).
+fn place_fd(fd: RawFd, target: RawFd) -> std::io::Result<()> {
+    // SAFETY: dup2 and fcntl on descriptors of this (forked) process; no memory is touched.
+    let r = unsafe {
+        if fd == target {
+            libc::fcntl(fd, libc::F_SETFD, 0)
+        } else {
+            libc::dup2(fd, target)
+        }
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn set_nonblocking(fd: RawFd) {

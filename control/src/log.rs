@@ -85,8 +85,12 @@ pub fn configure(cmap: &Cmap, foreground: bool) -> Result<(), String> {
         .filter_map(|(k, _)| k.split('.').nth(2).map(str::to_owned))
         .collect();
     if s.syslog {
+        let facility = match cmap.get("logging.syslog_facility") {
+            Some(Value::String(f)) => facility(f),
+            _ => libc::LOG_DAEMON,
+        };
         // SAFETY: openlog keeps the pointer: a static C string literal lives forever.
-        unsafe { libc::openlog(c"rotord".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };
+        unsafe { libc::openlog(c"rotord".as_ptr(), libc::LOG_PID, facility) };
     }
     if on(cmap, "logging.to_logfile", false) {
         if let Some(Value::String(path)) = cmap.get("logging.logfile") {
@@ -101,6 +105,22 @@ pub fn configure(cmap: &Cmap, foreground: bool) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// syslog's facility for a `logging.syslog_facility` name (the config parser admits only
+/// daemon and local0..local7).
+fn facility(name: &str) -> libc::c_int {
+    match name {
+        "local0" => libc::LOG_LOCAL0,
+        "local1" => libc::LOG_LOCAL1,
+        "local2" => libc::LOG_LOCAL2,
+        "local3" => libc::LOG_LOCAL3,
+        "local4" => libc::LOG_LOCAL4,
+        "local5" => libc::LOG_LOCAL5,
+        "local6" => libc::LOG_LOCAL6,
+        "local7" => libc::LOG_LOCAL7,
+        _ => libc::LOG_DAEMON,
+    }
 }
 
 /// Logs one line under a subsystem tag (at most 6 characters, as corosync pads them).

@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::str::FromStr;
 
+use xdp_prog::SteerMaps;
+
 use crate::mcast::Multicast;
 use crate::transport::Transport;
 use crate::udp::KernelUdp;
@@ -25,7 +27,8 @@ const UMEM_FRAMES_QUEUE_MIN: u32 = 256;
 pub enum TransportKind {
     Udp,
     Xdp,
-    /// XDP when running as root and the interface accepts the program, else UDP.
+    /// XDP when running as root and the interface accepts the program (or, with maps
+    /// inherited from rotord, when the AF_XDP sockets open on them), else UDP.
     #[default]
     Auto,
 }
@@ -54,13 +57,16 @@ pub enum AnyTransport {
 impl AnyTransport {
     /// Opens the provider `kind` asks for on `bind` (and `interface`, default: the interface
     /// holding `bind`'s address), joined to `mcast`'s group when the cluster multicasts.
-    /// Returns it with a sentence saying which one and why, for the log. `Auto` falls back to
-    /// UDP, with the reason, whenever XDP cannot be used.
+    /// With `maps` (the `xsks` and `counters` maps of the program rotord attached to that
+    /// interface) XDP uses them and loads no program of its own; without, it loads and
+    /// attaches its own. Returns it with a sentence saying which one and why, for the log.
+    /// `Auto` falls back to UDP, with the reason, whenever XDP cannot be used.
     pub fn open(
         kind: TransportKind,
         bind: SocketAddr,
         interface: Option<&str>,
         mcast: Option<&Multicast>,
+        maps: Option<SteerMaps>,
     ) -> Result<(AnyTransport, String), String> {
         let udp = |why: String| {
             KernelUdp::bind(bind, mcast)
@@ -79,14 +85,16 @@ impl AnyTransport {
         match kind {
             TransportKind::Udp => udp("asked for".into()),
             TransportKind::Xdp => {
-                open_xdp(bind, interface, mcast).map(|(x, why)| (x, why + " (asked for)"))
+                open_xdp(bind, interface, mcast, maps).map(|(x, why)| (x, why + " (asked for)"))
             }
             TransportKind::Auto => {
+                // With inherited maps rotord already had the privileges to attach the program;
+                // whether this process may open AF_XDP sockets is for the kernel to say.
                 // Safety: geteuid has no preconditions.
-                if unsafe { libc::geteuid() } != 0 {
+                if maps.is_none() && unsafe { libc::geteuid() } != 0 {
                     return udp("auto: not running as root, so no XDP".into());
                 }
-                match open_xdp(bind, interface, mcast) {
+                match open_xdp(bind, interface, mcast, maps) {
                     Ok((x, why)) => Ok((x, why + " (auto)")),
                     Err(e) => udp(format!("auto: XDP unavailable ({e})")),
                 }
@@ -129,6 +137,7 @@ fn open_xdp(
     bind: SocketAddr,
     interface: Option<&str>,
     mcast: Option<&Multicast>,
+    maps: Option<SteerMaps>,
 ) -> Result<(AnyTransport, String), String> {
     let name = match interface {
         Some(n) => n.to_owned(),
@@ -152,7 +161,11 @@ fn open_xdp(
     let share = (UMEM_FRAMES_TOTAL_MAX / queues.max(1)).min(UMEM_FRAMES_ONE_QUEUE);
     // A power of two, as the rings need.
     cfg.frames_per_queue = (1u32 << share.ilog2()).max(UMEM_FRAMES_QUEUE_MIN);
-    let x = XskTransport::open(&cfg).map_err(|e| e.to_string())?;
+    let x = match maps {
+        Some(maps) => XskTransport::open_inherited(&cfg, maps),
+        None => XskTransport::open(&cfg),
+    }
+    .map_err(|e| e.to_string())?;
     let why = format!("transport xdp: {}", x.describe());
     Ok((AnyTransport::Xdp(Box::new(x)), why))
 }

@@ -52,6 +52,9 @@ struct Args {
     crypto_cipher: String,
     #[arg(long, default_value = "sha256")]
     crypto_hash: String,
+    /// The highest ring sequence this node has seen before (rotord keeps it across restarts).
+    #[arg(long, default_value_t = 0)]
+    ring_seq: u64,
     /// Serve CPG sessions handed over by rotord on this inherited SOCK_SEQPACKET descriptor.
     #[arg(long)]
     control_fd: Option<i32>,
@@ -71,6 +74,11 @@ struct Args {
     /// The interface for XDP (default: the one holding the --bind address).
     #[arg(long)]
     interface: Option<String>,
+    /// XSKS,COUNTERS: inherited descriptors of the `xsks` and `counters` maps of the XDP
+    /// program rotord attached to the interface. XDP then uses them and neither loads nor
+    /// detaches a program; without them it loads and attaches its own (started by hand).
+    #[arg(long, value_parser = parse_fd_pair)]
+    xdp_maps_fd: Option<(i32, i32)>,
     /// Multicast to this group (IPv4 or IPv6, the family of --bind) on the --bind port, as
     /// corosync's `transport: udp` does: frames for every member go once to the group, the
     /// token stays unicast. Without it every frame is unicast to each peer (`udpu`).
@@ -109,6 +117,45 @@ fn set_totem(t: &mut TotemConfig, key: &str, v: u32) -> Result<(), String> {
         _ => return Err(format!("unknown totem key {key:?}")),
     }
     Ok(())
+}
+
+fn parse_fd_pair(s: &str) -> Result<(i32, i32), String> {
+    let (a, b) = s.split_once(',').ok_or("expected XSKS_FD,COUNTERS_FD")?;
+    let fd = |t: &str| -> Result<i32, String> {
+        let fd: i32 = t.trim().parse().map_err(|e| format!("{t:?}: {e}"))?;
+        if fd < 3 {
+            return Err(format!("{fd} is a standard stream, not an inherited map"));
+        }
+        Ok(fd)
+    };
+    let (a, b) = (fd(a)?, fd(b)?);
+    if a == b {
+        return Err("the two maps need two descriptors".into());
+    }
+    Ok((a, b))
+}
+
+/// Takes ownership of the inherited map descriptors of `--xdp-maps-fd` (checked to be open
+/// and distinct from the control socket) and checks that they are the maps they should be.
+fn inherited_maps(
+    (xsks, counters): (i32, i32),
+    control_fd: Option<i32>,
+) -> Result<xdp_prog::SteerMaps, String> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    for fd in [xsks, counters] {
+        if Some(fd) == control_fd {
+            return Err(format!("fd {fd} is also --control-fd"));
+        }
+        // SAFETY: F_SETFD on any integer is harmless: it fails with EBADF when nothing is open
+        // there. Close-on-exec: the maps are not for anything this process might start.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+            return Err(format!("fd {fd}: {}", std::io::Error::last_os_error()));
+        }
+    }
+    // SAFETY: both descriptors are open (checked above), distinct, not the control socket, and
+    // were passed to this process for this use alone; nothing else here refers to them.
+    let (xsks, counters) = unsafe { (OwnedFd::from_raw_fd(xsks), OwnedFd::from_raw_fd(counters)) };
+    xdp_prog::SteerMaps::from_fds(xsks, counters).map_err(|e| e.to_string())
 }
 
 fn parse_peer(s: &str) -> Result<(u32, SocketAddr), String> {
@@ -237,11 +284,26 @@ fn main() -> ExitCode {
             }
         },
     };
+    let maps = match args.xdp_maps_fd {
+        None => None,
+        Some(_) if args.transport == TransportKind::Udp => {
+            eprintln!("rotor-dataplane: --xdp-maps-fd needs --transport xdp or auto");
+            return ExitCode::FAILURE;
+        }
+        Some(fds) => match inherited_maps(fds, args.control_fd) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                eprintln!("rotor-dataplane: --xdp-maps-fd: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let opened = AnyTransport::open(
         args.transport,
         args.bind,
         args.interface.as_deref(),
         mcast.as_ref(),
+        maps,
     );
     let transport = match opened {
         Ok((t, why)) => {
@@ -269,6 +331,7 @@ fn main() -> ExitCode {
             mode,
             totem,
             epoch: since_epoch.as_secs() as u32,
+            ring_seq_start: args.ring_seq,
             seed: since_epoch.as_nanos() as u64 ^ u64::from(pid),
         },
         transport,
@@ -280,6 +343,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    drop_privileges(runner.transport());
     if let Some(fd) = args.control_fd {
         return serve(&mut runner, fd, &args);
     }
@@ -348,6 +412,82 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Once the transport is set up, keeps only what running it needs, in the effective and
+/// permitted sets, and nothing inheritable or ambient:
+/// - AF_XDP on a program this process loaded: NET_ADMIN and BPF (SYS_ADMIN on kernels without
+///   CAP_BPF), to detach the program on exit;
+/// - AF_XDP on maps inherited from rotord: nothing, unless this kernel wants CAP_BPF to read
+///   the counters map (before 6.5, with unprivileged BPF disabled, every bpf(2) call does) —
+///   found out by reading it once with an empty effective set;
+/// - kernel UDP: nothing.
+///
+/// The bounding set is rotord's business (this process has no CAP_SETPCAP to change it).
+/// Without capabilities there is nothing to do.
+fn drop_privileges(transport: &AnyTransport) {
+    use caps::{CapSet, Capability};
+    let Ok(permitted) = caps::read(None, CapSet::Permitted) else {
+        return;
+    };
+    if permitted.is_empty() {
+        return;
+    }
+    let bpf = if caps::runtime::thread_all_supported().contains(&Capability::CAP_BPF) {
+        Capability::CAP_BPF
+    } else {
+        Capability::CAP_SYS_ADMIN
+    };
+    let only = |list: &[Capability]| -> caps::CapsHashSet {
+        list.iter()
+            .copied()
+            .filter(|c| permitted.contains(c))
+            .collect()
+    };
+    let xsk = match transport {
+        AnyTransport::Xdp(x) => Some(x),
+        AnyTransport::Udp(_) => None,
+    };
+    let (keep, why) = match xsk {
+        Some(x) if x.owns_program() => (
+            only(&[Capability::CAP_NET_ADMIN, bpf]),
+            " (to detach its XDP program on exit)",
+        ),
+        Some(x) => {
+            // BPF stays permitted (not effective) for the probe, then goes or comes back.
+            let probe = caps::clear(None, CapSet::Effective)
+                .and_then(|()| caps::set(None, CapSet::Permitted, &only(&[bpf])));
+            if probe.is_ok() && x.xdp_counters().is_err() {
+                (
+                    only(&[bpf]),
+                    " (this kernel needs it to read the XDP counters map)",
+                )
+            } else {
+                (caps::CapsHashSet::new(), "")
+            }
+        }
+        None => (caps::CapsHashSet::new(), ""),
+    };
+    let result = caps::clear(None, CapSet::Ambient)
+        .and_then(|()| caps::clear(None, CapSet::Inheritable))
+        .and_then(|()| caps::set(None, CapSet::Effective, &keep))
+        .and_then(|()| caps::set(None, CapSet::Permitted, &keep));
+    match result {
+        Ok(()) => {
+            let mut names: Vec<String> =
+                keep.iter().map(|c| c.to_string().to_lowercase()).collect();
+            names.sort();
+            eprintln!(
+                "rotor-dataplane: [MAIN  ] privileges dropped after set-up: keeps {}{why}",
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(",")
+                }
+            );
+        }
+        Err(e) => eprintln!("rotor-dataplane: [MAIN  ] could not drop privileges: {e}"),
+    }
+}
+
 /// Service mode: CPG sessions from rotord until it says stop, hangs up, or SIGTERM.
 fn serve(runner: &mut Runner<AnyTransport>, fd: i32, args: &Args) -> ExitCode {
     use rotor_dataplane::service::{run, Control, PollMode};
@@ -399,5 +539,28 @@ fn serve(runner: &mut Runner<AnyTransport>, fd: i32, args: &Args) -> ExitCode {
             eprintln!("rotor-dataplane: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_fd_pairs_are_validated() {
+        assert_eq!(parse_fd_pair("4,5"), Ok((4, 5)));
+        assert!(parse_fd_pair("4").is_err());
+        assert!(parse_fd_pair("4,4").is_err(), "one fd for two maps");
+        assert!(parse_fd_pair("1,5").is_err(), "a standard stream");
+        assert!(parse_fd_pair("4,x").is_err());
+    }
+
+    #[test]
+    fn a_closed_or_control_fd_is_not_taken() {
+        assert!(inherited_maps((4, 5), Some(4))
+            .unwrap_err()
+            .contains("--control-fd"));
+        // Far above anything this test process has open.
+        assert!(inherited_maps((1_000_000, 1_000_001), None).is_err());
     }
 }

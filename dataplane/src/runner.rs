@@ -29,6 +29,9 @@ pub struct RunnerConfig {
     pub totem: TotemConfig,
     /// Per-boot epoch: must grow on every restart (used as totem incarnation and crypto epoch).
     pub epoch: u32,
+    /// The highest ring sequence this node saw before it restarted (rotord persists it), so
+    /// rings it forms are numbered above every ring it was part of.
+    pub ring_seq_start: u64,
     pub seed: u64,
 }
 
@@ -158,7 +161,7 @@ impl<T: Transport> Runner<T> {
                 node_id: NodeId(cfg.node_id),
                 cluster,
                 incarnation: cfg.epoch,
-                ring_seq_start: 0,
+                ring_seq_start: cfg.ring_seq_start,
                 seed: cfg.seed,
             },
             Instant(0),
@@ -400,6 +403,7 @@ mod tests {
                 mode: CryptoMode::Gcm256,
                 totem: TotemConfig::default(),
                 epoch: 1,
+                ring_seq_start: 0,
                 seed: 1,
             },
             udp,

@@ -29,6 +29,9 @@ use crate::transport::Transport;
 pub const CLIENT_BACKLOG_BYTES_MAX: usize = 64 << 20;
 /// Requests taken from one client per turn, so one busy client cannot starve the others.
 const REQUESTS_PER_TURN: usize = 256;
+/// How long the loop sleeps at most while a client's ring is too full for its records (the
+/// client frees room without waking us).
+const BACKLOG_RETRY: Duration = Duration::from_millis(1);
 /// How often sessions are checked for a dead peer and stats are published.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -422,25 +425,42 @@ impl Clients {
 
     /// Descriptors to sleep on: each session's wake eventfd (armed) and control socket.
     /// Returns `false` when a record is already waiting (do not sleep).
-    pub fn arm(&mut self, fds: &mut Vec<RawFd>) -> bool {
-        let mut idle = true;
+    pub fn arm(&mut self, fds: &mut Vec<RawFd>) -> Armed {
+        let mut armed = Armed {
+            ready: false,
+            backlogged: false,
+        };
         for c in &mut self.clients {
-            if c.pending.is_some() || !c.backlog.is_empty() {
-                idle = false;
+            fds.push(c.session.control_fd());
+            if !c.backlog.is_empty() {
+                armed.backlogged = true;
+            }
+            if c.pending.is_some() {
+                // The node refused its last request for want of room, which only the network
+                // frees (the token's next visit): nothing to read from this client until then,
+                // so no wake-up from it either. Spinning here starved the other processes.
+                continue;
             }
             match c.session.arm_for_poll() {
-                Ok(true) => idle = false,
+                Ok(true) => armed.ready = true,
                 Ok(false) => {}
                 Err(e) => {
                     c.close(CloseKind::of(&e), e.to_string());
-                    idle = false;
+                    armed.ready = true;
                 }
             }
             fds.push(c.session.as_raw_fd());
-            fds.push(c.session.control_fd());
         }
-        idle
+        armed
     }
+}
+
+/// What [`Clients::arm`] found.
+pub struct Armed {
+    /// A record is waiting (or a session failed): do not sleep.
+    pub ready: bool,
+    /// Some client's ring is full with records queued for it: look again soon.
+    pub backlogged: bool,
 }
 
 enum Handled {
@@ -698,14 +718,24 @@ pub fn run<T: Transport>(
         let mut work = clients.serve(runner);
         fds.clear();
         fds.push(control.fd());
-        let idle = clients.arm(&mut fds);
-        let max_wait = if !idle || work > 0 {
+        // Arm the clients' wake-ups only on the way to sleep: an armed session makes its
+        // client signal an eventfd (a system call) for every record it writes.
+        let max_wait = if work > 0 {
             Duration::ZERO
         } else {
             match mode {
                 PollMode::Busy => Duration::ZERO,
                 PollMode::Adaptive { spin } if last_work.elapsed() < spin => Duration::ZERO,
-                _ => HOUSEKEEPING_INTERVAL,
+                _ => {
+                    let armed = clients.arm(&mut fds);
+                    if armed.ready {
+                        Duration::ZERO
+                    } else if armed.backlogged {
+                        BACKLOG_RETRY
+                    } else {
+                        HOUSEKEEPING_INTERVAL
+                    }
+                }
             }
         };
         work += runner.turn(max_wait, &fds, |ev| clients.on_event(ev))?;

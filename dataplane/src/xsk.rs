@@ -20,8 +20,12 @@
 //! - **Bind**: zero-copy first, copy mode when the driver refuses (veth, most virtual NICs),
 //!   always with need_wakeup; libxdp's own program loading is inhibited (its dispatcher fails on
 //!   veth with EPERM, and xdp-prog is ours), so the socket fd is put into xdp-prog's `xsks` map.
-//! - **Drop**: sockets and UMEMs are released first, then the XDP program is detached (field
-//!   order).
+//! - **Program**: [`XskTransport::open`] loads and attaches xdp-prog itself (a dataplane started
+//!   by hand); [`XskTransport::open_inherited`] uses the `xsks` and `counters` maps of the
+//!   program rotord loaded and attached ([`xdp_prog::SteerMaps`]), and neither loads nor
+//!   detaches anything.
+//! - **Drop**: sockets and UMEMs are released first (the kernel then removes them from the
+//!   `xsks` map), then a program this transport loaded is detached (field order).
 //!
 //! Not done yet: IP multicast, several queues sharing one UMEM, busy polling (`SO_BUSY_POLL`),
 //! TX metadata/checksum offload, frames larger than one UMEM frame (multi-buffer).
@@ -33,7 +37,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use xdp_prog::{AttachMode, AttachedMode, XdpCounters, XdpError, XdpProgram};
+use xdp_prog::{AttachMode, AttachedMode, SteerMaps, XdpCounters, XdpError, XdpProgram};
 use xsk_rs::config::{
     BindFlags, Interface as XskInterface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
 };
@@ -57,6 +61,7 @@ pub struct XskConfig {
     pub bind: SocketAddr,
     /// Receive queues to serve, one socket each (queue 0 is enough on veth).
     pub queues: Vec<u32>,
+    /// How [`XskTransport::open`] attaches the program it loads (unused with inherited maps).
     pub attach: AttachMode,
     /// UMEM frames per queue, a power of two ≥ 2 × [`RX_BATCH`]: half for RX, half for TX.
     pub frames_per_queue: u32,
@@ -190,10 +195,43 @@ impl Queue {
     }
 }
 
+/// Where the steering program comes from.
+enum Steering {
+    /// Loaded and attached by this transport; detached when it drops.
+    Owned(XdpProgram),
+    /// Loaded and attached by rotord, which keeps it across dataplane restarts and detaches it
+    /// itself: this process holds only the two maps it uses.
+    Inherited(SteerMaps),
+}
+
+impl Steering {
+    fn maps(&self) -> &SteerMaps {
+        match self {
+            Steering::Owned(p) => p.maps(),
+            Steering::Inherited(m) => m,
+        }
+    }
+
+    fn mode(&self) -> Option<AttachedMode> {
+        match self {
+            Steering::Owned(p) => Some(p.mode()),
+            Steering::Inherited(_) => None,
+        }
+    }
+
+    /// `native XDP`, `generic XDP`, or whose program it is when not ours.
+    fn describe(&self) -> String {
+        match self {
+            Steering::Owned(p) => format!("{} XDP", p.mode()),
+            Steering::Inherited(_) => "XDP program inherited from rotord".to_owned(),
+        }
+    }
+}
+
 /// The AF_XDP transport. Field order is drop order: sockets and UMEMs go before the program.
 pub struct XskTransport {
     queues: Vec<Queue>,
-    program: XdpProgram,
+    program: Steering,
     neigh: NeighCache,
     link: LinkInfo,
     local: SocketAddr,
@@ -223,6 +261,7 @@ impl fmt::Debug for XskTransport {
             .field("local", &self.local)
             .field("bind_mode", &self.bind_mode)
             .field("attach_mode", &self.program.mode())
+            .field("owns_program", &self.owns_program())
             .field(
                 "queues",
                 &self.queues.iter().map(|q| q.id).collect::<Vec<_>>(),
@@ -298,8 +337,27 @@ impl XskTransport {
     /// Loads and attaches xdp-prog on `cfg.interface` with `cfg.bind`'s port as the cluster
     /// port, binds one socket per queue (zero-copy, else copy mode) and registers it in the
     /// program's `xsks` map. Acts on the calling thread's network namespace. Needs root (or
-    /// CAP_NET_ADMIN + CAP_BPF + CAP_NET_RAW).
+    /// CAP_NET_ADMIN + CAP_BPF + CAP_NET_RAW). Dropping the transport detaches the program.
     pub fn open(cfg: &XskConfig) -> Result<XskTransport, XskError> {
+        XskTransport::open_with(cfg, |link| {
+            XdpProgram::load(link.ifindex, &[cfg.bind.port()], cfg.attach)
+                .map(Steering::Owned)
+                .map_err(XskError::Program)
+        })
+    }
+
+    /// Like [`XskTransport::open`], on a program someone else (rotord) loaded and attached to
+    /// `cfg.interface` with the cluster port: the sockets go into its `xsks` map, the
+    /// counters come from its `counters` map, and nothing is loaded or detached here. Needs
+    /// CAP_NET_RAW (and CAP_BPF for the map update on kernels before 6.5).
+    pub fn open_inherited(cfg: &XskConfig, maps: SteerMaps) -> Result<XskTransport, XskError> {
+        XskTransport::open_with(cfg, |_| Ok(Steering::Inherited(maps)))
+    }
+
+    fn open_with(
+        cfg: &XskConfig,
+        steering: impl FnOnce(&LinkInfo) -> Result<Steering, XskError>,
+    ) -> Result<XskTransport, XskError> {
         let link = neigh::link_by_name(&cfg.interface)
             .map_err(|e| XskError::Interface(format!("interface {}: {e}", cfg.interface)))?;
         if !link.addrs.contains(&cfg.bind.ip()) {
@@ -312,8 +370,7 @@ impl XskTransport {
         if cfg.queues.is_empty() {
             return Err(XskError::Interface("no receive queue to serve".into()));
         }
-        let program = XdpProgram::load(link.ifindex, &[cfg.bind.port()], cfg.attach)
-            .map_err(XskError::Program)?;
+        let program = steering(&link)?;
         let mut queues = Vec::with_capacity(cfg.queues.len());
         let mut bind_mode = cfg.bind_mode.unwrap_or(BindMode::ZeroCopy);
         for &id in &cfg.queues {
@@ -337,7 +394,10 @@ impl XskTransport {
             // SAFETY: the socket's fd is open for as long as `q` (which holds the socket) lives,
             // and the map keeps its own reference.
             let fd = unsafe { BorrowedFd::borrow_raw(q.rx.fd().as_raw_fd()) };
-            program.insert_xsk(id, fd).map_err(XskError::Program)?;
+            program
+                .maps()
+                .insert_xsk(id, fd)
+                .map_err(XskError::Program)?;
             queues.push(q);
         }
         let epoll = if queues.len() > 1 {
@@ -363,7 +423,7 @@ impl XskTransport {
             }
         };
         tracing::info!(
-            interface = %link.name, mode = %program.mode(), bind = %bind_mode,
+            interface = %link.name, program = %program.describe(), bind = %bind_mode,
             "AF_XDP transport ready"
         );
         Ok(XskTransport {
@@ -385,8 +445,15 @@ impl XskTransport {
         self.bind_mode
     }
 
-    pub fn attach_mode(&self) -> AttachedMode {
+    /// The mode of the program this transport attached; `None` with an inherited program.
+    pub fn attach_mode(&self) -> Option<AttachedMode> {
         self.program.mode()
+    }
+
+    /// Whether this transport loaded (and will detach) the program, rather than inheriting
+    /// its maps from rotord.
+    pub fn owns_program(&self) -> bool {
+        matches!(self.program, Steering::Owned(_))
     }
 
     pub fn interface(&self) -> &str {
@@ -403,7 +470,7 @@ impl XskTransport {
 
     /// The XDP program's counters (summed over CPUs).
     pub fn xdp_counters(&self) -> Result<XdpCounters, XdpError> {
-        self.program.counters()
+        self.program.maps().counters()
     }
 
     /// The kernel's per-socket statistics, summed over queues: (rx_dropped, rx_ring_full,
@@ -421,12 +488,13 @@ impl XskTransport {
         Ok(s)
     }
 
-    /// A one-line description for logs: interface, XDP mode, bind mode, queues.
+    /// A one-line description for logs: interface, XDP mode (or whose program), bind mode,
+    /// queues.
     pub fn describe(&self) -> String {
         format!(
-            "AF_XDP on {} ({} XDP, {}-mode sockets, queues {:?})",
+            "AF_XDP on {} ({}, {}-mode sockets, queues {:?})",
             self.link.name,
-            self.program.mode(),
+            self.program.describe(),
             self.bind_mode,
             self.queues.iter().map(|q| q.id).collect::<Vec<_>>()
         )

@@ -16,12 +16,8 @@ use rotor_testbed::{root_or_skip, Testbed};
 /// `target/<profile>/rotord` and `…/rotor`, built first (`cargo test -p rotor-dataplane`
 /// builds neither; the build is a no-op when they are current).
 fn rotord_and_tool() -> (PathBuf, PathBuf) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let ok = Command::new(cargo)
-        .args(["build", "-p", "rotor-control", "-p", "rotor-client"])
-        .status()
-        .expect("run cargo build");
-    assert!(ok.success(), "building rotord and rotor failed");
+    rotor_testbed::rotor::cargo_build(&["rotor-control", "rotor-client"])
+        .expect("building rotord and rotor");
     let dataplane = Path::new(env!("CARGO_BIN_EXE_rotor-dataplane"));
     (
         dataplane.with_file_name("rotord"),

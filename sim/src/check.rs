@@ -34,6 +34,8 @@ pub struct Submitted {
     pub group: Vec<u8>,
     pub guarantee: Guarantee,
     pub life: usize,
+    /// Simulated time of the submission, ns.
+    pub at_ns: u64,
 }
 
 pub enum Entry {

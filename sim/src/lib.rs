@@ -10,4 +10,4 @@ pub mod net;
 pub mod rng;
 pub mod world;
 
-pub use world::{run, Action, Faults, RunReport, SimConfig, When};
+pub use world::{run, Action, Faults, RunReport, SimConfig, When, APP_GAP_US_BUSY};

@@ -5,7 +5,7 @@ use std::process::exit;
 use rotor_sim::{run, Faults, SimConfig};
 
 const USAGE: &str = "usage: rotor-sim [--seeds N] [--seed S] [--first-seed S] [--nodes K] \
-[--faults none|loss|partition|crash|all] [--fault-ms MS] [--verbose]";
+[--faults none|loss|partition|crash|all] [--fault-ms MS] [--app-gap-us MIN,MAX] [--verbose]";
 
 fn main() {
     let mut seeds = 20u64;
@@ -14,6 +14,7 @@ fn main() {
     let mut faults = Faults::All;
     let mut fault_ms = 6_000u64;
     let mut verbose = false;
+    let mut app_gap_us = rotor_sim::APP_GAP_US_BUSY;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| -> String {
@@ -43,6 +44,14 @@ fn main() {
                     eprintln!("rotor-sim: unknown fault mix {s}\n{USAGE}");
                     exit(2)
                 })
+            }
+            "--app-gap-us" => {
+                let s = value("--app-gap-us");
+                let (lo, hi) = s.split_once(',').unwrap_or((&s, &s));
+                app_gap_us = (
+                    number("--app-gap-us", lo.to_owned()),
+                    number("--app-gap-us", hi.to_owned()),
+                );
             }
             "--verbose" | "-v" => verbose = true,
             "-h" | "--help" => {
@@ -79,6 +88,7 @@ fn main() {
             fault_ms,
             verbose,
             script: Vec::new(),
+            app_gap_us,
         };
         let replay = cfg.replay_command();
         let report = run(cfg);

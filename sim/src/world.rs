@@ -90,7 +90,14 @@ pub struct SimConfig {
     pub verbose: bool,
     /// Scripted faults (in addition to the random mix chosen by `faults`).
     pub script: Vec<(When, Action)>,
+    /// Gap between application actions, microseconds (uniform in `[min, max)`). The default
+    /// keeps the ring busy; gaps longer than the idle rotations before a token hold let nodes
+    /// hold the token, which the latency checks need.
+    pub app_gap_us: (u64, u64),
 }
+
+/// The default `app_gap_us`: a busy ring.
+pub const APP_GAP_US_BUSY: (u64, u64) = (250, 4_000);
 
 impl SimConfig {
     pub fn new(seed: u64, nodes: usize, faults: Faults) -> Self {
@@ -101,18 +108,27 @@ impl SimConfig {
             fault_ms: 6_000,
             verbose: false,
             script: Vec::new(),
+            app_gap_us: APP_GAP_US_BUSY,
         }
     }
 
     /// The command that replays this run exactly.
     pub fn replay_command(&self) -> String {
-        format!(
+        let mut cmd = format!(
             "cargo xtask sim --seed {} --nodes {} --faults {} --fault-ms {}",
             self.seed,
             self.nodes,
             self.faults.name(),
             self.fault_ms
-        )
+        );
+        if self.app_gap_us != APP_GAP_US_BUSY {
+            let (lo, hi) = self.app_gap_us;
+            cmd.push_str(&format!(" --app-gap-us {lo},{hi}"));
+        }
+        if !self.script.is_empty() {
+            cmd.push_str(" (plus the test's script)");
+        }
+        cmd
     }
 }
 
@@ -132,6 +148,8 @@ pub struct RunReport {
     pub script_fired: usize,
     /// Every regular configuration installed: (ms, node, members), in simulated time order.
     pub installs: Vec<(u64, u32, Vec<u32>)>,
+    /// Every self-delivery: (submitted at, ms; submit to delivery at the sender, µs).
+    pub self_delivery: Vec<(u64, u64)>,
 }
 
 struct Proc {
@@ -409,6 +427,13 @@ impl World {
                     let view = life.views.get(d.group).cloned().unwrap_or_default();
                     match read_payload(d.data) {
                         Some(id) if id.node == d.sender.node.0 && id.pid == d.sender.pid => {
+                            if id.node == life.node.0 && id.incarnation == life.incarnation {
+                                if let Some(sub) = self.submitted.get(&id) {
+                                    self.report
+                                        .self_delivery
+                                        .push((sub.at_ns / MS, (now - sub.at_ns) / 1_000));
+                                }
+                            }
                             life.entries.push(Entry::Deliver { id, group: d.group.to_vec(), guarantee: d.guarantee, view });
                         }
                         _ => self.report.violations.push(format!(
@@ -527,6 +552,7 @@ impl World {
             group: GROUPS[group].to_vec(),
             guarantee,
             life: n.life,
+            at_ns: self.now,
         };
         self.submitted.insert(id, submitted);
         Ok(id)
@@ -824,7 +850,8 @@ impl World {
             if !healed {
                 if self.now >= next_app {
                     self.app_action();
-                    next_app = self.now + self.rng.range(MS / 4, 4 * MS);
+                    let (lo, hi) = self.cfg.app_gap_us;
+                    next_app = self.now + self.rng.range(lo * 1_000, hi.max(lo + 1) * 1_000);
                 }
                 if self.now >= next_fault {
                     self.fault_action();
@@ -966,6 +993,9 @@ fn trace_datagram(now: u64, from: NodeId, to: NodeId, bytes: &[u8]) {
         }
         wire::KIND_COMMIT => println!("    {}us commit {}->{}", now / 1000, from, to),
         wire::KIND_MERGE_DETECT => println!("    {}us merge-detect {}->{}", now / 1000, from, to),
+        wire::KIND_TOKEN => println!("    {}us token {}->{}", now / 1000, from, to),
+        wire::KIND_HOLD_CANCEL => println!("    {}us hold-cancel {}->{}", now / 1000, from, to),
+        wire::KIND_DATA => println!("    {}us data {}->{}", now / 1000, from, to),
         _ => {}
     }
 }

@@ -2,14 +2,14 @@
 //! a partition into halves and its heal, a node restarting with the same id, a long pause.
 //! Each runs with traffic and the EVS checkers, several seeds each.
 
-use rotor_sim::{run, Action, Faults, RunReport, SimConfig, When};
+use rotor_sim::{run, Action, Faults, RunReport, SimConfig, When, APP_GAP_US_BUSY};
 use totem_core::State;
 
 /// Fault phase of every scenario; crashed nodes come back after it.
 const FAULT_MS: u64 = 4_000;
 
 fn scenario(name: &str, nodes: usize, script: Vec<(When, Action)>) -> Vec<RunReport> {
-    scenario_seeds(name, nodes, script, 1..=8)
+    scenario_seeds(name, nodes, script, 1..=8, APP_GAP_US_BUSY)
 }
 
 fn scenario_seeds(
@@ -17,6 +17,7 @@ fn scenario_seeds(
     nodes: usize,
     script: Vec<(When, Action)>,
     seeds: std::ops::RangeInclusive<u64>,
+    app_gap_us: (u64, u64),
 ) -> Vec<RunReport> {
     let mut reports = Vec::new();
     for seed in seeds {
@@ -27,6 +28,7 @@ fn scenario_seeds(
             fault_ms: FAULT_MS,
             verbose: false,
             script: script.clone(),
+            app_gap_us,
         };
         let replay = cfg.replay_command();
         let report = run(cfg);
@@ -68,6 +70,7 @@ fn survivors_of_a_crash_form_their_ring_without_splitting() {
         3,
         vec![(When::At(crash_at), Action::Crash(2))],
         1..=40,
+        APP_GAP_US_BUSY,
     );
     for (k, r) in reports.iter().enumerate() {
         let after: Vec<_> = r
@@ -196,4 +199,54 @@ fn long_pause_longer_than_the_token_timeout() {
             },
         )],
     );
+}
+
+#[test]
+fn an_idle_ring_delivers_without_waiting_for_a_held_token() {
+    // Sparse traffic (gaps of 20-200 ms, longer than the idle rotations after which a node
+    // holds the token) and no faults: a message must never wait for a hold timer. A hold-cancel
+    // that reached a node before the token did used to be ignored, and that node then held the
+    // token for the whole hold time while the sender waited.
+    for seed in 1..=40u64 {
+        let nodes = 3 + (seed % 3) as usize;
+        let cfg = SimConfig {
+            seed,
+            nodes,
+            faults: Faults::None,
+            fault_ms: 3_000,
+            verbose: false,
+            script: Vec::new(),
+            app_gap_us: (20_000, 200_000),
+        };
+        let replay = cfg.replay_command();
+        let report = run(cfg);
+        assert!(
+            report.violations.is_empty(),
+            "seed {seed}: {:?}",
+            report.violations
+        );
+        // Messages submitted once every node has installed the ring of all.
+        let formed = report
+            .installs
+            .iter()
+            .filter(|(_, _, members)| members.len() == nodes)
+            .map(|(ms, _, _)| *ms)
+            .nth(nodes - 1)
+            .expect("the full ring formed");
+        let steady: Vec<&(u64, u64)> = report
+            .self_delivery
+            .iter()
+            .filter(|(at, _)| *at > formed)
+            .collect();
+        assert!(
+            steady.len() >= 10,
+            "seed {seed}: only {} messages",
+            steady.len()
+        );
+        let worst = steady.iter().map(|(_, us)| *us).max().unwrap_or(0);
+        assert!(
+            worst < 20_000,
+            "seed {seed}: a self-delivery took {worst} us ({replay})"
+        );
+    }
 }

@@ -53,6 +53,49 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
     .unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
+/// A process's capability sets as `/proc/PID/status` shows them (bit N is capability N):
+/// (effective, permitted, bounding).
+pub fn cap_masks(pid: libc::pid_t) -> io::Result<(u64, u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let mask = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("no {key} in /proc/{pid}/status"),
+                )
+            })
+    };
+    Ok((mask("CapEff:")?, mask("CapPrm:")?, mask("CapBnd:")?))
+}
+
+/// A fresh directory `name` under the system's temporary directory (anything of that name
+/// removed first), removed with its contents when dropped.
+#[derive(Debug)]
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> io::Result<TempDir> {
+        let path = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)?;
+        Ok(TempDir(path))
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Host `i`'s IPv4 address (1-based).
 pub fn ipv4(i: usize) -> Ipv4Addr {
     assert!((1..=HOSTS_MAX).contains(&i), "host index {i}");

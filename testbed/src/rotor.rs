@@ -116,6 +116,28 @@ pub fn write_authkey(path: &Path) -> io::Result<()> {
         .write_all(&key)
 }
 
+/// Builds `packages` (`cargo build -p …`, with the cargo running the tests): a test of one
+/// package needs the binaries of others, which `cargo test -p` neither builds nor rebuilds
+/// when stale (a stale rotord would speak an older ring version). A no-op when they are
+/// current. The error says which packages failed.
+pub fn cargo_build(packages: &[&str]) -> io::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build");
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    let status = cmd.status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "cargo build of {}: {status}",
+            packages.join(", ")
+        )))
+    }
+}
+
 /// Where the binaries are: `rotord`, `rotor-dataplane` (beside rotord) and `rotor`.
 #[derive(Clone, Debug)]
 pub struct Bins {
@@ -244,21 +266,32 @@ impl Testbed {
         }
     }
 
-    /// Kills host `i`'s node as a crash or power loss would: SIGKILL to every process in the
-    /// host, the dataplane first (rotord's death would otherwise signal it to leave cleanly).
-    /// Returns how many processes were signalled.
-    pub fn kill_host(&self, i: usize) -> usize {
-        let ns = self.host(i);
-        let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() else {
-            return 0;
+    /// Every process running in host `i`, with its command name (`/proc/PID/comm`).
+    pub fn processes(&self, i: usize) -> Vec<(libc::pid_t, String)> {
+        let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.host(i)])
+            .output()
+        else {
+            return Vec::new();
         };
-        let mut pids: Vec<(bool, libc::pid_t)> = String::from_utf8_lossy(&out.stdout)
+        String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
             .filter_map(|p| p.parse().ok())
             .map(|pid| {
                 let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                (comm.trim() != "rotor-dataplane", pid)
+                (pid, comm.trim().to_owned())
             })
+            .collect()
+    }
+
+    /// Kills host `i`'s node as a crash or power loss would: SIGKILL to every process in the
+    /// host, the dataplane first (rotord's death would otherwise signal it to leave cleanly).
+    /// Returns how many processes were signalled.
+    pub fn kill_host(&self, i: usize) -> usize {
+        let mut pids: Vec<(bool, libc::pid_t)> = self
+            .processes(i)
+            .into_iter()
+            .map(|(pid, comm)| (comm != "rotor-dataplane", pid))
             .collect();
         pids.sort_unstable();
         for (_, pid) in &pids {

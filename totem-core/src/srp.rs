@@ -1070,8 +1070,11 @@ impl Srp {
         if hdr.ring() != self.installed.ring || self.state != State::Operational {
             return Err(DropReason::StaleRing);
         }
+        // Some member has messages: the next token visit must not be held either. A cancel can
+        // overtake the token on its way here; corosync resets its idle count whether or not it
+        // holds the token, and so do we (otherwise the sender waits out the hold timer).
+        self.idle_rotations = 0;
         if self.held.is_some() {
-            self.idle_rotations = 0;
             self.set_timer(Timer::Hold, Some(now));
         }
         Ok(())

@@ -190,6 +190,11 @@ impl XdpProgram {
         self.steer.remove_xsk(queue_index)
     }
 
+    /// See [`SteerProgram::maps`].
+    pub fn maps(&self) -> &crate::SteerMaps {
+        self.steer.maps()
+    }
+
     /// See [`SteerProgram::xsks_map_fd`].
     pub fn xsks_map_fd(&self) -> BorrowedFd<'_> {
         self.steer.xsks_map_fd()

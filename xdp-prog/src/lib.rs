@@ -5,14 +5,18 @@
 //! they arrived on; everything else, and everything it cannot parse, goes to the kernel untouched.
 //! The loader loads it, keeps its maps (ports, AF_XDP sockets by queue, per-CPU counters),
 //! attaches it in native or generic mode, replaces a stale copy left by a crashed run, and
-//! detaches it. It deliberately does nothing else: no packet processing beyond steering (no
-//! rewriting, dropping, answering or validating rotor headers), and it creates no AF_XDP socket —
-//! those belong to the dataplane, which only hands their fds to [`SteerProgram::insert_xsk`].
+//! detaches it. [`SteerMaps`] is the part a dataplane needs (its sockets into `xsks`, the
+//! `counters`), whether from a program it loaded or from fds of one rotord loaded. It
+//! deliberately does nothing else: no packet processing beyond steering (no rewriting, dropping,
+//! answering or validating rotor headers), and it creates no AF_XDP socket — those belong to the
+//! dataplane, which only hands their fds to [`SteerMaps::insert_xsk`].
 
 mod attach;
+mod maps;
 mod program;
 
 pub use attach::{AttachMode, AttachedMode, Interface, LoadOptions, XdpProgram};
+pub use maps::SteerMaps;
 pub use program::{SteerProgram, XdpAction, XdpCounters};
 
 /// The program's function name, as the kernel reports it (`bpftool prog`, `ip link`): the
@@ -95,6 +99,12 @@ pub enum XdpError {
         interface: String,
         native: libbpf_rs::Error,
         generic: libbpf_rs::Error,
+    },
+    #[error("inherited fd {fd} is not the {map:?} map of rotor's XDP program: {reason}")]
+    InheritedMap {
+        map: &'static str,
+        fd: i32,
+        reason: String,
     },
     #[error("{operation} failed: {source}")]
     Bpf {

@@ -1,13 +1,13 @@
 //! The XDP program loaded into the kernel (not attached to any interface) and its maps.
 
 use std::collections::BTreeSet;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ObjectBuilder, ProgramInput};
 
 use crate::{
-    Counter, XdpError, COUNTERS_MAP_NAME, PORTS_MAP_NAME, PORT_COUNT_MAX, PROGRAM_NAME,
-    QUEUE_COUNT_MAX, XSKS_MAP_NAME,
+    SteerMaps, XdpError, COUNTERS_MAP_NAME, PORTS_MAP_NAME, PORT_COUNT_MAX, PROGRAM_NAME,
+    XSKS_MAP_NAME,
 };
 
 /// The BPF object compiled from `bpf/xdp_steer.c` by build.rs.
@@ -63,8 +63,9 @@ pub struct SteerProgram {
     /// A duplicate of the program's fd, so borrowing it does not borrow `object`.
     prog_fd: OwnedFd,
     ports: MapHandle,
-    xsks: MapHandle,
-    counters: MapHandle,
+    /// Duplicates of the `xsks` and `counters` map fds: the operations a dataplane also does
+    /// on inherited maps, in one place.
+    maps: SteerMaps,
 }
 
 impl SteerProgram {
@@ -92,11 +93,17 @@ impl SteerProgram {
             .as_fd()
             .try_clone_to_owned()
             .map_err(|error| XdpError::bpf("duplicating the program fd")(error.into()))?;
+        let map_fd = |name: &'static str| -> Result<OwnedFd, XdpError> {
+            map_handle(name)?
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|error| XdpError::bpf("duplicating a map fd")(error.into()))
+        };
+        let maps = SteerMaps::from_fds(map_fd(XSKS_MAP_NAME)?, map_fd(COUNTERS_MAP_NAME)?)?;
         let program = SteerProgram {
             prog_fd,
             ports: map_handle(PORTS_MAP_NAME)?,
-            xsks: map_handle(XSKS_MAP_NAME)?,
-            counters: map_handle(COUNTERS_MAP_NAME)?,
+            maps,
             object,
         };
         program.write_ports(&ports_wanted)?;
@@ -121,33 +128,25 @@ impl SteerProgram {
         Ok(ports)
     }
 
-    /// Steers the cluster frames received on `queue_index` to the AF_XDP socket `xsk`.
-    /// The socket must already be bound to this interface and queue (the kernel checks).
+    /// See [`SteerMaps::insert_xsk`].
     pub fn insert_xsk(&self, queue_index: u32, xsk: BorrowedFd<'_>) -> Result<(), XdpError> {
-        check_queue_index(queue_index)?;
-        let fd = u32::try_from(xsk.as_raw_fd()).expect("a BorrowedFd is never negative");
-        self.xsks
-            .update(&queue_index.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
-            .map_err(XdpError::bpf(
-                "inserting an AF_XDP socket into the xsks map",
-            ))
+        self.maps.insert_xsk(queue_index, xsk)
     }
 
-    /// Stops steering `queue_index` to a socket: its cluster frames go to the kernel again
-    /// (counted as `no_socket`). Removing an empty slot is not an error.
+    /// See [`SteerMaps::remove_xsk`].
     pub fn remove_xsk(&self, queue_index: u32) -> Result<(), XdpError> {
-        check_queue_index(queue_index)?;
-        match self.xsks.delete(&queue_index.to_ne_bytes()) {
-            Ok(()) => Ok(()),
-            Err(error) if error.kind() == libbpf_rs::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(XdpError::bpf("removing an AF_XDP socket from the xsks map")(error)),
-        }
+        self.maps.remove_xsk(queue_index)
+    }
+
+    /// The `xsks` and `counters` maps (their fds are what rotord hands to its dataplane).
+    pub fn maps(&self) -> &SteerMaps {
+        &self.maps
     }
 
     /// The fd of the `xsks` map, for a dataplane that manages the map itself (for example
     /// through xsk-rs): key `u32` queue index, value `u32` AF_XDP socket fd.
     pub fn xsks_map_fd(&self) -> BorrowedFd<'_> {
-        self.xsks.as_fd()
+        self.maps.xsks_fd()
     }
 
     /// The fd of the loaded program.
@@ -161,27 +160,9 @@ impl SteerProgram {
             .map_err(XdpError::bpf("querying the program id"))
     }
 
-    /// The counters, summed over all CPUs.
+    /// See [`SteerMaps::counters`].
     pub fn counters(&self) -> Result<XdpCounters, XdpError> {
-        let mut sums = [0u64; Counter::ALL.len()];
-        for (sum, counter) in sums.iter_mut().zip(Counter::ALL) {
-            let per_cpu = self
-                .counters
-                .lookup_percpu(&(counter as u32).to_ne_bytes(), MapFlags::ANY)
-                .map_err(XdpError::bpf("reading the counters map"))?
-                .unwrap_or_default();
-            *sum = per_cpu
-                .iter()
-                .filter_map(|value| Some(u64::from_ne_bytes(value.as_slice().try_into().ok()?)))
-                .fold(0u64, u64::wrapping_add);
-        }
-        let [redirected, passed, not_parsed, no_socket] = sums;
-        Ok(XdpCounters {
-            redirected,
-            passed,
-            not_parsed,
-            no_socket,
-        })
+        self.maps.counters()
     }
 
     /// Runs the program once on `frame` with `BPF_PROG_TEST_RUN` (receive queue 0, no
@@ -249,13 +230,6 @@ fn validate_ports(ports: &[u16]) -> Result<BTreeSet<u16>, XdpError> {
     Ok(set)
 }
 
-fn check_queue_index(queue_index: u32) -> Result<(), XdpError> {
-    if queue_index >= QUEUE_COUNT_MAX {
-        return Err(XdpError::QueueIndexOutOfRange { queue_index });
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,12 +247,6 @@ mod tests {
             Err(XdpError::InvalidPorts(_))
         ));
         assert!(validate_ports(&[]).unwrap().is_empty());
-    }
-
-    #[test]
-    fn queue_index_is_bounded() {
-        assert!(check_queue_index(QUEUE_COUNT_MAX - 1).is_ok());
-        assert!(check_queue_index(QUEUE_COUNT_MAX).is_err());
     }
 
     #[test]

@@ -307,3 +307,37 @@ fn set_ports_changes_what_is_cluster_traffic() {
     );
     assert!(program.remove_xsk(xdp_prog::QUEUE_COUNT_MAX).is_err());
 }
+
+#[test]
+fn inherited_map_fds_are_checked_and_share_the_program_maps() {
+    use std::os::fd::OwnedFd;
+    use xdp_prog::{SteerMaps, XdpError};
+    let Some(program) = load("inherited_map_fds_are_checked_and_share_the_program_maps") else {
+        return;
+    };
+    let dup = |fd: std::os::fd::BorrowedFd<'_>| -> OwnedFd { fd.try_clone_to_owned().unwrap() };
+    let maps = program.maps();
+    // What rotord hands to its dataplane: the same kernel maps through other descriptors.
+    let inherited = SteerMaps::from_fds(dup(maps.xsks_fd()), dup(maps.counters_fd())).unwrap();
+    let _ = run(&program, &cluster_ipv4_frame());
+    assert_eq!(inherited.counters().unwrap(), program.counters().unwrap());
+    assert!(inherited.counters().unwrap().no_socket >= 1);
+    assert!(inherited.remove_xsk(0).is_ok(), "an empty slot");
+    assert!(inherited.remove_xsk(xdp_prog::QUEUE_COUNT_MAX).is_err());
+    // Swapped, or not a map at all: refused before any use.
+    let swapped = SteerMaps::from_fds(dup(maps.counters_fd()), dup(maps.xsks_fd()));
+    assert!(
+        matches!(swapped, Err(XdpError::InheritedMap { map: "xsks", .. })),
+        "{swapped:?}"
+    );
+    let null: OwnedFd = std::fs::File::open("/dev/null").unwrap().into();
+    let not_a_map = SteerMaps::from_fds(dup(maps.xsks_fd()), null);
+    match not_a_map {
+        Err(
+            e @ XdpError::InheritedMap {
+                map: "counters", ..
+            },
+        ) => assert!(e.to_string().contains("not a BPF map"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}

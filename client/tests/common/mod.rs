@@ -2,19 +2,14 @@
 //! `rotor-dataplane` and `rotor` binaries.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 /// The target directory of this build, after making sure rotord and rotor-dataplane in it are
 /// current: `cargo test -p rotor-client` alone neither builds other packages' binaries nor
 /// rebuilds stale ones (a stale rotord would speak an older ring version); when they are
 /// current the build is a no-op.
 pub fn bin_dir() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let ok = Command::new(cargo)
-        .args(["build", "-p", "rotor-control", "-p", "rotor-dataplane"])
-        .status()
-        .expect("run cargo build");
-    assert!(ok.success(), "building rotord and rotor-dataplane failed");
+    rotor_testbed::rotor::cargo_build(&["rotor-control", "rotor-dataplane"])
+        .expect("building rotord and rotor-dataplane");
     std::path::Path::new(env!("CARGO_BIN_EXE_rotor"))
         .parent()
         .expect("the rotor binary sits in a directory")
@@ -33,6 +28,8 @@ pub struct Seen {
     pub delivered: usize,
     pub members: Vec<Member>,
     pub left: Vec<(Member, Reason)>,
+    /// Members of every totem ring delivered, in order.
+    pub rings: Vec<Vec<u32>>,
 }
 
 impl Handler for Seen {
@@ -56,6 +53,9 @@ impl Handler for Seen {
         self.left.extend_from_slice(left);
         self.events
             .push(format!("conf {m:?} left {left:?} joined {j:?}"));
+    }
+    fn totem_confchg(&mut self, _rep: u32, _seq: u64, members: &[u32]) {
+        self.rings.push(members.to_vec());
     }
 }
 

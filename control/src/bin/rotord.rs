@@ -47,6 +47,10 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(e) = rotor_control::privs::refuse_setid() {
+        eprintln!("rotord: {e}");
+        return ExitCode::FAILURE;
+    }
     if args.version {
         println!("rotord {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
@@ -124,6 +128,10 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
+    let state_dir = match cmap.get("system.state_dir") {
+        Some(rotor_control::cmap::Value::String(dir)) => PathBuf::from(dir),
+        _ => PathBuf::from(rotor_control::daemon::STATE_DIR_DEFAULT),
+    };
     let plan = Plan {
         config: cfg,
         node_id,
@@ -134,6 +142,7 @@ fn main() -> ExitCode {
         dataplane,
         socket_base: ipc_shm::socket_name(),
         foreground: args.foreground,
+        state_dir,
     };
     log_at!(
         Notice,

@@ -1,0 +1,237 @@
+//! rotord's XDP program. When the node's transport is XDP (`transport: xdp`, or corosync's
+//! `knet`/auto when rotord is root and the interface holding the bind address accepts the
+//! program), rotord loads and attaches xdp-prog once at start, before it drops privileges,
+//! with the cluster port in its `ports` map; keeps it attached across dataplane restarts (frames
+//! of the cluster port pass to the kernel while no AF_XDP socket is in `xsks`, and every other
+//! frame passes all along); hands each dataplane the `xsks` and `counters` maps as inherited
+//! descriptors; and detaches it on its own clean shutdown. A program left by a rotord that was
+//! killed is recognised by its name and replaced at the next start.
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use xdp_prog::{AttachMode, XdpProgram};
+
+use crate::config::Transport;
+use crate::log_at;
+
+/// The program rotord attached, with the map descriptors it hands to every dataplane.
+pub struct OwnedProgram {
+    program: XdpProgram,
+    /// Invariant: duplicates of the `xsks` and `counters` map fds numbered at least
+    /// [`INHERITED_FD_MIN`], close-on-exec, so that placing them at their fixed numbers in a
+    /// child never overwrites one another or the control socket.
+    xsks: OwnedFd,
+    counters: OwnedFd,
+    /// Whether the config asked for XDP (`xdp`) rather than letting rotord choose (`knet`).
+    asked_for: bool,
+}
+
+/// Where the dataplane finds the inherited maps: `--xdp-maps-fd 4,5`.
+pub const XSKS_CHILD_FD: RawFd = 4;
+pub const COUNTERS_CHILD_FD: RawFd = 5;
+/// The lowest number of rotord's own copies of the map fds (above the child's 3, 4 and 5).
+const INHERITED_FD_MIN: RawFd = 10;
+
+impl OwnedProgram {
+    /// The interface the program is attached to.
+    pub fn interface(&self) -> &str {
+        self.program.interface_name()
+    }
+
+    /// The kernel's id of the program (as `bpftool prog` and `ip -d link` show it).
+    pub fn prog_id(&self) -> Option<u32> {
+        self.program.program().prog_id().ok()
+    }
+
+    /// rotord's copies of the `xsks` and `counters` map fds, for `dup2` into a child.
+    pub fn map_fds(&self) -> (RawFd, RawFd) {
+        (self.xsks.as_raw_fd(), self.counters.as_raw_fd())
+    }
+
+    /// `--transport` for the dataplane: `xdp` when the config asked for it; `auto` when
+    /// rotord chose XDP, so that a dataplane whose AF_XDP sockets cannot open on the
+    /// interface still runs over kernel UDP (the program then passes cluster frames to the
+    /// kernel, as it does whenever `xsks` is empty).
+    pub fn dataplane_transport(&self) -> &'static str {
+        if self.asked_for {
+            "xdp"
+        } else {
+            "auto"
+        }
+    }
+
+    /// Detaches the program (on rotord's clean shutdown), logging the outcome.
+    pub fn detach(self) {
+        let interface = self.interface().to_owned();
+        match self.program.detach() {
+            Ok(()) => log_at!(
+                Notice,
+                "MAIN",
+                "XDP program {} detached from {interface}",
+                xdp_prog::PROGRAM_NAME
+            ),
+            Err(e) => log_at!(
+                Error,
+                "MAIN",
+                "detaching the XDP program from {interface}: {e}"
+            ),
+        }
+    }
+}
+
+/// What rotord runs the dataplane on.
+pub enum Choice {
+    /// AF_XDP on the program rotord attached.
+    Xdp(OwnedProgram),
+    /// Kernel UDP, and why (for the log).
+    Udp(String),
+}
+
+/// Decides the transport and, for XDP, loads and attaches the program on the interface that
+/// holds `bind`'s address with `bind`'s port as the cluster port. `transport: xdp` that cannot
+/// be had is an error (rotord does not start); `knet` falls back to UDP with the reason.
+/// Logs the choice and a replaced stale program. Acts on the calling thread's network
+/// namespace; needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON) for XDP.
+pub fn choose(transport: Transport, bind: SocketAddr) -> Result<Choice, String> {
+    let asked_for = match transport {
+        Transport::Udp | Transport::Udpu => {
+            return Ok(logged(Choice::Udp("transport udp: asked for".into())));
+        }
+        Transport::Xdp => true,
+        Transport::Knet => false,
+    };
+    let attached = attach(bind, asked_for);
+    match (attached, asked_for) {
+        (Ok(owned), _) => Ok(logged(Choice::Xdp(owned))),
+        (Err(e), true) => Err(format!("transport xdp: {e}")),
+        (Err(e), false) => Ok(logged(Choice::Udp(format!("transport udp: auto: {e}")))),
+    }
+}
+
+fn logged(choice: Choice) -> Choice {
+    match &choice {
+        Choice::Udp(why) => log_at!(Notice, "MAIN", "{why}"),
+        Choice::Xdp(p) => log_at!(
+            Notice,
+            "MAIN",
+            "transport xdp ({}): XDP program {} (id {}) attached to {} in {} mode, cluster \
+             port {}; kept across dataplane restarts",
+            if p.asked_for {
+                "asked for".to_owned()
+            } else {
+                format!(
+                    "auto: running as root and {} took the program",
+                    p.interface()
+                )
+            },
+            xdp_prog::PROGRAM_NAME,
+            p.prog_id().map_or("?".into(), |id| id.to_string()),
+            p.interface(),
+            p.program.mode(),
+            p.program
+                .program()
+                .ports()
+                .map(|ports| ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","))
+                .unwrap_or_else(|e| format!("unreadable ({e})"))
+        ),
+    }
+    choice
+}
+
+fn attach(bind: SocketAddr, asked_for: bool) -> Result<OwnedProgram, String> {
+    // Safety: geteuid has no preconditions.
+    if !asked_for && unsafe { libc::geteuid() } != 0 {
+        return Err("not running as root, so no XDP".into());
+    }
+    let interface = interface_holding(bind.ip())
+        .ok_or_else(|| format!("no interface holds the address {}", bind.ip()))?;
+    if interface == "lo" {
+        return Err("the address is on loopback, where XDP brings nothing".into());
+    }
+    let program = XdpProgram::load(interface.as_str(), &[bind.port()], AttachMode::Auto)
+        .map_err(|e| format!("XDP unavailable on {interface} ({e})"))?;
+    if let Some(id) = program.replaced_prog_id() {
+        log_at!(
+            Warning,
+            "MAIN",
+            "replaced a stale {} XDP program (id {id}) on {interface}, left by an earlier run",
+            xdp_prog::PROGRAM_NAME
+        );
+    }
+    let high = |fd: std::os::fd::BorrowedFd<'_>| -> Result<OwnedFd, String> {
+        dup_at_least(fd, INHERITED_FD_MIN).map_err(|e| format!("duplicating an XDP map fd: {e}"))
+    };
+    let maps = program.maps();
+    let (xsks, counters) = (high(maps.xsks_fd())?, high(maps.counters_fd())?);
+    Ok(OwnedProgram {
+        program,
+        xsks,
+        counters,
+        asked_for,
+    })
+}
+
+/// A close-on-exec duplicate of `fd` numbered `min` or above.
+fn dup_at_least(fd: std::os::fd::BorrowedFd<'_>, min: RawFd) -> std::io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_DUPFD_CLOEXEC on an open descriptor; on success the new one is ours alone.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    if new < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `new` was just returned by fcntl and nothing else refers to it.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// The name of the interface that holds `ip`, from getifaddrs.
+pub fn interface_holding(ip: IpAddr) -> Option<String> {
+    crate::daemon::local_interfaces()
+        .into_iter()
+        .find(|(_, a)| *a == ip)
+        .map(|(name, _)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp_is_chosen_without_touching_xdp() {
+        let bind: SocketAddr = "127.0.0.1:5405".parse().unwrap();
+        for t in [Transport::Udp, Transport::Udpu] {
+            match choose(t, bind).unwrap() {
+                Choice::Udp(why) => assert_eq!(why, "transport udp: asked for"),
+                Choice::Xdp(_) => panic!("udp config gave XDP"),
+            }
+        }
+    }
+
+    #[test]
+    fn auto_on_loopback_is_udp_with_the_reason() {
+        let bind: SocketAddr = "127.0.0.1:5405".parse().unwrap();
+        match choose(Transport::Knet, bind).unwrap() {
+            Choice::Udp(why) => assert!(
+                why.contains("loopback") || why.contains("not running as root"),
+                "{why}"
+            ),
+            Choice::Xdp(_) => panic!("XDP on loopback"),
+        }
+        assert!(choose(Transport::Xdp, bind)
+            .err()
+            .is_some_and(|e| e.starts_with("transport xdp: ")));
+    }
+
+    #[test]
+    fn loopback_is_found_by_its_address() {
+        assert_eq!(
+            interface_holding(IpAddr::from([127, 0, 0, 1])).as_deref(),
+            Some("lo")
+        );
+        assert_eq!(interface_holding(IpAddr::from([192, 0, 2, 254])), None);
+    }
+}

@@ -1,0 +1,282 @@
+//! rotord owns the XDP program (root; otherwise prints "skipped: …"): three `rotord` on
+//! rotor-testbed hosts `xl-1..3` (two with `transport: xdp`, one with corosync's `knet`, which
+//! rotord runs as XDP when it can). Each rotord attaches the program to its host's `eth0`
+//! itself, the ring forms over AF_XDP (cluster frames redirected by the program), rotord keeps
+//! only NET_ADMIN and BPF and its dataplane none of them; a SIGKILLed dataplane is restarted
+//! and rejoins while the same program stays attached and ping keeps working throughout; a
+//! rotord killed with SIGKILL leaves its program behind and the next rotord replaces it; a
+//! SIGTERMed rotord detaches its program. Every wait is bounded; the testbed's drop kills
+//! whatever is left in its namespaces and deletes them (and their veths, programs included).
+
+use std::path::Path;
+use std::process::Command;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rotor_testbed::rotor::{cargo_build, rotord_command, write_authkey, Bins, Spec};
+use rotor_testbed::{cap_masks, root_or_skip, Proc, TempDir, Testbed};
+
+const HOSTS: usize = 3;
+const MEMBERS: [u32; 3] = [1, 2, 3];
+const RING_WAIT: Duration = Duration::from_secs(15);
+
+const CAP_NET_RAW: u64 = 1 << 13;
+const CAP_NET_ADMIN: u64 = 1 << 12;
+const CAP_SYS_MODULE: u64 = 1 << 16;
+const CAP_BPF: u64 = 1 << 39;
+
+/// The directory of `rotord` (this package's binary), after building `rotor-dataplane` and
+/// `rotor` beside it (`cargo test -p rotor-control` builds neither; a no-op when current).
+fn bins() -> Bins {
+    cargo_build(&["rotor-dataplane", "rotor-client"]).unwrap();
+    Bins {
+        dir: Path::new(env!("CARGO_BIN_EXE_rotord"))
+            .parent()
+            .expect("rotord sits in a directory")
+            .to_path_buf(),
+    }
+}
+
+/// One rotord per host (index = host − 1) and its collected log.
+struct Daemons(Vec<Option<(Proc, Option<JoinHandle<String>>)>>);
+
+impl Daemons {
+    fn start(&mut self, bed: &Testbed, bins: &Bins, host: usize, conf: &Path) {
+        let mut p = bed.spawn(host, rotord_command(bins, conf)).expect("rotord");
+        let log = p.collect_stderr();
+        self.0[host - 1] = Some((p, log));
+    }
+
+    fn pid(&self, host: usize) -> i32 {
+        self.0[host - 1].as_ref().expect("rotord running").0.pid() as i32
+    }
+
+    /// SIGTERM to host's rotord, at most 5 s to exit (then SIGKILL): (exited by itself
+    /// successfully, its log).
+    fn stop(&mut self, host: usize) -> (bool, String) {
+        let Some((mut p, log)) = self.0[host - 1].take() else {
+            return (false, String::new());
+        };
+        let _ = p.signal(libc::SIGTERM);
+        let clean = match p.wait_timeout(Duration::from_secs(5)) {
+            Ok(Some(status)) => status.success(),
+            _ => {
+                let _ = p.kill();
+                false
+            }
+        };
+        let log = log
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
+        (clean, log)
+    }
+}
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        for host in 1..=self.0.len() {
+            let (_, log) = self.stop(host);
+            if std::thread::panicking() && !log.is_empty() {
+                eprintln!("---- rotord on host {host}:\n{log}");
+            }
+        }
+    }
+}
+
+/// The XDP program on host `i`'s eth0 as `ip -d link` shows it: (id, name), or None.
+fn xdp_prog(bed: &Testbed, i: usize) -> Option<(u32, String)> {
+    let out = bed
+        .exec(i, &["ip", "-d", "link", "show", "dev", "eth0"])
+        .expect("ip link");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("prog/xdp"))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let after = |key: &str| {
+        words
+            .iter()
+            .position(|w| *w == key)
+            .and_then(|k| words.get(k + 1))
+    };
+    Some((after("id")?.parse().ok()?, after("name")?.to_string()))
+}
+
+fn dataplane_pid(bed: &Testbed, i: usize) -> Option<i32> {
+    bed.processes(i)
+        .into_iter()
+        .find(|(_, comm)| comm == "rotor-dataplane")
+        .map(|(pid, _)| pid)
+}
+
+/// A u64 cmap key on host `i`, if set.
+fn cmap_u64(bed: &Testbed, bins: &Bins, i: usize, key: &str) -> Option<u64> {
+    let rotor = bins.rotor();
+    let out = bed
+        .exec(i, &[rotor.to_str()?, "cmap", "get", key])
+        .expect("rotor cmap");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .rsplit_once(" = ")
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+/// Waits (bounded) until `check` holds, failing with `what`.
+fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?}: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn rotord_attaches_keeps_and_detaches_its_xdp_program() {
+    if !root_or_skip("network namespaces and XDP for rotord's program") {
+        return;
+    }
+    let bins = bins();
+    let started = Instant::now();
+    let dir = TempDir::new(&format!("rotor-xl-{}", std::process::id())).unwrap();
+    let key = dir.path().join("authkey");
+    write_authkey(&key).unwrap();
+    let mut spec = Spec::new("xdp-load");
+    spec.totem.push(("token".into(), "300".into()));
+    spec.extra = format!(
+        "system {{\n  state_dir: {}\n}}\n",
+        dir.path().join("state").display()
+    );
+    spec.transport = "xdp".into();
+    let conf_xdp = dir.path().join("xdp.conf");
+    std::fs::write(&conf_xdp, spec.corosync_conf(HOSTS, &key)).unwrap();
+    spec.transport = "knet".into();
+    let conf_auto = dir.path().join("auto.conf");
+    std::fs::write(&conf_auto, spec.corosync_conf(HOSTS, &key)).unwrap();
+    let conf = |i: usize| if i == 3 { &conf_auto } else { &conf_xdp };
+
+    let bed = Testbed::up("xl-", HOSTS).expect("testbed");
+    let mut daemons = Daemons((0..HOSTS).map(|_| None).collect());
+    for i in 1..=HOSTS {
+        daemons.start(&bed, &bins, i, conf(i));
+    }
+    bed.wait_rotor_ring(&[1, 2, 3], &MEMBERS, &bins, RING_WAIT)
+        .unwrap();
+
+    // Every rotord attached rotor's program to its eth0; the ring runs over AF_XDP.
+    let mut progs = Vec::new();
+    for i in 1..=HOSTS {
+        let (id, name) = xdp_prog(&bed, i).unwrap_or_else(|| panic!("no XDP on host {i}"));
+        assert_eq!(name, "rotor_steer", "host {i}");
+        assert_eq!(bed.rotor_status(i, &bins).unwrap().transport, "xdp");
+        progs.push(id);
+    }
+    wait_for(
+        Duration::from_secs(3),
+        "cluster frames redirected by rotord's program, counted by the dataplane",
+        || {
+            cmap_u64(&bed, &bins, 1, "stats.xdp.prog.redirected").unwrap_or(0) > 0
+                && cmap_u64(&bed, &bins, 1, "stats.xdp.frames_in").unwrap_or(0) > 0
+        },
+    );
+
+    // Privileges: rotord keeps exactly what detaching takes; its bounding set (the
+    // dataplane's at exec) has AF_XDP's but not NET_ADMIN; the dataplane, which loaded
+    // nothing, keeps neither (BPF only where the kernel wants it to read the counters).
+    let (eff, prm, bnd) = cap_masks(daemons.pid(1)).unwrap();
+    assert_eq!(
+        (eff, prm),
+        (CAP_NET_ADMIN | CAP_BPF, CAP_NET_ADMIN | CAP_BPF)
+    );
+    assert!(bnd & CAP_NET_RAW != 0 && bnd & (CAP_NET_ADMIN | CAP_SYS_MODULE) == 0);
+    let dataplane = dataplane_pid(&bed, 1).expect("a dataplane on host 1");
+    let (eff, prm, _) = cap_masks(dataplane).unwrap();
+    assert_eq!(eff & !CAP_BPF, 0, "dataplane CapEff {eff:x}");
+    assert_eq!(prm & !CAP_BPF, 0, "dataplane CapPrm {prm:x}");
+
+    // Host 1's dataplane dies: rotord restarts it on the same program; ping from host 2
+    // (XDP_PASS all along) loses nothing meanwhile.
+    let before = bed.rotor_status(1, &bins).unwrap();
+    let mut ping = bed
+        .spawn(2, {
+            let mut c = Command::new("ping");
+            c.args([
+                "-n",
+                "-q",
+                "-c",
+                "60",
+                "-i",
+                "0.05",
+                "-W",
+                "1",
+                "198.18.0.1",
+            ]);
+            c
+        })
+        .expect("ping");
+    let ping_out = ping.take_stdout();
+    // Safety: kill(2) on the dataplane our rotord started in our test host.
+    assert_eq!(unsafe { libc::kill(dataplane, libc::SIGKILL) }, 0);
+    wait_for(Duration::from_secs(2), "the dataplane gone", || {
+        dataplane_pid(&bed, 1).is_none_or(|p| p != dataplane)
+    });
+    assert_eq!(xdp_prog(&bed, 1).map(|p| p.0), Some(progs[0]));
+    wait_for(RING_WAIT, "host 1 back in a new ring of 3", || {
+        bed.rotor_status(1, &bins).is_ok_and(|s| {
+            s.ring != before.ring && s.state == "operational" && s.connected == MEMBERS
+        })
+    });
+    assert!(dataplane_pid(&bed, 1).is_some_and(|p| p != dataplane));
+    assert_eq!(
+        xdp_prog(&bed, 1).map(|p| p.0),
+        Some(progs[0]),
+        "the program stays attached across a dataplane restart"
+    );
+    let status = ping
+        .wait_timeout(Duration::from_secs(10))
+        .unwrap()
+        .expect("ping finished");
+    let mut summary = String::new();
+    if let Some(mut out) = ping_out {
+        let _ = std::io::Read::read_to_string(&mut out, &mut summary);
+    }
+    assert!(
+        status.success() && summary.contains("60 received"),
+        "ping during the restart: {summary}"
+    );
+
+    // Host 3's rotord crashes: its program stays behind and the next rotord replaces it.
+    assert!(bed.kill_host(3) >= 2);
+    let (_, _) = daemons.stop(3);
+    assert_eq!(xdp_prog(&bed, 3).map(|p| p.0), Some(progs[2]));
+    daemons.start(&bed, &bins, 3, conf(3));
+    bed.wait_rotor_ring(&[1, 2, 3], &MEMBERS, &bins, RING_WAIT)
+        .unwrap();
+    let replaced = xdp_prog(&bed, 3).expect("XDP on host 3 after the restart");
+    assert_eq!(replaced.1, "rotor_steer");
+    assert_ne!(replaced.0, progs[2], "the stale program was replaced");
+
+    // SIGTERM: rotord leaves, stops its dataplane, detaches its program.
+    for i in 1..=HOSTS {
+        let (clean, log) = daemons.stop(i);
+        assert!(clean, "rotord on host {i} did not exit cleanly:\n{log}");
+        assert_eq!(xdp_prog(&bed, i), None, "host {i} still has XDP:\n{log}");
+        assert!(log.contains("detached from eth0"), "{log}");
+        match i {
+            1 => assert!(
+                log.contains("dataplane (pid") && log.contains("restarting it"),
+                "{log}"
+            ),
+            3 => assert!(
+                log.contains("transport xdp (auto: running as root and eth0 took the program)")
+                    && log.contains("replaced a stale"),
+                "{log}"
+            ),
+            _ => assert!(log.contains("transport xdp (asked for)"), "{log}"),
+        }
+    }
+    eprintln!("netns_xdp: {:?}", started.elapsed());
+}

@@ -1,0 +1,221 @@
+//! The two maps a dataplane uses, as plain fds: `xsks` (its AF_XDP sockets go in) and
+//! `counters` (read for stats). A [`SteerProgram`](crate::SteerProgram) serves them from the
+//! program it loaded; a dataplane started by rotord gets them as inherited descriptors of the
+//! program rotord loaded and attached ([`SteerMaps::from_fds`]), and then needs neither the
+//! program nor the privileges to load or detach it.
+//!
+//! The calls are libbpf-sys's fd-based ones: libbpf-rs 0.25 has no public way to wrap an fd it
+//! did not open in a `MapHandle`. Every inherited fd is checked (a BPF map of the expected type,
+//! name and sizes) before it is used.
+
+use std::ffi::c_void;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use libbpf_rs::libbpf_sys;
+use libbpf_rs::{MapInfo, MapType};
+
+use crate::{Counter, XdpCounters, XdpError, COUNTERS_MAP_NAME, QUEUE_COUNT_MAX, XSKS_MAP_NAME};
+
+/// The `xsks` and `counters` maps of one loaded steering program.
+#[derive(Debug)]
+pub struct SteerMaps {
+    /// Invariant: an XSKMAP named `xsks`, key and value `u32`, [`QUEUE_COUNT_MAX`] entries.
+    xsks: OwnedFd,
+    /// Invariant: a PERCPU_ARRAY named `counters`, key `u32`, value `u64`, one entry per
+    /// [`Counter`].
+    counters: OwnedFd,
+    /// The kernel's possible CPUs: the number of values in one per-CPU lookup.
+    cpu_count: usize,
+}
+
+/// What one map must be.
+struct Expected {
+    name: &'static str,
+    ty: MapType,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+}
+
+const XSKS: Expected = Expected {
+    name: XSKS_MAP_NAME,
+    ty: MapType::Xskmap,
+    key_size: 4,
+    value_size: 4,
+    max_entries: QUEUE_COUNT_MAX,
+};
+
+const COUNTERS: Expected = Expected {
+    name: COUNTERS_MAP_NAME,
+    ty: MapType::PercpuArray,
+    key_size: 4,
+    value_size: 8,
+    max_entries: Counter::ALL.len() as u32,
+};
+
+impl SteerMaps {
+    /// Takes the `xsks` and `counters` maps of a steering program loaded elsewhere (rotord),
+    /// after checking that each fd is a BPF map of the right type, name, key and value size
+    /// and size; an fd that is not is refused with [`XdpError::InheritedMap`], never used.
+    pub fn from_fds(xsks: OwnedFd, counters: OwnedFd) -> Result<SteerMaps, XdpError> {
+        check(xsks.as_fd(), &XSKS)?;
+        check(counters.as_fd(), &COUNTERS)?;
+        // SAFETY: libbpf_num_possible_cpus reads /sys once and caches it; no preconditions.
+        let cpus = unsafe { libbpf_sys::libbpf_num_possible_cpus() };
+        let cpu_count = usize::try_from(cpus)
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                XdpError::bpf("counting the possible CPUs")(
+                    std::io::Error::from_raw_os_error(cpus.unsigned_abs() as i32).into(),
+                )
+            })?;
+        Ok(SteerMaps {
+            xsks,
+            counters,
+            cpu_count,
+        })
+    }
+
+    /// Steers the cluster frames received on `queue_index` to the AF_XDP socket `xsk`.
+    /// The socket must already be bound to the program's interface and this queue (the
+    /// kernel checks).
+    pub fn insert_xsk(&self, queue_index: u32, xsk: BorrowedFd<'_>) -> Result<(), XdpError> {
+        check_queue_index(queue_index)?;
+        let fd = u32::try_from(xsk.as_raw_fd()).expect("a BorrowedFd is never negative");
+        // SAFETY: key and value point at live u32s, the sizes the map was checked to have.
+        let rc = unsafe {
+            libbpf_sys::bpf_map_update_elem(
+                self.xsks.as_raw_fd(),
+                (&queue_index as *const u32).cast::<c_void>(),
+                (&fd as *const u32).cast::<c_void>(),
+                u64::from(libbpf_sys::BPF_ANY),
+            )
+        };
+        errno_result(rc, "inserting an AF_XDP socket into the xsks map")
+    }
+
+    /// Stops steering `queue_index` to a socket: its cluster frames go to the kernel again
+    /// (counted as `no_socket`). Removing an empty slot is not an error.
+    pub fn remove_xsk(&self, queue_index: u32) -> Result<(), XdpError> {
+        check_queue_index(queue_index)?;
+        // SAFETY: the key points at a live u32, the key size the map was checked to have.
+        let rc = unsafe {
+            libbpf_sys::bpf_map_delete_elem(
+                self.xsks.as_raw_fd(),
+                (&queue_index as *const u32).cast::<c_void>(),
+            )
+        };
+        if -rc == libc::ENOENT {
+            return Ok(());
+        }
+        errno_result(rc, "removing an AF_XDP socket from the xsks map")
+    }
+
+    /// The counters, summed over all CPUs (since the program was loaded).
+    pub fn counters(&self) -> Result<XdpCounters, XdpError> {
+        let mut per_cpu = vec![0u64; self.cpu_count];
+        let mut sums = [0u64; Counter::ALL.len()];
+        for (sum, counter) in sums.iter_mut().zip(Counter::ALL) {
+            let key = counter as u32;
+            // SAFETY: a per-CPU lookup writes value_size (8, checked) rounded up to 8 bytes for
+            // each possible CPU: `per_cpu` has exactly that room and outlives the call.
+            let rc = unsafe {
+                libbpf_sys::bpf_map_lookup_elem(
+                    self.counters.as_raw_fd(),
+                    (&key as *const u32).cast::<c_void>(),
+                    per_cpu.as_mut_ptr().cast::<c_void>(),
+                )
+            };
+            errno_result(rc, "reading the counters map")?;
+            *sum = per_cpu.iter().fold(0u64, |a, &v| a.wrapping_add(v));
+        }
+        let [redirected, passed, not_parsed, no_socket] = sums;
+        Ok(XdpCounters {
+            redirected,
+            passed,
+            not_parsed,
+            no_socket,
+        })
+    }
+
+    /// The fd of the `xsks` map (to hand to another process).
+    pub fn xsks_fd(&self) -> BorrowedFd<'_> {
+        self.xsks.as_fd()
+    }
+
+    /// The fd of the `counters` map (to hand to another process).
+    pub fn counters_fd(&self) -> BorrowedFd<'_> {
+        self.counters.as_fd()
+    }
+}
+
+fn check(fd: BorrowedFd<'_>, want: &Expected) -> Result<(), XdpError> {
+    let refuse = |reason: String| XdpError::InheritedMap {
+        map: want.name,
+        fd: fd.as_raw_fd(),
+        reason,
+    };
+    let info = MapInfo::new(fd).map_err(|e| refuse(format!("not a BPF map ({e})")))?;
+    let name = info.name().unwrap_or("?");
+    let i = &info.info;
+    if info.map_type() != want.ty
+        || name != want.name
+        || i.key_size != want.key_size
+        || i.value_size != want.value_size
+        || i.max_entries != want.max_entries
+    {
+        return Err(refuse(format!(
+            "map {name:?} of type {:?} (key {} B, value {} B, {} entries), expected {:?} of \
+             type {:?} (key {} B, value {} B, {} entries)",
+            info.map_type(),
+            i.key_size,
+            i.value_size,
+            i.max_entries,
+            want.name,
+            want.ty,
+            want.key_size,
+            want.value_size,
+            want.max_entries
+        )));
+    }
+    Ok(())
+}
+
+/// 0 → Ok; a negative errno (libbpf's convention) → the error of `operation`.
+fn errno_result(rc: i32, operation: &'static str) -> Result<(), XdpError> {
+    if rc >= 0 {
+        return Ok(());
+    }
+    Err(XdpError::Bpf {
+        operation,
+        source: std::io::Error::from_raw_os_error(-rc).into(),
+    })
+}
+
+pub(crate) fn check_queue_index(queue_index: u32) -> Result<(), XdpError> {
+    if queue_index >= QUEUE_COUNT_MAX {
+        return Err(XdpError::QueueIndexOutOfRange { queue_index });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_index_is_bounded() {
+        assert!(check_queue_index(QUEUE_COUNT_MAX - 1).is_ok());
+        assert!(check_queue_index(QUEUE_COUNT_MAX).is_err());
+    }
+
+    #[test]
+    fn errno_becomes_an_error() {
+        assert!(errno_result(0, "x").is_ok());
+        assert!(matches!(
+            errno_result(-libc::EPERM, "x"),
+            Err(XdpError::Bpf { operation: "x", .. })
+        ));
+    }
+}
