@@ -510,7 +510,7 @@ fn token_rotation(
             handles.push(s.spawn(move || -> Result<Option<Histogram<u64>>, String> {
                 let result = (|| {
                     enter_netns(ns)?;
-                    let (t, _) = AnyTransport::open(kind, host_addr(i), None, None)?;
+                    let (t, _) = AnyTransport::open(kind, host_addr(i), None, None, None)?;
                     let keys = Keys::from_authkey_bytes(&[0x42; 256], "rbring")
                         .map_err(|e| e.to_string())?;
                     let cfg = RunnerConfig {
@@ -528,6 +528,7 @@ fn token_rotation(
                             ..TotemConfig::default()
                         },
                         epoch,
+                        ring_seq_start: 0,
                         seed: i as u64,
                     };
                     let mut runner = Runner::new(cfg, t).map_err(|e| e.to_string())?;
