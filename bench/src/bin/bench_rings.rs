@@ -137,19 +137,27 @@ fn run(args: &[String]) -> Result<(), String> {
     };
     let udp_open = |addr: SocketAddr| UdpTransport::bind(addr).map_err(|e| e.to_string());
     let uring_open = |addr: SocketAddr| UringTransport::bind(addr).map_err(|e| e.to_string());
-    eprintln!("bench-rings: AF_XDP ping-pong rb1 <-> rb2");
-    rings.push(ping_ring(
-        "AF_XDP ping-pong (xsk, busy)",
-        ping_pong(&bed, &xsk_open, plan.ping_samples)?,
-    ));
-    eprintln!("bench-rings: kernel UDP ping-pong rb1 <-> rb2");
-    rings.push(ping_ring(
-        "kernel UDP ping-pong (socket, busy)",
-        ping_pong(&bed, &udp_open, plan.ping_samples)?,
-    ));
-    match ping_pong(&bed, &uring_open, plan.ping_samples) {
-        Ok(h) => rings.push(ping_ring("kernel UDP ping-pong (io_uring, busy)", h)),
-        Err(e) => notes.push(format!("io_uring ping-pong not measured: {e}\n")),
+    // A ring that fails is reported in the notes and the others are still measured.
+    eprintln!("bench-rings: AF_XDP and kernel UDP ping-pongs rb1 <-> rb2");
+    for (name, result) in [
+        (
+            "AF_XDP ping-pong (xsk, busy)",
+            ping_pong(&bed, &xsk_open, plan.ping_samples),
+        ),
+        (
+            "kernel UDP ping-pong (socket, busy)",
+            ping_pong(&bed, &udp_open, plan.ping_samples),
+        ),
+        (
+            "kernel UDP ping-pong (io_uring, busy)",
+            ping_pong(&bed, &uring_open, plan.ping_samples),
+        ),
+    ] {
+        check_interrupt()?;
+        match result {
+            Ok(h) => rings.push(ping_ring(name, h)),
+            Err(e) => failed(&mut notes, name, e),
+        }
     }
     for (kind, wait) in [
         (
@@ -174,12 +182,14 @@ fn run(args: &[String]) -> Result<(), String> {
             wait.name()
         );
         eprintln!("bench-rings: {name}");
-        let h = token_rotation(&bed, kind, wait, plan.token_samples)?;
-        rings.push(Ring {
-            name,
-            what: "interval between token receipts at node 1",
-            dist: Dist::from_histogram(&h, 1000.0),
-        });
+        match token_rotation(&bed, kind, wait, plan.token_samples) {
+            Ok(h) => rings.push(Ring {
+                name,
+                what: "interval between token receipts at node 1",
+                dist: Dist::from_histogram(&h, 1000.0),
+            }),
+            Err(e) => failed(&mut notes, &name, e),
+        }
     }
     // rotord's default poll mode (auto: adaptive on this machine); blocking, which spins
     // nowhere (the difference is what spinning on shared cores costs); blocking with an idle
@@ -205,7 +215,13 @@ fn run(args: &[String]) -> Result<(), String> {
     ] {
         check_interrupt()?;
         eprintln!("bench-rings: end to end (rotor bench lat, 3 rotords, xdp, {label})");
-        let (e2e, e2e_line, rotations) = end_to_end(&bed, plan.lat_count, label, conf)?;
+        let (e2e, e2e_line, rotations) = match end_to_end(&bed, plan.lat_count, label, conf) {
+            Ok(r) => r,
+            Err(e) => {
+                failed(&mut notes, &format!("end to end ({label})"), e);
+                continue;
+            }
+        };
         rings.push(e2e);
         notes.push(format!(
             "End-to-end line ({label}): `{e2e_line}`\n\nToken rotation as rotord's \
@@ -301,6 +317,12 @@ fn run(args: &[String]) -> Result<(), String> {
     let path = rep.publish(&info, &table_md, plan.docs)?;
     eprintln!("bench-rings: report {}", path.display());
     Ok(())
+}
+
+/// Notes a ring that could not be measured (the bench goes on with the others).
+fn failed(notes: &mut Vec<String>, name: &str, e: String) {
+    eprintln!("bench-rings: {name}: not measured: {e}");
+    notes.push(format!("**{name}: not measured**: {e}\n"));
 }
 
 fn ping_ring(name: &str, h: Histogram<u64>) -> Ring {
@@ -405,7 +427,7 @@ where
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     std::thread::scope(|s| {
         let stop = &stop;
-        s.spawn(move || {
+        let pong = s.spawn(move || {
             let result = enter_netns(&h2).and_then(|()| open(host_addr(2)));
             let mut t = match result {
                 Ok(t) => {
@@ -479,11 +501,22 @@ where
             }
             Ok(h)
         });
-        let result = ping
-            .join()
-            .unwrap_or_else(|_| Err("ping thread panicked".into()));
+        let result = joined(ping.join(), "ping side").and_then(|r| r);
         stop.store(true, Ordering::Relaxed);
-        result
+        // The pong side's panic, if any, is the more telling error.
+        joined(pong.join(), "pong side").and(result)
+    })
+}
+
+/// A thread's result, or its panic as an error naming `who` and the panic message.
+fn joined<T>(r: std::thread::Result<T>, who: &str) -> Result<T, String> {
+    r.map_err(|p| {
+        let why = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        format!("{who} panicked: {why}")
     })
 }
 
@@ -583,18 +616,10 @@ fn token_rotation(
             }));
         }
         // Join every thread before looking at any result, so a panic is reported, not re-raised.
-        let joined: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
         let mut out = None;
-        for (i, j) in joined.into_iter().enumerate() {
-            let result = j.map_err(|p| {
-                let why = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                format!("token node {} panicked: {why}", i + 1)
-            })?;
-            if let Some(hist) = result? {
+        for (i, r) in results.into_iter().enumerate() {
+            if let Some(hist) = joined(r, &format!("token node {}", i + 1))?? {
                 out = Some(hist);
             }
         }
