@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use rotor_testbed::rotor::{rotord_command, Bins, Spec};
 use rotor_testbed::Testbed;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -272,38 +273,25 @@ pub fn bench_lines(outputs: &[ClientOutput], what: &str) -> Result<Vec<String>, 
     }
 }
 
-/// The cluster's nodelist as corosync.conf text (node I at the testbed's 198.18.0.I).
-fn nodelist(hosts: usize) -> String {
-    let mut out = String::from("nodelist {\n");
-    for i in 1..=hosts {
-        let _ = write!(
-            out,
-            "  node {{\n    ring0_addr: {}\n    nodeid: {i}\n  }}\n",
-            rotor_testbed::ipv4(i)
-        );
-    }
-    out.push_str("}\n");
-    out
-}
-
-/// corosync.conf for either system: `transport` is `knet` (Corosync) or `xdp` (rotor); both
-/// aes256 + sha256 with `keyfile`; `totem_extra` lines go inside totem{}, `extra` is appended
-/// (quorum{}, rotor{} …).
+/// corosync.conf for either system, through rotor-testbed's shared `Spec` (hosts at
+/// 198.18.0.I, node I = host I, aes256 + sha256 with `keyfile`, cluster port 5405):
+/// `transport` is `knet` (Corosync) or `xdp` (rotor); `totem` lines go inside totem{}, `extra`
+/// sections (quorum{}, rotor{} …) are appended.
 pub fn corosync_conf(
-    cluster: &str,
     transport: &str,
     keyfile: &Path,
     hosts: usize,
-    totem_extra: &str,
+    totem: &[(&str, &str)],
     extra: &str,
 ) -> String {
-    format!(
-        "totem {{\n  version: 2\n  cluster_name: {cluster}\n  transport: {transport}\n  \
-         crypto_cipher: aes256\n  crypto_hash: sha256\n  keyfile: {}\n{totem_extra}}}\n{}\
-         logging {{\n  to_stderr: yes\n  to_syslog: no\n}}\n{extra}",
-        keyfile.display(),
-        nodelist(hosts)
-    )
+    let mut spec = Spec::new("vsbench");
+    spec.transport = transport.to_owned();
+    spec.totem = totem
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    spec.extra = extra.to_owned();
+    spec.corosync_conf(hosts, keyfile)
 }
 
 /// How rotor is configured for a run.
@@ -313,8 +301,8 @@ pub struct RotorConf<'a> {
     pub transport: &'a str,
     /// rotor{poll_mode}; None = rotord's default.
     pub poll: Option<&'a str>,
-    /// Extra `key: value` lines for totem{}, each ending in a newline.
-    pub totem: &'a str,
+    /// Extra totem{} keys and values.
+    pub totem: &'a [(&'a str, &'a str)],
 }
 
 /// Debian's corosync 3 and libcpg-dev, installed with apt-get when missing.
@@ -420,9 +408,9 @@ impl Corosync {
         cmd
     }
 
-    /// Writes the key and config (with `totem_extra` lines inside totem{}), starts a daemon per
-    /// host and waits (60 s at most) until host 1's votequorum counts every node.
-    pub fn up(bed: &Testbed, dir: &Path, totem_extra: &str) -> Result<Corosync, String> {
+    /// Writes the key and config (with `totem` keys inside totem{}), starts a daemon per host
+    /// and waits (60 s at most) until host 1's votequorum counts every node.
+    pub fn up(bed: &Testbed, dir: &Path, totem: &[(&str, &str)]) -> Result<Corosync, String> {
         let hosts = bed.hosts();
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let key = dir.join("authkey");
@@ -434,11 +422,8 @@ impl Corosync {
         }
         let conf = dir.join("corosync.conf");
         let quorum = "quorum {\n  provider: corosync_votequorum\n}\n";
-        std::fs::write(
-            &conf,
-            corosync_conf("vsbench", "knet", &key, hosts, totem_extra, quorum),
-        )
-        .map_err(|e| e.to_string())?;
+        std::fs::write(&conf, corosync_conf("knet", &key, hosts, totem, quorum))
+            .map_err(|e| e.to_string())?;
         let mut c = Corosync {
             dir: dir.to_owned(),
             daemons: Daemons::default(),
@@ -489,8 +474,9 @@ pub struct Rotor {
 }
 
 impl Rotor {
-    /// Writes a key (`rotor keygen`) and a config from `conf`, starts rotord on every host and
-    /// waits (60 s at most) until every host reports an operational ring of all hosts.
+    /// Writes a key (`rotor keygen`) and a config from `conf`, starts rotord on every host (in
+    /// its own process group, log in `dir`) and waits (60 s at most) until every host reports
+    /// an operational ring of all hosts (rotor-testbed's `wait_rotor_ring`).
     pub fn up(bed: &Testbed, dir: &Path, bin: &Path, conf: RotorConf<'_>) -> Result<Rotor, String> {
         let hosts = bed.hosts();
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
@@ -511,83 +497,36 @@ impl Rotor {
         } else {
             conf.transport
         };
-        let totem = conf.totem;
-        let conf = dir.join("corosync.conf");
-        std::fs::write(
-            &conf,
-            corosync_conf("vsbench", transport, &key, hosts, totem, &rotor_section),
-        )
-        .map_err(|e| e.to_string())?;
+        let conf_path = dir.join("corosync.conf");
+        let text = corosync_conf(transport, &key, hosts, conf.totem, &rotor_section);
+        std::fs::write(&conf_path, text).map_err(|e| e.to_string())?;
         let mut r = Rotor {
             dir: dir.to_owned(),
             bin: bin.to_owned(),
             daemons: Daemons::default(),
         };
+        let bins = Bins {
+            dir: bin.to_owned(),
+        };
         for i in 1..=hosts {
-            let mut cmd = bed.command(i, bin.join("rotord"));
-            cmd.arg("-f").arg("-c").arg(&conf);
-            r.daemons.start(
-                &format!("rotord{i}"),
-                cmd,
-                &dir.join(format!("rotord{i}.log")),
-            )?;
+            let rotord = rotord_command(&bins, &conf_path);
+            let mut cmd = bed.command(i, rotord.get_program());
+            cmd.args(rotord.get_args());
+            let log = dir.join(format!("rotord{i}.log"));
+            r.daemons.start(&format!("rotord{i}"), cmd, &log)?;
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut ready = vec![false; hosts];
-        while ready.iter().any(|r| !r) {
-            check_interrupt()?;
-            for i in 1..=hosts {
-                if !ready[i - 1] {
-                    ready[i - 1] = r.ring_complete(bed, i, hosts);
-                }
-            }
+        check_interrupt()?;
+        let all: Vec<usize> = (1..=hosts).collect();
+        let members: Vec<u32> = (1..=hosts as u32).collect();
+        if let Err(e) = bed.wait_rotor_ring(&all, &members, &bins, Duration::from_secs(60)) {
             let dead = r.daemons.exited();
-            if !dead.is_empty() || Instant::now() > deadline {
-                let waiting: Vec<usize> = (1..=hosts).filter(|i| !ready[i - 1]).collect();
-                let log = std::fs::read_to_string(dir.join(format!(
-                    "rotord{}.log",
-                    waiting.first().copied().unwrap_or(1)
-                )))
-                .unwrap_or_default();
-                return Err(format!(
-                    "rotor: no ring of {hosts} within 60 s on hosts {waiting:?} (exited: {dead:?}); log tail:\n{}",
-                    tail(&log, 15)
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(200));
+            let log = std::fs::read_to_string(dir.join("rotord1.log")).unwrap_or_default();
+            return Err(format!(
+                "rotor: {e} (exited: {dead:?}); host 1 log tail:\n{}",
+                tail(&log, 15)
+            ));
         }
         Ok(r)
-    }
-
-    /// `rotor status` on host `i` shows an operational ring with every other host connected.
-    fn ring_complete(&self, bed: &Testbed, i: usize, hosts: usize) -> bool {
-        let Ok(out) = bed
-            .command(i, self.bin.join("rotor"))
-            .arg("status")
-            .stdin(Stdio::null())
-            .output()
-        else {
-            return false;
-        };
-        let text = String::from_utf8_lossy(&out.stdout);
-        out.status.success()
-            && text.contains("state operational")
-            && text.matches(":\tconnected").count() == hosts - 1
-    }
-
-    /// The dataplane processes (children of the rotords), for profiling.
-    pub fn dataplane_pids(&self) -> Vec<u32> {
-        self.daemons
-            .pids()
-            .into_iter()
-            .flat_map(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-                    .unwrap_or_default()
-                    .split_whitespace()
-                    .filter_map(|p| p.parse().ok())
-                    .collect::<Vec<u32>>()
-            })
-            .collect()
     }
 }
 
@@ -603,18 +542,10 @@ mod tests {
 
     #[test]
     fn config_names_every_node_and_the_crypto() {
-        let c = corosync_conf(
-            "c",
-            "xdp",
-            Path::new("/k"),
-            3,
-            "  hold: 5\n",
-            "rotor {\n}\n",
-        );
-        assert!(c.contains("keyfile: /k\n  hold: 5\n}\nnodelist {"));
+        let c = corosync_conf("xdp", Path::new("/k"), 3, &[("hold", "5")], "rotor {\n}\n");
         assert!(c.contains("transport: xdp"));
         assert!(c.contains("crypto_cipher: aes256") && c.contains("crypto_hash: sha256"));
-        assert!(c.contains("keyfile: /k"));
+        assert!(c.contains("keyfile: /k\n") && c.contains("  hold: 5\n"));
         for i in 1..=3 {
             assert!(c.contains(&format!("ring0_addr: 198.18.0.{i}\n    nodeid: {i}\n")));
         }

@@ -194,7 +194,7 @@ fn run(args: &[String]) -> Result<(), String> {
     // rotord's default poll mode (auto: adaptive on this machine); blocking, which spins
     // nowhere (the difference is what spinning on shared cores costs); blocking with an idle
     // ring that never holds the token (the tail the hold-cancel race adds).
-    let no_hold = "  seqno_unchanged_const: 1000000000\n";
+    let no_hold = &[("seqno_unchanged_const", "1000000000")];
     for (label, conf) in [
         ("poll default", RotorConf::default()),
         (

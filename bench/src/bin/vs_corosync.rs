@@ -131,12 +131,12 @@ impl Plan {
         s
     }
 
-    /// totem{} lines for both systems.
-    fn totem_extra(&self) -> &'static str {
+    /// totem{} keys for both systems.
+    fn totem_extra(&self) -> &'static [(&'static str, &'static str)] {
         if self.no_hold {
-            "  seqno_unchanged_const: 1000000000\n"
+            &[("seqno_unchanged_const", "1000000000")]
         } else {
-            ""
+            &[]
         }
     }
 }
