@@ -119,7 +119,9 @@ fn run(nodes: usize, size: usize, messages: u64, frame_size: usize, copy_out: bo
                     delivered[i] += 1;
                     if copy_out {
                         sink.clear();
-                        sink.extend_from_slice(d.data);
+                        for part in d.data.parts() {
+                            sink.extend_from_slice(part);
+                        }
                     }
                 }
             }

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use crate::body::{offset_in, Body, Part, Payload, Repr};
 use crate::config::{ConfigError, TotemConfig};
 use crate::cpg::{Cpg, CpgOutput, GroupChange, Member, Request, SubmitError, MCAST_HEAD_MAX};
 use crate::pack::{Packer, QueueError};
@@ -41,12 +42,16 @@ pub struct Transmit {
 }
 
 /// A message delivered to a group, borrowed until the next `poll_event`.
+///
+/// The data is not a copy: it borrows the frame bodies held by the ring's store (the one copy of
+/// a received message), one slice for a message that fit in a frame, the fragments' ranges for
+/// a larger one.
 #[derive(Debug)]
 pub struct Delivery<'a> {
     pub group: &'a [u8],
     pub sender: Member,
     pub guarantee: Guarantee,
-    pub data: &'a [u8],
+    pub data: Payload<'a>,
 }
 
 /// Outputs in delivery order.
@@ -60,6 +65,30 @@ pub enum Event<'a> {
     Deliver(Delivery<'a>),
 }
 
+/// Where a queued delivery's bytes are: a range of one of the frame bodies the queue holds
+/// (`Layers::frames`), or of the arena.
+#[derive(Clone, Copy)]
+struct Span {
+    /// Index into `Layers::frames`, or `IN_ARENA`.
+    frame: u32,
+    start: u32,
+    len: u32,
+}
+
+const IN_ARENA: u32 = u32::MAX;
+
+/// A queued delivery's data.
+#[derive(Clone, Copy)]
+enum Data {
+    Span(Span),
+    /// A message larger than a frame: `Layers::parts[first..first + count]` less `skip` bytes.
+    Parts {
+        first: u32,
+        count: u32,
+        skip: u32,
+    },
+}
+
 /// A queued event. Configuration and group changes are rare and large: boxed, so the common
 /// delivery record stays small (it is written and read once per message per node).
 enum Stored {
@@ -68,21 +97,86 @@ enum Stored {
     Deliver {
         sender: Member,
         guarantee: Guarantee,
-        group: (usize, usize),
-        data: (usize, usize),
+        group: Span,
+        data: Data,
     },
 }
 
 /// The layers above the SRP, fed by it in delivery order.
+///
+/// Queued deliveries borrow: each holds a reference to the frame bodies its bytes lie in
+/// (`frames`, `parts`), so the bytes stay as they were however the store frees and reuses its
+/// slots, or drops an old ring's store at a membership change, before the queue is polled. All
+/// three holders are emptied together when the queue has been drained (`release`).
 struct Layers {
     pack: Packer,
     cpg: Cpg,
     events: VecDeque<Stored>,
-    /// Group names and payloads of queued deliveries; emptied when the queue is drained.
+    /// Bytes of queued deliveries that lie in no frame body: the group names of messages larger
+    /// than a frame (read from a copy of their head).
     arena: Vec<u8>,
+    /// Frame bodies that queued deliveries borrow from, each once.
+    frames: Vec<Body>,
+    /// Fragments that queued deliveries of messages larger than a frame borrow.
+    parts: Vec<Part>,
 }
 
-fn store_output(events: &mut VecDeque<Stored>, arena: &mut Vec<u8>, output: CpgOutput<'_>) {
+impl Layers {
+    /// Drops the queue's hold on frame bodies and arena bytes. Only with the queue empty: a
+    /// queued delivery refers to them by index.
+    fn release(&mut self) {
+        assert!(
+            self.events.is_empty(),
+            "releasing bytes of queued deliveries"
+        );
+        self.arena.clear();
+        self.frames.clear();
+        self.parts.clear();
+    }
+}
+
+/// The frame body being delivered, and its index in `Layers::frames` once a delivery borrows
+/// from it.
+struct Frame<'b> {
+    body: &'b Body,
+    index: Option<u32>,
+}
+
+/// Where `bytes` (of a delivery) will be found when the delivery is polled: in the frame being
+/// delivered when they lie in its body, else copied into the arena.
+fn span_of(
+    bytes: &[u8],
+    frame: Option<&mut Frame<'_>>,
+    frames: &mut Vec<Body>,
+    arena: &mut Vec<u8>,
+) -> Span {
+    if let Some(frame) = frame {
+        if let Some(start) = offset_in(frame.body, bytes) {
+            let index = *frame.index.get_or_insert_with(|| {
+                frames.push(Body::clone(frame.body));
+                (frames.len() - 1) as u32
+            });
+            return Span {
+                frame: index,
+                start: start as u32,
+                len: bytes.len() as u32,
+            };
+        }
+    }
+    let start = u32::try_from(arena.len()).expect("event arena under 4 GiB");
+    arena.extend_from_slice(bytes);
+    Span {
+        frame: IN_ARENA,
+        start,
+        len: bytes.len() as u32,
+    }
+}
+
+fn store_output(
+    layers: &mut LayersOut<'_>,
+    mut frame: Option<&mut Frame<'_>>,
+    output: CpgOutput<'_>,
+) {
     let stored = match output {
         CpgOutput::Config(c) => Stored::Config(Box::new(c)),
         CpgOutput::Group(g) => Stored::Group(Box::new(g)),
@@ -92,19 +186,38 @@ fn store_output(events: &mut VecDeque<Stored>, arena: &mut Vec<u8>, output: CpgO
             guarantee,
             data,
         } => {
-            let g = (arena.len(), group.len());
-            arena.extend_from_slice(group);
-            let d = (arena.len(), data.len());
-            arena.extend_from_slice(data);
+            let group = span_of(group, frame.as_deref_mut(), layers.frames, layers.arena);
+            let data = match data.repr() {
+                Repr::Slice(bytes) => {
+                    Data::Span(span_of(bytes, frame, layers.frames, layers.arena))
+                }
+                Repr::Parts { parts, skip } => {
+                    let first = layers.parts.len() as u32;
+                    layers.parts.extend_from_slice(parts);
+                    Data::Parts {
+                        first,
+                        count: parts.len() as u32,
+                        skip: skip as u32,
+                    }
+                }
+            };
             Stored::Deliver {
                 sender,
                 guarantee,
-                group: g,
-                data: d,
+                group,
+                data,
             }
         }
     };
-    events.push_back(stored);
+    layers.events.push_back(stored);
+}
+
+/// The parts of `Layers` that queued outputs go into.
+struct LayersOut<'l> {
+    events: &'l mut VecDeque<Stored>,
+    arena: &'l mut Vec<u8>,
+    frames: &'l mut Vec<Body>,
+    parts: &'l mut Vec<Part>,
 }
 
 impl srp::Upper for Layers {
@@ -116,17 +229,26 @@ impl srp::Upper for Layers {
         self.pack.backlog_frames()
     }
 
-    fn deliver(&mut self, origin: NodeId, body: &[u8]) {
+    fn deliver(&mut self, origin: NodeId, body: &Body) {
         let Layers {
             pack,
             cpg,
             events,
             arena,
+            frames,
+            parts,
         } = self;
+        let mut out = LayersOut {
+            events,
+            arena,
+            frames,
+            parts,
+        };
+        let mut frame = Frame { body, index: None };
         let mut synced = false;
         pack.unpack(origin, body, |m| {
-            synced |= cpg.on_message(m.sender, m.guarantee, m.bytes, &mut |o| {
-                store_output(events, arena, o)
+            synced |= cpg.on_message(m.sender, m.guarantee, m.message, &mut |o| {
+                store_output(&mut out, Some(&mut frame), o)
             });
         });
         if synced {
@@ -140,6 +262,8 @@ impl srp::Upper for Layers {
             cpg,
             events,
             arena,
+            frames,
+            parts,
         } = self;
         if change.kind == ConfigKind::Regular {
             // EVS: partial messages of the old ring are discarded by receivers and restarted
@@ -149,7 +273,13 @@ impl srp::Upper for Layers {
             pack.clear_control();
             pack.set_app_open(false);
         }
-        if let Some(joinlist) = cpg.on_config(change, &mut |o| store_output(events, arena, o)) {
+        let mut out = LayersOut {
+            events,
+            arena,
+            frames,
+            parts,
+        };
+        if let Some(joinlist) = cpg.on_config(change, &mut |o| store_output(&mut out, None, o)) {
             pack.push_control(joinlist);
         }
     }
@@ -182,6 +312,8 @@ impl Node {
                 cpg: Cpg::new(config.node_id),
                 events: VecDeque::new(),
                 arena: Vec::new(),
+                frames: Vec::new(),
+                parts: Vec::new(),
             },
             last_now: now,
             scratch: Vec::new(),
@@ -190,6 +322,7 @@ impl Node {
 
     /// A datagram from `from` (the node id the transport authenticated).
     pub fn handle_datagram(&mut self, now: Instant, from: NodeId, bytes: &[u8]) {
+        self.before_input();
         self.last_now = now;
         self.srp.handle_datagram(now, from, bytes, &mut self.layers);
         self.after_input(now);
@@ -197,9 +330,18 @@ impl Node {
 
     /// Time has passed: run the expired timers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.before_input();
         self.last_now = now;
         self.srp.handle_timeout(now, &mut self.layers);
         self.after_input(now);
+    }
+
+    /// Lets go of the frame bodies polled deliveries borrowed, if the queue has been drained
+    /// without a final `poll_event` returning `None`.
+    fn before_input(&mut self) {
+        if self.layers.events.is_empty() {
+            self.layers.release();
+        }
     }
 
     fn after_input(&mut self, now: Instant) {
@@ -266,12 +408,23 @@ impl Node {
         self.srp.recycle(buf);
     }
 
+    /// The next event in delivery order. A delivery borrows the frame bodies it lies in (see
+    /// [`Delivery`]); they stay untouched until the queue has been drained, however many inputs
+    /// come in between.
     pub fn poll_event(&mut self) -> Option<Event<'_>> {
         let Some(stored) = self.layers.events.pop_front() else {
-            self.layers.arena.clear();
+            self.layers.release();
             return None;
         };
-        let arena = &self.layers.arena;
+        let layers = &self.layers;
+        let span = |s: Span| -> &[u8] {
+            let (start, end) = (s.start as usize, s.start as usize + s.len as usize);
+            if s.frame == IN_ARENA {
+                &layers.arena[start..end]
+            } else {
+                &layers.frames[s.frame as usize][start..end]
+            }
+        };
         Some(match stored {
             Stored::Config(c) => Event::Config(*c),
             Stored::Group(g) => Event::Group(*g),
@@ -281,10 +434,17 @@ impl Node {
                 group,
                 data,
             } => Event::Deliver(Delivery {
-                group: &arena[group.0..group.0 + group.1],
+                group: span(group),
                 sender,
                 guarantee,
-                data: &arena[data.0..data.0 + data.1],
+                data: match data {
+                    Data::Span(s) => Payload::from_slice(span(s)),
+                    Data::Parts { first, count, skip } => {
+                        let first = first as usize;
+                        let parts = &layers.parts[first..first + count as usize];
+                        Payload::from_parts(parts, skip as usize)
+                    }
+                },
             }),
         })
     }
