@@ -8,7 +8,7 @@
 //! matters: every borrower holds its own reference to the body, and a slot's buffer is written
 //! only when nobody else holds it (`insert`).
 
-use std::sync::Arc;
+use std::rc::Rc;
 
 use crate::body::Body;
 use crate::limits::RETAINED_FRAMES_MAX;
@@ -21,7 +21,7 @@ pub struct Slot {
     pub seq: u64,
     pub origin: NodeId,
     pub flags: u8,
-    /// Invariant: written only while unshared (`Arc::get_mut`), so a borrowed body never
+    /// Invariant: written only while unshared (`Rc::get_mut`), so a borrowed body never
     /// changes under its borrower.
     pub body: Body,
 }
@@ -105,13 +105,13 @@ impl Store {
         slot.seq = seq;
         slot.origin = origin;
         slot.flags = flags;
-        match Arc::get_mut(&mut slot.body) {
+        match Rc::get_mut(&mut slot.body) {
             Some(buffer) => {
                 buffer.clear();
                 buffer.extend_from_slice(body);
             }
             None => {
-                slot.body = Arc::new(body.to_vec());
+                slot.body = Rc::new(body.to_vec());
                 stats.store_buffers_replaced += 1;
             }
         }
@@ -156,8 +156,8 @@ mod tests {
         store
             .insert(2, NodeId(2), 0, b"second", &mut stats)
             .unwrap();
-        let borrowed = Arc::clone(&store.get(1).unwrap().body);
-        let unborrowed = Arc::as_ptr(&store.get(2).unwrap().body);
+        let borrowed = Rc::clone(&store.get(1).unwrap().body);
+        let unborrowed = Rc::as_ptr(&store.get(2).unwrap().body);
         store.free_upto(2);
         // Seq 1's slot comes round again while the borrow is alive: a fresh buffer.
         let again = 1 + RETAINED_FRAMES_MAX as u64;
@@ -172,7 +172,7 @@ mod tests {
             .insert(again + 1, NodeId(3), 0, b"in place", &mut stats)
             .unwrap();
         assert_eq!(stats.store_buffers_replaced, 1);
-        assert_eq!(Arc::as_ptr(&store.get(again + 1).unwrap().body), unborrowed);
+        assert_eq!(Rc::as_ptr(&store.get(again + 1).unwrap().body), unborrowed);
         assert_eq!(store.get(again + 1).unwrap().body.as_slice(), b"in place");
     }
 }
