@@ -392,10 +392,22 @@ impl Clients {
                     d.group,
                     d.data.len(),
                 );
-                let record = std::iter::once(header.as_bytes()).chain(d.data.parts());
-                for c in &mut self.clients {
-                    if c.group.as_deref() == Some(d.group) {
-                        c.send_parts(record.clone(), &mut self.counters);
+                let members = self
+                    .clients
+                    .iter_mut()
+                    .filter(|c| c.group.as_deref() == Some(d.group));
+                match d.data.as_slice() {
+                    // A message that fit in a frame (the common case): two parts.
+                    Some(data) => {
+                        for c in members {
+                            c.send_parts([header.as_bytes(), data].into_iter(), &mut self.counters);
+                        }
+                    }
+                    None => {
+                        let record = std::iter::once(header.as_bytes()).chain(d.data.parts());
+                        for c in members {
+                            c.send_parts(record.clone(), &mut self.counters);
+                        }
                     }
                 }
             }

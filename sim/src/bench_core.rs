@@ -119,8 +119,9 @@ fn run(nodes: usize, size: usize, messages: u64, frame_size: usize, copy_out: bo
                     delivered[i] += 1;
                     if copy_out {
                         sink.clear();
-                        for part in d.data.parts() {
-                            sink.extend_from_slice(part);
+                        match d.data.as_slice() {
+                            Some(bytes) => sink.extend_from_slice(bytes),
+                            None => d.data.parts().for_each(|part| sink.extend_from_slice(part)),
                         }
                     }
                 }

@@ -59,57 +59,60 @@ impl fmt::Debug for Part {
 /// The data of a delivered message, borrowed from the frame bodies that carried it: one slice
 /// for a message that fit in a frame, the fragments' ranges (less a prefix) for a larger one.
 /// Read it with [`Payload::parts`] (what a gather write wants), or [`Payload::as_slice`] /
-/// [`Payload::gather`] where one slice is needed.
+/// [`Payload::gather`] where one slice is needed. Small (32 bytes) and `Copy`: it is made once
+/// per message per node.
 #[derive(Clone, Copy)]
-pub struct Payload<'a> {
-    repr: Repr<'a>,
-    len: usize,
-}
+pub struct Payload<'a>(Repr<'a>);
 
 /// How a [`Payload`] lies in memory (for the node's event queue, which keeps a reference).
 #[derive(Clone, Copy)]
 pub(crate) enum Repr<'a> {
     Slice(&'a [u8]),
-    /// Invariant: `skip + len` (of the payload) is the parts' total length.
+    /// Invariant: `skip + len` is the parts' total length (at most `PACKED_MESSAGE_MAX`).
     Parts {
         parts: &'a [Part],
-        skip: usize,
+        skip: u32,
+        len: u32,
     },
 }
 
 impl<'a> Payload<'a> {
     pub fn from_slice(bytes: &'a [u8]) -> Payload<'a> {
-        Payload {
-            repr: Repr::Slice(bytes),
-            len: bytes.len(),
-        }
+        Payload(Repr::Slice(bytes))
     }
 
     /// The parts' bytes after the first `skip`.
-    pub(crate) fn from_parts(parts: &'a [Part], skip: usize) -> Payload<'a> {
-        let total: usize = parts.iter().map(|p| p.len as usize).sum();
-        assert!(skip <= total, "payload skips past its parts");
-        Payload {
-            repr: Repr::Parts { parts, skip },
-            len: total - skip,
-        }
+    pub(crate) fn from_parts(parts: &'a [Part], skip: u32) -> Payload<'a> {
+        let total: u64 = parts.iter().map(|p| u64::from(p.len)).sum();
+        assert!(
+            u64::from(skip) <= total && total <= u64::from(u32::MAX),
+            "payload parts out of range"
+        );
+        Payload(Repr::Parts {
+            parts,
+            skip,
+            len: (total - u64::from(skip)) as u32,
+        })
     }
 
     pub(crate) fn repr(&self) -> Repr<'a> {
-        self.repr
+        self.0
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        match self.0 {
+            Repr::Slice(bytes) => bytes.len(),
+            Repr::Parts { len, .. } => len as usize,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// The data as one slice, when it is one (every message that fit in one frame).
     pub fn as_slice(&self) -> Option<&'a [u8]> {
-        match self.repr {
+        match self.0 {
             Repr::Slice(bytes) => Some(bytes),
             Repr::Parts { .. } => None,
         }
@@ -117,34 +120,31 @@ impl<'a> Payload<'a> {
 
     /// The data's slices in order (empty ones left out, except for an empty one-slice payload).
     pub fn parts(&self) -> Chunks<'a> {
-        match self.repr {
+        match self.0 {
             Repr::Slice(bytes) => Chunks {
                 single: Some(bytes),
                 parts: [].iter(),
                 skip: 0,
             },
-            Repr::Parts { parts, skip } => Chunks {
+            Repr::Parts { parts, skip, .. } => Chunks {
                 single: None,
                 parts: parts.iter(),
-                skip,
+                skip: skip as usize,
             },
         }
     }
 
     /// The payload without its first `n` bytes. Panics if `n > len` (a caller's bug).
     pub fn skip(self, n: usize) -> Payload<'a> {
-        assert!(n <= self.len, "skipping past the payload");
-        let repr = match self.repr {
+        assert!(n <= self.len(), "skipping past the payload");
+        Payload(match self.0 {
             Repr::Slice(bytes) => Repr::Slice(&bytes[n..]),
-            Repr::Parts { parts, skip } => Repr::Parts {
+            Repr::Parts { parts, skip, len } => Repr::Parts {
                 parts,
-                skip: skip + n,
+                skip: skip + n as u32,
+                len: len - n as u32,
             },
-        };
-        Payload {
-            repr,
-            len: self.len - n,
-        }
+        })
     }
 
     /// Copies the first `out.len()` bytes (or all, if fewer) into `out`; returns how many.
@@ -177,7 +177,7 @@ impl<'a> Payload<'a> {
     }
 
     pub fn to_vec(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.len);
+        let mut out = Vec::with_capacity(self.len());
         for chunk in self.parts() {
             out.extend_from_slice(chunk);
         }
@@ -187,17 +187,17 @@ impl<'a> Payload<'a> {
 
 impl fmt::Debug for Payload<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts = match self.repr {
+        let parts = match self.0 {
             Repr::Slice(_) => 1,
             Repr::Parts { parts, .. } => parts.len(),
         };
-        write!(f, "Payload {{ len: {}, parts: {parts} }}", self.len)
+        write!(f, "Payload {{ len: {}, parts: {parts} }}", self.len())
     }
 }
 
 impl PartialEq<[u8]> for Payload<'_> {
     fn eq(&self, other: &[u8]) -> bool {
-        if self.len != other.len() {
+        if self.len() != other.len() {
             return false;
         }
         let mut at = 0;

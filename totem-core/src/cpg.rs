@@ -330,10 +330,12 @@ impl Cpg {
         message: Payload<'_>,
         emit: &mut impl FnMut(CpgOutput<'_>),
     ) -> bool {
-        let mut head_copy = [0u8; MCAST_HEAD_MAX];
+        // Only a message in parts needs a copy of its head (not zeroed for every message).
+        let mut head_copy;
         let head = match message.as_slice() {
             Some(bytes) => bytes,
             None => {
+                head_copy = [0u8; MCAST_HEAD_MAX];
                 let len = message.copy_prefix(&mut head_copy);
                 &head_copy[..len]
             }
@@ -348,11 +350,15 @@ impl Cpg {
                 None => self.on_joinlist(node, &message.to_vec()[1..], emit),
             };
         }
-        let Some((group, pid, _)) = read_entry(rest) else {
+        let Some((group, pid, tail)) = read_entry(rest) else {
             self.malformed += 1;
             return false;
         };
-        let data = message.skip(1 + 1 + group.len() + 4);
+        let data = match message.as_slice() {
+            // `head` is the whole message: the data is the rest of it.
+            Some(_) => Payload::from_slice(tail),
+            None => message.skip(1 + 1 + group.len() + 4),
+        };
         if self.sync.is_some() {
             // Cannot happen with correct senders (they wait for the sync); keep order anyway.
             self.unexpected += 1;
