@@ -157,7 +157,7 @@ impl Client {
 
     /// Writes one record to the client, queueing it behind earlier ones when the ring is full.
     fn send(&mut self, record: &[u8], counters: &mut IpcCounters) {
-        self.send_parts([record].into_iter(), counters);
+        self.send_parts(std::slice::from_ref(&record).iter().copied(), counters);
     }
 
     /// Writes one record made of `parts` straight into the client's ring (the one copy of a
@@ -400,7 +400,8 @@ impl Clients {
                     // A message that fit in a frame (the common case): two parts.
                     Some(data) => {
                         for c in members {
-                            c.send_parts([header.as_bytes(), data].into_iter(), &mut self.counters);
+                            let record = [header.as_bytes(), data];
+                            c.send_parts(record.iter().copied(), &mut self.counters);
                         }
                     }
                     None => {

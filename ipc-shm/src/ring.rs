@@ -373,7 +373,9 @@ impl Producer {
     /// written and committed first and the pad header in front of it is stored last, so the
     /// consumer cannot reach offset 0 before that record is there.
     pub fn try_push(&mut self, payload: &[u8]) -> Result<(), PushError> {
-        self.try_push_parts([payload])
+        // A slice iterator, not an array's: cloning `array::IntoIter` for the second walk is not
+        // free, a slice iterator's is two pointers.
+        self.try_push_parts(std::slice::from_ref(&payload).iter().copied())
     }
 
     /// Appends one record whose payload is the concatenation of `parts` (a gather write: a

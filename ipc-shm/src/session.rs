@@ -206,7 +206,7 @@ impl Session {
 
     /// Sends one record without waiting. `Err(Full)`: try again later; nothing was written.
     pub fn try_send(&mut self, record: &[u8]) -> Result<(), SessionError> {
-        self.try_send_parts([record])
+        self.try_send_parts(std::slice::from_ref(&record).iter().copied())
     }
 
     /// Sends one record made of `parts` (concatenated, written straight into the ring: see
