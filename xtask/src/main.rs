@@ -21,6 +21,7 @@ usage: cargo xtask <command> [args]
   bench ipc            shared-memory ring latency and throughput
   bench crypto         per-frame seal/open cost for each crypto mode
   bench udp            the io_uring and plain-socket UDP providers on loopback
+  bench deliver [ARGS] the dataplane's delivery path: core, CPG service, client ring
   cluster up N [--transport auto|xdp|udp] [--ipv6] [--debug]
                        N netns hosts n1..nN (198.18.0.I, 2001:2::I), one rotord each
   cluster down         stop those nodes and remove the hosts
@@ -136,6 +137,7 @@ const BENCHES: &[(&str, &str, &str, &str)] = &[
     ("ipc", "ipc-shm", "--example", "bench_ipc"),
     ("crypto", "rotor-crypto", "--example", "bench_crypto"),
     ("udp", "rotor-dataplane", "--example", "bench_udp"),
+    ("deliver", "rotor-dataplane", "--example", "bench_deliver"),
 ];
 
 fn bench(args: &[String]) -> Result<(), String> {
