@@ -1,9 +1,10 @@
 //! End to end on one host, no root needed: three `rotord` (each with its dataplane) on
 //! 127.0.0.1-3 form a ring; CPG handles on every node join a group and multicast; every member
-//! delivers the same sequence; a SIGKILLed client shows as "process down"; `rotor status`,
-//! `rotor cmap` and `rotor cpg` print what they should; a bad config names file and line. The
-//! client API end to end: 1 MiB messages, membership and group iteration, a pollable fd with
-//! one-at-a-time dispatch, leave, cmap tracking, and a cfg shutdown seen as a totem change.
+//! delivers the same sequence (messages larger than a frame included, checked to the byte); a
+//! SIGKILLed client shows as "process down"; `rotor status`, `rotor cmap` and `rotor cpg` print
+//! what they should; a bad config names file and line. The client API end to end: 1 MiB
+//! messages, membership and group iteration, a pollable fd with one-at-a-time dispatch, leave,
+//! cmap tracking, and a cfg shutdown seen as a totem change.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{pump, send, Seen};
+use common::{delivery_line, pump, send, send_bytes, Seen};
 use rotor_client::cmap::Cmap;
 use rotor_client::cpg::{Cpg, Guarantee, Member, Reason};
 
@@ -185,6 +186,25 @@ fn three_rotords_carry_cpg_end_to_end() {
             send(c, s, g, &format!("n{} r{round}", i + 1));
         }
     }
+    // Messages larger than a frame: delivered in fragments borrowed from the dataplane's frame
+    // store and gathered straight into each client's ring; every byte must arrive.
+    let large = |node: usize, len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|k| (k * 131 + node * 17 + len) as u8)
+            .collect()
+    };
+    let mut expected_large = Vec::new();
+    for (i, (c, s)) in handles.iter_mut().enumerate() {
+        for len in [3_000, 300_000] {
+            let data = large(i + 1, len);
+            send_bytes(c, s, Guarantee::Agreed, &data);
+            let me = Member {
+                node: i as u32 + 1,
+                pid: std::process::id(),
+            };
+            expected_large.push(delivery_line(me, &data));
+        }
+    }
     // A separate process joins, then dies by SIGKILL: a process-down for everyone.
     let mut bench = Command::new(env!("CARGO_BIN_EXE_rotor"))
         .args(["bench", "tput", "-g", "e2e-group", "-m", "99", "-t", "60"])
@@ -214,7 +234,7 @@ fn three_rotords_carry_cpg_end_to_end() {
         "every delivery and the process-down",
         |h| {
             h.iter()
-                .all(|(_, s)| s.delivered >= 120 && s.left.contains(&(victim, Reason::ProcDown)))
+                .all(|(_, s)| s.delivered >= 126 && s.left.contains(&(victim, Reason::ProcDown)))
         },
     );
     let first = &handles[0].1.events[marks[0]..];
@@ -226,7 +246,13 @@ fn three_rotords_carry_cpg_end_to_end() {
             k + 1
         );
     }
-    assert_eq!(first.iter().filter(|e| e.starts_with("msg ")).count(), 120);
+    assert_eq!(first.iter().filter(|e| e.starts_with("msg ")).count(), 126);
+    for line in &expected_large {
+        assert!(
+            first.contains(line),
+            "large message missing or altered: {line}"
+        );
+    }
 }
 
 #[test]
@@ -333,7 +359,7 @@ fn the_client_api_end_to_end() {
             }
         }
     }
-    let whole = format!("msg 1:{} {}", me.pid, String::from_utf8_lossy(&big));
+    let whole = delivery_line(me, &big);
     pump(
         &mut handles,
         Duration::from_secs(20),

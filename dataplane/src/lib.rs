@@ -30,7 +30,12 @@ pub mod xsk;
 
 /// FNV-1a (32-bit) of a payload: the checksum printed on `deliver` lines.
 pub fn fnv1a32(data: &[u8]) -> u32 {
-    data.iter().fold(0x811c_9dc5u32, |h, b| {
+    fnv1a32_parts([data])
+}
+
+/// [`fnv1a32`] of the concatenation of `parts` (a delivery larger than a frame comes in parts).
+pub fn fnv1a32_parts<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u32 {
+    parts.into_iter().flatten().fold(0x811c_9dc5u32, |h, b| {
         (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
     })
 }
@@ -41,5 +46,9 @@ mod tests {
     fn fnv1a32_known_values() {
         assert_eq!(super::fnv1a32(b""), 0x811c_9dc5);
         assert_eq!(super::fnv1a32(b"a"), 0xe40c_292c);
+        assert_eq!(
+            super::fnv1a32_parts([&b"ab"[..], b"", b"c"]),
+            super::fnv1a32(b"abc")
+        );
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 use rotor_crypto::{CryptoMode, Keys};
 use rotor_dataplane::any::{AnyTransport, TransportKind};
-use rotor_dataplane::fnv1a32;
+use rotor_dataplane::fnv1a32_parts;
 use rotor_dataplane::mcast::Multicast;
 use rotor_dataplane::runner::{Runner, RunnerConfig};
 use totem_core::{ConfigKind, Event, Guarantee, Request, SubmitError, TotemConfig};
@@ -224,7 +224,7 @@ fn print_event(ev: &Event<'_>, out: &mut String) {
                 d.sender.node.0,
                 d.sender.pid,
                 d.data.len(),
-                fnv1a32(d.data)
+                fnv1a32_parts(d.data.parts())
             );
         }
     }

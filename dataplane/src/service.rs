@@ -1,7 +1,9 @@
 //! The dataplane as rotord runs it: CPG sessions handed over by rotord on the control socket
 //! are served from the same loop that runs totem-core. Requests are read from each client's
-//! ring and submitted to the node; deliveries and membership changes are encoded once and
-//! written to the ring of every local session in the group, in delivery order.
+//! ring and submitted to the node; deliveries and membership changes are written to the ring of
+//! every local session in the group, in delivery order. A delivery's record is its header, built
+//! on the stack, and its data, borrowed from the core's frame store, gathered straight into each
+//! ring: after the socket, the store's copy and the ring's are the only copies of a message.
 //!
 //! Flow control without loss: a multicast the node refuses with "try again" stays pending in
 //! its session (nothing more is read from that ring until it is accepted), so a client whose
@@ -158,11 +160,22 @@ impl Client {
 
     /// Writes one record to the client, queueing it behind earlier ones when the ring is full.
     fn send(&mut self, record: &[u8], counters: &mut IpcCounters) {
+        self.send_parts(std::slice::from_ref(&record).iter().copied(), counters);
+    }
+
+    /// Writes one record made of `parts` straight into the client's ring (the one copy of a
+    /// delivery on its way out: header from the stack, data borrowed from the core). Only when
+    /// the ring is full is the record assembled into the backlog, the slow path.
+    fn send_parts<'a>(
+        &mut self,
+        parts: impl Iterator<Item = &'a [u8]> + Clone,
+        counters: &mut IpcCounters,
+    ) {
         if self.closed.is_some() {
             return;
         }
         if self.backlog.is_empty() {
-            match self.session.try_send(record) {
+            match self.session.try_send_parts(parts.clone()) {
                 Ok(()) => {
                     counters.records_out += 1;
                     return;
@@ -174,8 +187,9 @@ impl Client {
                 }
             }
         }
+        let record: Vec<u8> = parts.flatten().copied().collect();
         self.backlog_bytes += record.len();
-        self.backlog.push_back(record.to_vec());
+        self.backlog.push_back(record);
         counters.records_backlogged += 1;
         counters.backlog_bytes_max = counters.backlog_bytes_max.max(self.backlog_bytes as u64);
         if self.backlog_bytes > CLIENT_BACKLOG_BYTES_MAX {
@@ -373,16 +387,31 @@ impl Clients {
     pub fn on_event(&mut self, ev: &Event<'_>) {
         match ev {
             Event::Deliver(d) => {
-                proto::encode_deliver(
+                // Header on the stack, data borrowed from the core's frame store: each member's
+                // ring gets the record in one copy (the fan-out itself), with no scratch record.
+                let header = proto::DeliverHeader::new(
                     guarantee(d.guarantee),
                     member(d.sender),
                     d.group,
-                    d.data,
-                    &mut self.scratch,
+                    d.data.len(),
                 );
-                for c in &mut self.clients {
-                    if c.group.as_deref() == Some(d.group) {
-                        c.send(&self.scratch, &mut self.counters);
+                let members = self
+                    .clients
+                    .iter_mut()
+                    .filter(|c| c.group.as_deref() == Some(d.group));
+                match d.data.as_slice() {
+                    // A message that fit in a frame (the common case): two parts.
+                    Some(data) => {
+                        for c in members {
+                            let record = [header.as_bytes(), data];
+                            c.send_parts(record.iter().copied(), &mut self.counters);
+                        }
+                    }
+                    None => {
+                        let record = std::iter::once(header.as_bytes()).chain(d.data.parts());
+                        for c in members {
+                            c.send_parts(record.clone(), &mut self.counters);
+                        }
                     }
                 }
             }

@@ -161,6 +161,41 @@ impl RingView {
     }
 }
 
+/// Copies bytes `from..to` of the concatenation of `parts` to `dst + from..dst + to` (fewer if
+/// the parts end sooner).
+///
+/// # Safety
+/// `dst..dst + to` must be valid for writes and must not overlap any part.
+#[inline]
+unsafe fn copy_span<'a>(
+    parts: impl Iterator<Item = &'a [u8]>,
+    from: usize,
+    to: usize,
+    dst: *mut u8,
+) {
+    let mut at = 0usize;
+    for part in parts {
+        if at >= to {
+            break;
+        }
+        let end = at.saturating_add(part.len());
+        let start = from.max(at);
+        let stop = to.min(end);
+        if start < stop {
+            // Safety: `start - at .. stop - at` lies inside `part`; `start..stop` lies inside
+            // `from..to`, which the caller vouches for.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    part.as_ptr().add(start - at),
+                    dst.add(start),
+                    stop - start,
+                );
+            }
+        }
+        at = end;
+    }
+}
+
 /// Creates a ring in a fresh sealed memfd: returns the fd (to pass to the peer) and the mapping.
 pub fn create(data_size: usize, record_size_max: usize) -> io::Result<(OwnedFd, Arc<Mapping>)> {
     check_sizes(data_size as u64, record_size_max as u64)
@@ -338,7 +373,28 @@ impl Producer {
     /// written and committed first and the pad header in front of it is stored last, so the
     /// consumer cannot reach offset 0 before that record is there.
     pub fn try_push(&mut self, payload: &[u8]) -> Result<(), PushError> {
-        let size = payload.len();
+        // A slice iterator, not an array's: cloning `array::IntoIter` for the second walk is not
+        // free, a slice iterator's is two pointers.
+        self.try_push_parts(std::slice::from_ref(&payload).iter().copied())
+    }
+
+    /// Appends one record whose payload is the concatenation of `parts` (a gather write: a
+    /// record header built on the stack and a message borrowed from elsewhere go into the ring
+    /// with no intermediate buffer). The record is byte for byte the one [`Producer::try_push`]
+    /// writes for the concatenation, in the same write order; the consumer cannot tell them
+    /// apart. `parts` is walked up to three times (sizes, the bytes outside the header's cache
+    /// line, the bytes inside it), so its iterator must be `Clone`; bytes past the size found by
+    /// the first walk are never written.
+    pub fn try_push_parts<'a, I>(&mut self, parts: I) -> Result<(), PushError>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+        I::IntoIter: Clone,
+    {
+        let parts = parts.into_iter();
+        let size = parts
+            .clone()
+            .try_fold(0usize, |sum, part| sum.checked_add(part.len()))
+            .unwrap_or(usize::MAX);
         if size > self.view.record_size_max {
             return Err(PushError::TooLarge {
                 size,
@@ -374,13 +430,10 @@ impl Producer {
         // data region (`space_needed` moved it to offset 0 when it would not fit); the space from
         // the old head up to head + total (+ 8 when `zero_next`) is free (checked against the
         // validated tail), so nothing we write overlaps bytes the consumer may still read.
-        // `head_part <= size`, so both copies stay inside the payload and the record.
+        // `head_part <= size`, and `copy_span` writes only bytes `head_part..size` of the
+        // payload, inside the record; the parts are our caller's memory, not the mapping.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                payload.as_ptr().add(head_part),
-                data.add(payload_offset + head_part),
-                size - head_part,
-            );
+            copy_span(parts.clone(), head_part, size, data.add(payload_offset));
         }
         if zero_next {
             let next = ((self.head + total as u64) as usize) & mask;
@@ -388,9 +441,9 @@ impl Producer {
                 .word(next)
                 .store(RECORD_UNCOMMITTED, Ordering::Relaxed);
         }
-        // Safety: as above.
+        // Safety: as above, bytes `0..head_part` of the payload.
         unsafe {
-            std::ptr::copy_nonoverlapping(payload.as_ptr(), data.add(payload_offset), head_part);
+            copy_span(parts, 0, head_part, data.add(payload_offset));
         }
         let record_lap = lap_of(self.head + pad as u64, self.view.data_size);
         let record_word = RecordHeader::encode(size as u32, RECORD_KIND_DATA, record_lap);

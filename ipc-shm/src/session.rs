@@ -206,10 +206,21 @@ impl Session {
 
     /// Sends one record without waiting. `Err(Full)`: try again later; nothing was written.
     pub fn try_send(&mut self, record: &[u8]) -> Result<(), SessionError> {
+        self.try_send_parts(std::slice::from_ref(&record).iter().copied())
+    }
+
+    /// Sends one record made of `parts` (concatenated, written straight into the ring: see
+    /// [`Producer::try_push_parts`]) without waiting. `Err(Full)`: try again later; nothing was
+    /// written.
+    pub fn try_send_parts<'a, I>(&mut self, parts: I) -> Result<(), SessionError>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+        I::IntoIter: Clone,
+    {
         if self.closed {
             return Err(SessionError::Closed);
         }
-        match self.producer.try_push(record) {
+        match self.producer.try_push_parts(parts) {
             Ok(()) => Ok(()),
             Err(PushError::Full) => {
                 // We are about to wait for our peer: let it see the space we freed in the other

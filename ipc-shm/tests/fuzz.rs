@@ -3,8 +3,8 @@
 //! over a real attach (Corrupt closes it), and the handshake decoders.
 //!
 //! It runs on stable Rust as an ordinary integration test (cargo-fuzz needs nightly): a seeded
-//! xorshift generator writes random words, plausible headers, bit flips of a valid stream and
-//! truncated streams into a ring and checks that nothing panics, that every record returned lies
+//! xorshift generator writes random words, plausible headers, bit flips of a valid stream
+//! (records pushed whole or gathered from parts) and truncated streams into a ring and checks that nothing panics, that every record returned lies
 //! inside the ring where the consumer's cursor said, and that everything else is `Empty`,
 //! `BufferTooSmall` or `Corrupt`.
 //!
@@ -119,6 +119,30 @@ fn plausible_header(rng: &mut Rng, position: u64, record_size_max: usize) -> u64
     } else {
         word
     }
+}
+
+/// Pushes `record` as it is, or (half the time) as a gather of up to five parts cut at random
+/// places, empty parts included: the consumer must not be able to tell the difference.
+fn push_maybe_gathered(
+    producer: &mut Producer,
+    record: &[u8],
+    rng: &mut Rng,
+) -> Result<(), PushError> {
+    if rng.chance(2) {
+        return producer.try_push(record);
+    }
+    let mut cuts: Vec<usize> = (0..rng.below(5))
+        .map(|_| rng.below(record.len() + 1))
+        .collect();
+    cuts.sort_unstable();
+    let mut parts = Vec::with_capacity(cuts.len() + 1);
+    let mut from = 0;
+    for at in cuts {
+        parts.push(&record[from..at]);
+        from = at;
+    }
+    parts.push(&record[from..]);
+    producer.try_push_parts(parts.iter().copied())
 }
 
 /// Pops until the ring says stop, checking every returned record against the mapping: it must
@@ -241,7 +265,7 @@ fn bit_flips_and_truncations_of_a_valid_stream() {
                 rng.below(120)
             };
             let record: Vec<u8> = (0..size).map(|_| rng.next() as u8).collect();
-            match producer.try_push(&record) {
+            match push_maybe_gathered(&mut producer, &record, &mut rng) {
                 Ok(()) => sent.push(record),
                 Err(PushError::Full) => break,
                 Err(e) => panic!("case {case}: {e}"),
@@ -315,7 +339,7 @@ fn producer_over_random_tails_never_overwrites_unread_space() {
             };
             write_u64(&map, TAIL_OFFSET, tail);
             let size = rng.below(record_size_max + 8);
-            match producer.try_push(&vec![9; size]) {
+            match push_maybe_gathered(&mut producer, &vec![9; size], &mut rng) {
                 Ok(()) => pushed += 1,
                 Err(PushError::Full | PushError::TooLarge { .. } | PushError::Corrupt(_)) => {}
             }

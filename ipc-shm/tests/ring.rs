@@ -1,5 +1,6 @@
-//! The ring on its own, both halves in one process: edges, size classes, wrap-around, a
-//! concurrent stress run with a checksum, and a producer that writes garbage.
+//! The ring on its own, both halves in one process: edges, size classes, wrap-around, gather
+//! pushes (byte-identical to contiguous ones), a concurrent stress run with a checksum, and a
+//! producer that writes garbage.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -143,6 +144,122 @@ fn large_records_up_to_the_default_maximum() {
     }
 }
 
+/// Every byte of a ring's mapping (header lines and data region).
+fn mapping_bytes(map: &ipc_shm::Mapping) -> Vec<u8> {
+    // Safety: the whole live mapping; in these tests nobody writes it concurrently.
+    unsafe { std::slice::from_raw_parts(map.as_ptr(), map.size()).to_vec() }
+}
+
+/// Ways to cut one payload into parts: none, at every place near the header's cache line (the
+/// first 56 payload bytes share it), empty parts, and one byte per part.
+fn cuts(size: usize, round: usize) -> Vec<Vec<usize>> {
+    let mut out = vec![vec![], vec![0], vec![size], vec![0, 0, size, size]];
+    for at in [1, 7, 8, 48, 55, 56, 57, 63, 64, 120, 121] {
+        if at <= size {
+            out.push(vec![at]);
+            out.push(vec![at / 2, at]);
+        }
+    }
+    out.push(vec![round % (size + 1), (round * 7) % (size + 1)]);
+    if size <= 200 {
+        out.push((1..size).collect());
+    }
+    for c in &mut out {
+        c.sort_unstable();
+    }
+    out
+}
+
+fn split<'a>(bytes: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+    let mut parts = Vec::new();
+    let mut from = 0;
+    for &at in cuts {
+        parts.push(&bytes[from..at]);
+        from = at;
+    }
+    parts.push(&bytes[from..]);
+    parts
+}
+
+#[test]
+fn gathered_records_are_byte_identical_to_contiguous_ones() {
+    // Two rings fed the same records, one contiguous and one as parts cut every way: after every
+    // push the two mappings (cursors, headers, pads, zeroed slots, payload) are identical, and
+    // the consumer reads the same records, across every phase of the wrap.
+    let max = record_size_max_for(DATA_SIZE_SMALL);
+    let (mut p1, mut c1) = pair(DATA_SIZE_SMALL, max).unwrap();
+    let (mut p2, mut c2) = pair(DATA_SIZE_SMALL, max).unwrap();
+    let (m1, m2) = (p1.mapping().clone(), p2.mapping().clone());
+    let (mut b1, mut b2) = (vec![0u8; max], vec![0u8; max]);
+    let sizes = [0usize, 1, 7, 8, 55, 56, 57, 64, 100, 121, 500, 1000, max];
+    let mut seq = 0u64;
+    for round in 0..40 {
+        for &size in sizes.iter().skip(round % 5) {
+            for cut in cuts(size, round) {
+                let record = pattern(seq, size);
+                // Records stay in flight (two of three are read at once), so the ring fills and
+                // wraps unevenly; when it is full both are drained the same way.
+                loop {
+                    match p1.try_push(&record) {
+                        Ok(()) => break,
+                        Err(PushError::Full) => {
+                            let (n1, n2) = (c1.try_pop(&mut b1), c2.try_pop(&mut b2));
+                            assert_eq!(n1, n2);
+                            assert_eq!(b1[..n1.unwrap()], b2[..n2.unwrap()]);
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                p2.try_push_parts(split(&record, &cut)).unwrap();
+                assert!(
+                    mapping_bytes(&m1) == mapping_bytes(&m2),
+                    "record {seq} of {size} bytes cut at {cut:?}"
+                );
+                if seq % 3 != 0 {
+                    let (n1, n2) = (c1.try_pop(&mut b1).unwrap(), c2.try_pop(&mut b2).unwrap());
+                    assert_eq!(b1[..n1], b2[..n2]);
+                }
+                seq += 1;
+            }
+        }
+    }
+}
+
+#[test]
+fn gathered_records_refuse_like_contiguous_ones() {
+    let max = record_size_max_for(DATA_SIZE_SMALL);
+    let (mut p, mut c) = pair(DATA_SIZE_SMALL, max).unwrap();
+    let half = vec![1u8; max / 2 + 1];
+    assert_eq!(
+        p.try_push_parts([&half[..], &half[..]]),
+        Err(PushError::TooLarge {
+            size: 2 * half.len(),
+            max
+        })
+    );
+    // Fill, then a gathered push is Full and writes nothing.
+    for i in 0..64 {
+        p.try_push_parts([&pattern(i, 20)[..], &pattern(i + 1, 36)[..]])
+            .unwrap();
+    }
+    let before = mapping_bytes(p.mapping());
+    assert_eq!(
+        p.try_push_parts([&[1u8][..], &[2u8][..]]),
+        Err(PushError::Full)
+    );
+    assert!(
+        mapping_bytes(p.mapping()) == before,
+        "a refused push writes nothing"
+    );
+    let mut buf = vec![0u8; max];
+    for i in 0..64 {
+        let n = c.try_pop(&mut buf).unwrap();
+        let mut expected = pattern(i, 20);
+        expected.extend(pattern(i + 1, 36));
+        assert_eq!(buf[..n], expected[..]);
+    }
+}
+
 #[test]
 fn concurrent_stress_with_checksum() {
     const RECORDS: u64 = 50_000;
@@ -161,8 +278,18 @@ fn concurrent_stress_with_checksum() {
                 let mut record = pattern(rng, size);
                 record[..8].copy_from_slice(&seq.to_le_bytes());
                 sum = sum.wrapping_add(checksum(&record));
+                // Every other record goes in as a gather of three parts cut at random places.
+                let cut_a = (rng >> 20) as usize % (size + 1);
+                let cut_b = cut_a + (rng >> 40) as usize % (size - cut_a + 1);
+                let (a, rest) = record.split_at(cut_a);
+                let (b, c) = rest.split_at(cut_b - cut_a);
                 loop {
-                    match p.try_push(&record) {
+                    let pushed = if seq % 2 == 0 {
+                        p.try_push(&record)
+                    } else {
+                        p.try_push_parts([a, b, c])
+                    };
+                    match pushed {
                         Ok(()) => break,
                         Err(PushError::Full) => std::thread::yield_now(),
                         Err(e) => panic!("{e}"),

@@ -362,7 +362,7 @@ impl Event<'_> {
     }
 }
 
-/// Encodes a delivery without building an `Event` (the dataplane's per-message path).
+/// Encodes a delivery without building an `Event`: its [`DeliverHeader`], then the data.
 pub fn encode_deliver(
     guarantee: Guarantee,
     sender: Member,
@@ -370,16 +370,56 @@ pub fn encode_deliver(
     data: &[u8],
     out: &mut Vec<u8>,
 ) {
-    Writer::new(out, OP_DELIVER, 0)
-        .u8(guarantee.code())
-        .u32(sender.node)
-        .u32(sender.pid)
-        .bytes(group)
-        .bytes(data);
+    out.clear();
+    out.extend_from_slice(DeliverHeader::new(guarantee, sender, group, data.len()).as_bytes());
+    out.extend_from_slice(data);
 }
 
 /// Bytes a delivery record takes beyond the group name and the data.
 pub const DELIVER_OVERHEAD: usize = crate::codec::ENVELOPE_LEN + 1 + 8 + 4 + 4;
+/// Longest [`DeliverHeader`]: the overhead and a group name of `GROUP_NAME_MAX` bytes.
+pub const DELIVER_HEADER_MAX: usize = DELIVER_OVERHEAD + GROUP_NAME_MAX;
+
+/// The bytes of a `Deliver` record in front of its data: envelope (`OP_DELIVER`, request id 0),
+/// guarantee u8, sender node u32 and pid u32, group length u32 and name, data length u32 — all
+/// little-endian, exactly what [`Event::encode`] writes. Built on the stack, so the dataplane
+/// writes the header and the data, borrowed where it lies, straight into a client's ring as two
+/// parts of one record (`ipc_shm::Session::try_send_parts`), with no intermediate buffer.
+#[derive(Clone, Copy)]
+pub struct DeliverHeader {
+    bytes: [u8; DELIVER_HEADER_MAX],
+    len: usize,
+}
+
+impl DeliverHeader {
+    /// The header of a delivery of `data_len` bytes. Group names are at most
+    /// [`GROUP_NAME_MAX`] bytes (the dataplane's come from totem-core, which enforces it) and
+    /// data at most `u32::MAX`; anything longer is a bug of the caller and panics.
+    pub fn new(guarantee: Guarantee, sender: Member, group: &[u8], data_len: usize) -> Self {
+        assert!(group.len() <= GROUP_NAME_MAX, "group name too long");
+        let data_len = u32::try_from(data_len).expect("delivery data fits a u32 length");
+        let mut bytes = [0u8; DELIVER_HEADER_MAX];
+        let mut at = 0;
+        let mut put = |field: &[u8]| {
+            bytes[at..at + field.len()].copy_from_slice(field);
+            at += field.len();
+        };
+        put(&OP_DELIVER.to_le_bytes());
+        put(&0u16.to_le_bytes());
+        put(&0u32.to_le_bytes());
+        put(&[guarantee.code()]);
+        put(&sender.node.to_le_bytes());
+        put(&sender.pid.to_le_bytes());
+        put(&(group.len() as u32).to_le_bytes());
+        put(group);
+        put(&data_len.to_le_bytes());
+        DeliverHeader { bytes, len: at }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -443,6 +483,55 @@ mod tests {
             assert_eq!(Event::decode(&buf).unwrap(), ev);
             for cut in 0..buf.len() {
                 assert!(Event::decode(&buf[..cut]).is_err(), "{ev:?} cut {cut}");
+            }
+        }
+    }
+
+    /// The `Deliver` layout as `Writer` builds it field by field: the ABI the header must keep.
+    fn deliver_by_fields(
+        guarantee: Guarantee,
+        sender: Member,
+        group: &[u8],
+        data: &[u8],
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        Writer::new(&mut out, OP_DELIVER, 0)
+            .u8(guarantee.code())
+            .u32(sender.node)
+            .u32(sender.pid)
+            .bytes(group)
+            .bytes(data);
+        out
+    }
+
+    #[test]
+    fn deliver_header_then_data_is_the_deliver_record() {
+        let long = [b'n'; GROUP_NAME_MAX];
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i * 7) as u8).collect();
+        for (i, group) in [&b"g"[..], b"group-7", &long].into_iter().enumerate() {
+            for len in [0, 1, 56, 64, 4096, 70_000] {
+                let guarantee = [Guarantee::Agreed, Guarantee::Safe][i % 2];
+                let sender = Member {
+                    node: 0x0102_0304 + i as u32,
+                    pid: 0xa0b0_c0d0,
+                };
+                let data = &data[..len];
+                let expected = deliver_by_fields(guarantee, sender, group, data);
+                let header = DeliverHeader::new(guarantee, sender, group, len);
+                assert_eq!(header.as_bytes().len(), DELIVER_OVERHEAD + group.len());
+                assert_eq!([header.as_bytes(), data].concat(), expected);
+                let mut out = vec![9; 3];
+                encode_deliver(guarantee, sender, group, data, &mut out);
+                assert_eq!(out, expected);
+                let event = Event::Deliver {
+                    guarantee,
+                    sender,
+                    group,
+                    data,
+                };
+                event.encode(&mut out);
+                assert_eq!(out, expected);
+                assert_eq!(Event::decode(&out).unwrap(), event);
             }
         }
     }

@@ -148,7 +148,9 @@ pub struct RunReport {
     pub script_fired: usize,
     /// Every regular configuration installed: (ms, node, members), in simulated time order.
     pub installs: Vec<(u64, u32, Vec<u32>)>,
-    /// Every self-delivery: (submitted at, ms; submit to delivery at the sender, µs).
+    /// Every self-delivery: (submitted at, ms; submit to delivery at the sender, µs). Measured
+    /// when the event is read, so in a lazy run (odd seeds, before the heal) it includes the
+    /// time the event waited to be read.
     pub self_delivery: Vec<(u64, u64)>,
 }
 
@@ -169,6 +171,8 @@ struct SimNode {
     life: usize,
     counter: u64,
     restart_at: Option<u64>,
+    /// When its event queue was last drained (see `World::lazy_events`).
+    drained_at: u64,
     /// The production crypto layer between this node's core and the wire.
     sealer: Option<Sealer>,
     opener: Option<Opener>,
@@ -188,7 +192,19 @@ pub struct World {
     keys: Keys,
     crypto: CryptoMode,
     sealed: Vec<u8>,
+    /// A delivery's data gathered into one slice (messages larger than a frame arrive in parts).
+    gathered: Vec<u8>,
+    /// Odd seeds leave each node's events queued for up to `LAZY_DRAIN_MS` of simulated time
+    /// (many inputs, ring changes included) before reading them, until the heal: deliveries
+    /// borrow the core's frame store, and must read the same whatever the store did meanwhile.
+    /// Events are outputs only, so this changes nothing else about a run.
+    lazy_events: bool,
+    /// The node is read in full (the checkers' logs are built from events).
+    healed: bool,
 }
+
+/// How long a lazy run leaves a node's events queued.
+const LAZY_DRAIN_MS: u64 = 250;
 
 /// The application payload: an id the checkers can trace and bytes they can verify.
 pub fn make_payload(id: MsgId, len: usize) -> Vec<u8> {
@@ -253,6 +269,9 @@ impl World {
             keys,
             crypto,
             sealed: Vec::new(),
+            gathered: Vec::new(),
+            lazy_events: cfg.seed % 2 == 1,
+            healed: false,
             net: Network::new(cfg.nodes),
             rng,
             now: 0,
@@ -277,6 +296,7 @@ impl World {
                 life: 0,
                 counter: 0,
                 restart_at: None,
+                drained_at: 0,
                 sealer: None,
                 opener: None,
             });
@@ -331,6 +351,8 @@ impl World {
     }
 
     fn crash_node(&mut self, index: usize) {
+        // What the node delivered before it crashed, its application saw.
+        self.drain_events(index);
         let n = &mut self.nodes[index];
         if let Some(node) = n.node.take() {
             n.persisted_ring_seq = node.max_ring_seq();
@@ -349,10 +371,10 @@ impl World {
         self.alive(index) && self.nodes[index].paused_until.is_none()
     }
 
-    /// Moves a node's outputs to the network and its events to its log.
+    /// Moves a node's outputs to the network and its events to its log (in a lazy run, only
+    /// every `LAZY_DRAIN_MS`).
     fn flush(&mut self, index: usize) {
         let now = self.now;
-        let (id, life_index) = (self.nodes[index].id, self.nodes[index].life);
         let n = &mut self.nodes[index];
         let (Some(node), Some(sealer)) = (n.node.as_mut(), n.sealer.as_mut()) else {
             return;
@@ -387,6 +409,21 @@ impl World {
             }
             node.recycle(t.bytes);
         }
+        let lazy = self.lazy_events && !self.healed;
+        if !lazy || now >= n.drained_at + LAZY_DRAIN_MS * MS {
+            self.drain_events(index);
+        }
+    }
+
+    /// Moves a node's queued events to its log.
+    fn drain_events(&mut self, index: usize) {
+        let now = self.now;
+        let n = &mut self.nodes[index];
+        let (id, life_index) = (n.id, n.life);
+        n.drained_at = now;
+        let Some(node) = n.node.as_mut() else {
+            return;
+        };
         let life = &mut self.lives[life_index];
         while let Some(event) = node.poll_event() {
             match event {
@@ -425,7 +462,7 @@ impl World {
                 Event::Deliver(d) => {
                     self.report.deliveries += 1;
                     let view = life.views.get(d.group).cloned().unwrap_or_default();
-                    match read_payload(d.data) {
+                    match read_payload(d.data.gather(&mut self.gathered)) {
                         Some(id) if id.node == d.sender.node.0 && id.pid == d.sender.pid => {
                             if id.node == life.node.0 && id.incarnation == life.incarnation {
                                 if let Some(sub) = self.submitted.get(&id) {
@@ -689,6 +726,10 @@ impl World {
     }
 
     fn heal(&mut self) {
+        self.healed = true;
+        for i in 0..self.cfg.nodes {
+            self.drain_events(i);
+        }
         let c = &mut self.net.conditions;
         c.loss_ppm = 0;
         c.dup_ppm = 0;

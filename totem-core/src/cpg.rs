@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::body::Payload;
 use crate::limits::GROUP_NAME_MAX;
 use crate::srp::{ConfigChange, ConfigKind};
 use crate::types::{Guarantee, NodeId, RingId};
@@ -97,11 +98,13 @@ pub enum SubmitError {
 pub enum CpgOutput<'a> {
     Config(ConfigChange),
     Group(GroupChange),
+    /// A multicast: its group name and data, borrowed from the message (the group name of a
+    /// message larger than a frame from a copy of its head).
     Deliver {
         group: &'a [u8],
         sender: Member,
         guarantee: Guarantee,
-        data: &'a [u8],
+        data: Payload<'a>,
     },
 }
 
@@ -316,23 +319,45 @@ impl Cpg {
     }
 
     /// A complete message in total order. Returns true when the re-sync has just finished.
+    ///
+    /// Nothing of a multicast's data is copied: its delivery borrows the message. The head (op,
+    /// group, pid) of a message larger than a frame may straddle fragments and is read from a
+    /// copy of its first `MCAST_HEAD_MAX` bytes; a joinlist larger than a frame is gathered.
     pub fn on_message(
         &mut self,
         node: NodeId,
         guarantee: Guarantee,
-        bytes: &[u8],
+        message: Payload<'_>,
         emit: &mut impl FnMut(CpgOutput<'_>),
     ) -> bool {
-        let Some((&op, rest)) = bytes.split_first() else {
+        // Only a message in parts needs a copy of its head (not zeroed for every message).
+        let mut head_copy;
+        let head = match message.as_slice() {
+            Some(bytes) => bytes,
+            None => {
+                head_copy = [0u8; MCAST_HEAD_MAX];
+                let len = message.copy_prefix(&mut head_copy);
+                &head_copy[..len]
+            }
+        };
+        let Some((&op, rest)) = head.split_first() else {
             self.malformed += 1;
             return false;
         };
         if op == OP_JOINLIST {
-            return self.on_joinlist(node, rest, emit);
+            return match message.as_slice() {
+                Some(bytes) => self.on_joinlist(node, &bytes[1..], emit),
+                None => self.on_joinlist(node, &message.to_vec()[1..], emit),
+            };
         }
-        let Some((group, pid, data)) = read_entry(rest) else {
+        let Some((group, pid, tail)) = read_entry(rest) else {
             self.malformed += 1;
             return false;
+        };
+        let data = match message.as_slice() {
+            // `head` is the whole message: the data is the rest of it.
+            Some(_) => Payload::from_slice(tail),
+            None => message.skip(1 + 1 + group.len() + 4),
         };
         if self.sync.is_some() {
             // Cannot happen with correct senders (they wait for the sync); keep order anyway.

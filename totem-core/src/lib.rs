@@ -8,6 +8,7 @@
 //! below authenticates datagrams and tells the core who sent them) and knows nothing of
 //! addresses: destinations are node ids.
 
+pub mod body;
 pub mod config;
 pub mod cpg;
 pub mod limits;
@@ -19,6 +20,7 @@ mod store;
 pub mod types;
 pub mod wire;
 
+pub use body::{Body, Payload};
 pub use config::{ConfigError, TotemConfig};
 pub use cpg::{GroupChange, Member, Reason, Request, SubmitError};
 pub use node::{cluster_hash, Delivery, Event, Node, NodeConfig, Transmit};

@@ -10,9 +10,14 @@
 //! are contiguous in its stream; on a configuration change every partial message is discarded
 //! by receivers and restarted from its first byte by its sender, so members moving together
 //! deliver the same complete messages.
+//!
+//! Receiving copies nothing: a whole message is a slice of the frame body, and a fragmented one
+//! is reassembled as a list of ranges of the bodies that carried its fragments (each range
+//! holding its body, so the store may free and reuse the slot meanwhile; see `body.rs`).
 
 use std::collections::VecDeque;
 
+use crate::body::{Body, Part, Payload};
 use crate::limits::{MESSAGE_SIZE_MAX, SUBMIT_QUEUE_BYTES_MAX};
 use crate::types::{Guarantee, NodeId};
 
@@ -27,6 +32,10 @@ const FRAGMENT_HEADER: usize = 12;
 const FRAGMENT_MIN: usize = 64;
 /// Largest message the packer carries: an application message plus the group-service header.
 pub const PACKED_MESSAGE_MAX: usize = MESSAGE_SIZE_MAX + 512;
+/// Most fragments one message may arrive in. Honest senders cut every fragment but the last at
+/// `FRAGMENT_MIN` bytes or more; a sender cutting finer is dropped as malformed, which bounds
+/// the frame bodies one partial message keeps alive.
+pub const MESSAGE_FRAGMENTS_MAX: usize = PACKED_MESSAGE_MAX / FRAGMENT_MIN + 1;
 
 struct Queued {
     guarantee: Guarantee,
@@ -42,11 +51,25 @@ pub enum QueueError {
     TooLarge(usize),
 }
 
+/// A message of one sender being reassembled from its fragments.
 struct Assembly {
     sender: NodeId,
+    /// The message's length, or 0 when none is in progress.
     total: usize,
     guarantee: Guarantee,
-    bytes: Vec<u8>,
+    /// Bytes received so far. Invariant: the sum of the parts' lengths.
+    received: usize,
+    /// The fragments, borrowed from their frame bodies. Invariant: at most
+    /// `MESSAGE_FRAGMENTS_MAX`.
+    parts: Vec<Part>,
+}
+
+impl Assembly {
+    fn reset(&mut self) {
+        self.total = 0;
+        self.received = 0;
+        self.parts.clear();
+    }
 }
 
 /// Sending and receiving halves of the packer.
@@ -67,11 +90,11 @@ pub struct Packer {
     pub malformed_items: u64,
 }
 
-/// A complete message out of the packer.
+/// A complete message out of the packer, borrowed from the frame bodies that carried it.
 pub struct Unpacked<'a> {
     pub sender: NodeId,
     pub guarantee: Guarantee,
-    pub bytes: &'a [u8],
+    pub message: Payload<'a>,
 }
 
 impl Packer {
@@ -248,13 +271,13 @@ impl Packer {
     pub fn drop_partial(&mut self) {
         self.fragments_dropped += self.assemblies.iter().filter(|a| a.total > 0).count() as u64;
         for a in &mut self.assemblies {
-            a.total = 0;
-            a.bytes.clear();
+            a.reset();
         }
     }
 
-    /// Splits a delivered frame body into complete messages, in order.
-    pub fn unpack(&mut self, sender: NodeId, body: &[u8], mut deliver: impl FnMut(Unpacked<'_>)) {
+    /// Splits a delivered frame body into complete messages, in order. A message larger than a
+    /// frame comes out when its last fragment does, as the ranges of every body that carried it.
+    pub fn unpack(&mut self, sender: NodeId, body: &Body, mut deliver: impl FnMut(Unpacked<'_>)) {
         let mut at = 0;
         while at < body.len() {
             let Some(&[kind_flags, _, l0, l1]) = body
@@ -279,7 +302,7 @@ impl Packer {
                 deliver(Unpacked {
                     sender,
                     guarantee,
-                    bytes,
+                    message: Payload::from_slice(bytes),
                 });
                 at += WHOLE_HEADER + len;
                 continue;
@@ -290,10 +313,11 @@ impl Packer {
             };
             let total = u32::from_be_bytes(head[0..4].try_into().expect("4 bytes")) as usize;
             let offset = u32::from_be_bytes(head[4..8].try_into().expect("4 bytes")) as usize;
-            let Some(bytes) = body.get(at + FRAGMENT_HEADER..at + FRAGMENT_HEADER + len) else {
+            let range = at + FRAGMENT_HEADER..at + FRAGMENT_HEADER + len;
+            if range.end > body.len() {
                 self.malformed_items += 1;
                 return;
-            };
+            }
             at += FRAGMENT_HEADER + len;
             if kind > KIND_LAST
                 || total > PACKED_MESSAGE_MAX
@@ -309,7 +333,8 @@ impl Packer {
                         sender,
                         total: 0,
                         guarantee,
-                        bytes: Vec::new(),
+                        received: 0,
+                        parts: Vec::new(),
                     });
                     self.assemblies.len() - 1
                 }
@@ -319,32 +344,38 @@ impl Packer {
                 if a.total > 0 {
                     self.fragments_dropped += 1;
                 }
+                a.reset();
                 a.total = total;
-                a.bytes.clear();
-                a.bytes.reserve(total);
-            } else if a.total != total || a.bytes.len() != offset {
+            } else if a.total != total || a.received != offset {
                 // A fragment missing before this one (lost with a departed node): drop it all.
                 if a.total > 0 {
                     self.fragments_dropped += 1;
                 }
-                a.total = 0;
-                a.bytes.clear();
+                a.reset();
                 continue;
             }
-            a.bytes.extend_from_slice(bytes);
+            if a.parts.len() == MESSAGE_FRAGMENTS_MAX {
+                // Cut finer than any honest sender cuts: refuse to keep more bodies alive.
+                self.malformed_items += 1;
+                a.reset();
+                continue;
+            }
+            if len > 0 {
+                a.parts.push(Part::new(body, range));
+            }
+            a.received += len;
             if kind == KIND_LAST {
-                if a.bytes.len() == a.total {
+                if a.received == a.total {
                     a.guarantee = guarantee;
                     deliver(Unpacked {
                         sender,
                         guarantee,
-                        bytes: &a.bytes,
+                        message: Payload::from_parts(&a.parts, 0),
                     });
                 } else {
                     self.malformed_items += 1;
                 }
-                a.total = 0;
-                a.bytes.clear();
+                a.reset();
             }
         }
     }

@@ -16,6 +16,7 @@ use std::collections::VecDeque;
 
 use zerocopy::{FromBytes, IntoBytes};
 
+use crate::body::Body;
 use crate::config::{ConfigError, Timers, TotemConfig};
 use crate::limits::{MEMBERS_MAX, RTR_ENTRIES_MAX};
 use crate::stats::Stats;
@@ -53,8 +54,9 @@ pub trait Upper {
     fn fill(&mut self, buf: &mut [u8]) -> (usize, bool);
     /// Frames' worth of queued messages (for fair flow control).
     fn backlog_frames(&self) -> u32;
-    /// A frame body in agreed/safe order.
-    fn deliver(&mut self, origin: NodeId, body: &[u8]);
+    /// A frame body in agreed/safe order. The body is the store's own copy: the upper layer
+    /// may keep a reference to it (deliveries borrow from it) instead of copying.
+    fn deliver(&mut self, origin: NodeId, body: &Body);
     /// A configuration change, in order with the frames.
     fn config(&mut self, change: ConfigChange);
 }
@@ -554,7 +556,7 @@ impl Srp {
             }
             self.installed
                 .store
-                .insert(seq, origin, data.flags, payload)?;
+                .insert(seq, origin, data.flags, payload, &mut self.stats)?;
             self.stats.data_in += 1;
             if self.state == State::Operational {
                 self.deliver_ready(up);
@@ -567,7 +569,9 @@ impl Srp {
         if ring != forming.ring {
             return Err(DropReason::StaleRing);
         }
-        forming.store.insert(seq, origin, data.flags, payload)?;
+        forming
+            .store
+            .insert(seq, origin, data.flags, payload, &mut self.stats)?;
         self.stats.data_in += 1;
         if data.flags & FLAG_RECOVERY != 0 {
             self.on_recovered(payload);
@@ -593,11 +597,13 @@ impl Srp {
             self.stats.drop(DropReason::Malformed);
             return;
         }
-        match self
-            .installed
-            .store
-            .insert(old.seq.get(), NodeId(old.origin.get()), old.flags, body)
-        {
+        match self.installed.store.insert(
+            old.seq.get(),
+            NodeId(old.origin.get()),
+            old.flags,
+            body,
+            &mut self.stats,
+        ) {
             Ok(()) => self.stats.recovered += 1,
             Err(DropReason::Duplicate) => {}
             Err(reason) => self.stats.drop(reason),
@@ -946,7 +952,13 @@ impl Srp {
         self.write_data_headers(&mut buf, token.ring, token.seq, self.me, flags, len);
         self.installed
             .store
-            .insert(token.seq, self.me, flags, &buf[wire::DATA_OVERHEAD..])
+            .insert(
+                token.seq,
+                self.me,
+                flags,
+                &buf[wire::DATA_OVERHEAD..],
+                &mut self.stats,
+            )
             .expect("a stamped frame fits the window: flow control checked the room");
         self.stats.data_out += 1;
         self.send(Dest::All, buf);
@@ -979,7 +991,7 @@ impl Srp {
         let ring = token.ring;
         forming
             .store
-            .insert(token.seq, self.me, FLAG_RECOVERY, &body)
+            .insert(token.seq, self.me, FLAG_RECOVERY, &body, &mut self.stats)
             .expect("recovery frame fits the window");
         self.stats.recovery_sent += 1;
         self.transmit_data(ring, token.seq, self.me, FLAG_RECOVERY, &body);

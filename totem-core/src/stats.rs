@@ -25,6 +25,10 @@ pub struct Stats {
     pub recovery_sent: u64,
     pub recovered: u64,
     pub rings_installed: u64,
+    /// Frames stored in a fresh buffer because their slot's old one was still borrowed (by a
+    /// delivery not yet polled or a message waiting for its last fragment). Rare: a slot comes
+    /// round again only `RETAINED_FRAMES_MAX` frames later.
+    pub store_buffers_replaced: u64,
     pub drop_truncated: u64,
     pub drop_bad_magic: u64,
     pub drop_bad_version: u64,
@@ -61,7 +65,7 @@ impl Stats {
     }
 
     /// Every counter with its name, for publishing (cmap stats.srp.<name>).
-    pub fn entries(&self) -> [(&'static str, u64); 33] {
+    pub fn entries(&self) -> [(&'static str, u64); 34] {
         [
             ("frames_in", self.frames_in),
             ("frames_out", self.frames_out),
@@ -83,6 +87,7 @@ impl Stats {
             ("recovery_sent", self.recovery_sent),
             ("recovered", self.recovered),
             ("rings_installed", self.rings_installed),
+            ("store_buffers_replaced", self.store_buffers_replaced),
             ("drop_truncated", self.drop_truncated),
             ("drop_bad_magic", self.drop_bad_magic),
             ("drop_bad_version", self.drop_bad_version),

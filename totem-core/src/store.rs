@@ -1,7 +1,18 @@
 //! The frames of one ring, retained from the oldest not yet safe to the newest received: a fixed
 //! window of slots indexed by sequence number, allocated once and reused.
+//!
+//! A slot's body is the one copy of a received frame (`body.rs`): deliveries borrow from it
+//! rather than copy it. A slot freed here may therefore still be read — by a delivery queued and
+//! not yet polled, or by a message larger than a frame waiting for its last fragment — and the
+//! store of a ring being replaced may be dropped while deliveries from it are queued. Neither
+//! matters: every borrower holds its own reference to the body, and a slot's buffer is written
+//! only when nobody else holds it (`insert`).
 
+use std::rc::Rc;
+
+use crate::body::Body;
 use crate::limits::RETAINED_FRAMES_MAX;
+use crate::stats::Stats;
 use crate::types::NodeId;
 use crate::wire::DropReason;
 
@@ -10,7 +21,9 @@ pub struct Slot {
     pub seq: u64,
     pub origin: NodeId,
     pub flags: u8,
-    pub body: Vec<u8>,
+    /// Invariant: written only while unshared (`Rc::get_mut`), so a borrowed body never
+    /// changes under its borrower.
+    pub body: Body,
 }
 
 pub struct Store {
@@ -30,7 +43,7 @@ impl Store {
                 seq: 0,
                 origin: NodeId(0),
                 flags: 0,
-                body: Vec::new(),
+                body: Body::default(),
             })
             .collect();
         Store {
@@ -64,13 +77,16 @@ impl Store {
         seq != 0 && (seq < self.base || self.get(seq).is_some())
     }
 
-    /// Stores a received or stamped frame.
+    /// Stores a received or stamped frame: the one copy of its body. The slot's buffer is reused
+    /// when nothing borrows it; otherwise (a delivery not yet polled, a partial message) the slot
+    /// gets a fresh buffer, counted in `stats.store_buffers_replaced`.
     pub fn insert(
         &mut self,
         seq: u64,
         origin: NodeId,
         flags: u8,
         body: &[u8],
+        stats: &mut Stats,
     ) -> Result<(), DropReason> {
         if seq == 0 {
             return Err(DropReason::Malformed);
@@ -89,8 +105,16 @@ impl Store {
         slot.seq = seq;
         slot.origin = origin;
         slot.flags = flags;
-        slot.body.clear();
-        slot.body.extend_from_slice(body);
+        match Rc::get_mut(&mut slot.body) {
+            Some(buffer) => {
+                buffer.clear();
+                buffer.extend_from_slice(body);
+            }
+            None => {
+                slot.body = Rc::new(body.to_vec());
+                stats.store_buffers_replaced += 1;
+            }
+        }
         self.high = self.high.max(seq);
         while self.get(self.aru + 1).is_some() {
             self.aru += 1;
@@ -117,5 +141,38 @@ impl Store {
 impl Default for Store {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_borrowed_body_survives_its_slot_being_freed_and_reused() {
+        let mut store = Store::new();
+        let mut stats = Stats::default();
+        store.insert(1, NodeId(2), 0, b"first", &mut stats).unwrap();
+        store
+            .insert(2, NodeId(2), 0, b"second", &mut stats)
+            .unwrap();
+        let borrowed = Rc::clone(&store.get(1).unwrap().body);
+        let unborrowed = Rc::as_ptr(&store.get(2).unwrap().body);
+        store.free_upto(2);
+        // Seq 1's slot comes round again while the borrow is alive: a fresh buffer.
+        let again = 1 + RETAINED_FRAMES_MAX as u64;
+        store
+            .insert(again, NodeId(3), 0, b"reused", &mut stats)
+            .unwrap();
+        assert_eq!(borrowed.as_slice(), b"first");
+        assert_eq!(store.get(again).unwrap().body.as_slice(), b"reused");
+        assert_eq!(stats.store_buffers_replaced, 1);
+        // Seq 2's slot is not borrowed: its buffer is reused in place.
+        store
+            .insert(again + 1, NodeId(3), 0, b"in place", &mut stats)
+            .unwrap();
+        assert_eq!(stats.store_buffers_replaced, 1);
+        assert_eq!(Rc::as_ptr(&store.get(again + 1).unwrap().body), unborrowed);
+        assert_eq!(store.get(again + 1).unwrap().body.as_slice(), b"in place");
     }
 }

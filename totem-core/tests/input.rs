@@ -172,7 +172,8 @@ fn packing_round_trips_every_size_class() {
         }
         assert!(len <= body_max);
         frames += 1;
-        packer.unpack(NodeId(9), &frame[..len], |m| out.push(m.bytes.to_vec()));
+        let body = totem_core::Body::new(frame[..len].to_vec());
+        packer.unpack(NodeId(9), &body, |m| out.push(m.message.to_vec()));
     }
     assert_eq!(out, messages);
     assert!(

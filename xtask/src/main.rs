@@ -21,6 +21,7 @@ usage: cargo xtask <command> [args]
   bench ipc            shared-memory ring latency and throughput
   bench crypto         per-frame seal/open cost for each crypto mode
   bench udp            the io_uring and plain-socket UDP providers on loopback
+  bench deliver [ARGS] the dataplane's delivery path: core, CPG service, client ring
   bench rings          latency of each ring on the path (root; report in bench/reports/)
   bench vs-corosync [--quick]
                        Corosync 3 and rotor side by side on netns hosts (root; report too)
@@ -139,6 +140,7 @@ const BENCHES: &[(&str, &str, &str, &str)] = &[
     ("ipc", "ipc-shm", "--example", "bench_ipc"),
     ("crypto", "rotor-crypto", "--example", "bench_crypto"),
     ("udp", "rotor-dataplane", "--example", "bench_udp"),
+    ("deliver", "rotor-dataplane", "--example", "bench_deliver"),
     ("rings", "rotor-bench", "--bin", "bench-rings"),
     ("vs-corosync", "rotor-bench", "--bin", "vs-corosync"),
 ];

@@ -32,15 +32,32 @@ pub struct Seen {
     pub rings: Vec<Vec<u32>>,
 }
 
+/// How a delivery reads in `Seen::events`: its text, or for more than 200 bytes its length and
+/// FNV-1a 64 (large messages arrive in many fragments; the digest checks every byte).
+pub fn delivery_line(sender: Member, data: &[u8]) -> String {
+    if data.len() <= 200 {
+        return format!(
+            "msg {}:{} {}",
+            sender.node,
+            sender.pid,
+            String::from_utf8_lossy(data)
+        );
+    }
+    let fnv = data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!(
+        "msg {}:{} len={} fnv={fnv:016x}",
+        sender.node,
+        sender.pid,
+        data.len()
+    )
+}
+
 impl Handler for Seen {
     fn deliver(&mut self, _g: &[u8], s: Member, _: Guarantee, data: &[u8]) {
         self.delivered += 1;
-        self.events.push(format!(
-            "msg {}:{} {}",
-            s.node,
-            s.pid,
-            String::from_utf8_lossy(data)
-        ));
+        self.events.push(delivery_line(s, data));
     }
     fn confchg(
         &mut self,
@@ -81,13 +98,17 @@ pub fn pump(
 
 /// Multicasts `msg` on `c`, dispatching into `s` while the ring is full.
 pub fn send(c: &mut Cpg, s: &mut Seen, g: Guarantee, msg: &str) {
+    send_bytes(c, s, g, msg.as_bytes());
+}
+
+pub fn send_bytes(c: &mut Cpg, s: &mut Seen, g: Guarantee, msg: &[u8]) {
     loop {
-        match c.mcast(g, msg.as_bytes()) {
+        match c.mcast(g, msg) {
             Ok(()) => return,
             Err(rotor_client::Error::TryAgain) => {
                 c.dispatch(Dispatch::All, s).expect("dispatch");
             }
-            Err(e) => panic!("mcast {msg:?}: {e}"),
+            Err(e) => panic!("mcast of {} bytes: {e}", msg.len()),
         }
     }
 }
