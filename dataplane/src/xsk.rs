@@ -11,7 +11,9 @@
 //! - **RX** (`recv_batch`): up to [`RX_BATCH`] descriptors per queue are taken from the RX
 //!   ring, each frame is parsed in place and its UDP payload handed to the caller as a mutable
 //!   slice of UMEM (opened in place by the runner, never copied), then the whole batch goes
-//!   back on the fill ring (with a wake-up when the kernel asks for one).
+//!   back on the fill ring (with a wake-up when the kernel asks for one); frames the ring
+//!   cannot take yet — the kernel publishes its progress through the fill ring lazily — wait
+//!   in a per-queue list and are offered again on every receive (`fill_deferred`).
 //! - **TX** (`send_to`): a free frame is taken, the payload written at its header offset, the
 //!   headers built around it, and the descriptor put on the TX ring; `flush` kicks the kernel
 //!   (`sendto`, repeated while the kernel keeps making progress: copy mode sends 32 frames per
@@ -147,6 +149,9 @@ pub struct XskCounters {
     pub tx_kicks: u64,
     /// Wake-ups of the kernel after refilling a fill ring (only when it asks: need_wakeup).
     pub fill_wakeups: u64,
+    /// Received frames the fill ring could not take back at once (retried on the next
+    /// receive; see `Queue::refill`), summed over attempts.
+    pub fill_deferred: u64,
     /// Received or unsendable frames dropped, by reason (`frame_*` from `ParseError::reason`,
     /// `wrong_destination`, `neigh_unresolved`, `frame_too_large`).
     pub drops: BTreeMap<&'static str, u64>,
@@ -175,11 +180,38 @@ struct Queue {
     tx_ring_size: u32,
     /// Scratch for RX and completion batches.
     batch: Vec<FrameDesc>,
+    /// Received frames waiting to go back on the fill ring. The kernel publishes how far it
+    /// has read the fill ring lazily (when it next looks for frames), so right after an RX
+    /// batch the ring can look fuller than it is; frames it did not take yet wait here and are
+    /// offered again on every receive. Invariant: at most the RX half of the UMEM, and no frame
+    /// is both here and on a ring.
+    refill: Vec<FrameDesc>,
     /// Frames taken from this queue's RX ring.
     frames_in: u64,
 }
 
 impl Queue {
+    /// Puts the frames waiting in `refill` back on the fill ring, as many as it takes now
+    /// (libxdp reserves all or nothing, so a refusal is retried with halves); returns whether
+    /// any went back.
+    fn refill(&mut self) -> bool {
+        let mut returned = false;
+        let mut want = self.refill.len();
+        while want > 0 {
+            // SAFETY: `refill` holds frames of this queue's UMEM taken from its RX ring and
+            // referenced by nothing else; produced ones leave `refill` at once.
+            let put = unsafe { self.fill.produce(&self.refill[..want]) };
+            if put > 0 {
+                self.refill.drain(..put);
+                returned = true;
+                want = self.refill.len();
+            } else {
+                want /= 2;
+            }
+        }
+        returned
+    }
+
     /// Returns completed TX frames to the free list.
     fn reap(&mut self) {
         loop {
@@ -328,6 +360,7 @@ fn bind_queue(cfg: &XskConfig, queue: u32, mode: BindMode) -> Result<Queue, Stri
         umem,
         tx_free,
         tx_ring_size: half,
+        refill: Vec::with_capacity(descs.len()),
         batch: descs,
         frames_in: 0,
     })
@@ -601,6 +634,7 @@ impl crate::transport::Transport for XskTransport {
         put("tx_ring_full", c.tx_ring_full);
         put("tx_kicks", c.tx_kicks);
         put("fill_wakeups", c.fill_wakeups);
+        put("fill_deferred", c.fill_deferred);
         for (reason, n) in &c.drops {
             put(&format!("drops.{reason}"), *n);
         }
@@ -656,13 +690,17 @@ impl crate::transport::Transport for XskTransport {
                     Err(e) => counters.drop(e.reason()),
                 }
             }
-            if n > 0 {
-                // SAFETY: the same frames, no longer referenced, go back to the kernel.
-                let put = unsafe { q.fill.produce(&q.batch[..n]) };
-                // The fill ring has room for every RX frame (same size as the RX half of the
-                // UMEM), so all of them fit: a shortfall is a bug here, not bad input.
-                assert_eq!(put, n, "fill ring refused frames it has room for");
-                if q.fill.needs_wakeup() {
+            // The frames go back to the kernel (with any that waited from an earlier batch).
+            // A ring that looks full is normal right after a batch: see `Queue::refill`.
+            q.refill.extend_from_slice(&q.batch[..n]);
+            assert!(
+                q.refill.len() <= q.batch.len(),
+                "more frames waiting for the fill ring than the RX half of the UMEM"
+            );
+            if !q.refill.is_empty() {
+                let returned = q.refill();
+                counters.fill_deferred += q.refill.len() as u64;
+                if returned && q.fill.needs_wakeup() {
                     q.fill.wakeup(q.rx.fd_mut(), 0)?;
                     counters.fill_wakeups += 1;
                 }
