@@ -402,6 +402,7 @@ impl Daemon {
             crate::config::PollMode::Blocking => "blocking",
             crate::config::PollMode::Auto => "auto",
         });
+        cmd.arg("--spin-us").arg(rotor.poll_spin_us.to_string());
         if let Some(core) = rotor.dataplane_cores.first() {
             cmd.arg("--core").arg(core.to_string());
         }

@@ -124,6 +124,7 @@ uidgid {
 rotor {
     dataplane_cores: 2,3
     poll_mode: busy
+    poll_spin_us: 25
 }
 ";
 
@@ -223,11 +224,17 @@ fn three_node_example_types_and_derived_values() {
     );
     assert_eq!(config.rotor.dataplane_cores, [2, 3]);
     assert_eq!(config.rotor.poll_mode, PollMode::Busy);
+    assert_eq!(config.rotor.poll_spin_us, 25);
+    assert_eq!(e["rotor.poll_spin_us"], Value::U32(25));
 }
 
 #[test]
 fn defaults_match_corosync() {
     let config = parse_str(FILE, "totem {\n}\n").unwrap();
+    assert_eq!(
+        config.rotor.poll_spin_us,
+        rotor_control::config::POLL_SPIN_US_DEFAULT
+    );
     let t = config.totem.timeouts;
     assert_eq!(
         (

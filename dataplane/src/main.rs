@@ -62,8 +62,10 @@ struct Args {
     /// the machine has a core to spare beyond the poller's, adaptive otherwise.
     #[arg(long, default_value = "auto")]
     poll: String,
-    /// Microseconds the adaptive mode spins after the last work before sleeping.
-    #[arg(long, default_value_t = 50)]
+    /// Microseconds the adaptive mode spins after the last work before sleeping (rotord passes
+    /// rotor.poll_spin_us). Short by default: a spin only pays on a core of its own, and on a
+    /// shared one it holds the CPU the next hop of the token needs.
+    #[arg(long, default_value_t = 10)]
     spin_us: u64,
     /// CPU to pin the poll loop to.
     #[arg(long)]

@@ -323,7 +323,14 @@ pub struct RotorConfig {
     /// CPUs the dataplane pins its poll loops to; empty = let the OS choose.
     pub dataplane_cores: Vec<u16>,
     pub poll_mode: PollMode,
+    /// How long the adaptive poll loop spins after its last work before it sleeps.
+    pub poll_spin_us: u32,
 }
+
+/// `rotor.poll_spin_us` when unset. Measured on three nodes sharing two cores (docs/BENCHMARKS.md,
+/// "poll spin"): agreed self-delivery p50 ≈ 234 µs with 50 µs spins, ≈ 75 µs with 10 µs, ≈ 44 µs
+/// blocking — a spin holds the core the next hop of the token needs.
+pub const POLL_SPIN_US_DEFAULT: u32 = 10;
 
 /// A parsed, validated config.
 #[derive(Clone, Debug)]
@@ -566,6 +573,7 @@ fn rotor_kind(key: &str) -> Option<Kind> {
     Some(match key {
         "dataplane_cores" => Kind::Cores,
         "poll_mode" => Kind::Choice(&["busy", "adaptive", "blocking", "auto"]),
+        "poll_spin_us" => Kind::U32("microseconds"),
         _ => return None,
     })
 }
@@ -1490,6 +1498,7 @@ impl Builder<'_> {
         RotorConfig {
             dataplane_cores,
             poll_mode,
+            poll_spin_us: self.u32_or("rotor.poll_spin_us", POLL_SPIN_US_DEFAULT),
         }
     }
 }
