@@ -29,7 +29,7 @@
 //! - **Drop**: sockets and UMEMs are released first (the kernel then removes them from the
 //!   `xsks` map), then a program this transport loaded is detached (field order).
 //!
-//! Not done yet: IP multicast, several queues sharing one UMEM, busy polling (`SO_BUSY_POLL`),
+//! Not done yet: several queues sharing one UMEM, busy polling (`SO_BUSY_POLL`),
 //! TX metadata/checksum offload, frames larger than one UMEM frame (multi-buffer).
 
 use std::collections::BTreeMap;
