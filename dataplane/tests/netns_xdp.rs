@@ -242,6 +242,26 @@ fn skip_reason(cluster: Option<&Cluster>) -> Option<String> {
     })
 }
 
+/// A cluster for test `name`, or `None` after printing why XDP tests cannot run here.
+fn cluster_or_skip(
+    name: &str,
+    nodes: usize,
+    family: Family,
+) -> Option<(Cluster, Receiver<(usize, String)>)> {
+    let why = match skip_reason(None) {
+        Some(why) => why,
+        None => {
+            let (c, rx) = Cluster::new(nodes, family);
+            match skip_reason(Some(&c)) {
+                None => return Some((c, rx)),
+                Some(why) => why,
+            }
+        }
+    };
+    eprintln!("SKIPPED {name}: {why}");
+    None
+}
+
 /// Waits (bounded) until `done` holds for the lines seen so far.
 fn wait_until(
     rx: &Receiver<(usize, String)>,
@@ -381,15 +401,9 @@ fn tcp_round_trip(c: &Cluster, from: usize, to: usize, addr: SocketAddr) {
 fn xdp_three_nodes_agree_survive_a_kill_rejoin_and_leave_other_traffic_alone() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let name = "xdp_three_nodes_agree_survive_a_kill_rejoin_and_leave_other_traffic_alone";
-    if let Some(why) = skip_reason(None) {
-        eprintln!("SKIPPED {name}: {why}");
+    let Some((mut c, rx)) = cluster_or_skip(name, 3, Family::V4) else {
         return;
-    }
-    let (mut c, rx) = Cluster::new(3, Family::V4);
-    if let Some(why) = skip_reason(Some(&c)) {
-        eprintln!("SKIPPED {name}: {why}");
-        return;
-    }
+    };
     let started = Instant::now();
     let mut lines = form_and_agree(&mut c, &rx, 50);
 
@@ -472,32 +486,19 @@ fn xdp_three_nodes_agree_survive_a_kill_rejoin_and_leave_other_traffic_alone() {
 #[test]
 fn xdp_five_nodes_agree() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let name = "xdp_five_nodes_agree";
-    if let Some(why) = skip_reason(None) {
-        eprintln!("SKIPPED {name}: {why}");
+    let Some((mut c, rx)) = cluster_or_skip("xdp_five_nodes_agree", 5, Family::V4) else {
         return;
-    }
-    let (mut c, rx) = Cluster::new(5, Family::V4);
-    if let Some(why) = skip_reason(Some(&c)) {
-        eprintln!("SKIPPED {name}: {why}");
-        return;
-    }
+    };
     form_and_agree(&mut c, &rx, 20);
 }
 
 #[test]
 fn xdp_three_nodes_agree_over_ipv6() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let name = "xdp_three_nodes_agree_over_ipv6";
-    if let Some(why) = skip_reason(None) {
-        eprintln!("SKIPPED {name}: {why}");
+    let Some((mut c, rx)) = cluster_or_skip("xdp_three_nodes_agree_over_ipv6", 3, Family::V6)
+    else {
         return;
-    }
-    let (mut c, rx) = Cluster::new(3, Family::V6);
-    if let Some(why) = skip_reason(Some(&c)) {
-        eprintln!("SKIPPED {name}: {why}");
-        return;
-    }
+    };
     // The default transport, as root on a veth that takes the program, is XDP.
     c.transports = vec!["auto"; 3];
     form_and_agree(&mut c, &rx, 30);
@@ -508,17 +509,10 @@ fn xdp_three_nodes_agree_over_ipv6() {
 #[test]
 fn xdp_and_udp_nodes_share_a_ring() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let name = "xdp_and_udp_nodes_share_a_ring";
-    if let Some(why) = skip_reason(None) {
-        eprintln!("SKIPPED {name}: {why}");
-        return;
-    }
     for family in [Family::V4, Family::V6] {
-        let (mut c, rx) = Cluster::new(3, family);
-        if let Some(why) = skip_reason(Some(&c)) {
-            eprintln!("SKIPPED {name}: {why}");
+        let Some((mut c, rx)) = cluster_or_skip("xdp_and_udp_nodes_share_a_ring", 3, family) else {
             return;
-        }
+        };
         c.transports = vec!["udp", "xdp", "xdp"];
         form_and_agree(&mut c, &rx, 20);
     }
@@ -529,16 +523,13 @@ fn xdp_and_udp_nodes_share_a_ring() {
 #[test]
 fn xdp_host_with_another_key_is_dropped_and_counted() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let name = "xdp_host_with_another_key_is_dropped_and_counted";
-    if let Some(why) = skip_reason(None) {
-        eprintln!("SKIPPED {name}: {why}");
+    let Some((mut c, rx)) = cluster_or_skip(
+        "xdp_host_with_another_key_is_dropped_and_counted",
+        3,
+        Family::V4,
+    ) else {
         return;
-    }
-    let (mut c, rx) = Cluster::new(3, Family::V4);
-    if let Some(why) = skip_reason(Some(&c)) {
-        eprintln!("SKIPPED {name}: {why}");
-        return;
-    }
+    };
     let other = c.dir.join("authkey-other");
     write_key(&other);
     c.keys[2] = other;
@@ -593,16 +584,10 @@ fn xdp_host_with_another_key_is_dropped_and_counted() {
 fn xdp_node_survives_a_flood_of_garbage() {
     const GARBAGE: usize = 100_000;
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let name = "xdp_node_survives_a_flood_of_garbage";
-    if let Some(why) = skip_reason(None) {
-        eprintln!("SKIPPED {name}: {why}");
+    let Some((mut c, rx)) = cluster_or_skip("xdp_node_survives_a_flood_of_garbage", 3, Family::V4)
+    else {
         return;
-    }
-    let (mut c, rx) = Cluster::new(3, Family::V4);
-    if let Some(why) = skip_reason(Some(&c)) {
-        eprintln!("SKIPPED {name}: {why}");
-        return;
-    }
+    };
     // Host 3 runs no node: it is the flooder.
     c.nodes = 2;
     for i in 1..=2 {
