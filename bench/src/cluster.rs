@@ -12,41 +12,14 @@ use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rotor_testbed::rotor::{rotord_command, Bins, Spec};
 use rotor_testbed::Testbed;
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// SIGINT and SIGTERM set a flag instead of killing the bench, so it can stop what it started
-/// and remove its hosts before it exits.
-pub fn catch_interrupts() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // Safety: the handler only stores to an atomic, which is async-signal-safe.
-        let handler: extern "C" fn(libc::c_int) = on_signal;
-        // Safety: as above.
-        unsafe { libc::signal(sig, handler as libc::sighandler_t) };
-    }
-}
-
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
-}
-
-/// Err when interrupted, for `?` in the bench's steps.
-pub fn check_interrupt() -> Result<(), String> {
-    if interrupted() {
-        Err("interrupted".into())
-    } else {
-        Ok(())
-    }
-}
+pub use rotor_testbed::interrupt::{
+    catch as catch_interrupts, check as check_interrupt, interrupted,
+};
 
 /// Sleeps `d` unless interrupted first.
 pub fn nap(d: Duration) -> Result<(), String> {

@@ -12,6 +12,7 @@
 //! mount, pid or uts namespace; and it needs root (`root_or_skip` lets tests skip without it).
 //! Two testbeds with one prefix at a time clash: give each concurrent test its own prefix.
 
+pub mod interrupt;
 pub mod rotor;
 
 use std::ffi::OsStr;

@@ -4,15 +4,15 @@
 //! kernel UDP. It generates a key with `rotor keygen`, starts one rotord per node, shows the ring
 //! forming and `rotor status`, runs CPG traffic between processes on all nodes with a progress
 //! bar, kills one node and shows the configuration change and the survivors carrying on, prints
-//! latency percentiles and throughput, and cleans up everything it started (also on an error or
-//! Ctrl-C).
+//! latency percentiles and throughput, and cleans up everything it started (also on an error,
+//! Ctrl-C or SIGTERM).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use rotor_testbed::interrupt::check as check_interrupt;
 use rotor_testbed::rotor::{parse_status, Bins, Spec, Status};
 use rotor_testbed::Testbed;
 
@@ -22,20 +22,6 @@ const NODES: usize = 3;
 /// Seconds of CPG traffic with all three nodes sending.
 const TRAFFIC_S: u64 = 4;
 const RING_TIMEOUT: Duration = Duration::from_secs(30);
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-fn check_interrupt() -> Result<(), String> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        Err("interrupted; cleaning up".into())
-    } else {
-        Ok(())
-    }
-}
 
 /// Where the nodes run.
 enum Place {
@@ -304,8 +290,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         _ => return Err("usage: cargo xtask demo [--loopback]".into()),
     };
     crate::deps::ensure()?;
-    // Safety: the handler only stores to an atomic.
-    unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
+    rotor_testbed::interrupt::catch();
     let bins = build_bins(true)?;
     let root = is_root() && !loopback;
     let dir = std::env::temp_dir().join(format!("rotor-demo-{}", std::process::id()));
