@@ -321,38 +321,11 @@ pub fn build_c_client(out: &Path) -> Result<(), String> {
 }
 
 /// `cargo build --release` of rotord, rotor-dataplane and rotor (a no-op when they are
-/// current); returns the directory holding them, the one this bench binary runs from.
+/// current); returns the directory holding them.
 pub fn build_rotor() -> Result<PathBuf, String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(crate::report::workspace_root())
-        .args(["build", "--quiet", "--release"])
-        .args([
-            "-p",
-            "rotor-control",
-            "-p",
-            "rotor-dataplane",
-            "-p",
-            "rotor-client",
-        ])
-        .status()
-        .map_err(|e| format!("cargo build: {e}"))?;
-    if !status.success() {
-        return Err(format!(
-            "building rotord, rotor-dataplane and rotor: {status}"
-        ));
-    }
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let dir = exe
-        .parent()
-        .ok_or("no directory for the bench binary")?
-        .to_path_buf();
-    for b in ["rotord", "rotor-dataplane", "rotor"] {
-        if !dir.join(b).exists() {
-            return Err(format!("{} missing after the build", dir.join(b).display()));
-        }
-    }
-    Ok(dir)
+    rotor_testbed::rotor::build_bins(&crate::report::workspace_root(), true)
+        .map(|bins| bins.dir)
+        .map_err(|e| format!("building rotord, rotor-dataplane and rotor: {e}"))
 }
 
 /// Corosync on every testbed host, each daemon with its own /run and /var/lib/corosync.

@@ -116,6 +116,46 @@ pub fn write_authkey(path: &Path) -> io::Result<()> {
         .write_all(&key)
 }
 
+/// Builds rotord, rotor-dataplane and rotor in `workspace` (with `--release` or not; a no-op
+/// when they are current) and returns the directory cargo put them in, as its JSON messages
+/// report it. Compiler output goes to stderr. For `cargo xtask cluster`, the demo and the
+/// benchmarks.
+pub fn build_bins(workspace: &Path, release: bool) -> io::Result<Bins> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace).args([
+        "build",
+        "-p",
+        "rotor-control",
+        "-p",
+        "rotor-dataplane",
+        "-p",
+        "rotor-client",
+        "--bins",
+        "--message-format",
+        "json-render-diagnostics",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    let out = cmd.stderr(Stdio::inherit()).output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "cargo build of rotord, rotor-dataplane and rotor: {}",
+            out.status
+        )));
+    }
+    // The compiler-artifact message of each binary carries `"executable":"<path>"`.
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split("\"executable\":\"").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .find(|p| p.ends_with("/rotord"))
+        .and_then(|p| Path::new(p).parent().map(Path::to_path_buf))
+        .map(|dir| Bins { dir })
+        .ok_or_else(|| io::Error::other("cargo build did not report the rotord executable"))
+}
+
 /// Builds `packages` (`cargo build -p …`, with the cargo running the tests): a test of one
 /// package needs the binaries of others, which `cargo test -p` neither builds nor rebuilds
 /// when stale (a stale rotord would speak an older ring version). A no-op when they are

@@ -95,43 +95,8 @@ fn parse_up(args: &[String]) -> Result<UpArgs, String> {
 
 /// Builds rotord, rotor-dataplane and rotor, and returns the directory cargo put them in.
 pub fn build_bins(release: bool) -> Result<Bins, String> {
-    let mut cmd = crate::cargo();
-    cmd.args([
-        "build",
-        "-p",
-        "rotor-control",
-        "-p",
-        "rotor-dataplane",
-        "-p",
-        "rotor-client",
-        "--bins",
-        "--message-format",
-        "json-render-diagnostics",
-    ]);
-    if release {
-        cmd.arg("--release");
-    }
     eprintln!("xtask: building rotord, rotor-dataplane and rotor");
-    let out = cmd
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cargo build: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("cargo build failed ({})", out.status));
-    }
-    // The compiler-artifact message of each binary carries `"executable":"<path>"`.
-    let rotord = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split("\"executable\":\"").nth(1))
-        .filter_map(|rest| rest.split('"').next())
-        .find(|p| p.ends_with("/rotord"))
-        .map(PathBuf::from)
-        .ok_or("cargo build did not report the rotord executable")?;
-    let dir = rotord
-        .parent()
-        .ok_or("rotord has no directory")?
-        .to_path_buf();
-    Ok(Bins { dir })
+    rotor_testbed::rotor::build_bins(&crate::root(), release).map_err(|e| e.to_string())
 }
 
 /// The log of node `i` so far, last `lines` lines, indented.
