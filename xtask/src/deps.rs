@@ -40,14 +40,6 @@ fn installed(package: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 /// Installs the missing packages with apt-get (as root), or says which are missing and how to
 /// install them.
 pub fn ensure() -> Result<(), String> {
@@ -70,7 +62,7 @@ pub fn ensure() -> Result<(), String> {
     if missing.is_empty() {
         return Ok(());
     }
-    if !is_root() {
+    if !crate::cluster::is_root() {
         return Err(format!(
             "missing system packages: {0}; install them with: sudo apt-get install -y {0}",
             missing.join(" ")
