@@ -104,7 +104,7 @@ fn wait_ring(nodes: &Nodes, i: usize, want: usize) {
         let connected = Cmap::initialize_at(&nodes.socket(i))
             .and_then(|mut c| c.status())
             .map(|s| {
-                if s.state == "operational" {
+                if s.state == rotor_proto::RingState::Operational {
                     s.nodes.iter().filter(|n| n.connected).count()
                 } else {
                     0
@@ -524,7 +524,7 @@ fn one_node_out_of_the_box_notifies_systemd_and_stops_cleanly() {
     let n = got.expect("no sd_notify datagram within 30 s");
     assert_eq!(&buf[..n], b"READY=1");
     let status = status.expect("status");
-    assert_eq!(status.state, "operational");
+    assert_eq!(status.state, rotor_proto::RingState::Operational);
     assert_eq!(status.local_addr, "127.0.0.1");
     assert_eq!(status.nodes.len(), 1);
     assert!(
