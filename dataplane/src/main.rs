@@ -416,7 +416,7 @@ fn service_main(fd: i32) -> ExitCode {
     let mut runner = match runner {
         Ok(r) => r,
         Err(f) => {
-            eprintln!("rotor-dataplane: {}", f.message);
+            // rotord logs it, with what it decides.
             control.report(&FromDataplane::Failed {
                 kind: f.kind,
                 message: f.message.clone(),

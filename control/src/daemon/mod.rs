@@ -398,7 +398,11 @@ impl Daemon {
     }
 
     fn shutdown(&mut self) {
-        log_at!(Notice, "MAIN", "shutting down: leaving the ring");
+        if self.supervisor.control_fd().is_some() {
+            log_at!(Notice, "MAIN", "shutting down: leaving the ring");
+        } else {
+            log_at!(Notice, "MAIN", "shutting down");
+        }
         self.supervisor.shutdown();
         // After the dataplane: its sockets are closed, nothing is left to steer to.
         if let Some(program) = self.xdp.take() {

@@ -1,6 +1,6 @@
 //! The dataplane process: started with a SOCK_SEQPACKET socketpair as its descriptor 3 and a
 //! `Start` message on it (everything it runs with, the XDP program's maps beside it as
-//! SCM_RIGHTS), watched, restarted after a crash with a growing delay, and given up on — which
+//! SCM_RIGHTS), watched, restarted after a crash with a doubling delay, and given up on — which
 //! stops rotord — when restarting cannot help (a `Failed` report of a configuration, key or
 //! version kind) or has not helped `FAILURES_MAX` times in a row.
 
@@ -21,8 +21,6 @@ const CONTROL_CHILD_FD: RawFd = 3;
 /// The least time between a dataplane's death and its restart: its crypto epoch is its start
 /// second, and peers drop frames of a reused epoch as replays.
 const RESTART_DELAY_MIN: Duration = Duration::from_millis(1100);
-/// The longest wait between restarts (the delay doubles with each failure in a row).
-const RESTART_DELAY_MAX: Duration = Duration::from_secs(30);
 /// Failures in a row after which rotord gives up and stops.
 pub const FAILURES_MAX: u32 = 6;
 /// A dataplane that ran this long before failing starts a new count of failures in a row.
@@ -49,8 +47,7 @@ pub struct Supervisor {
     maps: Option<(RawFd, RawFd)>,
     running: Option<Running>,
     restart_at: Option<Instant>,
-    /// Failures since the last dataplane that ran `STABLE_RUN`.
-    failures: u32,
+    policy: RestartPolicy,
     last_epoch: u32,
     buf: Vec<u8>,
 }
@@ -63,7 +60,7 @@ impl Supervisor {
             maps,
             running: None,
             restart_at: None,
-            failures: 0,
+            policy: RestartPolicy::default(),
             last_epoch: 0,
             buf: vec![0; REPORT_SIZE_MAX],
         }
@@ -162,7 +159,9 @@ impl Supervisor {
         if let Some(running) = &mut self.running {
             match running.child.try_wait() {
                 Ok(Some(status)) => {
-                    let running = self.running.take().expect("checked above");
+                    let mut running = self.running.take().expect("checked above");
+                    // A Failed report sent just before the exit may still be unread.
+                    drain_failure(&mut running, &mut self.buf);
                     on_down();
                     self.on_exit(running, status)?;
                 }
@@ -183,38 +182,29 @@ impl Supervisor {
         status: std::process::ExitStatus,
     ) -> Result<(), DaemonError> {
         let pid = running.child.id();
-        if let Some((kind, message)) = running.failure.clone() {
-            if !kind.restart_may_help() {
-                return Err(DaemonError::Dataplane { kind, message });
-            }
-        }
-        if running.started.elapsed() >= STABLE_RUN {
-            self.failures = 0;
-        }
-        self.failures += 1;
+        let kind = running.failure.as_ref().map(|(kind, _)| *kind);
         let last = match &running.failure {
             Some((_, message)) => format!("{message} ({})", describe_status(status)),
             None => describe_status(status),
         };
-        if self.failures >= FAILURES_MAX {
-            return Err(DaemonError::DataplaneGaveUp {
-                failures: self.failures,
-                last,
-            });
+        match self.policy.on_exit(running.started.elapsed(), kind) {
+            Decision::Stop => {
+                let (kind, message) = running.failure.expect("Stop comes from a failure report");
+                Err(DaemonError::Dataplane { kind, message })
+            }
+            Decision::GiveUp { failures } => Err(DaemonError::DataplaneGaveUp { failures, last }),
+            Decision::Restart { delay, failures } => {
+                log_at!(
+                    Error,
+                    "MAIN",
+                    "dataplane (pid {pid}) {last}; restarting it in {:.1} s (failure {failures} \
+                     in a row; rotord gives up at {FAILURES_MAX})",
+                    delay.as_secs_f64()
+                );
+                self.restart_at = Some(Instant::now() + delay);
+                Ok(())
+            }
         }
-        let delay = RESTART_DELAY_MIN
-            .saturating_mul(1 << (self.failures - 1).min(16))
-            .min(RESTART_DELAY_MAX);
-        log_at!(
-            Error,
-            "MAIN",
-            "dataplane (pid {pid}) {last}; restarting it in {:.1} s (failure {} in a row; rotord \
-             gives up at {FAILURES_MAX})",
-            delay.as_secs_f64(),
-            self.failures
-        );
-        self.restart_at = Some(Instant::now() + delay);
-        Ok(())
     }
 
     /// Hands every report waiting on the control socket to `on_report`; a `Failed` report is
@@ -232,7 +222,7 @@ impl Supervisor {
             };
             match FromDataplane::decode(&self.buf[..n]) {
                 Ok(FromDataplane::Failed { kind, message }) => {
-                    log_at!(Error, "MAIN", "the dataplane cannot run: {message}");
+                    // Logged once, with the decision, when the process exits.
                     running.failure = Some((kind, message.clone()));
                     on_report(FromDataplane::Failed { kind, message });
                 }
@@ -283,6 +273,65 @@ impl Supervisor {
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Reads what a dataplane that exited left on its control socket, keeping a `Failed` report
+/// (the rest describes a ring that is gone).
+fn drain_failure(running: &mut Running, buf: &mut [u8]) {
+    let fd = running.control.as_raw_fd();
+    while let Ok((n, _)) = ipc_shm::handoff::recv_message(fd, buf) {
+        if n == 0 {
+            return;
+        }
+        if let Ok(FromDataplane::Failed { kind, message }) = FromDataplane::decode(&buf[..n]) {
+            running.failure = Some((kind, message));
+        }
+    }
+}
+
+/// What to do about a dataplane that exited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Start it again after `delay`; `failures` in a row so far.
+    Restart { delay: Duration, failures: u32 },
+    /// It failed `failures` times in a row: stop rotord.
+    GiveUp { failures: u32 },
+    /// It said restarting cannot help: stop rotord.
+    Stop,
+}
+
+/// When a dataplane that exited is restarted: after `RESTART_DELAY_MIN`, doubling with each
+/// failure in a row, never after a failure restarting cannot fix, and
+/// not after `FAILURES_MAX` failures in a row; a dataplane that ran `STABLE_RUN` starts a new
+/// count.
+#[derive(Debug, Default)]
+pub struct RestartPolicy {
+    /// Failures since the last dataplane that ran `STABLE_RUN`.
+    failures: u32,
+}
+
+impl RestartPolicy {
+    /// A dataplane exited after running `ran_for`, having reported `failure` (if it said why).
+    pub fn on_exit(&mut self, ran_for: Duration, failure: Option<FailureKind>) -> Decision {
+        if failure.is_some_and(|kind| !kind.restart_may_help()) {
+            return Decision::Stop;
+        }
+        if ran_for >= STABLE_RUN {
+            self.failures = 0;
+        }
+        self.failures += 1;
+        if self.failures >= FAILURES_MAX {
+            return Decision::GiveUp {
+                failures: self.failures,
+            };
+        }
+        // 1.1, 2.2, 4.4, 8.8, 17.6 s: about half a minute of trying before giving up.
+        let delay = RESTART_DELAY_MIN.saturating_mul(1 << (self.failures - 1));
+        Decision::Restart {
+            delay,
+            failures: self.failures,
         }
     }
 }
@@ -341,6 +390,54 @@ pub(crate) fn set_nonblocking(fd: RawFd) {
         let flags = libc::fcntl(fd, libc::F_GETFL);
         if flags >= 0 {
             libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_back_off_and_give_up() {
+        let mut policy = RestartPolicy::default();
+        let quick = Duration::from_millis(10);
+        let mut delays = Vec::new();
+        for _ in 1..FAILURES_MAX {
+            match policy.on_exit(quick, None) {
+                Decision::Restart { delay, .. } => delays.push(delay.as_millis()),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(delays, [1100, 2200, 4400, 8800, 17600]);
+        assert_eq!(
+            policy.on_exit(quick, Some(FailureKind::Runtime)),
+            Decision::GiveUp {
+                failures: FAILURES_MAX
+            }
+        );
+    }
+
+    #[test]
+    fn a_long_run_starts_a_new_count() {
+        let mut policy = RestartPolicy::default();
+        for _ in 0..4 {
+            policy.on_exit(Duration::ZERO, None);
+        }
+        assert_eq!(
+            policy.on_exit(STABLE_RUN, Some(FailureKind::Transport)),
+            Decision::Restart {
+                delay: RESTART_DELAY_MIN,
+                failures: 1
+            }
+        );
+    }
+
+    #[test]
+    fn config_key_and_version_failures_stop_at_once() {
+        for kind in [FailureKind::Config, FailureKind::Key, FailureKind::Version] {
+            let mut policy = RestartPolicy::default();
+            assert_eq!(policy.on_exit(Duration::ZERO, Some(kind)), Decision::Stop);
         }
     }
 }
