@@ -13,24 +13,67 @@ pub struct LocalNode {
     pub bind: SocketAddr,
     /// Every other node of the nodelist: id and ring0 address with the cluster port.
     pub peers: Vec<(u32, SocketAddr)>,
+    /// What the operator should know about how the node was chosen (logged at start).
+    pub warnings: Vec<String>,
 }
 
 /// Chooses the local node from the nodelist: `node_id` if given (rotor's `--node-id`), else
 /// the node whose ring0_addr is an address of this host. Without a nodelist: a one-node
-/// cluster on the loopback address.
+/// cluster on the loopback address, for a first try, said loudly in `warnings`.
+///
+/// `bindnetaddr` is corosync's way to pick the local address without a nodelist (with
+/// multicast discovery of the members); rotor has no member discovery, so without a nodelist
+/// it is refused with what to write instead, and with a nodelist it is ignored with a warning,
+/// as corosync does ("Nodelist one is going to be used").
 pub fn local_node(config: &Config, node_id: Option<u32>) -> Result<LocalNode, String> {
+    let bindnetaddr = config
+        .totem
+        .interfaces
+        .iter()
+        .find_map(|i| i.bindnetaddr.as_deref().map(|a| (i.linknumber, a)));
     let port = config
         .totem
         .interfaces
         .first()
         .map(|i| i.mcastport)
         .unwrap_or(crate::config::MCASTPORT_DEFAULT);
+    let mut warnings = Vec::new();
+    let line = |key: &str| {
+        config
+            .line_of(key)
+            .map_or_else(|| config.file.clone(), |l| format!("{}:{l}", config.file))
+    };
     if config.nodes.is_empty() {
+        if let Some((link, addr)) = bindnetaddr {
+            let key = format!("totem.interface.{link}.bindnetaddr");
+            return Err(format!(
+                "{}: {key}: {addr} without a nodelist: rotor does not discover members, it \
+                 needs them listed; add nodelist {{ node {{ ring0_addr: ADDRESS nodeid: N }} }} \
+                 for every node (each node finds itself by its address) and remove bindnetaddr",
+                line(&key)
+            ));
+        }
+        let bind = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port);
+        warnings.push(format!(
+            "{}: no nodelist: running as a one-node cluster on {bind}, which no other node can \
+             join; list every node in nodelist {{ node {{ ring0_addr: ADDRESS nodeid: N }} }} to \
+             form a cluster",
+            config.file
+        ));
         return Ok(LocalNode {
             node_id: node_id.unwrap_or(1),
-            bind: SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port),
+            bind,
             peers: Vec::new(),
+            warnings,
         });
+    }
+    if let Some((link, addr)) = bindnetaddr {
+        let key = format!("totem.interface.{link}.bindnetaddr");
+        warnings.push(format!(
+            "{}: {key}: {addr} is ignored: with a nodelist each node binds to its own \
+             ring{link}_addr (remove bindnetaddr)",
+            line(&key)
+        ));
     }
     let local: Vec<IpAddr> = local_addresses();
     let mut me = None;
@@ -67,6 +110,7 @@ pub fn local_node(config: &Config, node_id: Option<u32>) -> Result<LocalNode, St
             node_id,
             bind,
             peers: all,
+            warnings,
         }),
         None => Err(match node_id {
             Some(id) => format!("{}: no nodelist entry has nodeid {id}", config.file),

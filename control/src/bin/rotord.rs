@@ -69,9 +69,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return early_exit(DaemonError::Config(e.to_string())),
     };
-    for w in &cfg.warnings {
-        eprintln!("rotord: warning: {w}");
-    }
+    let mut warnings: Vec<String> = cfg.warnings.iter().map(|w| w.to_string()).collect();
     let dataplane = args.dataplane.clone().unwrap_or_else(|| {
         std::env::current_exe()
             .ok()
@@ -80,9 +78,18 @@ fn main() -> ExitCode {
     });
     let plan = match Plan::new(cfg, args.node_id, dataplane, ipc_shm::socket_name()) {
         Ok(p) => p,
-        Err(e) => return early_exit(e),
+        Err(e) => {
+            for w in &warnings {
+                eprintln!("rotord: warning: {w}");
+            }
+            return early_exit(e);
+        }
     };
+    warnings.extend(plan.node.warnings.iter().cloned());
     if args.test {
+        for w in &warnings {
+            eprintln!("rotord: warning: {w}");
+        }
         println!(
             "{}: configuration is valid (node {} at {}, {} other node(s))",
             plan.config.file,
@@ -122,6 +129,9 @@ fn main() -> ExitCode {
         plan.node.bind,
         plan.cluster_name
     );
+    for w in &warnings {
+        log_at!(Warning, "MAIN", "{w}");
+    }
     let result =
         Daemon::new(plan, cmap).and_then(|mut daemon| daemon.run(&|| STOP.load(Ordering::SeqCst)));
     match result {
