@@ -13,8 +13,9 @@ use rotor_crypto::{CryptoMode, Keys};
 use rotor_dataplane::any::{AnyTransport, TransportKind};
 use rotor_dataplane::fnv1a32_parts;
 use rotor_dataplane::mcast::Multicast;
-use rotor_dataplane::runner::{Runner, RunnerConfig};
-use totem_core::{ConfigKind, Event, Guarantee, Request, SubmitError, TotemConfig};
+use rotor_dataplane::runner::{cluster_shape, Runner, RunnerConfig};
+use totem_core::config::{explicit, setting_named, SETTINGS};
+use totem_core::{ConfigKind, Event, Guarantee, Request, SubmitError, TotemSettings};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -34,6 +35,8 @@ struct Args {
     keyfile: PathBuf,
     #[arg(long)]
     cluster_name: String,
+    /// totem.token for a node started by hand: the other timeouts derive from it as from a
+    /// config (consensus, join, …).
     #[arg(long)]
     token_ms: Option<u32>,
     /// Messages to multicast once every configured node has joined the group.
@@ -43,8 +46,9 @@ struct Args {
     size: usize,
     #[arg(long, default_value = "rotor-test")]
     group: String,
-    /// A totem setting, KEY=VALUE with corosync's key names (token, consensus, join, merge,
-    /// window_size, max_messages, …; times in ms). Repeatable.
+    /// A totem setting's value in effect, KEY=VALUE with corosync's key names (token,
+    /// consensus, join, merge, window_size, max_messages, netmtu, …; times in ms), applied as
+    /// is over the resolved defaults: rotord passes every setting it resolved. Repeatable.
     #[arg(long = "totem", value_parser = parse_kv)]
     totem: Vec<(String, u32)>,
     /// corosync's crypto_cipher and crypto_hash.
@@ -97,27 +101,16 @@ fn parse_kv(s: &str) -> Result<(String, u32), String> {
     Ok((k.to_owned(), v))
 }
 
-/// Applies one `--totem KEY=VALUE`.
-fn set_totem(t: &mut TotemConfig, key: &str, v: u32) -> Result<(), String> {
-    match key {
-        "token" => t.token_ms = v,
-        "token_coefficient" => t.token_coefficient_ms = v,
-        "token_retransmits_before_loss_const" => t.token_retransmits_before_loss_const = v,
-        "token_retransmit" => t.token_retransmit_ms = v,
-        "hold" => t.hold_ms = v,
-        "join" => t.join_ms = v,
-        "consensus" => t.consensus_ms = v,
-        "merge" => t.merge_ms = v,
-        "downcheck" => t.downcheck_ms = v,
-        "fail_recv_const" => t.fail_recv_const = v,
-        "seqno_unchanged_const" => t.seqno_unchanged_const = v,
-        "window_size" => t.window_size = v,
-        "max_messages" => t.max_messages = v,
-        "send_join" => t.send_join_ms = v,
-        "miss_count_const" => t.miss_count_const = v,
-        "netmtu" => t.frame_size = v as usize,
-        _ => return Err(format!("unknown totem key {key:?}")),
-    }
+/// Applies one `--totem KEY=VALUE`, finding the setting in the table of totem settings.
+fn set_totem(t: &mut TotemSettings, key: &str, v: u32) -> Result<(), String> {
+    let setting = setting_named(key).ok_or_else(|| {
+        let names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+        format!(
+            "unknown totem setting {key:?} (known: {})",
+            names.join(", ")
+        )
+    })?;
+    (setting.set)(t, v);
     Ok(())
 }
 
@@ -247,16 +240,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut totem = TotemConfig::default();
-    if let Some(ms) = args.token_ms {
-        totem.token_ms = ms;
-    }
-    for (k, v) in &args.totem {
-        if let Err(e) = set_totem(&mut totem, k, *v) {
-            eprintln!("rotor-dataplane: --totem: {e}");
-            return ExitCode::FAILURE;
-        }
-    }
     let mode = match CryptoMode::from_corosync(&args.crypto_cipher, &args.crypto_hash) {
         Ok(m) => m,
         Err(e) => {
@@ -264,6 +247,23 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // As a config would resolve --token-ms, then the values rotord resolved, as they are; the
+    // node validates the result.
+    let shape = cluster_shape(args.peers.len(), args.bind.is_ipv6(), mode);
+    let hand: Vec<(&str, u32)> = args.token_ms.map(|ms| ("token", ms)).into_iter().collect();
+    let mut totem = match TotemSettings::resolve(explicit(&hand), &shape) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("rotor-dataplane: --token-ms: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for (k, v) in &args.totem {
+        if let Err(e) = set_totem(&mut totem, k, *v) {
+            eprintln!("rotor-dataplane: --totem: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     if let Some(core) = args.core {
         if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
             eprintln!("rotor-dataplane: could not pin to CPU {core}; running unpinned");
