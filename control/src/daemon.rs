@@ -361,14 +361,11 @@ impl Daemon {
             cmd.arg("--peer").arg(format!("{id}={addr}"));
         }
         cmd.arg("--ring-seq").arg(self.ring_seq.saved.to_string());
-        // rotord already added token_coefficient × (nodes − 2) to the token: the dataplane must
-        // not add it again.
-        cmd.arg("--totem").arg("token_coefficient=0");
-        for (k, v) in t.timeouts.runtime_entries() {
-            let name = k.trim_start_matches("runtime.config.totem.");
-            if let (Value::U32(v), true) = (v, DATAPLANE_TOTEM_KEYS.contains(&name)) {
-                cmd.arg("--totem").arg(format!("{name}={v}"));
-            }
+        // Every totem setting's value in effect, walked from totem-core's table (the token
+        // already holds its coefficient); the dataplane applies them as they are.
+        for s in &totem_core::config::SETTINGS {
+            cmd.arg("--totem")
+                .arg(format!("{}={}", s.name, (s.get)(&t.settings)));
         }
         // rotord chose the transport at start: XDP means its own program, whose maps the
         // dataplane inherits as fds 4 and 5 (placed in pre_exec below); otherwise kernel UDP.
@@ -396,12 +393,7 @@ impl Daemon {
             cmd.arg("--mcast-ttl").arg(m.ttl.to_string());
         }
         let rotor = &p.config.rotor;
-        cmd.arg("--poll").arg(match rotor.poll_mode {
-            crate::config::PollMode::Busy => "busy",
-            crate::config::PollMode::Adaptive => "adaptive",
-            crate::config::PollMode::Blocking => "blocking",
-            crate::config::PollMode::Auto => "auto",
-        });
+        cmd.arg("--poll").arg(rotor.poll_mode.name());
         cmd.arg("--spin-us").arg(rotor.poll_spin_us.to_string());
         if let Some(core) = rotor.dataplane_cores.first() {
             cmd.arg("--core").arg(core.to_string());
@@ -952,28 +944,10 @@ impl Daemon {
     }
 }
 
-/// The totem keys the dataplane takes with `--totem`.
-const DATAPLANE_TOTEM_KEYS: [&str; 14] = [
-    "token",
-    "token_retransmits_before_loss_const",
-    "token_retransmit",
-    "hold",
-    "join",
-    "consensus",
-    "merge",
-    "downcheck",
-    "fail_recv_const",
-    "seqno_unchanged_const",
-    "window_size",
-    "max_messages",
-    "send_join",
-    "miss_count_const",
-];
-
 fn cmap_status(e: &CmapError) -> Status {
     match e {
         CmapError::NotFound { .. } => Status::NotExist,
-        CmapError::ReadOnly { .. } => Status::Access,
+        CmapError::ReadOnly { .. } | CmapError::ConfigBacked { .. } => Status::Access,
         CmapError::ValueTooLarge { .. } => Status::TooBig,
         CmapError::MapFull { .. } | CmapError::TooManyTracks => Status::NoSpace,
         CmapError::UnknownTrack(_) => Status::BadHandle,
