@@ -106,7 +106,7 @@ fn set_totem(t: &mut TotemSettings, key: &str, v: u32) -> Result<(), String> {
     let setting = setting_named(key).ok_or_else(|| {
         let names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
         format!(
-            "unknown totem setting {key:?} (known: {})",
+            "unknown totem setting \"{key}\" (known: {})",
             names.join(", ")
         )
     })?;
