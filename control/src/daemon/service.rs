@@ -295,6 +295,8 @@ impl CmapService {
                     value = Some(Value::U64(h.0));
                 })
             }
+            pc::Request::Inc { key } => self.cmap.adjust(key, 1, Access::Client),
+            pc::Request::Dec { key } => self.cmap.adjust(key, -1, Access::Client),
             pc::Request::TrackDelete { handle } => {
                 let h = TrackHandle(handle);
                 if self.clients[i].tracks.contains(&h) {
