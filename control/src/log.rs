@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::Write;
 use std::sync::Mutex;
 
-use crate::cmap::{Cmap, Value};
+use crate::cmap::{CmapStore, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -62,7 +62,7 @@ static LOG: Log = Log {
     }),
 };
 
-fn on(cmap: &Cmap, key: &str, default: bool) -> bool {
+fn on(cmap: &CmapStore, key: &str, default: bool) -> bool {
     match cmap.get(key) {
         Some(Value::String(s)) => matches!(s.as_str(), "yes" | "on" | "trace"),
         _ => default,
@@ -71,7 +71,7 @@ fn on(cmap: &Cmap, key: &str, default: bool) -> bool {
 
 /// Applies logging{} from the loaded cmap. Returns a problem opening the log file, if any
 /// (the log then goes on without the file).
-pub fn configure(cmap: &Cmap, foreground: bool) -> Result<(), String> {
+pub fn configure(cmap: &CmapStore, foreground: bool) -> Result<(), String> {
     let mut s = LOG.sinks.lock().unwrap_or_else(|p| p.into_inner());
     // corosync logs to stderr by default only in the foreground.
     s.stderr = on(cmap, "logging.to_stderr", foreground);

@@ -20,7 +20,7 @@ use rotor_proto::control::{
 };
 use rotor_proto::RingState;
 
-use crate::cmap::{Cmap, Value};
+use crate::cmap::{CmapStore, Value};
 use crate::config::Config;
 use crate::discovery::LocalNode;
 use crate::error::DaemonError;
@@ -164,7 +164,7 @@ pub struct Daemon {
 impl Daemon {
     /// Sets up everything that needs rotord's privileges: the client sockets, the state
     /// directory and, for XDP, the program.
-    pub fn new(plan: Plan, cmap: Cmap) -> Result<Daemon, DaemonError> {
+    pub fn new(plan: Plan, cmap: CmapStore) -> Result<Daemon, DaemonError> {
         let service = CmapService::new(cmap, &plan.socket_base, plan.node.clone())?;
         let cpg_name = rotor_proto::cpg_socket_name(&plan.socket_base);
         let cpg_server =
@@ -381,7 +381,7 @@ impl Daemon {
         log_at!(Notice, "MAIN", "rotord stopped");
     }
 
-    pub fn cmap(&self) -> &Cmap {
+    pub fn cmap(&self) -> &CmapStore {
         self.service.cmap()
     }
 
