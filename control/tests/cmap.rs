@@ -451,7 +451,7 @@ fn cmapctl_listing_is_sorted_by_key() {
 
 #[test]
 fn inc_and_dec_wrap_integers_and_refuse_other_types() {
-    let mut cmap = Cmap::new();
+    let mut cmap = CmapStore::new();
     cmap.set("app.u8", Value::U8(255), Access::Client).unwrap();
     cmap.adjust("app.u8", 1, Access::Client).unwrap();
     assert_eq!(cmap.get("app.u8"), Some(&Value::U8(0)));
