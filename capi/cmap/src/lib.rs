@@ -66,6 +66,9 @@ struct Rest {
     tracks: HashMap<u64, Track>,
     iterations: HashMap<u64, Iteration>,
     iteration_next: u64,
+    /// The application asked for the fd: it is kept armed after every call (readable while
+    /// a notification waits, as libqb's socket is), see libcpg's `fd_used`.
+    fd_used: bool,
 }
 
 type Instance = Mutex<State>;
@@ -85,7 +88,13 @@ fn with_cmap(
         let mut state = lock(&instance);
         let State { cmap, rest } = &mut *state;
         match cmap.as_mut() {
-            Some(cmap) => f(rest, cmap),
+            Some(cmap) => {
+                let r = f(rest, cmap);
+                if rest.fd_used {
+                    let _ = cmap.fd();
+                }
+                r
+            }
             None => CS_ERR_BAD_HANDLE,
         }
     })
@@ -219,6 +228,7 @@ fn initialize(handle: *mut cmap_handle_t, map: cmap_map_t) -> cs_error_t {
             tracks: HashMap::new(),
             iterations: HashMap::new(),
             iteration_next: 1,
+            fd_used: false,
         },
     }));
     // SAFETY: checked not NULL; valid by the API's contract.
@@ -265,9 +275,12 @@ pub unsafe extern "C" fn cmap_finalize(handle: cmap_handle_t) -> cs_error_t {
 /// `cmap_fd_get`: a descriptor that polls readable while notifications wait.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cmap_fd_get(handle: cmap_handle_t, fd: *mut c_int) -> cs_error_t {
-    with_cmap(handle, |_, cmap| match cmap.fd() {
-        // SAFETY: the API's contract.
-        Ok(raw) => unsafe { write_out(fd, raw) }.err().unwrap_or(CS_OK),
+    with_cmap(handle, |rest, cmap| match cmap.fd() {
+        Ok(raw) => {
+            rest.fd_used = true;
+            // SAFETY: the API's contract.
+            unsafe { write_out(fd, raw) }.err().unwrap_or(CS_OK)
+        }
         Err(e) => cs_error(&e),
     })
 }
@@ -303,8 +316,14 @@ fn dispatch(handle: cmap_handle_t, how: cs_dispatch_flags_t) -> cs_error_t {
                     let track = state.rest.tracks.get(&n.handle).copied();
                     (n, track)
                 }
-                Ok(None) if how == CS_DISPATCH_ALL => return CS_OK,
-                Ok(None) if how == CS_DISPATCH_ONE_NONBLOCKING => return CS_ERR_TRY_AGAIN,
+                Ok(None) if how == CS_DISPATCH_ALL => {
+                    rearm(&mut state);
+                    return CS_OK;
+                }
+                Ok(None) if how == CS_DISPATCH_ONE_NONBLOCKING => {
+                    rearm(&mut state);
+                    return CS_ERR_TRY_AGAIN;
+                }
                 Ok(None) => {
                     let fds = match cmap.fd() {
                         Ok(fd) => [fd, cmap.control_fd()],
@@ -321,11 +340,22 @@ fn dispatch(handle: cmap_handle_t, how: cs_dispatch_flags_t) -> cs_error_t {
         if let Some(track) = track {
             notify(handle, &n, track);
         }
-        if lock(&instance).cmap.is_none() {
+        let mut state = lock(&instance);
+        if state.cmap.is_none() {
             return CS_ERR_BAD_HANDLE;
         }
         if matches!(how, CS_DISPATCH_ONE | CS_DISPATCH_ONE_NONBLOCKING) {
+            rearm(&mut state);
             return CS_OK;
+        }
+    }
+}
+
+/// Keeps the fd readable while notifications wait, once the application polls it.
+fn rearm(state: &mut State) {
+    if state.rest.fd_used {
+        if let Some(cmap) = state.cmap.as_mut() {
+            let _ = cmap.fd();
         }
     }
 }

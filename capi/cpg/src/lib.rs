@@ -71,6 +71,22 @@ struct State {
     zcb: Vec<(usize, usize)>,
     /// A multicast's iovecs gathered into one message.
     gather: Vec<u8>,
+    /// The application asked for the fd (`cpg_fd_get`): it may poll it from now on, so the fd
+    /// is kept armed after every call — readable whenever an event waits, as libqb's socket
+    /// is — and not only until the next dispatch. Applications that never ask do not pay for
+    /// the wake-ups.
+    fd_used: bool,
+}
+
+impl State {
+    /// Keeps the fd readable while events wait (see `fd_used`).
+    fn rearm(&mut self) {
+        if self.fd_used {
+            if let Some(cpg) = self.cpg.as_mut() {
+                let _ = cpg.fd();
+            }
+        }
+    }
 }
 
 type Instance = Mutex<State>;
@@ -97,7 +113,9 @@ fn with_cpg(handle: cpg_handle_t, f: impl FnOnce(&mut State) -> cs_error_t) -> c
         if state.cpg.is_none() {
             return CS_ERR_BAD_HANDLE;
         }
-        f(&mut state)
+        let r = f(&mut state);
+        state.rearm();
+        r
     })
 }
 
@@ -160,6 +178,7 @@ fn initialize(handle: *mut cpg_handle_t, callbacks: Callbacks, context: *mut c_v
         iterations: Vec::new(),
         zcb: Vec::new(),
         gather: Vec::new(),
+        fd_used: false,
     }));
     // SAFETY: checked not NULL; valid by the API's contract.
     unsafe { handle.write(h) };
@@ -211,10 +230,15 @@ mod versioned {
 
     /// `cpg_fd_get`: a descriptor that polls readable while events wait; dispatch after it.
     pub unsafe extern "C" fn cpg_fd_get(handle: cpg_handle_t, fd: *mut c_int) -> cs_error_t {
-        with_cpg(handle, |s| match s.cpg.as_mut().map(Cpg::fd) {
-            Some(Ok(raw)) => unsafe { write_out(fd, raw) }.err().unwrap_or(CS_OK),
-            Some(Err(e)) => cs_error(&e),
-            None => CS_ERR_BAD_HANDLE,
+        with_cpg(handle, |s| {
+            match s.cpg.as_mut().map(|c| {
+                s.fd_used = true;
+                c.fd()
+            }) {
+                Some(Ok(raw)) => unsafe { write_out(fd, raw) }.err().unwrap_or(CS_OK),
+                Some(Err(e)) => cs_error(&e),
+                None => CS_ERR_BAD_HANDLE,
+            }
         })
     }
 
@@ -444,8 +468,14 @@ fn dispatch(handle: cpg_handle_t, how: cs_dispatch_flags_t) -> cs_error_t {
             };
             match cpg.poll_event(wait) {
                 Ok(Some(r)) => (r, callbacks),
-                Ok(None) if how == CS_DISPATCH_ALL => return CS_OK,
-                Ok(None) if how == CS_DISPATCH_ONE_NONBLOCKING => return CS_ERR_TRY_AGAIN,
+                Ok(None) if how == CS_DISPATCH_ALL => {
+                    state.rearm();
+                    return CS_OK;
+                }
+                Ok(None) if how == CS_DISPATCH_ONE_NONBLOCKING => {
+                    state.rearm();
+                    return CS_ERR_TRY_AGAIN;
+                }
                 Ok(None) => {
                     // Sleep with the handle unlocked, so other threads can use it.
                     let fds = match cpg.fd() {
@@ -462,11 +492,13 @@ fn dispatch(handle: cpg_handle_t, how: cs_dispatch_flags_t) -> cs_error_t {
         if let Err(e) = run_callback(handle, &mut received, &callbacks) {
             return e;
         }
+        let mut state = lock(&instance);
         // A callback may have finalized the handle.
-        if lock(&instance).cpg.is_none() {
+        if state.cpg.is_none() {
             return CS_ERR_BAD_HANDLE;
         }
         if matches!(how, CS_DISPATCH_ONE | CS_DISPATCH_ONE_NONBLOCKING) {
+            state.rearm();
             return CS_OK;
         }
     }
