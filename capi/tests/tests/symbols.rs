@@ -68,7 +68,10 @@ fn exports_and_versions_are_debians() {
         );
         let ours = ours_dir.join(so);
         let (want, got) = (exports(&debian), exports(&ours));
-        assert!(!want.is_empty(), "{so}: no exports read from Debian's library");
+        assert!(
+            !want.is_empty(),
+            "{so}: no exports read from Debian's library"
+        );
         assert_eq!(got, want, "{so}: exported functions and their versions");
         assert_eq!(soname(&ours), *so, "{so}: soname");
         println!("{so}: {} functions, versions as Debian's", got.len());

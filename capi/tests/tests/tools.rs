@@ -50,6 +50,30 @@ fn corosync_cmapctl_reads_and_writes_rotors_cmap() {
         "{}",
         text(&theirs)
     );
+    // The keys applications read, named as Corosync 3 publishes them.
+    let theirs = stdout(&cmapctl(&c, &["runtime.members."]));
+    for want in [
+        "runtime.members.1.ip (str) = r(0) ip(127.0.0.1) \n",
+        "runtime.members.2.join_count (u32) = 1\n",
+        "runtime.members.3.status (str) = joined\n",
+        "runtime.members.3.config_version (u64) = 0\n",
+    ] {
+        assert!(theirs.contains(want), "{want:?} in:\n{theirs}");
+    }
+    let theirs = stdout(&cmapctl(&c, &["-g", "nodelist.local_node_pos"]));
+    assert_eq!(theirs, "nodelist.local_node_pos (u32) = 0\n");
+    let stats = stdout(&cmapctl(&c, &["-m", "stats", "stats.srp."]));
+    for key in [
+        "orf_token_rx",
+        "mcast_tx",
+        "operational_entered",
+        "rx_msg_dropped",
+    ] {
+        assert!(
+            stats.contains(&format!("stats.srp.{key} (u64) = ")),
+            "{key} in:\n{stats}"
+        );
+    }
     // -g.
     let theirs = cmapctl(&c, &["-g", "totem.cluster_name"]);
     assert!(theirs.status.success(), "{}", text(&theirs));
