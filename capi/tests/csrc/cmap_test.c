@@ -14,6 +14,7 @@
 #include <corosync/corotypes.h>
 #include <float.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,14 @@ static void on_change(cmap_handle_t h, cmap_track_handle_t th, int32_t event, co
 	seen.user_data = user;
 	seen.track = th;
 	(void)h;
+}
+
+static cs_error_t blocking_result = CS_OK;
+
+static void *blocking_dispatch(void *arg)
+{
+	blocking_result = cmap_dispatch(*(cmap_handle_t *)arg, CS_DISPATCH_BLOCKING);
+	return NULL;
 }
 
 static uint64_t now_ms(void)
@@ -270,6 +279,18 @@ int main(int argc, char **argv)
 	EXPECT(cmap_iter_next(hs, it, key, &len, &type), CS_ERR_NO_SECTIONS);
 	EXPECT(cmap_iter_finalize(hs, it), CS_OK);
 	EXPECT(cmap_finalize(hs), CS_OK);
+
+	/* A blocking dispatch in another thread ends when the handle is finalized. */
+	cmap_handle_t hb;
+	pthread_t thread;
+	EXPECT(cmap_initialize(&hb), CS_OK);
+	CHECK(pthread_create(&thread, NULL, blocking_dispatch, &hb) == 0, "dispatch thread started");
+	usleep(200000);
+	EXPECT(cmap_finalize(hb), CS_OK);
+	pthread_join(thread, NULL);
+	CHECK(blocking_result == CS_ERR_BAD_HANDLE,
+	      "CS_DISPATCH_BLOCKING returns CS_ERR_BAD_HANDLE once another thread finalizes (%d)",
+	      blocking_result);
 
 	/* After finalize. */
 	EXPECT(cmap_finalize(h), CS_OK);

@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include <corosync/cpg.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,14 @@ static void on_totem(cpg_handle_t h, struct cpg_ring_id ring, uint32_t count, co
 	seen.totem_members = count;
 	seen.totem_seq = ring.seq;
 	(void)h; (void)list;
+}
+
+static cs_error_t blocking_result = CS_OK;
+
+static void *blocking_dispatch(void *arg)
+{
+	blocking_result = cpg_dispatch(*(cpg_handle_t *)arg, CS_DISPATCH_BLOCKING);
+	return NULL;
 }
 
 static uint64_t now_ms(void)
@@ -357,6 +366,18 @@ int main(int argc, char **argv)
 	      "finalize from a callback ends dispatch with CS_ERR_BAD_HANDLE (err %d, finalized %d, last \"%s\")",
 	      err, seen.finalized_in_callback, seen.last_msg);
 	EXPECT(cpg_dispatch(h3, CS_DISPATCH_ALL), CS_ERR_BAD_HANDLE);
+
+	/* A blocking dispatch in another thread ends when the handle is finalized. */
+	cpg_handle_t h4;
+	pthread_t thread;
+	EXPECT(cpg_initialize(&h4, &cb), CS_OK);
+	CHECK(pthread_create(&thread, NULL, blocking_dispatch, &h4) == 0, "dispatch thread started");
+	usleep(200000);
+	EXPECT(cpg_finalize(h4), CS_OK);
+	pthread_join(thread, NULL);
+	CHECK(blocking_result == CS_ERR_BAD_HANDLE,
+	      "CS_DISPATCH_BLOCKING returns CS_ERR_BAD_HANDLE once another thread finalizes (%d)",
+	      blocking_result);
 
 	/* Leave, then finalize: the handle is dead. */
 	EXPECT(cpg_leave(h, &group), CS_OK);
