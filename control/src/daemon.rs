@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ipc_shm::{AllowList, Server, Session, SessionError};
+use ipc_shm::{AcceptError, AllowList, Server, Session, SessionError};
 use rotor_proto::cfg::{self, NodeStatus, StatusReply};
 use rotor_proto::cmap as pc;
 use rotor_proto::control::{FromDataplane, ToDataplane};
@@ -70,7 +70,7 @@ impl RingSeqFile {
                 log_at!(
                     Warning,
                     "MAIN",
-                    "{}: not a ring sequence ({:?}); starting from 0",
+                    "{}: not a ring sequence (\"{}\"); starting from 0",
                     path.display(),
                     text.trim()
                 );
@@ -181,10 +181,10 @@ fn resolve(name: &str) -> Result<IpAddr, String> {
     use std::net::ToSocketAddrs;
     (name, 0)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {name:?}: {e}"))?
+        .map_err(|e| format!("cannot resolve \"{name}\": {e}"))?
         .next()
         .map(|sa| sa.ip())
-        .ok_or_else(|| format!("{name:?} resolves to no address"))
+        .ok_or_else(|| format!("\"{name}\" resolves to no address"))
 }
 
 /// The addresses of this host's interfaces (getifaddrs).
@@ -279,6 +279,16 @@ pub struct Daemon {
     xdp: Option<crate::xdp::OwnedProgram>,
     buf: Vec<u8>,
     out: Vec<u8>,
+}
+
+/// The dataplane's name in log-file lines of what it logged.
+const DATAPLANE_NAME: &str = "rotor-dataplane";
+
+/// Now, in nanoseconds since the Unix epoch.
+fn unix_time_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// The least time between a dataplane's death and its restart.
@@ -429,22 +439,36 @@ impl Daemon {
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", p.dataplane.display()))?;
         drop(theirs);
+        // The dataplane logs through the control socket; what reaches its stderr was written
+        // before its logger ran or outside it (a panic, libbpf): logged as a warning.
+        let pid = child.id();
         if let Some(err) = child.stderr.take() {
             std::thread::spawn(move || {
                 for line in BufReader::new(err).lines().map_while(Result::ok) {
-                    let line = line.strip_prefix("rotor-dataplane: ").unwrap_or(&line);
-                    // "[CPG   ] text" lines keep their tag; anything else is MAIN.
-                    match line.strip_prefix('[').and_then(|l| l.split_once("] ")) {
-                        Some((tag, msg)) => {
-                            crate::log::log(crate::log::Level::Notice, tag.trim(), msg)
-                        }
-                        None => crate::log::log(crate::log::Level::Notice, "MAIN", line),
-                    }
+                    let record = rotor_log::LogRecord {
+                        level: rotor_log::Level::Warning,
+                        subsys: "MAIN".into(),
+                        file: String::new(),
+                        line: 0,
+                        message: format!("dataplane stderr: {line}"),
+                        unix_time_ns: unix_time_ns(),
+                    };
+                    rotor_log::emit(&record, pid, DATAPLANE_NAME);
                 }
             });
         }
         set_nonblocking(ours.as_raw_fd());
-        log_at!(Notice, "MAIN", "dataplane started (pid {})", child.id());
+        log_at!(Notice, "MAIN", "dataplane started (pid {pid})");
+        // Which of its lines the dataplane sends up (until this arrives, all of them).
+        let mut msg = Vec::new();
+        ToDataplane::Logging(crate::log::config(&self.cmap, self.plan.foreground)).encode(&mut msg);
+        if let Err(e) = ipc_shm::handoff::send_message(ours.as_raw_fd(), &msg, &[]) {
+            log_at!(
+                Warning,
+                "MAIN",
+                "sending the logging configuration to the dataplane: {e}"
+            );
+        }
         self.dataplane = Some(Dataplane {
             child,
             control: ours,
@@ -485,11 +509,24 @@ impl Daemon {
             let ready = poll_in(&fds, Duration::from_millis(200));
             if ready.first() == Some(&true) {
                 match self.cmap_server.accept() {
-                    Ok(s) => self.clients.push(CmapClient {
-                        session: s,
-                        tracks: Vec::new(),
-                    }),
-                    Err(e) => log_at!(Warning, "IPC", "attach refused: {e}"),
+                    Ok(s) => {
+                        let peer = s.peer();
+                        log_at!(
+                            Debug,
+                            "IPC",
+                            "cmap/cfg client pid {} (uid {}, gid {}) attached",
+                            peer.pid,
+                            peer.uid,
+                            peer.gid
+                        );
+                        self.clients.push(CmapClient {
+                            session: s,
+                            tracks: Vec::new(),
+                        })
+                    }
+                    // ipc-shm logged the refusal, with the peer's credentials.
+                    Err(AcceptError::Io(e)) => log_at!(Warning, "IPC", "cmap/cfg attach: {e}"),
+                    Err(_) => {}
                 }
             }
             if ready.get(1) == Some(&true) {
@@ -513,10 +550,12 @@ impl Daemon {
     fn broker_cpg(&mut self) {
         let detached = match self.cpg_server.accept_detached() {
             Ok(d) => d,
-            Err(e) => {
-                log_at!(Warning, "CPG", "attach refused: {e}");
+            Err(AcceptError::Io(e)) => {
+                log_at!(Warning, "CPG", "CPG attach: {e}");
                 return;
             }
+            // ipc-shm logged the refusal, with the peer's credentials.
+            Err(_) => return,
         };
         let Some(dp) = &self.dataplane else {
             log_at!(
@@ -535,13 +574,21 @@ impl Daemon {
             gid: peer.gid,
         }
         .encode(&mut msg);
-        if let Err(e) = detached.send(dp.control.as_raw_fd(), &msg) {
-            log_at!(
+        match detached.send(dp.control.as_raw_fd(), &msg) {
+            Ok(()) => log_at!(
+                Debug,
+                "CPG",
+                "client pid {} (uid {}, gid {}) handed to the dataplane",
+                peer.pid,
+                peer.uid,
+                peer.gid
+            ),
+            Err(e) => log_at!(
                 Warning,
                 "CPG",
                 "handing client pid {} to the dataplane failed: {e}",
                 peer.pid
-            );
+            ),
         }
     }
 
@@ -549,11 +596,13 @@ impl Daemon {
         if let Some(dp) = &mut self.dataplane {
             match dp.child.try_wait() {
                 Ok(Some(status)) => {
+                    let pid = dp.child.id();
+                    // Its last words (why it exited) are still queued on the socket.
+                    self.read_dataplane();
                     log_at!(
                         Error,
                         "MAIN",
-                        "dataplane (pid {}) exited: {status}; restarting it",
-                        dp.child.id()
+                        "dataplane (pid {pid}) exited: {status}; restarting it"
                     );
                     self.dataplane = None;
                     // At least a second apart: the dataplane's per-boot crypto epoch is its
@@ -578,6 +627,7 @@ impl Daemon {
     fn read_dataplane(&mut self) {
         let Some(dp) = &self.dataplane else { return };
         let fd = dp.control.as_raw_fd();
+        let pid = dp.child.id();
         loop {
             let n = match ipc_shm::handoff::recv_message(fd, &mut self.buf) {
                 Ok((0, _)) => return, // hang-up: supervise() sees the exit
@@ -629,6 +679,7 @@ impl Daemon {
                     self.ring = (state, ring_rep, ring_seq, members, transport);
                     self.publish_runtime();
                 }
+                Ok(FromDataplane::Log(record)) => rotor_log::emit(&record, pid, DATAPLANE_NAME),
                 Ok(FromDataplane::Stats { counters }) => {
                     for (k, v) in counters {
                         let _ = self
@@ -871,6 +922,13 @@ impl Daemon {
         while i < self.clients.len() {
             if self.clients[i].session.is_closed() {
                 let c = self.clients.swap_remove(i);
+                log_at!(
+                    Debug,
+                    "IPC",
+                    "cmap/cfg client pid {} detached ({} track(s) removed)",
+                    c.session.peer().pid,
+                    c.tracks.len()
+                );
                 for h in c.tracks {
                     let _ = self.cmap.track_delete(h);
                 }

@@ -14,6 +14,8 @@ use rotor_dataplane::any::{AnyTransport, TransportKind};
 use rotor_dataplane::fnv1a32_parts;
 use rotor_dataplane::mcast::Multicast;
 use rotor_dataplane::runner::{Runner, RunnerConfig};
+use rotor_dataplane::service::PollMode;
+use std::os::fd::FromRawFd;
 use totem_core::{ConfigKind, Event, Guarantee, Request, SubmitError, TotemConfig};
 
 #[derive(Parser, Debug)]
@@ -116,7 +118,7 @@ fn set_totem(t: &mut TotemConfig, key: &str, v: u32) -> Result<(), String> {
         "send_join" => t.send_join_ms = v,
         "miss_count_const" => t.miss_count_const = v,
         "netmtu" => t.frame_size = v as usize,
-        _ => return Err(format!("unknown totem key {key:?}")),
+        _ => return Err(format!("unknown totem key \"{key}\"")),
     }
     Ok(())
 }
@@ -124,7 +126,7 @@ fn set_totem(t: &mut TotemConfig, key: &str, v: u32) -> Result<(), String> {
 fn parse_fd_pair(s: &str) -> Result<(i32, i32), String> {
     let (a, b) = s.split_once(',').ok_or("expected XSKS_FD,COUNTERS_FD")?;
     let fd = |t: &str| -> Result<i32, String> {
-        let fd: i32 = t.trim().parse().map_err(|e| format!("{t:?}: {e}"))?;
+        let fd: i32 = t.trim().parse().map_err(|e| format!("\"{t}\": {e}"))?;
         if fd < 3 {
             return Err(format!("{fd} is a standard stream, not an inherited map"));
         }
@@ -233,8 +235,48 @@ fn print_event(ev: &Event<'_>, out: &mut String) {
     println!("{out}");
 }
 
+/// Starts the logger: under rotord (`--control-fd`) every line goes up the control socket to
+/// rotord's log; started by hand, to stderr.
+fn start_logging(control_fd: Option<i32>) {
+    let up = control_fd.and_then(|fd| {
+        // A copy of the control socket for the logger, numbered high, close-on-exec.
+        // SAFETY: F_DUPFD_CLOEXEC on an integer fails with EBADF when nothing is open there.
+        let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10) };
+        // SAFETY: a fresh descriptor of ours.
+        (copy >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(copy) })
+    });
+    let installed = match up {
+        Some(sock) => rotor_log::install_forwarding(sock).map(|()| Vec::new()),
+        None => rotor_log::install(&by_hand_logging(), "rotor-dataplane"),
+    };
+    if let Err(e) = installed {
+        eprintln!("rotor-dataplane: {e}");
+    }
+}
+
+/// Logging when started by hand: stderr only, with millisecond timestamps.
+fn by_hand_logging() -> rotor_log::LogConfig {
+    rotor_log::LogConfig {
+        all: rotor_log::LogSettings {
+            to_syslog: false,
+            ..rotor_log::LogSettings::default()
+        },
+        ..rotor_log::LogConfig::default()
+    }
+}
+
+/// A poll mode as the log says it.
+fn describe_poll(mode: PollMode) -> String {
+    match mode {
+        PollMode::Busy => "busy".into(),
+        PollMode::Blocking => "blocking".into(),
+        PollMode::Adaptive { spin } => format!("adaptive (spin {} µs)", spin.as_micros()),
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    start_logging(args.control_fd);
     // SAFETY: the handler only stores to an atomic.
     unsafe {
         libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
@@ -243,7 +285,8 @@ fn main() -> ExitCode {
     let keys = match Keys::from_authkey_file(&args.keyfile, &args.cluster_name) {
         Ok(k) => k,
         Err(e) => {
-            eprintln!("rotor-dataplane: key file {}: {e}", args.keyfile.display());
+            // The error names the file.
+            tracing::error!(target: "MAIN", "{e}");
             return ExitCode::FAILURE;
         }
     };
@@ -253,20 +296,20 @@ fn main() -> ExitCode {
     }
     for (k, v) in &args.totem {
         if let Err(e) = set_totem(&mut totem, k, *v) {
-            eprintln!("rotor-dataplane: --totem: {e}");
+            tracing::error!(target: "MAIN", "--totem: {e}");
             return ExitCode::FAILURE;
         }
     }
     let mode = match CryptoMode::from_corosync(&args.crypto_cipher, &args.crypto_hash) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("rotor-dataplane: crypto: {e}");
+            tracing::error!(target: "MAIN", "crypto: {e}");
             return ExitCode::FAILURE;
         }
     };
     if let Some(core) = args.core {
         if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-            eprintln!("rotor-dataplane: could not pin to CPU {core}; running unpinned");
+            tracing::warn!(target: "MAIN", "could not pin to CPU {core}; running unpinned");
         }
     }
     let since_epoch = SystemTime::now()
@@ -281,7 +324,7 @@ fn main() -> ExitCode {
         {
             Ok(m) => Some(m),
             Err(e) => {
-                eprintln!("rotor-dataplane: --mcast: {e}");
+                tracing::error!(target: "MAIN", "--mcast: {e}");
                 return ExitCode::FAILURE;
             }
         },
@@ -289,13 +332,13 @@ fn main() -> ExitCode {
     let maps = match args.xdp_maps_fd {
         None => None,
         Some(_) if args.transport == TransportKind::Udp => {
-            eprintln!("rotor-dataplane: --xdp-maps-fd needs --transport xdp or auto");
+            tracing::error!(target: "MAIN", "--xdp-maps-fd needs --transport xdp or auto");
             return ExitCode::FAILURE;
         }
         Some(fds) => match inherited_maps(fds, args.control_fd) {
             Ok(m) => Some(m),
             Err(e) => {
-                eprintln!("rotor-dataplane: --xdp-maps-fd: {e}");
+                tracing::error!(target: "MAIN", "--xdp-maps-fd: {e}");
                 return ExitCode::FAILURE;
             }
         },
@@ -310,17 +353,18 @@ fn main() -> ExitCode {
     let transport = match opened {
         Ok((t, why)) => {
             match mcast {
-                Some(m) => eprintln!(
-                    "rotor-dataplane: {why}; multicast to {} (ttl {})",
+                Some(m) => rotor_log::notice!(
+                    target: "TOTEM",
+                    "{why}; multicast to {} (ttl {})",
                     m.group(),
                     m.ttl
                 ),
-                None => eprintln!("rotor-dataplane: {why}; unicast to each peer"),
+                None => rotor_log::notice!(target: "TOTEM", "{why}; unicast to each peer"),
             }
             t
         }
         Err(e) => {
-            eprintln!("rotor-dataplane: {e}");
+            tracing::error!(target: "TOTEM", "{e}");
             return ExitCode::FAILURE;
         }
     };
@@ -341,7 +385,7 @@ fn main() -> ExitCode {
     let mut runner = match runner {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("rotor-dataplane: {e}");
+            tracing::error!(target: "TOTEM", "{e}");
             return ExitCode::FAILURE;
         }
     };
@@ -363,7 +407,7 @@ fn main() -> ExitCode {
                 Ok(()) => joined = true,
                 Err(SubmitError::TryAgain) => {}
                 Err(e) => {
-                    eprintln!("rotor-dataplane: join: {e}");
+                    tracing::error!(target: "CPG", "join: {e}");
                     return ExitCode::FAILURE;
                 }
             }
@@ -380,7 +424,7 @@ fn main() -> ExitCode {
                 Ok(()) => sent += 1,
                 Err(SubmitError::TryAgain) => break,
                 Err(e) => {
-                    eprintln!("rotor-dataplane: mcast: {e}");
+                    tracing::error!(target: "CPG", "mcast: {e}");
                     return ExitCode::FAILURE;
                 }
             }
@@ -396,19 +440,17 @@ fn main() -> ExitCode {
             print_event(ev, &mut line);
         });
         if let Err(e) = result {
-            eprintln!("rotor-dataplane: {e}");
+            tracing::error!(target: "TOTEM", "{e}");
             return ExitCode::FAILURE;
         }
     }
     runner.node_mut().leave();
     let _ = runner.flush();
-    let drops = runner.drops();
-    if !drops.by_reason.is_empty() {
-        eprintln!("rotor-dataplane: drops {:?}", drops.by_reason);
-    }
-    eprintln!("rotor-dataplane: {}", runner.transport().stats_line());
-    eprintln!(
-        "rotor-dataplane: stats {}",
+    // Drops are in the stats line too (`crypto.drops.*`, `net.drops.*`).
+    tracing::info!(target: "MAIN", "{}", runner.transport().stats_line());
+    tracing::info!(
+        target: "MAIN",
+        "stats {}",
         rotor_dataplane::stats::line(&runner.counters())
     );
     ExitCode::SUCCESS
@@ -477,8 +519,9 @@ fn drop_privileges(transport: &AnyTransport) {
             let mut names: Vec<String> =
                 keep.iter().map(|c| c.to_string().to_lowercase()).collect();
             names.sort();
-            eprintln!(
-                "rotor-dataplane: [MAIN  ] privileges dropped after set-up: keeps {}{why}",
+            rotor_log::notice!(
+                target: "MAIN",
+                "privileges dropped after set-up: keeps {}{why}",
                 if names.is_empty() {
                     "none".to_owned()
                 } else {
@@ -486,14 +529,13 @@ fn drop_privileges(transport: &AnyTransport) {
                 }
             );
         }
-        Err(e) => eprintln!("rotor-dataplane: [MAIN  ] could not drop privileges: {e}"),
+        Err(e) => tracing::error!(target: "MAIN", "could not drop privileges: {e}"),
     }
 }
 
 /// Service mode: CPG sessions from rotord until it says stop, hangs up, or SIGTERM.
 fn serve(runner: &mut Runner<AnyTransport>, fd: i32, args: &Args) -> ExitCode {
-    use rotor_dataplane::service::{run, Control, PollMode};
-    use std::os::fd::FromRawFd;
+    use rotor_dataplane::service::{run, Control};
     let mode = match args.poll.as_str() {
         "busy" => PollMode::Busy,
         "adaptive" => PollMode::Adaptive {
@@ -510,11 +552,18 @@ fn serve(runner: &mut Runner<AnyTransport>, fd: i32, args: &Args) -> ExitCode {
                 args.core.is_some(),
                 Duration::from_micros(args.spin_us),
             );
-            eprintln!("rotor-dataplane: [MAIN  ] poll auto: {mode:?} ({why})");
+            tracing::info!(
+                target: "MAIN",
+                "poll mode {}, chosen by auto: {why}",
+                describe_poll(mode)
+            );
             mode
         }
         other => {
-            eprintln!("rotor-dataplane: --poll {other}: expected busy, adaptive, blocking or auto");
+            tracing::error!(
+                target: "MAIN",
+                "--poll {other}: expected busy, adaptive, blocking or auto"
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -524,21 +573,22 @@ fn serve(runner: &mut Runner<AnyTransport>, fd: i32, args: &Args) -> ExitCode {
     let mut control = match Control::new(sock) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("rotor-dataplane: control fd {fd}: {e}");
+            tracing::error!(target: "MAIN", "control fd {fd}: {e}");
             return ExitCode::FAILURE;
         }
     };
-    eprintln!(
-        "rotor-dataplane: [MAIN  ] node {} serving on {} ({}), poll {:?}",
+    rotor_log::notice!(
+        target: "MAIN",
+        "node {} serving on {} ({}), poll mode {}",
         args.node_id,
         runner.local_addr(),
         rotor_dataplane::transport::Transport::name(runner.transport()),
-        mode
+        describe_poll(mode)
     );
     match run(runner, &mut control, mode, &|| TERM.load(Ordering::SeqCst)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("rotor-dataplane: {e}");
+            tracing::error!(target: "MAIN", "{e}");
             ExitCode::FAILURE
         }
     }

@@ -155,7 +155,8 @@ impl Server {
         };
         let result = self.handshake(socket, peer);
         if let Err(err) = &result {
-            tracing::warn!(pid = peer.pid, uid = peer.uid, gid = peer.gid, %err, "ipc-shm: attach refused");
+            // The error names the pid, uid and gid.
+            tracing::warn!("attach to @{} refused: {err}", self.name);
         }
         result.map(|(parts, socket)| (parts, socket, peer))
     }

@@ -1,14 +1,17 @@
 //! Messages on the SOCK_SEQPACKET socket between rotord and the dataplane process it
 //! supervises. Low-rate by design (start-up, attaches, one status and stats report per
-//! change or second), so a socket, whose hang-up also tells each side that the other died,
-//! fits better than a ring. CPG sessions' descriptors travel beside `Session` as SCM_RIGHTS.
+//! change or second, the dataplane's log lines), so a socket, whose hang-up also tells each
+//! side that the other died, fits better than a ring. CPG sessions' descriptors travel beside `Session` as SCM_RIGHTS.
 
 use crate::codec::{DecodeError, Reader, Writer};
+use crate::log::{LogConfig, LogRecord};
 
 pub const OP_SESSION: u16 = 0x0401;
 pub const OP_SHUTDOWN: u16 = 0x0402;
+pub const OP_LOGGING: u16 = 0x0403;
 pub const OP_RING: u16 = 0x0481;
 pub const OP_STATS: u16 = 0x0482;
+pub const OP_LOG: u16 = 0x0483;
 
 /// rotord → dataplane.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,6 +21,9 @@ pub enum ToDataplane {
     Session { pid: i32, uid: u32, gid: u32 },
     /// Leave the ring cleanly and exit.
     Shutdown,
+    /// The logging configuration: which lines to send up (sent after start and whenever it
+    /// changes; until the first one every line goes up).
+    Logging(LogConfig),
 }
 
 /// dataplane → rotord.
@@ -34,6 +40,8 @@ pub enum FromDataplane {
     },
     /// Counters, as `(cmap key under stats., value)`.
     Stats { counters: Vec<(String, u64)> },
+    /// A log line, for rotord's log. Sent without blocking: a full socket drops it (counted).
+    Log(LogRecord),
 }
 
 impl ToDataplane {
@@ -48,6 +56,7 @@ impl ToDataplane {
             ToDataplane::Shutdown => {
                 Writer::new(out, OP_SHUTDOWN, 0);
             }
+            ToDataplane::Logging(config) => config.write(&mut Writer::new(out, OP_LOGGING, 0)),
         }
     }
 
@@ -60,6 +69,7 @@ impl ToDataplane {
                 gid: r.u32("gid")?,
             },
             OP_SHUTDOWN => ToDataplane::Shutdown,
+            OP_LOGGING => ToDataplane::Logging(LogConfig::read(&mut r)?),
             op => return Err(DecodeError::UnknownOp(op)),
         };
         r.finish()?;
@@ -94,6 +104,7 @@ impl FromDataplane {
                     w.str(k).u64(*v);
                 }
             }
+            FromDataplane::Log(record) => record.write(&mut Writer::new(out, OP_LOG, 0)),
         }
     }
 
@@ -124,6 +135,7 @@ impl FromDataplane {
                 }
                 FromDataplane::Stats { counters }
             }
+            OP_LOG => FromDataplane::Log(LogRecord::read(&mut r)?),
             op => return Err(DecodeError::UnknownOp(op)),
         };
         r.finish()?;
@@ -134,6 +146,41 @@ impl FromDataplane {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::{DebugSetting, Level, LogSettings, SyslogFacility, Timestamp};
+
+    fn logging() -> LogConfig {
+        LogConfig {
+            timestamp: Timestamp::On,
+            fileline: true,
+            syslog_facility: SyslogFacility::Local(3),
+            all: LogSettings {
+                to_syslog: false,
+                to_logfile: true,
+                logfile: Some("/var/log/rotor.log".into()),
+                ..LogSettings::default()
+            },
+            subsys: vec![(
+                "CPG".into(),
+                LogSettings {
+                    debug: DebugSetting::Trace,
+                    syslog_priority: Level::Crit,
+                    ..LogSettings::default()
+                },
+            )],
+        }
+    }
+
+    #[test]
+    fn impossible_logging_values_are_refused() {
+        let mut buf = Vec::new();
+        ToDataplane::Logging(logging()).encode(&mut buf);
+        // The timestamp byte comes right after the envelope.
+        buf[crate::codec::ENVELOPE_LEN] = 9;
+        assert_eq!(
+            ToDataplane::decode(&buf),
+            Err(DecodeError::BadValue("timestamp"))
+        );
+    }
 
     #[test]
     fn round_trip() {
@@ -145,9 +192,14 @@ mod tests {
                 gid: 0,
             },
             ToDataplane::Shutdown,
+            ToDataplane::Logging(LogConfig::default()),
+            ToDataplane::Logging(logging()),
         ] {
             m.encode(&mut buf);
             assert_eq!(ToDataplane::decode(&buf).unwrap(), m);
+            for cut in 0..buf.len() {
+                assert!(ToDataplane::decode(&buf[..cut]).is_err());
+            }
         }
         for m in [
             FromDataplane::Ring {
@@ -160,6 +212,14 @@ mod tests {
             FromDataplane::Stats {
                 counters: vec![("srp.tokens".into(), 5)],
             },
+            FromDataplane::Log(LogRecord {
+                level: Level::Notice,
+                subsys: "TOTEM".into(),
+                file: "runner.rs".into(),
+                line: 120,
+                message: "A processor failed, forming new configuration".into(),
+                unix_time_ns: 1_700_000_000_123_456_789,
+            }),
         ] {
             m.encode(&mut buf);
             assert_eq!(FromDataplane::decode(&buf).unwrap(), m);

@@ -62,7 +62,7 @@ impl Counter {
 /// Errors of the loader. Kernel errors keep libbpf's error (with its errno) as the source.
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
-    #[error("no network interface named {0:?} in this network namespace")]
+    #[error("no network interface named \"{0}\" in this network namespace")]
     NoSuchInterface(String),
     #[error("no network interface with index {0} in this network namespace")]
     NoSuchIfindex(u32),
@@ -76,8 +76,8 @@ pub enum XdpError {
     )]
     Load(#[source] libbpf_rs::Error),
     #[error(
-        "interface {interface} already runs the XDP program {name:?} (id {id}), which is not \
-         rotor's; refusing to replace it (detach it, or load with LoadOptions {{ replace_foreign: true }})"
+        "interface {interface} already runs the XDP program \"{name}\" (id {id}), which is \
+         not rotor's; refusing to replace it (detach it first: ip link set dev {interface} xdp off)"
     )]
     ForeignProgram {
         interface: String,
@@ -100,7 +100,7 @@ pub enum XdpError {
         native: libbpf_rs::Error,
         generic: libbpf_rs::Error,
     },
-    #[error("inherited fd {fd} is not the {map:?} map of rotor's XDP program: {reason}")]
+    #[error("inherited fd {fd} is not the \"{map}\" map of rotor's XDP program: {reason}")]
     InheritedMap {
         map: &'static str,
         fd: i32,

@@ -82,7 +82,7 @@ fn main() -> ExitCode {
     let crypto_on = !(cfg.totem.crypto_cipher == "none" && cfg.totem.crypto_hash == "none");
     if crypto_on {
         if let Err(e) = rotor_crypto::Keys::from_authkey_file(&keyfile, &cluster_name) {
-            eprintln!("rotord: authkey {}: {e}", keyfile.display());
+            eprintln!("rotord: {e}");
             return ExitCode::FAILURE;
         }
     }
@@ -111,8 +111,17 @@ fn main() -> ExitCode {
         eprintln!("rotord: {}: {e}", cfg.file);
         return ExitCode::FAILURE;
     }
-    if let Err(e) = rotor_control::log::configure(&cmap, args.foreground) {
-        eprintln!("rotord: {e}");
+    // From here on every line goes through the logger, as logging{} says.
+    match rotor_log::install(
+        &rotor_control::log::config(&cmap, args.foreground),
+        "rotord",
+    ) {
+        Ok(unopened) => {
+            for e in unopened {
+                log_at!(Error, "MAIN", "{e}; logging to the other destinations");
+            }
+        }
+        Err(e) => eprintln!("rotord: {e}"),
     }
     if !args.foreground {
         // SAFETY: daemon(3) forks before any thread of ours exists; it keeps the cwd and
@@ -127,6 +136,10 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    // Before any other thread starts (they inherit the blocked signal).
+    if let Err(e) = rotor_control::log::reopen_on_sighup() {
+        log_at!(Warning, "MAIN", "SIGHUP will not reopen the log files: {e}");
     }
     let state_dir = match cmap.get("system.state_dir") {
         Some(rotor_control::cmap::Value::String(dir)) => PathBuf::from(dir),
