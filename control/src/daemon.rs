@@ -509,22 +509,11 @@ impl Daemon {
             let ready = poll_in(&fds, Duration::from_millis(200));
             if ready.first() == Some(&true) {
                 match self.cmap_server.accept() {
-                    Ok(s) => {
-                        let peer = s.peer();
-                        log_at!(
-                            Debug,
-                            "IPC",
-                            "cmap/cfg client pid {} (uid {}, gid {}) attached",
-                            peer.pid,
-                            peer.uid,
-                            peer.gid
-                        );
-                        self.clients.push(CmapClient {
-                            session: s,
-                            tracks: Vec::new(),
-                        })
-                    }
-                    // ipc-shm logged the refusal, with the peer's credentials.
+                    Ok(s) => self.clients.push(CmapClient {
+                        session: s,
+                        tracks: Vec::new(),
+                    }),
+                    // ipc-shm logged the refusal (and logs an attach at debug level).
                     Err(AcceptError::Io(e)) => log_at!(Warning, "IPC", "cmap/cfg attach: {e}"),
                     Err(_) => {}
                 }

@@ -154,9 +154,19 @@ impl Server {
             gid: cred.gid,
         };
         let result = self.handshake(socket, peer);
-        if let Err(err) = &result {
+        match &result {
             // The error names the pid, uid and gid.
-            tracing::warn!("attach to @{} refused: {err}", self.name);
+            Err(err) => tracing::warn!("attach to @{} refused: {err}", self.name),
+            Ok(_) => tracing::debug!(
+                "pid {} (uid {}, gid {}) attached to @{}: two rings of {} bytes, records up to {} \
+                 bytes",
+                peer.pid,
+                peer.uid,
+                peer.gid,
+                self.name,
+                self.config.data_size,
+                self.config.record_size_max
+            ),
         }
         result.map(|(parts, socket)| (parts, socket, peer))
     }

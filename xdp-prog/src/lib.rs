@@ -19,6 +19,23 @@ pub use attach::{AttachMode, AttachedMode, Interface, LoadOptions, XdpProgram};
 pub use maps::SteerMaps;
 pub use program::{SteerProgram, XdpAction, XdpCounters};
 
+/// Sends what libbpf prints (by default straight to stderr) to `tracing`, so that it reaches
+/// the process's log like every other line: warnings as warnings, information as debug lines.
+/// Once per process; libbpf's debug output (verifier chatter) stays off.
+fn route_libbpf_output() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        fn print(level: libbpf_rs::PrintLevel, text: String) {
+            let text = text.trim_end();
+            match level {
+                libbpf_rs::PrintLevel::Warn => tracing::warn!("{text}"),
+                _ => tracing::debug!("{text}"),
+            }
+        }
+        libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Info, print)));
+    });
+}
+
 /// The program's function name, as the kernel reports it (`bpftool prog`, `ip link`): the
 /// loader recognises a stale copy of itself by this name.
 pub const PROGRAM_NAME: &str = "rotor_steer";

@@ -58,6 +58,7 @@ impl SteerMaps {
     /// after checking that each fd is a BPF map of the right type, name, key and value size
     /// and size; an fd that is not is refused with [`XdpError::InheritedMap`], never used.
     pub fn from_fds(xsks: OwnedFd, counters: OwnedFd) -> Result<SteerMaps, XdpError> {
+        crate::route_libbpf_output();
         check(xsks.as_fd(), &XSKS)?;
         check(counters.as_fd(), &COUNTERS)?;
         tracing::debug!(
