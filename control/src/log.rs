@@ -11,19 +11,19 @@ use crate::cmap::{Cmap, Value};
 /// `log_at!(Notice, "TOTEM", "A new membership ({rep}.{seq:x}) was formed.")`.
 #[macro_export]
 macro_rules! log_at {
-    (Error, $subsys:literal, $($arg:tt)+) => {
+    (Error, $subsys:expr, $($arg:tt)+) => {
         ::rotor_log::__private::tracing::error!(target: $subsys, $($arg)+)
     };
-    (Warning, $subsys:literal, $($arg:tt)+) => {
+    (Warning, $subsys:expr, $($arg:tt)+) => {
         ::rotor_log::__private::tracing::warn!(target: $subsys, $($arg)+)
     };
-    (Notice, $subsys:literal, $($arg:tt)+) => {
+    (Notice, $subsys:expr, $($arg:tt)+) => {
         ::rotor_log::notice!(target: $subsys, $($arg)+)
     };
-    (Info, $subsys:literal, $($arg:tt)+) => {
+    (Info, $subsys:expr, $($arg:tt)+) => {
         ::rotor_log::__private::tracing::info!(target: $subsys, $($arg)+)
     };
-    (Debug, $subsys:literal, $($arg:tt)+) => {
+    (Debug, $subsys:expr, $($arg:tt)+) => {
         ::rotor_log::__private::tracing::debug!(target: $subsys, $($arg)+)
     };
 }

@@ -32,7 +32,7 @@ mod route;
 mod sinks;
 pub mod tags;
 
-pub use route::{level_max, route, Route};
+use route::{level_max, route};
 
 use forward::Forwarder;
 use sinks::Sinks;
@@ -82,48 +82,52 @@ pub(crate) struct Record<'a> {
     pub time: SystemTime,
 }
 
-enum Output {
-    Sinks(Sinks),
-    Forward(Forwarder),
-}
-
 /// A process's logger: what passes, and where it goes.
-struct Logger {
-    /// `None` only for a forwarder not configured yet: everything goes up.
-    config: Option<LogConfig>,
-    output: Output,
+enum Logger {
+    /// Writes lines to the destinations `config` names.
+    Sinks { config: LogConfig, sinks: Sinks },
+    /// Sends lines up a socket; until rotord's `config` arrives, every line.
+    Forward {
+        config: Option<LogConfig>,
+        forwarder: Forwarder,
+    },
 }
 
 impl Logger {
-    fn wants(&self, tag: &str, level: Level) -> bool {
-        match &self.config {
-            None => true,
-            Some(cfg) => route(cfg, tag, level).any(),
+    fn config(&self) -> Option<&LogConfig> {
+        match self {
+            Logger::Sinks { config, .. } => Some(config),
+            Logger::Forward { config, .. } => config.as_ref(),
         }
     }
 
+    fn wants(&self, tag: &str, level: Level) -> bool {
+        self.config().is_none_or(|cfg| route(cfg, tag, level).any())
+    }
+
     fn level_max(&self) -> Option<Level> {
-        match &self.config {
+        match self.config() {
             None => Some(Level::Trace),
             Some(cfg) => level_max(cfg),
         }
     }
 
     fn log(&mut self, rec: &Record<'_>, origin: Option<(u32, &str)>) {
-        match (&mut self.output, &self.config) {
-            (Output::Forward(f), None) => f.send(rec),
-            (Output::Forward(f), Some(cfg)) => {
-                if route(cfg, rec.tag, rec.level).any() {
-                    f.send(rec);
-                }
-            }
-            (Output::Sinks(s), Some(cfg)) => {
-                let r = route(cfg, rec.tag, rec.level);
+        match self {
+            Logger::Sinks { config, sinks } => {
+                let r = route(config, rec.tag, rec.level);
                 if r.any() {
-                    s.write(cfg, r, rec, origin);
+                    sinks.write(config, r, rec, origin);
                 }
             }
-            (Output::Sinks(_), None) => {}
+            Logger::Forward { config, forwarder } => {
+                if config
+                    .as_ref()
+                    .is_none_or(|cfg| route(cfg, rec.tag, rec.level).any())
+                {
+                    forwarder.send(rec);
+                }
+            }
         }
     }
 }
@@ -144,30 +148,36 @@ impl Handle {
     ) -> (Handle, Vec<FileError>) {
         let mut sinks = Sinks::new(name, stderr);
         let errors = sinks.configure(config);
-        let logger = Logger {
-            config: Some(config.clone()),
-            output: Output::Sinks(sinks),
+        let logger = Logger::Sinks {
+            config: config.clone(),
+            sinks,
         };
         (Handle(Arc::new(Mutex::new(logger))), errors)
     }
 
     fn forwarding(sock: OwnedFd) -> Handle {
-        let logger = Logger {
+        let logger = Logger::Forward {
             config: None,
-            output: Output::Forward(Forwarder::new(sock)),
+            forwarder: Forwarder::new(sock),
         };
         Handle(Arc::new(Mutex::new(logger)))
     }
 
     fn reconfigure(&self, config: &LogConfig) -> Vec<FileError> {
-        let errors = {
-            let mut l = self.lock();
-            let errors = match &mut l.output {
-                Output::Sinks(s) => s.configure(config),
-                Output::Forward(_) => Vec::new(),
-            };
-            l.config = Some(config.clone());
-            errors
+        let errors = match &mut *self.lock() {
+            Logger::Sinks {
+                config: current,
+                sinks,
+            } => {
+                *current = config.clone();
+                sinks.configure(config)
+            }
+            Logger::Forward {
+                config: current, ..
+            } => {
+                *current = Some(config.clone());
+                Vec::new()
+            }
         };
         // Outside the lock: rebuilding asks the layer again about every call site.
         tracing::callsite::rebuild_interest_cache();
@@ -175,9 +185,9 @@ impl Handle {
     }
 
     fn reopen(&self) -> Vec<FileError> {
-        match &mut self.lock().output {
-            Output::Sinks(s) => s.reopen(),
-            Output::Forward(_) => Vec::new(),
+        match &mut *self.lock() {
+            Logger::Sinks { sinks, .. } => sinks.reopen(),
+            Logger::Forward { .. } => Vec::new(),
         }
     }
 
@@ -259,7 +269,7 @@ impl<S: Subscriber> Layer<S> for RotorLayer {
             tag: tags::tag_of(meta.target()),
             file: meta.file().unwrap_or(""),
             line: meta.line().unwrap_or(0),
-            message: &fields.message,
+            message: fields.message.trim_start(),
             time: SystemTime::now(),
         };
         self.handle.lock().log(&rec, None);
