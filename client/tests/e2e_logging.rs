@@ -2,7 +2,8 @@
 //! library (ipc-shm refusing an attach) and the dataplane's lines (sent up its control socket)
 //! land in rotord's log file with their tag, level, file:line and, for the dataplane's, its pid
 //! and name; `timestamp: on` writes a human local time; debug lines follow `logger_subsys`;
-//! SIGHUP reopens the file, so a renamed log (logrotate) is followed by a new one.
+//! SIGHUP reopens the file, so a renamed log (logrotate) is followed by a new one; a
+//! dataplane's last line before it exits is kept.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -46,6 +47,12 @@ impl Rotord {
 /// A one-node rotord (no nodelist: 127.0.0.1) with `logging` as the body of logging{} (the
 /// log file `DIR/rotord.log` is appended); `index` keeps the tests of this binary apart.
 fn start(index: u16, logging: &str) -> Rotord {
+    start_with(index, logging, &[])
+}
+
+/// As `start`, with the dataplane started as `rotor-dataplane ARGS… EXTRA…` (through a
+/// script in the test's directory) when `extra_dataplane_args` is not empty.
+fn start_with(index: u16, logging: &str, extra_dataplane_args: &[&str]) -> Rotord {
     let tag = format!("{}-log{index}", std::process::id());
     let dir = std::env::temp_dir().join(format!("rotor-e2e-{tag}"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -76,7 +83,24 @@ fn start(index: u16, logging: &str) -> Rotord {
     .unwrap();
     let stderr = std::fs::File::create(dir.join("stderr")).unwrap();
     let socket = format!("rt-e2e-{tag}");
-    let child = Command::new(common::bin_dir().join("rotord"))
+    let bin_dir = common::bin_dir();
+    let mut rotord = Command::new(bin_dir.join("rotord"));
+    if !extra_dataplane_args.is_empty() {
+        use std::os::unix::fs::PermissionsExt;
+        let script = dir.join("dataplane.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nexec {} \"$@\" {}\n",
+                bin_dir.join("rotor-dataplane").display(),
+                extra_dataplane_args.join(" ")
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        rotord.arg("--dataplane").arg(script);
+    }
+    let child = rotord
         .args(["-f", "-c"])
         .arg(&conf)
         .env("ROTOR_IPC_SOCKET", &socket)
@@ -263,6 +287,29 @@ fn sighup_reopens_the_log_file() {
         r.child_alive(),
         "rotord stopped on SIGHUP instead of reopening its log"
     );
+}
+
+#[test]
+fn a_dataplanes_last_words_are_kept() {
+    // Maps without the XDP transport: the dataplane logs why and exits at once; its line
+    // reaches rotord's log, before the line saying it exited.
+    let r = start_with(3, "  timestamp: on", &["--xdp-maps-fd", "7,8"]);
+    let text = wait_for(
+        &r.log(),
+        &["dataplane (pid", "exited"],
+        "the dataplane's exit",
+    );
+    let said = text
+        .lines()
+        .position(|l| {
+            l.contains(" rotor-dataplane error   [MAIN  ] --xdp-maps-fd needs --transport xdp")
+        })
+        .unwrap_or_else(|| panic!("the dataplane's error is not in the log:\n{text}"));
+    let exited = text
+        .lines()
+        .position(|l| l.contains("dataplane (pid") && l.contains("exited"))
+        .unwrap();
+    assert!(said < exited, "{text}");
 }
 
 impl Rotord {
