@@ -3,7 +3,7 @@
 //! land in rotord's log file with their tag, level, file:line and, for the dataplane's, its pid
 //! and name; `timestamp: on` writes a human local time; debug lines follow `logger_subsys`;
 //! SIGHUP reopens the file, so a renamed log (logrotate) is followed by a new one; a
-//! dataplane's last line before it exits is kept.
+//! dataplane's last lines before it exits are kept.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -47,12 +47,11 @@ impl Rotord {
 /// A one-node rotord (no nodelist: 127.0.0.1) with `logging` as the body of logging{} (the
 /// log file `DIR/rotord.log` is appended); `index` keeps the tests of this binary apart.
 fn start(index: u16, logging: &str) -> Rotord {
-    start_with(index, logging, &[])
+    start_with(index, logging, "")
 }
 
-/// As `start`, with the dataplane started as `rotor-dataplane ARGS… EXTRA…` (through a
-/// script in the test's directory) when `extra_dataplane_args` is not empty.
-fn start_with(index: u16, logging: &str, extra_dataplane_args: &[&str]) -> Rotord {
+/// As `start`, with `totem` added to totem{}.
+fn start_with(index: u16, logging: &str, totem: &str) -> Rotord {
     let tag = format!("{}-log{index}", std::process::id());
     let dir = std::env::temp_dir().join(format!("rotor-e2e-{tag}"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -71,7 +70,7 @@ fn start_with(index: u16, logging: &str, extra_dataplane_args: &[&str]) -> Rotor
     std::fs::write(
         &conf,
         format!(
-            "totem {{\n  version: 2\n  cluster_name: logs{index}\n  keyfile: {key}\n  \
+            "totem {{\n  version: 2\n  cluster_name: logs{index}\n  keyfile: {key}\n{totem}  \
              interface {{\n    mcastport: {port}\n  }}\n}}\n\
              logging {{\n  to_syslog: no\n  to_logfile: yes\n  logfile: {log}\n{logging}\n}}\n\
              system {{\n  state_dir: {state}\n}}\n",
@@ -83,24 +82,7 @@ fn start_with(index: u16, logging: &str, extra_dataplane_args: &[&str]) -> Rotor
     .unwrap();
     let stderr = std::fs::File::create(dir.join("stderr")).unwrap();
     let socket = format!("rt-e2e-{tag}");
-    let bin_dir = common::bin_dir();
-    let mut rotord = Command::new(bin_dir.join("rotord"));
-    if !extra_dataplane_args.is_empty() {
-        use std::os::unix::fs::PermissionsExt;
-        let script = dir.join("dataplane.sh");
-        std::fs::write(
-            &script,
-            format!(
-                "#!/bin/sh\nexec {} \"$@\" {}\n",
-                bin_dir.join("rotor-dataplane").display(),
-                extra_dataplane_args.join(" ")
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        rotord.arg("--dataplane").arg(script);
-    }
-    let child = rotord
+    let child = Command::new(common::bin_dir().join("rotord"))
         .args(["-f", "-c"])
         .arg(&conf)
         .env("ROTOR_IPC_SOCKET", &socket)
@@ -290,26 +272,24 @@ fn sighup_reopens_the_log_file() {
 }
 
 #[test]
-fn a_dataplanes_last_words_are_kept() {
-    // Maps without the XDP transport: the dataplane logs why and exits at once; its line
-    // reaches rotord's log, before the line saying it exited.
-    let r = start_with(3, "  timestamp: on", &["--xdp-maps-fd", "7,8"]);
+fn a_dataplanes_last_lines_are_kept() {
+    // A netmtu no UDP datagram can carry: the dataplane opens its transport, logs it, finds
+    // the frame size impossible, reports that and exits at once, and rotord stops.
+    let r = start_with(3, "  timestamp: on", "  netmtu: 70000\n");
     let text = wait_for(
         &r.log(),
-        &["dataplane (pid", "exited"],
-        "the dataplane's exit",
+        &["rotord stops with exit status"],
+        "rotord's stop",
     );
-    let said = text
+    let transport = text
         .lines()
-        .position(|l| {
-            l.contains(" rotor-dataplane error   [MAIN  ] --xdp-maps-fd needs --transport xdp")
-        })
-        .unwrap_or_else(|| panic!("the dataplane's error is not in the log:\n{text}"));
-    let exited = text
+        .position(|l| l.contains(" rotor-dataplane notice  [TOTEM ] transport udp: asked for"))
+        .unwrap_or_else(|| panic!("the dataplane's last lines are not in the log:\n{text}"));
+    let cannot = text
         .lines()
-        .position(|l| l.contains("dataplane (pid") && l.contains("exited"))
-        .unwrap();
-    assert!(said < exited, "{text}");
+        .position(|l| l.contains("the dataplane cannot run") && l.contains("netmtu"))
+        .unwrap_or_else(|| panic!("no reason in the log:\n{text}"));
+    assert!(transport < cannot, "{text}");
 }
 
 impl Rotord {

@@ -407,6 +407,12 @@ pub fn emit(rec: &LogRecord, pid: u32, name: &str) {
     h.lock().log(&record, Some((pid, name)));
 }
 
+/// The configuration the process's logger runs on (`None` before one is installed, and for a
+/// forwarding logger not configured yet): what rotord hands its dataplane.
+pub fn config() -> Option<LogConfig> {
+    GLOBAL.get().and_then(|h| h.lock().config().cloned())
+}
+
 /// Lines the forwarding logger dropped because the control socket was full.
 pub fn forward_dropped() -> u64 {
     forward::DROPPED.load(Ordering::Relaxed)
