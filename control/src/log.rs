@@ -5,7 +5,7 @@
 
 use rotor_log::{DebugSetting, Level, LogConfig, LogSettings, SyslogFacility, Timestamp};
 
-use crate::cmap::{Cmap, Value};
+use crate::cmap::{CmapStore, Value};
 
 /// Logs under a corosync subsystem tag at one of corosync's levels:
 /// `log_at!(Notice, "TOTEM", "A new membership ({rep}.{seq:x}) was formed.")`.
@@ -32,7 +32,7 @@ macro_rules! log_at {
 /// strings as coroparse stores them; the config parser has already refused bad values, and a
 /// value it let through that is not understood here keeps the default). `to_stderr` defaults
 /// to on only in the foreground: a daemon's stderr is /dev/null.
-pub fn config(cmap: &Cmap, foreground: bool) -> LogConfig {
+pub fn config(cmap: &CmapStore, foreground: bool) -> LogConfig {
     let get = |key: &str| match cmap.get(key) {
         Some(Value::String(s)) => Some(s.as_str()),
         _ => None,
@@ -146,8 +146,8 @@ mod tests {
     use super::*;
     use crate::cmap::Access;
 
-    fn cmap(entries: &[(&str, &str)]) -> Cmap {
-        let mut c = Cmap::new();
+    fn cmap(entries: &[(&str, &str)]) -> CmapStore {
+        let mut c = CmapStore::new();
         for (k, v) in entries {
             c.set(k, Value::String(v.to_string()), Access::Daemon)
                 .unwrap();
@@ -157,9 +157,9 @@ mod tests {
 
     #[test]
     fn defaults_are_corosyncs() {
-        let c = config(&Cmap::new(), true);
+        let c = config(&CmapStore::new(), true);
         assert_eq!(c, LogConfig::default());
-        let daemon = config(&Cmap::new(), false);
+        let daemon = config(&CmapStore::new(), false);
         assert!(!daemon.all.to_stderr && daemon.all.to_syslog);
     }
 

@@ -10,7 +10,8 @@ use std::os::fd::RawFd;
 use std::time::Duration;
 
 use rotor_crypto::{CryptoMode, Keys, Opener, Sealer};
-use totem_core::{Dest, Event, Instant, Node, NodeConfig, NodeId, TotemConfig};
+use totem_core::config::frame_overhead_bytes;
+use totem_core::{ClusterShape, Dest, Event, Instant, Node, NodeConfig, NodeId, TotemSettings};
 
 use crate::stats::{Entries, Rotations, Traffic};
 use crate::transport::Transport;
@@ -26,7 +27,9 @@ pub struct RunnerConfig {
     pub keys: Keys,
     pub cluster_name: String,
     pub mode: CryptoMode,
-    pub totem: TotemConfig,
+    /// Validated by the node against [`cluster_shape`] of the peers, the bound family and
+    /// `mode`.
+    pub totem: TotemSettings,
     /// Per-boot epoch: must grow on every restart (used as totem incarnation and crypto epoch).
     pub epoch: u32,
     /// The highest ring sequence this node saw before it restarted (rotord persists it), so
@@ -35,11 +38,20 @@ pub struct RunnerConfig {
     pub seed: u64,
 }
 
+/// The shape a node's settings are validated against: the configured peers and this node, and
+/// the IP, UDP and crypto bytes of every packet (netmtu less these is the core's frame).
+pub fn cluster_shape(peer_count: usize, ipv6: bool, mode: CryptoMode) -> ClusterShape {
+    ClusterShape {
+        nodelist_count: u32::try_from(peer_count + 1).unwrap_or(u32::MAX),
+        frame_overhead_bytes: frame_overhead_bytes(ipv6, mode.overhead()),
+    }
+}
+
 /// Why the runner could not start.
 #[derive(Debug)]
 pub enum RunnerError {
     Io(io::Error),
-    Config(totem_core::ConfigError),
+    Config(totem_core::SettingError),
 }
 
 impl std::fmt::Display for RunnerError {
@@ -151,13 +163,11 @@ impl<T: Transport> Runner<T> {
     pub fn new(cfg: RunnerConfig, transport: T) -> Result<Runner<T>, RunnerError> {
         let start = std::time::Instant::now();
         let cluster = totem_core::cluster_hash(&cfg.cluster_name);
-        let mut totem = cfg.totem;
-        // The transport payload minus the crypto header and tag.
-        totem.frame_size = totem.frame_size.min(DATAGRAM_MAX - cfg.mode.overhead());
-        totem.nodelist_count = (cfg.peers.len() + 1) as u32;
+        let shape = cluster_shape(cfg.peers.len(), transport.local_addr().is_ipv6(), cfg.mode);
         let node = Node::new(
             NodeConfig {
-                totem,
+                totem: cfg.totem,
+                shape,
                 node_id: NodeId(cfg.node_id),
                 cluster,
                 incarnation: cfg.epoch,
@@ -401,7 +411,7 @@ mod tests {
                 keys: keys(7),
                 cluster_name: "rt".into(),
                 mode: CryptoMode::Gcm256,
-                totem: TotemConfig::default(),
+                totem: TotemSettings::default(),
                 epoch: 1,
                 ring_seq_start: 0,
                 seed: 1,

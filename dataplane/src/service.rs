@@ -65,7 +65,7 @@ impl PollLoop {
         }
     }
 
-    /// The default mode (issue 4): busy when the loop is pinned to a core of its own and
+    /// The default mode: busy when the loop is pinned to a core of its own and
     /// `cpus` leaves `CORES_KEPT` for the rest, adaptive (spinning `spin`) when there are fewer
     /// free cores than pollers — as on a 2-core machine. Returns the mode and why, for the log.
     pub fn auto(cpus: usize, pinned: bool, spin: Duration) -> (PollLoop, String) {

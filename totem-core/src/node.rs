@@ -1,10 +1,10 @@
 //! The public face of the core: one node's whole protocol stack (SRP, packing, CPG) as a
-//! sans-IO state machine with `handle_*` inputs and `poll_*` outputs (STYLE principle 1).
+//! sans-IO state machine with `handle_*` inputs and `poll_*` outputs.
 
 use std::collections::VecDeque;
 
 use crate::body::{offset_in, Body, Part, Payload, Repr};
-use crate::config::{ConfigError, TotemConfig};
+use crate::config::{ClusterShape, SettingError, TotemSettings};
 use crate::cpg::{Cpg, CpgOutput, GroupChange, Member, Request, SubmitError, MCAST_HEAD_MAX};
 use crate::pack::{Packer, QueueError};
 use crate::srp::{self, ConfigChange, ConfigKind, Srp, State};
@@ -15,7 +15,9 @@ use crate::wire;
 /// Everything a node needs to start.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
-    pub totem: TotemConfig,
+    pub totem: TotemSettings,
+    /// The nodelist's size and the bytes of each packet below the core's frame.
+    pub shape: ClusterShape,
     pub node_id: NodeId,
     /// Hash of the cluster name (see `cluster_hash`).
     pub cluster: u32,
@@ -292,17 +294,12 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(config: NodeConfig, now: Instant) -> Result<Node, ConfigError> {
-        let frame_body = config.totem.frame_size.saturating_sub(wire::DATA_OVERHEAD);
-        let srp = Srp::new(
-            config.totem,
-            config.node_id,
-            config.incarnation,
-            config.cluster,
-            config.ring_seq_start,
-            config.seed,
-            now,
-        )?;
+    pub fn new(config: NodeConfig, now: Instant) -> Result<Node, SettingError> {
+        let frame_body = config
+            .totem
+            .frame_size_bytes(&config.shape)
+            .saturating_sub(wire::DATA_OVERHEAD);
+        let srp = Srp::new(&config, now)?;
         Ok(Node {
             srp,
             layers: Layers {

@@ -17,8 +17,9 @@ use std::collections::VecDeque;
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::body::Body;
-use crate::config::{ConfigError, Timers, TotemConfig};
+use crate::config::{SettingError, TotemSettings};
 use crate::limits::{MEMBERS_MAX, RTR_ENTRIES_MAX};
+use crate::node::NodeConfig;
 use crate::stats::Stats;
 use crate::store::Store;
 use crate::types::{Dest, Instant, NodeId, RingId};
@@ -137,8 +138,10 @@ pub struct Srp {
     me: NodeId,
     incarnation: u32,
     cluster: u32,
-    config: TotemConfig,
-    timers: Timers,
+    /// Invariant: valid for `frame_size_bytes` (`TotemSettings::validate`).
+    config: TotemSettings,
+    /// Bytes of core header and body in one frame.
+    frame_size_bytes: usize,
     pub state: State,
     installed: Installed,
     forming: Option<Forming>,
@@ -197,17 +200,18 @@ impl Srp {
     /// A node starts alone in the gather state, in a singleton pseudo-ring numbered from
     /// `ring_seq_start`, which the caller persists across restarts (corosync keeps it in
     /// /var/lib/corosync/ringid_*): a restarted node must start above every ring it was in.
-    pub fn new(
-        config: TotemConfig,
-        me: NodeId,
-        incarnation: u32,
-        cluster: u32,
-        ring_seq_start: u64,
-        seed: u64,
-        now: Instant,
-    ) -> Result<Srp, ConfigError> {
+    pub fn new(node: &NodeConfig, now: Instant) -> Result<Srp, SettingError> {
+        let me = node.node_id;
         assert!(me.0 != 0, "node id 0 is reserved");
-        let timers = config.validate()?;
+        node.totem.validate(&node.shape)?;
+        let config = node.totem.clone();
+        let frame_size_bytes = config.frame_size_bytes(&node.shape);
+        let (incarnation, cluster, ring_seq_start, seed) = (
+            node.incarnation,
+            node.cluster,
+            node.ring_seq_start,
+            node.seed,
+        );
         let ring = RingId {
             seq: ring_seq_start | 1,
             rep: me.0,
@@ -217,7 +221,7 @@ impl Srp {
             incarnation,
             cluster,
             config,
-            timers,
+            frame_size_bytes,
             state: State::Gather,
             installed: Installed {
                 ring,
@@ -459,7 +463,7 @@ impl Srp {
             self.send(Dest::Node(dest), buf);
             self.set_timer(
                 Timer::TokenRetransmit,
-                Some(now.plus_ms(self.timers.token_retransmit_ms)),
+                Some(now.plus_ms(self.config.token_retransmit_ms)),
             );
         }
     }
@@ -479,7 +483,7 @@ impl Srp {
     fn on_join_timeout(&mut self, now: Instant) {
         if self.state == State::Gather {
             self.send_join();
-            self.set_timer(Timer::Join, Some(now.plus_ms(self.timers.join_ms)));
+            self.set_timer(Timer::Join, Some(now.plus_ms(self.config.join_ms)));
         }
     }
 
@@ -520,7 +524,7 @@ impl Srp {
         self.send_join();
         self.set_timer(
             Timer::Consensus,
-            Some(now.plus_ms(self.timers.consensus_ms)),
+            Some(now.plus_ms(self.config.consensus_ms)),
         );
         self.check_consensus(now, up);
     }
@@ -532,7 +536,7 @@ impl Srp {
             w.put(self.header(KIND_MERGE_DETECT).as_bytes());
             w.put(RingHdr::new(self.installed.ring).as_bytes());
             self.send(Dest::All, buf);
-            self.set_timer(Timer::Merge, Some(now.plus_ms(self.timers.merge_ms)));
+            self.set_timer(Timer::Merge, Some(now.plus_ms(self.config.merge_ms)));
         }
     }
 
@@ -687,7 +691,7 @@ impl Srp {
         self.stats.tokens += 1;
         self.hold_cancel_pending = false;
         self.set_timer(Timer::TokenRetransmit, None);
-        self.set_timer(Timer::TokenLoss, Some(now.plus_ms(self.timers.token_ms)));
+        self.set_timer(Timer::TokenLoss, Some(now.plus_ms(self.config.token_ms)));
 
         if self.state == State::Recovery && token.flags & TOKEN_RECOVERY_DONE != 0 {
             self.install(now, up);
@@ -778,7 +782,7 @@ impl Srp {
         }
         let alone = self.ring_members().len() == 1;
         if alone || (idle && self.idle_rotations >= self.config.seqno_unchanged_const) {
-            let wait = if idle { self.timers.hold_ms } else { 0 };
+            let wait = if idle { self.config.hold_ms } else { 0 };
             self.held = Some(token);
             self.set_timer(Timer::Hold, Some(now.plus_ms(wait)));
             if alone {
@@ -938,7 +942,7 @@ impl Srp {
     }
 
     fn send_app_frame(&mut self, token: &mut Token, up: &mut impl Upper) -> bool {
-        let room = self.config.frame_size - wire::DATA_OVERHEAD;
+        let room = self.frame_size_bytes - wire::DATA_OVERHEAD;
         let mut buf = self.buffer();
         buf.resize(wire::DATA_OVERHEAD + room, 0);
         let (len, safe) = up.fill(&mut buf[wire::DATA_OVERHEAD..]);
@@ -1073,7 +1077,7 @@ impl Srp {
         self.send(Dest::Node(next), buf);
         self.set_timer(
             Timer::TokenRetransmit,
-            Some(now.plus_ms(self.timers.token_retransmit_ms)),
+            Some(now.plus_ms(self.config.token_retransmit_ms)),
         );
     }
 
@@ -1144,13 +1148,13 @@ impl Srp {
         };
         if delay == 0 {
             self.send_join();
-            self.set_timer(Timer::Join, Some(now.plus_ms(self.timers.join_ms)));
+            self.set_timer(Timer::Join, Some(now.plus_ms(self.config.join_ms)));
         } else {
             self.set_timer(Timer::Join, Some(now.plus_ms(delay)));
         }
         self.set_timer(
             Timer::Consensus,
-            Some(now.plus_ms(self.timers.consensus_ms)),
+            Some(now.plus_ms(self.config.consensus_ms)),
         );
     }
 
@@ -1363,7 +1367,7 @@ impl Srp {
         self.state = State::Commit;
         self.set_timer(Timer::Join, None);
         self.set_timer(Timer::Consensus, None);
-        self.set_timer(Timer::TokenLoss, Some(now.plus_ms(self.timers.token_ms)));
+        self.set_timer(Timer::TokenLoss, Some(now.plus_ms(self.config.token_ms)));
     }
 
     fn fill_entry(&mut self, forming: &mut Forming) {
@@ -1409,7 +1413,7 @@ impl Srp {
         self.send(Dest::Node(next), buf);
         self.set_timer(
             Timer::TokenRetransmit,
-            Some(now.plus_ms(self.timers.token_retransmit_ms)),
+            Some(now.plus_ms(self.config.token_retransmit_ms)),
         );
     }
 
@@ -1464,7 +1468,7 @@ impl Srp {
                 }
                 forming.entries = entries.to_vec();
                 self.set_timer(Timer::TokenRetransmit, None);
-                self.set_timer(Timer::TokenLoss, Some(now.plus_ms(self.timers.token_ms)));
+                self.set_timer(Timer::TokenLoss, Some(now.plus_ms(self.config.token_ms)));
                 let is_rep = ring.rep == self.me.0;
                 if hdr.pass == 1 && is_rep && self.state == State::Commit {
                     // The first rotation is complete: start the second.
@@ -1608,7 +1612,7 @@ impl Srp {
         self.last_aru_at_visit = 0;
         self.missing.clear();
         if self.installed.ring.rep == self.me.0 {
-            self.set_timer(Timer::Merge, Some(now.plus_ms(self.timers.merge_ms)));
+            self.set_timer(Timer::Merge, Some(now.plus_ms(self.config.merge_ms)));
         }
     }
 

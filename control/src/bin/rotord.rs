@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
-use rotor_control::cmap::Cmap;
+use rotor_control::cmap::CmapStore;
 use rotor_control::config::{self, paths};
 use rotor_control::daemon::{Daemon, Plan};
 use rotor_control::error::{DaemonError, EXIT_CONFIG, EXIT_OK};
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(EXIT_OK);
     }
-    let mut cmap = Cmap::new();
+    let mut cmap = CmapStore::new();
     if let Err(e) = plan.config.load_into(&mut cmap) {
         return early_exit(DaemonError::Config(format!("{}: {e}", plan.config.file)));
     }

@@ -20,7 +20,7 @@ use rotor_proto::control::{
 };
 use rotor_proto::RingState;
 
-use crate::cmap::{Cmap, Value};
+use crate::cmap::{CmapStore, Value};
 use crate::config::Config;
 use crate::discovery::LocalNode;
 use crate::error::DaemonError;
@@ -68,14 +68,7 @@ impl Plan {
             .cluster_name
             .clone()
             .unwrap_or_else(|| crate::config::CLUSTER_NAME_DEFAULT.to_owned());
-        let crypto_mode =
-            CryptoMode::from_corosync(&config.totem.crypto_cipher, &config.totem.crypto_hash)
-                .map_err(|e| {
-                    DaemonError::Config(format!(
-                        "{}: totem.crypto_cipher/crypto_hash: {e}",
-                        config.file
-                    ))
-                })?;
+        let crypto_mode = config.totem.crypto_mode;
         let keyfile = crate::config::authkey_path(config.totem.keyfile.as_deref());
         let authkey = if crypto_mode == CryptoMode::None {
             zeroize::Zeroizing::new(Vec::new())
@@ -107,16 +100,11 @@ impl Plan {
         interface: Option<String>,
     ) -> DataplaneStart {
         let t = &self.config.totem;
-        // rotord already added token_coefficient × (nodes − 2) to the token: the dataplane must
-        // not add it again.
-        let mut totem = vec![("token_coefficient".to_owned(), 0)];
-        for (k, v) in t.timeouts.runtime_entries() {
-            let name = k.trim_start_matches("runtime.config.totem.");
-            if let (Value::U32(v), true) = (v, DATAPLANE_TOTEM_KEYS.contains(&name)) {
-                totem.push((name.to_owned(), v));
-            }
-        }
-        totem.push(("netmtu".to_owned(), t.netmtu_bytes));
+        // Every setting of the table with the value in effect (derived ones included).
+        let totem = totem_core::config::SETTINGS
+            .iter()
+            .map(|s| (s.name.to_owned(), (s.get)(&t.settings)))
+            .collect();
         let rotor = &self.config.rotor;
         DataplaneStart {
             node_id: self.node.node_id,
@@ -159,24 +147,6 @@ fn read_authkey(
         .map_err(|e| DaemonError::Key(format!("authkey {}: cannot read: {e}", path.display())))
 }
 
-/// The totem settings the dataplane takes.
-const DATAPLANE_TOTEM_KEYS: [&str; 14] = [
-    "token",
-    "token_retransmits_before_loss_const",
-    "token_retransmit",
-    "hold",
-    "join",
-    "consensus",
-    "merge",
-    "downcheck",
-    "fail_recv_const",
-    "seqno_unchanged_const",
-    "window_size",
-    "max_messages",
-    "send_join",
-    "miss_count_const",
-];
-
 /// The daemon's state.
 pub struct Daemon {
     node: LocalNode,
@@ -194,7 +164,7 @@ pub struct Daemon {
 impl Daemon {
     /// Sets up everything that needs rotord's privileges: the client sockets, the state
     /// directory and, for XDP, the program.
-    pub fn new(plan: Plan, cmap: Cmap) -> Result<Daemon, DaemonError> {
+    pub fn new(plan: Plan, cmap: CmapStore) -> Result<Daemon, DaemonError> {
         let service = CmapService::new(cmap, &plan.socket_base, plan.node.clone())?;
         let cpg_name = rotor_proto::cpg_socket_name(&plan.socket_base);
         let cpg_server =
@@ -423,7 +393,7 @@ impl Daemon {
         log_at!(Notice, "MAIN", "rotord stopped");
     }
 
-    pub fn cmap(&self) -> &Cmap {
+    pub fn cmap(&self) -> &CmapStore {
         self.service.cmap()
     }
 
