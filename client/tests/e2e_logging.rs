@@ -47,11 +47,6 @@ impl Rotord {
 /// A one-node rotord (no nodelist: 127.0.0.1) with `logging` as the body of logging{} (the
 /// log file `DIR/rotord.log` is appended); `index` keeps the tests of this binary apart.
 fn start(index: u16, logging: &str) -> Rotord {
-    start_with(index, logging, "")
-}
-
-/// As `start`, with `totem` added to totem{}.
-fn start_with(index: u16, logging: &str, totem: &str) -> Rotord {
     let tag = format!("{}-log{index}", std::process::id());
     let dir = std::env::temp_dir().join(format!("rotor-e2e-{tag}"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -70,7 +65,7 @@ fn start_with(index: u16, logging: &str, totem: &str) -> Rotord {
     std::fs::write(
         &conf,
         format!(
-            "totem {{\n  version: 2\n  cluster_name: logs{index}\n  keyfile: {key}\n{totem}  \
+            "totem {{\n  version: 2\n  cluster_name: logs{index}\n  keyfile: {key}\n  \
              interface {{\n    mcastport: {port}\n  }}\n}}\n\
              logging {{\n  to_syslog: no\n  to_logfile: yes\n  logfile: {log}\n{logging}\n}}\n\
              system {{\n  state_dir: {state}\n}}\n",
@@ -273,23 +268,33 @@ fn sighup_reopens_the_log_file() {
 
 #[test]
 fn a_dataplanes_last_lines_are_kept() {
-    // A netmtu no UDP datagram can carry: the dataplane opens its transport, logs it, finds
-    // the frame size impossible, reports that and exits at once, and rotord stops.
-    let r = start_with(3, "  timestamp: on", "  netmtu: 70000\n");
+    let r = start(3, "  timestamp: on");
+    let text = wait_for(&r.log(), &["A new membership"], "the ring");
+    let pid: i32 = text
+        .lines()
+        .find_map(|l| l.split_once("dataplane started (pid ")?.1.strip_suffix(')'))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no dataplane pid in:\n{text}"));
+    // SIGTERM: the dataplane leaves the ring, says so and exits at once; rotord restarts it.
+    // SAFETY: kill(2) on rotord's child, which it has not reaped (it restarts it after 1 s).
+    unsafe { libc::kill(pid, libc::SIGTERM) };
     let text = wait_for(
         &r.log(),
-        &["rotord stops with exit status"],
-        "rotord's stop",
+        &[&format!("dataplane (pid {pid}) exited")],
+        "the dataplane's exit",
     );
-    let transport = text
+    let said = text
         .lines()
-        .position(|l| l.contains(" rotor-dataplane notice  [TOTEM ] transport udp: asked for"))
-        .unwrap_or_else(|| panic!("the dataplane's last lines are not in the log:\n{text}"));
-    let cannot = text
+        .position(|l| {
+            l.contains(&format!("[{pid}] "))
+                && l.contains(" rotor-dataplane notice  [MAIN  ] node 1 left the ring on a signal")
+        })
+        .unwrap_or_else(|| panic!("the dataplane's last line is not in the log:\n{text}"));
+    let exited = text
         .lines()
-        .position(|l| l.contains("the dataplane cannot run") && l.contains("netmtu"))
-        .unwrap_or_else(|| panic!("no reason in the log:\n{text}"));
-    assert!(transport < cannot, "{text}");
+        .position(|l| l.contains(&format!("dataplane (pid {pid}) exited")))
+        .unwrap();
+    assert!(said < exited, "{text}");
 }
 
 impl Rotord {

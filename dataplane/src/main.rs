@@ -656,7 +656,19 @@ fn serve(
         mode.describe()
     );
     match rotor_dataplane::service::run(runner, control, mode, &|| TERM.load(Ordering::SeqCst)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            let why = if TERM.load(Ordering::SeqCst) {
+                "on a signal"
+            } else {
+                "as rotord asked, or because it is gone"
+            };
+            rotor_log::notice!(
+                target: "MAIN",
+                "node {} left the ring {why}; the dataplane exits",
+                start.node_id
+            );
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             // rotord logs it, with what it decides.
             control.report(&FromDataplane::Failed {
