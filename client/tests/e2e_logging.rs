@@ -60,7 +60,12 @@ fn start(index: u16, logging: &str) -> Rotord {
         .unwrap()
         .write_all(&[0x44; 256])
         .unwrap();
-    let port = 20_000 + (std::process::id() % 10_000) as u16 * 4 + 3;
+    // A port nothing on 127.0.0.1 uses right now (a port made from the pid can still be held
+    // by another test's dataplane that is leaving its ring).
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port();
     let conf = dir.join("corosync.conf");
     std::fs::write(
         &conf,
@@ -270,11 +275,15 @@ fn sighup_reopens_the_log_file() {
 fn a_dataplanes_last_lines_are_kept() {
     let r = start(3, "  timestamp: on");
     let text = wait_for(&r.log(), &["A new membership"], "the ring");
+    // The dataplane that serves: "… [PID] HOST rotor-dataplane notice  [MAIN  ] node 1 serving on".
     let pid: i32 = text
         .lines()
-        .find_map(|l| l.split_once("dataplane started (pid ")?.1.strip_suffix(')'))
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no dataplane pid in:\n{text}"));
+        .filter(|l| l.contains(" serving on "))
+        .find_map(|l| {
+            l.split(' ')
+                .find_map(|w| w.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
+        })
+        .unwrap_or_else(|| panic!("no serving dataplane in:\n{text}"));
     // SIGTERM: the dataplane leaves the ring, says so and exits at once; rotord restarts it.
     // SAFETY: kill(2) on rotord's child, which it has not reaped (it restarts it after 1 s).
     unsafe { libc::kill(pid, libc::SIGTERM) };
