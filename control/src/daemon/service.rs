@@ -134,7 +134,9 @@ impl CmapService {
                 session: s,
                 tracks: Vec::new(),
             }),
-            Err(e) => log_at!(Warning, "IPC", "attach refused: {e}"),
+            Err(ipc_shm::AcceptError::Io(e)) => log_at!(Warning, "IPC", "cmap/cfg attach: {e}"),
+            // ipc-shm logged the refusal (and logs an attach at debug level).
+            Err(_) => {}
         }
     }
 
@@ -483,6 +485,13 @@ impl CmapService {
         while i < self.clients.len() {
             if self.clients[i].session.is_closed() {
                 let c = self.clients.swap_remove(i);
+                log_at!(
+                    Debug,
+                    "IPC",
+                    "cmap/cfg client pid {} detached ({} track(s) removed)",
+                    c.session.peer().pid,
+                    c.tracks.len()
+                );
                 for h in c.tracks {
                     let _ = self.cmap.track_delete(h);
                 }
