@@ -101,7 +101,7 @@ impl Drop for Cluster {
 
 impl Cluster {
     /// Starts `nodes` rotords (1..=3); `index` keeps concurrent tests apart (socket names,
-    /// directory, cluster port). Returns once every node is operational with all of them.
+    /// directory); the cluster port is a free one. Returns once every node is operational with all of them.
     pub fn start(nodes: usize, index: u16) -> Cluster {
         assert!((1..=3).contains(&nodes));
         let lib = lib_dir();
@@ -118,7 +118,12 @@ impl Cluster {
             .open(&key)
             .unwrap();
         f.write_all(&[0x5a; 256]).unwrap();
-        let port = 30_000 + (std::process::id() % 5_000) as u16 * 4 + index;
+        // A port nothing uses right now on any address (a port made from the pid can still be
+        // held by another test's dataplane).
+        let port = std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free UDP port")
+            .port();
         let mut nodelist = String::new();
         for i in 1..=nodes {
             nodelist.push_str(&format!(
