@@ -302,6 +302,26 @@ int main(int argc, char **argv)
 	      "largest message delivered whole (%zu bytes)", seen.last_len);
 	free(big);
 
+	/* Back-pressure: multicasting without dispatching fills the ring to the node. */
+	char *chunk = calloc(1, 256 * 1024);
+	struct iovec ci = { .iov_base = chunk, .iov_len = 256 * 1024 };
+	int sent = 0;
+	before = seen.delivered;
+	for (err = CS_OK; err == CS_OK && sent < 400; sent++)
+		err = cpg_mcast_joined(h, CPG_TYPE_AGREED, &ci, 1);
+	sent--;
+	CHECK(err == CS_ERR_TRY_AGAIN, "CS_ERR_TRY_AGAIN after %d multicasts of 256 KiB without dispatch",
+	      sent);
+	EXPECT(cpg_flow_control_state_get(h, &fc), CS_OK);
+	CHECK(fc == CPG_FLOW_CONTROL_ENABLED, "flow control enabled while refused");
+	while ((err = cpg_mcast_joined(h, CPG_TYPE_AGREED, &ci, 1)) == CS_ERR_TRY_AGAIN)
+		cpg_dispatch(h, CS_DISPATCH_ALL);
+	CHECK(err == CS_OK, "accepted again after dispatching (%d)", err);
+	EXPECT(cpg_flow_control_state_get(h, &fc), CS_OK);
+	CHECK(fc == CPG_FLOW_CONTROL_DISABLED, "flow control disabled once accepted");
+	CHECK(pump(h, &seen.delivered, before + sent + 1), "all %d delivered, nothing lost", sent + 1);
+	free(chunk);
+
 	/* Re-entrancy: the deliver callback multicasts "pong". */
 	before = seen.delivered;
 	EXPECT(mcast(h, "ping"), CS_OK);
