@@ -101,6 +101,7 @@ fn parse_kv(s: &str) -> Result<(String, u32), String> {
 fn set_totem(t: &mut TotemConfig, key: &str, v: u32) -> Result<(), String> {
     match key {
         "token" => t.token_ms = v,
+        "token_warning" => t.token_warning_percent = v,
         "token_coefficient" => t.token_coefficient_ms = v,
         "token_retransmits_before_loss_const" => t.token_retransmits_before_loss_const = v,
         "token_retransmit" => t.token_retransmit_ms = v,

@@ -317,7 +317,9 @@ impl World {
             ring_seq_start: n.persisted_ring_seq,
             seed,
         };
-        n.node = Some(Node::new(config, Instant(self.now)).expect("valid config"));
+        let mut node = Node::new(config, Instant(self.now)).expect("valid config");
+        node.set_check_all_invariants(true);
+        n.node = Some(node);
         // The incarnation is the per-boot epoch: it grows with every restart.
         n.sealer = Some(Sealer::new(
             &self.keys,

@@ -9,6 +9,9 @@ use crate::wire;
 pub struct TotemConfig {
     /// Token loss timeout before `token_coefficient` is applied (corosync 3 default 3000).
     pub token_ms: u32,
+    /// Percent of the token timeout after which a missing token is reported (corosync's
+    /// `token_warning`, default 75; 0 = never). Only a diagnostic: the protocol is unchanged.
+    pub token_warning_percent: u32,
     /// Added to `token_ms` for each node beyond two (default 650).
     pub token_coefficient_ms: u32,
     /// Token retransmissions before the token is declared lost (default 4).
@@ -49,6 +52,7 @@ impl Default for TotemConfig {
     fn default() -> Self {
         TotemConfig {
             token_ms: 3000,
+            token_warning_percent: 75,
             token_coefficient_ms: 650,
             token_retransmits_before_loss_const: 4,
             token_retransmit_ms: 0,
@@ -135,6 +139,15 @@ impl TotemConfig {
     pub fn validate(&self) -> Result<Timers, ConfigError> {
         if self.token_ms == 0 {
             return Err(err("token", "must be at least 1 ms".into()));
+        }
+        if self.token_warning_percent > 100 {
+            return Err(err(
+                "token_warning",
+                format!(
+                    "must be between 0 (off) and 100 percent of the token timeout, got {}",
+                    self.token_warning_percent
+                ),
+            ));
         }
         if self.token_retransmits_before_loss_const == 0 {
             return Err(err(
