@@ -404,8 +404,9 @@ fn main() -> ExitCode {
     runner.node_mut().leave();
     let _ = runner.flush();
     let drops = runner.drops();
-    if !drops.by_reason.is_empty() {
-        eprintln!("rotor-dataplane: drops {:?}", drops.by_reason);
+    if !drops.is_empty() {
+        let pairs: Vec<String> = drops.by_key().map(|(k, n)| format!("{k}={n}")).collect();
+        eprintln!("rotor-dataplane: drops {}", pairs.join(" "));
     }
     eprintln!("rotor-dataplane: {}", runner.transport().stats_line());
     eprintln!(

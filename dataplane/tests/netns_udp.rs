@@ -83,8 +83,9 @@ fn a_node_with_another_key_never_joins_and_its_frames_are_dropped() {
     );
     let stderr = c.stop(1);
     let digest = stderr
-        .split("\"invalid_digest\": ")
-        .nth(1)
+        .lines()
+        .filter(|l| l.starts_with("rotor-dataplane: drops "))
+        .find_map(|l| l.split(" invalid_digest=").nth(1))
         .and_then(|s| s.split(|ch: char| !ch.is_ascii_digit()).next())
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or(0);
