@@ -1581,7 +1581,7 @@ impl Srp {
         if alone {
             // Alone: both commit rotations complete at once.
             self.enter_recovery();
-            self.start_regular_token(now, up);
+            self.start_regular_token(now, ring, up);
         } else {
             self.send_commit(now, 1, 1);
         }
@@ -1734,7 +1734,7 @@ impl Srp {
                     if let Some(forming) = self.phase.forming_mut() {
                         forming.commit_token_seq = token_seq;
                     }
-                    self.start_regular_token(now, up);
+                    self.start_regular_token(now, ring, up);
                 } else {
                     return Err(DropReason::NotExpected);
                 }
@@ -1787,12 +1787,10 @@ impl Srp {
         self.missing.clear();
     }
 
-    fn start_regular_token(&mut self, now: Instant, up: &mut impl Upper) {
-        let Phase::Recovery(forming, _) = &self.phase else {
-            unreachable!("the regular token of a new ring starts in recovery");
-        };
+    /// The representative starts the regular token of `ring`, the ring it is recovering into.
+    fn start_regular_token(&mut self, now: Instant, ring: RingId, up: &mut impl Upper) {
         let token = Token {
-            ring: forming.ring,
+            ring,
             token_seq: 1,
             seq: 0,
             aru: 0,
