@@ -128,7 +128,7 @@ fn cmap(op: Option<CmapOp>) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let line = |k: &str, v: &Value| rotor_control::cmap::format_cmapctl_line(k, v, false);
+    let line = |k: &str, v: &Value| rotor_proto::cmap::format_cmapctl_line(k, v, false);
     match op.unwrap_or(CmapOp::List { prefix: None }) {
         CmapOp::Get { key } => match c.get(&key) {
             Ok(v) => println!("{}", line(&key, &v)),

@@ -4,12 +4,16 @@
 //! SIGKILLed client shows as "process down"; `rotor status`, `rotor cmap` and `rotor cpg` print
 //! what they should; a bad config names file and line. The client API end to end: 1 MiB
 //! messages, membership and group iteration, a pollable fd with one-at-a-time dispatch, leave,
-//! cmap tracking, and a cfg shutdown seen as a totem change.
+//! cmap tracking, and a cfg shutdown seen as a totem change. What rotord answers at start: a
+//! cluster without crypto runs with no key file; an unusable key stops rotord at once with exit
+//! status 8 and one message (no dataplane, no restart loop); a setting only the dataplane can
+//! refuse stops rotord with 8 after one start; `-t` exits 0 or 8; a second rotord on the same
+//! sockets exits 18.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{delivery_line, pump, send, send_bytes, Seen};
@@ -104,7 +108,7 @@ fn wait_ring(nodes: &Nodes, i: usize, want: usize) {
         let connected = Cmap::initialize_at(&nodes.socket(i))
             .and_then(|mut c| c.status())
             .map(|s| {
-                if s.state == "operational" {
+                if s.state == rotor_proto::RingState::Operational {
                     s.nodes.iter().filter(|n| n.connected).count()
                 } else {
                     0
@@ -524,11 +528,242 @@ fn one_node_out_of_the_box_notifies_systemd_and_stops_cleanly() {
     let n = got.expect("no sd_notify datagram within 30 s");
     assert_eq!(&buf[..n], b"READY=1");
     let status = status.expect("status");
-    assert_eq!(status.state, "operational");
+    assert_eq!(status.state, rotor_proto::RingState::Operational);
     assert_eq!(status.local_addr, "127.0.0.1");
     assert_eq!(status.nodes.len(), 1);
     assert!(
         exit.is_some_and(|s| s.success()),
         "exit on SIGTERM: {exit:?}"
     );
+}
+
+/// A scratch directory removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let path = std::env::temp_dir().join(format!("rotor-start-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Dir(path)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A one-node corosync.conf (no nodelist: 127.0.0.1) with `totem_extra` lines in totem{}, on a
+/// port of this test's own.
+fn one_node_conf(dir: &Path, port_offset: u16, totem_extra: &str) -> PathBuf {
+    let port = 30_000 + (std::process::id() % 5_000) as u16 * 4 + port_offset;
+    let conf = dir.join("corosync.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "totem {{\n  version: 2\n  cluster_name: start\n{totem_extra}  interface {{\n    mcastport: {port}\n  }}\n}}\nlogging {{\n  to_syslog: no\n}}\nsystem {{\n  state_dir: {}\n}}\n",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    conf
+}
+
+fn write_key(path: &Path, mode: u32, len: usize) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .unwrap()
+        .write_all(&vec![0x42; len])
+        .unwrap();
+}
+
+fn rotord(conf: &Path, socket: &str) -> Command {
+    let mut cmd = Command::new(bin("rotord"));
+    cmd.args(["-f", "-c"])
+        .arg(conf)
+        .env("ROTOR_IPC_SOCKET", socket)
+        .stdout(Stdio::null());
+    cmd
+}
+
+/// Runs rotord to its exit (at most 30 s, then killed and the test fails).
+fn run_to_exit(mut cmd: Command) -> Output {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "rotord still running after 30 s: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// SIGTERM and a bounded wait; the exit status, `None` if it had to be killed.
+fn stop(mut child: Child) -> Option<std::process::ExitStatus> {
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_operational(socket: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match Cmap::initialize_at(socket).and_then(|mut c| c.status()) {
+            Ok(s) if s.state == rotor_proto::RingState::Operational => return Ok(()),
+            other if Instant::now() > deadline => {
+                return Err(format!("not operational within 20 s: {other:?}"))
+            }
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+#[test]
+fn crypto_none_runs_without_a_key_file() {
+    let dir = Dir::new("nokey");
+    let missing = dir.0.join("no-such-authkey");
+    let conf = one_node_conf(
+        &dir.0,
+        0,
+        &format!(
+            "  crypto_cipher: none\n  crypto_hash: none\n  keyfile: {}\n",
+            missing.display()
+        ),
+    );
+    let log = std::fs::File::create(dir.0.join("rotord.log")).unwrap();
+    let socket = format!("rt-start-nokey-{}", std::process::id());
+    let child = rotord(&conf, &socket).stderr(log).spawn().unwrap();
+    let ready = wait_operational(&socket);
+    let exit = stop(child);
+    let log = std::fs::read_to_string(dir.0.join("rotord.log")).unwrap();
+    ready.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert!(exit.is_some_and(|s| s.success()), "{exit:?}\n{log}");
+    assert!(!log.contains("authkey"), "{log}");
+}
+
+#[test]
+fn an_unusable_key_stops_rotord_with_status_8_and_one_message() {
+    for (name, mode, len, expect) in [
+        ("world-readable", 0o644, 256, "group or other"),
+        ("short", 0o400, 10, "10"),
+    ] {
+        let dir = Dir::new(&format!("badkey-{name}"));
+        let key = dir.0.join("authkey");
+        write_key(&key, mode, len);
+        let conf = one_node_conf(&dir.0, 1, &format!("  keyfile: {}\n", key.display()));
+        let socket = format!("rt-start-badkey-{name}-{}", std::process::id());
+        let out = run_to_exit(rotord(&conf, &socket));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(8), "{name}: {err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "{name}: one message: {err}");
+        assert!(
+            lines[0].contains(&key.display().to_string()) && lines[0].contains(expect),
+            "{name}: {err}"
+        );
+        assert_eq!(
+            lines[0].matches("authkey /").count(),
+            1,
+            "{name}: the prefix is said once: {err}"
+        );
+        assert!(!err.contains("dataplane"), "{name}: {err}");
+    }
+}
+
+#[test]
+fn a_setting_only_the_dataplane_can_refuse_stops_rotord_after_one_start() {
+    let dir = Dir::new("netmtu");
+    let key = dir.0.join("authkey");
+    write_key(&key, 0o400, 256);
+    // Larger than any UDP datagram: the dataplane refuses it when it opens its transport.
+    let conf = one_node_conf(
+        &dir.0,
+        2,
+        &format!("  keyfile: {}\n  netmtu: 70000\n", key.display()),
+    );
+    let socket = format!("rt-start-netmtu-{}", std::process::id());
+    let out = run_to_exit(rotord(&conf, &socket));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(8), "{err}");
+    assert!(err.contains("netmtu"), "{err}");
+    assert!(
+        err.matches("dataplane started").count() <= 1,
+        "started again: {err}"
+    );
+    assert!(!err.contains("restarting it"), "{err}");
+}
+
+#[test]
+fn test_mode_exits_0_or_8() {
+    let dir = Dir::new("test-mode");
+    let key = dir.0.join("authkey");
+    write_key(&key, 0o400, 256);
+    let good = one_node_conf(&dir.0, 3, &format!("  keyfile: {}\n", key.display()));
+    let out = Command::new(bin("rotord"))
+        .arg("-t")
+        .arg("-c")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = dir.0.join("bad.conf");
+    std::fs::write(&bad, "totem {\n  version: 2\n  window_size: many\n}\n").unwrap();
+    let out = Command::new(bin("rotord"))
+        .arg("-t")
+        .arg("-c")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(8), "{err}");
+    assert!(
+        err.contains("bad.conf:3:") && err.contains("totem.window_size"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_second_rotord_on_the_same_sockets_exits_18() {
+    let dir = Dir::new("twice");
+    let conf = one_node_conf(&dir.0, 3, "  crypto_cipher: none\n  crypto_hash: none\n");
+    let socket = format!("rt-start-twice-{}", std::process::id());
+    let first = rotord(&conf, &socket)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = wait_operational(&socket);
+    let second = run_to_exit(rotord(&conf, &socket));
+    let exit = stop(first);
+    ready.unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(18), "{err}");
+    assert!(err.contains("another rotord"), "{err}");
+    assert!(exit.is_some_and(|s| s.success()), "{exit:?}");
 }

@@ -403,8 +403,10 @@ fn three_rotords_on_netns_hosts() {
     );
     let logs = daemons.stop();
     assert!(
-        logs[1].contains(&format!("dataplane (pid {}) exited", dataplanes[0]))
-            && logs[1].contains("restarting it"),
+        logs[1].contains(&format!(
+            "dataplane (pid {}) was killed by signal 9",
+            dataplanes[0]
+        )) && logs[1].contains("restarting it"),
         "{}",
         logs[1]
     );

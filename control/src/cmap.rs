@@ -8,9 +8,8 @@
 //! `totem.token` into text the daemon then fails to read.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fmt::Write as _;
 
-pub use rotor_proto::cmap::{Value, ValueType};
+pub use rotor_proto::cmap::{format_cmapctl_line, Value, ValueType};
 
 use thiserror::Error;
 
@@ -390,56 +389,6 @@ pub fn check_key_name(key: &str) -> Result<(), CmapError> {
     Ok(())
 }
 
-/// One line as corosync-cmapctl prints it, without the newline: `key (type) = value`.
-///
-/// Follows `print_key` in `tools/corosync-cmapctl.c`: floats and doubles with `%f` (six
-/// decimals), a binary value only with `-b` (`show_binary`), printable ASCII as is, `\` as
-/// `\\`, other bytes as `\xNN` — and, as there (`char` is signed on x86), bytes from 0x80 as
-/// `\xFFFFFFNN`, because monitoring that parses this output sees exactly that.
-pub fn format_cmapctl_line(key: &str, value: &Value, show_binary: bool) -> String {
-    let mut line = format!("{key} ({})", value.value_type());
-    let text = match value {
-        Value::I8(v) => v.to_string(),
-        Value::U8(v) => v.to_string(),
-        Value::I16(v) => v.to_string(),
-        Value::U16(v) => v.to_string(),
-        Value::I32(v) => v.to_string(),
-        Value::U32(v) => v.to_string(),
-        Value::I64(v) => v.to_string(),
-        Value::U64(v) => v.to_string(),
-        Value::Float(v) => format_c_f(f64::from(*v)),
-        Value::Double(v) => format_c_f(*v),
-        Value::String(v) => v.clone(),
-        Value::Binary(bytes) => {
-            if !show_binary {
-                return line;
-            }
-            if bytes.is_empty() {
-                // corosync prints `*empty*` when it has no buffer; an empty value has none.
-                "*empty*".to_string()
-            } else {
-                let mut text = String::with_capacity(bytes.len());
-                for &b in bytes {
-                    match b {
-                        b'\\' => text.push_str("\\\\"),
-                        b' '..=0x7e => text.push(char::from(b)),
-                        0x80..=0xff => {
-                            let _ = write!(text, "\\x{:02X}", (b as i8) as i32 as u32);
-                        }
-                        _ => {
-                            let _ = write!(text, "\\x{b:02X}");
-                        }
-                    }
-                }
-                text
-            }
-        }
-    };
-    line.push_str(" = ");
-    line.push_str(&text);
-    line
-}
-
 /// Every key under `prefix` in corosync-cmapctl's layout, one line each, newline-terminated.
 pub fn format_cmapctl(cmap: &Cmap, prefix: &str, show_binary: bool) -> String {
     let mut out = String::new();
@@ -448,23 +397,4 @@ pub fn format_cmapctl(cmap: &Cmap, prefix: &str, show_binary: bool) -> String {
         out.push('\n');
     }
     out
-}
-
-/// C's `printf("%f")`: six decimals, `inf`/`-inf`, `nan`/`-nan` as glibc spells them.
-fn format_c_f(v: f64) -> String {
-    if v.is_nan() {
-        if v.is_sign_negative() {
-            "-nan".to_string()
-        } else {
-            "nan".to_string()
-        }
-    } else if v.is_infinite() {
-        if v < 0.0 {
-            "-inf".to_string()
-        } else {
-            "inf".to_string()
-        }
-    } else {
-        format!("{v:.6}")
-    }
 }

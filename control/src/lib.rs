@@ -11,6 +11,8 @@
 pub mod cmap;
 pub mod config;
 pub mod daemon;
+pub mod discovery;
+pub mod error;
 pub mod log;
 pub mod privs;
 pub mod xdp;

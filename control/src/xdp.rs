@@ -3,35 +3,26 @@
 //! program), rotord loads and attaches xdp-prog once at start, before it drops privileges,
 //! with the cluster port in its `ports` map; keeps it attached across dataplane restarts (frames
 //! of the cluster port pass to the kernel while no AF_XDP socket is in `xsks`, and every other
-//! frame passes all along); hands each dataplane the `xsks` and `counters` maps as inherited
-//! descriptors; and detaches it on its own clean shutdown. A program left by a rotord that was
+//! frame passes all along); hands each dataplane the `xsks` and `counters` maps beside its
+//! start message (SCM_RIGHTS); and detaches it on its own clean shutdown. A program left by a rotord that was
 //! killed is recognised by its name and replaced at the next start.
 
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
+
+use rotor_proto::control::DataplaneTransport;
 
 use xdp_prog::{AttachMode, XdpProgram};
 
 use crate::config::Transport;
 use crate::log_at;
 
-/// The program rotord attached, with the map descriptors it hands to every dataplane.
+/// The program rotord attached, whose maps it hands to every dataplane.
 pub struct OwnedProgram {
     program: XdpProgram,
-    /// Invariant: duplicates of the `xsks` and `counters` map fds numbered at least
-    /// [`INHERITED_FD_MIN`], close-on-exec, so that placing them at their fixed numbers in a
-    /// child never overwrites one another or the control socket.
-    xsks: OwnedFd,
-    counters: OwnedFd,
     /// Whether the config asked for XDP (`xdp`) rather than letting rotord choose (`knet`).
     asked_for: bool,
 }
-
-/// Where the dataplane finds the inherited maps: `--xdp-maps-fd 4,5`.
-pub const XSKS_CHILD_FD: RawFd = 4;
-pub const COUNTERS_CHILD_FD: RawFd = 5;
-/// The lowest number of rotord's own copies of the map fds (above the child's 3, 4 and 5).
-const INHERITED_FD_MIN: RawFd = 10;
 
 impl OwnedProgram {
     /// The interface the program is attached to.
@@ -44,20 +35,21 @@ impl OwnedProgram {
         self.program.program().prog_id().ok()
     }
 
-    /// rotord's copies of the `xsks` and `counters` map fds, for `dup2` into a child.
+    /// The program's `xsks` and `counters` map fds, sent beside each dataplane's start message.
     pub fn map_fds(&self) -> (RawFd, RawFd) {
-        (self.xsks.as_raw_fd(), self.counters.as_raw_fd())
+        let maps = self.program.maps();
+        (maps.xsks_fd().as_raw_fd(), maps.counters_fd().as_raw_fd())
     }
 
-    /// `--transport` for the dataplane: `xdp` when the config asked for it; `auto` when
-    /// rotord chose XDP, so that a dataplane whose AF_XDP sockets cannot open on the
-    /// interface still runs over kernel UDP (the program then passes cluster frames to the
-    /// kernel, as it does whenever `xsks` is empty).
-    pub fn dataplane_transport(&self) -> &'static str {
+    /// The dataplane's transport: XDP when the config asked for it; XDP or UDP when rotord
+    /// chose XDP, so that a dataplane whose AF_XDP sockets cannot open on the interface still
+    /// runs over kernel UDP (the program then passes cluster frames to the kernel, as it does
+    /// whenever `xsks` is empty).
+    pub fn dataplane_transport(&self) -> DataplaneTransport {
         if self.asked_for {
-            "xdp"
+            DataplaneTransport::Xdp
         } else {
-            "auto"
+            DataplaneTransport::XdpOrUdp
         }
     }
 
@@ -163,34 +155,12 @@ fn attach(bind: SocketAddr, asked_for: bool) -> Result<OwnedProgram, String> {
             xdp_prog::PROGRAM_NAME
         );
     }
-    let high = |fd: std::os::fd::BorrowedFd<'_>| -> Result<OwnedFd, String> {
-        dup_at_least(fd, INHERITED_FD_MIN).map_err(|e| format!("duplicating an XDP map fd: {e}"))
-    };
-    let maps = program.maps();
-    let (xsks, counters) = (high(maps.xsks_fd())?, high(maps.counters_fd())?);
-    Ok(OwnedProgram {
-        program,
-        xsks,
-        counters,
-        asked_for,
-    })
-}
-
-/// A close-on-exec duplicate of `fd` numbered `min` or above.
-fn dup_at_least(fd: std::os::fd::BorrowedFd<'_>, min: RawFd) -> std::io::Result<OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: F_DUPFD_CLOEXEC on an open descriptor; on success the new one is ours alone.
-    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
-    if new < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `new` was just returned by fcntl and nothing else refers to it.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+    Ok(OwnedProgram { program, asked_for })
 }
 
 /// The name of the interface that holds `ip`, from getifaddrs.
 pub fn interface_holding(ip: IpAddr) -> Option<String> {
-    crate::daemon::local_interfaces()
+    crate::discovery::local_interfaces()
         .into_iter()
         .find(|(_, a)| *a == ip)
         .map(|(name, _)| name)

@@ -280,3 +280,122 @@ fn rotord_attaches_keeps_and_detaches_its_xdp_program() {
     }
     eprintln!("netns_xdp: {:?}", started.elapsed());
 }
+
+/// The packets of the bridge's nft counter in the switch namespace.
+fn nft_counter_packets(bed: &Testbed) -> u64 {
+    let out = bed
+        .exec_switch(&["nft", "list", "chain", "bridge", "rotor_mtu", "large"])
+        .expect("nft list");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in: {text}"))
+}
+
+#[test]
+fn netmtu_reaches_the_wire_and_is_checked_against_the_transport() {
+    if !root_or_skip("network namespaces, nft and XDP for jumbo frames") {
+        return;
+    }
+    let bins = bins();
+    let dir = TempDir::new(&format!("rotor-xm-{}", std::process::id())).unwrap();
+    let key = dir.path().join("authkey");
+    write_authkey(&key).unwrap();
+    let mut spec = Spec::new("xdp-mtu");
+    spec.transport = "xdp".into();
+    spec.totem.push(("token".into(), "300".into()));
+    spec.totem.push(("netmtu".into(), "3000".into()));
+    spec.extra = format!(
+        "system {{\n  state_dir: {}\n}}\n",
+        dir.path().join("state").display()
+    );
+    let conf = dir.path().join("jumbo.conf");
+    std::fs::write(&conf, spec.corosync_conf(HOSTS, &key)).unwrap();
+
+    let bed = Testbed::up("xm-", HOSTS).expect("testbed");
+    bed.set_mtu(3000).unwrap();
+    // Count IPv4 packets longer than a standard Ethernet payload crossing the switch.
+    for rule in [
+        "add table bridge rotor_mtu",
+        "add chain bridge rotor_mtu large { type filter hook forward priority 0 ; }",
+        "add rule bridge rotor_mtu large ip length > 1500 counter",
+    ] {
+        let argv: Vec<&str> = std::iter::once("nft").chain(rule.split(' ')).collect();
+        let out = bed.exec_switch(&argv).unwrap();
+        assert!(
+            out.status.success(),
+            "nft {rule}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut daemons = Daemons((0..HOSTS).map(|_| None).collect());
+    for i in 1..=HOSTS {
+        daemons.start(&bed, &bins, i, &conf);
+    }
+    bed.wait_rotor_ring(&[1, 2, 3], &MEMBERS, &bins, RING_WAIT)
+        .unwrap();
+    assert_eq!(
+        nft_counter_packets(&bed),
+        0,
+        "no large frame before traffic"
+    );
+    // 2,500-byte messages: one frame each at netmtu 3000, two at the standard 1500.
+    let rotor = bins.rotor();
+    let out = bed
+        .exec(
+            1,
+            &[
+                rotor.to_str().unwrap(),
+                "bench",
+                "lat",
+                "-s",
+                "2500",
+                "-n",
+                "50",
+                "-t",
+                "10",
+            ],
+        )
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rotor bench: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Each message reaches two peers (unicast): at least 100 frames above 1500 bytes.
+    let large = nft_counter_packets(&bed);
+    assert!(large >= 100, "{large} frames above 1500 bytes");
+    assert_eq!(
+        cmap_u64(&bed, &bins, 1, "stats.xdp.drops.frame_too_large"),
+        None,
+        "no frame was too large for AF_XDP"
+    );
+
+    // netmtu 9000 cannot fit one 4 KiB UMEM frame: the dataplane refuses it at start and
+    // rotord stops with exit status 8 instead of restarting it.
+    let (clean, _) = daemons.stop(1);
+    assert!(clean);
+    spec.totem.retain(|(k, _)| k != "netmtu");
+    spec.totem.push(("netmtu".into(), "9000".into()));
+    let conf_9000 = dir.path().join("too-large.conf");
+    std::fs::write(&conf_9000, spec.corosync_conf(HOSTS, &key)).unwrap();
+    let mut p = bed
+        .spawn(1, rotord_command(&bins, &conf_9000))
+        .expect("rotord");
+    let log = p.collect_stderr();
+    let status = p
+        .wait_timeout(Duration::from_secs(15))
+        .unwrap()
+        .expect("rotord with netmtu 9000 over AF_XDP did not stop");
+    let log = log
+        .map(|h| h.join().unwrap_or_default())
+        .unwrap_or_default();
+    assert_eq!(status.code(), Some(8), "{log}");
+    assert!(
+        log.contains("totem.netmtu 9000") && log.contains("xdp transport carries at most"),
+        "{log}"
+    );
+    assert!(!log.contains("restarting it"), "{log}");
+}

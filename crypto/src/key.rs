@@ -85,6 +85,8 @@ pub enum KeyError {
 pub struct Keys {
     prk: Zeroizing<[u8; 32]>,
     cluster_name: String,
+    /// False for [`Keys::unkeyed`]: only mode none may use them.
+    keyed: bool,
 }
 
 impl core::fmt::Debug for Keys {
@@ -153,7 +155,24 @@ impl Keys {
         Ok(Keys {
             prk,
             cluster_name: cluster_name.to_owned(),
+            keyed: true,
         })
+    }
+
+    /// Keys for [`CryptoMode::None`], which seals and opens without a key: no authkey is read
+    /// (a cluster without crypto needs no key file). A `Sealer` or `Opener` of any other mode
+    /// refuses them (a programming error, asserted).
+    pub fn unkeyed(cluster_name: &str) -> Keys {
+        Keys {
+            prk: Zeroizing::new([0u8; 32]),
+            cluster_name: cluster_name.to_owned(),
+            keyed: false,
+        }
+    }
+
+    /// Whether these keys came from an authkey (false for [`Keys::unkeyed`]).
+    pub fn is_keyed(&self) -> bool {
+        self.keyed
     }
 
     /// The cluster name bound into every subkey.
@@ -173,6 +192,11 @@ impl Keys {
         sender: u32,
     ) -> Option<ring::aead::LessSafeKey> {
         let algorithm = mode.aead()?;
+        assert!(
+            self.keyed,
+            "crypto mode {} needs keys read from an authkey, not Keys::unkeyed",
+            mode.name()
+        );
         let key_len = algorithm.key_len();
         let mode_byte = [mode.wire_byte()];
         let sender_bytes = sender.to_be_bytes();

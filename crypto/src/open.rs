@@ -141,6 +141,11 @@ impl Opener {
         local_node_id: u32,
         sender_count_max: usize,
     ) -> Opener {
+        assert!(
+            mode == CryptoMode::None || keys.is_keyed(),
+            "crypto mode {} needs keys read from an authkey, not Keys::unkeyed",
+            mode.name()
+        );
         Opener {
             keys: keys.clone(),
             mode,

@@ -435,3 +435,41 @@ fn an_own_frame_is_authentic_only_under_our_own_key() {
         assert_eq!(*opener.counters(), rotor_crypto::Counters::default());
     }
 }
+
+#[test]
+fn mode_none_runs_without_an_authkey() {
+    let keys = Keys::unkeyed(CLUSTER);
+    assert!(!keys.is_keyed());
+    let hash = cluster_name_hash(CLUSTER);
+    let mut sealer = Sealer::new(&keys, CryptoMode::None, hash, SENDER, 7);
+    let mut opener = Opener::new(&keys, CryptoMode::None, hash, RECEIVER, 8);
+    let data = body(100, 3);
+    let mut frame = sealed(&mut sealer, &data);
+    assert_eq!(opener.open(&mut frame).unwrap().body, &data[..]);
+}
+
+#[test]
+#[should_panic(expected = "needs keys read from an authkey")]
+fn an_encrypting_sealer_refuses_unkeyed_keys() {
+    let keys = Keys::unkeyed(CLUSTER);
+    Sealer::new(
+        &keys,
+        CryptoMode::Gcm256,
+        cluster_name_hash(CLUSTER),
+        SENDER,
+        7,
+    );
+}
+
+#[test]
+#[should_panic(expected = "needs keys read from an authkey")]
+fn an_authenticating_opener_refuses_unkeyed_keys() {
+    let keys = Keys::unkeyed(CLUSTER);
+    Opener::new(
+        &keys,
+        CryptoMode::Gmac,
+        cluster_name_hash(CLUSTER),
+        RECEIVER,
+        8,
+    );
+}

@@ -185,6 +185,13 @@ impl Transport for AnyTransport {
         }
     }
 
+    fn datagram_size_max(&self) -> usize {
+        match self {
+            AnyTransport::Udp(t) => t.datagram_size_max(),
+            AnyTransport::Xdp(t) => t.datagram_size_max(),
+        }
+    }
+
     fn group(&self) -> Option<SocketAddr> {
         match self {
             AnyTransport::Udp(t) => t.group(),

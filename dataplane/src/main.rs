@@ -1,8 +1,12 @@
-//! `rotor-dataplane`: one rotor node. Started by rotord with `--control-fd`, it serves the CPG
-//! sessions rotord hands over; started by hand (tests, experiments), it joins one CPG group
-//! itself, optionally multicasts test messages and prints every event as one line.
+//! `rotor-dataplane`: one rotor node. Started by rotord with `--control-fd`, it takes everything
+//! it runs with from rotord's start message (settings resolved, key bytes, epoch, transport) and
+//! serves the CPG sessions rotord hands over; started by hand (tests, experiments), it builds the
+//! same start from its flags, joins one CPG group itself, optionally multicasts test messages and
+//! prints every event as one line. Either way one function sets the node up from a
+//! `DataplaneStart`, so both paths run the same set-up.
 
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +18,11 @@ use rotor_dataplane::any::{AnyTransport, TransportKind};
 use rotor_dataplane::fnv1a32_parts;
 use rotor_dataplane::mcast::Multicast;
 use rotor_dataplane::runner::{Runner, RunnerConfig};
+use rotor_dataplane::service::{Control, PollLoop};
+use rotor_dataplane::transport::Transport;
+use rotor_proto::control::{
+    DataplaneStart, DataplaneTransport, FailureKind, FromDataplane, MulticastSettings, PollMode,
+};
 use totem_core::{ConfigKind, Event, Guarantee, Request, SubmitError, TotemConfig};
 
 #[derive(Parser, Debug)]
@@ -22,18 +31,23 @@ use totem_core::{ConfigKind, Event, Guarantee, Request, SubmitError, TotemConfig
     about = "Run one rotor node over kernel UDP or AF_XDP"
 )]
 struct Args {
-    #[arg(long)]
-    node_id: u32,
+    /// Serve rotord on this inherited SOCK_SEQPACKET descriptor: everything else comes in its
+    /// start message, and no other flag may be given.
+    #[arg(long, conflicts_with_all = ["node_id", "bind", "keyfile", "cluster_name"])]
+    control_fd: Option<i32>,
+    #[arg(long, required_unless_present = "control_fd")]
+    node_id: Option<u32>,
     /// Local address and cluster port, e.g. 198.18.0.1:5405 or [2001:2::1]:5405.
-    #[arg(long)]
-    bind: SocketAddr,
+    #[arg(long, required_unless_present = "control_fd")]
+    bind: Option<SocketAddr>,
     /// Another node: ID=ADDR:PORT (repeat).
     #[arg(long = "peer", value_parser = parse_peer)]
     peers: Vec<(u32, SocketAddr)>,
-    #[arg(long)]
-    keyfile: PathBuf,
-    #[arg(long)]
-    cluster_name: String,
+    /// The authkey (read only when the crypto mode is not none).
+    #[arg(long, required_unless_present = "control_fd")]
+    keyfile: Option<PathBuf>,
+    #[arg(long, required_unless_present = "control_fd")]
+    cluster_name: Option<String>,
     #[arg(long)]
     token_ms: Option<u32>,
     /// Messages to multicast once every configured node has joined the group.
@@ -44,7 +58,7 @@ struct Args {
     #[arg(long, default_value = "rotor-test")]
     group: String,
     /// A totem setting, KEY=VALUE with corosync's key names (token, consensus, join, merge,
-    /// window_size, max_messages, …; times in ms). Repeatable.
+    /// window_size, max_messages, netmtu, …; times in ms). Repeatable.
     #[arg(long = "totem", value_parser = parse_kv)]
     totem: Vec<(String, u32)>,
     /// corosync's crypto_cipher and crypto_hash.
@@ -52,33 +66,18 @@ struct Args {
     crypto_cipher: String,
     #[arg(long, default_value = "sha256")]
     crypto_hash: String,
-    /// The highest ring sequence this node has seen before (rotord keeps it across restarts).
+    /// The highest ring sequence this node has seen before.
     #[arg(long, default_value_t = 0)]
     ring_seq: u64,
-    /// Serve CPG sessions handed over by rotord on this inherited SOCK_SEQPACKET descriptor.
-    #[arg(long)]
-    control_fd: Option<i32>,
-    /// busy | adaptive | blocking | auto (service mode). auto: busy when pinned (--core) and
-    /// the machine has a core to spare beyond the poller's, adaptive otherwise.
-    #[arg(long, default_value = "auto")]
-    poll: String,
-    /// Microseconds the adaptive mode spins after the last work before sleeping (rotord passes
-    /// rotor.poll_spin_us). Short by default: a spin only pays on a core of its own, and on a
-    /// shared one it holds the CPU the next hop of the token needs.
-    #[arg(long, default_value_t = 10)]
-    spin_us: u64,
-    /// CPU to pin the poll loop to.
-    #[arg(long)]
-    core: Option<usize>,
     /// udp, xdp, or auto (XDP when root and the interface accepts the program, else UDP).
     #[arg(long, default_value = "auto")]
     transport: TransportKind,
     /// The interface for XDP (default: the one holding the --bind address).
     #[arg(long)]
     interface: Option<String>,
-    /// XSKS,COUNTERS: inherited descriptors of the `xsks` and `counters` maps of the XDP
-    /// program rotord attached to the interface. XDP then uses them and neither loads nor
-    /// detaches a program; without them it loads and attaches its own (started by hand).
+    /// XSKS,COUNTERS: inherited descriptors of the `xsks` and `counters` maps of an XDP program
+    /// attached to the interface. XDP then uses them and neither loads nor detaches a program;
+    /// without them it loads and attaches its own.
     #[arg(long, value_parser = parse_fd_pair)]
     xdp_maps_fd: Option<(i32, i32)>,
     /// Multicast to this group (IPv4 or IPv6, the family of --bind) on the --bind port, as
@@ -89,6 +88,36 @@ struct Args {
     /// TTL / hop limit of the multicast frames (corosync's `ttl`, default 1).
     #[arg(long, default_value_t = rotor_dataplane::mcast::TTL_DEFAULT)]
     mcast_ttl: u8,
+    /// CPU to pin the poll loop to.
+    #[arg(long)]
+    core: Option<u16>,
+}
+
+/// How long the dataplane waits for rotord's start message.
+const START_WAIT: Duration = Duration::from_secs(10);
+
+/// Why the dataplane cannot run: the kind tells rotord whether starting again can help.
+struct Failure {
+    kind: FailureKind,
+    message: String,
+}
+
+impl Failure {
+    fn new(kind: FailureKind, message: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The process's exit status, with rotord's numbers: 8 for a configuration or key that
+    /// cannot work, 15 for anything else.
+    fn exit_code(&self) -> ExitCode {
+        match self.kind {
+            FailureKind::Config | FailureKind::Key => ExitCode::from(8),
+            _ => ExitCode::from(15),
+        }
+    }
 }
 
 fn parse_kv(s: &str) -> Result<(String, u32), String> {
@@ -168,12 +197,6 @@ fn parse_peer(s: &str) -> Result<(u32, SocketAddr), String> {
     Ok((id, addr))
 }
 
-static TERM: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_term(_: libc::c_int) {
-    TERM.store(true, Ordering::SeqCst);
-}
-
 /// Message `i` of node `node`: deterministic bytes so every receiver can be compared.
 fn payload(node: u32, i: u32, size: usize) -> Vec<u8> {
     let mut x = (u64::from(node) << 32 | u64::from(i)).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
@@ -234,6 +257,12 @@ fn print_event(ev: &Event<'_>, out: &mut String) {
     println!("{out}");
 }
 
+static TERM: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_term(_: libc::c_int) {
+    TERM.store(true, Ordering::SeqCst);
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     // SAFETY: the handler only stores to an atomic.
@@ -241,115 +270,274 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_term as *const () as libc::sighandler_t);
     }
-    let keys = match Keys::from_authkey_file(&args.keyfile, &args.cluster_name) {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("rotor-dataplane: key file {}: {e}", args.keyfile.display());
-            return ExitCode::FAILURE;
-        }
+    match args.control_fd {
+        Some(fd) => service_main(fd),
+        None => hand_main(&args),
+    }
+}
+
+/// `totem.netmtu` when the start message has none (corosync's default).
+const NETMTU_DEFAULT: u32 = 1500;
+
+/// The core's frame size for `netmtu`, the size of one IP packet on the link (corosync's
+/// meaning): what is left once the IP and UDP headers and the crypto header and tag are taken
+/// off. Refused when the transport cannot carry such a datagram (AF_XDP: one 4 KiB UMEM frame).
+fn frame_size(
+    netmtu: u32,
+    bind: SocketAddr,
+    mode: CryptoMode,
+    transport: &AnyTransport,
+) -> Result<usize, Failure> {
+    let ip_udp = if bind.is_ipv4() { 20 + 8 } else { 40 + 8 };
+    let datagram = (netmtu as usize).saturating_sub(ip_udp);
+    let max = transport.datagram_size_max();
+    if datagram > max {
+        return Err(Failure::new(
+            FailureKind::Config,
+            format!(
+                "totem.netmtu {netmtu} needs {datagram}-byte UDP payloads, but the {} transport \
+                 carries at most {max}; lower netmtu to {} or less",
+                transport.name(),
+                max + ip_udp
+            ),
+        ));
+    }
+    Ok(datagram.saturating_sub(mode.overhead()))
+}
+
+/// Builds the node from a start message: crypto, totem settings, the transport, the runner.
+fn set_up(
+    start: &DataplaneStart,
+    maps: Option<xdp_prog::SteerMaps>,
+) -> Result<Runner<AnyTransport>, Failure> {
+    let mode = CryptoMode::from_wire_byte(start.crypto_mode).ok_or_else(|| {
+        Failure::new(
+            FailureKind::Config,
+            format!("unknown crypto mode {}", start.crypto_mode),
+        )
+    })?;
+    let keys = if mode == CryptoMode::None {
+        Keys::unkeyed(&start.cluster_name)
+    } else {
+        Keys::from_authkey_bytes(&start.authkey, &start.cluster_name)
+            .map_err(|e| Failure::new(FailureKind::Key, e.to_string()))?
     };
     let mut totem = TotemConfig::default();
-    if let Some(ms) = args.token_ms {
-        totem.token_ms = ms;
-    }
-    for (k, v) in &args.totem {
-        if let Err(e) = set_totem(&mut totem, k, *v) {
-            eprintln!("rotor-dataplane: --totem: {e}");
-            return ExitCode::FAILURE;
+    let mut netmtu = NETMTU_DEFAULT;
+    for (key, value) in &start.totem {
+        if key == "netmtu" {
+            netmtu = *value;
+        } else {
+            set_totem(&mut totem, key, *value)
+                .map_err(|e| Failure::new(FailureKind::Config, format!("totem.{key}: {e}")))?;
         }
     }
-    let mode = match CryptoMode::from_corosync(&args.crypto_cipher, &args.crypto_hash) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("rotor-dataplane: crypto: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Some(core) = args.core {
-        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+    if let Some(core) = start.core {
+        let id = usize::from(core);
+        if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
             eprintln!("rotor-dataplane: could not pin to CPU {core}; running unpinned");
         }
     }
+    let mcast = match start.multicast {
+        None => None,
+        Some(MulticastSettings { group, ttl }) => Some(
+            Multicast::new(group, start.bind.port(), ttl)
+                .and_then(|m| m.check_family(start.bind).map(|()| m))
+                .map_err(|e| Failure::new(FailureKind::Config, format!("multicast: {e}")))?,
+        ),
+    };
+    let kind = match start.transport {
+        DataplaneTransport::Udp => TransportKind::Udp,
+        DataplaneTransport::Xdp => TransportKind::Xdp,
+        DataplaneTransport::XdpOrUdp => TransportKind::Auto,
+    };
+    let (transport, why) = AnyTransport::open(
+        kind,
+        start.bind,
+        start.interface.as_deref(),
+        mcast.as_ref(),
+        maps,
+    )
+    .map_err(|e| Failure::new(FailureKind::Transport, e))?;
+    match mcast {
+        Some(m) => eprintln!(
+            "rotor-dataplane: {why}; multicast to {} (ttl {})",
+            m.group(),
+            m.ttl
+        ),
+        None => eprintln!("rotor-dataplane: {why}; unicast to each peer"),
+    }
+    totem.frame_size = frame_size(netmtu, start.bind, mode, &transport)?;
+    Runner::new(
+        RunnerConfig {
+            node_id: start.node_id,
+            peers: start.peers.clone(),
+            keys,
+            cluster_name: start.cluster_name.clone(),
+            mode,
+            totem,
+            epoch: start.epoch,
+            ring_seq_start: start.ring_seq_start,
+            seed: start.seed,
+        },
+        transport,
+    )
+    .map_err(|e| Failure::new(FailureKind::Config, e.to_string()))
+}
+
+/// Under rotord: the start message, then the service loop until rotord says stop.
+fn service_main(fd: i32) -> ExitCode {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_GETFD on any integer is harmless: it fails with EBADF when nothing is open there.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        eprintln!(
+            "rotor-dataplane: --control-fd {fd}: {}",
+            std::io::Error::last_os_error()
+        );
+        return ExitCode::from(15);
+    }
+    // SAFETY: the descriptor is open (checked above) and rotord passes it for us alone; nothing
+    // else in this process refers to it.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut control = match Control::new(sock) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rotor-dataplane: control fd {fd}: {e}");
+            return ExitCode::from(15);
+        }
+    };
+    let (start, fds) = match control.receive_start(START_WAIT) {
+        Ok(got) => got,
+        Err(e) => {
+            eprintln!("rotor-dataplane: {e}");
+            return ExitCode::from(15);
+        }
+    };
+    let runner = start_maps(&start, fds).and_then(|maps| set_up(&start, maps));
+    let mut runner = match runner {
+        Ok(r) => r,
+        Err(f) => {
+            // rotord logs it, with what it decides.
+            control.report(&FromDataplane::Failed {
+                kind: f.kind,
+                message: f.message.clone(),
+            });
+            return f.exit_code();
+        }
+    };
+    drop_privileges(runner.transport());
+    serve(&mut runner, &mut control, &start)
+}
+
+/// The XDP program's maps that come with the start message: none for kernel UDP, the `xsks`
+/// and `counters` maps (in that order) otherwise, each checked to be the map it should be.
+fn start_maps(
+    start: &DataplaneStart,
+    mut fds: Vec<OwnedFd>,
+) -> Result<Option<xdp_prog::SteerMaps>, Failure> {
+    match (start.transport, fds.len()) {
+        (DataplaneTransport::Udp, 0) => Ok(None),
+        (DataplaneTransport::Xdp | DataplaneTransport::XdpOrUdp, 2) => {
+            let counters = fds.pop().expect("two descriptors");
+            let xsks = fds.pop().expect("two descriptors");
+            xdp_prog::SteerMaps::from_fds(xsks, counters)
+                .map(Some)
+                .map_err(|e| Failure::new(FailureKind::Transport, e.to_string()))
+        }
+        (_, n) => Err(Failure::new(
+            FailureKind::Config,
+            format!("the start message came with {n} descriptors, not what its transport needs"),
+        )),
+    }
+}
+
+/// Started by hand: the start message from the flags (the key file read here, only when the
+/// crypto mode needs one), then one CPG group joined and every event printed.
+fn start_from_args(args: &Args) -> Result<DataplaneStart, Failure> {
+    let required = |what: &str| Failure::new(FailureKind::Config, format!("--{what} is required"));
+    let cluster_name = args
+        .cluster_name
+        .clone()
+        .ok_or_else(|| required("cluster-name"))?;
+    let mode = CryptoMode::from_corosync(&args.crypto_cipher, &args.crypto_hash)
+        .map_err(|e| Failure::new(FailureKind::Config, format!("crypto: {e}")))?;
+    let authkey = if mode == CryptoMode::None {
+        Vec::new()
+    } else {
+        let keyfile = args.keyfile.as_ref().ok_or_else(|| required("keyfile"))?;
+        // Read through Keys so the file's type, mode and length are checked as rotord checks them.
+        Keys::from_authkey_file(keyfile, &cluster_name)
+            .map_err(|e| Failure::new(FailureKind::Key, e.to_string()))?;
+        std::fs::read(keyfile)
+            .map_err(|e| Failure::new(FailureKind::Key, format!("{}: {e}", keyfile.display())))?
+    };
     let since_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let pid = std::process::id();
-    let cluster_size = args.peers.len() + 1;
-    let mcast = match args.mcast {
-        None => None,
-        Some(ip) => match Multicast::new(ip, args.bind.port(), args.mcast_ttl)
-            .and_then(|m| m.check_family(args.bind).map(|()| m))
-        {
-            Ok(m) => Some(m),
-            Err(e) => {
-                eprintln!("rotor-dataplane: --mcast: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
+    let mut totem = args.totem.clone();
+    if let Some(ms) = args.token_ms {
+        totem.push(("token".into(), ms));
+    }
+    let transport = match args.transport {
+        TransportKind::Udp => DataplaneTransport::Udp,
+        TransportKind::Xdp => DataplaneTransport::Xdp,
+        TransportKind::Auto => DataplaneTransport::XdpOrUdp,
+    };
+    Ok(DataplaneStart {
+        node_id: args.node_id.ok_or_else(|| required("node-id"))?,
+        bind: args.bind.ok_or_else(|| required("bind"))?,
+        peers: args.peers.clone(),
+        cluster_name,
+        crypto_mode: mode.wire_byte(),
+        authkey,
+        epoch: since_epoch.as_secs() as u32,
+        ring_seq_start: args.ring_seq,
+        totem,
+        transport,
+        interface: args.interface.clone(),
+        multicast: args.mcast.map(|group| MulticastSettings {
+            group,
+            ttl: args.mcast_ttl,
+        }),
+        poll_mode: PollMode::Auto,
+        poll_spin_us: 10,
+        core: args.core,
+        seed: since_epoch.as_nanos() as u64 ^ u64::from(std::process::id()),
+    })
+}
+
+fn hand_main(args: &Args) -> ExitCode {
+    let start = match start_from_args(args) {
+        Ok(s) => s,
+        Err(f) => {
+            eprintln!("rotor-dataplane: {}", f.message);
+            return f.exit_code();
+        }
     };
     let maps = match args.xdp_maps_fd {
         None => None,
         Some(_) if args.transport == TransportKind::Udp => {
             eprintln!("rotor-dataplane: --xdp-maps-fd needs --transport xdp or auto");
-            return ExitCode::FAILURE;
+            return ExitCode::from(8);
         }
-        Some(fds) => match inherited_maps(fds, args.control_fd) {
+        Some(fds) => match inherited_maps(fds, None) {
             Ok(m) => Some(m),
             Err(e) => {
                 eprintln!("rotor-dataplane: --xdp-maps-fd: {e}");
-                return ExitCode::FAILURE;
+                return ExitCode::from(8);
             }
         },
     };
-    let opened = AnyTransport::open(
-        args.transport,
-        args.bind,
-        args.interface.as_deref(),
-        mcast.as_ref(),
-        maps,
-    );
-    let transport = match opened {
-        Ok((t, why)) => {
-            match mcast {
-                Some(m) => eprintln!(
-                    "rotor-dataplane: {why}; multicast to {} (ttl {})",
-                    m.group(),
-                    m.ttl
-                ),
-                None => eprintln!("rotor-dataplane: {why}; unicast to each peer"),
-            }
-            t
-        }
-        Err(e) => {
-            eprintln!("rotor-dataplane: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runner = Runner::new(
-        RunnerConfig {
-            node_id: args.node_id,
-            peers: args.peers.clone(),
-            keys,
-            cluster_name: args.cluster_name.clone(),
-            mode,
-            totem,
-            epoch: since_epoch.as_secs() as u32,
-            ring_seq_start: args.ring_seq,
-            seed: since_epoch.as_nanos() as u64 ^ u64::from(pid),
-        },
-        transport,
-    );
-    let mut runner = match runner {
+    let mut runner = match set_up(&start, maps) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("rotor-dataplane: {e}");
-            return ExitCode::FAILURE;
+        Err(f) => {
+            eprintln!("rotor-dataplane: {}", f.message);
+            return f.exit_code();
         }
     };
     drop_privileges(runner.transport());
-    if let Some(fd) = args.control_fd {
-        return serve(&mut runner, fd, &args);
-    }
+    let pid = std::process::id();
+    let cluster_size = start.peers.len() + 1;
     let group = args.group.as_bytes().to_vec();
     let mut joined = false;
     let mut ready = false;
@@ -370,7 +558,7 @@ fn main() -> ExitCode {
             }
         }
         while ready && sent < args.send {
-            let data = payload(args.node_id, sent, args.size);
+            let data = payload(start.node_id, sent, args.size);
             let req = Request::Mcast {
                 group: &group,
                 pid,
@@ -414,6 +602,50 @@ fn main() -> ExitCode {
         rotor_dataplane::stats::line(&runner.counters())
     );
     ExitCode::SUCCESS
+}
+
+/// Service mode: CPG sessions from rotord until it says stop, hangs up, or SIGTERM.
+fn serve(
+    runner: &mut Runner<AnyTransport>,
+    control: &mut Control,
+    start: &DataplaneStart,
+) -> ExitCode {
+    let spin = Duration::from_micros(u64::from(start.poll_spin_us));
+    let mode = match start.poll_mode {
+        PollMode::Busy => PollLoop::Busy,
+        PollMode::Adaptive => PollLoop::Adaptive { spin },
+        PollMode::Blocking => PollLoop::Blocking,
+        PollMode::Auto => {
+            // Online CPUs, not this thread's affinity (already narrowed by the core setting).
+            // SAFETY: sysconf has no preconditions.
+            let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+            let cpus = usize::try_from(online).unwrap_or(1).max(1);
+            let (mode, why) = PollLoop::auto(cpus, start.core.is_some(), spin);
+            eprintln!(
+                "rotor-dataplane: [MAIN  ] poll mode auto: {} ({why})",
+                mode.describe()
+            );
+            mode
+        }
+    };
+    eprintln!(
+        "rotor-dataplane: [MAIN  ] node {} serving on {} ({}), poll mode {}",
+        start.node_id,
+        runner.local_addr(),
+        runner.transport().name(),
+        mode.describe()
+    );
+    match rotor_dataplane::service::run(runner, control, mode, &|| TERM.load(Ordering::SeqCst)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rotor-dataplane: {e}");
+            control.report(&FromDataplane::Failed {
+                kind: FailureKind::Runtime,
+                message: e.to_string(),
+            });
+            ExitCode::from(15)
+        }
+    }
 }
 
 /// Once the transport is set up, keeps only what running it needs, in the effective and
@@ -489,60 +721,6 @@ fn drop_privileges(transport: &AnyTransport) {
             );
         }
         Err(e) => eprintln!("rotor-dataplane: [MAIN  ] could not drop privileges: {e}"),
-    }
-}
-
-/// Service mode: CPG sessions from rotord until it says stop, hangs up, or SIGTERM.
-fn serve(runner: &mut Runner<AnyTransport>, fd: i32, args: &Args) -> ExitCode {
-    use rotor_dataplane::service::{run, Control, PollMode};
-    use std::os::fd::FromRawFd;
-    let mode = match args.poll.as_str() {
-        "busy" => PollMode::Busy,
-        "adaptive" => PollMode::Adaptive {
-            spin: Duration::from_micros(args.spin_us),
-        },
-        "blocking" => PollMode::Blocking,
-        "auto" => {
-            // Online CPUs, not this thread's affinity (already narrowed by --core).
-            // SAFETY: sysconf has no preconditions.
-            let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-            let cpus = usize::try_from(online).unwrap_or(1).max(1);
-            let (mode, why) = PollMode::auto(
-                cpus,
-                args.core.is_some(),
-                Duration::from_micros(args.spin_us),
-            );
-            eprintln!("rotor-dataplane: [MAIN  ] poll auto: {mode:?} ({why})");
-            mode
-        }
-        other => {
-            eprintln!("rotor-dataplane: --poll {other}: expected busy, adaptive, blocking or auto");
-            return ExitCode::FAILURE;
-        }
-    };
-    // SAFETY: rotord passes this descriptor for us alone and nothing else in this process
-    // refers to it.
-    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-    let mut control = match Control::new(sock) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("rotor-dataplane: control fd {fd}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    eprintln!(
-        "rotor-dataplane: [MAIN  ] node {} serving on {} ({}), poll {:?}",
-        args.node_id,
-        runner.local_addr(),
-        rotor_dataplane::transport::Transport::name(runner.transport()),
-        mode
-    );
-    match run(runner, &mut control, mode, &|| TERM.load(Ordering::SeqCst)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("rotor-dataplane: {e}");
-            ExitCode::FAILURE
-        }
     }
 }
 

@@ -18,8 +18,9 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant as WallInstant};
 
 use ipc_shm::{DetachedSession, PeerCred, Session, SessionError};
-use rotor_proto::control::{FromDataplane, ToDataplane};
+use rotor_proto::control::{DataplaneStart, FromDataplane, RingReport, ToDataplane};
 use rotor_proto::cpg as proto;
+use rotor_proto::RingState;
 use rotor_proto::Status;
 use totem_core::{ConfigKind, Event, Guarantee, Member, Reason, Request, SubmitError};
 
@@ -37,9 +38,9 @@ const BACKLOG_RETRY: Duration = Duration::from_millis(1);
 /// How often sessions are checked for a dead peer and stats are published.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(200);
 
-/// How the loop waits for work.
+/// How the loop waits for work: the poll mode rotord asked for (`rotor.poll_mode`), resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PollMode {
+pub enum PollLoop {
     /// Never sleep: for a dedicated core.
     Busy,
     /// Spin `spin` after the last work, then sleep in poll(2).
@@ -54,14 +55,23 @@ const POLLERS: usize = 1;
 /// kernel's network processing (softirqs: the copy-mode AF_XDP and UDP paths run there).
 const CORES_KEPT: usize = 2;
 
-impl PollMode {
+impl PollLoop {
+    /// How the log names the mode: "busy", "adaptive (spin 10 µs)", "blocking".
+    pub fn describe(self) -> String {
+        match self {
+            PollLoop::Busy => "busy".into(),
+            PollLoop::Adaptive { spin } => format!("adaptive (spin {} µs)", spin.as_micros()),
+            PollLoop::Blocking => "blocking".into(),
+        }
+    }
+
     /// The default mode (issue 4): busy when the loop is pinned to a core of its own and
     /// `cpus` leaves `CORES_KEPT` for the rest, adaptive (spinning `spin`) when there are fewer
     /// free cores than pollers — as on a 2-core machine. Returns the mode and why, for the log.
-    pub fn auto(cpus: usize, pinned: bool, spin: Duration) -> (PollMode, String) {
+    pub fn auto(cpus: usize, pinned: bool, spin: Duration) -> (PollLoop, String) {
         if !pinned {
             let why = "not pinned to a core (rotor.dataplane_cores / --core)".to_owned();
-            return (PollMode::Adaptive { spin }, why);
+            return (PollLoop::Adaptive { spin }, why);
         }
         let free = cpus.saturating_sub(CORES_KEPT);
         let why = format!(
@@ -69,9 +79,9 @@ impl PollMode {
              free for {POLLERS} poller"
         );
         if free >= POLLERS {
-            (PollMode::Busy, why)
+            (PollLoop::Busy, why)
         } else {
-            (PollMode::Adaptive { spin }, why)
+            (PollLoop::Adaptive { spin }, why)
         }
     }
 }
@@ -646,10 +656,29 @@ fn reason(r: Reason) -> proto::Reason {
     }
 }
 
+/// The largest message on the control socket: a `Start` with 384 peers, a 4 KiB key and every
+/// totem setting is well below it.
+const CONTROL_MESSAGE_MAX: usize = 64 << 10;
+
 /// The rotord side of the control socket.
 pub struct Control {
     sock: OwnedFd,
     buf: Vec<u8>,
+}
+
+/// Why the first message from rotord did not arrive.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("no start message from rotord within {} s", .0.as_secs())]
+    Timeout(Duration),
+    #[error("rotord hung up before sending the start message")]
+    Gone,
+    #[error("rotord's first message is not a start message")]
+    NotFirst,
+    #[error("start message: {0}")]
+    Decode(rotor_proto::DecodeError),
+    #[error("control socket: {0}")]
+    Io(io::Error),
 }
 
 /// What rotord asked for.
@@ -673,12 +702,33 @@ impl Control {
         }
         Ok(Control {
             sock,
-            buf: vec![0; 4096],
+            buf: vec![0; CONTROL_MESSAGE_MAX],
         })
     }
 
     pub fn fd(&self) -> RawFd {
         self.sock.as_raw_fd()
+    }
+
+    /// Waits (at most `timeout`) for rotord's first message, `Start`, with the descriptors that
+    /// come with it (the XDP program's `xsks` and `counters` maps, when the transport is XDP).
+    pub fn receive_start(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<(Box<DataplaneStart>, Vec<OwnedFd>), StartError> {
+        let fd = self.sock.as_raw_fd();
+        if !crate::poll::wait_readable(fd, &[], timeout).map_err(StartError::Io)? {
+            return Err(StartError::Timeout(timeout));
+        }
+        let (n, fds) = ipc_shm::handoff::recv_message(fd, &mut self.buf).map_err(StartError::Io)?;
+        if n == 0 && fds.is_empty() {
+            return Err(StartError::Gone);
+        }
+        match ToDataplane::decode(&self.buf[..n]) {
+            Ok(ToDataplane::Start(start)) => Ok((start, fds)),
+            Ok(_) => Err(StartError::NotFirst),
+            Err(e) => Err(StartError::Decode(e)),
+        }
     }
 
     /// The next message from rotord, if one is waiting.
@@ -705,6 +755,9 @@ impl Control {
                     }
                 }
                 Ok(ToDataplane::Shutdown) => return Some(ControlInput::Shutdown),
+                Ok(ToDataplane::Start(_)) => {
+                    eprintln!("rotor-dataplane: a second start message from rotord ignored")
+                }
                 Err(e) => eprintln!("rotor-dataplane: bad control message dropped: {e}"),
             }
         }
@@ -729,13 +782,13 @@ pub fn stats_counters<T: Transport>(runner: &Runner<T>, clients: &Clients) -> En
 pub fn run<T: Transport>(
     runner: &mut Runner<T>,
     control: &mut Control,
-    mode: PollMode,
+    mode: PollLoop,
     stop: &dyn Fn() -> bool,
 ) -> io::Result<()> {
     let mut clients = Clients::new(runner.node().node_id().0);
     let mut last_work = WallInstant::now();
     let mut last_housekeeping = WallInstant::now();
-    let mut last_ring = (String::new(), runner.node().ring());
+    let mut last_ring = (RingState::Down, runner.node().ring());
     let mut fds = Vec::new();
     report_ring(runner, control, &mut last_ring, true);
     while !stop() {
@@ -753,8 +806,8 @@ pub fn run<T: Transport>(
             Duration::ZERO
         } else {
             match mode {
-                PollMode::Busy => Duration::ZERO,
-                PollMode::Adaptive { spin } if last_work.elapsed() < spin => Duration::ZERO,
+                PollLoop::Busy => Duration::ZERO,
+                PollLoop::Adaptive { spin } if last_work.elapsed() < spin => Duration::ZERO,
                 _ => {
                     let armed = clients.arm(&mut fds);
                     if armed.ready {
@@ -784,25 +837,35 @@ pub fn run<T: Transport>(
     runner.flush()
 }
 
+/// The protocol state as rotord's ring record names it.
+fn ring_state(state: totem_core::State) -> RingState {
+    match state {
+        totem_core::State::Gather => RingState::Gather,
+        totem_core::State::Commit => RingState::Commit,
+        totem_core::State::Recovery => RingState::Recovery,
+        totem_core::State::Operational => RingState::Operational,
+    }
+}
+
 fn report_ring<T: Transport>(
     runner: &Runner<T>,
     control: &mut Control,
-    last: &mut (String, totem_core::RingId),
+    last: &mut (RingState, totem_core::RingId),
     force: bool,
 ) {
     let node = runner.node();
-    let state = format!("{:?}", node.state()).to_lowercase();
+    let state = ring_state(node.state());
     if !force && last.0 == state && last.1 == node.ring() {
         return;
     }
-    *last = (state.clone(), node.ring());
-    control.report(&FromDataplane::Ring {
+    *last = (state, node.ring());
+    control.report(&FromDataplane::Ring(RingReport {
         state,
         ring_rep: node.ring().rep,
         ring_seq: node.ring().seq,
         members: node.members().iter().map(|n| n.0).collect(),
         transport: runner.transport().name().to_owned(),
-    });
+    }));
 }
 
 #[cfg(test)]
@@ -812,12 +875,12 @@ mod tests {
     #[test]
     fn auto_polls_busy_only_with_a_pinned_core_to_spare() {
         let spin = Duration::from_micros(50);
-        assert_eq!(PollMode::auto(2, true, spin).0, PollMode::Adaptive { spin });
-        assert_eq!(PollMode::auto(3, true, spin).0, PollMode::Busy);
+        assert_eq!(PollLoop::auto(2, true, spin).0, PollLoop::Adaptive { spin });
+        assert_eq!(PollLoop::auto(3, true, spin).0, PollLoop::Busy);
         assert_eq!(
-            PollMode::auto(64, false, spin).0,
-            PollMode::Adaptive { spin }
+            PollLoop::auto(64, false, spin).0,
+            PollLoop::Adaptive { spin }
         );
-        assert_eq!(PollMode::auto(1, true, spin).0, PollMode::Adaptive { spin });
+        assert_eq!(PollLoop::auto(1, true, spin).0, PollLoop::Adaptive { spin });
     }
 }

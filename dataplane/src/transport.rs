@@ -7,6 +7,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
+/// The largest UDP payload over IPv4 (65,535 − 20 − 8); IPv6 allows 20 bytes more, which
+/// rotor does not use.
+pub const UDP_PAYLOAD_MAX: usize = 65_507;
+
 /// A source and sink of cluster datagrams (UDP payloads).
 pub trait Transport {
     /// A short name for logs and `stats`: `"udp"`, `"xdp"`.
@@ -14,6 +18,12 @@ pub trait Transport {
 
     /// The local address and cluster port datagrams are received on.
     fn local_addr(&self) -> SocketAddr;
+
+    /// The largest UDP payload one datagram may carry on this provider: the kernel's UDP limit
+    /// for sockets, what a UMEM frame holds after the Ethernet, IP and UDP headers for AF_XDP.
+    fn datagram_size_max(&self) -> usize {
+        UDP_PAYLOAD_MAX
+    }
 
     /// The multicast group (and cluster port) this provider joined, if the cluster multicasts:
     /// the runner then sends every `Dest::All` frame once, to it, instead of to each peer.

@@ -41,7 +41,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use xdp_prog::{AttachMode, AttachedMode, SteerMaps, XdpCounters, XdpError, XdpProgram};
 use xsk_rs::config::{
-    BindFlags, Interface as XskInterface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
+    BindFlags, FrameSize, Interface as XskInterface, LibxdpFlags, QueueSize, SocketConfig,
+    UmemConfig,
 };
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
@@ -51,6 +52,9 @@ use crate::neigh::{self, LinkInfo, NeighCache, NeighCounters};
 
 /// Descriptors taken from one RX ring per `recv_batch`, so one busy queue cannot starve timers.
 pub const RX_BATCH: usize = 64;
+/// Bytes of one UMEM frame (libxdp's default chunk, one page): a frame on the wire, Ethernet
+/// header included, must fit in it, which bounds `totem.netmtu` over AF_XDP.
+pub const UMEM_FRAME_BYTES: u32 = 4096;
 /// Most kicks of the TX ring per `flush` (copy mode moves 32 frames per kick).
 const TX_KICKS_MAX: usize = 64;
 
@@ -319,6 +323,7 @@ fn bind_queue(cfg: &XskConfig, queue: u32, mode: BindMode) -> Result<Queue, Stri
     let half = frames / 2;
     let ring = QueueSize::new(half).map_err(|e| e.to_string())?;
     let umem_cfg = UmemConfig::builder()
+        .frame_size(FrameSize::new(UMEM_FRAME_BYTES).map_err(|e| e.to_string())?)
         .fill_queue_size(ring)
         .comp_queue_size(ring)
         .build()
@@ -614,6 +619,10 @@ impl crate::transport::Transport for XskTransport {
 
     fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    fn datagram_size_max(&self) -> usize {
+        UMEM_FRAME_BYTES as usize - frame::header_len(&self.local)
     }
 
     fn group(&self) -> Option<SocketAddr> {

@@ -2,7 +2,7 @@
 //! prints, laid out like `corosync-cfgtool -s`) and orderly shutdown.
 
 use crate::codec::{DecodeError, Reader, Writer};
-use crate::Status;
+use crate::{RingState, Status};
 
 pub const OP_STATUS: u16 = 0x0301;
 pub const OP_SHUTDOWN: u16 = 0x0302;
@@ -52,8 +52,8 @@ pub struct StatusReply {
     /// `xdp` or `udp`.
     pub transport: String,
     pub local_addr: String,
-    /// `operational`, `gather`, … or `down` when the dataplane is not running.
-    pub state: String,
+    /// The protocol state, or `Down` when the dataplane is not running.
+    pub state: RingState,
     pub ring_rep: u32,
     pub ring_seq: u64,
     pub nodes: Vec<NodeStatus>,
@@ -73,7 +73,7 @@ impl Event {
                 w.u32(reply.node_id)
                     .str(&reply.transport)
                     .str(&reply.local_addr)
-                    .str(&reply.state)
+                    .u8(reply.state.code())
                     .u32(reply.ring_rep)
                     .u64(reply.ring_seq)
                     .u32(reply.nodes.len() as u32);
@@ -94,7 +94,8 @@ impl Event {
                 let node_id = r.u32("node id")?;
                 let transport = r.str("transport")?.to_owned();
                 let local_addr = r.str("address")?.to_owned();
-                let state = r.str("state")?.to_owned();
+                let state =
+                    RingState::from_code(r.u8("state")?).ok_or(DecodeError::BadValue("state"))?;
                 let ring_rep = r.u32("ring")?;
                 let ring_seq = r.u64("ring")?;
                 let n = r.count(9, "nodes")?;
@@ -144,7 +145,7 @@ mod tests {
                 node_id: 1,
                 transport: "udp".into(),
                 local_addr: "198.18.0.1".into(),
-                state: "operational".into(),
+                state: RingState::Operational,
                 ring_rep: 1,
                 ring_seq: 12,
                 nodes: vec![NodeStatus {

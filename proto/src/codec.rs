@@ -17,6 +17,8 @@ pub enum DecodeError {
     BadValue(&'static str),
     #[error("{0} trailing bytes after the record")]
     Trailing(usize),
+    #[error("version {0} of the record is not this program's")]
+    Version(u16),
 }
 
 /// Appends fields to a record buffer.

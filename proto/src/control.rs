@@ -2,17 +2,177 @@
 //! supervises. Low-rate by design (start-up, attaches, one status and stats report per
 //! change or second), so a socket, whose hang-up also tells each side that the other died,
 //! fits better than a ring. CPG sessions' descriptors travel beside `Session` as SCM_RIGHTS.
+//!
+//! The first message rotord sends is `Start`: everything the dataplane needs, resolved (the
+//! totem settings with every derived value filled in, the authkey's bytes read once by
+//! rotord, the crypto epoch, the transport rotord chose). The dataplane reads no config file
+//! and no key file of its own. `Start` carries [`CONTROL_VERSION`]; a dataplane of another
+//! version refuses it with `Failed { kind: Version }` (rotord and the dataplane are shipped
+//! together, so this only catches a mixed installation).
+
+use std::net::{IpAddr, SocketAddr};
 
 use crate::codec::{DecodeError, Reader, Writer};
+use crate::RingState;
 
+pub const OP_START: u16 = 0x0400;
 pub const OP_SESSION: u16 = 0x0401;
 pub const OP_SHUTDOWN: u16 = 0x0402;
 pub const OP_RING: u16 = 0x0481;
 pub const OP_STATS: u16 = 0x0482;
+pub const OP_FAILED: u16 = 0x0483;
+
+/// The version of the messages below; `Start` carries it.
+pub const CONTROL_VERSION: u16 = 1;
+
+/// How the dataplane waits for work (corosync has no such setting; `rotor.poll_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PollMode {
+    /// Spin on the rings; needs a dedicated core.
+    Busy,
+    /// Spin a while after the last work, then sleep until woken.
+    Adaptive,
+    /// Always sleep until woken.
+    Blocking,
+    /// The dataplane picks busy when it has a core of its own to spare, adaptive otherwise,
+    /// and says which and why.
+    Auto,
+}
+
+impl PollMode {
+    /// Every mode, in the order of [`PollMode::NAMES`] and of their record bytes.
+    pub const ALL: [PollMode; 4] = [
+        PollMode::Busy,
+        PollMode::Adaptive,
+        PollMode::Blocking,
+        PollMode::Auto,
+    ];
+    /// The `rotor.poll_mode` spellings, in the order of [`PollMode::ALL`].
+    pub const NAMES: [&'static str; 4] = ["busy", "adaptive", "blocking", "auto"];
+
+    /// The `rotor.poll_mode` spelling.
+    pub fn name(self) -> &'static str {
+        PollMode::NAMES[usize::from(self.code())]
+    }
+
+    /// The mode a `rotor.poll_mode` value names.
+    pub fn from_name(name: &str) -> Option<PollMode> {
+        PollMode::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            PollMode::Busy => 0,
+            PollMode::Adaptive => 1,
+            PollMode::Blocking => 2,
+            PollMode::Auto => 3,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<PollMode> {
+        PollMode::ALL.into_iter().find(|m| m.code() == code)
+    }
+}
+
+/// The transport rotord chose for the dataplane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataplaneTransport {
+    /// Kernel UDP sockets (io_uring, or plain sockets where io_uring is refused).
+    Udp,
+    /// AF_XDP on the program rotord attached; failing to open is an error.
+    Xdp,
+    /// AF_XDP on the program rotord attached, kernel UDP when the sockets cannot open.
+    XdpOrUdp,
+}
+
+impl DataplaneTransport {
+    fn code(self) -> u8 {
+        match self {
+            DataplaneTransport::Udp => 0,
+            DataplaneTransport::Xdp => 1,
+            DataplaneTransport::XdpOrUdp => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<DataplaneTransport> {
+        [
+            DataplaneTransport::Udp,
+            DataplaneTransport::Xdp,
+            DataplaneTransport::XdpOrUdp,
+        ]
+        .into_iter()
+        .find(|t| t.code() == code)
+    }
+}
+
+/// IP multicast of frames for every member: the group (of the bind address's family) and TTL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MulticastSettings {
+    pub group: IpAddr,
+    pub ttl: u8,
+}
+
+/// Everything a dataplane needs to run, resolved by rotord.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DataplaneStart {
+    pub node_id: u32,
+    /// This node's address and the cluster port.
+    pub bind: SocketAddr,
+    /// Every other configured node: id and address (with the cluster port).
+    pub peers: Vec<(u32, SocketAddr)>,
+    pub cluster_name: String,
+    /// The crypto mode's wire byte (rotor-crypto's `CryptoMode::wire_byte`).
+    pub crypto_mode: u8,
+    /// The authkey's bytes; empty when the mode is none (no key is read then).
+    pub authkey: Vec<u8>,
+    /// The per-boot epoch of this dataplane: the totem incarnation and the crypto epoch. rotord
+    /// makes it grow with every start (peers drop frames of an older epoch as stale).
+    pub epoch: u32,
+    /// The highest ring sequence this node has been part of (rotord keeps it across restarts).
+    pub ring_seq_start: u64,
+    /// Every totem setting by its corosync name, with its resolved value (derived values filled
+    /// in): the dataplane sets its totem settings from exactly these.
+    pub totem: Vec<(String, u32)>,
+    pub transport: DataplaneTransport,
+    /// The interface the XDP program is attached to (the transports other than `Udp`).
+    pub interface: Option<String>,
+    pub multicast: Option<MulticastSettings>,
+    pub poll_mode: PollMode,
+    /// How long the adaptive mode spins after the last work.
+    pub poll_spin_us: u32,
+    /// The CPU to pin the poll loop to.
+    pub core: Option<u16>,
+    /// Seed of the node's randomness (join delays, …).
+    pub seed: u64,
+}
+
+impl std::fmt::Debug for DataplaneStart {
+    /// Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataplaneStart")
+            .field("node_id", &self.node_id)
+            .field("bind", &self.bind)
+            .field("peers", &self.peers)
+            .field("cluster_name", &self.cluster_name)
+            .field("crypto_mode", &self.crypto_mode)
+            .field("authkey", &format_args!("<{} bytes>", self.authkey.len()))
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for DataplaneStart {
+    /// Wipes the key bytes (the bytes of an encoded message are the caller's to wipe).
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.authkey);
+    }
+}
 
 /// rotord → dataplane.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ToDataplane {
+    /// The first message: what to run.
+    Start(Box<DataplaneStart>),
     /// A CPG session whose descriptors come with this message; the peer's credentials as
     /// SO_PEERCRED gave them to rotord.
     Session { pid: i32, uid: u32, gid: u32 },
@@ -20,25 +180,74 @@ pub enum ToDataplane {
     Shutdown,
 }
 
+/// The ring as the dataplane reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RingReport {
+    pub state: RingState,
+    /// The ring id: representative and sequence.
+    pub ring_rep: u32,
+    pub ring_seq: u64,
+    /// The members of the ring, sorted.
+    pub members: Vec<u32>,
+    /// The transport's name (`udp`, `udp-uring`, `xdp`).
+    pub transport: String,
+}
+
+/// Why a dataplane could not run. rotord decides from the kind whether a restart can help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The settings cannot work (a value the core refuses): restarting cannot help.
+    Config,
+    /// The authkey is unusable: restarting cannot help.
+    Key,
+    /// The transport could not be opened (address, interface, privileges, XDP).
+    Transport,
+    /// `Start` came with another `CONTROL_VERSION`.
+    Version,
+    /// Anything else (an I/O error while running).
+    Runtime,
+}
+
+impl FailureKind {
+    const ALL: [FailureKind; 5] = [
+        FailureKind::Config,
+        FailureKind::Key,
+        FailureKind::Transport,
+        FailureKind::Version,
+        FailureKind::Runtime,
+    ];
+
+    fn code(self) -> u8 {
+        match self {
+            FailureKind::Config => 0,
+            FailureKind::Key => 1,
+            FailureKind::Transport => 2,
+            FailureKind::Version => 3,
+            FailureKind::Runtime => 4,
+        }
+    }
+
+    /// Whether starting the dataplane again with the same settings can succeed.
+    pub fn restart_may_help(self) -> bool {
+        matches!(self, FailureKind::Transport | FailureKind::Runtime)
+    }
+}
+
 /// dataplane → rotord.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FromDataplane {
-    /// The ring state after a change: sent at start and on every regular configuration or
-    /// state change.
-    Ring {
-        state: String,
-        ring_rep: u32,
-        ring_seq: u64,
-        members: Vec<u32>,
-        transport: String,
-    },
+    /// The ring state: sent at start and on every state or ring change.
+    Ring(RingReport),
     /// Counters, as `(cmap key under stats., value)`.
     Stats { counters: Vec<(String, u64)> },
+    /// The dataplane cannot run and is exiting; `message` is for the operator.
+    Failed { kind: FailureKind, message: String },
 }
 
 impl ToDataplane {
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
+            ToDataplane::Start(s) => encode_start(s, out),
             ToDataplane::Session { pid, uid, gid } => {
                 Writer::new(out, OP_SESSION, 0)
                     .u32(*pid as u32)
@@ -54,6 +263,7 @@ impl ToDataplane {
     pub fn decode(buf: &[u8]) -> Result<ToDataplane, DecodeError> {
         let (env, mut r) = Reader::new(buf)?;
         let m = match env.op {
+            OP_START => ToDataplane::Start(Box::new(decode_start(&mut r)?)),
             OP_SESSION => ToDataplane::Session {
                 pid: r.u32("pid")? as i32,
                 uid: r.u32("uid")?,
@@ -67,23 +277,146 @@ impl ToDataplane {
     }
 }
 
+fn put_addr(w: &mut Writer<'_>, a: SocketAddr) {
+    match a.ip() {
+        IpAddr::V4(v4) => w.u8(4).bytes(&v4.octets()),
+        IpAddr::V6(v6) => w.u8(6).bytes(&v6.octets()),
+    };
+    w.u16(a.port());
+}
+
+fn get_ip(r: &mut Reader<'_>, family: u8, what: &'static str) -> Result<IpAddr, DecodeError> {
+    let bytes = r.bytes(what)?;
+    match (family, bytes.len()) {
+        (4, 4) => Ok(IpAddr::from(<[u8; 4]>::try_from(bytes).expect("4 bytes"))),
+        (6, 16) => Ok(IpAddr::from(<[u8; 16]>::try_from(bytes).expect("16 bytes"))),
+        _ => Err(DecodeError::BadValue(what)),
+    }
+}
+
+fn get_addr(r: &mut Reader<'_>, what: &'static str) -> Result<SocketAddr, DecodeError> {
+    let family = r.u8(what)?;
+    let ip = get_ip(r, family, what)?;
+    Ok(SocketAddr::new(ip, r.u16(what)?))
+}
+
+fn encode_start(s: &DataplaneStart, out: &mut Vec<u8>) {
+    let mut w = Writer::new(out, OP_START, 0);
+    w.u16(CONTROL_VERSION).u32(s.node_id);
+    put_addr(&mut w, s.bind);
+    w.u32(s.peers.len() as u32);
+    for (id, addr) in &s.peers {
+        w.u32(*id);
+        put_addr(&mut w, *addr);
+    }
+    w.str(&s.cluster_name)
+        .u8(s.crypto_mode)
+        .bytes(&s.authkey)
+        .u32(s.epoch)
+        .u64(s.ring_seq_start)
+        .u32(s.totem.len() as u32);
+    for (name, value) in &s.totem {
+        w.str(name).u32(*value);
+    }
+    w.u8(s.transport.code())
+        .str(s.interface.as_deref().unwrap_or(""));
+    match s.multicast {
+        None => {
+            w.u8(0);
+        }
+        Some(m) => {
+            let family = if m.group.is_ipv4() { 4 } else { 6 };
+            w.u8(family);
+            match m.group {
+                IpAddr::V4(v4) => w.bytes(&v4.octets()),
+                IpAddr::V6(v6) => w.bytes(&v6.octets()),
+            };
+            w.u8(m.ttl);
+        }
+    }
+    w.u8(s.poll_mode.code())
+        .u32(s.poll_spin_us)
+        .u32(s.core.map_or(u32::MAX, u32::from))
+        .u64(s.seed);
+}
+
+fn decode_start(r: &mut Reader<'_>) -> Result<DataplaneStart, DecodeError> {
+    let version = r.u16("version")?;
+    if version != CONTROL_VERSION {
+        return Err(DecodeError::Version(version));
+    }
+    let node_id = r.u32("node id")?;
+    let bind = get_addr(r, "bind address")?;
+    // A peer is at least id (4), family (1), length (4), four address bytes and a port (2).
+    let n = r.count(15, "peers")?;
+    let mut peers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let id = r.u32("peer id")?;
+        peers.push((id, get_addr(r, "peer address")?));
+    }
+    let cluster_name = r.str("cluster name")?.to_owned();
+    let crypto_mode = r.u8("crypto mode")?;
+    let authkey = r.bytes("authkey")?.to_vec();
+    let epoch = r.u32("epoch")?;
+    let ring_seq_start = r.u64("ring sequence")?;
+    let n = r.count(8, "totem settings")?;
+    let mut totem = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = r.str("totem setting")?.to_owned();
+        totem.push((name, r.u32("totem setting")?));
+    }
+    let transport = DataplaneTransport::from_code(r.u8("transport")?)
+        .ok_or(DecodeError::BadValue("transport"))?;
+    let interface = Some(r.str("interface")?.to_owned()).filter(|i| !i.is_empty());
+    let multicast = match r.u8("multicast")? {
+        0 => None,
+        family => {
+            let group = get_ip(r, family, "multicast group")?;
+            Some(MulticastSettings {
+                group,
+                ttl: r.u8("multicast ttl")?,
+            })
+        }
+    };
+    let poll_mode =
+        PollMode::from_code(r.u8("poll mode")?).ok_or(DecodeError::BadValue("poll mode"))?;
+    let poll_spin_us = r.u32("poll spin")?;
+    let core = match r.u32("core")? {
+        u32::MAX => None,
+        c => Some(u16::try_from(c).map_err(|_| DecodeError::BadValue("core"))?),
+    };
+    let seed = r.u64("seed")?;
+    Ok(DataplaneStart {
+        node_id,
+        bind,
+        peers,
+        cluster_name,
+        crypto_mode,
+        authkey,
+        epoch,
+        ring_seq_start,
+        totem,
+        transport,
+        interface,
+        multicast,
+        poll_mode,
+        poll_spin_us,
+        core,
+        seed,
+    })
+}
+
 impl FromDataplane {
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            FromDataplane::Ring {
-                state,
-                ring_rep,
-                ring_seq,
-                members,
-                transport,
-            } => {
+            FromDataplane::Ring(ring) => {
                 let mut w = Writer::new(out, OP_RING, 0);
-                w.str(state)
-                    .u32(*ring_rep)
-                    .u64(*ring_seq)
-                    .str(transport)
-                    .u32(members.len() as u32);
-                for m in members {
+                w.u8(ring.state.code())
+                    .u32(ring.ring_rep)
+                    .u64(ring.ring_seq)
+                    .str(&ring.transport)
+                    .u32(ring.members.len() as u32);
+                for m in &ring.members {
                     w.u32(*m);
                 }
             }
@@ -94,6 +427,9 @@ impl FromDataplane {
                     w.str(k).u64(*v);
                 }
             }
+            FromDataplane::Failed { kind, message } => {
+                Writer::new(out, OP_FAILED, 0).u8(kind.code()).str(message);
+            }
         }
     }
 
@@ -101,19 +437,20 @@ impl FromDataplane {
         let (env, mut r) = Reader::new(buf)?;
         let m = match env.op {
             OP_RING => {
-                let state = r.str("state")?.to_owned();
+                let state =
+                    RingState::from_code(r.u8("state")?).ok_or(DecodeError::BadValue("state"))?;
                 let ring_rep = r.u32("ring")?;
                 let ring_seq = r.u64("ring")?;
                 let transport = r.str("transport")?.to_owned();
                 let n = r.count(4, "members")?;
                 let members = (0..n).map(|_| r.u32("member")).collect::<Result<_, _>>()?;
-                FromDataplane::Ring {
+                FromDataplane::Ring(RingReport {
                     state,
                     ring_rep,
                     ring_seq,
                     members,
                     transport,
-                }
+                })
             }
             OP_STATS => {
                 let n = r.count(12, "counters")?;
@@ -123,6 +460,17 @@ impl FromDataplane {
                     counters.push((k, r.u64("counter")?));
                 }
                 FromDataplane::Stats { counters }
+            }
+            OP_FAILED => {
+                let code = r.u8("failure kind")?;
+                let kind = FailureKind::ALL
+                    .into_iter()
+                    .find(|k| k.code() == code)
+                    .ok_or(DecodeError::BadValue("failure kind"))?;
+                FromDataplane::Failed {
+                    kind,
+                    message: r.str("failure message")?.to_owned(),
+                }
             }
             op => return Err(DecodeError::UnknownOp(op)),
         };
@@ -135,10 +483,44 @@ impl FromDataplane {
 mod tests {
     use super::*;
 
+    fn start() -> DataplaneStart {
+        DataplaneStart {
+            node_id: 2,
+            bind: "198.18.0.2:5405".parse().unwrap(),
+            peers: vec![
+                (1, "198.18.0.1:5405".parse().unwrap()),
+                (3, "[2001:2::3]:5405".parse().unwrap()),
+            ],
+            cluster_name: "prod".into(),
+            crypto_mode: 1,
+            authkey: vec![7; 256],
+            epoch: 1_700_000_000,
+            ring_seq_start: 44,
+            totem: vec![("token".into(), 3000), ("netmtu".into(), 1500)],
+            transport: DataplaneTransport::XdpOrUdp,
+            interface: Some("eth0".into()),
+            multicast: Some(MulticastSettings {
+                group: "239.192.1.2".parse().unwrap(),
+                ttl: 1,
+            }),
+            poll_mode: PollMode::Auto,
+            poll_spin_us: 10,
+            core: Some(1),
+            seed: 99,
+        }
+    }
+
     #[test]
     fn round_trip() {
         let mut buf = Vec::new();
+        let mut no_extras = start();
+        no_extras.authkey.clear();
+        no_extras.interface = None;
+        no_extras.multicast = None;
+        no_extras.core = None;
         for m in [
+            ToDataplane::Start(Box::new(start())),
+            ToDataplane::Start(Box::new(no_extras)),
             ToDataplane::Session {
                 pid: 10,
                 uid: 0,
@@ -148,17 +530,24 @@ mod tests {
         ] {
             m.encode(&mut buf);
             assert_eq!(ToDataplane::decode(&buf).unwrap(), m);
+            for cut in 0..buf.len() {
+                assert!(ToDataplane::decode(&buf[..cut]).is_err(), "cut at {cut}");
+            }
         }
         for m in [
-            FromDataplane::Ring {
-                state: "operational".into(),
+            FromDataplane::Ring(RingReport {
+                state: RingState::Operational,
                 ring_rep: 1,
                 ring_seq: 4,
                 members: vec![1, 2],
                 transport: "udp".into(),
-            },
+            }),
             FromDataplane::Stats {
                 counters: vec![("srp.tokens".into(), 5)],
+            },
+            FromDataplane::Failed {
+                kind: FailureKind::Key,
+                message: "authkey too short".into(),
             },
         ] {
             m.encode(&mut buf);
@@ -167,5 +556,24 @@ mod tests {
                 assert!(FromDataplane::decode(&buf[..cut]).is_err());
             }
         }
+    }
+
+    #[test]
+    fn another_version_is_refused() {
+        let mut buf = Vec::new();
+        ToDataplane::Start(Box::new(start())).encode(&mut buf);
+        // The version follows the 8-byte envelope.
+        buf[8] = buf[8].wrapping_add(1);
+        assert!(matches!(
+            ToDataplane::decode(&buf),
+            Err(DecodeError::Version(_))
+        ));
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let text = format!("{:?}", start());
+        assert!(text.contains("<256 bytes>"), "{text}");
+        assert!(!text.contains("7, 7"), "{text}");
     }
 }

@@ -25,6 +25,64 @@ pub fn cpg_socket_name(base: &str) -> String {
     format!("{base}{CPG_SOCKET_SUFFIX}")
 }
 
+/// A node's ring as rotord and `rotor status` report it: the Totem protocol state, or `Down`
+/// while no dataplane runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RingState {
+    Down,
+    Gather,
+    Commit,
+    Recovery,
+    Operational,
+}
+
+impl RingState {
+    const ALL: [RingState; 5] = [
+        RingState::Down,
+        RingState::Gather,
+        RingState::Commit,
+        RingState::Recovery,
+        RingState::Operational,
+    ];
+
+    /// The lower-case name `rotor status` prints and cmap's `runtime.totem.pg.mrp.srp.state`
+    /// holds.
+    pub fn name(self) -> &'static str {
+        match self {
+            RingState::Down => "down",
+            RingState::Gather => "gather",
+            RingState::Commit => "commit",
+            RingState::Recovery => "recovery",
+            RingState::Operational => "operational",
+        }
+    }
+
+    /// The record byte.
+    pub fn code(self) -> u8 {
+        match self {
+            RingState::Down => 0,
+            RingState::Gather => 1,
+            RingState::Commit => 2,
+            RingState::Recovery => 3,
+            RingState::Operational => 4,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<RingState> {
+        RingState::ALL.into_iter().find(|s| s.code() == code)
+    }
+
+    pub fn from_name(name: &str) -> Option<RingState> {
+        RingState::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl std::fmt::Display for RingState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The outcome of a request, with corosync's `cs_error_t` numbers so that the later C
 /// libraries can pass them through unchanged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

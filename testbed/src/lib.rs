@@ -271,6 +271,19 @@ impl Testbed {
         Ok(())
     }
 
+    /// Sets the MTU of every link of the testbed: the bridge, its ports and every host's `eth0`
+    /// (jumbo frames for `totem.netmtu` tests).
+    pub fn set_mtu(&self, mtu: u32) -> io::Result<()> {
+        let sw = self.switch();
+        let mtu = mtu.to_string();
+        for i in 1..=self.hosts {
+            let port = format!("h{i}");
+            ip(&["-n", &sw, "link", "set", &port, "mtu", &mtu])?;
+            ip(&["-n", &self.host(i), "link", "set", "eth0", "mtu", &mtu])?;
+        }
+        ip(&["-n", &sw, "link", "set", "br0", "mtu", &mtu])
+    }
+
     /// Writes `/proc/sys/<key>` inside namespace `ns` (network sysctls are per namespace).
     fn sysctl(&self, ns: &str, key: &str, value: &str) -> io::Result<()> {
         let path = format!("/proc/sys/{key}");

@@ -1,5 +1,7 @@
 //! `rotord`: the control process of a rotor node. Reads corosync.conf, checks the authkey,
-//! starts and supervises the dataplane, serves cmap/cfg and brokers CPG attaches.
+//! starts and supervises the dataplane, serves cmap/cfg and brokers CPG attaches. Exit statuses
+//! are corosync's (see `rotor_control::error`): 8 for a configuration or key that cannot work,
+//! 7 for logging that cannot be set up, 18 when another rotord runs here, 15 for the rest.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::Parser;
 use rotor_control::cmap::Cmap;
 use rotor_control::config::{self, paths};
-use rotor_control::daemon::{local_node, Daemon, Plan};
+use rotor_control::daemon::{Daemon, Plan};
+use rotor_control::error::{DaemonError, EXIT_CONFIG, EXIT_OK};
 use rotor_control::log_at;
 
 #[derive(Parser, Debug)]
@@ -24,7 +27,7 @@ struct Args {
     /// Stay in the foreground.
     #[arg(short = 'f')]
     foreground: bool,
-    /// Test the config and exit.
+    /// Test the config (and the authkey) and exit: 0 when valid, 8 when not.
     #[arg(short = 't')]
     test: bool,
     /// Print the version and exit.
@@ -45,11 +48,17 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
+/// Before logging{} applies: one line on stderr, the exit status of the error.
+fn early_exit(e: DaemonError) -> ExitCode {
+    eprintln!("rotord: {e}");
+    ExitCode::from(e.exit_code())
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Err(e) = rotor_control::privs::refuse_setid() {
         eprintln!("rotord: {e}");
-        return ExitCode::FAILURE;
+        return ExitCode::from(EXIT_CONFIG);
     }
     if args.version {
         println!("rotord {}", env!("CARGO_PKG_VERSION"));
@@ -58,68 +67,51 @@ fn main() -> ExitCode {
     let path = paths::config_path(args.config.as_deref());
     let cfg = match config::load(&path) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("rotord: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return early_exit(DaemonError::Config(e.to_string())),
     };
-    for w in &cfg.warnings {
-        eprintln!("rotord: warning: {w:?}");
-    }
-    let (node_id, bind, peers) = match local_node(&cfg, args.node_id) {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("rotord: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let cluster_name = cfg
-        .totem
-        .cluster_name
-        .clone()
-        .unwrap_or_else(|| rotor_control::config::CLUSTER_NAME_DEFAULT.to_owned());
-    let keyfile = paths::authkey_path(cfg.totem.keyfile.as_deref());
-    let crypto_on = !(cfg.totem.crypto_cipher == "none" && cfg.totem.crypto_hash == "none");
-    if crypto_on {
-        if let Err(e) = rotor_crypto::Keys::from_authkey_file(&keyfile, &cluster_name) {
-            eprintln!("rotord: authkey {}: {e}", keyfile.display());
-            return ExitCode::FAILURE;
-        }
-    }
-    if let Err(e) =
-        rotor_crypto::CryptoMode::from_corosync(&cfg.totem.crypto_cipher, &cfg.totem.crypto_hash)
-    {
-        eprintln!("rotord: {}: totem.crypto_cipher/crypto_hash: {e}", cfg.file);
-        return ExitCode::FAILURE;
-    }
-    if args.test {
-        println!(
-            "{}: configuration is valid (node {node_id} at {bind}, {} other node(s))",
-            cfg.file,
-            peers.len()
-        );
-        return ExitCode::SUCCESS;
-    }
+    let mut warnings: Vec<String> = cfg.warnings.iter().map(|w| w.to_string()).collect();
     let dataplane = args.dataplane.clone().unwrap_or_else(|| {
         std::env::current_exe()
             .ok()
             .and_then(|p| p.parent().map(|d| d.join("rotor-dataplane")))
             .unwrap_or_else(|| PathBuf::from("rotor-dataplane"))
     });
+    let plan = match Plan::new(cfg, args.node_id, dataplane, ipc_shm::socket_name()) {
+        Ok(p) => p,
+        Err(e) => {
+            for w in &warnings {
+                eprintln!("rotord: warning: {w}");
+            }
+            return early_exit(e);
+        }
+    };
+    warnings.extend(plan.node.warnings.iter().cloned());
+    if args.test {
+        for w in &warnings {
+            eprintln!("rotord: warning: {w}");
+        }
+        println!(
+            "{}: configuration is valid (node {} at {}, {} other node(s))",
+            plan.config.file,
+            plan.node.node_id,
+            plan.node.bind,
+            plan.node.peers.len()
+        );
+        return ExitCode::from(EXIT_OK);
+    }
     let mut cmap = Cmap::new();
-    if let Err(e) = cfg.load_into(&mut cmap) {
-        eprintln!("rotord: {}: {e}", cfg.file);
-        return ExitCode::FAILURE;
+    if let Err(e) = plan.config.load_into(&mut cmap) {
+        return early_exit(DaemonError::Config(format!("{}: {e}", plan.config.file)));
     }
     if let Err(e) = rotor_control::log::configure(&cmap, args.foreground) {
-        eprintln!("rotord: {e}");
+        return early_exit(DaemonError::Log(e));
     }
     if !args.foreground {
         // SAFETY: daemon(3) forks before any thread of ours exists; it keeps the cwd and
         // redirects stdio to /dev/null (logging{} decides where the log goes).
         if unsafe { libc::daemon(1, 0) } != 0 {
             eprintln!("rotord: cannot detach: {}", std::io::Error::last_os_error());
-            return ExitCode::FAILURE;
+            return ExitCode::from(rotor_control::error::EXIT_FATAL);
         }
     }
     // SAFETY: the handler only stores to an atomic.
@@ -128,41 +120,31 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
-    let state_dir = match cmap.get("system.state_dir") {
-        Some(rotor_control::cmap::Value::String(dir)) => PathBuf::from(dir),
-        _ => PathBuf::from(rotor_control::daemon::STATE_DIR_DEFAULT),
-    };
-    let plan = Plan {
-        config: cfg,
-        node_id,
-        bind,
-        peers,
-        keyfile,
-        cluster_name,
-        dataplane,
-        socket_base: ipc_shm::socket_name(),
-        foreground: args.foreground,
-        state_dir,
-    };
     log_at!(
         Notice,
         "MAIN",
-        "rotord {} starting: node {node_id} at {bind}, cluster {}",
+        "rotord {} starting: node {} at {}, cluster {}",
         env!("CARGO_PKG_VERSION"),
+        plan.node.node_id,
+        plan.node.bind,
         plan.cluster_name
     );
-    let mut daemon = match Daemon::new(plan, cmap) {
-        Ok(d) => d,
+    for w in &warnings {
+        log_at!(Warning, "MAIN", "{w}");
+    }
+    let result =
+        Daemon::new(plan, cmap).and_then(|mut daemon| daemon.run(&|| STOP.load(Ordering::SeqCst)));
+    match result {
+        Ok(()) => ExitCode::from(EXIT_OK),
         Err(e) => {
             log_at!(Error, "MAIN", "{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match daemon.run(&|| STOP.load(Ordering::SeqCst)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log_at!(Error, "MAIN", "{e}");
-            ExitCode::FAILURE
+            log_at!(
+                Error,
+                "MAIN",
+                "rotord stops with exit status {}",
+                e.exit_code()
+            );
+            ExitCode::from(e.exit_code())
         }
     }
 }

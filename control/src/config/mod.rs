@@ -17,6 +17,8 @@ use std::path::Path;
 
 use thiserror::Error;
 
+pub use rotor_proto::control::PollMode;
+
 use crate::cmap::{Access, Cmap, CmapError, Value, ValueType};
 
 pub use paths::{
@@ -147,20 +149,6 @@ pub enum IpVersion {
     Ipv6,
     Ipv4Then6,
     Ipv6Then4,
-}
-
-/// rotor.poll_mode: how the dataplane waits for packets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PollMode {
-    /// Spin on the rings; needs dedicated cores.
-    Busy,
-    /// Spin a while, then sleep on the kernel's wakeup.
-    Adaptive,
-    /// Always sleep until woken.
-    Blocking,
-    /// The default: the dataplane picks busy when it has a core of its own to spare, adaptive
-    /// otherwise (it says which, and why, at start).
-    Auto,
 }
 
 /// Totem timeouts and constants, explicit or derived as exec/totemconfig.c
@@ -572,7 +560,7 @@ fn nozzle_kind(key: &str) -> Option<Kind> {
 fn rotor_kind(key: &str) -> Option<Kind> {
     Some(match key {
         "dataplane_cores" => Kind::Cores,
-        "poll_mode" => Kind::Choice(&["busy", "adaptive", "blocking", "auto"]),
+        "poll_mode" => Kind::Choice(&PollMode::NAMES),
         "poll_spin_us" => Kind::U32("microseconds"),
         _ => return None,
     })
@@ -1489,12 +1477,10 @@ impl Builder<'_> {
                     .collect()
             })
             .unwrap_or_default();
-        let poll_mode = match self.str_of("rotor.poll_mode") {
-            Some("busy") => PollMode::Busy,
-            Some("blocking") => PollMode::Blocking,
-            Some("adaptive") => PollMode::Adaptive,
-            _ => PollMode::Auto,
-        };
+        let poll_mode = self
+            .str_of("rotor.poll_mode")
+            .and_then(PollMode::from_name)
+            .unwrap_or(PollMode::Auto);
         RotorConfig {
             dataplane_cores,
             poll_mode,

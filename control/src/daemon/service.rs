@@ -1,0 +1,417 @@
+//! The cmap and cfg service rotord runs itself: the typed key/value database, the clients
+//! attached on `@rotor-ipc` (or `$ROTOR_IPC_SOCKET`), their requests and track notifications,
+//! and the `runtime.*` and `stats.*` keys kept current from the dataplane's reports.
+
+use std::os::fd::{AsRawFd, RawFd};
+
+use ipc_shm::{AllowList, Server, Session, SessionError};
+use rotor_proto::cfg::{self, NodeStatus, StatusReply};
+use rotor_proto::cmap as pc;
+use rotor_proto::control::RingReport;
+use rotor_proto::Status;
+
+use crate::cmap::{Access, Cmap, CmapError, TrackFilter, TrackHandle, Value};
+use crate::discovery::LocalNode;
+use crate::error::DaemonError;
+use crate::log_at;
+
+/// The allow-list from uidgid{}: root always, plus `uidgid.config.uid.*`/`gid.*` entries.
+pub fn allow_list(cmap: &Cmap) -> AllowList {
+    let mut allow = AllowList::root_only();
+    for (k, _) in cmap.iter_prefix("uidgid.config.uid.") {
+        if let Some(uid) = k.rsplit('.').next().and_then(|s| s.parse().ok()) {
+            allow = allow.allow_uid(uid);
+        }
+    }
+    for (k, _) in cmap.iter_prefix("uidgid.config.gid.") {
+        if let Some(gid) = k.rsplit('.').next().and_then(|s| s.parse().ok()) {
+            allow = allow.allow_gid(gid);
+        }
+    }
+    allow
+}
+
+struct CmapClient {
+    session: Session,
+    tracks: Vec<TrackHandle>,
+}
+
+/// Requests handled per client per turn, so one busy client cannot starve the others.
+const REQUESTS_PER_TURN: usize = 64;
+
+/// cmap and cfg for local clients.
+pub struct CmapService {
+    cmap: Cmap,
+    server: Server,
+    clients: Vec<CmapClient>,
+    node: LocalNode,
+    /// A client asked for an orderly shutdown (cfg).
+    shutdown_requested: bool,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl CmapService {
+    /// Listens on `@socket_name` for clients the uidgid{} entries in `cmap` allow.
+    pub fn new(cmap: Cmap, socket_name: &str, node: LocalNode) -> Result<CmapService, DaemonError> {
+        let server = Server::bind(socket_name, allow_list(&cmap)).map_err(|e| {
+            DaemonError::AlreadyRunning {
+                name: socket_name.to_owned(),
+                reason: e.to_string(),
+            }
+        })?;
+        let mut service = CmapService {
+            cmap,
+            server,
+            clients: Vec::new(),
+            node,
+            shutdown_requested: false,
+            buf: vec![0; 1 << 16],
+            out: Vec::new(),
+        };
+        service.publish_ring(&RingReport {
+            state: rotor_proto::RingState::Down,
+            ring_rep: 0,
+            ring_seq: 0,
+            members: Vec::new(),
+            transport: String::new(),
+        });
+        Ok(service)
+    }
+
+    pub fn cmap(&self) -> &Cmap {
+        &self.cmap
+    }
+
+    /// Whether a client asked for an orderly shutdown.
+    pub fn shutdown_requested(&self) -> bool {
+        self.shutdown_requested
+    }
+
+    /// Descriptors to wait on: the listening socket first, then each client's wake-up fd and
+    /// control socket (armed, so a client's next record wakes us).
+    pub fn wait_fds(&mut self, out: &mut Vec<RawFd>) {
+        out.push(self.server.as_raw_fd());
+        for c in &mut self.clients {
+            let _ = c.session.arm_for_poll();
+            out.push(c.session.as_raw_fd());
+            out.push(c.session.control_fd());
+        }
+    }
+
+    /// Takes a waiting attach (when the listening socket was readable).
+    pub fn accept(&mut self) {
+        match self.server.accept() {
+            Ok(s) => self.clients.push(CmapClient {
+                session: s,
+                tracks: Vec::new(),
+            }),
+            Err(e) => log_at!(Warning, "IPC", "attach refused: {e}"),
+        }
+    }
+
+    /// Serves every client, drops the ones that left, routes track notifications.
+    pub fn serve(&mut self, ring: &RingReport) {
+        self.serve_clients(ring);
+        self.reap_clients();
+        self.route_track_events();
+    }
+
+    /// Looks for clients that died without closing their session.
+    pub fn check_peers(&mut self) {
+        for c in &mut self.clients {
+            let _ = c.session.check_peer();
+        }
+    }
+
+    /// Stores the dataplane's counters as `stats.<key>` (u64).
+    pub fn publish_stats(&mut self, counters: Vec<(String, u64)>) {
+        for (k, v) in counters {
+            let _ = self
+                .cmap
+                .set(&format!("stats.{k}"), Value::U64(v), Access::Daemon);
+        }
+    }
+
+    /// Publishes the ring in `runtime.totem.pg.mrp.srp.*` (corosync's keys).
+    pub fn publish_ring(&mut self, ring: &RingReport) {
+        let (rep, seq) = (ring.ring_rep, ring.ring_seq);
+        let set = |c: &mut Cmap, k: &str, v: Value| {
+            let _ = c.set(k, v, Access::Daemon);
+        };
+        set(
+            &mut self.cmap,
+            "runtime.votequorum.this_node_id",
+            Value::U32(self.node.node_id),
+        );
+        set(
+            &mut self.cmap,
+            "runtime.totem.pg.mrp.srp.state",
+            Value::String(ring.state.name().into()),
+        );
+        set(
+            &mut self.cmap,
+            "runtime.totem.pg.mrp.srp.ring_id",
+            Value::String(format!("{rep}.{seq:x}")),
+        );
+        set(
+            &mut self.cmap,
+            "runtime.totem.pg.mrp.srp.transport",
+            Value::String(ring.transport.clone()),
+        );
+        let old: Vec<String> = self
+            .cmap
+            .iter_prefix("runtime.totem.pg.mrp.srp.members.")
+            .map(|(k, _)| k.to_owned())
+            .collect();
+        for k in old {
+            let _ = self.cmap.delete(&k, Access::Daemon);
+        }
+        for m in &ring.members {
+            let addr = if *m == self.node.node_id {
+                self.node.bind.ip().to_string()
+            } else {
+                self.node
+                    .peers
+                    .iter()
+                    .find(|(id, _)| id == m)
+                    .map(|(_, a)| a.ip().to_string())
+                    .unwrap_or_default()
+            };
+            set(
+                &mut self.cmap,
+                &format!("runtime.totem.pg.mrp.srp.members.{m}.ip"),
+                Value::String(addr),
+            );
+            set(
+                &mut self.cmap,
+                &format!("runtime.totem.pg.mrp.srp.members.{m}.status"),
+                Value::String("joined".into()),
+            );
+        }
+    }
+
+    /// Answers every request waiting in the clients' rings (at most 64 per client per call).
+    fn serve_clients(&mut self, ring: &RingReport) {
+        for i in 0..self.clients.len() {
+            for _ in 0..REQUESTS_PER_TURN {
+                let n = match self.clients[i].session.try_recv(&mut self.buf) {
+                    Ok(n) => n,
+                    Err(SessionError::Empty) => break,
+                    Err(_) => break,
+                };
+                let record = self.buf[..n].to_vec();
+                self.handle(i, &record, ring);
+            }
+        }
+    }
+
+    fn handle(&mut self, i: usize, record: &[u8], ring: &RingReport) {
+        let op = record
+            .get(..2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .unwrap_or(0);
+        if op >> 8 == 0x03 {
+            match cfg::Request::decode(record) {
+                Ok((req_id, cfg::Request::Status)) => {
+                    cfg::Event::Status {
+                        req_id,
+                        reply: self.status(ring),
+                    }
+                    .encode(&mut self.out);
+                }
+                Ok((req_id, cfg::Request::Shutdown)) => {
+                    log_at!(
+                        Notice,
+                        "CFG",
+                        "shutdown requested by pid {}",
+                        self.clients[i].session.peer().pid
+                    );
+                    self.shutdown_requested = true;
+                    cfg::Event::ShutdownReply {
+                        req_id,
+                        status: Status::Ok,
+                    }
+                    .encode(&mut self.out);
+                }
+                Err(e) => {
+                    log_at!(
+                        Warning,
+                        "IPC",
+                        "client pid {} disconnected: malformed cfg request: {e}",
+                        self.clients[i].session.peer().pid
+                    );
+                    self.clients[i].session.close();
+                    return;
+                }
+            }
+            let _ = self.clients[i].session.try_send(&self.out);
+            return;
+        }
+        let (req_id, req) = match pc::Request::decode(record) {
+            Ok(r) => r,
+            Err(e) => {
+                log_at!(
+                    Warning,
+                    "IPC",
+                    "client pid {} disconnected: malformed cmap request: {e}",
+                    self.clients[i].session.peer().pid
+                );
+                self.clients[i].session.close();
+                return;
+            }
+        };
+        let mut value = None;
+        let mut entries = Vec::new();
+        let result: Result<(), CmapError> = match req {
+            pc::Request::Get { key } => match self.cmap.get(key) {
+                Some(v) => {
+                    value = Some(v.clone());
+                    Ok(())
+                }
+                None => Err(CmapError::NotFound {
+                    key: key.to_owned(),
+                }),
+            },
+            pc::Request::Set { key, value: v } => self.cmap.set(key, v, Access::Client),
+            pc::Request::Delete { key } => self.cmap.delete(key, Access::Client).map(|_| ()),
+            pc::Request::Iter { prefix } => {
+                entries = self
+                    .cmap
+                    .iter_prefix(prefix)
+                    .map(|(k, v)| (k.to_owned(), v.clone()))
+                    .collect();
+                Ok(())
+            }
+            pc::Request::TrackAdd { key, flags } => {
+                let filter = TrackFilter {
+                    added: flags & pc::TRACK_ADD != 0,
+                    changed: flags & pc::TRACK_MODIFY != 0,
+                    deleted: flags & pc::TRACK_DELETE != 0,
+                    prefix: flags & pc::TRACK_PREFIX != 0,
+                };
+                self.cmap.track_add(key, filter).map(|h| {
+                    self.clients[i].tracks.push(h);
+                    value = Some(Value::U64(h.0));
+                })
+            }
+            pc::Request::TrackDelete { handle } => {
+                let h = TrackHandle(handle);
+                if self.clients[i].tracks.contains(&h) {
+                    self.clients[i].tracks.retain(|t| *t != h);
+                    self.cmap.track_delete(h)
+                } else {
+                    Err(CmapError::UnknownTrack(h))
+                }
+            }
+        };
+        let (status, message) = match result {
+            Ok(()) => (Status::Ok, String::new()),
+            Err(e) => (cmap_status(&e), e.to_string()),
+        };
+        pc::Event::Reply {
+            req_id,
+            status,
+            message,
+            value,
+            entries,
+        }
+        .encode(&mut self.out);
+        if let Err(e) = self.clients[i].session.try_send(&self.out) {
+            log_at!(
+                Warning,
+                "IPC",
+                "client pid {}: reply dropped, disconnecting: {e}",
+                self.clients[i].session.peer().pid
+            );
+            self.clients[i].session.close();
+        }
+    }
+
+    fn status(&self, ring: &RingReport) -> StatusReply {
+        let p = &self.node;
+        let mut nodes = vec![NodeStatus {
+            node_id: p.node_id,
+            addr: p.bind.ip().to_string(),
+            connected: true,
+        }];
+        nodes.extend(p.peers.iter().map(|(id, a)| NodeStatus {
+            node_id: *id,
+            addr: a.ip().to_string(),
+            connected: ring.members.contains(id),
+        }));
+        nodes.sort_by_key(|n| n.node_id);
+        StatusReply {
+            node_id: p.node_id,
+            transport: if ring.transport.is_empty() {
+                "udp".into()
+            } else {
+                ring.transport.clone()
+            },
+            local_addr: p.bind.ip().to_string(),
+            state: ring.state,
+            ring_rep: ring.ring_rep,
+            ring_seq: ring.ring_seq,
+            nodes,
+        }
+    }
+
+    fn reap_clients(&mut self) {
+        let mut i = 0;
+        while i < self.clients.len() {
+            if self.clients[i].session.is_closed() {
+                let c = self.clients.swap_remove(i);
+                for h in c.tracks {
+                    let _ = self.cmap.track_delete(h);
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn route_track_events(&mut self) {
+        while let Some(ev) = self.cmap.poll_event() {
+            let kind = match ev.kind {
+                crate::cmap::ChangeKind::Added => pc::TRACK_ADD,
+                crate::cmap::ChangeKind::Changed => pc::TRACK_MODIFY,
+                crate::cmap::ChangeKind::Deleted => pc::TRACK_DELETE,
+            };
+            let Some(c) = self
+                .clients
+                .iter_mut()
+                .find(|c| c.tracks.contains(&ev.track))
+            else {
+                continue;
+            };
+            pc::Event::Notify {
+                handle: ev.track.0,
+                kind,
+                key: ev.key,
+                old: ev.old,
+                new: ev.new,
+            }
+            .encode(&mut self.out);
+            if c.session.try_send(&self.out).is_err() {
+                log_at!(
+                    Warning,
+                    "IPC",
+                    "client pid {} not reading its track notifications: disconnected",
+                    c.session.peer().pid
+                );
+                c.session.close();
+            }
+        }
+    }
+}
+
+fn cmap_status(e: &CmapError) -> Status {
+    match e {
+        CmapError::NotFound { .. } => Status::NotExist,
+        CmapError::ReadOnly { .. } => Status::Access,
+        CmapError::ValueTooLarge { .. } => Status::TooBig,
+        CmapError::MapFull { .. } | CmapError::TooManyTracks => Status::NoSpace,
+        CmapError::UnknownTrack(_) => Status::BadHandle,
+        _ => Status::InvalidParam,
+    }
+}

@@ -1,0 +1,76 @@
+//! Why rotord stops, and the exit status each reason gives. The numbers are corosync's
+//! (`exec/util.h`), so that service managers and scripts written for corosync read them the same
+//! way; `Restart=on-failure` units should not restart on [`EXIT_CONFIG`], which restarting
+//! cannot fix (the packaged unit says `RestartPreventExitStatus=8`).
+
+use thiserror::Error;
+
+use rotor_proto::control::FailureKind;
+
+/// A clean stop: SIGTERM, SIGINT or a cfg shutdown.
+pub const EXIT_OK: u8 = 0;
+/// logging{} cannot be applied (corosync's `COROSYNC_DONE_LOGCONFIGREAD`).
+pub const EXIT_LOG_CONFIG: u8 = 7;
+/// The configuration or the authkey cannot work (corosync's `COROSYNC_DONE_MAINCONFIGREAD`).
+pub const EXIT_CONFIG: u8 = 8;
+/// Anything else that stops the node: a transport that cannot be set up, a dataplane that
+/// keeps failing (corosync's `COROSYNC_DONE_FATAL_ERR`).
+pub const EXIT_FATAL: u8 = 15;
+/// Another rotord already serves this network namespace (corosync's
+/// `COROSYNC_DONE_ALREADY_RUNNING`).
+pub const EXIT_ALREADY_RUNNING: u8 = 18;
+
+/// What stopped rotord. Each message is for the operator: it names the file, key, address or
+/// socket concerned and, where it can, what to do.
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    /// corosync.conf could not be read or is invalid (file:line: key: reason).
+    #[error("{0}")]
+    Config(String),
+    /// The authkey cannot be used (its message names the file).
+    #[error("{0}")]
+    Key(String),
+    /// logging{} cannot be applied.
+    #[error("{0}")]
+    Log(String),
+    /// The client sockets are taken.
+    #[error(
+        "cannot listen on abstract socket @{name}: {reason} (is another rotord running in this \
+         network namespace?)"
+    )]
+    AlreadyRunning { name: String, reason: String },
+    /// The transport cannot be set up (e.g. `transport: xdp` on an interface that refuses the
+    /// program).
+    #[error("{0}")]
+    Transport(String),
+    /// The dataplane said restarting it cannot help.
+    #[error("the dataplane cannot run: {message}")]
+    Dataplane { kind: FailureKind, message: String },
+    /// The dataplane failed too often in a row.
+    #[error(
+        "the dataplane failed {failures} times in a row (last: {last}); giving up, fix the cause \
+         and start rotord again"
+    )]
+    DataplaneGaveUp { failures: u32, last: String },
+    /// The dataplane process could not be started at all.
+    #[error("cannot start the dataplane {binary}: {reason}")]
+    Spawn { binary: String, reason: String },
+}
+
+impl DaemonError {
+    /// The exit status for this reason.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DaemonError::Config(_) | DaemonError::Key(_) => EXIT_CONFIG,
+            DaemonError::Log(_) => EXIT_LOG_CONFIG,
+            DaemonError::AlreadyRunning { .. } => EXIT_ALREADY_RUNNING,
+            DaemonError::Dataplane { kind, .. } => match kind {
+                FailureKind::Config | FailureKind::Key => EXIT_CONFIG,
+                _ => EXIT_FATAL,
+            },
+            DaemonError::Transport(_)
+            | DaemonError::DataplaneGaveUp { .. }
+            | DaemonError::Spawn { .. } => EXIT_FATAL,
+        }
+    }
+}
