@@ -162,6 +162,17 @@ fn three_rotords_carry_cpg_end_to_end() {
         &["cmap", "set", "runtime.totem.pg.mrp.srp.state", "str", "x"],
     );
     assert!(!ok && err.contains("read-only"), "{err}");
+    // A config key cannot change while rotor runs: refused, never a silent success.
+    let (ok, _, err) = rotor(&nodes, 2, &["cmap", "set", "totem.token", "u32", "5000"]);
+    assert!(
+        !ok && err.contains("CS_ERR_ACCESS")
+            && err.contains("totem.token: cannot be changed at runtime yet: edit ")
+            && err.contains("and restart rotor"),
+        "{err}"
+    );
+    let (ok, out, _) = rotor(&nodes, 2, &["cmap", "get", "runtime.config.totem.token"]);
+    assert!(ok);
+    assert_eq!(out.trim(), "runtime.config.totem.token (u32) = 1650");
 
     let mut handles: Vec<(Cpg, Seen)> = (1..=3)
         .map(|i| {

@@ -1,6 +1,8 @@
 //! The node's typed key/value database, after corosync's cmap: typed values, sorted prefix
-//! iteration, change tracking through a queue the caller drains, and read-only prefixes for
-//! clients.
+//! iteration, change tracking through a queue the caller drains, and prefixes clients may not
+//! write: those the daemon publishes (`runtime.`, `stats.`) and those the config file stands
+//! for (a write there could not take effect while rotor runs, so it is refused rather than
+//! silently ignored).
 //!
 //! Names and bounds follow corosync's `exec/icmap.c`: a key name is 3 to 255 characters from
 //! `a-z A-Z 0-9 . _ - / :`, a value holds at most 16 KiB. Unlike icmap, a key keeps its type
@@ -115,6 +117,8 @@ pub enum CmapError {
     },
     #[error("cmap key {key}: read-only for clients (under {prefix:?})")]
     ReadOnly { key: String, prefix: String },
+    #[error("cmap key {key}: cannot be changed at runtime yet: edit {file} and restart rotor")]
+    ConfigBacked { key: String, file: String },
     #[error("cmap key {key}: not found")]
     NotFound { key: String },
     #[error("cmap key {key}: map is full ({ENTRY_COUNT_MAX} keys)")]
@@ -139,6 +143,8 @@ pub struct Cmap {
     /// Types that keys must have even before they exist (e.g. `totem.token` is `u32`).
     declared_types: BTreeMap<String, ValueType>,
     read_only_prefixes: Vec<String>,
+    /// Prefixes the config file stands for, with the file's name.
+    config_prefixes: Vec<(String, String)>,
     tracks: BTreeMap<TrackHandle, Track>,
     track_handle_next: u64,
     /// Invariant: `events.len() <= TRACK_EVENT_QUEUE_MAX`.
@@ -162,6 +168,7 @@ impl Cmap {
                 .iter()
                 .map(|p| p.to_string())
                 .collect(),
+            config_prefixes: Vec::new(),
             tracks: BTreeMap::new(),
             track_handle_next: 1,
             events: VecDeque::new(),
@@ -173,6 +180,16 @@ impl Cmap {
     pub fn add_read_only_prefix(&mut self, prefix: &str) {
         if !self.read_only_prefixes.iter().any(|p| p == prefix) {
             self.read_only_prefixes.push(prefix.to_string());
+        }
+    }
+
+    /// Refuses clients' writes and deletes of every key starting with `prefix`: its keys stand
+    /// for `file`, and a change would not take effect until the file is read again
+    /// (`CmapError::ConfigBacked`, which says to edit `file` and restart).
+    pub fn add_config_prefix(&mut self, prefix: &str, file: &str) {
+        if !self.config_prefixes.iter().any(|(p, _)| p == prefix) {
+            self.config_prefixes
+                .push((prefix.to_string(), file.to_string()));
         }
     }
 
@@ -210,7 +227,8 @@ impl Cmap {
     }
 
     /// Sets `key` to `value`. Refused when the key name or value is out of bounds, when the
-    /// key exists (or is declared) with another type, or when a client writes a read-only key.
+    /// key exists (or is declared) with another type, or when a client writes a read-only or
+    /// config-backed key.
     /// Setting the value a key already has is no change and queues no event.
     pub fn set(&mut self, key: &str, value: Value, access: Access) -> Result<(), CmapError> {
         check_key_name(key)?;
@@ -337,6 +355,16 @@ impl Cmap {
                 return Err(CmapError::ReadOnly {
                     key: key.to_string(),
                     prefix: prefix.clone(),
+                });
+            }
+            if let Some((_, file)) = self
+                .config_prefixes
+                .iter()
+                .find(|(p, _)| key.starts_with(p.as_str()))
+            {
+                return Err(CmapError::ConfigBacked {
+                    key: key.to_string(),
+                    file: file.clone(),
                 });
             }
         }

@@ -14,7 +14,7 @@ use rotor_proto::control::DataplaneTransport;
 
 use xdp_prog::{AttachMode, XdpProgram};
 
-use crate::config::Transport;
+use crate::config::TransportSetting;
 use crate::log_at;
 
 /// The program rotord attached, whose maps it hands to every dataplane.
@@ -85,13 +85,13 @@ pub enum Choice {
 /// be had is an error (rotord does not start); `knet` falls back to UDP with the reason.
 /// Logs the choice and a replaced stale program. Acts on the calling thread's network
 /// namespace; needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON) for XDP.
-pub fn choose(transport: Transport, bind: SocketAddr) -> Result<Choice, String> {
+pub fn choose(transport: TransportSetting, bind: SocketAddr) -> Result<Choice, String> {
     let asked_for = match transport {
-        Transport::Udp | Transport::Udpu => {
+        TransportSetting::Udp | TransportSetting::Udpu => {
             return Ok(logged(Choice::Udp("transport udp: asked for".into())));
         }
-        Transport::Xdp => true,
-        Transport::Knet => false,
+        TransportSetting::Xdp => true,
+        TransportSetting::Knet => false,
     };
     let attached = attach(bind, asked_for);
     match (attached, asked_for) {
@@ -173,7 +173,7 @@ mod tests {
     #[test]
     fn udp_is_chosen_without_touching_xdp() {
         let bind: SocketAddr = "127.0.0.1:5405".parse().unwrap();
-        for t in [Transport::Udp, Transport::Udpu] {
+        for t in [TransportSetting::Udp, TransportSetting::Udpu] {
             match choose(t, bind).unwrap() {
                 Choice::Udp(why) => assert_eq!(why, "transport udp: asked for"),
                 Choice::Xdp(_) => panic!("udp config gave XDP"),
@@ -184,14 +184,14 @@ mod tests {
     #[test]
     fn auto_on_loopback_is_udp_with_the_reason() {
         let bind: SocketAddr = "127.0.0.1:5405".parse().unwrap();
-        match choose(Transport::Knet, bind).unwrap() {
+        match choose(TransportSetting::Knet, bind).unwrap() {
             Choice::Udp(why) => assert!(
                 why.contains("loopback") || why.contains("not running as root"),
                 "{why}"
             ),
             Choice::Xdp(_) => panic!("XDP on loopback"),
         }
-        assert!(choose(Transport::Xdp, bind)
+        assert!(choose(TransportSetting::Xdp, bind)
             .err()
             .is_some_and(|e| e.starts_with("transport xdp: ")));
     }

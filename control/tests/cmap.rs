@@ -1,10 +1,11 @@
-//! cmap: typed set/get/delete, prefix iteration, tracking, read-only keys, bounds and the
-//! corosync-cmapctl text layout.
+//! cmap: typed set/get/delete, prefix iteration, tracking, read-only and config-backed keys,
+//! bounds and the corosync-cmapctl text layout.
 
 use rotor_control::cmap::{
     check_key_name, format_cmapctl, format_cmapctl_line, Access, ChangeKind, Cmap, CmapError,
     TrackFilter, Value, ValueType, KEY_NAME_LEN_MAX, TRACK_EVENT_QUEUE_MAX, VALUE_SIZE_MAX,
 };
+use rotor_control::config::{parse_str, SECTIONS_KNOWN};
 
 #[test]
 fn set_get_delete_round_trip() {
@@ -109,6 +110,77 @@ fn read_only_prefixes_refuse_clients_but_not_the_daemon() {
         Err(CmapError::ReadOnly { .. })
     ));
     cmap.delete("stats.srp.orf_token_tx", Access::Daemon)
+        .unwrap();
+}
+
+#[test]
+fn config_backed_prefixes_refuse_clients_with_what_to_do() {
+    let mut cmap = Cmap::new();
+    cmap.set("totem.token", Value::U32(3000), Access::Daemon)
+        .unwrap();
+    cmap.add_config_prefix("totem.", "/etc/corosync/corosync.conf");
+    let err = cmap
+        .set("totem.token", Value::U32(5000), Access::Client)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cmap key totem.token: cannot be changed at runtime yet: edit \
+         /etc/corosync/corosync.conf and restart rotor"
+    );
+    assert_eq!(cmap.get_u32("totem.token"), Some(3000));
+    // A new key under the prefix, and a delete, are refused the same way.
+    assert!(matches!(
+        cmap.set("totem.new_key", Value::U32(1), Access::Client),
+        Err(CmapError::ConfigBacked { .. })
+    ));
+    assert!(matches!(
+        cmap.delete("totem.token", Access::Client),
+        Err(CmapError::ConfigBacked { .. })
+    ));
+    // The daemon still writes (a reload), and other keys stay writable as in corosync.
+    cmap.set("totem.token", Value::U32(4000), Access::Daemon)
+        .unwrap();
+    cmap.set("myapp.counter", Value::U64(1), Access::Client)
+        .unwrap();
+    cmap.delete("myapp.counter", Access::Client).unwrap();
+}
+
+#[test]
+fn a_loaded_config_refuses_client_writes_under_every_section() {
+    let text = "totem {\n    token: 1000\n}\nnodelist {\n    node {\n        nodeid: 1\n        \
+                ring0_addr: 127.0.0.1\n    }\n}\nuidgid {\n    uid: 0\n}\n";
+    let config = parse_str("/etc/rotor/corosync.conf", text).unwrap();
+    let mut cmap = Cmap::new();
+    config.load_into(&mut cmap).unwrap();
+    for section in SECTIONS_KNOWN {
+        let key = format!("{section}.some_key");
+        assert_eq!(
+            cmap.set(&key, Value::U32(1), Access::Client),
+            Err(CmapError::ConfigBacked {
+                key: key.clone(),
+                file: "/etc/rotor/corosync.conf".into()
+            }),
+            "{key}"
+        );
+    }
+    for key in [
+        "totem.token",
+        "nodelist.node.0.nodeid",
+        "uidgid.config.uid.0",
+    ] {
+        let before = cmap.get(key).cloned().unwrap();
+        assert!(matches!(
+            cmap.delete(key, Access::Client),
+            Err(CmapError::ConfigBacked { .. })
+        ));
+        assert_eq!(cmap.get(key), Some(&before), "{key}");
+    }
+    // Published values stay read-only for their own reason; other keys stay writable.
+    assert!(matches!(
+        cmap.set("runtime.config.totem.token", Value::U32(1), Access::Client),
+        Err(CmapError::ReadOnly { .. })
+    ));
+    cmap.set("myapp.state", Value::String("up".into()), Access::Client)
         .unwrap();
 }
 

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 
 use rotor_control::cmap::{format_cmapctl, Access, Cmap, CmapError, Value, ValueType};
 use rotor_control::config::{
-    self, authkey_path, config_path, parse_str, ErrorKind, IpVersion, PollMode, Transport,
-    AUTHKEY_PATH_ENV, CONFIG_PATH_ENV,
+    self, authkey_path, config_path, parse_str, ErrorKind, IpVersionSetting, PollModeSetting,
+    TransportSetting, AUTHKEY_PATH_ENV, CONFIG_PATH_ENV,
 };
 
 const FILE: &str = "/etc/corosync/corosync.conf";
@@ -209,12 +209,12 @@ fn three_node_example_types_and_derived_values() {
     );
 
     // 3 nodes: token 1000 + (3 - 2) × 650 (totemconfig.c), then the formulas on that token.
-    let t = config.totem.timeouts;
+    let t = &config.totem.settings;
     assert_eq!(t.token_ms, 1650);
     assert_eq!(t.token_retransmit_ms, 392); // (int)(1650 / 4.2)
     assert_eq!(t.hold_ms, 303); // (int)(392 × 0.8 − 10)
     assert_eq!(t.consensus_ms, 1980); // 1.2 × 1650
-    assert_eq!(config.totem.transport, Transport::Knet);
+    assert_eq!(config.totem.transport, TransportSetting::Knet);
     assert_eq!(config.totem.interfaces.len(), 2);
     assert_eq!(config.totem.interfaces[1].linknumber, 1);
     assert_eq!(config.nodes[1].name.as_deref(), Some("beta"));
@@ -223,7 +223,7 @@ fn three_node_example_types_and_derived_values() {
         config.quorum.wait_for_all && config.quorum.auto_tie_breaker && !config.quorum.two_node
     );
     assert_eq!(config.rotor.dataplane_cores, [2, 3]);
-    assert_eq!(config.rotor.poll_mode, PollMode::Busy);
+    assert_eq!(config.rotor.poll_mode, PollModeSetting::Busy);
     assert_eq!(config.rotor.poll_spin_us, 25);
     assert_eq!(e["rotor.poll_spin_us"], Value::U32(25));
 }
@@ -235,7 +235,7 @@ fn defaults_match_corosync() {
         config.rotor.poll_spin_us,
         rotor_control::config::POLL_SPIN_US_DEFAULT
     );
-    let t = config.totem.timeouts;
+    let t = &config.totem.settings;
     assert_eq!(
         (
             t.token_ms,
@@ -274,11 +274,11 @@ fn defaults_match_corosync() {
     assert_eq!(
         (
             totem.version,
-            totem.netmtu_bytes,
+            totem.settings.netmtu_bytes,
             totem.transport,
             totem.ip_version
         ),
-        (2, 1500, Transport::Knet, IpVersion::Ipv6Then4)
+        (2, 1500, TransportSetting::Knet, IpVersionSetting::Ipv6Then4)
     );
     assert_eq!(
         (totem.crypto_cipher.as_str(), totem.crypto_hash.as_str()),
@@ -296,26 +296,26 @@ fn defaults_match_corosync() {
         ),
         (10000, "lowest", false)
     );
-    assert_eq!(config.rotor.poll_mode, PollMode::Auto);
+    assert_eq!(config.rotor.poll_mode, PollModeSetting::Auto);
     assert!(config.entries.is_empty());
 
     // Two nodes: no coefficient; two_node implies wait_for_all (votequorum(5)).
     let two = "nodelist {\nnode {\nring0_addr: 10.0.0.1\nnodeid: 1\n}\nnode {\nring0_addr: 10.0.0.2\nnodeid: 2\n}\n}\nquorum {\ntwo_node: 1\n}\n";
     let config = parse_str(FILE, two).unwrap();
-    assert_eq!(config.totem.timeouts.token_ms, 3000);
+    assert_eq!(config.totem.settings.token_ms, 3000);
     assert!(config.quorum.wait_for_all);
     // udp defaults to IPv4; secauth off turns crypto off; explicit values win over formulas.
     let config = parse_str(
         FILE,
-        "totem {\ntransport: udp\nsecauth: off\ntoken: 10\nhold: 3\nconsensus: 50\n}\n",
+        "totem {\ntransport: udp\nsecauth: off\ntoken: 10\ntoken_retransmit: 4\nhold: 3\nconsensus: 50\n}\n",
     )
     .unwrap();
-    assert_eq!(config.totem.ip_version, IpVersion::Ipv4);
+    assert_eq!(config.totem.ip_version, IpVersionSetting::Ipv4);
     assert_eq!(config.totem.crypto_cipher, "none");
-    let t = config.totem.timeouts;
+    let t = &config.totem.settings;
     assert_eq!(
         (t.token_ms, t.token_retransmit_ms, t.hold_ms, t.consensus_ms),
-        (10, 2, 3, 50)
+        (10, 4, 3, 50)
     );
 }
 
@@ -519,7 +519,7 @@ fn cross_key_errors() {
     );
     assert_eq!(
         error_text("totem {\n  token: 20\n  join: 50\n}\n"),
-        "/etc/corosync/corosync.conf:3: totem.join: consensus (24 ms) may not be less than join (50 ms)"
+        "/etc/corosync/corosync.conf:3: totem.join: join (50 ms) must be less than consensus (24 ms)"
     );
 }
 
@@ -550,7 +550,7 @@ fn loading_into_cmap_keeps_types_and_publishes_runtime_values() {
         cmap.set(
             "totem.consensus",
             Value::String("abc".into()),
-            Access::Client
+            Access::Daemon
         ),
         Err(CmapError::TypeMismatch {
             key: "totem.consensus".into(),
@@ -558,6 +558,15 @@ fn loading_into_cmap_keeps_types_and_publishes_runtime_values() {
             got: ValueType::String
         })
     );
+    // The file is what config keys stand for: a client's change could not take effect.
+    assert_eq!(
+        cmap.set("totem.token", Value::U32(5000), Access::Client),
+        Err(CmapError::ConfigBacked {
+            key: "totem.token".into(),
+            file: FILE.into()
+        })
+    );
+    assert_eq!(cmap.get("totem.token"), Some(&Value::U32(1000)));
     assert!(matches!(
         cmap.set("runtime.config.totem.token", Value::U32(1), Access::Client),
         Err(CmapError::ReadOnly { .. })
@@ -816,7 +825,7 @@ ipprefix: 24
     let totem = &config.totem;
     assert_eq!(
         (totem.transport, totem.ip_version),
-        (Transport::Xdp, IpVersion::Ipv4Then6)
+        (TransportSetting::Xdp, IpVersionSetting::Ipv4Then6)
     );
     assert_eq!(
         (totem.crypto_cipher.as_str(), totem.crypto_hash.as_str()),

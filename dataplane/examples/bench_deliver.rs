@@ -16,7 +16,7 @@ use rotor_dataplane::runner::{Runner, RunnerConfig};
 use rotor_dataplane::service::Clients;
 use rotor_dataplane::udp::UdpTransport;
 use rotor_proto::cpg as proto;
-use totem_core::{Guarantee, Instant, Request, TotemConfig};
+use totem_core::{Guarantee, Instant, Request, TotemSettings};
 
 const GROUP: &[u8] = b"bench";
 
@@ -36,7 +36,7 @@ fn run(size: usize, messages: usize, run_index: usize) -> (f64, u64) {
             keys: Keys::from_authkey_bytes(&[9; 256], "bench").unwrap(),
             cluster_name: "bench".into(),
             mode: CryptoMode::Gcm256,
-            totem: TotemConfig::default(),
+            totem: TotemSettings::default(),
             epoch: 1,
             ring_seq_start: 0,
             seed: 7,

@@ -17,13 +17,14 @@ use rotor_crypto::{CryptoMode, Keys};
 use rotor_dataplane::any::{AnyTransport, TransportKind};
 use rotor_dataplane::fnv1a32_parts;
 use rotor_dataplane::mcast::Multicast;
-use rotor_dataplane::runner::{Runner, RunnerConfig};
+use rotor_dataplane::runner::{cluster_shape, Runner, RunnerConfig};
 use rotor_dataplane::service::{Control, PollLoop};
 use rotor_dataplane::transport::Transport;
 use rotor_proto::control::{
     DataplaneStart, DataplaneTransport, FailureKind, FromDataplane, MulticastSettings, PollMode,
 };
-use totem_core::{ConfigKind, Event, Guarantee, Request, SubmitError, TotemConfig};
+use totem_core::config::{explicit, setting_named, SETTINGS};
+use totem_core::{ConfigKind, Event, Guarantee, Request, SubmitError, TotemSettings};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -126,28 +127,16 @@ fn parse_kv(s: &str) -> Result<(String, u32), String> {
     Ok((k.to_owned(), v))
 }
 
-/// Applies one `--totem KEY=VALUE`.
-fn set_totem(t: &mut TotemConfig, key: &str, v: u32) -> Result<(), String> {
-    match key {
-        "token" => t.token_ms = v,
-        "token_warning" => t.token_warning_percent = v,
-        "token_coefficient" => t.token_coefficient_ms = v,
-        "token_retransmits_before_loss_const" => t.token_retransmits_before_loss_const = v,
-        "token_retransmit" => t.token_retransmit_ms = v,
-        "hold" => t.hold_ms = v,
-        "join" => t.join_ms = v,
-        "consensus" => t.consensus_ms = v,
-        "merge" => t.merge_ms = v,
-        "downcheck" => t.downcheck_ms = v,
-        "fail_recv_const" => t.fail_recv_const = v,
-        "seqno_unchanged_const" => t.seqno_unchanged_const = v,
-        "window_size" => t.window_size = v,
-        "max_messages" => t.max_messages = v,
-        "send_join" => t.send_join_ms = v,
-        "miss_count_const" => t.miss_count_const = v,
-        "netmtu" => t.frame_size = v as usize,
-        _ => return Err(format!("unknown totem key {key:?}")),
-    }
+/// Sets one totem setting by its corosync name, finding it in the table of totem settings.
+fn set_totem(t: &mut TotemSettings, key: &str, v: u32) -> Result<(), String> {
+    let setting = setting_named(key).ok_or_else(|| {
+        let names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+        format!(
+            "unknown totem setting \"{key}\" (known: {})",
+            names.join(", ")
+        )
+    })?;
+    (setting.set)(t, v);
     Ok(())
 }
 
@@ -276,19 +265,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// `totem.netmtu` when the start message has none (corosync's default).
-const NETMTU_DEFAULT: u32 = 1500;
-
-/// The core's frame size for `netmtu`, the size of one IP packet on the link (corosync's
-/// meaning): what is left once the IP and UDP headers and the crypto header and tag are taken
-/// off. Refused when the transport cannot carry such a datagram (AF_XDP: one 4 KiB UMEM frame).
-fn frame_size(
-    netmtu: u32,
-    bind: SocketAddr,
-    mode: CryptoMode,
-    transport: &AnyTransport,
-) -> Result<usize, Failure> {
-    let ip_udp = if bind.is_ipv4() { 20 + 8 } else { 40 + 8 };
+/// Refuses a `totem.netmtu` (the size of one IP packet on the link, corosync's meaning) whose
+/// UDP payload the transport cannot carry (AF_XDP: one 4 KiB UMEM frame).
+fn check_netmtu(netmtu: u32, bind: SocketAddr, transport: &AnyTransport) -> Result<(), Failure> {
+    let ip_udp = if bind.is_ipv4() {
+        totem_core::config::IPV4_UDP_HEADER_BYTES
+    } else {
+        totem_core::config::IPV6_UDP_HEADER_BYTES
+    } as usize;
     let datagram = (netmtu as usize).saturating_sub(ip_udp);
     let max = transport.datagram_size_max();
     if datagram > max {
@@ -302,7 +286,7 @@ fn frame_size(
             ),
         ));
     }
-    Ok(datagram.saturating_sub(mode.overhead()))
+    Ok(())
 }
 
 /// Builds the node from a start message: crypto, totem settings, the transport, the runner.
@@ -322,15 +306,10 @@ fn set_up(
         Keys::from_authkey_bytes(&start.authkey, &start.cluster_name)
             .map_err(|e| Failure::new(FailureKind::Key, e.to_string()))?
     };
-    let mut totem = TotemConfig::default();
-    let mut netmtu = NETMTU_DEFAULT;
+    // Every setting comes resolved; the node validates the whole against the cluster's shape.
+    let mut totem = TotemSettings::default();
     for (key, value) in &start.totem {
-        if key == "netmtu" {
-            netmtu = *value;
-        } else {
-            set_totem(&mut totem, key, *value)
-                .map_err(|e| Failure::new(FailureKind::Config, format!("totem.{key}: {e}")))?;
-        }
+        set_totem(&mut totem, key, *value).map_err(|e| Failure::new(FailureKind::Config, e))?;
     }
     if let Some(core) = start.core {
         let id = usize::from(core);
@@ -367,7 +346,7 @@ fn set_up(
         ),
         None => eprintln!("rotor-dataplane: {why}; unicast to each peer"),
     }
-    totem.frame_size = frame_size(netmtu, start.bind, mode, &transport)?;
+    check_netmtu(totem.netmtu_bytes, start.bind, &transport)?;
     Runner::new(
         RunnerConfig {
             node_id: start.node_id,
@@ -474,10 +453,18 @@ fn start_from_args(args: &Args) -> Result<DataplaneStart, Failure> {
     let since_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let mut totem = args.totem.clone();
-    if let Some(ms) = args.token_ms {
-        totem.push(("token".into(), ms));
-    }
+    // As a config would resolve --token-ms (the other timeouts derive from it), then the
+    // --totem values as they are; the node validates the result.
+    let bind = args.bind.ok_or_else(|| required("bind"))?;
+    let shape = cluster_shape(args.peers.len(), bind.is_ipv6(), mode);
+    let hand: Vec<(&str, u32)> = args.token_ms.map(|ms| ("token", ms)).into_iter().collect();
+    let resolved = TotemSettings::resolve(explicit(&hand), &shape)
+        .map_err(|e| Failure::new(FailureKind::Config, format!("--token-ms: {e}")))?;
+    let mut totem: Vec<(String, u32)> = SETTINGS
+        .iter()
+        .map(|s| (s.name.to_owned(), (s.get)(&resolved)))
+        .collect();
+    totem.extend(args.totem.iter().cloned());
     let transport = match args.transport {
         TransportKind::Udp => DataplaneTransport::Udp,
         TransportKind::Xdp => DataplaneTransport::Xdp,
@@ -485,7 +472,7 @@ fn start_from_args(args: &Args) -> Result<DataplaneStart, Failure> {
     };
     Ok(DataplaneStart {
         node_id: args.node_id.ok_or_else(|| required("node-id"))?,
-        bind: args.bind.ok_or_else(|| required("bind"))?,
+        bind,
         peers: args.peers.clone(),
         cluster_name,
         crypto_mode: mode.wire_byte(),

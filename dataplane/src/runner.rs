@@ -12,15 +12,13 @@ use std::time::Duration;
 
 use rotor_crypto::{CryptoMode, Keys};
 use rotor_endpoint::{Diagnostic, Endpoint, EndpointConfig, EndpointError, Severity};
-use totem_core::{Event, Instant, Node, TotemConfig};
+use totem_core::config::frame_overhead_bytes;
+use totem_core::{ClusterShape, Event, Instant, Node, TotemSettings};
 
 pub use rotor_endpoint::Drops;
 
 use crate::stats::Entries;
 use crate::transport::Transport;
-
-/// Largest datagram handled (a UDP payload).
-const DATAGRAM_MAX: usize = 65_536;
 
 /// Everything the runner needs.
 pub struct RunnerConfig {
@@ -30,7 +28,9 @@ pub struct RunnerConfig {
     pub keys: Keys,
     pub cluster_name: String,
     pub mode: CryptoMode,
-    pub totem: TotemConfig,
+    /// Validated by the node against [`cluster_shape`] of the peers, the bound family and
+    /// `mode`.
+    pub totem: TotemSettings,
     /// Per-boot epoch: must grow on every restart (used as totem incarnation and crypto epoch).
     pub epoch: u32,
     /// The highest ring sequence this node saw before it restarted (rotord persists it), so
@@ -39,11 +39,20 @@ pub struct RunnerConfig {
     pub seed: u64,
 }
 
+/// The shape a node's settings are validated against: the configured peers and this node, and
+/// the IP, UDP and crypto bytes of every packet (netmtu less these is the core's frame).
+pub fn cluster_shape(peer_count: usize, ipv6: bool, mode: CryptoMode) -> ClusterShape {
+    ClusterShape {
+        nodelist_count: u32::try_from(peer_count + 1).unwrap_or(u32::MAX),
+        frame_overhead_bytes: frame_overhead_bytes(ipv6, mode.overhead()),
+    }
+}
+
 /// Why the runner could not start.
 #[derive(Debug)]
 pub enum RunnerError {
     Io(io::Error),
-    Config(totem_core::ConfigError),
+    Config(totem_core::SettingError),
     /// The nodelist given as peers is unusable (a duplicate id, our own id).
     Peers(rotor_endpoint::PeerError),
 }
@@ -97,6 +106,7 @@ pub struct Runner<T: Transport> {
 impl<T: Transport> Runner<T> {
     pub fn new(cfg: RunnerConfig, transport: T) -> Result<Runner<T>, RunnerError> {
         let start = std::time::Instant::now();
+        let shape = cluster_shape(cfg.peers.len(), transport.local_addr().is_ipv6(), cfg.mode);
         let endpoint = Endpoint::new(
             EndpointConfig {
                 node_id: cfg.node_id,
@@ -107,10 +117,10 @@ impl<T: Transport> Runner<T> {
                 cluster_name: cfg.cluster_name,
                 mode: cfg.mode,
                 totem: cfg.totem,
+                frame_overhead_bytes: shape.frame_overhead_bytes,
                 epoch: cfg.epoch,
                 ring_seq_start: cfg.ring_seq_start,
                 seed: cfg.seed,
-                datagram_max: DATAGRAM_MAX,
             },
             Instant(0),
         )?;
@@ -253,7 +263,7 @@ mod tests {
                 keys: keys(7),
                 cluster_name: "rt".into(),
                 mode: CryptoMode::Gcm256,
-                totem: TotemConfig::default(),
+                totem: TotemSettings::default(),
                 epoch: 1,
                 ring_seq_start: 0,
                 seed: 1,

@@ -14,7 +14,8 @@ use rotor_dataplane::service::{stats_counters, Clients};
 use rotor_dataplane::stats::get;
 use rotor_dataplane::udp::UdpTransport;
 use rotor_proto::cpg as proto;
-use totem_core::TotemConfig;
+use totem_core::config::explicit;
+use totem_core::{ClusterShape, TotemSettings};
 
 const MESSAGES: usize = 300;
 const SIZE: usize = 1000;
@@ -22,10 +23,7 @@ const SIZE: usize = 1000;
 #[test]
 fn backpressure_and_disconnects_are_counted() {
     let udp = UdpTransport::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let totem = TotemConfig {
-        token_ms: 200,
-        ..TotemConfig::default()
-    };
+    let totem = TotemSettings::resolve(explicit(&[("token", 200)]), &ClusterShape::ALONE).unwrap();
     let mut runner = Runner::new(
         RunnerConfig {
             node_id: 1,

@@ -23,7 +23,8 @@ use std::collections::VecDeque;
 use rotor_crypto::{Counters, CryptoMode, Keys, OpenError, Opener, Sealer};
 use thiserror::Error;
 use totem_core::{
-    ConfigError, Dest, Event, Instant, Node, NodeConfig, NodeId, Notice, TotemConfig,
+    ClusterShape, Dest, Event, Instant, Node, NodeConfig, NodeId, Notice, SettingError,
+    TotemSettings,
 };
 
 pub use describe::Severity;
@@ -34,6 +35,10 @@ pub use stats::{DropCause, Drops, Entries, Rotations, Traffic};
 /// How often each kind of foreign sender is reported at most; the datagrams in between are
 /// counted and the count goes with the next report (as corosync's invalid-digest line).
 pub const FOREIGN_REPORT_INTERVAL_NS: u64 = 5_000_000_000;
+/// Largest sealed frame: a UDP payload. The core's frames are netmtu-sized, but a recovery
+/// frame carries an old-ring frame behind a second data header, and a full token may exceed a
+/// small netmtu; the buffer does not depend on either.
+const DATAGRAM_MAX: usize = 65_536;
 /// Foreign reports waiting to be polled; more are dropped (a report is a log line).
 const FOREIGN_REPORTS_MAX: usize = 64;
 
@@ -51,24 +56,25 @@ pub struct EndpointConfig<A> {
     pub keys: Keys,
     pub cluster_name: String,
     pub mode: CryptoMode,
-    /// The totem settings; `frame_size` is capped so a sealed frame fits `datagram_max`, and
-    /// `nodelist_count` is the peer table's size plus this node.
-    pub totem: TotemConfig,
+    /// The totem settings, validated by the node against the peer table's size plus this node
+    /// and `frame_overhead_bytes`.
+    pub totem: TotemSettings,
+    /// Bytes of every packet that are not the core's frame: IP and UDP headers and the seal
+    /// (`totem_core::config::frame_overhead_bytes`); netmtu less these is the frame.
+    pub frame_overhead_bytes: u32,
     /// Per-boot epoch: must grow on every restart (the totem incarnation and the crypto epoch).
     pub epoch: u32,
     /// The highest ring sequence this node saw before it restarted (persisted by the caller).
     pub ring_seq_start: u64,
     /// Seed for the core's one random choice.
     pub seed: u64,
-    /// Largest datagram the transport carries (a UDP payload).
-    pub datagram_max: usize,
 }
 
 /// Why an endpoint cannot start.
 #[derive(Debug, Error)]
 pub enum EndpointError {
     #[error(transparent)]
-    Totem(#[from] ConfigError),
+    Totem(#[from] SettingError),
     #[error("nodelist: {0}")]
     Peers(#[from] PeerError),
 }
@@ -110,7 +116,7 @@ pub struct Endpoint<A> {
     group: Option<A>,
     local: A,
     cluster_hash: u32,
-    /// One sealed frame (`datagram_max` bytes, allocated once).
+    /// One sealed frame (`DATAGRAM_MAX` bytes, allocated once).
     tx: Vec<u8>,
     drops: Drops,
     traffic: Traffic,
@@ -124,15 +130,14 @@ impl<A: Copy + PartialEq> Endpoint<A> {
     pub fn new(cfg: EndpointConfig<A>, now: Instant) -> Result<Endpoint<A>, EndpointError> {
         let peers = Peers::new(cfg.node_id, cfg.peers)?;
         let cluster_hash = totem_core::cluster_hash(&cfg.cluster_name);
-        let mut totem = cfg.totem;
-        // The transport's payload less the crypto header and tag.
-        totem.frame_size = totem
-            .frame_size
-            .min(cfg.datagram_max.saturating_sub(cfg.mode.overhead()));
-        totem.nodelist_count = (peers.len() + 1) as u32;
+        let shape = ClusterShape {
+            nodelist_count: u32::try_from(peers.len() + 1).unwrap_or(u32::MAX),
+            frame_overhead_bytes: cfg.frame_overhead_bytes,
+        };
         let node = Node::new(
             NodeConfig {
-                totem,
+                totem: cfg.totem,
+                shape,
                 node_id: NodeId(cfg.node_id),
                 cluster: cluster_hash,
                 incarnation: cfg.epoch,
@@ -160,7 +165,7 @@ impl<A: Copy + PartialEq> Endpoint<A> {
             group: cfg.group,
             local: cfg.local,
             cluster_hash,
-            tx: vec![0; cfg.datagram_max],
+            tx: vec![0; DATAGRAM_MAX],
             drops: Drops::default(),
             traffic: Traffic::default(),
             rotations: Rotations::default(),

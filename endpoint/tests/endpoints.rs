@@ -11,7 +11,8 @@ use rotor_endpoint::{
     Corosync, Diagnostic, DropCause, Endpoint, EndpointConfig, Foreign, ForeignReport, Received,
     FOREIGN_REPORT_INTERVAL_NS,
 };
-use totem_core::{Event, Guarantee, Instant, Notice, Request, TotemConfig};
+use totem_core::config::{explicit, frame_overhead_bytes};
+use totem_core::{ClusterShape, Event, Guarantee, Instant, Notice, Request, TotemSettings};
 
 const MS: u64 = 1_000_000;
 const CLUSTER: &str = "pair";
@@ -29,6 +30,16 @@ fn endpoint(id: u32, count: u32) -> Endpoint<Addr> {
         .filter(|p| *p != id)
         .map(|p| (p, p as Addr))
         .collect();
+    let overhead = frame_overhead_bytes(false, CryptoMode::Gcm256.overhead());
+    let shape = ClusterShape {
+        nodelist_count: count,
+        frame_overhead_bytes: overhead,
+    };
+    let totem = TotemSettings::resolve(
+        explicit(&[("token", 1000), ("token_coefficient", 0)]),
+        &shape,
+    )
+    .expect("valid settings");
     let mut e = Endpoint::new(
         EndpointConfig {
             node_id: id,
@@ -38,15 +49,11 @@ fn endpoint(id: u32, count: u32) -> Endpoint<Addr> {
             keys: keys(7),
             cluster_name: CLUSTER.into(),
             mode: CryptoMode::Gcm256,
-            totem: TotemConfig {
-                token_ms: 1000,
-                token_coefficient_ms: 0,
-                ..TotemConfig::default()
-            },
+            totem,
+            frame_overhead_bytes: overhead,
             epoch: 1,
             ring_seq_start: 0,
             seed: u64::from(id),
-            datagram_max: 1500,
         },
         Instant(0),
     )

@@ -12,27 +12,37 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Instant as Wall;
 
+use totem_core::config::explicit;
 use totem_core::limits::MESSAGE_SIZE_MAX;
 use totem_core::{
-    cluster_hash, Dest, Event, Guarantee, Instant, Node, NodeConfig, NodeId, Request, TotemConfig,
+    cluster_hash, ClusterShape, Dest, Event, Guarantee, Instant, Node, NodeConfig, NodeId, Request,
+    TotemSettings,
 };
 
 const GROUP: &[u8] = b"bench";
 const PID: u32 = 1;
 
 fn run(nodes: usize, size: usize, messages: u64, frame_size: usize, copy_out: bool) -> (f64, f64) {
-    let totem = TotemConfig {
+    let shape = ClusterShape {
         nodelist_count: nodes as u32,
-        frame_size,
-        window_size: 200,
-        max_messages: 100,
-        ..TotemConfig::default()
+        ..ClusterShape::ALONE
     };
+    let netmtu = frame_size as u32 + shape.frame_overhead_bytes;
+    let totem = TotemSettings::resolve(
+        explicit(&[
+            ("netmtu", netmtu),
+            ("window_size", 200),
+            ("max_messages", 100),
+        ]),
+        &shape,
+    )
+    .unwrap_or_else(|e| panic!("--frame-size {frame_size}: {e}"));
     let mut now = 0u64;
     let mut cluster: Vec<Node> = (0..nodes)
         .map(|i| {
             let config = NodeConfig {
                 totem: totem.clone(),
+                shape,
                 node_id: NodeId(i as u32 + 1),
                 cluster: cluster_hash("bench"),
                 incarnation: 1,
@@ -162,7 +172,7 @@ fn parse_args() -> Result<Args, String> {
         sizes: vec![64],
         nodes: vec![3, 16],
         runs: 5,
-        frame_size: TotemConfig::default().frame_size,
+        frame_size: TotemSettings::default().frame_size_bytes(&ClusterShape::ALONE),
     };
     let list = |v: &str| -> Result<Vec<usize>, String> {
         v.split(',')

@@ -3,9 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use totem_core::config::explicit;
 use totem_core::{
-    ConfigKind, Event, Guarantee, Instant, NodeId, Notice, Request, RingId, State, SubmitError,
-    TotemConfig,
+    ClusterShape, ConfigKind, Event, Guarantee, Instant, NodeId, Notice, Request, RingId, State,
+    SubmitError, TotemSettings,
 };
 
 use rotor_crypto::{CryptoMode, Keys};
@@ -20,8 +21,6 @@ const GROUPS: [&[u8]; 3] = [b"alpha", b"beta", b"gamma-group"];
 const PROCS_PER_NODE: u32 = 3;
 /// Datagrams queued for a paused node before its "socket buffer" overflows.
 const PAUSED_BACKLOG_MAX: usize = 4096;
-/// Largest simulated datagram (a UDP payload).
-const DATAGRAM_MAX: usize = 65_536;
 
 /// A node's address on the simulated network: its index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,7 +196,9 @@ pub struct World {
     now: u64,
     net: Network,
     nodes: Vec<SimNode>,
-    totem: TotemConfig,
+    totem: TotemSettings,
+    /// What the settings were resolved against: the frame overhead goes to every endpoint.
+    shape: ClusterShape,
     lives: Vec<Life>,
     submitted: BTreeMap<MsgId, Submitted>,
     report: RunReport,
@@ -254,20 +255,26 @@ pub fn read_payload(bytes: &[u8]) -> Option<MsgId> {
 impl World {
     pub fn new(cfg: SimConfig) -> World {
         let mut rng = Rng::new(cfg.seed);
-        let frame_size = if cfg.nodes > 24 { 9000 } else { 1400 };
-        let totem = TotemConfig {
-            token_ms: 300,
-            token_coefficient_ms: 10,
-            join_ms: 30,
-            merge_ms: 100,
-            window_size: 50,
-            max_messages: 17,
-            frame_size,
+        let frame_size: u32 = if cfg.nodes > 24 { 9000 } else { 1400 };
+        let shape = ClusterShape {
             nodelist_count: cfg.nodes as u32,
-            send_join_ms: if rng.chance(300_000) { 20 } else { 0 },
-            ..TotemConfig::default()
+            ..ClusterShape::ALONE
         };
-        totem.validate().expect("simulator config is valid");
+        let send_join_ms = if rng.chance(300_000) { 20 } else { 0 };
+        let totem = TotemSettings::resolve(
+            explicit(&[
+                ("token", 300),
+                ("token_coefficient", 10),
+                ("join", 30),
+                ("merge", 100),
+                ("window_size", 50),
+                ("max_messages", 17),
+                ("netmtu", frame_size + shape.frame_overhead_bytes),
+                ("send_join", send_join_ms),
+            ]),
+            &shape,
+        )
+        .expect("simulator config is valid");
         // Mostly AES-256-GCM (the default), sometimes auth-only or none, as configs choose.
         let crypto = match rng.below(10) {
             0 => CryptoMode::None,
@@ -287,6 +294,7 @@ impl World {
             now: 0,
             nodes: Vec::new(),
             totem,
+            shape,
             lives: Vec::new(),
             submitted: BTreeMap::new(),
             report: RunReport::default(),
@@ -330,11 +338,11 @@ impl World {
             cluster_name: "sim".into(),
             mode: self.crypto,
             totem: self.totem.clone(),
+            frame_overhead_bytes: self.shape.frame_overhead_bytes,
             // The incarnation is the per-boot epoch: it grows with every restart.
             epoch: n.incarnation,
             ring_seq_start: n.persisted_ring_seq,
             seed,
-            datagram_max: DATAGRAM_MAX,
         };
         let mut endpoint = Endpoint::new(config, Instant(self.now)).expect("valid config");
         // Every invariant, the expensive ones too, after every input of every node.
@@ -653,7 +661,7 @@ impl World {
             _ => {
                 let i = self.rng.below(n as u64) as usize;
                 if self.running(i) {
-                    let token = u64::from(self.totem.effective_token_ms());
+                    let token = u64::from(self.totem.token_ms);
                     let for_ms = self.rng.range(token / 10, token * 2);
                     self.nodes[i].paused_until = Some(self.now + for_ms * MS);
                     if self.cfg.verbose {
@@ -806,7 +814,7 @@ impl World {
     /// Runs the whole scenario and the checkers.
     pub fn run(mut self) -> RunReport {
         let fault_end = self.cfg.fault_ms * MS;
-        let token = u64::from(self.totem.effective_token_ms()) * MS;
+        let token = u64::from(self.totem.token_ms) * MS;
         // Liveness bound once faults stop: a few token timeouts, consensus rounds and merges.
         let live_deadline = fault_end + 40 * token;
         let mut next_app = 0u64;

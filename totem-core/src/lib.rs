@@ -22,7 +22,7 @@ pub mod types;
 pub mod wire;
 
 pub use body::{Body, Payload};
-pub use config::{ConfigError, TotemConfig};
+pub use config::{ClusterShape, SettingError, TotemSettings};
 pub use cpg::{GroupChange, Member, Reason, Request, SubmitError};
 pub use node::{cluster_hash, Delivery, Event, Node, NodeConfig, Transmit};
 pub use notice::{GatherCause, Notice};

@@ -2,7 +2,7 @@
 //! from these at start-up.
 
 /// Most nodes in one ring (corosync's PROCESSOR_COUNT_MAX). Joins and commit tokens must also fit
-/// in one frame of the transport: see `TotemConfig::validate`.
+/// in one frame of the transport: see `TotemSettings::validate`.
 pub const MEMBERS_MAX: usize = 384;
 /// Frames of one ring retained for delivery and retransmission. Flow control keeps the distance
 /// between the newest stamped frame and the oldest frame not yet known safe below this.

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use crate::body::{offset_in, Body, Part, Payload, Repr};
-use crate::config::{ConfigError, TotemConfig};
+use crate::config::{ClusterShape, SettingError, TotemSettings};
 use crate::cpg::{Cpg, CpgOutput, GroupChange, Member, Request, SubmitError, MCAST_HEAD_MAX};
 use crate::notice::Notice;
 use crate::pack::{Packer, QueueError};
@@ -16,7 +16,9 @@ use crate::wire;
 /// Everything a node needs to start.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
-    pub totem: TotemConfig,
+    pub totem: TotemSettings,
+    /// The nodelist's size and the bytes of each packet below the core's frame.
+    pub shape: ClusterShape,
     pub node_id: NodeId,
     /// Hash of the cluster name (see `cluster_hash`).
     pub cluster: u32,
@@ -293,17 +295,12 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(config: NodeConfig, now: Instant) -> Result<Node, ConfigError> {
-        let frame_body = config.totem.frame_size.saturating_sub(wire::DATA_OVERHEAD);
-        let srp = Srp::new(
-            config.totem,
-            config.node_id,
-            config.incarnation,
-            config.cluster,
-            config.ring_seq_start,
-            config.seed,
-            now,
-        )?;
+    pub fn new(config: NodeConfig, now: Instant) -> Result<Node, SettingError> {
+        let frame_body = config
+            .totem
+            .frame_size_bytes(&config.shape)
+            .saturating_sub(wire::DATA_OVERHEAD);
+        let srp = Srp::new(&config, now)?;
         Ok(Node {
             srp,
             layers: Layers {

@@ -22,8 +22,9 @@ use std::collections::VecDeque;
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::body::Body;
-use crate::config::{ConfigError, Timers, TotemConfig};
+use crate::config::{SettingError, TotemSettings};
 use crate::limits::{MEMBERS_MAX, NOTICES_MAX, RETAINED_FRAMES_MAX, RTR_ENTRIES_MAX};
+use crate::node::NodeConfig;
 use crate::notice::{GatherCause, Notice};
 use crate::stats::Stats;
 use crate::store::Store;
@@ -291,8 +292,10 @@ impl Outbox {
 pub struct Srp {
     me: NodeId,
     incarnation: u32,
-    config: TotemConfig,
-    timers: Timers,
+    /// Invariant: valid for `frame_size_bytes` (`TotemSettings::validate`).
+    config: TotemSettings,
+    /// Bytes of core header and body in one frame.
+    frame_size_bytes: usize,
     /// `token_warning_percent` of the token timeout; 0 = no warning.
     token_warning_ms: u32,
     phase: Phase,
@@ -364,19 +367,19 @@ impl Srp {
     /// A node starts alone in the gather state, in a singleton pseudo-ring numbered from
     /// `ring_seq_start`, which the caller persists across restarts (corosync keeps it in
     /// /var/lib/corosync/ringid_*): a restarted node must start above every ring it was in.
-    pub fn new(
-        config: TotemConfig,
-        me: NodeId,
-        incarnation: u32,
-        cluster: u32,
-        ring_seq_start: u64,
-        seed: u64,
-        now: Instant,
-    ) -> Result<Srp, ConfigError> {
+    pub fn new(node: &NodeConfig, now: Instant) -> Result<Srp, SettingError> {
+        let me = node.node_id;
         assert!(me.0 != 0, "node id 0 is reserved");
-        let timers = config.validate()?;
-        let token_warning_ms =
-            (u64::from(timers.token_ms) * u64::from(config.token_warning_percent) / 100) as u32;
+        node.totem.validate(&node.shape)?;
+        let config = node.totem.clone();
+        let frame_size_bytes = config.frame_size_bytes(&node.shape);
+        let token_warning_ms = config.token_warning_ms().unwrap_or(0);
+        let (incarnation, cluster, ring_seq_start, seed) = (
+            node.incarnation,
+            node.cluster,
+            node.ring_seq_start,
+            node.seed,
+        );
         let ring = RingId {
             seq: ring_seq_start | 1,
             rep: me.0,
@@ -385,7 +388,7 @@ impl Srp {
             me,
             incarnation,
             config,
-            timers,
+            frame_size_bytes,
             token_warning_ms,
             phase: Phase::Operational,
             installed: Installed {
@@ -494,7 +497,7 @@ impl Srp {
     /// Starts (or restarts) the token timer, and with it the token warning.
     fn reset_token_timeout(&mut self, now: Instant) {
         self.token_timer_started = now;
-        self.set_timer(Timer::TokenLoss, Some(now.plus_ms(self.timers.token_ms)));
+        self.set_timer(Timer::TokenLoss, Some(now.plus_ms(self.config.token_ms)));
         let warning = (self.token_warning_ms > 0).then(|| now.plus_ms(self.token_warning_ms));
         self.set_timer(Timer::TokenWarning, warning);
     }
@@ -640,7 +643,7 @@ impl Srp {
             return;
         }
         let since_ms = (now.0.saturating_sub(self.token_timer_started.0)) / 1_000_000;
-        let token_ms = self.timers.token_ms;
+        let token_ms = self.config.token_ms;
         self.notice(Notice::TokenNotReceived { since_ms, token_ms });
         self.set_timer(
             Timer::TokenWarning,
@@ -658,8 +661,8 @@ impl Srp {
         self.stats.token_lost += 1;
         self.notice(Notice::TokenLost {
             state,
-            token_ms: self.timers.token_ms,
-            consensus_ms: self.timers.consensus_ms,
+            token_ms: self.config.token_ms,
+            consensus_ms: self.config.consensus_ms,
         });
         self.enter_gather(now, members, Vec::new(), GatherCause::TokenLost(state));
     }
@@ -673,7 +676,7 @@ impl Srp {
             self.send(Dest::Node(dest), buf);
             self.set_timer(
                 Timer::TokenRetransmit,
-                Some(now.plus_ms(self.timers.token_retransmit_ms)),
+                Some(now.plus_ms(self.config.token_retransmit_ms)),
             );
         }
     }
@@ -695,7 +698,7 @@ impl Srp {
         if let Phase::Gather(g) = &self.phase {
             self.outbox
                 .join(ring_seq, &g.proc_set, &g.fail_set, &mut self.stats);
-            self.set_timer(Timer::Join, Some(now.plus_ms(self.timers.join_ms)));
+            self.set_timer(Timer::Join, Some(now.plus_ms(self.config.join_ms)));
         }
     }
 
@@ -740,7 +743,7 @@ impl Srp {
         g.agreed.push(me);
         self.outbox
             .join(ring_seq, &g.proc_set, &g.fail_set, &mut self.stats);
-        let consensus_ms = self.timers.consensus_ms;
+        let consensus_ms = self.config.consensus_ms;
         self.notice(Notice::ConsensusTimeout {
             consensus_ms,
             failed,
@@ -756,7 +759,7 @@ impl Srp {
             w.put(self.outbox.header(KIND_MERGE_DETECT).as_bytes());
             w.put(RingHdr::new(self.installed.ring).as_bytes());
             self.send(Dest::All, buf);
-            self.set_timer(Timer::Merge, Some(now.plus_ms(self.timers.merge_ms)));
+            self.set_timer(Timer::Merge, Some(now.plus_ms(self.config.merge_ms)));
         }
     }
 
@@ -1016,7 +1019,7 @@ impl Srp {
         }
         let alone = self.ring_members().len() == 1;
         if alone || (idle && self.idle_rotations >= self.config.seqno_unchanged_const) {
-            let wait = if idle { self.timers.hold_ms } else { 0 };
+            let wait = if idle { self.config.hold_ms } else { 0 };
             self.held = Some(token);
             self.set_timer(Timer::Hold, Some(now.plus_ms(wait)));
             if alone {
@@ -1197,7 +1200,7 @@ impl Srp {
     }
 
     fn send_app_frame(&mut self, token: &mut Token, up: &mut impl Upper) -> bool {
-        let room = self.config.frame_size - wire::DATA_OVERHEAD;
+        let room = self.frame_size_bytes - wire::DATA_OVERHEAD;
         let mut buf = self.buffer();
         buf.resize(wire::DATA_OVERHEAD + room, 0);
         let (len, safe) = up.fill(&mut buf[wire::DATA_OVERHEAD..]);
@@ -1306,7 +1309,7 @@ impl Srp {
         self.send(Dest::Node(next), buf);
         self.set_timer(
             Timer::TokenRetransmit,
-            Some(now.plus_ms(self.timers.token_retransmit_ms)),
+            Some(now.plus_ms(self.config.token_retransmit_ms)),
         );
     }
 
@@ -1390,7 +1393,7 @@ impl Srp {
         }
         self.set_timer(
             Timer::Consensus,
-            Some(now.plus_ms(self.timers.consensus_ms)),
+            Some(now.plus_ms(self.config.consensus_ms)),
         );
     }
 
@@ -1657,7 +1660,7 @@ impl Srp {
         self.send(Dest::Node(next), buf);
         self.set_timer(
             Timer::TokenRetransmit,
-            Some(now.plus_ms(self.timers.token_retransmit_ms)),
+            Some(now.plus_ms(self.config.token_retransmit_ms)),
         );
     }
 
@@ -1896,7 +1899,7 @@ impl Srp {
         self.last_aru_at_visit = 0;
         self.missing.clear();
         if self.installed.ring.rep == self.me.0 {
-            self.set_timer(Timer::Merge, Some(now.plus_ms(self.timers.merge_ms)));
+            self.set_timer(Timer::Merge, Some(now.plus_ms(self.config.merge_ms)));
         }
     }
 

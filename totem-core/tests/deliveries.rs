@@ -5,7 +5,8 @@
 
 use totem_core::limits::RETAINED_FRAMES_MAX;
 use totem_core::{
-    cluster_hash, Event, Guarantee, Instant, Node, NodeConfig, NodeId, Request, TotemConfig,
+    cluster_hash, ClusterShape, Event, Guarantee, Instant, Node, NodeConfig, NodeId, Request,
+    TotemSettings,
 };
 
 const GROUP: &[u8] = b"borrow";
@@ -23,7 +24,8 @@ fn payload(index: usize) -> Vec<u8> {
 /// A node alone in its ring, operational, its process joined to `GROUP`.
 fn alone() -> (Node, u64) {
     let config = NodeConfig {
-        totem: TotemConfig::default(),
+        totem: TotemSettings::default(),
+        shape: ClusterShape::ALONE,
         node_id: NodeId(1),
         cluster: cluster_hash("borrow"),
         incarnation: 1,

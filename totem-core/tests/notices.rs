@@ -3,24 +3,31 @@
 //! the new membership without it and "leave not received"; a member that leaves cleanly
 //! produces none of the last. Every node's invariants are asserted after every input.
 
+use totem_core::config::explicit;
 use totem_core::{
-    cluster_hash, Dest, GatherCause, Instant, Node, NodeConfig, NodeId, Notice, State, TotemConfig,
+    cluster_hash, ClusterShape, Dest, GatherCause, Instant, Node, NodeConfig, NodeId, Notice,
+    State, TotemSettings,
 };
 
 const MS: u64 = 1_000_000;
 
-fn totem() -> TotemConfig {
-    TotemConfig {
-        token_ms: 1000,
-        nodelist_count: 3,
-        token_coefficient_ms: 0,
-        ..TotemConfig::default()
-    }
+const SHAPE: ClusterShape = ClusterShape {
+    nodelist_count: 3,
+    ..ClusterShape::ALONE
+};
+
+fn totem() -> TotemSettings {
+    TotemSettings::resolve(
+        explicit(&[("token", 1000), ("token_coefficient", 0)]),
+        &SHAPE,
+    )
+    .expect("valid settings")
 }
 
 fn node(id: u32) -> Node {
     let config = NodeConfig {
         totem: totem(),
+        shape: SHAPE,
         node_id: NodeId(id),
         cluster: cluster_hash("notices"),
         incarnation: 1,

@@ -37,13 +37,14 @@ use rotor_bench::report::{self, load_average, table, Machine, Report, RunInfo, U
 use rotor_bench::svg::{percentile_chart, Series};
 use rotor_crypto::{CryptoMode, Keys};
 use rotor_dataplane::any::{AnyTransport, TransportKind};
-use rotor_dataplane::runner::{Runner, RunnerConfig};
+use rotor_dataplane::runner::{cluster_shape, Runner, RunnerConfig};
 use rotor_dataplane::transport::Transport;
 use rotor_dataplane::udp::UdpTransport;
 use rotor_dataplane::uring::UringTransport;
 use rotor_dataplane::xsk::{XskConfig, XskTransport};
 use rotor_testbed::Testbed;
-use totem_core::{State, TotemConfig};
+use totem_core::config::explicit;
+use totem_core::{State, TotemSettings};
 
 const PREFIX: &str = "rb";
 const PORT: u16 = 5405;
@@ -555,11 +556,11 @@ fn token_rotation(
                         keys,
                         cluster_name: "rbring".into(),
                         mode: CryptoMode::Gcm256,
-                        totem: TotemConfig {
-                            token_ms: 1000,
-                            seqno_unchanged_const: 1_000_000_000,
-                            ..TotemConfig::default()
-                        },
+                        totem: TotemSettings::resolve(
+                            explicit(&[("token", 1000), ("seqno_unchanged_const", 1_000_000_000)]),
+                            &cluster_shape(2, false, CryptoMode::Gcm256),
+                        )
+                        .map_err(|e| e.to_string())?,
                         epoch,
                         ring_seq_start: 0,
                         seed: i as u64,

@@ -68,14 +68,7 @@ impl Plan {
             .cluster_name
             .clone()
             .unwrap_or_else(|| crate::config::CLUSTER_NAME_DEFAULT.to_owned());
-        let crypto_mode =
-            CryptoMode::from_corosync(&config.totem.crypto_cipher, &config.totem.crypto_hash)
-                .map_err(|e| {
-                    DaemonError::Config(format!(
-                        "{}: totem.crypto_cipher/crypto_hash: {e}",
-                        config.file
-                    ))
-                })?;
+        let crypto_mode = config.totem.crypto_mode;
         let keyfile = crate::config::authkey_path(config.totem.keyfile.as_deref());
         let authkey = if crypto_mode == CryptoMode::None {
             zeroize::Zeroizing::new(Vec::new())
@@ -107,16 +100,11 @@ impl Plan {
         interface: Option<String>,
     ) -> DataplaneStart {
         let t = &self.config.totem;
-        // rotord already added token_coefficient × (nodes − 2) to the token: the dataplane must
-        // not add it again.
-        let mut totem = vec![("token_coefficient".to_owned(), 0)];
-        for (k, v) in t.timeouts.runtime_entries() {
-            let name = k.trim_start_matches("runtime.config.totem.");
-            if let (Value::U32(v), true) = (v, DATAPLANE_TOTEM_KEYS.contains(&name)) {
-                totem.push((name.to_owned(), v));
-            }
-        }
-        totem.push(("netmtu".to_owned(), t.netmtu_bytes));
+        // Every setting of the table with the value in effect (derived ones included).
+        let totem = totem_core::config::SETTINGS
+            .iter()
+            .map(|s| (s.name.to_owned(), (s.get)(&t.settings)))
+            .collect();
         let rotor = &self.config.rotor;
         DataplaneStart {
             node_id: self.node.node_id,
@@ -158,24 +146,6 @@ fn read_authkey(
         .map(zeroize::Zeroizing::new)
         .map_err(|e| DaemonError::Key(format!("authkey {}: cannot read: {e}", path.display())))
 }
-
-/// The totem settings the dataplane takes.
-const DATAPLANE_TOTEM_KEYS: [&str; 14] = [
-    "token",
-    "token_retransmits_before_loss_const",
-    "token_retransmit",
-    "hold",
-    "join",
-    "consensus",
-    "merge",
-    "downcheck",
-    "fail_recv_const",
-    "seqno_unchanged_const",
-    "window_size",
-    "max_messages",
-    "send_join",
-    "miss_count_const",
-];
 
 /// The daemon's state.
 pub struct Daemon {

@@ -408,7 +408,7 @@ impl CmapService {
 fn cmap_status(e: &CmapError) -> Status {
     match e {
         CmapError::NotFound { .. } => Status::NotExist,
-        CmapError::ReadOnly { .. } => Status::Access,
+        CmapError::ReadOnly { .. } | CmapError::ConfigBacked { .. } => Status::Access,
         CmapError::ValueTooLarge { .. } => Status::TooBig,
         CmapError::MapFull { .. } | CmapError::TooManyTracks => Status::NoSpace,
         CmapError::UnknownTrack(_) => Status::BadHandle,

@@ -1,0 +1,406 @@
+//! The typed values rotor runs with, from the flattened file: totem{} (its protocol settings
+//! resolved through totem-core's table, so the parser refuses exactly what the core would),
+//! the nodelist's cross-checks, link 0's multicast group, quorum{} and rotor{} — with
+//! `exec/totemconfig.c`'s rules and defaults where corosync has them.
+
+use std::net::IpAddr;
+
+use rotor_crypto::CryptoMode;
+use totem_core::config::frame_overhead_bytes;
+use totem_core::{ClusterShape, SettingError, TotemSettings};
+
+use super::build::Builder;
+use super::schema::{
+    CLUSTER_NAME_DEFAULT, LAST_MAN_STANDING_WINDOW_MS_DEFAULT, POLL_SPIN_US_DEFAULT, TTL_DEFAULT,
+};
+use super::types::{
+    InterfaceSection, IpVersionSetting, MulticastGroup, PollModeSetting, QuorumSection,
+    RotorSection, TotemSection, TransportSetting,
+};
+use super::{ConfigError, ErrorKind};
+use crate::cmap::Value;
+
+/// corosync's group for a `transport: udp` link without `mcastaddr` (totemconfig.c
+/// `get_cluster_mcast_addr`): a 16-bit id from the cluster name (shifted left and added, byte
+/// by byte, each byte a signed C `char`), plus the link number; IPv4 `239.192.<id / 256>.<id %
+/// 255>` (sic: the remainder by 255, as corosync computes it), IPv6 `ff15::<id>`.
+pub fn corosync_default_group(cluster_name: &str, linknumber: u8, v6: bool) -> IpAddr {
+    let mut value: i32 = 0;
+    for &b in cluster_name.as_bytes() {
+        value = value.wrapping_shl(1).wrapping_add(i32::from(b as i8));
+    }
+    let id = ((value & 0xffff) as u16).wrapping_add(u16::from(linknumber));
+    if v6 {
+        IpAddr::V6(std::net::Ipv6Addr::new(0xff15, 0, 0, 0, 0, 0, 0, id))
+    } else {
+        IpAddr::V4(std::net::Ipv4Addr::new(
+            239,
+            192,
+            (id >> 8) as u8,
+            (id % 0xff) as u8,
+        ))
+    }
+}
+
+impl Builder<'_> {
+    fn u32_or(&self, key: &str, default: u32) -> u32 {
+        match self.entries.get(key) {
+            Some(Value::U32(v)) => *v,
+            _ => default,
+        }
+    }
+
+    fn u8_flag(&self, key: &str) -> bool {
+        matches!(self.entries.get(key), Some(Value::U8(v)) if *v != 0)
+    }
+
+    fn str_of(&self, key: &str) -> Option<&str> {
+        match self.entries.get(key) {
+            Some(Value::String(v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The line an error about `key` cites: the key's own, else the first of `sections` the
+    /// file has (an error about a value the file leaves out points at where to add it), else
+    /// the first line.
+    fn line_for(&self, key: &str, sections: &[&str]) -> u32 {
+        self.lines
+            .get(key)
+            .or_else(|| sections.iter().find_map(|s| self.section_lines.get(*s)))
+            .copied()
+            .unwrap_or(1)
+    }
+
+    /// totem{}, in the order totemconfig.c reads it; `check_nodes` runs here, once the
+    /// address family rules are known.
+    pub(super) fn totem_section(&self) -> Result<TotemSection, ConfigError> {
+        let transport = match self.str_of("totem.transport") {
+            Some("udp") => TransportSetting::Udp,
+            Some("udpu") => TransportSetting::Udpu,
+            Some("xdp") => TransportSetting::Xdp,
+            _ => TransportSetting::Knet,
+        };
+        // totemconfig.c `totem_config_get_ip_version`: ipv6-4 unless udp (ipv4).
+        let ip_version = match (self.str_of("totem.ip_version"), transport) {
+            (Some("ipv4"), _) => IpVersionSetting::Ipv4,
+            (Some("ipv6"), _) => IpVersionSetting::Ipv6,
+            (Some("ipv4-6"), _) => IpVersionSetting::Ipv4Then6,
+            (Some("ipv6-4"), _) => IpVersionSetting::Ipv6Then4,
+            (_, TransportSetting::Udp) => IpVersionSetting::Ipv4,
+            _ => IpVersionSetting::Ipv6Then4,
+        };
+        let version = self.u32_or("totem.version", 2);
+        if version != 2 {
+            let line = self.line_for("totem.version", &["totem"]);
+            let reason = format!("expected 2 (the only totem protocol version), got \"{version}\"");
+            return Err(self.error(line, "totem.version", ErrorKind::InvalidValue, reason));
+        }
+        let (cipher, hash, crypto_mode) = self.crypto()?;
+        self.check_nodes(ip_version)?;
+        let settings = self.totem_settings(crypto_mode, self.nodelist_is_v6(ip_version))?;
+        let mut interfaces: Vec<InterfaceSection> =
+            self.interfaces.iter().map(|(i, _)| i.clone()).collect();
+        interfaces.sort_by_key(|i| i.linknumber);
+        let mut totem = TotemSection {
+            version,
+            cluster_name: self.str_of("totem.cluster_name").map(str::to_string),
+            transport,
+            ip_version,
+            crypto_cipher: cipher.to_string(),
+            crypto_hash: hash.to_string(),
+            crypto_mode,
+            keyfile: self.str_of("totem.keyfile").map(str::to_string),
+            clear_node_high_bit: self.str_of("totem.clear_node_high_bit") == Some("yes"),
+            interfaces,
+            settings,
+            multicast: None,
+        };
+        totem.multicast = self.multicast(&totem)?;
+        Ok(totem)
+    }
+
+    /// totemconfig.c `totem_get_crypto`: rotor encrypts by default, like corosync built
+    /// without ENABLE_UNENCRYPTED; `secauth: off` turns both off, explicit keys win.
+    fn crypto(&self) -> Result<(&str, &str, CryptoMode), ConfigError> {
+        let (mut cipher, mut hash) = ("aes256", "sha256");
+        if self.str_of("totem.secauth") == Some("off") {
+            (cipher, hash) = ("none", "none");
+        }
+        cipher = self.str_of("totem.crypto_cipher").unwrap_or(cipher);
+        hash = self.str_of("totem.crypto_hash").unwrap_or(hash);
+        let key = if self.lines.contains_key("totem.crypto_hash") {
+            "totem.crypto_hash"
+        } else {
+            "totem.crypto_cipher"
+        };
+        if cipher != "none" && hash == "none" {
+            let line = self.line_for(key, &["totem"]);
+            let reason = format!("crypto_cipher {cipher} requires a crypto_hash other than none");
+            return Err(self.error(line, key, ErrorKind::Conflict, reason));
+        }
+        let mode = CryptoMode::from_corosync(cipher, hash).map_err(|e| {
+            self.error(
+                self.line_for(key, &["totem"]),
+                key,
+                ErrorKind::InvalidValue,
+                e.to_string(),
+            )
+        })?;
+        Ok((cipher, hash, mode))
+    }
+
+    /// Whether the cluster runs over IPv6: the family of the first literal ring0_addr, else
+    /// the family `ip_version` tries first; a node without a nodelist runs alone on IPv4
+    /// loopback.
+    fn nodelist_is_v6(&self, ip_version: IpVersionSetting) -> bool {
+        if self.nodes.is_empty() {
+            return false;
+        }
+        let literal = self
+            .nodes
+            .iter()
+            .find_map(|n| n.node.ring_addrs[0].as_deref()?.parse::<IpAddr>().ok());
+        match literal {
+            Some(a) => a.is_ipv6(),
+            None => matches!(
+                ip_version,
+                IpVersionSetting::Ipv6 | IpVersionSetting::Ipv6Then4
+            ),
+        }
+    }
+
+    /// The protocol settings: each `totem.<setting>` the file sets, the rest defaulted and
+    /// derived, validated for the nodelist's size and each frame's overhead — the same
+    /// `TotemSettings::resolve` the core's checks come from. An error cites the line of the
+    /// key it names; one about defaults alone, the totem section (else the nodelist).
+    fn totem_settings(&self, mode: CryptoMode, v6: bool) -> Result<TotemSettings, ConfigError> {
+        let shape = ClusterShape {
+            nodelist_count: u32::try_from(self.nodes.len()).unwrap_or(u32::MAX),
+            frame_overhead_bytes: frame_overhead_bytes(v6, mode.overhead()),
+        };
+        let explicit = |name: &str| match self.entries.get(&format!("totem.{name}")) {
+            Some(Value::U32(v)) => Some(*v),
+            _ => None,
+        };
+        TotemSettings::resolve(explicit, &shape).map_err(|e: SettingError| {
+            let (line, subject) = match e.key {
+                Some(name) => {
+                    let key = format!("totem.{name}");
+                    (self.line_for(&key, &["totem", "nodelist"]), key)
+                }
+                None if self.section_lines.contains_key("totem") || self.nodes.is_empty() => {
+                    (self.line_for("totem", &["totem"]), "totem".to_string())
+                }
+                None => (
+                    self.line_for("nodelist", &["nodelist"]),
+                    "nodelist".to_string(),
+                ),
+            };
+            self.error(line, &subject, ErrorKind::InvalidValue, e.reason)
+        })
+    }
+
+    /// Whether and where link 0 multicasts ([`MulticastGroup`]), with totemconfig.c's checks:
+    /// the group is a multicast address of the nodelist's family (the first literal address;
+    /// without one, the family `ip_version` tries first), and `ttl` other than 1 needs
+    /// multicast. Run after `check_nodes`.
+    fn multicast(&self, totem: &TotemSection) -> Result<Option<MulticastGroup>, ConfigError> {
+        let link0 = totem.interfaces.iter().find(|i| i.linknumber == 0);
+        let mcastaddr = link0.and_then(|i| i.mcastaddr.as_deref());
+        let ttl = link0.and_then(|i| i.ttl);
+        let line = |key: &str| self.line_for(key, &["totem"]);
+        let multicast = match totem.transport {
+            TransportSetting::Udp => true,
+            TransportSetting::Xdp => mcastaddr.is_some(),
+            TransportSetting::Udpu | TransportSetting::Knet => false,
+        };
+        if !multicast {
+            if ttl.is_some_and(|t| t != TTL_DEFAULT) {
+                let key = "totem.interface.0.ttl";
+                let reason = "a ttl other than 1 needs a multicast transport (udp, or xdp with \
+                              mcastaddr)"
+                    .to_string();
+                return Err(self.error(line(key), key, ErrorKind::Conflict, reason));
+            }
+            return Ok(None);
+        }
+        let literal = self
+            .nodes
+            .iter()
+            .find_map(|n| n.node.ring_addrs[0].as_deref()?.parse::<IpAddr>().ok());
+        let v6 = match literal {
+            Some(a) => a.is_ipv6(),
+            None => matches!(
+                totem.ip_version,
+                IpVersionSetting::Ipv6 | IpVersionSetting::Ipv6Then4
+            ),
+        };
+        let key = "totem.interface.0.mcastaddr";
+        let (addr, derived) = match mcastaddr {
+            None => {
+                let name = totem
+                    .cluster_name
+                    .as_deref()
+                    .unwrap_or(CLUSTER_NAME_DEFAULT);
+                (corosync_default_group(name, 0, v6), true)
+            }
+            Some(text) => match text.parse::<IpAddr>() {
+                Ok(a) => (a, false),
+                Err(_) => {
+                    let reason = format!("expected a literal IP address, got {text:?}");
+                    return Err(self.error(line(key), key, ErrorKind::InvalidValue, reason));
+                }
+            },
+        };
+        if !addr.is_multicast() {
+            let reason = format!("{addr} is not a correct multicast address");
+            return Err(self.error(line(key), key, ErrorKind::InvalidValue, reason));
+        }
+        if addr.is_ipv6() != v6 {
+            let reason =
+                format!("multicast address {addr} does not match the nodelist's address family");
+            return Err(self.error(line(key), key, ErrorKind::MixedAddressFamilies, reason));
+        }
+        Ok(Some(MulticastGroup {
+            addr,
+            ttl: ttl.unwrap_or(TTL_DEFAULT),
+            derived,
+        }))
+    }
+
+    /// Every node has a ring0_addr and (with knet and xdp) a nodeid, nodeids are unique
+    /// (totemconfig.c `check_for_duplicate_nodeids`), and literal addresses all have one family.
+    fn check_nodes(&self, ip_version: IpVersionSetting) -> Result<(), ConfigError> {
+        let transport = self.entries.get("totem.transport").and_then(|v| match v {
+            Value::String(s) => Some(s.as_str()),
+            _ => None,
+        });
+        let nodeid_required = matches!(transport, None | Some("knet") | Some("xdp"));
+        let mut family_first: Option<(IpAddr, String)> = None;
+        for (position, node) in self.nodes.iter().enumerate() {
+            let path = format!("nodelist.node.{position}");
+            if node.node.ring_addrs[0].is_none() {
+                return Err(self.error(
+                    node.line,
+                    &path,
+                    ErrorKind::MissingRing0Addr,
+                    "node has no ring0_addr".into(),
+                ));
+            }
+            match node.node.nodeid {
+                None if nodeid_required => {
+                    let reason = format!(
+                        "node has no nodeid (required with transport {})",
+                        transport.unwrap_or("knet")
+                    );
+                    return Err(self.error(node.line, &path, ErrorKind::MissingNodeid, reason));
+                }
+                Some(id) => {
+                    if let Some(first) = self.nodes[..position]
+                        .iter()
+                        .position(|n| n.node.nodeid == Some(id))
+                    {
+                        let reason = format!(
+                            "nodeid {id} is already used by nodelist.node.{first} (line {})",
+                            self.nodes[first].nodeid_line
+                        );
+                        return Err(self.error(
+                            node.nodeid_line,
+                            &format!("{path}.nodeid"),
+                            ErrorKind::DuplicateNodeid,
+                            reason,
+                        ));
+                    }
+                }
+                None => {}
+            }
+            for (ring, addr) in node.node.ring_addrs.iter().enumerate() {
+                let Some(addr) = addr.as_deref().and_then(|a| a.parse::<IpAddr>().ok()) else {
+                    continue;
+                };
+                let key = format!("{path}.ring{ring}_addr");
+                let line = node.ring_lines[ring];
+                let family = |a: &IpAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
+                let wanted_v4 = match ip_version {
+                    IpVersionSetting::Ipv4 => Some(true),
+                    IpVersionSetting::Ipv6 => Some(false),
+                    _ => None,
+                };
+                if wanted_v4.is_some_and(|v4| v4 != addr.is_ipv4()) {
+                    let reason = format!(
+                        "address {addr} is {} but totem.ip_version allows only the other family",
+                        family(&addr)
+                    );
+                    return Err(self.error(line, &key, ErrorKind::MixedAddressFamilies, reason));
+                }
+                match &family_first {
+                    None => family_first = Some((addr, key)),
+                    Some((first, first_key)) if first.is_ipv4() != addr.is_ipv4() => {
+                        let reason = format!(
+                            "address {addr} is {} but {first_key} is {} ({first}); one cluster uses one address family",
+                            family(&addr),
+                            family(first)
+                        );
+                        return Err(self.error(
+                            line,
+                            &key,
+                            ErrorKind::MixedAddressFamilies,
+                            reason,
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn quorum_section(&self) -> QuorumSection {
+        let two_node = self.u8_flag("quorum.two_node");
+        QuorumSection {
+            provider: self.str_of("quorum.provider").map(str::to_string),
+            expected_votes: match self.entries.get("quorum.expected_votes") {
+                Some(Value::U32(v)) => Some(*v),
+                _ => None,
+            },
+            two_node,
+            wait_for_all: match self.entries.get("quorum.wait_for_all") {
+                Some(Value::U8(v)) => *v != 0,
+                _ => two_node,
+            },
+            last_man_standing: self.u8_flag("quorum.last_man_standing"),
+            last_man_standing_window_ms: self.u32_or(
+                "quorum.last_man_standing_window",
+                LAST_MAN_STANDING_WINDOW_MS_DEFAULT,
+            ),
+            auto_tie_breaker: self.u8_flag("quorum.auto_tie_breaker"),
+            auto_tie_breaker_node: self
+                .str_of("quorum.auto_tie_breaker_node")
+                .unwrap_or("lowest")
+                .to_string(),
+            allow_downscale: self.u8_flag("quorum.allow_downscale"),
+            expected_votes_tracking: self.u8_flag("quorum.expected_votes_tracking"),
+        }
+    }
+
+    pub(super) fn rotor_section(&self) -> RotorSection {
+        let dataplane_cores = self
+            .str_of("rotor.dataplane_cores")
+            .map(|s| {
+                s.split(',')
+                    .filter_map(|c| c.trim().parse::<u16>().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let poll_mode = self
+            .str_of("rotor.poll_mode")
+            .and_then(PollModeSetting::from_name)
+            .unwrap_or(PollModeSetting::Auto);
+        RotorSection {
+            dataplane_cores,
+            poll_mode,
+            poll_spin_us: self.u32_or("rotor.poll_spin_us", POLL_SPIN_US_DEFAULT),
+        }
+    }
+}

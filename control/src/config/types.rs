@@ -1,0 +1,199 @@
+//! The typed result of reading corosync.conf: `Config`, with one type per section rotor acts
+//! on. Section types end in `Section`, the nodelist's entries are `NodelistNode`, and the
+//! values of a key with a fixed set of words end in `Setting` — so none is mistaken for the
+//! core's, the dataplane's or the client's type of a similar name.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use rotor_crypto::CryptoMode;
+use totem_core::TotemSettings;
+
+use super::schema::{config_backed_prefixes, declared_types, LINK_COUNT_MAX};
+use super::tree::Section;
+use crate::cmap::{Access, Cmap, CmapError, Value};
+
+/// totem.transport. `knet` and `udpu` send unicast to each member over kernel UDP (rotor has
+/// no knet), `udp` multicasts, `xdp` is rotor's AF_XDP path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportSetting {
+    Knet,
+    Udp,
+    Udpu,
+    Xdp,
+}
+
+/// totem.ip_version; for the `-4`/`-6` forms, the family tried first when resolving names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpVersionSetting {
+    Ipv4,
+    Ipv6,
+    Ipv4Then6,
+    Ipv6Then4,
+}
+
+/// rotor.poll_mode: the typed value crosses to the dataplane in its start message, so it is
+/// rotor-proto's.
+pub use rotor_proto::control::PollMode as PollModeSetting;
+
+/// One `totem { interface { … } }` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceSection {
+    /// Invariant: `< LINK_COUNT_MAX`, unique among interfaces.
+    pub linknumber: u8,
+    pub bindnetaddr: Option<String>,
+    pub mcastaddr: Option<String>,
+    pub mcastport: u16,
+    pub ttl: Option<u8>,
+}
+
+/// totem{}, resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TotemSection {
+    pub version: u32,
+    pub cluster_name: Option<String>,
+    pub transport: TransportSetting,
+    pub ip_version: IpVersionSetting,
+    pub crypto_cipher: String,
+    pub crypto_hash: String,
+    /// What `crypto_cipher` and `crypto_hash` make of each frame.
+    pub crypto_mode: CryptoMode,
+    pub keyfile: Option<String>,
+    pub clear_node_high_bit: bool,
+    pub interfaces: Vec<InterfaceSection>,
+    /// The protocol settings in effect (totem-core's table, resolved for the nodelist and
+    /// the frame overhead of its address family and `crypto_mode`).
+    pub settings: TotemSettings,
+    /// The group `Dest::All` frames go to; `None`: unicast to each member. See
+    /// [`MulticastGroup`] for when a cluster multicasts.
+    pub multicast: Option<MulticastGroup>,
+}
+
+/// IP multicast on link 0. A cluster multicasts with `transport: udp` (as corosync: to
+/// interface 0's `mcastaddr`, or to the group corosync derives from the cluster name) and with
+/// `transport: xdp` when interface 0 has an `mcastaddr` (rotor's rule: an explicit group means
+/// multicast); `udpu` and `knet` always unicast, whatever `mcastaddr` says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MulticastGroup {
+    /// Invariant: a multicast address of the nodelist's family.
+    pub addr: IpAddr,
+    /// `ttl` (IPv4 TTL / IPv6 hop limit), 1 by default.
+    pub ttl: u8,
+    /// True when derived from the cluster name rather than configured.
+    pub derived: bool,
+}
+
+/// One `nodelist { node { … } }` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodelistNode {
+    /// Position in the nodelist: the `<index>` of `nodelist.node.<index>.*`.
+    pub index: usize,
+    pub nodeid: Option<u32>,
+    pub name: Option<String>,
+    /// `ring0_addr` … `ring7_addr`. Invariant: `ring_addrs[0]` is set.
+    pub ring_addrs: [Option<String>; LINK_COUNT_MAX],
+    pub quorum_votes: Option<u32>,
+}
+
+/// quorum{}, with votequorum(5)'s defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuorumSection {
+    pub provider: Option<String>,
+    pub expected_votes: Option<u32>,
+    pub two_node: bool,
+    /// Defaults to `two_node`, as votequorum(5) says.
+    pub wait_for_all: bool,
+    pub last_man_standing: bool,
+    pub last_man_standing_window_ms: u32,
+    pub auto_tie_breaker: bool,
+    /// `lowest`, `highest` or a space-separated list of node ids.
+    pub auto_tie_breaker_node: String,
+    pub allow_downscale: bool,
+    pub expected_votes_tracking: bool,
+}
+
+/// rotor{}: rotor's own settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RotorSection {
+    /// CPUs the dataplane pins its poll loops to; empty = let the OS choose.
+    pub dataplane_cores: Vec<u16>,
+    pub poll_mode: PollModeSetting,
+    /// How long the adaptive poll loop spins after its last work before it sleeps.
+    pub poll_spin_us: u32,
+}
+
+/// A key rotor accepts but ignores or does not know; the config still loads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigWarning {
+    pub file: String,
+    pub line: u32,
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.file, self.line, self.key, self.message
+        )
+    }
+}
+
+/// A parsed, validated config.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub file: String,
+    pub tree: Section,
+    /// The cmap keys and values the file stands for, as corosync flattens it.
+    pub entries: BTreeMap<String, Value>,
+    pub warnings: Vec<ConfigWarning>,
+    pub totem: TotemSection,
+    pub nodes: Vec<NodelistNode>,
+    pub quorum: QuorumSection,
+    pub rotor: RotorSection,
+    pub(super) lines: BTreeMap<String, u32>,
+}
+
+impl Config {
+    /// The line a cmap key of this config came from.
+    pub fn line_of(&self, key: &str) -> Option<u32> {
+        self.lines.get(key).copied()
+    }
+
+    /// `runtime.config.totem.<name>` for every setting corosync publishes there, with the
+    /// value in effect: the table's entries marked `runtime_config`.
+    pub fn runtime_entries(&self) -> Vec<(String, Value)> {
+        totem_core::config::SETTINGS
+            .iter()
+            .filter(|s| s.runtime_config)
+            .map(|s| {
+                (
+                    format!("runtime.config.{}", s.key()),
+                    Value::U32((s.get)(&self.totem.settings)),
+                )
+            })
+            .collect()
+    }
+
+    /// Puts the config's keys into `cmap` (as the daemon), declares the types of the known
+    /// typed keys, publishes the `runtime.config.totem.*` values in effect, and makes every
+    /// key under a config section unwritable for clients: the file is what they stand for,
+    /// and a change through cmap would not take effect.
+    pub fn load_into(&self, cmap: &mut Cmap) -> Result<(), CmapError> {
+        for (key, value_type) in declared_types() {
+            cmap.declare_type(&key, value_type);
+        }
+        for (key, value) in &self.entries {
+            cmap.set(key, value.clone(), Access::Daemon)?;
+        }
+        for (key, value) in self.runtime_entries() {
+            cmap.set(&key, value, Access::Daemon)?;
+        }
+        for prefix in config_backed_prefixes() {
+            cmap.add_config_prefix(&prefix, &self.file);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,110 @@
+//! The rest of totem{}: every key corosync.conf(5) allows there that is not a protocol setting
+//! of [`SETTINGS`](super::SETTINGS) — the transport, addresses, crypto and names rotord acts
+//! on, and the keys kept only for compatibility. With `SETTINGS` this is the whole section:
+//! rotord's parser types totem{} from these two tables alone.
+
+use super::table::Unit;
+
+/// How a key's text is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    U32(Unit),
+    I32,
+    U64,
+    /// One of these words.
+    Choice(&'static [&'static str]),
+    Text,
+    /// A DSCP code point: 0..=63 or an IANA name such as `ef`, `af41`, `cs6`.
+    Dscp,
+}
+
+/// What rotor does with a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyUse {
+    /// rotord acts on it.
+    Rotord,
+    /// Accepted and kept in cmap, as corosync keeps it; rotor does not act on it.
+    Kept,
+    /// A knet option: kept in cmap, unused (rotor has no knet); the parser warns.
+    Knet,
+}
+
+/// One totem{} key that is not a protocol setting.
+#[derive(Clone, Copy, Debug)]
+pub struct TotemKey {
+    pub name: &'static str,
+    pub key_type: KeyType,
+    pub key_use: KeyUse,
+}
+
+const YES_NO: &[&str] = &["yes", "no"];
+
+const fn key(name: &'static str, key_type: KeyType, key_use: KeyUse) -> TotemKey {
+    TotemKey {
+        name,
+        key_type,
+        key_use,
+    }
+}
+
+/// Every totem{} key besides the protocol settings.
+pub static OTHER_KEYS: [TotemKey; 22] = [
+    key("version", KeyType::U32(Unit::Count), KeyUse::Rotord),
+    key("cluster_name", KeyType::Text, KeyUse::Rotord),
+    key(
+        "transport",
+        KeyType::Choice(&["knet", "udp", "udpu", "xdp"]),
+        KeyUse::Rotord,
+    ),
+    key(
+        "ip_version",
+        KeyType::Choice(&["ipv4", "ipv6", "ipv4-6", "ipv6-4"]),
+        KeyUse::Rotord,
+    ),
+    key(
+        "crypto_cipher",
+        KeyType::Choice(&["none", "aes256", "aes192", "aes128"]),
+        KeyUse::Rotord,
+    ),
+    key(
+        "crypto_hash",
+        KeyType::Choice(&["none", "md5", "sha1", "sha256", "sha384", "sha512"]),
+        KeyUse::Rotord,
+    ),
+    key("secauth", KeyType::Choice(&["on", "off"]), KeyUse::Rotord),
+    key("keyfile", KeyType::Text, KeyUse::Rotord),
+    key(
+        "crypto_model",
+        KeyType::Choice(&["nss", "openssl"]),
+        KeyUse::Kept,
+    ),
+    key("nodeid", KeyType::U32(Unit::Count), KeyUse::Kept),
+    key("threads", KeyType::U32(Unit::Count), KeyUse::Kept),
+    key("config_version", KeyType::U64, KeyUse::Kept),
+    key("clear_node_high_bit", KeyType::Choice(YES_NO), KeyUse::Kept),
+    key("block_unlisted_ips", KeyType::Choice(YES_NO), KeyUse::Kept),
+    key(
+        "cancel_token_hold_on_retransmit",
+        KeyType::Choice(YES_NO),
+        KeyUse::Kept,
+    ),
+    key(
+        "link_mode",
+        KeyType::Choice(&["passive", "active", "rr"]),
+        KeyUse::Kept,
+    ),
+    key("ip_dscp", KeyType::Dscp, KeyUse::Kept),
+    key(
+        "knet_pmtud_interval",
+        KeyType::U32(Unit::Seconds),
+        KeyUse::Knet,
+    ),
+    key("knet_mtu", KeyType::U32(Unit::Bytes), KeyUse::Knet),
+    key(
+        "knet_compression_threshold",
+        KeyType::U32(Unit::Bytes),
+        KeyUse::Knet,
+    ),
+    key("knet_compression_level", KeyType::I32, KeyUse::Knet),
+    key("knet_compression_model", KeyType::Text, KeyUse::Knet),
+];
