@@ -79,20 +79,12 @@ impl From<EndpointError> for RunnerError {
 }
 
 /// Logs one diagnostic of the endpoint at target "TOTEM" (the protocol's subsystem, as
-/// corosync tags these lines). Until a `tracing` subscriber is installed, lines above debug go
-/// to stderr with the tag, so nothing an operator needs is lost.
+/// corosync tags these lines), at its severity.
 fn log(d: &Diagnostic<SocketAddr>) {
-    let severity = d.severity();
-    if !tracing::dispatcher::has_been_set() {
-        if severity != Severity::Debug {
-            eprintln!("rotor-dataplane: [TOTEM ] {d}");
-        }
-        return;
-    }
-    match severity {
+    match d.severity() {
         Severity::Error => tracing::error!(target: "TOTEM", "{d}"),
         Severity::Warning => tracing::warn!(target: "TOTEM", "{d}"),
-        Severity::Notice => tracing::info!(target: "TOTEM", "{d}"),
+        Severity::Notice => rotor_log::notice!(target: "TOTEM", "{d}"),
         Severity::Debug => tracing::debug!(target: "TOTEM", "{d}"),
     }
 }
