@@ -8,7 +8,7 @@ use std::fmt;
 use totem_core::{GatherCause, NodeId, Notice, State};
 
 use crate::foreign::{Corosync, Foreign};
-use crate::{Diagnostic, ForeignReport};
+use crate::{ConnectivityReport, Diagnostic, ForeignReport, PairEnd};
 
 /// How much an operator needs a line (corosync's levels, without trace).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -28,6 +28,7 @@ impl<A> Diagnostic<A> {
                 Foreign::DuplicateNodeId { .. } => Severity::Error,
                 _ => Severity::Warning,
             },
+            Diagnostic::Connectivity(_) => Severity::Warning,
         }
     }
 }
@@ -43,6 +44,8 @@ fn notice_severity(notice: &Notice) -> Severity {
         Notice::ConsensusTimeout { .. } => Severity::Debug,
         Notice::FailedToReceive { .. } => Severity::Error,
         Notice::Formed { .. } | Notice::LeaveNotReceived { .. } => Severity::Notice,
+        Notice::PartialConnectivity { .. } => Severity::Warning,
+        Notice::ConnectivityRestored => Severity::Notice,
         Notice::EnteredGather { .. }
         | Notice::EnteredCommit { .. }
         | Notice::EnteredRecovery { .. }
@@ -141,6 +144,9 @@ pub fn notice(n: &Notice, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                     write!(f, "node {from} represents another ring (merge)")
                 }
                 GatherCause::FailedToReceive => f.write_str("failed to receive"),
+                GatherCause::Connectivity => f.write_str(
+                    "the largest set of nodes that all hear each other no longer matches the ring",
+                ),
             }
         }
         Notice::EnteredCommit { ring } => write!(f, "entering COMMIT state (ring {ring})."),
@@ -175,6 +181,31 @@ pub fn notice(n: &Notice, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 Ids(failed)
             )
         }
+        Notice::PartialConnectivity {
+            broken,
+            more,
+            group,
+        } => {
+            // Without addresses (the endpoint adds them: `Diagnostic::Connectivity`).
+            f.write_str("Partial connectivity: ")?;
+            for (i, p) in broken.iter().enumerate() {
+                if i > 0 {
+                    f.write_str("; ")?;
+                }
+                pair(
+                    f,
+                    (p.a, None::<&str>),
+                    (p.b, None),
+                    p.a_hears_b,
+                    p.b_hears_a,
+                )?;
+            }
+            connectivity_tail(f, *more, group)
+        }
+        Notice::ConnectivityRestored => f.write_str(
+            "Connectivity restored: the nodes reported as not hearing each other do again (or \
+             are gone)",
+        ),
         Notice::RetransmitRequested {
             ring,
             count,
@@ -194,6 +225,72 @@ pub fn notice(n: &Notice, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             "Retransmitted {count} frames of ring {ring}, from {first:x} to {last:x}"
         ),
     }
+}
+
+/// "node 1 (198.18.0.1:5405)", or "node 1" without an address.
+fn node_at<A: fmt::Display>(f: &mut fmt::Formatter<'_>, end: &PairEnd<A>) -> fmt::Result {
+    match &end.1 {
+        Some(addr) => write!(f, "node {} ({addr})", end.0),
+        None => write!(f, "node {}", end.0),
+    }
+}
+
+/// One broken pair, by the directions that do not work.
+fn pair<A: fmt::Display>(
+    f: &mut fmt::Formatter<'_>,
+    a: PairEnd<A>,
+    b: PairEnd<A>,
+    a_hears_b: bool,
+    b_hears_a: bool,
+) -> fmt::Result {
+    match (a_hears_b, b_hears_a) {
+        (false, false) => {
+            node_at(f, &a)?;
+            f.write_str(" and ")?;
+            node_at(f, &b)?;
+            f.write_str(" do not hear each other")
+        }
+        (false, true) => {
+            node_at(f, &a)?;
+            f.write_str(" does not hear ")?;
+            node_at(f, &b)?;
+            f.write_str(" (the other way works)")
+        }
+        _ => {
+            node_at(f, &b)?;
+            f.write_str(" does not hear ")?;
+            node_at(f, &a)?;
+            f.write_str(" (the other way works)")
+        }
+    }
+}
+
+fn connectivity_tail(f: &mut fmt::Formatter<'_>, more: u32, group: &[NodeId]) -> fmt::Result {
+    if more > 0 {
+        write!(f, "; and {more} more pairs")?;
+    }
+    write!(
+        f,
+        ". Rings form of the largest sets of nodes that all hear each other; this node's: {}. \
+         Check the network between these addresses (firewall rules, routing, a link losing one \
+         direction).",
+        Ids(group)
+    )
+}
+
+/// A connectivity report, with addresses, as one log line.
+pub fn connectivity<A: fmt::Display + Clone>(
+    r: &ConnectivityReport<A>,
+    f: &mut fmt::Formatter<'_>,
+) -> fmt::Result {
+    f.write_str("Partial connectivity: ")?;
+    for (i, p) in r.broken.iter().enumerate() {
+        if i > 0 {
+            f.write_str("; ")?;
+        }
+        pair(f, p.a.clone(), p.b.clone(), p.a_hears_b, p.b_hears_a)?;
+    }
+    connectivity_tail(f, r.more, &r.group)
 }
 
 fn corosync(c: Corosync, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -263,11 +360,12 @@ impl<A: fmt::Display> fmt::Display for ForeignReport<A> {
     }
 }
 
-impl<A: fmt::Display> fmt::Display for Diagnostic<A> {
+impl<A: fmt::Display + Clone> fmt::Display for Diagnostic<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Diagnostic::Totem(n) => notice(n, f),
             Diagnostic::Foreign(r) => foreign(r, f),
+            Diagnostic::Connectivity(r) => connectivity(r, f),
         }
     }
 }
@@ -342,6 +440,42 @@ mod tests {
             "The token was lost in the COMMIT state."
         );
         assert_eq!(notice_severity(&in_commit), Severity::Debug);
+    }
+
+    #[test]
+    fn a_connectivity_line_names_each_broken_pair_with_addresses() {
+        let r = Diagnostic::Connectivity(ConnectivityReport {
+            broken: vec![
+                crate::PairReport {
+                    a: (NodeId(1), Some("198.18.0.1:5405")),
+                    b: (NodeId(3), Some("198.18.0.3:5405")),
+                    a_hears_b: false,
+                    b_hears_a: false,
+                },
+                crate::PairReport {
+                    a: (NodeId(2), Some("198.18.0.2:5405")),
+                    b: (NodeId(4), None),
+                    a_hears_b: true,
+                    b_hears_a: false,
+                },
+            ],
+            more: 2,
+            group: vec![NodeId(1), NodeId(2)],
+        });
+        assert_eq!(
+            r.to_string(),
+            "Partial connectivity: node 1 (198.18.0.1:5405) and node 3 (198.18.0.3:5405) do not \
+             hear each other; node 4 does not hear node 2 (198.18.0.2:5405) (the other way \
+             works); and 2 more pairs. Rings form of the largest sets of nodes that all hear \
+             each other; this node's: 1 2. Check the network between these addresses (firewall \
+             rules, routing, a link losing one direction)."
+        );
+        assert_eq!(r.severity(), Severity::Warning);
+        assert_eq!(
+            line(Notice::ConnectivityRestored),
+            "Connectivity restored: the nodes reported as not hearing each other do again (or \
+             are gone)"
+        );
     }
 
     #[test]

@@ -98,6 +98,29 @@ pub struct ForeignReport<A> {
     pub unreported: u64,
 }
 
+/// One end of a broken pair: its node id and address (`None`: not in the peer table).
+pub type PairEnd<A> = (NodeId, Option<A>);
+
+/// Two nodes that do not hear each other both ways, with their addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairReport<A> {
+    pub a: PairEnd<A>,
+    pub b: PairEnd<A>,
+    pub a_hears_b: bool,
+    pub b_hears_a: bool,
+}
+
+/// The protocol's `Notice::PartialConnectivity` with every node's address, so the line names
+/// what an operator checks the network between.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectivityReport<A> {
+    pub broken: Vec<PairReport<A>>,
+    /// Broken pairs not listed.
+    pub more: u32,
+    /// This node's group: the largest set of nodes that all hear each other that it is in.
+    pub group: Vec<NodeId>,
+}
+
 /// Something the embedding should log: its text is its `Display`, its level `severity()`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Diagnostic<A> {
@@ -105,6 +128,8 @@ pub enum Diagnostic<A> {
     Totem(Notice),
     /// About a sender that should not be sending to this port.
     Foreign(ForeignReport<A>),
+    /// Nodes that do not hear each other both ways (`Notice::PartialConnectivity`).
+    Connectivity(ConnectivityReport<A>),
 }
 
 /// One node between totem-core and the wire. See the crate documentation.
@@ -362,7 +387,36 @@ impl<A: Copy + PartialEq> Endpoint<A> {
         if let Some(r) = self.reports.pop_front() {
             return Some(Diagnostic::Foreign(r));
         }
-        self.node.poll_notice().map(Diagnostic::Totem)
+        match self.node.poll_notice()? {
+            Notice::PartialConnectivity {
+                broken,
+                more,
+                group,
+            } => {
+                let end = |n: NodeId| -> PairEnd<A> {
+                    if n == self.node.node_id() {
+                        (n, Some(self.local))
+                    } else {
+                        (n, self.peers.address(n.0))
+                    }
+                };
+                let broken = broken
+                    .iter()
+                    .map(|p| PairReport {
+                        a: end(p.a),
+                        b: end(p.b),
+                        a_hears_b: p.a_hears_b,
+                        b_hears_a: p.b_hears_a,
+                    })
+                    .collect();
+                Some(Diagnostic::Connectivity(ConnectivityReport {
+                    broken,
+                    more,
+                    group,
+                }))
+            }
+            notice => Some(Diagnostic::Totem(notice)),
+        }
     }
 
     /// When `handle_timeout` is next needed.

@@ -1057,7 +1057,7 @@ fn check_diagnostic(
                 ));
             }
         }
-        Diagnostic::Totem(_) => {}
+        Diagnostic::Totem(_) | Diagnostic::Connectivity(_) => {}
     }
 }
 
@@ -1077,19 +1077,22 @@ fn trace_datagram(now: u64, from: NodeId, to: NodeId, bytes: &[u8]) {
         wire::KIND_JOIN => {
             let body = &bytes[wire::HEADER_LEN..];
             let pc = u16::from_be_bytes([body[8], body[9]]) as usize;
+            let fc = u16::from_be_bytes([body[10], body[11]]) as usize;
             let all = ids(&body[16..]);
             println!(
-                "    {}us join {}->{} ring_seq {:x} proc {:?} fail {:?}",
+                "    {}us join {}->{} ring_seq {:x} proc {:?} fail {:?} excluded {:?}",
                 now / 1000,
                 from,
                 to,
                 u64::from_be_bytes(body[..8].try_into().unwrap()),
                 &all[..pc],
-                &all[pc..]
+                &all[pc..pc + fc],
+                &all[pc + fc..]
             );
         }
         wire::KIND_COMMIT => println!("    {}us commit {}->{}", now / 1000, from, to),
-        wire::KIND_MERGE_DETECT => println!("    {}us merge-detect {}->{}", now / 1000, from, to),
+        wire::KIND_PRESENCE => println!("    {}us presence {}->{}", now / 1000, from, to),
+        wire::KIND_SEGMENT => println!("    {}us segment {}->{}", now / 1000, from, to),
         wire::KIND_TOKEN => println!("    {}us token {}->{}", now / 1000, from, to),
         wire::KIND_HOLD_CANCEL => println!("    {}us hold-cancel {}->{}", now / 1000, from, to),
         wire::KIND_DATA => println!("    {}us data {}->{}", now / 1000, from, to),

@@ -1,9 +1,22 @@
 //! Every bound of the core in one place: queues, windows and sets are sized
 //! from these at start-up.
 
-/// Most nodes in one ring (corosync's PROCESSOR_COUNT_MAX). Joins and commit tokens must also fit
-/// in one frame of the transport: see `TotemSettings::validate`.
+/// Most nodes in one ring (corosync's PROCESSOR_COUNT_MAX). Joins, commit tokens and presences
+/// larger than a frame are cut into pieces (`wire::SegmentHdr`), so any frame size the settings
+/// allow carries them for this many nodes.
 pub const MEMBERS_MAX: usize = 384;
+/// Most pieces one membership message is cut into (`wire::segments_for`).
+pub const SEGMENTS_MAX: usize = 64;
+/// Membership messages being reassembled at once, one per sender and kind; a piece of another
+/// message when all are taken replaces the one least recently added to.
+pub const REASSEMBLIES_MAX: usize = 3 * MEMBERS_MAX;
+/// Broken pairs of nodes one connectivity notice lists; the rest are counted.
+pub const BROKEN_PAIRS_REPORTED_MAX: usize = 16;
+/// Steps of one search for the largest set of nodes that all hear each other (`reach`): enough
+/// for an exact answer on any cluster of up to 64 nodes with a few broken pairs; a search that
+/// runs out keeps the best set found so far (the same on every node: the search is
+/// deterministic).
+pub const CLIQUE_SEARCH_STEPS_MAX: u32 = 200_000;
 /// Frames of one ring retained for delivery and retransmission. Flow control keeps the distance
 /// between the newest stamped frame and the oldest frame not yet known safe below this.
 pub const RETAINED_FRAMES_MAX: usize = 4096;

@@ -3,6 +3,7 @@
 //! severity and destination of each line belong to the embedding (rotor-endpoint words them as
 //! corosync does). Notices are outputs only; nothing in the protocol depends on them being read.
 
+use crate::reach::BrokenPair;
 use crate::srp::State;
 use crate::types::{NodeId, RingId};
 
@@ -19,6 +20,9 @@ pub enum GatherCause {
     MergeDetected { from: NodeId },
     /// This node kept missing the same frames for `fail_recv_const` token rotations.
     FailedToReceive,
+    /// The rows of who hears whom say the ring's members are no longer exactly this node's
+    /// group: the largest set of nodes that all hear each other changed (see `reach`).
+    Connectivity,
 }
 
 /// One diagnostic of the protocol. In the order the protocol produced them.
@@ -77,6 +81,18 @@ pub enum Notice {
         first: u64,
         last: u64,
     },
+    /// Some nodes do not hear each other both ways (one direction lost, or connectivity that
+    /// is not transitive): `broken` lists such pairs (at most `BROKEN_PAIRS_REPORTED_MAX`,
+    /// `more` counts the rest). Rings form of the largest sets of nodes that all hear each
+    /// other; `group` is this node's. Reported again whenever the list changes.
+    PartialConnectivity {
+        broken: Vec<BrokenPair>,
+        more: u32,
+        group: Vec<NodeId>,
+    },
+    /// Every pair reported by the last `PartialConnectivity` hears each other again (or is no
+    /// longer seen at all).
+    ConnectivityRestored,
     /// This node multicast `count` frames again that others asked for, on one token visit.
     Retransmitted {
         ring: RingId,

@@ -31,6 +31,12 @@ pub struct Stats {
     pub store_buffers_replaced: u64,
     /// Diagnostics not queued because `NOTICES_MAX` were waiting to be polled.
     pub notices_dropped: u64,
+    /// Presences sent and taken (see `reach`).
+    pub presences_sent: u64,
+    pub presences_in: u64,
+    /// Pieces of membership messages larger than a frame, sent and received.
+    pub segments_out: u64,
+    pub segments_in: u64,
     pub drop_truncated: u64,
     pub drop_bad_magic: u64,
     pub drop_bad_version: u64,
@@ -67,7 +73,7 @@ impl Stats {
     }
 
     /// Every counter with its name, for publishing (cmap stats.srp.<name>).
-    pub fn entries(&self) -> [(&'static str, u64); 35] {
+    pub fn entries(&self) -> [(&'static str, u64); 39] {
         [
             ("frames_in", self.frames_in),
             ("frames_out", self.frames_out),
@@ -91,6 +97,10 @@ impl Stats {
             ("rings_installed", self.rings_installed),
             ("store_buffers_replaced", self.store_buffers_replaced),
             ("notices_dropped", self.notices_dropped),
+            ("presences_sent", self.presences_sent),
+            ("presences_in", self.presences_in),
+            ("segments_out", self.segments_out),
+            ("segments_in", self.segments_in),
             ("drop_truncated", self.drop_truncated),
             ("drop_bad_magic", self.drop_bad_magic),
             ("drop_bad_version", self.drop_bad_version),

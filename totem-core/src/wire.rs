@@ -5,24 +5,34 @@
 //! - DATA: `DataHdr` + packed items (see `pack`); with `FLAG_RECOVERY` the body is instead a
 //!   second `DataHdr` describing an old-ring frame + that frame's body.
 //! - TOKEN: `TokenHdr` + `rtr_count` × u64 retransmission requests.
-//! - JOIN: `JoinHdr` + `proc_count` + `fail_count` × u32 node ids.
+//! - JOIN: `JoinHdr` + `proc_count` + `fail_count` + `excluded_count` × u32 node ids.
 //! - COMMIT: `CommitHdr` + `member_count` × `CommitEntry`.
-//! - MERGE_DETECT, HOLD_CANCEL: `RingHdr`.
+//! - PRESENCE: `PresenceHdr` + `node_count` × u32 node ids + `row_count` × (`RowHdr` + a bitmap
+//!   of `node_count` bits): who hears whom (see `reach`).
+//! - HOLD_CANCEL: `RingHdr`.
+//! - SEGMENT: `SegmentHdr` + a piece of the body of a join, commit token or presence that is
+//!   larger than one frame; the receiver reassembles the whole body and handles it as if it
+//!   had come in one datagram of the kind `SegmentHdr::kind`.
+//!
+//! Version 2 added the join's excluded set, presence (replacing version 1's merge-detect, sent
+//! by representatives only and carrying only the ring) and segmentation.
 
 use zerocopy::byteorder::network_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
+use crate::limits::{FRAME_SIZE_MIN, MEMBERS_MAX, SEGMENTS_MAX};
 use crate::types::{NodeId, RingId};
 
 pub const MAGIC: [u8; 2] = *b"TT";
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 pub const KIND_DATA: u8 = 1;
 pub const KIND_TOKEN: u8 = 2;
 pub const KIND_JOIN: u8 = 3;
 pub const KIND_COMMIT: u8 = 4;
-pub const KIND_MERGE_DETECT: u8 = 5;
+pub const KIND_PRESENCE: u8 = 5;
 pub const KIND_HOLD_CANCEL: u8 = 6;
+pub const KIND_SEGMENT: u8 = 7;
 
 /// Common header of every datagram.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
@@ -93,7 +103,10 @@ pub struct JoinHdr {
     pub ring_seq: U64,
     pub proc_count: U16,
     pub fail_count: U16,
-    pub _pad: U32,
+    /// Nodes of the proc set left out because they do not all hear each other (see `reach`).
+    /// Unlike the fail set, receivers do not take them over.
+    pub excluded_count: U16,
+    pub _pad: U16,
 }
 const _: () = assert!(core::mem::size_of::<JoinHdr>() == 16);
 
@@ -136,18 +149,108 @@ pub struct RingHdr {
 }
 const _: () = assert!(core::mem::size_of::<RingHdr>() == 16);
 
+/// Every node multicasts one of these every `merge` interval, in every state: the ring it is in
+/// and the rows of who hears whom it knows (its own and the fresh ones others published).
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct PresenceHdr {
+    /// The sender's installed ring.
+    pub ring_seq: U64,
+    pub ring_rep: U32,
+    /// Node ids listed after this header, sorted and unique: the rows' bitmaps index them.
+    pub node_count: U16,
+    pub row_count: U16,
+}
+const _: () = assert!(core::mem::size_of::<PresenceHdr>() == 16);
+
+/// A row: its node has been up long enough that a node missing from its row is one it does
+/// not hear (before that, a row asserts nothing).
+pub const ROW_MATURE: u8 = 1;
+
+/// One node's row: which of the listed nodes it hears. Followed by `node_count.div_ceil(8)`
+/// bytes, bit `i % 8` of byte `i / 8` set when the row's node hears listed node `i`.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct RowHdr {
+    /// Index of the row's node in the list; rows are in increasing order of it.
+    pub origin: U16,
+    pub flags: u8,
+    pub _pad: u8,
+    /// The row's node's incarnation and the number of its row (it counts every presence).
+    pub incarnation: U32,
+    pub version: U32,
+    /// Milliseconds since the sender learned this version (0 for its own row).
+    pub age_ms: U32,
+}
+const _: () = assert!(core::mem::size_of::<RowHdr>() == 16);
+
+/// A piece of a membership message larger than one frame.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct SegmentHdr {
+    /// The kind of the whole message (`KIND_JOIN`, `KIND_COMMIT` or `KIND_PRESENCE`).
+    pub kind: u8,
+    pub _pad: u8,
+    /// This piece's place, from 0, among `count`.
+    pub index: U16,
+    pub count: U16,
+    /// Bytes of every piece but the last: piece `index` starts at `index × piece_len` of the
+    /// body.
+    pub piece_len: U16,
+    /// Numbers the sender's segmented messages: a piece of another number starts over.
+    pub message: U32,
+    /// Bytes of the whole body (what follows the common header).
+    pub total_len: U32,
+}
+const _: () = assert!(core::mem::size_of::<SegmentHdr>() == 16);
+
 pub const HEADER_LEN: usize = core::mem::size_of::<Header>();
 pub const DATA_OVERHEAD: usize = HEADER_LEN + core::mem::size_of::<DataHdr>();
+/// Bytes of each segment datagram before its piece of the body.
+pub const SEGMENT_OVERHEAD: usize = HEADER_LEN + core::mem::size_of::<SegmentHdr>();
 
 /// Bytes of a join with the given set sizes.
-pub fn join_size(proc_count: usize, fail_count: usize) -> usize {
-    HEADER_LEN + core::mem::size_of::<JoinHdr>() + 4 * (proc_count + fail_count)
+pub fn join_size(proc_count: usize, fail_count: usize, excluded_count: usize) -> usize {
+    HEADER_LEN + core::mem::size_of::<JoinHdr>() + 4 * (proc_count + fail_count + excluded_count)
+}
+
+/// Bytes of a presence listing `nodes` node ids and `rows` rows.
+pub const fn presence_size(nodes: usize, rows: usize) -> usize {
+    HEADER_LEN
+        + core::mem::size_of::<PresenceHdr>()
+        + 4 * nodes
+        + rows * (core::mem::size_of::<RowHdr>() + nodes.div_ceil(8))
 }
 
 /// Bytes of a commit token for `members` nodes.
-pub fn commit_size(members: usize) -> usize {
+pub const fn commit_size(members: usize) -> usize {
     HEADER_LEN + core::mem::size_of::<CommitHdr>() + core::mem::size_of::<CommitEntry>() * members
 }
+
+/// The largest membership message (join, commit token, presence) of a ring of `MEMBERS_MAX`.
+pub const MEMBERSHIP_MESSAGE_MAX: usize = {
+    let commit = commit_size(MEMBERS_MAX);
+    let presence = presence_size(MEMBERS_MAX, MEMBERS_MAX);
+    let join = HEADER_LEN + core::mem::size_of::<JoinHdr>() + 4 * 3 * MEMBERS_MAX;
+    let most = if commit > presence { commit } else { presence };
+    if most > join {
+        most
+    } else {
+        join
+    }
+};
+
+/// Pieces a membership message of `size` bytes is cut into in frames of `frame` bytes (1 when it
+/// fits in one). Frames of at least `FRAME_SIZE_MIN` bytes carry any membership message in at
+/// most `SEGMENTS_MAX` pieces (checked below).
+pub const fn segments_for(size: usize, frame: usize) -> usize {
+    if size <= frame {
+        1
+    } else {
+        (size - HEADER_LEN).div_ceil(frame - SEGMENT_OVERHEAD)
+    }
+}
+const _: () = assert!(segments_for(MEMBERSHIP_MESSAGE_MAX, FRAME_SIZE_MIN) <= SEGMENTS_MAX);
 
 /// Bytes of a token carrying `rtr` retransmission requests.
 pub fn token_size(rtr: usize) -> usize {
@@ -171,6 +274,14 @@ impl TokenHdr {
     }
 }
 impl CommitHdr {
+    pub fn ring(&self) -> RingId {
+        RingId {
+            seq: self.ring_seq.get(),
+            rep: self.ring_rep.get(),
+        }
+    }
+}
+impl PresenceHdr {
     pub fn ring(&self) -> RingId {
         RingId {
             seq: self.ring_seq.get(),

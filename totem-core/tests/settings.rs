@@ -6,6 +6,7 @@ use totem_core::config::{
     explicit, frame_overhead_bytes, setting_named, ClusterShape, DefaultRule, KeyUse, SettingError,
     TotemSettings, OTHER_KEYS, RELATIONS, SETTINGS,
 };
+use totem_core::limits::FRAME_SIZE_MIN;
 
 fn shape(nodes: u32) -> ClusterShape {
     ClusterShape {
@@ -148,20 +149,23 @@ fn every_bound_and_relation_names_its_key() {
 }
 
 #[test]
-fn netmtu_must_hold_a_membership_message_of_every_node() {
-    // Defaults only: no key is to blame, the section is.
-    let e = resolve(&[], 64).unwrap_err();
+fn any_frame_size_carries_the_membership_messages_of_the_largest_nodelist() {
+    // Membership messages larger than a frame go in pieces: 64 and 384 nodes run at the
+    // default netmtu, and at the smallest frame the settings allow, over IPv4 and IPv6.
+    for nodes in [29, 64, 384] {
+        resolve(&[], nodes).unwrap();
+        for ipv6 in [false, true] {
+            let shape = ClusterShape {
+                nodelist_count: nodes,
+                frame_overhead_bytes: frame_overhead_bytes(ipv6, 40),
+            };
+            let smallest = FRAME_SIZE_MIN as u32 + shape.frame_overhead_bytes;
+            TotemSettings::resolve(explicit(&[("netmtu", smallest)]), &shape).unwrap();
+        }
+    }
+    // The nodelist maximum stays.
+    let e = resolve(&[], 385).unwrap_err();
     assert_eq!(e.key, None);
-    assert!(
-        e.to_string()
-            .starts_with("totem: a membership message of 64 nodes needs"),
-        "{e}"
-    );
-    assert!(e.reason.contains("raise netmtu"), "{e}");
-    let e = resolve(&[("netmtu", 1500)], 64).unwrap_err();
-    assert_eq!(e.key, Some("netmtu"));
-    resolve(&[("netmtu", 9000)], 64).unwrap();
-    let e = resolve(&[], 400).unwrap_err();
     assert!(e.reason.contains("at most 384"), "{e}");
 }
 
@@ -172,6 +176,7 @@ fn resolved_settings_validate_and_resolve_to_themselves() {
         (&[("token", 10), ("token_coefficient", 0)][..], 3),
         (&[("token", 200), ("window_size", 8)][..], 2),
         (&[("netmtu", 9000)][..], 64),
+        (&[][..], 64),
     ] {
         let s = resolve(pairs, nodes).unwrap();
         s.validate(&shape(nodes)).unwrap();

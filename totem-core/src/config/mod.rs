@@ -17,7 +17,6 @@ pub use table::{
 };
 
 use crate::limits::{FRAME_SIZE_MAX, FRAME_SIZE_MIN, MEMBERS_MAX};
-use crate::wire;
 
 /// The totem settings in effect, one field per entry of [`SETTINGS`] (which names them as
 /// corosync.conf does and reads and writes them through its accessors). Times are
@@ -86,7 +85,7 @@ impl ClusterShape {
         frame_overhead_bytes: 100,
     };
 
-    /// Members a membership message must have room for.
+    /// Members a ring of this cluster can have.
     pub fn members(&self) -> usize {
         (self.nodelist_count as usize).clamp(1, MEMBERS_MAX)
     }
@@ -182,9 +181,11 @@ impl TotemSettings {
         Ok(s)
     }
 
-    /// Checks every value against its bounds, every [`RELATIONS`] rule, and that a frame
-    /// (`frame_size_bytes`) is within the core's limits and holds a membership message of
-    /// every node. The first problem is returned, under the key of the setting it is about.
+    /// Checks every value against its bounds, every [`RELATIONS`] rule, the nodelist's size
+    /// and that a frame (`frame_size_bytes`) is within the core's limits. A frame of any size
+    /// within them carries the membership messages of a ring of `MEMBERS_MAX` nodes (larger
+    /// ones go in pieces: see `wire::segments_for`), so the nodelist is not checked against the
+    /// frame. The first problem is returned, under the key of the setting it is about.
     pub fn validate(&self, shape: &ClusterShape) -> Result<(), SettingError> {
         for setting in &SETTINGS {
             if let Some(reason) = bound_reason(setting, (setting.get)(self)) {
@@ -223,15 +224,6 @@ impl TotemSettings {
                  {FRAME_SIZE_MAX} bytes"
             )));
         }
-        let members = shape.members();
-        let needed = wire::commit_size(members).max(wire::join_size(members, members));
-        if needed > frame {
-            return Err(netmtu_error(format!(
-                "a membership message of {members} nodes needs {needed} bytes, but netmtu \
-                 ({netmtu} bytes) less {overhead} bytes of IP, UDP and crypto headers leaves \
-                 frames of {frame} bytes; raise netmtu (jumbo frames) or use fewer nodes"
-            )));
-        }
         Ok(())
     }
 
@@ -239,6 +231,13 @@ impl TotemSettings {
     /// ([`ClusterShape::frame_overhead_bytes`]).
     pub fn frame_size_bytes(&self, shape: &ClusterShape) -> usize {
         self.netmtu_bytes.saturating_sub(shape.frame_overhead_bytes) as usize
+    }
+
+    /// After how long without a datagram a node counts another as not heard, in the rows of
+    /// who hears whom (`reach`): the token timeout, the protocol's measure of silence, but at
+    /// least four presence (`merge`) intervals so that a few lost presences do not count.
+    pub fn reach_timeout_ms(&self) -> u32 {
+        self.token_ms.max(self.merge_ms.saturating_mul(4))
     }
 
     /// After how long without the token "Token has not been received" is logged

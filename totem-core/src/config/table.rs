@@ -403,7 +403,7 @@ pub static SETTINGS: [Setting; SETTING_COUNT] = [
             false,
             "Largest IP packet the cluster sends. A frame of the core is netmtu minus the IP \
              and UDP headers and the crypto header and tag (`frame_size_bytes`); it must hold \
-             a membership message of every node in the nodelist.",
+             the membership messages of every node in the nodelist, in pieces when larger.",
             accessors!(netmtu_bytes),
         )
     },
