@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod net;
+pub mod reach_check;
 pub mod rng;
 pub mod world;
 

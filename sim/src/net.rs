@@ -44,6 +44,9 @@ pub struct Conditions {
     pub jitter_ns: u64,
     /// Partition label per node: datagrams cross only between equal labels.
     pub partition: Vec<u32>,
+    /// Directed pairs (from, to) whose datagrams are all lost: one-way loss, and connectivity
+    /// that is not transitive.
+    pub blocked: Vec<(usize, usize)>,
 }
 
 pub struct Network {
@@ -82,7 +85,10 @@ impl Network {
     pub fn send(&mut self, rng: &mut Rng, now: u64, from: usize, to: usize, bytes: &[u8]) {
         self.sent += 1;
         let c = &self.conditions;
-        if c.partition[from] != c.partition[to] || rng.chance(c.loss_ppm) {
+        if c.partition[from] != c.partition[to]
+            || c.blocked.contains(&(from, to))
+            || rng.chance(c.loss_ppm)
+        {
             self.lost += 1;
             return;
         }

@@ -84,6 +84,10 @@ pub enum Action {
     Restart(usize),
     /// A partition label per node: only nodes with the same label hear each other.
     Partition(Vec<u32>),
+    /// Directed pairs (from, to), 0-based: every datagram from `from` to `to` is lost from now
+    /// on (in addition to any blocked before), until a heal.
+    Block(Vec<(usize, usize)>),
+    /// Clears partitions and blocked pairs.
     Heal,
     Pause {
         index: usize,
@@ -159,7 +163,13 @@ pub struct RunReport {
     /// Scripted actions that fired (a scenario checks all of its steps did).
     pub script_fired: usize,
     /// Every regular configuration installed: (ms, node, members), in simulated time order.
+    /// Recorded when the node's events are read (in a lazy run, up to `LAZY_DRAIN_MS` late).
     pub installs: Vec<(u64, u32, Vec<u32>)>,
+    /// Every new membership a node announced (`Notice::Formed`): (ms, node, members), at the
+    /// time it was formed.
+    pub formed: Vec<(u64, u32, Vec<u32>)>,
+    /// Every broken-pair report (`Notice::PartialConnectivity`): (ms, node, the line as logged).
+    pub connectivity: Vec<(u64, u32, String)>,
     /// Every self-delivery: (submitted at, ms; submit to delivery at the sender, µs). Measured
     /// when the event is read, so in a lazy run (odd seeds, before the heal) it includes the
     /// time the event waited to be read.
@@ -255,7 +265,9 @@ pub fn read_payload(bytes: &[u8]) -> Option<MsgId> {
 impl World {
     pub fn new(cfg: SimConfig) -> World {
         let mut rng = Rng::new(cfg.seed);
-        let frame_size: u32 = if cfg.nodes > 24 { 9000 } else { 1400 };
+        // The default netmtu's frame at every size: membership messages of large clusters go
+        // in pieces.
+        let frame_size: u32 = 1400;
         let shape = ClusterShape {
             nodelist_count: cfg.nodes as u32,
             ..ClusterShape::ALONE
@@ -418,6 +430,17 @@ impl World {
         }
         while let Some(d) = endpoint.poll_diagnostic() {
             check_diagnostic(n.id, &mut n.formed, &d, &mut report.violations);
+            match &d {
+                Diagnostic::Totem(Notice::Formed { members, .. }) => {
+                    report
+                        .formed
+                        .push((now / MS, n.id.0, members.iter().map(|m| m.0).collect()))
+                }
+                Diagnostic::Connectivity(_) => {
+                    report.connectivity.push((now / MS, n.id.0, d.to_string()))
+                }
+                _ => {}
+            }
             if cfg.verbose {
                 println!("  t={}ms node {}: {d}", now / MS, n.id);
             }
@@ -689,12 +712,12 @@ impl World {
                 }
             }
             Action::Partition(labels) => self.net.conditions.partition = labels,
-            Action::Heal => self
-                .net
-                .conditions
-                .partition
-                .iter_mut()
-                .for_each(|p| *p = 0),
+            Action::Block(pairs) => self.net.conditions.blocked.extend(pairs),
+            Action::Heal => {
+                let c = &mut self.net.conditions;
+                c.partition.iter_mut().for_each(|p| *p = 0);
+                c.blocked.clear();
+            }
             Action::Pause { index, ms } => {
                 if self.running(index) {
                     self.nodes[index].paused_until = Some(self.now + ms * MS);
@@ -748,6 +771,7 @@ impl World {
         c.dup_ppm = 0;
         c.jitter_ns = 20_000;
         c.partition.iter_mut().for_each(|p| *p = 0);
+        c.blocked.clear();
         for i in 0..self.cfg.nodes {
             if !self.alive(i) {
                 self.start_node(i);
@@ -821,6 +845,7 @@ impl World {
         let mut next_fault = 200 * MS;
         let mut healed = false;
         let mut probes_sent: Option<u64> = None;
+        let mut next_probe_check = 0u64;
         let mut end = live_deadline;
         let mut steps = 0u64;
         let mut script = std::mem::take(&mut self.cfg.script);
@@ -919,8 +944,12 @@ impl World {
                     probes_sent = Some(self.now);
                     end = self.now + 20 * token;
                 }
-            } else if self.probes_done() {
-                break;
+            } else if self.now >= next_probe_check {
+                // Walking every node's deliveries is costly at 64 nodes: once a millisecond.
+                next_probe_check = self.now + MS;
+                if self.probes_done() {
+                    break;
+                }
             }
         }
         self.report.sim_ms = self.now / MS;

@@ -59,7 +59,8 @@ struct Row {
     hears: Vec<NodeId>,
     /// When this version came to be, on this node's clock (its age subtracted).
     born: Instant,
-    /// Whether the row was fresh at the last `tick` or `merge` (to notice it expire).
+    /// Whether the row was fresh at the last `tick`, or when it was taken: the freshness the
+    /// groups are computed with.
     fresh_seen: bool,
 }
 
@@ -88,8 +89,14 @@ pub struct Reach {
     /// cannot come back). Invariant: sorted by origin, unique, never `me`, at most
     /// `MEMBERS_MAX`.
     rows: Vec<Row>,
-    /// This node's own row at the last `tick`: (mature, hears).
-    own_seen: (bool, Vec<NodeId>),
+    /// This node's own row as of the last `tick`, and every node heard since: (mature,
+    /// hears). What the groups are computed with.
+    own: (bool, Vec<NodeId>),
+    /// Counts the changes of what the groups are computed with (`own`, the rows, their
+    /// freshness): a group computed at one generation is valid until the next.
+    generation: u64,
+    /// The last group computed: its generation, universe and result.
+    cache: Option<(u64, Vec<NodeId>, Vec<NodeId>)>,
 }
 
 const WORDS: usize = MEMBERS_MAX.div_ceil(64);
@@ -162,7 +169,9 @@ impl Reach {
             version: 0,
             heard: Vec::with_capacity(MEMBERS_MAX),
             rows: Vec::with_capacity(MEMBERS_MAX),
-            own_seen: (false, vec![me]),
+            own: (false, vec![me]),
+            generation: 0,
+            cache: None,
         }
     }
 
@@ -181,6 +190,14 @@ impl Reach {
                 if self.heard.len() < MEMBERS_MAX {
                     self.heard.insert(at, (node, now));
                 }
+            }
+        }
+        // A node heard (again) joins this node's row at once; one no longer heard leaves it
+        // at the next `tick`.
+        if let Err(at) = self.own.1.binary_search(&node) {
+            if self.heard.binary_search_by_key(&node, |(n, _)| *n).is_ok() {
+                self.own.1.insert(at, node);
+                self.generation += 1;
             }
         }
     }
@@ -210,22 +227,27 @@ impl Reach {
             .map(|at| &self.rows[at])
     }
 
-    /// Whether `a` is known not to hear `b`: its row (fresh, mature) leaves `b` out.
-    /// `own` is this node's own row.
-    fn deaf(&self, a: NodeId, b: NodeId, own: &(bool, Vec<NodeId>), now: Instant) -> bool {
+    /// What `a`'s row says `a` hears, if it says anything (fresh and mature).
+    fn asserted(&self, a: NodeId) -> Option<&[NodeId]> {
         if a == self.me {
-            return own.0 && !contains(&own.1, b);
+            return self.own.0.then_some(&self.own.1[..]);
         }
         self.row(a)
-            .is_some_and(|r| r.mature && self.fresh(r, now) && !contains(&r.hears, b))
+            .filter(|r| r.mature && r.fresh_seen)
+            .map(|r| &r.hears[..])
+    }
+
+    /// Whether `a` is known not to hear `b`: its row (fresh, mature) leaves `b` out.
+    fn deaf(&self, a: NodeId, b: NodeId) -> bool {
+        self.asserted(a).is_some_and(|hears| !contains(hears, b))
     }
 
     /// The nodes with a fresh row, this node included (sorted).
-    pub fn fresh_nodes(&self, now: Instant) -> Vec<NodeId> {
+    pub fn fresh_nodes(&self) -> Vec<NodeId> {
         let mut nodes: Vec<NodeId> = self
             .rows
             .iter()
-            .filter(|r| self.fresh(r, now))
+            .filter(|r| r.fresh_seen)
             .map(|r| r.origin)
             .collect();
         let at = nodes.binary_search(&self.me).unwrap_err();
@@ -233,14 +255,34 @@ impl Reach {
         nodes
     }
 
-    fn graph(&self, universe: &[NodeId], now: Instant) -> Graph {
-        let own = self.own_row(now);
+    fn graph(&self, universe: &[NodeId]) -> Graph {
         let nodes = universe.to_vec();
+        // out[i]: the nodes of the universe that i is not known to be deaf to (all of them when
+        // its row asserts nothing).
+        let mut all = Bits::EMPTY;
+        (0..nodes.len()).for_each(|i| all.set(i));
+        let out: Vec<Bits> = nodes
+            .iter()
+            .map(|a| {
+                let Some(hears) = self.asserted(*a) else {
+                    return all;
+                };
+                // Both lists are sorted: one pass.
+                let mut bits = Bits::EMPTY;
+                let mut h = hears.iter().peekable();
+                for (j, n) in nodes.iter().enumerate() {
+                    while h.next_if(|x| *x < n).is_some() {}
+                    if h.peek() == Some(&n) {
+                        bits.set(j);
+                    }
+                }
+                bits
+            })
+            .collect();
         let mut adj = vec![Bits::EMPTY; nodes.len()];
         for i in 0..nodes.len() {
             for j in (i + 1)..nodes.len() {
-                let (a, b) = (nodes[i], nodes[j]);
-                if !self.deaf(a, b, &own, now) && !self.deaf(b, a, &own, now) {
+                if out[i].has(j) && out[j].has(i) {
                     adj[i].set(j);
                     adj[j].set(i);
                 }
@@ -250,13 +292,25 @@ impl Reach {
     }
 
     /// This node's group among `universe` (sorted, unique, containing this node, at most
-    /// `MEMBERS_MAX`): see the module documentation. Sorted; contains this node.
-    pub fn group_of(&self, universe: &[NodeId], now: Instant) -> Vec<NodeId> {
+    /// `MEMBERS_MAX`): see the module documentation. Sorted; contains this node. Computed with
+    /// what the rows said at the last `tick` or change, and kept until the next.
+    pub fn group_of(&mut self, universe: &[NodeId]) -> Vec<NodeId> {
+        if let Some((generation, u, group)) = &self.cache {
+            if *generation == self.generation && u == universe {
+                return group.clone();
+            }
+        }
+        let group = self.compute_group(universe);
+        self.cache = Some((self.generation, universe.to_vec(), group.clone()));
+        group
+    }
+
+    fn compute_group(&self, universe: &[NodeId]) -> Vec<NodeId> {
         assert!(
             universe.len() <= MEMBERS_MAX && contains(universe, self.me),
             "a universe of at most MEMBERS_MAX nodes, this one among them"
         );
-        let g = self.graph(universe, now);
+        let g = self.graph(universe);
         let me = universe.binary_search(&self.me).expect("checked above");
         let mut left = Bits::EMPTY;
         for i in 0..g.nodes.len() {
@@ -279,10 +333,9 @@ impl Reach {
     /// that are worth an operator's attention: at least one direction works, or both nodes are
     /// connected through others (a clean partition, where neither hears the other or anyone
     /// that does, is not listed). At most `BROKEN_PAIRS_REPORTED_MAX`, and how many more.
-    pub fn broken_pairs(&self, now: Instant) -> (Vec<BrokenPair>, u32) {
-        let nodes = self.fresh_nodes(now);
-        let g = self.graph(&nodes, now);
-        let own = self.own_row(now);
+    pub fn broken_pairs(&self) -> (Vec<BrokenPair>, u32) {
+        let nodes = self.fresh_nodes();
+        let g = self.graph(&nodes);
         // Connected components of the graph, by label.
         let mut label = vec![usize::MAX; nodes.len()];
         for start in 0..nodes.len() {
@@ -311,8 +364,8 @@ impl Reach {
                 let pair = BrokenPair {
                     a,
                     b,
-                    a_hears_b: !self.deaf(a, b, &own, now),
-                    b_hears_a: !self.deaf(b, a, &own, now),
+                    a_hears_b: !self.deaf(a, b),
+                    b_hears_a: !self.deaf(b, a),
                 };
                 if pair.a_hears_b || pair.b_hears_a || label[i] == label[j] {
                     if pairs.len() < BROKEN_PAIRS_REPORTED_MAX {
@@ -326,12 +379,12 @@ impl Reach {
         (pairs, more)
     }
 
-    /// Whether what the rows say changed since the last call through time alone: this node's
-    /// own row (a node no longer heard, or heard again; maturity) or a row that expired.
+    /// Brings what time changes up to date: this node's own row (a node no longer heard;
+    /// maturity) and the freshness of every row. Returns whether that changed anything.
     pub fn tick(&mut self, now: Instant) -> bool {
         let own = self.own_row(now);
-        let mut changed = own != self.own_seen;
-        self.own_seen = own;
+        let mut changed = own != self.own;
+        self.own = own;
         for i in 0..self.rows.len() {
             let fresh = self.fresh(&self.rows[i], now);
             if fresh != self.rows[i].fresh_seen {
@@ -339,16 +392,20 @@ impl Reach {
                 changed = true;
             }
         }
+        if changed {
+            self.generation += 1;
+        }
         changed
     }
 
     // ----- presence ------------------------------------------------------------------------
 
     /// Writes a presence body (after the common header) for `ring`: this node's own row (a
-    /// new version) and every fresh row of others, with their ages.
+    /// new version) and the fresh rows of others that some node needs relayed, with their ages.
+    /// Call `tick` first: the rows go as of then.
     pub fn encode_presence(&mut self, now: Instant, ring: crate::types::RingId) -> Vec<u8> {
         self.version = self.version.wrapping_add(1);
-        let own = self.own_row(now);
+        let own = &self.own;
         // The list: every row's node and every node a row hears (at most MEMBERS_MAX: only
         // configured nodes are ever heard, but a row relayed from elsewhere is not trusted to
         // keep to that).
@@ -360,12 +417,12 @@ impl Reach {
                 || self
                     .rows
                     .iter()
-                    .any(|r| self.fresh(r, now) && r.origin != node && !contains(&r.hears, node))
+                    .any(|r| r.fresh_seen && r.origin != node && !contains(&r.hears, node))
         };
         let relayed: Vec<&Row> = self
             .rows
             .iter()
-            .filter(|r| self.fresh(r, now) && unheard_somewhere(r.origin))
+            .filter(|r| r.fresh_seen && unheard_somewhere(r.origin))
             .collect();
         let mut nodes: Vec<NodeId> = own.1.clone();
         for r in &relayed {
@@ -535,17 +592,15 @@ impl Reach {
                 let held = &self.rows[at];
                 let newer = (row.incarnation, row.version) > (held.incarnation, held.version);
                 let restarted = direct && row.incarnation != held.incarnation;
-                if !(newer || restarted) {
+                if !(newer || restarted) || !row.fresh_seen {
                     return false;
                 }
-                if !row.fresh_seen {
-                    return false;
-                }
-                let changed = !held.fresh_seen
-                    || !self.fresh(held, now)
-                    || held.mature != row.mature
-                    || held.hears != row.hears;
+                let changed =
+                    !held.fresh_seen || held.mature != row.mature || held.hears != row.hears;
                 self.rows[at] = row;
+                if changed {
+                    self.generation += 1;
+                }
                 changed
             }
             Err(at) => {
@@ -553,6 +608,7 @@ impl Reach {
                     return false;
                 }
                 self.rows.insert(at, row);
+                self.generation += 1;
                 true
             }
         }
@@ -683,6 +739,7 @@ mod tests {
         for step in 0..40u64 {
             let now = t(step * 10);
             for a in 1..=3u32 {
+                r[a as usize - 1].tick(now);
                 let body = r[a as usize - 1].encode_presence(now, crate::types::RingId::default());
                 for b in 1..=3u32 {
                     if hears(b, a) {
@@ -696,12 +753,15 @@ mod tests {
         }
         let now = t(400);
         let all = ids(&[1, 2, 3]);
-        assert_eq!(r[0].group_of(&all, now), ids(&[1, 2]));
-        assert_eq!(r[1].group_of(&all, now), ids(&[1, 2]));
-        assert_eq!(r[2].group_of(&all, now), ids(&[3]));
+        r.iter_mut().for_each(|reach| {
+            reach.tick(now);
+        });
+        assert_eq!(r[0].group_of(&all), ids(&[1, 2]));
+        assert_eq!(r[1].group_of(&all), ids(&[1, 2]));
+        assert_eq!(r[2].group_of(&all), ids(&[3]));
         // Node 1 knows 3 through 2: the pair is reported at every node.
         for reach in &r {
-            let (pairs, more) = reach.broken_pairs(now);
+            let (pairs, more) = reach.broken_pairs();
             assert_eq!(
                 pairs,
                 vec![BrokenPair {
@@ -714,34 +774,44 @@ mod tests {
             assert_eq!(more, 0);
         }
         // Node 2 stops relaying: node 3's row expires at node 1 a reach timeout later.
-        assert_eq!(r[0].fresh_nodes(t(450)), ids(&[1, 2, 3]));
-        assert_eq!(r[0].fresh_nodes(t(520)), ids(&[1]));
+        r[0].tick(t(450));
+        assert_eq!(r[0].fresh_nodes(), ids(&[1, 2, 3]));
+        r[0].tick(t(520));
+        assert_eq!(r[0].fresh_nodes(), ids(&[1]));
     }
 
     #[test]
     fn a_young_row_asserts_nothing_and_an_old_copy_does_not_come_back() {
         let t = |ms: u64| Instant(ms * MS);
+        let ring = crate::types::RingId::default();
         let mut a = Reach::new(NodeId(1), 1, t(0), 100);
         let mut b = Reach::new(NodeId(2), 1, t(0), 100);
+        let presence = |b: &mut Reach, ms: u64| {
+            b.tick(t(ms));
+            b.encode_presence(t(ms), ring)
+        };
         // Young: b has heard nobody yet, and says nothing about a.
-        let body = b.encode_presence(t(10), crate::types::RingId::default());
+        let body = presence(&mut b, 10);
         a.note_heard(NodeId(2), t(10));
         a.merge_presence(t(10), NodeId(2), 1, &body).unwrap();
-        assert_eq!(a.group_of(&ids(&[1, 2]), t(10)), ids(&[1, 2]));
+        a.tick(t(10));
+        assert_eq!(a.group_of(&ids(&[1, 2])), ids(&[1, 2]));
         // Mature and still deaf to a: a leaves b out.
-        let body = b.encode_presence(t(150), crate::types::RingId::default());
+        let body = presence(&mut b, 150);
         a.note_heard(NodeId(2), t(150));
         a.merge_presence(t(150), NodeId(2), 1, &body).unwrap();
-        assert_eq!(a.group_of(&ids(&[1, 2]), t(150)), ids(&[1]));
+        a.tick(t(150));
+        assert_eq!(a.group_of(&ids(&[1, 2])), ids(&[1]));
         // An old version relayed later is not taken.
         let mut c = Reach::new(NodeId(3), 1, t(0), 100);
         c.note_heard(NodeId(2), t(150));
         c.merge_presence(t(150), NodeId(2), 1, &body).unwrap();
-        let newer = b.encode_presence(t(160), crate::types::RingId::default());
+        let newer = presence(&mut b, 160);
         c.merge_presence(t(160), NodeId(2), 1, &newer).unwrap();
         let held = |c: &Reach| c.row(NodeId(2)).map(|r| r.version);
         let before = held(&c);
-        let relayed_old = a.encode_presence(t(170), crate::types::RingId::default());
+        a.tick(t(170));
+        let relayed_old = a.encode_presence(t(170), ring);
         c.merge_presence(t(170), NodeId(1), 1, &relayed_old)
             .unwrap();
         assert_eq!(held(&c), before);

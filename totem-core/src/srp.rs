@@ -408,6 +408,8 @@ pub struct Srp {
     reassembly: Reassembly,
     /// The broken pairs last reported (`Notice::PartialConnectivity`), and how many more.
     reported_pairs: (Vec<BrokenPair>, u32),
+    /// The rows changed since this node last acted on them (it does not while forming a ring).
+    reach_pending: bool,
     /// Invariant: at most `NOTICES_MAX`; more are counted as `notices_dropped`.
     notices: VecDeque<Notice>,
     /// Run the expensive invariants too after every input (the simulator turns this on).
@@ -517,6 +519,7 @@ impl Srp {
             reach: Reach::new(me, incarnation, now, reach_timeout_ms),
             reassembly: Reassembly::new(),
             reported_pairs: (Vec::new(), 0),
+            reach_pending: false,
             notices: VecDeque::with_capacity(NOTICES_MAX),
             check_all: false,
             stats: Stats::default(),
@@ -877,7 +880,7 @@ impl Srp {
             failed,
         });
         self.set_timer(Timer::Consensus, Some(now.plus_ms(consensus_ms)));
-        self.refresh_gather(now);
+        self.refresh_gather();
         self.send_join();
         self.check_consensus(now, up);
     }
@@ -885,6 +888,7 @@ impl Srp {
     /// Multicasts this node's presence (its ring and the rows it knows, see `reach`) and looks
     /// at what time changed in the rows.
     fn on_presence_timeout(&mut self, now: Instant, up: &mut impl Upper) {
+        self.reach_pending |= self.reach.tick(now);
         let body = self.reach.encode_presence(now, self.installed.ring);
         let mut buf = self.buffer();
         buf.clear();
@@ -893,10 +897,11 @@ impl Srp {
         self.stats.presences_sent += 1;
         self.outbox.send_membership(Dest::All, buf, &mut self.stats);
         self.set_timer(Timer::Presence, Some(now.plus_ms(self.config.merge_ms)));
-        // Looked at on every tick, not only when the rows changed: a change that came while a
-        // ring was being formed is acted on here, once it is installed.
-        self.reach.tick(now);
-        self.on_reach_changed(now, up);
+        // A change that came while a ring was being formed is acted on here, once it is
+        // installed (or gathering again).
+        if self.reach_pending {
+            self.on_reach_changed(now, up);
+        }
     }
 
     /// Sends a join with the gather's current sets.
@@ -1168,7 +1173,11 @@ impl Srp {
             self.idle_rotations = 0;
         }
         let alone = self.ring_members().len() == 1;
-        if alone || (idle && self.idle_rotations >= self.config.seqno_unchanged_const) {
+        // Only the representative holds an idle ring's token (corosync's totemsrp.c: the others
+        // count idle rotations but forward): were every member to hold it, a rotation would
+        // take members × hold, longer than the token timeout from about six members on.
+        let hold = is_rep && idle && self.idle_rotations >= self.config.seqno_unchanged_const;
+        if alone || hold {
             let wait = if idle { self.config.hold_ms } else { 0 };
             self.held = Some(token);
             self.set_timer(Timer::Hold, Some(now.plus_ms(wait)));
@@ -1527,7 +1536,7 @@ impl Srp {
             agreed: vec![self.me],
             agreed_timeouts: 0,
         });
-        self.refresh_gather(now);
+        self.refresh_gather();
         self.notice(Notice::EnteredGather { cause });
         self.cancel_token_timeout();
         for timer in [Timer::TokenRetransmit, Timer::Hold] {
@@ -1603,7 +1612,7 @@ impl Srp {
                     // presences and then joins with a current one.
                     return Err(DropReason::StaleRing);
                 }
-                if !member && !restarted && !self.in_group(now, sender) {
+                if !member && !restarted && !self.in_group(sender) {
                     // The rows say the sender and this ring's members do not all hear each
                     // other: merging would only fail again. It forms its ring without us.
                     return Err(DropReason::NotExpected);
@@ -1674,7 +1683,7 @@ impl Srp {
                 g.excluded.retain(|n| *n != sender);
                 g.agreed.clear();
                 g.agreed.push(me);
-                self.refresh_gather(now);
+                self.refresh_gather();
                 self.send_join();
             }
             self.check_consensus(now, up);
@@ -1703,7 +1712,7 @@ impl Srp {
             g.proc_set.truncate(MEMBERS_MAX - 1);
             sorted_insert(&mut g.proc_set, me);
         }
-        changed |= self.refresh_gather(now);
+        changed |= self.refresh_gather();
         let Phase::Gather(g) = &mut self.phase else {
             unreachable!("still gathering");
         };
@@ -1720,7 +1729,7 @@ impl Srp {
             if failed_more {
                 g.excluded.retain(|n| !contains(&g.fail_set, *n));
                 changed = true;
-                self.refresh_gather(now);
+                self.refresh_gather();
             }
         }
         let Phase::Gather(g) = &mut self.phase else {
@@ -1748,17 +1757,17 @@ impl Srp {
     /// are not taken in: a gathering node comes in through its joins, an operational one
     /// through its presences (merge detection), and a node whose row is merely not yet expired
     /// may have crashed. Returns whether the excluded set changed (the caller sends a new join).
-    fn refresh_gather(&mut self, now: Instant) -> bool {
+    fn refresh_gather(&mut self) -> bool {
         let Phase::Gather(g) = &self.phase else {
             return false;
         };
-        let mut universe = self.reach.fresh_nodes(now);
+        let mut universe = self.reach.fresh_nodes();
         universe.extend_from_slice(&g.proc_set);
         universe.sort_unstable();
         universe.dedup();
         universe.retain(|n| !contains(&g.fail_set, *n));
         cap_members(&mut universe, self.me);
-        let group = self.reach.group_of(&universe, now);
+        let group = self.reach.group_of(&universe);
         let Phase::Gather(g) = &mut self.phase else {
             unreachable!("checked above");
         };
@@ -1774,14 +1783,14 @@ impl Srp {
 
     /// Whether `node` is in this node's group, among the nodes with fresh rows, the installed
     /// ring's members and `node`.
-    fn in_group(&self, now: Instant, node: NodeId) -> bool {
-        let mut universe = self.reach.fresh_nodes(now);
+    fn in_group(&mut self, node: NodeId) -> bool {
+        let mut universe = self.reach.fresh_nodes();
         universe.extend_from_slice(&self.installed.members);
         universe.push(node);
         universe.sort_unstable();
         universe.dedup();
         cap_members(&mut universe, self.me);
-        contains(&self.reach.group_of(&universe, now), node)
+        contains(&self.reach.group_of(&universe), node)
     }
 
     /// What the rows say changed: report the broken pairs, and act on it — an operational
@@ -1789,15 +1798,16 @@ impl Srp {
     /// gathering node updates its sets. (A group larger than the ring is not acted on here:
     /// its other nodes, if alive, send presences, and `on_presence` merges with them.)
     fn on_reach_changed(&mut self, now: Instant, up: &mut impl Upper) {
-        self.report_connectivity(now);
+        self.reach_pending = matches!(self.phase, Phase::Commit(_) | Phase::Recovery(..));
+        self.report_connectivity();
         match self.phase {
             Phase::Operational => {
-                let mut universe = self.reach.fresh_nodes(now);
+                let mut universe = self.reach.fresh_nodes();
                 universe.extend_from_slice(&self.installed.members);
                 universe.sort_unstable();
                 universe.dedup();
                 cap_members(&mut universe, self.me);
-                let group = self.reach.group_of(&universe, now);
+                let group = self.reach.group_of(&universe);
                 if self.installed.members.iter().any(|m| !contains(&group, *m)) {
                     let mut proc_set = self.installed.members.clone();
                     proc_set.extend_from_slice(&group);
@@ -1805,7 +1815,7 @@ impl Srp {
                 }
             }
             Phase::Gather(_) => {
-                if self.refresh_gather(now) {
+                if self.refresh_gather() {
                     self.send_join();
                     self.check_consensus(now, up);
                 }
@@ -1815,20 +1825,20 @@ impl Srp {
     }
 
     /// Reports the broken pairs when they changed since the last report.
-    fn report_connectivity(&mut self, now: Instant) {
-        let (pairs, more) = self.reach.broken_pairs(now);
+    fn report_connectivity(&mut self) {
+        let (pairs, more) = self.reach.broken_pairs();
         if (&pairs, more) == (&self.reported_pairs.0, self.reported_pairs.1) {
             return;
         }
         if pairs.is_empty() {
             self.notice(Notice::ConnectivityRestored);
         } else {
-            let mut universe = self.reach.fresh_nodes(now);
+            let mut universe = self.reach.fresh_nodes();
             universe.extend_from_slice(&self.installed.members);
             universe.sort_unstable();
             universe.dedup();
             cap_members(&mut universe, self.me);
-            let group = self.reach.group_of(&universe, now);
+            let group = self.reach.group_of(&universe);
             self.notice(Notice::PartialConnectivity {
                 broken: pairs.clone(),
                 more,
@@ -1857,7 +1867,7 @@ impl Srp {
         if matches!(self.phase, Phase::Operational)
             && ring != self.installed.ring
             && !contains(&self.installed.members, sender)
-            && self.in_group(now, sender)
+            && self.in_group(sender)
         {
             let mut proc_set = self.installed.members.clone();
             proc_set.push(sender);
