@@ -36,8 +36,12 @@ impl std::fmt::Display for SimAddr {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Faults {
     None,
+    /// Loss, duplication and jitter that reorders.
     Loss,
+    /// Partitions and heals, and pairs of nodes that lose one direction or both (connectivity
+    /// that is not transitive or not symmetric), also cleared at random.
     Partition,
+    /// Crashes and restarts, pauses.
     Crash,
     All,
 }
@@ -636,9 +640,9 @@ impl World {
         let kinds: &[u8] = match mode {
             Faults::None => return,
             Faults::Loss => &[0],
-            Faults::Partition => &[0, 1, 1],
+            Faults::Partition => &[0, 1, 1, 4],
             Faults::Crash => &[2, 2, 3],
-            Faults::All => &[0, 1, 2, 3],
+            Faults::All => &[0, 1, 2, 3, 4],
         };
         let kind = kinds[self.rng.below(kinds.len() as u64) as usize];
         let n = self.cfg.nodes;
@@ -671,6 +675,26 @@ impl World {
                             self.net.conditions.partition
                         );
                     }
+                }
+            }
+            4 => {
+                // Partial connectivity: a few directed pairs lose everything (one direction, or
+                // both), or the blocked pairs are cleared.
+                let c = &mut self.net.conditions;
+                if !c.blocked.is_empty() && self.rng.chance(500_000) {
+                    c.blocked.clear();
+                } else {
+                    for _ in 0..self.rng.range(1, 4) {
+                        let from = self.rng.below(n as u64) as usize;
+                        let to = (from + 1 + self.rng.below(n as u64 - 1) as usize) % n;
+                        c.blocked.push((from, to));
+                        if self.rng.chance(500_000) {
+                            c.blocked.push((to, from));
+                        }
+                    }
+                }
+                if self.cfg.verbose {
+                    println!("  t={}ms blocked {:?}", self.now / MS, c.blocked);
                 }
             }
             2 => {

@@ -72,3 +72,10 @@ fn everything_at_once_4_nodes() {
 fn everything_at_once_7_nodes() {
     seeds(Faults::All, 7, 5_000, 20, 3_000);
 }
+
+#[test]
+fn everything_at_once_64_nodes() {
+    // Joins, commit tokens and presences of 64 nodes at the default frame: commit tokens go in
+    // pieces (the longer soak is `cargo xtask sim --nodes 64 --faults all`).
+    seeds(Faults::All, 64, 6_000, 1, 3_000);
+}
