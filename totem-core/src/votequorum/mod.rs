@@ -599,6 +599,11 @@ impl Votequorum {
         self.quorum
     }
 
+    /// This node's expected votes.
+    pub fn expected_votes(&self) -> u32 {
+        self.us().expected_votes
+    }
+
     /// Bumped on every change of what [`state`](Self::state) shows.
     pub fn version(&self) -> u64 {
         self.version
