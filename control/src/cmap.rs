@@ -81,7 +81,7 @@ impl TrackFilter {
     }
 }
 
-/// Names one track; never reused within one `Cmap`.
+/// Names one track; never reused within one `CmapStore`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TrackHandle(pub u64);
 
@@ -138,7 +138,7 @@ struct Track {
 /// The typed key/value database. Single-threaded and passive: changes to tracked keys are
 /// queued and handed out by `poll_event`, never delivered by callbacks or threads.
 #[derive(Debug)]
-pub struct Cmap {
+pub struct CmapStore {
     entries: BTreeMap<String, Value>,
     /// Types that keys must have even before they exist (e.g. `totem.token` is `u32`).
     declared_types: BTreeMap<String, ValueType>,
@@ -152,16 +152,16 @@ pub struct Cmap {
     events_dropped_count: u64,
 }
 
-impl Default for Cmap {
+impl Default for CmapStore {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Cmap {
+impl CmapStore {
     /// An empty map with `runtime.` and `stats.` read-only for clients.
-    pub fn new() -> Cmap {
-        Cmap {
+    pub fn new() -> CmapStore {
+        CmapStore {
             entries: BTreeMap::new(),
             declared_types: BTreeMap::new(),
             read_only_prefixes: READ_ONLY_PREFIXES_DEFAULT
@@ -418,7 +418,7 @@ pub fn check_key_name(key: &str) -> Result<(), CmapError> {
 }
 
 /// Every key under `prefix` in corosync-cmapctl's layout, one line each, newline-terminated.
-pub fn format_cmapctl(cmap: &Cmap, prefix: &str, show_binary: bool) -> String {
+pub fn format_cmapctl(cmap: &CmapStore, prefix: &str, show_binary: bool) -> String {
     let mut out = String::new();
     for (key, value) in cmap.iter_prefix(prefix) {
         out.push_str(&format_cmapctl_line(key, value, show_binary));

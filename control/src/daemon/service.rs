@@ -10,13 +10,13 @@ use rotor_proto::cmap as pc;
 use rotor_proto::control::RingReport;
 use rotor_proto::Status;
 
-use crate::cmap::{Access, Cmap, CmapError, TrackFilter, TrackHandle, Value};
+use crate::cmap::{Access, CmapError, CmapStore, TrackFilter, TrackHandle, Value};
 use crate::discovery::LocalNode;
 use crate::error::DaemonError;
 use crate::log_at;
 
 /// The allow-list from uidgid{}: root always, plus `uidgid.config.uid.*`/`gid.*` entries.
-pub fn allow_list(cmap: &Cmap) -> AllowList {
+pub fn allow_list(cmap: &CmapStore) -> AllowList {
     let mut allow = AllowList::root_only();
     for (k, _) in cmap.iter_prefix("uidgid.config.uid.") {
         if let Some(uid) = k.rsplit('.').next().and_then(|s| s.parse().ok()) {
@@ -41,7 +41,7 @@ const REQUESTS_PER_TURN: usize = 64;
 
 /// cmap and cfg for local clients.
 pub struct CmapService {
-    cmap: Cmap,
+    cmap: CmapStore,
     server: Server,
     clients: Vec<CmapClient>,
     node: LocalNode,
@@ -53,7 +53,11 @@ pub struct CmapService {
 
 impl CmapService {
     /// Listens on `@socket_name` for clients the uidgid{} entries in `cmap` allow.
-    pub fn new(cmap: Cmap, socket_name: &str, node: LocalNode) -> Result<CmapService, DaemonError> {
+    pub fn new(
+        cmap: CmapStore,
+        socket_name: &str,
+        node: LocalNode,
+    ) -> Result<CmapService, DaemonError> {
         let server = Server::bind(socket_name, allow_list(&cmap)).map_err(|e| {
             DaemonError::AlreadyRunning {
                 name: socket_name.to_owned(),
@@ -79,7 +83,7 @@ impl CmapService {
         Ok(service)
     }
 
-    pub fn cmap(&self) -> &Cmap {
+    pub fn cmap(&self) -> &CmapStore {
         &self.cmap
     }
 
@@ -106,7 +110,9 @@ impl CmapService {
                 session: s,
                 tracks: Vec::new(),
             }),
-            Err(e) => log_at!(Warning, "IPC", "attach refused: {e}"),
+            Err(ipc_shm::AcceptError::Io(e)) => log_at!(Warning, "IPC", "cmap/cfg attach: {e}"),
+            // ipc-shm logged the refusal (and logs an attach at debug level).
+            Err(_) => {}
         }
     }
 
@@ -136,7 +142,7 @@ impl CmapService {
     /// Publishes the ring in `runtime.totem.pg.mrp.srp.*` (corosync's keys).
     pub fn publish_ring(&mut self, ring: &RingReport) {
         let (rep, seq) = (ring.ring_rep, ring.ring_seq);
-        let set = |c: &mut Cmap, k: &str, v: Value| {
+        let set = |c: &mut CmapStore, k: &str, v: Value| {
             let _ = c.set(k, v, Access::Daemon);
         };
         set(
@@ -361,6 +367,13 @@ impl CmapService {
         while i < self.clients.len() {
             if self.clients[i].session.is_closed() {
                 let c = self.clients.swap_remove(i);
+                log_at!(
+                    Debug,
+                    "IPC",
+                    "cmap/cfg client pid {} detached ({} track(s) removed)",
+                    c.session.peer().pid,
+                    c.tracks.len()
+                );
                 for h in c.tracks {
                     let _ = self.cmap.track_delete(h);
                 }
