@@ -32,7 +32,7 @@ fn resolve(
             _ => QuorumValue::Text(v),
         })
     };
-    QuorumSettings::resolve(explicit, list, 1)
+    QuorumSettings::resolve(explicit, list, Some(1))
         .map(|(s, w)| (s, w.into_iter().map(|w| w.message).collect()))
         .map_err(|e| e.to_string())
 }

@@ -1,6 +1,8 @@
-//! The cmap and cfg service rotord runs itself: the typed key/value database, the clients
-//! attached on `@rotor-ipc` (or `$ROTOR_IPC_SOCKET`), their requests and track notifications,
-//! and the `runtime.*` and `stats.*` keys kept current from the dataplane's reports.
+//! The services rotord runs itself for the clients attached on `@rotor-ipc` (or
+//! `$ROTOR_IPC_SOCKET`): cmap (the typed key/value database, requests and track
+//! notifications, the `runtime.*` and `stats.*` keys kept current from the dataplane's
+//! reports), cfg (status, shutdown), and quorum and votequorum (`quorum.rs`), routed by the
+//! request's op.
 
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -10,6 +12,7 @@ use rotor_proto::cmap as pc;
 use rotor_proto::control::RingReport;
 use rotor_proto::Status;
 
+use super::quorum::{ClientId, QuorumService};
 use crate::cmap::{Access, CmapError, CmapStore, TrackFilter, TrackHandle, Value};
 use crate::discovery::LocalNode;
 use crate::error::DaemonError;
@@ -32,6 +35,8 @@ pub fn allow_list(cmap: &CmapStore) -> AllowList {
 }
 
 struct CmapClient {
+    /// Names the client to the quorum service (indexes move as clients leave).
+    id: ClientId,
     session: Session,
     tracks: Vec<TrackHandle>,
 }
@@ -39,12 +44,16 @@ struct CmapClient {
 /// Requests handled per client per turn, so one busy client cannot starve the others.
 const REQUESTS_PER_TURN: usize = 64;
 
-/// cmap and cfg for local clients.
+/// cmap, cfg, quorum and votequorum for local clients.
 pub struct CmapService {
     cmap: CmapStore,
     server: Server,
     clients: Vec<CmapClient>,
+    next_client: ClientId,
     node: LocalNode,
+    quorum: QuorumService,
+    /// A dataplane runs to forward votequorum requests to.
+    dataplane_running: bool,
     /// A client asked for an orderly shutdown (cfg).
     shutdown_requested: bool,
     buf: Vec<u8>,
@@ -57,6 +66,7 @@ impl CmapService {
         cmap: CmapStore,
         socket_name: &str,
         node: LocalNode,
+        quorum: QuorumService,
     ) -> Result<CmapService, DaemonError> {
         let server = Server::bind(socket_name, allow_list(&cmap)).map_err(|e| {
             DaemonError::AlreadyRunning {
@@ -68,7 +78,10 @@ impl CmapService {
             cmap,
             server,
             clients: Vec::new(),
+            next_client: 1,
             node,
+            quorum,
+            dataplane_running: false,
             shutdown_requested: false,
             buf: vec![0; 1 << 16],
             out: Vec::new(),
@@ -85,6 +98,16 @@ impl CmapService {
 
     pub fn cmap(&self) -> &CmapStore {
         &self.cmap
+    }
+
+    /// The quorum service and the cmap it publishes in.
+    pub fn quorum_mut(&mut self) -> (&mut QuorumService, &mut CmapStore) {
+        (&mut self.quorum, &mut self.cmap)
+    }
+
+    /// Whether a dataplane runs (votequorum requests need one).
+    pub fn set_dataplane_running(&mut self, running: bool) {
+        self.dataplane_running = running;
     }
 
     /// Whether a client asked for an orderly shutdown.
@@ -106,21 +129,46 @@ impl CmapService {
     /// Takes a waiting attach (when the listening socket was readable).
     pub fn accept(&mut self) {
         match self.server.accept() {
-            Ok(s) => self.clients.push(CmapClient {
-                session: s,
-                tracks: Vec::new(),
-            }),
+            Ok(s) => {
+                let id = self.next_client;
+                self.next_client += 1;
+                self.clients.push(CmapClient {
+                    id,
+                    session: s,
+                    tracks: Vec::new(),
+                })
+            }
             Err(ipc_shm::AcceptError::Io(e)) => log_at!(Warning, "IPC", "cmap/cfg attach: {e}"),
             // ipc-shm logged the refusal (and logs an attach at debug level).
             Err(_) => {}
         }
     }
 
-    /// Serves every client, drops the ones that left, routes track notifications.
+    /// Serves every client, drops the ones that left, routes track notifications and the
+    /// quorum service's records.
     pub fn serve(&mut self, ring: &RingReport) {
         self.serve_clients(ring);
+        self.deliver_quorum();
         self.reap_clients();
         self.route_track_events();
+    }
+
+    /// Sends the quorum service's records to their clients, in order.
+    pub fn deliver_quorum(&mut self) {
+        for (id, record) in self.quorum.take_out() {
+            let Some(c) = self.clients.iter_mut().find(|c| c.id == id) else {
+                continue;
+            };
+            if let Err(e) = c.session.try_send(&record) {
+                log_at!(
+                    Warning,
+                    "QUORUM",
+                    "client pid {}: not reading its quorum records ({e}): disconnected",
+                    c.session.peer().pid
+                );
+                c.session.close();
+            }
+        }
     }
 
     /// Looks for clients that died without closing their session.
@@ -217,6 +265,25 @@ impl CmapService {
             .get(..2)
             .map(|b| u16::from_le_bytes([b[0], b[1]]))
             .unwrap_or(0);
+        if op >> 8 == 0x05 || op >> 8 == 0x06 {
+            let id = self.clients[i].id;
+            let result = if op >> 8 == 0x05 {
+                self.quorum.handle_quorum(id, record)
+            } else {
+                self.quorum
+                    .handle_votequorum(id, record, self.dataplane_running)
+            };
+            if let Err(e) = result {
+                log_at!(
+                    Warning,
+                    "IPC",
+                    "client pid {} disconnected: malformed quorum request: {e}",
+                    self.clients[i].session.peer().pid
+                );
+                self.clients[i].session.close();
+            }
+            return;
+        }
         if op >> 8 == 0x03 {
             match cfg::Request::decode(record) {
                 Ok((req_id, cfg::Request::Status)) => {
@@ -367,6 +434,7 @@ impl CmapService {
         while i < self.clients.len() {
             if self.clients[i].session.is_closed() {
                 let c = self.clients.swap_remove(i);
+                self.quorum.client_gone(c.id);
                 log_at!(
                     Debug,
                     "IPC",

@@ -445,9 +445,11 @@ fn check_bounds(key: &QuorumKey, path: &str, value: u32) -> Result<u32, QuorumSe
 }
 
 impl QuorumSettings {
-    /// The settings for `local` from what the file says: `explicit(name)` is the value of
+    /// The settings for node `local` from what the file says: `explicit(name)` is the value of
     /// `quorum.<name>` (a name of [`QUORUM_KEYS`]) if the file sets it, `nodes` the nodelist
-    /// (empty without one). `Ok(None)`: no provider, the node is always quorate.
+    /// (empty without one). `local` is `None` when the node is not known yet (a config checked
+    /// on its own): every check runs, and `votes` is `quorum.votes` or 1 until it is known.
+    /// `Ok(None)`: no provider, the node is always quorate.
     ///
     /// Corosync's refusals are errors naming the key to change; its silent corrections
     /// (two_node with auto_tie_breaker, auto_tie_breaker on an odd cluster without
@@ -455,7 +457,7 @@ impl QuorumSettings {
     pub fn resolve<'a>(
         explicit: impl Fn(&str) -> Option<QuorumValue<'a>>,
         nodes: &[NodeVotes],
-        local: u32,
+        local: Option<u32>,
     ) -> Result<(Option<QuorumSettings>, Vec<QuorumWarning>), QuorumSettingError> {
         let mut warnings = Vec::new();
         let number = |name: &str| -> Result<Option<u32>, QuorumSettingError> {
@@ -501,7 +503,7 @@ impl QuorumSettings {
                 None => 1,
             };
             nodelist_sum = Some(nodelist_sum.unwrap_or(0) + v);
-            if n.node_id == local {
+            if Some(n.node_id) == local {
                 votes = Some(v);
             }
         }
@@ -512,15 +514,17 @@ impl QuorumSettings {
                 "configuration error: nodelist or quorum.expected_votes must be configured!",
             ));
         }
-        let votes = match votes {
-            Some(v) => v,
-            None if have_nodelist => {
+        let quorum_votes = number("votes")?;
+        let votes = match (votes, local) {
+            (Some(v), _) => v,
+            (None, Some(local)) if have_nodelist => {
                 return Err(refuse(
                     "nodelist",
                     format!("node {local} is not in the nodelist"),
                 ))
             }
-            None => number("votes")?.unwrap_or(1),
+            // Not known yet (parse time), or no nodelist: quorum.votes (deprecated) or 1.
+            (None, _) => quorum_votes.unwrap_or(1),
         };
         let mut two_node = flag("two_node")?.unwrap_or(false);
         let qdevice_model = text("device.model").filter(|m| !m.is_empty());
