@@ -186,8 +186,18 @@ impl QuorumLink {
         }
     }
 
-    /// votequorum's events and, when it changed, its state: what goes up to rotord, in order.
+    /// votequorum's state, when it changed, then its events in order: what goes up to rotord.
+    /// The state comes first so that whatever a client does on an answer or a notification
+    /// (getinfo, typically) sees at least what the answer or notification says.
     pub fn pump(&mut self, node: &mut Node, mut send: impl FnMut(FromDataplane)) {
+        if let Some(vq) = node.votequorum() {
+            if self.sent_version != Some(vq.version()) {
+                self.sent_version = Some(vq.version());
+                send(FromDataplane::QuorumState(Box::new(state_record(
+                    &vq.state(),
+                ))));
+            }
+        }
         while let Some(event) = node.poll_quorum_event() {
             let update = match event {
                 QuorumEvent::SyncStarted {
@@ -261,15 +271,6 @@ impl QuorumLink {
                 }
             };
             send(FromDataplane::QuorumUpdate(update));
-        }
-        let Some(vq) = node.votequorum() else {
-            return;
-        };
-        if self.sent_version != Some(vq.version()) {
-            self.sent_version = Some(vq.version());
-            send(FromDataplane::QuorumState(Box::new(state_record(
-                &vq.state(),
-            ))));
         }
     }
 

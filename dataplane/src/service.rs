@@ -869,7 +869,10 @@ pub fn run<T: Transport>(
         match control.poll() {
             Some(ControlInput::Session(s)) => clients.adopt(s),
             Some(ControlInput::Quorum { request, op }) => {
-                if let Some(reply) = quorum.handle(runner.node_mut(), request, op) {
+                let reply = quorum.handle(runner.node_mut(), request, op);
+                // The state the request changed goes up before its answer.
+                quorum.pump(runner.node_mut(), |m| control.send_in_order(&m));
+                if let Some(reply) = reply {
                     control.send_in_order(&reply);
                 }
             }
