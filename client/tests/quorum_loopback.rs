@@ -118,8 +118,9 @@ impl Drop for Nodes {
     }
 }
 
-/// Three nodes on 127.0.0.1-3 with `quorum` lines in quorum{}; `index` keeps tests apart.
-fn cluster(index: u16, quorum: &str) -> Nodes {
+/// Three nodes on 127.0.0.1-3 with `quorum` lines in quorum{}, the first `running` of them
+/// started; `index` keeps tests apart.
+fn cluster(index: u16, quorum: &str, running: usize) -> Nodes {
     let tag = format!("{}-{index}", std::process::id());
     let dir = std::env::temp_dir().join(format!("rotor-quorum-{tag}"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -157,7 +158,7 @@ fn cluster(index: u16, quorum: &str) -> Nodes {
         tag,
         children: (0..3).map(|_| None).collect(),
     };
-    for i in 1..=3 {
+    for i in 1..=running {
         nodes.start(i);
     }
     nodes
@@ -170,7 +171,7 @@ fn barrier(dir: &Path, node: u32) -> String {
 
 #[test]
 fn expected_votes_tracking_survives_a_restart_of_the_cluster() {
-    let mut nodes = cluster(1, "  expected_votes_tracking: 1\n");
+    let mut nodes = cluster(1, "  expected_votes_tracking: 1\n", 3);
     for i in 1..=3 {
         nodes.wait_status(i, 0, &["Nodes:            3\n", "Expected votes:   3\n"]);
     }
@@ -227,7 +228,7 @@ impl VotequorumHandler for Rings {
 #[test]
 fn a_quorum_device_votes_while_it_polls() {
     // Two votes for the device (nodes − 1): expected votes 5, quorum 3.
-    let nodes = cluster(2, "  device {\n    model: net\n  }\n");
+    let nodes = cluster(2, "  device {\n    model: net\n  }\n", 3);
     nodes.wait_status(1, 0, &["Nodes:            3\n", "Expected votes:   5\n"]);
     std::env::set_var("ROTOR_IPC_SOCKET", nodes.socket(1));
     let mut v = Votequorum::initialize().expect("votequorum attach");
@@ -299,4 +300,38 @@ fn a_quorum_device_votes_while_it_polls() {
     assert_eq!(code, Some(0), "{text}");
     nodes.wait_status(1, 2, &["Total votes:      1\n", "Flags:            \n"]);
     assert!(v.getinfo(0).unwrap().flags & INFO_QDEVICE_REGISTERED == 0);
+}
+
+#[test]
+fn cancelling_wait_for_all_through_cmap_lets_a_majority_run() {
+    // Node 3 never starts: two of three were never all seen together.
+    let nodes = cluster(3, "  wait_for_all: 1\n", 2);
+    nodes.wait_status(
+        1,
+        2,
+        &["Nodes:            2\n", "Flags:            WaitForAll \n"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !nodes
+        .log(1)
+        .contains("[VOTEQ ] Waiting for all cluster members. Current votes: 2 expected_votes: 3")
+    {
+        assert!(Instant::now() < deadline, "{}", nodes.log(1));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, text) = nodes.rotor(2, &["cmap", "set", "quorum.cancel_wait_for_all", "u8", "1"]);
+    assert_eq!(code, Some(0), "{text}");
+    for i in 1..=2 {
+        nodes.wait_status(
+            i,
+            0,
+            &[
+                "Quorate:          Yes\n",
+                "Flags:            Quorate WaitForAll \n",
+            ],
+        );
+    }
+    assert!(nodes
+        .log(1)
+        .contains("wait_for_all_status reset by user on node 2."));
 }

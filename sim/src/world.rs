@@ -359,8 +359,7 @@ impl World {
         let mut endpoint = Endpoint::new(config, Instant(self.now)).expect("valid config");
         // Every invariant, the expensive ones too, after every input of every node.
         endpoint.node_mut().set_check_all_invariants(true);
-        self.quorum
-            .on_start(self.now, index, endpoint.node_mut());
+        self.quorum.on_start(self.now, index, endpoint.node_mut());
         n.endpoint = Some(endpoint);
         n.formed = None;
         n.paused_until = None;

@@ -485,6 +485,32 @@ impl QuorumService {
         Ok(())
     }
 
+    /// `quorum.cancel_wait_for_all` set to 1: ordered in the cluster (every node stops
+    /// waiting for all); the error is the status and reason for the client.
+    pub fn cancel_wait_for_all(&mut self, dataplane_running: bool) -> Result<(), (Status, String)> {
+        if !self.provider {
+            return Err((
+                Status::NotExist,
+                "votequorum is not running: quorum.provider is not corosync_votequorum".into(),
+            ));
+        }
+        if !dataplane_running {
+            return Err((
+                Status::TryAgain,
+                "the dataplane is restarting; try again".into(),
+            ));
+        }
+        let request = self.next_request;
+        self.next_request = self.next_request.wrapping_add(1).max(1);
+        self.ops.push((request, QuorumOp::CancelWaitForAll));
+        log_at!(
+            Notice,
+            "VOTEQ",
+            "wait_for_all cancelled by a client (quorum.cancel_wait_for_all)"
+        );
+        Ok(())
+    }
+
     // ----- from the dataplane ----------------------------------------------------------
 
     /// The answer to a forwarded request.

@@ -57,6 +57,9 @@ pub const COROSYNC_SRP_COUNTERS: &[(&str, &str)] = &[
     ("recovery_entered", "recoveries"),
 ];
 
+/// The cmap key a client sets to 1 to cancel wait_for_all, as with corosync.
+const CANCEL_WAIT_FOR_ALL_KEY: &str = "quorum.cancel_wait_for_all";
+
 /// Requests handled per client per turn, so one busy client cannot starve the others.
 const REQUESTS_PER_TURN: usize = 64;
 
@@ -452,7 +455,25 @@ impl CmapService {
         };
         let mut value = None;
         let mut entries = Vec::new();
+        // corosync's way out of wait_for_all: setting quorum.cancel_wait_for_all to 1 (the
+        // key itself stays 0; votequorum orders the cancel in the cluster).
+        let cancel = match &req {
+            pc::Request::Set { key, value } if *key == CANCEL_WAIT_FOR_ALL_KEY => Some(!matches!(
+                value,
+                Value::U8(0) | Value::U32(0) | Value::U64(0) | Value::I32(0)
+            )),
+            _ => None,
+        };
+        let mut special = None;
+        if let Some(on) = cancel {
+            special = Some(if on {
+                self.quorum.cancel_wait_for_all(self.dataplane_running)
+            } else {
+                Ok(())
+            });
+        }
         let result: Result<(), CmapError> = match req {
+            _ if special.is_some() => Ok(()),
             pc::Request::Get { key } => match self.cmap.get(key) {
                 Some(v) => {
                     value = Some(v.clone());
@@ -496,9 +517,10 @@ impl CmapService {
                 }
             }
         };
-        let (status, message) = match result {
-            Ok(()) => (Status::Ok, String::new()),
-            Err(e) => (cmap_status(&e), e.to_string()),
+        let (status, message) = match (special, result) {
+            (Some(Err((status, message))), _) => (status, message),
+            (_, Ok(())) => (Status::Ok, String::new()),
+            (_, Err(e)) => (cmap_status(&e), e.to_string()),
         };
         pc::Event::Reply {
             req_id,
