@@ -818,3 +818,41 @@ fn random_splits_never_leave_two_quorate_sides() {
         }
     }
 }
+
+#[test]
+fn garbage_from_members_never_panics_and_an_honest_sync_still_decides() {
+    // Seeded: random and mutated messages of every op from the members, then a clean sync.
+    let mut x: u64 = 0x243f_6a88_85a3_08d3;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..200 {
+        let mut c = Cluster::new(3, |_| QuorumSettings {
+            wait_for_all: round % 2 == 0,
+            ..settings(3)
+        });
+        c.form(&[&[1, 2, 3]]);
+        for _ in 0..50 {
+            let len = (next() % 24) as usize;
+            let mut m: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if let Some(op) = m.first_mut() {
+                *op = 0x40 + (*op % 6);
+            }
+            let sender = NodeId(1 + (next() % 3) as u32);
+            for vq in c.nodes.values_mut() {
+                vq.on_message(sender, &m);
+            }
+        }
+        // The garbage may have said anything a member could honestly say (votes, expected
+        // votes): an honest sync of the whole cluster still ends in one decision everywhere.
+        c.form(&[&[1, 2, 3]]);
+        let q: Vec<bool> = (1..=3).map(|id| c.quorate(id)).collect();
+        assert!(q.iter().all(|&v| v == q[0]), "round {round}: {q:?}");
+        for id in 1..=3 {
+            assert!(c.vq(id).state().nodes.len() <= 768, "round {round}");
+        }
+    }
+}
