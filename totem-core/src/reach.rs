@@ -97,6 +97,9 @@ pub struct Reach {
     generation: u64,
     /// The last group computed: its generation, universe and result.
     cache: Option<(u64, Vec<NodeId>, Vec<NodeId>)>,
+    /// For each node that left this node's own row (no longer heard): the (incarnation,
+    /// version) of its row then. Invariant: sorted by node, unique, at most `MEMBERS_MAX`.
+    lost: Vec<(NodeId, (u32, u32))>,
 }
 
 const WORDS: usize = MEMBERS_MAX.div_ceil(64);
@@ -130,6 +133,13 @@ impl Bits {
         let mut out = *self;
         for (o, b) in out.0.iter_mut().zip(other.0) {
             *o &= b;
+        }
+        out
+    }
+    fn or(&self, other: &Bits) -> Bits {
+        let mut out = *self;
+        for (o, b) in out.0.iter_mut().zip(other.0) {
+            *o |= b;
         }
         out
     }
@@ -172,6 +182,7 @@ impl Reach {
             own: (false, vec![me]),
             generation: 0,
             cache: None,
+            lost: Vec::with_capacity(MEMBERS_MAX),
         }
     }
 
@@ -237,17 +248,48 @@ impl Reach {
             .map(|r| &r.hears[..])
     }
 
-    /// Whether `a` is known not to hear `b`: its row (fresh, mature) leaves `b` out.
-    fn deaf(&self, a: NodeId, b: NodeId) -> bool {
-        self.asserted(a).is_some_and(|hears| !contains(hears, b))
+    /// Whether `node` has been up for a reach timeout (its row, fresh, says it is mature; or
+    /// this node's own): only then can another node's row leaving it out mean anything. A node
+    /// just (re)started has not been heard by the others yet; it is taken as connected to all
+    /// until then, as its own row asserts nothing either.
+    fn judged(&self, node: NodeId) -> bool {
+        if node == self.me {
+            return self.own.0;
+        }
+        self.row(node).is_some_and(|r| r.mature && r.fresh_seen)
     }
 
-    /// The nodes with a fresh row, this node included (sorted).
+    /// Whether `a` is known not to hear `b`: its row (fresh, mature) leaves `b` out, and `b`
+    /// has been up long enough to be judged.
+    fn deaf(&self, a: NodeId, b: NodeId) -> bool {
+        self.judged(b) && self.asserted(a).is_some_and(|hears| !contains(hears, b))
+    }
+
+    /// Whether `node` is known to be up and reaching someone: this node hears it, or its row is
+    /// fresh and (if this node heard it before) newer than when this node stopped hearing it —
+    /// a row produced since, relayed by a node that still hears it. A node that stopped
+    /// altogether (crashed, or cut off from everyone on this side) is absent as soon as this
+    /// node stops hearing it: its last rows, still fresh for a while, say what it heard before
+    /// it went, and taken as news they would make this node look like the one that is deaf.
+    pub fn present(&self, node: NodeId) -> bool {
+        if node == self.me || contains(&self.own.1, node) {
+            return true;
+        }
+        let Some(row) = self.row(node).filter(|r| r.fresh_seen) else {
+            return false;
+        };
+        match self.lost.binary_search_by_key(&node, |(n, _)| *n) {
+            Ok(at) => (row.incarnation, row.version) > self.lost[at].1,
+            Err(_) => true,
+        }
+    }
+
+    /// The nodes present (`present`) with a fresh row, this node included (sorted).
     pub fn fresh_nodes(&self) -> Vec<NodeId> {
         let mut nodes: Vec<NodeId> = self
             .rows
             .iter()
-            .filter(|r| r.fresh_seen)
+            .filter(|r| r.fresh_seen && self.present(r.origin))
             .map(|r| r.origin)
             .collect();
         let at = nodes.binary_search(&self.me).unwrap_err();
@@ -261,6 +303,12 @@ impl Reach {
         // its row asserts nothing).
         let mut all = Bits::EMPTY;
         (0..nodes.len()).for_each(|i| all.set(i));
+        let mut unjudged = Bits::EMPTY;
+        for (i, n) in nodes.iter().enumerate() {
+            if !self.judged(*n) {
+                unjudged.set(i);
+            }
+        }
         let out: Vec<Bits> = nodes
             .iter()
             .map(|a| {
@@ -276,7 +324,7 @@ impl Reach {
                         bits.set(j);
                     }
                 }
-                bits
+                bits.or(&unjudged)
             })
             .collect();
         let mut adj = vec![Bits::EMPTY; nodes.len()];
@@ -384,6 +432,19 @@ impl Reach {
     pub fn tick(&mut self, now: Instant) -> bool {
         let own = self.own_row(now);
         let mut changed = own != self.own;
+        for gone in self.own.1.iter().filter(|n| !contains(&own.1, **n)) {
+            let version = self
+                .row(*gone)
+                .map_or((0, 0), |r| (r.incarnation, r.version));
+            match self.lost.binary_search_by_key(gone, |(n, _)| *n) {
+                Ok(at) => self.lost[at].1 = version,
+                Err(at) => {
+                    if self.lost.len() < MEMBERS_MAX {
+                        self.lost.insert(at, (*gone, version));
+                    }
+                }
+            }
+        }
         self.own = own;
         for i in 0..self.rows.len() {
             let fresh = self.fresh(&self.rows[i], now);
@@ -587,6 +648,17 @@ impl Reach {
     /// the rows say changed.
     fn take_row(&mut self, now: Instant, direct: bool, mut row: Row) -> bool {
         row.fresh_seen = self.fresh(&row, now);
+        let origin = row.origin;
+        let was_present = self.present(origin);
+        let changed = self.store_row(direct, row);
+        let present_changed = self.present(origin) != was_present;
+        if present_changed && !changed {
+            self.generation += 1;
+        }
+        changed || present_changed
+    }
+
+    fn store_row(&mut self, direct: bool, row: Row) -> bool {
         match self.rows.binary_search_by_key(&row.origin, |r| r.origin) {
             Ok(at) => {
                 let held = &self.rows[at];
@@ -629,6 +701,10 @@ impl Reach {
             self.rows.windows(2).all(|w| w[0].origin < w[1].origin)
                 && self.rows.iter().all(|r| r.origin != self.me),
             "rows not sorted and unique, or with this node's own"
+        );
+        assert!(
+            self.lost.len() <= MEMBERS_MAX && self.lost.windows(2).all(|w| w[0].0 < w[1].0),
+            "lost table unbounded, or not sorted and unique"
         );
     }
 }

@@ -1761,12 +1761,7 @@ impl Srp {
         let Phase::Gather(g) = &self.phase else {
             return false;
         };
-        let mut universe = self.reach.fresh_nodes();
-        universe.extend_from_slice(&g.proc_set);
-        universe.sort_unstable();
-        universe.dedup();
-        universe.retain(|n| !contains(&g.fail_set, *n));
-        cap_members(&mut universe, self.me);
+        let universe = self.universe(&g.proc_set, &g.fail_set);
         let group = self.reach.group_of(&universe);
         let Phase::Gather(g) = &mut self.phase else {
             unreachable!("checked above");
@@ -1784,13 +1779,23 @@ impl Srp {
     /// Whether `node` is in this node's group, among the nodes with fresh rows, the installed
     /// ring's members and `node`.
     fn in_group(&mut self, node: NodeId) -> bool {
+        let mut with = self.installed.members.clone();
+        sorted_insert(&mut with, node);
+        let universe = self.universe(&with, &[]);
+        contains(&self.reach.group_of(&universe), node)
+    }
+
+    /// The nodes the groups are drawn among: those present with a fresh row (`reach`), and
+    /// those of `with` that are present, less `without`; at most `MEMBERS_MAX`, this node
+    /// always.
+    fn universe(&self, with: &[NodeId], without: &[NodeId]) -> Vec<NodeId> {
         let mut universe = self.reach.fresh_nodes();
-        universe.extend_from_slice(&self.installed.members);
-        universe.push(node);
+        universe.extend(with.iter().copied().filter(|n| self.reach.present(*n)));
         universe.sort_unstable();
         universe.dedup();
+        universe.retain(|n| !contains(without, *n));
         cap_members(&mut universe, self.me);
-        contains(&self.reach.group_of(&universe), node)
+        universe
     }
 
     /// What the rows say changed: report the broken pairs, and act on it — an operational
@@ -1802,11 +1807,7 @@ impl Srp {
         self.report_connectivity();
         match self.phase {
             Phase::Operational => {
-                let mut universe = self.reach.fresh_nodes();
-                universe.extend_from_slice(&self.installed.members);
-                universe.sort_unstable();
-                universe.dedup();
-                cap_members(&mut universe, self.me);
+                let universe = self.universe(&self.installed.members.clone(), &[]);
                 let group = self.reach.group_of(&universe);
                 if self.installed.members.iter().any(|m| !contains(&group, *m)) {
                     let mut proc_set = self.installed.members.clone();
@@ -1833,11 +1834,7 @@ impl Srp {
         if pairs.is_empty() {
             self.notice(Notice::ConnectivityRestored);
         } else {
-            let mut universe = self.reach.fresh_nodes();
-            universe.extend_from_slice(&self.installed.members);
-            universe.sort_unstable();
-            universe.dedup();
-            cap_members(&mut universe, self.me);
+            let universe = self.universe(&self.installed.members.clone(), &[]);
             let group = self.reach.group_of(&universe);
             self.notice(Notice::PartialConnectivity {
                 broken: pairs.clone(),
