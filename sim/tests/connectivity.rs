@@ -20,6 +20,7 @@ fn partial(name: &str, nodes: usize, blocked: &[(usize, usize)]) {
     let expected = expected_rings(nodes, blocked);
     let mut settled = Vec::new();
     let mut healed = Vec::new();
+    let mut churn = Vec::new();
     for seed in 1..=4u64 {
         let cfg = SimConfig {
             seed,
@@ -49,6 +50,13 @@ fn partial(name: &str, nodes: usize, blocked: &[(usize, usize)]) {
             !report.connectivity.is_empty(),
             "{name}, seed {seed}: no node reported the broken pairs"
         );
+        // Memberships announced on the way (per node, on average): how much it churned.
+        let changes = report
+            .formed
+            .iter()
+            .filter(|(t, _, _)| (CHANGE_MS..=CHANGE_MS + ms).contains(t))
+            .count();
+        churn.push(format!("{:.1}", changes as f64 / nodes as f64));
         settled.push(ms);
         healed.push(report.converged_after_heal_ms.expect("checked by the run"));
         if seed == 1 {
@@ -56,8 +64,8 @@ fn partial(name: &str, nodes: usize, blocked: &[(usize, usize)]) {
         }
     }
     eprintln!(
-        "{name}: rings {expected:?} settled {settled:?} ms after the change, one ring of all \
-         {healed:?} ms after the heal"
+        "{name}: rings {expected:?} settled {settled:?} ms after the change ({churn:?} \
+         memberships per node on the way), one ring of all {healed:?} ms after the heal"
     );
 }
 
