@@ -1713,13 +1713,11 @@ impl Srp {
             sorted_insert(&mut g.proc_set, me);
         }
         changed |= self.refresh_gather();
-        let Phase::Gather(g) = &mut self.phase else {
-            unreachable!("still gathering");
+        let g = self.gather_mut();
+        let live = |g: &Gather, n: NodeId| {
+            contains(&g.proc_set, n) && !contains(&g.fail_set, n) && !contains(&g.excluded, n)
         };
-        if contains(&g.proc_set, sender)
-            && !contains(&g.fail_set, sender)
-            && !contains(&g.excluded, sender)
-        {
+        if live(g, sender) {
             let mut failed_more = false;
             for n in jf {
                 if *n != me && contains(&g.proc_set, *n) {
@@ -1732,22 +1730,26 @@ impl Srp {
                 self.refresh_gather();
             }
         }
-        let Phase::Gather(g) = &mut self.phase else {
-            unreachable!("still gathering");
-        };
         if changed {
+            let g = self.gather_mut();
             g.agreed.clear();
             g.agreed.push(me);
             self.send_join();
         }
-        let Phase::Gather(g) = &mut self.phase else {
-            unreachable!("still gathering");
-        };
+        let g = self.gather_mut();
         if jp == g.proc_set && jf == g.fail_set && jx == g.excluded {
             sorted_insert(&mut g.agreed, sender);
         }
         self.check_consensus(now, up);
         Ok(())
+    }
+
+    /// The gather state's sets, in a handler that runs only while gathering.
+    fn gather_mut(&mut self) -> &mut Gather {
+        match &mut self.phase {
+            Phase::Gather(g) => g,
+            _ => unreachable!("called while gathering"),
+        }
     }
 
     /// Brings the gather's excluded set up to date with the rows (`reach`): every live member
