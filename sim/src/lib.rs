@@ -1,11 +1,15 @@
 //! rotor-sim: a seeded, deterministic simulator that drives many totem-core nodes through a
 //! simulated network with loss, duplication, reordering, delay, partitions and heals, crashes
 //! and restarts, and long pauses, while application processes join and leave groups and
-//! multicast with both guarantees. Every run is checked for the EVS properties (`check`).
+//! multicast with both guarantees through the fan-out the dataplane runs (`apps`). Every run is
+//! checked for the EVS properties of what nodes delivered (`check`) and for what each process
+//! received (`check_apps`).
 //! It deliberately contains no protocol logic: it runs the production core, and every random
 //! choice comes from the seed, so a failing seed replays exactly.
 
+pub mod apps;
 pub mod check;
+pub mod check_apps;
 pub mod net;
 pub mod rng;
 pub mod world;
