@@ -74,7 +74,7 @@ pub enum Phase {
     Leaving,
     /// Neither asked nor a member, with a join and a leave still in flight (it left before its
     /// join was delivered): receives the group's events from its join to its leave.
-    Passing,
+    JoinAndLeaveInFlight,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -109,7 +109,7 @@ impl Standing {
             (true, false) => Some(Phase::Joining),
             (true, true) if self.in_flight == 0 => Some(Phase::Member),
             (_, true) => Some(Phase::Leaving),
-            (false, false) if self.in_flight > 0 => Some(Phase::Passing),
+            (false, false) if self.in_flight > 0 => Some(Phase::JoinAndLeaveInFlight),
             (false, false) => None,
         }
     }
@@ -150,7 +150,8 @@ pub struct SessionCounters {
     /// Changes listing one of this node's pids that matched no request in flight (never
     /// expected: the core delivers this node's requests in order, one change each).
     pub unmatched: u64,
-    /// Process-downs that waited for room in the send queue.
+    /// Attempts to submit a process-down that found the node's send queue full (it waits in
+    /// `Sessions` and is tried again at the next request or `submit_deferred`).
     pub procdowns_deferred: u64,
 }
 
@@ -648,7 +649,7 @@ mod tests {
         // Leave before the join is delivered, then join again before the leave is.
         s.join(a, G, &mut core).unwrap();
         s.leave(a, G, &mut core).unwrap();
-        assert_eq!(s.phase(a, G), Some(Phase::Passing));
+        assert_eq!(s.phase(a, G), Some(Phase::JoinAndLeaveInFlight));
         s.join(a, G, &mut core).unwrap();
         assert_eq!(s.phase(a, G), Some(Phase::Joining));
         feed(&mut s, deliver(m(2, 5), b"0"));
