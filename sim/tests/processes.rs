@@ -10,8 +10,9 @@ use rotor_sim::{run, Action, Faults, RunReport, SimConfig, When, APP_GAP_US_BUSY
 
 /// The group only scripts join (random actions of its members then load it).
 const DELTA: usize = 3;
-/// A heavily loaded ring: an application action every 20-200 µs.
-const APP_GAP_US_LOADED: (u64, u64) = (20, 200);
+/// A loaded ring: an application action every 60-400 µs (about 800 messages per second from
+/// each of 5 nodes).
+const APP_GAP_US_LOADED: (u64, u64) = (60, 400);
 
 fn scenario(
     name: &str,
@@ -25,7 +26,7 @@ fn scenario(
                 seed,
                 nodes,
                 faults: Faults::None,
-                fault_ms: 4_000,
+                fault_ms: 3_000,
                 verbose: false,
                 script: script.clone(),
                 app_gap_us,
@@ -118,7 +119,7 @@ fn late_joiners_under_load() {
     for index in 0..nodes {
         script.push(join(0, index, 0, DELTA));
         script.push(join(0, index, 1, DELTA));
-        script.push(join(2_000, index, 2, DELTA));
+        script.push(join(1_500, index, 2, DELTA));
     }
     let mut late_after_traffic = 0;
     for report in scenario("late_joiners_under_load", nodes, script, APP_GAP_US_LOADED) {
@@ -145,8 +146,8 @@ fn leave_and_join_again() {
         join(300, 1, 0, DELTA),
         leave(1_500, 1, 0, DELTA),
         join(1_500, 1, 0, DELTA),
-        leave(2_500, 1, 0, DELTA),
-        join(2_600, 1, 0, DELTA),
+        leave(2_200, 1, 0, DELTA),
+        join(2_300, 1, 0, DELTA),
         join(1_000, 2, 1, DELTA),
         (
             When::At(1_000),
@@ -187,8 +188,8 @@ fn node_crashes_and_restarts_before_it_is_missed_and_its_processes_attach_again(
         script.push(join(0, index, 0, DELTA));
         script.push(join(0, index, 1, DELTA));
     }
-    script.push((When::At(1_500), Action::Crash(1)));
-    script.push((When::At(1_520), Action::Restart(1)));
+    script.push((When::At(1_200), Action::Crash(1)));
+    script.push((When::At(1_220), Action::Restart(1)));
     let mut reattached = 0;
     for report in scenario("quick_restart", nodes, script, APP_GAP_US_LOADED) {
         reattached += report

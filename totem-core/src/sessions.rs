@@ -26,12 +26,14 @@
 //! (`asked`), and whether its join has been delivered and its leave not yet (`member`):
 //!
 //! ```text
-//!   (none) ──join──► Joining ──its join delivered──► Member ──leave──► Leaving ──its leave delivered──► (none)
-//!                       └─leave (before its join is delivered): still gets the join, then leaves─┘
+//!  (none) ─join─► Joining ─its join delivered─► Member ─leave─► Leaving ─its leave delivered─► (none)
+//!                    │                                            ▲
+//!                    └─leave─► JoinAndLeaveInFlight ─its join delivered─┘
 //! ```
 //!
 //! A session asks for one group at a time (libcpg: a handle joins one group); it may ask again
-//! while its leave is in flight.
+//! while its leave is in flight. Requests in flight are bounded by the node's send queue (they
+//! are in it, or delivered); nothing here allocates per delivery.
 
 use std::collections::{BTreeMap, VecDeque};
 
