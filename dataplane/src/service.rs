@@ -142,7 +142,7 @@ pub struct IpcCounters {
 
 /// One attached session's ring and what is queued for it; its group membership is kept by
 /// `Sessions`.
-pub struct Client {
+struct Client {
     session: Session,
     peer: PeerCred,
     /// A request read from the ring that the node could not take yet.
