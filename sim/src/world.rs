@@ -217,6 +217,8 @@ pub struct World {
     lazy_events: bool,
     /// The node is read in full (the checkers' logs are built from events).
     healed: bool,
+    /// Probes (node index, group) that found their node's send queue full.
+    probes_unsent: Vec<(usize, usize)>,
 }
 
 /// How long a lazy run leaves a node's events queued.
@@ -288,6 +290,7 @@ impl World {
             gathered: Vec::new(),
             lazy_events: cfg.seed % 2 == 1,
             healed: false,
+            probes_unsent: Vec::new(),
             net: Network::new(cfg.nodes),
             rng,
             now: 0,
@@ -970,8 +973,15 @@ impl World {
             } else if probes_sent.is_none() {
                 if self.converged().is_some() {
                     self.report.converged_after_heal_ms = Some((self.now - fault_end) / MS);
-                    self.send_probes();
+                    self.probes_unsent = (0..self.cfg.nodes)
+                        .flat_map(|i| (0..GROUPS.len()).map(move |g| (i, g)))
+                        .collect();
                     probes_sent = Some(self.now);
+                }
+            } else if !self.probes_unsent.is_empty() {
+                // A node whose send queue was full at the heal takes its probes once it has
+                // room: they are ordered after everything it accepted before.
+                if self.send_probes() {
                     end = self.now + 20 * token;
                 }
             } else if self.probes_done() {
@@ -1021,28 +1031,45 @@ impl World {
         self.report
     }
 
-    /// After convergence every node's first process joins every group and multicasts a probe.
-    fn send_probes(&mut self) {
-        for i in 0..self.cfg.nodes {
-            for g in 0..GROUPS.len() {
-                if !self.nodes[i].apps.asked(0, g) {
-                    let result = self.app(
-                        i,
-                        Action::Join {
-                            index: i,
-                            proc_index: 0,
-                            group: g,
-                        },
-                    );
-                    self.app_result(i, result);
+    /// After convergence every node's first process joins every group and multicasts a probe;
+    /// a node whose send queue is full takes the rest later. True once every probe is sent.
+    fn send_probes(&mut self) -> bool {
+        let mut unsent = std::mem::take(&mut self.probes_unsent);
+        unsent.retain(|&(i, g)| {
+            if !self.nodes[i].apps.asked(0, g) {
+                let result = self.app(
+                    i,
+                    Action::Join {
+                        index: i,
+                        proc_index: 0,
+                        group: g,
+                    },
+                );
+                if result == Err(SubmitError::TryAgain) {
+                    return true;
                 }
-                if let Ok(id) = self.mcast(i, 0, g, Guarantee::Safe, 64) {
+                self.app_result(i, result);
+            }
+            let sent = match self.mcast(i, 0, g, Guarantee::Safe, 64) {
+                Ok(id) => {
                     let life = self.nodes[i].life;
                     self.lives[life].probes.push(id);
+                    true
                 }
-            }
+                Err(SubmitError::TryAgain) => false,
+                Err(e) => {
+                    let id = self.nodes[i].id;
+                    self.report
+                        .violations
+                        .push(format!("node {id}: a probe was refused: {e}"));
+                    true
+                }
+            };
             self.flush(i);
-        }
+            !sent
+        });
+        self.probes_unsent = unsent;
+        self.probes_unsent.is_empty()
     }
 
     fn probes_done(&self) -> bool {
