@@ -132,15 +132,14 @@ pub fn check_apps(logs: &[SessionLog], converged: bool) -> Vec<String> {
                 match seen {
                     Seen::Change { change, at } => {
                         let joining = change.joined.contains(&(me, Reason::Join));
-                        let leaving = change.left.iter().any(|(m, _)| *m == me);
+                        let leaving = change.left.iter().find(|(m, _)| *m == me).map(|l| l.1);
                         let listed = change.members.contains(&me);
                         let Some((_, label, _)) = &current else {
-                            if joining && listed {
-                                joins += 1;
-                            } else {
+                            if !(joining && listed) {
                                 wrong("received a change of a group it is not a member of");
                                 continue;
                             }
+                            joins += 1;
                             current = Some((view(change, at), at.label, Vec::new()));
                             continue;
                         };
@@ -153,8 +152,12 @@ pub fn check_apps(logs: &[SessionLog], converged: bool) -> Vec<String> {
                         if joining {
                             wrong("is listed as joining a group it is a member of");
                         }
-                        if leaving {
+                        if let Some(reason) = leaving {
+                            // Its own leave: a process-down or node-down of it goes to nobody.
                             leaves += 1;
+                            if reason != Reason::Leave {
+                                wrong("received a change removing it for another reason");
+                            }
                             if listed {
                                 wrong("is listed as leaving and as a member");
                             }
