@@ -250,11 +250,14 @@ impl Cluster {
     }
 
     /// A command on node `i`: its socket in `ROTOR_IPC_SOCKET`, rotor's libraries first on
-    /// `LD_LIBRARY_PATH`.
+    /// `LD_LIBRARY_PATH`, and `LD_BIND_NOW`: every function the program imports binds as it
+    /// starts, so one missing from rotor's libraries (or at another version) fails the run at
+    /// once rather than when it is first called.
     pub fn command(&self, i: usize, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new(program);
         c.env("ROTOR_IPC_SOCKET", self.socket(i))
-            .env("LD_LIBRARY_PATH", &self.lib);
+            .env("LD_LIBRARY_PATH", &self.lib)
+            .env("LD_BIND_NOW", "1");
         c
     }
 
