@@ -146,6 +146,20 @@ static int info_until(votequorum_handle_t h, unsigned int node, struct votequoru
 	}
 }
 
+/* A device poll for the ring the last nodelist notification gave; a ring changed again in the
+ * meantime (CS_ERR_MESSAGE_ERROR) is polled for once its notification arrives, up to 20 s. */
+static cs_error_t poll_current(votequorum_handle_t h, const char *name, unsigned int cast_vote)
+{
+	uint64_t deadline = now_ms() + 20000;
+	for (;;) {
+		votequorum_dispatch(h, CS_DISPATCH_ALL);
+		cs_error_t err = votequorum_qdevice_poll(h, name, cast_vote, seen.ring);
+		if (err != CS_ERR_MESSAGE_ERROR || now_ms() > deadline)
+			return err;
+		usleep(50000);
+	}
+}
+
 static int readable(int fd, int timeout_ms)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -435,7 +449,7 @@ int main(int argc, char **argv)
 	CHECK(seen.ring.seq > before.seq, "in a newer ring (%u, %llu)", seen.ring.nodeid,
 	      (unsigned long long)seen.ring.seq);
 	EXPECT(votequorum_qdevice_poll(h, "Qdevice", 0, before), CS_ERR_MESSAGE_ERROR);
-	EXPECT(votequorum_qdevice_poll(h, "Qdevice", 0, seen.ring), CS_OK);
+	EXPECT(poll_current(h, "Qdevice", 0), CS_OK);
 	CHECK(pump(h, node3_dead_inquorate),
 	      "quorum lost: nodes 1 and 2 members, node 3 dead, the device (%u nodes, quorate %u)",
 	      seen.nodes_n, seen.quorate);
@@ -444,7 +458,7 @@ int main(int argc, char **argv)
 	      "getinfo: not quorate, total 2");
 	EXPECT(votequorum_getinfo(h, 3, &two), CS_OK);
 	CHECK(two.node_state == VOTEQUORUM_NODESTATE_DEAD, "getinfo(3): dead");
-	EXPECT(votequorum_qdevice_poll(h, "Qdevice", 1, seen.ring), CS_OK);
+	EXPECT(poll_current(h, "Qdevice", 1), CS_OK);
 	CHECK(pump(h, quorate), "the device votes: quorate again");
 	EXPECT(votequorum_getinfo(h, 0, &info), CS_OK);
 	CHECK((info.flags & VOTEQUORUM_INFO_QUORATE) && info.total_votes == 4,
