@@ -104,6 +104,12 @@ impl Quorum {
         self.conn.fd()
     }
 
+    /// The session's control socket, to poll beside [`Self::fd`]: it hangs up when the node
+    /// goes away.
+    pub fn control_fd(&self) -> RawFd {
+        self.conn.control_fd()
+    }
+
     /// Runs the handler for waiting notifications (`quorum_dispatch`); returns how many.
     pub fn dispatch(&mut self, mode: Dispatch, h: &mut impl QuorumHandler) -> Result<usize, Error> {
         let mut n = 0;
