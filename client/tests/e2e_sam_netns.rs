@@ -281,7 +281,11 @@ fn quorum_policies_stop_the_instance_without_quorum_and_start_it_with_quorum() {
         ],
     );
     let supervisor = demo.supervisor();
-    assert_eq!(supervisor, demo.proc.pid(), "ip netns exec runs the demo itself");
+    assert_eq!(
+        supervisor,
+        demo.proc.pid(),
+        "ip netns exec runs the demo itself"
+    );
     let first = demo.instance(1);
     demo.expect(&format!(
         "instance 1 (pid {first}): started health checking"

@@ -117,8 +117,8 @@ pub(crate) struct Watch {
     waiting_for_quorum: bool,
     quorate: bool,
     last_activity: Instant,
-    /// The warn signal was sent, when and why. Invariant: `Some` only while started or
-    /// once `killed`, or after a quorum loss.
+    /// SAM asked the instance to go (warn signal or SIGKILL), when and why; a warning for a
+    /// missed health check is withdrawn when the instance answers.
     warning: Option<(Instant, Cause)>,
     killed: bool,
     marked_failed: bool,

@@ -462,6 +462,7 @@ impl Sam {
         }
         inner.state = State::Finalized;
         inner.data = Vec::new();
+        inner.quorum = None;
         Ok(())
     }
 
