@@ -155,8 +155,8 @@ fn instance(o: &Options, policy: Policy, how: Fail) -> Result<ExitCode, SamError
     let old = sam.data()?;
     match std::str::from_utf8(&old) {
         Ok("") => say("no data stored"),
-        Ok(t) => say(&format!("restored data: {t}")),
-        Err(_) => say(&format!("restored {} bytes of data", old.len())),
+        Ok(t) if t.len() <= 200 => say(&format!("restored data: {t}")),
+        _ => say(&format!("restored {} bytes of data", old.len())),
     }
     let new = match o.data_bytes {
         Some(n) => vec![b'x'; n],

@@ -520,6 +520,21 @@ fn bad_arguments_give_clear_errors() {
         )),
         "{run}"
     );
+    // Exactly the limit is kept, and the next instance gets all of it.
+    let max = rotor_client::sam::DATA_SIZE_MAX.to_string();
+    let ok = demo(&[
+        "--interval",
+        "300",
+        "--data-bytes",
+        &max,
+        "--instances",
+        "2",
+    ]);
+    assert_eq!(ok.code, Some(0), "{ok}");
+    assert!(
+        ok.out.contains(&format!("restored {max} bytes of data")),
+        "{ok}"
+    );
     // The instance exited 1 before starting: the supervisor ends with its status.
     assert!(
         run.err.contains(
