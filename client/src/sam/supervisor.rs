@@ -404,8 +404,17 @@ impl Supervisor {
         let mut sock_open = true;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
+            // Messages read in one go update last_updated once: a supervisor waiting on
+            // rotord for each health check would slow an instance that sends many.
+            let mut heard = false;
             while let Some(a) = w.poll_action() {
-                self.act(a, child, &sock);
+                match a {
+                    Action::Publish(Publish::LastUpdated) => heard = true,
+                    a => self.act(a, child, &sock),
+                }
+            }
+            if heard {
+                self.act(Action::Publish(Publish::LastUpdated), child, &sock);
             }
             if let Some(o) = w.outcome() {
                 return Ok(o);
