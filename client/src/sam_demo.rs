@@ -71,6 +71,10 @@ pub struct Options {
     /// Stop health checking for two intervals and start again, before failing.
     #[arg(long)]
     stop_start: bool,
+    /// Ignore SIGCHLD before initializing SAM, as some daemons do (each instance reports
+    /// that it still ignores it; the supervisor still learns how instances end).
+    #[arg(long)]
+    ignore_sigchld: bool,
     /// Store this many bytes instead of the instance list (shows the data limit).
     #[arg(long)]
     data_bytes: Option<usize>,
@@ -139,6 +143,10 @@ fn sleep_ms(ms: u64) {
 }
 
 fn instance(o: &Options, policy: Policy, how: Fail) -> Result<ExitCode, SamError> {
+    if o.ignore_sigchld {
+        // SAFETY: ignoring a signal.
+        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+    }
     let sam = Arc::new(Sam::initialize(o.interval, policy)?);
     if let Some(s) = o.warn_signal {
         sam.warn_signal_set(s)?;
@@ -150,6 +158,17 @@ fn instance(o: &Options, policy: Policy, how: Fail) -> Result<ExitCode, SamError
         "registered (policy {policy}, interval {} ms)",
         o.interval
     ));
+    if o.ignore_sigchld {
+        // SAFETY: an all-zero sigaction is valid; sigaction only writes into it.
+        let mut now: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        unsafe { libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut now) };
+        if now.sa_sigaction == libc::SIG_IGN {
+            say("SIGCHLD is ignored, as the application set it");
+        } else {
+            say("SIGCHLD is not ignored any more");
+        }
+    }
 
     // The data store: every instance appends its number to what the ones before it left.
     let old = sam.data()?;

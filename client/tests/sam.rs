@@ -248,6 +248,30 @@ fn a_crash_restarts_under_restart_and_ends_the_supervisor_under_quit() {
         ),
         "{run}"
     );
+    // An application that ignores SIGCHLD keeps ignoring it in every instance, and the
+    // supervisor still learns how each ended (SIG_IGN would have the kernel discard it).
+    let run = demo(&[
+        "--interval",
+        "200",
+        "--fail",
+        "crash",
+        "--ignore-sigchld",
+        "--instances",
+        "2",
+    ]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert_eq!(
+        run.out
+            .matches("SIGCHLD is ignored, as the application set it")
+            .count(),
+        2,
+        "{run}"
+    );
+    assert!(
+        run.err
+            .contains("was killed by SIGABRT: restarting it as instance 2"),
+        "{run}"
+    );
     // No interval: a crash is still noticed.
     let run = demo(&["--interval", "0", "--fail", "crash", "--instances", "2"]);
     assert_eq!(run.code, Some(0), "{run}");

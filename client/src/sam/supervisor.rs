@@ -340,19 +340,8 @@ impl Supervisor {
             match self.watch(inner, child, ours) {
                 Ok(Outcome::Restart) => continue,
                 Ok(Outcome::Quit { status, failed }) => self.quit(status, failed),
-                Err(e) => {
-                    log_line(
-                        Level::Error,
-                        self.pid,
-                        &format!("{e}: killing instance {} (pid {child})", inner.instance_id),
-                    );
-                    // SAFETY: kill and reap our own child.
-                    unsafe {
-                        libc::kill(child, libc::SIGKILL);
-                        libc::waitpid(child, std::ptr::null_mut(), 0);
-                    }
-                    return Err(e);
-                }
+                // The instance is gone (watch killed it): supervision failed.
+                Err(e) => return Err(e),
             }
         }
     }
@@ -371,7 +360,8 @@ impl Supervisor {
         std::process::exit(status)
     }
 
-    /// Watches one instance until it is gone and the policy has decided.
+    /// Watches one instance until it is gone and the policy has decided. If supervision
+    /// itself fails, the instance is killed (no instance runs unsupervised) and reaped.
     fn watch(
         &mut self,
         inner: &mut Inner,
@@ -381,13 +371,42 @@ impl Supervisor {
         // SAFETY: pidfd_open(2) on our own child; the result is checked.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child, 0) };
         if fd < 0 {
-            return Err(SamError::System {
+            let e = SamError::System {
                 what: "cannot watch the instance (pidfd_open, Linux 5.3 or later)".into(),
                 source: io::Error::last_os_error(),
-            });
+            };
+            self.give_up(&e, inner.instance_id, child);
+            // SAFETY: our child, not reaped yet: its pid cannot have been reused.
+            unsafe { libc::kill(child, libc::SIGKILL) };
+            let _ = reap_blocking(child);
+            return Err(e);
         }
         // SAFETY: a new descriptor only we own.
         let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        let result = self.watch_with(inner, child, &pidfd, sock);
+        if let Err(e) = &result {
+            self.give_up(e, inner.instance_id, child);
+            signal(&pidfd, libc::SIGKILL);
+            let _ = reap_blocking(child);
+        }
+        result
+    }
+
+    fn give_up(&self, e: &SamError, instance_id: u32, child: libc::pid_t) {
+        log_line(
+            Level::Error,
+            self.pid,
+            &format!("{e}: killing instance {instance_id} (pid {child}) and giving up"),
+        );
+    }
+
+    fn watch_with(
+        &mut self,
+        inner: &mut Inner,
+        child: libc::pid_t,
+        pidfd: &OwnedFd,
+        sock: UnixStream,
+    ) -> Result<Outcome, SamError> {
         sock.set_nonblocking(true)
             .map_err(system("cannot make the instance's socket non-blocking"))?;
         let quorate = self.quorum.as_ref().is_none_or(|q| q.quorate);
@@ -410,11 +429,11 @@ impl Supervisor {
             while let Some(a) = w.poll_action() {
                 match a {
                     Action::Publish(Publish::LastUpdated) => heard = true,
-                    a => self.act(a, child, &sock),
+                    a => self.act(a, pidfd, &sock),
                 }
             }
             if heard {
-                self.act(Action::Publish(Publish::LastUpdated), child, &sock);
+                self.act(Action::Publish(Publish::LastUpdated), pidfd, &sock);
             }
             if let Some(o) = w.outcome() {
                 return Ok(o);
@@ -483,16 +502,13 @@ impl Supervisor {
         }
     }
 
-    fn act(&mut self, a: Action, child: libc::pid_t, sock: &UnixStream) {
+    fn act(&mut self, a: Action, pidfd: &OwnedFd, sock: &UnixStream) {
         match a {
             // The instance may be gone already: then nobody waits for the reply.
             Action::Reply(r) => {
                 let _ = send_all(sock.as_raw_fd(), &encode_reply(&r));
             }
-            // SAFETY: kill(2) on our own child, not reaped yet (so not a reused pid).
-            Action::Signal(s) => unsafe {
-                libc::kill(child, s);
-            },
+            Action::Signal(s) => signal(pidfd, s),
             Action::Publish(p) => {
                 if let Some(c) = &mut self.cmap {
                     c.publish(p);
@@ -558,6 +574,36 @@ fn read(
                     return false;
                 }
             }
+        }
+    }
+}
+
+/// Sends `sig` to the instance through its pidfd: never to another process that got its
+/// pid after it was reaped. An instance already gone is no error.
+fn signal(pidfd: &OwnedFd, sig: i32) {
+    // SAFETY: pidfd_send_signal(2) on a pidfd we own, no siginfo.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+}
+
+/// Waits for the instance's end (after SIGKILL); an instance reaped already is no error.
+fn reap_blocking(child: libc::pid_t) -> io::Result<()> {
+    loop {
+        // SAFETY: waitpid on our own child.
+        let r = unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
+        if r == child {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
         }
     }
 }
