@@ -341,7 +341,12 @@ impl Supervisor {
                 Ok(Outcome::Restart) => continue,
                 Ok(Outcome::Quit { status, failed }) => self.quit(status, failed),
                 // The instance is gone (watch killed it): supervision failed.
-                Err(e) => return Err(e),
+                Err(e) => {
+                    if let Some(c) = &mut self.cmap {
+                        c.publish(Publish::State(keys::STATE_FAILED));
+                    }
+                    return Err(e);
+                }
             }
         }
     }
