@@ -4,13 +4,14 @@
 //! the data store across three restarts, an instance with children of its own — and the bad
 //! arguments. The cmap flag runs against a one-node rotord on 127.0.0.1 (no root): the
 //! `resources.process.<pid>.*` keys as tools see them change, stay `failed` after a quit,
-//! go after a clean end. The quorum policies need a cluster that loses quorum:
+//! go after a clean end; a quorum policy's supervisor counts the node as not quorate while
+//! rotord is gone and attaches again when it is back. A cluster that loses quorum is
 //! `e2e_sam_netns.rs`.
 //!
 //! Every demo runs in its own process group, bounded in time; whatever of it is left at
 //! the end (instances, their children) is killed by that group's id and reaped.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -74,21 +75,61 @@ impl std::fmt::Display for Run {
     }
 }
 
+/// One output of a demo, line by line as it comes.
+struct Stream {
+    rx: mpsc::Receiver<String>,
+    seen: String,
+    closed: bool,
+}
+
+impl Stream {
+    fn new(r: impl Read + Send + 'static) -> Stream {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(r).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Stream {
+            rx,
+            seen: String::new(),
+            closed: false,
+        }
+    }
+
+    /// Takes the next line, waiting until `deadline`; `None` at the end or the deadline.
+    fn next(&mut self, deadline: Instant) -> Option<String> {
+        if self.closed {
+            return None;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.rx.recv_timeout(left) {
+            Ok(line) => {
+                self.seen.push_str(&line);
+                self.seen.push('\n');
+                Some(line)
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                self.closed = true;
+                None
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+        }
+    }
+
+    /// Reads to the end (every process holding the pipe gone) or the deadline.
+    fn read_to_end(&mut self, deadline: Instant) {
+        while self.next(deadline).is_some() {}
+    }
+}
+
 /// A demo started in its own process group.
 struct Demo {
     child: Child,
-    out: mpsc::Receiver<String>,
-    err: mpsc::Receiver<String>,
-}
-
-fn reader(mut r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = r.read_to_string(&mut s);
-        let _ = tx.send(s);
-    });
-    rx
+    out: Stream,
+    err: Stream,
 }
 
 impl Demo {
@@ -109,13 +150,32 @@ impl Demo {
             ),
         };
         let mut child = cmd.spawn().expect("start rotor sam demo");
-        let out = reader(child.stdout.take().unwrap());
-        let err = reader(child.stderr.take().unwrap());
+        let out = Stream::new(child.stdout.take().unwrap());
+        let err = Stream::new(child.stderr.take().unwrap());
         Demo { child, out, err }
     }
 
     fn pgid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// Waits (within `DEMO_LIMIT`) for a line of stdout (`err`: stderr) ending with
+    /// `suffix`, and returns it.
+    fn wait_for(&mut self, err: bool, suffix: &str) -> String {
+        let deadline = Instant::now() + DEMO_LIMIT;
+        let stream = if err { &mut self.err } else { &mut self.out };
+        if let Some(l) = stream.seen.lines().find(|l| l.ends_with(suffix)) {
+            return l.to_owned();
+        }
+        while let Some(line) = stream.next(deadline) {
+            if line.ends_with(suffix) {
+                return line;
+            }
+        }
+        panic!(
+            "no line ending {suffix:?}:\n--- stdout\n{}--- stderr\n{}",
+            self.out.seen, self.err.seen
+        );
     }
 
     /// Waits for the supervisor's exit and for every process holding its output (instances
@@ -151,16 +211,14 @@ impl Demo {
         if kill_the_rest {
             self.kill_group();
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        let out = self.out.recv_timeout(left).ok();
-        let left = deadline.saturating_duration_since(Instant::now());
-        let err = self.err.recv_timeout(left).ok();
-        let leftovers = out.is_none() || err.is_none();
+        self.out.read_to_end(deadline);
+        self.err.read_to_end(deadline);
+        let leftovers = !self.out.closed || !self.err.closed;
         self.kill_group();
         let run = Run {
             code,
-            out: out.unwrap_or_default(),
-            err: err.unwrap_or_default(),
+            out: std::mem::take(&mut self.out.seen),
+            err: std::mem::take(&mut self.err.seen),
         };
         assert!(
             !timed_out && !leftovers,
@@ -636,9 +694,10 @@ fn free_port() -> u16 {
 
 /// A one-node rotord on 127.0.0.1 with its own port and socket, stopped when dropped.
 struct Rotord {
-    child: Child,
+    child: Option<Child>,
     socket: String,
     dir: PathBuf,
+    conf: PathBuf,
 }
 
 impl Rotord {
@@ -670,29 +729,59 @@ impl Rotord {
         )
         .unwrap();
         let socket = format!("rt-sam-{tag}");
-        let log = std::fs::File::create(dir.join("rotord.log")).unwrap();
+        let mut r = Rotord {
+            child: None,
+            socket,
+            dir,
+            conf,
+        };
+        r.spawn();
+        r
+    }
+
+    /// Starts rotord (again) and waits until it answers.
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("rotord.log"))
+            .unwrap();
         let child = Command::new(common::bin_dir().join("rotord"))
             .args(["-f", "-c"])
-            .arg(&conf)
-            .env("ROTOR_IPC_SOCKET", &socket)
+            .arg(&self.conf)
+            .env("ROTOR_IPC_SOCKET", &self.socket)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start rotord");
-        let r = Rotord { child, socket, dir };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while Cmap::initialize_at(&r.socket)
+        while Cmap::initialize_at(&self.socket)
             .and_then(|mut c| c.status())
             .is_err()
         {
             assert!(
                 Instant::now() < deadline,
                 "rotord did not answer:\n{}",
-                r.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        r
+    }
+
+    /// SIGTERM (rotord leaves cleanly) and a bounded wait, then SIGKILL.
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill(2) on our own child, not reaped yet.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     fn log(&self) -> String {
@@ -706,14 +795,7 @@ impl Rotord {
 
 impl Drop for Rotord {
     fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
         if std::thread::panicking() {
             eprintln!("---- rotord:\n{}", self.log());
         }
@@ -871,4 +953,57 @@ fn quit_and_mark_failed_leave_the_state_failed_in_cmap() {
     for (key, _) in cmap.iter(&prefix).unwrap() {
         cmap.delete(&key).unwrap();
     }
+}
+
+/// The pid in `… instance N (pid P): …`.
+fn pid_in(line: &str) -> u32 {
+    let at = line.find("(pid ").expect("a pid") + 5;
+    line[at..].split(')').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_quorum_policy_counts_the_node_as_not_quorate_while_rotord_is_gone() {
+    // A node without a quorum provider is always quorate; without rotord nobody says so.
+    let mut rotord = Rotord::start(3);
+    let mut d = Demo::start(
+        &[
+            "--interval",
+            "300",
+            "--policy",
+            "quorum-restart",
+            "--fail",
+            "none",
+            "--instances",
+            "0",
+        ],
+        Some(&rotord.socket),
+    );
+    let first = pid_in(&d.wait_for(false, "): started health checking"));
+    rotord.stop();
+    d.wait_for(
+        true,
+        "the node counts as not quorate until it is back; attaching again every 1 s",
+    );
+    d.wait_for(
+        true,
+        &format!("instance 1 (pid {first}): the node lost quorum: sending SIGTERM"),
+    );
+    let waiting = d.wait_for(true, "waiting for quorum before health checking starts");
+    assert!(waiting.contains("instance 2 (pid "), "{waiting}");
+    let second = pid_in(&waiting);
+    // rotord is back: the supervisor attaches again and instance 2 starts.
+    rotord.spawn();
+    d.wait_for(
+        true,
+        "attached to rotord's quorum service again: the node is quorate",
+    );
+    d.wait_for(
+        true,
+        &format!("instance 2 (pid {second}): the node is quorate: health checking starts"),
+    );
+    d.wait_for(
+        false,
+        &format!("instance 2 (pid {second}): started health checking"),
+    );
+    d.kill_group();
 }
