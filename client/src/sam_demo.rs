@@ -34,6 +34,7 @@ pub struct Options {
     /// Health-check interval in milliseconds (0: no time limit, only crashes are noticed).
     #[arg(long, default_value_t = 1000)]
     interval: u32,
+    /// The recovery policy (the quorum ones need rotord).
     #[arg(long, value_enum, default_value = "restart")]
     policy: PolicyArg,
     /// Publish the process in cmap (resources.process.<pid>.*; needs rotord).
