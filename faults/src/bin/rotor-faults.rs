@@ -1,0 +1,87 @@
+//! rotor-faults: runs the fault campaign (`cargo xtask faults [--quick]`, root). The binaries it
+//! drives (rotord, rotor-dataplane, rotor, rotor-checker) are taken from its own directory.
+//! Prints a line per fault, then the table of figures, and writes it with every log to
+//! `--out DIR` (default /tmp/rotor-faults). Exits 1 if any property was violated, traffic did
+//! not recover after a heal, or the cluster could not be set up.
+//!
+//! usage: rotor-faults [--quick] [--hold SECONDS] [--out DIR]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use rotor_faults::campaign::{self, Plan};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut quick = false;
+    let mut hold = None;
+    let mut out = PathBuf::from("/tmp/rotor-faults");
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--quick" => quick = true,
+            "--hold" => {
+                i += 1;
+                match args.get(i).and_then(|v| v.parse::<f64>().ok()) {
+                    Some(s) if s > 0.0 => hold = Some(Duration::from_secs_f64(s)),
+                    _ => {
+                        eprintln!("rotor-faults: --hold needs a number of seconds");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            "--out" => {
+                i += 1;
+                match args.get(i) {
+                    Some(d) => out = PathBuf::from(d),
+                    None => {
+                        eprintln!("rotor-faults: --out needs a directory");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            "-h" | "--help" => {
+                println!("usage: rotor-faults [--quick] [--hold SECONDS] [--out DIR]");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("rotor-faults: unknown argument {other}");
+                return ExitCode::from(2);
+            }
+        }
+        i += 1;
+    }
+    if !rotor_testbed::root_or_skip("the fault campaign builds network-namespace hosts") {
+        return ExitCode::FAILURE;
+    }
+    let bins = match std::env::current_exe() {
+        Ok(p) => p.parent().map(PathBuf::from).unwrap_or_default(),
+        Err(e) => {
+            eprintln!("rotor-faults: where am I: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut plan = if quick {
+        Plan::quick(bins, out.clone())
+    } else {
+        Plan::full(bins, out.clone())
+    };
+    if let Some(h) = hold {
+        plan.hold = h;
+    }
+    let results = campaign::run(&plan, &mut |line| println!("{line}"));
+    let table = campaign::markdown(&results);
+    println!("\n{table}");
+    let report = out.join("report.md");
+    if let Err(e) = std::fs::write(&report, &table) {
+        eprintln!("rotor-faults: {}: {e}", report.display());
+    } else {
+        println!("report and logs: {}", out.display());
+    }
+    if results.iter().all(|r| r.ok()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
