@@ -52,6 +52,8 @@ pub enum Fault {
     /// The spare host floods every node's cluster port with random datagrams and forged frames
     /// (real node ids, the largest epoch).
     Garbage,
+    /// One more checker per node joins the group, 150 ms apart, while traffic flows.
+    LateJoin,
 }
 
 impl Fault {
@@ -69,11 +71,12 @@ impl Fault {
             Fault::Restart => "restart rotord".into(),
             Fault::OtherKey => "node with another key".into(),
             Fault::Garbage => "garbage flood".into(),
+            Fault::LateJoin => "late joiners under load".into(),
         }
     }
 
     /// Every fault, in the order the full matrix runs them.
-    pub const ALL: [Fault; 14] = [
+    pub const ALL: [Fault; 15] = [
         Fault::Loss(1),
         Fault::Loss(10),
         Fault::Loss(30),
@@ -88,6 +91,7 @@ impl Fault {
         Fault::Restart,
         Fault::OtherKey,
         Fault::Garbage,
+        Fault::LateJoin,
     ];
 }
 
@@ -99,6 +103,8 @@ pub struct Config {
     pub transport: &'static str,
     /// totem.token in ms; `None` for the default.
     pub token_ms: Option<u32>,
+    /// The faults for this configuration, if not the plan's.
+    pub faults: Option<Vec<Fault>>,
 }
 
 impl Config {
@@ -144,11 +150,22 @@ impl Plan {
     /// kind of impairment, 2 s each.
     pub fn quick(bins: PathBuf, out: PathBuf) -> Plan {
         Plan {
-            configs: vec![Config {
-                nodes: 3,
-                transport: "knet",
-                token_ms: Some(200),
-            }],
+            configs: vec![
+                Config {
+                    nodes: 3,
+                    transport: "knet",
+                    token_ms: Some(200),
+                    faults: None,
+                },
+                Config {
+                    // The default token (4.3 s for this nodelist): a crashed node is back before
+                    // the survivors notice it.
+                    nodes: 3,
+                    transport: "udpu",
+                    token_ms: None,
+                    faults: Some(vec![Fault::KillDataplane, Fault::KillNode, Fault::Restart]),
+                },
+            ],
             faults: vec![
                 Fault::Loss(10),
                 Fault::DelayReorder,
@@ -157,8 +174,9 @@ impl Plan {
                 Fault::KillDataplane,
                 Fault::Pause,
                 Fault::Garbage,
+                Fault::LateJoin,
             ],
-            hold: Duration::from_secs(2),
+            hold: Duration::from_secs(4),
             recovery_max: Duration::from_secs(30),
             rate: 100,
             bins,
@@ -179,6 +197,7 @@ impl Plan {
                         nodes,
                         transport,
                         token_ms,
+                        faults: None,
                     });
                 }
             }
@@ -204,8 +223,8 @@ pub struct FaultResult {
     /// From the heal until every live checker delivered a message sent after the heal by
     /// every live checker (itself included); `None`: not within `recovery_max`.
     pub recovery: Option<Duration>,
-    /// Kill faults: from the kill until the first and the last survivor delivered the
-    /// configuration change without the killed node's processes.
+    /// Kills, pauses and partitions: from the fault until the first and the last survivor
+    /// delivered the configuration change without the last node's processes.
     pub kill_to_confchg: Option<(Duration, Duration)>,
     /// Problems found by the campaign itself (counters, a node that should not be there).
     pub problems: Vec<String>,
@@ -366,16 +385,32 @@ fn nft_reset(bed: &Testbed) -> Result<(), String> {
     let _ = nft(bed, "delete table bridge rotor_faults");
     nft(
         bed,
-        "table bridge rotor_faults {\n  chain fwd {\n    type filter hook forward priority 0; policy accept;\n  }\n}\n",
+        "table bridge rotor_faults {\n  chain impair {\n    type filter hook forward priority 0; policy accept;\n  }\n}\n",
     )
 }
 
+/// Replaces the chain's rules with `rules`, each with a counter in front of its verdict.
 fn nft_rules(bed: &Testbed, rules: &[String]) -> Result<(), String> {
-    let mut script = String::from("flush chain bridge rotor_faults fwd\n");
+    let mut script = String::from("flush chain bridge rotor_faults impair\n");
     for r in rules {
-        let _ = writeln!(script, "add rule bridge rotor_faults fwd {r}");
+        let counted = match r.strip_suffix(" drop") {
+            Some(m) => format!("{m} counter drop"),
+            None => r.clone(),
+        };
+        let _ = writeln!(script, "add rule bridge rotor_faults impair {counted}");
     }
     nft(bed, &script)
+}
+
+/// Packets the chain's rules dropped so far (their counters, summed).
+fn nft_dropped(bed: &Testbed) -> u64 {
+    let out = bed.exec_switch(&["nft", "list", "chain", "bridge", "rotor_faults", "impair"]);
+    let Ok(out) = out else { return 0 };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split("counter packets ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// Rules that cut `a` off from `b` (every frame between their ports, both ways).
@@ -583,7 +618,10 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Vec<ConfigResult> {
                     }
                 }
             }
-            Err(e) => result.setup_error = Some(e),
+            Err(e) => {
+                progress(&format!("   SET-UP FAILED: {e}"));
+                result.setup_error = Some(e);
+            }
         }
         progress(&format!(
             "   checked {} deliveries of {} members: {}",
@@ -679,7 +717,8 @@ fn run_config(
     ));
     std::thread::sleep(Duration::from_secs(1));
 
-    for (k, &fault) in plan.faults.iter().enumerate() {
+    let faults = config.faults.clone().unwrap_or_else(|| plan.faults.clone());
+    for (k, &fault) in faults.iter().enumerate() {
         let r = apply(&mut cluster, plan, fault, plan.seed + k as u64)?;
         progress(&format!(
             "   {:<26} recovery {}{}{}",
@@ -732,6 +771,9 @@ fn apply(cl: &mut Cluster, plan: &Plan, fault: Fault, seed: u64) -> Result<Fault
                 )],
             )?;
             std::thread::sleep(plan.hold);
+            if nft_dropped(&cl.bed) == 0 {
+                problems.push("the loss rule dropped nothing".into());
+            }
             nft_rules(&cl.bed, &[])?;
             record::now_ns()
         }
@@ -765,8 +807,12 @@ fn apply(cl: &mut Cluster, plan: &Plan, fault: Fault, seed: u64) -> Result<Fault
             record::now_ns()
         }
         Fault::Partition => {
+            kill_ns = Some(record::now_ns());
             nft_rules(&cl.bed, &partition_rules(&majority, &minority))?;
             std::thread::sleep(plan.hold);
+            if nft_dropped(&cl.bed) == 0 {
+                problems.push("the partition rules dropped nothing".into());
+            }
             nft_rules(&cl.bed, &[])?;
             record::now_ns()
         }
@@ -897,6 +943,13 @@ fn apply(cl: &mut Cluster, plan: &Plan, fault: Fault, seed: u64) -> Result<Fault
             }
             record::now_ns()
         }
+        Fault::LateJoin => {
+            for host in 1..=n {
+                cl.start_checker(host)?;
+                std::thread::sleep(Duration::from_millis(150));
+            }
+            record::now_ns()
+        }
     };
     let recovery = cl.wait_recovery(heal_ns, plan.recovery_max);
     let kill_to_confchg = kill_ns.and_then(|k| kill_to_confchg(cl, victim as u32, k));
@@ -997,7 +1050,7 @@ pub fn markdown(results: &[ConfigResult]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| configuration | fault | recovery (heal → traffic everywhere) | kill → configuration change (first..last survivor) | notes |"
+        "| configuration | fault | recovery (heal → traffic everywhere) | fault → configuration change without the last node (first..last survivor) | notes |"
     );
     let _ = writeln!(s, "|---|---|---|---|---|");
     for r in results {

@@ -283,7 +283,7 @@ impl Line {
             "C" => Line::ConfChg {
                 t,
                 inc: inc()?,
-                members: parse_list(field("members")?, |w| parse_proc(w))?,
+                members: parse_list(field("members")?, parse_proc)?,
                 joined: parse_list(field("joined")?, parse_reason)?,
                 left: parse_list(field("left")?, parse_reason)?,
             },

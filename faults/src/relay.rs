@@ -312,7 +312,7 @@ fn run(
                     break;
                 }
                 // Our own sends (and the bridge's) show as outgoing: not arrivals.
-                if addr.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+                if addr.sll_pkttype == libc::PACKET_OUTGOING {
                     continue;
                 }
                 let frame = &buf[..len as usize];

@@ -5,6 +5,8 @@
 mod cluster;
 mod demo;
 mod deps;
+mod faults;
+mod fuzz;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,12 @@ usage: cargo xtask <command> [args]
                        N netns hosts n1..nN (198.18.0.I, 2001:2::I), one rotord each
   cluster down         stop those nodes and remove the hosts
   cluster exec I CMD…  run CMD inside host nI
+  faults [--quick] [--hold SECONDS]
+                       the fault campaign on netns hosts (root): checker clients on every
+                       node, each fault applied, healed and checked; figures in the report
+  fuzz TARGET [--time SECONDS] [--merge]
+                       libFuzzer (stable toolchain) on one target: wire, crypto_open, proto,
+                       ipc_ring, config, cmap_value
   deps                 only install the missing system packages
 ";
 
@@ -45,6 +53,8 @@ fn main() {
         "sim" => sim(rest),
         "bench" => bench(rest),
         "cluster" => cluster::main(rest),
+        "faults" => faults::main(rest),
+        "fuzz" => fuzz::main(rest),
         "deps" => deps::ensure(),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
@@ -102,7 +112,22 @@ fn test() -> Result<(), String> {
             "warnings",
         ]),
     )?;
-    run("cargo test", cargo().args(["test", "--workspace"]))
+    run("cargo test", cargo().args(["test", "--workspace"]))?;
+    // Coverage-guided fuzzing, a few seconds per target, from the checked-in corpus.
+    fuzz::quick()?;
+    // The quick fault matrix runs inside `cargo test` (rotor-faults' netns_faults, root).
+    // The unprivileged demo, as the non-root path a user without root takes.
+    demo_unprivileged()
+}
+
+/// `cargo xtask demo --loopback` as uid 65534 when run as root (as any other user, the demo
+/// in the suite would be the same user's run; skipped).
+fn demo_unprivileged() -> Result<(), String> {
+    if !cluster::is_root() {
+        eprintln!("xtask: skipped: the unprivileged demo (needs root to switch to uid 65534)");
+        return Ok(());
+    }
+    demo::run_unprivileged()
 }
 
 /// `cargo run --release` of one target of the workspace, with `args` passed through.

@@ -4,7 +4,8 @@
 //! `--out DIR` (default /tmp/rotor-faults). Exits 1 if any property was violated, traffic did
 //! not recover after a heal, or the cluster could not be set up.
 //!
-//! usage: rotor-faults [--quick] [--hold SECONDS] [--out DIR]
+//! usage: rotor-faults [--quick] [--hold SECONDS] [--out DIR] [--fault NAME]...
+//! (`--fault` keeps the faults whose name contains NAME, from the whole list)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +18,7 @@ fn main() -> ExitCode {
     let mut quick = false;
     let mut hold = None;
     let mut out = PathBuf::from("/tmp/rotor-faults");
+    let mut only: Vec<String> = Vec::new();
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -41,8 +43,20 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            "--fault" => {
+                i += 1;
+                match args.get(i) {
+                    Some(f) => only.push(f.to_lowercase()),
+                    None => {
+                        eprintln!("rotor-faults: --fault needs a name (e.g. partition, loss)");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
             "-h" | "--help" => {
-                println!("usage: rotor-faults [--quick] [--hold SECONDS] [--out DIR]");
+                println!(
+                    "usage: rotor-faults [--quick] [--hold SECONDS] [--out DIR] [--fault NAME]..."
+                );
                 return ExitCode::SUCCESS;
             }
             other => {
@@ -69,6 +83,18 @@ fn main() -> ExitCode {
     };
     if let Some(h) = hold {
         plan.hold = h;
+    }
+    if !only.is_empty() {
+        plan.faults = rotor_faults::campaign::Fault::ALL
+            .into_iter()
+            .filter(|f| {
+                only.iter()
+                    .any(|o| f.name().to_lowercase().contains(o.as_str()))
+            })
+            .collect();
+        for c in &mut plan.configs {
+            c.faults = None;
+        }
     }
     let results = campaign::run(&plan, &mut |line| println!("{line}"));
     let table = campaign::markdown(&results);
