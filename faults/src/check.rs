@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::record::{Line, MsgId, Proc, Source};
+use crate::record::{proc_list, Line, MsgId, Proc, Source};
 
 /// One member's history: what it delivered, in order, and its views.
 #[derive(Debug, Default)]
@@ -149,8 +149,9 @@ pub fn check(logs: &[(String, Vec<Line>)]) -> Report {
                                     "self-inclusion",
                                     format!(
                                         "{at}: first configuration change of {} does not add it \
-                                         (members {list:?})",
-                                        m.name
+                                         (members {})",
+                                        m.name,
+                                        proc_list(list)
                                     ),
                                 );
                             }
@@ -200,24 +201,21 @@ pub fn check(logs: &[(String, Vec<Line>)]) -> Report {
                         report.violate(
                             &mut counts,
                             "intact",
-                            format!(
-                                "{at}: CPG says {}:{} sent a message of {}:{}",
-                                from.node, from.pid, id.src.node, id.src.pid
-                            ),
+                            format!("{at}: CPG says {from} sent {id}"),
                         );
                     }
                     if !sent.contains(&id) {
                         report.violate(
                             &mut counts,
                             "invented",
-                            format!("{at}: {id:?} was never sent"),
+                            format!("{at}: {id} was never sent"),
                         );
                     }
                     if !seen_in_process.insert(id) {
                         report.violate(
                             &mut counts,
                             "duplicate",
-                            format!("{at}: {id:?} delivered again"),
+                            format!("{at}: {id} delivered again"),
                         );
                         continue;
                     }
@@ -226,14 +224,17 @@ pub fn check(logs: &[(String, Vec<Line>)]) -> Report {
                             &mut counts,
                             "self-inclusion",
                             format!(
-                                "{at}: {} delivered {id:?} before the change that adds it",
+                                "{at}: {} delivered {id} before the change that adds it",
                                 m.name
                             ),
                         ),
                         Some(v) if !v.contains(from) => report.violate(
                             &mut counts,
                             "self-inclusion",
-                            format!("{at}: {id:?} from a process outside the view {v:?}"),
+                            format!(
+                                "{at}: {id} from a process outside the view {}",
+                                proc_list(v)
+                            ),
                         ),
                         Some(_) => {}
                     }
@@ -288,7 +289,7 @@ pub fn check(logs: &[(String, Vec<Line>)]) -> Report {
                             &mut counts,
                             "total order",
                             format!(
-                                "{} delivered {prev_id:?} before {id:?}, {} the other way round",
+                                "{} delivered {prev_id} before {id}, {} the other way round",
                                 members[a].name, members[b].name
                             ),
                         );
@@ -328,11 +329,12 @@ pub fn check(logs: &[(String, Vec<Line>)]) -> Report {
                         &mut counts,
                         "virtual synchrony",
                         format!(
-                            "{} and {} moved together from view {key:?} to {:?} but delivered \
+                            "{} and {} moved together from view {} {} to the next but delivered \
                              {} and {} messages in it",
                             members[*a].name,
                             members[*b].name,
-                            na,
+                            key.0,
+                            proc_list(&key.1),
                             sa.len(),
                             sb.len()
                         ),

@@ -26,6 +26,18 @@ pub struct MsgId {
     pub seq: u64,
 }
 
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{} (incarnation {})", self.node, self.pid, self.inc)
+    }
+}
+
+impl std::fmt::Display for MsgId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "message {} of {}", self.seq, self.src)
+    }
+}
+
 /// FNV-1a, 32 bits: cheap, and any single altered byte changes it.
 pub fn fnv1a32(parts: &[&[u8]]) -> u32 {
     let mut h = 0x811c_9dc5u32;
@@ -100,6 +112,18 @@ pub fn decode(data: &[u8]) -> Option<Decoded> {
 pub struct Proc {
     pub node: u32,
     pub pid: u32,
+}
+
+impl std::fmt::Display for Proc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.node, self.pid)
+    }
+}
+
+/// Processes as `node:pid, …`.
+pub fn proc_list(list: &[Proc]) -> String {
+    let v: Vec<String> = list.iter().map(Proc::to_string).collect();
+    format!("[{}]", v.join(", "))
 }
 
 /// One line of a checker's log. Times are CLOCK_MONOTONIC nanoseconds, which every process

@@ -1509,7 +1509,9 @@ impl Srp {
         // aru are resent by every member holding them.
         let store = &self.installed.store;
         forming.recovery_queue.clear();
-        for seq in (low + 1)..=high {
+        // Nothing above our own highest frame is held: the commit token's `high` comes from
+        // other members and is not walked blindly (a corrupted one cost seconds per token).
+        for seq in (low + 1)..=high.min(store.high()) {
             if !store.has(seq) {
                 continue;
             }
@@ -1579,7 +1581,7 @@ impl Srp {
             left: left.clone(),
         });
         // 3. The remaining old-ring frames, past the gaps left by the departed.
-        for seq in (old.delivered + 1)..=forming.high {
+        for seq in (old.delivered + 1)..=forming.high.min(old.store.high()) {
             if let Some(slot) = old.store.get(seq) {
                 if slot.flags & FLAG_RECOVERY == 0 {
                     up.deliver(slot.origin, &slot.body);

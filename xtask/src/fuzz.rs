@@ -74,6 +74,8 @@ pub fn run_target(harness: &Path, target: &str, seconds: u64) -> Result<(), Stri
             .arg(format!("-max_total_time={seconds}"))
             .arg(format!("-artifact_prefix={}/", artifacts.display()))
             .arg("-print_final_stats=1")
+            // A unit slower than this is a finding (a corrupted commit token once cost 3 s).
+            .arg("-timeout=10")
             .arg(&found)
             .arg(&corpus),
     )

@@ -123,12 +123,21 @@ fn size_of(seq: u64, size_max: usize) -> usize {
     }
 }
 
+/// Why an incarnation ended.
+enum End {
+    /// Stopped on request.
+    Stopped,
+    /// Could not attach (the node is down or restarting): try again, same incarnation.
+    NotAttached,
+    /// The attached session failed: the next attach is a new incarnation.
+    Failed(Error),
+}
+
 /// One incarnation: attached and joined, sending until the session fails or we are told to
-/// stop. Returns the session's error, or `None` on a stop.
-fn serve(o: &Options, log: &mut Log, seq: &mut u64, stop_at: Instant) -> Option<Error> {
-    let mut cpg = match Cpg::initialize() {
-        Ok(c) => c,
-        Err(e) => return Some(e),
+/// stop.
+fn serve(o: &Options, log: &mut Log, seq: &mut u64, stop_at: Instant) -> End {
+    let Ok(mut cpg) = Cpg::initialize() else {
+        return End::NotAttached;
     };
     let me = Source {
         node: cpg.local_node_id(),
@@ -142,7 +151,7 @@ fn serve(o: &Options, log: &mut Log, seq: &mut u64, stop_at: Instant) -> Option<
         inc: me.inc,
     });
     if let Err(e) = cpg.join(o.group.as_bytes()) {
-        return Some(e);
+        return End::Failed(e);
     }
     log.put(Line::Joined {
         t: record::now_ns(),
@@ -157,7 +166,7 @@ fn serve(o: &Options, log: &mut Log, seq: &mut u64, stop_at: Instant) -> Option<
         if rotor_testbed::interrupt::interrupted() || Instant::now() >= stop_at {
             let _ = cpg.leave(o.group.as_bytes());
             let _ = cpg.dispatch(Dispatch::Blocking(Duration::from_millis(200)), log);
-            return None;
+            return End::Stopped;
         }
         let now = Instant::now();
         if now >= next {
@@ -185,13 +194,13 @@ fn serve(o: &Options, log: &mut Log, seq: &mut u64, stop_at: Instant) -> Option<
                     }
                 }
                 Err(Error::TryAgain) => pending = Some(s),
-                Err(e) => return Some(e),
+                Err(e) => return End::Failed(e),
             }
         }
         let wait = next.saturating_duration_since(Instant::now());
         let wait = wait.clamp(Duration::from_millis(1), Duration::from_millis(20));
         if let Err(e) = cpg.dispatch(Dispatch::Blocking(wait), log) {
-            return Some(e);
+            return End::Failed(e);
         }
     }
 }
@@ -218,17 +227,18 @@ fn main() {
     // another's.
     let mut seq = 0;
     loop {
-        let error = serve(&o, &mut log, &mut seq, stop_at);
-        let Some(e) = error else { break };
-        // Attaching fails while the node is down: try again quietly. Anything else ended an
-        // attached session: the next one is a new incarnation.
-        if !matches!(e, Error::Attach(_)) {
-            log.put(Line::Error {
-                t: record::now_ns(),
-                inc: log.inc,
-                what: e.to_string(),
-            });
-            log.inc += 1;
+        match serve(&o, &mut log, &mut seq, stop_at) {
+            End::Stopped => break,
+            // Attaching fails while the node is down: try again quietly.
+            End::NotAttached => {}
+            End::Failed(e) => {
+                log.put(Line::Error {
+                    t: record::now_ns(),
+                    inc: log.inc,
+                    what: e.to_string(),
+                });
+                log.inc += 1;
+            }
         }
         if rotor_testbed::interrupt::interrupted() || Instant::now() >= stop_at {
             break;
