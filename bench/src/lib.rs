@@ -1,4 +1,4 @@
-//! rotor-bench: the benchmarks that put rotor's performance claims on paper (issue 6).
+//! rotor-bench: the benchmarks that put rotor's performance claims on paper.
 //!
 //! - `vs-corosync` (`cargo xtask bench vs-corosync [--quick]`): Debian's Corosync 3 and rotor on
 //!   the same network-namespace hosts in the same run, driven by the same CPG workloads

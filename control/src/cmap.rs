@@ -81,7 +81,7 @@ impl TrackFilter {
     }
 }
 
-/// Names one track; never reused within one `Cmap`.
+/// Names one track; never reused within one `CmapStore`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TrackHandle(pub u64);
 
@@ -127,6 +127,10 @@ pub enum CmapError {
     TooManyTracks,
     #[error("cmap: unknown track handle {0:?}")]
     UnknownTrack(TrackHandle),
+    #[error(
+        "cmap key {key}: has type {value_type}; only integers can be incremented or decremented"
+    )]
+    NotInteger { key: String, value_type: ValueType },
 }
 
 #[derive(Clone, Debug)]
@@ -138,7 +142,7 @@ struct Track {
 /// The typed key/value database. Single-threaded and passive: changes to tracked keys are
 /// queued and handed out by `poll_event`, never delivered by callbacks or threads.
 #[derive(Debug)]
-pub struct Cmap {
+pub struct CmapStore {
     entries: BTreeMap<String, Value>,
     /// Types that keys must have even before they exist (e.g. `totem.token` is `u32`).
     declared_types: BTreeMap<String, ValueType>,
@@ -152,16 +156,16 @@ pub struct Cmap {
     events_dropped_count: u64,
 }
 
-impl Default for Cmap {
+impl Default for CmapStore {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Cmap {
+impl CmapStore {
     /// An empty map with `runtime.` and `stats.` read-only for clients.
-    pub fn new() -> Cmap {
-        Cmap {
+    pub fn new() -> CmapStore {
+        CmapStore {
             entries: BTreeMap::new(),
             declared_types: BTreeMap::new(),
             read_only_prefixes: READ_ONLY_PREFIXES_DEFAULT
@@ -280,6 +284,33 @@ impl Cmap {
             }
         }
         Ok(())
+    }
+
+    /// Adds `step` (±1) to an integer key, wrapping at its type's bounds as corosync's
+    /// `icmap_adjust_int` does; floats, strings and binaries are refused.
+    pub fn adjust(&mut self, key: &str, step: i8, access: Access) -> Result<(), CmapError> {
+        check_key_name(key)?;
+        let current = self.entries.get(key).ok_or_else(|| CmapError::NotFound {
+            key: key.to_string(),
+        })?;
+        let s = i64::from(step);
+        let next = match *current {
+            Value::I8(v) => Value::I8(v.wrapping_add(step)),
+            Value::U8(v) => Value::U8(v.wrapping_add_signed(step)),
+            Value::I16(v) => Value::I16(v.wrapping_add(s as i16)),
+            Value::U16(v) => Value::U16(v.wrapping_add_signed(s as i16)),
+            Value::I32(v) => Value::I32(v.wrapping_add(s as i32)),
+            Value::U32(v) => Value::U32(v.wrapping_add_signed(s as i32)),
+            Value::I64(v) => Value::I64(v.wrapping_add(s)),
+            Value::U64(v) => Value::U64(v.wrapping_add_signed(s)),
+            ref other => {
+                return Err(CmapError::NotInteger {
+                    key: key.to_string(),
+                    value_type: other.value_type(),
+                })
+            }
+        };
+        self.set(key, next, access)
     }
 
     /// Deletes `key`, returning its last value.
@@ -418,7 +449,7 @@ pub fn check_key_name(key: &str) -> Result<(), CmapError> {
 }
 
 /// Every key under `prefix` in corosync-cmapctl's layout, one line each, newline-terminated.
-pub fn format_cmapctl(cmap: &Cmap, prefix: &str, show_binary: bool) -> String {
+pub fn format_cmapctl(cmap: &CmapStore, prefix: &str, show_binary: bool) -> String {
     let mut out = String::new();
     for (key, value) in cmap.iter_prefix(prefix) {
         out.push_str(&format_cmapctl_line(key, value, show_binary));

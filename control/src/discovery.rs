@@ -134,10 +134,10 @@ fn resolve(name: &str) -> Result<IpAddr, String> {
     use std::net::ToSocketAddrs;
     (name, 0)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {name:?}: {e}"))?
+        .map_err(|e| format!("cannot resolve \"{name}\": {e}"))?
         .next()
         .map(|sa| sa.ip())
-        .ok_or_else(|| format!("{name:?} resolves to no address"))
+        .ok_or_else(|| format!("\"{name}\" resolves to no address"))
 }
 
 /// The addresses of this host's interfaces (getifaddrs).

@@ -1,162 +1,222 @@
-//! rotord's log, as logging{} configures it: stderr, a log file and syslog, each on or off,
-//! with corosync-style subsystem tags (`[TOTEM ]`, `[CPG   ]`, …) and per-subsystem debug
-//! (logging.debug, logger_subsys{ subsys: X debug: on }).
+//! rotord's side of logging: logging{} and its logger_subsys{} sections read from cmap into
+//! the `LogConfig` that rotor-log's subscriber runs on (and that the dataplane gets too),
+//! log-file reopening on SIGHUP, and `log_at!`, rotord's statements as `tracing` events whose
+//! target is the subsystem tag.
 
-use std::collections::BTreeSet;
-use std::fs::File;
-use std::io::Write;
-use std::sync::Mutex;
+use rotor_log::{DebugSetting, Level, LogConfig, LogSettings, SyslogFacility, Timestamp};
 
-use crate::cmap::{Cmap, Value};
+use crate::cmap::{CmapStore, Value};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Error,
-    Warning,
-    Notice,
-    Info,
-    Debug,
+/// Logs under a corosync subsystem tag at one of corosync's levels:
+/// `log_at!(Notice, "TOTEM", "A new membership ({rep}.{seq:x}) was formed.")`.
+#[macro_export]
+macro_rules! log_at {
+    (Error, $subsys:expr, $($arg:tt)+) => {
+        ::rotor_log::__private::tracing::error!(target: $subsys, $($arg)+)
+    };
+    (Warning, $subsys:expr, $($arg:tt)+) => {
+        ::rotor_log::__private::tracing::warn!(target: $subsys, $($arg)+)
+    };
+    (Notice, $subsys:expr, $($arg:tt)+) => {
+        ::rotor_log::notice!(target: $subsys, $($arg)+)
+    };
+    (Info, $subsys:expr, $($arg:tt)+) => {
+        ::rotor_log::__private::tracing::info!(target: $subsys, $($arg)+)
+    };
+    (Debug, $subsys:expr, $($arg:tt)+) => {
+        ::rotor_log::__private::tracing::debug!(target: $subsys, $($arg)+)
+    };
 }
 
-impl Level {
-    fn name(self) -> &'static str {
-        match self {
-            Level::Error => "error",
-            Level::Warning => "warning",
-            Level::Notice => "notice",
-            Level::Info => "info",
-            Level::Debug => "debug",
-        }
-    }
-    fn syslog_priority(self) -> libc::c_int {
-        match self {
-            Level::Error => libc::LOG_ERR,
-            Level::Warning => libc::LOG_WARNING,
-            Level::Notice => libc::LOG_NOTICE,
-            Level::Info => libc::LOG_INFO,
-            Level::Debug => libc::LOG_DEBUG,
-        }
-    }
-}
-
-struct Sinks {
-    stderr: bool,
-    file: Option<File>,
-    syslog: bool,
-    debug_all: bool,
-    debug_subsys: BTreeSet<String>,
-}
-
-/// The process-wide log.
-pub struct Log {
-    sinks: Mutex<Sinks>,
-}
-
-static LOG: Log = Log {
-    sinks: Mutex::new(Sinks {
-        stderr: true,
-        file: None,
-        syslog: false,
-        debug_all: false,
-        debug_subsys: BTreeSet::new(),
-    }),
-};
-
-fn on(cmap: &Cmap, key: &str, default: bool) -> bool {
-    match cmap.get(key) {
-        Some(Value::String(s)) => matches!(s.as_str(), "yes" | "on" | "trace"),
-        _ => default,
-    }
-}
-
-/// Applies logging{} from the loaded cmap. Returns a problem opening the log file, if any
-/// (the log then goes on without the file).
-pub fn configure(cmap: &Cmap, foreground: bool) -> Result<(), String> {
-    let mut s = LOG.sinks.lock().unwrap_or_else(|p| p.into_inner());
-    // corosync logs to stderr by default only in the foreground.
-    s.stderr = on(cmap, "logging.to_stderr", foreground);
-    s.syslog = on(cmap, "logging.to_syslog", true);
-    s.debug_all = on(cmap, "logging.debug", false);
-    s.debug_subsys = cmap
+/// The logging configuration in cmap (`logging.*`, `logging.logger_subsys.<TAG>.*`, all
+/// strings as coroparse stores them; the config parser has already refused bad values, and a
+/// value it let through that is not understood here keeps the default). `to_stderr` defaults
+/// to on only in the foreground: a daemon's stderr is /dev/null.
+pub fn config(cmap: &CmapStore, foreground: bool) -> LogConfig {
+    let get = |key: &str| match cmap.get(key) {
+        Some(Value::String(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    let mut all = LogSettings {
+        to_stderr: foreground,
+        ..LogSettings::default()
+    };
+    apply(&mut all, |k| get(&format!("logging.{k}")));
+    let mut names: Vec<&str> = cmap
         .iter_prefix("logging.logger_subsys.")
-        .filter(|(k, v)| {
-            k.ends_with(".debug") && matches!(v, Value::String(s) if s == "on" || s == "trace")
-        })
-        .filter_map(|(k, _)| k.split('.').nth(2).map(str::to_owned))
+        .filter_map(|(k, _)| k.split('.').nth(2))
         .collect();
-    if s.syslog {
-        let facility = match cmap.get("logging.syslog_facility") {
-            Some(Value::String(f)) => facility(f),
-            _ => libc::LOG_DAEMON,
-        };
-        // SAFETY: openlog keeps the pointer: a static C string literal lives forever.
-        unsafe { libc::openlog(c"rotord".as_ptr(), libc::LOG_PID, facility) };
+    names.dedup();
+    let subsys = names
+        .into_iter()
+        .map(|name| {
+            let mut s = all.clone();
+            apply(&mut s, |k| {
+                get(&format!("logging.logger_subsys.{name}.{k}"))
+            });
+            (name.to_owned(), s)
+        })
+        .collect();
+    LogConfig {
+        timestamp: match get("logging.timestamp") {
+            Some("off") => Timestamp::Off,
+            Some("on") => Timestamp::On,
+            _ => Timestamp::Hires,
+        },
+        fileline: get("logging.fileline") == Some("on"),
+        syslog_facility: get("logging.syslog_facility")
+            .and_then(SyslogFacility::from_config)
+            .unwrap_or_default(),
+        all,
+        subsys,
     }
-    if on(cmap, "logging.to_logfile", false) {
-        if let Some(Value::String(path)) = cmap.get("logging.logfile") {
-            match std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-            {
-                Ok(f) => s.file = Some(f),
-                Err(e) => return Err(format!("logging.logfile {path}: {e}")),
+}
+
+/// Sets in `s` what `get(key)` finds among the keys valid in logging{} and logger_subsys{}.
+fn apply<'a>(s: &mut LogSettings, get: impl Fn(&str) -> Option<&'a str>) {
+    let flag = |key: &str, current: bool| match get(key) {
+        Some("yes" | "on") => true,
+        Some("no" | "off") => false,
+        _ => current,
+    };
+    s.to_stderr = flag("to_stderr", s.to_stderr);
+    s.to_logfile = flag("to_logfile", s.to_logfile);
+    s.to_syslog = flag("to_syslog", s.to_syslog);
+    if let Some(path) = get("logfile") {
+        s.logfile = Some(path.to_owned());
+    }
+    // syslog_level is corosync's obsolete name of syslog_priority.
+    if let Some(l) = get("syslog_priority")
+        .or_else(|| get("syslog_level"))
+        .and_then(Level::from_config)
+    {
+        s.syslog_priority = l;
+    }
+    if let Some(l) = get("logfile_priority").and_then(Level::from_config) {
+        s.logfile_priority = l;
+    }
+    match get("debug") {
+        Some("on") => s.debug = DebugSetting::On,
+        Some("trace") => s.debug = DebugSetting::Trace,
+        Some("off") => s.debug = DebugSetting::Off,
+        _ => {}
+    }
+}
+
+/// Makes SIGHUP reopen the log files (for logrotate: rename the file, then `kill -HUP`): the
+/// signal is blocked in this thread and every thread it starts from now on, and one thread
+/// waits for it. Call once, after daemon(3) and before any other thread is started.
+pub fn reopen_on_sighup() -> std::io::Result<()> {
+    // SAFETY: a sigset_t is plain data; sigemptyset/sigaddset initialise it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers to our set; pthread_sigmask changes only this thread's mask.
+    let rc = unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut())
+    };
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc));
+    }
+    std::thread::Builder::new()
+        .name("log-reopen".into())
+        .spawn(move || loop {
+            let mut sig = 0;
+            // SAFETY: sigwait reads the set and writes one int.
+            if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                continue;
             }
-        }
-    }
+            let errors = rotor_log::reopen();
+            if errors.is_empty() {
+                log_at!(Notice, "MAIN", "log files reopened (SIGHUP)");
+            }
+            for e in errors {
+                log_at!(
+                    Error,
+                    "MAIN",
+                    "{e}; still writing to the file opened before"
+                );
+            }
+        })?;
     Ok(())
 }
 
-/// syslog's facility for a `logging.syslog_facility` name (the config parser admits only
-/// daemon and local0..local7).
-fn facility(name: &str) -> libc::c_int {
-    match name {
-        "local0" => libc::LOG_LOCAL0,
-        "local1" => libc::LOG_LOCAL1,
-        "local2" => libc::LOG_LOCAL2,
-        "local3" => libc::LOG_LOCAL3,
-        "local4" => libc::LOG_LOCAL4,
-        "local5" => libc::LOG_LOCAL5,
-        "local6" => libc::LOG_LOCAL6,
-        "local7" => libc::LOG_LOCAL7,
-        _ => libc::LOG_DAEMON,
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmap::Access;
 
-/// Logs one line under a subsystem tag (at most 6 characters, as corosync pads them).
-pub fn log(level: Level, subsys: &str, msg: &str) {
-    let mut s = LOG.sinks.lock().unwrap_or_else(|p| p.into_inner());
-    if level == Level::Debug && !s.debug_all && !s.debug_subsys.contains(subsys) {
-        return;
-    }
-    let line = format!("[{subsys:<6}] {msg}");
-    if s.stderr {
-        let _ = writeln!(std::io::stderr(), "{line}");
-    }
-    if let Some(f) = s.file.as_mut() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let _ = writeln!(
-            f,
-            "{}.{:03} [{}] rotord {:<7} {line}",
-            now.as_secs(),
-            now.subsec_millis(),
-            std::process::id(),
-            level.name()
-        );
-    }
-    if s.syslog {
-        if let Ok(c) = std::ffi::CString::new(line) {
-            // SAFETY: a "%s" format with one valid C string argument.
-            unsafe { libc::syslog(level.syslog_priority(), c"%s".as_ptr(), c.as_ptr()) };
+    fn cmap(entries: &[(&str, &str)]) -> CmapStore {
+        let mut c = CmapStore::new();
+        for (k, v) in entries {
+            c.set(k, Value::String(v.to_string()), Access::Daemon)
+                .unwrap();
         }
+        c
     }
-}
 
-#[macro_export]
-macro_rules! log_at {
-    ($level:ident, $subsys:expr, $($arg:tt)*) => {
-        $crate::log::log($crate::log::Level::$level, $subsys, &format!($($arg)*))
-    };
+    #[test]
+    fn defaults_are_corosyncs() {
+        let c = config(&CmapStore::new(), true);
+        assert_eq!(c, LogConfig::default());
+        let daemon = config(&CmapStore::new(), false);
+        assert!(!daemon.all.to_stderr && daemon.all.to_syslog);
+    }
+
+    #[test]
+    fn top_level_keys() {
+        let c = config(
+            &cmap(&[
+                ("logging.timestamp", "on"),
+                ("logging.fileline", "on"),
+                ("logging.to_logfile", "yes"),
+                ("logging.logfile", "/var/log/rotor.log"),
+                ("logging.to_syslog", "no"),
+                ("logging.syslog_facility", "local5"),
+                ("logging.logfile_priority", "warning"),
+                ("logging.syslog_level", "err"),
+                ("logging.debug", "on"),
+            ]),
+            true,
+        );
+        assert_eq!(c.timestamp, Timestamp::On);
+        assert!(c.fileline);
+        assert_eq!(c.syslog_facility, SyslogFacility::Local(5));
+        assert_eq!(
+            c.all,
+            LogSettings {
+                to_stderr: true,
+                to_logfile: true,
+                to_syslog: false,
+                logfile: Some("/var/log/rotor.log".into()),
+                logfile_priority: Level::Warning,
+                syslog_priority: Level::Error,
+                debug: DebugSetting::On,
+            }
+        );
+        assert!(c.subsys.is_empty());
+    }
+
+    #[test]
+    fn logger_subsys_overrides_what_it_sets() {
+        let c = config(
+            &cmap(&[
+                ("logging.to_syslog", "no"),
+                ("logging.logger_subsys.CPG.subsys", "CPG"),
+                ("logging.logger_subsys.CPG.debug", "trace"),
+                ("logging.logger_subsys.TOTEM.subsys", "TOTEM"),
+                ("logging.logger_subsys.TOTEM.to_stderr", "off"),
+                ("logging.logger_subsys.TOTEM.syslog_priority", "crit"),
+            ]),
+            true,
+        );
+        let names: Vec<&str> = c.subsys.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["CPG", "TOTEM"]);
+        assert_eq!(c.settings("CPG").debug, DebugSetting::Trace);
+        assert!(c.settings("CPG").to_stderr && !c.settings("CPG").to_syslog);
+        assert!(!c.settings("TOTEM").to_stderr);
+        assert_eq!(c.settings("TOTEM").syslog_priority, Level::Crit);
+        assert_eq!(c.settings("TOTEM").debug, DebugSetting::Off);
+        assert_eq!(c.settings("MAIN"), &c.all);
+    }
 }

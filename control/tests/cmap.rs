@@ -2,14 +2,14 @@
 //! bounds and the corosync-cmapctl text layout.
 
 use rotor_control::cmap::{
-    check_key_name, format_cmapctl, format_cmapctl_line, Access, ChangeKind, Cmap, CmapError,
+    check_key_name, format_cmapctl, format_cmapctl_line, Access, ChangeKind, CmapError, CmapStore,
     TrackFilter, Value, ValueType, KEY_NAME_LEN_MAX, TRACK_EVENT_QUEUE_MAX, VALUE_SIZE_MAX,
 };
 use rotor_control::config::{parse_str, SECTIONS_KNOWN};
 
 #[test]
 fn set_get_delete_round_trip() {
-    let mut cmap = Cmap::new();
+    let mut cmap = CmapStore::new();
     cmap.set("totem.token", Value::U32(3000), Access::Daemon)
         .unwrap();
     cmap.set(
@@ -38,7 +38,7 @@ fn set_get_delete_round_trip() {
 
 #[test]
 fn set_refuses_a_value_of_another_type() {
-    let mut cmap = Cmap::new();
+    let mut cmap = CmapStore::new();
     cmap.set("totem.token", Value::U32(3000), Access::Daemon)
         .unwrap();
     let err = cmap
@@ -57,7 +57,7 @@ fn set_refuses_a_value_of_another_type() {
 
 #[test]
 fn declared_type_applies_before_the_key_exists() {
-    let mut cmap = Cmap::new();
+    let mut cmap = CmapStore::new();
     cmap.declare_type("quorum.expected_votes", ValueType::U32);
     let err = cmap
         .set("quorum.expected_votes", Value::U8(3), Access::Client)
@@ -76,7 +76,7 @@ fn declared_type_applies_before_the_key_exists() {
 
 #[test]
 fn read_only_prefixes_refuse_clients_but_not_the_daemon() {
-    let mut cmap = Cmap::new();
+    let mut cmap = CmapStore::new();
     cmap.set(
         "runtime.votequorum.this_node_id",
         Value::U32(1),
@@ -115,7 +115,7 @@ fn read_only_prefixes_refuse_clients_but_not_the_daemon() {
 
 #[test]
 fn config_backed_prefixes_refuse_clients_with_what_to_do() {
-    let mut cmap = Cmap::new();
+    let mut cmap = CmapStore::new();
     cmap.set("totem.token", Value::U32(3000), Access::Daemon)
         .unwrap();
     cmap.add_config_prefix("totem.", "/etc/corosync/corosync.conf");
@@ -150,7 +150,7 @@ fn a_loaded_config_refuses_client_writes_under_every_section() {
     let text = "totem {\n    token: 1000\n}\nnodelist {\n    node {\n        nodeid: 1\n        \
                 ring0_addr: 127.0.0.1\n    }\n}\nuidgid {\n    uid: 0\n}\n";
     let config = parse_str("/etc/rotor/corosync.conf", text).unwrap();
-    let mut cmap = Cmap::new();
+    let mut cmap = CmapStore::new();
     config.load_into(&mut cmap).unwrap();
     for section in SECTIONS_KNOWN {
         let key = format!("{section}.some_key");
@@ -202,7 +202,7 @@ fn key_names_and_value_sizes_are_bounded() {
     );
     assert!(check_key_name("uidgid.config.uid.0-x/y:z_").is_ok());
 
-    let mut cmap = Cmap::new();
+    let mut cmap = CmapStore::new();
     cmap.set(
         "test.bin",
         Value::Binary(vec![0; VALUE_SIZE_MAX]),
@@ -240,7 +240,7 @@ fn key_names_and_value_sizes_are_bounded() {
 
 #[test]
 fn iter_prefix_is_sorted_and_exact() {
-    let mut cmap = Cmap::new();
+    let mut cmap = CmapStore::new();
     for (k, v) in [
         ("totem.token", 3000u32),
         ("nodelist.node.1.nodeid", 2),
@@ -269,7 +269,7 @@ fn iter_prefix_is_sorted_and_exact() {
 
 #[test]
 fn track_key_reports_added_changed_deleted_in_order() {
-    let mut cmap = Cmap::new();
+    let mut cmap = CmapStore::new();
     let handle = cmap.track_add("totem.token", TrackFilter::KEY).unwrap();
     cmap.set("totem.token", Value::U32(3000), Access::Daemon)
         .unwrap();
@@ -311,7 +311,7 @@ fn track_key_reports_added_changed_deleted_in_order() {
 
 #[test]
 fn track_prefix_filters_kinds_and_stops_on_delete() {
-    let mut cmap = Cmap::new();
+    let mut cmap = CmapStore::new();
     let only_deleted = TrackFilter {
         added: false,
         changed: false,
@@ -347,7 +347,7 @@ fn track_prefix_filters_kinds_and_stops_on_delete() {
 
 #[test]
 fn track_event_queue_is_bounded_and_counts_drops() {
-    let mut cmap = Cmap::new();
+    let mut cmap = CmapStore::new();
     cmap.track_add("test.", TrackFilter::PREFIX).unwrap();
     for i in 0..(TRACK_EVENT_QUEUE_MAX as u32 + 10) {
         cmap.set("test.counter", Value::U32(i), Access::Daemon)
@@ -424,7 +424,7 @@ fn cmapctl_binary_escapes_like_corosync() {
 
 #[test]
 fn cmapctl_listing_is_sorted_by_key() {
-    let mut cmap = Cmap::new();
+    let mut cmap = CmapStore::new();
     cmap.set("totem.token", Value::U32(3000), Access::Daemon)
         .unwrap();
     cmap.set(
@@ -447,4 +447,36 @@ fn cmapctl_listing_is_sorted_by_key() {
         format_cmapctl(&cmap, "totem.t", false),
         "totem.token (u32) = 3000\n"
     );
+}
+
+#[test]
+fn inc_and_dec_wrap_integers_and_refuse_other_types() {
+    let mut cmap = CmapStore::new();
+    cmap.set("app.u8", Value::U8(255), Access::Client).unwrap();
+    cmap.adjust("app.u8", 1, Access::Client).unwrap();
+    assert_eq!(cmap.get("app.u8"), Some(&Value::U8(0)));
+    cmap.adjust("app.u8", -1, Access::Client).unwrap();
+    assert_eq!(cmap.get("app.u8"), Some(&Value::U8(255)));
+    cmap.set("app.i64", Value::I64(i64::MIN), Access::Client)
+        .unwrap();
+    cmap.adjust("app.i64", -1, Access::Client).unwrap();
+    assert_eq!(cmap.get("app.i64"), Some(&Value::I64(i64::MAX)));
+    cmap.set("app.u32", Value::U32(7), Access::Client).unwrap();
+    cmap.adjust("app.u32", 1, Access::Client).unwrap();
+    assert_eq!(cmap.get("app.u32"), Some(&Value::U32(8)));
+    cmap.set("app.str", Value::String("x".into()), Access::Client)
+        .unwrap();
+    assert!(matches!(
+        cmap.adjust("app.str", 1, Access::Client),
+        Err(CmapError::NotInteger { .. })
+    ));
+    assert!(matches!(
+        cmap.adjust("app.none", 1, Access::Client),
+        Err(CmapError::NotFound { .. })
+    ));
+    cmap.set("stats.x", Value::U64(1), Access::Daemon).unwrap();
+    assert!(matches!(
+        cmap.adjust("stats.x", 1, Access::Client),
+        Err(CmapError::ReadOnly { .. })
+    ));
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rotor_control::cmap::{format_cmapctl, Access, Cmap, CmapError, Value, ValueType};
+use rotor_control::cmap::{format_cmapctl, Access, CmapError, CmapStore, Value, ValueType};
 use rotor_control::config::{
     self, authkey_path, config_path, parse_str, ErrorKind, IpVersionSetting, PollModeSetting,
     TransportSetting, AUTHKEY_PATH_ENV, CONFIG_PATH_ENV,
@@ -526,7 +526,7 @@ fn cross_key_errors() {
 #[test]
 fn loading_into_cmap_keeps_types_and_publishes_runtime_values() {
     let config = parse_str(FILE, THREE_NODES).unwrap();
-    let mut cmap = Cmap::new();
+    let mut cmap = CmapStore::new();
     config.load_into(&mut cmap).unwrap();
     assert_eq!(cmap.get("totem.token"), Some(&Value::U32(1000)));
     assert_eq!(

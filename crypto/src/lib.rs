@@ -24,7 +24,7 @@ mod seal;
 pub use counters::Counters;
 pub use frame::{cluster_name_hash, SealHeader, HEADER_LEN, MAGIC, TAG_LEN, VERSION};
 pub use key::{KeyError, Keys, AUTHKEY_LEN_MAX, AUTHKEY_LEN_MIN};
-pub use mode::{ConfigError, CryptoMode};
+pub use mode::{CryptoConfigError, CryptoMode};
 pub use open::{OpenError, Opened, Opener};
 pub use replay::REPLAY_WINDOW_COUNTERS;
 pub use seal::{SealError, Sealer};

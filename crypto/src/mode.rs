@@ -22,7 +22,7 @@ pub enum CryptoMode {
 
 /// A corosync.conf crypto setting that rotor refuses.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum ConfigError {
+pub enum CryptoConfigError {
     /// A cipher corosync knows but rotor deliberately does not implement.
     #[error("crypto_cipher `{name}` is not supported, use aes256")]
     CipherNotSupported {
@@ -68,12 +68,12 @@ impl CryptoMode {
     /// Why: GCM authenticates the frame itself, so the corosync hash name only says "authenticate"
     /// and its algorithm is not used. `ring` has no AES-192-GCM, so aes192 is upgraded to
     /// AES-256-GCM (a stronger key, same wire cost) rather than refused.
-    pub fn from_corosync(cipher: &str, hash: &str) -> Result<CryptoMode, ConfigError> {
+    pub fn from_corosync(cipher: &str, hash: &str) -> Result<CryptoMode, CryptoConfigError> {
         let hash_on = match hash {
             "none" => false,
             "md5" | "sha1" | "sha256" | "sha384" | "sha512" => true,
             other => {
-                return Err(ConfigError::UnknownHash {
+                return Err(CryptoConfigError::UnknownHash {
                     name: other.to_owned(),
                 })
             }
@@ -81,12 +81,12 @@ impl CryptoMode {
         match cipher {
             "aes256" | "aes192" => Ok(CryptoMode::Gcm256),
             "aes128" => Ok(CryptoMode::Gcm128),
-            "3des" => Err(ConfigError::CipherNotSupported {
+            "3des" => Err(CryptoConfigError::CipherNotSupported {
                 name: cipher.to_owned(),
             }),
             "none" if hash_on => Ok(CryptoMode::Gmac),
             "none" => Ok(CryptoMode::None),
-            other => Err(ConfigError::UnknownCipher {
+            other => Err(CryptoConfigError::UnknownCipher {
                 name: other.to_owned(),
             }),
         }

@@ -2,7 +2,7 @@
 //! the public API only.
 
 use rotor_crypto::{
-    cluster_name_hash, ConfigError, CryptoMode, Keys, OpenError, Opener, SealError, Sealer,
+    cluster_name_hash, CryptoConfigError, CryptoMode, Keys, OpenError, Opener, SealError, Sealer,
     HEADER_LEN, TAG_LEN,
 };
 
@@ -347,7 +347,7 @@ fn corosync_names_map_to_modes() {
     let error = CryptoMode::from_corosync("3des", "sha1").unwrap_err();
     assert_eq!(
         error,
-        ConfigError::CipherNotSupported {
+        CryptoConfigError::CipherNotSupported {
             name: "3des".into()
         }
     );
@@ -357,11 +357,11 @@ fn corosync_names_map_to_modes() {
     );
     assert!(matches!(
         CryptoMode::from_corosync("AES256", "none"),
-        Err(ConfigError::UnknownCipher { .. })
+        Err(CryptoConfigError::UnknownCipher { .. })
     ));
     assert!(matches!(
         CryptoMode::from_corosync("aes256", "sha3"),
-        Err(ConfigError::UnknownHash { .. })
+        Err(CryptoConfigError::UnknownHash { .. })
     ));
     assert_eq!(CryptoMode::default(), Gcm256);
     for mode in CryptoMode::ALL {

@@ -41,7 +41,7 @@ impl FromStr for TransportKind {
             "udp" => Ok(TransportKind::Udp),
             "xdp" => Ok(TransportKind::Xdp),
             "auto" => Ok(TransportKind::Auto),
-            other => Err(format!("unknown transport {other:?} (udp, xdp or auto)")),
+            other => Err(format!("unknown transport \"{other}\" (udp, xdp or auto)")),
         }
     }
 }
@@ -117,16 +117,25 @@ impl AnyTransport {
                         )
                     })
                     .unwrap_or_else(|e| format!("unreadable: {e}"));
+                let drops: String = c
+                    .drops
+                    .iter()
+                    .map(|(reason, n)| format!(" drops.{reason}={n}"))
+                    .collect();
+                let n = x.neigh_counters();
                 format!(
-                    "xdp frames_in={} bytes_in={} frames_out={} bytes_out={} tx_ring_full={} \
-                     drops={:?} neigh={:?} program: {xdp}",
+                    "xdp frames_in={} bytes_in={} frames_out={} bytes_out={} tx_ring_full={}\
+                     {drops} neigh.dumps={} neigh.dump_errors={} neigh.probes={} \
+                     neigh.misses={} program: {xdp}",
                     c.frames_in,
                     c.bytes_in,
                     c.frames_out,
                     c.bytes_out,
                     c.tx_ring_full,
-                    c.drops,
-                    x.neigh_counters()
+                    n.dumps,
+                    n.dump_errors,
+                    n.probes,
+                    n.misses
                 )
             }
         }
@@ -161,6 +170,17 @@ fn open_xdp(
     let share = (UMEM_FRAMES_TOTAL_MAX / queues.max(1)).min(UMEM_FRAMES_ONE_QUEUE);
     // A power of two, as the rings need.
     cfg.frames_per_queue = (1u32 << share.ilog2()).max(UMEM_FRAMES_QUEUE_MIN);
+    tracing::debug!(
+        target: "XDP",
+        "AF_XDP on {}: {queues} receive queue(s), {} UMEM frames each, {}",
+        cfg.interface,
+        cfg.frames_per_queue,
+        if maps.is_some() {
+            "on the maps of rotord's program"
+        } else {
+            "loading a program of its own"
+        }
+    );
     let x = match maps {
         Some(maps) => XskTransport::open_inherited(&cfg, maps),
         None => XskTransport::open(&cfg),

@@ -143,7 +143,7 @@ fn set_totem(t: &mut TotemSettings, key: &str, v: u32) -> Result<(), String> {
 fn parse_fd_pair(s: &str) -> Result<(i32, i32), String> {
     let (a, b) = s.split_once(',').ok_or("expected XSKS_FD,COUNTERS_FD")?;
     let fd = |t: &str| -> Result<i32, String> {
-        let fd: i32 = t.trim().parse().map_err(|e| format!("{t:?}: {e}"))?;
+        let fd: i32 = t.trim().parse().map_err(|e| format!("\"{t}\": {e}"))?;
         if fd < 3 {
             return Err(format!("{fd} is a standard stream, not an inherited map"));
         }
@@ -252,8 +252,40 @@ extern "C" fn on_term(_: libc::c_int) {
     TERM.store(true, Ordering::SeqCst);
 }
 
+/// Starts the logger: under rotord (`--control-fd`) every line goes up the control socket to
+/// rotord's log; started by hand, to stderr.
+fn start_logging(control_fd: Option<i32>) {
+    use std::os::fd::FromRawFd;
+    let up = control_fd.and_then(|fd| {
+        // A copy of the control socket for the logger, numbered high, close-on-exec.
+        // SAFETY: F_DUPFD_CLOEXEC on an integer fails with EBADF when nothing is open there.
+        let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10) };
+        // SAFETY: a fresh descriptor of ours.
+        (copy >= 0).then(|| unsafe { OwnedFd::from_raw_fd(copy) })
+    });
+    let installed = match up {
+        Some(sock) => rotor_log::install_forwarding(sock).map(|()| Vec::new()),
+        None => rotor_log::install(&by_hand_logging(), "rotor-dataplane"),
+    };
+    if let Err(e) = installed {
+        eprintln!("rotor-dataplane: {e}");
+    }
+}
+
+/// Logging when started by hand: stderr only, with millisecond timestamps.
+fn by_hand_logging() -> rotor_log::LogConfig {
+    rotor_log::LogConfig {
+        all: rotor_log::LogSettings {
+            to_syslog: false,
+            ..rotor_log::LogSettings::default()
+        },
+        ..rotor_log::LogConfig::default()
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    start_logging(args.control_fd);
     // SAFETY: the handler only stores to an atomic.
     unsafe {
         libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
@@ -314,7 +346,7 @@ fn set_up(
     if let Some(core) = start.core {
         let id = usize::from(core);
         if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
-            eprintln!("rotor-dataplane: could not pin to CPU {core}; running unpinned");
+            tracing::warn!(target: "MAIN", "could not pin to CPU {core}; running unpinned");
         }
     }
     let mcast = match start.multicast {
@@ -339,12 +371,13 @@ fn set_up(
     )
     .map_err(|e| Failure::new(FailureKind::Transport, e))?;
     match mcast {
-        Some(m) => eprintln!(
-            "rotor-dataplane: {why}; multicast to {} (ttl {})",
+        Some(m) => rotor_log::notice!(
+            target: "TOTEM",
+            "{why}; multicast to {} (ttl {})",
             m.group(),
             m.ttl
         ),
-        None => eprintln!("rotor-dataplane: {why}; unicast to each peer"),
+        None => rotor_log::notice!(target: "TOTEM", "{why}; unicast to each peer"),
     }
     check_netmtu(totem.netmtu_bytes, start.bind, &transport)?;
     Runner::new(
@@ -369,8 +402,9 @@ fn service_main(fd: i32) -> ExitCode {
     use std::os::fd::FromRawFd;
     // SAFETY: F_GETFD on any integer is harmless: it fails with EBADF when nothing is open there.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        eprintln!(
-            "rotor-dataplane: --control-fd {fd}: {}",
+        tracing::error!(
+            target: "MAIN",
+            "--control-fd {fd}: {}",
             std::io::Error::last_os_error()
         );
         return ExitCode::from(15);
@@ -381,14 +415,14 @@ fn service_main(fd: i32) -> ExitCode {
     let mut control = match Control::new(sock) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("rotor-dataplane: control fd {fd}: {e}");
+            tracing::error!(target: "MAIN", "control fd {fd}: {e}");
             return ExitCode::from(15);
         }
     };
     let (start, fds) = match control.receive_start(START_WAIT) {
         Ok(got) => got,
         Err(e) => {
-            eprintln!("rotor-dataplane: {e}");
+            tracing::error!(target: "MAIN", "{e}");
             return ExitCode::from(15);
         }
     };
@@ -497,20 +531,20 @@ fn hand_main(args: &Args) -> ExitCode {
     let start = match start_from_args(args) {
         Ok(s) => s,
         Err(f) => {
-            eprintln!("rotor-dataplane: {}", f.message);
+            tracing::error!(target: "MAIN", "{}", f.message);
             return f.exit_code();
         }
     };
     let maps = match args.xdp_maps_fd {
         None => None,
         Some(_) if args.transport == TransportKind::Udp => {
-            eprintln!("rotor-dataplane: --xdp-maps-fd needs --transport xdp or auto");
+            tracing::error!(target: "MAIN", "--xdp-maps-fd needs --transport xdp or auto");
             return ExitCode::from(8);
         }
         Some(fds) => match inherited_maps(fds, None) {
             Ok(m) => Some(m),
             Err(e) => {
-                eprintln!("rotor-dataplane: --xdp-maps-fd: {e}");
+                tracing::error!(target: "MAIN", "--xdp-maps-fd: {e}");
                 return ExitCode::from(8);
             }
         },
@@ -518,7 +552,7 @@ fn hand_main(args: &Args) -> ExitCode {
     let mut runner = match set_up(&start, maps) {
         Ok(r) => r,
         Err(f) => {
-            eprintln!("rotor-dataplane: {}", f.message);
+            tracing::error!(target: "MAIN", "{}", f.message);
             return f.exit_code();
         }
     };
@@ -539,7 +573,7 @@ fn hand_main(args: &Args) -> ExitCode {
                 Ok(()) => joined = true,
                 Err(SubmitError::TryAgain) => {}
                 Err(e) => {
-                    eprintln!("rotor-dataplane: join: {e}");
+                    tracing::error!(target: "CPG", "join: {e}");
                     return ExitCode::FAILURE;
                 }
             }
@@ -556,7 +590,7 @@ fn hand_main(args: &Args) -> ExitCode {
                 Ok(()) => sent += 1,
                 Err(SubmitError::TryAgain) => break,
                 Err(e) => {
-                    eprintln!("rotor-dataplane: mcast: {e}");
+                    tracing::error!(target: "CPG", "mcast: {e}");
                     return ExitCode::FAILURE;
                 }
             }
@@ -572,19 +606,17 @@ fn hand_main(args: &Args) -> ExitCode {
             print_event(ev, &mut line);
         });
         if let Err(e) = result {
-            eprintln!("rotor-dataplane: {e}");
+            tracing::error!(target: "TOTEM", "{e}");
             return ExitCode::FAILURE;
         }
     }
     runner.node_mut().leave();
     let _ = runner.flush();
-    let drops = runner.drops();
-    if !drops.by_reason.is_empty() {
-        eprintln!("rotor-dataplane: drops {:?}", drops.by_reason);
-    }
-    eprintln!("rotor-dataplane: {}", runner.transport().stats_line());
-    eprintln!(
-        "rotor-dataplane: stats {}",
+    // Drops are in the stats line too (`crypto.drops.*`, `net.drops.*`).
+    tracing::info!(target: "MAIN", "{}", runner.transport().stats_line());
+    tracing::info!(
+        target: "MAIN",
+        "stats {}",
         rotor_dataplane::stats::line(&runner.counters())
     );
     ExitCode::SUCCESS
@@ -607,24 +639,38 @@ fn serve(
             let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
             let cpus = usize::try_from(online).unwrap_or(1).max(1);
             let (mode, why) = PollLoop::auto(cpus, start.core.is_some(), spin);
-            eprintln!(
-                "rotor-dataplane: [MAIN  ] poll mode auto: {} ({why})",
+            tracing::info!(
+                target: "MAIN",
+                "poll mode {}, chosen by auto: {why}",
                 mode.describe()
             );
             mode
         }
     };
-    eprintln!(
-        "rotor-dataplane: [MAIN  ] node {} serving on {} ({}), poll mode {}",
+    rotor_log::notice!(
+        target: "MAIN",
+        "node {} serving on {} ({}), poll mode {}",
         start.node_id,
         runner.local_addr(),
         runner.transport().name(),
         mode.describe()
     );
     match rotor_dataplane::service::run(runner, control, mode, &|| TERM.load(Ordering::SeqCst)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            let why = if TERM.load(Ordering::SeqCst) {
+                "on a signal"
+            } else {
+                "as rotord asked, or because it is gone"
+            };
+            rotor_log::notice!(
+                target: "MAIN",
+                "node {} left the ring {why}; the dataplane exits",
+                start.node_id
+            );
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            eprintln!("rotor-dataplane: {e}");
+            // rotord logs it, with what it decides.
             control.report(&FromDataplane::Failed {
                 kind: FailureKind::Runtime,
                 message: e.to_string(),
@@ -697,8 +743,9 @@ fn drop_privileges(transport: &AnyTransport) {
             let mut names: Vec<String> =
                 keep.iter().map(|c| c.to_string().to_lowercase()).collect();
             names.sort();
-            eprintln!(
-                "rotor-dataplane: [MAIN  ] privileges dropped after set-up: keeps {}{why}",
+            rotor_log::notice!(
+                target: "MAIN",
+                "privileges dropped after set-up: keeps {}{why}",
                 if names.is_empty() {
                     "none".to_owned()
                 } else {
@@ -706,7 +753,7 @@ fn drop_privileges(transport: &AnyTransport) {
                 }
             );
         }
-        Err(e) => eprintln!("rotor-dataplane: [MAIN  ] could not drop privileges: {e}"),
+        Err(e) => tracing::error!(target: "MAIN", "could not drop privileges: {e}"),
     }
 }
 

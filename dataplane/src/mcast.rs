@@ -77,7 +77,9 @@ fn join(sock: &Socket, m: &Multicast, local: IpAddr) -> io::Result<()> {
             e.kind(),
             format!("join multicast group {} on {local}: {e}", m.group.ip()),
         )
-    })
+    })?;
+    tracing::debug!("joined multicast group {} on {local}", m.group.ip());
+    Ok(())
 }
 
 fn udp_socket(family_of: SocketAddr) -> io::Result<Socket> {
@@ -130,6 +132,11 @@ pub fn prepare_sender(sock: &UdpSocket, m: &Multicast, local: IpAddr) -> io::Res
             s.set_multicast_if_v6(ifindex_of(local)?)?;
         }
     }
+    tracing::debug!(
+        "multicast sender on {local}: to {}, ttl {}, loop off",
+        m.group,
+        m.ttl
+    );
     Ok(())
 }
 

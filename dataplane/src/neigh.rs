@@ -120,7 +120,7 @@ pub fn link_by_name(name: &str) -> io::Result<LinkInfo> {
     links()?
         .into_iter()
         .find(|l| l.name == name)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface {name:?}")))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface \"{name}\"")))
 }
 
 /// The interface that holds `ip`.

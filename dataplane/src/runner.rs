@@ -121,9 +121,9 @@ impl DigestLog {
             0 => String::new(),
             n => format!(" ({n} more since the last report)"),
         };
-        eprintln!(
-            "rotor-dataplane: [TOTEM ] Received message has invalid digest... ignoring \
-             (from {from}){more}"
+        tracing::warn!(
+            target: "TOTEM",
+            "Received message has invalid digest... ignoring (from {from}){more}"
         );
         self.last_ns = Some(now_ns);
         self.unlogged = 0;

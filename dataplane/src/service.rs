@@ -65,7 +65,7 @@ impl PollLoop {
         }
     }
 
-    /// The default mode (issue 4): busy when the loop is pinned to a core of its own and
+    /// The default mode: busy when the loop is pinned to a core of its own and
     /// `cpus` leaves `CORES_KEPT` for the rest, adaptive (spinning `spin`) when there are fewer
     /// free cores than pollers — as on a 2-core machine. Returns the mode and why, for the log.
     pub fn auto(cpus: usize, pinned: bool, spin: Duration) -> (PollLoop, String) {
@@ -303,9 +303,18 @@ impl Clients {
         .encode(&mut self.scratch);
         c.send(&self.scratch, &mut self.counters);
         self.counters.attached += 1;
-        eprintln!(
-            "rotor-dataplane: [CPG   ] client attached: pid {} uid {}",
-            peer.pid, peer.uid
+        tracing::info!(
+            target: "CPG",
+            "client attached: pid {} uid {}",
+            peer.pid,
+            peer.uid
+        );
+        tracing::debug!(
+            target: "CPG",
+            "client pid {}: gid {}, {} session(s) served now",
+            peer.pid,
+            peer.gid,
+            self.clients.len() + 1
         );
         self.clients.push(c);
     }
@@ -382,9 +391,20 @@ impl Clients {
             };
             self.counters.disconnects[kind as usize] += 1;
             let c = self.clients.swap_remove(i);
-            eprintln!(
-                "rotor-dataplane: [CPG   ] client pid {} disconnected: {why}",
+            tracing::info!(
+                target: "CPG",
+                "client pid {} disconnected: {why}",
                 c.peer.pid
+            );
+            tracing::debug!(
+                target: "CPG",
+                "client pid {}: group {}, {} record(s) ({} bytes) queued were dropped",
+                c.peer.pid,
+                c.group
+                    .as_deref()
+                    .map_or("none".into(), |g| String::from_utf8_lossy(g).into_owned()),
+                c.backlog.len(),
+                c.backlog_bytes
             );
             let pid = c.pid();
             if !self.clients.iter().any(|o| o.pid() == pid) && !self.procdowns.contains(&pid) {
@@ -527,7 +547,7 @@ fn handle<T: Transport>(
     let mut members = Vec::new();
     let mut groups = Vec::new();
     let status = match req {
-        proto::Request::Join { group } => {
+        proto::Request::Join { group, .. } => {
             if c.group.is_some() {
                 Status::Exist
             } else {
@@ -597,6 +617,19 @@ fn handle<T: Transport>(
         .map(|(g, m)| (g.as_slice(), m.iter().copied().map(member).collect()))
         .collect();
     reply(c, req_id, status, (members, groups), scratch, counters);
+    if let proto::Request::Join { flags, .. } = req {
+        if status == Status::Ok && flags & proto::JOIN_INITIAL_TOTEM_CONF != 0 {
+            // libcpg's initial totem configuration: the ring this node is in now.
+            let node = runner.node_mut();
+            proto::Event::TotemConfChg {
+                ring_rep: node.ring().rep,
+                ring_seq: node.ring().seq,
+                members: node.members().iter().map(|n| n.0).collect(),
+            }
+            .encode(scratch);
+            c.send(scratch, counters);
+        }
+    }
     Handled::Done
 }
 
@@ -739,7 +772,7 @@ impl Control {
                     Ok(got) => got,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
                     Err(e) => {
-                        eprintln!("rotor-dataplane: control socket: {e}");
+                        tracing::error!(target: "MAIN", "control socket to rotord: {e}");
                         return Some(ControlInput::Gone);
                     }
                 };
@@ -751,14 +784,24 @@ impl Control {
                     let peer = PeerCred { pid, uid, gid };
                     match DetachedSession::from_fds(fds, peer).and_then(|d| d.into_session()) {
                         Ok(s) => return Some(ControlInput::Session(s)),
-                        Err(e) => eprintln!("rotor-dataplane: handed-off session refused: {e}"),
+                        Err(e) => tracing::warn!(
+                            target: "CPG",
+                            "session of client pid {pid} (uid {uid}) handed over by rotord \
+                             refused: {e}"
+                        ),
                     }
                 }
                 Ok(ToDataplane::Shutdown) => return Some(ControlInput::Shutdown),
-                Ok(ToDataplane::Start(_)) => {
-                    eprintln!("rotor-dataplane: a second start message from rotord ignored")
+                Ok(ToDataplane::Logging(config)) => {
+                    rotor_log::reconfigure(&config);
                 }
-                Err(e) => eprintln!("rotor-dataplane: bad control message dropped: {e}"),
+                Ok(ToDataplane::Start(_)) => {
+                    tracing::warn!(target: "MAIN", "a second start message from rotord ignored")
+                }
+                Err(e) => tracing::warn!(
+                    target: "MAIN",
+                    "message from rotord dropped: {e}"
+                ),
             }
         }
     }
@@ -775,6 +818,7 @@ impl Control {
 pub fn stats_counters<T: Transport>(runner: &Runner<T>, clients: &Clients) -> Entries {
     let mut out = runner.counters();
     clients.entries(&mut out);
+    out.push(("log.dropped".into(), rotor_log::forward_dropped()));
     out
 }
 

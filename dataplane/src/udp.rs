@@ -38,6 +38,7 @@ impl UdpTransport {
     pub fn bind_with(addr: SocketAddr, mcast: Option<&Multicast>) -> io::Result<UdpTransport> {
         let sock = UdpSocket::bind(addr)?;
         sock.set_nonblocking(true)?;
+        tracing::debug!("plain UDP socket bound to {addr}, waited on with poll(2)");
         let (group, epoll) = match mcast {
             None => (None, None),
             Some(m) => {
@@ -172,10 +173,13 @@ impl KernelUdp {
             {
                 Err(e)
             }
-            Err(e) => Ok((
-                KernelUdp::Socket(UdpTransport::bind_with(addr, mcast)?),
-                Some(e.to_string()),
-            )),
+            Err(e) => {
+                tracing::debug!("io_uring cannot be used ({e}); falling back to a plain socket");
+                Ok((
+                    KernelUdp::Socket(UdpTransport::bind_with(addr, mcast)?),
+                    Some(e.to_string()),
+                ))
+            }
         }
     }
 

@@ -185,6 +185,14 @@ impl UringTransport {
         // completing each recvmsg at once with EAGAIN.
         let sock = UdpSocket::bind(addr)?;
         let local = sock.local_addr()?;
+        tracing::debug!(
+            "io_uring of {RING_ENTRIES} entries ({}), UDP socket bound to {local}",
+            if deferred {
+                "single issuer, deferred task work"
+            } else {
+                "classic: no deferred task work on this kernel"
+            }
+        );
         let group = match mcast {
             None => None,
             Some(m) => {
@@ -234,6 +242,10 @@ impl UringTransport {
             t.arm_recv(slot)?;
         }
         t.ring.submit()?;
+        tracing::debug!(
+            "io_uring ready on {local}: {RX_SLOTS} receives in flight, {TX_SLOTS} send slots, \
+             {DATAGRAM_MAX} bytes each"
+        );
         Ok(t)
     }
 

@@ -422,13 +422,20 @@ impl XskTransport {
                         socket_err(id)(format!("zero-copy: {zc}; copy mode: {copy}"))
                     })?;
                     tracing::info!(
-                        interface = %link.name, queue = id,
-                        "AF_XDP zero-copy bind refused ({zc}); bound in copy mode"
+                        "{} queue {id}: AF_XDP zero-copy bind refused ({zc}); bound in copy mode",
+                        link.name
                     );
                     bind_mode = BindMode::Copy;
                     q
                 }
             };
+            tracing::debug!(
+                "{} queue {id}: AF_XDP socket bound in {bind_mode} mode, {} UMEM frames of 4 \
+                 KiB, rings of {}",
+                link.name,
+                cfg.frames_per_queue,
+                cfg.frames_per_queue / 2
+            );
             // SAFETY: the socket's fd is open for as long as `q` (which holds the socket) lives,
             // and the map keeps its own reference.
             let fd = unsafe { BorrowedFd::borrow_raw(q.rx.fd().as_raw_fd()) };
@@ -460,9 +467,10 @@ impl XskTransport {
                 })
             }
         };
-        tracing::info!(
-            interface = %link.name, program = %program.describe(), bind = %bind_mode,
-            "AF_XDP transport ready"
+        tracing::debug!(
+            "{}: AF_XDP transport ready on {} ({bind_mode}-mode sockets)",
+            link.name,
+            program.describe()
         );
         Ok(XskTransport {
             queues,
@@ -530,11 +538,20 @@ impl XskTransport {
     /// queues.
     pub fn describe(&self) -> String {
         format!(
-            "AF_XDP on {} ({}, {}-mode sockets, queues {:?})",
+            "AF_XDP on {} ({}, {}-mode sockets, {} {})",
             self.link.name,
             self.program.describe(),
             self.bind_mode,
-            self.queues.iter().map(|q| q.id).collect::<Vec<_>>()
+            if self.queues.len() == 1 {
+                "queue"
+            } else {
+                "queues"
+            },
+            self.queues
+                .iter()
+                .map(|q| q.id.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
         )
     }
 

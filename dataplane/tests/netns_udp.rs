@@ -82,12 +82,7 @@ fn a_node_with_another_key_never_joins_and_its_frames_are_dropped() {
         c.lines[3]
     );
     let stderr = c.stop(1);
-    let digest = stderr
-        .split("\"invalid_digest\": ")
-        .nth(1)
-        .and_then(|s| s.split(|ch: char| !ch.is_ascii_digit()).next())
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or(0);
+    let digest = common::stat(&stderr, "crypto.drops.invalid_digest").unwrap_or(0);
     assert!(
         digest > 0,
         "node 1 counted no invalid_digest drops: {stderr}"

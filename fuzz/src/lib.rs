@@ -356,7 +356,7 @@ pub fn config(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     match rotor_control::config::parse_str("fuzz.conf", &text) {
         Ok(config) => {
-            let mut cmap = rotor_control::cmap::Cmap::new();
+            let mut cmap = rotor_control::cmap::CmapStore::new();
             let _ = config.load_into(&mut cmap);
         }
         Err(e) => {
@@ -372,7 +372,7 @@ pub fn config(data: &[u8]) {
 /// record, stored under a client-chosen key with client access, printed as corosync-cmapctl
 /// does.
 pub fn cmap_value(data: &[u8]) {
-    use rotor_control::cmap::{Access, Cmap};
+    use rotor_control::cmap::{Access, CmapStore};
     use rotor_proto::cmap::{format_cmapctl_line, Request, Value, ValueType};
     let mut input = Input { data };
     let type_name = [
@@ -380,7 +380,7 @@ pub fn cmap_value(data: &[u8]) {
     ][usize::from(input.byte().unwrap_or(0)) % 12];
     let key = String::from_utf8_lossy(input.bytes(300)).into_owned();
     let text = String::from_utf8_lossy(input.bytes(20_000)).into_owned();
-    let mut cmap = Cmap::new();
+    let mut cmap = CmapStore::new();
     if let Some(t) = ValueType::from_cmapctl_name(type_name) {
         if let Ok(v) = Value::parse(t, &text) {
             let _ = format_cmapctl_line(&key, &v, true);

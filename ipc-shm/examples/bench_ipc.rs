@@ -92,7 +92,7 @@ fn main() {
         ),
     ] {
         // 56 B is the largest payload whose record (8-byte header + payload) fills exactly one
-        // cache line; 64 B, the brief's size, always spans two.
+        // cache line; 64 B, the goals' message size, always spans two.
         let sizes: &[usize] = if mode == WaitMode::Busy {
             &[56, 64, 1024]
         } else {

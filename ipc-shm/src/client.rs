@@ -32,7 +32,7 @@ pub enum AttachError {
     #[error("server failed to create the rings (status {0})")]
     ServerError(u32),
     /// The server did not answer in time.
-    #[error("no answer from the rotor IPC server within {0:?}")]
+    #[error("no answer from the rotor IPC server within {} ms", .0.as_millis())]
     Timeout(Duration),
     /// The server closed the connection during the handshake.
     #[error("server closed the connection during the handshake")]

@@ -29,7 +29,7 @@ pub const RECORD_ALIGN: usize = 8;
 pub const DATA_SIZE_MIN: usize = 4096;
 /// Largest data region a ring may have (keeps every offset far from u32/usize overflow).
 pub const DATA_SIZE_MAX: usize = 1 << 30;
-/// Largest CPG message the brief promises (1 MiB) plus 64 KiB of headroom for headers.
+/// Largest CPG message rotor promises (1 MiB) plus 64 KiB of headroom for headers.
 pub const RECORD_SIZE_MAX_DEFAULT: usize = (1 << 20) + (64 << 10);
 /// Default data region: large enough that two largest records fit (see [`record_size_max_for`]).
 pub const DATA_SIZE_DEFAULT: usize = 4 << 20;

@@ -164,8 +164,19 @@ impl Server {
             gid: cred.gid,
         };
         let result = self.handshake(socket, peer);
-        if let Err(err) = &result {
-            tracing::warn!(pid = peer.pid, uid = peer.uid, gid = peer.gid, %err, "ipc-shm: attach refused");
+        match &result {
+            // The error names the pid, uid and gid.
+            Err(err) => tracing::warn!("attach to @{} refused: {err}", self.name),
+            Ok(_) => tracing::debug!(
+                "pid {} (uid {}, gid {}) attached to @{}: two rings of {} bytes, records up to {} \
+                 bytes",
+                peer.pid,
+                peer.uid,
+                peer.gid,
+                self.name,
+                self.config.data_size,
+                self.config.record_size_max
+            ),
         }
         result.map(|(parts, socket)| (parts, socket, peer))
     }

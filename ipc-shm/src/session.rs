@@ -153,21 +153,41 @@ impl Session {
     /// peer's next call fails instead of waiting.
     fn fail_corrupt(&mut self, reason: CorruptReason) -> SessionError {
         tracing::warn!(
-            role = ?self.role, pid = self.peer.pid, uid = self.peer.uid, %reason,
-            "ipc-shm: disconnecting peer: shared ring corrupt"
+            "disconnecting {} pid {} (uid {}): shared ring corrupt: {reason}",
+            self.peer_kind(),
+            self.peer.pid,
+            self.peer.uid
         );
         self.close();
         SessionError::Corrupt(reason)
     }
 
+    /// What the peer is, for log lines: a server's peer is a client and the other way round.
+    fn peer_kind(&self) -> &'static str {
+        match self.role {
+            Role::Server => "client",
+            Role::Client => "server",
+        }
+    }
+
     fn fail_gone(&mut self) -> SessionError {
-        tracing::info!(role = ?self.role, pid = self.peer.pid, uid = self.peer.uid, "ipc-shm: peer gone");
+        tracing::debug!(
+            "{} pid {} (uid {}) gone",
+            self.peer_kind(),
+            self.peer.pid,
+            self.peer.uid
+        );
         self.close();
         SessionError::PeerGone
     }
 
     fn fail_protocol(&mut self, why: &'static str) -> SessionError {
-        tracing::warn!(role = ?self.role, pid = self.peer.pid, uid = self.peer.uid, why, "ipc-shm: disconnecting peer: protocol violation");
+        tracing::warn!(
+            "disconnecting {} pid {} (uid {}): protocol violation: {why}",
+            self.peer_kind(),
+            self.peer.pid,
+            self.peer.uid
+        );
         self.close();
         SessionError::Protocol(why)
     }

@@ -1,7 +1,7 @@
 //! Messages on the SOCK_SEQPACKET socket between rotord and the dataplane process it
 //! supervises. Low-rate by design (start-up, attaches, one status and stats report per
-//! change or second), so a socket, whose hang-up also tells each side that the other died,
-//! fits better than a ring. CPG sessions' descriptors travel beside `Session` as SCM_RIGHTS.
+//! change or second, the dataplane's log lines), so a socket, whose hang-up also tells each
+//! side that the other died, fits better than a ring. CPG sessions' descriptors travel beside `Session` as SCM_RIGHTS.
 //!
 //! The first message rotord sends is `Start`: everything the dataplane needs, resolved (the
 //! totem settings with every derived value filled in, the authkey's bytes read once by
@@ -13,14 +13,17 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::codec::{DecodeError, Reader, Writer};
+use crate::log::{LogConfig, LogRecord};
 use crate::RingState;
 
 pub const OP_START: u16 = 0x0400;
 pub const OP_SESSION: u16 = 0x0401;
 pub const OP_SHUTDOWN: u16 = 0x0402;
+pub const OP_LOGGING: u16 = 0x0403;
 pub const OP_RING: u16 = 0x0481;
 pub const OP_STATS: u16 = 0x0482;
 pub const OP_FAILED: u16 = 0x0483;
+pub const OP_LOG: u16 = 0x0484;
 
 /// The version of the messages below; `Start` carries it.
 pub const CONTROL_VERSION: u16 = 1;
@@ -178,6 +181,9 @@ pub enum ToDataplane {
     Session { pid: i32, uid: u32, gid: u32 },
     /// Leave the ring cleanly and exit.
     Shutdown,
+    /// The logging configuration: which lines to send up (sent after start and whenever it
+    /// changes; until the first one every line goes up).
+    Logging(LogConfig),
 }
 
 /// The ring as the dataplane reports it.
@@ -242,6 +248,8 @@ pub enum FromDataplane {
     Stats { counters: Vec<(String, u64)> },
     /// The dataplane cannot run and is exiting; `message` is for the operator.
     Failed { kind: FailureKind, message: String },
+    /// A log line, for rotord's log. Sent without blocking: a full socket drops it (counted).
+    Log(LogRecord),
 }
 
 impl ToDataplane {
@@ -257,6 +265,7 @@ impl ToDataplane {
             ToDataplane::Shutdown => {
                 Writer::new(out, OP_SHUTDOWN, 0);
             }
+            ToDataplane::Logging(config) => config.write(&mut Writer::new(out, OP_LOGGING, 0)),
         }
     }
 
@@ -270,6 +279,7 @@ impl ToDataplane {
                 gid: r.u32("gid")?,
             },
             OP_SHUTDOWN => ToDataplane::Shutdown,
+            OP_LOGGING => ToDataplane::Logging(LogConfig::read(&mut r)?),
             op => return Err(DecodeError::UnknownOp(op)),
         };
         r.finish()?;
@@ -430,6 +440,7 @@ impl FromDataplane {
             FromDataplane::Failed { kind, message } => {
                 Writer::new(out, OP_FAILED, 0).u8(kind.code()).str(message);
             }
+            FromDataplane::Log(record) => record.write(&mut Writer::new(out, OP_LOG, 0)),
         }
     }
 
@@ -472,6 +483,7 @@ impl FromDataplane {
                     message: r.str("failure message")?.to_owned(),
                 }
             }
+            OP_LOG => FromDataplane::Log(LogRecord::read(&mut r)?),
             op => return Err(DecodeError::UnknownOp(op)),
         };
         r.finish()?;
@@ -482,6 +494,41 @@ impl FromDataplane {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::{DebugSetting, Level, LogSettings, SyslogFacility, Timestamp};
+
+    fn logging() -> LogConfig {
+        LogConfig {
+            timestamp: Timestamp::On,
+            fileline: true,
+            syslog_facility: SyslogFacility::Local(3),
+            all: LogSettings {
+                to_syslog: false,
+                to_logfile: true,
+                logfile: Some("/var/log/rotor.log".into()),
+                ..LogSettings::default()
+            },
+            subsys: vec![(
+                "CPG".into(),
+                LogSettings {
+                    debug: DebugSetting::Trace,
+                    syslog_priority: Level::Crit,
+                    ..LogSettings::default()
+                },
+            )],
+        }
+    }
+
+    #[test]
+    fn impossible_logging_values_are_refused() {
+        let mut buf = Vec::new();
+        ToDataplane::Logging(logging()).encode(&mut buf);
+        // The timestamp byte comes right after the envelope.
+        buf[crate::codec::ENVELOPE_LEN] = 9;
+        assert_eq!(
+            ToDataplane::decode(&buf),
+            Err(DecodeError::BadValue("timestamp"))
+        );
+    }
 
     fn start() -> DataplaneStart {
         DataplaneStart {
@@ -527,6 +574,8 @@ mod tests {
                 gid: 0,
             },
             ToDataplane::Shutdown,
+            ToDataplane::Logging(LogConfig::default()),
+            ToDataplane::Logging(logging()),
         ] {
             m.encode(&mut buf);
             assert_eq!(ToDataplane::decode(&buf).unwrap(), m);
@@ -549,6 +598,14 @@ mod tests {
                 kind: FailureKind::Key,
                 message: "authkey too short".into(),
             },
+            FromDataplane::Log(LogRecord {
+                level: Level::Notice,
+                subsys: "TOTEM".into(),
+                file: "runner.rs".into(),
+                line: 120,
+                message: "A processor failed, forming new configuration".into(),
+                unix_time_ns: 1_700_000_000_123_456_789,
+            }),
         ] {
             m.encode(&mut buf);
             assert_eq!(FromDataplane::decode(&buf).unwrap(), m);

@@ -13,6 +13,7 @@ pub mod cmap;
 pub mod codec;
 pub mod control;
 pub mod cpg;
+pub mod log;
 
 pub use codec::{DecodeError, Reader, Writer};
 

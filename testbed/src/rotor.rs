@@ -195,7 +195,7 @@ impl Bins {
 
 /// `rotor status` as a value.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Status {
+pub struct RotorStatus {
     pub node_id: u32,
     pub transport: String,
     /// `operational`, `gather`, `commit`, `recovery`, or `down` (no dataplane).
@@ -206,7 +206,7 @@ pub struct Status {
 }
 
 /// Reads `rotor status` output (laid out like `corosync-cfgtool -s`).
-pub fn parse_status(text: &str) -> Option<Status> {
+pub fn parse_status(text: &str) -> Option<RotorStatus> {
     let first = text.lines().next()?;
     let rest = first.strip_prefix("Local node ID ")?;
     let (id, transport) = rest.split_once(", transport ")?;
@@ -227,7 +227,7 @@ pub fn parse_status(text: &str) -> Option<Status> {
         }
     }
     connected.sort_unstable();
-    Some(Status {
+    Some(RotorStatus {
         node_id: id.trim().parse().ok()?,
         transport: transport.trim().to_owned(),
         state: state?,
@@ -246,7 +246,7 @@ pub fn rotord_command(bins: &Bins, conf: &Path) -> Command {
 
 impl Testbed {
     /// `rotor status` on host `i`.
-    pub fn rotor_status(&self, i: usize, bins: &Bins) -> io::Result<Status> {
+    pub fn rotor_status(&self, i: usize, bins: &Bins) -> io::Result<RotorStatus> {
         let out = self
             .command(i, bins.rotor())
             .arg("status")

@@ -1,4 +1,4 @@
-//! Every bound of the core in one place (STYLE principle 5): queues, windows and sets are sized
+//! Every bound of the core in one place: queues, windows and sets are sized
 //! from these at start-up.
 
 /// Most nodes in one ring (corosync's PROCESSOR_COUNT_MAX). Joins and commit tokens must also fit

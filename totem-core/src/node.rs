@@ -1,5 +1,5 @@
 //! The public face of the core: one node's whole protocol stack (SRP, packing, CPG) as a
-//! sans-IO state machine with `handle_*` inputs and `poll_*` outputs (STYLE principle 1).
+//! sans-IO state machine with `handle_*` inputs and `poll_*` outputs.
 
 use std::collections::VecDeque;
 

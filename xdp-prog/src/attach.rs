@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::{Xdp, XdpFlags};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, warn};
 
 use crate::{SteerProgram, XdpCounters, XdpError, PROGRAM_NAME};
 
@@ -227,18 +227,25 @@ impl XdpProgram {
         };
         match -rc {
             0 => {
-                info!(interface = %self.interface, mode = %self.mode, "XDP program detached");
+                debug!(
+                    "XDP program {PROGRAM_NAME} detached from {} ({} mode)",
+                    self.interface, self.mode
+                );
                 Ok(())
             }
             libc::EEXIST => {
                 warn!(
-                    interface = %self.interface,
-                    "XDP program was already replaced by another one; left that one attached"
+                    "{}: the XDP program {PROGRAM_NAME} was already replaced by another one; \
+                     left that one attached",
+                    self.interface
                 );
                 Ok(())
             }
             libc::ENODEV | libc::ENOENT => {
-                debug!(interface = %self.interface, "interface gone; nothing to detach");
+                debug!(
+                    "{}: interface gone; no XDP program to detach",
+                    self.interface
+                );
                 Ok(())
             }
             errno => Err(XdpError::Bpf {
@@ -252,7 +259,7 @@ impl XdpProgram {
 impl Drop for XdpProgram {
     fn drop(&mut self) {
         if let Err(err) = self.detach_once() {
-            error!(interface = %self.interface, "{err}");
+            error!("{}: {err}", self.interface);
         }
     }
 }
@@ -300,7 +307,7 @@ impl SteerProgram {
             AttachMode::Auto => match try_mode(AttachedMode::Native) {
                 Ok(()) => AttachedMode::Native,
                 Err(native) => {
-                    debug!(interface = %name, "native XDP attach failed ({native}); trying generic");
+                    debug!("{name}: native XDP attach failed ({native}); trying generic");
                     try_mode(AttachedMode::Generic).map_err(|generic| XdpError::AttachAuto {
                         interface: name.clone(),
                         native,
@@ -310,12 +317,8 @@ impl SteerProgram {
                 }
             },
         };
-        info!(
-            interface = %name,
-            ifindex,
-            mode = %attached,
-            requested = ?mode,
-            "XDP program {PROGRAM_NAME} attached"
+        debug!(
+            "XDP program {PROGRAM_NAME} attached to {name} (ifindex {ifindex}) in {attached} mode"
         );
         Ok(XdpProgram {
             steer: self,
@@ -354,14 +357,15 @@ impl SteerProgram {
             };
             let name = program_name(fd.as_fd())?;
             if name == PROGRAM_NAME {
-                warn!(
-                    interface,
-                    id, "replacing a stale {PROGRAM_NAME} XDP program (left by an earlier run)"
+                // The caller reports it (`replaced_prog_id`), as rotord does.
+                debug!(
+                    "{interface}: replacing a stale {PROGRAM_NAME} XDP program (id {id}, left by \
+                     an earlier run)"
                 );
             } else if options.replace_foreign {
                 warn!(
-                    interface,
-                    id, name, "replacing a foreign XDP program, as asked"
+                    "{interface}: replacing the foreign XDP program \"{name}\" (id {id}), as \
+                     asked"
                 );
             } else {
                 return Err(XdpError::ForeignProgram {

@@ -19,6 +19,23 @@ pub use attach::{AttachMode, AttachedMode, Interface, LoadOptions, XdpProgram};
 pub use maps::SteerMaps;
 pub use program::{SteerProgram, XdpAction, XdpCounters};
 
+/// Sends what libbpf prints (by default straight to stderr) to `tracing`, so that it reaches
+/// the process's log like every other line: warnings as warnings, information as debug lines.
+/// Once per process; libbpf's debug output (verifier chatter) stays off.
+fn route_libbpf_output() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        fn print(level: libbpf_rs::PrintLevel, text: String) {
+            let text = text.trim_end();
+            match level {
+                libbpf_rs::PrintLevel::Warn => tracing::warn!("{text}"),
+                _ => tracing::debug!("{text}"),
+            }
+        }
+        libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Info, print)));
+    });
+}
+
 /// The program's function name, as the kernel reports it (`bpftool prog`, `ip link`): the
 /// loader recognises a stale copy of itself by this name.
 pub const PROGRAM_NAME: &str = "rotor_steer";
@@ -62,7 +79,7 @@ impl Counter {
 /// Errors of the loader. Kernel errors keep libbpf's error (with its errno) as the source.
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
-    #[error("no network interface named {0:?} in this network namespace")]
+    #[error("no network interface named \"{0}\" in this network namespace")]
     NoSuchInterface(String),
     #[error("no network interface with index {0} in this network namespace")]
     NoSuchIfindex(u32),
@@ -76,8 +93,8 @@ pub enum XdpError {
     )]
     Load(#[source] libbpf_rs::Error),
     #[error(
-        "interface {interface} already runs the XDP program {name:?} (id {id}), which is not \
-         rotor's; refusing to replace it (detach it, or load with LoadOptions {{ replace_foreign: true }})"
+        "interface {interface} already runs the XDP program \"{name}\" (id {id}), which is \
+         not rotor's; refusing to replace it (detach it first: ip link set dev {interface} xdp off)"
     )]
     ForeignProgram {
         interface: String,
@@ -100,7 +117,7 @@ pub enum XdpError {
         native: libbpf_rs::Error,
         generic: libbpf_rs::Error,
     },
-    #[error("inherited fd {fd} is not the {map:?} map of rotor's XDP program: {reason}")]
+    #[error("inherited fd {fd} is not the \"{map}\" map of rotor's XDP program: {reason}")]
     InheritedMap {
         map: &'static str,
         fd: i32,

@@ -58,8 +58,17 @@ impl SteerMaps {
     /// after checking that each fd is a BPF map of the right type, name, key and value size
     /// and size; an fd that is not is refused with [`XdpError::InheritedMap`], never used.
     pub fn from_fds(xsks: OwnedFd, counters: OwnedFd) -> Result<SteerMaps, XdpError> {
+        crate::route_libbpf_output();
         check(xsks.as_fd(), &XSKS)?;
         check(counters.as_fd(), &COUNTERS)?;
+        tracing::debug!(
+            "inherited maps checked: {} (fd {}) and {} (fd {}) of the XDP program {}",
+            XSKS.name,
+            xsks.as_raw_fd(),
+            COUNTERS.name,
+            counters.as_raw_fd(),
+            crate::PROGRAM_NAME
+        );
         // SAFETY: libbpf_num_possible_cpus reads /sys once and caches it; no preconditions.
         let cpus = unsafe { libbpf_sys::libbpf_num_possible_cpus() };
         let cpu_count = usize::try_from(cpus)
@@ -92,7 +101,9 @@ impl SteerMaps {
                 u64::from(libbpf_sys::BPF_ANY),
             )
         };
-        errno_result(rc, "inserting an AF_XDP socket into the xsks map")
+        errno_result(rc, "inserting an AF_XDP socket into the xsks map")?;
+        tracing::debug!("queue {queue_index}: AF_XDP socket (fd {fd}) put in the xsks map");
+        Ok(())
     }
 
     /// Stops steering `queue_index` to a socket: its cluster frames go to the kernel again
@@ -107,9 +118,12 @@ impl SteerMaps {
             )
         };
         if -rc == libc::ENOENT {
+            tracing::debug!("queue {queue_index}: no AF_XDP socket in the xsks map to remove");
             return Ok(());
         }
-        errno_result(rc, "removing an AF_XDP socket from the xsks map")
+        errno_result(rc, "removing an AF_XDP socket from the xsks map")?;
+        tracing::debug!("queue {queue_index}: AF_XDP socket removed from the xsks map");
+        Ok(())
     }
 
     /// The counters, summed over all CPUs (since the program was loaded).
@@ -166,20 +180,31 @@ fn check(fd: BorrowedFd<'_>, want: &Expected) -> Result<(), XdpError> {
         || i.max_entries != want.max_entries
     {
         return Err(refuse(format!(
-            "map {name:?} of type {:?} (key {} B, value {} B, {} entries), expected {:?} of \
-             type {:?} (key {} B, value {} B, {} entries)",
-            info.map_type(),
+            "map \"{name}\" of type {} (key {} B, value {} B, {} entries), expected \"{}\" of \
+             type {} (key {} B, value {} B, {} entries)",
+            map_type_name(info.map_type()),
             i.key_size,
             i.value_size,
             i.max_entries,
             want.name,
-            want.ty,
+            map_type_name(want.ty),
             want.key_size,
             want.value_size,
             want.max_entries
         )));
     }
     Ok(())
+}
+
+/// A BPF map type as the kernel's headers name it (BPF_MAP_TYPE_… in lower case).
+fn map_type_name(ty: MapType) -> String {
+    match ty {
+        MapType::Hash => "hash".into(),
+        MapType::Array => "array".into(),
+        MapType::PercpuArray => "percpu_array".into(),
+        MapType::Xskmap => "xskmap".into(),
+        other => format!("number {}", other as u32),
+    }
 }
 
 /// 0 → Ok; a negative errno (libbpf's convention) → the error of `operation`.

@@ -71,6 +71,7 @@ pub struct SteerProgram {
 impl SteerProgram {
     /// Loads the program into the kernel (verifier included) with `ports` as the cluster ports.
     pub fn load(ports: &[u16]) -> Result<SteerProgram, XdpError> {
+        crate::route_libbpf_output();
         let ports_wanted = validate_ports(ports)?;
         let open = ObjectBuilder::default()
             .name("rotor_xdp")

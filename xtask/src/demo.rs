@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rotor_testbed::interrupt::check as check_interrupt;
-use rotor_testbed::rotor::{parse_status, Bins, Spec, Status};
+use rotor_testbed::rotor::{parse_status, Bins, RotorStatus, Spec};
 use rotor_testbed::Testbed;
 
 use crate::cluster::{build_bins, is_root};
@@ -111,7 +111,7 @@ impl Demo {
         Ok(())
     }
 
-    fn status(&self, i: usize) -> Option<Status> {
+    fn status(&self, i: usize) -> Option<RotorStatus> {
         let out = self.rotor(i).arg("status").output().ok()?;
         parse_status(&String::from_utf8_lossy(&out.stdout))
     }

@@ -40,6 +40,11 @@ fn target_dir() -> PathBuf {
 /// Builds the instrumented harness and returns its path.
 pub fn build() -> Result<PathBuf, String> {
     let dir = crate::root().join("fuzz").join("libfuzzer");
+    // The workspace's lock file, so the harness builds the versions the suite tests; cargo
+    // adds libFuzzer's own crates to the copy.
+    let lock = dir.join("Cargo.lock");
+    std::fs::copy(crate::root().join("Cargo.lock"), &lock)
+        .map_err(|e| format!("copy Cargo.lock to {}: {e}", lock.display()))?;
     crate::run(
         "build the libFuzzer harness (instrumented, release)",
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))

@@ -7,6 +7,7 @@ mod demo;
 mod deps;
 mod faults;
 mod fuzz;
+mod install;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [args]
 
   test                 install missing system packages, then fmt check, clippy, the whole test suite
-  demo [--loopback]    install, build, start a 3-node cluster (netns + XDP as root, loopback
+  demo [--loopback] [--bins DIR]
+                       install, build, start a 3-node cluster (netns + XDP as root, loopback
                        otherwise or with --loopback), show it working and clean up
   sim [ARGS]           run the seeded Totem simulator (see `cargo xtask sim --help`)
   bench core [ARGS]    benchmark the totem-core state machine in the simulator
@@ -27,6 +29,9 @@ usage: cargo xtask <command> [args]
   bench rings          latency of each ring on the path (root; report in bench/reports/)
   bench vs-corosync [--quick]
                        Corosync 3 and rotor side by side on netns hosts (root; report too)
+  bench capi [--runs R] [--lat-count N] [--tput-seconds T]
+                       the C bench client through rotor's libcpg against rotor bench, same
+                       cluster (root; report too)
   cluster up N [--transport auto|xdp|udp] [--ipv6] [--debug]
                        N netns hosts n1..nN (198.18.0.I, 2001:2::I), one rotord each
   cluster down         stop those nodes and remove the hosts
@@ -37,6 +42,10 @@ usage: cargo xtask <command> [args]
   fuzz TARGET [--time SECONDS] [--merge]
                        libFuzzer (stable toolchain) on one target: wire, crypto_open, proto,
                        ipc_ring, config, cmap_value
+  install [--prefix DIR] [--libdir DIR]
+                       build in release mode and install rotord, rotor-dataplane (PREFIX/sbin),
+                       rotor (PREFIX/bin) and the C libraries with their soname links and
+                       pkg-config files (LIBDIR, default PREFIX/lib/rotor; PREFIX: /usr/local)
   deps                 only install the missing system packages
 ";
 
@@ -56,6 +65,7 @@ fn main() {
         "faults" => faults::main(rest),
         "fuzz" => fuzz::main(rest),
         "deps" => deps::ensure(),
+        "install" => install::run(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())
@@ -168,6 +178,7 @@ const BENCHES: &[(&str, &str, &str, &str)] = &[
     ("deliver", "rotor-dataplane", "--example", "bench_deliver"),
     ("rings", "rotor-bench", "--bin", "bench-rings"),
     ("vs-corosync", "rotor-bench", "--bin", "vs-corosync"),
+    ("capi", "rotor-bench", "--bin", "bench-capi"),
 ];
 
 fn bench(args: &[String]) -> Result<(), String> {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
-use rotor_control::cmap::Cmap;
+use rotor_control::cmap::CmapStore;
 use rotor_control::config::{self, paths};
 use rotor_control::daemon::{Daemon, Plan};
 use rotor_control::error::{DaemonError, EXIT_CONFIG, EXIT_OK};
@@ -99,12 +99,21 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(EXIT_OK);
     }
-    let mut cmap = Cmap::new();
+    let mut cmap = CmapStore::new();
     if let Err(e) = plan.config.load_into(&mut cmap) {
         return early_exit(DaemonError::Config(format!("{}: {e}", plan.config.file)));
     }
-    if let Err(e) = rotor_control::log::configure(&cmap, args.foreground) {
-        return early_exit(DaemonError::Log(e));
+    // From here on every line goes through the logger, as logging{} says.
+    match rotor_log::install(
+        &rotor_control::log::config(&cmap, args.foreground),
+        "rotord",
+    ) {
+        Ok(unopened) if unopened.is_empty() => {}
+        Ok(unopened) => {
+            let reasons: Vec<String> = unopened.iter().map(|e| e.to_string()).collect();
+            return early_exit(DaemonError::Log(reasons.join("; ")));
+        }
+        Err(e) => return early_exit(DaemonError::Log(e.to_string())),
     }
     if !args.foreground {
         // SAFETY: daemon(3) forks before any thread of ours exists; it keeps the cwd and
@@ -119,6 +128,10 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    // Before any other thread starts (they inherit the blocked signal).
+    if let Err(e) = rotor_control::log::reopen_on_sighup() {
+        log_at!(Warning, "MAIN", "SIGHUP will not reopen the log files: {e}");
     }
     log_at!(
         Notice,

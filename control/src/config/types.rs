@@ -11,7 +11,7 @@ use totem_core::TotemSettings;
 
 use super::schema::{config_backed_prefixes, declared_types, LINK_COUNT_MAX};
 use super::tree::Section;
-use crate::cmap::{Access, Cmap, CmapError, Value};
+use crate::cmap::{Access, CmapError, CmapStore, Value};
 
 /// totem.transport. `knet` and `udpu` send unicast to each member over kernel UDP (rotor has
 /// no knet), `udp` multicasts, `xdp` is rotor's AF_XDP path.
@@ -181,7 +181,7 @@ impl Config {
     /// typed keys, publishes the `runtime.config.totem.*` values in effect, and makes every
     /// key under a config section unwritable for clients: the file is what they stand for,
     /// and a change through cmap would not take effect.
-    pub fn load_into(&self, cmap: &mut Cmap) -> Result<(), CmapError> {
+    pub fn load_into(&self, cmap: &mut CmapStore) -> Result<(), CmapError> {
         for (key, value_type) in declared_types() {
             cmap.declare_type(&key, value_type);
         }

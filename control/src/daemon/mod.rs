@@ -20,7 +20,7 @@ use rotor_proto::control::{
 };
 use rotor_proto::RingState;
 
-use crate::cmap::{Cmap, Value};
+use crate::cmap::{CmapStore, Value};
 use crate::config::Config;
 use crate::discovery::LocalNode;
 use crate::error::DaemonError;
@@ -164,7 +164,7 @@ pub struct Daemon {
 impl Daemon {
     /// Sets up everything that needs rotord's privileges: the client sockets, the state
     /// directory and, for XDP, the program.
-    pub fn new(plan: Plan, cmap: Cmap) -> Result<Daemon, DaemonError> {
+    pub fn new(plan: Plan, cmap: CmapStore) -> Result<Daemon, DaemonError> {
         let service = CmapService::new(cmap, &plan.socket_base, plan.node.clone())?;
         let cpg_name = rotor_proto::cpg_socket_name(&plan.socket_base);
         let cpg_server =
@@ -285,10 +285,12 @@ impl Daemon {
     fn broker_cpg(&mut self) {
         let detached = match self.cpg_server.accept_detached() {
             Ok(d) => d,
-            Err(e) => {
-                log_at!(Warning, "CPG", "attach refused: {e}");
+            Err(ipc_shm::AcceptError::Io(e)) => {
+                log_at!(Warning, "CPG", "CPG attach: {e}");
                 return;
             }
+            // ipc-shm logged the refusal, with the peer's credentials.
+            Err(_) => return,
         };
         let Some(fd) = self.supervisor.control_fd() else {
             log_at!(
@@ -307,13 +309,21 @@ impl Daemon {
             gid: peer.gid,
         }
         .encode(&mut msg);
-        if let Err(e) = detached.send(fd, &msg) {
-            log_at!(
+        match detached.send(fd, &msg) {
+            Ok(()) => log_at!(
+                Debug,
+                "CPG",
+                "client pid {} (uid {}, gid {}) handed to the dataplane",
+                peer.pid,
+                peer.uid,
+                peer.gid
+            ),
+            Err(e) => log_at!(
                 Warning,
                 "CPG",
                 "handing client pid {} to the dataplane failed: {e}",
                 peer.pid
-            );
+            ),
         }
     }
 
@@ -326,6 +336,8 @@ impl Daemon {
                 FromDataplane::Stats { counters } => self.service.publish_stats(counters),
                 // The supervisor logged it and decides when the process exits.
                 FromDataplane::Failed { .. } => {}
+                // The supervisor wrote it into the log.
+                FromDataplane::Log(_) => {}
             }
         }
     }
@@ -381,7 +393,7 @@ impl Daemon {
         log_at!(Notice, "MAIN", "rotord stopped");
     }
 
-    pub fn cmap(&self) -> &Cmap {
+    pub fn cmap(&self) -> &CmapStore {
         self.service.cmap()
     }
 

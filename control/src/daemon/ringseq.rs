@@ -33,7 +33,7 @@ impl RingSeqFile {
                 log_at!(
                     Warning,
                     "MAIN",
-                    "{}: not a ring sequence ({:?}); starting from 0",
+                    "{}: not a ring sequence (\"{}\"); starting from 0",
                     path.display(),
                     text.trim()
                 );

@@ -114,8 +114,9 @@ impl Supervisor {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| spawn_error(e.to_string()))?;
         drop(theirs);
+        let pid = child.id();
         if let Some(err) = child.stderr.take() {
-            std::thread::spawn(move || relay_stderr(err));
+            std::thread::spawn(move || relay_stderr(err, pid));
         }
         let mut start = self.start.clone();
         start.epoch = self.next_epoch();
@@ -132,8 +133,20 @@ impl Supervisor {
             let _ = child.wait();
             return Err(spawn_error(format!("sending the start message: {e}")));
         }
+        // Which of its lines the dataplane sends up (until this arrives, all of them): what
+        // rotord's own logger runs on.
+        if let Some(logging) = rotor_log::config() {
+            ToDataplane::Logging(logging).encode(&mut msg);
+            if let Err(e) = ipc_shm::handoff::send_message(ours.as_raw_fd(), &msg, &[]) {
+                log_at!(
+                    Warning,
+                    "MAIN",
+                    "sending the logging configuration to the dataplane: {e}"
+                );
+            }
+        }
         set_nonblocking(ours.as_raw_fd());
-        log_at!(Notice, "MAIN", "dataplane started (pid {})", child.id());
+        log_at!(Notice, "MAIN", "dataplane started (pid {pid})");
         self.running = Some(Running {
             child,
             control: ours,
@@ -160,7 +173,8 @@ impl Supervisor {
             match running.child.try_wait() {
                 Ok(Some(status)) => {
                     let mut running = self.running.take().expect("checked above");
-                    // A Failed report sent just before the exit may still be unread.
+                    // A Failed report and the last log lines sent just before the exit may
+                    // still be unread.
                     drain_failure(&mut running, &mut self.buf);
                     on_down();
                     self.on_exit(running, status)?;
@@ -214,6 +228,7 @@ impl Supervisor {
             return;
         };
         let fd = running.control.as_raw_fd();
+        let pid = running.child.id();
         loop {
             let n = match ipc_shm::handoff::recv_message(fd, &mut self.buf) {
                 Ok((0, _)) => return, // hang-up: supervise() sees the exit
@@ -226,6 +241,7 @@ impl Supervisor {
                     running.failure = Some((kind, message.clone()));
                     on_report(FromDataplane::Failed { kind, message });
                 }
+                Ok(FromDataplane::Log(record)) => rotor_log::emit(&record, pid, DATAPLANE_NAME),
                 Ok(report) => on_report(report),
                 Err(e) => log_at!(
                     Warning,
@@ -278,15 +294,18 @@ impl Supervisor {
 }
 
 /// Reads what a dataplane that exited left on its control socket, keeping a `Failed` report
-/// (the rest describes a ring that is gone).
+/// and writing its log lines (the rest describes a ring that is gone).
 fn drain_failure(running: &mut Running, buf: &mut [u8]) {
     let fd = running.control.as_raw_fd();
+    let pid = running.child.id();
     while let Ok((n, _)) = ipc_shm::handoff::recv_message(fd, buf) {
         if n == 0 {
             return;
         }
-        if let Ok(FromDataplane::Failed { kind, message }) = FromDataplane::decode(&buf[..n]) {
-            running.failure = Some((kind, message));
+        match FromDataplane::decode(&buf[..n]) {
+            Ok(FromDataplane::Failed { kind, message }) => running.failure = Some((kind, message)),
+            Ok(FromDataplane::Log(record)) => rotor_log::emit(&record, pid, DATAPLANE_NAME),
+            _ => {}
         }
     }
 }
@@ -355,14 +374,24 @@ fn seed(epoch: u32) -> u64 {
     (u64::from(epoch) << 32 | u64::from(nanos)) ^ u64::from(std::process::id())
 }
 
-/// Re-logs the dataplane's stderr: "[TAG   ] text" lines keep their tag, anything else is MAIN.
-fn relay_stderr(err: std::process::ChildStderr) {
+/// The dataplane's name in log-file lines of what it logged.
+const DATAPLANE_NAME: &str = "rotor-dataplane";
+
+/// Logs what dataplane `pid` writes on stderr: it logs through the control socket, so this is
+/// what was written before its logger ran or outside it (a panic, a library): a warning.
+fn relay_stderr(err: std::process::ChildStderr, pid: u32) {
     for line in BufReader::new(err).lines().map_while(Result::ok) {
-        let line = line.strip_prefix("rotor-dataplane: ").unwrap_or(&line);
-        match line.strip_prefix('[').and_then(|l| l.split_once("] ")) {
-            Some((tag, msg)) => crate::log::log(crate::log::Level::Notice, tag.trim(), msg),
-            None => crate::log::log(crate::log::Level::Notice, "MAIN", line),
-        }
+        let record = rotor_log::LogRecord {
+            level: rotor_log::Level::Warning,
+            subsys: "MAIN".into(),
+            file: String::new(),
+            line: 0,
+            message: format!("dataplane stderr: {line}"),
+            unix_time_ns: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+        };
+        rotor_log::emit(&record, pid, DATAPLANE_NAME);
     }
 }
 

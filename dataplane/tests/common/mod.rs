@@ -206,12 +206,12 @@ pub fn check_same_order(c: &mut Cluster, nodes: usize, send: usize, limit: Durat
     }
 }
 
-/// The value of `key` on the `stats` line a node prints to stderr at exit (`None` when absent).
+/// The value of `key` on the `stats` line a node logs to stderr at exit (`None` when absent).
 pub fn stat(stderr: &str, key: &str) -> Option<u64> {
     let line = stderr
         .lines()
         .rev()
-        .find_map(|l| l.strip_prefix("rotor-dataplane: stats "))?;
+        .find_map(|l| l.split_once("[MAIN  ] stats ").map(|(_, rest)| rest))?;
     line.split_whitespace()
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| *k == key)
