@@ -50,14 +50,7 @@ pub fn build() -> Result<PathBuf, String> {
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(&dir)
             .env("RUSTFLAGS", RUSTFLAGS)
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "--target",
-                HOST,
-                "--target-dir",
-            ])
+            .args(["build", "--release", "--target", HOST, "--target-dir"])
             .arg(target_dir()),
     )?;
     Ok(target_dir().join(HOST).join("release").join("rotor-fuzz"))
