@@ -5,7 +5,9 @@
 //! not recover after a heal, or the cluster could not be set up.
 //!
 //! usage: rotor-faults [--quick] [--hold SECONDS] [--out DIR] [--fault NAME]...
-//! (`--fault` keeps the faults whose name contains NAME, from the whole list)
+//!        [--token MS|default]... [--nodes N]...
+//! (`--fault` keeps the faults whose name contains NAME, from the whole list; `--token` and
+//! `--nodes` keep those configurations of the matrix)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +21,8 @@ fn main() -> ExitCode {
     let mut hold = None;
     let mut out = PathBuf::from("/tmp/rotor-faults");
     let mut only: Vec<String> = Vec::new();
+    let mut tokens: Vec<Option<u32>> = Vec::new();
+    let mut nodes: Vec<usize> = Vec::new();
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -53,6 +57,27 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            "--token" => {
+                i += 1;
+                match args.get(i).map(String::as_str) {
+                    Some("default") => tokens.push(None),
+                    Some(v) if v.parse::<u32>().is_ok() => tokens.push(v.parse().ok()),
+                    _ => {
+                        eprintln!("rotor-faults: --token needs milliseconds or `default`");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            "--nodes" => {
+                i += 1;
+                match args.get(i).and_then(|v| v.parse().ok()) {
+                    Some(n) => nodes.push(n),
+                    None => {
+                        eprintln!("rotor-faults: --nodes needs a number");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
             "-h" | "--help" => {
                 println!(
                     "usage: rotor-faults [--quick] [--hold SECONDS] [--out DIR] [--fault NAME]..."
@@ -83,6 +108,12 @@ fn main() -> ExitCode {
     };
     if let Some(h) = hold {
         plan.hold = h;
+    }
+    if !tokens.is_empty() {
+        plan.configs.retain(|c| tokens.contains(&c.token_ms));
+    }
+    if !nodes.is_empty() {
+        plan.configs.retain(|c| nodes.contains(&c.nodes));
     }
     if !only.is_empty() {
         plan.faults = rotor_faults::campaign::Fault::ALL
