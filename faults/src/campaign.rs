@@ -952,6 +952,25 @@ fn apply(cl: &mut Cluster, plan: &Plan, fault: Fault, seed: u64) -> Result<Fault
         }
     };
     let recovery = cl.wait_recovery(heal_ns, plan.recovery_max);
+    if recovery.is_none() {
+        // What each node looked like when traffic did not come back, for the report.
+        for i in 1..=n {
+            let ring = match cl.bed.rotor_status(i, &cl.bins) {
+                Ok(s) => {
+                    let members: Vec<String> = s.connected.iter().map(u32::to_string).collect();
+                    format!("{} ring {} members {}", s.state, s.ring, members.join(","))
+                }
+                Err(e) => e.to_string(),
+            };
+            problems.push(format!(
+                "node {i} after the heal: {ring}, delivered {}, token rotations {}, tokens lost {}, retransmitted {}",
+                cl.stat(i, "srp.delivered"),
+                cl.stat(i, "srp.token_rotations"),
+                cl.stat(i, "srp.token_lost"),
+                cl.stat(i, "srp.retransmitted"),
+            ));
+        }
+    }
     let kill_to_confchg = kill_ns.and_then(|k| kill_to_confchg(cl, victim as u32, k));
     Ok(FaultResult {
         fault,
