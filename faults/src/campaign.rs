@@ -641,6 +641,29 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Vec<ConfigResult> {
     results
 }
 
+/// Checks the checker logs (`checker-*.log`) of one configuration's directory of an earlier
+/// run, as the run itself did.
+pub fn recheck(dir: &Path) -> Report {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("checker-") && n.ends_with(".log"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    logs.sort();
+    let parsed: Vec<(String, Vec<Line>)> = logs
+        .iter()
+        .map(|p| (p.display().to_string(), read_log(p)))
+        .collect();
+    check::check(&parsed)
+}
+
 fn read_log(path: &Path) -> Vec<Line> {
     let Ok(f) = File::open(path) else {
         return Vec::new();

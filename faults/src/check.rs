@@ -10,8 +10,9 @@
 //!   log);
 //! - **no duplicates**: a process delivers a message at most once, over all its incarnations;
 //! - **self-inclusion**: a member's first group event is the configuration change that adds
-//!   it (listed in members and joined), every later change lists it, and every message it
-//!   delivers comes from a member of its current view;
+//!   it (listed in members and joined), every later change lists it until the one that tells
+//!   it of its own leave (after which it gets nothing), and every message it delivers comes
+//!   from a member of its current view;
 //! - **per-sender order**: a member delivers one sender's messages in sequence order, with a
 //!   gap only where that sender left its view in between;
 //! - **total order**: any two members deliver the messages they both deliver in one order;
@@ -37,6 +38,9 @@ struct Member {
 }
 
 type ViewKey = (String, Vec<Proc>);
+
+/// libcpg's CPG_REASON_LEAVE.
+const REASON_LEAVE: u8 = 2;
 
 /// What the logs held and what was wrong with them.
 #[derive(Debug, Default)]
@@ -114,6 +118,8 @@ pub fn check(logs: &[(String, Vec<Line>)]) -> Report {
         // Senders (node, pid) that left this member's view since its last delivery from them.
         let mut left_since: HashSet<Proc> = HashSet::new();
         let mut keys_seen: HashSet<ViewKey> = HashSet::new();
+        // The member saw the change of its own leave: it is out of the group.
+        let mut has_left = false;
         for (n, l) in lines.iter().enumerate() {
             let at = format!("{name}:{}", n + 1);
             match l {
@@ -129,6 +135,7 @@ pub fn check(logs: &[(String, Vec<Line>)]) -> Report {
                     m.inc = *inc;
                     ring = None;
                     view = None;
+                    has_left = false;
                     last_seq.clear();
                     left_since.clear();
                     keys_seen.clear();
@@ -137,10 +144,24 @@ pub fn check(logs: &[(String, Vec<Line>)]) -> Report {
                 Line::ConfChg {
                     members: list,
                     joined,
+                    left,
                     ..
                 } => {
                     let Some(me) = m.proc else { continue };
+                    if has_left {
+                        report.violate(
+                            &mut counts,
+                            "self-inclusion",
+                            format!(
+                                "{at}: {} got a configuration change after its own leave",
+                                m.name
+                            ),
+                        );
+                    }
+                    // libcpg tells a process of its own leave: the change lists it as left.
+                    let leaving = left.iter().any(|(p, r)| *p == me && *r == REASON_LEAVE);
                     match &view {
+                        Some(_) if leaving => has_left = true,
                         None => {
                             let adds_me = joined.iter().any(|(p, _)| *p == me);
                             if !list.contains(&me) || !adds_me {
@@ -220,6 +241,11 @@ pub fn check(logs: &[(String, Vec<Line>)]) -> Report {
                         continue;
                     }
                     match &view {
+                        _ if has_left => report.violate(
+                            &mut counts,
+                            "self-inclusion",
+                            format!("{at}: {} delivered {id} after its own leave", m.name),
+                        ),
                         None => report.violate(
                             &mut counts,
                             "self-inclusion",
@@ -542,6 +568,29 @@ mod tests {
         let r = check(&logs);
         assert!(
             kinds(&r).contains(&"virtual synchrony".to_owned()),
+            "{:?}",
+            r.violations
+        );
+    }
+
+    #[test]
+    fn the_change_of_the_own_leave_ends_a_member_and_nothing_may_follow() {
+        let mut logs = good();
+        let leave = |n: u32| Line::ConfChg {
+            t: 0,
+            inc: 0,
+            members: vec![p(1), p(2)],
+            joined: vec![],
+            left: vec![(p(n), REASON_LEAVE)],
+        };
+        // Node 3 leaves instead of crashing: it is told, and so are the others.
+        logs[2].1.push(leave(3));
+        let r = check(&logs);
+        assert!(r.ok(), "{:?}", r.violations);
+        logs[2].1.push(deliver(1, 4));
+        let r = check(&logs);
+        assert!(
+            kinds(&r).contains(&"self-inclusion".to_owned()),
             "{:?}",
             r.violations
         );

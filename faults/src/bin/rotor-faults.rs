@@ -5,7 +5,7 @@
 //! not recover after a heal, or the cluster could not be set up.
 //!
 //! usage: rotor-faults [--quick] [--hold SECONDS] [--out DIR] [--fault NAME]...
-//!        [--token MS|default]... [--nodes N]...
+//!        [--token MS|default]... [--nodes N]...    |    rotor-faults --check DIR
 //! (`--fault` keeps the faults whose name contains NAME, from the whole list; `--token` and
 //! `--nodes` keep those configurations of the matrix)
 
@@ -77,6 +77,29 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                 }
+            }
+            // Check the logs of an earlier run's configuration directory again, and stop.
+            "--check" => {
+                i += 1;
+                let Some(dir) = args.get(i) else {
+                    eprintln!(
+                        "rotor-faults: --check needs a directory (e.g. /tmp/rotor-faults/config-1)"
+                    );
+                    return ExitCode::from(2);
+                };
+                let report = rotor_faults::campaign::recheck(std::path::Path::new(dir));
+                println!(
+                    "{dir}: {} deliveries to {} members checked, {} view pairs compared",
+                    report.deliveries, report.members, report.views_compared
+                );
+                for v in &report.violations {
+                    println!("VIOLATION {v}");
+                }
+                return if report.ok() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                };
             }
             "-h" | "--help" => {
                 println!(
