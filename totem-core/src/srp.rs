@@ -1722,6 +1722,16 @@ impl Srp {
                 if !all_filled {
                     return Err(DropReason::Malformed);
                 }
+                // Our own entry is as we filled it (our installed ring as the old one); a token
+                // that says otherwise was altered and would have us recover without ourselves.
+                let me = self.me;
+                let old = self.installed.ring;
+                if !entries
+                    .iter()
+                    .any(|e| e.node() == me && e.old_ring() == old)
+                {
+                    return Err(DropReason::Malformed);
+                }
                 forming.entries = entries.to_vec();
                 self.set_timer(Timer::TokenRetransmit, None);
                 self.reset_token_timeout(now);
