@@ -1004,7 +1004,9 @@ impl Srp {
         self.my_last_backlog = backlog;
 
         if operational {
-            self.installed.safe = self.installed.safe.max(token.safe);
+            // The token's safe mark says every member holds every frame up to it, this node
+            // included: never beyond what it holds (a token altered in flight claimed more).
+            self.installed.safe = self.installed.safe.max(token.safe.min(my_aru));
         }
 
         let idle = sent == 0
