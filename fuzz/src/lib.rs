@@ -271,8 +271,8 @@ pub fn crypto_open(data: &[u8]) {
 // proto: the local record decoders (cpg, cmap, cfg, control).
 
 /// Every decoder of rotor-proto on the same bytes: what an application writes into its ring
-/// (cpg, cmap, cfg requests), what the dataplane or rotord write back (events), and the
-/// rotord ↔ dataplane control records.
+/// (cpg, cmap, cfg, quorum, votequorum requests), what the dataplane or rotord write back
+/// (events), and the rotord ↔ dataplane control records (quorum's and logging's included).
 pub fn proto(data: &[u8]) {
     use rotor_proto::{cfg, cmap, control, cpg};
     let _ = cpg::Request::decode(data);
@@ -281,6 +281,10 @@ pub fn proto(data: &[u8]) {
     let _ = cmap::Event::decode(data);
     let _ = cfg::Request::decode(data);
     let _ = cfg::Event::decode(data);
+    let _ = rotor_proto::quorum::Request::decode(data);
+    let _ = rotor_proto::quorum::Event::decode(data);
+    let _ = rotor_proto::votequorum::Request::decode(data);
+    let _ = rotor_proto::votequorum::Event::decode(data);
     let _ = control::ToDataplane::decode(data);
     let _ = control::FromDataplane::decode(data);
     let _ = ipc_shm::handshake::decode_hello(data);
