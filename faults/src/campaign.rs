@@ -146,8 +146,10 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The quick matrix for the suite: 3 nodes over XDP, a 200 ms token, one fault of each
-    /// kind of impairment, 2 s each.
+    /// The quick matrix for the suite, each fault for 4 s: 3 nodes over XDP with a 200 ms
+    /// token through loss, delay, duplication, a partition, a killed and a paused dataplane,
+    /// the garbage flood and late joiners; 3 nodes over kernel UDP with the default token
+    /// through a killed dataplane, a killed node and a restart.
     pub fn quick(bins: PathBuf, out: PathBuf) -> Plan {
         Plan {
             configs: vec![
