@@ -376,6 +376,13 @@ pub struct Srp {
     /// Highest ring sequence seen anywhere; new rings are numbered above it.
     /// Invariant: at least the installed and the forming ring's sequence.
     max_ring_seq: u64,
+    /// Sequence of the last ring this node entered the commit state for (corosync's ring id
+    /// after `memb_ring_id_set`): a gathering node takes only commit tokens of a higher one.
+    /// An abandoned attempt's commit token, still passed on by members that have not given it
+    /// up yet, would otherwise draw the node back into that attempt, and two attempts with the
+    /// same members can then chase each other round a large ring for ever, each dropped by the
+    /// nodes in the other. Invariant: at most `max_ring_seq`.
+    commit_seq: u64,
     /// Incarnations of the nodes seen, to recognise a restart.
     incarnations: Vec<(NodeId, u32)>,
     /// Members of the installed ring whose leave message arrived since it was installed: the
@@ -491,6 +498,7 @@ impl Srp {
                 frozen: false,
             },
             max_ring_seq: ring_seq_start | 1,
+            commit_seq: 0,
             incarnations: Vec::with_capacity(MEMBERS_MAX),
             left_cleanly: Vec::with_capacity(MEMBERS_MAX),
             last_token_seq: 0,
@@ -975,13 +983,20 @@ impl Srp {
             return; // Another member's old ring.
         }
         // In commit nothing is to be recovered yet: such a frame is early or forged.
-        let high = match &self.phase {
-            Phase::Recovery(_, r) => r.high,
-            _ => 0,
-        };
-        if old.seq.get() > high {
+        let Phase::Recovery(_, recovery) = &mut self.phase else {
             self.stats.drop(DropReason::Malformed);
             return;
+        };
+        if old.seq.get() > recovery.high {
+            self.stats.drop(DropReason::Malformed);
+            return;
+        }
+        // Another member resent it in the new ring, whose retransmissions carry it to every
+        // member: this node need not send it again. Frames beyond every member's aru are queued
+        // by every member holding them; without this, 64 members sending each of a few hundred
+        // such frames filled the new ring's window before recovery could end.
+        if let Ok(at) = recovery.queue.binary_search(&old.seq.get()) {
+            recovery.queue.remove(at);
         }
         match self.installed.store.insert(
             old.seq.get(),
@@ -1942,6 +1957,7 @@ impl Srp {
             "a new ring is numbered above the installed one"
         );
         self.installed.frozen = true;
+        self.commit_seq = ring.seq;
         let entry = entries
             .iter_mut()
             .find(|e| e.node() == self.me)
@@ -2029,7 +2045,7 @@ impl Srp {
         let is_rep = ring.rep == self.me.0;
         match &mut self.phase {
             Phase::Gather(g) => {
-                if hdr.pass != 1 || ring.seq <= self.installed.ring.seq {
+                if hdr.pass != 1 || ring.seq <= self.installed.ring.seq.max(self.commit_seq) {
                     return Err(DropReason::StaleRing);
                 }
                 if members != minus(&minus(&g.proc_set, &g.fail_set), &g.excluded) {
@@ -2264,6 +2280,10 @@ impl Srp {
         assert!(
             installed.ring.seq <= self.max_ring_seq,
             "installed ring above the highest ring sequence seen"
+        );
+        assert!(
+            self.commit_seq <= self.max_ring_seq,
+            "entered the commit state for a ring above the highest ring sequence seen"
         );
         assert!(
             installed.frozen == matches!(self.phase, Phase::Commit(_) | Phase::Recovery(..)),
