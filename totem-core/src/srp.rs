@@ -1880,8 +1880,13 @@ impl Srp {
         if changed {
             self.on_reach_changed(now, up);
         }
+        // A presence of a ring older than ours comes from a node that has not heard of ours
+        // (one just started): as with its joins, it learns our sequence from our presences
+        // and then joins with a current one. So nodes started together come in together, on
+        // the same presence of ours, in one membership change rather than one each.
         if matches!(self.phase, Phase::Operational)
             && ring != self.installed.ring
+            && ring.seq >= self.installed.ring.seq
             && !contains(&self.installed.members, sender)
             && self.in_group(sender)
         {
