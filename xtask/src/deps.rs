@@ -47,6 +47,14 @@ const PACKAGES: &[(&str, &str)] = &[
         "corosync/votequorum.h, the ABI of libvotequorum.so.8 (capi/votequorum), and the C tests built against it",
     ),
     (
+        "libsam-dev",
+        "corosync/sam.h, the ABI of libsam.so.4 (capi/sam), and the C tests built against it",
+    ),
+    (
+        "libcfg-dev",
+        "corosync/cfg.h, the ABI of libcfg.so.7 (capi/cfg), and the C tests built against it",
+    ),
+    (
         "corosync",
         "Debian's corosync-cpgtool, corosync-cmapctl and corosync-quorumtool, run unchanged through rotor's C libraries in the tests",
     ),

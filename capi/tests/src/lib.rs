@@ -25,6 +25,7 @@ pub const LIBRARIES: &[(&str, &str, &str)] = &[
         "libvotequorum.so",
         "libvotequorum.so.8",
     ),
+    ("rotor-capi-sam", "libsam.so", "libsam.so.4"),
 ];
 
 /// This build's target directory (`target/debug`), after building rotord, the dataplane,
