@@ -277,7 +277,7 @@ mod tests {
         wire.send_to(&frame[..n], to).unwrap();
         let n = stranger.seal(&body, &mut frame).unwrap();
         wire.send_to(&frame[..n], to).unwrap();
-        // Counter 0 of node 2 is taken: the forged frame uses counter 1 to reach the tag check.
+        // Counter 0 of node 2 is taken: the forged frame uses counter 1 to reach the key check.
         forger.seal(&body, &mut frame).unwrap();
         let n = forger.seal(&body, &mut frame).unwrap();
         wire.send_to(&frame[..n], to).unwrap();
@@ -291,7 +291,7 @@ mod tests {
         let d = runner.drops();
         assert_eq!(d.get("replay"), 1, "{d:?}");
         assert_eq!(d.get("unconfigured_sender"), 1, "{d:?}");
-        assert_eq!(d.get("invalid_digest"), 1, "{d:?}");
+        assert_eq!(d.get("unknown_key"), 1, "another key: {d:?}");
         assert_eq!(d.get("truncated"), 1, "{d:?}");
         assert_eq!(runner.endpoint().crypto_counters().0.frames_opened, 2);
     }

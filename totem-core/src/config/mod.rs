@@ -7,9 +7,11 @@
 //! `rotord -t` refuses exactly what the core refuses), and `Node::new` runs the same
 //! `validate`. A resolved value is always the value in effect: nothing means "derive later".
 
+pub mod identity;
 mod keys;
 mod table;
 
+pub use identity::ConfigIdentity;
 pub use keys::{KeyType, KeyUse, TotemKey, OTHER_KEYS};
 pub use table::{
     setting_named, DefaultRule, Get, Relation, Scale, Set, Setting, Unit, JOIN_MS_DEFAULT,
