@@ -717,6 +717,8 @@ pub enum StartError {
 /// What rotord asked for.
 pub enum ControlInput {
     Session(Session),
+    /// A runtime change (see `change`).
+    Change(rotor_proto::change::ChangeRequest),
     Shutdown,
     /// rotord hung up: it died or is stopping; leave and exit.
     Gone,
@@ -792,6 +794,7 @@ impl Control {
                     }
                 }
                 Ok(ToDataplane::Shutdown) => return Some(ControlInput::Shutdown),
+                Ok(ToDataplane::Change(change)) => return Some(ControlInput::Change(change)),
                 Ok(ToDataplane::Logging(config)) => {
                     rotor_log::reconfigure(&config);
                 }
@@ -834,10 +837,12 @@ pub fn run<T: Transport>(
     let mut last_housekeeping = WallInstant::now();
     let mut last_ring = (RingState::Down, runner.node().ring());
     let mut fds = Vec::new();
+    let mut keys_reported = crate::change::KeysReported::default();
     report_ring(runner, control, &mut last_ring, true);
     while !stop() {
         match control.poll() {
             Some(ControlInput::Session(s)) => clients.adopt(s),
+            Some(ControlInput::Change(c)) => crate::change::handle(runner, control, c),
             Some(ControlInput::Shutdown) | Some(ControlInput::Gone) => break,
             None => {}
         }
@@ -869,6 +874,7 @@ pub fn run<T: Transport>(
             last_work = WallInstant::now();
         }
         report_ring(runner, control, &mut last_ring, false);
+        crate::change::report(runner, control, &mut keys_reported);
         if last_housekeeping.elapsed() >= HOUSEKEEPING_INTERVAL {
             last_housekeeping = WallInstant::now();
             clients.check_peers();

@@ -181,12 +181,21 @@ pub fn notice(n: &Notice, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             differences,
             truncated,
         } => {
-            write!(
-                f,
-                "Node {node} is kept out of the ring: its configuration differs from this \
-                 node's: {}",
-                differences.join("; ")
-            )?;
+            if differences.is_empty() {
+                write!(
+                    f,
+                    "Node {node} is kept out of the ring: its configuration differs from this \
+                     node's, and it does not say how (it may not list this node in its \
+                     nodelist)"
+                )?;
+            } else {
+                write!(
+                    f,
+                    "Node {node} is kept out of the ring: its configuration differs from this \
+                     node's: {}",
+                    differences.join("; ")
+                )?;
+            }
             if *truncated {
                 f.write_str(" (its summary was cut to fit one frame: more may differ)")?;
             }

@@ -168,6 +168,12 @@ pub fn identity_of<A: Display>(totem: &TotemSettings, nodelist: &[(u32, A)]) -> 
 /// Runtime changes queued for the embedding; more are dropped (the core's own queue is bounded
 /// the same way).
 const CHANGES_MAX: usize = 256;
+/// Datagrams for addresses outside the peer table waiting for `flush`.
+const DIRECT_MAX: usize = 8;
+/// Senders remembered as sealing under a key this node does not hold.
+const UNKNOWN_KEYS_MAX: usize = 64;
+/// How long such a sender is remembered after its last frame.
+pub const UNKNOWN_KEY_MEMORY_NS: u64 = 10_000_000_000;
 
 /// One node between totem-core and the wire. See the crate documentation.
 pub struct Endpoint<A> {
@@ -180,6 +186,12 @@ pub struct Endpoint<A> {
     pending: Option<PendingChange<A>>,
     /// Invariant: at most `CHANGES_MAX`.
     changes: VecDeque<Change>,
+    /// Core datagrams for an address outside the peer table (our summary for a node missing
+    /// from the nodelist), sent by the next `flush`. Invariant: at most `DIRECT_MAX`.
+    direct: Vec<(Vec<u8>, A)>,
+    /// Senders heard sealing under a key this node does not hold: (node, key, last heard).
+    /// Invariant: at most `UNKNOWN_KEYS_MAX`, one entry per (node, key).
+    unknown_keys: Vec<(u32, u32, u64)>,
     frame_overhead_bytes: u32,
     group: Option<A>,
     local: A,
@@ -239,6 +251,8 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
             listed: true,
             pending: None,
             changes: VecDeque::new(),
+            direct: Vec::new(),
+            unknown_keys: Vec::with_capacity(UNKNOWN_KEYS_MAX),
             frame_overhead_bytes: cfg.frame_overhead_bytes,
             group: cfg.group,
             local: cfg.local,
@@ -276,7 +290,14 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
                 if !self.peers.contains(node) {
                     let cause = DropCause::UnconfiguredSender;
                     self.drops.count(cause);
-                    self.report(now, from, Foreign::NotInNodelist { node });
+                    let sender = Foreign::NotInNodelist { node };
+                    if self.limit.due(sender.kind(), now.0) && self.direct.len() < DIRECT_MAX {
+                        // It authenticated: tell it our configuration, so it can say what
+                        // differs (it does not hear us otherwise: we send it nothing).
+                        let datagram = self.node.config_datagram();
+                        self.direct.push((datagram, from));
+                    }
+                    self.report(now, from, sender);
                     return Received::Dropped(cause);
                 }
                 let frame: &'f [u8] = frame;
@@ -314,6 +335,7 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
             OpenError::OwnFrame if from != self.local => self.on_own_frame(now, from, frame),
             OpenError::UnknownKey => {
                 if let Some((node, key_id)) = foreign::sender_and_key_of(frame) {
+                    self.note_unknown_key(node, key_id, now);
                     let ours = self.sealer.key_id();
                     self.report(now, from, Foreign::UnknownKey { node, key_id, ours });
                 }
@@ -546,6 +568,42 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
         self.opener.key_ids().collect()
     }
 
+    /// Remembers that `node` seals under `key`, which this node does not hold (an unauthenticated
+    /// claim: it only feeds status output, never a decision).
+    fn note_unknown_key(&mut self, node: u32, key: u32, now: Instant) {
+        if let Some(entry) = self
+            .unknown_keys
+            .iter_mut()
+            .find(|(n, k, _)| *n == node && *k == key)
+        {
+            entry.2 = now.0;
+            return;
+        }
+        if self.unknown_keys.len() == UNKNOWN_KEYS_MAX {
+            let oldest = (0..self.unknown_keys.len())
+                .min_by_key(|&i| self.unknown_keys[i].2)
+                .expect("full");
+            self.unknown_keys.swap_remove(oldest);
+        }
+        self.unknown_keys.push((node, key, now.0));
+    }
+
+    /// Senders heard sealing under a key this node does not hold within the last
+    /// `UNKNOWN_KEY_MEMORY_NS` before `now`: (node, key), sorted. A node that missed a key
+    /// rotation shows here on both sides.
+    pub fn unknown_keys(&self, now: Instant) -> Vec<(u32, u32)> {
+        let mut recent: Vec<(u32, u32)> = self
+            .unknown_keys
+            .iter()
+            .filter(|(_, k, at)| {
+                now.0.saturating_sub(*at) < UNKNOWN_KEY_MEMORY_NS && !self.opener.holds_key(*k)
+            })
+            .map(|(n, k, _)| (*n, *k))
+            .collect();
+        recent.sort_unstable();
+        recent
+    }
+
     /// Asks every member for a runtime change (see `totem_core::reconfig`).
     pub fn request_change(&mut self, kind: totem_core::ChangeKind) -> Result<RoundId, ChangeError> {
         let round = self.node.request_change(kind)?;
@@ -571,6 +629,20 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
     /// once per peer; a frame for one node to its address. `send` returns `Ok(false)` when the
     /// transport has no room (the frame is counted as `send_refused`; totem retransmits).
     pub fn flush<E>(&mut self, mut send: impl FnMut(&[u8], A) -> Result<bool, E>) -> Result<(), E> {
+        while let Some((bytes, to)) = self.direct.pop() {
+            match self.sealer.seal(&bytes, &mut self.tx) {
+                Ok(len) => {
+                    if send(&self.tx[..len], to)? {
+                        self.traffic.frames_out += 1;
+                        self.traffic.bytes_out += len as u64;
+                        self.traffic.unicast_sends += 1;
+                    } else {
+                        self.drops.count(DropCause::SendRefused);
+                    }
+                }
+                Err(_) => self.drops.count(DropCause::SealError),
+            }
+        }
         while let Some(t) = self.node.poll_transmit() {
             let len = match self.sealer.seal(&t.bytes, &mut self.tx) {
                 Ok(len) => len,

@@ -518,6 +518,13 @@ impl Node {
         self.srp.identity()
     }
 
+    /// A datagram telling its receiver this node's configuration (its summary): for the
+    /// embedding to send to a node its layer below refuses as missing from the nodelist, so
+    /// that node can name what differs.
+    pub fn config_datagram(&mut self) -> Vec<u8> {
+        self.srp.config_datagram()
+    }
+
     /// A request of a local process. Never blocks: a full queue is `SubmitError::TryAgain`.
     pub fn submit(&mut self, request: Request<'_>) -> Result<(), SubmitError> {
         if let Request::Mcast {

@@ -2053,8 +2053,29 @@ impl Srp {
         if !due(report.sent) {
             return;
         }
+        // A node that never answers with its summary (its layer below drops our frames: it
+        // does not list this node) is reported without details, once a whole interval passed.
+        let silent = report.reported.is_none() && report.sent.is_some();
+        if silent {
+            report.reported = Some(now);
+        }
         report.sent = Some(now);
-        // The summary, cut at a line boundary to fit a frame.
+        if silent {
+            self.notice(Notice::ConfigDiffers {
+                node: sender,
+                differences: Vec::new(),
+                truncated: false,
+            });
+        }
+        let buf = self.config_datagram();
+        self.stats.config_summaries_sent += 1;
+        self.send(Dest::Node(sender), buf);
+    }
+
+    /// A CONFIG datagram with this node's summary, cut at a line boundary to fit a frame:
+    /// what a node configured otherwise is sent. The embedding sends it itself to a sender its
+    /// layer below refuses (one missing from its nodelist), so that node learns what differs.
+    pub fn config_datagram(&mut self) -> Vec<u8> {
         let room = self
             .frame_size_bytes
             .saturating_sub(wire::HEADER_LEN + size_of::<ConfigHdr>());
@@ -2079,8 +2100,7 @@ impl Srp {
         w.put(self.outbox.header(KIND_CONFIG).as_bytes());
         w.put(hdr.as_bytes());
         w.put(&self.identity.summary()[..len]);
-        self.stats.config_summaries_sent += 1;
-        self.send(Dest::Node(sender), buf);
+        buf
     }
 
     /// A node configured otherwise sent its summary: name what differs (at most once per

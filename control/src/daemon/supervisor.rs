@@ -66,6 +66,11 @@ impl Supervisor {
         }
     }
 
+    /// The start message of every later dataplane (a reload changed what it runs with).
+    pub fn start_mut(&mut self) -> &mut DataplaneStart {
+        &mut self.start
+    }
+
     /// The control socket of the running dataplane, if one runs.
     pub fn control_fd(&self) -> Option<RawFd> {
         self.running.as_ref().map(|r| r.control.as_raw_fd())

@@ -94,7 +94,7 @@ impl World {
             return false;
         };
         endpoint.node().identity() == &self.file_identity()
-            && endpoint.sealing_key() == self.changes.file_keys.id()
+            && endpoint.sealing_key() == self.crypto.key_id(&self.changes.file_keys)
     }
 
     /// The operator's and the members' due actions.
@@ -188,7 +188,12 @@ impl World {
 
     /// Member `index` answers `round` as its files say (or refuses, now and then).
     fn answer(&mut self, index: usize, life: usize, round: RoundId) {
-        if !self.running(index) || self.nodes[index].life != life {
+        if !self.alive(index) || self.nodes[index].life != life {
+            return;
+        }
+        if let Some(until) = self.nodes[index].paused_until {
+            // rotord answers once the node runs again.
+            self.changes.answers.push((until, index, life, round));
             return;
         }
         let input = if self.rng.chance(REFUSAL_PPM) {

@@ -12,7 +12,7 @@
 /// Largest summary the embedding may give: what a reconfiguration proposal carries.
 pub const SUMMARY_BYTES_MAX: usize = 64 << 10;
 /// Differences named in one report; the rest are counted.
-pub const DIFFERENCES_MAX: usize = 4;
+pub const DIFFERENCES_MAX: usize = 6;
 
 /// A configuration as its members compare it: the summary and its digest.
 ///

@@ -243,6 +243,35 @@ impl TotemSettings {
         self.netmtu_bytes.saturating_sub(shape.frame_overhead_bytes) as usize
     }
 
+    /// Every setting by its name with its value, in table order: how settings cross a process
+    /// boundary (rotord → dataplane).
+    pub fn named(&self) -> Vec<(String, u32)> {
+        SETTINGS
+            .iter()
+            .map(|s| (s.name.to_owned(), (s.get)(self)))
+            .collect()
+    }
+
+    /// Settings from name/value pairs as [`named`](Self::named) gives them: each value set as
+    /// is (no derivation), starting from the defaults; an unknown name is refused. Not
+    /// validated: the node validates settings against its shape.
+    pub fn from_named<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, u32)>,
+    ) -> Result<TotemSettings, String> {
+        let mut totem = TotemSettings::default();
+        for (name, value) in pairs {
+            let setting = setting_named(name).ok_or_else(|| {
+                let names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+                format!(
+                    "unknown totem setting \"{name}\" (known: {})",
+                    names.join(", ")
+                )
+            })?;
+            (setting.set)(&mut totem, value);
+        }
+        Ok(totem)
+    }
+
     /// After how long without the token "Token has not been received" is logged
     /// (`token_warning` percent of the token timeout, as corosync computes it); `None` when
     /// `token_warning` is 0.
