@@ -69,6 +69,16 @@ enum Command {
         #[arg(long = "local-id")]
         local_id: bool,
     },
+    /// Quorum status and votequorum settings, with corosync-quorumtool's options and output:
+    /// -s status, -l nodes, -p machine parsable, -m monitor, -e EXPECTED, -v VOTES [-n NODE],
+    /// -f unregister the quorum device, -a all addresses, -i addresses, -H hex ids,
+    /// -o a|n|i order, -h help. Exit status 0 when quorate, 2 when not.
+    #[command(disable_help_flag = true)]
+    Quorum {
+        /// corosync-quorumtool's options (see -h).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Read and change cmap (output like corosync-cmapctl: `key (type) = value`).
     Cmap {
         #[command(subcommand)]
@@ -306,6 +316,7 @@ fn main() -> ExitCode {
             rotate_key,
             local_id,
         }),
+        Command::Quorum { args } => rotor_client::quorumtool::run(&args),
         Command::Cmap { op } => cmap(op),
         Command::Cpg {
             delimiter,

@@ -49,7 +49,7 @@ pub fn handle<T: Transport>(runner: &mut Runner<T>, control: &mut Control, reque
                 Ok(round) => (Some(round_record(round)), String::new()),
                 Err(e) => (None, e.to_string()),
             };
-            control.report(&FromDataplane::Change(ChangeReport::Asked {
+            control.send_in_order(&FromDataplane::Change(ChangeReport::Asked {
                 request,
                 round,
                 error,
@@ -148,7 +148,7 @@ pub fn report<T: Transport>(
                 ChangeReport::ShuttingDown { node: node.0 }
             }
         };
-        control.report(&FromDataplane::Change(report));
+        control.send_in_order(&FromDataplane::Change(report));
     }
     let now = runner.now();
     let endpoint = runner.endpoint();
@@ -158,7 +158,7 @@ pub fn report<T: Transport>(
         endpoint.unknown_keys(now),
     );
     if reported.0.as_ref() != Some(&keys) {
-        control.report(&FromDataplane::Change(ChangeReport::Keys {
+        control.send_in_order(&FromDataplane::Change(ChangeReport::Keys {
             sealing: keys.0,
             held: keys.1.clone(),
             unknown: keys.2.clone(),

@@ -16,6 +16,7 @@ use crate::check::{self, Entry, Life, MsgId, Submitted};
 
 mod changes;
 use crate::net::Network;
+use crate::quorum::{QuorumPlan, QuorumReport, QuorumWatch};
 use crate::rng::Rng;
 
 const MS: u64 = 1_000_000;
@@ -179,6 +180,8 @@ pub struct RunReport {
     /// when the event is read, so in a lazy run (odd seeds, before the heal) it includes the
     /// time the event waited to be read.
     pub self_delivery: Vec<(u64, u64)>,
+    /// What votequorum reported on every node (its violations are in `violations` too).
+    pub quorum: QuorumReport,
 }
 
 struct Proc {
@@ -229,6 +232,8 @@ pub struct World {
     healed: bool,
     /// The files, the operator and the key checks (see `changes`).
     changes: changes::Changes,
+    /// votequorum on every node and its checkers.
+    quorum: QuorumWatch,
 }
 
 /// How long a lazy run leaves a node's events queued.
@@ -269,7 +274,13 @@ pub fn read_payload(bytes: &[u8]) -> Option<MsgId> {
 }
 
 impl World {
+    /// A run with the quorum options the seed picks.
     pub fn new(cfg: SimConfig) -> World {
+        let plan = QuorumPlan::for_seed(cfg.seed, cfg.nodes);
+        World::with_quorum(cfg, plan)
+    }
+
+    pub fn with_quorum(cfg: SimConfig, plan: QuorumPlan) -> World {
         let mut rng = Rng::new(cfg.seed);
         let frame_size: u32 = if cfg.nodes > 24 { 9000 } else { 1400 };
         let shape = ClusterShape {
@@ -306,6 +317,7 @@ impl World {
             gathered: Vec::new(),
             lazy_events: cfg.seed % 2 == 1,
             healed: false,
+            quorum: QuorumWatch::new(plan, cfg.nodes),
             net: Network::new(cfg.nodes),
             rng,
             now: 0,
@@ -365,6 +377,7 @@ impl World {
         let mut endpoint = Endpoint::new(config, Instant(self.now)).expect("valid config");
         // Every invariant, the expensive ones too, after every input of every node.
         endpoint.node_mut().set_check_all_invariants(true);
+        self.quorum.on_start(self.now, index, endpoint.node_mut());
         n.endpoint = Some(endpoint);
         n.formed = None;
         n.paused_until = None;
@@ -389,6 +402,7 @@ impl World {
         self.drain_events(index);
         let n = &mut self.nodes[index];
         if let Some(endpoint) = n.endpoint.take() {
+            self.quorum.on_crash(self.now, index);
             n.persisted_ring_seq = endpoint.node().max_ring_seq();
             self.lives[n.life].crashed = true;
             if self.cfg.verbose {
@@ -415,12 +429,14 @@ impl World {
             rng,
             report,
             cfg,
+            quorum,
             ..
         } = self;
         let n = &mut nodes[index];
         let Some(endpoint) = n.endpoint.as_mut() else {
             return;
         };
+        quorum.observe(now, index, endpoint.node_mut());
         let unknown = endpoint.drops().get("unknown_destination");
         endpoint
             .flush(|frame, to: SimAddr| {
@@ -998,6 +1014,9 @@ impl World {
             probes_sent.is_some(),
         );
         self.report.violations.extend(violations);
+        self.report.quorum = self.quorum.finish();
+        let quorum_violations = self.report.quorum.violations.clone();
+        self.report.violations.extend(quorum_violations);
         self.report
     }
 
@@ -1044,6 +1063,11 @@ impl World {
 /// Runs one seed.
 pub fn run(cfg: SimConfig) -> RunReport {
     World::new(cfg).run()
+}
+
+/// Runs one seed with the quorum options of a scenario.
+pub fn run_with_quorum(cfg: SimConfig, plan: QuorumPlan) -> RunReport {
+    World::with_quorum(cfg, plan).run()
 }
 
 impl Life {

@@ -12,6 +12,9 @@ use crate::reconfig::{ChangeError, ChangeEvent, ChangeKind, Proposal, Reconfig, 
 use crate::srp::{self, ConfigChange, ConfigKind, Srp, State};
 use crate::stats::Stats;
 use crate::types::{Dest, Guarantee, Instant, NodeId, RingId};
+use crate::votequorum::{
+    Answer, QuorumError, QuorumEvent, QuorumRequest, QuorumSettings, QuorumState, Votequorum,
+};
 use crate::wire;
 
 /// Everything a node needs to start.
@@ -116,6 +119,10 @@ struct Layers {
     cpg: Cpg,
     /// Runtime changes (reload, key rotation, kill, shutdown) as ordered messages.
     reconfig: Reconfig,
+    /// votequorum, when quorum{} names it as the provider.
+    vq: Option<Votequorum>,
+    /// votequorum's messages when it is off (a peer runs it): dropped.
+    vq_ignored: u64,
     events: VecDeque<Stored>,
     /// Bytes of queued deliveries that lie in no frame body: the group names of messages larger
     /// than a frame (read from a copy of their head).
@@ -237,6 +244,8 @@ impl srp::Upper for Layers {
             pack,
             cpg,
             reconfig,
+            vq,
+            vq_ignored,
             events,
             arena,
             frames,
@@ -264,6 +273,10 @@ impl srp::Upper for Layers {
                 }
                 return;
             }
+            if first_byte(&m.message).is_some_and(Votequorum::is_own) {
+                on_quorum_message(vq, vq_ignored, m.sender, m.message);
+                return;
+            }
             synced |= cpg.on_message(m.sender, m.guarantee, m.message, &mut |o| {
                 store_output(&mut out, Some(&mut frame), o)
             });
@@ -278,6 +291,10 @@ impl srp::Upper for Layers {
 
     fn config(&mut self, change: ConfigChange) {
         self.reconfig.on_config(&change);
+        let quorum_sync = match self.vq.as_mut() {
+            Some(vq) => vq.on_config(&change),
+            None => Vec::new(),
+        };
         let Layers {
             pack,
             cpg,
@@ -304,6 +321,10 @@ impl srp::Upper for Layers {
         if let Some(joinlist) = cpg.on_config(change, &mut |o| store_output(&mut out, None, o)) {
             pack.push_control(joinlist);
         }
+        // votequorum's sync messages follow the joinlist, before any ordinary message.
+        for message in quorum_sync {
+            pack.push_control(message);
+        }
     }
 }
 
@@ -316,6 +337,24 @@ fn first_byte(message: &Payload<'_>) -> Option<u8> {
             let mut head = [0u8; 1];
             (message.copy_prefix(&mut head) == 1).then_some(head[0])
         }
+    }
+}
+
+/// A votequorum message in total order: to votequorum, or counted and dropped when it is off.
+fn on_quorum_message(
+    vq: &mut Option<Votequorum>,
+    ignored: &mut u64,
+    sender: NodeId,
+    message: Payload<'_>,
+) {
+    let Some(vq) = vq.as_mut() else {
+        *ignored += 1;
+        return;
+    };
+    match message.as_slice() {
+        Some(bytes) => vq.on_message(sender, bytes),
+        // Never sent in fragments by an honest sender (they are small); read whole anyway.
+        None => vq.on_message(sender, &message.to_vec()),
     }
 }
 
@@ -340,6 +379,8 @@ impl Node {
                 pack: Packer::new(frame_body),
                 cpg: Cpg::new(config.node_id),
                 reconfig: Reconfig::new(config.node_id, config.key_id),
+                vq: None,
+                vq_ignored: 0,
                 events: VecDeque::new(),
                 arena: Vec::new(),
                 frames: Vec::new(),
@@ -355,6 +396,9 @@ impl Node {
         self.before_input();
         self.last_now = now;
         self.layers.reconfig.set_now(now);
+        if let Some(vq) = self.layers.vq.as_mut() {
+            vq.set_now(now);
+        }
         self.srp.handle_datagram(now, from, bytes, &mut self.layers);
         self.after_input(now);
     }
@@ -364,8 +408,14 @@ impl Node {
         self.before_input();
         self.last_now = now;
         self.layers.reconfig.set_now(now);
+        if let Some(vq) = self.layers.vq.as_mut() {
+            vq.set_now(now);
+        }
         self.srp.handle_timeout(now, &mut self.layers);
         self.layers.reconfig.handle_timeout(now);
+        if let Some(vq) = self.layers.vq.as_mut() {
+            vq.handle_timeout(now);
+        }
         self.after_input(now);
     }
 
@@ -392,6 +442,7 @@ impl Node {
             self.srp.set_identity(apply.identity);
         }
         self.queue_change_messages();
+        self.queue_quorum_messages();
         if self.layers.pack.has_pending() {
             self.srp.handle_pending(now);
         }
@@ -567,6 +618,68 @@ impl Node {
         Ok(())
     }
 
+    /// Runs votequorum with `settings` (quorum{} names it as the provider), from the persisted
+    /// expected_votes_tracking barrier (0 if none). Called once, before the first input.
+    pub fn enable_votequorum(&mut self, settings: QuorumSettings, ev_tracking_barrier: u32) {
+        assert!(self.layers.vq.is_none(), "votequorum enabled twice");
+        self.layers.vq = Some(Votequorum::new(
+            self.srp.node_id(),
+            settings,
+            ev_tracking_barrier,
+            self.last_now,
+        ));
+    }
+
+    /// votequorum, when it runs.
+    pub fn votequorum(&self) -> Option<&Votequorum> {
+        self.layers.vq.as_ref()
+    }
+
+    /// A votequorum request of a local client; `request` names it in a later
+    /// [`QuorumEvent::Reply`].
+    pub fn submit_quorum(
+        &mut self,
+        request: u64,
+        req: QuorumRequest,
+    ) -> Result<Answer, QuorumError> {
+        let vq = self.layers.vq.as_mut().ok_or(QuorumError::NotProvider)?;
+        vq.set_now(self.last_now);
+        let answer = vq.handle_request(request, req)?;
+        self.queue_quorum_messages();
+        if self.layers.pack.has_pending() {
+            self.srp.handle_pending(self.last_now);
+        }
+        Ok(answer)
+    }
+
+    /// The next votequorum output, in order.
+    pub fn poll_quorum_event(&mut self) -> Option<QuorumEvent> {
+        self.layers.vq.as_mut()?.poll_event()
+    }
+
+    /// votequorum's state now, when it runs.
+    pub fn quorum_state(&self) -> Option<QuorumState> {
+        self.layers.vq.as_ref().map(Votequorum::state)
+    }
+
+    /// Moves votequorum's ordinary messages into the send queue while it has room.
+    fn queue_quorum_messages(&mut self) {
+        let Some(vq) = self.layers.vq.as_mut() else {
+            return;
+        };
+        while let Some(message) = vq.poll_send() {
+            if self
+                .layers
+                .pack
+                .push_app(Guarantee::Agreed, &[&message])
+                .is_err()
+            {
+                vq.unsend(message);
+                break;
+            }
+        }
+    }
+
     /// Leaves the ring cleanly before shutting down.
     pub fn leave(&mut self) {
         self.srp.leave();
@@ -639,10 +752,11 @@ impl Node {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let change = self.layers.reconfig.poll_timeout();
-        match (self.srp.poll_timeout(), change) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let quorum = self.layers.vq.as_ref().and_then(Votequorum::poll_timeout);
+        [self.srp.poll_timeout(), change, quorum]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The next diagnostic of the protocol (membership steps, token loss, retransmissions),

@@ -12,7 +12,7 @@ use rotor_proto::Status;
 use crate::cmap::Value;
 
 /// A client of the cmap/cfg socket, for as long as it is attached (never reused).
-pub type ClientId = u64;
+pub use super::quorum::ClientId;
 
 /// `cfg.shutdown_timeout` when cmap does not set it (corosync's DEFAULT_SHUTDOWN_TIMEOUT).
 pub const SHUTDOWN_TIMEOUT_DEFAULT: Duration = Duration::from_millis(5000);

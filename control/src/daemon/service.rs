@@ -1,6 +1,7 @@
-//! The cmap and cfg service rotord runs itself: the typed key/value database, the clients
-//! attached on `@rotor-ipc` (or `$ROTOR_IPC_SOCKET`), their requests and track notifications,
-//! and the `runtime.*` and `stats.*` keys kept current from the dataplane's reports. cfg
+//! The services rotord runs itself for the clients attached on `@rotor-ipc` (or
+//! `$ROTOR_IPC_SOCKET`): cmap (the typed key/value database, requests and track
+//! notifications, the `runtime.*` and `stats.*` keys kept current from the dataplane's
+//! reports), cfg, and quorum and votequorum (`quorum.rs`), routed by the request's op. cfg
 //! requests that take the whole cluster (reload, key rotation, kill) or a config key written
 //! through cmap go to the daemon as `CfgAction`s and are answered when it knows the outcome;
 //! a shutdown request is put to every client that tracks (`cfg::ShutdownVote`).
@@ -15,12 +16,13 @@ use rotor_proto::cmap as pc;
 use rotor_proto::control::RingReport;
 use rotor_proto::Status;
 
+use super::quorum::{ClientId, QuorumService};
 use crate::cmap::{Access, CmapError, CmapStore, TrackFilter, TrackHandle, Value};
 use crate::discovery::LocalNode;
 use crate::error::DaemonError;
 use crate::log_at;
 
-use super::cfg::{CfgAction, ClientId, ShutdownVote, Verdict, SHUTDOWN_TIMEOUT_DEFAULT};
+use super::cfg::{CfgAction, ShutdownVote, Verdict, SHUTDOWN_TIMEOUT_DEFAULT};
 
 /// The allow-list from uidgid{}: root always, plus `uidgid.config.uid.*`/`gid.*` entries.
 pub fn allow_list(cmap: &CmapStore) -> AllowList {
@@ -39,6 +41,7 @@ pub fn allow_list(cmap: &CmapStore) -> AllowList {
 }
 
 struct CmapClient {
+    /// Names the client to the quorum service (indexes move as clients leave).
     id: ClientId,
     session: Session,
     tracks: Vec<TrackHandle>,
@@ -71,18 +74,21 @@ pub const COROSYNC_SRP_COUNTERS: &[(&str, &str)] = &[
     ("recovery_entered", "recoveries"),
 ];
 
+/// The cmap key a client sets to 1 to cancel wait_for_all, as with corosync.
+const CANCEL_WAIT_FOR_ALL_KEY: &str = "quorum.cancel_wait_for_all";
+
 /// Requests handled per client per turn, so one busy client cannot starve the others.
 const REQUESTS_PER_TURN: usize = 64;
 
-/// cmap and cfg for local clients.
+/// cmap, cfg, quorum and votequorum for local clients.
 pub struct CmapService {
     cmap: CmapStore,
     server: Server,
     clients: Vec<CmapClient>,
+    next_client: ClientId,
     node: LocalNode,
     /// Why rotord should stop now (a cfg shutdown: who asked).
     shutdown: Option<String>,
-    next_client: ClientId,
     /// Requests for the daemon, in order.
     actions: Vec<CfgAction>,
     vote: Option<ShutdownVote>,
@@ -91,6 +97,9 @@ pub struct CmapService {
     reload_error: String,
     /// The largest IP packet the cluster sends (a link's mtu in node status).
     netmtu: u32,
+    quorum: QuorumService,
+    /// A dataplane runs to forward votequorum requests to.
+    dataplane_running: bool,
     /// Every node seen in an operational ring: how often it joined one, and whether it is
     /// in the current one (`runtime.members.<id>.*`).
     members_seen: std::collections::BTreeMap<u32, (u32, bool)>,
@@ -106,6 +115,7 @@ impl CmapService {
         cmap: CmapStore,
         socket_name: &str,
         node: LocalNode,
+        quorum: QuorumService,
     ) -> Result<CmapService, DaemonError> {
         let server = Server::bind(socket_name, allow_list(&cmap)).map_err(|e| {
             DaemonError::AlreadyRunning {
@@ -117,14 +127,16 @@ impl CmapService {
             cmap,
             server,
             clients: Vec::new(),
+            next_client: 1,
             node,
             shutdown: None,
-            next_client: 1,
             actions: Vec::new(),
             vote: None,
             keys: KeyState::default(),
             reload_error: String::new(),
             netmtu: totem_core::TotemSettings::default().netmtu_bytes,
+            quorum,
+            dataplane_running: false,
             members_seen: Default::default(),
             members_ring: None,
             buf: vec![0; 1 << 16],
@@ -148,6 +160,16 @@ impl CmapService {
     /// The database, for the daemon's writes (a reload's keys).
     pub fn cmap_mut(&mut self) -> &mut CmapStore {
         &mut self.cmap
+    }
+
+    /// The quorum service and the cmap it publishes in.
+    pub fn quorum_mut(&mut self) -> (&mut QuorumService, &mut CmapStore) {
+        (&mut self.quorum, &mut self.cmap)
+    }
+
+    /// Whether a dataplane runs (votequorum requests need one).
+    pub fn set_dataplane_running(&mut self, running: bool) {
+        self.dataplane_running = running;
     }
 
     /// Whether a client asked for an orderly shutdown.
@@ -260,12 +282,32 @@ impl CmapService {
         }
     }
 
-    /// Serves every client, drops the ones that left, routes track notifications.
+    /// Serves every client, drops the ones that left, routes track notifications and the
+    /// quorum service's records.
     pub fn serve(&mut self, ring: &RingReport) {
         self.serve_clients(ring);
+        self.deliver_quorum();
         self.reap_clients();
         self.check_vote();
         self.route_track_events();
+    }
+
+    /// Sends the quorum service's records to their clients, in order.
+    pub fn deliver_quorum(&mut self) {
+        for (id, record) in self.quorum.take_out() {
+            let Some(c) = self.clients.iter_mut().find(|c| c.id == id) else {
+                continue;
+            };
+            if let Err(e) = c.session.try_send(&record) {
+                log_at!(
+                    Warning,
+                    "QUORUM",
+                    "client pid {}: not reading its quorum records ({e}): disconnected",
+                    c.session.peer().pid
+                );
+                c.session.close();
+            }
+        }
     }
 
     /// Looks for clients that died without closing their session.
@@ -454,6 +496,25 @@ impl CmapService {
             .get(..2)
             .map(|b| u16::from_le_bytes([b[0], b[1]]))
             .unwrap_or(0);
+        if op >> 8 == 0x05 || op >> 8 == 0x06 {
+            let id = self.clients[i].id;
+            let result = if op >> 8 == 0x05 {
+                self.quorum.handle_quorum(id, record)
+            } else {
+                self.quorum
+                    .handle_votequorum(id, record, self.dataplane_running)
+            };
+            if let Err(e) = result {
+                log_at!(
+                    Warning,
+                    "IPC",
+                    "client pid {} disconnected: malformed quorum request: {e}",
+                    self.clients[i].session.peer().pid
+                );
+                self.clients[i].session.close();
+            }
+            return;
+        }
         if op >> 8 == 0x03 {
             match cfg::Request::decode(record) {
                 Ok((req_id, req)) => self.handle_cfg(i, req_id, req, ring),
@@ -484,7 +545,25 @@ impl CmapService {
         };
         let mut value = None;
         let mut entries = Vec::new();
+        // corosync's way out of wait_for_all: setting quorum.cancel_wait_for_all to 1 (the
+        // key itself stays 0; votequorum orders the cancel in the cluster).
+        let cancel = match &req {
+            pc::Request::Set { key, value } if *key == CANCEL_WAIT_FOR_ALL_KEY => Some(!matches!(
+                value,
+                Value::U8(0) | Value::U32(0) | Value::U64(0) | Value::I32(0)
+            )),
+            _ => None,
+        };
+        let mut special = None;
+        if let Some(on) = cancel {
+            special = Some(if on {
+                self.quorum.cancel_wait_for_all(self.dataplane_running)
+            } else {
+                Ok(())
+            });
+        }
         let result: Result<(), CmapError> = match req {
+            _ if special.is_some() => Ok(()),
             pc::Request::Get { key } => match self.cmap.get(key) {
                 Some(v) => {
                     value = Some(v.clone());
@@ -553,9 +632,10 @@ impl CmapService {
                 }
             }
         };
-        let (status, message) = match result {
-            Ok(()) => (Status::Ok, String::new()),
-            Err(e) => (cmap_status(&e), e.to_string()),
+        let (status, message) = match (special, result) {
+            (Some(Err((status, message))), _) => (status, message),
+            (_, Ok(())) => (Status::Ok, String::new()),
+            (_, Err(e)) => (cmap_status(&e), e.to_string()),
         };
         pc::Event::Reply {
             req_id,
@@ -926,6 +1006,7 @@ impl CmapService {
                         vote.gone(c.id);
                     }
                 }
+                self.quorum.client_gone(c.id);
                 log_at!(
                     Debug,
                     "IPC",
