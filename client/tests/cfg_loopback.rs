@@ -661,3 +661,72 @@ fn kill_shutdown_and_the_text_of_cfgtool() {
         c.log(1).contains("Node 2 was shut down by sysadmin")
     });
 }
+
+#[test]
+fn quorum_options_take_effect_by_reload() {
+    let mut c = Cluster::new(4);
+    let quorum = |expected: Option<u32>, wait_for_all: bool| {
+        let mut q = String::from("quorum {\n  provider: corosync_votequorum\n");
+        if let Some(e) = expected {
+            q.push_str(&format!("  expected_votes: {e}\n"));
+        }
+        if wait_for_all {
+            q.push_str("  wait_for_all: 1\n");
+        }
+        q.push_str("}\n");
+        q
+    };
+    let write = |c: &Cluster, i: usize, expected: Option<u32>, wfa: bool| {
+        c.write_conf(i, &[1, 2, 3], 1000, "");
+        let mut text = std::fs::read_to_string(c.conf(i)).unwrap();
+        text.push_str(&quorum(expected, wfa));
+        std::fs::write(c.conf(i), text).unwrap();
+    };
+    for i in 1..=3 {
+        write_key(&c.key(i), 0x88);
+        write(&c, i, None, false);
+        c.start(i);
+    }
+    c.wait_ring(&[1, 2, 3]);
+    let expected_votes = |c: &Cluster, i: usize| {
+        let (code, out, _) = c.rotor(i, &["quorum", "-s"]);
+        let votes = out
+            .lines()
+            .find_map(|l| l.strip_prefix("Expected votes:"))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default();
+        (code, votes)
+    };
+    c.wait_for("a quorate ring of three", |c| {
+        (1..=3).all(|i| expected_votes(c, i) == (0, "3".into()))
+    });
+    // Expected votes raised to 7 in every file: quorum 4, three votes present, not quorate
+    // (rotor quorum exits 2), with no ring change.
+    for i in 1..=3 {
+        write(&c, i, Some(7), false);
+    }
+    let (code, _, err) = c.rotor(1, &["cfg", "-R"]);
+    assert_eq!(code, 0, "{err}");
+    c.wait_for("expected votes 7 everywhere, not quorate", |c| {
+        (1..=3).all(|i| expected_votes(c, i) == (2, "7".into()))
+    });
+    // Back: quorate again.
+    for i in 1..=3 {
+        write(&c, i, None, false);
+    }
+    let (code, _, err) = c.rotor(2, &["cfg", "-R"]);
+    assert_eq!(code, 0, "{err}");
+    c.wait_for("expected votes 3 everywhere, quorate", |c| {
+        (1..=3).all(|i| expected_votes(c, i) == (0, "3".into()))
+    });
+    // wait_for_all is read at start only: refused, named.
+    for i in 1..=3 {
+        write(&c, i, None, true);
+    }
+    let (code, out, _) = c.rotor(3, &["cfg", "-R"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("quorum.wait_for_all cannot change while the cluster runs"),
+        "{out}"
+    );
+}

@@ -94,6 +94,7 @@ fn input_of(cluster_name: &str, answer: &Answer) -> Result<ChangeInput<SocketAdd
             totem,
             nodelist,
             authkey,
+            quorum,
         } => ChangeInput::Ready {
             totem: TotemSettings::from_named(totem.iter().map(|(k, v)| (k.as_str(), *v)))?,
             nodelist: nodelist.clone(),
@@ -103,6 +104,9 @@ fn input_of(cluster_name: &str, answer: &Answer) -> Result<ChangeInput<SocketAdd
                     Some(Keys::from_authkey_bytes(bytes, cluster_name).map_err(|e| e.to_string())?)
                 }
             },
+            quorum: quorum
+                .as_ref()
+                .map(|q| Box::new(crate::quorum::settings(q))),
         },
     })
 }

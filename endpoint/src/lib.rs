@@ -127,6 +127,8 @@ pub enum ChangeInput<A> {
         nodelist: Vec<(u32, A)>,
         /// The key to seal under once the change is applied; `None` keeps the current one.
         keys: Option<Keys>,
+        /// votequorum's settings from the member's quorum{} (when it runs votequorum).
+        quorum: Option<Box<totem_core::votequorum::QuorumSettings>>,
     },
     /// Why the member cannot take the change.
     Refused { reason: String },
@@ -410,6 +412,7 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
                 totem,
                 mut nodelist,
                 keys,
+                quorum,
             } => match self.ready(round, &mut nodelist, keys) {
                 Ok((key_id, pending)) => {
                     let shape = ClusterShape {
@@ -422,6 +425,7 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
                         shape,
                         identity,
                         key_id,
+                        quorum: quorum.map(|q| *q),
                     };
                     (proposal, Some(pending))
                 }

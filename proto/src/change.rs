@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::control::{get_addr, put_addr};
+use crate::dataplane_quorum::QuorumStart;
 
 /// A change round's name: the node that asked and its count of rounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -42,6 +43,8 @@ pub enum Answer {
         totem: Vec<(String, u32)>,
         nodelist: Vec<(u32, SocketAddr)>,
         authkey: Option<Vec<u8>>,
+        /// votequorum's settings from the node's quorum{}, when it runs votequorum.
+        quorum: Option<QuorumStart>,
     },
     /// Why the node cannot take it (naming the file, line and key).
     Refused { reason: String },
@@ -55,11 +58,13 @@ impl std::fmt::Debug for Answer {
                 totem,
                 nodelist,
                 authkey,
+                quorum,
             } => f
                 .debug_struct("Ready")
                 .field("totem", totem)
                 .field("nodelist", nodelist)
                 .field("authkey", &authkey.as_ref().map(|k| k.len()))
+                .field("quorum", quorum)
                 .finish(),
             Answer::Refused { reason } => {
                 f.debug_struct("Refused").field("reason", reason).finish()
@@ -217,6 +222,7 @@ impl ChangeRequest {
                         totem,
                         nodelist,
                         authkey,
+                        quorum,
                     } => {
                         w.u8(0);
                         put_totem(w, totem);
@@ -229,6 +235,15 @@ impl ChangeRequest {
                             None => w.u8(0),
                             Some(key) => w.u8(1).bytes(key),
                         };
+                        match quorum {
+                            None => {
+                                w.u8(0);
+                            }
+                            Some(q) => {
+                                w.u8(1);
+                                q.write(w);
+                            }
+                        }
                     }
                     Answer::Refused { reason } => {
                         w.u8(1).str(reason);
@@ -271,10 +286,16 @@ impl ChangeRequest {
                             1 => Some(r.bytes("authkey")?.to_vec()),
                             _ => return Err(DecodeError::BadValue("authkey")),
                         };
+                        let quorum = match r.u8("quorum")? {
+                            0 => None,
+                            1 => Some(QuorumStart::read(r)?),
+                            _ => return Err(DecodeError::BadValue("quorum")),
+                        };
                         Answer::Ready {
                             totem,
                             nodelist,
                             authkey,
+                            quorum,
                         }
                     }
                     1 => Answer::Refused {

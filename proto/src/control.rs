@@ -683,6 +683,7 @@ mod tests {
                         (4, "[2001:2::4]:5405".parse().unwrap()),
                     ],
                     authkey: Some(vec![9; 256]),
+                    quorum: start().quorum.clone(),
                 },
             }),
             ToDataplane::Change(ChangeRequest::Propose {
@@ -691,6 +692,7 @@ mod tests {
                     totem: Vec::new(),
                     nodelist: Vec::new(),
                     authkey: None,
+                    quorum: None,
                 },
             }),
             ToDataplane::Change(ChangeRequest::Propose {

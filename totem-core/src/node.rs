@@ -440,6 +440,10 @@ impl Node {
                 "a change round kept the frame size"
             );
             self.srp.set_identity(apply.identity);
+            if let (Some(quorum), Some(vq)) = (apply.quorum, self.layers.vq.as_mut()) {
+                vq.set_now(now);
+                vq.reconfigure(quorum);
+            }
         }
         self.queue_change_messages();
         self.queue_quorum_messages();
@@ -484,6 +488,7 @@ impl Node {
                 shape,
                 identity,
                 key_id,
+                quorum,
             } => {
                 let frame = self.srp.settings().frame_size_bytes(&self.srp.shape());
                 let checked = totem
@@ -506,6 +511,7 @@ impl Node {
                         shape,
                         identity,
                         key_id,
+                        quorum,
                     },
                     Err(reason) => Proposal::Refused { reason },
                 }

@@ -47,6 +47,7 @@ use crate::config::{ClusterShape, ConfigIdentity, TotemSettings};
 use crate::limits::{CHANGE_EVENTS_MAX, CHANGE_ROUND_TIMEOUT_MS};
 use crate::srp::{ConfigChange, ConfigKind};
 use crate::types::{Guarantee, Instant, NodeId};
+use crate::votequorum::QuorumSettings;
 
 /// First op byte of this service's messages.
 pub const OP_FIRST: u8 = 0x50;
@@ -96,12 +97,14 @@ pub enum ChangeKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Proposal {
     /// What this member would run with: the settings for the shape (the new nodelist's size),
-    /// its configuration identity, and the key it would seal under.
+    /// its configuration identity, the key it would seal under, and votequorum's settings
+    /// from its quorum{} (when it runs votequorum; each member applies its own, as corosync).
     Ready {
         totem: TotemSettings,
         shape: ClusterShape,
         identity: ConfigIdentity,
         key_id: u32,
+        quorum: Option<QuorumSettings>,
     },
     /// Why this member cannot take the change (the key it names, the file and line).
     Refused { reason: String },
@@ -154,6 +157,7 @@ pub(crate) struct Apply {
     pub totem: TotemSettings,
     pub shape: ClusterShape,
     pub identity: ConfigIdentity,
+    pub quorum: Option<QuorumSettings>,
 }
 
 /// A member's proposal as delivered.
@@ -409,6 +413,7 @@ impl Reconfig {
                 shape,
                 identity,
                 key_id,
+                quorum,
             } => {
                 out.push(VERDICT_READY);
                 out.extend_from_slice(&identity.digest().to_be_bytes());
@@ -422,6 +427,7 @@ impl Reconfig {
                         totem,
                         shape,
                         identity,
+                        quorum,
                     },
                     key_id,
                 ));

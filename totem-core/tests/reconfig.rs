@@ -186,6 +186,7 @@ fn ready(token: u32, nodes: u32, key_id: u32) -> Proposal {
         shape: shape(nodes),
         identity: identity(token, nodes),
         key_id,
+        quorum: None,
     }
 }
 

@@ -749,7 +749,14 @@ impl Daemon {
                 .set("config.reload_in_progress", Value::U8(1), Access::Daemon);
         let answer = match reload::prepare(&self.running, &kind) {
             Ok(prepared) => {
-                let answer = prepared.answer();
+                let barrier = self
+                    .supervisor
+                    .start_mut()
+                    .quorum
+                    .as_ref()
+                    .map_or(0, |q| q.ev_tracking_barrier);
+                let quorum = prepared.quorum.as_ref().map(|q| quorum_start(q, barrier));
+                let answer = prepared.answer(quorum);
                 self.prepared.insert((round.node, round.seq), prepared);
                 answer
             }
@@ -907,6 +914,9 @@ impl Daemon {
         let start = self.supervisor.start_mut();
         start.peers = self.node.peers.clone();
         start.totem = p.config.totem.settings.named();
+        if let (Some(q), Some(old)) = (&p.quorum, start.quorum.as_ref()) {
+            start.quorum = Some(quorum_start(q, old.ev_tracking_barrier));
+        }
         if let Some(key) = &p.authkey {
             zeroize::Zeroize::zeroize(&mut start.authkey);
             start.authkey = key.to_vec();

@@ -46,15 +46,20 @@ pub struct Prepared {
     /// What changes, one phrase each ("totem.token: 3000 → 5000", "nodelist: node 4 at
     /// 198.18.0.4:5405 added", "authkey: a new key").
     pub changes: Vec<String>,
+    /// votequorum's settings from the new quorum{} (when it runs votequorum): what the node
+    /// applies there at the round's point of the stream.
+    pub quorum: Option<totem_core::votequorum::QuorumSettings>,
 }
 
 impl Prepared {
-    /// The answer the dataplane proposes.
-    pub fn answer(&self) -> Answer {
+    /// The answer the dataplane proposes; `quorum` is votequorum's start record of
+    /// `self.quorum` (the daemon adds the tracking barrier).
+    pub fn answer(&self, quorum: Option<rotor_proto::dataplane_quorum::QuorumStart>) -> Answer {
         Answer::Ready {
             totem: self.config.totem.settings.named(),
             nodelist: self.nodelist.clone(),
             authkey: self.authkey.as_ref().map(|k| k.to_vec()),
+            quorum,
         }
     }
 }
@@ -97,6 +102,9 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<String> {
     changed_keys(old, new)
         .into_iter()
         .filter(|k| !runtime_changeable(k))
+        // A key no file line says (derived, like udp's multicast group) follows from one
+        // that is reported.
+        .filter(|k| old.line_of(k).is_some() || new.line_of(k).is_some())
         .map(|key| {
             let was = old.entries.get(key).map_or("not set".into(), text);
             let now = new.entries.get(key).map_or("not set".into(), text);
@@ -195,6 +203,7 @@ pub fn prepare(running: &Running, kind: &ChangeKindRecord) -> Result<Prepared, S
                 let key = read_key(&keyfile, &running.cluster_name)?;
                 (*key != *running.authkey).then_some(key)
             };
+            let quorum = new.quorum_for(running.node_id).map_err(|e| e.to_string())?;
             let changes = summary(old, &new, &old_nodes, &nodelist, authkey.is_some());
             Ok(Prepared {
                 config: new,
@@ -203,6 +212,7 @@ pub fn prepare(running: &Running, kind: &ChangeKindRecord) -> Result<Prepared, S
                 keyfile,
                 rotated_from: None,
                 changes,
+                quorum,
             })
         }
         ChangeKindRecord::RotateKey { path } => {
@@ -228,6 +238,7 @@ pub fn prepare(running: &Running, kind: &ChangeKindRecord) -> Result<Prepared, S
                 keyfile: running.keyfile.clone(),
                 rotated_from: Some(from),
                 changes: vec![format!("authkey: the key in {path}")],
+                quorum: None,
             })
         }
     }
@@ -299,6 +310,11 @@ mod tests {
         assert!(!runtime_changeable("totem.crypto_cipher"));
         assert!(!runtime_changeable("totem.interface.0.mcastport"));
         assert!(!runtime_changeable("quorum.provider"));
+        assert!(!runtime_changeable("quorum.wait_for_all"));
+        assert!(!runtime_changeable("quorum.auto_tie_breaker"));
+        assert!(runtime_changeable("quorum.two_node"));
+        assert!(runtime_changeable("quorum.device.votes"));
+        assert!(runtime_changeable("nodelist.node.2.quorum_votes"));
         assert!(!runtime_changeable("rotor.poll_mode"));
         assert!(!runtime_changeable("system.state_dir"));
         assert!(runtime_changeable("totem.token"));

@@ -205,6 +205,7 @@ impl World {
                 totem: self.changes.file_totem.clone(),
                 nodelist: self.nodelist(),
                 keys: Some(self.changes.file_keys.clone()),
+                quorum: None,
             }
         };
         let endpoint = self.nodes[index].endpoint.as_mut().expect("running");
