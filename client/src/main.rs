@@ -9,6 +9,7 @@ use rotor_client::cpg::Cpg;
 use rotor_client::{bench, keygen};
 
 mod cfgtool;
+mod sam_demo;
 
 #[derive(Parser)]
 #[command(name = "rotor", version, about = "rotor cluster engine tool")]
@@ -96,6 +97,11 @@ enum Command {
         #[arg(short = 'n')]
         names_only: bool,
     },
+    /// SAM, the simple availability manager.
+    Sam {
+        #[command(subcommand)]
+        op: SamOp,
+    },
     /// CPG load generator.
     Bench {
         /// lat | tput
@@ -115,6 +121,15 @@ enum Command {
         #[arg(short = 'm', default_value_t = 1)]
         members: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum SamOp {
+    /// Run a demo application under SAM: each instance health checks, stores data and
+    /// then fails (by default it stops sending health checks); the supervisor warns it,
+    /// kills it and starts the next one, which finds the data. Instances print on stdout,
+    /// the supervisor on stderr.
+    Demo(sam_demo::Options),
 }
 
 #[derive(Subcommand)]
@@ -318,6 +333,7 @@ fn main() -> ExitCode {
         }),
         Command::Quorum { args } => rotor_client::quorumtool::run(&args),
         Command::Cmap { op } => cmap(op),
+        Command::Sam { op: SamOp::Demo(o) } => sam_demo::run(o),
         Command::Cpg {
             delimiter,
             no_escape,

@@ -7,7 +7,8 @@
 //! `poll_event` and `poll_timeout`. It deliberately has no sockets, clock, threads or
 //! randomness of its own (time and a seed come in as arguments), does no crypto (the layer
 //! below authenticates datagrams and tells the core who sent them) and knows nothing of
-//! addresses: destinations are node ids.
+//! addresses: destinations are node ids. `sessions` is CPG's local side, which the dataplane and
+//! the simulator share: which attached process receives which event.
 
 pub mod body;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod node;
 pub mod notice;
 pub mod pack;
 pub mod reconfig;
+pub mod sessions;
 pub mod srp;
 pub mod stats;
 mod store;
@@ -30,6 +32,7 @@ pub use cpg::{GroupChange, Member, Reason, Request, SubmitError};
 pub use node::{cluster_hash, Delivery, Event, Node, NodeConfig, Transmit};
 pub use notice::{GatherCause, Notice};
 pub use reconfig::{ChangeError, ChangeEvent, ChangeKind, Outcome, Proposal, RoundId};
+pub use sessions::{SessionId, SessionPhase, Sessions, Submit};
 pub use srp::{ConfigChange, ConfigKind, State};
 pub use stats::Stats;
 pub use types::{Dest, Guarantee, Instant, NodeId, RingId};
