@@ -54,13 +54,26 @@ impl Conn {
 
     /// Sends `self.out` (waiting for room) and returns the reply to `req_id`.
     pub(crate) fn call(&mut self, req_id: u32, is_reply: IsReply) -> Result<Vec<u8>, Error> {
+        self.call_within(req_id, is_reply, REPLY_TIMEOUT)
+    }
+
+    /// [`Conn::call`] for a request whose answer takes longer (a cluster-wide reload, a
+    /// shutdown the applications vote on): waits up to `wait` for the reply.
+    pub(crate) fn call_within(
+        &mut self,
+        req_id: u32,
+        is_reply: IsReply,
+        wait: Duration,
+    ) -> Result<Vec<u8>, Error> {
         self.session
             .send_timeout(&self.out, WaitMode::Blocking, Some(REPLY_TIMEOUT))
             .map_err(timeout)?;
+        let deadline = std::time::Instant::now() + wait;
         loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
             let n = self
                 .session
-                .recv_timeout(&mut self.buf, WaitMode::Blocking, Some(REPLY_TIMEOUT))
+                .recv_timeout(&mut self.buf, WaitMode::Blocking, Some(left))
                 .map_err(timeout)?;
             let record = self.buf[..n].to_vec();
             if is_reply(&record, req_id) {

@@ -8,6 +8,7 @@ use rotor_client::cmap::{Cmap, Value, ValueType};
 use rotor_client::cpg::Cpg;
 use rotor_client::{bench, keygen};
 
+mod cfgtool;
 mod sam_demo;
 
 #[derive(Parser)]
@@ -30,6 +31,45 @@ enum Command {
     },
     /// Ring and link status (like corosync-cfgtool -s).
     Status,
+    /// Configure the running cluster, like corosync-cfgtool: status, reload, kill, shutdown.
+    Cfg {
+        /// Display the status of the current links on this node.
+        #[arg(short = 's', long = "status")]
+        status: bool,
+        /// Display the status of the connected nodes and their links.
+        #[arg(short = 'n', long = "nodes")]
+        nodes: bool,
+        /// Brief link status (with -s).
+        #[arg(short = 'b', long = "brief")]
+        brief: bool,
+        /// Only the link with this address or link id (with -s).
+        #[arg(short = 'i', long = "if")]
+        interface: Option<String>,
+        /// Tell every node of the cluster to reload corosync.conf.
+        #[arg(short = 'R', long = "reload")]
+        reload: bool,
+        /// Reopen the log files.
+        #[arg(short = 'L', long = "reopen")]
+        reopen: bool,
+        /// Kill a node identified by node id.
+        #[arg(short = 'k', long = "kill", value_name = "NODEID")]
+        kill: Option<String>,
+        /// Display the IP address(es) of a node.
+        #[arg(short = 'a', long = "address", value_name = "NODEID")]
+        address: Option<String>,
+        /// Shut this node down cleanly (the applications that track may veto).
+        #[arg(short = 'H', long = "shutdown")]
+        shutdown: bool,
+        /// With -H: shut down regardless of the applications' vetoes.
+        #[arg(long)]
+        force: bool,
+        /// Tell every node of the cluster to install the key in FILE (a path on each node).
+        #[arg(long = "rotate-key", value_name = "FILE")]
+        rotate_key: Option<String>,
+        /// Display the local node id.
+        #[arg(long = "local-id")]
+        local_id: bool,
+    },
     /// Quorum status and votequorum settings, with corosync-quorumtool's options and output:
     /// -s status, -l nodes, -p machine parsable, -m monitor, -e EXPECTED, -v VOTES [-n NODE],
     /// -f unregister the quorum device, -a all addresses, -i addresses, -H hex ids,
@@ -123,30 +163,7 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
 }
 
 fn status() -> ExitCode {
-    let mut c = match Cmap::initialize() {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    let s = match c.status() {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    println!("Local node ID {}, transport {}", s.node_id, s.transport);
-    println!("LINK ID 0 {}", s.transport);
-    println!("\taddr\t= {}", s.local_addr);
-    println!("\tstatus:");
-    for n in &s.nodes {
-        let what = if n.node_id == s.node_id {
-            "localhost"
-        } else if n.connected {
-            "connected"
-        } else {
-            "disconnected"
-        };
-        println!("\t\tnodeid: {:>10}:\t{what}", n.node_id);
-    }
-    println!("Ring ID {}.{:x}, state {}", s.ring_rep, s.ring_seq, s.state);
-    ExitCode::SUCCESS
+    cfgtool::link_status(false, None).unwrap_or_else(|code| code)
 }
 
 fn cmap(op: Option<CmapOp>) -> ExitCode {
@@ -287,6 +304,33 @@ fn cpg(delimiter: Option<char>, escape: bool, names_only: bool) -> ExitCode {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Status => status(),
+        Command::Cfg {
+            status,
+            nodes,
+            brief,
+            interface,
+            reload,
+            reopen,
+            kill,
+            address,
+            shutdown,
+            force,
+            rotate_key,
+            local_id,
+        } => cfgtool::run(cfgtool::Options {
+            status,
+            nodes,
+            brief,
+            interface,
+            reload,
+            reopen,
+            kill,
+            address,
+            shutdown,
+            force,
+            rotate_key,
+            local_id,
+        }),
         Command::Quorum { args } => rotor_client::quorumtool::run(&args),
         Command::Cmap { op } => cmap(op),
         Command::Sam { op: SamOp::Demo(o) } => sam_demo::run(o),

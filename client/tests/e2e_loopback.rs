@@ -164,12 +164,14 @@ fn three_rotords_carry_cpg_end_to_end() {
         &["cmap", "set", "runtime.totem.pg.mrp.srp.state", "str", "x"],
     );
     assert!(!ok && err.contains("read-only"), "{err}");
-    // A config key cannot change while rotor runs: refused, never a silent success.
-    let (ok, _, err) = rotor(&nodes, 2, &["cmap", "set", "totem.token", "u32", "5000"]);
+    // A config key that cannot change while the cluster runs: refused, never a silent
+    // success (a timeout takes effect: cfg_loopback.rs).
+    let (ok, _, err) = rotor(&nodes, 2, &["cmap", "set", "totem.netmtu", "u32", "1400"]);
     assert!(
         !ok && err.contains("CS_ERR_ACCESS")
-            && err.contains("totem.token: cannot be changed at runtime yet: edit ")
-            && err.contains("and restart rotor"),
+            && err
+                .contains("totem.netmtu: cannot be changed while the cluster runs: change it in ")
+            && err.contains("and restart every node"),
         "{err}"
     );
     let (ok, out, _) = rotor(&nodes, 2, &["cmap", "get", "runtime.config.totem.token"]);

@@ -14,7 +14,7 @@ pub const EXIT_LOG_CONFIG: u8 = 7;
 /// The configuration or the authkey cannot work (corosync's `COROSYNC_DONE_MAINCONFIGREAD`).
 pub const EXIT_CONFIG: u8 = 8;
 /// Anything else that stops the node: a transport that cannot be set up, a dataplane that
-/// keeps failing (corosync's `COROSYNC_DONE_FATAL_ERR`).
+/// keeps failing, a kill by another node (corosync's `COROSYNC_DONE_FATAL_ERR`).
 pub const EXIT_FATAL: u8 = 15;
 /// Another rotord already serves this network namespace (corosync's
 /// `COROSYNC_DONE_ALREADY_RUNNING`).
@@ -55,6 +55,9 @@ pub enum DaemonError {
     /// The dataplane process could not be started at all.
     #[error("cannot start the dataplane {binary}: {reason}")]
     Spawn { binary: String, reason: String },
+    /// Another node asked this one to leave the cluster and stop (cfg kill).
+    #[error("killed by node {by}: {reason}")]
+    Killed { by: u32, reason: String },
 }
 
 impl DaemonError {
@@ -70,7 +73,8 @@ impl DaemonError {
             },
             DaemonError::Transport(_)
             | DaemonError::DataplaneGaveUp { .. }
-            | DaemonError::Spawn { .. } => EXIT_FATAL,
+            | DaemonError::Spawn { .. }
+            | DaemonError::Killed { .. } => EXIT_FATAL,
         }
     }
 }

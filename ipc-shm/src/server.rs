@@ -124,6 +124,12 @@ impl Server {
         &self.name
     }
 
+    /// Admits clients by `allow` from the next attach on (a reload or a cmap write changed
+    /// the uidgid entries); sessions already attached are not affected.
+    pub fn set_allow_list(&mut self, allow: AllowList) {
+        self.allow = allow;
+    }
+
     /// Waits for one client and runs the handshake. Refused or broken clients come back as
     /// errors (already logged and disconnected); call again for the next client.
     pub fn accept(&self) -> Result<Session, AcceptError> {

@@ -7,7 +7,10 @@
 //! - TOKEN: `TokenHdr` + `rtr_count` × u64 retransmission requests.
 //! - JOIN: `JoinHdr` + `proc_count` + `fail_count` × u32 node ids.
 //! - COMMIT: `CommitHdr` + `member_count` × `CommitEntry`.
-//! - MERGE_DETECT, HOLD_CANCEL: `RingHdr`.
+//! - MERGE_DETECT: `MergeHdr`; HOLD_CANCEL: `RingHdr`.
+//! - CONFIG: `ConfigHdr` + `len` bytes of the sender's configuration summary (see
+//!   `config::identity`), sent to a node whose join or merge detection carried another
+//!   configuration digest.
 
 use zerocopy::byteorder::network_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
@@ -15,7 +18,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 use crate::types::{NodeId, RingId};
 
 pub const MAGIC: [u8; 2] = *b"TT";
-pub const VERSION: u8 = 1;
+/// 2: the configuration digest in joins and merge detection, the CONFIG kind.
+pub const VERSION: u8 = 2;
 
 pub const KIND_DATA: u8 = 1;
 pub const KIND_TOKEN: u8 = 2;
@@ -23,6 +27,7 @@ pub const KIND_JOIN: u8 = 3;
 pub const KIND_COMMIT: u8 = 4;
 pub const KIND_MERGE_DETECT: u8 = 5;
 pub const KIND_HOLD_CANCEL: u8 = 6;
+pub const KIND_CONFIG: u8 = 7;
 
 /// Common header of every datagram.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
@@ -94,8 +99,11 @@ pub struct JoinHdr {
     pub proc_count: U16,
     pub fail_count: U16,
     pub _pad: U32,
+    /// `ConfigIdentity::digest` of the sender's configuration: a join of another
+    /// configuration is dropped, so such nodes never form a ring together.
+    pub config_digest: U64,
 }
-const _: () = assert!(core::mem::size_of::<JoinHdr>() == 16);
+const _: () = assert!(core::mem::size_of::<JoinHdr>() == 24);
 
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
 #[repr(C)]
@@ -136,6 +144,31 @@ pub struct RingHdr {
 }
 const _: () = assert!(core::mem::size_of::<RingHdr>() == 16);
 
+/// A representative announcing its ring, with its configuration digest.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct MergeHdr {
+    pub ring_seq: U64,
+    pub ring_rep: U32,
+    pub _pad: U32,
+    pub config_digest: U64,
+}
+const _: () = assert!(core::mem::size_of::<MergeHdr>() == 24);
+
+/// The summary is cut at a line boundary to fit one frame.
+pub const CONFIG_TRUNCATED: u8 = 1;
+
+/// A configuration summary, sent to a node configured otherwise.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct ConfigHdr {
+    pub config_digest: U64,
+    pub len: U32,
+    pub flags: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<ConfigHdr>() == 16);
+
 pub const HEADER_LEN: usize = core::mem::size_of::<Header>();
 pub const DATA_OVERHEAD: usize = HEADER_LEN + core::mem::size_of::<DataHdr>();
 
@@ -171,6 +204,14 @@ impl TokenHdr {
     }
 }
 impl CommitHdr {
+    pub fn ring(&self) -> RingId {
+        RingId {
+            seq: self.ring_seq.get(),
+            rep: self.ring_rep.get(),
+        }
+    }
+}
+impl MergeHdr {
     pub fn ring(&self) -> RingId {
         RingId {
             seq: self.ring_seq.get(),
@@ -224,6 +265,8 @@ pub enum DropReason {
     DuplicateToken,
     Duplicate,
     NotExpected,
+    /// A join or merge detection of a node whose configuration digest differs from ours.
+    ConfigMismatch,
 }
 
 /// A writer over a caller's buffer; callers size buffers from the `*_size` functions, so running

@@ -77,7 +77,10 @@ fn main() -> ExitCode {
             .unwrap_or_else(|| PathBuf::from("rotor-dataplane"))
     });
     let plan = match Plan::new(cfg, args.node_id, dataplane, ipc_shm::socket_name()) {
-        Ok(p) => p,
+        Ok(mut p) => {
+            p.foreground = args.foreground;
+            p
+        }
         Err(e) => {
             for w in &warnings {
                 eprintln!("rotord: warning: {w}");

@@ -289,6 +289,42 @@ pub(super) fn declared_types() -> Vec<(String, ValueType)> {
         .collect()
 }
 
+/// Whether a reload may change `key` (a cmap key of the config) while the cluster runs: every
+/// totem setting marked `volatile` in totem-core's table and every other totem{} key marked
+/// `runtime` there; the nodelist (nodes added and removed, their votes), logging{}, uidgid{},
+/// the keys of quorum{} marked `runtime` in votequorum's table (votes, expected votes,
+/// two_node, the quorum device), resources{} and nozzle{} (kept in cmap) and keys outside any
+/// section. Not:
+/// totem's interface{} (link 0's addresses, port and multicast group are set up once),
+/// system{} (scheduling and the state directory, read at start, as corosync), and rotor{}
+/// (the dataplane's cores and poll mode).
+pub fn runtime_changeable(key: &str) -> bool {
+    let Some((section, rest)) = key.split_once('.') else {
+        return true;
+    };
+    match section {
+        "totem" => {
+            if rest.starts_with("interface.") {
+                return false;
+            }
+            if let Some(s) = SETTINGS.iter().find(|s| s.name == rest) {
+                return s.volatile;
+            }
+            OTHER_KEYS
+                .iter()
+                .find(|k| k.name == rest)
+                .is_none_or(|k| k.runtime)
+        }
+        // votequorum's table says which of quorum{} corosync re-reads on a reload.
+        "quorum" => totem_core::votequorum::quorum_key_named(rest).is_none_or(|k| k.runtime),
+        "nodelist" if rest.ends_with(".quorum_votes") => {
+            totem_core::votequorum::NODE_VOTES_KEY.runtime
+        }
+        "system" | "rotor" => false,
+        _ => true,
+    }
+}
+
 /// `"totem."`, `"nodelist."`, …: the cmap prefixes the config file stands for.
 pub fn config_backed_prefixes() -> impl Iterator<Item = String> {
     SECTIONS_KNOWN.iter().map(|s| format!("{s}."))

@@ -66,6 +66,11 @@ impl Supervisor {
         }
     }
 
+    /// The start message of every later dataplane (a reload changed what it runs with).
+    pub fn start_mut(&mut self) -> &mut DataplaneStart {
+        &mut self.start
+    }
+
     /// Every later dataplane starts votequorum from this expected_votes_tracking barrier.
     pub fn set_ev_tracking_barrier(&mut self, barrier: u32) {
         if let Some(q) = self.start.quorum.as_mut() {
