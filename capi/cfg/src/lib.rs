@@ -277,13 +277,11 @@ mod versioned {
                 return CS_ERR_BAD_HANDLE;
             };
             let mut state = lock(&instance);
-            let Some(mut cfg) = state.cfg.take() else {
+            let Some(cfg) = state.cfg.take() else {
                 return CS_ERR_BAD_HANDLE;
             };
             // Closing an fd does not wake a poll on it: make it readable first.
-            if let Ok(fd) = cfg.fd() {
-                rotor_capi::wake(fd);
-            }
+            cfg.wake();
             CS_OK
         })
     }

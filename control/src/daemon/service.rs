@@ -25,16 +25,24 @@ use crate::log_at;
 use super::cfg::{CfgAction, ShutdownVote, Verdict, SHUTDOWN_TIMEOUT_DEFAULT};
 
 /// The allow-list from uidgid{}: root and the user rotord runs as always, plus
-/// `uidgid.config.uid.*`/`gid.*` entries.
+/// `uidgid.config.uid.*`/`gid.*` entries (the file's) and `uidgid.uid.*`/`gid.*` entries
+/// (written by applications, as pacemakerd admits its group), as corosync's IPC admits: an
+/// entry counts when its value is 1.
 pub fn allow_list(cmap: &CmapStore) -> AllowList {
     let mut allow = AllowList::root_and_owner();
-    for (k, _) in cmap.iter_prefix("uidgid.config.uid.") {
-        if let Some(uid) = k.rsplit('.').next().and_then(|s| s.parse().ok()) {
+    let admitted = |prefix: &str| -> Vec<u32> {
+        cmap.iter_prefix(prefix)
+            .filter(|(_, v)| matches!(v, Value::U8(1)))
+            .filter_map(|(k, _)| k.rsplit('.').next().and_then(|s| s.parse().ok()))
+            .collect()
+    };
+    for prefix in ["uidgid.config.uid.", "uidgid.uid."] {
+        for uid in admitted(prefix) {
             allow = allow.allow_uid(uid);
         }
     }
-    for (k, _) in cmap.iter_prefix("uidgid.config.gid.") {
-        if let Some(gid) = k.rsplit('.').next().and_then(|s| s.parse().ok()) {
+    for prefix in ["uidgid.config.gid.", "uidgid.gid."] {
+        for gid in admitted(prefix) {
             allow = allow.allow_gid(gid);
         }
     }
