@@ -59,6 +59,14 @@ const PACKAGES: &[(&str, &str)] = &[
         "Debian's corosync-cpgtool, corosync-cmapctl and corosync-quorumtool, run unchanged through rotor's C libraries in the tests",
     ),
     (
+        "pacemaker",
+        "Debian's pacemaker 2.1, run unchanged on a three-node rotor cluster through rotor's C libraries (capi/tests pacemaker_netns)",
+    ),
+    (
+        "pacemaker-cli-utils",
+        "crm_mon, crm_attribute and cibadmin for the pacemaker test",
+    ),
+    (
         "iputils-ping",
         "the XDP netns test checks ping between hosts while XDP is attached",
     ),
