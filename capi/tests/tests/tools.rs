@@ -14,6 +14,7 @@ use rotor_capi_tests::{text, Cluster};
 const CMAPCTL: &str = "/usr/sbin/corosync-cmapctl";
 const QUORUMTOOL: &str = "/usr/sbin/corosync-quorumtool";
 const CFGTOOL: &str = "/usr/sbin/corosync-cfgtool";
+const CPGTOOL: &str = "/usr/sbin/corosync-cpgtool";
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -382,5 +383,49 @@ fn corosync_cfgtool_through_rotors_libraries() {
             "node 3 still in the ring 30 s after corosync-cfgtool -k 3:\n{status}"
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// corosync-cpgtool (the table, `-n`, `-d`) through rotor's libcpg and libcfg (which it opens
+/// first and names nodes with), compared with `rotor cpg`, while processes on two nodes are
+/// members of two groups.
+#[test]
+fn corosync_cpgtool_through_rotors_libraries() {
+    let member = rotor_capi_tests::compile_c("cpg_member", &["cpg"]);
+    let c = Cluster::start(3, 9);
+    let mut members = Vec::new();
+    for (node, group) in [(1, "capi-tools"), (2, "capi-tools"), (2, "capi-other")] {
+        let mut child = c
+            .command(node, &member)
+            .arg(group)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start cpg_member");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("read cpg_member");
+        assert_eq!(line, "joined\n", "cpg_member {group} on node {node}");
+        members.push(child);
+    }
+    for args in [&[][..], &["-n"][..], &["-d", ":"][..]] {
+        let theirs = c.run(1, Path::new(CPGTOOL), args, Duration::from_secs(20));
+        println!("corosync-cpgtool {args:?}: {}", text(&theirs));
+        let mut rotor_args = vec!["cpg"];
+        rotor_args.extend(args);
+        let ours = c.rotor(1, &rotor_args);
+        assert!(theirs.status.success(), "{}", text(&theirs));
+        assert_eq!(
+            stdout(&theirs),
+            stdout(&ours),
+            "corosync-cpgtool {args:?}:\n{}\nrotor cpg:\n{}",
+            text(&theirs),
+            text(&ours)
+        );
+    }
+    for mut m in members {
+        drop(m.stdin.take());
+        let _ = m.wait();
     }
 }
