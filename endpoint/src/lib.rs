@@ -443,7 +443,7 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
             }
             Err(e) => {
                 if let Some(id) = accepted_key {
-                    self.opener.retire_key(id);
+                    self.drop_key(id);
                 }
                 Err(e)
             }
@@ -525,7 +525,7 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
                             }
                             Outcome::Refused { .. } => {
                                 if let Some(keys) = &p.keys {
-                                    self.opener.retire_key(keys.id());
+                                    self.drop_key(keys.id());
                                 }
                             }
                         }
@@ -534,7 +534,7 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
                 ChangeEvent::KeyAgreed { key_id } => {
                     let others: Vec<u32> = self.opener.key_ids().filter(|k| k != key_id).collect();
                     for old in others {
-                        if self.opener.retire_key(old) {
+                        if self.drop_key(old) {
                             self.push_change(Change::KeyRetired { key_id: old });
                         }
                     }
@@ -543,6 +543,15 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
             }
             self.push_change(Change::Core(ev));
         }
+    }
+
+    /// Stops opening frames under the key `id`, unless this node seals under it or holds no
+    /// other (a node always opens what it seals, and holds a key). Whether it was retired.
+    fn drop_key(&mut self, id: u32) -> bool {
+        if id == self.sealer.key_id() || self.opener.key_ids().all(|k| k == id) {
+            return false;
+        }
+        self.opener.retire_key(id)
     }
 
     fn push_change(&mut self, change: Change) {
