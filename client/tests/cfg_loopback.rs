@@ -7,7 +7,8 @@
 //! and no churn; keys rotate by reload and by `--rotate-key` (the old one retired), and a node
 //! that missed a rotation is told so in `rotor status`; `-k` kills a node (exit 15, reason
 //! logged); `-H` is vetoed by a tracking application and then goes ahead, announced to every
-//! node; and the output text and exit statuses of corosync-cfgtool.
+//! node; the output text and exit statuses of corosync-cfgtool; quorum{}'s runtime keys by
+//! reload; and users admitted by a uidgid.d file and a reload, or a cmap write (as root).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -729,4 +730,73 @@ fn quorum_options_take_effect_by_reload() {
         out.contains("quorum.wait_for_all cannot change while the cluster runs"),
         "{out}"
     );
+}
+
+/// Users admitted while rotord runs (as root only: the client runs as another uid through
+/// setpriv): a file in the uidgid.d directory beside corosync.conf and a reload admit one, a
+/// cmap write of `uidgid.config.uid.N` admits another at once; no restart.
+#[test]
+fn users_admitted_by_uidgid_d_and_cmap_without_restart() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: running a client as another user needs root");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mut c = Cluster::new(5);
+    write_key(&c.key(1), 0x99);
+    c.write_conf(1, &[1], 1000, "");
+    c.start(1);
+    c.wait_ring(&[1]);
+    // A copy of rotor every user may run, whatever the permissions of the build directory.
+    let bin = c.dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for d in [&c.dir, &bin] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let rotor = bin.join("rotor");
+    std::fs::copy(env!("CARGO_BIN_EXE_rotor"), &rotor).unwrap();
+    std::fs::set_permissions(&rotor, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_user = |uid: u32| {
+        let out = Command::new("setpriv")
+            .arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={uid}"))
+            .arg("--clear-groups")
+            .arg(&rotor)
+            .args(["cmap", "get", "totem.token"])
+            .env("ROTOR_IPC_SOCKET", c.socket(1))
+            .output()
+            .expect("run setpriv");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = as_user(4242);
+    assert!(
+        !ok && err.contains("permission denied for uid 4242"),
+        "{err}"
+    );
+    let dir = c.node_dir(1).join("uidgid.d");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("operators"), "uidgid {\n  uid: 4242\n}\n").unwrap();
+    let (code, out, err) = c.rotor(1, &["cfg", "-R"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (ok, err) = as_user(4242);
+    assert!(ok, "uid 4242 after the reload: {err}");
+    assert_eq!(
+        c.cmap(1, "uidgid.config.uid.4242"),
+        Some(Value::U8(1)),
+        "the uidgid.d entry in cmap"
+    );
+    // A cmap write takes effect at once.
+    let (ok, err) = as_user(4343);
+    assert!(
+        !ok && err.contains("permission denied for uid 4343"),
+        "{err}"
+    );
+    let (code, _, err) = c.rotor(1, &["cmap", "set", "uidgid.config.uid.4343", "u8", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let (ok, err) = as_user(4343);
+    assert!(ok, "uid 4343 after the cmap write: {err}");
 }

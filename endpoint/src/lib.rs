@@ -152,6 +152,9 @@ struct PendingChange<A> {
     listed: bool,
     /// The key to seal under once applied, when it differs from the current one.
     keys: Option<Keys>,
+    /// Whether this answer added `keys` to the opener (a key held already, for another
+    /// round's answer, is not this one's to retire).
+    key_added: bool,
 }
 
 /// The configuration identity (`totem_core::config::identity`) of `totem` and `nodelist`:
@@ -183,6 +186,10 @@ pub struct Endpoint<A> {
     sealer: Sealer,
     opener: Opener,
     peers: Peers<A>,
+    /// The nodelist's peers once `peers` no longer holds nodes a reload removed while they
+    /// were ring members: those are kept until a ring without them (their token, their leave
+    /// and what they retransmit still flow), then `peers` becomes this table.
+    nodelist_peers: Option<Peers<A>>,
     /// Whether the nodelist in effect lists this node (a reload may remove it).
     listed: bool,
     pending: Option<PendingChange<A>>,
@@ -250,6 +257,7 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
             sealer,
             opener,
             peers,
+            nodelist_peers: None,
             listed: true,
             pending: None,
             changes: VecDeque::new(),
@@ -434,7 +442,8 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
         };
         let accepted_key = pending
             .as_ref()
-            .and_then(|p: &PendingChange<A>| p.keys.as_ref().map(Keys::id));
+            .filter(|p: &&PendingChange<A>| p.key_added)
+            .and_then(|p| p.keys.as_ref().map(Keys::id));
         match self.node.propose(round, proposal) {
             Ok(()) => {
                 self.pending = pending;
@@ -443,7 +452,7 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
             }
             Err(e) => {
                 if let Some(id) = accepted_key {
-                    self.opener.retire_key(id);
+                    self.drop_key(id);
                 }
                 Err(e)
             }
@@ -482,6 +491,9 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
         .map_err(|e| format!("nodelist: {e}"))?;
         let current = self.sealer.key_id();
         let keys = keys.filter(|k| self.sealer.mode().key_id(k) != current);
+        let key_added = keys
+            .as_ref()
+            .is_some_and(|k| !self.opener.holds_key(k.id()));
         let key_id = match &keys {
             None => current,
             Some(k) => {
@@ -504,12 +516,23 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
                 peers,
                 listed,
                 keys,
+                key_added,
             },
         ))
     }
 
     /// Does the endpoint's part of the core's change events and queues them for the embedding.
     fn take_changes(&mut self) {
+        if let Some(listed) = &self.nodelist_peers {
+            let members = self.node.members();
+            let departed = self
+                .peers
+                .iter()
+                .all(|(id, _)| listed.contains(id) || !members.contains(&NodeId(id)));
+            if departed {
+                self.peers = self.nodelist_peers.take().expect("checked");
+            }
+        }
         while let Some(ev) = self.node.poll_change() {
             match &ev {
                 ChangeEvent::Decided { round, outcome, .. } => {
@@ -517,15 +540,15 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
                     if let Some(p) = pending {
                         match outcome {
                             Outcome::Applied => {
-                                self.peers = p.peers;
+                                self.take_peers(p.peers);
                                 self.listed = p.listed;
                                 if let Some(keys) = &p.keys {
                                     self.sealer.switch_key(keys);
                                 }
                             }
                             Outcome::Refused { .. } => {
-                                if let Some(keys) = &p.keys {
-                                    self.opener.retire_key(keys.id());
+                                if let Some(keys) = p.keys.as_ref().filter(|_| p.key_added) {
+                                    self.drop_key(keys.id());
                                 }
                             }
                         }
@@ -534,7 +557,7 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
                 ChangeEvent::KeyAgreed { key_id } => {
                     let others: Vec<u32> = self.opener.key_ids().filter(|k| k != key_id).collect();
                     for old in others {
-                        if self.opener.retire_key(old) {
+                        if self.drop_key(old) {
                             self.push_change(Change::KeyRetired { key_id: old });
                         }
                     }
@@ -543,6 +566,43 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
             }
             self.push_change(Change::Core(ev));
         }
+    }
+
+    /// Takes the peers of an applied nodelist; ring members it no longer lists stay in the
+    /// table until the ring goes on without them (see `nodelist_peers`).
+    fn take_peers(&mut self, new: Peers<A>) {
+        let members = self.node.members();
+        let kept: Vec<(u32, A)> = self
+            .peers
+            .iter()
+            .filter(|(id, _)| !new.contains(*id) && members.contains(&NodeId(*id)))
+            .collect();
+        if kept.is_empty() {
+            self.peers = new;
+            self.nodelist_peers = None;
+            return;
+        }
+        let me = self.node.node_id().0;
+        let both: Vec<(u32, A)> = new.iter().chain(kept).collect();
+        match Peers::new(me, both) {
+            Ok(both) => {
+                self.peers = both;
+                self.nodelist_peers = Some(new);
+            }
+            Err(_) => {
+                self.peers = new;
+                self.nodelist_peers = None;
+            }
+        }
+    }
+
+    /// Stops opening frames under the key `id`, unless this node seals under it or holds no
+    /// other (a node always opens what it seals, and holds a key). Whether it was retired.
+    fn drop_key(&mut self, id: u32) -> bool {
+        if id == self.sealer.key_id() || self.opener.key_ids().all(|k| k == id) {
+            return false;
+        }
+        self.opener.retire_key(id)
     }
 
     fn push_change(&mut self, change: Change) {

@@ -351,15 +351,20 @@ fn steps(
         if code != 0 || !out.contains("Done") {
             problems.push(format!("rotor cfg -R exited {code}: {}", out.trim()));
         }
+        // The timeout in effect is corosync's: token + token_coefficient (650 ms) per node
+        // past two.
         for i in 1..=3 {
-            for k in ["runtime.config.totem.token", "totem.token"] {
+            for (k, want) in [
+                ("totem.token", "600"),
+                ("runtime.config.totem.token", "1250"),
+            ] {
                 let shown = wait_until(Duration::from_secs(10), || {
-                    cmap_get(&cl, i, k).as_deref() == Some("600")
+                    cmap_get(&cl, i, k).as_deref() == Some(want)
                 });
                 if shown.is_none() {
                     problems.push(format!(
-                        "node {i}: rotor cmap get {k} shows {:?}, not 600",
-                        cmap_get(&cl, i, k)
+                        "node {i}: rotor cmap get {k} shows {}, not {want}",
+                        cmap_get(&cl, i, k).unwrap_or_else(|| "nothing".into())
                     ));
                 }
             }
@@ -444,8 +449,10 @@ fn steps(
         }
         write_conf(&spec, &conf, 3, &key)?;
         for i in 1..=3 {
-            if cmap_get(&cl, i, "runtime.config.totem.token").as_deref() != Some("600") {
-                problems.push(format!("node {i} no longer runs with token 600"));
+            if cmap_get(&cl, i, "runtime.config.totem.token").as_deref() != Some("1250") {
+                problems.push(format!(
+                    "node {i} no longer runs with a 1250 ms token timeout"
+                ));
             }
         }
         let recovery = settle(&mut cl, record::now_ns());

@@ -938,6 +938,7 @@ impl World {
         let mut next_fault = 200 * MS;
         let mut healed = false;
         let mut probes_sent: Option<u64> = None;
+        let mut next_probe_check = 0;
         let mut end = live_deadline;
         let mut steps = 0u64;
         let mut script = std::mem::take(&mut self.cfg.script);
@@ -971,7 +972,13 @@ impl World {
             if let Some(at) = next_script {
                 next = next.min(at);
             }
-            if let Some(at) = self.changes.next_at(healed) {
+            // The operator acts until the probes go out (see `changes_tick` below); a time of
+            // its past that it will not act on would hold the clock still.
+            if let Some(at) = self
+                .changes
+                .next_at(healed)
+                .filter(|_| probes_sent.is_none())
+            {
                 next = next.min(at);
             }
             if !healed {
@@ -1049,8 +1056,13 @@ impl World {
                 if self.send_probes() {
                     end = self.now + 20 * token;
                 }
-            } else if self.probes_done() {
-                break;
+            } else if self.now >= next_probe_check {
+                // Checking rebuilds every node's delivered set: at most every 10 ms of
+                // simulated time, not after every event.
+                next_probe_check = self.now + 10 * MS;
+                if self.probes_done() {
+                    break;
+                }
             }
         }
         self.report.sim_ms = self.now / MS;
@@ -1151,8 +1163,8 @@ impl World {
             .flat_map(|n| self.lives[n.life].probes.iter().copied())
             .collect();
         self.nodes.iter().all(|n| {
-            let life = &self.lives[n.life];
-            probes.iter().all(|p| life.delivered_ids().contains(p))
+            let delivered = self.lives[n.life].delivered_ids();
+            probes.iter().all(|p| delivered.contains(p))
         })
     }
 }

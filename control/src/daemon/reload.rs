@@ -249,11 +249,16 @@ pub fn prepare(running: &Running, kind: &ChangeKindRecord) -> Result<Prepared, S
 pub fn write_key(path: &Path, key: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("rotor-new");
+    // A name of this process's own: a file left by an earlier attempt, or another rotord
+    // writing the same path (nodes sharing a directory), is never opened (mode 0400).
+    let tmp = path.with_extension(format!("rotor-new.{}", std::process::id()));
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o400)
         .open(&tmp)?;
     file.write_all(key)?;
