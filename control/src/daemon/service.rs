@@ -1079,3 +1079,31 @@ fn cmap_status(e: &CmapError) -> Status {
         _ => Status::InvalidParam,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applications_admit_users_and_groups_as_with_corosync() {
+        let mut cmap = CmapStore::new();
+        let nobody = allow_list(&cmap);
+        assert!(!nobody.permits(4242, 4242));
+        // The file's entries, and what applications write (pacemakerd: its haclient group).
+        cmap.set("uidgid.config.uid.4242", Value::U8(1), Access::Daemon)
+            .unwrap();
+        cmap.set("uidgid.gid.105", Value::U8(1), Access::Daemon)
+            .unwrap();
+        cmap.set("uidgid.uid.5000", Value::U8(1), Access::Daemon)
+            .unwrap();
+        // Only the value 1 admits, as corosync reads them.
+        cmap.set("uidgid.uid.6000", Value::U8(0), Access::Daemon)
+            .unwrap();
+        let allow = allow_list(&cmap);
+        assert!(allow.permits(4242, 4242));
+        assert!(allow.permits(999, 105), "a member of an admitted group");
+        assert!(allow.permits(5000, 5000));
+        assert!(!allow.permits(6000, 6000));
+        assert!(!allow.permits(7000, 7000));
+    }
+}
