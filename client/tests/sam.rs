@@ -172,6 +172,10 @@ impl Demo {
                 return line;
             }
         }
+        // What both outputs said up to now, not only what was waited for.
+        let soon = Instant::now() + Duration::from_millis(200);
+        self.out.read_to_end(soon);
+        self.err.read_to_end(soon);
         panic!(
             "no line ending {suffix:?}:\n--- stdout\n{}--- stderr\n{}",
             self.out.seen, self.err.seen

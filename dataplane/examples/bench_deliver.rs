@@ -14,7 +14,7 @@ use ipc_shm::{AllowList, Client, Server, ServerConfig, SessionError, WaitMode};
 use rotor_crypto::{CryptoMode, Keys};
 use rotor_dataplane::runner::{Runner, RunnerConfig};
 use rotor_dataplane::service::Clients;
-use rotor_dataplane::udp::UdpTransport;
+use rotor_dataplane::transport::udp::UdpTransport;
 use rotor_proto::cpg as proto;
 use totem_core::{Guarantee, Instant, Request, TotemSettings};
 

@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rotor_dataplane::poll::wait_readable;
+use rotor_dataplane::transport::udp::UdpTransport;
+use rotor_dataplane::transport::uring::UringTransport;
 use rotor_dataplane::transport::Transport;
-use rotor_dataplane::udp::UdpTransport;
-use rotor_dataplane::uring::UringTransport;
 
 const ROUND_TRIPS: usize = 20_000;
 const BURST_DATAGRAMS: usize = 200_000;

@@ -1,5 +1,5 @@
 //! rotor-dataplane: the process that moves rotor's cluster traffic. Providers behind one
-//! `Transport` trait: kernel UDP (`uring`: io_uring with recvmsg requests kept in flight and
+//! `Transport` trait (all under `transport`): kernel UDP (`uring`: io_uring with recvmsg requests kept in flight and
 //! sendmsg batched per flush; `udp`: a plain non-blocking socket + `poll`, used when io_uring
 //! cannot be set up — `udp::KernelUdp` picks and says why) and AF_XDP (`xsk`: xdp-prog steers
 //! the cluster port into one AF_XDP socket per served receive queue, frames are built and parsed
@@ -18,20 +18,13 @@
 //! endpoint's ordered change service. It deliberately does not reach peers behind a gateway
 //! over AF_XDP.
 
-pub mod any;
 pub mod change;
-pub mod frame;
-pub mod mcast;
-pub mod neigh;
 pub mod poll;
 pub mod quorum;
 pub mod runner;
 pub mod service;
 pub mod stats;
 pub mod transport;
-pub mod udp;
-pub mod uring;
-pub mod xsk;
 
 /// FNV-1a (32-bit) of a payload: the checksum printed on `deliver` lines.
 pub fn fnv1a32(data: &[u8]) -> u32 {

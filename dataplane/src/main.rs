@@ -14,11 +14,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use rotor_crypto::{CryptoMode, Keys};
-use rotor_dataplane::any::{AnyTransport, TransportKind};
 use rotor_dataplane::fnv1a32_parts;
-use rotor_dataplane::mcast::Multicast;
 use rotor_dataplane::runner::{cluster_shape, Runner, RunnerConfig};
 use rotor_dataplane::service::{Control, PollLoop};
+use rotor_dataplane::transport::any::{AnyTransport, TransportKind};
+use rotor_dataplane::transport::mcast::Multicast;
 use rotor_dataplane::transport::Transport;
 use rotor_proto::control::{
     DataplaneStart, DataplaneTransport, FailureKind, FromDataplane, MulticastSettings, PollMode,
@@ -87,7 +87,7 @@ struct Args {
     #[arg(long)]
     mcast: Option<IpAddr>,
     /// TTL / hop limit of the multicast frames (corosync's `ttl`, default 1).
-    #[arg(long, default_value_t = rotor_dataplane::mcast::TTL_DEFAULT)]
+    #[arg(long, default_value_t = rotor_dataplane::transport::mcast::TTL_DEFAULT)]
     mcast_ttl: u8,
     /// CPU to pin the poll loop to.
     #[arg(long)]

@@ -262,7 +262,8 @@ mod tests {
 
     #[test]
     fn drops_are_counted_by_reason() {
-        let udp = crate::udp::UdpTransport::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let udp =
+            crate::transport::udp::UdpTransport::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let mut runner = Runner::new(
             RunnerConfig {
                 node_id: 1,

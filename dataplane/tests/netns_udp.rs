@@ -178,7 +178,7 @@ fn a_node_with_another_key_never_joins_and_its_frames_are_dropped() {
         stderr.contains("Received message has invalid digest... ignoring (from 198.18.0.4:5405)"),
         "node 1 did not log the invalid digest: {stderr}"
     );
-    if std::env::var_os(rotor_dataplane::udp::NO_URING_ENV).is_none() {
+    if std::env::var_os(rotor_dataplane::transport::udp::NO_URING_ENV).is_none() {
         assert!(
             stderr.contains("transport udp: asked for (io_uring)"),
             "node 1 did not run on io_uring: {stderr}"

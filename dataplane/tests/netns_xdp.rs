@@ -232,8 +232,8 @@ fn skip_reason(cluster: Option<&Cluster>) -> Option<String> {
     let ns = c.ns(1);
     let bind = c.addr(1);
     in_netns(&ns, move || {
-        let cfg = rotor_dataplane::xsk::XskConfig::new("eth0", bind);
-        match rotor_dataplane::xsk::XskTransport::open(&cfg) {
+        let cfg = rotor_dataplane::transport::xsk::XskConfig::new("eth0", bind);
+        match rotor_dataplane::transport::xsk::XskTransport::open(&cfg) {
             Ok(_) => None,
             Err(e) => Some(format!(
                 "the AF_XDP transport cannot be opened on veth: {e}"

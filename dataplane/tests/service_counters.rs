@@ -12,7 +12,7 @@ use rotor_crypto::{CryptoMode, Keys};
 use rotor_dataplane::runner::{Runner, RunnerConfig};
 use rotor_dataplane::service::{stats_counters, Clients};
 use rotor_dataplane::stats::get;
-use rotor_dataplane::udp::UdpTransport;
+use rotor_dataplane::transport::udp::UdpTransport;
 use rotor_proto::cpg as proto;
 use totem_core::config::explicit;
 use totem_core::{ClusterShape, TotemSettings};

@@ -15,11 +15,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use rotor_dataplane::frame::{self, Addressing, Mac, HOP_LIMIT_UNICAST};
-use rotor_dataplane::mcast::Multicast;
-use rotor_dataplane::neigh;
+use rotor_dataplane::transport::frame::{self, Addressing, Mac, HOP_LIMIT_UNICAST};
+use rotor_dataplane::transport::mcast::Multicast;
+use rotor_dataplane::transport::neigh;
+use rotor_dataplane::transport::xsk::{BindMode, XskConfig, XskTransport};
 use rotor_dataplane::transport::Transport;
-use rotor_dataplane::xsk::{BindMode, XskConfig, XskTransport};
 
 /// Names the NIC under test.
 pub const IFACE_ENV: &str = "ROTOR_HWTEST_IFACE";

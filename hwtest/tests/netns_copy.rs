@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use rotor_dataplane::xsk::{rx_queue_count, BindMode, XskTransport};
+use rotor_dataplane::transport::xsk::{rx_queue_count, BindMode, XskTransport};
 use rotor_hwtest::{check_bound, config, rx_spread, tx_burst_completes, RawSender};
 use rotor_testbed::{in_netns, root_or_skip, Testbed};
 
@@ -70,7 +70,7 @@ fn copy_mode_on_two_queues_sends_and_receives_on_both() {
         };
         check_bound(&x, BindMode::Copy, &[0, 1])?;
         tx_burst_completes(&mut x, 512)?;
-        let mac = rotor_dataplane::neigh::link_by_name("eth0")
+        let mac = rotor_dataplane::transport::neigh::link_by_name("eth0")
             .map_err(|e| e.to_string())?
             .mac;
         let per_queue = rx_spread(&mut x, &sender, mac, 512)?;

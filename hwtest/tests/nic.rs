@@ -5,7 +5,7 @@
 
 use std::sync::Mutex;
 
-use rotor_dataplane::xsk::{rx_queue_count, BindMode, XskTransport};
+use rotor_dataplane::transport::xsk::{rx_queue_count, BindMode, XskTransport};
 use rotor_hwtest::{
     check_bound, config, env_or_skip, rx_spread, tx_burst_completes, RawSender, IFACE_ENV,
     PEER_IFACE_ENV, QUEUES_MAX,
@@ -84,7 +84,9 @@ fn zero_copy_rx_spreads_over_queues() {
     };
     let (mut x, queues) = open_zero_copy(&iface);
     let sender = RawSender::open(&peer).expect("AF_PACKET socket on the peer interface");
-    let mac = rotor_dataplane::neigh::link_by_name(&iface).unwrap().mac;
+    let mac = rotor_dataplane::transport::neigh::link_by_name(&iface)
+        .unwrap()
+        .mac;
     let per_queue = rx_spread(&mut x, &sender, mac, 4096).unwrap();
     eprintln!("{test}: frames per queue {per_queue:?}");
     let busy = per_queue.iter().filter(|(_, n)| *n > 0).count();

@@ -10,12 +10,12 @@ const MODULE_TAGS: &[(&str, &str)] = &[
     ("totem_core", "TOTEM"),
     ("rotor_dataplane", "MAIN"),
     ("rotor_dataplane::runner", "TOTEM"),
-    ("rotor_dataplane::udp", "TOTEM"),
-    ("rotor_dataplane::uring", "TOTEM"),
-    ("rotor_dataplane::mcast", "TOTEM"),
-    ("rotor_dataplane::xsk", "XDP"),
-    ("rotor_dataplane::neigh", "XDP"),
-    ("rotor_dataplane::frame", "XDP"),
+    ("rotor_dataplane::transport::udp", "TOTEM"),
+    ("rotor_dataplane::transport::uring", "TOTEM"),
+    ("rotor_dataplane::transport::mcast", "TOTEM"),
+    ("rotor_dataplane::transport::xsk", "XDP"),
+    ("rotor_dataplane::transport::neigh", "XDP"),
+    ("rotor_dataplane::transport::frame", "XDP"),
     ("rotor_dataplane::service", "CPG"),
     ("rotor_control", "MAIN"),
     ("rotor_control::xdp", "XDP"),
@@ -66,12 +66,12 @@ mod tests {
         assert_eq!(tag_of("ipc_shm::server"), "IPC");
         assert_eq!(tag_of("ipc_shm"), "IPC");
         assert_eq!(tag_of("xdp_prog::attach"), "XDP");
-        assert_eq!(tag_of("rotor_dataplane::xsk"), "XDP");
-        assert_eq!(tag_of("rotor_dataplane::neigh"), "XDP");
+        assert_eq!(tag_of("rotor_dataplane::transport::xsk"), "XDP");
+        assert_eq!(tag_of("rotor_dataplane::transport::neigh"), "XDP");
         assert_eq!(tag_of("rotor_dataplane::runner"), "TOTEM");
         assert_eq!(tag_of("rotor_dataplane::service"), "CPG");
         assert_eq!(tag_of("rotor_dataplane"), "MAIN");
-        assert_eq!(tag_of("rotor_dataplane::any"), "MAIN");
+        assert_eq!(tag_of("rotor_dataplane::transport::any"), "MAIN");
     }
 
     #[test]

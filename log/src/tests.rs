@@ -383,7 +383,7 @@ fn forwarded_records_keep_level_tag_file_and_line() {
         handle.reconfigure(&config);
         tracing::debug!(target: "TOTEM", "filtered out");
         tracing::debug!(target: "CPG", "client detail");
-        notice!(target: "rotor_dataplane::xsk", "bound");
+        notice!(target: "rotor_dataplane::transport::xsk", "bound");
     });
     let got = records(&theirs);
     let summary: Vec<(Level, &str, &str)> = got

@@ -213,7 +213,7 @@ impl Watch {
                         "waiting for quorum before health checking starts".into(),
                     );
                 } else {
-                    self.begin();
+                    self.begin(now);
                 }
             }
             Message::Stop => {
@@ -253,7 +253,10 @@ impl Watch {
         self.kill(now, Cause::Malformed);
     }
 
-    fn begin(&mut self) {
+    /// Health checking starts now: the first one is due an interval from now, not from the
+    /// start request (which may have waited for quorum for longer than an interval).
+    fn begin(&mut self, now: Instant) {
+        self.last_activity = now;
         self.started = true;
         self.waiting_for_quorum = false;
         self.publish_state(keys::STATE_RUNNING);
@@ -273,7 +276,7 @@ impl Watch {
                 Level::Notice,
                 "the node is quorate: health checking starts".into(),
             );
-            self.begin();
+            self.begin(now);
         } else if !quorate && self.started && !self.killed {
             match self.warning {
                 None => {
@@ -602,6 +605,11 @@ mod tests {
                 "state running",
                 "reply ok"
             ]
+        );
+        assert_eq!(
+            w.poll_timeout(),
+            Some(t0 + MS * 5100),
+            "the first health check is due an interval after health checking starts"
         );
         // Quorum lost: the warn signal, and SIGKILL one interval later even if the
         // instance goes on sending health checks.

@@ -241,8 +241,8 @@ pub fn stat(stderr: &str, key: &str) -> Option<u64> {
 pub fn xdp_unavailable(c: &Cluster) -> Option<String> {
     let bind: std::net::SocketAddr = c.addr(1).parse().expect("address");
     in_netns(&c.bed.host(1), move || {
-        let cfg = rotor_dataplane::xsk::XskConfig::new("eth0", bind);
-        rotor_dataplane::xsk::XskTransport::open(&cfg)
+        let cfg = rotor_dataplane::transport::xsk::XskConfig::new("eth0", bind);
+        rotor_dataplane::transport::xsk::XskTransport::open(&cfg)
             .err()
             .map(|e| format!("the AF_XDP transport cannot be opened on veth: {e}"))
     })

@@ -21,7 +21,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use io_uring::{opcode, types, IoUring};
 
-use crate::mcast::Multicast;
+use crate::transport::mcast::Multicast;
 
 /// Largest datagram received or sent (a UDP payload).
 pub const DATAGRAM_MAX: usize = 65_536;
@@ -198,8 +198,11 @@ impl UringTransport {
             Some(m) => {
                 m.check_family(addr)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-                crate::mcast::prepare_sender(&sock, m, addr.ip())?;
-                Some((crate::mcast::group_socket(m, addr.ip())?, m.group()))
+                crate::transport::mcast::prepare_sender(&sock, m, addr.ip())?;
+                Some((
+                    crate::transport::mcast::group_socket(m, addr.ip())?,
+                    m.group(),
+                ))
             }
         };
         // Safety: eventfd has no memory preconditions; a non-negative result is a new fd that

@@ -59,7 +59,7 @@ impl Multicast {
 
 /// The index of the interface holding `local` (IPv6 joins and multicast interfaces name it).
 fn ifindex_of(local: IpAddr) -> io::Result<u32> {
-    crate::neigh::link_holding(local).map(|l| l.ifindex)
+    crate::transport::neigh::link_holding(local).map(|l| l.ifindex)
 }
 
 /// Joins `m`'s group on `sock` on the interface holding `local`.

@@ -1,7 +1,17 @@
-//! The surface every datagram provider offers the runner: kernel UDP (`udp`) and AF_XDP
-//! (`xsk`). A provider moves UDP payloads between the wire and the runner and nothing else:
-//! crypto, totem-core and client rings stay in the runner, so both providers run exactly the
-//! same protocol code.
+//! The surface every datagram provider offers the runner, and the providers: kernel UDP
+//! (`uring`, and `udp` which falls back to a plain socket), AF_XDP (`xsk`, with its frame
+//! builder/parser `frame` and the neighbour table `neigh`), the multicast set-up they share
+//! (`mcast`) and the choice between them at start (`any`). A provider moves UDP payloads
+//! between the wire and the runner and nothing else: crypto, totem-core and client rings stay
+//! in the runner, so every provider runs exactly the same protocol code.
+
+pub mod any;
+pub mod frame;
+pub mod mcast;
+pub mod neigh;
+pub mod udp;
+pub mod uring;
+pub mod xsk;
 
 use std::io;
 use std::net::SocketAddr;

@@ -8,7 +8,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use crate::mcast::Multicast;
+use crate::transport::mcast::Multicast;
 use crate::transport::Transport;
 
 /// corosync's default cluster port.
@@ -44,8 +44,8 @@ impl UdpTransport {
             Some(m) => {
                 m.check_family(addr)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-                crate::mcast::prepare_sender(&sock, m, addr.ip())?;
-                let g = crate::mcast::group_socket(m, addr.ip())?;
+                crate::transport::mcast::prepare_sender(&sock, m, addr.ip())?;
+                let g = crate::transport::mcast::group_socket(m, addr.ip())?;
                 g.set_nonblocking(true)?;
                 let ep = crate::poll::epoll_of(&[sock.as_raw_fd(), g.as_raw_fd()])?;
                 (Some((g, m.group())), Some(ep))
@@ -142,7 +142,7 @@ pub const NO_URING_ENV: &str = "ROTOR_NO_URING";
 /// otherwise.
 pub enum KernelUdp {
     /// Boxed: the ring handle is large and the enum is moved into the runner once.
-    Uring(Box<crate::uring::UringTransport>),
+    Uring(Box<crate::transport::uring::UringTransport>),
     Socket(UdpTransport),
 }
 
@@ -159,7 +159,7 @@ impl KernelUdp {
             let t = UdpTransport::bind_with(addr, mcast)?;
             return Ok((KernelUdp::Socket(t), Some(reason)));
         }
-        match crate::uring::UringTransport::bind_with(addr, mcast) {
+        match crate::transport::uring::UringTransport::bind_with(addr, mcast) {
             Ok(t) => Ok((KernelUdp::Uring(Box::new(t)), None)),
             // A bind or join error is the address's fault and would fail the same way without
             // io_uring.

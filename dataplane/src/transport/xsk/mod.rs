@@ -36,19 +36,17 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use xdp_prog::{AttachMode, AttachedMode, SteerMaps, XdpCounters, XdpError, XdpProgram};
-use xsk_rs::config::{
-    BindFlags, FrameSize, Interface as XskInterface, LibxdpFlags, QueueSize, SocketConfig,
-    UmemConfig,
-};
-use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
-use crate::frame::{self, Addressing};
-use crate::mcast::Multicast;
-use crate::neigh::{self, LinkInfo, NeighCache, NeighCounters};
+mod queue;
+
+use queue::{bind_queue, socket_err, Queue};
+
+use crate::transport::frame::{self, Addressing};
+use crate::transport::mcast::Multicast;
+use crate::transport::neigh::{self, LinkInfo, NeighCache, NeighCounters};
 
 /// Descriptors taken from one RX ring per `recv_batch`, so one busy queue cannot starve timers.
 pub const RX_BATCH: usize = 64;
@@ -171,66 +169,6 @@ impl XskCounters {
     }
 }
 
-/// One receive queue's socket, rings and memory.
-struct Queue {
-    id: u32,
-    rx: RxQueue,
-    tx: TxQueue,
-    fill: FillQueue,
-    comp: CompQueue,
-    umem: Umem,
-    /// TX frames not on the TX ring or in flight.
-    tx_free: Vec<FrameDesc>,
-    tx_ring_size: u32,
-    /// Scratch for RX and completion batches.
-    batch: Vec<FrameDesc>,
-    /// Received frames waiting to go back on the fill ring. The kernel publishes how far it
-    /// has read the fill ring lazily (when it next looks for frames), so right after an RX
-    /// batch the ring can look fuller than it is; frames it did not take yet wait here and are
-    /// offered again on every receive. Invariant: at most the RX half of the UMEM, and no frame
-    /// is both here and on a ring.
-    refill: Vec<FrameDesc>,
-    /// Frames taken from this queue's RX ring.
-    frames_in: u64,
-}
-
-impl Queue {
-    /// Puts the frames waiting in `refill` back on the fill ring, as many as it takes now
-    /// (libxdp reserves all or nothing, so a refusal is retried with halves); returns whether
-    /// any went back.
-    fn refill(&mut self) -> bool {
-        let mut returned = false;
-        let mut want = self.refill.len();
-        while want > 0 {
-            // SAFETY: `refill` holds frames of this queue's UMEM taken from its RX ring and
-            // referenced by nothing else; produced ones leave `refill` at once.
-            let put = unsafe { self.fill.produce(&self.refill[..want]) };
-            if put > 0 {
-                self.refill.drain(..put);
-                returned = true;
-                want = self.refill.len();
-            } else {
-                want /= 2;
-            }
-        }
-        returned
-    }
-
-    /// Returns completed TX frames to the free list.
-    fn reap(&mut self) {
-        loop {
-            let room = self.batch.len();
-            // SAFETY: completion descriptors name frames of this queue's UMEM that this queue
-            // put on its TX ring; the kernel is done with them.
-            let n = unsafe { self.comp.consume(&mut self.batch[..room]) };
-            self.tx_free.extend_from_slice(&self.batch[..n]);
-            if n < room {
-                break;
-            }
-        }
-    }
-}
-
 /// Where the steering program comes from.
 enum Steering {
     /// Loaded and attached by this transport; detached when it drops.
@@ -304,71 +242,6 @@ impl fmt::Debug for XskTransport {
             )
             .finish()
     }
-}
-
-fn socket_err(queue: u32) -> impl Fn(String) -> XskError {
-    move |reason| XskError::Socket { queue, reason }
-}
-
-/// A UMEM and a socket bound to `queue` in `mode`, with the RX half of the frames on the fill
-/// ring.
-fn bind_queue(cfg: &XskConfig, queue: u32, mode: BindMode) -> Result<Queue, String> {
-    let frames = cfg.frames_per_queue;
-    if frames < 2 * RX_BATCH as u32 || !frames.is_power_of_two() {
-        return Err(format!(
-            "frames_per_queue {frames} must be a power of two ≥ {}",
-            2 * RX_BATCH
-        ));
-    }
-    let half = frames / 2;
-    let ring = QueueSize::new(half).map_err(|e| e.to_string())?;
-    let umem_cfg = UmemConfig::builder()
-        .frame_size(FrameSize::new(UMEM_FRAME_BYTES).map_err(|e| e.to_string())?)
-        .fill_queue_size(ring)
-        .comp_queue_size(ring)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let count = NonZeroU32::new(frames).ok_or("no frames")?;
-    let (umem, mut descs) = Umem::new(umem_cfg, count, false).map_err(|e| e.to_string())?;
-    let bind = match mode {
-        BindMode::ZeroCopy => BindFlags::XDP_ZEROCOPY | BindFlags::XDP_USE_NEED_WAKEUP,
-        BindMode::Copy => BindFlags::XDP_COPY | BindFlags::XDP_USE_NEED_WAKEUP,
-    };
-    let sock_cfg = SocketConfig::builder()
-        .rx_queue_size(ring)
-        .tx_queue_size(ring)
-        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
-        .bind_flags(bind)
-        .build();
-    let ifname: XskInterface = cfg
-        .interface
-        .parse()
-        .map_err(|_| "interface name contains NUL".to_string())?;
-    // SAFETY: this UMEM is fresh and used by this one socket only, so the shared-UMEM
-    // precondition (program loading inhibited when a bound pair is reused) does not arise —
-    // and loading is inhibited anyway.
-    let (tx, rx, rings) =
-        unsafe { Socket::new(sock_cfg, &umem, &ifname, queue) }.map_err(|e| e.to_string())?;
-    let (mut fill, comp) = rings.ok_or("the kernel returned no fill/completion rings")?;
-    let tx_free = descs.split_off(half as usize);
-    // SAFETY: these descriptors are frames of this UMEM, on no other ring.
-    let put = unsafe { fill.produce(&descs) };
-    if put != descs.len() {
-        return Err(format!("fill ring took {put} of {} frames", descs.len()));
-    }
-    Ok(Queue {
-        id: queue,
-        rx,
-        tx,
-        fill,
-        comp,
-        umem,
-        tx_free,
-        tx_ring_size: half,
-        refill: Vec::with_capacity(descs.len()),
-        batch: descs,
-        frames_in: 0,
-    })
 }
 
 impl XskTransport {
@@ -456,7 +329,7 @@ impl XskTransport {
             None => None,
             Some(m) => {
                 m.check_family(cfg.bind).map_err(XskError::Interface)?;
-                let member = crate::mcast::membership_socket(&m, cfg.bind.ip())
+                let member = crate::transport::mcast::membership_socket(&m, cfg.bind.ip())
                     .map_err(|e| XskError::Interface(e.to_string()))?;
                 let mac = frame::multicast_mac(m.group().ip())
                     .ok_or_else(|| XskError::Interface("group is not multicast".into()))?;

@@ -24,7 +24,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use crate::frame::Mac;
+use crate::transport::frame::Mac;
 
 /// A dump is at most this often on misses.
 pub const MISS_REFRESH: Duration = Duration::from_millis(20);

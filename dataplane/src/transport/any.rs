@@ -9,10 +9,10 @@ use std::str::FromStr;
 
 use xdp_prog::SteerMaps;
 
-use crate::mcast::Multicast;
+use crate::transport::mcast::Multicast;
+use crate::transport::udp::KernelUdp;
+use crate::transport::xsk::{XskConfig, XskTransport};
 use crate::transport::Transport;
-use crate::udp::KernelUdp;
-use crate::xsk::{XskConfig, XskTransport};
 
 /// Most receive queues the AF_XDP provider serves.
 pub const QUEUES_SERVED_MAX: u32 = 64;
@@ -151,7 +151,7 @@ fn open_xdp(
     let name = match interface {
         Some(n) => n.to_owned(),
         None => {
-            crate::neigh::link_holding(bind.ip())
+            crate::transport::neigh::link_holding(bind.ip())
                 .map_err(|e| e.to_string())?
                 .name
         }
@@ -163,7 +163,7 @@ fn open_xdp(
     cfg.multicast = mcast.copied();
     // Every receive queue gets a socket: RSS may put cluster frames on any of them, and a
     // queue without one passes them to a kernel with no socket on the port.
-    let queues = crate::xsk::rx_queue_count(&cfg.interface)
+    let queues = crate::transport::xsk::rx_queue_count(&cfg.interface)
         .map_err(|e| e.to_string())?
         .min(QUEUES_SERVED_MAX);
     cfg.queues = (0..queues).collect();

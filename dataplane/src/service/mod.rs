@@ -1,0 +1,242 @@
+//! The dataplane as rotord runs it: CPG sessions handed over by rotord on the control socket
+//! are served from the same loop that runs totem-core. Requests are read from each client's
+//! ring and go to the node through totem-core's `Sessions` (the local side of CPG, which the
+//! simulator runs too); deliveries and membership changes are written to the ring of every
+//! session that `Sessions::route` names — the group's members from the change that adds each
+//! one to the change that shows it leave, never a session whose join is still in flight —, in
+//! delivery order. A delivery's record is its header, built on the stack, and its data, borrowed
+//! from the core's frame store, gathered straight into each ring: after the socket, the store's
+//! copy and the ring's are the only copies of a message.
+//!
+//! Flow control without loss: a multicast the node refuses with "try again" stays pending in
+//! its session (nothing more is read from that ring until it is accepted), so a client whose
+//! ring then fills gets `TryAgain` itself. In the other direction a client that does not drain
+//! its ring gets its records queued here up to `CLIENT_BACKLOG_BYTES_MAX`; beyond that it is
+//! disconnected with a logged reason — it can no longer see every message, and EVS forbids
+//! skipping one — and its processes leave their groups as "process down".
+//!
+//! The loop and its poll modes are here; the sessions in `clients`, the control socket to
+//! rotord in `control`.
+
+use std::io;
+use std::time::{Duration, Instant as WallInstant};
+
+use rotor_proto::control::{FromDataplane, RingReport};
+use rotor_proto::RingState;
+
+use crate::quorum::QuorumLink;
+use crate::runner::Runner;
+use crate::stats::Entries;
+use crate::transport::Transport;
+
+/// Records one client may have queued here beyond its ring before it is disconnected.
+pub const CLIENT_BACKLOG_BYTES_MAX: usize = 64 << 20;
+/// Requests taken from one client per turn, so one busy client cannot starve the others.
+const REQUESTS_PER_TURN: usize = 256;
+/// How long the loop sleeps at most while a client's ring is too full for its records (the
+/// client frees room without waking us).
+const BACKLOG_RETRY: Duration = Duration::from_millis(1);
+/// How long an orderly shutdown waits for this node's leave to be ordered (allow_downscale).
+const LEAVE_ANNOUNCE_WAIT: Duration = Duration::from_secs(2);
+/// How often sessions are checked for a dead peer and stats are published.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How the loop waits for work: the poll mode rotord asked for (`rotor.poll_mode`), resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PollLoop {
+    /// Never sleep: for a dedicated core.
+    Busy,
+    /// Spin `spin` after the last work, then sleep in poll(2).
+    Adaptive { spin: Duration },
+    /// Always sleep in poll(2) when idle.
+    Blocking,
+}
+
+/// Pollers one dataplane runs (its one poll loop).
+const POLLERS: usize = 1;
+/// Cores a machine keeps for everything but the pollers: rotord and applications, and the
+/// kernel's network processing (softirqs: the copy-mode AF_XDP and UDP paths run there).
+const CORES_KEPT: usize = 2;
+
+impl PollLoop {
+    /// How the log names the mode: "busy", "adaptive (spin 10 µs)", "blocking".
+    pub fn describe(self) -> String {
+        match self {
+            PollLoop::Busy => "busy".into(),
+            PollLoop::Adaptive { spin } => format!("adaptive (spin {} µs)", spin.as_micros()),
+            PollLoop::Blocking => "blocking".into(),
+        }
+    }
+
+    /// The default mode: busy when the loop is pinned to a core of its own and
+    /// `cpus` leaves `CORES_KEPT` for the rest, adaptive (spinning `spin`) when there are fewer
+    /// free cores than pollers — as on a 2-core machine. Returns the mode and why, for the log.
+    pub fn auto(cpus: usize, pinned: bool, spin: Duration) -> (PollLoop, String) {
+        if !pinned {
+            let why = "not pinned to a core (rotor.dataplane_cores / --core)".to_owned();
+            return (PollLoop::Adaptive { spin }, why);
+        }
+        let free = cpus.saturating_sub(CORES_KEPT);
+        let why = format!(
+            "{cpus} CPUs, {CORES_KEPT} kept for rotord, applications and the kernel: {free} \
+             free for {POLLERS} poller"
+        );
+        if free >= POLLERS {
+            (PollLoop::Busy, why)
+        } else {
+            (PollLoop::Adaptive { spin }, why)
+        }
+    }
+}
+
+mod clients;
+mod control;
+
+pub use clients::{Armed, Clients, IpcCounters};
+pub use control::{Control, ControlInput, StartError};
+
+/// The stats published to rotord (cmap keys under `stats.`).
+pub fn stats_counters<T: Transport>(runner: &Runner<T>, clients: &Clients) -> Entries {
+    let mut out = runner.counters();
+    clients.entries(&mut out);
+    out.push(("log.dropped".into(), rotor_log::forward_dropped()));
+    out
+}
+
+/// Runs the service loop until rotord says stop or hangs up, or `stop` turns true.
+pub fn run<T: Transport>(
+    runner: &mut Runner<T>,
+    control: &mut Control,
+    mode: PollLoop,
+    stop: &dyn Fn() -> bool,
+) -> io::Result<()> {
+    let mut clients = Clients::new(runner.node().node_id().0);
+    let mut last_work = WallInstant::now();
+    let mut last_housekeeping = WallInstant::now();
+    let mut last_ring = (RingState::Down, runner.node().ring());
+    let mut fds = Vec::new();
+    let mut keys_reported = crate::change::KeysReported::default();
+    let mut quorum = QuorumLink::default();
+    report_ring(runner, control, &mut last_ring, true);
+    quorum.pump(runner.node_mut(), |m| control.send_in_order(&m));
+    let mut gone = false;
+    while !stop() {
+        match control.poll() {
+            Some(ControlInput::Session(s)) => clients.adopt(s),
+            Some(ControlInput::Change(c)) => crate::change::handle(runner, control, c),
+            Some(ControlInput::Quorum { request, op }) => {
+                let reply = quorum.handle(runner.node_mut(), request, op);
+                // The state the request changed goes up before its answer.
+                quorum.pump(runner.node_mut(), |m| control.send_in_order(&m));
+                if let Some(reply) = reply {
+                    control.send_in_order(&reply);
+                }
+            }
+            Some(ControlInput::Shutdown) => break,
+            Some(ControlInput::Gone) => {
+                gone = true;
+                break;
+            }
+            None => {}
+        }
+        let mut work = clients.serve(runner);
+        fds.clear();
+        fds.push(control.fd());
+        // Arm the clients' wake-ups only on the way to sleep: an armed session makes its
+        // client signal an eventfd (a system call) for every record it writes.
+        let max_wait = if work > 0 {
+            Duration::ZERO
+        } else {
+            match mode {
+                PollLoop::Busy => Duration::ZERO,
+                PollLoop::Adaptive { spin } if last_work.elapsed() < spin => Duration::ZERO,
+                _ => {
+                    let armed = clients.arm(&mut fds);
+                    if armed.ready {
+                        Duration::ZERO
+                    } else if armed.backlogged {
+                        BACKLOG_RETRY
+                    } else {
+                        HOUSEKEEPING_INTERVAL
+                    }
+                }
+            }
+        };
+        work += runner.turn(max_wait, &fds, |ev| clients.on_event(ev))?;
+        if work > 0 {
+            last_work = WallInstant::now();
+        }
+        report_ring(runner, control, &mut last_ring, false);
+        quorum.pump(runner.node_mut(), |m| control.send_in_order(&m));
+        crate::change::report(runner, control, &mut keys_reported);
+        control.flush_queued();
+        if last_housekeeping.elapsed() >= HOUSEKEEPING_INTERVAL {
+            last_housekeeping = WallInstant::now();
+            clients.check_peers();
+            control.report(&FromDataplane::Stats {
+                counters: stats_counters(runner, &clients),
+            });
+        }
+    }
+    // A clean leave lowers the others' expected votes (allow_downscale): ordered before the
+    // node leaves the ring, waited for a short while (a ring that cannot order it is
+    // breaking up anyway).
+    if !gone && quorum.announce_leave(runner.node_mut()) {
+        let deadline = WallInstant::now() + LEAVE_ANNOUNCE_WAIT;
+        while !quorum.leave_done() && WallInstant::now() < deadline {
+            runner.turn(Duration::from_millis(5), &[], |ev| clients.on_event(ev))?;
+            quorum.pump(runner.node_mut(), |m| control.send_in_order(&m));
+        }
+        control.flush_queued();
+    }
+    runner.node_mut().leave();
+    runner.flush()
+}
+
+/// The protocol state as rotord's ring record names it.
+fn ring_state(state: totem_core::State) -> RingState {
+    match state {
+        totem_core::State::Gather => RingState::Gather,
+        totem_core::State::Commit => RingState::Commit,
+        totem_core::State::Recovery => RingState::Recovery,
+        totem_core::State::Operational => RingState::Operational,
+    }
+}
+
+fn report_ring<T: Transport>(
+    runner: &Runner<T>,
+    control: &mut Control,
+    last: &mut (RingState, totem_core::RingId),
+    force: bool,
+) {
+    let node = runner.node();
+    let state = ring_state(node.state());
+    if !force && last.0 == state && last.1 == node.ring() {
+        return;
+    }
+    *last = (state, node.ring());
+    control.report(&FromDataplane::Ring(RingReport {
+        state,
+        ring_rep: node.ring().rep,
+        ring_seq: node.ring().seq,
+        members: node.members().iter().map(|n| n.0).collect(),
+        transport: runner.transport().name().to_owned(),
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_polls_busy_only_with_a_pinned_core_to_spare() {
+        let spin = Duration::from_micros(50);
+        assert_eq!(PollLoop::auto(2, true, spin).0, PollLoop::Adaptive { spin });
+        assert_eq!(PollLoop::auto(3, true, spin).0, PollLoop::Busy);
+        assert_eq!(
+            PollLoop::auto(64, false, spin).0,
+            PollLoop::Adaptive { spin }
+        );
+        assert_eq!(PollLoop::auto(1, true, spin).0, PollLoop::Adaptive { spin });
+    }
+}
