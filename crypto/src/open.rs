@@ -308,13 +308,15 @@ impl Opener {
     }
 
     fn open_counted<'a>(&mut self, frame: &'a mut [u8]) -> Result<Opened<'a>, OpenError> {
-        // Header checks, cheapest and most common first; no crypto before ForeignCluster.
+        // Header checks, cheapest and most common first; no crypto before ForeignCluster. A
+        // frame that does not start with our magic is someone else's (a Corosync ping is
+        // shorter than our header), not one of ours cut short.
+        if frame.len() >= MAGIC.len() && frame[..MAGIC.len()] != MAGIC {
+            return Err(OpenError::BadMagic);
+        }
         let Ok((header, _)) = SealHeader::read_from_prefix(frame) else {
             return Err(OpenError::Truncated);
         };
-        if header.magic != MAGIC {
-            return Err(OpenError::BadMagic);
-        }
         if header.version != VERSION {
             return Err(OpenError::BadVersion);
         }

@@ -291,6 +291,19 @@ fn truncated_frames_of_every_length() {
 }
 
 #[test]
+fn a_short_frame_of_someone_else_is_bad_magic_not_truncated() {
+    // A Corosync knet ping is 26 bytes, shorter than our header: it is not ours cut short.
+    let (_, mut opener) = pair(CryptoMode::Gcm256);
+    let mut ping = vec![0x01, 0x81, 0x00, 0x07, 0x01, 0x00];
+    ping.extend_from_slice(&[0; 20]);
+    assert_eq!(opener.open(&mut ping), Err(OpenError::BadMagic));
+    let mut ours_cut = b"RT".to_vec();
+    assert_eq!(opener.open(&mut ours_cut), Err(OpenError::Truncated));
+    let counters = opener.counters();
+    assert_eq!((counters.bad_magic, counters.truncated), (1, 1));
+}
+
+#[test]
 fn replay_window() {
     for mode in CryptoMode::ALL {
         let (mut sealer, mut opener) = pair(mode);
