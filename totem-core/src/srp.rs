@@ -259,6 +259,12 @@ impl Srp {
         Ok(srp)
     }
 
+    /// Whether this node has installed a ring since it started (the start's pseudo-ring has an
+    /// odd sequence number; formed rings are multiples of 4).
+    fn ever_installed(&self) -> bool {
+        self.installed.ring.seq % 4 == 0
+    }
+
     pub fn node_id(&self) -> NodeId {
         self.me
     }
@@ -392,7 +398,7 @@ impl Srp {
                         Timer::TokenLoss => self.on_token_loss_timeout(now),
                         Timer::TokenRetransmit => self.on_token_retransmit_timeout(now),
                         Timer::Hold => self.on_hold_timeout(now, up),
-                        Timer::Join => self.on_join_timeout(now),
+                        Timer::Join => self.on_join_timeout(now, up),
                         Timer::Consensus => self.on_consensus_timeout(now, up),
                         Timer::Merge => self.on_merge_timeout(now),
                     }
@@ -480,10 +486,20 @@ impl Srp {
         }
     }
 
-    fn on_join_timeout(&mut self, now: Instant) {
+    fn on_join_timeout(&mut self, now: Instant, up: &mut impl Upper) {
         if self.state == State::Gather {
             self.send_join();
             self.set_timer(Timer::Join, Some(now.plus_ms(self.config.join_ms)));
+            if !self.ever_installed() {
+                // A node that just started and that nobody answered within a join period
+                // forms its first ring alone and merges when the others appear, as corosync
+                // does (its own join comes back through the transport and memb_join_process
+                // finds consensus on it), instead of waiting for the consensus timeout —
+                // 3.6 s at the default token — before it has any ring (and systemd its
+                // READY=1). Only before the first ring: later gathers keep the consensus
+                // timeout, so survivors of a fault do not split into rings of one.
+                self.check_consensus(now, up);
+            }
         }
     }
 
