@@ -110,6 +110,14 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// The session's control socket: it hangs up when the peer goes away, which wakes a
+    /// caller that sleeps on [`Conn::fd`] and it together.
+    pub(crate) fn control_fd(&self) -> RawFd {
+        self.session.control_fd()
+    }
+}
+
 fn ipc_shm_signal(session: &Session) {
     let one: u64 = 1;
     // SAFETY: writing 8 bytes to our own eventfd.

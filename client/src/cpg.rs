@@ -6,8 +6,10 @@
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use rotor_proto::cpg::{Event, Request, OP_REPLY};
-pub use rotor_proto::cpg::{Guarantee, Member, Reason};
+pub use rotor_proto::cpg::{
+    Event, Guarantee, Member, Reason, GROUP_NAME_MAX, JOIN_FLAGS_KNOWN, JOIN_INITIAL_TOTEM_CONF,
+};
+use rotor_proto::cpg::{Request, OP_REPLY};
 use rotor_proto::Status;
 
 use crate::conn::Conn;
@@ -40,6 +42,41 @@ pub enum Dispatch {
     Busy,
 }
 
+/// How long [`Cpg::poll_event`] waits for an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Not at all.
+    No,
+    /// Up to the duration (spinning briefly, then sleeping).
+    Up(Duration),
+    /// Spin until one arrives.
+    Spin,
+}
+
+/// One event taken from the handle, owned: for callers that run their callbacks after
+/// releasing the handle (the C library calls back into user code, which may use the handle).
+pub struct Received {
+    record: Vec<u8>,
+}
+
+impl Received {
+    /// The event; its slices borrow the record.
+    pub fn event(&self) -> Result<Event<'_>, Error> {
+        Ok(Event::decode(&self.record)?)
+    }
+
+    /// The whole record, writable (a delivery's data is a range of it: libcpg hands the
+    /// application a writable message).
+    pub fn record_mut(&mut self) -> &mut [u8] {
+        &mut self.record
+    }
+
+    /// The record's first byte, to turn a slice of [`Received::event`] into an offset.
+    pub fn record_start(&self) -> *const u8 {
+        self.record.as_ptr()
+    }
+}
+
 /// A group and its members.
 pub type GroupMembers = (Vec<u8>, Vec<Member>);
 
@@ -49,6 +86,8 @@ pub struct Cpg {
     node_id: u32,
     message_size_max: usize,
     group: Option<Vec<u8>>,
+    /// The last multicast was refused for want of room and none was accepted since.
+    flow_controlled: bool,
 }
 
 fn is_reply(record: &[u8], req_id: u32) -> bool {
@@ -78,6 +117,7 @@ impl Cpg {
                 node_id,
                 message_size_max: message_size_max as usize,
                 group: None,
+                flow_controlled: false,
             }),
             _ => Err(Error::Protocol("first record is not a welcome")),
         }
@@ -114,12 +154,23 @@ impl Cpg {
 
     /// Joins `group` (`cpg_join`); the join shows in a confchg once it is ordered.
     pub fn join(&mut self, group: &[u8]) -> Result<(), Error> {
-        if group.is_empty() || group.len() > rotor_proto::cpg::GROUP_NAME_MAX {
+        self.join_with(group, 0)
+    }
+
+    /// Joins `group` with `JOIN_*` flags: with [`JOIN_INITIAL_TOTEM_CONF`] the current ring
+    /// comes as a totem confchg right after the join (libcpg's model v1 flag).
+    pub fn join_with(&mut self, group: &[u8], flags: u32) -> Result<(), Error> {
+        if group.is_empty() || group.len() > GROUP_NAME_MAX || flags & !JOIN_FLAGS_KNOWN != 0 {
             return Err(Error::Status(Status::InvalidParam));
         }
-        self.call(Request::Join { group })?;
+        self.call(Request::Join { group, flags })?;
         self.group = Some(group.to_vec());
         Ok(())
+    }
+
+    /// The group this handle joined, if any.
+    pub fn joined_group(&self) -> Option<&[u8]> {
+        self.group.as_deref()
     }
 
     /// Leaves `group` (`cpg_leave`).
@@ -140,7 +191,15 @@ impl Cpg {
         }
         let id = self.conn.req_id();
         Request::Mcast { guarantee, data }.encode(id, &mut self.conn.out);
-        self.conn.try_send_out()
+        let sent = self.conn.try_send_out();
+        self.flow_controlled = matches!(sent, Err(Error::TryAgain));
+        sent
+    }
+
+    /// Whether multicasts are being refused for want of room (`cpg_flow_control_state_get`):
+    /// true from a multicast that returned `TryAgain` until one is accepted.
+    pub fn flow_control_enabled(&self) -> bool {
+        self.flow_controlled
     }
 
     /// The members of `group` as this node has delivered them (`cpg_membership_get`).
@@ -153,28 +212,55 @@ impl Cpg {
         Ok(self.call(Request::Groups)?.1)
     }
 
+    /// The session's control socket, to poll beside [`Self::fd`]: it hangs up when the node
+    /// goes away.
+    pub fn control_fd(&self) -> std::os::fd::RawFd {
+        self.conn.control_fd()
+    }
+
     /// A descriptor to poll for readability (`cpg_fd_get`); call again before each sleep.
     pub fn fd(&mut self) -> Result<RawFd, Error> {
         self.conn.fd()
     }
 
+    /// The next event (deliveries, group changes, totem changes), waiting as `wait` says;
+    /// `None` when none came.
+    pub fn poll_event(&mut self, wait: Wait) -> Result<Option<Received>, Error> {
+        let mut wait = wait;
+        loop {
+            let record = match wait {
+                Wait::No => self.conn.next(None)?,
+                Wait::Up(d) => self.conn.next(Some(d))?,
+                Wait::Spin => Some(self.conn.next_busy()?),
+            };
+            let Some(record) = record else {
+                return Ok(None);
+            };
+            match Event::decode(&record)? {
+                // A late reply to a request that already timed out.
+                Event::Reply { .. } | Event::Welcome { .. } => {
+                    // Whatever the wait, what is left of it now is at most another look.
+                    wait = match wait {
+                        Wait::Spin => Wait::Spin,
+                        _ => Wait::No,
+                    };
+                }
+                _ => return Ok(Some(Received { record })),
+            }
+        }
+    }
+
     /// Runs the handler for waiting events (`cpg_dispatch`); returns how many it handled.
     pub fn dispatch(&mut self, mode: Dispatch, h: &mut impl Handler) -> Result<usize, Error> {
         let mut n = 0;
-        let mut first = match mode {
-            Dispatch::Blocking(d) => self.conn.next(Some(d))?,
-            Dispatch::Busy => Some(self.conn.next_busy()?),
-            _ => None,
+        let mut wait = match mode {
+            Dispatch::Blocking(d) => Wait::Up(d),
+            Dispatch::Busy => Wait::Spin,
+            Dispatch::One | Dispatch::All => Wait::No,
         };
-        loop {
-            let record = match first.take() {
-                Some(r) => r,
-                None => match self.conn.next(None)? {
-                    Some(r) => r,
-                    None => return Ok(n),
-                },
-            };
-            match Event::decode(&record)? {
+        while let Some(received) = self.poll_event(wait)? {
+            wait = Wait::No;
+            match received.event()? {
                 Event::Deliver {
                     guarantee,
                     sender,
@@ -192,13 +278,13 @@ impl Cpg {
                     ring_seq,
                     members,
                 } => h.totem_confchg(ring_rep, ring_seq, &members),
-                // A late reply to a request that already timed out.
                 Event::Reply { .. } | Event::Welcome { .. } => continue,
             }
             n += 1;
             if mode == Dispatch::One {
-                return Ok(n);
+                break;
             }
         }
+        Ok(n)
     }
 }

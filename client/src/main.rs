@@ -172,14 +172,15 @@ fn cmap(op: Option<CmapOp>) -> ExitCode {
             loop {
                 match c.next_notification(std::time::Duration::from_secs(1)) {
                     Ok(Some(n)) => {
-                        let kind = match n.kind {
-                            TRACK_ADD => "add",
-                            TRACK_DELETE => "delete",
-                            _ => "modify",
+                        // corosync-cmapctl -t's layout: the new value, the old one on delete.
+                        let (kind, value) = match n.kind {
+                            TRACK_ADD => ("create", &n.new),
+                            TRACK_DELETE => ("delete", &n.old),
+                            _ => ("modify", &n.new),
                         };
-                        match &n.new {
-                            Some(v) => println!("{kind} {}", line(&n.key, v)),
-                            None => println!("{kind} {}", n.key),
+                        match value {
+                            Some(v) => println!("{kind}> {}", line(&n.key, v)),
+                            None => println!("{kind}> {}", n.key),
                         }
                     }
                     Ok(None) => {}

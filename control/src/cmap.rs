@@ -127,6 +127,10 @@ pub enum CmapError {
     TooManyTracks,
     #[error("cmap: unknown track handle {0:?}")]
     UnknownTrack(TrackHandle),
+    #[error(
+        "cmap key {key}: has type {value_type}; only integers can be incremented or decremented"
+    )]
+    NotInteger { key: String, value_type: ValueType },
 }
 
 #[derive(Clone, Debug)]
@@ -280,6 +284,33 @@ impl CmapStore {
             }
         }
         Ok(())
+    }
+
+    /// Adds `step` (±1) to an integer key, wrapping at its type's bounds as corosync's
+    /// `icmap_adjust_int` does; floats, strings and binaries are refused.
+    pub fn adjust(&mut self, key: &str, step: i8, access: Access) -> Result<(), CmapError> {
+        check_key_name(key)?;
+        let current = self.entries.get(key).ok_or_else(|| CmapError::NotFound {
+            key: key.to_string(),
+        })?;
+        let s = i64::from(step);
+        let next = match *current {
+            Value::I8(v) => Value::I8(v.wrapping_add(step)),
+            Value::U8(v) => Value::U8(v.wrapping_add_signed(step)),
+            Value::I16(v) => Value::I16(v.wrapping_add(s as i16)),
+            Value::U16(v) => Value::U16(v.wrapping_add_signed(s as i16)),
+            Value::I32(v) => Value::I32(v.wrapping_add(s as i32)),
+            Value::U32(v) => Value::U32(v.wrapping_add_signed(s as i32)),
+            Value::I64(v) => Value::I64(v.wrapping_add(s)),
+            Value::U64(v) => Value::U64(v.wrapping_add_signed(s)),
+            ref other => {
+                return Err(CmapError::NotInteger {
+                    key: key.to_string(),
+                    value_type: other.value_type(),
+                })
+            }
+        };
+        self.set(key, next, access)
     }
 
     /// Deletes `key`, returning its last value.

@@ -448,3 +448,35 @@ fn cmapctl_listing_is_sorted_by_key() {
         "totem.token (u32) = 3000\n"
     );
 }
+
+#[test]
+fn inc_and_dec_wrap_integers_and_refuse_other_types() {
+    let mut cmap = CmapStore::new();
+    cmap.set("app.u8", Value::U8(255), Access::Client).unwrap();
+    cmap.adjust("app.u8", 1, Access::Client).unwrap();
+    assert_eq!(cmap.get("app.u8"), Some(&Value::U8(0)));
+    cmap.adjust("app.u8", -1, Access::Client).unwrap();
+    assert_eq!(cmap.get("app.u8"), Some(&Value::U8(255)));
+    cmap.set("app.i64", Value::I64(i64::MIN), Access::Client)
+        .unwrap();
+    cmap.adjust("app.i64", -1, Access::Client).unwrap();
+    assert_eq!(cmap.get("app.i64"), Some(&Value::I64(i64::MAX)));
+    cmap.set("app.u32", Value::U32(7), Access::Client).unwrap();
+    cmap.adjust("app.u32", 1, Access::Client).unwrap();
+    assert_eq!(cmap.get("app.u32"), Some(&Value::U32(8)));
+    cmap.set("app.str", Value::String("x".into()), Access::Client)
+        .unwrap();
+    assert!(matches!(
+        cmap.adjust("app.str", 1, Access::Client),
+        Err(CmapError::NotInteger { .. })
+    ));
+    assert!(matches!(
+        cmap.adjust("app.none", 1, Access::Client),
+        Err(CmapError::NotFound { .. })
+    ));
+    cmap.set("stats.x", Value::U64(1), Access::Daemon).unwrap();
+    assert!(matches!(
+        cmap.adjust("stats.x", 1, Access::Client),
+        Err(CmapError::ReadOnly { .. })
+    ));
+}

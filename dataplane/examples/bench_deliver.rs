@@ -58,7 +58,11 @@ fn run(size: usize, messages: usize, run_index: usize) -> (f64, u64) {
     clients.adopt(server.accept().expect("accept"));
     let mut client = connecting.join().expect("client");
     let mut record = Vec::new();
-    proto::Request::Join { group: GROUP }.encode(1, &mut record);
+    proto::Request::Join {
+        group: GROUP,
+        flags: 0,
+    }
+    .encode(1, &mut record);
     client.send(&record, WaitMode::Busy).expect("join");
     let mut buf = vec![0u8; client.recv_size_max()];
     let pid = std::process::id();

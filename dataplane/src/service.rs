@@ -547,7 +547,7 @@ fn handle<T: Transport>(
     let mut members = Vec::new();
     let mut groups = Vec::new();
     let status = match req {
-        proto::Request::Join { group } => {
+        proto::Request::Join { group, .. } => {
             if c.group.is_some() {
                 Status::Exist
             } else {
@@ -617,6 +617,19 @@ fn handle<T: Transport>(
         .map(|(g, m)| (g.as_slice(), m.iter().copied().map(member).collect()))
         .collect();
     reply(c, req_id, status, (members, groups), scratch, counters);
+    if let proto::Request::Join { flags, .. } = req {
+        if status == Status::Ok && flags & proto::JOIN_INITIAL_TOTEM_CONF != 0 {
+            // libcpg's initial totem configuration: the ring this node is in now.
+            let node = runner.node_mut();
+            proto::Event::TotemConfChg {
+                ring_rep: node.ring().rep,
+                ring_seq: node.ring().seq,
+                members: node.members().iter().map(|n| n.0).collect(),
+            }
+            .encode(scratch);
+            c.send(scratch, counters);
+        }
+    }
     Handled::Done
 }
 

@@ -61,7 +61,11 @@ fn backpressure_and_disconnects_are_counted() {
     let client = std::thread::spawn(move || {
         let mut s = Client::connect(&name).unwrap();
         let mut rec = Vec::new();
-        proto::Request::Join { group: b"g" }.encode(1, &mut rec);
+        proto::Request::Join {
+            group: b"g",
+            flags: 0,
+        }
+        .encode(1, &mut rec);
         s.send(&rec, WaitMode::Blocking).unwrap();
         let data = vec![0x5a; SIZE];
         for i in 0..MESSAGES {

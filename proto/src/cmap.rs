@@ -13,6 +13,8 @@ pub const OP_DELETE: u16 = 0x0203;
 pub const OP_ITER: u16 = 0x0204;
 pub const OP_TRACK_ADD: u16 = 0x0205;
 pub const OP_TRACK_DELETE: u16 = 0x0206;
+pub const OP_INC: u16 = 0x0207;
+pub const OP_DEC: u16 = 0x0208;
 pub const OP_REPLY: u16 = 0x0281;
 pub const OP_NOTIFY: u16 = 0x0282;
 
@@ -250,6 +252,14 @@ pub enum Request<'a> {
     TrackDelete {
         handle: u64,
     },
+    /// Adds one to an integer value, wrapping (corosync's `cmap_inc`).
+    Inc {
+        key: &'a str,
+    },
+    /// Subtracts one from an integer value, wrapping (`cmap_dec`).
+    Dec {
+        key: &'a str,
+    },
 }
 
 impl Request<'_> {
@@ -275,6 +285,12 @@ impl Request<'_> {
             Request::TrackDelete { handle } => {
                 Writer::new(out, OP_TRACK_DELETE, req_id).u64(*handle);
             }
+            Request::Inc { key } => {
+                Writer::new(out, OP_INC, req_id).str(key);
+            }
+            Request::Dec { key } => {
+                Writer::new(out, OP_DEC, req_id).str(key);
+            }
         }
     }
 
@@ -297,6 +313,8 @@ impl Request<'_> {
             OP_TRACK_DELETE => Request::TrackDelete {
                 handle: r.u64("handle")?,
             },
+            OP_INC => Request::Inc { key: r.str("key")? },
+            OP_DEC => Request::Dec { key: r.str("key")? },
             op => return Err(DecodeError::UnknownOp(op)),
         };
         r.finish()?;
@@ -530,6 +548,14 @@ mod tests {
                 ValueType::from_cmapctl_name(v.value_type().cmapctl_name()),
                 Some(v.value_type())
             );
+        }
+        for req in [
+            Request::Inc { key: "a.b.c" },
+            Request::Dec { key: "a.b.c" },
+            Request::TrackDelete { handle: 7 },
+        ] {
+            req.encode(4, &mut buf);
+            assert_eq!(Request::decode(&buf).unwrap(), (4, req));
         }
         let ev = Event::Notify {
             handle: 9,

@@ -23,6 +23,12 @@ pub const OP_TOTEM_CONFCHG: u16 = 0x0185;
 /// Longest group name (libcpg's `CPG_MAX_NAME_LENGTH`).
 pub const GROUP_NAME_MAX: usize = 128;
 
+/// `Join` flag: right after the join's reply, send this session a `TotemConfChg` of the
+/// current ring (libcpg's `CPG_MODEL_V1_DELIVER_INITIAL_TOTEM_CONF`, the same bit).
+pub const JOIN_INITIAL_TOTEM_CONF: u32 = 0x01;
+/// Every `Join` flag this version knows; a request with another bit is refused.
+pub const JOIN_FLAGS_KNOWN: u32 = JOIN_INITIAL_TOTEM_CONF;
+
 /// AGREED or SAFE (libcpg's `CPG_TYPE_AGREED`, `CPG_TYPE_SAFE`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Guarantee {
@@ -100,6 +106,8 @@ impl Reason {
 pub enum Request<'a> {
     Join {
         group: &'a [u8],
+        /// `JOIN_*` bits.
+        flags: u32,
     },
     Leave {
         group: &'a [u8],
@@ -119,8 +127,8 @@ pub enum Request<'a> {
 impl Request<'_> {
     pub fn encode(&self, req_id: u32, out: &mut Vec<u8>) {
         match *self {
-            Request::Join { group } => {
-                Writer::new(out, OP_JOIN, req_id).bytes(group);
+            Request::Join { group, flags } => {
+                Writer::new(out, OP_JOIN, req_id).bytes(group).u32(flags);
             }
             Request::Leave { group } => {
                 Writer::new(out, OP_LEAVE, req_id).bytes(group);
@@ -145,6 +153,10 @@ impl Request<'_> {
         let req = match env.op {
             OP_JOIN => Request::Join {
                 group: group(&mut r)?,
+                flags: match r.u32("join flags")? {
+                    f if f & !JOIN_FLAGS_KNOWN == 0 => f,
+                    _ => return Err(DecodeError::BadValue("join flags")),
+                },
             },
             OP_LEAVE => Request::Leave {
                 group: group(&mut r)?,
@@ -429,7 +441,10 @@ mod tests {
     fn requests_round_trip() {
         let mut buf = Vec::new();
         for req in [
-            Request::Join { group: b"g" },
+            Request::Join {
+                group: b"g",
+                flags: JOIN_INITIAL_TOTEM_CONF,
+            },
             Request::Leave { group: b"g" },
             Request::Mcast {
                 guarantee: Guarantee::Safe,
@@ -539,10 +554,24 @@ mod tests {
     #[test]
     fn bad_group_names_are_refused() {
         let mut buf = Vec::new();
-        Request::Join { group: b"" }.encode(1, &mut buf);
+        Request::Join {
+            group: b"",
+            flags: 0,
+        }
+        .encode(1, &mut buf);
         assert!(Request::decode(&buf).is_err());
         let long = [b'x'; GROUP_NAME_MAX + 1];
-        Request::Join { group: &long }.encode(1, &mut buf);
+        Request::Join {
+            group: &long,
+            flags: 0,
+        }
+        .encode(1, &mut buf);
+        assert!(Request::decode(&buf).is_err());
+        Request::Join {
+            group: b"g",
+            flags: 0x80,
+        }
+        .encode(1, &mut buf);
         assert!(Request::decode(&buf).is_err());
     }
 

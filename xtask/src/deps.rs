@@ -27,6 +27,22 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     ("nftables", "partition faults on network-namespace hosts"),
     (
+        "libcorosync-common-dev",
+        "corosync's headers (corotypes.h): the C libraries' types are generated from them",
+    ),
+    (
+        "libcpg-dev",
+        "corosync/cpg.h, the ABI of libcpg.so.4 (capi/cpg), and the C tests built against it",
+    ),
+    (
+        "libcmap-dev",
+        "corosync/cmap.h, the ABI of libcmap.so.4 (capi/cmap), and the C tests built against it",
+    ),
+    (
+        "corosync",
+        "Debian's corosync-cpgtool and corosync-cmapctl, run unchanged through rotor's C libraries in the tests",
+    ),
+    (
         "iputils-ping",
         "the XDP netns test checks ping between hosts while XDP is attached",
     ),

@@ -5,6 +5,7 @@
 mod cluster;
 mod demo;
 mod deps;
+mod install;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -25,10 +26,17 @@ usage: cargo xtask <command> [args]
   bench rings          latency of each ring on the path (root; report in bench/reports/)
   bench vs-corosync [--quick]
                        Corosync 3 and rotor side by side on netns hosts (root; report too)
+  bench capi [--runs R] [--lat-count N] [--tput-seconds T]
+                       the C bench client through rotor's libcpg against rotor bench, same
+                       cluster (root; report too)
   cluster up N [--transport auto|xdp|udp] [--ipv6] [--debug]
                        N netns hosts n1..nN (198.18.0.I, 2001:2::I), one rotord each
   cluster down         stop those nodes and remove the hosts
   cluster exec I CMD…  run CMD inside host nI
+  install [--prefix DIR] [--libdir DIR]
+                       build in release mode and install rotord, rotor-dataplane (PREFIX/sbin),
+                       rotor (PREFIX/bin) and the C libraries with their soname links and
+                       pkg-config files (LIBDIR, default PREFIX/lib/rotor; PREFIX: /usr/local)
   deps                 only install the missing system packages
 ";
 
@@ -46,6 +54,7 @@ fn main() {
         "bench" => bench(rest),
         "cluster" => cluster::main(rest),
         "deps" => deps::ensure(),
+        "install" => install::run(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())
@@ -143,6 +152,7 @@ const BENCHES: &[(&str, &str, &str, &str)] = &[
     ("deliver", "rotor-dataplane", "--example", "bench_deliver"),
     ("rings", "rotor-bench", "--bin", "bench-rings"),
     ("vs-corosync", "rotor-bench", "--bin", "vs-corosync"),
+    ("capi", "rotor-bench", "--bin", "bench-capi"),
 ];
 
 fn bench(args: &[String]) -> Result<(), String> {

@@ -36,6 +36,22 @@ struct CmapClient {
     tracks: Vec<TrackHandle>,
 }
 
+/// corosync's `stats.srp.*` counters (exec/stats.c) that rotor counts too: (corosync's
+/// name, rotor's counter under `stats.srp.`). Both are published; `stats.srp.rx_msg_dropped`
+/// is the sum of rotor's `drop_*` counters.
+pub const COROSYNC_SRP_COUNTERS: &[(&str, &str)] = &[
+    ("orf_token_rx", "tokens"),
+    ("mcast_tx", "data_out"),
+    ("mcast_rx", "data_in"),
+    ("mcast_retx", "retransmitted"),
+    ("memb_join_tx", "joins_sent"),
+    ("memb_join_rx", "joins_in"),
+    ("gather_entered", "gathers"),
+    ("operational_entered", "rings_installed"),
+    ("operational_token_lost", "token_lost"),
+    ("recovery_entered", "recoveries"),
+];
+
 /// Requests handled per client per turn, so one busy client cannot starve the others.
 const REQUESTS_PER_TURN: usize = 64;
 
@@ -47,6 +63,11 @@ pub struct CmapService {
     node: LocalNode,
     /// A client asked for an orderly shutdown (cfg).
     shutdown_requested: bool,
+    /// Every node seen in an operational ring: how often it joined one, and whether it is
+    /// in the current one (`runtime.members.<id>.*`).
+    members_seen: std::collections::BTreeMap<u32, (u32, bool)>,
+    /// The ring `runtime.members.*` were last updated for.
+    members_ring: Option<(u32, u64)>,
     buf: Vec<u8>,
     out: Vec<u8>,
 }
@@ -70,9 +91,12 @@ impl CmapService {
             clients: Vec::new(),
             node,
             shutdown_requested: false,
+            members_seen: Default::default(),
+            members_ring: None,
             buf: vec![0; 1 << 16],
             out: Vec::new(),
         };
+        service.publish_local_node_pos();
         service.publish_ring(&RingReport {
             state: rotor_proto::RingState::Down,
             ring_rep: 0,
@@ -131,7 +155,28 @@ impl CmapService {
     }
 
     /// Stores the dataplane's counters as `stats.<key>` (u64).
+    /// Stores the dataplane's counters as `stats.<key>` (u64), and under corosync's names
+    /// ([`COROSYNC_SRP_COUNTERS`]) where a counter means what corosync's does.
     pub fn publish_stats(&mut self, counters: Vec<(String, u64)>) {
+        let mut dropped = None;
+        for (k, v) in &counters {
+            if k.starts_with("srp.drop_") {
+                *dropped.get_or_insert(0u64) += v;
+            }
+            if let Some((name, _)) = COROSYNC_SRP_COUNTERS
+                .iter()
+                .find(|(_, ours)| k.strip_prefix("srp.") == Some(*ours))
+            {
+                let _ = self
+                    .cmap
+                    .set(&format!("stats.srp.{name}"), Value::U64(*v), Access::Daemon);
+            }
+        }
+        if let Some(v) = dropped {
+            let _ = self
+                .cmap
+                .set("stats.srp.rx_msg_dropped", Value::U64(v), Access::Daemon);
+        }
         for (k, v) in counters {
             let _ = self
                 .cmap
@@ -139,8 +184,79 @@ impl CmapService {
         }
     }
 
-    /// Publishes the ring in `runtime.totem.pg.mrp.srp.*` (corosync's keys).
+    /// `nodelist.local_node_pos`: this node's index in the nodelist, as corosync publishes it
+    /// (applications find their own `nodelist.node.<pos>.*` with it).
+    fn publish_local_node_pos(&mut self) {
+        let id = self.node.node_id;
+        let pos = self
+            .cmap
+            .iter_prefix("nodelist.node.")
+            .find(|(k, v)| k.ends_with(".nodeid") && **v == Value::U32(id))
+            .and_then(|(k, _)| k.split('.').nth(2).and_then(|p| p.parse::<u32>().ok()));
+        if let Some(pos) = pos {
+            let _ = self
+                .cmap
+                .set("nodelist.local_node_pos", Value::U32(pos), Access::Daemon);
+        }
+    }
+
+    /// The address corosync shows for a node: `r(0) ip(ADDR) ` (one ring).
+    fn member_ip(&self, id: u32) -> String {
+        let addr = if id == self.node.node_id {
+            self.node.bind.ip().to_string()
+        } else {
+            self.node
+                .peers
+                .iter()
+                .find(|(p, _)| *p == id)
+                .map(|(_, a)| a.ip().to_string())
+                .unwrap_or_default()
+        };
+        format!("r(0) ip({addr}) ")
+    }
+
+    /// `runtime.members.<id>.{ip,join_count,status,config_version}` as corosync keeps them:
+    /// every node seen in an operational ring keeps its entry, `joined` while in the ring,
+    /// `left` after; `join_count` counts the rings it joined after being out of one.
+    fn publish_members(&mut self, ring: &RingReport) {
+        if ring.state != rotor_proto::RingState::Operational
+            || self.members_ring == Some((ring.ring_rep, ring.ring_seq))
+        {
+            return;
+        }
+        self.members_ring = Some((ring.ring_rep, ring.ring_seq));
+        for (id, (_, in_ring)) in self.members_seen.iter_mut() {
+            if !ring.members.contains(id) {
+                *in_ring = false;
+            }
+        }
+        for m in &ring.members {
+            let entry = self.members_seen.entry(*m).or_insert((0, false));
+            if !entry.1 {
+                *entry = (entry.0 + 1, true);
+            }
+        }
+        let seen: Vec<(u32, (u32, bool))> =
+            self.members_seen.iter().map(|(k, v)| (*k, *v)).collect();
+        for (id, (joins, in_ring)) in seen {
+            let ip = self.member_ip(id);
+            let status = if in_ring { "joined" } else { "left" };
+            for (k, v) in [
+                ("ip", Value::String(ip)),
+                ("join_count", Value::U32(joins)),
+                ("status", Value::String(status.into())),
+                ("config_version", Value::U64(0)),
+            ] {
+                let key = format!("runtime.members.{id}.{k}");
+                let _ = self.cmap.set(&key, v, Access::Daemon);
+            }
+        }
+    }
+
+    /// Publishes the ring in `runtime.totem.pg.mrp.srp.*` and `runtime.members.*`
+    /// (corosync's keys).
     pub fn publish_ring(&mut self, ring: &RingReport) {
+        self.publish_members(ring);
         let (rep, seq) = (ring.ring_rep, ring.ring_seq);
         let set = |c: &mut CmapStore, k: &str, v: Value| {
             let _ = c.set(k, v, Access::Daemon);
@@ -301,6 +417,8 @@ impl CmapService {
                     value = Some(Value::U64(h.0));
                 })
             }
+            pc::Request::Inc { key } => self.cmap.adjust(key, 1, Access::Client),
+            pc::Request::Dec { key } => self.cmap.adjust(key, -1, Access::Client),
             pc::Request::TrackDelete { handle } => {
                 let h = TrackHandle(handle);
                 if self.clients[i].tracks.contains(&h) {

@@ -1,0 +1,253 @@
+//! `cargo xtask bench capi [--runs R] [--lat-count N] [--tput-seconds T] [--no-docs]`: the
+//! drop-in path against the native one, on the same rotor cluster (hosts `ca1..ca3`, XDP
+//! dataplane, AES-256-GCM): `bench/csrc/cpg_bench.c` — the C client of vs-corosync, unchanged,
+//! built against Debian's libcpg — run with rotor's libcpg.so.4 first on `LD_LIBRARY_PATH`,
+//! and `rotor bench` (rotor-client), the same workloads one after the other in each run:
+//! latency 64 B from host 1 (one message in flight, agreed self-delivery), throughput 64 B and
+//! 1 KB with every host sending (delivered msgs/s, median over the members). Ratios are C ÷
+//! Rust for throughput and Rust ÷ C for latency (1.0 = the same; the goal is ≥ 0.9), medians
+//! over runs. Writes `bench/reports/capi-<stamp>.md` and its block in docs/BENCHMARKS.md; the
+//! last stdout line is `capi lat64_p50_ratio=… lat64_p99_ratio=… tput64_ratio=… tput1k_ratio=…`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use rotor_bench::cluster::{
+    self, bench_args, bench_lines, build_c_client, build_rotor, check_interrupt, run_clients,
+    Rotor, RotorConf,
+};
+use rotor_bench::dist::median;
+use rotor_bench::line::Line;
+use rotor_bench::report::{load_average, table, workspace_root, Machine, Report, RunInfo, Utc};
+use rotor_testbed::Testbed;
+
+const PREFIX: &str = "ca";
+const HOSTS: usize = 3;
+
+struct Plan {
+    runs: usize,
+    lat_count: u64,
+    tput_seconds: f64,
+    docs: bool,
+    args: Vec<String>,
+}
+
+impl Plan {
+    fn parse(args: &[String]) -> Result<Plan, String> {
+        let mut p = Plan {
+            runs: 3,
+            lat_count: 5000,
+            tput_seconds: 5.0,
+            docs: true,
+            args: args.to_vec(),
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = || it.next().ok_or_else(|| format!("{a} needs a value"));
+            match a.as_str() {
+                "--runs" => p.runs = value()?.parse().map_err(|_| "--runs: a number")?,
+                "--lat-count" => {
+                    p.lat_count = value()?.parse().map_err(|_| "--lat-count: a number")?
+                }
+                "--tput-seconds" => {
+                    p.tput_seconds = value()?.parse().map_err(|_| "--tput-seconds: seconds")?
+                }
+                "--no-docs" => p.docs = false,
+                other => return Err(format!("unknown argument `{other}`")),
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// (workload, client) → figures of each run.
+#[derive(Default)]
+struct Figures {
+    lat_p50: [Vec<f64>; 2],
+    lat_p99: [Vec<f64>; 2],
+    tput64: [Vec<f64>; 2],
+    tput1k: [Vec<f64>; 2],
+    seq_errors: f64,
+    raw: Vec<String>,
+}
+
+/// rotor's libraries under their sonames, for `LD_LIBRARY_PATH`, from a release build.
+fn lib_dir(bin: &Path) -> Result<std::path::PathBuf, String> {
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build.current_dir(workspace_root()).args([
+        "build",
+        "--release",
+        "-p",
+        "rotor-capi-cpg",
+        "-p",
+        "rotor-capi-corosync-common",
+    ]);
+    let status = build.status().map_err(|e| format!("cargo build: {e}"))?;
+    if !status.success() {
+        return Err(format!("cargo build of the C libraries: {status}"));
+    }
+    let dir = bin.join("capi-lib");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    for (file, soname) in [
+        ("libcpg.so", "libcpg.so.4"),
+        ("libcorosync_common.so", "libcorosync_common.so.4"),
+    ] {
+        let link = dir.join(soname);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(bin.join(file), &link).map_err(|e| e.to_string())?;
+    }
+    Ok(dir)
+}
+
+fn main() {
+    cluster::bench_main("capi", run);
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let plan = Plan::parse(args)?;
+    if !rotor_testbed::root_or_skip("bench capi needs network namespaces and XDP") {
+        return Err("not root".into());
+    }
+    let started = Utc::now();
+    let machine = Machine::detect();
+    let bin = build_rotor()?;
+    let libs = lib_dir(&bin)?;
+    let cpg_bench = bin.join("cpg_bench");
+    build_c_client(&cpg_bench)?;
+    let work = std::env::temp_dir().join(format!("rotor-bench-capi-{}", std::process::id()));
+    let load_before = load_average();
+    let bed = Testbed::up(PREFIX, HOSTS).map_err(|e| format!("testbed: {e}"))?;
+    let rotor = Rotor::up(&bed, &work, &bin, RotorConf::default())?;
+    let mut f = Figures::default();
+    // Index 0: the C client through libcpg; 1: rotor bench.
+    let client = |which: usize, i: usize, a: &[String]| {
+        if which == 0 {
+            let mut cmd = bed.command(i, &cpg_bench);
+            cmd.env("LD_LIBRARY_PATH", &libs).args(a);
+            cmd
+        } else {
+            let mut cmd = bed.command(i, bin.join("rotor"));
+            cmd.arg("bench").args(a);
+            cmd
+        }
+    };
+    for r in 0..plan.runs {
+        for which in [0, 1] {
+            let tag = ["c-libcpg", "rust"][which];
+            check_interrupt()?;
+            let group = format!("capi-{tag}-r{r}-lat");
+            let args = bench_args("lat", 64, plan.lat_count, 60.0, &group, 1);
+            let out = run_clients(vec![(1, client(which, 1, &args))], Duration::from_secs(120))?;
+            let line = bench_lines(&out, &format!("{tag} lat 64"))?.remove(0);
+            eprintln!("capi: run {}: {tag}: {line}", r + 1);
+            f.raw.push(format!("run {} {tag} host1 {line}", r + 1));
+            let l = Line::parse(&line).ok_or("unparsable lat line")?;
+            f.lat_p50[which].push(l.num("p50_us")?);
+            f.lat_p99[which].push(l.num("p99_us")?);
+            f.seq_errors += l.num("seq_errors")?;
+            for size in [64usize, 1024] {
+                check_interrupt()?;
+                let group = format!("capi-{tag}-r{r}-tput{size}");
+                let args = bench_args(
+                    "tput",
+                    size,
+                    1_000_000_000,
+                    plan.tput_seconds,
+                    &group,
+                    HOSTS,
+                );
+                let cmds = (1..=HOSTS).map(|i| (i, client(which, i, &args))).collect();
+                let limit = Duration::from_secs_f64(plan.tput_seconds + 90.0);
+                let lines = bench_lines(&run_clients(cmds, limit)?, &format!("{tag} tput {size}"))?;
+                let mut rates = Vec::new();
+                for (i, line) in lines.iter().enumerate() {
+                    eprintln!("capi: run {}: {tag}: host{} {line}", r + 1, i + 1);
+                    f.raw
+                        .push(format!("run {} {tag} host{} {line}", r + 1, i + 1));
+                    let l = Line::parse(line).ok_or("unparsable tput line")?;
+                    rates.push(l.num("delivered_msgs_per_s")?);
+                    f.seq_errors += l.num("seq_errors")?;
+                }
+                let m = median(&rates).unwrap_or(0.0);
+                if size == 64 {
+                    f.tput64[which].push(m);
+                } else {
+                    f.tput1k[which].push(m);
+                }
+            }
+        }
+    }
+    drop(rotor);
+    drop(bed);
+    let load_after = load_average();
+    let _ = std::fs::remove_dir_all(&work);
+    let med = |v: &Vec<f64>| median(v).unwrap_or(0.0);
+    let ratio = |num: f64, den: f64| if den > 0.0 { num / den } else { 0.0 };
+    let rows_src = [
+        ("latency 64 B p50 (µs)", &f.lat_p50, true),
+        ("latency 64 B p99 (µs)", &f.lat_p99, true),
+        ("throughput 64 B (msgs/s per member)", &f.tput64, false),
+        ("throughput 1 KB (msgs/s per member)", &f.tput1k, false),
+    ];
+    let mut ratios = Vec::new();
+    let rows: Vec<Vec<String>> = rows_src
+        .iter()
+        .map(|(name, v, lower_better)| {
+            let (c, rust) = (med(&v[0]), med(&v[1]));
+            let q = if *lower_better {
+                ratio(rust, c)
+            } else {
+                ratio(c, rust)
+            };
+            ratios.push(q);
+            vec![
+                name.to_string(),
+                format!("{c:.1}"),
+                format!("{rust:.1}"),
+                format!("{q:.2}"),
+            ]
+        })
+        .collect();
+    let table_md = table(
+        &["", "C client via libcpg", "rotor bench (Rust)", "ratio"],
+        &rows,
+    );
+    let last = format!(
+        "capi lat64_p50_ratio={:.2} lat64_p99_ratio={:.2} tput64_ratio={:.2} tput1k_ratio={:.2}",
+        ratios[0], ratios[1], ratios[2], ratios[3]
+    );
+    println!("{table_md}");
+    let mut rep = Report::new("capi", started);
+    rep.markdown = format!(
+        "# capi, {} {}\n\n- Command: `cargo xtask bench capi {}`\n- Machine: {}\n- Load average: \
+         {load_before} before, {load_after} after\n- Cluster: rotor on {HOSTS} network namespaces \
+         `{PREFIX}1..{PREFIX}{HOSTS}` (transport xdp, AES-256-GCM, default poll mode), up once for \
+         every run\n- Clients, one after the other in each run: `bench/csrc/cpg_bench.c` built \
+         against Debian's libcpg and run with rotor's libcpg.so.4 on LD_LIBRARY_PATH, and `rotor \
+         bench`\n- Workloads: latency = {} messages of 64 B, one in flight, host 1; throughput = \
+         every host sends for {} s\n- Runs: {}; figures are medians over runs. Ratio: Rust ÷ C for \
+         latency, C ÷ Rust for throughput (1.00 = the same, the goal ≥ 0.90)\n- Sequence errors \
+         (all clients, all runs): {}\n\n## Results\n\n{table_md}\n`{last}`\n\n## Raw lines\n\n```\n{}\n```\n",
+        started.date(),
+        started.time(),
+        plan.args.join(" "),
+        machine.describe(),
+        plan.lat_count,
+        plan.tput_seconds,
+        plan.runs,
+        f.seq_errors,
+        f.raw.join("\n"),
+    );
+    let info = RunInfo {
+        command: format!("cargo xtask bench capi {}", plan.args.join(" ")),
+        machine,
+        started,
+        load_before,
+        load_after,
+    };
+    let path = rep.publish(&info, &format!("{table_md}\n`{last}`\n"), plan.docs)?;
+    eprintln!("capi: report {}", path.display());
+    println!("{last}");
+    Ok(())
+}

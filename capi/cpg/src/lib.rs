@@ -1,0 +1,800 @@
+//! libcpg.so.4 over rotor: corosync's CPG C API (`corosync/cpg.h`, the ABI's definition) as a
+//! thin layer over rotor-client's [`Cpg`]. A handle is an hdb-style entry of [`HANDLES`]
+//! holding one `Cpg` session; every call looks it up (stale or unknown: `CS_ERR_BAD_HANDLE`),
+//! locks it, and maps the client's errors to `cs_error_t` (a full ring to the dataplane is
+//! `CS_ERR_TRY_AGAIN`). Callbacks run only from `cpg_dispatch`, with the handle unlocked, so
+//! they may call back into the library (multicast, leave, even finalize: dispatch then
+//! returns `CS_ERR_BAD_HANDLE`, as corosync's does).
+//!
+//! Where rotor differs from corosync, on purpose: a message is one multicast up to
+//! [`Cpg::max_message_size`] (1 MiB; `cpg_max_atomic_msgsize_get` says so) and a larger one is
+//! `CS_ERR_TOO_BIG` rather than fragments; an empty group name is `CS_ERR_INVALID_PARAM`;
+//! output pointers that are NULL are `CS_ERR_INVALID_PARAM` rather than a crash; the flow
+//! control state is `CPG_FLOW_CONTROL_ENABLED` from a multicast refused with
+//! `CS_ERR_TRY_AGAIN` until one is accepted (corosync 3 always says disabled); zero-copy
+//! buffers (`cpg_zcb_*`) are ordinary memory of this process, multicast with one copy.
+//!
+//! Safety contract of every exported function: pointer arguments are NULL or valid for what
+//! `cpg.h` says the function does with them; the library checks NULL, never validity.
+#![allow(clippy::missing_safety_doc)]
+
+mod abi {
+    //! `corosync/cpg.h`'s types and constants, generated at build time.
+    #![allow(
+        non_camel_case_types,
+        non_upper_case_globals,
+        non_snake_case,
+        dead_code
+    )]
+    #![allow(clippy::all)]
+    include!(concat!(env!("OUT_DIR"), "/cpg.rs"));
+}
+
+// The entry points of the functions libcpg.versions tags COROSYNC_CPG_1.0.
+include!(concat!(env!("OUT_DIR"), "/versioned.rs"));
+
+use std::ffi::{c_int, c_uint, c_void};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use abi::*;
+use rotor_capi::abi::*;
+use rotor_capi::handles::{lock, HandleTable};
+use rotor_capi::{cs_error, guard, result, write_out, UserPointer};
+use rotor_client::cpg::{Cpg, Event, Guarantee, Member, Reason, Wait, GROUP_NAME_MAX};
+
+const _: () = assert!(CPG_MAX_NAME_LENGTH as usize == GROUP_NAME_MAX);
+const _: () =
+    assert!(CPG_MODEL_V1_DELIVER_INITIAL_TOTEM_CONF == rotor_client::cpg::JOIN_INITIAL_TOTEM_CONF);
+
+/// How long a blocking dispatch spins for an event before it sleeps on the fd (the Rust
+/// client's blocking dispatch does the same), with the handle locked.
+const DISPATCH_SPIN: Duration = Duration::from_micros(20);
+
+/// The model v1 callbacks and flags of a handle.
+#[derive(Clone, Copy, Default)]
+struct Callbacks {
+    deliver: cpg_deliver_fn_t,
+    confchg: cpg_confchg_fn_t,
+    totem_confchg: cpg_totem_confchg_fn_t,
+    flags: c_uint,
+}
+
+struct State {
+    /// `None` once finalized.
+    cpg: Option<Cpg>,
+    callbacks: Callbacks,
+    context: UserPointer,
+    /// Iteration handles opened on this handle (finalized with it).
+    iterations: Vec<u64>,
+    /// Zero-copy buffers handed out and not freed: (address, size).
+    zcb: Vec<(usize, usize)>,
+    /// A multicast's iovecs gathered into one message.
+    gather: Vec<u8>,
+    /// The application asked for the fd (`cpg_fd_get`): it may poll it from now on, so the fd
+    /// is kept armed after every call — readable whenever an event waits, as libqb's socket
+    /// is — and not only until the next dispatch. Applications that never ask do not pay for
+    /// the wake-ups.
+    fd_used: bool,
+}
+
+impl State {
+    /// Keeps the fd readable while events wait (see `fd_used`).
+    fn rearm(&mut self) {
+        if self.fd_used {
+            if let Some(cpg) = self.cpg.as_mut() {
+                let _ = cpg.fd();
+            }
+        }
+    }
+}
+
+type Instance = Mutex<State>;
+
+/// Every live cpg handle.
+static HANDLES: HandleTable<Instance> = HandleTable::new();
+
+/// One `cpg_iteration_initialize`: the rows it returns, taken at once.
+struct Iteration {
+    owner: u64,
+    rows: Vec<cpg_iteration_description_t>,
+    next: usize,
+}
+
+static ITERATIONS: HandleTable<Mutex<Iteration>> = HandleTable::new();
+
+/// Runs `f` on the live, unfinalized handle `handle`.
+fn with_cpg(handle: cpg_handle_t, f: impl FnOnce(&mut State) -> cs_error_t) -> cs_error_t {
+    guard(|| {
+        let Some(instance) = HANDLES.get(handle) else {
+            return CS_ERR_BAD_HANDLE;
+        };
+        let mut state = lock(&instance);
+        if state.cpg.is_none() {
+            return CS_ERR_BAD_HANDLE;
+        }
+        let r = f(&mut state);
+        state.rearm();
+        r
+    })
+}
+
+/// The group a `cpg_name` names: NULL is `CS_ERR_INVALID_PARAM`, longer than
+/// `CPG_MAX_NAME_LENGTH` is `CS_ERR_NAME_TOO_LONG` (corosync's checks).
+unsafe fn group_name<'a>(name: *const cpg_name) -> Result<&'a [u8], cs_error_t> {
+    // SAFETY: NULL or a valid cpg_name, by the API's contract.
+    let Some(name) = (unsafe { name.as_ref() }) else {
+        return Err(CS_ERR_INVALID_PARAM);
+    };
+    let len = name.length as usize;
+    if len > name.value.len() {
+        return Err(CS_ERR_NAME_TOO_LONG);
+    }
+    // SAFETY: c_char and u8 have the same size and alignment; `len` is within `value`.
+    Ok(unsafe { std::slice::from_raw_parts(name.value.as_ptr().cast::<u8>(), len) })
+}
+
+fn to_cpg_name(group: &[u8]) -> cpg_name {
+    let mut name = cpg_name::default();
+    let len = group.len().min(name.value.len());
+    for (d, s) in name.value.iter_mut().zip(&group[..len]) {
+        *d = *s as _;
+    }
+    name.length = len as u32;
+    name
+}
+
+fn guarantee(g: cpg_guarantee_t) -> Result<Guarantee, cs_error_t> {
+    match g {
+        CPG_TYPE_UNORDERED | CPG_TYPE_FIFO | CPG_TYPE_AGREED => Ok(Guarantee::Agreed),
+        CPG_TYPE_SAFE => Ok(Guarantee::Safe),
+        _ => Err(CS_ERR_INVALID_PARAM),
+    }
+}
+
+fn address(m: Member, reason: Option<Reason>) -> cpg_address {
+    cpg_address {
+        nodeid: m.node,
+        pid: m.pid,
+        reason: reason.map_or(CPG_REASON_UNDEFINED, |r| u32::from(r.code())),
+    }
+}
+
+fn initialize(handle: *mut cpg_handle_t, callbacks: Callbacks, context: *mut c_void) -> cs_error_t {
+    if handle.is_null() {
+        return CS_ERR_INVALID_PARAM;
+    }
+    if callbacks.flags & !CPG_MODEL_V1_DELIVER_INITIAL_TOTEM_CONF != 0 {
+        return CS_ERR_INVALID_PARAM;
+    }
+    let cpg = match Cpg::initialize() {
+        Ok(c) => c,
+        Err(e) => return cs_error(&e),
+    };
+    let h = HANDLES.insert(Mutex::new(State {
+        cpg: Some(cpg),
+        callbacks,
+        context: UserPointer(context),
+        iterations: Vec::new(),
+        zcb: Vec::new(),
+        gather: Vec::new(),
+        fd_used: false,
+    }));
+    // SAFETY: checked not NULL; valid by the API's contract.
+    unsafe { handle.write(h) };
+    CS_OK
+}
+
+/// The functions libcpg.versions tags `COROSYNC_CPG_1.0` (entry points generated by the build).
+mod versioned {
+    use super::*;
+
+    /// `cpg_initialize`: a handle with the deliver and confchg callbacks (`callbacks` may be
+    /// NULL: no callbacks).
+    pub unsafe extern "C" fn cpg_initialize(
+        handle: *mut cpg_handle_t,
+        callbacks: *mut cpg_callbacks_t,
+    ) -> cs_error_t {
+        guard(|| {
+            // SAFETY: NULL or valid, by the API's contract.
+            let cb = unsafe { callbacks.as_ref() }.map_or(Callbacks::default(), |c| Callbacks {
+                deliver: c.cpg_deliver_fn,
+                confchg: c.cpg_confchg_fn,
+                ..Callbacks::default()
+            });
+            initialize(handle, cb, std::ptr::null_mut())
+        })
+    }
+
+    /// `cpg_finalize`: closes the session (its group membership ends as "process down",
+    /// as corosync reports a finalized handle) and frees the handle's iterations and buffers.
+    pub unsafe extern "C" fn cpg_finalize(handle: cpg_handle_t) -> cs_error_t {
+        guard(|| {
+            let Some(instance) = HANDLES.remove(handle) else {
+                return CS_ERR_BAD_HANDLE;
+            };
+            let mut state = lock(&instance);
+            let Some(mut cpg) = state.cpg.take() else {
+                return CS_ERR_BAD_HANDLE;
+            };
+            // A dispatch of another thread may sleep on this handle's fd: wake it (it then
+            // finds the handle finalized) before the session and its fds close.
+            if let Ok(fd) = cpg.fd() {
+                rotor_capi::wake(fd);
+            }
+            drop(cpg);
+            for it in state.iterations.drain(..) {
+                ITERATIONS.remove(it);
+            }
+            for (addr, _) in state.zcb.drain(..) {
+                // SAFETY: allocated by cpg_zcb_alloc with malloc and not freed since.
+                unsafe { libc::free(addr as *mut c_void) };
+            }
+            CS_OK
+        })
+    }
+
+    /// `cpg_fd_get`: a descriptor that polls readable while events wait; dispatch after it.
+    pub unsafe extern "C" fn cpg_fd_get(handle: cpg_handle_t, fd: *mut c_int) -> cs_error_t {
+        with_cpg(handle, |s| {
+            match s.cpg.as_mut().map(|c| {
+                s.fd_used = true;
+                c.fd()
+            }) {
+                Some(Ok(raw)) => unsafe { write_out(fd, raw) }.err().unwrap_or(CS_OK),
+                Some(Err(e)) => cs_error(&e),
+                None => CS_ERR_BAD_HANDLE,
+            }
+        })
+    }
+
+    /// `cpg_dispatch`: runs the callbacks of waiting events. ONE waits for one event,
+    /// ONE_NONBLOCKING takes one if there is one (else `CS_ERR_TRY_AGAIN`), ALL takes every
+    /// event waiting now, BLOCKING keeps dispatching until the handle is finalized or fails.
+    pub unsafe extern "C" fn cpg_dispatch(
+        handle: cpg_handle_t,
+        dispatch_types: cs_dispatch_flags_t,
+    ) -> cs_error_t {
+        guard(|| dispatch(handle, dispatch_types))
+    }
+
+    /// `cpg_join`: joins the group (one per handle); the join shows in a confchg.
+    pub unsafe extern "C" fn cpg_join(handle: cpg_handle_t, group: *const cpg_name) -> cs_error_t {
+        // SAFETY: the API's contract.
+        let name = match unsafe { group_name(group) } {
+            Ok(n) => n,
+            Err(e) => return e,
+        };
+        with_cpg(handle, |s| {
+            let flags = s.callbacks.flags;
+            match s.cpg.as_mut() {
+                Some(cpg) => result(cpg.join_with(name, flags)),
+                None => CS_ERR_BAD_HANDLE,
+            }
+        })
+    }
+
+    /// `cpg_leave`: leaves the joined group (another group: `CS_ERR_NOT_EXIST`).
+    pub unsafe extern "C" fn cpg_leave(handle: cpg_handle_t, group: *const cpg_name) -> cs_error_t {
+        // SAFETY: the API's contract.
+        let name = match unsafe { group_name(group) } {
+            Ok(n) => n,
+            Err(e) => return e,
+        };
+        with_cpg(handle, |s| match s.cpg.as_mut() {
+            Some(cpg) => result(cpg.leave(name)),
+            None => CS_ERR_BAD_HANDLE,
+        })
+    }
+
+    /// `cpg_mcast_joined`: multicasts the iovecs, gathered, as one message to the joined
+    /// group. `CS_ERR_TRY_AGAIN`: the ring to the node is full, nothing was sent.
+    pub unsafe extern "C" fn cpg_mcast_joined(
+        handle: cpg_handle_t,
+        guarantee: cpg_guarantee_t,
+        iovec: *const libc::iovec,
+        iov_len: c_uint,
+    ) -> cs_error_t {
+        with_cpg(handle, |s| {
+            let g = match super::guarantee(guarantee) {
+                Ok(g) => g,
+                Err(e) => return e,
+            };
+            if iovec.is_null() && iov_len > 0 {
+                return CS_ERR_INVALID_PARAM;
+            }
+            let iovs = if iov_len == 0 {
+                &[][..]
+            } else {
+                // SAFETY: `iov_len` iovecs at `iovec`, by the API's contract.
+                unsafe { std::slice::from_raw_parts(iovec, iov_len as usize) }
+            };
+            let Some(cpg) = s.cpg.as_mut() else {
+                return CS_ERR_BAD_HANDLE;
+            };
+            let total: usize = iovs.iter().map(|v| v.iov_len).sum();
+            if total > cpg.max_message_size() {
+                return CS_ERR_TOO_BIG;
+            }
+            if let [one] = iovs {
+                if one.iov_base.is_null() && one.iov_len > 0 {
+                    return CS_ERR_INVALID_PARAM;
+                }
+                // SAFETY: one iovec of `iov_len` readable bytes.
+                let data = unsafe { bytes(one.iov_base, one.iov_len) };
+                return result(cpg.mcast(g, data));
+            }
+            s.gather.clear();
+            for v in iovs {
+                if v.iov_base.is_null() && v.iov_len > 0 {
+                    return CS_ERR_INVALID_PARAM;
+                }
+                // SAFETY: each iovec points at `iov_len` readable bytes.
+                s.gather
+                    .extend_from_slice(unsafe { bytes(v.iov_base, v.iov_len) });
+            }
+            let Some(cpg) = s.cpg.as_mut() else {
+                return CS_ERR_BAD_HANDLE;
+            };
+            result(cpg.mcast(g, &s.gather))
+        })
+    }
+
+    /// `cpg_membership_get`: the group's members as this node has delivered them, at most
+    /// `CPG_MEMBERS_MAX` (the array size cpg.h documents).
+    pub unsafe extern "C" fn cpg_membership_get(
+        handle: cpg_handle_t,
+        group: *mut cpg_name,
+        member_list: *mut cpg_address,
+        member_list_entries: *mut c_int,
+    ) -> cs_error_t {
+        // SAFETY: the API's contract.
+        let name = match unsafe { group_name(group) } {
+            Ok(n) => n,
+            Err(e) => return e,
+        };
+        if member_list.is_null() || member_list_entries.is_null() {
+            return CS_ERR_INVALID_PARAM;
+        }
+        with_cpg(handle, |s| {
+            let Some(cpg) = s.cpg.as_mut() else {
+                return CS_ERR_BAD_HANDLE;
+            };
+            match cpg.membership(name) {
+                Ok(members) => {
+                    let n = members.len().min(CPG_MEMBERS_MAX as usize);
+                    for (i, m) in members.iter().take(n).enumerate() {
+                        // SAFETY: the caller's array holds CPG_MEMBERS_MAX entries.
+                        unsafe { member_list.add(i).write(address(*m, None)) };
+                    }
+                    // SAFETY: checked not NULL.
+                    unsafe { member_list_entries.write(n as c_int) };
+                    CS_OK
+                }
+                Err(e) => cs_error(&e),
+            }
+        })
+    }
+
+    /// `cpg_context_get`: the pointer given to `cpg_context_set` or `cpg_model_initialize`.
+    pub unsafe extern "C" fn cpg_context_get(
+        handle: cpg_handle_t,
+        context: *mut *mut c_void,
+    ) -> cs_error_t {
+        with_cpg(handle, |s| {
+            // SAFETY: the API's contract.
+            unsafe { write_out(context, s.context.0) }
+                .err()
+                .unwrap_or(CS_OK)
+        })
+    }
+
+    /// `cpg_context_set`: keeps an application pointer with the handle.
+    pub unsafe extern "C" fn cpg_context_set(
+        handle: cpg_handle_t,
+        context: *mut c_void,
+    ) -> cs_error_t {
+        with_cpg(handle, |s| {
+            s.context = UserPointer(context);
+            CS_OK
+        })
+    }
+
+    /// `cpg_zcb_alloc`: a buffer of `size` bytes for `cpg_zcb_mcast_joined`.
+    pub unsafe extern "C" fn cpg_zcb_alloc(
+        handle: cpg_handle_t,
+        size: usize,
+        buffer: *mut *mut c_void,
+    ) -> cs_error_t {
+        if buffer.is_null() {
+            return CS_ERR_INVALID_PARAM;
+        }
+        with_cpg(handle, |s| {
+            // SAFETY: malloc of at least one byte; checked for NULL.
+            let p = unsafe { libc::malloc(size.max(1)) };
+            if p.is_null() {
+                return CS_ERR_NO_MEMORY;
+            }
+            s.zcb.push((p as usize, size));
+            // SAFETY: checked not NULL.
+            unsafe { buffer.write(p) };
+            CS_OK
+        })
+    }
+
+    /// `cpg_zcb_free`: frees a buffer of `cpg_zcb_alloc` (any other pointer:
+    /// `CS_ERR_INVALID_PARAM`, nothing freed).
+    pub unsafe extern "C" fn cpg_zcb_free(handle: cpg_handle_t, buffer: *mut c_void) -> cs_error_t {
+        with_cpg(handle, |s| {
+            match s.zcb.iter().position(|(a, _)| *a == buffer as usize) {
+                Some(i) => {
+                    s.zcb.swap_remove(i);
+                    // SAFETY: allocated by cpg_zcb_alloc with malloc and not freed since.
+                    unsafe { libc::free(buffer) };
+                    CS_OK
+                }
+                None => CS_ERR_INVALID_PARAM,
+            }
+        })
+    }
+}
+
+/// # Safety
+/// `len` bytes at `base` are readable (or `len` is 0).
+unsafe fn bytes<'a>(base: *const c_void, len: usize) -> &'a [u8] {
+    if len == 0 {
+        return &[];
+    }
+    // SAFETY: the caller's promise.
+    unsafe { std::slice::from_raw_parts(base.cast::<u8>(), len) }
+}
+
+fn dispatch(handle: cpg_handle_t, how: cs_dispatch_flags_t) -> cs_error_t {
+    let Some(instance) = HANDLES.get(handle) else {
+        return CS_ERR_BAD_HANDLE;
+    };
+    if !matches!(
+        how,
+        CS_DISPATCH_ONE | CS_DISPATCH_ALL | CS_DISPATCH_BLOCKING | CS_DISPATCH_ONE_NONBLOCKING
+    ) {
+        return CS_ERR_INVALID_PARAM;
+    }
+    let waits = matches!(how, CS_DISPATCH_ONE | CS_DISPATCH_BLOCKING);
+    loop {
+        let (mut received, callbacks) = {
+            let mut state = lock(&instance);
+            let callbacks = state.callbacks;
+            let Some(cpg) = state.cpg.as_mut() else {
+                return CS_ERR_BAD_HANDLE;
+            };
+            let wait = if waits {
+                Wait::Up(DISPATCH_SPIN)
+            } else {
+                Wait::No
+            };
+            match cpg.poll_event(wait) {
+                Ok(Some(r)) => (r, callbacks),
+                Ok(None) if how == CS_DISPATCH_ALL => {
+                    state.rearm();
+                    return CS_OK;
+                }
+                Ok(None) if how == CS_DISPATCH_ONE_NONBLOCKING => {
+                    state.rearm();
+                    return CS_ERR_TRY_AGAIN;
+                }
+                Ok(None) => {
+                    // Sleep with the handle unlocked, so other threads can use it.
+                    let fds = match cpg.fd() {
+                        Ok(fd) => [fd, cpg.control_fd()],
+                        Err(e) => return cs_error(&e),
+                    };
+                    drop(state);
+                    rotor_capi::wait_readable(fds, -1);
+                    continue;
+                }
+                Err(e) => return cs_error(&e),
+            }
+        };
+        if let Err(e) = run_callback(handle, &mut received, &callbacks) {
+            return e;
+        }
+        let mut state = lock(&instance);
+        // A callback may have finalized the handle.
+        if state.cpg.is_none() {
+            return CS_ERR_BAD_HANDLE;
+        }
+        if matches!(how, CS_DISPATCH_ONE | CS_DISPATCH_ONE_NONBLOCKING) {
+            state.rearm();
+            return CS_OK;
+        }
+    }
+}
+
+/// Calls the application's callback for one event (none registered: the event is dropped,
+/// as corosync does).
+fn run_callback(
+    handle: cpg_handle_t,
+    received: &mut rotor_client::cpg::Received,
+    cb: &Callbacks,
+) -> Result<(), cs_error_t> {
+    let start = received.record_start() as usize;
+    let event = received.event().map_err(|e| cs_error(&e))?;
+    match event {
+        Event::Deliver {
+            sender,
+            group,
+            data,
+            ..
+        } => {
+            let Some(deliver) = cb.deliver else {
+                return Ok(());
+            };
+            let name = to_cpg_name(group);
+            let (offset, len) = (data.as_ptr() as usize - start, data.len());
+            let msg = received.record_mut()[offset..offset + len].as_mut_ptr();
+            // SAFETY: the application's callback, called with what cpg.h promises it: a
+            // valid group name and `len` writable bytes that live until it returns.
+            unsafe { deliver(handle, &name, sender.node, sender.pid, msg.cast(), len) };
+        }
+        Event::ConfChg {
+            group,
+            members,
+            joined,
+            left,
+        } => {
+            let Some(confchg) = cb.confchg else {
+                return Ok(());
+            };
+            let name = to_cpg_name(group);
+            let members: Vec<cpg_address> = members.iter().map(|m| address(*m, None)).collect();
+            let left: Vec<cpg_address> = left.iter().map(|(m, r)| address(*m, Some(*r))).collect();
+            let joined: Vec<cpg_address> =
+                joined.iter().map(|(m, r)| address(*m, Some(*r))).collect();
+            // SAFETY: the application's callback; the lists live until it returns.
+            unsafe {
+                confchg(
+                    handle,
+                    &name,
+                    members.as_ptr(),
+                    members.len(),
+                    left.as_ptr(),
+                    left.len(),
+                    joined.as_ptr(),
+                    joined.len(),
+                )
+            };
+        }
+        Event::TotemConfChg {
+            ring_rep,
+            ring_seq,
+            members,
+        } => {
+            let Some(totem) = cb.totem_confchg else {
+                return Ok(());
+            };
+            let ring = cpg_ring_id {
+                nodeid: ring_rep,
+                seq: ring_seq,
+            };
+            // SAFETY: the application's callback; the list lives until it returns.
+            unsafe { totem(handle, ring, members.len() as u32, members.as_ptr()) };
+        }
+        Event::Reply { .. } | Event::Welcome { .. } => {}
+    }
+    Ok(())
+}
+
+/// `cpg_model_initialize`: a handle with the model v1 callbacks (deliver, confchg,
+/// totem_confchg) and flags, and a context pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cpg_model_initialize(
+    handle: *mut cpg_handle_t,
+    model: cpg_model_t,
+    model_data: *mut cpg_model_data_t,
+    context: *mut c_void,
+) -> cs_error_t {
+    guard(|| {
+        if model != CPG_MODEL_V1 {
+            return CS_ERR_INVALID_PARAM;
+        }
+        let cb = if model_data.is_null() {
+            Callbacks::default()
+        } else {
+            // SAFETY: with model CPG_MODEL_V1, `model_data` is a cpg_model_v1_data_t.
+            let v1 = unsafe { &*model_data.cast::<cpg_model_v1_data_t>() };
+            Callbacks {
+                deliver: v1.cpg_deliver_fn,
+                confchg: v1.cpg_confchg_fn,
+                totem_confchg: v1.cpg_totem_confchg_fn,
+                flags: v1.flags,
+            }
+        };
+        initialize(handle, cb, context)
+    })
+}
+
+/// `cpg_max_atomic_msgsize_get`: the largest message one multicast takes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cpg_max_atomic_msgsize_get(
+    handle: cpg_handle_t,
+    size: *mut u32,
+) -> cs_error_t {
+    with_cpg(handle, |s| {
+        let max = s.cpg.as_ref().map_or(0, Cpg::max_message_size) as u32;
+        // SAFETY: the API's contract.
+        unsafe { write_out(size, max) }.err().unwrap_or(CS_OK)
+    })
+}
+
+/// `cpg_local_get`: this node's id.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cpg_local_get(
+    handle: cpg_handle_t,
+    local_nodeid: *mut c_uint,
+) -> cs_error_t {
+    with_cpg(handle, |s| {
+        let id = s.cpg.as_ref().map_or(0, Cpg::local_node_id);
+        // SAFETY: the API's contract.
+        unsafe { write_out(local_nodeid, id) }
+            .err()
+            .unwrap_or(CS_OK)
+    })
+}
+
+/// `cpg_flow_control_state_get`: enabled while multicasts are refused for want of room.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cpg_flow_control_state_get(
+    handle: cpg_handle_t,
+    state: *mut cpg_flow_control_state_t,
+) -> cs_error_t {
+    with_cpg(handle, |s| {
+        let on = s.cpg.as_ref().is_some_and(Cpg::flow_control_enabled);
+        let v = if on {
+            CPG_FLOW_CONTROL_ENABLED
+        } else {
+            CPG_FLOW_CONTROL_DISABLED
+        };
+        // SAFETY: the API's contract.
+        unsafe { write_out(state, v) }.err().unwrap_or(CS_OK)
+    })
+}
+
+/// `cpg_zcb_mcast_joined`: multicasts `msg_len` bytes of a `cpg_zcb_alloc` buffer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cpg_zcb_mcast_joined(
+    handle: cpg_handle_t,
+    guarantee: cpg_guarantee_t,
+    msg: *mut c_void,
+    msg_len: usize,
+) -> cs_error_t {
+    with_cpg(handle, |s| {
+        let g = match self::guarantee(guarantee) {
+            Ok(g) => g,
+            Err(e) => return e,
+        };
+        let Some(&(_, size)) = s.zcb.iter().find(|(a, _)| *a == msg as usize) else {
+            return CS_ERR_INVALID_PARAM;
+        };
+        let Some(cpg) = s.cpg.as_mut() else {
+            return CS_ERR_BAD_HANDLE;
+        };
+        if msg_len > cpg.max_message_size() {
+            return CS_ERR_TOO_BIG;
+        }
+        if msg_len > size {
+            return CS_ERR_INVALID_PARAM;
+        }
+        // SAFETY: a live zcb buffer of `size` ≥ `msg_len` bytes.
+        let data = unsafe { bytes(msg, msg_len) };
+        result(cpg.mcast(g, data))
+    })
+}
+
+/// `cpg_iteration_initialize`: the cluster's groups (NAME_ONLY: one row per group), one
+/// group's members (ONE_GROUP) or every group's members (ALL), read now.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cpg_iteration_initialize(
+    handle: cpg_handle_t,
+    iteration_type: cpg_iteration_type_t,
+    group: *const cpg_name,
+    iteration_handle: *mut cpg_iteration_handle_t,
+) -> cs_error_t {
+    let only = if group.is_null() {
+        None
+    } else {
+        // SAFETY: the API's contract.
+        match unsafe { group_name(group) } {
+            Ok(n) => Some(n),
+            Err(e) => return e,
+        }
+    };
+    if iteration_handle.is_null()
+        || (iteration_type == CPG_ITERATION_ONE_GROUP) != only.is_some()
+        || !matches!(
+            iteration_type,
+            CPG_ITERATION_NAME_ONLY | CPG_ITERATION_ONE_GROUP | CPG_ITERATION_ALL
+        )
+    {
+        return CS_ERR_INVALID_PARAM;
+    }
+    with_cpg(handle, |s| {
+        let Some(cpg) = s.cpg.as_mut() else {
+            return CS_ERR_BAD_HANDLE;
+        };
+        let groups = match cpg.groups() {
+            Ok(g) => g,
+            Err(e) => return cs_error(&e),
+        };
+        let mut rows = Vec::new();
+        for (g, members) in &groups {
+            if only.is_some_and(|o| o != g.as_slice()) {
+                continue;
+            }
+            let row = |m: Option<&Member>| cpg_iteration_description_t {
+                group: to_cpg_name(g),
+                nodeid: m.map_or(0, |m| m.node),
+                pid: m.map_or(0, |m| m.pid),
+            };
+            if iteration_type == CPG_ITERATION_NAME_ONLY {
+                rows.push(row(None));
+            } else {
+                rows.extend(members.iter().map(|m| row(Some(m))));
+            }
+        }
+        let it = ITERATIONS.insert(Mutex::new(Iteration {
+            owner: handle,
+            rows,
+            next: 0,
+        }));
+        s.iterations.push(it);
+        // SAFETY: checked not NULL.
+        unsafe { iteration_handle.write(it) };
+        CS_OK
+    })
+}
+
+/// `cpg_iteration_next`: the next row; `CS_ERR_NO_SECTIONS` after the last.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cpg_iteration_next(
+    iteration_handle: cpg_iteration_handle_t,
+    description: *mut cpg_iteration_description_t,
+) -> cs_error_t {
+    guard(|| {
+        if description.is_null() {
+            return CS_ERR_INVALID_PARAM;
+        }
+        let Some(it) = ITERATIONS.get(iteration_handle) else {
+            return CS_ERR_BAD_HANDLE;
+        };
+        let mut it = lock(&it);
+        if HANDLES.get(it.owner).is_none() {
+            return CS_ERR_BAD_HANDLE;
+        }
+        let Some(row) = it.rows.get(it.next).copied() else {
+            return CS_ERR_NO_SECTIONS;
+        };
+        it.next += 1;
+        // SAFETY: checked not NULL; valid by the API's contract.
+        unsafe { description.write(row) };
+        CS_OK
+    })
+}
+
+/// `cpg_iteration_finalize`: ends an iteration.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cpg_iteration_finalize(
+    iteration_handle: cpg_iteration_handle_t,
+) -> cs_error_t {
+    guard(|| {
+        let Some(it) = ITERATIONS.remove(iteration_handle) else {
+            return CS_ERR_BAD_HANDLE;
+        };
+        let owner = lock(&it).owner;
+        if let Some(instance) = HANDLES.get(owner) {
+            lock(&instance)
+                .iterations
+                .retain(|i| *i != iteration_handle);
+        }
+        CS_OK
+    })
+}
