@@ -1,11 +1,11 @@
 //! rotord's event loop and the parts that own their state: the dataplane's supervision
-//! (`supervisor`), the cmap/cfg service (`service`), the persisted ring sequence (`ringseq`) and
+//! (`supervisor`), the cmap/cfg service (`service`), the numbers kept across restarts (`kept`) and
 //! systemd's readiness notification (`notify`). [`Plan`] is everything decided at start-up from
 //! the config, checked before anything runs (so `rotord -t` checks exactly what a start would).
 //! One thread, one poll(2) loop; nothing here is on the per-message path.
 
+pub mod kept;
 pub mod notify;
-pub mod ringseq;
 pub mod service;
 pub mod supervisor;
 
@@ -26,7 +26,7 @@ use crate::discovery::LocalNode;
 use crate::error::DaemonError;
 use crate::log_at;
 
-use ringseq::RingSeqFile;
+use kept::KeptNumber;
 use service::CmapService;
 use supervisor::Supervisor;
 
@@ -154,7 +154,7 @@ pub struct Daemon {
     cpg_server: Server,
     supervisor: Supervisor,
     ring: RingReport,
-    ring_seq: RingSeqFile,
+    ring_seq: KeptNumber,
     ready_sent: bool,
     /// The XDP program rotord attached (XDP transport), kept across dataplane restarts and
     /// detached on a clean shutdown; `None` on kernel UDP.
@@ -174,7 +174,8 @@ impl Daemon {
                     reason: e.to_string(),
                 }
             })?;
-        let ring_seq = RingSeqFile::open(&plan.state_dir, plan.node.node_id);
+        let ring_seq = KeptNumber::ring_seq(&plan.state_dir, plan.node.node_id);
+        let epoch = KeptNumber::epoch(&plan.state_dir, plan.node.node_id);
         let xdp = match crate::xdp::choose(plan.config.totem.transport, plan.node.bind)
             .map_err(DaemonError::Transport)?
         {
@@ -194,7 +195,7 @@ impl Daemon {
             node: plan.node,
             service,
             cpg_server,
-            supervisor: Supervisor::new(plan.dataplane, start, maps),
+            supervisor: Supervisor::new(plan.dataplane, start, maps, epoch),
             ring: RingReport {
                 state: RingState::Down,
                 ring_rep: 0,
