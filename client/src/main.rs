@@ -1,95 +1,14 @@
 //! `rotor`: the command-line tool of a rotor cluster.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use rotor_client::cmap::{Cmap, Value, ValueType};
+use clap::Parser;
+use rotor_cli::rotor::{Cli, Command, KeygenArgs};
+use rotor_client::cmap::{Cmap, Value};
 use rotor_client::cpg::Cpg;
 use rotor_client::{bench, keygen};
 
-#[derive(Parser)]
-#[command(name = "rotor", version, about = "rotor cluster engine tool")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Generate the cluster authentication key (256 random bytes, mode 0400).
-    Keygen {
-        /// Where to write the key.
-        #[arg(short = 'k', long = "key-file", default_value = keygen::KEY_PATH_DEFAULT)]
-        key_file: PathBuf,
-        /// Replace an existing key.
-        #[arg(long)]
-        force: bool,
-    },
-    /// Ring and link status (like corosync-cfgtool -s).
-    Status,
-    /// Read and change cmap (output like corosync-cmapctl: `key (type) = value`).
-    Cmap {
-        #[command(subcommand)]
-        op: Option<CmapOp>,
-    },
-    /// CPG groups with their processes and nodes (like corosync-cpgtool).
-    Cpg {
-        /// Delimiter between fields (one line per member, no addresses).
-        #[arg(short = 'd')]
-        delimiter: Option<char>,
-        /// Don't escape unprintable characters in group names.
-        #[arg(short = 'e')]
-        no_escape: bool,
-        /// Display only the group names.
-        #[arg(short = 'n')]
-        names_only: bool,
-    },
-    /// CPG load generator.
-    Bench {
-        /// lat | tput
-        kind: String,
-        /// Message size in bytes.
-        #[arg(short = 's', default_value_t = 64)]
-        size: usize,
-        /// Messages to send at most.
-        #[arg(short = 'n', default_value_t = 10_000)]
-        count: u64,
-        /// Seconds to run at most.
-        #[arg(short = 't', default_value_t = 10.0)]
-        seconds: f64,
-        #[arg(short = 'g', default_value = "rotor-bench")]
-        group: String,
-        /// Wait for this many group members before starting.
-        #[arg(short = 'm', default_value_t = 1)]
-        members: usize,
-    },
-}
-
-#[derive(Subcommand)]
-enum CmapOp {
-    /// Print one key.
-    Get {
-        key: String,
-    },
-    /// Set KEY of TYPE (u8 … u64, i8 … i64, flt, dbl, str) to VALUE.
-    Set {
-        key: String,
-        r#type: String,
-        value: String,
-    },
-    Delete {
-        key: String,
-    },
-    /// Print every key under PREFIX (all keys without one).
-    List {
-        prefix: Option<String>,
-    },
-    /// Print changes under PREFIX until interrupted.
-    Track {
-        prefix: String,
-    },
-}
+mod cmapctl;
 
 fn fail(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("rotor: {e}");
@@ -120,75 +39,6 @@ fn status() -> ExitCode {
         println!("\t\tnodeid: {:>10}:\t{what}", n.node_id);
     }
     println!("Ring ID {}.{:x}, state {}", s.ring_rep, s.ring_seq, s.state);
-    ExitCode::SUCCESS
-}
-
-fn cmap(op: Option<CmapOp>) -> ExitCode {
-    let mut c = match Cmap::initialize() {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    let line = |k: &str, v: &Value| rotor_proto::cmap::format_cmapctl_line(k, v, false);
-    match op.unwrap_or(CmapOp::List { prefix: None }) {
-        CmapOp::Get { key } => match c.get(&key) {
-            Ok(v) => println!("{}", line(&key, &v)),
-            Err(e) => return fail(e),
-        },
-        CmapOp::Set { key, r#type, value } => {
-            let Some(t) = ValueType::from_cmapctl_name(&r#type) else {
-                return fail(
-                    format!("unknown type {type:?} (u8 u16 u32 u64 i8 i16 i32 i64 flt dbl str)", type = r#type),
-                );
-            };
-            let v = match Value::parse(t, &value) {
-                Ok(v) => v,
-                Err(e) => return fail(e),
-            };
-            if let Err(e) = c.set(&key, v) {
-                return fail(e);
-            }
-        }
-        CmapOp::Delete { key } => {
-            if let Err(e) = c.delete(&key) {
-                return fail(e);
-            }
-        }
-        CmapOp::List { prefix } => match c.iter(prefix.as_deref().unwrap_or("")) {
-            Ok(entries) => {
-                for (k, v) in entries {
-                    println!("{}", line(&k, &v));
-                }
-            }
-            Err(e) => return fail(e),
-        },
-        CmapOp::Track { prefix } => {
-            use rotor_client::cmap::{TRACK_ADD, TRACK_DELETE, TRACK_MODIFY, TRACK_PREFIX};
-            if let Err(e) = c.track_add(
-                &prefix,
-                TRACK_ADD | TRACK_DELETE | TRACK_MODIFY | TRACK_PREFIX,
-            ) {
-                return fail(e);
-            }
-            loop {
-                match c.next_notification(std::time::Duration::from_secs(1)) {
-                    Ok(Some(n)) => {
-                        // corosync-cmapctl -t's layout: the new value, the old one on delete.
-                        let (kind, value) = match n.kind {
-                            TRACK_ADD => ("create", &n.new),
-                            TRACK_DELETE => ("delete", &n.old),
-                            _ => ("modify", &n.new),
-                        };
-                        match value {
-                            Some(v) => println!("{kind}> {}", line(&n.key, v)),
-                            None => println!("{kind}> {}", n.key),
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => return fail(e),
-                }
-            }
-        }
-    }
     ExitCode::SUCCESS
 }
 
@@ -258,10 +108,31 @@ fn cpg(delimiter: Option<char>, escape: bool, names_only: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// corosync-keygen's habits: `-k FILE`, `-s SIZE`, `-r FILE`, `-l` (ignored, as there).
+fn keygen_command(args: KeygenArgs) -> ExitCode {
+    let options = keygen::KeygenOptions {
+        path: args.key_file,
+        size: args.size,
+        random_file: args.random_file,
+        force: args.force,
+    };
+    match keygen::generate_with(&options) {
+        Ok(()) => {
+            println!(
+                "rotor: wrote a {}-byte key to {}",
+                options.size,
+                options.path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Status => status(),
-        Command::Cmap { op } => cmap(op),
+        Command::Cmap(args) => cmapctl::run(args),
         Command::Cpg {
             delimiter,
             no_escape,
@@ -295,20 +166,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        Command::Keygen { key_file, force } => match keygen::generate(&key_file, force) {
-            Ok(()) => {
-                println!(
-                    "rotor: wrote a {}-byte key to {}",
-                    keygen::KEY_LEN,
-                    key_file.display()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("rotor: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Keygen(args) => keygen_command(args),
     }
 }
 

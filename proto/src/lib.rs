@@ -14,6 +14,7 @@ pub mod codec;
 pub mod control;
 pub mod cpg;
 pub mod log;
+pub mod stats;
 
 pub use codec::{DecodeError, Reader, Writer};
 

@@ -5,8 +5,10 @@
 //! One thread, one poll(2) loop; nothing here is on the per-message path.
 
 pub mod kept;
+pub mod metrics;
 pub mod notify;
 pub mod service;
+pub mod stats;
 pub mod supervisor;
 
 use std::os::fd::{AsRawFd, RawFd};
@@ -32,6 +34,8 @@ use supervisor::Supervisor;
 
 /// `system.state_dir` when the config does not set it (corosync's is /var/lib/corosync).
 pub const STATE_DIR_DEFAULT: &str = "/var/lib/rotor";
+/// The cmap key (under `stats.`) of the dataplane's restarts, which rotord counts itself.
+pub const DATAPLANE_RESTARTS_KEY: &str = "dataplane.restarts";
 /// How long the loop sleeps at most with nothing to do.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
 /// How often clients are checked for a peer that died without closing its session.
@@ -156,6 +160,11 @@ pub struct Daemon {
     ring: RingReport,
     ring_seq: KeptNumber,
     ready_sent: bool,
+    /// Dataplanes started after the first (published as `stats.dataplane.restarts`).
+    dataplane_restarts: u64,
+    /// The metrics endpoint (`rotor.metrics_listen`), if configured.
+    metrics: Option<metrics::MetricsServer>,
+    cluster_name: String,
     /// The XDP program rotord attached (XDP transport), kept across dataplane restarts and
     /// detached on a clean shutdown; `None` on kernel UDP.
     xdp: Option<crate::xdp::OwnedProgram>,
@@ -191,6 +200,12 @@ impl Daemon {
             None => (DataplaneTransport::Udp, None, None),
         };
         let start = plan.dataplane_start(transport, interface);
+        let metrics = plan
+            .config
+            .rotor
+            .metrics_listen
+            .map(metrics::MetricsServer::bind)
+            .transpose()?;
         Ok(Daemon {
             node: plan.node,
             service,
@@ -205,6 +220,9 @@ impl Daemon {
             },
             ring_seq,
             ready_sent: false,
+            dataplane_restarts: 0,
+            metrics,
+            cluster_name: plan.cluster_name,
             xdp,
         })
     }
@@ -243,6 +261,9 @@ impl Daemon {
             if let Some(fd) = self.supervisor.control_fd() {
                 fds.push(fd);
             }
+            if let Some(m) = &self.metrics {
+                m.wait_fds(&mut fds);
+            }
             let service_first = fds.len();
             self.service.wait_fds(&mut fds);
             let ready = poll_in(&fds, IDLE_WAIT);
@@ -254,6 +275,7 @@ impl Daemon {
             }
             self.read_dataplane();
             self.service.serve(&self.ring);
+            self.serve_metrics();
             if last_check.elapsed() > PEER_CHECK_INTERVAL {
                 last_check = Instant::now();
                 self.service.check_peers();
@@ -279,7 +301,37 @@ impl Daemon {
                 transport: ring.transport.clone(),
             };
             service.publish_ring(ring);
-        })
+            service.dataplane_gone();
+        })?;
+        let restarts = supervisor.starts().saturating_sub(1);
+        if restarts != self.dataplane_restarts {
+            self.dataplane_restarts = restarts;
+            self.service
+                .publish_own_stat(DATAPLANE_RESTARTS_KEY, restarts);
+        }
+        Ok(())
+    }
+
+    /// Answers scrapes that are ready.
+    fn serve_metrics(&mut self) {
+        let Some(server) = &mut self.metrics else {
+            return;
+        };
+        let snapshot = metrics::Snapshot {
+            node: &self.node,
+            cluster_name: &self.cluster_name,
+            ring: &self.ring,
+            stats: self.service.stats(),
+            dataplane_restarts: self.dataplane_restarts,
+        };
+        server.serve(|| metrics::render(&snapshot));
+    }
+
+    /// Where the metrics are served, if they are.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics
+            .as_ref()
+            .map(metrics::MetricsServer::local_addr)
     }
 
     /// Hands a CPG client over to the dataplane (rotord checked its credentials).

@@ -51,6 +51,8 @@ pub struct Supervisor {
     policy: RestartPolicy,
     /// The last epoch started with, kept across rotord restarts.
     epoch: KeptNumber,
+    /// Dataplanes started by this rotord.
+    starts: u64,
     buf: Vec<u8>,
 }
 
@@ -69,6 +71,7 @@ impl Supervisor {
             restart_at: None,
             policy: RestartPolicy::default(),
             epoch,
+            starts: 0,
             buf: vec![0; REPORT_SIZE_MAX],
         }
     }
@@ -76,6 +79,11 @@ impl Supervisor {
     /// The control socket of the running dataplane, if one runs.
     pub fn control_fd(&self) -> Option<RawFd> {
         self.running.as_ref().map(|r| r.control.as_raw_fd())
+    }
+
+    /// Dataplanes started by this rotord (the first one and every restart).
+    pub fn starts(&self) -> u64 {
+        self.starts
     }
 
     /// Starts a dataplane that will number its rings above `ring_seq`.
@@ -154,6 +162,7 @@ impl Supervisor {
         }
         set_nonblocking(ours.as_raw_fd());
         log_at!(Notice, "MAIN", "dataplane started (pid {pid})");
+        self.starts += 1;
         self.running = Some(Running {
             child,
             control: ours,

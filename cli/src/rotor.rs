@@ -1,0 +1,144 @@
+//! The `rotor` tool's command line. Each subcommand takes the flags of the corosync tool it
+//! stands for, so fingers that know corosync-keygen, corosync-cfgtool, corosync-cmapctl and
+//! corosync-cpgtool type the same thing.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rotor",
+    version,
+    about = "rotor cluster engine: the command-line tool",
+    long_about = "rotor talks to the local rotord (through the abstract socket @rotor-ipc, or \
+                  $ROTOR_IPC_SOCKET) and answers as corosync's tools do: `rotor keygen` as \
+                  corosync-keygen, `rotor status` as corosync-cfgtool -s, `rotor cmap` as \
+                  corosync-cmapctl, `rotor cpg` as corosync-cpgtool.",
+    after_help = "See also: rotord(8), rotor.conf(5)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Generate the cluster authentication key, as corosync-keygen (mode 0400).
+    Keygen(KeygenArgs),
+    /// Ring and link status (like corosync-cfgtool -s).
+    Status,
+    /// Read, change and track cmap, as corosync-cmapctl (`key (type) = value`).
+    Cmap(CmapArgs),
+    /// CPG groups with their processes and nodes (like corosync-cpgtool).
+    Cpg {
+        /// Delimiter between fields (one line per member, no addresses).
+        #[arg(short = 'd')]
+        delimiter: Option<char>,
+        /// Don't escape unprintable characters in group names.
+        #[arg(short = 'e')]
+        no_escape: bool,
+        /// Display only the group names.
+        #[arg(short = 'n')]
+        names_only: bool,
+    },
+    /// CPG load generator: lat (one message in flight) or tput (as fast as the ring takes).
+    Bench {
+        /// lat | tput
+        kind: String,
+        /// Message size in bytes.
+        #[arg(short = 's', default_value_t = 64)]
+        size: usize,
+        /// Messages to send at most.
+        #[arg(short = 'n', default_value_t = 10_000)]
+        count: u64,
+        /// Seconds to run at most.
+        #[arg(short = 't', default_value_t = 10.0)]
+        seconds: f64,
+        /// The CPG group.
+        #[arg(short = 'g', default_value = "rotor-bench")]
+        group: String,
+        /// Wait for this many group members before starting.
+        #[arg(short = 'm', default_value_t = 1)]
+        members: usize,
+    },
+}
+
+/// corosync-keygen's flags.
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Writes SIZE random bytes from the kernel's generator to the key file with \
+                  mode 0400, as corosync-keygen does; copy the file to every node. An existing \
+                  key is replaced only with --force (corosync-keygen overwrites it): a node \
+                  whose key differs from the others' never joins them."
+)]
+pub struct KeygenArgs {
+    /// Where to write the key.
+    #[arg(short = 'k', long = "key-file", value_name = "FILE", default_value = crate::AUTHKEY_PATH_DEFAULT)]
+    pub key_file: PathBuf,
+    /// Length of the key in bytes (128 to 4096).
+    #[arg(short = 's', long = "size", value_name = "SIZE", default_value_t = 256)]
+    pub size: usize,
+    /// Read the random bytes from FILE instead of the kernel's generator (getrandom).
+    #[arg(short = 'r', long = "random-file", value_name = "FILE")]
+    pub random_file: Option<PathBuf>,
+    /// Accepted for compatibility with corosync-keygen, which no longer uses it either.
+    #[arg(short = 'l', long = "less-secure")]
+    pub less_secure: bool,
+    /// Replace an existing key file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// corosync-cmapctl's flags: an action flag (`-g`, `-s`, `-d`, `-D`, `-t`, `-T`, `-p`,
+/// `-C`; none prints keys by prefix) and the keys as parameters. The last action flag given
+/// wins, as with corosync-cmapctl.
+#[derive(Args, Debug, Default)]
+#[command(
+    long_about = "Without an action, prints every key (or every key under each PREFIX given) \
+                  as `key (type) = value`, exactly as corosync-cmapctl does, and exits 1 when \
+                  no prefix matched anything. Types: i8 u8 i16 u16 i32 u32 i64 u64 flt dbl str \
+                  bin. The words get KEY, set KEY TYPE VALUE, delete KEY, list [PREFIX] and \
+                  track PREFIX are accepted for -g, -s, -d, a listing and -T.",
+    after_help = "Examples:\n  rotor cmap totem.                 keys under totem.\n  rotor cmap -g totem.token         one key\n  rotor cmap -s my.key u32 7        set a key\n  rotor cmap -m stats stats.srp.    the stats map\n  rotor cmap -C all                 clear the statistics"
+)]
+pub struct CmapArgs {
+    /// Show binary values (bin keys print only their type without it).
+    #[arg(short = 'b', action = ArgAction::Count)]
+    pub show_binary: u8,
+    /// Quiet: print only the value of each key.
+    #[arg(short = 'q')]
+    pub quiet: bool,
+    /// Get: print each KEY given.
+    #[arg(short = 'g', overrides_with_all = ["set", "delete", "delete_prefix", "track", "track_prefix"])]
+    pub get: bool,
+    /// Set: the parameters are KEY TYPE VALUE (for bin, VALUE is a file name, - for stdin).
+    #[arg(short = 's', overrides_with_all = ["get", "delete", "delete_prefix", "track", "track_prefix"])]
+    pub set: bool,
+    /// Delete each KEY given.
+    #[arg(short = 'd', overrides_with_all = ["get", "set", "delete_prefix", "track", "track_prefix"])]
+    pub delete: bool,
+    /// Delete every key under each PREFIX given.
+    #[arg(short = 'D', overrides_with_all = ["get", "set", "delete", "track", "track_prefix"])]
+    pub delete_prefix: bool,
+    /// Track changes of each KEY given until "q" or the end of standard input.
+    #[arg(short = 't', overrides_with_all = ["get", "set", "delete", "delete_prefix", "track_prefix"])]
+    pub track: bool,
+    /// Track changes of every key under each PREFIX given (`create>`, `modify>`, `delete>`).
+    #[arg(short = 'T', overrides_with_all = ["get", "set", "delete", "delete_prefix", "track"])]
+    pub track_prefix: bool,
+    /// Load settings from FILE: lines `KEY TYPE VALUE` set, `^KEY` deletes, `^^PREFIX` deletes
+    /// by prefix, `#` starts a comment.
+    #[arg(short = 'p', value_name = "FILE")]
+    pub load: Option<PathBuf>,
+    /// The map: default (or icmap), or stats (only the keys under stats.).
+    #[arg(short = 'm', value_name = "MAP")]
+    pub map: Option<String>,
+    /// Clear statistics: knet (the network and crypto counters), totem, ipc, schedmiss or all.
+    #[arg(short = 'C', value_name = "WHAT")]
+    pub clear: Option<String>,
+    /// Keys or prefixes, or KEY TYPE VALUE for -s. A negative VALUE may be written as is
+    /// (corosync-cmapctl needs `--` before it).
+    #[arg(value_name = "PARAMS", allow_negative_numbers = true)]
+    pub params: Vec<String>,
+}
