@@ -33,7 +33,10 @@ pub fn man_pages() -> Vec<ManPage> {
         let name = format!("rotor-{}", sub.get_name());
         pages.push(ManPage {
             section: "8",
-            command: sub.clone().name(name.clone()).display_name(name.clone()),
+            command: sub
+                .clone()
+                .name(name.clone())
+                .bin_name(format!("rotor {}", sub.get_name())),
             name,
         });
     }
@@ -67,6 +70,7 @@ mod tests {
             "rotor",
             "rotor-keygen",
             "rotor-status",
+            "rotor-shutdown",
             "rotor-cmap",
             "rotor-cpg",
             "rotor-bench",

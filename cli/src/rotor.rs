@@ -25,10 +25,31 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Generate the cluster authentication key, as corosync-keygen (mode 0400).
+    #[command(
+        long_about = "Writes SIZE random bytes from the kernel's generator to the key file with \
+                      mode 0400, as corosync-keygen does; copy the file to every node. An existing \
+                      key is replaced only with --force (corosync-keygen overwrites it): a node \
+                      whose key differs from the others' never joins them."
+    )]
     Keygen(KeygenArgs),
     /// Ring and link status (like corosync-cfgtool -s).
     Status,
+    /// Ask the local rotord to leave the ring and stop, and wait until it has (like
+    /// corosync-cfgtool -H; the systemd unit's ExecStop).
+    Shutdown {
+        /// Seconds to wait for rotord to exit.
+        #[arg(short = 't', long = "timeout", default_value_t = 20)]
+        timeout_s: u64,
+    },
     /// Read, change and track cmap, as corosync-cmapctl (`key (type) = value`).
+    #[command(
+        long_about = "Without an action, prints every key (or every key under each PREFIX given) \
+                      as `key (type) = value`, exactly as corosync-cmapctl does, and exits 1 when \
+                      no prefix matched anything. Types: i8 u8 i16 u16 i32 u32 i64 u64 flt dbl str \
+                      bin. The words get KEY, set KEY TYPE VALUE, delete KEY, list [PREFIX] and \
+                      track PREFIX are accepted for -g, -s, -d, a listing and -T.",
+        after_help = "Examples:\n  rotor cmap totem.                 keys under totem.\n  rotor cmap -g totem.token         one key\n  rotor cmap -s my.key u32 7        set a key\n  rotor cmap -m stats stats.srp.    the stats map\n  rotor cmap -C all                 clear the statistics"
+    )]
     Cmap(CmapArgs),
     /// CPG groups with their processes and nodes (like corosync-cpgtool).
     Cpg {
@@ -66,12 +87,6 @@ pub enum Command {
 
 /// corosync-keygen's flags.
 #[derive(Args, Debug)]
-#[command(
-    long_about = "Writes SIZE random bytes from the kernel's generator to the key file with \
-                  mode 0400, as corosync-keygen does; copy the file to every node. An existing \
-                  key is replaced only with --force (corosync-keygen overwrites it): a node \
-                  whose key differs from the others' never joins them."
-)]
 pub struct KeygenArgs {
     /// Where to write the key.
     #[arg(short = 'k', long = "key-file", value_name = "FILE", default_value = crate::AUTHKEY_PATH_DEFAULT)]
@@ -94,14 +109,6 @@ pub struct KeygenArgs {
 /// `-C`; none prints keys by prefix) and the keys as parameters. The last action flag given
 /// wins, as with corosync-cmapctl.
 #[derive(Args, Debug, Default)]
-#[command(
-    long_about = "Without an action, prints every key (or every key under each PREFIX given) \
-                  as `key (type) = value`, exactly as corosync-cmapctl does, and exits 1 when \
-                  no prefix matched anything. Types: i8 u8 i16 u16 i32 u32 i64 u64 flt dbl str \
-                  bin. The words get KEY, set KEY TYPE VALUE, delete KEY, list [PREFIX] and \
-                  track PREFIX are accepted for -g, -s, -d, a listing and -T.",
-    after_help = "Examples:\n  rotor cmap totem.                 keys under totem.\n  rotor cmap -g totem.token         one key\n  rotor cmap -s my.key u32 7        set a key\n  rotor cmap -m stats stats.srp.    the stats map\n  rotor cmap -C all                 clear the statistics"
-)]
 pub struct CmapArgs {
     /// Show binary values (bin keys print only their type without it).
     #[arg(short = 'b', action = ArgAction::Count)]

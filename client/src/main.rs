@@ -42,6 +42,30 @@ fn status() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// cfg shutdown, then wait until rotord no longer answers.
+fn shutdown(wait: std::time::Duration) -> ExitCode {
+    let mut c = match Cmap::initialize() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = c.shutdown() {
+        return fail(e);
+    }
+    drop(c);
+    let deadline = std::time::Instant::now() + wait;
+    while Cmap::initialize().is_ok() {
+        if std::time::Instant::now() > deadline {
+            return fail(format!(
+                "rotord accepted the shutdown but still runs after {} s",
+                wait.as_secs()
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    println!("rotor: the node left the ring and rotord stopped");
+    ExitCode::SUCCESS
+}
+
 /// A group name as corosync-cpgtool prints it: unprintable bytes as `\xNN`, `\` doubled.
 fn group_text(name: &[u8], escape: bool) -> String {
     let mut out = String::new();
@@ -132,6 +156,7 @@ fn keygen_command(args: KeygenArgs) -> ExitCode {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Status => status(),
+        Command::Shutdown { timeout_s } => shutdown(std::time::Duration::from_secs(timeout_s)),
         Command::Cmap(args) => cmapctl::run(args),
         Command::Cpg {
             delimiter,
