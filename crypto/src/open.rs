@@ -188,6 +188,41 @@ impl Opener {
         }
     }
 
+    /// Whether `frame`, rejected by [`Opener::open`] as [`OpenError::OwnFrame`], really was
+    /// sealed under this node's own id and key: another node configured with our node id
+    /// (a duplicate nodeid), rather than a forgery or garbage. Checks the tag only — nothing is
+    /// recorded, no replay window moves, and the frame's body is left unspecified. Costs a key
+    /// derivation (a few µs), so a caller reporting duplicates checks one frame per report, not
+    /// every frame. In mode none there is no key to check, and any frame with our id passes.
+    pub fn authentic_own_frame(&self, frame: &mut [u8]) -> bool {
+        let Ok((header, _)) = SealHeader::read_from_prefix(frame) else {
+            return false;
+        };
+        if header.magic != MAGIC
+            || header.version != VERSION
+            || header.cluster_hash.get() != self.cluster_hash
+            || header.mode != self.mode.wire_byte()
+            || header.sender.get() != self.local_node_id
+        {
+            return false;
+        }
+        let Some(body_len) = frame.len().checked_sub(HEADER_LEN + self.mode.tag_len()) else {
+            return false;
+        };
+        let Some(key) = self.keys.frame_key(self.mode, self.local_node_id) else {
+            return true; // Mode none: nothing to authenticate.
+        };
+        let nonce = Nonce::assume_unique_for_key(header.nonce_bytes());
+        if self.mode.encrypts() {
+            let (head, ciphertext_and_tag) = frame.split_at_mut(HEADER_LEN);
+            key.open_in_place(nonce, Aad::from(&*head), ciphertext_and_tag)
+                .is_ok()
+        } else {
+            let (aad, tag) = frame.split_at_mut(HEADER_LEN + body_len);
+            key.open_in_place(nonce, Aad::from(&*aad), tag).is_ok()
+        }
+    }
+
     fn open_counted<'a>(&mut self, frame: &'a mut [u8]) -> Result<Opened<'a>, OpenError> {
         // Header checks, cheapest and most common first; no crypto before ForeignCluster.
         let Ok((header, _)) = SealHeader::read_from_prefix(frame) else {

@@ -410,6 +410,33 @@ fn property_random_lengths_round_trip_and_single_flips_fail() {
 }
 
 #[test]
+fn an_own_frame_is_authentic_only_under_our_own_key() {
+    let hash = cluster_name_hash(CLUSTER);
+    let other_key = Keys::from_authkey_bytes(&[9u8; 256], CLUSTER).unwrap();
+    for mode in CryptoMode::ALL {
+        let opener = Opener::new(&keys(), mode, hash, RECEIVER, 4);
+        // Another node configured with our id and our key: authentic.
+        let mut twin = Sealer::new(&keys(), mode, hash, RECEIVER, 3);
+        let mut frame = sealed(&mut twin, b"duplicate nodeid");
+        assert!(opener.authentic_own_frame(&mut frame), "{mode:?}");
+        // The same id under another key, or a peer's frame: not ours.
+        let mut forged = Sealer::new(&other_key, mode, hash, RECEIVER, 3);
+        let mut frame = sealed(&mut forged, b"forged");
+        assert_eq!(
+            opener.authentic_own_frame(&mut frame),
+            mode == CryptoMode::None,
+            "{mode:?}: mode none has nothing to check"
+        );
+        let mut peer = Sealer::new(&keys(), mode, hash, SENDER, 3);
+        let mut frame = sealed(&mut peer, b"peer");
+        assert!(!opener.authentic_own_frame(&mut frame), "{mode:?}");
+        assert!(!opener.authentic_own_frame(&mut [0u8; 3]), "{mode:?}");
+        // Nothing was recorded or counted.
+        assert_eq!(*opener.counters(), rotor_crypto::Counters::default());
+    }
+}
+
+#[test]
 fn mode_none_runs_without_an_authkey() {
     let keys = Keys::unkeyed(CLUSTER);
     assert!(!keys.is_keyed());

@@ -4,12 +4,12 @@
 //! cannot be set up — `udp::KernelUdp` picks and says why) and AF_XDP (`xsk`: xdp-prog steers
 //! the cluster port into one AF_XDP socket per served receive queue, frames are built and parsed
 //! by hand in `frame`, destination MACs come from the kernel neighbour table in `neigh`); `any`
-//! picks one at start (`--transport udp|xdp|auto`), IPv4 or IPv6. A runner (`runner`) drives one
-//! totem-core `Node` — opening every datagram with rotor-crypto, feeding it to the node under the
-//! authenticated sender id, running the core's timers on a monotonic clock, sealing its
-//! transmits and sending them to each configured peer or, with IP multicast (`mcast`), frames
-//! for every member once to the group — and the `rotor-dataplane` binary
-//! either serves the CPG sessions rotord hands over (`service`: client rings in, deliveries
+//! picks one at start (`--transport udp|xdp|auto`), IPv4 or IPv6. A runner (`runner`) is a transport, a
+//! monotonic clock and one rotor-endpoint `Endpoint` (the totem-core node, crypto, the peer
+//! table and the counters: every datagram opened and fed to the node under the authenticated
+//! sender id, its transmits sealed and sent to each configured peer or, with IP multicast
+//! (`mcast`), frames for every member once to the group), and logs the endpoint's diagnostics;
+//! the `rotor-dataplane` binary either serves the CPG sessions rotord hands over (`service`: client rings in, deliveries
 //! fanned out in order, busy/adaptive/blocking polling) or, started by hand, joins one CPG
 //! group, optionally multicasts test messages and prints every event as one parseable line.
 //! Every counter is one flat list (`stats`) published to rotord. It deliberately does not reach

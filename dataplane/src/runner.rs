@@ -1,23 +1,24 @@
-//! The poll loop driving one totem-core `Node` over any [`Transport`]: datagrams are opened with
-//! rotor-crypto and fed to the node under the sender id the frame authenticated; the node's
-//! transmits are sealed and sent to each destination's configured address — `Dest::All` once to
-//! the multicast group when the transport joined one, else to every configured peer.
+//! The poll loop driving one node over any [`Transport`]: the transport, a monotonic clock and a
+//! rotor-endpoint `Endpoint` (the totem-core node, crypto, the peer table and the counters).
+//! Each datagram the transport hands over goes to the endpoint with the time it arrived; the
+//! endpoint's sealed frames go back to the transport with their addresses — `Dest::All` once to
+//! the multicast group when the transport joined one, else to every configured peer — and its
+//! diagnostics are logged at target "TOTEM".
 
-use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use rotor_crypto::{CryptoMode, Keys, Opener, Sealer};
+use rotor_crypto::{CryptoMode, Keys};
+use rotor_endpoint::{Diagnostic, Endpoint, EndpointConfig, EndpointError, Severity};
 use totem_core::config::frame_overhead_bytes;
-use totem_core::{ClusterShape, Dest, Event, Instant, Node, NodeConfig, NodeId, TotemSettings};
+use totem_core::{ClusterShape, Event, Instant, Node, TotemSettings};
 
-use crate::stats::{Entries, Rotations, Traffic};
+pub use rotor_endpoint::Drops;
+
+use crate::stats::Entries;
 use crate::transport::Transport;
-
-/// Largest datagram handled (a UDP payload).
-const DATAGRAM_MAX: usize = 65_536;
 
 /// Everything the runner needs.
 pub struct RunnerConfig {
@@ -52,6 +53,8 @@ pub fn cluster_shape(peer_count: usize, ipv6: bool, mode: CryptoMode) -> Cluster
 pub enum RunnerError {
     Io(io::Error),
     Config(totem_core::SettingError),
+    /// The nodelist given as peers is unusable (a duplicate id, our own id).
+    Peers(rotor_endpoint::PeerError),
 }
 
 impl std::fmt::Display for RunnerError {
@@ -59,147 +62,64 @@ impl std::fmt::Display for RunnerError {
         match self {
             RunnerError::Io(e) => write!(f, "socket: {e}"),
             RunnerError::Config(e) => write!(f, "config: {e}"),
+            RunnerError::Peers(e) => write!(f, "config: nodelist: {e}"),
         }
     }
 }
 
 impl std::error::Error for RunnerError {}
 
-/// Datagrams dropped, by reason (crypto open errors under `OpenError::reason()`).
-#[derive(Debug, Default, Clone)]
-pub struct Drops {
-    pub by_reason: BTreeMap<&'static str, u64>,
-}
-
-impl Drops {
-    fn count(&mut self, reason: &'static str) {
-        *self.by_reason.entry(reason).or_insert(0) += 1;
-    }
-
-    pub fn get(&self, reason: &str) -> u64 {
-        self.by_reason.get(reason).copied().unwrap_or(0)
-    }
-
-    /// `crypto.drops.<reason>` for what the crypto layer refused (an `OpenError` reason or
-    /// `seal_error`), `net.drops.<reason>` for the rest: `unconfigured_sender`,
-    /// `unknown_destination`, and `send_refused` (the provider had no room or, over AF_XDP, no
-    /// MAC for the peer yet; its own counters say which).
-    pub fn entries(&self, out: &mut Entries) {
-        for (reason, n) in &self.by_reason {
-            let area = if CRYPTO_DROPS.contains(reason) {
-                "crypto"
-            } else {
-                "net"
-            };
-            out.push((format!("{area}.drops.{reason}"), *n));
+impl From<EndpointError> for RunnerError {
+    fn from(e: EndpointError) -> RunnerError {
+        match e {
+            EndpointError::Totem(e) => RunnerError::Config(e),
+            EndpointError::Peers(e) => RunnerError::Peers(e),
         }
     }
 }
 
-/// At most one "invalid digest" log line per this many nanoseconds (the rest are counted).
-const DIGEST_LOG_INTERVAL_NS: u64 = 5_000_000_000;
-
-/// Rate-limited logging of frames that fail authentication (a wrong key, or forgery):
-/// corosync's "Received message has invalid digest... ignoring." at most once per
-/// `DIGEST_LOG_INTERVAL_NS`, saying how many were not logged in between.
-#[derive(Debug, Default)]
-struct DigestLog {
-    last_ns: Option<u64>,
-    unlogged: u64,
-}
-
-impl DigestLog {
-    fn on_invalid(&mut self, now_ns: u64, from: SocketAddr) {
-        if self
-            .last_ns
-            .is_some_and(|last| now_ns.saturating_sub(last) < DIGEST_LOG_INTERVAL_NS)
-        {
-            self.unlogged += 1;
-            return;
-        }
-        let more = match self.unlogged {
-            0 => String::new(),
-            n => format!(" ({n} more since the last report)"),
-        };
-        tracing::warn!(
-            target: "TOTEM",
-            "Received message has invalid digest... ignoring (from {from}){more}"
-        );
-        self.last_ns = Some(now_ns);
-        self.unlogged = 0;
+/// Logs one diagnostic of the endpoint at target "TOTEM" (the protocol's subsystem, as
+/// corosync tags these lines), at its severity.
+fn log(d: &Diagnostic<SocketAddr>) {
+    match d.severity() {
+        Severity::Error => tracing::error!(target: "TOTEM", "{d}"),
+        Severity::Warning => tracing::warn!(target: "TOTEM", "{d}"),
+        Severity::Notice => rotor_log::notice!(target: "TOTEM", "{d}"),
+        Severity::Debug => tracing::debug!(target: "TOTEM", "{d}"),
     }
 }
-
-/// The drop reasons that belong to the crypto layer.
-const CRYPTO_DROPS: [&str; 11] = [
-    "truncated",
-    "bad_magic",
-    "bad_version",
-    "foreign_cluster",
-    "mode_mismatch",
-    "own_frame",
-    "too_many_senders",
-    "stale_epoch",
-    "replay",
-    "invalid_digest",
-    "seal_error",
-];
 
 pub struct Runner<T: Transport> {
-    node: Node,
+    endpoint: Endpoint<SocketAddr>,
     transport: T,
-    sealer: Sealer,
-    opener: Opener,
-    peers: HashMap<u32, SocketAddr>,
     start: std::time::Instant,
-    tx: Vec<u8>,
-    drops: Drops,
-    traffic: Traffic,
-    rotations: Rotations,
-    digest_log: DigestLog,
 }
 
 impl<T: Transport> Runner<T> {
     pub fn new(cfg: RunnerConfig, transport: T) -> Result<Runner<T>, RunnerError> {
         let start = std::time::Instant::now();
-        let cluster = totem_core::cluster_hash(&cfg.cluster_name);
         let shape = cluster_shape(cfg.peers.len(), transport.local_addr().is_ipv6(), cfg.mode);
-        let node = Node::new(
-            NodeConfig {
+        let endpoint = Endpoint::new(
+            EndpointConfig {
+                node_id: cfg.node_id,
+                local: transport.local_addr(),
+                peers: cfg.peers,
+                group: transport.group(),
+                keys: cfg.keys,
+                cluster_name: cfg.cluster_name,
+                mode: cfg.mode,
                 totem: cfg.totem,
-                shape,
-                node_id: NodeId(cfg.node_id),
-                cluster,
-                incarnation: cfg.epoch,
+                frame_overhead_bytes: shape.frame_overhead_bytes,
+                epoch: cfg.epoch,
                 ring_seq_start: cfg.ring_seq_start,
                 seed: cfg.seed,
             },
             Instant(0),
-        )
-        .map_err(RunnerError::Config)?;
-        let sealer = Sealer::new(&cfg.keys, cfg.mode, cluster, cfg.node_id, cfg.epoch);
-        let opener = Opener::new(
-            &cfg.keys,
-            cfg.mode,
-            cluster,
-            cfg.node_id,
-            // Room for every node the core allows, not just the configured peers: a keyed node
-            // missing from our list must not take the slot a configured peer needs (its frames
-            // are then dropped as `unconfigured_sender`).
-            totem_core::limits::MEMBERS_MAX.max(cfg.peers.len()),
-        );
+        )?;
         Ok(Runner {
-            node,
+            endpoint,
             transport,
-            sealer,
-            opener,
-            peers: cfg.peers.into_iter().collect(),
             start,
-            tx: vec![0; DATAGRAM_MAX],
-            drops: Drops::default(),
-            traffic: Traffic::default(),
-            rotations: Rotations::default(),
-            digest_log: DigestLog::default(),
         })
     }
 
@@ -209,15 +129,19 @@ impl<T: Transport> Runner<T> {
     }
 
     pub fn node(&self) -> &Node {
-        &self.node
+        self.endpoint.node()
     }
 
     pub fn node_mut(&mut self) -> &mut Node {
-        &mut self.node
+        self.endpoint.node_mut()
+    }
+
+    pub fn endpoint(&self) -> &Endpoint<SocketAddr> {
+        &self.endpoint
     }
 
     pub fn drops(&self) -> &Drops {
-        &self.drops
+        self.endpoint.drops()
     }
 
     /// Every counter of the runner, its transport, crypto and the core, as published to
@@ -225,22 +149,7 @@ impl<T: Transport> Runner<T> {
     /// (`udp.*` or `xdp.*`).
     pub fn counters(&self) -> Entries {
         let mut out = Entries::new();
-        self.traffic.entries(&mut out);
-        self.drops.entries(&mut out);
-        let sealed = self.sealer.counters();
-        let opened = self.opener.counters();
-        for (k, v) in [
-            ("crypto.frames_sealed", sealed.frames_sealed),
-            ("crypto.bytes_sealed", sealed.bytes_sealed),
-            ("crypto.frames_opened", opened.frames_opened),
-            ("crypto.bytes_opened", opened.bytes_opened),
-        ] {
-            out.push((k.into(), v));
-        }
-        for (k, v) in self.node.stats().entries() {
-            out.push((format!("srp.{k}"), v));
-        }
-        self.rotations.entries(&mut out);
+        self.endpoint.counters(&mut out);
         self.transport.counters(&mut out);
         out
     }
@@ -253,47 +162,13 @@ impl<T: Transport> Runner<T> {
         &self.transport
     }
 
-    /// Seals and sends everything the node has queued.
+    /// Seals and sends everything the node has queued, and logs what the endpoint has to say.
     pub fn flush(&mut self) -> io::Result<()> {
-        while let Some(t) = self.node.poll_transmit() {
-            let n = match self.sealer.seal(&t.bytes, &mut self.tx) {
-                Ok(n) => n,
-                Err(_) => {
-                    self.drops.count("seal_error");
-                    self.node.recycle(t.bytes);
-                    continue;
-                }
-            };
-            let frame = &self.tx[..n];
-            let group = self.transport.group();
-            let mut send = |to: SocketAddr, group: bool| -> io::Result<()> {
-                if !self.transport.send_to(frame, to)? {
-                    self.drops.count("send_refused");
-                    return Ok(());
-                }
-                let t = &mut self.traffic;
-                t.frames_out += 1;
-                t.bytes_out += frame.len() as u64;
-                if group {
-                    t.group_sends += 1;
-                } else {
-                    t.unicast_sends += 1;
-                }
-                Ok(())
-            };
-            match (t.dest, group) {
-                (Dest::All, Some(group)) => send(group, true)?,
-                (Dest::All, None) => {
-                    for addr in self.peers.values() {
-                        send(*addr, false)?;
-                    }
-                }
-                (Dest::Node(id), _) => match self.peers.get(&id.0) {
-                    Some(addr) => send(*addr, false)?,
-                    None => self.drops.count("unknown_destination"),
-                },
-            }
-            self.node.recycle(t.bytes);
+        let transport = &mut self.transport;
+        self.endpoint
+            .flush(|frame, to| transport.send_to(frame, to))?;
+        while let Some(d) = self.endpoint.poll_diagnostic() {
+            log(&d);
         }
         self.transport.flush()
     }
@@ -312,7 +187,7 @@ impl<T: Transport> Runner<T> {
         let mut work = self.receive()?;
         if work == 0 {
             let now = self.now();
-            let wait = match self.node.poll_timeout() {
+            let wait = match self.endpoint.poll_timeout() {
                 Some(t) => Duration::from_nanos(t.0.saturating_sub(now.0)).min(max_wait),
                 None => max_wait,
             };
@@ -321,7 +196,7 @@ impl<T: Transport> Runner<T> {
             }
         }
         self.run_timers()?;
-        while let Some(ev) = self.node.poll_event() {
+        while let Some(ev) = self.endpoint.poll_event() {
             on_event(&ev);
             work += 1;
         }
@@ -332,13 +207,8 @@ impl<T: Transport> Runner<T> {
     /// Runs the core's timers if one is due.
     pub fn run_timers(&mut self) -> io::Result<()> {
         let now = self.now();
-        if self.node.poll_timeout().is_some_and(|t| t <= now) {
-            let tokens = self.node.stats().tokens;
-            self.node.handle_timeout(now);
-            // A ring of one passes the token to itself on a timer, not over the wire.
-            if self.node.stats().tokens != tokens {
-                self.rotations.on_token(self.node.ring(), now.0);
-            }
+        if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+            self.endpoint.handle_timeout(now);
         }
         self.flush()
     }
@@ -348,40 +218,13 @@ impl<T: Transport> Runner<T> {
         let mut total = 0;
         loop {
             let Runner {
-                node,
+                endpoint,
                 transport,
-                opener,
-                peers,
-                drops,
                 start,
-                traffic,
-                rotations,
-                digest_log,
-                ..
             } = self;
             let n = transport.recv_batch(&mut |frame, from| {
                 let now = Instant(start.elapsed().as_nanos() as u64);
-                traffic.frames_in += 1;
-                traffic.bytes_in += frame.len() as u64;
-                match opener.open(frame) {
-                    Ok(opened) => {
-                        if peers.contains_key(&opened.sender) {
-                            let tokens = node.stats().tokens;
-                            node.handle_datagram(now, NodeId(opened.sender), opened.body);
-                            if node.stats().tokens != tokens {
-                                rotations.on_token(node.ring(), now.0);
-                            }
-                        } else {
-                            drops.count("unconfigured_sender");
-                        }
-                    }
-                    Err(e) => {
-                        drops.count(e.reason());
-                        if e == rotor_crypto::OpenError::InvalidDigest {
-                            digest_log.on_invalid(now.0, from);
-                        }
-                    }
-                }
+                endpoint.handle_datagram(now, from, frame);
             })?;
             if n == 0 {
                 return Ok(total);
@@ -395,6 +238,7 @@ impl<T: Transport> Runner<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rotor_crypto::Sealer;
     use std::net::UdpSocket;
 
     fn keys(byte: u8) -> Keys {
@@ -439,7 +283,7 @@ mod tests {
         wire.send_to(&frame[..n], to).unwrap();
         wire.send_to(b"RT", to).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while runner.drops().by_reason.values().sum::<u64>() < 4
+        while runner.drops().by_key().map(|(_, n)| n).sum::<u64>() < 4
             && std::time::Instant::now() < deadline
         {
             runner.turn(Duration::from_millis(20), &[], |_| {}).unwrap();
@@ -449,6 +293,6 @@ mod tests {
         assert_eq!(d.get("unconfigured_sender"), 1, "{d:?}");
         assert_eq!(d.get("invalid_digest"), 1, "{d:?}");
         assert_eq!(d.get("truncated"), 1, "{d:?}");
-        assert_eq!(runner.opener.counters().frames_opened, 2);
+        assert_eq!(runner.endpoint().crypto_counters().0.frames_opened, 2);
     }
 }

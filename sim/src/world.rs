@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use totem_core::config::explicit;
 use totem_core::{
-    cluster_hash, ClusterShape, ConfigKind, Dest, Event, Guarantee, Instant, Node, NodeConfig,
-    NodeId, Request, RingId, State, SubmitError, TotemSettings,
+    ClusterShape, ConfigKind, Event, Guarantee, Instant, NodeId, Notice, Request, RingId, State,
+    SubmitError, TotemSettings,
 };
 
-use rotor_crypto::{CryptoMode, Keys, Opener, Sealer};
+use rotor_crypto::{CryptoMode, Keys};
+use rotor_endpoint::{Diagnostic, Endpoint, EndpointConfig, Received};
 
 use crate::check::{self, Entry, Life, MsgId, Submitted};
 use crate::net::Network;
@@ -20,6 +21,16 @@ const GROUPS: [&[u8]; 3] = [b"alpha", b"beta", b"gamma-group"];
 const PROCS_PER_NODE: u32 = 3;
 /// Datagrams queued for a paused node before its "socket buffer" overflows.
 const PAUSED_BACKLOG_MAX: usize = 4096;
+
+/// A node's address on the simulated network: its index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SimAddr(pub usize);
+
+impl std::fmt::Display for SimAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sim-host-{}", self.0 + 1)
+    }
+}
 
 /// Which faults a run injects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,7 +173,8 @@ struct Proc {
 
 struct SimNode {
     id: NodeId,
-    node: Option<Node>,
+    /// The production endpoint (core, crypto, peer table, counters) while the node runs.
+    endpoint: Option<Endpoint<SimAddr>>,
     incarnation: u32,
     persisted_ring_seq: u64,
     paused_until: Option<u64>,
@@ -174,9 +186,8 @@ struct SimNode {
     restart_at: Option<u64>,
     /// When its event queue was last drained (see `World::lazy_events`).
     drained_at: u64,
-    /// The production crypto layer between this node's core and the wire.
-    sealer: Option<Sealer>,
-    opener: Option<Opener>,
+    /// The last new membership this node announced (`Notice::Formed`): its ring and who left.
+    formed: Option<(RingId, Vec<NodeId>)>,
 }
 
 pub struct World {
@@ -186,14 +197,13 @@ pub struct World {
     net: Network,
     nodes: Vec<SimNode>,
     totem: TotemSettings,
+    /// What the settings were resolved against: the frame overhead goes to every endpoint.
     shape: ClusterShape,
-    cluster: u32,
     lives: Vec<Life>,
     submitted: BTreeMap<MsgId, Submitted>,
     report: RunReport,
     keys: Keys,
     crypto: CryptoMode,
-    sealed: Vec<u8>,
     /// A delivery's data gathered into one slice (messages larger than a frame arrive in parts).
     gathered: Vec<u8>,
     /// Odd seeds leave each node's events queued for up to `LAZY_DRAIN_MS` of simulated time
@@ -276,7 +286,6 @@ impl World {
         let mut world = World {
             keys,
             crypto,
-            sealed: Vec::new(),
             gathered: Vec::new(),
             lazy_events: cfg.seed % 2 == 1,
             healed: false,
@@ -286,7 +295,6 @@ impl World {
             nodes: Vec::new(),
             totem,
             shape,
-            cluster: cluster_hash("sim"),
             lives: Vec::new(),
             submitted: BTreeMap::new(),
             report: RunReport::default(),
@@ -295,7 +303,7 @@ impl World {
         for index in 0..world.cfg.nodes {
             world.nodes.push(SimNode {
                 id: NodeId(index as u32 + 1),
-                node: None,
+                endpoint: None,
                 incarnation: 0,
                 persisted_ring_seq: 0,
                 paused_until: None,
@@ -306,8 +314,7 @@ impl World {
                 counter: 0,
                 restart_at: None,
                 drained_at: 0,
-                sealer: None,
-                opener: None,
+                formed: None,
             });
             world.start_node(index);
         }
@@ -316,33 +323,32 @@ impl World {
 
     fn start_node(&mut self, index: usize) {
         let seed = self.rng.next_u64();
+        let nodes = self.cfg.nodes;
         let n = &mut self.nodes[index];
         n.incarnation += 1;
-        let config = NodeConfig {
+        let config = EndpointConfig {
+            node_id: n.id.0,
+            local: SimAddr(index),
+            peers: (0..nodes)
+                .filter(|i| *i != index)
+                .map(|i| (i as u32 + 1, SimAddr(i)))
+                .collect(),
+            group: None,
+            keys: self.keys.clone(),
+            cluster_name: "sim".into(),
+            mode: self.crypto,
             totem: self.totem.clone(),
-            shape: self.shape,
-            node_id: n.id,
-            cluster: self.cluster,
-            incarnation: n.incarnation,
+            frame_overhead_bytes: self.shape.frame_overhead_bytes,
+            // The incarnation is the per-boot epoch: it grows with every restart.
+            epoch: n.incarnation,
             ring_seq_start: n.persisted_ring_seq,
             seed,
         };
-        n.node = Some(Node::new(config, Instant(self.now)).expect("valid config"));
-        // The incarnation is the per-boot epoch: it grows with every restart.
-        n.sealer = Some(Sealer::new(
-            &self.keys,
-            self.crypto,
-            self.cluster,
-            n.id.0,
-            n.incarnation,
-        ));
-        n.opener = Some(Opener::new(
-            &self.keys,
-            self.crypto,
-            self.cluster,
-            n.id.0,
-            self.cfg.nodes,
-        ));
+        let mut endpoint = Endpoint::new(config, Instant(self.now)).expect("valid config");
+        // Every invariant, the expensive ones too, after every input of every node.
+        endpoint.node_mut().set_check_all_invariants(true);
+        n.endpoint = Some(endpoint);
+        n.formed = None;
         n.paused_until = None;
         n.backlog.clear();
         n.restart_at = None;
@@ -364,8 +370,8 @@ impl World {
         // What the node delivered before it crashed, its application saw.
         self.drain_events(index);
         let n = &mut self.nodes[index];
-        if let Some(node) = n.node.take() {
-            n.persisted_ring_seq = node.max_ring_seq();
+        if let Some(endpoint) = n.endpoint.take() {
+            n.persisted_ring_seq = endpoint.node().max_ring_seq();
             self.lives[n.life].crashed = true;
             if self.cfg.verbose {
                 println!("  t={}ms node {} crashes", self.now / MS, n.id);
@@ -374,50 +380,47 @@ impl World {
     }
 
     fn alive(&self, index: usize) -> bool {
-        self.nodes[index].node.is_some()
+        self.nodes[index].endpoint.is_some()
     }
 
     fn running(&self, index: usize) -> bool {
         self.alive(index) && self.nodes[index].paused_until.is_none()
     }
 
-    /// Moves a node's outputs to the network and its events to its log (in a lazy run, only
-    /// every `LAZY_DRAIN_MS`).
+    /// Moves a node's outputs to the network, its diagnostics through the checks and its
+    /// events to its log (in a lazy run, only every `LAZY_DRAIN_MS`).
     fn flush(&mut self, index: usize) {
         let now = self.now;
-        let n = &mut self.nodes[index];
-        let (Some(node), Some(sealer)) = (n.node.as_mut(), n.sealer.as_mut()) else {
+        let World {
+            nodes,
+            net,
+            rng,
+            report,
+            cfg,
+            ..
+        } = self;
+        let n = &mut nodes[index];
+        let Some(endpoint) = n.endpoint.as_mut() else {
             return;
         };
-        while let Some(t) = node.poll_transmit() {
-            self.sealed.resize(
-                t.bytes.len() + rotor_crypto::HEADER_LEN + rotor_crypto::TAG_LEN,
-                0,
-            );
-            let len = sealer
-                .seal(&t.bytes, &mut self.sealed)
-                .expect("sealing fits the buffer");
-            let sealed = &self.sealed[..len];
-            match t.dest {
-                Dest::All => {
-                    for to in 0..self.cfg.nodes {
-                        if to != index {
-                            self.net.send(&mut self.rng, now, index, to, sealed);
-                        }
-                    }
-                }
-                Dest::Node(id) => {
-                    let to = id.0 as usize - 1;
-                    if to == index {
-                        self.report
-                            .violations
-                            .push(format!("node {} sent a datagram to itself", id));
-                    } else {
-                        self.net.send(&mut self.rng, now, index, to, sealed);
-                    }
-                }
+        let unknown = endpoint.drops().get("unknown_destination");
+        endpoint
+            .flush(|frame, to: SimAddr| {
+                net.send(rng, now, index, to.0, frame);
+                Ok::<bool, std::convert::Infallible>(true)
+            })
+            .unwrap_or_else(|never| match never {});
+        if endpoint.drops().get("unknown_destination") != unknown {
+            // The peer table has every node but this one.
+            report
+                .violations
+                .push(format!("node {} sent a datagram to itself", n.id));
+        }
+        while let Some(d) = endpoint.poll_diagnostic() {
+            check_diagnostic(n.id, &mut n.formed, &d, &mut report.violations);
+            if cfg.verbose {
+                println!("  t={}ms node {}: {d}", now / MS, n.id);
             }
-            node.recycle(t.bytes);
         }
         let lazy = self.lazy_events && !self.healed;
         if !lazy || now >= n.drained_at + LAZY_DRAIN_MS * MS {
@@ -431,11 +434,11 @@ impl World {
         let n = &mut self.nodes[index];
         let (id, life_index) = (n.id, n.life);
         n.drained_at = now;
-        let Some(node) = n.node.as_mut() else {
+        let Some(endpoint) = n.endpoint.as_mut() else {
             return;
         };
         let life = &mut self.lives[life_index];
-        while let Some(event) = node.poll_event() {
+        while let Some(event) = endpoint.poll_event() {
             match event {
                 Event::Config(c) => {
                     if c.kind == ConfigKind::Regular {
@@ -504,7 +507,7 @@ impl World {
         let n = &mut self.nodes[index];
         let p = self.rng.below(n.procs.len() as u64) as usize;
         let roll = self.rng.below(1000);
-        let node = n.node.as_mut().expect("running");
+        let node = n.endpoint.as_mut().expect("running").node_mut();
         let proc_ = &mut n.procs[p];
         let result = if proc_.joined.is_empty() || roll < 50 {
             let g = self.rng.below(GROUPS.len() as u64) as usize;
@@ -587,7 +590,7 @@ impl World {
             counter: n.counter,
         };
         let data = make_payload(id, len);
-        let node = n.node.as_mut().expect("a running node");
+        let node = n.endpoint.as_mut().expect("a running node").node_mut();
         node.submit(Request::Mcast {
             group: GROUPS[group],
             pid,
@@ -713,9 +716,9 @@ impl World {
                 } => {
                     self.now >= after_ms * MS
                         && self.nodes[index]
-                            .node
+                            .endpoint
                             .as_ref()
-                            .is_some_and(|n| n.state() == state)
+                            .is_some_and(|e| e.node().state() == state)
                 }
             };
             if due {
@@ -759,7 +762,7 @@ impl World {
         let ids: Vec<NodeId> = self.nodes.iter().map(|n| n.id).collect();
         let mut ring = None;
         for n in &self.nodes {
-            let node = n.node.as_ref()?;
+            let node = n.endpoint.as_ref()?.node();
             if !node.is_operational()
                 || node.members() != ids.as_slice()
                 || node.syncing()
@@ -788,26 +791,23 @@ impl World {
         let mut bytes = bytes;
         let expected = self.nodes[from].id;
         let n = &mut self.nodes[to];
-        let opener = n.opener.as_mut().expect("alive");
-        let opened = match opener.open(&mut bytes) {
-            Ok(opened) => opened,
-            Err(e) => {
-                *self.report.crypto_rejected.entry(e.reason()).or_default() += 1;
-                return;
+        let endpoint = n.endpoint.as_mut().expect("alive");
+        match endpoint.handle_datagram(Instant(self.now), SimAddr(from), &mut bytes) {
+            Received::Accepted { sender, body } => {
+                if sender != expected {
+                    self.report.violations.push(format!(
+                        "crypto: a frame from node {expected} opened as node {sender}"
+                    ));
+                    return;
+                }
+                if self.cfg.verbose && std::env::var_os("ROTOR_SIM_TRACE").is_some() {
+                    trace_datagram(self.now, sender, n.id, body);
+                }
             }
-        };
-        let sender = NodeId(opened.sender);
-        if sender != expected {
-            self.report.violations.push(format!(
-                "crypto: a frame from node {expected} opened as node {sender}"
-            ));
-            return;
+            Received::Dropped(cause) => {
+                *self.report.crypto_rejected.entry(cause.key()).or_default() += 1;
+            }
         }
-        if self.cfg.verbose && std::env::var_os("ROTOR_SIM_TRACE").is_some() {
-            trace_datagram(self.now, sender, n.id, opened.body);
-        }
-        let node = n.node.as_mut().expect("alive");
-        node.handle_datagram(Instant(self.now), sender, opened.body);
         self.flush(to);
     }
 
@@ -839,8 +839,8 @@ impl World {
                 next = next.min(at);
             }
             for n in &self.nodes {
-                if let (Some(node), None) = (&n.node, n.paused_until) {
-                    if let Some(Instant(at)) = node.poll_timeout() {
+                if let (Some(endpoint), None) = (&n.endpoint, n.paused_until) {
+                    if let Some(Instant(at)) = endpoint.poll_timeout() {
                         next = next.min(at);
                     }
                 }
@@ -889,12 +889,12 @@ impl World {
                 if !self.running(i) {
                     continue;
                 }
-                let node = self.nodes[i].node.as_mut().expect("running");
-                if node
+                let endpoint = self.nodes[i].endpoint.as_mut().expect("running");
+                if endpoint
                     .poll_timeout()
                     .is_some_and(|Instant(at)| at <= self.now)
                 {
-                    node.handle_timeout(Instant(self.now));
+                    endpoint.handle_timeout(Instant(self.now));
                     self.flush(i);
                 }
             }
@@ -929,7 +929,7 @@ impl World {
             let states: Vec<String> = self
                 .nodes
                 .iter()
-                .map(|n| match &n.node {
+                .map(|n| match n.endpoint.as_ref().map(|e| e.node()) {
                     Some(node) => format!(
                         "{}:{:?}@{} {:?}",
                         n.id,
@@ -963,7 +963,7 @@ impl World {
         for i in 0..self.cfg.nodes {
             for (g, name) in GROUPS.iter().enumerate() {
                 let n = &mut self.nodes[i];
-                let node = n.node.as_mut().expect("converged");
+                let node = n.endpoint.as_mut().expect("converged").node_mut();
                 let proc_ = &mut n.procs[0];
                 if !proc_.joined.contains(&g)
                     && node
@@ -1012,6 +1012,52 @@ impl Life {
                 _ => None,
             })
             .collect()
+    }
+}
+
+/// Checks what a node's endpoint reported: nothing about foreign senders (every node of a run
+/// has the key, the cluster name and a place in the nodelist), and membership notices that agree
+/// with themselves — a new membership contains the node, its joined members are in it, a left
+/// member in it has joined again, and the members reported as failed are among those that left.
+fn check_diagnostic(
+    node: NodeId,
+    formed: &mut Option<(RingId, Vec<NodeId>)>,
+    d: &Diagnostic<SimAddr>,
+    violations: &mut Vec<String>,
+) {
+    let sorted = |v: &[NodeId]| v.windows(2).all(|w| w[0] < w[1]);
+    match d {
+        Diagnostic::Foreign(r) => violations.push(format!("node {node} reported: {r}")),
+        Diagnostic::Totem(Notice::Formed {
+            ring,
+            members,
+            joined,
+            left,
+        }) => {
+            let ok = sorted(members)
+                && sorted(joined)
+                && sorted(left)
+                && members.contains(&node)
+                && joined.iter().all(|j| members.contains(j))
+                // A member that left the old configuration and is in the new one came back
+                // (it restarted, or was in another ring): it joined again.
+                && left.iter().all(|l| !members.contains(l) || joined.contains(l));
+            if !ok {
+                violations.push(format!("node {node}: inconsistent new membership: {d}"));
+            }
+            *formed = Some((*ring, left.clone()));
+        }
+        Diagnostic::Totem(Notice::LeaveNotReceived { ring, failed }) => {
+            let ok = formed
+                .as_ref()
+                .is_some_and(|(r, left)| r == ring && failed.iter().all(|f| left.contains(f)));
+            if !ok {
+                violations.push(format!(
+                    "node {node}: failed members that did not leave ring {ring}: {d}"
+                ));
+            }
+        }
+        Diagnostic::Totem(_) => {}
     }
 }
 

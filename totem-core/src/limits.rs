@@ -21,3 +21,5 @@ pub const GROUP_NAME_MAX: usize = 128;
 /// Smallest and largest frame the core builds (bytes of core header and body).
 pub const FRAME_SIZE_MIN: usize = 512;
 pub const FRAME_SIZE_MAX: usize = 65_000;
+/// Diagnostics (`Notice`) queued for the embedding; more are counted as `notices_dropped`.
+pub const NOTICES_MAX: usize = 256;

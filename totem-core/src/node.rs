@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use crate::body::{offset_in, Body, Part, Payload, Repr};
 use crate::config::{ClusterShape, SettingError, TotemSettings};
 use crate::cpg::{Cpg, CpgOutput, GroupChange, Member, Request, SubmitError, MCAST_HEAD_MAX};
+use crate::notice::Notice;
 use crate::pack::{Packer, QueueError};
 use crate::srp::{self, ConfigChange, ConfigKind, Srp, State};
 use crate::stats::Stats;
@@ -461,6 +462,25 @@ impl Node {
         self.srp.poll_timeout()
     }
 
+    /// The next diagnostic of the protocol (membership steps, token loss, retransmissions),
+    /// for the embedding to log. Independent of `poll_event`: nothing depends on reading them,
+    /// and at most `limits::NOTICES_MAX` wait (the rest are counted as `notices_dropped`).
+    pub fn poll_notice(&mut self) -> Option<Notice> {
+        self.srp.poll_notice()
+    }
+
+    /// Asserts the protocol's invariants now: all of them, including those that walk every
+    /// frame store and member set (`Srp::check_invariants`).
+    pub fn check_invariants(&self) {
+        self.srp.check_invariants(true);
+    }
+
+    /// Whether every invariant, not only the cheap ones, is asserted after each input. Off by
+    /// default; the simulator turns it on.
+    pub fn set_check_all_invariants(&mut self, on: bool) {
+        self.srp.set_check_all(on);
+    }
+
     pub fn node_id(&self) -> NodeId {
         self.srp.node_id()
     }
@@ -472,10 +492,10 @@ impl Node {
         self.srp.members()
     }
     pub fn state(&self) -> State {
-        self.srp.state
+        self.srp.state()
     }
     pub fn is_operational(&self) -> bool {
-        self.srp.state == State::Operational
+        self.srp.state() == State::Operational
     }
     /// Persist this and pass it back as `ring_seq_start` on restart.
     pub fn max_ring_seq(&self) -> u64 {

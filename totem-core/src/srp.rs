@@ -11,6 +11,11 @@
 //!   member missing a frame or holding unsent recovery frames, and the token carries that
 //!   decision (`TOKEN_RECOVERY_DONE`);
 //! - a restarted node is recognised by its incarnation, carried in every header.
+//!
+//! The membership state is one [`Phase`] whose variants carry the data only that state has (the
+//! gather sets; the ring being formed; what recovery still has to send), so a combination the
+//! protocol never reaches cannot be represented. [`Srp::check_invariants`] asserts what must
+//! hold between inputs; the cheap part runs after every input, in release builds too.
 
 use std::collections::VecDeque;
 
@@ -18,8 +23,9 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use crate::body::Body;
 use crate::config::{SettingError, TotemSettings};
-use crate::limits::{MEMBERS_MAX, RTR_ENTRIES_MAX};
+use crate::limits::{MEMBERS_MAX, NOTICES_MAX, RETAINED_FRAMES_MAX, RTR_ENTRIES_MAX};
 use crate::node::NodeConfig;
+use crate::notice::{GatherCause, Notice};
 use crate::stats::Stats;
 use crate::store::Store;
 use crate::types::{Dest, Instant, NodeId, RingId};
@@ -62,6 +68,7 @@ pub trait Upper {
     fn config(&mut self, change: ConfigChange);
 }
 
+/// The membership state, as callers see it (a read-only view of [`Phase`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
     Operational,
@@ -70,9 +77,22 @@ pub enum State {
     Recovery,
 }
 
+impl State {
+    /// Lower-case name, as corosync's `runtime.totem.pg.mrp.srp` keys spell states.
+    pub const fn name(self) -> &'static str {
+        match self {
+            State::Operational => "operational",
+            State::Gather => "gather",
+            State::Commit => "commit",
+            State::Recovery => "recovery",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
 enum Timer {
+    TokenWarning,
     TokenLoss,
     TokenRetransmit,
     Hold,
@@ -80,7 +100,7 @@ enum Timer {
     Consensus,
     Merge,
 }
-const TIMER_COUNT: usize = 6;
+const TIMER_COUNT: usize = 7;
 
 /// The decoded regular token (kept while held, rebuilt into a datagram when forwarded).
 #[derive(Clone, Debug)]
@@ -102,66 +122,201 @@ struct Token {
 /// The ring this node last installed: its frames and delivery progress.
 struct Installed {
     ring: RingId,
+    /// Invariant: sorted, unique, contains this node.
     members: Vec<NodeId>,
     store: Store,
-    /// Highest sequence delivered to the upper layer.
+    /// Highest sequence delivered to the upper layer. Invariant: at most `store.aru()`.
     delivered: u64,
-    /// Every member is known to hold every frame up to here.
+    /// Every member is known to hold every frame up to here. Invariant: at most `store.aru()`.
     safe: u64,
     /// Set while this node's state has been reported in a commit token: no more frames of this
     /// ring are accepted except through recovery, so all members recover the same set.
+    /// Invariant: set exactly in the commit and recovery phases.
     frozen: bool,
 }
 
-/// A ring being formed (commit and recovery states).
+/// Where the membership protocol is (paper §4), with the data only that phase has.
+enum Phase {
+    /// Looking for the members of a new ring.
+    Gather(Gather),
+    /// The commit token circulates among the agreed members of the ring being formed.
+    Commit(Forming),
+    /// The new ring's token circulates; old-ring frames are recovered.
+    Recovery(Forming, Recovery),
+    /// The installed ring is in use.
+    Operational,
+}
+
+impl Phase {
+    fn state(&self) -> State {
+        match self {
+            Phase::Gather(_) => State::Gather,
+            Phase::Commit(_) => State::Commit,
+            Phase::Recovery(..) => State::Recovery,
+            Phase::Operational => State::Operational,
+        }
+    }
+
+    /// The ring being formed, in commit and recovery.
+    fn forming_mut(&mut self) -> Option<&mut Forming> {
+        match self {
+            Phase::Commit(f) | Phase::Recovery(f, _) => Some(f),
+            Phase::Gather(_) | Phase::Operational => None,
+        }
+    }
+}
+
+/// The gather state's sets (paper §4.1: "my_proc_set", "my_fail_set", consensus).
+struct Gather {
+    /// Invariant: sorted, unique, contains this node, at most `MEMBERS_MAX`.
+    proc_set: Vec<NodeId>,
+    /// Invariant: sorted, unique, never this node.
+    fail_set: Vec<NodeId>,
+    /// Nodes whose join matched our sets since they last changed. Invariant: sorted, unique,
+    /// contains this node.
+    agreed: Vec<NodeId>,
+    /// Consensus timeouts in a row that found every live node agreed but no commit token.
+    agreed_timeouts: u32,
+}
+
+/// A ring being formed (commit and recovery).
 struct Forming {
     ring: RingId,
+    /// Invariant: sorted, unique, contains this node; the first is the representative.
     members: Vec<NodeId>,
+    /// Invariant: one per member, in the same order.
     entries: Vec<CommitEntry>,
     /// The gather sets that produced this ring: joins repeating them are not news.
     proc_set: Vec<NodeId>,
     fail_set: Vec<NodeId>,
     store: Store,
-    /// Members of the new ring that come from this node's installed ring.
+    /// Last commit token sequence seen, to discard duplicates.
+    commit_token_seq: u64,
+}
+
+/// What recovery computed from the second commit token (paper §4.3).
+struct Recovery {
+    /// Members of the new ring that come from this node's installed ring. Invariant: contains
+    /// this node.
     trans: Vec<NodeId>,
     /// Old-ring frames to recover: everything up to `high` that any of `trans` held.
     high: u64,
     /// Old-ring frames up to here are delivered in the old regular configuration.
     old_safe: u64,
-    /// Old-ring frames this node retransmits during recovery.
-    recovery_queue: VecDeque<u64>,
-    /// Last commit token sequence seen, to discard duplicates.
-    commit_token_seq: u64,
+    /// Old-ring frames this node retransmits during recovery. Invariant: increasing, each at
+    /// most `high`.
+    queue: VecDeque<u64>,
+}
+
+/// The frames the SRP built and not yet handed out, and spare buffers. Apart from the protocol
+/// state so a handler can hold a phase's data and send at once.
+struct Outbox {
+    me: NodeId,
+    incarnation: u32,
+    cluster: u32,
+    queue: VecDeque<(Dest, Vec<u8>)>,
+    spare: Vec<Vec<u8>>,
+}
+
+impl Outbox {
+    fn header(&self, kind: u8) -> Header {
+        Header {
+            magic: MAGIC,
+            version: VERSION,
+            kind,
+            cluster: self.cluster.into(),
+            sender: self.me.0.into(),
+            incarnation: self.incarnation.into(),
+        }
+    }
+
+    fn buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.spare.len() < 256 {
+            buf.clear();
+            self.spare.push(buf);
+        }
+    }
+
+    fn send(&mut self, dest: Dest, buf: Vec<u8>, stats: &mut Stats) {
+        stats.frames_out += 1;
+        self.queue.push_back((dest, buf));
+    }
+
+    /// A join message with these sets (paper §4.1).
+    fn join(&mut self, ring_seq: u64, proc_set: &[NodeId], fail_set: &[NodeId], stats: &mut Stats) {
+        let mut buf = self.buffer();
+        let mut w = Writer::new_vec(&mut buf, wire::join_size(proc_set.len(), fail_set.len()));
+        w.put(self.header(KIND_JOIN).as_bytes());
+        let hdr = JoinHdr {
+            ring_seq: ring_seq.into(),
+            proc_count: (proc_set.len() as u16).into(),
+            fail_count: (fail_set.len() as u16).into(),
+            _pad: 0.into(),
+        };
+        w.put(hdr.as_bytes());
+        for n in proc_set.iter().chain(fail_set) {
+            w.put_u32(n.0);
+        }
+        stats.joins_sent += 1;
+        self.send(Dest::All, buf, stats);
+    }
+
+    fn write_data_headers(
+        &self,
+        buf: &mut [u8],
+        ring: RingId,
+        seq: u64,
+        origin: NodeId,
+        flags: u8,
+        len: usize,
+    ) {
+        let header = self.header(KIND_DATA);
+        let data = DataHdr {
+            ring_seq: ring.seq.into(),
+            ring_rep: ring.rep.into(),
+            origin: origin.0.into(),
+            seq: seq.into(),
+            flags,
+            _pad: [0; 3],
+            len: (len as u32).into(),
+        };
+        buf[..HEADER_LEN].copy_from_slice(header.as_bytes());
+        buf[HEADER_LEN..wire::DATA_OVERHEAD].copy_from_slice(data.as_bytes());
+    }
 }
 
 pub struct Srp {
     me: NodeId,
     incarnation: u32,
-    cluster: u32,
     /// Invariant: valid for `frame_size_bytes` (`TotemSettings::validate`).
     config: TotemSettings,
     /// Bytes of core header and body in one frame.
     frame_size_bytes: usize,
-    pub state: State,
+    /// `token_warning_percent` of the token timeout; 0 = no warning.
+    token_warning_ms: u32,
+    phase: Phase,
     installed: Installed,
-    forming: Option<Forming>,
     /// Highest ring sequence seen anywhere; new rings are numbered above it.
+    /// Invariant: at least the installed and the forming ring's sequence.
     max_ring_seq: u64,
     /// Incarnations of the nodes seen, to recognise a restart.
     incarnations: Vec<(NodeId, u32)>,
-
-    // Gather.
-    proc_set: Vec<NodeId>,
-    fail_set: Vec<NodeId>,
-    agreed: Vec<NodeId>,
-    /// Consensus timeouts in a row that found every live node agreed but no commit token.
-    agreed_timeouts: u32,
+    /// Members of the installed ring whose leave message arrived since it was installed: the
+    /// others that leave have failed. Invariant: sorted, unique.
+    left_cleanly: Vec<NodeId>,
 
     // Token handling on the installed (operational) or forming (recovery) ring.
     last_token_seq: u64,
     last_token: Vec<u8>,
     last_token_dest: NodeId,
+    /// Invariant: only in recovery and operational, and exactly while the hold timer runs.
     held: Option<Token>,
+    /// When the token timer was last started (a token arrived or the node began waiting).
+    token_timer_started: Instant,
     idle_rotations: u32,
     my_last_sent: u32,
     my_last_backlog: u32,
@@ -173,8 +328,11 @@ pub struct Srp {
 
     timer: [Option<Instant>; TIMER_COUNT],
     rng: u64,
-    out: VecDeque<(Dest, Vec<u8>)>,
-    spare: Vec<Vec<u8>>,
+    outbox: Outbox,
+    /// Invariant: at most `NOTICES_MAX`; more are counted as `notices_dropped`.
+    notices: VecDeque<Notice>,
+    /// Run the expensive invariants too after every input (the simulator turns this on).
+    check_all: bool,
     pub stats: Stats,
 }
 
@@ -196,6 +354,15 @@ fn minus(a: &[NodeId], b: &[NodeId]) -> Vec<NodeId> {
     a.iter().copied().filter(|n| !contains(b, *n)).collect()
 }
 
+fn sorted_unique(set: &[NodeId]) -> bool {
+    set.windows(2).all(|w| w[0] < w[1])
+}
+
+fn successor(me: NodeId, members: &[NodeId]) -> NodeId {
+    let at = members.binary_search(&me).expect("a ring member");
+    members[(at + 1) % members.len()]
+}
+
 impl Srp {
     /// A node starts alone in the gather state, in a singleton pseudo-ring numbered from
     /// `ring_seq_start`, which the caller persists across restarts (corosync keeps it in
@@ -206,6 +373,7 @@ impl Srp {
         node.totem.validate(&node.shape)?;
         let config = node.totem.clone();
         let frame_size_bytes = config.frame_size_bytes(&node.shape);
+        let token_warning_ms = config.token_warning_ms().unwrap_or(0);
         let (incarnation, cluster, ring_seq_start, seed) = (
             node.incarnation,
             node.cluster,
@@ -219,10 +387,10 @@ impl Srp {
         let mut srp = Srp {
             me,
             incarnation,
-            cluster,
             config,
             frame_size_bytes,
-            state: State::Gather,
+            token_warning_ms,
+            phase: Phase::Operational,
             installed: Installed {
                 ring,
                 members: vec![me],
@@ -231,17 +399,14 @@ impl Srp {
                 safe: 0,
                 frozen: false,
             },
-            forming: None,
-            max_ring_seq: ring_seq_start,
+            max_ring_seq: ring_seq_start | 1,
             incarnations: Vec::with_capacity(MEMBERS_MAX),
-            proc_set: Vec::with_capacity(MEMBERS_MAX),
-            fail_set: Vec::with_capacity(MEMBERS_MAX),
-            agreed: Vec::with_capacity(MEMBERS_MAX),
-            agreed_timeouts: 0,
+            left_cleanly: Vec::with_capacity(MEMBERS_MAX),
             last_token_seq: 0,
             last_token: Vec::new(),
             last_token_dest: me,
             held: None,
+            token_timer_started: now,
             idle_rotations: 0,
             my_last_sent: 0,
             my_last_backlog: 0,
@@ -251,12 +416,24 @@ impl Srp {
             missing: Vec::with_capacity(RTR_ENTRIES_MAX),
             timer: [None; TIMER_COUNT],
             rng: seed | 1,
-            out: VecDeque::new(),
-            spare: Vec::new(),
+            outbox: Outbox {
+                me,
+                incarnation,
+                cluster,
+                queue: VecDeque::new(),
+                spare: Vec::new(),
+            },
+            notices: VecDeque::with_capacity(NOTICES_MAX),
+            check_all: false,
             stats: Stats::default(),
         };
-        srp.enter_gather(now, vec![me], Vec::new());
+        srp.enter_gather(now, vec![me], Vec::new(), GatherCause::Start);
+        srp.check_invariants(true);
         Ok(srp)
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.me
     }
 
     /// Whether this node has installed a ring since it started (the start's pseudo-ring has an
@@ -264,61 +441,76 @@ impl Srp {
     fn ever_installed(&self) -> bool {
         self.installed.ring.seq % 4 == 0
     }
-
-    pub fn node_id(&self) -> NodeId {
-        self.me
-    }
     pub fn ring(&self) -> RingId {
         self.installed.ring
     }
     pub fn members(&self) -> &[NodeId] {
         &self.installed.members
     }
+    pub fn state(&self) -> State {
+        self.phase.state()
+    }
     /// The highest ring sequence seen: persist it, and pass it back as `ring_seq_start`.
     pub fn max_ring_seq(&self) -> u64 {
         self.max_ring_seq
     }
 
+    /// Whether the expensive invariants run after every input too (the cheap ones always do).
+    pub fn set_check_all(&mut self, on: bool) {
+        self.check_all = on;
+    }
+
     // ----- outputs -------------------------------------------------------------------------
 
     pub fn poll_transmit(&mut self) -> Option<(Dest, Vec<u8>)> {
-        self.out.pop_front()
+        self.outbox.queue.pop_front()
     }
 
     /// Returns a transmitted buffer for reuse.
-    pub fn recycle(&mut self, mut buf: Vec<u8>) {
-        if self.spare.len() < 256 {
-            buf.clear();
-            self.spare.push(buf);
-        }
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.outbox.recycle(buf);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timer.iter().flatten().min().copied()
     }
 
-    fn buffer(&mut self) -> Vec<u8> {
-        self.spare.pop().unwrap_or_default()
+    /// The next diagnostic, in the order they happened.
+    pub fn poll_notice(&mut self) -> Option<Notice> {
+        self.notices.pop_front()
     }
 
-    fn header(&self, kind: u8) -> Header {
-        Header {
-            magic: MAGIC,
-            version: VERSION,
-            kind,
-            cluster: self.cluster.into(),
-            sender: self.me.0.into(),
-            incarnation: self.incarnation.into(),
+    fn notice(&mut self, notice: Notice) {
+        if self.notices.len() < NOTICES_MAX {
+            self.notices.push_back(notice);
+        } else {
+            self.stats.notices_dropped += 1;
         }
     }
 
+    fn buffer(&mut self) -> Vec<u8> {
+        self.outbox.buffer()
+    }
+
     fn send(&mut self, dest: Dest, buf: Vec<u8>) {
-        self.stats.frames_out += 1;
-        self.out.push_back((dest, buf));
+        self.outbox.send(dest, buf, &mut self.stats);
     }
 
     fn set_timer(&mut self, timer: Timer, at: Option<Instant>) {
         self.timer[timer as usize] = at;
+    }
+
+    /// Starts (or restarts) the token timer, and with it the token warning.
+    fn reset_token_timeout(&mut self, now: Instant) {
+        self.token_timer_started = now;
+        self.set_timer(Timer::TokenLoss, Some(now.plus_ms(self.config.token_ms)));
+        let warning = (self.token_warning_ms > 0).then(|| now.plus_ms(self.token_warning_ms));
+        self.set_timer(Timer::TokenWarning, warning);
+    }
+
+    fn cancel_token_timeout(&mut self) {
+        self.set_timer(Timer::TokenLoss, None);
+        self.set_timer(Timer::TokenWarning, None);
     }
 
     fn random_below(&mut self, bound: u64) -> u64 {
@@ -327,6 +519,11 @@ impl Srp {
         self.rng ^= self.rng << 25;
         self.rng ^= self.rng >> 27;
         self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) % bound.max(1)
+    }
+
+    /// The sequence joins carry: the highest ring sequence this node knows of.
+    fn join_ring_seq(&self) -> u64 {
+        self.max_ring_seq.max(self.installed.ring.seq)
     }
 
     // ----- inputs --------------------------------------------------------------------------
@@ -343,6 +540,7 @@ impl Srp {
         if let Err(reason) = self.on_datagram(now, from, bytes, up) {
             self.stats.drop(reason);
         }
+        self.check_invariants(self.check_all);
     }
 
     fn on_datagram(
@@ -359,7 +557,7 @@ impl Srp {
         if header.version != VERSION {
             return Err(DropReason::BadVersion);
         }
-        if header.cluster.get() != self.cluster {
+        if header.cluster.get() != self.outbox.cluster {
             return Err(DropReason::ForeignCluster);
         }
         let sender = NodeId(header.sender.get());
@@ -384,6 +582,7 @@ impl Srp {
     /// Advances the timers: each expired one runs its `on_<name>_timeout` handler.
     pub fn handle_timeout(&mut self, now: Instant, up: &mut impl Upper) {
         for timer in [
+            Timer::TokenWarning,
             Timer::TokenLoss,
             Timer::Consensus,
             Timer::TokenRetransmit,
@@ -395,6 +594,7 @@ impl Srp {
                 Some(at) if at <= now => {
                     self.timer[timer as usize] = None;
                     match timer {
+                        Timer::TokenWarning => self.on_token_warning_timeout(now),
                         Timer::TokenLoss => self.on_token_loss_timeout(now),
                         Timer::TokenRetransmit => self.on_token_retransmit_timeout(now),
                         Timer::Hold => self.on_hold_timeout(now, up),
@@ -406,11 +606,12 @@ impl Srp {
                 _ => {}
             }
         }
+        self.check_invariants(self.check_all);
     }
 
     /// The layer above has new messages: release a held token, or ask the holder to.
     pub fn handle_pending(&mut self, now: Instant) {
-        if self.state != State::Operational {
+        if self.phase.state() != State::Operational {
             return;
         }
         if self.held.is_some() {
@@ -421,7 +622,7 @@ impl Srp {
             self.hold_cancel_pending = true;
             let mut buf = self.buffer();
             let mut w = Writer::new_vec(&mut buf, wire::HEADER_LEN + 16);
-            w.put(self.header(KIND_HOLD_CANCEL).as_bytes());
+            w.put(self.outbox.header(KIND_HOLD_CANCEL).as_bytes());
             w.put(RingHdr::new(self.installed.ring).as_bytes());
             self.send(Dest::All, buf);
         }
@@ -430,38 +631,50 @@ impl Srp {
     /// Leaves the ring cleanly: a join naming ourselves as failed, so the others re-form at
     /// once instead of waiting for the token timeout.
     pub fn leave(&mut self) {
-        let members = self.installed.members.clone();
-        self.send_join_sets(&members, &[self.me]);
+        let ring_seq = self.join_ring_seq();
+        self.outbox.join(
+            ring_seq,
+            &self.installed.members,
+            &[self.me],
+            &mut self.stats,
+        );
     }
 
     // ----- timers --------------------------------------------------------------------------
 
-    fn on_token_loss_timeout(&mut self, now: Instant) {
-        match self.state {
-            State::Operational => {
-                self.stats.token_lost += 1;
-                let members = self.installed.members.clone();
-                self.enter_gather(now, members, Vec::new());
-            }
-            State::Commit | State::Recovery => {
-                self.stats.token_lost += 1;
-                let members = self
-                    .forming
-                    .as_ref()
-                    .map(|f| f.members.clone())
-                    .unwrap_or_default();
-                self.enter_gather(now, members, Vec::new());
-            }
-            State::Gather => {}
+    /// corosync's "Token has not been received in N ms": repeats every warning interval until
+    /// the token arrives or is declared lost.
+    fn on_token_warning_timeout(&mut self, now: Instant) {
+        if self.timer[Timer::TokenLoss as usize].is_none() {
+            return;
         }
+        let since_ms = (now.0.saturating_sub(self.token_timer_started.0)) / 1_000_000;
+        let token_ms = self.config.token_ms;
+        self.notice(Notice::TokenNotReceived { since_ms, token_ms });
+        self.set_timer(
+            Timer::TokenWarning,
+            Some(now.plus_ms(self.token_warning_ms)),
+        );
+    }
+
+    fn on_token_loss_timeout(&mut self, now: Instant) {
+        let state = self.phase.state();
+        let members = match &self.phase {
+            Phase::Operational => self.installed.members.clone(),
+            Phase::Commit(f) | Phase::Recovery(f, _) => f.members.clone(),
+            Phase::Gather(_) => return,
+        };
+        self.stats.token_lost += 1;
+        self.notice(Notice::TokenLost {
+            state,
+            token_ms: self.config.token_ms,
+            consensus_ms: self.config.consensus_ms,
+        });
+        self.enter_gather(now, members, Vec::new(), GatherCause::TokenLost(state));
     }
 
     fn on_token_retransmit_timeout(&mut self, now: Instant) {
-        if matches!(
-            self.state,
-            State::Operational | State::Recovery | State::Commit
-        ) && !self.last_token.is_empty()
-        {
+        if !matches!(self.phase, Phase::Gather(_)) && !self.last_token.is_empty() {
             self.stats.token_retransmits += 1;
             let mut buf = self.buffer();
             buf.extend_from_slice(&self.last_token);
@@ -486,10 +699,19 @@ impl Srp {
         }
     }
 
-    fn on_join_timeout(&mut self, now: Instant, up: &mut impl Upper) {
-        if self.state == State::Gather {
-            self.send_join();
+    /// Sends this node's join and runs the join timer again (gather only).
+    fn send_join_round(&mut self, now: Instant) {
+        let ring_seq = self.join_ring_seq();
+        if let Phase::Gather(g) = &self.phase {
+            self.outbox
+                .join(ring_seq, &g.proc_set, &g.fail_set, &mut self.stats);
             self.set_timer(Timer::Join, Some(now.plus_ms(self.config.join_ms)));
+        }
+    }
+
+    fn on_join_timeout(&mut self, now: Instant, up: &mut impl Upper) {
+        if matches!(self.phase, Phase::Gather(_)) {
+            self.send_join_round(now);
             if !self.ever_installed() {
                 // A node that just started and that nobody answered within a join period
                 // forms its first ring alone and merges when the others appear, as corosync
@@ -504,16 +726,19 @@ impl Srp {
     }
 
     fn on_consensus_timeout(&mut self, now: Instant, up: &mut impl Upper) {
-        if self.state != State::Gather {
+        let ring_seq = self.join_ring_seq();
+        let me = self.me;
+        let Phase::Gather(g) = &mut self.phase else {
             return;
-        }
+        };
         self.stats.consensus_timeouts += 1;
-        let live = minus(&self.proc_set, &self.fail_set);
+        let live = minus(&g.proc_set, &g.fail_set);
         let silent: Vec<NodeId> = live
             .iter()
             .copied()
-            .filter(|n| !contains(&self.agreed, *n))
+            .filter(|n| !contains(&g.agreed, *n))
             .collect();
+        let mut failed = Vec::new();
         if silent.is_empty() {
             // Every live node agreed but no commit token came. The agreement may be only
             // microseconds old (this timer runs from the start of the gather, and the last
@@ -522,34 +747,39 @@ impl Srp {
             // a whole further round passes agreed without its commit token. Failing it at once
             // split two survivors of a crash into two singleton rings (found by a seeded run:
             // node 3 of 3 crashes, nodes 1 and 2 each formed a ring alone, then merged).
-            self.agreed_timeouts += 1;
-            if self.agreed_timeouts >= 2 {
-                self.agreed_timeouts = 0;
-                if let Some(rep) = live.first().copied().filter(|rep| *rep != self.me) {
-                    sorted_insert(&mut self.fail_set, rep);
+            g.agreed_timeouts += 1;
+            if g.agreed_timeouts >= 2 {
+                g.agreed_timeouts = 0;
+                if let Some(rep) = live.first().copied().filter(|rep| *rep != me) {
+                    sorted_insert(&mut g.fail_set, rep);
+                    failed.push(rep);
                 }
             }
         } else {
-            self.agreed_timeouts = 0;
+            g.agreed_timeouts = 0;
             for node in silent {
-                sorted_insert(&mut self.fail_set, node);
+                sorted_insert(&mut g.fail_set, node);
+                failed.push(node);
             }
         }
-        self.agreed.clear();
-        self.agreed.push(self.me);
-        self.send_join();
-        self.set_timer(
-            Timer::Consensus,
-            Some(now.plus_ms(self.config.consensus_ms)),
-        );
+        g.agreed.clear();
+        g.agreed.push(me);
+        self.outbox
+            .join(ring_seq, &g.proc_set, &g.fail_set, &mut self.stats);
+        let consensus_ms = self.config.consensus_ms;
+        self.notice(Notice::ConsensusTimeout {
+            consensus_ms,
+            failed,
+        });
+        self.set_timer(Timer::Consensus, Some(now.plus_ms(consensus_ms)));
         self.check_consensus(now, up);
     }
 
     fn on_merge_timeout(&mut self, now: Instant) {
-        if self.state == State::Operational && self.installed.ring.rep == self.me.0 {
+        if matches!(self.phase, Phase::Operational) && self.installed.ring.rep == self.me.0 {
             let mut buf = self.buffer();
             let mut w = Writer::new_vec(&mut buf, wire::HEADER_LEN + 16);
-            w.put(self.header(KIND_MERGE_DETECT).as_bytes());
+            w.put(self.outbox.header(KIND_MERGE_DETECT).as_bytes());
             w.put(RingHdr::new(self.installed.ring).as_bytes());
             self.send(Dest::All, buf);
             self.set_timer(Timer::Merge, Some(now.plus_ms(self.config.merge_ms)));
@@ -578,12 +808,12 @@ impl Srp {
                 .store
                 .insert(seq, origin, data.flags, payload, &mut self.stats)?;
             self.stats.data_in += 1;
-            if self.state == State::Operational {
+            if matches!(self.phase, Phase::Operational) {
                 self.deliver_ready(up);
             }
             return Ok(());
         }
-        let Some(forming) = self.forming.as_mut() else {
+        let Some(forming) = self.phase.forming_mut() else {
             return Err(DropReason::StaleRing);
         };
         if ring != forming.ring {
@@ -612,7 +842,11 @@ impl Srp {
         if old.ring() != self.installed.ring {
             return; // Another member's old ring.
         }
-        let high = self.forming.as_ref().map_or(0, |f| f.high);
+        // In commit nothing is to be recovered yet: such a frame is early or forged.
+        let high = match &self.phase {
+            Phase::Recovery(_, r) => r.high,
+            _ => 0,
+        };
         if old.seq.get() > high {
             self.stats.drop(DropReason::Malformed);
             return;
@@ -666,10 +900,10 @@ impl Srp {
         }
         let rtr_bytes = rest.get(..count * 8).ok_or(DropReason::Truncated)?;
         let ring = hdr.ring();
-        let expected = match self.state {
-            State::Operational => self.installed.ring,
-            State::Recovery => self.forming.as_ref().map(|f| f.ring).unwrap_or_default(),
-            _ => return Err(DropReason::NotExpected),
+        let expected = match &self.phase {
+            Phase::Operational => self.installed.ring,
+            Phase::Recovery(f, _) => f.ring,
+            Phase::Gather(_) | Phase::Commit(_) => return Err(DropReason::NotExpected),
         };
         if ring != expected {
             return Err(DropReason::StaleRing);
@@ -694,7 +928,10 @@ impl Srp {
                 .map(|c| u64::from_be_bytes(c.try_into().expect("8-byte chunk")))
                 .collect(),
         };
-        if token.safe > token.seq || token.aru > token.seq {
+        // The token carries the highest sequence stamped in its ring: one that claims less
+        // than this node already holds, or an aru or safe mark beyond it, is not a token an
+        // honest member sent.
+        if token.safe > token.seq || token.aru > token.seq || token.seq < self.ring_store().high() {
             return Err(DropReason::Malformed);
         }
         self.on_regular_token(now, token, up);
@@ -707,12 +944,13 @@ impl Srp {
         self.stats.tokens += 1;
         self.hold_cancel_pending = false;
         self.set_timer(Timer::TokenRetransmit, None);
-        self.set_timer(Timer::TokenLoss, Some(now.plus_ms(self.config.token_ms)));
+        self.reset_token_timeout(now);
 
-        if self.state == State::Recovery && token.flags & TOKEN_RECOVERY_DONE != 0 {
+        if matches!(self.phase, Phase::Recovery(..)) && token.flags & TOKEN_RECOVERY_DONE != 0 {
             self.install(now, up);
         }
-        let recovering = self.state == State::Recovery;
+        let recovering = matches!(self.phase, Phase::Recovery(..));
+        let operational = matches!(self.phase, Phase::Operational);
         let is_rep = token.ring.rep == self.me.0;
 
         // The representative closes the rotation that started at its previous visit.
@@ -734,11 +972,17 @@ impl Srp {
         // Retransmit what others asked for; ask for what we miss.
         self.serve_retransmissions(&mut token);
         self.request_missing(&mut token);
-        if self.state == State::Operational && self.failed_to_receive(&token) {
+        if operational && self.failed_to_receive(&token) {
             self.stats.failed_to_receive += 1;
+            self.notice(Notice::FailedToReceive {
+                ring: self.installed.ring,
+                aru: self.installed.store.aru(),
+                seq: token.seq,
+                rotations: self.aru_unchanged_visits,
+            });
             let others = minus(&self.installed.members, &[self.me]);
             let members = self.installed.members.clone();
-            self.enter_gather(now, members, others);
+            self.enter_gather(now, members, others, GatherCause::FailedToReceive);
             return;
         }
 
@@ -747,6 +991,10 @@ impl Srp {
 
         let store = self.ring_store();
         let my_aru = store.aru();
+        assert!(
+            store.high() <= token.seq,
+            "a frame numbered beyond the token's sequence"
+        );
         // The all-received-up-to mark (paper §2): lowered by any member that misses frames,
         // raised only by the member that lowered it.
         if my_aru < token.aru || token.aru_addr == self.me.0 || token.aru_addr == 0 {
@@ -771,18 +1019,14 @@ impl Srp {
             .saturating_sub(self.my_last_sent)
             .saturating_add(sent);
         self.my_last_sent = sent;
-        let backlog = if self.state == State::Operational {
-            up.backlog_frames()
-        } else {
-            0
-        };
+        let backlog = if operational { up.backlog_frames() } else { 0 };
         token.backlog = token
             .backlog
             .saturating_sub(self.my_last_backlog)
             .saturating_add(backlog);
         self.my_last_backlog = backlog;
 
-        if self.state == State::Operational {
+        if operational {
             self.installed.safe = self.installed.safe.max(token.safe);
         }
 
@@ -790,7 +1034,7 @@ impl Srp {
             && token.rtr.is_empty()
             && token.aru == token.seq
             && token.backlog == 0
-            && self.state == State::Operational;
+            && operational;
         if idle {
             self.idle_rotations = self.idle_rotations.saturating_add(1);
         } else {
@@ -802,27 +1046,27 @@ impl Srp {
             self.held = Some(token);
             self.set_timer(Timer::Hold, Some(now.plus_ms(wait)));
             if alone {
-                self.set_timer(Timer::TokenLoss, None);
+                self.cancel_token_timeout();
             }
         } else {
             self.forward_token(now, token);
         }
-        if self.state == State::Operational {
+        if operational {
             self.deliver_ready(up);
         }
     }
 
     /// Members of the ring the token belongs to (the forming ring during recovery).
     fn ring_members(&self) -> &[NodeId] {
-        match (self.state, &self.forming) {
-            (State::Recovery, Some(f)) => &f.members,
+        match &self.phase {
+            Phase::Recovery(f, _) => &f.members,
             _ => &self.installed.members,
         }
     }
 
     fn ring_store(&self) -> &Store {
-        match (self.state, &self.forming) {
-            (State::Recovery, Some(f)) => &f.store,
+        match &self.phase {
+            Phase::Recovery(f, _) => &f.store,
             _ => &self.installed.store,
         }
     }
@@ -830,8 +1074,8 @@ impl Srp {
     /// Recovery is unfinished at this node: it misses frames of the new ring or still has
     /// old-ring frames to send.
     fn recovery_pending(&self, seq: u64) -> bool {
-        match (self.state, &self.forming) {
-            (State::Recovery, Some(f)) => f.store.aru() < seq || !f.recovery_queue.is_empty(),
+        match &self.phase {
+            Phase::Recovery(f, r) => f.store.aru() < seq || !r.queue.is_empty(),
             _ => false,
         }
     }
@@ -839,23 +1083,36 @@ impl Srp {
     fn serve_retransmissions(&mut self, token: &mut Token) {
         let mut kept = Vec::with_capacity(token.rtr.len());
         let requests = std::mem::take(&mut token.rtr);
+        let (mut count, mut first, mut last) = (0u32, u64::MAX, 0u64);
         for seq in requests {
-            if !self.retransmit(token.ring, seq) {
+            if self.retransmit(token.ring, seq) {
+                count += 1;
+                first = first.min(seq);
+                last = last.max(seq);
+            } else {
                 kept.push(seq);
             }
         }
         token.rtr = kept;
+        if count > 0 {
+            self.notice(Notice::Retransmitted {
+                ring: token.ring,
+                count,
+                first,
+                last,
+            });
+        }
     }
 
     /// Multicasts a held frame again (built straight from the store, no intermediate copy).
     fn retransmit(&mut self, ring: RingId, seq: u64) -> bool {
         let mut buf = self.buffer();
         let Some(slot) = self.ring_store().get(seq) else {
-            self.recycle(buf);
+            self.outbox.recycle(buf);
             return false;
         };
         buf.resize(wire::DATA_OVERHEAD, 0);
-        self.write_data_headers(
+        self.outbox.write_data_headers(
             &mut buf,
             ring,
             seq,
@@ -884,23 +1141,35 @@ impl Srp {
         // miss_count_const: a frame seen missing on this many visits is requested; frames
         // merely still in flight behind the token are not.
         let mut next = Vec::with_capacity(still_missing.len());
+        let (mut count, mut first, mut last) = (0u32, u64::MAX, 0u64);
         for seq in still_missing {
-            let count = self
+            let seen = self
                 .missing
                 .iter()
                 .find(|(s, _)| *s == seq)
                 .map_or(0, |(_, c)| *c)
                 + 1;
-            next.push((seq, count));
-            if count >= self.config.miss_count_const
+            next.push((seq, seen));
+            if seen >= self.config.miss_count_const
                 && !token.rtr.contains(&seq)
                 && token.rtr.len() < RTR_ENTRIES_MAX
             {
                 token.rtr.push(seq);
                 self.stats.retransmit_requests += 1;
+                count += 1;
+                first = first.min(seq);
+                last = last.max(seq);
             }
         }
         self.missing = next;
+        if count > 0 {
+            self.notice(Notice::RetransmitRequested {
+                ring: token.ring,
+                count,
+                first,
+                last,
+            });
+        }
     }
 
     /// fail_recv_const: the aru has not moved for that many visits while frames are missing.
@@ -916,16 +1185,13 @@ impl Srp {
     }
 
     fn send_new_frames(&mut self, token: &mut Token, up: &mut impl Upper) -> u32 {
+        let operational = matches!(self.phase, Phase::Operational);
         let others_sent = token.fcc.saturating_sub(self.my_last_sent);
         let mut allowed = self
             .config
             .max_messages
             .min(self.config.window_size.saturating_sub(others_sent));
-        let my_backlog = if self.state == State::Operational {
-            up.backlog_frames()
-        } else {
-            0
-        };
+        let my_backlog = if operational { up.backlog_frames() } else { 0 };
         let total_backlog = token
             .backlog
             .saturating_sub(self.my_last_backlog)
@@ -938,16 +1204,15 @@ impl Srp {
         // Never run past what every member can retain: the oldest unsafe frame bounds it.
         let store = self.ring_store();
         let room = store.room_above(token.seq).min(
-            (crate::limits::RETAINED_FRAMES_MAX as u64 / 2)
-                .saturating_sub(token.seq - token.safe.min(token.seq)),
+            (RETAINED_FRAMES_MAX as u64 / 2).saturating_sub(token.seq - token.safe.min(token.seq)),
         );
         allowed = allowed.min(room.min(u64::from(u32::MAX)) as u32);
         let mut sent = 0;
         while sent < allowed {
-            let ok = match self.state {
-                State::Operational => self.send_app_frame(token, up),
-                State::Recovery => self.send_recovery_frame(token),
-                _ => false,
+            let ok = match self.phase {
+                Phase::Operational => self.send_app_frame(token, up),
+                Phase::Recovery(..) => self.send_recovery_frame(token),
+                Phase::Gather(_) | Phase::Commit(_) => false,
             };
             if !ok {
                 break;
@@ -963,13 +1228,14 @@ impl Srp {
         buf.resize(wire::DATA_OVERHEAD + room, 0);
         let (len, safe) = up.fill(&mut buf[wire::DATA_OVERHEAD..]);
         if len == 0 {
-            self.recycle(buf);
+            self.outbox.recycle(buf);
             return false;
         }
         buf.truncate(wire::DATA_OVERHEAD + len);
         token.seq += 1;
         let flags = if safe { FLAG_SAFE } else { 0 };
-        self.write_data_headers(&mut buf, token.ring, token.seq, self.me, flags, len);
+        self.outbox
+            .write_data_headers(&mut buf, token.ring, token.seq, self.me, flags, len);
         self.installed
             .store
             .insert(
@@ -986,10 +1252,10 @@ impl Srp {
     }
 
     fn send_recovery_frame(&mut self, token: &mut Token) -> bool {
-        let Some(forming) = self.forming.as_mut() else {
+        let Phase::Recovery(forming, recovery) = &mut self.phase else {
             return false;
         };
-        let Some(old_seq) = forming.recovery_queue.pop_front() else {
+        let Some(old_seq) = recovery.queue.pop_front() else {
             return false;
         };
         let Some(slot) = self.installed.store.get(old_seq) else {
@@ -1018,33 +1284,11 @@ impl Srp {
         true
     }
 
-    fn write_data_headers(
-        &self,
-        buf: &mut [u8],
-        ring: RingId,
-        seq: u64,
-        origin: NodeId,
-        flags: u8,
-        len: usize,
-    ) {
-        let header = self.header(KIND_DATA);
-        let data = DataHdr {
-            ring_seq: ring.seq.into(),
-            ring_rep: ring.rep.into(),
-            origin: origin.0.into(),
-            seq: seq.into(),
-            flags,
-            _pad: [0; 3],
-            len: (len as u32).into(),
-        };
-        buf[..HEADER_LEN].copy_from_slice(header.as_bytes());
-        buf[HEADER_LEN..wire::DATA_OVERHEAD].copy_from_slice(data.as_bytes());
-    }
-
     fn transmit_data(&mut self, ring: RingId, seq: u64, origin: NodeId, flags: u8, body: &[u8]) {
         let mut buf = self.buffer();
         buf.resize(wire::DATA_OVERHEAD, 0);
-        self.write_data_headers(&mut buf, ring, seq, origin, flags, body.len());
+        self.outbox
+            .write_data_headers(&mut buf, ring, seq, origin, flags, body.len());
         buf.extend_from_slice(body);
         self.send(Dest::All, buf);
     }
@@ -1052,7 +1296,7 @@ impl Srp {
     fn encode_token(&mut self, token: &Token) -> Vec<u8> {
         let mut buf = self.buffer();
         let mut w = Writer::new_vec(&mut buf, wire::token_size(token.rtr.len()));
-        w.put(self.header(KIND_TOKEN).as_bytes());
+        w.put(self.outbox.header(KIND_TOKEN).as_bytes());
         let hdr = TokenHdr {
             ring_seq: token.ring.seq.into(),
             ring_rep: token.ring.rep.into(),
@@ -1077,15 +1321,10 @@ impl Srp {
         buf
     }
 
-    fn successor(&self, members: &[NodeId]) -> NodeId {
-        let at = members.binary_search(&self.me).expect("a ring member");
-        members[(at + 1) % members.len()]
-    }
-
     fn forward_token(&mut self, now: Instant, mut token: Token) {
         token.token_seq += 1;
         self.last_token_seq = token.token_seq;
-        let next = self.successor(self.ring_members());
+        let next = successor(self.me, self.ring_members());
         let buf = self.encode_token(&token);
         self.last_token.clear();
         self.last_token.extend_from_slice(&buf);
@@ -1099,7 +1338,7 @@ impl Srp {
 
     fn on_hold_cancel(&mut self, now: Instant, body: &[u8]) -> Result<(), DropReason> {
         let (hdr, _) = RingHdr::ref_from_prefix(body).map_err(|_| DropReason::Truncated)?;
-        if hdr.ring() != self.installed.ring || self.state != State::Operational {
+        if hdr.ring() != self.installed.ring || !matches!(self.phase, Phase::Operational) {
             return Err(DropReason::StaleRing);
         }
         // Some member has messages: the next token visit must not be held either. A cancel can
@@ -1130,31 +1369,39 @@ impl Srp {
         }
     }
 
-    fn enter_gather(&mut self, now: Instant, proc_set: Vec<NodeId>, fail_set: Vec<NodeId>) {
-        self.state = State::Gather;
+    fn enter_gather(
+        &mut self,
+        now: Instant,
+        mut proc_set: Vec<NodeId>,
+        mut fail_set: Vec<NodeId>,
+        cause: GatherCause,
+    ) {
         self.stats.gathers += 1;
         // Ring changes are rare: a forming ring's store is simply dropped.
-        self.forming = None;
         self.installed.frozen = false;
         self.held = None;
         self.last_token.clear();
-        self.proc_set = proc_set;
-        self.proc_set.sort();
-        self.proc_set.dedup();
-        sorted_insert(&mut self.proc_set, self.me);
-        self.fail_set = fail_set;
-        self.fail_set.sort();
-        self.fail_set.dedup();
-        self.fail_set.retain(|n| *n != self.me);
-        self.agreed.clear();
-        self.agreed.push(self.me);
-        self.agreed_timeouts = 0;
-        for timer in [
-            Timer::TokenLoss,
-            Timer::TokenRetransmit,
-            Timer::Hold,
-            Timer::Merge,
-        ] {
+        proc_set.sort();
+        proc_set.dedup();
+        sorted_insert(&mut proc_set, self.me);
+        if proc_set.len() > MEMBERS_MAX {
+            // More nodes than a ring can hold: keep the lowest ids (deterministic everywhere),
+            // and this node.
+            proc_set.truncate(MEMBERS_MAX - 1);
+            sorted_insert(&mut proc_set, self.me);
+        }
+        fail_set.sort();
+        fail_set.dedup();
+        fail_set.retain(|n| *n != self.me);
+        self.phase = Phase::Gather(Gather {
+            proc_set,
+            fail_set,
+            agreed: vec![self.me],
+            agreed_timeouts: 0,
+        });
+        self.notice(Notice::EnteredGather { cause });
+        self.cancel_token_timeout();
+        for timer in [Timer::TokenRetransmit, Timer::Hold, Timer::Merge] {
             self.set_timer(timer, None);
         }
         let delay = if self.config.send_join_ms > 0 {
@@ -1163,8 +1410,7 @@ impl Srp {
             0
         };
         if delay == 0 {
-            self.send_join();
-            self.set_timer(Timer::Join, Some(now.plus_ms(self.config.join_ms)));
+            self.send_join_round(now);
         } else {
             self.set_timer(Timer::Join, Some(now.plus_ms(delay)));
         }
@@ -1172,29 +1418,6 @@ impl Srp {
             Timer::Consensus,
             Some(now.plus_ms(self.config.consensus_ms)),
         );
-    }
-
-    fn send_join(&mut self) {
-        let (p, f) = (self.proc_set.clone(), self.fail_set.clone());
-        self.send_join_sets(&p, &f);
-    }
-
-    fn send_join_sets(&mut self, proc_set: &[NodeId], fail_set: &[NodeId]) {
-        let mut buf = self.buffer();
-        let mut w = Writer::new_vec(&mut buf, wire::join_size(proc_set.len(), fail_set.len()));
-        w.put(self.header(KIND_JOIN).as_bytes());
-        let hdr = JoinHdr {
-            ring_seq: self.max_ring_seq.max(self.installed.ring.seq).into(),
-            proc_count: (proc_set.len() as u16).into(),
-            fail_count: (fail_set.len() as u16).into(),
-            _pad: 0.into(),
-        };
-        w.put(hdr.as_bytes());
-        for n in proc_set.iter().chain(fail_set) {
-            w.put_u32(n.0);
-        }
-        self.stats.joins_sent += 1;
-        self.send(Dest::All, buf);
     }
 
     fn on_join(
@@ -1226,9 +1449,13 @@ impl Srp {
         self.max_ring_seq = self.max_ring_seq.max(ring_seq);
         let leaving = contains(&jf, sender);
         self.stats.joins_in += 1;
+        if leaving && contains(&self.installed.members, sender) {
+            // Its leave message: if it is gone from the next ring, it did not fail.
+            sorted_insert(&mut self.left_cleanly, sender);
+        }
 
-        match self.state {
-            State::Operational => {
+        match &self.phase {
+            Phase::Operational => {
                 let member = contains(&self.installed.members, sender);
                 if !member && (leaving || contains(&jf, self.me)) {
                     // A round that already gave up on us (or a node leaving another ring): the
@@ -1244,10 +1471,14 @@ impl Srp {
                 let mut proc_set = self.installed.members.clone();
                 proc_set.extend(jp.iter().copied());
                 proc_set.push(sender);
-                self.enter_gather(now, proc_set, Vec::new());
+                self.enter_gather(
+                    now,
+                    proc_set,
+                    Vec::new(),
+                    GatherCause::Join { from: sender },
+                );
             }
-            State::Commit | State::Recovery => {
-                let forming = self.forming.as_ref().expect("forming in commit/recovery");
+            Phase::Commit(forming) | Phase::Recovery(forming, _) => {
                 if !contains(&forming.members, sender) {
                     return Err(DropReason::NotExpected);
                 }
@@ -1256,75 +1487,101 @@ impl Srp {
                 }
                 let mut proc_set = forming.members.clone();
                 proc_set.extend(jp.iter().copied());
-                self.enter_gather(now, proc_set, Vec::new());
+                self.enter_gather(
+                    now,
+                    proc_set,
+                    Vec::new(),
+                    GatherCause::Join { from: sender },
+                );
             }
-            State::Gather => {
+            Phase::Gather(_) => {
                 let member = contains(&self.installed.members, sender);
                 if member && !restarted && !leaving && ring_seq < self.installed.ring.seq {
                     return Err(DropReason::StaleRing);
                 }
             }
         }
+        self.on_join_gathering(now, sender, restarted, &jp, &jf, up)
+    }
 
-        // Gather (paper §4: "join message receipt").
-        if leaving {
-            let changed = sorted_insert(&mut self.fail_set, sender);
-            if changed {
-                self.agreed.clear();
-                self.agreed.push(self.me);
-                self.send_join();
+    /// A join in the gather state (paper §4.1: "join message receipt").
+    fn on_join_gathering(
+        &mut self,
+        now: Instant,
+        sender: NodeId,
+        restarted: bool,
+        jp: &[NodeId],
+        jf: &[NodeId],
+        up: &mut impl Upper,
+    ) -> Result<(), DropReason> {
+        let ring_seq = self.join_ring_seq();
+        let me = self.me;
+        let Phase::Gather(g) = &mut self.phase else {
+            unreachable!("a join is taken in the gather state, entered above if need be");
+        };
+        if contains(jf, sender) {
+            // The sender leaves: it is failed for this round.
+            if sorted_insert(&mut g.fail_set, sender) {
+                g.agreed.clear();
+                g.agreed.push(me);
+                self.outbox
+                    .join(ring_seq, &g.proc_set, &g.fail_set, &mut self.stats);
             }
             self.check_consensus(now, up);
             return Ok(());
         }
-        if contains(&self.fail_set, sender) && !restarted {
+        if contains(&g.fail_set, sender) && !restarted {
             return Err(DropReason::NotExpected);
         }
         if restarted {
-            self.fail_set.retain(|n| *n != sender);
+            g.fail_set.retain(|n| *n != sender);
         }
         let mut changed = false;
-        if contains(&jf, self.me) {
+        if contains(jf, me) {
             // It considers us failed: consensus with it is impossible this round.
-            changed |= sorted_insert(&mut self.fail_set, sender);
+            changed |= sorted_insert(&mut g.fail_set, sender);
         } else {
-            changed |= sorted_insert(&mut self.proc_set, sender);
-            for n in &jp {
-                changed |= sorted_insert(&mut self.proc_set, *n);
+            changed |= sorted_insert(&mut g.proc_set, sender);
+            for n in jp {
+                changed |= sorted_insert(&mut g.proc_set, *n);
             }
-            for n in &jf {
-                if *n != self.me {
-                    changed |= sorted_insert(&mut self.fail_set, *n);
+            for n in jf {
+                if *n != me {
+                    changed |= sorted_insert(&mut g.fail_set, *n);
                 }
             }
         }
-        if self.proc_set.len() > MEMBERS_MAX {
-            // More nodes than a ring can hold: keep the lowest ids (deterministic everywhere).
-            self.proc_set.truncate(MEMBERS_MAX);
+        if g.proc_set.len() > MEMBERS_MAX {
+            // More nodes than a ring can hold: keep the lowest ids (deterministic everywhere),
+            // and this node.
+            g.proc_set.truncate(MEMBERS_MAX - 1);
+            sorted_insert(&mut g.proc_set, me);
         }
         if changed {
-            self.agreed.clear();
-            self.agreed.push(self.me);
-            self.send_join();
+            g.agreed.clear();
+            g.agreed.push(me);
+            self.outbox
+                .join(ring_seq, &g.proc_set, &g.fail_set, &mut self.stats);
         }
-        if jp == self.proc_set && jf == self.fail_set {
-            sorted_insert(&mut self.agreed, sender);
+        if jp == g.proc_set && jf == g.fail_set {
+            sorted_insert(&mut g.agreed, sender);
         }
         self.check_consensus(now, up);
         Ok(())
     }
 
     fn check_consensus(&mut self, now: Instant, up: &mut impl Upper) {
-        if self.state != State::Gather {
+        let Phase::Gather(g) = &self.phase else {
             return;
-        }
-        let live = minus(&self.proc_set, &self.fail_set);
-        if !live.iter().all(|n| contains(&self.agreed, *n)) {
+        };
+        let live = minus(&g.proc_set, &g.fail_set);
+        if !live.iter().all(|n| contains(&g.agreed, *n)) {
             return;
         }
         if live.first() != Some(&self.me) {
             return; // The representative sends the commit token.
         }
+        let (proc_set, fail_set) = (g.proc_set.clone(), g.fail_set.clone());
         self.stats.consensus += 1;
         let seq = (self.max_ring_seq.max(self.installed.ring.seq) / 4 + 1) * 4;
         self.max_ring_seq = seq;
@@ -1345,11 +1602,12 @@ impl Srp {
                 safe: 0.into(),
             })
             .collect();
-        self.enter_commit(now, ring, live.clone(), entries, 0);
-        if live.len() == 1 {
+        let alone = live.len() == 1;
+        self.enter_commit(now, ring, live, entries, 0, proc_set, fail_set);
+        if alone {
             // Alone: both commit rotations complete at once.
             self.enter_recovery();
-            self.start_regular_token(now, up);
+            self.start_regular_token(now, ring, up);
         } else {
             self.send_commit(now, 1, 1);
         }
@@ -1357,42 +1615,25 @@ impl Srp {
 
     /// Enters the commit state for `ring` (paper §4.2): our old-ring state goes into the commit
     /// token, and from now on no frame of the old ring is taken except through recovery.
+    #[allow(clippy::too_many_arguments)]
     fn enter_commit(
         &mut self,
         now: Instant,
         ring: RingId,
         members: Vec<NodeId>,
-        entries: Vec<CommitEntry>,
+        mut entries: Vec<CommitEntry>,
         commit_token_seq: u64,
+        proc_set: Vec<NodeId>,
+        fail_set: Vec<NodeId>,
     ) {
-        let mut forming = Forming {
-            ring,
-            members,
-            entries,
-            proc_set: self.proc_set.clone(),
-            fail_set: self.fail_set.clone(),
-            store: Store::new(),
-            trans: Vec::new(),
-            high: 0,
-            old_safe: 0,
-            recovery_queue: VecDeque::new(),
-            commit_token_seq,
-        };
-        self.fill_entry(&mut forming);
-        self.forming = Some(forming);
-        self.state = State::Commit;
-        self.set_timer(Timer::Join, None);
-        self.set_timer(Timer::Consensus, None);
-        self.set_timer(Timer::TokenLoss, Some(now.plus_ms(self.config.token_ms)));
-    }
-
-    fn fill_entry(&mut self, forming: &mut Forming) {
+        assert!(
+            ring.seq > self.installed.ring.seq && ring.seq <= self.max_ring_seq,
+            "a new ring is numbered above the installed one"
+        );
         self.installed.frozen = true;
-        let me = self.me;
-        let entry = forming
-            .entries
+        let entry = entries
             .iter_mut()
-            .find(|e| e.node() == me)
+            .find(|e| e.node() == self.me)
             .expect("a member of the ring being formed");
         entry.incarnation = self.incarnation.into();
         entry.old_seq = self.installed.ring.seq.into();
@@ -1400,12 +1641,26 @@ impl Srp {
         entry.aru = self.installed.store.aru().into();
         entry.high = self.installed.store.high().into();
         entry.safe = self.installed.safe.into();
+        self.phase = Phase::Commit(Forming {
+            ring,
+            members,
+            entries,
+            proc_set,
+            fail_set,
+            store: Store::new(),
+            commit_token_seq,
+        });
+        self.notice(Notice::EnteredCommit { ring });
+        self.set_timer(Timer::Join, None);
+        self.set_timer(Timer::Consensus, None);
+        self.reset_token_timeout(now);
     }
 
     fn send_commit(&mut self, now: Instant, pass: u8, token_seq: u64) {
-        let forming = self.forming.as_mut().expect("forming");
+        let Some(forming) = self.phase.forming_mut() else {
+            unreachable!("a commit token is sent only while a ring is being formed");
+        };
         forming.commit_token_seq = token_seq;
-        let members = forming.members.clone();
         let hdr = CommitHdr {
             ring_seq: forming.ring.seq.into(),
             ring_rep: forming.ring.rep.into(),
@@ -1414,13 +1669,12 @@ impl Srp {
             _pad: 0,
             token_seq: token_seq.into(),
         };
-        let entries = forming.entries.clone();
-        let next = self.successor(&members);
-        let mut buf = self.buffer();
-        let mut w = Writer::new_vec(&mut buf, wire::commit_size(entries.len()));
-        w.put(self.header(KIND_COMMIT).as_bytes());
+        let next = successor(self.me, &forming.members);
+        let mut buf = self.outbox.buffer();
+        let mut w = Writer::new_vec(&mut buf, wire::commit_size(forming.entries.len()));
+        w.put(self.outbox.header(KIND_COMMIT).as_bytes());
         w.put(hdr.as_bytes());
-        for e in &entries {
+        for e in &forming.entries {
             w.put(e.as_bytes());
         }
         self.last_token.clear();
@@ -1459,20 +1713,29 @@ impl Srp {
         let token_seq = hdr.token_seq.get();
         let all_filled = entries.iter().all(|e| e.filled());
         self.max_ring_seq = self.max_ring_seq.max(ring.seq);
-        match self.state {
-            State::Gather => {
+        let is_rep = ring.rep == self.me.0;
+        match &mut self.phase {
+            Phase::Gather(g) => {
                 if hdr.pass != 1 || ring.seq <= self.installed.ring.seq {
                     return Err(DropReason::StaleRing);
                 }
-                if members != minus(&self.proc_set, &self.fail_set) {
+                if members != minus(&g.proc_set, &g.fail_set) {
                     return Err(DropReason::NotExpected);
                 }
-                self.enter_commit(now, ring, members, entries.to_vec(), token_seq);
+                let (proc_set, fail_set) = (g.proc_set.clone(), g.fail_set.clone());
+                self.enter_commit(
+                    now,
+                    ring,
+                    members,
+                    entries.to_vec(),
+                    token_seq,
+                    proc_set,
+                    fail_set,
+                );
                 self.send_commit(now, 1, token_seq + 1);
                 Ok(())
             }
-            State::Commit | State::Recovery => {
-                let forming = self.forming.as_mut().expect("forming");
+            Phase::Commit(forming) | Phase::Recovery(forming, _) => {
                 if ring != forming.ring {
                     return Err(DropReason::StaleRing);
                 }
@@ -1484,33 +1747,37 @@ impl Srp {
                 }
                 forming.entries = entries.to_vec();
                 self.set_timer(Timer::TokenRetransmit, None);
-                self.set_timer(Timer::TokenLoss, Some(now.plus_ms(self.config.token_ms)));
-                let is_rep = ring.rep == self.me.0;
-                if hdr.pass == 1 && is_rep && self.state == State::Commit {
+                self.reset_token_timeout(now);
+                let state = self.phase.state();
+                if hdr.pass == 1 && is_rep && state == State::Commit {
                     // The first rotation is complete: start the second.
                     self.enter_recovery();
                     self.send_commit(now, 2, token_seq + 1);
-                } else if hdr.pass == 2 && !is_rep && self.state == State::Commit {
+                } else if hdr.pass == 2 && !is_rep && state == State::Commit {
                     self.enter_recovery();
                     self.send_commit(now, 2, token_seq + 1);
-                } else if hdr.pass == 2 && is_rep && self.state == State::Recovery {
-                    self.forming.as_mut().expect("forming").commit_token_seq = token_seq;
-                    self.start_regular_token(now, up);
+                } else if hdr.pass == 2 && is_rep && state == State::Recovery {
+                    if let Some(forming) = self.phase.forming_mut() {
+                        forming.commit_token_seq = token_seq;
+                    }
+                    self.start_regular_token(now, ring, up);
                 } else {
                     return Err(DropReason::NotExpected);
                 }
                 Ok(())
             }
-            State::Operational => Err(DropReason::NotExpected),
+            Phase::Operational => Err(DropReason::NotExpected),
         }
     }
 
     /// Commit token seen twice: compute what to recover from the old ring (paper §4.3).
     fn enter_recovery(&mut self) {
-        self.state = State::Recovery;
+        let forming = match std::mem::replace(&mut self.phase, Phase::Operational) {
+            Phase::Commit(forming) => forming,
+            _ => unreachable!("recovery follows commit"),
+        };
         self.stats.recoveries += 1;
         let old = self.installed.ring;
-        let forming = self.forming.as_mut().expect("forming");
         let trans: Vec<&CommitEntry> = forming
             .entries
             .iter()
@@ -1518,30 +1785,36 @@ impl Srp {
             .collect();
         let low = trans.iter().map(|e| e.aru.get()).min().unwrap_or(0);
         let high = trans.iter().map(|e| e.high.get()).max().unwrap_or(0);
-        forming.old_safe = trans.iter().map(|e| e.safe.get()).max().unwrap_or(0);
-        forming.high = high;
-        forming.trans = trans.iter().map(|e| e.node()).collect();
         // Each frame is resent by the first member whose aru covers it; frames beyond every
         // aru are resent by every member holding them.
         let store = &self.installed.store;
-        forming.recovery_queue.clear();
+        let mut queue = VecDeque::new();
         for seq in (low + 1)..=high {
             if !store.has(seq) {
                 continue;
             }
             let responsible = trans.iter().find(|e| e.aru.get() >= seq).map(|e| e.node());
             if responsible.is_none() || responsible == Some(self.me) {
-                forming.recovery_queue.push_back(seq);
+                queue.push_back(seq);
             }
         }
+        let recovery = Recovery {
+            trans: trans.iter().map(|e| e.node()).collect(),
+            high,
+            old_safe: trans.iter().map(|e| e.safe.get()).max().unwrap_or(0),
+            queue,
+        };
+        let ring = forming.ring;
+        self.phase = Phase::Recovery(forming, recovery);
+        self.notice(Notice::EnteredRecovery { ring });
         self.last_token_seq = 0;
         self.my_last_sent = 0;
         self.my_last_backlog = 0;
         self.missing.clear();
     }
 
-    fn start_regular_token(&mut self, now: Instant, up: &mut impl Upper) {
-        let ring = self.forming.as_ref().expect("forming").ring;
+    /// The representative starts the regular token of `ring`, the ring it is recovering into.
+    fn start_regular_token(&mut self, now: Instant, ring: RingId, up: &mut impl Upper) {
         let token = Token {
             ring,
             token_seq: 1,
@@ -1562,14 +1835,17 @@ impl Srp {
     /// Recovery is complete: deliver the rest of the old ring with EVS semantics, then the
     /// transitional and the regular configuration (paper §4.4), and become operational.
     fn install(&mut self, now: Instant, up: &mut impl Upper) {
-        let forming = self.forming.take().expect("forming");
+        let (forming, recovery) = match std::mem::replace(&mut self.phase, Phase::Operational) {
+            Phase::Recovery(forming, recovery) => (forming, recovery),
+            _ => unreachable!("a ring is installed at the end of recovery"),
+        };
         let old = &mut self.installed;
         // 1. Old-ring frames deliverable in the old regular configuration: contiguous, and safe
         //    frames only as far as some member of the transitional configuration knew them safe.
-        let old_safe = old.safe.max(forming.old_safe);
+        let old_safe = old.safe.max(recovery.old_safe);
         loop {
             let next = old.delivered + 1;
-            if next > forming.high {
+            if next > recovery.high {
                 break;
             }
             let Some(slot) = old.store.get(next) else {
@@ -1585,17 +1861,17 @@ impl Srp {
             old.delivered = next;
         }
         // 2. The transitional configuration.
-        let left = minus(&old.members, &forming.trans);
+        let left = minus(&old.members, &recovery.trans);
         up.config(ConfigChange {
             kind: ConfigKind::Transitional,
             ring: old.ring,
             next_ring: forming.ring,
-            members: forming.trans.clone(),
+            members: recovery.trans.clone(),
             joined: Vec::new(),
             left: left.clone(),
         });
         // 3. The remaining old-ring frames, past the gaps left by the departed.
-        for seq in (old.delivered + 1)..=forming.high {
+        for seq in (old.delivered + 1)..=recovery.high {
             if let Some(slot) = old.store.get(seq) {
                 if slot.flags & FLAG_RECOVERY == 0 {
                     up.deliver(slot.origin, &slot.body);
@@ -1604,15 +1880,34 @@ impl Srp {
             }
         }
         // 4. The regular configuration.
-        let joined = minus(&forming.members, &forming.trans);
+        let joined = minus(&forming.members, &recovery.trans);
         up.config(ConfigChange {
             kind: ConfigKind::Regular,
             ring: forming.ring,
             next_ring: forming.ring,
             members: forming.members.clone(),
+            joined: joined.clone(),
+            left: left.clone(),
+        });
+        assert!(
+            forming.ring.seq > self.installed.ring.seq,
+            "ring sequences only grow"
+        );
+        let failed = minus(&left, &self.left_cleanly);
+        self.left_cleanly.clear();
+        self.notice(Notice::EnteredOperational { ring: forming.ring });
+        self.notice(Notice::Formed {
+            ring: forming.ring,
+            members: forming.members.clone(),
             joined,
             left,
         });
+        if !failed.is_empty() {
+            self.notice(Notice::LeaveNotReceived {
+                ring: forming.ring,
+                failed,
+            });
+        }
         self.installed = Installed {
             ring: forming.ring,
             members: forming.members,
@@ -1621,7 +1916,6 @@ impl Srp {
             safe: 0,
             frozen: false,
         };
-        self.state = State::Operational;
         self.stats.rings_installed += 1;
         self.idle_rotations = 0;
         self.aru_unchanged_visits = 0;
@@ -1640,7 +1934,7 @@ impl Srp {
     ) -> Result<(), DropReason> {
         let (hdr, _) = RingHdr::ref_from_prefix(body).map_err(|_| DropReason::Truncated)?;
         self.max_ring_seq = self.max_ring_seq.max(hdr.ring().seq);
-        if self.state != State::Operational || hdr.ring() == self.installed.ring {
+        if !matches!(self.phase, Phase::Operational) || hdr.ring() == self.installed.ring {
             return Ok(());
         }
         if contains(&self.installed.members, sender) {
@@ -1648,8 +1942,224 @@ impl Srp {
         }
         let mut proc_set = self.installed.members.clone();
         proc_set.push(sender);
-        self.enter_gather(now, proc_set, Vec::new());
+        self.enter_gather(
+            now,
+            proc_set,
+            Vec::new(),
+            GatherCause::MergeDetected { from: sender },
+        );
         Ok(())
+    }
+
+    // ----- invariants ----------------------------------------------------------------------
+
+    /// Asserts what the protocol guarantees between inputs. The cheap checks (constant time,
+    /// or linear in the small sets) always run; `all` adds those that walk the stores and
+    /// every set. Runs after every input: the cheap part in every build, everything when the
+    /// embedding turned it on (`set_check_all`; the simulator does).
+    pub fn check_invariants(&self, all: bool) {
+        let me = self.me;
+        let timer = |t: Timer| self.timer[t as usize];
+        let installed = &self.installed;
+
+        // The installed ring and its store.
+        installed.store.check_invariants(all);
+        assert!(
+            installed.delivered <= installed.store.aru(),
+            "delivered past the installed ring's aru"
+        );
+        assert!(
+            installed.safe <= installed.store.aru(),
+            "a frame is known safe that this node has not received"
+        );
+        assert!(
+            installed.ring.seq <= self.max_ring_seq,
+            "installed ring above the highest ring sequence seen"
+        );
+        assert!(
+            installed.frozen == matches!(self.phase, Phase::Commit(_) | Phase::Recovery(..)),
+            "the installed ring is frozen exactly while a new ring is being formed"
+        );
+
+        // The token timer drives the token warning; the hold timer holds a token.
+        if timer(Timer::TokenWarning).is_some() {
+            assert!(
+                timer(Timer::TokenLoss).is_some(),
+                "a token warning without a token timer"
+            );
+        }
+        assert_eq!(
+            self.held.is_some(),
+            timer(Timer::Hold).is_some(),
+            "the hold timer runs exactly while a token is held"
+        );
+        if let Some(token) = &self.held {
+            assert!(
+                token.aru <= token.seq && token.safe <= token.seq,
+                "held token: aru or safe beyond its sequence"
+            );
+            let store = self.ring_store();
+            assert!(
+                store.high() <= token.seq,
+                "held token: this node holds frames beyond the token's sequence"
+            );
+            assert!(
+                token.rtr.len() <= RTR_ENTRIES_MAX,
+                "retransmit list too long"
+            );
+        }
+        assert!(
+            self.missing.len() <= RTR_ENTRIES_MAX,
+            "missing list unbounded"
+        );
+        assert!(self.notices.len() <= NOTICES_MAX, "notice queue unbounded");
+        assert!(
+            self.incarnations.len() <= MEMBERS_MAX * 2,
+            "incarnation table unbounded"
+        );
+
+        match &self.phase {
+            Phase::Gather(g) => {
+                assert!(self.held.is_none(), "a token held while gathering");
+                for t in [
+                    Timer::TokenLoss,
+                    Timer::TokenRetransmit,
+                    Timer::Hold,
+                    Timer::Merge,
+                ] {
+                    assert!(timer(t).is_none(), "{t:?} timer running while gathering");
+                }
+                assert!(
+                    timer(Timer::Join).is_some() && timer(Timer::Consensus).is_some(),
+                    "gathering without the join and consensus timers"
+                );
+                assert!(
+                    g.proc_set.len() <= MEMBERS_MAX,
+                    "more processors than a ring can hold"
+                );
+                assert!(contains(&g.proc_set, me), "gathering without itself");
+                assert!(!contains(&g.fail_set, me), "this node in its own fail set");
+                assert!(
+                    contains(&g.agreed, me),
+                    "this node does not agree with itself"
+                );
+                if all {
+                    assert!(sorted_unique(&g.proc_set), "proc set not sorted and unique");
+                    assert!(sorted_unique(&g.fail_set), "fail set not sorted and unique");
+                    assert!(sorted_unique(&g.agreed), "agreed set not sorted and unique");
+                }
+            }
+            Phase::Commit(f) => {
+                self.check_forming(f, all);
+                for t in [Timer::Join, Timer::Consensus, Timer::Hold, Timer::Merge] {
+                    assert!(timer(t).is_none(), "{t:?} timer running in commit");
+                }
+                assert!(
+                    timer(Timer::TokenLoss).is_some(),
+                    "commit without a token timer"
+                );
+                assert!(self.held.is_none(), "a regular token held in commit");
+            }
+            Phase::Recovery(f, r) => {
+                self.check_forming(f, all);
+                for t in [Timer::Join, Timer::Consensus, Timer::Merge] {
+                    assert!(timer(t).is_none(), "{t:?} timer running in recovery");
+                }
+                assert!(
+                    timer(Timer::TokenLoss).is_some()
+                        || (self.held.is_some() && f.members.len() == 1),
+                    "recovery without a token timer (only a ring of one holds its token)"
+                );
+                assert!(contains(&r.trans, me), "recovering without itself");
+                assert!(
+                    r.queue.back().is_none_or(|s| *s <= r.high),
+                    "recovering past high"
+                );
+                if all {
+                    assert!(sorted_unique(&r.trans), "transitional set not sorted");
+                    assert!(
+                        r.trans.iter().all(|n| contains(&f.members, *n)),
+                        "a transitional member outside the new ring"
+                    );
+                    assert!(
+                        r.queue
+                            .iter()
+                            .zip(r.queue.iter().skip(1))
+                            .all(|(a, b)| a < b),
+                        "recovery queue out of order"
+                    );
+                }
+            }
+            Phase::Operational => {
+                for t in [Timer::Join, Timer::Consensus] {
+                    assert!(timer(t).is_none(), "{t:?} timer running when operational");
+                }
+                assert_eq!(
+                    timer(Timer::Merge).is_some(),
+                    installed.ring.rep == me.0,
+                    "merge detection runs exactly at the representative"
+                );
+                assert!(
+                    timer(Timer::TokenLoss).is_some()
+                        || (self.held.is_some() && installed.members.len() == 1),
+                    "operational without a token timer (only a ring of one holds its token)"
+                );
+                assert!(
+                    installed.ring.seq % 4 == 0,
+                    "an installed ring is formed, not the start-up pseudo-ring"
+                );
+            }
+        }
+        if all {
+            assert!(
+                sorted_unique(&installed.members) && contains(&installed.members, me),
+                "installed members not sorted and unique, or without this node"
+            );
+            assert_eq!(
+                installed.members.first().map(|n| n.0),
+                Some(installed.ring.rep),
+                "the representative is the lowest member"
+            );
+            assert!(
+                sorted_unique(&self.left_cleanly),
+                "leave list not sorted and unique"
+            );
+        }
+    }
+
+    fn check_forming(&self, f: &Forming, all: bool) {
+        assert!(
+            f.ring.seq > self.installed.ring.seq && f.ring.seq <= self.max_ring_seq,
+            "the ring being formed is not numbered above the installed one"
+        );
+        assert!(
+            f.ring.seq % 4 == 0,
+            "a formed ring's sequence is a multiple of 4"
+        );
+        assert_eq!(
+            f.entries.len(),
+            f.members.len(),
+            "one commit entry per member"
+        );
+        f.store.check_invariants(all);
+        if all {
+            assert!(
+                sorted_unique(&f.members) && contains(&f.members, self.me),
+                "forming members not sorted and unique, or without this node"
+            );
+            assert_eq!(
+                f.members.first().map(|n| n.0),
+                Some(f.ring.rep),
+                "the representative is the lowest member"
+            );
+            assert!(
+                f.entries
+                    .iter()
+                    .zip(&f.members)
+                    .all(|(e, m)| e.node() == *m),
+                "commit entries out of step with the members"
+            );
+        }
     }
 }
 

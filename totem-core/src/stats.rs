@@ -29,6 +29,8 @@ pub struct Stats {
     /// delivery not yet polled or a message waiting for its last fragment). Rare: a slot comes
     /// round again only `RETAINED_FRAMES_MAX` frames later.
     pub store_buffers_replaced: u64,
+    /// Diagnostics not queued because `NOTICES_MAX` were waiting to be polled.
+    pub notices_dropped: u64,
     pub drop_truncated: u64,
     pub drop_bad_magic: u64,
     pub drop_bad_version: u64,
@@ -65,7 +67,7 @@ impl Stats {
     }
 
     /// Every counter with its name, for publishing (cmap stats.srp.<name>).
-    pub fn entries(&self) -> [(&'static str, u64); 34] {
+    pub fn entries(&self) -> [(&'static str, u64); 35] {
         [
             ("frames_in", self.frames_in),
             ("frames_out", self.frames_out),
@@ -88,6 +90,7 @@ impl Stats {
             ("recovered", self.recovered),
             ("rings_installed", self.rings_installed),
             ("store_buffers_replaced", self.store_buffers_replaced),
+            ("notices_dropped", self.notices_dropped),
             ("drop_truncated", self.drop_truncated),
             ("drop_bad_magic", self.drop_bad_magic),
             ("drop_bad_version", self.drop_bad_version),

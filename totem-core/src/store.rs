@@ -34,6 +34,8 @@ pub struct Store {
     aru: u64,
     /// Highest sequence number received.
     high: u64,
+    /// Slots holding a frame. Invariant: exactly the frames held in `base..=high`.
+    occupied: usize,
 }
 
 impl Store {
@@ -51,6 +53,7 @@ impl Store {
             base: 1,
             aru: 0,
             high: 0,
+            occupied: 0,
         }
     }
 
@@ -98,11 +101,11 @@ impl Store {
             return Err(DropReason::OutOfWindow);
         }
         let slot = &mut self.slots[Self::index(seq)];
-        assert!(
-            slot.seq == 0 || slot.seq < self.base,
-            "slot reuse before free"
-        );
+        // Freed slots are emptied, and the window is one lap of slots: an occupied slot here
+        // would be a frame not yet freed.
+        assert!(slot.seq == 0, "slot reuse before free");
         slot.seq = seq;
+        self.occupied += 1;
         slot.origin = origin;
         slot.flags = flags;
         match Rc::get_mut(&mut slot.body) {
@@ -127,7 +130,9 @@ impl Store {
         let upto = seq.min(self.aru);
         while self.base <= upto {
             let index = Self::index(self.base);
+            assert_eq!(self.slots[index].seq, self.base, "a received frame is held");
             self.slots[index].seq = 0;
+            self.occupied -= 1;
             self.base += 1;
         }
     }
@@ -135,6 +140,42 @@ impl Store {
     /// Room left for frames above `seq` before the window is full.
     pub fn room_above(&self, seq: u64) -> u64 {
         (self.base + RETAINED_FRAMES_MAX as u64).saturating_sub(seq + 1)
+    }
+}
+
+impl Store {
+    /// Asserts the window's invariants: the cheap bounds always, every slot with `all`.
+    pub fn check_invariants(&self, all: bool) {
+        assert!(self.base >= 1, "store base below 1");
+        assert!(
+            self.aru + 1 >= self.base,
+            "frames were freed that had not been received"
+        );
+        assert!(
+            self.aru <= self.high,
+            "aru above the highest frame received"
+        );
+        assert!(
+            self.high < self.base + RETAINED_FRAMES_MAX as u64,
+            "a frame beyond the retained window"
+        );
+        if all {
+            // Every frame from base to aru is held, and the occupied slots are exactly the
+            // frames found in the window (no slot holds a frame from outside it).
+            let mut held = 0;
+            for seq in self.base..=self.high {
+                let present = self.get(seq).is_some();
+                assert!(
+                    present || seq > self.aru,
+                    "frame {seq} at or below aru is missing"
+                );
+                held += usize::from(present);
+            }
+            assert_eq!(
+                held, self.occupied,
+                "a slot holds a frame outside the window"
+            );
+        }
     }
 }
 

@@ -398,30 +398,9 @@ impl Daemon {
     fn on_ring(&mut self, ring: RingReport) {
         let new_ring = (ring.ring_rep, ring.ring_seq) != (self.ring.ring_rep, self.ring.ring_seq);
         if ring.state == RingState::Operational && new_ring {
-            let joined: Vec<String> = ring
-                .members
-                .iter()
-                .filter(|m| !self.ring.members.contains(m))
-                .map(u32::to_string)
-                .collect();
-            let left: Vec<String> = self
-                .ring
-                .members
-                .iter()
-                .filter(|m| !ring.members.contains(m))
-                .map(u32::to_string)
-                .collect();
-            let mut line = format!(
-                "A new membership ({}.{:x}) was formed.",
-                ring.ring_rep, ring.ring_seq
-            );
-            if !joined.is_empty() {
-                line += &format!(" Members joined: {}", joined.join(" "));
-            }
-            if !left.is_empty() {
-                line += &format!(" Members left: {}", left.join(" "));
-            }
-            log_at!(Notice, "TOTEM", "{line}");
+            // The membership line ("A new membership … was formed. Members joined: … left: …")
+            // is the dataplane's: its core knows the configuration change exactly, and its log
+            // lines come here through the supervisor.
             if !self.ready_sent {
                 self.ready_sent = true;
                 notify::sd_notify_ready();

@@ -83,30 +83,48 @@ impl Cluster {
 
     /// Starts node `i` on host `i` with every other host as a peer.
     pub fn start(&mut self, i: usize, key: &Path, send: usize) {
+        let peers: Vec<(usize, usize)> = (1..=self.bed.hosts())
+            .filter(|&j| j != i)
+            .map(|j| (j, j))
+            .collect();
+        self.start_as(i, i, "rdp-test", key, &peers, send);
+    }
+
+    /// Starts a node on host `host` with node id `node_id`, cluster name `cluster` and `peers`
+    /// as (node id, host) pairs: for nodes configured unlike the rest of the cluster.
+    pub fn start_as(
+        &mut self,
+        host: usize,
+        node_id: usize,
+        cluster: &str,
+        key: &Path,
+        peers: &[(usize, usize)],
+        send: usize,
+    ) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rotor-dataplane"));
-        cmd.args(["--node-id", &i.to_string()])
-            .args(["--bind", &self.addr(i)])
+        cmd.args(["--node-id", &node_id.to_string()])
+            .args(["--bind", &self.addr(host)])
             .arg("--keyfile")
             .arg(key)
             .args([
                 "--cluster-name",
-                "rdp-test",
+                cluster,
                 "--token-ms",
                 "200",
                 "--transport",
-                self.transports[i - 1],
+                self.transports[host - 1],
             ])
             .args(["--send", &send.to_string(), "--size", "300", "--group", "g"]);
         if let Some(group) = &self.mcast {
             cmd.args(["--mcast", group]);
         }
-        for j in (1..=self.bed.hosts()).filter(|&j| j != i) {
-            cmd.args(["--peer", &format!("{j}={}", self.addr(j))]);
+        for (id, j) in peers {
+            cmd.args(["--peer", &format!("{id}={}", self.addr(*j))]);
         }
-        let mut proc = self.bed.spawn(i, cmd).expect("spawn node");
-        proc.forward_stdout(i - 1, self.tx.clone());
-        self.stderr[i - 1] = proc.collect_stderr();
-        self.nodes[i - 1] = Some(proc);
+        let mut proc = self.bed.spawn(host, cmd).expect("spawn node");
+        proc.forward_stdout(host - 1, self.tx.clone());
+        self.stderr[host - 1] = proc.collect_stderr();
+        self.nodes[host - 1] = Some(proc);
     }
 
     pub fn key(&self) -> PathBuf {
