@@ -1,7 +1,8 @@
 //! rotord's operations surface on loopback, no root needed: the metrics endpoint
 //! (`rotor { metrics_listen }`) scraped over HTTP and parsed by the Prometheus project's own
 //! text-format parser (Debian's python3-prometheus-client, installed by `cargo xtask deps`),
-//! with the ring, the peers and counters that survive a dataplane restart; `rotor cmap -C`
+//! with the ring, the peers (their link probes' state and round trip) and counters that
+//! survive a dataplane restart; `rotor cmap -C`
 //! clearing what cmap shows but never what the metrics count; and `--pid-file`: written, locked
 //! against a second rotord (exit 18), removed on a clean stop.
 
@@ -302,6 +303,11 @@ fn metrics_are_scraped_parsed_and_survive_a_dataplane_restart() {
     let _n2 = s.start(2, &[]);
     let samples = s.wait_sample("rotor_peer_up{address=\"127.0.0.2\",peer_id=\"2\"} 1.0");
     assert_eq!(value(&samples, "rotor_ring_members{}"), 2.0);
+    // The link probes see the peer: up, with a round-trip time.
+    let samples = s.wait_sample("rotor_peer_link_up{address=\"127.0.0.2\",peer_id=\"2\"} 1.0");
+    let peer = "{address=\"127.0.0.2\",peer_id=\"2\"}";
+    assert!(value(&samples, &format!("rotor_peer_link_rtt_seconds{peer}")) > 0.0);
+    assert!(value(&samples, &format!("rotor_peer_link_answers_total{peer}")) >= 1.0);
     // Let the token go round, then kill the dataplane: rotord starts another.
     let samples = {
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -15,6 +15,7 @@
 
 pub mod describe;
 pub mod foreign;
+pub mod link;
 pub mod peers;
 pub mod stats;
 
@@ -29,6 +30,7 @@ use totem_core::{
 
 pub use describe::Severity;
 pub use foreign::{recognise_corosync, Corosync, Foreign};
+pub use link::{LinkState, Links};
 pub use peers::{PeerError, Peers};
 pub use stats::{DropCause, Drops, Entries, Rotations, Traffic};
 
@@ -84,6 +86,8 @@ pub enum EndpointError {
 pub enum Received<'a> {
     /// Authenticated and handed to the node; `body` is the opened plaintext it got.
     Accepted { sender: NodeId, body: &'a [u8] },
+    /// Authenticated link probe (or its answer) from `sender`, handled by the endpoint.
+    Probe { sender: NodeId },
     /// Dropped and counted.
     Dropped(DropCause),
 }
@@ -121,6 +125,8 @@ pub struct Endpoint<A> {
     drops: Drops,
     traffic: Traffic,
     rotations: Rotations,
+    /// Per-peer link probes (latency and state).
+    links: Links,
     limit: foreign::RateLimit,
     /// Invariant: at most `FOREIGN_REPORTS_MAX`.
     reports: VecDeque<ForeignReport<A>>,
@@ -129,6 +135,7 @@ pub struct Endpoint<A> {
 impl<A: Copy + PartialEq> Endpoint<A> {
     pub fn new(cfg: EndpointConfig<A>, now: Instant) -> Result<Endpoint<A>, EndpointError> {
         let peers = Peers::new(cfg.node_id, cfg.peers)?;
+        let links = Links::new(peers.iter().map(|(id, _)| id));
         let cluster_hash = totem_core::cluster_hash(&cfg.cluster_name);
         let shape = ClusterShape {
             nodelist_count: u32::try_from(peers.len() + 1).unwrap_or(u32::MAX),
@@ -169,6 +176,7 @@ impl<A: Copy + PartialEq> Endpoint<A> {
             drops: Drops::default(),
             traffic: Traffic::default(),
             rotations: Rotations::default(),
+            links,
             limit: foreign::RateLimit::new(FOREIGN_REPORT_INTERVAL_NS),
             reports: VecDeque::with_capacity(FOREIGN_REPORTS_MAX),
         })
@@ -204,6 +212,9 @@ impl<A: Copy + PartialEq> Endpoint<A> {
                 let frame: &'f [u8] = frame;
                 let body = &frame[rotor_crypto::HEADER_LEN..][..len];
                 let sender = NodeId(node);
+                if link::is_probe(body) && self.links.handle_body(now.0, node, body) {
+                    return Received::Probe { sender };
+                }
                 let tokens = self.node.stats().tokens;
                 self.node.handle_datagram(now, sender, body);
                 self.note_rotation(tokens, now);
@@ -278,6 +289,7 @@ impl<A: Copy + PartialEq> Endpoint<A> {
 
     /// Runs the node's expired timers (none if none is due).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.links.handle_timeout(now.0);
         let tokens = self.node.stats().tokens;
         self.node.handle_timeout(now);
         // A ring of one passes the token to itself on a timer, not over the wire.
@@ -348,6 +360,26 @@ impl<A: Copy + PartialEq> Endpoint<A> {
             }
             self.node.recycle(t.bytes);
         }
+        // Link probes and their answers, each to its peer.
+        for (node, body) in self.links.drain() {
+            let Some(to) = self.peers.address(node) else {
+                continue;
+            };
+            let len = match self.sealer.seal(&body, &mut self.tx) {
+                Ok(len) => len,
+                Err(_) => {
+                    self.drops.count(DropCause::SealError);
+                    continue;
+                }
+            };
+            if send(&self.tx[..len], to)? {
+                self.traffic.frames_out += 1;
+                self.traffic.bytes_out += len as u64;
+                self.traffic.unicast_sends += 1;
+            } else {
+                self.drops.count(DropCause::SendRefused);
+            }
+        }
         Ok(())
     }
 
@@ -365,9 +397,13 @@ impl<A: Copy + PartialEq> Endpoint<A> {
         self.node.poll_notice().map(Diagnostic::Totem)
     }
 
-    /// When `handle_timeout` is next needed.
+    /// When `handle_timeout` is next needed (the node's timers, or the next link probes).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.node.poll_timeout()
+        let probes = self.links.poll_timeout().map(Instant);
+        match (self.node.poll_timeout(), probes) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     // ----- state ---------------------------------------------------------------------------
@@ -397,6 +433,11 @@ impl<A: Copy + PartialEq> Endpoint<A> {
         &self.rotations
     }
 
+    /// The link to each peer, as the probes measure it.
+    pub fn links(&self) -> &Links {
+        &self.links
+    }
+
     /// The opener's and the sealer's counters (frames, bytes, rejections by reason).
     pub fn crypto_counters(&self) -> (&Counters, &Counters) {
         (self.opener.counters(), self.sealer.counters())
@@ -421,5 +462,6 @@ impl<A: Copy + PartialEq> Endpoint<A> {
             out.push((format!("srp.{k}"), v));
         }
         self.rotations.entries(out);
+        self.links.entries(out);
     }
 }

@@ -239,7 +239,9 @@ impl Target {
     ) -> (DropCause, Option<ForeignReport<Addr>>) {
         let cause = match self.e.handle_datagram(Instant(ms * MS), from, &mut frame) {
             Received::Dropped(cause) => cause,
-            Received::Accepted { .. } => panic!("a foreign frame was accepted"),
+            Received::Accepted { .. } | Received::Probe { .. } => {
+                panic!("a foreign frame was accepted")
+            }
         };
         let mut reports = Vec::new();
         while let Some(d) = self.e.poll_diagnostic() {

@@ -25,7 +25,8 @@ pub enum Combine {
     },
 }
 
-/// The keys (without `stats.`) that are not counters, by exact name or by prefix (`…*`).
+/// The keys (without `stats.`) that are not counters, by exact name or with one `*` standing
+/// for any text (`xdp.prog.*`, `link.*.up`).
 pub const NOT_COUNTERS: &[(&str, Combine)] = &[
     ("ipc.clients", Combine::Gauge),
     ("ipc.backlog_bytes", Combine::Gauge),
@@ -40,14 +41,20 @@ pub const NOT_COUNTERS: &[(&str, Combine)] = &[
         },
     ),
     ("xdp.prog.*", Combine::Kept),
+    ("link.*.up", Combine::Gauge),
+    ("link.*.rtt_us.last", Combine::Gauge),
+    ("link.*.rtt_us.min", Combine::Min),
+    ("link.*.rtt_us.max", Combine::Max),
 ];
 
 /// How `key` (without `stats.`) combines across dataplane lifetimes.
 pub fn combine(key: &str) -> Combine {
     NOT_COUNTERS
         .iter()
-        .find(|(name, _)| match name.strip_suffix('*') {
-            Some(prefix) => key.starts_with(prefix),
+        .find(|(name, _)| match name.split_once('*') {
+            Some((head, tail)) => {
+                key.len() >= head.len() + tail.len() && key.starts_with(head) && key.ends_with(tail)
+            }
             None => key == *name,
         })
         .map_or(Combine::Sum, |(_, c)| *c)
@@ -63,6 +70,9 @@ mod tests {
         assert_eq!(combine("ipc.clients"), Combine::Gauge);
         assert_eq!(combine("ipc.clients_attached"), Combine::Sum);
         assert_eq!(combine("xdp.prog.redirected"), Combine::Kept);
+        assert_eq!(combine("link.2.up"), Combine::Gauge);
+        assert_eq!(combine("link.2.rtt_us.min"), Combine::Min);
+        assert_eq!(combine("link.2.probes"), Combine::Sum);
         assert!(matches!(
             combine("srp.token_rotation_us.mean"),
             Combine::Mean { .. }

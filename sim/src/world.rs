@@ -804,6 +804,14 @@ impl World {
                     trace_datagram(self.now, sender, n.id, body);
                 }
             }
+            Received::Probe { sender } => {
+                if sender != expected {
+                    self.report.violations.push(format!(
+                        "crypto: a probe from node {expected} opened as node {sender}"
+                    ));
+                    return;
+                }
+            }
             Received::Dropped(cause) => {
                 *self.report.crypto_rejected.entry(cause.key()).or_default() += 1;
             }

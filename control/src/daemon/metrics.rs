@@ -5,7 +5,8 @@
 //! by httparse (the parser under hyper): a server crate would bring threads or an async runtime
 //! into this single-threaded process for one GET.
 //!
-//! What is exported is rotord's view of the node: the ring, the peers, and the dataplane's
+//! What is exported is rotord's view of the node: the ring, the peers (ring membership, and the
+//! endpoint's link probes: state and round trip), and the dataplane's
 //! counters combined across dataplane restarts (`StatsBook`), named as Prometheus' conventions
 //! ask (`rotor_` prefix, base units — seconds, bytes —, `_total` counters, cumulative
 //! histogram buckets).
@@ -219,7 +220,12 @@ impl Exposition {
         let _ = writeln!(self.0, "# TYPE {name} {kind}");
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+    fn sample<S: AsRef<str>>(
+        &mut self,
+        name: &str,
+        labels: &[(&str, S)],
+        value: impl std::fmt::Display,
+    ) {
         use std::fmt::Write;
         self.0.push_str(name);
         if !labels.is_empty() {
@@ -228,7 +234,7 @@ impl Exposition {
                 if i > 0 {
                     self.0.push(',');
                 }
-                let _ = write!(self.0, "{k}=\"{}\"", escape_label(v));
+                let _ = write!(self.0, "{k}=\"{}\"", escape_label(v.as_ref()));
             }
             self.0.push('}');
         }
@@ -238,7 +244,7 @@ impl Exposition {
     /// A family of one unlabelled sample.
     fn single(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
         self.family(name, kind, help);
-        self.sample(name, &[], value);
+        self.sample::<&str>(name, &[], value);
     }
 
     /// One counter family with a `label` per key under `prefix` (`crypto.drops.` →
@@ -376,7 +382,7 @@ pub fn render(s: &Snapshot<'_>) -> String {
     out.sample(
         "rotor_info",
         &[
-            ("node_id", &node_id),
+            ("node_id", node_id.as_str()),
             ("cluster", s.cluster_name),
             ("transport", transport),
             ("version", env!("CARGO_PKG_VERSION")),
@@ -435,6 +441,52 @@ pub fn render(s: &Snapshot<'_>) -> String {
             ],
             u8::from(in_ring),
         );
+    }
+    out.family(
+        "rotor_peer_link_up",
+        "gauge",
+        "1 when the peer answered one of this node's last 3 link probes (one a second).",
+    );
+    for (id, addr) in &s.node.peers {
+        out.sample(
+            "rotor_peer_link_up",
+            &peer_labels(*id, addr),
+            s.stats.total(&format!("link.{id}.up")),
+        );
+    }
+    out.family(
+        "rotor_peer_link_rtt_seconds",
+        "gauge",
+        "Round-trip time of the last link probe the peer answered.",
+    );
+    for (id, addr) in &s.node.peers {
+        let rtt_us = s.stats.total(&format!("link.{id}.rtt_us.last"));
+        out.sample(
+            "rotor_peer_link_rtt_seconds",
+            &peer_labels(*id, addr),
+            rtt_us as f64 / 1e6,
+        );
+    }
+    for (suffix, name, help) in [
+        (
+            "probes",
+            "rotor_peer_link_probes_total",
+            "Link probes this node sent the peer.",
+        ),
+        (
+            "answers",
+            "rotor_peer_link_answers_total",
+            "Link probes the peer answered.",
+        ),
+    ] {
+        out.family(name, "counter", help);
+        for (id, addr) in &s.node.peers {
+            out.sample(
+                name,
+                &peer_labels(*id, addr),
+                s.stats.total(&format!("link.{id}.{suffix}")),
+            );
+        }
     }
     rotation_histogram(&mut out, s.stats);
     for (key, name, help) in COUNTERS {
@@ -498,6 +550,14 @@ pub fn render(s: &Snapshot<'_>) -> String {
     out.0
 }
 
+/// The labels of a peer's samples.
+fn peer_labels(id: u32, addr: &std::net::SocketAddr) -> [(&'static str, String); 2] {
+    [
+        ("peer_id", id.to_string()),
+        ("address", addr.ip().to_string()),
+    ]
+}
+
 /// `rotor_token_rotation_seconds`: the dataplane's rotation buckets (each counting the
 /// rotations above the bound before it) made cumulative, in seconds.
 fn rotation_histogram(out: &mut Exposition, stats: &StatsBook) {
@@ -526,8 +586,8 @@ fn rotation_histogram(out: &mut Exposition, stats: &StatsBook) {
     }
     out.sample(&bucket, &[("le", "+Inf")], count);
     let sum_s = stats.total("srp.token_rotation_us.sum") as f64 / 1e6;
-    out.sample(&format!("{name}_sum"), &[], sum_s);
-    out.sample(&format!("{name}_count"), &[], count);
+    out.sample::<&str>(&format!("{name}_sum"), &[], sum_s);
+    out.sample::<&str>(&format!("{name}_count"), &[], count);
 }
 
 #[cfg(test)]
