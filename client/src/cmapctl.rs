@@ -50,6 +50,21 @@ fn cs_name(e: &Error) -> &'static str {
     }
 }
 
+/// After corosync-cmapctl's own line for a refusal: rotord's reason, when a key may not be
+/// changed (read-only, or set in corosync.conf: what to do instead). An extra line on stderr;
+/// stdout and the exit status stay corosync-cmapctl's.
+fn explain(e: &Error) {
+    if let Error::Refused {
+        status: rotor_proto::Status::Access,
+        message,
+    } = e
+    {
+        if !message.is_empty() {
+            eprintln!("rotor: {message}");
+        }
+    }
+}
+
 /// rotor's longer spellings, kept for scripts written against them: `get KEY…`, `set KEY TYPE
 /// VALUE`, `delete KEY…`, `list [PREFIX…]`, `track PREFIX…`.
 fn legacy_action(args: &mut CmapArgs) {
@@ -193,6 +208,7 @@ pub fn run(mut args: CmapArgs) -> ExitCode {
             for key in params {
                 if let Err(e) = c.delete(key) {
                     eprintln!("Can't delete key {key}. Error {}", cs_name(&e));
+                    explain(&e);
                     return failure();
                 }
             }
@@ -313,6 +329,7 @@ fn set_key(c: &mut Cmap, key: &str, type_name: &str, text: &str) -> Result<(), E
     };
     c.set(key, value).map_err(|e| {
         eprintln!("Failed to set key {key}. Error {}", cs_name(&e));
+        explain(&e);
         failure()
     })
 }

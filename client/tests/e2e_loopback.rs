@@ -177,7 +177,10 @@ fn three_rotords_carry_cpg_end_to_end() {
         2,
         &["cmap", "set", "runtime.totem.pg.mrp.srp.state", "str", "x"],
     );
-    assert!(!ok && err.contains("read-only"), "{err}");
+    assert!(
+        !ok && err.contains("Error CS_ERR_ACCESS") && err.contains("read-only"),
+        "{err}"
+    );
     // A config key cannot change while rotor runs: refused, never a silent success.
     let (ok, _, err) = rotor(&nodes, 2, &["cmap", "set", "totem.token", "u32", "5000"]);
     assert!(
