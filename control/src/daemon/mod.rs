@@ -251,6 +251,10 @@ impl Daemon {
     }
 
     fn serve(&mut self, stop: &dyn Fn() -> bool) -> Result<(), DaemonError> {
+        // From the start, as corosync's stats map: the dataplane's counters follow within
+        // its first report.
+        self.service
+            .publish_own_stat(DATAPLANE_RESTARTS_KEY, self.dataplane_restarts);
         self.supervisor.spawn(self.ring_seq.saved())?;
         let mut last_check = Instant::now();
         let mut fds = Vec::new();
