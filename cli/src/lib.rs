@@ -71,6 +71,7 @@ mod tests {
             "rotor-keygen",
             "rotor-status",
             "rotor-shutdown",
+            "rotor-quorum",
             "rotor-cmap",
             "rotor-cpg",
             "rotor-bench",

@@ -34,6 +34,16 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Ring and link status (like corosync-cfgtool -s).
     Status,
+    /// Quorum status and votequorum settings, with corosync-quorumtool's options and output:
+    /// -s status, -l nodes, -p machine parsable, -m monitor, -e EXPECTED, -v VOTES [-n NODE],
+    /// -f unregister the quorum device, -a all addresses, -i addresses, -H hex ids,
+    /// -o a|n|i order, -h help. Exit status 0 when quorate, 2 when not.
+    #[command(disable_help_flag = true)]
+    Quorum {
+        /// corosync-quorumtool's options (see -h).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Ask the local rotord to leave the ring and stop, and wait until it has (like
     /// corosync-cfgtool -H; the systemd unit's ExecStop).
     Shutdown {

@@ -4,13 +4,17 @@
 //! dataplane through shared-memory rings that rotord brokers; `cmap::Cmap` is cmap and cfg
 //! (status, shutdown), served by rotord; `keygen` writes authkeys. It deliberately talks to
 //! the cluster only through rotord and the dataplane's rings: it never opens cluster sockets
-//! itself. Quorum, votequorum and SAM clients are not written yet.
+//! itself. `quorum::Quorum` and `votequorum::Votequorum` are libquorum's and libvotequorum's
+//! handles, served by rotord. The SAM client is not written yet.
 
 pub mod bench;
 pub mod cmap;
 mod conn;
 pub mod cpg;
 pub mod keygen;
+pub mod quorum;
+pub mod quorumtool;
+pub mod votequorum;
 
 use rotor_proto::Status;
 

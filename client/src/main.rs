@@ -157,6 +157,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Status => status(),
         Command::Shutdown { timeout_s } => shutdown(std::time::Duration::from_secs(timeout_s)),
+        Command::Quorum { args } => rotor_client::quorumtool::run(&args),
         Command::Cmap(args) => cmapctl::run(args),
         Command::Cpg {
             delimiter,

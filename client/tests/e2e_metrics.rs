@@ -1,7 +1,7 @@
 //! rotord's operations surface on loopback, no root needed: the metrics endpoint
 //! (`rotor { metrics_listen }`) scraped over HTTP and parsed by the Prometheus project's own
 //! text-format parser (Debian's python3-prometheus-client, installed by `cargo xtask deps`),
-//! with the ring, the peers (their link probes' state and round trip) and counters that
+//! with the ring, quorum, the peers (their link probes' state and round trip) and counters that
 //! survive a dataplane restart; `rotor cmap -C`
 //! clearing what cmap shows but never what the metrics count; and `--pid-file`: written, locked
 //! against a second rotord (exit 18), removed on a clean stop.
@@ -120,7 +120,8 @@ fn setup(name: &str) -> Setup {
         "totem {{\n  version: 2\n  cluster_name: ops\n  token: 1000\n  keyfile: {}\n  \
          interface {{\n    mcastport: {port}\n  }}\n}}\nnodelist {{\n  node {{\n    \
          nodeid: 1\n    ring0_addr: 127.0.0.1\n  }}\n  node {{\n    nodeid: 2\n    \
-         ring0_addr: 127.0.0.2\n  }}\n}}\nlogging {{\n  to_syslog: no\n}}\nsystem {{\n  \
+         ring0_addr: 127.0.0.2\n  }}\n}}\nquorum {{\n  provider: corosync_votequorum\n}}\n\
+         logging {{\n  to_syslog: no\n}}\nsystem {{\n  \
          state_dir: {}\n}}\n",
         key.display(),
         dir.join("state").display()
@@ -300,9 +301,15 @@ fn metrics_are_scraped_parsed_and_survive_a_dataplane_restart() {
     assert!(samples
         .iter()
         .any(|l| l.starts_with("rotor_info{cluster=\"ops\",node_id=\"1\"")));
+    // Alone, one vote of two expected: not quorate.
+    let samples = s.wait_sample("rotor_quorum_expected_votes{} 2.0");
+    assert_eq!(value(&samples, "rotor_quorum_quorate{}"), 0.0);
+    assert_eq!(value(&samples, "rotor_quorum_votes_needed{}"), 2.0);
     let _n2 = s.start(2, &[]);
     let samples = s.wait_sample("rotor_peer_up{address=\"127.0.0.2\",peer_id=\"2\"} 1.0");
     assert_eq!(value(&samples, "rotor_ring_members{}"), 2.0);
+    let samples = s.wait_sample("rotor_quorum_quorate{} 1.0");
+    assert_eq!(value(&samples, "rotor_quorum_total_votes{}"), 2.0);
     // The link probes see the peer: up, with a round-trip time.
     let samples = s.wait_sample("rotor_peer_link_up{address=\"127.0.0.2\",peer_id=\"2\"} 1.0");
     let peer = "{address=\"127.0.0.2\",peer_id=\"2\"}";

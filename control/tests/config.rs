@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use totem_core::votequorum::TieBreaker;
 
 use rotor_control::cmap::{format_cmapctl, Access, CmapError, CmapStore, Value, ValueType};
 use rotor_control::config::{
@@ -218,9 +219,20 @@ fn three_node_example_types_and_derived_values() {
     assert_eq!(config.totem.interfaces.len(), 2);
     assert_eq!(config.totem.interfaces[1].linknumber, 1);
     assert_eq!(config.nodes[1].name.as_deref(), Some("beta"));
-    assert_eq!(config.quorum.last_man_standing_window_ms, 20000);
-    assert!(
-        config.quorum.wait_for_all && config.quorum.auto_tie_breaker && !config.quorum.two_node
+    let q = config
+        .quorum
+        .votequorum
+        .as_ref()
+        .expect("votequorum is the provider");
+    assert_eq!(q.last_man_standing_window_ms, 20000);
+    assert!(q.wait_for_all && q.last_man_standing && !q.two_node);
+    assert_eq!(q.auto_tie_breaker, TieBreaker::List(vec![3, 1]));
+    // 1 + 2 + 1 votes in the nodelist.
+    assert_eq!(q.nodelist_expected_votes, Some(4));
+    assert_eq!(
+        config.quorum_for(2).unwrap().map(|q| q.votes),
+        Some(2),
+        "node 2's quorum_votes"
     );
     assert_eq!(config.rotor.dataplane_cores, [2, 3]);
     assert_eq!(config.rotor.poll_mode, PollModeSetting::Busy);
@@ -287,23 +299,22 @@ fn defaults_match_corosync() {
     assert!(
         totem.interfaces.is_empty() && totem.cluster_name.is_none() && !totem.clear_node_high_bit
     );
-    let q = &config.quorum;
-    assert_eq!(
-        (
-            q.last_man_standing_window_ms,
-            q.auto_tie_breaker_node.as_str(),
-            q.wait_for_all
-        ),
-        (10000, "lowest", false)
-    );
+    // No provider: always quorate, nothing to resolve.
+    assert_eq!(config.quorum.votequorum, None);
     assert_eq!(config.rotor.poll_mode, PollModeSetting::Auto);
     assert!(config.entries.is_empty());
 
     // Two nodes: no coefficient; two_node implies wait_for_all (votequorum(5)).
-    let two = "nodelist {\nnode {\nring0_addr: 10.0.0.1\nnodeid: 1\n}\nnode {\nring0_addr: 10.0.0.2\nnodeid: 2\n}\n}\nquorum {\ntwo_node: 1\n}\n";
+    let two = "nodelist {\nnode {\nring0_addr: 10.0.0.1\nnodeid: 1\n}\nnode {\nring0_addr: 10.0.0.2\nnodeid: 2\n}\n}\nquorum {\nprovider: corosync_votequorum\ntwo_node: 1\n}\n";
     let config = parse_str(FILE, two).unwrap();
     assert_eq!(config.totem.settings.token_ms, 3000);
-    assert!(config.quorum.wait_for_all);
+    let q = config
+        .quorum
+        .votequorum
+        .expect("votequorum is the provider");
+    assert!(q.two_node && q.wait_for_all && q.wait_for_all_follows_two_node);
+    assert_eq!(q.last_man_standing_window_ms, 10_000);
+    assert_eq!(q.auto_tie_breaker, TieBreaker::Off);
     // udp defaults to IPv4; secauth off turns crypto off; explicit values win over formulas.
     let config = parse_str(
         FILE,
@@ -836,7 +847,14 @@ ipprefix: 24
         Some("239.255.1.1")
     );
     assert!(totem.clear_node_high_bit);
-    assert_eq!(config.quorum.auto_tie_breaker_node, "highest");
+    assert_eq!(
+        config
+            .quorum
+            .votequorum
+            .as_ref()
+            .map(|q| &q.auto_tie_breaker),
+        Some(&TieBreaker::Highest)
+    );
     // Only the knet option is warned about.
     let warned: Vec<&str> = config.warnings.iter().map(|w| w.key.as_str()).collect();
     assert_eq!(

@@ -12,14 +12,17 @@
 //! the `rotor-dataplane` binary either serves the CPG sessions rotord hands over (`service`: client rings in, deliveries
 //! fanned out in order, busy/adaptive/blocking polling) or, started by hand, joins one CPG
 //! group, optionally multicasts test messages and prints every event as one parseable line.
-//! Every counter is one flat list (`stats`) published to rotord. It deliberately does not reach
-//! peers behind a gateway over AF_XDP.
+//! Every counter is one flat list (`stats`) published to rotord. The node runs votequorum when
+//! rotord's start message carries quorum settings; `quorum` forwards rotord's requests to it
+//! and its events and state to rotord. It deliberately does not reach peers behind a gateway
+//! over AF_XDP.
 
 pub mod any;
 pub mod frame;
 pub mod mcast;
 pub mod neigh;
 pub mod poll;
+pub mod quorum;
 pub mod runner;
 pub mod service;
 pub mod stats;

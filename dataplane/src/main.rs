@@ -438,6 +438,12 @@ fn service_main(fd: i32) -> ExitCode {
             return f.exit_code();
         }
     };
+    if let Some(q) = &start.quorum {
+        let settings = rotor_dataplane::quorum::settings(q);
+        runner
+            .node_mut()
+            .enable_votequorum(settings, q.ev_tracking_barrier);
+    }
     drop_privileges(runner.transport());
     serve(&mut runner, &mut control, &start)
 }
@@ -524,6 +530,7 @@ fn start_from_args(args: &Args) -> Result<DataplaneStart, Failure> {
         poll_spin_us: 10,
         core: args.core,
         seed: since_epoch.as_nanos() as u64 ^ u64::from(std::process::id()),
+        quorum: None,
     })
 }
 

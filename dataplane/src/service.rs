@@ -24,6 +24,7 @@ use rotor_proto::RingState;
 use rotor_proto::Status;
 use totem_core::{ConfigKind, Event, Guarantee, Member, Reason, Request, SubmitError};
 
+use crate::quorum::QuorumLink;
 use crate::runner::Runner;
 use crate::stats::Entries;
 use crate::transport::Transport;
@@ -35,6 +36,8 @@ const REQUESTS_PER_TURN: usize = 256;
 /// How long the loop sleeps at most while a client's ring is too full for its records (the
 /// client frees room without waking us).
 const BACKLOG_RETRY: Duration = Duration::from_millis(1);
+/// How long an orderly shutdown waits for this node's leave to be ordered (allow_downscale).
+const LEAVE_ANNOUNCE_WAIT: Duration = Duration::from_secs(2);
 /// How often sessions are checked for a dead peer and stats are published.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -697,6 +700,8 @@ const CONTROL_MESSAGE_MAX: usize = 64 << 10;
 pub struct Control {
     sock: OwnedFd,
     buf: Vec<u8>,
+    /// Messages of `send_in_order` waiting for room in the socket.
+    queued: VecDeque<Vec<u8>>,
 }
 
 /// Why the first message from rotord did not arrive.
@@ -717,6 +722,11 @@ pub enum StartError {
 /// What rotord asked for.
 pub enum ControlInput {
     Session(Session),
+    /// A votequorum request for one of rotord's clients.
+    Quorum {
+        request: u32,
+        op: rotor_proto::dataplane_quorum::QuorumOp,
+    },
     Shutdown,
     /// rotord hung up: it died or is stopping; leave and exit.
     Gone,
@@ -736,6 +746,7 @@ impl Control {
         Ok(Control {
             sock,
             buf: vec![0; CONTROL_MESSAGE_MAX],
+            queued: VecDeque::new(),
         })
     }
 
@@ -792,6 +803,9 @@ impl Control {
                     }
                 }
                 Ok(ToDataplane::Shutdown) => return Some(ControlInput::Shutdown),
+                Ok(ToDataplane::Quorum { request, op }) => {
+                    return Some(ControlInput::Quorum { request, op })
+                }
                 Ok(ToDataplane::Logging(config)) => {
                     rotor_log::reconfigure(&config);
                 }
@@ -811,6 +825,32 @@ impl Control {
         let mut out = Vec::new();
         msg.encode(&mut out);
         let _ = ipc_shm::handoff::send_message(self.sock.as_raw_fd(), &out, &[]);
+    }
+
+    /// Sends a message that nothing later supersedes (a quorum reply or update): queued, in
+    /// order, while the socket is full, and sent by `flush_queued`.
+    pub fn send_in_order(&mut self, msg: &FromDataplane) {
+        let mut out = Vec::new();
+        msg.encode(&mut out);
+        self.queued.push_back(out);
+        self.flush_queued();
+    }
+
+    /// Sends what `send_in_order` queued while the socket has room.
+    pub fn flush_queued(&mut self) {
+        while let Some(front) = self.queued.front() {
+            match ipc_shm::handoff::send_message(self.sock.as_raw_fd(), front, &[]) {
+                Ok(_) => {
+                    self.queued.pop_front();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    // rotord is gone: nobody to tell.
+                    self.queued.clear();
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -834,11 +874,26 @@ pub fn run<T: Transport>(
     let mut last_housekeeping = WallInstant::now();
     let mut last_ring = (RingState::Down, runner.node().ring());
     let mut fds = Vec::new();
+    let mut quorum = QuorumLink::default();
     report_ring(runner, control, &mut last_ring, true);
+    quorum.pump(runner.node_mut(), |m| control.send_in_order(&m));
+    let mut gone = false;
     while !stop() {
         match control.poll() {
             Some(ControlInput::Session(s)) => clients.adopt(s),
-            Some(ControlInput::Shutdown) | Some(ControlInput::Gone) => break,
+            Some(ControlInput::Quorum { request, op }) => {
+                let reply = quorum.handle(runner.node_mut(), request, op);
+                // The state the request changed goes up before its answer.
+                quorum.pump(runner.node_mut(), |m| control.send_in_order(&m));
+                if let Some(reply) = reply {
+                    control.send_in_order(&reply);
+                }
+            }
+            Some(ControlInput::Shutdown) => break,
+            Some(ControlInput::Gone) => {
+                gone = true;
+                break;
+            }
             None => {}
         }
         let mut work = clients.serve(runner);
@@ -869,6 +924,8 @@ pub fn run<T: Transport>(
             last_work = WallInstant::now();
         }
         report_ring(runner, control, &mut last_ring, false);
+        quorum.pump(runner.node_mut(), |m| control.send_in_order(&m));
+        control.flush_queued();
         if last_housekeeping.elapsed() >= HOUSEKEEPING_INTERVAL {
             last_housekeeping = WallInstant::now();
             clients.check_peers();
@@ -876,6 +933,17 @@ pub fn run<T: Transport>(
                 counters: stats_counters(runner, &clients),
             });
         }
+    }
+    // A clean leave lowers the others' expected votes (allow_downscale): ordered before the
+    // node leaves the ring, waited for a short while (a ring that cannot order it is
+    // breaking up anyway).
+    if !gone && quorum.announce_leave(runner.node_mut()) {
+        let deadline = WallInstant::now() + LEAVE_ANNOUNCE_WAIT;
+        while !quorum.leave_done() && WallInstant::now() < deadline {
+            runner.turn(Duration::from_millis(5), &[], |ev| clients.on_event(ev))?;
+            quorum.pump(runner.node_mut(), |m| control.send_in_order(&m));
+        }
+        control.flush_queued();
     }
     runner.node_mut().leave();
     runner.flush()

@@ -13,6 +13,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::codec::{DecodeError, Reader, Writer};
+use crate::dataplane_quorum::{QuorumOp, QuorumReply, QuorumStart, QuorumState, QuorumUpdate};
 use crate::log::{LogConfig, LogRecord};
 use crate::RingState;
 
@@ -20,13 +21,18 @@ pub const OP_START: u16 = 0x0400;
 pub const OP_SESSION: u16 = 0x0401;
 pub const OP_SHUTDOWN: u16 = 0x0402;
 pub const OP_LOGGING: u16 = 0x0403;
+pub const OP_QUORUM: u16 = 0x0404;
 pub const OP_RING: u16 = 0x0481;
 pub const OP_STATS: u16 = 0x0482;
 pub const OP_FAILED: u16 = 0x0483;
 pub const OP_LOG: u16 = 0x0484;
+pub const OP_QUORUM_REPLY: u16 = 0x0485;
+pub const OP_QUORUM_UPDATE: u16 = 0x0486;
+pub const OP_QUORUM_STATE: u16 = 0x0487;
 
-/// The version of the messages below; `Start` carries it.
-pub const CONTROL_VERSION: u16 = 1;
+/// The version of the messages below; `Start` carries it. 2: quorum settings in `Start`, the
+/// quorum messages.
+pub const CONTROL_VERSION: u16 = 2;
 
 /// How the dataplane waits for work (corosync has no such setting; `rotor.poll_mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,6 +153,9 @@ pub struct DataplaneStart {
     pub core: Option<u16>,
     /// Seed of the node's randomness (join delays, …).
     pub seed: u64,
+    /// votequorum's settings when quorum{} names it as the provider; `None`: no provider
+    /// (always quorate, rotord answers alone).
+    pub quorum: Option<QuorumStart>,
 }
 
 impl std::fmt::Debug for DataplaneStart {
@@ -184,6 +193,8 @@ pub enum ToDataplane {
     /// The logging configuration: which lines to send up (sent after start and whenever it
     /// changes; until the first one every line goes up).
     Logging(LogConfig),
+    /// A votequorum request; answered by `FromDataplane::QuorumReply` with its `request`.
+    Quorum { request: u32, op: QuorumOp },
 }
 
 /// The ring as the dataplane reports it.
@@ -250,6 +261,12 @@ pub enum FromDataplane {
     Failed { kind: FailureKind, message: String },
     /// A log line, for rotord's log. Sent without blocking: a full socket drops it (counted).
     Log(LogRecord),
+    /// The answer to a `ToDataplane::Quorum`.
+    QuorumReply(QuorumReply),
+    /// What votequorum reported, in order.
+    QuorumUpdate(QuorumUpdate),
+    /// votequorum's state after a change.
+    QuorumState(Box<QuorumState>),
 }
 
 impl ToDataplane {
@@ -266,6 +283,10 @@ impl ToDataplane {
                 Writer::new(out, OP_SHUTDOWN, 0);
             }
             ToDataplane::Logging(config) => config.write(&mut Writer::new(out, OP_LOGGING, 0)),
+            ToDataplane::Quorum { request, op } => {
+                let mut w = Writer::new(out, OP_QUORUM, *request);
+                op.write(&mut w);
+            }
         }
     }
 
@@ -280,6 +301,10 @@ impl ToDataplane {
             },
             OP_SHUTDOWN => ToDataplane::Shutdown,
             OP_LOGGING => ToDataplane::Logging(LogConfig::read(&mut r)?),
+            OP_QUORUM => ToDataplane::Quorum {
+                request: env.req_id,
+                op: QuorumOp::read(&mut r)?,
+            },
             op => return Err(DecodeError::UnknownOp(op)),
         };
         r.finish()?;
@@ -348,6 +373,15 @@ fn encode_start(s: &DataplaneStart, out: &mut Vec<u8>) {
         .u32(s.poll_spin_us)
         .u32(s.core.map_or(u32::MAX, u32::from))
         .u64(s.seed);
+    match &s.quorum {
+        None => {
+            w.u8(0);
+        }
+        Some(q) => {
+            w.u8(1);
+            q.write(&mut w);
+        }
+    }
 }
 
 fn decode_start(r: &mut Reader<'_>) -> Result<DataplaneStart, DecodeError> {
@@ -396,6 +430,11 @@ fn decode_start(r: &mut Reader<'_>) -> Result<DataplaneStart, DecodeError> {
         c => Some(u16::try_from(c).map_err(|_| DecodeError::BadValue("core"))?),
     };
     let seed = r.u64("seed")?;
+    let quorum = match r.u8("quorum")? {
+        0 => None,
+        1 => Some(QuorumStart::read(r)?),
+        _ => return Err(DecodeError::BadValue("quorum")),
+    };
     Ok(DataplaneStart {
         node_id,
         bind,
@@ -413,6 +452,7 @@ fn decode_start(r: &mut Reader<'_>) -> Result<DataplaneStart, DecodeError> {
         poll_spin_us,
         core,
         seed,
+        quorum,
     })
 }
 
@@ -441,6 +481,15 @@ impl FromDataplane {
                 Writer::new(out, OP_FAILED, 0).u8(kind.code()).str(message);
             }
             FromDataplane::Log(record) => record.write(&mut Writer::new(out, OP_LOG, 0)),
+            FromDataplane::QuorumReply(reply) => {
+                reply.write(&mut Writer::new(out, OP_QUORUM_REPLY, 0))
+            }
+            FromDataplane::QuorumUpdate(update) => {
+                update.write(&mut Writer::new(out, OP_QUORUM_UPDATE, 0))
+            }
+            FromDataplane::QuorumState(state) => {
+                state.write(&mut Writer::new(out, OP_QUORUM_STATE, 0))
+            }
         }
     }
 
@@ -484,6 +533,9 @@ impl FromDataplane {
                 }
             }
             OP_LOG => FromDataplane::Log(LogRecord::read(&mut r)?),
+            OP_QUORUM_REPLY => FromDataplane::QuorumReply(QuorumReply::read(&mut r)?),
+            OP_QUORUM_UPDATE => FromDataplane::QuorumUpdate(QuorumUpdate::read(&mut r)?),
+            OP_QUORUM_STATE => FromDataplane::QuorumState(Box::new(QuorumState::read(&mut r)?)),
             op => return Err(DecodeError::UnknownOp(op)),
         };
         r.finish()?;
@@ -494,7 +546,9 @@ impl FromDataplane {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dataplane_quorum::{NodeRecord, QdeviceStart, TieBreakerSetting};
     use crate::log::{DebugSetting, Level, LogSettings, SyslogFacility, Timestamp};
+    use crate::Status;
 
     fn logging() -> LogConfig {
         LogConfig {
@@ -554,6 +608,25 @@ mod tests {
             poll_spin_us: 10,
             core: Some(1),
             seed: 99,
+            quorum: Some(QuorumStart {
+                expected_votes: None,
+                nodelist_expected_votes: Some(3),
+                votes: 1,
+                two_node: false,
+                wait_for_all: true,
+                wait_for_all_follows_two_node: false,
+                last_man_standing: true,
+                last_man_standing_window_ms: 10_000,
+                auto_tie_breaker: TieBreakerSetting::List(vec![3, 1]),
+                allow_downscale: false,
+                expected_votes_tracking: true,
+                qdevice: Some(QdeviceStart {
+                    votes: 2,
+                    timeout_ms: 10_000,
+                    sync_timeout_ms: 30_000,
+                }),
+                ev_tracking_barrier: 5,
+            }),
         }
     }
 
@@ -565,6 +638,7 @@ mod tests {
         no_extras.interface = None;
         no_extras.multicast = None;
         no_extras.core = None;
+        no_extras.quorum = None;
         for m in [
             ToDataplane::Start(Box::new(start())),
             ToDataplane::Start(Box::new(no_extras)),
@@ -576,6 +650,23 @@ mod tests {
             ToDataplane::Shutdown,
             ToDataplane::Logging(LogConfig::default()),
             ToDataplane::Logging(logging()),
+            ToDataplane::Quorum {
+                request: 7,
+                op: QuorumOp::SetVotes { node: 2, votes: 3 },
+            },
+            ToDataplane::Quorum {
+                request: 8,
+                op: QuorumOp::QdevicePoll {
+                    name: "Qdevice".into(),
+                    cast_vote: true,
+                    ring_rep: 1,
+                    ring_seq: 12,
+                },
+            },
+            ToDataplane::Quorum {
+                request: 9,
+                op: QuorumOp::Leaving,
+            },
         ] {
             m.encode(&mut buf);
             assert_eq!(ToDataplane::decode(&buf).unwrap(), m);
@@ -606,6 +697,72 @@ mod tests {
                 message: "A processor failed, forming new configuration".into(),
                 unix_time_ns: 1_700_000_000_123_456_789,
             }),
+            FromDataplane::QuorumReply(QuorumReply {
+                request: 7,
+                status: Status::InvalidParam,
+                message: "expected votes 2 is lower than the 3 votes present".into(),
+            }),
+            FromDataplane::QuorumUpdate(QuorumUpdate::SyncStarted {
+                ring_rep: 1,
+                ring_seq: 8,
+                members: vec![1, 2, 3],
+                joined: vec![3],
+                left: vec![],
+            }),
+            FromDataplane::QuorumUpdate(QuorumUpdate::SyncActivated {
+                ring_rep: 1,
+                ring_seq: 8,
+                members: vec![1, 2],
+                joined: vec![],
+                left: vec![3],
+            }),
+            FromDataplane::QuorumUpdate(QuorumUpdate::Nodelist {
+                ring_rep: 1,
+                ring_seq: 8,
+                members: vec![1, 2, 3],
+            }),
+            FromDataplane::QuorumUpdate(QuorumUpdate::Quorum {
+                quorate: true,
+                ring_rep: 1,
+                ring_seq: 8,
+                members: vec![1, 2, 3],
+            }),
+            FromDataplane::QuorumUpdate(QuorumUpdate::NodeStates {
+                quorate: false,
+                nodes: vec![(1, 1), (2, 2), (0, 0)],
+            }),
+            FromDataplane::QuorumUpdate(QuorumUpdate::ExpectedVotes(4)),
+            FromDataplane::QuorumUpdate(QuorumUpdate::EvTrackingBarrier(4)),
+            FromDataplane::QuorumState(Box::new(QuorumState {
+                node: 1,
+                quorate: true,
+                quorum: 2,
+                ring_rep: 1,
+                ring_seq: 8,
+                members: vec![1, 2, 3],
+                nodes: vec![NodeRecord {
+                    node: 1,
+                    state: 1,
+                    votes: 1,
+                    expected_votes: 3,
+                    flags: 1,
+                }],
+                qdevice_votes: 0,
+                qdevice_name: "Qdevice".into(),
+                two_node: false,
+                wait_for_all: true,
+                wait_for_all_status: false,
+                last_man_standing: false,
+                auto_tie_breaker: TieBreakerSetting::Highest,
+                allow_downscale: false,
+                expected_votes_tracking: false,
+                ev_barrier: 3,
+                ev_tracking_barrier: 0,
+                lowest_node_id: Some(1),
+                highest_node_id: None,
+                qdevice_can_operate: true,
+                qdevice_master_wins: false,
+            })),
         ] {
             m.encode(&mut buf);
             assert_eq!(FromDataplane::decode(&buf).unwrap(), m);

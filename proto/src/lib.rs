@@ -13,8 +13,11 @@ pub mod cmap;
 pub mod codec;
 pub mod control;
 pub mod cpg;
+pub mod dataplane_quorum;
 pub mod log;
+pub mod quorum;
 pub mod stats;
+pub mod votequorum;
 
 pub use codec::{DecodeError, Reader, Writer};
 
@@ -108,6 +111,12 @@ pub enum Status {
     BadHandle,
     /// `CS_ERR_NO_SPACE`
     NoSpace,
+    /// `CS_ERR_NAME_NOT_FOUND`: e.g. votes for a node votequorum does not know.
+    NameNotFound,
+    /// `CS_ERR_NO_RESOURCES`
+    NoResources,
+    /// `CS_ERR_MESSAGE_ERROR`: e.g. a quorum device poll for another ring.
+    MessageError,
 }
 
 impl Status {
@@ -122,7 +131,10 @@ impl Status {
             Status::NotExist => 12,
             Status::Exist => 14,
             Status::NoSpace => 15,
-            Status::TooBig => 18,
+            Status::NameNotFound => 17,
+            Status::NoResources => 18,
+            Status::MessageError => 22,
+            Status::TooBig => 26,
         }
     }
 
@@ -137,7 +149,10 @@ impl Status {
             12 => Status::NotExist,
             14 => Status::Exist,
             15 => Status::NoSpace,
-            18 => Status::TooBig,
+            17 => Status::NameNotFound,
+            18 => Status::NoResources,
+            22 => Status::MessageError,
+            26 => Status::TooBig,
             _ => return None,
         })
     }
@@ -154,6 +169,9 @@ impl Status {
             Status::NotExist => "CS_ERR_NOT_EXIST",
             Status::Exist => "CS_ERR_EXIST",
             Status::NoSpace => "CS_ERR_NO_SPACE",
+            Status::NameNotFound => "CS_ERR_NAME_NOT_FOUND",
+            Status::NoResources => "CS_ERR_NO_RESOURCES",
+            Status::MessageError => "CS_ERR_MESSAGE_ERROR",
             Status::TooBig => "CS_ERR_TOO_BIG",
         }
     }
@@ -181,6 +199,9 @@ mod tests {
             Status::NotExist,
             Status::Exist,
             Status::NoSpace,
+            Status::NameNotFound,
+            Status::NoResources,
+            Status::MessageError,
             Status::TooBig,
         ] {
             assert_eq!(Status::from_code(s.code()), Some(s));

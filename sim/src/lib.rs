@@ -1,13 +1,18 @@
 //! rotor-sim: a seeded, deterministic simulator that drives many totem-core nodes through a
 //! simulated network with loss, duplication, reordering, delay, partitions and heals, crashes
 //! and restarts, and long pauses, while application processes join and leave groups and
-//! multicast with both guarantees. Every run is checked for the EVS properties (`check`).
+//! multicast with both guarantees. Every run is checked for the EVS properties (`check`) and,
+//! with votequorum on every node, for split brain and the quorum options' rules (`quorum`).
 //! It deliberately contains no protocol logic: it runs the production core, and every random
 //! choice comes from the seed, so a failing seed replays exactly.
 
 pub mod check;
 pub mod net;
+pub mod quorum;
 pub mod rng;
 pub mod world;
 
-pub use world::{run, Action, Faults, RunReport, SimConfig, When, APP_GAP_US_BUSY};
+pub use quorum::{QdeviceSim, QuorumPlan, QuorumReport};
+pub use world::{
+    run, run_with_quorum, Action, Faults, RunReport, SimConfig, When, APP_GAP_US_BUSY,
+};

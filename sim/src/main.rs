@@ -95,13 +95,14 @@ fn main() {
         messages += report.messages_submitted;
         configs += report.configs;
         println!(
-            "seed {seed}: {} messages, {} deliveries, {} configurations, converged {} ms after heal, {} datagrams ({} rejected by crypto), {} violations",
+            "seed {seed}: {} messages, {} deliveries, {} configurations, converged {} ms after heal, {} datagrams ({} rejected by crypto), quorum {}, {} violations",
             report.messages_submitted,
             report.deliveries,
             report.configs,
             report.converged_after_heal_ms.map_or("never".into(), |ms| ms.to_string()),
             report.datagrams,
             report.crypto_rejected.values().sum::<u64>(),
+            report.quorum.plan,
             report.violations.len()
         );
         if !report.violations.is_empty() {

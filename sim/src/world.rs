@@ -14,6 +14,7 @@ use rotor_endpoint::{Diagnostic, Endpoint, EndpointConfig, Received};
 
 use crate::check::{self, Entry, Life, MsgId, Submitted};
 use crate::net::Network;
+use crate::quorum::{QuorumPlan, QuorumReport, QuorumWatch};
 use crate::rng::Rng;
 
 const MS: u64 = 1_000_000;
@@ -164,6 +165,8 @@ pub struct RunReport {
     /// when the event is read, so in a lazy run (odd seeds, before the heal) it includes the
     /// time the event waited to be read.
     pub self_delivery: Vec<(u64, u64)>,
+    /// What votequorum reported on every node (its violations are in `violations` too).
+    pub quorum: QuorumReport,
 }
 
 struct Proc {
@@ -213,6 +216,8 @@ pub struct World {
     lazy_events: bool,
     /// The node is read in full (the checkers' logs are built from events).
     healed: bool,
+    /// votequorum on every node and its checkers.
+    quorum: QuorumWatch,
 }
 
 /// How long a lazy run leaves a node's events queued.
@@ -253,7 +258,13 @@ pub fn read_payload(bytes: &[u8]) -> Option<MsgId> {
 }
 
 impl World {
+    /// A run with the quorum options the seed picks.
     pub fn new(cfg: SimConfig) -> World {
+        let plan = QuorumPlan::for_seed(cfg.seed, cfg.nodes);
+        World::with_quorum(cfg, plan)
+    }
+
+    pub fn with_quorum(cfg: SimConfig, plan: QuorumPlan) -> World {
         let mut rng = Rng::new(cfg.seed);
         let frame_size: u32 = if cfg.nodes > 24 { 9000 } else { 1400 };
         let shape = ClusterShape {
@@ -289,6 +300,7 @@ impl World {
             gathered: Vec::new(),
             lazy_events: cfg.seed % 2 == 1,
             healed: false,
+            quorum: QuorumWatch::new(plan, cfg.nodes),
             net: Network::new(cfg.nodes),
             rng,
             now: 0,
@@ -347,6 +359,7 @@ impl World {
         let mut endpoint = Endpoint::new(config, Instant(self.now)).expect("valid config");
         // Every invariant, the expensive ones too, after every input of every node.
         endpoint.node_mut().set_check_all_invariants(true);
+        self.quorum.on_start(self.now, index, endpoint.node_mut());
         n.endpoint = Some(endpoint);
         n.formed = None;
         n.paused_until = None;
@@ -371,6 +384,7 @@ impl World {
         self.drain_events(index);
         let n = &mut self.nodes[index];
         if let Some(endpoint) = n.endpoint.take() {
+            self.quorum.on_crash(self.now, index);
             n.persisted_ring_seq = endpoint.node().max_ring_seq();
             self.lives[n.life].crashed = true;
             if self.cfg.verbose {
@@ -397,12 +411,14 @@ impl World {
             rng,
             report,
             cfg,
+            quorum,
             ..
         } = self;
         let n = &mut nodes[index];
         let Some(endpoint) = n.endpoint.as_mut() else {
             return;
         };
+        quorum.observe(now, index, endpoint.node_mut());
         let unknown = endpoint.drops().get("unknown_destination");
         endpoint
             .flush(|frame, to: SimAddr| {
@@ -963,6 +979,9 @@ impl World {
             probes_sent.is_some(),
         );
         self.report.violations.extend(violations);
+        self.report.quorum = self.quorum.finish();
+        let quorum_violations = self.report.quorum.violations.clone();
+        self.report.violations.extend(quorum_violations);
         self.report
     }
 
@@ -1009,6 +1028,11 @@ impl World {
 /// Runs one seed.
 pub fn run(cfg: SimConfig) -> RunReport {
     World::new(cfg).run()
+}
+
+/// Runs one seed with the quorum options of a scenario.
+pub fn run_with_quorum(cfg: SimConfig, plan: QuorumPlan) -> RunReport {
+    World::with_quorum(cfg, plan).run()
 }
 
 impl Life {

@@ -19,6 +19,7 @@ pub mod srp;
 pub mod stats;
 mod store;
 pub mod types;
+pub mod votequorum;
 pub mod wire;
 
 pub use body::{Body, Payload};

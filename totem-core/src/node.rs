@@ -11,6 +11,9 @@ use crate::pack::{Packer, QueueError};
 use crate::srp::{self, ConfigChange, ConfigKind, Srp, State};
 use crate::stats::Stats;
 use crate::types::{Dest, Guarantee, Instant, NodeId, RingId};
+use crate::votequorum::{
+    Answer, QuorumError, QuorumEvent, QuorumRequest, QuorumSettings, QuorumState, Votequorum,
+};
 use crate::wire;
 
 /// Everything a node needs to start.
@@ -106,6 +109,10 @@ enum Stored {
 struct Layers {
     pack: Packer,
     cpg: Cpg,
+    /// votequorum, when quorum{} names it as the provider.
+    vq: Option<Votequorum>,
+    /// votequorum's messages when it is off (a peer runs it): dropped.
+    vq_ignored: u64,
     events: VecDeque<Stored>,
     /// Bytes of queued deliveries that lie in no frame body: the group names of messages larger
     /// than a frame (read from a copy of their head).
@@ -226,6 +233,8 @@ impl srp::Upper for Layers {
         let Layers {
             pack,
             cpg,
+            vq,
+            vq_ignored,
             events,
             arena,
             frames,
@@ -245,6 +254,10 @@ impl srp::Upper for Layers {
         out.frames.push(Body::clone(body));
         let mut synced = false;
         pack.unpack(origin, body, |m| {
+            if first_byte(&m.message).is_some_and(Votequorum::is_own) {
+                on_quorum_message(vq, vq_ignored, m.sender, m.message);
+                return;
+            }
             synced |= cpg.on_message(m.sender, m.guarantee, m.message, &mut |o| {
                 store_output(&mut out, Some(&mut frame), o)
             });
@@ -258,6 +271,10 @@ impl srp::Upper for Layers {
     }
 
     fn config(&mut self, change: ConfigChange) {
+        let quorum_sync = match self.vq.as_mut() {
+            Some(vq) => vq.on_config(&change),
+            None => Vec::new(),
+        };
         let Layers {
             pack,
             cpg,
@@ -265,6 +282,7 @@ impl srp::Upper for Layers {
             arena,
             frames,
             parts,
+            ..
         } = self;
         if change.kind == ConfigKind::Regular {
             // EVS: partial messages of the old ring are discarded by receivers and restarted
@@ -283,6 +301,40 @@ impl srp::Upper for Layers {
         if let Some(joinlist) = cpg.on_config(change, &mut |o| store_output(&mut out, None, o)) {
             pack.push_control(joinlist);
         }
+        // votequorum's sync messages follow the joinlist, before any ordinary message.
+        for message in quorum_sync {
+            pack.push_control(message);
+        }
+    }
+}
+
+/// The op byte a message starts with.
+#[inline(always)]
+fn first_byte(message: &Payload<'_>) -> Option<u8> {
+    match message.as_slice() {
+        Some(bytes) => bytes.first().copied(),
+        None => {
+            let mut head = [0u8; 1];
+            (message.copy_prefix(&mut head) == 1).then_some(head[0])
+        }
+    }
+}
+
+/// A votequorum message in total order: to votequorum, or counted and dropped when it is off.
+fn on_quorum_message(
+    vq: &mut Option<Votequorum>,
+    ignored: &mut u64,
+    sender: NodeId,
+    message: Payload<'_>,
+) {
+    let Some(vq) = vq.as_mut() else {
+        *ignored += 1;
+        return;
+    };
+    match message.as_slice() {
+        Some(bytes) => vq.on_message(sender, bytes),
+        // Never sent in fragments by an honest sender (they are small); read whole anyway.
+        None => vq.on_message(sender, &message.to_vec()),
     }
 }
 
@@ -306,6 +358,8 @@ impl Node {
             layers: Layers {
                 pack: Packer::new(frame_body),
                 cpg: Cpg::new(config.node_id),
+                vq: None,
+                vq_ignored: 0,
                 events: VecDeque::new(),
                 arena: Vec::new(),
                 frames: Vec::new(),
@@ -320,6 +374,9 @@ impl Node {
     pub fn handle_datagram(&mut self, now: Instant, from: NodeId, bytes: &[u8]) {
         self.before_input();
         self.last_now = now;
+        if let Some(vq) = self.layers.vq.as_mut() {
+            vq.set_now(now);
+        }
         self.srp.handle_datagram(now, from, bytes, &mut self.layers);
         self.after_input(now);
     }
@@ -328,7 +385,13 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.before_input();
         self.last_now = now;
+        if let Some(vq) = self.layers.vq.as_mut() {
+            vq.set_now(now);
+        }
         self.srp.handle_timeout(now, &mut self.layers);
+        if let Some(vq) = self.layers.vq.as_mut() {
+            vq.handle_timeout(now);
+        }
         self.after_input(now);
     }
 
@@ -341,6 +404,7 @@ impl Node {
     }
 
     fn after_input(&mut self, now: Instant) {
+        self.queue_quorum_messages();
         if self.layers.pack.has_pending() {
             self.srp.handle_pending(now);
         }
@@ -386,6 +450,68 @@ impl Node {
         }
         self.srp.handle_pending(self.last_now);
         Ok(())
+    }
+
+    /// Runs votequorum with `settings` (quorum{} names it as the provider), from the persisted
+    /// expected_votes_tracking barrier (0 if none). Called once, before the first input.
+    pub fn enable_votequorum(&mut self, settings: QuorumSettings, ev_tracking_barrier: u32) {
+        assert!(self.layers.vq.is_none(), "votequorum enabled twice");
+        self.layers.vq = Some(Votequorum::new(
+            self.srp.node_id(),
+            settings,
+            ev_tracking_barrier,
+            self.last_now,
+        ));
+    }
+
+    /// votequorum, when it runs.
+    pub fn votequorum(&self) -> Option<&Votequorum> {
+        self.layers.vq.as_ref()
+    }
+
+    /// A votequorum request of a local client; `request` names it in a later
+    /// [`QuorumEvent::Reply`].
+    pub fn submit_quorum(
+        &mut self,
+        request: u64,
+        req: QuorumRequest,
+    ) -> Result<Answer, QuorumError> {
+        let vq = self.layers.vq.as_mut().ok_or(QuorumError::NotProvider)?;
+        vq.set_now(self.last_now);
+        let answer = vq.handle_request(request, req)?;
+        self.queue_quorum_messages();
+        if self.layers.pack.has_pending() {
+            self.srp.handle_pending(self.last_now);
+        }
+        Ok(answer)
+    }
+
+    /// The next votequorum output, in order.
+    pub fn poll_quorum_event(&mut self) -> Option<QuorumEvent> {
+        self.layers.vq.as_mut()?.poll_event()
+    }
+
+    /// votequorum's state now, when it runs.
+    pub fn quorum_state(&self) -> Option<QuorumState> {
+        self.layers.vq.as_ref().map(Votequorum::state)
+    }
+
+    /// Moves votequorum's ordinary messages into the send queue while it has room.
+    fn queue_quorum_messages(&mut self) {
+        let Some(vq) = self.layers.vq.as_mut() else {
+            return;
+        };
+        while let Some(message) = vq.poll_send() {
+            if self
+                .layers
+                .pack
+                .push_app(Guarantee::Agreed, &[&message])
+                .is_err()
+            {
+                vq.unsend(message);
+                break;
+            }
+        }
     }
 
     /// Leaves the ring cleanly before shutting down.
@@ -459,7 +585,11 @@ impl Node {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.srp.poll_timeout()
+        let quorum = self.layers.vq.as_ref().and_then(Votequorum::poll_timeout);
+        match (self.srp.poll_timeout(), quorum) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next diagnostic of the protocol (membership steps, token loss, retransmissions),

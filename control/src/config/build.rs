@@ -319,11 +319,6 @@ impl<'a> Builder<'a> {
             match item {
                 Item::Pair(pair) => self.store_pair("quorum", pair, quorum_kind(&pair.key))?,
                 Item::Section(sub) if sub.name == "device" => {
-                    self.warn(
-                        sub.line,
-                        "quorum.device",
-                        "qdevice is not supported by rotor; kept in cmap only",
-                    );
                     self.on_nested(sub, "quorum.device", quorum_device_kind)?;
                 }
                 Item::Section(sub) => return Err(self.unknown_section(sub, "quorum", "device")),

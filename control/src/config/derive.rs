@@ -3,19 +3,19 @@
 //! the nodelist's cross-checks, link 0's multicast group, quorum{} and rotor{} — with
 //! `exec/totemconfig.c`'s rules and defaults where corosync has them.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use rotor_crypto::CryptoMode;
 use totem_core::config::frame_overhead_bytes;
+use totem_core::votequorum::{NodeVotes, QuorumSettingError, QuorumSettings, QuorumValue};
 use totem_core::{ClusterShape, SettingError, TotemSettings};
 
 use super::build::Builder;
-use super::schema::{
-    CLUSTER_NAME_DEFAULT, LAST_MAN_STANDING_WINDOW_MS_DEFAULT, POLL_SPIN_US_DEFAULT, TTL_DEFAULT,
-};
+use super::schema::{CLUSTER_NAME_DEFAULT, POLL_SPIN_US_DEFAULT, TTL_DEFAULT};
 use super::types::{
-    InterfaceSection, IpVersionSetting, MulticastGroup, PollModeSetting, QuorumSection,
-    RotorSection, TotemSection, TransportSetting,
+    ConfigWarning, InterfaceSection, IpVersionSetting, MulticastGroup, NodelistNode,
+    PollModeSetting, QuorumSection, RotorSection, TotemSection, TransportSetting,
 };
 use super::{ConfigError, ErrorKind};
 use crate::cmap::Value;
@@ -48,10 +48,6 @@ impl Builder<'_> {
             Some(Value::U32(v)) => *v,
             _ => default,
         }
-    }
-
-    fn u8_flag(&self, key: &str) -> bool {
-        matches!(self.entries.get(key), Some(Value::U8(v)) if *v != 0)
     }
 
     fn str_of(&self, key: &str) -> Option<&str> {
@@ -356,32 +352,17 @@ impl Builder<'_> {
         Ok(())
     }
 
-    pub(super) fn quorum_section(&self) -> QuorumSection {
-        let two_node = self.u8_flag("quorum.two_node");
-        QuorumSection {
-            provider: self.str_of("quorum.provider").map(str::to_string),
-            expected_votes: match self.entries.get("quorum.expected_votes") {
-                Some(Value::U32(v)) => Some(*v),
-                _ => None,
-            },
-            two_node,
-            wait_for_all: match self.entries.get("quorum.wait_for_all") {
-                Some(Value::U8(v)) => *v != 0,
-                _ => two_node,
-            },
-            last_man_standing: self.u8_flag("quorum.last_man_standing"),
-            last_man_standing_window_ms: self.u32_or(
-                "quorum.last_man_standing_window",
-                LAST_MAN_STANDING_WINDOW_MS_DEFAULT,
-            ),
-            auto_tie_breaker: self.u8_flag("quorum.auto_tie_breaker"),
-            auto_tie_breaker_node: self
-                .str_of("quorum.auto_tie_breaker_node")
-                .unwrap_or("lowest")
-                .to_string(),
-            allow_downscale: self.u8_flag("quorum.allow_downscale"),
-            expected_votes_tracking: self.u8_flag("quorum.expected_votes_tracking"),
-        }
+    pub(super) fn quorum_section(
+        &self,
+    ) -> Result<(QuorumSection, Vec<ConfigWarning>), ConfigError> {
+        let nodes: Vec<NodelistNode> = self.nodes.iter().map(|n| n.node.clone()).collect();
+        let lines = Lines {
+            file: self.file,
+            keys: &self.lines,
+            sections: &self.section_lines,
+        };
+        let (votequorum, warnings) = resolve_quorum(&lines, &self.entries, &nodes, None)?;
+        Ok((QuorumSection { votequorum }, warnings))
     }
 
     pub(super) fn rotor_section(&self) -> RotorSection {
@@ -407,4 +388,67 @@ impl Builder<'_> {
                 .and_then(|a| a.parse().ok()),
         }
     }
+}
+
+/// Where a config's keys and sections are, for errors about them.
+pub(super) struct Lines<'a> {
+    pub(super) file: &'a str,
+    pub(super) keys: &'a BTreeMap<String, u32>,
+    pub(super) sections: &'a BTreeMap<String, u32>,
+}
+
+impl Lines<'_> {
+    /// The key's own line, else the first of `sections` the file has, else the first line.
+    fn of(&self, key: &str, sections: &[&str]) -> u32 {
+        self.keys
+            .get(key)
+            .or_else(|| sections.iter().find_map(|s| self.sections.get(*s)))
+            .copied()
+            .unwrap_or(1)
+    }
+}
+
+/// quorum{} through votequorum's table and `QuorumSettings::resolve`: votequorum_readconfig's
+/// refusals under the key to change and its line, its corrections as warnings. `local` is
+/// this node when known (its votes), `None` at parse time.
+pub(super) fn resolve_quorum(
+    lines: &Lines<'_>,
+    entries: &BTreeMap<String, Value>,
+    nodes: &[NodelistNode],
+    local: Option<u32>,
+) -> Result<(Option<QuorumSettings>, Vec<ConfigWarning>), ConfigError> {
+    let explicit = |name: &str| match entries.get(&format!("quorum.{name}")) {
+        Some(Value::U32(v)) => Some(QuorumValue::Number(*v)),
+        Some(Value::U8(v)) => Some(QuorumValue::Number(u32::from(*v))),
+        Some(Value::String(v)) => Some(QuorumValue::Text(v.as_str())),
+        _ => None,
+    };
+    let votes: Vec<NodeVotes> = nodes
+        .iter()
+        .map(|n| NodeVotes {
+            index: n.index,
+            node_id: n.nodeid.unwrap_or(n.index as u32 + 1),
+            votes: n.quorum_votes,
+        })
+        .collect();
+    let (settings, warnings) =
+        QuorumSettings::resolve(explicit, &votes, local).map_err(|e: QuorumSettingError| {
+            ConfigError::Invalid {
+                file: lines.file.to_string(),
+                line: lines.of(&e.key, &["quorum", "nodelist"]),
+                subject: e.key,
+                kind: ErrorKind::InvalidValue,
+                reason: e.reason,
+            }
+        })?;
+    let warnings = warnings
+        .into_iter()
+        .map(|w| ConfigWarning {
+            file: lines.file.to_string(),
+            line: lines.of(&w.key, &["quorum"]),
+            key: w.key,
+            message: w.message,
+        })
+        .collect();
+    Ok((settings, warnings))
 }

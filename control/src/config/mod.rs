@@ -26,9 +26,8 @@ pub use paths::{
     CONFIG_PATH_ENV,
 };
 pub use schema::{
-    config_backed_prefixes, CLUSTER_NAME_DEFAULT, LAST_MAN_STANDING_WINDOW_MS_DEFAULT,
-    LINK_COUNT_MAX, MCASTPORT_DEFAULT, NODE_COUNT_MAX, POLL_SPIN_US_DEFAULT, SECTIONS_KNOWN,
-    TTL_DEFAULT,
+    config_backed_prefixes, CLUSTER_NAME_DEFAULT, LINK_COUNT_MAX, MCASTPORT_DEFAULT,
+    NODE_COUNT_MAX, POLL_SPIN_US_DEFAULT, SECTIONS_KNOWN, TTL_DEFAULT,
 };
 pub use tree::{parse_tree, Item, Pair, Section, LINE_LEN_MAX, SECTION_DEPTH_MAX};
 pub use types::{
@@ -112,7 +111,8 @@ pub fn parse_str(file: &str, text: &str) -> Result<Config, ConfigError> {
             Value::String(m.addr.to_string()),
         );
     }
-    let quorum = b.quorum_section();
+    let (quorum, quorum_warnings) = b.quorum_section()?;
+    b.warnings.extend(quorum_warnings);
     let rotor = b.rotor_section();
     let nodes = b.nodes.iter().map(|n| n.node.clone()).collect();
     Ok(Config {
@@ -125,5 +125,6 @@ pub fn parse_str(file: &str, text: &str) -> Result<Config, ConfigError> {
         quorum,
         rotor,
         lines: b.lines,
+        section_lines: b.section_lines,
     })
 }

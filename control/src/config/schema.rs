@@ -1,10 +1,12 @@
 //! What corosync.conf may say: the sections a file may have and, for every known key, how its
 //! text becomes a typed cmap value (the types corosync's `exec/coroparse.c` gives them).
-//! totem{}'s keys come from totem-core's table (`SETTINGS` and `OTHER_KEYS`); nothing here
-//! lists them.
+//! totem{}'s keys come from totem-core's table (`SETTINGS` and `OTHER_KEYS`), quorum{}'s and
+//! the nodelist's `quorum_votes` from votequorum's (`QUORUM_KEYS`, `NODE_VOTES_KEY`); nothing
+//! here lists them.
 
 use super::types::PollModeSetting;
 use totem_core::config::{KeyType, KeyUse, OTHER_KEYS, SETTINGS};
+use totem_core::votequorum::{QuorumKey, QuorumKeyType, NODE_VOTES_KEY, QUORUM_KEYS};
 
 use crate::cmap::{Value, ValueType};
 
@@ -35,8 +37,6 @@ pub const TTL_DEFAULT: u8 = 1;
 /// The cluster name rotor uses when totem.cluster_name is unset (corosync has none; it then
 /// cannot derive a `transport: udp` group, rotor derives it from this name).
 pub const CLUSTER_NAME_DEFAULT: &str = "rotor";
-/// `quorum.last_man_standing_window` when unset (votequorum(5)).
-pub const LAST_MAN_STANDING_WINDOW_MS_DEFAULT: u32 = 10_000;
 /// `rotor.poll_spin_us` when unset. Measured on three nodes sharing two cores
 /// (docs/BENCHMARKS.md, "poll spin"): agreed self-delivery p50 ≈ 234 µs with 50 µs spins,
 /// ≈ 75 µs with 10 µs, ≈ 44 µs blocking — a spin holds the core the next hop of the token
@@ -113,21 +113,6 @@ const INTERFACE_KEYS: Keys = &[
     ("knet_transport", Kind::Text),
 ];
 
-const QUORUM_KEYS: Keys = &[
-    ("expected_votes", Kind::U32("")),
-    ("votes", Kind::U32("")),
-    ("last_man_standing_window", Kind::U32("milliseconds")),
-    ("leaving_timeout", Kind::U32("milliseconds")),
-    ("two_node", Kind::U8),
-    ("expected_votes_tracking", Kind::U8),
-    ("allow_downscale", Kind::U8),
-    ("wait_for_all", Kind::U8),
-    ("auto_tie_breaker", Kind::U8),
-    ("last_man_standing", Kind::U8),
-    ("provider", Kind::Choice(&["corosync_votequorum"])),
-    ("auto_tie_breaker_node", Kind::TieBreakerNode),
-];
-
 const LOGGING_KEYS: Keys = &[
     ("to_stderr", Kind::Choice(YES_NO_ON_OFF)),
     ("to_logfile", Kind::Choice(YES_NO_ON_OFF)),
@@ -161,12 +146,9 @@ const SYSTEM_KEYS: Keys = &[
     ("state_dir", Kind::Text),
 ];
 
-/// A node's keys besides `ring<N>_addr` ([`ring_index`]).
-const NODE_KEYS: Keys = &[
-    ("nodeid", Kind::U32("")),
-    ("quorum_votes", Kind::U32("")),
-    ("name", Kind::Text),
-];
+/// A node's keys besides `ring<N>_addr` ([`ring_index`]) and `quorum_votes` (votequorum's
+/// table).
+const NODE_KEYS: Keys = &[("nodeid", Kind::U32("")), ("name", Kind::Text)];
 
 const NOZZLE_KEYS: Keys = &[
     ("name", Kind::Text),
@@ -223,18 +205,37 @@ pub(super) fn interface_kind(key: &str) -> Option<Kind> {
     find(INTERFACE_KEYS, key)
 }
 
-pub(super) fn quorum_kind(key: &str) -> Option<Kind> {
-    find(QUORUM_KEYS, key)
+/// How a key of votequorum's table is read (bounds are checked when quorum{} is resolved, so
+/// the error can say what the value is for).
+fn quorum_key_kind(key: &QuorumKey) -> Kind {
+    match key.key_type {
+        QuorumKeyType::U32 { unit, .. } => Kind::U32(unit),
+        QuorumKeyType::Flag => Kind::U8,
+        QuorumKeyType::Choice(words) => Kind::Choice(words),
+        QuorumKeyType::TieBreakerNode => Kind::TieBreakerNode,
+        QuorumKeyType::Text => Kind::Text,
+    }
 }
 
-/// quorum.device{}, at any depth: corosync-qdevice's numbers typed, the rest text.
-pub(super) fn quorum_device_kind(key: &str) -> Kind {
-    match key {
-        "timeout" | "sync_timeout" => Kind::U32("milliseconds"),
-        "votes" => Kind::U32(""),
-        "master_wins" => Kind::U8,
-        _ => Kind::Text,
-    }
+/// quorum{}'s keys (not its device{}) with their kinds.
+fn quorum_keys() -> impl Iterator<Item = (&'static str, Kind)> {
+    QUORUM_KEYS
+        .iter()
+        .filter(|k| !k.name.starts_with("device."))
+        .map(|k| (k.name, quorum_key_kind(k)))
+}
+
+pub(super) fn quorum_kind(key: &str) -> Option<Kind> {
+    quorum_keys().find(|(name, _)| *name == key).map(|(_, k)| k)
+}
+
+/// quorum.device{}, at any depth (`path` under quorum.device, e.g. `votes`, `net.host`):
+/// votequorum's keys as its table types them, corosync-qdevice's own as text.
+pub(super) fn quorum_device_kind(path: &str) -> Kind {
+    QUORUM_KEYS
+        .iter()
+        .find(|k| k.name.strip_prefix("device.") == Some(path))
+        .map_or(Kind::Text, quorum_key_kind)
 }
 
 /// resources{}, at any depth: corosync types only `watchdog_timeout` (u32) and `poll_period`
@@ -256,6 +257,9 @@ pub(super) fn system_kind(key: &str) -> Option<Kind> {
 }
 
 pub(super) fn node_kind(key: &str) -> Option<Kind> {
+    if key == NODE_VOTES_KEY.name {
+        return Some(quorum_key_kind(&NODE_VOTES_KEY));
+    }
     find(NODE_KEYS, key).or_else(|| ring_index(key).map(|_| Kind::Text))
 }
 
@@ -279,7 +283,7 @@ pub(super) fn ring_index(key: &str) -> Option<usize> {
 pub(super) fn declared_types() -> Vec<(String, ValueType)> {
     let sections: [(&str, Vec<(&str, Kind)>); 3] = [
         ("totem", totem_keys().collect()),
-        ("quorum", QUORUM_KEYS.to_vec()),
+        ("quorum", quorum_keys().collect()),
         ("rotor", ROTOR_KEYS.to_vec()),
     ];
     sections

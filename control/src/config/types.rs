@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use rotor_crypto::CryptoMode;
+use totem_core::votequorum::QuorumSettings;
 use totem_core::TotemSettings;
 
 use super::schema::{config_backed_prefixes, declared_types, LINK_COUNT_MAX};
@@ -95,21 +96,13 @@ pub struct NodelistNode {
     pub quorum_votes: Option<u32>,
 }
 
-/// quorum{}, with votequorum(5)'s defaults.
+/// quorum{}, resolved through votequorum's table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuorumSection {
-    pub provider: Option<String>,
-    pub expected_votes: Option<u32>,
-    pub two_node: bool,
-    /// Defaults to `two_node`, as votequorum(5) says.
-    pub wait_for_all: bool,
-    pub last_man_standing: bool,
-    pub last_man_standing_window_ms: u32,
-    pub auto_tie_breaker: bool,
-    /// `lowest`, `highest` or a space-separated list of node ids.
-    pub auto_tie_breaker_node: String,
-    pub allow_downscale: bool,
-    pub expected_votes_tracking: bool,
+    /// votequorum's settings when `quorum.provider` names it; `None`: no provider, always
+    /// quorate. Resolved without knowing which node this host is: `votes` is
+    /// `quorum.votes` (or 1) until [`Config::quorum_for`] gives this node's.
+    pub votequorum: Option<QuorumSettings>,
 }
 
 /// rotor{}: rotor's own settings.
@@ -157,9 +150,22 @@ pub struct Config {
     pub quorum: QuorumSection,
     pub rotor: RotorSection,
     pub(super) lines: BTreeMap<String, u32>,
+    pub(super) section_lines: BTreeMap<String, u32>,
 }
 
 impl Config {
+    /// votequorum's settings for node `local` (its votes from the nodelist), checked as at
+    /// parse time; `None` without a quorum provider.
+    pub fn quorum_for(&self, local: u32) -> Result<Option<QuorumSettings>, super::ConfigError> {
+        let lines = super::derive::Lines {
+            file: &self.file,
+            keys: &self.lines,
+            sections: &self.section_lines,
+        };
+        super::derive::resolve_quorum(&lines, &self.entries, &self.nodes, Some(local))
+            .map(|(settings, _)| settings)
+    }
+
     /// The line a cmap key of this config came from.
     pub fn line_of(&self, key: &str) -> Option<u32> {
         self.lines.get(key).copied()

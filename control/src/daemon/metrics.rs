@@ -5,7 +5,8 @@
 //! by httparse (the parser under hyper): a server crate would bring threads or an async runtime
 //! into this single-threaded process for one GET.
 //!
-//! What is exported is rotord's view of the node: the ring, the peers (ring membership, and the
+//! What is exported is rotord's view of the node: the ring, quorum (with votequorum), the peers
+//! (ring membership, and the
 //! endpoint's link probes: state and round trip), and the dataplane's
 //! counters combined across dataplane restarts (`StatsBook`), named as Prometheus' conventions
 //! ask (`rotor_` prefix, base units — seconds, bytes —, `_total` counters, cumulative
@@ -53,6 +54,8 @@ pub struct Snapshot<'a> {
     pub cluster_name: &'a str,
     pub ring: &'a RingReport,
     pub stats: &'a StatsBook,
+    /// `None` without a quorum provider (or before votequorum's first state).
+    pub quorum: Option<super::quorum::QuorumView>,
     pub dataplane_restarts: u64,
 }
 
@@ -487,6 +490,38 @@ pub fn render(s: &Snapshot<'_>) -> String {
                 s.stats.total(&format!("link.{id}.{suffix}")),
             );
         }
+    }
+    if let Some(q) = s.quorum {
+        out.single(
+            "rotor_quorum_quorate",
+            "gauge",
+            "1 when this node's partition is quorate (votequorum).",
+            u8::from(q.quorate),
+        );
+        out.single(
+            "rotor_quorum_votes_needed",
+            "gauge",
+            "Votes needed for quorum (corosync-quorumtool's Quorum).",
+            q.quorum,
+        );
+        out.single(
+            "rotor_quorum_total_votes",
+            "gauge",
+            "Votes of the members this node sees (and the quorum device's).",
+            q.total_votes,
+        );
+        out.single(
+            "rotor_quorum_expected_votes",
+            "gauge",
+            "Expected votes, as this node holds them.",
+            q.expected_votes,
+        );
+        out.single(
+            "rotor_quorum_node_votes",
+            "gauge",
+            "This node's votes.",
+            q.node_votes,
+        );
     }
     rotation_histogram(&mut out, s.stats);
     for (key, name, help) in COUNTERS {

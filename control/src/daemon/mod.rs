@@ -1,12 +1,17 @@
 //! rotord's event loop and the parts that own their state: the dataplane's supervision
-//! (`supervisor`), the cmap/cfg service (`service`), the numbers kept across restarts (`kept`) and
-//! systemd's readiness notification (`notify`). [`Plan`] is everything decided at start-up from
-//! the config, checked before anything runs (so `rotord -t` checks exactly what a start would).
-//! One thread, one poll(2) loop; nothing here is on the per-message path.
+//! (`supervisor`), the cmap/cfg service (`service`) with the quorum and votequorum services
+//! (`quorum`), the numbers kept across restarts (`kept`) and the expected_votes_tracking
+//! barrier (`evtracking`), the counters combined across dataplane restarts (`stats`), the
+//! metrics endpoint (`metrics`) and systemd's readiness notification (`notify`). [`Plan`] is
+//! everything decided at start-up from the config, checked before anything runs (so `rotord
+//! -t` checks exactly what a start would). One thread, one poll(2) loop; nothing here is on
+//! the per-message path.
 
+pub mod evtracking;
 pub mod kept;
 pub mod metrics;
 pub mod notify;
+pub mod quorum;
 pub mod service;
 pub mod stats;
 pub mod supervisor;
@@ -22,13 +27,18 @@ use rotor_proto::control::{
 };
 use rotor_proto::RingState;
 
+use rotor_proto::dataplane_quorum::{QdeviceStart, QuorumReply, QuorumStart, TieBreakerSetting};
+use totem_core::votequorum::{QuorumSettings, TieBreaker};
+
 use crate::cmap::{CmapStore, Value};
 use crate::config::Config;
 use crate::discovery::LocalNode;
 use crate::error::DaemonError;
 use crate::log_at;
 
+use evtracking::EvTrackingFile;
 use kept::KeptNumber;
+use quorum::QuorumService;
 use service::CmapService;
 use supervisor::Supervisor;
 
@@ -55,6 +65,8 @@ pub struct Plan {
     pub socket_base: String,
     /// Where the highest ring sequence is kept across restarts (`system.state_dir`).
     pub state_dir: PathBuf,
+    /// votequorum's settings for this node, when quorum{} names it as the provider.
+    pub quorum: Option<QuorumSettings>,
 }
 
 impl Plan {
@@ -83,6 +95,9 @@ impl Plan {
             Some(Value::String(dir)) => PathBuf::from(dir),
             _ => PathBuf::from(STATE_DIR_DEFAULT),
         };
+        let quorum = config
+            .quorum_for(node.node_id)
+            .map_err(|e| DaemonError::Config(e.to_string()))?;
         Ok(Plan {
             config,
             node,
@@ -93,6 +108,7 @@ impl Plan {
             dataplane,
             socket_base,
             state_dir,
+            quorum,
         })
     }
 
@@ -102,6 +118,7 @@ impl Plan {
         &self,
         transport: DataplaneTransport,
         interface: Option<String>,
+        ev_tracking_barrier: u32,
     ) -> DataplaneStart {
         let t = &self.config.totem;
         // Every setting of the table with the value in effect (derived ones included).
@@ -134,7 +151,39 @@ impl Plan {
             poll_spin_us: rotor.poll_spin_us,
             core: rotor.dataplane_cores.first().copied(),
             seed: 0,
+            quorum: self
+                .quorum
+                .as_ref()
+                .map(|q| quorum_start(q, ev_tracking_barrier)),
         }
+    }
+}
+
+/// The start message's quorum settings.
+fn quorum_start(s: &QuorumSettings, ev_tracking_barrier: u32) -> QuorumStart {
+    QuorumStart {
+        expected_votes: s.expected_votes,
+        nodelist_expected_votes: s.nodelist_expected_votes,
+        votes: s.votes,
+        two_node: s.two_node,
+        wait_for_all: s.wait_for_all,
+        wait_for_all_follows_two_node: s.wait_for_all_follows_two_node,
+        last_man_standing: s.last_man_standing,
+        last_man_standing_window_ms: s.last_man_standing_window_ms,
+        auto_tie_breaker: match &s.auto_tie_breaker {
+            TieBreaker::Off => TieBreakerSetting::Off,
+            TieBreaker::Lowest => TieBreakerSetting::Lowest,
+            TieBreaker::Highest => TieBreakerSetting::Highest,
+            TieBreaker::List(ids) => TieBreakerSetting::List(ids.clone()),
+        },
+        allow_downscale: s.allow_downscale,
+        expected_votes_tracking: s.expected_votes_tracking,
+        qdevice: s.qdevice.as_ref().map(|d| QdeviceStart {
+            votes: d.votes,
+            timeout_ms: d.timeout_ms,
+            sync_timeout_ms: d.sync_timeout_ms,
+        }),
+        ev_tracking_barrier,
     }
 }
 
@@ -174,7 +223,15 @@ impl Daemon {
     /// Sets up everything that needs rotord's privileges: the client sockets, the state
     /// directory and, for XDP, the program.
     pub fn new(plan: Plan, cmap: CmapStore) -> Result<Daemon, DaemonError> {
-        let service = CmapService::new(cmap, &plan.socket_base, plan.node.clone())?;
+        let ev_tracking = match &plan.quorum {
+            Some(q) if q.expected_votes_tracking => {
+                Some(EvTrackingFile::open(&plan.state_dir, plan.node.node_id)?)
+            }
+            _ => None,
+        };
+        let barrier = ev_tracking.as_ref().map_or(0, EvTrackingFile::saved);
+        let quorum = QuorumService::new(plan.node.node_id, plan.quorum.as_ref(), ev_tracking);
+        let service = CmapService::new(cmap, &plan.socket_base, plan.node.clone(), quorum)?;
         let cpg_name = rotor_proto::cpg_socket_name(&plan.socket_base);
         let cpg_server =
             Server::bind(&cpg_name, service::allow_list(service.cmap())).map_err(|e| {
@@ -199,7 +256,7 @@ impl Daemon {
             ),
             None => (DataplaneTransport::Udp, None, None),
         };
-        let start = plan.dataplane_start(transport, interface);
+        let start = plan.dataplane_start(transport, interface, barrier);
         let metrics = plan
             .config
             .rotor
@@ -278,8 +335,11 @@ impl Daemon {
                 self.service.accept();
             }
             self.read_dataplane();
+            self.service
+                .set_dataplane_running(self.supervisor.control_fd().is_some());
             self.service.serve(&self.ring);
             self.serve_metrics();
+            self.send_quorum_ops();
             if last_check.elapsed() > PEER_CHECK_INTERVAL {
                 last_check = Instant::now();
                 self.service.check_peers();
@@ -306,6 +366,8 @@ impl Daemon {
             };
             service.publish_ring(ring);
             service.dataplane_gone();
+            let (quorum, cmap) = service.quorum_mut();
+            quorum.dataplane_down(cmap);
         })?;
         let restarts = supervisor.starts().saturating_sub(1);
         if restarts != self.dataplane_restarts {
@@ -326,6 +388,7 @@ impl Daemon {
             cluster_name: &self.cluster_name,
             ring: &self.ring,
             stats: self.service.stats(),
+            quorum: self.service.quorum_status(),
             dataplane_restarts: self.dataplane_restarts,
         };
         server.serve(|| metrics::render(&snapshot));
@@ -336,6 +399,28 @@ impl Daemon {
         self.metrics
             .as_ref()
             .map(metrics::MetricsServer::local_addr)
+    }
+
+    /// Forwards the quorum service's requests to the dataplane.
+    fn send_quorum_ops(&mut self) {
+        let (quorum, _) = self.service.quorum_mut();
+        let ops = quorum.take_ops();
+        let mut msg = Vec::new();
+        for (request, op) in ops {
+            ToDataplane::Quorum { request, op }.encode(&mut msg);
+            match self.supervisor.send(&msg, &[]) {
+                Ok(true) => {}
+                Ok(false) | Err(_) => {
+                    let (quorum, _) = self.service.quorum_mut();
+                    quorum.on_reply(QuorumReply {
+                        request,
+                        status: rotor_proto::Status::TryAgain,
+                        message: "the dataplane is restarting; try again".into(),
+                    });
+                }
+            }
+        }
+        self.service.deliver_quorum();
     }
 
     /// Hands a CPG client over to the dataplane (rotord checked its credentials).
@@ -395,6 +480,18 @@ impl Daemon {
                 FromDataplane::Failed { .. } => {}
                 // The supervisor wrote it into the log.
                 FromDataplane::Log(_) => {}
+                FromDataplane::QuorumReply(reply) => self.service.quorum_mut().0.on_reply(reply),
+                FromDataplane::QuorumUpdate(update) => {
+                    let (quorum, _) = self.service.quorum_mut();
+                    quorum.on_update(update);
+                    if let Some(barrier) = quorum.take_barrier_change() {
+                        self.supervisor.set_ev_tracking_barrier(barrier);
+                    }
+                }
+                FromDataplane::QuorumState(state) => {
+                    let (quorum, cmap) = self.service.quorum_mut();
+                    quorum.on_state(&state, cmap);
+                }
             }
         }
     }

@@ -1,6 +1,8 @@
-//! The cmap and cfg service rotord runs itself: the typed key/value database, the clients
-//! attached on `@rotor-ipc` (or `$ROTOR_IPC_SOCKET`), their requests and track notifications,
-//! and the `runtime.*` and `stats.*` keys kept current from the dataplane's reports.
+//! The services rotord runs itself for the clients attached on `@rotor-ipc` (or
+//! `$ROTOR_IPC_SOCKET`): cmap (the typed key/value database, requests and track
+//! notifications, the `runtime.*` and `stats.*` keys kept current from the dataplane's
+//! reports), cfg (status, shutdown), and quorum and votequorum (`quorum.rs`), routed by the
+//! request's op.
 
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -10,6 +12,7 @@ use rotor_proto::cmap as pc;
 use rotor_proto::control::RingReport;
 use rotor_proto::Status;
 
+use super::quorum::{ClientId, QuorumService};
 use crate::cmap::{Access, CmapError, CmapStore, TrackFilter, TrackHandle, Value};
 use crate::discovery::LocalNode;
 use crate::error::DaemonError;
@@ -38,6 +41,8 @@ pub fn allow_list(cmap: &CmapStore) -> AllowList {
 }
 
 struct CmapClient {
+    /// Names the client to the quorum service (indexes move as clients leave).
+    id: ClientId,
     session: Session,
     tracks: Vec<TrackHandle>,
 }
@@ -58,15 +63,22 @@ pub const COROSYNC_SRP_COUNTERS: &[(&str, &str)] = &[
     ("recovery_entered", "recoveries"),
 ];
 
+/// The cmap key a client sets to 1 to cancel wait_for_all, as with corosync.
+const CANCEL_WAIT_FOR_ALL_KEY: &str = "quorum.cancel_wait_for_all";
+
 /// Requests handled per client per turn, so one busy client cannot starve the others.
 const REQUESTS_PER_TURN: usize = 64;
 
-/// cmap and cfg for local clients.
+/// cmap, cfg, quorum and votequorum for local clients.
 pub struct CmapService {
     cmap: CmapStore,
     server: Server,
     clients: Vec<CmapClient>,
+    next_client: ClientId,
     node: LocalNode,
+    quorum: QuorumService,
+    /// A dataplane runs to forward votequorum requests to.
+    dataplane_running: bool,
     /// A client asked for an orderly shutdown (cfg).
     shutdown_requested: bool,
     /// Every node seen in an operational ring: how often it joined one, and whether it is
@@ -86,6 +98,7 @@ impl CmapService {
         cmap: CmapStore,
         socket_name: &str,
         node: LocalNode,
+        quorum: QuorumService,
     ) -> Result<CmapService, DaemonError> {
         let server = Server::bind(socket_name, allow_list(&cmap)).map_err(|e| {
             DaemonError::AlreadyRunning {
@@ -97,7 +110,10 @@ impl CmapService {
             cmap,
             server,
             clients: Vec::new(),
+            next_client: 1,
             node,
+            quorum,
+            dataplane_running: false,
             shutdown_requested: false,
             members_seen: Default::default(),
             members_ring: None,
@@ -120,6 +136,21 @@ impl CmapService {
         &self.cmap
     }
 
+    /// The quorum service and the cmap it publishes in.
+    /// Quorum as the metrics show it (`None` without votequorum).
+    pub fn quorum_status(&self) -> Option<super::quorum::QuorumView> {
+        self.quorum.view()
+    }
+
+    pub fn quorum_mut(&mut self) -> (&mut QuorumService, &mut CmapStore) {
+        (&mut self.quorum, &mut self.cmap)
+    }
+
+    /// Whether a dataplane runs (votequorum requests need one).
+    pub fn set_dataplane_running(&mut self, running: bool) {
+        self.dataplane_running = running;
+    }
+
     /// Whether a client asked for an orderly shutdown.
     pub fn shutdown_requested(&self) -> bool {
         self.shutdown_requested
@@ -139,21 +170,46 @@ impl CmapService {
     /// Takes a waiting attach (when the listening socket was readable).
     pub fn accept(&mut self) {
         match self.server.accept() {
-            Ok(s) => self.clients.push(CmapClient {
-                session: s,
-                tracks: Vec::new(),
-            }),
+            Ok(s) => {
+                let id = self.next_client;
+                self.next_client += 1;
+                self.clients.push(CmapClient {
+                    id,
+                    session: s,
+                    tracks: Vec::new(),
+                })
+            }
             Err(ipc_shm::AcceptError::Io(e)) => log_at!(Warning, "IPC", "cmap/cfg attach: {e}"),
             // ipc-shm logged the refusal (and logs an attach at debug level).
             Err(_) => {}
         }
     }
 
-    /// Serves every client, drops the ones that left, routes track notifications.
+    /// Serves every client, drops the ones that left, routes track notifications and the
+    /// quorum service's records.
     pub fn serve(&mut self, ring: &RingReport) {
         self.serve_clients(ring);
+        self.deliver_quorum();
         self.reap_clients();
         self.route_track_events();
+    }
+
+    /// Sends the quorum service's records to their clients, in order.
+    pub fn deliver_quorum(&mut self) {
+        for (id, record) in self.quorum.take_out() {
+            let Some(c) = self.clients.iter_mut().find(|c| c.id == id) else {
+                continue;
+            };
+            if let Err(e) = c.session.try_send(&record) {
+                log_at!(
+                    Warning,
+                    "QUORUM",
+                    "client pid {}: not reading its quorum records ({e}): disconnected",
+                    c.session.peer().pid
+                );
+                c.session.close();
+            }
+        }
     }
 
     /// Looks for clients that died without closing their session.
@@ -382,6 +438,25 @@ impl CmapService {
             .get(..2)
             .map(|b| u16::from_le_bytes([b[0], b[1]]))
             .unwrap_or(0);
+        if op >> 8 == 0x05 || op >> 8 == 0x06 {
+            let id = self.clients[i].id;
+            let result = if op >> 8 == 0x05 {
+                self.quorum.handle_quorum(id, record)
+            } else {
+                self.quorum
+                    .handle_votequorum(id, record, self.dataplane_running)
+            };
+            if let Err(e) = result {
+                log_at!(
+                    Warning,
+                    "IPC",
+                    "client pid {} disconnected: malformed quorum request: {e}",
+                    self.clients[i].session.peer().pid
+                );
+                self.clients[i].session.close();
+            }
+            return;
+        }
         if op >> 8 == 0x03 {
             match cfg::Request::decode(record) {
                 Ok((req_id, cfg::Request::Status)) => {
@@ -434,7 +509,25 @@ impl CmapService {
         };
         let mut value = None;
         let mut entries = Vec::new();
+        // corosync's way out of wait_for_all: setting quorum.cancel_wait_for_all to 1 (the
+        // key itself stays 0; votequorum orders the cancel in the cluster).
+        let cancel = match &req {
+            pc::Request::Set { key, value } if *key == CANCEL_WAIT_FOR_ALL_KEY => Some(!matches!(
+                value,
+                Value::U8(0) | Value::U32(0) | Value::U64(0) | Value::I32(0)
+            )),
+            _ => None,
+        };
+        let mut special = None;
+        if let Some(on) = cancel {
+            special = Some(if on {
+                self.quorum.cancel_wait_for_all(self.dataplane_running)
+            } else {
+                Ok(())
+            });
+        }
         let result: Result<(), CmapError> = match req {
+            _ if special.is_some() => Ok(()),
             pc::Request::Get { key } => match self.cmap.get(key) {
                 Some(v) => {
                     value = Some(v.clone());
@@ -482,9 +575,10 @@ impl CmapService {
                 }
             }
         };
-        let (status, message) = match result {
-            Ok(()) => (Status::Ok, String::new()),
-            Err(e) => (cmap_status(&e), e.to_string()),
+        let (status, message) = match (special, result) {
+            (Some(Err((status, message))), _) => (status, message),
+            (_, Ok(())) => (Status::Ok, String::new()),
+            (_, Err(e)) => (cmap_status(&e), e.to_string()),
         };
         pc::Event::Reply {
             req_id,
@@ -538,6 +632,7 @@ impl CmapService {
         while i < self.clients.len() {
             if self.clients[i].session.is_closed() {
                 let c = self.clients.swap_remove(i);
+                self.quorum.client_gone(c.id);
                 log_at!(
                     Debug,
                     "IPC",

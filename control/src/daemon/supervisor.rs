@@ -76,6 +76,13 @@ impl Supervisor {
         }
     }
 
+    /// Every later dataplane starts votequorum from this expected_votes_tracking barrier.
+    pub fn set_ev_tracking_barrier(&mut self, barrier: u32) {
+        if let Some(q) = self.start.quorum.as_mut() {
+            q.ev_tracking_barrier = barrier;
+        }
+    }
+
     /// The control socket of the running dataplane, if one runs.
     pub fn control_fd(&self) -> Option<RawFd> {
         self.running.as_ref().map(|r| r.control.as_raw_fd())
