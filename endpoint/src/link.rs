@@ -57,8 +57,11 @@ pub struct Links {
 }
 
 impl Links {
-    /// Probes for `peers` (node ids); the first round goes at the first timeout.
-    pub fn new(peers: impl Iterator<Item = u32>) -> Links {
+    /// Probes for `peers` (node ids); the first round goes at `first_round_ns`. Callers spread
+    /// it over an interval (from the node's seed), so that nodes started together do not
+    /// probe in step: a burst of every node's probes at one instant is what a network (or the
+    /// simulator's) least needs at the moment something else happens.
+    pub fn new(peers: impl Iterator<Item = u32>, first_round_ns: u64) -> Links {
         let peers: Vec<LinkState> = peers
             .map(|node| LinkState {
                 node,
@@ -67,7 +70,11 @@ impl Links {
             .collect();
         Links {
             outbox: Vec::with_capacity(peers.len() + ANSWERS_MAX),
-            next_round_ns: if peers.is_empty() { None } else { Some(0) },
+            next_round_ns: if peers.is_empty() {
+                None
+            } else {
+                Some(first_round_ns)
+            },
             peers,
             seq: 0,
         }
@@ -196,8 +203,8 @@ mod tests {
 
     #[test]
     fn a_probe_is_answered_and_the_answer_measured() {
-        let mut a = Links::new([2].into_iter());
-        let mut b = Links::new([1].into_iter());
+        let mut a = Links::new([2].into_iter(), 0);
+        let mut b = Links::new([1].into_iter(), 0);
         assert_eq!(a.poll_timeout(), Some(0));
         a.handle_timeout(1_000);
         let probes: Vec<_> = a.drain().collect();
@@ -217,8 +224,8 @@ mod tests {
 
     #[test]
     fn a_peer_that_stops_answering_goes_down() {
-        let mut a = Links::new([2].into_iter());
-        let mut b = Links::new([1].into_iter());
+        let mut a = Links::new([2].into_iter(), 0);
+        let mut b = Links::new([1].into_iter(), 0);
         let mut now = 0;
         a.handle_timeout(now);
         let probe = a.drain().next().unwrap().1;
@@ -239,7 +246,7 @@ mod tests {
 
     #[test]
     fn other_bodies_are_not_probes() {
-        let mut a = Links::new([2].into_iter());
+        let mut a = Links::new([2].into_iter(), 0);
         assert!(!a.handle_body(0, 2, b"TT\x01\x01"));
         assert!(!a.handle_body(
             0,

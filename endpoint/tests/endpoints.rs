@@ -54,6 +54,7 @@ fn endpoint(id: u32, count: u32) -> Endpoint<Addr> {
             epoch: 1,
             ring_seq_start: 0,
             seed: u64::from(id),
+            link_probes: false,
         },
         Instant(0),
     )

@@ -355,6 +355,7 @@ impl World {
             epoch: n.incarnation,
             ring_seq_start: n.persisted_ring_seq,
             seed,
+            link_probes: false,
         };
         let mut endpoint = Endpoint::new(config, Instant(self.now)).expect("valid config");
         // Every invariant, the expensive ones too, after every input of every node.
