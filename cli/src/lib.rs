@@ -72,6 +72,7 @@ mod tests {
             "rotor-status",
             "rotor-shutdown",
             "rotor-quorum",
+            "rotor-sam",
             "rotor-cmap",
             "rotor-cpg",
             "rotor-bench",

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -72,6 +72,11 @@ pub enum Command {
         /// Display only the group names.
         #[arg(short = 'n')]
         names_only: bool,
+    },
+    /// SAM, the simple availability manager.
+    Sam {
+        #[command(subcommand)]
+        op: SamOp,
     },
     /// CPG load generator: lat (one message in flight) or tput (as fast as the ring takes).
     Bench {
@@ -158,4 +163,87 @@ pub struct CmapArgs {
     /// (corosync-cmapctl needs `--` before it).
     #[arg(value_name = "PARAMS", allow_negative_numbers = true)]
     pub params: Vec<String>,
+}
+
+/// `rotor sam`'s subcommands.
+#[derive(Subcommand, Debug)]
+pub enum SamOp {
+    /// Run a demo application under SAM: each instance health checks, stores data and
+    /// then fails (by default it stops sending health checks); the supervisor warns it,
+    /// kills it and starts the next one, which finds the data. Instances print on stdout,
+    /// the supervisor on stderr.
+    Demo(SamDemoOptions),
+}
+
+/// SAM's recovery policy, as `rotor sam demo --policy` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SamPolicy {
+    Quit,
+    Restart,
+    QuorumQuit,
+    QuorumRestart,
+}
+
+/// What a `rotor sam demo` instance does with SAM's warn signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SamOnWarn {
+    /// The signal's default action (SIGTERM ends the instance).
+    Default,
+    /// Ignore it: SAM sends SIGKILL one interval later.
+    Ignore,
+    /// Print that it came, and carry on: SAM sends SIGKILL one interval later.
+    Report,
+}
+
+/// `rotor sam demo`'s options.
+#[derive(Args, Debug)]
+pub struct SamDemoOptions {
+    /// Health-check interval in milliseconds (0: no time limit, only crashes are noticed).
+    #[arg(long, default_value_t = 1000)]
+    pub interval: u32,
+    /// The recovery policy (the quorum ones need rotord).
+    #[arg(long, value_enum, default_value = "restart")]
+    pub policy: SamPolicy,
+    /// Publish the process in cmap (resources.process.<pid>.*; needs rotord).
+    #[arg(long)]
+    pub cmap: bool,
+    /// The instance with this number ends cleanly (stops health checking, exits 0), which
+    /// ends the supervisor; 0: none does.
+    #[arg(long, default_value_t = 3)]
+    pub instances: u32,
+    /// Health checks each instance sends (one every half interval) before it fails.
+    #[arg(long, default_value_t = 3)]
+    pub checks: u32,
+    /// How an instance fails: hang (no more health checks), crash (abort), exit:CODE,
+    /// mark-failed (needs --cmap), none (health checks forever).
+    #[arg(long, default_value = "hang")]
+    pub fail: String,
+    /// Event-driven health checks: SAM's thread sends them and calls a callback, which
+    /// reports a failure after --checks calls (unless --fail none); --fail is not used
+    /// otherwise.
+    #[arg(long)]
+    pub callback: bool,
+    /// The signal SAM sends before SIGKILL (a number; default SIGTERM).
+    #[arg(long)]
+    pub warn_signal: Option<i32>,
+    /// What each instance does with the warn signal.
+    #[arg(long, value_enum, default_value = "default")]
+    pub on_warn: SamOnWarn,
+    /// Each instance forks this many children of its own once started; they try a SAM call
+    /// (refused: only the instance talks to its supervisor), then live for --child-ms.
+    #[arg(long, default_value_t = 0)]
+    pub children: u32,
+    /// How long each child of an instance lives, in milliseconds (default: four intervals).
+    #[arg(long)]
+    pub child_ms: Option<u64>,
+    /// Stop health checking for two intervals and start again, before failing.
+    #[arg(long)]
+    pub stop_start: bool,
+    /// Ignore SIGCHLD before initializing SAM, as some daemons do (each instance reports
+    /// that it still ignores it; the supervisor still learns how instances end).
+    #[arg(long)]
+    pub ignore_sigchld: bool,
+    /// Store this many bytes instead of the instance list (shows the data limit).
+    #[arg(long)]
+    pub data_bytes: Option<usize>,
 }

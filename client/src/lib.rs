@@ -5,7 +5,9 @@
 //! (status, shutdown), served by rotord; `keygen` writes authkeys. It deliberately talks to
 //! the cluster only through rotord and the dataplane's rings: it never opens cluster sockets
 //! itself. `quorum::Quorum` and `votequorum::Votequorum` are libquorum's and libvotequorum's
-//! handles, served by rotord. The SAM client is not written yet.
+//! handles, served by rotord. `sam::Sam` is libsam: the process supervises itself (fork,
+//! health checks, restart or quit, quorum policies, a data store that survives restarts),
+//! publishing its state in cmap.
 
 pub mod bench;
 pub mod cmap;
@@ -14,6 +16,7 @@ pub mod cpg;
 pub mod keygen;
 pub mod quorum;
 pub mod quorumtool;
+pub mod sam;
 pub mod votequorum;
 
 use rotor_proto::Status;

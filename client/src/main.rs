@@ -3,12 +3,13 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use rotor_cli::rotor::{Cli, Command, KeygenArgs};
+use rotor_cli::rotor::{Cli, Command, KeygenArgs, SamOp};
 use rotor_client::cmap::{Cmap, Value};
 use rotor_client::cpg::Cpg;
 use rotor_client::{bench, keygen};
 
 mod cmapctl;
+mod sam_demo;
 
 fn fail(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("rotor: {e}");
@@ -159,6 +160,7 @@ fn main() -> ExitCode {
         Command::Shutdown { timeout_s } => shutdown(std::time::Duration::from_secs(timeout_s)),
         Command::Quorum { args } => rotor_client::quorumtool::run(&args),
         Command::Cmap(args) => cmapctl::run(args),
+        Command::Sam { op: SamOp::Demo(o) } => sam_demo::run(o),
         Command::Cpg {
             delimiter,
             no_escape,

@@ -13,7 +13,7 @@ pub use rotor_proto::quorum::{
 use rotor_proto::Status;
 
 use crate::conn::Conn;
-use crate::cpg::Dispatch;
+use crate::cpg::{Dispatch, Wait};
 use crate::Error;
 
 /// What `dispatch` calls, in delivery order.
@@ -23,6 +23,24 @@ pub trait QuorumHandler {
     fn quorum(&mut self, quorate: bool, ring: RingId, members: &[u32]);
     /// A membership was synced (model v1): its members and who joined and left.
     fn nodelist(&mut self, _ring: RingId, _members: &[u32], _joined: &[u32], _left: &[u32]) {}
+}
+
+/// A notification, owned (what [`Quorum::poll_notification`] returns).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notification {
+    /// Quorum changed (or the current state, after `trackstart` with `TRACK_CURRENT`).
+    Quorum {
+        quorate: bool,
+        ring: RingId,
+        members: Vec<u32>,
+    },
+    /// A membership was synced (model v1).
+    Nodelist {
+        ring: RingId,
+        members: Vec<u32>,
+        joined: Vec<u32>,
+        left: Vec<u32>,
+    },
 }
 
 /// One quorum handle (`quorum_handle_t`).
@@ -104,21 +122,24 @@ impl Quorum {
         self.conn.fd()
     }
 
-    /// Runs the handler for waiting notifications (`quorum_dispatch`); returns how many.
-    pub fn dispatch(&mut self, mode: Dispatch, h: &mut impl QuorumHandler) -> Result<usize, Error> {
-        let mut n = 0;
-        let mut first = match mode {
-            Dispatch::Blocking(d) => self.conn.next(Some(d))?,
-            Dispatch::Busy => Some(self.conn.next_busy()?),
-            _ => None,
-        };
+    /// The session's control socket, to poll beside [`Self::fd`]: it hangs up when the node
+    /// goes away.
+    pub fn control_fd(&self) -> RawFd {
+        self.conn.control_fd()
+    }
+
+    /// The next notification, waiting as `wait` says; `None` when none came. Model v0's
+    /// quorum notification carries the ring sequence only (`ring.nodeid` is 0).
+    pub fn poll_notification(&mut self, wait: Wait) -> Result<Option<Notification>, Error> {
+        let mut wait = wait;
         loop {
-            let record = match first.take() {
-                Some(r) => r,
-                None => match self.conn.next(None)? {
-                    Some(r) => r,
-                    None => return Ok(n),
-                },
+            let record = match wait {
+                Wait::No => self.conn.next(None)?,
+                Wait::Up(d) => self.conn.next(Some(d))?,
+                Wait::Spin => Some(self.conn.next_busy()?),
+            };
+            let Some(record) = record else {
+                return Ok(None);
             };
             match Event::decode(&record)? {
                 Event::Quorum {
@@ -127,28 +148,70 @@ impl Quorum {
                     members,
                 } => {
                     let ring = match self.model {
-                        // Model v0 knows the sequence only.
                         Model::V0 => RingId {
                             nodeid: 0,
                             seq: ring.seq,
                         },
                         Model::V1 => ring,
                     };
-                    h.quorum(quorate, ring, &members)
+                    return Ok(Some(Notification::Quorum {
+                        quorate,
+                        ring,
+                        members,
+                    }));
                 }
                 Event::Nodelist {
                     ring,
                     members,
                     joined,
                     left,
+                } => {
+                    return Ok(Some(Notification::Nodelist {
+                        ring,
+                        members,
+                        joined,
+                        left,
+                    }))
+                }
+                // A late reply to a request that timed out: what is left of the wait is at
+                // most another look.
+                Event::Reply { .. } => {
+                    if wait != Wait::Spin {
+                        wait = Wait::No;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the handler for waiting notifications (`quorum_dispatch`); returns how many.
+    pub fn dispatch(&mut self, mode: Dispatch, h: &mut impl QuorumHandler) -> Result<usize, Error> {
+        let mut n = 0;
+        let mut wait = match mode {
+            Dispatch::Blocking(d) => Wait::Up(d),
+            Dispatch::Busy => Wait::Spin,
+            Dispatch::One | Dispatch::All => Wait::No,
+        };
+        while let Some(notification) = self.poll_notification(wait)? {
+            wait = Wait::No;
+            match notification {
+                Notification::Quorum {
+                    quorate,
+                    ring,
+                    members,
+                } => h.quorum(quorate, ring, &members),
+                Notification::Nodelist {
+                    ring,
+                    members,
+                    joined,
+                    left,
                 } => h.nodelist(ring, &members, &joined, &left),
-                // A late reply to a request that timed out.
-                Event::Reply { .. } => continue,
             }
             n += 1;
             if mode == Dispatch::One {
-                return Ok(n);
+                break;
             }
         }
+        Ok(n)
     }
 }

@@ -18,7 +18,7 @@ pub use rotor_proto::votequorum::{
 use rotor_proto::Status;
 
 use crate::conn::Conn;
-use crate::cpg::Dispatch;
+use crate::cpg::{Dispatch, Wait};
 use crate::Error;
 
 /// What `dispatch` calls, in delivery order; each carries the context given to `trackstart`.
@@ -30,6 +30,26 @@ pub trait VotequorumHandler {
     fn expected_votes(&mut self, _context: u64, _expected_votes: u32) {}
     /// A membership was synced: its ring and members.
     fn nodelist(&mut self, _context: u64, _ring: RingId, _nodes: &[u32]) {}
+}
+
+/// A notification, owned (what [`Votequorum::poll_notification`] returns); each carries the
+/// context given to `trackstart`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notification {
+    /// Quorum changed: every node with its state (a registered device as node 0, state 0).
+    Quorum {
+        context: u64,
+        quorate: bool,
+        nodes: Vec<(u32, u32)>,
+    },
+    /// A membership was synced: its ring and members.
+    Nodelist {
+        context: u64,
+        ring: RingId,
+        nodes: Vec<u32>,
+    },
+    /// Expected votes changed.
+    ExpectedVotes { context: u64, expected_votes: u32 },
 }
 
 /// One votequorum handle (`votequorum_handle_t`).
@@ -150,6 +170,62 @@ impl Votequorum {
         self.conn.fd()
     }
 
+    /// The session's control socket, to poll beside [`Self::fd`]: it hangs up when the node
+    /// goes away.
+    pub fn control_fd(&self) -> RawFd {
+        self.conn.control_fd()
+    }
+
+    /// The next notification, waiting as `wait` says; `None` when none came.
+    pub fn poll_notification(&mut self, wait: Wait) -> Result<Option<Notification>, Error> {
+        let mut wait = wait;
+        loop {
+            let record = match wait {
+                Wait::No => self.conn.next(None)?,
+                Wait::Up(d) => self.conn.next(Some(d))?,
+                Wait::Spin => Some(self.conn.next_busy()?),
+            };
+            let Some(record) = record else {
+                return Ok(None);
+            };
+            return Ok(Some(match Event::decode(&record)? {
+                Event::Quorum {
+                    context,
+                    quorate,
+                    nodes,
+                } => Notification::Quorum {
+                    context,
+                    quorate,
+                    nodes,
+                },
+                Event::Nodelist {
+                    context,
+                    ring,
+                    nodes,
+                } => Notification::Nodelist {
+                    context,
+                    ring,
+                    nodes,
+                },
+                Event::ExpectedVotes {
+                    context,
+                    expected_votes,
+                } => Notification::ExpectedVotes {
+                    context,
+                    expected_votes,
+                },
+                // A late reply to a request that timed out: what is left of the wait is at
+                // most another look.
+                Event::Status { .. } | Event::Info { .. } => {
+                    if wait != Wait::Spin {
+                        wait = Wait::No;
+                    }
+                    continue;
+                }
+            }));
+        }
+    }
+
     /// Runs the handler for waiting notifications (`votequorum_dispatch`); returns how many.
     pub fn dispatch(
         &mut self,
@@ -157,41 +233,34 @@ impl Votequorum {
         h: &mut impl VotequorumHandler,
     ) -> Result<usize, Error> {
         let mut n = 0;
-        let mut first = match mode {
-            Dispatch::Blocking(d) => self.conn.next(Some(d))?,
-            Dispatch::Busy => Some(self.conn.next_busy()?),
-            _ => None,
+        let mut wait = match mode {
+            Dispatch::Blocking(d) => Wait::Up(d),
+            Dispatch::Busy => Wait::Spin,
+            Dispatch::One | Dispatch::All => Wait::No,
         };
-        loop {
-            let record = match first.take() {
-                Some(r) => r,
-                None => match self.conn.next(None)? {
-                    Some(r) => r,
-                    None => return Ok(n),
-                },
-            };
-            match Event::decode(&record)? {
-                Event::Quorum {
+        while let Some(notification) = self.poll_notification(wait)? {
+            wait = Wait::No;
+            match notification {
+                Notification::Quorum {
                     context,
                     quorate,
                     nodes,
                 } => h.quorum(context, quorate, &nodes),
-                Event::Nodelist {
+                Notification::Nodelist {
                     context,
                     ring,
                     nodes,
                 } => h.nodelist(context, ring, &nodes),
-                Event::ExpectedVotes {
+                Notification::ExpectedVotes {
                     context,
                     expected_votes,
                 } => h.expected_votes(context, expected_votes),
-                // A late reply to a request that timed out.
-                Event::Status { .. } | Event::Info { .. } => continue,
             }
             n += 1;
             if mode == Dispatch::One {
-                return Ok(n);
+                break;
             }
         }
+        Ok(n)
     }
 }

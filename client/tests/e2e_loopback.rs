@@ -4,7 +4,9 @@
 //! SIGKILLed client shows as "process down"; `rotor status`, `rotor cmap` and `rotor cpg` print
 //! what they should; a bad config names file and line. The client API end to end: 1 MiB
 //! messages, membership and group iteration, a pollable fd with one-at-a-time dispatch, leave,
-//! cmap tracking, and a cfg shutdown seen as a totem change. What rotord answers at start: a
+//! cmap tracking, and a cfg shutdown seen as a totem change. Start-up: six processes (this test
+//! binary run again as children) join one group on three nodes at once and multicast; none sees
+//! anything of the group before the change that adds it. What rotord answers at start: a
 //! cluster without crypto runs with no key file; an unusable key stops rotord at once with exit
 //! status 8 and one message (no dataplane, no restart loop); a netmtu no IP packet can have
 //! exits 8 before any dataplane starts; `-t` exits 0 or 8; a second rotord on the same
@@ -286,6 +288,203 @@ fn three_rotords_carry_cpg_end_to_end() {
             first.contains(line),
             "large message missing or altered: {line}"
         );
+    }
+}
+
+/// Set in a child process of `startup_processes_see_nothing_before_their_own_join`:
+/// `SOCKET|DIR|INDEX`.
+const STARTUP_CHILD: &str = "ROTOR_E2E_STARTUP_CHILD";
+const STARTUP_MESSAGES: usize = 50;
+
+/// What a child process saw of the group: one line per event, members as `node:pid`.
+#[derive(Default)]
+struct Lines(Vec<String>);
+
+fn names(list: &[Member]) -> String {
+    list.iter()
+        .map(|m| format!("{}:{}", m.node, m.pid))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn with_reasons(list: &[(Member, Reason)]) -> String {
+    list.iter()
+        .map(|(m, r)| format!("{}:{}/{}", m.node, m.pid, r.name().replace(' ', "-")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl rotor_client::cpg::Handler for Lines {
+    fn deliver(&mut self, _: &[u8], sender: Member, _: Guarantee, data: &[u8]) {
+        self.0.push(delivery_line(sender, data));
+    }
+    fn confchg(
+        &mut self,
+        _: &[u8],
+        members: &[Member],
+        left: &[(Member, Reason)],
+        joined: &[(Member, Reason)],
+    ) {
+        self.0.push(format!(
+            "conf members={} joined={} left={}",
+            names(members),
+            with_reasons(joined),
+            with_reasons(left)
+        ));
+    }
+}
+
+/// The child's side: join, multicast at once (allowed while joining; ordered after the join),
+/// say "ready" once its own messages came back, keep dispatching until told to stop, then
+/// write what it saw. Every wait is bounded.
+fn startup_child(spec: &str) {
+    use rotor_client::cpg::Dispatch;
+    let mut parts = spec.split('|');
+    let (socket, dir, index) = (
+        parts.next().unwrap(),
+        PathBuf::from(parts.next().unwrap()),
+        parts.next().unwrap(),
+    );
+    let mut cpg = Cpg::initialize_at(socket).expect("attach");
+    let me = format!("{}:{}", cpg.local_node_id(), std::process::id());
+    let mut seen = Lines::default();
+    cpg.join(b"startup").expect("join");
+    for k in 0..STARTUP_MESSAGES {
+        let text = format!("c{index} m{k}");
+        loop {
+            match cpg.mcast(Guarantee::Agreed, text.as_bytes()) {
+                Ok(()) => break,
+                Err(rotor_client::Error::TryAgain) => {
+                    cpg.dispatch(Dispatch::All, &mut seen).unwrap();
+                }
+                Err(e) => panic!("mcast: {e}"),
+            }
+        }
+    }
+    let mine = |seen: &Lines| {
+        seen.0
+            .iter()
+            .filter(|l| l.starts_with(&format!("msg {me} ")))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut ready = false;
+    while !dir.join("stop").exists() && Instant::now() < deadline {
+        cpg.dispatch(Dispatch::Blocking(Duration::from_millis(20)), &mut seen)
+            .unwrap();
+        if !ready && mine(&seen) == STARTUP_MESSAGES {
+            ready = true;
+            std::fs::write(dir.join(format!("ready-{index}")), b"").unwrap();
+        }
+    }
+    let drain = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < drain {
+        cpg.dispatch(Dispatch::Blocking(Duration::from_millis(20)), &mut seen)
+            .unwrap();
+    }
+    let log = format!("me {me}\n{}\n", seen.0.join("\n"));
+    std::fs::write(dir.join(format!("seen-{index}")), log).unwrap();
+}
+
+#[test]
+fn startup_processes_see_nothing_before_their_own_join() {
+    // Six processes, two per node, attach and join one group at the same moment and multicast
+    // at once: each one's first event of the group must be the change that adds it, and from
+    // there on it must see exactly what the processes that joined before it see.
+    if let Ok(spec) = std::env::var(STARTUP_CHILD) {
+        return startup_child(&spec);
+    }
+    let nodes = start(3);
+    for i in 1..=3 {
+        wait_ring(&nodes, i, 3);
+    }
+    let dir = nodes.dir.join("startup");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut children: Vec<Child> = (0..6)
+        .map(|k| {
+            let spec = format!("{}-cpg|{}|{k}", nodes.socket(k % 3 + 1), dir.display());
+            Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "startup_processes_see_nothing_before_their_own_join",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
+                .env(STARTUP_CHILD, spec)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join(format!("stderr-{k}"))).unwrap())
+                .spawn()
+                .expect("start a child process")
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let all_ready = loop {
+        if (0..6).all(|k| dir.join(format!("ready-{k}")).exists()) {
+            break true;
+        }
+        if Instant::now() > deadline || children.iter_mut().any(|c| c.try_wait().unwrap().is_some())
+        {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::fs::write(dir.join("stop"), b"").unwrap();
+    for (k, c) in children.iter_mut().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while c.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let status = c.wait().unwrap();
+        let err = std::fs::read_to_string(dir.join(format!("stderr-{k}"))).unwrap_or_default();
+        assert!(status.success() && all_ready, "child {k}: {status}\n{err}");
+    }
+    let logs: Vec<(String, Vec<String>)> = (0..6)
+        .map(|k| {
+            let text = std::fs::read_to_string(dir.join(format!("seen-{k}"))).unwrap();
+            let mut lines = text.lines().map(str::to_owned);
+            let me = lines.next().unwrap().trim_start_matches("me ").to_owned();
+            (me, lines.collect())
+        })
+        .collect();
+    for (me, seen) in &logs {
+        let first = seen.first().map(String::as_str).unwrap_or("nothing");
+        let joined = first
+            .split(' ')
+            .find_map(|f| f.strip_prefix("joined="))
+            .unwrap_or("");
+        let members = first
+            .split(' ')
+            .find_map(|f| f.strip_prefix("members="))
+            .unwrap_or("");
+        assert!(
+            joined.split(',').any(|j| j == format!("{me}/join"))
+                && members.split(',').any(|m| m == me),
+            "{me}: the first event is not the change that adds it: {first}"
+        );
+    }
+    // Whoever joined first sees the other's join change: from there both see one sequence.
+    for (a, (me_a, seen_a)) in logs.iter().enumerate() {
+        for (me_b, seen_b) in logs.iter().skip(a + 1) {
+            let (early, late, late_name) = match seen_a.iter().position(|l| *l == seen_b[0]) {
+                Some(at) => (&seen_a[at..], &seen_b[..], me_b),
+                None => {
+                    let at = seen_b
+                        .iter()
+                        .position(|l| *l == seen_a[0])
+                        .unwrap_or_else(|| panic!("neither {me_a} nor {me_b} saw the other join"));
+                    (&seen_b[at..], &seen_a[..], me_a)
+                }
+            };
+            let n = early.len().min(late.len());
+            assert!(n > STARTUP_MESSAGES, "{late_name} saw only {n} events");
+            assert_eq!(
+                early[..n],
+                late[..n],
+                "{me_a} and {me_b} saw different sequences after {late_name} joined"
+            );
+        }
     }
 }
 

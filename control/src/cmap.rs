@@ -2,7 +2,8 @@
 //! iteration, change tracking through a queue the caller drains, and prefixes clients may not
 //! write: those the daemon publishes (`runtime.`, `stats.`) and those the config file stands
 //! for (a write there could not take effect while rotor runs, so it is refused rather than
-//! silently ignored).
+//! silently ignored), except the keys SAM clients publish about their processes
+//! (`resources.process.<pid>.*`).
 //!
 //! Names and bounds follow corosync's `exec/icmap.c`: a key name is 3 to 255 characters from
 //! `a-z A-Z 0-9 . _ - / :`, a value holds at most 16 KiB. Unlike icmap, a key keeps its type
@@ -388,10 +389,13 @@ impl CmapStore {
                     prefix: prefix.clone(),
                 });
             }
+            // A supervised process's SAM keys sit under resources{} but stand for no line of
+            // the file: the process that writes them owns them, as in corosync.
             if let Some((_, file)) = self
                 .config_prefixes
                 .iter()
                 .find(|(p, _)| key.starts_with(p.as_str()))
+                .filter(|_| !rotor_proto::cmap::is_process_resource_key(key))
             {
                 return Err(CmapError::ConfigBacked {
                     key: key.to_string(),

@@ -185,6 +185,44 @@ fn a_loaded_config_refuses_client_writes_under_every_section() {
 }
 
 #[test]
+fn sam_clients_own_their_process_keys_under_resources() {
+    let text = "totem {\n    token: 1000\n}\nresources {\n    watchdog_timeout: 6\n    \
+                process {\n        memory_used {\n            recovery: reboot\n        }\n    \
+                }\n}\n";
+    let config = parse_str("/etc/rotor/corosync.conf", text).unwrap();
+    let mut cmap = CmapStore::new();
+    config.load_into(&mut cmap).unwrap();
+    // What libsam writes for a supervised process: set, changed, deleted by the client.
+    let key = "resources.process.4120.state";
+    cmap.set(key, Value::String("stopped".into()), Access::Client)
+        .unwrap();
+    cmap.set(key, Value::String("running".into()), Access::Client)
+        .unwrap();
+    cmap.set(
+        "resources.process.4120.poll_period",
+        Value::U64(1000),
+        Access::Client,
+    )
+    .unwrap();
+    assert_eq!(cmap.get(key), Some(&Value::String("running".into())));
+    cmap.delete(key, Access::Client).unwrap();
+    // The rest of resources{} still stands for the file.
+    for key in [
+        "resources.watchdog_timeout",
+        "resources.process.memory_used.recovery",
+        "resources.system.4120.state",
+    ] {
+        assert!(
+            matches!(
+                cmap.set(key, Value::String("x".into()), Access::Client),
+                Err(CmapError::ConfigBacked { .. })
+            ),
+            "{key}"
+        );
+    }
+}
+
+#[test]
 fn key_names_and_value_sizes_are_bounded() {
     assert!(matches!(
         check_key_name("ab"),

@@ -1,9 +1,12 @@
 //! The dataplane as rotord runs it: CPG sessions handed over by rotord on the control socket
 //! are served from the same loop that runs totem-core. Requests are read from each client's
-//! ring and submitted to the node; deliveries and membership changes are written to the ring of
-//! every local session in the group, in delivery order. A delivery's record is its header, built
-//! on the stack, and its data, borrowed from the core's frame store, gathered straight into each
-//! ring: after the socket, the store's copy and the ring's are the only copies of a message.
+//! ring and go to the node through totem-core's `Sessions` (the local side of CPG, which the
+//! simulator runs too); deliveries and membership changes are written to the ring of every
+//! session that `Sessions::route` names — the group's members from the change that adds each
+//! one to the change that shows it leave, never a session whose join is still in flight —, in
+//! delivery order. A delivery's record is its header, built on the stack, and its data, borrowed
+//! from the core's frame store, gathered straight into each ring: after the socket, the store's
+//! copy and the ring's are the only copies of a message.
 //!
 //! Flow control without loss: a multicast the node refuses with "try again" stays pending in
 //! its session (nothing more is read from that ring until it is accepted), so a client whose
@@ -22,7 +25,9 @@ use rotor_proto::control::{DataplaneStart, FromDataplane, RingReport, ToDataplan
 use rotor_proto::cpg as proto;
 use rotor_proto::RingState;
 use rotor_proto::Status;
-use totem_core::{ConfigKind, Event, Guarantee, Member, Reason, Request, SubmitError};
+use totem_core::{
+    ConfigKind, Event, Guarantee, Member, Reason, SessionId, Sessions, Submit, SubmitError,
+};
 
 use crate::quorum::QuorumLink;
 use crate::runner::Runner;
@@ -148,10 +153,11 @@ pub struct IpcCounters {
     pub disconnects: [u64; 4],
 }
 
+/// One attached session's ring and what is queued for it; its group membership is kept by
+/// `Sessions`.
 struct Client {
     session: Session,
     peer: PeerCred,
-    group: Option<Vec<u8>>,
     /// A request read from the ring that the node could not take yet.
     pending: Option<Vec<u8>>,
     /// Records waiting for room in the client's ring, and their total size.
@@ -161,10 +167,6 @@ struct Client {
 }
 
 impl Client {
-    fn pid(&self) -> u32 {
-        self.peer.pid as u32
-    }
-
     fn close(&mut self, kind: CloseKind, why: String) {
         if self.closed.is_none() {
             self.closed = Some((kind, why));
@@ -231,9 +233,7 @@ impl Client {
 
 /// The CPG sessions of one dataplane.
 pub struct Clients {
-    clients: Vec<Client>,
-    /// Pids whose last session closed; submitted as ProcessDown when the node takes them.
-    procdowns: VecDeque<u32>,
+    sessions: Sessions<Client>,
     node_id: u32,
     scratch: Vec<u8>,
     rx: Vec<u8>,
@@ -243,8 +243,7 @@ pub struct Clients {
 impl Clients {
     pub fn new(node_id: u32) -> Clients {
         Clients {
-            clients: Vec::new(),
-            procdowns: VecDeque::new(),
+            sessions: Sessions::new(totem_core::NodeId(node_id)),
             node_id,
             scratch: Vec::new(),
             rx: vec![0; totem_core::limits::MESSAGE_SIZE_MAX + 4096],
@@ -257,12 +256,13 @@ impl Clients {
     }
 
     /// `ipc.*`: sessions now and since start, requests, deferrals, records out and queued, the
-    /// bytes queued now (all clients) and at most (one client), disconnects by kind.
+    /// bytes queued now (all clients) and at most (one client), disconnects by kind, and the
+    /// group changes of this node's processes that matched no request (never expected).
     pub fn entries(&self, out: &mut Entries) {
         let c = &self.counters;
-        let backlog: usize = self.clients.iter().map(|c| c.backlog_bytes).sum();
+        let backlog: usize = self.sessions.iter().map(|(_, c)| c.backlog_bytes).sum();
         for (k, v) in [
-            ("ipc.clients", self.clients.len() as u64),
+            ("ipc.clients", self.sessions.len() as u64),
             ("ipc.clients_attached", c.attached),
             ("ipc.requests", c.requests),
             ("ipc.requests_deferred", c.requests_deferred),
@@ -271,6 +271,7 @@ impl Clients {
             ("ipc.backlog_bytes", backlog as u64),
             ("ipc.backlog_bytes_max", c.backlog_bytes_max),
             ("ipc.clients_disconnected", c.disconnects.iter().sum()),
+            ("ipc.changes_unmatched", self.sessions.counters().unmatched),
         ] {
             out.push((k.into(), v));
         }
@@ -280,11 +281,11 @@ impl Clients {
     }
 
     pub fn len(&self) -> usize {
-        self.clients.len()
+        self.sessions.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.clients.is_empty()
+        self.sessions.is_empty()
     }
 
     /// Starts serving a session rotord handed over.
@@ -293,7 +294,6 @@ impl Clients {
         let mut c = Client {
             session,
             peer,
-            group: None,
             pending: None,
             backlog: VecDeque::new(),
             backlog_bytes: 0,
@@ -317,27 +317,23 @@ impl Clients {
             "client pid {}: gid {}, {} session(s) served now",
             peer.pid,
             peer.gid,
-            self.clients.len() + 1
+            self.sessions.len() + 1
         );
-        self.clients.push(c);
+        self.sessions.attach(peer.pid as u32, c);
     }
 
     /// Reads and submits client requests; returns how many were handled.
     pub fn serve<T: Transport>(&mut self, runner: &mut Runner<T>) -> usize {
         let mut handled = 0;
-        while let Some(&pid) = self.procdowns.front() {
-            match runner.node_mut().submit(Request::ProcessDown { pid }) {
-                Err(SubmitError::TryAgain) => break,
-                _ => {
-                    self.procdowns.pop_front();
-                }
-            }
-        }
-        for i in 0..self.clients.len() {
-            let c = &mut self.clients[i];
-            let counters = &mut self.counters;
-            c.drain_backlog(counters);
+        self.sessions.submit_deferred(runner.node_mut());
+        for index in 0..self.sessions.slot_count() {
+            let Some(id) = self.sessions.id_at(index) else {
+                continue;
+            };
+            let c = self.sessions.get_mut(id);
+            c.drain_backlog(&mut self.counters);
             for _ in 0..REQUESTS_PER_TURN {
+                let c = self.sessions.get_mut(id);
                 if c.closed.is_some() {
                     break;
                 }
@@ -352,26 +348,35 @@ impl Clients {
                         }
                     },
                 };
-                match handle(c, &record, runner, &mut self.scratch, counters) {
+                let counters = &mut self.counters;
+                match handle(
+                    &mut self.sessions,
+                    id,
+                    &record,
+                    runner,
+                    &mut self.scratch,
+                    counters,
+                ) {
                     Handled::Done => {
                         handled += 1;
                         counters.requests += 1;
                     }
                     Handled::Later => {
-                        c.pending = Some(record);
+                        self.sessions.get_mut(id).pending = Some(record);
                         counters.requests_deferred += 1;
                         break;
                     }
                 }
             }
         }
-        self.reap();
+        self.reap(runner.node_mut());
         handled
     }
 
-    /// Checks every session's peer (a SIGKILLed client is noticed here).
+    /// Checks every session's peer (a SIGKILLed client is noticed here); a closed session
+    /// leaves its group at the next `serve`.
     pub fn check_peers(&mut self) {
-        for c in &mut self.clients {
+        for (_, c) in self.sessions.iter_mut() {
             if c.closed.is_none() {
                 if let Err(e) = c.session.check_peer() {
                     let why = match e {
@@ -382,18 +387,19 @@ impl Clients {
                 }
             }
         }
-        self.reap();
     }
 
-    fn reap(&mut self) {
-        let mut i = 0;
-        while i < self.clients.len() {
-            let Some((kind, why)) = self.clients[i].closed.clone() else {
-                i += 1;
+    /// Detaches the closed sessions: a group each one had asked for is left as process-down.
+    fn reap(&mut self, node: &mut impl Submit) {
+        for index in 0..self.sessions.slot_count() {
+            let Some(id) = self.sessions.id_at(index) else {
+                continue;
+            };
+            let Some((kind, why)) = self.sessions.get(id).closed.clone() else {
                 continue;
             };
             self.counters.disconnects[kind as usize] += 1;
-            let c = self.clients.swap_remove(i);
+            let c = self.sessions.detach(id, node);
             tracing::info!(
                 target: "CPG",
                 "client pid {} disconnected: {why}",
@@ -401,23 +407,17 @@ impl Clients {
             );
             tracing::debug!(
                 target: "CPG",
-                "client pid {}: group {}, {} record(s) ({} bytes) queued were dropped",
+                "client pid {}: {} record(s) ({} bytes) queued were dropped",
                 c.peer.pid,
-                c.group
-                    .as_deref()
-                    .map_or("none".into(), |g| String::from_utf8_lossy(g).into_owned()),
                 c.backlog.len(),
                 c.backlog_bytes
             );
-            let pid = c.pid();
-            if !self.clients.iter().any(|o| o.pid() == pid) && !self.procdowns.contains(&pid) {
-                self.procdowns.push_back(pid);
-            }
         }
     }
 
-    /// Writes one core event to the sessions it concerns.
+    /// Writes one core event to the sessions `Sessions::route` names.
     pub fn on_event(&mut self, ev: &Event<'_>) {
+        let counters = &mut self.counters;
         match ev {
             Event::Deliver(d) => {
                 // Header on the stack, data borrowed from the core's frame store: each member's
@@ -428,23 +428,17 @@ impl Clients {
                     d.group,
                     d.data.len(),
                 );
-                let members = self
-                    .clients
-                    .iter_mut()
-                    .filter(|c| c.group.as_deref() == Some(d.group));
                 match d.data.as_slice() {
                     // A message that fit in a frame (the common case): two parts.
                     Some(data) => {
-                        for c in members {
-                            let record = [header.as_bytes(), data];
-                            c.send_parts(record.iter().copied(), &mut self.counters);
-                        }
+                        let record = [header.as_bytes(), data];
+                        self.sessions
+                            .route(ev, |c| c.send_parts(record.iter().copied(), counters));
                     }
                     None => {
                         let record = std::iter::once(header.as_bytes()).chain(d.data.parts());
-                        for c in members {
-                            c.send_parts(record.clone(), &mut self.counters);
-                        }
+                        self.sessions
+                            .route(ev, |c| c.send_parts(record.clone(), counters));
                     }
                 }
             }
@@ -464,11 +458,8 @@ impl Clients {
                         .collect(),
                 }
                 .encode(&mut self.scratch);
-                for c in &mut self.clients {
-                    if c.group.as_deref() == Some(g.group.as_slice()) {
-                        c.send(&self.scratch, &mut self.counters);
-                    }
-                }
+                let record = &self.scratch;
+                self.sessions.route(ev, |c| c.send(record, counters));
             }
             Event::Config(c) if c.kind == ConfigKind::Regular => {
                 proto::Event::TotemConfChg {
@@ -477,9 +468,8 @@ impl Clients {
                     members: c.members.iter().map(|n| n.0).collect(),
                 }
                 .encode(&mut self.scratch);
-                for cl in &mut self.clients {
-                    cl.send(&self.scratch, &mut self.counters);
-                }
+                let record = &self.scratch;
+                self.sessions.route(ev, |c| c.send(record, counters));
             }
             Event::Config(_) => {}
         }
@@ -492,7 +482,7 @@ impl Clients {
             ready: false,
             backlogged: false,
         };
-        for c in &mut self.clients {
+        for (_, c) in self.sessions.iter_mut() {
             fds.push(c.session.control_fd());
             if !c.backlog.is_empty() {
                 armed.backlogged = true;
@@ -532,7 +522,8 @@ enum Handled {
 }
 
 fn handle<T: Transport>(
-    c: &mut Client,
+    sessions: &mut Sessions<Client>,
+    id: SessionId,
     record: &[u8],
     runner: &mut Runner<T>,
     scratch: &mut Vec<u8>,
@@ -541,85 +532,56 @@ fn handle<T: Transport>(
     let (req_id, req) = match proto::Request::decode(record) {
         Ok(r) => r,
         Err(e) => {
+            let c = sessions.get_mut(id);
             c.close(CloseKind::Malformed, format!("malformed request: {e}"));
             return Handled::Done;
         }
     };
-    let pid = c.pid();
     let node = runner.node_mut();
     let mut members = Vec::new();
     let mut groups = Vec::new();
-    let status = match req {
-        proto::Request::Join { group, .. } => {
-            if c.group.is_some() {
-                Status::Exist
-            } else {
-                match node.submit(Request::Join { group, pid }) {
-                    Ok(()) => {
-                        c.group = Some(group.to_vec());
-                        Status::Ok
-                    }
-                    Err(e) => match submit_status(e) {
-                        None => return Handled::Later,
-                        Some(s) => s,
-                    },
-                }
-            }
-        }
-        proto::Request::Leave { group } => {
-            if c.group.as_deref() != Some(group) {
-                Status::NotExist
-            } else {
-                match node.submit(Request::Leave { group, pid }) {
-                    Ok(()) => {
-                        c.group = None;
-                        Status::Ok
-                    }
-                    Err(e) => match submit_status(e) {
-                        None => return Handled::Later,
-                        Some(s) => s,
-                    },
-                }
-            }
-        }
+    let result = match req {
+        proto::Request::Join { group, .. } => sessions.join(id, group, node),
+        proto::Request::Leave { group } => sessions.leave(id, group, node),
         proto::Request::Mcast { guarantee, data } => {
-            let Some(group) = c.group.as_deref() else {
-                let none = (Vec::new(), Vec::new());
-                reply(c, req_id, Status::NotExist, none, scratch, counters);
-                return Handled::Done;
-            };
             let guarantee = match guarantee {
                 proto::Guarantee::Agreed => Guarantee::Agreed,
                 proto::Guarantee::Safe => Guarantee::Safe,
             };
-            match node.submit(Request::Mcast {
-                group,
-                pid,
-                guarantee,
-                data,
-            }) {
+            match sessions.mcast(id, guarantee, data, node) {
                 // Success is silent: the delivery is the answer.
                 Ok(()) => return Handled::Done,
-                Err(e) => match submit_status(e) {
-                    None => return Handled::Later,
-                    Some(s) => s,
-                },
+                Err(e) => Err(e),
             }
         }
         proto::Request::Membership { group } => {
             members = node.group_members(group).into_iter().map(member).collect();
-            Status::Ok
+            Ok(())
         }
         proto::Request::Groups => {
             groups = node.groups();
-            Status::Ok
+            Ok(())
         }
+    };
+    let status = match result {
+        Ok(()) => Status::Ok,
+        Err(e) => match submit_status(e) {
+            None => return Handled::Later,
+            Some(s) => s,
+        },
     };
     let groups: Vec<(&[u8], Vec<proto::Member>)> = groups
         .iter()
         .map(|(g, m)| (g.as_slice(), m.iter().copied().map(member).collect()))
         .collect();
-    reply(c, req_id, status, (members, groups), scratch, counters);
+    reply(
+        sessions.get_mut(id),
+        req_id,
+        status,
+        (members, groups),
+        scratch,
+        counters,
+    );
     if let proto::Request::Join { flags, .. } = req {
         if status == Status::Ok && flags & proto::JOIN_INITIAL_TOTEM_CONF != 0 {
             // libcpg's initial totem configuration: the ring this node is in now.
@@ -630,7 +592,7 @@ fn handle<T: Transport>(
                 members: node.members().iter().map(|n| n.0).collect(),
             }
             .encode(scratch);
-            c.send(scratch, counters);
+            sessions.get_mut(id).send(scratch, counters);
         }
     }
     Handled::Done

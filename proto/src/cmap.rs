@@ -228,6 +228,26 @@ pub const TRACK_DELETE: u8 = 2;
 pub const TRACK_MODIFY: u8 = 4;
 pub const TRACK_PREFIX: u8 = 8;
 
+/// Where SAM (the simple availability manager, `rotor_client::sam`) publishes each supervised
+/// process, as corosync's `lib/sam.c` does: `resources.process.<pid>.<name>`, the supervisor's
+/// pid in decimal. These keys belong to the clients that write them: `resources.` is a
+/// config section, but rotord lets clients write and delete the keys of a process
+/// ([`is_process_resource_key`]), as corosync does.
+pub const PROCESS_RESOURCES_PREFIX: &str = "resources.process.";
+
+/// Whether `key` is one supervised process's key: `resources.process.<pid>.<name>` with the
+/// pid in decimal digits and a non-empty name. Config keys such as
+/// `resources.process.memory_used.recovery` are not.
+pub fn is_process_resource_key(key: &str) -> bool {
+    let Some(rest) = key.strip_prefix(PROCESS_RESOURCES_PREFIX) else {
+        return false;
+    };
+    let Some((pid, name)) = rest.split_once('.') else {
+        return false;
+    };
+    !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && !name.is_empty()
+}
+
 /// A request from an application.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request<'a> {
@@ -507,6 +527,26 @@ fn format_c_f(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_resource_keys_are_those_of_a_pid() {
+        for key in [
+            "resources.process.4120.state",
+            "resources.process.1.last_updated",
+        ] {
+            assert!(is_process_resource_key(key), "{key}");
+        }
+        for key in [
+            "resources.process.memory_used.recovery",
+            "resources.process.4120",
+            "resources.process.4120.",
+            "resources.process..state",
+            "resources.system.4120.state",
+            "resources.watchdog_timeout",
+        ] {
+            assert!(!is_process_resource_key(key), "{key}");
+        }
+    }
 
     #[test]
     fn values_and_records_round_trip() {

@@ -85,7 +85,7 @@ impl Life {
 
 /// The configuration a delivery happens in.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-enum Label {
+pub enum Label {
     Initial,
     Regular(RingId),
     Transitional(RingId, RingId),

@@ -94,10 +94,12 @@ fn main() {
         let report = run(cfg);
         messages += report.messages_submitted;
         configs += report.configs;
+        let seen: usize = report.sessions.iter().map(|s| s.seen.len()).sum();
         println!(
-            "seed {seed}: {} messages, {} deliveries, {} configurations, converged {} ms after heal, {} datagrams ({} rejected by crypto), quorum {}, {} violations",
+            "seed {seed}: {} messages, {} deliveries, {} process sessions saw {seen} events, {} configurations, converged {} ms after heal, {} datagrams ({} rejected by crypto), quorum {}, {} violations",
             report.messages_submitted,
             report.deliveries,
+            report.sessions.len(),
             report.configs,
             report.converged_after_heal_ms.map_or("never".into(), |ms| ms.to_string()),
             report.datagrams,

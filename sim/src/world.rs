@@ -5,21 +5,21 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use totem_core::config::explicit;
 use totem_core::{
-    ClusterShape, ConfigKind, Event, Guarantee, Instant, NodeId, Notice, Request, RingId, State,
+    ClusterShape, ConfigKind, Event, Guarantee, Instant, NodeId, Notice, RingId, State,
     SubmitError, TotemSettings,
 };
 
 use rotor_crypto::{CryptoMode, Keys};
 use rotor_endpoint::{Diagnostic, Endpoint, EndpointConfig, Received};
 
+use crate::apps::{Apps, SessionLog, GROUPS, RANDOM_GROUPS};
 use crate::check::{self, Entry, Life, MsgId, Submitted};
+use crate::check_apps::check_apps;
 use crate::net::Network;
 use crate::quorum::{QuorumPlan, QuorumReport, QuorumWatch};
 use crate::rng::Rng;
 
 const MS: u64 = 1_000_000;
-const GROUPS: [&[u8]; 3] = [b"alpha", b"beta", b"gamma-group"];
-const PROCS_PER_NODE: u32 = 3;
 /// Datagrams queued for a paused node before its "socket buffer" overflows.
 const PAUSED_BACKLOG_MAX: usize = 4096;
 
@@ -89,6 +89,25 @@ pub enum Action {
     Pause {
         index: usize,
         ms: u64,
+    },
+    /// Process `proc_index` (of `PROCS_PER_NODE`) of node `index` joins group `group` (an index
+    /// into `GROUPS`).
+    Join {
+        index: usize,
+        proc_index: usize,
+        group: usize,
+    },
+    Leave {
+        index: usize,
+        proc_index: usize,
+        group: usize,
+    },
+    /// The process dies: every session of it closes; a process with the same pid takes its
+    /// place when `same_pid`.
+    Kill {
+        index: usize,
+        proc_index: usize,
+        same_pid: bool,
     },
 }
 
@@ -167,11 +186,8 @@ pub struct RunReport {
     pub self_delivery: Vec<(u64, u64)>,
     /// What votequorum reported on every node (its violations are in `violations` too).
     pub quorum: QuorumReport,
-}
-
-struct Proc {
-    pid: u32,
-    joined: BTreeSet<usize>,
+    /// What every process session received (`check_apps` reads them).
+    pub sessions: Vec<SessionLog>,
 }
 
 struct SimNode {
@@ -182,8 +198,8 @@ struct SimNode {
     persisted_ring_seq: u64,
     paused_until: Option<u64>,
     backlog: VecDeque<(usize, Vec<u8>)>,
-    procs: Vec<Proc>,
-    next_pid: u32,
+    /// Its application processes and their sessions (they outlive the node's crashes).
+    apps: Apps,
     life: usize,
     counter: u64,
     restart_at: Option<u64>,
@@ -218,6 +234,8 @@ pub struct World {
     healed: bool,
     /// votequorum on every node and its checkers.
     quorum: QuorumWatch,
+    /// Probes (node index, group) that found their node's send queue full.
+    probes_unsent: Vec<(usize, usize)>,
 }
 
 /// How long a lazy run leaves a node's events queued.
@@ -301,6 +319,7 @@ impl World {
             lazy_events: cfg.seed % 2 == 1,
             healed: false,
             quorum: QuorumWatch::new(plan, cfg.nodes),
+            probes_unsent: Vec::new(),
             net: Network::new(cfg.nodes),
             rng,
             now: 0,
@@ -320,8 +339,7 @@ impl World {
                 persisted_ring_seq: 0,
                 paused_until: None,
                 backlog: VecDeque::new(),
-                procs: Vec::new(),
-                next_pid: 100,
+                apps: Apps::new(NodeId(index as u32 + 1)),
                 life: 0,
                 counter: 0,
                 restart_at: None,
@@ -366,17 +384,11 @@ impl World {
         n.paused_until = None;
         n.backlog.clear();
         n.restart_at = None;
-        n.procs = (0..PROCS_PER_NODE)
-            .map(|_| {
-                n.next_pid += 1;
-                Proc {
-                    pid: n.next_pid,
-                    joined: BTreeSet::new(),
-                }
-            })
-            .collect();
         n.life = self.lives.len();
         self.lives.push(Life::new(n.id, n.incarnation));
+        let node = n.endpoint.as_mut().expect("just started").node_mut();
+        let refused = n.apps.start(n.incarnation, node, &mut self.report.sessions);
+        self.report.violations.extend(refused);
         self.flush(index);
     }
 
@@ -384,6 +396,7 @@ impl World {
         // What the node delivered before it crashed, its application saw.
         self.drain_events(index);
         let n = &mut self.nodes[index];
+        n.apps.crash(&mut self.report.sessions);
         if let Some(endpoint) = n.endpoint.take() {
             self.quorum.on_crash(self.now, index);
             n.persisted_ring_seq = endpoint.node().max_ring_seq();
@@ -445,7 +458,8 @@ impl World {
         }
     }
 
-    /// Moves a node's queued events to its log.
+    /// Moves a node's queued events to its log, and through its sessions' fan-out to the logs
+    /// of the processes that receive them.
     fn drain_events(&mut self, index: usize) {
         let now = self.now;
         let n = &mut self.nodes[index];
@@ -456,6 +470,13 @@ impl World {
         };
         let life = &mut self.lives[life_index];
         while let Some(event) = endpoint.poll_event() {
+            // A delivery's traced id, when its payload is intact and from its sender.
+            let traced = match &event {
+                Event::Deliver(d) => read_payload(d.data.gather(&mut self.gathered))
+                    .filter(|id| id.node == d.sender.node.0 && id.pid == d.sender.pid),
+                _ => None,
+            };
+            n.apps.route(&event, traced, &mut self.report.sessions);
             match event {
                 Event::Config(c) => {
                     if c.kind == ConfigKind::Regular {
@@ -492,8 +513,8 @@ impl World {
                 Event::Deliver(d) => {
                     self.report.deliveries += 1;
                     let view = life.views.get(d.group).cloned().unwrap_or_default();
-                    match read_payload(d.data.gather(&mut self.gathered)) {
-                        Some(id) if id.node == d.sender.node.0 && id.pid == d.sender.pid => {
+                    match traced {
+                        Some(id) => {
                             if id.node == life.node.0 && id.incarnation == life.incarnation {
                                 if let Some(sub) = self.submitted.get(&id) {
                                     self.report
@@ -516,50 +537,60 @@ impl World {
         }
     }
 
+    /// One random action of a random process of a random running node: join a group (attaching
+    /// a session for it, or joining again through one that left), leave one, close a session,
+    /// die (sometimes to be followed by a process with the same pid), or multicast.
     fn app_action(&mut self) {
         let index = self.rng.below(self.cfg.nodes as u64) as usize;
         if !self.running(index) {
             return;
         }
-        let n = &mut self.nodes[index];
-        let p = self.rng.below(n.procs.len() as u64) as usize;
+        let p = self.rng.below(self.nodes[index].apps.procs.len() as u64) as usize;
         let roll = self.rng.below(1000);
-        let node = n.endpoint.as_mut().expect("running").node_mut();
-        let proc_ = &mut n.procs[p];
-        let result = if proc_.joined.is_empty() || roll < 50 {
-            let g = self.rng.below(GROUPS.len() as u64) as usize;
-            if proc_.joined.contains(&g) {
+        let asked = self.nodes[index].apps.asked_groups(p);
+        let pick =
+            |rng: &mut Rng, groups: &[usize]| groups[rng.below(groups.len() as u64) as usize];
+        let result = if asked.is_empty() || roll < 50 {
+            let g = self.rng.below(RANDOM_GROUPS as u64) as usize;
+            if asked.contains(&g) {
                 return;
             }
-            let r = node.submit(Request::Join {
-                group: GROUPS[g],
-                pid: proc_.pid,
-            });
-            if r.is_ok() {
-                proc_.joined.insert(g);
-            }
-            r
+            self.app(
+                index,
+                Action::Join {
+                    index,
+                    proc_index: p,
+                    group: g,
+                },
+            )
         } else if roll < 80 {
-            let g = *proc_.joined.iter().next().expect("joined");
-            let r = node.submit(Request::Leave {
-                group: GROUPS[g],
-                pid: proc_.pid,
-            });
-            if r.is_ok() {
-                proc_.joined.remove(&g);
-            }
-            r
+            let g = pick(&mut self.rng, &asked);
+            self.app(
+                index,
+                Action::Leave {
+                    index,
+                    proc_index: p,
+                    group: g,
+                },
+            )
+        } else if roll < 84 {
+            let g = pick(&mut self.rng, &asked);
+            let n = &mut self.nodes[index];
+            let node = n.endpoint.as_mut().expect("running").node_mut();
+            n.apps.close(p, g, node, &mut self.report.sessions);
+            Ok(())
         } else if roll < 88 {
-            let r = node.submit(Request::ProcessDown { pid: proc_.pid });
-            n.next_pid += 1;
-            *proc_ = Proc {
-                pid: n.next_pid,
-                joined: BTreeSet::new(),
-            };
-            r
+            let same_pid = self.rng.chance(250_000);
+            self.app(
+                index,
+                Action::Kill {
+                    index,
+                    proc_index: p,
+                    same_pid,
+                },
+            )
         } else {
-            let joined: Vec<usize> = proc_.joined.iter().copied().collect();
-            let g = joined[self.rng.below(joined.len() as u64) as usize];
+            let g = pick(&mut self.rng, &asked);
             let size_roll = self.rng.below(1000);
             let len = if size_roll < 900 {
                 self.rng.range(24, 200)
@@ -573,9 +604,39 @@ impl World {
             } else {
                 Guarantee::Agreed
             };
-            let pid = proc_.pid;
-            self.mcast(index, pid, g, guarantee, len).map(|_| ())
+            self.mcast(index, p, g, guarantee, len).map(|_| ())
         };
+        self.app_result(index, result);
+        self.flush(index);
+    }
+
+    /// A process action on node `index` (running): join, leave or die.
+    fn app(&mut self, index: usize, action: Action) -> Result<(), SubmitError> {
+        let n = &mut self.nodes[index];
+        let node = n.endpoint.as_mut().expect("running").node_mut();
+        let logs = &mut self.report.sessions;
+        match action {
+            Action::Join {
+                proc_index, group, ..
+            } => n.apps.join(proc_index, group, node, logs),
+            Action::Leave {
+                proc_index, group, ..
+            } => n.apps.leave(proc_index, group, node, logs),
+            Action::Kill {
+                proc_index,
+                same_pid,
+                ..
+            } => {
+                n.apps.kill(proc_index, same_pid, node, logs);
+                Ok(())
+            }
+            other => unreachable!("not a process action: {other:?}"),
+        }
+    }
+
+    /// A refusal other than "try again" is a violation: the simulated processes only ask for
+    /// what they may.
+    fn app_result(&mut self, index: usize, result: Result<(), SubmitError>) {
         match result {
             Ok(()) | Err(SubmitError::TryAgain) => {}
             Err(e) => {
@@ -585,15 +646,14 @@ impl World {
                     .push(format!("node {id}: unexpected submit error: {e}"));
             }
         }
-        self.flush(index);
     }
 
-    /// Submits a traced multicast of `len` bytes from process `pid` of node `index` to group
-    /// `group`; an accepted one is recorded for the checkers.
+    /// Submits a traced multicast of `len` bytes from process `p` of node `index` to group
+    /// `group`, through its session; an accepted one is recorded for the checkers.
     fn mcast(
         &mut self,
         index: usize,
-        pid: u32,
+        p: usize,
         group: usize,
         guarantee: Guarantee,
         len: usize,
@@ -603,17 +663,12 @@ impl World {
         let id = MsgId {
             node: n.id.0,
             incarnation: n.incarnation,
-            pid,
+            pid: n.apps.procs[p].pid,
             counter: n.counter,
         };
         let data = make_payload(id, len);
         let node = n.endpoint.as_mut().expect("a running node").node_mut();
-        node.submit(Request::Mcast {
-            group: GROUPS[group],
-            pid,
-            guarantee,
-            data: &data,
-        })?;
+        n.apps.mcast(p, group, guarantee, &data, node)?;
         self.report.messages_submitted += 1;
         let submitted = Submitted {
             group: GROUPS[group].to_vec(),
@@ -715,6 +770,19 @@ impl World {
             Action::Pause { index, ms } => {
                 if self.running(index) {
                     self.nodes[index].paused_until = Some(self.now + ms * MS);
+                }
+            }
+            Action::Join { index, .. }
+            | Action::Leave { index, .. }
+            | Action::Kill { index, .. } => {
+                // A paused node's processes still act: their requests queue at the node.
+                if self.alive(index) {
+                    match self.app(index, action) {
+                        // Random actions may have done it already.
+                        Err(SubmitError::AlreadyJoined) | Err(SubmitError::NotJoined) => {}
+                        result => self.app_result(index, result),
+                    }
+                    self.flush(index);
                 }
             }
         }
@@ -940,8 +1008,15 @@ impl World {
             } else if probes_sent.is_none() {
                 if self.converged().is_some() {
                     self.report.converged_after_heal_ms = Some((self.now - fault_end) / MS);
-                    self.send_probes();
+                    self.probes_unsent = (0..self.cfg.nodes)
+                        .flat_map(|i| (0..GROUPS.len()).map(move |g| (i, g)))
+                        .collect();
                     probes_sent = Some(self.now);
+                }
+            } else if !self.probes_unsent.is_empty() {
+                // A node whose send queue was full at the heal takes its probes once it has
+                // room: they are ordered after everything it accepted before.
+                if self.send_probes() {
                     end = self.now + 20 * token;
                 }
             } else if self.probes_done() {
@@ -980,37 +1055,59 @@ impl World {
             probes_sent.is_some(),
         );
         self.report.violations.extend(violations);
+        let unmatched: u64 = self.nodes.iter().map(|n| n.apps.unmatched()).sum();
+        if unmatched > 0 {
+            self.report.violations.push(format!(
+                "fan-out: {unmatched} changes of a node's own processes matched no request"
+            ));
+        }
+        let violations = check_apps(&self.report.sessions, probes_sent.is_some());
+        self.report.violations.extend(violations);
         self.report.quorum = self.quorum.finish();
         let quorum_violations = self.report.quorum.violations.clone();
         self.report.violations.extend(quorum_violations);
         self.report
     }
 
-    /// After convergence every node's first process joins every group and multicasts a probe.
-    fn send_probes(&mut self) {
-        for i in 0..self.cfg.nodes {
-            for (g, name) in GROUPS.iter().enumerate() {
-                let n = &mut self.nodes[i];
-                let node = n.endpoint.as_mut().expect("converged").node_mut();
-                let proc_ = &mut n.procs[0];
-                if !proc_.joined.contains(&g)
-                    && node
-                        .submit(Request::Join {
-                            group: name,
-                            pid: proc_.pid,
-                        })
-                        .is_ok()
-                {
-                    proc_.joined.insert(g);
+    /// After convergence every node's first process joins every group and multicasts a probe;
+    /// a node whose send queue is full takes the rest later. True once every probe is sent.
+    fn send_probes(&mut self) -> bool {
+        let mut unsent = std::mem::take(&mut self.probes_unsent);
+        unsent.retain(|&(i, g)| {
+            if !self.nodes[i].apps.asked(0, g) {
+                let result = self.app(
+                    i,
+                    Action::Join {
+                        index: i,
+                        proc_index: 0,
+                        group: g,
+                    },
+                );
+                if result == Err(SubmitError::TryAgain) {
+                    return true;
                 }
-                let pid = proc_.pid;
-                if let Ok(id) = self.mcast(i, pid, g, Guarantee::Safe, 64) {
+                self.app_result(i, result);
+            }
+            let sent = match self.mcast(i, 0, g, Guarantee::Safe, 64) {
+                Ok(id) => {
                     let life = self.nodes[i].life;
                     self.lives[life].probes.push(id);
+                    true
                 }
-            }
+                Err(SubmitError::TryAgain) => false,
+                Err(e) => {
+                    let id = self.nodes[i].id;
+                    self.report
+                        .violations
+                        .push(format!("node {id}: a probe was refused: {e}"));
+                    true
+                }
+            };
             self.flush(i);
-        }
+            !sent
+        });
+        self.probes_unsent = unsent;
+        self.probes_unsent.is_empty()
     }
 
     fn probes_done(&self) -> bool {

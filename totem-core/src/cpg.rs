@@ -73,8 +73,10 @@ pub enum Request<'a> {
         guarantee: Guarantee,
         data: &'a [u8],
     },
-    /// A local process died: it leaves all its groups with reason ProcDown.
+    /// A local process's session closed while it had joined `group` (its process died, or its
+    /// ring broke): it leaves the group with reason ProcDown, as corosync's exit_fn does.
     ProcessDown {
+        group: &'a [u8],
         pid: u32,
     },
 }
@@ -190,7 +192,7 @@ impl Cpg {
                 }
                 out.push(Self::simple(OP_JOIN, group, pid));
             }
-            Request::Leave { group, pid } => {
+            Request::Leave { group, pid } | Request::ProcessDown { group, pid } => {
                 check(group)?;
                 let pids = self.local.get_mut(group).ok_or(SubmitError::NotJoined)?;
                 if !pids.remove(&pid) {
@@ -199,29 +201,16 @@ impl Cpg {
                 if pids.is_empty() {
                     self.local.remove(group);
                 }
-                out.push(Self::simple(OP_LEAVE, group, pid));
+                let op = match request {
+                    Request::Leave { .. } => OP_LEAVE,
+                    _ => OP_PROCDOWN,
+                };
+                out.push(Self::simple(op, group, pid));
             }
             Request::Mcast { group, pid, .. } => {
                 check(group)?;
                 self.check_joined(group, pid)?;
                 out.push(Self::simple(OP_MCAST, group, pid));
-            }
-            Request::ProcessDown { pid } => {
-                let groups: Vec<Vec<u8>> = self
-                    .local
-                    .iter()
-                    .filter(|(_, pids)| pids.contains(&pid))
-                    .map(|(g, _)| g.clone())
-                    .collect();
-                for group in groups {
-                    if let Some(pids) = self.local.get_mut(&group) {
-                        pids.remove(&pid);
-                        if pids.is_empty() {
-                            self.local.remove(&group);
-                        }
-                    }
-                    out.push(Self::simple(OP_PROCDOWN, &group, pid));
-                }
             }
         }
         Ok(())
@@ -446,7 +435,8 @@ impl Cpg {
             return false;
         }
         let (_, _, collected) = self.sync.take().expect("syncing");
-        // Union: processes announced by nodes we did not share a ring with join our view.
+        // Union: processes announced by nodes we did not share a ring with join our view, with
+        // reason node-up (corosync's joinlist_inform_clients).
         let mut joined: BTreeMap<Vec<u8>, Vec<Member>> = BTreeMap::new();
         for (group, member) in collected {
             let set = self.groups.entry(group.clone()).or_default();
@@ -459,7 +449,7 @@ impl Cpg {
             emit(CpgOutput::Group(GroupChange {
                 group,
                 members: set.iter().copied().collect(),
-                joined: members.into_iter().map(|m| (m, Reason::Join)).collect(),
+                joined: members.into_iter().map(|m| (m, Reason::NodeUp)).collect(),
                 left: Vec::new(),
             }));
         }

@@ -6,7 +6,8 @@
 //! `poll_event` and `poll_timeout`. It deliberately has no sockets, clock, threads or
 //! randomness of its own (time and a seed come in as arguments), does no crypto (the layer
 //! below authenticates datagrams and tells the core who sent them) and knows nothing of
-//! addresses: destinations are node ids.
+//! addresses: destinations are node ids. `sessions` is CPG's local side, which the dataplane and
+//! the simulator share: which attached process receives which event.
 
 pub mod body;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod limits;
 pub mod node;
 pub mod notice;
 pub mod pack;
+pub mod sessions;
 pub mod srp;
 pub mod stats;
 mod store;
@@ -27,6 +29,7 @@ pub use config::{ClusterShape, SettingError, TotemSettings};
 pub use cpg::{GroupChange, Member, Reason, Request, SubmitError};
 pub use node::{cluster_hash, Delivery, Event, Node, NodeConfig, Transmit};
 pub use notice::{GatherCause, Notice};
+pub use sessions::{SessionId, SessionPhase, Sessions, Submit};
 pub use srp::{ConfigChange, ConfigKind, State};
 pub use stats::Stats;
 pub use types::{Dest, Guarantee, Instant, NodeId, RingId};

@@ -39,8 +39,16 @@ const PACKAGES: &[(&str, &str)] = &[
         "corosync/cmap.h, the ABI of libcmap.so.4 (capi/cmap), and the C tests built against it",
     ),
     (
+        "libquorum-dev",
+        "corosync/quorum.h, the ABI of libquorum.so.5 (capi/quorum), and the C tests built against it",
+    ),
+    (
+        "libvotequorum-dev",
+        "corosync/votequorum.h, the ABI of libvotequorum.so.8 (capi/votequorum), and the C tests built against it",
+    ),
+    (
         "corosync",
-        "Debian's corosync-cpgtool and corosync-cmapctl, run unchanged through rotor's C libraries in the tests",
+        "Debian's corosync-cpgtool, corosync-cmapctl and corosync-quorumtool, run unchanged through rotor's C libraries in the tests",
     ),
     (
         "iputils-ping",

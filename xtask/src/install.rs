@@ -51,6 +51,24 @@ pub const LIBRARIES: &[Library] = &[
         pc_name: "libcmap",
         description: "corosync's configuration map API over rotor",
     },
+    Library {
+        package: "rotor-capi-quorum",
+        built: "libquorum.so",
+        file: "libquorum.so.5.1.0",
+        soname: "libquorum.so.5",
+        dev_link: "libquorum.so",
+        pc_name: "libquorum",
+        description: "corosync's quorum API over rotor",
+    },
+    Library {
+        package: "rotor-capi-votequorum",
+        built: "libvotequorum.so",
+        file: "libvotequorum.so.8.0.0",
+        soname: "libvotequorum.so.8",
+        dev_link: "libvotequorum.so",
+        pc_name: "libvotequorum",
+        description: "corosync's votequorum API over rotor",
+    },
 ];
 
 /// The corosync version whose ABI the libraries carry (pkg-config's Version).
@@ -200,6 +218,14 @@ mod tests {
             Path::new("libcpg.so.4.1.0")
         );
         assert_eq!(fs::read_to_string(&so).unwrap(), "libcpg.so.4");
+        assert_eq!(
+            fs::read_link(libdir.join("libvotequorum.so.8")).unwrap(),
+            Path::new("libvotequorum.so.8.0.0")
+        );
+        assert_eq!(
+            fs::read_to_string(libdir.join("libquorum.so")).unwrap(),
+            "libquorum.so.5"
+        );
         let pc = fs::read_to_string(libdir.join("pkgconfig/libcmap.pc")).unwrap();
         assert!(
             pc.contains("Libs: -L${libdir} -Wl,-rpath,${libdir} -lcmap\n"),

@@ -136,7 +136,7 @@ pub fn c_types(header: &str, out: &str) {
     if !path.exists() {
         panic!(
             "{} is missing: install corosync's development headers (Debian: libcorosync-common-dev \
-             libcpg-dev libcmap-dev; `cargo xtask deps` does it)",
+             libcpg-dev libcmap-dev libquorum-dev libvotequorum-dev; `cargo xtask deps` does it)",
             path.display()
         );
     }

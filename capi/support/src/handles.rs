@@ -1,9 +1,22 @@
 //! hdb-style handle tables: a handle is `generation << 32 | slot`, so a handle that was
 //! finalized (its slot reused or not) and any handle never issued — 0 included — is
-//! refused (`CS_ERR_BAD_HANDLE`), never a use of freed memory. An instance is shared as an
-//! `Arc`: a call that looked it up keeps it alive while another thread finalizes it.
+//! refused (`CS_ERR_BAD_HANDLE`), never a use of freed memory. A slot's generations start at
+//! a random value, as hdb's check values are random: a handle of another library (a cpg
+//! handle given to libquorum) or of another process is refused too, but for a 1 in 2^31
+//! chance. An instance is shared as an `Arc`: a call that looked it up keeps it alive while
+//! another thread finalizes it.
 
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A random even generation for a new slot (empty: even), from the standard library's
+/// per-process random hash keys.
+fn random_generation(index: usize) -> u32 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_usize(index);
+    (h.finish() as u32) & !1
+}
 
 struct Slot<T> {
     /// Odd while the slot holds an instance; bumped on insert and on remove.
@@ -39,8 +52,9 @@ impl<T> HandleTable<T> {
         let index = match slots.iter().position(|s| s.value.is_none()) {
             Some(i) => i,
             None => {
+                let generation = random_generation(slots.len());
                 slots.push(Slot {
-                    generation: 0,
+                    generation,
                     value: None,
                 });
                 slots.len() - 1
@@ -104,5 +118,16 @@ mod tests {
         assert_eq!(*t.get(b).unwrap(), "b");
         assert!(t.get(b ^ (1 << 40)).is_none());
         assert!(t.get(u64::MAX).is_none());
+    }
+
+    #[test]
+    fn handles_of_another_table_are_refused() {
+        let (cpg, quorum) = (HandleTable::new(), HandleTable::new());
+        let c = cpg.insert("cpg");
+        let q = quorum.insert("quorum");
+        // Both in slot 0, under generations drawn apart (equal with a 1 in 2^31 chance).
+        assert_eq!(c & 0xffff_ffff, q & 0xffff_ffff);
+        assert!(quorum.get(c).is_none());
+        assert!(cpg.get(q).is_none());
     }
 }

@@ -1,7 +1,7 @@
 //! Debian's own corosync tools, unchanged binaries from the `corosync` package, run against
 //! rotor through its C libraries (`LD_LIBRARY_PATH`), their output compared with rotor's own
 //! commands: corosync-cmapctl's dump, prefix listing, `-g`, `-s`, `-d`, `-t` tracking and the
-//! stats map (`-m stats`).
+//! stats map (`-m stats`); corosync-quorumtool as far as it goes without rotor's libcfg.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -9,9 +9,10 @@ use std::process::{Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rotor_capi_tests::{text, Cluster};
+use rotor_capi_tests::{text, Cluster, LIBRARIES};
 
 const CMAPCTL: &str = "/usr/sbin/corosync-cmapctl";
+const QUORUMTOOL: &str = "/usr/sbin/corosync-quorumtool";
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -266,5 +267,60 @@ fn the_c_bench_client_runs_on_rotor_through_libcpg() {
         assert!(o.status.success(), "{report}");
         assert!(report.contains("seq_errors=0"), "{report}");
         assert!(report.contains(&format!("bench={}", args[0])), "{report}");
+    }
+}
+
+/// Output with the line that moves on its own (`Date:`) left out.
+fn undated(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| !l.starts_with("Date:")).collect()
+}
+
+/// corosync-quorumtool (`-s`, `-l`, `-p` and their combinations) through rotor's libquorum,
+/// libvotequorum and libcmap. The tool opens cfg (libcfg.so.7: `corosync_cfg_initialize`,
+/// `corosync_cfg_get_node_addrs` for the names) right after cmap and quorum and before it
+/// prints anything. Until rotor builds libcfg.so.7, Debian's is loaded, finds no corosync and
+/// the tool stops there: what this checks then is that the tool loads rotor's libraries,
+/// binds every function it imports from them at its version (`LD_BIND_NOW`, see
+/// [`Cluster::command`]) and that cmap and quorum start through them ("Cannot initialise CFG
+/// service" is the only complaint). With rotor's libcfg.so.7 among [`LIBRARIES`], the tool's
+/// output and exit status are compared with `rotor quorum`'s.
+#[test]
+fn corosync_quorumtool_through_rotors_libraries() {
+    let c = Cluster::start_votequorum(3, 5, "");
+    // Quorum is decided once the ring's sync ends: wait for rotor quorum to say quorate.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !c.rotor(1, &["quorum", "-s"]).status.success() {
+        assert!(Instant::now() < deadline, "no quorum within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let with_libcfg = LIBRARIES.iter().any(|l| l.2 == "libcfg.so.7");
+    for args in [
+        &["-s"][..],
+        &["-l"][..],
+        &["-p"][..],
+        &["-s", "-p"][..],
+        &["-l", "-p"][..],
+    ] {
+        let theirs = c.run(1, Path::new(QUORUMTOOL), args, Duration::from_secs(20));
+        if with_libcfg {
+            let mut rotor_args = vec!["quorum"];
+            rotor_args.extend(args);
+            let ours = c.rotor(1, &rotor_args);
+            assert_eq!(
+                undated(&stdout(&theirs)),
+                undated(&stdout(&ours)),
+                "corosync-quorumtool {args:?}:\n{}",
+                text(&theirs)
+            );
+            assert_eq!(theirs.status.code(), ours.status.code(), "{args:?}");
+        } else {
+            assert_eq!(theirs.status.code(), Some(1), "{}", text(&theirs));
+            assert_eq!(stdout(&theirs), "", "{}", text(&theirs));
+            assert_eq!(
+                String::from_utf8_lossy(&theirs.stderr),
+                "Cannot initialise CFG service\n",
+                "corosync-quorumtool {args:?} got past cmap and quorum, and stopped at cfg only"
+            );
+        }
     }
 }
