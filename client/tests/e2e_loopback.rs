@@ -61,8 +61,8 @@ impl Nodes {
     }
 }
 
-/// Three rotords on 127.0.0.1-3; `index` keeps concurrent tests of this binary apart (their
-/// own socket names, directory and cluster port).
+/// Three rotords on 127.0.0.1-3, on a free cluster port; `index` keeps concurrent tests of this
+/// binary apart (their own socket names and directory): each test has its own.
 fn start(index: u16) -> Nodes {
     let tag = format!("{}-{index}", std::process::id());
     let dir = std::env::temp_dir().join(format!("rotor-e2e-{tag}"));
@@ -76,7 +76,11 @@ fn start(index: u16) -> Nodes {
         .open(&key)
         .unwrap();
     f.write_all(&[0x5a; 256]).unwrap();
-    let port = 20_000 + (std::process::id() % 10_000) as u16 * 4 + index;
+    // A port nothing uses right now (one made from the pid can collide with another test's).
+    let port = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port();
     let conf = dir.join("corosync.conf");
     std::fs::write(
         &conf,
@@ -699,7 +703,7 @@ fn the_client_api_end_to_end() {
 /// cluster port free the moment rotord has exited, and rejoins the ring of three, every time.
 #[test]
 fn a_node_restarted_right_after_a_clean_stop_rejoins() {
-    let mut nodes = start(3);
+    let mut nodes = start(4);
     for i in 1..=3 {
         wait_ring(&nodes, i, 3);
     }
