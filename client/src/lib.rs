@@ -24,7 +24,7 @@ use rotor_proto::Status;
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot attach to rotor (is rotord running?): {0}")]
+    #[error("{}", attach_text(.0))]
     Attach(#[from] ipc_shm::AttachError),
     #[error("{0}")]
     Session(#[from] ipc_shm::SessionError),
@@ -40,4 +40,40 @@ pub enum Error {
     Protocol(&'static str),
     #[error("malformed record from the node: {0}")]
     Decode(#[from] rotor_proto::DecodeError),
+}
+
+/// What an attach failure means to the person who ran the client: "is rotord running?" only
+/// where nobody answered, what to write in the config where rotord refused the uid.
+fn attach_text(error: &ipc_shm::AttachError) -> String {
+    use ipc_shm::AttachError;
+    match error {
+        AttachError::Connect { .. } => {
+            format!("{error} (is rotord running in this network namespace?)")
+        }
+        AttachError::PermissionDenied { uid } => format!(
+            "rotord refused this client: permission denied for uid {uid}; \
+             list `uid: {uid}` (or its group's `gid:`) in uidgid {{ }} of rotord's config, \
+             or run as root or as the user rotord runs as"
+        ),
+        other => format!("cannot attach to rotor: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attach_errors_say_what_to_do() {
+        let refused = Error::from(ipc_shm::AttachError::PermissionDenied { uid: 65534 });
+        let text = refused.to_string();
+        assert!(text.contains("permission denied for uid 65534"), "{text}");
+        assert!(text.contains("uidgid"), "{text}");
+        assert!(!text.contains("is rotord running"), "{text}");
+        let absent = Error::from(ipc_shm::AttachError::Connect {
+            name: "rotor-ipc".into(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        });
+        assert!(absent.to_string().contains("is rotord running"), "{absent}");
+    }
 }

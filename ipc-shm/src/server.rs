@@ -16,7 +16,11 @@ use crate::ring::{self, Consumer, Producer};
 use crate::session::{PeerCred, Role, Session};
 use crate::sys;
 
-/// Who may attach: root always, plus the uids and gids configured (corosync.conf `uidgid`).
+/// Who may attach: root always, plus the uids and gids configured (corosync.conf `uidgid`),
+/// and, for a server that does not run as root, the user it runs as
+/// ([`AllowList::root_and_owner`]): such a user can already read the server's memory, so
+/// admitting it grants nothing new, and without it a non-root rotord would refuse its own
+/// `rotor status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowList {
     uids: BTreeSet<u32>,
@@ -27,6 +31,12 @@ impl AllowList {
     /// Root only.
     pub fn root_only() -> AllowList {
         AllowList::default()
+    }
+
+    /// Root and the effective uid of this process (the server's owner).
+    pub fn root_and_owner() -> AllowList {
+        // Safety: geteuid has no preconditions and cannot fail.
+        AllowList::root_only().allow_uid(unsafe { libc::geteuid() })
     }
 
     /// Also allows this user id.

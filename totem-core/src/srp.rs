@@ -1033,7 +1033,9 @@ impl Srp {
         self.my_last_backlog = backlog;
 
         if operational {
-            self.installed.safe = self.installed.safe.max(token.safe);
+            // The token's safe mark says every member holds every frame up to it, this node
+            // included: never beyond what it holds (a token altered in flight claimed more).
+            self.installed.safe = self.installed.safe.max(token.safe.min(my_aru));
         }
 
         let idle = sent == 0
@@ -1751,6 +1753,16 @@ impl Srp {
                 if !all_filled {
                     return Err(DropReason::Malformed);
                 }
+                // Our own entry is as we filled it (our installed ring as the old one); a token
+                // that says otherwise was altered and would have us recover without ourselves.
+                let me = self.me;
+                let old = self.installed.ring;
+                if !entries
+                    .iter()
+                    .any(|e| e.node() == me && e.old_ring() == old)
+                {
+                    return Err(DropReason::Malformed);
+                }
                 forming.entries = entries.to_vec();
                 self.set_timer(Timer::TokenRetransmit, None);
                 self.reset_token_timeout(now);
@@ -1795,7 +1807,9 @@ impl Srp {
         // aru are resent by every member holding them.
         let store = &self.installed.store;
         let mut queue = VecDeque::new();
-        for seq in (low + 1)..=high {
+        // Nothing above our own highest frame is held: the commit token's `high` comes from
+        // other members and is not walked blindly (a corrupted one cost seconds per token).
+        for seq in (low + 1)..=high.min(store.high()) {
             if !store.has(seq) {
                 continue;
             }
@@ -1877,7 +1891,7 @@ impl Srp {
             left: left.clone(),
         });
         // 3. The remaining old-ring frames, past the gaps left by the departed.
-        for seq in (old.delivered + 1)..=recovery.high {
+        for seq in (old.delivered + 1)..=recovery.high.min(old.store.high()) {
             if let Some(slot) = old.store.get(seq) {
                 if slot.flags & FLAG_RECOVERY == 0 {
                     up.deliver(slot.origin, &slot.body);

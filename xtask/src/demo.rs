@@ -284,14 +284,31 @@ fn bench_all(
 }
 
 pub fn run(args: &[String]) -> Result<(), String> {
-    let loopback = match args {
-        [] => false,
-        [a] if a == "--loopback" => true,
-        _ => return Err("usage: cargo xtask demo [--loopback]".into()),
-    };
-    crate::deps::ensure()?;
+    let usage = || "usage: cargo xtask demo [--loopback] [--bins DIR]".to_string();
+    let mut loopback = false;
+    let mut prebuilt = None;
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--loopback" => loopback = true,
+            // Binaries built already (rotord, rotor-dataplane, rotor): no install, no build,
+            // so the demo can run as a user who can do neither.
+            "--bins" => {
+                i += 1;
+                prebuilt = Some(PathBuf::from(args.get(i).ok_or_else(usage)?));
+            }
+            _ => return Err(usage()),
+        }
+        i += 1;
+    }
     rotor_testbed::interrupt::catch();
-    let bins = build_bins(true)?;
+    let bins = match prebuilt {
+        Some(dir) => Bins { dir },
+        None => {
+            crate::deps::ensure()?;
+            build_bins(true)?
+        }
+    };
     let root = is_root() && !loopback;
     let dir = std::env::temp_dir().join(format!("rotor-demo-{}", std::process::id()));
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -448,6 +465,45 @@ pub fn run(args: &[String]) -> Result<(), String> {
     drop(demo);
     println!("    stopped every node and removed the hosts; `cargo xtask cluster up 3` starts a cluster that stays up");
     Ok(())
+}
+
+/// The loopback demo as uid 65534 (root only): the debug binaries and this xtask are copied
+/// where that user may run them, and the demo runs through setpriv with no capabilities.
+pub fn run_unprivileged() -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    const UID: u32 = 65534;
+    let built = build_bins(false)?;
+    let dir = std::env::temp_dir().join(format!("rotor-demo-nonroot-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let copy = |from: &Path, name: &str| -> Result<(), String> {
+        let to = dir.join(name);
+        fs::copy(from, &to)
+            .map_err(|e| format!("copy {} to {}: {e}", from.display(), to.display()))?;
+        fs::set_permissions(&to, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())
+    };
+    let result = (|| {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+        for name in ["rotord", "rotor-dataplane", "rotor"] {
+            copy(&built.dir.join(name), name)?;
+        }
+        let me = std::env::current_exe().map_err(|e| format!("xtask's own path: {e}"))?;
+        copy(&me, "xtask")?;
+        crate::run(
+            &format!("cargo xtask demo --loopback as uid {UID}"),
+            Command::new("setpriv")
+                .arg(format!("--reuid={UID}"))
+                .arg(format!("--regid={UID}"))
+                .args(["--clear-groups", "--inh-caps=-all"])
+                .arg(dir.join("xtask"))
+                .args(["demo", "--loopback", "--bins"])
+                .arg(&dir)
+                .env("HOME", "/tmp")
+                .env("TMPDIR", "/tmp"),
+        )
+    })();
+    let _ = fs::remove_dir_all(&dir);
+    result
 }
 
 #[cfg(test)]

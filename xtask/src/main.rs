@@ -5,6 +5,8 @@
 mod cluster;
 mod demo;
 mod deps;
+mod faults;
+mod fuzz;
 mod install;
 mod man;
 mod package;
@@ -17,7 +19,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [args]
 
   test                 install missing system packages, then fmt check, clippy, the whole test suite
-  demo [--loopback]    install, build, start a 3-node cluster (netns + XDP as root, loopback
+  demo [--loopback] [--bins DIR]
+                       install, build, start a 3-node cluster (netns + XDP as root, loopback
                        otherwise or with --loopback), show it working and clean up
   sim [ARGS]           run the seeded Totem simulator (see `cargo xtask sim --help`)
   bench core [ARGS]    benchmark the totem-core state machine in the simulator
@@ -35,6 +38,12 @@ usage: cargo xtask <command> [args]
                        N netns hosts n1..nN (198.18.0.I, 2001:2::I), one rotord each
   cluster down         stop those nodes and remove the hosts
   cluster exec I CMD…  run CMD inside host nI
+  faults [--quick] [--hold SECONDS]
+                       the fault campaign on netns hosts (root): checker clients on every
+                       node, each fault applied, healed and checked; figures in the report
+  fuzz TARGET [--time SECONDS] [--merge]
+                       libFuzzer (stable toolchain) on one target: wire, crypto_open, proto,
+                       ipc_ring, config, cmap_value
   install [--prefix DIR] [--libdir DIR]
                        build in release mode and install rotord, rotor-dataplane (PREFIX/sbin),
                        rotor (PREFIX/bin) and the C libraries with their soname links and
@@ -60,6 +69,8 @@ fn main() {
         "sim" => sim(rest),
         "bench" => bench(rest),
         "cluster" => cluster::main(rest),
+        "faults" => faults::main(rest),
+        "fuzz" => fuzz::main(rest),
         "deps" => deps::ensure(),
         "man" => man::run(rest),
         "package" => package::run(rest),
@@ -120,7 +131,22 @@ fn test() -> Result<(), String> {
             "warnings",
         ]),
     )?;
-    run("cargo test", cargo().args(["test", "--workspace"]))
+    run("cargo test", cargo().args(["test", "--workspace"]))?;
+    // Coverage-guided fuzzing, a few seconds per target, from the checked-in corpus.
+    fuzz::quick()?;
+    // The quick fault matrix runs inside `cargo test` (rotor-faults' netns_faults, root).
+    // The unprivileged demo, as the non-root path a user without root takes.
+    demo_unprivileged()
+}
+
+/// `cargo xtask demo --loopback` as uid 65534 when run as root (as any other user, the demo
+/// in the suite would be the same user's run; skipped).
+fn demo_unprivileged() -> Result<(), String> {
+    if !cluster::is_root() {
+        eprintln!("xtask: skipped: the unprivileged demo (needs root to switch to uid 65534)");
+        return Ok(());
+    }
+    demo::run_unprivileged()
 }
 
 /// `cargo run --release` of one target of the workspace, with `args` passed through.

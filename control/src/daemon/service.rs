@@ -24,9 +24,10 @@ use super::stats::{clear_prefixes, StatsBook};
 /// (`corosync-cmapctl -C WHAT` sets `stats.clear.WHAT`).
 pub const STATS_CLEAR_PREFIX: &str = "stats.clear.";
 
-/// The allow-list from uidgid{}: root always, plus `uidgid.config.uid.*`/`gid.*` entries.
+/// The allow-list from uidgid{}: root and the user rotord runs as always, plus
+/// `uidgid.config.uid.*`/`gid.*` entries.
 pub fn allow_list(cmap: &CmapStore) -> AllowList {
-    let mut allow = AllowList::root_only();
+    let mut allow = AllowList::root_and_owner();
     for (k, _) in cmap.iter_prefix("uidgid.config.uid.") {
         if let Some(uid) = k.rsplit('.').next().and_then(|s| s.parse().ok()) {
             allow = allow.allow_uid(uid);

@@ -1,0 +1,13 @@
+//! rotor-faults: the fault campaign on real processes. Checker clients (`rotor-checker`, built
+//! on rotor-client's CPG API) run on every node of a testbed cluster, multicast numbered and
+//! checksummed messages and log every delivery and configuration change; the campaign applies
+//! one fault at a time for a bounded time (loss, delay with reordering, duplication,
+//! partitions, flapping, kills, pauses, restarts, a node with another key, a garbage flood),
+//! heals it, measures how long traffic takes to flow everywhere again, and the checker tests
+//! the logs against what CPG promises (`check`). Test infrastructure: no product crate
+//! depends on it.
+
+pub mod campaign;
+pub mod check;
+pub mod record;
+pub mod relay;
