@@ -13,8 +13,9 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
     about = "rotor cluster engine: the command-line tool",
     long_about = "rotor talks to the local rotord (through the abstract socket @rotor-ipc, or \
                   $ROTOR_IPC_SOCKET) and answers as corosync's tools do: `rotor keygen` as \
-                  corosync-keygen, `rotor status` as corosync-cfgtool -s, `rotor cmap` as \
-                  corosync-cmapctl, `rotor cpg` as corosync-cpgtool.",
+                  corosync-keygen, `rotor status` as corosync-cfgtool -s, `rotor quorum` \
+                  as corosync-quorumtool, `rotor cmap` as corosync-cmapctl, `rotor cpg` as \
+                  corosync-cpgtool.",
     after_help = "See also: rotord(8), rotor.conf(5)."
 )]
 pub struct Cli {
@@ -34,13 +35,12 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Ring and link status (like corosync-cfgtool -s).
     Status,
-    /// Quorum status and votequorum settings, with corosync-quorumtool's options and output:
-    /// -s status, -l nodes, -p machine parsable, -m monitor, -e EXPECTED, -v VOTES [-n NODE],
-    /// -f unregister the quorum device, -a all addresses, -i addresses, -H hex ids,
-    /// -o a|n|i order, -h help. Exit status 0 when quorate, 2 when not.
+    /// Quorum status and votequorum settings, with corosync-quorumtool's options and output
+    /// (-h lists them). Exit status 0 when quorate, 2 when not.
     #[command(disable_help_flag = true)]
     Quorum {
-        /// corosync-quorumtool's options (see -h).
+        /// corosync-quorumtool's options (see -h; the man page lists them from
+        /// `QUORUM_OPTIONS`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -98,6 +98,84 @@ pub enum Command {
         #[arg(short = 'm', default_value_t = 1)]
         members: usize,
     },
+}
+
+/// One of corosync-quorumtool's options, as its usage text lists it: the letter, the value's
+/// name (`<votes>`) if it takes one, and what it does. `rotor quorum -h` prints them in
+/// corosync-quorumtool's layout and rotor-quorum(8) lists them, so the two cannot drift.
+pub struct QuorumOption {
+    pub short: char,
+    pub value: Option<&'static str>,
+    pub help: &'static str,
+}
+
+const fn quorum_option(
+    short: char,
+    value: Option<&'static str>,
+    help: &'static str,
+) -> QuorumOption {
+    QuorumOption { short, value, help }
+}
+
+/// corosync-quorumtool's options in its usage text's order (`rotor quorum` parses them as its
+/// getopt loop does: grouped flags, a value in the same word or the next).
+pub const QUORUM_OPTIONS: &[QuorumOption] = &[
+    quorum_option('s', None, "show quorum status"),
+    quorum_option('m', None, "constantly monitor quorum status"),
+    quorum_option('l', None, "list nodes"),
+    quorum_option('a', None, "show all names or addresses for each node"),
+    quorum_option(
+        'p',
+        None,
+        "when used with -s or -l, generates machine parsable output",
+    ),
+    quorum_option(
+        'v',
+        Some("votes"),
+        "change the number of votes for a node (*)",
+    ),
+    quorum_option('n', Some("nodeid"), "optional nodeid of node for -v"),
+    quorum_option(
+        'e',
+        Some("expected"),
+        "change expected votes for the cluster (*)",
+    ),
+    quorum_option('H', None, "show nodeids in hexadecimal rather than decimal"),
+    quorum_option(
+        'i',
+        None,
+        "show node IP addresses instead of the resolved name",
+    ),
+    quorum_option(
+        'o',
+        Some("a|n|i"),
+        "order by [a] IP address (default), [n] name, [i] nodeid",
+    ),
+    quorum_option(
+        'f',
+        None,
+        "forcefully unregister a quorum device *DANGEROUS* (*)",
+    ),
+    quorum_option('h', None, "show this help text"),
+    quorum_option('V', None, "show version and exit"),
+];
+
+/// The footnote of corosync-quorumtool's usage text, for the starred options.
+pub const QUORUM_STARRED: &str =
+    "(*) Starred items only work if votequorum is the quorum provider for corosync";
+
+/// corosync-quorumtool's usage text for the program `name`, byte for byte.
+pub fn quorum_usage(name: &str) -> String {
+    let mut out = format!("usage: \n{name} <options>\n\n  options:\n\n");
+    for o in QUORUM_OPTIONS {
+        let flag = match o.value {
+            Some(v) => format!("-{} <{v}>", o.short),
+            None => format!("-{}", o.short),
+        };
+        out.push_str(&format!("  {flag:<15}{}\n", o.help));
+    }
+    out.push_str(&format!("\n  {QUORUM_STARRED}\n\n"));
+    out
 }
 
 /// corosync-keygen's flags.

@@ -1,10 +1,10 @@
 //! rotord's operations surface on loopback, no root needed: the metrics endpoint
 //! (`rotor { metrics_listen }`) scraped over HTTP and parsed by the Prometheus project's own
 //! text-format parser (Debian's python3-prometheus-client, installed by `cargo xtask deps`),
-//! with the ring, quorum, the peers (their link probes' state and round trip) and counters that
-//! survive a dataplane restart; `rotor cmap -C`
-//! clearing what cmap shows but never what the metrics count; and `--pid-file`: written, locked
-//! against a second rotord (exit 18), removed on a clean stop.
+//! with the ring, quorum, the peers (their link probes' state and round trip), crypto drops by
+//! reason, and counters that survive a dataplane restart; `rotor cmap -C` clearing what cmap
+//! shows but never what the metrics count; and `--pid-file`: written, locked against a second
+//! rotord (exit 18), removed on a clean stop.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -79,6 +79,8 @@ struct Setup {
     conf_plain: PathBuf,
     tag: String,
     metrics_port: u16,
+    /// The cluster's UDP port.
+    port: u16,
 }
 
 impl Drop for Setup {
@@ -140,6 +142,7 @@ fn setup(name: &str) -> Setup {
         conf_plain,
         tag,
         metrics_port,
+        port,
     }
 }
 
@@ -315,6 +318,29 @@ fn metrics_are_scraped_parsed_and_survive_a_dataplane_restart() {
     let peer = "{address=\"127.0.0.2\",peer_id=\"2\"}";
     assert!(value(&samples, &format!("rotor_peer_link_rtt_seconds{peer}")) > 0.0);
     assert!(value(&samples, &format!("rotor_peer_link_answers_total{peer}")) >= 1.0);
+    // Every family an operator watches is there from the start, counters at their value.
+    for family in [
+        "rotor_token_rotation_seconds_bucket{le=\"+Inf\"}",
+        "rotor_token_retransmits_total{}",
+        "rotor_retransmitted_frames_total{}",
+        "rotor_retransmit_requests_total{}",
+        "rotor_token_lost_total{}",
+        "rotor_ipc_backlog_bytes{}",
+        "rotor_ipc_requests_deferred_total{}",
+        "rotor_ipc_records_backlogged_total{}",
+        "rotor_ipc_clients{}",
+        "rotor_dataplane_restarts_total{}",
+    ] {
+        value(&samples, family);
+    }
+    // Frames that are not rotor's are crypto drops, by reason.
+    let garbage = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+    garbage.send_to(b"abc", ("127.0.0.1", s.port)).unwrap();
+    garbage
+        .send_to(&[0x5a; 120], ("127.0.0.1", s.port))
+        .unwrap();
+    s.wait_sample("rotor_crypto_dropped_frames_total{reason=\"truncated\"} 1.0");
+    s.wait_sample("rotor_crypto_dropped_frames_total{reason=\"bad_magic\"} 1.0");
     // Let the token go round, then kill the dataplane: rotord starts another.
     let samples = {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -338,6 +364,10 @@ fn metrics_are_scraped_parsed_and_survive_a_dataplane_restart() {
     unsafe { libc::kill(dataplane as i32, libc::SIGKILL) };
     let samples = s.wait_sample("rotor_dataplane_restarts_total{} 1.0");
     for (name, before) in [
+        (
+            "rotor_crypto_dropped_frames_total{reason=\"truncated\"}",
+            1.0,
+        ),
         ("rotor_tokens_received_total{}", before_tokens),
         ("rotor_token_rotation_seconds_count{}", before_rotations),
         ("rotor_network_received_frames_total{}", before_frames),

@@ -233,6 +233,11 @@ pub fn build_package(root: &Path, built: &Path, out: &Path) -> Result<PathBuf, S
         .unwrap_or("0")
         .to_owned();
     let version = env!("CARGO_PKG_VERSION");
+    let libraries = LIBRARIES
+        .iter()
+        .map(|l| l.soname)
+        .collect::<Vec<_>>()
+        .join(", ");
     let control = format!(
         "Package: {NAME}\nVersion: {version}\nArchitecture: {arch}\nMaintainer: rotor developers \
          <rotor@localhost>\nInstalled-Size: {size_kib}\nDepends: {depends}\nSuggests: \
@@ -241,8 +246,8 @@ pub fn build_package(root: &Path, built: &Path, out: &Path) -> Result<PathBuf, S
          configuration, tools and C libraries\n rotor runs Totem ordered group messaging with \
          extended virtual synchrony, CPG and cmap\n over a kernel-bypass dataplane (XDP and \
          AF_XDP, or kernel UDP). It reads corosync.conf,\n answers as corosync's tools do, and \
-         ships drop-in builds of libcpg, libcmap and\n libcorosync_common in /usr/lib/rotor. \
-         It does not speak Corosync's wire protocol:\n a cluster moves to rotor all at once \
+         ships drop-in builds of corosync's C libraries\n in /usr/lib/rotor ({libraries}).\n \
+         It does not speak Corosync's wire protocol: a cluster moves to rotor\n all at once \
          (see /usr/share/doc/rotor/OPERATIONS.md).\n"
     );
     let debian = staging.join("DEBIAN");
@@ -303,6 +308,7 @@ mod tests {
             "libc6",
             "libelf1",
             "zlib1g",
+            "libvotequorum.so.8",
         ] {
             assert!(control.contains(want), "{want} in\n{control}");
         }
