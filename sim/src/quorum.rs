@@ -12,7 +12,8 @@
 //!   corosync's rule, with the same hazard). A tie-breaker split straight from the whole
 //!   cluster is held to one quorate side;
 //! - **wait_for_all**: a node becomes quorate — for the first time, and again after each loss
-//!   of quorum (corosync re-arms wait_for_all then) — only in a ring with every node, or in a
+//!   of quorum (corosync re-arms wait_for_all then) — only in a ring with every node (or as
+//!   many votes as its expected votes, which last_man_standing may have lowered), or in a
 //!   ring with a node that was quorate;
 //! - **last_man_standing**: a quorate node lowers its expected votes only once
 //!   last_man_standing_window has passed since nodes last left its membership;
@@ -284,7 +285,8 @@ impl QuorumWatch {
                     quorate, members, ..
                 } => {
                     let members: BTreeSet<u32> = members.iter().map(|m| m.0).collect();
-                    self.on_report(now, index, quorate, members);
+                    let expected = node.votequorum().map_or(0, |vq| vq.expected_votes());
+                    self.on_report(now, index, quorate, members, expected);
                 }
                 QuorumEvent::EvTrackingBarrier(b) => self.nodes[index].ev_tracking_barrier = b,
                 QuorumEvent::Reply { result: Ok(()), .. } => {
@@ -328,10 +330,24 @@ impl QuorumWatch {
         }
     }
 
-    fn on_report(&mut self, now: u64, index: usize, quorate: bool, members: BTreeSet<u32>) {
+    /// A quorum report of node `index`, whose expected votes are `expected` then.
+    fn on_report(
+        &mut self,
+        now: u64,
+        index: usize,
+        quorate: bool,
+        members: BTreeSet<u32>,
+        expected: u32,
+    ) {
         let id = index as u32 + 1;
         let all = self.nodes.len();
-        if quorate && self.nodes[index].wfa_armed && members.len() < all {
+        // corosync's are_we_quorate lets wait_for_all go once the votes present are this
+        // node's expected votes, which last_man_standing may have lowered below the whole
+        // cluster's: a node whose expected votes went down to 3 of 4 and that then lost quorum
+        // is quorate again in a ring of 3.
+        let votes = members.len() as u64 * u64::from(self.plan.settings.votes);
+        let waited_for_all = members.len() >= all || votes >= u64::from(expected.max(1));
+        if quorate && self.nodes[index].wfa_armed && !waited_for_all {
             // Allowed only next to a node that is quorate (its node info clears
             // wait_for_all).
             let with_quorate = members.iter().any(|m| {

@@ -292,8 +292,6 @@ impl Outbox {
 pub struct Srp {
     me: NodeId,
     incarnation: u32,
-    /// The nodelist names this node alone: its first ring needs nobody's answer.
-    alone_by_config: bool,
     /// Invariant: valid for `frame_size_bytes` (`TotemSettings::validate`).
     config: TotemSettings,
     /// Bytes of core header and body in one frame.
@@ -389,7 +387,6 @@ impl Srp {
         let mut srp = Srp {
             me,
             incarnation,
-            alone_by_config: node.shape.nodelist_count <= 1,
             config,
             frame_size_bytes,
             token_warning_ms,
@@ -715,17 +712,14 @@ impl Srp {
     fn on_join_timeout(&mut self, now: Instant, up: &mut impl Upper) {
         if matches!(self.phase, Phase::Gather(_)) {
             self.send_join_round(now);
-            if self.alone_by_config && !self.ever_installed() {
-                // A node configured alone forms its first ring at its first join timeout, as
-                // corosync forms a ring at once on its own join (which comes back to it
-                // through the transport), instead of waiting for the consensus timeout —
-                // 3.6 s at the default token — before it has any ring (and systemd its
-                // READY=1). Corosync does the same for a node of a larger cluster that nobody
-                // answers; rotor does not yet: in the simulator, restarted nodes forming rings
-                // of one at once met a wait_for_all case of votequorum still to be understood
-                // (seed 4049, 4 nodes, all faults). Only before the first ring: later gathers
-                // keep the consensus timeout, so survivors of a fault do not split into rings
-                // of one.
+            if !self.ever_installed() {
+                // A node that just started and that nobody answered within a join period
+                // forms its first ring alone and merges when the others appear, as corosync
+                // does (its own join comes back to it through the transport and
+                // memb_join_process finds consensus on it), instead of waiting for the
+                // consensus timeout — 3.6 s at the default token — before it has any ring (and
+                // systemd its READY=1). Only before the first ring: later gathers keep the
+                // consensus timeout, so survivors of a fault do not split into rings of one.
                 self.check_consensus(now, up);
             }
         }

@@ -1,10 +1,9 @@
-//! When a node forms a ring without the others. A node configured alone forms its first ring at
-//! its first join timeout, as corosync does (its own join comes back to it and is agreed at
+//! When a node forms a ring without the others. A node that nobody answers forms its first ring
+//! at its first join timeout, as corosync does (its own join comes back to it and is agreed at
 //! once), so a service manager hears READY=1 within a join period rather than a consensus
-//! timeout (3.6 s at the default token). A node of a larger cluster that nobody answers still
-//! waits for the consensus timeout (corosync does not; rotor does not yet follow it there), and
-//! once it has had a ring, a node whose peers fall silent waits for the consensus timeout before
-//! it forms a ring without them: a short silence must not split survivors into rings of one.
+//! timeout (3.6 s at the default token), and it merges with the others when they appear. Once
+//! it has had a ring, a node whose peers fall silent waits for the consensus timeout before it
+//! forms a ring without them: a short silence must not split survivors into rings of one.
 
 use totem_core::{
     cluster_hash, ClusterShape, Dest, Instant, Node, NodeConfig, NodeId, RingId, State,
@@ -117,14 +116,26 @@ fn a_node_configured_alone_forms_its_first_ring_at_the_first_join_timeout() {
 }
 
 #[test]
-fn a_node_of_a_larger_cluster_that_nobody_answers_waits_for_the_consensus_timeout() {
+fn a_node_of_a_larger_cluster_that_nobody_answers_forms_its_first_ring_at_the_first_join_timeout() {
     let mut nodes = [node(1)];
     let settings = settings();
     let formed = run(&mut nodes, &[], None, 0, 60_000).expect("a ring forms");
-    assert!(
-        formed >= u64::from(settings.consensus_ms),
-        "formed alone after {formed} ms"
-    );
+    assert_eq!(formed, u64::from(settings.join_ms));
+    assert!(formed < u64::from(settings.consensus_ms));
+    assert_eq!(nodes[0].ring().rep, 1);
+}
+
+#[test]
+fn a_node_that_formed_its_first_ring_alone_merges_when_another_starts() {
+    let mut nodes = [node(1), node(2)];
+    // Node 2 is not there yet: node 1 forms a ring of its own.
+    let formed = run(&mut nodes, &[1], None, 0, 60_000).expect("node 1 alone");
+    let alone = nodes[0].ring();
+    // Node 2 starts (its own timers ran unheard so far): one ring of both follows.
+    run(&mut nodes, &[], Some(alone), formed, 120_000).expect("a ring of two");
+    assert_ne!(nodes[0].ring(), alone);
+    assert_eq!(nodes[1].state(), State::Operational);
+    assert_eq!(nodes[0].ring(), nodes[1].ring(), "one ring of both");
 }
 
 #[test]
