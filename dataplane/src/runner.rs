@@ -116,6 +116,7 @@ impl<T: Transport> Runner<T> {
                 epoch: cfg.epoch,
                 ring_seq_start: cfg.ring_seq_start,
                 seed: cfg.seed,
+                link_probes: true,
             },
             Instant(0),
         )?;

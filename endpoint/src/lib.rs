@@ -18,6 +18,7 @@
 
 pub mod describe;
 pub mod foreign;
+pub mod link;
 pub mod peers;
 pub mod stats;
 
@@ -33,6 +34,7 @@ use totem_core::{
 
 pub use describe::Severity;
 pub use foreign::{recognise_corosync, Corosync, Foreign};
+pub use link::{LinkState, Links};
 pub use peers::{PeerError, Peers};
 pub use stats::{DropCause, Drops, Entries, Rotations, Traffic};
 
@@ -70,8 +72,14 @@ pub struct EndpointConfig<A> {
     pub epoch: u32,
     /// The highest ring sequence this node saw before it restarted (persisted by the caller).
     pub ring_seq_start: u64,
-    /// Seed for the core's one random choice.
+    /// Seed for the core's one random choice (and where in the first second the link probes
+    /// start).
     pub seed: u64,
+    /// Probe the link to every peer once a second (`link`). The dataplane does; the simulator
+    /// does not yet: the probes' datagrams move the simulated timing enough that seeds which
+    /// passed now find the srp fail-set churn and a wait_for_all case still to be understood
+    /// (see docs/ARCHITECTURE.md, endpoint).
+    pub link_probes: bool,
 }
 
 /// Why an endpoint cannot start.
@@ -93,6 +101,8 @@ pub enum Received<'a> {
         key_id: u32,
         body: &'a [u8],
     },
+    /// Authenticated link probe (or its answer) from `sender`, handled by the endpoint.
+    Probe { sender: NodeId },
     /// Dropped and counted.
     Dropped(DropCause),
 }
@@ -210,6 +220,8 @@ pub struct Endpoint<A> {
     drops: Drops,
     traffic: Traffic,
     rotations: Rotations,
+    /// Per-peer link probes (latency and state).
+    links: Links,
     limit: foreign::RateLimit,
     /// Invariant: at most `FOREIGN_REPORTS_MAX`.
     reports: VecDeque<ForeignReport<A>>,
@@ -221,6 +233,16 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
         nodelist.push((cfg.node_id, cfg.local));
         nodelist.sort_by_key(|(id, _)| *id);
         let peers = Peers::new(cfg.node_id, cfg.peers)?;
+        // The first probes go at a point of the first interval that the seed picks
+        // (splitmix64's finaliser spreads consecutive seeds).
+        let mut spread = cfg.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        spread = (spread ^ (spread >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        spread = (spread ^ (spread >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        spread ^= spread >> 31;
+        let links = Links::new(
+            peers.iter().map(|(id, _)| id).filter(|_| cfg.link_probes),
+            now.0 + spread % link::PROBE_INTERVAL_NS,
+        );
         let cluster_hash = totem_core::cluster_hash(&cfg.cluster_name);
         let shape = ClusterShape {
             nodelist_count: u32::try_from(peers.len() + 1).unwrap_or(u32::MAX),
@@ -271,6 +293,7 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
             drops: Drops::default(),
             traffic: Traffic::default(),
             rotations: Rotations::default(),
+            links,
             limit: foreign::RateLimit::new(FOREIGN_REPORT_INTERVAL_NS),
             reports: VecDeque::with_capacity(FOREIGN_REPORTS_MAX),
         })
@@ -313,6 +336,9 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
                 let frame: &'f [u8] = frame;
                 let body = &frame[rotor_crypto::HEADER_LEN..][..len];
                 let sender = NodeId(node);
+                if link::is_probe(body) && self.links.handle_body(now.0, node, body) {
+                    return Received::Probe { sender };
+                }
                 let tokens = self.node.stats().tokens;
                 self.node.handle_datagram(now, sender, body);
                 self.note_rotation(tokens, now);
@@ -399,6 +425,11 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
 
     /// Runs the node's expired timers (none if none is due).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.links.handle_timeout(now.0);
+        if self.node.poll_timeout().is_none_or(|t| t > now) {
+            // Only the probes were due: the node sees its own timers only.
+            return;
+        }
         let tokens = self.node.stats().tokens;
         self.node.handle_timeout(now);
         // A ring of one passes the token to itself on a timer, not over the wire.
@@ -753,6 +784,26 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
             }
             self.node.recycle(t.bytes);
         }
+        // Link probes and their answers, each to its peer.
+        for (node, body) in self.links.drain() {
+            let Some(to) = self.peers.address(node) else {
+                continue;
+            };
+            let len = match self.sealer.seal(&body, &mut self.tx) {
+                Ok(len) => len,
+                Err(_) => {
+                    self.drops.count(DropCause::SealError);
+                    continue;
+                }
+            };
+            if send(&self.tx[..len], to)? {
+                self.traffic.frames_out += 1;
+                self.traffic.bytes_out += len as u64;
+                self.traffic.unicast_sends += 1;
+            } else {
+                self.drops.count(DropCause::SendRefused);
+            }
+        }
         Ok(())
     }
 
@@ -770,9 +821,13 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
         self.node.poll_notice().map(Diagnostic::Totem)
     }
 
-    /// When `handle_timeout` is next needed.
+    /// When `handle_timeout` is next needed (the node's timers, or the next link probes).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.node.poll_timeout()
+        let probes = self.links.poll_timeout().map(Instant);
+        match (self.node.poll_timeout(), probes) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     // ----- state ---------------------------------------------------------------------------
@@ -802,6 +857,11 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
         &self.rotations
     }
 
+    /// The link to each peer, as the probes measure it.
+    pub fn links(&self) -> &Links {
+        &self.links
+    }
+
     /// The opener's and the sealer's counters (frames, bytes, rejections by reason).
     pub fn crypto_counters(&self) -> (&Counters, &Counters) {
         (self.opener.counters(), self.sealer.counters())
@@ -826,5 +886,6 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
             out.push((format!("srp.{k}"), v));
         }
         self.rotations.entries(out);
+        self.links.entries(out);
     }
 }

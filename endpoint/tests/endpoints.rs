@@ -54,6 +54,7 @@ fn endpoint(id: u32, count: u32) -> Endpoint<Addr> {
             epoch: 1,
             ring_seq_start: 0,
             seed: u64::from(id),
+            link_probes: false,
         },
         Instant(0),
     )
@@ -239,7 +240,9 @@ impl Target {
     ) -> (DropCause, Option<ForeignReport<Addr>>) {
         let cause = match self.e.handle_datagram(Instant(ms * MS), from, &mut frame) {
             Received::Dropped(cause) => cause,
-            Received::Accepted { .. } => panic!("a foreign frame was accepted"),
+            Received::Accepted { .. } | Received::Probe { .. } => {
+                panic!("a foreign frame was accepted")
+            }
         };
         let mut reports = Vec::new();
         while let Some(d) = self.e.poll_diagnostic() {

@@ -17,6 +17,7 @@ pub mod cpg;
 pub mod dataplane_quorum;
 pub mod log;
 pub mod quorum;
+pub mod stats;
 pub mod votequorum;
 
 pub use codec::{DecodeError, Reader, Writer};

@@ -391,6 +391,7 @@ impl World {
             epoch: n.incarnation,
             ring_seq_start: n.persisted_ring_seq,
             seed,
+            link_probes: false,
         };
         let mut endpoint = Endpoint::new(config, Instant(self.now)).expect("valid config");
         // Every invariant, the expensive ones too, after every input of every node.
@@ -920,6 +921,14 @@ impl World {
                     trace_datagram(self.now, sender, n.id, body);
                 }
                 self.check_accepted_key(to, key_id);
+            }
+            Received::Probe { sender } => {
+                if sender != expected {
+                    self.report.violations.push(format!(
+                        "crypto: a probe from node {expected} opened as node {sender}"
+                    ));
+                    return;
+                }
             }
             Received::Dropped(cause) => {
                 *self.report.crypto_rejected.entry(cause.key()).or_default() += 1;

@@ -463,6 +463,12 @@ impl Srp {
     pub fn node_id(&self) -> NodeId {
         self.me
     }
+
+    /// Whether this node has installed a ring since it started (the start's pseudo-ring has an
+    /// odd sequence number; formed rings are multiples of 4).
+    fn ever_installed(&self) -> bool {
+        self.installed.ring.seq % 4 == 0
+    }
     pub fn ring(&self) -> RingId {
         self.installed.ring
     }
@@ -671,7 +677,7 @@ impl Srp {
                         Timer::TokenLoss => self.on_token_loss_timeout(now),
                         Timer::TokenRetransmit => self.on_token_retransmit_timeout(now),
                         Timer::Hold => self.on_hold_timeout(now, up),
-                        Timer::Join => self.on_join_timeout(now),
+                        Timer::Join => self.on_join_timeout(now, up),
                         Timer::Consensus => self.on_consensus_timeout(now, up),
                         Timer::Merge => self.on_merge_timeout(now),
                     }
@@ -772,12 +778,29 @@ impl Srp {
         }
     }
 
-    fn on_join_timeout(&mut self, now: Instant) {
+    /// Sends this node's join and runs the join timer again (gather only).
+    fn send_join_round(&mut self, now: Instant) {
         let ring_seq = self.join_ring_seq();
         if let Phase::Gather(g) = &self.phase {
             self.outbox
                 .join(ring_seq, &g.proc_set, &g.fail_set, &mut self.stats);
             self.set_timer(Timer::Join, Some(now.plus_ms(self.config.join_ms)));
+        }
+    }
+
+    fn on_join_timeout(&mut self, now: Instant, up: &mut impl Upper) {
+        if matches!(self.phase, Phase::Gather(_)) {
+            self.send_join_round(now);
+            if !self.ever_installed() {
+                // A node that just started and that nobody answered within a join period
+                // forms its first ring alone and merges when the others appear, as corosync
+                // does (its own join comes back to it through the transport and
+                // memb_join_process finds consensus on it), instead of waiting for the
+                // consensus timeout — 3.6 s at the default token — before it has any ring (and
+                // systemd its READY=1). Only before the first ring: later gathers keep the
+                // consensus timeout, so survivors of a fault do not split into rings of one.
+                self.check_consensus(now, up);
+            }
         }
     }
 
@@ -1475,7 +1498,7 @@ impl Srp {
             0
         };
         if delay == 0 {
-            self.on_join_timeout(now);
+            self.send_join_round(now);
         } else {
             self.set_timer(Timer::Join, Some(now.plus_ms(delay)));
         }

@@ -70,6 +70,26 @@ const PACKAGES: &[(&str, &str)] = &[
         "iputils-ping",
         "the XDP netns test checks ping between hosts while XDP is attached",
     ),
+    (
+        "dpkg-dev",
+        "cargo xtask package: dpkg-shlibdeps finds the package's library dependencies",
+    ),
+    (
+        "groff-base",
+        "the man pages are checked to render without a warning",
+    ),
+    (
+        "man-db",
+        "systemd-analyze verify looks up the unit's Documentation= man pages",
+    ),
+    (
+        "systemd",
+        "systemd-analyze verify checks the packaged unit",
+    ),
+    (
+        "python3-prometheus-client",
+        "the Prometheus project's text-format parser reads rotord's metrics in the tests",
+    ),
 ];
 
 fn installed(package: &str) -> bool {

@@ -154,6 +154,7 @@ fn corosync_cmapctl_tracks_rotors_changes() {
     let mut ours = c
         .command(1, c.bin.join("rotor"))
         .args(["cmap", "track", "capi.track."])
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

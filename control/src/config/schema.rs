@@ -63,6 +63,9 @@ pub(super) enum Kind {
     Cores,
     /// quorum.auto_tie_breaker_node: `lowest`, `highest` or node ids, stored as a string.
     TieBreakerNode,
+    /// rotor.metrics_listen: an address and TCP port (`127.0.0.1:9405`, `[::1]:9405`),
+    /// stored as a string.
+    SocketAddr,
 }
 
 impl Kind {
@@ -74,9 +77,12 @@ impl Kind {
             Kind::U16 => ValueType::U16,
             Kind::I32 => ValueType::I32,
             Kind::U64 => ValueType::U64,
-            Kind::Choice(_) | Kind::Text | Kind::Priority | Kind::Cores | Kind::TieBreakerNode => {
-                ValueType::String
-            }
+            Kind::Choice(_)
+            | Kind::Text
+            | Kind::Priority
+            | Kind::Cores
+            | Kind::TieBreakerNode
+            | Kind::SocketAddr => ValueType::String,
         }
     }
 }
@@ -157,6 +163,7 @@ const ROTOR_KEYS: Keys = &[
     ("dataplane_cores", Kind::Cores),
     ("poll_mode", Kind::Choice(&PollModeSetting::NAMES)),
     ("poll_spin_us", Kind::U32("microseconds")),
+    ("metrics_listen", Kind::SocketAddr),
 ];
 
 fn find(keys: Keys, key: &str) -> Option<Kind> {
@@ -409,6 +416,12 @@ pub(super) fn convert(kind: Kind, text: &str) -> Result<Value, String> {
             ok.then(|| Value::String(text.to_string()))
                 .ok_or_else(|| expected("a comma-separated list of CPU numbers such as 2,3".into()))
         }
+        Kind::SocketAddr => text
+            .parse::<std::net::SocketAddr>()
+            .map(|_| Value::String(text.to_string()))
+            .map_err(|_| {
+                expected("an address and TCP port such as 127.0.0.1:9405 or [::1]:9405".into())
+            }),
         Kind::TieBreakerNode => {
             let ok = text == "lowest"
                 || text == "highest"

@@ -2,19 +2,22 @@
 //! (`supervisor`), the cmap/cfg service (`service`, with `cfg`'s actions and shutdown vote)
 //! with the quorum and votequorum services (`quorum`), runtime changes (`reload`: what this
 //! node answers to a change round; the daemon takes the new config on where the round
-//! applies), the persisted ring sequence (`ringseq`) and expected_votes_tracking barrier
-//! (`evtracking`), and systemd's readiness notification (`notify`). [`Plan`] is everything
-//! decided at start-up from the config, checked before anything runs (so `rotord -t` checks
-//! exactly what a start would). One thread, one poll(2) loop; nothing here is on the
-//! per-message path.
+//! applies), the numbers kept across restarts (`kept`) and the expected_votes_tracking
+//! barrier (`evtracking`), the counters combined across dataplane restarts (`stats`), the
+//! metrics endpoint (`metrics`) and systemd's readiness notification (`notify`). [`Plan`] is
+//! everything decided at start-up from the config, checked before anything runs (so `rotord
+//! -t` checks exactly what a start would). One thread, one poll(2) loop; nothing here is on
+//! the per-message path.
 
 pub mod cfg;
 pub mod evtracking;
+pub mod kept;
+pub mod metrics;
 pub mod notify;
 pub mod quorum;
 pub mod reload;
-pub mod ringseq;
 pub mod service;
+pub mod stats;
 pub mod supervisor;
 
 use std::collections::BTreeMap;
@@ -42,14 +45,16 @@ use crate::log_at;
 
 use cfg::{CfgAction, ClientId};
 use evtracking::EvTrackingFile;
+use kept::KeptNumber;
 use quorum::QuorumService;
 use reload::{Prepared, Running};
-use ringseq::RingSeqFile;
 use service::{CmapService, KeyState};
 use supervisor::Supervisor;
 
 /// `system.state_dir` when the config does not set it (corosync's is /var/lib/corosync).
 pub const STATE_DIR_DEFAULT: &str = "/var/lib/rotor";
+/// The cmap key (under `stats.`) of the dataplane's restarts, which rotord counts itself.
+pub const DATAPLANE_RESTARTS_KEY: &str = "dataplane.restarts";
 /// How long the loop sleeps at most with nothing to do.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
 /// How often clients are checked for a peer that died without closing its session.
@@ -239,8 +244,13 @@ pub struct Daemon {
     cpg_server: Server,
     supervisor: Supervisor,
     ring: RingReport,
-    ring_seq: RingSeqFile,
+    ring_seq: KeptNumber,
     ready_sent: bool,
+    /// Dataplanes started after the first (published as `stats.dataplane.restarts`).
+    dataplane_restarts: u64,
+    /// The metrics endpoint (`rotor.metrics_listen`), if configured.
+    metrics: Option<metrics::MetricsServer>,
+    cluster_name: String,
     /// The XDP program rotord attached (XDP transport), kept across dataplane restarts and
     /// detached on a clean shutdown; `None` on kernel UDP.
     xdp: Option<crate::xdp::OwnedProgram>,
@@ -275,7 +285,8 @@ impl Daemon {
                     reason: e.to_string(),
                 }
             })?;
-        let ring_seq = RingSeqFile::open(&plan.state_dir, plan.node.node_id);
+        let ring_seq = KeptNumber::ring_seq(&plan.state_dir, plan.node.node_id);
+        let epoch = KeptNumber::epoch(&plan.state_dir, plan.node.node_id);
         let xdp = match crate::xdp::choose(plan.config.totem.transport, plan.node.bind)
             .map_err(DaemonError::Transport)?
         {
@@ -293,13 +304,19 @@ impl Daemon {
         let start = plan.dataplane_start(transport, interface, barrier);
         let mut service = service;
         service.set_netmtu(plan.config.totem.settings.netmtu_bytes);
+        let metrics = plan
+            .config
+            .rotor
+            .metrics_listen
+            .map(metrics::MetricsServer::bind)
+            .transpose()?;
         let running = Running {
             node_id: plan.node.node_id,
             bind: plan.node.bind,
             authkey: plan.authkey,
             keyfile: plan.keyfile,
             crypto_mode: plan.crypto_mode,
-            cluster_name: plan.cluster_name,
+            cluster_name: plan.cluster_name.clone(),
             config: plan.config,
         };
         Ok(Daemon {
@@ -315,7 +332,7 @@ impl Daemon {
             node: plan.node,
             service,
             cpg_server,
-            supervisor: Supervisor::new(plan.dataplane, start, maps),
+            supervisor: Supervisor::new(plan.dataplane, start, maps, epoch),
             ring: RingReport {
                 state: RingState::Down,
                 ring_rep: 0,
@@ -325,6 +342,9 @@ impl Daemon {
             },
             ring_seq,
             ready_sent: false,
+            dataplane_restarts: 0,
+            metrics,
+            cluster_name: plan.cluster_name,
             xdp,
         })
     }
@@ -359,6 +379,10 @@ impl Daemon {
     }
 
     fn serve(&mut self, stop: &dyn Fn() -> bool) -> Result<(), DaemonError> {
+        // From the start, as corosync's stats map: the dataplane's counters follow within
+        // its first report.
+        self.service
+            .publish_own_stat(DATAPLANE_RESTARTS_KEY, self.dataplane_restarts);
         self.supervisor.spawn(self.ring_seq.saved())?;
         let mut last_check = Instant::now();
         let mut fds = Vec::new();
@@ -368,6 +392,9 @@ impl Daemon {
             fds.push(self.cpg_server.as_raw_fd());
             if let Some(fd) = self.supervisor.control_fd() {
                 fds.push(fd);
+            }
+            if let Some(m) = &self.metrics {
+                m.wait_fds(&mut fds);
             }
             let service_first = fds.len();
             self.service.wait_fds(&mut fds);
@@ -385,6 +412,7 @@ impl Daemon {
             for action in self.service.take_actions() {
                 self.on_action(action);
             }
+            self.serve_metrics();
             self.send_quorum_ops();
             if last_check.elapsed() > PEER_CHECK_INTERVAL {
                 last_check = Instant::now();
@@ -411,9 +439,40 @@ impl Daemon {
                 transport: ring.transport.clone(),
             };
             service.publish_ring(ring);
+            service.dataplane_gone();
             let (quorum, cmap) = service.quorum_mut();
             quorum.dataplane_down(cmap);
-        })
+        })?;
+        let restarts = supervisor.starts().saturating_sub(1);
+        if restarts != self.dataplane_restarts {
+            self.dataplane_restarts = restarts;
+            self.service
+                .publish_own_stat(DATAPLANE_RESTARTS_KEY, restarts);
+        }
+        Ok(())
+    }
+
+    /// Answers scrapes that are ready.
+    fn serve_metrics(&mut self) {
+        let Some(server) = &mut self.metrics else {
+            return;
+        };
+        let snapshot = metrics::Snapshot {
+            node: &self.node,
+            cluster_name: &self.cluster_name,
+            ring: &self.ring,
+            stats: self.service.stats(),
+            quorum: self.service.quorum_status(),
+            dataplane_restarts: self.dataplane_restarts,
+        };
+        server.serve(|| metrics::render(&snapshot));
+    }
+
+    /// Where the metrics are served, if they are.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics
+            .as_ref()
+            .map(metrics::MetricsServer::local_addr)
     }
 
     /// Forwards the quorum service's requests to the dataplane.

@@ -23,6 +23,11 @@ use crate::error::DaemonError;
 use crate::log_at;
 
 use super::cfg::{CfgAction, ShutdownVote, Verdict, SHUTDOWN_TIMEOUT_DEFAULT};
+use super::stats::{clear_prefixes, StatsBook};
+
+/// Setting a key under this prefix clears statistics, as corosync's stats map does
+/// (`corosync-cmapctl -C WHAT` sets `stats.clear.WHAT`).
+pub const STATS_CLEAR_PREFIX: &str = "stats.clear.";
 
 /// The allow-list from uidgid{}: root and the user rotord runs as always, plus
 /// `uidgid.config.uid.*`/`gid.*` entries (the file's) and `uidgid.uid.*`/`gid.*` entries
@@ -114,6 +119,8 @@ pub struct CmapService {
     members_seen: std::collections::BTreeMap<u32, (u32, bool)>,
     /// The ring `runtime.members.*` were last updated for.
     members_ring: Option<(u32, u64)>,
+    /// `stats.*` combined across dataplane lifetimes.
+    book: StatsBook,
     buf: Vec<u8>,
     out: Vec<u8>,
 }
@@ -148,6 +155,7 @@ impl CmapService {
             dataplane_running: false,
             members_seen: Default::default(),
             members_ring: None,
+            book: StatsBook::default(),
             buf: vec![0; 1 << 16],
             out: Vec::new(),
         };
@@ -172,6 +180,11 @@ impl CmapService {
     }
 
     /// The quorum service and the cmap it publishes in.
+    /// Quorum as the metrics show it (`None` without votequorum).
+    pub fn quorum_status(&self) -> Option<super::quorum::QuorumView> {
+        self.quorum.view()
+    }
+
     pub fn quorum_mut(&mut self) -> (&mut QuorumService, &mut CmapStore) {
         (&mut self.quorum, &mut self.cmap)
     }
@@ -330,6 +343,25 @@ impl CmapService {
     /// Stores the dataplane's counters as `stats.<key>` (u64), and under corosync's names
     /// ([`COROSYNC_SRP_COUNTERS`]) where a counter means what corosync's does.
     pub fn publish_stats(&mut self, counters: Vec<(String, u64)>) {
+        self.book.update(&counters);
+        self.republish_stats();
+    }
+
+    /// The dataplane exited: what it counted is kept, its levels (clients, backlogs) go.
+    pub fn dataplane_gone(&mut self) {
+        self.book.end_lifetime();
+        self.republish_stats();
+    }
+
+    /// The counters combined across dataplane lifetimes.
+    pub fn stats(&self) -> &StatsBook {
+        &self.book
+    }
+
+    /// `stats.*` from the book: each key as cmap shows it (cleared counters from where they
+    /// were cleared), and corosync's names for the SRP counters applications read.
+    fn republish_stats(&mut self) {
+        let counters = self.book.shown_all();
         let mut dropped = None;
         for (k, v) in &counters {
             if k.starts_with("srp.drop_") {
@@ -354,6 +386,27 @@ impl CmapService {
                 .cmap
                 .set(&format!("stats.{k}"), Value::U64(v), Access::Daemon);
         }
+    }
+
+    /// Publishes a statistic rotord keeps itself (`stats.<key>`), e.g. the dataplane's restarts.
+    pub fn publish_own_stat(&mut self, key: &str, value: u64) {
+        let _ = self
+            .cmap
+            .set(&format!("stats.{key}"), Value::U64(value), Access::Daemon);
+    }
+
+    /// corosync-cmapctl -C: a client set `stats.clear.<what>` (any value).
+    fn clear_stats(&mut self, what: &str, pid: i32) -> Result<(), CmapError> {
+        let Some(prefixes) = clear_prefixes(what) else {
+            return Err(CmapError::ReadOnly {
+                key: format!("{STATS_CLEAR_PREFIX}{what}"),
+                prefix: STATS_CLEAR_PREFIX.to_owned(),
+            });
+        };
+        log_at!(Notice, "MAIN", "statistics cleared ({what}) by pid {pid}");
+        self.book.clear(prefixes);
+        self.republish_stats();
+        Ok(())
     }
 
     /// `nodelist.local_node_pos`: this node's index in the nodelist, as corosync publishes it
@@ -582,6 +635,10 @@ impl CmapService {
                     key: key.to_owned(),
                 }),
             },
+            pc::Request::Set { key, .. } if key.starts_with(STATS_CLEAR_PREFIX) => {
+                let pid = self.clients[i].session.peer().pid;
+                self.clear_stats(&key[STATS_CLEAR_PREFIX.len()..], pid)
+            }
             pc::Request::Set { key, value: v } => {
                 match self.cmap.set(key, v.clone(), Access::Client) {
                     // A key the config file stands for: the daemon decides (and answers).
