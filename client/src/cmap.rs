@@ -1,4 +1,5 @@
-//! cmap and cfg: the node's key/value database and its status/shutdown, answered by rotord.
+//! cmap: the node's key/value database, answered by rotord (with the node's status and a
+//! shutdown, as before the cfg handle: see `cfg::Cfg` for the rest of cfg).
 
 use std::time::Duration;
 
@@ -25,10 +26,8 @@ pub struct Notification {
 
 fn is_reply(record: &[u8], req_id: u32) -> bool {
     record.len() >= 8
-        && matches!(
-            u16::from_le_bytes([record[0], record[1]]),
-            OP_REPLY | cfg::OP_STATUS_REPLY | cfg::OP_SHUTDOWN_REPLY
-        )
+        && (u16::from_le_bytes([record[0], record[1]]) == OP_REPLY
+            || cfg::REPLY_OPS.contains(&u16::from_le_bytes([record[0], record[1]])))
         && u32::from_le_bytes([record[4], record[5], record[6], record[7]]) == req_id
 }
 
@@ -214,6 +213,12 @@ impl Cmap {
     /// goes away.
     pub fn control_fd(&self) -> std::os::fd::RawFd {
         self.conn.control_fd()
+    }
+
+    /// Makes [`Self::fd`] readable now, to wake a thread sleeping on it (one dispatching on
+    /// a handle another thread is closing).
+    pub fn wake(&self) {
+        self.conn.wake();
     }
 
     /// The node's ring and link status (cfg).

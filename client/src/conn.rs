@@ -54,13 +54,26 @@ impl Conn {
 
     /// Sends `self.out` (waiting for room) and returns the reply to `req_id`.
     pub(crate) fn call(&mut self, req_id: u32, is_reply: IsReply) -> Result<Vec<u8>, Error> {
+        self.call_within(req_id, is_reply, REPLY_TIMEOUT)
+    }
+
+    /// [`Conn::call`] for a request whose answer takes longer (a cluster-wide reload, a
+    /// shutdown the applications vote on): waits up to `wait` for the reply.
+    pub(crate) fn call_within(
+        &mut self,
+        req_id: u32,
+        is_reply: IsReply,
+        wait: Duration,
+    ) -> Result<Vec<u8>, Error> {
         self.session
             .send_timeout(&self.out, WaitMode::Blocking, Some(REPLY_TIMEOUT))
             .map_err(timeout)?;
+        let deadline = std::time::Instant::now() + wait;
         loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
             let n = self
                 .session
-                .recv_timeout(&mut self.buf, WaitMode::Blocking, Some(REPLY_TIMEOUT))
+                .recv_timeout(&mut self.buf, WaitMode::Blocking, Some(left))
                 .map_err(timeout)?;
             let record = self.buf[..n].to_vec();
             if is_reply(&record, req_id) {
@@ -104,7 +117,7 @@ impl Conn {
     pub(crate) fn fd(&mut self) -> Result<RawFd, Error> {
         if !self.stash.is_empty() || self.session.arm_for_poll()? {
             // Something is already waiting: make the fd readable so poll returns at once.
-            ipc_shm_signal(&self.session);
+            self.session.signal_self();
         }
         Ok(self.session.as_raw_fd())
     }
@@ -116,12 +129,12 @@ impl Conn {
     pub(crate) fn control_fd(&self) -> RawFd {
         self.session.control_fd()
     }
-}
 
-fn ipc_shm_signal(session: &Session) {
-    let one: u64 = 1;
-    // SAFETY: writing 8 bytes to our own eventfd.
-    unsafe { libc::write(session.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    /// Makes [`Conn::fd`] readable now: wakes a thread sleeping on it (a handle being
+    /// finalized; closing an fd does not wake a poll on it).
+    pub(crate) fn wake(&self) {
+        self.session.signal_self();
+    }
 }
 
 fn timeout(e: SessionError) -> Error {

@@ -1,8 +1,10 @@
 //! rotor-client: the Rust client library and the `rotor` command-line tool. `cpg::Cpg` is a
 //! CPG handle with libcpg's semantics (join, leave, mcast AGREED/SAFE, membership, groups,
 //! dispatch with deliver/confchg/totem-confchg callbacks, a pollable fd), served by the
-//! dataplane through shared-memory rings that rotord brokers; `cmap::Cmap` is cmap and cfg
-//! (status, shutdown), served by rotord; `keygen` writes authkeys. It deliberately talks to
+//! dataplane through shared-memory rings that rotord brokers; `cmap::Cmap` is cmap, and
+//! `cfg::Cfg` is libcfg's calls (status, reload, key rotation, kill, shutdown with the
+//! applications' say, node status and addresses), both served by rotord; `keygen` writes
+//! authkeys. It deliberately talks to
 //! the cluster only through rotord and the dataplane's rings: it never opens cluster sockets
 //! itself. `quorum::Quorum` and `votequorum::Votequorum` are libquorum's and libvotequorum's
 //! handles, served by rotord. `sam::Sam` is libsam: the process supervises itself (fork,
@@ -10,6 +12,7 @@
 //! publishing its state in cmap.
 
 pub mod bench;
+pub mod cfg;
 pub mod cmap;
 mod conn;
 pub mod cpg;

@@ -1,120 +1,32 @@
 //! `rotor`: the command-line tool of a rotor cluster.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use rotor_client::cmap::{Cmap, Value, ValueType};
+use clap::Parser;
+use rotor_cli::rotor::{CfgArgs, Cli, Command, KeygenArgs, SamOp};
+use rotor_client::cmap::{Cmap, Value};
 use rotor_client::cpg::Cpg;
 use rotor_client::{bench, keygen};
 
+mod cfgtool;
+mod cmapctl;
 mod sam_demo;
 
-#[derive(Parser)]
-#[command(name = "rotor", version, about = "rotor cluster engine tool")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Generate the cluster authentication key (256 random bytes, mode 0400).
-    Keygen {
-        /// Where to write the key.
-        #[arg(short = 'k', long = "key-file", default_value = keygen::KEY_PATH_DEFAULT)]
-        key_file: PathBuf,
-        /// Replace an existing key.
-        #[arg(long)]
-        force: bool,
-    },
-    /// Ring and link status (like corosync-cfgtool -s).
-    Status,
-    /// Quorum status and votequorum settings, with corosync-quorumtool's options and output:
-    /// -s status, -l nodes, -p machine parsable, -m monitor, -e EXPECTED, -v VOTES [-n NODE],
-    /// -f unregister the quorum device, -a all addresses, -i addresses, -H hex ids,
-    /// -o a|n|i order, -h help. Exit status 0 when quorate, 2 when not.
-    #[command(disable_help_flag = true)]
-    Quorum {
-        /// corosync-quorumtool's options (see -h).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
-    /// Read and change cmap (output like corosync-cmapctl: `key (type) = value`).
-    Cmap {
-        #[command(subcommand)]
-        op: Option<CmapOp>,
-    },
-    /// CPG groups with their processes and nodes (like corosync-cpgtool).
-    Cpg {
-        /// Delimiter between fields (one line per member, no addresses).
-        #[arg(short = 'd')]
-        delimiter: Option<char>,
-        /// Don't escape unprintable characters in group names.
-        #[arg(short = 'e')]
-        no_escape: bool,
-        /// Display only the group names.
-        #[arg(short = 'n')]
-        names_only: bool,
-    },
-    /// SAM, the simple availability manager.
-    Sam {
-        #[command(subcommand)]
-        op: SamOp,
-    },
-    /// CPG load generator.
-    Bench {
-        /// lat | tput
-        kind: String,
-        /// Message size in bytes.
-        #[arg(short = 's', default_value_t = 64)]
-        size: usize,
-        /// Messages to send at most.
-        #[arg(short = 'n', default_value_t = 10_000)]
-        count: u64,
-        /// Seconds to run at most.
-        #[arg(short = 't', default_value_t = 10.0)]
-        seconds: f64,
-        #[arg(short = 'g', default_value = "rotor-bench")]
-        group: String,
-        /// Wait for this many group members before starting.
-        #[arg(short = 'm', default_value_t = 1)]
-        members: usize,
-    },
-}
-
-#[derive(Subcommand)]
-enum SamOp {
-    /// Run a demo application under SAM: each instance health checks, stores data and
-    /// then fails (by default it stops sending health checks); the supervisor warns it,
-    /// kills it and starts the next one, which finds the data. Instances print on stdout,
-    /// the supervisor on stderr.
-    Demo(sam_demo::Options),
-}
-
-#[derive(Subcommand)]
-enum CmapOp {
-    /// Print one key.
-    Get {
-        key: String,
-    },
-    /// Set KEY of TYPE (u8 … u64, i8 … i64, flt, dbl, str) to VALUE.
-    Set {
-        key: String,
-        r#type: String,
-        value: String,
-    },
-    Delete {
-        key: String,
-    },
-    /// Print every key under PREFIX (all keys without one).
-    List {
-        prefix: Option<String>,
-    },
-    /// Print changes under PREFIX until interrupted.
-    Track {
-        prefix: String,
-    },
+fn cfg(a: CfgArgs) -> ExitCode {
+    cfgtool::run(cfgtool::Options {
+        status: a.status,
+        nodes: a.nodes,
+        brief: a.brief,
+        interface: a.interface,
+        reload: a.reload,
+        reopen: a.reopen,
+        kill: a.kill,
+        address: a.address,
+        shutdown: a.shutdown,
+        force: a.force,
+        rotate_key: a.rotate_key,
+        local_id: a.local_id,
+    })
 }
 
 fn fail(e: impl std::fmt::Display) -> ExitCode {
@@ -123,98 +35,30 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
 }
 
 fn status() -> ExitCode {
-    let mut c = match Cmap::initialize() {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    let s = match c.status() {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    println!("Local node ID {}, transport {}", s.node_id, s.transport);
-    println!("LINK ID 0 {}", s.transport);
-    println!("\taddr\t= {}", s.local_addr);
-    println!("\tstatus:");
-    for n in &s.nodes {
-        let what = if n.node_id == s.node_id {
-            "localhost"
-        } else if n.connected {
-            "connected"
-        } else {
-            "disconnected"
-        };
-        println!("\t\tnodeid: {:>10}:\t{what}", n.node_id);
-    }
-    println!("Ring ID {}.{:x}, state {}", s.ring_rep, s.ring_seq, s.state);
-    ExitCode::SUCCESS
+    cfgtool::link_status(false, None).unwrap_or_else(|code| code)
 }
 
-fn cmap(op: Option<CmapOp>) -> ExitCode {
+/// cfg shutdown, then wait until rotord no longer answers.
+fn shutdown(wait: std::time::Duration) -> ExitCode {
     let mut c = match Cmap::initialize() {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let line = |k: &str, v: &Value| rotor_proto::cmap::format_cmapctl_line(k, v, false);
-    match op.unwrap_or(CmapOp::List { prefix: None }) {
-        CmapOp::Get { key } => match c.get(&key) {
-            Ok(v) => println!("{}", line(&key, &v)),
-            Err(e) => return fail(e),
-        },
-        CmapOp::Set { key, r#type, value } => {
-            let Some(t) = ValueType::from_cmapctl_name(&r#type) else {
-                return fail(
-                    format!("unknown type {type:?} (u8 u16 u32 u64 i8 i16 i32 i64 flt dbl str)", type = r#type),
-                );
-            };
-            let v = match Value::parse(t, &value) {
-                Ok(v) => v,
-                Err(e) => return fail(e),
-            };
-            if let Err(e) = c.set(&key, v) {
-                return fail(e);
-            }
-        }
-        CmapOp::Delete { key } => {
-            if let Err(e) = c.delete(&key) {
-                return fail(e);
-            }
-        }
-        CmapOp::List { prefix } => match c.iter(prefix.as_deref().unwrap_or("")) {
-            Ok(entries) => {
-                for (k, v) in entries {
-                    println!("{}", line(&k, &v));
-                }
-            }
-            Err(e) => return fail(e),
-        },
-        CmapOp::Track { prefix } => {
-            use rotor_client::cmap::{TRACK_ADD, TRACK_DELETE, TRACK_MODIFY, TRACK_PREFIX};
-            if let Err(e) = c.track_add(
-                &prefix,
-                TRACK_ADD | TRACK_DELETE | TRACK_MODIFY | TRACK_PREFIX,
-            ) {
-                return fail(e);
-            }
-            loop {
-                match c.next_notification(std::time::Duration::from_secs(1)) {
-                    Ok(Some(n)) => {
-                        // corosync-cmapctl -t's layout: the new value, the old one on delete.
-                        let (kind, value) = match n.kind {
-                            TRACK_ADD => ("create", &n.new),
-                            TRACK_DELETE => ("delete", &n.old),
-                            _ => ("modify", &n.new),
-                        };
-                        match value {
-                            Some(v) => println!("{kind}> {}", line(&n.key, v)),
-                            None => println!("{kind}> {}", n.key),
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => return fail(e),
-                }
-            }
-        }
+    if let Err(e) = c.shutdown() {
+        return fail(e);
     }
+    drop(c);
+    let deadline = std::time::Instant::now() + wait;
+    while Cmap::initialize().is_ok() {
+        if std::time::Instant::now() > deadline {
+            return fail(format!(
+                "rotord accepted the shutdown but still runs after {} s",
+                wait.as_secs()
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    println!("rotor: the node left the ring and rotord stopped");
     ExitCode::SUCCESS
 }
 
@@ -284,11 +128,34 @@ fn cpg(delimiter: Option<char>, escape: bool, names_only: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// corosync-keygen's habits: `-k FILE`, `-s SIZE`, `-r FILE`, `-l` (ignored, as there).
+fn keygen_command(args: KeygenArgs) -> ExitCode {
+    let options = keygen::KeygenOptions {
+        path: args.key_file,
+        size: args.size,
+        random_file: args.random_file,
+        force: args.force,
+    };
+    match keygen::generate_with(&options) {
+        Ok(()) => {
+            println!(
+                "rotor: wrote a {}-byte key to {}",
+                options.size,
+                options.path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Status => status(),
+        Command::Cfg(a) => cfg(a),
+        Command::Shutdown { timeout_s } => shutdown(std::time::Duration::from_secs(timeout_s)),
         Command::Quorum { args } => rotor_client::quorumtool::run(&args),
-        Command::Cmap { op } => cmap(op),
+        Command::Cmap(args) => cmapctl::run(args),
         Command::Sam { op: SamOp::Demo(o) } => sam_demo::run(o),
         Command::Cpg {
             delimiter,
@@ -323,20 +190,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        Command::Keygen { key_file, force } => match keygen::generate(&key_file, force) {
-            Ok(()) => {
-                println!(
-                    "rotor: wrote a {}-byte key to {}",
-                    keygen::KEY_LEN,
-                    key_file.display()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("rotor: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Keygen(args) => keygen_command(args),
     }
 }
 

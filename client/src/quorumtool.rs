@@ -176,26 +176,9 @@ impl Options {
     }
 }
 
-/// corosync-quorumtool's usage text.
+/// corosync-quorumtool's usage text (rotor-cli holds the options, for the man page too).
 pub fn usage(name: &str) -> String {
-    format!(
-        "usage: \n{name} <options>\n\n  options:\n\n\
-         \x20 -s             show quorum status\n\
-         \x20 -m             constantly monitor quorum status\n\
-         \x20 -l             list nodes\n\
-         \x20 -a             show all names or addresses for each node\n\
-         \x20 -p             when used with -s or -l, generates machine parsable output\n\
-         \x20 -v <votes>     change the number of votes for a node (*)\n\
-         \x20 -n <nodeid>    optional nodeid of node for -v\n\
-         \x20 -e <expected>  change expected votes for the cluster (*)\n\
-         \x20 -H             show nodeids in hexadecimal rather than decimal\n\
-         \x20 -i             show node IP addresses instead of the resolved name\n\
-         \x20 -o <a|n|i>     order by [a] IP address (default), [n] name, [i] nodeid\n\
-         \x20 -f             forcefully unregister a quorum device *DANGEROUS* (*)\n\
-         \x20 -h             show this help text\n\
-         \x20 -V             show version and exit\n\n\
-         \x20 (*) Starred items only work if votequorum is the quorum provider for corosync\n\n"
-    )
+    rotor_cli::rotor::quorum_usage(name)
 }
 
 /// One member as `display_nodes_data` shows it.

@@ -8,78 +8,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+pub use rotor_cli::rotor::{
+    SamDemoOptions as Options, SamOnWarn as OnWarn, SamPolicy as PolicyArg,
+};
 use rotor_client::sam::{Policy, Sam, SamError};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum PolicyArg {
-    Quit,
-    Restart,
-    QuorumQuit,
-    QuorumRestart,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum OnWarn {
-    /// The signal's default action (SIGTERM ends the instance).
-    Default,
-    /// Ignore it: SAM sends SIGKILL one interval later.
-    Ignore,
-    /// Print that it came, and carry on: SAM sends SIGKILL one interval later.
-    Report,
-}
-
-#[derive(Args, Debug)]
-pub struct Options {
-    /// Health-check interval in milliseconds (0: no time limit, only crashes are noticed).
-    #[arg(long, default_value_t = 1000)]
-    interval: u32,
-    /// The recovery policy (the quorum ones need rotord).
-    #[arg(long, value_enum, default_value = "restart")]
-    policy: PolicyArg,
-    /// Publish the process in cmap (resources.process.<pid>.*; needs rotord).
-    #[arg(long)]
-    cmap: bool,
-    /// The instance with this number ends cleanly (stops health checking, exits 0), which
-    /// ends the supervisor; 0: none does.
-    #[arg(long, default_value_t = 3)]
-    instances: u32,
-    /// Health checks each instance sends (one every half interval) before it fails.
-    #[arg(long, default_value_t = 3)]
-    checks: u32,
-    /// How an instance fails: hang (no more health checks), crash (abort), exit:CODE,
-    /// mark-failed (needs --cmap), none (health checks forever).
-    #[arg(long, default_value = "hang")]
-    fail: String,
-    /// Event-driven health checks: SAM's thread sends them and calls a callback, which
-    /// reports a failure after --checks calls (unless --fail none); --fail is not used
-    /// otherwise.
-    #[arg(long)]
-    callback: bool,
-    /// The signal SAM sends before SIGKILL (a number; default SIGTERM).
-    #[arg(long)]
-    warn_signal: Option<i32>,
-    /// What each instance does with the warn signal.
-    #[arg(long, value_enum, default_value = "default")]
-    on_warn: OnWarn,
-    /// Each instance forks this many children of its own once started; they try a SAM call
-    /// (refused: only the instance talks to its supervisor), then live for --child-ms.
-    #[arg(long, default_value_t = 0)]
-    children: u32,
-    /// How long each child of an instance lives, in milliseconds (default: four intervals).
-    #[arg(long)]
-    child_ms: Option<u64>,
-    /// Stop health checking for two intervals and start again, before failing.
-    #[arg(long)]
-    stop_start: bool,
-    /// Ignore SIGCHLD before initializing SAM, as some daemons do (each instance reports
-    /// that it still ignores it; the supervisor still learns how instances end).
-    #[arg(long)]
-    ignore_sigchld: bool,
-    /// Store this many bytes instead of the instance list (shows the data limit).
-    #[arg(long)]
-    data_bytes: Option<usize>,
-}
 
 enum Fail {
     Hang,

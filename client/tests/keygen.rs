@@ -1,4 +1,5 @@
-//! `rotor keygen` writes 256 random bytes with mode 0400 and refuses to overwrite.
+//! `rotor keygen` writes 256 random bytes with mode 0400, refuses to overwrite, and takes
+//! corosync-keygen's flags.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
@@ -80,9 +81,46 @@ fn writes_a_private_256_byte_key_and_refuses_to_overwrite() {
 }
 
 #[test]
-fn a_missing_directory_is_a_clear_error() {
-    let dir = temp_dir("missing");
-    let key = dir.join("no/such/dir/authkey");
+fn takes_corosync_keygens_flags() {
+    let dir = temp_dir("flags");
+    let key = dir.join("authkey");
+    // -s SIZE, -l (accepted, ignored), -r FILE as the random source.
+    let source = dir.join("random");
+    std::fs::write(&source, vec![0xabu8; 1024]).unwrap();
+    let out = rotor()
+        .args(["keygen", "-l", "-s", "512", "-r"])
+        .arg(&source)
+        .arg("-k")
+        .arg(&key)
+        .output()
+        .expect("run rotor");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&key).unwrap(), vec![0xabu8; 512]);
+    // Sizes outside what rotord accepts are refused, naming the range.
+    for size in ["127", "4097"] {
+        let out = rotor()
+            .args(["keygen", "--force", "-s", size, "-k"])
+            .arg(&key)
+            .output()
+            .expect("run rotor");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("unsupported key size") && err.contains("128 to 4096"),
+            "{err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_missing_directory_is_named_as_such() {
+    let dir = temp_dir("nodir");
+    let key = dir.join("corosync").join("authkey");
     let out = rotor()
         .args(["keygen", "-k"])
         .arg(&key)
@@ -90,6 +128,19 @@ fn a_missing_directory_is_a_clear_error() {
         .expect("run rotor");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no/such/dir"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the directory {} does not exist",
+            dir.join("corosync").display()
+        )) && err.contains("mkdir -p"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_size_bounds_are_rotords() {
+    use rotor_client::keygen::{KEY_LEN_MAX, KEY_LEN_MIN};
+    assert_eq!(KEY_LEN_MIN, rotor_crypto::AUTHKEY_LEN_MIN);
+    assert_eq!(KEY_LEN_MAX, rotor_crypto::AUTHKEY_LEN_MAX);
 }

@@ -256,3 +256,21 @@ fn refused_values_say_what_corosync_quorumtool_says() {
     assert_eq!(o.command, rotor_client::quorumtool::Command::SetVotes(2));
     assert_eq!(o.node, Some(3));
 }
+
+/// `rotor quorum -h` prints corosync-quorumtool's usage text (the options rotor-quorum(8)
+/// lists, from the same table), checked against the real tool where Debian's corosync is
+/// installed (`cargo xtask deps` installs it).
+#[test]
+fn usage_is_corosync_quorumtool_s() {
+    let tool = "/usr/sbin/corosync-quorumtool";
+    if !std::path::Path::new(tool).exists() {
+        eprintln!("skipped: {tool} is not installed");
+        return;
+    }
+    let out = std::process::Command::new(tool).arg("-h").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        rotor_client::quorumtool::usage(tool),
+        String::from_utf8(out.stdout).unwrap()
+    );
+}

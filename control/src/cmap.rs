@@ -118,8 +118,18 @@ pub enum CmapError {
     },
     #[error("cmap key {key}: read-only for clients (under {prefix:?})")]
     ReadOnly { key: String, prefix: String },
-    #[error("cmap key {key}: cannot be changed at runtime yet: edit {file} and restart rotor")]
+    #[error(
+        "cmap key {key}: stands for {file}: change it there and run rotor cfg -R (a reload \
+         applies it on every node)"
+    )]
     ConfigBacked { key: String, file: String },
+    #[error(
+        "cmap key {key}: cannot be changed while the cluster runs: change it in {file} and \
+         restart every node"
+    )]
+    Fixed { key: String, file: String },
+    #[error("cmap key {key}: {reason}")]
+    Invalid { key: String, reason: String },
     #[error("cmap key {key}: not found")]
     NotFound { key: String },
     #[error("cmap key {key}: map is full ({ENTRY_COUNT_MAX} keys)")]

@@ -127,6 +127,34 @@ pub fn local_node(config: &Config, node_id: Option<u32>) -> Result<LocalNode, St
     }
 }
 
+/// Every nodelist entry's id and ring0 address with the cluster port, as the config says them
+/// (a reload's nodelist: this node's entry included, if it has one).
+pub fn nodelist_addresses(config: &Config) -> Result<Vec<(u32, SocketAddr)>, String> {
+    let port = config
+        .totem
+        .interfaces
+        .first()
+        .map(|i| i.mcastport)
+        .unwrap_or(crate::config::MCASTPORT_DEFAULT);
+    config
+        .nodes
+        .iter()
+        .map(|n| {
+            let ring0 = n.ring_addrs[0].as_deref().unwrap_or_default();
+            let addr = resolve(ring0).map_err(|e| {
+                format!("{}: nodelist.node.{}.ring0_addr: {e}", config.file, n.index)
+            })?;
+            let id = n.nodeid.ok_or_else(|| {
+                format!(
+                    "{}: nodelist.node.{}.nodeid: required (rotor has no automatic node ids)",
+                    config.file, n.index
+                )
+            })?;
+            Ok((id, SocketAddr::new(addr, port)))
+        })
+        .collect()
+}
+
 fn resolve(name: &str) -> Result<IpAddr, String> {
     if let Ok(a) = name.parse::<IpAddr>() {
         return Ok(a);

@@ -1,7 +1,7 @@
 //! Why rotord stops, and the exit status each reason gives. The numbers are corosync's
 //! (`exec/util.h`), so that service managers and scripts written for corosync read them the same
-//! way; `Restart=on-failure` units should not restart on [`EXIT_CONFIG`], which restarting
-//! cannot fix (the packaged unit says `RestartPreventExitStatus=8`).
+//! way; `Restart=on-failure` units should not restart on the statuses restarting cannot fix
+//! (the packaged unit says `RestartPreventExitStatus=7 8 17 18`).
 
 use thiserror::Error;
 
@@ -14,9 +14,12 @@ pub const EXIT_LOG_CONFIG: u8 = 7;
 /// The configuration or the authkey cannot work (corosync's `COROSYNC_DONE_MAINCONFIGREAD`).
 pub const EXIT_CONFIG: u8 = 8;
 /// Anything else that stops the node: a transport that cannot be set up, a dataplane that
-/// keeps failing (corosync's `COROSYNC_DONE_FATAL_ERR`).
+/// keeps failing, a kill by another node (corosync's `COROSYNC_DONE_FATAL_ERR`).
 pub const EXIT_FATAL: u8 = 15;
-/// Another rotord already serves this network namespace (corosync's
+/// The pid file cannot be created, locked or written (corosync's
+/// `COROSYNC_DONE_ACQUIRE_LOCK`).
+pub const EXIT_ACQUIRE_LOCK: u8 = 17;
+/// Another rotord already serves this network namespace or holds the pid file (corosync's
 /// `COROSYNC_DONE_ALREADY_RUNNING`).
 pub const EXIT_ALREADY_RUNNING: u8 = 18;
 
@@ -39,6 +42,18 @@ pub enum DaemonError {
          network namespace?)"
     )]
     AlreadyRunning { name: String, reason: String },
+    /// `--pid-file` cannot be created, locked or written.
+    #[error("pid file {path}: {reason}")]
+    PidFile { path: String, reason: String },
+    /// Another rotord holds `--pid-file`.
+    #[error("pid file {path} is locked by another rotord (pid {pid}); stop it first")]
+    PidFileLocked { path: String, pid: String },
+    /// `rotor.metrics_listen` cannot be listened on.
+    #[error(
+        "rotor.metrics_listen {addr}: cannot listen: {reason} (another process on the port, or \
+         an address this host does not have?)"
+    )]
+    Metrics { addr: String, reason: String },
     /// The transport cannot be set up (e.g. `transport: xdp` on an interface that refuses the
     /// program).
     #[error("{0}")]
@@ -55,6 +70,9 @@ pub enum DaemonError {
     /// The dataplane process could not be started at all.
     #[error("cannot start the dataplane {binary}: {reason}")]
     Spawn { binary: String, reason: String },
+    /// Another node asked this one to leave the cluster and stop (cfg kill).
+    #[error("killed by node {by}: {reason}")]
+    Killed { by: u32, reason: String },
 }
 
 impl DaemonError {
@@ -63,14 +81,19 @@ impl DaemonError {
         match self {
             DaemonError::Config(_) | DaemonError::Key(_) => EXIT_CONFIG,
             DaemonError::Log(_) => EXIT_LOG_CONFIG,
-            DaemonError::AlreadyRunning { .. } => EXIT_ALREADY_RUNNING,
+            DaemonError::AlreadyRunning { .. } | DaemonError::PidFileLocked { .. } => {
+                EXIT_ALREADY_RUNNING
+            }
+            DaemonError::PidFile { .. } => EXIT_ACQUIRE_LOCK,
             DaemonError::Dataplane { kind, .. } => match kind {
                 FailureKind::Config | FailureKind::Key => EXIT_CONFIG,
                 _ => EXIT_FATAL,
             },
             DaemonError::Transport(_)
+            | DaemonError::Metrics { .. }
             | DaemonError::DataplaneGaveUp { .. }
-            | DaemonError::Spawn { .. } => EXIT_FATAL,
+            | DaemonError::Spawn { .. }
+            | DaemonError::Killed { .. } => EXIT_FATAL,
         }
     }
 }

@@ -14,5 +14,6 @@ pub mod daemon;
 pub mod discovery;
 pub mod error;
 pub mod log;
+pub mod pidfile;
 pub mod privs;
 pub mod xdp;

@@ -122,10 +122,12 @@ fn config_backed_prefixes_refuse_clients_with_what_to_do() {
     let err = cmap
         .set("totem.token", Value::U32(5000), Access::Client)
         .unwrap_err();
+    // The store refuses; rotord then decides what the write does (a timeout takes effect
+    // on the node, other keys are refused naming what to do).
     assert_eq!(
         err.to_string(),
-        "cmap key totem.token: cannot be changed at runtime yet: edit \
-         /etc/corosync/corosync.conf and restart rotor"
+        "cmap key totem.token: stands for /etc/corosync/corosync.conf: change it there and \
+         run rotor cfg -R (a reload applies it on every node)"
     );
     assert_eq!(cmap.get_u32("totem.token"), Some(3000));
     // A new key under the prefix, and a delete, are refused the same way.

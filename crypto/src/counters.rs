@@ -31,6 +31,8 @@ pub struct Counters {
     pub mode_mismatch: u64,
     /// [`OpenError::OwnFrame`].
     pub own_frame: u64,
+    /// [`OpenError::UnknownKey`].
+    pub unknown_key: u64,
     /// [`OpenError::TooManySenders`].
     pub too_many_senders: u64,
     /// [`OpenError::StaleEpoch`].
@@ -51,6 +53,7 @@ impl Counters {
             OpenError::ForeignCluster => self.foreign_cluster,
             OpenError::ModeMismatch => self.mode_mismatch,
             OpenError::OwnFrame => self.own_frame,
+            OpenError::UnknownKey => self.unknown_key,
             OpenError::TooManySenders => self.too_many_senders,
             OpenError::StaleEpoch => self.stale_epoch,
             OpenError::Replay => self.replay,
@@ -74,6 +77,7 @@ impl Counters {
             OpenError::ForeignCluster => &mut self.foreign_cluster,
             OpenError::ModeMismatch => &mut self.mode_mismatch,
             OpenError::OwnFrame => &mut self.own_frame,
+            OpenError::UnknownKey => &mut self.unknown_key,
             OpenError::TooManySenders => &mut self.too_many_senders,
             OpenError::StaleEpoch => &mut self.stale_epoch,
             OpenError::Replay => &mut self.replay,

@@ -4,24 +4,26 @@ use zerocopy::byteorder::network_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// Bytes of [`SealHeader`] at the start of every frame.
-pub const HEADER_LEN: usize = 24;
+pub const HEADER_LEN: usize = 28;
 /// Bytes of the GCM/GMAC authentication tag at the end of a frame (absent in mode none).
 pub const TAG_LEN: usize = 16;
 /// [`SealHeader::magic`]: "RT".
 pub const MAGIC: [u8; 2] = *b"RT";
-/// [`SealHeader::version`] this crate writes and accepts.
-pub const VERSION: u8 = 1;
+/// [`SealHeader::version`] this crate writes and accepts. 2: the key id after the counter.
+pub const VERSION: u8 = 2;
 
 /// The header in front of every frame, always authenticated as associated data (never
 /// encrypted), all integers in network byte order.
 ///
 /// ```text
-///  0      2    3     4              8          12         16                      24
-///  | "RT" | v1 | mode | cluster_hash | sender   | epoch    | counter              | body … | tag (16) |
+///  0      2    3     4              8          12         16                      24       28
+///  | "RT" | v2 | mode | cluster_hash | sender   | epoch    | counter              | key_id | body … | tag (16) |
 /// ```
 ///
 /// Invariant: the nonce of a frame is `epoch (4 B, BE) ‖ counter (8 B, BE)`, i.e. bytes 12..24 of
-/// this header, under the sender's own subkey.
+/// this header, under the sender's own subkey of the key `key_id` names. One sender's counter
+/// runs on across key changes, so a nonce is never reused under any key and one replay window
+/// per sender covers every key.
 #[repr(C)]
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
@@ -42,6 +44,10 @@ pub struct SealHeader {
     pub epoch: U32,
     /// Per-(sender, epoch) frame counter, never reused.
     pub counter: U64,
+    /// [`crate::Keys::id`] of the key the frame is sealed under (0 in mode none): a receiver
+    /// holding two keys during a rotation picks the one named, and drops a frame under a key
+    /// it does not hold before any crypto.
+    pub key_id: U32,
 }
 
 const _: () = assert!(core::mem::size_of::<SealHeader>() == HEADER_LEN);

@@ -30,6 +30,8 @@ pub const AUTHKEY_LEN_MAX: usize = 4096;
 const HKDF_SALT: &[u8] = b"rotor-crypto v1 authkey";
 /// First part of every HKDF-Expand info.
 const HKDF_INFO_LABEL: &[u8] = b"rotor-crypto v1 frame key";
+/// HKDF-Expand info of a key's id (then the cluster name).
+const HKDF_ID_LABEL: &[u8] = b"rotor-crypto v2 key id";
 
 /// Why an authkey could not be loaded. Every variant names the file.
 #[derive(Debug, Error)]
@@ -87,12 +89,15 @@ pub struct Keys {
     cluster_name: String,
     /// False for [`Keys::unkeyed`]: only mode none may use them.
     keyed: bool,
+    /// [`Keys::id`]. Invariant: 0 exactly for unkeyed keys.
+    id: u32,
 }
 
 impl core::fmt::Debug for Keys {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Keys")
             .field("cluster_name", &self.cluster_name)
+            .field("id", &format_args!("{:08x}", self.id))
             .finish_non_exhaustive()
     }
 }
@@ -152,10 +157,12 @@ impl Keys {
         let tag = hmac::sign(&salt_key, authkey);
         let mut prk = Zeroizing::new([0u8; 32]);
         prk.copy_from_slice(tag.as_ref());
+        let id = key_id(&prk, cluster_name);
         Ok(Keys {
             prk,
             cluster_name: cluster_name.to_owned(),
             keyed: true,
+            id,
         })
     }
 
@@ -167,7 +174,17 @@ impl Keys {
             prk: Zeroizing::new([0u8; 32]),
             cluster_name: cluster_name.to_owned(),
             keyed: false,
+            id: 0,
         }
+    }
+
+    /// The key's id, carried in every frame sealed under it (`SealHeader::key_id`): 32 bits
+    /// of HKDF-Expand(PRK, "rotor-crypto v2 key id" ‖ cluster name), never 0 for a real key;
+    /// 0 for [`Keys::unkeyed`]. It is derived from the key itself rather than counted, so a
+    /// node that restarts with the key file agrees with the ring without knowing how many
+    /// rotations came before; it reveals nothing of the key (a one-way function of it).
+    pub fn id(&self) -> u32 {
+        self.id
     }
 
     /// Whether these keys came from an authkey (false for [`Keys::unkeyed`]).
@@ -219,6 +236,16 @@ impl Keys {
             .expect("subkey length is the algorithm's key length");
         Some(ring::aead::LessSafeKey::new(unbound))
     }
+}
+
+/// [`Keys::id`] of a PRK.
+fn key_id(prk: &[u8; 32], cluster_name: &str) -> u32 {
+    let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, prk);
+    let mut id = [0u8; 4];
+    prk.expand(&[HKDF_ID_LABEL, cluster_name.as_bytes()], OutputLen(4))
+        .and_then(|okm| okm.fill(&mut id))
+        .expect("HKDF-Expand of 4 bytes cannot fail");
+    u32::from_be_bytes(id).max(1)
 }
 
 /// HKDF output length for ring's `KeyType`.

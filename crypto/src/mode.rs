@@ -132,6 +132,15 @@ impl CryptoMode {
     }
 
     /// Bytes a sealed frame adds to its body: header plus tag.
+    /// The key id frames of this mode carry under `keys`: [`Keys::id`], or 0 in mode none
+    /// (no key).
+    pub fn key_id(self, keys: &crate::Keys) -> u32 {
+        match self {
+            CryptoMode::None => 0,
+            _ => keys.id(),
+        }
+    }
+
     pub const fn overhead(self) -> usize {
         crate::HEADER_LEN + self.tag_len()
     }

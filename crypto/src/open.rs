@@ -31,6 +31,10 @@ pub enum OpenError {
     /// crypto.
     #[error("own frame")]
     OwnFrame,
+    /// Sealed under a key this node does not hold: a key the cluster rotated to that this node
+    /// was not given, or one it has retired since; dropped before any crypto.
+    #[error("unknown key")]
+    UnknownKey,
     /// A sender we have no window for, and the sender table is full.
     #[error("too many senders")]
     TooManySenders,
@@ -47,13 +51,14 @@ pub enum OpenError {
 
 impl OpenError {
     /// Every reason, in check order.
-    pub const ALL: [OpenError; 10] = [
+    pub const ALL: [OpenError; 11] = [
         OpenError::Truncated,
         OpenError::BadMagic,
         OpenError::BadVersion,
         OpenError::ForeignCluster,
         OpenError::ModeMismatch,
         OpenError::OwnFrame,
+        OpenError::UnknownKey,
         OpenError::TooManySenders,
         OpenError::StaleEpoch,
         OpenError::Replay,
@@ -69,6 +74,7 @@ impl OpenError {
             OpenError::ForeignCluster => "foreign_cluster",
             OpenError::ModeMismatch => "mode_mismatch",
             OpenError::OwnFrame => "own_frame",
+            OpenError::UnknownKey => "unknown_key",
             OpenError::TooManySenders => "too_many_senders",
             OpenError::StaleEpoch => "stale_epoch",
             OpenError::Replay => "replay",
@@ -87,15 +93,34 @@ pub struct Opened<'a> {
     pub epoch: u32,
     /// Frame counter within the epoch.
     pub counter: u64,
+    /// [`Keys::id`] of the key the frame was sealed under.
+    pub key_id: u32,
     /// Plaintext body.
     pub body: &'a [u8],
 }
 
+/// Keys an opener holds at once: the cluster's key, and during a rotation the next one.
+pub const KEY_SLOTS: usize = 2;
+
 /// What an opener keeps per remote sender.
 struct SenderState {
-    /// `None` in mode none.
-    key: Option<LessSafeKey>,
+    /// The sender's subkey under each key slot, derived the first time a frame of the sender
+    /// names that slot's key; `None` until then, after the slot's key is retired, and always
+    /// in mode none.
+    keys: [Option<LessSafeKey>; KEY_SLOTS],
+    /// One window for every key: the sender's counter runs on across keys.
     window: ReplayWindow,
+}
+
+/// Why a key could not be added to an opener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum KeySlotError {
+    /// Both slots hold a key; retire one first.
+    #[error("two keys are held already; retire one before accepting another")]
+    Full,
+    /// Crypto is off: there is no key to accept.
+    #[error("crypto mode none uses no key")]
+    Unkeyed,
 }
 
 /// Opens the frames one node receives: checks the header, the sender's replay window and the
@@ -103,9 +128,12 @@ struct SenderState {
 ///
 /// Invariants: a sender gets a table slot (and its window records a counter) only after one of
 /// its frames authenticates, so forged frames cannot fill the table or poison a window; memory is
-/// allocated in [`Opener::new`] only, for at most `sender_count_max` senders.
+/// allocated in [`Opener::new`] only, for at most `sender_count_max` senders; the two key slots
+/// never hold keys of the same id, and a frame is opened only under a key a slot holds now (a
+/// retired key's derived subkeys are dropped with it).
 pub struct Opener {
-    keys: Keys,
+    /// The keys frames may be sealed under (their PRKs are wiped when a slot is emptied).
+    slots: [Option<Keys>; KEY_SLOTS],
     mode: CryptoMode,
     cluster_hash: u32,
     local_node_id: u32,
@@ -147,7 +175,7 @@ impl Opener {
             mode.name()
         );
         Opener {
-            keys: keys.clone(),
+            slots: [Some(keys.clone()), None],
             mode,
             cluster_hash,
             local_node_id,
@@ -165,6 +193,51 @@ impl Opener {
     /// Frames and bytes opened, and rejections per reason.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The ids of the keys frames may be sealed under, in slot order.
+    pub fn key_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.slots.iter().flatten().map(|k| self.mode.key_id(k))
+    }
+
+    /// Whether frames sealed under the key `id` are opened.
+    pub fn holds_key(&self, id: u32) -> bool {
+        self.key_ids().any(|k| k == id)
+    }
+
+    /// Opens frames sealed under `keys` too, beside the key already held (a rotation: the next
+    /// key is accepted before any peer seals with it). Accepting a key already held changes
+    /// nothing.
+    pub fn accept_key(&mut self, keys: &Keys) -> Result<(), KeySlotError> {
+        if self.mode == CryptoMode::None || !keys.is_keyed() {
+            return Err(KeySlotError::Unkeyed);
+        }
+        if self.holds_key(keys.id()) {
+            return Ok(());
+        }
+        let free = self
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .ok_or(KeySlotError::Full)?;
+        self.slots[free] = Some(keys.clone());
+        Ok(())
+    }
+
+    /// Stops opening frames sealed under the key `id`: its PRK is wiped and every sender's
+    /// subkey under it dropped; a later frame under it is [`OpenError::UnknownKey`]. Returns
+    /// whether the key was held. The last key is never retired (a node always holds one).
+    pub fn retire_key(&mut self, id: u32) -> bool {
+        let held = self.slots.iter().flatten().count();
+        let Some(slot) = self.slot_of(id) else {
+            return false;
+        };
+        assert!(held > 1, "retiring the only key an opener holds");
+        self.slots[slot] = None;
+        for sender in &mut self.senders {
+            sender.keys[slot] = None;
+        }
+        true
     }
 
     /// Checks and opens `frame` (exactly one frame, header to tag), decrypting the body in place.
@@ -209,7 +282,11 @@ impl Opener {
         let Some(body_len) = frame.len().checked_sub(HEADER_LEN + self.mode.tag_len()) else {
             return false;
         };
-        let Some(key) = self.keys.frame_key(self.mode, self.local_node_id) else {
+        let Some(slot) = self.slot_of(header.key_id.get()) else {
+            return false;
+        };
+        let keys = self.slots[slot].as_ref().expect("slot_of names a held key");
+        let Some(key) = keys.frame_key(self.mode, self.local_node_id) else {
             return true; // Mode none: nothing to authenticate.
         };
         let nonce = Nonce::assume_unique_for_key(header.nonce_bytes());
@@ -223,14 +300,23 @@ impl Opener {
         }
     }
 
+    /// The slot holding the key `id` (as frames of our mode name it).
+    fn slot_of(&self, id: u32) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|k| k.as_ref().is_some_and(|k| self.mode.key_id(k) == id))
+    }
+
     fn open_counted<'a>(&mut self, frame: &'a mut [u8]) -> Result<Opened<'a>, OpenError> {
-        // Header checks, cheapest and most common first; no crypto before ForeignCluster.
+        // Header checks, cheapest and most common first; no crypto before ForeignCluster. A
+        // frame that does not start with our magic is someone else's (a Corosync ping is
+        // shorter than our header), not one of ours cut short.
+        if frame.len() >= MAGIC.len() && frame[..MAGIC.len()] != MAGIC {
+            return Err(OpenError::BadMagic);
+        }
         let Ok((header, _)) = SealHeader::read_from_prefix(frame) else {
             return Err(OpenError::Truncated);
         };
-        if header.magic != MAGIC {
-            return Err(OpenError::BadMagic);
-        }
         if header.version != VERSION {
             return Err(OpenError::BadVersion);
         }
@@ -250,6 +336,8 @@ impl Opener {
         if sender == self.local_node_id {
             return Err(OpenError::OwnFrame);
         }
+        let key_id = header.key_id.get();
+        let slot = self.slot_of(key_id).ok_or(OpenError::UnknownKey)?;
 
         // Replay checks before crypto: they only read state built from authenticated frames, so
         // an unauthenticated header can make us drop only itself.
@@ -264,12 +352,20 @@ impl Opener {
             None => {}
         }
 
+        // A known sender keeps its subkey per slot (derived on its first frame under that
+        // slot's key); a new one's is derived here and kept once the frame authenticates.
+        let keys = self.slots[slot].as_ref().expect("slot_of names a held key");
         let key_new = match dense {
-            Some(_) => None,
-            None => self.keys.frame_key(self.mode, sender),
+            Some(dense) => {
+                if self.senders[dense].keys[slot].is_none() {
+                    self.senders[dense].keys[slot] = keys.frame_key(self.mode, sender);
+                }
+                None
+            }
+            None => keys.frame_key(self.mode, sender),
         };
         let key = match dense {
-            Some(dense) => self.senders[dense].key.as_ref(),
+            Some(dense) => self.senders[dense].keys[slot].as_ref(),
             None => key_new.as_ref(),
         };
         if let Some(key) = key {
@@ -296,8 +392,10 @@ impl Opener {
                     self.senders.len() < self.senders.capacity(),
                     "sender table allocated up front"
                 );
+                let mut keys: [Option<LessSafeKey>; KEY_SLOTS] = Default::default();
+                keys[slot] = key_new;
                 self.senders.push(SenderState {
-                    key: key_new,
+                    keys,
                     window: ReplayWindow::starting_at(epoch, counter),
                 });
             }
@@ -307,6 +405,7 @@ impl Opener {
             sender,
             epoch,
             counter,
+            key_id,
             body: &frame[HEADER_LEN..HEADER_LEN + body_len],
         })
     }

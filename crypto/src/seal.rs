@@ -1,4 +1,5 @@
-//! Sealing: header, nonce and tag around a body, for one sender and one boot epoch.
+//! Sealing: header, nonce and tag around a body, for one sender and one boot epoch, under one
+//! key at a time (a rotation switches the key; the counter runs on).
 
 use ring::aead::{Aad, LessSafeKey, Nonce};
 use thiserror::Error;
@@ -29,11 +30,14 @@ pub enum SealError {
 
 /// Seals the frames one node sends during one boot.
 ///
-/// Invariant: every frame sealed by one `Sealer` has a distinct counter, increasing from 0;
-/// the nonce (epoch ‖ counter) is never used twice with this sender's subkey as long as the caller
-/// gives each boot of a node a larger epoch than the previous boot.
+/// Invariant: every frame sealed by one `Sealer` has a distinct counter, increasing from 0,
+/// whatever key it is sealed under; the nonce (epoch ‖ counter) is never used twice with this
+/// sender's subkey as long as the caller gives each boot of a node a larger epoch than the
+/// previous boot.
 pub struct Sealer {
     key: Option<LessSafeKey>,
+    /// `Keys::id` of the key frames are sealed under.
+    key_id: u32,
     mode: CryptoMode,
     cluster_hash: u32,
     sender: u32,
@@ -50,6 +54,7 @@ impl core::fmt::Debug for Sealer {
             .field("cluster_hash", &self.cluster_hash)
             .field("sender", &self.sender)
             .field("epoch", &self.epoch)
+            .field("key_id", &format_args!("{:08x}", self.key_id))
             .field("counter_next", &self.counter_next)
             .finish_non_exhaustive()
     }
@@ -69,6 +74,7 @@ impl Sealer {
     ) -> Sealer {
         Sealer {
             key: keys.frame_key(mode, sender),
+            key_id: mode.key_id(keys),
             mode,
             cluster_hash,
             sender,
@@ -86,6 +92,19 @@ impl Sealer {
     /// The epoch written in every frame.
     pub fn epoch(&self) -> u32 {
         self.epoch
+    }
+
+    /// [`Keys::id`] of the key frames are sealed under.
+    pub fn key_id(&self) -> u32 {
+        self.key_id
+    }
+
+    /// Seals every later frame under `keys` (a key rotation: call it once every receiver can
+    /// open frames under them). The counter runs on, so no nonce repeats under either key and
+    /// receivers' replay windows stay as they are; the old subkey is dropped here.
+    pub fn switch_key(&mut self, keys: &Keys) {
+        self.key = keys.frame_key(self.mode, self.sender);
+        self.key_id = self.mode.key_id(keys);
     }
 
     /// The counter the next frame will carry, `None` once exhausted.
@@ -149,6 +168,7 @@ impl Sealer {
             sender: self.sender.into(),
             epoch: self.epoch.into(),
             counter: counter.into(),
+            key_id: self.key_id.into(),
         };
         frame[..HEADER_LEN].copy_from_slice(header.as_bytes());
         if let Some(key) = &self.key {

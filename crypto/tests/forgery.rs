@@ -2,7 +2,8 @@
 //! forged under real node ids with the largest epoch (which, if it moved a window, would lock
 //! the real sender out as "stale" for good), frames replayed across a sender's restart (its
 //! per-boot key epoch), and frames sealed under a wiped key (all zeros, what a zeroised key
-//! buffer holds).
+//! buffer holds): unknown_key as sealed, invalid_digest when relabelled with the id of the key
+//! the receiver holds.
 
 use rotor_crypto::{cluster_name_hash, CryptoMode, Keys, OpenError, Opener, Sealer, HEADER_LEN};
 
@@ -47,12 +48,14 @@ fn forged(
         })
         .collect();
     f[0..2].copy_from_slice(b"RT");
-    f[2] = 1;
+    f[2] = rotor_crypto::VERSION;
     f[3] = mode.wire_byte();
     f[4..8].copy_from_slice(&cluster_name_hash(CLUSTER).to_be_bytes());
     f[8..12].copy_from_slice(&sender.to_be_bytes());
     f[12..16].copy_from_slice(&epoch.to_be_bytes());
     f[16..24].copy_from_slice(&counter.to_be_bytes());
+    // The key the receiver holds, so the forgery reaches the digest check.
+    f[24..28].copy_from_slice(&mode.key_id(&keys()).to_be_bytes());
     f
 }
 
@@ -131,8 +134,19 @@ fn frames_of_a_wiped_key_are_dropped_and_counted() {
         let mut o = opener(mode);
         let wiped = Keys::from_authkey_bytes(&[0u8; 256], CLUSTER).unwrap();
         let mut s = Sealer::new(&wiped, mode, cluster_name_hash(CLUSTER), SENDER, 9);
+        let held = mode.key_id(&keys()).to_be_bytes();
         for i in 0..10u8 {
+            // As sealed, the frame names the wiped key's id: dropped before any crypto.
             let mut f = sealed(&mut s, &[i; 100]);
+            assert_eq!(
+                o.open(&mut f),
+                Err(OpenError::UnknownKey),
+                "{}",
+                mode.name()
+            );
+            // Relabelled with the id of the key the receiver holds: the digest fails.
+            let mut f = sealed(&mut s, &[i; 100]);
+            f[24..HEADER_LEN].copy_from_slice(&held);
             assert_eq!(
                 o.open(&mut f),
                 Err(OpenError::InvalidDigest),
@@ -140,6 +154,7 @@ fn frames_of_a_wiped_key_are_dropped_and_counted() {
                 mode.name()
             );
         }
+        assert_eq!(o.counters().unknown_key, 10);
         assert_eq!(o.counters().invalid_digest, 10);
         assert_eq!(o.counters().frames_opened, 0);
     }

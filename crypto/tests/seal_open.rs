@@ -2,8 +2,8 @@
 //! the public API only.
 
 use rotor_crypto::{
-    cluster_name_hash, CryptoConfigError, CryptoMode, Keys, OpenError, Opener, SealError, Sealer,
-    HEADER_LEN, TAG_LEN,
+    cluster_name_hash, CryptoConfigError, CryptoMode, KeySlotError, Keys, OpenError, Opener,
+    SealError, Sealer, HEADER_LEN, TAG_LEN,
 };
 
 const CLUSTER: &str = "alpha";
@@ -93,8 +93,8 @@ fn seal_refuses_a_small_buffer() {
     assert_eq!(
         sealer.seal(&[1; 10], &mut out),
         Err(SealError::BufferTooSmall {
-            needed: 50,
-            available: 49
+            needed: 54,
+            available: 53
         })
     );
     assert_eq!(
@@ -112,6 +112,7 @@ fn header_error(index: usize) -> Option<OpenError> {
         2 => Some(OpenError::BadVersion),
         3 => Some(OpenError::ModeMismatch),
         4..=7 => Some(OpenError::ForeignCluster),
+        24..=27 => Some(OpenError::UnknownKey),
         _ => None,
     }
 }
@@ -143,22 +144,77 @@ fn tampering_any_byte_is_detected() {
 }
 
 #[test]
-fn wrong_key_is_invalid_digest() {
+fn wrong_key_is_unknown_before_crypto_and_invalid_digest_when_it_claims_ours() {
     for mode in [CryptoMode::Gcm256, CryptoMode::Gcm128, CryptoMode::Gmac] {
         let hash = cluster_name_hash(CLUSTER);
         let other = Keys::from_authkey_bytes(&[0x5A; 256], CLUSTER).unwrap();
+        assert_ne!(other.id(), keys().id());
         let mut sealer = Sealer::new(&other, mode, hash, SENDER, 1);
         let mut opener = Opener::new(&keys(), mode, hash, RECEIVER, 4);
         let mut frame = sealed(&mut sealer, b"hello");
+        assert_eq!(opener.open(&mut frame), Err(OpenError::UnknownKey));
+        // The same frame claiming our key's id: the tag fails.
+        frame[24..28].copy_from_slice(&keys().id().to_be_bytes());
         assert_eq!(opener.open(&mut frame), Err(OpenError::InvalidDigest));
-        // Same authkey, other cluster name (but same header hash): other subkeys.
+        // Same authkey, other cluster name (but same header hash): another key altogether.
         let renamed = Keys::from_authkey_bytes(&[0x5A; 256], "beta").unwrap();
+        assert_ne!(renamed.id(), other.id());
         let mut sealer = Sealer::new(&renamed, mode, hash, SENDER, 1);
         let mut opener = Opener::new(&other, mode, hash, RECEIVER, 4);
         let mut frame = sealed(&mut sealer, b"hello");
-        assert_eq!(opener.open(&mut frame), Err(OpenError::InvalidDigest));
-        assert_eq!(opener.counters().invalid_digest, 1);
+        assert_eq!(opener.open(&mut frame), Err(OpenError::UnknownKey));
+        assert_eq!(opener.counters().unknown_key, 1);
+        assert_eq!(opener.counters().invalid_digest, 0);
     }
+}
+
+#[test]
+fn a_rotation_accepts_both_keys_then_only_the_new_one() {
+    let hash = cluster_name_hash(CLUSTER);
+    let old = keys();
+    let new = Keys::from_authkey_bytes(&[0x33; 256], CLUSTER).unwrap();
+    for mode in [CryptoMode::Gcm256, CryptoMode::Gcm128, CryptoMode::Gmac] {
+        let mut sealer = Sealer::new(&old, mode, hash, SENDER, 1);
+        let mut opener = Opener::new(&old, mode, hash, RECEIVER, 4);
+        let before = sealed(&mut sealer, b"under the old key");
+        // The next key is accepted before anyone seals with it.
+        opener.accept_key(&new).unwrap();
+        assert_eq!(
+            opener.accept_key(&new),
+            Ok(()),
+            "accepting twice changes nothing"
+        );
+        assert_eq!(opener.key_ids().collect::<Vec<_>>(), [old.id(), new.id()]);
+        let third = Keys::from_authkey_bytes(&[0x44; 256], CLUSTER).unwrap();
+        assert_eq!(opener.accept_key(&third), Err(KeySlotError::Full));
+        let old_late = sealed(&mut sealer, b"sealed late under the old key");
+        sealer.switch_key(&new);
+        assert_eq!(sealer.key_id(), new.id());
+        let after = sealed(&mut sealer, b"under the new key");
+        // Both open, in any order; the counter ran on, so the window saw no replay.
+        let mut frame = after.clone();
+        let opened = opener.open(&mut frame).unwrap();
+        assert_eq!((opened.key_id, opened.counter), (new.id(), 2));
+        let mut frame = before.clone();
+        assert_eq!(opener.open(&mut frame).unwrap().key_id, old.id());
+        // Replays are replays under either key.
+        let mut frame = after.clone();
+        assert_eq!(opener.open(&mut frame), Err(OpenError::Replay));
+        // Once the old key is retired, its frames are dropped before any crypto.
+        assert!(opener.retire_key(old.id()));
+        assert!(!opener.retire_key(old.id()));
+        let mut frame = old_late.clone();
+        assert_eq!(opener.open(&mut frame), Err(OpenError::UnknownKey));
+        let newer = sealed(&mut sealer, b"still the new key");
+        let mut frame = newer.clone();
+        assert_eq!(opener.open(&mut frame).unwrap().body, b"still the new key");
+        // A freed slot takes another key.
+        opener.accept_key(&third).unwrap();
+        assert!(opener.holds_key(third.id()) && !opener.holds_key(old.id()));
+    }
+    // Mode none has no key to rotate.
+    let mut none = Opener::new(&Keys::unkeyed(CLUSTER), CryptoMode::None, hash, RECEIVER, 4);
+    assert_eq!(none.accept_key(&new), Err(KeySlotError::Unkeyed));
 }
 
 #[test]
@@ -232,6 +288,19 @@ fn truncated_frames_of_every_length() {
             }
         }
     }
+}
+
+#[test]
+fn a_short_frame_of_someone_else_is_bad_magic_not_truncated() {
+    // A Corosync knet ping is 26 bytes, shorter than our header: it is not ours cut short.
+    let (_, mut opener) = pair(CryptoMode::Gcm256);
+    let mut ping = vec![0x01, 0x81, 0x00, 0x07, 0x01, 0x00];
+    ping.extend_from_slice(&[0; 20]);
+    assert_eq!(opener.open(&mut ping), Err(OpenError::BadMagic));
+    let mut ours_cut = b"RT".to_vec();
+    assert_eq!(opener.open(&mut ours_cut), Err(OpenError::Truncated));
+    let counters = opener.counters();
+    assert_eq!((counters.bad_magic, counters.truncated), (1, 1));
 }
 
 #[test]
@@ -396,7 +465,7 @@ fn property_random_lengths_round_trip_and_single_flips_fail() {
                 let at = (rng.next() as usize) % frame_len;
                 bad[at] ^= 1 << (rng.next() % 8);
                 let error = opener.open(&mut bad).unwrap_err();
-                let expected = if at < 8 {
+                let expected = if at < 8 || (24..28).contains(&at) {
                     error
                 } else {
                     OpenError::InvalidDigest

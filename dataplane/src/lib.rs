@@ -14,9 +14,11 @@
 //! group, optionally multicasts test messages and prints every event as one parseable line.
 //! Every counter is one flat list (`stats`) published to rotord. The node runs votequorum when
 //! rotord's start message carries quorum settings; `quorum` forwards rotord's requests to it
-//! and its events and state to rotord. It deliberately does not reach peers behind a gateway
+//! and its events and state to rotord. Runtime changes (`change`) pass between rotord and the
+//! endpoint's ordered change service. It deliberately does not reach peers behind a gateway
 //! over AF_XDP.
 
+pub mod change;
 pub mod poll;
 pub mod quorum;
 pub mod runner;

@@ -23,7 +23,7 @@ use rotor_dataplane::transport::Transport;
 use rotor_proto::control::{
     DataplaneStart, DataplaneTransport, FailureKind, FromDataplane, MulticastSettings, PollMode,
 };
-use totem_core::config::{explicit, setting_named, SETTINGS};
+use totem_core::config::explicit;
 use totem_core::{ConfigKind, Event, Guarantee, Request, SubmitError, TotemSettings};
 
 #[derive(Parser, Debug)]
@@ -128,18 +128,6 @@ fn parse_kv(s: &str) -> Result<(String, u32), String> {
 }
 
 /// Sets one totem setting by its corosync name, finding it in the table of totem settings.
-fn set_totem(t: &mut TotemSettings, key: &str, v: u32) -> Result<(), String> {
-    let setting = setting_named(key).ok_or_else(|| {
-        let names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
-        format!(
-            "unknown totem setting \"{key}\" (known: {})",
-            names.join(", ")
-        )
-    })?;
-    (setting.set)(t, v);
-    Ok(())
-}
-
 fn parse_fd_pair(s: &str) -> Result<(i32, i32), String> {
     let (a, b) = s.split_once(',').ok_or("expected XSKS_FD,COUNTERS_FD")?;
     let fd = |t: &str| -> Result<i32, String> {
@@ -339,10 +327,8 @@ fn set_up(
             .map_err(|e| Failure::new(FailureKind::Key, e.to_string()))?
     };
     // Every setting comes resolved; the node validates the whole against the cluster's shape.
-    let mut totem = TotemSettings::default();
-    for (key, value) in &start.totem {
-        set_totem(&mut totem, key, *value).map_err(|e| Failure::new(FailureKind::Config, e))?;
-    }
+    let totem = TotemSettings::from_named(start.totem.iter().map(|(k, v)| (k.as_str(), *v)))
+        .map_err(|e| Failure::new(FailureKind::Config, e))?;
     if let Some(core) = start.core {
         let id = usize::from(core);
         if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
@@ -500,10 +486,7 @@ fn start_from_args(args: &Args) -> Result<DataplaneStart, Failure> {
     let hand: Vec<(&str, u32)> = args.token_ms.map(|ms| ("token", ms)).into_iter().collect();
     let resolved = TotemSettings::resolve(explicit(&hand), &shape)
         .map_err(|e| Failure::new(FailureKind::Config, format!("--token-ms: {e}")))?;
-    let mut totem: Vec<(String, u32)> = SETTINGS
-        .iter()
-        .map(|s| (s.name.to_owned(), (s.get)(&resolved)))
-        .collect();
+    let mut totem = resolved.named();
     totem.extend(args.totem.iter().cloned());
     let transport = match args.transport {
         TransportKind::Udp => DataplaneTransport::Udp,

@@ -93,11 +93,14 @@ pub struct Runner<T: Transport> {
     endpoint: Endpoint<SocketAddr>,
     transport: T,
     start: std::time::Instant,
+    /// The cluster name keys are bound to (a rotated key is read for it).
+    cluster_name: String,
 }
 
 impl<T: Transport> Runner<T> {
     pub fn new(cfg: RunnerConfig, transport: T) -> Result<Runner<T>, RunnerError> {
         let start = std::time::Instant::now();
+        let cluster_name = cfg.cluster_name.clone();
         let shape = cluster_shape(cfg.peers.len(), transport.local_addr().is_ipv6(), cfg.mode);
         let endpoint = Endpoint::new(
             EndpointConfig {
@@ -113,6 +116,7 @@ impl<T: Transport> Runner<T> {
                 epoch: cfg.epoch,
                 ring_seq_start: cfg.ring_seq_start,
                 seed: cfg.seed,
+                link_probes: true,
             },
             Instant(0),
         )?;
@@ -120,6 +124,7 @@ impl<T: Transport> Runner<T> {
             endpoint,
             transport,
             start,
+            cluster_name,
         })
     }
 
@@ -138,6 +143,16 @@ impl<T: Transport> Runner<T> {
 
     pub fn endpoint(&self) -> &Endpoint<SocketAddr> {
         &self.endpoint
+    }
+
+    /// The endpoint, for runtime changes.
+    pub fn endpoint_mut(&mut self) -> &mut Endpoint<SocketAddr> {
+        &mut self.endpoint
+    }
+
+    /// The cluster name the keys are bound to.
+    pub fn cluster_name(&self) -> &str {
+        &self.cluster_name
     }
 
     pub fn drops(&self) -> &Drops {
@@ -221,6 +236,7 @@ impl<T: Transport> Runner<T> {
                 endpoint,
                 transport,
                 start,
+                ..
             } = self;
             let n = transport.recv_batch(&mut |frame, from| {
                 let now = Instant(start.elapsed().as_nanos() as u64);
@@ -278,7 +294,7 @@ mod tests {
         wire.send_to(&frame[..n], to).unwrap();
         let n = stranger.seal(&body, &mut frame).unwrap();
         wire.send_to(&frame[..n], to).unwrap();
-        // Counter 0 of node 2 is taken: the forged frame uses counter 1 to reach the tag check.
+        // Counter 0 of node 2 is taken: the forged frame uses counter 1 to reach the key check.
         forger.seal(&body, &mut frame).unwrap();
         let n = forger.seal(&body, &mut frame).unwrap();
         wire.send_to(&frame[..n], to).unwrap();
@@ -292,7 +308,7 @@ mod tests {
         let d = runner.drops();
         assert_eq!(d.get("replay"), 1, "{d:?}");
         assert_eq!(d.get("unconfigured_sender"), 1, "{d:?}");
-        assert_eq!(d.get("invalid_digest"), 1, "{d:?}");
+        assert_eq!(d.get("unknown_key"), 1, "another key: {d:?}");
         assert_eq!(d.get("truncated"), 1, "{d:?}");
         assert_eq!(runner.endpoint().crypto_counters().0.frames_opened, 2);
     }

@@ -4,7 +4,7 @@
 //! everywhere, a SIGKILLed node leaves and a restarted one rejoins, ping and TCP keep working
 //! between hosts while XDP is attached, a ring forms over IPv6 (with the default `auto`
 //! transport), kernel-UDP and AF_XDP nodes share one ring over both families, and a host with
-//! another key never joins and its frames are counted as `invalid_digest`. Needs root and XDP;
+//! another key never joins and its frames are counted as `unknown_key`. Needs root and XDP;
 //! without either every test prints SKIPPED and why.
 
 mod common;
@@ -518,8 +518,8 @@ fn xdp_and_udp_nodes_share_a_ring() {
     }
 }
 
-/// A host with another key: its frames reach the others' AF_XDP sockets, fail authentication
-/// and are counted as `invalid_digest`; it never joins their ring.
+/// A host with another key: its frames reach the others' AF_XDP sockets, name a key they do
+/// not hold and are counted as `unknown_key`; it never joins their ring.
 #[test]
 fn xdp_host_with_another_key_is_dropped_and_counted() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -570,8 +570,8 @@ fn xdp_host_with_another_key_is_dropped_and_counted() {
     assert!(c.terminate(1), "node 1 did not exit 0 on SIGTERM");
     let err1 = c.stderr(1);
     assert!(
-        common::stat(&err1, "crypto.drops.invalid_digest").unwrap_or(0) > 0,
-        "node 1 did not count invalid_digest drops: {err1}"
+        common::stat(&err1, "crypto.drops.unknown_key").unwrap_or(0) > 0,
+        "node 1 did not count unknown_key drops: {err1}"
     );
 }
 

@@ -43,6 +43,7 @@ fn notice_severity(notice: &Notice) -> Severity {
         Notice::ConsensusTimeout { failed, .. } if !failed.is_empty() => Severity::Notice,
         Notice::ConsensusTimeout { .. } => Severity::Debug,
         Notice::FailedToReceive { .. } => Severity::Error,
+        Notice::ConfigDiffers { .. } => Severity::Warning,
         Notice::Formed { .. } | Notice::LeaveNotReceived { .. } => Severity::Notice,
         Notice::PartialConnectivity { .. } => Severity::Warning,
         Notice::ConnectivityRestored => Severity::Notice,
@@ -206,6 +207,34 @@ pub fn notice(n: &Notice, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             "Connectivity restored: the nodes reported as not hearing each other do again (or \
              are gone)",
         ),
+        Notice::ConfigDiffers {
+            node,
+            differences,
+            truncated,
+        } => {
+            if differences.is_empty() {
+                write!(
+                    f,
+                    "Node {node} is kept out of the ring: its configuration differs from this \
+                     node's, and it does not say how (it may not list this node in its \
+                     nodelist)"
+                )?;
+            } else {
+                write!(
+                    f,
+                    "Node {node} is kept out of the ring: its configuration differs from this \
+                     node's: {}",
+                    differences.join("; ")
+                )?;
+            }
+            if *truncated {
+                f.write_str(" (its summary was cut to fit one frame: more may differ)")?;
+            }
+            f.write_str(
+                ". Make corosync.conf agree on every node, then run rotor cfg -R (or restart \
+                 the node whose file changed)",
+            )
+        }
         Notice::RetransmitRequested {
             ring,
             count,
@@ -340,6 +369,14 @@ pub fn foreign<A: fmt::Display>(r: &ForeignReport<A>, f: &mut fmt::Formatter<'_>
             f,
             "Node {node} at {from} is not in the nodelist; add it to the nodelist of every \
              node, or check its nodeid and configuration"
+        )?,
+        // Also corosync's wording: to a node of this key, another key is an invalid digest.
+        Foreign::UnknownKey { node, key_id, ours } => write!(
+            f,
+            "Received message has invalid digest... ignoring (from {from}): node {node} seals \
+             under key {key_id:08x}, which this node does not hold (it seals under \
+             {ours:08x}): every node needs the same authkey; a node that missed a key \
+             rotation needs the cluster's new key file, then a restart"
         )?,
         Foreign::Unrecognised => write!(
             f,

@@ -31,10 +31,14 @@ pub enum Foreign {
     NotInNodelist { node: u32 },
     /// Not a rotor frame of this version, and not recognised as Corosync.
     Unrecognised,
+    /// A rotor frame of this cluster sealed under a key this node does not hold: another
+    /// authkey, or a key rotation one of the two nodes did not take part in. `ours`: the key
+    /// this node seals under.
+    UnknownKey { node: u32, key_id: u32, ours: u32 },
 }
 
 /// Number of [`Foreign`] kinds: one rate limit each.
-pub(crate) const KINDS: usize = 7;
+pub(crate) const KINDS: usize = 8;
 
 impl Foreign {
     pub(crate) fn kind(self) -> usize {
@@ -46,6 +50,7 @@ impl Foreign {
             Foreign::Corosync(_) => 4,
             Foreign::NotInNodelist { .. } => 5,
             Foreign::Unrecognised => 6,
+            Foreign::UnknownKey { .. } => 7,
         }
     }
 }
@@ -59,6 +64,14 @@ pub enum Corosync {
     TotemUdp { node: u32 },
     /// Corosync 2 (udp or udpu; its crypto header is always present).
     Corosync2,
+}
+
+/// The sender and key id in the seal header of a rotor frame (bytes already checked to be one
+/// of this cluster's).
+pub(crate) fn sender_and_key_of(frame: &[u8]) -> Option<(u32, u32)> {
+    let sender = sender_of(frame)?;
+    let key = frame.get(24..28)?;
+    Some((sender, u32::from_be_bytes(key.try_into().ok()?)))
 }
 
 /// The Corosync that sent `datagram`, if its header says so.

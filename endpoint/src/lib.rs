@@ -6,7 +6,10 @@
 //! `node_mut().submit`; outputs: sealed frames with their destination addresses (`flush` hands
 //! each to the caller's send function — once to the multicast group, or to every peer, or to
 //! one), events in delivery order, diagnostics (the protocol's notices, and foreign senders
-//! reported once per kind per interval), and the next timeout. The dataplane's runner drives it
+//! reported once per kind per interval), runtime changes (`poll_change`: a change round is
+//! applied here too — the peer table and the sealing key swap at the point of the ordered
+//! stream where the core applies its part, and a rotated-out key is retired once every member
+//! seals under the new one), and the next timeout. The dataplane's runner drives it
 //! with a transport and a monotonic clock; the simulator drives the same code over its
 //! simulated network, so the production glue runs in every seed. It deliberately does not read
 //! a clock, open a socket, block, log, allocate per datagram on the receive path, or decide
@@ -15,20 +18,23 @@
 
 pub mod describe;
 pub mod foreign;
+pub mod link;
 pub mod peers;
 pub mod stats;
 
 use std::collections::VecDeque;
+use std::fmt::Display;
 
-use rotor_crypto::{Counters, CryptoMode, Keys, OpenError, Opener, Sealer};
+use rotor_crypto::{Counters, CryptoMode, KeySlotError, Keys, OpenError, Opener, Sealer};
 use thiserror::Error;
 use totem_core::{
-    ClusterShape, Dest, Event, Instant, Node, NodeConfig, NodeId, Notice, SettingError,
-    TotemSettings,
+    ChangeError, ChangeEvent, ClusterShape, ConfigIdentity, Dest, Event, Instant, Node, NodeConfig,
+    NodeId, Notice, Outcome, Proposal, RoundId, SettingError, TotemSettings,
 };
 
 pub use describe::Severity;
 pub use foreign::{recognise_corosync, Corosync, Foreign};
+pub use link::{LinkState, Links};
 pub use peers::{PeerError, Peers};
 pub use stats::{DropCause, Drops, Entries, Rotations, Traffic};
 
@@ -66,8 +72,14 @@ pub struct EndpointConfig<A> {
     pub epoch: u32,
     /// The highest ring sequence this node saw before it restarted (persisted by the caller).
     pub ring_seq_start: u64,
-    /// Seed for the core's one random choice.
+    /// Seed for the core's one random choice (and where in the first second the link probes
+    /// start).
     pub seed: u64,
+    /// Probe the link to every peer once a second (`link`). The dataplane does; the simulator
+    /// does not yet: the probes' datagrams move the simulated timing enough that seeds which
+    /// passed now find the srp fail-set churn and a wait_for_all case still to be understood
+    /// (see docs/ARCHITECTURE.md, endpoint).
+    pub link_probes: bool,
 }
 
 /// Why an endpoint cannot start.
@@ -82,8 +94,15 @@ pub enum EndpointError {
 /// What became of one received datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Received<'a> {
-    /// Authenticated and handed to the node; `body` is the opened plaintext it got.
-    Accepted { sender: NodeId, body: &'a [u8] },
+    /// Authenticated (under the key `key_id`) and handed to the node; `body` is the opened
+    /// plaintext it got.
+    Accepted {
+        sender: NodeId,
+        key_id: u32,
+        body: &'a [u8],
+    },
+    /// Authenticated link probe (or its answer) from `sender`, handled by the endpoint.
+    Probe { sender: NodeId },
     /// Dropped and counted.
     Dropped(DropCause),
 }
@@ -132,12 +151,92 @@ pub enum Diagnostic<A> {
     Connectivity(ConnectivityReport<A>),
 }
 
+/// A member's answer to a change round (`Endpoint::propose`).
+pub enum ChangeInput<A> {
+    /// What the member would run with.
+    Ready {
+        /// The settings, resolved for `nodelist`'s size.
+        totem: TotemSettings,
+        /// Every node of the new nodelist with its address: this node too, unless the change
+        /// removes it.
+        nodelist: Vec<(u32, A)>,
+        /// The key to seal under once the change is applied; `None` keeps the current one.
+        keys: Option<Keys>,
+        /// votequorum's settings from the member's quorum{} (when it runs votequorum).
+        quorum: Option<Box<totem_core::votequorum::QuorumSettings>>,
+    },
+    /// Why the member cannot take the change.
+    Refused { reason: String },
+}
+
+/// A runtime change, for the embedding (`Endpoint::poll_change`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// The core's event, once the endpoint has done its part (an applied change's peer table
+    /// and sealing key are in effect; the next key of a refused one is retired).
+    Core(ChangeEvent),
+    /// Frames under this key are no longer opened; its material is wiped.
+    KeyRetired { key_id: u32 },
+}
+
+/// This node's proposal for the open round, applied by the endpoint if the round is.
+struct PendingChange<A> {
+    round: RoundId,
+    peers: Peers<A>,
+    /// Whether the proposed nodelist lists this node.
+    listed: bool,
+    /// The key to seal under once applied, when it differs from the current one.
+    keys: Option<Keys>,
+    /// Whether this answer added `keys` to the opener (a key held already, for another
+    /// round's answer, is not this one's to retire).
+    key_added: bool,
+}
+
+/// The configuration identity (`totem_core::config::identity`) of `totem` and `nodelist`:
+/// every totem setting in effect, and every node with its address. What members must agree
+/// on, so a node configured otherwise is kept out of the ring, with the keys named.
+pub fn identity_of<A: Display>(totem: &TotemSettings, nodelist: &[(u32, A)]) -> ConfigIdentity {
+    let settings = totem_core::config::SETTINGS
+        .iter()
+        .map(|s| (format!("totem.{}", s.name), (s.get)(totem).to_string()));
+    let nodes = nodelist
+        .iter()
+        .map(|(id, a)| (format!("nodelist.{id}"), a.to_string()));
+    ConfigIdentity::from_pairs(settings.chain(nodes))
+}
+
+/// Runtime changes queued for the embedding; more are dropped (the core's own queue is bounded
+/// the same way).
+const CHANGES_MAX: usize = 256;
+/// Datagrams for addresses outside the peer table waiting for `flush`.
+const DIRECT_MAX: usize = 8;
+/// Senders remembered as sealing under a key this node does not hold.
+const UNKNOWN_KEYS_MAX: usize = 64;
+/// How long such a sender is remembered after its last frame.
+pub const UNKNOWN_KEY_MEMORY_NS: u64 = 10_000_000_000;
+
 /// One node between totem-core and the wire. See the crate documentation.
 pub struct Endpoint<A> {
     node: Node,
     sealer: Sealer,
     opener: Opener,
     peers: Peers<A>,
+    /// The nodelist's peers once `peers` no longer holds nodes a reload removed while they
+    /// were ring members: those are kept until a ring without them (their token, their leave
+    /// and what they retransmit still flow), then `peers` becomes this table.
+    nodelist_peers: Option<Peers<A>>,
+    /// Whether the nodelist in effect lists this node (a reload may remove it).
+    listed: bool,
+    pending: Option<PendingChange<A>>,
+    /// Invariant: at most `CHANGES_MAX`.
+    changes: VecDeque<Change>,
+    /// Core datagrams for an address outside the peer table (our summary for a node missing
+    /// from the nodelist), sent by the next `flush`. Invariant: at most `DIRECT_MAX`.
+    direct: Vec<(Vec<u8>, A)>,
+    /// Senders heard sealing under a key this node does not hold: (node, key, last heard).
+    /// Invariant: at most `UNKNOWN_KEYS_MAX`, one entry per (node, key).
+    unknown_keys: Vec<(u32, u32, u64)>,
+    frame_overhead_bytes: u32,
     group: Option<A>,
     local: A,
     cluster_hash: u32,
@@ -146,23 +245,41 @@ pub struct Endpoint<A> {
     drops: Drops,
     traffic: Traffic,
     rotations: Rotations,
+    /// Per-peer link probes (latency and state).
+    links: Links,
     limit: foreign::RateLimit,
     /// Invariant: at most `FOREIGN_REPORTS_MAX`.
     reports: VecDeque<ForeignReport<A>>,
 }
 
-impl<A: Copy + PartialEq> Endpoint<A> {
+impl<A: Copy + PartialEq + Display> Endpoint<A> {
     pub fn new(cfg: EndpointConfig<A>, now: Instant) -> Result<Endpoint<A>, EndpointError> {
+        let mut nodelist = cfg.peers.clone();
+        nodelist.push((cfg.node_id, cfg.local));
+        nodelist.sort_by_key(|(id, _)| *id);
         let peers = Peers::new(cfg.node_id, cfg.peers)?;
+        // The first probes go at a point of the first interval that the seed picks
+        // (splitmix64's finaliser spreads consecutive seeds).
+        let mut spread = cfg.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        spread = (spread ^ (spread >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        spread = (spread ^ (spread >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        spread ^= spread >> 31;
+        let links = Links::new(
+            peers.iter().map(|(id, _)| id).filter(|_| cfg.link_probes),
+            now.0 + spread % link::PROBE_INTERVAL_NS,
+        );
         let cluster_hash = totem_core::cluster_hash(&cfg.cluster_name);
         let shape = ClusterShape {
             nodelist_count: u32::try_from(peers.len() + 1).unwrap_or(u32::MAX),
             frame_overhead_bytes: cfg.frame_overhead_bytes,
         };
+        let identity = identity_of(&cfg.totem, &nodelist);
         let node = Node::new(
             NodeConfig {
                 totem: cfg.totem,
                 shape,
+                identity,
+                key_id: cfg.mode.key_id(&cfg.keys),
                 node_id: NodeId(cfg.node_id),
                 cluster: cluster_hash,
                 incarnation: cfg.epoch,
@@ -187,6 +304,13 @@ impl<A: Copy + PartialEq> Endpoint<A> {
             sealer,
             opener,
             peers,
+            nodelist_peers: None,
+            listed: true,
+            pending: None,
+            changes: VecDeque::new(),
+            direct: Vec::new(),
+            unknown_keys: Vec::with_capacity(UNKNOWN_KEYS_MAX),
+            frame_overhead_bytes: cfg.frame_overhead_bytes,
             group: cfg.group,
             local: cfg.local,
             cluster_hash,
@@ -194,6 +318,7 @@ impl<A: Copy + PartialEq> Endpoint<A> {
             drops: Drops::default(),
             traffic: Traffic::default(),
             rotations: Rotations::default(),
+            links,
             limit: foreign::RateLimit::new(FOREIGN_REPORT_INTERVAL_NS),
             reports: VecDeque::with_capacity(FOREIGN_REPORTS_MAX),
         })
@@ -217,22 +342,37 @@ impl<A: Copy + PartialEq> Endpoint<A> {
         let opened = self
             .opener
             .open(&mut *frame)
-            .map(|o| (o.sender, o.body.len()));
+            .map(|o| (o.sender, o.key_id, o.body.len()));
         let error = match opened {
-            Ok((node, len)) => {
+            Ok((node, key_id, len)) => {
                 if !self.peers.contains(node) {
                     let cause = DropCause::UnconfiguredSender;
                     self.drops.count(cause);
-                    self.report(now, from, Foreign::NotInNodelist { node });
+                    let sender = Foreign::NotInNodelist { node };
+                    if self.limit.due(sender.kind(), now.0) && self.direct.len() < DIRECT_MAX {
+                        // It authenticated: tell it our configuration, so it can say what
+                        // differs (it does not hear us otherwise: we send it nothing).
+                        let datagram = self.node.config_datagram();
+                        self.direct.push((datagram, from));
+                    }
+                    self.report(now, from, sender);
                     return Received::Dropped(cause);
                 }
                 let frame: &'f [u8] = frame;
                 let body = &frame[rotor_crypto::HEADER_LEN..][..len];
                 let sender = NodeId(node);
+                if link::is_probe(body) && self.links.handle_body(now.0, node, body) {
+                    return Received::Probe { sender };
+                }
                 let tokens = self.node.stats().tokens;
                 self.node.handle_datagram(now, sender, body);
                 self.note_rotation(tokens, now);
-                return Received::Accepted { sender, body };
+                self.take_changes();
+                return Received::Accepted {
+                    sender,
+                    key_id,
+                    body,
+                };
             }
             Err(e) => e,
         };
@@ -254,6 +394,13 @@ impl<A: Copy + PartialEq> Endpoint<A> {
                 }
             }
             OpenError::OwnFrame if from != self.local => self.on_own_frame(now, from, frame),
+            OpenError::UnknownKey => {
+                if let Some((node, key_id)) = foreign::sender_and_key_of(frame) {
+                    self.note_unknown_key(node, key_id, now);
+                    let ours = self.sealer.key_id();
+                    self.report(now, from, Foreign::UnknownKey { node, key_id, ours });
+                }
+            }
             OpenError::Truncated | OpenError::BadMagic | OpenError::BadVersion => {
                 let sender = match recognise_corosync(frame) {
                     Some(c) => Foreign::Corosync(c),
@@ -303,10 +450,285 @@ impl<A: Copy + PartialEq> Endpoint<A> {
 
     /// Runs the node's expired timers (none if none is due).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.links.handle_timeout(now.0);
+        if self.node.poll_timeout().is_none_or(|t| t > now) {
+            // Only the probes were due: the node sees its own timers only.
+            return;
+        }
         let tokens = self.node.stats().tokens;
         self.node.handle_timeout(now);
         // A ring of one passes the token to itself on a timer, not over the wire.
         self.note_rotation(tokens, now);
+        self.take_changes();
+    }
+
+    // ----- runtime changes -----------------------------------------------------------------
+
+    /// This node's answer to a `ChangeEvent::Requested` (see `totem_core::reconfig`). A ready
+    /// answer's next key is accepted at once, so that once every member has answered — the
+    /// point where the change applies — every member opens frames under it. What cannot work
+    /// here (a nodelist the peer table refuses, this node's address changed, a rotation still
+    /// completing) is proposed as a refusal, with the reason.
+    pub fn propose(&mut self, round: RoundId, input: ChangeInput<A>) -> Result<(), ChangeError> {
+        let (proposal, pending) = match input {
+            ChangeInput::Refused { reason } => (Proposal::Refused { reason }, None),
+            ChangeInput::Ready {
+                totem,
+                mut nodelist,
+                keys,
+                quorum,
+            } => match self.ready(round, &mut nodelist, keys) {
+                Ok((key_id, pending)) => {
+                    let shape = ClusterShape {
+                        nodelist_count: u32::try_from(nodelist.len()).unwrap_or(u32::MAX),
+                        frame_overhead_bytes: self.frame_overhead_bytes,
+                    };
+                    let identity = identity_of(&totem, &nodelist);
+                    let proposal = Proposal::Ready {
+                        totem,
+                        shape,
+                        identity,
+                        key_id,
+                        quorum: quorum.map(|q| *q),
+                    };
+                    (proposal, Some(pending))
+                }
+                Err(reason) => (Proposal::Refused { reason }, None),
+            },
+        };
+        let accepted_key = pending
+            .as_ref()
+            .filter(|p: &&PendingChange<A>| p.key_added)
+            .and_then(|p| p.keys.as_ref().map(Keys::id));
+        match self.node.propose(round, proposal) {
+            Ok(()) => {
+                self.pending = pending;
+                self.take_changes();
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(id) = accepted_key {
+                    self.drop_key(id);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Checks a ready answer; returns the key it would seal under and what to apply.
+    fn ready(
+        &mut self,
+        round: RoundId,
+        nodelist: &mut [(u32, A)],
+        keys: Option<Keys>,
+    ) -> Result<(u32, PendingChange<A>), String> {
+        let me = self.node.node_id().0;
+        nodelist.sort_by_key(|(id, _)| *id);
+        let listed = match nodelist.iter().find(|(id, _)| *id == me) {
+            Some((_, addr)) if *addr != self.local => {
+                return Err(format!(
+                    "nodelist: this node's address would change from {} to {addr}; an \
+                     address cannot change while the node runs (restart it with the new \
+                     address)",
+                    self.local
+                ))
+            }
+            Some(_) => true,
+            None => false,
+        };
+        let peers = Peers::new(
+            me,
+            nodelist
+                .iter()
+                .copied()
+                .filter(|(id, _)| *id != me)
+                .collect(),
+        )
+        .map_err(|e| format!("nodelist: {e}"))?;
+        let current = self.sealer.key_id();
+        let keys = keys.filter(|k| self.sealer.mode().key_id(k) != current);
+        let key_added = keys
+            .as_ref()
+            .is_some_and(|k| !self.opener.holds_key(k.id()));
+        let key_id = match &keys {
+            None => current,
+            Some(k) => {
+                self.opener.accept_key(k).map_err(|e| match e {
+                    KeySlotError::Full => "the previous key rotation is still completing (its \
+                                            old key is not retired yet); try again in a few \
+                                            seconds"
+                        .to_owned(),
+                    KeySlotError::Unkeyed => "crypto is off (crypto_cipher and crypto_hash \
+                                              none): there is no key to rotate"
+                        .to_owned(),
+                })?;
+                k.id()
+            }
+        };
+        Ok((
+            key_id,
+            PendingChange {
+                round,
+                peers,
+                listed,
+                keys,
+                key_added,
+            },
+        ))
+    }
+
+    /// Does the endpoint's part of the core's change events and queues them for the embedding.
+    fn take_changes(&mut self) {
+        if let Some(listed) = &self.nodelist_peers {
+            let members = self.node.members();
+            let departed = self
+                .peers
+                .iter()
+                .all(|(id, _)| listed.contains(id) || !members.contains(&NodeId(id)));
+            if departed {
+                self.peers = self.nodelist_peers.take().expect("checked");
+            }
+        }
+        while let Some(ev) = self.node.poll_change() {
+            match &ev {
+                ChangeEvent::Decided { round, outcome, .. } => {
+                    let pending = self.pending.take_if(|p| p.round == *round);
+                    if let Some(p) = pending {
+                        match outcome {
+                            Outcome::Applied => {
+                                self.take_peers(p.peers);
+                                self.listed = p.listed;
+                                if let Some(keys) = &p.keys {
+                                    self.sealer.switch_key(keys);
+                                }
+                            }
+                            Outcome::Refused { .. } => {
+                                if let Some(keys) = p.keys.as_ref().filter(|_| p.key_added) {
+                                    self.drop_key(keys.id());
+                                }
+                            }
+                        }
+                    }
+                }
+                ChangeEvent::KeyAgreed { key_id } => {
+                    let others: Vec<u32> = self.opener.key_ids().filter(|k| k != key_id).collect();
+                    for old in others {
+                        if self.drop_key(old) {
+                            self.push_change(Change::KeyRetired { key_id: old });
+                        }
+                    }
+                }
+                _ => {}
+            }
+            self.push_change(Change::Core(ev));
+        }
+    }
+
+    /// Takes the peers of an applied nodelist; ring members it no longer lists stay in the
+    /// table until the ring goes on without them (see `nodelist_peers`).
+    fn take_peers(&mut self, new: Peers<A>) {
+        let members = self.node.members();
+        let kept: Vec<(u32, A)> = self
+            .peers
+            .iter()
+            .filter(|(id, _)| !new.contains(*id) && members.contains(&NodeId(*id)))
+            .collect();
+        if kept.is_empty() {
+            self.peers = new;
+            self.nodelist_peers = None;
+            return;
+        }
+        let me = self.node.node_id().0;
+        let both: Vec<(u32, A)> = new.iter().chain(kept).collect();
+        match Peers::new(me, both) {
+            Ok(both) => {
+                self.peers = both;
+                self.nodelist_peers = Some(new);
+            }
+            Err(_) => {
+                self.peers = new;
+                self.nodelist_peers = None;
+            }
+        }
+    }
+
+    /// Stops opening frames under the key `id`, unless this node seals under it or holds no
+    /// other (a node always opens what it seals, and holds a key). Whether it was retired.
+    fn drop_key(&mut self, id: u32) -> bool {
+        if id == self.sealer.key_id() || self.opener.key_ids().all(|k| k == id) {
+            return false;
+        }
+        self.opener.retire_key(id)
+    }
+
+    fn push_change(&mut self, change: Change) {
+        if self.changes.len() < CHANGES_MAX {
+            self.changes.push_back(change);
+        }
+    }
+
+    /// The next runtime change, in delivery order.
+    pub fn poll_change(&mut self) -> Option<Change> {
+        self.changes.pop_front()
+    }
+
+    /// Whether the nodelist in effect lists this node (false once a reload removed it: the
+    /// embedding then leaves the ring and stops).
+    pub fn listed(&self) -> bool {
+        self.listed
+    }
+
+    /// The key this node seals under.
+    pub fn sealing_key(&self) -> u32 {
+        self.sealer.key_id()
+    }
+
+    /// The keys frames are opened under.
+    pub fn keys_held(&self) -> Vec<u32> {
+        self.opener.key_ids().collect()
+    }
+
+    /// Remembers that `node` seals under `key`, which this node does not hold (an unauthenticated
+    /// claim: it only feeds status output, never a decision).
+    fn note_unknown_key(&mut self, node: u32, key: u32, now: Instant) {
+        if let Some(entry) = self
+            .unknown_keys
+            .iter_mut()
+            .find(|(n, k, _)| *n == node && *k == key)
+        {
+            entry.2 = now.0;
+            return;
+        }
+        if self.unknown_keys.len() == UNKNOWN_KEYS_MAX {
+            let oldest = (0..self.unknown_keys.len())
+                .min_by_key(|&i| self.unknown_keys[i].2)
+                .expect("full");
+            self.unknown_keys.swap_remove(oldest);
+        }
+        self.unknown_keys.push((node, key, now.0));
+    }
+
+    /// Senders heard sealing under a key this node does not hold within the last
+    /// `UNKNOWN_KEY_MEMORY_NS` before `now`: (node, key), sorted. A node that missed a key
+    /// rotation shows here on both sides.
+    pub fn unknown_keys(&self, now: Instant) -> Vec<(u32, u32)> {
+        let mut recent: Vec<(u32, u32)> = self
+            .unknown_keys
+            .iter()
+            .filter(|(_, k, at)| {
+                now.0.saturating_sub(*at) < UNKNOWN_KEY_MEMORY_NS && !self.opener.holds_key(*k)
+            })
+            .map(|(n, k, _)| (*n, *k))
+            .collect();
+        recent.sort_unstable();
+        recent
+    }
+
+    /// Asks every member for a runtime change (see `totem_core::reconfig`).
+    pub fn request_change(&mut self, kind: totem_core::ChangeKind) -> Result<RoundId, ChangeError> {
+        let round = self.node.request_change(kind)?;
+        self.take_changes();
+        Ok(round)
     }
 
     fn note_rotation(&mut self, tokens_before: u64, now: Instant) {
@@ -327,6 +749,20 @@ impl<A: Copy + PartialEq> Endpoint<A> {
     /// once per peer; a frame for one node to its address. `send` returns `Ok(false)` when the
     /// transport has no room (the frame is counted as `send_refused`; totem retransmits).
     pub fn flush<E>(&mut self, mut send: impl FnMut(&[u8], A) -> Result<bool, E>) -> Result<(), E> {
+        while let Some((bytes, to)) = self.direct.pop() {
+            match self.sealer.seal(&bytes, &mut self.tx) {
+                Ok(len) => {
+                    if send(&self.tx[..len], to)? {
+                        self.traffic.frames_out += 1;
+                        self.traffic.bytes_out += len as u64;
+                        self.traffic.unicast_sends += 1;
+                    } else {
+                        self.drops.count(DropCause::SendRefused);
+                    }
+                }
+                Err(_) => self.drops.count(DropCause::SealError),
+            }
+        }
         while let Some(t) = self.node.poll_transmit() {
             let len = match self.sealer.seal(&t.bytes, &mut self.tx) {
                 Ok(len) => len,
@@ -372,6 +808,26 @@ impl<A: Copy + PartialEq> Endpoint<A> {
                 },
             }
             self.node.recycle(t.bytes);
+        }
+        // Link probes and their answers, each to its peer.
+        for (node, body) in self.links.drain() {
+            let Some(to) = self.peers.address(node) else {
+                continue;
+            };
+            let len = match self.sealer.seal(&body, &mut self.tx) {
+                Ok(len) => len,
+                Err(_) => {
+                    self.drops.count(DropCause::SealError);
+                    continue;
+                }
+            };
+            if send(&self.tx[..len], to)? {
+                self.traffic.frames_out += 1;
+                self.traffic.bytes_out += len as u64;
+                self.traffic.unicast_sends += 1;
+            } else {
+                self.drops.count(DropCause::SendRefused);
+            }
         }
         Ok(())
     }
@@ -419,9 +875,13 @@ impl<A: Copy + PartialEq> Endpoint<A> {
         }
     }
 
-    /// When `handle_timeout` is next needed.
+    /// When `handle_timeout` is next needed (the node's timers, or the next link probes).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.node.poll_timeout()
+        let probes = self.links.poll_timeout().map(Instant);
+        match (self.node.poll_timeout(), probes) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     // ----- state ---------------------------------------------------------------------------
@@ -451,6 +911,11 @@ impl<A: Copy + PartialEq> Endpoint<A> {
         &self.rotations
     }
 
+    /// The link to each peer, as the probes measure it.
+    pub fn links(&self) -> &Links {
+        &self.links
+    }
+
     /// The opener's and the sealer's counters (frames, bytes, rejections by reason).
     pub fn crypto_counters(&self) -> (&Counters, &Counters) {
         (self.opener.counters(), self.sealer.counters())
@@ -475,5 +940,6 @@ impl<A: Copy + PartialEq> Endpoint<A> {
             out.push((format!("srp.{k}"), v));
         }
         self.rotations.entries(out);
+        self.links.entries(out);
     }
 }

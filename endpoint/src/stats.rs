@@ -63,7 +63,7 @@ impl Rotations {
         self.count
     }
 
-    /// `srp.token_rotations`, `srp.token_rotation_us.{min,mean,max}` and one
+    /// `srp.token_rotations`, `srp.token_rotation_us.{min,mean,max,sum}` and one
     /// `srp.token_rotation_us.le_<bound>` per bucket (`le_inf` last; not cumulative).
     pub fn entries(&self, out: &mut Entries) {
         out.push(("srp.token_rotations".into(), self.count));
@@ -75,6 +75,7 @@ impl Rotations {
         ] {
             out.push((format!("srp.token_rotation_us.{name}"), ns / 1_000));
         }
+        out.push(("srp.token_rotation_us.sum".into(), self.sum_ns / 1_000));
         for (bound, n) in ROTATION_BUCKETS_US.iter().zip(&self.buckets) {
             out.push((format!("srp.token_rotation_us.le_{bound}"), *n));
         }
@@ -249,6 +250,6 @@ mod tests {
         let mut out = Entries::new();
         Rotations::default().entries(&mut out);
         assert!(out.iter().all(|(_, v)| *v == 0));
-        assert_eq!(out.len(), 4 + ROTATION_BUCKETS_US.len() + 1);
+        assert_eq!(out.len(), 5 + ROTATION_BUCKETS_US.len() + 1);
     }
 }

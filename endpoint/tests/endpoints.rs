@@ -54,6 +54,7 @@ fn endpoint(id: u32, count: u32) -> Endpoint<Addr> {
             epoch: 1,
             ring_seq_start: 0,
             seed: u64::from(id),
+            link_probes: false,
         },
         Instant(0),
     )
@@ -239,7 +240,9 @@ impl Target {
     ) -> (DropCause, Option<ForeignReport<Addr>>) {
         let cause = match self.e.handle_datagram(Instant(ms * MS), from, &mut frame) {
             Received::Dropped(cause) => cause,
-            Received::Accepted { .. } => panic!("a foreign frame was accepted"),
+            Received::Accepted { .. } | Received::Probe { .. } => {
+                panic!("a foreign frame was accepted")
+            }
         };
         let mut reports = Vec::new();
         while let Some(d) = self.e.poll_diagnostic() {
@@ -265,12 +268,13 @@ fn each_foreign_sender_is_reported_once_per_interval_and_counted() {
     let interval_ms = FOREIGN_REPORT_INTERVAL_NS / MS;
     let mut t = Target { e: endpoint(1, 3) };
     let mut wrong_key = Sealer::new(&keys(8), CryptoMode::Gcm256, hash, 2, 1);
+    let mut forger = Sealer::new(&keys(8), CryptoMode::Gcm256, hash, 3, 1);
     let mut twin = Sealer::new(&keys(7), CryptoMode::Gcm256, hash, 1, 1);
     let mut other_cluster = Sealer::new(&keys(7), CryptoMode::Gcm256, hash ^ 1, 2, 1);
     let mut stranger = Sealer::new(&keys(7), CryptoMode::Gcm256, hash, 9, 1);
     let mut gmac = Sealer::new(&keys(7), CryptoMode::Gmac, hash, 3, 1);
     let mut knet_ping = vec![0x01, 0x81, 0x00, 0x04, 0x01, 0x00];
-    knet_ping.extend_from_slice(&[0; 20]);
+    knet_ping.extend_from_slice(&[0; 30]);
     let mut totem_join = vec![0x70, 0xC0, 0x03, 0x03, 0x00, 5, 0, 0, 0, 0, 0, 0, 0];
     totem_join.extend_from_slice(&[0; 40]);
 
@@ -279,6 +283,20 @@ fn each_foreign_sender_is_reported_once_per_interval_and_counted() {
         (
             "wrong key",
             Box::new(|| sealed(&mut wrong_key, b"x")),
+            DropCause::Crypto(rotor_crypto::OpenError::UnknownKey),
+            Foreign::UnknownKey {
+                node: 2,
+                key_id: keys(8).id(),
+                ours: keys(7).id(),
+            },
+        ),
+        (
+            "wrong key claiming ours",
+            Box::new(|| {
+                let mut frame = sealed(&mut forger, b"x");
+                frame[24..28].copy_from_slice(&keys(7).id().to_be_bytes());
+                frame
+            }),
             DropCause::Crypto(rotor_crypto::OpenError::InvalidDigest),
             Foreign::InvalidDigest,
         ),
@@ -357,6 +375,7 @@ fn each_foreign_sender_is_reported_once_per_interval_and_counted() {
     }
     let d = t.e.drops();
     assert_eq!(d.get("invalid_digest"), 5);
+    assert_eq!(d.get("unknown_key"), 5);
     assert_eq!(d.get("own_frame"), 5);
     assert_eq!(d.get("foreign_cluster"), 5);
     assert_eq!(d.get("unconfigured_sender"), 5);

@@ -254,7 +254,7 @@ impl ConfigResult {
 }
 
 /// A checker's log file read as it grows.
-struct Tail {
+pub(crate) struct Tail {
     path: PathBuf,
     offset: u64,
     partial: String,
@@ -295,27 +295,27 @@ impl Tail {
 }
 
 /// One checker process.
-struct Checker {
-    host: usize,
-    child: Child,
-    tail: Tail,
+pub(crate) struct Checker {
+    pub(crate) host: usize,
+    pub(crate) child: Child,
+    pub(crate) tail: Tail,
     /// The node and pid it attached as (from its log).
-    proc: Option<Proc>,
+    pub(crate) proc: Option<Proc>,
 }
 
 /// The running cluster of one configuration.
-struct Cluster {
-    bed: Testbed,
-    bins: Bins,
-    checker_bin: PathBuf,
-    dir: PathBuf,
-    conf: PathBuf,
-    config: Config,
-    rotords: HashMap<usize, Child>,
-    checkers: Vec<Checker>,
+pub(crate) struct Cluster {
+    pub(crate) bed: Testbed,
+    pub(crate) bins: Bins,
+    pub(crate) checker_bin: PathBuf,
+    pub(crate) dir: PathBuf,
+    pub(crate) conf: PathBuf,
+    pub(crate) config: Config,
+    pub(crate) rotords: HashMap<usize, Child>,
+    pub(crate) checkers: Vec<Checker>,
     /// Every checker log ever started.
-    logs: Vec<PathBuf>,
-    rate: u32,
+    pub(crate) logs: Vec<PathBuf>,
+    pub(crate) rate: u32,
 }
 
 impl Drop for Cluster {
@@ -338,13 +338,13 @@ impl Drop for Cluster {
     }
 }
 
-fn signal(pid: u32, sig: libc::c_int) {
+pub(crate) fn signal(pid: u32, sig: libc::c_int) {
     // Safety: kill(2) on a process this campaign started (a child, or a process found in one
     // of its own testbed hosts).
     unsafe { libc::kill(pid as libc::pid_t, sig) };
 }
 
-fn wait_or_kill(c: &mut Child, limit: Duration) {
+pub(crate) fn wait_or_kill(c: &mut Child, limit: Duration) {
     let deadline = Instant::now() + limit;
     while c.try_wait().ok().flatten().is_none() {
         if Instant::now() >= deadline {
@@ -432,7 +432,7 @@ impl Cluster {
         self.config.nodes + 1
     }
 
-    fn start_rotord(&mut self, i: usize, conf: &Path) -> Result<(), String> {
+    pub(crate) fn start_rotord(&mut self, i: usize, conf: &Path) -> Result<(), String> {
         let log = File::options()
             .create(true)
             .append(true)
@@ -452,7 +452,7 @@ impl Cluster {
         Ok(())
     }
 
-    fn start_checker(&mut self, host: usize) -> Result<(), String> {
+    pub(crate) fn start_checker(&mut self, host: usize) -> Result<(), String> {
         let path = self
             .dir
             .join(format!("checker-{host}-{}.log", self.logs.len()));
@@ -487,7 +487,7 @@ impl Cluster {
     }
 
     /// Waits until every running checker's current view holds all of them.
-    fn wait_group(&mut self, limit: Duration) -> Result<(), String> {
+    pub(crate) fn wait_group(&mut self, limit: Duration) -> Result<(), String> {
         let deadline = Instant::now() + limit;
         let mut views: HashMap<usize, Vec<Proc>> = HashMap::new();
         loop {
@@ -525,7 +525,7 @@ impl Cluster {
 
     /// Waits until every live checker has delivered a message sent at or after `heal_ns` by
     /// every live checker; returns the time that took, measured from the logs.
-    fn wait_recovery(&mut self, heal_ns: u64, limit: Duration) -> Option<Duration> {
+    pub(crate) fn wait_recovery(&mut self, heal_ns: u64, limit: Duration) -> Option<Duration> {
         let deadline = Instant::now() + limit;
         // (receiver index, sender proc) → first delivery time.
         let mut first: HashMap<(usize, Proc), u64> = HashMap::new();
@@ -568,7 +568,7 @@ impl Cluster {
     }
 
     /// A counter of node `i` from cmap (`stats.<key>`), 0 when absent.
-    fn stat(&self, i: usize, key: &str) -> u64 {
+    pub(crate) fn stat(&self, i: usize, key: &str) -> u64 {
         let out = self
             .bed
             .command(i, self.bins.rotor())
@@ -666,7 +666,7 @@ pub fn recheck(dir: &Path) -> Report {
     check::check(&parsed)
 }
 
-fn read_log(path: &Path) -> Vec<Line> {
+pub(crate) fn read_log(path: &Path) -> Vec<Line> {
     let Ok(f) = File::open(path) else {
         return Vec::new();
     };
@@ -933,7 +933,7 @@ fn apply(cl: &mut Cluster, plan: &Plan, fault: Fault, seed: u64) -> Result<Fault
         }
         Fault::OtherKey => {
             let spare = cl.spare();
-            let before = cl.stat(1, "crypto.drops.invalid_digest");
+            let before = cl.stat(1, "crypto.drops.unknown_key");
             let conf = cl.dir.join("corosync-other.conf");
             cl.start_rotord(spare, &conf)?;
             std::thread::sleep(plan.hold);
@@ -941,10 +941,10 @@ fn apply(cl: &mut Cluster, plan: &Plan, fault: Fault, seed: u64) -> Result<Fault
                 signal(c.id(), libc::SIGTERM);
                 wait_or_kill(&mut c, Duration::from_secs(5));
             }
-            let after = cl.stat(1, "crypto.drops.invalid_digest");
+            let after = cl.stat(1, "crypto.drops.unknown_key");
             if after <= before {
                 problems.push(format!(
-                    "node 1 counted no invalid_digest drop from the node with another key ({before} → {after})"
+                    "node 1 counted no unknown_key drop from the node with another key ({before} → {after})"
                 ));
             }
             record::now_ns()
@@ -955,7 +955,11 @@ fn apply(cl: &mut Cluster, plan: &Plan, fault: Fault, seed: u64) -> Result<Fault
                 cl.stat(1, "crypto.drops.invalid_digest"),
                 cl.stat(1, "crypto.drops.bad_magic"),
             );
-            flood(&cl.bed, spare, n, plan.hold, seed)?;
+            let key = cl.dir.join("authkey");
+            let key_id = rotor_crypto::Keys::from_authkey_file(&key, "faults")
+                .map(|k| rotor_crypto::CryptoMode::Gcm256.key_id(&k))
+                .map_err(|e| format!("{}: {e}", key.display()))?;
+            flood(&cl.bed, spare, n, key_id, plan.hold, seed)?;
             let after = (
                 cl.stat(1, "crypto.drops.invalid_digest"),
                 cl.stat(1, "crypto.drops.bad_magic"),
@@ -1035,12 +1039,13 @@ fn kill_to_confchg(cl: &Cluster, victim: u32, kill_ns: u64) -> Option<(Duration,
 }
 
 /// From host `from`, for `hold`: random datagrams and forged frames (the seal header of a real
-/// node id, the right cluster and mode, the largest epoch; random body and tag) to every node's
-/// cluster port, at most ~20,000 a second.
+/// node id, the right cluster, mode and key id, the largest epoch; random body and tag) to
+/// every node's cluster port, at most ~20,000 a second.
 fn flood(
     bed: &Testbed,
     from: usize,
     nodes: usize,
+    key_id: u32,
     hold: Duration,
     seed: u64,
 ) -> Result<(), String> {
@@ -1066,12 +1071,13 @@ fn flood(
             if sent % 2 == 0 && len > 40 {
                 // A forged frame: header of node 1..=N, epoch u32::MAX.
                 buf[0..2].copy_from_slice(b"RT");
-                buf[2] = 1;
+                buf[2] = rotor_crypto::VERSION;
                 buf[3] = rotor_crypto::CryptoMode::Gcm256.wire_byte();
                 buf[4..8].copy_from_slice(&hash.to_be_bytes());
                 let sender = 1 + (next() % nodes as u64) as u32;
                 buf[8..12].copy_from_slice(&sender.to_be_bytes());
                 buf[12..16].copy_from_slice(&u32::MAX.to_be_bytes());
+                buf[24..28].copy_from_slice(&key_id.to_be_bytes());
             }
             let to = 1 + (next() % nodes as u64) as usize;
             let addr = std::net::SocketAddr::from((rotor_testbed::ipv4(to), PORT_DEFAULT));

@@ -4,10 +4,13 @@
 //! one fault at a time for a bounded time (loss, delay with reordering, duplication,
 //! partitions, flapping, kills, pauses, restarts, a node with another key, a garbage flood),
 //! heals it, measures how long traffic takes to flow everywhere again, and the checker tests
-//! the logs against what CPG promises (`check`). Test infrastructure: no product crate
+//! the logs against what CPG promises (`check`). `changes` runs the same checkers while the
+//! cluster is changed at runtime (a node added and removed by reloads, the token timeout, a key
+//! rotation, refused changes). Test infrastructure: no product crate
 //! depends on it.
 
 pub mod campaign;
+pub mod changes;
 pub mod check;
 pub mod record;
 pub mod relay;

@@ -80,6 +80,8 @@ pub fn wire(data: &[u8]) {
                 incarnation: 1,
                 ring_seq_start: 0,
                 seed: u64::from(id),
+                identity: Default::default(),
+                key_id: 0,
             },
             Instant(0),
         )

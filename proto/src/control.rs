@@ -12,6 +12,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::change::{ChangeReport, ChangeRequest};
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::dataplane_quorum::{QuorumOp, QuorumReply, QuorumStart, QuorumState, QuorumUpdate};
 use crate::log::{LogConfig, LogRecord};
@@ -21,6 +22,7 @@ pub const OP_START: u16 = 0x0400;
 pub const OP_SESSION: u16 = 0x0401;
 pub const OP_SHUTDOWN: u16 = 0x0402;
 pub const OP_LOGGING: u16 = 0x0403;
+pub const OP_CHANGE: u16 = 0x0405;
 pub const OP_QUORUM: u16 = 0x0404;
 pub const OP_RING: u16 = 0x0481;
 pub const OP_STATS: u16 = 0x0482;
@@ -29,10 +31,11 @@ pub const OP_LOG: u16 = 0x0484;
 pub const OP_QUORUM_REPLY: u16 = 0x0485;
 pub const OP_QUORUM_UPDATE: u16 = 0x0486;
 pub const OP_QUORUM_STATE: u16 = 0x0487;
+pub const OP_CHANGE_REPORT: u16 = 0x0488;
 
 /// The version of the messages below; `Start` carries it. 2: quorum settings in `Start`, the
-/// quorum messages.
-pub const CONTROL_VERSION: u16 = 2;
+/// quorum messages; 3: runtime changes (`Change`, `ChangeReport`).
+pub const CONTROL_VERSION: u16 = 3;
 
 /// How the dataplane waits for work (corosync has no such setting; `rotor.poll_mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,6 +196,8 @@ pub enum ToDataplane {
     /// The logging configuration: which lines to send up (sent after start and whenever it
     /// changes; until the first one every line goes up).
     Logging(LogConfig),
+    /// A runtime change: ask for one, answer one, kill, shutdown, node-local settings.
+    Change(ChangeRequest),
     /// A votequorum request; answered by `FromDataplane::QuorumReply` with its `request`.
     Quorum { request: u32, op: QuorumOp },
 }
@@ -261,6 +266,8 @@ pub enum FromDataplane {
     Failed { kind: FailureKind, message: String },
     /// A log line, for rotord's log. Sent without blocking: a full socket drops it (counted).
     Log(LogRecord),
+    /// What the change service decided, in order, and the keys held.
+    Change(ChangeReport),
     /// The answer to a `ToDataplane::Quorum`.
     QuorumReply(QuorumReply),
     /// What votequorum reported, in order.
@@ -283,6 +290,7 @@ impl ToDataplane {
                 Writer::new(out, OP_SHUTDOWN, 0);
             }
             ToDataplane::Logging(config) => config.write(&mut Writer::new(out, OP_LOGGING, 0)),
+            ToDataplane::Change(change) => change.write(&mut Writer::new(out, OP_CHANGE, 0)),
             ToDataplane::Quorum { request, op } => {
                 let mut w = Writer::new(out, OP_QUORUM, *request);
                 op.write(&mut w);
@@ -301,6 +309,7 @@ impl ToDataplane {
             },
             OP_SHUTDOWN => ToDataplane::Shutdown,
             OP_LOGGING => ToDataplane::Logging(LogConfig::read(&mut r)?),
+            OP_CHANGE => ToDataplane::Change(ChangeRequest::read(&mut r)?),
             OP_QUORUM => ToDataplane::Quorum {
                 request: env.req_id,
                 op: QuorumOp::read(&mut r)?,
@@ -312,7 +321,7 @@ impl ToDataplane {
     }
 }
 
-fn put_addr(w: &mut Writer<'_>, a: SocketAddr) {
+pub(crate) fn put_addr(w: &mut Writer<'_>, a: SocketAddr) {
     match a.ip() {
         IpAddr::V4(v4) => w.u8(4).bytes(&v4.octets()),
         IpAddr::V6(v6) => w.u8(6).bytes(&v6.octets()),
@@ -329,7 +338,7 @@ fn get_ip(r: &mut Reader<'_>, family: u8, what: &'static str) -> Result<IpAddr, 
     }
 }
 
-fn get_addr(r: &mut Reader<'_>, what: &'static str) -> Result<SocketAddr, DecodeError> {
+pub(crate) fn get_addr(r: &mut Reader<'_>, what: &'static str) -> Result<SocketAddr, DecodeError> {
     let family = r.u8(what)?;
     let ip = get_ip(r, family, what)?;
     Ok(SocketAddr::new(ip, r.u16(what)?))
@@ -481,6 +490,9 @@ impl FromDataplane {
                 Writer::new(out, OP_FAILED, 0).u8(kind.code()).str(message);
             }
             FromDataplane::Log(record) => record.write(&mut Writer::new(out, OP_LOG, 0)),
+            FromDataplane::Change(report) => {
+                report.write(&mut Writer::new(out, OP_CHANGE_REPORT, 0))
+            }
             FromDataplane::QuorumReply(reply) => {
                 reply.write(&mut Writer::new(out, OP_QUORUM_REPLY, 0))
             }
@@ -533,6 +545,7 @@ impl FromDataplane {
                 }
             }
             OP_LOG => FromDataplane::Log(LogRecord::read(&mut r)?),
+            OP_CHANGE_REPORT => FromDataplane::Change(ChangeReport::read(&mut r)?),
             OP_QUORUM_REPLY => FromDataplane::QuorumReply(QuorumReply::read(&mut r)?),
             OP_QUORUM_UPDATE => FromDataplane::QuorumUpdate(QuorumUpdate::read(&mut r)?),
             OP_QUORUM_STATE => FromDataplane::QuorumState(Box::new(QuorumState::read(&mut r)?)),
@@ -546,6 +559,7 @@ impl FromDataplane {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::change::{Answer, ChangeKindRecord, RoundRecord};
     use crate::dataplane_quorum::{NodeRecord, QdeviceStart, TieBreakerSetting};
     use crate::log::{DebugSetting, Level, LogSettings, SyslogFacility, Timestamp};
     use crate::Status;
@@ -650,6 +664,51 @@ mod tests {
             ToDataplane::Shutdown,
             ToDataplane::Logging(LogConfig::default()),
             ToDataplane::Logging(logging()),
+            ToDataplane::Change(ChangeRequest::Ask {
+                request: 3,
+                kind: ChangeKindRecord::Reload,
+            }),
+            ToDataplane::Change(ChangeRequest::Ask {
+                request: 4,
+                kind: ChangeKindRecord::RotateKey {
+                    path: "/etc/corosync/authkey.new".into(),
+                },
+            }),
+            ToDataplane::Change(ChangeRequest::Propose {
+                round: RoundRecord { node: 2, seq: 7 },
+                answer: Answer::Ready {
+                    totem: vec![("token".into(), 3650)],
+                    nodelist: vec![
+                        (1, "198.18.0.1:5405".parse().unwrap()),
+                        (4, "[2001:2::4]:5405".parse().unwrap()),
+                    ],
+                    authkey: Some(vec![9; 256]),
+                    quorum: start().quorum.clone(),
+                },
+            }),
+            ToDataplane::Change(ChangeRequest::Propose {
+                round: RoundRecord { node: 2, seq: 8 },
+                answer: Answer::Ready {
+                    totem: Vec::new(),
+                    nodelist: Vec::new(),
+                    authkey: None,
+                    quorum: None,
+                },
+            }),
+            ToDataplane::Change(ChangeRequest::Propose {
+                round: RoundRecord { node: 1, seq: 1 },
+                answer: Answer::Refused {
+                    reason: "corosync.conf:3: totem.cluster_name cannot change".into(),
+                },
+            }),
+            ToDataplane::Change(ChangeRequest::Kill {
+                node: 3,
+                reason: "Killed by rotor cfg".into(),
+            }),
+            ToDataplane::Change(ChangeRequest::AnnounceShutdown),
+            ToDataplane::Change(ChangeRequest::Settings {
+                totem: vec![("token".into(), 5000), ("consensus".into(), 6000)],
+            }),
             ToDataplane::Quorum {
                 request: 7,
                 op: QuorumOp::SetVotes { node: 2, votes: 3 },
@@ -670,6 +729,12 @@ mod tests {
         ] {
             m.encode(&mut buf);
             assert_eq!(ToDataplane::decode(&buf).unwrap(), m);
+            for cut in 0..buf.len() {
+                assert!(
+                    ToDataplane::decode(&buf[..cut]).is_err(),
+                    "{m:?} cut at {cut}"
+                );
+            }
             for cut in 0..buf.len() {
                 assert!(ToDataplane::decode(&buf[..cut]).is_err(), "cut at {cut}");
             }
@@ -696,6 +761,41 @@ mod tests {
                 line: 120,
                 message: "A processor failed, forming new configuration".into(),
                 unix_time_ns: 1_700_000_000_123_456_789,
+            }),
+            FromDataplane::Change(ChangeReport::Asked {
+                request: 3,
+                round: Some(RoundRecord { node: 1, seq: 2 }),
+                error: String::new(),
+            }),
+            FromDataplane::Change(ChangeReport::Asked {
+                request: 4,
+                round: None,
+                error: "the send queue is full; try again".into(),
+            }),
+            FromDataplane::Change(ChangeReport::Requested {
+                round: RoundRecord { node: 1, seq: 2 },
+                kind: ChangeKindRecord::Reload,
+            }),
+            FromDataplane::Change(ChangeReport::Decided {
+                round: RoundRecord { node: 1, seq: 2 },
+                kind: ChangeKindRecord::RotateKey { path: "/k".into() },
+                applied: false,
+                reasons: vec!["node 2: refused".into(), "node 3: too".into()],
+                listed: true,
+            }),
+            FromDataplane::Change(ChangeReport::KeyRetired {
+                key_id: 0xdead_beef,
+                sealing: 7,
+            }),
+            FromDataplane::Change(ChangeReport::Killed {
+                by: 2,
+                reason: "Killed by rotor cfg".into(),
+            }),
+            FromDataplane::Change(ChangeReport::ShuttingDown { node: 3 }),
+            FromDataplane::Change(ChangeReport::Keys {
+                sealing: 5,
+                held: vec![5, 6],
+                unknown: vec![(3, 9)],
             }),
             FromDataplane::QuorumReply(QuorumReply {
                 request: 7,

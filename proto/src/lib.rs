@@ -1,7 +1,7 @@
 //! rotor-proto: the records local parties exchange over ipc-shm rings and over the control
 //! socket between rotord and the dataplane — CPG requests and events (application ↔
 //! dataplane), cmap and cfg requests (application ↔ rotord), and the supervision messages
-//! (rotord ↔ dataplane). These layouts are an ABI: every record starts with the same 8-byte
+//! (rotord ↔ dataplane), runtime changes between rotord and the dataplane (`change`). These layouts are an ABI: every record starts with the same 8-byte
 //! envelope (`op u16, flags u16, request id u32`, little-endian, the byte order of the one host
 //! both ends run on), fields follow at fixed widths, variable parts carry a `u32` length.
 //! Decoders check every length before reading and return an error for anything impossible;
@@ -9,6 +9,7 @@
 //! no I/O and keeps no state: it only encodes and decodes.
 
 pub mod cfg;
+pub mod change;
 pub mod cmap;
 pub mod codec;
 pub mod control;
@@ -16,6 +17,7 @@ pub mod cpg;
 pub mod dataplane_quorum;
 pub mod log;
 pub mod quorum;
+pub mod stats;
 pub mod votequorum;
 
 pub use codec::{DecodeError, Reader, Writer};
@@ -94,6 +96,8 @@ pub enum Status {
     Ok,
     /// `CS_ERR_LIBRARY`: the peer broke the protocol.
     Library,
+    /// `CS_ERR_TIMEOUT`: no answer in time.
+    Timeout,
     /// `CS_ERR_TRY_AGAIN`: a queue is full; nothing was done.
     TryAgain,
     /// `CS_ERR_INVALID_PARAM`
@@ -108,6 +112,8 @@ pub enum Status {
     TooBig,
     /// `CS_ERR_BAD_HANDLE`: e.g. leaving a group not joined.
     BadHandle,
+    /// `CS_ERR_BUSY`: e.g. an application vetoed a shutdown.
+    Busy,
     /// `CS_ERR_NO_SPACE`
     NoSpace,
     /// `CS_ERR_NAME_NOT_FOUND`: e.g. votes for a node votequorum does not know.
@@ -123,9 +129,11 @@ impl Status {
         match self {
             Status::Ok => 1,
             Status::Library => 2,
+            Status::Timeout => 5,
             Status::TryAgain => 6,
             Status::InvalidParam => 7,
             Status::BadHandle => 9,
+            Status::Busy => 10,
             Status::Access => 11,
             Status::NotExist => 12,
             Status::Exist => 14,
@@ -141,9 +149,11 @@ impl Status {
         Some(match code {
             1 => Status::Ok,
             2 => Status::Library,
+            5 => Status::Timeout,
             6 => Status::TryAgain,
             7 => Status::InvalidParam,
             9 => Status::BadHandle,
+            10 => Status::Busy,
             11 => Status::Access,
             12 => Status::NotExist,
             14 => Status::Exist,
@@ -161,6 +171,8 @@ impl Status {
         match self {
             Status::Ok => "CS_OK",
             Status::Library => "CS_ERR_LIBRARY",
+            Status::Timeout => "CS_ERR_TIMEOUT",
+            Status::Busy => "CS_ERR_BUSY",
             Status::TryAgain => "CS_ERR_TRY_AGAIN",
             Status::InvalidParam => "CS_ERR_INVALID_PARAM",
             Status::BadHandle => "CS_ERR_BAD_HANDLE",
@@ -191,9 +203,11 @@ mod tests {
         for s in [
             Status::Ok,
             Status::Library,
+            Status::Timeout,
             Status::TryAgain,
             Status::InvalidParam,
             Status::BadHandle,
+            Status::Busy,
             Status::Access,
             Status::NotExist,
             Status::Exist,

@@ -43,6 +43,8 @@ fn run(nodes: usize, size: usize, messages: u64, frame_size: usize, copy_out: bo
             let config = NodeConfig {
                 totem: totem.clone(),
                 shape,
+                identity: Default::default(),
+                key_id: 0,
                 node_id: NodeId(i as u32 + 1),
                 cluster: cluster_hash("bench"),
                 incarnation: 1,

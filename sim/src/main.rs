@@ -5,7 +5,8 @@ use std::process::exit;
 use rotor_sim::{run, Faults, SimConfig};
 
 const USAGE: &str = "usage: rotor-sim [--seeds N] [--seed S] [--first-seed S] [--nodes K] \
-[--faults none|loss|partition|crash|all] [--fault-ms MS] [--app-gap-us MIN,MAX] [--verbose]";
+[--faults none|loss|partition|crash|all] [--fault-ms MS] [--app-gap-us MIN,MAX] [--changes] \
+[--verbose]";
 
 fn main() {
     let mut seeds = 20u64;
@@ -14,6 +15,7 @@ fn main() {
     let mut faults = Faults::All;
     let mut fault_ms = 6_000u64;
     let mut verbose = false;
+    let mut changes = false;
     let mut app_gap_us = rotor_sim::APP_GAP_US_BUSY;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -54,6 +56,7 @@ fn main() {
                 );
             }
             "--verbose" | "-v" => verbose = true,
+            "--changes" => changes = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
@@ -89,6 +92,7 @@ fn main() {
             verbose,
             script: Vec::new(),
             app_gap_us,
+            changes,
         };
         let replay = cfg.replay_command();
         let report = run(cfg);
@@ -107,6 +111,15 @@ fn main() {
             report.quorum.plan,
             report.violations.len()
         );
+        if changes {
+            println!(
+                "  changes: {} asked for, {} applied and {} refused (per member), {} keys retired",
+                report.changes_requested,
+                report.changes_applied,
+                report.changes_refused,
+                report.keys_retired
+            );
+        }
         if !report.violations.is_empty() {
             violations += report.violations.len() as u64;
             println!("  first violation: {}", report.violations[0]);

@@ -12,8 +12,10 @@
 //!   corosync's rule, with the same hazard). A tie-breaker split straight from the whole
 //!   cluster is held to one quorate side;
 //! - **wait_for_all**: a node becomes quorate — for the first time, and again after each loss
-//!   of quorum (corosync re-arms wait_for_all then) — only in a ring with every node, or in a
-//!   ring with a node that was quorate;
+//!   of quorum (corosync re-arms wait_for_all then) — only in a ring with every node (or as
+//!   many votes as its expected votes, which last_man_standing may have lowered), or in a
+//!   ring with a node that is quorate or was when that ring began (the quorate flag of its
+//!   node info);
 //! - **last_man_standing**: a quorate node lowers its expected votes only once
 //!   last_man_standing_window has passed since nodes last left its membership;
 //! - every node's quorum events come in the order the quorum service needs (a sync's
@@ -182,6 +184,10 @@ struct NodeWatch {
     belief: Belief,
     /// Quorate reported at least once in this life.
     been_quorate: bool,
+    /// What its applications believed when its last membership change began: the quorate flag
+    /// its node info carries into the new membership (corosync sends it at the configuration
+    /// change, before recalculating).
+    quorate_at_change: bool,
     /// wait_for_all holds this node back: at start and after each report of no quorum.
     wfa_armed: bool,
     /// When nodes last left its membership (a sync start without some member of the one
@@ -192,9 +198,6 @@ struct NodeWatch {
     previous: Vec<u32>,
     /// Sync started and not yet activated.
     syncing: bool,
-    /// Its belief when its last sync started: what its node info told the other members
-    /// (quorate or not) in that ring.
-    quorate_at_sync: bool,
     expected: u32,
     /// votequorum's own quorate state after the last input.
     was_quorate: bool,
@@ -268,7 +271,7 @@ impl QuorumWatch {
                     let w = &mut self.nodes[index];
                     let members: Vec<u32> = members.iter().map(|m| m.0).collect();
                     w.syncing = true;
-                    w.quorate_at_sync = w.belief.quorate;
+                    w.quorate_at_change = w.belief.quorate;
                     if w.members.iter().any(|m| !members.contains(m)) {
                         w.last_leave_ns = now;
                     }
@@ -333,6 +336,7 @@ impl QuorumWatch {
         }
     }
 
+    /// A quorum report of node `index`, whose expected votes are `expected` then.
     fn on_report(
         &mut self,
         now: u64,
@@ -343,16 +347,19 @@ impl QuorumWatch {
     ) {
         let id = index as u32 + 1;
         let all = self.nodes.len();
-        // Every node of the ring is there when its votes make the node's expected votes (all
-        // of the nodelist, or fewer once last_man_standing lowered them).
-        let votes = members.len() as u32 * self.plan.settings.votes;
-        if quorate && self.nodes[index].wfa_armed && members.len() < all && votes < expected {
-            // Allowed only next to a node that was quorate when this ring's sync started: its
-            // node info, sent then, clears wait_for_all (it may have reported the new ring
-            // not quorate just before this report).
+        // corosync's are_we_quorate lets wait_for_all go once the votes present are this
+        // node's expected votes, which last_man_standing may have lowered below the whole
+        // cluster's: a node whose expected votes went down to 3 of 4 and that then lost quorum
+        // is quorate again in a ring of 3.
+        let votes = members.len() as u64 * u64::from(self.plan.settings.votes);
+        let waited_for_all = members.len() >= all || votes >= u64::from(expected.max(1));
+        if quorate && self.nodes[index].wfa_armed && !waited_for_all {
+            // Allowed only next to a node that is quorate, or was when this membership began
+            // (its node info, sent at the change, clears wait_for_all even if the node itself
+            // then finds it is no longer quorate).
             let with_quorate = members.iter().any(|m| {
                 let other = &self.nodes[*m as usize - 1];
-                *m != id && other.alive && (other.belief.quorate || other.quorate_at_sync)
+                *m != id && other.alive && (other.belief.quorate || other.quorate_at_change)
             });
             if !with_quorate {
                 self.report.violations.push(format!(

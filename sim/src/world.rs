@@ -15,6 +15,8 @@ use rotor_endpoint::{Diagnostic, Endpoint, EndpointConfig, Received};
 use crate::apps::{Apps, SessionLog, GROUPS, RANDOM_GROUPS};
 use crate::check::{self, Entry, Life, MsgId, Submitted};
 use crate::check_apps::check_apps;
+
+mod changes;
 use crate::net::Network;
 use crate::quorum::{QuorumPlan, QuorumReport, QuorumWatch};
 use crate::rng::Rng;
@@ -134,6 +136,9 @@ pub struct SimConfig {
     /// keeps the ring busy; gaps longer than the idle rotations before a token hold let nodes
     /// hold the token, which the latency checks need.
     pub app_gap_us: (u64, u64),
+    /// Runtime changes in the middle of the faults: reloads of the token timeout and key
+    /// rotations, asked for by a simulated operator (see `world::changes`).
+    pub changes: bool,
 }
 
 /// The default `app_gap_us`: a busy ring.
@@ -149,6 +154,7 @@ impl SimConfig {
             verbose: false,
             script: Vec::new(),
             app_gap_us: APP_GAP_US_BUSY,
+            changes: false,
         }
     }
 
@@ -164,6 +170,9 @@ impl SimConfig {
         if self.app_gap_us != APP_GAP_US_BUSY {
             let (lo, hi) = self.app_gap_us;
             cmd.push_str(&format!(" --app-gap-us {lo},{hi}"));
+        }
+        if self.changes {
+            cmd.push_str(" --changes");
         }
         if !self.script.is_empty() {
             cmd.push_str(" (plus the test's script)");
@@ -194,6 +203,12 @@ pub struct RunReport {
     pub formed: Vec<(u64, u32, Vec<u32>)>,
     /// Every broken-pair report (`Notice::PartialConnectivity`): (ms, node, the line as logged).
     pub connectivity: Vec<(u64, u32, String)>,
+    /// Change rounds asked for, applied (counted per member), refused or called off (per
+    /// member), and keys retired (per member); with `SimConfig::changes`.
+    pub changes_requested: u64,
+    pub changes_applied: u64,
+    pub changes_refused: u64,
+    pub keys_retired: u64,
     /// Every self-delivery: (submitted at, ms; submit to delivery at the sender, µs). Measured
     /// when the event is read, so in a lazy run (odd seeds, before the heal) it includes the
     /// time the event waited to be read.
@@ -235,7 +250,6 @@ pub struct World {
     lives: Vec<Life>,
     submitted: BTreeMap<MsgId, Submitted>,
     report: RunReport,
-    keys: Keys,
     crypto: CryptoMode,
     /// A delivery's data gathered into one slice (messages larger than a frame arrive in parts).
     gathered: Vec<u8>,
@@ -246,6 +260,8 @@ pub struct World {
     lazy_events: bool,
     /// The node is read in full (the checkers' logs are built from events).
     healed: bool,
+    /// The files, the operator and the key checks (see `changes`).
+    changes: changes::Changes,
     /// votequorum on every node and its checkers.
     quorum: QuorumWatch,
     /// Probes (node index, group) that found their node's send queue full.
@@ -328,8 +344,9 @@ impl World {
         };
         let authkey: Vec<u8> = (0..256).map(|_| rng.next_u64() as u8).collect();
         let keys = Keys::from_authkey_bytes(&authkey, "sim").expect("a 256-byte key");
+        let changes = changes::Changes::new(cfg.changes, totem.clone(), keys.clone());
         let mut world = World {
-            keys,
+            changes,
             crypto,
             gathered: Vec::new(),
             lazy_events: cfg.seed % 2 == 1,
@@ -380,15 +397,17 @@ impl World {
                 .map(|i| (i as u32 + 1, SimAddr(i)))
                 .collect(),
             group: None,
-            keys: self.keys.clone(),
+            // Restarted nodes read the files (the simulated operator may have edited them).
+            keys: self.changes.file_keys.clone(),
             cluster_name: "sim".into(),
             mode: self.crypto,
-            totem: self.totem.clone(),
+            totem: self.changes.file_totem.clone(),
             frame_overhead_bytes: self.shape.frame_overhead_bytes,
             // The incarnation is the per-boot epoch: it grows with every restart.
             epoch: n.incarnation,
             ring_seq_start: n.persisted_ring_seq,
             seed,
+            link_probes: false,
         };
         let mut endpoint = Endpoint::new(config, Instant(self.now)).expect("valid config");
         // Every invariant, the expensive ones too, after every input of every node.
@@ -462,7 +481,15 @@ impl World {
                 .push(format!("node {} sent a datagram to itself", n.id));
         }
         while let Some(d) = endpoint.poll_diagnostic() {
-            check_diagnostic(n.id, &mut n.formed, &d, &mut report.violations);
+            // A node that missed a key rotation is told so: expected when the run rotates keys
+            // in the middle of partitions and crashes (the operator then reloads it).
+            let rotation_report = matches!(
+                &d,
+                Diagnostic::Foreign(r) if matches!(r.sender, rotor_endpoint::Foreign::UnknownKey { .. })
+            );
+            if !(cfg.changes && rotation_report) {
+                check_diagnostic(n.id, &mut n.formed, &d, &mut report.violations);
+            }
             match &d {
                 Diagnostic::Totem(Notice::Formed { members, .. }) => {
                     report
@@ -478,8 +505,9 @@ impl World {
                 println!("  t={}ms node {}: {d}", now / MS, n.id);
             }
         }
+        self.take_changes(index);
         let lazy = self.lazy_events && !self.healed;
-        if !lazy || now >= n.drained_at + LAZY_DRAIN_MS * MS {
+        if !lazy || now >= self.nodes[index].drained_at + LAZY_DRAIN_MS * MS {
             self.drain_events(index);
         }
     }
@@ -897,6 +925,7 @@ impl World {
             let node = n.endpoint.as_ref()?.node();
             if !node.is_operational()
                 || node.members() != ids.as_slice()
+                || (self.changes.enabled && !self.runs_files(n.id.0 as usize - 1))
                 || node.syncing()
                 || n.paused_until.is_some()
             {
@@ -925,7 +954,11 @@ impl World {
         let n = &mut self.nodes[to];
         let endpoint = n.endpoint.as_mut().expect("alive");
         match endpoint.handle_datagram(Instant(self.now), SimAddr(from), &mut bytes) {
-            Received::Accepted { sender, body } => {
+            Received::Accepted {
+                sender,
+                key_id,
+                body,
+            } => {
                 if sender != expected {
                     self.report.violations.push(format!(
                         "crypto: a frame from node {expected} opened as node {sender}"
@@ -934,6 +967,15 @@ impl World {
                 }
                 if self.cfg.verbose && std::env::var_os("ROTOR_SIM_TRACE").is_some() {
                     trace_datagram(self.now, sender, n.id, body);
+                }
+                self.check_accepted_key(to, key_id);
+            }
+            Received::Probe { sender } => {
+                if sender != expected {
+                    self.report.violations.push(format!(
+                        "crypto: a probe from node {expected} opened as node {sender}"
+                    ));
+                    return;
                 }
             }
             Received::Dropped(cause) => {
@@ -987,6 +1029,15 @@ impl World {
             if let Some(at) = next_script {
                 next = next.min(at);
             }
+            // The operator acts until the probes go out (see `changes_tick` below); a time of
+            // its past that it will not act on would hold the clock still.
+            if let Some(at) = self
+                .changes
+                .next_at(healed)
+                .filter(|_| probes_sent.is_none())
+            {
+                next = next.min(at);
+            }
             if !healed {
                 next = next.min(next_app).min(next_fault).min(fault_end);
             } else if probes_sent.is_none() {
@@ -1016,6 +1067,9 @@ impl World {
             }
             if !healed && !script.is_empty() {
                 next_script = self.run_script(&mut script);
+            }
+            if probes_sent.is_none() {
+                self.changes_tick(healed);
             }
             // Timers.
             for i in 0..self.cfg.nodes {
@@ -1060,8 +1114,9 @@ impl World {
                     end = self.now + 20 * token;
                 }
             } else if self.now >= next_probe_check {
-                // Walking every node's deliveries is costly at 64 nodes: once a millisecond.
-                next_probe_check = self.now + MS;
+                // Checking rebuilds every node's delivered set: at most every 10 ms of
+                // simulated time, not after every event.
+                next_probe_check = self.now + 10 * MS;
                 if self.probes_done() {
                     break;
                 }
@@ -1069,6 +1124,10 @@ impl World {
         }
         self.report.sim_ms = self.now / MS;
         self.report.datagrams = self.net.sent;
+        self.report.changes_requested = self.changes.requested;
+        self.report.changes_applied = self.changes.applied;
+        self.report.changes_refused = self.changes.refused;
+        self.report.keys_retired = self.changes.keys_retired;
         if self.report.converged_after_heal_ms.is_none() {
             let states: Vec<String> = self
                 .nodes
@@ -1161,8 +1220,8 @@ impl World {
             .flat_map(|n| self.lives[n.life].probes.iter().copied())
             .collect();
         self.nodes.iter().all(|n| {
-            let life = &self.lives[n.life];
-            probes.iter().all(|p| life.delivered_ids().contains(p))
+            let delivered = self.lives[n.life].delivered_ids();
+            probes.iter().all(|p| delivered.contains(p))
         })
     }
 }

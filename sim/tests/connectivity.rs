@@ -30,6 +30,7 @@ fn partial(name: &str, nodes: usize, blocked: &[(usize, usize)]) {
             verbose: false,
             script: vec![(When::At(CHANGE_MS), Action::Block(blocked.to_vec()))],
             app_gap_us: APP_GAP_US_BUSY,
+            changes: false,
         };
         let replay = cfg.replay_command();
         let report = run(cfg);

@@ -30,6 +30,7 @@ fn scenario(
                 verbose: false,
                 script: script.clone(),
                 app_gap_us,
+                changes: false,
             };
             let replay = cfg.replay_command();
             let steps = cfg.script.len();

@@ -38,6 +38,7 @@ fn scenario_seeds(
                 verbose: false,
                 script: script.clone(),
                 app_gap_us: APP_GAP_US_BUSY,
+                changes: false,
             };
             let replay = cfg.replay_command();
             let steps = cfg.script.len();

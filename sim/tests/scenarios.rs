@@ -29,6 +29,7 @@ fn scenario_seeds(
             verbose: false,
             script: script.clone(),
             app_gap_us,
+            changes: false,
         };
         let replay = cfg.replay_command();
         let report = run(cfg);
@@ -218,6 +219,7 @@ fn an_idle_ring_delivers_without_waiting_for_a_held_token() {
             verbose: false,
             script: Vec::new(),
             app_gap_us: (20_000, 200_000),
+            changes: false,
         };
         let replay = cfg.replay_command();
         let report = run(cfg);

@@ -16,6 +16,7 @@ fn seeds(faults: Faults, nodes: usize, first: u64, count: u64, fault_ms: u64) ->
             verbose: false,
             script: Vec::new(),
             app_gap_us: rotor_sim::APP_GAP_US_BUSY,
+            changes: false,
         };
         let replay = cfg.replay_command();
         let report = run(cfg);

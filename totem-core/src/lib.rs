@@ -1,6 +1,7 @@
 //! totem-core: the Totem single-ring ordering and membership protocol with extended virtual
 //! synchrony (agreed and safe delivery, transitional and regular configurations), message
-//! packing and fragmentation, and the closed-process-group (CPG) service, as one deterministic
+//! packing and fragmentation, the closed-process-group (CPG) service and the runtime-change
+//! service (config reload, key rotation, kill, shutdown: `reconfig`), as one deterministic
 //! sans-IO state machine. Inputs are `Node::handle_datagram(now, from, bytes)`,
 //! `Node::handle_timeout(now)` and `Node::submit(request)`; outputs are `poll_transmit`,
 //! `poll_event` and `poll_timeout`. It deliberately has no sockets, clock, threads or
@@ -17,6 +18,7 @@ pub mod node;
 pub mod notice;
 pub mod pack;
 pub mod reach;
+pub mod reconfig;
 mod segment;
 pub mod sessions;
 pub mod srp;
@@ -27,11 +29,12 @@ pub mod votequorum;
 pub mod wire;
 
 pub use body::{Body, Payload};
-pub use config::{ClusterShape, SettingError, TotemSettings};
+pub use config::{ClusterShape, ConfigIdentity, SettingError, TotemSettings};
 pub use cpg::{GroupChange, Member, Reason, Request, SubmitError};
 pub use node::{cluster_hash, Delivery, Event, Node, NodeConfig, Transmit};
 pub use notice::{GatherCause, Notice};
 pub use reach::BrokenPair;
+pub use reconfig::{ChangeError, ChangeEvent, ChangeKind, Outcome, Proposal, RoundId};
 pub use sessions::{SessionId, SessionPhase, Sessions, Submit};
 pub use srp::{ConfigChange, ConfigKind, State};
 pub use stats::Stats;

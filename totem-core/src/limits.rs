@@ -36,3 +36,11 @@ pub const FRAME_SIZE_MIN: usize = 512;
 pub const FRAME_SIZE_MAX: usize = 65_000;
 /// Diagnostics (`Notice`) queued for the embedding; more are counted as `notices_dropped`.
 pub const NOTICES_MAX: usize = 256;
+/// Least time between two configuration summaries sent to one node configured otherwise, and
+/// between two reports of one such node.
+pub const CONFIG_REPORT_INTERVAL_MS: u32 = 5_000;
+/// How long the node that asked for a runtime change waits for every member's answer before
+/// it calls the change off (an ordered abort, so every member calls it off at one point).
+pub const CHANGE_ROUND_TIMEOUT_MS: u32 = 15_000;
+/// Runtime-change events queued for the embedding; more are dropped and counted.
+pub const CHANGE_EVENTS_MAX: usize = 256;

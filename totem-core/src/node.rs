@@ -4,10 +4,11 @@
 use std::collections::VecDeque;
 
 use crate::body::{offset_in, Body, Part, Payload, Repr};
-use crate::config::{ClusterShape, SettingError, TotemSettings};
+use crate::config::{ClusterShape, ConfigIdentity, SettingError, TotemSettings};
 use crate::cpg::{Cpg, CpgOutput, GroupChange, Member, Request, SubmitError, MCAST_HEAD_MAX};
 use crate::notice::Notice;
 use crate::pack::{Packer, QueueError};
+use crate::reconfig::{ChangeError, ChangeEvent, ChangeKind, Proposal, Reconfig, RoundId};
 use crate::srp::{self, ConfigChange, ConfigKind, Srp, State};
 use crate::stats::Stats;
 use crate::types::{Dest, Guarantee, Instant, NodeId, RingId};
@@ -22,6 +23,13 @@ pub struct NodeConfig {
     pub totem: TotemSettings,
     /// The nodelist's size and the bytes of each packet below the core's frame.
     pub shape: ClusterShape,
+    /// What the node's configuration must agree on with every member's (see
+    /// `config::identity`); the default agrees with every other default.
+    pub identity: ConfigIdentity,
+    /// The key the layer below seals this node's frames under (its id; 0 without crypto):
+    /// announced to the ring, so a key rotation knows when every member seals under the new
+    /// key (see `reconfig`).
+    pub key_id: u32,
     pub node_id: NodeId,
     /// Hash of the cluster name (see `cluster_hash`).
     pub cluster: u32,
@@ -109,6 +117,8 @@ enum Stored {
 struct Layers {
     pack: Packer,
     cpg: Cpg,
+    /// Runtime changes (reload, key rotation, kill, shutdown) as ordered messages.
+    reconfig: Reconfig,
     /// votequorum, when quorum{} names it as the provider.
     vq: Option<Votequorum>,
     /// votequorum's messages when it is off (a peer runs it): dropped.
@@ -233,6 +243,7 @@ impl srp::Upper for Layers {
         let Layers {
             pack,
             cpg,
+            reconfig,
             vq,
             vq_ignored,
             events,
@@ -254,6 +265,14 @@ impl srp::Upper for Layers {
         out.frames.push(Body::clone(body));
         let mut synced = false;
         pack.unpack(origin, body, |m| {
+            if first_byte(&m.message).is_some_and(Reconfig::is_own) {
+                match m.message.as_slice() {
+                    Some(bytes) => reconfig.on_message(m.sender, bytes),
+                    // A proposal carrying a large summary arrives in fragments.
+                    None => reconfig.on_message(m.sender, &m.message.to_vec()),
+                }
+                return;
+            }
             if first_byte(&m.message).is_some_and(Votequorum::is_own) {
                 on_quorum_message(vq, vq_ignored, m.sender, m.message);
                 return;
@@ -271,6 +290,7 @@ impl srp::Upper for Layers {
     }
 
     fn config(&mut self, change: ConfigChange) {
+        self.reconfig.on_config(&change);
         let quorum_sync = match self.vq.as_mut() {
             Some(vq) => vq.on_config(&change),
             None => Vec::new(),
@@ -358,6 +378,7 @@ impl Node {
             layers: Layers {
                 pack: Packer::new(frame_body),
                 cpg: Cpg::new(config.node_id),
+                reconfig: Reconfig::new(config.node_id, config.key_id),
                 vq: None,
                 vq_ignored: 0,
                 events: VecDeque::new(),
@@ -374,6 +395,7 @@ impl Node {
     pub fn handle_datagram(&mut self, now: Instant, from: NodeId, bytes: &[u8]) {
         self.before_input();
         self.last_now = now;
+        self.layers.reconfig.set_now(now);
         if let Some(vq) = self.layers.vq.as_mut() {
             vq.set_now(now);
         }
@@ -385,10 +407,12 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.before_input();
         self.last_now = now;
+        self.layers.reconfig.set_now(now);
         if let Some(vq) = self.layers.vq.as_mut() {
             vq.set_now(now);
         }
         self.srp.handle_timeout(now, &mut self.layers);
+        self.layers.reconfig.handle_timeout(now);
         if let Some(vq) = self.layers.vq.as_mut() {
             vq.handle_timeout(now);
         }
@@ -404,10 +428,158 @@ impl Node {
     }
 
     fn after_input(&mut self, now: Instant) {
+        if let Some(apply) = self.layers.reconfig.take_apply() {
+            // A change round this node proposed for was applied at this point of the stream.
+            let frame_body = self.srp.settings().frame_size_bytes(&self.srp.shape());
+            self.srp
+                .set_settings(apply.totem, apply.shape)
+                .expect("a proposal is validated before it is sent");
+            assert_eq!(
+                frame_body,
+                self.srp.settings().frame_size_bytes(&self.srp.shape()),
+                "a change round kept the frame size"
+            );
+            self.srp.set_identity(apply.identity);
+            if let (Some(quorum), Some(vq)) = (apply.quorum, self.layers.vq.as_mut()) {
+                vq.set_now(now);
+                vq.reconfigure(quorum);
+            }
+        }
+        self.queue_change_messages();
         self.queue_quorum_messages();
         if self.layers.pack.has_pending() {
             self.srp.handle_pending(now);
         }
+    }
+
+    /// Moves the change service's messages into the send queue while it has room.
+    fn queue_change_messages(&mut self) {
+        while let Some((guarantee, message)) = self.layers.reconfig.poll_send() {
+            if self.layers.pack.push_app(guarantee, &[&message]).is_err() {
+                self.layers.reconfig.unsend((guarantee, message));
+                break;
+            }
+        }
+    }
+
+    /// After a local request to the change service: queue its message and send it.
+    fn after_change_request(&mut self) {
+        self.queue_change_messages();
+        if self.layers.pack.has_pending() {
+            self.srp.handle_pending(self.last_now);
+        }
+    }
+
+    /// Asks every member of the ring for a runtime change (see `reconfig`). The round's id
+    /// names it in the `ChangeEvent`s every member then sees.
+    pub fn request_change(&mut self, kind: ChangeKind) -> Result<RoundId, ChangeError> {
+        let round = self.layers.reconfig.request(kind)?;
+        self.after_change_request();
+        Ok(round)
+    }
+
+    /// This node's answer to a `ChangeEvent::Requested`. A ready proposal is checked here
+    /// first: settings that do not validate for its shape, or that would change the frame
+    /// size, are proposed as a refusal instead, with the reason.
+    pub fn propose(&mut self, round: RoundId, proposal: Proposal) -> Result<(), ChangeError> {
+        let proposal = match proposal {
+            Proposal::Ready {
+                totem,
+                shape,
+                identity,
+                key_id,
+                quorum,
+            } => {
+                let frame = self.srp.settings().frame_size_bytes(&self.srp.shape());
+                let checked = totem
+                    .validate(&shape)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| {
+                        let new = totem.frame_size_bytes(&shape);
+                        if new == frame {
+                            Ok(())
+                        } else {
+                            Err(format!(
+                                "totem.netmtu: frames of {new} bytes instead of {frame}: netmtu \
+                             cannot change while the cluster runs"
+                            ))
+                        }
+                    });
+                match checked {
+                    Ok(()) => Proposal::Ready {
+                        totem,
+                        shape,
+                        identity,
+                        key_id,
+                        quorum,
+                    },
+                    Err(reason) => Proposal::Refused { reason },
+                }
+            }
+            refused => refused,
+        };
+        self.layers.reconfig.propose(round, proposal)?;
+        self.after_change_request();
+        Ok(())
+    }
+
+    /// Asks node `target` to leave the cluster and stop, giving `reason` (cfg kill).
+    pub fn kill(&mut self, target: NodeId, reason: &str) {
+        self.layers.reconfig.kill(target, reason);
+        self.after_change_request();
+    }
+
+    /// Announces this node's orderly shutdown to every member (each logs it); the embedding
+    /// leaves once `ChangeEvent::ShuttingDown` for this node is delivered.
+    pub fn announce_shutdown(&mut self) {
+        self.layers.reconfig.announce_shutdown();
+        self.after_change_request();
+    }
+
+    /// The next event of the change service, in delivery order (independent of `poll_event`).
+    pub fn poll_change(&mut self) -> Option<ChangeEvent> {
+        self.layers.reconfig.poll_event()
+    }
+
+    /// The change round in progress, if any.
+    pub fn change_round(&self) -> Option<RoundId> {
+        self.layers.reconfig.round()
+    }
+
+    /// The key this node seals under, as the change service knows it.
+    pub fn sealing_key(&self) -> u32 {
+        self.layers.reconfig.sealing_key()
+    }
+
+    /// Runs with `totem` on this node alone from now on (corosync's cmap write of a totem
+    /// key): the configuration identity is unchanged, so it is not compared with the members'.
+    /// Refused when the settings do not validate for the node's shape or would change the
+    /// frame size.
+    pub fn set_totem(&mut self, totem: TotemSettings) -> Result<(), SettingError> {
+        let shape = self.srp.shape();
+        self.srp.set_settings(totem, shape)
+    }
+
+    /// The settings in effect.
+    pub fn totem(&self) -> &TotemSettings {
+        self.srp.settings()
+    }
+
+    /// The shape the settings are validated against (the nodelist's size in effect).
+    pub fn shape(&self) -> ClusterShape {
+        self.srp.shape()
+    }
+
+    /// This node's configuration identity in effect.
+    pub fn identity(&self) -> &ConfigIdentity {
+        self.srp.identity()
+    }
+
+    /// A datagram telling its receiver this node's configuration (its summary): for the
+    /// embedding to send to a node its layer below refuses as missing from the nodelist, so
+    /// that node can name what differs.
+    pub fn config_datagram(&mut self) -> Vec<u8> {
+        self.srp.config_datagram()
     }
 
     /// A request of a local process. Never blocks: a full queue is `SubmitError::TryAgain`.
@@ -585,11 +757,12 @@ impl Node {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let change = self.layers.reconfig.poll_timeout();
         let quorum = self.layers.vq.as_ref().and_then(Votequorum::poll_timeout);
-        match (self.srp.poll_timeout(), quorum) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.srp.poll_timeout(), change, quorum]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The next diagnostic of the protocol (membership steps, token loss, retransmissions),

@@ -93,6 +93,17 @@ pub enum Notice {
     /// Every pair reported by the last `PartialConnectivity` hears each other again (or is no
     /// longer seen at all).
     ConnectivityRestored,
+    /// `node` is configured otherwise (its joins and presences carry another
+    /// configuration digest), so it is kept out of this node's ring; `differences` names what
+    /// differs, one phrase per key ("totem.token: 5000 there, 3000 here"), `truncated` when
+    /// its summary was cut to fit a frame; empty when the node never sent its summary (it
+    /// drops this node's frames: it does not list it). At most once per
+    /// `CONFIG_REPORT_INTERVAL_MS` per node.
+    ConfigDiffers {
+        node: NodeId,
+        differences: Vec<String>,
+        truncated: bool,
+    },
     /// This node multicast `count` frames again that others asked for, on one token visit.
     Retransmitted {
         ring: RingId,

@@ -463,8 +463,14 @@ impl Reach {
 
     /// Writes a presence body (after the common header) for `ring`: this node's own row (a
     /// new version) and the fresh rows of others that some node needs relayed, with their ages.
-    /// Call `tick` first: the rows go as of then.
-    pub fn encode_presence(&mut self, now: Instant, ring: crate::types::RingId) -> Vec<u8> {
+    /// Call `tick` first: the rows go as of then. `config_digest` is the sender's
+    /// `ConfigIdentity::digest`.
+    pub fn encode_presence(
+        &mut self,
+        now: Instant,
+        ring: crate::types::RingId,
+        config_digest: u64,
+    ) -> Vec<u8> {
         self.version = self.version.wrapping_add(1);
         let own = &self.own;
         // The list: every row's node and every node a row hears (at most MEMBERS_MAX: only
@@ -533,6 +539,7 @@ impl Reach {
                 ring_rep: ring.rep.into(),
                 node_count: (nodes.len() as u16).into(),
                 row_count: (rows.len() as u16).into(),
+                config_digest: config_digest.into(),
             }
             .as_bytes(),
         );
@@ -816,7 +823,8 @@ mod tests {
             let now = t(step * 10);
             for a in 1..=3u32 {
                 r[a as usize - 1].tick(now);
-                let body = r[a as usize - 1].encode_presence(now, crate::types::RingId::default());
+                let body =
+                    r[a as usize - 1].encode_presence(now, crate::types::RingId::default(), 0);
                 for b in 1..=3u32 {
                     if hears(b, a) {
                         let to = &mut r[b as usize - 1];
@@ -864,7 +872,7 @@ mod tests {
         let mut b = Reach::new(NodeId(2), 1, t(0), 100);
         let presence = |b: &mut Reach, ms: u64| {
             b.tick(t(ms));
-            b.encode_presence(t(ms), ring)
+            b.encode_presence(t(ms), ring, 0)
         };
         // Young: b has heard nobody yet, and says nothing about a.
         let body = presence(&mut b, 10);
@@ -887,7 +895,7 @@ mod tests {
         let held = |c: &Reach| c.row(NodeId(2)).map(|r| r.version);
         let before = held(&c);
         a.tick(t(170));
-        let relayed_old = a.encode_presence(t(170), ring);
+        let relayed_old = a.encode_presence(t(170), ring, 0);
         c.merge_presence(t(170), NodeId(1), 1, &relayed_old)
             .unwrap();
         assert_eq!(held(&c), before);

@@ -33,8 +33,12 @@ use std::collections::VecDeque;
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::body::Body;
-use crate::config::{SettingError, TotemSettings};
-use crate::limits::{MEMBERS_MAX, NOTICES_MAX, RETAINED_FRAMES_MAX, RTR_ENTRIES_MAX, SEGMENTS_MAX};
+use crate::config::identity::{differences, DIFFERENCES_MAX};
+use crate::config::{ClusterShape, ConfigIdentity, SettingError, TotemSettings};
+use crate::limits::{
+    CONFIG_REPORT_INTERVAL_MS, MEMBERS_MAX, NOTICES_MAX, RETAINED_FRAMES_MAX, RTR_ENTRIES_MAX,
+    SEGMENTS_MAX,
+};
 use crate::node::NodeConfig;
 use crate::notice::{GatherCause, Notice};
 use crate::reach::{BrokenPair, Reach};
@@ -237,6 +241,8 @@ struct Outbox {
     frame_size_bytes: usize,
     /// Number of the last membership message cut into pieces.
     segmented: u32,
+    /// `ConfigIdentity::digest` of this node's configuration, carried by joins.
+    config_digest: u64,
     queue: VecDeque<(Dest, Vec<u8>)>,
     spare: Vec<Vec<u8>>,
 }
@@ -329,6 +335,7 @@ impl Outbox {
             fail_count: (fail_set.len() as u16).into(),
             excluded_count: (excluded.len() as u16).into(),
             _pad: 0.into(),
+            config_digest: self.config_digest.into(),
         };
         w.put(hdr.as_bytes());
         for n in proc_set.iter().chain(fail_set).chain(excluded) {
@@ -365,8 +372,16 @@ impl Outbox {
 pub struct Srp {
     me: NodeId,
     incarnation: u32,
-    /// Invariant: valid for `frame_size_bytes` (`TotemSettings::validate`).
+    /// Invariant: valid for `shape` (`TotemSettings::validate`), whose frame size is
+    /// `frame_size_bytes`.
     config: TotemSettings,
+    shape: ClusterShape,
+    /// What this node's configuration must agree on with a member's (its digest goes in every
+    /// join and presence).
+    identity: ConfigIdentity,
+    /// Nodes configured otherwise that were told so: when this node last sent each its
+    /// summary, and when it last reported each. Invariant: at most `MEMBERS_MAX` entries.
+    config_reports: Vec<ConfigReport>,
     /// Bytes of core header and body in one frame.
     frame_size_bytes: usize,
     /// `token_warning_percent` of the token timeout; 0 = no warning.
@@ -424,6 +439,13 @@ pub struct Srp {
     pub stats: Stats,
 }
 
+/// One node configured otherwise: when it was last sent our summary, and last reported.
+struct ConfigReport {
+    node: NodeId,
+    sent: Option<Instant>,
+    reported: Option<Instant>,
+}
+
 fn sorted_insert(set: &mut Vec<NodeId>, node: NodeId) -> bool {
     match set.binary_search(&node) {
         Ok(_) => false,
@@ -469,6 +491,8 @@ impl Srp {
         assert!(me.0 != 0, "node id 0 is reserved");
         node.totem.validate(&node.shape)?;
         let config = node.totem.clone();
+        let shape = node.shape;
+        let identity = node.identity.clone();
         let frame_size_bytes = config.frame_size_bytes(&node.shape);
         let token_warning_ms = config.token_warning_ms().unwrap_or(0);
         let reach_timeout_ms = config.reach_timeout_ms();
@@ -482,10 +506,14 @@ impl Srp {
             seq: ring_seq_start | 1,
             rep: me.0,
         };
+        let config_digest = identity.digest();
         let mut srp = Srp {
             me,
             incarnation,
             config,
+            shape,
+            identity,
+            config_reports: Vec::new(),
             frame_size_bytes,
             token_warning_ms,
             phase: Phase::Operational,
@@ -521,6 +549,7 @@ impl Srp {
                 cluster,
                 frame_size_bytes,
                 segmented: 0,
+                config_digest,
                 queue: VecDeque::new(),
                 spare: Vec::new(),
             },
@@ -541,6 +570,12 @@ impl Srp {
     pub fn node_id(&self) -> NodeId {
         self.me
     }
+
+    /// Whether this node has installed a ring since it started (the start's pseudo-ring has an
+    /// odd sequence number; formed rings are multiples of 4).
+    fn ever_installed(&self) -> bool {
+        self.installed.ring.seq % 4 == 0
+    }
     pub fn ring(&self) -> RingId {
         self.installed.ring
     }
@@ -558,6 +593,56 @@ impl Srp {
     /// Whether the expensive invariants run after every input too (the cheap ones always do).
     pub fn set_check_all(&mut self, on: bool) {
         self.check_all = on;
+    }
+
+    /// The settings in effect.
+    pub fn settings(&self) -> &TotemSettings {
+        &self.config
+    }
+
+    /// What the settings are validated against.
+    pub fn shape(&self) -> ClusterShape {
+        self.shape
+    }
+
+    /// This node's configuration identity.
+    pub fn identity(&self) -> &ConfigIdentity {
+        &self.identity
+    }
+
+    /// Runs with `totem` for `shape` from now on: timers already running keep their deadline,
+    /// the next ones use the new values. Refused (nothing changes) when the settings do not
+    /// validate for the shape, or when the frame size would change (netmtu and the bytes
+    /// under the frame are fixed for the node's life: the send queue is cut to it).
+    pub fn set_settings(
+        &mut self,
+        totem: TotemSettings,
+        shape: ClusterShape,
+    ) -> Result<(), SettingError> {
+        totem.validate(&shape)?;
+        let frame = totem.frame_size_bytes(&shape);
+        if frame != self.frame_size_bytes {
+            return Err(SettingError {
+                key: Some("netmtu"),
+                reason: format!(
+                    "frames of {frame} bytes instead of {}: netmtu cannot change while the \
+                     node runs (restart it)",
+                    self.frame_size_bytes
+                ),
+            });
+        }
+        self.token_warning_ms = totem.token_warning_ms().unwrap_or(0);
+        self.config = totem;
+        self.shape = shape;
+        Ok(())
+    }
+
+    /// Takes `identity` as this node's configuration from now on (its joins carry the new
+    /// digest). Nodes reported as configured otherwise are reported again if they still are.
+    pub fn set_identity(&mut self, identity: ConfigIdentity) {
+        self.outbox.config_digest = identity.digest();
+        self.identity = identity;
+        self.config_reports.clear();
     }
 
     // ----- outputs -------------------------------------------------------------------------
@@ -702,6 +787,7 @@ impl Srp {
             KIND_COMMIT => self.on_commit(now, body, up),
             KIND_PRESENCE => self.on_presence(now, sender, incarnation, body, up),
             KIND_HOLD_CANCEL => self.on_hold_cancel(now, body),
+            KIND_CONFIG => self.on_config_summary(now, sender, body),
             _ => Err(DropReason::UnknownKind),
         }
     }
@@ -725,7 +811,7 @@ impl Srp {
                         Timer::TokenLoss => self.on_token_loss_timeout(now),
                         Timer::TokenRetransmit => self.on_token_retransmit_timeout(now),
                         Timer::Hold => self.on_hold_timeout(now, up),
-                        Timer::Join => self.on_join_timeout(now),
+                        Timer::Join => self.on_join_timeout(now, up),
                         Timer::Consensus => self.on_consensus_timeout(now, up),
                         Timer::Presence => self.on_presence_timeout(now, up),
                     }
@@ -829,17 +915,27 @@ impl Srp {
         }
     }
 
-    fn on_join_timeout(&mut self, now: Instant) {
-        let ring_seq = self.join_ring_seq();
-        if let Phase::Gather(g) = &self.phase {
-            self.outbox.join(
-                ring_seq,
-                &g.proc_set,
-                &g.fail_set,
-                &g.excluded,
-                &mut self.stats,
-            );
+    /// Sends this node's join and runs the join timer again (gather only).
+    fn send_join_round(&mut self, now: Instant) {
+        if matches!(self.phase, Phase::Gather(_)) {
+            self.send_join();
             self.set_timer(Timer::Join, Some(now.plus_ms(self.config.join_ms)));
+        }
+    }
+
+    fn on_join_timeout(&mut self, now: Instant, up: &mut impl Upper) {
+        if matches!(self.phase, Phase::Gather(_)) {
+            self.send_join_round(now);
+            if !self.ever_installed() {
+                // A node that just started and that nobody answered within a join period
+                // forms its first ring alone and merges when the others appear, as corosync
+                // does (its own join comes back to it through the transport and
+                // memb_join_process finds consensus on it), instead of waiting for the
+                // consensus timeout — 3.6 s at the default token — before it has any ring (and
+                // systemd its READY=1). Only before the first ring: later gathers keep the
+                // consensus timeout, so survivors of a fault do not split into rings of one.
+                self.check_consensus(now, up);
+            }
         }
     }
 
@@ -897,7 +993,9 @@ impl Srp {
     /// at what time changed in the rows.
     fn on_presence_timeout(&mut self, now: Instant, up: &mut impl Upper) {
         self.reach_pending |= self.reach.tick(now);
-        let body = self.reach.encode_presence(now, self.installed.ring);
+        let body = self
+            .reach
+            .encode_presence(now, self.installed.ring, self.identity.digest());
         let mut buf = self.buffer();
         buf.clear();
         buf.extend_from_slice(self.outbox.header(KIND_PRESENCE).as_bytes());
@@ -1565,7 +1663,7 @@ impl Srp {
             0
         };
         if delay == 0 {
-            self.on_join_timeout(now);
+            self.send_join_round(now);
         } else {
             self.set_timer(Timer::Join, Some(now.plus_ms(delay)));
         }
@@ -1584,6 +1682,10 @@ impl Srp {
         up: &mut impl Upper,
     ) -> Result<(), DropReason> {
         let (hdr, rest) = JoinHdr::ref_from_prefix(body).map_err(|_| DropReason::Truncated)?;
+        if hdr.config_digest.get() != self.identity.digest() {
+            self.on_config_mismatch(now, sender);
+            return Err(DropReason::ConfigMismatch);
+        }
         let (pc, fc, xc) = (
             hdr.proc_count.get() as usize,
             hdr.fail_count.get() as usize,
@@ -1865,7 +1967,9 @@ impl Srp {
     }
 
     /// A presence: take its rows, then see whether it is another ring this node should merge
-    /// with (merge detection: the sender is outside our ring and in our group).
+    /// with (merge detection: the sender is outside our ring and in our group). A presence of
+    /// another configuration is refused before its rows are taken: a node configured otherwise
+    /// never forms a ring with this one, so what it hears must not shape our groups.
     fn on_presence(
         &mut self,
         now: Instant,
@@ -1874,6 +1978,12 @@ impl Srp {
         body: &[u8],
         up: &mut impl Upper,
     ) -> Result<(), DropReason> {
+        let (hdr, _) = PresenceHdr::ref_from_prefix(body).map_err(|_| DropReason::Truncated)?;
+        if hdr.config_digest.get() != self.identity.digest() {
+            // Merging with a ring configured otherwise would only form our own ring again.
+            self.on_config_mismatch(now, sender);
+            return Err(DropReason::ConfigMismatch);
+        }
         let (ring, changed) = self.reach.merge_presence(now, sender, incarnation, body)?;
         self.stats.presences_in += 1;
         self.max_ring_seq = self.max_ring_seq.max(ring.seq);
@@ -2259,6 +2369,132 @@ impl Srp {
         self.aru_unchanged_visits = 0;
         self.last_aru_at_visit = 0;
         self.missing.clear();
+    }
+
+    // ----- configuration identity ----------------------------------------------------------
+
+    /// The report entry of `node`, made if there is room.
+    fn config_report(&mut self, node: NodeId) -> Option<&mut ConfigReport> {
+        let at = match self.config_reports.iter().position(|r| r.node == node) {
+            Some(at) => at,
+            None if self.config_reports.len() < MEMBERS_MAX => {
+                self.config_reports.push(ConfigReport {
+                    node,
+                    sent: None,
+                    reported: None,
+                });
+                self.config_reports.len() - 1
+            }
+            None => return None,
+        };
+        Some(&mut self.config_reports[at])
+    }
+
+    /// A join or presence of a node configured otherwise: it is sent our summary (at
+    /// most once per `CONFIG_REPORT_INTERVAL_MS`), so each side can name what differs.
+    fn on_config_mismatch(&mut self, now: Instant, sender: NodeId) {
+        let due =
+            |at: Option<Instant>| at.is_none_or(|at| now >= at.plus_ms(CONFIG_REPORT_INTERVAL_MS));
+        let Some(report) = self.config_report(sender) else {
+            return;
+        };
+        if !due(report.sent) {
+            return;
+        }
+        // A node that never answers with its summary (its layer below drops our frames: it
+        // does not list this node) is reported without details, once a whole interval passed.
+        let silent = report.reported.is_none() && report.sent.is_some();
+        if silent {
+            report.reported = Some(now);
+        }
+        report.sent = Some(now);
+        if silent {
+            self.notice(Notice::ConfigDiffers {
+                node: sender,
+                differences: Vec::new(),
+                truncated: false,
+            });
+        }
+        let buf = self.config_datagram();
+        self.stats.config_summaries_sent += 1;
+        self.send(Dest::Node(sender), buf);
+    }
+
+    /// A CONFIG datagram with this node's summary, cut at a line boundary to fit a frame:
+    /// what a node configured otherwise is sent. The embedding sends it itself to a sender its
+    /// layer below refuses (one missing from its nodelist), so that node learns what differs.
+    pub fn config_datagram(&mut self) -> Vec<u8> {
+        let room = self
+            .frame_size_bytes
+            .saturating_sub(wire::HEADER_LEN + size_of::<ConfigHdr>());
+        let summary = self.identity.summary();
+        let (len, flags) = if summary.len() <= room {
+            (summary.len(), 0)
+        } else {
+            let cut = summary[..room]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |at| at + 1);
+            (cut, CONFIG_TRUNCATED)
+        };
+        let hdr = ConfigHdr {
+            config_digest: self.identity.digest().into(),
+            len: (len as u32).into(),
+            flags,
+            _pad: [0; 3],
+        };
+        let mut buf = self.buffer();
+        let mut w = Writer::new_vec(&mut buf, wire::HEADER_LEN + size_of::<ConfigHdr>() + len);
+        w.put(self.outbox.header(KIND_CONFIG).as_bytes());
+        w.put(hdr.as_bytes());
+        w.put(&self.identity.summary()[..len]);
+        buf
+    }
+
+    /// A node configured otherwise sent its summary: name what differs (at most once per
+    /// `CONFIG_REPORT_INTERVAL_MS` per node).
+    fn on_config_summary(
+        &mut self,
+        now: Instant,
+        sender: NodeId,
+        body: &[u8],
+    ) -> Result<(), DropReason> {
+        let (hdr, rest) = ConfigHdr::ref_from_prefix(body).map_err(|_| DropReason::Truncated)?;
+        let summary = rest
+            .get(..hdr.len.get() as usize)
+            .ok_or(DropReason::Truncated)?;
+        if hdr.config_digest.get() == self.identity.digest() {
+            return Ok(()); // Sent before one of us changed: nothing differs now.
+        }
+        let Some(report) = self.config_report(sender) else {
+            return Ok(());
+        };
+        if report
+            .reported
+            .is_some_and(|at| now < at.plus_ms(CONFIG_REPORT_INTERVAL_MS))
+        {
+            return Ok(());
+        }
+        report.reported = Some(now);
+        let mut differences = differences(
+            self.identity.summary(),
+            summary,
+            "here",
+            "there",
+            DIFFERENCES_MAX,
+        );
+        if differences.is_empty() {
+            // Both summaries read the same where they overlap: the sender's was cut short.
+            differences.push("keys beyond what one frame carries".into());
+        }
+        self.notice(Notice::ConfigDiffers {
+            node: sender,
+            differences,
+            truncated: hdr.flags & CONFIG_TRUNCATED != 0,
+        });
+        // Make sure the sender hears ours too (it may not have sent a join we saw).
+        self.on_config_mismatch(now, sender);
+        Ok(())
     }
 
     // ----- invariants ----------------------------------------------------------------------

@@ -50,6 +50,10 @@ pub struct Stats {
     pub drop_duplicate_token: u64,
     pub drop_duplicate: u64,
     pub drop_not_expected: u64,
+    pub drop_config_mismatch: u64,
+    /// Configuration summaries sent to nodes configured otherwise (at most one per node per
+    /// `CONFIG_REPORT_INTERVAL_MS`).
+    pub config_summaries_sent: u64,
 }
 
 impl Stats {
@@ -68,12 +72,13 @@ impl Stats {
             DropReason::DuplicateToken => &mut self.drop_duplicate_token,
             DropReason::Duplicate => &mut self.drop_duplicate,
             DropReason::NotExpected => &mut self.drop_not_expected,
+            DropReason::ConfigMismatch => &mut self.drop_config_mismatch,
         };
         *counter += 1;
     }
 
     /// Every counter with its name, for publishing (cmap stats.srp.<name>).
-    pub fn entries(&self) -> [(&'static str, u64); 39] {
+    pub fn entries(&self) -> [(&'static str, u64); 41] {
         [
             ("frames_in", self.frames_in),
             ("frames_out", self.frames_out),
@@ -114,6 +119,8 @@ impl Stats {
             ("drop_duplicate_token", self.drop_duplicate_token),
             ("drop_duplicate", self.drop_duplicate),
             ("drop_not_expected", self.drop_not_expected),
+            ("drop_config_mismatch", self.drop_config_mismatch),
+            ("config_summaries_sent", self.config_summaries_sent),
         ]
     }
 }

@@ -13,9 +13,13 @@
 //! - SEGMENT: `SegmentHdr` + a piece of the body of a join, commit token or presence that is
 //!   larger than one frame; the receiver reassembles the whole body and handles it as if it
 //!   had come in one datagram of the kind `SegmentHdr::kind`.
+//! - CONFIG: `ConfigHdr` + `len` bytes of the sender's configuration summary (see
+//!   `config::identity`), sent to a node whose join or presence carried another
+//!   configuration digest. Never segmented: the summary is cut to fit one frame.
 //!
-//! Version 2 added the join's excluded set, presence (replacing version 1's merge-detect, sent
-//! by representatives only and carrying only the ring) and segmentation.
+//! Version 2 added the join's excluded set and configuration digest, presence (replacing
+//! version 1's merge-detect, sent by representatives only and carrying only the ring; it
+//! carries the configuration digest too), segmentation and the CONFIG kind.
 
 use zerocopy::byteorder::network_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
@@ -33,6 +37,7 @@ pub const KIND_COMMIT: u8 = 4;
 pub const KIND_PRESENCE: u8 = 5;
 pub const KIND_HOLD_CANCEL: u8 = 6;
 pub const KIND_SEGMENT: u8 = 7;
+pub const KIND_CONFIG: u8 = 8;
 
 /// Common header of every datagram.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
@@ -107,8 +112,11 @@ pub struct JoinHdr {
     /// Unlike the fail set, receivers do not take them over.
     pub excluded_count: U16,
     pub _pad: U16,
+    /// `ConfigIdentity::digest` of the sender's configuration: a join of another
+    /// configuration is dropped, so such nodes never form a ring together.
+    pub config_digest: U64,
 }
-const _: () = assert!(core::mem::size_of::<JoinHdr>() == 16);
+const _: () = assert!(core::mem::size_of::<JoinHdr>() == 24);
 
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
 #[repr(C)]
@@ -160,8 +168,11 @@ pub struct PresenceHdr {
     /// Node ids listed after this header, sorted and unique: the rows' bitmaps index them.
     pub node_count: U16,
     pub row_count: U16,
+    /// `ConfigIdentity::digest` of the sender's configuration: a presence of another
+    /// configuration is refused before its rows are taken in.
+    pub config_digest: U64,
 }
-const _: () = assert!(core::mem::size_of::<PresenceHdr>() == 16);
+const _: () = assert!(core::mem::size_of::<PresenceHdr>() == 24);
 
 /// A row: its node has been up long enough that a node missing from its row is one it does
 /// not hear (before that, a row asserts nothing).
@@ -203,6 +214,20 @@ pub struct SegmentHdr {
     pub total_len: U32,
 }
 const _: () = assert!(core::mem::size_of::<SegmentHdr>() == 16);
+
+/// The summary is cut at a line boundary to fit one frame.
+pub const CONFIG_TRUNCATED: u8 = 1;
+
+/// A configuration summary, sent to a node configured otherwise.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct ConfigHdr {
+    pub config_digest: U64,
+    pub len: U32,
+    pub flags: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<ConfigHdr>() == 16);
 
 pub const HEADER_LEN: usize = core::mem::size_of::<Header>();
 pub const DATA_OVERHEAD: usize = HEADER_LEN + core::mem::size_of::<DataHdr>();
@@ -335,6 +360,8 @@ pub enum DropReason {
     DuplicateToken,
     Duplicate,
     NotExpected,
+    /// A join or presence of a node whose configuration digest differs from ours.
+    ConfigMismatch,
 }
 
 /// A writer over a caller's buffer; callers size buffers from the `*_size` functions, so running

@@ -26,6 +26,8 @@ fn alone() -> (Node, u64) {
     let config = NodeConfig {
         totem: TotemSettings::default(),
         shape: ClusterShape::ALONE,
+        identity: Default::default(),
+        key_id: 0,
         node_id: NodeId(1),
         cluster: cluster_hash("borrow"),
         incarnation: 1,

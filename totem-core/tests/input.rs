@@ -12,6 +12,8 @@ fn node(id: u32) -> Node {
     let config = NodeConfig {
         totem: TotemSettings::default(),
         shape: ClusterShape::ALONE,
+        identity: Default::default(),
+        key_id: 0,
         node_id: NodeId(id),
         cluster: cluster_hash("test"),
         incarnation: 1,
@@ -55,15 +57,35 @@ fn malformed_datagrams_are_dropped_and_counted_by_reason() {
     n.handle_datagram(Instant(1), from, &header(wire::KIND_JOIN, cluster, 3));
     n.handle_datagram(Instant(1), NodeId(1), &header(wire::KIND_JOIN, cluster, 1));
     n.handle_datagram(Instant(1), from, &header(77, cluster, 2));
+    let join_hdr = |proc_count: u16, digest: u64| wire::JoinHdr {
+        ring_seq: 0.into(),
+        proc_count: proc_count.into(),
+        fail_count: 0.into(),
+        excluded_count: 0.into(),
+        _pad: 0.into(),
+        config_digest: digest.into(),
+    };
+    let ours = n.identity().digest();
     // A join whose counts run past the end of the datagram.
     let mut join = header(wire::KIND_JOIN, cluster, 2);
-    join.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 50, 0, 0, 0, 0, 0, 0]);
+    join.extend_from_slice(join_hdr(50, ours).as_bytes());
     n.handle_datagram(Instant(1), from, &join);
     // A join naming node id 0.
     let mut zero = header(wire::KIND_JOIN, cluster, 2);
-    zero.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    zero.extend_from_slice(join_hdr(1, ours).as_bytes());
     zero.extend_from_slice(&[0, 0, 0, 0]);
     n.handle_datagram(Instant(1), from, &zero);
+    // A join of a node configured otherwise: kept out, and sent this node's summary.
+    let mut other = header(wire::KIND_JOIN, cluster, 2);
+    other.extend_from_slice(join_hdr(1, ours ^ 1).as_bytes());
+    other.extend_from_slice(&2u32.to_be_bytes());
+    while n.poll_transmit().is_some() {}
+    n.handle_datagram(Instant(1), from, &other);
+    n.handle_datagram(Instant(2), from, &other);
+    let summaries = std::iter::from_fn(|| n.poll_transmit())
+        .filter(|t| t.bytes[3] == wire::KIND_CONFIG)
+        .count();
+    assert_eq!(summaries, 1, "one summary per report interval");
     // A token for a ring that does not exist, and a truncated one.
     let mut token = header(wire::KIND_TOKEN, cluster, 2);
     token.extend_from_slice(&[0u8; 80]);
@@ -79,6 +101,52 @@ fn malformed_datagrams_are_dropped_and_counted_by_reason() {
     assert_eq!(s.drop_unknown_kind, 1);
     assert_eq!(s.drop_malformed, 1);
     assert_eq!(s.drop_not_expected, 1);
+    assert_eq!(s.drop_config_mismatch, 2);
+    assert_eq!(s.config_summaries_sent, 1);
+}
+
+#[test]
+fn a_presence_of_another_configuration_is_refused_before_its_rows_are_taken() {
+    let mut n = node(1);
+    let cluster = cluster_hash("test");
+    let ours = n.identity().digest();
+    // A presence of node 2 (in ring 8/2) listing itself, with its own row hearing itself.
+    let presence = |digest: u64| {
+        let mut bytes = header(wire::KIND_PRESENCE, cluster, 2);
+        let hdr = wire::PresenceHdr {
+            ring_seq: 8.into(),
+            ring_rep: 2.into(),
+            node_count: 1.into(),
+            row_count: 1.into(),
+            config_digest: digest.into(),
+        };
+        bytes.extend_from_slice(hdr.as_bytes());
+        bytes.extend_from_slice(&2u32.to_be_bytes());
+        let row = wire::RowHdr {
+            origin: 0.into(),
+            flags: wire::ROW_MATURE,
+            _pad: 0,
+            incarnation: 1.into(),
+            version: 1.into(),
+            age_ms: 0.into(),
+        };
+        bytes.extend_from_slice(row.as_bytes());
+        bytes.push(1);
+        bytes
+    };
+    while n.poll_transmit().is_some() {}
+    n.handle_datagram(Instant(1), NodeId(2), &presence(ours ^ 1));
+    let s = n.stats();
+    assert_eq!(s.drop_config_mismatch, 1);
+    assert_eq!(s.presences_in, 0, "its rows are not taken");
+    let summaries = std::iter::from_fn(|| n.poll_transmit())
+        .filter(|t| t.bytes[3] == wire::KIND_CONFIG)
+        .count();
+    assert_eq!(summaries, 1, "the sender is sent this node's summary");
+    n.handle_datagram(Instant(2), NodeId(2), &presence(ours));
+    let s = n.stats();
+    assert_eq!(s.drop_config_mismatch, 1);
+    assert_eq!(s.presences_in, 1);
 }
 
 #[test]
@@ -90,7 +158,7 @@ fn random_bytes_never_panic() {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let kind = (x % 8) as u8;
+        let kind = (x % 10) as u8;
         let mut bytes = header(kind, cluster, 2);
         let len = (x >> 8) % 300;
         for i in 0..len {

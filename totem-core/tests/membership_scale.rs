@@ -29,6 +29,8 @@ fn node(id: u32, nodes: u32) -> Node {
     let config = NodeConfig {
         totem,
         shape: shape(nodes),
+        identity: Default::default(),
+        key_id: 0,
         node_id: NodeId(id),
         cluster: cluster_hash("scale"),
         incarnation: 1,
@@ -232,8 +234,11 @@ fn malformed_pieces_are_dropped_and_counted() {
     // A piece shorter than it says.
     n.handle_datagram(Instant(1), NodeId(2), &segment(2, good, &[0; 40]));
     assert_eq!(n.stats().drop_truncated, 1);
-    // Both pieces of a join of garbage: reassembled, then refused by the join decoder.
-    n.handle_datagram(Instant(1), NodeId(2), &segment(2, good, &[0xff; 100]));
+    // Both pieces of a join of garbage (but of our configuration digest): reassembled, then
+    // refused by the join decoder.
+    let mut first = [0xff; 100];
+    first[16..24].copy_from_slice(&n.identity().digest().to_be_bytes());
+    n.handle_datagram(Instant(1), NodeId(2), &segment(2, good, &first));
     let last = SegmentHdr {
         index: 1.into(),
         ..good

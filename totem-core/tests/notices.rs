@@ -28,6 +28,8 @@ fn node(id: u32) -> Node {
     let config = NodeConfig {
         totem: totem(),
         shape: SHAPE,
+        identity: Default::default(),
+        key_id: 0,
         node_id: NodeId(id),
         cluster: cluster_hash("notices"),
         incarnation: 1,

@@ -8,6 +8,8 @@ mod deps;
 mod faults;
 mod fuzz;
 mod install;
+mod man;
+mod package;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -46,6 +48,11 @@ usage: cargo xtask <command> [args]
                        build in release mode and install rotord, rotor-dataplane (PREFIX/sbin),
                        rotor (PREFIX/bin) and the C libraries with their soname links and
                        pkg-config files (LIBDIR, default PREFIX/lib/rotor; PREFIX: /usr/local)
+  man [DIR]            the man pages (rotord.8, rotor.8, rotor-*.8, rotor.conf.5) into DIR
+                       (default target/man)
+  package [--debug] [--out DIR]
+                       a Debian package of rotor (binaries, C libraries, systemd unit,
+                       logrotate, defaults, man pages) into DIR (default target/debian)
   deps                 only install the missing system packages
 ";
 
@@ -65,6 +72,8 @@ fn main() {
         "faults" => faults::main(rest),
         "fuzz" => fuzz::main(rest),
         "deps" => deps::ensure(),
+        "man" => man::run(rest),
+        "package" => package::run(rest),
         "install" => install::run(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");

@@ -7,40 +7,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use clap::Parser;
+use rotor_cli::clap::Parser;
+use rotor_cli::rotord::Args;
 use rotor_control::cmap::CmapStore;
 use rotor_control::config::{self, paths};
 use rotor_control::daemon::{Daemon, Plan};
 use rotor_control::error::{DaemonError, EXIT_CONFIG, EXIT_OK};
 use rotor_control::log_at;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "rotord",
-    about = "rotor cluster engine: the control process",
-    disable_version_flag = true
-)]
-struct Args {
-    /// Config file (else $COROSYNC_MAIN_CONFIG_FILE, else /etc/corosync/corosync.conf).
-    #[arg(short = 'c')]
-    config: Option<PathBuf>,
-    /// Stay in the foreground.
-    #[arg(short = 'f')]
-    foreground: bool,
-    /// Test the config (and the authkey) and exit: 0 when valid, 8 when not.
-    #[arg(short = 't')]
-    test: bool,
-    /// Print the version and exit.
-    #[arg(short = 'v')]
-    version: bool,
-    /// rotor extension: which nodelist entry is this node (else the entry whose ring0_addr is
-    /// an address of this host). For several nodes on one host.
-    #[arg(long)]
-    node_id: Option<u32>,
-    /// rotor extension: the dataplane binary (else `rotor-dataplane` beside rotord).
-    #[arg(long)]
-    dataplane: Option<PathBuf>,
-}
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -77,7 +50,10 @@ fn main() -> ExitCode {
             .unwrap_or_else(|| PathBuf::from("rotor-dataplane"))
     });
     let plan = match Plan::new(cfg, args.node_id, dataplane, ipc_shm::socket_name()) {
-        Ok(p) => p,
+        Ok(mut p) => {
+            p.foreground = args.foreground;
+            p
+        }
         Err(e) => {
             for w in &warnings {
                 eprintln!("rotord: warning: {w}");
@@ -123,6 +99,20 @@ fn main() -> ExitCode {
             return ExitCode::from(rotor_control::error::EXIT_FATAL);
         }
     }
+    // After daemon(3): the lock belongs to the process that runs (fcntl locks are not
+    // inherited across fork).
+    let _pid_file = match args
+        .pid_file
+        .as_deref()
+        .map(rotor_control::pidfile::PidFile::acquire)
+    {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => {
+            log_at!(Error, "MAIN", "{e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
     // SAFETY: the handler only stores to an atomic.
     unsafe {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);

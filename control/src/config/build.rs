@@ -346,7 +346,7 @@ impl<'a> Builder<'a> {
     }
 
     /// coroparse.c resolves names and stores `uidgid.config.uid.<uid>` = 1 (u8).
-    fn on_uidgid(&mut self, s: &Section) -> Result<(), ConfigError> {
+    pub(super) fn on_uidgid(&mut self, s: &Section) -> Result<(), ConfigError> {
         self.no_subsections(s, "uidgid")?;
         for pair in s.pairs() {
             let (database, what) = match pair.key.as_str() {

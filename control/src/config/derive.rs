@@ -382,6 +382,10 @@ impl Builder<'_> {
             dataplane_cores,
             poll_mode,
             poll_spin_us: self.u32_or("rotor.poll_spin_us", POLL_SPIN_US_DEFAULT),
+            // Checked by the schema when the file was read.
+            metrics_listen: self
+                .str_of("rotor.metrics_listen")
+                .and_then(|a| a.parse().ok()),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod paths;
 mod schema;
 mod tree;
 mod types;
+mod uidgid;
 
 use std::path::Path;
 
@@ -26,8 +27,8 @@ pub use paths::{
     CONFIG_PATH_ENV,
 };
 pub use schema::{
-    config_backed_prefixes, CLUSTER_NAME_DEFAULT, LINK_COUNT_MAX, MCASTPORT_DEFAULT,
-    NODE_COUNT_MAX, POLL_SPIN_US_DEFAULT, SECTIONS_KNOWN, TTL_DEFAULT,
+    config_backed_prefixes, runtime_changeable, CLUSTER_NAME_DEFAULT, LINK_COUNT_MAX,
+    MCASTPORT_DEFAULT, NODE_COUNT_MAX, POLL_SPIN_US_DEFAULT, SECTIONS_KNOWN, TTL_DEFAULT,
 };
 pub use tree::{parse_tree, Item, Pair, Section, LINE_LEN_MAX, SECTION_DEPTH_MAX};
 pub use types::{
@@ -81,8 +82,18 @@ impl ConfigError {
     }
 }
 
-/// Reads and parses the config file at `path`.
+/// Reads and parses the config file at `path`, then the uidgid{} files of the `uidgid.d`
+/// directory beside it (as corosync does: each file holds uidgid{} sections only, and adds
+/// its entries to the main file's).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let mut config = load_file(path)?;
+    let dir = path.parent().unwrap_or(Path::new(".")).join("uidgid.d");
+    uidgid::read_dir(&dir, &mut config)?;
+    Ok(config)
+}
+
+/// Reads and parses the config file at `path` alone.
+fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let name = path.display().to_string();
     let read_error = |reason: String| ConfigError::Read {
         path: name.clone(),

@@ -63,6 +63,9 @@ pub(super) enum Kind {
     Cores,
     /// quorum.auto_tie_breaker_node: `lowest`, `highest` or node ids, stored as a string.
     TieBreakerNode,
+    /// rotor.metrics_listen: an address and TCP port (`127.0.0.1:9405`, `[::1]:9405`),
+    /// stored as a string.
+    SocketAddr,
 }
 
 impl Kind {
@@ -74,9 +77,12 @@ impl Kind {
             Kind::U16 => ValueType::U16,
             Kind::I32 => ValueType::I32,
             Kind::U64 => ValueType::U64,
-            Kind::Choice(_) | Kind::Text | Kind::Priority | Kind::Cores | Kind::TieBreakerNode => {
-                ValueType::String
-            }
+            Kind::Choice(_)
+            | Kind::Text
+            | Kind::Priority
+            | Kind::Cores
+            | Kind::TieBreakerNode
+            | Kind::SocketAddr => ValueType::String,
         }
     }
 }
@@ -157,6 +163,7 @@ const ROTOR_KEYS: Keys = &[
     ("dataplane_cores", Kind::Cores),
     ("poll_mode", Kind::Choice(&PollModeSetting::NAMES)),
     ("poll_spin_us", Kind::U32("microseconds")),
+    ("metrics_listen", Kind::SocketAddr),
 ];
 
 fn find(keys: Keys, key: &str) -> Option<Kind> {
@@ -289,6 +296,42 @@ pub(super) fn declared_types() -> Vec<(String, ValueType)> {
         .collect()
 }
 
+/// Whether a reload may change `key` (a cmap key of the config) while the cluster runs: every
+/// totem setting marked `volatile` in totem-core's table and every other totem{} key marked
+/// `runtime` there; the nodelist (nodes added and removed, their votes), logging{}, uidgid{},
+/// the keys of quorum{} marked `runtime` in votequorum's table (votes, expected votes,
+/// two_node, the quorum device), resources{} and nozzle{} (kept in cmap) and keys outside any
+/// section. Not:
+/// totem's interface{} (link 0's addresses, port and multicast group are set up once),
+/// system{} (scheduling and the state directory, read at start, as corosync), and rotor{}
+/// (the dataplane's cores and poll mode).
+pub fn runtime_changeable(key: &str) -> bool {
+    let Some((section, rest)) = key.split_once('.') else {
+        return true;
+    };
+    match section {
+        "totem" => {
+            if rest.starts_with("interface.") {
+                return false;
+            }
+            if let Some(s) = SETTINGS.iter().find(|s| s.name == rest) {
+                return s.volatile;
+            }
+            OTHER_KEYS
+                .iter()
+                .find(|k| k.name == rest)
+                .is_none_or(|k| k.runtime)
+        }
+        // votequorum's table says which of quorum{} corosync re-reads on a reload.
+        "quorum" => totem_core::votequorum::quorum_key_named(rest).is_none_or(|k| k.runtime),
+        "nodelist" if rest.ends_with(".quorum_votes") => {
+            totem_core::votequorum::NODE_VOTES_KEY.runtime
+        }
+        "system" | "rotor" => false,
+        _ => true,
+    }
+}
+
 /// `"totem."`, `"nodelist."`, …: the cmap prefixes the config file stands for.
 pub fn config_backed_prefixes() -> impl Iterator<Item = String> {
     SECTIONS_KNOWN.iter().map(|s| format!("{s}."))
@@ -373,6 +416,12 @@ pub(super) fn convert(kind: Kind, text: &str) -> Result<Value, String> {
             ok.then(|| Value::String(text.to_string()))
                 .ok_or_else(|| expected("a comma-separated list of CPU numbers such as 2,3".into()))
         }
+        Kind::SocketAddr => text
+            .parse::<std::net::SocketAddr>()
+            .map(|_| Value::String(text.to_string()))
+            .map_err(|_| {
+                expected("an address and TCP port such as 127.0.0.1:9405 or [::1]:9405".into())
+            }),
         Kind::TieBreakerNode => {
             let ok = text == "lowest"
                 || text == "highest"

@@ -113,6 +113,9 @@ pub struct RotorSection {
     pub poll_mode: PollModeSetting,
     /// How long the adaptive poll loop spins after its last work before it sleeps.
     pub poll_spin_us: u32,
+    /// Where rotord serves its metrics (Prometheus text format over HTTP); `None`, the
+    /// default: not served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// A key rotor accepts but ignores or does not know; the config still loads.

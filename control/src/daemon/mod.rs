@@ -1,49 +1,76 @@
 //! rotord's event loop and the parts that own their state: the dataplane's supervision
-//! (`supervisor`), the cmap/cfg service (`service`) with the quorum and votequorum services
-//! (`quorum`), the persisted ring sequence (`ringseq`) and expected_votes_tracking barrier
-//! (`evtracking`), and systemd's readiness notification (`notify`). [`Plan`] is everything decided at start-up from
-//! the config, checked before anything runs (so `rotord -t` checks exactly what a start would).
-//! One thread, one poll(2) loop; nothing here is on the per-message path.
+//! (`supervisor`), the cmap/cfg service (`service`, with `cfg`'s actions and shutdown vote)
+//! with the quorum and votequorum services (`quorum`), runtime changes (`reload`: what this
+//! node answers to a change round; the daemon takes the new config on where the round
+//! applies), the numbers kept across restarts (`kept`) and the expected_votes_tracking
+//! barrier (`evtracking`), the counters combined across dataplane restarts (`stats`), the
+//! metrics endpoint (`metrics`) and systemd's readiness notification (`notify`). [`Plan`] is
+//! everything decided at start-up from the config, checked before anything runs (so `rotord
+//! -t` checks exactly what a start would). One thread, one poll(2) loop; nothing here is on
+//! the per-message path.
 
+pub mod cfg;
 pub mod evtracking;
+pub mod kept;
+pub mod metrics;
 pub mod notify;
 pub mod quorum;
-pub mod ringseq;
+pub mod reload;
 pub mod service;
+pub mod stats;
 pub mod supervisor;
 
+use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ipc_shm::Server;
 use rotor_crypto::CryptoMode;
+use rotor_proto::cfg as pcfg;
+use rotor_proto::change::{ChangeKindRecord, ChangeReport, ChangeRequest, RoundRecord};
 use rotor_proto::control::{
     DataplaneStart, DataplaneTransport, FromDataplane, MulticastSettings, RingReport, ToDataplane,
 };
-use rotor_proto::RingState;
+use rotor_proto::{RingState, Status};
 
 use rotor_proto::dataplane_quorum::{QdeviceStart, QuorumReply, QuorumStart, TieBreakerSetting};
 use totem_core::votequorum::{QuorumSettings, TieBreaker};
 
-use crate::cmap::{CmapStore, Value};
+use crate::cmap::{Access, CmapError, CmapStore, Value};
 use crate::config::Config;
 use crate::discovery::LocalNode;
 use crate::error::DaemonError;
 use crate::log_at;
 
+use cfg::{CfgAction, ClientId};
 use evtracking::EvTrackingFile;
+use kept::KeptNumber;
 use quorum::QuorumService;
-use ringseq::RingSeqFile;
-use service::CmapService;
+use reload::{Prepared, Running};
+use service::{CmapService, KeyState};
 use supervisor::Supervisor;
 
 /// `system.state_dir` when the config does not set it (corosync's is /var/lib/corosync).
 pub const STATE_DIR_DEFAULT: &str = "/var/lib/rotor";
+/// The cmap key (under `stats.`) of the dataplane's restarts, which rotord counts itself.
+pub const DATAPLANE_RESTARTS_KEY: &str = "dataplane.restarts";
 /// How long the loop sleeps at most with nothing to do.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
 /// How often clients are checked for a peer that died without closing its session.
 const PEER_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a cfg shutdown waits for its announcement to be delivered before leaving.
+const SHUTDOWN_ANNOUNCE_WAIT: Duration = Duration::from_secs(1);
+/// The config prefixes whose keys a reload replaces: cmap keys there that the new file does
+/// not have are deleted (corosync's `remove_deleted_entries`).
+const RELOADED_PREFIXES: [&str; 6] = [
+    "logging.",
+    "totem.",
+    "nodelist.node.",
+    "quorum.",
+    "uidgid.config.",
+    "nozzle.",
+];
 
 /// Everything rotord decided at start-up, checked.
 pub struct Plan {
@@ -59,6 +86,8 @@ pub struct Plan {
     pub socket_base: String,
     /// Where the highest ring sequence is kept across restarts (`system.state_dir`).
     pub state_dir: PathBuf,
+    /// rotord runs in the foreground (logging to stderr by default).
+    pub foreground: bool,
     /// votequorum's settings for this node, when quorum{} names it as the provider.
     pub quorum: Option<QuorumSettings>,
 }
@@ -102,6 +131,7 @@ impl Plan {
             dataplane,
             socket_base,
             state_dir,
+            foreground: false,
             quorum,
         })
     }
@@ -116,10 +146,7 @@ impl Plan {
     ) -> DataplaneStart {
         let t = &self.config.totem;
         // Every setting of the table with the value in effect (derived ones included).
-        let totem = totem_core::config::SETTINGS
-            .iter()
-            .map(|s| (s.name.to_owned(), (s.get)(&t.settings)))
-            .collect();
+        let totem = t.settings.named();
         let rotor = &self.config.rotor;
         DataplaneStart {
             node_id: self.node.node_id,
@@ -197,15 +224,44 @@ fn read_authkey(
 /// The daemon's state.
 pub struct Daemon {
     node: LocalNode,
+    /// What the node runs with (a reload changes it where its round applies).
+    running: Running,
+    foreground: bool,
+    /// Change requests sent to the dataplane and not answered yet: who asked.
+    asked: BTreeMap<u32, (ClientId, u32)>,
+    next_request: u32,
+    /// Rounds this node asked for: who to answer with the outcome.
+    rounds: BTreeMap<(u32, u32), (ClientId, u32)>,
+    /// Rounds this node answered ready for, until decided.
+    prepared: BTreeMap<(u32, u32), Prepared>,
+    /// Totem settings written through cmap on this node, until the next reload.
+    overrides: BTreeMap<String, u32>,
+    /// Why rotord stops on its own (killed by another node), or that a reload removed it.
+    stop: Option<Stop>,
+    /// This node's cfg shutdown announcement was delivered.
+    shutdown_announced: bool,
     service: CmapService,
     cpg_server: Server,
     supervisor: Supervisor,
     ring: RingReport,
-    ring_seq: RingSeqFile,
+    ring_seq: KeptNumber,
     ready_sent: bool,
+    /// Dataplanes started after the first (published as `stats.dataplane.restarts`).
+    dataplane_restarts: u64,
+    /// The metrics endpoint (`rotor.metrics_listen`), if configured.
+    metrics: Option<metrics::MetricsServer>,
+    cluster_name: String,
     /// The XDP program rotord attached (XDP transport), kept across dataplane restarts and
     /// detached on a clean shutdown; `None` on kernel UDP.
     xdp: Option<crate::xdp::OwnedProgram>,
+}
+
+/// Why rotord stops on its own.
+enum Stop {
+    /// Another node asked (cfg kill).
+    Killed { by: u32, reason: String },
+    /// A reload left this node out of the nodelist.
+    Removed,
 }
 
 impl Daemon {
@@ -229,7 +285,8 @@ impl Daemon {
                     reason: e.to_string(),
                 }
             })?;
-        let ring_seq = RingSeqFile::open(&plan.state_dir, plan.node.node_id);
+        let ring_seq = KeptNumber::ring_seq(&plan.state_dir, plan.node.node_id);
+        let epoch = KeptNumber::epoch(&plan.state_dir, plan.node.node_id);
         let xdp = match crate::xdp::choose(plan.config.totem.transport, plan.node.bind)
             .map_err(DaemonError::Transport)?
         {
@@ -245,11 +302,37 @@ impl Daemon {
             None => (DataplaneTransport::Udp, None, None),
         };
         let start = plan.dataplane_start(transport, interface, barrier);
+        let mut service = service;
+        service.set_netmtu(plan.config.totem.settings.netmtu_bytes);
+        let metrics = plan
+            .config
+            .rotor
+            .metrics_listen
+            .map(metrics::MetricsServer::bind)
+            .transpose()?;
+        let running = Running {
+            node_id: plan.node.node_id,
+            bind: plan.node.bind,
+            authkey: plan.authkey,
+            keyfile: plan.keyfile,
+            crypto_mode: plan.crypto_mode,
+            cluster_name: plan.cluster_name.clone(),
+            config: plan.config,
+        };
         Ok(Daemon {
+            running,
+            foreground: plan.foreground,
+            asked: BTreeMap::new(),
+            next_request: 1,
+            rounds: BTreeMap::new(),
+            prepared: BTreeMap::new(),
+            overrides: BTreeMap::new(),
+            stop: None,
+            shutdown_announced: false,
             node: plan.node,
             service,
             cpg_server,
-            supervisor: Supervisor::new(plan.dataplane, start, maps),
+            supervisor: Supervisor::new(plan.dataplane, start, maps, epoch),
             ring: RingReport {
                 state: RingState::Down,
                 ring_rep: 0,
@@ -259,6 +342,9 @@ impl Daemon {
             },
             ring_seq,
             ready_sent: false,
+            dataplane_restarts: 0,
+            metrics,
+            cluster_name: plan.cluster_name,
             xdp,
         })
     }
@@ -282,20 +368,33 @@ impl Daemon {
             Err(e) => log_at!(Error, "MAIN", "could not drop privileges: {e}"),
         }
         let result = self.serve(stop);
+        if self.service.shutdown_requested() {
+            self.announce_shutdown();
+        }
         self.shutdown();
-        result
+        match self.stop.take() {
+            Some(Stop::Killed { by, reason }) => Err(DaemonError::Killed { by, reason }),
+            _ => result,
+        }
     }
 
     fn serve(&mut self, stop: &dyn Fn() -> bool) -> Result<(), DaemonError> {
+        // From the start, as corosync's stats map: the dataplane's counters follow within
+        // its first report.
+        self.service
+            .publish_own_stat(DATAPLANE_RESTARTS_KEY, self.dataplane_restarts);
         self.supervisor.spawn(self.ring_seq.saved())?;
         let mut last_check = Instant::now();
         let mut fds = Vec::new();
-        while !(stop() || self.service.shutdown_requested()) {
+        while !(stop() || self.service.shutdown_requested() || self.stop.is_some()) {
             self.supervise()?;
             fds.clear();
             fds.push(self.cpg_server.as_raw_fd());
             if let Some(fd) = self.supervisor.control_fd() {
                 fds.push(fd);
+            }
+            if let Some(m) = &self.metrics {
+                m.wait_fds(&mut fds);
             }
             let service_first = fds.len();
             self.service.wait_fds(&mut fds);
@@ -310,6 +409,10 @@ impl Daemon {
             self.service
                 .set_dataplane_running(self.supervisor.control_fd().is_some());
             self.service.serve(&self.ring);
+            for action in self.service.take_actions() {
+                self.on_action(action);
+            }
+            self.serve_metrics();
             self.send_quorum_ops();
             if last_check.elapsed() > PEER_CHECK_INTERVAL {
                 last_check = Instant::now();
@@ -336,9 +439,40 @@ impl Daemon {
                 transport: ring.transport.clone(),
             };
             service.publish_ring(ring);
+            service.dataplane_gone();
             let (quorum, cmap) = service.quorum_mut();
             quorum.dataplane_down(cmap);
-        })
+        })?;
+        let restarts = supervisor.starts().saturating_sub(1);
+        if restarts != self.dataplane_restarts {
+            self.dataplane_restarts = restarts;
+            self.service
+                .publish_own_stat(DATAPLANE_RESTARTS_KEY, restarts);
+        }
+        Ok(())
+    }
+
+    /// Answers scrapes that are ready.
+    fn serve_metrics(&mut self) {
+        let Some(server) = &mut self.metrics else {
+            return;
+        };
+        let snapshot = metrics::Snapshot {
+            node: &self.node,
+            cluster_name: &self.cluster_name,
+            ring: &self.ring,
+            stats: self.service.stats(),
+            quorum: self.service.quorum_status(),
+            dataplane_restarts: self.dataplane_restarts,
+        };
+        server.serve(|| metrics::render(&snapshot));
+    }
+
+    /// Where the metrics are served, if they are.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics
+            .as_ref()
+            .map(metrics::MetricsServer::local_addr)
     }
 
     /// Forwards the quorum service's requests to the dataplane.
@@ -420,6 +554,7 @@ impl Daemon {
                 FromDataplane::Failed { .. } => {}
                 // The supervisor wrote it into the log.
                 FromDataplane::Log(_) => {}
+                FromDataplane::Change(report) => self.on_change(report),
                 FromDataplane::QuorumReply(reply) => self.service.quorum_mut().0.on_reply(reply),
                 FromDataplane::QuorumUpdate(update) => {
                     let (quorum, _) = self.service.quorum_mut();
@@ -452,6 +587,32 @@ impl Daemon {
         self.service.publish_ring(&self.ring);
     }
 
+    /// Tells every member this node shuts down as asked (each logs it), and waits a moment
+    /// for the announcement to be delivered.
+    fn announce_shutdown(&mut self) {
+        if let Some(why) = self.service.shutdown_reason() {
+            log_at!(
+                Notice,
+                "CFG",
+                "{why}: announcing the shutdown to the cluster"
+            );
+        }
+        if !self.send_change(ChangeRequest::AnnounceShutdown) {
+            return;
+        }
+        let deadline = Instant::now() + SHUTDOWN_ANNOUNCE_WAIT;
+        while !self.shutdown_announced && Instant::now() < deadline {
+            let fd = self.supervisor.control_fd();
+            match fd {
+                Some(fd) => {
+                    poll_in(&[fd], Duration::from_millis(20));
+                }
+                None => return,
+            }
+            self.read_dataplane();
+        }
+    }
+
     fn shutdown(&mut self) {
         if self.supervisor.control_fd().is_some() {
             log_at!(Notice, "MAIN", "shutting down: leaving the ring");
@@ -464,6 +625,522 @@ impl Daemon {
             program.detach();
         }
         log_at!(Notice, "MAIN", "rotord stopped");
+    }
+
+    /// Sends a change request to the running dataplane; false (logged) when none runs.
+    fn send_change(&mut self, change: ChangeRequest) -> bool {
+        let mut msg = Vec::new();
+        ToDataplane::Change(change).encode(&mut msg);
+        let sent = self.supervisor.send(&msg, &[]);
+        // The message may hold a key.
+        zeroize::Zeroize::zeroize(&mut msg);
+        match sent {
+            Ok(true) => true,
+            Ok(false) => false,
+            Err(e) => {
+                log_at!(Warning, "CFG", "sending a change to the dataplane: {e}");
+                false
+            }
+        }
+    }
+
+    /// A cfg request the service handed over.
+    fn on_action(&mut self, action: CfgAction) {
+        match action {
+            CfgAction::Reload { client, req_id } => {
+                self.ask(client, req_id, ChangeKindRecord::Reload)
+            }
+            CfgAction::RotateKey {
+                client,
+                req_id,
+                path,
+            } => self.ask(client, req_id, ChangeKindRecord::RotateKey { path }),
+            CfgAction::Kill {
+                client,
+                req_id,
+                node,
+                reason,
+            } => {
+                log_at!(
+                    Notice,
+                    "CFG",
+                    "asking node {node} to leave and stop: {reason}"
+                );
+                let status = if self.send_change(ChangeRequest::Kill { node, reason }) {
+                    (Status::Ok, String::new())
+                } else {
+                    (
+                        Status::TryAgain,
+                        "the dataplane is not running (it is restarting); try again".into(),
+                    )
+                };
+                self.service.reply_cfg(
+                    client,
+                    pcfg::Event::Reply {
+                        req_id,
+                        status: status.0,
+                        message: status.1,
+                    },
+                );
+            }
+            CfgAction::CmapWrite {
+                client,
+                req_id,
+                key,
+                value,
+            } => {
+                let result = self.cmap_write(&key, value);
+                self.service.reply_cmap(client, req_id, result);
+            }
+        }
+    }
+
+    /// Asks every member for a change round; the client hears the outcome.
+    fn ask(&mut self, client: ClientId, req_id: u32, kind: ChangeKindRecord) {
+        let request = self.next_request;
+        self.next_request = self.next_request.wrapping_add(1);
+        if self.send_change(ChangeRequest::Ask { request, kind }) {
+            self.asked.insert(request, (client, req_id));
+        } else {
+            self.service.reply_cfg(
+                client,
+                pcfg::Event::Reply {
+                    req_id,
+                    status: Status::TryAgain,
+                    message: "the dataplane is not running (it is restarting); try again".into(),
+                },
+            );
+        }
+    }
+
+    /// What the dataplane's change service reported, in order.
+    fn on_change(&mut self, report: ChangeReport) {
+        match report {
+            ChangeReport::Asked {
+                request,
+                round,
+                error,
+            } => {
+                let Some((client, req_id)) = self.asked.remove(&request) else {
+                    return;
+                };
+                match round {
+                    Some(r) => {
+                        self.rounds.insert((r.node, r.seq), (client, req_id));
+                    }
+                    None => self.service.reply_cfg(
+                        client,
+                        pcfg::Event::Reply {
+                            req_id,
+                            status: Status::TryAgain,
+                            message: error,
+                        },
+                    ),
+                }
+            }
+            ChangeReport::Requested { round, kind } => self.on_requested(round, kind),
+            ChangeReport::Decided {
+                round,
+                kind,
+                applied,
+                reasons,
+                listed,
+            } => self.on_decided(round, kind, applied, reasons, listed),
+            ChangeReport::KeyRetired { key_id, sealing } => log_at!(
+                Notice,
+                "TOTEM",
+                "key {key_id:08x} retired and wiped: every member seals under key {sealing:08x}"
+            ),
+            ChangeReport::Killed { by, reason } => {
+                log_at!(Notice, "CFG", "Killed by node {by} : {reason}");
+                self.stop = Some(Stop::Killed { by, reason });
+            }
+            ChangeReport::ShuttingDown { node } => {
+                log_at!(Notice, "CFG", "Node {node} was shut down by sysadmin");
+                if node == self.node.node_id {
+                    self.shutdown_announced = true;
+                }
+            }
+            ChangeReport::Keys {
+                sealing,
+                held,
+                unknown,
+            } => {
+                for (node, key) in &unknown {
+                    if !self.service.keys().unknown.contains(&(*node, *key)) {
+                        log_at!(
+                            Warning,
+                            "TOTEM",
+                            "node {node} seals under key {key:08x}, which this node does not \
+                             hold (it seals under {sealing:08x}): one of the two missed a key \
+                             rotation; give it the cluster's key file and restart it"
+                        );
+                    }
+                }
+                self.service.set_keys(KeyState {
+                    sealing,
+                    held,
+                    unknown,
+                });
+            }
+        }
+    }
+
+    /// A member asked for a change round: this node reads what it would run with and answers.
+    fn on_requested(&mut self, round: RoundRecord, kind: ChangeKindRecord) {
+        match &kind {
+            ChangeKindRecord::Reload => log_at!(
+                Notice,
+                "CFG",
+                "Config reload requested by node {} (round {round})",
+                round.node
+            ),
+            ChangeKindRecord::RotateKey { path } => log_at!(
+                Notice,
+                "CFG",
+                "Key rotation to {path} requested by node {} (round {round})",
+                round.node
+            ),
+        }
+        let _ =
+            self.service
+                .cmap_mut()
+                .set("config.reload_in_progress", Value::U8(1), Access::Daemon);
+        let answer = match reload::prepare(&self.running, &kind) {
+            Ok(prepared) => {
+                let barrier = self
+                    .supervisor
+                    .start_mut()
+                    .quorum
+                    .as_ref()
+                    .map_or(0, |q| q.ev_tracking_barrier);
+                let quorum = prepared.quorum.as_ref().map(|q| quorum_start(q, barrier));
+                let answer = prepared.answer(quorum);
+                self.prepared.insert((round.node, round.seq), prepared);
+                answer
+            }
+            Err(reason) => {
+                log_at!(
+                    Error,
+                    "CFG",
+                    "this node refuses change round {round}: {reason}"
+                );
+                rotor_proto::change::Answer::Refused { reason }
+            }
+        };
+        if !self.send_change(ChangeRequest::Propose { round, answer }) {
+            self.prepared.remove(&(round.node, round.seq));
+        }
+    }
+
+    /// The round is decided, the same on every member.
+    fn on_decided(
+        &mut self,
+        round: RoundRecord,
+        kind: ChangeKindRecord,
+        applied: bool,
+        reasons: Vec<String>,
+        listed: bool,
+    ) {
+        let key = (round.node, round.seq);
+        let prepared = self.prepared.remove(&key);
+        let what = match &kind {
+            ChangeKindRecord::Reload => "Config reload".to_owned(),
+            ChangeKindRecord::RotateKey { path } => format!("Key rotation to {path}"),
+        };
+        let cmap = self.service.cmap_mut();
+        let _ = cmap.set("config.reload_in_progress", Value::U8(0), Access::Daemon);
+        let outcome = if applied {
+            let _ = cmap.delete("config.reload_error_message", Access::Daemon);
+            let _ = cmap.set(
+                "config.reload_status",
+                Value::I32(Status::Ok.code() as i32),
+                Access::Daemon,
+            );
+            self.service.set_reload_error(String::new());
+            match prepared {
+                Some(p) => {
+                    let changes = if p.changes.is_empty() {
+                        "nothing changed".to_owned()
+                    } else {
+                        p.changes.join("; ")
+                    };
+                    log_at!(
+                        Notice,
+                        "CFG",
+                        "{what} (round {round}) applied on every member: {changes}"
+                    );
+                    self.commit(p);
+                }
+                None => log_at!(
+                    Error,
+                    "CFG",
+                    "{what} (round {round}) was applied, but this node has no record of its \
+                     answer (the dataplane restarted meanwhile?); restart this node to be sure \
+                     it runs the cluster's configuration"
+                ),
+            }
+            if !listed {
+                log_at!(
+                    Notice,
+                    "CFG",
+                    "the nodelist in effect no longer lists this node (nodeid {}): leaving the \
+                     cluster and stopping",
+                    self.node.node_id
+                );
+                self.stop = Some(Stop::Removed);
+            }
+            (Status::Ok, String::new())
+        } else {
+            let message = reasons.join("; ");
+            log_at!(
+                Error,
+                "CFG",
+                "{what} (round {round}) refused, nothing changed: {message}"
+            );
+            let _ = cmap.set(
+                "config.reload_error_message",
+                Value::String(message.clone()),
+                Access::Daemon,
+            );
+            let _ = cmap.set(
+                "config.reload_status",
+                Value::I32(Status::InvalidParam.code() as i32),
+                Access::Daemon,
+            );
+            self.service.set_reload_error(message.clone());
+            (Status::InvalidParam, message)
+        };
+        if let Some((client, req_id)) = self.rounds.remove(&key) {
+            self.service.reply_cfg(
+                client,
+                pcfg::Event::Reply {
+                    req_id,
+                    status: outcome.0,
+                    message: outcome.1,
+                },
+            );
+        }
+    }
+
+    /// Takes on what an applied round changed: cmap, logging, the allow-lists, the node's
+    /// peers, the next dataplane's start, the key file of a rotation.
+    fn commit(&mut self, p: Prepared) {
+        let old_entries = std::mem::take(&mut self.running.config.entries);
+        let cmap = self.service.cmap_mut();
+        // Keys under the reloaded prefixes that the new file does not have go.
+        let gone: Vec<String> = RELOADED_PREFIXES
+            .iter()
+            .flat_map(|prefix| cmap.iter_prefix(prefix).map(|(k, _)| k.to_owned()))
+            .filter(|k| !p.config.entries.contains_key(k))
+            .collect();
+        for k in gone {
+            let _ = cmap.delete(&k, Access::Daemon);
+        }
+        for (k, v) in &p.config.entries {
+            if let Err(CmapError::TypeMismatch { .. }) = cmap.set(k, v.clone(), Access::Daemon) {
+                // An unknown key that changed type: it is the file's now.
+                let _ = cmap.delete(k, Access::Daemon);
+                let _ = cmap.set(k, v.clone(), Access::Daemon);
+            }
+        }
+        for (k, v) in p.config.runtime_entries() {
+            let _ = cmap.set(&k, v, Access::Daemon);
+        }
+        drop(old_entries);
+        self.overrides.clear();
+        // Logging, here and in the dataplane.
+        let logging = crate::log::config(self.service.cmap(), self.foreground);
+        for e in rotor_log::reconfigure(&logging) {
+            log_at!(Error, "MAIN", "{e}; logging goes on without that file");
+        }
+        let mut msg = Vec::new();
+        ToDataplane::Logging(logging).encode(&mut msg);
+        let _ = self.supervisor.send(&msg, &[]);
+        // Who may attach.
+        let allow = service::allow_list(self.service.cmap());
+        self.cpg_server.set_allow_list(allow.clone());
+        self.service.set_allow_list(allow);
+        // The nodelist in effect.
+        self.node.peers = p
+            .nodelist
+            .iter()
+            .copied()
+            .filter(|(id, _)| *id != self.node.node_id)
+            .collect();
+        self.service.set_node(self.node.clone());
+        // What the next dataplane starts with.
+        let start = self.supervisor.start_mut();
+        start.peers = self.node.peers.clone();
+        start.totem = p.config.totem.settings.named();
+        if let (Some(q), Some(old)) = (&p.quorum, start.quorum.as_ref()) {
+            start.quorum = Some(quorum_start(q, old.ev_tracking_barrier));
+        }
+        if let Some(key) = &p.authkey {
+            zeroize::Zeroize::zeroize(&mut start.authkey);
+            start.authkey = key.to_vec();
+        }
+        if let (Some(key), Some(from)) = (&p.authkey, &p.rotated_from) {
+            match reload::write_key(&p.keyfile, key) {
+                Ok(()) => log_at!(
+                    Notice,
+                    "CFG",
+                    "{} now holds the key rotated in from {} (this node restarts with it)",
+                    p.keyfile.display(),
+                    from.display()
+                ),
+                Err(e) => log_at!(
+                    Error,
+                    "CFG",
+                    "the cluster seals under the key from {}, but {} could not be replaced: \
+                     {e}; copy the key there before this node restarts",
+                    from.display(),
+                    p.keyfile.display()
+                ),
+            }
+        }
+        if let Some(key) = p.authkey {
+            self.running.authkey = key;
+        }
+        self.running.keyfile = p.keyfile;
+        self.service
+            .set_netmtu(p.config.totem.settings.netmtu_bytes);
+        self.running.config = p.config;
+    }
+
+    /// A client's write of a key the config file stands for: a totem setting that may change
+    /// takes effect on this node (as corosync's cmap write does), uidgid and logging entries
+    /// take effect at once, the rest is refused naming the key and what to do.
+    fn cmap_write(&mut self, key: &str, value: Option<Value>) -> Result<(), CmapError> {
+        let file = self.running.config.file.clone();
+        if let Some(name) = key.strip_prefix("totem.") {
+            if let Some(setting) = totem_core::config::setting_named(name) {
+                if setting.volatile {
+                    return self.set_totem(key, name, value);
+                }
+            }
+            return Err(CmapError::Fixed {
+                key: key.to_owned(),
+                file,
+            });
+        }
+        // `uidgid.uid.<uid>`/`uidgid.gid.<gid>` = 1 are what applications write to admit
+        // their users (pacemakerd admits its haclient group so): corosync checks both forms.
+        let live = key.starts_with("uidgid.config.uid.")
+            || key.starts_with("uidgid.config.gid.")
+            || key.starts_with("uidgid.uid.")
+            || key.starts_with("uidgid.gid.")
+            || key.starts_with("logging.");
+        if !live {
+            return Err(CmapError::ConfigBacked {
+                key: key.to_owned(),
+                file,
+            });
+        }
+        let cmap = self.service.cmap_mut();
+        match value {
+            Some(v) => cmap.set(key, v, Access::Daemon)?,
+            None => {
+                cmap.delete(key, Access::Daemon)?;
+            }
+        }
+        if key.starts_with("uidgid.") {
+            let allow = service::allow_list(self.service.cmap());
+            self.cpg_server.set_allow_list(allow.clone());
+            self.service.set_allow_list(allow);
+            log_at!(
+                Notice,
+                "CFG",
+                "{key} changed through cmap: the clients allowed follow"
+            );
+        } else {
+            let logging = crate::log::config(self.service.cmap(), self.foreground);
+            for e in rotor_log::reconfigure(&logging) {
+                log_at!(Error, "MAIN", "{e}; logging goes on without that file");
+            }
+            let mut msg = Vec::new();
+            ToDataplane::Logging(logging).encode(&mut msg);
+            let _ = self.supervisor.send(&msg, &[]);
+        }
+        Ok(())
+    }
+
+    /// A cmap write of the totem setting `name`: the settings resolved again with it (and the
+    /// earlier writes) over the file's, checked, and sent to the dataplane.
+    fn set_totem(&mut self, key: &str, name: &str, value: Option<Value>) -> Result<(), CmapError> {
+        let mut overrides = self.overrides.clone();
+        match value {
+            Some(Value::U32(v)) => {
+                overrides.insert(name.to_owned(), v);
+            }
+            Some(other) => {
+                return Err(CmapError::TypeMismatch {
+                    key: key.to_owned(),
+                    expected: crate::cmap::ValueType::U32,
+                    got: other.value_type(),
+                })
+            }
+            None => {
+                overrides.remove(name);
+            }
+        }
+        let config = &self.running.config;
+        let shape = totem_core::ClusterShape {
+            nodelist_count: u32::try_from(config.nodes.len()).unwrap_or(u32::MAX),
+            frame_overhead_bytes: totem_core::config::frame_overhead_bytes(
+                self.node.bind.is_ipv6(),
+                self.running.crypto_mode.overhead(),
+            ),
+        };
+        let explicit = |n: &str| {
+            overrides
+                .get(n)
+                .copied()
+                .or_else(|| match config.entries.get(&format!("totem.{n}")) {
+                    Some(Value::U32(v)) => Some(*v),
+                    _ => None,
+                })
+        };
+        let settings = totem_core::TotemSettings::resolve(explicit, &shape).map_err(|e| {
+            CmapError::Invalid {
+                key: key.to_owned(),
+                reason: e.to_string(),
+            }
+        })?;
+        if !self.send_change(ChangeRequest::Settings {
+            totem: settings.named(),
+        }) {
+            return Err(CmapError::Invalid {
+                key: key.to_owned(),
+                reason: "the dataplane is not running (it is restarting); try again".into(),
+            });
+        }
+        self.overrides = overrides;
+        let cmap = self.service.cmap_mut();
+        match self.overrides.get(name) {
+            Some(v) => cmap.set(key, Value::U32(*v), Access::Daemon)?,
+            None => match self.running.config.entries.get(key) {
+                Some(v) => cmap.set(key, v.clone(), Access::Daemon)?,
+                None => {
+                    let _ = cmap.delete(key, Access::Daemon);
+                }
+            },
+        }
+        for s in totem_core::config::SETTINGS
+            .iter()
+            .filter(|s| s.runtime_config)
+        {
+            let k = format!("runtime.config.{}", s.key());
+            let _ = cmap.set(&k, Value::U32((s.get)(&settings)), Access::Daemon);
+        }
+        self.supervisor.start_mut().totem = settings.named();
+        log_at!(
+            Notice,
+            "TOTEM",
+            "{key} changed through cmap on this node: the token timeout in effect is {} ms",
+            settings.token_ms
+        );
+        Ok(())
     }
 
     pub fn cmap(&self) -> &CmapStore {

@@ -37,6 +37,20 @@ struct Tracking {
     votequorum: Option<u64>,
 }
 
+/// Quorum as the metrics show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuorumView {
+    pub quorate: bool,
+    /// Votes needed to be quorate.
+    pub quorum: u32,
+    /// Votes of the members (and the quorum device).
+    pub total_votes: u32,
+    /// This node's expected votes.
+    pub expected_votes: u32,
+    /// This node's votes.
+    pub node_votes: u32,
+}
+
 /// The quorum and votequorum services.
 pub struct QuorumService {
     /// votequorum is the quorum provider (`quorum.provider`); without one the node is always
@@ -188,6 +202,30 @@ impl QuorumService {
     /// Whether this node is quorate (what `quorum_getquorate` answers).
     pub fn quorate(&self) -> bool {
         self.quorate
+    }
+
+    /// What the metrics show of quorum; `None` without a quorum provider or before the
+    /// dataplane first reported votequorum's state.
+    pub fn view(&self) -> Option<QuorumView> {
+        if !self.provider {
+            return None;
+        }
+        let s = self.state.as_ref()?;
+        let me = s.nodes.iter().find(|n| n.node == s.node);
+        let total = s
+            .nodes
+            .iter()
+            .filter(|n| n.state == vq::NodeState::Member)
+            .map(|n| n.votes)
+            .sum::<u32>()
+            + s.qdevice_votes;
+        Some(QuorumView {
+            quorate: self.quorate,
+            quorum: s.quorum,
+            total_votes: total,
+            expected_votes: me.map_or(0, |n| n.expected_votes),
+            node_votes: me.map_or(0, |n| n.votes),
+        })
     }
 
     /// Requests for the dataplane, in order.

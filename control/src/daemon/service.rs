@@ -1,13 +1,17 @@
 //! The services rotord runs itself for the clients attached on `@rotor-ipc` (or
 //! `$ROTOR_IPC_SOCKET`): cmap (the typed key/value database, requests and track
 //! notifications, the `runtime.*` and `stats.*` keys kept current from the dataplane's
-//! reports), cfg (status, shutdown), and quorum and votequorum (`quorum.rs`), routed by the
-//! request's op.
+//! reports), cfg, and quorum and votequorum (`quorum.rs`), routed by the request's op. cfg
+//! requests that take the whole cluster (reload, key rotation, kill) or a config key written
+//! through cmap go to the daemon as `CfgAction`s and are answered when it knows the outcome;
+//! a shutdown request is put to every client that tracks (`cfg::ShutdownVote`).
 
 use std::os::fd::{AsRawFd, RawFd};
 
+use std::time::Instant;
+
 use ipc_shm::{AllowList, Server, Session, SessionError};
-use rotor_proto::cfg::{self, NodeStatus, StatusReply};
+use rotor_proto::cfg::{self, LinkStatus, NodeStatus, NodeStatusV1, ShutdownFlags, StatusReply};
 use rotor_proto::cmap as pc;
 use rotor_proto::control::RingReport;
 use rotor_proto::Status;
@@ -18,17 +22,32 @@ use crate::discovery::LocalNode;
 use crate::error::DaemonError;
 use crate::log_at;
 
+use super::cfg::{CfgAction, ShutdownVote, Verdict, SHUTDOWN_TIMEOUT_DEFAULT};
+use super::stats::{clear_prefixes, StatsBook};
+
+/// Setting a key under this prefix clears statistics, as corosync's stats map does
+/// (`corosync-cmapctl -C WHAT` sets `stats.clear.WHAT`).
+pub const STATS_CLEAR_PREFIX: &str = "stats.clear.";
+
 /// The allow-list from uidgid{}: root and the user rotord runs as always, plus
-/// `uidgid.config.uid.*`/`gid.*` entries.
+/// `uidgid.config.uid.*`/`gid.*` entries (the file's) and `uidgid.uid.*`/`gid.*` entries
+/// (written by applications, as pacemakerd admits its group), as corosync's IPC admits: an
+/// entry counts when its value is 1.
 pub fn allow_list(cmap: &CmapStore) -> AllowList {
     let mut allow = AllowList::root_and_owner();
-    for (k, _) in cmap.iter_prefix("uidgid.config.uid.") {
-        if let Some(uid) = k.rsplit('.').next().and_then(|s| s.parse().ok()) {
+    let admitted = |prefix: &str| -> Vec<u32> {
+        cmap.iter_prefix(prefix)
+            .filter(|(_, v)| matches!(v, Value::U8(1)))
+            .filter_map(|(k, _)| k.rsplit('.').next().and_then(|s| s.parse().ok()))
+            .collect()
+    };
+    for prefix in ["uidgid.config.uid.", "uidgid.uid."] {
+        for uid in admitted(prefix) {
             allow = allow.allow_uid(uid);
         }
     }
-    for (k, _) in cmap.iter_prefix("uidgid.config.gid.") {
-        if let Some(gid) = k.rsplit('.').next().and_then(|s| s.parse().ok()) {
+    for prefix in ["uidgid.config.gid.", "uidgid.gid."] {
+        for gid in admitted(prefix) {
             allow = allow.allow_gid(gid);
         }
     }
@@ -40,6 +59,17 @@ struct CmapClient {
     id: ClientId,
     session: Session,
     tracks: Vec<TrackHandle>,
+    /// Asked about shutdowns (libcfg's trackstart).
+    tracking: bool,
+}
+
+/// The keys as the dataplane last reported them: the one it seals under, those it opens, and
+/// peers heard under a key it does not hold (node, key).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyState {
+    pub sealing: u32,
+    pub held: Vec<u32>,
+    pub unknown: Vec<(u32, u32)>,
 }
 
 /// corosync's `stats.srp.*` counters (exec/stats.c) that rotor counts too: (corosync's
@@ -71,16 +101,26 @@ pub struct CmapService {
     clients: Vec<CmapClient>,
     next_client: ClientId,
     node: LocalNode,
+    /// Why rotord should stop now (a cfg shutdown: who asked).
+    shutdown: Option<String>,
+    /// Requests for the daemon, in order.
+    actions: Vec<CfgAction>,
+    vote: Option<ShutdownVote>,
+    keys: KeyState,
+    /// Why the last reload was not applied (empty once one is).
+    reload_error: String,
+    /// The largest IP packet the cluster sends (a link's mtu in node status).
+    netmtu: u32,
     quorum: QuorumService,
     /// A dataplane runs to forward votequorum requests to.
     dataplane_running: bool,
-    /// A client asked for an orderly shutdown (cfg).
-    shutdown_requested: bool,
     /// Every node seen in an operational ring: how often it joined one, and whether it is
     /// in the current one (`runtime.members.<id>.*`).
     members_seen: std::collections::BTreeMap<u32, (u32, bool)>,
     /// The ring `runtime.members.*` were last updated for.
     members_ring: Option<(u32, u64)>,
+    /// `stats.*` combined across dataplane lifetimes.
+    book: StatsBook,
     buf: Vec<u8>,
     out: Vec<u8>,
 }
@@ -105,11 +145,17 @@ impl CmapService {
             clients: Vec::new(),
             next_client: 1,
             node,
+            shutdown: None,
+            actions: Vec::new(),
+            vote: None,
+            keys: KeyState::default(),
+            reload_error: String::new(),
+            netmtu: totem_core::TotemSettings::default().netmtu_bytes,
             quorum,
             dataplane_running: false,
-            shutdown_requested: false,
             members_seen: Default::default(),
             members_ring: None,
+            book: StatsBook::default(),
             buf: vec![0; 1 << 16],
             out: Vec::new(),
         };
@@ -128,7 +174,17 @@ impl CmapService {
         &self.cmap
     }
 
+    /// The database, for the daemon's writes (a reload's keys).
+    pub fn cmap_mut(&mut self) -> &mut CmapStore {
+        &mut self.cmap
+    }
+
     /// The quorum service and the cmap it publishes in.
+    /// Quorum as the metrics show it (`None` without votequorum).
+    pub fn quorum_status(&self) -> Option<super::quorum::QuorumView> {
+        self.quorum.view()
+    }
+
     pub fn quorum_mut(&mut self) -> (&mut QuorumService, &mut CmapStore) {
         (&mut self.quorum, &mut self.cmap)
     }
@@ -140,7 +196,82 @@ impl CmapService {
 
     /// Whether a client asked for an orderly shutdown.
     pub fn shutdown_requested(&self) -> bool {
-        self.shutdown_requested
+        self.shutdown.is_some()
+    }
+
+    /// Who asked for the shutdown, for the log.
+    pub fn shutdown_reason(&self) -> Option<&str> {
+        self.shutdown.as_deref()
+    }
+
+    /// The requests for the daemon since the last call, in order.
+    pub fn take_actions(&mut self) -> Vec<CfgAction> {
+        std::mem::take(&mut self.actions)
+    }
+
+    /// The node as a reload left it (peers for status and addresses).
+    pub fn set_node(&mut self, node: LocalNode) {
+        self.node = node;
+        self.publish_local_node_pos();
+    }
+
+    /// Admits clients by `allow` from now on.
+    pub fn set_allow_list(&mut self, allow: AllowList) {
+        self.server.set_allow_list(allow);
+    }
+
+    pub fn set_keys(&mut self, keys: KeyState) {
+        self.keys = keys;
+    }
+
+    pub fn keys(&self) -> &KeyState {
+        &self.keys
+    }
+
+    pub fn set_reload_error(&mut self, error: String) {
+        self.reload_error = error;
+    }
+
+    pub fn set_netmtu(&mut self, netmtu: u32) {
+        self.netmtu = netmtu;
+    }
+
+    /// Sends `event` to client `client`, if it is still attached.
+    pub fn reply_cfg(&mut self, client: ClientId, event: cfg::Event) {
+        event.encode(&mut self.out);
+        self.send_to(client);
+    }
+
+    /// Answers a cmap request of `client` the daemon carried out.
+    pub fn reply_cmap(&mut self, client: ClientId, req_id: u32, result: Result<(), CmapError>) {
+        let (status, message) = match result {
+            Ok(()) => (Status::Ok, String::new()),
+            Err(e) => (cmap_status(&e), e.to_string()),
+        };
+        pc::Event::Reply {
+            req_id,
+            status,
+            message,
+            value: None,
+            entries: Vec::new(),
+        }
+        .encode(&mut self.out);
+        self.send_to(client);
+    }
+
+    fn send_to(&mut self, client: ClientId) {
+        let Some(c) = self.clients.iter_mut().find(|c| c.id == client) else {
+            return;
+        };
+        if let Err(e) = c.session.try_send(&self.out) {
+            log_at!(
+                Warning,
+                "IPC",
+                "client pid {}: reply dropped, disconnecting: {e}",
+                c.session.peer().pid
+            );
+            c.session.close();
+        }
     }
 
     /// Descriptors to wait on: the listening socket first, then each client's wake-up fd and
@@ -164,6 +295,7 @@ impl CmapService {
                     id,
                     session: s,
                     tracks: Vec::new(),
+                    tracking: false,
                 })
             }
             Err(ipc_shm::AcceptError::Io(e)) => log_at!(Warning, "IPC", "cmap/cfg attach: {e}"),
@@ -178,6 +310,7 @@ impl CmapService {
         self.serve_clients(ring);
         self.deliver_quorum();
         self.reap_clients();
+        self.check_vote();
         self.route_track_events();
     }
 
@@ -210,6 +343,25 @@ impl CmapService {
     /// Stores the dataplane's counters as `stats.<key>` (u64), and under corosync's names
     /// ([`COROSYNC_SRP_COUNTERS`]) where a counter means what corosync's does.
     pub fn publish_stats(&mut self, counters: Vec<(String, u64)>) {
+        self.book.update(&counters);
+        self.republish_stats();
+    }
+
+    /// The dataplane exited: what it counted is kept, its levels (clients, backlogs) go.
+    pub fn dataplane_gone(&mut self) {
+        self.book.end_lifetime();
+        self.republish_stats();
+    }
+
+    /// The counters combined across dataplane lifetimes.
+    pub fn stats(&self) -> &StatsBook {
+        &self.book
+    }
+
+    /// `stats.*` from the book: each key as cmap shows it (cleared counters from where they
+    /// were cleared), and corosync's names for the SRP counters applications read.
+    fn republish_stats(&mut self) {
+        let counters = self.book.shown_all();
         let mut dropped = None;
         for (k, v) in &counters {
             if k.starts_with("srp.drop_") {
@@ -236,9 +388,30 @@ impl CmapService {
         }
     }
 
+    /// Publishes a statistic rotord keeps itself (`stats.<key>`), e.g. the dataplane's restarts.
+    pub fn publish_own_stat(&mut self, key: &str, value: u64) {
+        let _ = self
+            .cmap
+            .set(&format!("stats.{key}"), Value::U64(value), Access::Daemon);
+    }
+
+    /// corosync-cmapctl -C: a client set `stats.clear.<what>` (any value).
+    fn clear_stats(&mut self, what: &str, pid: i32) -> Result<(), CmapError> {
+        let Some(prefixes) = clear_prefixes(what) else {
+            return Err(CmapError::ReadOnly {
+                key: format!("{STATS_CLEAR_PREFIX}{what}"),
+                prefix: STATS_CLEAR_PREFIX.to_owned(),
+            });
+        };
+        log_at!(Notice, "MAIN", "statistics cleared ({what}) by pid {pid}");
+        self.book.clear(prefixes);
+        self.republish_stats();
+        Ok(())
+    }
+
     /// `nodelist.local_node_pos`: this node's index in the nodelist, as corosync publishes it
     /// (applications find their own `nodelist.node.<pos>.*` with it).
-    fn publish_local_node_pos(&mut self) {
+    pub(crate) fn publish_local_node_pos(&mut self) {
         let id = self.node.node_id;
         let pos = self
             .cmap
@@ -406,27 +579,7 @@ impl CmapService {
         }
         if op >> 8 == 0x03 {
             match cfg::Request::decode(record) {
-                Ok((req_id, cfg::Request::Status)) => {
-                    cfg::Event::Status {
-                        req_id,
-                        reply: self.status(ring),
-                    }
-                    .encode(&mut self.out);
-                }
-                Ok((req_id, cfg::Request::Shutdown)) => {
-                    log_at!(
-                        Notice,
-                        "CFG",
-                        "shutdown requested by pid {}",
-                        self.clients[i].session.peer().pid
-                    );
-                    self.shutdown_requested = true;
-                    cfg::Event::ShutdownReply {
-                        req_id,
-                        status: Status::Ok,
-                    }
-                    .encode(&mut self.out);
-                }
+                Ok((req_id, req)) => self.handle_cfg(i, req_id, req, ring),
                 Err(e) => {
                     log_at!(
                         Warning,
@@ -435,10 +588,8 @@ impl CmapService {
                         self.clients[i].session.peer().pid
                     );
                     self.clients[i].session.close();
-                    return;
                 }
             }
-            let _ = self.clients[i].session.try_send(&self.out);
             return;
         }
         let (req_id, req) = match pc::Request::decode(record) {
@@ -484,8 +635,37 @@ impl CmapService {
                     key: key.to_owned(),
                 }),
             },
-            pc::Request::Set { key, value: v } => self.cmap.set(key, v, Access::Client),
-            pc::Request::Delete { key } => self.cmap.delete(key, Access::Client).map(|_| ()),
+            pc::Request::Set { key, .. } if key.starts_with(STATS_CLEAR_PREFIX) => {
+                let pid = self.clients[i].session.peer().pid;
+                self.clear_stats(&key[STATS_CLEAR_PREFIX.len()..], pid)
+            }
+            pc::Request::Set { key, value: v } => {
+                match self.cmap.set(key, v.clone(), Access::Client) {
+                    // A key the config file stands for: the daemon decides (and answers).
+                    Err(CmapError::ConfigBacked { .. }) => {
+                        self.actions.push(CfgAction::CmapWrite {
+                            client: self.clients[i].id,
+                            req_id,
+                            key: key.to_owned(),
+                            value: Some(v),
+                        });
+                        return;
+                    }
+                    other => other,
+                }
+            }
+            pc::Request::Delete { key } => match self.cmap.delete(key, Access::Client) {
+                Err(CmapError::ConfigBacked { .. }) => {
+                    self.actions.push(CfgAction::CmapWrite {
+                        client: self.clients[i].id,
+                        req_id,
+                        key: key.to_owned(),
+                        value: None,
+                    });
+                    return;
+                }
+                other => other.map(|_| ()),
+            },
             pc::Request::Iter { prefix } => {
                 entries = self
                     .cmap
@@ -556,6 +736,10 @@ impl CmapService {
         }));
         nodes.sort_by_key(|n| n.node_id);
         StatusReply {
+            key_id: self.keys.sealing,
+            keys_held: self.keys.held.clone(),
+            unknown_keys: self.keys.unknown.clone(),
+            reload_error: self.reload_error.clone(),
             node_id: p.node_id,
             transport: if ring.transport.is_empty() {
                 "udp".into()
@@ -570,11 +754,324 @@ impl CmapService {
         }
     }
 
+    /// One cfg request of client `i`.
+    fn handle_cfg(&mut self, i: usize, req_id: u32, req: cfg::Request, ring: &RingReport) {
+        let client = self.clients[i].id;
+        let pid = self.clients[i].session.peer().pid;
+        let reply = |status: Status, message: String| cfg::Event::Reply {
+            req_id,
+            status,
+            message,
+        };
+        let event = match req {
+            cfg::Request::Status => cfg::Event::Status {
+                req_id,
+                reply: self.status(ring),
+            },
+            cfg::Request::Shutdown => {
+                log_at!(Notice, "CFG", "shutdown requested by pid {pid}");
+                self.shutdown = Some(format!("shutdown requested by pid {pid}"));
+                cfg::Event::ShutdownReply {
+                    req_id,
+                    status: Status::Ok,
+                }
+            }
+            cfg::Request::TryShutdown { flags } => match self.try_shutdown(client, req_id, flags) {
+                Some(event) => event,
+                None => return,
+            },
+            cfg::Request::ReplyToShutdown { yes } => {
+                match self.vote.as_mut().map(|vote| vote.answer(client, yes)) {
+                    Some(true) => {
+                        log_at!(
+                            Debug,
+                            "CFG",
+                            "pid {pid} answers the shutdown request: {}",
+                            if yes { "yes" } else { "no" }
+                        );
+                        reply(Status::Ok, String::new())
+                    }
+                    _ => reply(
+                        Status::Access,
+                        "no shutdown request is waiting for this client's answer".into(),
+                    ),
+                }
+            }
+            cfg::Request::Reload => {
+                self.actions.push(CfgAction::Reload { client, req_id });
+                return;
+            }
+            cfg::Request::RotateKey { path } => {
+                self.actions.push(CfgAction::RotateKey {
+                    client,
+                    req_id,
+                    path,
+                });
+                return;
+            }
+            cfg::Request::ReopenLog => {
+                let errors = rotor_log::reopen();
+                if errors.is_empty() {
+                    log_at!(Notice, "MAIN", "log files reopened (asked by pid {pid})");
+                    reply(Status::Ok, String::new())
+                } else {
+                    let why: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                    for w in &why {
+                        log_at!(
+                            Error,
+                            "MAIN",
+                            "{w}; still writing to the file opened before"
+                        );
+                    }
+                    reply(Status::Library, why.join("; "))
+                }
+            }
+            cfg::Request::Kill { node, reason } => {
+                if ring.members.contains(&node) {
+                    self.actions.push(CfgAction::Kill {
+                        client,
+                        req_id,
+                        node,
+                        reason,
+                    });
+                    return;
+                }
+                reply(
+                    Status::NotExist,
+                    format!("node {node} is not a member of the ring"),
+                )
+            }
+            cfg::Request::NodeStatus { node } => match self.node_status(node, ring) {
+                Some(status) => cfg::Event::NodeStatusReply {
+                    req_id,
+                    status: Status::Ok,
+                    node: status,
+                },
+                None => cfg::Event::NodeStatusReply {
+                    req_id,
+                    status: Status::NotExist,
+                    node: NodeStatusV1 {
+                        node_id: node,
+                        reachable: false,
+                        remote: false,
+                        external: false,
+                        links: Vec::new(),
+                    },
+                },
+            },
+            cfg::Request::LocalGet => cfg::Event::LocalReply {
+                req_id,
+                node_id: self.node.node_id,
+            },
+            cfg::Request::NodeAddrs { node } => match self.address_of(node) {
+                Some(addr) => cfg::Event::AddrsReply {
+                    req_id,
+                    status: Status::Ok,
+                    addrs: vec![addr.to_string()],
+                },
+                // corosync answers CS_ERR_EXIST for a node it has no interface of.
+                None => cfg::Event::AddrsReply {
+                    req_id,
+                    status: Status::Exist,
+                    addrs: Vec::new(),
+                },
+            },
+            cfg::Request::TrackStart => {
+                self.clients[i].tracking = true;
+                let flags = self.vote.as_mut().and_then(|vote| {
+                    // A vote under way asks the newcomer too.
+                    (!vote.voters.iter().any(|(c, _)| *c == client)).then(|| {
+                        vote.voters.push((client, None));
+                        vote.flags
+                    })
+                });
+                if let Some(flags) = flags {
+                    self.reply_cfg(
+                        client,
+                        cfg::Event::ShutdownRequested {
+                            flags,
+                            status: Status::Ok,
+                        },
+                    );
+                }
+                reply(Status::Ok, String::new())
+            }
+            cfg::Request::TrackStop => {
+                self.clients[i].tracking = false;
+                if let Some(vote) = self.vote.as_mut() {
+                    vote.gone(client);
+                }
+                reply(Status::Ok, String::new())
+            }
+        };
+        self.reply_cfg(client, event);
+    }
+
+    /// A shutdown request: at once (IMMEDIATE, or nobody tracks), else put to the tracking
+    /// clients; `None` when the answer waits for the vote.
+    fn try_shutdown(
+        &mut self,
+        client: ClientId,
+        req_id: u32,
+        flags: ShutdownFlags,
+    ) -> Option<cfg::Event> {
+        let pid = self
+            .clients
+            .iter()
+            .find(|c| c.id == client)
+            .map_or(0, |c| c.session.peer().pid);
+        let ok = cfg::Event::Reply {
+            req_id,
+            status: Status::Ok,
+            message: String::new(),
+        };
+        if self.vote.is_some() {
+            return Some(cfg::Event::Reply {
+                req_id,
+                status: Status::Exist,
+                message: "a shutdown request is being voted on already".into(),
+            });
+        }
+        let voters: Vec<(ClientId, Option<bool>)> = self
+            .clients
+            .iter()
+            .filter(|c| c.tracking && c.id != client)
+            .map(|c| (c.id, None))
+            .collect();
+        if flags == ShutdownFlags::Immediate || voters.is_empty() {
+            log_at!(Notice, "CFG", "shutdown requested by pid {pid}");
+            self.shutdown = Some(format!("shutdown requested by pid {pid}"));
+            return Some(ok);
+        }
+        let timeout = self
+            .cmap
+            .get_u32("cfg.shutdown_timeout")
+            .map_or(SHUTDOWN_TIMEOUT_DEFAULT, |ms| {
+                std::time::Duration::from_millis(u64::from(ms))
+            });
+        log_at!(
+            Notice,
+            "CFG",
+            "shutdown requested by pid {pid}: asking {} application(s), {} ms at most",
+            voters.len(),
+            timeout.as_millis()
+        );
+        for (voter, _) in &voters {
+            self.reply_cfg(
+                *voter,
+                cfg::Event::ShutdownRequested {
+                    flags,
+                    status: Status::Ok,
+                },
+            );
+        }
+        self.vote = Some(ShutdownVote {
+            asker: (client, req_id),
+            flags,
+            voters,
+            deadline: Instant::now() + timeout,
+        });
+        None
+    }
+
+    /// Ends a vote that has its answers or ran out of time.
+    fn check_vote(&mut self) {
+        let Some(verdict) = self.vote.as_ref().and_then(|v| v.verdict(Instant::now())) else {
+            return;
+        };
+        let vote = self.vote.take().expect("checked");
+        let (client, req_id) = vote.asker;
+        let (status, message) = match verdict {
+            Verdict::Shutdown => {
+                log_at!(Notice, "CFG", "shutdown confirmed by the applications");
+                self.shutdown =
+                    Some("shutdown requested, and confirmed by the applications".into());
+                (Status::Ok, String::new())
+            }
+            Verdict::Cancelled(status) => {
+                let why = if status == Status::Timeout {
+                    for (voter, answer) in &vote.voters {
+                        if answer.is_none() {
+                            self.reply_cfg(
+                                *voter,
+                                cfg::Event::ShutdownRequested {
+                                    flags: vote.flags,
+                                    status: Status::Timeout,
+                                },
+                            );
+                        }
+                    }
+                    "not every application answered in time".to_owned()
+                } else {
+                    "an application said no".to_owned()
+                };
+                log_at!(Notice, "CFG", "shutdown request called off: {why}");
+                (status, format!("shutdown called off: {why}"))
+            }
+        };
+        self.reply_cfg(
+            client,
+            cfg::Event::Reply {
+                req_id,
+                status,
+                message,
+            },
+        );
+    }
+
+    /// The address of node `node` (0: this node) in the nodelist in effect.
+    fn address_of(&self, node: u32) -> Option<std::net::IpAddr> {
+        if node == 0 || node == self.node.node_id {
+            return Some(self.node.bind.ip());
+        }
+        self.node
+            .peers
+            .iter()
+            .find(|(id, _)| *id == node)
+            .map(|(_, a)| a.ip())
+    }
+
+    /// A node's status (libcfg's v1): reachable when in the ring (or this node), one link.
+    fn node_status(&self, node: u32, ring: &RingReport) -> Option<NodeStatusV1> {
+        let dst = self.address_of(node)?;
+        let local = node == self.node.node_id;
+        let connected = local || ring.members.contains(&node);
+        Some(NodeStatusV1 {
+            node_id: node,
+            reachable: connected,
+            remote: false,
+            external: false,
+            links: vec![LinkStatus {
+                link: 0,
+                enabled: true,
+                connected,
+                dynconnected: false,
+                mtu: self.netmtu,
+                src: self.node.bind.ip().to_string(),
+                dst: dst.to_string(),
+            }],
+        })
+    }
+
     fn reap_clients(&mut self) {
         let mut i = 0;
         while i < self.clients.len() {
             if self.clients[i].session.is_closed() {
                 let c = self.clients.swap_remove(i);
+                if let Some(vote) = self.vote.as_mut() {
+                    if vote.asker.0 == c.id {
+                        // corosync calls a shutdown off when its asker goes away.
+                        log_at!(
+                            Notice,
+                            "CFG",
+                            "shutdown request called off: pid {} that asked detached",
+                            c.session.peer().pid
+                        );
+                        self.vote = None;
+                    } else {
+                        vote.gone(c.id);
+                    }
+                }
                 self.quorum.client_gone(c.id);
                 log_at!(
                     Debug,
@@ -630,10 +1127,40 @@ impl CmapService {
 fn cmap_status(e: &CmapError) -> Status {
     match e {
         CmapError::NotFound { .. } => Status::NotExist,
-        CmapError::ReadOnly { .. } | CmapError::ConfigBacked { .. } => Status::Access,
+        CmapError::ReadOnly { .. } | CmapError::ConfigBacked { .. } | CmapError::Fixed { .. } => {
+            Status::Access
+        }
         CmapError::ValueTooLarge { .. } => Status::TooBig,
         CmapError::MapFull { .. } | CmapError::TooManyTracks => Status::NoSpace,
         CmapError::UnknownTrack(_) => Status::BadHandle,
         _ => Status::InvalidParam,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applications_admit_users_and_groups_as_with_corosync() {
+        let mut cmap = CmapStore::new();
+        let nobody = allow_list(&cmap);
+        assert!(!nobody.permits(4242, 4242));
+        // The file's entries, and what applications write (pacemakerd: its haclient group).
+        cmap.set("uidgid.config.uid.4242", Value::U8(1), Access::Daemon)
+            .unwrap();
+        cmap.set("uidgid.gid.105", Value::U8(1), Access::Daemon)
+            .unwrap();
+        cmap.set("uidgid.uid.5000", Value::U8(1), Access::Daemon)
+            .unwrap();
+        // Only the value 1 admits, as corosync reads them.
+        cmap.set("uidgid.uid.6000", Value::U8(0), Access::Daemon)
+            .unwrap();
+        let allow = allow_list(&cmap);
+        assert!(allow.permits(4242, 4242));
+        assert!(allow.permits(999, 105), "a member of an admitted group");
+        assert!(allow.permits(5000, 5000));
+        assert!(!allow.permits(6000, 6000));
+        assert!(!allow.permits(7000, 7000));
     }
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rotor_proto::control::{DataplaneStart, FailureKind, FromDataplane, ToDataplane};
 
+use super::kept::KeptNumber;
 use crate::error::DaemonError;
 use crate::log_at;
 
@@ -48,12 +49,20 @@ pub struct Supervisor {
     running: Option<Running>,
     restart_at: Option<Instant>,
     policy: RestartPolicy,
-    last_epoch: u32,
+    /// The last epoch started with, kept across rotord restarts.
+    epoch: KeptNumber,
+    /// Dataplanes started by this rotord.
+    starts: u64,
     buf: Vec<u8>,
 }
 
 impl Supervisor {
-    pub fn new(binary: PathBuf, start: DataplaneStart, maps: Option<(RawFd, RawFd)>) -> Supervisor {
+    pub fn new(
+        binary: PathBuf,
+        start: DataplaneStart,
+        maps: Option<(RawFd, RawFd)>,
+        epoch: KeptNumber,
+    ) -> Supervisor {
         Supervisor {
             binary,
             start,
@@ -61,9 +70,15 @@ impl Supervisor {
             running: None,
             restart_at: None,
             policy: RestartPolicy::default(),
-            last_epoch: 0,
+            epoch,
+            starts: 0,
             buf: vec![0; REPORT_SIZE_MAX],
         }
+    }
+
+    /// The start message of every later dataplane (a reload changed what it runs with).
+    pub fn start_mut(&mut self) -> &mut DataplaneStart {
+        &mut self.start
     }
 
     /// Every later dataplane starts votequorum from this expected_votes_tracking barrier.
@@ -76,6 +91,11 @@ impl Supervisor {
     /// The control socket of the running dataplane, if one runs.
     pub fn control_fd(&self) -> Option<RawFd> {
         self.running.as_ref().map(|r| r.control.as_raw_fd())
+    }
+
+    /// Dataplanes started by this rotord (the first one and every restart).
+    pub fn starts(&self) -> u64 {
+        self.starts
     }
 
     /// Starts a dataplane that will number its rings above `ring_seq`.
@@ -154,6 +174,7 @@ impl Supervisor {
         }
         set_nonblocking(ours.as_raw_fd());
         log_at!(Notice, "MAIN", "dataplane started (pid {pid})");
+        self.starts += 1;
         self.running = Some(Running {
             child,
             control: ours,
@@ -163,14 +184,17 @@ impl Supervisor {
         Ok(())
     }
 
-    /// A crypto epoch above every earlier one: the start second, or one more than the last.
+    /// An epoch above every earlier one of this node: the start second, or one more than the
+    /// last (kept on disk, so a rotord restarted within the second of its last start does not
+    /// reuse it: its frames would be dropped as replays).
     fn next_epoch(&mut self) -> u32 {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
-            .as_secs() as u32;
-        self.last_epoch = now.max(self.last_epoch.wrapping_add(1));
-        self.last_epoch
+            .as_secs();
+        let epoch = now.max(self.epoch.saved() + 1).min(u64::from(u32::MAX)) as u32;
+        self.epoch.record(u64::from(epoch));
+        epoch
     }
 
     /// Notices a dataplane that exited and restarts it when it is time, or gives up. `on_down`

@@ -40,6 +40,8 @@ pub enum StartError {
 /// What rotord asked for.
 pub enum ControlInput {
     Session(Session),
+    /// A runtime change (see `change`).
+    Change(rotor_proto::change::ChangeRequest),
     /// A votequorum request for one of rotord's clients.
     Quorum {
         request: u32,
@@ -121,6 +123,7 @@ impl Control {
                     }
                 }
                 Ok(ToDataplane::Shutdown) => return Some(ControlInput::Shutdown),
+                Ok(ToDataplane::Change(change)) => return Some(ControlInput::Change(change)),
                 Ok(ToDataplane::Quorum { request, op }) => {
                     return Some(ControlInput::Quorum { request, op })
                 }

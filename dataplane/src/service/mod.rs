@@ -115,6 +115,7 @@ pub fn run<T: Transport>(
     let mut last_housekeeping = WallInstant::now();
     let mut last_ring = (RingState::Down, runner.node().ring());
     let mut fds = Vec::new();
+    let mut keys_reported = crate::change::KeysReported::default();
     let mut quorum = QuorumLink::default();
     report_ring(runner, control, &mut last_ring, true);
     quorum.pump(runner.node_mut(), |m| control.send_in_order(&m));
@@ -122,6 +123,7 @@ pub fn run<T: Transport>(
     while !stop() {
         match control.poll() {
             Some(ControlInput::Session(s)) => clients.adopt(s),
+            Some(ControlInput::Change(c)) => crate::change::handle(runner, control, c),
             Some(ControlInput::Quorum { request, op }) => {
                 let reply = quorum.handle(runner.node_mut(), request, op);
                 // The state the request changed goes up before its answer.
@@ -166,6 +168,7 @@ pub fn run<T: Transport>(
         }
         report_ring(runner, control, &mut last_ring, false);
         quorum.pump(runner.node_mut(), |m| control.send_in_order(&m));
+        crate::change::report(runner, control, &mut keys_reported);
         control.flush_queued();
         if last_housekeeping.elapsed() >= HOUSEKEEPING_INTERVAL {
             last_housekeeping = WallInstant::now();

@@ -35,6 +35,11 @@ pub struct TotemKey {
     pub name: &'static str,
     pub key_type: KeyType,
     pub key_use: KeyUse,
+    /// A config reload may change it while the cluster runs. The others name what every node
+    /// must agree on from its start (the transport, the cluster name, the crypto mode): a
+    /// reload that changes one is refused, naming it (corosync ignores such a change with a
+    /// notice; rotor refuses the whole reload, so nothing half-applies).
+    pub runtime: bool,
 }
 
 const YES_NO: &[&str] = &["yes", "no"];
@@ -44,7 +49,13 @@ const fn key(name: &'static str, key_type: KeyType, key_use: KeyUse) -> TotemKey
         name,
         key_type,
         key_use,
+        runtime: false,
     }
+}
+
+/// A key a reload may change.
+const fn runtime(k: TotemKey) -> TotemKey {
+    TotemKey { runtime: true, ..k }
 }
 
 /// Every totem{} key besides the protocol settings.
@@ -72,7 +83,8 @@ pub static OTHER_KEYS: [TotemKey; 22] = [
         KeyUse::Rotord,
     ),
     key("secauth", KeyType::Choice(&["on", "off"]), KeyUse::Rotord),
-    key("keyfile", KeyType::Text, KeyUse::Rotord),
+    // Another key file is another key: a reload rotates to it.
+    runtime(key("keyfile", KeyType::Text, KeyUse::Rotord)),
     key(
         "crypto_model",
         KeyType::Choice(&["nss", "openssl"]),
@@ -80,31 +92,35 @@ pub static OTHER_KEYS: [TotemKey; 22] = [
     ),
     key("nodeid", KeyType::U32(Unit::Count), KeyUse::Kept),
     key("threads", KeyType::U32(Unit::Count), KeyUse::Kept),
-    key("config_version", KeyType::U64, KeyUse::Kept),
+    runtime(key("config_version", KeyType::U64, KeyUse::Kept)),
     key("clear_node_high_bit", KeyType::Choice(YES_NO), KeyUse::Kept),
-    key("block_unlisted_ips", KeyType::Choice(YES_NO), KeyUse::Kept),
-    key(
+    runtime(key(
+        "block_unlisted_ips",
+        KeyType::Choice(YES_NO),
+        KeyUse::Kept,
+    )),
+    runtime(key(
         "cancel_token_hold_on_retransmit",
         KeyType::Choice(YES_NO),
         KeyUse::Kept,
-    ),
+    )),
     key(
         "link_mode",
         KeyType::Choice(&["passive", "active", "rr"]),
         KeyUse::Kept,
     ),
     key("ip_dscp", KeyType::Dscp, KeyUse::Kept),
-    key(
+    runtime(key(
         "knet_pmtud_interval",
         KeyType::U32(Unit::Seconds),
         KeyUse::Knet,
-    ),
-    key("knet_mtu", KeyType::U32(Unit::Bytes), KeyUse::Knet),
-    key(
+    )),
+    runtime(key("knet_mtu", KeyType::U32(Unit::Bytes), KeyUse::Knet)),
+    runtime(key(
         "knet_compression_threshold",
         KeyType::U32(Unit::Bytes),
         KeyUse::Knet,
-    ),
-    key("knet_compression_level", KeyType::I32, KeyUse::Knet),
-    key("knet_compression_model", KeyType::Text, KeyUse::Knet),
+    )),
+    runtime(key("knet_compression_level", KeyType::I32, KeyUse::Knet)),
+    runtime(key("knet_compression_model", KeyType::Text, KeyUse::Knet)),
 ];

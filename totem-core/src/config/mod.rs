@@ -7,9 +7,11 @@
 //! `rotord -t` refuses exactly what the core refuses), and `Node::new` runs the same
 //! `validate`. A resolved value is always the value in effect: nothing means "derive later".
 
+pub mod identity;
 mod keys;
 mod table;
 
+pub use identity::ConfigIdentity;
 pub use keys::{KeyType, KeyUse, TotemKey, OTHER_KEYS};
 pub use table::{
     setting_named, DefaultRule, Get, Relation, Scale, Set, Setting, Unit, JOIN_MS_DEFAULT,
@@ -238,6 +240,35 @@ impl TotemSettings {
     /// least four presence (`merge`) intervals so that a few lost presences do not count.
     pub fn reach_timeout_ms(&self) -> u32 {
         self.token_ms.max(self.merge_ms.saturating_mul(4))
+    }
+
+    /// Every setting by its name with its value, in table order: how settings cross a process
+    /// boundary (rotord → dataplane).
+    pub fn named(&self) -> Vec<(String, u32)> {
+        SETTINGS
+            .iter()
+            .map(|s| (s.name.to_owned(), (s.get)(self)))
+            .collect()
+    }
+
+    /// Settings from name/value pairs as [`named`](Self::named) gives them: each value set as
+    /// is (no derivation), starting from the defaults; an unknown name is refused. Not
+    /// validated: the node validates settings against its shape.
+    pub fn from_named<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, u32)>,
+    ) -> Result<TotemSettings, String> {
+        let mut totem = TotemSettings::default();
+        for (name, value) in pairs {
+            let setting = setting_named(name).ok_or_else(|| {
+                let names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+                format!(
+                    "unknown totem setting \"{name}\" (known: {})",
+                    names.join(", ")
+                )
+            })?;
+            (setting.set)(&mut totem, value);
+        }
+        Ok(totem)
     }
 
     /// After how long without the token "Token has not been received" is logged

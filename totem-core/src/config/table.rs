@@ -90,9 +90,10 @@ pub struct Setting {
     /// Smallest and largest value accepted.
     pub min: u32,
     pub max: u32,
-    /// Corosync applies a change of this key while running (`totem_volatile_config_read`
-    /// re-reads it on a cmap change). rotor applies no change while running yet; this says
-    /// whether one can be applied later without a restart.
+    /// A change of this key takes effect while the cluster runs, as corosync's
+    /// (`totem_volatile_config_read` re-reads it on a cmap change or a reload): through a
+    /// config reload on every member at one point of the ordered stream, or through a cmap
+    /// write on one node. The others (netmtu) are refused at runtime, naming the key.
     pub volatile: bool,
     /// Published as `runtime.config.totem.<name>`, the value in effect, as corosync does.
     pub runtime_config: bool,

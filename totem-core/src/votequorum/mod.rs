@@ -781,6 +781,54 @@ impl Votequorum {
         m
     }
 
+    /// A config reload applied at this point of the ordered stream (every member applies its
+    /// own file's quorum{} here, as corosync's `votequorum_refresh_config`): what may change
+    /// at runtime — this node's votes, expected votes, two_node (and wait_for_all when it
+    /// follows two_node), the quorum device's votes and timeouts — takes effect, and this
+    /// node's node info goes out again, with a reconfigure of its votes and of the expected
+    /// votes when they changed, so every member recalculates from the same messages. The
+    /// others keep their start value (rotord refuses a reload that changes them).
+    pub fn reconfigure(&mut self, new: QuorumSettings) {
+        let old_votes = self.us().votes;
+        let old_expected = self.us().expected_votes;
+        self.two_node = new.two_node;
+        if new.wait_for_all_follows_two_node && self.settings.wait_for_all_follows_two_node {
+            self.wait_for_all = new.two_node;
+            if !self.wait_for_all && self.wait_for_all_status {
+                self.set_wait_for_all_status(false);
+            }
+        }
+        let expected = new.start_expected_votes(self.ev_tracking_barrier);
+        self.us_mut().votes = new.votes;
+        if let Some(q) = &new.qdevice {
+            if self.qdevice.votes > 0 || self.us().flags & flags::QDEVICE_REGISTERED != 0 {
+                self.qdevice.votes = q.votes;
+            }
+        }
+        let old = &self.settings;
+        self.settings = QuorumSettings {
+            wait_for_all: old.wait_for_all,
+            last_man_standing: old.last_man_standing,
+            last_man_standing_window_ms: old.last_man_standing_window_ms,
+            auto_tie_breaker: old.auto_tie_breaker.clone(),
+            allow_downscale: old.allow_downscale,
+            expected_votes_tracking: old.expected_votes_tracking,
+            ..new
+        };
+        self.version += 1;
+        self.send_nodeinfo(self.me.0);
+        self.send_nodeinfo(QDEVICE_NODE_ID);
+        if self.us().votes != old_votes {
+            let m = Self::reconfigure_message(PARAM_NODE_VOTES, self.me.0, self.us().votes);
+            self.send.push_back(m);
+        }
+        if expected != old_expected {
+            let m = Self::reconfigure_message(PARAM_EXPECTED_VOTES, self.me.0, expected);
+            self.send.push_back(m);
+        }
+        self.recalculate(true, false);
+    }
+
     // ----- configuration changes (sync) ------------------------------------------------
 
     /// A configuration change from the ordered stream. Returns the sync messages to
