@@ -17,7 +17,8 @@
 //!   ring with a node that is quorate or was when that ring began (the quorate flag of its
 //!   node info);
 //! - **last_man_standing**: a quorate node lowers its expected votes only once
-//!   last_man_standing_window has passed since nodes last left its membership;
+//!   last_man_standing_window has passed since nodes last left its membership (a leave into
+//!   fewer nodes than quorum does not count: corosync does not restart the window then);
 //! - every node's quorum events come in the order the quorum service needs (a sync's
 //!   activation after its start, a quorum report after its activation).
 //!
@@ -268,11 +269,18 @@ impl QuorumWatch {
         while let Some(event) = node.poll_quorum_event() {
             match event {
                 QuorumEvent::SyncStarted { members, .. } => {
+                    // corosync restarts the last_man_standing timer on a leave only when the
+                    // new membership still has quorum's count of nodes (or auto_tie_breaker
+                    // may apply): a leave into a minority (a node cut off alone for a moment)
+                    // leaves the timer running.
+                    let quorum = node.votequorum().map_or(0, |vq| vq.quorum());
+                    let restarts = members.len() as u64 >= u64::from(quorum)
+                        || self.plan.settings.auto_tie_breaker != TieBreaker::Off;
                     let w = &mut self.nodes[index];
                     let members: Vec<u32> = members.iter().map(|m| m.0).collect();
                     w.syncing = true;
                     w.quorate_at_change = w.belief.quorate;
-                    if w.members.iter().any(|m| !members.contains(m)) {
+                    if restarts && w.members.iter().any(|m| !members.contains(m)) {
                         w.last_leave_ns = now;
                     }
                     w.previous = std::mem::replace(&mut w.members, members);
