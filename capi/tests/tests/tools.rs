@@ -106,7 +106,7 @@ fn corosync_cmapctl_reads_and_writes_rotors_cmap() {
         stdout(&c.rotor(1, &["cmap", "get", "capi.set.u32"])),
         "capi.set.u32 (u32) = 42\n"
     );
-    let refused = cmapctl(&c, &["-s", "totem.token", "u32", "5000"]);
+    let refused = cmapctl(&c, &["-s", "totem.netmtu", "u32", "1400"]);
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("CS_ERR_ACCESS"),
         "{}",
