@@ -229,4 +229,10 @@ impl Cfg {
     pub fn control_fd(&self) -> std::os::fd::RawFd {
         self.conn.control_fd()
     }
+
+    /// Makes [`Self::fd`] readable now, to wake a thread sleeping on it (one dispatching on
+    /// a handle another thread is closing).
+    pub fn wake(&self) {
+        self.conn.wake();
+    }
 }

@@ -215,6 +215,12 @@ impl Cmap {
         self.conn.control_fd()
     }
 
+    /// Makes [`Self::fd`] readable now, to wake a thread sleeping on it (one dispatching on
+    /// a handle another thread is closing).
+    pub fn wake(&self) {
+        self.conn.wake();
+    }
+
     /// The node's ring and link status (cfg).
     pub fn status(&mut self) -> Result<StatusReply, Error> {
         let id = self.conn.req_id();

@@ -117,7 +117,7 @@ impl Conn {
     pub(crate) fn fd(&mut self) -> Result<RawFd, Error> {
         if !self.stash.is_empty() || self.session.arm_for_poll()? {
             // Something is already waiting: make the fd readable so poll returns at once.
-            ipc_shm_signal(&self.session);
+            self.session.signal_self();
         }
         Ok(self.session.as_raw_fd())
     }
@@ -129,12 +129,12 @@ impl Conn {
     pub(crate) fn control_fd(&self) -> RawFd {
         self.session.control_fd()
     }
-}
 
-fn ipc_shm_signal(session: &Session) {
-    let one: u64 = 1;
-    // SAFETY: writing 8 bytes to our own eventfd.
-    unsafe { libc::write(session.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    /// Makes [`Conn::fd`] readable now: wakes a thread sleeping on it (a handle being
+    /// finalized; closing an fd does not wake a poll on it).
+    pub(crate) fn wake(&self) {
+        self.session.signal_self();
+    }
 }
 
 fn timeout(e: SessionError) -> Error {

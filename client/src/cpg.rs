@@ -218,6 +218,12 @@ impl Cpg {
         self.conn.control_fd()
     }
 
+    /// Makes [`Self::fd`] readable now, to wake a thread sleeping on it (one dispatching on
+    /// a handle another thread is closing).
+    pub fn wake(&self) {
+        self.conn.wake();
+    }
+
     /// A descriptor to poll for readability (`cpg_fd_get`); call again before each sleep.
     pub fn fd(&mut self) -> Result<RawFd, Error> {
         self.conn.fd()

@@ -128,6 +128,12 @@ impl Quorum {
         self.conn.control_fd()
     }
 
+    /// Makes [`Self::fd`] readable now, to wake a thread sleeping on it (one dispatching on
+    /// a handle another thread is closing).
+    pub fn wake(&self) {
+        self.conn.wake();
+    }
+
     /// The next notification, waiting as `wait` says; `None` when none came. Model v0's
     /// quorum notification carries the ring sequence only (`ring.nodeid` is 0).
     pub fn poll_notification(&mut self, wait: Wait) -> Result<Option<Notification>, Error> {

@@ -176,6 +176,12 @@ impl Votequorum {
         self.conn.control_fd()
     }
 
+    /// Makes [`Self::fd`] readable now, to wake a thread sleeping on it (one dispatching on
+    /// a handle another thread is closing).
+    pub fn wake(&self) {
+        self.conn.wake();
+    }
+
     /// The next notification, waiting as `wait` says; `None` when none came.
     pub fn poll_notification(&mut self, wait: Wait) -> Result<Option<Notification>, Error> {
         let mut wait = wait;

@@ -10,7 +10,7 @@ use crate::handshake::{
     REPLY_SIZE, STATUS_OK, STATUS_PERMISSION_DENIED, STATUS_VERSION_MISMATCH,
 };
 use crate::ring::{self, Consumer, Producer, RingAttachError};
-use crate::session::{PeerCred, Role, Session};
+use crate::session::{PeerCred, Role, Session, WakeFds};
 use crate::sys;
 
 /// How long the client waits for the server's reply before giving up.
@@ -103,10 +103,11 @@ impl Client {
         if reply.version != HANDSHAKE_VERSION {
             return Err(AttachError::VersionMismatch);
         }
-        let Ok::<[OwnedFd; REPLY_FDS], _>([to_server_fd, to_client_fd, server_wake, client_wake]) =
-            fds.try_into()
+        let Ok::<[OwnedFd; REPLY_FDS], _>(
+            [to_server_fd, to_client_fd, server_wake, client_wake, client_poll],
+        ) = fds.try_into()
         else {
-            return Err(AttachError::Protocol("reply without exactly four fds"));
+            return Err(AttachError::Protocol("reply without exactly five fds"));
         };
         let (to_server, out_size, out_max) = ring::attach(to_server_fd.as_raw_fd())?;
         let (to_client, in_size, in_max) = ring::attach(to_client_fd.as_raw_fd())?;
@@ -128,8 +129,11 @@ impl Client {
             Producer::new(to_server, out_size, out_max),
             Consumer::new(to_client, in_size, in_max),
             socket,
-            client_wake,
-            server_wake,
+            WakeFds {
+                poll: client_poll,
+                signal_self: Some(client_wake),
+                peer: server_wake,
+            },
             peer,
             Role::Client,
         ))

@@ -8,7 +8,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::ring::{self, Consumer, Producer, RingAttachError};
-use crate::session::{PeerCred, Role, Session};
+use crate::session::{PeerCred, Role, Session, WakeFds};
 use crate::sys;
 
 /// Descriptors in a handed-off session, in the order they travel.
@@ -68,8 +68,11 @@ impl DetachedSession {
             Producer::new(outgoing, out_size, out_max),
             Consumer::new(incoming, in_size, in_max),
             self.socket,
-            self.server_wake,
-            self.client_wake,
+            WakeFds {
+                poll: self.server_wake,
+                signal_self: None,
+                peer: self.client_wake,
+            },
             self.peer,
             Role::Server,
         ))

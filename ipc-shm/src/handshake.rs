@@ -4,7 +4,7 @@
 /// `b"RTRA"` little-endian: first word of both handshake messages.
 pub const HANDSHAKE_MAGIC: u32 = u32::from_le_bytes(*b"RTRA");
 /// Bumped on every incompatible change of the handshake or of the ring layout.
-pub const HANDSHAKE_VERSION: u32 = 2;
+pub const HANDSHAKE_VERSION: u32 = 3;
 
 /// Environment variable that overrides the abstract socket name.
 pub const SOCKET_ENV: &str = "ROTOR_IPC_SOCKET";
@@ -22,10 +22,11 @@ pub fn socket_name() -> String {
 /// Client → server: `magic u32, version u32`.
 pub const HELLO_SIZE: usize = 8;
 /// Server → client: `magic u32, version u32, status u32, uid u32, gid u32, server_pid u32`, plus
-/// (status OK only) four fds: client→server ring, server→client ring, server eventfd, client eventfd.
+/// (status OK only) five fds: client→server ring, server→client ring, server eventfd, and the
+/// client's wake pair ([`crate::sys::wake_pair`]): its signal end, then its poll end.
 pub const REPLY_SIZE: usize = 24;
 /// Fds carried by an OK reply.
-pub const REPLY_FDS: usize = 4;
+pub const REPLY_FDS: usize = 5;
 
 /// Reply status: attached.
 pub const STATUS_OK: u32 = 0;

@@ -8,12 +8,12 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use crate::handshake::{
-    decode_hello, encode_reply, HANDSHAKE_MAGIC, HANDSHAKE_VERSION, HELLO_SIZE, STATUS_OK,
-    STATUS_PERMISSION_DENIED, STATUS_SERVER_ERROR, STATUS_VERSION_MISMATCH,
+    decode_hello, encode_reply, HANDSHAKE_MAGIC, HANDSHAKE_VERSION, HELLO_SIZE, REPLY_FDS,
+    STATUS_OK, STATUS_PERMISSION_DENIED, STATUS_SERVER_ERROR, STATUS_VERSION_MISMATCH,
 };
 use crate::layout::{DATA_SIZE_DEFAULT, RECORD_SIZE_MAX_DEFAULT};
 use crate::ring::{self, Consumer, Producer};
-use crate::session::{PeerCred, Role, Session};
+use crate::session::{PeerCred, Role, Session, WakeFds};
 use crate::sys;
 
 /// Who may attach: root always, plus the uids and gids configured (corosync.conf `uidgid`),
@@ -139,8 +139,11 @@ impl Server {
             parts.producer,
             parts.consumer,
             socket,
-            parts.server_wake,
-            parts.client_wake,
+            WakeFds {
+                poll: parts.server_wake,
+                signal_self: None,
+                peer: parts.client_wake,
+            },
             peer,
             Role::Server,
         ))
@@ -234,11 +237,12 @@ impl Server {
             }
         };
         let reply = encode_reply(STATUS_OK, peer.uid, peer.gid, server_pid);
-        let fds: [RawFd; 4] = [
+        let fds: [RawFd; REPLY_FDS] = [
             parts.to_server_fd.as_raw_fd(),
             parts.to_client_fd.as_raw_fd(),
             parts.server_wake.as_raw_fd(),
             parts.client_wake.as_raw_fd(),
+            parts.client_poll.as_raw_fd(),
         ];
         sys::send_with_fds(fd, &reply, &fds)?;
         sys::set_socket_timeouts(fd, None)?;
@@ -253,13 +257,15 @@ impl Server {
         } = self.config;
         let (to_server_fd, to_server) = ring::create(data_size, record_size_max)?;
         let (to_client_fd, to_client) = ring::create(data_size, record_size_max)?;
+        let (client_poll, client_wake) = sys::wake_pair()?;
         Ok(Parts {
             consumer: Consumer::new(to_server, data_size, record_size_max),
             producer: Producer::new(to_client, data_size, record_size_max),
             to_server_fd,
             to_client_fd,
             server_wake: sys::eventfd()?,
-            client_wake: sys::eventfd()?,
+            client_wake,
+            client_poll,
         })
     }
 }
@@ -277,5 +283,8 @@ struct Parts {
     to_server_fd: OwnedFd,
     to_client_fd: OwnedFd,
     server_wake: OwnedFd,
+    /// The signal end of the client's wake pair (the server side keeps it).
     client_wake: OwnedFd,
+    /// The poll end of the client's wake pair (only the client keeps it).
+    client_poll: OwnedFd,
 }

@@ -69,7 +69,12 @@ pub struct Session {
     producer: Producer,
     consumer: Consumer,
     socket: OwnedFd,
+    /// What this end polls and drains: the server's eventfd, or the poll end of the client's
+    /// wake pair.
     wake_fd: OwnedFd,
+    /// Where this end signals itself ([`Session::signal_self`]): the client's wake pair's
+    /// signal end; `None` when `wake_fd` is an eventfd, which takes its own signals.
+    self_wake_fd: Option<OwnedFd>,
     // Kept open for as long as `producer.peer_wake_fd`/`consumer.peer_wake_fd` refer to it.
     _peer_wake_fd: OwnedFd,
     peer: PeerCred,
@@ -79,6 +84,17 @@ pub struct Session {
     idle_rounds: u32,
     /// `arm_for_poll` raised the consumer flag and no receive has lowered it yet.
     armed: bool,
+}
+
+/// A session end's wake descriptors.
+pub(crate) struct WakeFds {
+    /// What this end polls and drains.
+    pub(crate) poll: OwnedFd,
+    /// Where this end signals itself, when not `poll` itself (an eventfd takes its own
+    /// signals; a wake pair's poll end does not).
+    pub(crate) signal_self: Option<OwnedFd>,
+    /// Where this end signals the peer.
+    pub(crate) peer: OwnedFd,
 }
 
 enum Want {
@@ -91,11 +107,15 @@ impl Session {
         mut producer: Producer,
         mut consumer: Consumer,
         socket: OwnedFd,
-        wake_fd: OwnedFd,
-        peer_wake_fd: OwnedFd,
+        wake: WakeFds,
         peer: PeerCred,
         role: Role,
     ) -> Session {
+        let WakeFds {
+            poll: wake_fd,
+            signal_self: self_wake_fd,
+            peer: peer_wake_fd,
+        } = wake;
         producer.peer_wake_fd = peer_wake_fd.as_raw_fd();
         consumer.peer_wake_fd = peer_wake_fd.as_raw_fd();
         Session {
@@ -103,6 +123,7 @@ impl Session {
             consumer,
             socket,
             wake_fd,
+            self_wake_fd,
             _peer_wake_fd: peer_wake_fd,
             peer,
             role,
@@ -343,13 +364,21 @@ impl Session {
                     sys::eventfd_drain(self.wake_fd.as_raw_fd());
                     // A record may have landed between the check and the drain.
                     if self.consumer.ready_now().unwrap_or(true) {
-                        sys::eventfd_signal(self.wake_fd.as_raw_fd());
+                        self.signal_self();
                     }
                 }
                 Ok(ready)
             }
             Err(reason) => Err(self.fail_corrupt(reason)),
         }
+    }
+
+    /// Makes this end's wake fd ([`AsRawFd::as_raw_fd`]) readable: a poll on it returns at
+    /// once (something waits that the peer will not signal, or a thread sleeping on it must
+    /// wake).
+    pub fn signal_self(&self) {
+        let fd = self.self_wake_fd.as_ref().unwrap_or(&self.wake_fd);
+        sys::eventfd_signal(fd.as_raw_fd());
     }
 
     /// Raises our flag, re-checks, sleeps on (wake fd, control socket), lowers the flag.
@@ -409,7 +438,9 @@ impl Session {
 }
 
 impl AsRawFd for Session {
-    /// The wake eventfd: readable when the peer has signalled. See [`Session::arm_for_poll`].
+    /// The wake fd: readable when the peer has signalled. See [`Session::arm_for_poll`]. On
+    /// the client, the poll end of its wake pair: a socket whose peer credentials are the
+    /// server's.
     fn as_raw_fd(&self) -> RawFd {
         self.wake_fd.as_raw_fd()
     }

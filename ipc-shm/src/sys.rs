@@ -108,19 +108,47 @@ pub fn eventfd() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Adds one to an eventfd's counter (wakes whoever polls it). Errors are ignored: the only
-/// possible one here is a saturated counter, which already means "readable".
+/// A client's wake pair: a non-blocking, close-on-exec `AF_UNIX` datagram socket pair,
+/// `(poll end, signal end)`. Whoever signals sends on the signal end; the client polls and
+/// drains the poll end. Unlike an eventfd, the poll end is a socket whose `SO_PEERCRED` names
+/// the process that created the pair (the server): applications that check who serves them
+/// before they trust the descriptor a library gives them (Pacemaker asks that the provider
+/// run as root) can.
+pub fn wake_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // Safety: writes two fds into a valid array.
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    // Safety: two fresh fds nothing else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Wakes whoever polls the other side: adds one to an eventfd's counter, or sends a datagram
+/// on the signal end of a wake pair. Errors are ignored: the only possible ones here are a
+/// saturated counter or a full socket buffer, which already mean "readable".
 pub fn eventfd_signal(fd: RawFd) {
     let one: u64 = 1;
     // Safety: writes 8 bytes from a valid u64.
     unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
 }
 
-/// Resets an eventfd's counter (non-blocking).
+/// Makes a wake descriptor unreadable again (non-blocking): resets an eventfd's counter, or
+/// reads every datagram waiting on a wake pair's poll end.
 pub fn eventfd_drain(fd: RawFd) {
-    let mut value: u64 = 0;
-    // Safety: reads at most 8 bytes into a valid u64.
-    unsafe { libc::read(fd, (&mut value as *mut u64).cast(), 8) };
+    loop {
+        let mut value: u64 = 0;
+        // Safety: reads at most 8 bytes into a valid u64.
+        let n = unsafe { libc::read(fd, (&mut value as *mut u64).cast(), 8) };
+        if n <= 0 {
+            break;
+        }
+    }
 }
 
 /// What a poll on (wake fd, control socket) found.

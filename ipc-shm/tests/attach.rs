@@ -171,6 +171,50 @@ fn armed_fd_becomes_readable_in_a_poll_loop() {
     );
 }
 
+/// The client's fd is a socket whose peer credentials are the server's, so an application
+/// can check who serves it (Pacemaker refuses a provider that does not run as root), and
+/// `signal_self` makes it readable (a thread sleeping on it wakes) until it is drained.
+#[test]
+fn the_clients_fd_names_the_server_and_wakes_on_its_own_signal() {
+    let (_server, _s, mut c) = attached("cred", AllowList::root_only());
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // Safety: SO_PEERCRED into a valid ucred of the given length.
+    let r = unsafe {
+        libc::getsockopt(
+            c.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(r, 0, "SO_PEERCRED on the client's fd");
+    assert_eq!(cred.pid as u32, std::process::id(), "the server created it");
+    assert_eq!(cred.uid, unsafe_getuid());
+    assert!(!c.arm_for_poll().unwrap());
+    let mut pfd = libc::pollfd {
+        fd: c.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    c.signal_self();
+    c.signal_self();
+    // Safety: one valid pollfd.
+    assert_eq!(
+        unsafe { libc::poll(&mut pfd, 1, 0) },
+        1,
+        "readable once signalled"
+    );
+    assert!(!c.arm_for_poll().unwrap(), "arming drains every signal");
+    // Safety: as above.
+    assert_eq!(unsafe { libc::poll(&mut pfd, 1, 0) }, 0, "drained");
+}
+
 #[test]
 fn connect_without_a_server_is_a_clear_error() {
     let err = Client::connect(&unique_name("nobody")).err().unwrap();

@@ -47,8 +47,24 @@ const PACKAGES: &[(&str, &str)] = &[
         "corosync/votequorum.h, the ABI of libvotequorum.so.8 (capi/votequorum), and the C tests built against it",
     ),
     (
+        "libsam-dev",
+        "corosync/sam.h, the ABI of libsam.so.4 (capi/sam), and the C tests built against it",
+    ),
+    (
+        "libcfg-dev",
+        "corosync/cfg.h, the ABI of libcfg.so.7 (capi/cfg), and the C tests built against it",
+    ),
+    (
         "corosync",
         "Debian's corosync-cpgtool, corosync-cmapctl and corosync-quorumtool, run unchanged through rotor's C libraries in the tests",
+    ),
+    (
+        "pacemaker",
+        "Debian's pacemaker 2.1, run unchanged on a three-node rotor cluster through rotor's C libraries (capi/tests pacemaker_netns)",
+    ),
+    (
+        "pacemaker-cli-utils",
+        "crm_mon, crm_attribute and cibadmin for the pacemaker test",
     ),
     (
         "iputils-ping",

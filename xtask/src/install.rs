@@ -69,6 +69,24 @@ pub const LIBRARIES: &[Library] = &[
         pc_name: "libvotequorum",
         description: "corosync's votequorum API over rotor",
     },
+    Library {
+        package: "rotor-capi-sam",
+        built: "libsam.so",
+        file: "libsam.so.4.4.0",
+        soname: "libsam.so.4",
+        dev_link: "libsam.so",
+        pc_name: "libsam",
+        description: "corosync's simple availability manager over rotor",
+    },
+    Library {
+        package: "rotor-capi-cfg",
+        built: "libcfg.so",
+        file: "libcfg.so.7.3.0",
+        soname: "libcfg.so.7",
+        dev_link: "libcfg.so",
+        pc_name: "libcfg",
+        description: "corosync's configuration and node life API over rotor",
+    },
 ];
 
 /// The corosync version whose ABI the libraries carry (pkg-config's Version).

@@ -263,13 +263,11 @@ pub unsafe extern "C" fn cmap_finalize(handle: cmap_handle_t) -> cs_error_t {
             return CS_ERR_BAD_HANDLE;
         };
         let mut state = lock(&instance);
-        let Some(mut cmap) = state.cmap.take() else {
+        let Some(cmap) = state.cmap.take() else {
             return CS_ERR_BAD_HANDLE;
         };
         // Wake a dispatch of another thread sleeping on this handle's fd (see libcpg).
-        if let Ok(fd) = cmap.fd() {
-            rotor_capi::wake(fd);
-        }
+        cmap.wake();
         drop(cmap);
         state.rest.tracks.clear();
         state.rest.iterations.clear();

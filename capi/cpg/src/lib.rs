@@ -214,14 +214,12 @@ mod versioned {
                 return CS_ERR_BAD_HANDLE;
             };
             let mut state = lock(&instance);
-            let Some(mut cpg) = state.cpg.take() else {
+            let Some(cpg) = state.cpg.take() else {
                 return CS_ERR_BAD_HANDLE;
             };
             // A dispatch of another thread may sleep on this handle's fd: wake it (it then
             // finds the handle finalized) before the session and its fds close.
-            if let Ok(fd) = cpg.fd() {
-                rotor_capi::wake(fd);
-            }
+            cpg.wake();
             drop(cpg);
             for it in state.iterations.drain(..) {
                 ITERATIONS.remove(it);

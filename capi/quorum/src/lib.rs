@@ -174,13 +174,11 @@ mod versioned {
                 return CS_ERR_BAD_HANDLE;
             };
             let mut state = lock(&instance);
-            let Some(mut quorum) = state.quorum.take() else {
+            let Some(quorum) = state.quorum.take() else {
                 return CS_ERR_BAD_HANDLE;
             };
             // Closing an fd does not wake a poll on it: make it readable first.
-            if let Ok(fd) = quorum.fd() {
-                rotor_capi::wake(fd);
-            }
+            quorum.wake();
             CS_OK
         })
     }

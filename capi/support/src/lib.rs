@@ -71,14 +71,6 @@ pub unsafe fn write_out<T>(out: *mut T, value: T) -> Result<(), cs_error_t> {
     Ok(())
 }
 
-/// Makes an eventfd readable: wakes a dispatch sleeping on a handle that is being finalized
-/// (closing an fd does not wake a `poll` on it).
-pub fn wake(eventfd: i32) {
-    let one: u64 = 1;
-    // SAFETY: writes 8 bytes from a valid u64 to an fd; a failure only means nobody is woken.
-    unsafe { libc::write(eventfd, (&one as *const u64).cast(), 8) };
-}
-
 /// Waits until `fds[0]` is readable or `fds[1]` (the session's control socket) hangs up,
 /// up to `timeout_ms` (-1: without limit); EINTR is a wake-up like any other.
 pub fn wait_readable(fds: [i32; 2], timeout_ms: i32) {

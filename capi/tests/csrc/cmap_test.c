@@ -201,7 +201,7 @@ int main(int argc, char **argv)
 
 	/* What clients may not change. */
 	EXPECT(cmap_set_uint32(h, "runtime.capi", 1), CS_ERR_ACCESS);
-	EXPECT(cmap_set_uint32(h, "totem.netmtu", 1400), CS_ERR_ACCESS);
+	EXPECT(cmap_set_uint32(h, "runtime.config.totem.token", 5000), CS_ERR_ACCESS);
 	EXPECT(cmap_delete(h, "totem.cluster_name"), CS_ERR_ACCESS);
 	EXPECT(cmap_get_string(h, "totem.cluster_name", &str), CS_OK);
 	CHECK(strcmp(str, argv[1]) == 0, "totem.cluster_name is %s", str);

@@ -25,6 +25,8 @@ pub const LIBRARIES: &[(&str, &str, &str)] = &[
         "libvotequorum.so",
         "libvotequorum.so.8",
     ),
+    ("rotor-capi-sam", "libsam.so", "libsam.so.4"),
+    ("rotor-capi-cfg", "libcfg.so", "libcfg.so.7"),
 ];
 
 /// This build's target directory (`target/debug`), after building rotord, the dataplane,

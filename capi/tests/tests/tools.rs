@@ -9,10 +9,12 @@ use std::process::{Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rotor_capi_tests::{text, Cluster, LIBRARIES};
+use rotor_capi_tests::{text, Cluster};
 
 const CMAPCTL: &str = "/usr/sbin/corosync-cmapctl";
 const QUORUMTOOL: &str = "/usr/sbin/corosync-quorumtool";
+const CFGTOOL: &str = "/usr/sbin/corosync-cfgtool";
+const CPGTOOL: &str = "/usr/sbin/corosync-cpgtool";
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -106,7 +108,7 @@ fn corosync_cmapctl_reads_and_writes_rotors_cmap() {
         stdout(&c.rotor(1, &["cmap", "get", "capi.set.u32"])),
         "capi.set.u32 (u32) = 42\n"
     );
-    let refused = cmapctl(&c, &["-s", "totem.netmtu", "u32", "1400"]);
+    let refused = cmapctl(&c, &["-s", "runtime.config.totem.token", "u32", "5000"]);
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("CS_ERR_ACCESS"),
         "{}",
@@ -275,14 +277,9 @@ fn undated(text: &str) -> Vec<&str> {
 }
 
 /// corosync-quorumtool (`-s`, `-l`, `-p` and their combinations) through rotor's libquorum,
-/// libvotequorum and libcmap. The tool opens cfg (libcfg.so.7: `corosync_cfg_initialize`,
-/// `corosync_cfg_get_node_addrs` for the names) right after cmap and quorum and before it
-/// prints anything. Until rotor builds libcfg.so.7, Debian's is loaded, finds no corosync and
-/// the tool stops there: what this checks then is that the tool loads rotor's libraries,
-/// binds every function it imports from them at its version (`LD_BIND_NOW`, see
-/// [`Cluster::command`]) and that cmap and quorum start through them ("Cannot initialise CFG
-/// service" is the only complaint). With rotor's libcfg.so.7 among [`LIBRARIES`], the tool's
-/// output and exit status are compared with `rotor quorum`'s.
+/// libvotequorum, libcmap and libcfg (which the tool opens before it prints anything, and
+/// names nodes with `corosync_cfg_get_node_addrs`): output and exit status as `rotor
+/// quorum`'s.
 #[test]
 fn corosync_quorumtool_through_rotors_libraries() {
     let c = Cluster::start_votequorum(3, 5, "");
@@ -292,7 +289,6 @@ fn corosync_quorumtool_through_rotors_libraries() {
         assert!(Instant::now() < deadline, "no quorum within 20 s");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let with_libcfg = LIBRARIES.iter().any(|l| l.2 == "libcfg.so.7");
     for args in [
         &["-s"][..],
         &["-l"][..],
@@ -301,25 +297,135 @@ fn corosync_quorumtool_through_rotors_libraries() {
         &["-l", "-p"][..],
     ] {
         let theirs = c.run(1, Path::new(QUORUMTOOL), args, Duration::from_secs(20));
-        if with_libcfg {
-            let mut rotor_args = vec!["quorum"];
-            rotor_args.extend(args);
-            let ours = c.rotor(1, &rotor_args);
-            assert_eq!(
-                undated(&stdout(&theirs)),
-                undated(&stdout(&ours)),
-                "corosync-quorumtool {args:?}:\n{}",
-                text(&theirs)
-            );
-            assert_eq!(theirs.status.code(), ours.status.code(), "{args:?}");
-        } else {
-            assert_eq!(theirs.status.code(), Some(1), "{}", text(&theirs));
-            assert_eq!(stdout(&theirs), "", "{}", text(&theirs));
-            assert_eq!(
-                String::from_utf8_lossy(&theirs.stderr),
-                "Cannot initialise CFG service\n",
-                "corosync-quorumtool {args:?} got past cmap and quorum, and stopped at cfg only"
-            );
+        let mut rotor_args = vec!["quorum"];
+        rotor_args.extend(args);
+        let ours = c.rotor(1, &rotor_args);
+        assert_eq!(
+            undated(&stdout(&theirs)),
+            undated(&stdout(&ours)),
+            "corosync-quorumtool {args:?}:\n{}",
+            text(&theirs)
+        );
+        assert_eq!(theirs.status.code(), ours.status.code(), "{args:?}");
+    }
+}
+
+/// The lines of `rotor cfg` that corosync-cfgtool has too: rotor's own lines after the
+/// link's (the ring, the keys, a refused reload) left out, and the transport's name left
+/// out of each line (corosync-cfgtool names corosync.conf's `totem.transport`, knet when
+/// unset, and knet's link transport udp; `rotor cfg` names the transport the dataplane
+/// runs, e.g. udp-uring).
+fn cfgtool_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .take_while(|l| !l.starts_with("Ring ID "))
+        .map(|l| {
+            if let Some((head, _)) = l.split_once(", transport ") {
+                format!("{head}, transport T")
+            } else if let Some(rest) = l.strip_prefix("LINK ID ") {
+                let link = rest.split_whitespace().next().unwrap_or("");
+                format!("LINK ID {link} T")
+            } else if let Some(rest) = l.strip_prefix("   LINK: ") {
+                let mut words = rest.splitn(3, ' ');
+                let link = words.next().unwrap_or("");
+                let _transport = words.next();
+                format!("   LINK: {link} T {}", words.next().unwrap_or(""))
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect()
+}
+
+/// corosync-cfgtool `-s`, `-b -s`, `-n`, `-a`, `-R` and `-k` through rotor's libcfg and
+/// libcmap, compared with `rotor cfg`; node 3 killed with `-k` leaves the ring.
+#[test]
+fn corosync_cfgtool_through_rotors_libraries() {
+    let c = Cluster::start(3, 7);
+    for args in [
+        &["-s"][..],
+        &["-b", "-s"][..],
+        &["-n"][..],
+        &["-a", "2"][..],
+    ] {
+        let theirs = c.run(1, Path::new(CFGTOOL), args, Duration::from_secs(20));
+        println!("corosync-cfgtool {args:?}: {}", text(&theirs));
+        let mut rotor_args = vec!["cfg"];
+        rotor_args.extend(args);
+        let ours = c.rotor(1, &rotor_args);
+        assert!(ours.status.success(), "{}", text(&ours));
+        assert_eq!(
+            cfgtool_lines(&stdout(&theirs)),
+            cfgtool_lines(&stdout(&ours)),
+            "corosync-cfgtool {args:?}:\n{}\nrotor cfg:\n{}",
+            text(&theirs),
+            text(&ours)
+        );
+        assert_eq!(theirs.status.code(), ours.status.code(), "{args:?}");
+    }
+    let reload = c.run(1, Path::new(CFGTOOL), &["-R"], Duration::from_secs(40));
+    assert!(reload.status.success(), "{}", text(&reload));
+    assert_eq!(
+        stdout(&reload),
+        "Reloading corosync.conf...\nDone\n",
+        "{}",
+        text(&reload)
+    );
+    let kill = c.run(1, Path::new(CFGTOOL), &["-k", "3"], Duration::from_secs(20));
+    assert!(kill.status.success(), "{}", text(&kill));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = stdout(&c.run(1, Path::new(CFGTOOL), &["-s"], Duration::from_secs(20)));
+        if status.contains("nodeid:          3:\tdisconnected") {
+            break;
         }
+        assert!(
+            Instant::now() < deadline,
+            "node 3 still in the ring 30 s after corosync-cfgtool -k 3:\n{status}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// corosync-cpgtool (the table, `-n`, `-d`) through rotor's libcpg and libcfg (which it opens
+/// first and names nodes with), compared with `rotor cpg`, while processes on two nodes are
+/// members of two groups.
+#[test]
+fn corosync_cpgtool_through_rotors_libraries() {
+    let member = rotor_capi_tests::compile_c("cpg_member", &["cpg"]);
+    let c = Cluster::start(3, 9);
+    let mut members = Vec::new();
+    for (node, group) in [(1, "capi-tools"), (2, "capi-tools"), (2, "capi-other")] {
+        let mut child = c
+            .command(node, &member)
+            .arg(group)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start cpg_member");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("read cpg_member");
+        assert_eq!(line, "joined\n", "cpg_member {group} on node {node}");
+        members.push(child);
+    }
+    for args in [&[][..], &["-n"][..], &["-d", ":"][..]] {
+        let theirs = c.run(1, Path::new(CPGTOOL), args, Duration::from_secs(20));
+        println!("corosync-cpgtool {args:?}: {}", text(&theirs));
+        let mut rotor_args = vec!["cpg"];
+        rotor_args.extend(args);
+        let ours = c.rotor(1, &rotor_args);
+        assert!(theirs.status.success(), "{}", text(&theirs));
+        assert_eq!(
+            stdout(&theirs),
+            stdout(&ours),
+            "corosync-cpgtool {args:?}:\n{}\nrotor cpg:\n{}",
+            text(&theirs),
+            text(&ours)
+        );
+    }
+    for mut m in members {
+        drop(m.stdin.take());
+        let _ = m.wait();
     }
 }

@@ -207,13 +207,11 @@ mod versioned {
                 return CS_ERR_BAD_HANDLE;
             };
             let mut state = lock(&instance);
-            let Some(mut votequorum) = state.votequorum.take() else {
+            let Some(votequorum) = state.votequorum.take() else {
                 return CS_ERR_BAD_HANDLE;
             };
             // Closing an fd does not wake a poll on it: make it readable first.
-            if let Ok(fd) = votequorum.fd() {
-                rotor_capi::wake(fd);
-            }
+            votequorum.wake();
             CS_OK
         })
     }

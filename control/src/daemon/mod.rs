@@ -965,8 +965,12 @@ impl Daemon {
                 file,
             });
         }
+        // `uidgid.uid.<uid>`/`uidgid.gid.<gid>` = 1 are what applications write to admit
+        // their users (pacemakerd admits its haclient group so): corosync checks both forms.
         let live = key.starts_with("uidgid.config.uid.")
             || key.starts_with("uidgid.config.gid.")
+            || key.starts_with("uidgid.uid.")
+            || key.starts_with("uidgid.gid.")
             || key.starts_with("logging.");
         if !live {
             return Err(CmapError::ConfigBacked {

@@ -25,16 +25,24 @@ use crate::log_at;
 use super::cfg::{CfgAction, ShutdownVote, Verdict, SHUTDOWN_TIMEOUT_DEFAULT};
 
 /// The allow-list from uidgid{}: root and the user rotord runs as always, plus
-/// `uidgid.config.uid.*`/`gid.*` entries.
+/// `uidgid.config.uid.*`/`gid.*` entries (the file's) and `uidgid.uid.*`/`gid.*` entries
+/// (written by applications, as pacemakerd admits its group), as corosync's IPC admits: an
+/// entry counts when its value is 1.
 pub fn allow_list(cmap: &CmapStore) -> AllowList {
     let mut allow = AllowList::root_and_owner();
-    for (k, _) in cmap.iter_prefix("uidgid.config.uid.") {
-        if let Some(uid) = k.rsplit('.').next().and_then(|s| s.parse().ok()) {
+    let admitted = |prefix: &str| -> Vec<u32> {
+        cmap.iter_prefix(prefix)
+            .filter(|(_, v)| matches!(v, Value::U8(1)))
+            .filter_map(|(k, _)| k.rsplit('.').next().and_then(|s| s.parse().ok()))
+            .collect()
+    };
+    for prefix in ["uidgid.config.uid.", "uidgid.uid."] {
+        for uid in admitted(prefix) {
             allow = allow.allow_uid(uid);
         }
     }
-    for (k, _) in cmap.iter_prefix("uidgid.config.gid.") {
-        if let Some(gid) = k.rsplit('.').next().and_then(|s| s.parse().ok()) {
+    for prefix in ["uidgid.config.gid.", "uidgid.gid."] {
+        for gid in admitted(prefix) {
             allow = allow.allow_gid(gid);
         }
     }
@@ -1069,5 +1077,33 @@ fn cmap_status(e: &CmapError) -> Status {
         CmapError::MapFull { .. } | CmapError::TooManyTracks => Status::NoSpace,
         CmapError::UnknownTrack(_) => Status::BadHandle,
         _ => Status::InvalidParam,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applications_admit_users_and_groups_as_with_corosync() {
+        let mut cmap = CmapStore::new();
+        let nobody = allow_list(&cmap);
+        assert!(!nobody.permits(4242, 4242));
+        // The file's entries, and what applications write (pacemakerd: its haclient group).
+        cmap.set("uidgid.config.uid.4242", Value::U8(1), Access::Daemon)
+            .unwrap();
+        cmap.set("uidgid.gid.105", Value::U8(1), Access::Daemon)
+            .unwrap();
+        cmap.set("uidgid.uid.5000", Value::U8(1), Access::Daemon)
+            .unwrap();
+        // Only the value 1 admits, as corosync reads them.
+        cmap.set("uidgid.uid.6000", Value::U8(0), Access::Daemon)
+            .unwrap();
+        let allow = allow_list(&cmap);
+        assert!(allow.permits(4242, 4242));
+        assert!(allow.permits(999, 105), "a member of an admitted group");
+        assert!(allow.permits(5000, 5000));
+        assert!(!allow.permits(6000, 6000));
+        assert!(!allow.permits(7000, 7000));
     }
 }
