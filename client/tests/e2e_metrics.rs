@@ -333,9 +333,10 @@ fn metrics_are_scraped_parsed_and_survive_a_dataplane_restart() {
     ] {
         value(&samples, family);
     }
-    // Frames that are not rotor's are crypto drops, by reason.
+    // Frames that are not rotor's are crypto drops, by reason: one that starts like ours but
+    // is cut short, one of someone else.
     let garbage = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
-    garbage.send_to(b"abc", ("127.0.0.1", s.port)).unwrap();
+    garbage.send_to(b"RT\x02", ("127.0.0.1", s.port)).unwrap();
     garbage
         .send_to(&[0x5a; 120], ("127.0.0.1", s.port))
         .unwrap();

@@ -199,7 +199,8 @@ fn settle(cl: &mut Cluster, since: u64) -> Option<Duration> {
     cl.wait_recovery(since, RECOVERY_MAX)
 }
 
-type Logs = (Vec<PathBuf>, u64);
+/// The checker logs, and the span (start, end) whose ring and group changes must be node 4's.
+type Logs = (Vec<PathBuf>, (u64, u64));
 
 fn steps(
     bins: PathBuf,
@@ -468,14 +469,16 @@ fn steps(
     cl.bed
         .wait_rotor_ring(&[1, 2, 3], &[1, 2, 3], &cl.bins, Duration::from_secs(5))?;
     let logs = cl.logs.clone();
+    // The checkers' own leaves as the cluster is taken down come after this.
+    let until = record::now_ns();
     drop(cl);
-    Ok((logs, since))
+    Ok((logs, (since, until)))
 }
 
 /// Ring and group changes after `since` other than node 4's: every checker of nodes 1–3 must
 /// see exactly a ring of 1–4 then one of 1–3, and in the group only node 4's processes join
 /// and leave.
-fn unexpected_changes(logs: &[(String, Vec<Line>)], since: u64) -> Vec<String> {
+fn unexpected_changes(logs: &[(String, Vec<Line>)], (since, until): (u64, u64)) -> Vec<String> {
     let mut out = Vec::new();
     for (name, lines) in logs {
         let me = lines.iter().find_map(|l| match l {
@@ -488,7 +491,7 @@ fn unexpected_changes(logs: &[(String, Vec<Line>)], since: u64) -> Vec<String> {
         let rings: Vec<Vec<u32>> = lines
             .iter()
             .filter_map(|l| match l {
-                Line::Ring { t, nodes, .. } if *t >= since => Some(nodes.clone()),
+                Line::Ring { t, nodes, .. } if (since..until).contains(t) => Some(nodes.clone()),
                 _ => None,
             })
             .collect();
@@ -502,7 +505,7 @@ fn unexpected_changes(logs: &[(String, Vec<Line>)], since: u64) -> Vec<String> {
                 t, joined, left, ..
             } = l
             {
-                if *t < since {
+                if !(since..until).contains(t) {
                     continue;
                 }
                 for (p, reason) in joined.iter().chain(left) {

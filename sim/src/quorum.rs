@@ -372,7 +372,7 @@ impl QuorumWatch {
             if !with_quorate {
                 self.report.violations.push(format!(
                     "wait_for_all: node {id} became quorate at {} ms with members {:?} without \
-                     all {all} nodes or a quorate one",
+                     all nodes or its {expected} expected votes present, nor a quorate node",
                     now / MS,
                     members,
                 ));

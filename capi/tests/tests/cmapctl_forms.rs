@@ -301,11 +301,11 @@ fn every_cmapctl_form_answers_as_corosync_cmapctl() {
     };
     assert_eq!(ours, theirs, "no rotord");
     // A refusal: corosync-cmapctl's line, then rotord's reason and what to do.
-    let (theirs, ours) = both(&c, &["-s", "totem.token", "u32", "5000"], None);
+    let (theirs, ours) = both(&c, &["-s", "totem.netmtu", "u32", "1400"], None);
     assert!(alike(&ours, &theirs));
     assert!(
         ours.stderr
-            .contains("rotor: cmap key totem.token: cannot be changed at runtime yet"),
+            .contains("totem.netmtu: cannot be changed while the cluster runs"),
         "{ours:?}"
     );
 }
