@@ -314,7 +314,8 @@ pub static SETTINGS: [Setting; SETTING_COUNT] = [
         DefaultRule::Value(200),
         (1, u32::MAX),
         true,
-        "Interval at which an idle ring's representative looks for other rings to merge with.",
+        "Interval at which every node multicasts its presence (its ring and who it hears), by \
+         which rings find each other to merge.",
         accessors!(merge_ms),
     ),
     setting(
