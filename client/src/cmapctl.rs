@@ -154,6 +154,11 @@ pub fn run(mut args: CmapArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("Failed to initialize the cmap API. Error {}", cs_name(&e));
+            // What to do about it (rotord not running, or refusing this uid): an extra line
+            // on stderr, as `explain` adds for refusals.
+            if let Error::Attach(_) = &e {
+                eprintln!("rotor: {e}");
+            }
             return failure();
         }
     };
