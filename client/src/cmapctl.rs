@@ -154,6 +154,9 @@ pub fn run(mut args: CmapArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("Failed to initialize the cmap API. Error {}", cs_name(&e));
+            // corosync-cmapctl's line, then why and what to do (rotord's refusal names the
+            // uid and the uidgid setting that would admit it).
+            eprintln!("rotor: {e}");
             return failure();
         }
     };
