@@ -154,11 +154,9 @@ pub fn run(mut args: CmapArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("Failed to initialize the cmap API. Error {}", cs_name(&e));
-            // What to do about it (rotord not running, or refusing this uid): an extra line
-            // on stderr, as `explain` adds for refusals.
-            if let Error::Attach(_) = &e {
-                eprintln!("rotor: {e}");
-            }
+            // corosync-cmapctl's line, then why and what to do (rotord's refusal names the
+            // uid and the uidgid setting that would admit it).
+            eprintln!("rotor: {e}");
             return failure();
         }
     };

@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 
 use totem_core::{
-    ConfigKind, Event, GroupChange, Guarantee, Member, Node, NodeId, Reason, SessionId, Sessions,
-    SubmitError,
+    ChangeReason, ConfigKind, Event, GroupChange, Guarantee, Node, NodeId, ProcessId, SessionId,
+    Sessions, SubmitError,
 };
 
 use crate::check::{Label, MsgId};
@@ -67,8 +67,8 @@ pub struct SessionLog {
 }
 
 impl SessionLog {
-    pub fn me(&self) -> Member {
-        Member {
+    pub fn me(&self) -> ProcessId {
+        ProcessId {
             node: self.node,
             pid: self.pid,
         }
@@ -301,7 +301,7 @@ impl Apps {
                     .joined
                     .iter()
                     .chain(&change.left)
-                    .all(|(_, r)| matches!(r, Reason::NodeDown | Reason::NodeUp));
+                    .all(|(_, r)| matches!(r, ChangeReason::NodeDown | ChangeReason::NodeUp));
                 let at = self.pos(&change.group, !sync, sync);
                 Some(Seen::Change {
                     change: change.clone(),

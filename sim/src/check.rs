@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
-use totem_core::{ConfigKind, Guarantee, Member, NodeId, RingId};
+use totem_core::{ConfigKind, Guarantee, NodeId, ProcessId, RingId};
 
 /// A submitted message's identity (carried in its payload).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -47,13 +47,13 @@ pub enum Entry {
     },
     Group {
         group: Vec<u8>,
-        members: Vec<Member>,
+        members: Vec<ProcessId>,
     },
     Deliver {
         id: MsgId,
         group: Vec<u8>,
         guarantee: Guarantee,
-        view: Vec<Member>,
+        view: Vec<ProcessId>,
     },
 }
 
@@ -63,7 +63,7 @@ pub struct Life {
     pub incarnation: u32,
     pub crashed: bool,
     pub entries: Vec<Entry>,
-    pub views: BTreeMap<Vec<u8>, Vec<Member>>,
+    pub views: BTreeMap<Vec<u8>, Vec<ProcessId>>,
     pub probes: Vec<MsgId>,
 }
 
@@ -114,7 +114,7 @@ struct Delivered {
     id: MsgId,
     label: Label,
     guarantee: Guarantee,
-    view: Vec<Member>,
+    view: Vec<ProcessId>,
     group: Vec<u8>,
 }
 
@@ -254,7 +254,7 @@ pub fn check_all(
     // Each message is delivered in one regular configuration or transitional ones after it,
     // and lives delivering it in the same configuration agree on the group's view.
     let mut where_: HashMap<MsgId, (RingId, usize, Label)> = HashMap::new();
-    let mut views: HashMap<(MsgId, Label), (usize, &Vec<Member>)> = HashMap::new();
+    let mut views: HashMap<(MsgId, Label), (usize, &Vec<ProcessId>)> = HashMap::new();
     for (i, (ds, _)) in all.iter().enumerate() {
         for d in ds {
             let Some(origin) = d.label.origin() else {
@@ -295,7 +295,7 @@ pub fn check_all(
                 _ => {}
             }
             if let Label::Regular(_) = d.label {
-                let sender = Member {
+                let sender = ProcessId {
                     node: NodeId(d.id.node),
                     pid: d.id.pid,
                 };

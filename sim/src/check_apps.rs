@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use totem_core::{GroupChange, Member, Reason};
+use totem_core::{ChangeReason, GroupChange, ProcessId};
 
 use crate::apps::{Pos, Seen, SessionLog};
 use crate::check::{Label, MsgId};
@@ -25,7 +25,7 @@ use crate::check::{Label, MsgId};
 struct ViewKey {
     group: Vec<u8>,
     at: Pos,
-    members: Vec<Member>,
+    members: Vec<ProcessId>,
 }
 
 /// How a session's part of a view within one configuration ended.
@@ -55,7 +55,7 @@ fn name(log: &SessionLog, index: usize) -> String {
 }
 
 /// `[1:101 2:104]`
-fn members(list: &[Member]) -> String {
+fn members(list: &[ProcessId]) -> String {
     let names: Vec<String> = list
         .iter()
         .map(|m| format!("{}:{}", m.node, m.pid))
@@ -64,7 +64,7 @@ fn members(list: &[Member]) -> String {
 }
 
 /// `1:101 (join)`, for a change's joined or left list.
-fn reasons(list: &[(Member, Reason)]) -> String {
+fn reasons(list: &[(ProcessId, ChangeReason)]) -> String {
     let names: Vec<String> = list
         .iter()
         .map(|(m, r)| format!("{}:{} ({r:?})", m.node, m.pid).to_lowercase())
@@ -131,7 +131,7 @@ pub fn check_apps(logs: &[SessionLog], converged: bool) -> Vec<String> {
                 };
                 match seen {
                     Seen::Change { change, at } => {
-                        let joining = change.joined.contains(&(me, Reason::Join));
+                        let joining = change.joined.contains(&(me, ChangeReason::Join));
                         let leaving = change.left.iter().find(|(m, _)| *m == me).map(|l| l.1);
                         let listed = change.members.contains(&me);
                         let Some((_, label, _)) = &current else {
@@ -155,7 +155,7 @@ pub fn check_apps(logs: &[SessionLog], converged: bool) -> Vec<String> {
                         if let Some(reason) = leaving {
                             // Its own leave: a process-down or node-down of it goes to nobody.
                             leaves += 1;
-                            if reason != Reason::Leave {
+                            if reason != ChangeReason::Leave {
                                 wrong("received a change removing it for another reason");
                             }
                             if listed {

@@ -31,14 +31,14 @@ pub const MCAST_HEAD_MAX: usize = 6 + GROUP_NAME_MAX;
 
 /// A process of the cluster: the node it runs on and its pid there.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct Member {
+pub struct ProcessId {
     pub node: NodeId,
     pub pid: u32,
 }
 
 /// Why a process joined or left a group (libcpg's CPG_REASON_*).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
-pub enum Reason {
+pub enum ChangeReason {
     Join,
     Leave,
     NodeDown,
@@ -51,9 +51,9 @@ pub enum Reason {
 pub struct GroupChange {
     pub group: Vec<u8>,
     /// The membership after the change, sorted.
-    pub members: Vec<Member>,
-    pub joined: Vec<(Member, Reason)>,
-    pub left: Vec<(Member, Reason)>,
+    pub members: Vec<ProcessId>,
+    pub joined: Vec<(ProcessId, ChangeReason)>,
+    pub left: Vec<(ProcessId, ChangeReason)>,
 }
 
 /// A request from a local process.
@@ -104,7 +104,7 @@ pub enum CpgOutput<'a> {
     /// message larger than a frame from a copy of its head).
     Deliver {
         group: &'a [u8],
-        sender: Member,
+        sender: ProcessId,
         guarantee: Guarantee,
         data: Payload<'a>,
     },
@@ -112,11 +112,11 @@ pub enum CpgOutput<'a> {
 
 /// A re-sync in progress: the ring, the members whose joinlist is missing, and what the
 /// joinlists delivered so far announced.
-type Sync = (RingId, BTreeSet<NodeId>, BTreeSet<(Vec<u8>, Member)>);
+type Sync = (RingId, BTreeSet<NodeId>, BTreeSet<(Vec<u8>, ProcessId)>);
 
 pub struct Cpg {
     me: NodeId,
-    groups: BTreeMap<Vec<u8>, BTreeSet<Member>>,
+    groups: BTreeMap<Vec<u8>, BTreeSet<ProcessId>>,
     /// Local memberships requested by processes (the submit-side view): group → pids.
     local: BTreeMap<Vec<u8>, BTreeSet<u32>>,
     /// While re-syncing: the ring and the members whose joinlist is still missing.
@@ -159,7 +159,7 @@ impl Cpg {
     }
 
     /// Current members of a group as this node has delivered them.
-    pub fn members(&self, group: &[u8]) -> Vec<Member> {
+    pub fn members(&self, group: &[u8]) -> Vec<ProcessId> {
         self.groups
             .get(group)
             .map(|m| m.iter().copied().collect())
@@ -167,7 +167,7 @@ impl Cpg {
     }
 
     /// Every group with at least one member.
-    pub fn groups(&self) -> impl Iterator<Item = (&[u8], &BTreeSet<Member>)> {
+    pub fn groups(&self) -> impl Iterator<Item = (&[u8], &BTreeSet<ProcessId>)> {
         self.groups.iter().map(|(g, m)| (g.as_slice(), m))
     }
 
@@ -264,7 +264,7 @@ impl Cpg {
                 // Processes of departed nodes leave every group (reason node-down).
                 let mut changes = Vec::new();
                 for (group, set) in self.groups.iter_mut() {
-                    let gone: Vec<Member> = set
+                    let gone: Vec<ProcessId> = set
                         .iter()
                         .copied()
                         .filter(|m| left_nodes.contains(&m.node) || !members.contains(&m.node))
@@ -279,7 +279,10 @@ impl Cpg {
                         group: group.clone(),
                         members: set.iter().copied().collect(),
                         joined: Vec::new(),
-                        left: gone.into_iter().map(|m| (m, Reason::NodeDown)).collect(),
+                        left: gone
+                            .into_iter()
+                            .map(|m| (m, ChangeReason::NodeDown))
+                            .collect(),
                     });
                 }
                 self.groups.retain(|_, set| !set.is_empty());
@@ -352,7 +355,7 @@ impl Cpg {
             // Cannot happen with correct senders (they wait for the sync); keep order anyway.
             self.unexpected += 1;
         }
-        let member = Member { node, pid };
+        let member = ProcessId { node, pid };
         match op {
             OP_JOIN => {
                 let set = self.groups.entry(group.to_vec()).or_default();
@@ -360,7 +363,7 @@ impl Cpg {
                     emit(CpgOutput::Group(GroupChange {
                         group: group.to_vec(),
                         members: set.iter().copied().collect(),
-                        joined: vec![(member, Reason::Join)],
+                        joined: vec![(member, ChangeReason::Join)],
                         left: Vec::new(),
                     }));
                 } else {
@@ -369,9 +372,9 @@ impl Cpg {
             }
             OP_LEAVE | OP_PROCDOWN => {
                 let reason = if op == OP_LEAVE {
-                    Reason::Leave
+                    ChangeReason::Leave
                 } else {
-                    Reason::ProcDown
+                    ChangeReason::ProcDown
                 };
                 let Some(set) = self.groups.get_mut(group) else {
                     self.unexpected += 1;
@@ -428,7 +431,7 @@ impl Cpg {
                 self.malformed += 1;
                 break;
             };
-            collected.insert((group.to_vec(), Member { node, pid }));
+            collected.insert((group.to_vec(), ProcessId { node, pid }));
             rest = tail;
         }
         if !waiting.is_empty() {
@@ -437,7 +440,7 @@ impl Cpg {
         let (_, _, collected) = self.sync.take().expect("syncing");
         // Union: processes announced by nodes we did not share a ring with join our view, with
         // reason node-up (corosync's joinlist_inform_clients).
-        let mut joined: BTreeMap<Vec<u8>, Vec<Member>> = BTreeMap::new();
+        let mut joined: BTreeMap<Vec<u8>, Vec<ProcessId>> = BTreeMap::new();
         for (group, member) in collected {
             let set = self.groups.entry(group.clone()).or_default();
             if set.insert(member) {
@@ -449,7 +452,10 @@ impl Cpg {
             emit(CpgOutput::Group(GroupChange {
                 group,
                 members: set.iter().copied().collect(),
-                joined: members.into_iter().map(|m| (m, Reason::NodeUp)).collect(),
+                joined: members
+                    .into_iter()
+                    .map(|m| (m, ChangeReason::NodeUp))
+                    .collect(),
                 left: Vec::new(),
             }));
         }

@@ -30,7 +30,7 @@ pub mod wire;
 
 pub use body::{Body, Payload};
 pub use config::{ClusterShape, ConfigIdentity, SettingError, TotemSettings};
-pub use cpg::{GroupChange, Member, Reason, Request, SubmitError};
+pub use cpg::{ChangeReason, GroupChange, ProcessId, Request, SubmitError};
 pub use node::{cluster_hash, Delivery, Event, Node, NodeConfig, Transmit};
 pub use notice::{GatherCause, Notice};
 pub use reach::BrokenPair;

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use crate::body::{offset_in, Body, Part, Payload, Repr};
 use crate::config::{ClusterShape, ConfigIdentity, SettingError, TotemSettings};
-use crate::cpg::{Cpg, CpgOutput, GroupChange, Member, Request, SubmitError, MCAST_HEAD_MAX};
+use crate::cpg::{Cpg, CpgOutput, GroupChange, ProcessId, Request, SubmitError, MCAST_HEAD_MAX};
 use crate::notice::Notice;
 use crate::pack::{Packer, QueueError};
 use crate::reconfig::{ChangeError, ChangeEvent, ChangeKind, Proposal, Reconfig, RoundId};
@@ -63,7 +63,7 @@ pub struct Transmit {
 #[derive(Debug)]
 pub struct Delivery<'a> {
     pub group: &'a [u8],
-    pub sender: Member,
+    pub sender: ProcessId,
     pub guarantee: Guarantee,
     pub data: Payload<'a>,
 }
@@ -90,7 +90,7 @@ enum Stored {
     /// A message that fit in one frame: group name and data are ranges (start, length) of one
     /// buffer, the frame's body (or, never expected, the arena).
     Deliver {
-        sender: Member,
+        sender: ProcessId,
         guarantee: Guarantee,
         buffer: u32,
         group: (u32, u32),
@@ -99,7 +99,7 @@ enum Stored {
     /// A message larger than a frame: its group name is in the arena, its data is
     /// `Layers::parts[first..first + count]` less `skip` bytes.
     DeliverParts {
-        sender: Member,
+        sender: ProcessId,
         guarantee: Guarantee,
         group: (u32, u32),
         first: u32,
@@ -808,11 +808,11 @@ impl Node {
         &self.srp.stats
     }
     /// Members of a group as delivered so far.
-    pub fn group_members(&self, group: &[u8]) -> Vec<Member> {
+    pub fn group_members(&self, group: &[u8]) -> Vec<ProcessId> {
         self.layers.cpg.members(group)
     }
     /// Every group with at least one member, with its members, sorted by name.
-    pub fn groups(&self) -> Vec<(Vec<u8>, Vec<Member>)> {
+    pub fn groups(&self) -> Vec<(Vec<u8>, Vec<ProcessId>)> {
         self.layers
             .cpg
             .groups()

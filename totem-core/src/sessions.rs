@@ -37,7 +37,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::cpg::{GroupChange, Reason, Request, SubmitError};
+use crate::cpg::{ChangeReason, GroupChange, Request, SubmitError};
 use crate::node::{Event, Node};
 use crate::srp::ConfigKind;
 use crate::types::{Guarantee, NodeId};
@@ -391,7 +391,7 @@ impl<T> Sessions<T> {
             if m.node != self.me {
                 continue;
             }
-            if reason != Reason::Join {
+            if reason != ChangeReason::Join {
                 self.counters.unmatched += 1;
                 continue;
             }
@@ -414,7 +414,7 @@ impl<T> Sessions<T> {
             if m.node != self.me {
                 continue;
             }
-            if !matches!(reason, Reason::Leave | Reason::ProcDown) {
+            if !matches!(reason, ChangeReason::Leave | ChangeReason::ProcDown) {
                 self.counters.unmatched += 1;
                 continue;
             }
@@ -510,7 +510,7 @@ impl<T> Sessions<T> {
 mod tests {
     use super::*;
     use crate::body::Payload;
-    use crate::cpg::{Cpg, Member};
+    use crate::cpg::{Cpg, ProcessId};
     use crate::node::Delivery;
 
     const ME: NodeId = NodeId(1);
@@ -542,17 +542,17 @@ mod tests {
         }
     }
 
-    fn m(node: u32, pid: u32) -> Member {
-        Member {
+    fn m(node: u32, pid: u32) -> ProcessId {
+        ProcessId {
             node: NodeId(node),
             pid,
         }
     }
 
     fn change(
-        members: &[Member],
-        joined: &[(Member, Reason)],
-        left: &[(Member, Reason)],
+        members: &[ProcessId],
+        joined: &[(ProcessId, ChangeReason)],
+        left: &[(ProcessId, ChangeReason)],
     ) -> Event<'static> {
         Event::Group(GroupChange {
             group: G.to_vec(),
@@ -562,7 +562,7 @@ mod tests {
         })
     }
 
-    fn deliver(sender: Member, data: &'static [u8]) -> Event<'static> {
+    fn deliver(sender: ProcessId, data: &'static [u8]) -> Event<'static> {
         Event::Deliver(Delivery {
             group: G,
             sender,
@@ -601,12 +601,16 @@ mod tests {
         // Ordered before the second's join: its first join and first message.
         feed(
             &mut s,
-            change(&[m(1, 10)], &[(m(1, 10), Reason::Join)], &[]),
+            change(&[m(1, 10)], &[(m(1, 10), ChangeReason::Join)], &[]),
         );
         feed(&mut s, deliver(m(1, 10), b"early"));
         feed(
             &mut s,
-            change(&[m(1, 10), m(1, 11)], &[(m(1, 11), Reason::Join)], &[]),
+            change(
+                &[m(1, 10), m(1, 11)],
+                &[(m(1, 11), ChangeReason::Join)],
+                &[],
+            ),
         );
         feed(&mut s, deliver(m(1, 10), b"late"));
         assert_eq!(
@@ -625,7 +629,7 @@ mod tests {
         s.join(a, G, &mut core).unwrap();
         feed(
             &mut s,
-            change(&[m(1, 10)], &[(m(1, 10), Reason::Join)], &[]),
+            change(&[m(1, 10)], &[(m(1, 10), ChangeReason::Join)], &[]),
         );
         s.leave(a, G, &mut core).unwrap();
         assert_eq!(s.phase(a, G), Some(SessionPhase::Leaving));
@@ -637,7 +641,7 @@ mod tests {
         feed(&mut s, deliver(m(2, 5), b"before"));
         feed(
             &mut s,
-            change(&[m(2, 5)], &[], &[(m(1, 10), Reason::Leave)]),
+            change(&[m(2, 5)], &[], &[(m(1, 10), ChangeReason::Leave)]),
         );
         feed(&mut s, deliver(m(2, 5), b"after"));
         assert_eq!(s.get(a), &["c:1.10", "d:before", "c:2.5",][..]);
@@ -657,17 +661,17 @@ mod tests {
         feed(&mut s, deliver(m(2, 5), b"0"));
         feed(
             &mut s,
-            change(&[m(1, 10), m(2, 5)], &[(m(1, 10), Reason::Join)], &[]),
+            change(&[m(1, 10), m(2, 5)], &[(m(1, 10), ChangeReason::Join)], &[]),
         );
         feed(&mut s, deliver(m(2, 5), b"1"));
         feed(
             &mut s,
-            change(&[m(2, 5)], &[], &[(m(1, 10), Reason::Leave)]),
+            change(&[m(2, 5)], &[], &[(m(1, 10), ChangeReason::Leave)]),
         );
         feed(&mut s, deliver(m(2, 5), b"2"));
         feed(
             &mut s,
-            change(&[m(1, 10), m(2, 5)], &[(m(1, 10), Reason::Join)], &[]),
+            change(&[m(1, 10), m(2, 5)], &[(m(1, 10), ChangeReason::Join)], &[]),
         );
         feed(&mut s, deliver(m(2, 5), b"3"));
         assert_eq!(
@@ -688,16 +692,16 @@ mod tests {
         assert_eq!(s.join(new, G, &mut core), Err(SubmitError::AlreadyJoined));
         feed(
             &mut s,
-            change(&[m(1, 10)], &[(m(1, 10), Reason::Join)], &[]),
+            change(&[m(1, 10)], &[(m(1, 10), ChangeReason::Join)], &[]),
         );
         s.leave(old, G, &mut core).unwrap();
         // Once the old one asked to leave, the new one may ask to join.
         s.join(new, G, &mut core).unwrap();
         feed(&mut s, deliver(m(1, 10), b"x"));
-        feed(&mut s, change(&[], &[], &[(m(1, 10), Reason::Leave)]));
+        feed(&mut s, change(&[], &[], &[(m(1, 10), ChangeReason::Leave)]));
         feed(
             &mut s,
-            change(&[m(1, 10)], &[(m(1, 10), Reason::Join)], &[]),
+            change(&[m(1, 10)], &[(m(1, 10), ChangeReason::Join)], &[]),
         );
         feed(&mut s, deliver(m(1, 10), b"y"));
         assert_eq!(s.get(old), &["c:1.10", "d:x", "c:"][..]);
@@ -712,7 +716,7 @@ mod tests {
         s.join(watcher, G, &mut core).unwrap();
         feed(
             &mut s,
-            change(&[m(1, 11)], &[(m(1, 11), Reason::Join)], &[]),
+            change(&[m(1, 11)], &[(m(1, 11), ChangeReason::Join)], &[]),
         );
         s.join(a, G, &mut core).unwrap();
         // The queue is full when it closes: the process-down waits, and blocks a rejoin.
@@ -725,16 +729,24 @@ mod tests {
         assert_eq!(core.sent.len(), 4, "join, join, procdown, join");
         feed(
             &mut s,
-            change(&[m(1, 10), m(1, 11)], &[(m(1, 10), Reason::Join)], &[]),
+            change(
+                &[m(1, 10), m(1, 11)],
+                &[(m(1, 10), ChangeReason::Join)],
+                &[],
+            ),
         );
         feed(
             &mut s,
-            change(&[m(1, 11)], &[], &[(m(1, 10), Reason::ProcDown)]),
+            change(&[m(1, 11)], &[], &[(m(1, 10), ChangeReason::ProcDown)]),
         );
         feed(&mut s, deliver(m(1, 11), b"between"));
         feed(
             &mut s,
-            change(&[m(1, 10), m(1, 11)], &[(m(1, 10), Reason::Join)], &[]),
+            change(
+                &[m(1, 10), m(1, 11)],
+                &[(m(1, 10), ChangeReason::Join)],
+                &[],
+            ),
         );
         assert_eq!(s.get(again), &["c:1.10,1.11"][..]);
         assert_eq!(s.get(watcher).len(), 5);
@@ -763,7 +775,7 @@ mod tests {
         // Leaving one group while joining another.
         feed(
             &mut s,
-            change(&[m(1, 10)], &[(m(1, 10), Reason::Join)], &[]),
+            change(&[m(1, 10)], &[(m(1, 10), ChangeReason::Join)], &[]),
         );
         s.leave(a, G, &mut core).unwrap();
         s.join(a, b"other", &mut core).unwrap();

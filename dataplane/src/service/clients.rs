@@ -9,7 +9,7 @@ use ipc_shm::{PeerCred, Session, SessionError};
 use rotor_proto::cpg as proto;
 use rotor_proto::Status;
 use totem_core::{
-    ConfigKind, Event, Guarantee, Member, Reason, SessionId, Sessions, Submit, SubmitError,
+    ChangeReason, ConfigKind, Event, Guarantee, ProcessId, SessionId, Sessions, Submit, SubmitError,
 };
 
 use super::{CLIENT_BACKLOG_BYTES_MAX, REQUESTS_PER_TURN};
@@ -553,7 +553,7 @@ fn submit_status(e: SubmitError) -> Option<Status> {
     })
 }
 
-fn member(m: Member) -> proto::Member {
+fn member(m: ProcessId) -> proto::Member {
     proto::Member {
         node: m.node.0,
         pid: m.pid,
@@ -567,12 +567,12 @@ fn guarantee(g: Guarantee) -> proto::Guarantee {
     }
 }
 
-fn reason(r: Reason) -> proto::Reason {
+fn reason(r: ChangeReason) -> proto::Reason {
     match r {
-        Reason::Join => proto::Reason::Join,
-        Reason::Leave => proto::Reason::Leave,
-        Reason::NodeDown => proto::Reason::NodeDown,
-        Reason::NodeUp => proto::Reason::NodeUp,
-        Reason::ProcDown => proto::Reason::ProcDown,
+        ChangeReason::Join => proto::Reason::Join,
+        ChangeReason::Leave => proto::Reason::Leave,
+        ChangeReason::NodeDown => proto::Reason::NodeDown,
+        ChangeReason::NodeUp => proto::Reason::NodeUp,
+        ChangeReason::ProcDown => proto::Reason::ProcDown,
     }
 }
