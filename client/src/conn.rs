@@ -115,10 +115,9 @@ impl Conn {
 
     /// A descriptor for the caller's poll loop: readable when records wait.
     pub(crate) fn fd(&mut self) -> Result<RawFd, Error> {
-        if !self.stash.is_empty() || self.session.arm_for_poll()? {
-            // Something is already waiting: make the fd readable so poll returns at once.
-            self.session.signal_self();
-        }
+        // Readable while records wait, in the ring or stashed here (which the peer never
+        // signals), so the caller's poll returns at once.
+        self.session.keep_fd_current(!self.stash.is_empty())?;
         Ok(self.session.as_raw_fd())
     }
 }
