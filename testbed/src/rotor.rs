@@ -92,7 +92,7 @@ impl Spec {
         let _ = writeln!(s, "logging {{");
         let _ = writeln!(s, "  to_stderr: yes");
         let _ = writeln!(s, "  to_syslog: no");
-        let _ = writeln!(s, "  timestamp: on");
+        let _ = writeln!(s, "  timestamp: hires");
         let _ = writeln!(s, "}}");
         s.push_str(&self.extra);
         s
