@@ -158,7 +158,7 @@ pub fn load_average() -> f64 {
 
 /// CLOCK_REALTIME minus CLOCK_MONOTONIC, in ns: turns a checker's time into a wall time to
 /// compare with the nodes' log lines.
-fn realtime_offset_ns() -> i128 {
+pub fn realtime_offset_ns() -> i128 {
     let real = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i128)
@@ -168,7 +168,7 @@ fn realtime_offset_ns() -> i128 {
 
 /// Milliseconds since local midnight of a wall time (ns since the epoch), as the nodes' log
 /// timestamps (`Mon DD HH:MM:SS.mmm`, local time) count them.
-fn local_ms_of_day(real_ns: i128) -> i64 {
+pub fn local_ms_of_day(real_ns: i128) -> i64 {
     let secs = (real_ns / 1_000_000_000) as libc::time_t;
     let millis = ((real_ns / 1_000_000) % 1000) as i64;
     // Safety: localtime_r only writes the tm it is given; a zeroed tm is a valid value.
@@ -181,7 +181,7 @@ fn local_ms_of_day(real_ns: i128) -> i64 {
 }
 
 /// The time of day of a node's log line (`Dec 06 21:10:03.123 …` or without the millis), ms.
-fn line_ms_of_day(line: &str) -> Option<i64> {
+pub fn line_ms_of_day(line: &str) -> Option<i64> {
     let clock = line.split_whitespace().nth(2)?;
     let (hms, millis) = match clock.split_once('.') {
         Some((hms, m)) => (hms, m.parse::<i64>().ok()?),
