@@ -8,9 +8,11 @@
 //! with the resolved token + consensus of the run (what the simulator shows) plus 20 ms.
 //!
 //! usage: bench-detect [--runs R] [--nodes N]... [--token MS[:COEFFICIENT]|default]...
-//!        [--poll MODE] [--rate MSGS_PER_S] [--no-docs]
+//!        [--poll MODE] [--rate MSGS_PER_S] [--bins DIR] [--no-docs]
 //! (`--token 10:0` is `token: 10` with `token_coefficient: 0`, a 10 ms token whatever the
-//! node count; plain `--token 10` keeps corosync's 650 ms per node beyond two)
+//! node count; plain `--token 10` keeps corosync's 650 ms per node beyond two; `--bins` takes
+//! rotord, rotor-dataplane, rotor and rotor-checker from DIR instead of building them, to
+//! measure an earlier build)
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -81,6 +83,7 @@ struct Plan {
     tokens: Vec<Token>,
     poll: String,
     rate: u32,
+    bins: Option<PathBuf>,
     docs: bool,
     args: Vec<String>,
 }
@@ -94,6 +97,7 @@ impl Plan {
             // N nodes and their clients share the machine's cores.
             poll: "blocking".into(),
             rate: 50,
+            bins: None,
             docs: true,
             args: args.to_vec(),
         };
@@ -108,6 +112,7 @@ impl Plan {
                 "--token" => p.tokens.push(Token::parse(value()?)?),
                 "--poll" => p.poll = value()?.clone(),
                 "--rate" => p.rate = value()?.parse().map_err(|_| "--rate: msgs/s")?,
+                "--bins" => p.bins = Some(PathBuf::from(value()?)),
                 "--no-docs" => p.docs = false,
                 other => return Err(format!("unknown argument `{other}`")),
             }
@@ -509,8 +514,14 @@ fn run(args: &[String]) -> Result<(), String> {
     }
     let started = Utc::now();
     let machine = Machine::detect();
-    let bin = build_rotor()?;
-    let checker = build_checker(&bin)?;
+    let (bin, checker) = match &plan.bins {
+        Some(dir) => (dir.clone(), dir.join("rotor-checker")),
+        None => {
+            let bin = build_rotor()?;
+            let checker = build_checker(&bin)?;
+            (bin, checker)
+        }
+    };
     let work = std::env::temp_dir().join(format!("rotor-bench-detect-{}", std::process::id()));
     let load_before = load_average();
     let mut all = Vec::new();
