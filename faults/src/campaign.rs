@@ -923,8 +923,10 @@ fn apply(cl: &mut Cluster, plan: &Plan, fault: Fault, seed: u64) -> Result<Fault
             record::now_ns()
         }
         Fault::KillNode => {
+            // Listed before the clock is read (`Testbed::kill_list`).
+            let pids = cl.bed.kill_list(victim);
             kill_ns = Some(record::now_ns());
-            cl.bed.kill_host(victim);
+            rotor_testbed::rotor::kill_pids(&pids);
             if let Some(mut c) = cl.rotords.remove(&victim) {
                 let _ = c.wait();
             }

@@ -25,7 +25,7 @@ use rotor_bench::dist::median;
 use rotor_bench::report::{load_average, table, workspace_root, Machine, Report, RunInfo, Utc};
 use rotor_faults::record::{self, Line};
 use rotor_faults::soak::{line_ms_of_day, local_ms_of_day, realtime_offset_ns};
-use rotor_testbed::rotor::{rotord_command, Bins};
+use rotor_testbed::rotor::{kill_pids, rotord_command, Bins};
 use rotor_testbed::Testbed;
 
 const PREFIX: &str = "dt";
@@ -316,9 +316,12 @@ impl Bed<'_> {
         for l in &mut self.logs {
             l.read();
         }
+        // Listed before the clock is read: listing runs `ip netns pids`, milliseconds on a
+        // loaded machine, which would count as detection time.
+        let pids = self.bed.kill_list(victim);
         let offset = realtime_offset_ns();
         let kill_ns = record::now_ns();
-        self.bed.kill_host(victim);
+        kill_pids(&pids);
         let victim_id = victim as u32;
         let deadline = Instant::now() + limit;
         let mut run = Run::default();
