@@ -199,6 +199,8 @@ struct Run {
     token_lost_ms: Vec<(u32, f64)>,
     /// Kill → each survivor's log line of the new ring (ms), by node.
     ring_ms: Vec<(u32, f64)>,
+    /// Kill → each survivor's first consensus timeout that failed a node (ms), by node.
+    consensus_ms: Vec<(u32, f64)>,
 }
 
 impl Run {
@@ -373,6 +375,9 @@ impl Bed<'_> {
             if let Some(t) = after("A new membership") {
                 run.ring_ms.push((node as u32, t));
             }
+            if let Some(t) = after("forming a configuration without them") {
+                run.consensus_ms.push((node as u32, t));
+            }
         }
         Ok(run)
     }
@@ -478,12 +483,13 @@ fn measure(
         nap(Duration::from_secs(1))?;
         let run = b.kill_and_measure(victim, limit)?;
         eprintln!(
-            "detect: {} nodes, {}: run {r}: kill → configuration change {:.1}..{:.1} ms (token lost declared {:?}, ring {:?})",
+            "detect: {} nodes, {}: run {r}: kill → configuration change {:.1}..{:.1} ms (token lost declared {:?}, consensus timed out {:?}, ring {:?})",
             f.nodes,
             f.token.name(),
             run.first_confchg(),
             run.last_confchg(),
             run.token_lost_ms,
+            run.consensus_ms,
             run.ring_ms,
         );
         f.runs.push(run);
@@ -590,12 +596,13 @@ fn run(args: &[String]) -> Result<(), String> {
         ));
         for (k, r) in f.runs.iter().enumerate() {
             raw.push(format!(
-                "{} nodes, {}, run {}: confchg {:?} token lost declared {:?} ring formed {:?}",
+                "{} nodes, {}, run {}: confchg {:?} token lost declared {:?} consensus timed out {:?} ring formed {:?}",
                 f.nodes,
                 f.token.name(),
                 k + 1,
                 r.confchg_ms,
                 r.token_lost_ms,
+                r.consensus_ms,
                 r.ring_ms
             ));
         }
@@ -645,8 +652,11 @@ fn run(args: &[String]) -> Result<(), String> {
         load_after,
     };
     let path = rep.publish(&info, &format!("{table_md}\n`{last_line}`\n"), plan.docs)?;
-    eprintln!("detect: report {}", path.display());
-    let _ = std::fs::remove_dir_all(&work);
+    eprintln!(
+        "detect: report {}; rotord and checker logs kept in {}",
+        path.display(),
+        work.display()
+    );
     if all.iter().any(|f| f.error.is_some()) {
         return Err("some configurations failed (see the report)".into());
     }
