@@ -662,3 +662,21 @@ fn run(args: &[String]) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_settings_are_read_as_written() {
+        let t = Token::parse("10:0").unwrap();
+        assert_eq!((t.ms, t.coefficient), (Some(10), Some(0)));
+        assert_eq!(t.slug(), "t10c0");
+        let t = Token::parse("10").unwrap();
+        assert_eq!((t.ms, t.coefficient), (Some(10), None));
+        assert_eq!(t.name(), "token: 10");
+        assert_eq!(Token::parse("default").unwrap().ms, None);
+        assert!(Token::parse("ten").is_err());
+        assert!(Token::parse("10:x").is_err());
+    }
+}
