@@ -80,6 +80,32 @@ impl PollChoice {
 }
 
 pub mod auto;
+
+/// A busy-polling loop never sleeps: in the realtime class rotord passed on
+/// (`system.sched_rr`) it would keep its core from every other task there, rotord and the
+/// clients included, so it goes back to the normal class. Lowering needs no privilege.
+fn leave_realtime() {
+    // SAFETY: sched_getscheduler has no preconditions; pid 0 is this thread.
+    let policy = unsafe { libc::sched_getscheduler(0) };
+    if policy != libc::SCHED_RR && policy != libc::SCHED_FIFO {
+        return;
+    }
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler reads the sched_param we own; pid 0 is this thread.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) } == 0 {
+        tracing::info!(
+            target: "MAIN",
+            "busy polling: realtime scheduling (system.sched_rr) given up, a spinning realtime \
+             loop would starve its core"
+        );
+    } else {
+        tracing::warn!(
+            target: "MAIN",
+            "busy polling in the realtime class, which could not be left: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
 mod clients;
 mod control;
 
@@ -112,7 +138,14 @@ pub fn run<T: Transport>(
     report_ring(runner, control, &mut last_ring, true);
     quorum.pump(runner.node_mut(), |m| control.send_in_order(&m));
     let mut gone = false;
+    let mut left_realtime = false;
     while !stop() {
+        let mode = poll.now();
+        // Once, the first turn it busy-polls (from the start, or when auto chooses it).
+        if mode == PollLoop::Busy && !left_realtime {
+            left_realtime = true;
+            leave_realtime();
+        }
         match control.poll() {
             Some(ControlInput::Session(s)) => clients.adopt(s),
             Some(ControlInput::Change(c)) => crate::change::handle(runner, control, c),
@@ -139,7 +172,7 @@ pub fn run<T: Transport>(
         let max_wait = if work > 0 {
             Duration::ZERO
         } else {
-            match poll.now() {
+            match mode {
                 PollLoop::Busy => Duration::ZERO,
                 PollLoop::Adaptive { spin } if last_work.elapsed() < spin => Duration::ZERO,
                 _ => {
