@@ -203,8 +203,8 @@ impl OwnedProgram {
 
 /// What rotord runs the dataplane on.
 pub enum Choice {
-    /// AF_XDP on the program rotord attached.
-    Xdp(OwnedProgram),
+    /// AF_XDP on the program rotord attached (boxed: the program and its filter are large).
+    Xdp(Box<OwnedProgram>),
     /// Kernel UDP, and why (for the log).
     Udp(String),
 }
@@ -228,7 +228,7 @@ pub fn choose(
     };
     let attached = attach(bind, asked_for, filter);
     match (attached, asked_for) {
-        (Ok(owned), _) => Ok(logged(Choice::Xdp(owned))),
+        (Ok(owned), _) => Ok(logged(Choice::Xdp(Box::new(owned)))),
         (Err(e), true) => Err(format!("transport xdp: {e}")),
         (Err(e), false) => Ok(logged(Choice::Udp(format!("transport udp: auto: {e}")))),
     }
@@ -330,29 +330,38 @@ mod tests {
 
     #[test]
     fn every_link_of_every_node_is_a_source() {
-        let config = crate::config::parse_str(
-            "/etc/corosync/corosync.conf",
-            "nodelist {\n  node {\n    ring0_addr: 198.18.0.1\n    ring1_addr: 2001:2::1\n    \
-             nodeid: 1\n  }\n  node {\n    ring0_addr: 198.18.0.2\n    ring3_addr: \
-             198.18.3.2\n    nodeid: 7\n  }\n}\n",
-        )
-        .unwrap();
-        let filter = Filter::of(&config).unwrap();
+        let sources = |text: &str| {
+            let config = crate::config::parse_str("/etc/corosync/corosync.conf", text).unwrap();
+            let filter = Filter::of(&config).unwrap();
+            assert_eq!(filter.unknown, UnknownSource::Pass);
+            filter.sources
+        };
         let s = |a: &str, node_id: u32, link: u8| Source {
             addr: a.parse().unwrap(),
             node_id,
             link,
         };
         assert_eq!(
-            filter.sources,
+            sources(
+                "nodelist {\n  node {\n    ring0_addr: 198.18.0.1\n    ring1_addr: \
+                 198.18.1.1\n    nodeid: 1\n  }\n  node {\n    ring0_addr: 198.18.0.2\n    \
+                 ring3_addr: 198.18.3.2\n    nodeid: 7\n  }\n}\n"
+            ),
             [
                 s("198.18.0.1", 1, 0),
-                s("2001:2::1", 1, 1),
+                s("198.18.1.1", 1, 1),
                 s("198.18.0.2", 7, 0),
                 s("198.18.3.2", 7, 3),
             ]
         );
-        assert_eq!(filter.unknown, UnknownSource::Pass);
+        assert_eq!(
+            sources(
+                "totem {\n  ip_version: ipv6\n}\nnodelist {\n  node {\n    ring0_addr: \
+                 2001:2::1\n    ring7_addr: 2001:2:7::1\n    nodeid: 1\n  }\n}\nrotor {\n  \
+                 xdp_unknown_source: pass\n}\n"
+            ),
+            [s("2001:2::1", 1, 0), s("2001:2:7::1", 1, 7)]
+        );
     }
 
     #[test]

@@ -291,7 +291,7 @@ impl Daemon {
         let xdp = match crate::xdp::choose(plan.config.totem.transport, plan.node.bind, filter)
             .map_err(DaemonError::Transport)?
         {
-            crate::xdp::Choice::Xdp(program) => Some(program),
+            crate::xdp::Choice::Xdp(program) => Some(*program),
             crate::xdp::Choice::Udp(_) => None,
         };
         let (transport, interface, maps) = match &xdp {
