@@ -83,7 +83,7 @@ pub enum Command {
                       SIGKILL (or by the OOM killer) leaves it attached, steering the cluster \
                       port's frames from the nodelist's addresses to no socket until a rotord \
                       starts there again. This command detaches rotor's program (named \
-                      rotor_steer) from INTERFACE, or from every interface of this network \
+                      rotor_steer) from IF, or from every interface of this network \
                       namespace that has one. It refuses a program of another name, and one \
                       that a process still holds (a running rotord or dataplane: stop it with \
                       rotor shutdown instead). Needs root (CAP_NET_ADMIN and CAP_BPF). Exit \

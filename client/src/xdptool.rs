@@ -58,6 +58,14 @@ fn render(runtime: &[(String, Value)], counters: &[(String, Value)]) -> Vec<Stri
 
 /// `rotor xdp-remove [--interface IF]`.
 pub fn remove(interface: Option<String>) -> ExitCode {
+    // Safety: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "rotor: xdp-remove: needs root (CAP_NET_ADMIN and CAP_BPF) to read and detach XDP \
+             programs; run it as root in the node's network namespace"
+        );
+        return ExitCode::FAILURE;
+    }
     let programs = match xdp_prog::attached_programs(interface.clone().map(Interface::from)) {
         Ok(p) => p,
         Err(e) => {
