@@ -453,6 +453,8 @@ fn rotor_on(bed: &Testbed, bins: &Bins, i: usize, args: &[&str]) -> (i32, String
 /// address in every member's filter, and host 4 joins (its frames redirected: a passed one
 /// would never reach a dataplane). Host 1's rotord and dataplane SIGKILLed leave the program
 /// attached: `rotor xdp-remove` refuses on host 2, whose rotord runs, and removes host 1's.
+/// Host 1 restarted with `xdp_unknown_source: drop` drops a stranger's datagrams itself (counted
+/// `unknown_source_dropped`; its firewall sees none).
 #[test]
 fn source_filter_redirects_only_the_nodelist_and_xdp_remove_clears_a_stale_program() {
     if !root_or_skip("network namespaces, nft and XDP for the source filter") {
@@ -595,6 +597,45 @@ fn source_filter_redirects_only_the_nodelist_and_xdp_remove_clears_a_stale_progr
             0,
             "rotor: eth0 has no XDP program attached; nothing to remove\n"
         )
+    );
+
+    // Host 1 again, with `xdp_unknown_source: drop` (rotor{} is not compared between members):
+    // host 4 sends from a second address, outside the nodelist; the program drops exactly
+    // those datagrams and host 1's firewall sees none of them.
+    let drop_conf = dir.path().join("drop.conf");
+    std::fs::write(
+        &drop_conf,
+        spec.corosync_conf(4, &key) + "rotor {\n  xdp_unknown_source: drop\n}\n",
+    )
+    .unwrap();
+    daemons.start(&bed, &bins, 1, &drop_conf);
+    bed.wait_rotor_ring(&[1, 2, 3, 4], &[1, 2, 3, 4], &bins, RING_WAIT)
+        .unwrap();
+    let (_, status, _) = rotor_on(&bed, &bins, 1, &["status"]);
+    assert!(
+        status.contains("4 nodelist addresses; other sources: drop"),
+        "{status}"
+    );
+    let firewall_before = nft_packets(&bed, 1, "inet", "sf", "input");
+    let out = bed
+        .exec(4, &["ip", "addr", "add", "198.18.0.99/24", "dev", "eth0"])
+        .unwrap();
+    assert!(out.status.success());
+    rotor_testbed::in_netns(&bed.host(4), || {
+        let socket = std::net::UdpSocket::bind("198.18.0.99:0").unwrap();
+        for _ in 0..SENT {
+            socket.send_to(b"not a member", "198.18.0.1:5405").unwrap();
+        }
+    });
+    wait_for(
+        Duration::from_secs(5),
+        "the second address's datagrams counted as unknown_source_dropped on host 1",
+        || cmap_u64(&bed, &bins, 1, "stats.xdp.prog.unknown_source_dropped") == Some(SENT),
+    );
+    assert_eq!(
+        nft_packets(&bed, 1, "inet", "sf", "input"),
+        firewall_before,
+        "dropped by the program: the firewall saw none"
     );
     eprintln!("netns_xdp source filter: {:?}", started.elapsed());
 }
