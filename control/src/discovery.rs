@@ -155,7 +155,7 @@ pub fn nodelist_addresses(config: &Config) -> Result<Vec<(u32, SocketAddr)>, Str
         .collect()
 }
 
-pub(crate) fn resolve(name: &str) -> Result<IpAddr, String> {
+fn resolve(name: &str) -> Result<IpAddr, String> {
     if let Ok(a) = name.parse::<IpAddr>() {
         return Ok(a);
     }

@@ -55,7 +55,7 @@ pub fn nodelist_sources(config: &Config) -> Result<Vec<Source>, String> {
         };
         for (link, name) in n.ring_addrs.iter().enumerate() {
             let Some(name) = name else { continue };
-            let addr = crate::discovery::resolve(name).map_err(|e| {
+            let addr = resolve(name).map_err(|e| {
                 let key = format!("nodelist.node.{}.ring{link}_addr", n.index);
                 match config.line_of(&key) {
                     Some(line) => format!("{}:{line}: {key}: {e}", config.file),
@@ -70,6 +70,19 @@ pub fn nodelist_sources(config: &Config) -> Result<Vec<Source>, String> {
         }
     }
     Ok(out)
+}
+
+/// An address literal, or the first address a name resolves to (as the nodelist's ring0 is
+/// resolved: `ToSocketAddrs` parses literals before it asks the resolver).
+fn resolve(name: &str) -> Result<IpAddr, String> {
+    use std::net::ToSocketAddrs;
+    let mut addrs = (name, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve \"{name}\": {e}"))?;
+    addrs
+        .next()
+        .map(|a| a.ip())
+        .ok_or_else(|| format!("\"{name}\" resolves to no address"))
 }
 
 /// The program rotord attached, whose maps it hands to every dataplane.
