@@ -118,6 +118,7 @@ mod tests {
             "rotor-cmap",
             "rotor-cpg",
             "rotor-bench",
+            "rotor-xdp-remove",
         ] {
             assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
         }

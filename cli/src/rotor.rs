@@ -33,7 +33,8 @@ pub enum Command {
                       whose key differs from the others' never joins them."
     )]
     Keygen(KeygenArgs),
-    /// Ring and link status (like corosync-cfgtool -s).
+    /// Ring and link status (like corosync-cfgtool -s), then the XDP program rotord attached
+    /// and its counters.
     Status,
     /// Configure the running cluster, like corosync-cfgtool: status, reload, kill, shutdown.
     Cfg(CfgArgs),
@@ -74,6 +75,26 @@ pub enum Command {
         /// Display only the group names.
         #[arg(short = 'n')]
         names_only: bool,
+    },
+    /// Remove a stale rotor XDP program (left attached by a rotord killed with SIGKILL).
+    #[command(
+        name = "xdp-remove",
+        long_about = "A rotord that stops cleanly detaches its XDP program; one killed with \
+                      SIGKILL (or by the OOM killer) leaves it attached, steering the cluster \
+                      port's frames from the nodelist's addresses to no socket until a rotord \
+                      starts there again. This command detaches rotor's program (named \
+                      rotor_steer) from IF, or from every interface of this network \
+                      namespace that has one. It refuses a program of another name, and one \
+                      that a process still holds (a running rotord or dataplane: stop it with \
+                      rotor shutdown instead). Needs root (CAP_NET_ADMIN and CAP_BPF). Exit \
+                      status 0 when every rotor program found was removed or none was found, \
+                      1 otherwise."
+    )]
+    XdpRemove {
+        /// The interface to remove the program from (default: every interface that runs
+        /// rotor's program).
+        #[arg(short = 'i', long = "interface", value_name = "IF")]
+        interface: Option<String>,
     },
     /// SAM, the simple availability manager.
     Sam {

@@ -11,6 +11,7 @@ use rotor_client::{bench, keygen};
 mod cfgtool;
 mod cmapctl;
 mod sam_demo;
+mod xdptool;
 
 fn cfg(a: CfgArgs) -> ExitCode {
     cfgtool::run(cfgtool::Options {
@@ -34,8 +35,16 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// cfgtool -s's lines, then the XDP program's (after them: scripts that read cfgtool's
+/// layout find it unchanged).
 fn status() -> ExitCode {
-    cfgtool::link_status(false, None).unwrap_or_else(|code| code)
+    let code = cfgtool::link_status(false, None).unwrap_or_else(|code| code);
+    if code == ExitCode::SUCCESS {
+        for line in xdptool::status_lines() {
+            println!("{line}");
+        }
+    }
+    code
 }
 
 /// cfg shutdown, then wait until rotord no longer answers.
@@ -191,6 +200,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Keygen(args) => keygen_command(args),
+        Command::XdpRemove { interface } => xdptool::remove(interface),
     }
 }
 

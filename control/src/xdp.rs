@@ -1,27 +1,97 @@
 //! rotord's XDP program. When the node's transport is XDP (`transport: xdp`, or corosync's
 //! `knet`/auto when rotord is root and the interface holding the bind address accepts the
 //! program), rotord loads and attaches xdp-prog once at start, before it drops privileges,
-//! with the cluster port in its `ports` map; keeps it attached across dataplane restarts (frames
-//! of the cluster port pass to the kernel while no AF_XDP socket is in `xsks`, and every other
-//! frame passes all along); hands each dataplane the `xsks` and `counters` maps beside its
-//! start message (SCM_RIGHTS); and detaches it on its own clean shutdown. A program left by a rotord that was
-//! killed is recognised by its name and replaced at the next start.
+//! with the cluster port in its `ports` map and the source filter on: every address of every
+//! link of every nodelist entry in `sources`, `rotor.xdp_unknown_source` for the rest — filled
+//! before the program is attached, so it never steers a frame of another source; keeps
+//! `sources` current when a reload changes the nodelist (`OwnedProgram::set_sources`); keeps
+//! the program attached across dataplane restarts (frames of the cluster port pass to the
+//! kernel while no AF_XDP socket is in `xsks`, and every other frame passes all along); hands
+//! each dataplane the `xsks` and `counters` maps beside its start message (SCM_RIGHTS; the
+//! dataplane needs neither `sources` nor `filter`); describes it in cmap (`runtime.xdp.*`); and
+//! detaches it on its own clean shutdown. A program left by a rotord that was killed is
+//! recognised by its name and replaced at the next start (or removed by `rotor xdp-remove`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 
 use rotor_proto::control::DataplaneTransport;
+use rotor_proto::xdp as keys;
 
-use xdp_prog::{AttachMode, XdpProgram};
+use xdp_prog::{AttachMode, LoadOptions, Source, SteerProgram, UnknownSource, XdpProgram};
 
-use crate::config::TransportSetting;
+use crate::cmap::{Access, CmapStore, Value};
+use crate::config::{Config, TransportSetting};
 use crate::log_at;
+
+/// What the source filter lets through, and what it does with the rest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Filter {
+    /// Every address of every link of every node of the nodelist.
+    pub sources: Vec<Source>,
+    pub unknown: UnknownSource,
+}
+
+impl Filter {
+    /// The filter `config` asks for: its nodelist's addresses, and `rotor.xdp_unknown_source`.
+    pub fn of(config: &Config) -> Result<Filter, String> {
+        Ok(Filter {
+            sources: nodelist_sources(config)?,
+            unknown: config.rotor.xdp_unknown_source,
+        })
+    }
+}
+
+/// Every address of every link (`ring0_addr` … `ring7_addr`) of every node of `config`'s
+/// nodelist, with its node id and link; names are resolved as the nodelist's ring0 is.
+pub fn nodelist_sources(config: &Config) -> Result<Vec<Source>, String> {
+    let mut out = Vec::new();
+    for n in &config.nodes {
+        let Some(node_id) = n.nodeid else {
+            return Err(format!(
+                "{}: nodelist.node.{}.nodeid: required (rotor has no automatic node ids)",
+                config.file, n.index
+            ));
+        };
+        for (link, name) in n.ring_addrs.iter().enumerate() {
+            let Some(name) = name else { continue };
+            let addr = resolve(name).map_err(|e| {
+                let key = format!("nodelist.node.{}.ring{link}_addr", n.index);
+                match config.line_of(&key) {
+                    Some(line) => format!("{}:{line}: {key}: {e}", config.file),
+                    None => format!("{}: {key}: {e}", config.file),
+                }
+            })?;
+            out.push(Source {
+                addr,
+                node_id,
+                link: link as u8,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// An address literal, or the first address a name resolves to (as the nodelist's ring0 is
+/// resolved: `ToSocketAddrs` parses literals before it asks the resolver).
+fn resolve(name: &str) -> Result<IpAddr, String> {
+    use std::net::ToSocketAddrs;
+    let mut addrs = (name, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve \"{name}\": {e}"))?;
+    addrs
+        .next()
+        .map(|a| a.ip())
+        .ok_or_else(|| format!("\"{name}\" resolves to no address"))
+}
 
 /// The program rotord attached, whose maps it hands to every dataplane.
 pub struct OwnedProgram {
     program: XdpProgram,
     /// Whether the config asked for XDP (`xdp`) rather than letting rotord choose (`knet`).
     asked_for: bool,
+    /// What the source filter holds now.
+    filter: Filter,
 }
 
 impl OwnedProgram {
@@ -53,6 +123,78 @@ impl OwnedProgram {
         }
     }
 
+    /// What the source filter holds now.
+    pub fn filter(&self) -> &Filter {
+        &self.filter
+    }
+
+    /// Replaces the source filter's addresses (a reload changed the nodelist), logging what
+    /// changed; on an error the filter keeps the addresses it had.
+    pub fn set_sources(&mut self, sources: Vec<Source>) -> Result<(), String> {
+        if sources == self.filter.sources {
+            return Ok(());
+        }
+        self.program
+            .set_sources(&sources, self.filter.unknown)
+            .map_err(|e| e.to_string())?;
+        let added: Vec<String> = sources
+            .iter()
+            .filter(|s| !self.filter.sources.iter().any(|o| o.addr == s.addr))
+            .map(describe)
+            .collect();
+        let removed: Vec<String> = self
+            .filter
+            .sources
+            .iter()
+            .filter(|o| !sources.iter().any(|s| s.addr == o.addr))
+            .map(describe)
+            .collect();
+        log_at!(
+            Notice,
+            "MAIN",
+            "XDP source filter on {}: {} addresses{}{}",
+            self.interface(),
+            sources.len(),
+            if added.is_empty() {
+                String::new()
+            } else {
+                format!("; added {}", added.join(", "))
+            },
+            if removed.is_empty() {
+                String::new()
+            } else {
+                format!("; removed {}", removed.join(", "))
+            }
+        );
+        self.filter.sources = sources;
+        Ok(())
+    }
+
+    /// Writes `runtime.xdp.*`: what `rotor status` shows of the program.
+    pub fn publish(&self, cmap: &mut CmapStore) {
+        let mut set = |k: &str, v: Value| {
+            let _ = cmap.set(k, v, Access::Daemon);
+        };
+        set(keys::INTERFACE_KEY, Value::String(self.interface().into()));
+        set(
+            keys::MODE_KEY,
+            Value::String(self.program.mode().to_string()),
+        );
+        set(
+            keys::PROGRAM_KEY,
+            Value::String(xdp_prog::PROGRAM_NAME.into()),
+        );
+        if let Some(id) = self.prog_id() {
+            set(keys::PROG_ID_KEY, Value::U32(id));
+        }
+        set(
+            keys::UNKNOWN_SOURCE_KEY,
+            Value::String(self.filter.unknown.name().into()),
+        );
+        let count = u32::try_from(self.filter.sources.len()).unwrap_or(u32::MAX);
+        set(keys::SOURCES_KEY, Value::U32(count));
+    }
+
     /// Detaches the program (on rotord's clean shutdown), logging the outcome.
     pub fn detach(self) {
         let interface = self.interface().to_owned();
@@ -74,8 +216,8 @@ impl OwnedProgram {
 
 /// What rotord runs the dataplane on.
 pub enum Choice {
-    /// AF_XDP on the program rotord attached.
-    Xdp(OwnedProgram),
+    /// AF_XDP on the program rotord attached (boxed: the program and its filter are large).
+    Xdp(Box<OwnedProgram>),
     /// Kernel UDP, and why (for the log).
     Udp(String),
 }
@@ -85,7 +227,11 @@ pub enum Choice {
 /// be had is an error (rotord does not start); `knet` falls back to UDP with the reason.
 /// Logs the choice and a replaced stale program. Acts on the calling thread's network
 /// namespace; needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON) for XDP.
-pub fn choose(transport: TransportSetting, bind: SocketAddr) -> Result<Choice, String> {
+pub fn choose(
+    transport: TransportSetting,
+    bind: SocketAddr,
+    filter: Filter,
+) -> Result<Choice, String> {
     let asked_for = match transport {
         TransportSetting::Udp | TransportSetting::Udpu => {
             return Ok(logged(Choice::Udp("transport udp: asked for".into())));
@@ -93,9 +239,9 @@ pub fn choose(transport: TransportSetting, bind: SocketAddr) -> Result<Choice, S
         TransportSetting::Xdp => true,
         TransportSetting::Knet => false,
     };
-    let attached = attach(bind, asked_for);
+    let attached = attach(bind, asked_for, filter);
     match (attached, asked_for) {
-        (Ok(owned), _) => Ok(logged(Choice::Xdp(owned))),
+        (Ok(owned), _) => Ok(logged(Choice::Xdp(Box::new(owned)))),
         (Err(e), true) => Err(format!("transport xdp: {e}")),
         (Err(e), false) => Ok(logged(Choice::Udp(format!("transport udp: auto: {e}")))),
     }
@@ -108,7 +254,7 @@ fn logged(choice: Choice) -> Choice {
             Notice,
             "MAIN",
             "transport xdp ({}): XDP program {} (id {}) attached to {} in {} mode, cluster \
-             port {}; kept across dataplane restarts",
+             port {}, source filter {} addresses (others: {}); kept across dataplane restarts",
             if p.asked_for {
                 "asked for".to_owned()
             } else {
@@ -129,13 +275,20 @@ fn logged(choice: Choice) -> Choice {
                     .map(u16::to_string)
                     .collect::<Vec<_>>()
                     .join(","))
-                .unwrap_or_else(|e| format!("unreadable ({e})"))
+                .unwrap_or_else(|e| format!("unreadable ({e})")),
+            p.filter.sources.len(),
+            p.filter.unknown.name()
         ),
     }
     choice
 }
 
-fn attach(bind: SocketAddr, asked_for: bool) -> Result<OwnedProgram, String> {
+/// `node N link L address A`, for the log.
+fn describe(s: &Source) -> String {
+    format!("{} (node {} link {})", s.addr, s.node_id, s.link)
+}
+
+fn attach(bind: SocketAddr, asked_for: bool, filter: Filter) -> Result<OwnedProgram, String> {
     // Safety: geteuid has no preconditions.
     if !asked_for && unsafe { libc::geteuid() } != 0 {
         return Err("not running as root, so no XDP".into());
@@ -145,8 +298,15 @@ fn attach(bind: SocketAddr, asked_for: bool) -> Result<OwnedProgram, String> {
     if interface == "lo" {
         return Err("the address is on loopback, where XDP brings nothing".into());
     }
-    let program = XdpProgram::load(interface.as_str(), &[bind.port()], AttachMode::Auto)
-        .map_err(|e| format!("XDP unavailable on {interface} ({e})"))?;
+    let unavailable = |e: xdp_prog::XdpError| format!("XDP unavailable on {interface} ({e})");
+    // The filter is filled before the program is attached: it never steers another source.
+    let steer = SteerProgram::load(&[bind.port()]).map_err(unavailable)?;
+    steer
+        .set_sources(&filter.sources, filter.unknown)
+        .map_err(|e| format!("the XDP source filter on {interface}: {e}"))?;
+    let program = steer
+        .attach(interface.as_str(), AttachMode::Auto, LoadOptions::default())
+        .map_err(unavailable)?;
     if let Some(id) = program.replaced_prog_id() {
         log_at!(
             Warning,
@@ -155,7 +315,11 @@ fn attach(bind: SocketAddr, asked_for: bool) -> Result<OwnedProgram, String> {
             xdp_prog::PROGRAM_NAME
         );
     }
-    Ok(OwnedProgram { program, asked_for })
+    Ok(OwnedProgram {
+        program,
+        asked_for,
+        filter,
+    })
 }
 
 /// The name of the interface that holds `ip`, from getifaddrs.
@@ -170,11 +334,69 @@ pub fn interface_holding(ip: IpAddr) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn no_filter() -> Filter {
+        Filter {
+            sources: Vec::new(),
+            unknown: UnknownSource::Pass,
+        }
+    }
+
+    #[test]
+    fn every_link_of_every_node_is_a_source() {
+        let sources = |text: &str| {
+            let config = crate::config::parse_str("/etc/corosync/corosync.conf", text).unwrap();
+            let filter = Filter::of(&config).unwrap();
+            assert_eq!(filter.unknown, UnknownSource::Pass);
+            filter.sources
+        };
+        let s = |a: &str, node_id: u32, link: u8| Source {
+            addr: a.parse().unwrap(),
+            node_id,
+            link,
+        };
+        assert_eq!(
+            sources(
+                "nodelist {\n  node {\n    ring0_addr: 198.18.0.1\n    ring1_addr: \
+                 198.18.1.1\n    nodeid: 1\n  }\n  node {\n    ring0_addr: 198.18.0.2\n    \
+                 ring3_addr: 198.18.3.2\n    nodeid: 7\n  }\n}\n"
+            ),
+            [
+                s("198.18.0.1", 1, 0),
+                s("198.18.1.1", 1, 1),
+                s("198.18.0.2", 7, 0),
+                s("198.18.3.2", 7, 3),
+            ]
+        );
+        assert_eq!(
+            sources(
+                "totem {\n  ip_version: ipv6\n}\nnodelist {\n  node {\n    ring0_addr: \
+                 2001:2::1\n    ring7_addr: 2001:2:7::1\n    nodeid: 1\n  }\n}\nrotor {\n  \
+                 xdp_unknown_source: pass\n}\n"
+            ),
+            [s("2001:2::1", 1, 0), s("2001:2:7::1", 1, 7)]
+        );
+    }
+
+    #[test]
+    fn an_unresolvable_link_address_names_its_line_and_key() {
+        let config = crate::config::parse_str(
+            "/etc/corosync/corosync.conf",
+            "nodelist {\n  node {\n    ring0_addr: 198.18.0.1\n    ring1_addr: \
+             no-such-host.invalid\n    nodeid: 1\n  }\n}\n",
+        )
+        .unwrap();
+        let e = nodelist_sources(&config).unwrap_err();
+        assert!(
+            e.starts_with("/etc/corosync/corosync.conf:4: nodelist.node.0.ring1_addr: "),
+            "{e}"
+        );
+    }
+
     #[test]
     fn udp_is_chosen_without_touching_xdp() {
         let bind: SocketAddr = "127.0.0.1:5405".parse().unwrap();
         for t in [TransportSetting::Udp, TransportSetting::Udpu] {
-            match choose(t, bind).unwrap() {
+            match choose(t, bind, no_filter()).unwrap() {
                 Choice::Udp(why) => assert_eq!(why, "transport udp: asked for"),
                 Choice::Xdp(_) => panic!("udp config gave XDP"),
             }
@@ -184,14 +406,14 @@ mod tests {
     #[test]
     fn auto_on_loopback_is_udp_with_the_reason() {
         let bind: SocketAddr = "127.0.0.1:5405".parse().unwrap();
-        match choose(TransportSetting::Knet, bind).unwrap() {
+        match choose(TransportSetting::Knet, bind, no_filter()).unwrap() {
             Choice::Udp(why) => assert!(
                 why.contains("loopback") || why.contains("not running as root"),
                 "{why}"
             ),
             Choice::Xdp(_) => panic!("XDP on loopback"),
         }
-        assert!(choose(TransportSetting::Xdp, bind)
+        assert!(choose(TransportSetting::Xdp, bind, no_filter())
             .err()
             .is_some_and(|e| e.starts_with("transport xdp: ")));
     }

@@ -126,6 +126,7 @@ rotor {
     dataplane_cores: 2,3
     poll_mode: busy
     poll_spin_us: 25
+    xdp_unknown_source: drop
 }
 ";
 
@@ -238,6 +239,10 @@ fn three_node_example_types_and_derived_values() {
     assert_eq!(config.rotor.poll_mode, PollModeSetting::Busy);
     assert_eq!(config.rotor.poll_spin_us, 25);
     assert_eq!(e["rotor.poll_spin_us"], Value::U32(25));
+    assert_eq!(
+        config.rotor.xdp_unknown_source,
+        xdp_prog::UnknownSource::Drop
+    );
 }
 
 #[test]
@@ -302,6 +307,11 @@ fn defaults_match_corosync() {
     // No provider: always quorate, nothing to resolve.
     assert_eq!(config.quorum.votequorum, None);
     assert_eq!(config.rotor.poll_mode, PollModeSetting::Auto);
+    assert_eq!(
+        config.rotor.xdp_unknown_source,
+        xdp_prog::UnknownSource::Pass,
+        "frames from outside the nodelist go to the kernel and its firewall"
+    );
     assert!(config.entries.is_empty());
 
     // Two nodes: no coefficient; two_node implies wait_for_all (votequorum(5)).
@@ -386,6 +396,10 @@ fn wrong_type_names_file_line_key_and_expectation() {
     assert_eq!(
         error_text("rotor {\npoll_mode: spin\n}\n"),
         "/etc/corosync/corosync.conf:2: rotor.poll_mode: expected one of busy, adaptive, blocking, auto, got \"spin\""
+    );
+    assert_eq!(
+        error_text("rotor {\n\n  xdp_unknown_source: reject\n}\n"),
+        "/etc/corosync/corosync.conf:3: rotor.xdp_unknown_source: expected one of pass, drop, got \"reject\""
     );
     assert_eq!(
         error_text("system {\npriority: -40\n}\n"),

@@ -415,3 +415,243 @@ fn netmtu_reaches_the_wire_and_is_checked_against_the_transport() {
     );
     assert!(!log.contains("restarting it"), "{log}");
 }
+
+/// `nft` on host `i` or on the switch (`i` = 0), failing the test with nft's words.
+fn nft(bed: &Testbed, i: usize, rule: &str) {
+    let argv: Vec<&str> = std::iter::once("nft").chain(rule.split(' ')).collect();
+    let out = if i == 0 {
+        bed.exec_switch(&argv)
+    } else {
+        bed.exec(i, &argv)
+    }
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "nft {rule} on host {i}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The packets counted by the first counter of `chain` in `table` on host `i`.
+fn nft_packets(bed: &Testbed, i: usize, family: &str, table: &str, chain: &str) -> u64 {
+    let out = bed
+        .exec(i, &["nft", "list", "chain", family, table, chain])
+        .expect("nft list");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in: {text}"))
+}
+
+/// `rotor ARGS` on host `i`: (exit code, stdout, stderr).
+fn rotor_on(bed: &Testbed, bins: &Bins, i: usize, args: &[&str]) -> (i32, String, String) {
+    let rotor = bins.rotor();
+    let argv: Vec<&str> = std::iter::once(rotor.to_str().unwrap())
+        .chain(args.iter().copied())
+        .collect();
+    let out = bed.exec(i, &argv).expect("rotor");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The source filter, as an operator meets it. Hosts `sf1..sf3` run the cluster over XDP;
+/// `sf4` is outside the nodelist. Its datagrams to host 1's cluster port are not redirected:
+/// they are counted as `unknown_source_passed` and reach the kernel, where host 1's own
+/// `nft … udp dport 5405 drop` counts and drops exactly them — while the members' frames,
+/// redirected before netfilter, keep the ring of three (a host's firewall guards the cluster
+/// port against strangers; it cannot partition members). Dropping at the switch does partition
+/// host 1, and removing the rule heals it. A reload that adds host 4 to the nodelist puts its
+/// address in every member's filter, and host 4 joins (its frames redirected: a passed one
+/// would never reach a dataplane). Host 1's rotord and dataplane SIGKILLed leave the program
+/// attached: `rotor xdp-remove` refuses on host 2, whose rotord runs, and removes host 1's.
+/// Host 1 restarted with `xdp_unknown_source: drop` drops a stranger's datagrams itself (counted
+/// `unknown_source_dropped`; its firewall sees none).
+#[test]
+fn source_filter_redirects_only_the_nodelist_and_xdp_remove_clears_a_stale_program() {
+    if !root_or_skip("network namespaces, nft and XDP for the source filter") {
+        return;
+    }
+    const SENT: u64 = 20;
+    let bins = bins();
+    let started = Instant::now();
+    let dir = TempDir::new(&format!("rotor-sf-{}", std::process::id())).unwrap();
+    let key = dir.path().join("authkey");
+    write_authkey(&key).unwrap();
+    let mut spec = Spec::new("srcfilter");
+    spec.transport = "xdp".into();
+    spec.totem.push(("token".into(), "300".into()));
+    spec.extra = format!(
+        "system {{\n  state_dir: {}\n}}\n",
+        dir.path().join("state").display()
+    );
+    let conf = dir.path().join("corosync.conf");
+    std::fs::write(&conf, spec.corosync_conf(3, &key)).unwrap();
+
+    let bed = Testbed::up("sf", 4).expect("testbed");
+    let mut daemons = Daemons((0..4).map(|_| None).collect());
+    for i in 1..=3 {
+        daemons.start(&bed, &bins, i, &conf);
+    }
+    bed.wait_rotor_ring(&[1, 2, 3], &MEMBERS, &bins, RING_WAIT)
+        .unwrap();
+
+    // rotor status shows the program as the kernel has it, and the filter.
+    let (id, _) = xdp_prog(&bed, 1).expect("XDP on host 1");
+    let (code, status, err) = rotor_on(&bed, &bins, 1, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        status.contains(&format!(
+            "XDP program rotor_steer (id {id}) on eth0, native mode\n\tsource filter\t= 3 \
+             nodelist addresses; other sources: pass\n\tframes\t= redirected "
+        )),
+        "{status}"
+    );
+
+    // Host 1's firewall drops the cluster port on input; host 4 (not in the nodelist) sends.
+    nft(&bed, 1, "add table inet sf");
+    nft(
+        &bed,
+        1,
+        "add chain inet sf input { type filter hook input priority 0 ; }",
+    );
+    nft(
+        &bed,
+        1,
+        "add rule inet sf input udp dport 5405 counter drop",
+    );
+    let passed_before = cmap_u64(&bed, &bins, 1, "stats.xdp.prog.unknown_source_passed").unwrap();
+    assert_eq!(passed_before, 0, "no stranger yet");
+    rotor_testbed::in_netns(&bed.host(4), || {
+        let socket = std::net::UdpSocket::bind("198.18.0.4:0").unwrap();
+        for _ in 0..SENT {
+            socket.send_to(b"not a member", "198.18.0.1:5405").unwrap();
+        }
+    });
+    wait_for(
+        Duration::from_secs(5),
+        "host 4's datagrams counted as unknown_source_passed on host 1",
+        || cmap_u64(&bed, &bins, 1, "stats.xdp.prog.unknown_source_passed") == Some(SENT),
+    );
+    assert_eq!(
+        nft_packets(&bed, 1, "inet", "sf", "input"),
+        SENT,
+        "host 1's firewall saw exactly the stranger's datagrams, none of the members' frames"
+    );
+    let ring = bed.rotor_status(1, &bins).unwrap();
+    assert_eq!(ring.connected, MEMBERS, "the input rule does not partition");
+    assert_eq!(
+        cmap_u64(&bed, &bins, 1, "stats.xdp.prog.unknown_source_dropped"),
+        Some(0)
+    );
+
+    // Partitioning host 1 for a test: at the switch.
+    nft(&bed, 0, "add table bridge sf");
+    nft(
+        &bed,
+        0,
+        "add chain bridge sf forward { type filter hook forward priority 0 ; }",
+    );
+    nft(&bed, 0, "add rule bridge sf forward iifname h1 drop");
+    nft(&bed, 0, "add rule bridge sf forward oifname h1 drop");
+    bed.wait_rotor_ring(&[2, 3], &[2, 3], &bins, RING_WAIT)
+        .unwrap();
+    bed.wait_rotor_ring(&[1], &[1], &bins, RING_WAIT).unwrap();
+    nft(&bed, 0, "delete table bridge sf");
+    bed.wait_rotor_ring(&[1, 2, 3], &MEMBERS, &bins, RING_WAIT)
+        .unwrap();
+
+    // A reload adds host 4: every member's filter takes its address, then it joins.
+    std::fs::write(&conf, spec.corosync_conf(4, &key)).unwrap();
+    let (code, out, err) = rotor_on(&bed, &bins, 1, &["cfg", "-R"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for(
+        Duration::from_secs(5),
+        "every member's filter holding 4 addresses",
+        || (1..=3).all(|i| cmap_u64(&bed, &bins, i, "runtime.xdp.sources") == Some(4)),
+    );
+    let unknown: Vec<Option<u64>> = (1..=3)
+        .map(|i| cmap_u64(&bed, &bins, i, "stats.xdp.prog.unknown_source_passed"))
+        .collect();
+    daemons.start(&bed, &bins, 4, &conf);
+    bed.wait_rotor_ring(&[1, 2, 3, 4], &[1, 2, 3, 4], &bins, RING_WAIT)
+        .unwrap();
+    let after: Vec<Option<u64>> = (1..=3)
+        .map(|i| cmap_u64(&bed, &bins, i, "stats.xdp.prog.unknown_source_passed"))
+        .collect();
+    assert_eq!(unknown, after, "host 4's frames were all redirected");
+
+    // rotord and its dataplane SIGKILLed on host 1: the program stays attached.
+    assert!(bed.kill_host(1) >= 2);
+    let _ = daemons.stop(1);
+    assert_eq!(xdp_prog(&bed, 1).map(|p| p.0), Some(id));
+    // Host 2's program is held by its running rotord: refused, saying so.
+    let (code, out, err) = rotor_on(&bed, &bins, 2, &["xdp-remove", "--interface", "eth0"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("is not stale") && err.contains("rotord (pid"),
+        "{err}"
+    );
+    assert!(xdp_prog(&bed, 2).is_some());
+    let (code, out, err) = rotor_on(&bed, &bins, 1, &["xdp-remove"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out,
+        format!(
+            "rotor: removed the stale XDP program rotor_steer (id {id}, native mode) from eth0\n"
+        )
+    );
+    assert_eq!(xdp_prog(&bed, 1), None);
+    let (code, out, _) = rotor_on(&bed, &bins, 1, &["xdp-remove", "-i", "eth0"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            0,
+            "rotor: eth0 has no XDP program attached; nothing to remove\n"
+        )
+    );
+
+    // Host 1 again, with `xdp_unknown_source: drop` (rotor{} is not compared between members):
+    // host 4 sends from a second address, outside the nodelist; the program drops exactly
+    // those datagrams and host 1's firewall sees none of them.
+    let drop_conf = dir.path().join("drop.conf");
+    std::fs::write(
+        &drop_conf,
+        spec.corosync_conf(4, &key) + "rotor {\n  xdp_unknown_source: drop\n}\n",
+    )
+    .unwrap();
+    daemons.start(&bed, &bins, 1, &drop_conf);
+    bed.wait_rotor_ring(&[1, 2, 3, 4], &[1, 2, 3, 4], &bins, RING_WAIT)
+        .unwrap();
+    let (_, status, _) = rotor_on(&bed, &bins, 1, &["status"]);
+    assert!(
+        status.contains("4 nodelist addresses; other sources: drop"),
+        "{status}"
+    );
+    let firewall_before = nft_packets(&bed, 1, "inet", "sf", "input");
+    let out = bed
+        .exec(4, &["ip", "addr", "add", "198.18.0.99/24", "dev", "eth0"])
+        .unwrap();
+    assert!(out.status.success());
+    rotor_testbed::in_netns(&bed.host(4), || {
+        let socket = std::net::UdpSocket::bind("198.18.0.99:0").unwrap();
+        for _ in 0..SENT {
+            socket.send_to(b"not a member", "198.18.0.1:5405").unwrap();
+        }
+    });
+    wait_for(
+        Duration::from_secs(5),
+        "the second address's datagrams counted as unknown_source_dropped on host 1",
+        || cmap_u64(&bed, &bins, 1, "stats.xdp.prog.unknown_source_dropped") == Some(SENT),
+    );
+    assert_eq!(
+        nft_packets(&bed, 1, "inet", "sf", "input"),
+        firewall_before,
+        "dropped by the program: the firewall saw none"
+    );
+    eprintln!("netns_xdp source filter: {:?}", started.elapsed());
+}

@@ -273,3 +273,31 @@ fn rotord_t_refuses_a_bad_quorum_section() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `rotord -t`: an unknown `rotor.xdp_unknown_source` exits 8 with file:line: key.
+#[test]
+fn rotord_t_refuses_a_bad_xdp_unknown_source() {
+    let dir = std::env::temp_dir().join(format!("rotor-xdp-unknown-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("corosync.conf");
+    let text = config(&[None; 3], &[]).replace("10.0.0.1", "127.0.0.1")
+        + "rotor {\n    xdp_unknown_source: accept\n}\n";
+    std::fs::write(&path, &text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rotord"))
+        .arg("-t")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(8), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:{}: rotor.xdp_unknown_source: expected one of pass, drop, got \"accept\"",
+            path.display(),
+            line_of(&text, "xdp_unknown_source")
+        )),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -19,6 +19,7 @@ pub mod log;
 pub mod quorum;
 pub mod stats;
 pub mod votequorum;
+pub mod xdp;
 
 pub use codec::{DecodeError, Reader, Writer};
 

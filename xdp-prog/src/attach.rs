@@ -79,7 +79,7 @@ impl From<u32> for Interface {
 
 impl Interface {
     /// The interface's index and name, checked to exist.
-    fn resolve(&self) -> Result<(u32, String), XdpError> {
+    pub(crate) fn resolve(&self) -> Result<(u32, String), XdpError> {
         match self {
             Interface::Name(name) => {
                 let c_name = CString::new(name.as_str())
@@ -178,6 +178,15 @@ impl XdpProgram {
     /// See [`SteerProgram::set_ports`].
     pub fn set_ports(&self, ports: &[u16]) -> Result<(), XdpError> {
         self.steer.set_ports(ports)
+    }
+
+    /// See [`SteerProgram::set_sources`].
+    pub fn set_sources(
+        &self,
+        sources: &[crate::Source],
+        unknown: crate::UnknownSource,
+    ) -> Result<(), XdpError> {
+        self.steer.set_sources(sources, unknown)
     }
 
     /// See [`SteerProgram::insert_xsk`].
@@ -390,7 +399,11 @@ impl SteerProgram {
 
 /// Detaches the program `expected` from `ifindex` in the mode of `mode_flag`, only if it is
 /// the one attached there (the kernel compares under its lock). Returns 0 or a negative errno.
-fn detach_if_current(ifindex: u32, mode_flag: XdpFlags, expected: BorrowedFd<'_>) -> i32 {
+pub(crate) fn detach_if_current(
+    ifindex: u32,
+    mode_flag: XdpFlags,
+    expected: BorrowedFd<'_>,
+) -> i32 {
     let opts = libbpf_sys::bpf_xdp_attach_opts {
         sz: size_of::<libbpf_sys::bpf_xdp_attach_opts>() as libbpf_sys::size_t,
         // A non-zero old_prog_fd makes libbpf add XDP_FLAGS_REPLACE.
@@ -403,7 +416,7 @@ fn detach_if_current(ifindex: u32, mode_flag: XdpFlags, expected: BorrowedFd<'_>
 }
 
 /// The kernel's name of the program behind `fd`.
-fn program_name(fd: BorrowedFd<'_>) -> Result<String, XdpError> {
+pub(crate) fn program_name(fd: BorrowedFd<'_>) -> Result<String, XdpError> {
     let mut info = libbpf_sys::bpf_prog_info::default();
     let mut len = size_of::<libbpf_sys::bpf_prog_info>() as u32;
     // Safety: `info` is a writable bpf_prog_info of `len` bytes, and the kernel writes at most

@@ -144,12 +144,15 @@ impl SteerMaps {
             errno_result(rc, "reading the counters map")?;
             *sum = per_cpu.iter().fold(0u64, |a, &v| a.wrapping_add(v));
         }
-        let [redirected, passed, not_parsed, no_socket] = sums;
+        let [redirected, passed, not_parsed, no_socket, unknown_source_passed, unknown_source_dropped] =
+            sums;
         Ok(XdpCounters {
             redirected,
             passed,
             not_parsed,
             no_socket,
+            unknown_source_passed,
+            unknown_source_dropped,
         })
     }
 

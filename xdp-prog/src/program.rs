@@ -6,8 +6,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ObjectBuilder, ProgramInput};
 
 use crate::{
-    SteerMaps, XdpError, COUNTERS_MAP_NAME, PORTS_MAP_NAME, PORT_COUNT_MAX, PROGRAM_NAME,
-    XSKS_MAP_NAME,
+    Counter, Source, SourceKey, SourceValue, SteerMaps, UnknownSource, XdpError, COUNTERS_MAP_NAME,
+    FILTER_MAP_NAME, PORTS_MAP_NAME, PORT_COUNT_MAX, PROGRAM_NAME, SOURCES_MAP_NAME,
+    SOURCE_COUNT_MAX, XSKS_MAP_NAME,
 };
 
 /// The BPF object compiled from `bpf/xdp_steer.c` by build.rs.
@@ -24,6 +25,29 @@ pub struct XdpCounters {
     pub not_parsed: u64,
     /// Cluster frames on a queue without an AF_XDP socket, passed to the kernel.
     pub no_socket: u64,
+    /// Cluster-port frames from an address outside the source filter's, passed to the kernel.
+    pub unknown_source_passed: u64,
+    /// Cluster-port frames from an address outside the source filter's, dropped.
+    pub unknown_source_dropped: u64,
+}
+
+impl XdpCounters {
+    /// The value of one counter.
+    pub fn get(&self, counter: Counter) -> u64 {
+        match counter {
+            Counter::Redirected => self.redirected,
+            Counter::Passed => self.passed,
+            Counter::NotParsed => self.not_parsed,
+            Counter::NoSocket => self.no_socket,
+            Counter::UnknownSourcePassed => self.unknown_source_passed,
+            Counter::UnknownSourceDropped => self.unknown_source_dropped,
+        }
+    }
+
+    /// Every counter with its name ([`Counter::name`]), in map index order.
+    pub fn named(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Counter::ALL.iter().map(|&c| (c.name(), self.get(c)))
+    }
 }
 
 /// The verdict of one run of the program (the kernel's `enum xdp_action`).
@@ -63,6 +87,8 @@ pub struct SteerProgram {
     /// A duplicate of the program's fd, so borrowing it does not borrow `object`.
     prog_fd: OwnedFd,
     ports: MapHandle,
+    sources: MapHandle,
+    filter: MapHandle,
     /// Duplicates of the `xsks` and `counters` map fds: the operations a dataplane also does
     /// on inherited maps, in one place.
     maps: SteerMaps,
@@ -104,6 +130,8 @@ impl SteerProgram {
         let program = SteerProgram {
             prog_fd,
             ports: map_handle(PORTS_MAP_NAME)?,
+            sources: map_handle(SOURCES_MAP_NAME)?,
+            filter: map_handle(FILTER_MAP_NAME)?,
             maps,
             object,
         };
@@ -127,6 +155,77 @@ impl SteerProgram {
             .collect();
         ports.sort_unstable();
         Ok(ports)
+    }
+
+    /// Turns the source filter on with `sources` as the cluster's addresses (replacing what
+    /// the map held) and `unknown` for frames to a cluster port from any other address. The
+    /// addresses are written before the filter is switched on, and on a later call the new
+    /// ones are added before the old ones go, so no frame of an address in both lists is ever
+    /// refused. An address listed twice keeps its first entry.
+    pub fn set_sources(&self, sources: &[Source], unknown: UnknownSource) -> Result<(), XdpError> {
+        let wanted = source_entries(sources)?;
+        for (key, value) in &wanted {
+            self.sources
+                .update(&key.0, &value.0, MapFlags::ANY)
+                .map_err(XdpError::bpf("adding an address to the sources map"))?;
+        }
+        for key in self.source_keys() {
+            if !wanted.contains_key(&key) {
+                self.sources
+                    .delete(&key.0)
+                    .map_err(XdpError::bpf("removing an address from the sources map"))?;
+            }
+        }
+        self.filter
+            .update(
+                &0u32.to_ne_bytes(),
+                &unknown.raw().to_ne_bytes(),
+                MapFlags::ANY,
+            )
+            .map_err(XdpError::bpf("switching the source filter on"))
+    }
+
+    /// The addresses in the `sources` map, sorted.
+    pub fn sources(&self) -> Result<Vec<Source>, XdpError> {
+        let mut out = Vec::new();
+        for key in self.source_keys() {
+            let Some(addr) = key.addr() else { continue };
+            let value = self
+                .sources
+                .lookup(&key.0, MapFlags::ANY)
+                .map_err(XdpError::bpf("reading the sources map"))?;
+            // Removed since the keys were listed.
+            let Some(value) = value.and_then(|v| <[u8; SourceValue::SIZE]>::try_from(v).ok())
+            else {
+                continue;
+            };
+            let (node_id, link) = SourceValue(value).node_and_link();
+            out.push(Source {
+                addr,
+                node_id,
+                link,
+            });
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// What the source filter does with unknown sources; `None` while it is off (as loaded).
+    pub fn unknown_source(&self) -> Result<Option<UnknownSource>, XdpError> {
+        let value = self
+            .filter
+            .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .map_err(XdpError::bpf("reading the filter map"))?;
+        Ok(value
+            .and_then(|v| <[u8; 4]>::try_from(v).ok())
+            .and_then(|v| UnknownSource::from_raw(u32::from_ne_bytes(v))))
+    }
+
+    fn source_keys(&self) -> Vec<SourceKey> {
+        self.sources
+            .keys()
+            .filter_map(|k| Some(SourceKey(k.as_slice().try_into().ok()?)))
+            .collect()
     }
 
     /// See [`SteerMaps::insert_xsk`].
@@ -215,6 +314,26 @@ impl std::fmt::Debug for SteerProgram {
     }
 }
 
+/// The map entries of `sources`, checked against the map's size; the first entry of an
+/// address wins.
+fn source_entries(
+    sources: &[Source],
+) -> Result<std::collections::BTreeMap<SourceKey, SourceValue>, XdpError> {
+    let mut entries = std::collections::BTreeMap::new();
+    for s in sources {
+        entries
+            .entry(SourceKey::of(s.addr))
+            .or_insert_with(|| SourceValue::of(s.node_id, s.link));
+    }
+    if entries.len() > SOURCE_COUNT_MAX {
+        return Err(XdpError::InvalidSources(format!(
+            "{} distinct addresses, at most {SOURCE_COUNT_MAX}",
+            entries.len()
+        )));
+    }
+    Ok(entries)
+}
+
 fn validate_ports(ports: &[u16]) -> Result<BTreeSet<u16>, XdpError> {
     let set: BTreeSet<u16> = ports.iter().copied().collect();
     if set.contains(&0) {
@@ -248,6 +367,46 @@ mod tests {
             Err(XdpError::InvalidPorts(_))
         ));
         assert!(validate_ports(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn source_entries_keep_the_first_of_an_address_and_are_bounded() {
+        let a = |last: u8| std::net::IpAddr::from([198, 18, 0, last]);
+        let entries = source_entries(&[
+            Source {
+                addr: a(1),
+                node_id: 1,
+                link: 0,
+            },
+            Source {
+                addr: a(1),
+                node_id: 9,
+                link: 1,
+            },
+            Source {
+                addr: "2001:2::1".parse().unwrap(),
+                node_id: 1,
+                link: 1,
+            },
+        ])
+        .unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[&SourceKey::of(a(1))].node_and_link(), (1, 0));
+        let too_many: Vec<Source> = (0..=SOURCE_COUNT_MAX as u32)
+            .map(|i| Source {
+                addr: std::net::IpAddr::from(i.to_be_bytes()),
+                node_id: i,
+                link: 0,
+            })
+            .collect();
+        assert!(matches!(
+            source_entries(&too_many),
+            Err(XdpError::InvalidSources(_))
+        ));
+        assert_eq!(
+            source_entries(&too_many[1..]).unwrap().len(),
+            SOURCE_COUNT_MAX
+        );
     }
 
     #[test]

@@ -386,6 +386,11 @@ impl Builder<'_> {
             metrics_listen: self
                 .str_of("rotor.metrics_listen")
                 .and_then(|a| a.parse().ok()),
+            // Checked by the schema when the file was read.
+            xdp_unknown_source: self
+                .str_of("rotor.xdp_unknown_source")
+                .and_then(xdp_prog::UnknownSource::from_name)
+                .unwrap_or_default(),
         }
     }
 }

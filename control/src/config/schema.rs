@@ -164,6 +164,10 @@ const ROTOR_KEYS: Keys = &[
     ("poll_mode", Kind::Choice(&PollModeSetting::NAMES)),
     ("poll_spin_us", Kind::U32("microseconds")),
     ("metrics_listen", Kind::SocketAddr),
+    (
+        "xdp_unknown_source",
+        Kind::Choice(&xdp_prog::UnknownSource::NAMES),
+    ),
 ];
 
 fn find(keys: Keys, key: &str) -> Option<Kind> {

@@ -116,6 +116,9 @@ pub struct RotorSection {
     /// Where rotord serves its metrics (Prometheus text format over HTTP); `None`, the
     /// default: not served.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// What the XDP program does with a frame to the cluster port from an address that no
+    /// node of the nodelist has (`pass` to the kernel, the default, or `drop`).
+    pub xdp_unknown_source: xdp_prog::UnknownSource,
 }
 
 /// A key rotor accepts but ignores or does not know; the config still loads.

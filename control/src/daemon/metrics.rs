@@ -558,6 +558,15 @@ pub fn render(s: &Snapshot<'_>) -> String {
     );
     out.labelled_counters(
         s.stats,
+        "rotor_xdp_program_frames_total",
+        "Frames the XDP program saw, by outcome (redirected to AF_XDP; passed: not cluster \
+         traffic; unknown_source_passed/unknown_source_dropped: to the cluster port from an \
+         address outside the nodelist; no_socket; not_parsed), since rotord loaded it.",
+        "xdp.prog.",
+        "outcome",
+    );
+    out.labelled_counters(
+        s.stats,
         "rotor_ipc_disconnects_total",
         "Client sessions closed, by reason (slow: beyond the backlog limit; malformed; gone; \
          error).",

@@ -287,10 +287,11 @@ impl Daemon {
             })?;
         let ring_seq = KeptNumber::ring_seq(&plan.state_dir, plan.node.node_id);
         let epoch = KeptNumber::epoch(&plan.state_dir, plan.node.node_id);
-        let xdp = match crate::xdp::choose(plan.config.totem.transport, plan.node.bind)
+        let filter = crate::xdp::Filter::of(&plan.config).map_err(DaemonError::Config)?;
+        let xdp = match crate::xdp::choose(plan.config.totem.transport, plan.node.bind, filter)
             .map_err(DaemonError::Transport)?
         {
-            crate::xdp::Choice::Xdp(program) => Some(program),
+            crate::xdp::Choice::Xdp(program) => Some(*program),
             crate::xdp::Choice::Udp(_) => None,
         };
         let (transport, interface, maps) = match &xdp {
@@ -304,6 +305,9 @@ impl Daemon {
         let start = plan.dataplane_start(transport, interface, barrier);
         let mut service = service;
         service.set_netmtu(plan.config.totem.settings.netmtu_bytes);
+        if let Some(x) = &xdp {
+            x.publish(service.cmap_mut());
+        }
         let metrics = plan
             .config
             .rotor
@@ -1005,6 +1009,21 @@ impl Daemon {
         self.running.keyfile = p.keyfile;
         self.service
             .set_netmtu(p.config.totem.settings.netmtu_bytes);
+        // Frames of nodes the reload added reach the dataplane from here on; those of nodes
+        // it removed go to the kernel (or are dropped), as any other stranger's.
+        if let Some(x) = &mut self.xdp {
+            let updated =
+                crate::xdp::nodelist_sources(&p.config).and_then(|sources| x.set_sources(sources));
+            match updated {
+                Ok(()) => x.publish(self.service.cmap_mut()),
+                Err(e) => log_at!(
+                    Error,
+                    "MAIN",
+                    "the XDP source filter keeps the previous nodelist's addresses: {e}; frames \
+                     of nodes the reload added do not reach this node until it restarts"
+                ),
+            }
+        }
         self.running.config = p.config;
     }
 

@@ -111,10 +111,10 @@ impl AnyTransport {
                 let xdp = x
                     .xdp_counters()
                     .map(|k| {
-                        format!(
-                            "redirected={} passed={} not_parsed={} no_socket={}",
-                            k.redirected, k.passed, k.not_parsed, k.no_socket
-                        )
+                        k.named()
+                            .map(|(name, v)| format!("{name}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
                     })
                     .unwrap_or_else(|e| format!("unreadable: {e}"));
                 let drops: String = c

@@ -550,10 +550,9 @@ impl crate::transport::Transport for XskTransport {
             }
         }
         if let Ok(p) = self.xdp_counters() {
-            put("prog.redirected", p.redirected);
-            put("prog.passed", p.passed);
-            put("prog.not_parsed", p.not_parsed);
-            put("prog.no_socket", p.no_socket);
+            for (name, v) in p.named() {
+                put(&format!("prog.{name}"), v);
+            }
         }
         let n = self.neigh_counters();
         put("neigh.dumps", n.dumps);
