@@ -42,6 +42,7 @@ use crate::limits::{
 use crate::node::NodeConfig;
 use crate::notice::{GatherCause, Notice};
 use crate::reach::{BrokenPair, Reach};
+use crate::rto::TokenRto;
 use crate::segment::{Piece, Reassembly};
 use crate::stats::Stats;
 use crate::store::Store;
@@ -420,6 +421,8 @@ pub struct Srp {
     hold_cancel_pending: bool,
     /// Per missing frame: token visits it has been seen missing (miss_count_const).
     missing: Vec<(u64, u32)>,
+    /// When to send the regular token again, from measured rotations (see `rto`).
+    rto: TokenRto,
 
     timer: [Option<Instant>; TIMER_COUNT],
     rng: u64,
@@ -541,6 +544,7 @@ impl Srp {
             last_aru_at_visit: 0,
             hold_cancel_pending: false,
             missing: Vec::with_capacity(RTR_ENTRIES_MAX),
+            rto: TokenRto::default(),
             timer: [None; TIMER_COUNT],
             rng: seed | 1,
             outbox: Outbox {
@@ -887,19 +891,27 @@ impl Srp {
         self.enter_gather(now, members, Vec::new(), GatherCause::TokenLost(state));
     }
 
+    /// The token passed on last has not come back: send it again (paper §2: the last holder
+    /// retransmits; the receiver drops a copy it has by the token sequence number). The
+    /// regular token waits twice as long each time, up to `token_retransmit` (`rto`); the
+    /// commit token always waits `token_retransmit`.
     fn on_token_retransmit_timeout(&mut self, now: Instant) {
         if !matches!(self.phase, Phase::Gather(_)) && !self.last_token.is_empty() {
             self.stats.token_retransmits += 1;
             let mut buf = self.buffer();
             buf.extend_from_slice(&self.last_token);
             let dest = self.last_token_dest;
+            let regular = self.last_token.get(3) == Some(&KIND_TOKEN);
             // A commit token may be larger than a frame.
             self.outbox
                 .send_membership(Dest::Node(dest), buf, &mut self.stats);
-            self.set_timer(
-                Timer::TokenRetransmit,
-                Some(now.plus_ms(self.config.token_retransmit_ms)),
-            );
+            let ceiling_ms = self.config.token_retransmit_ms;
+            let next = if regular {
+                now.plus_ns(self.rto.on_retransmit(ceiling_ms))
+            } else {
+                now.plus_ms(ceiling_ms)
+            };
+            self.set_timer(Timer::TokenRetransmit, Some(next));
         }
     }
 
@@ -1189,6 +1201,7 @@ impl Srp {
         self.stats.tokens += 1;
         self.hold_cancel_pending = false;
         self.set_timer(Timer::TokenRetransmit, None);
+        self.rto.on_token(now);
         self.reset_token_timeout(now);
 
         if matches!(self.phase, Phase::Recovery(..)) && token.flags & TOKEN_RECOVERY_DONE != 0 {
@@ -1581,10 +1594,19 @@ impl Srp {
         self.last_token.extend_from_slice(&buf);
         self.last_token_dest = next;
         self.send(Dest::Node(next), buf);
-        self.set_timer(
-            Timer::TokenRetransmit,
-            Some(now.plus_ms(self.config.token_retransmit_ms)),
+        // The token comes back after a rotation, unless the representative holds it on an idle
+        // ring: a member about to see the ring idle long enough for that (its count of idle
+        // rotations is at most a rotation or two off the representative's) waits the whole
+        // token_retransmit, as corosync does, and does not take the hold for a rotation.
+        let may_be_held = token.ring.rep != self.me.0
+            && self.idle_rotations.saturating_add(2) >= self.config.seqno_unchanged_const;
+        let wait_ns = self.rto.on_forward(
+            now,
+            !may_be_held,
+            self.config.token_retransmit_min_ms,
+            self.config.token_retransmit_ms,
         );
+        self.set_timer(Timer::TokenRetransmit, Some(now.plus_ns(wait_ns)));
     }
 
     fn on_hold_cancel(&mut self, now: Instant, body: &[u8]) -> Result<(), DropReason> {
@@ -1632,6 +1654,7 @@ impl Srp {
         self.installed.frozen = false;
         self.held = None;
         self.last_token.clear();
+        self.rto.forget_sent();
         proc_set.sort();
         proc_set.dedup();
         sorted_insert(&mut proc_set, self.me);
@@ -2563,6 +2586,7 @@ impl Srp {
             "missing list unbounded"
         );
         assert!(self.notices.len() <= NOTICES_MAX, "notice queue unbounded");
+        self.rto.check_invariants();
         assert!(
             timer(Timer::Presence).is_some(),
             "the presence timer runs in every state"
