@@ -11,6 +11,7 @@
 //! a millisecond. Waiting a few measured rotations instead recovers the token as soon as it is
 //! clearly lost; the token loss timeout, which decides membership, is not touched.
 
+use crate::limits::TOKEN_RTO_BACKOFF_MAX;
 use crate::types::Instant;
 
 const NS_PER_MS: u64 = 1_000_000;
@@ -26,8 +27,10 @@ pub(crate) struct TokenRto {
     /// (Karn: a token that comes back after a retransmission may be either copy), and not one
     /// the representative may hold on an idle ring (its hold is not a rotation).
     sent_at: Option<Instant>,
-    /// The timeout the running retransmission timer was armed with, nanoseconds.
+    /// The timeout the running retransmission timer was armed with, and the one the token
+    /// was first passed on with, nanoseconds.
     armed_ns: u64,
+    first_ns: u64,
 }
 
 impl TokenRto {
@@ -48,6 +51,7 @@ impl TokenRto {
         } else {
             ceiling
         };
+        self.first_ns = self.armed_ns;
         self.armed_ns
     }
 
@@ -71,11 +75,18 @@ impl TokenRto {
     }
 
     /// The token was sent again: no sample from it, and the next wait is twice as long, up to
-    /// `ceiling_ms`. Returns that wait, nanoseconds.
+    /// `TOKEN_RTO_BACKOFF_MAX` times the first and at most `ceiling_ms`. Returns that wait,
+    /// nanoseconds. The back-off is bounded by the first wait, not only by the ceiling: frames
+    /// are lost at random here, not from congestion, and a token lost several times in a row
+    /// under heavy loss would otherwise wait ever longer (1 + 2 + … + 64 ms after seven losses).
     pub(crate) fn on_retransmit(&mut self, ceiling_ms: u32) -> u64 {
         self.sent_at = None;
         let ceiling = u64::from(ceiling_ms) * NS_PER_MS;
-        self.armed_ns = self.armed_ns.saturating_mul(2).clamp(1, ceiling);
+        let most = self
+            .first_ns
+            .saturating_mul(TOKEN_RTO_BACKOFF_MAX)
+            .min(ceiling);
+        self.armed_ns = self.armed_ns.saturating_mul(2).clamp(1, most.max(1));
         self.armed_ns
     }
 
@@ -157,6 +168,12 @@ mod tests {
         assert_eq!(rto.on_forward(now, true, 1, 700), NS_PER_MS);
         assert_eq!(rto.on_retransmit(700), 2 * NS_PER_MS);
         assert_eq!(rto.on_retransmit(700), 4 * NS_PER_MS);
+        assert_eq!(rto.on_retransmit(700), 8 * NS_PER_MS);
+        assert_eq!(
+            rto.on_retransmit(700),
+            TOKEN_RTO_BACKOFF_MAX * NS_PER_MS,
+            "the back-off stops at its bound"
+        );
         rto.on_token(Instant(now.0 + 500 * NS_PER_MS));
         assert_eq!(
             rto.srtt_ns(),
@@ -167,7 +184,7 @@ mod tests {
         assert_eq!(rto.on_forward(now, false, 1, 700), 700 * NS_PER_MS);
         rto.on_token(Instant(now.0 + 500 * NS_PER_MS));
         assert_eq!(rto.srtt_ns(), before);
-        // Back-off stops at the ceiling.
+        // Back-off never goes above the ceiling.
         for _ in 0..20 {
             rto.on_retransmit(700);
         }
