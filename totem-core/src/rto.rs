@@ -31,6 +31,8 @@ pub(crate) struct TokenRto {
     /// was first passed on with, nanoseconds.
     armed_ns: u64,
     first_ns: u64,
+    /// The running wait is token_retransmit because the representative may hold the token.
+    hold_wait: bool,
 }
 
 impl TokenRto {
@@ -45,6 +47,7 @@ impl TokenRto {
         ceiling_ms: u32,
     ) -> u64 {
         self.sent_at = sample.then_some(now);
+        self.hold_wait = !sample;
         let ceiling = u64::from(ceiling_ms) * NS_PER_MS;
         self.armed_ns = if sample {
             self.timeout_ns(floor_ms, ceiling_ms)
@@ -57,6 +60,7 @@ impl TokenRto {
 
     /// The token came back now: its rotation is a sample if it is one (see `sent_at`).
     pub(crate) fn on_token(&mut self, now: Instant) {
+        self.hold_wait = false;
         let Some(sent) = self.sent_at.take() else {
             return;
         };
@@ -81,6 +85,7 @@ impl TokenRto {
     /// under heavy loss would otherwise wait ever longer (1 + 2 + … + 64 ms after seven losses).
     pub(crate) fn on_retransmit(&mut self, ceiling_ms: u32) -> u64 {
         self.sent_at = None;
+        self.hold_wait = false;
         let ceiling = u64::from(ceiling_ms) * NS_PER_MS;
         let most = self
             .first_ns
@@ -90,9 +95,22 @@ impl TokenRto {
         self.armed_ns
     }
 
+    /// A member asked for the token to be released: if the wait running is token_retransmit
+    /// because the representative might hold the token, it will not now, so the wait becomes
+    /// the measured one (returned, nanoseconds from now). `None`: nothing to change.
+    pub(crate) fn on_hold_cancelled(&mut self, floor_ms: u32, ceiling_ms: u32) -> Option<u64> {
+        if !std::mem::take(&mut self.hold_wait) {
+            return None;
+        }
+        self.armed_ns = self.timeout_ns(floor_ms, ceiling_ms);
+        self.first_ns = self.armed_ns;
+        Some(self.armed_ns)
+    }
+
     /// The ring is being left: a token passed on in it measures nothing any more.
     pub(crate) fn forget_sent(&mut self) {
         self.sent_at = None;
+        self.hold_wait = false;
     }
 
     /// `srtt + 4 × rttvar` (RFC 6298 §2.3), at least `floor_ms` and at most `ceiling_ms`
@@ -184,7 +202,12 @@ mod tests {
         assert_eq!(rto.on_forward(now, false, 1, 700), 700 * NS_PER_MS);
         rto.on_token(Instant(now.0 + 500 * NS_PER_MS));
         assert_eq!(rto.srtt_ns(), before);
+        // A hold cancel turns a wait for a possible hold into the measured one, once.
+        rto.on_forward(now, false, 1, 700);
+        assert_eq!(rto.on_hold_cancelled(1, 700), Some(NS_PER_MS));
+        assert_eq!(rto.on_hold_cancelled(1, 700), None);
         // Back-off never goes above the ceiling.
+        rto.on_forward(now, false, 1, 700);
         for _ in 0..20 {
             rto.on_retransmit(700);
         }

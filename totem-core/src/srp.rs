@@ -414,6 +414,10 @@ pub struct Srp {
     /// When the token timer was last started (a token arrived or the node began waiting).
     token_timer_started: Instant,
     idle_rotations: u32,
+    /// The token's sequence when this node last passed it on (or held it): a visit is idle
+    /// only if no member stamped a frame since, so every member counts the same idle rotations
+    /// (give or take the one in progress) and knows when the representative may hold.
+    seq_at_last_visit: u64,
     my_last_sent: u32,
     my_last_backlog: u32,
     aru_unchanged_visits: u32,
@@ -538,6 +542,7 @@ impl Srp {
             held: None,
             token_timer_started: now,
             idle_rotations: 0,
+            seq_at_last_visit: 0,
             my_last_sent: 0,
             my_last_backlog: 0,
             aru_unchanged_visits: 0,
@@ -831,7 +836,9 @@ impl Srp {
         if self.phase.state() != State::Operational {
             return;
         }
-        if self.held.is_some() {
+        if let Some(token) = &mut self.held {
+            // Released for traffic: the next visit is not held.
+            token.flags &= !TOKEN_HOLD_NEXT;
             self.set_timer(Timer::Hold, Some(now));
         } else if self.installed.members.len() > 1 && !self.hold_cancel_pending {
             // Some member may be holding the token (each member decides that on its own count
@@ -1290,15 +1297,31 @@ impl Srp {
             self.installed.safe = self.installed.safe.max(token.safe.min(my_aru));
         }
 
+        // corosync's seqno_unchanged_const counts rotations in which the ring's sequence did not
+        // move; this node's own frames are not the only ones that make a rotation busy.
         let idle = sent == 0
+            && token.seq == self.seq_at_last_visit
             && token.rtr.is_empty()
             && token.aru == token.seq
             && token.backlog == 0
             && operational;
+        self.seq_at_last_visit = token.seq;
         if idle {
             self.idle_rotations = self.idle_rotations.saturating_add(1);
         } else {
             self.idle_rotations = 0;
+        }
+        if !idle {
+            token.flags &= !TOKEN_HOLD_NEXT;
+        }
+        if is_rep {
+            let holds_next = operational
+                && self.idle_rotations.saturating_add(1) >= self.config.seqno_unchanged_const;
+            if holds_next {
+                token.flags |= TOKEN_HOLD_NEXT;
+            } else {
+                token.flags &= !TOKEN_HOLD_NEXT;
+            }
         }
         let alone = self.ring_members().len() == 1;
         // Only the representative holds an idle ring's token (corosync's totemsrp.c: the others
@@ -1595,11 +1618,9 @@ impl Srp {
         self.last_token_dest = next;
         self.send(Dest::Node(next), buf);
         // The token comes back after a rotation, unless the representative holds it on an idle
-        // ring: a member about to see the ring idle long enough for that (its count of idle
-        // rotations is at most a rotation or two off the representative's) waits the whole
+        // ring: a member passing on a token that says so (`TOKEN_HOLD_NEXT`) waits the whole
         // token_retransmit, as corosync does, and does not take the hold for a rotation.
-        let may_be_held = token.ring.rep != self.me.0
-            && self.idle_rotations.saturating_add(2) >= self.config.seqno_unchanged_const;
+        let may_be_held = token.ring.rep != self.me.0 && token.flags & TOKEN_HOLD_NEXT != 0;
         let wait_ns = self.rto.on_forward(
             now,
             !may_be_held,
@@ -1618,8 +1639,20 @@ impl Srp {
         // overtake the token on its way here; corosync resets its idle count whether or not it
         // holds the token, and so do we (otherwise the sender waits out the hold timer).
         self.idle_rotations = 0;
-        if self.held.is_some() {
+        if let Some(token) = &mut self.held {
+            token.flags &= !TOKEN_HOLD_NEXT;
             self.set_timer(Timer::Hold, Some(now));
+        }
+        // A token this node passed on in the belief that the representative would hold it
+        // will not be held now: if it was lost, it is sent again after the measured wait.
+        if self.timer[Timer::TokenRetransmit as usize].is_some() {
+            let (floor, ceiling) = (
+                self.config.token_retransmit_min_ms,
+                self.config.token_retransmit_ms,
+            );
+            if let Some(wait_ns) = self.rto.on_hold_cancelled(floor, ceiling) {
+                self.set_timer(Timer::TokenRetransmit, Some(now.plus_ns(wait_ns)));
+            }
         }
         Ok(())
     }
@@ -2389,6 +2422,7 @@ impl Srp {
         };
         self.stats.rings_installed += 1;
         self.idle_rotations = 0;
+        self.seq_at_last_visit = 0;
         self.aru_unchanged_visits = 0;
         self.last_aru_at_visit = 0;
         self.missing.clear();
