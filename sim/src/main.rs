@@ -7,7 +7,7 @@ use rotor_sim::{run, Faults, SimConfig};
 const USAGE: &str = "usage: rotor-sim [--seeds N] [--seed S] [--first-seed S] [--nodes K] \
 [--faults none|loss|partition|crash|all] [--fault-ms MS] [--app-gap-us MIN,MAX] [--changes] \
 [--token MS] [--loss PERCENT] [--verbose]
-  --loss: that share of every datagram lost from 1 s to the heal; each seed's line then has the \
+  --loss: that share of every datagram lost from 1 s (or once the ring of all nodes formed) to the heal; each seed's line then has the \
 longest time a node delivered nothing under it";
 
 fn main() {

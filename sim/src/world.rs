@@ -150,7 +150,8 @@ pub struct SimConfig {
 /// The default `app_gap_us`: a busy ring.
 pub const APP_GAP_US_BUSY: (u64, u64) = (250, 4_000);
 
-/// When `SimConfig::loss_percent` starts: after the first ring has formed without loss.
+/// When `SimConfig::loss_percent` starts at the earliest: then, or later once every node is in
+/// one ring (formed without loss), so the figure is about loss, not about the first ring.
 pub const LOSS_START_MS: u64 = 1_000;
 
 /// The longest time a node delivered nothing while `SimConfig::loss_percent` was on.
@@ -303,8 +304,9 @@ pub struct World {
     quorum: QuorumWatch,
     /// Probes (node index, group) that found their node's send queue full.
     probes_unsent: Vec<(usize, usize)>,
-    /// `SimConfig::loss_percent` is in force: delivery gaps are measured.
+    /// `SimConfig::loss_percent` is in force: delivery gaps are measured; since when.
     loss_on: bool,
+    loss_started_ms: u64,
 }
 
 /// Per-million loss for a percentage.
@@ -400,6 +402,7 @@ impl World {
             quorum: QuorumWatch::new(plan, cfg.nodes),
             probes_unsent: Vec::new(),
             loss_on: false,
+            loss_started_ms: 0,
             net: Network::new(cfg.nodes),
             rng,
             now: 0,
@@ -812,7 +815,7 @@ impl World {
             0 => {
                 let c = &mut self.net.conditions;
                 c.loss_ppm = self.rng.below(60_000) as u32;
-                if self.cfg.loss_percent.is_some() && self.now >= LOSS_START_MS * MS {
+                if self.loss_on {
                     c.loss_ppm = loss_ppm(self.cfg.loss_percent);
                 }
                 c.dup_ppm = self.rng.below(20_000) as u32;
@@ -966,6 +969,7 @@ impl World {
     /// Switches `SimConfig::loss_percent` on: every node's gap starts now.
     fn start_loss(&mut self) {
         self.loss_on = true;
+        self.loss_started_ms = self.now / MS;
         self.net.conditions.loss_ppm = loss_ppm(self.cfg.loss_percent);
         let (mut token_retransmits, mut retransmitted) = (0, 0);
         for n in &mut self.nodes {
@@ -986,13 +990,13 @@ impl World {
     /// Ends the loss window at the heal: the gap since each running node's last delivery counts.
     fn end_loss(&mut self) {
         self.loss_on = false;
-        let start_ms = LOSS_START_MS;
+        let start_ms = self.loss_started_ms;
         let end_ms = self.now / MS;
         let configs = self
             .report
             .installs
             .iter()
-            .filter(|(ms, ..)| (start_ms..=end_ms).contains(ms))
+            .filter(|(ms, ..)| start_ms < *ms && *ms <= end_ms)
             .count() as u64;
         let Some(stall) = self.report.stall.as_mut() else {
             return;
@@ -1159,8 +1163,9 @@ impl World {
             }
             if !healed {
                 next = next.min(next_app).min(next_fault).min(fault_end);
-                if self.cfg.loss_percent.is_some() && !self.loss_on {
-                    next = next.min((LOSS_START_MS * MS).max(self.now));
+                if self.cfg.loss_percent.is_some() && !self.loss_on && self.now < LOSS_START_MS * MS
+                {
+                    next = next.min(LOSS_START_MS * MS);
                 }
             } else if probes_sent.is_none() {
                 next = next.min(self.now + 10 * MS);
@@ -1212,6 +1217,7 @@ impl World {
                     && !self.loss_on
                     && self.now >= LOSS_START_MS * MS
                     && self.now < fault_end
+                    && self.converged().is_some()
                 {
                     self.start_loss();
                 }
