@@ -239,6 +239,10 @@ pub struct FaultResult {
     /// Kills, pauses and partitions: from the fault until the first and the last survivor
     /// delivered the configuration change without the last node's processes.
     pub kill_to_confchg: Option<(Duration, Duration)>,
+    /// While the fault was on: the longest time any checker went without a delivery, and the
+    /// most ring changes one checker saw (a stall without a ring change is the protocol's
+    /// own recovery: a lost token or frame waiting for its retransmission).
+    pub stall: Stall,
     /// Problems found by the campaign itself (counters, a node that should not be there).
     pub problems: Vec<String>,
 }
@@ -779,8 +783,10 @@ fn run_config(
     for (k, &fault) in faults.iter().enumerate() {
         let r = apply(&mut cluster, plan, fault, plan.seed + k as u64)?;
         progress(&format!(
-            "   {:<26} recovery {}{}{}",
+            "   {:<26} longest delivery gap {} ms ({} ring changes), recovery {}{}{}",
             fault.name(),
+            r.stall.longest.as_millis(),
+            r.stall.ring_changes,
             r.recovery
                 .map(|d| format!("{} ms", d.as_millis()))
                 .unwrap_or_else(|| format!("none within {:?}", plan.recovery_max)),
@@ -819,6 +825,7 @@ fn apply(cl: &mut Cluster, plan: &Plan, fault: Fault, seed: u64) -> Result<Fault
     let mut problems = Vec::new();
     let mut kill_ns = None;
     let divert = format!("meta l4proto udp udp dport {PORT_DEFAULT} drop");
+    let fault_ns = record::now_ns();
     let heal_ns = match fault {
         Fault::Loss(p) => {
             nft_rules(
@@ -1036,12 +1043,68 @@ fn apply(cl: &mut Cluster, plan: &Plan, fault: Fault, seed: u64) -> Result<Fault
         }
     }
     let kill_to_confchg = kill_ns.and_then(|k| kill_to_confchg(cl, victim as u32, k));
+    let stall = stall(&cl.logs, fault_ns, heal_ns);
     Ok(FaultResult {
         fault,
         recovery,
         kill_to_confchg,
+        stall,
         problems,
     })
+}
+
+/// The longest delivery gap and the ring changes while a fault was on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stall {
+    /// The longest interval in `[from, to]` in which one checker delivered nothing (the window's
+    /// ends count as deliveries, so a checker that delivered nothing at all stalled for the
+    /// whole window).
+    pub longest: Duration,
+    /// The most ring changes (`T` lines) one checker logged in the window.
+    pub ring_changes: u32,
+}
+
+/// Reads every checker log for the window `[from_ns, to_ns]` (see [`Stall`]). Checkers that
+/// did not run through the whole window (killed or started in it) are left out.
+fn stall(logs: &[PathBuf], from_ns: u64, to_ns: u64) -> Stall {
+    let mut worst = Stall::default();
+    for path in logs {
+        let lines = read_log(path);
+        let started = lines.iter().find_map(|l| match l {
+            Line::Attach { t, .. } => Some(*t),
+            _ => None,
+        });
+        let ended = lines.iter().any(|l| match l {
+            Line::Error { t, .. } | Line::End { t } => (from_ns..=to_ns).contains(t),
+            _ => false,
+        });
+        if started.is_none_or(|t| t > from_ns) || ended {
+            continue;
+        }
+        let (gap, rings) = gaps_in(&lines, from_ns, to_ns);
+        worst.longest = worst.longest.max(gap);
+        worst.ring_changes = worst.ring_changes.max(rings);
+    }
+    worst
+}
+
+/// One log's longest delivery gap in `[from_ns, to_ns]`, and its ring changes there.
+fn gaps_in(lines: &[Line], from_ns: u64, to_ns: u64) -> (Duration, u32) {
+    let mut last = from_ns;
+    let mut longest = 0;
+    let mut rings = 0;
+    for l in lines {
+        match l {
+            Line::Deliver { t, .. } if (from_ns..=to_ns).contains(t) => {
+                longest = longest.max(t - last);
+                last = *t;
+            }
+            Line::Ring { t, .. } if (from_ns..=to_ns).contains(t) => rings += 1,
+            _ => {}
+        }
+    }
+    longest = longest.max(to_ns.saturating_sub(last));
+    (Duration::from_nanos(longest), rings)
 }
 
 /// From `kill_ns` to the first and last survivor's configuration change that drops node
@@ -1135,17 +1198,17 @@ pub fn markdown(results: &[ConfigResult]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| configuration | fault | recovery (heal → traffic everywhere) | fault → configuration change without the last node (first..last survivor) | notes |"
+        "| configuration | fault | recovery (heal → traffic everywhere) | fault → configuration change without the last node (first..last survivor) | longest delivery gap during the fault (ring changes) | notes |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|");
     for r in results {
         if let Some(e) = &r.setup_error {
-            let _ = writeln!(s, "| {} | set-up | — | — | {e} |", r.config.name());
+            let _ = writeln!(s, "| {} | set-up | — | — | — | {e} |", r.config.name());
         }
         for f in &r.faults {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} ms ({}) | {} |",
                 r.config.name(),
                 f.fault.name(),
                 f.recovery
@@ -1154,6 +1217,8 @@ pub fn markdown(results: &[ConfigResult]) -> String {
                 f.kill_to_confchg
                     .map(|(a, b)| format!("{}..{} ms", a.as_millis(), b.as_millis()))
                     .unwrap_or_else(|| "—".into()),
+                f.stall.longest.as_millis(),
+                f.stall.ring_changes,
                 f.problems.join("; ")
             );
         }
@@ -1180,4 +1245,45 @@ pub fn markdown(results: &[ConfigResult]) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Proc;
+
+    fn deliver(t: u64) -> Line {
+        Line::Deliver {
+            t,
+            inc: 0,
+            from: Proc { node: 1, pid: 1 },
+            msg: None,
+        }
+    }
+
+    #[test]
+    fn the_longest_gap_counts_the_window_ends_and_only_the_window() {
+        let ring = Line::Ring {
+            t: 150,
+            inc: 0,
+            ring: "1.4".into(),
+            nodes: vec![1, 2],
+        };
+        // 0 and 400 are outside the window [100, 300]; inside: 120, 130, 260; then the end.
+        let lines = [
+            deliver(0),
+            deliver(120),
+            deliver(130),
+            ring,
+            deliver(260),
+            deliver(400),
+        ];
+        let (gap, rings) = gaps_in(&lines, 100, 300);
+        assert_eq!(gap, Duration::from_nanos(130));
+        assert_eq!(rings, 1);
+        // Nothing delivered in the window: the whole window is the gap.
+        let (gap, rings) = gaps_in(&[deliver(0), deliver(400)], 100, 300);
+        assert_eq!(gap, Duration::from_nanos(200));
+        assert_eq!(rings, 0);
+    }
 }

@@ -19,5 +19,6 @@ pub mod world;
 
 pub use quorum::{QdeviceSim, QuorumPlan, QuorumReport};
 pub use world::{
-    run, run_with_quorum, Action, Faults, RunReport, SimConfig, When, APP_GAP_US_BUSY,
+    run, run_with_quorum, Action, Faults, RunReport, SimConfig, Stall, When, APP_GAP_US_BUSY,
+    LOSS_START_MS,
 };

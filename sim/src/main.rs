@@ -6,7 +6,9 @@ use rotor_sim::{run, Faults, SimConfig};
 
 const USAGE: &str = "usage: rotor-sim [--seeds N] [--seed S] [--first-seed S] [--nodes K] \
 [--faults none|loss|partition|crash|all] [--fault-ms MS] [--app-gap-us MIN,MAX] [--changes] \
-[--verbose]";
+[--token MS] [--loss PERCENT] [--verbose]
+  --loss: that share of every datagram lost from 1 s (or once the ring of all nodes formed) to the heal; each seed's line then has the \
+longest time a node delivered nothing under it";
 
 fn main() {
     let mut seeds = 20u64;
@@ -16,6 +18,8 @@ fn main() {
     let mut fault_ms = 6_000u64;
     let mut verbose = false;
     let mut changes = false;
+    let mut token_ms: Option<u32> = None;
+    let mut loss_percent: Option<u32> = None;
     let mut app_gap_us = rotor_sim::APP_GAP_US_BUSY;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -55,6 +59,15 @@ fn main() {
                     number("--app-gap-us", hi.to_owned()),
                 );
             }
+            "--token" => token_ms = Some(number("--token", value("--token")) as u32),
+            "--loss" => {
+                let pct = number("--loss", value("--loss"));
+                if pct > 100 {
+                    eprintln!("rotor-sim: --loss is a percentage (0 to 100)\n{USAGE}");
+                    exit(2);
+                }
+                loss_percent = Some(pct as u32);
+            }
             "--verbose" | "-v" => verbose = true,
             "--changes" => changes = true,
             "-h" | "--help" => {
@@ -83,6 +96,7 @@ fn main() {
         faults.name()
     );
     let (mut messages, mut configs, mut violations) = (0u64, 0u64, 0u64);
+    let mut stall_max = 0u64;
     for seed in first..first + seeds {
         let cfg = SimConfig {
             seed,
@@ -93,6 +107,8 @@ fn main() {
             script: Vec::new(),
             app_gap_us,
             changes,
+            token_ms,
+            loss_percent,
         };
         let replay = cfg.replay_command();
         let report = run(cfg);
@@ -111,6 +127,18 @@ fn main() {
             report.quorum.plan,
             report.violations.len()
         );
+        if let Some(stall) = report.stall {
+            stall_max = stall_max.max(stall.longest_us);
+            println!(
+                "  loss {}%: longest delivery gap {:.1} ms (node {}), {} configurations, {} token retransmissions, {} frames retransmitted",
+                loss_percent.unwrap_or(0),
+                stall.longest_us as f64 / 1000.0,
+                stall.node,
+                stall.configs,
+                stall.token_retransmits,
+                stall.retransmitted
+            );
+        }
         if changes {
             println!(
                 "  changes: {} asked for, {} applied and {} refused (per member), {} keys retired",
@@ -129,7 +157,11 @@ fn main() {
             println!("  replay: {replay}");
         }
     }
-    println!("sim seeds={seeds} nodes={nodes} messages={messages} configs={configs} violations={violations}");
+    let stall = match loss_percent {
+        Some(_) => format!(" longest_gap_ms={:.1}", stall_max as f64 / 1000.0),
+        None => String::new(),
+    };
+    println!("sim seeds={seeds} nodes={nodes} messages={messages} configs={configs} violations={violations}{stall}");
     if violations > 0 {
         exit(1);
     }

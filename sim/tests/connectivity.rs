@@ -31,6 +31,8 @@ fn partial(name: &str, nodes: usize, blocked: &[(usize, usize)]) {
             script: vec![(When::At(CHANGE_MS), Action::Block(blocked.to_vec()))],
             app_gap_us: APP_GAP_US_BUSY,
             changes: false,
+            token_ms: None,
+            loss_percent: None,
         };
         let replay = cfg.replay_command();
         let report = run(cfg);

@@ -31,6 +31,8 @@ fn scenario(
                 script: script.clone(),
                 app_gap_us,
                 changes: false,
+                token_ms: None,
+                loss_percent: None,
             };
             let replay = cfg.replay_command();
             let steps = cfg.script.len();

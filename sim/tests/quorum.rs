@@ -39,6 +39,8 @@ fn scenario_seeds(
                 script: script.clone(),
                 app_gap_us: APP_GAP_US_BUSY,
                 changes: false,
+                token_ms: None,
+                loss_percent: None,
             };
             let replay = cfg.replay_command();
             let steps = cfg.script.len();

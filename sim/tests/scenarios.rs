@@ -30,6 +30,8 @@ fn scenario_seeds(
             script: script.clone(),
             app_gap_us,
             changes: false,
+            token_ms: None,
+            loss_percent: None,
         };
         let replay = cfg.replay_command();
         let report = run(cfg);
@@ -220,6 +222,8 @@ fn an_idle_ring_delivers_without_waiting_for_a_held_token() {
             script: Vec::new(),
             app_gap_us: (20_000, 200_000),
             changes: false,
+            token_ms: None,
+            loss_percent: None,
         };
         let replay = cfg.replay_command();
         let report = run(cfg);

@@ -19,6 +19,7 @@ pub mod notice;
 pub mod pack;
 pub mod reach;
 pub mod reconfig;
+mod rto;
 mod segment;
 pub mod sessions;
 pub mod srp;

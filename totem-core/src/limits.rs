@@ -23,6 +23,10 @@ pub const RETAINED_FRAMES_MAX: usize = 4096;
 /// Largest `window_size`: a quarter of the retained frames, so a ring of slow receivers never
 /// needs more than the retention holds.
 pub const WINDOW_SIZE_MAX: u32 = (RETAINED_FRAMES_MAX / 4) as u32;
+/// Most times the regular token's first retransmission timeout one retransmission waits
+/// (`rto`: the wait doubles with each retransmission of the same token, up to this and to
+/// token_retransmit).
+pub const TOKEN_RTO_BACKOFF_MAX: u64 = 8;
 /// Retransmission requests carried by one token (corosync uses 30).
 pub const RTR_ENTRIES_MAX: usize = 64;
 /// Largest application message (CPG): 1 MiB of payload, fragmented across frames.

@@ -42,6 +42,7 @@ use crate::limits::{
 use crate::node::NodeConfig;
 use crate::notice::{GatherCause, Notice};
 use crate::reach::{BrokenPair, Reach};
+use crate::rto::TokenRto;
 use crate::segment::{Piece, Reassembly};
 use crate::stats::Stats;
 use crate::store::Store;
@@ -413,6 +414,10 @@ pub struct Srp {
     /// When the token timer was last started (a token arrived or the node began waiting).
     token_timer_started: Instant,
     idle_rotations: u32,
+    /// The token's sequence when this node last passed it on (or held it): a visit is idle
+    /// only if no member stamped a frame since, so every member counts the same idle rotations
+    /// (give or take the one in progress) and knows when the representative may hold.
+    seq_at_last_visit: u64,
     my_last_sent: u32,
     my_last_backlog: u32,
     aru_unchanged_visits: u32,
@@ -420,6 +425,8 @@ pub struct Srp {
     hold_cancel_pending: bool,
     /// Per missing frame: token visits it has been seen missing (miss_count_const).
     missing: Vec<(u64, u32)>,
+    /// When to send the regular token again, from measured rotations (see `rto`).
+    rto: TokenRto,
 
     timer: [Option<Instant>; TIMER_COUNT],
     rng: u64,
@@ -535,12 +542,14 @@ impl Srp {
             held: None,
             token_timer_started: now,
             idle_rotations: 0,
+            seq_at_last_visit: 0,
             my_last_sent: 0,
             my_last_backlog: 0,
             aru_unchanged_visits: 0,
             last_aru_at_visit: 0,
             hold_cancel_pending: false,
             missing: Vec::with_capacity(RTR_ENTRIES_MAX),
+            rto: TokenRto::default(),
             timer: [None; TIMER_COUNT],
             rng: seed | 1,
             outbox: Outbox {
@@ -827,7 +836,9 @@ impl Srp {
         if self.phase.state() != State::Operational {
             return;
         }
-        if self.held.is_some() {
+        if let Some(token) = &mut self.held {
+            // Released for traffic: the next visit is not held.
+            token.flags &= !TOKEN_HOLD_NEXT;
             self.set_timer(Timer::Hold, Some(now));
         } else if self.installed.members.len() > 1 && !self.hold_cancel_pending {
             // Some member may be holding the token (each member decides that on its own count
@@ -887,19 +898,27 @@ impl Srp {
         self.enter_gather(now, members, Vec::new(), GatherCause::TokenLost(state));
     }
 
+    /// The token passed on last has not come back: send it again (paper §2: the last holder
+    /// retransmits; the receiver drops a copy it has by the token sequence number). The
+    /// regular token waits twice as long each time, up to `token_retransmit` (`rto`); the
+    /// commit token always waits `token_retransmit`.
     fn on_token_retransmit_timeout(&mut self, now: Instant) {
         if !matches!(self.phase, Phase::Gather(_)) && !self.last_token.is_empty() {
             self.stats.token_retransmits += 1;
             let mut buf = self.buffer();
             buf.extend_from_slice(&self.last_token);
             let dest = self.last_token_dest;
+            let regular = self.last_token.get(3) == Some(&KIND_TOKEN);
             // A commit token may be larger than a frame.
             self.outbox
                 .send_membership(Dest::Node(dest), buf, &mut self.stats);
-            self.set_timer(
-                Timer::TokenRetransmit,
-                Some(now.plus_ms(self.config.token_retransmit_ms)),
-            );
+            let ceiling_ms = self.config.token_retransmit_ms;
+            let next = if regular {
+                now.plus_ns(self.rto.on_retransmit(ceiling_ms))
+            } else {
+                now.plus_ms(ceiling_ms)
+            };
+            self.set_timer(Timer::TokenRetransmit, Some(next));
         }
     }
 
@@ -1189,6 +1208,7 @@ impl Srp {
         self.stats.tokens += 1;
         self.hold_cancel_pending = false;
         self.set_timer(Timer::TokenRetransmit, None);
+        self.rto.on_token(now);
         self.reset_token_timeout(now);
 
         if matches!(self.phase, Phase::Recovery(..)) && token.flags & TOKEN_RECOVERY_DONE != 0 {
@@ -1282,15 +1302,31 @@ impl Srp {
             self.installed.safe = self.installed.safe.max(token.safe.min(my_aru));
         }
 
+        // corosync's seqno_unchanged_const counts rotations in which the ring's sequence did not
+        // move; this node's own frames are not the only ones that make a rotation busy.
         let idle = sent == 0
+            && token.seq == self.seq_at_last_visit
             && token.rtr.is_empty()
             && token.aru == token.seq
             && token.backlog == 0
             && operational;
+        self.seq_at_last_visit = token.seq;
         if idle {
             self.idle_rotations = self.idle_rotations.saturating_add(1);
         } else {
             self.idle_rotations = 0;
+        }
+        if !idle {
+            token.flags &= !TOKEN_HOLD_NEXT;
+        }
+        if is_rep {
+            let holds_next = operational
+                && self.idle_rotations.saturating_add(1) >= self.config.seqno_unchanged_const;
+            if holds_next {
+                token.flags |= TOKEN_HOLD_NEXT;
+            } else {
+                token.flags &= !TOKEN_HOLD_NEXT;
+            }
         }
         let alone = self.ring_members().len() == 1;
         // Only the representative holds an idle ring's token (corosync's totemsrp.c: the others
@@ -1597,10 +1633,17 @@ impl Srp {
         self.last_token.extend_from_slice(&buf);
         self.last_token_dest = next;
         self.send(Dest::Node(next), buf);
-        self.set_timer(
-            Timer::TokenRetransmit,
-            Some(now.plus_ms(self.config.token_retransmit_ms)),
+        // The token comes back after a rotation, unless the representative holds it on an idle
+        // ring: a member passing on a token that says so (`TOKEN_HOLD_NEXT`) waits the whole
+        // token_retransmit, as corosync does, and does not take the hold for a rotation.
+        let may_be_held = token.ring.rep != self.me.0 && token.flags & TOKEN_HOLD_NEXT != 0;
+        let wait_ns = self.rto.on_forward(
+            now,
+            !may_be_held,
+            self.config.token_retransmit_min_ms,
+            self.config.token_retransmit_ms,
         );
+        self.set_timer(Timer::TokenRetransmit, Some(now.plus_ns(wait_ns)));
     }
 
     fn on_hold_cancel(&mut self, now: Instant, body: &[u8]) -> Result<(), DropReason> {
@@ -1612,8 +1655,20 @@ impl Srp {
         // overtake the token on its way here; corosync resets its idle count whether or not it
         // holds the token, and so do we (otherwise the sender waits out the hold timer).
         self.idle_rotations = 0;
-        if self.held.is_some() {
+        if let Some(token) = &mut self.held {
+            token.flags &= !TOKEN_HOLD_NEXT;
             self.set_timer(Timer::Hold, Some(now));
+        }
+        // A token this node passed on in the belief that the representative would hold it
+        // will not be held now: if it was lost, it is sent again after the measured wait.
+        if self.timer[Timer::TokenRetransmit as usize].is_some() {
+            let (floor, ceiling) = (
+                self.config.token_retransmit_min_ms,
+                self.config.token_retransmit_ms,
+            );
+            if let Some(wait_ns) = self.rto.on_hold_cancelled(floor, ceiling) {
+                self.set_timer(Timer::TokenRetransmit, Some(now.plus_ns(wait_ns)));
+            }
         }
         Ok(())
     }
@@ -1648,6 +1703,7 @@ impl Srp {
         self.installed.frozen = false;
         self.held = None;
         self.last_token.clear();
+        self.rto.forget_sent();
         proc_set.sort();
         proc_set.dedup();
         sorted_insert(&mut proc_set, self.me);
@@ -2382,6 +2438,7 @@ impl Srp {
         };
         self.stats.rings_installed += 1;
         self.idle_rotations = 0;
+        self.seq_at_last_visit = 0;
         self.aru_unchanged_visits = 0;
         self.last_aru_at_visit = 0;
         self.missing.clear();
@@ -2579,6 +2636,7 @@ impl Srp {
             "missing list unbounded"
         );
         assert!(self.notices.len() <= NOTICES_MAX, "notice queue unbounded");
+        self.rto.check_invariants();
         assert!(
             timer(Timer::Presence).is_some(),
             "the presence timer runs in every state"

@@ -35,6 +35,9 @@ impl Instant {
     pub fn plus_ms(self, ms: u32) -> Instant {
         Instant(self.0.saturating_add(u64::from(ms) * 1_000_000))
     }
+    pub fn plus_ns(self, ns: u64) -> Instant {
+        Instant(self.0.saturating_add(ns))
+    }
 }
 
 /// Delivery guarantee of a group message (EVS).

@@ -76,6 +76,11 @@ const _: () = assert!(core::mem::size_of::<DataHdr>() == 32);
 
 pub const TOKEN_ROTATION_PENDING: u8 = 1;
 pub const TOKEN_RECOVERY_DONE: u8 = 2;
+/// Set by the representative when its next visit holds the token if the ring stays idle
+/// (`seqno_unchanged_const`); cleared by a member whose visit is not idle. A member passing on
+/// a token with it waits token_retransmit before sending it again, not the measured rotation
+/// (`rto`): the representative's hold is not a lost token.
+pub const TOKEN_HOLD_NEXT: u8 = 4;
 
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
 #[repr(C)]

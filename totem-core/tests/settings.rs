@@ -33,6 +33,7 @@ fn defaults_are_corosyncs() {
         ("token_retransmits_before_loss_const", 4),
         // (int)(3000 / 4.2)
         ("token_retransmit", 714),
+        ("token_retransmit_min", 1),
         // (int)(714 × 0.8 − 10)
         ("hold", 561),
         ("consensus", 3600),

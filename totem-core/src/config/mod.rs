@@ -35,6 +35,9 @@ pub struct TotemSettings {
     pub token_warning_percent: u32,
     pub token_retransmits_before_loss_const: u32,
     pub token_retransmit_ms: u32,
+    /// Least wait before the regular token is sent again (the floor of the timeout measured
+    /// from rotations, `rto`); `token_retransmit_ms` is its ceiling.
+    pub token_retransmit_min_ms: u32,
     pub hold_ms: u32,
     pub consensus_ms: u32,
     pub join_ms: u32,
@@ -287,6 +290,7 @@ impl TotemSettings {
         token_warning_percent: 0,
         token_retransmits_before_loss_const: 0,
         token_retransmit_ms: 0,
+        token_retransmit_min_ms: 0,
         hold_ms: 0,
         consensus_ms: 0,
         join_ms: 0,

@@ -190,7 +190,7 @@ const fn setting(
 }
 
 /// Entries of [`SETTINGS`].
-pub const SETTING_COUNT: usize = 19;
+pub const SETTING_COUNT: usize = 20;
 
 /// Every totem setting, in resolution order: a derived setting comes after those it derives
 /// from.
@@ -256,8 +256,22 @@ pub static SETTINGS: [Setting; SETTING_COUNT] = [
         },
         (1, u32::MAX),
         true,
-        "Time after passing the token before it is sent again if nothing shows it arrived.",
+        "Longest time after passing the token before it is sent again if it has not come \
+         back; the wait in effect is measured from token rotations (token_retransmit_min).",
         accessors!(token_retransmit_ms),
+    ),
+    setting(
+        "token_retransmit_min",
+        Unit::Milliseconds,
+        DefaultRule::Value(1),
+        (1, u32::MAX),
+        true,
+        "Least time after passing the regular token before it is sent again (rotor's own \
+         key). The wait is the smoothed token rotation time plus four times its deviation, \
+         measured by each node, between this and token_retransmit (which alone applies before \
+         a rotation is measured, and to the commit token), doubling with each retransmission; \
+         it does not change when the token is declared lost.",
+        accessors!(token_retransmit_min_ms),
     ),
     setting(
         "hold",
