@@ -543,6 +543,12 @@ fn kill_shutdown_and_the_text_of_cfgtool() {
         c.start(i);
     }
     c.wait_ring(&[1, 2, 3]);
+    // A link is connected once its pings are answered (knet_pong_count of them in a row).
+    c.wait_for("node 2's links to be up", |c| {
+        c.rotor(2, &["cfg", "-s", "-b"])
+            .1
+            .contains("\tstatus\t= 3n3\n")
+    });
     // -s, -b, -n, --local-id, -a, -L, usage and a bad node id.
     let (code, out, _) = c.rotor(2, &["cfg", "-s"]);
     assert_eq!(code, 0);

@@ -210,7 +210,12 @@ fn three_node_example_types_and_derived_values() {
     let links = &config.totem.links;
     assert_eq!(links.len(), 2);
     assert_eq!(
-        (links[1].number, links[1].priority, links[1].ping_interval_ms, links[1].ping_timeout_ms),
+        (
+            links[1].number,
+            links[1].priority,
+            links[1].ping_interval_ms,
+            links[1].ping_timeout_ms
+        ),
         (1, 1, 412, 825)
     );
     assert_eq!(config.totem.link_mode, LinkMode::Passive);
@@ -553,12 +558,22 @@ fn link_settings_and_mode() {
     assert_eq!(l.len(), 2);
     // Link 0 has no interface section: the defaults, from the token in effect (1650 ms).
     assert_eq!(
-        (l[0].priority, l[0].ping_interval_ms, l[0].ping_timeout_ms, l[0].pong_count),
+        (
+            l[0].priority,
+            l[0].ping_interval_ms,
+            l[0].ping_timeout_ms,
+            l[0].pong_count
+        ),
         (1, 412, 825, 2)
     );
     assert_eq!(l[0].ping_precision, 2048);
     assert_eq!(
-        (l[1].priority, l[1].ping_interval_ms, l[1].ping_timeout_ms, l[1].pong_count),
+        (
+            l[1].priority,
+            l[1].ping_interval_ms,
+            l[1].ping_timeout_ms,
+            l[1].pong_count
+        ),
         (5, 100, 300, 3)
     );
     assert_eq!(l[1].ping_precision, 64);
@@ -625,7 +640,9 @@ fn link_errors_name_file_line_and_key() {
     // Multicast runs on one link.
     let udp = linked("transport: udp\n", &[(1, &[0, 1]), (2, &[0, 1])], "");
     assert_eq!(error_kind(&udp), ErrorKind::Conflict);
-    assert!(error_text(&udp).starts_with("/etc/corosync/corosync.conf:2: totem.transport: multicast"));
+    assert!(
+        error_text(&udp).starts_with("/etc/corosync/corosync.conf:2: totem.transport: multicast")
+    );
     // Ping timers that cannot work, and a transport rotor has not.
     let timers = linked(
         "interface {\nlinknumber: 1\nknet_ping_interval: 500\nknet_ping_timeout: 200\n}\n",

@@ -57,7 +57,11 @@ pub struct LinkEvent {
 impl std::fmt::Display for LinkEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = if self.up { "up" } else { "down" };
-        write!(f, "link: host: {} link: {} is {state}", self.node, self.link)
+        write!(
+            f,
+            "link: host: {} link: {} is {state}",
+            self.node, self.link
+        )
     }
 }
 
@@ -723,7 +727,12 @@ mod tests {
         assert!(a.handle_body(20, 0, 2, &pong.2), "a replay is a ping body");
         assert_eq!(a.peer(2).unwrap().links[0].health.rx_pong_packets, 1);
         assert!(!a.handle_body(0, 0, 2, b"TT\x01\x01"));
-        assert!(!a.handle_body(0, 0, 2, &[b'R', b'L', 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+        assert!(!a.handle_body(
+            0,
+            0,
+            2,
+            &[b'R', b'L', 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        ));
         assert!(is_probe(b"RL..") && !is_probe(b"TT.."));
     }
 

@@ -12,5 +12,6 @@
 pub mod campaign;
 pub mod changes;
 pub mod check;
+pub mod links;
 pub mod record;
 pub mod relay;

@@ -585,9 +585,9 @@ mod tests {
     use super::*;
     use crate::change::{Answer, ChangeKindRecord, RoundRecord};
     use crate::dataplane_quorum::{NodeRecord, QdeviceStart, TieBreakerSetting};
+    use crate::link::LinkSettings;
     use crate::log::{DebugSetting, Level, LogSettings, SyslogFacility, Timestamp};
     use crate::Status;
-    use crate::link::LinkSettings;
 
     fn logging() -> LogConfig {
         LogConfig {
@@ -628,8 +628,7 @@ mod tests {
             node_id: 2,
             links: vec![
                 LinkStart {
-                    settings: LinkSettings::resolve(0, 3000, None, None, None, None, None)
-                        .unwrap(),
+                    settings: LinkSettings::resolve(0, 3000, None, None, None, None, None).unwrap(),
                     local: "198.18.0.2:5405".parse().unwrap(),
                     peers: vec![
                         (1, "198.18.0.1:5405".parse().unwrap()),

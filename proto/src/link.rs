@@ -225,7 +225,10 @@ mod tests {
         assert_eq!(z.unwrap(), s);
         // pong_count scales both.
         let s = LinkSettings::resolve(0, 1000, Some(5), None, None, None, Some(5)).unwrap();
-        assert_eq!((s.priority, s.ping_interval_ms, s.ping_timeout_ms), (5, 100, 200));
+        assert_eq!(
+            (s.priority, s.ping_interval_ms, s.ping_timeout_ms),
+            (5, 100, 200)
+        );
         // A tiny token still pings.
         let s = LinkSettings::resolve(0, 3, None, None, None, None, None).unwrap();
         assert_eq!((s.ping_interval_ms, s.ping_timeout_ms), (1, 1));

@@ -1294,7 +1294,7 @@ fn check_diagnostic(
                 ));
             }
         }
-        Diagnostic::Totem(_) | Diagnostic::Connectivity(_) => {}
+        Diagnostic::Totem(_) | Diagnostic::Connectivity(_) | Diagnostic::Link(_) => {}
     }
 }
 

@@ -34,6 +34,11 @@ pub struct Spec {
     pub totem: Vec<(String, String)>,
     /// Whole sections appended verbatim (e.g. `uidgid {\n uid: 1000\n}\n`).
     pub extra: String,
+    /// Links of every node (1: `ring0_addr` alone; N: `ring0_addr` … `ring<N-1>_addr` at
+    /// [`crate::ipv4_on_link`], on the bridges `Testbed::add_link` makes).
+    pub links: usize,
+    /// Sections put verbatim inside totem{} (e.g. `interface {\n linknumber: 1\n … }\n`).
+    pub interfaces: String,
 }
 
 impl Spec {
@@ -46,6 +51,8 @@ impl Spec {
             port: PORT_DEFAULT,
             totem: Vec::new(),
             extra: String::new(),
+            links: 1,
+            interfaces: String::new(),
         }
     }
 
@@ -80,11 +87,15 @@ impl Spec {
         let _ = writeln!(s, "    linknumber: 0");
         let _ = writeln!(s, "    mcastport: {}", self.port);
         let _ = writeln!(s, "  }}");
+        s.push_str(&self.interfaces);
         let _ = writeln!(s, "}}");
         let _ = writeln!(s, "nodelist {{");
         for i in 1..=hosts {
             let _ = writeln!(s, "  node {{");
             let _ = writeln!(s, "    ring0_addr: {}", self.addr(i));
+            for link in 1..self.links {
+                let _ = writeln!(s, "    ring{link}_addr: {}", crate::ipv4_on_link(i, link));
+            }
             let _ = writeln!(s, "    nodeid: {i}");
             let _ = writeln!(s, "  }}");
         }
@@ -201,7 +212,8 @@ pub struct RotorStatus {
     /// `operational`, `gather`, `commit`, `recovery`, or `down` (no dataplane).
     pub state: String,
     pub ring: String,
-    /// Node ids shown as `localhost` or `connected`, ascending.
+    /// The ring's members (the `Members` line; without one, the node ids link 0 shows as
+    /// `localhost` or `connected`), ascending.
     pub connected: Vec<u32>,
 }
 
@@ -211,11 +223,22 @@ pub fn parse_status(text: &str) -> Option<RotorStatus> {
     let rest = first.strip_prefix("Local node ID ")?;
     let (id, transport) = rest.split_once(", transport ")?;
     let mut connected = Vec::new();
+    let mut members: Option<Vec<u32>> = None;
     let mut state = None;
     let mut ring = None;
+    let mut links_seen = 0;
     for line in text.lines() {
         let t = line.trim();
-        if let Some(n) = t.strip_prefix("nodeid:") {
+        if t.starts_with("LINK ID ") {
+            links_seen += 1;
+        } else if let Some(m) = t.strip_prefix("Members") {
+            members = m
+                .split_whitespace()
+                .map(|id| id.parse().ok())
+                .collect::<Option<Vec<u32>>>();
+        } else if links_seen > 1 {
+            // Only link 0's node lines.
+        } else if let Some(n) = t.strip_prefix("nodeid:") {
             let (id, what) = n.split_once(':')?;
             if matches!(what.trim(), "localhost" | "connected") {
                 connected.push(id.trim().parse().ok()?);
@@ -226,6 +249,7 @@ pub fn parse_status(text: &str) -> Option<RotorStatus> {
             state = Some(s.to_owned());
         }
     }
+    let mut connected = members.unwrap_or(connected);
     connected.sort_unstable();
     Some(RotorStatus {
         node_id: id.trim().parse().ok()?,

@@ -188,6 +188,7 @@ const BENCHES: &[(&str, &str, &str, &str)] = &[
     ("rings", "rotor-bench", "--bin", "bench-rings"),
     ("vs-corosync", "rotor-bench", "--bin", "vs-corosync"),
     ("capi", "rotor-bench", "--bin", "bench-capi"),
+    ("failover", "rotor-faults", "--bin", "bench-failover"),
 ];
 
 fn bench(args: &[String]) -> Result<(), String> {
