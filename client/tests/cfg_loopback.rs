@@ -840,10 +840,17 @@ fn two_links_carry_frames_as_link_mode_says() {
         c.wait_ring(&[1, 2, 3]);
         // Both links of both peers up, as corosync-cfgtool -s -b shows them.
         c.wait_for("node 1's two links to be up", |c| {
-            c.rotor(1, &["cfg", "-s", "-b"]).1.matches("\tstatus\t= n33\n").count() == 2
+            c.rotor(1, &["cfg", "-s", "-b"])
+                .1
+                .matches("\tstatus\t= n33\n")
+                .count()
+                == 2
         });
         let (_, out, _) = c.rotor(1, &["cfg", "-s"]);
-        assert!(out.contains("LINK ID 1 udp\n\taddr\t= 127.0.1.1\n"), "{out}");
+        assert!(
+            out.contains("LINK ID 1 udp\n\taddr\t= 127.0.1.1\n"),
+            "{out}"
+        );
         let (_, out, _) = c.rotor(1, &["cfg", "-n"]);
         assert!(
             out.contains("   LINK: 1 udp (127.0.1.1->127.0.1.2) enabled connected mtu: "),
@@ -861,6 +868,12 @@ fn two_links_carry_frames_as_link_mode_says() {
         if mode == "passive" {
             // Equal priorities: link 0 (the lowest number) carries, link 1 only pings.
             assert_eq!(tx_to_2(&c, 1), before.1, "passive sent frames on link 1");
+        }
+        if mode == "active" {
+            // Every frame came twice: the later copy is dropped as a link duplicate.
+            c.wait_for("copies dropped as link duplicates", |c| {
+                matches!(c.cmap(2, "stats.net.drops.link_duplicate"), Some(Value::U64(n)) if n > 0)
+            });
         }
         assert_eq!(
             c.cmap(1, "runtime.config.totem.interface.1.knet_ping_interval"),

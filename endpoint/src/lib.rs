@@ -410,7 +410,10 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
             }
             Err(e) => e,
         };
-        let cause = DropCause::Crypto(error);
+        let cause = match error {
+            OpenError::Replay if self.links.count() > 1 => DropCause::LinkDuplicate,
+            _ => DropCause::Crypto(error),
+        };
         self.drops.count(cause);
         // The crypto layer refused the frame before any crypto for every reason read here but
         // InvalidDigest (whose report reads nothing of it): its header bytes are as received.

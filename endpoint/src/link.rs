@@ -197,6 +197,11 @@ impl<A: Copy + PartialEq> Links<A> {
         self.mode
     }
 
+    /// How many links this node has.
+    pub fn count(&self) -> usize {
+        self.locals.len()
+    }
+
     /// Every link's settings, by position (link 0 first).
     pub fn settings(&self) -> impl Iterator<Item = &LinkSettings> {
         self.locals.iter().map(|l| &l.settings)
