@@ -236,17 +236,16 @@ pub fn parse_status(text: &str) -> Option<RotorStatus> {
                 .split_whitespace()
                 .map(|id| id.parse().ok())
                 .collect::<Option<Vec<u32>>>();
-        } else if links_seen > 1 {
-            // Only link 0's node lines.
-        } else if let Some(n) = t.strip_prefix("nodeid:") {
-            let (id, what) = n.split_once(':')?;
-            if matches!(what.trim(), "localhost" | "connected") {
-                connected.push(id.trim().parse().ok()?);
-            }
         } else if let Some(r) = t.strip_prefix("Ring ID ") {
             let (r, s) = r.split_once(", state ")?;
             ring = Some(r.to_owned());
             state = Some(s.to_owned());
+        } else if let Some(n) = t.strip_prefix("nodeid:").filter(|_| links_seen <= 1) {
+            // Only link 0's node lines.
+            let (id, what) = n.split_once(':')?;
+            if matches!(what.trim(), "localhost" | "connected") {
+                connected.push(id.trim().parse().ok()?);
+            }
         }
     }
     let mut connected = members.unwrap_or(connected);
@@ -383,6 +382,15 @@ mod tests {
         assert_eq!(s.ring, "1.c");
         assert_eq!(s.connected, [1, 2]);
         assert!(parse_status("rotor: cannot connect").is_none());
+        // Two links: the members from the Members line (link 1's lines and link health do
+        // not count).
+        let text = "Local node ID 1, transport udp\nLINK ID 0 udp\n\taddr\t= 198.18.0.1\n\
+                    \tstatus:\n\t\tnodeid:          1:\tlocalhost\n\t\tnodeid:          2:\t\
+                    connected\nLINK ID 1 udp\n\taddr\t= 198.19.1.1\n\tstatus:\n\t\t\
+                    nodeid:          1:\tlocalhost\n\t\tnodeid:          2:\tconnected\n\
+                    Ring ID 1.8, state operational\nMembers 1\nKey 6a1cf437\n";
+        let s = parse_status(text).unwrap();
+        assert_eq!((s.ring.as_str(), s.connected.as_slice()), ("1.8", &[1][..]));
     }
 
     #[test]
@@ -393,6 +401,10 @@ mod tests {
         assert!(conf.contains("ring0_addr: 198.18.0.3\n    nodeid: 3"));
         assert!(conf.contains("  token: 300\n"));
         assert!(conf.contains("keyfile: /k\n"));
+        spec.links = 2;
+        let conf = spec.corosync_conf(3, Path::new("/k"));
+        assert!(conf.contains("ring0_addr: 198.18.0.3\n    ring1_addr: 198.19.1.3\n"));
+        spec.links = 1;
         spec.ipv6 = true;
         let conf = spec.corosync_conf(2, Path::new("/k"));
         assert!(conf.contains("ring0_addr: 2001:2::2"));
