@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     if !rotor_testbed::root_or_skip("the failover benchmark builds network-namespace hosts") {
         return ExitCode::from(2);
     }
-    // The binaries the run drives, beside this one (the same profile).
+    // The binaries the run drives, beside this one (built in the same profile).
     let bins: PathBuf = match std::env::current_exe() {
         Ok(p) => p.parent().expect("a directory").to_path_buf(),
         Err(e) => {
@@ -48,7 +48,10 @@ fn main() -> ExitCode {
     };
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
-    build.args(["build", "--release", "--bins"]);
+    build.args(["build", "--bins"]);
+    if bins.ends_with("release") {
+        build.arg("--release");
+    }
     for p in [
         "rotor-control",
         "rotor-dataplane",
