@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ipc_shm::{Client, Session, SessionError, WaitMode};
 
+use crate::cpg::Wait;
 use crate::Error;
 
 /// How long a request waits for its reply before failing.
@@ -18,7 +19,20 @@ pub(crate) struct Conn {
     next_req: u32,
     stash: VecDeque<Vec<u8>>,
     buf: Vec<u8>,
+    /// A stashed record made current by [`Conn::take`].
+    held: Vec<u8>,
+    current: Current,
     pub(crate) out: Vec<u8>,
+}
+
+/// Where [`Conn::current`]'s record is.
+#[derive(Clone, Copy)]
+enum Current {
+    None,
+    /// The first `n` bytes of `buf`.
+    Buf(usize),
+    /// `held`.
+    Held,
 }
 
 /// Is this record the reply to `req_id`?
@@ -33,6 +47,8 @@ impl Conn {
             next_req: 1,
             stash: VecDeque::new(),
             buf,
+            held: Vec::new(),
+            current: Current::None,
             out: Vec::new(),
         })
     }
@@ -43,9 +59,10 @@ impl Conn {
         id
     }
 
-    /// Sends `self.out` without waiting for room: `TryAgain` when the ring is full.
-    pub(crate) fn try_send_out(&mut self) -> Result<(), Error> {
-        match self.session.try_send(&self.out) {
+    /// Sends `self.out` followed by `tail` as one record, without waiting for room and
+    /// without copying `tail` anywhere but into the ring: `TryAgain` when the ring is full.
+    pub(crate) fn try_send_out_with(&mut self, tail: &[u8]) -> Result<(), Error> {
+        match self.session.try_send_parts([self.out.as_slice(), tail]) {
             Ok(()) => Ok(()),
             Err(SessionError::Full) => Err(Error::TryAgain),
             Err(e) => Err(e.into()),
@@ -86,39 +103,60 @@ impl Conn {
     /// The next record for dispatch: stashed ones first; `None` when nothing is waiting (with
     /// `wait`, blocks up to `wait` for one).
     pub(crate) fn next(&mut self, wait: Option<Duration>) -> Result<Option<Vec<u8>>, Error> {
-        if let Some(r) = self.stash.pop_front() {
-            return Ok(Some(r));
-        }
-        let got = match wait {
-            None => self.session.try_recv(&mut self.buf),
-            Some(d) => self.session.recv_timeout(
-                &mut self.buf,
-                WaitMode::Adaptive { spin_ns: 20_000 },
-                Some(d),
-            ),
-        };
-        match got {
-            Ok(n) => Ok(Some(self.buf[..n].to_vec())),
-            Err(SessionError::Empty) | Err(SessionError::TimedOut) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        let wait = wait.map_or(Wait::No, Wait::Up);
+        Ok(self.take(wait)?.then(|| self.current().to_vec()))
     }
 
     /// Busy-polls for the next record (lowest latency; burns the core).
     pub(crate) fn next_busy(&mut self) -> Result<Vec<u8>, Error> {
+        self.take(Wait::Spin)?;
+        Ok(self.current().to_vec())
+    }
+
+    /// Makes the next record [`Conn::current`] — a stashed one, or one copied from the ring
+    /// into this connection's buffer (the one copy the ring's reader makes before it looks at
+    /// a record) — waiting as `wait` says; false when none came. Dispatch decodes it in place,
+    /// so a delivery reaches the handler without another copy or an allocation.
+    pub(crate) fn take(&mut self, wait: Wait) -> Result<bool, Error> {
         if let Some(r) = self.stash.pop_front() {
-            return Ok(r);
+            self.held = r;
+            self.current = Current::Held;
+            return Ok(true);
         }
-        let n = self.session.recv(&mut self.buf, WaitMode::Busy)?;
-        Ok(self.buf[..n].to_vec())
+        self.current = Current::None;
+        let got = match wait {
+            Wait::No => self.session.try_recv(&mut self.buf),
+            Wait::Up(d) => self.session.recv_timeout(
+                &mut self.buf,
+                WaitMode::Adaptive { spin_ns: 20_000 },
+                Some(d),
+            ),
+            Wait::Spin => self.session.recv(&mut self.buf, WaitMode::Busy),
+        };
+        match got {
+            Ok(n) => {
+                self.current = Current::Buf(n);
+                Ok(true)
+            }
+            Err(SessionError::Empty) | Err(SessionError::TimedOut) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The record the last successful [`Conn::take`] made current (empty if none).
+    pub(crate) fn current(&self) -> &[u8] {
+        match self.current {
+            Current::None => &[],
+            Current::Buf(n) => &self.buf[..n],
+            Current::Held => &self.held,
+        }
     }
 
     /// A descriptor for the caller's poll loop: readable when records wait.
     pub(crate) fn fd(&mut self) -> Result<RawFd, Error> {
-        if !self.stash.is_empty() || self.session.arm_for_poll()? {
-            // Something is already waiting: make the fd readable so poll returns at once.
-            self.session.signal_self();
-        }
+        // Readable while records wait, in the ring or stashed here (which the peer never
+        // signals), so the caller's poll returns at once.
+        self.session.keep_fd_current(!self.stash.is_empty())?;
         Ok(self.session.as_raw_fd())
     }
 }

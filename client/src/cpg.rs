@@ -6,10 +6,11 @@
 use std::os::fd::RawFd;
 use std::time::Duration;
 
+use rotor_proto::codec::Reader;
 pub use rotor_proto::cpg::{
     Event, Guarantee, Member, Reason, GROUP_NAME_MAX, JOIN_FLAGS_KNOWN, JOIN_INITIAL_TOTEM_CONF,
 };
-use rotor_proto::cpg::{Request, OP_REPLY};
+use rotor_proto::cpg::{Request, OP_REPLY, OP_WELCOME};
 use rotor_proto::Status;
 
 use crate::conn::Conn;
@@ -190,8 +191,9 @@ impl Cpg {
             return Err(Error::Status(Status::TooBig));
         }
         let id = self.conn.req_id();
-        Request::Mcast { guarantee, data }.encode(id, &mut self.conn.out);
-        let sent = self.conn.try_send_out();
+        Request::encode_mcast_head(id, guarantee, data.len(), &mut self.conn.out);
+        // Head and data gathered straight into the ring: the data is copied once here.
+        let sent = self.conn.try_send_out_with(data);
         self.flow_controlled = matches!(sent, Err(Error::TryAgain));
         sent
     }
@@ -232,27 +234,30 @@ impl Cpg {
     /// The next event (deliveries, group changes, totem changes), waiting as `wait` says;
     /// `None` when none came.
     pub fn poll_event(&mut self, wait: Wait) -> Result<Option<Received>, Error> {
+        Ok(self.take_event(wait)?.then(|| Received {
+            record: self.conn.current().to_vec(),
+        }))
+    }
+
+    /// Makes the next event's record the connection's current one, skipping late replies;
+    /// false when none came.
+    fn take_event(&mut self, wait: Wait) -> Result<bool, Error> {
         let mut wait = wait;
         loop {
-            let record = match wait {
-                Wait::No => self.conn.next(None)?,
-                Wait::Up(d) => self.conn.next(Some(d))?,
-                Wait::Spin => Some(self.conn.next_busy()?),
-            };
-            let Some(record) = record else {
-                return Ok(None);
-            };
-            match Event::decode(&record)? {
-                // A late reply to a request that already timed out.
-                Event::Reply { .. } | Event::Welcome { .. } => {
-                    // Whatever the wait, what is left of it now is at most another look.
-                    wait = match wait {
-                        Wait::Spin => Wait::Spin,
-                        _ => Wait::No,
-                    };
-                }
-                _ => return Ok(Some(Received { record })),
+            if !self.conn.take(wait)? {
+                return Ok(false);
             }
+            // The envelope alone tells: the event is decoded once, by whoever takes it.
+            let (envelope, _) = Reader::new(self.conn.current())?;
+            if !matches!(envelope.op, OP_REPLY | OP_WELCOME) {
+                return Ok(true);
+            }
+            // A late reply to a request that already timed out. Whatever the wait, what is
+            // left of it now is at most another look.
+            wait = match wait {
+                Wait::Spin => Wait::Spin,
+                _ => Wait::No,
+            };
         }
     }
 
@@ -264,9 +269,10 @@ impl Cpg {
             Dispatch::Busy => Wait::Spin,
             Dispatch::One | Dispatch::All => Wait::No,
         };
-        while let Some(received) = self.poll_event(wait)? {
+        // Each event is decoded where the connection holds it: the handler borrows the data.
+        while self.take_event(wait)? {
             wait = Wait::No;
-            match received.event()? {
+            match Event::decode(self.conn.current())? {
                 Event::Deliver {
                     guarantee,
                     sender,

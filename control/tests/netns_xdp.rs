@@ -110,6 +110,12 @@ fn dataplane_pid(bed: &Testbed, i: usize) -> Option<i32> {
         .map(|(pid, _)| pid)
 }
 
+/// The scheduling policy of process `pid` (its main thread).
+fn sched_policy(pid: i32) -> i32 {
+    // Safety: sched_getscheduler only reads the policy of the given process.
+    unsafe { libc::sched_getscheduler(pid) }
+}
+
 /// A u64 cmap key on host `i`, if set.
 fn cmap_u64(bed: &Testbed, bins: &Bins, i: usize, key: &str) -> Option<u64> {
     let rotor = bins.rotor();
@@ -196,6 +202,10 @@ fn rotord_attaches_keeps_and_detaches_its_xdp_program() {
     let (eff, prm, _) = cap_masks(dataplane).unwrap();
     assert_eq!(eff & !CAP_BPF, 0, "dataplane CapEff {eff:x}");
     assert_eq!(prm & !CAP_BPF, 0, "dataplane CapPrm {prm:x}");
+    // system.sched_rr (corosync's default yes): rotord takes round-robin realtime scheduling
+    // before it starts the dataplane, which keeps it (it polls adaptively here: unpinned).
+    assert_eq!(sched_policy(daemons.pid(1)), libc::SCHED_RR, "rotord");
+    assert_eq!(sched_policy(dataplane), libc::SCHED_RR, "dataplane");
 
     // Host 1's dataplane dies: rotord restarts it on the same program; ping from host 2
     // (XDP_PASS all along) loses nothing meanwhile.
@@ -229,7 +239,13 @@ fn rotord_attaches_keeps_and_detaches_its_xdp_program() {
             s.ring != before.ring && s.state == "operational" && s.connected == MEMBERS
         })
     });
-    assert!(dataplane_pid(&bed, 1).is_some_and(|p| p != dataplane));
+    let restarted = dataplane_pid(&bed, 1).expect("a dataplane on host 1 again");
+    assert_ne!(restarted, dataplane);
+    assert_eq!(
+        sched_policy(restarted),
+        libc::SCHED_RR,
+        "a dataplane rotord restarts is scheduled as the first"
+    );
     assert_eq!(
         xdp_prog(&bed, 1).map(|p| p.0),
         Some(progs[0]),

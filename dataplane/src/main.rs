@@ -16,7 +16,7 @@ use clap::Parser;
 use rotor_crypto::{CryptoMode, Keys};
 use rotor_dataplane::fnv1a32_parts;
 use rotor_dataplane::runner::{cluster_shape, Runner, RunnerConfig, RunnerLinks};
-use rotor_dataplane::service::{Control, PollLoop};
+use rotor_dataplane::service::{auto, Control, PollChoice, PollLoop};
 use rotor_dataplane::transport::any::{AnyTransport, TransportKind};
 use rotor_dataplane::transport::mcast::Multicast;
 use rotor_dataplane::transport::Transport;
@@ -657,33 +657,28 @@ fn serve(
     start: &DataplaneStart,
 ) -> ExitCode {
     let spin = Duration::from_micros(u64::from(start.poll_spin_us));
-    let mode = match start.poll_mode {
-        PollMode::Busy => PollLoop::Busy,
-        PollMode::Adaptive => PollLoop::Adaptive { spin },
-        PollMode::Blocking => PollLoop::Blocking,
-        PollMode::Auto => {
-            // Online CPUs, not this thread's affinity (already narrowed by the core setting).
-            // SAFETY: sysconf has no preconditions.
-            let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-            let cpus = usize::try_from(online).unwrap_or(1).max(1);
-            let (mode, why) = PollLoop::auto(cpus, start.core.is_some(), spin);
-            tracing::info!(
-                target: "MAIN",
-                "poll mode {}, chosen by auto: {why}",
-                mode.describe()
-            );
-            mode
-        }
+    let poll = match start.poll_mode {
+        PollMode::Busy => PollChoice::Fixed(PollLoop::Busy),
+        PollMode::Adaptive => PollChoice::Fixed(PollLoop::Adaptive { spin }),
+        PollMode::Blocking => PollChoice::Fixed(PollLoop::Blocking),
+        PollMode::Auto => PollChoice::Auto(auto::start(start.core.is_some(), spin)),
     };
+    let mode = match &poll {
+        PollChoice::Fixed(mode) => mode.describe(),
+        PollChoice::Auto(auto) => format!("auto, now {}", auto.get().describe()),
+    };
+    if matches!(poll, PollChoice::Fixed(PollLoop::Busy)) {
+        leave_realtime();
+    }
     rotor_log::notice!(
         target: "MAIN",
         "node {} serving on {} ({}), poll mode {}",
         start.node_id,
         runner.local_addr(),
         runner.transport().name(),
-        mode.describe()
+        mode
     );
-    match rotor_dataplane::service::run(runner, control, mode, &|| TERM.load(Ordering::SeqCst)) {
+    match rotor_dataplane::service::run(runner, control, &poll, &|| TERM.load(Ordering::SeqCst)) {
         Ok(()) => {
             let why = if TERM.load(Ordering::SeqCst) {
                 "on a signal"
@@ -705,6 +700,32 @@ fn serve(
             });
             ExitCode::from(15)
         }
+    }
+}
+
+/// A busy-polling loop never sleeps: in the realtime class rotord passed on
+/// (`system.sched_rr`) it would keep its core from every other task there, rotord and the
+/// clients included, so it goes back to the normal class. Lowering needs no privilege.
+fn leave_realtime() {
+    // SAFETY: sched_getscheduler has no preconditions; pid 0 is this thread.
+    let policy = unsafe { libc::sched_getscheduler(0) };
+    if policy != libc::SCHED_RR && policy != libc::SCHED_FIFO {
+        return;
+    }
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler reads the sched_param we own; pid 0 is this thread.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) } == 0 {
+        tracing::info!(
+            target: "MAIN",
+            "busy polling: realtime scheduling (system.sched_rr) given up, a spinning realtime \
+             loop would starve its core"
+        );
+    } else {
+        tracing::warn!(
+            target: "MAIN",
+            "busy polling in the realtime class, which could not be left: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 

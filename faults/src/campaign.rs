@@ -23,6 +23,7 @@ use rotor_testbed::Testbed;
 use crate::check::{self, Report};
 use crate::record::{self, Line, Proc};
 use crate::relay::{Impairment, Relay};
+use crate::soak::{self, SoakResult};
 
 /// One fault of the matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,6 +144,12 @@ pub struct Plan {
     /// Testbed prefix.
     pub prefix: String,
     pub seed: u64,
+    /// Soak instead of faults: each configuration runs under the checkers' load with no fault
+    /// for this long, and every membership change after the first ring is reported.
+    pub soak: Option<Duration>,
+    /// totem.token_coefficient for every configuration, when set (corosync's 650 ms per node
+    /// beyond two otherwise: `token: 10` in a nodelist of four is a 1310 ms token).
+    pub token_coefficient_ms: Option<u32>,
 }
 
 impl Plan {
@@ -185,6 +192,8 @@ impl Plan {
             out,
             prefix: "fq".into(),
             seed: 1,
+            soak: None,
+            token_coefficient_ms: None,
         }
     }
 
@@ -214,6 +223,8 @@ impl Plan {
             out,
             prefix: "ff".into(),
             seed: 1,
+            soak: None,
+            token_coefficient_ms: None,
         }
     }
 }
@@ -240,12 +251,15 @@ pub struct ConfigResult {
     pub report: Report,
     /// Set-up failures: the cluster never formed, a checker never joined.
     pub setup_error: Option<String>,
+    /// What a soak found (`Plan::soak`).
+    pub soak: Option<SoakResult>,
 }
 
 impl ConfigResult {
     pub fn ok(&self) -> bool {
         self.setup_error.is_none()
             && self.report.ok()
+            && self.soak.as_ref().is_none_or(SoakResult::ok)
             && self
                 .faults
                 .iter()
@@ -270,7 +284,7 @@ impl Tail {
     }
 
     /// Lines written since the last call (a line still being written waits for the next).
-    fn read_new(&mut self) -> Vec<Line> {
+    pub(crate) fn read_new(&mut self) -> Vec<Line> {
         let Ok(mut f) = File::open(&self.path) else {
             return Vec::new();
         };
@@ -599,8 +613,17 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Vec<ConfigResult> {
             faults: Vec::new(),
             report: Report::default(),
             setup_error: None,
+            soak: None,
         };
-        match run_config(plan, config, &dir, &mut result.faults, progress) {
+        let outcome = run_config(
+            plan,
+            config,
+            &dir,
+            &mut result.faults,
+            &mut result.soak,
+            progress,
+        );
+        match outcome {
             Ok(logs) => {
                 let parsed: Vec<(String, Vec<Line>)> = logs
                     .iter()
@@ -682,6 +705,7 @@ fn run_config(
     config: &Config,
     dir: &Path,
     results: &mut Vec<FaultResult>,
+    soaked: &mut Option<SoakResult>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<PathBuf>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -693,6 +717,9 @@ fn run_config(
     spec.transport = config.transport.to_owned();
     if let Some(t) = config.token_ms {
         spec.totem.push(("token".into(), t.to_string()));
+    }
+    if let Some(c) = plan.token_coefficient_ms {
+        spec.totem.push(("token_coefficient".into(), c.to_string()));
     }
     let state = dir.join("state");
     std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
@@ -742,6 +769,12 @@ fn run_config(
     ));
     std::thread::sleep(Duration::from_secs(1));
 
+    if let Some(length) = plan.soak {
+        *soaked = Some(soak::run(&mut cluster, length, plan.recovery_max, progress));
+        let logs = cluster.logs.clone();
+        drop(cluster);
+        return Ok(logs);
+    }
     let faults = config.faults.clone().unwrap_or_else(|| plan.faults.clone());
     for (k, &fault) in faults.iter().enumerate() {
         let r = apply(&mut cluster, plan, fault, plan.seed + k as u64)?;
@@ -890,8 +923,10 @@ fn apply(cl: &mut Cluster, plan: &Plan, fault: Fault, seed: u64) -> Result<Fault
             record::now_ns()
         }
         Fault::KillNode => {
+            // Listed before the clock is read (`Testbed::kill_list`).
+            let pids = cl.bed.kill_list(victim);
             kill_ns = Some(record::now_ns());
-            cl.bed.kill_host(victim);
+            rotor_testbed::rotor::kill_pids(&pids);
             if let Some(mut c) = cl.rotords.remove(&victim) {
                 let _ = c.wait();
             }
@@ -1124,6 +1159,11 @@ pub fn markdown(results: &[ConfigResult]) -> String {
         }
     }
     let _ = writeln!(s);
+    for r in results {
+        if let Some(soaked) = &r.soak {
+            soak::markdown(&r.config.name(), soaked, &mut s);
+        }
+    }
     for r in results {
         let _ = writeln!(
             s,

@@ -65,9 +65,13 @@ pub struct ConsumerLine {
 /// a line of their own that stays shared in both caches instead of bouncing with a cursor.
 #[repr(C)]
 pub struct WaitLine {
-    /// Non-zero while the consumer is (about to be) asleep waiting for records.
+    /// Non-zero while the consumer is (about to be) asleep waiting for records. Set by the
+    /// consumer; the producer clears it when it signals, so one wait costs one signal however
+    /// many records follow before the consumer looks (a signal is a system call, and on a
+    /// wake pair a datagram the consumer must read back).
     pub consumer_waiting: AtomicU32,
-    /// Non-zero while the producer is (about to be) asleep waiting for space.
+    /// Non-zero while the producer is (about to be) asleep waiting for space. Set by the
+    /// producer, cleared by the consumer when it signals (as above).
     pub producer_waiting: AtomicU32,
 }
 

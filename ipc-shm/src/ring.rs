@@ -467,7 +467,11 @@ impl Producer {
             self.head_published = self.head;
             header.producer.head.store(self.head, Ordering::Relaxed);
         }
-        if self.peer_wake_fd >= 0 && header.wait.consumer_waiting.load(Ordering::SeqCst) != 0 {
+        // The plain load first: the flag's line stays shared while nobody waits.
+        if self.peer_wake_fd >= 0
+            && header.wait.consumer_waiting.load(Ordering::SeqCst) != 0
+            && header.wait.consumer_waiting.swap(0, Ordering::SeqCst) != 0
+        {
             sys::eventfd_signal(self.peer_wake_fd);
         }
         Ok(())
@@ -671,7 +675,10 @@ impl Consumer {
         let header = self.view.header();
         // Mirror of the producer's store/load pair (see `Producer::try_push`).
         header.consumer.tail.store(self.tail, Ordering::SeqCst);
-        if self.peer_wake_fd >= 0 && header.wait.producer_waiting.load(Ordering::SeqCst) != 0 {
+        if self.peer_wake_fd >= 0
+            && header.wait.producer_waiting.load(Ordering::SeqCst) != 0
+            && header.wait.producer_waiting.swap(0, Ordering::SeqCst) != 0
+        {
             sys::eventfd_signal(self.peer_wake_fd);
         }
     }

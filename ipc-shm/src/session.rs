@@ -1,6 +1,7 @@
 //! One attached party's end of a connection: the outgoing ring's producer, the incoming ring's
 //! consumer, both eventfds and the control socket whose hang-up tells that the peer is gone.
 
+use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -84,6 +85,20 @@ pub struct Session {
     idle_rounds: u32,
     /// `arm_for_poll` raised the consumer flag and no receive has lowered it yet.
     armed: bool,
+    /// What [`Session::keep_fd_current`] last left the wake fd as; anything that may change
+    /// the fd behind its back (a receive, a drain, a signal of our own) makes it `Stale`.
+    fd_state: Cell<FdState>,
+}
+
+/// The wake fd as [`Session::keep_fd_current`] knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FdState {
+    /// Unknown: arm, drain and look again.
+    Stale,
+    /// Armed and drained with nothing waiting: the peer signals the next record.
+    Quiet,
+    /// Readable, and something waited when it was made so.
+    Readable,
 }
 
 /// A session end's wake descriptors.
@@ -130,6 +145,7 @@ impl Session {
             closed: false,
             idle_rounds: 0,
             armed: false,
+            fd_state: Cell::new(FdState::Stale),
         }
     }
 
@@ -285,6 +301,7 @@ impl Session {
                 if self.armed {
                     self.armed = false;
                     self.consumer.set_waiting(false);
+                    self.fd_state.set(FdState::Stale);
                 }
                 Ok(size)
             }
@@ -373,10 +390,49 @@ impl Session {
         }
     }
 
+    /// Keeps the wake fd ([`AsRawFd::as_raw_fd`]) readable exactly while a record waits or
+    /// `held` (records the caller took from the ring and still holds), for an application
+    /// that polls the fd between its calls, as libcpg's fd is polled: call it after every call
+    /// that may have received. Returns whether something waits.
+    ///
+    /// Unlike [`Session::arm_for_poll`], which a server calls once before each sleep, this is
+    /// called after every library call, so it makes no system call unless the fd must change:
+    /// an application that multicasts in a loop while deliveries wait must not pay a signal
+    /// (and, on a wake pair, a datagram to read back) per call.
+    pub fn keep_fd_current(&mut self, held: bool) -> Result<bool, SessionError> {
+        if self.closed {
+            return Err(SessionError::Closed);
+        }
+        if self.armed {
+            let ready = match self.consumer.ready_now() {
+                Ok(ready) => ready || held,
+                Err(reason) => return Err(self.fail_corrupt(reason)),
+            };
+            match (self.fd_state.get(), ready) {
+                (FdState::Readable, true) | (FdState::Quiet, false) => return Ok(ready),
+                // The flag was up when the record landed, so the peer signalled it.
+                (FdState::Quiet, true) if !held => {
+                    self.fd_state.set(FdState::Readable);
+                    return Ok(true);
+                }
+                _ => {}
+            }
+        }
+        let ready = self.arm_for_poll()? || held;
+        if ready {
+            self.signal_self();
+            self.fd_state.set(FdState::Readable);
+        } else {
+            self.fd_state.set(FdState::Quiet);
+        }
+        Ok(ready)
+    }
+
     /// Makes this end's wake fd ([`AsRawFd::as_raw_fd`]) readable: a poll on it returns at
     /// once (something waits that the peer will not signal, or a thread sleeping on it must
     /// wake).
     pub fn signal_self(&self) {
+        self.fd_state.set(FdState::Stale);
         let fd = self.self_wake_fd.as_ref().unwrap_or(&self.wake_fd);
         sys::eventfd_signal(fd.as_raw_fd());
     }
@@ -425,6 +481,7 @@ impl Session {
         let polled = sys::poll2(self.wake_fd.as_raw_fd(), self.socket.as_raw_fd(), timeout)?;
         if polled.woken {
             sys::eventfd_drain(self.wake_fd.as_raw_fd());
+            self.fd_state.set(FdState::Stale);
         }
         match sys::socket_peer_gone(self.socket.as_raw_fd(), polled.socket_events) {
             Ok(false) => Ok(()),

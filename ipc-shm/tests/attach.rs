@@ -560,3 +560,82 @@ fn space_freed_by_a_receiver_is_published_when_it_waits_to_send() {
     let (sent, _c) = sender.join().unwrap();
     sent.expect("the blocked sender saw the space the receiver freed");
 }
+
+/// Reads every wake-up waiting on the client's poll end (a datagram each) without blocking.
+fn wake_ups_waiting(fd: std::os::fd::RawFd) -> usize {
+    let mut n = 0;
+    loop {
+        let mut value = 0u64;
+        // Safety: reads at most 8 bytes into a valid u64, non-blocking.
+        let r = unsafe { libc::recv(fd, (&mut value as *mut u64).cast(), 8, libc::MSG_DONTWAIT) };
+        if r <= 0 {
+            return n;
+        }
+        n += 1;
+    }
+}
+
+fn readable(fd: std::os::fd::RawFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // Safety: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
+}
+
+/// One wait costs the producer one signal, however many records follow before the consumer
+/// looks: each signal is a system call, and on the client's wake pair a datagram to read back.
+#[test]
+fn records_sent_to_a_waiting_consumer_signal_it_once() {
+    let (_server, mut s, mut c) = attached("once", AllowList::root_only());
+    assert!(!c.arm_for_poll().unwrap());
+    for i in 0..50u32 {
+        s.try_send(&i.to_le_bytes()).unwrap();
+    }
+    assert_eq!(
+        wake_ups_waiting(c.as_raw_fd()),
+        1,
+        "one signal for 50 records"
+    );
+}
+
+/// `keep_fd_current` keeps the fd readable exactly while something waits, and calling it
+/// again changes nothing (no signal, no drain) until a record is taken.
+#[test]
+fn the_fd_kept_current_is_readable_exactly_while_records_wait() {
+    let (_server, mut s, mut c) = attached("current", AllowList::root_only());
+    let fd = c.as_raw_fd();
+    assert!(!c.keep_fd_current(false).unwrap());
+    assert!(!readable(fd), "nothing waits");
+    s.try_send(b"one").unwrap();
+    s.try_send(b"two").unwrap();
+    assert!(readable(fd), "the peer's signal");
+    for _ in 0..10 {
+        assert!(c.keep_fd_current(false).unwrap());
+    }
+    assert!(readable(fd));
+    let mut buf = [0u8; 8];
+    assert_eq!(c.try_recv(&mut buf).unwrap(), 3);
+    assert!(c.keep_fd_current(false).unwrap(), "one still waits");
+    assert!(readable(fd));
+    assert_eq!(c.try_recv(&mut buf).unwrap(), 3);
+    assert!(!c.keep_fd_current(false).unwrap());
+    assert!(!readable(fd), "drained once the ring is empty");
+    assert!(
+        c.keep_fd_current(true).unwrap(),
+        "records held by the caller"
+    );
+    assert!(readable(fd));
+    assert!(!c.keep_fd_current(false).unwrap());
+    assert!(!readable(fd), "drained once nothing is held");
+    s.try_send(b"three").unwrap();
+    assert!(c.keep_fd_current(false).unwrap());
+    assert!(readable(fd));
+    assert_eq!(
+        wake_ups_waiting(fd),
+        1,
+        "calls in between added no signal of their own"
+    );
+}

@@ -53,9 +53,14 @@ impl<'a> Writer<'a> {
     }
     /// A `u32` length, then the bytes.
     pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
-        self.u32(v.len() as u32);
+        self.bytes_len(v.len());
         self.out.extend_from_slice(v);
         self
+    }
+    /// The `u32` length of [`Writer::bytes`] alone: the bytes follow from elsewhere (a gathered
+    /// write), and must be the record's last field.
+    pub fn bytes_len(&mut self, len: usize) -> &mut Self {
+        self.u32(len as u32)
     }
     pub fn str(&mut self, v: &str) -> &mut Self {
         self.bytes(v.as_bytes())

@@ -134,9 +134,8 @@ impl Request<'_> {
                 Writer::new(out, OP_LEAVE, req_id).bytes(group);
             }
             Request::Mcast { guarantee, data } => {
-                Writer::new(out, OP_MCAST, req_id)
-                    .u8(guarantee.code())
-                    .bytes(data);
+                Request::encode_mcast_head(req_id, guarantee, data.len(), out);
+                out.extend_from_slice(data);
             }
             Request::Membership { group } => {
                 Writer::new(out, OP_MEMBERSHIP, req_id).bytes(group);
@@ -145,6 +144,19 @@ impl Request<'_> {
                 Writer::new(out, OP_GROUPS, req_id);
             }
         }
+    }
+
+    /// A `Mcast` record but its data, which follows it: the client writes head and data
+    /// straight into its ring as one record, without first copying the data into a buffer.
+    pub fn encode_mcast_head(
+        req_id: u32,
+        guarantee: Guarantee,
+        data_len: usize,
+        out: &mut Vec<u8>,
+    ) {
+        Writer::new(out, OP_MCAST, req_id)
+            .u8(guarantee.code())
+            .bytes_len(data_len);
     }
 
     /// Decodes a request, returning it with its request id.
@@ -459,6 +471,24 @@ mod tests {
                 assert!(Request::decode(&buf[..cut]).is_err());
             }
         }
+    }
+
+    /// The gathered form (head, then the data from elsewhere) is the same record.
+    #[test]
+    fn a_mcast_head_and_its_data_are_a_mcast_record() {
+        let mut head = Vec::new();
+        Request::encode_mcast_head(7, Guarantee::Agreed, 5, &mut head);
+        head.extend_from_slice(b"hello");
+        assert_eq!(
+            Request::decode(&head).unwrap(),
+            (
+                7,
+                Request::Mcast {
+                    guarantee: Guarantee::Agreed,
+                    data: b"hello"
+                }
+            )
+        );
     }
 
     #[test]

@@ -103,7 +103,7 @@ impl Spec {
         let _ = writeln!(s, "logging {{");
         let _ = writeln!(s, "  to_stderr: yes");
         let _ = writeln!(s, "  to_syslog: no");
-        let _ = writeln!(s, "  timestamp: on");
+        let _ = writeln!(s, "  timestamp: hires");
         let _ = writeln!(s, "}}");
         s.push_str(&self.extra);
         s
@@ -351,18 +351,31 @@ impl Testbed {
     /// host, the dataplane first (rotord's death would otherwise signal it to leave cleanly).
     /// Returns how many processes were signalled.
     pub fn kill_host(&self, i: usize) -> usize {
+        let pids = self.kill_list(i);
+        kill_pids(&pids);
+        pids.len()
+    }
+
+    /// The processes `kill_host` would signal, in its order. Listing them runs `ip netns pids`,
+    /// which takes milliseconds on a loaded machine: a caller that times the kill lists first,
+    /// takes its time, then calls [`kill_pids`].
+    pub fn kill_list(&self, i: usize) -> Vec<libc::pid_t> {
         let mut pids: Vec<(bool, libc::pid_t)> = self
             .processes(i)
             .into_iter()
             .map(|(pid, comm)| (comm != "rotor-dataplane", pid))
             .collect();
         pids.sort_unstable();
-        for (_, pid) in &pids {
-            // Safety: kill(2) has no memory preconditions; the pids were just read from the
-            // host's namespace, which only processes started for this testbed enter.
-            unsafe { libc::kill(*pid, libc::SIGKILL) };
-        }
-        pids.len()
+        pids.into_iter().map(|(_, pid)| pid).collect()
+    }
+}
+
+/// SIGKILL to each of `pids` (from [`Testbed::kill_list`]), in order.
+pub fn kill_pids(pids: &[libc::pid_t]) {
+    for pid in pids {
+        // Safety: kill(2) has no memory preconditions; the pids were read from a testbed
+        // host's namespace, which only processes started for this testbed enter.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
     }
 }
 

@@ -1214,8 +1214,12 @@ impl Srp {
             }
         }
 
+        // What this visit may multicast, retransmissions and new frames together (paper
+        // §3.3: the token's fcc counts every frame of the last rotation, retransmissions
+        // included, so frames lost to a congested network are not answered with more).
+        let mut allowed = self.flow_allowance(&token);
         // Retransmit what others asked for; ask for what we miss.
-        self.serve_retransmissions(&mut token);
+        let retransmitted = self.serve_retransmissions(&mut token, &mut allowed);
         self.request_missing(&mut token);
         if operational && self.failed_to_receive(&token) {
             self.stats.failed_to_receive += 1;
@@ -1232,7 +1236,7 @@ impl Srp {
         }
 
         // Multicast new frames as flow control allows.
-        let sent = self.send_new_frames(&mut token, up);
+        let sent = self.send_new_frames(&mut token, up, allowed);
 
         let store = self.ring_store();
         let my_aru = store.aru();
@@ -1259,11 +1263,12 @@ impl Srp {
                 token.flags |= TOKEN_ROTATION_PENDING;
             }
         }
+        let multicast = sent.saturating_add(retransmitted);
         token.fcc = token
             .fcc
             .saturating_sub(self.my_last_sent)
-            .saturating_add(sent);
-        self.my_last_sent = sent;
+            .saturating_add(multicast);
+        self.my_last_sent = multicast;
         let backlog = if operational { up.backlog_frames() } else { 0 };
         token.backlog = token
             .backlog
@@ -1331,12 +1336,14 @@ impl Srp {
         }
     }
 
-    fn serve_retransmissions(&mut self, token: &mut Token) {
+    /// Answers the token's retransmission requests this node can, at most `allowed` of them
+    /// (which they use up); returns how many it sent. The rest stay on the token.
+    fn serve_retransmissions(&mut self, token: &mut Token, allowed: &mut u32) -> u32 {
         let mut kept = Vec::with_capacity(token.rtr.len());
         let requests = std::mem::take(&mut token.rtr);
         let (mut count, mut first, mut last) = (0u32, u64::MAX, 0u64);
         for seq in requests {
-            if self.retransmit(token.ring, seq) {
+            if count < *allowed && self.retransmit(token.ring, seq) {
                 count += 1;
                 first = first.min(seq);
                 last = last.max(seq);
@@ -1345,6 +1352,7 @@ impl Srp {
             }
         }
         token.rtr = kept;
+        *allowed -= count;
         if count > 0 {
             self.notice(Notice::Retransmitted {
                 ring: token.ring,
@@ -1353,6 +1361,7 @@ impl Srp {
                 last,
             });
         }
+        count
     }
 
     /// Multicasts a held frame again (built straight from the store, no intermediate copy).
@@ -1435,13 +1444,20 @@ impl Srp {
         self.aru_unchanged_visits >= self.config.fail_recv_const && self.installed.members.len() > 1
     }
 
-    fn send_new_frames(&mut self, token: &mut Token, up: &mut impl Upper) -> u32 {
-        let operational = matches!(self.phase, Phase::Operational);
+    /// Frames this visit may multicast (paper §3.3): at most max_messages, and no more than
+    /// the window leaves after what the others multicast in the last rotation.
+    fn flow_allowance(&self, token: &Token) -> u32 {
         let others_sent = token.fcc.saturating_sub(self.my_last_sent);
-        let mut allowed = self
-            .config
+        self.config
             .max_messages
-            .min(self.config.window_size.saturating_sub(others_sent));
+            .min(self.config.window_size.saturating_sub(others_sent))
+    }
+
+    /// Multicasts new frames, at most `allowed` (what retransmissions left of this visit's
+    /// allowance), shared fairly by backlog and bounded by what every member can retain.
+    fn send_new_frames(&mut self, token: &mut Token, up: &mut impl Upper, allowed: u32) -> u32 {
+        let operational = matches!(self.phase, Phase::Operational);
+        let mut allowed = allowed;
         let my_backlog = if operational { up.backlog_frames() } else { 0 };
         let total_backlog = token
             .backlog

@@ -4,11 +4,11 @@
 //! is heard by nobody leave it out of the others' ring. Every node's invariants are asserted
 //! after every input.
 
+mod common;
+
 use totem_core::config::explicit;
 use totem_core::wire::{self, Header, SegmentHdr, MAGIC, VERSION};
-use totem_core::{
-    cluster_hash, ClusterShape, Dest, Instant, Node, NodeConfig, NodeId, State, TotemSettings,
-};
+use totem_core::{cluster_hash, ClusterShape, Dest, Instant, Node, NodeId, State, TotemSettings};
 use zerocopy::IntoBytes;
 
 const MS: u64 = 1_000_000;
@@ -26,20 +26,7 @@ fn node(id: u32, nodes: u32) -> Node {
         &shape(nodes),
     )
     .expect("valid settings");
-    let config = NodeConfig {
-        totem,
-        shape: shape(nodes),
-        identity: Default::default(),
-        key_id: 0,
-        node_id: NodeId(id),
-        cluster: cluster_hash("scale"),
-        incarnation: 1,
-        ring_seq_start: 0,
-        seed: u64::from(id),
-    };
-    let mut node = Node::new(config, Instant(0)).expect("valid config");
-    node.set_check_all_invariants(true);
-    node
+    common::node(common::config(id, totem, shape(nodes), "scale"))
 }
 
 /// An in-memory network: every datagram arrives at once, except those `drop` refuses.

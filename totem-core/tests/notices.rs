@@ -3,10 +3,11 @@
 //! the new membership without it and "leave not received"; a member that leaves cleanly
 //! produces none of the last. Every node's invariants are asserted after every input.
 
+mod common;
+
 use totem_core::config::explicit;
 use totem_core::{
-    cluster_hash, ClusterShape, Dest, GatherCause, Instant, Node, NodeConfig, NodeId, Notice,
-    State, TotemSettings,
+    ClusterShape, Dest, GatherCause, Instant, Node, NodeId, Notice, State, TotemSettings,
 };
 
 const MS: u64 = 1_000_000;
@@ -25,20 +26,7 @@ fn totem() -> TotemSettings {
 }
 
 fn node(id: u32) -> Node {
-    let config = NodeConfig {
-        totem: totem(),
-        shape: SHAPE,
-        identity: Default::default(),
-        key_id: 0,
-        node_id: NodeId(id),
-        cluster: cluster_hash("notices"),
-        incarnation: 1,
-        ring_seq_start: 0,
-        seed: u64::from(id),
-    };
-    let mut node = Node::new(config, Instant(0)).expect("valid config");
-    node.set_check_all_invariants(true);
-    node
+    common::node(common::config(id, totem(), SHAPE, "notices"))
 }
 
 /// Nodes on a loss-free in-memory network; `alive[i]` false drops everything to and from i.

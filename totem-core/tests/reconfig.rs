@@ -6,10 +6,12 @@
 //! named on both sides, while the ring goes on. Every node's invariants are asserted after
 //! every input.
 
+mod common;
+
 use totem_core::config::explicit;
 use totem_core::{
-    cluster_hash, ChangeEvent, ChangeKind, ClusterShape, ConfigIdentity, Dest, Instant, Node,
-    NodeConfig, NodeId, Notice, Outcome, Proposal, RoundId, State, TotemSettings,
+    ChangeEvent, ChangeKind, ClusterShape, ConfigIdentity, Dest, Instant, Node, NodeConfig, NodeId,
+    Notice, Outcome, Proposal, RoundId, State, TotemSettings,
 };
 
 const MS: u64 = 1_000_000;
@@ -37,20 +39,11 @@ fn identity(token: u32, nodes: u32) -> ConfigIdentity {
 }
 
 fn node(id: u32, token: u32, nodes: u32) -> Node {
-    let config = NodeConfig {
-        totem: totem(token, nodes),
-        shape: shape(nodes),
+    common::node(NodeConfig {
         identity: identity(token, nodes),
         key_id: 1,
-        node_id: NodeId(id),
-        cluster: cluster_hash("reconfig"),
-        incarnation: 1,
-        ring_seq_start: 0,
-        seed: u64::from(id),
-    };
-    let mut node = Node::new(config, Instant(0)).expect("valid config");
-    node.set_check_all_invariants(true);
-    node
+        ..common::config(id, totem(token, nodes), shape(nodes), "reconfig")
+    })
 }
 
 /// Nodes on a loss-free in-memory network; `alive[i]` false drops everything to and from i.

@@ -1,6 +1,7 @@
-//! `cargo xtask faults [--quick] [--hold SECONDS] [--out DIR]` (root): builds rotord, the
-//! dataplane, rotor and rotor-faults' binaries in release and runs the campaign
-//! (rotor-faults' `rotor-faults` binary: the full matrix, or the quick one the suite runs).
+//! `cargo xtask faults [--quick] [--hold SECONDS] [--soak SECONDS] [--out DIR] …` (root):
+//! builds rotord, the dataplane, rotor and rotor-faults' binaries in release and runs the
+//! campaign (rotor-faults' `rotor-faults` binary: the full matrix, the quick one the suite
+//! runs, or with `--soak` the load alone for that long; every argument is passed on).
 
 use std::process::Command;
 

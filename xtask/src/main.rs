@@ -34,13 +34,18 @@ usage: cargo xtask <command> [args]
   bench capi [--runs R] [--lat-count N] [--tput-seconds T]
                        the C bench client through rotor's libcpg against rotor bench, same
                        cluster (root; report too)
+  bench detect [--runs R] [--nodes N]... [--token MS[:COEFFICIENT]|default]...
+                       SIGKILL of a node to the survivors' configuration change, on netns
+                       hosts (root; report too)
   cluster up N [--transport auto|xdp|udp] [--ipv6] [--debug]
                        N netns hosts n1..nN (198.18.0.I, 2001:2::I), one rotord each
   cluster down         stop those nodes and remove the hosts
   cluster exec I CMD…  run CMD inside host nI
-  faults [--quick] [--hold SECONDS]
+  faults [--quick] [--hold SECONDS] [--soak SECONDS] [--nodes N] [--token MS|default]
+         [--transport xdp|udp] [--token-coefficient MS] [--fault NAME]
                        the fault campaign on netns hosts (root): checker clients on every
-                       node, each fault applied, healed and checked; figures in the report
+                       node, each fault applied, healed and checked; figures in the report;
+                       --soak: the same load with no fault, every membership change reported
   fuzz TARGET [--time SECONDS] [--merge]
                        libFuzzer (stable toolchain) on one target: wire, crypto_open, proto,
                        ipc_ring, config, cmap_value
@@ -188,6 +193,7 @@ const BENCHES: &[(&str, &str, &str, &str)] = &[
     ("rings", "rotor-bench", "--bin", "bench-rings"),
     ("vs-corosync", "rotor-bench", "--bin", "vs-corosync"),
     ("capi", "rotor-bench", "--bin", "bench-capi"),
+    ("detect", "rotor-bench", "--bin", "bench-detect"),
     ("failover", "rotor-faults", "--bin", "bench-failover"),
 ];
 

@@ -2,7 +2,8 @@
 //! definition) as a thin layer over rotor-client's [`Cfg`], served by rotord: the local node
 //! id, a node's status and addresses, the link's status, a cluster-wide reload, reopening the
 //! log files, killing a node, and shutdown with the tracking applications' say. Handles are
-//! hdb-style entries of [`HANDLES`] (stale or unknown: `CS_ERR_BAD_HANDLE`); the shutdown
+//! hdb-style entries of [`HANDLES`] (rotor-capi's `Library`; stale or unknown:
+//! `CS_ERR_BAD_HANDLE`); the shutdown
 //! callback runs only from `corosync_cfg_dispatch`, with the handle unlocked, so it may call
 //! the library (`corosync_cfg_replyto_shutdown`, finalize included).
 //!
@@ -33,11 +34,10 @@ include!(concat!(env!("OUT_DIR"), "/versioned.rs"));
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::net::IpAddr;
-use std::sync::Mutex;
 
 use abi::*;
 use rotor_capi::abi::*;
-use rotor_capi::handles::{lock, HandleTable};
+use rotor_capi::library::Library;
 use rotor_capi::{cs_error, guard, result, write_out};
 use rotor_client::cfg::{Cfg, CfgEvent, NodeStatusV1, ShutdownFlags};
 
@@ -45,50 +45,8 @@ const _: () = assert!(COROSYNC_CFG_SHUTDOWN_FLAG_REQUEST == 0);
 const _: () = assert!(COROSYNC_CFG_SHUTDOWN_FLAG_REGARDLESS == 1);
 const _: () = assert!(COROSYNC_CFG_SHUTDOWN_FLAG_IMMEDIATE == 2);
 
-struct State {
-    /// `None` once finalized.
-    cfg: Option<Cfg>,
-    shutdown_callback: corosync_cfg_shutdown_callback_t,
-    /// The application asked for the fd (`corosync_cfg_fd_get`): it is kept armed after
-    /// every call (readable while an event waits, as libqb's socket is), see libcpg's
-    /// `fd_used`.
-    fd_used: bool,
-}
-
-impl State {
-    fn rearm(&mut self) {
-        if self.fd_used {
-            if let Some(c) = self.cfg.as_mut() {
-                let _ = c.fd();
-            }
-        }
-    }
-}
-
-type Instance = Mutex<State>;
-
-/// Every live cfg handle.
-static HANDLES: HandleTable<Instance> = HandleTable::new();
-
-/// Runs `f` on the live, unfinalized handle `handle`.
-fn with_cfg(
-    handle: corosync_cfg_handle_t,
-    f: impl FnOnce(&mut Cfg, &mut bool) -> cs_error_t,
-) -> cs_error_t {
-    guard(|| {
-        let Some(instance) = HANDLES.get(handle) else {
-            return CS_ERR_BAD_HANDLE;
-        };
-        let mut state = lock(&instance);
-        let State { cfg, fd_used, .. } = &mut *state;
-        let Some(c) = cfg.as_mut() else {
-            return CS_ERR_BAD_HANDLE;
-        };
-        let r = f(c, fd_used);
-        state.rearm();
-        r
-    })
-}
+/// Every live cfg handle, each with its shutdown callback.
+static HANDLES: Library<Cfg, corosync_cfg_shutdown_callback_t> = Library::new();
 
 /// Copies `s` into a fixed C string field, NUL-terminated, cut to fit.
 fn c_string(out: &mut [c_char], s: &str) {
@@ -229,11 +187,7 @@ mod versioned {
             // SAFETY: NULL or valid, by the API's contract.
             let shutdown_callback =
                 unsafe { cfg_callbacks.as_ref() }.and_then(|c| c.corosync_cfg_shutdown_callback);
-            let h = HANDLES.insert(Mutex::new(State {
-                cfg: Some(cfg),
-                shutdown_callback,
-                fd_used: false,
-            }));
+            let h = HANDLES.initialize(cfg, shutdown_callback);
             // SAFETY: checked not NULL; valid by the API's contract.
             unsafe { cfg_handle.write(h) };
             CS_OK
@@ -245,16 +199,8 @@ mod versioned {
         cfg_handle: corosync_cfg_handle_t,
         selection_fd: *mut i32,
     ) -> cs_error_t {
-        with_cfg(cfg_handle, |c, fd_used| match c.fd() {
-            Ok(raw) => {
-                *fd_used = true;
-                // SAFETY: NULL or valid, by the API's contract; write_out checks NULL.
-                unsafe { write_out(selection_fd, raw) }
-                    .err()
-                    .unwrap_or(CS_OK)
-            }
-            Err(e) => cs_error(&e),
-        })
+        // SAFETY: NULL or valid, by the API's contract.
+        unsafe { HANDLES.fd_get(cfg_handle, selection_fd) }
     }
 
     /// `corosync_cfg_dispatch`: runs the shutdown callback of waiting events. ONE waits for
@@ -264,7 +210,20 @@ mod versioned {
         cfg_handle: corosync_cfg_handle_t,
         dispatch_flags: cs_dispatch_flags_t,
     ) -> cs_error_t {
-        guard(|| dispatch(cfg_handle, dispatch_flags))
+        HANDLES.dispatch(
+            cfg_handle,
+            dispatch_flags,
+            |callback, event| (event, *callback),
+            |(event, callback)| {
+                let CfgEvent::ShutdownRequested { flags, .. } = event;
+                if let Some(f) = callback {
+                    // SAFETY: the application's callback, with what cfg.h promises: the
+                    // handle and the request's flags.
+                    unsafe { f(cfg_handle, flags.code()) };
+                }
+                Ok(())
+            },
+        )
     }
 
     /// `corosync_cfg_finalize`: closes the connection; a dispatch of another thread sleeping
@@ -272,18 +231,7 @@ mod versioned {
     pub unsafe extern "C" fn corosync_cfg_finalize(
         cfg_handle: corosync_cfg_handle_t,
     ) -> cs_error_t {
-        guard(|| {
-            let Some(instance) = HANDLES.remove(cfg_handle) else {
-                return CS_ERR_BAD_HANDLE;
-            };
-            let mut state = lock(&instance);
-            let Some(cfg) = state.cfg.take() else {
-                return CS_ERR_BAD_HANDLE;
-            };
-            // Closing an fd does not wake a poll on it: make it readable first.
-            cfg.wake();
-            CS_OK
-        })
+        HANDLES.finalize(cfg_handle, |_| {})
     }
 
     /// `corosync_cfg_ring_status_get`: one entry per link (rotor has link 0): its name
@@ -296,7 +244,7 @@ mod versioned {
         status: *mut *mut *mut c_char,
         interface_count: *mut c_uint,
     ) -> cs_error_t {
-        with_cfg(cfg_handle, |c, _| {
+        HANDLES.with(cfg_handle, |c, _| {
             if interface_names.is_null() || status.is_null() || interface_count.is_null() {
                 return CS_ERR_INVALID_PARAM;
             }
@@ -347,7 +295,7 @@ mod versioned {
         if node_status.is_null() || version != CFG_NODE_STATUS_V1 {
             return CS_ERR_INVALID_PARAM;
         }
-        with_cfg(cfg_handle, |c, _| match c.node_status_get(nodeid) {
+        HANDLES.with(cfg_handle, |c, _| match c.node_status_get(nodeid) {
             Ok(s) => {
                 // SAFETY: not NULL; for V1 it points to a corosync_cfg_node_status_v1
                 // (cfg.h), by the API's contract.
@@ -368,71 +316,14 @@ mod versioned {
         cfg_handle: corosync_cfg_handle_t,
         _track_flags: u8,
     ) -> cs_error_t {
-        with_cfg(cfg_handle, |c, _| result(c.track_start()))
+        HANDLES.with(cfg_handle, |c, _| result(c.track_start()))
     }
 
     /// `corosync_cfg_trackstop`.
     pub unsafe extern "C" fn corosync_cfg_trackstop(
         cfg_handle: corosync_cfg_handle_t,
     ) -> cs_error_t {
-        with_cfg(cfg_handle, |c, _| result(c.track_stop()))
-    }
-}
-
-fn dispatch(handle: corosync_cfg_handle_t, how: cs_dispatch_flags_t) -> cs_error_t {
-    let Some(instance) = HANDLES.get(handle) else {
-        return CS_ERR_BAD_HANDLE;
-    };
-    if !matches!(
-        how,
-        CS_DISPATCH_ONE | CS_DISPATCH_ALL | CS_DISPATCH_BLOCKING | CS_DISPATCH_ONE_NONBLOCKING
-    ) {
-        return CS_ERR_INVALID_PARAM;
-    }
-    loop {
-        let (event, callback) = {
-            let mut state = lock(&instance);
-            let callback = state.shutdown_callback;
-            let Some(c) = state.cfg.as_mut() else {
-                return CS_ERR_BAD_HANDLE;
-            };
-            match c.poll_event(None) {
-                Ok(Some(ev)) => (ev, callback),
-                Ok(None) if how == CS_DISPATCH_ALL => {
-                    state.rearm();
-                    return CS_OK;
-                }
-                Ok(None) if how == CS_DISPATCH_ONE_NONBLOCKING => {
-                    state.rearm();
-                    return CS_ERR_TRY_AGAIN;
-                }
-                Ok(None) => {
-                    let fds = match c.fd() {
-                        Ok(fd) => [fd, c.control_fd()],
-                        Err(e) => return cs_error(&e),
-                    };
-                    drop(state);
-                    rotor_capi::wait_readable(fds, -1);
-                    continue;
-                }
-                Err(e) => return cs_error(&e),
-            }
-        };
-        let CfgEvent::ShutdownRequested { flags, .. } = event;
-        if let Some(f) = callback {
-            // SAFETY: the application's callback, with what cfg.h promises: the handle and
-            // the request's flags.
-            unsafe { f(handle, flags.code()) };
-        }
-        let mut state = lock(&instance);
-        if state.cfg.is_none() {
-            // Finalized by the callback or by another thread.
-            return CS_ERR_BAD_HANDLE;
-        }
-        if matches!(how, CS_DISPATCH_ONE | CS_DISPATCH_ONE_NONBLOCKING) {
-            state.rearm();
-            return CS_OK;
-        }
+        HANDLES.with(cfg_handle, |c, _| result(c.track_stop()))
     }
 }
 
@@ -453,7 +344,7 @@ pub unsafe extern "C" fn corosync_cfg_kill_node(
     if reason.to_bytes().len() >= CS_MAX_NAME_LENGTH as usize {
         return CS_ERR_NAME_TOO_LONG;
     }
-    with_cfg(cfg_handle, |c, _| {
+    HANDLES.with(cfg_handle, |c, _| {
         result(c.kill_node(nodeid, &reason.to_string_lossy()))
     })
 }
@@ -468,7 +359,7 @@ pub unsafe extern "C" fn corosync_cfg_try_shutdown(
     let Some(flags) = ShutdownFlags::from_code(flags) else {
         return CS_ERR_INVALID_PARAM;
     };
-    with_cfg(cfg_handle, |c, _| result(c.try_shutdown(flags)))
+    HANDLES.with(cfg_handle, |c, _| result(c.try_shutdown(flags)))
 }
 
 /// `corosync_cfg_replyto_shutdown`: this application's answer to the shutdown callback.
@@ -482,7 +373,7 @@ pub unsafe extern "C" fn corosync_cfg_replyto_shutdown(
         COROSYNC_CFG_SHUTDOWN_FLAG_NO => false,
         _ => return CS_ERR_INVALID_PARAM,
     };
-    with_cfg(cfg_handle, |c, _| result(c.reply_to_shutdown(yes)))
+    HANDLES.with(cfg_handle, |c, _| result(c.reply_to_shutdown(yes)))
 }
 
 /// `corosync_cfg_get_node_addrs`: node `nodeid`'s addresses (0: this node), up to
@@ -496,7 +387,7 @@ pub unsafe extern "C" fn corosync_cfg_get_node_addrs(
     num_addrs: *mut c_int,
     addrs: *mut corosync_cfg_node_address_t,
 ) -> cs_error_t {
-    with_cfg(cfg_handle, |c, _| {
+    HANDLES.with(cfg_handle, |c, _| {
         if num_addrs.is_null() || (addrs.is_null() && max_addrs > 0) {
             return CS_ERR_INVALID_PARAM;
         }
@@ -521,7 +412,7 @@ pub unsafe extern "C" fn corosync_cfg_local_get(
     handle: corosync_cfg_handle_t,
     local_nodeid: *mut c_uint,
 ) -> cs_error_t {
-    with_cfg(handle, |c, _| {
+    HANDLES.with(handle, |c, _| {
         if local_nodeid.is_null() {
             return CS_ERR_INVALID_PARAM;
         }
@@ -540,7 +431,7 @@ pub unsafe extern "C" fn corosync_cfg_local_get(
 /// `config.reload_error_message` says it).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn corosync_cfg_reload_config(handle: corosync_cfg_handle_t) -> cs_error_t {
-    with_cfg(handle, |c, _| result(c.reload_config()))
+    HANDLES.with(handle, |c, _| result(c.reload_config()))
 }
 
 /// `corosync_cfg_reopen_log_files`.
@@ -548,5 +439,5 @@ pub unsafe extern "C" fn corosync_cfg_reload_config(handle: corosync_cfg_handle_
 pub unsafe extern "C" fn corosync_cfg_reopen_log_files(
     handle: corosync_cfg_handle_t,
 ) -> cs_error_t {
-    with_cfg(handle, |c, _| result(c.reopen_log_files()))
+    HANDLES.with(handle, |c, _| result(c.reopen_log_files()))
 }

@@ -1,7 +1,7 @@
 //! libcmap.so.4 over rotor: corosync's cmap C API (`corosync/cmap.h`, the ABI's definition)
 //! as a thin layer over rotor-client's [`Cmap`], served by rotord. Handles are hdb-style
-//! entries of [`HANDLES`] (stale or unknown: `CS_ERR_BAD_HANDLE`); track callbacks run only
-//! from `cmap_dispatch`, with the handle unlocked.
+//! entries of [`HANDLES`] (rotor-capi's `Library`; stale or unknown: `CS_ERR_BAD_HANDLE`);
+//! track callbacks run only from `cmap_dispatch`, with the handle unlocked.
 //!
 //! Values travel as corosync lays them out: numbers in the host's byte order at their fixed
 //! width, strings with their terminating NUL counted in the length, binaries as they are.
@@ -31,11 +31,10 @@ include!(concat!(env!("OUT_DIR"), "/versioned.rs"));
 
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void, CStr};
-use std::sync::Mutex;
 
 use abi::*;
 use rotor_capi::abi::*;
-use rotor_capi::handles::{lock, HandleTable};
+use rotor_capi::library::Library;
 use rotor_capi::{cs_error, guard, result, write_out, UserPointer};
 use rotor_client::cmap::{Cmap, Map, Notification, Value, ValueType};
 use rotor_client::cmap::{TRACK_ADD, TRACK_DELETE, TRACK_MODIFY, TRACK_PREFIX};
@@ -53,52 +52,17 @@ struct Iteration {
     next: usize,
 }
 
-struct State {
-    /// `None` once finalized.
-    cmap: Option<Cmap>,
-    rest: Rest,
-}
-
 /// What a handle keeps beside its connection.
-struct Rest {
+struct State {
     context: UserPointer,
     /// By rotord's track handle, which is also the application's.
     tracks: HashMap<u64, Track>,
     iterations: HashMap<u64, Iteration>,
     iteration_next: u64,
-    /// The application asked for the fd: it is kept armed after every call (readable while
-    /// a notification waits, as libqb's socket is), see libcpg's `fd_used`.
-    fd_used: bool,
 }
-
-type Instance = Mutex<State>;
 
 /// Every live cmap handle.
-static HANDLES: HandleTable<Instance> = HandleTable::new();
-
-/// Runs `f` on the live, unfinalized handle `handle`.
-fn with_cmap(
-    handle: cmap_handle_t,
-    f: impl FnOnce(&mut Rest, &mut Cmap) -> cs_error_t,
-) -> cs_error_t {
-    guard(|| {
-        let Some(instance) = HANDLES.get(handle) else {
-            return CS_ERR_BAD_HANDLE;
-        };
-        let mut state = lock(&instance);
-        let State { cmap, rest } = &mut *state;
-        match cmap.as_mut() {
-            Some(cmap) => {
-                let r = f(rest, cmap);
-                if rest.fd_used {
-                    let _ = cmap.fd();
-                }
-                r
-            }
-            None => CS_ERR_BAD_HANDLE,
-        }
-    })
-}
+static HANDLES: Library<Cmap, State> = Library::new();
 
 /// A key name from C: NULL is `CS_ERR_INVALID_PARAM`, `CS_MAX_NAME_LENGTH` or longer is
 /// `CS_ERR_NAME_TOO_LONG` (corosync's checks); rotord checks the rest.
@@ -221,16 +185,15 @@ fn initialize(handle: *mut cmap_handle_t, map: cmap_map_t) -> cs_error_t {
         Ok(c) => c,
         Err(e) => return cs_error(&e),
     };
-    let h = HANDLES.insert(Mutex::new(State {
-        cmap: Some(cmap),
-        rest: Rest {
+    let h = HANDLES.initialize(
+        cmap,
+        State {
             context: UserPointer::default(),
             tracks: HashMap::new(),
             iterations: HashMap::new(),
             iteration_next: 1,
-            fd_used: false,
         },
-    }));
+    );
     // SAFETY: checked not NULL; valid by the API's contract.
     unsafe { handle.write(h) };
     CS_OK
@@ -258,34 +221,17 @@ pub unsafe extern "C" fn cmap_initialize_map(
 /// `cmap_finalize`: closes the connection; its tracks end with it.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cmap_finalize(handle: cmap_handle_t) -> cs_error_t {
-    guard(|| {
-        let Some(instance) = HANDLES.remove(handle) else {
-            return CS_ERR_BAD_HANDLE;
-        };
-        let mut state = lock(&instance);
-        let Some(cmap) = state.cmap.take() else {
-            return CS_ERR_BAD_HANDLE;
-        };
-        // Wake a dispatch of another thread sleeping on this handle's fd (see libcpg).
-        cmap.wake();
-        drop(cmap);
-        state.rest.tracks.clear();
-        state.rest.iterations.clear();
-        CS_OK
+    HANDLES.finalize(handle, |state| {
+        state.tracks.clear();
+        state.iterations.clear();
     })
 }
 
 /// `cmap_fd_get`: a descriptor that polls readable while notifications wait.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cmap_fd_get(handle: cmap_handle_t, fd: *mut c_int) -> cs_error_t {
-    with_cmap(handle, |rest, cmap| match cmap.fd() {
-        Ok(raw) => {
-            rest.fd_used = true;
-            // SAFETY: the API's contract.
-            unsafe { write_out(fd, raw) }.err().unwrap_or(CS_OK)
-        }
-        Err(e) => cs_error(&e),
-    })
+    // SAFETY: the API's contract.
+    unsafe { HANDLES.fd_get(handle, fd) }
 }
 
 /// `cmap_dispatch`: runs the track callbacks of waiting notifications (ONE, ALL, BLOCKING,
@@ -295,72 +241,21 @@ pub unsafe extern "C" fn cmap_dispatch(
     handle: cmap_handle_t,
     dispatch_types: cs_dispatch_flags_t,
 ) -> cs_error_t {
-    guard(|| dispatch(handle, dispatch_types))
-}
-
-fn dispatch(handle: cmap_handle_t, how: cs_dispatch_flags_t) -> cs_error_t {
-    let Some(instance) = HANDLES.get(handle) else {
-        return CS_ERR_BAD_HANDLE;
-    };
-    if !matches!(
-        how,
-        CS_DISPATCH_ONE | CS_DISPATCH_ALL | CS_DISPATCH_BLOCKING | CS_DISPATCH_ONE_NONBLOCKING
-    ) {
-        return CS_ERR_INVALID_PARAM;
-    }
-    loop {
-        let (n, track) = {
-            let mut state = lock(&instance);
-            let Some(cmap) = state.cmap.as_mut() else {
-                return CS_ERR_BAD_HANDLE;
-            };
-            match cmap.poll_notification(None) {
-                Ok(Some(n)) => {
-                    let track = state.rest.tracks.get(&n.handle).copied();
-                    (n, track)
-                }
-                Ok(None) if how == CS_DISPATCH_ALL => {
-                    rearm(&mut state);
-                    return CS_OK;
-                }
-                Ok(None) if how == CS_DISPATCH_ONE_NONBLOCKING => {
-                    rearm(&mut state);
-                    return CS_ERR_TRY_AGAIN;
-                }
-                Ok(None) => {
-                    let fds = match cmap.fd() {
-                        Ok(fd) => [fd, cmap.control_fd()],
-                        Err(e) => return cs_error(&e),
-                    };
-                    drop(state);
-                    rotor_capi::wait_readable(fds, -1);
-                    continue;
-                }
-                Err(e) => return cs_error(&e),
+    HANDLES.dispatch(
+        handle,
+        dispatch_types,
+        |s, n| {
+            let track = s.tracks.get(&n.handle).copied();
+            (n, track)
+        },
+        |(n, track)| {
+            // A track deleted meanwhile: its notification is dropped, as corosync does.
+            if let Some(track) = track {
+                notify(handle, &n, track);
             }
-        };
-        // A track deleted meanwhile: its notification is dropped, as corosync does.
-        if let Some(track) = track {
-            notify(handle, &n, track);
-        }
-        let mut state = lock(&instance);
-        if state.cmap.is_none() {
-            return CS_ERR_BAD_HANDLE;
-        }
-        if matches!(how, CS_DISPATCH_ONE | CS_DISPATCH_ONE_NONBLOCKING) {
-            rearm(&mut state);
-            return CS_OK;
-        }
-    }
-}
-
-/// Keeps the fd readable while notifications wait, once the application polls it.
-fn rearm(state: &mut State) {
-    if state.rest.fd_used {
-        if let Some(cmap) = state.cmap.as_mut() {
-            let _ = cmap.fd();
-        }
-    }
+            Ok(())
+        },
+    )
 }
 
 fn notify(handle: cmap_handle_t, n: &Notification, track: Track) {
@@ -398,7 +293,7 @@ pub unsafe extern "C" fn cmap_context_get(
     handle: cmap_handle_t,
     context: *mut *const c_void,
 ) -> cs_error_t {
-    with_cmap(handle, |s, _| {
+    HANDLES.with(handle, |_, s| {
         // SAFETY: the API's contract.
         unsafe { write_out(context, s.context.0.cast_const()) }
             .err()
@@ -412,7 +307,7 @@ pub unsafe extern "C" fn cmap_context_set(
     handle: cmap_handle_t,
     context: *const c_void,
 ) -> cs_error_t {
-    with_cmap(handle, |s, _| {
+    HANDLES.with(handle, |_, s| {
         s.context = UserPointer(context.cast_mut());
         CS_OK
     })
@@ -441,7 +336,7 @@ pub unsafe extern "C" fn cmap_set(
         Ok(v) => v,
         Err(e) => return e,
     };
-    with_cmap(handle, |_, cmap| result(cmap.set(key, v)))
+    HANDLES.with(handle, |cmap, _| result(cmap.set(key, v)))
 }
 
 macro_rules! setters {
@@ -493,7 +388,7 @@ pub unsafe extern "C" fn cmap_delete(handle: cmap_handle_t, key_name: *const c_c
         Ok(k) => k,
         Err(e) => return e,
     };
-    with_cmap(handle, |_, cmap| result(cmap.delete(key)))
+    HANDLES.with(handle, |cmap, _| result(cmap.delete(key)))
 }
 
 /// `cmap_get`: the value's type and size, and with `value` its bytes (`*value_len` is the
@@ -514,7 +409,7 @@ pub unsafe extern "C" fn cmap_get(
     if !value.is_null() && value_len.is_null() {
         return CS_ERR_INVALID_PARAM;
     }
-    with_cmap(handle, |_, cmap| {
+    HANDLES.with(handle, |cmap, _| {
         let v = match cmap.get(key) {
             Ok(v) => v,
             Err(e) => return cs_error(&e),
@@ -609,7 +504,7 @@ pub unsafe extern "C" fn cmap_get_string(
     if str_.is_null() {
         return CS_ERR_INVALID_PARAM;
     }
-    with_cmap(handle, |_, cmap| {
+    HANDLES.with(handle, |cmap, _| {
         let s = match cmap.get(key) {
             Ok(Value::String(s)) => s,
             Ok(_) => return CS_ERR_INVALID_PARAM,
@@ -638,7 +533,7 @@ pub unsafe extern "C" fn cmap_inc(handle: cmap_handle_t, key_name: *const c_char
         Ok(k) => k,
         Err(e) => return e,
     };
-    with_cmap(handle, |_, cmap| result(cmap.inc(key)))
+    HANDLES.with(handle, |cmap, _| result(cmap.inc(key)))
 }
 
 /// `cmap_dec`: subtracts one from an integer value, wrapping.
@@ -649,7 +544,7 @@ pub unsafe extern "C" fn cmap_dec(handle: cmap_handle_t, key_name: *const c_char
         Ok(k) => k,
         Err(e) => return e,
     };
-    with_cmap(handle, |_, cmap| result(cmap.dec(key)))
+    HANDLES.with(handle, |cmap, _| result(cmap.dec(key)))
 }
 
 /// `cmap_iter_init`: iterates over the keys under `prefix` (NULL: every key of the map).
@@ -671,7 +566,7 @@ pub unsafe extern "C" fn cmap_iter_init(
             Err(e) => return e,
         }
     };
-    with_cmap(handle, |s, cmap| {
+    HANDLES.with(handle, |cmap, s| {
         let entries = match cmap.iter(prefix) {
             Ok(e) => e,
             Err(e) => return cs_error(&e),
@@ -702,7 +597,7 @@ pub unsafe extern "C" fn cmap_iter_next(
     if key_name.is_null() {
         return CS_ERR_INVALID_PARAM;
     }
-    with_cmap(handle, |s, _| {
+    HANDLES.with(handle, |_, s| {
         let Some(it) = s.iterations.get_mut(&iter_handle) else {
             return CS_ERR_BAD_HANDLE;
         };
@@ -732,7 +627,7 @@ pub unsafe extern "C" fn cmap_iter_finalize(
     handle: cmap_handle_t,
     iter_handle: cmap_iter_handle_t,
 ) -> cs_error_t {
-    with_cmap(handle, |s, _| match s.iterations.remove(&iter_handle) {
+    HANDLES.with(handle, |_, s| match s.iterations.remove(&iter_handle) {
         Some(_) => CS_OK,
         None => CS_ERR_BAD_HANDLE,
     })
@@ -766,7 +661,7 @@ pub unsafe extern "C" fn cmap_track_add(
         Ok(f) => f,
         Err(e) => return e,
     };
-    with_cmap(handle, |s, cmap| match cmap.track_add(key, flags) {
+    HANDLES.with(handle, |cmap, s| match cmap.track_add(key, flags) {
         Ok(h) => {
             s.tracks.insert(
                 h,
@@ -789,7 +684,7 @@ pub unsafe extern "C" fn cmap_track_delete(
     handle: cmap_handle_t,
     track_handle: cmap_track_handle_t,
 ) -> cs_error_t {
-    with_cmap(handle, |s, cmap| {
+    HANDLES.with(handle, |cmap, s| {
         if s.tracks.remove(&track_handle).is_none() {
             return CS_ERR_BAD_HANDLE;
         }

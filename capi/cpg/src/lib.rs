@@ -1,7 +1,8 @@
 //! libcpg.so.4 over rotor: corosync's CPG C API (`corosync/cpg.h`, the ABI's definition) as a
-//! thin layer over rotor-client's [`Cpg`]. A handle is an hdb-style entry of [`HANDLES`]
-//! holding one `Cpg` session; every call looks it up (stale or unknown: `CS_ERR_BAD_HANDLE`),
-//! locks it, and maps the client's errors to `cs_error_t` (a full ring to the dataplane is
+//! thin layer over rotor-client's [`Cpg`]. A handle is an entry of [`HANDLES`] (rotor-capi's
+//! `Library`: the lookup, fd, dispatch and finalize every library shares) holding one `Cpg`
+//! session; every call looks it up (stale or unknown: `CS_ERR_BAD_HANDLE`), locks it, and
+//! maps the client's errors to `cs_error_t` (a full ring to the dataplane is
 //! `CS_ERR_TRY_AGAIN`). Callbacks run only from `cpg_dispatch`, with the handle unlocked, so
 //! they may call back into the library (multicast, leave, even finalize: dispatch then
 //! returns `CS_ERR_BAD_HANDLE`, as corosync's does).
@@ -35,21 +36,17 @@ include!(concat!(env!("OUT_DIR"), "/versioned.rs"));
 
 use std::ffi::{c_int, c_uint, c_void};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use abi::*;
 use rotor_capi::abi::*;
 use rotor_capi::handles::{lock, HandleTable};
+use rotor_capi::library::Library;
 use rotor_capi::{cs_error, guard, result, write_out, UserPointer};
-use rotor_client::cpg::{Cpg, Event, Guarantee, Member, Reason, Wait, GROUP_NAME_MAX};
+use rotor_client::cpg::{Cpg, Event, Guarantee, Member, Reason, GROUP_NAME_MAX};
 
 const _: () = assert!(CPG_MAX_NAME_LENGTH as usize == GROUP_NAME_MAX);
 const _: () =
     assert!(CPG_MODEL_V1_DELIVER_INITIAL_TOTEM_CONF == rotor_client::cpg::JOIN_INITIAL_TOTEM_CONF);
-
-/// How long a blocking dispatch spins for an event before it sleeps on the fd (the Rust
-/// client's blocking dispatch does the same), with the handle locked.
-const DISPATCH_SPIN: Duration = Duration::from_micros(20);
 
 /// The model v1 callbacks and flags of a handle.
 #[derive(Clone, Copy, Default)]
@@ -60,9 +57,8 @@ struct Callbacks {
     flags: c_uint,
 }
 
+/// What a handle keeps beside its session.
 struct State {
-    /// `None` once finalized.
-    cpg: Option<Cpg>,
     callbacks: Callbacks,
     context: UserPointer,
     /// Iteration handles opened on this handle (finalized with it).
@@ -71,28 +67,10 @@ struct State {
     zcb: Vec<(usize, usize)>,
     /// A multicast's iovecs gathered into one message.
     gather: Vec<u8>,
-    /// The application asked for the fd (`cpg_fd_get`): it may poll it from now on, so the fd
-    /// is kept armed after every call — readable whenever an event waits, as libqb's socket
-    /// is — and not only until the next dispatch. Applications that never ask do not pay for
-    /// the wake-ups.
-    fd_used: bool,
 }
-
-impl State {
-    /// Keeps the fd readable while events wait (see `fd_used`).
-    fn rearm(&mut self) {
-        if self.fd_used {
-            if let Some(cpg) = self.cpg.as_mut() {
-                let _ = cpg.fd();
-            }
-        }
-    }
-}
-
-type Instance = Mutex<State>;
 
 /// Every live cpg handle.
-static HANDLES: HandleTable<Instance> = HandleTable::new();
+static HANDLES: Library<Cpg, State> = Library::new();
 
 /// One `cpg_iteration_initialize`: the rows it returns, taken at once.
 struct Iteration {
@@ -102,22 +80,6 @@ struct Iteration {
 }
 
 static ITERATIONS: HandleTable<Mutex<Iteration>> = HandleTable::new();
-
-/// Runs `f` on the live, unfinalized handle `handle`.
-fn with_cpg(handle: cpg_handle_t, f: impl FnOnce(&mut State) -> cs_error_t) -> cs_error_t {
-    guard(|| {
-        let Some(instance) = HANDLES.get(handle) else {
-            return CS_ERR_BAD_HANDLE;
-        };
-        let mut state = lock(&instance);
-        if state.cpg.is_none() {
-            return CS_ERR_BAD_HANDLE;
-        }
-        let r = f(&mut state);
-        state.rearm();
-        r
-    })
-}
 
 /// The group a `cpg_name` names: NULL is `CS_ERR_INVALID_PARAM`, longer than
 /// `CPG_MAX_NAME_LENGTH` is `CS_ERR_NAME_TOO_LONG` (corosync's checks).
@@ -171,15 +133,16 @@ fn initialize(handle: *mut cpg_handle_t, callbacks: Callbacks, context: *mut c_v
         Ok(c) => c,
         Err(e) => return cs_error(&e),
     };
-    let h = HANDLES.insert(Mutex::new(State {
-        cpg: Some(cpg),
-        callbacks,
-        context: UserPointer(context),
-        iterations: Vec::new(),
-        zcb: Vec::new(),
-        gather: Vec::new(),
-        fd_used: false,
-    }));
+    let h = HANDLES.initialize(
+        cpg,
+        State {
+            callbacks,
+            context: UserPointer(context),
+            iterations: Vec::new(),
+            zcb: Vec::new(),
+            gather: Vec::new(),
+        },
+    );
     // SAFETY: checked not NULL; valid by the API's contract.
     unsafe { handle.write(h) };
     CS_OK
@@ -209,18 +172,7 @@ mod versioned {
     /// `cpg_finalize`: closes the session (its group membership ends as "process down",
     /// as corosync reports a finalized handle) and frees the handle's iterations and buffers.
     pub unsafe extern "C" fn cpg_finalize(handle: cpg_handle_t) -> cs_error_t {
-        guard(|| {
-            let Some(instance) = HANDLES.remove(handle) else {
-                return CS_ERR_BAD_HANDLE;
-            };
-            let mut state = lock(&instance);
-            let Some(cpg) = state.cpg.take() else {
-                return CS_ERR_BAD_HANDLE;
-            };
-            // A dispatch of another thread may sleep on this handle's fd: wake it (it then
-            // finds the handle finalized) before the session and its fds close.
-            cpg.wake();
-            drop(cpg);
+        HANDLES.finalize(handle, |state| {
             for it in state.iterations.drain(..) {
                 ITERATIONS.remove(it);
             }
@@ -228,22 +180,13 @@ mod versioned {
                 // SAFETY: allocated by cpg_zcb_alloc with malloc and not freed since.
                 unsafe { libc::free(addr as *mut c_void) };
             }
-            CS_OK
         })
     }
 
     /// `cpg_fd_get`: a descriptor that polls readable while events wait; dispatch after it.
     pub unsafe extern "C" fn cpg_fd_get(handle: cpg_handle_t, fd: *mut c_int) -> cs_error_t {
-        with_cpg(handle, |s| {
-            match s.cpg.as_mut().map(|c| {
-                s.fd_used = true;
-                c.fd()
-            }) {
-                Some(Ok(raw)) => unsafe { write_out(fd, raw) }.err().unwrap_or(CS_OK),
-                Some(Err(e)) => cs_error(&e),
-                None => CS_ERR_BAD_HANDLE,
-            }
-        })
+        // SAFETY: the API's contract.
+        unsafe { HANDLES.fd_get(handle, fd) }
     }
 
     /// `cpg_dispatch`: runs the callbacks of waiting events. ONE waits for one event,
@@ -253,7 +196,12 @@ mod versioned {
         handle: cpg_handle_t,
         dispatch_types: cs_dispatch_flags_t,
     ) -> cs_error_t {
-        guard(|| dispatch(handle, dispatch_types))
+        HANDLES.dispatch(
+            handle,
+            dispatch_types,
+            |s, received| (received, s.callbacks),
+            |(mut received, callbacks)| run_callback(handle, &mut received, &callbacks),
+        )
     }
 
     /// `cpg_join`: joins the group (one per handle); the join shows in a confchg.
@@ -263,12 +211,8 @@ mod versioned {
             Ok(n) => n,
             Err(e) => return e,
         };
-        with_cpg(handle, |s| {
-            let flags = s.callbacks.flags;
-            match s.cpg.as_mut() {
-                Some(cpg) => result(cpg.join_with(name, flags)),
-                None => CS_ERR_BAD_HANDLE,
-            }
+        HANDLES.with(handle, |cpg, s| {
+            result(cpg.join_with(name, s.callbacks.flags))
         })
     }
 
@@ -279,10 +223,7 @@ mod versioned {
             Ok(n) => n,
             Err(e) => return e,
         };
-        with_cpg(handle, |s| match s.cpg.as_mut() {
-            Some(cpg) => result(cpg.leave(name)),
-            None => CS_ERR_BAD_HANDLE,
-        })
+        HANDLES.with(handle, |cpg, _| result(cpg.leave(name)))
     }
 
     /// `cpg_mcast_joined`: multicasts the iovecs, gathered, as one message to the joined
@@ -293,7 +234,7 @@ mod versioned {
         iovec: *const libc::iovec,
         iov_len: c_uint,
     ) -> cs_error_t {
-        with_cpg(handle, |s| {
+        HANDLES.with(handle, |cpg, s| {
             let g = match super::guarantee(guarantee) {
                 Ok(g) => g,
                 Err(e) => return e,
@@ -306,9 +247,6 @@ mod versioned {
             } else {
                 // SAFETY: `iov_len` iovecs at `iovec`, by the API's contract.
                 unsafe { std::slice::from_raw_parts(iovec, iov_len as usize) }
-            };
-            let Some(cpg) = s.cpg.as_mut() else {
-                return CS_ERR_BAD_HANDLE;
             };
             let total: usize = iovs.iter().map(|v| v.iov_len).sum();
             if total > cpg.max_message_size() {
@@ -331,9 +269,6 @@ mod versioned {
                 s.gather
                     .extend_from_slice(unsafe { bytes(v.iov_base, v.iov_len) });
             }
-            let Some(cpg) = s.cpg.as_mut() else {
-                return CS_ERR_BAD_HANDLE;
-            };
             result(cpg.mcast(g, &s.gather))
         })
     }
@@ -354,10 +289,7 @@ mod versioned {
         if member_list.is_null() || member_list_entries.is_null() {
             return CS_ERR_INVALID_PARAM;
         }
-        with_cpg(handle, |s| {
-            let Some(cpg) = s.cpg.as_mut() else {
-                return CS_ERR_BAD_HANDLE;
-            };
+        HANDLES.with(handle, |cpg, _| {
             match cpg.membership(name) {
                 Ok(members) => {
                     let n = members.len().min(CPG_MEMBERS_MAX as usize);
@@ -379,7 +311,7 @@ mod versioned {
         handle: cpg_handle_t,
         context: *mut *mut c_void,
     ) -> cs_error_t {
-        with_cpg(handle, |s| {
+        HANDLES.with(handle, |_, s| {
             // SAFETY: the API's contract.
             unsafe { write_out(context, s.context.0) }
                 .err()
@@ -392,7 +324,7 @@ mod versioned {
         handle: cpg_handle_t,
         context: *mut c_void,
     ) -> cs_error_t {
-        with_cpg(handle, |s| {
+        HANDLES.with(handle, |_, s| {
             s.context = UserPointer(context);
             CS_OK
         })
@@ -407,7 +339,7 @@ mod versioned {
         if buffer.is_null() {
             return CS_ERR_INVALID_PARAM;
         }
-        with_cpg(handle, |s| {
+        HANDLES.with(handle, |_, s| {
             // SAFETY: malloc of at least one byte; checked for NULL.
             let p = unsafe { libc::malloc(size.max(1)) };
             if p.is_null() {
@@ -423,7 +355,7 @@ mod versioned {
     /// `cpg_zcb_free`: frees a buffer of `cpg_zcb_alloc` (any other pointer:
     /// `CS_ERR_INVALID_PARAM`, nothing freed).
     pub unsafe extern "C" fn cpg_zcb_free(handle: cpg_handle_t, buffer: *mut c_void) -> cs_error_t {
-        with_cpg(handle, |s| {
+        HANDLES.with(handle, |_, s| {
             match s.zcb.iter().position(|(a, _)| *a == buffer as usize) {
                 Some(i) => {
                     s.zcb.swap_remove(i);
@@ -445,67 +377,6 @@ unsafe fn bytes<'a>(base: *const c_void, len: usize) -> &'a [u8] {
     }
     // SAFETY: the caller's promise.
     unsafe { std::slice::from_raw_parts(base.cast::<u8>(), len) }
-}
-
-fn dispatch(handle: cpg_handle_t, how: cs_dispatch_flags_t) -> cs_error_t {
-    let Some(instance) = HANDLES.get(handle) else {
-        return CS_ERR_BAD_HANDLE;
-    };
-    if !matches!(
-        how,
-        CS_DISPATCH_ONE | CS_DISPATCH_ALL | CS_DISPATCH_BLOCKING | CS_DISPATCH_ONE_NONBLOCKING
-    ) {
-        return CS_ERR_INVALID_PARAM;
-    }
-    let waits = matches!(how, CS_DISPATCH_ONE | CS_DISPATCH_BLOCKING);
-    loop {
-        let (mut received, callbacks) = {
-            let mut state = lock(&instance);
-            let callbacks = state.callbacks;
-            let Some(cpg) = state.cpg.as_mut() else {
-                return CS_ERR_BAD_HANDLE;
-            };
-            let wait = if waits {
-                Wait::Up(DISPATCH_SPIN)
-            } else {
-                Wait::No
-            };
-            match cpg.poll_event(wait) {
-                Ok(Some(r)) => (r, callbacks),
-                Ok(None) if how == CS_DISPATCH_ALL => {
-                    state.rearm();
-                    return CS_OK;
-                }
-                Ok(None) if how == CS_DISPATCH_ONE_NONBLOCKING => {
-                    state.rearm();
-                    return CS_ERR_TRY_AGAIN;
-                }
-                Ok(None) => {
-                    // Sleep with the handle unlocked, so other threads can use it.
-                    let fds = match cpg.fd() {
-                        Ok(fd) => [fd, cpg.control_fd()],
-                        Err(e) => return cs_error(&e),
-                    };
-                    drop(state);
-                    rotor_capi::wait_readable(fds, -1);
-                    continue;
-                }
-                Err(e) => return cs_error(&e),
-            }
-        };
-        if let Err(e) = run_callback(handle, &mut received, &callbacks) {
-            return e;
-        }
-        let mut state = lock(&instance);
-        // A callback may have finalized the handle.
-        if state.cpg.is_none() {
-            return CS_ERR_BAD_HANDLE;
-        }
-        if matches!(how, CS_DISPATCH_ONE | CS_DISPATCH_ONE_NONBLOCKING) {
-            state.rearm();
-            return CS_OK;
-        }
-    }
 }
 
 /// Calls the application's callback for one event (none registered: the event is dropped,
@@ -617,8 +488,8 @@ pub unsafe extern "C" fn cpg_max_atomic_msgsize_get(
     handle: cpg_handle_t,
     size: *mut u32,
 ) -> cs_error_t {
-    with_cpg(handle, |s| {
-        let max = s.cpg.as_ref().map_or(0, Cpg::max_message_size) as u32;
+    HANDLES.with(handle, |cpg, _| {
+        let max = cpg.max_message_size() as u32;
         // SAFETY: the API's contract.
         unsafe { write_out(size, max) }.err().unwrap_or(CS_OK)
     })
@@ -630,8 +501,8 @@ pub unsafe extern "C" fn cpg_local_get(
     handle: cpg_handle_t,
     local_nodeid: *mut c_uint,
 ) -> cs_error_t {
-    with_cpg(handle, |s| {
-        let id = s.cpg.as_ref().map_or(0, Cpg::local_node_id);
+    HANDLES.with(handle, |cpg, _| {
+        let id = cpg.local_node_id();
         // SAFETY: the API's contract.
         unsafe { write_out(local_nodeid, id) }
             .err()
@@ -645,9 +516,8 @@ pub unsafe extern "C" fn cpg_flow_control_state_get(
     handle: cpg_handle_t,
     state: *mut cpg_flow_control_state_t,
 ) -> cs_error_t {
-    with_cpg(handle, |s| {
-        let on = s.cpg.as_ref().is_some_and(Cpg::flow_control_enabled);
-        let v = if on {
+    HANDLES.with(handle, |cpg, _| {
+        let v = if cpg.flow_control_enabled() {
             CPG_FLOW_CONTROL_ENABLED
         } else {
             CPG_FLOW_CONTROL_DISABLED
@@ -665,16 +535,13 @@ pub unsafe extern "C" fn cpg_zcb_mcast_joined(
     msg: *mut c_void,
     msg_len: usize,
 ) -> cs_error_t {
-    with_cpg(handle, |s| {
+    HANDLES.with(handle, |cpg, s| {
         let g = match self::guarantee(guarantee) {
             Ok(g) => g,
             Err(e) => return e,
         };
         let Some(&(_, size)) = s.zcb.iter().find(|(a, _)| *a == msg as usize) else {
             return CS_ERR_INVALID_PARAM;
-        };
-        let Some(cpg) = s.cpg.as_mut() else {
-            return CS_ERR_BAD_HANDLE;
         };
         if msg_len > cpg.max_message_size() {
             return CS_ERR_TOO_BIG;
@@ -715,10 +582,7 @@ pub unsafe extern "C" fn cpg_iteration_initialize(
     {
         return CS_ERR_INVALID_PARAM;
     }
-    with_cpg(handle, |s| {
-        let Some(cpg) = s.cpg.as_mut() else {
-            return CS_ERR_BAD_HANDLE;
-        };
+    HANDLES.with(handle, |cpg, s| {
         let groups = match cpg.groups() {
             Ok(g) => g,
             Err(e) => return cs_error(&e),
@@ -765,7 +629,7 @@ pub unsafe extern "C" fn cpg_iteration_next(
             return CS_ERR_BAD_HANDLE;
         };
         let mut it = lock(&it);
-        if HANDLES.get(it.owner).is_none() {
+        if !HANDLES.contains(it.owner) {
             return CS_ERR_BAD_HANDLE;
         }
         let Some(row) = it.rows.get(it.next).copied() else {
@@ -788,11 +652,11 @@ pub unsafe extern "C" fn cpg_iteration_finalize(
             return CS_ERR_BAD_HANDLE;
         };
         let owner = lock(&it).owner;
-        if let Some(instance) = HANDLES.get(owner) {
-            lock(&instance)
-                .iterations
-                .retain(|i| *i != iteration_handle);
-        }
+        // The owner finalized meanwhile (BAD_HANDLE) has no list left to update.
+        let _ = HANDLES.with(owner, |_, s| {
+            s.iterations.retain(|i| *i != iteration_handle);
+            CS_OK
+        });
         CS_OK
     })
 }

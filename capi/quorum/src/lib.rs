@@ -1,6 +1,7 @@
 //! libquorum.so.5 over rotor: corosync's quorum C API (`corosync/quorum.h`, the ABI's
 //! definition) as a thin layer over rotor-client's [`Quorum`], served by rotord. Handles are
-//! hdb-style entries of [`HANDLES`] (stale or unknown: `CS_ERR_BAD_HANDLE`); the model v0 and
+//! hdb-style entries of [`HANDLES`] (rotor-capi's `Library`; stale or unknown:
+//! `CS_ERR_BAD_HANDLE`); the model v0 and
 //! v1 callbacks run only from `quorum_dispatch`, with the handle unlocked, so they may call the
 //! library, finalize included (dispatch then returns `CS_ERR_BAD_HANDLE`, as corosync's).
 //!
@@ -27,13 +28,11 @@ mod abi {
 include!(concat!(env!("OUT_DIR"), "/versioned.rs"));
 
 use std::ffi::{c_int, c_uint, c_void};
-use std::sync::Mutex;
 
 use abi::*;
 use rotor_capi::abi::*;
-use rotor_capi::handles::{lock, HandleTable};
+use rotor_capi::library::Library;
 use rotor_capi::{cs_error, guard, result, write_out, UserPointer};
-use rotor_client::cpg::Wait;
 use rotor_client::quorum::{Model, Notification, Quorum, RingId};
 
 const _: () = assert!(QUORUM_FREE == rotor_client::quorum::QUORUM_FREE);
@@ -54,56 +53,14 @@ enum Callbacks {
     },
 }
 
+/// What a handle keeps beside its connection.
 struct State {
-    /// `None` once finalized.
-    quorum: Option<Quorum>,
     callbacks: Callbacks,
     context: UserPointer,
-    /// The application asked for the fd (`quorum_fd_get`): it is kept armed after every call
-    /// (readable while a notification waits, as libqb's socket is), see libcpg's `fd_used`.
-    fd_used: bool,
 }
-
-impl State {
-    /// Keeps the fd readable while notifications wait (see `fd_used`).
-    fn rearm(&mut self) {
-        if self.fd_used {
-            if let Some(q) = self.quorum.as_mut() {
-                let _ = q.fd();
-            }
-        }
-    }
-}
-
-type Instance = Mutex<State>;
 
 /// Every live quorum handle.
-static HANDLES: HandleTable<Instance> = HandleTable::new();
-
-/// Runs `f` on the live, unfinalized handle `handle`.
-fn with_quorum(
-    handle: quorum_handle_t,
-    f: impl FnOnce(&mut Quorum, &mut UserPointer, &mut bool) -> cs_error_t,
-) -> cs_error_t {
-    guard(|| {
-        let Some(instance) = HANDLES.get(handle) else {
-            return CS_ERR_BAD_HANDLE;
-        };
-        let mut state = lock(&instance);
-        let State {
-            quorum,
-            context,
-            fd_used,
-            ..
-        } = &mut *state;
-        let Some(q) = quorum.as_mut() else {
-            return CS_ERR_BAD_HANDLE;
-        };
-        let r = f(q, context, fd_used);
-        state.rearm();
-        r
-    })
-}
+static HANDLES: Library<Quorum, State> = Library::new();
 
 fn initialize(
     handle: *mut quorum_handle_t,
@@ -126,12 +83,13 @@ fn initialize(
         Err(e) => return cs_error(&e),
     };
     let kind = quorum.quorum_type();
-    let h = HANDLES.insert(Mutex::new(State {
-        quorum: Some(quorum),
-        callbacks,
-        context: UserPointer(context),
-        fd_used: false,
-    }));
+    let h = HANDLES.initialize(
+        quorum,
+        State {
+            callbacks,
+            context: UserPointer(context),
+        },
+    );
     // SAFETY: checked not NULL; valid by the API's contract.
     unsafe { handle.write(h) };
     if !quorum_type.is_null() {
@@ -169,18 +127,7 @@ mod versioned {
     /// `quorum_finalize`: closes the connection; a dispatch of another thread sleeping on the
     /// handle wakes and returns `CS_ERR_BAD_HANDLE`.
     pub unsafe extern "C" fn quorum_finalize(handle: quorum_handle_t) -> cs_error_t {
-        guard(|| {
-            let Some(instance) = HANDLES.remove(handle) else {
-                return CS_ERR_BAD_HANDLE;
-            };
-            let mut state = lock(&instance);
-            let Some(quorum) = state.quorum.take() else {
-                return CS_ERR_BAD_HANDLE;
-            };
-            // Closing an fd does not wake a poll on it: make it readable first.
-            quorum.wake();
-            CS_OK
-        })
+        HANDLES.finalize(handle, |_| {})
     }
 
     /// `quorum_getquorate`: 1 when this node is quorate.
@@ -188,7 +135,7 @@ mod versioned {
         handle: quorum_handle_t,
         quorate: *mut c_int,
     ) -> cs_error_t {
-        with_quorum(handle, |q, _, _| {
+        HANDLES.with(handle, |q, _| {
             if quorate.is_null() {
                 return CS_ERR_INVALID_PARAM;
             }
@@ -209,7 +156,15 @@ mod versioned {
         handle: quorum_handle_t,
         dispatch_types: cs_dispatch_flags_t,
     ) -> cs_error_t {
-        guard(|| dispatch(handle, dispatch_types))
+        HANDLES.dispatch(
+            handle,
+            dispatch_types,
+            |s, n| (n, s.callbacks),
+            |(n, callbacks)| {
+                notify(handle, &n, callbacks);
+                Ok(())
+            },
+        )
     }
 }
 
@@ -247,14 +202,8 @@ pub unsafe extern "C" fn quorum_model_initialize(
 /// `quorum_fd_get`: a descriptor that polls readable while notifications wait.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn quorum_fd_get(handle: quorum_handle_t, fd: *mut c_int) -> cs_error_t {
-    with_quorum(handle, |q, _, fd_used| match q.fd() {
-        Ok(raw) => {
-            *fd_used = true;
-            // SAFETY: NULL or valid, by the API's contract; write_out checks NULL.
-            unsafe { write_out(fd, raw) }.err().unwrap_or(CS_OK)
-        }
-        Err(e) => cs_error(&e),
-    })
+    // SAFETY: NULL or valid, by the API's contract.
+    unsafe { HANDLES.fd_get(handle, fd) }
 }
 
 /// `quorum_context_get`.
@@ -263,9 +212,9 @@ pub unsafe extern "C" fn quorum_context_get(
     handle: quorum_handle_t,
     context: *mut *const c_void,
 ) -> cs_error_t {
-    with_quorum(handle, |_, ctx, _| {
+    HANDLES.with(handle, |_, s| {
         // SAFETY: NULL or valid, by the API's contract; write_out checks NULL.
-        unsafe { write_out(context, ctx.0.cast_const()) }
+        unsafe { write_out(context, s.context.0.cast_const()) }
             .err()
             .unwrap_or(CS_OK)
     })
@@ -277,8 +226,8 @@ pub unsafe extern "C" fn quorum_context_set(
     handle: quorum_handle_t,
     context: *const c_void,
 ) -> cs_error_t {
-    with_quorum(handle, |_, ctx, _| {
-        *ctx = UserPointer(context.cast_mut());
+    HANDLES.with(handle, |_, s| {
+        s.context = UserPointer(context.cast_mut());
         CS_OK
     })
 }
@@ -287,66 +236,13 @@ pub unsafe extern "C" fn quorum_context_set(
 /// change), `CS_TRACK_CHANGES_ONLY`; already tracking: `CS_ERR_EXIST`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn quorum_trackstart(handle: quorum_handle_t, flags: c_uint) -> cs_error_t {
-    with_quorum(handle, |q, _, _| result(q.trackstart(flags)))
+    HANDLES.with(handle, |q, _| result(q.trackstart(flags)))
 }
 
 /// `quorum_trackstop`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn quorum_trackstop(handle: quorum_handle_t) -> cs_error_t {
-    with_quorum(handle, |q, _, _| result(q.trackstop()))
-}
-
-fn dispatch(handle: quorum_handle_t, how: cs_dispatch_flags_t) -> cs_error_t {
-    // corosync checks the flags before the handle.
-    if !matches!(
-        how,
-        CS_DISPATCH_ONE | CS_DISPATCH_ALL | CS_DISPATCH_BLOCKING | CS_DISPATCH_ONE_NONBLOCKING
-    ) {
-        return CS_ERR_INVALID_PARAM;
-    }
-    let Some(instance) = HANDLES.get(handle) else {
-        return CS_ERR_BAD_HANDLE;
-    };
-    loop {
-        let (notification, callbacks) = {
-            let mut state = lock(&instance);
-            let callbacks = state.callbacks;
-            let Some(q) = state.quorum.as_mut() else {
-                return CS_ERR_BAD_HANDLE;
-            };
-            match q.poll_notification(Wait::No) {
-                Ok(Some(n)) => (n, callbacks),
-                Ok(None) if how == CS_DISPATCH_ALL => {
-                    state.rearm();
-                    return CS_OK;
-                }
-                Ok(None) if how == CS_DISPATCH_ONE_NONBLOCKING => {
-                    state.rearm();
-                    return CS_ERR_TRY_AGAIN;
-                }
-                Ok(None) => {
-                    let fds = match q.fd() {
-                        Ok(fd) => [fd, q.control_fd()],
-                        Err(e) => return cs_error(&e),
-                    };
-                    drop(state);
-                    rotor_capi::wait_readable(fds, -1);
-                    continue;
-                }
-                Err(e) => return cs_error(&e),
-            }
-        };
-        notify(handle, &notification, callbacks);
-        let mut state = lock(&instance);
-        if state.quorum.is_none() {
-            // Finalized by the callback or by another thread.
-            return CS_ERR_BAD_HANDLE;
-        }
-        if matches!(how, CS_DISPATCH_ONE | CS_DISPATCH_ONE_NONBLOCKING) {
-            state.rearm();
-            return CS_OK;
-        }
-    }
+    HANDLES.with(handle, |q, _| result(q.trackstop()))
 }
 
 fn ring_id(r: RingId) -> quorum_ring_id {

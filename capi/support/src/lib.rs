@@ -1,10 +1,11 @@
 //! What rotor's C libraries (`capi/*`) share: corosync's common C types (`abi`, generated
-//! from `corosync/corotypes.h`), hdb-style handle tables, `cs_error_t` results from the Rust
-//! client's errors, and the guard every exported function runs in so that no Rust panic
-//! unwinds into C.
+//! from `corosync/corotypes.h`), hdb-style handle tables, a handle library's shared calls
+//! (`library`: lookup, fd, dispatch, finalize), `cs_error_t` results from the Rust client's
+//! errors, and the guard every exported function runs in so that no Rust panic unwinds into C.
 
 pub mod abi;
 pub mod handles;
+pub mod library;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

@@ -1,7 +1,7 @@
 //! libvotequorum.so.8 over rotor: corosync's votequorum C API (`corosync/votequorum.h`, the
 //! ABI's definition, as Debian's corosync 3.1.7 ships it) as a thin layer over rotor-client's
-//! [`Votequorum`], served by rotord. Handles are hdb-style entries of [`HANDLES`] (stale or
-//! unknown: `CS_ERR_BAD_HANDLE`); the quorum, expected votes and nodelist callbacks run only
+//! [`Votequorum`], served by rotord. Handles are hdb-style entries of [`HANDLES`] (rotor-capi's
+//! `Library`; stale or unknown: `CS_ERR_BAD_HANDLE`); the quorum, expected votes and nodelist callbacks run only
 //! from `votequorum_dispatch`, with the handle unlocked, so they may call the library,
 //! finalize included (dispatch then returns `CS_ERR_BAD_HANDLE`, as corosync's).
 //!
@@ -31,13 +31,11 @@ mod abi {
 include!(concat!(env!("OUT_DIR"), "/versioned.rs"));
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
-use std::sync::Mutex;
 
 use abi::*;
 use rotor_capi::abi::*;
-use rotor_capi::handles::{lock, HandleTable};
+use rotor_capi::library::Library;
 use rotor_capi::{cs_error, guard, result, write_out, UserPointer};
-use rotor_client::cpg::Wait;
 use rotor_client::votequorum as vq;
 use rotor_client::votequorum::{Info, Notification, RingId, Votequorum};
 
@@ -65,57 +63,14 @@ const _: () = {
     assert!(std::mem::size_of::<votequorum_node_t>() == 8);
 };
 
+/// What a handle keeps beside its connection.
 struct State {
-    /// `None` once finalized.
-    votequorum: Option<Votequorum>,
     callbacks: votequorum_callbacks_t,
     context: UserPointer,
-    /// The application asked for the fd (`votequorum_fd_get`): it is kept armed after every
-    /// call (readable while a notification waits, as libqb's socket is), see libcpg's
-    /// `fd_used`.
-    fd_used: bool,
 }
-
-impl State {
-    /// Keeps the fd readable while notifications wait (see `fd_used`).
-    fn rearm(&mut self) {
-        if self.fd_used {
-            if let Some(v) = self.votequorum.as_mut() {
-                let _ = v.fd();
-            }
-        }
-    }
-}
-
-type Instance = Mutex<State>;
 
 /// Every live votequorum handle.
-static HANDLES: HandleTable<Instance> = HandleTable::new();
-
-/// Runs `f` on the live, unfinalized handle `handle`.
-fn with_vq(
-    handle: votequorum_handle_t,
-    f: impl FnOnce(&mut Votequorum, &mut UserPointer, &mut bool) -> cs_error_t,
-) -> cs_error_t {
-    guard(|| {
-        let Some(instance) = HANDLES.get(handle) else {
-            return CS_ERR_BAD_HANDLE;
-        };
-        let mut state = lock(&instance);
-        let State {
-            votequorum,
-            context,
-            fd_used,
-            ..
-        } = &mut *state;
-        let Some(v) = votequorum.as_mut() else {
-            return CS_ERR_BAD_HANDLE;
-        };
-        let r = f(v, context, fd_used);
-        state.rearm();
-        r
-    })
-}
+static HANDLES: Library<Votequorum, State> = Library::new();
 
 /// A quorum device name from C, checked as corosync checks it: NULL, empty,
 /// `VOTEQUORUM_QDEVICE_MAX_NAME_LEN` bytes or longer, or not UTF-8: `CS_ERR_INVALID_PARAM`.
@@ -139,7 +94,7 @@ unsafe fn with_device(
 ) -> cs_error_t {
     // SAFETY: forwards the caller's contract.
     match unsafe { device_name(name) } {
-        Ok(name) => with_vq(handle, |v, _, _| f(v, name)),
+        Ok(name) => HANDLES.with(handle, |v, _| f(v, name)),
         Err(e) => e,
     }
 }
@@ -187,12 +142,13 @@ mod versioned {
                 Ok(v) => v,
                 Err(e) => return cs_error(&e),
             };
-            let h = HANDLES.insert(Mutex::new(State {
-                votequorum: Some(votequorum),
-                callbacks,
-                context: UserPointer::default(),
-                fd_used: false,
-            }));
+            let h = HANDLES.initialize(
+                votequorum,
+                State {
+                    callbacks,
+                    context: UserPointer::default(),
+                },
+            );
             // SAFETY: checked not NULL; valid by the API's contract.
             unsafe { handle.write(h) };
             CS_OK
@@ -202,18 +158,7 @@ mod versioned {
     /// `votequorum_finalize`: closes the connection (its tracking ends with it); a dispatch
     /// of another thread sleeping on the handle wakes and returns `CS_ERR_BAD_HANDLE`.
     pub unsafe extern "C" fn votequorum_finalize(handle: votequorum_handle_t) -> cs_error_t {
-        guard(|| {
-            let Some(instance) = HANDLES.remove(handle) else {
-                return CS_ERR_BAD_HANDLE;
-            };
-            let mut state = lock(&instance);
-            let Some(votequorum) = state.votequorum.take() else {
-                return CS_ERR_BAD_HANDLE;
-            };
-            // Closing an fd does not wake a poll on it: make it readable first.
-            votequorum.wake();
-            CS_OK
-        })
+        HANDLES.finalize(handle, |_| {})
     }
 
     /// `votequorum_getinfo`: node `nodeid`'s votes and the cluster's as this node sees them
@@ -223,7 +168,7 @@ mod versioned {
         nodeid: c_uint,
         info: *mut votequorum_info,
     ) -> cs_error_t {
-        with_vq(handle, |v, _, _| {
+        HANDLES.with(handle, |v, _| {
             if info.is_null() {
                 return CS_ERR_INVALID_PARAM;
             }
@@ -243,7 +188,7 @@ mod versioned {
         handle: votequorum_handle_t,
         expected_votes: c_uint,
     ) -> cs_error_t {
-        with_vq(handle, |v, _, _| result(v.setexpected(expected_votes)))
+        HANDLES.with(handle, |v, _| result(v.setexpected(expected_votes)))
     }
 
     /// `votequorum_setvotes`: node `nodeid`'s votes (0: this node).
@@ -252,7 +197,7 @@ mod versioned {
         nodeid: c_uint,
         votes: c_uint,
     ) -> cs_error_t {
-        with_vq(handle, |v, _, _| result(v.setvotes(nodeid, votes)))
+        HANDLES.with(handle, |v, _| result(v.setvotes(nodeid, votes)))
     }
 
     /// `votequorum_trackstart`: `CS_TRACK_CURRENT`, `CS_TRACK_CHANGES`,
@@ -263,12 +208,12 @@ mod versioned {
         context: u64,
         flags: c_uint,
     ) -> cs_error_t {
-        with_vq(handle, |v, _, _| result(v.trackstart(context, flags)))
+        HANDLES.with(handle, |v, _| result(v.trackstart(context, flags)))
     }
 
     /// `votequorum_trackstop`: not tracking: `CS_ERR_NOT_EXIST`.
     pub unsafe extern "C" fn votequorum_trackstop(handle: votequorum_handle_t) -> cs_error_t {
-        with_vq(handle, |v, _, _| result(v.trackstop()))
+        HANDLES.with(handle, |v, _| result(v.trackstop()))
     }
 
     /// `votequorum_context_get`.
@@ -276,9 +221,11 @@ mod versioned {
         handle: votequorum_handle_t,
         context: *mut *mut c_void,
     ) -> cs_error_t {
-        with_vq(handle, |_, ctx, _| {
+        HANDLES.with(handle, |_, s| {
             // SAFETY: NULL or valid, by the API's contract; write_out checks NULL.
-            unsafe { write_out(context, ctx.0) }.err().unwrap_or(CS_OK)
+            unsafe { write_out(context, s.context.0) }
+                .err()
+                .unwrap_or(CS_OK)
         })
     }
 
@@ -287,8 +234,8 @@ mod versioned {
         handle: votequorum_handle_t,
         context: *mut c_void,
     ) -> cs_error_t {
-        with_vq(handle, |_, ctx, _| {
-            *ctx = UserPointer(context);
+        HANDLES.with(handle, |_, s| {
+            s.context = UserPointer(context);
             CS_OK
         })
     }
@@ -339,14 +286,8 @@ pub unsafe extern "C" fn votequorum_fd_get(
     handle: votequorum_handle_t,
     fd: *mut c_int,
 ) -> cs_error_t {
-    with_vq(handle, |v, _, fd_used| match v.fd() {
-        Ok(raw) => {
-            *fd_used = true;
-            // SAFETY: NULL or valid, by the API's contract; write_out checks NULL.
-            unsafe { write_out(fd, raw) }.err().unwrap_or(CS_OK)
-        }
-        Err(e) => cs_error(&e),
-    })
+    // SAFETY: NULL or valid, by the API's contract.
+    unsafe { HANDLES.fd_get(handle, fd) }
 }
 
 /// `votequorum_dispatch`: runs the callbacks of waiting notifications. ONE waits for one and
@@ -357,7 +298,15 @@ pub unsafe extern "C" fn votequorum_dispatch(
     handle: votequorum_handle_t,
     dispatch_types: cs_dispatch_flags_t,
 ) -> cs_error_t {
-    guard(|| dispatch(handle, dispatch_types))
+    HANDLES.dispatch(
+        handle,
+        dispatch_types,
+        |s, n| (n, s.callbacks),
+        |(n, callbacks)| {
+            notify(handle, n, &callbacks);
+            Ok(())
+        },
+    )
 }
 
 /// `votequorum_qdevice_update`: renames the registered device `oldname` to `newname`.
@@ -388,59 +337,6 @@ pub unsafe extern "C" fn votequorum_qdevice_master_wins(
         with_device(handle, name, |v, name| {
             result(v.qdevice_master_wins(name, allow != 0))
         })
-    }
-}
-
-fn dispatch(handle: votequorum_handle_t, how: cs_dispatch_flags_t) -> cs_error_t {
-    // corosync checks the flags before the handle.
-    if !matches!(
-        how,
-        CS_DISPATCH_ONE | CS_DISPATCH_ALL | CS_DISPATCH_BLOCKING | CS_DISPATCH_ONE_NONBLOCKING
-    ) {
-        return CS_ERR_INVALID_PARAM;
-    }
-    let Some(instance) = HANDLES.get(handle) else {
-        return CS_ERR_BAD_HANDLE;
-    };
-    loop {
-        let (notification, callbacks) = {
-            let mut state = lock(&instance);
-            let callbacks = state.callbacks;
-            let Some(v) = state.votequorum.as_mut() else {
-                return CS_ERR_BAD_HANDLE;
-            };
-            match v.poll_notification(Wait::No) {
-                Ok(Some(n)) => (n, callbacks),
-                Ok(None) if how == CS_DISPATCH_ALL => {
-                    state.rearm();
-                    return CS_OK;
-                }
-                Ok(None) if how == CS_DISPATCH_ONE_NONBLOCKING => {
-                    state.rearm();
-                    return CS_ERR_TRY_AGAIN;
-                }
-                Ok(None) => {
-                    let fds = match v.fd() {
-                        Ok(fd) => [fd, v.control_fd()],
-                        Err(e) => return cs_error(&e),
-                    };
-                    drop(state);
-                    rotor_capi::wait_readable(fds, -1);
-                    continue;
-                }
-                Err(e) => return cs_error(&e),
-            }
-        };
-        notify(handle, notification, &callbacks);
-        let mut state = lock(&instance);
-        if state.votequorum.is_none() {
-            // Finalized by the callback or by another thread.
-            return CS_ERR_BAD_HANDLE;
-        }
-        if matches!(how, CS_DISPATCH_ONE | CS_DISPATCH_ONE_NONBLOCKING) {
-            state.rearm();
-            return CS_OK;
-        }
     }
 }
 

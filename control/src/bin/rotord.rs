@@ -135,6 +135,12 @@ fn main() -> ExitCode {
     for w in &warnings {
         log_at!(Warning, "MAIN", "{w}");
     }
+    // Before the dataplane starts (it inherits this thread's scheduling) and before the
+    // privileges are dropped (CAP_SYS_NICE).
+    match rotor_control::sched::apply(rotor_control::sched::wanted(&plan.config.entries)) {
+        (true, line) => log_at!(Notice, "MAIN", "{line}"),
+        (false, line) => log_at!(Warning, "MAIN", "{line}"),
+    }
     let result =
         Daemon::new(plan, cmap).and_then(|mut daemon| daemon.run(&|| STOP.load(Ordering::SeqCst)));
     match result {

@@ -260,10 +260,14 @@ impl Clients {
                 if c.closed.is_some() {
                     break;
                 }
-                let record = match c.pending.take() {
+                // A request is handled where it lies — in the receive buffer, or in the
+                // session's parked copy — and copied out of the buffer only when the node
+                // refuses it for now.
+                let parked = c.pending.take();
+                let record: &[u8] = match &parked {
                     Some(r) => r,
                     None => match c.session.try_recv(&mut self.rx) {
-                        Ok(n) => self.rx[..n].to_vec(),
+                        Ok(n) => &self.rx[..n],
                         Err(SessionError::Empty) => break,
                         Err(e) => {
                             c.close(CloseKind::of(&e), format!("receive: {e}"));
@@ -275,7 +279,7 @@ impl Clients {
                 match handle(
                     &mut self.sessions,
                     id,
-                    &record,
+                    record,
                     runner,
                     &mut self.scratch,
                     counters,
@@ -285,6 +289,10 @@ impl Clients {
                         counters.requests += 1;
                     }
                     Handled::Later => {
+                        let record = match parked {
+                            Some(parked) => parked,
+                            None => self.rx[..record.len()].to_vec(),
+                        };
                         self.sessions.get_mut(id).pending = Some(record);
                         counters.requests_deferred += 1;
                         break;

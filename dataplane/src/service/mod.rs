@@ -52,12 +52,6 @@ pub enum PollLoop {
     Blocking,
 }
 
-/// Pollers one dataplane runs (its one poll loop).
-const POLLERS: usize = 1;
-/// Cores a machine keeps for everything but the pollers: rotord and applications, and the
-/// kernel's network processing (softirqs: the copy-mode AF_XDP and UDP paths run there).
-const CORES_KEPT: usize = 2;
-
 impl PollLoop {
     /// How the log names the mode: "busy", "adaptive (spin 10 µs)", "blocking".
     pub fn describe(self) -> String {
@@ -67,31 +61,29 @@ impl PollLoop {
             PollLoop::Blocking => "blocking".into(),
         }
     }
+}
 
-    /// The default mode: busy when the loop is pinned to a core of its own and
-    /// `cpus` leaves `CORES_KEPT` for the rest, adaptive (spinning `spin`) when there are fewer
-    /// free cores than pollers — as on a 2-core machine. Returns the mode and why, for the log.
-    pub fn auto(cpus: usize, pinned: bool, spin: Duration) -> (PollLoop, String) {
-        if !pinned {
-            let why = "not pinned to a core (rotor.dataplane_cores / --core)".to_owned();
-            return (PollLoop::Adaptive { spin }, why);
-        }
-        let free = cpus.saturating_sub(CORES_KEPT);
-        let why = format!(
-            "{cpus} CPUs, {CORES_KEPT} kept for rotord, applications and the kernel: {free} \
-             free for {POLLERS} poller"
-        );
-        if free >= POLLERS {
-            (PollLoop::Busy, why)
-        } else {
-            (PollLoop::Adaptive { spin }, why)
+/// The loop's mode: fixed by rotor.poll_mode, or auto's, which may change while it runs.
+pub enum PollChoice {
+    Fixed(PollLoop),
+    Auto(AutoMode),
+}
+
+impl PollChoice {
+    /// The mode for this turn.
+    fn now(&self) -> PollLoop {
+        match self {
+            PollChoice::Fixed(mode) => *mode,
+            PollChoice::Auto(auto) => auto.get(),
         }
     }
 }
 
+pub mod auto;
 mod clients;
 mod control;
 
+pub use auto::AutoMode;
 pub use clients::{Armed, Clients, IpcCounters};
 pub use control::{Control, ControlInput, StartError};
 
@@ -107,7 +99,7 @@ pub fn stats_counters<T: Transport>(runner: &Runner<T>, clients: &Clients) -> En
 pub fn run<T: Transport>(
     runner: &mut Runner<T>,
     control: &mut Control,
-    mode: PollLoop,
+    poll: &PollChoice,
     stop: &dyn Fn() -> bool,
 ) -> io::Result<()> {
     let mut clients = Clients::new(runner.node().node_id().0);
@@ -147,7 +139,7 @@ pub fn run<T: Transport>(
         let max_wait = if work > 0 {
             Duration::ZERO
         } else {
-            match mode {
+            match poll.now() {
                 PollLoop::Busy => Duration::ZERO,
                 PollLoop::Adaptive { spin } if last_work.elapsed() < spin => Duration::ZERO,
                 _ => {
@@ -222,21 +214,4 @@ fn report_ring<T: Transport>(
         members: node.members().iter().map(|n| n.0).collect(),
         transport: runner.transport().name().to_owned(),
     }));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn auto_polls_busy_only_with_a_pinned_core_to_spare() {
-        let spin = Duration::from_micros(50);
-        assert_eq!(PollLoop::auto(2, true, spin).0, PollLoop::Adaptive { spin });
-        assert_eq!(PollLoop::auto(3, true, spin).0, PollLoop::Busy);
-        assert_eq!(
-            PollLoop::auto(64, false, spin).0,
-            PollLoop::Adaptive { spin }
-        );
-        assert_eq!(PollLoop::auto(1, true, spin).0, PollLoop::Adaptive { spin });
-    }
 }

@@ -5,9 +5,14 @@
 //! not recover after a heal, or the cluster could not be set up.
 //!
 //! usage: rotor-faults [--quick] [--hold SECONDS] [--out DIR] [--fault NAME]...
-//!        [--token MS|default]... [--nodes N]...    |    rotor-faults --check DIR
-//! (`--fault` keeps the faults whose name contains NAME, from the whole list; `--token` and
-//! `--nodes` keep those configurations of the matrix)
+//!        [--token MS|default]... [--nodes N]... [--transport xdp|udp]... [--soak SECONDS]
+//!        [--token-coefficient MS]
+//!        |    rotor-faults --check DIR
+//! (`--fault` keeps the faults whose name contains NAME, from the whole list; `--token`,
+//! `--nodes` and `--transport` keep those configurations of the matrix; `--soak` runs each
+//! kept configuration under load with no fault for that long and reports every membership
+//! change, each a false one; `--token-coefficient` sets totem.token_coefficient, which adds
+//! to the token for each nodelist node beyond two, spare host included)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +28,9 @@ fn main() -> ExitCode {
     let mut only: Vec<String> = Vec::new();
     let mut tokens: Vec<Option<u32>> = Vec::new();
     let mut nodes: Vec<usize> = Vec::new();
+    let mut transports: Vec<&'static str> = Vec::new();
+    let mut soak = None;
+    let mut coefficient = None;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -78,6 +86,37 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            "--transport" => {
+                i += 1;
+                match args.get(i).map(String::as_str) {
+                    Some("xdp" | "knet") => transports.push("knet"),
+                    Some("udp" | "udpu") => transports.push("udpu"),
+                    _ => {
+                        eprintln!("rotor-faults: --transport needs xdp or udp");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            "--token-coefficient" => {
+                i += 1;
+                match args.get(i).and_then(|v| v.parse::<u32>().ok()) {
+                    Some(c) => coefficient = Some(c),
+                    None => {
+                        eprintln!("rotor-faults: --token-coefficient needs milliseconds");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            "--soak" => {
+                i += 1;
+                match args.get(i).and_then(|v| v.parse::<u64>().ok()) {
+                    Some(s) if s > 0 => soak = Some(Duration::from_secs(s)),
+                    _ => {
+                        eprintln!("rotor-faults: --soak needs a number of seconds");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
             // Check the logs of an earlier run's configuration directory again, and stop.
             "--check" => {
                 i += 1;
@@ -103,7 +142,9 @@ fn main() -> ExitCode {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: rotor-faults [--quick] [--hold SECONDS] [--out DIR] [--fault NAME]..."
+                    "usage: rotor-faults [--quick] [--hold SECONDS] [--out DIR] [--fault NAME]... \
+                     [--token MS|default]... [--nodes N]... [--transport xdp|udp]... \
+                     [--soak SECONDS] [--token-coefficient MS]  |  rotor-faults --check DIR"
                 );
                 return ExitCode::SUCCESS;
             }
@@ -137,6 +178,17 @@ fn main() -> ExitCode {
     }
     if !nodes.is_empty() {
         plan.configs.retain(|c| nodes.contains(&c.nodes));
+    }
+    if !transports.is_empty() {
+        plan.configs.retain(|c| transports.contains(&c.transport));
+    }
+    plan.token_coefficient_ms = coefficient;
+    if soak.is_some() {
+        plan.soak = soak;
+        plan.faults.clear();
+        for c in &mut plan.configs {
+            c.faults = None;
+        }
     }
     if !only.is_empty() {
         plan.faults = rotor_faults::campaign::Fault::ALL
