@@ -126,16 +126,20 @@ pub fn link_status(brief: bool, interface: Option<&str>) -> Result<ExitCode, Exi
         ExitCode::FAILURE
     })?;
     header(&s);
-    // -i: only the link whose address or number it names (rotor has link 0 alone).
-    let shown = interface.is_none_or(|i| i == "0" || i == s.local_addr);
-    if shown {
-        println!("LINK ID 0 {}", s.transport);
-        println!("\taddr\t= {}", s.local_addr);
+    // -i: only the link whose address or number it names.
+    for link in &s.links {
+        let shown = interface.is_none_or(|i| i == link.link.to_string() || i == link.local_addr);
+        if !shown {
+            continue;
+        }
+        println!("LINK ID {} {}", link.link, link.transport);
+        println!("\taddr\t= {}", link.local_addr);
         if brief {
-            let status: String = s
+            // corosync-cfgtool: enabled | connected << 1, 'n' for this node.
+            let status: String = link
                 .nodes
                 .iter()
-                .map(|n| match (n.node_id == s.node_id, n.connected) {
+                .map(|(node, connected)| match (*node == s.node_id, connected) {
                     (true, _) => 'n',
                     (false, true) => '3',
                     (false, false) => '1',
@@ -144,19 +148,27 @@ pub fn link_status(brief: bool, interface: Option<&str>) -> Result<ExitCode, Exi
             println!("\tstatus\t= {status}");
         } else {
             println!("\tstatus:");
-            for n in &s.nodes {
-                let what = if n.node_id == s.node_id {
+            for (node, connected) in &link.nodes {
+                let what = if *node == s.node_id {
                     "localhost"
-                } else if n.connected {
+                } else if *connected {
                     "connected"
                 } else {
                     "disconnected"
                 };
-                println!("\t\tnodeid: {:>10}:\t{what}", n.node_id);
+                println!("\t\tnodeid: {node:>10}:\t{what}");
             }
         }
     }
     println!("Ring ID {}.{:x}, state {}", s.ring_rep, s.ring_seq, s.state);
+    // rotor's: the ring's members (a link can be up to a node outside the ring).
+    let members: Vec<String> = s
+        .nodes
+        .iter()
+        .filter(|n| n.connected)
+        .map(|n| n.node_id.to_string())
+        .collect();
+    println!("Members {}", members.join(" "));
     if s.key_id != 0 {
         let held: Vec<String> = s.keys_held.iter().map(|k| format!("{k:08x}")).collect();
         if s.keys_held.len() > 1 {
@@ -209,9 +221,14 @@ fn node_status() -> Result<ExitCode, ExitCode> {
         }
         println!("{line}");
         for l in status.links.iter().filter(|l| l.enabled) {
+            let transport = s
+                .links
+                .iter()
+                .find(|r| r.link == l.link)
+                .map_or(s.transport.as_str(), |r| r.transport.as_str());
             let mut line = format!(
-                "   LINK: {} {} ({}->{}) enabled",
-                l.link, s.transport, l.src, l.dst
+                "   LINK: {} {transport} ({}->{}) enabled",
+                l.link, l.src, l.dst
             );
             if l.connected {
                 line.push_str(" connected");

@@ -31,6 +31,8 @@ struct Cluster {
     tag: String,
     port: u16,
     children: Vec<Option<Child>>,
+    /// Links of every node: link 0 at 127.0.0.N, link 1 (when 2) at 127.0.1.N.
+    links: usize,
 }
 
 impl Drop for Cluster {
@@ -76,6 +78,7 @@ impl Cluster {
             tag,
             port,
             children: (0..4).map(|_| None).collect(),
+            links: 1,
         }
     }
 
@@ -104,17 +107,26 @@ impl Cluster {
     /// Node `i`'s corosync.conf: `nodes` in the nodelist, `token`, and `extra` in totem{}.
     fn write_conf(&self, i: usize, nodes: &[usize], token: u32, extra: &str) {
         let mut list = String::new();
+        let mut interfaces = String::new();
+        for link in 0..self.links {
+            interfaces.push_str(&format!(
+                "  interface {{\n    linknumber: {link}\n    mcastport: {}\n  }}\n",
+                self.port
+            ));
+        }
         for n in nodes {
+            let more: String = (1..self.links)
+                .map(|l| format!("    ring{l}_addr: 127.0.{l}.{n}\n"))
+                .collect();
             list.push_str(&format!(
-                "  node {{\n    nodeid: {n}\n    ring0_addr: 127.0.0.{n}\n  }}\n"
+                "  node {{\n    nodeid: {n}\n    ring0_addr: 127.0.0.{n}\n{more}  }}\n"
             ));
         }
         let text = format!(
-            "totem {{\n  version: 2\n  cluster_name: cfg\n  token: {token}\n  keyfile: {}\n{extra}  \
-             interface {{\n    linknumber: 0\n    mcastport: {}\n  }}\n}}\nnodelist {{\n{list}}}\n\
+            "totem {{\n  version: 2\n  cluster_name: cfg\n  token: {token}\n  keyfile: {}\n{extra}\
+             {interfaces}}}\nnodelist {{\n{list}}}\n\
              logging {{\n  to_syslog: no\n}}\nsystem {{\n  state_dir: {}\n}}\n",
             self.key(i).display(),
-            self.port,
             self.node_dir(i).join("state").display()
         );
         std::fs::write(self.conf(i), text).unwrap();
@@ -543,6 +555,12 @@ fn kill_shutdown_and_the_text_of_cfgtool() {
         c.start(i);
     }
     c.wait_ring(&[1, 2, 3]);
+    // A link is connected once its pings are answered (knet_pong_count of them in a row).
+    c.wait_for("node 2's links to be up", |c| {
+        c.rotor(2, &["cfg", "-s", "-b"])
+            .1
+            .contains("\tstatus\t= 3n3\n")
+    });
     // -s, -b, -n, --local-id, -a, -L, usage and a bad node id.
     let (code, out, _) = c.rotor(2, &["cfg", "-s"]);
     assert_eq!(code, 0);
@@ -799,4 +817,68 @@ fn users_admitted_by_uidgid_d_and_cmap_without_restart() {
     assert_eq!(code, 0, "{err}");
     let (ok, err) = as_user(4343);
     assert!(ok, "uid 4343 after the cmap write: {err}");
+}
+
+/// Frames node 1 sent node 2 on `link` (`stats.knet.node2.link<L>.tx_data_packets`).
+fn tx_to_2(c: &Cluster, link: u8) -> u64 {
+    match c.cmap(1, &format!("stats.knet.node2.link{link}.tx_data_packets")) {
+        Some(Value::U64(n)) => n,
+        _ => 0,
+    }
+}
+
+#[test]
+fn two_links_carry_frames_as_link_mode_says() {
+    for (index, mode) in [(6, "passive"), (7, "active"), (6, "rr")] {
+        let mut c = Cluster::new(index);
+        c.links = 2;
+        for i in 1..=3 {
+            write_key(&c.key(i), 0x42);
+            c.write_conf(i, &[1, 2, 3], 1000, &format!("  link_mode: {mode}\n"));
+            c.start(i);
+        }
+        c.wait_ring(&[1, 2, 3]);
+        // Both links of both peers up, as corosync-cfgtool -s -b shows them.
+        c.wait_for("node 1's two links to be up", |c| {
+            c.rotor(1, &["cfg", "-s", "-b"])
+                .1
+                .matches("\tstatus\t= n33\n")
+                .count()
+                == 2
+        });
+        let (_, out, _) = c.rotor(1, &["cfg", "-s"]);
+        assert!(
+            out.contains("LINK ID 1 udp\n\taddr\t= 127.0.1.1\n"),
+            "{out}"
+        );
+        let (_, out, _) = c.rotor(1, &["cfg", "-n"]);
+        assert!(
+            out.contains("   LINK: 1 udp (127.0.1.1->127.0.1.2) enabled connected mtu: "),
+            "{out}"
+        );
+        // Traffic: what each link carries from here on.
+        let before = (tx_to_2(&c, 0), tx_to_2(&c, 1));
+        c.wait_for("frames on the links", |c| {
+            let (l0, l1) = (tx_to_2(c, 0) - before.0, tx_to_2(c, 1) - before.1);
+            match mode {
+                "passive" => l0 >= 50,
+                _ => l0 >= 50 && l1 >= 50,
+            }
+        });
+        if mode == "passive" {
+            // Equal priorities: link 0 (the lowest number) carries, link 1 only pings.
+            assert_eq!(tx_to_2(&c, 1), before.1, "passive sent frames on link 1");
+        }
+        if mode == "active" {
+            // Every frame came twice: the later copy is dropped as a link duplicate.
+            c.wait_for("copies dropped as link duplicates", |c| {
+                matches!(c.cmap(2, "stats.net.drops.link_duplicate"), Some(Value::U64(n)) if n > 0)
+            });
+        }
+        assert_eq!(
+            c.cmap(1, "runtime.config.totem.interface.1.knet_ping_interval"),
+            Some(Value::U32(412)),
+            "token 1000 + 650 for the third node, / (2 × pong_count)"
+        );
+    }
 }

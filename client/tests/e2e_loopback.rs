@@ -168,13 +168,19 @@ fn three_rotords_carry_cpg_end_to_end() {
     for i in 1..=3 {
         wait_ring(&nodes, i, 3);
     }
-    let (ok, out, err) = rotor(&nodes, 1, &["status"]);
-    assert!(ok, "{err}");
-    assert!(out.contains("Local node ID 1, transport udp"), "{out}");
-    assert!(
-        out.contains("2:\tconnected") && out.contains("3:\tconnected"),
-        "{out}"
-    );
+    // The links are connected once their pings are answered (knet_pong_count in a row),
+    // which may be after the ring formed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, out, err) = rotor(&nodes, 1, &["status"]);
+        assert!(ok, "{err}");
+        assert!(out.contains("Local node ID 1, transport udp"), "{out}");
+        if out.contains("2:\tconnected") && out.contains("3:\tconnected") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "links never connected:\n{out}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let (ok, out, _) = rotor(&nodes, 2, &["cmap", "get", "totem.cluster_name"]);
     assert!(ok);
     assert_eq!(out.trim(), "totem.cluster_name (str) = e2e");

@@ -313,9 +313,10 @@ fn metrics_are_scraped_parsed_and_survive_a_dataplane_restart() {
     assert_eq!(value(&samples, "rotor_ring_members{}"), 2.0);
     let samples = s.wait_sample("rotor_quorum_quorate{} 1.0");
     assert_eq!(value(&samples, "rotor_quorum_total_votes{}"), 2.0);
-    // The link probes see the peer: up, with a round-trip time.
-    let samples = s.wait_sample("rotor_peer_link_up{address=\"127.0.0.2\",peer_id=\"2\"} 1.0");
-    let peer = "{address=\"127.0.0.2\",peer_id=\"2\"}";
+    // The link's pings see the peer: up, with a round-trip time.
+    let samples =
+        s.wait_sample("rotor_peer_link_up{address=\"127.0.0.2\",link=\"0\",peer_id=\"2\"} 1.0");
+    let peer = "{address=\"127.0.0.2\",link=\"0\",peer_id=\"2\"}";
     assert!(value(&samples, &format!("rotor_peer_link_rtt_seconds{peer}")) > 0.0);
     assert!(value(&samples, &format!("rotor_peer_link_answers_total{peer}")) >= 1.0);
     // Every family an operator watches is there from the start, counters at their value.

@@ -172,15 +172,24 @@ fn three_rotords_on_netns_hosts() {
     // The rotor command on a node.
     let status = bed.rotor_status(1, &bins).unwrap();
     eprintln!("e2e_netns: ring formed on transport {}", status.transport);
-    let out = rotor(&bed, &bins, 1, None, &["status"]);
-    let s = text(&out);
-    assert!(out.status.success(), "{s}");
-    assert!(s.starts_with("Local node ID 1, transport "), "{s}");
-    assert!(s.contains("\taddr\t= 198.18.0.1\n"), "{s}");
-    assert!(
-        s.contains("2:\tconnected") && s.contains("3:\tconnected"),
-        "{s}"
-    );
+    // The links are connected once their pings are answered (knet_pong_count in a row),
+    // which may be after the ring formed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = rotor(&bed, &bins, 1, None, &["status"]);
+        let s = text(&out);
+        assert!(out.status.success(), "{s}");
+        assert!(s.starts_with("Local node ID 1, transport "), "{s}");
+        assert!(s.contains("\taddr\t= 198.18.0.1\n"), "{s}");
+        if s.contains("2:\tconnected") && s.contains("3:\tconnected") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "links never connected:\n{s}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let out = rotor(&bed, &bins, 2, None, &["cmap", "get", "totem.cluster_name"]);
     assert_eq!(text(&out).trim(), "totem.cluster_name (str) = e2e-netns");
     let out = rotor(

@@ -3,6 +3,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use rotor_proto::link::{LinkSettings, LinkStart};
+
 use crate::config::Config;
 
 /// This node's id and address, and every other node's.
@@ -13,6 +15,9 @@ pub struct LocalNode {
     pub bind: SocketAddr,
     /// Every other node of the nodelist: id and ring0 address with the cluster port.
     pub peers: Vec<(u32, SocketAddr)>,
+    /// Every link (`config.totem.links`) with this node's and every other node's address on
+    /// it and the link's port. Invariant: `links[0]` is link 0, with `bind` and `peers`.
+    pub links: Vec<LinkStart>,
     /// What the operator should know about how the node was chosen (logged at start).
     pub warnings: Vec<String>,
 }
@@ -60,10 +65,16 @@ pub fn local_node(config: &Config, node_id: Option<u32>) -> Result<LocalNode, St
              form a cluster",
             config.file
         ));
+        let settings = config.totem.links[0];
         return Ok(LocalNode {
             node_id: node_id.unwrap_or(1),
             bind,
             peers: Vec::new(),
+            links: vec![LinkStart {
+                settings,
+                local: bind,
+                peers: Vec::new(),
+            }],
             warnings,
         });
     }
@@ -110,6 +121,7 @@ pub fn local_node(config: &Config, node_id: Option<u32>) -> Result<LocalNode, St
             node_id,
             bind,
             peers: all,
+            links: link_starts(config, node_id)?,
             warnings,
         }),
         None => Err(match node_id {
@@ -151,6 +163,58 @@ pub fn nodelist_addresses(config: &Config) -> Result<Vec<(u32, SocketAddr)>, Str
                 )
             })?;
             Ok((id, SocketAddr::new(addr, port)))
+        })
+        .collect()
+}
+
+/// The port of link `number`: its interface's `mcastport` (knet binds each link to its own).
+fn link_port(config: &Config, number: u8) -> u16 {
+    config
+        .totem
+        .interfaces
+        .iter()
+        .find(|i| i.linknumber == number)
+        .map_or(crate::config::MCASTPORT_DEFAULT, |i| i.mcastport)
+}
+
+/// Every link of the config for node `me`: its settings, this node's address on it, and every
+/// other node's (sorted by id). The config has checked that every node has every link.
+pub fn link_starts(config: &Config, me: u32) -> Result<Vec<LinkStart>, String> {
+    config
+        .totem
+        .links
+        .iter()
+        .map(|settings: &LinkSettings| {
+            let link = usize::from(settings.number);
+            let port = link_port(config, settings.number);
+            let mut local = None;
+            let mut peers = Vec::new();
+            for n in &config.nodes {
+                let key = format!("nodelist.node.{}.ring{link}_addr", n.index);
+                let name = n.ring_addrs[link]
+                    .as_deref()
+                    .ok_or_else(|| format!("{}: {key}: missing", config.file))?;
+                let addr = resolve(name).map_err(|e| format!("{}: {key}: {e}", config.file))?;
+                let sa = SocketAddr::new(addr, port);
+                match n.nodeid {
+                    Some(id) if id == me => local = Some(sa),
+                    Some(id) => peers.push((id, sa)),
+                    None => {
+                        return Err(format!(
+                            "{}: nodelist.node.{}.nodeid: required (rotor has no automatic \
+                             node ids)",
+                            config.file, n.index
+                        ))
+                    }
+                }
+            }
+            peers.sort_by_key(|(id, _)| *id);
+            let local = local.ok_or_else(|| format!("{}: no node has nodeid {me}", config.file))?;
+            Ok(LinkStart {
+                settings: *settings,
+                local,
+                peers,
+            })
         })
         .collect()
 }

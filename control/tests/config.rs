@@ -6,6 +6,8 @@ use std::sync::Mutex;
 use totem_core::votequorum::TieBreaker;
 
 use rotor_control::cmap::{format_cmapctl, Access, CmapError, CmapStore, Value, ValueType};
+use rotor_proto::link::LinkMode;
+
 use rotor_control::config::{
     self, authkey_path, config_path, parse_str, ErrorKind, IpVersionSetting, PollModeSetting,
     TransportSetting, AUTHKEY_PATH_ENV, CONFIG_PATH_ENV,
@@ -203,12 +205,21 @@ fn three_node_example_types_and_derived_values() {
     assert_eq!(e["uidgid.config.uid.1000"], Value::U8(1));
     assert_eq!(e["uidgid.config.gid.0"], Value::U8(1));
     assert_eq!(e["rotor.poll_mode"], Value::String("busy".into()));
-    // knet options are accepted and warned about.
-    assert_eq!(config.warnings.len(), 1);
+    // The interface's knet options are the links' settings now: no warning.
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    // Two links, corosync's ping timers from the token in effect (1650 ms, pong_count 2).
+    let links = &config.totem.links;
+    assert_eq!(links.len(), 2);
     assert_eq!(
-        config.warnings[0].to_string(),
-        "/etc/corosync/corosync.conf:11: totem.interface.0.knet_link_priority: knet option accepted for compatibility, unused by rotor"
+        (
+            links[1].number,
+            links[1].priority,
+            links[1].ping_interval_ms,
+            links[1].ping_timeout_ms
+        ),
+        (1, 1, 412, 825)
     );
+    assert_eq!(config.totem.link_mode, LinkMode::Passive);
 
     // 3 nodes: token 1000 + (3 - 2) × 650 (totemconfig.c), then the formulas on that token.
     let t = &config.totem.settings;
@@ -526,6 +537,152 @@ fn nodelist_errors() {
         "/etc/corosync/corosync.conf:2: nodelist.node.0: node has no nodeid (required with transport knet)"
     );
     parse_str(FILE, &format!("totem {{\ntransport: udpu\n}}\n{no_nodeid}")).unwrap();
+}
+
+/// A nodelist of nodes `i` of `links` (`ring<link>_addr: 198.18.<link>.<i>`), with `extra`
+/// lines in node 2.
+fn linked(totem: &str, nodes: &[(u32, &[u8])], extra: &str) -> String {
+    let mut s = format!("totem {{\n{totem}}}\nnodelist {{\n");
+    for (i, links) in nodes {
+        s.push_str("node {\n");
+        for l in *links {
+            s.push_str(&format!("ring{l}_addr: 198.18.{l}.{i}\n"));
+        }
+        if *i == 2 {
+            s.push_str(extra);
+        }
+        s.push_str(&format!("nodeid: {i}\n}}\n"));
+    }
+    s.push_str("}\n");
+    s
+}
+
+#[test]
+fn link_settings_and_mode() {
+    let text = linked(
+        "token: 1000\nlink_mode: rr\ninterface {\nlinknumber: 1\nknet_link_priority: 5\n\
+         knet_ping_interval: 100\nknet_ping_timeout: 300\nknet_pong_count: 3\n\
+         knet_ping_precision: 64\nknet_transport: udp\nmcastport: 5406\n}\n",
+        &[(1, &[0, 1]), (2, &[0, 1]), (3, &[0, 1])],
+        "",
+    );
+    let c = parse_str(FILE, &text).unwrap();
+    assert_eq!(c.totem.link_mode, LinkMode::Rr);
+    let l = &c.totem.links;
+    assert_eq!(l.len(), 2);
+    // Link 0 has no interface section: the defaults, from the token in effect (1650 ms).
+    assert_eq!(
+        (
+            l[0].priority,
+            l[0].ping_interval_ms,
+            l[0].ping_timeout_ms,
+            l[0].pong_count
+        ),
+        (1, 412, 825, 2)
+    );
+    assert_eq!(l[0].ping_precision, 2048);
+    assert_eq!(
+        (
+            l[1].priority,
+            l[1].ping_interval_ms,
+            l[1].ping_timeout_ms,
+            l[1].pong_count
+        ),
+        (5, 100, 300, 3)
+    );
+    assert_eq!(l[1].ping_precision, 64);
+    let runtime = c.runtime_entries();
+    assert!(runtime.contains(&(
+        "runtime.config.totem.interface.1.knet_ping_timeout".into(),
+        Value::U32(300)
+    )));
+    assert!(runtime.contains(&(
+        "runtime.config.totem.interface.0.knet_ping_interval".into(),
+        Value::U32(412)
+    )));
+    // Links need not be numbered from 1 up: links 0 and 3.
+    let c = parse_str(FILE, &linked("", &[(1, &[0, 3]), (2, &[0, 3])], "")).unwrap();
+    let numbers: Vec<u8> = c.totem.links.iter().map(|l| l.number).collect();
+    assert_eq!(numbers, [0, 3]);
+    // One node alone on loopback: link 0 with the defaults.
+    let c = parse_str(FILE, "totem {\n}\n").unwrap();
+    assert_eq!(c.totem.links.len(), 1);
+}
+
+#[test]
+fn link_errors_name_file_line_and_key() {
+    // A node with fewer links than the first.
+    let fewer = linked("", &[(1, &[0, 1]), (2, &[0]), (3, &[0, 1])], "");
+    assert_eq!(
+        error_text(&fewer),
+        "/etc/corosync/corosync.conf:9: nodelist.node.1: Not all nodes have the same number of links: this node has no ring1_addr, the first node (nodelist.node.0, line 6) has; give every node a ring1_addr or none"
+    );
+    assert_eq!(error_kind(&fewer), ErrorKind::LinkMismatch);
+    // A node with more.
+    let more = linked("", &[(1, &[0]), (2, &[0, 2])], "");
+    assert_eq!(
+        error_text(&more),
+        "/etc/corosync/corosync.conf:10: nodelist.node.1.ring2_addr: Not all nodes have the same number of links: this node has link 2, the first node (nodelist.node.0, line 4) has not; give every node a ring2_addr or none"
+    );
+    // The same address twice: two nodes, or two links of one node.
+    let twice = linked("", &[(1, &[0, 1]), (2, &[0, 1])], "");
+    let twice = twice.replace("ring1_addr: 198.18.1.2", "ring1_addr: 198.18.0.1");
+    assert_eq!(
+        error_text(&twice),
+        "/etc/corosync/corosync.conf:11: nodelist.node.1.ring1_addr: address 198.18.0.1 is already nodelist.node.0.ring0_addr (line 5); every node has an address of its own on every link"
+    );
+    assert_eq!(error_kind(&twice), ErrorKind::DuplicateAddress);
+    let own = linked("", &[(1, &[0, 1]), (2, &[0, 1])], "")
+        .replace("ring1_addr: 198.18.1.2", "ring1_addr: 198.18.0.2");
+    assert_eq!(error_kind(&own), ErrorKind::DuplicateAddress);
+    // Two families across the links of one cluster.
+    let mixed = linked("", &[(1, &[0, 1]), (2, &[0, 1])], "")
+        .replace("ring1_addr: 198.18.1.2", "ring1_addr: 2001:2::2");
+    assert_eq!(error_kind(&mixed), ErrorKind::MixedAddressFamilies);
+    assert!(error_text(&mixed).contains(":11: nodelist.node.1.ring1_addr: "));
+    // An interface for a link no node has.
+    let unused = linked(
+        "interface {\nlinknumber: 2\n}\n",
+        &[(1, &[0, 1]), (2, &[0, 1])],
+        "",
+    );
+    assert_eq!(
+        error_text(&unused),
+        "/etc/corosync/corosync.conf:2: totem.interface.2.linknumber: interface with linknumber 2, but no node has a ring2_addr; add the link's addresses to the nodelist or remove the interface section"
+    );
+    assert_eq!(error_kind(&unused), ErrorKind::LinkMismatch);
+    // Multicast runs on one link.
+    let udp = linked("transport: udp\n", &[(1, &[0, 1]), (2, &[0, 1])], "");
+    assert_eq!(error_kind(&udp), ErrorKind::Conflict);
+    assert!(
+        error_text(&udp).starts_with("/etc/corosync/corosync.conf:2: totem.transport: multicast")
+    );
+    // Ping timers that cannot work, and a transport rotor has not.
+    let timers = linked(
+        "interface {\nlinknumber: 1\nknet_ping_interval: 500\nknet_ping_timeout: 200\n}\n",
+        &[(1, &[0, 1]), (2, &[0, 1])],
+        "",
+    );
+    assert!(
+        error_text(&timers).starts_with(
+            "/etc/corosync/corosync.conf:4: totem.interface.1.knet_ping_interval: knet_ping_interval 500 ms is longer than knet_ping_timeout 200 ms"
+        ),
+        "{}",
+        error_text(&timers)
+    );
+    let sctp = linked(
+        "interface {\nlinknumber: 0\nknet_transport: sctp\n}\n",
+        &[(1, &[0]), (2, &[0])],
+        "",
+    );
+    assert_eq!(
+        error_text(&sctp),
+        "/etc/corosync/corosync.conf:4: totem.interface.0.knet_transport: expected udp, got \"sctp\": rotor carries a link over kernel UDP or, with transport xdp, AF_XDP (set by totem.transport); it has no SCTP"
+    );
+    assert_eq!(
+        error_text("totem {\nlink_mode: fast\n}\n"),
+        "/etc/corosync/corosync.conf:2: totem.link_mode: expected one of passive, active, rr, got \"fast\""
+    );
 }
 
 #[test]

@@ -40,6 +40,7 @@ fn run(size: usize, messages: usize, run_index: usize) -> (f64, u64) {
             epoch: 1,
             ring_seq_start: 0,
             seed: 7,
+            links: None,
         },
         udp,
     )

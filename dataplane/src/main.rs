@@ -15,14 +15,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 use rotor_crypto::{CryptoMode, Keys};
 use rotor_dataplane::fnv1a32_parts;
-use rotor_dataplane::runner::{cluster_shape, Runner, RunnerConfig};
+use rotor_dataplane::runner::{cluster_shape, Runner, RunnerConfig, RunnerLinks};
 use rotor_dataplane::service::{auto, Control, PollChoice, PollLoop};
 use rotor_dataplane::transport::any::{AnyTransport, TransportKind};
 use rotor_dataplane::transport::mcast::Multicast;
 use rotor_dataplane::transport::Transport;
+use rotor_endpoint::LinkConfig;
 use rotor_proto::control::{
     DataplaneStart, DataplaneTransport, FailureKind, FromDataplane, MulticastSettings, PollMode,
 };
+use rotor_proto::link::{LinkMode, LinkStart};
 use totem_core::config::explicit;
 use totem_core::{ConfigKind, Event, Guarantee, Request, SubmitError, TotemSettings};
 
@@ -338,8 +340,8 @@ fn set_up(
     let mcast = match start.multicast {
         None => None,
         Some(MulticastSettings { group, ttl }) => Some(
-            Multicast::new(group, start.bind.port(), ttl)
-                .and_then(|m| m.check_family(start.bind).map(|()| m))
+            Multicast::new(group, start.bind().port(), ttl)
+                .and_then(|m| m.check_family(start.bind()).map(|()| m))
                 .map_err(|e| Failure::new(FailureKind::Config, format!("multicast: {e}")))?,
         ),
     };
@@ -350,7 +352,7 @@ fn set_up(
     };
     let (transport, why) = AnyTransport::open(
         kind,
-        start.bind,
+        start.bind(),
         start.interface.as_deref(),
         mcast.as_ref(),
         maps,
@@ -365,11 +367,40 @@ fn set_up(
         ),
         None => rotor_log::notice!(target: "TOTEM", "{why}; unicast to each peer"),
     }
-    check_netmtu(totem.netmtu_bytes, start.bind, &transport)?;
-    Runner::new(
+    check_netmtu(totem.netmtu_bytes, start.bind(), &transport)?;
+    // Links beyond 0 run on kernel UDP, each on its own address (AF_XDP is link 0's).
+    let mut more = Vec::new();
+    let mut more_links = Vec::new();
+    for link in &start.links[1..] {
+        let n = link.settings.number;
+        let (t, why) = AnyTransport::open(TransportKind::Udp, link.local, None, None, None)
+            .map_err(|e| Failure::new(FailureKind::Transport, format!("link {n}: {e}")))?;
+        check_netmtu(totem.netmtu_bytes, link.local, &t)?;
+        rotor_log::notice!(target: "TOTEM", "link {n} on {}: {why}", link.local);
+        more.push(t);
+        more_links.push(LinkConfig {
+            settings: link.settings,
+            local: link.local,
+            peers: link.peers.clone(),
+        });
+    }
+    if start.links.len() > 1 {
+        rotor_log::notice!(
+            target: "TOTEM",
+            "{} links, link_mode {}",
+            start.links.len(),
+            start.link_mode.name()
+        );
+    }
+    Runner::with_links(
         RunnerConfig {
             node_id: start.node_id,
-            peers: start.peers.clone(),
+            peers: start.peers().to_vec(),
+            links: Some(RunnerLinks {
+                link0: start.links[0].settings,
+                more: more_links,
+                mode: start.link_mode,
+            }),
             keys,
             cluster_name: start.cluster_name.clone(),
             mode,
@@ -379,6 +410,7 @@ fn set_up(
             seed: start.seed,
         },
         transport,
+        more,
     )
     .map_err(|e| Failure::new(FailureKind::Config, e.to_string()))
 }
@@ -493,10 +525,16 @@ fn start_from_args(args: &Args) -> Result<DataplaneStart, Failure> {
         TransportKind::Xdp => DataplaneTransport::Xdp,
         TransportKind::Auto => DataplaneTransport::XdpOrUdp,
     };
+    let mut peers = args.peers.clone();
+    peers.sort_by_key(|(id, _)| *id);
     Ok(DataplaneStart {
         node_id: args.node_id.ok_or_else(|| required("node-id"))?,
-        bind,
-        peers: args.peers.clone(),
+        links: vec![LinkStart {
+            settings: rotor_endpoint::link::default_link0(&resolved),
+            local: bind,
+            peers,
+        }],
+        link_mode: LinkMode::Passive,
         cluster_name,
         crypto_mode: mode.wire_byte(),
         authkey,
@@ -548,7 +586,7 @@ fn hand_main(args: &Args) -> ExitCode {
     };
     drop_privileges(runner.transport());
     let pid = std::process::id();
-    let cluster_size = start.peers.len() + 1;
+    let cluster_size = start.peers().len() + 1;
     let group = args.group.as_bytes().to_vec();
     let mut joined = false;
     let mut ready = false;

@@ -11,7 +11,10 @@ use std::os::fd::RawFd;
 use std::time::Duration;
 
 use rotor_crypto::{CryptoMode, Keys};
-use rotor_endpoint::{Diagnostic, Endpoint, EndpointConfig, EndpointError, Severity};
+use rotor_endpoint::{
+    Diagnostic, Endpoint, EndpointConfig, EndpointError, LinkConfig, LinkMode, LinkSettings,
+    Severity,
+};
 use totem_core::config::frame_overhead_bytes;
 use totem_core::{ClusterShape, Event, Instant, Node, TotemSettings};
 
@@ -37,6 +40,17 @@ pub struct RunnerConfig {
     /// rings it forms are numbered above every ring it was part of.
     pub ring_seq_start: u64,
     pub seed: u64,
+    /// The links; `None`: link 0 alone, with corosync's defaults for the token.
+    pub links: Option<RunnerLinks>,
+}
+
+/// The links of a runner beyond its first transport.
+pub struct RunnerLinks {
+    /// Link 0's settings (its addresses: the transport's and `peers`).
+    pub link0: LinkSettings,
+    /// Every other link, in the order of the runner's other transports.
+    pub more: Vec<LinkConfig<SocketAddr>>,
+    pub mode: LinkMode,
 }
 
 /// The shape a node's settings are validated against: the configured peers and this node, and
@@ -81,6 +95,11 @@ impl From<EndpointError> for RunnerError {
 /// Logs one diagnostic of the endpoint at target "TOTEM" (the protocol's subsystem, as
 /// corosync tags these lines), at its severity.
 fn log(d: &Diagnostic<SocketAddr>) {
+    if let Diagnostic::Link(e) = d {
+        // knet's lines, under knet's tag, as corosync logs them.
+        rotor_log::notice!(target: "KNET", "{e}");
+        return;
+    }
     match d.severity() {
         Severity::Error => tracing::error!(target: "TOTEM", "{d}"),
         Severity::Warning => tracing::warn!(target: "TOTEM", "{d}"),
@@ -89,16 +108,52 @@ fn log(d: &Diagnostic<SocketAddr>) {
     }
 }
 
+/// Whether a send failed because of the network under one link (its interface down, no
+/// route, an address gone, a firewall's refusal), which the link's health deals with, rather
+/// than because of the socket itself.
+fn link_unusable(e: &io::Error) -> bool {
+    use io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::NetworkUnreachable
+            | K::HostUnreachable
+            | K::NetworkDown
+            | K::AddrNotAvailable
+            | K::PermissionDenied
+            | K::ConnectionRefused
+    )
+}
+
 pub struct Runner<T: Transport> {
     endpoint: Endpoint<SocketAddr>,
+    /// Link 0's transport.
     transport: T,
+    /// The other links' transports, by link position less one.
+    more: Vec<T>,
     start: std::time::Instant,
     /// The cluster name keys are bound to (a rotated key is read for it).
     cluster_name: String,
 }
 
 impl<T: Transport> Runner<T> {
+    /// A runner of one link.
     pub fn new(cfg: RunnerConfig, transport: T) -> Result<Runner<T>, RunnerError> {
+        Runner::with_links(cfg, transport, Vec::new())
+    }
+
+    /// A runner of link 0 on `transport` and one link on each of `more` (the order of
+    /// `cfg.more_links`).
+    pub fn with_links(
+        cfg: RunnerConfig,
+        transport: T,
+        more: Vec<T>,
+    ) -> Result<Runner<T>, RunnerError> {
+        let links = cfg.links.unwrap_or_else(|| RunnerLinks {
+            link0: rotor_endpoint::link::default_link0(&cfg.totem),
+            more: Vec::new(),
+            mode: LinkMode::Passive,
+        });
+        assert_eq!(more.len(), links.more.len());
         let start = std::time::Instant::now();
         let cluster_name = cfg.cluster_name.clone();
         let shape = cluster_shape(cfg.peers.len(), transport.local_addr().is_ipv6(), cfg.mode);
@@ -116,6 +171,9 @@ impl<T: Transport> Runner<T> {
                 epoch: cfg.epoch,
                 ring_seq_start: cfg.ring_seq_start,
                 seed: cfg.seed,
+                link0: links.link0,
+                more_links: links.more,
+                link_mode: links.mode,
                 link_probes: true,
             },
             Instant(0),
@@ -123,6 +181,7 @@ impl<T: Transport> Runner<T> {
         Ok(Runner {
             endpoint,
             transport,
+            more,
             start,
             cluster_name,
         })
@@ -173,19 +232,45 @@ impl<T: Transport> Runner<T> {
         self.transport.local_addr()
     }
 
+    /// Link 0's transport.
     pub fn transport(&self) -> &T {
         &self.transport
     }
 
-    /// Seals and sends everything the node has queued, and logs what the endpoint has to say.
+    /// Every link's transport, link 0 first.
+    pub fn transports(&self) -> impl Iterator<Item = &T> {
+        std::iter::once(&self.transport).chain(&self.more)
+    }
+
+    /// Seals and sends everything the node has queued, each datagram on the link the endpoint
+    /// chose, and logs what the endpoint has to say.
     pub fn flush(&mut self) -> io::Result<()> {
-        let transport = &mut self.transport;
-        self.endpoint
-            .flush(|frame, to| transport.send_to(frame, to))?;
+        let Runner {
+            endpoint,
+            transport,
+            more,
+            ..
+        } = self;
+        endpoint.flush_links(|frame, link, to| {
+            let sent = match link {
+                0 => transport.send_to(frame, to),
+                n => more[n - 1].send_to(frame, to),
+            };
+            match sent {
+                // A link whose interface is down or unrouted: the datagram is lost (counted as
+                // refused) and the link's pings take it down; the other links carry on.
+                Err(e) if link_unusable(&e) => Ok(false),
+                other => other,
+            }
+        })?;
         while let Some(d) = self.endpoint.poll_diagnostic() {
             log(&d);
         }
-        self.transport.flush()
+        self.transport.flush()?;
+        for t in &mut self.more {
+            t.flush()?;
+        }
+        Ok(())
     }
 
     /// One turn: waits at most `max_wait` (less if a core timer is due) for datagrams or for
@@ -206,7 +291,9 @@ impl<T: Transport> Runner<T> {
                 Some(t) => Duration::from_nanos(t.0.saturating_sub(now.0)).min(max_wait),
                 None => max_wait,
             };
-            if crate::poll::wait_readable(self.transport.wait_fd(), extra_fds, wait)? {
+            let mut fds: Vec<RawFd> = self.more.iter().map(|t| t.wait_fd()).collect();
+            fds.extend_from_slice(extra_fds);
+            if crate::poll::wait_readable(self.transport.wait_fd(), &fds, wait)? {
                 work += self.receive()?;
             }
         }
@@ -235,13 +322,20 @@ impl<T: Transport> Runner<T> {
             let Runner {
                 endpoint,
                 transport,
+                more,
                 start,
                 ..
             } = self;
-            let n = transport.recv_batch(&mut |frame, from| {
-                let now = Instant(start.elapsed().as_nanos() as u64);
-                endpoint.handle_datagram(now, from, frame);
-            })?;
+            let mut n = 0;
+            for (link, t) in std::iter::once(transport)
+                .chain(more.iter_mut())
+                .enumerate()
+            {
+                n += t.recv_batch(&mut |frame, from| {
+                    let now = Instant(start.elapsed().as_nanos() as u64);
+                    endpoint.handle_datagram_on(now, link, from, frame);
+                })?;
+            }
             if n == 0 {
                 return Ok(total);
             }
@@ -276,6 +370,7 @@ mod tests {
                 epoch: 1,
                 ring_seq_start: 0,
                 seed: 1,
+                links: None,
             },
             udp,
         )

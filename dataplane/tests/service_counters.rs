@@ -35,6 +35,7 @@ fn backpressure_and_disconnects_are_counted() {
             epoch: 1,
             ring_seq_start: 0,
             seed: 7,
+            links: None,
         },
         udp,
     )

@@ -29,6 +29,7 @@ impl<A> Diagnostic<A> {
                 _ => Severity::Warning,
             },
             Diagnostic::Connectivity(_) => Severity::Warning,
+            Diagnostic::Link(_) => Severity::Notice,
         }
     }
 }
@@ -403,6 +404,7 @@ impl<A: fmt::Display + Clone> fmt::Display for Diagnostic<A> {
             Diagnostic::Totem(n) => notice(n, f),
             Diagnostic::Foreign(r) => foreign(r, f),
             Diagnostic::Connectivity(r) => connectivity(r, f),
+            Diagnostic::Link(e) => write!(f, "{e}"),
         }
     }
 }

@@ -34,7 +34,7 @@ use totem_core::{
 
 pub use describe::Severity;
 pub use foreign::{recognise_corosync, Corosync, Foreign};
-pub use link::{LinkState, Links};
+pub use link::{LinkConfig, LinkEvent, LinkMode, LinkSettings, Links};
 pub use peers::{PeerError, Peers};
 pub use stats::{DropCause, Drops, Entries, Rotations, Traffic};
 
@@ -75,7 +75,13 @@ pub struct EndpointConfig<A> {
     /// Seed for the core's one random choice (and where in the first second the link probes
     /// start).
     pub seed: u64,
-    /// Probe the link to every peer once a second (`link`). The dataplane does; the simulator
+    /// Link 0's settings (its addresses are `local` and `peers`).
+    pub link0: LinkSettings,
+    /// Every other link: its settings, this node's address on it and each peer's.
+    pub more_links: Vec<LinkConfig<A>>,
+    /// Which up links carry a peer's frames.
+    pub link_mode: LinkMode,
+    /// Ping every peer on every link (`link`). The dataplane does; the simulator
     /// does not yet: the probes' datagrams move the simulated timing enough that seeds which
     /// passed now find the srp fail-set churn and a wait_for_all case still to be understood
     /// (see docs/ARCHITECTURE.md, endpoint).
@@ -149,6 +155,8 @@ pub enum Diagnostic<A> {
     Foreign(ForeignReport<A>),
     /// Nodes that do not hear each other both ways (`Notice::PartialConnectivity`).
     Connectivity(ConnectivityReport<A>),
+    /// A peer's link went up or down.
+    Link(LinkEvent),
 }
 
 /// A member's answer to a change round (`Endpoint::propose`).
@@ -245,8 +253,10 @@ pub struct Endpoint<A> {
     drops: Drops,
     traffic: Traffic,
     rotations: Rotations,
-    /// Per-peer link probes (latency and state).
-    links: Links,
+    /// Per-peer per-link health and the choice of links (`link`).
+    links: Links<A>,
+    /// The link positions `links.choose` picked for the frame being sent.
+    chosen: Vec<usize>,
     limit: foreign::RateLimit,
     /// Invariant: at most `FOREIGN_REPORTS_MAX`.
     reports: VecDeque<ForeignReport<A>>,
@@ -257,16 +267,26 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
         let mut nodelist = cfg.peers.clone();
         nodelist.push((cfg.node_id, cfg.local));
         nodelist.sort_by_key(|(id, _)| *id);
-        let peers = Peers::new(cfg.node_id, cfg.peers)?;
+        let peers = Peers::new(cfg.node_id, cfg.peers.clone())?;
         // The first probes go at a point of the first interval that the seed picks
         // (splitmix64's finaliser spreads consecutive seeds).
         let mut spread = cfg.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
         spread = (spread ^ (spread >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         spread = (spread ^ (spread >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         spread ^= spread >> 31;
+        let first_interval_ns = u64::from(cfg.link0.ping_interval_ms) * 1_000_000;
+        let mut link_configs = vec![LinkConfig {
+            settings: cfg.link0,
+            local: cfg.local,
+            peers: cfg.peers.clone(),
+        }];
+        link_configs.extend(cfg.more_links);
         let links = Links::new(
-            peers.iter().map(|(id, _)| id).filter(|_| cfg.link_probes),
-            now.0 + spread % link::PROBE_INTERVAL_NS,
+            cfg.link_mode,
+            link_configs,
+            peers.iter().map(|(id, _)| id),
+            cfg.link_probes,
+            now.0 + spread % first_interval_ns.max(1),
         );
         let cluster_hash = totem_core::cluster_hash(&cfg.cluster_name);
         let shape = ClusterShape {
@@ -319,6 +339,7 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
             traffic: Traffic::default(),
             rotations: Rotations::default(),
             links,
+            chosen: Vec::with_capacity(link::LINK_COUNT_MAX),
             limit: foreign::RateLimit::new(FOREIGN_REPORT_INTERVAL_NS),
             reports: VecDeque::with_capacity(FOREIGN_REPORTS_MAX),
         })
@@ -332,6 +353,18 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
     pub fn handle_datagram<'f>(
         &mut self,
         now: Instant,
+        from: A,
+        frame: &'f mut [u8],
+    ) -> Received<'f> {
+        self.handle_datagram_on(now, 0, from, frame)
+    }
+
+    /// A datagram that arrived on the link at `link` (its position: 0 is link 0), as
+    /// [`Endpoint::handle_datagram`]; counted on that link of its sender.
+    pub fn handle_datagram_on<'f>(
+        &mut self,
+        now: Instant,
+        link: usize,
         from: A,
         frame: &'f mut [u8],
     ) -> Received<'f> {
@@ -361,9 +394,10 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
                 let frame: &'f [u8] = frame;
                 let body = &frame[rotor_crypto::HEADER_LEN..][..len];
                 let sender = NodeId(node);
-                if link::is_probe(body) && self.links.handle_body(now.0, node, body) {
+                if link::is_probe(body) && self.links.handle_body(now.0, link, node, body) {
                     return Received::Probe { sender };
                 }
+                self.links.note_received(node, link, frame.len());
                 let tokens = self.node.stats().tokens;
                 self.node.handle_datagram(now, sender, body);
                 self.note_rotation(tokens, now);
@@ -376,7 +410,10 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
             }
             Err(e) => e,
         };
-        let cause = DropCause::Crypto(error);
+        let cause = match error {
+            OpenError::Replay if self.links.count() > 1 => DropCause::LinkDuplicate,
+            _ => DropCause::Crypto(error),
+        };
         self.drops.count(cause);
         // The crypto layer refused the frame before any crypto for every reason read here but
         // InvalidDigest (whose report reads nothing of it): its header bytes are as received.
@@ -393,7 +430,9 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
                     self.report(now, from, Foreign::CryptoModeMismatch { node });
                 }
             }
-            OpenError::OwnFrame if from != self.local => self.on_own_frame(now, from, frame),
+            OpenError::OwnFrame if Some(from) != self.links.local(link) => {
+                self.on_own_frame(now, from, frame)
+            }
             OpenError::UnknownKey => {
                 if let Some((node, key_id)) = foreign::sender_and_key_of(frame) {
                     self.note_unknown_key(node, key_id, now);
@@ -587,6 +626,7 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
                 .all(|(id, _)| listed.contains(id) || !members.contains(&NodeId(id)));
             if departed {
                 self.peers = self.nodelist_peers.take().expect("checked");
+                self.links.set_peers(self.peers.iter());
             }
         }
         while let Some(ev) = self.node.poll_change() {
@@ -636,6 +676,7 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
         if kept.is_empty() {
             self.peers = new;
             self.nodelist_peers = None;
+            self.links.set_peers(self.peers.iter());
             return;
         }
         let me = self.node.node_id().0;
@@ -650,6 +691,7 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
                 self.nodelist_peers = None;
             }
         }
+        self.links.set_peers(self.peers.iter());
     }
 
     /// Stops opening frames under the key `id`, unless this node seals under it or holds no
@@ -748,11 +790,22 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
     /// address: a frame for every member once to the multicast group if there is one, else
     /// once per peer; a frame for one node to its address. `send` returns `Ok(false)` when the
     /// transport has no room (the frame is counted as `send_refused`; totem retransmits).
+    /// The link each goes on is left out: for a transport of one link (the simulator).
     pub fn flush<E>(&mut self, mut send: impl FnMut(&[u8], A) -> Result<bool, E>) -> Result<(), E> {
+        self.flush_links(|frame, _link, to| send(frame, to))
+    }
+
+    /// As [`Endpoint::flush`], with the position of the link each datagram goes on: per peer
+    /// the links `totem.link_mode` picks among those up (`Links::choose`); the multicast group,
+    /// pings' own links and replies to nodes outside the nodelist on their link, else link 0.
+    pub fn flush_links<E>(
+        &mut self,
+        mut send: impl FnMut(&[u8], usize, A) -> Result<bool, E>,
+    ) -> Result<(), E> {
         while let Some((bytes, to)) = self.direct.pop() {
             match self.sealer.seal(&bytes, &mut self.tx) {
                 Ok(len) => {
-                    if send(&self.tx[..len], to)? {
+                    if send(&self.tx[..len], 0, to)? {
                         self.traffic.frames_out += 1;
                         self.traffic.bytes_out += len as u64;
                         self.traffic.unicast_sends += 1;
@@ -778,13 +831,15 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
                 group,
                 drops,
                 traffic,
+                links,
+                chosen,
                 ..
             } = self;
             let frame = &tx[..len];
-            let mut one = |to: A, to_group: bool| -> Result<(), E> {
-                if !send(frame, to)? {
+            let mut one = |link: usize, to: A, to_group: bool| -> Result<bool, E> {
+                if !send(frame, link, to)? {
                     drops.count(DropCause::SendRefused);
-                    return Ok(());
+                    return Ok(false);
                 }
                 traffic.frames_out += 1;
                 traffic.bytes_out += frame.len() as u64;
@@ -793,25 +848,39 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
                 } else {
                     traffic.unicast_sends += 1;
                 }
+                Ok(true)
+            };
+            // Each peer's frame on the links chosen for it.
+            let mut to_peer = |id: u32, one: &mut dyn FnMut(usize, A, bool) -> Result<bool, E>| {
+                links.choose(id, chosen);
+                for &link in chosen.iter() {
+                    let addr = links.peer(id).and_then(|p| p.links[link].addr);
+                    if let Some(addr) = addr {
+                        if one(link, addr, false)? {
+                            links.note_sent(id, link, frame.len());
+                        }
+                    }
+                }
                 Ok(())
             };
             match (t.dest, *group) {
-                (Dest::All, Some(group)) => one(group, true)?,
+                (Dest::All, Some(group)) => {
+                    one(0, group, true)?;
+                }
                 (Dest::All, None) => {
-                    for to in peers.addresses() {
-                        one(*to, false)?;
+                    for (id, _) in peers.iter() {
+                        to_peer(id, &mut one)?;
                     }
                 }
-                (Dest::Node(id), _) => match peers.address(id.0) {
-                    Some(to) => one(to, false)?,
-                    None => drops.count(DropCause::UnknownDestination),
-                },
+                (Dest::Node(id), _) if peers.contains(id.0) => to_peer(id.0, &mut one)?,
+                (Dest::Node(_), _) => drops.count(DropCause::UnknownDestination),
             }
             self.node.recycle(t.bytes);
         }
-        // Link probes and their answers, each to its peer.
-        for (node, body) in self.links.drain() {
-            let Some(to) = self.peers.address(node) else {
+        // Pings and pongs, each to its peer on its link.
+        let pending: Vec<(u32, usize, [u8; link::PROBE_BYTES])> = self.links.drain().collect();
+        for (node, position, body) in pending {
+            let Some(to) = self.links.peer(node).and_then(|p| p.links[position].addr) else {
                 continue;
             };
             let len = match self.sealer.seal(&body, &mut self.tx) {
@@ -821,7 +890,7 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
                     continue;
                 }
             };
-            if send(&self.tx[..len], to)? {
+            if send(&self.tx[..len], position, to)? {
                 self.traffic.frames_out += 1;
                 self.traffic.bytes_out += len as u64;
                 self.traffic.unicast_sends += 1;
@@ -842,6 +911,9 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
     pub fn poll_diagnostic(&mut self) -> Option<Diagnostic<A>> {
         if let Some(r) = self.reports.pop_front() {
             return Some(Diagnostic::Foreign(r));
+        }
+        if let Some(e) = self.links.poll_event() {
+            return Some(Diagnostic::Link(e));
         }
         match self.node.poll_notice()? {
             Notice::PartialConnectivity {
@@ -911,8 +983,8 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
         &self.rotations
     }
 
-    /// The link to each peer, as the probes measure it.
-    pub fn links(&self) -> &Links {
+    /// Every peer's links, as the pings measure them.
+    pub fn links(&self) -> &Links<A> {
         &self.links
     }
 

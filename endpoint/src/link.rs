@@ -1,198 +1,561 @@
-//! Link probes: each node sends every configured peer a small sealed probe once per
-//! `PROBE_INTERVAL_NS` and answers each probe it receives at once, so every node knows, per
-//! peer, whether the link answers and how long a round trip takes — what knet's pings tell
-//! corosync, and what the metrics show as per-peer link latency and state. Totem itself says
-//! neither: the token passes each link one way, held for as long as the hold timer says.
+//! Links: every node may reach each peer over up to `LINK_COUNT_MAX` links (corosync's
+//! `ringN_addr` with knet). Per peer and link this module keeps what knet keeps — up or down,
+//! decided from pings and their answers (pongs), the latency, the packets and bytes — and
+//! picks, per frame, which links carry it to a peer as `totem.link_mode` says: passive (the up
+//! link of the highest priority), active (every up link; the receiver's replay window drops
+//! the later copies) or rr (the up links in turn). A peer with no link up gets every frame on
+//! every link it has an address on: at start, before the first pongs, and when all its links
+//! are down (then the ring will notice, as it should).
 //!
-//! A probe is its own frame body inside the same seal as the protocol's frames (authenticated,
+//! Health, knet's rules: every `knet_ping_interval` a ping goes to each peer on each link
+//! (whatever its state: that is how a down link comes back); a pong measures the round trip on
+//! the prober's own clock; a link is up after `knet_pong_count` pongs in a row and down once no
+//! pong came for `knet_ping_timeout` (checked at exactly that instant, see `poll_timeout`);
+//! the latency average is taken over the last `knet_ping_precision` samples.
+//!
+//! A ping is its own frame body inside the same seal as the protocol's frames (authenticated,
 //! replay-checked), told apart by its magic: `RL` where the protocol's frames say `TT`.
 //!
 //! ```text
-//! 0      2    3      4          8                     16
-//! | "RL" | v1 | kind | seq (BE) | sent_ns (BE, the prober's clock) |
+//! 0      2    3      4      5     8          12                    20
+//! | "RL" | v2 | kind | link | 0 0 0 | seq (BE) | sent_ns (BE, the prober's clock) |
 //! ```
 //!
-//! The answer echoes `seq` and `sent_ns` unchanged, so only the prober's clock is read. A node
-//! without probes reads a probe as a frame of unknown magic and drops it (counted).
+//! The answer echoes `link`, `seq` and `sent_ns`, so only the prober's clock is read; an answer
+//! that arrives on another link than it names is not counted (a cross-wired network). A node
+//! without pings reads one as a frame of unknown magic and drops it (counted).
+//!
+//! Sans-IO like the rest of the endpoint: time comes in as `now_ns`, pings go out through the
+//! endpoint's `flush`, and state changes come out as [`LinkEvent`]s for the embedding to log.
 
-/// The magic of a probe body (the protocol's frames start with `TT`).
+pub use rotor_proto::link::{LinkMode, LinkSettings, LINK_COUNT_MAX};
+
+/// The magic of a ping body (the protocol's frames start with `TT`).
 pub const MAGIC: [u8; 2] = *b"RL";
-/// The probe layout's version.
-pub const VERSION: u8 = 1;
-/// A probe body's size.
-pub const PROBE_BYTES: usize = 16;
-const KIND_PROBE: u8 = 1;
-const KIND_ANSWER: u8 = 2;
-/// How often each peer is probed.
-pub const PROBE_INTERVAL_NS: u64 = 1_000_000_000;
-/// A peer that answered none of the last this many probes is down.
-pub const PROBES_MISSED_DOWN: u32 = 3;
-/// Answers waiting to be sent (one per probe received; more are dropped: the prober counts a
-/// missed answer, nothing else depends on it).
+/// The ping layout's version: 2 names the link.
+pub const VERSION: u8 = 2;
+/// A ping body's size.
+pub const PROBE_BYTES: usize = 20;
+const KIND_PING: u8 = 1;
+const KIND_PONG: u8 = 2;
+/// Pongs waiting to be sent (one per ping received; more are dropped: the prober counts a
+/// missed pong, nothing else depends on it).
 const ANSWERS_MAX: usize = 256;
+/// Link events waiting to be polled; more are dropped (an event is a log line; the state and
+/// the up/down counts stay right).
+const EVENTS_MAX: usize = 256;
 
-/// What this node knows of the link to one peer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LinkState {
+/// A peer's link going up or down, for the log: corosync's (knet's) "link: host: N link: L is
+/// down" / "is up".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkEvent {
     pub node: u32,
-    pub probes_sent: u64,
-    pub answers: u64,
-    /// The sequence number of the newest probe answered (0: none yet).
+    pub link: u8,
+    pub up: bool,
+}
+
+impl std::fmt::Display for LinkEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.up { "up" } else { "down" };
+        write!(
+            f,
+            "link: host: {} link: {} is {state}",
+            self.node, self.link
+        )
+    }
+}
+
+/// Link 0 with every setting at corosync's default for `totem`'s token: a cluster of one
+/// link that sets nothing (the simulator, a dataplane started by hand).
+pub fn default_link0(totem: &totem_core::TotemSettings) -> LinkSettings {
+    LinkSettings::resolve(0, totem.token_ms, None, None, None, None, None)
+        .expect("the defaults keep the interval within the timeout")
+}
+
+/// What this node knows of one link to one peer (knet's `knet_link_status` and stats).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkHealth {
+    pub connected: bool,
+    /// Pongs in a row since the link was last down (or since start).
+    pub pongs_in_row: u32,
+    /// When the last pong came (`None`: none yet).
+    pub last_pong_ns: Option<u64>,
+    /// The sequence number of the newest ping answered (0: none yet).
     pub answered_seq: u32,
-    pub rtt_last_ns: u64,
-    pub rtt_min_ns: u64,
-    pub rtt_max_ns: u64,
-    pub rtt_sum_ns: u64,
+    /// Average round trip over the last `ping_precision` samples.
+    pub latency_ave_ns: u64,
+    pub latency_min_ns: u64,
+    pub latency_max_ns: u64,
+    pub latency_samples: u32,
+    pub up_count: u64,
+    pub down_count: u64,
+    pub tx_data_packets: u64,
+    pub tx_data_bytes: u64,
+    pub rx_data_packets: u64,
+    pub rx_data_bytes: u64,
+    pub tx_ping_packets: u64,
+    pub rx_ping_packets: u64,
+    pub tx_pong_packets: u64,
+    pub rx_pong_packets: u64,
 }
 
-/// The probes of one endpoint.
-#[derive(Debug)]
-pub struct Links {
-    peers: Vec<LinkState>,
-    /// The sequence number of the last round of probes (1 for the first).
+/// One link of one peer: its address there (`None`: not known on this link — a node a reload
+/// added knows only its link 0 address) and its health.
+#[derive(Clone, Debug)]
+pub struct PeerLink<A> {
+    pub addr: Option<A>,
+    pub health: LinkHealth,
+}
+
+/// One peer's links, by link position (the order of [`Links::settings`]).
+#[derive(Clone, Debug)]
+pub struct PeerLinks<A> {
+    pub node: u32,
+    pub links: Vec<PeerLink<A>>,
+    /// The next link position rr tries.
+    rr_next: usize,
+}
+
+/// One of this node's links.
+#[derive(Clone, Debug)]
+struct Local<A> {
+    settings: LinkSettings,
+    addr: A,
+    /// The sequence number of the last round of pings on this link (1 for the first).
     seq: u32,
+    /// `None`: pings are off.
     next_round_ns: Option<u64>,
-    /// Probe bodies to seal and send: (peer node id, body).
-    outbox: Vec<(u32, [u8; PROBE_BYTES])>,
 }
 
-impl Links {
-    /// Probes for `peers` (node ids); the first round goes at `first_round_ns`. Callers spread
-    /// it over an interval (from the node's seed), so that nodes started together do not
-    /// probe in step: a burst of every node's probes at one instant is what a network (or the
-    /// simulator's) least needs at the moment something else happens.
-    pub fn new(peers: impl Iterator<Item = u32>, first_round_ns: u64) -> Links {
-        let peers: Vec<LinkState> = peers
-            .map(|node| LinkState {
+/// The links of one endpoint: this node's, and every peer's on each.
+#[derive(Debug)]
+pub struct Links<A> {
+    mode: LinkMode,
+    locals: Vec<Local<A>>,
+    /// Sorted by node id.
+    peers: Vec<PeerLinks<A>>,
+    /// Ping and pong bodies to seal and send: (peer node id, link position, body).
+    outbox: Vec<(u32, usize, [u8; PROBE_BYTES])>,
+    events: std::collections::VecDeque<LinkEvent>,
+}
+
+/// One of this node's links as configured: its settings, this node's address on it, and each
+/// peer's (a peer missing here is unknown on this link).
+#[derive(Clone, Debug)]
+pub struct LinkConfig<A> {
+    pub settings: LinkSettings,
+    pub local: A,
+    pub peers: Vec<(u32, A)>,
+}
+
+impl<A: Copy + PartialEq> Links<A> {
+    /// The links of `configs` (link 0 first) for the peers `nodes`; with `probes`, the first
+    /// pings of each link go at `first_round_ns` (callers spread it with the node's seed, so
+    /// nodes started together do not ping in step), else never — and then no link is ever up,
+    /// so every frame goes on every link (the simulator's one link).
+    pub fn new(
+        mode: LinkMode,
+        configs: Vec<LinkConfig<A>>,
+        nodes: impl Iterator<Item = u32>,
+        probes: bool,
+        first_round_ns: u64,
+    ) -> Links<A> {
+        assert!(!configs.is_empty() && configs.len() <= LINK_COUNT_MAX);
+        let mut peers: Vec<PeerLinks<A>> = nodes
+            .map(|node| PeerLinks {
                 node,
-                ..LinkState::default()
+                links: configs
+                    .iter()
+                    .map(|c| PeerLink {
+                        addr: c.peers.iter().find(|(id, _)| *id == node).map(|(_, a)| *a),
+                        health: LinkHealth::default(),
+                    })
+                    .collect(),
+                rr_next: 0,
+            })
+            .collect();
+        peers.sort_by_key(|p| p.node);
+        let locals = configs
+            .iter()
+            .map(|c| Local {
+                settings: c.settings,
+                addr: c.local,
+                seq: 0,
+                next_round_ns: (probes && !peers.is_empty()).then_some(first_round_ns),
             })
             .collect();
         Links {
-            outbox: Vec::with_capacity(peers.len() + ANSWERS_MAX),
-            next_round_ns: if peers.is_empty() {
-                None
-            } else {
-                Some(first_round_ns)
-            },
+            mode,
+            outbox: Vec::with_capacity(peers.len() * configs.len() + ANSWERS_MAX),
+            locals,
             peers,
-            seq: 0,
+            events: std::collections::VecDeque::new(),
         }
     }
 
-    /// When the next round of probes is due.
+    pub fn mode(&self) -> LinkMode {
+        self.mode
+    }
+
+    /// How many links this node has.
+    pub fn count(&self) -> usize {
+        self.locals.len()
+    }
+
+    /// Every link's settings, by position (link 0 first).
+    pub fn settings(&self) -> impl Iterator<Item = &LinkSettings> {
+        self.locals.iter().map(|l| &l.settings)
+    }
+
+    /// This node's address on the link at `position`.
+    pub fn local(&self, position: usize) -> Option<A> {
+        self.locals.get(position).map(|l| l.addr)
+    }
+
+    pub fn peers(&self) -> &[PeerLinks<A>] {
+        &self.peers
+    }
+
+    pub fn peer(&self, node: u32) -> Option<&PeerLinks<A>> {
+        let at = self.peers.binary_search_by_key(&node, |p| p.node).ok()?;
+        Some(&self.peers[at])
+    }
+
+    fn peer_mut(&mut self, node: u32) -> Option<&mut PeerLinks<A>> {
+        let at = self.peers.binary_search_by_key(&node, |p| p.node).ok()?;
+        Some(&mut self.peers[at])
+    }
+
+    /// Takes the peers of a new nodelist (`nodes`: id and link 0 address): a peer kept keeps
+    /// its links and their health, a new one is known on link 0 alone.
+    pub fn set_peers(&mut self, nodes: impl Iterator<Item = (u32, A)>) {
+        let count = self.locals.len();
+        let mut next: Vec<PeerLinks<A>> = nodes
+            .map(|(node, addr)| match self.peer(node) {
+                Some(p) => {
+                    let mut p = p.clone();
+                    p.links[0].addr = Some(addr);
+                    p
+                }
+                None => PeerLinks {
+                    node,
+                    links: (0..count)
+                        .map(|i| PeerLink {
+                            addr: (i == 0).then_some(addr),
+                            health: LinkHealth::default(),
+                        })
+                        .collect(),
+                    rr_next: 0,
+                },
+            })
+            .collect();
+        next.sort_by_key(|p| p.node);
+        self.peers = next;
+        if self.peers.is_empty() {
+            for l in &mut self.locals {
+                l.next_round_ns = None;
+            }
+        }
+    }
+
+    /// When `handle_timeout` is next needed: the next round of pings of a link, or the
+    /// instant an up link's last pong becomes older than its timeout.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.next_round_ns
+        let rounds = self.locals.iter().filter_map(|l| l.next_round_ns);
+        let expiries = self.peers.iter().flat_map(|p| {
+            p.links
+                .iter()
+                .zip(&self.locals)
+                .filter(|(pl, _)| pl.health.connected)
+                .filter_map(|(pl, l)| {
+                    let last = pl.health.last_pong_ns?;
+                    Some(last + ms_to_ns(l.settings.ping_timeout_ms))
+                })
+        });
+        rounds.chain(expiries).min()
     }
 
-    /// Queues a round of probes if one is due at `now_ns`.
+    /// Queues the rounds of pings due at `now_ns` and takes down every link whose last pong
+    /// is older than its timeout.
     pub fn handle_timeout(&mut self, now_ns: u64) {
-        match self.next_round_ns {
-            Some(due) if due <= now_ns => {}
-            _ => return,
+        for (pos, local) in self.locals.iter_mut().enumerate() {
+            let timeout = ms_to_ns(local.settings.ping_timeout_ms);
+            for p in &mut self.peers {
+                let h = &mut p.links[pos].health;
+                let expired = h.last_pong_ns.is_none_or(|t| now_ns >= t + timeout);
+                if h.connected && expired {
+                    h.connected = false;
+                    h.down_count += 1;
+                    h.pongs_in_row = 0;
+                    push_event(
+                        &mut self.events,
+                        LinkEvent {
+                            node: p.node,
+                            link: local.settings.number,
+                            up: false,
+                        },
+                    );
+                } else if !h.connected && expired {
+                    // knet counts pongs in a row: a gap longer than the timeout starts over.
+                    h.pongs_in_row = 0;
+                }
+            }
+            match local.next_round_ns {
+                Some(due) if due <= now_ns => {}
+                _ => continue,
+            }
+            local.seq = local.seq.wrapping_add(1).max(1);
+            for p in &mut self.peers {
+                if p.links[pos].addr.is_none() {
+                    continue;
+                }
+                p.links[pos].health.tx_ping_packets += 1;
+                let body = encode(KIND_PING, local.settings.number, local.seq, now_ns);
+                self.outbox.push((p.node, pos, body));
+            }
+            local.next_round_ns = Some(now_ns + ms_to_ns(local.settings.ping_interval_ms));
         }
-        self.seq = self.seq.wrapping_add(1).max(1);
-        for p in &mut self.peers {
-            p.probes_sent += 1;
-            self.outbox
-                .push((p.node, encode(KIND_PROBE, self.seq, now_ns)));
-        }
-        self.next_round_ns = Some(now_ns + PROBE_INTERVAL_NS);
     }
 
-    /// A probe body from `node` (authenticated) at `now_ns`: a probe is answered, an answer
-    /// measured. Returns false when the body is not a well-formed probe of this version.
-    pub fn handle_body(&mut self, now_ns: u64, node: u32, body: &[u8]) -> bool {
-        let Some((kind, seq, sent_ns)) = decode(body) else {
+    /// A ping body from `node` (authenticated) that arrived on the link at `position` at
+    /// `now_ns`: a ping is answered on the same link, a pong measured. Returns false when the
+    /// body is not a well-formed ping of this version.
+    pub fn handle_body(&mut self, now_ns: u64, position: usize, node: u32, body: &[u8]) -> bool {
+        let Some((kind, number, seq, sent_ns)) = decode(body) else {
             return false;
         };
+        let Some(local) = self.locals.get(position) else {
+            return true;
+        };
+        if number != local.settings.number {
+            // Sent on another link than it came in on: the networks are cross-wired.
+            return true;
+        }
+        let (settings, current_seq) = (local.settings, local.seq);
+        let room = self.peers.len() * self.locals.len() + ANSWERS_MAX;
+        let outbox_len = self.outbox.len();
+        let Some(p) = self.peer_mut(node) else {
+            return true;
+        };
         match kind {
-            KIND_PROBE => {
-                if self.outbox.len() < self.peers.len() + ANSWERS_MAX {
-                    self.outbox.push((node, encode(KIND_ANSWER, seq, sent_ns)));
+            KIND_PING => {
+                p.links[position].health.rx_ping_packets += 1;
+                if outbox_len < room && p.links[position].addr.is_some() {
+                    p.links[position].health.tx_pong_packets += 1;
+                    let pong = encode(KIND_PONG, number, seq, sent_ns);
+                    self.outbox.push((node, position, pong));
                 }
                 true
             }
-            KIND_ANSWER => {
-                let Some(p) = self.peers.iter_mut().find(|p| p.node == node) else {
-                    return true;
-                };
-                // An answer to a probe we sent: not from the future, not older than the last.
-                if seq == 0 || seq > self.seq || seq <= p.answered_seq || sent_ns > now_ns {
+            KIND_PONG => {
+                let h = &mut p.links[position].health;
+                // A pong to a ping we sent: not from the future, not older than the last.
+                if seq == 0 || seq > current_seq || seq <= h.answered_seq || sent_ns > now_ns {
                     return true;
                 }
+                h.rx_pong_packets += 1;
                 let rtt = now_ns - sent_ns;
-                p.answered_seq = seq;
-                p.answers += 1;
-                p.rtt_last_ns = rtt;
-                p.rtt_min_ns = if p.answers == 1 {
+                h.answered_seq = seq;
+                h.last_pong_ns = Some(now_ns);
+                h.pongs_in_row = h.pongs_in_row.saturating_add(1);
+                // knet's running average over at most `ping_precision` samples.
+                let n = u64::from(h.latency_samples);
+                h.latency_ave_ns = (h.latency_ave_ns * n + rtt) / (n + 1);
+                if h.latency_samples < settings.ping_precision {
+                    h.latency_samples += 1;
+                }
+                h.latency_min_ns = if h.rx_pong_packets == 1 {
                     rtt
                 } else {
-                    p.rtt_min_ns.min(rtt)
+                    h.latency_min_ns.min(rtt)
                 };
-                p.rtt_max_ns = p.rtt_max_ns.max(rtt);
-                p.rtt_sum_ns = p.rtt_sum_ns.saturating_add(rtt);
+                h.latency_max_ns = h.latency_max_ns.max(rtt);
+                if !h.connected && h.pongs_in_row >= settings.pong_count {
+                    h.connected = true;
+                    h.up_count += 1;
+                    push_event(
+                        &mut self.events,
+                        LinkEvent {
+                            node,
+                            link: number,
+                            up: true,
+                        },
+                    );
+                }
                 true
             }
             _ => false,
         }
     }
 
-    /// Probe bodies to send, each with the peer's node id; the caller seals and sends them.
-    pub fn drain(&mut self) -> std::vec::Drain<'_, (u32, [u8; PROBE_BYTES])> {
+    /// Ping and pong bodies to send: (peer, link position, body); the caller seals them.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, (u32, usize, [u8; PROBE_BYTES])> {
         self.outbox.drain(..)
     }
 
-    /// Whether `p` answered one of the last `PROBES_MISSED_DOWN` rounds.
-    pub fn up(&self, p: &LinkState) -> bool {
-        p.answered_seq != 0 && self.seq.saturating_sub(p.answered_seq) < PROBES_MISSED_DOWN
+    /// The next link going up or down, in the order they happened.
+    pub fn poll_event(&mut self) -> Option<LinkEvent> {
+        self.events.pop_front()
     }
 
-    pub fn peers(&self) -> &[LinkState] {
-        &self.peers
+    /// The link positions that carry the next frame to `node`, as the link mode says, into
+    /// `out` (cleared first). Empty when the node is not a peer.
+    pub fn choose(&mut self, node: u32, out: &mut Vec<usize>) {
+        out.clear();
+        let mode = self.mode;
+        let priorities: [u8; LINK_COUNT_MAX] = {
+            let mut p = [0; LINK_COUNT_MAX];
+            for (i, l) in self.locals.iter().enumerate() {
+                p[i] = l.settings.priority;
+            }
+            p
+        };
+        let Some(p) = self.peer_mut(node) else {
+            return;
+        };
+        let usable = |l: &PeerLink<A>| l.addr.is_some();
+        out.extend(
+            p.links
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| usable(l) && l.health.connected)
+                .map(|(i, _)| i),
+        );
+        if out.is_empty() {
+            // Nothing known up: every link the peer has an address on.
+            out.extend(
+                p.links
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| usable(l))
+                    .map(|(i, _)| i),
+            );
+            return;
+        }
+        match mode {
+            LinkMode::Active => {}
+            LinkMode::Passive => {
+                // The highest priority; on a tie the lowest link number (the first position).
+                let best = out
+                    .iter()
+                    .copied()
+                    .max_by_key(|&i| (priorities[i], std::cmp::Reverse(i)))
+                    .expect("not empty");
+                out.clear();
+                out.push(best);
+            }
+            LinkMode::Rr => {
+                let count = p.links.len();
+                let pick = (0..count)
+                    .map(|k| (p.rr_next + k) % count)
+                    .find(|i| out.contains(i))
+                    .expect("not empty");
+                p.rr_next = (pick + 1) % count;
+                out.clear();
+                out.push(pick);
+            }
+        }
     }
 
-    /// `link.<node>.{up,probes,answers,rtt_us.last,rtt_us.min,rtt_us.max,rtt_us.sum}`.
+    /// Counts a frame of `bytes` sent to `node` on the link at `position`.
+    pub fn note_sent(&mut self, node: u32, position: usize, bytes: usize) {
+        if let Some(p) = self.peer_mut(node) {
+            let h = &mut p.links[position].health;
+            h.tx_data_packets += 1;
+            h.tx_data_bytes += bytes as u64;
+        }
+    }
+
+    /// Counts an authenticated frame of `bytes` from `node` on the link at `position`.
+    pub fn note_received(&mut self, node: u32, position: usize, bytes: usize) {
+        if let Some(p) = self.peer_mut(node) {
+            if let Some(l) = p.links.get_mut(position) {
+                l.health.rx_data_packets += 1;
+                l.health.rx_data_bytes += bytes as u64;
+            }
+        }
+    }
+
+    /// Whether the link at `position` to `node` is up.
+    pub fn connected(&self, node: u32, position: usize) -> bool {
+        self.peer(node)
+            .and_then(|p| p.links.get(position))
+            .is_some_and(|l| l.health.connected)
+    }
+
+    /// Every peer's every link, as corosync publishes them (knet's names):
+    /// `knet.node<N>.link<L>.{connected,enabled,latency_ave,latency_min,latency_max,up_count,
+    /// down_count,tx_data_packets,rx_data_packets,tx_data_bytes,rx_data_bytes,
+    /// tx_ping_packets,rx_ping_packets,tx_pong_packets,rx_pong_packets}`, latencies in
+    /// microseconds.
     pub fn entries(&self, out: &mut crate::Entries) {
         for p in &self.peers {
-            let n = p.node;
-            for (k, v) in [
-                ("up", u64::from(self.up(p))),
-                ("probes", p.probes_sent),
-                ("answers", p.answers),
-                ("rtt_us.last", p.rtt_last_ns / 1_000),
-                ("rtt_us.min", p.rtt_min_ns / 1_000),
-                ("rtt_us.max", p.rtt_max_ns / 1_000),
-                ("rtt_us.sum", p.rtt_sum_ns / 1_000),
-            ] {
-                out.push((format!("link.{n}.{k}"), v));
+            for (l, local) in p.links.iter().zip(&self.locals) {
+                if l.addr.is_none() {
+                    continue;
+                }
+                let h = &l.health;
+                let prefix = format!("knet.node{}.link{}", p.node, local.settings.number);
+                for (k, v) in [
+                    ("connected", u64::from(h.connected)),
+                    ("enabled", 1),
+                    ("latency_ave", h.latency_ave_ns / 1_000),
+                    ("latency_min", h.latency_min_ns / 1_000),
+                    ("latency_max", h.latency_max_ns / 1_000),
+                    ("up_count", h.up_count),
+                    ("down_count", h.down_count),
+                    ("tx_data_packets", h.tx_data_packets),
+                    ("rx_data_packets", h.rx_data_packets),
+                    ("tx_data_bytes", h.tx_data_bytes),
+                    ("rx_data_bytes", h.rx_data_bytes),
+                    ("tx_ping_packets", h.tx_ping_packets),
+                    ("rx_ping_packets", h.rx_ping_packets),
+                    ("tx_pong_packets", h.tx_pong_packets),
+                    ("rx_pong_packets", h.rx_pong_packets),
+                ] {
+                    out.push((format!("{prefix}.{k}"), v));
+                }
             }
         }
     }
 }
 
-fn encode(kind: u8, seq: u32, sent_ns: u64) -> [u8; PROBE_BYTES] {
+fn push_event(events: &mut std::collections::VecDeque<LinkEvent>, e: LinkEvent) {
+    if events.len() < EVENTS_MAX {
+        events.push_back(e);
+    }
+}
+
+fn ms_to_ns(ms: u32) -> u64 {
+    u64::from(ms) * 1_000_000
+}
+
+fn encode(kind: u8, link: u8, seq: u32, sent_ns: u64) -> [u8; PROBE_BYTES] {
     let mut b = [0u8; PROBE_BYTES];
     b[..2].copy_from_slice(&MAGIC);
     b[2] = VERSION;
     b[3] = kind;
-    b[4..8].copy_from_slice(&seq.to_be_bytes());
-    b[8..16].copy_from_slice(&sent_ns.to_be_bytes());
+    b[4] = link;
+    b[8..12].copy_from_slice(&seq.to_be_bytes());
+    b[12..20].copy_from_slice(&sent_ns.to_be_bytes());
     b
 }
 
-/// (kind, seq, sent_ns) of a probe body; `None` unless it is exactly one of this version.
-fn decode(body: &[u8]) -> Option<(u8, u32, u64)> {
+/// (kind, link, seq, sent_ns) of a ping body; `None` unless it is exactly one of this version.
+fn decode(body: &[u8]) -> Option<(u8, u8, u32, u64)> {
     let b: &[u8; PROBE_BYTES] = body.try_into().ok()?;
-    if b[..2] != MAGIC || b[2] != VERSION {
+    if b[..2] != MAGIC || b[2] != VERSION || b[5..8] != [0, 0, 0] {
         return None;
     }
-    let seq = u32::from_be_bytes(b[4..8].try_into().ok()?);
-    let sent = u64::from_be_bytes(b[8..16].try_into().ok()?);
-    Some((b[3], seq, sent))
+    if b[3] != KIND_PING && b[3] != KIND_PONG {
+        return None;
+    }
+    let seq = u32::from_be_bytes(b[8..12].try_into().ok()?);
+    let sent = u64::from_be_bytes(b[12..20].try_into().ok()?);
+    Some((b[3], b[4], seq, sent))
 }
 
-/// Whether a body is a probe (by its magic), before any other check.
+/// Whether a body is a ping (by its magic), before any other check.
 pub fn is_probe(body: &[u8]) -> bool {
     body.starts_with(&MAGIC)
 }
@@ -201,59 +564,197 @@ pub fn is_probe(body: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_probe_is_answered_and_the_answer_measured() {
-        let mut a = Links::new([2].into_iter(), 0);
-        let mut b = Links::new([1].into_iter(), 0);
-        assert_eq!(a.poll_timeout(), Some(0));
-        a.handle_timeout(1_000);
-        let probes: Vec<_> = a.drain().collect();
-        assert_eq!(probes.len(), 1);
-        assert!(b.handle_body(5_000, 1, &probes[0].1));
-        let answers: Vec<_> = b.drain().collect();
-        assert_eq!(answers[0].0, 1);
-        assert!(a.handle_body(41_000, 2, &answers[0].1));
-        let p = a.peers()[0];
-        assert_eq!((p.answers, p.rtt_last_ns, p.answered_seq), (1, 40_000, 1));
-        assert!(a.up(&p));
-        // A replayed answer is not measured twice.
-        assert!(a.handle_body(90_000, 2, &answers[0].1));
-        assert_eq!(a.peers()[0].answers, 1);
-        assert_eq!(a.poll_timeout(), Some(1_000 + PROBE_INTERVAL_NS));
+    const MS: u64 = 1_000_000;
+
+    fn settings(number: u8, priority: u8) -> LinkSettings {
+        // Interval 100 ms, timeout 200 ms, 2 pongs to come up.
+        LinkSettings::resolve(number, 400, Some(priority), None, None, None, None).unwrap()
+    }
+
+    /// Node `me` of nodes 1..=3 with links 0 and 1 (priorities 1 and 2 unless given).
+    fn links(me: u32, mode: LinkMode, priorities: [u8; 2]) -> Links<u32> {
+        let configs = (0..2u8)
+            .map(|l| LinkConfig {
+                settings: settings(l, priorities[usize::from(l)]),
+                local: u32::from(l) * 100 + me,
+                peers: (1..=3)
+                    .filter(|n| *n != me)
+                    .map(|n| (n, u32::from(l) * 100 + n))
+                    .collect(),
+            })
+            .collect();
+        Links::new(mode, configs, (1..=3).filter(|n| *n != me), true, 0)
+    }
+
+    /// Runs a's timers at `now`, delivers its pings to b on every link in `working`, and
+    /// b's pongs back at `now + rtt`.
+    fn exchange(a: &mut Links<u32>, b: &mut Links<u32>, now: u64, rtt: u64, working: &[usize]) {
+        a.handle_timeout(now);
+        let (a_id, b_id) = (
+            if a.peer(1).is_none() { 1 } else { 2 },
+            if b.peer(1).is_none() { 1 } else { 2 },
+        );
+        let pings: Vec<_> = a.drain().filter(|(n, _, _)| *n == b_id).collect();
+        for (_, pos, body) in pings {
+            if working.contains(&pos) {
+                assert!(b.handle_body(now, pos, a_id, &body));
+            }
+        }
+        let pongs: Vec<_> = b.drain().filter(|(n, _, _)| *n == a_id).collect();
+        for (_, pos, body) in pongs {
+            assert!(a.handle_body(now + rtt, pos, b_id, &body));
+        }
+    }
+
+    fn chosen(a: &mut Links<u32>, node: u32) -> Vec<usize> {
+        let mut out = Vec::new();
+        a.choose(node, &mut out);
+        out
     }
 
     #[test]
-    fn a_peer_that_stops_answering_goes_down() {
-        let mut a = Links::new([2].into_iter(), 0);
-        let mut b = Links::new([1].into_iter(), 0);
-        let mut now = 0;
-        a.handle_timeout(now);
-        let probe = a.drain().next().unwrap().1;
-        b.handle_body(now, 1, &probe);
-        let answer = b.drain().next().unwrap().1;
-        a.handle_body(now + 10, 2, &answer);
-        for _ in 0..PROBES_MISSED_DOWN {
-            now += PROBE_INTERVAL_NS;
-            a.handle_timeout(now);
-            a.drain();
+    fn links_come_up_after_pong_count_pongs_and_passive_takes_the_highest_priority() {
+        let mut a = links(1, LinkMode::Passive, [1, 2]);
+        let mut b = links(2, LinkMode::Passive, [1, 2]);
+        // Nothing known: every link.
+        assert_eq!(chosen(&mut a, 2), [0, 1]);
+        exchange(&mut a, &mut b, 0, 40_000, &[0, 1]);
+        assert!(!a.connected(2, 0), "one pong of two");
+        exchange(&mut a, &mut b, 100 * MS, 60_000, &[0, 1]);
+        assert!(a.connected(2, 0) && a.connected(2, 1));
+        // Link 1 has priority 2.
+        assert_eq!(chosen(&mut a, 2), [1]);
+        let h = a.peer(2).unwrap().links[0].health;
+        assert_eq!(
+            (h.latency_ave_ns, h.latency_min_ns, h.latency_max_ns),
+            (50_000, 40_000, 60_000)
+        );
+        let events: Vec<String> = std::iter::from_fn(|| a.poll_event())
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            events,
+            ["link: host: 2 link: 0 is up", "link: host: 2 link: 1 is up"]
+        );
+        // On a tie, the lowest link number.
+        let mut a = links(1, LinkMode::Passive, [3, 3]);
+        let mut b = links(2, LinkMode::Passive, [3, 3]);
+        exchange(&mut a, &mut b, 0, 1, &[0, 1]);
+        exchange(&mut a, &mut b, 100 * MS, 1, &[0, 1]);
+        assert_eq!(chosen(&mut a, 2), [0]);
+    }
+
+    #[test]
+    fn a_link_without_pongs_goes_down_at_its_timeout_and_passive_fails_over() {
+        let mut a = links(1, LinkMode::Passive, [2, 1]);
+        let mut b = links(2, LinkMode::Passive, [2, 1]);
+        exchange(&mut a, &mut b, 0, 10, &[0, 1]);
+        exchange(&mut a, &mut b, 100 * MS, 10, &[0, 1]);
+        assert_eq!(chosen(&mut a, 2), [0]);
+        // Link 0 stops answering after the pong at 100 ms: down at 100 ms + 200 ms timeout.
+        exchange(&mut a, &mut b, 200 * MS, 10, &[1]);
+        let due = a.poll_timeout().unwrap();
+        assert_eq!(due, 300 * MS, "the first round or expiry");
+        exchange(&mut a, &mut b, 300 * MS, 10, &[1]);
+        // The expiry of link 0 (pong at 100 ms + 10 ns) is due before the next round.
+        assert_eq!(a.poll_timeout(), Some(300 * MS + 10));
+        a.handle_timeout(300 * MS + 10);
+        a.drain();
+        assert!(!a.connected(2, 0) && a.connected(2, 1));
+        assert_eq!(chosen(&mut a, 2), [1], "failed over");
+        let e = std::iter::from_fn(|| a.poll_event()).last();
+        assert_eq!(
+            e.map(|e| e.to_string()).as_deref(),
+            Some("link: host: 2 link: 0 is down")
+        );
+        let h = a.peer(2).unwrap().links[0].health;
+        assert_eq!((h.up_count, h.down_count), (1, 1));
+        // Back: two pongs in a row, and link 0 carries again.
+        exchange(&mut a, &mut b, 400 * MS, 10, &[0, 1]);
+        assert_eq!(chosen(&mut a, 2), [1]);
+        exchange(&mut a, &mut b, 500 * MS, 10, &[0, 1]);
+        assert_eq!(chosen(&mut a, 2), [0]);
+        assert_eq!(a.peer(2).unwrap().links[0].health.up_count, 2);
+    }
+
+    #[test]
+    fn active_uses_every_up_link_and_rr_takes_them_in_turn() {
+        for (mode, expect) in [
+            (LinkMode::Active, vec![vec![0, 1], vec![0, 1], vec![0, 1]]),
+            (LinkMode::Rr, vec![vec![0], vec![1], vec![0]]),
+        ] {
+            let mut a = links(1, mode, [1, 1]);
+            let mut b = links(2, mode, [1, 1]);
+            exchange(&mut a, &mut b, 0, 1, &[0, 1]);
+            exchange(&mut a, &mut b, 100 * MS, 1, &[0, 1]);
+            let got: Vec<Vec<usize>> = (0..3).map(|_| chosen(&mut a, 2)).collect();
+            assert_eq!(got, expect, "{mode:?}");
+            // With link 0 down, both use link 1 only.
+            exchange(&mut a, &mut b, 200 * MS, 1, &[1]);
+            a.handle_timeout(300 * MS + 1);
+            assert_eq!(chosen(&mut a, 2), [1], "{mode:?}");
+            assert_eq!(chosen(&mut a, 2), [1], "{mode:?}");
         }
-        assert!(!a.up(&a.peers()[0]));
+    }
+
+    #[test]
+    fn counters_use_corosyncs_names() {
+        let mut a = links(1, LinkMode::Passive, [1, 1]);
+        let mut b = links(2, LinkMode::Passive, [1, 1]);
+        exchange(&mut a, &mut b, 0, 2_000, &[0, 1]);
+        exchange(&mut a, &mut b, 100 * MS, 4_000, &[0, 1]);
+        a.note_sent(2, 1, 100);
+        a.note_received(2, 1, 80);
         let mut out = Vec::new();
         a.entries(&mut out);
-        assert!(out.contains(&("link.2.up".to_string(), 0)));
-        assert!(out.contains(&("link.2.probes".to_string(), 4)));
+        let get = |k: &str| out.iter().find(|(key, _)| key == k).map(|(_, v)| *v);
+        assert_eq!(get("knet.node2.link1.connected"), Some(1));
+        assert_eq!(get("knet.node2.link1.latency_ave"), Some(3));
+        assert_eq!(get("knet.node2.link1.tx_data_bytes"), Some(100));
+        assert_eq!(get("knet.node2.link1.rx_data_packets"), Some(1));
+        assert_eq!(get("knet.node2.link0.up_count"), Some(1));
+        assert_eq!(get("knet.node3.link0.connected"), Some(0));
+        assert_eq!(get("knet.node2.link0.tx_ping_packets"), Some(2));
     }
 
     #[test]
-    fn other_bodies_are_not_probes() {
-        let mut a = Links::new([2].into_iter(), 0);
-        assert!(!a.handle_body(0, 2, b"TT\x01\x01"));
+    fn pongs_on_the_wrong_link_replays_and_other_bodies_are_refused() {
+        let mut a = links(1, LinkMode::Passive, [1, 1]);
+        let mut b = links(2, LinkMode::Passive, [1, 1]);
+        a.handle_timeout(0);
+        let pings: Vec<_> = a.drain().filter(|(n, _, _)| *n == 2).collect();
+        // Link 0's ping arriving on link 1 is not answered.
+        b.handle_body(0, 1, 1, &pings[0].2);
+        assert_eq!(b.drain().count(), 0);
+        b.handle_body(0, 0, 1, &pings[0].2);
+        let pong = b.drain().next().unwrap();
+        assert!(a.handle_body(10, 0, 2, &pong.2));
+        assert!(a.handle_body(20, 0, 2, &pong.2), "a replay is a ping body");
+        assert_eq!(a.peer(2).unwrap().links[0].health.rx_pong_packets, 1);
+        assert!(!a.handle_body(0, 0, 2, b"TT\x01\x01"));
         assert!(!a.handle_body(
             0,
+            0,
             2,
-            &[b'R', b'L', 9, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+            &[b'R', b'L', 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
         ));
-        assert!(!a.handle_body(0, 2, b"RL"));
         assert!(is_probe(b"RL..") && !is_probe(b"TT.."));
+    }
+
+    #[test]
+    fn without_probes_every_frame_goes_on_every_link_and_nothing_is_sent() {
+        let configs = vec![LinkConfig {
+            settings: settings(0, 1),
+            local: 1u32,
+            peers: vec![(2, 2)],
+        }];
+        let mut a = Links::new(LinkMode::Passive, configs, [2].into_iter(), false, 0);
+        assert_eq!(a.poll_timeout(), None);
+        a.handle_timeout(10 * MS);
+        assert_eq!(a.drain().count(), 0);
+        assert_eq!(chosen(&mut a, 2), [0]);
+        // A node a reload added is known on link 0 alone.
+        a.set_peers([(2, 2), (5, 5)].into_iter());
+        assert_eq!(chosen(&mut a, 5), [0]);
     }
 }

@@ -100,6 +100,10 @@ pub enum DropCause {
     SendRefused,
     /// Sealing failed (the sealer's counter is exhausted).
     SealError,
+    /// With several links: a frame the replay window had already seen, which is what a copy
+    /// over another link of its sender is (every frame in active mode, every frame while no
+    /// link is up yet); with one link such a frame is a `replay`.
+    LinkDuplicate,
 }
 
 impl DropCause {
@@ -111,6 +115,7 @@ impl DropCause {
             DropCause::UnknownDestination => "unknown_destination",
             DropCause::SendRefused => "send_refused",
             DropCause::SealError => "seal_error",
+            DropCause::LinkDuplicate => "link_duplicate",
         }
     }
 

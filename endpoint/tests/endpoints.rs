@@ -40,6 +40,7 @@ fn endpoint(id: u32, count: u32) -> Endpoint<Addr> {
         &shape,
     )
     .expect("valid settings");
+    let link0 = rotor_endpoint::link::default_link0(&totem);
     let mut e = Endpoint::new(
         EndpointConfig {
             node_id: id,
@@ -54,6 +55,9 @@ fn endpoint(id: u32, count: u32) -> Endpoint<Addr> {
             epoch: 1,
             ring_seq_start: 0,
             seed: u64::from(id),
+            link0,
+            more_links: Vec::new(),
+            link_mode: rotor_endpoint::LinkMode::Passive,
             link_probes: false,
         },
         Instant(0),

@@ -375,7 +375,7 @@ pub(crate) fn wait_or_kill(c: &mut Child, limit: Duration) {
 }
 
 /// Runs `nft` in the switch namespace with `script` on its standard input.
-fn nft(bed: &Testbed, script: &str) -> Result<(), String> {
+pub(crate) fn nft(bed: &Testbed, script: &str) -> Result<(), String> {
     use std::io::Write;
     let mut child = Command::new("ip")
         .args(["netns", "exec", &bed.switch(), "nft", "-f", "-"])
@@ -401,7 +401,7 @@ fn nft(bed: &Testbed, script: &str) -> Result<(), String> {
 }
 
 /// The campaign's table: one forward chain on the bridge, emptied between faults.
-fn nft_reset(bed: &Testbed) -> Result<(), String> {
+pub(crate) fn nft_reset(bed: &Testbed) -> Result<(), String> {
     let _ = nft(bed, "delete table bridge rotor_faults");
     nft(
         bed,
@@ -410,7 +410,7 @@ fn nft_reset(bed: &Testbed) -> Result<(), String> {
 }
 
 /// Replaces the chain's rules with `rules`, each with a counter in front of its verdict.
-fn nft_rules(bed: &Testbed, rules: &[String]) -> Result<(), String> {
+pub(crate) fn nft_rules(bed: &Testbed, rules: &[String]) -> Result<(), String> {
     let mut script = String::from("flush chain bridge rotor_faults impair\n");
     for r in rules {
         let counted = match r.strip_suffix(" drop") {

@@ -13,6 +13,7 @@
 pub mod campaign;
 pub mod changes;
 pub mod check;
+pub mod links;
 pub mod record;
 pub mod relay;
 pub mod soak;

@@ -223,6 +223,20 @@ pub struct StatusReply {
     pub unknown_keys: Vec<(u32, u32)>,
     /// Why the last reload on this node was not applied (empty when it was, or none ran).
     pub reload_error: String,
+    /// Every link with every node's state on it (`corosync-cfgtool -s`).
+    pub links: Vec<LinkReport>,
+}
+
+/// One link as `corosync-cfgtool -s` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkReport {
+    pub link: u8,
+    /// `udp` or `xdp`.
+    pub transport: String,
+    /// This node's address on the link.
+    pub local_addr: String,
+    /// Every configured node (this one too) and whether its link is up, sorted by node id.
+    pub nodes: Vec<(u32, bool)>,
 }
 
 /// One link of a node (libcfg's `corosync_knet_link_status_v1`; rotor has link 0 only).
@@ -317,6 +331,16 @@ impl Event {
                     w.u32(*node).u32(*key);
                 }
                 w.str(&reply.reload_error);
+                w.u32(reply.links.len() as u32);
+                for l in &reply.links {
+                    w.u8(l.link)
+                        .str(&l.transport)
+                        .str(&l.local_addr)
+                        .u32(l.nodes.len() as u32);
+                    for (node, connected) in &l.nodes {
+                        w.u32(*node).u8(u8::from(*connected));
+                    }
+                }
             }
             Event::ShutdownReply { req_id, status } => {
                 Writer::new(out, OP_SHUTDOWN_REPLY, *req_id).u32(status.code());
@@ -404,6 +428,25 @@ impl Event {
                     unknown_keys.push((r.u32("node")?, r.u32("key")?));
                 }
                 let reload_error = r.str("reload error")?.to_owned();
+                // A link is at least its number (1), two empty strings (8) and a count (4).
+                let n = r.count(13, "links")?;
+                let mut links = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let link = r.u8("link")?;
+                    let transport = r.str("link transport")?.to_owned();
+                    let local_addr = r.str("link address")?.to_owned();
+                    let count = r.count(5, "link nodes")?;
+                    let mut nodes = Vec::with_capacity(count);
+                    for _ in 0..count {
+                        nodes.push((r.u32("link node")?, r.u8("link connected")? != 0));
+                    }
+                    links.push(LinkReport {
+                        link,
+                        transport,
+                        local_addr,
+                        nodes,
+                    });
+                }
                 Event::Status {
                     req_id,
                     reply: StatusReply {
@@ -418,6 +461,7 @@ impl Event {
                         keys_held,
                         unknown_keys,
                         reload_error,
+                        links,
                     },
                 }
             }
@@ -515,6 +559,12 @@ mod tests {
                     keys_held: vec![0x1a2b_3c4d, 7],
                     unknown_keys: vec![(3, 9)],
                     reload_error: "node 2: refused".into(),
+                    links: vec![LinkReport {
+                        link: 1,
+                        transport: "udp".into(),
+                        local_addr: "198.19.0.1".into(),
+                        nodes: vec![(1, true), (2, false)],
+                    }],
                 },
             },
             Event::ShutdownReply {

@@ -15,6 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::change::{ChangeReport, ChangeRequest};
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::dataplane_quorum::{QuorumOp, QuorumReply, QuorumStart, QuorumState, QuorumUpdate};
+use crate::link::{LinkMode, LinkStart, LINK_COUNT_MAX};
 use crate::log::{LogConfig, LogRecord};
 use crate::RingState;
 
@@ -34,8 +35,10 @@ pub const OP_QUORUM_STATE: u16 = 0x0487;
 pub const OP_CHANGE_REPORT: u16 = 0x0488;
 
 /// The version of the messages below; `Start` carries it. 2: quorum settings in `Start`, the
-/// quorum messages; 3: runtime changes (`Change`, `ChangeReport`).
-pub const CONTROL_VERSION: u16 = 3;
+/// quorum messages; 3: runtime changes (`Change`, `ChangeReport`); 4: the links (every link's
+/// settings, addresses and peers, and the link mode, in place of one bind address and peer
+/// list).
+pub const CONTROL_VERSION: u16 = 4;
 
 /// How the dataplane waits for work (corosync has no such setting; `rotor.poll_mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,10 +131,11 @@ pub struct MulticastSettings {
 #[derive(Clone, PartialEq, Eq)]
 pub struct DataplaneStart {
     pub node_id: u32,
-    /// This node's address and the cluster port.
-    pub bind: SocketAddr,
-    /// Every other configured node: id and address (with the cluster port).
-    pub peers: Vec<(u32, SocketAddr)>,
+    /// Every link, by link number. Invariant: at least one, link 0 first, numbers unique and
+    /// ascending, every link listing the same peers (the decoder refuses anything else).
+    pub links: Vec<LinkStart>,
+    /// Which up links carry each peer's frames.
+    pub link_mode: LinkMode,
     pub cluster_name: String,
     /// The crypto mode's wire byte (rotor-crypto's `CryptoMode::wire_byte`).
     pub crypto_mode: u8,
@@ -166,13 +170,26 @@ impl std::fmt::Debug for DataplaneStart {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DataplaneStart")
             .field("node_id", &self.node_id)
-            .field("bind", &self.bind)
-            .field("peers", &self.peers)
+            .field("links", &self.links)
+            .field("link_mode", &self.link_mode)
             .field("cluster_name", &self.cluster_name)
             .field("crypto_mode", &self.crypto_mode)
             .field("authkey", &format_args!("<{} bytes>", self.authkey.len()))
             .field("epoch", &self.epoch)
             .finish_non_exhaustive()
+    }
+}
+
+impl DataplaneStart {
+    /// This node's address on link 0 and the cluster port: the address the node is known by
+    /// (its configuration identity, the XDP program's interface).
+    pub fn bind(&self) -> SocketAddr {
+        self.links[0].local
+    }
+
+    /// Every other configured node with its link 0 address.
+    pub fn peers(&self) -> &[(u32, SocketAddr)] {
+        &self.links[0].peers
     }
 }
 
@@ -347,12 +364,11 @@ pub(crate) fn get_addr(r: &mut Reader<'_>, what: &'static str) -> Result<SocketA
 fn encode_start(s: &DataplaneStart, out: &mut Vec<u8>) {
     let mut w = Writer::new(out, OP_START, 0);
     w.u16(CONTROL_VERSION).u32(s.node_id);
-    put_addr(&mut w, s.bind);
-    w.u32(s.peers.len() as u32);
-    for (id, addr) in &s.peers {
-        w.u32(*id);
-        put_addr(&mut w, *addr);
+    w.u32(s.links.len() as u32);
+    for link in &s.links {
+        link.write(&mut w);
     }
+    crate::link::write_mode(&mut w, s.link_mode);
     w.str(&s.cluster_name)
         .u8(s.crypto_mode)
         .bytes(&s.authkey)
@@ -399,14 +415,22 @@ fn decode_start(r: &mut Reader<'_>) -> Result<DataplaneStart, DecodeError> {
         return Err(DecodeError::Version(version));
     }
     let node_id = r.u32("node id")?;
-    let bind = get_addr(r, "bind address")?;
-    // A peer is at least id (4), family (1), length (4), four address bytes and a port (2).
-    let n = r.count(15, "peers")?;
-    let mut peers = Vec::with_capacity(n);
+    // A link is at least its settings (18), an IPv4 address (11) and a peer count (4).
+    let n = r.count(33, "links")?;
+    let mut links = Vec::with_capacity(n);
     for _ in 0..n {
-        let id = r.u32("peer id")?;
-        peers.push((id, get_addr(r, "peer address")?));
+        links.push(LinkStart::read(r)?);
     }
+    let ids = |l: &LinkStart| l.peers.iter().map(|(id, _)| *id).collect::<Vec<u32>>();
+    let well_formed = links.first().is_some_and(|l| l.settings.number == 0)
+        && links.len() <= LINK_COUNT_MAX
+        && links
+            .windows(2)
+            .all(|w| w[0].settings.number < w[1].settings.number && ids(&w[0]) == ids(&w[1]));
+    if !well_formed {
+        return Err(DecodeError::BadValue("links"));
+    }
+    let link_mode = crate::link::read_mode(r)?;
     let cluster_name = r.str("cluster name")?.to_owned();
     let crypto_mode = r.u8("crypto mode")?;
     let authkey = r.bytes("authkey")?.to_vec();
@@ -446,8 +470,8 @@ fn decode_start(r: &mut Reader<'_>) -> Result<DataplaneStart, DecodeError> {
     };
     Ok(DataplaneStart {
         node_id,
-        bind,
-        peers,
+        links,
+        link_mode,
         cluster_name,
         crypto_mode,
         authkey,
@@ -561,6 +585,7 @@ mod tests {
     use super::*;
     use crate::change::{Answer, ChangeKindRecord, RoundRecord};
     use crate::dataplane_quorum::{NodeRecord, QdeviceStart, TieBreakerSetting};
+    use crate::link::LinkSettings;
     use crate::log::{DebugSetting, Level, LogSettings, SyslogFacility, Timestamp};
     use crate::Status;
 
@@ -601,11 +626,26 @@ mod tests {
     fn start() -> DataplaneStart {
         DataplaneStart {
             node_id: 2,
-            bind: "198.18.0.2:5405".parse().unwrap(),
-            peers: vec![
-                (1, "198.18.0.1:5405".parse().unwrap()),
-                (3, "[2001:2::3]:5405".parse().unwrap()),
+            links: vec![
+                LinkStart {
+                    settings: LinkSettings::resolve(0, 3000, None, None, None, None, None).unwrap(),
+                    local: "198.18.0.2:5405".parse().unwrap(),
+                    peers: vec![
+                        (1, "198.18.0.1:5405".parse().unwrap()),
+                        (3, "[2001:2::3]:5405".parse().unwrap()),
+                    ],
+                },
+                LinkStart {
+                    settings: LinkSettings::resolve(3, 3000, Some(4), Some(10), None, None, None)
+                        .unwrap(),
+                    local: "198.19.0.2:5406".parse().unwrap(),
+                    peers: vec![
+                        (1, "198.19.0.1:5406".parse().unwrap()),
+                        (3, "198.19.0.3:5406".parse().unwrap()),
+                    ],
+                },
             ],
+            link_mode: LinkMode::Rr,
             cluster_name: "prod".into(),
             crypto_mode: 1,
             authkey: vec![7; 256],
@@ -642,6 +682,26 @@ mod tests {
                 ev_tracking_barrier: 5,
             }),
         }
+    }
+
+    #[test]
+    fn links_that_do_not_agree_are_refused() {
+        let mut buf = Vec::new();
+        let mut s = start();
+        s.links[1].peers.pop();
+        ToDataplane::Start(Box::new(s)).encode(&mut buf);
+        assert_eq!(
+            ToDataplane::decode(&buf),
+            Err(DecodeError::BadValue("links"))
+        );
+        let mut s = start();
+        s.links.swap(0, 1);
+        buf.clear();
+        ToDataplane::Start(Box::new(s)).encode(&mut buf);
+        assert_eq!(
+            ToDataplane::decode(&buf),
+            Err(DecodeError::BadValue("links"))
+        );
     }
 
     #[test]

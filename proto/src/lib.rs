@@ -15,6 +15,7 @@ pub mod codec;
 pub mod control;
 pub mod cpg;
 pub mod dataplane_quorum;
+pub mod link;
 pub mod log;
 pub mod quorum;
 pub mod stats;

@@ -41,10 +41,11 @@ pub const NOT_COUNTERS: &[(&str, Combine)] = &[
         },
     ),
     ("xdp.prog.*", Combine::Kept),
-    ("link.*.up", Combine::Gauge),
-    ("link.*.rtt_us.last", Combine::Gauge),
-    ("link.*.rtt_us.min", Combine::Min),
-    ("link.*.rtt_us.max", Combine::Max),
+    ("knet.*.connected", Combine::Gauge),
+    ("knet.*.enabled", Combine::Gauge),
+    ("knet.*.latency_ave", Combine::Gauge),
+    ("knet.*.latency_min", Combine::Min),
+    ("knet.*.latency_max", Combine::Max),
 ];
 
 /// How `key` (without `stats.`) combines across dataplane lifetimes.
@@ -70,9 +71,9 @@ mod tests {
         assert_eq!(combine("ipc.clients"), Combine::Gauge);
         assert_eq!(combine("ipc.clients_attached"), Combine::Sum);
         assert_eq!(combine("xdp.prog.redirected"), Combine::Kept);
-        assert_eq!(combine("link.2.up"), Combine::Gauge);
-        assert_eq!(combine("link.2.rtt_us.min"), Combine::Min);
-        assert_eq!(combine("link.2.probes"), Combine::Sum);
+        assert_eq!(combine("knet.node2.link0.connected"), Combine::Gauge);
+        assert_eq!(combine("knet.node2.link1.latency_min"), Combine::Min);
+        assert_eq!(combine("knet.node2.link0.tx_data_packets"), Combine::Sum);
         assert!(matches!(
             combine("srp.token_rotation_us.mean"),
             Combine::Mean { .. }

@@ -441,6 +441,7 @@ impl World {
         let nodes = self.cfg.nodes;
         let n = &mut self.nodes[index];
         n.incarnation += 1;
+        let link0 = rotor_endpoint::link::default_link0(&self.changes.file_totem);
         let config = EndpointConfig {
             node_id: n.id.0,
             local: SimAddr(index),
@@ -459,6 +460,9 @@ impl World {
             epoch: n.incarnation,
             ring_seq_start: n.persisted_ring_seq,
             seed,
+            link0,
+            more_links: Vec::new(),
+            link_mode: rotor_endpoint::LinkMode::Passive,
             link_probes: false,
         };
         let mut endpoint = Endpoint::new(config, Instant(self.now)).expect("valid config");
@@ -1444,7 +1448,7 @@ fn check_diagnostic(
                 ));
             }
         }
-        Diagnostic::Totem(_) | Diagnostic::Connectivity(_) => {}
+        Diagnostic::Totem(_) | Diagnostic::Connectivity(_) | Diagnostic::Link(_) => {}
     }
 }
 

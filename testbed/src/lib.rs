@@ -109,6 +109,16 @@ pub fn ipv6(i: usize) -> Ipv6Addr {
     Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, i as u16)
 }
 
+/// Host `i`'s IPv4 address on link `link` (0: [`ipv4`]; link N ≥ 1: 198.19.N.I, inside the
+/// testing range 198.18.0.0/15).
+pub fn ipv4_on_link(i: usize, link: usize) -> Ipv4Addr {
+    if link == 0 {
+        return ipv4(i);
+    }
+    assert!((1..8).contains(&link), "link {link}");
+    Ipv4Addr::new(198, 19, link as u8, i as u8)
+}
+
 /// The namespace of host `i` under `prefix`.
 pub fn host_name(prefix: &str, i: usize) -> String {
     format!("{prefix}{i}")
@@ -267,6 +277,31 @@ impl Testbed {
             ip(&["-n", &ns, "addr", "add", &v6, "dev", "eth0", "nodad"])?;
             ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
             ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(())
+    }
+
+    /// Adds link `link` (1..=7): bridge `br<link>` in the switch namespace and, in every host,
+    /// `eth<link>` at [`ipv4_on_link`]`/24`, its switch-side port `h<i>l<link>` — a second
+    /// network for redundant links, as separate from `br0` as two switches.
+    pub fn add_link(&self, link: usize) -> io::Result<()> {
+        assert!((1..8).contains(&link), "link {link}");
+        let sw = self.switch();
+        let bridge = format!("br{link}");
+        ip(&["-n", &sw, "link", "add", &bridge, "type", "bridge"])?;
+        ip(&["-n", &sw, "link", "set", &bridge, "up"])?;
+        let dev = format!("eth{link}");
+        for i in 1..=self.hosts {
+            let ns = self.host(i);
+            let port = format!("h{i}l{link}");
+            ip(&[
+                "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", &dev, "netns", &ns,
+            ])?;
+            ip(&["-n", &sw, "link", "set", &port, "master", &bridge])?;
+            ip(&["-n", &sw, "link", "set", &port, "up"])?;
+            let v4 = format!("{}/24", ipv4_on_link(i, link));
+            ip(&["-n", &ns, "addr", "add", &v4, "dev", &dev])?;
+            ip(&["-n", &ns, "link", "set", &dev, "up"])?;
         }
         Ok(())
     }

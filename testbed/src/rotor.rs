@@ -34,6 +34,11 @@ pub struct Spec {
     pub totem: Vec<(String, String)>,
     /// Whole sections appended verbatim (e.g. `uidgid {\n uid: 1000\n}\n`).
     pub extra: String,
+    /// Links of every node (1: `ring0_addr` alone; N: `ring0_addr` … `ring<N-1>_addr` at
+    /// [`crate::ipv4_on_link`], on the bridges `Testbed::add_link` makes).
+    pub links: usize,
+    /// Sections put verbatim inside totem{} (e.g. `interface {\n linknumber: 1\n … }\n`).
+    pub interfaces: String,
 }
 
 impl Spec {
@@ -46,6 +51,8 @@ impl Spec {
             port: PORT_DEFAULT,
             totem: Vec::new(),
             extra: String::new(),
+            links: 1,
+            interfaces: String::new(),
         }
     }
 
@@ -80,11 +87,15 @@ impl Spec {
         let _ = writeln!(s, "    linknumber: 0");
         let _ = writeln!(s, "    mcastport: {}", self.port);
         let _ = writeln!(s, "  }}");
+        s.push_str(&self.interfaces);
         let _ = writeln!(s, "}}");
         let _ = writeln!(s, "nodelist {{");
         for i in 1..=hosts {
             let _ = writeln!(s, "  node {{");
             let _ = writeln!(s, "    ring0_addr: {}", self.addr(i));
+            for link in 1..self.links {
+                let _ = writeln!(s, "    ring{link}_addr: {}", crate::ipv4_on_link(i, link));
+            }
             let _ = writeln!(s, "    nodeid: {i}");
             let _ = writeln!(s, "  }}");
         }
@@ -201,7 +212,8 @@ pub struct RotorStatus {
     /// `operational`, `gather`, `commit`, `recovery`, or `down` (no dataplane).
     pub state: String,
     pub ring: String,
-    /// Node ids shown as `localhost` or `connected`, ascending.
+    /// The ring's members (the `Members` line; without one, the node ids link 0 shows as
+    /// `localhost` or `connected`), ascending.
     pub connected: Vec<u32>,
 }
 
@@ -211,21 +223,32 @@ pub fn parse_status(text: &str) -> Option<RotorStatus> {
     let rest = first.strip_prefix("Local node ID ")?;
     let (id, transport) = rest.split_once(", transport ")?;
     let mut connected = Vec::new();
+    let mut members: Option<Vec<u32>> = None;
     let mut state = None;
     let mut ring = None;
+    let mut links_seen = 0;
     for line in text.lines() {
         let t = line.trim();
-        if let Some(n) = t.strip_prefix("nodeid:") {
-            let (id, what) = n.split_once(':')?;
-            if matches!(what.trim(), "localhost" | "connected") {
-                connected.push(id.trim().parse().ok()?);
-            }
+        if t.starts_with("LINK ID ") {
+            links_seen += 1;
+        } else if let Some(m) = t.strip_prefix("Members") {
+            members = m
+                .split_whitespace()
+                .map(|id| id.parse().ok())
+                .collect::<Option<Vec<u32>>>();
         } else if let Some(r) = t.strip_prefix("Ring ID ") {
             let (r, s) = r.split_once(", state ")?;
             ring = Some(r.to_owned());
             state = Some(s.to_owned());
+        } else if let Some(n) = t.strip_prefix("nodeid:").filter(|_| links_seen <= 1) {
+            // Only link 0's node lines.
+            let (id, what) = n.split_once(':')?;
+            if matches!(what.trim(), "localhost" | "connected") {
+                connected.push(id.trim().parse().ok()?);
+            }
         }
     }
+    let mut connected = members.unwrap_or(connected);
     connected.sort_unstable();
     Some(RotorStatus {
         node_id: id.trim().parse().ok()?,
@@ -372,6 +395,15 @@ mod tests {
         assert_eq!(s.ring, "1.c");
         assert_eq!(s.connected, [1, 2]);
         assert!(parse_status("rotor: cannot connect").is_none());
+        // Two links: the members from the Members line (link 1's lines and link health do
+        // not count).
+        let text = "Local node ID 1, transport udp\nLINK ID 0 udp\n\taddr\t= 198.18.0.1\n\
+                    \tstatus:\n\t\tnodeid:          1:\tlocalhost\n\t\tnodeid:          2:\t\
+                    connected\nLINK ID 1 udp\n\taddr\t= 198.19.1.1\n\tstatus:\n\t\t\
+                    nodeid:          1:\tlocalhost\n\t\tnodeid:          2:\tconnected\n\
+                    Ring ID 1.8, state operational\nMembers 1\nKey 6a1cf437\n";
+        let s = parse_status(text).unwrap();
+        assert_eq!((s.ring.as_str(), s.connected.as_slice()), ("1.8", &[1][..]));
     }
 
     #[test]
@@ -382,6 +414,10 @@ mod tests {
         assert!(conf.contains("ring0_addr: 198.18.0.3\n    nodeid: 3"));
         assert!(conf.contains("  token: 300\n"));
         assert!(conf.contains("keyfile: /k\n"));
+        spec.links = 2;
+        let conf = spec.corosync_conf(3, Path::new("/k"));
+        assert!(conf.contains("ring0_addr: 198.18.0.3\n    ring1_addr: 198.19.1.3\n"));
+        spec.links = 1;
         spec.ipv6 = true;
         let conf = spec.corosync_conf(2, Path::new("/k"));
         assert!(conf.contains("ring0_addr: 2001:2::2"));

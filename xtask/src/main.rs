@@ -194,6 +194,7 @@ const BENCHES: &[(&str, &str, &str, &str)] = &[
     ("vs-corosync", "rotor-bench", "--bin", "vs-corosync"),
     ("capi", "rotor-bench", "--bin", "bench-capi"),
     ("detect", "rotor-bench", "--bin", "bench-detect"),
+    ("failover", "rotor-faults", "--bin", "bench-failover"),
 ];
 
 fn bench(args: &[String]) -> Result<(), String> {

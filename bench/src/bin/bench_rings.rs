@@ -564,6 +564,7 @@ fn token_rotation(
                         epoch,
                         ring_seq_start: 0,
                         seed: i as u64,
+                        links: None,
                     };
                     let mut runner = Runner::new(cfg, t).map_err(|e| e.to_string())?;
                     let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)

@@ -342,6 +342,13 @@ fn cfgtool_lines(text: &str) -> Vec<String> {
 #[test]
 fn corosync_cfgtool_through_rotors_libraries() {
     let c = Cluster::start(3, 7);
+    // A link is connected once its pings are answered (knet_pong_count in a row): wait, so
+    // both tools see the links in the same state.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !stdout(&c.rotor(1, &["cfg", "-b", "-s"])).contains("\tstatus\t= n33\n") {
+        assert!(Instant::now() < deadline, "node 1's links never all up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     for args in [
         &["-s"][..],
         &["-b", "-s"][..],

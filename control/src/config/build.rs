@@ -248,20 +248,17 @@ impl<'a> Builder<'a> {
             mcastaddr: None,
             mcastport: MCASTPORT_DEFAULT,
             ttl: None,
+            knet_link_priority: None,
+            knet_ping_interval: None,
+            knet_ping_timeout: None,
+            knet_ping_precision: None,
+            knet_pong_count: None,
         };
         let path = format!("totem.interface.{linknumber}");
         for pair in s.pairs().filter(|p| p.key != "linknumber") {
             match interface_kind(&pair.key) {
                 Some(kind) => {
                     self.store_pair(&path, pair, Some(kind))?;
-                    if pair.key.starts_with("knet_") {
-                        let key = format!("{path}.{}", pair.key);
-                        self.warn(
-                            pair.line,
-                            &key,
-                            "knet option accepted for compatibility, unused by rotor",
-                        );
-                    }
                     match (
                         pair.key.as_str(),
                         &self.entries[&format!("{path}.{}", pair.key)],
@@ -272,6 +269,33 @@ impl<'a> Builder<'a> {
                         ("mcastaddr", Value::String(v)) => interface.mcastaddr = Some(v.clone()),
                         ("mcastport", Value::U16(v)) => interface.mcastport = *v,
                         ("ttl", Value::U8(v)) => interface.ttl = Some(*v),
+                        ("knet_link_priority", Value::U8(v)) => {
+                            interface.knet_link_priority = Some(*v)
+                        }
+                        ("knet_ping_interval", Value::U32(v)) => {
+                            interface.knet_ping_interval = Some(*v)
+                        }
+                        ("knet_ping_timeout", Value::U32(v)) => {
+                            interface.knet_ping_timeout = Some(*v)
+                        }
+                        ("knet_ping_precision", Value::U32(v)) => {
+                            interface.knet_ping_precision = Some(*v)
+                        }
+                        ("knet_pong_count", Value::U32(v)) => interface.knet_pong_count = Some(*v),
+                        ("knet_transport", Value::String(v)) if v != "udp" => {
+                            let key = format!("{path}.knet_transport");
+                            let reason = format!(
+                                "expected udp, got {v:?}: rotor carries a link over kernel UDP \
+                                 or, with transport xdp, AF_XDP (set by totem.transport); it \
+                                 has no SCTP"
+                            );
+                            return Err(self.error(
+                                pair.line,
+                                &key,
+                                ErrorKind::InvalidValue,
+                                reason,
+                            ));
+                        }
                         _ => {}
                     }
                 }

@@ -12,7 +12,9 @@ use totem_core::votequorum::{NodeVotes, QuorumSettingError, QuorumSettings, Quor
 use totem_core::{ClusterShape, SettingError, TotemSettings};
 
 use super::build::Builder;
-use super::schema::{CLUSTER_NAME_DEFAULT, POLL_SPIN_US_DEFAULT, TTL_DEFAULT};
+use rotor_proto::link::{LinkMode, LinkSettings};
+
+use super::schema::{CLUSTER_NAME_DEFAULT, LINK_COUNT_MAX, POLL_SPIN_US_DEFAULT, TTL_DEFAULT};
 use super::types::{
     ConfigWarning, InterfaceSection, IpVersionSetting, MulticastGroup, NodelistNode,
     PollModeSetting, QuorumSection, RotorSection, TotemSection, TransportSetting,
@@ -98,6 +100,11 @@ impl Builder<'_> {
         let mut interfaces: Vec<InterfaceSection> =
             self.interfaces.iter().map(|(i, _)| i.clone()).collect();
         interfaces.sort_by_key(|i| i.linknumber);
+        let links = self.links(&interfaces, settings.token_ms, transport)?;
+        let link_mode = self
+            .str_of("totem.link_mode")
+            .and_then(LinkMode::from_name)
+            .unwrap_or_default();
         let mut totem = TotemSection {
             version,
             cluster_name: self.str_of("totem.cluster_name").map(str::to_string),
@@ -109,6 +116,8 @@ impl Builder<'_> {
             keyfile: self.str_of("totem.keyfile").map(str::to_string),
             clear_node_high_bit: self.str_of("totem.clear_node_high_bit") == Some("yes"),
             interfaces,
+            link_mode,
+            links,
             settings,
             multicast: None,
         };
@@ -195,6 +204,128 @@ impl Builder<'_> {
             };
             self.error(line, &subject, ErrorKind::InvalidValue, e.reason)
         })
+    }
+
+    /// The links the nodelist uses, checked as totemconfig.c checks them and more: every
+    /// node has the same links ("Not all nodes have the same number of links"), no address
+    /// is used twice, an `interface{}` section names a link some node has an address on, and
+    /// multicast (`transport: udp`) runs on one link. Each link's settings are resolved from
+    /// its `interface{}` section with corosync's defaults (`LinkSettings::resolve`).
+    fn links(
+        &self,
+        interfaces: &[InterfaceSection],
+        token_ms: u32,
+        transport: TransportSetting,
+    ) -> Result<Vec<LinkSettings>, ConfigError> {
+        let has = |n: &super::build::ParsedNode, link: usize| n.node.ring_addrs[link].is_some();
+        // The links of the first node are the cluster's; every other node must have the same.
+        let used: Vec<usize> = match self.nodes.first() {
+            None => vec![0],
+            Some(first) => (0..LINK_COUNT_MAX).filter(|l| has(first, *l)).collect(),
+        };
+        for (position, node) in self.nodes.iter().enumerate().skip(1) {
+            for link in 0..LINK_COUNT_MAX {
+                if has(node, link) == used.contains(&link) {
+                    continue;
+                }
+                let (line, key, reason) = if has(node, link) {
+                    (
+                        node.ring_lines[link],
+                        format!("nodelist.node.{position}.ring{link}_addr"),
+                        format!(
+                            "Not all nodes have the same number of links: this node has link \
+                             {link}, the first node (nodelist.node.0, line {}) has not; give \
+                             every node a ring{link}_addr or none",
+                            self.nodes[0].line
+                        ),
+                    )
+                } else {
+                    (
+                        node.line,
+                        format!("nodelist.node.{position}"),
+                        format!(
+                            "Not all nodes have the same number of links: this node has no \
+                             ring{link}_addr, the first node (nodelist.node.0, line {}) has; \
+                             give every node a ring{link}_addr or none",
+                            self.nodes[0].ring_lines[link]
+                        ),
+                    )
+                };
+                return Err(self.error(line, &key, ErrorKind::LinkMismatch, reason));
+            }
+        }
+        // One address per node and link: two equal addresses would be one socket.
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        for (position, node) in self.nodes.iter().enumerate() {
+            for link in 0..LINK_COUNT_MAX {
+                let Some(addr) = node.node.ring_addrs[link].as_deref() else {
+                    continue;
+                };
+                let key = format!("nodelist.node.{position}.ring{link}_addr");
+                let canonical = addr
+                    .parse::<IpAddr>()
+                    .map_or_else(|_| addr.to_ascii_lowercase(), |a| a.to_string());
+                if let Some(first) = seen.get(&canonical) {
+                    let reason = format!(
+                        "address {addr} is already {first} (line {}); every node has an \
+                         address of its own on every link",
+                        self.lines.get(first).copied().unwrap_or(1)
+                    );
+                    let line = node.ring_lines[link];
+                    return Err(self.error(line, &key, ErrorKind::DuplicateAddress, reason));
+                }
+                seen.insert(canonical, key);
+            }
+        }
+        // Without a nodelist a node runs alone on link 0 (bindnetaddr is refused later).
+        for (interface, line) in self.interfaces.iter().filter(|_| !self.nodes.is_empty()) {
+            if !used.contains(&usize::from(interface.linknumber)) {
+                let n = interface.linknumber;
+                let reason = format!(
+                    "interface with linknumber {n}, but no node has a ring{n}_addr; add the \
+                     link's addresses to the nodelist or remove the interface section"
+                );
+                let key = format!("totem.interface.{n}.linknumber");
+                let line = self.lines.get(&key).copied().unwrap_or(*line);
+                return Err(self.error(line, &key, ErrorKind::LinkMismatch, reason));
+            }
+        }
+        let multicast = transport == TransportSetting::Udp
+            || (transport == TransportSetting::Xdp
+                && interfaces
+                    .iter()
+                    .any(|i| i.linknumber == 0 && i.mcastaddr.is_some()));
+        if used.len() > 1 && multicast {
+            let reason = format!(
+                "multicast (transport udp, or xdp with mcastaddr) runs on one link, but the \
+                 nodelist has {} (ring{}_addr); unicast (transport knet, or xdp without \
+                 mcastaddr) for several links",
+                used.len(),
+                used[1]
+            );
+            let line = self.line_for("totem.transport", &["totem"]);
+            return Err(self.error(line, "totem.transport", ErrorKind::Conflict, reason));
+        }
+        used.iter()
+            .map(|&link| {
+                let n = link as u8;
+                let i = interfaces.iter().find(|i| i.linknumber == n);
+                LinkSettings::resolve(
+                    n,
+                    token_ms,
+                    i.and_then(|i| i.knet_link_priority),
+                    i.and_then(|i| i.knet_ping_interval),
+                    i.and_then(|i| i.knet_ping_timeout),
+                    i.and_then(|i| i.knet_ping_precision),
+                    i.and_then(|i| i.knet_pong_count),
+                )
+                .map_err(|e| {
+                    let key = format!("totem.interface.{n}.{}", e.key);
+                    let line = self.line_for(&key, &["totem"]);
+                    self.error(line, &key, ErrorKind::InvalidValue, e.reason)
+                })
+            })
+            .collect()
     }
 
     /// Whether and where link 0 multicasts ([`MulticastGroup`]), with totemconfig.c's checks:

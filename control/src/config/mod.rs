@@ -54,6 +54,10 @@ pub enum ErrorKind {
     MissingRing0Addr,
     MissingNodeid,
     MixedAddressFamilies,
+    /// Nodes with different links, or an interface{} for a link no node has.
+    LinkMismatch,
+    /// One address given twice (two nodes, or two links of one node).
+    DuplicateAddress,
     MissingSubsys,
     Conflict,
 }

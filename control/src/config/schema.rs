@@ -11,7 +11,7 @@ use totem_core::votequorum::{QuorumKey, QuorumKeyType, NODE_VOTES_KEY, QUORUM_KE
 use crate::cmap::{Value, ValueType};
 
 /// Most links (`interface{}` sections, `ringN_addr` keys): corosync's `INTERFACE_MAX`.
-pub const LINK_COUNT_MAX: usize = 8;
+pub use rotor_proto::link::LINK_COUNT_MAX;
 /// Most nodes in a nodelist: corosync's `PROCESSOR_COUNT_MAX` with knet.
 pub const NODE_COUNT_MAX: usize = 384;
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use rotor_crypto::CryptoMode;
+use rotor_proto::link::{LinkMode, LinkSettings};
 use totem_core::votequorum::QuorumSettings;
 use totem_core::TotemSettings;
 
@@ -46,6 +47,14 @@ pub struct InterfaceSection {
     pub mcastaddr: Option<String>,
     pub mcastport: u16,
     pub ttl: Option<u8>,
+    /// `knet_link_priority`, `knet_ping_interval`, `knet_ping_timeout`,
+    /// `knet_ping_precision`, `knet_pong_count` as the file sets them (resolved into
+    /// [`TotemSection::links`]).
+    pub knet_link_priority: Option<u8>,
+    pub knet_ping_interval: Option<u32>,
+    pub knet_ping_timeout: Option<u32>,
+    pub knet_ping_precision: Option<u32>,
+    pub knet_pong_count: Option<u32>,
 }
 
 /// totem{}, resolved.
@@ -62,6 +71,12 @@ pub struct TotemSection {
     pub keyfile: Option<String>,
     pub clear_node_high_bit: bool,
     pub interfaces: Vec<InterfaceSection>,
+    /// `totem.link_mode`.
+    pub link_mode: LinkMode,
+    /// Every link the nodelist uses (a `ringN_addr` on every node), by link number: its
+    /// `interface{}` section's settings resolved with corosync's defaults (a link without one
+    /// takes the defaults). Invariant: link 0 first, numbers ascending.
+    pub links: Vec<LinkSettings>,
     /// The protocol settings in effect (totem-core's table, resolved for the nodelist and
     /// the frame overhead of its address family and `crypto_mode`).
     pub settings: TotemSettings,
@@ -175,9 +190,11 @@ impl Config {
     }
 
     /// `runtime.config.totem.<name>` for every setting corosync publishes there, with the
-    /// value in effect: the table's entries marked `runtime_config`.
+    /// value in effect: the table's entries marked `runtime_config`, and each link's
+    /// `interface.<n>.knet_ping_timeout` and `knet_ping_interval` (totemconfig.c
+    /// `totem_calc_knet_ping_timers`).
     pub fn runtime_entries(&self) -> Vec<(String, Value)> {
-        totem_core::config::SETTINGS
+        let settings = totem_core::config::SETTINGS
             .iter()
             .filter(|s| s.runtime_config)
             .map(|s| {
@@ -185,8 +202,15 @@ impl Config {
                     format!("runtime.config.{}", s.key()),
                     Value::U32((s.get)(&self.totem.settings)),
                 )
-            })
-            .collect()
+            });
+        let links = self.totem.links.iter().flat_map(|l| {
+            let key = |name: &str| format!("runtime.config.totem.interface.{}.{name}", l.number);
+            [
+                (key("knet_ping_timeout"), Value::U32(l.ping_timeout_ms)),
+                (key("knet_ping_interval"), Value::U32(l.ping_interval_ms)),
+            ]
+        });
+        settings.chain(links).collect()
     }
 
     /// Puts the config's keys into `cmap` (as the daemon), declares the types of the known

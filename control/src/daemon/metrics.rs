@@ -445,49 +445,67 @@ pub fn render(s: &Snapshot<'_>) -> String {
             u8::from(in_ring),
         );
     }
-    out.family(
-        "rotor_peer_link_up",
-        "gauge",
-        "1 when the peer answered one of this node's last 3 link probes (one a second).",
-    );
-    for (id, addr) in &s.node.peers {
-        out.sample(
-            "rotor_peer_link_up",
-            &peer_labels(*id, addr),
-            s.stats.total(&format!("link.{id}.up")),
-        );
-    }
-    out.family(
-        "rotor_peer_link_rtt_seconds",
-        "gauge",
-        "Round-trip time of the last link probe the peer answered.",
-    );
-    for (id, addr) in &s.node.peers {
-        let rtt_us = s.stats.total(&format!("link.{id}.rtt_us.last"));
-        out.sample(
-            "rotor_peer_link_rtt_seconds",
-            &peer_labels(*id, addr),
-            rtt_us as f64 / 1e6,
-        );
-    }
-    for (suffix, name, help) in [
+    // Every peer's every link, from the dataplane's `knet.node<N>.link<L>.*`.
+    let peer_links = || {
+        s.node.links.iter().flat_map(|l| {
+            l.peers
+                .iter()
+                .map(move |(id, addr)| (*id, l.settings.number, *addr))
+        })
+    };
+    let knet =
+        |id: u32, link: u8, name: &str| s.stats.total(&format!("knet.node{id}.link{link}.{name}"));
+    for (name, kind, help, counter, scale) in [
         (
-            "probes",
-            "rotor_peer_link_probes_total",
-            "Link probes this node sent the peer.",
+            "rotor_peer_link_up",
+            "gauge",
+            "1 when the link to the peer is up: it answered knet_pong_count pings in a row \
+             and none was missed for knet_ping_timeout.",
+            "connected",
+            1.0,
         ),
         (
-            "answers",
+            "rotor_peer_link_rtt_seconds",
+            "gauge",
+            "Average round trip of the pings on the link (over knet_ping_precision samples).",
+            "latency_ave",
+            1e-6,
+        ),
+        (
+            "rotor_peer_link_probes_total",
+            "counter",
+            "Pings this node sent the peer on the link.",
+            "tx_ping_packets",
+            1.0,
+        ),
+        (
             "rotor_peer_link_answers_total",
-            "Link probes the peer answered.",
+            "counter",
+            "Pings the peer answered on the link.",
+            "rx_pong_packets",
+            1.0,
+        ),
+        (
+            "rotor_peer_link_down_total",
+            "counter",
+            "Times the link to the peer went down.",
+            "down_count",
+            1.0,
+        ),
+        (
+            "rotor_peer_link_tx_frames_total",
+            "counter",
+            "Frames sent to the peer on the link (what link_mode chose).",
+            "tx_data_packets",
+            1.0,
         ),
     ] {
-        out.family(name, "counter", help);
-        for (id, addr) in &s.node.peers {
+        out.family(name, kind, help);
+        for (id, link, addr) in peer_links() {
             out.sample(
                 name,
-                &peer_labels(*id, addr),
-                s.stats.total(&format!("link.{id}.{suffix}")),
+                &peer_link_labels(id, link, &addr),
+                knet(id, link, counter) as f64 * scale,
             );
         }
     }
@@ -595,9 +613,10 @@ pub fn render(s: &Snapshot<'_>) -> String {
 }
 
 /// The labels of a peer's samples.
-fn peer_labels(id: u32, addr: &std::net::SocketAddr) -> [(&'static str, String); 2] {
+fn peer_link_labels(id: u32, link: u8, addr: &std::net::SocketAddr) -> [(&'static str, String); 3] {
     [
         ("peer_id", id.to_string()),
+        ("link", link.to_string()),
         ("address", addr.ip().to_string()),
     ]
 }

@@ -150,8 +150,8 @@ impl Plan {
         let rotor = &self.config.rotor;
         DataplaneStart {
             node_id: self.node.node_id,
-            bind: self.node.bind,
-            peers: self.node.peers.clone(),
+            links: self.node.links.clone(),
+            link_mode: t.link_mode,
             cluster_name: self.cluster_name.clone(),
             crypto_mode: self.crypto_mode.wire_byte(),
             authkey: self.authkey.to_vec(),
@@ -972,10 +972,15 @@ impl Daemon {
             .copied()
             .filter(|(id, _)| *id != self.node.node_id)
             .collect();
+        match crate::discovery::link_starts(&p.config, self.node.node_id) {
+            Ok(links) => self.node.links = links,
+            // This node is gone from the nodelist: it leaves, and no dataplane starts again.
+            Err(_) => self.node.links[0].peers = self.node.peers.clone(),
+        }
         self.service.set_node(self.node.clone());
         // What the next dataplane starts with.
         let start = self.supervisor.start_mut();
-        start.peers = self.node.peers.clone();
+        start.links = self.node.links.clone();
         start.totem = p.config.totem.settings.named();
         if let (Some(q), Some(old)) = (&p.quorum, start.quorum.as_ref()) {
             start.quorum = Some(quorum_start(q, old.ev_tracking_barrier));

@@ -185,6 +185,17 @@ pub fn prepare(running: &Running, kind: &ChangeKindRecord) -> Result<Prepared, S
             if !fixed.is_empty() {
                 return Err(fixed.join("; "));
             }
+            let numbers = |c: &Config| c.totem.links.iter().map(|l| l.number).collect::<Vec<u8>>();
+            if numbers(old) != numbers(&new) {
+                return Err(format!(
+                    "{}: the nodelist's links would change from {:?} to {:?}; links cannot be \
+                     added or removed while the cluster runs yet: put them back, or stop every \
+                     node and start them with the new links",
+                    old.file,
+                    numbers(old),
+                    numbers(&new)
+                ));
+            }
             let nodelist = crate::discovery::nodelist_addresses(&new)?;
             if let Some((_, addr)) = nodelist.iter().find(|(id, _)| *id == running.node_id) {
                 if *addr != running.bind {

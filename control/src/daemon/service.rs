@@ -11,7 +11,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::Instant;
 
 use ipc_shm::{AllowList, Server, Session, SessionError};
-use rotor_proto::cfg::{self, LinkStatus, NodeStatus, NodeStatusV1, ShutdownFlags, StatusReply};
+use rotor_proto::cfg::{
+    self, LinkReport, LinkStatus, NodeStatus, NodeStatusV1, ShutdownFlags, StatusReply,
+};
 use rotor_proto::cmap as pc;
 use rotor_proto::control::RingReport;
 use rotor_proto::Status;
@@ -735,17 +737,44 @@ impl CmapService {
             connected: ring.members.contains(id),
         }));
         nodes.sort_by_key(|n| n.node_id);
+        let transport = if ring.transport.is_empty() {
+            "udp".to_owned()
+        } else {
+            ring.transport.clone()
+        };
+        let links = p
+            .links
+            .iter()
+            .map(|l| {
+                let number = l.settings.number;
+                let mut nodes: Vec<(u32, bool)> = l
+                    .peers
+                    .iter()
+                    .map(|(id, _)| (*id, self.link_connected(*id, number)))
+                    .collect();
+                nodes.push((p.node_id, true));
+                nodes.sort_unstable();
+                LinkReport {
+                    link: number,
+                    // Links beyond 0 run on kernel UDP (AF_XDP is link 0's).
+                    transport: if number == 0 {
+                        transport.clone()
+                    } else {
+                        "udp".to_owned()
+                    },
+                    local_addr: l.local.ip().to_string(),
+                    nodes,
+                }
+            })
+            .collect();
         StatusReply {
+            links,
             key_id: self.keys.sealing,
             keys_held: self.keys.held.clone(),
             unknown_keys: self.keys.unknown.clone(),
             reload_error: self.reload_error.clone(),
             node_id: p.node_id,
-            transport: if ring.transport.is_empty() {
-                "udp".into()
-            } else {
-                ring.transport.clone()
-            },
+            transport,
             local_addr: p.bind.ip().to_string(),
             state: ring.state,
             ring_rep: ring.ring_rep,
@@ -1031,25 +1060,45 @@ impl CmapService {
             .map(|(_, a)| a.ip())
     }
 
-    /// A node's status (libcfg's v1): reachable when in the ring (or this node), one link.
+    /// Whether the dataplane has link `link` to `node` up (`stats.knet.node<N>.link<L>.connected`).
+    fn link_connected(&self, node: u32, link: u8) -> bool {
+        self.book
+            .total(&format!("knet.node{node}.link{link}.connected"))
+            != 0
+    }
+
+    /// A node's status (libcfg's v1): reachable when in the ring (or this node), each link
+    /// connected as its pings say (this node's own links always).
     fn node_status(&self, node: u32, ring: &RingReport) -> Option<NodeStatusV1> {
-        let dst = self.address_of(node)?;
+        self.address_of(node)?;
         let local = node == self.node.node_id;
-        let connected = local || ring.members.contains(&node);
+        let links = self
+            .node
+            .links
+            .iter()
+            .filter_map(|l| {
+                let dst = if local {
+                    l.local
+                } else {
+                    l.peers.iter().find(|(id, _)| *id == node)?.1
+                };
+                Some(LinkStatus {
+                    link: l.settings.number,
+                    enabled: true,
+                    connected: local || self.link_connected(node, l.settings.number),
+                    dynconnected: false,
+                    mtu: self.netmtu,
+                    src: l.local.ip().to_string(),
+                    dst: dst.ip().to_string(),
+                })
+            })
+            .collect();
         Some(NodeStatusV1 {
             node_id: node,
-            reachable: connected,
+            reachable: local || ring.members.contains(&node),
             remote: false,
             external: false,
-            links: vec![LinkStatus {
-                link: 0,
-                enabled: true,
-                connected,
-                dynconnected: false,
-                mtu: self.netmtu,
-                src: self.node.bind.ip().to_string(),
-                dst: dst.to_string(),
-            }],
+            links,
         })
     }
 

@@ -107,7 +107,7 @@ pub static OTHER_KEYS: [TotemKey; 22] = [
     key(
         "link_mode",
         KeyType::Choice(&["passive", "active", "rr"]),
-        KeyUse::Kept,
+        KeyUse::Rotord,
     ),
     key("ip_dscp", KeyType::Dscp, KeyUse::Kept),
     runtime(key(

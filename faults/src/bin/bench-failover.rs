@@ -1,0 +1,110 @@
+//! bench-failover (`cargo xtask bench failover`, root): how long a link failure takes to be
+//! noticed and how long until traffic flows over the other link, on 3 network-namespace hosts
+//! with 2 links each (rotor-faults' `links` sequence in passive mode: link 0 of node 3 down by
+//! interface and by 100% loss, link 1 down, both down), with the default token (1000 ms, a
+//! 1650 ms timeout for 3 nodes) and with `token: 10` (`token_coefficient: 0`: a 10 ms
+//! timeout). Prints a Markdown table; the target is traffic flowing again within 2 × the ping
+//! interval (token / 4 by corosync's defaults). Testbed prefix `lb`.
+//!
+//! usage: bench-failover [--token MS]...   (default: 1000 and 10)
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+use rotor_faults::links::{run, LinksPlan};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut tokens: Vec<u32> = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        match (
+            args[i].as_str(),
+            args.get(i + 1).and_then(|v| v.parse().ok()),
+        ) {
+            ("--token", Some(ms)) => {
+                tokens.push(ms);
+                i += 2;
+            }
+            _ => {
+                eprintln!("usage: bench-failover [--token MS]...");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if tokens.is_empty() {
+        tokens = vec![1000, 10];
+    }
+    if !rotor_testbed::root_or_skip("the failover benchmark builds network-namespace hosts") {
+        return ExitCode::from(2);
+    }
+    // The binaries the run drives, beside this one (built in the same profile).
+    let bins: PathBuf = match std::env::current_exe() {
+        Ok(p) => p.parent().expect("a directory").to_path_buf(),
+        Err(e) => {
+            eprintln!("bench-failover: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "--bins"]);
+    if bins.ends_with("release") {
+        build.arg("--release");
+    }
+    for p in [
+        "rotor-control",
+        "rotor-dataplane",
+        "rotor-client",
+        "rotor-faults",
+    ] {
+        build.args(["-p", p]);
+    }
+    if !build.status().is_ok_and(|s| s.success()) {
+        eprintln!(
+            "bench-failover: building rotord, rotor-dataplane, rotor and rotor-checker failed"
+        );
+        return ExitCode::FAILURE;
+    }
+    let mut table = String::from(
+        "| token | ping interval | fault | link seen down after | traffic flowing after | link up again after |\n|---|---|---|---|---|---|\n",
+    );
+    let mut ok = true;
+    for token in tokens {
+        let mut plan = LinksPlan::new("passive", true);
+        plan.totem = vec![("token".into(), token.to_string())];
+        let timeout_ms = if token < 100 {
+            plan.totem.push(("token_coefficient".into(), "0".into()));
+            token
+        } else {
+            token + 650
+        };
+        let out = std::env::temp_dir().join(format!("rotor-bench-failover-{token}"));
+        let result = run(bins.clone(), &out, "lb", &plan, &mut |l| eprintln!("{l}"));
+        eprintln!("{}", result.summary());
+        ok &= result.ok();
+        let ms = |d: Option<std::time::Duration>| {
+            d.map(|d| format!("{} ms", d.as_millis()))
+                .unwrap_or_else(|| "-".into())
+        };
+        for st in &result.steps {
+            table.push_str(&format!(
+                "| {token} ms ({timeout_ms} ms) | {} ms | {} | {} | {} | {} |\n",
+                (timeout_ms / 4).max(1),
+                st.name,
+                ms(st.detected),
+                ms(st.flowing),
+                ms(st.back)
+            ));
+        }
+        if let Some(e) = &result.setup_error {
+            table.push_str(&format!("| {token} ms | | set-up failed: {e} | | | |\n"));
+        }
+    }
+    println!("{table}");
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

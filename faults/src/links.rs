@@ -1,0 +1,401 @@
+//! Redundant links under CPG load: 3 nodes with 2 links each on two separate bridges, checker
+//! clients on every node. Link 0 of node 3 is taken down (its interface down, then 100% loss
+//! at the switch), brought back, then link 1, then both (only then may the membership change).
+//! The checker over the logs must find no lost, duplicated, reordered or invented message; no
+//! ring or group change may happen while one link remains; node 1 must see node 3's link go
+//! down and come back in its `stats.knet.*`. In passive mode link 0 (the lowest number of equal
+//! priorities) carries the frames and link 1 carries none but pings; active and rr runs check
+//! that both links carry frames. Figures (how long after the fault node 1 saw the link down,
+//! and how long until every checker delivered a message every other sent after the fault) are
+//! reported, never asserted.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rotor_testbed::rotor::{write_authkey, Bins, Spec};
+use rotor_testbed::Testbed;
+
+use crate::campaign::{nft_reset, nft_rules, read_log, Cluster, Config};
+use crate::check::{self, Report};
+use crate::record::{self, Line};
+
+/// One fault and its healing.
+#[derive(Clone, Debug)]
+pub struct LinkStep {
+    pub name: String,
+    /// From the fault until node 1's stats show the link to node 3 down.
+    pub detected: Option<Duration>,
+    /// From the fault until every checker delivered a message sent after it by every checker:
+    /// traffic flowing over the other link (`None` for the step that cuts both).
+    pub flowing: Option<Duration>,
+    /// From the heal until node 1 shows the link up again.
+    pub back: Option<Duration>,
+    pub problems: Vec<String>,
+}
+
+/// What a run found.
+#[derive(Debug, Default)]
+pub struct LinksResult {
+    pub mode: String,
+    pub steps: Vec<LinkStep>,
+    pub report: Report,
+    /// Ring or group changes while one link remained.
+    pub unexpected: Vec<String>,
+    /// Frames sent to node 2 on each link over a quiet stretch: (link 0, link 1).
+    pub carried: (u64, u64),
+    pub setup_error: Option<String>,
+}
+
+impl LinksResult {
+    pub fn ok(&self) -> bool {
+        self.setup_error.is_none()
+            && self.report.ok()
+            && self.unexpected.is_empty()
+            && self.steps.iter().all(|s| s.problems.is_empty())
+    }
+
+    pub fn summary(&self) -> String {
+        let ms = |d: Option<Duration>| {
+            d.map(|d| format!("{} ms", d.as_millis()))
+                .unwrap_or_else(|| "-".into())
+        };
+        let mut s = format!(
+            "link_mode {}: frames to node 2 over a quiet stretch: link 0 {}, link 1 {}\n",
+            self.mode, self.carried.0, self.carried.1
+        );
+        for st in &self.steps {
+            s.push_str(&format!(
+                "{:<34} down seen after {:>8}, traffic flowing after {:>8}, up again after {:>8}{}\n",
+                st.name,
+                ms(st.detected),
+                ms(st.flowing),
+                ms(st.back),
+                if st.problems.is_empty() {
+                    String::new()
+                } else {
+                    format!(" PROBLEMS: {}", st.problems.join("; "))
+                }
+            ));
+        }
+        s.push_str(&format!(
+            "checked {} deliveries of {} members: {} violations, {} unexpected changes\n",
+            self.report.deliveries,
+            self.report.members,
+            self.report.violations.len(),
+            self.unexpected.len()
+        ));
+        for v in self.report.violations.iter().chain(&self.unexpected) {
+            s.push_str(&format!("  {v}\n"));
+        }
+        if let Some(e) = &self.setup_error {
+            s.push_str(&format!("SET-UP FAILED: {e}\n"));
+        }
+        s
+    }
+}
+
+const CLUSTER: &str = "links";
+/// Longest wait for a link to be seen down or up, or for traffic to flow.
+const WAIT_MAX: Duration = Duration::from_secs(20);
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct LinksPlan {
+    /// `totem.link_mode`.
+    pub mode: String,
+    /// Every fault; without, only the carried-frames check.
+    pub faults: bool,
+    /// totem{} keys; the default plan sets `token: 1000` (a 1650 ms timeout for 3 nodes: pings
+    /// every 412 ms, a link down after 825 ms without an answer).
+    pub totem: Vec<(String, String)>,
+}
+
+impl LinksPlan {
+    pub fn new(mode: &str, faults: bool) -> LinksPlan {
+        LinksPlan {
+            mode: mode.to_owned(),
+            faults,
+            totem: vec![("token".into(), "1000".into())],
+        }
+    }
+}
+
+/// Runs `plan` on testbed hosts named after `prefix`; logs go to `out`.
+pub fn run(
+    bins: PathBuf,
+    out: &Path,
+    prefix: &str,
+    plan: &LinksPlan,
+    progress: &mut dyn FnMut(&str),
+) -> LinksResult {
+    let mut result = LinksResult {
+        mode: plan.mode.clone(),
+        ..LinksResult::default()
+    };
+    let _ = std::fs::remove_dir_all(out);
+    match steps(bins, out, prefix, plan, &mut result, progress) {
+        Ok((logs, span)) => {
+            let parsed: Vec<(String, Vec<Line>)> = logs
+                .iter()
+                .map(|p| (p.display().to_string(), read_log(p)))
+                .collect();
+            result.report = check::check(&parsed);
+            result.unexpected = unexpected_changes(&parsed, span);
+        }
+        Err(e) => result.setup_error = Some(e),
+    }
+    result
+}
+
+/// Polls `ok` every 50 ms for up to `limit`; how long it took.
+fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if ok() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// How a link is cut.
+#[derive(Clone, Copy)]
+enum Cut {
+    /// `ip link set ethL down` in the host.
+    Interface,
+    /// Every frame through the host's switch port dropped (nft on the bridge).
+    Loss,
+}
+
+fn cut(cl: &Cluster, host: usize, link: usize, how: Cut, on: bool) -> Result<(), String> {
+    match how {
+        Cut::Interface => {
+            let dev = format!("eth{link}");
+            let state = if on { "down" } else { "up" };
+            let o = cl
+                .bed
+                .exec(host, &["ip", "link", "set", &dev, state])
+                .map_err(|e| format!("ip link set {dev} {state}: {e}"))?;
+            if !o.status.success() {
+                return Err(format!(
+                    "ip link set {dev} {state} on host {host}: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ));
+            }
+            Ok(())
+        }
+        Cut::Loss => {
+            let port = if link == 0 {
+                format!("h{host}")
+            } else {
+                format!("h{host}l{link}")
+            };
+            let rules = if on {
+                vec![
+                    format!("iifname \"{port}\" drop"),
+                    format!("oifname \"{port}\" drop"),
+                ]
+            } else {
+                Vec::new()
+            };
+            nft_rules(&cl.bed, &rules)
+        }
+    }
+}
+
+fn connected(cl: &Cluster, from: usize, to: usize, link: usize) -> u64 {
+    cl.stat(from, &format!("knet.node{to}.link{link}.connected"))
+}
+
+/// The checker logs, and the span (start, end) in which no ring or group may change.
+type Logs = (Vec<PathBuf>, (u64, u64));
+
+fn steps(
+    bins: PathBuf,
+    dir: &Path,
+    prefix: &str,
+    plan: &LinksPlan,
+    result: &mut LinksResult,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Logs, String> {
+    let (mode, faults) = (plan.mode.as_str(), plan.faults);
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let key = dir.join("authkey");
+    write_authkey(&key).map_err(|e| format!("authkey: {e}"))?;
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
+    let mut spec = Spec::new(CLUSTER);
+    spec.transport = "udpu".into();
+    spec.links = 2;
+    spec.totem.extend(plan.totem.iter().cloned());
+    spec.totem.push(("link_mode".into(), mode.into()));
+    spec.extra = format!(
+        "system {{\n  state_dir: {}\n}}\nrotor {{\n  poll_mode: blocking\n}}\n",
+        state.display()
+    );
+    let conf = dir.join("corosync.conf");
+    std::fs::write(&conf, spec.corosync_conf(3, &key))
+        .map_err(|e| format!("{}: {e}", conf.display()))?;
+    let bed = Testbed::up(prefix, 3).map_err(|e| format!("testbed: {e}"))?;
+    bed.add_link(1)
+        .map_err(|e| format!("testbed link 1: {e}"))?;
+    let mut cl = Cluster {
+        bed,
+        bins: Bins { dir: bins.clone() },
+        checker_bin: bins.join("rotor-checker"),
+        dir: dir.to_path_buf(),
+        conf: conf.clone(),
+        config: Config {
+            nodes: 3,
+            transport: "udpu",
+            token_ms: plan
+                .totem
+                .iter()
+                .find(|(k, _)| k == "token")
+                .and_then(|(_, v)| v.parse().ok()),
+            faults: None,
+        },
+        rotords: HashMap::new(),
+        checkers: Vec::new(),
+        logs: Vec::new(),
+        rate: 200,
+    };
+    nft_reset(&cl.bed)?;
+    for i in 1..=3 {
+        cl.start_rotord(i, &conf)?;
+    }
+    cl.bed
+        .wait_rotor_ring(&[1, 2, 3], &[1, 2, 3], &cl.bins, Duration::from_secs(60))?;
+    for i in 1..=3 {
+        cl.start_checker(i)?;
+    }
+    cl.wait_group(Duration::from_secs(30))?;
+    let up = wait_until(WAIT_MAX, || {
+        (0..2).all(|l| connected(&cl, 1, 2, l) == 1 && connected(&cl, 1, 3, l) == 1)
+    });
+    if up.is_none() {
+        return Err("node 1 never saw both links to nodes 2 and 3 up".into());
+    }
+    progress(&format!(
+        "{mode}: ring of 3 formed, checkers joined, links up"
+    ));
+    // What each link carries over a quiet stretch.
+    let tx = |cl: &Cluster, l: usize| cl.stat(1, &format!("knet.node2.link{l}.tx_data_packets"));
+    let before = (tx(&cl, 0), tx(&cl, 1));
+    std::thread::sleep(Duration::from_secs(2));
+    result.carried = (tx(&cl, 0) - before.0, tx(&cl, 1) - before.1);
+    let since = record::now_ns();
+    let mut until = since;
+    if faults {
+        for (name, links, how) in [
+            ("link 0 interface down", &[0usize][..], Cut::Interface),
+            ("link 0 100% loss at the switch", &[0], Cut::Loss),
+            ("link 1 interface down", &[1], Cut::Interface),
+            ("both links down", &[0, 1], Cut::Interface),
+        ] {
+            let both = links.len() == 2;
+            if both {
+                // A membership change is expected from here on.
+                until = record::now_ns();
+            }
+            let mut problems = Vec::new();
+            let fault_ns = record::now_ns();
+            let start = Instant::now();
+            for &l in links {
+                cut(&cl, 3, l, how, true)?;
+            }
+            let watched = links[0];
+            let detected = wait_until(WAIT_MAX, || connected(&cl, 1, 3, watched) == 0)
+                .map(|_| start.elapsed());
+            if detected.is_none() {
+                problems.push(format!("node 1 never saw node 3's link {watched} down"));
+            }
+            let flowing = if both {
+                None
+            } else {
+                let f = cl
+                    .wait_recovery(fault_ns, WAIT_MAX)
+                    .map(|_| start.elapsed());
+                if f.is_none() {
+                    problems.push("traffic did not flow on the other link".into());
+                }
+                f
+            };
+            if both {
+                cl.bed
+                    .wait_rotor_ring(&[1, 2], &[1, 2], &cl.bins, Duration::from_secs(30))?;
+            } else {
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            let heal = Instant::now();
+            for &l in links {
+                cut(&cl, 3, l, how, false)?;
+            }
+            let back = wait_until(WAIT_MAX, || {
+                links.iter().all(|&l| connected(&cl, 1, 3, l) == 1)
+            })
+            .map(|_| heal.elapsed());
+            if back.is_none() {
+                problems.push(format!(
+                    "node 1 never saw node 3's links {links:?} up again"
+                ));
+            }
+            if both {
+                cl.bed.wait_rotor_ring(
+                    &[1, 2, 3],
+                    &[1, 2, 3],
+                    &cl.bins,
+                    Duration::from_secs(30),
+                )?;
+            }
+            if cl
+                .wait_recovery(record::now_ns(), Duration::from_secs(30))
+                .is_none()
+            {
+                problems.push("traffic did not flow everywhere after the heal".into());
+            }
+            progress(&format!("{mode}: {name}: done"));
+            result.steps.push(LinkStep {
+                name: name.into(),
+                detected,
+                flowing,
+                back,
+                problems,
+            });
+        }
+    } else {
+        until = record::now_ns();
+    }
+    let logs = cl.logs.clone();
+    drop(cl);
+    Ok((logs, (since, until)))
+}
+
+/// Ring and group changes in `(since, until)`: none may happen while one link remains.
+fn unexpected_changes(logs: &[(String, Vec<Line>)], (since, until): (u64, u64)) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, lines) in logs {
+        for l in lines {
+            match l {
+                Line::Ring { t, nodes, .. } if (since..until).contains(t) => {
+                    out.push(format!("{name}: ring {nodes:?} while one link remained"));
+                }
+                Line::ConfChg {
+                    t, joined, left, ..
+                } if (since..until).contains(t) => {
+                    for (p, reason) in joined.iter().chain(left) {
+                        out.push(format!(
+                            "{name}: group change of {p} (reason {reason}) while one link remained"
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
