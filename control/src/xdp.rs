@@ -356,13 +356,13 @@ mod tests {
         };
         assert_eq!(
             sources(
-                "nodelist {\n  node {\n    ring0_addr: 198.18.0.1\n    ring1_addr: \
-                 198.18.1.1\n    nodeid: 1\n  }\n  node {\n    ring0_addr: 198.18.0.2\n    \
+                "nodelist {\n  node {\n    ring0_addr: 198.18.0.1\n    ring3_addr: \
+                 198.18.3.1\n    nodeid: 1\n  }\n  node {\n    ring0_addr: 198.18.0.2\n    \
                  ring3_addr: 198.18.3.2\n    nodeid: 7\n  }\n}\n"
             ),
             [
                 s("198.18.0.1", 1, 0),
-                s("198.18.1.1", 1, 1),
+                s("198.18.3.1", 1, 3),
                 s("198.18.0.2", 7, 0),
                 s("198.18.3.2", 7, 3),
             ]
