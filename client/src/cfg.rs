@@ -14,6 +14,7 @@ pub use rotor_proto::cfg::{LinkStatus, NodeStatusV1, ShutdownFlags, StatusReply}
 use rotor_proto::Status;
 
 use crate::conn::Conn;
+use crate::cpg::Wait;
 use crate::Error;
 
 /// How long a reload or key rotation may take: the asking node's round timeout (15 s) and
@@ -195,7 +196,7 @@ impl Cfg {
     /// The next event: without waiting for `None`, else waiting up to the duration.
     pub fn poll_event(&mut self, wait: Option<Duration>) -> Result<Option<CfgEvent>, Error> {
         loop {
-            let Some(record) = self.conn.next(wait)? else {
+            let Some(record) = self.conn.next(wait.map_or(Wait::No, Wait::Up))? else {
                 return Ok(None);
             };
             match Event::decode(&record)? {

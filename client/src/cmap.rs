@@ -11,6 +11,7 @@ pub use rotor_proto::cmap::{
 use rotor_proto::{cfg, Status};
 
 use crate::conn::Conn;
+use crate::cpg::Wait;
 use crate::Error;
 
 /// A change reported to a track.
@@ -182,7 +183,7 @@ impl Cmap {
         &mut self,
         wait: Option<Duration>,
     ) -> Result<Option<Notification>, Error> {
-        let Some(record) = self.conn.next(wait)? else {
+        let Some(record) = self.conn.next(wait.map_or(Wait::No, Wait::Up))? else {
             return Ok(None);
         };
         match Event::decode(&record)? {

@@ -100,17 +100,10 @@ impl Conn {
         }
     }
 
-    /// The next record for dispatch: stashed ones first; `None` when nothing is waiting (with
-    /// `wait`, blocks up to `wait` for one).
-    pub(crate) fn next(&mut self, wait: Option<Duration>) -> Result<Option<Vec<u8>>, Error> {
-        let wait = wait.map_or(Wait::No, Wait::Up);
+    /// The next record for dispatch, owned: stashed ones first; `None` when none came, waiting
+    /// as `wait` says.
+    pub(crate) fn next(&mut self, wait: Wait) -> Result<Option<Vec<u8>>, Error> {
         Ok(self.take(wait)?.then(|| self.current().to_vec()))
-    }
-
-    /// Busy-polls for the next record (lowest latency; burns the core).
-    pub(crate) fn next_busy(&mut self) -> Result<Vec<u8>, Error> {
-        self.take(Wait::Spin)?;
-        Ok(self.current().to_vec())
     }
 
     /// Makes the next record [`Conn::current`] — a stashed one, or one copied from the ring

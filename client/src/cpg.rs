@@ -107,7 +107,7 @@ impl Cpg {
     pub fn initialize_at(name: &str) -> Result<Cpg, Error> {
         let mut conn = Conn::connect(name)?;
         let first = conn
-            .next(Some(crate::conn::REPLY_TIMEOUT))?
+            .next(Wait::Up(crate::conn::REPLY_TIMEOUT))?
             .ok_or(Error::Timeout)?;
         match Event::decode(&first)? {
             Event::Welcome {

@@ -139,12 +139,7 @@ impl Quorum {
     pub fn poll_notification(&mut self, wait: Wait) -> Result<Option<Notification>, Error> {
         let mut wait = wait;
         loop {
-            let record = match wait {
-                Wait::No => self.conn.next(None)?,
-                Wait::Up(d) => self.conn.next(Some(d))?,
-                Wait::Spin => Some(self.conn.next_busy()?),
-            };
-            let Some(record) = record else {
+            let Some(record) = self.conn.next(wait)? else {
                 return Ok(None);
             };
             match Event::decode(&record)? {

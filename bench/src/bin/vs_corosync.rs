@@ -304,7 +304,9 @@ struct Ratios {
     tput1k: f64,
     /// rotor's 64 B p99.9 and maximum, and Corosync's 64 B p50 (medians over runs, µs): the
     /// goal is a tail below Corosync's median.
-    tail64: [f64; 3],
+    rotor64_p999_us: f64,
+    rotor64_max_us: f64,
+    coro64_p50_us: f64,
 }
 
 fn fmt(v: Option<f64>, decimals: usize) -> String {
@@ -335,7 +337,9 @@ fn summarise(coro: &[Run], rotor: &[Run]) -> Summary {
         lat64_p999: f64::NAN,
         tput64: f64::NAN,
         tput1k: f64::NAN,
-        tail64: [f64::NAN; 3],
+        rotor64_p999_us: f64::NAN,
+        rotor64_max_us: f64::NAN,
+        coro64_p50_us: f64::NAN,
     };
     for size in SIZES {
         for (pct, key) in [
@@ -358,14 +362,14 @@ fn summarise(coro: &[Run], rotor: &[Run]) -> Summary {
                 match key {
                     "p50_us" => {
                         ratios.lat64_p50 = q;
-                        ratios.tail64[2] = coro_median.unwrap_or(nan);
+                        ratios.coro64_p50_us = coro_median.unwrap_or(nan);
                     }
                     "p99_us" => ratios.lat64_p99 = q,
                     "p999_us" => {
                         ratios.lat64_p999 = q;
-                        ratios.tail64[0] = rotor_median.unwrap_or(nan);
+                        ratios.rotor64_p999_us = rotor_median.unwrap_or(nan);
                     }
-                    _ => ratios.tail64[1] = rotor_median.unwrap_or(nan),
+                    _ => ratios.rotor64_max_us = rotor_median.unwrap_or(nan),
                 }
             }
             rows.push([
@@ -433,8 +437,8 @@ fn shortfalls(r: &Ratios) -> Vec<String> {
             out.push(format!("{name}: {v:.2}× against a bar of {bar}×"));
         }
     }
-    let [p999, max, coro_p50] = r.tail64;
-    for (name, v) in [("p99.9", p999), ("maximum", max)] {
+    let coro_p50 = r.coro64_p50_us;
+    for (name, v) in [("p99.9", r.rotor64_p999_us), ("maximum", r.rotor64_max_us)] {
         if v.is_nan() || coro_p50.is_nan() || v >= coro_p50 {
             out.push(format!(
                 "64 B latency {name}: {v:.1} µs against Corosync's p50 of {coro_p50:.1} µs"
