@@ -362,6 +362,24 @@ pub(crate) fn signal(pid: u32, sig: libc::c_int) {
     unsafe { libc::kill(pid as libc::pid_t, sig) };
 }
 
+/// Looks at `ok` every `every` until it holds (how long that took) or `limit` has passed (`None`).
+pub(crate) fn wait_until(
+    every: Duration,
+    limit: Duration,
+    mut ok: impl FnMut() -> bool,
+) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if ok() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        std::thread::sleep(every);
+    }
+}
+
 pub(crate) fn wait_or_kill(c: &mut Child, limit: Duration) {
     let deadline = Instant::now() + limit;
     while c.try_wait().ok().flatten().is_none() {

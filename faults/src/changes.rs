@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rotor_testbed::rotor::{write_authkey, Bins, Spec};
 use rotor_testbed::Testbed;
 
-use crate::campaign::{read_log, signal, wait_or_kill, Cluster, Config};
+use crate::campaign::{read_log, signal, wait_or_kill, wait_until, Cluster, Config};
 use crate::check::{self, Report};
 use crate::record::{self, Line};
 
@@ -76,23 +76,17 @@ impl ChangesResult {
                 }
             ));
         }
-        s.push_str(&format!(
-            "checked {} deliveries of {} members: {} violations, {} unexpected changes\n",
-            self.report.deliveries,
-            self.report.members,
-            self.report.violations.len(),
-            self.unexpected.len()
-        ));
-        for v in self.report.violations.iter().chain(&self.unexpected) {
-            s.push_str(&format!("  {v}\n"));
-        }
-        if let Some(e) = &self.setup_error {
-            s.push_str(&format!("SET-UP FAILED: {e}\n"));
-        }
+        s.push_str(
+            &self
+                .report
+                .summary_tail(&self.unexpected, self.setup_error.as_deref()),
+        );
         s
     }
 }
 
+/// How often a change sequence looks again at what it waits for.
+const POLL_EVERY_CHANGES: Duration = Duration::from_millis(100);
 const CLUSTER: &str = "faults";
 const RECOVERY_MAX: Duration = Duration::from_secs(30);
 
@@ -171,20 +165,6 @@ fn key_id(path: &Path) -> Result<u32, String> {
     rotor_crypto::Keys::from_authkey_file(path, CLUSTER)
         .map(|k| rotor_crypto::CryptoMode::Gcm256.key_id(&k))
         .map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// Polls `ok` every 100 ms for up to `limit`; how long it took.
-fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if ok() {
-            return Some(start.elapsed());
-        }
-        if start.elapsed() >= limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn write_conf(spec: &Spec, conf: &Path, nodes: usize, key: &Path) -> Result<(), String> {
@@ -359,7 +339,7 @@ fn steps(
                 ("totem.token", "600"),
                 ("runtime.config.totem.token", "1250"),
             ] {
-                let shown = wait_until(Duration::from_secs(10), || {
+                let shown = wait_until(POLL_EVERY_CHANGES, Duration::from_secs(10), || {
                     cmap_get(&cl, i, k).as_deref() == Some(want)
                 });
                 if shown.is_none() {
@@ -399,7 +379,7 @@ fn steps(
             ));
         }
         let want = format!("Key {new:08x}");
-        let settled = wait_until(Duration::from_secs(20), || {
+        let settled = wait_until(POLL_EVERY_CHANGES, Duration::from_secs(20), || {
             (1..=3).all(|i| key_line(&cl, i) == want)
         })
         .map(|_| start.elapsed());

@@ -53,6 +53,25 @@ pub struct Report {
 }
 
 impl Report {
+    /// The lines a sequence's summary ends with: what the checker found, the changes the
+    /// sequence did not expect, and a failed set-up.
+    pub fn summary_tail(&self, unexpected: &[String], setup_error: Option<&str>) -> String {
+        let mut s = format!(
+            "checked {} deliveries of {} members: {} violations, {} unexpected changes\n",
+            self.deliveries,
+            self.members,
+            self.violations.len(),
+            unexpected.len()
+        );
+        for v in self.violations.iter().chain(unexpected) {
+            s.push_str(&format!("  {v}\n"));
+        }
+        if let Some(e) = setup_error {
+            s.push_str(&format!("SET-UP FAILED: {e}\n"));
+        }
+        s
+    }
+
     /// Keeps at most this many violation lines per property (a broken property breaks
     /// thousands of times).
     const PER_KIND_MAX: usize = 5;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use rotor_testbed::rotor::{write_authkey, Bins, Spec};
 use rotor_testbed::Testbed;
 
-use crate::campaign::{nft_reset, nft_rules, read_log, Cluster, Config};
+use crate::campaign::{nft_reset, nft_rules, read_log, wait_until, Cluster, Config};
 use crate::check::{self, Report};
 use crate::record::{self, Line};
 
@@ -78,23 +78,17 @@ impl LinksResult {
                 }
             ));
         }
-        s.push_str(&format!(
-            "checked {} deliveries of {} members: {} violations, {} unexpected changes\n",
-            self.report.deliveries,
-            self.report.members,
-            self.report.violations.len(),
-            self.unexpected.len()
-        ));
-        for v in self.report.violations.iter().chain(&self.unexpected) {
-            s.push_str(&format!("  {v}\n"));
-        }
-        if let Some(e) = &self.setup_error {
-            s.push_str(&format!("SET-UP FAILED: {e}\n"));
-        }
+        s.push_str(
+            &self
+                .report
+                .summary_tail(&self.unexpected, self.setup_error.as_deref()),
+        );
         s
     }
 }
 
+/// How often the links sequence looks again at what it waits for (a failover is timed by it).
+const POLL_EVERY_LINKS: Duration = Duration::from_millis(50);
 const CLUSTER: &str = "links";
 /// Longest wait for a link to be seen down or up, or for traffic to flow.
 const WAIT_MAX: Duration = Duration::from_secs(20);
@@ -146,20 +140,6 @@ pub fn run(
         Err(e) => result.setup_error = Some(e),
     }
     result
-}
-
-/// Polls `ok` every 50 ms for up to `limit`; how long it took.
-fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if ok() {
-            return Some(start.elapsed());
-        }
-        if start.elapsed() >= limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// How a link is cut.
@@ -274,7 +254,7 @@ fn steps(
         cl.start_checker(i)?;
     }
     cl.wait_group(Duration::from_secs(30))?;
-    let up = wait_until(WAIT_MAX, || {
+    let up = wait_until(POLL_EVERY_LINKS, WAIT_MAX, || {
         (0..2).all(|l| connected(&cl, 1, 2, l) == 1 && connected(&cl, 1, 3, l) == 1)
     });
     if up.is_none() {
@@ -309,8 +289,10 @@ fn steps(
                 cut(&cl, 3, l, how, true)?;
             }
             let watched = links[0];
-            let detected = wait_until(WAIT_MAX, || connected(&cl, 1, 3, watched) == 0)
-                .map(|_| start.elapsed());
+            let detected = wait_until(POLL_EVERY_LINKS, WAIT_MAX, || {
+                connected(&cl, 1, 3, watched) == 0
+            })
+            .map(|_| start.elapsed());
             if detected.is_none() {
                 problems.push(format!("node 1 never saw node 3's link {watched} down"));
             }
@@ -335,7 +317,7 @@ fn steps(
             for &l in links {
                 cut(&cl, 3, l, how, false)?;
             }
-            let back = wait_until(WAIT_MAX, || {
+            let back = wait_until(POLL_EVERY_LINKS, WAIT_MAX, || {
                 links.iter().all(|&l| connected(&cl, 1, 3, l) == 1)
             })
             .map(|_| heal.elapsed());
