@@ -18,6 +18,7 @@
 //! Everything it starts is stopped by PID and its hosts removed, on failure and Ctrl-C too.
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -53,6 +54,9 @@ struct Plan {
     poll: Option<String>,
     /// Both systems with an idle ring that never holds the token.
     no_hold: bool,
+    /// Both systems' benchmark clients in the round-robin realtime class
+    /// (`CLIENT_RT_PRIORITY`), below the daemons' own.
+    client_rt: bool,
 }
 
 impl Plan {
@@ -67,6 +71,7 @@ impl Plan {
             quick: false,
             poll: None,
             no_hold: false,
+            client_rt: false,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -95,11 +100,12 @@ impl Plan {
                 "--poll" => p.poll = Some(value("--poll")?),
                 "--perf" => p.perf = true,
                 "--no-hold" => p.no_hold = true,
+                "--client-rt" => p.client_rt = true,
                 "--no-docs" => p.docs = false,
                 "-h" | "--help" => {
                     return Err("usage: vs-corosync [--quick] [--hosts N] [--runs R] \
                                 [--lat-count N] [--tput-seconds S] [--poll busy|adaptive|blocking] \
-                                [--no-hold] [--perf] [--no-docs]"
+                                [--no-hold] [--client-rt] [--perf] [--no-docs]"
                         .into())
                 }
                 other => return Err(format!("unknown argument {other}")),
@@ -130,6 +136,9 @@ impl Plan {
         if self.no_hold {
             s.push_str(" --no-hold");
         }
+        if self.client_rt {
+            s.push_str(" --client-rt");
+        }
         if self.perf {
             s.push_str(" --perf");
         }
@@ -144,6 +153,30 @@ impl Plan {
             &[]
         }
     }
+}
+
+/// The benchmark clients' realtime priority with `--client-rt`: below the daemons' 99 (both
+/// systems' default `system.sched_rr`), so a client never keeps its node's token waiting.
+const CLIENT_RT_PRIORITY: i32 = 50;
+
+/// `cmd` as it should run: with `--client-rt` its process (and what it execs) is put in the
+/// round-robin realtime class before exec, as a latency-sensitive application would run.
+fn client_class(plan: &Plan, mut cmd: Command) -> Command {
+    if plan.client_rt {
+        // SAFETY: between fork and exec only sched_setscheduler (async-signal-safe) runs.
+        unsafe {
+            cmd.pre_exec(|| {
+                let param = libc::sched_param {
+                    sched_priority: CLIENT_RT_PRIORITY,
+                };
+                if libc::sched_setscheduler(0, libc::SCHED_RR, &param) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd
 }
 
 /// One system's results in one run.
@@ -484,7 +517,7 @@ fn run(args: &[String]) -> Result<(), String> {
         let mut c = Corosync::up(&bed, &dir, plan.totem_extra())?;
         let client = |i: usize, a: &[String]| {
             let args: Vec<&str> = a.iter().map(String::as_str).collect();
-            Corosync::command(&bed, &dir, i, &cpg_bench, &args)
+            client_class(&plan, Corosync::command(&bed, &dir, i, &cpg_bench, &args))
         };
         coro_runs.push(measure(&plan, &format!("corosync-r{r}"), &client, &|| {
             None
@@ -501,7 +534,7 @@ fn run(args: &[String]) -> Result<(), String> {
         let client = |i: usize, a: &[String]| {
             let mut cmd = bed.command(i, bin.join("rotor"));
             cmd.arg("bench").args(a);
-            cmd
+            client_class(&plan, cmd)
         };
         let stats = || {
             let out = bed
@@ -554,7 +587,7 @@ fn run(args: &[String]) -> Result<(), String> {
          throughput = every host sends for {} s, delivered msgs/s at each member (median over \
          members)\n- Runs: {} (each: Corosync up, measure, down; rotor up, measure, down); \
          figures are medians over runs, ratios medians of the per-run ratios\n- Sequence \
-         errors (all clients, all runs): {seq_errors}\n- Token hold: {}\n\n## Results\n\n\
+         errors (all clients, all runs): {seq_errors}\n- Token hold: {}\n- Benchmark clients: {}\n\n## Results\n\n\
          {table_md}\n`{last}`\n\n",
         started.date(),
         started.time(),
@@ -573,6 +606,11 @@ fn run(args: &[String]) -> Result<(), String> {
              holds the token)"
         } else {
             "both systems' default (an idle ring's token is held after 30 idle rotations)"
+        },
+        if plan.client_rt {
+            format!("SCHED_RR priority {CLIENT_RT_PRIORITY} in both systems (the daemons: 99)")
+        } else {
+            "the normal class (SCHED_OTHER) in both systems".to_owned()
         },
     );
     if short.is_empty() {
