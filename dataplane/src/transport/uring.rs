@@ -234,9 +234,7 @@ impl UringTransport {
             // but the kernel's late signals for queued work (module comment).
             ring.submitter()
                 .register_eventfd(event.as_raw_fd())
-                .map_err(|e| {
-                    io::Error::new(e.kind(), format!("io_uring register eventfd: {e}"))
-                })?;
+                .map_err(|e| io::Error::new(e.kind(), format!("io_uring register eventfd: {e}")))?;
         }
         let mut files = vec![sock.as_raw_fd()];
         files.extend(group.as_ref().map(|g| g.0.as_raw_fd()));
@@ -677,8 +675,15 @@ mod tests {
         let sock = b._sock.as_raw_fd();
         let plain = UdpSocket::bind("127.0.0.1:0").unwrap();
         for round in 0..20u8 {
-            assert_eq!(b.recv_batch(&mut |_, _| panic!("nothing sent yet")).unwrap(), 0);
-            assert!(!ready(b.wait_fd(), Duration::ZERO), "round {round}: ready before a send");
+            assert_eq!(
+                b.recv_batch(&mut |_, _| panic!("nothing sent yet"))
+                    .unwrap(),
+                0
+            );
+            assert!(
+                !ready(b.wait_fd(), Duration::ZERO),
+                "round {round}: ready before a send"
+            );
             // Through a ring and through a plain socket: the datagram reaches `b` from the
             // sender's system call either way.
             if round % 2 == 0 {
