@@ -86,8 +86,8 @@ pub struct UringTransport {
     /// comment for why the sockets are in it).
     wait: OwnedFd,
     /// The ring defers task work to this task (see `bind_with`): `reap` runs it, and `event`
-    /// is not registered with the ring (module comment). Invariant: the ring is only ever entered from the thread that created it (the kernel
-    /// refuses others: SINGLE_ISSUER).
+    /// is not registered with the ring (module comment). Invariant: the ring is only ever
+    /// entered from the thread that created it (the kernel refuses others: SINGLE_ISSUER).
     deferred: bool,
     /// `RX_SLOTS` receive slots then `TX_SLOTS` send slots. Invariant: never reallocated while
     /// the ring lives (the kernel holds pointers into it).
