@@ -2,9 +2,21 @@
 //! multicast group when the cluster multicasts, the receive slots then split between the two),
 //! `RX_SLOTS` recvmsg requests kept in flight into a fixed pool of buffers, sendmsg requests queued by `send_to`
 //! and submitted together by `flush` (one `io_uring_enter` for a whole batch), completions
-//! reaped in `recv_batch`, and an eventfd registered with the ring as the `wait_fd`. On Linux
-//! 6.1+ the ring defers task work to this thread (SINGLE_ISSUER + DEFER_TASKRUN), which runs it
-//! whenever it reaps; older kernels get the classic ring.
+//! reaped in `recv_batch`. On Linux 6.1+ the ring defers task work to this thread
+//! (SINGLE_ISSUER + DEFER_TASKRUN), which runs it whenever it reaps; older kernels get the
+//! classic ring.
+//!
+//! The `wait_fd` is an epoll set of an eventfd and of the socket(s) themselves. A socket is
+//! readable the moment a datagram is queued in it, before the ring has run any work for it,
+//! and `recv_batch` runs that work. An eventfd registered with a deferred ring wakes late: a
+//! datagram completes an armed recvmsg by queueing task work from the network softirq, and
+//! the kernel (seen on 6.18) signals the eventfd for that work from an RCU callback
+//! (`io_eventfd_do_signal` under `rcu_do_batch`), a grace period later — 12–24 ms for every
+//! datagram a sleeping loop waited for (agreed self-delivery took 32 ms p50 on loopback). So
+//! the eventfd is registered only with a classic ring, whose completions are posted (and the
+//! eventfd signalled) by task work run in this task as soon as a request is ready; on a
+//! deferred ring it is only signalled by `recv_batch` itself, for completions it reaped but did
+//! not hand over.
 //!
 //! Every buffer, `msghdr`, `iovec` and address lives in memory allocated once in `bind` and never
 //! moved, because the kernel holds pointers into it while a request is in flight; each slot has
@@ -70,10 +82,12 @@ pub struct UringTransport {
     group: Option<(UdpSocket, SocketAddr)>,
     local: SocketAddr,
     event: OwnedFd,
-    /// The ring defers task work to this task (see `bind_with`): `reap` runs it. The eventfd
-    /// is signalled when work is queued on an empty list, so it stays the `wait_fd`.
-    /// Invariant: the ring is only ever entered from the thread that created it (the kernel
-    /// refuses others: SINGLE_ISSUER).
+    /// The `wait_fd`: `event` and the socket(s), readable when any of them is (see the module
+    /// comment for why the sockets are in it).
+    wait: OwnedFd,
+    /// The ring defers task work to this task (see `bind_with`): `reap` runs it, and `event`
+    /// is not registered with the ring (module comment). Invariant: the ring is only ever
+    /// entered from the thread that created it (the kernel refuses others: SINGLE_ISSUER).
     deferred: bool,
     /// `RX_SLOTS` receive slots then `TX_SLOTS` send slots. Invariant: never reallocated while
     /// the ring lives (the kernel holds pointers into it).
@@ -213,11 +227,24 @@ impl UringTransport {
         }
         // Safety: see above; `efd` is ours alone.
         let event = unsafe { OwnedFd::from_raw_fd(efd) };
-        ring.submitter()
-            .register_eventfd(event.as_raw_fd())
-            .map_err(|e| io::Error::new(e.kind(), format!("io_uring register eventfd: {e}")))?;
+        if !deferred {
+            // A classic ring posts completions from task work the kernel runs in this task
+            // when the request is ready, and signals the eventfd then. A deferred ring posts
+            // them only when this task reaps; registering the eventfd there would add nothing
+            // but the kernel's late signals for queued work (module comment).
+            ring.submitter()
+                .register_eventfd(event.as_raw_fd())
+                .map_err(|e| io::Error::new(e.kind(), format!("io_uring register eventfd: {e}")))?;
+        }
         let mut files = vec![sock.as_raw_fd()];
         files.extend(group.as_ref().map(|g| g.0.as_raw_fd()));
+        // Level-triggered: a socket stays readable while a datagram waits in it, whether or
+        // not the ring has run the work that takes it.
+        let wait = crate::poll::epoll_of(
+            &std::iter::once(event.as_raw_fd())
+                .chain(files.iter().copied())
+                .collect::<Vec<_>>(),
+        )?;
         ring.submitter()
             .register_files(&files)
             .map_err(|e| io::Error::new(e.kind(), format!("io_uring register socket: {e}")))?;
@@ -233,6 +260,7 @@ impl UringTransport {
             group,
             local,
             event,
+            wait,
             deferred,
             slots,
             buffers: vec![0u8; slot_count * DATAGRAM_MAX].into_boxed_slice(),
@@ -424,12 +452,11 @@ impl crate::transport::Transport for UringTransport {
             self.ring.submit()?;
         }
         if self.deferred {
-            // Issuing the re-armed receives can queue task work for this task, and queueing
-            // work on an empty list signals the eventfd: drain it, run the work, and collect
-            // what completed meanwhile. Work queued after this run signals the eventfd again;
-            // a completion collected here but not handed over signals it ourselves, so a
-            // caller that sleeps now is woken at once. No wake-up is lost either way.
-            self.drain_eventfd();
+            // Datagrams that arrived while the batch was handed over queued task work for this
+            // task: run it and collect what completed meanwhile. A datagram still waiting in a
+            // socket keeps `wait` readable; a completion collected here but not handed over
+            // signals the eventfd, so a caller that sleeps now is woken at once. No wake-up is
+            // lost or late either way.
             self.reap();
             if !self.ready_rx.is_empty() {
                 self.signal_eventfd();
@@ -470,7 +497,7 @@ impl crate::transport::Transport for UringTransport {
     }
 
     fn wait_fd(&self) -> RawFd {
-        self.event.as_raw_fd()
+        self.wait.as_raw_fd()
     }
 }
 
@@ -631,6 +658,52 @@ mod tests {
         let got = receive(&mut b, 1);
         assert_eq!(got, vec![(b"hello".to_vec(), a.local_addr())]);
         assert!(!ready(&b, 20));
+    }
+
+    /// The `wait_fd` is readable as soon as a datagram waits in the socket, before the ring
+    /// has run any work for it: the service loop sleeps on it, so anything later is latency
+    /// added to every message. Checked by order, not by time: the socket itself reports the
+    /// datagram first (the kernel's own readiness, waited for), and `wait_fd` must then
+    /// already be readable (a zero timeout). With the eventfd alone as `wait_fd` this failed in
+    /// the first round: the kernel signalled it a grace period after the socket. Deferred
+    /// rings only: a classic ring runs the receive in this thread on its way back from any
+    /// system call, so its socket may be empty again before it can be looked at.
+    #[test]
+    fn wait_fd_is_ready_as_soon_as_a_datagram_waits() {
+        let (mut a, mut b) = pair("127.0.0.1:0");
+        let ready = |fd, timeout| crate::poll::wait_readable(fd, &[], timeout).unwrap();
+        let sock = b._sock.as_raw_fd();
+        let plain = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for round in 0..20u8 {
+            assert_eq!(
+                b.recv_batch(&mut |_, _| panic!("nothing sent yet"))
+                    .unwrap(),
+                0
+            );
+            assert!(
+                !ready(b.wait_fd(), Duration::ZERO),
+                "round {round}: ready before a send"
+            );
+            // Through a ring and through a plain socket: the datagram reaches `b` from the
+            // sender's system call either way.
+            if round % 2 == 0 {
+                assert!(a.send_to(&[round], b.local_addr()).unwrap());
+                a.flush().unwrap();
+            } else {
+                plain.send_to(&[round], b.local_addr()).unwrap();
+            }
+            assert!(
+                ready(sock, Duration::from_secs(5)),
+                "round {round}: the datagram never reached the socket"
+            );
+            assert!(
+                ready(b.wait_fd(), Duration::ZERO),
+                "round {round}: a datagram waits in the socket but wait_fd is quiet"
+            );
+            let got = receive(&mut b, 1);
+            assert_eq!(got.len(), 1, "round {round}");
+            assert_eq!(got[0].0, vec![round]);
+        }
     }
 
     /// A dropped transport's port is free at once, in the same process, for both ring kinds:
