@@ -509,6 +509,11 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
         self.links.handle_timeout(now.0);
+        // What went to a peer on a link that has now timed out may be lost: the token is sent
+        // again at once on what carries the peer's frames now.
+        for node in self.links.take_timed_out() {
+            self.node.handle_path_change(NodeId(node));
+        }
         if self.node.poll_timeout().is_none_or(|t| t > now) {
             // Only the probes were due: the node sees its own timers only.
             return;

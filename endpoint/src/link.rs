@@ -43,7 +43,9 @@
 //! Sans-IO like the rest of the endpoint: time comes in as `now_ns`, pings go out through the
 //! endpoint's `flush`, and state changes come out as [`LinkEvent`]s for the embedding to log.
 
-pub use rotor_proto::link::{LinkMode, LinkSettings, LINK_COUNT_MAX};
+pub use rotor_proto::link::{
+    LinkMode, LinkSettings, LINK_COUNT_MAX, TIMEOUT_BACKOFF_MAX, TIMEOUT_BACKOFF_STEP_NS,
+};
 
 /// The magic of a ping body (the protocol's frames start with `TT`).
 pub const MAGIC: [u8; 2] = *b"RL";
@@ -59,11 +61,6 @@ const ANSWERS_MAX: usize = 256;
 /// Link events waiting to be polled; more are dropped (an event is a log line; the state and
 /// the up/down counts stay right).
 const EVENTS_MAX: usize = 256;
-/// The timeout multiplier a link gets when it goes down (knet's
-/// `KNET_LINK_PONG_TIMEOUT_BACKOFF`), falling by one each [`TIMEOUT_BACKOFF_STEP_NS`] to 1.
-pub const TIMEOUT_BACKOFF_MAX: u32 = 10;
-/// How often the backoff falls by one (knet adjusts its pong timeouts once a second).
-pub const TIMEOUT_BACKOFF_STEP_NS: u64 = 1_000_000_000;
 /// The latency average counts this many times in the timeout in effect (knet's
 /// `KNET_LINK_PONG_TIMEOUT_LAT_MUL`): a slow link is not declared down for being slow.
 pub const TIMEOUT_LATENCY_FACTOR: u64 = 2;
@@ -285,6 +282,9 @@ pub struct Links<A> {
     /// Ping and pong bodies to seal and send: (peer node id, link position, body).
     outbox: Vec<(u32, usize, [u8; PROBE_BYTES])>,
     events: std::collections::VecDeque<LinkEvent>,
+    /// Peers a link of which went down on its timeout since `take_timed_out` (each once).
+    /// Invariant: at most the peer count.
+    timed_out: Vec<u32>,
 }
 
 /// One of this node's links as configured: its settings, this node's address on it, and each
@@ -334,6 +334,7 @@ impl<A: Copy + PartialEq> Links<A> {
         Links {
             mode,
             outbox: Vec::with_capacity(peers.len() * configs.len() + ANSWERS_MAX),
+            timed_out: Vec::with_capacity(peers.len()),
             locals,
             peers,
             events: std::collections::VecDeque::new(),
@@ -447,6 +448,9 @@ impl<A: Copy + PartialEq> Links<A> {
                 if h.connected && expired {
                     take_down(h, now_ns);
                     l.log.note(&mut self.events, now_ns, event(false));
+                    if !self.timed_out.contains(&p.node) {
+                        self.timed_out.push(p.node);
+                    }
                 } else if !h.connected && expired {
                     // knet counts pongs in a row: a gap longer than the timeout starts over.
                     h.pongs_in_row = 0;
@@ -469,6 +473,13 @@ impl<A: Copy + PartialEq> Links<A> {
             }
             local.next_round_ns = Some(now_ns + ms_to_ns(local.settings.ping_interval_ms));
         }
+    }
+
+    /// The peers a link of which went down on its ping timeout since the last call: what was
+    /// sent to them on it since the last pong may be lost (the endpoint has the core resend
+    /// its token).
+    pub fn take_timed_out(&mut self) -> std::vec::Drain<'_, u32> {
+        self.timed_out.drain(..)
     }
 
     /// The kernel refused at `now_ns` a datagram of `kind` to `node` on the link at `position`

@@ -60,6 +60,10 @@ struct Net {
     now: u64,
     /// Node 1's link 0 refuses every send (as the kernel does with its interface down).
     cut: bool,
+    /// Link 0 loses every frame, both ways (a switch dropping them).
+    silent: bool,
+    /// When each node first logged its link 0 to the other down.
+    down_at: [Option<u64>; 2],
     /// Frames node 1 put on each link, by position.
     sent_by_1: [u64; 2],
     /// Node 1's first frame refused on link 0, and whether the send right after it in the
@@ -72,7 +76,8 @@ struct Net {
 impl Net {
     fn flush(&mut self, i: usize) {
         let from = i as Addr + 1;
-        let (wire, cut, sent) = (&mut self.wire, self.cut, &mut self.sent_by_1);
+        let (wire, cut, silent, sent) =
+            (&mut self.wire, self.cut, self.silent, &mut self.sent_by_1);
         let first = &mut self.first_refusal;
         let mut previous_refused = false;
         self.endpoints[i]
@@ -93,7 +98,9 @@ impl Net {
                 if i == 0 {
                     sent[link] += 1;
                 }
-                wire.push_back((from, to, link, frame.to_vec()));
+                if !(silent && link == 0) {
+                    wire.push_back((from, to, link, frame.to_vec()));
+                }
                 Ok(SendOutcome::Sent)
             })
             .unwrap();
@@ -105,6 +112,9 @@ impl Net {
         }
         while let Some(d) = e.poll_diagnostic() {
             if let Diagnostic::Link(l) = d {
+                if l.link == 0 && !l.up {
+                    self.down_at[i].get_or_insert(self.now);
+                }
                 self.diagnostics.push(format!("node {}: {l}", i + 1));
             }
         }
@@ -145,8 +155,8 @@ impl Net {
     }
 }
 
-#[test]
-fn a_link_the_kernel_refuses_is_down_at_once_and_the_frame_goes_on_the_next() {
+/// Two endpoints with a ring formed, both links up and a group joined.
+fn ready() -> Net {
     let shape = ClusterShape {
         nodelist_count: 2,
         frame_overhead_bytes: frame_overhead_bytes(false, CryptoMode::Gcm256.overhead()),
@@ -161,6 +171,8 @@ fn a_link_the_kernel_refuses_is_down_at_once_and_the_frame_goes_on_the_next() {
         wire: VecDeque::new(),
         now: 0,
         cut: false,
+        silent: false,
+        down_at: [None; 2],
         sent_by_1: [0; 2],
         first_refusal: None,
         delivered: vec![Vec::new(); 2],
@@ -179,20 +191,30 @@ fn a_link_the_kernel_refuses_is_down_at_once_and_the_frame_goes_on_the_next() {
             .unwrap();
     }
     net.run(20_000 * MS, |n| n.delivered.iter().all(|d| d.is_empty()));
-    // Passive with equal priorities: link 0 carries.
-    assert!(net.sent_by_1[0] > 0);
-    let on_link1_before = net.sent_by_1[1];
-    net.cut = true;
-    let cut_at = net.now;
+    net
+}
+
+fn mcast(net: &mut Net, data: &[u8]) {
     net.endpoints[0]
         .node_mut()
         .submit(Request::Mcast {
             group: GROUP,
             pid: 1,
             guarantee: Guarantee::Agreed,
-            data: b"after the cut",
+            data,
         })
         .unwrap();
+}
+
+#[test]
+fn a_link_the_kernel_refuses_is_down_at_once_and_the_frame_goes_on_the_next() {
+    let mut net = ready();
+    // Passive with equal priorities: link 0 carries.
+    assert!(net.sent_by_1[0] > 0);
+    let on_link1_before = net.sent_by_1[1];
+    net.cut = true;
+    let cut_at = net.now;
+    mcast(&mut net, b"after the cut");
     net.run(cut_at + 20_000 * MS, |n| {
         n.delivered[1].iter().any(|d| d == b"after the cut")
     });
@@ -226,4 +248,36 @@ fn a_link_the_kernel_refuses_is_down_at_once_and_the_frame_goes_on_the_next() {
         "{:?}",
         net.diagnostics
     );
+}
+
+#[test]
+fn the_token_goes_again_as_soon_as_a_silent_link_times_out() {
+    let mut net = ready();
+    // Keep the ring busy so a token is in flight when link 0 goes silent.
+    mcast(&mut net, b"before");
+    net.run(net.now + 1_000 * MS, |n| {
+        n.delivered[1].iter().any(|d| d == b"before")
+    });
+    net.silent = true;
+    let cut_at = net.now;
+    mcast(&mut net, b"after the cut");
+    net.run(cut_at + 20_000 * MS, |n| {
+        n.delivered
+            .iter()
+            .all(|d| d.iter().any(|d| d == b"after the cut"))
+    });
+    let seen = net
+        .down_at
+        .iter()
+        .map(|d| d.expect("both saw link 0 down"))
+        .max()
+        .unwrap();
+    // Within a millisecond of the later of the two detections, not at the token's
+    // retransmit timer (backed off to its ceiling over the silence).
+    assert!(
+        net.now <= seen + MS,
+        "delivered {} µs after link 0 was seen down",
+        (net.now - seen) / 1_000
+    );
+    assert!(net.endpoints.iter().all(|e| e.node().members().len() == 2));
 }
