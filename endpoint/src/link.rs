@@ -282,9 +282,24 @@ pub struct Links<A> {
     /// Ping and pong bodies to seal and send: (peer node id, link position, body).
     outbox: Vec<(u32, usize, [u8; PROBE_BYTES])>,
     events: std::collections::VecDeque<LinkEvent>,
+    /// Whether pings are on (`Links::new`'s `probes`).
+    probes: bool,
     /// Peers a link of which went down on its timeout since `take_timed_out` (each once).
     /// Invariant: at most the peer count.
     timed_out: Vec<u32>,
+}
+
+/// Why a link cannot be added or removed while running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LinkChangeError {
+    #[error("link {0} is already configured")]
+    Present(u8),
+    #[error("link {0} is not configured")]
+    Absent(u8),
+    #[error("link 0 carries the nodelist's addresses and cannot be removed while running")]
+    LinkZero,
+    #[error("a node has at most {LINK_COUNT_MAX} links")]
+    Full,
 }
 
 /// One of this node's links as configured: its settings, this node's address on it, and each
@@ -335,6 +350,7 @@ impl<A: Copy + PartialEq> Links<A> {
             mode,
             outbox: Vec::with_capacity(peers.len() * configs.len() + ANSWERS_MAX),
             timed_out: Vec::with_capacity(peers.len()),
+            probes,
             locals,
             peers,
             events: std::collections::VecDeque::new(),
@@ -372,6 +388,69 @@ impl<A: Copy + PartialEq> Links<A> {
     fn peer_mut(&mut self, node: u32) -> Option<&mut PeerLinks<A>> {
         let at = self.peers.binary_search_by_key(&node, |p| p.node).ok()?;
         Some(&mut self.peers[at])
+    }
+
+    /// Adds a link while running (a reload gave every node an address on it): its settings,
+    /// this node's address and each peer's; it takes the next position (positions are in the
+    /// order links were added, link 0 first — the embedding keeps its sockets in the same
+    /// order), every peer's health on it starts down, and its pings start at
+    /// `first_round_ns` if pings are on. Returns its position.
+    pub fn add_link(
+        &mut self,
+        config: LinkConfig<A>,
+        first_round_ns: u64,
+    ) -> Result<usize, LinkChangeError> {
+        let number = config.settings.number;
+        if self.locals.iter().any(|l| l.settings.number == number) {
+            return Err(LinkChangeError::Present(number));
+        }
+        if self.locals.len() == LINK_COUNT_MAX {
+            return Err(LinkChangeError::Full);
+        }
+        let probes = self.probes && !self.peers.is_empty();
+        for p in &mut self.peers {
+            let addr = config
+                .peers
+                .iter()
+                .find(|(id, _)| *id == p.node)
+                .map(|(_, a)| *a);
+            p.links.push(PeerLink::new(addr));
+        }
+        self.locals.push(Local {
+            settings: config.settings,
+            addr: config.local,
+            seq: 0,
+            next_round_ns: probes.then_some(first_round_ns),
+        });
+        Ok(self.locals.len() - 1)
+    }
+
+    /// Removes link `number` while running (a reload took every node's address on it away):
+    /// its pings stop, its health and counters are gone, the links after it move down one
+    /// position. Returns the position it had. Link 0 stays: it is the nodelist's address.
+    pub fn remove_link(&mut self, number: u8) -> Result<usize, LinkChangeError> {
+        if number == 0 {
+            return Err(LinkChangeError::LinkZero);
+        }
+        let position = self
+            .locals
+            .iter()
+            .position(|l| l.settings.number == number)
+            .ok_or(LinkChangeError::Absent(number))?;
+        self.locals.remove(position);
+        let count = self.locals.len();
+        for p in &mut self.peers {
+            p.links.remove(position);
+            p.rr_next %= count;
+        }
+        // Pings queued on it, and later positions' pings, follow the move.
+        self.outbox.retain(|(_, pos, _)| *pos != position);
+        for (_, pos, _) in &mut self.outbox {
+            if *pos > position {
+                *pos -= 1;
+            }
+        }
+        Ok(position)
     }
 
     /// Takes the peers of a new nodelist (`nodes`: id and link 0 address): a peer kept keeps
@@ -1123,6 +1202,58 @@ mod tests {
                  logged: at most 4 every 10 s)"
             )
         );
+    }
+
+    #[test]
+    fn a_link_added_while_running_comes_up_and_one_removed_is_gone() {
+        let one = |me: u32, l: u8| LinkConfig {
+            settings: settings(l, 1),
+            local: u32::from(l) * 100 + me,
+            peers: (1..=3)
+                .filter(|n| *n != me)
+                .map(|n| (n, u32::from(l) * 100 + n))
+                .collect(),
+        };
+        let start = |me: u32| {
+            let others = (1..=3).filter(move |n| *n != me);
+            Links::new(LinkMode::Active, vec![one(me, 0)], others, true, 0)
+        };
+        let (mut a, mut b) = (start(1), start(2));
+        exchange(&mut a, &mut b, 0, 10, &[0]);
+        exchange(&mut a, &mut b, 100 * MS, 10, &[0]);
+        assert_eq!(chosen(&mut a, 2), [0]);
+        // A reload adds link 1 on both: pings start on it, up after two pongs, then active
+        // uses both.
+        assert_eq!(a.add_link(one(1, 1), 150 * MS), Ok(1));
+        assert_eq!(b.add_link(one(2, 1), 150 * MS), Ok(1));
+        assert_eq!(
+            a.add_link(one(1, 1), 150 * MS),
+            Err(LinkChangeError::Present(1))
+        );
+        assert!(!a.connected(2, 1));
+        exchange(&mut a, &mut b, 200 * MS, 10, &[0, 1]);
+        exchange(&mut a, &mut b, 300 * MS, 10, &[0, 1]);
+        assert!(a.connected(2, 0) && a.connected(2, 1));
+        assert_eq!(chosen(&mut a, 2), [0, 1]);
+        let mut out = Vec::new();
+        a.entries(&mut out);
+        assert!(out.contains(&("knet.node2.link1.connected".into(), 1)));
+        // And removes it: no pings, no stats, no frames on it; link 0 cannot go.
+        a.handle_timeout(400 * MS);
+        assert_eq!(a.remove_link(1), Ok(1));
+        assert!(
+            a.drain().all(|(_, pos, _)| pos == 0),
+            "its queued pings went with it"
+        );
+        assert_eq!(a.remove_link(1), Err(LinkChangeError::Absent(1)));
+        assert_eq!(a.remove_link(0), Err(LinkChangeError::LinkZero));
+        assert_eq!(chosen(&mut a, 2), [0]);
+        a.handle_timeout(500 * MS);
+        assert!(a.drain().all(|(_, pos, _)| pos == 0));
+        let mut out = Vec::new();
+        a.entries(&mut out);
+        assert!(!out.iter().any(|(k, _)| k.contains(".link1.")));
+        assert_eq!(a.count(), 1);
     }
 
     #[test]
