@@ -13,7 +13,7 @@ use std::time::Duration;
 use rotor_crypto::{CryptoMode, Keys};
 use rotor_endpoint::{
     Diagnostic, Endpoint, EndpointConfig, EndpointError, LinkConfig, LinkMode, LinkSettings,
-    Severity,
+    SendOutcome, Severity,
 };
 use totem_core::config::frame_overhead_bytes;
 use totem_core::{ClusterShape, Event, Instant, Node, TotemSettings};
@@ -108,20 +108,20 @@ fn log(d: &Diagnostic<SocketAddr>) {
     }
 }
 
-/// Whether a send failed because of the network under one link (its interface down, no
-/// route, an address gone, a firewall's refusal), which the link's health deals with, rather
-/// than because of the socket itself.
-fn link_unusable(e: &io::Error) -> bool {
+/// What a failed send says about its link: the kernel refusing it for the link itself (its
+/// interface down, no route to the peer on it, the source address gone, the peer's neighbour
+/// entry failed) takes that link to that peer down at once; a firewall's refusal or an earlier
+/// datagram's port-unreachable says nothing about the link (the datagram is lost, counted, and
+/// totem retransmits). `None`: the socket itself failed.
+fn send_failure(e: &io::Error) -> Option<SendOutcome> {
     use io::ErrorKind as K;
-    matches!(
-        e.kind(),
-        K::NetworkUnreachable
-            | K::HostUnreachable
-            | K::NetworkDown
-            | K::AddrNotAvailable
-            | K::PermissionDenied
-            | K::ConnectionRefused
-    )
+    match e.kind() {
+        K::NetworkUnreachable | K::HostUnreachable | K::NetworkDown | K::AddrNotAvailable => {
+            Some(SendOutcome::LinkUnusable)
+        }
+        K::PermissionDenied | K::ConnectionRefused => Some(SendOutcome::Refused),
+        _ => None,
+    }
 }
 
 pub struct Runner<T: Transport> {
@@ -257,10 +257,9 @@ impl<T: Transport> Runner<T> {
                 n => more[n - 1].send_to(frame, to),
             };
             match sent {
-                // A link whose interface is down or unrouted: the datagram is lost (counted as
-                // refused) and the link's pings take it down; the other links carry on.
-                Err(e) if link_unusable(&e) => Ok(false),
-                other => other,
+                Ok(true) => Ok(SendOutcome::Sent),
+                Ok(false) => Ok(SendOutcome::Refused),
+                Err(e) => send_failure(&e).ok_or(e),
             }
         })?;
         while let Some(d) = self.endpoint.poll_diagnostic() {

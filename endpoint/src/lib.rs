@@ -34,7 +34,7 @@ use totem_core::{
 
 pub use describe::Severity;
 pub use foreign::{recognise_corosync, Corosync, Foreign};
-pub use link::{LinkConfig, LinkEvent, LinkMode, LinkSettings, Links};
+pub use link::{LinkConfig, LinkEvent, LinkMode, LinkSettings, Links, TxKind};
 pub use peers::{PeerError, Peers};
 pub use stats::{DropCause, Drops, Entries, Rotations, Traffic};
 
@@ -147,6 +147,19 @@ pub struct ConnectivityReport<A> {
 }
 
 /// Something the embedding should log: its text is its `Display`, its level `severity()`.
+/// What a transport did with one datagram ([`Endpoint::flush_links`]' `send`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendOutcome {
+    Sent,
+    /// Not sent, nothing wrong with the link (no room, a firewall): counted as `send_refused`;
+    /// totem retransmits.
+    Refused,
+    /// Not sent because the link itself cannot carry it (its interface down, no route, the
+    /// source address gone): counted as `send_refused`, the link to that peer is taken down at
+    /// once and the frame goes again on the links left.
+    LinkUnusable,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Diagnostic<A> {
     /// From the protocol (membership, token, retransmission).
@@ -257,6 +270,9 @@ pub struct Endpoint<A> {
     links: Links<A>,
     /// The link positions `links.choose` picked for the frame being sent.
     chosen: Vec<usize>,
+    /// The time of the last input (a datagram or a timeout): when a send the next `flush`
+    /// makes fails, for the link that takes it down.
+    now: Instant,
     limit: foreign::RateLimit,
     /// Invariant: at most `FOREIGN_REPORTS_MAX`.
     reports: VecDeque<ForeignReport<A>>,
@@ -338,6 +354,7 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
             drops: Drops::default(),
             traffic: Traffic::default(),
             rotations: Rotations::default(),
+            now,
             links,
             chosen: Vec::with_capacity(link::LINK_COUNT_MAX),
             limit: foreign::RateLimit::new(FOREIGN_REPORT_INTERVAL_NS),
@@ -368,6 +385,7 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
         from: A,
         frame: &'f mut [u8],
     ) -> Received<'f> {
+        self.now = self.now.max(now);
         self.traffic.frames_in += 1;
         self.traffic.bytes_in += frame.len() as u64;
         // The opened body is `frame[HEADER_LEN..][..len]`, decrypted in place; taken again
@@ -489,7 +507,13 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
 
     /// Runs the node's expired timers (none if none is due).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
         self.links.handle_timeout(now.0);
+        // What went to a peer on a link that has now timed out may be lost: the token is sent
+        // again at once on what carries the peer's frames now.
+        for node in self.links.take_timed_out() {
+            self.node.handle_path_change(NodeId(node));
+        }
         if self.node.poll_timeout().is_none_or(|t| t > now) {
             // Only the probes were due: the node sees its own timers only.
             return;
@@ -792,7 +816,13 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
     /// transport has no room (the frame is counted as `send_refused`; totem retransmits).
     /// The link each goes on is left out: for a transport of one link (the simulator).
     pub fn flush<E>(&mut self, mut send: impl FnMut(&[u8], A) -> Result<bool, E>) -> Result<(), E> {
-        self.flush_links(|frame, _link, to| send(frame, to))
+        self.flush_links(|frame, _link, to| {
+            Ok(if send(frame, to)? {
+                SendOutcome::Sent
+            } else {
+                SendOutcome::Refused
+            })
+        })
     }
 
     /// As [`Endpoint::flush`], with the position of the link each datagram goes on: per peer
@@ -800,12 +830,13 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
     /// pings' own links and replies to nodes outside the nodelist on their link, else link 0.
     pub fn flush_links<E>(
         &mut self,
-        mut send: impl FnMut(&[u8], usize, A) -> Result<bool, E>,
+        mut send: impl FnMut(&[u8], usize, A) -> Result<SendOutcome, E>,
     ) -> Result<(), E> {
+        let now = self.now.0;
         while let Some((bytes, to)) = self.direct.pop() {
             match self.sealer.seal(&bytes, &mut self.tx) {
                 Ok(len) => {
-                    if send(&self.tx[..len], 0, to)? {
+                    if send(&self.tx[..len], 0, to)? == SendOutcome::Sent {
                         self.traffic.frames_out += 1;
                         self.traffic.bytes_out += len as u64;
                         self.traffic.unicast_sends += 1;
@@ -836,10 +867,11 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
                 ..
             } = self;
             let frame = &tx[..len];
-            let mut one = |link: usize, to: A, to_group: bool| -> Result<bool, E> {
-                if !send(frame, link, to)? {
+            let mut one = |link: usize, to: A, to_group: bool| -> Result<SendOutcome, E> {
+                let outcome = send(frame, link, to)?;
+                if outcome != SendOutcome::Sent {
                     drops.count(DropCause::SendRefused);
-                    return Ok(false);
+                    return Ok(outcome);
                 }
                 traffic.frames_out += 1;
                 traffic.bytes_out += frame.len() as u64;
@@ -848,21 +880,39 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
                 } else {
                     traffic.unicast_sends += 1;
                 }
-                Ok(true)
+                Ok(outcome)
             };
-            // Each peer's frame on the links chosen for it.
-            let mut to_peer = |id: u32, one: &mut dyn FnMut(usize, A, bool) -> Result<bool, E>| {
-                links.choose(id, chosen);
-                for &link in chosen.iter() {
-                    let addr = links.peer(id).and_then(|p| p.links[link].addr);
-                    if let Some(addr) = addr {
-                        if one(link, addr, false)? {
-                            links.note_sent(id, link, frame.len());
+            // Each peer's frame on the links chosen for it; a link the kernel refuses goes
+            // down for that peer and the frame goes on what the choice is then (each link
+            // tried once: the loop ends when a round refuses nothing new).
+            let mut to_peer =
+                |id: u32, one: &mut dyn FnMut(usize, A, bool) -> Result<SendOutcome, E>| {
+                    let mut tried = 0u32;
+                    loop {
+                        links.choose(id, chosen);
+                        let mut again = false;
+                        for &link in chosen.iter() {
+                            if tried & (1 << link) != 0 {
+                                continue;
+                            }
+                            tried |= 1 << link;
+                            let Some(addr) = links.peer(id).and_then(|p| p.links[link].addr) else {
+                                continue;
+                            };
+                            match one(link, addr, false)? {
+                                SendOutcome::Sent => links.note_sent(id, link, frame.len()),
+                                SendOutcome::Refused => {}
+                                SendOutcome::LinkUnusable => {
+                                    links.handle_send_refused(now, id, link, TxKind::Data);
+                                    again = true;
+                                }
+                            }
+                        }
+                        if !again {
+                            return Ok(());
                         }
                     }
-                }
-                Ok(())
-            };
+                };
             match (t.dest, *group) {
                 (Dest::All, Some(group)) => {
                     one(0, group, true)?;
@@ -890,12 +940,18 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
                     continue;
                 }
             };
-            if send(&self.tx[..len], position, to)? {
-                self.traffic.frames_out += 1;
-                self.traffic.bytes_out += len as u64;
-                self.traffic.unicast_sends += 1;
-            } else {
-                self.drops.count(DropCause::SendRefused);
+            match send(&self.tx[..len], position, to)? {
+                SendOutcome::Sent => {
+                    self.traffic.frames_out += 1;
+                    self.traffic.bytes_out += len as u64;
+                    self.traffic.unicast_sends += 1;
+                }
+                SendOutcome::Refused => self.drops.count(DropCause::SendRefused),
+                SendOutcome::LinkUnusable => {
+                    self.drops.count(DropCause::SendRefused);
+                    let kind = TxKind::of_probe(&body);
+                    self.links.handle_send_refused(now, node, position, kind);
+                }
             }
         }
         Ok(())

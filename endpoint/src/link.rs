@@ -10,8 +10,23 @@
 //! Health, knet's rules: every `knet_ping_interval` a ping goes to each peer on each link
 //! (whatever its state: that is how a down link comes back); a pong measures the round trip on
 //! the prober's own clock; a link is up after `knet_pong_count` pongs in a row and down once no
-//! pong came for `knet_ping_timeout` (checked at exactly that instant, see `poll_timeout`);
+//! pong came for its timeout in effect (checked at exactly that instant, see `poll_timeout`);
 //! the latency average is taken over the last `knet_ping_precision` samples.
+//!
+//! The timeout in effect is knet's adjusted pong timeout: `knet_ping_timeout` × a backoff, plus
+//! twice the latency average (`threads_heartbeat.c`). The backoff is 1 until the link first goes
+//! down; each down sets it to [`TIMEOUT_BACKOFF_MAX`], and it falls by one a second back to 1.
+//! So a link is taken down at the configured timeout the first time, but one that has just
+//! flapped — a 5 ms timeout (`token: 10`) against a scheduling stall of a loaded machine —
+//! needs up to ten times as long a silence to go down again, for the next ten seconds. knet
+//! also starts every link at the full backoff; here a link that never went down has none, so
+//! the first real failure is seen at the configured timeout (the one corosync documents).
+//! A send the kernel refuses for the link itself (its interface down, no route, the address
+//! gone: [`Links::handle_send_refused`]) takes that link to that peer down at once, without
+//! waiting for the timeout, so passive mode moves to the next link with the frame that failed.
+//! Up/down lines are rate-limited per peer and link ([`EVENTS_PER_WINDOW`] per
+//! [`EVENT_WINDOW_NS`]); at the end of a window with changes left out, one line gives the
+//! link's state and how many were left out.
 //!
 //! A ping is its own frame body inside the same seal as the protocol's frames (authenticated,
 //! replay-checked), told apart by its magic: `RL` where the protocol's frames say `TT`.
@@ -28,7 +43,9 @@
 //! Sans-IO like the rest of the endpoint: time comes in as `now_ns`, pings go out through the
 //! endpoint's `flush`, and state changes come out as [`LinkEvent`]s for the embedding to log.
 
-pub use rotor_proto::link::{LinkMode, LinkSettings, LINK_COUNT_MAX};
+pub use rotor_proto::link::{
+    LinkMode, LinkSettings, LINK_COUNT_MAX, TIMEOUT_BACKOFF_MAX, TIMEOUT_BACKOFF_STEP_NS,
+};
 
 /// The magic of a ping body (the protocol's frames start with `TT`).
 pub const MAGIC: [u8; 2] = *b"RL";
@@ -44,6 +61,32 @@ const ANSWERS_MAX: usize = 256;
 /// Link events waiting to be polled; more are dropped (an event is a log line; the state and
 /// the up/down counts stay right).
 const EVENTS_MAX: usize = 256;
+/// The latency average counts this many times in the timeout in effect (knet's
+/// `KNET_LINK_PONG_TIMEOUT_LAT_MUL`): a slow link is not declared down for being slow.
+pub const TIMEOUT_LATENCY_FACTOR: u64 = 2;
+/// Up/down events logged per peer and link in one window; later ones in it are counted.
+pub const EVENTS_PER_WINDOW: u32 = 4;
+/// The rate-limit window of the up/down events.
+pub const EVENT_WINDOW_NS: u64 = 10_000_000_000;
+
+/// What a datagram that failed to go out carried: knet counts each kind's errors apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxKind {
+    Data,
+    Ping,
+    Pong,
+}
+
+impl TxKind {
+    /// The kind of a ping body `drain` gave.
+    pub fn of_probe(body: &[u8; PROBE_BYTES]) -> TxKind {
+        if body[3] == KIND_PONG {
+            TxKind::Pong
+        } else {
+            TxKind::Ping
+        }
+    }
+}
 
 /// A peer's link going up or down, for the log: corosync's (knet's) "link: host: N link: L is
 /// down" / "is up".
@@ -52,6 +95,8 @@ pub struct LinkEvent {
     pub node: u32,
     pub link: u8,
     pub up: bool,
+    /// Changes of this link before this one that the rate limit left out of the log.
+    pub unlogged: u32,
 }
 
 impl std::fmt::Display for LinkEvent {
@@ -61,7 +106,18 @@ impl std::fmt::Display for LinkEvent {
             f,
             "link: host: {} link: {} is {state}",
             self.node, self.link
-        )
+        )?;
+        if self.unlogged > 0 {
+            write!(
+                f,
+                " ({} earlier up/down changes of this link were not logged: at most {} every \
+                 {} s)",
+                self.unlogged,
+                EVENTS_PER_WINDOW,
+                EVENT_WINDOW_NS / 1_000_000_000
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -89,6 +145,15 @@ pub struct LinkHealth {
     pub latency_samples: u32,
     pub up_count: u64,
     pub down_count: u64,
+    /// The timeout multiplier in effect, less one (0: none; see the module's doc).
+    pub timeout_backoff: u32,
+    /// When the backoff next falls by one (meaningful while it is above 0).
+    pub backoff_step_ns: u64,
+    /// Sends the kernel refused for this link (interface down, no route, address gone), by
+    /// kind: knet's `tx_data_errors`, `tx_ping_errors`, `tx_pong_errors`.
+    pub tx_data_errors: u64,
+    pub tx_ping_errors: u64,
+    pub tx_pong_errors: u64,
     pub tx_data_packets: u64,
     pub tx_data_bytes: u64,
     pub rx_data_packets: u64,
@@ -105,6 +170,86 @@ pub struct LinkHealth {
 pub struct PeerLink<A> {
     pub addr: Option<A>,
     pub health: LinkHealth,
+    log: LogLimit,
+}
+
+impl<A> PeerLink<A> {
+    fn new(addr: Option<A>) -> PeerLink<A> {
+        PeerLink {
+            addr,
+            health: LinkHealth::default(),
+            log: LogLimit::default(),
+        }
+    }
+}
+
+/// The rate limit of one peer link's up/down events.
+#[derive(Clone, Copy, Debug, Default)]
+struct LogLimit {
+    window_start_ns: u64,
+    logged: u32,
+    /// Changes in this window not logged. Invariant: 0 unless `logged == EVENTS_PER_WINDOW`.
+    unlogged: u32,
+}
+
+impl LogLimit {
+    fn window_end_ns(&self) -> u64 {
+        self.window_start_ns + EVENT_WINDOW_NS
+    }
+
+    /// Queues the event of a change at `now_ns` if the window has room, else counts it.
+    fn note(
+        &mut self,
+        events: &mut std::collections::VecDeque<LinkEvent>,
+        now_ns: u64,
+        e: LinkEvent,
+    ) {
+        if now_ns >= self.window_end_ns() {
+            self.window_start_ns = now_ns;
+            self.logged = 0;
+        }
+        if self.logged < EVENTS_PER_WINDOW {
+            self.logged += 1;
+            push_event(
+                events,
+                LinkEvent {
+                    unlogged: std::mem::take(&mut self.unlogged),
+                    ..e
+                },
+            );
+        } else {
+            self.unlogged += 1;
+        }
+    }
+
+    /// At the end of a window that left changes out, the link's state as it is now (so the
+    /// log's last word on a link is never stale).
+    fn flush(
+        &mut self,
+        events: &mut std::collections::VecDeque<LinkEvent>,
+        now_ns: u64,
+        e: LinkEvent,
+    ) {
+        if self.unlogged > 0 && now_ns >= self.window_end_ns() {
+            self.note(events, now_ns, e);
+        }
+    }
+}
+
+/// The timeout in effect of a link with `settings` and `health` (see the module's doc).
+fn timeout_ns(settings: &LinkSettings, h: &LinkHealth) -> u64 {
+    ms_to_ns(settings.ping_timeout_ms) * u64::from(1 + h.timeout_backoff)
+        + TIMEOUT_LATENCY_FACTOR * h.latency_ave_ns
+}
+
+/// Takes a link down at `now_ns`: counted, pongs in a row start over, the backoff at its
+/// highest; returns the event to log.
+fn take_down(h: &mut LinkHealth, now_ns: u64) {
+    h.connected = false;
+    h.down_count += 1;
+    h.pongs_in_row = 0;
+    h.timeout_backoff = TIMEOUT_BACKOFF_MAX - 1;
+    h.backoff_step_ns = now_ns + TIMEOUT_BACKOFF_STEP_NS;
 }
 
 /// One peer's links, by link position (the order of [`Links::settings`]).
@@ -137,6 +282,24 @@ pub struct Links<A> {
     /// Ping and pong bodies to seal and send: (peer node id, link position, body).
     outbox: Vec<(u32, usize, [u8; PROBE_BYTES])>,
     events: std::collections::VecDeque<LinkEvent>,
+    /// Whether pings are on (`Links::new`'s `probes`).
+    probes: bool,
+    /// Peers a link of which went down on its timeout since `take_timed_out` (each once).
+    /// Invariant: at most the peer count.
+    timed_out: Vec<u32>,
+}
+
+/// Why a link cannot be added or removed while running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LinkChangeError {
+    #[error("link {0} is already configured")]
+    Present(u8),
+    #[error("link {0} is not configured")]
+    Absent(u8),
+    #[error("link 0 carries the nodelist's addresses and cannot be removed while running")]
+    LinkZero,
+    #[error("a node has at most {LINK_COUNT_MAX} links")]
+    Full,
 }
 
 /// One of this node's links as configured: its settings, this node's address on it, and each
@@ -166,9 +329,8 @@ impl<A: Copy + PartialEq> Links<A> {
                 node,
                 links: configs
                     .iter()
-                    .map(|c| PeerLink {
-                        addr: c.peers.iter().find(|(id, _)| *id == node).map(|(_, a)| *a),
-                        health: LinkHealth::default(),
+                    .map(|c| {
+                        PeerLink::new(c.peers.iter().find(|(id, _)| *id == node).map(|(_, a)| *a))
                     })
                     .collect(),
                 rr_next: 0,
@@ -187,6 +349,8 @@ impl<A: Copy + PartialEq> Links<A> {
         Links {
             mode,
             outbox: Vec::with_capacity(peers.len() * configs.len() + ANSWERS_MAX),
+            timed_out: Vec::with_capacity(peers.len()),
+            probes,
             locals,
             peers,
             events: std::collections::VecDeque::new(),
@@ -226,6 +390,69 @@ impl<A: Copy + PartialEq> Links<A> {
         Some(&mut self.peers[at])
     }
 
+    /// Adds a link while running (a reload gave every node an address on it): its settings,
+    /// this node's address and each peer's; it takes the next position (positions are in the
+    /// order links were added, link 0 first — the embedding keeps its sockets in the same
+    /// order), every peer's health on it starts down, and its pings start at
+    /// `first_round_ns` if pings are on. Returns its position.
+    pub fn add_link(
+        &mut self,
+        config: LinkConfig<A>,
+        first_round_ns: u64,
+    ) -> Result<usize, LinkChangeError> {
+        let number = config.settings.number;
+        if self.locals.iter().any(|l| l.settings.number == number) {
+            return Err(LinkChangeError::Present(number));
+        }
+        if self.locals.len() == LINK_COUNT_MAX {
+            return Err(LinkChangeError::Full);
+        }
+        let probes = self.probes && !self.peers.is_empty();
+        for p in &mut self.peers {
+            let addr = config
+                .peers
+                .iter()
+                .find(|(id, _)| *id == p.node)
+                .map(|(_, a)| *a);
+            p.links.push(PeerLink::new(addr));
+        }
+        self.locals.push(Local {
+            settings: config.settings,
+            addr: config.local,
+            seq: 0,
+            next_round_ns: probes.then_some(first_round_ns),
+        });
+        Ok(self.locals.len() - 1)
+    }
+
+    /// Removes link `number` while running (a reload took every node's address on it away):
+    /// its pings stop, its health and counters are gone, the links after it move down one
+    /// position. Returns the position it had. Link 0 stays: it is the nodelist's address.
+    pub fn remove_link(&mut self, number: u8) -> Result<usize, LinkChangeError> {
+        if number == 0 {
+            return Err(LinkChangeError::LinkZero);
+        }
+        let position = self
+            .locals
+            .iter()
+            .position(|l| l.settings.number == number)
+            .ok_or(LinkChangeError::Absent(number))?;
+        self.locals.remove(position);
+        let count = self.locals.len();
+        for p in &mut self.peers {
+            p.links.remove(position);
+            p.rr_next %= count;
+        }
+        // Pings queued on it, and later positions' pings, follow the move.
+        self.outbox.retain(|(_, pos, _)| *pos != position);
+        for (_, pos, _) in &mut self.outbox {
+            if *pos > position {
+                *pos -= 1;
+            }
+        }
+        Ok(position)
+    }
+
     /// Takes the peers of a new nodelist (`nodes`: id and link 0 address): a peer kept keeps
     /// its links and their health, a new one is known on link 0 alone.
     pub fn set_peers(&mut self, nodes: impl Iterator<Item = (u32, A)>) {
@@ -240,10 +467,7 @@ impl<A: Copy + PartialEq> Links<A> {
                 None => PeerLinks {
                     node,
                     links: (0..count)
-                        .map(|i| PeerLink {
-                            addr: (i == 0).then_some(addr),
-                            health: LinkHealth::default(),
-                        })
+                        .map(|i| PeerLink::new((i == 0).then_some(addr)))
                         .collect(),
                     rr_next: 0,
                 },
@@ -258,47 +482,60 @@ impl<A: Copy + PartialEq> Links<A> {
         }
     }
 
-    /// When `handle_timeout` is next needed: the next round of pings of a link, or the
-    /// instant an up link's last pong becomes older than its timeout.
+    /// When `handle_timeout` is next needed: the next round of pings of a link, the instant
+    /// an up link's last pong becomes older than its timeout in effect, the next fall of an
+    /// up link's backoff (which brings that instant closer), or the end of a log window that
+    /// left changes out.
     pub fn poll_timeout(&self) -> Option<u64> {
         let rounds = self.locals.iter().filter_map(|l| l.next_round_ns);
-        let expiries = self.peers.iter().flat_map(|p| {
-            p.links
-                .iter()
-                .zip(&self.locals)
-                .filter(|(pl, _)| pl.health.connected)
-                .filter_map(|(pl, l)| {
-                    let last = pl.health.last_pong_ns?;
-                    Some(last + ms_to_ns(l.settings.ping_timeout_ms))
-                })
+        let links = self.peers.iter().flat_map(|p| {
+            p.links.iter().zip(&self.locals).flat_map(|(pl, l)| {
+                let h = &pl.health;
+                let up = h.connected;
+                let expiry = h
+                    .last_pong_ns
+                    .filter(|_| up)
+                    .map(|last| last + timeout_ns(&l.settings, h));
+                let step = (up && h.timeout_backoff > 0).then_some(h.backoff_step_ns);
+                let log = (pl.log.unlogged > 0).then(|| pl.log.window_end_ns());
+                [expiry, step, log].into_iter().flatten()
+            })
         });
-        rounds.chain(expiries).min()
+        rounds.chain(links).min()
     }
 
-    /// Queues the rounds of pings due at `now_ns` and takes down every link whose last pong
-    /// is older than its timeout.
+    /// Queues the rounds of pings due at `now_ns`, lowers the backoffs due, and takes down
+    /// every link whose last pong is older than its timeout in effect.
     pub fn handle_timeout(&mut self, now_ns: u64) {
         for (pos, local) in self.locals.iter_mut().enumerate() {
-            let timeout = ms_to_ns(local.settings.ping_timeout_ms);
+            let number = local.settings.number;
             for p in &mut self.peers {
-                let h = &mut p.links[pos].health;
+                let l = &mut p.links[pos];
+                let h = &mut l.health;
+                while h.timeout_backoff > 0 && now_ns >= h.backoff_step_ns {
+                    h.timeout_backoff -= 1;
+                    h.backoff_step_ns += TIMEOUT_BACKOFF_STEP_NS;
+                }
+                let timeout = timeout_ns(&local.settings, h);
                 let expired = h.last_pong_ns.is_none_or(|t| now_ns >= t + timeout);
+                let event = |up| LinkEvent {
+                    node: p.node,
+                    link: number,
+                    up,
+                    unlogged: 0,
+                };
                 if h.connected && expired {
-                    h.connected = false;
-                    h.down_count += 1;
-                    h.pongs_in_row = 0;
-                    push_event(
-                        &mut self.events,
-                        LinkEvent {
-                            node: p.node,
-                            link: local.settings.number,
-                            up: false,
-                        },
-                    );
+                    take_down(h, now_ns);
+                    l.log.note(&mut self.events, now_ns, event(false));
+                    if !self.timed_out.contains(&p.node) {
+                        self.timed_out.push(p.node);
+                    }
                 } else if !h.connected && expired {
                     // knet counts pongs in a row: a gap longer than the timeout starts over.
                     h.pongs_in_row = 0;
                 }
+                let up = l.health.connected;
+                l.log.flush(&mut self.events, now_ns, event(up));
             }
             match local.next_round_ns {
                 Some(due) if due <= now_ns => {}
@@ -315,6 +552,58 @@ impl<A: Copy + PartialEq> Links<A> {
             }
             local.next_round_ns = Some(now_ns + ms_to_ns(local.settings.ping_interval_ms));
         }
+    }
+
+    /// The peers a link of which went down on its ping timeout since the last call: what was
+    /// sent to them on it since the last pong may be lost (the endpoint has the core resend
+    /// its token).
+    pub fn take_timed_out(&mut self) -> std::vec::Drain<'_, u32> {
+        self.timed_out.drain(..)
+    }
+
+    /// The kernel refused at `now_ns` a datagram of `kind` to `node` on the link at `position`
+    /// for the link itself (its interface down, no route, the source address gone): counted,
+    /// and the link to that peer is down at once rather than at its ping timeout; it comes back
+    /// as any down link does, after `knet_pong_count` pongs. Returns whether it was up (then
+    /// the caller sends the frame again on the links `choose` now gives).
+    pub fn handle_send_refused(
+        &mut self,
+        now_ns: u64,
+        node: u32,
+        position: usize,
+        kind: TxKind,
+    ) -> bool {
+        let Some(number) = self.locals.get(position).map(|l| l.settings.number) else {
+            return false;
+        };
+        let events = &mut self.events;
+        let Some(l) = self
+            .peers
+            .binary_search_by_key(&node, |p| p.node)
+            .ok()
+            .map(|at| &mut self.peers[at].links[position])
+        else {
+            return false;
+        };
+        let h = &mut l.health;
+        match kind {
+            TxKind::Data => h.tx_data_errors += 1,
+            TxKind::Ping => h.tx_ping_errors += 1,
+            TxKind::Pong => h.tx_pong_errors += 1,
+        }
+        h.pongs_in_row = 0;
+        if !h.connected {
+            return false;
+        }
+        take_down(h, now_ns);
+        let e = LinkEvent {
+            node,
+            link: number,
+            up: false,
+            unlogged: 0,
+        };
+        l.log.note(events, now_ns, e);
+        true
     }
 
     /// A ping body from `node` (authenticated) that arrived on the link at `position` at
@@ -334,9 +623,10 @@ impl<A: Copy + PartialEq> Links<A> {
         let (settings, current_seq) = (local.settings, local.seq);
         let room = self.peers.len() * self.locals.len() + ANSWERS_MAX;
         let outbox_len = self.outbox.len();
-        let Some(p) = self.peer_mut(node) else {
+        let Some(at) = self.peers.binary_search_by_key(&node, |p| p.node).ok() else {
             return true;
         };
+        let p = &mut self.peers[at];
         match kind {
             KIND_PING => {
                 p.links[position].health.rx_ping_packets += 1;
@@ -373,19 +663,25 @@ impl<A: Copy + PartialEq> Links<A> {
                 if !h.connected && h.pongs_in_row >= settings.pong_count {
                     h.connected = true;
                     h.up_count += 1;
-                    push_event(
-                        &mut self.events,
-                        LinkEvent {
-                            node,
-                            link: number,
-                            up: true,
-                        },
-                    );
+                    let e = LinkEvent {
+                        node,
+                        link: number,
+                        up: true,
+                        unlogged: 0,
+                    };
+                    p.links[position].log.note(&mut self.events, now_ns, e);
                 }
                 true
             }
             _ => false,
         }
+    }
+
+    /// Queues a round of pings on the link at `position` now, whatever its schedule.
+    #[cfg(test)]
+    fn next_round(&mut self, position: usize, now_ns: u64) {
+        self.locals[position].next_round_ns = Some(now_ns);
+        self.handle_timeout(now_ns);
     }
 
     /// Ping and pong bodies to send: (peer, link position, body); the caller seals them.
@@ -485,7 +781,7 @@ impl<A: Copy + PartialEq> Links<A> {
 
     /// Every peer's every link, as corosync publishes them (knet's names):
     /// `knet.node<N>.link<L>.{connected,enabled,latency_ave,latency_min,latency_max,up_count,
-    /// down_count,tx_data_packets,rx_data_packets,tx_data_bytes,rx_data_bytes,
+    /// down_count,tx_data_errors,tx_ping_errors,tx_pong_errors,tx_data_packets,rx_data_packets,tx_data_bytes,rx_data_bytes,
     /// tx_ping_packets,rx_ping_packets,tx_pong_packets,rx_pong_packets}`, latencies in
     /// microseconds.
     pub fn entries(&self, out: &mut crate::Entries) {
@@ -504,6 +800,9 @@ impl<A: Copy + PartialEq> Links<A> {
                     ("latency_max", h.latency_max_ns / 1_000),
                     ("up_count", h.up_count),
                     ("down_count", h.down_count),
+                    ("tx_data_errors", h.tx_data_errors),
+                    ("tx_ping_errors", h.tx_ping_errors),
+                    ("tx_pong_errors", h.tx_pong_errors),
                     ("tx_data_packets", h.tx_data_packets),
                     ("rx_data_packets", h.rx_data_packets),
                     ("tx_data_bytes", h.tx_data_bytes),
@@ -656,9 +955,10 @@ mod tests {
         let due = a.poll_timeout().unwrap();
         assert_eq!(due, 300 * MS, "the first round or expiry");
         exchange(&mut a, &mut b, 300 * MS, 10, &[1]);
-        // The expiry of link 0 (pong at 100 ms + 10 ns) is due before the next round.
-        assert_eq!(a.poll_timeout(), Some(300 * MS + 10));
-        a.handle_timeout(300 * MS + 10);
+        // The expiry of link 0 (pong at 100 ms + 10 ns, twice the 10 ns latency added) is due
+        // before the next round.
+        assert_eq!(a.poll_timeout(), Some(300 * MS + 30));
+        a.handle_timeout(300 * MS + 30);
         a.drain();
         assert!(!a.connected(2, 0) && a.connected(2, 1));
         assert_eq!(chosen(&mut a, 2), [1], "failed over");
@@ -691,7 +991,7 @@ mod tests {
             assert_eq!(got, expect, "{mode:?}");
             // With link 0 down, both use link 1 only.
             exchange(&mut a, &mut b, 200 * MS, 1, &[1]);
-            a.handle_timeout(300 * MS + 1);
+            a.handle_timeout(300 * MS + 3);
             assert_eq!(chosen(&mut a, 2), [1], "{mode:?}");
             assert_eq!(chosen(&mut a, 2), [1], "{mode:?}");
         }
@@ -739,6 +1039,221 @@ mod tests {
             &[b'R', b'L', 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
         ));
         assert!(is_probe(b"RL..") && !is_probe(b"TT.."));
+    }
+
+    /// Brings links 0 and 1 of a to b up with pongs at 0 and 100 ms; the next round is due
+    /// at 200 ms.
+    fn both_up(mode: LinkMode) -> (Links<u32>, Links<u32>) {
+        let mut a = links(1, mode, [2, 1]);
+        let mut b = links(2, mode, [2, 1]);
+        exchange(&mut a, &mut b, 0, 10, &[0, 1]);
+        exchange(&mut a, &mut b, 100 * MS, 10, &[0, 1]);
+        assert!(a.connected(2, 0) && a.connected(2, 1));
+        (a, b)
+    }
+
+    /// Rounds of pings every 100 ms from `from` while `now < until`, answered on `working`.
+    fn rounds(a: &mut Links<u32>, b: &mut Links<u32>, from: u64, until: u64, working: &[usize]) {
+        let mut now = from;
+        while now < until {
+            exchange(a, b, now, 10, working);
+            now += 100 * MS;
+        }
+    }
+
+    #[test]
+    fn a_link_that_just_went_down_needs_a_longer_silence_to_go_down_again() {
+        let (mut a, mut b) = both_up(LinkMode::Passive);
+        // The first silence: down at the configured 200 ms after the last pong.
+        rounds(&mut a, &mut b, 200 * MS, 300 * MS, &[1]);
+        a.handle_timeout(300 * MS + 29);
+        assert!(a.connected(2, 0));
+        // The last pong at 100 ms + 10 ns, + 200 ms, + twice the 10 ns latency.
+        a.handle_timeout(300 * MS + 30);
+        assert!(!a.connected(2, 0), "down at the configured timeout");
+        // Back after two pongs (at 400 and 500 ms).
+        rounds(&mut a, &mut b, 400 * MS, 600 * MS, &[0, 1]);
+        assert!(a.connected(2, 0));
+        // 900 ms of silence, well over the 200 ms timeout: it just flapped, so its timeout is
+        // 200 ms × 10, less 200 ms each second since it went down (at 300 ms + 30 ns).
+        rounds(&mut a, &mut b, 600 * MS, 1_400 * MS, &[1]);
+        a.handle_timeout(1_400 * MS);
+        assert!(
+            a.connected(2, 0),
+            "a second silence soon after a flap is held up"
+        );
+        // Down at the timeout in effect: the last pong (500 ms + 10 ns) + 9 × 200 ms + twice
+        // the 10 ns latency — the backoff falling to 8 at that very instant.
+        a.handle_timeout(2_300 * MS + 29);
+        let h = a.peer(2).unwrap().links[0].health;
+        assert!(h.connected);
+        assert_eq!((h.down_count, h.timeout_backoff), (1, 8));
+        a.handle_timeout(2_300 * MS + 30);
+        a.drain();
+        assert!(
+            !a.connected(2, 0),
+            "down once the silence outlasts the timeout in effect"
+        );
+        // Steady for ten seconds, the backoff is gone: back to the configured timeout.
+        rounds(&mut a, &mut b, 2_400 * MS, 12_500 * MS, &[0, 1]);
+        assert!(a.connected(2, 0));
+        assert_eq!(a.peer(2).unwrap().links[0].health.timeout_backoff, 0);
+        rounds(&mut a, &mut b, 12_500 * MS, 12_600 * MS, &[1]);
+        let h = a.peer(2).unwrap().links[0].health;
+        let expiry = h.last_pong_ns.unwrap() + 200 * MS + 2 * h.latency_ave_ns;
+        a.handle_timeout(expiry - 1);
+        assert!(a.connected(2, 0));
+        a.handle_timeout(expiry);
+        assert!(!a.connected(2, 0), "the configured timeout again");
+    }
+
+    #[test]
+    fn the_latency_average_is_added_twice_to_the_timeout() {
+        let mut a = links(1, LinkMode::Passive, [1, 1]);
+        let mut b = links(2, LinkMode::Passive, [1, 1]);
+        // A 50 ms round trip: the timeout in effect is 200 + 2 × 50 ms after the last pong.
+        exchange(&mut a, &mut b, 0, 50 * MS, &[0, 1]);
+        exchange(&mut a, &mut b, 100 * MS, 50 * MS, &[0, 1]);
+        assert!(a.connected(2, 0));
+        exchange(&mut a, &mut b, 200 * MS, 50 * MS, &[1]);
+        a.handle_timeout(350 * MS);
+        assert!(
+            a.connected(2, 0),
+            "200 ms after the last pong is not enough"
+        );
+        a.handle_timeout(450 * MS);
+        assert!(!a.connected(2, 0));
+    }
+
+    #[test]
+    fn a_send_refused_for_the_link_takes_it_down_at_once() {
+        let (mut a, mut b) = both_up(LinkMode::Passive);
+        std::iter::from_fn(|| a.poll_event()).for_each(drop);
+        assert_eq!(chosen(&mut a, 2), [0]);
+        assert!(a.handle_send_refused(150 * MS, 2, 0, TxKind::Data));
+        assert!(!a.connected(2, 0) && a.connected(2, 1));
+        assert_eq!(
+            chosen(&mut a, 2),
+            [1],
+            "passive moves on without waiting for a timeout"
+        );
+        assert!(
+            !a.handle_send_refused(160 * MS, 2, 0, TxKind::Ping),
+            "already down"
+        );
+        let h = a.peer(2).unwrap().links[0].health;
+        assert_eq!(
+            (h.down_count, h.tx_data_errors, h.tx_ping_errors),
+            (1, 1, 1)
+        );
+        assert_eq!(
+            a.poll_event().map(|e| e.to_string()).as_deref(),
+            Some("link: host: 2 link: 0 is down")
+        );
+        // Back as any down link: after two pongs in a row.
+        exchange(&mut a, &mut b, 200 * MS, 10, &[0, 1]);
+        assert!(!a.connected(2, 0));
+        exchange(&mut a, &mut b, 300 * MS, 10, &[0, 1]);
+        assert!(a.connected(2, 0));
+        assert_eq!(chosen(&mut a, 2), [0]);
+        let mut out = Vec::new();
+        a.entries(&mut out);
+        assert!(out.contains(&("knet.node2.link0.tx_data_errors".into(), 1)));
+    }
+
+    #[test]
+    fn up_down_lines_are_rate_limited_and_the_last_state_is_told() {
+        let (mut a, _b) = both_up(LinkMode::Passive);
+        std::iter::from_fn(|| a.poll_event()).for_each(drop);
+        // Eight changes within 10 ms: refused sends, each followed by two pongs in a row.
+        let mut now = 150 * MS;
+        let mut b = links(2, LinkMode::Passive, [2, 1]);
+        for _ in 0..4 {
+            a.handle_send_refused(now, 2, 0, TxKind::Data);
+            for _ in 0..2 {
+                now += MS;
+                a.next_round(0, now);
+                let pings: Vec<_> = a.drain().filter(|(n, p, _)| *n == 2 && *p == 0).collect();
+                for (_, pos, body) in pings {
+                    b.handle_body(now, pos, 1, &body);
+                }
+                for (_, pos, body) in b.drain().filter(|(n, _, _)| *n == 1) {
+                    a.handle_body(now, pos, 2, &body);
+                }
+            }
+        }
+        assert!(a.connected(2, 0));
+        let lines: Vec<String> = std::iter::from_fn(|| a.poll_event())
+            .map(|e| e.to_string())
+            .collect();
+        // Link 0's up at 100 ms was the window's first line: three more, five left out.
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        // At the window's end: the state now, with what was left out.
+        rounds(&mut a, &mut b, 200 * MS, EVENT_WINDOW_NS, &[0, 1]);
+        assert_eq!(a.poll_timeout(), Some(EVENT_WINDOW_NS));
+        a.handle_timeout(EVENT_WINDOW_NS);
+        let last = std::iter::from_fn(|| a.poll_event())
+            .map(|e| e.to_string())
+            .find(|l| l.contains("host: 2 link: 0"));
+        assert_eq!(
+            last.as_deref(),
+            Some(
+                "link: host: 2 link: 0 is up (5 earlier up/down changes of this link were not \
+                 logged: at most 4 every 10 s)"
+            )
+        );
+    }
+
+    #[test]
+    fn a_link_added_while_running_comes_up_and_one_removed_is_gone() {
+        let one = |me: u32, l: u8| LinkConfig {
+            settings: settings(l, 1),
+            local: u32::from(l) * 100 + me,
+            peers: (1..=3)
+                .filter(|n| *n != me)
+                .map(|n| (n, u32::from(l) * 100 + n))
+                .collect(),
+        };
+        let start = |me: u32| {
+            let others = (1..=3).filter(move |n| *n != me);
+            Links::new(LinkMode::Active, vec![one(me, 0)], others, true, 0)
+        };
+        let (mut a, mut b) = (start(1), start(2));
+        exchange(&mut a, &mut b, 0, 10, &[0]);
+        exchange(&mut a, &mut b, 100 * MS, 10, &[0]);
+        assert_eq!(chosen(&mut a, 2), [0]);
+        // A reload adds link 1 on both: pings start on it, up after two pongs, then active
+        // uses both.
+        assert_eq!(a.add_link(one(1, 1), 150 * MS), Ok(1));
+        assert_eq!(b.add_link(one(2, 1), 150 * MS), Ok(1));
+        assert_eq!(
+            a.add_link(one(1, 1), 150 * MS),
+            Err(LinkChangeError::Present(1))
+        );
+        assert!(!a.connected(2, 1));
+        exchange(&mut a, &mut b, 200 * MS, 10, &[0, 1]);
+        exchange(&mut a, &mut b, 300 * MS, 10, &[0, 1]);
+        assert!(a.connected(2, 0) && a.connected(2, 1));
+        assert_eq!(chosen(&mut a, 2), [0, 1]);
+        let mut out = Vec::new();
+        a.entries(&mut out);
+        assert!(out.contains(&("knet.node2.link1.connected".into(), 1)));
+        // And removes it: no pings, no stats, no frames on it; link 0 cannot go.
+        a.handle_timeout(400 * MS);
+        assert_eq!(a.remove_link(1), Ok(1));
+        assert!(
+            a.drain().all(|(_, pos, _)| pos == 0),
+            "its queued pings went with it"
+        );
+        assert_eq!(a.remove_link(1), Err(LinkChangeError::Absent(1)));
+        assert_eq!(a.remove_link(0), Err(LinkChangeError::LinkZero));
+        assert_eq!(chosen(&mut a, 2), [0]);
+        a.handle_timeout(500 * MS);
+        assert!(a.drain().all(|(_, pos, _)| pos == 0));
+        let mut out = Vec::new();
+        a.entries(&mut out);
+        assert!(!out.iter().any(|(k, _)| k.contains(".link1.")));
+        assert_eq!(a.count(), 1);
     }
 
     #[test]

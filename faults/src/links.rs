@@ -87,7 +87,8 @@ impl LinksResult {
     }
 }
 
-/// How often the links sequence looks again at what it waits for (a failover is timed by it).
+/// How often the links sequence looks again at what it waits for (a failover is timed by it,
+/// so each figure is late by up to this plus a `rotor` query).
 const POLL_EVERY_LINKS: Duration = Duration::from_millis(50);
 const CLUSTER: &str = "links";
 /// Longest wait for a link to be seen down or up, or for traffic to flow.
@@ -340,6 +341,15 @@ fn steps(
             {
                 problems.push("traffic did not flow everywhere after the heal".into());
             }
+            // A link that went down has its ping timeout raised for a while (knet's flap
+            // damping): the next step starts once it is back to the configured timeout, so
+            // each step times a first failure.
+            let damped = Duration::from_nanos(
+                u64::from(rotor_proto::link::TIMEOUT_BACKOFF_MAX)
+                    * rotor_proto::link::TIMEOUT_BACKOFF_STEP_NS,
+            );
+            let settled = start + detected.unwrap_or_default() + damped;
+            std::thread::sleep(settled.saturating_duration_since(Instant::now()));
             progress(&format!("{mode}: {name}: done"));
             result.steps.push(LinkStep {
                 name: name.into(),

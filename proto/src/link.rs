@@ -18,6 +18,13 @@ pub const PRIORITY_DEFAULT: u8 = 1;
 pub const PING_PRECISION_DEFAULT: u32 = 2048;
 /// `knet_pong_count` when unset: answered pings in a row before a link is up.
 pub const PONG_COUNT_DEFAULT: u32 = 2;
+/// The ping timeout's multiplier right after a link went down (knet's
+/// `KNET_LINK_PONG_TIMEOUT_BACKOFF`: flap damping), falling by one each
+/// [`TIMEOUT_BACKOFF_STEP_NS`] back to 1. Here because what runs the links (rotor-endpoint) and
+/// what times them from outside (the failover benchmark) must agree on it.
+pub const TIMEOUT_BACKOFF_MAX: u32 = 10;
+/// How often the backoff falls by one (knet adjusts its pong timeouts once a second).
+pub const TIMEOUT_BACKOFF_STEP_NS: u64 = 1_000_000_000;
 
 /// `totem.link_mode`: which of a peer's up links carry its frames (knet's link policies).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

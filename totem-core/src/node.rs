@@ -419,6 +419,13 @@ impl Node {
         self.after_input(now);
     }
 
+    /// The network path to `node` changed (the embedding's link to it went down and another
+    /// carries its frames): the token, if it went to `node` last and has not come back, is
+    /// sent again at once (see `Srp::handle_path_change`).
+    pub fn handle_path_change(&mut self, node: NodeId) {
+        self.srp.handle_path_change(node);
+    }
+
     /// Lets go of the frame bodies polled deliveries borrowed, if the queue has been drained
     /// without a final `poll_event` returning `None`.
     fn before_input(&mut self) {

@@ -922,6 +922,27 @@ impl Srp {
         }
     }
 
+    /// The path to `node` changed under the ring: a link to it went down and its frames now
+    /// take another. If the token this node passed on last went to `node` and has not come
+    /// back, the dead link may have swallowed it: send it again now rather than at the
+    /// retransmit timer, which after a silence as long as a link's ping timeout has backed off
+    /// to its ceiling. The timer is left as it is; the receiver drops a copy it has by the
+    /// token sequence number, as with any retransmission (paper §2).
+    pub fn handle_path_change(&mut self, node: NodeId) {
+        let waiting = self.timer[Timer::TokenRetransmit as usize].is_some();
+        if waiting
+            && !matches!(self.phase, Phase::Gather(_))
+            && !self.last_token.is_empty()
+            && self.last_token_dest == node
+        {
+            self.stats.token_retransmits += 1;
+            let mut buf = self.buffer();
+            buf.extend_from_slice(&self.last_token);
+            self.outbox
+                .send_membership(Dest::Node(node), buf, &mut self.stats);
+        }
+    }
+
     fn on_hold_timeout(&mut self, now: Instant, up: &mut impl Upper) {
         if let Some(mut token) = self.held.take() {
             if self.ring_members().len() == 1 {

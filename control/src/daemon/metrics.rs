@@ -460,7 +460,7 @@ pub fn render(s: &Snapshot<'_>) -> String {
             "rotor_peer_link_up",
             "gauge",
             "1 when the link to the peer is up: it answered knet_pong_count pings in a row \
-             and none was missed for knet_ping_timeout.",
+             and none was missed for knet_ping_timeout (longer right after a flap).",
             "connected",
             1.0,
         ),
@@ -497,6 +497,14 @@ pub fn render(s: &Snapshot<'_>) -> String {
             "counter",
             "Frames sent to the peer on the link (what link_mode chose).",
             "tx_data_packets",
+            1.0,
+        ),
+        (
+            "rotor_peer_link_tx_errors_total",
+            "counter",
+            "Frames to the peer the kernel refused on the link (its interface down, no route); \
+             each took the link down at once.",
+            "tx_data_errors",
             1.0,
         ),
     ] {
