@@ -29,6 +29,8 @@ fn seeds(faults: Faults, nodes: usize, first: u64, count: u64, fault_ms: u64) ->
             changes: false,
             token_ms: None,
             loss_percent: None,
+            accelerated_window: None,
+            send_gap_ns: 0,
         };
         let replay = cfg.replay_command();
         let report = run(cfg);

@@ -9,9 +9,7 @@ mod common;
 
 use totem_core::config::explicit;
 use totem_core::wire::{KIND_DATA, KIND_TOKEN};
-use totem_core::{
-    ClusterShape, Dest, Event, Guarantee, Instant, Node, NodeId, Request, TotemSettings,
-};
+use totem_core::{ClusterShape, Event, Guarantee, Node, Request, TotemSettings};
 
 const MS: u64 = 1_000_000;
 const WINDOW: u32 = 10;
@@ -33,6 +31,9 @@ fn node(id: u32) -> Node {
             ("token_coefficient", 0),
             ("window_size", WINDOW),
             ("max_messages", WINDOW),
+            // Classic Totem: every frame of a visit before the token, so a visit's frames are
+            // those between two of node 1's tokens (tests/accelerated.rs has the other).
+            ("accelerated_window", 0),
         ]),
         &SHAPE,
     )
@@ -92,33 +93,11 @@ fn run(
             }
         }
         if !wire.is_empty() {
-            for (from, dest, bytes) in wire {
-                for (to, n) in nodes.iter_mut().enumerate() {
-                    let addressed = match dest {
-                        Dest::All => to != from,
-                        Dest::Node(id) => id.0 as usize == to + 1,
-                    };
-                    if addressed {
-                        n.handle_datagram(Instant(*now), NodeId(from as u32 + 1), &bytes);
-                    }
-                }
-            }
+            common::deliver(nodes, *now, wire);
             continue;
         }
-        let next = nodes
-            .iter()
-            .filter_map(|n| n.poll_timeout())
-            .min()
-            .map_or(u64::MAX, |t| t.0);
-        if next > until_ms * MS {
-            *now = until_ms * MS;
+        if !common::fire_timers(nodes, now, until_ms * MS) {
             return;
-        }
-        *now = next.max(*now);
-        for n in nodes.iter_mut() {
-            if n.poll_timeout().is_some_and(|t| t.0 <= *now) {
-                n.handle_timeout(Instant(*now));
-            }
         }
     }
 }

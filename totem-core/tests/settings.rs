@@ -47,6 +47,7 @@ fn defaults_are_corosyncs() {
         ("max_network_delay", 50),
         ("window_size", 50),
         ("max_messages", 17),
+        ("accelerated_window", 17),
         ("miss_count_const", 5),
         ("netmtu", 1500),
     ];
@@ -110,6 +111,15 @@ fn small_tokens_derive_what_they_need() {
     );
     let s = resolve(&[("window_size", 10)], 1).unwrap();
     assert_eq!(s.max_messages, 10);
+    // The accelerated window shrinks with the visit it is part of.
+    let s = resolve(&[("max_messages", 2)], 1).unwrap();
+    assert_eq!(s.accelerated_window, 2);
+    assert_eq!(
+        resolve(&[("accelerated_window", 0)], 1)
+            .unwrap()
+            .accelerated_window,
+        0
+    );
 }
 
 #[test]
@@ -120,6 +130,14 @@ fn every_bound_and_relation_names_its_key() {
         (&[("window_size", 5000)], "totem.window_size: window_size (5000) must be at most 1024"),
         (&[("token_warning", 101)], "totem.token_warning: token_warning (101%) must be at most 100%"),
         (&[("max_messages", 60)], "totem.max_messages: max_messages (60) may not exceed window_size (50)"),
+        (
+            &[("accelerated_window", 18)],
+            "totem.accelerated_window: accelerated_window (18) may not exceed max_messages (17)",
+        ),
+        (
+            &[("accelerated_window", 5), ("max_messages", 4)],
+            "totem.accelerated_window: accelerated_window (5) may not exceed max_messages (4)",
+        ),
         (
             &[("token", 1000), ("consensus", 1100)],
             "totem.consensus: consensus (1100 ms) must be at least 1.2 × token (1000 ms), 1200 ms",

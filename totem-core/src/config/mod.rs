@@ -50,6 +50,9 @@ pub struct TotemSettings {
     pub max_network_delay_ms: u32,
     pub window_size: u32,
     pub max_messages: u32,
+    /// Of a visit's new frames, how many at most follow the token (Accelerated Ring, `srp`);
+    /// 0 is classic Totem.
+    pub accelerated_window: u32,
     pub miss_count_const: u32,
     pub netmtu_bytes: u32,
 }
@@ -303,6 +306,7 @@ impl TotemSettings {
         max_network_delay_ms: 0,
         window_size: 0,
         max_messages: 0,
+        accelerated_window: 0,
         miss_count_const: 0,
         netmtu_bytes: 0,
     };
