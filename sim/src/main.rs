@@ -6,8 +6,9 @@ use rotor_sim::{run, Faults, SimConfig};
 
 const USAGE: &str = "usage: rotor-sim [--seeds N] [--seed S] [--first-seed S] [--nodes K] \
 [--faults none|loss|partition|crash|all] [--fault-ms MS] [--app-gap-us MIN,MAX] [--changes] \
-[--token MS] [--loss PERCENT] [--accelerated-window N] [--send-gap-ns NS] [--latency] [--verbose]
+[--token MS] [--loss PERCENT] [--accelerated-window N] [--adaptive] [--send-gap-ns NS] [--latency] [--verbose]
   --accelerated-window: totem.accelerated_window (default: the settings table's)
+  --adaptive: the per-visit allowance adapts (totem.max_messages_adaptive: 1)
   --send-gap-ns: each node's datagrams leave its interface one after another, this far apart (default 0: at once)
   --latency: each seed's line then has the self-delivery latency percentiles and the mean token rotation from 1 s to the heal
   --loss: that share of every datagram lost from 1 s (or once the ring of all nodes formed) to the heal; each seed's line then has the \
@@ -27,6 +28,7 @@ fn main() {
     let mut accelerated_window: Option<u32> = None;
     let mut send_gap_ns = 0u64;
     let mut latency = false;
+    let mut adaptive = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| -> String {
@@ -80,6 +82,7 @@ fn main() {
             }
             "--send-gap-ns" => send_gap_ns = number("--send-gap-ns", value("--send-gap-ns")),
             "--latency" => latency = true,
+            "--adaptive" => adaptive = true,
             "--verbose" | "-v" => verbose = true,
             "--changes" => changes = true,
             "-h" | "--help" => {
@@ -122,6 +125,7 @@ fn main() {
             token_ms,
             loss_percent,
             accelerated_window,
+            adaptive,
             send_gap_ns,
         };
         let replay = cfg.replay_command();

@@ -147,6 +147,9 @@ pub struct SimConfig {
     pub loss_percent: Option<u32>,
     /// totem.accelerated_window (`None`: the settings table's default).
     pub accelerated_window: Option<u32>,
+    /// Set totem.max_messages_adaptive to 1: the per-visit allowance adapts (the simulator
+    /// sets window_size and max_messages, which otherwise turns it off).
+    pub adaptive: bool,
     /// `net::Conditions::send_gap_ns`: each node's datagrams leave one after another, this far
     /// apart (0: all at once).
     pub send_gap_ns: u64,
@@ -188,6 +191,7 @@ impl SimConfig {
             token_ms: None,
             loss_percent: None,
             accelerated_window: None,
+            adaptive: false,
             send_gap_ns: 0,
         }
     }
@@ -216,6 +220,9 @@ impl SimConfig {
         }
         if let Some(window) = self.accelerated_window {
             cmd.push_str(&format!(" --accelerated-window {window}"));
+        }
+        if self.adaptive {
+            cmd.push_str(" --adaptive");
         }
         if self.send_gap_ns != 0 {
             cmd.push_str(&format!(" --send-gap-ns {}", self.send_gap_ns));
@@ -397,6 +404,9 @@ impl World {
         ];
         if let Some(window) = cfg.accelerated_window {
             settings.push(("accelerated_window", window));
+        }
+        if cfg.adaptive {
+            settings.push(("max_messages_adaptive", 1));
         }
         if cfg.token_ms.is_none() {
             // A set token keeps the derived join (a quarter of consensus at small tokens).

@@ -34,6 +34,7 @@ fn partial(name: &str, nodes: usize, blocked: &[(usize, usize)]) {
             token_ms: None,
             loss_percent: None,
             accelerated_window: None,
+            adaptive: false,
             send_gap_ns: 0,
         };
         let replay = cfg.replay_command();

@@ -42,6 +42,7 @@ fn scenario_seeds(
                 token_ms: None,
                 loss_percent: None,
                 accelerated_window: None,
+                adaptive: false,
                 send_gap_ns: 0,
             };
             let replay = cfg.replay_command();

@@ -33,6 +33,7 @@ fn scenario_seeds(
             token_ms: None,
             loss_percent: None,
             accelerated_window: None,
+            adaptive: false,
             send_gap_ns: 0,
         };
         let replay = cfg.replay_command();
@@ -227,6 +228,7 @@ fn an_idle_ring_delivers_without_waiting_for_a_held_token() {
             token_ms: None,
             loss_percent: None,
             accelerated_window: None,
+            adaptive: false,
             send_gap_ns: 0,
         };
         let replay = cfg.replay_command();

@@ -60,6 +60,7 @@ use zerocopy::{FromBytes, IntoBytes};
 use crate::body::Body;
 use crate::config::identity::{differences, DIFFERENCES_MAX};
 use crate::config::{ClusterShape, ConfigIdentity, SettingError, TotemSettings};
+use crate::flow::Allowance;
 use crate::limits::{
     CONFIG_REPORT_INTERVAL_MS, MEMBERS_MAX, NOTICES_MAX, RETAINED_FRAMES_MAX, RTR_ENTRIES_MAX,
     SEGMENTS_MAX, WINDOW_SIZE_MAX,
@@ -462,6 +463,8 @@ pub struct Srp {
     missing: Vec<(u64, u32)>,
     /// When to send the regular token again, from measured rotations (see `rto`).
     rto: TokenRto,
+    /// The adaptive per-visit allowance (`flow`); `None` when `max_messages` applies as set.
+    allowance: Option<Allowance>,
 
     timer: [Option<Instant>; TIMER_COUNT],
     rng: u64,
@@ -517,6 +520,12 @@ fn cap_members(set: &mut Vec<NodeId>, me: NodeId) {
         set.truncate(MEMBERS_MAX - 1);
         sorted_insert(set, me);
     }
+}
+
+/// The adaptive allowance `totem` asks for, starting at max_messages, bounded by the window.
+fn adaptive_allowance(totem: &TotemSettings) -> Option<Allowance> {
+    (totem.max_messages_adaptive != 0)
+        .then(|| Allowance::new(totem.max_messages, totem.window_size))
 }
 
 fn successor(me: NodeId, members: &[NodeId]) -> NodeId {
@@ -585,6 +594,7 @@ impl Srp {
             hold_cancel_pending: false,
             missing: Vec::with_capacity(RTR_ENTRIES_MAX),
             rto: TokenRto::default(),
+            allowance: adaptive_allowance(&node.totem),
             timer: [None; TIMER_COUNT],
             rng: seed | 1,
             outbox: Outbox {
@@ -676,6 +686,10 @@ impl Srp {
             });
         }
         self.token_warning_ms = totem.token_warning_ms().unwrap_or(0);
+        let flow = |t: &TotemSettings| (t.max_messages_adaptive, t.max_messages, t.window_size);
+        if flow(&totem) != flow(&self.config) {
+            self.allowance = adaptive_allowance(&totem);
+        }
         self.config = totem;
         self.shape = shape;
         Ok(())
@@ -944,6 +958,9 @@ impl Srp {
             buf.extend_from_slice(&self.last_token);
             let dest = self.last_token_dest;
             let regular = self.last_token.get(3) == Some(&KIND_TOKEN);
+            if let (true, Some(allowance)) = (regular, &mut self.allowance) {
+                allowance.on_token_lost();
+            }
             // A commit token may be larger than a frame.
             self.outbox
                 .send_membership(Dest::Node(dest), buf, &mut self.stats);
@@ -1285,9 +1302,12 @@ impl Srp {
         // §3.3: the token's fcc counts every frame of the last rotation, retransmissions
         // included, so frames lost to a congested network are not answered with more).
         let mut allowed = self.flow_allowance(&token);
+        let visit_allowance = allowed;
+        let requested = !token.rtr.is_empty();
         // Retransmit what others asked for; ask for what we miss.
         let retransmitted = self.serve_retransmissions(&mut token, &mut allowed);
         self.request_missing(&mut token, arrived);
+        let loss = requested || !token.rtr.is_empty();
         if operational && self.failed_to_receive(arrived) {
             self.stats.failed_to_receive += 1;
             self.notice(Notice::FailedToReceive {
@@ -1310,6 +1330,14 @@ impl Srp {
             token.tail = sent.min(self.config.accelerated_window);
         }
         let tail_frames = self.outbox.take_last(token.tail as usize);
+        if let (true, Some(allowance)) = (operational, &mut self.allowance) {
+            // The node's own allowance stopped it (not the window the others left, nor its
+            // fair share, nor an empty queue): a larger one would have been used.
+            let limited = visit_allowance >= allowance.current()
+                && sent + retransmitted >= visit_allowance
+                && up.backlog_frames() > 0;
+            allowance.on_visit(now, loss, limited);
+        }
 
         let store = self.ring_store();
         let my_aru = store.aru();
@@ -1537,13 +1565,16 @@ impl Srp {
         self.aru_unchanged_visits >= self.config.fail_recv_const && self.installed.members.len() > 1
     }
 
-    /// Frames this visit may multicast (paper §3.3): at most max_messages, and no more than
-    /// the window leaves after what the others multicast in the last rotation.
+    /// Frames this visit may multicast (paper §3.3): at most max_messages (or the adaptive
+    /// allowance, `flow`), and no more than the window leaves after what the others
+    /// multicast in the last rotation.
     fn flow_allowance(&self, token: &Token) -> u32 {
         let others_sent = token.fcc.saturating_sub(self.my_last_sent);
-        self.config
-            .max_messages
-            .min(self.config.window_size.saturating_sub(others_sent))
+        let per_visit = self
+            .allowance
+            .as_ref()
+            .map_or(self.config.max_messages, Allowance::current);
+        per_visit.min(self.config.window_size.saturating_sub(others_sent))
     }
 
     /// Multicasts new frames, at most `allowed` (what retransmissions left of this visit's

@@ -48,6 +48,7 @@ fn defaults_are_corosyncs() {
         ("window_size", 50),
         ("max_messages", 17),
         ("accelerated_window", 17),
+        ("max_messages_adaptive", 1),
         ("miss_count_const", 5),
         ("netmtu", 1500),
     ];
@@ -120,6 +121,16 @@ fn small_tokens_derive_what_they_need() {
             .accelerated_window,
         0
     );
+    // Explicit flow control values are obeyed exactly: no adaptation then, unless asked for.
+    let adaptive = |pairs: &[(&str, u32)]| resolve(pairs, 1).unwrap().max_messages_adaptive;
+    assert_eq!(adaptive(&[]), 1);
+    assert_eq!(adaptive(&[("window_size", 50)]), 0);
+    assert_eq!(adaptive(&[("max_messages", 17)]), 0);
+    assert_eq!(
+        adaptive(&[("max_messages", 17), ("max_messages_adaptive", 1)]),
+        1
+    );
+    assert_eq!(adaptive(&[("max_messages_adaptive", 0)]), 0);
 }
 
 #[test]
@@ -214,6 +225,14 @@ fn the_table_is_consistent() {
         // A derivation only uses settings resolved before it.
         let inputs: Vec<&str> = match setting.default {
             DefaultRule::Derived { from, .. } => from.to_vec(),
+            DefaultRule::UnlessSet {
+                keys, unset, set, ..
+            } => {
+                for v in [unset, set] {
+                    assert!((setting.min..=setting.max).contains(&v), "{}", setting.name);
+                }
+                keys.to_vec()
+            }
             DefaultRule::Value(v) => {
                 assert!((setting.min..=setting.max).contains(&v), "{}", setting.name);
                 Vec::new()

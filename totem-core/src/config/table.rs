@@ -16,7 +16,9 @@
 //!
 //! `accelerated_window` is rotor's own (the Accelerated Ring, see `srp`); when not set it is
 //! `max_messages`: every new frame of a visit follows the token, which the simulator measured
-//! best (docs/BENCHMARKS.md, "Accelerated Ring").
+//! best (docs/BENCHMARKS.md, "Accelerated Ring"). `max_messages_adaptive` (rotor's own too,
+//! see `flow`) is 1 unless the config sets window_size or max_messages, whose values are then
+//! obeyed exactly.
 //!
 //! A value set in the file is checked strictly; a derived value that fails a check is reported
 //! against the set value it was derived from (see `TotemSettings::resolve`).
@@ -69,6 +71,14 @@ pub enum DefaultRule {
         from: &'static [&'static str],
         rule: &'static str,
         derive: fn(&TotemSettings) -> u32,
+    },
+    /// `unset` while the config sets none of `keys` (settings earlier in [`SETTINGS`]), else
+    /// `set`: a behaviour that only applies where the operator left those to rotor.
+    UnlessSet {
+        keys: &'static [&'static str],
+        rule: &'static str,
+        unset: u32,
+        set: u32,
     },
 }
 
@@ -199,7 +209,7 @@ const fn setting(
 }
 
 /// Entries of [`SETTINGS`].
-pub const SETTING_COUNT: usize = 21;
+pub const SETTING_COUNT: usize = 22;
 
 /// Every totem setting, in resolution order: a derived setting comes after those it derives
 /// from.
@@ -424,6 +434,23 @@ pub static SETTINGS: [Setting; SETTING_COUNT] = [
          starts sending while this one finishes; 0 passes the token after all of them, as \
          classic Totem does.",
         accessors!(accelerated_window),
+    ),
+    setting(
+        "max_messages_adaptive",
+        Unit::Count,
+        DefaultRule::UnlessSet {
+            keys: &["window_size", "max_messages"],
+            rule: "1, or 0 when window_size or max_messages is set",
+            unset: 1,
+            set: 0,
+        },
+        (0, 1),
+        true,
+        "1: the frames one node may send per token visit adapt (rotor's own key): from \
+         max_messages up to window_size by one a visit while the node has a backlog, rotations \
+         stay fast and nothing is lost; a quarter less on a visit that finds retransmission \
+         requests, half on a lost token; never below 4. 0: max_messages exactly.",
+        accessors!(max_messages_adaptive),
     ),
     setting(
         "miss_count_const",
