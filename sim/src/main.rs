@@ -6,7 +6,11 @@ use rotor_sim::{run, Faults, SimConfig};
 
 const USAGE: &str = "usage: rotor-sim [--seeds N] [--seed S] [--first-seed S] [--nodes K] \
 [--faults none|loss|partition|crash|all] [--fault-ms MS] [--app-gap-us MIN,MAX] [--changes] \
-[--token MS] [--loss PERCENT] [--verbose]
+[--token MS] [--loss PERCENT] [--accelerated-window N] [--adaptive] [--send-gap-ns NS] [--latency] [--verbose]
+  --accelerated-window: totem.accelerated_window (default: the settings table's)
+  --adaptive: the per-visit allowance adapts (totem.max_messages_adaptive: 1)
+  --send-gap-ns: each node's datagrams leave its interface one after another, this far apart (default 0: at once)
+  --latency: each seed's line then has the self-delivery latency percentiles and the mean token rotation from 1 s to the heal
   --loss: that share of every datagram lost from 1 s (or once the ring of all nodes formed) to the heal; each seed's line then has the \
 longest time a node delivered nothing under it";
 
@@ -21,6 +25,10 @@ fn main() {
     let mut token_ms: Option<u32> = None;
     let mut loss_percent: Option<u32> = None;
     let mut app_gap_us = rotor_sim::APP_GAP_US_BUSY;
+    let mut accelerated_window: Option<u32> = None;
+    let mut send_gap_ns = 0u64;
+    let mut latency = false;
+    let mut adaptive = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| -> String {
@@ -68,6 +76,13 @@ fn main() {
                 }
                 loss_percent = Some(pct as u32);
             }
+            "--accelerated-window" => {
+                let n = number("--accelerated-window", value("--accelerated-window"));
+                accelerated_window = Some(u32::try_from(n).unwrap_or(u32::MAX));
+            }
+            "--send-gap-ns" => send_gap_ns = number("--send-gap-ns", value("--send-gap-ns")),
+            "--latency" => latency = true,
+            "--adaptive" => adaptive = true,
             "--verbose" | "-v" => verbose = true,
             "--changes" => changes = true,
             "-h" | "--help" => {
@@ -109,6 +124,9 @@ fn main() {
             changes,
             token_ms,
             loss_percent,
+            accelerated_window,
+            adaptive,
+            send_gap_ns,
         };
         let replay = cfg.replay_command();
         let report = run(cfg);
@@ -139,6 +157,9 @@ fn main() {
                 stall.retransmitted
             );
         }
+        if latency {
+            print_latency(&report);
+        }
         if changes {
             println!(
                 "  changes: {} asked for, {} applied and {} refused (per member), {} keys retired",
@@ -165,4 +186,27 @@ fn main() {
     if violations > 0 {
         exit(1);
     }
+}
+
+/// The `--latency` line of one seed: self-delivery percentiles and the mean rotation.
+fn print_latency(report: &rotor_sim::RunReport) {
+    let mut us: Vec<u64> = report.self_delivery.iter().map(|&(_, us)| us).collect();
+    us.sort_unstable();
+    let at = |q: f64| -> u64 {
+        if us.is_empty() {
+            return 0;
+        }
+        us[((us.len() - 1) as f64 * q).round() as usize]
+    };
+    println!(
+        "  latency: self-delivery p50 {} µs, p90 {} µs, p99 {} µs, max {} µs ({} messages); rotation {} µs",
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(1.0),
+        us.len(),
+        report
+            .rotation_us_mean
+            .map_or("not measured".into(), |r| format!("{r:.1}"))
+    );
 }

@@ -145,6 +145,14 @@ pub struct SimConfig {
     /// loss settings do not change it); the report then has the longest delivery gap under it
     /// (`RunReport::stall`).
     pub loss_percent: Option<u32>,
+    /// totem.accelerated_window (`None`: the settings table's default).
+    pub accelerated_window: Option<u32>,
+    /// Set totem.max_messages_adaptive to 1: the per-visit allowance adapts (the simulator
+    /// sets window_size and max_messages, which otherwise turns it off).
+    pub adaptive: bool,
+    /// `net::Conditions::send_gap_ns`: each node's datagrams leave one after another, this far
+    /// apart (0: all at once).
+    pub send_gap_ns: u64,
 }
 
 /// The default `app_gap_us`: a busy ring.
@@ -182,6 +190,9 @@ impl SimConfig {
             changes: false,
             token_ms: None,
             loss_percent: None,
+            accelerated_window: None,
+            adaptive: false,
+            send_gap_ns: 0,
         }
     }
 
@@ -206,6 +217,15 @@ impl SimConfig {
         }
         if let Some(loss) = self.loss_percent {
             cmd.push_str(&format!(" --loss {loss}"));
+        }
+        if let Some(window) = self.accelerated_window {
+            cmd.push_str(&format!(" --accelerated-window {window}"));
+        }
+        if self.adaptive {
+            cmd.push_str(" --adaptive");
+        }
+        if self.send_gap_ns != 0 {
+            cmd.push_str(&format!(" --send-gap-ns {}", self.send_gap_ns));
         }
         if !self.script.is_empty() {
             cmd.push_str(" (plus the test's script)");
@@ -252,6 +272,9 @@ pub struct RunReport {
     pub sessions: Vec<SessionLog>,
     /// With `SimConfig::loss_percent`: the longest delivery gap under the loss.
     pub stall: Option<Stall>,
+    /// Mean time between two token visits of node 1 (a rotation), µs, from `LOSS_START_MS` to
+    /// the heal; `None` if node 1 was down at either end.
+    pub rotation_us_mean: Option<f64>,
 }
 
 struct SimNode {
@@ -307,6 +330,8 @@ pub struct World {
     /// `SimConfig::loss_percent` is in force: delivery gaps are measured; since when.
     loss_on: bool,
     loss_started_ms: u64,
+    /// Node 1's token visits when the rotation measurement began (`RunReport::rotation_us_mean`).
+    rotation_start: Option<u64>,
 }
 
 /// Per-million loss for a percentage.
@@ -377,6 +402,12 @@ impl World {
             ("netmtu", frame_size + shape.frame_overhead_bytes),
             ("send_join", send_join_ms),
         ];
+        if let Some(window) = cfg.accelerated_window {
+            settings.push(("accelerated_window", window));
+        }
+        if cfg.adaptive {
+            settings.push(("max_messages_adaptive", 1));
+        }
         if cfg.token_ms.is_none() {
             // A set token keeps the derived join (a quarter of consensus at small tokens).
             settings.push(("join", 30));
@@ -403,7 +434,8 @@ impl World {
             probes_unsent: Vec::new(),
             loss_on: false,
             loss_started_ms: 0,
-            net: Network::new(cfg.nodes),
+            rotation_start: None,
+            net: Network::new(cfg.nodes, cfg.send_gap_ns),
             rng,
             now: 0,
             nodes: Vec::new(),
@@ -970,6 +1002,12 @@ impl World {
             .min()
     }
 
+    /// Regular token visits node `index` has had since it started; `None` while it is down.
+    fn token_visits(&self, index: usize) -> Option<u64> {
+        let endpoint = self.nodes[index].endpoint.as_ref()?;
+        Some(endpoint.node().stats().tokens)
+    }
+
     /// Switches `SimConfig::loss_percent` on: every node's gap starts now.
     fn start_loss(&mut self) {
         self.loss_on = true;
@@ -1236,7 +1274,16 @@ impl World {
                     self.fault_action();
                     next_fault = self.now + self.rng.range(100, 800) * MS;
                 }
+                if self.now >= LOSS_START_MS * MS && self.rotation_start.is_none() {
+                    self.rotation_start = Some(self.token_visits(0).unwrap_or(u64::MAX));
+                }
                 if self.now >= fault_end {
+                    if let (Some(start), Some(end)) = (self.rotation_start, self.token_visits(0)) {
+                        if end > start {
+                            let us = (self.now - LOSS_START_MS * MS) as f64 / 1_000.0;
+                            self.report.rotation_us_mean = Some(us / (end - start) as f64);
+                        }
+                    }
                     self.heal();
                     healed = true;
                 }

@@ -33,6 +33,9 @@ fn partial(name: &str, nodes: usize, blocked: &[(usize, usize)]) {
             changes: false,
             token_ms: None,
             loss_percent: None,
+            accelerated_window: None,
+            adaptive: false,
+            send_gap_ns: 0,
         };
         let replay = cfg.replay_command();
         let report = run(cfg);

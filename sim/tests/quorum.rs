@@ -41,6 +41,9 @@ fn scenario_seeds(
                 changes: false,
                 token_ms: None,
                 loss_percent: None,
+                accelerated_window: None,
+                adaptive: false,
+                send_gap_ns: 0,
             };
             let replay = cfg.replay_command();
             let steps = cfg.script.len();

@@ -32,6 +32,9 @@ fn scenario_seeds(
             changes: false,
             token_ms: None,
             loss_percent: None,
+            accelerated_window: None,
+            adaptive: false,
+            send_gap_ns: 0,
         };
         let replay = cfg.replay_command();
         let report = run(cfg);
@@ -224,6 +227,9 @@ fn an_idle_ring_delivers_without_waiting_for_a_held_token() {
             changes: false,
             token_ms: None,
             loss_percent: None,
+            accelerated_window: None,
+            adaptive: false,
+            send_gap_ns: 0,
         };
         let replay = cfg.replay_command();
         let report = run(cfg);

@@ -29,6 +29,9 @@ fn seeds(faults: Faults, nodes: usize, first: u64, count: u64, fault_ms: u64) ->
             changes: false,
             token_ms: None,
             loss_percent: None,
+            accelerated_window: None,
+            adaptive: false,
+            send_gap_ns: 0,
         };
         let replay = cfg.replay_command();
         let report = run(cfg);

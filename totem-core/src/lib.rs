@@ -13,6 +13,7 @@
 pub mod body;
 pub mod config;
 pub mod cpg;
+mod flow;
 pub mod limits;
 pub mod node;
 pub mod notice;

@@ -23,6 +23,31 @@
 //!   (`wire::SegmentHdr`, reassembled by `segment`), so rings of up to `MEMBERS_MAX` nodes
 //!   work at any frame size.
 //!
+//! Accelerated Ring (Babay and Amir, "Fast Total Ordering for Modern Data Centers", ICDCS
+//! 2016; Spread 4.4's accelerated ring), `accelerated_window` > 0: the holder stamps every new
+//! frame of its visit as classic Totem does, sets the token's seq, aru, fcc and backlog as if
+//! all were sent, but passes the token on before the last `accelerated_window` of them
+//! (`Token::tail`, carried in `TokenHdr::tail`) and multicasts those right after it — the
+//! outbox keeps that order, so the next member receives the token while they are on the
+//! wire and starts its own visit sooner. Retransmissions are answered before the token. What
+//! the receiver must not do is take the tail, still in flight behind the token, for lost
+//! frames. The rules, from Totem's:
+//! - retransmission requests (paper §2, "token receipt") and fail_recv_const cover frames up
+//!   to `seq − tail` only: only the previous holder sends after the token, and everything
+//!   stamped before its visit was sent before the token reached it, so those frames are the
+//!   only ones that cannot have arrived yet. A tail frame that was lost is requested on the
+//!   next visit, when it is below the token's seq less that visit's tail;
+//! - the aru is left as Totem has it: a member lowers the token's aru to what it holds, tail
+//!   included, and raises it on its next visit. The aru and the rotation minimum decide safe
+//!   delivery and freeing, so they must stay what members hold; the cost is that the previous
+//!   holder's tail becomes safe one rotation later (agreed delivery is not affected);
+//! - only an operational ring accelerates: recovery's end is decided by a full rotation in
+//!   which no member misses a frame, which a tail in flight would keep postponing;
+//! - a token that is held (a ring of one; the representative's hold only follows a visit
+//!   with nothing to send) has no tail;
+//! - frames of the tail count in the visit's flow control (fcc) like the others: the window
+//!   limits what is on the wire in one rotation, whatever its order.
+//!
 //! The membership state is one [`Phase`] whose variants carry the data only that state has (the
 //! gather sets; the ring being formed; what recovery still has to send), so a combination the
 //! protocol never reaches cannot be represented. [`Srp::check_invariants`] asserts what must
@@ -35,9 +60,10 @@ use zerocopy::{FromBytes, IntoBytes};
 use crate::body::Body;
 use crate::config::identity::{differences, DIFFERENCES_MAX};
 use crate::config::{ClusterShape, ConfigIdentity, SettingError, TotemSettings};
+use crate::flow::Allowance;
 use crate::limits::{
     CONFIG_REPORT_INTERVAL_MS, MEMBERS_MAX, NOTICES_MAX, RETAINED_FRAMES_MAX, RTR_ENTRIES_MAX,
-    SEGMENTS_MAX,
+    SEGMENTS_MAX, WINDOW_SIZE_MAX,
 };
 use crate::node::NodeConfig;
 use crate::notice::{GatherCause, Notice};
@@ -135,6 +161,9 @@ struct Token {
     fcc: u32,
     backlog: u32,
     flags: u8,
+    /// Received: frames the previous holder multicast after passing the token on (the top
+    /// `tail` of `seq` may still be in flight). Forwarded: how many of this visit's follow it.
+    tail: u32,
     rtr: Vec<u64>,
 }
 
@@ -274,6 +303,13 @@ impl Outbox {
     fn send(&mut self, dest: Dest, buf: Vec<u8>, stats: &mut Stats) {
         stats.frames_out += 1;
         self.queue.push_back((dest, buf));
+    }
+
+    /// Takes the last `count` datagrams queued back out (to queue them again after the token:
+    /// Accelerated Ring).
+    fn take_last(&mut self, count: usize) -> VecDeque<(Dest, Vec<u8>)> {
+        assert!(count <= self.queue.len(), "held back more than was queued");
+        self.queue.split_off(self.queue.len() - count)
     }
 
     /// Sends a membership message (join, commit token, presence: a whole datagram in `buf`),
@@ -427,6 +463,8 @@ pub struct Srp {
     missing: Vec<(u64, u32)>,
     /// When to send the regular token again, from measured rotations (see `rto`).
     rto: TokenRto,
+    /// The adaptive per-visit allowance (`flow`); `None` when `max_messages` applies as set.
+    allowance: Option<Allowance>,
 
     timer: [Option<Instant>; TIMER_COUNT],
     rng: u64,
@@ -482,6 +520,12 @@ fn cap_members(set: &mut Vec<NodeId>, me: NodeId) {
         set.truncate(MEMBERS_MAX - 1);
         sorted_insert(set, me);
     }
+}
+
+/// The adaptive allowance `totem` asks for, starting at max_messages, bounded by the window.
+fn adaptive_allowance(totem: &TotemSettings) -> Option<Allowance> {
+    (totem.max_messages_adaptive != 0)
+        .then(|| Allowance::new(totem.max_messages, totem.window_size))
 }
 
 fn successor(me: NodeId, members: &[NodeId]) -> NodeId {
@@ -550,6 +594,7 @@ impl Srp {
             hold_cancel_pending: false,
             missing: Vec::with_capacity(RTR_ENTRIES_MAX),
             rto: TokenRto::default(),
+            allowance: adaptive_allowance(&node.totem),
             timer: [None; TIMER_COUNT],
             rng: seed | 1,
             outbox: Outbox {
@@ -641,6 +686,10 @@ impl Srp {
             });
         }
         self.token_warning_ms = totem.token_warning_ms().unwrap_or(0);
+        let flow = |t: &TotemSettings| (t.max_messages_adaptive, t.max_messages, t.window_size);
+        if flow(&totem) != flow(&self.config) {
+            self.allowance = adaptive_allowance(&totem);
+        }
         self.config = totem;
         self.shape = shape;
         Ok(())
@@ -909,6 +958,9 @@ impl Srp {
             buf.extend_from_slice(&self.last_token);
             let dest = self.last_token_dest;
             let regular = self.last_token.get(3) == Some(&KIND_TOKEN);
+            if let (true, Some(allowance)) = (regular, &mut self.allowance) {
+                allowance.on_token_lost();
+            }
             // A commit token may be larger than a frame.
             self.outbox
                 .send_membership(Dest::Node(dest), buf, &mut self.stats);
@@ -1208,6 +1260,7 @@ impl Srp {
             fcc: hdr.fcc.get(),
             backlog: hdr.backlog.get(),
             flags: hdr.flags,
+            tail: hdr.tail.get(),
             rtr: rtr_bytes
                 .chunks_exact(8)
                 .map(|c| u64::from_be_bytes(c.try_into().expect("8-byte chunk")))
@@ -1216,7 +1269,13 @@ impl Srp {
         // The token carries the highest sequence stamped in its ring: one that claims less
         // than this node already holds, or an aru or safe mark beyond it, is not a token an
         // honest member sent.
-        if token.safe > token.seq || token.aru > token.seq || token.seq < self.ring_store().high() {
+        // Its tail is frames of one visit, stamped at the top of its sequence.
+        if token.safe > token.seq
+            || token.aru > token.seq
+            || token.seq < self.ring_store().high()
+            || u64::from(token.tail) > token.seq
+            || token.tail > WINDOW_SIZE_MAX
+        {
             return Err(DropReason::Malformed);
         }
         self.on_regular_token(now, token, up);
@@ -1255,14 +1314,22 @@ impl Srp {
             }
         }
 
+        // The previous holder's tail may still be on its way (Accelerated Ring): only frames
+        // up to `arrived` could have been received by now.
+        let arrived = token.seq - u64::from(token.tail);
+        token.tail = 0;
+
         // What this visit may multicast, retransmissions and new frames together (paper
         // §3.3: the token's fcc counts every frame of the last rotation, retransmissions
         // included, so frames lost to a congested network are not answered with more).
         let mut allowed = self.flow_allowance(&token);
+        let visit_allowance = allowed;
+        let requested = !token.rtr.is_empty();
         // Retransmit what others asked for; ask for what we miss.
         let retransmitted = self.serve_retransmissions(&mut token, &mut allowed);
-        self.request_missing(&mut token);
-        if operational && self.failed_to_receive(&token) {
+        self.request_missing(&mut token, arrived);
+        let loss = requested || !token.rtr.is_empty();
+        if operational && self.failed_to_receive(arrived) {
             self.stats.failed_to_receive += 1;
             self.notice(Notice::FailedToReceive {
                 ring: self.installed.ring,
@@ -1276,8 +1343,22 @@ impl Srp {
             return;
         }
 
-        // Multicast new frames as flow control allows.
+        // Multicast new frames as flow control allows. With Accelerated Ring the last
+        // `accelerated_window` of them wait in `tail_frames` and go out after the token.
         let sent = self.send_new_frames(&mut token, up, allowed);
+        let alone = self.ring_members().len() == 1;
+        if operational && !alone {
+            token.tail = sent.min(self.config.accelerated_window);
+        }
+        let tail_frames = self.outbox.take_last(token.tail as usize);
+        if let (true, Some(allowance)) = (operational, &mut self.allowance) {
+            // The node's own allowance stopped it (not the window the others left, nor its
+            // fair share, nor an empty queue): a larger one would have been used.
+            let limited = visit_allowance >= allowance.current()
+                && sent + retransmitted >= visit_allowance
+                && up.backlog_frames() > 0;
+            allowance.on_visit(now, loss, limited);
+        }
 
         let store = self.ring_store();
         let my_aru = store.aru();
@@ -1349,12 +1430,12 @@ impl Srp {
                 token.flags &= !TOKEN_HOLD_NEXT;
             }
         }
-        let alone = self.ring_members().len() == 1;
         // Only the representative holds an idle ring's token (corosync's totemsrp.c: the others
         // count idle rotations but forward): were every member to hold it, a rotation would
         // take members × hold, longer than the token timeout from about six members on.
         let hold = is_rep && idle && self.idle_rotations >= self.config.seqno_unchanged_const;
         if alone || hold {
+            assert!(tail_frames.is_empty(), "frames held back with a held token");
             let wait = if idle { self.config.hold_ms } else { 0 };
             self.held = Some(token);
             self.set_timer(Timer::Hold, Some(now.plus_ms(wait)));
@@ -1363,6 +1444,7 @@ impl Srp {
             }
         } else {
             self.forward_token(now, token);
+            self.outbox.queue.extend(tail_frames);
         }
         if operational {
             self.deliver_ready(up);
@@ -1443,10 +1525,12 @@ impl Srp {
         true
     }
 
-    fn request_missing(&mut self, token: &mut Token) {
+    /// Asks for the frames up to `arrived` (the token's seq less the previous holder's tail)
+    /// seen missing on `miss_count_const` visits.
+    fn request_missing(&mut self, token: &mut Token, arrived: u64) {
         let store = self.ring_store();
         let from = store.aru() + 1;
-        let to = token.seq;
+        let to = arrived;
         let mut still_missing = Vec::new();
         let mut seq = from;
         while seq <= to && still_missing.len() < RTR_ENTRIES_MAX {
@@ -1489,10 +1573,11 @@ impl Srp {
         }
     }
 
-    /// fail_recv_const: the aru has not moved for that many visits while frames are missing.
-    fn failed_to_receive(&mut self, token: &Token) -> bool {
+    /// fail_recv_const: the aru has not moved for that many visits while frames are missing
+    /// (those up to `arrived`: a tail still in flight is not missing yet).
+    fn failed_to_receive(&mut self, arrived: u64) -> bool {
         let aru = self.installed.store.aru();
-        if aru < token.seq && aru == self.last_aru_at_visit {
+        if aru < arrived && aru == self.last_aru_at_visit {
             self.aru_unchanged_visits += 1;
         } else {
             self.aru_unchanged_visits = 0;
@@ -1501,13 +1586,16 @@ impl Srp {
         self.aru_unchanged_visits >= self.config.fail_recv_const && self.installed.members.len() > 1
     }
 
-    /// Frames this visit may multicast (paper §3.3): at most max_messages, and no more than
-    /// the window leaves after what the others multicast in the last rotation.
+    /// Frames this visit may multicast (paper §3.3): at most max_messages (or the adaptive
+    /// allowance, `flow`), and no more than the window leaves after what the others
+    /// multicast in the last rotation.
     fn flow_allowance(&self, token: &Token) -> u32 {
         let others_sent = token.fcc.saturating_sub(self.my_last_sent);
-        self.config
-            .max_messages
-            .min(self.config.window_size.saturating_sub(others_sent))
+        let per_visit = self
+            .allowance
+            .as_ref()
+            .map_or(self.config.max_messages, Allowance::current);
+        per_visit.min(self.config.window_size.saturating_sub(others_sent))
     }
 
     /// Multicasts new frames, at most `allowed` (what retransmissions left of this visit's
@@ -1634,7 +1722,7 @@ impl Srp {
             flags: token.flags,
             _pad: 0,
             rtr_count: (token.rtr.len() as u16).into(),
-            _pad2: 0.into(),
+            tail: token.tail.into(),
             rotation_min_aru: token.rotation_min_aru.into(),
             safe: token.safe.into(),
         };
@@ -2368,6 +2456,7 @@ impl Srp {
             fcc: 0,
             backlog: 0,
             flags: TOKEN_ROTATION_PENDING,
+            tail: 0,
             rtr: Vec::new(),
         };
         self.on_regular_token(now, token, up);

@@ -19,7 +19,9 @@
 //!
 //! Version 2 added the join's excluded set and configuration digest, presence (replacing
 //! version 1's merge-detect, sent by representatives only and carrying only the ring; it
-//! carries the configuration digest too), segmentation and the CONFIG kind.
+//! carries the configuration digest too), segmentation and the CONFIG kind. The token's
+//! `tail` (Accelerated Ring) took the place of padding that every sender wrote as zero, which
+//! means "no frames follow": tokens of either kind are read alike, so the version stayed 2.
 
 use zerocopy::byteorder::network_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
@@ -98,7 +100,11 @@ pub struct TokenHdr {
     pub flags: u8,
     pub _pad: u8,
     pub rtr_count: U16,
-    pub _pad2: U32,
+    /// Frames its sender multicasts right after this token (Accelerated Ring, see `srp`): the
+    /// top `tail` of `seq` may still be on their way to the receiver, which neither requests
+    /// them nor counts them missing on this visit. Zero from a sender of classic Totem (the
+    /// field was padding, always zero, before).
+    pub tail: U32,
     /// Lowest `aru` seen so far in the current rotation (reset by the representative).
     pub rotation_min_aru: U64,
     /// Published by the representative: every member has received every frame up to here.

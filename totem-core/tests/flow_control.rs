@@ -9,9 +9,7 @@ mod common;
 
 use totem_core::config::explicit;
 use totem_core::wire::{KIND_DATA, KIND_TOKEN};
-use totem_core::{
-    ClusterShape, Dest, Event, Guarantee, Instant, Node, NodeId, Request, TotemSettings,
-};
+use totem_core::{ClusterShape, Event, Guarantee, Node, Request, TotemSettings};
 
 const MS: u64 = 1_000_000;
 const WINDOW: u32 = 10;
@@ -26,13 +24,19 @@ const SHAPE: ClusterShape = ClusterShape {
     ..ClusterShape::ALONE
 };
 
-fn node(id: u32) -> Node {
+/// A node whose visits may carry `WINDOW` frames, of a ring whose rotations may carry
+/// `window_size`; `adaptive`: `max_messages_adaptive`.
+fn node(id: u32, window_size: u32, adaptive: u32) -> Node {
     let totem = TotemSettings::resolve(
         explicit(&[
             ("token", 1000),
             ("token_coefficient", 0),
-            ("window_size", WINDOW),
+            ("window_size", window_size),
             ("max_messages", WINDOW),
+            ("max_messages_adaptive", adaptive),
+            // Classic Totem: every frame of a visit before the token, so a visit's frames are
+            // those between two of node 1's tokens (tests/accelerated.rs has the other).
+            ("accelerated_window", 0),
         ]),
         &SHAPE,
     )
@@ -92,52 +96,28 @@ fn run(
             }
         }
         if !wire.is_empty() {
-            for (from, dest, bytes) in wire {
-                for (to, n) in nodes.iter_mut().enumerate() {
-                    let addressed = match dest {
-                        Dest::All => to != from,
-                        Dest::Node(id) => id.0 as usize == to + 1,
-                    };
-                    if addressed {
-                        n.handle_datagram(Instant(*now), NodeId(from as u32 + 1), &bytes);
-                    }
-                }
-            }
+            common::deliver(nodes, *now, wire);
             continue;
         }
-        let next = nodes
-            .iter()
-            .filter_map(|n| n.poll_timeout())
-            .min()
-            .map_or(u64::MAX, |t| t.0);
-        if next > until_ms * MS {
-            *now = until_ms * MS;
+        if !common::fire_timers(nodes, now, until_ms * MS) {
             return;
-        }
-        *now = next.max(*now);
-        for n in nodes.iter_mut() {
-            if n.poll_timeout().is_some_and(|t| t.0 <= *now) {
-                n.handle_timeout(Instant(*now));
-            }
         }
     }
 }
 
-#[test]
-fn retransmissions_and_new_frames_share_one_visits_allowance() {
-    let mut nodes: Vec<Node> = (1..=3).map(node).collect();
-    let (mut now, mut lost, mut seen) = (0, 0, Seen::default());
-    run(&mut nodes, &mut now, 3_000, (false, &mut lost), &mut seen);
+/// Forms the ring of `nodes`, joins the group on each and queues `MESSAGES` on node 1.
+fn load(nodes: &mut [Node], now: &mut u64, lost: &mut usize, seen: &mut Seen) {
+    run(nodes, now, 3_000, (false, lost), seen);
     assert!(nodes.iter().all(Node::is_operational), "no ring formed");
     assert_eq!(nodes[0].members().len(), 3);
-    for n in &mut nodes {
+    for n in nodes.iter_mut() {
         n.submit(Request::Join {
             group: GROUP,
             pid: PID,
         })
         .expect("join");
     }
-    run(&mut nodes, &mut now, 4_000, (false, &mut lost), &mut seen);
+    run(nodes, now, 4_000, (false, lost), seen);
     let data = [0x5au8; 1000];
     for _ in 0..MESSAGES {
         nodes[0]
@@ -150,6 +130,35 @@ fn retransmissions_and_new_frames_share_one_visits_allowance() {
             .expect("mcast");
     }
     seen.node1_frames_per_visit.clear();
+}
+
+/// The adaptive allowance (`max_messages_adaptive`) grows past max_messages while node 1 has
+/// a backlog and nothing is lost, up to the window and no further; with explicit values and
+/// no adaptation, max_messages holds exactly (the test below).
+#[test]
+fn an_adaptive_allowance_grows_to_the_window_without_loss() {
+    const RING_WINDOW: u32 = 3 * WINDOW;
+    let mut nodes: Vec<Node> = (1..=3).map(|id| node(id, RING_WINDOW, 1)).collect();
+    let (mut now, mut lost, mut seen) = (0, 0, Seen::default());
+    load(&mut nodes, &mut now, &mut lost, &mut seen);
+    run(&mut nodes, &mut now, 20_000, (false, &mut lost), &mut seen);
+    let visits = &seen.node1_frames_per_visit;
+    assert!(
+        visits.iter().any(|&n| n > WINDOW),
+        "never more than max_messages ({WINDOW}) on a visit: {visits:?}"
+    );
+    assert!(
+        visits.iter().all(|&n| n <= RING_WINDOW),
+        "over the window ({RING_WINDOW}): {visits:?}"
+    );
+    assert_eq!(seen.delivered, [MESSAGES; 3]);
+}
+
+#[test]
+fn retransmissions_and_new_frames_share_one_visits_allowance() {
+    let mut nodes: Vec<Node> = (1..=3).map(|id| node(id, WINDOW, 0)).collect();
+    let (mut now, mut lost, mut seen) = (0, 0, Seen::default());
+    load(&mut nodes, &mut now, &mut lost, &mut seen);
     run(&mut nodes, &mut now, 20_000, (true, &mut lost), &mut seen);
 
     assert_eq!(lost, LOST_FRAMES, "the first frames were not lost");

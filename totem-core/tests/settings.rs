@@ -47,6 +47,8 @@ fn defaults_are_corosyncs() {
         ("max_network_delay", 50),
         ("window_size", 50),
         ("max_messages", 17),
+        ("accelerated_window", 17),
+        ("max_messages_adaptive", 1),
         ("miss_count_const", 5),
         ("netmtu", 1500),
     ];
@@ -110,6 +112,25 @@ fn small_tokens_derive_what_they_need() {
     );
     let s = resolve(&[("window_size", 10)], 1).unwrap();
     assert_eq!(s.max_messages, 10);
+    // The accelerated window shrinks with the visit it is part of.
+    let s = resolve(&[("max_messages", 2)], 1).unwrap();
+    assert_eq!(s.accelerated_window, 2);
+    assert_eq!(
+        resolve(&[("accelerated_window", 0)], 1)
+            .unwrap()
+            .accelerated_window,
+        0
+    );
+    // Explicit flow control values are obeyed exactly: no adaptation then, unless asked for.
+    let adaptive = |pairs: &[(&str, u32)]| resolve(pairs, 1).unwrap().max_messages_adaptive;
+    assert_eq!(adaptive(&[]), 1);
+    assert_eq!(adaptive(&[("window_size", 50)]), 0);
+    assert_eq!(adaptive(&[("max_messages", 17)]), 0);
+    assert_eq!(
+        adaptive(&[("max_messages", 17), ("max_messages_adaptive", 1)]),
+        1
+    );
+    assert_eq!(adaptive(&[("max_messages_adaptive", 0)]), 0);
 }
 
 #[test]
@@ -120,6 +141,14 @@ fn every_bound_and_relation_names_its_key() {
         (&[("window_size", 5000)], "totem.window_size: window_size (5000) must be at most 1024"),
         (&[("token_warning", 101)], "totem.token_warning: token_warning (101%) must be at most 100%"),
         (&[("max_messages", 60)], "totem.max_messages: max_messages (60) may not exceed window_size (50)"),
+        (
+            &[("accelerated_window", 18)],
+            "totem.accelerated_window: accelerated_window (18) may not exceed max_messages (17)",
+        ),
+        (
+            &[("accelerated_window", 5), ("max_messages", 4)],
+            "totem.accelerated_window: accelerated_window (5) may not exceed max_messages (4)",
+        ),
         (
             &[("token", 1000), ("consensus", 1100)],
             "totem.consensus: consensus (1100 ms) must be at least 1.2 × token (1000 ms), 1200 ms",
@@ -196,6 +225,14 @@ fn the_table_is_consistent() {
         // A derivation only uses settings resolved before it.
         let inputs: Vec<&str> = match setting.default {
             DefaultRule::Derived { from, .. } => from.to_vec(),
+            DefaultRule::UnlessSet {
+                keys, unset, set, ..
+            } => {
+                for v in [unset, set] {
+                    assert!((setting.min..=setting.max).contains(&v), "{}", setting.name);
+                }
+                keys.to_vec()
+            }
             DefaultRule::Value(v) => {
                 assert!((setting.min..=setting.max).contains(&v), "{}", setting.name);
                 Vec::new()

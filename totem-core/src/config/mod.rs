@@ -50,6 +50,11 @@ pub struct TotemSettings {
     pub max_network_delay_ms: u32,
     pub window_size: u32,
     pub max_messages: u32,
+    /// Of a visit's new frames, how many at most follow the token (Accelerated Ring, `srp`);
+    /// 0 is classic Totem.
+    pub accelerated_window: u32,
+    /// 1: the per-visit allowance adapts (`flow`) instead of being `max_messages`.
+    pub max_messages_adaptive: u32,
     pub miss_count_const: u32,
     pub netmtu_bytes: u32,
 }
@@ -174,6 +179,24 @@ impl TotemSettings {
                 None => match setting.default {
                     DefaultRule::Value(v) => v,
                     DefaultRule::Derived { derive, .. } => derive(&s),
+                    DefaultRule::UnlessSet {
+                        keys,
+                        unset,
+                        set: when_set,
+                        ..
+                    } => {
+                        let any_set = keys.iter().any(|k| {
+                            SETTINGS[..i]
+                                .iter()
+                                .zip(&set)
+                                .any(|(t, &s)| s && t.name == *k)
+                        });
+                        if any_set {
+                            when_set
+                        } else {
+                            unset
+                        }
+                    }
                 },
             };
             let value = match setting.scale {
@@ -303,6 +326,8 @@ impl TotemSettings {
         max_network_delay_ms: 0,
         window_size: 0,
         max_messages: 0,
+        accelerated_window: 0,
+        max_messages_adaptive: 0,
         miss_count_const: 0,
         netmtu_bytes: 0,
     };
@@ -344,6 +369,7 @@ fn blame(error: SettingError, set: &[bool; SETTING_COUNT]) -> SettingError {
         };
         let from = match setting.default {
             DefaultRule::Derived { from, .. } => from,
+            DefaultRule::UnlessSet { keys, .. } => keys,
             DefaultRule::Value(_) => &[],
         };
         for &input in from.iter().chain(setting.scale.as_ref().map(|s| &s.by)) {
@@ -353,7 +379,9 @@ fn blame(error: SettingError, set: &[bool; SETTING_COUNT]) -> SettingError {
         }
     }
     let how = match setting_named(subject).map(|s| s.default) {
-        Some(DefaultRule::Derived { rule, .. }) => format!("{subject} is not set: {rule}"),
+        Some(DefaultRule::Derived { rule, .. } | DefaultRule::UnlessSet { rule, .. }) => {
+            format!("{subject} is not set: {rule}")
+        }
         _ => format!("{subject} is not set"),
     };
     let reason = match blamed {

@@ -14,6 +14,12 @@
 //!   small token (`token: 10`, consensus 12 ms) still sends several joins per consensus round.
 //!   Likewise `max_messages`, when not set, is 17 or `window_size`, whichever is smaller.
 //!
+//! `accelerated_window` is rotor's own (the Accelerated Ring, see `srp`); when not set it is
+//! `max_messages`: every new frame of a visit follows the token, which the simulator measured
+//! best (docs/BENCHMARKS.md, "Accelerated Ring"). `max_messages_adaptive` (rotor's own too,
+//! see `flow`) is 1 unless the config sets window_size or max_messages, whose values are then
+//! obeyed exactly.
+//!
 //! A value set in the file is checked strictly; a derived value that fails a check is reported
 //! against the set value it was derived from (see `TotemSettings::resolve`).
 
@@ -65,6 +71,14 @@ pub enum DefaultRule {
         from: &'static [&'static str],
         rule: &'static str,
         derive: fn(&TotemSettings) -> u32,
+    },
+    /// `unset` while the config sets none of `keys` (settings earlier in [`SETTINGS`]), else
+    /// `set`: a behaviour that only applies where the operator left those to rotor.
+    UnlessSet {
+        keys: &'static [&'static str],
+        rule: &'static str,
+        unset: u32,
+        set: u32,
     },
 }
 
@@ -156,6 +170,11 @@ fn derive_max_messages(s: &TotemSettings) -> u32 {
     s.window_size.min(MAX_MESSAGES_DEFAULT)
 }
 
+/// max_messages: the whole visit (module doc).
+fn derive_accelerated_window(s: &TotemSettings) -> u32 {
+    s.max_messages
+}
+
 macro_rules! accessors {
     ($field:ident) => {
         (
@@ -190,7 +209,7 @@ const fn setting(
 }
 
 /// Entries of [`SETTINGS`].
-pub const SETTING_COUNT: usize = 20;
+pub const SETTING_COUNT: usize = 22;
 
 /// Every totem setting, in resolution order: a derived setting comes after those it derives
 /// from.
@@ -401,6 +420,39 @@ pub static SETTINGS: [Setting; SETTING_COUNT] = [
         accessors!(max_messages),
     ),
     setting(
+        "accelerated_window",
+        Unit::Count,
+        DefaultRule::Derived {
+            from: &["max_messages"],
+            rule: "max_messages",
+            derive: derive_accelerated_window,
+        },
+        (0, WINDOW_SIZE_MAX),
+        true,
+        "Of the new frames of one token visit, how many at most are multicast after the token \
+         is passed on (rotor's own key: the Accelerated Ring protocol), so the next member \
+         starts sending while this one finishes; 0 passes the token after all of them, as \
+         classic Totem does.",
+        accessors!(accelerated_window),
+    ),
+    setting(
+        "max_messages_adaptive",
+        Unit::Count,
+        DefaultRule::UnlessSet {
+            keys: &["window_size", "max_messages"],
+            rule: "1, or 0 when window_size or max_messages is set",
+            unset: 1,
+            set: 0,
+        },
+        (0, 1),
+        true,
+        "1: the frames one node may send per token visit adapt (rotor's own key): from \
+         max_messages up to window_size by one a visit while the node has a backlog, rotations \
+         stay fast and nothing is lost; a quarter less on a visit that finds retransmission \
+         requests, half on a lost token; never below 4. 0: max_messages exactly.",
+        accessors!(max_messages_adaptive),
+    ),
+    setting(
         "miss_count_const",
         Unit::Count,
         DefaultRule::Value(5),
@@ -451,8 +503,17 @@ fn less_than(name: &str, a: u32, other: &str, b: u32) -> Result<(), String> {
     }
 }
 
+/// "max_messages (60) may not exceed window_size (50)" for counts.
+fn at_most(name: &str, a: u32, other: &str, b: u32) -> Result<(), String> {
+    if a <= b {
+        Ok(())
+    } else {
+        Err(format!("{name} ({a}) may not exceed {other} ({b})"))
+    }
+}
+
 /// Every relation between settings, checked in this order after each value's own bounds.
-pub static RELATIONS: [Relation; 6] = [
+pub static RELATIONS: [Relation; 7] = [
     Relation {
         subject: "token_retransmit",
         rule: "token_retransmit < token",
@@ -499,15 +560,18 @@ pub static RELATIONS: [Relation; 6] = [
     Relation {
         subject: "max_messages",
         rule: "max_messages ≤ window_size",
+        check: |s| at_most("max_messages", s.max_messages, "window_size", s.window_size),
+    },
+    Relation {
+        subject: "accelerated_window",
+        rule: "accelerated_window ≤ max_messages",
         check: |s| {
-            if s.max_messages <= s.window_size {
-                Ok(())
-            } else {
-                Err(format!(
-                    "max_messages ({}) may not exceed window_size ({})",
-                    s.max_messages, s.window_size
-                ))
-            }
+            at_most(
+                "accelerated_window",
+                s.accelerated_window,
+                "max_messages",
+                s.max_messages,
+            )
         },
     },
 ];

@@ -1,6 +1,8 @@
 //! What the in-memory cluster tests share: a node as they all build it.
 
-use totem_core::{cluster_hash, ClusterShape, Instant, Node, NodeConfig, NodeId, TotemSettings};
+use totem_core::{
+    cluster_hash, ClusterShape, Dest, Instant, Node, NodeConfig, NodeId, TotemSettings,
+};
 
 /// A node's config: id `id`, incarnation 1, key 0, no config identity, seeded by its id.
 pub fn config(id: u32, totem: TotemSettings, shape: ClusterShape, cluster: &str) -> NodeConfig {
@@ -22,4 +24,43 @@ pub fn node(config: NodeConfig) -> Node {
     let mut node = Node::new(config, Instant(0)).expect("valid config");
     node.set_check_all_invariants(true);
     node
+}
+
+/// Hands every datagram of `wire` (sender's index, destination, bytes) to the nodes it is
+/// addressed to, at `now_ns`: a loss-free network with no delay. Node `i` has id `i + 1`.
+#[allow(dead_code)] // Only the tests that drive a cluster by hand use it.
+pub fn deliver(nodes: &mut [Node], now_ns: u64, wire: Vec<(usize, Dest, Vec<u8>)>) {
+    for (from, dest, bytes) in wire {
+        for (to, n) in nodes.iter_mut().enumerate() {
+            let addressed = match dest {
+                Dest::All => to != from,
+                Dest::Node(id) => id.0 as usize == to + 1,
+            };
+            if addressed {
+                n.handle_datagram(Instant(now_ns), NodeId(from as u32 + 1), &bytes);
+            }
+        }
+    }
+}
+
+/// Moves `now_ns` on to the earliest timer of any node and fires the timers due then; false
+/// (with `now_ns` at `until_ns`) when that timer is later than `until_ns`.
+#[allow(dead_code)] // Only the tests that drive a cluster by hand use it.
+pub fn fire_timers(nodes: &mut [Node], now_ns: &mut u64, until_ns: u64) -> bool {
+    let next = nodes
+        .iter()
+        .filter_map(|n| n.poll_timeout())
+        .min()
+        .map_or(u64::MAX, |t| t.0);
+    if next > until_ns {
+        *now_ns = until_ns;
+        return false;
+    }
+    *now_ns = next.max(*now_ns);
+    for n in nodes.iter_mut() {
+        if n.poll_timeout().is_some_and(|t| t.0 <= *now_ns) {
+            n.handle_timeout(Instant(*now_ns));
+        }
+    }
+    true
 }
