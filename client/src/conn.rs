@@ -136,6 +136,11 @@ impl Conn {
         }
     }
 
+    /// Whether a record waits for [`Conn::take`] (stashed or in the ring), without taking it.
+    pub(crate) fn record_waiting(&mut self) -> Result<bool, Error> {
+        Ok(!self.stash.is_empty() || self.session.record_waiting()?)
+    }
+
     /// The record the last successful [`Conn::take`] made current (empty if none).
     pub(crate) fn current(&self) -> &[u8] {
         match self.current {

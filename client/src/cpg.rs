@@ -4,7 +4,7 @@
 //! order, through `dispatch` and a [`Handler`].
 
 use std::os::fd::RawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rotor_proto::codec::Reader;
 pub use rotor_proto::cpg::{
@@ -89,6 +89,8 @@ pub struct Cpg {
     group: Option<Vec<u8>>,
     /// The last multicast was refused for want of room and none was accepted since.
     flow_controlled: bool,
+    /// A record's memory given back by [`Cpg::recycle`], for the next [`Cpg::poll_event`].
+    spare: Option<Vec<u8>>,
 }
 
 fn is_reply(record: &[u8], req_id: u32) -> bool {
@@ -119,6 +121,7 @@ impl Cpg {
                 message_size_max: message_size_max as usize,
                 group: None,
                 flow_controlled: false,
+                spare: None,
             }),
             _ => Err(Error::Protocol("first record is not a welcome")),
         }
@@ -198,6 +201,33 @@ impl Cpg {
         sent
     }
 
+    /// [`Cpg::mcast`] that, refused room, keeps trying for up to `spin` and gives up early
+    /// when an event waits: `Err(Error::TryAgain)` then means the caller should dispatch (an
+    /// event waits) or sleep on [`Cpg::fd`] (none came within `spin`). A sender that would
+    /// otherwise sleep at once on every refusal (libcpg's callers, which poll the fd after
+    /// `CS_ERR_TRY_AGAIN`) thus catches the room or the delivery that comes within
+    /// microseconds, as a blocking [`Cpg::dispatch`] spins before it sleeps, and the node
+    /// does not have to wake it.
+    pub fn mcast_spin(
+        &mut self,
+        guarantee: Guarantee,
+        data: &[u8],
+        spin: Duration,
+    ) -> Result<(), Error> {
+        let mut started = None;
+        loop {
+            match self.mcast(guarantee, data) {
+                Err(Error::TryAgain) => {}
+                sent => return sent,
+            }
+            let start = *started.get_or_insert_with(Instant::now);
+            if self.conn.record_waiting()? || start.elapsed() >= spin {
+                return Err(Error::TryAgain);
+            }
+            std::hint::spin_loop();
+        }
+    }
+
     /// Whether multicasts are being refused for want of room (`cpg_flow_control_state_get`):
     /// true from a multicast that returned `TryAgain` until one is accepted.
     pub fn flow_control_enabled(&self) -> bool {
@@ -232,11 +262,23 @@ impl Cpg {
     }
 
     /// The next event (deliveries, group changes, totem changes), waiting as `wait` says;
-    /// `None` when none came.
+    /// `None` when none came. Its record is copied into the memory of the last event given
+    /// back with [`Cpg::recycle`], if any.
     pub fn poll_event(&mut self, wait: Wait) -> Result<Option<Received>, Error> {
-        Ok(self.take_event(wait)?.then(|| Received {
-            record: self.conn.current().to_vec(),
-        }))
+        if !self.take_event(wait)? {
+            return Ok(None);
+        }
+        let mut record = self.spare.take().unwrap_or_default();
+        record.clear();
+        record.extend_from_slice(self.conn.current());
+        Ok(Some(Received { record }))
+    }
+
+    /// Takes back an event of [`Cpg::poll_event`] that its caller is done with: the next
+    /// one reuses its memory, so a caller that polls and recycles allocates once, not per
+    /// event (libcpg's dispatch).
+    pub fn recycle(&mut self, received: Received) {
+        self.spare = Some(received.record);
     }
 
     /// Makes the next event's record the connection's current one, skipping late replies;

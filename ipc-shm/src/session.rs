@@ -291,6 +291,18 @@ impl Session {
         }
     }
 
+    /// Whether a record waits to be received, without taking it or touching the wake fd (a
+    /// sender refused room watches for the deliveries it would otherwise sleep for).
+    pub fn record_waiting(&mut self) -> Result<bool, SessionError> {
+        if self.closed {
+            return Err(SessionError::Closed);
+        }
+        match self.consumer.ready_now() {
+            Ok(ready) => Ok(ready),
+            Err(reason) => Err(self.fail_corrupt(reason)),
+        }
+    }
+
     /// Receives one record into `buf` without waiting; returns its length.
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, SessionError> {
         if self.closed {

@@ -639,3 +639,20 @@ fn the_fd_kept_current_is_readable_exactly_while_records_wait() {
         "calls in between added no signal of their own"
     );
 }
+
+/// `record_waiting` looks without taking the record or touching the wake fd: a sender that
+/// watches for deliveries while refused room must not cost the peer a signal.
+#[test]
+fn record_waiting_looks_without_taking_or_signalling() {
+    let (_server, mut s, mut c) = attached("looks", AllowList::root_only());
+    let fd = c.as_raw_fd();
+    assert!(!c.record_waiting().unwrap());
+    s.try_send(b"one").unwrap();
+    for _ in 0..3 {
+        assert!(c.record_waiting().unwrap());
+    }
+    assert!(!readable(fd), "not armed: no signal, and looking made none");
+    let mut buf = [0u8; 8];
+    assert_eq!(c.try_recv(&mut buf).unwrap(), 3, "still there to take");
+    assert!(!c.record_waiting().unwrap());
+}

@@ -213,8 +213,8 @@ mod versioned {
         HANDLES.dispatch(
             cfg_handle,
             dispatch_flags,
-            |callback, event| (event, *callback),
-            |(event, callback)| {
+            |callback, _| *callback,
+            |event, callback| {
                 let CfgEvent::ShutdownRequested { flags, .. } = event;
                 if let Some(f) = callback {
                     // SAFETY: the application's callback, with what cfg.h promises: the

@@ -244,14 +244,11 @@ pub unsafe extern "C" fn cmap_dispatch(
     HANDLES.dispatch(
         handle,
         dispatch_types,
-        |s, n| {
-            let track = s.tracks.get(&n.handle).copied();
-            (n, track)
-        },
-        |(n, track)| {
+        |s, n| s.tracks.get(&n.handle).copied(),
+        |n, track| {
             // A track deleted meanwhile: its notification is dropped, as corosync does.
             if let Some(track) = track {
-                notify(handle, &n, track);
+                notify(handle, n, track);
             }
             Ok(())
         },

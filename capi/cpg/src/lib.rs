@@ -3,7 +3,7 @@
 //! `Library`: the lookup, fd, dispatch and finalize every library shares) holding one `Cpg`
 //! session; every call looks it up (stale or unknown: `CS_ERR_BAD_HANDLE`), locks it, and
 //! maps the client's errors to `cs_error_t` (a full ring to the dataplane is
-//! `CS_ERR_TRY_AGAIN`). Callbacks run only from `cpg_dispatch`, with the handle unlocked, so
+//! `CS_ERR_TRY_AGAIN`, after a spin of [`MCAST_SPIN`]). Callbacks run only from `cpg_dispatch`, with the handle unlocked, so
 //! they may call back into the library (multicast, leave, even finalize: dispatch then
 //! returns `CS_ERR_BAD_HANDLE`, as corosync's does).
 //!
@@ -68,6 +68,13 @@ struct State {
     /// A multicast's iovecs gathered into one message.
     gather: Vec<u8>,
 }
+
+/// How long a multicast refused room keeps trying (spinning, the handle locked) before it
+/// answers `CS_ERR_TRY_AGAIN`, unless an event comes first: the callers poll the fd after a
+/// `CS_ERR_TRY_AGAIN`, and room or a delivery that comes within microseconds is cheaper caught
+/// by a spin than by a sleep the node must wake (the Rust client's blocking dispatch spins as
+/// long before it sleeps). corosync's own multicast waits longer: a round trip to the daemon.
+const MCAST_SPIN: std::time::Duration = rotor_capi::library::CPG_DISPATCH_SPIN;
 
 /// Every live cpg handle.
 static HANDLES: Library<Cpg, State> = Library::new();
@@ -199,8 +206,8 @@ mod versioned {
         HANDLES.dispatch(
             handle,
             dispatch_types,
-            |s, received| (received, s.callbacks),
-            |(mut received, callbacks)| run_callback(handle, &mut received, &callbacks),
+            |s, _| s.callbacks,
+            |received, callbacks| run_callback(handle, received, &callbacks),
         )
     }
 
@@ -227,7 +234,8 @@ mod versioned {
     }
 
     /// `cpg_mcast_joined`: multicasts the iovecs, gathered, as one message to the joined
-    /// group. `CS_ERR_TRY_AGAIN`: the ring to the node is full, nothing was sent.
+    /// group. `CS_ERR_TRY_AGAIN`: the ring to the node stayed full for [`MCAST_SPIN`] or a
+    /// delivery came to dispatch first; nothing was sent.
     pub unsafe extern "C" fn cpg_mcast_joined(
         handle: cpg_handle_t,
         guarantee: cpg_guarantee_t,
@@ -258,7 +266,7 @@ mod versioned {
                 }
                 // SAFETY: one iovec of `iov_len` readable bytes.
                 let data = unsafe { bytes(one.iov_base, one.iov_len) };
-                return result(cpg.mcast(g, data));
+                return result(cpg.mcast_spin(g, data, MCAST_SPIN));
             }
             s.gather.clear();
             for v in iovs {
@@ -269,7 +277,7 @@ mod versioned {
                 s.gather
                     .extend_from_slice(unsafe { bytes(v.iov_base, v.iov_len) });
             }
-            result(cpg.mcast(g, &s.gather))
+            result(cpg.mcast_spin(g, &s.gather, MCAST_SPIN))
         })
     }
 
@@ -551,7 +559,7 @@ pub unsafe extern "C" fn cpg_zcb_mcast_joined(
         }
         // SAFETY: a live zcb buffer of `size` ≥ `msg_len` bytes.
         let data = unsafe { bytes(msg, msg_len) };
-        result(cpg.mcast(g, data))
+        result(cpg.mcast_spin(g, data, MCAST_SPIN))
     })
 }
 

@@ -159,9 +159,9 @@ mod versioned {
         HANDLES.dispatch(
             handle,
             dispatch_types,
-            |s, n| (n, s.callbacks),
-            |(n, callbacks)| {
-                notify(handle, &n, callbacks);
+            |s, _| s.callbacks,
+            |n, callbacks| {
+                notify(handle, n, callbacks);
                 Ok(())
             },
         )

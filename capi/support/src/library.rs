@@ -47,6 +47,10 @@ pub trait Session: Send {
 
     /// Makes [`Self::fd`] readable now, to wake a thread sleeping on it.
     fn wake(&self);
+
+    /// Takes back an event whose callback has run, so its memory serves the next one (a
+    /// delivery per event must not cost an allocation); by default it is dropped.
+    fn recycle(&mut self, _event: Self::Event) {}
 }
 
 /// How long a blocking `cpg_dispatch` spins for an event before it sleeps on the fd (the
@@ -56,7 +60,8 @@ pub const CPG_DISPATCH_SPIN: Duration = Duration::from_micros(20);
 /// `impl Session` for a rotor-client session type: its own `fd`, `control_fd` and `wake`,
 /// and `next_event` as given (`|session, waits| expression`).
 macro_rules! session {
-    ($client:ty, $event:ty, flags_first: $first:expr, |$s:ident, $waits:pat_param| $next:expr) => {
+    ($client:ty, $event:ty, flags_first: $first:expr, |$s:ident, $waits:pat_param| $next:expr
+     $(, recycle: |$rs:ident, $re:ident| $recycle:expr)?) => {
         impl Session for $client {
             type Event = $event;
             const DISPATCH_FLAGS_FIRST: bool = $first;
@@ -74,6 +79,10 @@ macro_rules! session {
             fn wake(&self) {
                 <$client>::wake(self)
             }
+            $(fn recycle(&mut self, $re: $event) {
+                let $rs = self;
+                $recycle
+            })?
         }
     };
 }
@@ -86,7 +95,7 @@ session!(Cpg, Received, flags_first: false, |cpg, waits| {
     } else {
         Wait::No
     })
-});
+}, recycle: |cpg, received| cpg.recycle(received));
 // corosync's lib/cmap.c: as lib/cpg.c.
 session!(Cmap, cmap::Notification, flags_first: false, |cmap, _| {
     cmap.poll_notification(None)
@@ -223,17 +232,19 @@ impl<C: Session, X> Library<C, X> {
     /// `CS_ERR_INVALID_PARAM` (checked before or after the handle as corosync's library does,
     /// [`Session::DISPATCH_FLAGS_FIRST`]).
     ///
-    /// `take` turns an event into what its callback needs (copying callbacks out of the
-    /// library's state), with the handle locked; `run` calls the application with the handle
-    /// unlocked, so the callback may call the library, finalize included — dispatch then
-    /// returns `CS_ERR_BAD_HANDLE`, as corosync's does. A sleep for an event is on the fd and
-    /// the control socket, with the handle unlocked, so other threads can use it.
+    /// `take` reads what the callback needs beside the event (copying callbacks out of the
+    /// library's state), with the handle locked; `run` calls the application with the event
+    /// and the handle unlocked, so the callback may call the library, finalize included —
+    /// dispatch then returns `CS_ERR_BAD_HANDLE`, as corosync's does. The event then goes
+    /// back to the session ([`Session::recycle`]) under the same lock that takes the next
+    /// one: one lock per event. A sleep for an event is on the fd and the control socket,
+    /// with the handle unlocked, so other threads can use it.
     pub fn dispatch<K>(
         &self,
         handle: u64,
         how: cs_dispatch_flags_t,
-        mut take: impl FnMut(&mut X, C::Event) -> K,
-        mut run: impl FnMut(K) -> Result<(), cs_error_t>,
+        mut take: impl FnMut(&mut X, &C::Event) -> K,
+        mut run: impl FnMut(&mut C::Event, K) -> Result<(), cs_error_t>,
     ) -> cs_error_t {
         guard(|| {
             let known = matches!(
@@ -253,46 +264,50 @@ impl<C: Session, X> Library<C, X> {
                 return CS_ERR_INVALID_PARAM;
             }
             let waits = matches!(how, CS_DISPATCH_ONE | CS_DISPATCH_BLOCKING);
+            let one = matches!(how, CS_DISPATCH_ONE | CS_DISPATCH_ONE_NONBLOCKING);
+            let mut locked = lock(&instance);
             loop {
-                let taken = {
-                    let mut locked = lock(&instance);
-                    let state = &mut *locked;
-                    let Some(client) = state.client.as_mut() else {
-                        return CS_ERR_BAD_HANDLE;
-                    };
-                    match client.next_event(waits) {
-                        Ok(Some(event)) => take(&mut state.extra, event),
-                        Ok(None) if how == CS_DISPATCH_ALL => {
+                let state = &mut *locked;
+                // Finalized (by a callback or by another thread).
+                let Some(client) = state.client.as_mut() else {
+                    return CS_ERR_BAD_HANDLE;
+                };
+                match client.next_event(waits) {
+                    Ok(Some(mut event)) => {
+                        let k = take(&mut state.extra, &event);
+                        drop(locked);
+                        if let Err(e) = run(&mut event, k) {
+                            return e;
+                        }
+                        locked = lock(&instance);
+                        let state = &mut *locked;
+                        let Some(client) = state.client.as_mut() else {
+                            return CS_ERR_BAD_HANDLE;
+                        };
+                        client.recycle(event);
+                        if one {
                             state.rearm();
                             return CS_OK;
                         }
-                        Ok(None) if how == CS_DISPATCH_ONE_NONBLOCKING => {
-                            state.rearm();
-                            return CS_ERR_TRY_AGAIN;
-                        }
-                        Ok(None) => {
-                            let fds = match client.fd() {
-                                Ok(fd) => [fd, client.control_fd()],
-                                Err(e) => return cs_error(&e),
-                            };
-                            drop(locked);
-                            wait_readable(fds, -1);
-                            continue;
-                        }
-                        Err(e) => return cs_error(&e),
                     }
-                };
-                if let Err(e) = run(taken) {
-                    return e;
-                }
-                let mut state = lock(&instance);
-                // Finalized by the callback or by another thread.
-                if state.client.is_none() {
-                    return CS_ERR_BAD_HANDLE;
-                }
-                if matches!(how, CS_DISPATCH_ONE | CS_DISPATCH_ONE_NONBLOCKING) {
-                    state.rearm();
-                    return CS_OK;
+                    Ok(None) if how == CS_DISPATCH_ALL => {
+                        state.rearm();
+                        return CS_OK;
+                    }
+                    Ok(None) if how == CS_DISPATCH_ONE_NONBLOCKING => {
+                        state.rearm();
+                        return CS_ERR_TRY_AGAIN;
+                    }
+                    Ok(None) => {
+                        let fds = match client.fd() {
+                            Ok(fd) => [fd, client.control_fd()],
+                            Err(e) => return cs_error(&e),
+                        };
+                        drop(locked);
+                        wait_readable(fds, -1);
+                        locked = lock(&instance);
+                    }
+                    Err(e) => return cs_error(&e),
                 }
             }
         })
@@ -350,6 +365,8 @@ mod tests {
         fd_calls: AtomicUsize,
         /// Told on every `fd()`: a blocking dispatch calls it just before it sleeps.
         on_fd: Mutex<Option<mpsc::Sender<()>>>,
+        /// The events given back by `recycle`, in order.
+        recycled: Mutex<Vec<u32>>,
     }
 
     impl Shared {
@@ -360,6 +377,7 @@ mod tests {
                 control: Pipe::new(),
                 fd_calls: AtomicUsize::new(0),
                 on_fd: Mutex::new(None),
+                recycled: Mutex::new(Vec::new()),
             })
         }
         fn post(&self, event: u32) {
@@ -394,6 +412,9 @@ mod tests {
         fn wake(&self) {
             self.0.doorbell.ring();
         }
+        fn recycle(&mut self, event: u32) {
+            lock(&self.0.recycled).push(event);
+        }
     }
 
     type Lib<X> = Library<PipeSession<false>, X>;
@@ -413,9 +434,9 @@ mod tests {
         let r = lib.dispatch(
             handle,
             how,
-            |_, e| e,
-            |e| {
-                ran.push(e);
+            |_, _| (),
+            |e, ()| {
+                ran.push(*e);
                 Ok(())
             },
         );
@@ -459,9 +480,35 @@ mod tests {
         // A failing callback ends the dispatch with its error.
         s.post(5);
         s.post(6);
-        let r = lib.dispatch(h, CS_DISPATCH_ALL, |_, e| e, |_| Err(CS_ERR_LIBRARY));
+        let r = lib.dispatch(h, CS_DISPATCH_ALL, |_, _| (), |_, ()| Err(CS_ERR_LIBRARY));
         assert_eq!(r, CS_ERR_LIBRARY);
         assert_eq!(dispatch_log(&lib, h, CS_DISPATCH_ALL), (CS_OK, vec![6]));
+    }
+
+    #[test]
+    fn each_event_goes_back_to_its_session_once_its_callback_ran() {
+        let lib: Lib<()> = Library::new();
+        let (h, s) = open(&lib, ());
+        for e in 1..=3 {
+            s.post(e);
+        }
+        assert_eq!(dispatch_log(&lib, h, CS_DISPATCH_ONE), (CS_OK, vec![1]));
+        assert_eq!(*lock(&s.recycled), [1]);
+        assert_eq!(dispatch_log(&lib, h, CS_DISPATCH_ALL), (CS_OK, vec![2, 3]));
+        assert_eq!(*lock(&s.recycled), [1, 2, 3]);
+        // A callback that finalizes: its event goes with the session, not back to it.
+        s.post(4);
+        let r = lib.dispatch(
+            h,
+            CS_DISPATCH_ALL,
+            |_, _| (),
+            |_, ()| {
+                assert_eq!(lib.finalize(h, |_| ()), CS_OK);
+                Ok(())
+            },
+        );
+        assert_eq!(r, CS_ERR_BAD_HANDLE);
+        assert_eq!(*lock(&s.recycled), [1, 2, 3]);
     }
 
     #[test]
@@ -474,8 +521,8 @@ mod tests {
         let r = lib.dispatch(
             h,
             CS_DISPATCH_ALL,
-            |x: &mut Vec<u32>, e| x[e as usize],
-            |v| {
+            |x: &mut Vec<u32>, e| x[*e as usize],
+            |_, v| {
                 got.push(v);
                 // The handle is unlocked here: the library may be called.
                 assert_eq!(lib.with(h, |_, _| CS_OK), CS_OK);
@@ -496,9 +543,9 @@ mod tests {
         let r = lib.dispatch(
             h,
             CS_DISPATCH_ALL,
-            |_, e| e,
-            |e| {
-                ran.push(e);
+            |_, _| (),
+            |e, ()| {
+                ran.push(*e);
                 assert_eq!(lib.finalize(h, |_| cleaned += 1), CS_OK);
                 Ok(())
             },

@@ -301,8 +301,8 @@ pub unsafe extern "C" fn votequorum_dispatch(
     HANDLES.dispatch(
         handle,
         dispatch_types,
-        |s, n| (n, s.callbacks),
-        |(n, callbacks)| {
+        |s, _| s.callbacks,
+        |n, callbacks| {
             notify(handle, n, &callbacks);
             Ok(())
         },
@@ -341,7 +341,7 @@ pub unsafe extern "C" fn votequorum_qdevice_master_wins(
 }
 
 /// Runs the application's callback for `n`, if it has one for it.
-fn notify(handle: votequorum_handle_t, n: Notification, callbacks: &votequorum_callbacks_t) {
+fn notify(handle: votequorum_handle_t, n: &mut Notification, callbacks: &votequorum_callbacks_t) {
     match n {
         Notification::Quorum {
             context,
@@ -360,8 +360,8 @@ fn notify(handle: votequorum_handle_t, n: Notification, callbacks: &votequorum_c
             unsafe {
                 f(
                     handle,
-                    context,
-                    u32::from(quorate),
+                    *context,
+                    u32::from(*quorate),
                     list.len() as u32,
                     list.as_mut_ptr(),
                 )
@@ -370,7 +370,7 @@ fn notify(handle: votequorum_handle_t, n: Notification, callbacks: &votequorum_c
         Notification::Nodelist {
             context,
             ring,
-            mut nodes,
+            nodes,
         } => {
             let Some(f) = callbacks.votequorum_nodelist_notify_fn else {
                 return;
@@ -383,7 +383,7 @@ fn notify(handle: votequorum_handle_t, n: Notification, callbacks: &votequorum_c
             unsafe {
                 f(
                     handle,
-                    context,
+                    *context,
                     ring_id,
                     nodes.len() as u32,
                     nodes.as_mut_ptr(),
@@ -398,7 +398,7 @@ fn notify(handle: votequorum_handle_t, n: Notification, callbacks: &votequorum_c
                 return;
             };
             // SAFETY: the application's callback.
-            unsafe { f(handle, context, expected_votes) }
+            unsafe { f(handle, *context, *expected_votes) }
         }
     }
 }
