@@ -10,13 +10,13 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
+use common::daemons::Daemons;
 use common::{pump, send, Seen};
 use rotor_client::cpg::{Cpg, Dispatch, Guarantee, Member, Reason};
-use rotor_testbed::rotor::{rotord_command, write_authkey, Bins, Spec};
-use rotor_testbed::{cap_masks, root_or_skip, Proc, TempDir, Testbed};
+use rotor_testbed::rotor::{write_authkey, Bins, Spec};
+use rotor_testbed::{cap_masks, root_or_skip, TempDir, Testbed};
 
 mod common;
 
@@ -25,44 +25,6 @@ const UID_ALLOWED: u32 = 4242;
 const UID_REFUSED: u32 = 65534;
 const GROUPS: [&str; 2] = ["alpha", "beta"];
 const ROUNDS: usize = 20;
-
-/// The rotords and their logs; a failing test prints every log.
-struct Daemons(Vec<(Proc, Option<JoinHandle<String>>)>);
-
-impl Daemons {
-    /// SIGTERM to every rotord (each leaves the ring and stops its dataplane), then their logs.
-    fn stop(&mut self) -> Vec<String> {
-        for (p, _) in &mut self.0 {
-            let _ = p.signal(libc::SIGTERM);
-        }
-        self.0
-            .iter_mut()
-            .map(|(p, log)| {
-                if p.wait_timeout(Duration::from_secs(5))
-                    .ok()
-                    .flatten()
-                    .is_none()
-                {
-                    let _ = p.kill();
-                }
-                log.take()
-                    .map(|h| h.join().unwrap_or_default())
-                    .unwrap_or_default()
-            })
-            .collect()
-    }
-}
-
-impl Drop for Daemons {
-    fn drop(&mut self) {
-        let logs = self.stop();
-        if std::thread::panicking() {
-            for (i, log) in logs.iter().enumerate() {
-                eprintln!("---- rotord on host {}:\n{log}", i + 1);
-            }
-        }
-    }
-}
 
 const CAP_NET_ADMIN: u64 = 1 << 12;
 const CAP_NET_RAW: u64 = 1 << 13;
@@ -134,12 +96,7 @@ fn three_rotords_on_netns_hosts() {
     std::fs::write(&conf, spec.corosync_conf(3, &key)).unwrap();
 
     let bed = Testbed::up("e2e", 3).expect("testbed");
-    let mut daemons = Daemons(Vec::new());
-    for i in 1..=3 {
-        let mut p = bed.spawn(i, rotord_command(&bins, &conf)).unwrap();
-        let log = p.collect_stderr();
-        daemons.0.push((p, log));
-    }
+    let mut daemons = Daemons::start(&bed, &bins, &conf);
     bed.wait_rotor_ring(&[1, 2, 3], &[1, 2, 3], &bins, Duration::from_secs(30))
         .unwrap();
 

@@ -15,65 +15,15 @@
 //! Timings are printed for the record, never asserted beyond the bounds of the waits.
 
 use std::process::Stdio;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rotor_testbed::rotor::{rotord_command, write_authkey, Bins, Spec};
-use rotor_testbed::{root_or_skip, Proc, TempDir, Testbed};
+use rotor_testbed::rotor::{write_authkey, Bins, Spec};
+use rotor_testbed::{root_or_skip, TempDir, Testbed};
 
 #[allow(dead_code)] // the helpers of the other end-to-end tests
 mod common;
 
-/// The rotords of a test and their logs: stopped (SIGTERM, then SIGKILL after 5 s) when
-/// dropped; a failing test prints every log.
-struct Daemons(Vec<(Proc, Option<JoinHandle<String>>)>);
-
-impl Daemons {
-    fn start(bed: &Testbed, bins: &Bins, conf: &std::path::Path) -> Daemons {
-        let mut daemons = Daemons(Vec::new());
-        for i in 1..=bed.hosts() {
-            let mut p = bed
-                .spawn(i, rotord_command(bins, conf))
-                .expect("start rotord");
-            let log = p.collect_stderr();
-            daemons.0.push((p, log));
-        }
-        daemons
-    }
-
-    /// Stops every rotord still running and returns every log, host 1 first.
-    fn stop(&mut self) -> Vec<String> {
-        for (p, _) in &mut self.0 {
-            let _ = p.signal(libc::SIGTERM);
-        }
-        self.0
-            .iter_mut()
-            .map(|(p, log)| {
-                if p.wait_timeout(Duration::from_secs(5))
-                    .ok()
-                    .flatten()
-                    .is_none()
-                {
-                    let _ = p.kill();
-                }
-                log.take()
-                    .map(|h| h.join().unwrap_or_default())
-                    .unwrap_or_default()
-            })
-            .collect()
-    }
-}
-
-impl Drop for Daemons {
-    fn drop(&mut self) {
-        let logs = self.stop();
-        if std::thread::panicking() {
-            for (i, log) in logs.iter().enumerate() {
-                eprintln!("---- rotord on host {}:\n{log}", i + 1);
-            }
-        }
-    }
-}
+use common::daemons::Daemons;
 
 /// Each host's ring as `rotor status` shows it: (ring id, members).
 fn rings(bed: &Testbed, bins: &Bins) -> Vec<Option<(String, Vec<u32>)>> {

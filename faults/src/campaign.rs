@@ -463,7 +463,75 @@ fn partition_rules(a: &[usize], b: &[usize]) -> Vec<String> {
     rules
 }
 
+/// Makes the run directory `dir` with its cluster key (`dir/authkey`, returned) and a spec for
+/// `cluster` whose nodes keep their state under `dir/state` and poll blocking (the nodes and
+/// their checkers share two cores).
+pub(crate) fn prepare_run(dir: &Path, cluster: &str) -> Result<(PathBuf, Spec), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let key = dir.join("authkey");
+    write_authkey(&key).map_err(|e| format!("authkey: {e}"))?;
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
+    let mut spec = Spec::new(cluster);
+    spec.extra = format!(
+        "system {{\n  state_dir: {}\n}}\nrotor {{\n  poll_mode: blocking\n}}\n",
+        state.display()
+    );
+    Ok((key, spec))
+}
+
+/// Reads every checker log, named by its path, for the checker.
+pub(crate) fn read_logs(paths: &[PathBuf]) -> Vec<(String, Vec<Line>)> {
+    paths
+        .iter()
+        .map(|p| (p.display().to_string(), read_log(p)))
+        .collect()
+}
+
 impl Cluster {
+    /// A cluster of `config` on `bed` with nothing started yet; its checkers send `rate`
+    /// messages a second.
+    pub(crate) fn new(
+        bed: Testbed,
+        bins: &Path,
+        dir: &Path,
+        conf: &Path,
+        config: Config,
+        rate: u32,
+    ) -> Cluster {
+        Cluster {
+            bed,
+            bins: Bins {
+                dir: bins.to_path_buf(),
+            },
+            checker_bin: bins.join("rotor-checker"),
+            dir: dir.to_path_buf(),
+            conf: conf.to_path_buf(),
+            config,
+            rotords: HashMap::new(),
+            checkers: Vec::new(),
+            logs: Vec::new(),
+            rate,
+        }
+    }
+
+    /// Starts rotord on hosts 1..=nodes, waits for their ring, then starts a checker on each
+    /// and waits until every checker is in the group.
+    pub(crate) fn form(&mut self) -> Result<(), String> {
+        let nodes: Vec<usize> = (1..=self.config.nodes).collect();
+        let ids: Vec<u32> = nodes.iter().map(|&i| i as u32).collect();
+        let conf = self.conf.clone();
+        for &i in &nodes {
+            self.start_rotord(i, &conf)?;
+        }
+        self.bed
+            .wait_rotor_ring(&nodes, &ids, &self.bins, Duration::from_secs(60))?;
+        for &i in &nodes {
+            self.start_checker(i)?;
+        }
+        self.wait_group(Duration::from_secs(30))
+    }
+
     fn spare(&self) -> usize {
         self.config.nodes + 1
     }
@@ -647,10 +715,7 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Vec<ConfigResult> {
         );
         match outcome {
             Ok(logs) => {
-                let parsed: Vec<(String, Vec<Line>)> = logs
-                    .iter()
-                    .map(|p| (p.display().to_string(), read_log(p)))
-                    .collect();
+                let parsed = read_logs(&logs);
                 result.report = check::check(&parsed);
                 // The node with another key never appears in a ring.
                 let spare = config.nodes as u32 + 1;
@@ -704,11 +769,7 @@ pub fn recheck(dir: &Path) -> Report {
         })
         .unwrap_or_default();
     logs.sort();
-    let parsed: Vec<(String, Vec<Line>)> = logs
-        .iter()
-        .map(|p| (p.display().to_string(), read_log(p)))
-        .collect();
-    check::check(&parsed)
+    check::check(&read_logs(&logs))
 }
 
 pub(crate) fn read_log(path: &Path) -> Vec<Line> {
@@ -730,12 +791,9 @@ fn run_config(
     soaked: &mut Option<SoakResult>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<PathBuf>, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let key = dir.join("authkey");
-    write_authkey(&key).map_err(|e| format!("authkey: {e}"))?;
+    let (key, mut spec) = prepare_run(dir, "faults")?;
     let other_key = dir.join("authkey-other");
     write_authkey(&other_key).map_err(|e| format!("authkey: {e}"))?;
-    let mut spec = Spec::new("faults");
     spec.transport = config.transport.to_owned();
     if let Some(t) = config.token_ms {
         spec.totem.push(("token".into(), t.to_string()));
@@ -743,13 +801,6 @@ fn run_config(
     if let Some(c) = plan.token_coefficient_ms {
         spec.totem.push(("token_coefficient".into(), c.to_string()));
     }
-    let state = dir.join("state");
-    std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
-    // Blocking poll: N nodes and their checkers share two cores.
-    spec.extra = format!(
-        "system {{\n  state_dir: {}\n}}\nrotor {{\n  poll_mode: blocking\n}}\n",
-        state.display()
-    );
     let hosts = config.nodes + 1;
     let conf = dir.join("corosync.conf");
     std::fs::write(&conf, spec.corosync_conf(hosts, &key)).map_err(|e| e.to_string())?;
@@ -758,33 +809,9 @@ fn run_config(
         .map_err(|e| e.to_string())?;
 
     let bed = Testbed::up(&plan.prefix, hosts).map_err(|e| format!("testbed: {e}"))?;
-    let mut cluster = Cluster {
-        bed,
-        bins: Bins {
-            dir: plan.bins.clone(),
-        },
-        checker_bin: plan.bins.join("rotor-checker"),
-        dir: dir.to_path_buf(),
-        conf: conf.clone(),
-        config: config.clone(),
-        rotords: HashMap::new(),
-        checkers: Vec::new(),
-        logs: Vec::new(),
-        rate: plan.rate,
-    };
+    let mut cluster = Cluster::new(bed, &plan.bins, dir, &conf, config.clone(), plan.rate);
     nft_reset(&cluster.bed)?;
-    let nodes: Vec<usize> = (1..=config.nodes).collect();
-    let ids: Vec<u32> = nodes.iter().map(|&i| i as u32).collect();
-    for &i in &nodes {
-        cluster.start_rotord(i, &conf)?;
-    }
-    cluster
-        .bed
-        .wait_rotor_ring(&nodes, &ids, &cluster.bins, Duration::from_secs(60))?;
-    for &i in &nodes {
-        cluster.start_checker(i)?;
-    }
-    cluster.wait_group(Duration::from_secs(30))?;
+    cluster.form()?;
     progress(&format!(
         "   ring of {} formed, checkers joined",
         config.nodes

@@ -7,15 +7,14 @@
 //! and the key switch took, how long traffic took to flow everywhere after it) are reported,
 //! never asserted.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use rotor_testbed::rotor::{write_authkey, Bins, Spec};
+use rotor_testbed::rotor::{write_authkey, Spec};
 use rotor_testbed::Testbed;
 
-use crate::campaign::{read_log, signal, wait_or_kill, wait_until, Cluster, Config};
+use crate::campaign::{prepare_run, read_logs, signal, wait_or_kill, wait_until, Cluster, Config};
 use crate::check::{self, Report};
 use crate::record::{self, Line};
 
@@ -101,10 +100,7 @@ pub fn run(
     let _ = std::fs::remove_dir_all(out);
     match steps(bins, out, prefix, &mut result.steps, progress) {
         Ok((logs, since)) => {
-            let parsed: Vec<(String, Vec<Line>)> = logs
-                .iter()
-                .map(|p| (p.display().to_string(), read_log(p)))
-                .collect();
+            let parsed = read_logs(&logs);
             result.report = check::check(&parsed);
             result.unexpected = unexpected_changes(&parsed, since);
         }
@@ -189,50 +185,22 @@ fn steps(
     steps: &mut Vec<Step>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Logs, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let key = dir.join("authkey");
-    write_authkey(&key).map_err(|e| format!("authkey: {e}"))?;
-    let state = dir.join("state");
-    std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
-    let mut spec = Spec::new(CLUSTER);
+    let (key, mut spec) = prepare_run(dir, CLUSTER)?;
     spec.transport = "udpu".into();
     spec.totem.push(("token".into(), "300".into()));
-    // Blocking poll: four nodes and their checkers share two cores.
-    spec.extra = format!(
-        "system {{\n  state_dir: {}\n}}\nrotor {{\n  poll_mode: blocking\n}}\n",
-        state.display()
-    );
     // One file for every node (the hosts share the file system): editing it is editing every
     // node's corosync.conf.
     let conf = dir.join("corosync.conf");
     write_conf(&spec, &conf, 3, &key)?;
     let bed = Testbed::up(prefix, 4).map_err(|e| format!("testbed: {e}"))?;
-    let mut cl = Cluster {
-        bed,
-        bins: Bins { dir: bins.clone() },
-        checker_bin: bins.join("rotor-checker"),
-        dir: dir.to_path_buf(),
-        conf: conf.clone(),
-        config: Config {
-            nodes: 3,
-            transport: "udpu",
-            token_ms: Some(300),
-            faults: None,
-        },
-        rotords: HashMap::new(),
-        checkers: Vec::new(),
-        logs: Vec::new(),
-        rate: 200,
+    let config = Config {
+        nodes: 3,
+        transport: "udpu",
+        token_ms: Some(300),
+        faults: None,
     };
-    for i in 1..=3 {
-        cl.start_rotord(i, &conf)?;
-    }
-    cl.bed
-        .wait_rotor_ring(&[1, 2, 3], &[1, 2, 3], &cl.bins, Duration::from_secs(60))?;
-    for i in 1..=3 {
-        cl.start_checker(i)?;
-    }
-    cl.wait_group(Duration::from_secs(30))?;
+    let mut cl = Cluster::new(bed, &bins, dir, &conf, config, 200);
+    cl.form()?;
     progress("ring of 3 formed, checkers joined");
     std::thread::sleep(Duration::from_secs(1));
     // Every ring and group change from here on must be node 4's.

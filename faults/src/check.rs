@@ -497,6 +497,21 @@ mod tests {
             .collect()
     }
 
+    /// Asserts that checking `logs` reports a violation of `kind`.
+    fn assert_caught(logs: &[(String, Vec<Line>)], kind: &str) {
+        let r = check(logs);
+        assert!(
+            kinds(&r).iter().any(|k| k == kind),
+            "{kind}: {:?}",
+            r.violations
+        );
+    }
+
+    /// Where in `lines` the delivery of `node`'s message `seq` stands.
+    fn delivery_index(lines: &[Line], node: u32, seq: u64) -> usize {
+        lines.iter().position(|l| *l == deliver(node, seq)).unwrap()
+    }
+
     #[test]
     fn a_correct_history_passes() {
         let r = check(&good());
@@ -511,14 +526,9 @@ mod tests {
         let mut logs = good();
         // Node 2 swaps two deliveries of different senders.
         let lines = &mut logs[1].1;
-        let a = lines.iter().position(|l| *l == deliver(1, 1)).unwrap();
+        let a = delivery_index(lines, 1, 1);
         lines.swap(a, a + 1);
-        let r = check(&logs);
-        assert!(
-            kinds(&r).contains(&"total order".to_owned()),
-            "{:?}",
-            r.violations
-        );
+        assert_caught(&logs, "total order");
     }
 
     #[test]
@@ -543,14 +553,9 @@ mod tests {
     fn a_gap_in_one_senders_sequence_is_caught() {
         let mut logs = good();
         let lines = &mut logs[0].1;
-        let a = lines.iter().position(|l| *l == deliver(3, 2)).unwrap();
+        let a = delivery_index(lines, 3, 2);
         lines.remove(a);
-        let r = check(&logs);
-        assert!(
-            kinds(&r).contains(&"per-sender order".to_owned()),
-            "{:?}",
-            r.violations
-        );
+        assert_caught(&logs, "per-sender order");
     }
 
     #[test]
@@ -559,21 +564,11 @@ mod tests {
         // Node 3 gets node 1's first message before the change that adds it.
         let lines = &mut logs[2].1;
         lines.insert(3, deliver(1, 0));
-        let r = check(&logs);
-        assert!(
-            kinds(&r).contains(&"self-inclusion".to_owned()),
-            "{:?}",
-            r.violations
-        );
+        assert_caught(&logs, "self-inclusion");
         // And a first change that lists others only.
         let mut logs = good();
         logs[2].1[3] = conf(&[1, 2], &[1, 2], &[]);
-        let r = check(&logs);
-        assert!(
-            kinds(&r).contains(&"self-inclusion".to_owned()),
-            "{:?}",
-            r.violations
-        );
+        assert_caught(&logs, "self-inclusion");
     }
 
     #[test]
@@ -582,14 +577,9 @@ mod tests {
         // Node 2 misses node 3's last message in the view all three shared, yet moves on to
         // the same next view as node 1.
         let lines = &mut logs[1].1;
-        let a = lines.iter().position(|l| *l == deliver(3, 3)).unwrap();
+        let a = delivery_index(lines, 3, 3);
         lines.remove(a);
-        let r = check(&logs);
-        assert!(
-            kinds(&r).contains(&"virtual synchrony".to_owned()),
-            "{:?}",
-            r.violations
-        );
+        assert_caught(&logs, "virtual synchrony");
     }
 
     #[test]
@@ -607,12 +597,7 @@ mod tests {
         let r = check(&logs);
         assert!(r.ok(), "{:?}", r.violations);
         logs[2].1.push(deliver(1, 4));
-        let r = check(&logs);
-        assert!(
-            kinds(&r).contains(&"self-inclusion".to_owned()),
-            "{:?}",
-            r.violations
-        );
+        assert_caught(&logs, "self-inclusion");
     }
 
     #[test]

@@ -9,14 +9,12 @@
 //! and how long until every checker delivered a message every other sent after the fault) are
 //! reported, never asserted.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rotor_testbed::rotor::{write_authkey, Bins, Spec};
 use rotor_testbed::Testbed;
 
-use crate::campaign::{nft_reset, nft_rules, read_log, wait_until, Cluster, Config};
+use crate::campaign::{nft_reset, nft_rules, prepare_run, read_logs, wait_until, Cluster, Config};
 use crate::check::{self, Report};
 use crate::record::{self, Line};
 
@@ -131,10 +129,7 @@ pub fn run(
     let _ = std::fs::remove_dir_all(out);
     match steps(bins, out, prefix, plan, &mut result, progress) {
         Ok((logs, span)) => {
-            let parsed: Vec<(String, Vec<Line>)> = logs
-                .iter()
-                .map(|p| (p.display().to_string(), read_log(p)))
-                .collect();
+            let parsed = read_logs(&logs);
             result.report = check::check(&parsed);
             result.unexpected = unexpected_changes(&parsed, span);
         }
@@ -204,57 +199,30 @@ fn steps(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Logs, String> {
     let (mode, faults) = (plan.mode.as_str(), plan.faults);
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let key = dir.join("authkey");
-    write_authkey(&key).map_err(|e| format!("authkey: {e}"))?;
-    let state = dir.join("state");
-    std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
-    let mut spec = Spec::new(CLUSTER);
+    let (key, mut spec) = prepare_run(dir, CLUSTER)?;
     spec.transport = "udpu".into();
     spec.links = 2;
     spec.totem.extend(plan.totem.iter().cloned());
     spec.totem.push(("link_mode".into(), mode.into()));
-    spec.extra = format!(
-        "system {{\n  state_dir: {}\n}}\nrotor {{\n  poll_mode: blocking\n}}\n",
-        state.display()
-    );
     let conf = dir.join("corosync.conf");
     std::fs::write(&conf, spec.corosync_conf(3, &key))
         .map_err(|e| format!("{}: {e}", conf.display()))?;
     let bed = Testbed::up(prefix, 3).map_err(|e| format!("testbed: {e}"))?;
     bed.add_link(1)
         .map_err(|e| format!("testbed link 1: {e}"))?;
-    let mut cl = Cluster {
-        bed,
-        bins: Bins { dir: bins.clone() },
-        checker_bin: bins.join("rotor-checker"),
-        dir: dir.to_path_buf(),
-        conf: conf.clone(),
-        config: Config {
-            nodes: 3,
-            transport: "udpu",
-            token_ms: plan
-                .totem
-                .iter()
-                .find(|(k, _)| k == "token")
-                .and_then(|(_, v)| v.parse().ok()),
-            faults: None,
-        },
-        rotords: HashMap::new(),
-        checkers: Vec::new(),
-        logs: Vec::new(),
-        rate: 200,
+    let config = Config {
+        nodes: 3,
+        transport: "udpu",
+        token_ms: plan
+            .totem
+            .iter()
+            .find(|(k, _)| k == "token")
+            .and_then(|(_, v)| v.parse().ok()),
+        faults: None,
     };
+    let mut cl = Cluster::new(bed, &bins, dir, &conf, config, 200);
     nft_reset(&cl.bed)?;
-    for i in 1..=3 {
-        cl.start_rotord(i, &conf)?;
-    }
-    cl.bed
-        .wait_rotor_ring(&[1, 2, 3], &[1, 2, 3], &cl.bins, Duration::from_secs(60))?;
-    for i in 1..=3 {
-        cl.start_checker(i)?;
-    }
-    cl.wait_group(Duration::from_secs(30))?;
+    cl.form()?;
     let up = wait_until(POLL_EVERY_LINKS, WAIT_MAX, || {
         (0..2).all(|l| connected(&cl, 1, 2, l) == 1 && connected(&cl, 1, 3, l) == 1)
     });

@@ -6,11 +6,7 @@
 mod common;
 
 use totem_core::config::explicit;
-use totem_core::{
-    ClusterShape, Dest, GatherCause, Instant, Node, NodeId, Notice, State, TotemSettings,
-};
-
-const MS: u64 = 1_000_000;
+use totem_core::{ClusterShape, GatherCause, Instant, Node, NodeId, Notice, State, TotemSettings};
 
 const SHAPE: ClusterShape = ClusterShape {
     nodelist_count: 3,
@@ -49,53 +45,19 @@ impl Cluster {
 
     /// Runs until simulated time `until_ms`, delivering every datagram at once.
     fn run_until(&mut self, until_ms: u64) {
-        loop {
-            let mut wire = Vec::new();
-            for (i, n) in self.nodes.iter_mut().enumerate() {
-                while let Some(t) = n.poll_transmit() {
-                    if self.alive[i] {
-                        wire.push((i, t.dest, t.bytes));
-                    }
-                }
+        let notices = &mut self.notices;
+        common::run_until(
+            &mut self.nodes,
+            &self.alive,
+            &mut self.now,
+            until_ms,
+            |i, n| {
                 while n.poll_event().is_some() {}
                 while let Some(notice) = n.poll_notice() {
-                    self.notices[i].push(notice);
+                    notices[i].push(notice);
                 }
-            }
-            if !wire.is_empty() {
-                for (from, dest, bytes) in wire {
-                    for to in 0..self.nodes.len() {
-                        let addressed = match dest {
-                            Dest::All => to != from,
-                            Dest::Node(id) => id.0 as usize == to + 1,
-                        };
-                        if addressed && self.alive[to] {
-                            let sender = NodeId(from as u32 + 1);
-                            self.nodes[to].handle_datagram(Instant(self.now), sender, &bytes);
-                        }
-                    }
-                }
-                continue;
-            }
-            let next = self
-                .nodes
-                .iter()
-                .zip(&self.alive)
-                .filter(|(_, alive)| **alive)
-                .filter_map(|(n, _)| n.poll_timeout())
-                .min()
-                .map_or(u64::MAX, |t| t.0);
-            if next > until_ms * MS {
-                self.now = until_ms * MS;
-                return;
-            }
-            self.now = next.max(self.now);
-            for (n, alive) in self.nodes.iter_mut().zip(&self.alive) {
-                if *alive && n.poll_timeout().is_some_and(|t| t.0 <= self.now) {
-                    n.handle_timeout(Instant(self.now));
-                }
-            }
-        }
+            },
+        );
     }
 
     fn formed(&self, i: usize) -> Vec<(Vec<u32>, Vec<u32>, Vec<u32>)> {

@@ -10,8 +10,8 @@ mod common;
 
 use totem_core::config::explicit;
 use totem_core::{
-    ChangeEvent, ChangeKind, ClusterShape, ConfigIdentity, Dest, Instant, Node, NodeConfig, NodeId,
-    Notice, Outcome, Proposal, RoundId, State, TotemSettings,
+    ChangeEvent, ChangeKind, ClusterShape, ConfigIdentity, Node, NodeConfig, NodeId, Notice,
+    Outcome, Proposal, RoundId, State, TotemSettings,
 };
 
 const MS: u64 = 1_000_000;
@@ -90,62 +90,28 @@ impl Cluster {
     }
 
     fn run_until(&mut self, until_ms: u64) {
-        loop {
-            let mut wire = Vec::new();
-            for (i, n) in self.nodes.iter_mut().enumerate() {
-                while let Some(t) = n.poll_transmit() {
-                    if self.alive[i] {
-                        wire.push((i, t.dest, t.bytes));
-                    }
-                }
+        let (rings, changes, notices) = (&mut self.rings, &mut self.changes, &mut self.notices);
+        common::run_until(
+            &mut self.nodes,
+            &self.alive,
+            &mut self.now,
+            until_ms,
+            |i, n| {
                 while let Some(ev) = n.poll_event() {
                     if let totem_core::Event::Config(c) = ev {
                         if c.kind == totem_core::ConfigKind::Regular {
-                            self.rings[i] += 1;
+                            rings[i] += 1;
                         }
                     }
                 }
                 while let Some(ev) = n.poll_change() {
-                    self.changes[i].push(ev);
+                    changes[i].push(ev);
                 }
                 while let Some(notice) = n.poll_notice() {
-                    self.notices[i].push(notice);
+                    notices[i].push(notice);
                 }
-            }
-            if !wire.is_empty() {
-                for (from, dest, bytes) in wire {
-                    for to in 0..self.nodes.len() {
-                        let addressed = match dest {
-                            Dest::All => to != from,
-                            Dest::Node(id) => id.0 as usize == to + 1,
-                        };
-                        if addressed && self.alive[to] {
-                            let sender = NodeId(from as u32 + 1);
-                            self.nodes[to].handle_datagram(Instant(self.now), sender, &bytes);
-                        }
-                    }
-                }
-                continue;
-            }
-            let next = self
-                .nodes
-                .iter()
-                .zip(&self.alive)
-                .filter(|(_, alive)| **alive)
-                .filter_map(|(n, _)| n.poll_timeout())
-                .min()
-                .map_or(u64::MAX, |t| t.0);
-            if next > until_ms * MS {
-                self.now = until_ms * MS;
-                return;
-            }
-            self.now = next.max(self.now);
-            for (n, alive) in self.nodes.iter_mut().zip(&self.alive) {
-                if *alive && n.poll_timeout().is_some_and(|t| t.0 <= self.now) {
-                    n.handle_timeout(Instant(self.now));
-                }
-            }
-        }
+            },
+        );
     }
 
     /// Takes the change events each node has seen so far.

@@ -74,12 +74,63 @@ fn source(addr: IpAddr, node_id: u32, link: u8) -> Source {
     }
 }
 
-fn cluster_ipv4_frame() -> Vec<u8> {
+/// The source port of the frame builders' datagrams unless a test names another.
+const CLIENT_PORT: u16 = 40000;
+
+/// UDP over IPv4 (no options) in an Ethernet frame, behind a VLAN tag when `vlan` is given.
+fn udp_v4_frame(
+    vlan: Option<u16>,
+    source_port: u16,
+    destination_port: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    ethernet(
+        ETH_P_IP,
+        vlan,
+        &ipv4(
+            IPPROTO_UDP,
+            &[],
+            0,
+            &udp(source_port, destination_port, payload),
+        ),
+    )
+}
+
+/// UDP over IPv6 (no extension headers) in an Ethernet frame, behind a VLAN tag when `vlan` is
+/// given.
+fn udp_v6_frame(
+    vlan: Option<u16>,
+    source_port: u16,
+    destination_port: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    ethernet(
+        ETH_P_IPV6,
+        vlan,
+        &ipv6(IPPROTO_UDP, &udp(source_port, destination_port, payload)),
+    )
+}
+
+/// Cluster UDP over IPv4 with the IPv4 flags-and-fragment-offset field set to `fragment`.
+fn cluster_ipv4_fragment(fragment: u16, payload: &[u8]) -> Vec<u8> {
     ethernet(
         ETH_P_IP,
         None,
-        &ipv4(IPPROTO_UDP, &[], 0, &udp(40000, CLUSTER_PORT, b"rotor")),
+        &ipv4(
+            IPPROTO_UDP,
+            &[],
+            fragment,
+            &udp(CLIENT_PORT, CLUSTER_PORT, payload),
+        ),
     )
+}
+
+fn cluster_ipv4_frame() -> Vec<u8> {
+    udp_v4_frame(None, CLIENT_PORT, CLUSTER_PORT, b"rotor")
+}
+
+fn cluster_ipv6_frame() -> Vec<u8> {
+    udp_v6_frame(None, CLIENT_PORT, CLUSTER_PORT, b"rotor")
 }
 
 // With no AF_XDP socket in the xsks map, a cluster frame falls back to XDP_PASS and counts as
@@ -110,7 +161,7 @@ fn cluster_udp_over_ipv4_with_options_is_cluster_traffic() {
             IPPROTO_UDP,
             &options[..8],
             0,
-            &udp(40000, CLUSTER_PORT, b"x"),
+            &udp(CLIENT_PORT, CLUSTER_PORT, b"x"),
         ),
     );
     assert_eq!(run(&program, &frame), (XdpAction::Pass, CLUSTER));
@@ -121,12 +172,10 @@ fn cluster_udp_over_ipv6_is_cluster_traffic() {
     let Some(program) = load("cluster_udp_over_ipv6_is_cluster_traffic") else {
         return;
     };
-    let frame = ethernet(
-        ETH_P_IPV6,
-        None,
-        &ipv6(IPPROTO_UDP, &udp(40000, CLUSTER_PORT, b"rotor")),
+    assert_eq!(
+        run(&program, &cluster_ipv6_frame()),
+        (XdpAction::Pass, CLUSTER)
     );
-    assert_eq!(run(&program, &frame), (XdpAction::Pass, CLUSTER));
 }
 
 #[test]
@@ -134,17 +183,9 @@ fn cluster_udp_behind_a_vlan_tag_is_cluster_traffic() {
     let Some(program) = load("cluster_udp_behind_a_vlan_tag_is_cluster_traffic") else {
         return;
     };
-    let frame = ethernet(
-        ETH_P_IP,
-        Some(42),
-        &ipv4(IPPROTO_UDP, &[], 0, &udp(40000, CLUSTER_PORT, b"rotor")),
-    );
+    let frame = udp_v4_frame(Some(42), CLIENT_PORT, CLUSTER_PORT, b"rotor");
     assert_eq!(run(&program, &frame), (XdpAction::Pass, CLUSTER));
-    let frame = ethernet(
-        ETH_P_IPV6,
-        Some(42),
-        &ipv6(IPPROTO_UDP, &udp(40000, CLUSTER_PORT, b"rotor")),
-    );
+    let frame = udp_v6_frame(Some(42), CLIENT_PORT, CLUSTER_PORT, b"rotor");
     assert_eq!(run(&program, &frame), (XdpAction::Pass, CLUSTER));
 }
 
@@ -153,17 +194,9 @@ fn other_udp_port_passes() {
     let Some(program) = load("other_udp_port_passes") else {
         return;
     };
-    let frame = ethernet(
-        ETH_P_IP,
-        None,
-        &ipv4(IPPROTO_UDP, &[], 0, &udp(CLUSTER_PORT, OTHER_PORT, b"dns?")),
-    );
+    let frame = udp_v4_frame(None, CLUSTER_PORT, OTHER_PORT, b"dns?");
     assert_eq!(run(&program, &frame), (XdpAction::Pass, PASSED));
-    let frame = ethernet(
-        ETH_P_IPV6,
-        None,
-        &ipv6(IPPROTO_UDP, &udp(CLUSTER_PORT, OTHER_PORT, b"dns?")),
-    );
+    let frame = udp_v6_frame(None, CLUSTER_PORT, OTHER_PORT, b"dns?");
     assert_eq!(run(&program, &frame), (XdpAction::Pass, PASSED));
 }
 
@@ -175,13 +208,13 @@ fn tcp_passes() {
     let frame = ethernet(
         ETH_P_IP,
         None,
-        &ipv4(IPPROTO_TCP, &[], 0, &tcp(40000, CLUSTER_PORT)),
+        &ipv4(IPPROTO_TCP, &[], 0, &tcp(CLIENT_PORT, CLUSTER_PORT)),
     );
     assert_eq!(run(&program, &frame), (XdpAction::Pass, PASSED));
     let frame = ethernet(
         ETH_P_IPV6,
         None,
-        &ipv6(IPPROTO_TCP, &tcp(40000, CLUSTER_PORT)),
+        &ipv6(IPPROTO_TCP, &tcp(CLIENT_PORT, CLUSTER_PORT)),
     );
     assert_eq!(run(&program, &frame), (XdpAction::Pass, PASSED));
 }
@@ -202,7 +235,7 @@ fn ipv6_extension_headers_pass_to_the_kernel() {
     };
     // A routing header (8 bytes) in front of cluster UDP: left to the kernel.
     let mut payload = vec![IPPROTO_UDP, 0, 0, 0, 0, 0, 0, 0];
-    payload.extend_from_slice(&udp(40000, CLUSTER_PORT, b"rotor"));
+    payload.extend_from_slice(&udp(CLIENT_PORT, CLUSTER_PORT, b"rotor"));
     let frame = ethernet(ETH_P_IPV6, None, &ipv6(IPPROTO_IPV6_ROUTING, &payload));
     assert_eq!(run(&program, &frame), (XdpAction::Pass, PASSED));
 }
@@ -213,30 +246,13 @@ fn ipv4_fragments_pass_to_the_kernel() {
         return;
     };
     // A non-first fragment (offset 185 × 8 bytes): its "UDP header" is payload bytes.
-    let frame = ethernet(
-        ETH_P_IP,
-        None,
-        &ipv4(IPPROTO_UDP, &[], 185, &udp(40000, CLUSTER_PORT, b"tail")),
-    );
+    let frame = cluster_ipv4_fragment(185, b"tail");
     assert_eq!(run(&program, &frame), (XdpAction::Pass, PASSED));
     // The first fragment (more-fragments bit): the kernel reassembles the whole datagram.
-    let frame = ethernet(
-        ETH_P_IP,
-        None,
-        &ipv4(IPPROTO_UDP, &[], 0x2000, &udp(40000, CLUSTER_PORT, b"head")),
-    );
+    let frame = cluster_ipv4_fragment(0x2000, b"head");
     assert_eq!(run(&program, &frame), (XdpAction::Pass, PASSED));
     // Don't-fragment alone is not a fragment.
-    let frame = ethernet(
-        ETH_P_IP,
-        None,
-        &ipv4(
-            IPPROTO_UDP,
-            &[],
-            0x4000,
-            &udp(40000, CLUSTER_PORT, b"whole"),
-        ),
-    );
+    let frame = cluster_ipv4_fragment(0x4000, b"whole");
     assert_eq!(run(&program, &frame), (XdpAction::Pass, CLUSTER));
 }
 
@@ -248,16 +264,8 @@ fn truncated_and_malformed_headers_pass_and_count_not_parsed() {
     // The kernel's test run refuses frames shorter than an Ethernet header (14 bytes), so the
     // shortest case is a VLAN tag cut off after the Ethernet header.
     let full_ipv4 = cluster_ipv4_frame();
-    let full_ipv6 = ethernet(
-        ETH_P_IPV6,
-        None,
-        &ipv6(IPPROTO_UDP, &udp(40000, CLUSTER_PORT, b"rotor")),
-    );
-    let vlan = ethernet(
-        ETH_P_IP,
-        Some(7),
-        &ipv4(IPPROTO_UDP, &[], 0, &udp(40000, CLUSTER_PORT, b"rotor")),
-    );
+    let full_ipv6 = cluster_ipv6_frame();
+    let vlan = udp_v4_frame(Some(7), CLIENT_PORT, CLUSTER_PORT, b"rotor");
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("VLAN tag cut short", vlan[..15].to_vec()),
         ("IPv4 header cut short", full_ipv4[..14 + 19].to_vec()),
@@ -311,11 +319,7 @@ fn set_ports_changes_what_is_cluster_traffic() {
     let Some(program) = load("set_ports_changes_what_is_cluster_traffic") else {
         return;
     };
-    let to_other = ethernet(
-        ETH_P_IP,
-        None,
-        &ipv4(IPPROTO_UDP, &[], 0, &udp(40000, OTHER_PORT, b"x")),
-    );
+    let to_other = udp_v4_frame(None, CLIENT_PORT, OTHER_PORT, b"x");
     assert_eq!(run(&program, &to_other), (XdpAction::Pass, PASSED));
     program.set_ports(&[OTHER_PORT, 7000]).unwrap();
     assert_eq!(program.ports().unwrap(), vec![OTHER_PORT, 7000]);
@@ -369,14 +373,6 @@ fn inherited_map_fds_are_checked_and_share_the_program_maps() {
     }
 }
 
-fn cluster_ipv6_frame() -> Vec<u8> {
-    ethernet(
-        ETH_P_IPV6,
-        None,
-        &ipv6(IPPROTO_UDP, &udp(40000, CLUSTER_PORT, b"rotor")),
-    )
-}
-
 // The source filter: with no AF_XDP socket, a frame from a listed address takes the cluster
 // branch (no_socket; it would be redirected with a socket), any other is refused as configured.
 
@@ -417,11 +413,7 @@ fn listed_sources_are_cluster_traffic_and_others_pass_or_drop() {
         (XdpAction::Pass, UNKNOWN_PASSED)
     );
     // Traffic to other ports from unknown sources is not the filter's business.
-    let to_other = ethernet(
-        ETH_P_IP,
-        None,
-        &ipv4(IPPROTO_UDP, &[], 0, &udp(40000, OTHER_PORT, b"x")),
-    );
+    let to_other = udp_v4_frame(None, CLIENT_PORT, OTHER_PORT, b"x");
     assert_eq!(run(&program, &to_other), (XdpAction::Pass, PASSED));
 
     program

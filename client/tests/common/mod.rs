@@ -3,6 +3,10 @@
 
 use std::path::PathBuf;
 
+// Only the network-namespace tests start rotords on testbed hosts.
+#[allow(dead_code)]
+pub mod daemons;
+
 /// The target directory of this build, after making sure rotord and rotor-dataplane in it are
 /// current: `cargo test -p rotor-client` alone neither builds other packages' binaries nor
 /// rebuilds stale ones (a stale rotord would speak an older ring version); when they are
