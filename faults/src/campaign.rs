@@ -842,11 +842,7 @@ fn run_config(
                     b.as_millis()
                 ))
                 .unwrap_or_default(),
-            if r.problems.is_empty() {
-                String::new()
-            } else {
-                format!(" PROBLEMS: {}", r.problems.join("; "))
-            }
+            problems_suffix(&r.problems)
         ));
         let stuck = r.recovery.is_none();
         results.push(r);
@@ -1290,6 +1286,16 @@ pub fn markdown(results: &[ConfigResult]) -> String {
         );
     }
     s
+}
+
+/// What ends a step's summary line: nothing when the step found no problem, else the
+/// problems after ` PROBLEMS: `.
+pub fn problems_suffix(problems: &[String]) -> String {
+    if problems.is_empty() {
+        String::new()
+    } else {
+        format!(" PROBLEMS: {}", problems.join("; "))
+    }
 }
 
 #[cfg(test)]

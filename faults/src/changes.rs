@@ -68,11 +68,7 @@ impl ChangesResult {
                 st.recovery
                     .map(|d| format!("{} ms", d.as_millis()))
                     .unwrap_or_else(|| "none".into()),
-                if st.problems.is_empty() {
-                    String::new()
-                } else {
-                    format!(" PROBLEMS: {}", st.problems.join("; "))
-                }
+                crate::campaign::problems_suffix(&st.problems)
             ));
         }
         s.push_str(

@@ -69,11 +69,7 @@ impl LinksResult {
                 ms(st.detected),
                 ms(st.flowing),
                 ms(st.back),
-                if st.problems.is_empty() {
-                    String::new()
-                } else {
-                    format!(" PROBLEMS: {}", st.problems.join("; "))
-                }
+                crate::campaign::problems_suffix(&st.problems)
             ));
         }
         s.push_str(

@@ -7,19 +7,14 @@
 //! group changes are node 4's. Figures are printed, never asserted. About a minute; testbed
 //! prefix `rc`.
 
-use std::path::Path;
+mod common;
 
 #[test]
 fn runtime_changes_under_cpg_load() {
     if !rotor_testbed::root_or_skip("runtime changes run on network-namespace hosts") {
         return;
     }
-    rotor_testbed::rotor::cargo_build(&["rotor-control", "rotor-dataplane", "rotor-client"])
-        .expect("building rotord, rotor-dataplane and rotor");
-    let bins = Path::new(env!("CARGO_BIN_EXE_rotor-checker"))
-        .parent()
-        .expect("the checker sits in a directory")
-        .to_path_buf();
+    let bins = common::built_bins();
     let out = std::env::temp_dir().join(format!("rotor-changes-{}", std::process::id()));
     let result = rotor_faults::changes::run(bins, &out, "rc", &mut |line| eprintln!("{line}"));
     let summary = result.summary();

@@ -6,19 +6,14 @@
 //! and traffic must flow everywhere after every heal. The figures are printed, never asserted
 //! (`cargo xtask faults` runs the full matrix). About two minutes; testbed prefix `fq`.
 
-use std::path::Path;
+mod common;
 
 #[test]
 fn quick_fault_matrix() {
     if !rotor_testbed::root_or_skip("the fault campaign builds network-namespace hosts") {
         return;
     }
-    rotor_testbed::rotor::cargo_build(&["rotor-control", "rotor-dataplane", "rotor-client"])
-        .expect("building rotord, rotor-dataplane and rotor");
-    let bins = Path::new(env!("CARGO_BIN_EXE_rotor-checker"))
-        .parent()
-        .expect("the checker sits in a directory")
-        .to_path_buf();
+    let bins = common::built_bins();
     let out = std::env::temp_dir().join(format!("rotor-faults-suite-{}", std::process::id()));
     let plan = rotor_faults::campaign::Plan::quick(bins, out.clone());
     let results = rotor_faults::campaign::run(&plan, &mut |line| eprintln!("{line}"));

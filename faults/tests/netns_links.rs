@@ -7,7 +7,7 @@
 //! and rr put frames on both. Figures are printed, never asserted. A few minutes; testbed
 //! prefix `lk` (hosts lk1..lk3, switch lksw).
 
-use std::path::Path;
+mod common;
 
 use rotor_faults::links::{run, LinksPlan};
 
@@ -16,12 +16,7 @@ fn links_fail_over_without_a_membership_change() {
     if !rotor_testbed::root_or_skip("redundant links run on network-namespace hosts") {
         return;
     }
-    rotor_testbed::rotor::cargo_build(&["rotor-control", "rotor-dataplane", "rotor-client"])
-        .expect("building rotord, rotor-dataplane and rotor");
-    let bins = Path::new(env!("CARGO_BIN_EXE_rotor-checker"))
-        .parent()
-        .expect("the checker sits in a directory")
-        .to_path_buf();
+    let bins = common::built_bins();
     let mut failed = Vec::new();
     for (mode, faults) in [("passive", true), ("active", false), ("rr", false)] {
         let out = std::env::temp_dir().join(format!("rotor-links-{mode}-{}", std::process::id()));

@@ -8,7 +8,7 @@ mod common;
 
 use totem_core::config::explicit;
 use totem_core::wire::{DataHdr, Header, TokenHdr, KIND_DATA, KIND_TOKEN};
-use totem_core::{ClusterShape, Event, Guarantee, Node, Request, TotemSettings};
+use totem_core::{ClusterShape, Event, Node, TotemSettings};
 use zerocopy::FromBytes;
 
 const MS: u64 = 1_000_000;
@@ -118,25 +118,10 @@ fn visits_with(accelerated_window: u32) -> (Vec<Visit>, [usize; 3]) {
     run(&mut nodes, &mut now, 3_000, &mut visits, &mut delivered);
     assert!(nodes.iter().all(Node::is_operational), "no ring formed");
     assert_eq!(nodes[0].members().len(), 3);
-    for n in &mut nodes {
-        n.submit(Request::Join {
-            group: GROUP,
-            pid: PID,
-        })
-        .expect("join");
-    }
+    common::join_all(&mut nodes, GROUP, PID);
     run(&mut nodes, &mut now, 4_000, &mut visits, &mut delivered);
     let data = [0x5au8; 1000];
-    for _ in 0..MESSAGES {
-        nodes[0]
-            .submit(Request::Mcast {
-                group: GROUP,
-                pid: PID,
-                guarantee: Guarantee::Agreed,
-                data: &data,
-            })
-            .expect("mcast");
-    }
+    common::mcast_agreed(&mut nodes[0], GROUP, PID, &data, MESSAGES);
     visits.clear();
     run(&mut nodes, &mut now, 20_000, &mut visits, &mut delivered);
     visits.retain(|v| !v.before.is_empty() || !v.after.is_empty());

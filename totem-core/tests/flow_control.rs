@@ -9,7 +9,7 @@ mod common;
 
 use totem_core::config::explicit;
 use totem_core::wire::{KIND_DATA, KIND_TOKEN};
-use totem_core::{ClusterShape, Event, Guarantee, Node, Request, TotemSettings};
+use totem_core::{ClusterShape, Event, Node, TotemSettings};
 
 const MS: u64 = 1_000_000;
 const WINDOW: u32 = 10;
@@ -110,25 +110,10 @@ fn load(nodes: &mut [Node], now: &mut u64, lost: &mut usize, seen: &mut Seen) {
     run(nodes, now, 3_000, (false, lost), seen);
     assert!(nodes.iter().all(Node::is_operational), "no ring formed");
     assert_eq!(nodes[0].members().len(), 3);
-    for n in nodes.iter_mut() {
-        n.submit(Request::Join {
-            group: GROUP,
-            pid: PID,
-        })
-        .expect("join");
-    }
+    common::join_all(nodes, GROUP, PID);
     run(nodes, now, 4_000, (false, lost), seen);
     let data = [0x5au8; 1000];
-    for _ in 0..MESSAGES {
-        nodes[0]
-            .submit(Request::Mcast {
-                group: GROUP,
-                pid: PID,
-                guarantee: Guarantee::Agreed,
-                data: &data,
-            })
-            .expect("mcast");
-    }
+    common::mcast_agreed(&mut nodes[0], GROUP, PID, &data, MESSAGES);
     seen.node1_frames_per_visit.clear();
 }
 

@@ -1,7 +1,8 @@
 //! What the in-memory cluster tests share: a node as they all build it.
 
 use totem_core::{
-    cluster_hash, ClusterShape, Dest, Instant, Node, NodeConfig, NodeId, TotemSettings,
+    cluster_hash, ClusterShape, Dest, Guarantee, Instant, Node, NodeConfig, NodeId, Request,
+    TotemSettings,
 };
 
 /// A node's config: id `id`, incarnation 1, key 0, no config identity, seeded by its id.
@@ -122,5 +123,27 @@ pub fn run_until(
                 n.handle_timeout(Instant(*now));
             }
         }
+    }
+}
+
+/// Every node's process `pid` joins `group`.
+#[allow(dead_code)] // Only the tests that load a group by hand use it.
+pub fn join_all(nodes: &mut [Node], group: &[u8], pid: u32) {
+    for n in nodes.iter_mut() {
+        n.submit(Request::Join { group, pid }).expect("join");
+    }
+}
+
+/// `count` agreed multicasts of `data` to `group` from `node`'s process `pid`.
+#[allow(dead_code)] // Only the tests that load a group by hand use it.
+pub fn mcast_agreed(node: &mut Node, group: &[u8], pid: u32, data: &[u8], count: usize) {
+    for _ in 0..count {
+        node.submit(Request::Mcast {
+            group,
+            pid,
+            guarantee: Guarantee::Agreed,
+            data,
+        })
+        .expect("mcast");
     }
 }

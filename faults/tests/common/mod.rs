@@ -1,0 +1,14 @@
+//! What the netns runs of the fault crate share: the binaries they start.
+
+use std::path::{Path, PathBuf};
+
+/// Builds rotord, rotor-dataplane and rotor and returns the directory they sit in with this
+/// crate's checker.
+pub fn built_bins() -> PathBuf {
+    rotor_testbed::rotor::cargo_build(&["rotor-control", "rotor-dataplane", "rotor-client"])
+        .expect("building rotord, rotor-dataplane and rotor");
+    Path::new(env!("CARGO_BIN_EXE_rotor-checker"))
+        .parent()
+        .expect("the checker sits in a directory")
+        .to_path_buf()
+}
