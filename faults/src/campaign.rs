@@ -301,13 +301,17 @@ impl Tail {
         };
         self.offset += n as u64;
         self.partial.push_str(&text);
-        let mut lines = Vec::new();
-        while let Some(end) = self.partial.find('\n') {
-            let line: String = self.partial.drain(..=end).collect();
-            if let Some(l) = Line::parse(&line) {
-                lines.push(l);
-            }
-        }
+        // Parse every complete line in place, then drop them in one move: draining line by
+        // line moved the rest of the buffer each time, quadratic in what had piled up, and a
+        // reader that fell behind a loaded checker never caught up again.
+        let Some(end) = self.partial.rfind('\n') else {
+            return Vec::new();
+        };
+        let lines = self.partial[..end]
+            .lines()
+            .filter_map(Line::parse)
+            .collect();
+        self.partial.drain(..=end);
         lines
     }
 }
@@ -1302,6 +1306,7 @@ pub fn problems_suffix(problems: &[String]) -> String {
 mod tests {
     use super::*;
     use crate::record::Proc;
+    use std::io::Write;
 
     fn deliver(t: u64) -> Line {
         Line::Deliver {
@@ -1310,6 +1315,28 @@ mod tests {
             from: Proc { node: 1, pid: 1 },
             msg: None,
         }
+    }
+
+    #[test]
+    fn a_tail_returns_complete_lines_and_keeps_the_one_being_written() {
+        let dir = rotor_testbed::TempDir::new("rotor-tail").unwrap();
+        let path = dir.path().join("log");
+        let text: String = (0..1000).map(|t| deliver(t).to_text() + "\n").collect();
+        let last = deliver(1000).to_text();
+        let (head, tail) = last.split_at(last.len() / 2);
+        std::fs::write(&path, format!("{text}{head}")).unwrap();
+        let mut reader = Tail::new(path.clone());
+        assert_eq!(
+            reader.read_new(),
+            (0..1000).map(deliver).collect::<Vec<_>>()
+        );
+        assert_eq!(reader.read_new(), Vec::new());
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(format!("{tail}\n").as_bytes()).unwrap();
+        assert_eq!(reader.read_new(), vec![deliver(1000)]);
     }
 
     #[test]
