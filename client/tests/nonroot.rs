@@ -96,8 +96,7 @@ fn start() -> Cluster {
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     chown(&state, Some(UID_OWNER), Some(UID_OWNER)).unwrap();
     // Copies every user may run, whatever the permissions of the build directory.
-    rotor_testbed::rotor::cargo_build(&["rotor-control", "rotor-dataplane"])
-        .expect("building rotord and rotor-dataplane");
+    rotor_testbed::rotor::cargo_build().expect("building rotord and rotor-dataplane");
     let built = Path::new(env!("CARGO_BIN_EXE_rotor")).parent().unwrap();
     for name in ["rotord", "rotor-dataplane", "rotor"] {
         std::fs::copy(built.join(name), bin.join(name)).unwrap();

@@ -28,7 +28,7 @@ const CAP_BPF: u64 = 1 << 39;
 /// The directory of `rotord` (this package's binary), after building `rotor-dataplane` and
 /// `rotor` beside it (`cargo test -p rotor-control` builds neither; a no-op when current).
 fn bins() -> Bins {
-    cargo_build(&["rotor-dataplane", "rotor-client"]).unwrap();
+    cargo_build().unwrap();
     Bins {
         dir: Path::new(env!("CARGO_BIN_EXE_rotord"))
             .parent()

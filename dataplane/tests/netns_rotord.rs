@@ -16,8 +16,7 @@ use rotor_testbed::{root_or_skip, Testbed};
 /// `target/<profile>/rotord` and `…/rotor`, built first (`cargo test -p rotor-dataplane`
 /// builds neither; the build is a no-op when they are current).
 fn rotord_and_tool() -> (PathBuf, PathBuf) {
-    rotor_testbed::rotor::cargo_build(&["rotor-control", "rotor-client"])
-        .expect("building rotord and rotor");
+    rotor_testbed::rotor::cargo_build().expect("building rotord and rotor");
     let dataplane = Path::new(env!("CARGO_BIN_EXE_rotor-dataplane"));
     (
         dataplane.with_file_name("rotord"),

@@ -127,32 +127,72 @@ pub fn write_authkey(path: &Path) -> io::Result<()> {
         .write_all(&key)
 }
 
-/// Builds rotord, rotor-dataplane and rotor in `workspace` (with `--release` or not; a no-op
-/// when they are current) and returns the directory cargo put them in, as its JSON messages
-/// report it. Compiler output goes to stderr. For `cargo xtask cluster`, the demo and the
-/// benchmarks.
-pub fn build_bins(workspace: &Path, release: bool) -> io::Result<Bins> {
+/// Every package whose programs or libraries the tests and tools run: rotord, the dataplane,
+/// `rotor`, and the C libraries. Every build here selects all of them, so cargo resolves the
+/// same features each time and a build made for one test is current for the next; a build of
+/// a subset resolved other features and rebuilt (and relinked) what the previous one made.
+pub const PACKAGES: &[&str] = &[
+    "rotor-control",
+    "rotor-dataplane",
+    "rotor-client",
+    "rotor-capi-corosync-common",
+    "rotor-capi-cpg",
+    "rotor-capi-cmap",
+    "rotor-capi-quorum",
+    "rotor-capi-votequorum",
+    "rotor-capi-sam",
+    "rotor-capi-cfg",
+];
+
+/// The variables cargo sets for the program it runs (a test, xtask) that build scripts of our
+/// dependencies watch with `rerun-if-env-changed` (ring and libbpf-sys watch
+/// `CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`, …): passed on to a nested cargo, they made it rebuild
+/// ring, libbpf-sys and all that depends on them, and the next plain build rebuild them again.
+fn is_set_for_the_running_program(name: &str) -> bool {
+    name == "OUT_DIR"
+        || name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_MANIFEST_")
+        || name.starts_with("CARGO_BIN_")
+        || name.starts_with("CARGO_CRATE_")
+        || name.starts_with("CARGO_CFG_")
+        || name == "CARGO_PRIMARY_PACKAGE"
+        || name == "CARGO_TARGET_TMPDIR"
+        || name == "CARGO_RUSTC_CURRENT_DIR"
+}
+
+/// `cargo build` of [`PACKAGES`] with the cargo running us (its environment less what it set
+/// for the running program).
+fn cargo_build_command() -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace).args([
-        "build",
-        "-p",
-        "rotor-control",
-        "-p",
-        "rotor-dataplane",
-        "-p",
-        "rotor-client",
-        "--bins",
-        "--message-format",
-        "json-render-diagnostics",
-    ]);
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_set_for_the_running_program) {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.arg("build");
+    for p in PACKAGES {
+        cmd.args(["-p", p]);
+    }
+    cmd
+}
+
+/// Builds [`PACKAGES`] in `workspace` (with `--release` or not; a no-op when they are current)
+/// and returns the directory cargo put rotord, rotor-dataplane and rotor in, as its JSON
+/// messages report it. Compiler output goes to stderr. For `cargo xtask cluster`, the demo and
+/// the benchmarks.
+pub fn build_bins(workspace: &Path, release: bool) -> io::Result<Bins> {
+    let mut cmd = cargo_build_command();
+    cmd.current_dir(workspace)
+        .args(["--message-format", "json-render-diagnostics"]);
     if release {
         cmd.arg("--release");
     }
     let out = cmd.stderr(Stdio::inherit()).output()?;
     if !out.status.success() {
         return Err(io::Error::other(format!(
-            "cargo build of rotord, rotor-dataplane and rotor: {}",
+            "cargo build of {}: {}",
+            PACKAGES.join(", "),
             out.status
         )));
     }
@@ -167,24 +207,17 @@ pub fn build_bins(workspace: &Path, release: bool) -> io::Result<Bins> {
         .ok_or_else(|| io::Error::other("cargo build did not report the rotord executable"))
 }
 
-/// Builds `packages` (`cargo build -p …`, with the cargo running the tests): a test of one
-/// package needs the binaries of others, which `cargo test -p` neither builds nor rebuilds
-/// when stale (a stale rotord would speak an older ring version). A no-op when they are
-/// current. The error says which packages failed.
-pub fn cargo_build(packages: &[&str]) -> io::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.arg("build");
-    for p in packages {
-        cmd.args(["-p", p]);
-    }
-    let status = cmd.status()?;
+/// Builds [`PACKAGES`] (debug) for a test: a test of one package needs the binaries and
+/// libraries of others, which `cargo test -p` neither builds nor rebuilds when stale (a stale
+/// rotord would speak an older ring version). A no-op when they are current.
+pub fn cargo_build() -> io::Result<()> {
+    let status = cargo_build_command().status()?;
     if status.success() {
         Ok(())
     } else {
         Err(io::Error::other(format!(
             "cargo build of {}: {status}",
-            packages.join(", ")
+            PACKAGES.join(", ")
         )))
     }
 }

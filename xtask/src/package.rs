@@ -85,11 +85,9 @@ fn parse(args: &[String]) -> Result<(bool, Option<PathBuf>), String> {
     Ok((debug, out))
 }
 
-/// The cargo packages whose outputs the package holds.
-pub fn cargo_packages() -> Vec<&'static str> {
-    let mut p = vec!["rotor-control", "rotor-dataplane", "rotor-client"];
-    p.extend(LIBRARIES.iter().map(|l| l.package));
-    p
+/// The cargo packages whose outputs the package holds: the ones every test build makes.
+pub fn cargo_packages() -> &'static [&'static str] {
+    rotor_testbed::rotor::PACKAGES
 }
 
 pub fn run(args: &[String]) -> Result<(), String> {
@@ -278,6 +276,13 @@ mod tests {
     use std::process::Stdio;
     use std::time::{Duration, Instant};
 
+    #[test]
+    fn the_test_build_makes_every_library_the_package_holds() {
+        for lib in LIBRARIES {
+            assert!(cargo_packages().contains(&lib.package), "{}", lib.package);
+        }
+    }
+
     fn dpkg_deb(args: &[&str], deb: &Path) -> String {
         run_ok("dpkg-deb", Command::new("dpkg-deb").args(args).arg(deb)).unwrap()
     }
@@ -295,7 +300,7 @@ mod tests {
             return;
         }
         let root = crate::root();
-        rotor_testbed::rotor::cargo_build(&cargo_packages()).expect("building the binaries");
+        rotor_testbed::rotor::cargo_build().expect("building the binaries");
         let built = root.join("target/debug");
         let scratch = rotor_testbed::TempDir::new("rotor-package").expect("temp dir");
         let deb = build_package(&root, &built, scratch.path()).expect("package");

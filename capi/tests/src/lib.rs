@@ -32,9 +32,7 @@ pub const LIBRARIES: &[(&str, &str, &str)] = &[
 /// This build's target directory (`target/debug`), after building rotord, the dataplane,
 /// the `rotor` tool and the libraries (`cargo test -p` builds none of them).
 pub fn target_dir() -> PathBuf {
-    let mut packages = vec!["rotor-control", "rotor-dataplane", "rotor-client"];
-    packages.extend(LIBRARIES.iter().map(|l| l.0));
-    rotor_testbed::rotor::cargo_build(&packages).expect("building rotor and its C libraries");
+    rotor_testbed::rotor::cargo_build().expect("building rotor and its C libraries");
     let exe = std::env::current_exe().expect("test executable");
     exe.parent()
         .and_then(Path::parent)
@@ -369,4 +367,17 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_test_build_makes_every_library() {
+        for (package, ..) in super::LIBRARIES {
+            assert!(
+                rotor_testbed::rotor::PACKAGES.contains(package),
+                "{package}"
+            );
+        }
+    }
 }

@@ -12,8 +12,7 @@ pub mod daemons;
 /// rebuilds stale ones (a stale rotord would speak an older ring version); when they are
 /// current the build is a no-op.
 pub fn bin_dir() -> PathBuf {
-    rotor_testbed::rotor::cargo_build(&["rotor-control", "rotor-dataplane"])
-        .expect("building rotord and rotor-dataplane");
+    rotor_testbed::rotor::cargo_build().expect("building rotord and rotor-dataplane");
     std::path::Path::new(env!("CARGO_BIN_EXE_rotor"))
         .parent()
         .expect("the rotor binary sits in a directory")

@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 /// Builds rotord, rotor-dataplane and rotor and returns the directory they sit in with this
 /// crate's checker.
 pub fn built_bins() -> PathBuf {
-    rotor_testbed::rotor::cargo_build(&["rotor-control", "rotor-dataplane", "rotor-client"])
-        .expect("building rotord, rotor-dataplane and rotor");
+    rotor_testbed::rotor::cargo_build().expect("building rotord, rotor-dataplane and rotor");
     Path::new(env!("CARGO_BIN_EXE_rotor-checker"))
         .parent()
         .expect("the checker sits in a directory")
