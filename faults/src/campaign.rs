@@ -301,13 +301,15 @@ impl Tail {
         };
         self.offset += n as u64;
         self.partial.push_str(&text);
-        let mut lines = Vec::new();
-        while let Some(end) = self.partial.find('\n') {
-            let line: String = self.partial.drain(..=end).collect();
-            if let Some(l) = Line::parse(&line) {
-                lines.push(l);
-            }
-        }
+        // Complete lines are parsed in place and taken off the front once: a backlog of many
+        // lines (a step that did not read the log for a while) costs its length, not its
+        // square.
+        let complete = self.partial.rfind('\n').map_or(0, |end| end + 1);
+        let lines = self.partial[..complete]
+            .split_inclusive('\n')
+            .filter_map(Line::parse)
+            .collect();
+        self.partial.drain(..complete);
         lines
     }
 }
