@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use rotor_crypto::Keys;
-use rotor_endpoint::{Change, ChangeInput};
+use rotor_endpoint::{Change, ChangeInput, LinkConfig};
 use rotor_proto::change::{Answer, ChangeKindRecord, ChangeReport, ChangeRequest, RoundRecord};
 use rotor_proto::control::FromDataplane;
 use totem_core::{ChangeEvent, ChangeKind, NodeId, Outcome, RoundId, TotemSettings};
@@ -64,6 +64,19 @@ pub fn handle<T: Transport>(runner: &mut Runner<T>, control: &mut Control, reque
                 Ok(input) => input,
                 Err(reason) => ChangeInput::Refused { reason },
             };
+            // The sockets of links the answer adds open now: one that cannot is a refusal.
+            let input = match &input {
+                ChangeInput::Ready {
+                    links: Some(links), ..
+                } => match runner.open_links(round, links) {
+                    Ok(()) => input,
+                    Err(reason) => {
+                        tracing::error!(target: "CFG", "change round {round}: {reason}");
+                        ChangeInput::Refused { reason }
+                    }
+                },
+                _ => input,
+            };
             if let Err(e) = runner.endpoint_mut().propose(round, input) {
                 tracing::warn!(target: "CFG", "answer to change round {round} dropped: {e}");
             }
@@ -95,6 +108,7 @@ fn input_of(cluster_name: &str, answer: &Answer) -> Result<ChangeInput<SocketAdd
             nodelist,
             authkey,
             quorum,
+            links,
         } => ChangeInput::Ready {
             totem: TotemSettings::from_named(totem.iter().map(|(k, v)| (k.as_str(), *v)))?,
             nodelist: nodelist.clone(),
@@ -107,6 +121,7 @@ fn input_of(cluster_name: &str, answer: &Answer) -> Result<ChangeInput<SocketAdd
             quorum: quorum
                 .as_ref()
                 .map(|q| Box::new(crate::quorum::settings(q))),
+            links: Some(links.iter().map(LinkConfig::from).collect()),
         },
     })
 }

@@ -311,6 +311,20 @@ fn check_netmtu(netmtu: u32, bind: SocketAddr, transport: &AnyTransport) -> Resu
     Ok(())
 }
 
+/// Opens the transport of a link other than link 0, at start or when a reload adds it: kernel
+/// UDP on this node's address on the link and its port, its datagrams checked against netmtu.
+/// Links 1–7 run on kernel UDP (AF_XDP is link 0's). This is where an AF_XDP link would be
+/// opened on rotord's program maps, which come only beside `Start`: until a reload can bring
+/// them, a link a reload adds runs here on kernel UDP, as it would after a restart.
+fn open_link(link: &LinkConfig<SocketAddr>, netmtu: u32) -> Result<AnyTransport, String> {
+    let n = link.settings.number;
+    let (t, why) = AnyTransport::open(TransportKind::Udp, link.local, None, None, None)
+        .map_err(|e| format!("link {n}: {e}"))?;
+    check_netmtu(netmtu, link.local, &t).map_err(|f| f.message)?;
+    rotor_log::notice!(target: "TOTEM", "link {n} on {}: {why}", link.local);
+    Ok(t)
+}
+
 /// Builds the node from a start message: crypto, totem settings, the transport, the runner.
 fn set_up(
     start: &DataplaneStart,
@@ -369,20 +383,13 @@ fn set_up(
     }
     check_netmtu(totem.netmtu_bytes, start.bind(), &transport)?;
     // Links beyond 0 run on kernel UDP, each on its own address (AF_XDP is link 0's).
+    let netmtu = totem.netmtu_bytes;
     let mut more = Vec::new();
     let mut more_links = Vec::new();
-    for link in &start.links[1..] {
-        let n = link.settings.number;
-        let (t, why) = AnyTransport::open(TransportKind::Udp, link.local, None, None, None)
-            .map_err(|e| Failure::new(FailureKind::Transport, format!("link {n}: {e}")))?;
-        check_netmtu(totem.netmtu_bytes, link.local, &t)?;
-        rotor_log::notice!(target: "TOTEM", "link {n} on {}: {why}", link.local);
+    for link in start.links[1..].iter().map(LinkConfig::from) {
+        let t = open_link(&link, netmtu).map_err(|e| Failure::new(FailureKind::Transport, e))?;
         more.push(t);
-        more_links.push(LinkConfig {
-            settings: link.settings,
-            local: link.local,
-            peers: link.peers.clone(),
-        });
+        more_links.push(link);
     }
     if start.links.len() > 1 {
         rotor_log::notice!(
@@ -412,6 +419,11 @@ fn set_up(
         transport,
         more,
     )
+    .map(|mut runner| {
+        // A link a reload adds opens as the start's do (netmtu cannot change at runtime).
+        runner.set_link_opener(Box::new(move |link| open_link(link, netmtu)));
+        runner
+    })
     .map_err(|e| Failure::new(FailureKind::Config, e.to_string()))
 }
 

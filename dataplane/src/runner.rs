@@ -13,10 +13,10 @@ use std::time::Duration;
 use rotor_crypto::{CryptoMode, Keys};
 use rotor_endpoint::{
     Diagnostic, Endpoint, EndpointConfig, EndpointError, LinkConfig, LinkMode, LinkSettings,
-    SendOutcome, Severity,
+    LinkStep, SendOutcome, Severity,
 };
 use totem_core::config::frame_overhead_bytes;
-use totem_core::{ClusterShape, Event, Instant, Node, TotemSettings};
+use totem_core::{ClusterShape, Event, Instant, Node, RoundId, TotemSettings};
 
 pub use rotor_endpoint::Drops;
 
@@ -124,12 +124,22 @@ fn send_failure(e: &io::Error) -> Option<SendOutcome> {
     }
 }
 
+/// Opens the transport of a link a reload adds (`Runner::set_link_opener`): its settings and
+/// this node's address on it; the error says why not, for the round's refusal.
+pub type LinkOpener<T> = Box<dyn FnMut(&LinkConfig<SocketAddr>) -> Result<T, String>>;
+
 pub struct Runner<T: Transport> {
     endpoint: Endpoint<SocketAddr>,
     /// Link 0's transport.
     transport: T,
-    /// The other links' transports, by link position less one.
+    /// The other links' transports, by link position less one. Invariant: as many as the
+    /// endpoint has links less one, in the same order (`sync_links` keeps them so).
     more: Vec<T>,
+    /// How links a reload adds are opened; `None`: a reload that adds one is refused.
+    link_opener: Option<LinkOpener<T>>,
+    /// The transports this node opened for the links its answers add: (round, link number,
+    /// transport), taken in when the round applies, closed once it is not waiting any more.
+    opened: Vec<(RoundId, u8, T)>,
     start: std::time::Instant,
     /// The cluster name keys are bound to (a rotated key is read for it).
     cluster_name: String,
@@ -182,9 +192,78 @@ impl<T: Transport> Runner<T> {
             endpoint,
             transport,
             more,
+            link_opener: None,
+            opened: Vec::new(),
             start,
             cluster_name,
         })
+    }
+
+    /// How this runner opens the transport of a link a reload adds.
+    pub fn set_link_opener(&mut self, opener: LinkOpener<T>) {
+        self.link_opener = Some(opener);
+    }
+
+    /// Opens the transports of the links in `links` this runner does not run yet, for this
+    /// node's answer to `round`. They are open before the round applies, so what peers send
+    /// on a new link once they applied it waits in the socket, and a link that cannot open
+    /// here makes this node refuse the round (the error names the link and why) rather than
+    /// run without it.
+    pub fn open_links(
+        &mut self,
+        round: RoundId,
+        links: &[LinkConfig<SocketAddr>],
+    ) -> Result<(), String> {
+        let running: Vec<u8> = self.endpoint.links().settings().map(|s| s.number).collect();
+        let mut opened = Vec::new();
+        for link in links
+            .iter()
+            .filter(|l| !running.contains(&l.settings.number))
+        {
+            let n = link.settings.number;
+            let Some(open) = self.link_opener.as_mut() else {
+                return Err(format!(
+                    "link {n}: this dataplane cannot open links while it runs (started by \
+                     hand); restart it with the link"
+                ));
+            };
+            let t = open(link).map_err(|e| format!("link {n} on {}: {e}", link.local))?;
+            opened.push((round, n, t));
+        }
+        self.opened.extend(opened);
+        Ok(())
+    }
+
+    /// Takes an applied round's links into effect on the endpoint and the transports at once
+    /// (`Endpoint::take_link_change`: removed links' transports close, added links' open
+    /// ones join at their positions), and closes links opened for a round no longer waiting.
+    /// Called between datagrams only (from `flush`), so a link position names the same
+    /// transport on both sides at all times.
+    fn sync_links(&mut self) {
+        for step in self.endpoint.take_link_change() {
+            match step {
+                LinkStep::Removed { number, position } => {
+                    assert!(position >= 1, "link 0 stays");
+                    drop(self.more.remove(position - 1));
+                    rotor_log::notice!(target: "TOTEM", "link {number} removed by the reload");
+                }
+                LinkStep::Added { number, position } => {
+                    let i = self.opened.iter().rposition(|(_, n, _)| *n == number);
+                    let (_, _, t) = self.opened.swap_remove(
+                        i.expect("the answer that adds a link opened its transport first"),
+                    );
+                    let local = t.local_addr();
+                    self.more.push(t);
+                    assert_eq!(position, self.more.len(), "added links go last");
+                    rotor_log::notice!(
+                        target: "TOTEM",
+                        "link {number} on {local} added by the reload"
+                    );
+                }
+            }
+        }
+        let waiting = self.endpoint.pending_round();
+        self.opened.retain(|(r, _, _)| Some(*r) == waiting);
     }
 
     /// Monotonic time since the runner started, as the core's nanoseconds.
@@ -245,6 +324,7 @@ impl<T: Transport> Runner<T> {
     /// Seals and sends everything the node has queued, each datagram on the link the endpoint
     /// chose, and logs what the endpoint has to say.
     pub fn flush(&mut self) -> io::Result<()> {
+        self.sync_links();
         let Runner {
             endpoint,
             transport,

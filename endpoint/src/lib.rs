@@ -185,9 +185,25 @@ pub enum ChangeInput<A> {
         keys: Option<Keys>,
         /// votequorum's settings from the member's quorum{} (when it runs votequorum).
         quorum: Option<Box<totem_core::votequorum::QuorumSettings>>,
+        /// Every link the member would run, link 0 first, with this node's and every
+        /// peer's address on it: a reload adds or removes links 1–7 (see
+        /// [`Endpoint::take_link_change`]). `None`: the links stay as they are (the
+        /// simulator's one link).
+        links: Option<Vec<LinkConfig<A>>>,
     },
     /// Why the member cannot take the change.
     Refused { reason: String },
+}
+
+/// What an applied round did to the links, one step at a time, in the order the embedding
+/// does the same to its sockets (`Endpoint::take_link_change`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkStep {
+    /// Link `number`, at `position`, is gone: its socket closes; the links after it move
+    /// down one position.
+    Removed { number: u8, position: usize },
+    /// Link `number` now runs at `position` (the last): its socket joins there.
+    Added { number: u8, position: usize },
 }
 
 /// A runtime change, for the embedding (`Endpoint::poll_change`).
@@ -211,6 +227,8 @@ struct PendingChange<A> {
     /// Whether this answer added `keys` to the opener (a key held already, for another
     /// round's answer, is not this one's to retire).
     key_added: bool,
+    /// The links to run once applied (`None`: as they are).
+    links: Option<Vec<LinkConfig<A>>>,
 }
 
 /// The configuration identity (`totem_core::config::identity`) of `totem` and `nodelist`:
@@ -249,6 +267,9 @@ pub struct Endpoint<A> {
     /// Whether the nodelist in effect lists this node (a reload may remove it).
     listed: bool,
     pending: Option<PendingChange<A>>,
+    /// The links an applied round asked for, until the embedding takes them with its
+    /// sockets (`take_link_change`).
+    link_change: Option<Vec<LinkConfig<A>>>,
     /// Invariant: at most `CHANGES_MAX`.
     changes: VecDeque<Change>,
     /// Core datagrams for an address outside the peer table (our summary for a node missing
@@ -343,6 +364,7 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
             nodelist_peers: None,
             listed: true,
             pending: None,
+            link_change: None,
             changes: VecDeque::new(),
             direct: Vec::new(),
             unknown_keys: Vec::with_capacity(UNKNOWN_KEYS_MAX),
@@ -540,7 +562,8 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
                 mut nodelist,
                 keys,
                 quorum,
-            } => match self.ready(round, &mut nodelist, keys) {
+                links,
+            } => match self.ready(round, &mut nodelist, keys, links) {
                 Ok((key_id, pending)) => {
                     let shape = ClusterShape {
                         nodelist_count: u32::try_from(nodelist.len()).unwrap_or(u32::MAX),
@@ -584,7 +607,11 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
         round: RoundId,
         nodelist: &mut [(u32, A)],
         keys: Option<Keys>,
+        links: Option<Vec<LinkConfig<A>>>,
     ) -> Result<(u32, PendingChange<A>), String> {
+        if let Some(links) = &links {
+            self.check_links(links)?;
+        }
         let me = self.node.node_id().0;
         nodelist.sort_by_key(|(id, _)| *id);
         let listed = match nodelist.iter().find(|(id, _)| *id == me) {
@@ -636,8 +663,80 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
                 listed,
                 keys,
                 key_added,
+                links,
             },
         ))
+    }
+
+    /// What the links of a ready answer may not do: go without link 0 (every node keeps its
+    /// ring0_addr, as corosync requires), exceed `LINK_COUNT_MAX`, name a link twice, or move
+    /// this node's address on a link it keeps (its socket is bound there; as corosync says, a
+    /// link is reconfigured by deleting and recreating it).
+    fn check_links(&self, links: &[LinkConfig<A>]) -> Result<(), String> {
+        if links.first().is_none_or(|l| l.settings.number != 0) {
+            return Err("link 0 cannot be removed: every node keeps its ring0_addr".into());
+        }
+        if links.len() > link::LINK_COUNT_MAX {
+            return Err(format!(
+                "{} links: a node has at most {}",
+                links.len(),
+                link::LINK_COUNT_MAX
+            ));
+        }
+        for (i, l) in links.iter().enumerate() {
+            let number = l.settings.number;
+            if links[..i].iter().any(|o| o.settings.number == number) {
+                return Err(format!("link {number} is given twice"));
+            }
+            let kept = self.links.settings().position(|s| s.number == number);
+            let local = kept.and_then(|position| self.links.local(position));
+            if let Some(was) = local.filter(|was| *was != l.local) {
+                return Err(format!(
+                    "link {number}: this node's address would change from {was} to {}; an \
+                     address cannot change while the node runs: remove the link by one reload \
+                     and add it back with the new address by another, or restart this node",
+                    l.local
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the links an applied round asked for into effect and says, step by step, what
+    /// the embedding must do to its sockets in the same order: links gone are removed (their
+    /// pings, health and counters with them), links kept take their new settings and every
+    /// peer's address on them (a node the round added is known on every link from here on),
+    /// links new are added at the end, down until their pings are answered. Empty when no
+    /// round changed anything. The endpoint waits for this call so that a link position means
+    /// the same socket to both sides at every moment: called by the embedding between two
+    /// datagrams, never while it hands one in.
+    pub fn take_link_change(&mut self) -> Vec<LinkStep> {
+        let Some(configs) = self.link_change.take() else {
+            return Vec::new();
+        };
+        let mut steps = Vec::new();
+        let current: Vec<u8> = self.links.settings().map(|s| s.number).collect();
+        for number in current {
+            if configs.iter().all(|c| c.settings.number != number) {
+                if let Ok(position) = self.links.remove_link(number) {
+                    steps.push(LinkStep::Removed { number, position });
+                }
+            }
+        }
+        let now = self.now.0;
+        for config in configs {
+            let number = config.settings.number;
+            let kept = self.links.settings().position(|s| s.number == number);
+            match kept {
+                Some(position) => self.links.update_link(position, &config),
+                None => {
+                    if let Ok(position) = self.links.add_link(config, now) {
+                        steps.push(LinkStep::Added { number, position });
+                    }
+                }
+            }
+        }
+        steps
     }
 
     /// Does the endpoint's part of the core's change events and queues them for the embedding.
@@ -662,6 +761,9 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
                             Outcome::Applied => {
                                 self.take_peers(p.peers);
                                 self.listed = p.listed;
+                                if p.links.is_some() {
+                                    self.link_change = p.links;
+                                }
                                 if let Some(keys) = &p.keys {
                                     self.sealer.switch_key(keys);
                                 }
@@ -736,6 +838,11 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
     /// The next runtime change, in delivery order.
     pub fn poll_change(&mut self) -> Option<Change> {
         self.changes.pop_front()
+    }
+
+    /// The round this node answered ready and that is not decided yet.
+    pub fn pending_round(&self) -> Option<RoundId> {
+        self.pending.as_ref().map(|p| p.round)
     }
 
     /// Whether the nodelist in effect lists this node (false once a reload removed it: the

@@ -311,6 +311,17 @@ pub struct LinkConfig<A> {
     pub peers: Vec<(u32, A)>,
 }
 
+impl From<&rotor_proto::link::LinkStart> for LinkConfig<std::net::SocketAddr> {
+    /// A link as rotord resolved it (`Start`, a change round's answer).
+    fn from(l: &rotor_proto::link::LinkStart) -> Self {
+        LinkConfig {
+            settings: l.settings,
+            local: l.local,
+            peers: l.peers.clone(),
+        }
+    }
+}
+
 impl<A: Copy + PartialEq> Links<A> {
     /// The links of `configs` (link 0 first) for the peers `nodes`; with `probes`, the first
     /// pings of each link go at `first_round_ns` (callers spread it with the node's seed, so
@@ -451,6 +462,23 @@ impl<A: Copy + PartialEq> Links<A> {
             }
         }
         Ok(position)
+    }
+
+    /// Takes a reload's view of the link at `position`, kept across it: its settings (the
+    /// ping timers follow the token), and every peer's address on it that `config` lists — a
+    /// node the reload added gets its address on this link, a peer whose address changed
+    /// starts over on it (down, as a link just added). Peers `config` does not list keep
+    /// theirs (a removed node still in the ring until it leaves). This node's address stays.
+    pub fn update_link(&mut self, position: usize, config: &LinkConfig<A>) {
+        self.locals[position].settings = config.settings;
+        for p in &mut self.peers {
+            let Some((_, addr)) = config.peers.iter().find(|(id, _)| *id == p.node) else {
+                continue;
+            };
+            if p.links[position].addr != Some(*addr) {
+                p.links[position] = PeerLink::new(Some(*addr));
+            }
+        }
     }
 
     /// Takes the peers of a new nodelist (`nodes`: id and link 0 address): a peer kept keeps
@@ -1268,8 +1296,32 @@ mod tests {
         a.handle_timeout(10 * MS);
         assert_eq!(a.drain().count(), 0);
         assert_eq!(chosen(&mut a, 2), [0]);
-        // A node a reload added is known on link 0 alone.
+        // A node a reload added is known on link 0 alone until its links are updated.
         a.set_peers([(2, 2), (5, 5)].into_iter());
         assert_eq!(chosen(&mut a, 5), [0]);
+        let added = a.add_link(
+            LinkConfig {
+                settings: settings(1, 1),
+                local: 101,
+                peers: vec![(2, 102)],
+            },
+            0,
+        );
+        assert_eq!(added, Ok(1));
+        assert_eq!(a.peer(5).unwrap().links[1].addr, None);
+        let mut both = LinkConfig {
+            settings: settings(1, 3),
+            local: 101,
+            peers: vec![(2, 102), (5, 105)],
+        };
+        a.update_link(1, &both);
+        assert_eq!(a.peer(5).unwrap().links[1].addr, Some(105));
+        assert_eq!(a.settings().nth(1).unwrap().priority, 3);
+        assert_eq!(chosen(&mut a, 5), [0, 1]);
+        // A peer the config leaves out keeps its address there.
+        both.peers.remove(0);
+        a.update_link(1, &both);
+        assert_eq!(a.peer(2).unwrap().links[1].addr, Some(102));
+        assert_eq!(a.remove_link(1), Ok(1));
     }
 }

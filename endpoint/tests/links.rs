@@ -1,17 +1,23 @@
 //! Two endpoints with two links each, wired in memory with the link probes on: a send the
 //! transport refuses for link 0 (its interface down) takes that link down at once and the very
 //! frame goes out on link 1, so a message submitted after the cut is delivered without waiting
-//! for link 0's ping timeout.
+//! for link 0's ping timeout. A reload round that removes link 1 and one that adds it back
+//! say what the embedding must do to its sockets (`take_link_change`) at the point they apply,
+//! and the link comes up again.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 
 use rotor_crypto::{CryptoMode, Keys};
 use rotor_endpoint::{
-    Diagnostic, Endpoint, EndpointConfig, LinkConfig, LinkMode, LinkSettings, SendOutcome,
+    Change, ChangeInput, Diagnostic, Endpoint, EndpointConfig, LinkConfig, LinkMode, LinkSettings,
+    LinkStep, SendOutcome,
 };
 use totem_core::config::{explicit, frame_overhead_bytes};
-use totem_core::{ClusterShape, Event, Guarantee, Instant, Request, TotemSettings};
+use totem_core::{
+    ChangeEvent, ChangeKind, ClusterShape, Event, Guarantee, Instant, Outcome, Request, RoundId,
+    TotemSettings,
+};
 
 const MS: u64 = 1_000_000;
 const CLUSTER: &str = "links";
@@ -19,6 +25,17 @@ const GROUP: &[u8] = b"g";
 
 /// Node `n` is at `n` on link 0 and at `50 + n` on link 1.
 type Addr = u16;
+
+/// Node `id`'s link `n`: its address there and the other node's.
+fn link_config(id: u32, n: u8, token_ms: u32) -> LinkConfig<Addr> {
+    let other = 3 - id;
+    let base = 50 * Addr::from(n);
+    LinkConfig {
+        settings: LinkSettings::resolve(n, token_ms, None, None, None, None, None).unwrap(),
+        local: base + id as Addr,
+        peers: vec![(other, base + other as Addr)],
+    }
+}
 
 fn endpoint(id: u32, totem: TotemSettings) -> Endpoint<Addr> {
     let other = 3 - id;
@@ -40,11 +57,7 @@ fn endpoint(id: u32, totem: TotemSettings) -> Endpoint<Addr> {
             ring_seq_start: 0,
             seed: u64::from(id),
             link0: link(0).unwrap(),
-            more_links: vec![LinkConfig {
-                settings: link(1).unwrap(),
-                local: 50 + id as Addr,
-                peers: vec![(other, 50 + other as Addr)],
-            }],
+            more_links: vec![link_config(id, 1, token_ms)],
             link_mode: LinkMode::Passive,
             link_probes: true,
         },
@@ -71,6 +84,8 @@ struct Net {
     first_refusal: Option<(Vec<u8>, bool)>,
     delivered: Vec<Vec<Vec<u8>>>,
     diagnostics: Vec<String>,
+    /// Each node's runtime changes, in order.
+    changes: Vec<Vec<Change>>,
 }
 
 impl Net {
@@ -109,6 +124,9 @@ impl Net {
             if let Event::Deliver(d) = ev {
                 self.delivered[i].push(d.data.to_vec());
             }
+        }
+        while let Some(c) = e.poll_change() {
+            self.changes[i].push(c);
         }
         while let Some(d) = e.poll_diagnostic() {
             if let Diagnostic::Link(l) = d {
@@ -177,6 +195,7 @@ fn ready() -> Net {
         first_refusal: None,
         delivered: vec![Vec::new(); 2],
         diagnostics: Vec::new(),
+        changes: vec![Vec::new(); 2],
     };
     net.run(10_000 * MS, |n| {
         n.endpoints.iter().all(|e| e.node().is_operational())
@@ -280,4 +299,129 @@ fn the_token_goes_again_as_soon_as_a_silent_link_times_out() {
         (net.now - seen) / 1_000
     );
     assert!(net.endpoints.iter().all(|e| e.node().members().len() == 2));
+}
+
+/// A reload round asked by node 1, once every node was asked for its answer.
+fn ask(net: &mut Net) -> RoundId {
+    for c in &mut net.changes {
+        c.clear();
+    }
+    let round = net.endpoints[0].request_change(ChangeKind::Reload).unwrap();
+    let requested = |n: &Net| {
+        n.changes.iter().all(|c| {
+            c.iter().any(
+                |c| matches!(c, Change::Core(ChangeEvent::Requested { round: r, .. }) if *r == round),
+            )
+        })
+    };
+    net.run(net.now + 10_000 * MS, requested);
+    round
+}
+
+/// Node `id`'s ready answer to `round`: the same nodelist and settings, `links`.
+fn answer(net: &mut Net, round: RoundId, id: u32, links: &[u8]) {
+    let e = &mut net.endpoints[id as usize - 1];
+    let totem = e.node().totem().clone();
+    let token_ms = totem.token_ms;
+    let input = ChangeInput::Ready {
+        totem,
+        nodelist: vec![(1, 1), (2, 2)],
+        keys: None,
+        quorum: None,
+        links: Some(
+            links
+                .iter()
+                .map(|&n| link_config(id, n, token_ms))
+                .collect(),
+        ),
+    };
+    e.propose(round, input).unwrap();
+}
+
+/// A reload round that both nodes answer with `links`; each node's steps.
+fn reload_links(net: &mut Net, links: &[u8]) -> Vec<Vec<LinkStep>> {
+    let round = ask(net);
+    for id in 1..=2u32 {
+        answer(net, round, id, links);
+    }
+    let decided = |n: &Net| {
+        n.changes.iter().all(|c| {
+            c.iter().any(|c| {
+                matches!(
+                    c,
+                    Change::Core(ChangeEvent::Decided { round: r, outcome: Outcome::Applied, .. })
+                        if *r == round
+                )
+            })
+        })
+    };
+    net.run(net.now + 10_000 * MS, decided);
+    net.endpoints
+        .iter_mut()
+        .map(|e| e.take_link_change())
+        .collect()
+}
+
+#[test]
+fn a_reload_removes_a_link_and_another_adds_it_back() {
+    let mut net = ready();
+    let removed = reload_links(&mut net, &[0]);
+    for steps in &removed {
+        assert_eq!(
+            steps,
+            &[LinkStep::Removed {
+                number: 1,
+                position: 1
+            }]
+        );
+    }
+    assert!(net.endpoints.iter().all(|e| e.links().count() == 1));
+    assert!(net.endpoints[0].take_link_change().is_empty(), "taken once");
+    mcast(&mut net, b"one link");
+    net.run(net.now + 10_000 * MS, |n| {
+        n.delivered[1].iter().any(|d| d == b"one link")
+    });
+    let before = net.sent_by_1[1];
+    let added = reload_links(&mut net, &[0, 1]);
+    for steps in &added {
+        assert_eq!(
+            steps,
+            &[LinkStep::Added {
+                number: 1,
+                position: 1
+            }]
+        );
+    }
+    // Pinged on the new link until it is up, with no membership change.
+    net.run(net.now + 10_000 * MS, |n| {
+        n.endpoints[0].links().connected(2, 1) && n.endpoints[1].links().connected(1, 1)
+    });
+    assert!(net.sent_by_1[1] > before);
+    assert!(net.endpoints.iter().all(|e| e.node().members().len() == 2));
+    // A round that would move this node's address on a link it keeps is refused by it.
+    let round = ask(&mut net);
+    let e = &mut net.endpoints[0];
+    let totem = e.node().totem().clone();
+    let mut moved = link_config(1, 1, totem.token_ms);
+    moved.local = 99;
+    let input = ChangeInput::Ready {
+        totem,
+        nodelist: vec![(1, 1), (2, 2)],
+        keys: None,
+        quorum: None,
+        links: Some(vec![link_config(1, 0, 1000), moved]),
+    };
+    e.propose(round, input).unwrap();
+    answer(&mut net, round, 2, &[0, 1]);
+    let refused = |n: &Net| {
+        n.changes[0].iter().any(|c| {
+            matches!(
+                c,
+                Change::Core(ChangeEvent::Decided { round: r, outcome: Outcome::Refused { reasons }, .. })
+                    if *r == round && reasons.iter().any(|r| r.contains("link 1: this node's address would change from 51 to 99"))
+            )
+        })
+    };
+    net.run(net.now + 10_000 * MS, refused);
+    assert!(net.endpoints[0].take_link_change().is_empty());
 }

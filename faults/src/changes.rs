@@ -106,7 +106,7 @@ pub fn run(
 }
 
 /// `rotor ARGS` on host `i`.
-fn rotor(cl: &Cluster, i: usize, args: &[&str]) -> Result<Output, String> {
+pub(crate) fn rotor(cl: &Cluster, i: usize, args: &[&str]) -> Result<Output, String> {
     cl.bed
         .command(i, cl.bins.rotor())
         .args(args)
@@ -115,7 +115,7 @@ fn rotor(cl: &Cluster, i: usize, args: &[&str]) -> Result<Output, String> {
         .map_err(|e| format!("rotor {} on host {i}: {e}", args.join(" ")))
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -124,7 +124,11 @@ fn text(o: &Output) -> String {
 }
 
 /// `rotor cfg ARGS` on host `i`; its exit status, output and how long it took.
-fn cfg(cl: &Cluster, i: usize, args: &[&str]) -> Result<(i32, String, Duration), String> {
+pub(crate) fn cfg(
+    cl: &Cluster,
+    i: usize,
+    args: &[&str],
+) -> Result<(i32, String, Duration), String> {
     let mut argv = vec!["cfg"];
     argv.extend_from_slice(args);
     let t = Instant::now();
@@ -133,7 +137,7 @@ fn cfg(cl: &Cluster, i: usize, args: &[&str]) -> Result<(i32, String, Duration),
 }
 
 /// A cmap value of host `i` as `rotor cmap get` prints it (after ` = `).
-fn cmap_get(cl: &Cluster, i: usize, key: &str) -> Option<String> {
+pub(crate) fn cmap_get(cl: &Cluster, i: usize, key: &str) -> Option<String> {
     let o = rotor(cl, i, &["cmap", "get", key]).ok()?;
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     out.rsplit_once(" = ").map(|(_, v)| v.trim().to_owned())

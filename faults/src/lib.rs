@@ -6,13 +6,14 @@
 //! heals it, measures how long traffic takes to flow everywhere again, and the checker tests
 //! the logs against what CPG promises (`check`). `changes` runs the same checkers while the
 //! cluster is changed at runtime (a node added and removed by reloads, the token timeout, a key
-//! rotation, refused changes). `soak` runs the checkers' load with no fault for a bounded
+//! rotation, refused changes), `link_reload` while a reload adds and removes a link. `soak` runs the checkers' load with no fault for a bounded
 //! time and reports every membership change, each a false one. Test infrastructure: no product crate
 //! depends on it.
 
 pub mod campaign;
 pub mod changes;
 pub mod check;
+pub mod link_reload;
 pub mod links;
 pub mod record;
 pub mod relay;

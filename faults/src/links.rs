@@ -136,14 +136,20 @@ pub fn run(
 
 /// How a link is cut.
 #[derive(Clone, Copy)]
-enum Cut {
+pub(crate) enum Cut {
     /// `ip link set ethL down` in the host.
     Interface,
     /// Every frame through the host's switch port dropped (nft on the bridge).
     Loss,
 }
 
-fn cut(cl: &Cluster, host: usize, link: usize, how: Cut, on: bool) -> Result<(), String> {
+pub(crate) fn cut(
+    cl: &Cluster,
+    host: usize,
+    link: usize,
+    how: Cut,
+    on: bool,
+) -> Result<(), String> {
     match how {
         Cut::Interface => {
             let dev = format!("eth{link}");
@@ -179,7 +185,7 @@ fn cut(cl: &Cluster, host: usize, link: usize, how: Cut, on: bool) -> Result<(),
     }
 }
 
-fn connected(cl: &Cluster, from: usize, to: usize, link: usize) -> u64 {
+pub(crate) fn connected(cl: &Cluster, from: usize, to: usize, link: usize) -> u64 {
     cl.stat(from, &format!("knet.node{to}.link{link}.connected"))
 }
 
@@ -332,7 +338,10 @@ fn steps(
 }
 
 /// Ring and group changes in `(since, until)`: none may happen while one link remains.
-fn unexpected_changes(logs: &[(String, Vec<Line>)], (since, until): (u64, u64)) -> Vec<String> {
+pub(crate) fn unexpected_changes(
+    logs: &[(String, Vec<Line>)],
+    (since, until): (u64, u64),
+) -> Vec<String> {
     let mut out = Vec::new();
     for (name, lines) in logs {
         for l in lines {

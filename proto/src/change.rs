@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::control::{get_addr, put_addr};
 use crate::dataplane_quorum::QuorumStart;
+use crate::link::{read_links, write_links, LinkStart};
 
 /// A change round's name: the node that asked and its count of rounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -45,6 +46,9 @@ pub enum Answer {
         authkey: Option<Vec<u8>>,
         /// votequorum's settings from the node's quorum{}, when it runs votequorum.
         quorum: Option<QuorumStart>,
+        /// Every link the node would run, link 0 first, as in `Start`: a reload may add or
+        /// remove links 1–7 and the nodes on each (this node's links when it is removed).
+        links: Vec<LinkStart>,
     },
     /// Why the node cannot take it (naming the file, line and key).
     Refused { reason: String },
@@ -59,12 +63,14 @@ impl std::fmt::Debug for Answer {
                 nodelist,
                 authkey,
                 quorum,
+                links,
             } => f
                 .debug_struct("Ready")
                 .field("totem", totem)
                 .field("nodelist", nodelist)
                 .field("authkey", &authkey.as_ref().map(|k| k.len()))
                 .field("quorum", quorum)
+                .field("links", links)
                 .finish(),
             Answer::Refused { reason } => {
                 f.debug_struct("Refused").field("reason", reason).finish()
@@ -223,6 +229,7 @@ impl ChangeRequest {
                         nodelist,
                         authkey,
                         quorum,
+                        links,
                     } => {
                         w.u8(0);
                         put_totem(w, totem);
@@ -244,6 +251,7 @@ impl ChangeRequest {
                                 q.write(w);
                             }
                         }
+                        write_links(w, links);
                     }
                     Answer::Refused { reason } => {
                         w.u8(1).str(reason);
@@ -296,6 +304,7 @@ impl ChangeRequest {
                             nodelist,
                             authkey,
                             quorum,
+                            links: read_links(r)?,
                         }
                     }
                     1 => Answer::Refused {

@@ -15,7 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::change::{ChangeReport, ChangeRequest};
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::dataplane_quorum::{QuorumOp, QuorumReply, QuorumStart, QuorumState, QuorumUpdate};
-use crate::link::{LinkMode, LinkStart, LINK_COUNT_MAX};
+use crate::link::{LinkMode, LinkStart};
 use crate::log::{LogConfig, LogRecord};
 use crate::RingState;
 
@@ -37,8 +37,9 @@ pub const OP_CHANGE_REPORT: u16 = 0x0488;
 /// The version of the messages below; `Start` carries it. 2: quorum settings in `Start`, the
 /// quorum messages; 3: runtime changes (`Change`, `ChangeReport`); 4: the links (every link's
 /// settings, addresses and peers, and the link mode, in place of one bind address and peer
-/// list).
-pub const CONTROL_VERSION: u16 = 4;
+/// list); 5: the links in a change round's answer (`Answer::Ready::links`: a reload adds or
+/// removes links).
+pub const CONTROL_VERSION: u16 = 5;
 
 /// How the dataplane waits for work (corosync has no such setting; `rotor.poll_mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -364,10 +365,7 @@ pub(crate) fn get_addr(r: &mut Reader<'_>, what: &'static str) -> Result<SocketA
 fn encode_start(s: &DataplaneStart, out: &mut Vec<u8>) {
     let mut w = Writer::new(out, OP_START, 0);
     w.u16(CONTROL_VERSION).u32(s.node_id);
-    w.u32(s.links.len() as u32);
-    for link in &s.links {
-        link.write(&mut w);
-    }
+    crate::link::write_links(&mut w, &s.links);
     crate::link::write_mode(&mut w, s.link_mode);
     w.str(&s.cluster_name)
         .u8(s.crypto_mode)
@@ -415,21 +413,7 @@ fn decode_start(r: &mut Reader<'_>) -> Result<DataplaneStart, DecodeError> {
         return Err(DecodeError::Version(version));
     }
     let node_id = r.u32("node id")?;
-    // A link is at least its settings (18), an IPv4 address (11) and a peer count (4).
-    let n = r.count(33, "links")?;
-    let mut links = Vec::with_capacity(n);
-    for _ in 0..n {
-        links.push(LinkStart::read(r)?);
-    }
-    let ids = |l: &LinkStart| l.peers.iter().map(|(id, _)| *id).collect::<Vec<u32>>();
-    let well_formed = links.first().is_some_and(|l| l.settings.number == 0)
-        && links.len() <= LINK_COUNT_MAX
-        && links
-            .windows(2)
-            .all(|w| w[0].settings.number < w[1].settings.number && ids(&w[0]) == ids(&w[1]));
-    if !well_formed {
-        return Err(DecodeError::BadValue("links"));
-    }
+    let links = crate::link::read_links(r)?;
     let link_mode = crate::link::read_mode(r)?;
     let cluster_name = r.str("cluster name")?.to_owned();
     let crypto_mode = r.u8("crypto mode")?;
@@ -702,6 +686,23 @@ mod tests {
             ToDataplane::decode(&buf),
             Err(DecodeError::BadValue("links"))
         );
+        // A change round's answer is held to the same rules: without link 0 it is refused.
+        buf.clear();
+        ToDataplane::Change(ChangeRequest::Propose {
+            round: RoundRecord { node: 1, seq: 2 },
+            answer: Answer::Ready {
+                totem: Vec::new(),
+                nodelist: Vec::new(),
+                authkey: None,
+                quorum: None,
+                links: start().links[1..].to_vec(),
+            },
+        })
+        .encode(&mut buf);
+        assert_eq!(
+            ToDataplane::decode(&buf),
+            Err(DecodeError::BadValue("links"))
+        );
     }
 
     #[test]
@@ -744,6 +745,7 @@ mod tests {
                     ],
                     authkey: Some(vec![9; 256]),
                     quorum: start().quorum.clone(),
+                    links: start().links.clone(),
                 },
             }),
             ToDataplane::Change(ChangeRequest::Propose {
@@ -753,6 +755,7 @@ mod tests {
                     nodelist: Vec::new(),
                     authkey: None,
                     quorum: None,
+                    links: start().links[..1].to_vec(),
                 },
             }),
             ToDataplane::Change(ChangeRequest::Propose {

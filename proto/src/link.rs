@@ -206,6 +206,35 @@ impl LinkStart {
     }
 }
 
+/// Every link of a node, link 0 first (`Start`, a change round's answer).
+pub(crate) fn write_links(w: &mut Writer<'_>, links: &[LinkStart]) {
+    w.u32(links.len() as u32);
+    for link in links {
+        link.write(w);
+    }
+}
+
+/// Every link of a node, refused unless link 0 comes first, the numbers ascend, there are at
+/// most [`LINK_COUNT_MAX`] and every link lists the same peers.
+pub(crate) fn read_links(r: &mut Reader<'_>) -> Result<Vec<LinkStart>, DecodeError> {
+    // A link is at least its settings (18), an IPv4 address (11) and a peer count (4).
+    let n = r.count(33, "links")?;
+    let mut links = Vec::with_capacity(n);
+    for _ in 0..n {
+        links.push(LinkStart::read(r)?);
+    }
+    let ids = |l: &LinkStart| l.peers.iter().map(|(id, _)| *id).collect::<Vec<u32>>();
+    let well_formed = links.first().is_some_and(|l| l.settings.number == 0)
+        && links.len() <= LINK_COUNT_MAX
+        && links
+            .windows(2)
+            .all(|w| w[0].settings.number < w[1].settings.number && ids(&w[0]) == ids(&w[1]));
+    if !well_formed {
+        return Err(DecodeError::BadValue("links"));
+    }
+    Ok(links)
+}
+
 pub(crate) fn write_mode(w: &mut Writer<'_>, mode: LinkMode) {
     w.u8(mode.code());
 }

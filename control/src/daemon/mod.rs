@@ -63,6 +63,8 @@ const PEER_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 const SHUTDOWN_ANNOUNCE_WAIT: Duration = Duration::from_secs(1);
 /// The config prefixes whose keys a reload replaces: cmap keys there that the new file does
 /// not have are deleted (corosync's `remove_deleted_entries`).
+/// The `runtime.config.totem.interface.<link>.*` keys: a link's values in effect.
+const RUNTIME_INTERFACE_PREFIX: &str = "runtime.config.totem.interface.";
 const RELOADED_PREFIXES: [&str; 6] = [
     "logging.",
     "totem.",
@@ -948,10 +950,32 @@ impl Daemon {
                 let _ = cmap.set(k, v.clone(), Access::Daemon);
             }
         }
-        for (k, v) in p.config.runtime_entries() {
+        let runtime = p.config.runtime_entries();
+        // A removed link's values in effect go with it.
+        let gone: Vec<String> = cmap
+            .iter_prefix(RUNTIME_INTERFACE_PREFIX)
+            .map(|(k, _)| k.to_owned())
+            .filter(|k| !runtime.iter().any(|(r, _)| r == k))
+            .collect();
+        for k in gone {
+            let _ = cmap.delete(&k, Access::Daemon);
+        }
+        for (k, v) in runtime {
             let _ = cmap.set(&k, v, Access::Daemon);
         }
         drop(old_entries);
+        // A removed link's counters (`stats.knet.node<N>.link<L>.*`) go too: status, cmap
+        // and the metrics show the links in effect.
+        let removed: Vec<u8> = self
+            .node
+            .links
+            .iter()
+            .map(|l| l.settings.number)
+            .filter(|n| !p.links.iter().any(|l| l.settings.number == *n))
+            .collect();
+        if !removed.is_empty() {
+            self.service.forget_link_stats(&removed);
+        }
         self.overrides.clear();
         // Logging, here and in the dataplane.
         let logging = crate::log::config(self.service.cmap(), self.foreground);

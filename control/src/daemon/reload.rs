@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use rotor_crypto::CryptoMode;
 use rotor_proto::change::{Answer, ChangeKindRecord};
+use rotor_proto::link::LinkStart;
 use zeroize::Zeroizing;
 
 use crate::cmap::Value;
@@ -49,6 +50,10 @@ pub struct Prepared {
     /// votequorum's settings from the new quorum{} (when it runs votequorum): what the node
     /// applies there at the round's point of the stream.
     pub quorum: Option<totem_core::votequorum::QuorumSettings>,
+    /// Every link this node would run (`discovery::link_starts` of the new config; the
+    /// running ones when the round leaves this node out): the dataplane opens those added and
+    /// closes those removed where the round applies.
+    pub links: Vec<LinkStart>,
 }
 
 impl Prepared {
@@ -60,6 +65,7 @@ impl Prepared {
             nodelist: self.nodelist.clone(),
             authkey: self.authkey.as_ref().map(|k| k.to_vec()),
             quorum,
+            links: self.links.clone(),
         }
     }
 }
@@ -96,12 +102,31 @@ fn changed_keys<'a>(old: &'a Config, new: &'a Config) -> Vec<&'a str> {
         .collect()
 }
 
+/// The link number of a `totem.interface.<linknumber>.*` key.
+fn interface_link(key: &str) -> Option<u8> {
+    let rest = key.strip_prefix("totem.interface.")?;
+    rest.split_once('.')?.0.parse().ok()
+}
+
+/// The link numbers `new` adds to `old`'s and those it removes.
+fn link_changes(old: &Config, new: &Config) -> (Vec<u8>, Vec<u8>) {
+    let numbers = |c: &Config| c.totem.links.iter().map(|l| l.number).collect::<Vec<u8>>();
+    let (was, now) = (numbers(old), numbers(new));
+    let added = now.iter().copied().filter(|n| !was.contains(n)).collect();
+    let removed = was.iter().copied().filter(|n| !now.contains(n)).collect();
+    (added, removed)
+}
+
 /// Why `new` cannot replace `old` while the cluster runs: every key that changed and may not,
-/// with where it is and what to do.
-fn fixed_changes(old: &Config, new: &Config) -> Vec<String> {
+/// with where it is and what to do. The `interface{}` keys of a link added or removed as a
+/// whole (`moving`) come and go with it; those of a link kept stay fixed, as in corosync (its
+/// port is read once; a link is reconfigured by removing it by one reload and adding it back
+/// by another).
+fn fixed_changes(old: &Config, new: &Config, moving: &[u8]) -> Vec<String> {
     changed_keys(old, new)
         .into_iter()
         .filter(|k| !runtime_changeable(k))
+        .filter(|k| !interface_link(k).is_some_and(|n| moving.contains(&n)))
         // A key no file line says (derived, like udp's multicast group) follows from one
         // that is reported.
         .filter(|k| old.line_of(k).is_some() || new.line_of(k).is_some())
@@ -130,6 +155,13 @@ fn summary(
     key: bool,
 ) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    let (added, removed) = link_changes(old, new);
+    for n in added {
+        out.push(format!("links: link {n} added"));
+    }
+    for n in removed {
+        out.push(format!("links: link {n} removed"));
+    }
     for (id, addr) in new_nodes {
         if !old_nodes.iter().any(|(o, _)| o == id) {
             out.push(format!("nodelist: node {id} at {addr} added"));
@@ -165,6 +197,44 @@ fn summary(
     out
 }
 
+/// This node's address on every link it keeps must stay (its socket is bound there; corosync:
+/// "To reconfigure an interface it must be deleted and recreated"); peers' may change.
+/// Links added or removed as a whole are what a reload may do; the config's own checks (the
+/// same as a start's: every node has every link, no address twice, one family) ran already.
+/// Added links run on kernel UDP, as links 1–7 do at start (`rotor-dataplane`'s `open_link`).
+fn check_kept_links(
+    new: &Config,
+    me: u32,
+    old: &[LinkStart],
+    links: &[LinkStart],
+) -> Result<(), String> {
+    for link in links {
+        let n = link.settings.number;
+        let Some(was) = old.iter().find(|o| o.settings.number == n) else {
+            continue;
+        };
+        if was.local == link.local {
+            continue;
+        }
+        let index = new
+            .nodes
+            .iter()
+            .find(|node| node.nodeid == Some(me))
+            .map_or(0, |node| node.index);
+        let key = format!("nodelist.node.{index}.ring{n}_addr");
+        return Err(format!(
+            "{}: {key}: this node's (nodeid {me}) address on link {n} would change from {} to \
+             {}; an address cannot change while the node runs: put it back, or remove link {n} \
+             by one reload and add it back with the new address by another, or restart this \
+             node",
+            place(new, &key),
+            was.local.ip(),
+            link.local.ip()
+        ));
+    }
+    Ok(())
+}
+
 /// The authkey at `path`, checked as at start (type, mode, length).
 fn read_key(path: &Path, cluster_name: &str) -> Result<Zeroizing<Vec<u8>>, String> {
     rotor_crypto::Keys::from_authkey_file(path, cluster_name).map_err(|e| e.to_string())?;
@@ -181,22 +251,14 @@ pub fn prepare(running: &Running, kind: &ChangeKindRecord) -> Result<Prepared, S
         ChangeKindRecord::Reload => {
             let path = PathBuf::from(&old.file);
             let new = config::load(&path).map_err(|e| e.to_string())?;
-            let fixed = fixed_changes(old, &new);
+            let (added, removed) = link_changes(old, &new);
+            let moving: Vec<u8> = added.iter().chain(&removed).copied().collect();
+            let fixed = fixed_changes(old, &new, &moving);
             if !fixed.is_empty() {
                 return Err(fixed.join("; "));
             }
-            let numbers = |c: &Config| c.totem.links.iter().map(|l| l.number).collect::<Vec<u8>>();
-            if numbers(old) != numbers(&new) {
-                return Err(format!(
-                    "{}: the nodelist's links would change from {:?} to {:?}; links cannot be \
-                     added or removed while the cluster runs yet: put them back, or stop every \
-                     node and start them with the new links",
-                    old.file,
-                    numbers(old),
-                    numbers(&new)
-                ));
-            }
             let nodelist = crate::discovery::nodelist_addresses(&new)?;
+            let listed = nodelist.iter().any(|(id, _)| *id == running.node_id);
             if let Some((_, addr)) = nodelist.iter().find(|(id, _)| *id == running.node_id) {
                 if *addr != running.bind {
                     return Err(format!(
@@ -207,6 +269,15 @@ pub fn prepare(running: &Running, kind: &ChangeKindRecord) -> Result<Prepared, S
                     ));
                 }
             }
+            let old_links = crate::discovery::link_starts(old, running.node_id)?;
+            let links = if listed {
+                let links = crate::discovery::link_starts(&new, running.node_id)?;
+                check_kept_links(&new, running.node_id, &old_links, &links)?;
+                links
+            } else {
+                // Removed from the nodelist: it leaves on the links it runs.
+                old_links
+            };
             let keyfile = config::authkey_path(new.totem.keyfile.as_deref());
             let authkey = if running.crypto_mode == CryptoMode::None {
                 None
@@ -224,6 +295,7 @@ pub fn prepare(running: &Running, kind: &ChangeKindRecord) -> Result<Prepared, S
                 rotated_from: None,
                 changes,
                 quorum,
+                links,
             })
         }
         ChangeKindRecord::RotateKey { path } => {
@@ -250,6 +322,7 @@ pub fn prepare(running: &Running, kind: &ChangeKindRecord) -> Result<Prepared, S
                 rotated_from: Some(from),
                 changes: vec![format!("authkey: the key in {path}")],
                 quorum: None,
+                links: crate::discovery::link_starts(old, running.node_id)?,
             })
         }
     }
@@ -298,7 +371,7 @@ mod tests {
                 .replace("cluster_name: alpha", "cluster_name: beta")
                 .replace("transport: udpu", "transport: udp"),
         );
-        let refused = fixed_changes(&old, &new);
+        let refused = fixed_changes(&old, &new, &[]);
         assert_eq!(refused.len(), 2, "{refused:?}");
         assert!(refused[0].starts_with(
             "/etc/corosync/corosync.conf:3: totem.cluster_name cannot change while the cluster \
@@ -310,7 +383,7 @@ mod tests {
             "  }\n}\n",
             "  }\n  node {\n    ring0_addr: 10.0.0.3\n    nodeid: 3\n  }\n}\n",
         ));
-        assert!(fixed_changes(&old, &new).is_empty());
+        assert!(fixed_changes(&old, &new, &[]).is_empty());
         let nodes = |c: &Config| crate::discovery::nodelist_addresses(c).unwrap();
         let changes = summary(&old, &new, &nodes(&old), &nodes(&new), false);
         assert_eq!(changes[0], "nodelist: node 3 at 10.0.0.3:5405 added");
@@ -339,5 +412,132 @@ mod tests {
         assert!(runtime_changeable("logging.debug"));
         assert!(runtime_changeable("uidgid.config.uid.1000"));
         assert!(runtime_changeable("quorum.expected_votes"));
+    }
+
+    /// A config of nodes 1 and 2 with `ring0` (and `ring1`, if given) addresses and `extra`
+    /// inside totem{}.
+    fn two_nodes(ring1: Option<[&str; 2]>, extra: &str) -> String {
+        let node = |i: usize| {
+            let r1 = ring1.map_or(String::new(), |r| format!("    ring1_addr: {}\n", r[i]));
+            format!(
+                "  node {{\n    ring0_addr: 10.0.0.{}\n{r1}    nodeid: {}\n  }}\n",
+                i + 1,
+                i + 1
+            )
+        };
+        format!(
+            "totem {{\n  version: 2\n  cluster_name: alpha\n  transport: knet\n  \
+             crypto_cipher: none\n  crypto_hash: none\n{extra}}}\nnodelist {{\n{}{}}}\n",
+            node(0),
+            node(1)
+        )
+    }
+
+    /// Node 1 running `text`, and what it answers once its file says `next`.
+    fn reload(text: &str, next: &str) -> Result<Prepared, String> {
+        let dir = std::env::temp_dir().join(format!(
+            "rotor-reload-links-{}-{}",
+            std::process::id(),
+            std::thread::current()
+                .name()
+                .unwrap_or("t")
+                .replace("::", "-")
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("corosync.conf");
+        std::fs::write(&file, text).unwrap();
+        let config = config::load(&file).unwrap();
+        let running = Running {
+            config,
+            node_id: 1,
+            bind: "10.0.0.1:5405".parse().unwrap(),
+            authkey: Zeroizing::new(Vec::new()),
+            keyfile: dir.join("authkey"),
+            crypto_mode: CryptoMode::None,
+            cluster_name: "alpha".into(),
+        };
+        std::fs::write(&file, next).unwrap();
+        let answer = prepare(&running, &ChangeKindRecord::Reload);
+        let _ = std::fs::remove_dir_all(&dir);
+        answer
+    }
+
+    const LINK1: &str = "  interface {\n    linknumber: 1\n    knet_link_priority: 2\n  }\n";
+
+    #[test]
+    fn a_reload_adds_a_link_and_another_removes_it() {
+        let one = two_nodes(None, "");
+        let two = two_nodes(Some(["10.1.0.1", "10.1.0.2"]), LINK1);
+        let added = reload(&one, &two).unwrap();
+        let numbers: Vec<u8> = added.links.iter().map(|l| l.settings.number).collect();
+        assert_eq!(numbers, [0, 1]);
+        assert_eq!(added.links[1].local, "10.1.0.1:5405".parse().unwrap());
+        assert_eq!(
+            added.links[1].peers,
+            [(2, "10.1.0.2:5405".parse().unwrap())]
+        );
+        assert_eq!(added.links[1].settings.priority, 2);
+        assert!(
+            added.changes.contains(&"links: link 1 added".to_owned()),
+            "{:?}",
+            added.changes
+        );
+        let removed = reload(&two, &one).unwrap();
+        assert_eq!(removed.links.len(), 1);
+        assert!(removed
+            .changes
+            .contains(&"links: link 1 removed".to_owned()));
+        // A peer's address on a kept link may change; this node's may not.
+        let moved = two_nodes(Some(["10.1.0.1", "10.1.0.9"]), LINK1);
+        assert_eq!(
+            reload(&two, &moved).unwrap().links[1].peers,
+            [(2, "10.1.0.9:5405".parse().unwrap())]
+        );
+        let mine = two_nodes(Some(["10.1.0.8", "10.1.0.2"]), LINK1);
+        let e = reload(&two, &mine).err().unwrap();
+        assert!(
+            e.contains(
+                "corosync.conf:15: nodelist.node.0.ring1_addr: this node's (nodeid 1) \
+                        address on link 1 would change from 10.1.0.1 to 10.1.0.8"
+            ),
+            "{e}"
+        );
+        // A kept link's interface{} keys stay fixed.
+        let priority = two.replace("knet_link_priority: 2", "knet_link_priority: 3");
+        let e = reload(&two, &priority).err().unwrap();
+        assert!(
+            e.contains(":9: totem.interface.1.knet_link_priority cannot change"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_link_reload_that_cannot_work_is_refused_naming_the_key() {
+        let one = two_nodes(None, "");
+        // A node without the new link.
+        let missing = two_nodes(Some(["10.1.0.1", "10.1.0.2"]), LINK1)
+            .replace("    ring1_addr: 10.1.0.2\n", "");
+        let e = reload(&one, &missing).err().unwrap();
+        assert!(e.contains("corosync.conf:"), "{e}");
+        assert!(e.contains("nodelist.node.1"), "{e}");
+        assert!(
+            e.contains("Not all nodes have the same number of links"),
+            "{e}"
+        );
+        // An address twice.
+        let twice = two_nodes(Some(["10.1.0.1", "10.1.0.1"]), LINK1);
+        let e = reload(&one, &twice).err().unwrap();
+        assert!(e.contains("nodelist.node.1.ring1_addr"), "{e}");
+        assert!(e.contains("address 10.1.0.1 is already"), "{e}");
+        // Another family on the new link.
+        let family = two_nodes(Some(["2001:db8::1", "2001:db8::2"]), LINK1);
+        assert!(reload(&one, &family).is_err());
+        // Without link 0: the only link cannot go.
+        let two = two_nodes(Some(["10.1.0.1", "10.1.0.2"]), LINK1);
+        let no_ring0 = two
+            .replace("    ring0_addr: 10.0.0.1\n", "")
+            .replace("    ring0_addr: 10.0.0.2\n", "");
+        let e = reload(&two, &no_ring0).err().unwrap();
+        assert!(e.contains("ring0_addr"), "{e}");
     }
 }

@@ -349,6 +349,22 @@ impl CmapService {
         self.republish_stats();
     }
 
+    /// A reload removed links `numbers`: every peer's counters on them leave the book and
+    /// cmap (`stats.knet.node<N>.link<L>.*`), as knet's stats of a removed link do.
+    pub fn forget_link_stats(&mut self, numbers: &[u8]) {
+        let on_removed = |key: &str| {
+            let Some(rest) = key.strip_prefix("knet.node") else {
+                return false;
+            };
+            let link = rest.split('.').nth(1).and_then(|l| l.strip_prefix("link"));
+            link.and_then(|l| l.parse::<u8>().ok())
+                .is_some_and(|l| numbers.contains(&l))
+        };
+        for key in self.book.forget(on_removed) {
+            let _ = self.cmap.delete(&format!("stats.{key}"), Access::Daemon);
+        }
+    }
+
     /// The dataplane exited: what it counted is kept, its levels (clients, backlogs) go.
     pub fn dataplane_gone(&mut self) {
         self.book.end_lifetime();

@@ -111,6 +111,15 @@ impl StatsBook {
         self.entries.keys().map(|k| (k.as_str(), self.total(k)))
     }
 
+    /// Forgets every key `which` names (a removed link's counters); returns them.
+    pub fn forget(&mut self, which: impl Fn(&str) -> bool) -> Vec<String> {
+        let keys: Vec<String> = self.entries.keys().filter(|k| which(k)).cloned().collect();
+        for k in &keys {
+            self.entries.remove(k);
+        }
+        keys
+    }
+
     /// Clears the counters under `prefixes` (as cmap shows them).
     pub fn clear(&mut self, prefixes: &[&str]) {
         let keys: Vec<String> = self
@@ -197,5 +206,18 @@ mod tests {
         b.clear(clear_prefixes("all").unwrap());
         assert_eq!(b.shown("ipc.requests"), 0);
         assert!(clear_prefixes("bogus").is_none());
+    }
+
+    #[test]
+    fn a_forgotten_key_is_gone_others_stay() {
+        let mut b = StatsBook::default();
+        b.update(&c(&[
+            ("knet.node2.link1.connected", 1),
+            ("knet.node2.link0.connected", 1),
+        ]));
+        let gone = b.forget(|k| k.contains(".link1."));
+        assert_eq!(gone, ["knet.node2.link1.connected"]);
+        assert_eq!(b.total("knet.node2.link0.connected"), 1);
+        assert!(!b.shown_all().iter().any(|(k, _)| k.contains(".link1.")));
     }
 }

@@ -206,6 +206,7 @@ impl World {
                 nodelist: self.nodelist(),
                 keys: Some(self.changes.file_keys.clone()),
                 quorum: None,
+                links: None,
             }
         };
         let endpoint = self.nodes[index].endpoint.as_mut().expect("running");
