@@ -1,6 +1,8 @@
 //! The EVS checkers, run on the logs of every node incarnation ("life") after each run:
 //! one total order; no duplicates; nothing delivered that was not submitted; virtual synchrony
 //! (lives that move together between two configurations delivered the same messages in between);
+//! per-sender order (a session's messages of one ring delivered in order and without a gap, in
+//! a transitional configuration too);
 //! each message delivered in the configuration it was sent in or a transitional one after it;
 //! safe delivery (a safe message delivered in a regular configuration reaches every member of it
 //! that does not crash); self-delivery; identical CPG group views wherever a message is
@@ -106,6 +108,27 @@ impl fmt::Display for Label {
             Label::Initial => write!(f, "the initial configuration"),
             Label::Regular(r) => write!(f, "regular configuration {r}"),
             Label::Transitional(r, n) => write!(f, "transitional configuration {r}→{n}"),
+        }
+    }
+}
+
+/// One session: a process of one node life multicasting to one group (CPG keeps the order of
+/// each connection's messages; a process has one session per group).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+struct Sender {
+    node: u32,
+    incarnation: u32,
+    pid: u32,
+    group: Vec<u8>,
+}
+
+impl Sender {
+    fn of(id: &MsgId, group: &[u8]) -> Sender {
+        Sender {
+            node: id.node,
+            incarnation: id.incarnation,
+            pid: id.pid,
+            group: group.to_vec(),
         }
     }
 }
@@ -309,6 +332,43 @@ pub fn check_all(
                     ));
                 }
             }
+        }
+    }
+
+    // Per-sender order within a configuration (EVS causal delivery; CPG's per-connection FIFO):
+    // a life that delivers a message must have delivered, just before it among that session's
+    // messages, every earlier message the same session sent in the same ring that anyone
+    // delivered — in a transitional configuration too, where a gap may only be another
+    // sender's.
+    let mut sent_in: BTreeMap<(Sender, RingId), Vec<u64>> = BTreeMap::new();
+    for (id, (origin, ..)) in &where_ {
+        let group = &submitted.get(id).map_or(&[][..], |s| &s.group[..]);
+        sent_in
+            .entry((Sender::of(id, group), *origin))
+            .or_default()
+            .push(id.counter);
+    }
+    sent_in.values_mut().for_each(|c| c.sort_unstable());
+    'lives: for (i, (ds, _)) in all.iter().enumerate() {
+        let mut next: HashMap<(Sender, RingId), usize> = HashMap::new();
+        for d in ds {
+            let Some(origin) = d.label.origin() else {
+                continue;
+            };
+            let key = (Sender::of(&d.id, &d.group), origin);
+            let at = next.entry(key.clone()).or_default();
+            let expected = sent_in.get(&key).and_then(|c| c.get(*at)).copied();
+            if expected != Some(d.id.counter) {
+                v.push(format!(
+                    "per-sender order: {} delivered {} in {} but not, before it, the same session's message #{} sent in ring {origin}",
+                    lives[i].name(),
+                    d.id,
+                    d.label,
+                    expected.map_or("-".into(), |c| c.to_string()),
+                ));
+                break 'lives;
+            }
+            *at += 1;
         }
     }
 

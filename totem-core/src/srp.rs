@@ -10,7 +10,10 @@
 //! - the end of recovery is decided by the representative when a full rotation passes with no
 //!   member missing a frame or holding unsent recovery frames, and the token carries that
 //!   decision (`TOKEN_RECOVERY_DONE`);
-//! - a restarted node is recognised by its incarnation, carried in every header.
+//! - a restarted node is recognised by its incarnation, carried in every header;
+//! - in the transitional configuration, a departed member's old-ring frames that follow a gap
+//!   (a frame no transitional member holds) are not delivered: they may follow the missing
+//!   frame causally (corosync delivers every frame past the gaps there).
 //!
 //! - which nodes form a ring together is decided by measured connectivity as well as by the
 //!   joins: every node publishes who it hears (presences, replacing merge detection), and a
@@ -2500,14 +2503,28 @@ impl Srp {
             joined: Vec::new(),
             left: left.clone(),
         });
-        // 3. The remaining old-ring frames, past the gaps left by the departed.
+        // 3. The remaining old-ring frames, past the gaps left by the departed — but, once past
+        //    a gap, only those of transitional members. A frame no transitional member holds
+        //    was never delivered by any of them (delivery is contiguous), so no frame a
+        //    transitional member sent can follow it causally; a departed member's later frame
+        //    can (its own earlier frame, or one it delivered before sending), and EVS causal
+        //    delivery forbids delivering it without its predecessor (paper §4.4; a process
+        //    would see its sender's messages with a hole in them).
+        let mut past_gap = false;
         for seq in (old.delivered + 1)..=recovery.high.min(old.store.high()) {
-            if let Some(slot) = old.store.get(seq) {
-                if slot.flags & FLAG_RECOVERY == 0 {
-                    up.deliver(slot.origin, &slot.body);
-                    self.stats.delivered += 1;
-                }
+            let Some(slot) = old.store.get(seq) else {
+                past_gap = true;
+                continue;
+            };
+            if slot.flags & FLAG_RECOVERY != 0 {
+                continue;
             }
+            if past_gap && !contains(&recovery.trans, slot.origin) {
+                self.stats.withheld_past_gap += 1;
+                continue;
+            }
+            up.deliver(slot.origin, &slot.body);
+            self.stats.delivered += 1;
         }
         // 4. The regular configuration.
         let joined = minus(&forming.members, &recovery.trans);

@@ -25,6 +25,9 @@ pub struct Stats {
     pub recovery_sent: u64,
     pub recovered: u64,
     pub rings_installed: u64,
+    /// Old-ring frames not delivered in a transitional configuration: a departed member's
+    /// frames after a gap, which may depend causally on the missing frame.
+    pub withheld_past_gap: u64,
     /// Frames stored in a fresh buffer because their slot's old one was still borrowed (by a
     /// delivery not yet polled or a message waiting for its last fragment). Rare: a slot comes
     /// round again only `RETAINED_FRAMES_MAX` frames later.
@@ -78,7 +81,7 @@ impl Stats {
     }
 
     /// Every counter with its name, for publishing (cmap stats.srp.<name>).
-    pub fn entries(&self) -> [(&'static str, u64); 41] {
+    pub fn entries(&self) -> [(&'static str, u64); 42] {
         [
             ("frames_in", self.frames_in),
             ("frames_out", self.frames_out),
@@ -100,6 +103,7 @@ impl Stats {
             ("recovery_sent", self.recovery_sent),
             ("recovered", self.recovered),
             ("rings_installed", self.rings_installed),
+            ("withheld_past_gap", self.withheld_past_gap),
             ("store_buffers_replaced", self.store_buffers_replaced),
             ("notices_dropped", self.notices_dropped),
             ("presences_sent", self.presences_sent),

@@ -78,6 +78,21 @@ pub fn run_until(
     alive: &[bool],
     now: &mut u64,
     until_ms: u64,
+    drain: impl FnMut(usize, &mut Node),
+) {
+    let pass = |from: usize, to: usize, _: &[u8]| alive[from] && alive[to];
+    run_until_through(nodes, alive, now, until_ms, pass, drain);
+}
+
+/// `run_until` on a network that hands node `to` the datagram `bytes` of node `from` only when
+/// `pass(from, to, bytes)`; the timers of node i run while `running[i]`.
+#[allow(dead_code)]
+pub fn run_until_through(
+    nodes: &mut [Node],
+    running: &[bool],
+    now: &mut u64,
+    until_ms: u64,
+    mut pass: impl FnMut(usize, usize, &[u8]) -> bool,
     mut drain: impl FnMut(usize, &mut Node),
 ) {
     const MS: u64 = 1_000_000;
@@ -85,22 +100,20 @@ pub fn run_until(
         let mut wire = Vec::new();
         for (i, n) in nodes.iter_mut().enumerate() {
             while let Some(t) = n.poll_transmit() {
-                if alive[i] {
-                    wire.push((i, t.dest, t.bytes));
-                }
+                wire.push((i, t.dest, t.bytes));
             }
             drain(i, n);
         }
         if !wire.is_empty() {
             for (from, dest, bytes) in wire {
-                for to in 0..nodes.len() {
+                for (to, node) in nodes.iter_mut().enumerate() {
                     let addressed = match dest {
                         Dest::All => to != from,
                         Dest::Node(id) => id.0 as usize == to + 1,
                     };
-                    if addressed && alive[to] {
+                    if addressed && pass(from, to, &bytes) {
                         let sender = NodeId(from as u32 + 1);
-                        nodes[to].handle_datagram(Instant(*now), sender, &bytes);
+                        node.handle_datagram(Instant(*now), sender, &bytes);
                     }
                 }
             }
@@ -108,8 +121,8 @@ pub fn run_until(
         }
         let next = nodes
             .iter()
-            .zip(alive)
-            .filter(|(_, alive)| **alive)
+            .zip(running)
+            .filter(|(_, running)| **running)
             .filter_map(|(n, _)| n.poll_timeout())
             .min()
             .map_or(u64::MAX, |t| t.0);
@@ -118,8 +131,8 @@ pub fn run_until(
             return;
         }
         *now = next.max(*now);
-        for (n, alive) in nodes.iter_mut().zip(alive) {
-            if *alive && n.poll_timeout().is_some_and(|t| t.0 <= *now) {
+        for (n, running) in nodes.iter_mut().zip(running) {
+            if *running && n.poll_timeout().is_some_and(|t| t.0 <= *now) {
                 n.handle_timeout(Instant(*now));
             }
         }
