@@ -17,8 +17,9 @@ use rotor_crypto::{CryptoMode, Keys};
 use rotor_dataplane::fnv1a32_parts;
 use rotor_dataplane::runner::{cluster_shape, Runner, RunnerConfig, RunnerLinks};
 use rotor_dataplane::service::{auto, Control, PollChoice, PollLoop};
-use rotor_dataplane::transport::any::{AnyTransport, TransportKind};
+use rotor_dataplane::transport::any::{open_link, AnyTransport, OpenLinkError, TransportKind};
 use rotor_dataplane::transport::mcast::Multicast;
+use rotor_dataplane::transport::xsk;
 use rotor_dataplane::transport::Transport;
 use rotor_endpoint::LinkConfig;
 use rotor_proto::control::{
@@ -287,34 +288,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Refuses a `totem.netmtu` (the size of one IP packet on the link, corosync's meaning) whose
-/// UDP payload the transport cannot carry (AF_XDP: one 4 KiB UMEM frame).
-fn check_netmtu(netmtu: u32, bind: SocketAddr, transport: &AnyTransport) -> Result<(), Failure> {
-    let ip_udp = if bind.is_ipv4() {
-        totem_core::config::IPV4_UDP_HEADER_BYTES
-    } else {
-        totem_core::config::IPV6_UDP_HEADER_BYTES
-    } as usize;
-    let datagram = (netmtu as usize).saturating_sub(ip_udp);
-    let max = transport.datagram_size_max();
-    if datagram > max {
-        return Err(Failure::new(
-            FailureKind::Config,
-            format!(
-                "totem.netmtu {netmtu} needs {datagram}-byte UDP payloads, but the {} transport \
-                 carries at most {max}; lower netmtu to {} or less",
-                transport.name(),
-                max + ip_udp
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// Builds the node from a start message: crypto, totem settings, the transport, the runner.
+/// `maps`: each link's XDP program maps (`None` for a link on kernel UDP), in link order.
 fn set_up(
     start: &DataplaneStart,
-    maps: Option<xdp_prog::SteerMaps>,
+    maps: Vec<Option<xdp_prog::SteerMaps>>,
 ) -> Result<Runner<AnyTransport>, Failure> {
     let mode = CryptoMode::from_wire_byte(start.crypto_mode).ok_or_else(|| {
         Failure::new(
@@ -345,45 +323,46 @@ fn set_up(
                 .map_err(|e| Failure::new(FailureKind::Config, format!("multicast: {e}")))?,
         ),
     };
-    let kind = match start.transport {
-        DataplaneTransport::Udp => TransportKind::Udp,
-        DataplaneTransport::Xdp => TransportKind::Xdp,
-        DataplaneTransport::XdpOrUdp => TransportKind::Auto,
-    };
-    let (transport, why) = AnyTransport::open(
-        kind,
-        start.bind(),
-        start.interface.as_deref(),
-        mcast.as_ref(),
-        maps,
-    )
-    .map_err(|e| Failure::new(FailureKind::Transport, e))?;
-    match mcast {
-        Some(m) => rotor_log::notice!(
-            target: "TOTEM",
-            "{why}; multicast to {} (ttl {})",
-            m.group(),
-            m.ttl
-        ),
-        None => rotor_log::notice!(target: "TOTEM", "{why}; unicast to each peer"),
-    }
-    check_netmtu(totem.netmtu_bytes, start.bind(), &transport)?;
-    // Links beyond 0 run on kernel UDP, each on its own address (AF_XDP is link 0's).
-    let mut more = Vec::new();
+    // Each link on the transport rotord chose for it; the group (if any) on link 0.
+    let mut maps = maps.into_iter();
+    let mut transports = Vec::with_capacity(start.links.len());
     let mut more_links = Vec::new();
-    for link in &start.links[1..] {
+    for (position, link) in start.links.iter().enumerate() {
+        let group = mcast.as_ref().filter(|_| position == 0);
+        let (t, why) = open_link(link, group, maps.next().flatten(), totem.netmtu_bytes).map_err(
+            |e| match e {
+                OpenLinkError::Transport(m) => Failure::new(FailureKind::Transport, m),
+                OpenLinkError::Netmtu(m) => Failure::new(FailureKind::Config, m),
+            },
+        )?;
         let n = link.settings.number;
-        let (t, why) = AnyTransport::open(TransportKind::Udp, link.local, None, None, None)
-            .map_err(|e| Failure::new(FailureKind::Transport, format!("link {n}: {e}")))?;
-        check_netmtu(totem.netmtu_bytes, link.local, &t)?;
-        rotor_log::notice!(target: "TOTEM", "link {n} on {}: {why}", link.local);
-        more.push(t);
-        more_links.push(LinkConfig {
-            settings: link.settings,
-            local: link.local,
-            peers: link.peers.clone(),
-        });
+        match group {
+            Some(m) => rotor_log::notice!(
+                target: "TOTEM",
+                "link {n} on {}: {why}; multicast to {} (ttl {})",
+                link.local,
+                m.group(),
+                m.ttl
+            ),
+            None if start.multicast.is_none() && position == 0 => rotor_log::notice!(
+                target: "TOTEM",
+                "link {n} on {}: {why}; unicast to each peer",
+                link.local
+            ),
+            None => rotor_log::notice!(target: "TOTEM", "link {n} on {}: {why}", link.local),
+        }
+        transports.push(t);
+        if position > 0 {
+            more_links.push(LinkConfig {
+                settings: link.settings,
+                local: link.local,
+                peers: link.peers.clone(),
+            });
+        }
     }
+    let mut transports = transports.into_iter();
+    let transport = transports.next().expect("a start message has link 0");
+    let more: Vec<AnyTransport> = transports.collect();
     if start.links.len() > 1 {
         rotor_log::notice!(
             target: "TOTEM",
@@ -462,30 +441,53 @@ fn service_main(fd: i32) -> ExitCode {
             .node_mut()
             .enable_votequorum(settings, q.ev_tracking_barrier);
     }
-    drop_privileges(runner.transport());
+    drop_privileges(&runner.transports().collect::<Vec<_>>());
     serve(&mut runner, &mut control, &start)
 }
 
-/// The XDP program's maps that come with the start message: none for kernel UDP, the `xsks`
-/// and `counters` maps (in that order) otherwise, each checked to be the map it should be.
+/// The XDP programs' maps that come with the start message, one entry per link: none for a
+/// link on kernel UDP, the `xsks` and `counters` maps (in that order, links in order)
+/// otherwise, each checked to be the map it should be.
 fn start_maps(
     start: &DataplaneStart,
-    mut fds: Vec<OwnedFd>,
-) -> Result<Option<xdp_prog::SteerMaps>, Failure> {
-    match (start.transport, fds.len()) {
-        (DataplaneTransport::Udp, 0) => Ok(None),
-        (DataplaneTransport::Xdp | DataplaneTransport::XdpOrUdp, 2) => {
-            let counters = fds.pop().expect("two descriptors");
-            let xsks = fds.pop().expect("two descriptors");
+    fds: Vec<OwnedFd>,
+) -> Result<Vec<Option<xdp_prog::SteerMaps>>, Failure> {
+    let xdp_links = start
+        .links
+        .iter()
+        .filter(|l| l.transport != DataplaneTransport::Udp)
+        .count();
+    if fds.len() != 2 * xdp_links {
+        return Err(Failure::new(
+            FailureKind::Config,
+            format!(
+                "the start message came with {} descriptors, but its {xdp_links} XDP link(s) \
+                 need {}",
+                fds.len(),
+                2 * xdp_links
+            ),
+        ));
+    }
+    let mut fds = fds.into_iter();
+    start
+        .links
+        .iter()
+        .map(|link| {
+            if link.transport == DataplaneTransport::Udp {
+                return Ok(None);
+            }
+            let xsks = fds.next().expect("counted above");
+            let counters = fds.next().expect("counted above");
             xdp_prog::SteerMaps::from_fds(xsks, counters)
                 .map(Some)
-                .map_err(|e| Failure::new(FailureKind::Transport, e.to_string()))
-        }
-        (_, n) => Err(Failure::new(
-            FailureKind::Config,
-            format!("the start message came with {n} descriptors, not what its transport needs"),
-        )),
-    }
+                .map_err(|e| {
+                    Failure::new(
+                        FailureKind::Transport,
+                        format!("link {}: {e}", link.settings.number),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Started by hand: the start message from the flags (the key file read here, only when the
@@ -520,11 +522,6 @@ fn start_from_args(args: &Args) -> Result<DataplaneStart, Failure> {
         .map_err(|e| Failure::new(FailureKind::Config, format!("--token-ms: {e}")))?;
     let mut totem = resolved.named();
     totem.extend(args.totem.iter().cloned());
-    let transport = match args.transport {
-        TransportKind::Udp => DataplaneTransport::Udp,
-        TransportKind::Xdp => DataplaneTransport::Xdp,
-        TransportKind::Auto => DataplaneTransport::XdpOrUdp,
-    };
     let mut peers = args.peers.clone();
     peers.sort_by_key(|(id, _)| *id);
     Ok(DataplaneStart {
@@ -533,6 +530,8 @@ fn start_from_args(args: &Args) -> Result<DataplaneStart, Failure> {
             settings: rotor_endpoint::link::default_link0(&resolved),
             local: bind,
             peers,
+            transport: args.transport.into(),
+            interface: args.interface.clone(),
         }],
         link_mode: LinkMode::Passive,
         cluster_name,
@@ -541,8 +540,6 @@ fn start_from_args(args: &Args) -> Result<DataplaneStart, Failure> {
         epoch: since_epoch.as_secs() as u32,
         ring_seq_start: args.ring_seq,
         totem,
-        transport,
-        interface: args.interface.clone(),
         multicast: args.mcast.map(|group| MulticastSettings {
             group,
             ttl: args.mcast_ttl,
@@ -577,14 +574,14 @@ fn hand_main(args: &Args) -> ExitCode {
             }
         },
     };
-    let mut runner = match set_up(&start, maps) {
+    let mut runner = match set_up(&start, vec![maps]) {
         Ok(r) => r,
         Err(f) => {
             tracing::error!(target: "MAIN", "{}", f.message);
             return f.exit_code();
         }
     };
-    drop_privileges(runner.transport());
+    drop_privileges(&runner.transports().collect::<Vec<_>>());
     let pid = std::process::id();
     let cluster_size = start.peers().len() + 1;
     let group = args.group.as_bytes().to_vec();
@@ -700,8 +697,8 @@ fn serve(
     }
 }
 
-/// Once the transport is set up, keeps only what running it needs, in the effective and
-/// permitted sets, and nothing inheritable or ambient:
+/// Once every link's transport is set up, keeps only what running them needs, in the effective
+/// and permitted sets, and nothing inheritable or ambient:
 /// - AF_XDP on a program this process loaded: NET_ADMIN and BPF (SYS_ADMIN on kernels without
 ///   CAP_BPF), to detach the program on exit;
 /// - AF_XDP on maps inherited from rotord: nothing, unless this kernel wants CAP_BPF to read
@@ -711,7 +708,7 @@ fn serve(
 ///
 /// The bounding set is rotord's business (this process has no CAP_SETPCAP to change it).
 /// Without capabilities there is nothing to do.
-fn drop_privileges(transport: &AnyTransport) {
+fn drop_privileges(transports: &[&AnyTransport]) {
     use caps::{CapSet, Capability};
     let Ok(permitted) = caps::read(None, CapSet::Permitted) else {
         return;
@@ -730,12 +727,15 @@ fn drop_privileges(transport: &AnyTransport) {
             .filter(|c| permitted.contains(c))
             .collect()
     };
-    let xsk = match transport {
-        AnyTransport::Xdp(x) => Some(x),
-        AnyTransport::Udp(_) => None,
-    };
-    let (keep, why) = match xsk {
-        Some(x) if x.owns_program() => (
+    let xsks: Vec<&xsk::XskTransport> = transports
+        .iter()
+        .filter_map(|t| match t {
+            AnyTransport::Xdp(x) => Some(x.as_ref()),
+            AnyTransport::Udp(_) => None,
+        })
+        .collect();
+    let (keep, why) = match xsks.first() {
+        _ if xsks.iter().any(|x| x.owns_program()) => (
             only(&[Capability::CAP_NET_ADMIN, bpf]),
             " (to detach its XDP program on exit)",
         ),

@@ -124,12 +124,23 @@ fn send_failure(e: &io::Error) -> Option<SendOutcome> {
     }
 }
 
+/// Link `link`'s form of a provider's counter key: `link<N>.` after the provider's name.
+fn link_key(key: &str, link: u8) -> String {
+    match key.split_once('.') {
+        Some(("xdp", _)) => rotor_proto::xdp::for_link(key, link),
+        Some((provider, rest)) => format!("{provider}.link{link}.{rest}"),
+        None => format!("link{link}.{key}"),
+    }
+}
+
 pub struct Runner<T: Transport> {
     endpoint: Endpoint<SocketAddr>,
     /// Link 0's transport.
     transport: T,
     /// The other links' transports, by link position less one.
     more: Vec<T>,
+    /// The other links' numbers, as `more`.
+    more_numbers: Vec<u8>,
     start: std::time::Instant,
     /// The cluster name keys are bound to (a rotated key is read for it).
     cluster_name: String,
@@ -154,6 +165,7 @@ impl<T: Transport> Runner<T> {
             mode: LinkMode::Passive,
         });
         assert_eq!(more.len(), links.more.len());
+        let more_numbers = links.more.iter().map(|l| l.settings.number).collect();
         let start = std::time::Instant::now();
         let cluster_name = cfg.cluster_name.clone();
         let shape = cluster_shape(cfg.peers.len(), transport.local_addr().is_ipv6(), cfg.mode);
@@ -182,6 +194,7 @@ impl<T: Transport> Runner<T> {
             endpoint,
             transport,
             more,
+            more_numbers,
             start,
             cluster_name,
         })
@@ -218,13 +231,20 @@ impl<T: Transport> Runner<T> {
         self.endpoint.drops()
     }
 
-    /// Every counter of the runner, its transport, crypto and the core, as published to
-    /// rotord (`stats.<key>`): `net.*`, `crypto.*`, `srp.*` and the provider's own
-    /// (`udp.*` or `xdp.*`).
+    /// Every counter of the runner, its transports, crypto and the core, as published to
+    /// rotord (`stats.<key>`): `net.*`, `crypto.*`, `srp.*` and each link's provider's own —
+    /// link 0's as `udp.*` or `xdp.*`, link N's with `link<N>.` after the provider's name
+    /// (`xdp.link1.prog.redirected`, rotor-proto's `xdp::for_link`).
     pub fn counters(&self) -> Entries {
         let mut out = Entries::new();
         self.endpoint.counters(&mut out);
         self.transport.counters(&mut out);
+        let mut link = Entries::new();
+        for (t, number) in self.more.iter().zip(&self.more_numbers) {
+            link.clear();
+            t.counters(&mut link);
+            out.extend(link.drain(..).map(|(k, v)| (link_key(&k, *number), v)));
+        }
         out
     }
 
