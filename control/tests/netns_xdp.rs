@@ -157,10 +157,11 @@ fn send_from_stranger(bed: &Testbed, i: usize, dev: &str, stranger: &str, to: &s
         .exec(i, &["ip", "addr", "add", &with_prefix, "dev", dev])
         .unwrap();
     assert!(out.status.success());
-    rotor_testbed::in_netns(&bed.host(i), || {
-        let socket = std::net::UdpSocket::bind((stranger, 0)).unwrap();
+    let (stranger, to) = (stranger.to_owned(), to.to_owned());
+    rotor_testbed::in_netns(&bed.host(i), move || {
+        let socket = std::net::UdpSocket::bind((stranger.as_str(), 0)).unwrap();
         for _ in 0..count {
-            socket.send_to(b"not a member", to).unwrap();
+            socket.send_to(b"not a member", to.as_str()).unwrap();
         }
     });
 }
