@@ -575,6 +575,31 @@ mod tests {
     }
 
     #[test]
+    fn each_link_filters_on_its_own_addresses() {
+        let s = |a: &str, node_id: u32, link: u8| Source {
+            addr: a.parse().unwrap(),
+            node_id,
+            link,
+        };
+        let all = Filter {
+            sources: vec![
+                s("198.18.0.1", 1, 0),
+                s("198.19.1.1", 1, 1),
+                s("198.18.0.2", 2, 0),
+                s("198.19.1.2", 2, 1),
+            ],
+            unknown: UnknownSource::Drop,
+        };
+        let link1 = all.of_link(1);
+        assert_eq!(
+            link1.sources,
+            [s("198.19.1.1", 1, 1), s("198.19.1.2", 2, 1)]
+        );
+        assert_eq!(link1.unknown, UnknownSource::Drop);
+        assert!(all.of_link(2).sources.is_empty());
+    }
+
+    #[test]
     fn an_unresolvable_link_address_names_its_line_and_key() {
         let config = crate::config::parse_str(
             "/etc/corosync/corosync.conf",
