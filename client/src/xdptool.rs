@@ -1,5 +1,5 @@
-//! The XDP part of `rotor status` (the program rotord attached, its source filter and its
-//! counters, from cmap) and `rotor xdp-remove` (a stale program left by a killed rotord).
+//! The XDP part of `rotor status` (the programs rotord attached, one per link on XDP, their
+//! source filters and their counters, from cmap) and `rotor xdp-remove` (a stale program left by a killed rotord).
 
 use std::process::ExitCode;
 
@@ -7,19 +7,36 @@ use rotor_client::cmap::{Cmap, Value};
 use rotor_proto::xdp as keys;
 use xdp_prog::{Counter, Interface};
 
-/// The lines `rotor status` adds after the link status when rotord runs the XDP transport;
-/// none on kernel UDP (or when cmap cannot be read: the link status said why).
+/// The lines `rotor status` adds after the link status for each link on XDP; none on kernel
+/// UDP (or when cmap cannot be read: the link status said why).
 pub fn status_lines() -> Vec<String> {
     let Ok(mut cmap) = Cmap::initialize() else {
         return Vec::new();
     };
     let runtime = cmap.iter(keys::RUNTIME_XDP_PREFIX).unwrap_or_default();
-    let counters = cmap.iter(keys::COUNTERS_PREFIX).unwrap_or_default();
+    let mut counters = Vec::new();
+    for link in 0..rotor_proto::link::LINK_COUNT_MAX as u8 {
+        let interface = keys::for_link(keys::INTERFACE_KEY, link);
+        if runtime.iter().any(|(k, _)| *k == interface) {
+            let prefix = keys::for_link(keys::COUNTERS_PREFIX, link);
+            counters.extend(cmap.iter(&prefix).unwrap_or_default());
+        }
+    }
     render(&runtime, &counters)
 }
 
 fn render(runtime: &[(String, Value)], counters: &[(String, Value)]) -> Vec<String> {
-    let get = |key: &str| runtime.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+    (0..rotor_proto::link::LINK_COUNT_MAX as u8)
+        .flat_map(|link| render_link(link, runtime, counters))
+        .collect()
+}
+
+/// Link `link`'s program (link 0's as with one link, the others' marked with their number).
+fn render_link(link: u8, runtime: &[(String, Value)], counters: &[(String, Value)]) -> Vec<String> {
+    let get = |key: &str| {
+        let key = keys::for_link(key, link);
+        runtime.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    };
     let text = |key: &str| match get(key) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::U32(n)) => n.to_string(),
@@ -28,8 +45,9 @@ fn render(runtime: &[(String, Value)], counters: &[(String, Value)]) -> Vec<Stri
     if get(keys::INTERFACE_KEY).is_none() {
         return Vec::new();
     }
+    let prefix = keys::for_link(keys::COUNTERS_PREFIX, link);
     let counter = |name: &str| {
-        let key = format!("{}{name}", keys::COUNTERS_PREFIX);
+        let key = format!("{prefix}{name}");
         match counters.iter().find(|(k, _)| *k == key) {
             Some((_, Value::U64(n))) => n.to_string(),
             _ => "-".into(),
@@ -41,11 +59,16 @@ fn render(runtime: &[(String, Value)], counters: &[(String, Value)]) -> Vec<Stri
         .collect();
     vec![
         format!(
-            "XDP program {} (id {}) on {}, {} mode",
+            "XDP program {} (id {}) on {}, {} mode{}",
             text(keys::PROGRAM_KEY),
             text(keys::PROG_ID_KEY),
             text(keys::INTERFACE_KEY),
-            text(keys::MODE_KEY)
+            text(keys::MODE_KEY),
+            if link == 0 {
+                String::new()
+            } else {
+                format!(" (link {link})")
+            }
         ),
         format!(
             "\tsource filter\t= {} nodelist addresses; other sources: {}",
@@ -139,6 +162,33 @@ mod tests {
         assert!(
             render(&[], &counters).is_empty(),
             "kernel UDP: no XDP lines"
+        );
+        // Link 1 on XDP too: its own block, from its own keys.
+        let mut both = runtime.clone();
+        both.extend(runtime.iter().map(|(k, v)| {
+            let v = match v {
+                Value::String(s) if s == "eth0" => Value::String("eth1".into()),
+                Value::U32(42) => Value::U32(43),
+                v => v.clone(),
+            };
+            (keys::for_link(k, 1), v)
+        }));
+        let mut counters = counters;
+        counters.push(("stats.xdp.link1.prog.redirected".to_owned(), Value::U64(7)));
+        counters.push((
+            "stats.xdp.link1.prog.unknown_source_dropped".to_owned(),
+            Value::U64(20),
+        ));
+        let lines = render(&both, &counters);
+        assert_eq!(lines.len(), 6, "{lines:?}");
+        assert_eq!(
+            lines[3..],
+            [
+                "XDP program rotor_steer (id 43) on eth1, native mode (link 1)",
+                "\tsource filter\t= 3 nodelist addresses; other sources: pass",
+                "\tframes\t= redirected 7, passed -, not_parsed -, no_socket -, \
+                 unknown_source_passed -, unknown_source_dropped 20",
+            ]
         );
     }
 }

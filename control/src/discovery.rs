@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use rotor_proto::control::DataplaneTransport;
 use rotor_proto::link::{LinkSettings, LinkStart};
 
 use crate::config::Config;
@@ -74,6 +75,8 @@ pub fn local_node(config: &Config, node_id: Option<u32>) -> Result<LocalNode, St
                 settings,
                 local: bind,
                 peers: Vec::new(),
+                transport: DataplaneTransport::Udp,
+                interface: None,
             }],
             warnings,
         });
@@ -210,10 +213,13 @@ pub fn link_starts(config: &Config, me: u32) -> Result<Vec<LinkStart>, String> {
             }
             peers.sort_by_key(|(id, _)| *id);
             let local = local.ok_or_else(|| format!("{}: no node has nodeid {me}", config.file))?;
+            // rotord chooses each link's transport when it starts (`xdp::choose_links`).
             Ok(LinkStart {
                 settings: *settings,
                 local,
                 peers,
+                transport: DataplaneTransport::Udp,
+                interface: None,
             })
         })
         .collect()

@@ -1,21 +1,26 @@
-//! rotord's XDP program. When the node's transport is XDP (`transport: xdp`, or corosync's
-//! `knet`/auto when rotord is root and the interface holding the bind address accepts the
-//! program), rotord loads and attaches xdp-prog once at start, before it drops privileges,
-//! with the cluster port in its `ports` map and the source filter on: every address of every
-//! link of every nodelist entry in `sources`, `rotor.xdp_unknown_source` for the rest — filled
-//! before the program is attached, so it never steers a frame of another source; keeps
-//! `sources` current when a reload changes the nodelist (`OwnedProgram::set_sources`); keeps
-//! the program attached across dataplane restarts (frames of the cluster port pass to the
-//! kernel while no AF_XDP socket is in `xsks`, and every other frame passes all along); hands
-//! each dataplane the `xsks` and `counters` maps beside its start message (SCM_RIGHTS; the
-//! dataplane needs neither `sources` nor `filter`); describes it in cmap (`runtime.xdp.*`); and
-//! detaches it on its own clean shutdown. A program left by a rotord that was killed is
-//! recognised by its name and replaced at the next start (or removed by `rotor xdp-remove`).
+//! rotord's XDP programs. For each link whose transport is XDP (`transport: xdp`, or corosync's
+//! `knet`/auto when rotord is root and the interface holding the link's address accepts the
+//! program), rotord loads and attaches one xdp-prog on that link's interface at start, before it
+//! drops privileges, with the link's port in its `ports` map and the source filter on: that
+//! link's address of every nodelist entry in `sources`, `rotor.xdp_unknown_source` for the rest
+//! — filled before the program is attached, so it never steers a frame of another source. Each
+//! link is chosen on its own (`choose_link`: a link whose interface cannot take the program
+//! runs on kernel UDP under auto, and stops rotord under `xdp`), so the links of one node may
+//! run on different transports. rotord keeps every `sources` current when a reload changes the
+//! nodelist (`Programs::set_sources`); keeps the programs attached across dataplane restarts
+//! (frames of the cluster port pass to the kernel while no AF_XDP socket is in `xsks`, and
+//! every other frame passes all along); hands each dataplane every program's `xsks` and
+//! `counters` maps beside its start message (SCM_RIGHTS, in link order; the dataplane needs
+//! neither `sources` nor `filter`); describes them in cmap (`runtime.xdp.*`, link N's under
+//! `runtime.xdp.link<N>.`); and detaches them on its own clean shutdown. A program left by a
+//! rotord that was killed is recognised by its name and replaced at the next start (or removed
+//! by `rotor xdp-remove`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 
 use rotor_proto::control::DataplaneTransport;
+use rotor_proto::link::LinkStart;
 use rotor_proto::xdp as keys;
 
 use xdp_prog::{AttachMode, LoadOptions, Source, SteerProgram, UnknownSource, XdpProgram};
@@ -39,6 +44,19 @@ impl Filter {
             sources: nodelist_sources(config)?,
             unknown: config.rotor.xdp_unknown_source,
         })
+    }
+
+    /// The part of the filter that belongs on link `link`'s interface: that link's addresses.
+    pub fn of_link(&self, link: u8) -> Filter {
+        Filter {
+            sources: self
+                .sources
+                .iter()
+                .filter(|s| s.link == link)
+                .copied()
+                .collect(),
+            unknown: self.unknown,
+        }
     }
 }
 
@@ -85,12 +103,14 @@ fn resolve(name: &str) -> Result<IpAddr, String> {
         .ok_or_else(|| format!("\"{name}\" resolves to no address"))
 }
 
-/// The program rotord attached, whose maps it hands to every dataplane.
+/// A program rotord attached for one link, whose maps it hands to every dataplane.
 pub struct OwnedProgram {
     program: XdpProgram,
+    /// The link whose interface it is attached to.
+    link: u8,
     /// Whether the config asked for XDP (`xdp`) rather than letting rotord choose (`knet`).
     asked_for: bool,
-    /// What the source filter holds now.
+    /// What the source filter holds now: the link's addresses.
     filter: Filter,
 }
 
@@ -128,8 +148,13 @@ impl OwnedProgram {
         &self.filter
     }
 
-    /// Replaces the source filter's addresses (a reload changed the nodelist), logging what
-    /// changed; on an error the filter keeps the addresses it had.
+    /// The link whose interface the program is attached to.
+    pub fn link(&self) -> u8 {
+        self.link
+    }
+
+    /// Replaces the source filter's addresses (a reload changed the nodelist) with `sources`
+    /// (this link's), logging what changed; on an error the filter keeps the addresses it had.
     pub fn set_sources(&mut self, sources: Vec<Source>) -> Result<(), String> {
         if sources == self.filter.sources {
             return Ok(());
@@ -152,7 +177,8 @@ impl OwnedProgram {
         log_at!(
             Notice,
             "MAIN",
-            "XDP source filter on {}: {} addresses{}{}",
+            "XDP source filter of link {} on {}: {} addresses{}{}",
+            self.link,
             self.interface(),
             sources.len(),
             if added.is_empty() {
@@ -170,10 +196,12 @@ impl OwnedProgram {
         Ok(())
     }
 
-    /// Writes `runtime.xdp.*`: what `rotor status` shows of the program.
+    /// Writes `runtime.xdp.*` (link N's under `runtime.xdp.link<N>.`): what `rotor status`
+    /// shows of the program.
     pub fn publish(&self, cmap: &mut CmapStore) {
+        let link = self.link;
         let mut set = |k: &str, v: Value| {
-            let _ = cmap.set(k, v, Access::Daemon);
+            let _ = cmap.set(&keys::for_link(k, link), v, Access::Daemon);
         };
         set(keys::INTERFACE_KEY, Value::String(self.interface().into()));
         set(
@@ -198,23 +226,85 @@ impl OwnedProgram {
     /// Detaches the program (on rotord's clean shutdown), logging the outcome.
     pub fn detach(self) {
         let interface = self.interface().to_owned();
+        let link = self.link;
         match self.program.detach() {
             Ok(()) => log_at!(
                 Notice,
                 "MAIN",
-                "XDP program {} detached from {interface}",
+                "XDP program {} of link {link} detached from {interface}",
                 xdp_prog::PROGRAM_NAME
             ),
             Err(e) => log_at!(
                 Error,
                 "MAIN",
-                "detaching the XDP program from {interface}: {e}"
+                "detaching the XDP program of link {link} from {interface}: {e}"
             ),
         }
     }
 }
 
-/// What rotord runs the dataplane on.
+/// The programs rotord attached, one per link that runs XDP, in link order.
+#[derive(Default)]
+pub struct Programs(Vec<OwnedProgram>);
+
+impl Programs {
+    /// Whether no link runs XDP.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The program attached for `link`, if it runs XDP.
+    pub fn of_link(&self, link: u8) -> Option<&OwnedProgram> {
+        self.0.iter().find(|p| p.link == link)
+    }
+
+    /// Every program's `xsks` and `counters` map fds, in link order: what goes beside each
+    /// dataplane's start message.
+    pub fn map_fds(&self) -> Vec<RawFd> {
+        self.0
+            .iter()
+            .flat_map(|p| {
+                let (xsks, counters) = p.map_fds();
+                [xsks, counters]
+            })
+            .collect()
+    }
+
+    /// Takes `program` (a link `choose_link` gave XDP) in link order.
+    pub fn add(&mut self, program: OwnedProgram) {
+        let at = self.0.partition_point(|p| p.link < program.link);
+        self.0.insert(at, program);
+    }
+
+    /// Gives each program its link's part of `sources` (every link's address of every node,
+    /// as [`nodelist_sources`] gives them); every program is tried, the first error returned.
+    pub fn set_sources(&mut self, sources: &[Source]) -> Result<(), String> {
+        let mut first_error = None;
+        for p in &mut self.0 {
+            let of_link = sources.iter().filter(|s| s.link == p.link).copied();
+            if let Err(e) = p.set_sources(of_link.collect()) {
+                first_error.get_or_insert(format!("link {}: {e}", p.link));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Writes every program's `runtime.xdp.*` keys.
+    pub fn publish(&self, cmap: &mut CmapStore) {
+        for p in &self.0 {
+            p.publish(cmap);
+        }
+    }
+
+    /// Detaches every program (on rotord's clean shutdown), logging each outcome.
+    pub fn detach(self) {
+        for p in self.0 {
+            p.detach();
+        }
+    }
+}
+
+/// What rotord runs one link on.
 pub enum Choice {
     /// AF_XDP on the program rotord attached (boxed: the program and its filter are large).
     Xdp(Box<OwnedProgram>),
@@ -222,39 +312,81 @@ pub enum Choice {
     Udp(String),
 }
 
-/// Decides the transport and, for XDP, loads and attaches the program on the interface that
-/// holds `bind`'s address with `bind`'s port as the cluster port. `transport: xdp` that cannot
-/// be had is an error (rotord does not start); `knet` falls back to UDP with the reason.
-/// Logs the choice and a replaced stale program. Acts on the calling thread's network
-/// namespace; needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON) for XDP.
-pub fn choose(
+/// Chooses every link's transport (`choose_link`, in link order), writing the choice into each
+/// `LinkStart`; the programs attached are returned. An error (`transport: xdp` that a link
+/// cannot have) detaches the programs attached so far.
+pub fn choose_links(
     transport: TransportSetting,
-    bind: SocketAddr,
-    filter: Filter,
+    links: &mut [LinkStart],
+    filter: &Filter,
+) -> Result<Programs, String> {
+    let mut programs = Programs::default();
+    for link in links.iter_mut() {
+        match choose_link(transport, link, filter, &programs) {
+            Ok(Choice::Xdp(p)) => {
+                link.transport = p.dataplane_transport();
+                link.interface = Some(p.interface().to_owned());
+                programs.add(*p);
+            }
+            Ok(Choice::Udp(_)) => {
+                link.transport = DataplaneTransport::Udp;
+                link.interface = None;
+            }
+            Err(e) => {
+                programs.detach();
+                return Err(e);
+            }
+        }
+    }
+    Ok(programs)
+}
+
+/// Decides link `link`'s transport and, for XDP, loads and attaches a program on the interface
+/// that holds the link's address, with the link's port as the cluster port and the link's
+/// part of `filter` as its sources. `transport: xdp` that cannot be had is an error (rotord
+/// does not start); `knet` falls back to UDP with the reason. An interface that already
+/// carries another link's program (`attached`) cannot take a second one: AF_XDP serves one
+/// link per interface. Logs the choice and a replaced stale program. Acts on the calling
+/// thread's network namespace; needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON) for XDP.
+pub fn choose_link(
+    transport: TransportSetting,
+    link: &LinkStart,
+    filter: &Filter,
+    attached: &Programs,
 ) -> Result<Choice, String> {
+    let number = link.settings.number;
     let asked_for = match transport {
         TransportSetting::Udp | TransportSetting::Udpu => {
-            return Ok(logged(Choice::Udp("transport udp: asked for".into())));
+            return Ok(logged(
+                number,
+                Choice::Udp("transport udp: asked for".into()),
+            ));
         }
         TransportSetting::Xdp => true,
         TransportSetting::Knet => false,
     };
-    let attached = attach(bind, asked_for, filter);
+    let attached = attach(number, link.local, asked_for, filter, attached);
     match (attached, asked_for) {
-        (Ok(owned), _) => Ok(logged(Choice::Xdp(Box::new(owned)))),
-        (Err(e), true) => Err(format!("transport xdp: {e}")),
-        (Err(e), false) => Ok(logged(Choice::Udp(format!("transport udp: auto: {e}")))),
+        (Ok(owned), _) => Ok(logged(number, Choice::Xdp(Box::new(owned)))),
+        (Err(Refusal::Conflict(e)), _) | (Err(Refusal::Unavailable(e)), true) => {
+            Err(format!("link {number}: transport xdp: {e}"))
+        }
+        (Err(Refusal::Unavailable(e)), false) => Ok(logged(
+            number,
+            Choice::Udp(format!("transport udp: auto: {e}")),
+        )),
     }
 }
 
-fn logged(choice: Choice) -> Choice {
+fn logged(link: u8, choice: Choice) -> Choice {
     match &choice {
-        Choice::Udp(why) => log_at!(Notice, "MAIN", "{why}"),
+        Choice::Udp(why) => log_at!(Notice, "MAIN", "link {link}: {why}"),
         Choice::Xdp(p) => log_at!(
             Notice,
             "MAIN",
-            "transport xdp ({}): XDP program {} (id {}) attached to {} in {} mode, cluster \
-             port {}, source filter {} addresses (others: {}); kept across dataplane restarts",
+            "link {link}: transport xdp ({}): XDP program {} (id {}) attached to {} in {} mode, \
+             cluster port {}, source filter {} addresses (others: {}); kept across dataplane \
+             restarts",
             if p.asked_for {
                 "asked for".to_owned()
             } else {
@@ -288,16 +420,62 @@ fn describe(s: &Source) -> String {
     format!("{} (node {} link {})", s.addr, s.node_id, s.link)
 }
 
-fn attach(bind: SocketAddr, asked_for: bool, filter: Filter) -> Result<OwnedProgram, String> {
+/// Why a link cannot have XDP.
+enum Refusal {
+    /// Not here (privileges, interface, driver): auto takes kernel UDP.
+    Unavailable(String),
+    /// Not with this config, on any transport: rotord does not start.
+    Conflict(String),
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Refusal {
+        Refusal::Unavailable(reason)
+    }
+}
+
+fn attach(
+    link: u8,
+    bind: SocketAddr,
+    asked_for: bool,
+    filter: &Filter,
+    attached: &Programs,
+) -> Result<OwnedProgram, Refusal> {
     // Safety: geteuid has no preconditions.
     if !asked_for && unsafe { libc::geteuid() } != 0 {
-        return Err("not running as root, so no XDP".into());
+        return Err(Refusal::from("not running as root, so no XDP".to_owned()));
     }
     let interface = interface_holding(bind.ip())
         .ok_or_else(|| format!("no interface holds the address {}", bind.ip()))?;
     if interface == "lo" {
-        return Err("the address is on loopback, where XDP brings nothing".into());
+        return Err(Refusal::from(
+            "the address is on loopback, where XDP brings nothing".to_owned(),
+        ));
     }
+    if let Some(other) = attached.0.iter().find(|p| p.interface() == interface) {
+        let same_port = other
+            .program
+            .program()
+            .ports()
+            .is_ok_and(|ports| ports.contains(&bind.port()));
+        if same_port && filter.unknown == UnknownSource::Drop {
+            // Over kernel UDP this link's frames would meet the other link's program as
+            // strangers' do, and be dropped.
+            return Err(Refusal::Conflict(format!(
+                "{interface} carries link {}'s XDP program on port {}, which drops this link's \
+                 frames (rotor.xdp_unknown_source: drop); give link {link} an interface of its \
+                 own, another mcastport, or xdp_unknown_source: pass",
+                other.link,
+                bind.port()
+            )));
+        }
+        return Err(Refusal::from(format!(
+            "{interface} already carries link {}'s XDP program, and AF_XDP serves one link per \
+             interface; give link {link} an interface of its own",
+            other.link
+        )));
+    }
+    let filter = filter.of_link(link);
     let unavailable = |e: xdp_prog::XdpError| format!("XDP unavailable on {interface} ({e})");
     // The filter is filled before the program is attached: it never steers another source.
     let steer = SteerProgram::load(&[bind.port()]).map_err(unavailable)?;
@@ -317,6 +495,7 @@ fn attach(bind: SocketAddr, asked_for: bool, filter: Filter) -> Result<OwnedProg
     }
     Ok(OwnedProgram {
         program,
+        link,
         asked_for,
         filter,
     })
@@ -339,6 +518,24 @@ mod tests {
             sources: Vec::new(),
             unknown: UnknownSource::Pass,
         }
+    }
+
+    fn choose(
+        transport: TransportSetting,
+        bind: SocketAddr,
+        filter: Filter,
+    ) -> Result<Choice, String> {
+        let link = LinkStart {
+            settings: rotor_proto::link::LinkSettings::resolve(
+                0, 3650, None, None, None, None, None,
+            )
+            .unwrap(),
+            local: bind,
+            peers: Vec::new(),
+            transport: DataplaneTransport::Udp,
+            interface: None,
+        };
+        choose_link(transport, &link, &filter, &Programs::default())
     }
 
     #[test]
@@ -375,6 +572,31 @@ mod tests {
             ),
             [s("2001:2::1", 1, 0), s("2001:2:7::1", 1, 7)]
         );
+    }
+
+    #[test]
+    fn each_link_filters_on_its_own_addresses() {
+        let s = |a: &str, node_id: u32, link: u8| Source {
+            addr: a.parse().unwrap(),
+            node_id,
+            link,
+        };
+        let all = Filter {
+            sources: vec![
+                s("198.18.0.1", 1, 0),
+                s("198.19.1.1", 1, 1),
+                s("198.18.0.2", 2, 0),
+                s("198.19.1.2", 2, 1),
+            ],
+            unknown: UnknownSource::Drop,
+        };
+        let link1 = all.of_link(1);
+        assert_eq!(
+            link1.sources,
+            [s("198.19.1.1", 1, 1), s("198.19.1.2", 2, 1)]
+        );
+        assert_eq!(link1.unknown, UnknownSource::Drop);
+        assert!(all.of_link(2).sources.is_empty());
     }
 
     #[test]
@@ -415,7 +637,7 @@ mod tests {
         }
         assert!(choose(TransportSetting::Xdp, bind, no_filter())
             .err()
-            .is_some_and(|e| e.starts_with("transport xdp: ")));
+            .is_some_and(|e| e.starts_with("link 0: transport xdp: ")));
     }
 
     #[test]

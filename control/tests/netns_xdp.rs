@@ -85,8 +85,13 @@ impl Drop for Daemons {
 
 /// The XDP program on host `i`'s eth0 as `ip -d link` shows it: (id, name), or None.
 fn xdp_prog(bed: &Testbed, i: usize) -> Option<(u32, String)> {
+    xdp_prog_on(bed, i, "eth0")
+}
+
+/// The XDP program on host `i`'s interface `dev`, as [`xdp_prog`].
+fn xdp_prog_on(bed: &Testbed, i: usize, dev: &str) -> Option<(u32, String)> {
     let out = bed
-        .exec(i, &["ip", "-d", "link", "show", "dev", "eth0"])
+        .exec(i, &["ip", "-d", "link", "show", "dev", dev])
         .expect("ip link");
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
@@ -126,6 +131,39 @@ fn cmap_u64(bed: &Testbed, bins: &Bins, i: usize, key: &str) -> Option<u64> {
         .trim()
         .rsplit_once(" = ")
         .and_then(|(_, v)| v.parse().ok())
+}
+
+/// A temporary directory (`rotor-<tag>-<pid>`) with a fresh authkey in it, and a cluster
+/// `name` on `transport: xdp` with a 300 ms token and its state directory in there.
+fn xdp_cluster(tag: &str, name: &str) -> (TempDir, std::path::PathBuf, Spec) {
+    let dir = TempDir::new(&format!("rotor-{tag}-{}", std::process::id())).unwrap();
+    let key = dir.path().join("authkey");
+    write_authkey(&key).unwrap();
+    let mut spec = Spec::new(name);
+    spec.transport = "xdp".into();
+    spec.totem.push(("token".into(), "300".into()));
+    spec.extra = format!(
+        "system {{\n  state_dir: {}\n}}\n",
+        dir.path().join("state").display()
+    );
+    (dir, key, spec)
+}
+
+/// Host `i` takes `stranger` (outside the nodelist) as a second address on `dev` and sends
+/// `count` datagrams from it to `to`.
+fn send_from_stranger(bed: &Testbed, i: usize, dev: &str, stranger: &str, to: &str, count: u64) {
+    let with_prefix = format!("{stranger}/24");
+    let out = bed
+        .exec(i, &["ip", "addr", "add", &with_prefix, "dev", dev])
+        .unwrap();
+    assert!(out.status.success());
+    let (stranger, to) = (stranger.to_owned(), to.to_owned());
+    rotor_testbed::in_netns(&bed.host(i), move || {
+        let socket = std::net::UdpSocket::bind((stranger.as_str(), 0)).unwrap();
+        for _ in 0..count {
+            socket.send_to(b"not a member", to.as_str()).unwrap();
+        }
+    });
 }
 
 /// Waits (bounded) until `check` holds, failing with `what`.
@@ -479,16 +517,7 @@ fn source_filter_redirects_only_the_nodelist_and_xdp_remove_clears_a_stale_progr
     const SENT: u64 = 20;
     let bins = bins();
     let started = Instant::now();
-    let dir = TempDir::new(&format!("rotor-sf-{}", std::process::id())).unwrap();
-    let key = dir.path().join("authkey");
-    write_authkey(&key).unwrap();
-    let mut spec = Spec::new("srcfilter");
-    spec.transport = "xdp".into();
-    spec.totem.push(("token".into(), "300".into()));
-    spec.extra = format!(
-        "system {{\n  state_dir: {}\n}}\n",
-        dir.path().join("state").display()
-    );
+    let (dir, key, spec) = xdp_cluster("sf", "srcfilter");
     let conf = dir.path().join("corosync.conf");
     std::fs::write(&conf, spec.corosync_conf(3, &key)).unwrap();
 
@@ -633,16 +662,7 @@ fn source_filter_redirects_only_the_nodelist_and_xdp_remove_clears_a_stale_progr
         "{status}"
     );
     let firewall_before = nft_packets(&bed, 1, "inet", "sf", "input");
-    let out = bed
-        .exec(4, &["ip", "addr", "add", "198.18.0.99/24", "dev", "eth0"])
-        .unwrap();
-    assert!(out.status.success());
-    rotor_testbed::in_netns(&bed.host(4), || {
-        let socket = std::net::UdpSocket::bind("198.18.0.99:0").unwrap();
-        for _ in 0..SENT {
-            socket.send_to(b"not a member", "198.18.0.1:5405").unwrap();
-        }
-    });
+    send_from_stranger(&bed, 4, "eth0", "198.18.0.99", "198.18.0.1:5405", SENT);
     wait_for(
         Duration::from_secs(5),
         "the second address's datagrams counted as unknown_source_dropped on host 1",
@@ -654,4 +674,127 @@ fn source_filter_redirects_only_the_nodelist_and_xdp_remove_clears_a_stale_progr
         "dropped by the program: the firewall saw none"
     );
     eprintln!("netns_xdp source filter: {:?}", started.elapsed());
+}
+
+/// Two links on XDP (`transport: xdp`, link 1 on a second bridge, `xdp_unknown_source: drop`):
+/// each rotord attaches a program to eth0 and to eth1, each holding its own link's addresses;
+/// the AF_XDP redirect counters of both rise (link 1 carries the pings); `rotor status` shows
+/// both programs; a stranger on link 1's network is dropped by link 1's program and counted
+/// there; SIGKILLed, a node leaves both behind and `rotor xdp-remove` removes both; SIGTERMed,
+/// rotord detaches both.
+#[test]
+fn two_links_run_af_xdp_on_both_interfaces_each_with_its_source_filter() {
+    if !root_or_skip("network namespaces and XDP on two links") {
+        return;
+    }
+    const SENT: u64 = 20;
+    let bins = bins();
+    let started = Instant::now();
+    let (dir, key, mut spec) = xdp_cluster("xk", "xdplinks");
+    spec.links = 2;
+    spec.extra += "rotor {\n  xdp_unknown_source: drop\n}\n";
+    let conf = dir.path().join("corosync.conf");
+    std::fs::write(&conf, spec.corosync_conf(HOSTS, &key)).unwrap();
+
+    let bed = Testbed::up("xk", HOSTS).expect("testbed");
+    bed.add_link(1).expect("link 1's bridge");
+    let mut daemons = Daemons((0..HOSTS).map(|_| None).collect());
+    for i in 1..=HOSTS {
+        daemons.start(&bed, &bins, i, &conf);
+    }
+    bed.wait_rotor_ring(&[1, 2, 3], &MEMBERS, &bins, RING_WAIT)
+        .unwrap();
+
+    // A program on each link's interface, and AF_XDP frames on both.
+    let link1_redirected = "stats.xdp.link1.prog.redirected";
+    let mut before = Vec::new();
+    for i in 1..=HOSTS {
+        for dev in ["eth0", "eth1"] {
+            let (_, name) =
+                xdp_prog_on(&bed, i, dev).unwrap_or_else(|| panic!("no XDP on host {i}'s {dev}"));
+            assert_eq!(name, "rotor_steer", "host {i} {dev}");
+        }
+        let link0 = cmap_u64(&bed, &bins, i, "stats.xdp.prog.redirected").unwrap_or(0);
+        let link1 = cmap_u64(&bed, &bins, i, link1_redirected).unwrap_or(0);
+        before.push((link0, link1));
+    }
+    wait_for(
+        Duration::from_secs(10),
+        "the redirect counters of both links rising on every host",
+        || {
+            (1..=HOSTS).all(|i| {
+                let (link0, link1) = before[i - 1];
+                cmap_u64(&bed, &bins, i, "stats.xdp.prog.redirected").unwrap_or(0) > link0
+                    && cmap_u64(&bed, &bins, i, link1_redirected).unwrap_or(0) > link1
+                    && cmap_u64(&bed, &bins, i, "stats.xdp.link1.frames_in").unwrap_or(0) > 0
+            })
+        },
+    );
+    let (id0, _) = xdp_prog_on(&bed, 1, "eth0").unwrap();
+    let (id1, _) = xdp_prog_on(&bed, 1, "eth1").unwrap();
+    let (code, status, err) = rotor_on(&bed, &bins, 1, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    for (id, dev, link) in [(id0, "eth0", ""), (id1, "eth1", " (link 1)")] {
+        assert!(
+            status.contains(&format!(
+                "XDP program rotor_steer (id {id}) on {dev}, native mode{link}\n\tsource \
+                 filter\t= 3 nodelist addresses; other sources: drop\n\tframes\t= redirected "
+            )),
+            "{status}"
+        );
+    }
+
+    // A stranger on link 1's network: host 3 sends from a second address on its eth1.
+    send_from_stranger(&bed, 3, "eth1", "198.19.1.99", "198.19.1.1:5405", SENT);
+    wait_for(
+        Duration::from_secs(5),
+        "the stranger's datagrams counted as unknown_source_dropped by link 1's program",
+        || {
+            cmap_u64(
+                &bed,
+                &bins,
+                1,
+                "stats.xdp.link1.prog.unknown_source_dropped",
+            ) == Some(SENT)
+        },
+    );
+    assert_eq!(
+        cmap_u64(&bed, &bins, 1, "stats.xdp.prog.unknown_source_dropped"),
+        Some(0),
+        "link 0's program saw none of them"
+    );
+    assert_eq!(bed.rotor_status(1, &bins).unwrap().connected, MEMBERS);
+
+    // Host 2 SIGKILLed leaves both programs; xdp-remove removes both.
+    let (stale0, _) = xdp_prog_on(&bed, 2, "eth0").unwrap();
+    let (stale1, _) = xdp_prog_on(&bed, 2, "eth1").unwrap();
+    assert!(bed.kill_host(2) >= 2);
+    let _ = daemons.stop(2);
+    assert_eq!(xdp_prog_on(&bed, 2, "eth1").map(|p| p.0), Some(stale1));
+    let (code, out, err) = rotor_on(&bed, &bins, 2, &["xdp-remove"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for (id, dev) in [(stale0, "eth0"), (stale1, "eth1")] {
+        assert!(
+            out.contains(&format!(
+                "rotor: removed the stale XDP program rotor_steer (id {id}, native mode) from \
+                 {dev}\n"
+            )),
+            "{out}"
+        );
+        assert_eq!(xdp_prog_on(&bed, 2, dev), None);
+    }
+
+    // SIGTERM: rotord detaches both programs.
+    for i in [1, 3] {
+        let (clean, log) = daemons.stop(i);
+        assert!(clean, "rotord on host {i} did not exit cleanly:\n{log}");
+        for dev in ["eth0", "eth1"] {
+            assert_eq!(xdp_prog_on(&bed, i, dev), None, "host {i} {dev}:\n{log}");
+        }
+        assert!(
+            log.contains("link 0 detached from eth0") && log.contains("link 1 detached from eth1"),
+            "{log}"
+        );
+    }
+    eprintln!("netns_xdp two links: {:?}", started.elapsed());
 }

@@ -17,8 +17,9 @@ use rotor_crypto::{CryptoMode, Keys};
 use rotor_dataplane::fnv1a32_parts;
 use rotor_dataplane::runner::{cluster_shape, Runner, RunnerConfig, RunnerLinks};
 use rotor_dataplane::service::{auto, Control, PollChoice, PollLoop};
-use rotor_dataplane::transport::any::{AnyTransport, TransportKind};
+use rotor_dataplane::transport::any::{open_link, AnyTransport, OpenLinkError, TransportKind};
 use rotor_dataplane::transport::mcast::Multicast;
+use rotor_dataplane::transport::xsk;
 use rotor_dataplane::transport::Transport;
 use rotor_endpoint::LinkConfig;
 use rotor_proto::control::{
@@ -287,48 +288,31 @@ fn main() -> ExitCode {
     }
 }
 
-/// Refuses a `totem.netmtu` (the size of one IP packet on the link, corosync's meaning) whose
-/// UDP payload the transport cannot carry (AF_XDP: one 4 KiB UMEM frame).
-fn check_netmtu(netmtu: u32, bind: SocketAddr, transport: &AnyTransport) -> Result<(), Failure> {
-    let ip_udp = if bind.is_ipv4() {
-        totem_core::config::IPV4_UDP_HEADER_BYTES
-    } else {
-        totem_core::config::IPV6_UDP_HEADER_BYTES
-    } as usize;
-    let datagram = (netmtu as usize).saturating_sub(ip_udp);
-    let max = transport.datagram_size_max();
-    if datagram > max {
-        return Err(Failure::new(
-            FailureKind::Config,
-            format!(
-                "totem.netmtu {netmtu} needs {datagram}-byte UDP payloads, but the {} transport \
-                 carries at most {max}; lower netmtu to {} or less",
-                transport.name(),
-                max + ip_udp
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Opens the transport of a link other than link 0, at start or when a reload adds it: kernel
-/// UDP on this node's address on the link and its port, its datagrams checked against netmtu.
-/// Links 1–7 run on kernel UDP (AF_XDP is link 0's). This is where an AF_XDP link would be
-/// opened on rotord's program maps, which come only beside `Start`: until a reload can bring
-/// them, a link a reload adds runs here on kernel UDP, as it would after a restart.
-fn open_link(link: &LinkConfig<SocketAddr>, netmtu: u32) -> Result<AnyTransport, String> {
+/// Opens a link a reload adds: on kernel UDP on this node's address on it, checked against
+/// netmtu, through the same `open_link` as the start's links. XDP program maps come only
+/// beside `Start`, so a link added at runtime runs on kernel UDP until the next restart gives
+/// it the transport rotord chooses (logged here).
+fn open_added_link(link: &LinkConfig<SocketAddr>, netmtu: u32) -> Result<AnyTransport, String> {
+    let start = LinkStart {
+        settings: link.settings,
+        local: link.local,
+        peers: link.peers.clone(),
+        transport: DataplaneTransport::Udp,
+        interface: None,
+    };
+    let (t, why) = open_link(&start, None, None, netmtu).map_err(|e| match e {
+        OpenLinkError::Transport(m) | OpenLinkError::Netmtu(m) => m,
+    })?;
     let n = link.settings.number;
-    let (t, why) = AnyTransport::open(TransportKind::Udp, link.local, None, None, None)
-        .map_err(|e| format!("link {n}: {e}"))?;
-    check_netmtu(netmtu, link.local, &t).map_err(|f| f.message)?;
-    rotor_log::notice!(target: "TOTEM", "link {n} on {}: {why}", link.local);
+    rotor_log::notice!(target: "TOTEM", "link {n} on {}: {why} (added while running)", link.local);
     Ok(t)
 }
 
 /// Builds the node from a start message: crypto, totem settings, the transport, the runner.
+/// `maps`: each link's XDP program maps (`None` for a link on kernel UDP), in link order.
 fn set_up(
     start: &DataplaneStart,
-    maps: Option<xdp_prog::SteerMaps>,
+    maps: Vec<Option<xdp_prog::SteerMaps>>,
 ) -> Result<Runner<AnyTransport>, Failure> {
     let mode = CryptoMode::from_wire_byte(start.crypto_mode).ok_or_else(|| {
         Failure::new(
@@ -359,38 +343,46 @@ fn set_up(
                 .map_err(|e| Failure::new(FailureKind::Config, format!("multicast: {e}")))?,
         ),
     };
-    let kind = match start.transport {
-        DataplaneTransport::Udp => TransportKind::Udp,
-        DataplaneTransport::Xdp => TransportKind::Xdp,
-        DataplaneTransport::XdpOrUdp => TransportKind::Auto,
-    };
-    let (transport, why) = AnyTransport::open(
-        kind,
-        start.bind(),
-        start.interface.as_deref(),
-        mcast.as_ref(),
-        maps,
-    )
-    .map_err(|e| Failure::new(FailureKind::Transport, e))?;
-    match mcast {
-        Some(m) => rotor_log::notice!(
-            target: "TOTEM",
-            "{why}; multicast to {} (ttl {})",
-            m.group(),
-            m.ttl
-        ),
-        None => rotor_log::notice!(target: "TOTEM", "{why}; unicast to each peer"),
-    }
-    check_netmtu(totem.netmtu_bytes, start.bind(), &transport)?;
-    // Links beyond 0 run on kernel UDP, each on its own address (AF_XDP is link 0's).
-    let netmtu = totem.netmtu_bytes;
-    let mut more = Vec::new();
+    // Each link on the transport rotord chose for it; the group (if any) on link 0.
+    let mut maps = maps.into_iter();
+    let mut transports = Vec::with_capacity(start.links.len());
     let mut more_links = Vec::new();
-    for link in start.links[1..].iter().map(LinkConfig::from) {
-        let t = open_link(&link, netmtu).map_err(|e| Failure::new(FailureKind::Transport, e))?;
-        more.push(t);
-        more_links.push(link);
+    for (position, link) in start.links.iter().enumerate() {
+        let group = mcast.as_ref().filter(|_| position == 0);
+        let (t, why) = open_link(link, group, maps.next().flatten(), totem.netmtu_bytes).map_err(
+            |e| match e {
+                OpenLinkError::Transport(m) => Failure::new(FailureKind::Transport, m),
+                OpenLinkError::Netmtu(m) => Failure::new(FailureKind::Config, m),
+            },
+        )?;
+        let n = link.settings.number;
+        match group {
+            Some(m) => rotor_log::notice!(
+                target: "TOTEM",
+                "link {n} on {}: {why}; multicast to {} (ttl {})",
+                link.local,
+                m.group(),
+                m.ttl
+            ),
+            None if start.multicast.is_none() && position == 0 => rotor_log::notice!(
+                target: "TOTEM",
+                "link {n} on {}: {why}; unicast to each peer",
+                link.local
+            ),
+            None => rotor_log::notice!(target: "TOTEM", "link {n} on {}: {why}", link.local),
+        }
+        transports.push(t);
+        if position > 0 {
+            more_links.push(LinkConfig {
+                settings: link.settings,
+                local: link.local,
+                peers: link.peers.clone(),
+            });
+        }
     }
+    let mut transports = transports.into_iter();
+    let transport = transports.next().expect("a start message has link 0");
+    let more: Vec<AnyTransport> = transports.collect();
     if start.links.len() > 1 {
         rotor_log::notice!(
             target: "TOTEM",
@@ -399,6 +391,7 @@ fn set_up(
             start.link_mode.name()
         );
     }
+    let netmtu = totem.netmtu_bytes;
     Runner::with_links(
         RunnerConfig {
             node_id: start.node_id,
@@ -421,7 +414,7 @@ fn set_up(
     )
     .map(|mut runner| {
         // A link a reload adds opens as the start's do (netmtu cannot change at runtime).
-        runner.set_link_opener(Box::new(move |link| open_link(link, netmtu)));
+        runner.set_link_opener(Box::new(move |link| open_added_link(link, netmtu)));
         runner
     })
     .map_err(|e| Failure::new(FailureKind::Config, e.to_string()))
@@ -474,30 +467,53 @@ fn service_main(fd: i32) -> ExitCode {
             .node_mut()
             .enable_votequorum(settings, q.ev_tracking_barrier);
     }
-    drop_privileges(runner.transport());
+    drop_privileges(&runner.transports().collect::<Vec<_>>());
     serve(&mut runner, &mut control, &start)
 }
 
-/// The XDP program's maps that come with the start message: none for kernel UDP, the `xsks`
-/// and `counters` maps (in that order) otherwise, each checked to be the map it should be.
+/// The XDP programs' maps that come with the start message, one entry per link: none for a
+/// link on kernel UDP, the `xsks` and `counters` maps (in that order, links in order)
+/// otherwise, each checked to be the map it should be.
 fn start_maps(
     start: &DataplaneStart,
-    mut fds: Vec<OwnedFd>,
-) -> Result<Option<xdp_prog::SteerMaps>, Failure> {
-    match (start.transport, fds.len()) {
-        (DataplaneTransport::Udp, 0) => Ok(None),
-        (DataplaneTransport::Xdp | DataplaneTransport::XdpOrUdp, 2) => {
-            let counters = fds.pop().expect("two descriptors");
-            let xsks = fds.pop().expect("two descriptors");
+    fds: Vec<OwnedFd>,
+) -> Result<Vec<Option<xdp_prog::SteerMaps>>, Failure> {
+    let xdp_links = start
+        .links
+        .iter()
+        .filter(|l| l.transport != DataplaneTransport::Udp)
+        .count();
+    if fds.len() != 2 * xdp_links {
+        return Err(Failure::new(
+            FailureKind::Config,
+            format!(
+                "the start message came with {} descriptors, but its {xdp_links} XDP link(s) \
+                 need {}",
+                fds.len(),
+                2 * xdp_links
+            ),
+        ));
+    }
+    let mut fds = fds.into_iter();
+    start
+        .links
+        .iter()
+        .map(|link| {
+            if link.transport == DataplaneTransport::Udp {
+                return Ok(None);
+            }
+            let xsks = fds.next().expect("counted above");
+            let counters = fds.next().expect("counted above");
             xdp_prog::SteerMaps::from_fds(xsks, counters)
                 .map(Some)
-                .map_err(|e| Failure::new(FailureKind::Transport, e.to_string()))
-        }
-        (_, n) => Err(Failure::new(
-            FailureKind::Config,
-            format!("the start message came with {n} descriptors, not what its transport needs"),
-        )),
-    }
+                .map_err(|e| {
+                    Failure::new(
+                        FailureKind::Transport,
+                        format!("link {}: {e}", link.settings.number),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Started by hand: the start message from the flags (the key file read here, only when the
@@ -532,11 +548,6 @@ fn start_from_args(args: &Args) -> Result<DataplaneStart, Failure> {
         .map_err(|e| Failure::new(FailureKind::Config, format!("--token-ms: {e}")))?;
     let mut totem = resolved.named();
     totem.extend(args.totem.iter().cloned());
-    let transport = match args.transport {
-        TransportKind::Udp => DataplaneTransport::Udp,
-        TransportKind::Xdp => DataplaneTransport::Xdp,
-        TransportKind::Auto => DataplaneTransport::XdpOrUdp,
-    };
     let mut peers = args.peers.clone();
     peers.sort_by_key(|(id, _)| *id);
     Ok(DataplaneStart {
@@ -545,6 +556,8 @@ fn start_from_args(args: &Args) -> Result<DataplaneStart, Failure> {
             settings: rotor_endpoint::link::default_link0(&resolved),
             local: bind,
             peers,
+            transport: args.transport.into(),
+            interface: args.interface.clone(),
         }],
         link_mode: LinkMode::Passive,
         cluster_name,
@@ -553,8 +566,6 @@ fn start_from_args(args: &Args) -> Result<DataplaneStart, Failure> {
         epoch: since_epoch.as_secs() as u32,
         ring_seq_start: args.ring_seq,
         totem,
-        transport,
-        interface: args.interface.clone(),
         multicast: args.mcast.map(|group| MulticastSettings {
             group,
             ttl: args.mcast_ttl,
@@ -589,14 +600,14 @@ fn hand_main(args: &Args) -> ExitCode {
             }
         },
     };
-    let mut runner = match set_up(&start, maps) {
+    let mut runner = match set_up(&start, vec![maps]) {
         Ok(r) => r,
         Err(f) => {
             tracing::error!(target: "MAIN", "{}", f.message);
             return f.exit_code();
         }
     };
-    drop_privileges(runner.transport());
+    drop_privileges(&runner.transports().collect::<Vec<_>>());
     let pid = std::process::id();
     let cluster_size = start.peers().len() + 1;
     let group = args.group.as_bytes().to_vec();
@@ -712,8 +723,8 @@ fn serve(
     }
 }
 
-/// Once the transport is set up, keeps only what running it needs, in the effective and
-/// permitted sets, and nothing inheritable or ambient:
+/// Once every link's transport is set up, keeps only what running them needs, in the effective
+/// and permitted sets, and nothing inheritable or ambient:
 /// - AF_XDP on a program this process loaded: NET_ADMIN and BPF (SYS_ADMIN on kernels without
 ///   CAP_BPF), to detach the program on exit;
 /// - AF_XDP on maps inherited from rotord: nothing, unless this kernel wants CAP_BPF to read
@@ -723,7 +734,7 @@ fn serve(
 ///
 /// The bounding set is rotord's business (this process has no CAP_SETPCAP to change it).
 /// Without capabilities there is nothing to do.
-fn drop_privileges(transport: &AnyTransport) {
+fn drop_privileges(transports: &[&AnyTransport]) {
     use caps::{CapSet, Capability};
     let Ok(permitted) = caps::read(None, CapSet::Permitted) else {
         return;
@@ -742,12 +753,15 @@ fn drop_privileges(transport: &AnyTransport) {
             .filter(|c| permitted.contains(c))
             .collect()
     };
-    let xsk = match transport {
-        AnyTransport::Xdp(x) => Some(x),
-        AnyTransport::Udp(_) => None,
-    };
-    let (keep, why) = match xsk {
-        Some(x) if x.owns_program() => (
+    let xsks: Vec<&xsk::XskTransport> = transports
+        .iter()
+        .filter_map(|t| match t {
+            AnyTransport::Xdp(x) => Some(x.as_ref()),
+            AnyTransport::Udp(_) => None,
+        })
+        .collect();
+    let (keep, why) = match xsks.first() {
+        _ if xsks.iter().any(|x| x.owns_program()) => (
             only(&[Capability::CAP_NET_ADMIN, bpf]),
             " (to detach its XDP program on exit)",
         ),

@@ -128,6 +128,15 @@ fn send_failure(e: &io::Error) -> Option<SendOutcome> {
 /// this node's address on it; the error says why not, for the round's refusal.
 pub type LinkOpener<T> = Box<dyn FnMut(&LinkConfig<SocketAddr>) -> Result<T, String>>;
 
+/// Link `link`'s form of a provider's counter key: `link<N>.` after the provider's name.
+fn link_key(key: &str, link: u8) -> String {
+    match key.split_once('.') {
+        Some(("xdp", _)) => rotor_proto::xdp::for_link(key, link),
+        Some((provider, rest)) => format!("{provider}.link{link}.{rest}"),
+        None => format!("link{link}.{key}"),
+    }
+}
+
 pub struct Runner<T: Transport> {
     endpoint: Endpoint<SocketAddr>,
     /// Link 0's transport.
@@ -297,13 +306,22 @@ impl<T: Transport> Runner<T> {
         self.endpoint.drops()
     }
 
-    /// Every counter of the runner, its transport, crypto and the core, as published to
-    /// rotord (`stats.<key>`): `net.*`, `crypto.*`, `srp.*` and the provider's own
-    /// (`udp.*` or `xdp.*`).
+    /// Every counter of the runner, its transports, crypto and the core, as published to
+    /// rotord (`stats.<key>`): `net.*`, `crypto.*`, `srp.*` and each link's provider's own —
+    /// link 0's as `udp.*` or `xdp.*`, link N's with `link<N>.` after the provider's name
+    /// (`xdp.link1.prog.redirected`, rotor-proto's `xdp::for_link`).
     pub fn counters(&self) -> Entries {
         let mut out = Entries::new();
         self.endpoint.counters(&mut out);
         self.transport.counters(&mut out);
+        let mut link = Entries::new();
+        // `more` runs the endpoint's links after link 0, in its order (`sync_links`).
+        let numbers = self.endpoint.links().settings().skip(1).map(|s| s.number);
+        for (t, number) in self.more.iter().zip(numbers) {
+            link.clear();
+            t.counters(&mut link);
+            out.extend(link.drain(..).map(|(k, v)| (link_key(&k, number), v)));
+        }
         out
     }
 

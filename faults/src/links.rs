@@ -42,6 +42,9 @@ pub struct LinksResult {
     pub unexpected: Vec<String>,
     /// Frames sent to node 2 on each link over a quiet stretch: (link 0, link 1).
     pub carried: (u64, u64),
+    /// Frames node 1's XDP programs redirected to AF_XDP on each link over that stretch
+    /// (`stats.xdp.prog.redirected`, `stats.xdp.link1.prog.redirected`; 0 on kernel UDP).
+    pub redirected: (u64, u64),
     pub setup_error: Option<String>,
 }
 
@@ -62,6 +65,12 @@ impl LinksResult {
             "link_mode {}: frames to node 2 over a quiet stretch: link 0 {}, link 1 {}\n",
             self.mode, self.carried.0, self.carried.1
         );
+        if self.redirected != (0, 0) {
+            s.push_str(&format!(
+                "AF_XDP frames node 1's XDP programs redirected meanwhile: link 0 {}, link 1 {}\n",
+                self.redirected.0, self.redirected.1
+            ));
+        }
         for st in &self.steps {
             s.push_str(&format!(
                 "{:<34} down seen after {:>8}, traffic flowing after {:>8}, up again after {:>8}{}\n",
@@ -98,6 +107,8 @@ pub struct LinksPlan {
     /// totem{} keys; the default plan sets `token: 1000` (a 1650 ms timeout for 3 nodes: pings
     /// every 412 ms, a link down after 825 ms without an answer).
     pub totem: Vec<(String, String)>,
+    /// `totem.transport` (default `udpu`; `xdp` runs both links on AF_XDP).
+    pub transport: &'static str,
 }
 
 impl LinksPlan {
@@ -106,6 +117,7 @@ impl LinksPlan {
             mode: mode.to_owned(),
             faults,
             totem: vec![("token".into(), "1000".into())],
+            transport: "udpu",
         }
     }
 }
@@ -202,7 +214,7 @@ fn steps(
 ) -> Result<Logs, String> {
     let (mode, faults) = (plan.mode.as_str(), plan.faults);
     let (key, mut spec) = prepare_run(dir, CLUSTER)?;
-    spec.transport = "udpu".into();
+    spec.transport = plan.transport.into();
     spec.links = 2;
     spec.totem.extend(plan.totem.iter().cloned());
     spec.totem.push(("link_mode".into(), mode.into()));
@@ -214,7 +226,7 @@ fn steps(
         .map_err(|e| format!("testbed link 1: {e}"))?;
     let config = Config {
         nodes: 3,
-        transport: "udpu",
+        transport: plan.transport,
         token_ms: plan
             .totem
             .iter()
@@ -236,9 +248,18 @@ fn steps(
     ));
     // What each link carries over a quiet stretch.
     let tx = |cl: &Cluster, l: usize| cl.stat(1, &format!("knet.node2.link{l}.tx_data_packets"));
+    let redirected = |cl: &Cluster, l: u8| {
+        let key = rotor_proto::xdp::for_link("xdp.prog.redirected", l);
+        cl.stat(1, &key)
+    };
     let before = (tx(&cl, 0), tx(&cl, 1));
+    let redirected_before = (redirected(&cl, 0), redirected(&cl, 1));
     std::thread::sleep(Duration::from_secs(2));
     result.carried = (tx(&cl, 0) - before.0, tx(&cl, 1) - before.1);
+    result.redirected = (
+        redirected(&cl, 0).saturating_sub(redirected_before.0),
+        redirected(&cl, 1).saturating_sub(redirected_before.1),
+    );
     let since = record::now_ns();
     let mut until = since;
     if faults {

@@ -319,9 +319,12 @@ pub fn peer_cred(fd: RawFd) -> io::Result<libc::ucred> {
     Ok(cred)
 }
 
-/// The most fds one message carries (a handshake reply has 4, a session handoff 5); the
-/// control buffers below hold a cmsghdr plus this many ints.
-pub const FDS_MAX: usize = 8;
+/// The most fds one message carries (a handshake reply has 4, a session handoff 5, a
+/// dataplane's start message two for each of up to 8 links on XDP); the control buffers below
+/// hold a cmsghdr plus this many ints.
+pub const FDS_MAX: usize = 16;
+/// The control buffers' size in u64 words: a 16-byte cmsghdr, then `FDS_MAX` 4-byte ints.
+const CONTROL_WORDS: usize = 2 + FDS_MAX / 2;
 
 /// Sends one packet with `fds` attached as SCM_RIGHTS.
 pub fn send_with_fds(sock: RawFd, bytes: &[u8], fds: &[RawFd]) -> io::Result<()> {
@@ -336,7 +339,7 @@ pub fn send_with_fds(sock: RawFd, bytes: &[u8], fds: &[RawFd]) -> io::Result<()>
         iov_len: bytes.len(),
     };
     // Room for FDS_MAX ints, u64-aligned as cmsghdr requires.
-    let mut control = [0u64; 8];
+    let mut control = [0u64; CONTROL_WORDS];
     // Safety: an all-zero msghdr is valid.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
@@ -382,7 +385,7 @@ pub fn recv_with_fds(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<Owne
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
-    let mut control = [0u64; 8];
+    let mut control = [0u64; CONTROL_WORDS];
     // Safety: an all-zero msghdr is valid.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;

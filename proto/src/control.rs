@@ -38,8 +38,9 @@ pub const OP_CHANGE_REPORT: u16 = 0x0488;
 /// quorum messages; 3: runtime changes (`Change`, `ChangeReport`); 4: the links (every link's
 /// settings, addresses and peers, and the link mode, in place of one bind address and peer
 /// list); 5: the links in a change round's answer (`Answer::Ready::links`: a reload adds or
-/// removes links).
-pub const CONTROL_VERSION: u16 = 5;
+/// removes links); 6: the transport and XDP interface of each link (in `LinkStart`, in place
+/// of one for the node), with two map fds for each XDP link.
+pub const CONTROL_VERSION: u16 = 6;
 
 /// How the dataplane waits for work (corosync has no such setting; `rotor.poll_mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,7 +91,7 @@ impl PollMode {
     }
 }
 
-/// The transport rotord chose for the dataplane.
+/// The transport rotord chose for one of the dataplane's links.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataplaneTransport {
     /// Kernel UDP sockets (io_uring, or plain sockets where io_uring is refused).
@@ -102,7 +103,7 @@ pub enum DataplaneTransport {
 }
 
 impl DataplaneTransport {
-    fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             DataplaneTransport::Udp => 0,
             DataplaneTransport::Xdp => 1,
@@ -110,7 +111,7 @@ impl DataplaneTransport {
         }
     }
 
-    fn from_code(code: u8) -> Option<DataplaneTransport> {
+    pub(crate) fn from_code(code: u8) -> Option<DataplaneTransport> {
         [
             DataplaneTransport::Udp,
             DataplaneTransport::Xdp,
@@ -150,9 +151,6 @@ pub struct DataplaneStart {
     /// Every totem setting by its corosync name, with its resolved value (derived values filled
     /// in): the dataplane sets its totem settings from exactly these.
     pub totem: Vec<(String, u32)>,
-    pub transport: DataplaneTransport,
-    /// The interface the XDP program is attached to (the transports other than `Udp`).
-    pub interface: Option<String>,
     pub multicast: Option<MulticastSettings>,
     pub poll_mode: PollMode,
     /// How long the adaptive mode spins after the last work.
@@ -376,8 +374,6 @@ fn encode_start(s: &DataplaneStart, out: &mut Vec<u8>) {
     for (name, value) in &s.totem {
         w.str(name).u32(*value);
     }
-    w.u8(s.transport.code())
-        .str(s.interface.as_deref().unwrap_or(""));
     match s.multicast {
         None => {
             w.u8(0);
@@ -426,9 +422,6 @@ fn decode_start(r: &mut Reader<'_>) -> Result<DataplaneStart, DecodeError> {
         let name = r.str("totem setting")?.to_owned();
         totem.push((name, r.u32("totem setting")?));
     }
-    let transport = DataplaneTransport::from_code(r.u8("transport")?)
-        .ok_or(DecodeError::BadValue("transport"))?;
-    let interface = Some(r.str("interface")?.to_owned()).filter(|i| !i.is_empty());
     let multicast = match r.u8("multicast")? {
         0 => None,
         family => {
@@ -462,8 +455,6 @@ fn decode_start(r: &mut Reader<'_>) -> Result<DataplaneStart, DecodeError> {
         epoch,
         ring_seq_start,
         totem,
-        transport,
-        interface,
         multicast,
         poll_mode,
         poll_spin_us,
@@ -618,6 +609,8 @@ mod tests {
                         (1, "198.18.0.1:5405".parse().unwrap()),
                         (3, "[2001:2::3]:5405".parse().unwrap()),
                     ],
+                    transport: DataplaneTransport::XdpOrUdp,
+                    interface: Some("eth0".into()),
                 },
                 LinkStart {
                     settings: LinkSettings::resolve(3, 3000, Some(4), Some(10), None, None, None)
@@ -627,6 +620,8 @@ mod tests {
                         (1, "198.19.0.1:5406".parse().unwrap()),
                         (3, "198.19.0.3:5406".parse().unwrap()),
                     ],
+                    transport: DataplaneTransport::Udp,
+                    interface: None,
                 },
             ],
             link_mode: LinkMode::Rr,
@@ -636,8 +631,6 @@ mod tests {
             epoch: 1_700_000_000,
             ring_seq_start: 44,
             totem: vec![("token".into(), 3000), ("netmtu".into(), 1500)],
-            transport: DataplaneTransport::XdpOrUdp,
-            interface: Some("eth0".into()),
             multicast: Some(MulticastSettings {
                 group: "239.192.1.2".parse().unwrap(),
                 ttl: 1,
@@ -710,7 +703,9 @@ mod tests {
         let mut buf = Vec::new();
         let mut no_extras = start();
         no_extras.authkey.clear();
-        no_extras.interface = None;
+        no_extras.links[0].interface = None;
+        no_extras.links[1].transport = DataplaneTransport::Xdp;
+        no_extras.links[1].interface = Some("eth1".into());
         no_extras.multicast = None;
         no_extras.core = None;
         no_extras.quorum = None;

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use crate::codec::{DecodeError, Reader, Writer};
-use crate::control::{get_addr, put_addr};
+use crate::control::{get_addr, put_addr, DataplaneTransport};
 
 /// Most links a node has: corosync's `INTERFACE_MAX` (knet's `KNET_MAX_LINK` is larger).
 pub const LINK_COUNT_MAX: usize = 8;
@@ -168,13 +168,19 @@ impl LinkSettings {
 }
 
 /// One link as the dataplane runs it: its settings, this node's address on it (and the
-/// cluster port: `mcastport`), and every other node's.
+/// cluster port: `mcastport`), every other node's, and the transport rotord chose for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkStart {
     pub settings: LinkSettings,
     pub local: SocketAddr,
     /// Every other configured node on this link: id and address, sorted by id.
     pub peers: Vec<(u32, SocketAddr)>,
+    /// Kernel UDP, or AF_XDP on the program rotord attached to `interface`. Each link that is
+    /// not `Udp` comes with that program's `xsks` and `counters` map fds beside the message
+    /// carrying it (in link order).
+    pub transport: DataplaneTransport,
+    /// The interface the link's XDP program is attached to (the transports other than `Udp`).
+    pub interface: Option<String>,
 }
 
 impl LinkStart {
@@ -186,6 +192,8 @@ impl LinkStart {
             w.u32(*id);
             put_addr(w, *addr);
         }
+        w.u8(self.transport.code())
+            .str(self.interface.as_deref().unwrap_or(""));
     }
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<LinkStart, DecodeError> {
@@ -198,10 +206,15 @@ impl LinkStart {
             let id = r.u32("peer id")?;
             peers.push((id, get_addr(r, "peer address")?));
         }
+        let transport = DataplaneTransport::from_code(r.u8("link transport")?)
+            .ok_or(DecodeError::BadValue("link transport"))?;
+        let interface = Some(r.str("link interface")?.to_owned()).filter(|i| !i.is_empty());
         Ok(LinkStart {
             settings,
             local,
             peers,
+            transport,
+            interface,
         })
     }
 }
@@ -217,8 +230,9 @@ pub(crate) fn write_links(w: &mut Writer<'_>, links: &[LinkStart]) {
 /// Every link of a node, refused unless link 0 comes first, the numbers ascend, there are at
 /// most [`LINK_COUNT_MAX`] and every link lists the same peers.
 pub(crate) fn read_links(r: &mut Reader<'_>) -> Result<Vec<LinkStart>, DecodeError> {
-    // A link is at least its settings (18), an IPv4 address (11) and a peer count (4).
-    let n = r.count(33, "links")?;
+    // A link is at least its settings (18), an IPv4 address (11), a peer count (4), its
+    // transport (1) and an empty interface name (4).
+    let n = r.count(38, "links")?;
     let mut links = Vec::with_capacity(n);
     for _ in 0..n {
         links.push(LinkStart::read(r)?);

@@ -30,8 +30,9 @@ use rotor_crypto::CryptoMode;
 use rotor_proto::cfg as pcfg;
 use rotor_proto::change::{ChangeKindRecord, ChangeReport, ChangeRequest, RoundRecord};
 use rotor_proto::control::{
-    DataplaneStart, DataplaneTransport, FromDataplane, MulticastSettings, RingReport, ToDataplane,
+    DataplaneStart, FromDataplane, MulticastSettings, RingReport, ToDataplane,
 };
+use rotor_proto::link::LinkStart;
 use rotor_proto::{RingState, Status};
 
 use rotor_proto::dataplane_quorum::{QdeviceStart, QuorumReply, QuorumStart, TieBreakerSetting};
@@ -140,19 +141,15 @@ impl Plan {
 
     /// The start message every dataplane of this node gets (epoch, ring sequence and seed are
     /// the supervisor's, per start).
-    fn dataplane_start(
-        &self,
-        transport: DataplaneTransport,
-        interface: Option<String>,
-        ev_tracking_barrier: u32,
-    ) -> DataplaneStart {
+    /// `links` are the node's links with the transport chosen for each.
+    fn dataplane_start(&self, links: Vec<LinkStart>, ev_tracking_barrier: u32) -> DataplaneStart {
         let t = &self.config.totem;
         // Every setting of the table with the value in effect (derived ones included).
         let totem = t.settings.named();
         let rotor = &self.config.rotor;
         DataplaneStart {
             node_id: self.node.node_id,
-            links: self.node.links.clone(),
+            links,
             link_mode: t.link_mode,
             cluster_name: self.cluster_name.clone(),
             crypto_mode: self.crypto_mode.wire_byte(),
@@ -160,8 +157,6 @@ impl Plan {
             epoch: 0,
             ring_seq_start: 0,
             totem,
-            transport,
-            interface,
             // udp (and xdp with an mcastaddr) multicast; a node alone has nobody to multicast to.
             multicast: t
                 .multicast
@@ -253,9 +248,9 @@ pub struct Daemon {
     /// The metrics endpoint (`rotor.metrics_listen`), if configured.
     metrics: Option<metrics::MetricsServer>,
     cluster_name: String,
-    /// The XDP program rotord attached (XDP transport), kept across dataplane restarts and
-    /// detached on a clean shutdown; `None` on kernel UDP.
-    xdp: Option<crate::xdp::OwnedProgram>,
+    /// The XDP programs rotord attached (one per link on XDP), kept across dataplane restarts
+    /// and detached on a clean shutdown; none when every link runs on kernel UDP.
+    xdp: crate::xdp::Programs,
 }
 
 /// Why rotord stops on its own.
@@ -290,26 +285,14 @@ impl Daemon {
         let ring_seq = KeptNumber::ring_seq(&plan.state_dir, plan.node.node_id);
         let epoch = KeptNumber::epoch(&plan.state_dir, plan.node.node_id);
         let filter = crate::xdp::Filter::of(&plan.config).map_err(DaemonError::Config)?;
-        let xdp = match crate::xdp::choose(plan.config.totem.transport, plan.node.bind, filter)
-            .map_err(DaemonError::Transport)?
-        {
-            crate::xdp::Choice::Xdp(program) => Some(*program),
-            crate::xdp::Choice::Udp(_) => None,
-        };
-        let (transport, interface, maps) = match &xdp {
-            Some(x) => (
-                x.dataplane_transport(),
-                Some(x.interface().to_owned()),
-                Some(x.map_fds()),
-            ),
-            None => (DataplaneTransport::Udp, None, None),
-        };
-        let start = plan.dataplane_start(transport, interface, barrier);
+        let mut links = plan.node.links.clone();
+        let xdp = crate::xdp::choose_links(plan.config.totem.transport, &mut links, &filter)
+            .map_err(DaemonError::Transport)?;
+        let maps = xdp.map_fds();
+        let start = plan.dataplane_start(links, barrier);
         let mut service = service;
         service.set_netmtu(plan.config.totem.settings.netmtu_bytes);
-        if let Some(x) = &xdp {
-            x.publish(service.cmap_mut());
-        }
+        xdp.publish(service.cmap_mut());
         let metrics = plan
             .config
             .rotor
@@ -361,7 +344,7 @@ impl Daemon {
         // Set-up is done (config, key, sockets, log, XDP program): from here rotord itself
         // needs a capability only to detach its program, and the dataplane it starts only
         // those its transport needs.
-        let (bounding, kept) = crate::privs::after_setup(self.xdp.is_some());
+        let (bounding, kept) = crate::privs::after_setup(!self.xdp.is_empty());
         match crate::privs::drop_to(bounding, kept) {
             Ok(d) if d.bounding.is_empty() && d.kept.is_empty() => {}
             Ok(d) => log_at!(
@@ -627,9 +610,7 @@ impl Daemon {
         }
         self.supervisor.shutdown();
         // After the dataplane: its sockets are closed, nothing is left to steer to.
-        if let Some(program) = self.xdp.take() {
-            program.detach();
-        }
+        std::mem::take(&mut self.xdp).detach();
         log_at!(Notice, "MAIN", "rotord stopped");
     }
 
@@ -1040,11 +1021,12 @@ impl Daemon {
             .set_netmtu(p.config.totem.settings.netmtu_bytes);
         // Frames of nodes the reload added reach the dataplane from here on; those of nodes
         // it removed go to the kernel (or are dropped), as any other stranger's.
-        if let Some(x) = &mut self.xdp {
-            let updated =
-                crate::xdp::nodelist_sources(&p.config).and_then(|sources| x.set_sources(sources));
+        if !self.xdp.is_empty() {
+            let xdp = &mut self.xdp;
+            let updated = crate::xdp::nodelist_sources(&p.config)
+                .and_then(|sources| xdp.set_sources(&sources));
             match updated {
-                Ok(()) => x.publish(self.service.cmap_mut()),
+                Ok(()) => xdp.publish(self.service.cmap_mut()),
                 Err(e) => log_at!(
                     Error,
                     "MAIN",

@@ -44,8 +44,9 @@ pub struct Supervisor {
     binary: PathBuf,
     /// What every start sends; the epoch, ring sequence and seed are set per start.
     start: DataplaneStart,
-    /// The XDP program's `xsks` and `counters` map fds, sent with every `Start`.
-    maps: Option<(RawFd, RawFd)>,
+    /// The XDP programs' `xsks` and `counters` map fds (two for each link on XDP, in link
+    /// order), sent with every `Start`.
+    maps: Vec<RawFd>,
     running: Option<Running>,
     restart_at: Option<Instant>,
     policy: RestartPolicy,
@@ -60,7 +61,7 @@ impl Supervisor {
     pub fn new(
         binary: PathBuf,
         start: DataplaneStart,
-        maps: Option<(RawFd, RawFd)>,
+        maps: Vec<RawFd>,
         epoch: KeptNumber,
     ) -> Supervisor {
         Supervisor {
@@ -151,8 +152,7 @@ impl Supervisor {
         start.seed = seed(start.epoch);
         let mut msg = Vec::new();
         ToDataplane::Start(Box::new(start)).encode(&mut msg);
-        let fds: Vec<RawFd> = self.maps.map(|(x, c)| vec![x, c]).unwrap_or_default();
-        let sent = ipc_shm::handoff::send_message(ours.as_raw_fd(), &msg, &fds);
+        let sent = ipc_shm::handoff::send_message(ours.as_raw_fd(), &msg, &self.maps);
         // The message holds the key: wipe it.
         zeroize::Zeroize::zeroize(&mut msg);
         if let Err(e) = sent {

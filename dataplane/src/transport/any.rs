@@ -1,12 +1,14 @@
-//! The transport the binary runs on, chosen at start: kernel UDP or AF_XDP. `AnyTransport`
-//! dispatches [`Transport`] to the provider inside, so the runner stays generic and each
-//! provider stays in its own module.
+//! The transport each link runs on, chosen when the link opens: kernel UDP or AF_XDP.
+//! `AnyTransport` dispatches [`Transport`] to the provider inside, so the runner stays generic
+//! and each provider stays in its own module; [`open_link`] opens one link of a start message.
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::str::FromStr;
 
+use rotor_proto::control::DataplaneTransport;
+use rotor_proto::link::LinkStart;
 use xdp_prog::SteerMaps;
 
 use crate::transport::mcast::Multicast;
@@ -31,6 +33,26 @@ pub enum TransportKind {
     /// inherited from rotord, when the AF_XDP sockets open on them), else UDP.
     #[default]
     Auto,
+}
+
+impl From<DataplaneTransport> for TransportKind {
+    fn from(t: DataplaneTransport) -> TransportKind {
+        match t {
+            DataplaneTransport::Udp => TransportKind::Udp,
+            DataplaneTransport::Xdp => TransportKind::Xdp,
+            DataplaneTransport::XdpOrUdp => TransportKind::Auto,
+        }
+    }
+}
+
+impl From<TransportKind> for DataplaneTransport {
+    fn from(k: TransportKind) -> DataplaneTransport {
+        match k {
+            TransportKind::Udp => DataplaneTransport::Udp,
+            TransportKind::Xdp => DataplaneTransport::Xdp,
+            TransportKind::Auto => DataplaneTransport::XdpOrUdp,
+        }
+    }
 }
 
 impl FromStr for TransportKind {
@@ -140,6 +162,61 @@ impl AnyTransport {
             }
         }
     }
+}
+
+/// Why a link could not open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenLinkError {
+    /// The transport itself: address, interface, privileges, XDP.
+    Transport(String),
+    /// `totem.netmtu` asks for more than the transport carries.
+    Netmtu(String),
+}
+
+/// Opens link `link` as the start message describes it: on the transport rotord chose for it
+/// (`maps`: its program's maps when that is XDP; `mcast`: the group, on the link that
+/// multicasts), checked to carry `netmtu_bytes`-sized packets. Returns the transport and a
+/// sentence for the log. Falls back as [`AnyTransport::open`] does: rotord's `XdpOrUdp`
+/// (auto) takes kernel UDP with the reason, its `Xdp` fails. Every link opens through here,
+/// at start or later.
+pub fn open_link(
+    link: &LinkStart,
+    mcast: Option<&Multicast>,
+    maps: Option<SteerMaps>,
+    netmtu_bytes: u32,
+) -> Result<(AnyTransport, String), OpenLinkError> {
+    let n = link.settings.number;
+    let (transport, why) = AnyTransport::open(
+        link.transport.into(),
+        link.local,
+        link.interface.as_deref(),
+        mcast,
+        maps,
+    )
+    .map_err(|e| OpenLinkError::Transport(format!("link {n}: {e}")))?;
+    check_netmtu(netmtu_bytes, link.local, &transport).map_err(OpenLinkError::Netmtu)?;
+    Ok((transport, why))
+}
+
+/// Refuses a `totem.netmtu` (the size of one IP packet on the link, corosync's meaning) whose
+/// UDP payload the transport cannot carry (AF_XDP: one 4 KiB UMEM frame).
+pub fn check_netmtu(netmtu: u32, bind: SocketAddr, transport: &AnyTransport) -> Result<(), String> {
+    let ip_udp = if bind.is_ipv4() {
+        totem_core::config::IPV4_UDP_HEADER_BYTES
+    } else {
+        totem_core::config::IPV6_UDP_HEADER_BYTES
+    } as usize;
+    let datagram = (netmtu as usize).saturating_sub(ip_udp);
+    let max = transport.datagram_size_max();
+    if datagram > max {
+        return Err(format!(
+            "totem.netmtu {netmtu} needs {datagram}-byte UDP payloads, but the {} transport \
+             carries at most {max}; lower netmtu to {} or less",
+            transport.name(),
+            max + ip_udp
+        ));
+    }
+    Ok(())
 }
 
 fn open_xdp(
