@@ -151,6 +151,31 @@ pub struct ClientOutput {
     pub stderr: String,
 }
 
+/// The benchmark clients' realtime priority with `--client-rt`: below the daemons' 99 (both
+/// systems' default `system.sched_rr`), so a client never keeps its node's token waiting.
+pub const CLIENT_RT_PRIORITY: i32 = 50;
+
+/// `cmd` as it should run: with `rt` its process (and what it execs) is put in the
+/// round-robin realtime class ([`CLIENT_RT_PRIORITY`]) before exec, as a latency-sensitive
+/// application would run; otherwise unchanged.
+pub fn client_class(rt: bool, mut cmd: Command) -> Command {
+    if rt {
+        // SAFETY: between fork and exec only sched_setscheduler (async-signal-safe) runs.
+        unsafe {
+            cmd.pre_exec(|| {
+                let param = libc::sched_param {
+                    sched_priority: CLIENT_RT_PRIORITY,
+                };
+                if libc::sched_setscheduler(0, libc::SCHED_RR, &param) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd
+}
+
 /// Runs one command per host at once, each in its own process group, and waits for all of
 /// them at most `limit` (killing, by PID, any still running then or on an interrupt).
 pub fn run_clients(
@@ -473,6 +498,29 @@ impl Rotor {
             ));
         }
         Ok(r)
+    }
+}
+
+impl Rotor {
+    /// The dataplane processes the rotords started (their children named `rotor-dataplane`).
+    pub fn dataplane_pids(&self) -> Vec<u32> {
+        let parents = self.daemons.pids();
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                // /proc/PID/stat: `pid (comm) state ppid …`; comm may hold spaces.
+                let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                    return false;
+                };
+                let Some((head, rest)) = stat.rsplit_once(") ") else {
+                    return false;
+                };
+                let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
+                head.ends_with("(rotor-dataplane") && ppid.is_some_and(|p| parents.contains(&p))
+            })
+            .collect()
     }
 }
 

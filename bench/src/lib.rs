@@ -5,6 +5,8 @@
 //!   (`rotor bench` for rotor, `csrc/cpg_bench.c` over libcpg for Corosync).
 //! - `bench-rings` (`cargo xtask bench rings`): the latency of each ring on rotor's path — shm
 //!   ring, AF_XDP, kernel UDP, token rotation, end-to-end agreed delivery.
+//! - `capi` (`cargo xtask bench capi`): the C drop-in libcpg against the Rust client on one
+//!   rotor cluster, with `--perf-stat` counting system calls and context switches per message.
 //!
 //! Both write a Markdown report with SVG plots under `bench/reports/` and their own block of
 //! docs/BENCHMARKS.md. The pure parts (result lines, percentile ladders, SVG, report text) live
@@ -13,5 +15,6 @@
 pub mod cluster;
 pub mod dist;
 pub mod line;
+pub mod perfstat;
 pub mod report;
 pub mod svg;

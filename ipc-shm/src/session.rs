@@ -390,7 +390,7 @@ impl Session {
         match self.consumer.ready_now() {
             Ok(ready) => {
                 if !ready {
-                    sys::eventfd_drain(self.wake_fd.as_raw_fd());
+                    self.drain_wake_fd();
                     // A record may have landed between the check and the drain.
                     if self.consumer.ready_now().unwrap_or(true) {
                         self.signal_self();
@@ -438,6 +438,11 @@ impl Session {
             self.fd_state.set(FdState::Quiet);
         }
         Ok(ready)
+    }
+
+    /// Makes the wake fd unreadable again (what woke it is being looked at).
+    fn drain_wake_fd(&self) {
+        sys::wake_drain(self.wake_fd.as_raw_fd(), self.self_wake_fd.is_some());
     }
 
     /// Makes this end's wake fd ([`AsRawFd::as_raw_fd`]) readable: a poll on it returns at
@@ -492,7 +497,7 @@ impl Session {
         };
         let polled = sys::poll2(self.wake_fd.as_raw_fd(), self.socket.as_raw_fd(), timeout)?;
         if polled.woken {
-            sys::eventfd_drain(self.wake_fd.as_raw_fd());
+            self.drain_wake_fd();
             self.fd_state.set(FdState::Stale);
         }
         match sys::socket_peer_gone(self.socket.as_raw_fd(), polled.socket_events) {

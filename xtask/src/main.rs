@@ -31,9 +31,9 @@ usage: cargo xtask <command> [args]
   bench rings          latency of each ring on the path (root; report in bench/reports/)
   bench vs-corosync [--quick]
                        Corosync 3 and rotor side by side on netns hosts (root; report too)
-  bench capi [--runs R] [--lat-count N] [--tput-seconds T]
+  bench capi [--runs R] [--lat-count N] [--tput-seconds T] [--client-rt] [--perf-stat]
                        the C bench client through rotor's libcpg against rotor bench, same
-                       cluster (root; report too)
+                       cluster, order alternating by run (root; report too)
   bench detect [--runs R] [--nodes N]... [--token MS[:COEFFICIENT]|default]...
                        SIGKILL of a node to the survivors' configuration change, on netns
                        hosts (root; report too)

@@ -18,14 +18,13 @@
 //! Everything it starts is stopped by PID and its hosts removed, on failure and Ctrl-C too.
 
 use std::collections::BTreeMap;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rotor_bench::cluster::{
     self, bench_args, bench_lines, build_c_client, build_rotor, check_interrupt, ensure_corosync,
-    run_clients, Corosync, Daemons, Rotor, RotorConf,
+    run_clients, Corosync, Daemons, Rotor, RotorConf, CLIENT_RT_PRIORITY,
 };
 use rotor_bench::dist::{median, Dist};
 use rotor_bench::line::Line;
@@ -155,28 +154,9 @@ impl Plan {
     }
 }
 
-/// The benchmark clients' realtime priority with `--client-rt`: below the daemons' 99 (both
-/// systems' default `system.sched_rr`), so a client never keeps its node's token waiting.
-const CLIENT_RT_PRIORITY: i32 = 50;
-
-/// `cmd` as it should run: with `--client-rt` its process (and what it execs) is put in the
-/// round-robin realtime class before exec, as a latency-sensitive application would run.
-fn client_class(plan: &Plan, mut cmd: Command) -> Command {
-    if plan.client_rt {
-        // SAFETY: between fork and exec only sched_setscheduler (async-signal-safe) runs.
-        unsafe {
-            cmd.pre_exec(|| {
-                let param = libc::sched_param {
-                    sched_priority: CLIENT_RT_PRIORITY,
-                };
-                if libc::sched_setscheduler(0, libc::SCHED_RR, &param) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
-    cmd
+/// `cmd` as it should run: with `--client-rt`, in the realtime class ([`cluster::client_class`]).
+fn client_class(plan: &Plan, cmd: Command) -> Command {
+    cluster::client_class(plan.client_rt, cmd)
 }
 
 /// One system's results in one run.
