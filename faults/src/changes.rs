@@ -92,13 +92,34 @@ pub fn run(
     prefix: &str,
     progress: &mut dyn FnMut(&str),
 ) -> ChangesResult {
+    run_sequence(bins, out, prefix, progress, steps, unexpected_changes)
+}
+
+/// A sequence of steps on testbed hosts: the checker logs it leaves and the span whose ring
+/// and group changes are judged.
+pub(crate) type Sequence =
+    fn(PathBuf, &Path, &str, &mut Vec<Step>, &mut dyn FnMut(&str)) -> Result<Logs, String>;
+
+/// Which ring and group changes in a span were not expected.
+pub(crate) type Unexpected = fn(&[(String, Vec<Line>)], (u64, u64)) -> Vec<String>;
+
+/// Runs `sequence` (logs in a fresh `out`), then checks what its checkers logged: every CPG
+/// property, and the changes `unexpected` names in the span the sequence gave.
+pub(crate) fn run_sequence(
+    bins: PathBuf,
+    out: &Path,
+    prefix: &str,
+    progress: &mut dyn FnMut(&str),
+    sequence: Sequence,
+    unexpected: Unexpected,
+) -> ChangesResult {
     let mut result = ChangesResult::default();
     let _ = std::fs::remove_dir_all(out);
-    match steps(bins, out, prefix, &mut result.steps, progress) {
-        Ok((logs, since)) => {
+    match sequence(bins, out, prefix, &mut result.steps, progress) {
+        Ok((logs, span)) => {
             let parsed = read_logs(&logs);
             result.report = check::check(&parsed);
-            result.unexpected = unexpected_changes(&parsed, since);
+            result.unexpected = unexpected(&parsed, span);
         }
         Err(e) => result.setup_error = Some(e),
     }
@@ -175,8 +196,9 @@ fn settle(cl: &mut Cluster, since: u64) -> Option<Duration> {
     cl.wait_recovery(since, RECOVERY_MAX)
 }
 
-/// The checker logs, and the span (start, end) whose ring and group changes must be node 4's.
-type Logs = (Vec<PathBuf>, (u64, u64));
+/// The checker logs, and the span (start, end) whose ring and group changes are judged (this
+/// sequence's: they must be node 4's; the link reload's: there must be none).
+pub(crate) type Logs = (Vec<PathBuf>, (u64, u64));
 
 fn steps(
     bins: PathBuf,

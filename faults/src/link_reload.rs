@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 
 use rotor_testbed::Testbed;
 
-use crate::campaign::{nft_reset, prepare_run, read_logs, wait_until, Cluster, Config};
-use crate::changes::{cfg, cmap_get, rotor, ChangesResult, Step};
-use crate::check;
+use crate::campaign::{nft_reset, prepare_run, wait_until, Cluster, Config};
+use crate::changes::{cfg, cmap_get, rotor, run_sequence, ChangesResult, Logs, Step};
 use crate::links::{connected, cut, unexpected_changes, Cut};
 use crate::record;
 
@@ -33,17 +32,7 @@ pub fn run(
     prefix: &str,
     progress: &mut dyn FnMut(&str),
 ) -> ChangesResult {
-    let mut result = ChangesResult::default();
-    let _ = std::fs::remove_dir_all(out);
-    match steps(bins, out, prefix, &mut result.steps, progress) {
-        Ok((logs, span)) => {
-            let parsed = read_logs(&logs);
-            result.report = check::check(&parsed);
-            result.unexpected = unexpected_changes(&parsed, span);
-        }
-        Err(e) => result.setup_error = Some(e),
-    }
-    result
+    run_sequence(bins, out, prefix, progress, steps, unexpected_changes)
 }
 
 /// Whether `rotor status` on host `i` lists link `n`.
@@ -70,9 +59,6 @@ fn expect(problems: &mut Vec<String>, what: &str, ok: impl FnMut() -> bool) {
         problems.push(format!("{what} within {} s", WAIT_MAX.as_secs()));
     }
 }
-
-/// The checker logs, and the span (start, end) in which no ring or group may change.
-type Logs = (Vec<PathBuf>, (u64, u64));
 
 fn steps(
     bins: PathBuf,
