@@ -81,7 +81,7 @@ impl ChangesResult {
 }
 
 /// How often a change sequence looks again at what it waits for.
-const POLL_EVERY_CHANGES: Duration = Duration::from_millis(100);
+pub(crate) const POLL_EVERY_CHANGES: Duration = Duration::from_millis(100);
 const CLUSTER: &str = "faults";
 const RECOVERY_MAX: Duration = Duration::from_secs(30);
 

@@ -16,12 +16,13 @@ use std::time::{Duration, Instant};
 use rotor_testbed::Testbed;
 
 use crate::campaign::{nft_reset, prepare_run, wait_until, Cluster, Config};
-use crate::changes::{cfg, cmap_get, rotor, run_sequence, ChangesResult, Logs, Step};
+use crate::changes::{
+    cfg, cmap_get, rotor, run_sequence, ChangesResult, Logs, Step, POLL_EVERY_CHANGES,
+};
 use crate::links::{connected, cut, unexpected_changes, Cut};
 use crate::record;
 
 const CLUSTER: &str = "linkreload";
-const POLL_EVERY: Duration = Duration::from_millis(100);
 /// Longest wait for a link to be seen up or down, a key to appear or go, traffic to flow.
 const WAIT_MAX: Duration = Duration::from_secs(30);
 
@@ -55,7 +56,7 @@ fn reload(cl: &Cluster, i: usize, problems: &mut Vec<String>) -> Result<Duration
 
 /// Waits for `ok`, or notes `what` did not happen.
 fn expect(problems: &mut Vec<String>, what: &str, ok: impl FnMut() -> bool) {
-    if wait_until(POLL_EVERY, WAIT_MAX, ok).is_none() {
+    if wait_until(POLL_EVERY_CHANGES, WAIT_MAX, ok).is_none() {
         problems.push(format!("{what} within {} s", WAIT_MAX.as_secs()));
     }
 }
