@@ -160,9 +160,9 @@ fn is_set_for_the_running_program(name: &str) -> bool {
         || name == "CARGO_RUSTC_CURRENT_DIR"
 }
 
-/// `cargo build` of [`PACKAGES`] with the cargo running us (its environment less what it set
-/// for the running program).
-fn cargo_build_command() -> Command {
+/// The cargo running us, with its environment less what it set for the running program: every
+/// nested cargo of a test or a benchmark starts here.
+pub fn cargo_command() -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     for (name, _) in std::env::vars_os() {
@@ -170,6 +170,12 @@ fn cargo_build_command() -> Command {
             cmd.env_remove(name);
         }
     }
+    cmd
+}
+
+/// `cargo build` of [`PACKAGES`] (see [`cargo_command`]).
+fn cargo_build_command() -> Command {
+    let mut cmd = cargo_command();
     cmd.arg("build");
     for p in PACKAGES {
         cmd.args(["-p", p]);

@@ -17,7 +17,6 @@
 //! `capi lat64_p50_ratio=… lat64_p99_ratio=… tput64_ratio=… tput1k_ratio=…`.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use rotor_bench::cluster::{
@@ -27,7 +26,7 @@ use rotor_bench::cluster::{
 use rotor_bench::dist::median;
 use rotor_bench::line::Line;
 use rotor_bench::perfstat;
-use rotor_bench::report::{load_average, table, workspace_root, Machine, Report, RunInfo, Utc};
+use rotor_bench::report::{load_average, table, Machine, Report, RunInfo, Utc};
 use rotor_testbed::Testbed;
 
 const PREFIX: &str = "ca";
@@ -100,21 +99,9 @@ fn order(r: usize) -> [usize; 2] {
     }
 }
 
-/// rotor's libraries under their sonames, for `LD_LIBRARY_PATH`, from a release build.
+/// rotor's libraries under their sonames, for `LD_LIBRARY_PATH`, from the release build
+/// [`build_rotor`] made (it builds the C libraries with the binaries).
 fn lib_dir(bin: &Path) -> Result<std::path::PathBuf, String> {
-    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    build.current_dir(workspace_root()).args([
-        "build",
-        "--release",
-        "-p",
-        "rotor-capi-cpg",
-        "-p",
-        "rotor-capi-corosync-common",
-    ]);
-    let status = build.status().map_err(|e| format!("cargo build: {e}"))?;
-    if !status.success() {
-        return Err(format!("cargo build of the C libraries: {status}"));
-    }
     let dir = bin.join("capi-lib");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     for (file, soname) in [

@@ -17,7 +17,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rotor_bench::cluster::{self, build_rotor, check_interrupt, nap, Daemons, Rotor, RotorConf};
@@ -243,7 +243,7 @@ fn timer(bed: &Testbed, bins: &Bins, i: usize, name: &str) -> f64 {
 
 /// `cargo build --release -p rotor-faults --bin rotor-checker`; returns its path.
 fn build_checker(bin: &Path) -> Result<PathBuf, String> {
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let status = rotor_testbed::rotor::cargo_command()
         .current_dir(workspace_root())
         .args([
             "build",
