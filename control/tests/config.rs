@@ -9,8 +9,8 @@ use rotor_control::cmap::{format_cmapctl, Access, CmapError, CmapStore, Value, V
 use rotor_proto::link::LinkMode;
 
 use rotor_control::config::{
-    self, authkey_path, config_path, parse_str, ErrorKind, IpVersionSetting, PollModeSetting,
-    TransportSetting, AUTHKEY_PATH_ENV, CONFIG_PATH_ENV,
+    self, authkey_path, config_path, parse_str, ErrorKind, IpVersionSetting, KernelUdpSetting,
+    PollModeSetting, TransportSetting, AUTHKEY_PATH_ENV, CONFIG_PATH_ENV,
 };
 
 const FILE: &str = "/etc/corosync/corosync.conf";
@@ -128,6 +128,7 @@ rotor {
     dataplane_cores: 2,3
     poll_mode: busy
     poll_spin_us: 25
+    kernel_udp: io_uring
     xdp_unknown_source: drop
 }
 ";
@@ -250,6 +251,7 @@ fn three_node_example_types_and_derived_values() {
     assert_eq!(config.rotor.poll_mode, PollModeSetting::Busy);
     assert_eq!(config.rotor.poll_spin_us, 25);
     assert_eq!(e["rotor.poll_spin_us"], Value::U32(25));
+    assert_eq!(config.rotor.kernel_udp, KernelUdpSetting::IoUring);
     assert_eq!(
         config.rotor.xdp_unknown_source,
         xdp_prog::UnknownSource::Drop
@@ -318,6 +320,7 @@ fn defaults_match_corosync() {
     // No provider: always quorate, nothing to resolve.
     assert_eq!(config.quorum.votequorum, None);
     assert_eq!(config.rotor.poll_mode, PollModeSetting::Auto);
+    assert_eq!(config.rotor.kernel_udp, KernelUdpSetting::Socket);
     assert_eq!(
         config.rotor.xdp_unknown_source,
         xdp_prog::UnknownSource::Pass,
@@ -403,6 +406,10 @@ fn wrong_type_names_file_line_key_and_expectation() {
     assert_eq!(
         error_text("totem {\nip_version: ipv5\n}\n"),
         "/etc/corosync/corosync.conf:2: totem.ip_version: expected one of ipv4, ipv6, ipv4-6, ipv6-4, got \"ipv5\""
+    );
+    assert_eq!(
+        error_text("rotor {\nkernel_udp: uring\n}\n"),
+        "/etc/corosync/corosync.conf:2: rotor.kernel_udp: expected one of socket, io_uring, got \"uring\""
     );
     assert_eq!(
         error_text("rotor {\npoll_mode: spin\n}\n"),

@@ -1,7 +1,8 @@
 //! rotor-dataplane: the process that moves rotor's cluster traffic. Providers behind one
-//! `Transport` trait (all under `transport`): kernel UDP (`uring`: io_uring with recvmsg requests kept in flight and
-//! sendmsg batched per flush; `udp`: a plain non-blocking socket + `poll`, used when io_uring
-//! cannot be set up — `udp::KernelUdp` picks and says why) and AF_XDP (`xsk`: xdp-prog steers
+//! `Transport` trait (all under `transport`): kernel UDP (`udp`: a plain non-blocking socket +
+//! `poll`, the default; `uring`: io_uring with recvmsg requests kept in flight and sendmsg
+//! batched per flush, where `rotor.kernel_udp` asks for it — `udp::KernelUdp` picks and says
+//! why) and AF_XDP (`xsk`: xdp-prog steers
 //! the cluster port into one AF_XDP socket per served receive queue, frames are built and parsed
 //! by hand in `frame`, destination MACs come from the kernel neighbour table in `neigh`); `any`
 //! picks one at start (`--transport udp|xdp|auto`), IPv4 or IPv6. A runner (`runner`) is a transport, a

@@ -23,7 +23,8 @@ use rotor_dataplane::transport::xsk;
 use rotor_dataplane::transport::Transport;
 use rotor_endpoint::LinkConfig;
 use rotor_proto::control::{
-    DataplaneStart, DataplaneTransport, FailureKind, FromDataplane, MulticastSettings, PollMode,
+    DataplaneStart, DataplaneTransport, FailureKind, FromDataplane, KernelUdpIo, MulticastSettings,
+    PollMode,
 };
 use rotor_proto::link::{LinkMode, LinkStart};
 use totem_core::config::explicit;
@@ -95,6 +96,9 @@ struct Args {
     /// CPU to pin the poll loop to.
     #[arg(long)]
     core: Option<u16>,
+    /// How kernel UDP does its I/O: socket or io_uring (rotor.kernel_udp).
+    #[arg(long, default_value = "socket", value_parser = parse_kernel_udp)]
+    kernel_udp: KernelUdpIo,
 }
 
 /// How long the dataplane waits for rotord's start message.
@@ -168,6 +172,11 @@ fn inherited_maps(
     // were passed to this process for this use alone; nothing else here refers to them.
     let (xsks, counters) = unsafe { (OwnedFd::from_raw_fd(xsks), OwnedFd::from_raw_fd(counters)) };
     xdp_prog::SteerMaps::from_fds(xsks, counters).map_err(|e| e.to_string())
+}
+
+fn parse_kernel_udp(s: &str) -> Result<KernelUdpIo, String> {
+    KernelUdpIo::from_name(s)
+        .ok_or_else(|| format!("expected one of {}", KernelUdpIo::NAMES.join(", ")))
 }
 
 fn parse_peer(s: &str) -> Result<(u32, SocketAddr), String> {
@@ -292,7 +301,11 @@ fn main() -> ExitCode {
 /// netmtu, through the same `open_link` as the start's links. XDP program maps come only
 /// beside `Start`, so a link added at runtime runs on kernel UDP until the next restart gives
 /// it the transport rotord chooses (logged here).
-fn open_added_link(link: &LinkConfig<SocketAddr>, netmtu: u32) -> Result<AnyTransport, String> {
+fn open_added_link(
+    link: &LinkConfig<SocketAddr>,
+    netmtu: u32,
+    udp_io: KernelUdpIo,
+) -> Result<AnyTransport, String> {
     let start = LinkStart {
         settings: link.settings,
         local: link.local,
@@ -300,7 +313,7 @@ fn open_added_link(link: &LinkConfig<SocketAddr>, netmtu: u32) -> Result<AnyTran
         transport: DataplaneTransport::Udp,
         interface: None,
     };
-    let (t, why) = open_link(&start, None, None, netmtu).map_err(|e| match e {
+    let (t, why) = open_link(&start, None, None, netmtu, udp_io).map_err(|e| match e {
         OpenLinkError::Transport(m) | OpenLinkError::Netmtu(m) => m,
     })?;
     let n = link.settings.number;
@@ -349,12 +362,17 @@ fn set_up(
     let mut more_links = Vec::new();
     for (position, link) in start.links.iter().enumerate() {
         let group = mcast.as_ref().filter(|_| position == 0);
-        let (t, why) = open_link(link, group, maps.next().flatten(), totem.netmtu_bytes).map_err(
-            |e| match e {
-                OpenLinkError::Transport(m) => Failure::new(FailureKind::Transport, m),
-                OpenLinkError::Netmtu(m) => Failure::new(FailureKind::Config, m),
-            },
-        )?;
+        let opened = open_link(
+            link,
+            group,
+            maps.next().flatten(),
+            totem.netmtu_bytes,
+            start.kernel_udp,
+        );
+        let (t, why) = opened.map_err(|e| match e {
+            OpenLinkError::Transport(m) => Failure::new(FailureKind::Transport, m),
+            OpenLinkError::Netmtu(m) => Failure::new(FailureKind::Config, m),
+        })?;
         let n = link.settings.number;
         match group {
             Some(m) => rotor_log::notice!(
@@ -391,7 +409,7 @@ fn set_up(
             start.link_mode.name()
         );
     }
-    let netmtu = totem.netmtu_bytes;
+    let (netmtu, udp_io) = (totem.netmtu_bytes, start.kernel_udp);
     Runner::with_links(
         RunnerConfig {
             node_id: start.node_id,
@@ -414,7 +432,7 @@ fn set_up(
     )
     .map(|mut runner| {
         // A link a reload adds opens as the start's do (netmtu cannot change at runtime).
-        runner.set_link_opener(Box::new(move |link| open_added_link(link, netmtu)));
+        runner.set_link_opener(Box::new(move |link| open_added_link(link, netmtu, udp_io)));
         runner
     })
     .map_err(|e| Failure::new(FailureKind::Config, e.to_string()))
@@ -572,6 +590,7 @@ fn start_from_args(args: &Args) -> Result<DataplaneStart, Failure> {
         }),
         poll_mode: PollMode::Auto,
         poll_spin_us: 10,
+        kernel_udp: args.kernel_udp,
         core: args.core,
         seed: since_epoch.as_nanos() as u64 ^ u64::from(std::process::id()),
         quorum: None,

@@ -23,6 +23,9 @@ fn five_nodes_agree_and_a_killed_node_rejoins() {
     const NODES: usize = 5;
     const SEND: usize = 30;
     let mut c = Cluster::new("rdpu5-", NODES, false);
+    // Both kernel-UDP providers in one ring.
+    c.kernel_udp[0] = "io_uring";
+    c.kernel_udp[1] = "io_uring";
     let key = c.key();
     for i in 1..=NODES {
         c.start(i, &key, SEND);
@@ -59,6 +62,10 @@ fn five_nodes_agree_and_a_killed_node_rejoins() {
     assert!(
         stderr.contains("[TOTEM ] Token has not been received in "),
         "node 1 logged no token warning: {stderr}"
+    );
+    assert!(
+        stderr.contains("transport udp: asked for (io_uring)"),
+        "node 1 did not run on io_uring: {stderr}"
     );
     for marker in [
         "was formed. Members left: ",
@@ -178,12 +185,10 @@ fn a_node_with_another_key_never_joins_and_its_frames_are_dropped() {
         stderr.contains("Received message has invalid digest... ignoring (from 198.18.0.4:5405)"),
         "node 1 did not log the invalid digest: {stderr}"
     );
-    if std::env::var_os(rotor_dataplane::transport::udp::NO_URING_ENV).is_none() {
-        assert!(
-            stderr.contains("transport udp: asked for (io_uring)"),
-            "node 1 did not run on io_uring: {stderr}"
-        );
-    }
+    assert!(
+        stderr.contains("transport udp: asked for (plain socket)"),
+        "node 1 did not run on the plain socket, the default: {stderr}"
+    );
 }
 
 #[test]

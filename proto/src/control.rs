@@ -39,8 +39,51 @@ pub const OP_CHANGE_REPORT: u16 = 0x0488;
 /// settings, addresses and peers, and the link mode, in place of one bind address and peer
 /// list); 5: the links in a change round's answer (`Answer::Ready::links`: a reload adds or
 /// removes links); 6: the transport and XDP interface of each link (in `LinkStart`, in place
-/// of one for the node), with two map fds for each XDP link.
-pub const CONTROL_VERSION: u16 = 6;
+/// of one for the node), with two map fds for each XDP link; 7: the kernel-UDP provider
+/// (`DataplaneStart::kernel_udp`).
+pub const CONTROL_VERSION: u16 = 7;
+
+/// How a link on kernel UDP does its I/O (corosync has no such setting; `rotor.kernel_udp`).
+/// The plain socket is the default: measured on netns hosts and loopback, io_uring's round
+/// trip is 2-7× the socket's, sleeping or busy, and it carries no more (docs/BENCHMARKS.md,
+/// "udp").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KernelUdpIo {
+    /// A non-blocking socket, waited on with poll(2).
+    #[default]
+    Socket,
+    /// io_uring, falling back to the socket (with the reason in the log) where the kernel
+    /// refuses it.
+    IoUring,
+}
+
+impl KernelUdpIo {
+    /// Every provider, in the order of [`KernelUdpIo::NAMES`] and of their record bytes.
+    pub const ALL: [KernelUdpIo; 2] = [KernelUdpIo::Socket, KernelUdpIo::IoUring];
+    /// The `rotor.kernel_udp` spellings, in the order of [`KernelUdpIo::ALL`].
+    pub const NAMES: [&'static str; 2] = ["socket", "io_uring"];
+
+    /// The `rotor.kernel_udp` spelling.
+    pub fn name(self) -> &'static str {
+        KernelUdpIo::NAMES[usize::from(self.code())]
+    }
+
+    /// The provider a `rotor.kernel_udp` value names.
+    pub fn from_name(name: &str) -> Option<KernelUdpIo> {
+        KernelUdpIo::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            KernelUdpIo::Socket => 0,
+            KernelUdpIo::IoUring => 1,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<KernelUdpIo> {
+        KernelUdpIo::ALL.into_iter().find(|m| m.code() == code)
+    }
+}
 
 /// How the dataplane waits for work (corosync has no such setting; `rotor.poll_mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,7 +137,7 @@ impl PollMode {
 /// The transport rotord chose for one of the dataplane's links.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataplaneTransport {
-    /// Kernel UDP sockets (io_uring, or plain sockets where io_uring is refused).
+    /// Kernel UDP sockets (plain, or io_uring as `DataplaneStart::kernel_udp` says).
     Udp,
     /// AF_XDP on the program rotord attached; failing to open is an error.
     Xdp,
@@ -155,6 +198,8 @@ pub struct DataplaneStart {
     pub poll_mode: PollMode,
     /// How long the adaptive mode spins after the last work.
     pub poll_spin_us: u32,
+    /// How links on kernel UDP do their I/O.
+    pub kernel_udp: KernelUdpIo,
     /// The CPU to pin the poll loop to.
     pub core: Option<u16>,
     /// Seed of the node's randomness (join delays, …).
@@ -390,6 +435,7 @@ fn encode_start(s: &DataplaneStart, out: &mut Vec<u8>) {
     }
     w.u8(s.poll_mode.code())
         .u32(s.poll_spin_us)
+        .u8(s.kernel_udp.code())
         .u32(s.core.map_or(u32::MAX, u32::from))
         .u64(s.seed);
     match &s.quorum {
@@ -435,6 +481,8 @@ fn decode_start(r: &mut Reader<'_>) -> Result<DataplaneStart, DecodeError> {
     let poll_mode =
         PollMode::from_code(r.u8("poll mode")?).ok_or(DecodeError::BadValue("poll mode"))?;
     let poll_spin_us = r.u32("poll spin")?;
+    let kernel_udp =
+        KernelUdpIo::from_code(r.u8("kernel udp")?).ok_or(DecodeError::BadValue("kernel udp"))?;
     let core = match r.u32("core")? {
         u32::MAX => None,
         c => Some(u16::try_from(c).map_err(|_| DecodeError::BadValue("core"))?),
@@ -458,6 +506,7 @@ fn decode_start(r: &mut Reader<'_>) -> Result<DataplaneStart, DecodeError> {
         multicast,
         poll_mode,
         poll_spin_us,
+        kernel_udp,
         core,
         seed,
         quorum,
@@ -637,6 +686,7 @@ mod tests {
             }),
             poll_mode: PollMode::Auto,
             poll_spin_us: 10,
+            kernel_udp: KernelUdpIo::IoUring,
             core: Some(1),
             seed: 99,
             quorum: Some(QuorumStart {

@@ -38,7 +38,7 @@ use rotor_bench::svg::{percentile_chart, Series};
 use rotor_crypto::{CryptoMode, Keys};
 use rotor_dataplane::runner::{cluster_shape, Runner, RunnerConfig};
 use rotor_dataplane::transport::any::{AnyTransport, TransportKind};
-use rotor_dataplane::transport::udp::UdpTransport;
+use rotor_dataplane::transport::udp::{KernelUdpIo, UdpTransport};
 use rotor_dataplane::transport::uring::UringTransport;
 use rotor_dataplane::transport::xsk::{XskConfig, XskTransport};
 use rotor_dataplane::transport::Transport;
@@ -544,7 +544,14 @@ fn token_rotation(
             handles.push(s.spawn(move || -> Result<Option<Histogram<u64>>, String> {
                 let result = (|| {
                     enter_netns(ns)?;
-                    let (t, _) = AnyTransport::open(kind, host_addr(i), None, None, None)?;
+                    let (t, _) = AnyTransport::open(
+                        kind,
+                        host_addr(i),
+                        None,
+                        None,
+                        None,
+                        KernelUdpIo::default(),
+                    )?;
                     let keys = Keys::from_authkey_bytes(&[0x42; 256], "rbring")
                         .map_err(|e| e.to_string())?;
                     let cfg = RunnerConfig {

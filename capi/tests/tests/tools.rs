@@ -315,7 +315,7 @@ fn corosync_quorumtool_through_rotors_libraries() {
 /// link's (the ring, the keys, a refused reload) left out, and the transport's name left
 /// out of each line (corosync-cfgtool names corosync.conf's `totem.transport`, knet when
 /// unset, and knet's link transport udp; `rotor cfg` names the transport the dataplane
-/// runs, e.g. udp-uring).
+/// runs, e.g. udp or udp-uring).
 fn cfgtool_lines(text: &str) -> Vec<String> {
     text.lines()
         .take_while(|l| !l.starts_with("Ring ID "))

@@ -16,8 +16,8 @@ use rotor_proto::link::{LinkMode, LinkSettings};
 
 use super::schema::{CLUSTER_NAME_DEFAULT, LINK_COUNT_MAX, POLL_SPIN_US_DEFAULT, TTL_DEFAULT};
 use super::types::{
-    ConfigWarning, InterfaceSection, IpVersionSetting, MulticastGroup, NodelistNode,
-    PollModeSetting, QuorumSection, RotorSection, TotemSection, TransportSetting,
+    ConfigWarning, InterfaceSection, IpVersionSetting, KernelUdpSetting, MulticastGroup,
+    NodelistNode, PollModeSetting, QuorumSection, RotorSection, TotemSection, TransportSetting,
 };
 use super::{ConfigError, ErrorKind};
 use crate::cmap::Value;
@@ -513,6 +513,11 @@ impl Builder<'_> {
             dataplane_cores,
             poll_mode,
             poll_spin_us: self.u32_or("rotor.poll_spin_us", POLL_SPIN_US_DEFAULT),
+            // Checked by the schema when the file was read.
+            kernel_udp: self
+                .str_of("rotor.kernel_udp")
+                .and_then(KernelUdpSetting::from_name)
+                .unwrap_or_default(),
             // Checked by the schema when the file was read.
             metrics_listen: self
                 .str_of("rotor.metrics_listen")

@@ -4,7 +4,7 @@
 //! the nodelist's `quorum_votes` from votequorum's (`QUORUM_KEYS`, `NODE_VOTES_KEY`); nothing
 //! here lists them.
 
-use super::types::PollModeSetting;
+use super::types::{KernelUdpSetting, PollModeSetting};
 use totem_core::config::{KeyType, KeyUse, OTHER_KEYS, SETTINGS};
 use totem_core::votequorum::{QuorumKey, QuorumKeyType, NODE_VOTES_KEY, QUORUM_KEYS};
 
@@ -163,6 +163,7 @@ const ROTOR_KEYS: Keys = &[
     ("dataplane_cores", Kind::Cores),
     ("poll_mode", Kind::Choice(&PollModeSetting::NAMES)),
     ("poll_spin_us", Kind::U32("microseconds")),
+    ("kernel_udp", Kind::Choice(&KernelUdpSetting::NAMES)),
     ("metrics_listen", Kind::SocketAddr),
     (
         "xdp_unknown_source",

@@ -38,6 +38,9 @@ pub enum IpVersionSetting {
 /// rotor-proto's.
 pub use rotor_proto::control::PollMode as PollModeSetting;
 
+/// rotor.kernel_udp: how links on kernel UDP do their I/O; rotor-proto's for the same reason.
+pub use rotor_proto::control::KernelUdpIo as KernelUdpSetting;
+
 /// One `totem { interface { … } }` section.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InterfaceSection {
@@ -128,6 +131,8 @@ pub struct RotorSection {
     pub poll_mode: PollModeSetting,
     /// How long the adaptive poll loop spins after its last work before it sleeps.
     pub poll_spin_us: u32,
+    /// How links on kernel UDP do their I/O (`socket`, the default, or `io_uring`).
+    pub kernel_udp: KernelUdpSetting,
     /// Where rotord serves its metrics (Prometheus text format over HTTP); `None`, the
     /// default: not served.
     pub metrics_listen: Option<std::net::SocketAddr>,

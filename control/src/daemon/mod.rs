@@ -167,6 +167,7 @@ impl Plan {
                 }),
             poll_mode: rotor.poll_mode,
             poll_spin_us: rotor.poll_spin_us,
+            kernel_udp: rotor.kernel_udp,
             core: rotor.dataplane_cores.first().copied(),
             seed: 0,
             quorum: self

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::str::FromStr;
 
-use rotor_proto::control::DataplaneTransport;
+use rotor_proto::control::{DataplaneTransport, KernelUdpIo};
 use rotor_proto::link::LinkStart;
 use xdp_prog::SteerMaps;
 
@@ -81,22 +81,20 @@ impl AnyTransport {
     /// holding `bind`'s address), joined to `mcast`'s group when the cluster multicasts.
     /// With `maps` (the `xsks` and `counters` maps of the program rotord attached to that
     /// interface) XDP uses them and loads no program of its own; without, it loads and
-    /// attaches its own. Returns it with a sentence saying which one and why, for the log.
-    /// `Auto` falls back to UDP, with the reason, whenever XDP cannot be used.
+    /// attaches its own. Kernel UDP does its I/O as `udp_io` says. Returns it with a sentence
+    /// saying which one and why, for the log. `Auto` falls back to UDP, with the reason,
+    /// whenever XDP cannot be used.
     pub fn open(
         kind: TransportKind,
         bind: SocketAddr,
         interface: Option<&str>,
         mcast: Option<&Multicast>,
         maps: Option<SteerMaps>,
+        udp_io: KernelUdpIo,
     ) -> Result<(AnyTransport, String), String> {
         let udp = |why: String| {
-            KernelUdp::bind(bind, mcast)
-                .map(|(u, fallback)| {
-                    let how = match fallback {
-                        None => "io_uring".to_owned(),
-                        Some(f) => format!("plain socket: {f}"),
-                    };
+            KernelUdp::bind(bind, mcast, udp_io)
+                .map(|(u, how)| {
                     (
                         AnyTransport::Udp(u),
                         format!("transport udp: {why} ({how})"),
@@ -184,6 +182,7 @@ pub fn open_link(
     mcast: Option<&Multicast>,
     maps: Option<SteerMaps>,
     netmtu_bytes: u32,
+    udp_io: KernelUdpIo,
 ) -> Result<(AnyTransport, String), OpenLinkError> {
     let n = link.settings.number;
     let (transport, why) = AnyTransport::open(
@@ -192,6 +191,7 @@ pub fn open_link(
         link.interface.as_deref(),
         mcast,
         maps,
+        udp_io,
     )
     .map_err(|e| OpenLinkError::Transport(format!("link {n}: {e}")))?;
     check_netmtu(netmtu_bytes, link.local, &transport).map_err(OpenLinkError::Netmtu)?;

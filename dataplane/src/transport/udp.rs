@@ -8,6 +8,8 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+pub use rotor_proto::control::KernelUdpIo;
+
 use crate::transport::mcast::Multicast;
 use crate::transport::Transport;
 
@@ -135,11 +137,8 @@ impl Transport for UdpTransport {
     }
 }
 
-/// Set (to anything) to skip io_uring and use the plain socket provider.
-pub const NO_URING_ENV: &str = "ROTOR_NO_URING";
-
-/// Kernel UDP as the dataplane uses it: io_uring when it can be set up, the plain socket
-/// otherwise.
+/// Kernel UDP as the dataplane uses it: the plain socket, or io_uring where `rotor.kernel_udp`
+/// asks for it and the kernel sets it up.
 pub enum KernelUdp {
     /// Boxed: the ring handle is large and the enum is moved into the runner once.
     Uring(Box<crate::transport::uring::UringTransport>),
@@ -147,20 +146,21 @@ pub enum KernelUdp {
 }
 
 impl KernelUdp {
-    /// Binds through io_uring, or through a plain socket when io_uring setup fails (or
-    /// `ROTOR_NO_URING` is set); the second value then says why, for the log. With `mcast`,
-    /// either provider also joins the group and sends `Dest::All` frames to it.
+    /// Binds the provider `io` names: a plain socket, or io_uring, falling back to a plain
+    /// socket when io_uring setup fails; the second value says which and, on a fall-back, why,
+    /// for the log. With `mcast`, either provider also joins the group and sends `Dest::All`
+    /// frames to it.
     pub fn bind(
         addr: SocketAddr,
         mcast: Option<&Multicast>,
-    ) -> io::Result<(KernelUdp, Option<String>)> {
-        if std::env::var_os(NO_URING_ENV).is_some() {
-            let reason = format!("{NO_URING_ENV} is set");
+        io: KernelUdpIo,
+    ) -> io::Result<(KernelUdp, String)> {
+        if io == KernelUdpIo::Socket {
             let t = UdpTransport::bind_with(addr, mcast)?;
-            return Ok((KernelUdp::Socket(t), Some(reason)));
+            return Ok((KernelUdp::Socket(t), "plain socket".into()));
         }
         match crate::transport::uring::UringTransport::bind_with(addr, mcast) {
-            Ok(t) => Ok((KernelUdp::Uring(Box::new(t)), None)),
+            Ok(t) => Ok((KernelUdp::Uring(Box::new(t)), "io_uring".into())),
             // A bind or join error is the address's fault and would fail the same way without
             // io_uring.
             Err(e)
@@ -177,7 +177,7 @@ impl KernelUdp {
                 tracing::debug!("io_uring cannot be used ({e}); falling back to a plain socket");
                 Ok((
                     KernelUdp::Socket(UdpTransport::bind_with(addr, mcast)?),
-                    Some(e.to_string()),
+                    format!("plain socket: io_uring cannot be used: {e}"),
                 ))
             }
         }
@@ -278,11 +278,18 @@ mod tests {
     }
 
     #[test]
-    fn kernel_udp_prefers_io_uring_and_talks_to_a_plain_socket_over_v6() {
-        let (mut k, why) = KernelUdp::bind("[::1]:0".parse().unwrap(), None).unwrap();
-        if std::env::var_os(NO_URING_ENV).is_none() {
-            assert_eq!(k.name(), "udp-uring", "fell back: {why:?}");
+    fn kernel_udp_runs_the_provider_asked_for_and_talks_to_a_plain_socket_over_v6() {
+        for (io, name) in [
+            (KernelUdpIo::Socket, "udp"),
+            (KernelUdpIo::IoUring, "udp-uring"),
+        ] {
+            talks_to_a_plain_socket_over_v6(io, name);
         }
+    }
+
+    fn talks_to_a_plain_socket_over_v6(io: KernelUdpIo, name: &str) {
+        let (mut k, why) = KernelUdp::bind("[::1]:0".parse().unwrap(), None, io).unwrap();
+        assert_eq!(k.name(), name, "fell back: {why}");
         let mut plain = UdpTransport::bind("[::1]:0".parse().unwrap()).unwrap();
         let to = Transport::local_addr(&plain);
         assert!(k.send_to(b"over v6", to).unwrap());

@@ -27,6 +27,8 @@ pub struct Cluster {
     v6: bool,
     /// `--transport` of each node (index 0 = node 1): `udp` unless a test says otherwise.
     pub transports: Vec<&'static str>,
+    /// `--kernel-udp` of each node: `socket` (the default) unless a test says otherwise.
+    pub kernel_udp: Vec<&'static str>,
     /// `--mcast GROUP` for every node, when the cluster multicasts.
     pub mcast: Option<String>,
 }
@@ -69,6 +71,7 @@ impl Cluster {
             dir,
             v6,
             transports: vec!["udp"; hosts],
+            kernel_udp: vec!["socket"; hosts],
             mcast: None,
         }
     }
@@ -113,6 +116,8 @@ impl Cluster {
                 "200",
                 "--transport",
                 self.transports[host - 1],
+                "--kernel-udp",
+                self.kernel_udp[host - 1],
             ])
             .args(["--send", &send.to_string(), "--size", "300", "--group", "g"]);
         if let Some(group) = &self.mcast {
