@@ -29,7 +29,8 @@ pub const DATAPLANE_UDP: &[Capability] = &[Capability::CAP_IPC_LOCK, Capability:
 
 /// What rotord keeps while it owns an XDP program: detaching it on shutdown takes a netlink
 /// RTM_SETLINK (NET_ADMIN) and reading the program's id (BPF on kernels before 6.5; SYS_ADMIN
-/// before 5.8).
+/// before 5.8); loading and attaching the program of a link a reload adds takes the same two
+/// (BPF for the program and its maps, NET_ADMIN for an XDP program and the attach).
 pub const ROTORD_XDP_OWNER: &[Capability] = &[Capability::CAP_NET_ADMIN, Capability::CAP_BPF];
 
 /// The (bounding, kept) sets for [`drop_to`] once rotord is set up: with its own XDP program,

@@ -166,6 +166,13 @@ fn send_from_stranger(bed: &Testbed, i: usize, dev: &str, stranger: &str, to: &s
     });
 }
 
+/// Writes `text` over `conf` (every host's) and has host 1 ask for a reload, which must apply.
+fn reload_to(bed: &Testbed, bins: &Bins, conf: &Path, text: String) {
+    std::fs::write(conf, text).unwrap();
+    let (code, out, err) = rotor_on(bed, bins, 1, &["cfg", "-R"]);
+    assert_eq!(code, 0, "rotor cfg -R: {out}{err}");
+}
+
 /// Waits (bounded) until `check` holds, failing with `what`.
 fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
@@ -679,8 +686,10 @@ fn source_filter_redirects_only_the_nodelist_and_xdp_remove_clears_a_stale_progr
 /// Two links on XDP (`transport: xdp`, link 1 on a second bridge, `xdp_unknown_source: drop`):
 /// each rotord attaches a program to eth0 and to eth1, each holding its own link's addresses;
 /// the AF_XDP redirect counters of both rise (link 1 carries the pings); `rotor status` shows
-/// both programs; a stranger on link 1's network is dropped by link 1's program and counted
-/// there; SIGKILLed, a node leaves both behind and `rotor xdp-remove` removes both; SIGTERMed,
+/// both programs; a reload removes link 1 (every program on eth1 detached, its
+/// `runtime.xdp.link1.*` and `stats.xdp.link1.*` keys gone) and another adds it back, on AF_XDP
+/// from that round (a new program on eth1, its counters rising); a stranger on link 1's network
+/// is dropped by the re-added program and counted there; SIGKILLed, a node leaves both behind and `rotor xdp-remove` removes both; SIGTERMed,
 /// rotord detaches both.
 #[test]
 fn two_links_run_af_xdp_on_both_interfaces_each_with_its_source_filter() {
@@ -743,6 +752,55 @@ fn two_links_run_af_xdp_on_both_interfaces_each_with_its_source_filter() {
             "{status}"
         );
     }
+
+    // A reload removes link 1: every host detaches its program and drops its counters.
+    let link1_keys = ["runtime.xdp.link1.prog_id", link1_redirected];
+    let one_link = Spec {
+        links: 1,
+        ..spec.clone()
+    };
+    reload_to(&bed, &bins, &conf, one_link.corosync_conf(HOSTS, &key));
+    wait_for(
+        Duration::from_secs(20),
+        "link 1's program detached and its keys gone on every host",
+        || {
+            (1..=HOSTS).all(|i| {
+                xdp_prog_on(&bed, i, "eth1").is_none()
+                    && link1_keys
+                        .iter()
+                        .all(|k| cmap_u64(&bed, &bins, i, k).is_none())
+            })
+        },
+    );
+    assert!(
+        xdp_prog_on(&bed, 1, "eth0").is_some(),
+        "link 0 keeps its program"
+    );
+
+    // A reload adds it back: AF_XDP from the round on (a program on eth1, its redirect
+    // counter and the AF_XDP socket's frames rising), not kernel UDP until a restart.
+    reload_to(&bed, &bins, &conf, spec.corosync_conf(HOSTS, &key));
+    wait_for(
+        Duration::from_secs(20),
+        "link 1 added back on AF_XDP on every host",
+        || {
+            (1..=HOSTS).all(|i| {
+                xdp_prog_on(&bed, i, "eth1").is_some_and(|(_, name)| name == "rotor_steer")
+                    && cmap_u64(&bed, &bins, i, link1_redirected).unwrap_or(0) > 0
+                    && cmap_u64(&bed, &bins, i, "stats.xdp.link1.frames_in").unwrap_or(0) > 0
+            })
+        },
+    );
+    let (readded, _) = xdp_prog_on(&bed, 1, "eth1").unwrap();
+    assert_ne!(readded, id1, "a new program on eth1");
+    let (code, status, err) = rotor_on(&bed, &bins, 1, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        status.contains(&format!(
+            "XDP program rotor_steer (id {readded}) on eth1, native mode (link 1)\n"
+        )),
+        "{status}"
+    );
 
     // A stranger on link 1's network: host 3 sends from a second address on its eth1.
     send_from_stranger(&bed, 3, "eth1", "198.19.1.99", "198.19.1.1:5405", SENT);
