@@ -732,7 +732,7 @@ mod tests {
             ("srp.token_rotation_us.le_inf", 0),
         ];
         assert_eq!(
-            samples(&counters, |out, book| rotation_histogram(out, book)),
+            samples(&counters, rotation_histogram),
             [
                 "rotor_token_rotation_seconds_bucket{le=\"0.00002\"} 2",
                 "rotor_token_rotation_seconds_bucket{le=\"0.0001\"} 3",
