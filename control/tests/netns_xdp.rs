@@ -2,7 +2,8 @@
 //! rotor-testbed hosts `xl-1..3` (two with `transport: xdp`, one with corosync's `knet`, which
 //! rotord runs as XDP when it can). Each rotord attaches the program to its host's `eth0`
 //! itself, the ring forms over AF_XDP (cluster frames redirected by the program), rotord keeps
-//! only NET_ADMIN and BPF and its dataplane none of them; a SIGKILLed dataplane is restarted
+//! only NET_ADMIN, BPF and PERFMON (to detach its program, and attach one for a link a reload
+//! adds) and its dataplane none of them but NET_RAW and IPC_LOCK (to open such a link's socket); a SIGKILLed dataplane is restarted
 //! and rejoins while the same program stays attached and ping keeps working throughout; a
 //! rotord killed with SIGKILL leaves its program behind and the next rotord replaces it; a
 //! SIGTERMed rotord detaches its program. Every wait is bounded; the testbed's drop kills
@@ -23,6 +24,8 @@ const RING_WAIT: Duration = Duration::from_secs(15);
 const CAP_NET_RAW: u64 = 1 << 13;
 const CAP_NET_ADMIN: u64 = 1 << 12;
 const CAP_SYS_MODULE: u64 = 1 << 16;
+const CAP_IPC_LOCK: u64 = 1 << 14;
+const CAP_PERFMON: u64 = 1 << 38;
 const CAP_BPF: u64 = 1 << 39;
 
 /// The directory of `rotord` (this package's binary), after building `rotor-dataplane` and
@@ -234,19 +237,19 @@ fn rotord_attaches_keeps_and_detaches_its_xdp_program() {
         },
     );
 
-    // Privileges: rotord keeps exactly what detaching takes; its bounding set (the
-    // dataplane's at exec) has AF_XDP's but not NET_ADMIN; the dataplane, which loaded
-    // nothing, keeps neither (BPF only where the kernel wants it to read the counters).
+    // Privileges: rotord keeps exactly what detaching its program and attaching one for a
+    // link a reload adds take; its bounding set (the dataplane's at exec) has AF_XDP's but not
+    // NET_ADMIN; the dataplane, which loaded nothing, keeps what opening an added link's
+    // AF_XDP socket takes (and BPF only where the kernel wants it to read the counters).
+    let owner = CAP_NET_ADMIN | CAP_BPF | CAP_PERFMON;
     let (eff, prm, bnd) = cap_masks(daemons.pid(1)).unwrap();
-    assert_eq!(
-        (eff, prm),
-        (CAP_NET_ADMIN | CAP_BPF, CAP_NET_ADMIN | CAP_BPF)
-    );
+    assert_eq!((eff, prm), (owner, owner));
     assert!(bnd & CAP_NET_RAW != 0 && bnd & (CAP_NET_ADMIN | CAP_SYS_MODULE) == 0);
     let dataplane = dataplane_pid(&bed, 1).expect("a dataplane on host 1");
     let (eff, prm, _) = cap_masks(dataplane).unwrap();
-    assert_eq!(eff & !CAP_BPF, 0, "dataplane CapEff {eff:x}");
-    assert_eq!(prm & !CAP_BPF, 0, "dataplane CapPrm {prm:x}");
+    let opener = CAP_NET_RAW | CAP_IPC_LOCK;
+    assert_eq!(eff & !CAP_BPF, opener, "dataplane CapEff {eff:x}");
+    assert_eq!(prm & !CAP_BPF, opener, "dataplane CapPrm {prm:x}");
     // system.sched_rr (corosync's default yes): rotord takes round-robin realtime scheduling
     // before it starts the dataplane, which keeps it (it polls adaptively here: unpinned).
     assert_eq!(sched_policy(daemons.pid(1)), libc::SCHED_RR, "rotord");
@@ -852,6 +855,14 @@ fn two_links_run_af_xdp_on_both_interfaces_each_with_its_source_filter() {
         assert!(
             log.contains("link 0 detached from eth0") && log.contains("link 1 detached from eth1"),
             "{log}"
+        );
+        let added = log
+            .lines()
+            .find(|l| l.contains("(added while running)"))
+            .unwrap_or_else(|| panic!("host {i}: link 1 never added:\n{log}"));
+        assert!(
+            added.contains(&format!("link 1 on 198.19.1.{i}:5405: transport xdp")),
+            "host {i}: {added}"
         );
     }
     eprintln!("netns_xdp two links: {:?}", started.elapsed());
