@@ -30,7 +30,7 @@ use rotor_proto::xdp as keys;
 use xdp_prog::{AttachMode, LoadOptions, Source, SteerProgram, UnknownSource, XdpProgram};
 
 use crate::cmap::{Access, CmapStore, Value};
-use crate::config::{Config, TransportSetting};
+use crate::config::{Config, TotemSection, TransportSetting};
 use crate::log_at;
 
 /// What the source filter lets through, and what it does with the rest.
@@ -294,14 +294,14 @@ impl Programs {
     }
 
     /// Chooses the transport of every link of `links` that `running` does not list (a reload
-    /// adds it) as [`choose_links`] does at start, with `filter` (the new config's) in its
-    /// program; the links `running` lists get the transport they run on ([`Programs::mark`]).
+    /// adds it) as [`choose_links`] does at start, by `totem` and with `filter` (the new
+    /// config's) in its program; the links `running` lists get the transport they run on ([`Programs::mark`]).
     /// Returns the programs attached for the added links: the caller keeps them
     /// ([`Programs::take`]) once the round applies and drops them (detached) if it does not.
     /// An error (`transport: xdp` that an added link cannot have) leaves nothing attached.
     pub fn choose_added(
         &self,
-        transport: TransportSetting,
+        totem: &TotemSection,
         links: &mut [LinkStart],
         running: &[u8],
         filter: &Filter,
@@ -312,6 +312,7 @@ impl Programs {
                 self.mark(std::slice::from_mut(link));
                 continue;
             }
+            let transport = totem.link_transport(link.settings.number);
             match choose_link(transport, link, filter, &[self, &added])? {
                 Choice::Xdp(p) => {
                     link.transport = p.dataplane_transport();
@@ -399,16 +400,18 @@ pub enum Choice {
     Udp(String),
 }
 
-/// Chooses every link's transport (`choose_link`, in link order), writing the choice into each
+/// Chooses every link's transport (`choose_link`, in link order, each as `totem` says for it:
+/// its interface's `knet_transport`, else totem.transport), writing the choice into each
 /// `LinkStart`; the programs attached are returned. An error (`transport: xdp` that a link
 /// cannot have) detaches the programs attached so far.
 pub fn choose_links(
-    transport: TransportSetting,
+    totem: &TotemSection,
     links: &mut [LinkStart],
     filter: &Filter,
 ) -> Result<Programs, String> {
     let mut programs = Programs::default();
     for link in links.iter_mut() {
+        let transport = totem.link_transport(link.settings.number);
         match choose_link(transport, link, filter, &[&programs]) {
             Ok(Choice::Xdp(p)) => {
                 link.transport = p.dataplane_transport();

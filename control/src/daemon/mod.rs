@@ -286,7 +286,7 @@ impl Daemon {
         let epoch = KeptNumber::epoch(&plan.state_dir, plan.node.node_id);
         let filter = crate::xdp::Filter::of(&plan.config).map_err(DaemonError::Config)?;
         let mut links = plan.node.links.clone();
-        let xdp = crate::xdp::choose_links(plan.config.totem.transport, &mut links, &filter)
+        let xdp = crate::xdp::choose_links(&plan.config.totem, &mut links, &filter)
             .map_err(DaemonError::Transport)?;
         let maps = xdp.map_fds();
         let start = plan.dataplane_start(links, barrier);
@@ -857,12 +857,8 @@ impl Daemon {
     ) -> Result<crate::xdp::Programs, String> {
         let running: Vec<u8> = self.node.links.iter().map(|l| l.settings.number).collect();
         let filter = crate::xdp::Filter::of(config)?;
-        self.xdp.choose_added(
-            self.running.config.totem.transport,
-            links,
-            &running,
-            &filter,
-        )
+        self.xdp
+            .choose_added(&config.totem, links, &running, &filter)
     }
 
     /// The round is decided, the same on every member.
