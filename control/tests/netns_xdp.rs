@@ -691,7 +691,8 @@ fn source_filter_redirects_only_the_nodelist_and_xdp_remove_clears_a_stale_progr
 /// the AF_XDP redirect counters of both rise (link 1 carries the pings); `rotor status` shows
 /// both programs; a reload removes link 1 (every program on eth1 detached, its
 /// `runtime.xdp.link1.*` and `stats.xdp.link1.*` keys gone) and another adds it back, on AF_XDP
-/// from that round (a new program on eth1, its counters rising); a stranger on link 1's network
+/// from that round (a new program on eth1, its counters rising) — between the two, link 1 runs
+/// on kernel UDP (`knet_transport: udp`) beside link 0 on AF_XDP; a stranger on link 1's network
 /// is dropped by the re-added program and counted there; SIGKILLed, a node leaves both behind and `rotor xdp-remove` removes both; SIGTERMed,
 /// rotord detaches both.
 #[test]
@@ -780,6 +781,36 @@ fn two_links_run_af_xdp_on_both_interfaces_each_with_its_source_filter() {
         "link 0 keeps its program"
     );
 
+    // A reload adds it on kernel UDP (`knet_transport: udp` under transport xdp): link 0 on
+    // AF_XDP, link 1 on UDP answering its pings, no program on eth1. Another removes it (a
+    // kept link's transport cannot change).
+    let pongs = |j: usize| format!("stats.knet.node{j}.link1.rx_pong_packets");
+    let on_udp = Spec {
+        interfaces: "  interface {\n    linknumber: 1\n    knet_transport: udp\n  }\n".into(),
+        ..spec.clone()
+    };
+    reload_to(&bed, &bins, &conf, on_udp.corosync_conf(HOSTS, &key));
+    wait_for(
+        Duration::from_secs(20),
+        "link 1 carrying pings on kernel UDP beside link 0 on AF_XDP on every host",
+        || {
+            (1..=HOSTS).all(|i| {
+                let mut peers = (1..=HOSTS).filter(|j| *j != i);
+                xdp_prog_on(&bed, i, "eth1").is_none()
+                    && cmap_u64(&bed, &bins, i, link1_redirected).is_none()
+                    && peers.all(|j| cmap_u64(&bed, &bins, i, &pongs(j)).unwrap_or(0) > 0)
+            })
+        },
+    );
+    assert!(
+        xdp_prog_on(&bed, 1, "eth0").is_some(),
+        "link 0 stays on AF_XDP"
+    );
+    reload_to(&bed, &bins, &conf, one_link.corosync_conf(HOSTS, &key));
+    wait_for(Duration::from_secs(20), "link 1 removed again", || {
+        (1..=HOSTS).all(|i| cmap_u64(&bed, &bins, i, &pongs(i % HOSTS + 1)).is_none())
+    });
+
     // A reload adds it back: AF_XDP from the round on (a program on eth1, its redirect
     // counter and the AF_XDP socket's frames rising), not kernel UDP until a restart.
     reload_to(&bed, &bins, &conf, spec.corosync_conf(HOSTS, &key));
@@ -856,13 +887,15 @@ fn two_links_run_af_xdp_on_both_interfaces_each_with_its_source_filter() {
             log.contains("link 0 detached from eth0") && log.contains("link 1 detached from eth1"),
             "{log}"
         );
-        let added = log
+        // Added twice by reloads: on kernel UDP, then on AF_XDP.
+        let added: Vec<&str> = log
             .lines()
-            .find(|l| l.contains("(added while running)"))
-            .unwrap_or_else(|| panic!("host {i}: link 1 never added:\n{log}"));
+            .filter(|l| l.contains("(added while running)"))
+            .collect();
+        let on = |t: &str| format!("link 1 on 198.19.1.{i}:5405: transport {t}");
         assert!(
-            added.contains(&format!("link 1 on 198.19.1.{i}:5405: transport xdp")),
-            "host {i}: {added}"
+            added.len() == 2 && added[0].contains(&on("udp")) && added[1].contains(&on("xdp")),
+            "host {i}: {added:?}"
         );
     }
     eprintln!("netns_xdp two links: {:?}", started.elapsed());
