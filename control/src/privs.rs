@@ -191,9 +191,16 @@ mod tests {
     }
 
     #[test]
-    fn the_owner_of_a_program_keeps_only_what_detaching_takes() {
+    fn the_owner_of_a_program_keeps_only_what_detaching_and_attaching_take() {
         let (bounding, kept) = after_setup(true);
-        assert_eq!(kept, [Capability::CAP_NET_ADMIN, Capability::CAP_BPF]);
+        assert_eq!(
+            kept,
+            [
+                Capability::CAP_NET_ADMIN,
+                Capability::CAP_BPF,
+                Capability::CAP_PERFMON
+            ]
+        );
         assert!(!bounding.contains(&Capability::CAP_NET_ADMIN));
         assert!(bounding.contains(&Capability::CAP_NET_RAW));
         let (bounding, kept) = after_setup(false);
