@@ -690,7 +690,8 @@ fn source_filter_redirects_only_the_nodelist_and_xdp_remove_clears_a_stale_progr
 /// each rotord attaches a program to eth0 and to eth1, each holding its own link's addresses;
 /// the AF_XDP redirect counters of both rise (link 1 carries the pings); `rotor status` shows
 /// both programs; a reload removes link 1 (every program on eth1 detached, its
-/// `runtime.xdp.link1.*` and `stats.xdp.link1.*` keys gone) and another adds it back, on AF_XDP
+/// `runtime.xdp.link1.*` and `stats.xdp.link1.*` keys gone), one adding it on eth0 (which
+/// carries link 0's program) is refused with nothing attached, and another adds it back, on AF_XDP
 /// from that round (a new program on eth1, its counters rising) — between the two, link 1 runs
 /// on kernel UDP (`knet_transport: udp`) beside link 0 on AF_XDP; a stranger on link 1's network
 /// is dropped by the re-added program and counted there; SIGKILLed, a node leaves both behind and `rotor xdp-remove` removes both; SIGTERMed,
@@ -780,6 +781,37 @@ fn two_links_run_af_xdp_on_both_interfaces_each_with_its_source_filter() {
         xdp_prog_on(&bed, 1, "eth0").is_some(),
         "link 0 keeps its program"
     );
+
+    // A reload that adds link 1 on addresses of eth0, which carries link 0's program, is
+    // refused naming the link and why, and leaves nothing attached or changed.
+    let on_eth0 = |i: usize| format!("198.18.9.{i}");
+    for i in 1..=HOSTS {
+        let addr = format!("{}/24", on_eth0(i));
+        let out = bed
+            .exec(i, &["ip", "addr", "add", &addr, "dev", "eth0"])
+            .unwrap();
+        assert!(out.status.success());
+    }
+    std::fs::write(
+        &conf,
+        spec.corosync_conf(HOSTS, &key)
+            .replace("198.19.1.", "198.18.9."),
+    )
+    .unwrap();
+    let (code, out, err) = rotor_on(&bed, &bins, 1, &["cfg", "-R"]);
+    let said = format!("{out}{err}");
+    assert_ne!(code, 0, "{said}");
+    assert!(
+        said.contains("link 1: transport xdp: eth0 carries link 0's XDP program"),
+        "{said}"
+    );
+    for i in 1..=HOSTS {
+        assert_eq!(xdp_prog_on(&bed, i, "eth1"), None, "host {i}");
+        assert_eq!(cmap_u64(&bed, &bins, i, "runtime.xdp.link1.prog_id"), None);
+        let addr = format!("{}/24", on_eth0(i));
+        let _ = bed.exec(i, &["ip", "addr", "del", &addr, "dev", "eth0"]);
+    }
+    assert_eq!(xdp_prog_on(&bed, 1, "eth0").map(|p| p.0), Some(id0));
 
     // A reload adds it on kernel UDP (`knet_transport: udp` under transport xdp): link 0 on
     // AF_XDP, link 1 on UDP answering its pings, no program on eth1. Another removes it (a
