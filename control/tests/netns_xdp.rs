@@ -693,7 +693,8 @@ fn source_filter_redirects_only_the_nodelist_and_xdp_remove_clears_a_stale_progr
 /// `runtime.xdp.link1.*` and `stats.xdp.link1.*` keys gone), one adding it on eth0 (which
 /// carries link 0's program) is refused with nothing attached, and another adds it back, on AF_XDP
 /// from that round (a new program on eth1, its counters rising) — between the two, link 1 runs
-/// on kernel UDP (`knet_transport: udp`) beside link 0 on AF_XDP; a stranger on link 1's network
+/// on kernel UDP (`knet_transport: udp`) beside link 0 on AF_XDP; a dataplane restarted after the
+/// reloads runs link 1 on the re-added program; a stranger on link 1's network
 /// is dropped by the re-added program and counted there; SIGKILLed, a node leaves both behind and `rotor xdp-remove` removes both; SIGTERMed,
 /// rotord detaches both.
 #[test]
@@ -867,6 +868,26 @@ fn two_links_run_af_xdp_on_both_interfaces_each_with_its_source_filter() {
         )),
         "{status}"
     );
+
+    // Host 1's dataplane dies after the reloads: the next one starts with the links' transports
+    // and maps in effect (link 1 on the re-added program), and AF_XDP frames flow on link 1.
+    let dataplane = dataplane_pid(&bed, 1).expect("a dataplane on host 1");
+    let before = bed.rotor_status(1, &bins).unwrap();
+    // Safety: kill(2) on the dataplane our rotord started in our test host.
+    assert_eq!(unsafe { libc::kill(dataplane, libc::SIGKILL) }, 0);
+    wait_for(RING_WAIT, "host 1 back in a new ring of 3", || {
+        dataplane_pid(&bed, 1).is_some_and(|p| p != dataplane)
+            && bed.rotor_status(1, &bins).is_ok_and(|s| {
+                s.ring != before.ring && s.state == "operational" && s.connected == MEMBERS
+            })
+    });
+    let frames = cmap_u64(&bed, &bins, 1, "stats.xdp.link1.frames_in").unwrap_or(0);
+    wait_for(
+        Duration::from_secs(10),
+        "the restarted dataplane receiving on link 1's AF_XDP socket",
+        || cmap_u64(&bed, &bins, 1, "stats.xdp.link1.frames_in").unwrap_or(0) > frames,
+    );
+    assert_eq!(xdp_prog_on(&bed, 1, "eth1").map(|p| p.0), Some(readded));
 
     // A stranger on link 1's network: host 3 sends from a second address on its eth1.
     send_from_stranger(&bed, 3, "eth1", "198.19.1.99", "198.19.1.1:5405", SENT);
