@@ -29,6 +29,8 @@ const ROUNDS: usize = 20;
 const CAP_NET_ADMIN: u64 = 1 << 12;
 const CAP_NET_RAW: u64 = 1 << 13;
 const CAP_SYS_MODULE: u64 = 1 << 16;
+const CAP_IPC_LOCK: u64 = 1 << 14;
+const CAP_PERFMON: u64 = 1 << 38;
 const CAP_BPF: u64 = 1 << 39;
 
 /// `rotor ARGS` on host `i`, run as `uid` when given (through setpriv, after entering the
@@ -101,14 +103,16 @@ fn three_rotords_on_netns_hosts() {
         .unwrap();
 
     // Privileges after set-up: rotord, which attached the XDP program, holds only what
-    // detaching it takes (NET_ADMIN, BPF); its bounding set, which the dataplane it starts
-    // inherits, keeps what AF_XDP needs (NET_RAW) but neither NET_ADMIN nor anything like
-    // CAP_SYS_MODULE; the running dataplane, which loaded no program, keeps neither (BPF only
-    // on kernels that want it to read the counters map).
+    // detaching it and attaching one for a link a reload adds take (NET_ADMIN, BPF, PERFMON);
+    // its bounding set, which the dataplane it starts inherits, keeps what AF_XDP needs
+    // (NET_RAW) but neither NET_ADMIN nor anything like CAP_SYS_MODULE; the running dataplane,
+    // which loaded no program, keeps only what opening such a link's AF_XDP socket takes
+    // (NET_RAW, IPC_LOCK; BPF too on kernels that want it to read the counters map).
+    let owner = CAP_NET_ADMIN | CAP_BPF | CAP_PERFMON;
     let rotord_caps = cap_masks(daemons.0[0].0.pid() as i32).unwrap();
     assert_eq!(
         (rotord_caps.0, rotord_caps.1),
-        (CAP_NET_ADMIN | CAP_BPF, CAP_NET_ADMIN | CAP_BPF),
+        (owner, owner),
         "rotord CapEff/CapPrm"
     );
     assert!(
@@ -123,8 +127,19 @@ fn three_rotords_on_netns_hosts() {
         .expect("a dataplane on host 1")
         .0;
     let dp_caps = cap_masks(dataplane).unwrap();
-    assert_eq!(dp_caps.0 & !CAP_BPF, 0, "dataplane CapEff {:x}", dp_caps.0);
-    assert_eq!(dp_caps.1 & !CAP_BPF, 0, "dataplane CapPrm {:x}", dp_caps.1);
+    let opener = CAP_NET_RAW | CAP_IPC_LOCK;
+    assert_eq!(
+        dp_caps.0 & !CAP_BPF,
+        opener,
+        "dataplane CapEff {:x}",
+        dp_caps.0
+    );
+    assert_eq!(
+        dp_caps.1 & !CAP_BPF,
+        opener,
+        "dataplane CapPrm {:x}",
+        dp_caps.1
+    );
 
     // The rotor command on a node.
     let status = bed.rotor_status(1, &bins).unwrap();

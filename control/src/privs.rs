@@ -1,11 +1,13 @@
 //! Privileges. rotord never runs setuid or setgid (a binary installed that way is refused at
 //! start), and once it has set itself up (config, key, sockets, log and, on XDP, its program
 //! attached) it gives up every capability it does not need ([`after_setup`]): its own
-//! effective and permitted sets keep only NET_ADMIN and BPF when it owns an XDP program (to
-//! detach it on shutdown) and nothing otherwise, and its bounding set keeps only what the
+//! effective and permitted sets keep only NET_ADMIN, BPF and PERFMON when it owns an XDP
+//! program (to detach it on shutdown, and attach one for a link a reload adds) and nothing
+//! otherwise, and its bounding set keeps only what the
 //! dataplane it starts and restarts needs on that transport (a process running as root gets
 //! its bounding set at exec). The dataplane, once set up, keeps what its transport needs to
-//! run (see its `drop_privileges`): nothing on maps inherited from rotord or on kernel UDP.
+//! run (see its `drop_privileges`): nothing on kernel UDP; on maps inherited from rotord
+//! NET_RAW and IPC_LOCK, to open the AF_XDP socket of a link a reload adds.
 
 use std::collections::HashSet;
 
@@ -29,8 +31,14 @@ pub const DATAPLANE_UDP: &[Capability] = &[Capability::CAP_IPC_LOCK, Capability:
 
 /// What rotord keeps while it owns an XDP program: detaching it on shutdown takes a netlink
 /// RTM_SETLINK (NET_ADMIN) and reading the program's id (BPF on kernels before 6.5; SYS_ADMIN
-/// before 5.8).
-pub const ROTORD_XDP_OWNER: &[Capability] = &[Capability::CAP_NET_ADMIN, Capability::CAP_BPF];
+/// before 5.8); loading and attaching the program of a link a reload adds takes those two (BPF
+/// for the program and its maps, NET_ADMIN for an XDP program and the attach) and PERFMON
+/// (the verifier refuses the program's packet-pointer arithmetic without it).
+pub const ROTORD_XDP_OWNER: &[Capability] = &[
+    Capability::CAP_NET_ADMIN,
+    Capability::CAP_BPF,
+    Capability::CAP_PERFMON,
+];
 
 /// The (bounding, kept) sets for [`drop_to`] once rotord is set up: with its own XDP program,
 /// the AF_XDP dataplane's start set and what detaching the program takes; on kernel UDP, the
@@ -183,9 +191,16 @@ mod tests {
     }
 
     #[test]
-    fn the_owner_of_a_program_keeps_only_what_detaching_takes() {
+    fn the_owner_of_a_program_keeps_only_what_detaching_and_attaching_take() {
         let (bounding, kept) = after_setup(true);
-        assert_eq!(kept, [Capability::CAP_NET_ADMIN, Capability::CAP_BPF]);
+        assert_eq!(
+            kept,
+            [
+                Capability::CAP_NET_ADMIN,
+                Capability::CAP_BPF,
+                Capability::CAP_PERFMON
+            ]
+        );
         assert!(!bounding.contains(&Capability::CAP_NET_ADMIN));
         assert!(bounding.contains(&Capability::CAP_NET_RAW));
         let (bounding, kept) = after_setup(false);

@@ -6,11 +6,15 @@
 //! — filled before the program is attached, so it never steers a frame of another source. Each
 //! link is chosen on its own (`choose_link`: a link whose interface cannot take the program
 //! runs on kernel UDP under auto, and stops rotord under `xdp`), so the links of one node may
-//! run on different transports. rotord keeps every `sources` current when a reload changes the
+//! run on different transports. A link a reload adds is chosen the same way as the node
+//! answers the round (`Programs::choose_added`), its program kept once the round applies and
+//! detached if it does not; a link a reload removes has its program detached
+//! (`Programs::remove`). rotord keeps every `sources` current when a reload changes the
 //! nodelist (`Programs::set_sources`); keeps the programs attached across dataplane restarts
 //! (frames of the cluster port pass to the kernel while no AF_XDP socket is in `xsks`, and
 //! every other frame passes all along); hands each dataplane every program's `xsks` and
-//! `counters` maps beside its start message (SCM_RIGHTS, in link order; the dataplane needs
+//! `counters` maps beside its start message, and an added link's beside the answer that adds
+//! it (SCM_RIGHTS, in link order; the dataplane needs
 //! neither `sources` nor `filter`); describes them in cmap (`runtime.xdp.*`, link N's under
 //! `runtime.xdp.link<N>.`); and detaches them on its own clean shutdown. A program left by a
 //! rotord that was killed is recognised by its name and replaced at the next start (or removed
@@ -26,7 +30,7 @@ use rotor_proto::xdp as keys;
 use xdp_prog::{AttachMode, LoadOptions, Source, SteerProgram, UnknownSource, XdpProgram};
 
 use crate::cmap::{Access, CmapStore, Value};
-use crate::config::{Config, TransportSetting};
+use crate::config::{Config, TotemSection, TransportSetting};
 use crate::log_at;
 
 /// What the source filter lets through, and what it does with the rest.
@@ -289,6 +293,90 @@ impl Programs {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Chooses the transport of every link of `links` that `running` does not list (a reload
+    /// adds it) as [`choose_links`] does at start, by `totem` and with `filter` (the new
+    /// config's) in its program; the links `running` lists get the transport they run on ([`Programs::mark`]).
+    /// Returns the programs attached for the added links: the caller keeps them
+    /// ([`Programs::take`]) once the round applies and drops them (detached) if it does not.
+    /// An error (`transport: xdp` that an added link cannot have) leaves nothing attached.
+    pub fn choose_added(
+        &self,
+        totem: &TotemSection,
+        links: &mut [LinkStart],
+        running: &[u8],
+        filter: &Filter,
+    ) -> Result<Programs, String> {
+        let mut added = Programs::default();
+        for link in links.iter_mut() {
+            if running.contains(&link.settings.number) {
+                self.mark(std::slice::from_mut(link));
+                continue;
+            }
+            let transport = totem.link_transport(link.settings.number);
+            match choose_link(transport, link, filter, &[self, &added])? {
+                Choice::Xdp(p) => {
+                    link.transport = p.dataplane_transport();
+                    link.interface = Some(p.interface().to_owned());
+                    added.add(*p);
+                }
+                Choice::Udp(_) => {
+                    link.transport = DataplaneTransport::Udp;
+                    link.interface = None;
+                }
+            }
+        }
+        Ok(added)
+    }
+
+    /// Writes into each of `links` the transport it runs on: XDP on its program's interface
+    /// when one is attached for it, kernel UDP otherwise.
+    pub fn mark(&self, links: &mut [LinkStart]) {
+        for link in links {
+            match self.of_link(link.settings.number) {
+                Some(p) => {
+                    link.transport = p.dataplane_transport();
+                    link.interface = Some(p.interface().to_owned());
+                }
+                None => {
+                    link.transport = DataplaneTransport::Udp;
+                    link.interface = None;
+                }
+            }
+        }
+    }
+
+    /// The links with a program, in link order.
+    pub fn links(&self) -> Vec<u8> {
+        self.0.iter().map(|p| p.link).collect()
+    }
+
+    /// Takes every program of `other` (attached for links a reload added).
+    pub fn take(&mut self, other: Programs) {
+        for p in other.0 {
+            self.add(p);
+        }
+    }
+
+    /// Detaches the program of each of `links` (a reload removed them), logging each outcome,
+    /// and deletes its `runtime.xdp.link<N>.*` keys.
+    pub fn remove(&mut self, links: &[u8], cmap: &mut CmapStore) {
+        let (gone, kept): (Vec<OwnedProgram>, Vec<OwnedProgram>) = std::mem::take(&mut self.0)
+            .into_iter()
+            .partition(|p| links.contains(&p.link));
+        self.0 = kept;
+        for p in gone {
+            let prefix = keys::for_link(keys::RUNTIME_XDP_PREFIX, p.link);
+            let stale: Vec<String> = cmap
+                .iter_prefix(&prefix)
+                .map(|(k, _)| k.to_owned())
+                .collect();
+            for k in stale {
+                let _ = cmap.delete(&k, Access::Daemon);
+            }
+            p.detach();
+        }
+    }
+
     /// Writes every program's `runtime.xdp.*` keys.
     pub fn publish(&self, cmap: &mut CmapStore) {
         for p in &self.0 {
@@ -312,17 +400,19 @@ pub enum Choice {
     Udp(String),
 }
 
-/// Chooses every link's transport (`choose_link`, in link order), writing the choice into each
+/// Chooses every link's transport (`choose_link`, in link order, each as `totem` says for it:
+/// its interface's `knet_transport`, else totem.transport), writing the choice into each
 /// `LinkStart`; the programs attached are returned. An error (`transport: xdp` that a link
 /// cannot have) detaches the programs attached so far.
 pub fn choose_links(
-    transport: TransportSetting,
+    totem: &TotemSection,
     links: &mut [LinkStart],
     filter: &Filter,
 ) -> Result<Programs, String> {
     let mut programs = Programs::default();
     for link in links.iter_mut() {
-        match choose_link(transport, link, filter, &programs) {
+        let transport = totem.link_transport(link.settings.number);
+        match choose_link(transport, link, filter, &[&programs]) {
             Ok(Choice::Xdp(p)) => {
                 link.transport = p.dataplane_transport();
                 link.interface = Some(p.interface().to_owned());
@@ -344,15 +434,16 @@ pub fn choose_links(
 /// Decides link `link`'s transport and, for XDP, loads and attaches a program on the interface
 /// that holds the link's address, with the link's port as the cluster port and the link's
 /// part of `filter` as its sources. `transport: xdp` that cannot be had is an error (rotord
-/// does not start); `knet` falls back to UDP with the reason. An interface that already
-/// carries another link's program (`attached`) cannot take a second one: AF_XDP serves one
+/// does not start, or refuses the reload that adds the link); `knet` falls back to UDP with
+/// the reason. An interface that already carries another link's program (any of `attached`)
+/// cannot take a second one: AF_XDP serves one
 /// link per interface. Logs the choice and a replaced stale program. Acts on the calling
 /// thread's network namespace; needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON) for XDP.
 pub fn choose_link(
     transport: TransportSetting,
     link: &LinkStart,
     filter: &Filter,
-    attached: &Programs,
+    attached: &[&Programs],
 ) -> Result<Choice, String> {
     let number = link.settings.number;
     let asked_for = match transport {
@@ -439,7 +530,7 @@ fn attach(
     bind: SocketAddr,
     asked_for: bool,
     filter: &Filter,
-    attached: &Programs,
+    attached: &[&Programs],
 ) -> Result<OwnedProgram, Refusal> {
     // Safety: geteuid has no preconditions.
     if !asked_for && unsafe { libc::geteuid() } != 0 {
@@ -452,7 +543,8 @@ fn attach(
             "the address is on loopback, where XDP brings nothing".to_owned(),
         ));
     }
-    if let Some(other) = attached.0.iter().find(|p| p.interface() == interface) {
+    let mut all = attached.iter().flat_map(|programs| programs.0.iter());
+    if let Some(other) = all.find(|p| p.interface() == interface) {
         let same_port = other
             .program
             .program()
@@ -535,7 +627,7 @@ mod tests {
             transport: DataplaneTransport::Udp,
             interface: None,
         };
-        choose_link(transport, &link, &filter, &Programs::default())
+        choose_link(transport, &link, &filter, &[])
     }
 
     #[test]

@@ -10,7 +10,7 @@ use rotor_proto::link::LinkMode;
 
 use rotor_control::config::{
     self, authkey_path, config_path, parse_str, ErrorKind, IpVersionSetting, KernelUdpSetting,
-    PollModeSetting, TransportSetting, AUTHKEY_PATH_ENV, CONFIG_PATH_ENV,
+    LinkTransportSetting, PollModeSetting, TransportSetting, AUTHKEY_PATH_ENV, CONFIG_PATH_ENV,
 };
 
 const FILE: &str = "/etc/corosync/corosync.conf";
@@ -565,6 +565,32 @@ fn linked(totem: &str, nodes: &[(u32, &[u8])], extra: &str) -> String {
 }
 
 #[test]
+fn each_link_may_have_its_own_transport() {
+    // Link 0 follows totem.transport (xdp), link 1 runs kernel UDP, link 2 AF_XDP under knet.
+    let text = linked(
+        "transport: xdp\ninterface {\nlinknumber: 1\nknet_transport: udp\n}\n",
+        &[(1, &[0, 1]), (2, &[0, 1])],
+        "",
+    );
+    let c = parse_str(FILE, &text).unwrap();
+    assert_eq!(c.totem.link_transport(0), TransportSetting::Xdp);
+    assert_eq!(c.totem.link_transport(1), TransportSetting::Udpu);
+    let text = linked(
+        "interface {\nlinknumber: 2\nknet_transport: xdp\n}\n",
+        &[(1, &[0, 2]), (2, &[0, 2])],
+        "",
+    );
+    let c = parse_str(FILE, &text).unwrap();
+    assert_eq!(c.totem.transport, TransportSetting::Knet);
+    assert_eq!(c.totem.link_transport(0), TransportSetting::Knet);
+    assert_eq!(c.totem.link_transport(2), TransportSetting::Xdp);
+    assert_eq!(
+        c.totem.interfaces[0].knet_transport,
+        Some(LinkTransportSetting::Xdp)
+    );
+}
+
+#[test]
 fn link_settings_and_mode() {
     let text = linked(
         "token: 1000\nlink_mode: rr\ninterface {\nlinknumber: 1\nknet_link_priority: 5\n\
@@ -677,15 +703,20 @@ fn link_errors_name_file_line_and_key() {
         "{}",
         error_text(&timers)
     );
-    let sctp = linked(
-        "interface {\nlinknumber: 0\nknet_transport: sctp\n}\n",
-        &[(1, &[0]), (2, &[0])],
-        "",
-    );
-    assert_eq!(
-        error_text(&sctp),
-        "/etc/corosync/corosync.conf:4: totem.interface.0.knet_transport: expected udp, got \"sctp\": rotor carries a link over kernel UDP or, with transport xdp, AF_XDP (set by totem.transport); it has no SCTP"
-    );
+    // corosync's knet transports rotor has not.
+    for (value, line) in [("sctp", 4), ("loopback", 4)] {
+        let text = linked(
+            &format!("interface {{\nlinknumber: 0\nknet_transport: {value}\n}}\n"),
+            &[(1, &[0]), (2, &[0])],
+            "",
+        );
+        assert_eq!(
+            error_text(&text),
+            format!(
+                "/etc/corosync/corosync.conf:{line}: totem.interface.0.knet_transport: expected one of udp, xdp, got \"{value}\": rotor carries a link over kernel UDP (udp) or AF_XDP (xdp); it has no SCTP or loopback transport"
+            )
+        );
+    }
     assert_eq!(
         error_text("totem {\nlink_mode: fast\n}\n"),
         "/etc/corosync/corosync.conf:2: totem.link_mode: expected one of passive, active, rr, got \"fast\""

@@ -2,7 +2,8 @@
 //! rotor-testbed hosts `xl-1..3` (two with `transport: xdp`, one with corosync's `knet`, which
 //! rotord runs as XDP when it can). Each rotord attaches the program to its host's `eth0`
 //! itself, the ring forms over AF_XDP (cluster frames redirected by the program), rotord keeps
-//! only NET_ADMIN and BPF and its dataplane none of them; a SIGKILLed dataplane is restarted
+//! only NET_ADMIN, BPF and PERFMON (to detach its program, and attach one for a link a reload
+//! adds) and its dataplane none of them but NET_RAW and IPC_LOCK (to open such a link's socket); a SIGKILLed dataplane is restarted
 //! and rejoins while the same program stays attached and ping keeps working throughout; a
 //! rotord killed with SIGKILL leaves its program behind and the next rotord replaces it; a
 //! SIGTERMed rotord detaches its program. Every wait is bounded; the testbed's drop kills
@@ -23,6 +24,8 @@ const RING_WAIT: Duration = Duration::from_secs(15);
 const CAP_NET_RAW: u64 = 1 << 13;
 const CAP_NET_ADMIN: u64 = 1 << 12;
 const CAP_SYS_MODULE: u64 = 1 << 16;
+const CAP_IPC_LOCK: u64 = 1 << 14;
+const CAP_PERFMON: u64 = 1 << 38;
 const CAP_BPF: u64 = 1 << 39;
 
 /// The directory of `rotord` (this package's binary), after building `rotor-dataplane` and
@@ -166,6 +169,13 @@ fn send_from_stranger(bed: &Testbed, i: usize, dev: &str, stranger: &str, to: &s
     });
 }
 
+/// Writes `text` over `conf` (every host's) and has host 1 ask for a reload, which must apply.
+fn reload_to(bed: &Testbed, bins: &Bins, conf: &Path, text: String) {
+    std::fs::write(conf, text).unwrap();
+    let (code, out, err) = rotor_on(bed, bins, 1, &["cfg", "-R"]);
+    assert_eq!(code, 0, "rotor cfg -R: {out}{err}");
+}
+
 /// Waits (bounded) until `check` holds, failing with `what`.
 fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
@@ -227,19 +237,19 @@ fn rotord_attaches_keeps_and_detaches_its_xdp_program() {
         },
     );
 
-    // Privileges: rotord keeps exactly what detaching takes; its bounding set (the
-    // dataplane's at exec) has AF_XDP's but not NET_ADMIN; the dataplane, which loaded
-    // nothing, keeps neither (BPF only where the kernel wants it to read the counters).
+    // Privileges: rotord keeps exactly what detaching its program and attaching one for a
+    // link a reload adds take; its bounding set (the dataplane's at exec) has AF_XDP's but not
+    // NET_ADMIN; the dataplane, which loaded nothing, keeps what opening an added link's
+    // AF_XDP socket takes (and BPF only where the kernel wants it to read the counters).
+    let owner = CAP_NET_ADMIN | CAP_BPF | CAP_PERFMON;
     let (eff, prm, bnd) = cap_masks(daemons.pid(1)).unwrap();
-    assert_eq!(
-        (eff, prm),
-        (CAP_NET_ADMIN | CAP_BPF, CAP_NET_ADMIN | CAP_BPF)
-    );
+    assert_eq!((eff, prm), (owner, owner));
     assert!(bnd & CAP_NET_RAW != 0 && bnd & (CAP_NET_ADMIN | CAP_SYS_MODULE) == 0);
     let dataplane = dataplane_pid(&bed, 1).expect("a dataplane on host 1");
     let (eff, prm, _) = cap_masks(dataplane).unwrap();
-    assert_eq!(eff & !CAP_BPF, 0, "dataplane CapEff {eff:x}");
-    assert_eq!(prm & !CAP_BPF, 0, "dataplane CapPrm {prm:x}");
+    let opener = CAP_NET_RAW | CAP_IPC_LOCK;
+    assert_eq!(eff & !CAP_BPF, opener, "dataplane CapEff {eff:x}");
+    assert_eq!(prm & !CAP_BPF, opener, "dataplane CapPrm {prm:x}");
     // system.sched_rr (corosync's default yes): rotord takes round-robin realtime scheduling
     // before it starts the dataplane, which keeps it (it polls adaptively here: unpinned).
     assert_eq!(sched_policy(daemons.pid(1)), libc::SCHED_RR, "rotord");
@@ -553,8 +563,18 @@ fn source_filter_redirects_only_the_nodelist_and_xdp_remove_clears_a_stale_progr
         1,
         "add rule inet sf input udp dport 5405 counter drop",
     );
-    let passed_before = cmap_u64(&bed, &bins, 1, "stats.xdp.prog.unknown_source_passed").unwrap();
-    assert_eq!(passed_before, 0, "no stranger yet");
+    // The program's counters reach cmap with rotord's next stats round, which may come after
+    // the ring formed.
+    let mut passed_before = None;
+    wait_for(
+        Duration::from_secs(10),
+        "stats.xdp.prog.unknown_source_passed in cmap",
+        || {
+            passed_before = cmap_u64(&bed, &bins, 1, "stats.xdp.prog.unknown_source_passed");
+            passed_before.is_some()
+        },
+    );
+    assert_eq!(passed_before, Some(0), "no stranger yet");
     rotor_testbed::in_netns(&bed.host(4), || {
         let socket = std::net::UdpSocket::bind("198.18.0.4:0").unwrap();
         for _ in 0..SENT {
@@ -679,8 +699,13 @@ fn source_filter_redirects_only_the_nodelist_and_xdp_remove_clears_a_stale_progr
 /// Two links on XDP (`transport: xdp`, link 1 on a second bridge, `xdp_unknown_source: drop`):
 /// each rotord attaches a program to eth0 and to eth1, each holding its own link's addresses;
 /// the AF_XDP redirect counters of both rise (link 1 carries the pings); `rotor status` shows
-/// both programs; a stranger on link 1's network is dropped by link 1's program and counted
-/// there; SIGKILLed, a node leaves both behind and `rotor xdp-remove` removes both; SIGTERMed,
+/// both programs; a reload removes link 1 (every program on eth1 detached, its
+/// `runtime.xdp.link1.*` and `stats.xdp.link1.*` keys gone), one adding it on eth0 (which
+/// carries link 0's program) is refused with nothing attached, and another adds it back, on AF_XDP
+/// from that round (a new program on eth1, its counters rising) — between the two, link 1 runs
+/// on kernel UDP (`knet_transport: udp`) beside link 0 on AF_XDP; a dataplane restarted after the
+/// reloads runs link 1 on the re-added program; a stranger on link 1's network
+/// is dropped by the re-added program and counted there; SIGKILLed, a node leaves both behind and `rotor xdp-remove` removes both; SIGTERMed,
 /// rotord detaches both.
 #[test]
 fn two_links_run_af_xdp_on_both_interfaces_each_with_its_source_filter() {
@@ -744,6 +769,136 @@ fn two_links_run_af_xdp_on_both_interfaces_each_with_its_source_filter() {
         );
     }
 
+    // A reload removes link 1: every host detaches its program and drops its counters.
+    let link1_keys = ["runtime.xdp.link1.prog_id", link1_redirected];
+    let one_link = Spec {
+        links: 1,
+        ..spec.clone()
+    };
+    reload_to(&bed, &bins, &conf, one_link.corosync_conf(HOSTS, &key));
+    wait_for(
+        Duration::from_secs(20),
+        "link 1's program detached and its keys gone on every host",
+        || {
+            (1..=HOSTS).all(|i| {
+                xdp_prog_on(&bed, i, "eth1").is_none()
+                    && link1_keys
+                        .iter()
+                        .all(|k| cmap_u64(&bed, &bins, i, k).is_none())
+            })
+        },
+    );
+    assert!(
+        xdp_prog_on(&bed, 1, "eth0").is_some(),
+        "link 0 keeps its program"
+    );
+
+    // A reload that adds link 1 on addresses of eth0, which carries link 0's program, is
+    // refused naming the link and why, and leaves nothing attached or changed.
+    let on_eth0 = |i: usize| format!("198.18.9.{i}");
+    for i in 1..=HOSTS {
+        let addr = format!("{}/24", on_eth0(i));
+        let out = bed
+            .exec(i, &["ip", "addr", "add", &addr, "dev", "eth0"])
+            .unwrap();
+        assert!(out.status.success());
+    }
+    std::fs::write(
+        &conf,
+        spec.corosync_conf(HOSTS, &key)
+            .replace("198.19.1.", "198.18.9."),
+    )
+    .unwrap();
+    let (code, out, err) = rotor_on(&bed, &bins, 1, &["cfg", "-R"]);
+    let said = format!("{out}{err}");
+    assert_ne!(code, 0, "{said}");
+    assert!(
+        said.contains("link 1: transport xdp: eth0 carries link 0's XDP program"),
+        "{said}"
+    );
+    for i in 1..=HOSTS {
+        assert_eq!(xdp_prog_on(&bed, i, "eth1"), None, "host {i}");
+        assert_eq!(cmap_u64(&bed, &bins, i, "runtime.xdp.link1.prog_id"), None);
+        let addr = format!("{}/24", on_eth0(i));
+        let _ = bed.exec(i, &["ip", "addr", "del", &addr, "dev", "eth0"]);
+    }
+    assert_eq!(xdp_prog_on(&bed, 1, "eth0").map(|p| p.0), Some(id0));
+
+    // A reload adds it on kernel UDP (`knet_transport: udp` under transport xdp): link 0 on
+    // AF_XDP, link 1 on UDP answering its pings, no program on eth1. Another removes it (a
+    // kept link's transport cannot change).
+    let pongs = |j: usize| format!("stats.knet.node{j}.link1.rx_pong_packets");
+    let on_udp = Spec {
+        interfaces: "  interface {\n    linknumber: 1\n    knet_transport: udp\n  }\n".into(),
+        ..spec.clone()
+    };
+    reload_to(&bed, &bins, &conf, on_udp.corosync_conf(HOSTS, &key));
+    wait_for(
+        Duration::from_secs(20),
+        "link 1 carrying pings on kernel UDP beside link 0 on AF_XDP on every host",
+        || {
+            (1..=HOSTS).all(|i| {
+                let mut peers = (1..=HOSTS).filter(|j| *j != i);
+                xdp_prog_on(&bed, i, "eth1").is_none()
+                    && cmap_u64(&bed, &bins, i, link1_redirected).is_none()
+                    && peers.all(|j| cmap_u64(&bed, &bins, i, &pongs(j)).unwrap_or(0) > 0)
+            })
+        },
+    );
+    assert!(
+        xdp_prog_on(&bed, 1, "eth0").is_some(),
+        "link 0 stays on AF_XDP"
+    );
+    reload_to(&bed, &bins, &conf, one_link.corosync_conf(HOSTS, &key));
+    wait_for(Duration::from_secs(20), "link 1 removed again", || {
+        (1..=HOSTS).all(|i| cmap_u64(&bed, &bins, i, &pongs(i % HOSTS + 1)).is_none())
+    });
+
+    // A reload adds it back: AF_XDP from the round on (a program on eth1, its redirect
+    // counter and the AF_XDP socket's frames rising), not kernel UDP until a restart.
+    reload_to(&bed, &bins, &conf, spec.corosync_conf(HOSTS, &key));
+    wait_for(
+        Duration::from_secs(20),
+        "link 1 added back on AF_XDP on every host",
+        || {
+            (1..=HOSTS).all(|i| {
+                xdp_prog_on(&bed, i, "eth1").is_some_and(|(_, name)| name == "rotor_steer")
+                    && cmap_u64(&bed, &bins, i, link1_redirected).unwrap_or(0) > 0
+                    && cmap_u64(&bed, &bins, i, "stats.xdp.link1.frames_in").unwrap_or(0) > 0
+            })
+        },
+    );
+    let (readded, _) = xdp_prog_on(&bed, 1, "eth1").unwrap();
+    assert_ne!(readded, id1, "a new program on eth1");
+    let (code, status, err) = rotor_on(&bed, &bins, 1, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        status.contains(&format!(
+            "XDP program rotor_steer (id {readded}) on eth1, native mode (link 1)\n"
+        )),
+        "{status}"
+    );
+
+    // Host 1's dataplane dies after the reloads: the next one starts with the links' transports
+    // and maps in effect (link 1 on the re-added program), and AF_XDP frames flow on link 1.
+    let dataplane = dataplane_pid(&bed, 1).expect("a dataplane on host 1");
+    let before = bed.rotor_status(1, &bins).unwrap();
+    // Safety: kill(2) on the dataplane our rotord started in our test host.
+    assert_eq!(unsafe { libc::kill(dataplane, libc::SIGKILL) }, 0);
+    wait_for(RING_WAIT, "host 1 back in a new ring of 3", || {
+        dataplane_pid(&bed, 1).is_some_and(|p| p != dataplane)
+            && bed.rotor_status(1, &bins).is_ok_and(|s| {
+                s.ring != before.ring && s.state == "operational" && s.connected == MEMBERS
+            })
+    });
+    let frames = cmap_u64(&bed, &bins, 1, "stats.xdp.link1.frames_in").unwrap_or(0);
+    wait_for(
+        Duration::from_secs(10),
+        "the restarted dataplane receiving on link 1's AF_XDP socket",
+        || cmap_u64(&bed, &bins, 1, "stats.xdp.link1.frames_in").unwrap_or(0) > frames,
+    );
+    assert_eq!(xdp_prog_on(&bed, 1, "eth1").map(|p| p.0), Some(readded));
+
     // A stranger on link 1's network: host 3 sends from a second address on its eth1.
     send_from_stranger(&bed, 3, "eth1", "198.19.1.99", "198.19.1.1:5405", SENT);
     wait_for(
@@ -794,6 +949,16 @@ fn two_links_run_af_xdp_on_both_interfaces_each_with_its_source_filter() {
         assert!(
             log.contains("link 0 detached from eth0") && log.contains("link 1 detached from eth1"),
             "{log}"
+        );
+        // Added twice by reloads: on kernel UDP, then on AF_XDP.
+        let added: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("(added while running)"))
+            .collect();
+        let on = |t: &str| format!("link 1 on 198.19.1.{i}:5405: transport {t}");
+        assert!(
+            added.len() == 2 && added[0].contains(&on("udp")) && added[1].contains(&on("xdp")),
+            "host {i}: {added:?}"
         );
     }
     eprintln!("netns_xdp two links: {:?}", started.elapsed());

@@ -5,12 +5,14 @@
 //! the point where a round applies. Nothing here decides anything of its own.
 
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 
 use rotor_crypto::Keys;
 use rotor_endpoint::{Change, ChangeInput, LinkConfig};
 use rotor_proto::change::{Answer, ChangeKindRecord, ChangeReport, ChangeRequest, RoundRecord};
 use rotor_proto::control::FromDataplane;
 use totem_core::{ChangeEvent, ChangeKind, NodeId, Outcome, RoundId, TotemSettings};
+use xdp_prog::SteerMaps;
 
 use crate::runner::Runner;
 use crate::service::Control;
@@ -37,8 +39,38 @@ type Keys3 = (u32, Vec<u32>, Vec<(u32, u32)>);
 #[derive(Default)]
 pub struct KeysReported(Option<Keys3>);
 
-/// Carries out one of rotord's change requests.
-pub fn handle<T: Transport>(runner: &mut Runner<T>, control: &mut Control, request: ChangeRequest) {
+/// The maps of the links an answer adds on XDP, from the descriptors beside it: `xsks` and
+/// `counters` of each link of `xdp_links`, in that order, each checked to be the map it
+/// should be.
+fn added_maps(xdp_links: &[u8], fds: Vec<OwnedFd>) -> Result<Vec<(u8, SteerMaps)>, String> {
+    if fds.len() != 2 * xdp_links.len() {
+        return Err(format!(
+            "the answer came with {} descriptors, but the {} link(s) it adds on XDP need {}",
+            fds.len(),
+            xdp_links.len(),
+            2 * xdp_links.len()
+        ));
+    }
+    let mut fds = fds.into_iter();
+    xdp_links
+        .iter()
+        .map(|&n| {
+            let xsks = fds.next().expect("counted above");
+            let counters = fds.next().expect("counted above");
+            SteerMaps::from_fds(xsks, counters)
+                .map(|maps| (n, maps))
+                .map_err(|e| format!("link {n}: {e}"))
+        })
+        .collect()
+}
+
+/// Carries out one of rotord's change requests; `fds` came beside it.
+pub fn handle<T: Transport>(
+    runner: &mut Runner<T>,
+    control: &mut Control,
+    request: ChangeRequest,
+    fds: Vec<OwnedFd>,
+) {
     match request {
         ChangeRequest::Ask { request, kind } => {
             let kind = match kind {
@@ -55,7 +87,11 @@ pub fn handle<T: Transport>(runner: &mut Runner<T>, control: &mut Control, reque
                 error,
             }));
         }
-        ChangeRequest::Propose { round, answer } => {
+        ChangeRequest::Propose {
+            round,
+            answer,
+            xdp_links,
+        } => {
             let round = RoundId {
                 node: NodeId(round.node),
                 seq: round.seq,
@@ -64,17 +100,20 @@ pub fn handle<T: Transport>(runner: &mut Runner<T>, control: &mut Control, reque
                 Ok(input) => input,
                 Err(reason) => ChangeInput::Refused { reason },
             };
-            // The sockets of links the answer adds open now: one that cannot is a refusal.
-            let input = match &input {
-                ChangeInput::Ready {
-                    links: Some(links), ..
-                } => match runner.open_links(round, links) {
-                    Ok(()) => input,
-                    Err(reason) => {
-                        tracing::error!(target: "CFG", "change round {round}: {reason}");
-                        ChangeInput::Refused { reason }
+            // The sockets of links the answer adds open now (AF_XDP on the maps beside it for
+            // those rotord attached a program for): one that cannot is a refusal.
+            let input = match (&input, &answer) {
+                (ChangeInput::Ready { .. }, Answer::Ready { links, .. }) => {
+                    match added_maps(&xdp_links, fds)
+                        .and_then(|maps| runner.open_links(round, links, maps))
+                    {
+                        Ok(()) => input,
+                        Err(reason) => {
+                            tracing::error!(target: "CFG", "change round {round}: {reason}");
+                            ChangeInput::Refused { reason }
+                        }
                     }
-                },
+                }
                 _ => input,
             };
             if let Err(e) = runner.endpoint_mut().propose(round, input) {

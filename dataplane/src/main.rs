@@ -23,8 +23,7 @@ use rotor_dataplane::transport::xsk;
 use rotor_dataplane::transport::Transport;
 use rotor_endpoint::LinkConfig;
 use rotor_proto::control::{
-    DataplaneStart, DataplaneTransport, FailureKind, FromDataplane, KernelUdpIo, MulticastSettings,
-    PollMode,
+    DataplaneStart, FailureKind, FromDataplane, KernelUdpIo, MulticastSettings, PollMode,
 };
 use rotor_proto::link::{LinkMode, LinkStart};
 use totem_core::config::explicit;
@@ -297,23 +296,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// Opens a link a reload adds: on kernel UDP on this node's address on it, checked against
-/// netmtu, through the same `open_link` as the start's links. XDP program maps come only
-/// beside `Start`, so a link added at runtime runs on kernel UDP until the next restart gives
-/// it the transport rotord chooses (logged here).
+/// Opens a link a reload adds through the same `open_link` as the start's links, checked
+/// against netmtu: on the transport rotord chose for it, AF_XDP on `maps` (the program rotord
+/// attached on the link's interface for this round) or kernel UDP.
 fn open_added_link(
-    link: &LinkConfig<SocketAddr>,
+    link: &LinkStart,
+    maps: Option<xdp_prog::SteerMaps>,
     netmtu: u32,
     udp_io: KernelUdpIo,
 ) -> Result<AnyTransport, String> {
-    let start = LinkStart {
-        settings: link.settings,
-        local: link.local,
-        peers: link.peers.clone(),
-        transport: DataplaneTransport::Udp,
-        interface: None,
-    };
-    let (t, why) = open_link(&start, None, None, netmtu, udp_io).map_err(|e| match e {
+    if link.transport.is_xdp() && maps.is_none() {
+        return Err("transport xdp, but no XDP maps came with the answer".into());
+    }
+    let (t, why) = open_link(link, None, maps, netmtu, udp_io).map_err(|e| match e {
         OpenLinkError::Transport(m) | OpenLinkError::Netmtu(m) => m,
     })?;
     let n = link.settings.number;
@@ -432,7 +427,9 @@ fn set_up(
     )
     .map(|mut runner| {
         // A link a reload adds opens as the start's do (netmtu cannot change at runtime).
-        runner.set_link_opener(Box::new(move |link| open_added_link(link, netmtu, udp_io)));
+        runner.set_link_opener(Box::new(move |link, maps| {
+            open_added_link(link, maps, netmtu, udp_io)
+        }));
         runner
     })
     .map_err(|e| Failure::new(FailureKind::Config, e.to_string()))
@@ -485,7 +482,7 @@ fn service_main(fd: i32) -> ExitCode {
             .node_mut()
             .enable_votequorum(settings, q.ev_tracking_barrier);
     }
-    drop_privileges(&runner.transports().collect::<Vec<_>>());
+    drop_privileges(&runner.transports().collect::<Vec<_>>(), true);
     serve(&mut runner, &mut control, &start)
 }
 
@@ -496,11 +493,7 @@ fn start_maps(
     start: &DataplaneStart,
     fds: Vec<OwnedFd>,
 ) -> Result<Vec<Option<xdp_prog::SteerMaps>>, Failure> {
-    let xdp_links = start
-        .links
-        .iter()
-        .filter(|l| l.transport != DataplaneTransport::Udp)
-        .count();
+    let xdp_links = start.links.iter().filter(|l| l.transport.is_xdp()).count();
     if fds.len() != 2 * xdp_links {
         return Err(Failure::new(
             FailureKind::Config,
@@ -517,7 +510,7 @@ fn start_maps(
         .links
         .iter()
         .map(|link| {
-            if link.transport == DataplaneTransport::Udp {
+            if !link.transport.is_xdp() {
                 return Ok(None);
             }
             let xsks = fds.next().expect("counted above");
@@ -626,7 +619,7 @@ fn hand_main(args: &Args) -> ExitCode {
             return f.exit_code();
         }
     };
-    drop_privileges(&runner.transports().collect::<Vec<_>>());
+    drop_privileges(&runner.transports().collect::<Vec<_>>(), false);
     let pid = std::process::id();
     let cluster_size = start.peers().len() + 1;
     let group = args.group.as_bytes().to_vec();
@@ -748,12 +741,14 @@ fn serve(
 ///   CAP_BPF), to detach the program on exit;
 /// - AF_XDP on maps inherited from rotord: nothing, unless this kernel wants CAP_BPF to read
 ///   the counters map (before 6.5, with unprivileged BPF disabled, every bpf(2) call does) —
-///   found out by reading it once with an empty effective set;
+///   found out by reading it once with an empty effective set; and, when `under_rotord`,
+///   NET_RAW and IPC_LOCK, to open the AF_XDP socket (and pin the UMEM) of a link a reload
+///   adds on the program rotord attaches for it;
 /// - kernel UDP: nothing.
 ///
 /// The bounding set is rotord's business (this process has no CAP_SETPCAP to change it).
 /// Without capabilities there is nothing to do.
-fn drop_privileges(transports: &[&AnyTransport]) {
+fn drop_privileges(transports: &[&AnyTransport], under_rotord: bool) {
     use caps::{CapSet, Capability};
     let Ok(permitted) = caps::read(None, CapSet::Permitted) else {
         return;
@@ -779,26 +774,38 @@ fn drop_privileges(transports: &[&AnyTransport]) {
             AnyTransport::Udp(_) => None,
         })
         .collect();
-    let (keep, why) = match xsks.first() {
+    // Opening a link a reload adds on XDP: decided first, so the probe below keeps it.
+    let open = if under_rotord && !xsks.is_empty() {
+        only(&[Capability::CAP_NET_RAW, Capability::CAP_IPC_LOCK])
+    } else {
+        caps::CapsHashSet::new()
+    };
+    let (mut keep, mut why) = match xsks.first() {
         _ if xsks.iter().any(|x| x.owns_program()) => (
             only(&[Capability::CAP_NET_ADMIN, bpf]),
-            " (to detach its XDP program on exit)",
+            " (to detach its XDP program on exit)".to_owned(),
         ),
         Some(x) => {
             // BPF stays permitted (not effective) for the probe, then goes or comes back.
+            let mut probe_set = only(&[bpf]);
+            probe_set.extend(open.iter().copied());
             let probe = caps::clear(None, CapSet::Effective)
-                .and_then(|()| caps::set(None, CapSet::Permitted, &only(&[bpf])));
+                .and_then(|()| caps::set(None, CapSet::Permitted, &probe_set));
             if probe.is_ok() && x.xdp_counters().is_err() {
                 (
                     only(&[bpf]),
-                    " (this kernel needs it to read the XDP counters map)",
+                    " (this kernel needs it to read the XDP counters map)".to_owned(),
                 )
             } else {
-                (caps::CapsHashSet::new(), "")
+                (caps::CapsHashSet::new(), String::new())
             }
         }
-        None => (caps::CapsHashSet::new(), ""),
+        None => (caps::CapsHashSet::new(), String::new()),
     };
+    if !open.is_empty() {
+        keep.extend(open);
+        why.push_str(" (net_raw, ipc_lock: to open the AF_XDP socket of a link a reload adds)");
+    }
     let result = caps::clear(None, CapSet::Ambient)
         .and_then(|()| caps::clear(None, CapSet::Inheritable))
         .and_then(|()| caps::set(None, CapSet::Effective, &keep))

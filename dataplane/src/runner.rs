@@ -15,6 +15,7 @@ use rotor_endpoint::{
     Diagnostic, Endpoint, EndpointConfig, EndpointError, LinkConfig, LinkMode, LinkSettings,
     LinkStep, SendOutcome, Severity,
 };
+use rotor_proto::link::LinkStart;
 use totem_core::config::frame_overhead_bytes;
 use totem_core::{ClusterShape, Event, Instant, Node, RoundId, TotemSettings};
 
@@ -124,9 +125,12 @@ fn send_failure(e: &io::Error) -> Option<SendOutcome> {
     }
 }
 
-/// Opens the transport of a link a reload adds (`Runner::set_link_opener`): its settings and
-/// this node's address on it; the error says why not, for the round's refusal.
-pub type LinkOpener<T> = Box<dyn FnMut(&LinkConfig<SocketAddr>) -> Result<T, String>>;
+/// Opens the transport of a link a reload adds (`Runner::set_link_opener`): the link as the
+/// answer carries it (settings, this node's address, the transport rotord chose) and, on XDP,
+/// the maps of the program rotord attached for it; the error says why not, for the round's
+/// refusal.
+pub type LinkOpener<T> =
+    Box<dyn FnMut(&LinkStart, Option<xdp_prog::SteerMaps>) -> Result<T, String>>;
 
 /// Link `link`'s form of a provider's counter key: `link<N>.` after the provider's name.
 fn link_key(key: &str, link: u8) -> String {
@@ -218,10 +222,13 @@ impl<T: Transport> Runner<T> {
     /// on a new link once they applied it waits in the socket, and a link that cannot open
     /// here makes this node refuse the round (the error names the link and why) rather than
     /// run without it.
+    /// `maps`: the XDP program maps of the added links rotord attached a program for; a map
+    /// for a link this runner runs already, or that the answer does not add, is an error.
     pub fn open_links(
         &mut self,
         round: RoundId,
-        links: &[LinkConfig<SocketAddr>],
+        links: &[LinkStart],
+        mut maps: Vec<(u8, xdp_prog::SteerMaps)>,
     ) -> Result<(), String> {
         let running: Vec<u8> = self.endpoint.links().settings().map(|s| s.number).collect();
         let mut opened = Vec::new();
@@ -236,8 +243,17 @@ impl<T: Transport> Runner<T> {
                      hand); restart it with the link"
                 ));
             };
-            let t = open(link).map_err(|e| format!("link {n} on {}: {e}", link.local))?;
+            let of_link = maps
+                .iter()
+                .position(|(m, _)| *m == n)
+                .map(|i| maps.swap_remove(i).1);
+            let t = open(link, of_link).map_err(|e| format!("link {n} on {}: {e}", link.local))?;
             opened.push((round, n, t));
+        }
+        if let Some((n, _)) = maps.first() {
+            return Err(format!(
+                "link {n}: XDP maps came for a link this answer does not add"
+            ));
         }
         self.opened.extend(opened);
         Ok(())

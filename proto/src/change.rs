@@ -99,8 +99,15 @@ pub enum ChangeRequest {
         request: u32,
         kind: ChangeKindRecord,
     },
-    /// This node's answer to `round`.
-    Propose { round: RoundRecord, answer: Answer },
+    /// This node's answer to `round`. `xdp_links`: the links the answer adds on XDP (their
+    /// `LinkStart::transport`), whose program rotord attached for this round; each link's
+    /// `xsks` and `counters` map fds travel beside the message (SCM_RIGHTS), two per link in
+    /// this order, so the dataplane opens the link's AF_XDP socket as it answers.
+    Propose {
+        round: RoundRecord,
+        answer: Answer,
+        xdp_links: Vec<u8>,
+    },
     /// Ask node `node` to leave the cluster and stop.
     Kill { node: u32, reason: String },
     /// Announce this node's orderly shutdown to every member.
@@ -220,7 +227,11 @@ impl ChangeRequest {
                 w.u8(1).u32(*request);
                 put_kind(w, kind);
             }
-            ChangeRequest::Propose { round, answer } => {
+            ChangeRequest::Propose {
+                round,
+                answer,
+                xdp_links,
+            } => {
                 w.u8(2);
                 put_round(w, *round);
                 match answer {
@@ -257,6 +268,7 @@ impl ChangeRequest {
                         w.u8(1).str(reason);
                     }
                 }
+                w.bytes(xdp_links);
             }
             ChangeRequest::Kill { node, reason } => {
                 w.u8(3).u32(*node).str(reason);
@@ -312,7 +324,22 @@ impl ChangeRequest {
                     },
                     _ => return Err(DecodeError::BadValue("answer")),
                 };
-                ChangeRequest::Propose { round, answer }
+                let xdp_links = r.bytes("xdp links")?;
+                // Ascending links of the answer that run XDP: the fds beside pair up with them.
+                let on_xdp = |n: &u8| match &answer {
+                    Answer::Ready { links, .. } => links
+                        .iter()
+                        .any(|l| l.settings.number == *n && l.transport.is_xdp()),
+                    Answer::Refused { .. } => false,
+                };
+                if !xdp_links.windows(2).all(|w| w[0] < w[1]) || !xdp_links.iter().all(on_xdp) {
+                    return Err(DecodeError::BadValue("xdp links"));
+                }
+                ChangeRequest::Propose {
+                    round,
+                    answer,
+                    xdp_links: xdp_links.to_vec(),
+                }
             }
             3 => ChangeRequest::Kill {
                 node: r.u32("node")?,

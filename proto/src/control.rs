@@ -39,9 +39,10 @@ pub const OP_CHANGE_REPORT: u16 = 0x0488;
 /// settings, addresses and peers, and the link mode, in place of one bind address and peer
 /// list); 5: the links in a change round's answer (`Answer::Ready::links`: a reload adds or
 /// removes links); 6: the transport and XDP interface of each link (in `LinkStart`, in place
-/// of one for the node), with two map fds for each XDP link; 7: the kernel-UDP provider
-/// (`DataplaneStart::kernel_udp`).
-pub const CONTROL_VERSION: u16 = 7;
+/// of one for the node), with two map fds for each XDP link; 7: the links a change round's
+/// answer adds on XDP (`ChangeRequest::Propose::xdp_links`), with their map fds beside it; 8:
+/// the kernel-UDP provider (`DataplaneStart::kernel_udp`).
+pub const CONTROL_VERSION: u16 = 8;
 
 /// How a link on kernel UDP does its I/O (corosync has no such setting; `rotor.kernel_udp`).
 /// The plain socket is the default: measured on netns hosts and loopback, io_uring's round
@@ -146,6 +147,12 @@ pub enum DataplaneTransport {
 }
 
 impl DataplaneTransport {
+    /// Whether the link runs on an XDP program rotord attached: its `xsks` and `counters`
+    /// map fds travel beside the message that carries the link.
+    pub fn is_xdp(self) -> bool {
+        self != DataplaneTransport::Udp
+    }
+
     pub(crate) fn code(self) -> u8 {
         match self {
             DataplaneTransport::Udp => 0,
@@ -740,12 +747,55 @@ mod tests {
                 quorum: None,
                 links: start().links[1..].to_vec(),
             },
+            xdp_links: Vec::new(),
         })
         .encode(&mut buf);
         assert_eq!(
             ToDataplane::decode(&buf),
             Err(DecodeError::BadValue("links"))
         );
+    }
+
+    #[test]
+    fn an_answer_names_the_links_it_adds_on_xdp() {
+        let propose = |links: Vec<LinkStart>, xdp_links: Vec<u8>| {
+            let mut buf = Vec::new();
+            ToDataplane::Change(ChangeRequest::Propose {
+                round: RoundRecord { node: 1, seq: 3 },
+                answer: Answer::Ready {
+                    totem: Vec::new(),
+                    nodelist: Vec::new(),
+                    authkey: None,
+                    quorum: None,
+                    links,
+                },
+                xdp_links,
+            })
+            .encode(&mut buf);
+            buf
+        };
+        let mut links = start().links.clone();
+        links[1].transport = DataplaneTransport::Xdp;
+        links[1].interface = Some("eth1".into());
+        let buf = propose(links.clone(), vec![3]);
+        match ToDataplane::decode(&buf) {
+            Ok(ToDataplane::Change(ChangeRequest::Propose { xdp_links, .. })) => {
+                assert_eq!(xdp_links, [3])
+            }
+            other => panic!("{other:?}"),
+        }
+        // A link the answer runs on kernel UDP, or does not have, has no maps to come with.
+        let refused = Err(DecodeError::BadValue("xdp links"));
+        assert_eq!(
+            ToDataplane::decode(&propose(start().links.clone(), vec![3])),
+            refused
+        );
+        assert_eq!(
+            ToDataplane::decode(&propose(links.clone(), vec![5])),
+            refused
+        );
+        // Twice, or out of order.
+        assert_eq!(ToDataplane::decode(&propose(links, vec![3, 3])), refused);
     }
 
     #[test]
@@ -792,6 +842,7 @@ mod tests {
                     quorum: start().quorum.clone(),
                     links: start().links.clone(),
                 },
+                xdp_links: Vec::new(),
             }),
             ToDataplane::Change(ChangeRequest::Propose {
                 round: RoundRecord { node: 2, seq: 8 },
@@ -802,12 +853,14 @@ mod tests {
                     quorum: None,
                     links: start().links[..1].to_vec(),
                 },
+                xdp_links: Vec::new(),
             }),
             ToDataplane::Change(ChangeRequest::Propose {
                 round: RoundRecord { node: 1, seq: 1 },
                 answer: Answer::Refused {
                     reason: "corosync.conf:3: totem.cluster_name cannot change".into(),
                 },
+                xdp_links: Vec::new(),
             }),
             ToDataplane::Change(ChangeRequest::Kill {
                 node: 3,

@@ -12,7 +12,7 @@ use super::schema::{
     LINK_COUNT_MAX, MCASTPORT_DEFAULT, NODE_COUNT_MAX, SECTIONS_KNOWN,
 };
 use super::tree::{Item, Pair, Section};
-use super::types::{ConfigWarning, InterfaceSection, NodelistNode};
+use super::types::{ConfigWarning, InterfaceSection, LinkTransportSetting, NodelistNode};
 use super::{ConfigError, ErrorKind};
 use crate::cmap::Value;
 
@@ -253,6 +253,7 @@ impl<'a> Builder<'a> {
             knet_ping_timeout: None,
             knet_ping_precision: None,
             knet_pong_count: None,
+            knet_transport: None,
         };
         let path = format!("totem.interface.{linknumber}");
         for pair in s.pairs().filter(|p| p.key != "linknumber") {
@@ -282,19 +283,25 @@ impl<'a> Builder<'a> {
                             interface.knet_ping_precision = Some(*v)
                         }
                         ("knet_pong_count", Value::U32(v)) => interface.knet_pong_count = Some(*v),
-                        ("knet_transport", Value::String(v)) if v != "udp" => {
-                            let key = format!("{path}.knet_transport");
-                            let reason = format!(
-                                "expected udp, got {v:?}: rotor carries a link over kernel UDP \
-                                 or, with transport xdp, AF_XDP (set by totem.transport); it \
-                                 has no SCTP"
-                            );
-                            return Err(self.error(
-                                pair.line,
-                                &key,
-                                ErrorKind::InvalidValue,
-                                reason,
-                            ));
+                        ("knet_transport", Value::String(v)) => {
+                            match LinkTransportSetting::from_name(v) {
+                                Some(t) => interface.knet_transport = Some(t),
+                                None => {
+                                    let key = format!("{path}.knet_transport");
+                                    let reason = format!(
+                                        "expected one of {}, got {v:?}: rotor carries a link \
+                                         over kernel UDP (udp) or AF_XDP (xdp); it has no SCTP \
+                                         or loopback transport",
+                                        LinkTransportSetting::NAMES.join(", ")
+                                    );
+                                    return Err(self.error(
+                                        pair.line,
+                                        &key,
+                                        ErrorKind::InvalidValue,
+                                        reason,
+                                    ));
+                                }
+                            }
                         }
                         _ => {}
                     }

@@ -32,8 +32,9 @@ pub use schema::{
 };
 pub use tree::{parse_tree, Item, Pair, Section, LINE_LEN_MAX, SECTION_DEPTH_MAX};
 pub use types::{
-    Config, ConfigWarning, InterfaceSection, IpVersionSetting, KernelUdpSetting, MulticastGroup,
-    NodelistNode, PollModeSetting, QuorumSection, RotorSection, TotemSection, TransportSetting,
+    Config, ConfigWarning, InterfaceSection, IpVersionSetting, KernelUdpSetting,
+    LinkTransportSetting, MulticastGroup, NodelistNode, PollModeSetting, QuorumSection,
+    RotorSection, TotemSection, TransportSetting,
 };
 
 use crate::cmap::Value;

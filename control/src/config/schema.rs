@@ -110,6 +110,8 @@ const INTERFACE_KEYS: Keys = &[
     ("bindnetaddr", Kind::Text),
     ("mcastaddr", Kind::Text),
     ("broadcast", Kind::Text),
+    // Checked where the interface is built, against `LinkTransportSetting::NAMES`, so that
+    // corosync's values rotor has not (sctp, loopback) get their own explanation.
     ("knet_transport", Kind::Text),
 ];
 

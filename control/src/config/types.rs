@@ -25,6 +25,38 @@ pub enum TransportSetting {
     Xdp,
 }
 
+/// `interface { knet_transport }`: what one link runs on whatever totem.transport says —
+/// kernel UDP (`udp`, corosync's default) or AF_XDP (`xdp`, rotor's own value); unset, the
+/// link follows totem.transport. corosync's other values (`sctp`, `loopback`) rotor has not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkTransportSetting {
+    Udp,
+    Xdp,
+}
+
+impl LinkTransportSetting {
+    /// Every value, in the order of [`LinkTransportSetting::NAMES`].
+    pub const ALL: [LinkTransportSetting; 2] =
+        [LinkTransportSetting::Udp, LinkTransportSetting::Xdp];
+    /// The config file's words.
+    pub const NAMES: [&'static str; 2] = ["udp", "xdp"];
+
+    pub fn from_name(name: &str) -> Option<LinkTransportSetting> {
+        Self::NAMES
+            .iter()
+            .position(|n| *n == name)
+            .map(|i| Self::ALL[i])
+    }
+
+    /// The transport a link with this setting is chosen as (`xdp::choose_link`).
+    pub fn as_transport(self) -> TransportSetting {
+        match self {
+            LinkTransportSetting::Udp => TransportSetting::Udpu,
+            LinkTransportSetting::Xdp => TransportSetting::Xdp,
+        }
+    }
+}
+
 /// totem.ip_version; for the `-4`/`-6` forms, the family tried first when resolving names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IpVersionSetting {
@@ -58,6 +90,8 @@ pub struct InterfaceSection {
     pub knet_ping_timeout: Option<u32>,
     pub knet_ping_precision: Option<u32>,
     pub knet_pong_count: Option<u32>,
+    /// `knet_transport`: this link's own transport; `None` follows totem.transport.
+    pub knet_transport: Option<LinkTransportSetting>,
 }
 
 /// totem{}, resolved.
@@ -86,6 +120,18 @@ pub struct TotemSection {
     /// The group `Dest::All` frames go to; `None`: unicast to each member. See
     /// [`MulticastGroup`] for when a cluster multicasts.
     pub multicast: Option<MulticastGroup>,
+}
+
+impl TotemSection {
+    /// What link `number` is chosen as (`xdp::choose_link`): its interface's `knet_transport`
+    /// when set, else totem.transport.
+    pub fn link_transport(&self, number: u8) -> TransportSetting {
+        self.interfaces
+            .iter()
+            .find(|i| i.linknumber == number)
+            .and_then(|i| i.knet_transport)
+            .map_or(self.transport, LinkTransportSetting::as_transport)
+    }
 }
 
 /// IP multicast on link 0. A cluster multicasts with `transport: udp` (as corosync: to

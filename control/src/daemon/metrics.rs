@@ -261,9 +261,45 @@ impl Exposition {
         label: &str,
     ) {
         self.family(name, "counter", help);
+        self.samples_under(stats, name, prefix, None, label);
+    }
+
+    /// One counter family of the per-link `xdp.*` counters under `prefix` (`xdp.prog.`),
+    /// with a `link` label and a `label` per counter: link 0's keys are `prefix` itself, link
+    /// N's `xdp.link<N>.`… (`rotor_proto::xdp::for_link`); written even when empty.
+    fn link_counters(
+        &mut self,
+        stats: &StatsBook,
+        name: &str,
+        help: &str,
+        prefix: &str,
+        label: &str,
+    ) {
+        self.family(name, "counter", help);
+        for link in 0..rotor_proto::link::LINK_COUNT_MAX as u8 {
+            let of_link = rotor_proto::xdp::for_link(prefix, link);
+            self.samples_under(stats, name, &of_link, Some(link), label);
+        }
+    }
+
+    /// A sample of `name` per key under `prefix`, labelled with the rest of the key (and
+    /// `link`, when given).
+    fn samples_under(
+        &mut self,
+        stats: &StatsBook,
+        name: &str,
+        prefix: &str,
+        link: Option<u8>,
+        label: &str,
+    ) {
+        let link = link.map(|n| n.to_string());
         for (key, value) in stats.totals() {
-            if let Some(rest) = key.strip_prefix(prefix) {
-                self.sample(name, &[(label, rest)], value);
+            let Some(rest) = key.strip_prefix(prefix) else {
+                continue;
+            };
+            match &link {
+                Some(n) => self.sample(name, &[("link", n.as_str()), (label, rest)], value),
+                None => self.sample(name, &[(label, rest)], value),
             }
         }
     }
@@ -575,19 +611,19 @@ pub fn render(s: &Snapshot<'_>) -> String {
         "net.drops.",
         "reason",
     );
-    out.labelled_counters(
+    out.link_counters(
         s.stats,
         "rotor_xdp_dropped_frames_total",
-        "AF_XDP frames dropped, by reason.",
+        "AF_XDP frames dropped, by link and reason.",
         "xdp.drops.",
         "reason",
     );
-    out.labelled_counters(
+    out.link_counters(
         s.stats,
         "rotor_xdp_program_frames_total",
-        "Frames the XDP program saw, by outcome (redirected to AF_XDP; passed: not cluster \
-         traffic; unknown_source_passed/unknown_source_dropped: to the cluster port from an \
-         address outside the nodelist; no_socket; not_parsed), since rotord loaded it.",
+        "Frames the XDP program of a link saw, by outcome (redirected to AF_XDP; passed: not \
+         cluster traffic; unknown_source_passed/unknown_source_dropped: to the cluster port \
+         from an address outside the nodelist; no_socket; not_parsed), since rotord loaded it.",
         "xdp.prog.",
         "outcome",
     );
@@ -665,22 +701,38 @@ fn rotation_histogram(out: &mut Exposition, stats: &StatsBook) {
 mod tests {
     use super::*;
 
+    /// The sample lines `write` puts out for a book of `counters`.
+    fn samples(
+        counters: &[(&str, u64)],
+        write: impl FnOnce(&mut Exposition, &StatsBook),
+    ) -> Vec<String> {
+        let mut book = StatsBook::default();
+        let counters: Vec<(String, u64)> = counters
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect();
+        book.update(&counters);
+        let mut out = Exposition(String::new());
+        write(&mut out, &book);
+        out.0
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect()
+    }
+
     #[test]
     fn histogram_buckets_are_cumulative_and_end_at_the_count() {
-        let mut book = StatsBook::default();
-        book.update(&[
-            ("srp.token_rotations".into(), 6),
-            ("srp.token_rotation_us.sum".into(), 1_500),
-            ("srp.token_rotation_us.le_100".into(), 1),
-            ("srp.token_rotation_us.le_20".into(), 2),
-            ("srp.token_rotation_us.le_1000".into(), 3),
-            ("srp.token_rotation_us.le_inf".into(), 0),
-        ]);
-        let mut out = Exposition(String::new());
-        rotation_histogram(&mut out, &book);
-        let lines: Vec<&str> = out.0.lines().filter(|l| !l.starts_with('#')).collect();
+        let counters = [
+            ("srp.token_rotations", 6),
+            ("srp.token_rotation_us.sum", 1_500),
+            ("srp.token_rotation_us.le_100", 1),
+            ("srp.token_rotation_us.le_20", 2),
+            ("srp.token_rotation_us.le_1000", 3),
+            ("srp.token_rotation_us.le_inf", 0),
+        ];
         assert_eq!(
-            lines,
+            samples(&counters, rotation_histogram),
             [
                 "rotor_token_rotation_seconds_bucket{le=\"0.00002\"} 2",
                 "rotor_token_rotation_seconds_bucket{le=\"0.0001\"} 3",
@@ -688,6 +740,31 @@ mod tests {
                 "rotor_token_rotation_seconds_bucket{le=\"+Inf\"} 6",
                 "rotor_token_rotation_seconds_sum 0.0015",
                 "rotor_token_rotation_seconds_count 6",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_links_xdp_counters_carry_their_link() {
+        let counters = [
+            ("xdp.prog.redirected", 5),
+            ("xdp.link1.prog.redirected", 7),
+            ("xdp.link1.prog.no_socket", 1),
+            ("xdp.link3.drops.rx_ring_full", 2),
+            ("xdp.drops.fill_ring_empty", 4),
+        ];
+        let lines = samples(&counters, |out, book| {
+            out.link_counters(book, "p", "help", "xdp.prog.", "outcome");
+            out.link_counters(book, "d", "help", "xdp.drops.", "reason");
+        });
+        assert_eq!(
+            lines,
+            [
+                "p{link=\"0\",outcome=\"redirected\"} 5",
+                "p{link=\"1\",outcome=\"no_socket\"} 1",
+                "p{link=\"1\",outcome=\"redirected\"} 7",
+                "d{link=\"0\",reason=\"fill_ring_empty\"} 4",
+                "d{link=\"3\",reason=\"rx_ring_full\"} 2",
             ]
         );
     }

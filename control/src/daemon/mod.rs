@@ -287,7 +287,7 @@ impl Daemon {
         let epoch = KeptNumber::epoch(&plan.state_dir, plan.node.node_id);
         let filter = crate::xdp::Filter::of(&plan.config).map_err(DaemonError::Config)?;
         let mut links = plan.node.links.clone();
-        let xdp = crate::xdp::choose_links(plan.config.totem.transport, &mut links, &filter)
+        let xdp = crate::xdp::choose_links(&plan.config.totem, &mut links, &filter)
             .map_err(DaemonError::Transport)?;
         let maps = xdp.map_fds();
         let start = plan.dataplane_start(links, barrier);
@@ -418,9 +418,15 @@ impl Daemon {
             ring,
             service,
             ring_seq,
+            prepared,
             ..
         } = self;
         supervisor.supervise(ring_seq.saved(), || {
+            // Its answers died with it: no decision comes for them, and the XDP programs
+            // attached for links they added go.
+            for (_, p) in std::mem::take(prepared) {
+                p.xdp.detach();
+            }
             *ring = RingReport {
                 state: RingState::Down,
                 ring_rep: 0,
@@ -617,9 +623,14 @@ impl Daemon {
 
     /// Sends a change request to the running dataplane; false (logged) when none runs.
     fn send_change(&mut self, change: ChangeRequest) -> bool {
+        self.send_change_with(change, &[])
+    }
+
+    /// Sends a change request with `fds` beside it (SCM_RIGHTS).
+    fn send_change_with(&mut self, change: ChangeRequest, fds: &[RawFd]) -> bool {
         let mut msg = Vec::new();
         ToDataplane::Change(change).encode(&mut msg);
-        let sent = self.supervisor.send(&msg, &[]);
+        let sent = self.supervisor.send(&msg, fds);
         // The message may hold a key.
         zeroize::Zeroize::zeroize(&mut msg);
         match sent {
@@ -794,7 +805,11 @@ impl Daemon {
             self.service
                 .cmap_mut()
                 .set("config.reload_in_progress", Value::U8(1), Access::Daemon);
-        let answer = match reload::prepare(&self.running, &kind) {
+        let prepared = reload::prepare(&self.running, &kind).and_then(|mut p| {
+            p.xdp = self.choose_added_links(&mut p.links, &p.config)?;
+            Ok(p)
+        });
+        let (answer, xdp_links, fds) = match prepared {
             Ok(prepared) => {
                 let barrier = self
                     .supervisor
@@ -804,8 +819,9 @@ impl Daemon {
                     .map_or(0, |q| q.ev_tracking_barrier);
                 let quorum = prepared.quorum.as_ref().map(|q| quorum_start(q, barrier));
                 let answer = prepared.answer(quorum);
+                let (xdp_links, fds) = (prepared.xdp.links(), prepared.xdp.map_fds());
                 self.prepared.insert((round.node, round.seq), prepared);
-                answer
+                (answer, xdp_links, fds)
             }
             Err(reason) => {
                 log_at!(
@@ -813,12 +829,37 @@ impl Daemon {
                     "CFG",
                     "this node refuses change round {round}: {reason}"
                 );
-                rotor_proto::change::Answer::Refused { reason }
+                let answer = rotor_proto::change::Answer::Refused { reason };
+                (answer, Vec::new(), Vec::new())
             }
         };
-        if !self.send_change(ChangeRequest::Propose { round, answer }) {
-            self.prepared.remove(&(round.node, round.seq));
+        let propose = ChangeRequest::Propose {
+            round,
+            answer,
+            xdp_links,
+        };
+        if !self.send_change_with(propose, &fds) {
+            if let Some(p) = self.prepared.remove(&(round.node, round.seq)) {
+                p.xdp.detach();
+            }
         }
+    }
+
+    /// The transport of each link `links` (what a round's answer would run) adds to those
+    /// this node runs, chosen as at start (`xdp::Programs::choose_added`, with `config`'s
+    /// source filter): on XDP, its program is attached now, so the dataplane opens the
+    /// link's AF_XDP socket as it answers. Kept links are marked with the transport they run
+    /// on. An added link that cannot have the XDP it needs refuses the round, with nothing
+    /// attached.
+    fn choose_added_links(
+        &self,
+        links: &mut [LinkStart],
+        config: &Config,
+    ) -> Result<crate::xdp::Programs, String> {
+        let running: Vec<u8> = self.node.links.iter().map(|l| l.settings.number).collect();
+        let filter = crate::xdp::Filter::of(config)?;
+        self.xdp
+            .choose_added(&config.totem, links, &running, &filter)
     }
 
     /// The round is decided, the same on every member.
@@ -880,6 +921,9 @@ impl Daemon {
             }
             (Status::Ok, String::new())
         } else {
+            if let Some(p) = prepared {
+                p.xdp.detach();
+            }
             let message = reasons.join("; ");
             log_at!(
                 Error,
@@ -913,7 +957,7 @@ impl Daemon {
 
     /// Takes on what an applied round changed: cmap, logging, the allow-lists, the node's
     /// peers, the next dataplane's start, the key file of a rotation.
-    fn commit(&mut self, p: Prepared) {
+    fn commit(&mut self, mut p: Prepared) {
         let old_entries = std::mem::take(&mut self.running.config.entries);
         let cmap = self.service.cmap_mut();
         // Keys under the reloaded prefixes that the new file does not have go.
@@ -958,6 +1002,12 @@ impl Daemon {
         if !removed.is_empty() {
             self.service.forget_link_stats(&removed);
         }
+        // The XDP programs: a removed link's detached (its AF_XDP socket closed where the
+        // round applied), an added link's kept; every later dataplane gets the maps in effect.
+        self.xdp.remove(&removed, self.service.cmap_mut());
+        self.xdp.take(std::mem::take(&mut p.xdp));
+        self.xdp.publish(self.service.cmap_mut());
+        self.supervisor.set_maps(self.xdp.map_fds());
         self.overrides.clear();
         // Logging, here and in the dataplane.
         let logging = crate::log::config(self.service.cmap(), self.foreground);
@@ -987,6 +1037,7 @@ impl Daemon {
         // What the next dataplane starts with.
         let start = self.supervisor.start_mut();
         start.links = self.node.links.clone();
+        self.xdp.mark(&mut start.links);
         start.totem = p.config.totem.settings.named();
         if let (Some(q), Some(old)) = (&p.quorum, start.quorum.as_ref()) {
             start.quorum = Some(quorum_start(q, old.ev_tracking_barrier));

@@ -54,6 +54,9 @@ pub struct Prepared {
     /// running ones when the round leaves this node out): the dataplane opens those added and
     /// closes those removed where the round applies.
     pub links: Vec<LinkStart>,
+    /// The XDP programs rotord attached for the links this round adds on XDP (rotord fills
+    /// it): kept once the round applies, detached if it does not.
+    pub xdp: crate::xdp::Programs,
 }
 
 impl Prepared {
@@ -201,7 +204,8 @@ fn summary(
 /// "To reconfigure an interface it must be deleted and recreated"); peers' may change.
 /// Links added or removed as a whole are what a reload may do; the config's own checks (the
 /// same as a start's: every node has every link, no address twice, one family) ran already.
-/// Added links run on kernel UDP, as links 1–7 do at start (`rotor-dataplane`'s `open_link`).
+/// Added links run on the transport rotord chooses for them as at start (`Daemon`'s
+/// `choose_added_links`).
 fn check_kept_links(
     new: &Config,
     me: u32,
@@ -296,6 +300,7 @@ pub fn prepare(running: &Running, kind: &ChangeKindRecord) -> Result<Prepared, S
                 changes,
                 quorum,
                 links,
+                xdp: Default::default(),
             })
         }
         ChangeKindRecord::RotateKey { path } => {
@@ -323,6 +328,7 @@ pub fn prepare(running: &Running, kind: &ChangeKindRecord) -> Result<Prepared, S
                 changes: vec![format!("authkey: the key in {path}")],
                 quorum: None,
                 links: crate::discovery::link_starts(old, running.node_id)?,
+                xdp: Default::default(),
             })
         }
     }

@@ -350,9 +350,14 @@ impl CmapService {
     }
 
     /// A reload removed links `numbers`: every peer's counters on them leave the book and
-    /// cmap (`stats.knet.node<N>.link<L>.*`), as knet's stats of a removed link do.
+    /// cmap (`stats.knet.node<N>.link<L>.*`), as knet's stats of a removed link do, and so do
+    /// the link's XDP counters (`stats.xdp.link<L>.*`).
     pub fn forget_link_stats(&mut self, numbers: &[u8]) {
         let on_removed = |key: &str| {
+            let xdp = |&n: &u8| key.starts_with(&rotor_proto::xdp::for_link("xdp.", n));
+            if numbers.iter().filter(|n| **n != 0).any(xdp) {
+                return true;
+            }
             let Some(rest) = key.strip_prefix("knet.node") else {
                 return false;
             };

@@ -82,6 +82,12 @@ impl Supervisor {
         &mut self.start
     }
 
+    /// Every later dataplane gets these map fds with its start (a reload added or removed an
+    /// XDP link).
+    pub fn set_maps(&mut self, maps: Vec<RawFd>) {
+        self.maps = maps;
+    }
+
     /// Every later dataplane starts votequorum from this expected_votes_tracking barrier.
     pub fn set_ev_tracking_barrier(&mut self, barrier: u32) {
         if let Some(q) = self.start.quorum.as_mut() {

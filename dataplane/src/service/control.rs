@@ -40,8 +40,9 @@ pub enum StartError {
 /// What rotord asked for.
 pub enum ControlInput {
     Session(Session),
-    /// A runtime change (see `change`).
-    Change(rotor_proto::change::ChangeRequest),
+    /// A runtime change (see `change`), with the descriptors that came beside it (the map
+    /// fds of the links an answer adds on XDP).
+    Change(rotor_proto::change::ChangeRequest, Vec<OwnedFd>),
     /// A votequorum request for one of rotord's clients.
     Quorum {
         request: u32,
@@ -123,7 +124,7 @@ impl Control {
                     }
                 }
                 Ok(ToDataplane::Shutdown) => return Some(ControlInput::Shutdown),
-                Ok(ToDataplane::Change(change)) => return Some(ControlInput::Change(change)),
+                Ok(ToDataplane::Change(change)) => return Some(ControlInput::Change(change, fds)),
                 Ok(ToDataplane::Quorum { request, op }) => {
                     return Some(ControlInput::Quorum { request, op })
                 }

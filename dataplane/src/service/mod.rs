@@ -148,7 +148,7 @@ pub fn run<T: Transport>(
         }
         match control.poll() {
             Some(ControlInput::Session(s)) => clients.adopt(s),
-            Some(ControlInput::Change(c)) => crate::change::handle(runner, control, c),
+            Some(ControlInput::Change(c, fds)) => crate::change::handle(runner, control, c, fds),
             Some(ControlInput::Quorum { request, op }) => {
                 let reply = quorum.handle(runner.node_mut(), request, op);
                 // The state the request changed goes up before its answer.
