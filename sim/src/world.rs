@@ -17,9 +17,11 @@ use crate::check::{self, Entry, Life, MsgId, Submitted};
 use crate::check_apps::check_apps;
 
 mod changes;
+mod timed;
 use crate::net::Network;
 use crate::quorum::{QuorumPlan, QuorumReport, QuorumWatch};
 use crate::rng::Rng;
+use timed::TimedEndpoint;
 
 const MS: u64 = 1_000_000;
 /// Datagrams queued for a paused node before its "socket buffer" overflows.
@@ -280,7 +282,7 @@ pub struct RunReport {
 struct SimNode {
     id: NodeId,
     /// The production endpoint (core, crypto, peer table, counters) while the node runs.
-    endpoint: Option<Endpoint<SimAddr>>,
+    endpoint: Option<TimedEndpoint>,
     incarnation: u32,
     persisted_ring_seq: u64,
     paused_until: Option<u64>,
@@ -501,7 +503,7 @@ impl World {
         // Every invariant, the expensive ones too, after every input of every node.
         endpoint.node_mut().set_check_all_invariants(true);
         self.quorum.on_start(self.now, index, endpoint.node_mut());
-        n.endpoint = Some(endpoint);
+        n.endpoint = Some(TimedEndpoint::new(endpoint));
         n.formed = None;
         n.paused_until = None;
         n.backlog.clear();
@@ -1182,7 +1184,7 @@ impl World {
             }
             for n in &self.nodes {
                 if let (Some(endpoint), None) = (&n.endpoint, n.paused_until) {
-                    if let Some(Instant(at)) = endpoint.poll_timeout() {
+                    if let Some(Instant(at)) = endpoint.next_timeout() {
                         next = next.min(at);
                     }
                 }
@@ -1249,7 +1251,7 @@ impl World {
                 }
                 let endpoint = self.nodes[i].endpoint.as_mut().expect("running");
                 if endpoint
-                    .poll_timeout()
+                    .next_timeout()
                     .is_some_and(|Instant(at)| at <= self.now)
                 {
                     endpoint.handle_timeout(Instant(self.now));
