@@ -515,21 +515,34 @@ impl<A: Copy + PartialEq> Links<A> {
     /// up link's backoff (which brings that instant closer), or the end of a log window that
     /// left changes out.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let rounds = self.locals.iter().filter_map(|l| l.next_round_ns);
-        let links = self.peers.iter().flat_map(|p| {
-            p.links.iter().zip(&self.locals).flat_map(|(pl, l)| {
+        // Plain loops: the embedding asks after every input, for every peer and link, and a
+        // link that is down with nothing left to log (every link without pings) is skipped on
+        // two loads (the simulator's 64-node runs spent most of their time in the iterator
+        // adapters this replaced).
+        let mut next: Option<u64> = None;
+        let mut due = |at: u64| next = Some(next.map_or(at, |n| n.min(at)));
+        for l in &self.locals {
+            if let Some(at) = l.next_round_ns {
+                due(at);
+            }
+        }
+        for p in &self.peers {
+            for (pl, l) in p.links.iter().zip(&self.locals) {
                 let h = &pl.health;
-                let up = h.connected;
-                let expiry = h
-                    .last_pong_ns
-                    .filter(|_| up)
-                    .map(|last| last + timeout_ns(&l.settings, h));
-                let step = (up && h.timeout_backoff > 0).then_some(h.backoff_step_ns);
-                let log = (pl.log.unlogged > 0).then(|| pl.log.window_end_ns());
-                [expiry, step, log].into_iter().flatten()
-            })
-        });
-        rounds.chain(links).min()
+                if h.connected {
+                    if let Some(last) = h.last_pong_ns {
+                        due(last + timeout_ns(&l.settings, h));
+                    }
+                    if h.timeout_backoff > 0 {
+                        due(h.backoff_step_ns);
+                    }
+                }
+                if pl.log.unlogged > 0 {
+                    due(pl.log.window_end_ns());
+                }
+            }
+        }
+        next
     }
 
     /// Queues the rounds of pings due at `now_ns`, lowers the backoffs due, and takes down

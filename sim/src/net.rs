@@ -15,23 +15,6 @@ pub struct Packet {
     pub bytes: Vec<u8>,
 }
 
-impl PartialEq for Packet {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.order) == (other.at, other.order)
-    }
-}
-impl Eq for Packet {}
-impl PartialOrd for Packet {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Packet {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.order).cmp(&(other.at, other.order))
-    }
-}
-
 /// Current fault settings of the network.
 #[derive(Clone, Debug, Default)]
 pub struct Conditions {
@@ -54,7 +37,14 @@ pub struct Conditions {
 }
 
 pub struct Network {
-    pub in_flight: BinaryHeap<Reverse<Packet>>,
+    /// Datagrams in flight by arrival: (at, order, slot in `slots`). The heap moves these keys
+    /// only (a datagram's fields would triple what every sift moves, and popping was the
+    /// largest cost of a 64-node run's loop outside the nodes). `order` is unique, so the slot
+    /// never decides.
+    in_flight: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    /// The datagrams the keys point at; `None`: free, listed in `free`.
+    slots: Vec<Option<Packet>>,
+    free: Vec<usize>,
     pub conditions: Conditions,
     order: u64,
     pub sent: u64,
@@ -67,6 +57,8 @@ impl Network {
     pub fn new(nodes: usize, send_gap_ns: u64) -> Self {
         Network {
             in_flight: BinaryHeap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
             conditions: Conditions {
                 delay_ns: 30_000,
                 jitter_ns: 20_000,
@@ -82,11 +74,28 @@ impl Network {
     }
 
     pub fn next_at(&self) -> Option<u64> {
-        self.in_flight.peek().map(|Reverse(p)| p.at)
+        self.in_flight.peek().map(|Reverse((at, _, _))| *at)
     }
 
     pub fn pop(&mut self) -> Option<Packet> {
-        self.in_flight.pop().map(|Reverse(p)| p)
+        let Reverse((_, _, slot)) = self.in_flight.pop()?;
+        self.free.push(slot);
+        Some(self.slots[slot].take().expect("a key points at a datagram"))
+    }
+
+    fn push(&mut self, p: Packet) {
+        let key = (p.at, p.order);
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(p);
+                slot
+            }
+            None => {
+                self.slots.push(Some(p));
+                self.slots.len() - 1
+            }
+        };
+        self.in_flight.push(Reverse((key.0, key.1, slot)));
     }
 
     /// Puts a datagram on the wire, subject to the current conditions.
@@ -110,15 +119,17 @@ impl Network {
         }
         let copies = if rng.chance(c.dup_ppm) { 2 } else { 1 };
         for _ in 0..copies {
+            let c = &self.conditions;
             let at = leaves + c.delay_ns + rng.below(c.jitter_ns + 1);
             self.order += 1;
-            self.in_flight.push(Reverse(Packet {
+            let order = self.order;
+            self.push(Packet {
                 at,
-                order: self.order,
+                order,
                 from,
                 to,
                 bytes: bytes.to_vec(),
-            }));
+            });
         }
     }
 }

@@ -509,7 +509,11 @@ fn contains(set: &[NodeId], node: NodeId) -> bool {
 }
 
 fn minus(a: &[NodeId], b: &[NodeId]) -> Vec<NodeId> {
-    a.iter().copied().filter(|n| !contains(b, *n)).collect()
+    // Sized once: a filtered collect starts small and grows, and the gather state runs this on
+    // every join it takes.
+    let mut out = Vec::with_capacity(a.len());
+    out.extend(a.iter().copied().filter(|n| !contains(b, *n)));
+    out
 }
 
 fn sorted_unique(set: &[NodeId]) -> bool {
@@ -2094,10 +2098,18 @@ impl Srp {
     /// those of `with` that are present, less `without`; at most `MEMBERS_MAX`, this node
     /// always.
     fn universe(&self, with: &[NodeId], without: &[NodeId]) -> Vec<NodeId> {
+        assert!(sorted_unique(with), "a set of nodes not sorted and unique");
         let mut universe = self.reach.fresh_nodes();
-        universe.extend(with.iter().copied().filter(|n| self.reach.present(*n)));
-        universe.sort_unstable();
-        universe.dedup();
+        // Two sorted runs, each unique, the second without the first's nodes: the stable sort
+        // merges them in one pass (every join of every gathering node comes here).
+        let fresh = universe.len();
+        universe.reserve(with.len());
+        for &n in with {
+            if !contains(&universe[..fresh], n) && self.reach.present(n) {
+                universe.push(n);
+            }
+        }
+        universe.sort();
         universe.retain(|n| !contains(without, *n));
         cap_members(&mut universe, self.me);
         universe
