@@ -85,7 +85,7 @@ fn everything_at_once_7_nodes() {
 }
 
 // 64 nodes at the default frame: joins, commit tokens and presences go in pieces. One seed of
-// each fault mix (about 10 s each; the longer soak is `cargo xtask sim --nodes 64 --faults MIX
+// each fault mix (14-42 s each on a 2-core test machine; the longer soak is `cargo xtask sim --nodes 64 --faults MIX
 // --seeds N`).
 
 #[test]
