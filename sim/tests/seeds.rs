@@ -85,8 +85,8 @@ fn everything_at_once_7_nodes() {
 }
 
 // 64 nodes at the default frame: joins, commit tokens and presences go in pieces. One seed of
-// each fault mix (14-42 s each on a 2-core test machine; the longer soak is `cargo xtask sim --nodes 64 --faults MIX
-// --seeds N`).
+// each fault mix (14-42 s each on a 2-core test machine; the longer soak is `cargo xtask sim
+// --nodes 64 --faults MIX --seeds N`).
 
 #[test]
 fn loss_duplication_reordering_64_nodes() {
