@@ -5,31 +5,102 @@
 //! ring or group change may happen while one link remains; node 1 must see node 3's link go
 //! down and come back in its `stats.knet.*`. In passive mode link 0 (the lowest number of equal
 //! priorities) carries the frames and link 1 carries none but pings; active and rr runs check
-//! that both links carry frames. Figures (how long after the fault node 1 saw the link down,
-//! and how long until every checker delivered a message every other sent after the fault) are
-//! reported, never asserted.
+//! that both links carry frames. Figures (how long after the fault each node logged the link down,
+//! how long until every checker delivered a message every other sent after the fault, read
+//! from the logs by `failover`) are reported, never asserted.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rotor_testbed::Testbed;
 
 use crate::campaign::{nft_reset, nft_rules, prepare_run, read_logs, wait_until, Cluster, Config};
 use crate::check::{self, Report};
+use crate::failover::{flowing, left_out, read_link_lines, seen, year_of, Clocks, LinkLine};
 use crate::record::{self, Line};
 
 /// One fault and its healing.
 #[derive(Clone, Debug)]
 pub struct LinkStep {
     pub name: String,
-    /// From the fault until node 1's stats show the link to node 3 down.
-    pub detected: Option<Duration>,
+    /// The links of node 3 it cuts.
+    pub links: Vec<u8>,
+    /// CLOCK_MONOTONIC just before the command that cuts, and once it returned: the fault is
+    /// in effect from `cut_ns` (the command takes milliseconds), and the figures count from
+    /// it. A node may log the link down while the command still runs: that counts as 0.
+    pub fault_ns: u64,
+    pub cut_ns: u64,
+    /// CLOCK_MONOTONIC just before the heal.
+    pub heal_ns: u64,
+    /// When each thing happened, read from the logs once the run is over.
+    pub timing: Timing,
+    pub problems: Vec<String>,
+}
+
+impl LinkStep {
+    /// How long the command that cut ran: the fault took effect at some point in it.
+    pub fn cut_took(&self) -> Duration {
+        Duration::from_nanos(self.cut_ns.saturating_sub(self.fault_ns))
+    }
+}
+
+/// A step's figures, from rotord's link lines and the checkers' deliveries (`failover`): on
+/// one clock, link events to ±0.5 ms (their log line's millisecond), deliveries exact. "The
+/// fault" is the moment the command that cut returned ([`LinkStep::cut_ns`]).
+#[derive(Clone, Debug, Default)]
+pub struct Timing {
+    /// Per node (1, 2, 3): from the fault until its log said the cut links were down to every
+    /// peer across them (node 3: to nodes 1 and 2; the others: to node 3).
+    pub down_seen: Vec<Option<Duration>>,
     /// From the fault until every checker delivered a message sent after it by every checker:
     /// traffic flowing over the other link (`None` for the step that cuts both).
     pub flowing: Option<Duration>,
-    /// From the heal until node 1 shows the link up again.
+    /// Of that last delivery: from the fault until its message was sent (the sender's next
+    /// send), and from then until it was delivered.
+    pub last_sent: Option<Duration>,
+    pub last_delivered: Option<Duration>,
+    /// The last delivery's sender and receiver nodes.
+    pub last_pair: Option<(u32, u32)>,
+    /// From the heal until node 1's log said the links to node 3 were up again.
     pub back: Option<Duration>,
-    pub problems: Vec<String>,
+    /// Nodes whose log left out changes of the cut links between the fault and the next
+    /// step (the rate limit of link lines): their figures may be late.
+    pub left_out: Vec<u32>,
+}
+
+impl Timing {
+    /// A note naming the nodes whose figures may be late ([`Timing::left_out`]), or nothing.
+    pub fn left_out_text(&self) -> String {
+        if self.left_out.is_empty() {
+            return String::new();
+        }
+        let v: Vec<String> = self.left_out.iter().map(u32::to_string).collect();
+        format!(
+            " (the log of node {} left out link changes: those figures may be late)",
+            v.join(", ")
+        )
+    }
+
+    /// [`Timing::down_seen`] as `a / b / c`.
+    pub fn down_seen_text(&self) -> String {
+        let v: Vec<String> = self.down_seen.iter().map(|d| ms(*d, 1)).collect();
+        v.join(" / ")
+    }
+
+    /// From the last node seeing the link down until traffic flowed: the issue's failover
+    /// time, link down to traffic on the next link (`None` if either is missing; 0 if
+    /// traffic flowed before the last node noticed).
+    pub fn flowing_after_down(&self) -> Option<Duration> {
+        let last_down = self.down_seen.iter().copied().collect::<Option<Vec<_>>>()?;
+        let last_down = last_down.into_iter().max()?;
+        Some(self.flowing?.saturating_sub(last_down))
+    }
+}
+
+/// `d` in milliseconds with `decimals` places, or `-`.
+pub fn ms(d: Option<Duration>, decimals: usize) -> String {
+    d.map(|d| format!("{:.decimals$} ms", d.as_secs_f64() * 1000.0))
+        .unwrap_or_else(|| "-".into())
 }
 
 /// What a run found.
@@ -57,10 +128,6 @@ impl LinksResult {
     }
 
     pub fn summary(&self) -> String {
-        let ms = |d: Option<Duration>| {
-            d.map(|d| format!("{} ms", d.as_millis()))
-                .unwrap_or_else(|| "-".into())
-        };
         let mut s = format!(
             "link_mode {}: frames to node 2 over a quiet stretch: link 0 {}, link 1 {}\n",
             self.mode, self.carried.0, self.carried.1
@@ -72,12 +139,22 @@ impl LinksResult {
             ));
         }
         for st in &self.steps {
+            let t = &st.timing;
             s.push_str(&format!(
-                "{:<34} down seen after {:>8}, traffic flowing after {:>8}, up again after {:>8}{}\n",
+                "{}: cut in {}; down seen by nodes 1/2/3 after {}; traffic flowing after {} \
+                 ({} after the last node saw it down; last: node {} got node {}'s message \
+                 sent {} after the fault, {} later); up again after {}{}{}\n",
                 st.name,
-                ms(st.detected),
-                ms(st.flowing),
-                ms(st.back),
+                ms(Some(st.cut_took()), 1),
+                t.down_seen_text(),
+                ms(t.flowing, 2),
+                ms(t.flowing_after_down(), 1),
+                t.last_pair.map_or("-".into(), |p| p.1.to_string()),
+                t.last_pair.map_or("-".into(), |p| p.0.to_string()),
+                ms(t.last_sent, 2),
+                ms(t.last_delivered, 2),
+                ms(t.back, 1),
+                t.left_out_text(),
                 crate::campaign::problems_suffix(&st.problems)
             ));
         }
@@ -90,10 +167,13 @@ impl LinksResult {
     }
 }
 
-/// How often the links sequence looks again at what it waits for (a failover is timed by it,
-/// so each figure is late by up to this plus a `rotor` query).
+/// How often the links sequence looks again at what it waits for (the figures come from the
+/// logs, not from these looks).
 const POLL_EVERY_LINKS: Duration = Duration::from_millis(50);
 const CLUSTER: &str = "links";
+/// The cluster's nodes, and the one whose links are cut.
+const NODES: u32 = 3;
+const FAULTY: u32 = 3;
 /// Longest wait for a link to be seen down or up, or for traffic to flow.
 const WAIT_MAX: Duration = Duration::from_secs(20);
 
@@ -140,6 +220,7 @@ pub fn run(
             let parsed = read_logs(&logs);
             result.report = check::check(&parsed);
             result.unexpected = unexpected_changes(&parsed, span);
+            time_steps(out, &parsed, &mut result.steps);
         }
         Err(e) => result.setup_error = Some(e),
     }
@@ -219,13 +300,13 @@ fn steps(
     spec.totem.extend(plan.totem.iter().cloned());
     spec.totem.push(("link_mode".into(), mode.into()));
     let conf = dir.join("corosync.conf");
-    std::fs::write(&conf, spec.corosync_conf(3, &key))
+    std::fs::write(&conf, spec.corosync_conf(NODES as usize, &key))
         .map_err(|e| format!("{}: {e}", conf.display()))?;
-    let bed = Testbed::up(prefix, 3).map_err(|e| format!("testbed: {e}"))?;
+    let bed = Testbed::up(prefix, NODES as usize).map_err(|e| format!("testbed: {e}"))?;
     bed.add_link(1)
         .map_err(|e| format!("testbed link 1: {e}"))?;
     let config = Config {
-        nodes: 3,
+        nodes: NODES as usize,
         transport: plan.transport,
         token_ms: plan
             .totem
@@ -278,41 +359,36 @@ fn steps(
             let fault_ns = record::now_ns();
             let start = Instant::now();
             for &l in links {
-                cut(&cl, 3, l, how, true)?;
+                cut(&cl, FAULTY as usize, l, how, true)?;
             }
+            let cut_ns = record::now_ns();
+            // The figures come from the logs afterwards; these waits pace the run and check
+            // that node 1's stats follow.
             let watched = links[0];
             let detected = wait_until(POLL_EVERY_LINKS, WAIT_MAX, || {
-                connected(&cl, 1, 3, watched) == 0
-            })
-            .map(|_| start.elapsed());
+                connected(&cl, 1, FAULTY as usize, watched) == 0
+            });
             if detected.is_none() {
                 problems.push(format!("node 1 never saw node 3's link {watched} down"));
             }
-            let flowing = if both {
-                None
-            } else {
-                let f = cl
-                    .wait_recovery(fault_ns, WAIT_MAX)
-                    .map(|_| start.elapsed());
-                if f.is_none() {
-                    problems.push("traffic did not flow on the other link".into());
-                }
-                f
-            };
+            if !both && cl.wait_recovery(cut_ns, WAIT_MAX).is_none() {
+                problems.push("traffic did not flow on the other link".into());
+            }
             if both {
                 cl.bed
                     .wait_rotor_ring(&[1, 2], &[1, 2], &cl.bins, Duration::from_secs(30))?;
             } else {
                 std::thread::sleep(Duration::from_secs(2));
             }
-            let heal = Instant::now();
+            let heal_ns = record::now_ns();
             for &l in links {
-                cut(&cl, 3, l, how, false)?;
+                cut(&cl, FAULTY as usize, l, how, false)?;
             }
             let back = wait_until(POLL_EVERY_LINKS, WAIT_MAX, || {
-                links.iter().all(|&l| connected(&cl, 1, 3, l) == 1)
-            })
-            .map(|_| heal.elapsed());
+                links
+                    .iter()
+                    .all(|&l| connected(&cl, 1, FAULTY as usize, l) == 1)
+            });
             if back.is_none() {
                 problems.push(format!(
                     "node 1 never saw node 3's links {links:?} up again"
@@ -344,9 +420,11 @@ fn steps(
             progress(&format!("{mode}: {name}: done"));
             result.steps.push(LinkStep {
                 name: name.into(),
-                detected,
-                flowing,
-                back,
+                links: links.iter().map(|&l| l as u8).collect(),
+                fault_ns,
+                cut_ns,
+                heal_ns,
+                timing: Timing::default(),
                 problems,
             });
         }
@@ -356,6 +434,62 @@ fn steps(
     let logs = cl.logs.clone();
     drop(cl);
     Ok((logs, (since, until)))
+}
+
+/// Fills each step's [`Timing`] from the rotord logs in `dir` (`rotord-<node>.log`) and the
+/// checkers' `logs`.
+fn time_steps(dir: &Path, logs: &[(String, Vec<Line>)], steps: &mut [LinkStep]) {
+    let clocks = Clocks::now();
+    let year = year_of(SystemTime::now());
+    let nodes: Vec<u32> = (1..=NODES).collect();
+    let lines: Vec<Vec<LinkLine>> = nodes
+        .iter()
+        .map(|n| read_link_lines(&dir.join(format!("rotord-{n}.log")), year, &clocks))
+        .collect();
+    let after = |from: u64, t: Option<u64>| t.map(|t| Duration::from_nanos(t.saturating_sub(from)));
+    // Each step's span: from its fault until the next step's.
+    let ends: Vec<u64> = steps
+        .iter()
+        .skip(1)
+        .map(|s| s.fault_ns)
+        .chain([u64::MAX])
+        .collect();
+    for (st, end) in steps.iter_mut().zip(ends) {
+        let across = |n: u32| -> Vec<u32> {
+            if n == FAULTY {
+                nodes.iter().copied().filter(|&p| p != FAULTY).collect()
+            } else {
+                vec![FAULTY]
+            }
+        };
+        let t = &mut st.timing;
+        t.down_seen = nodes
+            .iter()
+            .zip(&lines)
+            .map(|(&n, l)| {
+                after(
+                    st.cut_ns,
+                    seen(l, &across(n), &st.links, false, st.fault_ns),
+                )
+            })
+            .collect();
+        t.left_out = nodes
+            .iter()
+            .zip(&lines)
+            .filter(|(_, l)| left_out(l, &st.links, (st.fault_ns, end)))
+            .map(|(&n, _)| n)
+            .collect();
+        let up = seen(&lines[0], &[FAULTY], &st.links, true, st.heal_ns);
+        t.back = after(st.heal_ns, up);
+        if st.links.len() == 1 {
+            if let Some(f) = flowing(logs, st.cut_ns) {
+                t.flowing = after(st.cut_ns, Some(f.at));
+                t.last_sent = after(st.cut_ns, Some(f.sent));
+                t.last_delivered = after(f.sent, Some(f.at));
+                t.last_pair = Some((f.from, f.to));
+            }
+        }
+    }
 }
 
 /// Ring and group changes in `(since, until)`: none may happen while one link remains.

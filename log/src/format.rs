@@ -11,7 +11,8 @@ use std::time::SystemTime;
 
 use rotor_proto::log::{Level, Timestamp};
 
-const MONTHS: [&str; 12] = [
+/// The month names a timestamp starts with, January first (libqb's `%b` in the C locale).
+pub const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 

@@ -4,17 +4,22 @@
 //! interface and by 100% loss, link 1 down, both down), with the default token (1000 ms, a
 //! 1650 ms timeout for 3 nodes) and with `token: 10` (`token_coefficient: 0`: a 10 ms
 //! timeout). Prints a Markdown table; the target is traffic flowing on the next link within
-//! 2 × the ping interval (token / 4 by corosync's defaults) of the link going down — the table
-//! gives it from the fault and from node 1 seeing the link down. Each step waits out the flap
-//! damping of the step before (`TIMEOUT_BACKOFF_MAX` s) so each times a first failure.
-//! Testbed prefix `lb` unless `--prefix` names another.
+//! 2 × the ping interval (token / 4 by corosync's defaults) of the link going down. The times
+//! come from the logs (`failover`), on one clock: each node's "link: host: N link: L is down"
+//! line (±0.5 ms: its hires millisecond) and the checkers' deliveries (exact); the table gives
+//! the fault to each node's down line, the fault to traffic flowing, and the last down line to
+//! traffic flowing, with the last delivery split into the wait for its sender's next message
+//! and that message's delivery. "The fault" is the moment the command that cuts returned; it
+//! took effect at some point while the command ran, whose length the table gives too. Each
+//! step waits out the flap damping of the step before (`TIMEOUT_BACKOFF_MAX` s) so each times
+//! a first failure. Testbed prefix `lb` unless `--prefix` names another.
 //!
 //! usage: bench-failover [--token MS]... [--prefix P]   (default: 1000 and 10)
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
-use rotor_faults::links::{run, LinksPlan};
+use rotor_faults::links::{ms, run, LinksPlan};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -75,7 +80,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let mut table = String::from(
-        "| token | ping interval | fault | link seen down after | traffic flowing after | flowing after seen down | link up again after |\n|---|---|---|---|---|---|---|\n",
+        "| token | ping interval | fault on node 3 | cut took | link seen down after (nodes 1 / 2 / 3) | traffic flowing after | flowing after last seen down | last message sent after / delivered in | link up again after |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut ok = true;
     for token in tokens {
@@ -93,28 +98,26 @@ fn main() -> ExitCode {
         });
         eprintln!("{}", result.summary());
         ok &= result.ok();
-        let ms = |d: Option<std::time::Duration>| {
-            d.map(|d| format!("{} ms", d.as_millis()))
-                .unwrap_or_else(|| "-".into())
-        };
         for st in &result.steps {
-            // The failover: from the link seen down to traffic on the next link.
-            let after_down = match (st.detected, st.flowing) {
-                (Some(d), Some(f)) => Some(f.saturating_sub(d)),
-                _ => None,
-            };
+            let t = &st.timing;
             table.push_str(&format!(
-                "| {token} ms ({timeout_ms} ms) | {} ms | {} | {} | {} | {} | {} |\n",
+                "| {token} ms ({timeout_ms} ms) | {} ms | {}{} | {} | {} | {} | {} | {} / {} | {} |\n",
                 (timeout_ms / 4).max(1),
                 st.name,
-                ms(st.detected),
-                ms(st.flowing),
-                ms(after_down),
-                ms(st.back)
+                t.left_out_text(),
+                ms(Some(st.cut_took()), 1),
+                t.down_seen_text(),
+                ms(t.flowing, 2),
+                ms(t.flowing_after_down(), 1),
+                ms(t.last_sent, 2),
+                ms(t.last_delivered, 2),
+                ms(t.back, 1)
             ));
         }
         if let Some(e) = &result.setup_error {
-            table.push_str(&format!("| {token} ms | | set-up failed: {e} | | | | |\n"));
+            table.push_str(&format!(
+                "| {token} ms | | set-up failed: {e} | | | | | | |\n"
+            ));
         }
     }
     println!("{table}");
