@@ -17,7 +17,7 @@
 //! usage: bench-failover [--token MS]... [--prefix P]   (default: 1000 and 10)
 
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use rotor_faults::links::{ms, run, LinksPlan};
 
@@ -59,8 +59,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
+    // Without the variables cargo set for this program: passed on, they make the nested build
+    // recompile ring and all above it.
+    let mut build = rotor_testbed::rotor::cargo_command();
     build.args(["build", "--bins"]);
     if bins.ends_with("release") {
         build.arg("--release");
