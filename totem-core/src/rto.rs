@@ -33,6 +33,8 @@ pub(crate) struct TokenRto {
     first_ns: u64,
     /// The running wait is token_retransmit because the representative may hold the token.
     hold_wait: bool,
+    /// The `resent` count of the token passed on at `sent_at`.
+    sent_resent: u8,
 }
 
 impl TokenRto {
@@ -43,10 +45,12 @@ impl TokenRto {
         &mut self,
         now: Instant,
         sample: bool,
+        resent: u8,
         floor_ms: u32,
         ceiling_ms: u32,
     ) -> u64 {
         self.sent_at = sample.then_some(now);
+        self.sent_resent = resent;
         self.hold_wait = !sample;
         let ceiling = u64::from(ceiling_ms) * NS_PER_MS;
         self.armed_ns = if sample {
@@ -58,12 +62,19 @@ impl TokenRto {
         self.armed_ns
     }
 
-    /// The token came back now: its rotation is a sample if it is one (see `sent_at`).
-    pub(crate) fn on_token(&mut self, now: Instant) {
+    /// The token came back now with `resent` as its count: its rotation is a sample if it is
+    /// one (see `sent_at`) and no member sent it again on the way (the count it was passed on
+    /// with). A rotation that waited out another hop's loss measures that member's wait, not
+    /// a rotation: taken as samples, such waits raised this node's estimate, and with it the
+    /// wait for a loss on its own hop, to several times the rotation under steady loss.
+    pub(crate) fn on_token(&mut self, now: Instant, resent: u8) {
         self.hold_wait = false;
         let Some(sent) = self.sent_at.take() else {
             return;
         };
+        if resent != self.sent_resent {
+            return;
+        }
         let r = now.0.saturating_sub(sent.0);
         match self.srtt_ns {
             None => {
@@ -150,9 +161,9 @@ mod tests {
     fn steady(rto: &mut TokenRto, r_ns: u64, rotations: u64) -> Instant {
         let mut now = Instant(0);
         for _ in 0..rotations {
-            rto.on_forward(now, true, 1, 700);
+            rto.on_forward(now, true, 0, 1, 700);
             now = Instant(now.0 + r_ns);
-            rto.on_token(now);
+            rto.on_token(now, 0);
         }
         now
     }
@@ -183,7 +194,7 @@ mod tests {
         let mut rto = TokenRto::default();
         let now = steady(&mut rto, 200 * US, 20);
         let before = rto.srtt_ns();
-        assert_eq!(rto.on_forward(now, true, 1, 700), NS_PER_MS);
+        assert_eq!(rto.on_forward(now, true, 0, 1, 700), NS_PER_MS);
         assert_eq!(rto.on_retransmit(700), 2 * NS_PER_MS);
         assert_eq!(rto.on_retransmit(700), 4 * NS_PER_MS);
         assert_eq!(rto.on_retransmit(700), 8 * NS_PER_MS);
@@ -192,25 +203,42 @@ mod tests {
             TOKEN_RTO_BACKOFF_MAX * NS_PER_MS,
             "the back-off stops at its bound"
         );
-        rto.on_token(Instant(now.0 + 500 * NS_PER_MS));
+        rto.on_token(Instant(now.0 + 500 * NS_PER_MS), 0);
         assert_eq!(
             rto.srtt_ns(),
             before,
             "Karn: no sample across a retransmission"
         );
         // A token the representative may hold waits token_retransmit and measures nothing.
-        assert_eq!(rto.on_forward(now, false, 1, 700), 700 * NS_PER_MS);
-        rto.on_token(Instant(now.0 + 500 * NS_PER_MS));
+        assert_eq!(rto.on_forward(now, false, 0, 1, 700), 700 * NS_PER_MS);
+        rto.on_token(Instant(now.0 + 500 * NS_PER_MS), 0);
         assert_eq!(rto.srtt_ns(), before);
         // A hold cancel turns a wait for a possible hold into the measured one, once.
-        rto.on_forward(now, false, 1, 700);
+        rto.on_forward(now, false, 0, 1, 700);
         assert_eq!(rto.on_hold_cancelled(1, 700), Some(NS_PER_MS));
         assert_eq!(rto.on_hold_cancelled(1, 700), None);
         // Back-off never goes above the ceiling.
-        rto.on_forward(now, false, 1, 700);
+        rto.on_forward(now, false, 0, 1, 700);
         for _ in 0..20 {
             rto.on_retransmit(700);
         }
         assert_eq!(rto.on_retransmit(700), 700 * NS_PER_MS);
+        // A rotation that some member's retransmission ended (the token comes back with
+        // another count than it left with) measured that member's wait: no sample.
+        let rotation = |rto: &mut TokenRto, left_with: u8, came_back_with: u8| {
+            rto.on_forward(now, true, left_with, 1, 700);
+            rto.on_token(Instant(now.0 + 50 * NS_PER_MS), came_back_with);
+            rto.srtt_ns()
+        };
+        assert_eq!(
+            rotation(&mut rto, 3, 4),
+            before,
+            "no sample across another's retransmission"
+        );
+        assert_ne!(
+            rotation(&mut rto, 4, 4),
+            before,
+            "a rotation nobody retransmitted is a sample"
+        );
     }
 }

@@ -164,6 +164,8 @@ struct Token {
     fcc: u32,
     backlog: u32,
     flags: u8,
+    /// `TokenHdr::resent`.
+    resent: u8,
     /// Received: frames the previous holder multicast after passing the token on (the top
     /// `tail` of `seq` may still be in flight). Forwarded: how many of this visit's follow it.
     tail: u32,
@@ -961,10 +963,13 @@ impl Srp {
     fn on_token_retransmit_timeout(&mut self, now: Instant) {
         if !matches!(self.phase, Phase::Gather(_)) && !self.last_token.is_empty() {
             self.stats.token_retransmits += 1;
+            let regular = self.last_token.get(3) == Some(&KIND_TOKEN);
+            if regular {
+                self.count_resent();
+            }
             let mut buf = self.buffer();
             buf.extend_from_slice(&self.last_token);
             let dest = self.last_token_dest;
-            let regular = self.last_token.get(3) == Some(&KIND_TOKEN);
             if let (true, Some(allowance)) = (regular, &mut self.allowance) {
                 allowance.on_token_lost();
             }
@@ -995,10 +1000,23 @@ impl Srp {
             && self.last_token_dest == node
         {
             self.stats.token_retransmits += 1;
+            if self.last_token.get(3) == Some(&KIND_TOKEN) {
+                self.count_resent();
+            }
             let mut buf = self.buffer();
             buf.extend_from_slice(&self.last_token);
             self.outbox
                 .send_membership(Dest::Node(node), buf, &mut self.stats);
+        }
+    }
+
+    /// The regular token passed on last is about to be sent again: its copy carries a
+    /// `resent` count one higher, so every member whose rotation it ends knows a hop of that
+    /// rotation was recovered by a retransmission (no sample). The successor still takes one
+    /// copy by `token_seq`, whichever comes first; order, aru and safe read nothing else.
+    fn count_resent(&mut self) {
+        if let Some(count) = self.last_token.get_mut(wire::TOKEN_RESENT_OFFSET) {
+            *count = count.wrapping_add(1);
         }
     }
 
@@ -1267,6 +1285,7 @@ impl Srp {
             fcc: hdr.fcc.get(),
             backlog: hdr.backlog.get(),
             flags: hdr.flags,
+            resent: hdr.resent,
             tail: hdr.tail.get(),
             rtr: rtr_bytes
                 .chunks_exact(8)
@@ -1295,7 +1314,7 @@ impl Srp {
         self.stats.tokens += 1;
         self.hold_cancel_pending = false;
         self.set_timer(Timer::TokenRetransmit, None);
-        self.rto.on_token(now);
+        self.rto.on_token(now, token.resent);
         self.reset_token_timeout(now);
 
         if matches!(self.phase, Phase::Recovery(..)) && token.flags & TOKEN_RECOVERY_DONE != 0 {
@@ -1727,7 +1746,7 @@ impl Srp {
             fcc: token.fcc.into(),
             backlog: token.backlog.into(),
             flags: token.flags,
-            _pad: 0,
+            resent: token.resent,
             rtr_count: (token.rtr.len() as u16).into(),
             tail: token.tail.into(),
             rotation_min_aru: token.rotation_min_aru.into(),
@@ -1756,6 +1775,7 @@ impl Srp {
         let wait_ns = self.rto.on_forward(
             now,
             !may_be_held,
+            token.resent,
             self.config.token_retransmit_min_ms,
             self.config.token_retransmit_ms,
         );
@@ -2471,6 +2491,7 @@ impl Srp {
             fcc: 0,
             backlog: 0,
             flags: TOKEN_ROTATION_PENDING,
+            resent: 0,
             tail: 0,
             rtr: Vec::new(),
         };

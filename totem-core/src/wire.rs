@@ -98,7 +98,12 @@ pub struct TokenHdr {
     pub fcc: U32,
     pub backlog: U32,
     pub flags: u8,
-    pub _pad: u8,
+    /// How many times this token was sent again on its way round, modulo 256: a
+    /// retransmission is the last token sent with this count one higher (see `srp`'s
+    /// `on_token_retransmit_timeout`). A member whose token comes back with another count than
+    /// it passed on takes no rotation sample: some hop of that rotation waited out a loss.
+    /// Nothing else reads it. Zero from a sender that predates it (the field was padding).
+    pub resent: u8,
     pub rtr_count: U16,
     /// Frames its sender multicasts right after this token (Accelerated Ring, see `srp`): the
     /// top `tail` of `seq` may still be on their way to the receiver, which neither requests
@@ -111,6 +116,8 @@ pub struct TokenHdr {
     pub safe: U64,
 }
 const _: () = assert!(core::mem::size_of::<TokenHdr>() == 80);
+/// Where a regular token's `resent` count lies in its datagram (the common header first).
+pub const TOKEN_RESENT_OFFSET: usize = HEADER_LEN + core::mem::offset_of!(TokenHdr, resent);
 
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
 #[repr(C)]

@@ -8,7 +8,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use totem_core::config::explicit;
-use totem_core::wire::{KIND_DATA, KIND_TOKEN};
+use totem_core::wire::{KIND_DATA, KIND_TOKEN, TOKEN_RESENT_OFFSET};
 use totem_core::{
     cluster_hash, ClusterShape, Dest, Event, Guarantee, Instant, Node, NodeConfig, NodeId, Request,
     TotemSettings,
@@ -72,6 +72,12 @@ struct Cluster {
     order: u64,
     drop: Option<Drop>,
     dropped: bool,
+    /// Until this time, of every three tokens sent to this node (0-based) the first two are
+    /// lost: the sender waits out its retransmission timer twice each rotation.
+    burst_loss: Option<(usize, u64)>,
+    burst_count: u64,
+    /// The `resent` count of every token node 3 was sent during the lossy spell.
+    resent_seen: Vec<u8>,
     /// Per node: when it last delivered a message, and the longest gap since `measure_from`.
     last_delivery: Vec<u64>,
     longest_gap_ns: u64,
@@ -88,6 +94,9 @@ impl Cluster {
             order: 0,
             drop: None,
             dropped: false,
+            burst_loss: None,
+            burst_count: 0,
+            resent_seen: Vec::new(),
             last_delivery: vec![0; 3],
             longest_gap_ns: 0,
             measure_from: u64::MAX,
@@ -106,6 +115,16 @@ impl Cluster {
                     };
                     if !addressed {
                         continue;
+                    }
+                    if let Some((node, until_ns)) = self.burst_loss {
+                        if self.now < until_ns && to == node && t.bytes.get(3) == Some(&KIND_TOKEN)
+                        {
+                            self.burst_count += 1;
+                            self.resent_seen.push(t.bytes[TOKEN_RESENT_OFFSET]);
+                            if self.burst_count % 3 != 0 {
+                                continue;
+                            }
+                        }
                     }
                     if let Some(d) = self.drop {
                         if !self.dropped
@@ -271,5 +290,34 @@ fn a_lost_data_frame_is_requested_on_the_token_within_a_few_rotations() {
         "node 3's deliveries stopped for {} µs after one lost frame (bound {} µs)",
         gap / US,
         GAP_BOUND_NS / US
+    );
+}
+
+#[test]
+fn a_token_sent_again_says_how_often_it_was_sent_again() {
+    // For 100 ms node 2's token to node 3 is lost twice each rotation: the copy node 3 takes
+    // is the second retransmission, and every member's next token carries the count on, so a
+    // member whose rotation waited out node 2's losses knows it (no rotation sample).
+    let mut c = Cluster::steady();
+    let gathers = c.stats_sum(|s| s.gathers);
+    let at = c.now;
+    c.burst_loss = Some((2, at + 100 * MS));
+    c.run_until(at + 100 * MS, true);
+    assert!(
+        c.burst_count > 30,
+        "the lossy spell lost few tokens: it exercises nothing"
+    );
+    assert_eq!(
+        c.stats_sum(|s| s.gathers),
+        gathers,
+        "the losses changed the membership"
+    );
+    assert!(
+        c.resent_seen.iter().any(|&r| r > 0)
+            && c.resent_seen
+                .windows(2)
+                .any(|w| w[1] == w[0].wrapping_add(1)),
+        "tokens carried no retransmission count: {:?}",
+        &c.resent_seen[..c.resent_seen.len().min(20)]
     );
 }
