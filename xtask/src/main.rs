@@ -100,8 +100,11 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The cargo running xtask, without the variables it set for xtask (`CARGO_PKG_NAME`, …):
+/// passed on, they differ from what the tests' own nested builds pass, and ring's and
+/// libbpf-sys's build scripts, which watch them, would be rebuilt back and forth.
 fn cargo() -> Command {
-    let mut command = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut command = rotor_testbed::rotor::cargo_command();
     command.current_dir(root());
     command
 }
