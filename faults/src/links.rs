@@ -234,6 +234,10 @@ pub(crate) enum Cut {
     Interface,
     /// Every frame through the host's switch port dropped (nft on the bridge).
     Loss,
+    /// The other nodes' addresses on the link taken out of the host's XDP source filter: it
+    /// stops hearing them on that link (their frames go to the kernel, as a stranger's do)
+    /// while it still sends to them — a one-way cut the pings find from both sides.
+    SourceFilter,
 }
 
 pub(crate) fn cut(
@@ -274,6 +278,31 @@ pub(crate) fn cut(
                 Vec::new()
             };
             nft_rules(&cl.bed, &rules)
+        }
+        Cut::SourceFilter => {
+            let peers: Vec<xdp_prog::Source> = (1..=cl.config.nodes)
+                .filter(|&i| i != host)
+                .map(|i| xdp_prog::Source {
+                    addr: rotor_testbed::ipv4_on_link(i, link).into(),
+                    node_id: i as u32,
+                    link: link as u8,
+                })
+                .collect();
+            let dev = format!("eth{link}");
+            rotor_testbed::in_netns(&cl.bed.host(host), move || {
+                let program = xdp_prog::attached_programs(Some(dev.as_str().into()))
+                    .map_err(|e| format!("XDP program on {dev}: {e}"))?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| format!("no XDP program on {dev}"))?;
+                let (remove, put_back): (Vec<_>, &[xdp_prog::Source]) = if on {
+                    (peers.iter().map(|p| p.addr).collect(), &[])
+                } else {
+                    (Vec::new(), &peers)
+                };
+                xdp_prog::edit_sources(&program, &remove, put_back)
+                    .map_err(|e| format!("source filter on {dev}: {e}"))
+            })
         }
     }
 }
@@ -344,12 +373,20 @@ fn steps(
     let since = record::now_ns();
     let mut until = since;
     if faults {
-        for (name, links, how) in [
+        let mut plan_steps = vec![
             ("link 0 interface down", &[0usize][..], Cut::Interface),
             ("link 0 100% loss at the switch", &[0], Cut::Loss),
-            ("link 1 interface down", &[1], Cut::Interface),
-            ("both links down", &[0, 1], Cut::Interface),
-        ] {
+        ];
+        if plan.transport == "xdp" {
+            plan_steps.push((
+                "link 0 deaf by the XDP source filter",
+                &[0],
+                Cut::SourceFilter,
+            ));
+        }
+        plan_steps.push(("link 1 interface down", &[1], Cut::Interface));
+        plan_steps.push(("both links down", &[0, 1], Cut::Interface));
+        for (name, links, how) in plan_steps {
             let both = links.len() == 2;
             if both {
                 // A membership change is expected from here on.

@@ -5,7 +5,9 @@
 //! change while one link remains, each link seen down and up again by node 1. Passive puts
 //! every frame on link 0 (equal priorities: the lowest number) and none on link 1; active
 //! and rr put frames on both. The passive run with faults runs again on `transport: xdp`, both
-//! links on AF_XDP: node 1's XDP programs on both interfaces redirect frames, on udpu neither.
+//! links on AF_XDP: node 1's XDP programs on both interfaces redirect frames, on udpu neither;
+//! there link 0 of node 3 is also cut one way, by its XDP source filter (node 3 deaf to nodes
+//! 1 and 2 on it, still sending).
 //! Figures are printed, never asserted. A few minutes; testbed prefix `lk` (hosts lk1..lk3,
 //! switch lksw).
 

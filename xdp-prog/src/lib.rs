@@ -8,7 +8,8 @@
 //! passed to the kernel or dropped, as [`UnknownSource`] says, and counted.
 //! The loader loads it, keeps its maps (ports, sources, filter, AF_XDP sockets by queue, per-CPU
 //! counters), attaches it in native or generic mode, replaces a stale copy left by a crashed run,
-//! and detaches it; [`remove_stale`] detaches a copy nothing holds any more (`rotor xdp-remove`).
+//! and detaches it; [`remove_stale`] detaches a copy nothing holds any more (`rotor xdp-remove`),
+//! and [`edit_sources`] edits an attached copy's `sources` (a test's one-way link cut).
 //! [`SteerMaps`] is the part a dataplane needs (its sockets into `xsks`, the `counters`), whether
 //! from a program it loaded or from fds of one rotord loaded. It deliberately does nothing else:
 //! no packet processing beyond steering and the source filter (no rewriting, answering or
@@ -25,7 +26,7 @@ pub use attach::{AttachMode, AttachedMode, Interface, LoadOptions, XdpProgram};
 pub use maps::SteerMaps;
 pub use program::{SteerProgram, XdpAction, XdpCounters};
 pub use sources::{Source, SourceKey, SourceValue, UnknownSource};
-pub use stale::{attached_programs, remove_stale, AttachedProgram, Holder};
+pub use stale::{attached_programs, edit_sources, remove_stale, AttachedProgram, Holder};
 
 /// Sends what libbpf prints (by default straight to stderr) to `tracing`, so that it reaches
 /// the process's log like every other line: warnings as warnings, information as debug lines.

@@ -127,6 +127,57 @@ pub fn remove_stale(program: &AttachedProgram) -> Result<(), XdpError> {
     }
 }
 
+/// Takes `addrs` out of the `sources` map of rotor's program `program` (`put_back: false`), or
+/// writes `sources` back into it, for a test that makes a node deaf to some peers on one link:
+/// their frames then go to the kernel as a stranger's do, while the node still sends to them.
+/// Not a partition (one direction only), and rotord writes the whole map again at its next
+/// reload.
+pub fn edit_sources(
+    program: &AttachedProgram,
+    remove: &[std::net::IpAddr],
+    put_back: &[crate::Source],
+) -> Result<(), XdpError> {
+    use libbpf_rs::MapCore;
+    if program.name != PROGRAM_NAME {
+        return Err(XdpError::NotRotors {
+            interface: program.interface.clone(),
+            id: program.id,
+            name: program.name.clone(),
+        });
+    }
+    let fd = libbpf_rs::Program::fd_from_id(program.id)
+        .map_err(XdpError::bpf("opening the attached XDP program"))?;
+    let mut sources = None;
+    for id in program_map_ids(fd.as_fd())? {
+        let map = libbpf_rs::MapHandle::from_map_id(id)
+            .map_err(XdpError::bpf("opening a map of the attached XDP program"))?;
+        if map.name() == "sources" {
+            sources = Some(map);
+        }
+    }
+    let Some(sources) = sources else {
+        return Err(XdpError::Bpf {
+            operation: "finding the attached program's sources map",
+            source: std::io::Error::from_raw_os_error(libc::ENOENT).into(),
+        });
+    };
+    for addr in remove {
+        match sources.delete(&crate::SourceKey::of(*addr).0) {
+            Ok(()) => {}
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {}
+            Err(e) => return Err(XdpError::bpf("removing an address from the sources map")(e)),
+        }
+    }
+    for s in put_back {
+        let key = crate::SourceKey::of(s.addr);
+        let value = crate::SourceValue::of(s.node_id, s.link);
+        sources
+            .update(&key.0, &value.0, libbpf_rs::MapFlags::ANY)
+            .map_err(XdpError::bpf("adding an address to the sources map"))?;
+    }
+    Ok(())
+}
+
 /// Every (index, name) of the namespace's interfaces.
 fn all_interfaces() -> Vec<(u32, String)> {
     let mut out = Vec::new();
