@@ -3,7 +3,8 @@
 //! and the ports of that run, steering cluster frames to no socket. A copy is stale when no
 //! process holds the program or one of its maps (rotord holds the program; its dataplane the
 //! maps): that is read from `/proc/*/fdinfo`, where the kernel names the BPF object behind every
-//! descriptor, so a running rotord is recognised whatever its socket name or state.
+//! descriptor, so a running rotord is recognised whatever its socket name or state. The same
+//! lookup of an attached program's maps serves [`edit_sources`], a test's one-way link cut.
 
 use std::ffi::CStr;
 use std::mem::size_of;
