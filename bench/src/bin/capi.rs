@@ -2,10 +2,9 @@
 //! [--perf-stat] [--no-docs]`: the drop-in path against the native one, on the same rotor
 //! cluster (hosts `ca1..ca3`, XDP dataplane, AES-256-GCM): `bench/csrc/cpg_bench.c` — the C
 //! client of vs-corosync, unchanged, built against Debian's libcpg — run with rotor's
-//! libcpg.so.4 first on `LD_LIBRARY_PATH`, and `rotor bench` (rotor-client), the same
-//! workloads one after the other in each run, the C client first in odd runs and the Rust
-//! client first in even ones (so neither always meets a freshly idle or a freshly loaded
-//! machine): latency 64 B from host 1 (one message in flight, agreed self-delivery),
+//! libcpg.so.4 first on `LD_LIBRARY_PATH`, and `rotor bench` (rotor-client), each workload
+//! run by both clients back to back, the C client first in odd runs and the Rust client first
+//! in even ones (so neither always meets a freshly idle or a freshly loaded machine): latency 64 B from host 1 (one message in flight, agreed self-delivery),
 //! throughput 64 B and 1 KB with every host sending (delivered msgs/s, median over the
 //! members). Ratios are C ÷ Rust for throughput and Rust ÷ C for latency (1.0 = the same; the
 //! goal is ≥ 0.9), taken in each run and reported per run and as the median over runs.
@@ -159,10 +158,15 @@ fn run(args: &[String]) -> Result<(), String> {
         client_class(plan.client_rt, cmd)
     };
     for r in 0..plan.runs {
+        // Each workload runs both clients back to back, so a ratio compares two phases a few
+        // seconds apart: the machine's drift over a run (seen as 0.77–1.04 spreads when each
+        // client ran all its workloads in turn) weighs on both alike.
         for which in order(r) {
             let tag = TAGS[which];
             check_interrupt()?;
-            let group = format!("capi-{tag}-r{r}-lat");
+            // Every CPG message carries its group's name: the two clients' names are of one
+            // length (the client's index, not its tag), so neither sends more bytes.
+            let group = format!("capi-{which}-r{r}-lat");
             let args = bench_args("lat", 64, plan.lat_count, 60.0, &group, 1);
             let lat = client(which, 1, &args, None);
             let out = run_clients(vec![(1, lat)], Duration::from_secs(120))?;
@@ -173,9 +177,12 @@ fn run(args: &[String]) -> Result<(), String> {
             f.lat_p50[which].push(l.num("p50_us")?);
             f.lat_p99[which].push(l.num("p99_us")?);
             f.seq_errors += l.num("seq_errors")?;
-            for size in [64usize, 1024] {
+        }
+        for size in [64usize, 1024] {
+            for which in order(r) {
+                let tag = TAGS[which];
                 check_interrupt()?;
-                let group = format!("capi-{tag}-r{r}-tput{size}");
+                let group = format!("capi-{which}-r{r}-tput{size}");
                 let args = bench_args(
                     "tput",
                     size,
@@ -327,8 +334,8 @@ fn run(args: &[String]) -> Result<(), String> {
         "# capi, {} {}\n\n- Command: `cargo xtask bench capi {}`\n- Machine: {}\n- Load average: \
          {load_before} before, {load_after} after\n- Cluster: rotor on {HOSTS} network namespaces \
          `{PREFIX}1..{PREFIX}{HOSTS}` (transport xdp, AES-256-GCM, default poll mode), up once for \
-         every run\n- Clients, one after the other in each run (the C client first in odd runs, \
-         the Rust client first in even ones): `bench/csrc/cpg_bench.c` built against Debian's \
+         every run\n- Clients: each workload run by both, back to back (the C client first in \
+         odd runs, the Rust client first in even ones): `bench/csrc/cpg_bench.c` built against Debian's \
          libcpg and run with rotor's libcpg.so.4 on LD_LIBRARY_PATH, and `rotor bench`; \
          scheduling class: {class}\n- Workloads: latency = {} messages of 64 B, one in flight, \
          host 1; throughput = every host sends for {} s\n- Runs: {}; client columns are medians \
