@@ -13,6 +13,7 @@
 //! in this library and are unit-tested; the benches themselves are never tests and assert no time.
 
 pub mod cluster;
+pub mod cpu;
 pub mod dist;
 pub mod line;
 pub mod perfstat;

@@ -6,7 +6,8 @@
 //!   agreed self-delivery, 64 B and 1 KB, 20,000 samples per run by default (p50, p99, p99.9,
 //!   maximum);
 //! - throughput: every host sends for T seconds; delivered msgs/s at each member (median over
-//!   the members), 64 B and 1 KB.
+//!   the members), 64 B and 1 KB, and the CPU its steady state used (the machine's and the
+//!   daemons', from /proc: `rotor_bench::cpu`) with the CPU per delivered message.
 //!
 //! Each run brings Corosync up, measures, stops it, then does the same for rotor; ratios are
 //! taken per run and their median reported. Prints a table and, last,
@@ -26,6 +27,7 @@ use rotor_bench::cluster::{
     self, bench_args, bench_lines, build_c_client, build_rotor, check_interrupt, ensure_corosync,
     run_clients, Corosync, Daemons, Rotor, RotorConf, CLIENT_RT_PRIORITY,
 };
+use rotor_bench::cpu::{Usage, Window};
 use rotor_bench::dist::{median, Dist};
 use rotor_bench::line::Line;
 use rotor_bench::report::{load_average, table, Machine, Report, RunInfo, Utc};
@@ -169,6 +171,8 @@ struct Run {
     raw: Vec<String>,
     /// (after which workload, host 1's counters), cumulative.
     stats: Vec<(String, String)>,
+    /// size → the CPU the throughput phase used in its steady state.
+    cpu: BTreeMap<usize, Usage>,
 }
 
 impl Run {
@@ -200,12 +204,15 @@ impl Run {
 type ClientCmd<'a> = dyn Fn(usize, &[String]) -> Command + 'a;
 /// Host 1's counters after a workload (rotor: `rotor cmap list stats.`), if the system has any.
 type StatsCmd<'a> = dyn Fn() -> Option<String> + 'a;
+/// The system's daemon processes on every host, whose CPU a throughput phase reads.
+type DaemonPids<'a> = dyn Fn() -> Vec<u32> + 'a;
 
 fn measure(
     plan: &Plan,
     tag: &str,
     client: &ClientCmd<'_>,
     stats: &StatsCmd<'_>,
+    daemons: &DaemonPids<'_>,
 ) -> Result<Run, String> {
     let mut run = Run::default();
     for size in SIZES {
@@ -232,7 +239,20 @@ fn measure(
         );
         let cmds = (1..=plan.hosts).map(|i| (i, client(i, &args))).collect();
         let limit = Duration::from_secs_f64(plan.tput_seconds + 90.0);
+        // The clients join and wait for each other (well under a second), then send for
+        // `tput_seconds`: the reading starts after the first third (at most 1.5 s) and ends
+        // half a second before they stop.
+        let skip = (plan.tput_seconds / 3.0).min(1.5);
+        let length = (plan.tput_seconds - skip - 0.5).max(0.5);
+        let window = Window::during(
+            daemons(),
+            Duration::from_secs_f64(skip),
+            Duration::from_secs_f64(length),
+        );
         let out = run_clients(cmds, limit)?;
+        if let Some(u) = window.finish() {
+            run.cpu.insert(size, u);
+        }
         let lines = bench_lines(&out, &format!("{tag} tput {size}"))?;
         let mut parsed = Vec::new();
         for (i, line) in lines.iter().enumerate() {
@@ -499,9 +519,13 @@ fn run(args: &[String]) -> Result<(), String> {
             let args: Vec<&str> = a.iter().map(String::as_str).collect();
             client_class(&plan, Corosync::command(&bed, &dir, i, &cpg_bench, &args))
         };
-        coro_runs.push(measure(&plan, &format!("corosync-r{r}"), &client, &|| {
-            None
-        })?);
+        coro_runs.push(measure(
+            &plan,
+            &format!("corosync-r{r}"),
+            &client,
+            &|| None,
+            &|| c.daemons.pids(),
+        )?);
         c.daemons.stop(Duration::from_secs(10));
         check_interrupt()?;
         eprintln!("vs-corosync: run {}: rotor up", r + 1);
@@ -525,7 +549,18 @@ fn run(args: &[String]) -> Result<(), String> {
                 .ok()?;
             Some(String::from_utf8_lossy(&out.stdout).into_owned())
         };
-        rotor_runs.push(measure(&plan, &format!("rotor-r{r}"), &client, &stats)?);
+        let daemons = || {
+            let mut pids = rt.daemons.pids();
+            pids.extend(rt.dataplane_pids());
+            pids
+        };
+        rotor_runs.push(measure(
+            &plan,
+            &format!("rotor-r{r}"),
+            &client,
+            &stats,
+            &daemons,
+        )?);
         if plan.perf && r + 1 == plan.runs {
             let lat = bench_args("lat", 64, 1_000_000, 4.0, "perf-lat", 1);
             let secs = plan.tput_seconds.min(4.0);
@@ -673,6 +708,7 @@ fn run(args: &[String]) -> Result<(), String> {
     );
     md.push_str(&rep.plot("tput", "throughput", svg));
     md.push('\n');
+    md.push_str(&cpu_section(&coro_runs, &rotor_runs, plan.tput_seconds));
     if let Some(p) = &profile_text {
         md.push_str(&format!("## Profile (perf, system-wide)\n\n{p}\n"));
     }
@@ -704,6 +740,67 @@ fn run(args: &[String]) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&work);
     println!("{last}");
     Ok(())
+}
+
+/// The CPU of each throughput phase's steady state, per system and size (medians over
+/// runs): how busy the machine was, how much of it the daemons, and what a message delivered
+/// at any member cost. On a machine whose cores are all busy, throughput is the cores
+/// divided by that cost.
+fn cpu_section(coro: &[Run], rotor: &[Run], tput_seconds: f64) -> String {
+    let mut rows = Vec::new();
+    for (name, runs) in [("Corosync 3", coro), ("rotor", rotor)] {
+        for size in SIZES {
+            let each: Vec<(Usage, f64)> = runs
+                .iter()
+                .filter_map(|r| {
+                    let total: f64 = r
+                        .tput
+                        .get(&size)?
+                        .iter()
+                        .filter_map(|l| l.num("delivered_msgs_per_s").ok())
+                        .sum();
+                    Some((*r.cpu.get(&size)?, total))
+                })
+                .collect();
+            if each.is_empty() {
+                continue;
+            }
+            let med = |f: &dyn Fn(&(Usage, f64)) -> f64| {
+                median(&each.iter().map(f).collect::<Vec<_>>()).unwrap_or(f64::NAN)
+            };
+            rows.push(vec![
+                format!("{name}, {}", size_name(size)),
+                format!("{:.2} of {}", med(&|e| e.0.machine), each[0].0.cpus),
+                format!("{:.2}", med(&|e| e.0.procs_user)),
+                format!("{:.2}", med(&|e| e.0.procs_system)),
+                format!("{:.0}", med(&|e| e.1)),
+                format!("{:.2}", med(&|e| e.0.per_message_us(e.1).0)),
+                format!("{:.2}", med(&|e| e.0.per_message_us(e.1).1)),
+            ]);
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!(
+        "## CPU during throughput\n\nRead from /proc in each throughput phase's steady state (from \
+         a third of its {tput_seconds} s, at most 1.5 s, to half a second before its end), \
+         medians over runs. Cores are CPU-seconds per second; daemons are every host's \
+         corosync, or rotord and its dataplane; a delivered message is one delivery at one \
+         member (all members together).\n\n{}\n",
+        table(
+            &[
+                "system, size",
+                "machine busy (cores)",
+                "daemons user (cores)",
+                "daemons system (cores)",
+                "deliveries/s, all members",
+                "µs CPU per delivery (machine)",
+                "µs CPU per delivery (daemons)",
+            ],
+            &rows,
+        )
+    )
 }
 
 fn dists(runs: &[Run], size: usize) -> Vec<Dist> {
