@@ -58,33 +58,10 @@ pub enum KernelUdpIo {
     IoUring,
 }
 
-impl KernelUdpIo {
-    /// Every provider, in the order of [`KernelUdpIo::NAMES`] and of their record bytes.
-    pub const ALL: [KernelUdpIo; 2] = [KernelUdpIo::Socket, KernelUdpIo::IoUring];
-    /// The `rotor.kernel_udp` spellings, in the order of [`KernelUdpIo::ALL`].
-    pub const NAMES: [&'static str; 2] = ["socket", "io_uring"];
-
-    /// The `rotor.kernel_udp` spelling.
-    pub fn name(self) -> &'static str {
-        KernelUdpIo::NAMES[usize::from(self.code())]
-    }
-
-    /// The provider a `rotor.kernel_udp` value names.
-    pub fn from_name(name: &str) -> Option<KernelUdpIo> {
-        KernelUdpIo::ALL.into_iter().find(|m| m.name() == name)
-    }
-
-    fn code(self) -> u8 {
-        match self {
-            KernelUdpIo::Socket => 0,
-            KernelUdpIo::IoUring => 1,
-        }
-    }
-
-    fn from_code(code: u8) -> Option<KernelUdpIo> {
-        KernelUdpIo::ALL.into_iter().find(|m| m.code() == code)
-    }
-}
+spelled_codes!(KernelUdpIo {
+    Socket = 0, "socket";
+    IoUring = 1, "io_uring";
+});
 
 /// How the dataplane waits for work (corosync has no such setting; `rotor.poll_mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,40 +77,12 @@ pub enum PollMode {
     Auto,
 }
 
-impl PollMode {
-    /// Every mode, in the order of [`PollMode::NAMES`] and of their record bytes.
-    pub const ALL: [PollMode; 4] = [
-        PollMode::Busy,
-        PollMode::Adaptive,
-        PollMode::Blocking,
-        PollMode::Auto,
-    ];
-    /// The `rotor.poll_mode` spellings, in the order of [`PollMode::ALL`].
-    pub const NAMES: [&'static str; 4] = ["busy", "adaptive", "blocking", "auto"];
-
-    /// The `rotor.poll_mode` spelling.
-    pub fn name(self) -> &'static str {
-        PollMode::NAMES[usize::from(self.code())]
-    }
-
-    /// The mode a `rotor.poll_mode` value names.
-    pub fn from_name(name: &str) -> Option<PollMode> {
-        PollMode::ALL.into_iter().find(|m| m.name() == name)
-    }
-
-    fn code(self) -> u8 {
-        match self {
-            PollMode::Busy => 0,
-            PollMode::Adaptive => 1,
-            PollMode::Blocking => 2,
-            PollMode::Auto => 3,
-        }
-    }
-
-    fn from_code(code: u8) -> Option<PollMode> {
-        PollMode::ALL.into_iter().find(|m| m.code() == code)
-    }
-}
+spelled_codes!(PollMode {
+    Busy = 0, "busy";
+    Adaptive = 1, "adaptive";
+    Blocking = 2, "blocking";
+    Auto = 3, "auto";
+});
 
 /// The transport rotord chose for one of the dataplane's links.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -619,6 +568,45 @@ mod tests {
     use crate::link::LinkSettings;
     use crate::log::{DebugSetting, Level, LogSettings, SyslogFacility, Timestamp};
     use crate::Status;
+
+    #[test]
+    fn each_spelled_value_round_trips_through_its_name_and_its_byte() {
+        fn check<T: Copy + PartialEq + std::fmt::Debug>(
+            all: &[T],
+            names: &[&str],
+            name: fn(T) -> &'static str,
+            from_name: fn(&str) -> Option<T>,
+            code: fn(T) -> u8,
+            from_code: fn(u8) -> Option<T>,
+        ) {
+            for (i, v) in all.iter().enumerate() {
+                assert_eq!(name(*v), names[i]);
+                assert_eq!(from_name(names[i]), Some(*v));
+                assert_eq!(code(*v), i as u8, "{v:?}: bytes follow ALL's order");
+                assert_eq!(from_code(code(*v)), Some(*v));
+            }
+            assert_eq!(from_name("nonsense"), None);
+            assert_eq!(from_code(all.len() as u8), None);
+        }
+        check(
+            &PollMode::ALL,
+            &PollMode::NAMES,
+            PollMode::name,
+            PollMode::from_name,
+            PollMode::code,
+            PollMode::from_code,
+        );
+        check(
+            &KernelUdpIo::ALL,
+            &KernelUdpIo::NAMES,
+            KernelUdpIo::name,
+            KernelUdpIo::from_name,
+            KernelUdpIo::code,
+            KernelUdpIo::from_code,
+        );
+        assert_eq!(PollMode::NAMES, ["busy", "adaptive", "blocking", "auto"]);
+        assert_eq!(KernelUdpIo::NAMES, ["socket", "io_uring"]);
+    }
 
     fn logging() -> LogConfig {
         LogConfig {

@@ -8,6 +8,48 @@
 //! they never panic and never allocate more than the record holds. This crate deliberately does
 //! no I/O and keeps no state: it only encodes and decodes.
 
+/// The methods of a setting's enum whose values each have a config spelling and a record
+/// byte, both written once beside the variant: `ALL` and `NAMES` (in the order of the bytes),
+/// `name`, `from_name`, and the module's own `code` and `from_code` for its encoders.
+macro_rules! spelled_codes {
+    ($ty:ident { $($variant:ident = $code:literal, $name:literal;)+ }) => {
+        impl $ty {
+            /// Every value, in the order of [`Self::NAMES`] and of their record bytes.
+            pub const ALL: [$ty; [$($name),+].len()] = [$($ty::$variant),+];
+            /// The config spellings, in the order of [`Self::ALL`].
+            pub const NAMES: [&'static str; [$($name),+].len()] = [$($name),+];
+
+            /// The config spelling.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name,)+
+                }
+            }
+
+            /// The value a config spelling names.
+            pub fn from_name(name: &str) -> Option<$ty> {
+                match name {
+                    $($name => Some($ty::$variant),)+
+                    _ => None,
+                }
+            }
+
+            fn code(self) -> u8 {
+                match self {
+                    $($ty::$variant => $code,)+
+                }
+            }
+
+            fn from_code(code: u8) -> Option<$ty> {
+                match code {
+                    $($code => Some($ty::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
 pub mod cfg;
 pub mod change;
 pub mod cmap;

@@ -39,32 +39,11 @@ pub enum LinkMode {
     Rr,
 }
 
-impl LinkMode {
-    /// Every mode, in the order of [`LinkMode::NAMES`].
-    pub const ALL: [LinkMode; 3] = [LinkMode::Passive, LinkMode::Active, LinkMode::Rr];
-    /// corosync.conf's spellings.
-    pub const NAMES: [&'static str; 3] = ["passive", "active", "rr"];
-
-    pub fn name(self) -> &'static str {
-        LinkMode::NAMES[usize::from(self.code())]
-    }
-
-    pub fn from_name(name: &str) -> Option<LinkMode> {
-        LinkMode::ALL.into_iter().find(|m| m.name() == name)
-    }
-
-    fn code(self) -> u8 {
-        match self {
-            LinkMode::Passive => 0,
-            LinkMode::Active => 1,
-            LinkMode::Rr => 2,
-        }
-    }
-
-    fn from_code(code: u8) -> Option<LinkMode> {
-        LinkMode::ALL.into_iter().find(|m| m.code() == code)
-    }
-}
+spelled_codes!(LinkMode {
+    Passive = 0, "passive";
+    Active = 1, "active";
+    Rr = 2, "rr";
+});
 
 /// How a link is checked and ranked: one `interface{}` section, resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
