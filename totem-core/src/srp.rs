@@ -464,6 +464,11 @@ pub struct Srp {
     aru_unchanged_visits: u32,
     last_aru_at_visit: u64,
     hold_cancel_pending: bool,
+    /// Whether the last token this node passed on announced a hold (`TOKEN_HOLD_NEXT`), or none
+    /// has passed since the ring was installed. Only then does a new message need a
+    /// hold-cancel: the representative may hold the token before it comes back, and the
+    /// members that passed it on wait token_retransmit before sending a lost one again.
+    token_may_be_held: bool,
     /// Per missing frame: token visits it has been seen missing (miss_count_const).
     missing: Vec<(u64, u32)>,
     /// When to send the regular token again, from measured rotations (see `rto`).
@@ -601,6 +606,7 @@ impl Srp {
             aru_unchanged_visits: 0,
             last_aru_at_visit: 0,
             hold_cancel_pending: false,
+            token_may_be_held: true,
             missing: Vec::with_capacity(RTR_ENTRIES_MAX),
             rto: TokenRto::default(),
             allowance: adaptive_allowance(&node.totem),
@@ -898,9 +904,17 @@ impl Srp {
             // Released for traffic: the next visit is not held.
             token.flags &= !TOKEN_HOLD_NEXT;
             self.set_timer(Timer::Hold, Some(now));
-        } else if self.installed.members.len() > 1 && !self.hold_cancel_pending {
-            // Some member may be holding the token (each member decides that on its own count
-            // of idle rotations, which ours does not tell): ask, at most once per visit.
+        } else if self.installed.members.len() > 1
+            && !self.hold_cancel_pending
+            && self.token_may_be_held
+        {
+            // The token we passed on announced a hold: ask the representative not to hold it
+            // and tell the members that passed it on that it will come back, at most once per
+            // visit. When it announced none, the representative's next visit forwards it (its
+            // idle count is below the hold, and traffic since keeps it so) and our message goes
+            // out on the token's next visit here: a cancel would only cost every member a frame
+            // and a wake-up per message (corosync too sends one only when it counts the ring
+            // idle).
             self.hold_cancel_pending = true;
             let mut buf = self.buffer();
             let mut w = Writer::new_vec(&mut buf, wire::HEADER_LEN + 16);
@@ -1771,7 +1785,8 @@ impl Srp {
         // The token comes back after a rotation, unless the representative holds it on an idle
         // ring: a member passing on a token that says so (`TOKEN_HOLD_NEXT`) waits the whole
         // token_retransmit, as corosync does, and does not take the hold for a rotation.
-        let may_be_held = token.ring.rep != self.me.0 && token.flags & TOKEN_HOLD_NEXT != 0;
+        self.token_may_be_held = token.flags & TOKEN_HOLD_NEXT != 0;
+        let may_be_held = token.ring.rep != self.me.0 && self.token_may_be_held;
         let wait_ns = self.rto.on_forward(
             now,
             !may_be_held,
@@ -2505,6 +2520,8 @@ impl Srp {
             Phase::Recovery(forming, recovery) => (forming, recovery),
             _ => unreachable!("a ring is installed at the end of recovery"),
         };
+        // Nothing is known yet of the new ring's holds.
+        self.token_may_be_held = true;
         let old = &mut self.installed;
         // 1. Old-ring frames deliverable in the old regular configuration: contiguous, and safe
         //    frames only as far as some member of the transitional configuration knew them safe.

@@ -1,0 +1,163 @@
+//! A member with a new message asks the representative not to hold the token (a hold-cancel
+//! frame to every member) only when the representative may hold it before the token comes
+//! back: when the token the member last passed on said so (`TOKEN_HOLD_NEXT`). On a busy ring
+//! the message goes out on the token's next visit and costs no member a frame; on an idle
+//! ring, whose token the representative holds, the cancel goes out and the message does not
+//! wait for the hold timer. Three nodes on an in-memory network that delivers at once.
+
+mod common;
+
+use totem_core::config::explicit;
+use totem_core::wire::{KIND_HOLD_CANCEL, KIND_TOKEN};
+use totem_core::{ClusterShape, Event, Node, TotemSettings};
+
+const MS: u64 = 1_000_000;
+const GROUP: &[u8] = b"hold";
+const PID: u32 = 5;
+
+const SHAPE: ClusterShape = ClusterShape {
+    nodelist_count: 3,
+    ..ClusterShape::ALONE
+};
+
+struct Net {
+    nodes: Vec<Node>,
+    now: u64,
+    /// Hold-cancels each node sent.
+    cancels: [usize; 3],
+    /// Messages of `GROUP` each node delivered, and the time of the last.
+    delivered: [usize; 3],
+    last_delivery_ns: u64,
+}
+
+impl Net {
+    /// Three nodes in one ring, every one's process `PID` in `GROUP`, the ring left idle.
+    fn idle() -> Net {
+        let totem = TotemSettings::resolve(
+            explicit(&[("token", 1000), ("token_coefficient", 0)]),
+            &SHAPE,
+        )
+        .expect("valid settings");
+        let nodes = (1..=3)
+            .map(|id| common::node(common::config(id, totem.clone(), SHAPE, "hold-cancel")))
+            .collect();
+        let mut net = Net {
+            nodes,
+            now: 0,
+            cancels: [0; 3],
+            delivered: [0; 3],
+            last_delivery_ns: 0,
+        };
+        net.run_until(3_000 * MS, |_, _| {});
+        assert!(net.nodes.iter().all(Node::is_operational), "no ring formed");
+        assert_eq!(net.nodes[0].members().len(), 3);
+        common::join_all(&mut net.nodes, GROUP, PID);
+        net.run_until(6_000 * MS, |_, _| {});
+        net.cancels = [0; 3];
+        net
+    }
+
+    /// Moves every node's output to the wire and hands it on until nothing is in flight,
+    /// firing timers up to `until_ns`; `seen(sender, kind)` is told of every datagram as it
+    /// leaves, and may submit requests through the node list it is given afterwards.
+    fn run_until(&mut self, until_ns: u64, mut seen: impl FnMut(usize, u8)) {
+        loop {
+            let mut wire = Vec::new();
+            for (i, n) in self.nodes.iter_mut().enumerate() {
+                while let Some(t) = n.poll_transmit() {
+                    let kind = t.bytes.get(3).copied().unwrap_or(0);
+                    if kind == KIND_HOLD_CANCEL {
+                        self.cancels[i] += 1;
+                    }
+                    seen(i, kind);
+                    wire.push((i, t.dest, t.bytes));
+                }
+                while let Some(ev) = n.poll_event() {
+                    if let Event::Deliver(d) = ev {
+                        if d.group == GROUP {
+                            self.delivered[i] += 1;
+                            self.last_delivery_ns = self.now;
+                        }
+                    }
+                }
+            }
+            if !wire.is_empty() {
+                common::deliver(&mut self.nodes, self.now, wire);
+                continue;
+            }
+            if !common::fire_timers(&mut self.nodes, &mut self.now, until_ns) {
+                return;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_message_on_an_idle_ring_cancels_the_hold_and_does_not_wait_for_it() {
+    let mut net = Net::idle();
+    let start = net.now;
+    // Node 3 is not the representative (the lowest id is), which holds the idle ring's token.
+    common::mcast_agreed(&mut net.nodes[2], GROUP, PID, b"after a quiet spell", 1);
+    net.run_until(start + 2_000 * MS, |_, _| {});
+    assert_eq!(net.delivered, [1; 3], "every node delivers the message");
+    assert_eq!(
+        net.cancels,
+        [0, 0, 1],
+        "node 3 asks the holder to pass the token on, once"
+    );
+    assert!(
+        net.last_delivery_ns - start < MS,
+        "delivered {} µs after the submit: it waited for the hold timer",
+        (net.last_delivery_ns - start) / 1_000
+    );
+}
+
+#[test]
+fn a_message_on_a_busy_ring_waits_for_the_token_and_sends_no_cancel() {
+    let mut net = Net::idle();
+    let start = net.now;
+    // Node 1 keeps the ring busy for many rotations; node 2 adds one message right after it
+    // has passed on a token of that busy ring, which therefore did not announce a hold.
+    common::mcast_agreed(&mut net.nodes[0], GROUP, PID, &[0xa5; 900], 400);
+    let cancels_before = net.cancels;
+    let mut submitted = false;
+    let mut passes = 0;
+    while !submitted {
+        let mut wire = Vec::new();
+        for (i, n) in net.nodes.iter_mut().enumerate() {
+            while let Some(t) = n.poll_transmit() {
+                if t.bytes.get(3) == Some(&KIND_HOLD_CANCEL) {
+                    net.cancels[i] += 1;
+                }
+                if i == 1 && t.bytes.get(3) == Some(&KIND_TOKEN) {
+                    passes += 1;
+                }
+                wire.push((i, t.dest, t.bytes));
+            }
+            while let Some(ev) = n.poll_event() {
+                if matches!(ev, Event::Deliver(ref d) if d.group == GROUP) {
+                    net.delivered[i] += 1;
+                }
+            }
+        }
+        if wire.is_empty() {
+            let timer = common::fire_timers(&mut net.nodes, &mut net.now, start + 2_000 * MS);
+            assert!(timer, "the ring stopped before node 2 passed a token twice");
+            continue;
+        }
+        common::deliver(&mut net.nodes, net.now, wire);
+        if passes >= 2 {
+            common::mcast_agreed(&mut net.nodes[1], GROUP, PID, b"mid-stream", 1);
+            submitted = true;
+        }
+    }
+    net.run_until(start + 2_000 * MS, |_, _| {});
+    assert_eq!(
+        net.delivered, [401; 3],
+        "every node delivers node 1's 400 messages and node 2's one"
+    );
+    assert_eq!(
+        net.cancels, cancels_before,
+        "no member sent a hold-cancel while the ring was busy"
+    );
+}
