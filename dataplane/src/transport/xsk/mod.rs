@@ -759,13 +759,15 @@ impl crate::transport::Transport for XskTransport {
                 }
             },
         };
-        let hl = frame::header_len(&to);
-        let frame_bytes = hl + payload.len();
-        let parts = chain::parts(frame_bytes, UMEM_FRAME_DATA_BYTES);
-        if parts > self.frame_parts_max {
+        // The caller keeps to datagram_size_max (netmtu is checked against it); a larger
+        // frame would pass the interface's MTU or the chain the sockets take.
+        if payload.len() > self.datagram_size_max() {
             self.counters.drop("frame_too_large");
             return Ok(false);
         }
+        let hl = frame::header_len(&to);
+        let frame_bytes = hl + payload.len();
+        let parts = chain::parts(frame_bytes, UMEM_FRAME_DATA_BYTES);
         let qi = self.tx_next % self.queues.len();
         self.tx_next = self.tx_next.wrapping_add(1);
         let q = &mut self.queues[qi];
