@@ -54,6 +54,12 @@ fn jumbo_datagrams_cross_af_xdp_as_chains_both_ways() {
             "{}",
             x.datagram_limit()
         );
+        assert!(
+            x.describe()
+                .contains("multi-buffer (up to 3 UMEM frames a frame)"),
+            "{}",
+            x.describe()
+        );
 
         // RX: two jumbo datagrams around a small one, in order, byte for byte.
         let sent = [pattern(DATAGRAM_MAX, 1), pattern(100, 2), pattern(5000, 3)];

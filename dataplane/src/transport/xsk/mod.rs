@@ -505,13 +505,21 @@ impl XskTransport {
     }
 
     /// A one-line description for logs: interface, XDP mode (or whose program), bind mode,
-    /// queues.
+    /// multi-buffer, queues.
     pub fn describe(&self) -> String {
         format!(
-            "AF_XDP on {} ({}, {}-mode sockets, {} {})",
+            "AF_XDP on {} ({}, {}-mode{} sockets, {} {})",
             self.link.name,
             self.program.describe(),
             self.bind_mode,
+            if self.frame_parts_max > 1 {
+                format!(
+                    " multi-buffer (up to {} UMEM frames a frame)",
+                    self.frame_parts_max
+                )
+            } else {
+                String::new()
+            },
             if self.queues.len() == 1 {
                 "queue"
             } else {
