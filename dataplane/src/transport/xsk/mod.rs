@@ -433,15 +433,10 @@ impl XskTransport {
     pub fn datagram_limit(&self) -> String {
         if self.link_mtu_frame_bytes() <= self.parts_frame_bytes() {
             format!("the MTU of {} is {}", self.link.name, self.link_mtu)
-        } else if self.frame_parts_max == 1 {
-            format!(
-                "its sockets take one UMEM frame of {UMEM_FRAME_DATA_BYTES} bytes per frame \
-                 (multi-buffer is used only when netmtu needs it)"
-            )
         } else {
             format!(
-                "its sockets take at most {} UMEM frames of {UMEM_FRAME_DATA_BYTES} bytes per \
-                 frame",
+                "its sockets take at most {} UMEM frame(s) of {UMEM_FRAME_DATA_BYTES} bytes \
+                 per frame",
                 self.frame_parts_max
             )
         }
