@@ -3,8 +3,9 @@
 //! 9014-byte frames, receives jumbo UDP datagrams from host 2's kernel socket byte for byte as
 //! chains of descriptors (and small ones on the same socket in place), and sends jumbo
 //! datagrams that host 2's kernel accepts (its UDP checksum check passes, so every byte of the
-//! chain is where it belongs); the interface's MTU bounds `datagram_size_max`. Needs root and
-//! XDP; without either it prints "skipped: …" and why.
+//! chain is where it belongs); the interface's MTU bounds `datagram_size_max`, and at MTU
+//! 65535 the 17 UMEM frames a chain may take bound it instead. Needs root and XDP; without
+//! either it prints "skipped: …" and why.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -107,6 +108,25 @@ fn jumbo_datagrams_cross_af_xdp_as_chains_both_ways() {
             .send_to(&pattern(DATAGRAM_MAX + 1, 5), peer_addr)
             .map_err(|e| e.to_string())?);
         assert_eq!(x.counters().dropped("frame_too_large"), 1);
+        drop(x);
+
+        // At the largest MTU the UMEM chain is the bound: 17 frames of 3840 bytes.
+        let out = std::process::Command::new("ip")
+            .args(["link", "set", "eth0", "mtu", "65535"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cfg.frame_bytes_max = 65_535 + ETH_HEADER_LEN;
+        let x = XskTransport::open(&cfg).map_err(|e| e.to_string())?;
+        assert_eq!(x.datagram_size_max(), 17 * 3840 - 42);
+        assert_eq!(
+            x.datagram_limit(),
+            "its sockets take at most 17 UMEM frame(s) of 3840 bytes per frame"
+        );
         Ok(())
     });
     match result {
