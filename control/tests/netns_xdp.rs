@@ -370,7 +370,7 @@ fn netmtu_reaches_the_wire_and_is_checked_against_the_transport() {
     let mut spec = Spec::new("xdp-mtu");
     spec.transport = "xdp".into();
     spec.totem.push(("token".into(), "300".into()));
-    spec.totem.push(("netmtu".into(), "3000".into()));
+    spec.totem.push(("netmtu".into(), "9000".into()));
     spec.extra = format!(
         "system {{\n  state_dir: {}\n}}\n",
         dir.path().join("state").display()
@@ -379,12 +379,12 @@ fn netmtu_reaches_the_wire_and_is_checked_against_the_transport() {
     std::fs::write(&conf, spec.corosync_conf(HOSTS, &key)).unwrap();
 
     let bed = Testbed::up("xm-", HOSTS).expect("testbed");
-    bed.set_mtu(3000).unwrap();
-    // Count IPv4 packets longer than a standard Ethernet payload crossing the switch.
+    bed.set_mtu(9000).unwrap();
+    // Count IPv4 packets longer than one 4 KiB UMEM frame crossing the switch.
     for rule in [
         "add table bridge rotor_mtu",
         "add chain bridge rotor_mtu large { type filter hook forward priority 0 ; }",
-        "add rule bridge rotor_mtu large ip length > 1500 counter",
+        "add rule bridge rotor_mtu large ip length > 4096 counter",
     ] {
         let argv: Vec<&str> = std::iter::once("nft").chain(rule.split(' ')).collect();
         let out = bed.exec_switch(&argv).unwrap();
@@ -405,7 +405,9 @@ fn netmtu_reaches_the_wire_and_is_checked_against_the_transport() {
         0,
         "no large frame before traffic"
     );
-    // 2,500-byte messages: one frame each at netmtu 3000, two at the standard 1500.
+    let redirected = |i| cmap_u64(&bed, &bins, i, "stats.xdp.prog.redirected").unwrap_or(0);
+    let redirected_before: Vec<u64> = (1..=HOSTS).map(redirected).collect();
+    // 8,000-byte messages: one frame each at netmtu 9000 (three UMEM frames on each side).
     let rotor = bins.rotor();
     let out = bed
         .exec(
@@ -415,7 +417,7 @@ fn netmtu_reaches_the_wire_and_is_checked_against_the_transport() {
                 "bench",
                 "lat",
                 "-s",
-                "2500",
+                "8000",
                 "-n",
                 "50",
                 "-t",
@@ -428,37 +430,51 @@ fn netmtu_reaches_the_wire_and_is_checked_against_the_transport() {
         "rotor bench: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Each message reaches two peers (unicast): at least 100 frames above 1500 bytes.
+    // Each message reaches two peers (unicast): at least 100 packets above 4096 bytes, which
+    // AF_XDP sent and received as chains of UMEM frames.
     let large = nft_counter_packets(&bed);
-    assert!(large >= 100, "{large} frames above 1500 bytes");
-    assert_eq!(
-        cmap_u64(&bed, &bins, 1, "stats.xdp.drops.frame_too_large"),
-        None,
-        "no frame was too large for AF_XDP"
-    );
+    assert!(large >= 100, "{large} packets above 4096 bytes");
+    for i in 2..=HOSTS {
+        wait_for(
+            Duration::from_secs(10),
+            "the peers' programs redirected the jumbo frames to AF_XDP",
+            || redirected(i) >= redirected_before[i - 1] + 50,
+        );
+    }
+    for i in 1..=HOSTS {
+        for reason in ["frame_too_large", "chain_malformed"] {
+            let key = format!("stats.xdp.drops.{reason}");
+            assert_eq!(cmap_u64(&bed, &bins, i, &key), None, "host {i}: {key}");
+        }
+    }
 
-    // netmtu 9000 cannot fit one 4 KiB UMEM frame: the dataplane refuses it at start and
-    // rotord stops with exit status 8 instead of restarting it.
+    // An interface that cannot carry netmtu 9000: the dataplane refuses it at start, naming
+    // the key and the interface's MTU, and rotord stops with exit status 8 instead of
+    // restarting it.
     let (clean, _) = daemons.stop(1);
     assert!(clean);
-    spec.totem.retain(|(k, _)| k != "netmtu");
-    spec.totem.push(("netmtu".into(), "9000".into()));
-    let conf_9000 = dir.path().join("too-large.conf");
-    std::fs::write(&conf_9000, spec.corosync_conf(HOSTS, &key)).unwrap();
-    let mut p = bed
-        .spawn(1, rotord_command(&bins, &conf_9000))
-        .expect("rotord");
+    let out = bed
+        .exec(1, &["ip", "link", "set", "eth0", "mtu", "4000"])
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut p = bed.spawn(1, rotord_command(&bins, &conf)).expect("rotord");
     let log = p.collect_stderr();
     let status = p
         .wait_timeout(Duration::from_secs(15))
         .unwrap()
-        .expect("rotord with netmtu 9000 over AF_XDP did not stop");
+        .expect("rotord with netmtu 9000 on an MTU of 4000 did not stop");
     let log = log
         .map(|h| h.join().unwrap_or_default())
         .unwrap_or_default();
     assert_eq!(status.code(), Some(8), "{log}");
     assert!(
-        log.contains("totem.netmtu 9000") && log.contains("xdp transport carries at most"),
+        log.contains("totem.netmtu 9000")
+            && log.contains("the MTU of eth0 is 4000")
+            && log.contains("lower netmtu to 4000 or less"),
         "{log}"
     );
     assert!(!log.contains("restarting it"), "{log}");

@@ -135,7 +135,12 @@ static __always_inline int count(__u32 index, int action)
 	return action;
 }
 
-SEC("xdp")
+// Frags-aware (BPF_F_XDP_HAS_FRAGS, libbpf's `xdp.frags` section): a frame larger than one
+// buffer (jumbo frames; AF_XDP multi-buffer sockets) arrives with its first buffer between data
+// and data_end and the rest as fragments. Every header read here lies in the first buffer and
+// is bounds-checked against that data_end, so the program is the same for both; without the
+// flag, the kernel refuses the program on veth whose peer's MTU exceeds one page less headroom.
+SEC("xdp.frags")
 int rotor_steer(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;

@@ -24,7 +24,8 @@ const HOSTS_MAX: usize = 28;
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub const USAGE: &str = "\
-usage: cargo xtask cluster up N [--transport auto|xdp|udp] [--ipv6] [--debug]
+usage: cargo xtask cluster up N [--transport auto|xdp|udp] [--ipv6] [--debug] [--mtu BYTES]
+                                 [--netmtu BYTES]
        cargo xtask cluster down
        cargo xtask cluster exec I CMD...";
 
@@ -60,6 +61,10 @@ struct UpArgs {
     transport: &'static str,
     ipv6: bool,
     release: bool,
+    /// The MTU of every link of the testbed (hosts' eth0, the bridge and its ports), when set.
+    mtu: Option<u32>,
+    /// totem.netmtu, when set (jumbo frames want `mtu` too).
+    netmtu: Option<u32>,
 }
 
 fn parse_up(args: &[String]) -> Result<UpArgs, String> {
@@ -74,6 +79,13 @@ fn parse_up(args: &[String]) -> Result<UpArgs, String> {
         transport: "knet",
         ipv6: false,
         release: true,
+        mtu: None,
+        netmtu: None,
+    };
+    let bytes = |flag: &str, v: Option<&String>| -> Result<Option<u32>, String> {
+        v.and_then(|v| v.parse().ok())
+            .map(Some)
+            .ok_or_else(|| format!("{flag} takes a size in bytes"))
     };
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -87,6 +99,8 @@ fn parse_up(args: &[String]) -> Result<UpArgs, String> {
             }
             "--ipv6" => up.ipv6 = true,
             "--debug" => up.release = false,
+            "--mtu" => up.mtu = bytes("--mtu", it.next())?,
+            "--netmtu" => up.netmtu = bytes("--netmtu", it.next())?,
             other => return Err(format!("cluster up: unknown argument `{other}`\n{USAGE}")),
         }
     }
@@ -122,12 +136,19 @@ fn up(args: &[String]) -> Result<(), String> {
     let mut spec = Spec::new(CLUSTER_NAME);
     spec.transport = up.transport.to_owned();
     spec.ipv6 = up.ipv6;
+    if let Some(netmtu) = up.netmtu {
+        spec.totem.push(("netmtu".into(), netmtu.to_string()));
+    }
     let conf = state("corosync.conf");
     fs::write(&conf, spec.corosync_conf(up.hosts, &key))
         .map_err(|e| format!("{}: {e}", conf.display()))?;
     fs::write(state("bindir"), bins.dir.as_os_str().as_encoded_bytes())
         .map_err(|e| format!("{STATE_DIR}/bindir: {e}"))?;
     let bed = Testbed::up(PREFIX, up.hosts).map_err(|e| format!("testbed: {e}"))?;
+    if let Some(mtu) = up.mtu {
+        bed.set_mtu(mtu)
+            .map_err(|e| format!("testbed MTU {mtu}: {e}"))?;
+    }
     let mut pids = String::new();
     for i in 1..=up.hosts {
         let log_path = state(&format!("n{i}.log"));
@@ -155,11 +176,15 @@ fn up(args: &[String]) -> Result<(), String> {
     bed.keep();
     println!(
         "cluster: {} hosts n1..n{} on bridge br0 in namespace nsw; node I is 198.18.0.I/24 and \
-         2001:2::I/64 (cluster port 5405, totem.transport {}, {}); one rotord per host",
+         2001:2::I/64 (cluster port 5405, totem.transport {}, {}, link MTU {}, netmtu {}); \
+         one rotord per host",
         up.hosts,
         up.hosts,
         up.transport,
-        if up.ipv6 { "IPv6" } else { "IPv4" }
+        if up.ipv6 { "IPv6" } else { "IPv4" },
+        up.mtu.map_or("as created".to_owned(), |m| m.to_string()),
+        up.netmtu
+            .map_or("the default".to_owned(), |m| m.to_string())
     );
     println!("  run in a host:  cargo xtask cluster exec I rotor status   (rotor, rotord are on its PATH)");
     println!(
@@ -284,6 +309,10 @@ mod tests {
             (a.hosts, a.transport, a.ipv6, a.release),
             (5, "xdp", true, false)
         );
+        let a = parse_up(&strings(&["3", "--mtu", "9000", "--netmtu", "9000"])).unwrap();
+        assert_eq!((a.mtu, a.netmtu), (Some(9000), Some(9000)));
+        assert!(parse_up(&strings(&["3", "--mtu"])).is_err());
+        assert!(parse_up(&strings(&["3", "--netmtu", "jumbo"])).is_err());
         let a = parse_up(&strings(&["2", "--transport", "udp"])).unwrap();
         assert_eq!(a.transport, "udpu");
         assert!(parse_up(&strings(&[])).is_err());

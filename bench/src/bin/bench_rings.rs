@@ -544,12 +544,18 @@ fn token_rotation(
             handles.push(s.spawn(move || -> Result<Option<Histogram<u64>>, String> {
                 let result = (|| {
                     enter_netns(ns)?;
+                    let totem = TotemSettings::resolve(
+                        explicit(&[("token", 1000), ("seqno_unchanged_const", 1_000_000_000)]),
+                        &cluster_shape(2, false, CryptoMode::Gcm256),
+                    )
+                    .map_err(|e| e.to_string())?;
                     let (t, _) = AnyTransport::open(
                         kind,
                         host_addr(i),
                         None,
                         None,
                         None,
+                        totem.netmtu_bytes,
                         KernelUdpIo::default(),
                     )?;
                     let keys = Keys::from_authkey_bytes(&[0x42; 256], "rbring")
@@ -563,11 +569,7 @@ fn token_rotation(
                         keys,
                         cluster_name: "rbring".into(),
                         mode: CryptoMode::Gcm256,
-                        totem: TotemSettings::resolve(
-                            explicit(&[("token", 1000), ("seqno_unchanged_const", 1_000_000_000)]),
-                            &cluster_shape(2, false, CryptoMode::Gcm256),
-                        )
-                        .map_err(|e| e.to_string())?,
+                        totem,
                         epoch,
                         ring_seq_start: 0,
                         seed: i as u64,

@@ -81,15 +81,17 @@ impl AnyTransport {
     /// holding `bind`'s address), joined to `mcast`'s group when the cluster multicasts.
     /// With `maps` (the `xsks` and `counters` maps of the program rotord attached to that
     /// interface) XDP uses them and loads no program of its own; without, it loads and
-    /// attaches its own. Kernel UDP does its I/O as `udp_io` says. Returns it with a sentence
-    /// saying which one and why, for the log. `Auto` falls back to UDP, with the reason,
-    /// whenever XDP cannot be used.
+    /// attaches its own, with sockets that take IP packets of `netmtu_bytes` (multi-buffer
+    /// when one UMEM frame is too small). Kernel UDP does its I/O as `udp_io` says. Returns it
+    /// with a sentence saying which one and why, for the log. `Auto` falls back to UDP, with
+    /// the reason, whenever XDP cannot be used.
     pub fn open(
         kind: TransportKind,
         bind: SocketAddr,
         interface: Option<&str>,
         mcast: Option<&Multicast>,
         maps: Option<SteerMaps>,
+        netmtu_bytes: u32,
         udp_io: KernelUdpIo,
     ) -> Result<(AnyTransport, String), String> {
         let udp = |why: String| {
@@ -104,9 +106,8 @@ impl AnyTransport {
         };
         match kind {
             TransportKind::Udp => udp("asked for".into()),
-            TransportKind::Xdp => {
-                open_xdp(bind, interface, mcast, maps).map(|(x, why)| (x, why + " (asked for)"))
-            }
+            TransportKind::Xdp => open_xdp(bind, interface, mcast, maps, netmtu_bytes)
+                .map(|(x, why)| (x, why + " (asked for)")),
             TransportKind::Auto => {
                 // With inherited maps rotord already had the privileges to attach the program;
                 // whether this process may open AF_XDP sockets is for the kernel to say.
@@ -114,7 +115,7 @@ impl AnyTransport {
                 if maps.is_none() && unsafe { libc::geteuid() } != 0 {
                     return udp("auto: not running as root, so no XDP".into());
                 }
-                match open_xdp(bind, interface, mcast, maps) {
+                match open_xdp(bind, interface, mcast, maps, netmtu_bytes) {
                     Ok((x, why)) => Ok((x, why + " (auto)")),
                     Err(e) => udp(format!("auto: XDP unavailable ({e})")),
                 }
@@ -191,6 +192,7 @@ pub fn open_link(
         link.interface.as_deref(),
         mcast,
         maps,
+        netmtu_bytes,
         udp_io,
     )
     .map_err(|e| OpenLinkError::Transport(format!("link {n}: {e}")))?;
@@ -199,7 +201,8 @@ pub fn open_link(
 }
 
 /// Refuses a `totem.netmtu` (the size of one IP packet on the link, corosync's meaning) whose
-/// UDP payload the transport cannot carry (AF_XDP: one 4 KiB UMEM frame).
+/// UDP payload the transport cannot carry (AF_XDP: more than the interface's MTU, or than the
+/// UMEM frames one frame may take), naming what bounds it.
 pub fn check_netmtu(netmtu: u32, bind: SocketAddr, transport: &AnyTransport) -> Result<(), String> {
     let ip_udp = if bind.is_ipv4() {
         totem_core::config::IPV4_UDP_HEADER_BYTES
@@ -209,9 +212,13 @@ pub fn check_netmtu(netmtu: u32, bind: SocketAddr, transport: &AnyTransport) -> 
     let datagram = (netmtu as usize).saturating_sub(ip_udp);
     let max = transport.datagram_size_max();
     if datagram > max {
+        let why = match transport {
+            AnyTransport::Xdp(x) => format!(" ({})", x.datagram_limit()),
+            AnyTransport::Udp(_) => String::new(),
+        };
         return Err(format!(
             "totem.netmtu {netmtu} needs {datagram}-byte UDP payloads, but the {} transport \
-             carries at most {max}; lower netmtu to {} or less",
+             carries at most {max}{why}; lower netmtu to {} or less",
             transport.name(),
             max + ip_udp
         ));
@@ -224,6 +231,7 @@ fn open_xdp(
     interface: Option<&str>,
     mcast: Option<&Multicast>,
     maps: Option<SteerMaps>,
+    netmtu_bytes: u32,
 ) -> Result<(AnyTransport, String), String> {
     let name = match interface {
         Some(n) => n.to_owned(),
@@ -238,6 +246,8 @@ fn open_xdp(
     }
     let mut cfg = XskConfig::new(name, bind);
     cfg.multicast = mcast.copied();
+    // netmtu is an IP packet; the frame adds an Ethernet header.
+    cfg.frame_bytes_max = netmtu_bytes as usize + crate::transport::frame::ETH_HEADER_LEN;
     // Every receive queue gets a socket: RSS may put cluster frames on any of them, and a
     // queue without one passes them to a kernel with no socket on the port.
     let queues = crate::transport::xsk::rx_queue_count(&cfg.interface)

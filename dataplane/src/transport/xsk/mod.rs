@@ -19,6 +19,15 @@
 //!   (`sendto`, repeated while the kernel keeps making progress: copy mode sends 32 frames per
 //!   kick) and reaps the completion ring into the free list. No free frame → `Ok(false)`,
 //!   counted as `tx_ring_full`.
+//! - **Frames larger than one UMEM frame** (multi-buffer, [`XskConfig::frame_bytes_max`] above
+//!   [`UMEM_FRAME_DATA_BYTES`]): the sockets are bound with `XDP_USE_SG`. A received frame
+//!   spread over several descriptors is copied together (`chain::Gather`, across batches if a
+//!   batch ends inside it) before it is parsed; its descriptors go back to the fill ring like
+//!   any other; a chain longer than the socket was set up for is dropped and counted
+//!   (`drops.chain_malformed`). A frame to send is built in a scratch buffer and copied into as
+//!   many free frames as it needs, all put on the TX ring at once or none (libxdp reserves
+//!   all or nothing), never half. Single-descriptor frames take the in-place path either way;
+//!   without the need the sockets are bound as before, without `XDP_USE_SG`.
 //! - **Bind**: zero-copy first, copy mode when the driver refuses (veth, most virtual NICs),
 //!   always with need_wakeup; libxdp's own program loading is inhibited (its dispatcher fails on
 //!   veth with EPERM, and xdp-prog is ours), so the socket fd is put into xdp-prog's `xsks` map.
@@ -30,7 +39,7 @@
 //!   `xsks` map), then a program this transport loaded is detached (field order).
 //!
 //! Not done yet: several queues sharing one UMEM, busy polling (`SO_BUSY_POLL`),
-//! TX metadata/checksum offload, frames larger than one UMEM frame (multi-buffer).
+//! TX metadata/checksum offload.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -40,8 +49,10 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use xdp_prog::{AttachMode, AttachedMode, SteerMaps, XdpCounters, XdpError, XdpProgram};
 
+mod chain;
 mod queue;
 
+use chain::{Step, CHAIN_MALFORMED};
 use queue::{bind_queue, socket_err, Queue};
 
 use crate::transport::frame::{self, Addressing};
@@ -50,9 +61,16 @@ use crate::transport::neigh::{self, LinkInfo, NeighCache, NeighCounters};
 
 /// Descriptors taken from one RX ring per `recv_batch`, so one busy queue cannot starve timers.
 pub const RX_BATCH: usize = 64;
-/// Bytes of one UMEM frame (libxdp's default chunk, one page): a frame on the wire, Ethernet
-/// header included, must fit in it, which bounds `totem.netmtu` over AF_XDP.
+/// Bytes of one UMEM frame (libxdp's default chunk, one page).
 pub const UMEM_FRAME_BYTES: u32 = 4096;
+/// Bytes of a UMEM frame the kernel writes a packet into and reads one from: the frame less
+/// the XDP program's headroom (`XDP_PACKET_HEADROOM`, linux/bpf.h; no headroom of our own). A
+/// frame on the wire larger than this travels as a chain of descriptors (multi-buffer).
+pub const UMEM_FRAME_DATA_BYTES: usize = UMEM_FRAME_BYTES as usize - 256;
+/// Most descriptors of one frame: the kernel's copy-mode limit (`MAX_SKB_FRAGS`, 17 by
+/// default, fragments after the first buffer: 18 in all, of which we use 17 so a kernel
+/// built with one fewer still takes every chain). 17 × 3840 bytes: any frame up to 65,280.
+pub const FRAME_PARTS_MAX: usize = 17;
 /// Most kicks of the TX ring per `flush` (copy mode moves 32 frames per kick).
 const TX_KICKS_MAX: usize = 64;
 
@@ -75,6 +93,10 @@ pub struct XskConfig {
     /// `None`: zero-copy where the driver takes it, copy mode otherwise. `Some(mode)`: that
     /// mode only, or fail (hwtest requires zero-copy; tests can force copy mode).
     pub bind_mode: Option<BindMode>,
+    /// The largest frame on the wire to carry, Ethernet header included (netmtu + 14). Above
+    /// [`UMEM_FRAME_DATA_BYTES`] the sockets are bound with `XDP_USE_SG` and such frames
+    /// travel as chains of up to [`FRAME_PARTS_MAX`] descriptors.
+    pub frame_bytes_max: usize,
 }
 
 impl XskConfig {
@@ -87,7 +109,14 @@ impl XskConfig {
             frames_per_queue: 2048,
             multicast: None,
             bind_mode: None,
+            frame_bytes_max: UMEM_FRAME_DATA_BYTES,
         }
+    }
+
+    /// Descriptors one frame of `frame_bytes_max` takes, at most [`FRAME_PARTS_MAX`]: 1 binds
+    /// single-buffer sockets.
+    pub fn frame_parts_max(&self) -> usize {
+        chain::parts(self.frame_bytes_max, UMEM_FRAME_DATA_BYTES).min(FRAME_PARTS_MAX)
     }
 }
 
@@ -155,13 +184,28 @@ pub struct XskCounters {
     /// receive; see `Queue::refill`), summed over attempts.
     pub fill_deferred: u64,
     /// Received or unsendable frames dropped, by reason (`frame_*` from `ParseError::reason`,
-    /// `wrong_destination`, `neigh_unresolved`, `frame_too_large`).
+    /// `wrong_destination`, `neigh_unresolved`, `frame_too_large`, `chain_malformed`).
     pub drops: BTreeMap<&'static str, u64>,
 }
 
 impl XskCounters {
     fn drop(&mut self, reason: &'static str) {
         *self.drops.entry(reason).or_insert(0) += 1;
+    }
+
+    /// Counts a refused receive chain; logs the 1st, 2nd, 4th, 8th… so a stream of them
+    /// cannot flood the log (no clock on the packet path).
+    fn drop_chain(&mut self, interface: &str, queue: u32, parts_max: usize) {
+        self.drop(CHAIN_MALFORMED);
+        let n = self.dropped(CHAIN_MALFORMED);
+        if n.is_power_of_two() {
+            tracing::warn!(
+                "{interface} queue {queue}: dropped a received frame spread over more than \
+                 {parts_max} UMEM frames or {} bytes ({n} so far, counted in \
+                 stats.xdp.drops.{CHAIN_MALFORMED})",
+                parts_max * UMEM_FRAME_DATA_BYTES
+            );
+        }
     }
 
     pub fn dropped(&self, reason: &str) -> u64 {
@@ -216,6 +260,15 @@ pub struct XskTransport {
     ip_id: u16,
     tx_next: usize,
     multicast: Option<Group>,
+    /// The interface's MTU (largest IP packet), read at open.
+    link_mtu: u32,
+    /// Descriptors one frame may take ([`XskConfig::frame_parts_max`]); 1: single-buffer
+    /// sockets.
+    frame_parts_max: usize,
+    /// Where a frame larger than one UMEM frame is built before it is cut into descriptors.
+    /// Invariant: capacity `frame_parts_max × UMEM_FRAME_DATA_BYTES` (empty when single-buffer),
+    /// never grown.
+    tx_scratch: Vec<u8>,
 }
 
 /// The multicast group a cluster sends to.
@@ -281,6 +334,9 @@ impl XskTransport {
         if cfg.queues.is_empty() {
             return Err(XskError::Interface("no receive queue to serve".into()));
         }
+        let link_mtu = interface_mtu(&link.name)
+            .map_err(|e| XskError::Interface(format!("interface {}: MTU: {e}", link.name)))?;
+        let frame_parts_max = cfg.frame_parts_max();
         let program = steering(&link)?;
         let mut queues = Vec::with_capacity(cfg.queues.len());
         let mut bind_mode = cfg.bind_mode.unwrap_or(BindMode::ZeroCopy);
@@ -304,10 +360,15 @@ impl XskTransport {
             };
             tracing::debug!(
                 "{} queue {id}: AF_XDP socket bound in {bind_mode} mode, {} UMEM frames of 4 \
-                 KiB, rings of {}",
+                 KiB, rings of {}, {}",
                 link.name,
                 cfg.frames_per_queue,
-                cfg.frames_per_queue / 2
+                cfg.frames_per_queue / 2,
+                if frame_parts_max > 1 {
+                    format!("multi-buffer (frames of up to {frame_parts_max} UMEM frames)")
+                } else {
+                    "single-buffer".to_owned()
+                }
             );
             // SAFETY: the socket's fd is open for as long as `q` (which holds the socket) lives,
             // and the map keeps its own reference.
@@ -357,7 +418,38 @@ impl XskTransport {
             ip_id: 0,
             tx_next: 0,
             multicast,
+            link_mtu,
+            frame_parts_max,
+            tx_scratch: Vec::with_capacity(if frame_parts_max > 1 {
+                frame_parts_max * UMEM_FRAME_DATA_BYTES
+            } else {
+                0
+            }),
         })
+    }
+
+    /// What bounds [`Transport::datagram_size_max`](crate::transport::Transport), for an
+    /// operator: the interface's MTU or the UMEM frames one frame may take.
+    pub fn datagram_limit(&self) -> String {
+        if self.link_mtu_frame_bytes() <= self.parts_frame_bytes() {
+            format!("the MTU of {} is {}", self.link.name, self.link_mtu)
+        } else {
+            format!(
+                "its sockets take at most {} UMEM frame(s) of {UMEM_FRAME_DATA_BYTES} bytes \
+                 per frame",
+                self.frame_parts_max
+            )
+        }
+    }
+
+    /// The largest frame the interface's MTU lets through, Ethernet header included.
+    fn link_mtu_frame_bytes(&self) -> usize {
+        self.link_mtu as usize + frame::ETH_HEADER_LEN
+    }
+
+    /// The largest frame the sockets take.
+    fn parts_frame_bytes(&self) -> usize {
+        self.frame_parts_max * UMEM_FRAME_DATA_BYTES
     }
 
     pub fn bind_mode(&self) -> BindMode {
@@ -408,13 +500,21 @@ impl XskTransport {
     }
 
     /// A one-line description for logs: interface, XDP mode (or whose program), bind mode,
-    /// queues.
+    /// multi-buffer, queues.
     pub fn describe(&self) -> String {
         format!(
-            "AF_XDP on {} ({}, {}-mode sockets, {} {})",
+            "AF_XDP on {} ({}, {}-mode{} sockets, {} {})",
             self.link.name,
             self.program.describe(),
             self.bind_mode,
+            if self.frame_parts_max > 1 {
+                format!(
+                    " multi-buffer (up to {} UMEM frames a frame)",
+                    self.frame_parts_max
+                )
+            } else {
+                String::new()
+            },
             if self.queues.len() == 1 {
                 "queue"
             } else {
@@ -467,25 +567,12 @@ pub fn rx_queue_count(interface: &str) -> io::Result<u32> {
         combined_count: u32,
     }
     const ETHTOOL_GCHANNELS: u32 = 0x3c;
-    let name = interface.as_bytes();
-    if name.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "interface name too long",
-        ));
-    }
-    let sock =
-        std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("[::]:0"))?;
+    let (sock, mut ifr) = ifreq_of(interface)?;
     let mut channels = Channels {
         cmd: ETHTOOL_GCHANNELS,
         ..Channels::default()
     };
-    // SAFETY: all-zero is a valid ifreq; the name is copied in below (NUL-terminated, as the
-    // length was checked) and the data pointer aims at `channels`, alive across the ioctl.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in ifr.ifr_name.iter_mut().zip(name) {
-        *dst = *src as libc::c_char;
-    }
+    // The data pointer aims at `channels`, alive across the ioctl.
     ifr.ifr_ifru.ifru_data = (&mut channels as *mut Channels).cast();
     // SAFETY: SIOCETHTOOL with a valid ifreq whose data points at a `struct ethtool_channels`.
     let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) };
@@ -502,6 +589,43 @@ pub fn rx_queue_count(interface: &str) -> io::Result<u32> {
     Ok((channels.rx_count + channels.combined_count).max(1))
 }
 
+/// The MTU of `interface` (of the calling thread's network namespace): the largest IP packet
+/// it sends and receives (`SIOCGIFMTU`).
+pub fn interface_mtu(interface: &str) -> io::Result<u32> {
+    let (sock, mut ifr) = ifreq_of(interface)?;
+    // SAFETY: SIOCGIFMTU with a valid ifreq naming the interface; the kernel writes ifru_mtu.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut ifr) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("{interface}: SIOCGIFMTU: {e}"),
+        ));
+    }
+    // SAFETY: SIOCGIFMTU succeeded, so the union holds the MTU.
+    let mtu = unsafe { ifr.ifr_ifru.ifru_mtu };
+    u32::try_from(mtu).map_err(|_| io::Error::other(format!("{interface}: MTU {mtu}")))
+}
+
+/// A socket for interface ioctls and an `ifreq` naming `interface`.
+fn ifreq_of(interface: &str) -> io::Result<(UdpSocket, libc::ifreq)> {
+    let name = interface.as_bytes();
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
+    }
+    let sock = UdpSocket::bind("0.0.0.0:0").or_else(|_| UdpSocket::bind("[::]:0"))?;
+    // SAFETY: all-zero is a valid ifreq; the name is copied in below, NUL-terminated as the
+    // length was checked.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(name) {
+        *dst = *src as libc::c_char;
+    }
+    Ok((sock, ifr))
+}
+
 impl crate::transport::Transport for XskTransport {
     fn name(&self) -> &'static str {
         "xdp"
@@ -511,8 +635,12 @@ impl crate::transport::Transport for XskTransport {
         self.local
     }
 
+    /// The smaller of what the interface's MTU lets through (frames are sent with DF, so a
+    /// larger one would be dropped on the way) and what the sockets' UMEM frames hold.
     fn datagram_size_max(&self) -> usize {
-        UMEM_FRAME_BYTES as usize - frame::header_len(&self.local)
+        self.link_mtu_frame_bytes()
+            .min(self.parts_frame_bytes())
+            .saturating_sub(frame::header_len(&self.local))
     }
 
     fn group(&self) -> Option<SocketAddr> {
@@ -572,13 +700,25 @@ impl crate::transport::Transport for XskTransport {
             let n = unsafe { q.rx.consume(&mut q.batch[..RX_BATCH]) };
             q.frames_in += n as u64;
             for desc in &mut q.batch[..n] {
+                let more = desc.options() & libc::XDP_PKT_CONTD != 0;
                 // SAFETY: `desc` was just consumed from this queue's RX ring, so it is a frame
                 // of `q.umem` that the kernel has finished writing and that nothing else
                 // touches until it goes back on the fill ring below.
                 let mut data = unsafe { q.umem.data_mut(desc) };
                 let bytes = data.contents_mut();
-                counters.frames_in += 1;
                 counters.bytes_in += bytes.len() as u64;
+                // A chain's bytes are copied out here, so its descriptors go back to the fill
+                // ring with the batch even when the chain ends in a later one.
+                let bytes = match q.gather.push(bytes, more) {
+                    Step::Whole => bytes,
+                    Step::Pending => continue,
+                    Step::Gathered => q.gather.frame_mut(),
+                    Step::Dropped => {
+                        counters.drop_chain(&self.link.name, q.id, q.gather.parts_max());
+                        continue;
+                    }
+                };
+                counters.frames_in += 1;
                 match frame::parse(bytes) {
                     Ok(p) if p.dst == local || Some(p.dst) == group => {
                         f(&mut bytes[p.payload], p.src);
@@ -622,17 +762,25 @@ impl crate::transport::Transport for XskTransport {
                 }
             },
         };
+        // The caller keeps to datagram_size_max (netmtu is checked against it); a larger
+        // frame would pass the interface's MTU or the chain the sockets take.
+        if payload.len() > self.datagram_size_max() {
+            self.counters.drop("frame_too_large");
+            return Ok(false);
+        }
+        let hl = frame::header_len(&to);
+        let frame_bytes = hl + payload.len();
+        let parts = chain::parts(frame_bytes, UMEM_FRAME_DATA_BYTES);
         let qi = self.tx_next % self.queues.len();
         self.tx_next = self.tx_next.wrapping_add(1);
         let q = &mut self.queues[qi];
-        if q.tx_free.is_empty() {
+        if q.tx_free.len() < parts {
             q.reap();
         }
-        let Some(mut desc) = q.tx_free.pop() else {
+        if q.tx_free.len() < parts {
             self.counters.tx_ring_full += 1;
             return Ok(false);
-        };
-        let hl = frame::header_len(&to);
+        }
         let addressing = Addressing {
             src_mac: self.link.mac,
             dst_mac,
@@ -641,6 +789,23 @@ impl crate::transport::Transport for XskTransport {
             hop_limit,
         };
         self.ip_id = self.ip_id.wrapping_add(1);
+        if parts > 1 {
+            let scratch = &mut self.tx_scratch;
+            scratch.resize(frame_bytes, 0); // within its capacity: frame_parts_max parts
+            if frame::build(scratch, &addressing, payload, self.ip_id).is_err() {
+                self.counters.drop("frame_too_large");
+                return Ok(false);
+            }
+            if !q.send_chain(scratch, parts)? {
+                self.counters.tx_ring_full += 1;
+                return Ok(false);
+            }
+            self.counters.frames_out += 1;
+            self.counters.bytes_out += frame_bytes as u64;
+            return Ok(true);
+        }
+        let mut desc = q.tx_free.pop().expect("a free frame: counted above");
+        desc.set_options(0);
         let built = {
             // SAFETY: `desc` came from this queue's free list: a frame of `q.umem` on no ring.
             let mut data = unsafe { q.umem.data_mut(&mut desc) };

@@ -1,6 +1,7 @@
 //! One AF_XDP receive queue: its socket, its UMEM and the four rings, bound with the RX half
 //! of the frames on the fill ring, and how frames go back to the kernel.
 
+use std::io;
 use std::num::NonZeroU32;
 
 use xsk_rs::config::{
@@ -9,7 +10,8 @@ use xsk_rs::config::{
 };
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
-use super::{BindMode, XskConfig, XskError, RX_BATCH, UMEM_FRAME_BYTES};
+use super::chain::Gather;
+use super::{BindMode, XskConfig, XskError, RX_BATCH, UMEM_FRAME_BYTES, UMEM_FRAME_DATA_BYTES};
 
 /// One receive queue's socket, rings and memory.
 pub(super) struct Queue {
@@ -30,8 +32,14 @@ pub(super) struct Queue {
     /// offered again on every receive. Invariant: at most the RX half of the UMEM, and no frame
     /// is both here and on a ring.
     pub(super) refill: Vec<FrameDesc>,
-    /// Frames taken from this queue's RX ring.
+    /// Descriptors (UMEM frames) taken from this queue's RX ring.
     pub(super) frames_in: u64,
+    /// Joins received chains (multi-buffer); takes chains of one descriptor on a
+    /// single-buffer socket.
+    pub(super) gather: Gather,
+    /// The descriptors of the chain being sent. Invariant: empty outside `send_chain`;
+    /// capacity `frame_parts_max`.
+    tx_chain: Vec<FrameDesc>,
 }
 
 impl Queue {
@@ -54,6 +62,40 @@ impl Queue {
             }
         }
         returned
+    }
+
+    /// Copies `frame` into `parts` free frames (the caller checked there are so many) and
+    /// puts them on the TX ring as one chain, all or none; returns whether it went (no room
+    /// on the ring: the frames go back to the free list).
+    pub(super) fn send_chain(&mut self, frame: &[u8], parts: usize) -> io::Result<bool> {
+        assert!(parts <= self.tx_chain.capacity() && self.tx_chain.is_empty());
+        let from = self.tx_free.len() - parts;
+        self.tx_chain.extend(self.tx_free.drain(from..));
+        let last = parts - 1;
+        for (i, (desc, piece)) in self
+            .tx_chain
+            .iter_mut()
+            .zip(frame.chunks(UMEM_FRAME_DATA_BYTES))
+            .enumerate()
+        {
+            // SAFETY: `desc` came from this queue's free list: a frame of `self.umem` on no
+            // ring.
+            let mut data = unsafe { self.umem.data_mut(desc) };
+            let mut cursor = data.cursor();
+            cursor.set_pos(0);
+            io::Write::write_all(&mut cursor, piece)?;
+            desc.set_options(if i < last { libc::XDP_PKT_CONTD } else { 0 });
+        }
+        // SAFETY: the chain's frames are of this queue's UMEM, now owned by the TX ring until
+        // the completion ring returns them. libxdp reserves all the descriptors or none.
+        let put = unsafe { self.tx.produce(&self.tx_chain) };
+        assert!(put == 0 || put == parts, "the TX ring took part of a chain");
+        if put == 0 {
+            self.tx_free.append(&mut self.tx_chain);
+            return Ok(false);
+        }
+        self.tx_chain.clear();
+        Ok(true)
     }
 
     /// Returns completed TX frames to the free list.
@@ -93,12 +135,23 @@ pub(super) fn bind_queue(cfg: &XskConfig, queue: u32, mode: BindMode) -> Result<
         .comp_queue_size(ring)
         .build()
         .map_err(|e| e.to_string())?;
+    assert_eq!(
+        umem_cfg.mtu() as usize,
+        UMEM_FRAME_DATA_BYTES,
+        "UMEM_FRAME_DATA_BYTES is a UMEM frame's data area"
+    );
+    let parts_max = cfg.frame_parts_max();
     let count = NonZeroU32::new(frames).ok_or("no frames")?;
     let (umem, mut descs) = Umem::new(umem_cfg, count, false).map_err(|e| e.to_string())?;
-    let bind = match mode {
+    let mut bind = match mode {
         BindMode::ZeroCopy => BindFlags::XDP_ZEROCOPY | BindFlags::XDP_USE_NEED_WAKEUP,
         BindMode::Copy => BindFlags::XDP_COPY | BindFlags::XDP_USE_NEED_WAKEUP,
     };
+    // Multi-buffer only when a frame needs it: a zero-copy driver without it refuses the bind
+    // (then copy mode serves), and single-buffer frames never pay for it.
+    if parts_max > 1 {
+        bind |= BindFlags::XDP_USE_SG;
+    }
     let sock_cfg = SocketConfig::builder()
         .rx_queue_size(ring)
         .tx_queue_size(ring)
@@ -133,5 +186,7 @@ pub(super) fn bind_queue(cfg: &XskConfig, queue: u32, mode: BindMode) -> Result<
         refill: Vec::with_capacity(descs.len()),
         batch: descs,
         frames_in: 0,
+        gather: Gather::new(parts_max, UMEM_FRAME_DATA_BYTES),
+        tx_chain: Vec::with_capacity(parts_max),
     })
 }
