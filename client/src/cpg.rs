@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use rotor_proto::codec::Reader;
 pub use rotor_proto::cpg::{
-    Event, Guarantee, Member, Reason, GROUP_NAME_MAX, JOIN_FLAGS_KNOWN, JOIN_INITIAL_TOTEM_CONF,
+    Delivery, Event, Guarantee, Member, Reason, GROUP_NAME_MAX, JOIN_FLAGS_KNOWN,
+    JOIN_INITIAL_TOTEM_CONF,
 };
 use rotor_proto::cpg::{Request, OP_REPLY, OP_WELCOME};
 use rotor_proto::Status;
@@ -64,6 +65,12 @@ impl Received {
     /// The event; its slices borrow the record.
     pub fn event(&self) -> Result<Event<'_>, Error> {
         Ok(Event::decode(&self.record)?)
+    }
+
+    /// The event if it is a delivery (`None`: another kind, read it with
+    /// [`Received::event`]), without building the whole event.
+    pub fn delivery(&self) -> Result<Option<Delivery<'_>>, Error> {
+        Ok(Delivery::decode(&self.record)?)
     }
 
     /// The whole record, writable (a delivery's data is a range of it: libcpg hands the

@@ -271,6 +271,40 @@ pub enum Event<'a> {
     },
 }
 
+/// The fields of an [`Event::Deliver`], read without building the whole event: a reader of
+/// deliveries (libcpg's dispatch) takes this small value instead of moving the large enum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delivery<'a> {
+    pub guarantee: Guarantee,
+    pub sender: Member,
+    pub group: &'a [u8],
+    pub data: &'a [u8],
+}
+
+impl<'a> Delivery<'a> {
+    /// The delivery `buf` holds, or `None` for any other event (decode it with
+    /// [`Event::decode`]).
+    pub fn decode(buf: &'a [u8]) -> Result<Option<Delivery<'a>>, DecodeError> {
+        let (env, mut r) = Reader::new(buf)?;
+        if env.op != OP_DELIVER {
+            return Ok(None);
+        }
+        Delivery::read(&mut r).map(Some)
+    }
+
+    fn read(r: &mut Reader<'a>) -> Result<Delivery<'a>, DecodeError> {
+        Ok(Delivery {
+            guarantee: Guarantee::from_code(r.u8("guarantee")?)?,
+            sender: Member {
+                node: r.u32("sender")?,
+                pid: r.u32("sender")?,
+            },
+            group: r.bytes("group")?,
+            data: r.bytes("data")?,
+        })
+    }
+}
+
 impl Event<'_> {
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
@@ -353,15 +387,15 @@ impl Event<'_> {
                     groups,
                 }
             }
-            OP_DELIVER => Event::Deliver {
-                guarantee: Guarantee::from_code(r.u8("guarantee")?)?,
-                sender: Member {
-                    node: r.u32("sender")?,
-                    pid: r.u32("sender")?,
-                },
-                group: r.bytes("group")?,
-                data: r.bytes("data")?,
-            },
+            OP_DELIVER => {
+                let d = Delivery::read(&mut r)?;
+                Event::Deliver {
+                    guarantee: d.guarantee,
+                    sender: d.sender,
+                    group: d.group,
+                    data: d.data,
+                }
+            }
             OP_CONFCHG => Event::ConfChg {
                 group: r.bytes("group")?,
                 members: read_members(&mut r)?,
@@ -577,8 +611,40 @@ mod tests {
                 event.encode(&mut out);
                 assert_eq!(out, expected);
                 assert_eq!(Event::decode(&out).unwrap(), event);
+                let d = Delivery::decode(&out).unwrap().expect("a delivery");
+                assert_eq!(
+                    (d.guarantee, d.sender, d.group, d.data),
+                    (guarantee, sender, group, data)
+                );
             }
         }
+    }
+
+    #[test]
+    fn a_delivery_alone_is_read_as_event_decode_reads_it_and_no_other_event_is() {
+        let mut buf = Vec::new();
+        let event = Event::Deliver {
+            guarantee: Guarantee::Safe,
+            sender: Member { node: 4, pid: 99 },
+            group: b"grp",
+            data: b"payload",
+        };
+        event.encode(&mut buf);
+        for cut in 0..buf.len() {
+            assert_eq!(
+                Delivery::decode(&buf[..cut]).is_err(),
+                Event::decode(&buf[..cut]).is_err(),
+                "cut {cut}"
+            );
+        }
+        let confchg = Event::ConfChg {
+            group: b"grp",
+            members: vec![Member { node: 1, pid: 2 }],
+            joined: Vec::new(),
+            left: Vec::new(),
+        };
+        confchg.encode(&mut buf);
+        assert_eq!(Delivery::decode(&buf).unwrap(), None);
     }
 
     #[test]

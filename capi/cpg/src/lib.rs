@@ -106,9 +106,10 @@ unsafe fn group_name<'a>(name: *const cpg_name) -> Result<&'a [u8], cs_error_t> 
 fn to_cpg_name(group: &[u8]) -> cpg_name {
     let mut name = cpg_name::default();
     let len = group.len().min(name.value.len());
-    for (d, s) in name.value.iter_mut().zip(&group[..len]) {
-        *d = *s as _;
-    }
+    // SAFETY: `value` is `len` or more c_chars, which have the size and alignment of u8.
+    let value =
+        unsafe { std::slice::from_raw_parts_mut(name.value.as_mut_ptr().cast::<u8>(), len) };
+    value.copy_from_slice(&group[..len]);
     name.length = len as u32;
     name
 }
@@ -395,24 +396,26 @@ fn run_callback(
     cb: &Callbacks,
 ) -> Result<(), cs_error_t> {
     let start = received.record_start() as usize;
+    // Deliveries, nearly every event, are read as the few fields they have: moving the whole
+    // decoded event about cost this dispatch more than the application's own callback
+    // (a profile of a 64 B throughput run).
+    if let Some(d) = received.delivery().map_err(|e| cs_error(&e))? {
+        let Some(deliver) = cb.deliver else {
+            return Ok(());
+        };
+        let name = to_cpg_name(d.group);
+        let (offset, len) = (d.data.as_ptr() as usize - start, d.data.len());
+        let (node, pid) = (d.sender.node, d.sender.pid);
+        let msg = received.record_mut()[offset..offset + len].as_mut_ptr();
+        // SAFETY: the application's callback, called with what cpg.h promises it: a valid
+        // group name and `len` writable bytes that live until it returns.
+        unsafe { deliver(handle, &name, node, pid, msg.cast(), len) };
+        return Ok(());
+    }
     let event = received.event().map_err(|e| cs_error(&e))?;
     match event {
-        Event::Deliver {
-            sender,
-            group,
-            data,
-            ..
-        } => {
-            let Some(deliver) = cb.deliver else {
-                return Ok(());
-            };
-            let name = to_cpg_name(group);
-            let (offset, len) = (data.as_ptr() as usize - start, data.len());
-            let msg = received.record_mut()[offset..offset + len].as_mut_ptr();
-            // SAFETY: the application's callback, called with what cpg.h promises it: a
-            // valid group name and `len` writable bytes that live until it returns.
-            unsafe { deliver(handle, &name, sender.node, sender.pid, msg.cast(), len) };
-        }
+        // Read above.
+        Event::Deliver { .. } => {}
         Event::ConfChg {
             group,
             members,
