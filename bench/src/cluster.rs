@@ -510,15 +510,14 @@ impl Rotor {
         };
         dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
             .filter(|pid| {
-                // /proc/PID/stat: `pid (comm) state ppid …`; comm may hold spaces.
                 let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
                     return false;
                 };
-                let Some((head, rest)) = stat.rsplit_once(") ") else {
+                let Some((comm, fields)) = crate::cpu::proc_stat(&stat) else {
                     return false;
                 };
-                let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
-                head.ends_with("(rotor-dataplane") && ppid.is_some_and(|p| parents.contains(&p))
+                let ppid = fields.get(1).and_then(|p| p.parse::<u32>().ok());
+                comm == "rotor-dataplane" && ppid.is_some_and(|p| parents.contains(&p))
             })
             .collect()
     }

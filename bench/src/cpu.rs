@@ -36,11 +36,18 @@ fn machine_ticks(stat: &str) -> Option<(u64, u64, usize)> {
     Some((all - idle, all, cpus))
 }
 
+/// A `/proc/PID/stat` line as its command name and the fields after it (state, ppid, …).
+/// `pid (comm) state …`: comm may hold spaces and parentheses, so the split is at the last
+/// ") ".
+pub fn proc_stat(stat: &str) -> Option<(&str, Vec<&str>)> {
+    let (head, rest) = stat.rsplit_once(") ")?;
+    let (_, comm) = head.split_once(" (")?;
+    Some((comm, rest.split(' ').collect()))
+}
+
 /// (utime, stime) ticks of one `/proc/PID/stat` line, all its threads together.
 fn process_ticks(stat: &str) -> Option<(u64, u64)> {
-    // `pid (comm) state …`: comm may hold spaces and parentheses, so split at the last ") ".
-    let (_, rest) = stat.rsplit_once(") ")?;
-    let f: Vec<&str> = rest.split(' ').collect();
+    let (_, f) = proc_stat(stat)?;
     // After comm: state(0) ppid(1) … utime is field 14 of the line, index 11 here.
     Some((f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?))
 }
@@ -113,18 +120,6 @@ impl Usage {
             (self.procs_user + self.procs_system) / msgs_per_s * 1e6,
         )
     }
-
-    /// `busy 1.97 of 2 cores; daemons 1.41 (user 0.62, system 0.79)`.
-    pub fn describe(&self) -> String {
-        format!(
-            "busy {:.2} of {} cores; daemons {:.2} (user {:.2}, system {:.2})",
-            self.machine,
-            self.cpus,
-            self.procs_user + self.procs_system,
-            self.procs_user,
-            self.procs_system
-        )
-    }
 }
 
 /// A reading of a phase's steady state, taken by a thread while the phase runs.
@@ -170,6 +165,8 @@ mod tests {
                     731 245 0 0 -2 0 3 0 12345 0 0";
         assert_eq!(process_ticks(line), Some((731, 245)));
         assert_eq!(process_ticks("4242 (x) S 1"), None);
+        let (comm, fields) = proc_stat(line).expect("a stat line");
+        assert_eq!((comm, fields[1]), ("rotor (data) plane", "1"));
     }
 
     #[test]
