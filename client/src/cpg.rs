@@ -321,13 +321,18 @@ impl Cpg {
         // Each event is decoded where the connection holds it: the handler borrows the data.
         while self.take_event(wait)? {
             wait = Wait::No;
+            // Deliveries, nearly every event, are read as their four fields rather than as the
+            // whole event (see `Delivery`).
+            if let Some(d) = Delivery::decode(self.conn.current())? {
+                h.deliver(d.group, d.sender, d.guarantee, d.data);
+                n += 1;
+                if mode == Dispatch::One {
+                    break;
+                }
+                continue;
+            }
             match Event::decode(self.conn.current())? {
-                Event::Deliver {
-                    guarantee,
-                    sender,
-                    group,
-                    data,
-                } => h.deliver(group, sender, guarantee, data),
+                Event::Deliver { .. } => unreachable!("read as a Delivery above"),
                 Event::ConfChg {
                     group,
                     members,
