@@ -48,47 +48,47 @@ impl Net {
             delivered: [0; 3],
             last_delivery_ns: 0,
         };
-        net.run_until(3_000 * MS, |_, _| {});
+        net.run_until(3_000 * MS);
         assert!(net.nodes.iter().all(Node::is_operational), "no ring formed");
         assert_eq!(net.nodes[0].members().len(), 3);
         common::join_all(&mut net.nodes, GROUP, PID);
-        net.run_until(6_000 * MS, |_, _| {});
+        net.run_until(6_000 * MS);
         net.cancels = [0; 3];
         net
     }
 
-    /// Moves every node's output to the wire and hands it on until nothing is in flight,
-    /// firing timers up to `until_ns`; `seen(sender, kind)` is told of every datagram as it
-    /// leaves, and may submit requests through the node list it is given afterwards.
-    fn run_until(&mut self, until_ns: u64, mut seen: impl FnMut(usize, u8)) {
-        loop {
-            let mut wire = Vec::new();
-            for (i, n) in self.nodes.iter_mut().enumerate() {
-                while let Some(t) = n.poll_transmit() {
-                    let kind = t.bytes.get(3).copied().unwrap_or(0);
-                    if kind == KIND_HOLD_CANCEL {
-                        self.cancels[i] += 1;
-                    }
-                    seen(i, kind);
-                    wire.push((i, t.dest, t.bytes));
+    /// One round: moves every node's output to the wire (counting cancels and deliveries) and
+    /// hands it on, or, with nothing in flight, fires the timers due next. Returns the
+    /// (sender, kind) of each datagram moved; `None` when no timer is due by `until_ns`.
+    fn step(&mut self, until_ns: u64) -> Option<Vec<(usize, u8)>> {
+        let mut wire = Vec::new();
+        let mut moved = Vec::new();
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            while let Some(t) = n.poll_transmit() {
+                let kind = t.bytes.get(3).copied().unwrap_or(0);
+                if kind == KIND_HOLD_CANCEL {
+                    self.cancels[i] += 1;
                 }
-                while let Some(ev) = n.poll_event() {
-                    if let Event::Deliver(d) = ev {
-                        if d.group == GROUP {
-                            self.delivered[i] += 1;
-                            self.last_delivery_ns = self.now;
-                        }
-                    }
+                moved.push((i, kind));
+                wire.push((i, t.dest, t.bytes));
+            }
+            while let Some(ev) = n.poll_event() {
+                if matches!(ev, Event::Deliver(ref d) if d.group == GROUP) {
+                    self.delivered[i] += 1;
+                    self.last_delivery_ns = self.now;
                 }
-            }
-            if !wire.is_empty() {
-                common::deliver(&mut self.nodes, self.now, wire);
-                continue;
-            }
-            if !common::fire_timers(&mut self.nodes, &mut self.now, until_ns) {
-                return;
             }
         }
+        if wire.is_empty() {
+            return common::fire_timers(&mut self.nodes, &mut self.now, until_ns).then(Vec::new);
+        }
+        common::deliver(&mut self.nodes, self.now, wire);
+        Some(moved)
+    }
+
+    /// Runs rounds until no timer is due by `until_ns`.
+    fn run_until(&mut self, until_ns: u64) {
+        while self.step(until_ns).is_some() {}
     }
 }
 
@@ -98,7 +98,7 @@ fn a_message_on_an_idle_ring_cancels_the_hold_and_does_not_wait_for_it() {
     let start = net.now;
     // Node 3 is not the representative (the lowest id is), which holds the idle ring's token.
     common::mcast_agreed(&mut net.nodes[2], GROUP, PID, b"after a quiet spell", 1);
-    net.run_until(start + 2_000 * MS, |_, _| {});
+    net.run_until(start + 2_000 * MS);
     assert_eq!(net.delivered, [1; 3], "every node delivers the message");
     assert_eq!(
         net.cancels,
@@ -120,38 +120,18 @@ fn a_message_on_a_busy_ring_waits_for_the_token_and_sends_no_cancel() {
     // has passed on a token of that busy ring, which therefore did not announce a hold.
     common::mcast_agreed(&mut net.nodes[0], GROUP, PID, &[0xa5; 900], 400);
     let cancels_before = net.cancels;
-    let mut submitted = false;
     let mut passes = 0;
-    while !submitted {
-        let mut wire = Vec::new();
-        for (i, n) in net.nodes.iter_mut().enumerate() {
-            while let Some(t) = n.poll_transmit() {
-                if t.bytes.get(3) == Some(&KIND_HOLD_CANCEL) {
-                    net.cancels[i] += 1;
-                }
-                if i == 1 && t.bytes.get(3) == Some(&KIND_TOKEN) {
-                    passes += 1;
-                }
-                wire.push((i, t.dest, t.bytes));
-            }
-            while let Some(ev) = n.poll_event() {
-                if matches!(ev, Event::Deliver(ref d) if d.group == GROUP) {
-                    net.delivered[i] += 1;
-                }
-            }
-        }
-        if wire.is_empty() {
-            let timer = common::fire_timers(&mut net.nodes, &mut net.now, start + 2_000 * MS);
-            assert!(timer, "the ring stopped before node 2 passed a token twice");
-            continue;
-        }
-        common::deliver(&mut net.nodes, net.now, wire);
-        if passes >= 2 {
-            common::mcast_agreed(&mut net.nodes[1], GROUP, PID, b"mid-stream", 1);
-            submitted = true;
-        }
+    while passes < 2 {
+        let moved = net
+            .step(start + 2_000 * MS)
+            .expect("the ring stopped before node 2 passed a token twice");
+        passes += moved
+            .iter()
+            .filter(|&&(sender, kind)| sender == 1 && kind == KIND_TOKEN)
+            .count();
     }
-    net.run_until(start + 2_000 * MS, |_, _| {});
+    common::mcast_agreed(&mut net.nodes[1], GROUP, PID, b"mid-stream", 1);
+    net.run_until(start + 2_000 * MS);
     assert_eq!(
         net.delivered, [401; 3],
         "every node delivers node 1's 400 messages and node 2's one"
