@@ -69,17 +69,20 @@ impl Received {
 
     /// The event if it is a delivery (`None`: another kind, read it with
     /// [`Received::event`]), without building the whole event.
+    #[inline]
     pub fn delivery(&self) -> Result<Option<Delivery<'_>>, Error> {
         Ok(Delivery::decode(&self.record)?)
     }
 
     /// The whole record, writable (a delivery's data is a range of it: libcpg hands the
     /// application a writable message).
+    #[inline]
     pub fn record_mut(&mut self) -> &mut [u8] {
         &mut self.record
     }
 
     /// The record's first byte, to turn a slice of [`Received::event`] into an offset.
+    #[inline]
     pub fn record_start(&self) -> *const u8 {
         self.record.as_ptr()
     }
@@ -284,6 +287,7 @@ impl Cpg {
     /// Takes back an event of [`Cpg::poll_event`] that its caller is done with: the next
     /// one reuses its memory, so a caller that polls and recycles allocates once, not per
     /// event (libcpg's dispatch).
+    #[inline]
     pub fn recycle(&mut self, received: Received) {
         self.spare = Some(received.record);
     }

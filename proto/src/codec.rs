@@ -80,8 +80,12 @@ pub struct Envelope {
     pub req_id: u32,
 }
 
+// The envelope and field readers are `#[inline]`: clients read every delivery through them
+// from other crates, where a call returns each `Result` through memory, and a profile of
+// libcpg's dispatch found those round trips among its costliest lines.
 impl<'a> Reader<'a> {
     /// Reads the envelope; the reader is then at the first field.
+    #[inline]
     pub fn new(buf: &'a [u8]) -> Result<(Envelope, Reader<'a>), DecodeError> {
         let mut r = Reader { buf, pos: 0 };
         let op = r.u16("envelope")?;
@@ -90,6 +94,7 @@ impl<'a> Reader<'a> {
         Ok((Envelope { op, req_id }, r))
     }
 
+    #[inline]
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         let end = self
             .pos
@@ -101,23 +106,28 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    #[inline]
     pub fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
         Ok(self.take(1, what)?[0])
     }
+    #[inline]
     pub fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
         let b = self.take(2, what)?;
         Ok(u16::from_le_bytes([b[0], b[1]]))
     }
+    #[inline]
     pub fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
         let b = self.take(4, what)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
+    #[inline]
     pub fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
         let b = self.take(8, what)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(u64::from_le_bytes(a))
     }
+    #[inline]
     pub fn bytes(&mut self, what: &'static str) -> Result<&'a [u8], DecodeError> {
         let n = self.u32(what)? as usize;
         self.take(n, what)

@@ -43,6 +43,7 @@ impl Guarantee {
             Guarantee::Safe => 2,
         }
     }
+    #[inline]
     fn from_code(c: u8) -> Result<Guarantee, DecodeError> {
         match c {
             1 => Ok(Guarantee::Agreed),
@@ -284,6 +285,7 @@ pub struct Delivery<'a> {
 impl<'a> Delivery<'a> {
     /// The delivery `buf` holds, or `None` for any other event (decode it with
     /// [`Event::decode`]).
+    #[inline]
     pub fn decode(buf: &'a [u8]) -> Result<Option<Delivery<'a>>, DecodeError> {
         let (env, mut r) = Reader::new(buf)?;
         if env.op != OP_DELIVER {
@@ -292,6 +294,7 @@ impl<'a> Delivery<'a> {
         Delivery::read(&mut r).map(Some)
     }
 
+    #[inline]
     fn read(r: &mut Reader<'a>) -> Result<Delivery<'a>, DecodeError> {
         Ok(Delivery {
             guarantee: Guarantee::from_code(r.u8("guarantee")?)?,
