@@ -136,6 +136,30 @@ impl Conn {
         }
     }
 
+    /// Hands the current record over in `buf`, whose memory this connection keeps in
+    /// exchange; returns the record's length (it is `buf`'s first bytes). A record received
+    /// from the ring is not copied: the buffers swap (a `buf` smaller than the ring's largest
+    /// record is first replaced by one as large, which a caller that gives buffers back pays
+    /// once).
+    pub(crate) fn hand_over(&mut self, buf: &mut Vec<u8>) -> usize {
+        match self.current {
+            Current::None => 0,
+            Current::Buf(n) => {
+                if buf.len() != self.buf.len() {
+                    *buf = vec![0; self.buf.len()];
+                }
+                std::mem::swap(buf, &mut self.buf);
+                self.current = Current::None;
+                n
+            }
+            Current::Held => {
+                std::mem::swap(buf, &mut self.held);
+                self.current = Current::None;
+                buf.len()
+            }
+        }
+    }
+
     /// Whether a record waits for [`Conn::take`] (stashed or in the ring), without taking it.
     pub(crate) fn record_waiting(&mut self) -> Result<bool, Error> {
         Ok(!self.stash.is_empty() || self.session.record_waiting()?)

@@ -58,33 +58,36 @@ pub enum Wait {
 /// One event taken from the handle, owned: for callers that run their callbacks after
 /// releasing the handle (the C library calls back into user code, which may use the handle).
 pub struct Received {
-    record: Vec<u8>,
+    /// The record is its first `len` bytes: the rest is room the connection receives into
+    /// once the memory comes back ([`Cpg::recycle`]).
+    buf: Vec<u8>,
+    len: usize,
 }
 
 impl Received {
     /// The event; its slices borrow the record.
     pub fn event(&self) -> Result<Event<'_>, Error> {
-        Ok(Event::decode(&self.record)?)
+        Ok(Event::decode(&self.buf[..self.len])?)
     }
 
     /// The event if it is a delivery (`None`: another kind, read it with
     /// [`Received::event`]), without building the whole event.
     #[inline]
     pub fn delivery(&self) -> Result<Option<Delivery<'_>>, Error> {
-        Ok(Delivery::decode(&self.record)?)
+        Ok(Delivery::decode(&self.buf[..self.len])?)
     }
 
     /// The whole record, writable (a delivery's data is a range of it: libcpg hands the
     /// application a writable message).
     #[inline]
     pub fn record_mut(&mut self) -> &mut [u8] {
-        &mut self.record
+        &mut self.buf[..self.len]
     }
 
     /// The record's first byte, to turn a slice of [`Received::event`] into an offset.
     #[inline]
     pub fn record_start(&self) -> *const u8 {
-        self.record.as_ptr()
+        self.buf.as_ptr()
     }
 }
 
@@ -272,16 +275,17 @@ impl Cpg {
     }
 
     /// The next event (deliveries, group changes, totem changes), waiting as `wait` says;
-    /// `None` when none came. Its record is copied into the memory of the last event given
-    /// back with [`Cpg::recycle`], if any.
+    /// `None` when none came. The record is not copied: the connection hands over the memory
+    /// it received it into and takes that of the last event given back with
+    /// [`Cpg::recycle`] in exchange.
+    #[inline]
     pub fn poll_event(&mut self, wait: Wait) -> Result<Option<Received>, Error> {
         if !self.take_event(wait)? {
             return Ok(None);
         }
-        let mut record = self.spare.take().unwrap_or_default();
-        record.clear();
-        record.extend_from_slice(self.conn.current());
-        Ok(Some(Received { record }))
+        let mut buf = self.spare.take().unwrap_or_default();
+        let len = self.conn.hand_over(&mut buf);
+        Ok(Some(Received { buf, len }))
     }
 
     /// Takes back an event of [`Cpg::poll_event`] that its caller is done with: the next
@@ -289,7 +293,7 @@ impl Cpg {
     /// event (libcpg's dispatch).
     #[inline]
     pub fn recycle(&mut self, received: Received) {
-        self.spare = Some(received.record);
+        self.spare = Some(received.buf);
     }
 
     /// Makes the next event's record the connection's current one, skipping late replies;
@@ -356,5 +360,88 @@ impl Cpg {
             }
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! `poll_event` and `recycle` against a node played by an in-process ipc-shm server.
+
+    use super::*;
+    use ipc_shm::{AllowList, Server, WaitMode};
+
+    fn deliver(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Event::Deliver {
+            guarantee: Guarantee::Agreed,
+            sender: Member { node: 2, pid: 7 },
+            group: b"g",
+            data,
+        }
+        .encode(&mut out);
+        out
+    }
+
+    #[test]
+    fn every_event_comes_whole_whether_it_was_held_or_received_and_its_memory_comes_back() {
+        let name = format!("rotor-client-cpg-test-{}", std::process::id());
+        let server = Server::bind(&name, AllowList::root_and_owner()).unwrap();
+        let node = std::thread::spawn(move || {
+            let mut s = server.accept().unwrap();
+            let send = |s: &mut ipc_shm::Session, e: &[u8]| s.send(e, WaitMode::Blocking).unwrap();
+            let mut out = Vec::new();
+            Event::Welcome {
+                node_id: 1,
+                message_size_max: 1 << 20,
+            }
+            .encode(&mut out);
+            send(&mut s, &out);
+            let mut buf = vec![0; s.recv_size_max()];
+            let n = s.recv(&mut buf, WaitMode::Blocking).unwrap();
+            let (req_id, _) = Request::decode(&buf[..n]).unwrap();
+            // Two deliveries before the reply: the client holds them for the next dispatch.
+            send(&mut s, &deliver(b"first, held"));
+            send(&mut s, &deliver(b"second, held"));
+            out.clear();
+            Event::Reply {
+                req_id,
+                status: Status::Ok,
+                members: vec![Member { node: 2, pid: 7 }],
+                groups: Vec::new(),
+            }
+            .encode(&mut out);
+            send(&mut s, &out);
+            for data in [
+                &b"third, from the ring"[..],
+                b"fourth",
+                b"fifth, a longer one",
+            ] {
+                send(&mut s, &deliver(data));
+            }
+            // Until the client has read them all.
+            let _ = s.recv(&mut buf, WaitMode::Blocking);
+        });
+        let mut cpg = Cpg::initialize_at(&name).unwrap();
+        assert_eq!(cpg.membership(b"g").unwrap(), [Member { node: 2, pid: 7 }]);
+        for want in [
+            &b"first, held"[..],
+            b"second, held",
+            b"third, from the ring",
+            b"fourth",
+            b"fifth, a longer one",
+        ] {
+            let mut got = cpg
+                .poll_event(Wait::Up(Duration::from_secs(5)))
+                .unwrap()
+                .unwrap();
+            let d = got.delivery().unwrap().unwrap();
+            assert_eq!((d.group, d.sender.pid, d.data), (&b"g"[..], 7, want));
+            let record = got.record_mut().to_vec();
+            assert_eq!(record, deliver(want));
+            cpg.recycle(got);
+        }
+        assert!(cpg.poll_event(Wait::No).unwrap().is_none());
+        drop(cpg);
+        node.join().unwrap();
     }
 }
