@@ -345,6 +345,23 @@ pub fn build_c_client(out: &Path) -> Result<(), String> {
     }
 }
 
+/// rotor's libcpg and libcorosync_common under their sonames in `bin/capi-lib`, for the C
+/// client's `LD_LIBRARY_PATH`, from the release build [`build_rotor`] made (it builds the C
+/// libraries with the binaries).
+pub fn capi_lib_dir(bin: &Path) -> Result<PathBuf, String> {
+    let dir = bin.join("capi-lib");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    for (file, soname) in [
+        ("libcpg.so", "libcpg.so.4"),
+        ("libcorosync_common.so", "libcorosync_common.so.4"),
+    ] {
+        let link = dir.join(soname);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(bin.join(file), &link).map_err(|e| e.to_string())?;
+    }
+    Ok(dir)
+}
+
 /// `cargo build --release` of rotord, rotor-dataplane and rotor (a no-op when they are
 /// current); returns the directory holding them.
 pub fn build_rotor() -> Result<PathBuf, String> {

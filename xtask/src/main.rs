@@ -29,8 +29,9 @@ usage: cargo xtask <command> [args]
   bench udp            the io_uring and plain-socket UDP providers on loopback
   bench deliver [ARGS] the dataplane's delivery path: core, CPG service, client ring
   bench rings          latency of each ring on the path (root; report in bench/reports/)
-  bench vs-corosync [--quick]
-                       Corosync 3 and rotor side by side on netns hosts (root; report too)
+  bench vs-corosync [--quick] [--rotor-client c|rust]
+                       Corosync 3 and rotor side by side on netns hosts (root; report too);
+                       rotor driven by rotor bench, or by the same C client over its libcpg
   bench capi [--runs R] [--lat-count N] [--tput-seconds T] [--client-rt] [--perf-stat]
                        the C bench client through rotor's libcpg against rotor bench, same
                        cluster, order alternating by run (root; report too)

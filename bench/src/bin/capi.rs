@@ -19,8 +19,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use rotor_bench::cluster::{
-    self, bench_args, bench_lines, build_c_client, build_rotor, check_interrupt, client_class,
-    run_clients, Rotor, RotorConf, CLIENT_RT_PRIORITY,
+    self, bench_args, bench_lines, build_c_client, build_rotor, capi_lib_dir, check_interrupt,
+    client_class, run_clients, Rotor, RotorConf, CLIENT_RT_PRIORITY,
 };
 use rotor_bench::dist::median;
 use rotor_bench::line::Line;
@@ -98,22 +98,6 @@ fn order(r: usize) -> [usize; 2] {
     }
 }
 
-/// rotor's libraries under their sonames, for `LD_LIBRARY_PATH`, from the release build
-/// [`build_rotor`] made (it builds the C libraries with the binaries).
-fn lib_dir(bin: &Path) -> Result<std::path::PathBuf, String> {
-    let dir = bin.join("capi-lib");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    for (file, soname) in [
-        ("libcpg.so", "libcpg.so.4"),
-        ("libcorosync_common.so", "libcorosync_common.so.4"),
-    ] {
-        let link = dir.join(soname);
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(bin.join(file), &link).map_err(|e| e.to_string())?;
-    }
-    Ok(dir)
-}
-
 fn main() {
     cluster::bench_main("capi", run);
 }
@@ -126,7 +110,7 @@ fn run(args: &[String]) -> Result<(), String> {
     let started = Utc::now();
     let machine = Machine::detect();
     let bin = build_rotor()?;
-    let libs = lib_dir(&bin)?;
+    let libs = capi_lib_dir(&bin)?;
     let cpg_bench = bin.join("cpg_bench");
     build_c_client(&cpg_bench)?;
     let work = std::env::temp_dir().join(format!("rotor-bench-capi-{}", std::process::id()));

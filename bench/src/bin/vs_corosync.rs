@@ -1,4 +1,5 @@
-//! `cargo xtask bench vs-corosync [--quick] [--hosts N] [--runs R] [--perf] [--no-docs]`:
+//! `cargo xtask bench vs-corosync [--quick] [--hosts N] [--runs R] [--rotor-client c|rust]
+//! [--perf] [--no-docs]`:
 //! Corosync 3 (Debian, knet, aes256+sha256) and rotor (XDP dataplane, AES-256-GCM) on the same
 //! network-namespace hosts `vs1..vsN`, in the same run, under the same CPG workloads:
 //!
@@ -8,6 +9,10 @@
 //! - throughput: every host sends for T seconds; delivered msgs/s at each member (median over
 //!   the members), 64 B and 1 KB, and the CPU its steady state used (the machine's and the
 //!   daemons', from /proc: `rotor_bench::cpu`) with the CPU per delivered message.
+//!
+//! Corosync is driven by the C client `bench/csrc/cpg_bench.c` over its libcpg; rotor by
+//! `rotor bench`, or with `--rotor-client c` by that same C binary over rotor's libcpg (only
+//! the library path differs: exactly like for like).
 //!
 //! Each run brings Corosync up, measures, stops it, then does the same for rotor; ratios are
 //! taken per run and their median reported. Prints a table and, last,
@@ -24,8 +29,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rotor_bench::cluster::{
-    self, bench_args, bench_lines, build_c_client, build_rotor, check_interrupt, ensure_corosync,
-    run_clients, Corosync, Daemons, Rotor, RotorConf, CLIENT_RT_PRIORITY,
+    self, bench_args, bench_lines, build_c_client, build_rotor, capi_lib_dir, check_interrupt,
+    ensure_corosync, run_clients, Corosync, Daemons, Rotor, RotorConf, CLIENT_RT_PRIORITY,
 };
 use rotor_bench::cpu::{Usage, Window};
 use rotor_bench::dist::{median, Dist};
@@ -58,6 +63,9 @@ struct Plan {
     /// Both systems' benchmark clients in the round-robin realtime class
     /// (`CLIENT_RT_PRIORITY`), below the daemons' own.
     client_rt: bool,
+    /// rotor's client is the C client Corosync's is (the same binary over rotor's libcpg),
+    /// not `rotor bench`.
+    c_on_rotor: bool,
 }
 
 impl Plan {
@@ -73,6 +81,7 @@ impl Plan {
             poll: None,
             no_hold: false,
             client_rt: false,
+            c_on_rotor: false,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -102,11 +111,19 @@ impl Plan {
                 "--perf" => p.perf = true,
                 "--no-hold" => p.no_hold = true,
                 "--client-rt" => p.client_rt = true,
+                "--rotor-client" => {
+                    p.c_on_rotor = match value("--rotor-client")?.as_str() {
+                        "c" => true,
+                        "rust" => false,
+                        _ => return Err("--rotor-client c|rust".into()),
+                    }
+                }
                 "--no-docs" => p.docs = false,
                 "-h" | "--help" => {
                     return Err("usage: vs-corosync [--quick] [--hosts N] [--runs R] \
                                 [--lat-count N] [--tput-seconds S] [--poll busy|adaptive|blocking] \
-                                [--no-hold] [--client-rt] [--perf] [--no-docs]"
+                                [--no-hold] [--client-rt] [--rotor-client c|rust] [--perf] \
+                                [--no-docs]"
                         .into())
                 }
                 other => return Err(format!("unknown argument {other}")),
@@ -139,6 +156,9 @@ impl Plan {
         }
         if self.client_rt {
             s.push_str(" --client-rt");
+        }
+        if self.c_on_rotor {
+            s.push_str(" --rotor-client c");
         }
         if self.perf {
             s.push_str(" --perf");
@@ -496,6 +516,12 @@ fn run(args: &[String]) -> Result<(), String> {
     let bin = build_rotor()?;
     let cpg_bench = bin.join("cpg_bench");
     build_c_client(&cpg_bench)?;
+    // `--rotor-client c`: rotor's libcpg first on the C client's library path.
+    let capi_libs = if plan.c_on_rotor {
+        Some(capi_lib_dir(&bin)?)
+    } else {
+        None
+    };
     let work = std::env::temp_dir().join(format!("rotor-bench-vs-{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let load_before = load_average();
@@ -536,8 +562,19 @@ fn run(args: &[String]) -> Result<(), String> {
         };
         let mut rt = Rotor::up(&bed, &work.join(format!("rotor-{r}")), &bin, conf)?;
         let client = |i: usize, a: &[String]| {
-            let mut cmd = bed.command(i, bin.join("rotor"));
-            cmd.arg("bench").args(a);
+            let mut cmd = match &capi_libs {
+                Some(libs) => {
+                    let mut cmd = bed.command(i, &cpg_bench);
+                    cmd.env("LD_LIBRARY_PATH", libs);
+                    cmd
+                }
+                None => {
+                    let mut cmd = bed.command(i, bin.join("rotor"));
+                    cmd.arg("bench");
+                    cmd
+                }
+            };
+            cmd.args(a);
             client_class(&plan, cmd)
         };
         let stats = || {
@@ -597,7 +634,7 @@ fn run(args: &[String]) -> Result<(), String> {
          {load_after} after\n- Hosts: {} network namespaces `{PREFIX}1..{PREFIX}{}` on one \
          bridge (veth: native XDP, copy-mode AF_XDP)\n- Corosync: Debian corosync 3 (knet, \
          aes256 + sha256), driven by `bench/csrc/cpg_bench.c` over libcpg\n- rotor: rotord + \
-         rotor-dataplane, transport xdp, AES-256-GCM, poll mode {}; driven by `rotor bench`\n\
+         rotor-dataplane, transport xdp, AES-256-GCM, poll mode {}; driven by {}\n\
          - Workloads: latency = {} messages, one in flight, from host 1 (agreed self-delivery); \
          throughput = every host sends for {} s, delivered msgs/s at each member (median over \
          members)\n- Runs: {} (each: Corosync up, measure, down; rotor up, measure, down); \
@@ -613,6 +650,11 @@ fn run(args: &[String]) -> Result<(), String> {
         plan.poll
             .as_deref()
             .unwrap_or("default (auto: see the dataplane log for what it chose and why)"),
+        if plan.c_on_rotor {
+            "the same `cpg_bench` binary over rotor's libcpg.so.4 (`LD_LIBRARY_PATH`)"
+        } else {
+            "`rotor bench` (the native client)"
+        },
         plan.lat_count,
         plan.tput_seconds,
         plan.runs,
