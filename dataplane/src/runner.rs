@@ -394,10 +394,20 @@ impl<T: Transport> Runner<T> {
         &mut self,
         max_wait: Duration,
         extra_fds: &[RawFd],
-        mut on_event: impl FnMut(&Event<'_>),
+        on_event: impl FnMut(&Event<'_>),
     ) -> io::Result<usize> {
+        let work = self.turn_start(max_wait, extra_fds)?;
+        Ok(work + self.turn_end(on_event)?)
+    }
+
+    /// A turn's first half: sends what is queued, takes the queued datagrams, and when there
+    /// were none waits as [`Runner::turn`] does, without taking what woke it. A caller with
+    /// its own inputs (the service's clients) reads them before [`Runner::turn_end`]: a
+    /// request and the token that wake one sleep then meet on this visit of the token, not
+    /// the next. Returns the datagrams handled.
+    pub fn turn_start(&mut self, max_wait: Duration, extra_fds: &[RawFd]) -> io::Result<usize> {
         self.flush()?;
-        let mut work = self.receive()?;
+        let work = self.receive()?;
         if work == 0 {
             let now = self.now();
             let wait = match self.endpoint.poll_timeout() {
@@ -406,10 +416,16 @@ impl<T: Transport> Runner<T> {
             };
             let mut fds: Vec<RawFd> = self.more.iter().map(|t| t.wait_fd()).collect();
             fds.extend_from_slice(extra_fds);
-            if crate::poll::wait_readable(self.transport.wait_fd(), &fds, wait)? {
-                work += self.receive()?;
-            }
+            crate::poll::wait_readable(self.transport.wait_fd(), &fds, wait)?;
         }
+        Ok(work)
+    }
+
+    /// A turn's second half: takes the queued datagrams, runs due timers, sends the
+    /// transmits, then hands every event to `on_event` in delivery order. Returns the
+    /// datagrams and events handled.
+    pub fn turn_end(&mut self, mut on_event: impl FnMut(&Event<'_>)) -> io::Result<usize> {
+        let mut work = self.receive()?;
         self.run_timers()?;
         while let Some(ev) = self.endpoint.poll_event() {
             on_event(&ev);
@@ -468,26 +484,84 @@ mod tests {
         Keys::from_authkey_bytes(&[byte; 256], "rt").unwrap()
     }
 
-    #[test]
-    fn drops_are_counted_by_reason() {
+    /// Node 1 of cluster "rt" on a loopback UDP socket, with key 7.
+    fn udp_runner(
+        peers: Vec<(u32, SocketAddr)>,
+        totem: TotemSettings,
+    ) -> Runner<crate::transport::udp::UdpTransport> {
         let udp =
             crate::transport::udp::UdpTransport::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let mut runner = Runner::new(
-            RunnerConfig {
-                node_id: 1,
-                peers: vec![(2, "127.0.0.1:9".parse().unwrap())],
-                keys: keys(7),
-                cluster_name: "rt".into(),
-                mode: CryptoMode::Gcm256,
-                totem: TotemSettings::default(),
-                epoch: 1,
-                ring_seq_start: 0,
-                seed: 1,
-                links: None,
-            },
-            udp,
+        let config = RunnerConfig {
+            node_id: 1,
+            peers,
+            keys: keys(7),
+            cluster_name: "rt".into(),
+            mode: CryptoMode::Gcm256,
+            totem,
+            epoch: 1,
+            ring_seq_start: 0,
+            seed: 1,
+            links: None,
+        };
+        Runner::new(config, udp).unwrap()
+    }
+
+    /// What wakes a turn's wait is left to [`Runner::turn_end`]: the service reads its
+    /// clients in between, so a request and the token that come during one sleep meet on this
+    /// visit of the token. Checked with a datagram sent while the runner waits (an attempt in
+    /// which it came too early, or a core timer ended the wait first, is made again).
+    #[test]
+    fn a_turn_start_leaves_what_came_during_its_wait_to_turn_end() {
+        let totem = TotemSettings::resolve(
+            totem_core::config::explicit(&[("token", 200)]),
+            &totem_core::ClusterShape::ALONE,
         )
         .unwrap();
+        let mut runner = udp_runner(Vec::new(), totem);
+        let to = runner.local_addr();
+        let truncated = |r: &Runner<_>| r.drops().get("truncated");
+        for _ in 0..50 {
+            let before = truncated(&runner);
+            let sender = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                let wire = UdpSocket::bind("127.0.0.1:0").unwrap();
+                wire.send_to(b"RT", to).unwrap();
+            });
+            let work = runner.turn_start(Duration::from_secs(10), &[]).unwrap();
+            // Whether the datagram had come when the wait ended.
+            let mut p = libc::pollfd {
+                fd: runner.transport.wait_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one pollfd of ours, no wait.
+            let came = unsafe { libc::poll(&mut p, 1, 0) } == 1;
+            sender.join().unwrap();
+            if work > 0 || !came {
+                // Taken before the wait, or the wait ended before it came: again.
+                runner.turn_end(|_| {}).unwrap();
+                while truncated(&runner) == before {
+                    runner.turn(Duration::from_millis(20), &[], |_| {}).unwrap();
+                }
+                continue;
+            }
+            assert_eq!(truncated(&runner), before, "turn_start took what woke it");
+            runner.turn_end(|_| {}).unwrap();
+            assert_eq!(truncated(&runner), before + 1, "turn_end did not take it");
+            return;
+        }
+        panic!(
+            "in 50 attempts turn_start never left the datagram to turn_end: it took it itself, \
+             or the datagram never came during its wait"
+        );
+    }
+
+    #[test]
+    fn drops_are_counted_by_reason() {
+        let mut runner = udp_runner(
+            vec![(2, "127.0.0.1:9".parse().unwrap())],
+            TotemSettings::default(),
+        );
         let to = runner.local_addr();
         let wire = UdpSocket::bind("127.0.0.1:0").unwrap();
         let cluster = totem_core::cluster_hash("rt");

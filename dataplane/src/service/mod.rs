@@ -187,7 +187,13 @@ pub fn run<T: Transport>(
                 }
             }
         };
-        work += runner.turn(max_wait, &fds, |ev| clients.on_event(ev))?;
+        work += runner.turn_start(max_wait, &fds)?;
+        // What a client sent during the wait goes to the node before the datagrams that woke
+        // it: were the token among them, the request would otherwise wait a whole rotation.
+        if max_wait > Duration::ZERO {
+            work += clients.serve(runner);
+        }
+        work += runner.turn_end(|ev| clients.on_event(ev))?;
         if work > 0 {
             last_work = WallInstant::now();
         }
