@@ -159,6 +159,11 @@ fn keygen_command(args: KeygenArgs) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // Output cut short (`rotor status | head -1`) ends the tool quietly, on SIGPIPE, as it ends
+    // corosync's tools, not with a panic in `println!` (the Rust runtime ignores SIGPIPE). Its
+    // sockets are unaffected: they send with MSG_NOSIGNAL.
+    // SAFETY: a disposition set before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     match Cli::parse().command {
         Command::Status => status(),
         Command::Cfg(a) => cfg(a),

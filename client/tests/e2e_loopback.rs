@@ -181,6 +181,23 @@ fn three_rotords_carry_cpg_end_to_end() {
         assert!(Instant::now() < deadline, "links never connected:\n{out}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Its reader gone (`rotor status | head -1`), the tool ends on SIGPIPE, saying nothing.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_rotor"))
+        .arg("status")
+        .env("ROTOR_IPC_SOCKET", nodes.socket(1))
+        .stdout(writer)
+        .output()
+        .expect("run rotor");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        (
+            out.status.signal(),
+            String::from_utf8_lossy(&out.stderr).as_ref()
+        ),
+        (Some(libc::SIGPIPE), "")
+    );
     let (ok, out, _) = rotor(&nodes, 2, &["cmap", "get", "totem.cluster_name"]);
     assert!(ok);
     assert_eq!(out.trim(), "totem.cluster_name (str) = e2e");
