@@ -362,6 +362,37 @@ pub fn capi_lib_dir(bin: &Path) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
+/// What drives rotor's side of a bench: `rotor bench` (the native client), or the C client
+/// `cpg_bench` over rotor's libcpg (the drop-in path: [`capi_lib_dir`] first on its library
+/// path).
+pub enum RotorClient {
+    Native { rotor: PathBuf },
+    C { cpg_bench: PathBuf, libs: PathBuf },
+}
+
+impl RotorClient {
+    /// The program to run (directly, or under a wrapper such as `perf stat`).
+    pub fn program(&self) -> &Path {
+        match self {
+            RotorClient::Native { rotor } => rotor,
+            RotorClient::C { cpg_bench, .. } => cpg_bench,
+        }
+    }
+
+    /// Readies `cmd`, which runs [`Self::program`], for the bench arguments that follow:
+    /// rotor's libcpg on the C client's library path, or `rotor`'s `bench` subcommand.
+    pub fn prepare(&self, cmd: &mut Command) {
+        match self {
+            RotorClient::Native { .. } => {
+                cmd.arg("bench");
+            }
+            RotorClient::C { libs, .. } => {
+                cmd.env("LD_LIBRARY_PATH", libs);
+            }
+        }
+    }
+}
+
 /// `cargo build --release` of rotord, rotor-dataplane and rotor (a no-op when they are
 /// current); returns the directory holding them.
 pub fn build_rotor() -> Result<PathBuf, String> {

@@ -4,8 +4,8 @@
 //! client of vs-corosync, unchanged, built against Debian's libcpg — run with rotor's
 //! libcpg.so.4 first on `LD_LIBRARY_PATH`, and `rotor bench` (rotor-client), each workload
 //! run by both clients back to back, the C client first in odd runs and the Rust client first
-//! in even ones (so neither always meets a freshly idle or a freshly loaded machine): latency 64 B from host 1 (one message in flight, agreed self-delivery),
-//! throughput 64 B and 1 KB with every host sending (delivered msgs/s, median over the
+//! in even ones (so neither always meets a freshly idle or a freshly loaded machine): latency
+//! 64 B from host 1 (one message in flight, agreed self-delivery), throughput 64 B and 1 KB with every host sending (delivered msgs/s, median over the
 //! members). Ratios are C ÷ Rust for throughput and Rust ÷ C for latency (1.0 = the same; the
 //! goal is ≥ 0.9), taken in each run and reported per run and as the median over runs.
 //! `--client-rt` runs both clients in the realtime class below the daemons (as vs-corosync's);
@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use rotor_bench::cluster::{
     self, bench_args, bench_lines, build_c_client, build_rotor, capi_lib_dir, check_interrupt,
-    client_class, run_clients, Rotor, RotorConf, CLIENT_RT_PRIORITY,
+    client_class, run_clients, Rotor, RotorClient, RotorConf, CLIENT_RT_PRIORITY,
 };
 use rotor_bench::dist::median;
 use rotor_bench::line::Line;
@@ -110,9 +110,18 @@ fn run(args: &[String]) -> Result<(), String> {
     let started = Utc::now();
     let machine = Machine::detect();
     let bin = build_rotor()?;
-    let libs = capi_lib_dir(&bin)?;
     let cpg_bench = bin.join("cpg_bench");
     build_c_client(&cpg_bench)?;
+    // In the order of `TAGS`.
+    let clients = [
+        RotorClient::C {
+            cpg_bench,
+            libs: capi_lib_dir(&bin)?,
+        },
+        RotorClient::Native {
+            rotor: bin.join("rotor"),
+        },
+    ];
     let work = std::env::temp_dir().join(format!("rotor-bench-capi-{}", std::process::id()));
     let load_before = load_average();
     let bed = Testbed::up(PREFIX, HOSTS).map_err(|e| format!("testbed: {e}"))?;
@@ -120,24 +129,16 @@ fn run(args: &[String]) -> Result<(), String> {
     let mut f = Figures::default();
     // `perf_out`: count the client into that file with `perf stat`.
     let client = |which: usize, i: usize, a: &[String], perf_out: Option<&Path>| {
-        let program = if which == 0 {
-            cpg_bench.clone()
-        } else {
-            bin.join("rotor")
-        };
+        let rc = &clients[which];
         let mut cmd = match perf_out {
             Some(out) => {
                 let mut cmd = bed.command(i, "perf");
-                perfstat::wrap(&mut cmd, out, &program);
+                perfstat::wrap(&mut cmd, out, rc.program());
                 cmd
             }
-            None => bed.command(i, &program),
+            None => bed.command(i, rc.program()),
         };
-        if which == 0 {
-            cmd.env("LD_LIBRARY_PATH", &libs);
-        } else {
-            cmd.arg("bench");
-        }
+        rc.prepare(&mut cmd);
         cmd.args(a);
         client_class(plan.client_rt, cmd)
     };

@@ -30,7 +30,8 @@ use std::time::Duration;
 
 use rotor_bench::cluster::{
     self, bench_args, bench_lines, build_c_client, build_rotor, capi_lib_dir, check_interrupt,
-    ensure_corosync, run_clients, Corosync, Daemons, Rotor, RotorConf, CLIENT_RT_PRIORITY,
+    ensure_corosync, run_clients, Corosync, Daemons, Rotor, RotorClient, RotorConf,
+    CLIENT_RT_PRIORITY,
 };
 use rotor_bench::cpu::{Usage, Window};
 use rotor_bench::dist::{median, Dist};
@@ -516,11 +517,15 @@ fn run(args: &[String]) -> Result<(), String> {
     let bin = build_rotor()?;
     let cpg_bench = bin.join("cpg_bench");
     build_c_client(&cpg_bench)?;
-    // `--rotor-client c`: rotor's libcpg first on the C client's library path.
-    let capi_libs = if plan.c_on_rotor {
-        Some(capi_lib_dir(&bin)?)
+    let rotor_client = if plan.c_on_rotor {
+        RotorClient::C {
+            cpg_bench: cpg_bench.clone(),
+            libs: capi_lib_dir(&bin)?,
+        }
     } else {
-        None
+        RotorClient::Native {
+            rotor: bin.join("rotor"),
+        }
     };
     let work = std::env::temp_dir().join(format!("rotor-bench-vs-{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
@@ -562,18 +567,8 @@ fn run(args: &[String]) -> Result<(), String> {
         };
         let mut rt = Rotor::up(&bed, &work.join(format!("rotor-{r}")), &bin, conf)?;
         let client = |i: usize, a: &[String]| {
-            let mut cmd = match &capi_libs {
-                Some(libs) => {
-                    let mut cmd = bed.command(i, &cpg_bench);
-                    cmd.env("LD_LIBRARY_PATH", libs);
-                    cmd
-                }
-                None => {
-                    let mut cmd = bed.command(i, bin.join("rotor"));
-                    cmd.arg("bench");
-                    cmd
-                }
-            };
+            let mut cmd = bed.command(i, rotor_client.program());
+            rotor_client.prepare(&mut cmd);
             cmd.args(a);
             client_class(&plan, cmd)
         };
