@@ -785,6 +785,13 @@ impl Node {
         self.srp.check_invariants(true);
     }
 
+    /// Whether this node's local receivers are behind: while they are, the ring carries nothing
+    /// new from the other members (`Srp::set_receivers_behind`). The dataplane sets it while a
+    /// client has more queued than its ring takes, for a bounded time.
+    pub fn set_receivers_behind(&mut self, behind: bool) {
+        self.srp.set_receivers_behind(behind);
+    }
+
     /// Whether every invariant, not only the cheap ones, is asserted after each input. Off by
     /// default; the simulator turns it on.
     pub fn set_check_all_invariants(&mut self, on: bool) {

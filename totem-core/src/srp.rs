@@ -475,6 +475,10 @@ pub struct Srp {
     rto: TokenRto,
     /// The adaptive per-visit allowance (`flow`); `None` when `max_messages` applies as set.
     allowance: Option<Allowance>,
+    /// This node's local receivers are behind (`set_receivers_behind`): its visits claim the
+    /// whole window in the token's fcc, so the other members send nothing new until they catch
+    /// up.
+    receivers_behind: bool,
 
     timer: [Option<Instant>; TIMER_COUNT],
     rng: u64,
@@ -610,6 +614,7 @@ impl Srp {
             missing: Vec::with_capacity(RTR_ENTRIES_MAX),
             rto: TokenRto::default(),
             allowance: adaptive_allowance(&node.totem),
+            receivers_behind: false,
             timer: [None; TIMER_COUNT],
             rng: seed | 1,
             outbox: Outbox {
@@ -657,6 +662,15 @@ impl Srp {
     /// The highest ring sequence seen: persist it, and pass it back as `ring_seq_start`.
     pub fn max_ring_seq(&self) -> u64 {
         self.max_ring_seq
+    }
+
+    /// Whether this node's local receivers are behind (the dataplane's clients have more
+    /// queued than their rings take): while they are, each of its token visits claims the whole
+    /// window, so the ring carries nothing new from the other members. Ordering and membership
+    /// are untouched; the caller bounds how long it keeps this on (a stalled receiver must not
+    /// stall the ring).
+    pub fn set_receivers_behind(&mut self, behind: bool) {
+        self.receivers_behind = behind;
     }
 
     /// Whether the expensive invariants run after every input too (the cheap ones always do).
@@ -1425,7 +1439,15 @@ impl Srp {
                 token.flags |= TOKEN_ROTATION_PENDING;
             }
         }
-        let multicast = sent.saturating_add(retransmitted);
+        let mut multicast = sent.saturating_add(retransmitted);
+        if operational && !alone && self.receivers_behind {
+            // Receiver flow control (paper §3.3 bounds a rotation by what the members can
+            // buffer): this node's share of the fcc is the whole window, so the others'
+            // allowance is none until it clears, while this node may still retransmit and
+            // send what its own allowance lets it.
+            multicast = multicast.max(self.config.window_size);
+            self.stats.window_claimed += 1;
+        }
         token.fcc = token
             .fcc
             .saturating_sub(self.my_last_sent)

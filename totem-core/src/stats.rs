@@ -34,6 +34,9 @@ pub struct Stats {
     pub store_buffers_replaced: u64,
     /// Diagnostics not queued because `NOTICES_MAX` were waiting to be polled.
     pub notices_dropped: u64,
+    /// Token visits on which this node claimed the whole window because its local receivers
+    /// were behind (`Node::set_receivers_behind`).
+    pub window_claimed: u64,
     /// Presences sent and taken (see `reach`).
     pub presences_sent: u64,
     pub presences_in: u64,
@@ -81,7 +84,7 @@ impl Stats {
     }
 
     /// Every counter with its name, for publishing (cmap stats.srp.<name>).
-    pub fn entries(&self) -> [(&'static str, u64); 42] {
+    pub fn entries(&self) -> [(&'static str, u64); 43] {
         [
             ("frames_in", self.frames_in),
             ("frames_out", self.frames_out),
@@ -106,6 +109,7 @@ impl Stats {
             ("withheld_past_gap", self.withheld_past_gap),
             ("store_buffers_replaced", self.store_buffers_replaced),
             ("notices_dropped", self.notices_dropped),
+            ("window_claimed", self.window_claimed),
             ("presences_sent", self.presences_sent),
             ("presences_in", self.presences_in),
             ("segments_out", self.segments_out),

@@ -390,6 +390,11 @@ const COUNTERS: &[(&str, &str, &str)] = &[
         "Records that found a client's ring full and were queued for it.",
     ),
     (
+        "ipc.intake_paused",
+        "rotor_ipc_intake_paused_total",
+        "Times a client's requests were left in its ring until it read what was queued for it.",
+    ),
+    (
         "ipc.clients_attached",
         "rotor_ipc_clients_attached_total",
         "Client sessions adopted.",

@@ -2,8 +2,8 @@
 //! records queued for it beyond its ring (`Client`), all sessions and what the loop polls for
 //! them (`Clients`), and how one request becomes a totem-core submission and its reply.
 
-use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::Instant as WallInstant;
 
 use ipc_shm::{PeerCred, Session, SessionError};
 use rotor_proto::cpg as proto;
@@ -12,7 +12,8 @@ use totem_core::{
     ChangeReason, ConfigKind, Event, Guarantee, ProcessId, SessionId, Sessions, Submit, SubmitError,
 };
 
-use super::{CLIENT_BACKLOG_BYTES_MAX, REQUESTS_PER_TURN};
+use super::backlog::Backlog;
+use super::{CLIENT_BACKLOG_BYTES_MAX, INTAKE_PAUSE_BYTES, RECEIVER_BEHIND_MAX, REQUESTS_PER_TURN};
 use crate::runner::Runner;
 use crate::stats::Entries;
 use crate::transport::Transport;
@@ -72,6 +73,9 @@ pub struct IpcCounters {
     pub records_backlogged: u64,
     /// Most bytes ever queued for one client.
     pub backlog_bytes_max: u64,
+    /// Times a client's requests were left in its ring because more than
+    /// `INTAKE_PAUSE_BYTES` were queued for it.
+    pub intake_paused: u64,
     /// Sessions closed, by [`CloseKind`].
     pub disconnects: [u64; 4],
 }
@@ -83,9 +87,11 @@ struct Client {
     peer: PeerCred,
     /// A request read from the ring that the node could not take yet.
     pending: Option<Vec<u8>>,
-    /// Records waiting for room in the client's ring, and their total size.
-    backlog: VecDeque<Vec<u8>>,
-    backlog_bytes: usize,
+    /// Records waiting for room in the client's ring.
+    backlog: Backlog,
+    /// Since when its requests stay in its ring, until its backlog is back within
+    /// `INTAKE_PAUSE_BYTES`.
+    intake_paused: Option<WallInstant>,
     closed: Option<(CloseKind, String)>,
 }
 
@@ -103,7 +109,7 @@ impl Client {
 
     /// Writes one record made of `parts` straight into the client's ring (the one copy of a
     /// delivery on its way out: header from the stack, data borrowed from the core). Only when
-    /// the ring is full is the record assembled into the backlog, the slow path.
+    /// the ring is full is the record copied into the backlog, behind those already there.
     fn send_parts<'a>(
         &mut self,
         parts: impl Iterator<Item = &'a [u8]> + Clone,
@@ -125,15 +131,40 @@ impl Client {
                 }
             }
         }
-        let record: Vec<u8> = parts.flatten().copied().collect();
-        self.backlog_bytes += record.len();
-        self.backlog.push_back(record);
+        self.backlog.push(parts);
+        let queued = self.backlog.bytes();
         counters.records_backlogged += 1;
-        counters.backlog_bytes_max = counters.backlog_bytes_max.max(self.backlog_bytes as u64);
-        if self.backlog_bytes > CLIENT_BACKLOG_BYTES_MAX {
-            let why = format!("not draining its ring: {} bytes queued", self.backlog_bytes);
+        counters.backlog_bytes_max = counters.backlog_bytes_max.max(queued as u64);
+        if queued > CLIENT_BACKLOG_BYTES_MAX {
+            let why = format!("not draining its ring: {queued} bytes queued");
             self.close(CloseKind::Slow, why);
         }
+    }
+
+    /// Whether to leave this client's requests in its ring for now: while more than
+    /// `INTAKE_PAUSE_BYTES` wait for room in its ring, what it would send adds to what it
+    /// cannot read yet (every member delivers its own messages too), so it has to read first.
+    /// Its ring then fills and its sends get "try again", which makes it dispatch. A client
+    /// that stops reading altogether is still disconnected at `CLIENT_BACKLOG_BYTES_MAX`;
+    /// the other clients are not held back.
+    fn pause_intake(&mut self, counters: &mut IpcCounters) -> bool {
+        if self.backlog.bytes() <= INTAKE_PAUSE_BYTES {
+            self.intake_paused = None;
+            return false;
+        }
+        if self.intake_paused.is_none() {
+            self.intake_paused = Some(WallInstant::now());
+            counters.intake_paused += 1;
+        }
+        true
+    }
+
+    /// Whether the ring should carry nothing new from other members for this client's sake:
+    /// its intake is paused, for less than `RECEIVER_BEHIND_MAX` (one that reads nothing
+    /// for longer must not stall the cluster; it is disconnected once its backlog is full).
+    fn behind(&self) -> bool {
+        self.intake_paused
+            .is_some_and(|since| since.elapsed() < RECEIVER_BEHIND_MAX)
     }
 
     fn drain_backlog(&mut self, counters: &mut IpcCounters) {
@@ -141,8 +172,7 @@ impl Client {
             match self.session.try_send(front) {
                 Ok(()) => {
                     counters.records_out += 1;
-                    self.backlog_bytes -= front.len();
-                    self.backlog.pop_front();
+                    self.backlog.pop();
                 }
                 Err(SessionError::Full) => return,
                 Err(e) => {
@@ -183,7 +213,7 @@ impl Clients {
     /// group changes of this node's processes that matched no request (never expected).
     pub fn entries(&self, out: &mut Entries) {
         let c = &self.counters;
-        let backlog: usize = self.sessions.iter().map(|(_, c)| c.backlog_bytes).sum();
+        let backlog: usize = self.sessions.iter().map(|(_, c)| c.backlog.bytes()).sum();
         for (k, v) in [
             ("ipc.clients", self.sessions.len() as u64),
             ("ipc.clients_attached", c.attached),
@@ -193,6 +223,7 @@ impl Clients {
             ("ipc.records_backlogged", c.records_backlogged),
             ("ipc.backlog_bytes", backlog as u64),
             ("ipc.backlog_bytes_max", c.backlog_bytes_max),
+            ("ipc.intake_paused", c.intake_paused),
             ("ipc.clients_disconnected", c.disconnects.iter().sum()),
             ("ipc.changes_unmatched", self.sessions.counters().unmatched),
         ] {
@@ -218,8 +249,8 @@ impl Clients {
             session,
             peer,
             pending: None,
-            backlog: VecDeque::new(),
-            backlog_bytes: 0,
+            backlog: Backlog::default(),
+            intake_paused: None,
             closed: None,
         };
         proto::Event::Welcome {
@@ -248,6 +279,7 @@ impl Clients {
     /// Reads and submits client requests; returns how many were handled.
     pub fn serve<T: Transport>(&mut self, runner: &mut Runner<T>) -> usize {
         let mut handled = 0;
+        let mut behind = false;
         self.sessions.submit_deferred(runner.node_mut());
         for index in 0..self.sessions.slot_count() {
             let Some(id) = self.sessions.id_at(index) else {
@@ -255,6 +287,10 @@ impl Clients {
             };
             let c = self.sessions.get_mut(id);
             c.drain_backlog(&mut self.counters);
+            if c.pause_intake(&mut self.counters) {
+                behind |= c.behind();
+                continue;
+            }
             for _ in 0..REQUESTS_PER_TURN {
                 let c = self.sessions.get_mut(id);
                 if c.closed.is_some() {
@@ -301,6 +337,8 @@ impl Clients {
             }
         }
         self.reap(runner.node_mut());
+        // Receiver flow control: the other members hold back while a client here catches up.
+        runner.node_mut().set_receivers_behind(behind);
         handled
     }
 
@@ -341,7 +379,7 @@ impl Clients {
                 "client pid {}: {} record(s) ({} bytes) queued were dropped",
                 c.peer.pid,
                 c.backlog.len(),
-                c.backlog_bytes
+                c.backlog.bytes()
             );
         }
     }
@@ -418,10 +456,11 @@ impl Clients {
             if !c.backlog.is_empty() {
                 armed.backlogged = true;
             }
-            if c.pending.is_some() {
+            if c.pending.is_some() || c.intake_paused.is_some() {
                 // The node refused its last request for want of room, which only the network
-                // frees (the token's next visit): nothing to read from this client until then,
-                // so no wake-up from it either. Spinning here starved the other processes.
+                // frees (the token's next visit), or its intake is paused until it reads (its
+                // backlog has the loop look again soon): nothing to read from this client until
+                // then, so no wake-up from it either. Spinning here starved the other processes.
                 continue;
             }
             match c.session.arm_for_poll() {
