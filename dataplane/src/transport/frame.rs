@@ -20,6 +20,8 @@ pub const VLAN_TAG_LEN: usize = 4;
 pub const IPV4_HEADER_LEN: usize = 20;
 pub const IPV6_HEADER_LEN: usize = 40;
 pub const UDP_HEADER_LEN: usize = 8;
+/// The longest headers this module writes (Ethernet, IPv6, UDP).
+pub const HEADER_LEN_MAX: usize = ETH_HEADER_LEN + IPV6_HEADER_LEN + UDP_HEADER_LEN;
 
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
 pub const ETHERTYPE_IPV6: u16 = 0x86dd;
@@ -118,15 +120,32 @@ pub fn build_headers(frame: &mut [u8], a: &Addressing, ip_id: u16) -> Result<(),
     if frame.len() < hl {
         return Err(BuildError::TooLarge);
     }
-    let udp_len = frame.len() - hl + UDP_HEADER_LEN;
-    frame[0..6].copy_from_slice(&a.dst_mac.0);
-    frame[6..12].copy_from_slice(&a.src_mac.0);
+    let (head, payload) = frame.split_at_mut(hl);
+    write_headers(head, payload, a, ip_id)
+}
+
+/// Writes into `head` (exactly `header_len(&a.dst)` bytes) the headers of a frame carrying
+/// `payload`, wherever that lies: a frame that spans several UMEM frames is written piece by
+/// piece from `head` and the payload, with no contiguous copy of it first.
+pub fn write_headers(
+    head: &mut [u8],
+    payload: &[u8],
+    a: &Addressing,
+    ip_id: u16,
+) -> Result<(), BuildError> {
+    let hl = header_len(&a.dst);
+    if head.len() != hl {
+        return Err(BuildError::TooLarge);
+    }
+    let udp_len = payload.len() + UDP_HEADER_LEN;
+    head[0..6].copy_from_slice(&a.dst_mac.0);
+    head[6..12].copy_from_slice(&a.src_mac.0);
     let (ip_end, pseudo) = match (a.src, a.dst) {
         (SocketAddr::V4(s), SocketAddr::V4(d)) => {
             let total = udp_len + IPV4_HEADER_LEN;
             let total = u16::try_from(total).map_err(|_| BuildError::TooLarge)?;
-            frame[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-            let ip = &mut frame[ETH_HEADER_LEN..ETH_HEADER_LEN + IPV4_HEADER_LEN];
+            head[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+            let ip = &mut head[ETH_HEADER_LEN..ETH_HEADER_LEN + IPV4_HEADER_LEN];
             ip[0] = 0x45;
             ip[1] = 0;
             ip[2..4].copy_from_slice(&total.to_be_bytes());
@@ -146,8 +165,8 @@ pub fn build_headers(frame: &mut [u8], a: &Addressing, ip_id: u16) -> Result<(),
         }
         (SocketAddr::V6(s), SocketAddr::V6(d)) => {
             let plen = u16::try_from(udp_len).map_err(|_| BuildError::TooLarge)?;
-            frame[12..14].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
-            let ip = &mut frame[ETH_HEADER_LEN..ETH_HEADER_LEN + IPV6_HEADER_LEN];
+            head[12..14].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
+            let ip = &mut head[ETH_HEADER_LEN..ETH_HEADER_LEN + IPV6_HEADER_LEN];
             ip[0..4].copy_from_slice(&0x6000_0000u32.to_be_bytes());
             ip[4..6].copy_from_slice(&plen.to_be_bytes());
             ip[6] = IPPROTO_UDP;
@@ -164,12 +183,13 @@ pub fn build_headers(frame: &mut [u8], a: &Addressing, ip_id: u16) -> Result<(),
     if udp_len > usize::from(u16::MAX) {
         return Err(BuildError::TooLarge);
     }
-    let udp = &mut frame[ip_end..];
+    let udp = &mut head[ip_end..];
     udp[0..2].copy_from_slice(&a.src.port().to_be_bytes());
     udp[2..4].copy_from_slice(&a.dst.port().to_be_bytes());
     udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
     udp[6..8].copy_from_slice(&[0, 0]);
-    let mut c = !fold(sum(udp, pseudo));
+    // The UDP header's 8 bytes keep the payload's words aligned, so the two sums add up.
+    let mut c = !fold(sum(payload, sum(udp, pseudo)));
     if c == 0 {
         c = 0xffff; // RFC 768: a computed zero is sent as all ones
     }
@@ -524,6 +544,23 @@ mod tests {
         assert!(udp_checksum_ok(&out[..n], &p));
         out[n - 1] ^= 1;
         assert!(!udp_checksum_ok(&out[..n], &p));
+    }
+
+    #[test]
+    fn headers_written_apart_from_the_payload_are_those_of_the_contiguous_frame() {
+        for a in [v4(), v6()] {
+            for len in [0, 1, 300, 301, 8972] {
+                let payload: Vec<u8> = (0..len as u32).map(|i| (i * 13) as u8).collect();
+                let mut whole = vec![0u8; HEADER_LEN_MAX + len];
+                let n = build(&mut whole, &a, &payload, 77).unwrap();
+                let mut head = [0u8; HEADER_LEN_MAX];
+                let hl = header_len(&a.dst);
+                write_headers(&mut head[..hl], &payload, &a, 77).unwrap();
+                assert_eq!(&head[..hl], &whole[..hl], "{a:?} len {len}");
+                assert!(udp_checksum_ok(&whole[..n], &parse(&whole[..n]).unwrap()));
+                assert!(write_headers(&mut head[..hl - 1], &payload, &a, 77).is_err());
+            }
+        }
     }
 
     #[test]

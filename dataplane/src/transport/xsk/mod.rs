@@ -265,10 +265,6 @@ pub struct XskTransport {
     /// Descriptors one frame may take ([`XskConfig::frame_parts_max`]); 1: single-buffer
     /// sockets.
     frame_parts_max: usize,
-    /// Where a frame larger than one UMEM frame is built before it is cut into descriptors.
-    /// Invariant: capacity `frame_parts_max × UMEM_FRAME_DATA_BYTES` (empty when single-buffer),
-    /// never grown.
-    tx_scratch: Vec<u8>,
 }
 
 /// The multicast group a cluster sends to.
@@ -420,11 +416,6 @@ impl XskTransport {
             multicast,
             link_mtu,
             frame_parts_max,
-            tx_scratch: Vec::with_capacity(if frame_parts_max > 1 {
-                frame_parts_max * UMEM_FRAME_DATA_BYTES
-            } else {
-                0
-            }),
         })
     }
 
@@ -790,13 +781,13 @@ impl crate::transport::Transport for XskTransport {
         };
         self.ip_id = self.ip_id.wrapping_add(1);
         if parts > 1 {
-            let scratch = &mut self.tx_scratch;
-            scratch.resize(frame_bytes, 0); // within its capacity: frame_parts_max parts
-            if frame::build(scratch, &addressing, payload, self.ip_id).is_err() {
+            let mut head = [0u8; frame::HEADER_LEN_MAX];
+            let head = &mut head[..hl];
+            if frame::write_headers(head, payload, &addressing, self.ip_id).is_err() {
                 self.counters.drop("frame_too_large");
                 return Ok(false);
             }
-            if !q.send_chain(scratch, parts)? {
+            if !q.send_chain(head, payload, parts)? {
                 self.counters.tx_ring_full += 1;
                 return Ok(false);
             }

@@ -64,28 +64,39 @@ impl Queue {
         returned
     }
 
-    /// Copies `frame` into `parts` free frames (the caller checked there are so many) and
-    /// puts them on the TX ring as one chain, all or none; returns whether it went (no room
-    /// on the ring: the frames go back to the free list).
-    pub(super) fn send_chain(&mut self, frame: &[u8], parts: usize) -> io::Result<bool> {
+    /// Copies the frame `head` + `payload` (its headers, written apart, and the UDP payload
+    /// where it lies: no contiguous copy first) into `parts` free frames, each filled before
+    /// the next (the caller checked there are so many, `chain::parts` of its length), and puts
+    /// them on the TX ring as one chain, all or none; returns whether it went (no room on the
+    /// ring: the frames go back to the free list).
+    pub(super) fn send_chain(
+        &mut self,
+        head: &[u8],
+        payload: &[u8],
+        parts: usize,
+    ) -> io::Result<bool> {
         assert!(parts <= self.tx_chain.capacity() && self.tx_chain.is_empty());
         let from = self.tx_free.len() - parts;
         self.tx_chain.extend(self.tx_free.drain(from..));
         let last = parts - 1;
-        for (i, (desc, piece)) in self
-            .tx_chain
-            .iter_mut()
-            .zip(frame.chunks(UMEM_FRAME_DATA_BYTES))
-            .enumerate()
-        {
+        let (mut head, mut payload) = (head, payload);
+        for (i, desc) in self.tx_chain.iter_mut().enumerate() {
+            let from_head = head.len().min(UMEM_FRAME_DATA_BYTES);
+            let from_payload = payload.len().min(UMEM_FRAME_DATA_BYTES - from_head);
             // SAFETY: `desc` came from this queue's free list: a frame of `self.umem` on no
             // ring.
             let mut data = unsafe { self.umem.data_mut(desc) };
             let mut cursor = data.cursor();
             cursor.set_pos(0);
-            io::Write::write_all(&mut cursor, piece)?;
+            io::Write::write_all(&mut cursor, &head[..from_head])?;
+            io::Write::write_all(&mut cursor, &payload[..from_payload])?;
+            (head, payload) = (&head[from_head..], &payload[from_payload..]);
             desc.set_options(if i < last { libc::XDP_PKT_CONTD } else { 0 });
         }
+        assert!(
+            head.is_empty() && payload.is_empty(),
+            "a chain of {parts} frames too short for its frame"
+        );
         // SAFETY: the chain's frames are of this queue's UMEM, now owned by the TX ring until
         // the completion ring returns them. libxdp reserves all the descriptors or none.
         let put = unsafe { self.tx.produce(&self.tx_chain) };
