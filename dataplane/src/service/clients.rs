@@ -13,7 +13,10 @@ use totem_core::{
 };
 
 use super::backlog::Backlog;
-use super::{CLIENT_BACKLOG_BYTES_MAX, INTAKE_PAUSE_BYTES, RECEIVER_BEHIND_MAX, REQUESTS_PER_TURN};
+use super::{
+    CLIENT_BACKLOG_BYTES_MAX, INTAKE_PAUSE_BYTES, RECEIVER_BEHIND_BYTES, RECEIVER_BEHIND_MAX,
+    REQUESTS_PER_TURN,
+};
 use crate::runner::Runner;
 use crate::stats::Entries;
 use crate::transport::Transport;
@@ -89,9 +92,10 @@ struct Client {
     pending: Option<Vec<u8>>,
     /// Records waiting for room in the client's ring.
     backlog: Backlog,
-    /// Since when its requests stay in its ring, until its backlog is back within
-    /// `INTAKE_PAUSE_BYTES`.
-    intake_paused: Option<WallInstant>,
+    /// Its requests stay in its ring until its backlog is back within `INTAKE_PAUSE_BYTES`.
+    intake_paused: bool,
+    /// Since when, in this pause, its backlog first passed `RECEIVER_BEHIND_BYTES`.
+    behind_since: Option<WallInstant>,
     closed: Option<(CloseKind, String)>,
 }
 
@@ -148,22 +152,28 @@ impl Client {
     /// that stops reading altogether is still disconnected at `CLIENT_BACKLOG_BYTES_MAX`;
     /// the other clients are not held back.
     fn pause_intake(&mut self, counters: &mut IpcCounters) -> bool {
-        if self.backlog.bytes() <= INTAKE_PAUSE_BYTES {
-            self.intake_paused = None;
+        let queued = self.backlog.bytes();
+        if queued <= INTAKE_PAUSE_BYTES {
+            self.intake_paused = false;
+            self.behind_since = None;
             return false;
         }
-        if self.intake_paused.is_none() {
-            self.intake_paused = Some(WallInstant::now());
+        if !self.intake_paused {
+            self.intake_paused = true;
             counters.intake_paused += 1;
+        }
+        if queued > RECEIVER_BEHIND_BYTES && self.behind_since.is_none() {
+            self.behind_since = Some(WallInstant::now());
         }
         true
     }
 
     /// Whether the ring should carry nothing new from other members for this client's sake:
-    /// its intake is paused, for less than `RECEIVER_BEHIND_MAX` (one that reads nothing
+    /// with its intake paused its backlog still passed `RECEIVER_BEHIND_BYTES` (the others
+    /// send faster than it reads), less than `RECEIVER_BEHIND_MAX` ago (one that reads nothing
     /// for longer must not stall the cluster; it is disconnected once its backlog is full).
     fn behind(&self) -> bool {
-        self.intake_paused
+        self.behind_since
             .is_some_and(|since| since.elapsed() < RECEIVER_BEHIND_MAX)
     }
 
@@ -250,7 +260,8 @@ impl Clients {
             peer,
             pending: None,
             backlog: Backlog::default(),
-            intake_paused: None,
+            intake_paused: false,
+            behind_since: None,
             closed: None,
         };
         proto::Event::Welcome {
@@ -456,7 +467,7 @@ impl Clients {
             if !c.backlog.is_empty() {
                 armed.backlogged = true;
             }
-            if c.pending.is_some() || c.intake_paused.is_some() {
+            if c.pending.is_some() || c.intake_paused {
                 // The node refused its last request for want of room, which only the network
                 // frees (the token's next visit), or its intake is paused until it reads (its
                 // backlog has the loop look again soon): nothing to read from this client until

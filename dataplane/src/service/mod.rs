@@ -14,10 +14,11 @@
 //! its ring gets its records queued here up to `CLIENT_BACKLOG_BYTES_MAX`; beyond that it is
 //! disconnected with a logged reason — it can no longer see every message, and EVS forbids
 //! skipping one — and its processes leave their groups as "process down". Before that, from
-//! `INTAKE_PAUSE_BYTES` on, its own requests wait in its ring, and for up to
-//! `RECEIVER_BEHIND_MAX` this node's token visits claim the whole window, so the other members
-//! send nothing new meanwhile (receiver flow control, `Node::set_receivers_behind`): a client
-//! on a core it shares with realtime dataplanes gets to read before the ring carries more.
+//! `INTAKE_PAUSE_BYTES` on, its own requests wait in its ring; should it still fall behind the
+//! other members' traffic, past `RECEIVER_BEHIND_BYTES`, this node's token visits claim the
+//! whole window for up to `RECEIVER_BEHIND_MAX`, so the other members send nothing new
+//! meanwhile (receiver flow control, `Node::set_receivers_behind`): a client on a core it
+//! shares with realtime dataplanes gets to read before the ring carries more.
 //!
 //! The loop and its poll modes are here; the sessions in `clients`, the records queued for a
 //! full ring in `backlog`, the control socket to rotord in `control`.
@@ -39,10 +40,14 @@ pub const CLIENT_BACKLOG_BYTES_MAX: usize = 64 << 20;
 /// read some (an eighth of `CLIENT_BACKLOG_BYTES_MAX`: what the other members still send while
 /// it catches up fits in the rest).
 pub const INTAKE_PAUSE_BYTES: usize = CLIENT_BACKLOG_BYTES_MAX / 8;
-/// How long a client whose intake is paused has the ring carry nothing new from the other
-/// members (`Node::set_receivers_behind`): plenty for a client starved of CPU to catch up once
-/// the dataplanes go quiet, short enough that one that has stopped reading stalls the cluster
-/// only briefly.
+/// Records queued for one client (its intake paused) beyond which the other members are held
+/// back (`Node::set_receivers_behind`): half of `CLIENT_BACKLOG_BYTES_MAX`, so holding the ring
+/// costs throughput only when pausing the client's own sends was not enough, and what is in
+/// flight meanwhile fits in the other half.
+pub const RECEIVER_BEHIND_BYTES: usize = CLIENT_BACKLOG_BYTES_MAX / 2;
+/// How long one client past `RECEIVER_BEHIND_BYTES` has the ring carry nothing new from the
+/// other members: plenty for a client starved of CPU to catch up once the dataplanes go quiet,
+/// short enough that one that has stopped reading stalls the cluster only briefly.
 pub const RECEIVER_BEHIND_MAX: Duration = Duration::from_millis(500);
 /// Requests taken from one client per turn, so one busy client cannot starve the others.
 const REQUESTS_PER_TURN: usize = 256;
