@@ -136,6 +136,14 @@ impl Cpg {
                 flow_controlled: false,
                 spare: None,
             }),
+            Event::Reply {
+                req_id: rotor_proto::cpg::REFUSED_REQ_ID,
+                status,
+                ..
+            } => Err(Error::Refused {
+                status,
+                message: "the node refused the session: its dataplane is not serving yet".into(),
+            }),
             _ => Err(Error::Protocol("first record is not a welcome")),
         }
     }

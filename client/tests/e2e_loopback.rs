@@ -10,7 +10,7 @@
 //! cluster without crypto runs with no key file; an unusable key stops rotord at once with exit
 //! status 8 and one message (no dataplane, no restart loop); a netmtu no IP packet can have
 //! exits 8 before any dataplane starts; `-t` exits 0 or 8; a second rotord on the same
-//! sockets exits 18. A node stopped and started again at once finds its port free and rejoins
+//! sockets exits 18; a CPG attach while the dataplane restarts is told to try again. A node stopped and started again at once finds its port free and rejoins
 //! without its frames being taken for replays.
 
 use std::io::Write;
@@ -964,6 +964,66 @@ fn crypto_none_runs_without_a_key_file() {
     ready.unwrap_or_else(|e| panic!("{e}\n{log}"));
     assert!(exit.is_some_and(|s| s.success()), "{exit:?}\n{log}");
     assert!(!log.contains("authkey"), "{log}");
+}
+
+#[test]
+fn a_cpg_attach_while_the_dataplane_restarts_is_told_to_try_again() {
+    let dir = Dir::new("cpgretry");
+    let conf = one_node_conf(&dir.0, 2, "  crypto_cipher: none\n  crypto_hash: none\n");
+    let log_path = dir.0.join("rotord.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let socket = format!("rt-start-cpgretry-{}", std::process::id());
+    let child = rotord(&conf, &socket).stderr(log).spawn().unwrap();
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let outcome = (|| -> Result<usize, String> {
+        wait_operational(&socket)?;
+        // The dataplane is rotord's only child.
+        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
+            .map_err(|e| e.to_string())?;
+        let dataplane: i32 = children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or("rotord has no child")?;
+        // SAFETY: kill(2) on the child of our own rotord.
+        unsafe { libc::kill(dataplane, libc::SIGKILL) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !read_log().contains("restarting it in") {
+            if Instant::now() > deadline {
+                return Err("rotord did not see its dataplane die".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Until the dataplane is back an attach is refused with "try again"; then one works.
+        let cpg = rotor_proto::cpg_socket_name(&socket);
+        let mut refused = 0;
+        loop {
+            match Cpg::initialize_at(&cpg) {
+                Ok(_) => return Ok(refused),
+                Err(rotor_client::Error::Refused {
+                    status: rotor_proto::Status::TryAgain,
+                    ..
+                }) => refused += 1,
+                Err(e) => return Err(format!("attach {}: {e}", refused + 1)),
+            }
+            if Instant::now() > deadline {
+                return Err(format!("no attach worked again; {refused} refused"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })();
+    let exit = stop(child);
+    let log = read_log();
+    let refused = outcome.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert!(
+        refused > 0,
+        "the dataplane was back before any attach\n{log}"
+    );
+    assert!(
+        log.contains("refused: the dataplane is restarting"),
+        "{log}"
+    );
+    assert!(exit.is_some_and(|s| s.success()), "{exit:?}\n{log}");
 }
 
 #[test]

@@ -472,7 +472,7 @@ impl Session {
         let result = match ready {
             Err(reason) => Err(self.fail_corrupt(reason)),
             Ok(true) => Ok(()),
-            Ok(false) => self.poll_once(deadline),
+            Ok(false) => self.poll_once(deadline, matches!(want, Want::Record)),
         };
         match want {
             Want::Record => {
@@ -484,7 +484,14 @@ impl Session {
         result
     }
 
-    fn poll_once(&mut self, deadline: Option<Instant>) -> Result<(), SessionError> {
+    /// One poll of the wake fd and the control socket. `record_wanted`: a record the peer wrote
+    /// just before it went away is still read before its going is reported (rotord's refusal
+    /// of a session is a record and a close, which one poll sees at once).
+    fn poll_once(
+        &mut self,
+        deadline: Option<Instant>,
+        record_wanted: bool,
+    ) -> Result<(), SessionError> {
         let timeout = match deadline {
             None => None,
             Some(deadline) => {
@@ -502,6 +509,7 @@ impl Session {
         }
         match sys::socket_peer_gone(self.socket.as_raw_fd(), polled.socket_events) {
             Ok(false) => Ok(()),
+            Ok(true) if record_wanted && self.consumer.ready_now().unwrap_or(false) => Ok(()),
             Ok(true) => Err(self.fail_gone()),
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                 Err(self.fail_protocol("unexpected bytes on the control socket"))

@@ -87,6 +87,34 @@ fn blocking_recv_sleeps_until_the_peer_sends() {
 }
 
 #[test]
+fn a_record_sent_just_before_the_peer_closes_is_received_before_its_going() {
+    // Send and close come together: the sleeping receiver's one poll sees the record's wake-up
+    // and the hang-up at once, yet gets the record first (as a refused CPG attach does).
+    for round in 0..20 {
+        let (_server, mut s, mut c) = attached("lastwords", AllowList::root_only());
+        let waiter = std::thread::spawn(move || {
+            let mut buf = [0u8; 16];
+            let first = c.recv_timeout(&mut buf, WaitMode::Blocking, TIMEOUT);
+            let first = first.map(|n| buf[..n].to_vec());
+            let then = c.recv_timeout(&mut buf, WaitMode::Blocking, TIMEOUT);
+            (first, then.map(|n| buf[..n].to_vec()))
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        s.try_send(b"last words").unwrap();
+        drop(s);
+        let (first, then) = waiter.join().unwrap();
+        assert!(
+            matches!(&first, Ok(r) if r == b"last words"),
+            "round {round}: {first:?}"
+        );
+        assert!(
+            matches!(then, Err(SessionError::PeerGone)),
+            "round {round}: {then:?}"
+        );
+    }
+}
+
+#[test]
 fn full_ring_says_try_again_and_blocking_send_waits_for_space() {
     let (_server, mut s, mut c) = attached("full", AllowList::root_only());
     let record = vec![5u8; 1000];

@@ -4,7 +4,9 @@
 //! Application → dataplane: `Join`, `Leave`, `Mcast` (no reply on success: a multicast pushed
 //! into the ring is the dataplane's to deliver; refusals come back as a `Reply` with the
 //! request id), `Membership`, `Groups`. Dataplane → application: `Welcome` once on attach,
-//! `Reply`, and in delivery order `Deliver`, `ConfChg` and `TotemConfChg`.
+//! `Reply`, and in delivery order `Deliver`, `ConfChg` and `TotemConfChg`. A session the node
+//! cannot serve gets, from rotord, a `Reply` to [`REFUSED_REQ_ID`] in place of the `Welcome`
+//! and is closed.
 
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::Status;
@@ -19,6 +21,11 @@ pub const OP_REPLY: u16 = 0x0182;
 pub const OP_DELIVER: u16 = 0x0183;
 pub const OP_CONFCHG: u16 = 0x0184;
 pub const OP_TOTEM_CONFCHG: u16 = 0x0185;
+
+/// The request id of a `Reply` that comes first, in place of the `Welcome`: the node refused
+/// the session (its status says why — `TryAgain` while the dataplane is not serving, as during
+/// a restart). No request has this id: clients number theirs from 1 and skip 0.
+pub const REFUSED_REQ_ID: u32 = 0;
 
 /// Longest group name (libcpg's `CPG_MAX_NAME_LENGTH`).
 pub const GROUP_NAME_MAX: usize = 128;

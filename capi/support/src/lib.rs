@@ -90,3 +90,18 @@ pub fn wait_readable(fds: [i32; 2], timeout_ms: i32) {
     // SAFETY: two valid pollfd entries on the stack.
     unsafe { libc::poll(p.as_mut_ptr(), 2, timeout_ms) };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_to_try_again_is_cs_err_try_again_as_corosync_callers_retry_on() {
+        let refused = Error::Refused {
+            status: Status::TryAgain,
+            message: "the node refused the session".into(),
+        };
+        assert_eq!(cs_error(&refused), abi::CS_ERR_TRY_AGAIN);
+        assert_eq!(cs_error(&Error::TryAgain), abi::CS_ERR_TRY_AGAIN);
+    }
+}

@@ -511,6 +511,7 @@ impl Daemon {
                 "client pid {} refused: the dataplane is restarting",
                 detached.peer.pid
             );
+            refuse_cpg(detached);
             return;
         };
         let peer = detached.peer;
@@ -1257,4 +1258,37 @@ fn poll_in(fds: &[RawFd], timeout: Duration) -> Vec<bool> {
         return vec![false; fds.len()];
     }
     p.iter().map(|x| x.revents != 0).collect()
+}
+
+/// Tells a CPG client rotord cannot hand over now that it should try again (a `Reply` to
+/// `REFUSED_REQ_ID` in place of the dataplane's `Welcome`; libcpg's `cpg_initialize` returns
+/// `CS_ERR_TRY_AGAIN`, which corosync's callers retry), then closes its session.
+fn refuse_cpg(detached: ipc_shm::DetachedSession) {
+    let pid = detached.peer.pid;
+    let mut session = match detached.into_session() {
+        Ok(s) => s,
+        Err(e) => {
+            log_at!(
+                Debug,
+                "CPG",
+                "client pid {pid}: its session is unusable: {e}"
+            );
+            return;
+        }
+    };
+    let mut record = Vec::new();
+    rotor_proto::cpg::Event::Reply {
+        req_id: rotor_proto::cpg::REFUSED_REQ_ID,
+        status: rotor_proto::Status::TryAgain,
+        members: Vec::new(),
+        groups: Vec::new(),
+    }
+    .encode(&mut record);
+    if let Err(e) = session.try_send(&record) {
+        log_at!(
+            Debug,
+            "CPG",
+            "client pid {pid}: the refusal was not sent: {e}"
+        );
+    }
 }
