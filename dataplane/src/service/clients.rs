@@ -179,7 +179,7 @@ impl Client {
 
     fn drain_backlog(&mut self, counters: &mut IpcCounters) {
         while let Some(front) = self.backlog.front() {
-            match self.session.try_send(front) {
+            match self.session.try_send_parts(front) {
                 Ok(()) => {
                     counters.records_out += 1;
                     self.backlog.pop();
