@@ -1440,11 +1440,13 @@ impl Srp {
             }
         }
         let mut multicast = sent.saturating_add(retransmitted);
-        if operational && !alone && self.receivers_behind {
+        if operational && !alone && self.receivers_behind && !loss {
             // Receiver flow control (paper §3.3 bounds a rotation by what the members can
             // buffer): this node's share of the fcc is the whole window, so the others'
             // allowance is none until it clears, while this node may still retransmit and
-            // send what its own allowance lets it.
+            // send what its own allowance lets it. Not on a visit that found retransmission
+            // requests: the others' allowance is also what they retransmit with, and a member
+            // (this one too) that cannot get a frame it misses fails to receive.
             multicast = multicast.max(self.config.window_size);
             self.stats.window_claimed += 1;
         }
