@@ -102,6 +102,12 @@ pub enum Action {
         index: usize,
         ms: u64,
     },
+    /// Node `index` says its local receivers are behind for `ms` (`Node::set_receivers_behind`):
+    /// the others send nothing new meanwhile.
+    Behind {
+        index: usize,
+        ms: u64,
+    },
     /// Process `proc_index` (of `PROCS_PER_NODE`) of node `index` joins group `group` (an index
     /// into `GROUPS`).
     Join {
@@ -286,6 +292,8 @@ struct SimNode {
     incarnation: u32,
     persisted_ring_seq: u64,
     paused_until: Option<u64>,
+    /// Until when its receivers are behind (`Action::Behind`).
+    behind_until: Option<u64>,
     backlog: VecDeque<(usize, Vec<u8>)>,
     /// Its application processes and their sessions (they outlive the node's crashes).
     apps: Apps,
@@ -471,6 +479,7 @@ impl World {
                 incarnation: 0,
                 persisted_ring_seq: 0,
                 paused_until: None,
+                behind_until: None,
                 backlog: VecDeque::new(),
                 apps: Apps::new(NodeId(index as u32 + 1)),
                 life: 0,
@@ -522,6 +531,7 @@ impl World {
         n.endpoint = Some(TimedEndpoint::new(endpoint));
         n.formed = None;
         n.paused_until = None;
+        n.behind_until = None;
         n.backlog.clear();
         n.restart_at = None;
         n.life = self.lives.len();
@@ -537,6 +547,7 @@ impl World {
         self.drain_events(index);
         let n = &mut self.nodes[index];
         n.apps.crash(&mut self.report.sessions);
+        n.behind_until = None;
         if let Some(endpoint) = n.endpoint.take() {
             self.quorum.on_crash(self.now, index);
             n.persisted_ring_seq = endpoint.node().max_ring_seq();
@@ -969,6 +980,7 @@ impl World {
                     self.nodes[index].paused_until = Some(self.now + ms * MS);
                 }
             }
+            Action::Behind { index, ms } => self.set_behind(index, Some(self.now + ms * MS)),
             Action::Join { index, .. }
             | Action::Leave { index, .. }
             | Action::Kill { index, .. } => {
@@ -1098,6 +1110,19 @@ impl World {
             if self.nodes[i].paused_until.is_some() {
                 self.nodes[i].paused_until = Some(self.now);
             }
+            self.set_behind(i, None);
+        }
+    }
+
+    /// Node `index`'s receivers are behind until `until` (`None`: no longer).
+    fn set_behind(&mut self, index: usize, until: Option<u64>) {
+        let n = &mut self.nodes[index];
+        // A node that is down is not behind; it starts again without (`start_node`).
+        n.behind_until = until.filter(|_| n.endpoint.is_some());
+        if let Some(endpoint) = n.endpoint.as_mut() {
+            endpoint
+                .node_mut()
+                .set_receivers_behind(n.behind_until.is_some());
         }
     }
 
@@ -1207,6 +1232,9 @@ impl World {
                 if let Some(at) = n.paused_until {
                     next = next.min(at);
                 }
+                if let Some(at) = n.behind_until {
+                    next = next.min(at);
+                }
                 if let Some(at) = n.restart_at {
                     next = next.min(at);
                 }
@@ -1249,6 +1277,9 @@ impl World {
                     for (from, bytes) in backlog {
                         self.deliver_packet(from, i, bytes);
                     }
+                }
+                if self.nodes[i].behind_until.is_some_and(|at| at <= self.now) {
+                    self.set_behind(i, None);
                 }
                 if self.nodes[i].restart_at.is_some_and(|at| at <= self.now) && !healed {
                     self.start_node(i);
