@@ -270,8 +270,8 @@ fn receivers_behind_hold_the_ring_back_under_loss_without_breaking_it() {
     // Nodes in turn say their receivers are behind, for 100 ms to 1 s (thousands of rotations),
     // while frames are lost, duplicated and reordered: EVS holds, every message is delivered
     // once they clear, and the claims change no membership — each seed installs no more
-    // configurations than the same seed without them (a node behind that misses a frame still
-    // gets it retransmitted).
+    // configurations than the same seed without them. (That a node behind which lost a frame
+    // still gets it, whatever the rotation count, is totem-core's `tests/receivers_behind.rs`.)
     let behind = |at: u64, index: usize, ms: u64| (When::At(at), Action::Behind { index, ms });
     for seed in 1..=8u64 {
         let nodes = 3 + (seed % 3) as usize;
