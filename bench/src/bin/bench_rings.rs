@@ -7,6 +7,8 @@
 //!   (xdp-prog steering, copy mode on veth), 64 B UDP payloads, both sides busy-polling;
 //! - **kernel UDP** ping-pong between the same hosts for comparison: the plain-socket provider
 //!   (`udp`) and the io_uring one (`uring`), busy-polling;
+//! - **jumbo**: the AF_XDP (multi-buffer) and kernel UDP ping-pongs again with 8,972 B payloads
+//!   on links at MTU 9000, the crossing a 1 KB workload at netmtu 9000 pays per frame and peer;
 //! - **token rotation** on a 3-node ring: three dataplane `Runner`s (totem-core + AES-256-GCM +
 //!   a provider) in rb1..rb3, the idle ring kept rotating (no token hold), the interval between
 //!   consecutive token receipts at node 1; per provider and poll mode;
@@ -38,6 +40,7 @@ use rotor_bench::svg::{percentile_chart, Series};
 use rotor_crypto::{CryptoMode, Keys};
 use rotor_dataplane::runner::{cluster_shape, Runner, RunnerConfig};
 use rotor_dataplane::transport::any::{AnyTransport, TransportKind};
+use rotor_dataplane::transport::frame::ETH_HEADER_LEN;
 use rotor_dataplane::transport::udp::{KernelUdpIo, UdpTransport};
 use rotor_dataplane::transport::uring::UringTransport;
 use rotor_dataplane::transport::xsk::{XskConfig, XskTransport};
@@ -143,20 +146,20 @@ fn run(args: &[String]) -> Result<(), String> {
     for (name, result) in [
         (
             "AF_XDP ping-pong (xsk, busy)",
-            ping_pong(&bed, &xsk_open, plan.ping_samples),
+            ping_pong(&bed, &xsk_open, plan.ping_samples, 64),
         ),
         (
             "kernel UDP ping-pong (socket, busy)",
-            ping_pong(&bed, &udp_open, plan.ping_samples),
+            ping_pong(&bed, &udp_open, plan.ping_samples, 64),
         ),
         (
             "kernel UDP ping-pong (io_uring, busy)",
-            ping_pong(&bed, &uring_open, plan.ping_samples),
+            ping_pong(&bed, &uring_open, plan.ping_samples, 64),
         ),
     ] {
         check_interrupt()?;
         match result {
-            Ok(h) => rings.push(ping_ring(name, h)),
+            Ok(h) => rings.push(ping_ring(name, "round trip of one 64 B datagram", h)),
             Err(e) => failed(&mut notes, name, e),
         }
     }
@@ -230,6 +233,38 @@ fn run(args: &[String]) -> Result<(), String> {
              buckets `le_N` count rotations ≤ N µs and above the previous bound):\n\n```\n{}\n```\n",
             rotations.trim()
         ));
+    }
+    // Jumbo frames, last (the links' MTU changes): what one crossing of a 9 KB frame costs.
+    eprintln!("bench-rings: AF_XDP and kernel UDP ping-pongs of {JUMBO_PAYLOAD} B at MTU 9000");
+    match bed.set_mtu(JUMBO_MTU) {
+        Err(e) => failed(
+            &mut notes,
+            "jumbo ping-pongs",
+            format!("MTU {JUMBO_MTU}: {e}"),
+        ),
+        Ok(()) => {
+            let xsk_jumbo = |addr: SocketAddr| {
+                let mut cfg = XskConfig::new("eth0", addr);
+                cfg.frame_bytes_max = JUMBO_MTU as usize + ETH_HEADER_LEN;
+                XskTransport::open(&cfg).map_err(|e| e.to_string())
+            };
+            for (name, result) in [
+                (
+                    "AF_XDP ping-pong (xsk multi-buffer, busy, 8,972 B)",
+                    ping_pong(&bed, &xsk_jumbo, plan.ping_samples, JUMBO_PAYLOAD),
+                ),
+                (
+                    "kernel UDP ping-pong (socket, busy, 8,972 B)",
+                    ping_pong(&bed, &udp_open, plan.ping_samples, JUMBO_PAYLOAD),
+                ),
+            ] {
+                check_interrupt()?;
+                match result {
+                    Ok(h) => rings.push(ping_ring(name, "round trip of one 8,972 B datagram", h)),
+                    Err(e) => failed(&mut notes, name, e),
+                }
+            }
+        }
     }
     drop(bed);
     let load_after = load_average();
@@ -326,10 +361,14 @@ fn failed(notes: &mut Vec<String>, name: &str, e: String) {
     notes.push(format!("**{name}: not measured**: {e}\n"));
 }
 
-fn ping_ring(name: &str, h: Histogram<u64>) -> Ring {
+/// Links' MTU and the UDP payload (IPv4) of the jumbo ping-pongs.
+const JUMBO_MTU: u32 = 9000;
+const JUMBO_PAYLOAD: usize = JUMBO_MTU as usize - 28;
+
+fn ping_ring(name: &str, what: &'static str, h: Histogram<u64>) -> Ring {
     Ring {
         name: name.to_owned(),
-        what: "round trip of one 64 B datagram",
+        what,
         dist: Dist::from_histogram(&h, 1000.0),
     }
 }
@@ -415,10 +454,15 @@ fn take_one<T: Transport>(t: &mut T, limit: Duration) -> Result<bool, String> {
     }
 }
 
-/// Round trips of a 64 B datagram from host 1 to host 2 and back through providers that `open`
-/// builds (inside each host's namespace); both sides busy-poll. The first replies after the
-/// neighbour tables fill and 1000 round trips are warm-up.
-fn ping_pong<T, F>(bed: &Testbed, open: &F, samples: u64) -> Result<Histogram<u64>, String>
+/// Round trips of a `size`-byte datagram from host 1 to host 2 and back through providers that
+/// `open` builds (inside each host's namespace); both sides busy-poll. The first replies after
+/// the neighbour tables fill and 1000 round trips are warm-up.
+fn ping_pong<T, F>(
+    bed: &Testbed,
+    open: &F,
+    samples: u64,
+    size: usize,
+) -> Result<Histogram<u64>, String>
 where
     T: Transport,
     F: Fn(SocketAddr) -> Result<T, String> + Sync,
@@ -441,6 +485,7 @@ where
                 }
             };
             let deadline = Instant::now() + STEP_LIMIT * 2;
+            let reply = vec![0x5au8; size];
             let mut replies: Vec<SocketAddr> = Vec::with_capacity(64);
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                 replies.clear();
@@ -448,7 +493,7 @@ where
                     break;
                 }
                 for &to in &replies {
-                    let _ = t.send_to(&[0x5a; 64], to);
+                    let _ = t.send_to(&reply, to);
                 }
                 if !replies.is_empty() {
                     let _ = t.flush();
@@ -464,7 +509,7 @@ where
             enter_netns(&h1)?;
             let mut t = open(host_addr(1))?;
             let to = host_addr(2);
-            let msg = [0xa5u8; 64];
+            let msg = vec![0xa5u8; size];
             let send = |t: &mut T| -> Result<(), String> {
                 t.send_to(&msg, to).map_err(|e| e.to_string())?;
                 t.flush().map_err(|e| e.to_string())
