@@ -67,7 +67,9 @@ pub struct Payload<'a>(Repr<'a>);
 /// How a [`Payload`] lies in memory (for the node's event queue, which keeps a reference).
 #[derive(Clone, Copy)]
 pub(crate) enum Repr<'a> {
-    Slice(&'a [u8]),
+    /// One slice, and the frame body it lies in when it lies in one (see
+    /// [`Payload::body_part`]). Invariant: the slice is inside that body.
+    Slice(&'a [u8], Option<&'a Body>),
     /// Invariant: `skip + len` is the parts' total length (at most `PACKED_MESSAGE_MAX`).
     Parts {
         parts: &'a [Part],
@@ -78,7 +80,26 @@ pub(crate) enum Repr<'a> {
 
 impl<'a> Payload<'a> {
     pub fn from_slice(bytes: &'a [u8]) -> Payload<'a> {
-        Payload(Repr::Slice(bytes))
+        Payload(Repr::Slice(bytes, None))
+    }
+
+    /// The bytes `range` of `body`. Panics if the range is not inside it.
+    pub fn from_body(body: &'a Body, range: Range<usize>) -> Payload<'a> {
+        Payload(Repr::Slice(&body[range], Some(body)))
+    }
+
+    /// The data as a [`Part`] that keeps its frame body alive (an `Rc` clone, no copy), when
+    /// it lies in one body: for a consumer that must hold a delivery beyond the event, as the
+    /// dataplane does for a client whose ring is full. `None` for data in several bodies or in
+    /// none.
+    pub fn body_part(&self) -> Option<Part> {
+        match self.0 {
+            Repr::Slice(bytes, Some(body)) => {
+                let start = bytes.as_ptr() as usize - body.as_ptr() as usize;
+                Some(Part::new(body, start..start + bytes.len()))
+            }
+            _ => None,
+        }
     }
 
     /// The parts' bytes after the first `skip`.
@@ -101,7 +122,7 @@ impl<'a> Payload<'a> {
 
     pub fn len(&self) -> usize {
         match self.0 {
-            Repr::Slice(bytes) => bytes.len(),
+            Repr::Slice(bytes, _) => bytes.len(),
             Repr::Parts { len, .. } => len as usize,
         }
     }
@@ -113,7 +134,7 @@ impl<'a> Payload<'a> {
     /// The data as one slice, when it is one (every message that fit in one frame).
     pub fn as_slice(&self) -> Option<&'a [u8]> {
         match self.0 {
-            Repr::Slice(bytes) => Some(bytes),
+            Repr::Slice(bytes, _) => Some(bytes),
             Repr::Parts { .. } => None,
         }
     }
@@ -121,7 +142,7 @@ impl<'a> Payload<'a> {
     /// The data's slices in order (empty ones left out, except for an empty one-slice payload).
     pub fn parts(&self) -> Chunks<'a> {
         match self.0 {
-            Repr::Slice(bytes) => Chunks {
+            Repr::Slice(bytes, _) => Chunks {
                 single: Some(bytes),
                 parts: [].iter(),
                 skip: 0,
@@ -138,7 +159,7 @@ impl<'a> Payload<'a> {
     pub fn skip(self, n: usize) -> Payload<'a> {
         assert!(n <= self.len(), "skipping past the payload");
         Payload(match self.0 {
-            Repr::Slice(bytes) => Repr::Slice(&bytes[n..]),
+            Repr::Slice(bytes, body) => Repr::Slice(&bytes[n..], body),
             Repr::Parts { parts, skip, len } => Repr::Parts {
                 parts,
                 skip: skip + n as u32,
@@ -188,7 +209,7 @@ impl<'a> Payload<'a> {
 impl fmt::Debug for Payload<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let parts = match self.0 {
-            Repr::Slice(_) => 1,
+            Repr::Slice(..) => 1,
             Repr::Parts { parts, .. } => parts.len(),
         };
         write!(f, "Payload {{ len: {}, parts: {parts} }}", self.len())
@@ -247,6 +268,24 @@ pub(crate) fn offset_in(outer: &[u8], inner: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_payload_in_one_body_is_kept_as_a_part_of_it_without_a_copy() {
+        let body: Body = Rc::new(b"headerhello world".to_vec());
+        let data = Payload::from_body(&body, 6..17);
+        let part = data.body_part().expect("one body");
+        assert_eq!(part.bytes(), b"hello world");
+        assert_eq!(
+            part.bytes().as_ptr(),
+            body[6..].as_ptr(),
+            "the body's own bytes"
+        );
+        assert_eq!(Rc::strong_count(&body), 2);
+        assert_eq!(data.skip(6).body_part().unwrap().bytes(), b"world");
+        assert!(Payload::from_slice(b"elsewhere").body_part().is_none());
+        drop(part);
+        assert_eq!(Rc::strong_count(&body), 1);
+    }
 
     fn body(bytes: &[u8]) -> Body {
         Rc::new(bytes.to_vec())

@@ -180,7 +180,7 @@ fn store_output(layers: &mut LayersOut<'_>, frame: Option<&mut Frame<'_>>, outpu
             guarantee,
             data,
         } => match data.repr() {
-            Repr::Slice(bytes) => {
+            Repr::Slice(bytes, _) => {
                 let offsets = frame.and_then(|f| {
                     let g = offset_in(f.body, group)?;
                     let d = offset_in(f.body, bytes)?;
@@ -732,15 +732,22 @@ impl Node {
                 group,
                 data,
             } => {
-                let buffer: &[u8] = match buffer {
-                    IN_ARENA => &layers.arena,
-                    index => &layers.frames[index as usize],
+                let (buffer, data): (&[u8], _) = match buffer {
+                    IN_ARENA => (
+                        &layers.arena,
+                        Payload::from_slice(range(&layers.arena, data)),
+                    ),
+                    index => {
+                        let body = &layers.frames[index as usize];
+                        let (start, len) = (data.0 as usize, data.1 as usize);
+                        (body, Payload::from_body(body, start..start + len))
+                    }
                 };
                 Event::Deliver(Delivery {
                     group: range(buffer, group),
                     sender,
                     guarantee,
-                    data: Payload::from_slice(range(buffer, data)),
+                    data,
                 })
             }
             Stored::DeliverParts {

@@ -1,70 +1,112 @@
-//! The records queued for one client whose ring is full, in arrival order: their bytes in one
-//! ring buffer (`VecDeque<u8>`) and their lengths beside.
+//! The records queued for one client whose ring is full, in arrival order: the bytes copied in
+//! one ring buffer (`VecDeque<u8>`), the deliveries kept by reference beside them, and each
+//! record's shape.
 //!
 //! Under throughput load a client that does not get a core often enough finds half the records
-//! of a run here, so queueing one costs what copying it costs: its parts are appended (no
-//! allocation per record, no byte-by-byte assembly), a record is sent from where it lies (two
-//! slices when it wraps), and a sent record only moves the front. The buffer keeps up to
-//! [`KEEP_BYTES`] of capacity when it empties, so a client that falls behind again and again
-//! does not have it grown (copied, its new pages faulted in) each time.
+//! of a run here, so queueing one must cost little. A delivery whose data lies in one frame
+//! body (every message that fit in a frame) keeps that body (`Part`, an `Rc` clone: no copy;
+//! the store gives the slot a fresh buffer meanwhile) and copies only its header; any other
+//! record is copied whole. Nothing is allocated per record, a record goes out from where it
+//! lies (up to three slices), and a sent record only moves the fronts. The byte buffer keeps
+//! up to [`KEEP_BYTES`] of capacity when it empties, so a client that falls behind again and
+//! again does not have it grown (copied, its new pages faulted in) each time.
 
 use std::collections::VecDeque;
+
+use totem_core::body::Part;
 
 /// Capacity an empty backlog keeps for the next burst: the backlog at which a client's own
 /// requests start to wait (`INTAKE_PAUSE_BYTES`), which a client that keeps falling behind
 /// reaches again and again.
 const KEEP_BYTES: usize = super::INTAKE_PAUSE_BYTES;
 
+/// One queued record: its first `copied` bytes are in `Backlog::bytes`, and when `kept` the
+/// rest is the front `Part` of `Backlog::parts`.
+#[derive(Clone, Copy, Debug)]
+struct Record {
+    copied: usize,
+    kept: bool,
+}
+
 /// The records waiting for room in one client's ring.
 #[derive(Debug, Default)]
 pub struct Backlog {
     bytes: VecDeque<u8>,
-    lens: VecDeque<usize>,
+    parts: VecDeque<Part>,
+    records: VecDeque<Record>,
+    /// The records' total length.
+    queued: usize,
 }
 
 impl Backlog {
     pub fn is_empty(&self) -> bool {
-        self.lens.is_empty()
+        self.records.is_empty()
     }
 
     /// Records queued.
     pub fn len(&self) -> usize {
-        self.lens.len()
+        self.records.len()
     }
 
-    /// Bytes queued.
+    /// Bytes queued (the records' length; a kept frame body may hold more memory).
     pub fn bytes(&self) -> usize {
-        self.bytes.len()
+        self.queued
     }
 
-    /// Queues one record made of `parts`, after those queued before it.
+    /// Queues one record made of `parts`, copied, after those queued before it.
     pub fn push<'a>(&mut self, parts: impl Iterator<Item = &'a [u8]>) {
         let start = self.bytes.len();
         for part in parts {
             // A slice's iterator: the standard library copies it whole.
             self.bytes.extend(part);
         }
-        self.lens.push_back(self.bytes.len() - start);
+        let copied = self.bytes.len() - start;
+        self.queued += copied;
+        self.records.push_back(Record {
+            copied,
+            kept: false,
+        });
     }
 
-    /// The oldest record queued, as the two pieces it may lie in (the second often empty).
-    pub fn front(&self) -> Option<[&[u8]; 2]> {
-        let len = *self.lens.front()?;
+    /// Queues one record made of `head`, copied, and `data`, kept by reference.
+    pub fn push_kept(&mut self, head: &[u8], data: Part) {
+        self.bytes.extend(head);
+        self.queued += head.len() + data.bytes().len();
+        self.parts.push_back(data);
+        self.records.push_back(Record {
+            copied: head.len(),
+            kept: true,
+        });
+    }
+
+    /// The oldest record queued, as the pieces it lies in (some possibly empty).
+    pub fn front(&self) -> Option<[&[u8]; 3]> {
+        let r = *self.records.front()?;
         let (a, b) = self.bytes.as_slices();
-        Some(if a.len() >= len {
-            [&a[..len], &[]]
+        let [a, b] = if a.len() >= r.copied {
+            [&a[..r.copied], &[][..]]
         } else {
-            [a, &b[..len - a.len()]]
-        })
+            [a, &b[..r.copied - a.len()]]
+        };
+        let kept = match r.kept {
+            true => self.parts.front().expect("a kept record's part").bytes(),
+            false => &[],
+        };
+        Some([a, b, kept])
     }
 
     /// Drops the oldest record (it was sent).
     pub fn pop(&mut self) {
-        let Some(len) = self.lens.pop_front() else {
+        let Some(r) = self.records.pop_front() else {
             return;
         };
-        self.bytes.drain(..len);
-        if self.lens.is_empty() {
+        self.bytes.drain(..r.copied);
+        self.queued -= r.copied;
+        if r.kept {
+            let part = self.parts.pop_front().expect("a kept record's part");
+            self.queued -= part.bytes().len();
+        }
+        if self.records.is_empty() {
             self.bytes.clear();
             self.bytes.shrink_to(KEEP_BYTES);
         }
@@ -76,7 +118,7 @@ mod tests {
     use super::*;
 
     fn front(b: &Backlog) -> Option<Vec<u8>> {
-        b.front().map(|[x, y]| [x, y].concat())
+        b.front().map(|pieces| pieces.concat())
     }
 
     fn drain(b: &mut Backlog) -> Vec<Vec<u8>> {
@@ -115,7 +157,7 @@ mod tests {
             b.push([&record(i)[..]].into_iter());
             queued += record(i).len();
             if i >= 100 {
-                let [_, second] = b.front().unwrap();
+                let [_, second, _] = b.front().unwrap();
                 wrapped += usize::from(!second.is_empty());
                 assert_eq!(front(&b), Some(record(next_out)));
                 queued -= record(next_out).len();
@@ -139,5 +181,25 @@ mod tests {
         drain(&mut b);
         assert!(b.is_empty());
         assert!(b.bytes.capacity() <= KEEP_BYTES);
+    }
+
+    #[test]
+    fn a_kept_delivery_goes_out_as_its_header_and_the_frame_bodys_own_bytes() {
+        let body: totem_core::Body = std::rc::Rc::new(b"..hello world..".to_vec());
+        let mut b = Backlog::default();
+        b.push([&b"first"[..]].into_iter());
+        b.push_kept(b"HDR:", Part::new(&body, 2..13));
+        b.push([&b"last"[..]].into_iter());
+        assert_eq!((b.len(), b.bytes()), (3, 5 + 4 + 11 + 4));
+        assert_eq!(std::rc::Rc::strong_count(&body), 2, "kept, not copied");
+        assert_eq!(front(&b).unwrap(), b"first");
+        b.pop();
+        let [_, _, kept] = b.front().unwrap();
+        assert_eq!(kept.as_ptr(), body[2..].as_ptr(), "the body's own bytes");
+        assert_eq!(front(&b).unwrap(), b"HDR:hello world");
+        b.pop();
+        assert_eq!(std::rc::Rc::strong_count(&body), 1, "let go once sent");
+        assert_eq!(drain(&mut b), vec![b"last".to_vec()]);
+        assert_eq!(b.bytes(), 0);
     }
 }

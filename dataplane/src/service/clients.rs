@@ -9,7 +9,8 @@ use ipc_shm::{PeerCred, Session, SessionError};
 use rotor_proto::cpg as proto;
 use rotor_proto::Status;
 use totem_core::{
-    ChangeReason, ConfigKind, Event, Guarantee, ProcessId, SessionId, Sessions, Submit, SubmitError,
+    ChangeReason, ConfigKind, Event, Guarantee, Payload, ProcessId, SessionId, Sessions, Submit,
+    SubmitError,
 };
 
 use super::backlog::Backlog;
@@ -136,6 +137,41 @@ impl Client {
             }
         }
         self.backlog.push(parts);
+        self.queued(counters);
+    }
+
+    /// Writes a delivery (its header from the stack, its data borrowed from the core) straight
+    /// into the client's ring. When the ring is full, data that lies in one frame body is kept
+    /// by reference (the body stays alive; only the header is copied), other data copied.
+    fn send_deliver(&mut self, header: &[u8], data: Payload<'_>, counters: &mut IpcCounters) {
+        let Some(slice) = data.as_slice() else {
+            return self.send_parts(std::iter::once(header).chain(data.parts()), counters);
+        };
+        if self.closed.is_some() {
+            return;
+        }
+        if self.backlog.is_empty() {
+            match self.session.try_send_parts([header, slice]) {
+                Ok(()) => {
+                    counters.records_out += 1;
+                    return;
+                }
+                Err(SessionError::Full) => {}
+                Err(e) => {
+                    self.close(CloseKind::of(&e), format!("send: {e}"));
+                    return;
+                }
+            }
+        }
+        match data.body_part() {
+            Some(part) => self.backlog.push_kept(header, part),
+            None => self.backlog.push([header, slice].into_iter()),
+        }
+        self.queued(counters);
+    }
+
+    /// Counts the record just queued; a client with too much queued is let go.
+    fn queued(&mut self, counters: &mut IpcCounters) {
         let queued = self.backlog.bytes();
         counters.records_backlogged += 1;
         counters.backlog_bytes_max = counters.backlog_bytes_max.max(queued as u64);
@@ -408,19 +444,9 @@ impl Clients {
                     d.group,
                     d.data.len(),
                 );
-                match d.data.as_slice() {
-                    // A message that fit in a frame (the common case): two parts.
-                    Some(data) => {
-                        let record = [header.as_bytes(), data];
-                        self.sessions
-                            .route(ev, |c| c.send_parts(record.iter().copied(), counters));
-                    }
-                    None => {
-                        let record = std::iter::once(header.as_bytes()).chain(d.data.parts());
-                        self.sessions
-                            .route(ev, |c| c.send_parts(record.clone(), counters));
-                    }
-                }
+                let header = header.as_bytes();
+                self.sessions
+                    .route(ev, |c| c.send_deliver(header, d.data, counters));
             }
             Event::Group(g) => {
                 proto::Event::ConfChg {
