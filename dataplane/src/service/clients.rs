@@ -120,24 +120,10 @@ impl Client {
         parts: impl Iterator<Item = &'a [u8]> + Clone,
         counters: &mut IpcCounters,
     ) {
-        if self.closed.is_some() {
-            return;
+        if !self.sent_directly(parts.clone(), counters) {
+            self.backlog.push(parts);
+            self.queued(counters);
         }
-        if self.backlog.is_empty() {
-            match self.session.try_send_parts(parts.clone()) {
-                Ok(()) => {
-                    counters.records_out += 1;
-                    return;
-                }
-                Err(SessionError::Full) => {}
-                Err(e) => {
-                    self.close(CloseKind::of(&e), format!("send: {e}"));
-                    return;
-                }
-            }
-        }
-        self.backlog.push(parts);
-        self.queued(counters);
     }
 
     /// Writes a delivery (its header from the stack, its data borrowed from the core) straight
@@ -147,27 +133,40 @@ impl Client {
         let Some(slice) = data.as_slice() else {
             return self.send_parts(std::iter::once(header).chain(data.parts()), counters);
         };
-        if self.closed.is_some() {
-            return;
+        if !self.sent_directly([header, slice].into_iter(), counters) {
+            match data.body_part() {
+                Some(part) => self.backlog.push_kept(header, part),
+                None => self.backlog.push([header, slice].into_iter()),
+            }
+            self.queued(counters);
         }
-        if self.backlog.is_empty() {
-            match self.session.try_send_parts([header, slice]) {
-                Ok(()) => {
-                    counters.records_out += 1;
-                    return;
-                }
-                Err(SessionError::Full) => {}
-                Err(e) => {
-                    self.close(CloseKind::of(&e), format!("send: {e}"));
-                    return;
-                }
+    }
+
+    /// Whether the record `parts` is taken care of without the backlog: written to the ring
+    /// (nothing queued before it, and room), or not to be written at all (the session is
+    /// closed, or closes on this write).
+    fn sent_directly<'a>(
+        &mut self,
+        parts: impl Iterator<Item = &'a [u8]> + Clone,
+        counters: &mut IpcCounters,
+    ) -> bool {
+        if self.closed.is_some() {
+            return true;
+        }
+        if !self.backlog.is_empty() {
+            return false;
+        }
+        match self.session.try_send_parts(parts) {
+            Ok(()) => {
+                counters.records_out += 1;
+                true
+            }
+            Err(SessionError::Full) => false,
+            Err(e) => {
+                self.close(CloseKind::of(&e), format!("send: {e}"));
+                true
             }
         }
-        match data.body_part() {
-            Some(part) => self.backlog.push_kept(header, part),
-            None => self.backlog.push([header, slice].into_iter()),
-        }
-        self.queued(counters);
     }
 
     /// Counts the record just queued; a client with too much queued is let go.
