@@ -283,19 +283,9 @@ fn receivers_behind_hold_the_ring_back_under_loss_without_breaking_it() {
             behind(2_600, 0, 400),
         ];
         let cfg = |script| SimConfig {
-            seed,
-            nodes,
-            faults: Faults::Loss,
             fault_ms: FAULT_MS,
-            verbose: false,
             script,
-            app_gap_us: APP_GAP_US_BUSY,
-            changes: false,
-            token_ms: None,
-            loss_percent: None,
-            accelerated_window: None,
-            adaptive: false,
-            send_gap_ns: 0,
+            ..SimConfig::new(seed, nodes, Faults::Loss)
         };
         let replay = cfg(Vec::new()).replay_command();
         let [with, without] = [script, Vec::new()].map(|s| run(cfg(s)));

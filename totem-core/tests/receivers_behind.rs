@@ -93,8 +93,9 @@ fn run_losing(
     }
 }
 
-#[test]
-fn a_node_whose_receivers_are_behind_holds_the_others_back_until_it_clears() {
+/// Three nodes that formed their ring and joined `GROUP`, at 3.5 s of ring time; what they
+/// delivered to it so far (nothing).
+fn ring_with_group() -> (Vec<Node>, u64, [[usize; 3]; 3]) {
     let mut nodes: Vec<Node> = (1..=3).map(node).collect();
     let mut now = 0;
     let mut delivered = [[0; 3]; 3];
@@ -102,6 +103,12 @@ fn a_node_whose_receivers_are_behind_holds_the_others_back_until_it_clears() {
     assert!(nodes.iter().all(Node::is_operational), "no ring formed");
     common::join_all(&mut nodes, GROUP, PID);
     run(&mut nodes, &mut now, 3_500, &mut delivered);
+    (nodes, now, delivered)
+}
+
+#[test]
+fn a_node_whose_receivers_are_behind_holds_the_others_back_until_it_clears() {
+    let (mut nodes, mut now, mut delivered) = ring_with_group();
     let rings = nodes[0].stats().rings_installed;
 
     // Node 2 falls behind; then node 1 has a backlog, and node 2 a little of its own.
@@ -151,13 +158,7 @@ fn a_node_whose_receivers_are_behind_holds_the_others_back_until_it_clears() {
 
 #[test]
 fn a_node_behind_that_lost_a_frame_still_gets_it_and_stays_in_the_ring() {
-    let mut nodes: Vec<Node> = (1..=3).map(node).collect();
-    let mut now = 0;
-    let mut delivered = [[0; 3]; 3];
-    run(&mut nodes, &mut now, 3_000, &mut delivered);
-    assert!(nodes.iter().all(Node::is_operational), "no ring formed");
-    common::join_all(&mut nodes, GROUP, PID);
-    run(&mut nodes, &mut now, 3_500, &mut delivered);
+    let (mut nodes, mut now, mut delivered) = ring_with_group();
     let rings = nodes[0].stats().rings_installed;
 
     // The first data frame node 1 sends never reaches node 2, which is behind from that hop.
