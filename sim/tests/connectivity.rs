@@ -6,7 +6,7 @@
 //! heal, and that after the heal one ring of every node forms (the simulator's liveness check).
 
 use rotor_sim::reach_check::{check_settled, expected_rings};
-use rotor_sim::{run, Action, Faults, SimConfig, When, APP_GAP_US_BUSY};
+use rotor_sim::{run, Action, Faults, SimConfig, When};
 
 /// When the pairs break.
 const CHANGE_MS: u64 = 1_000;
@@ -23,19 +23,9 @@ fn partial(name: &str, nodes: usize, blocked: &[(usize, usize)]) {
     let mut churn = Vec::new();
     for seed in 1..=4u64 {
         let cfg = SimConfig {
-            seed,
-            nodes,
-            faults: Faults::None,
             fault_ms: FAULT_MS,
-            verbose: false,
             script: vec![(When::At(CHANGE_MS), Action::Block(blocked.to_vec()))],
-            app_gap_us: APP_GAP_US_BUSY,
-            changes: false,
-            token_ms: None,
-            loss_percent: None,
-            accelerated_window: None,
-            adaptive: false,
-            send_gap_ns: 0,
+            ..SimConfig::new(seed, nodes, Faults::None)
         };
         let replay = cfg.replay_command();
         let report = run(cfg);

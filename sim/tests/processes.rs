@@ -23,19 +23,10 @@ fn scenario(
     (1..=8)
         .map(|seed| {
             let cfg = SimConfig {
-                seed,
-                nodes,
-                faults: Faults::None,
                 fault_ms: 3_000,
-                verbose: false,
                 script: script.clone(),
                 app_gap_us,
-                changes: false,
-                token_ms: None,
-                loss_percent: None,
-                accelerated_window: None,
-                adaptive: false,
-                send_gap_ns: 0,
+                ..SimConfig::new(seed, nodes, Faults::None)
             };
             let replay = cfg.replay_command();
             let steps = cfg.script.len();

@@ -4,8 +4,8 @@
 //! cluster step by step, auto_tie_breaker's side of an even split, two_node, and a quorum
 //! device whose vote counts only while it polls. Each runs several seeds.
 
+use rotor_sim::When;
 use rotor_sim::{run_with_quorum, Action, Faults, QdeviceSim, QuorumPlan, RunReport, SimConfig};
-use rotor_sim::{When, APP_GAP_US_BUSY};
 use totem_core::votequorum::{QdeviceSettings, TieBreaker};
 
 /// Runs seeds 1 to 6 of a scenario; every run must be free of violations.
@@ -31,19 +31,9 @@ fn scenario_seeds(
     (1..=seeds)
         .map(|seed| {
             let cfg = SimConfig {
-                seed,
-                nodes,
-                faults: Faults::None,
                 fault_ms,
-                verbose: false,
                 script: script.clone(),
-                app_gap_us: APP_GAP_US_BUSY,
-                changes: false,
-                token_ms: None,
-                loss_percent: None,
-                accelerated_window: None,
-                adaptive: false,
-                send_gap_ns: 0,
+                ..SimConfig::new(seed, nodes, Faults::None)
             };
             let replay = cfg.replay_command();
             let steps = cfg.script.len();

@@ -23,19 +23,10 @@ fn scenario_seeds(
     let mut reports = Vec::new();
     for seed in seeds {
         let cfg = SimConfig {
-            seed,
-            nodes,
-            faults: Faults::None,
             fault_ms: FAULT_MS,
-            verbose: false,
             script: script.clone(),
             app_gap_us,
-            changes: false,
-            token_ms: None,
-            loss_percent: None,
-            accelerated_window: None,
-            adaptive: false,
-            send_gap_ns: 0,
+            ..SimConfig::new(seed, nodes, Faults::None)
         };
         let replay = cfg.replay_command();
         let report = run(cfg);
@@ -218,19 +209,9 @@ fn an_idle_ring_delivers_without_waiting_for_a_held_token() {
     for seed in (2..=80u64).step_by(2) {
         let nodes = 3 + (seed % 3) as usize;
         let cfg = SimConfig {
-            seed,
-            nodes,
-            faults: Faults::None,
             fault_ms: 3_000,
-            verbose: false,
-            script: Vec::new(),
             app_gap_us: (20_000, 200_000),
-            changes: false,
-            token_ms: None,
-            loss_percent: None,
-            accelerated_window: None,
-            adaptive: false,
-            send_gap_ns: 0,
+            ..SimConfig::new(seed, nodes, Faults::None)
         };
         let replay = cfg.replay_command();
         let report = run(cfg);

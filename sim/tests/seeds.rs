@@ -19,19 +19,8 @@ fn seeds(faults: Faults, nodes: usize, first: u64, count: u64, fault_ms: u64) ->
     let mut replays = 0;
     for seed in first..first + count {
         let cfg = SimConfig {
-            seed,
-            nodes,
-            faults,
             fault_ms,
-            verbose: false,
-            script: Vec::new(),
-            app_gap_us: rotor_sim::APP_GAP_US_BUSY,
-            changes: false,
-            token_ms: None,
-            loss_percent: None,
-            accelerated_window: None,
-            adaptive: false,
-            send_gap_ns: 0,
+            ..SimConfig::new(seed, nodes, faults)
         };
         let replay = cfg.replay_command();
         let report = run(cfg);
