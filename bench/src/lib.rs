@@ -7,6 +7,8 @@
 //!   ring, AF_XDP, kernel UDP, token rotation, end-to-end agreed delivery.
 //! - `capi` (`cargo xtask bench capi`): the C drop-in libcpg against the Rust client on one
 //!   rotor cluster, with `--perf-stat` counting system calls and context switches per message.
+//! - `sched` (vs-corosync's `--sched`): how long the daemons' wake-ups waited for a CPU, and
+//!   what that CPU ran meanwhile, from `perf sched`.
 //!
 //! Both write a Markdown report with SVG plots under `bench/reports/` and their own block of
 //! docs/BENCHMARKS.md. The pure parts (result lines, percentile ladders, SVG, report text) live
@@ -18,4 +20,5 @@ pub mod dist;
 pub mod line;
 pub mod perfstat;
 pub mod report;
+pub mod sched;
 pub mod svg;

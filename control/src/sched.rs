@@ -5,16 +5,26 @@
 //! before it starts the dataplane, which inherits it: a token that arrives while other
 //! processes keep every core busy is then handled at once instead of after their time slices
 //! (with `token: 10` on a loaded machine, without it the token waits for a core past the token
-//! timeout and the ring re-forms though no node failed; docs/BENCHMARKS.md, "soak"). A
-//! dataplane that busy-polls gives the realtime class up again (`dataplane`'s `serve`).
+//! timeout and the ring re-forms though no node failed; docs/BENCHMARKS.md, "soak").
+//!
+//! Unlike corosync, whose one process carries the token, rotor splits the node: rotord takes
+//! the priority one below the highest ([`ROTORD_BELOW_DATAPLANE`]) and the dataplane, which
+//! carries the token, raises itself to the highest at start (`dataplane`'s `realtime_top`).
+//! rotord's own work — a few hundred microseconds of cmap statistics every 200 ms, a client
+//! attaching — then never holds a token hop: a realtime task does not preempt another of its
+//! own priority. A dataplane that busy-polls gives the realtime class up again (its `serve`).
 
 use rotor_proto::cmap::Value;
 use std::collections::BTreeMap;
 
+/// How far below the highest realtime priority rotord runs; its dataplane runs at the highest.
+pub const ROTORD_BELOW_DATAPLANE: i32 = 1;
+
 /// What system{} asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wanted {
-    /// SCHED_RR at the highest priority; the highest nice priority if refused.
+    /// SCHED_RR: rotord one below the highest priority, its dataplane at the highest; the
+    /// highest nice priority if refused.
     RoundRobin,
     /// A nice value (the kernel clamps it to -20..19).
     Nice(i32),
@@ -57,16 +67,17 @@ pub fn apply(wanted: Wanted) -> (bool, String) {
         Wanted::RoundRobin => {
             // SAFETY: sched_get_priority_max has no preconditions.
             let top = unsafe { libc::sched_get_priority_max(libc::SCHED_RR) };
+            let ours = top - ROTORD_BELOW_DATAPLANE;
             let param = libc::sched_param {
-                sched_priority: top,
+                sched_priority: ours,
             };
             // SAFETY: sched_setscheduler reads the sched_param we own; pid 0 is this thread.
             if unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &param) } == 0 {
                 return (
                     true,
                     format!(
-                        "round-robin realtime scheduling at priority {top} (system.sched_rr), \
-                         inherited by the dataplane"
+                        "round-robin realtime scheduling (system.sched_rr): rotord at priority \
+                         {ours}, the dataplane it starts at {top}"
                     ),
                 );
             }
@@ -78,7 +89,7 @@ pub fn apply(wanted: Wanted) -> (bool, String) {
             (
                 false,
                 format!(
-                    "could not set SCHED_RR at priority {top} (system.sched_rr): {e}; {fallback}; \
+                    "could not set SCHED_RR at priority {ours} (system.sched_rr): {e}; {fallback}; \
                      on a loaded machine a short token may then time out while the node waits \
                      for a core (run rotord as root or with CAP_SYS_NICE, or set a longer token)"
                 ),

@@ -124,6 +124,14 @@ fn sched_policy(pid: i32) -> i32 {
     unsafe { libc::sched_getscheduler(pid) }
 }
 
+/// The (policy, realtime priority) of `pid`'s main thread.
+fn sched_of(pid: i32) -> (i32, i32) {
+    let mut param = libc::sched_param { sched_priority: -1 };
+    // Safety: sched_getparam writes the sched_param we own.
+    assert_eq!(unsafe { libc::sched_getparam(pid, &mut param) }, 0);
+    (sched_policy(pid), param.sched_priority)
+}
+
 /// A u64 cmap key on host `i`, if set.
 fn cmap_u64(bed: &Testbed, bins: &Bins, i: usize, key: &str) -> Option<u64> {
     let rotor = bins.rotor();
@@ -251,9 +259,16 @@ fn rotord_attaches_keeps_and_detaches_its_xdp_program() {
     assert_eq!(eff & !CAP_BPF, opener, "dataplane CapEff {eff:x}");
     assert_eq!(prm & !CAP_BPF, opener, "dataplane CapPrm {prm:x}");
     // system.sched_rr (corosync's default yes): rotord takes round-robin realtime scheduling
-    // before it starts the dataplane, which keeps it (it polls adaptively here: unpinned).
-    assert_eq!(sched_policy(daemons.pid(1)), libc::SCHED_RR, "rotord");
-    assert_eq!(sched_policy(dataplane), libc::SCHED_RR, "dataplane");
+    // one below the highest priority before it starts the dataplane, which keeps the class (it
+    // does not busy-poll here: unpinned) and raises itself to the highest, above rotord.
+    // Safety: sched_get_priority_max has no preconditions.
+    let top = unsafe { libc::sched_get_priority_max(libc::SCHED_RR) };
+    assert_eq!(
+        sched_of(daemons.pid(1)),
+        (libc::SCHED_RR, top - 1),
+        "rotord"
+    );
+    assert_eq!(sched_of(dataplane), (libc::SCHED_RR, top), "dataplane");
 
     // Host 1's dataplane dies: rotord restarts it on the same program; ping from host 2
     // (XDP_PASS all along) loses nothing meanwhile.
@@ -290,9 +305,9 @@ fn rotord_attaches_keeps_and_detaches_its_xdp_program() {
     let restarted = dataplane_pid(&bed, 1).expect("a dataplane on host 1 again");
     assert_ne!(restarted, dataplane);
     assert_eq!(
-        sched_policy(restarted),
-        libc::SCHED_RR,
-        "a dataplane rotord restarts is scheduled as the first"
+        sched_of(restarted),
+        (libc::SCHED_RR, top),
+        "a dataplane rotord restarts (with rotord's privileges dropped) is scheduled as the first"
     );
     assert_eq!(
         xdp_prog(&bed, 1).map(|p| p.0),

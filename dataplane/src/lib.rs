@@ -23,6 +23,7 @@ pub mod change;
 pub mod poll;
 pub mod quorum;
 pub mod runner;
+pub mod sched;
 pub mod service;
 pub mod stats;
 pub mod transport;

@@ -337,6 +337,20 @@ fn set_up(
     // Every setting comes resolved; the node validates the whole against the cluster's shape.
     let totem = TotemSettings::from_named(start.totem.iter().map(|(k, v)| (k.as_str(), *v)))
         .map_err(|e| Failure::new(FailureKind::Config, e))?;
+    // Before any thread starts (they inherit it) and before the privileges go (CAP_SYS_NICE).
+    match rotor_dataplane::sched::realtime_top() {
+        None => {}
+        Some(Ok(p)) => tracing::info!(
+            target: "MAIN",
+            "realtime priority {p}, above rotord's (system.sched_rr): rotord's work never holds \
+             a token hop"
+        ),
+        Some(Err(e)) => tracing::warn!(
+            target: "MAIN",
+            "could not raise to the highest realtime priority ({e}); rotord's work may then \
+             delay a token hop now and then"
+        ),
+    }
     if let Some(core) = start.core {
         let id = usize::from(core);
         if !core_affinity::set_for_current(core_affinity::CoreId { id }) {

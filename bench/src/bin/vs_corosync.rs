@@ -1,5 +1,5 @@
 //! `cargo xtask bench vs-corosync [--quick] [--hosts N] [--runs R] [--rotor-client c|rust]
-//! [--perf] [--no-docs]`:
+//! [--perf] [--sched] [--no-docs]`:
 //! Corosync 3 (Debian, knet, aes256+sha256) and rotor (XDP dataplane, AES-256-GCM) on the same
 //! network-namespace hosts `vs1..vsN`, in the same run, under the same CPG workloads:
 //!
@@ -13,6 +13,10 @@
 //! Corosync is driven by the C client `bench/csrc/cpg_bench.c` over its libcpg; rotor by
 //! `rotor bench`, or with `--rotor-client c` by that same C binary over rotor's libcpg (only
 //! the library path differs: exactly like for like).
+//!
+//! With `--sched`, the last run adds one more 64 B latency run of each system under
+//! `perf sched record` (not one of the measured runs): how long the daemons' wake-ups waited
+//! for a CPU, and what the CPU ran while a late one waited (`rotor_bench::sched`).
 //!
 //! Each run brings Corosync up, measures, stops it, then does the same for rotor; ratios are
 //! taken per run and their median reported. Prints a table and, last,
@@ -37,6 +41,7 @@ use rotor_bench::cpu::{Usage, Window};
 use rotor_bench::dist::{median, Dist};
 use rotor_bench::line::Line;
 use rotor_bench::report::{load_average, table, Machine, Report, RunInfo, Utc};
+use rotor_bench::sched::{self, WakeDelays};
 use rotor_bench::svg::{bar_chart, percentile_chart, BarGroup, Series};
 use rotor_testbed::Testbed;
 
@@ -55,6 +60,8 @@ struct Plan {
     lat_count: u64,
     tput_seconds: f64,
     perf: bool,
+    /// The last run also records the daemons' wake-ups under `perf sched` (`--sched`).
+    sched: bool,
     docs: bool,
     quick: bool,
     /// rotor{poll_mode} for the dataplanes (None = rotor's default).
@@ -77,6 +84,7 @@ impl Plan {
             lat_count: LAT_COUNT_DEFAULT,
             tput_seconds: 8.0,
             perf: false,
+            sched: false,
             docs: true,
             quick: false,
             poll: None,
@@ -110,6 +118,7 @@ impl Plan {
                 }
                 "--poll" => p.poll = Some(value("--poll")?),
                 "--perf" => p.perf = true,
+                "--sched" => p.sched = true,
                 "--no-hold" => p.no_hold = true,
                 "--client-rt" => p.client_rt = true,
                 "--rotor-client" => {
@@ -124,7 +133,7 @@ impl Plan {
                     return Err("usage: vs-corosync [--quick] [--hosts N] [--runs R] \
                                 [--lat-count N] [--tput-seconds S] [--poll busy|adaptive|blocking] \
                                 [--no-hold] [--client-rt] [--rotor-client c|rust] [--perf] \
-                                [--no-docs]"
+                                [--sched] [--no-docs]"
                         .into())
                 }
                 other => return Err(format!("unknown argument {other}")),
@@ -163,6 +172,9 @@ impl Plan {
         }
         if self.perf {
             s.push_str(" --perf");
+        }
+        if self.sched {
+            s.push_str(" --sched");
         }
         s
     }
@@ -339,6 +351,98 @@ fn profile(
         lines.join("\n"),
         sections.join("\n\n")
     ))
+}
+
+/// With `--sched`, wake-ups that waited longer than this (µs) are sorted by what their CPU ran
+/// meanwhile: about a rotation of rotor's idle ring, and half of Corosync's p50 latency.
+const SCHED_LATE_US: f64 = 200.0;
+
+/// With `--sched`: one more 64 B latency run from host 1, not one of the measured runs, under
+/// `perf sched record`; returns a table row: the run's percentiles, the wake-up delays of
+/// `pids`' threads (the daemons of every host, named `daemon`) and what the CPU of each late
+/// one ran.
+fn wakeups(
+    plan: &Plan,
+    work: &Path,
+    (system, daemon): (&str, &str),
+    client: &ClientCmd<'_>,
+    pids: &[u32],
+) -> Result<Vec<String>, String> {
+    let slug = system
+        .split_whitespace()
+        .next()
+        .unwrap_or(system)
+        .to_lowercase();
+    let rec = sched::Recording::start(work, &slug)?;
+    let args = bench_args("lat", 64, plan.lat_count, 60.0, &format!("sched-{slug}"), 1);
+    let out = run_clients(vec![(1, client(1, &args))], Duration::from_secs(120));
+    let text = rec.finish()?;
+    let line = bench_lines(&out?, &format!("{system} sched run"))?.remove(0);
+    eprintln!("vs-corosync: {system} under perf sched: {line}");
+    let lat = Line::parse(&line).ok_or("unparsable lat line")?;
+    let w = WakeDelays::analyse(&text, pids, SCHED_LATE_US);
+    let pct = |d: &Dist, p: f64| d.value_at(p).map_or("–".into(), |v| format!("{v:.0}"));
+    let delays = w.dist.as_ref().map_or("–".into(), |d| {
+        format!(
+            "{} / {} / {} / {}",
+            pct(d, 50.0),
+            pct(d, 99.0),
+            pct(d, 99.9),
+            pct(d, 100.0)
+        )
+    });
+    let lat_num = |k: &str| lat.num(k).map_or("–".into(), |v| format!("{v:.0}"));
+    Ok(vec![
+        system.to_owned(),
+        format!(
+            "{} / {} / {} / {}",
+            lat_num("p50_us"),
+            lat_num("p99_us"),
+            lat_num("p999_us"),
+            lat_num("max_us")
+        ),
+        w.wakes.to_string(),
+        delays,
+        format!(
+            "{} ({:.2} ‰)",
+            w.late_total(),
+            1000.0 * w.late_total() as f64 / w.wakes.max(1) as f64
+        ),
+        w.late_text(daemon),
+    ])
+}
+
+/// The `--sched` section of the report from [`wakeups`]' rows.
+fn sched_section(rows: &[Vec<String>], plan: &Plan) -> String {
+    format!(
+        "## Wake-ups under perf sched\n\nOne more 64 B latency run of {} messages per system \
+         in the last run, from host 1, with `perf sched record -a` on (so not one of the \
+         measured runs: tracing costs a little on every switch). A wake-up's delay is from the \
+         daemon thread's wake-up to its switch-in (`perf sched timehist`), over the daemons of \
+         every host (Corosync: `corosync`; rotor: `rotor-dataplane`, whose threads carry the \
+         token; both realtime). A late one (over {SCHED_LATE_US} µs) is sorted by what its \
+         CPU ran just before it:\n\n\
+         - a CPU that stayed idle: the wake-up had to bring the virtual CPU back, which is the \
+         host's to schedule;\n\
+         - a normal-class task (a client, perf, a kernel thread): a realtime wake-up preempts \
+         it at its next preemption point, so the wait was a kernel section without one (a \
+         kernel built for no forced preemption runs one to its end) or a virtual CPU the host \
+         was not running;\n\
+         - another thread of the same daemons, or rotord (the same priority: no preemption): \
+         the system's own work.\n\n{}\n",
+        plan.lat_count,
+        table(
+            &[
+                "system",
+                "latency p50 / p99 / p99.9 / max (µs)",
+                "wake-ups",
+                "delay p50 / p99 / p99.9 / max (µs)",
+                &format!("late (> {SCHED_LATE_US} µs)"),
+                "what the CPU ran before a late one",
+            ],
+            rows,
+        )
+    )
 }
 
 struct Summary {
@@ -542,6 +646,7 @@ fn run(args: &[String]) -> Result<(), String> {
 
     let (mut coro_runs, mut rotor_runs) = (Vec::new(), Vec::new());
     let mut profile_text = None;
+    let mut sched_rows = Vec::new();
     for r in 0..plan.runs {
         let dir = work.join(format!("corosync-{r}"));
         eprintln!("vs-corosync: run {}: Corosync up", r + 1);
@@ -557,6 +662,15 @@ fn run(args: &[String]) -> Result<(), String> {
             &|| None,
             &|| c.daemons.pids(),
         )?);
+        if plan.sched && r + 1 == plan.runs {
+            sched_rows.push(wakeups(
+                &plan,
+                &work,
+                ("Corosync 3", "corosync"),
+                &client,
+                &c.daemons.pids(),
+            )?);
+        }
         c.daemons.stop(Duration::from_secs(10));
         check_interrupt()?;
         eprintln!("vs-corosync: run {}: rotor up", r + 1);
@@ -603,6 +717,15 @@ fn run(args: &[String]) -> Result<(), String> {
                 text.push('\n');
             }
             profile_text = Some(text);
+        }
+        if plan.sched && r + 1 == plan.runs {
+            sched_rows.push(wakeups(
+                &plan,
+                &work,
+                ("rotor", "rotor-dataplane"),
+                &client,
+                &rt.dataplane_pids(),
+            )?);
         }
         rt.daemons.stop(Duration::from_secs(10));
     }
@@ -748,6 +871,9 @@ fn run(args: &[String]) -> Result<(), String> {
     md.push_str(&cpu_section(&coro_runs, &rotor_runs, plan.tput_seconds));
     if let Some(p) = &profile_text {
         md.push_str(&format!("## Profile (perf, system-wide)\n\n{p}\n"));
+    }
+    if !sched_rows.is_empty() {
+        md.push_str(&sched_section(&sched_rows, &plan));
     }
     md.push_str("## Raw lines\n\n```\n");
     for run in coro_runs.iter().zip(&rotor_runs) {

@@ -141,16 +141,23 @@ pub fn start(pinned: bool, spin: Duration) -> AutoMode {
     let shared = auto.clone();
     let spawned = std::thread::Builder::new()
         .name("poll-auto".into())
-        .spawn(move || loop {
-            std::thread::sleep(AUTO_RECHECK_INTERVAL);
-            let (mode, why) = Machine::look(pinned).choose(spin);
-            let code = encode(mode);
-            if shared.code.swap(code, Ordering::Relaxed) != code {
-                tracing::info!(
-                    target: "MAIN",
-                    "poll mode {}, chosen again by auto: {why}",
-                    mode.describe()
-                );
+        .spawn(move || {
+            // Its look at /proc takes about a millisecond: at the realtime priority the thread
+            // inherits, that would hold a token hop as long. Nothing here is urgent.
+            if let Err(e) = crate::sched::to_normal_class() {
+                tracing::debug!(target: "MAIN", "poll-auto stays realtime: {e}");
+            }
+            loop {
+                std::thread::sleep(AUTO_RECHECK_INTERVAL);
+                let (mode, why) = Machine::look(pinned).choose(spin);
+                let code = encode(mode);
+                if shared.code.swap(code, Ordering::Relaxed) != code {
+                    tracing::info!(
+                        target: "MAIN",
+                        "poll mode {}, chosen again by auto: {why}",
+                        mode.describe()
+                    );
+                }
             }
         });
     if let Err(e) = spawned {

@@ -101,27 +101,19 @@ pub mod auto;
 
 /// A busy-polling loop never sleeps: in the realtime class rotord passed on
 /// (`system.sched_rr`) it would keep its core from every other task there, rotord and the
-/// clients included, so it goes back to the normal class. Lowering needs no privilege.
+/// clients included, so it goes back to the normal class.
 fn leave_realtime() {
-    // SAFETY: sched_getscheduler has no preconditions; pid 0 is this thread.
-    let policy = unsafe { libc::sched_getscheduler(0) };
-    if policy != libc::SCHED_RR && policy != libc::SCHED_FIFO {
-        return;
-    }
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler reads the sched_param we own; pid 0 is this thread.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) } == 0 {
-        tracing::info!(
+    match crate::sched::to_normal_class() {
+        Ok(false) => {}
+        Ok(true) => tracing::info!(
             target: "MAIN",
             "busy polling: realtime scheduling (system.sched_rr) given up, a spinning realtime \
              loop would starve its core"
-        );
-    } else {
-        tracing::warn!(
+        ),
+        Err(e) => tracing::warn!(
             target: "MAIN",
-            "busy polling in the realtime class, which could not be left: {}",
-            std::io::Error::last_os_error()
-        );
+            "busy polling in the realtime class, which could not be left: {e}"
+        ),
     }
 }
 mod backlog;
