@@ -48,6 +48,16 @@ impl Part {
         let start = self.start as usize;
         &self.body[start..start + self.len as usize]
     }
+
+    /// The memory its frame body holds (the buffer's capacity), which this part keeps alive.
+    pub fn body_capacity(&self) -> usize {
+        self.body.capacity()
+    }
+
+    /// Whether `other` is a range of the same frame body.
+    pub fn same_body(&self, other: &Part) -> bool {
+        Rc::ptr_eq(&self.body, &other.body)
+    }
 }
 
 impl fmt::Debug for Part {

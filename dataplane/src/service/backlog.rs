@@ -10,6 +10,14 @@
 //! lies (up to three slices), and a sent record only moves the fronts. The byte buffer keeps
 //! up to [`KEEP_BYTES`] of capacity when it empties, so a client that falls behind again and
 //! again does not have it grown (copied, its new pages faulted in) each time.
+//!
+//! What a backlog counts ([`Backlog::bytes`]), which the client's limits are checked against, is
+//! the memory it holds, not the records' length: a kept delivery holds its whole frame body
+//! alive, up to a jumbo frame for a 64 B message whose frame-mates went to other groups. So the
+//! first of consecutive kept deliveries from one body counts the body's capacity, the others
+//! their headers only (their data lies in that body); a body whose first record has gone out
+//! while others of it wait counts their headers only, so at most one body, at the front, counts
+//! less than it holds.
 
 use std::collections::VecDeque;
 
@@ -21,11 +29,12 @@ use totem_core::body::Part;
 const KEEP_BYTES: usize = super::INTAKE_PAUSE_BYTES;
 
 /// One queued record: its first `copied` bytes are in `Backlog::bytes`, and when `kept` the
-/// rest is the front `Part` of `Backlog::parts`.
+/// rest is the front `Part` of `Backlog::parts`; it adds `charged` to `Backlog::queued`.
 #[derive(Clone, Copy, Debug)]
 struct Record {
     copied: usize,
     kept: bool,
+    charged: usize,
 }
 
 /// The records waiting for room in one client's ring.
@@ -34,7 +43,7 @@ pub struct Backlog {
     bytes: VecDeque<u8>,
     parts: VecDeque<Part>,
     records: VecDeque<Record>,
-    /// The records' total length.
+    /// The memory the records hold (see the module doc).
     queued: usize,
 }
 
@@ -48,7 +57,7 @@ impl Backlog {
         self.records.len()
     }
 
-    /// Bytes queued (the records' length; a kept frame body may hold more memory).
+    /// Bytes queued: the memory the records hold, kept frame bodies whole.
     pub fn bytes(&self) -> usize {
         self.queued
     }
@@ -65,17 +74,26 @@ impl Backlog {
         self.records.push_back(Record {
             copied,
             kept: false,
+            charged: copied,
         });
     }
 
     /// Queues one record made of `head`, copied, and `data`, kept by reference.
     pub fn push_kept(&mut self, head: &[u8], data: Part) {
         self.bytes.extend(head);
-        self.queued += head.len() + data.bytes().len();
+        let body_counted = self.parts.back().is_some_and(|p| p.same_body(&data));
+        let charged = head.len()
+            + if body_counted {
+                0
+            } else {
+                data.body_capacity()
+            };
+        self.queued += charged;
         self.parts.push_back(data);
         self.records.push_back(Record {
             copied: head.len(),
             kept: true,
+            charged,
         });
     }
 
@@ -101,10 +119,9 @@ impl Backlog {
             return;
         };
         self.bytes.drain(..r.copied);
-        self.queued -= r.copied;
+        self.queued -= r.charged;
         if r.kept {
-            let part = self.parts.pop_front().expect("a kept record's part");
-            self.queued -= part.bytes().len();
+            self.parts.pop_front().expect("a kept record's part");
         }
         if self.records.is_empty() {
             self.bytes.clear();
@@ -190,7 +207,7 @@ mod tests {
         b.push([&b"first"[..]].into_iter());
         b.push_kept(b"HDR:", Part::new(&body, 2..13));
         b.push([&b"last"[..]].into_iter());
-        assert_eq!((b.len(), b.bytes()), (3, 5 + 4 + 11 + 4));
+        assert_eq!((b.len(), b.bytes()), (3, 5 + 4 + body.capacity() + 4));
         assert_eq!(std::rc::Rc::strong_count(&body), 2, "kept, not copied");
         assert_eq!(front(&b).unwrap(), b"first");
         b.pop();
@@ -201,5 +218,35 @@ mod tests {
         assert_eq!(std::rc::Rc::strong_count(&body), 1, "let go once sent");
         assert_eq!(drain(&mut b), vec![b"last".to_vec()]);
         assert_eq!(b.bytes(), 0);
+    }
+
+    #[test]
+    fn a_kept_delivery_counts_the_frame_body_it_holds_once_per_run_of_records() {
+        let body = |len: usize| -> totem_core::Body { std::rc::Rc::new(vec![7; len]) };
+        let (jumbo, other) = (body(9000), body(1500));
+        let mut b = Backlog::default();
+        // A 64 B message holds a whole jumbo frame body alive: counted so.
+        b.push_kept(b"H", Part::new(&jumbo, 0..64));
+        assert_eq!(b.bytes(), 1 + jumbo.capacity());
+        // Its frame-mates add their headers only; a record from another body, that body.
+        b.push_kept(b"H", Part::new(&jumbo, 64..128));
+        b.push_kept(b"H", Part::new(&jumbo, 128..192));
+        assert_eq!(b.bytes(), 3 + jumbo.capacity());
+        b.push_kept(b"H", Part::new(&other, 0..64));
+        assert_eq!(b.bytes(), 4 + jumbo.capacity() + other.capacity());
+        // A body met again after another one is counted again (the two runs are apart).
+        b.push_kept(b"H", Part::new(&jumbo, 192..256));
+        assert_eq!(b.bytes(), 5 + 2 * jumbo.capacity() + other.capacity());
+        // Going out gives back exactly what each record added.
+        b.pop();
+        assert_eq!(b.bytes(), 4 + jumbo.capacity() + other.capacity());
+        drain(&mut b);
+        assert_eq!(b.bytes(), 0);
+        // A thousand 64 B deliveries, each from a body of its own: the memory, not 64 KB.
+        let bodies: Vec<totem_core::Body> = (0..1000).map(|_| body(9000)).collect();
+        for f in &bodies {
+            b.push_kept(b"", Part::new(f, 0..64));
+        }
+        assert!(b.bytes() >= 9_000_000, "{}", b.bytes());
     }
 }
