@@ -25,7 +25,7 @@ use crate::error::DaemonError;
 use crate::log_at;
 
 use super::cfg::{CfgAction, ShutdownVote, Verdict, SHUTDOWN_TIMEOUT_DEFAULT};
-use super::stats::{clear_prefixes, StatsBook};
+use super::stats::{clear_prefixes, Publisher, StatsBook};
 
 /// Setting a key under this prefix clears statistics, as corosync's stats map does
 /// (`corosync-cmapctl -C WHAT` sets `stats.clear.WHAT`).
@@ -74,22 +74,6 @@ pub struct KeyState {
     pub unknown: Vec<(u32, u32)>,
 }
 
-/// corosync's `stats.srp.*` counters (exec/stats.c) that rotor counts too: (corosync's
-/// name, rotor's counter under `stats.srp.`). Both are published; `stats.srp.rx_msg_dropped`
-/// is the sum of rotor's `drop_*` counters.
-pub const COROSYNC_SRP_COUNTERS: &[(&str, &str)] = &[
-    ("orf_token_rx", "tokens"),
-    ("mcast_tx", "data_out"),
-    ("mcast_rx", "data_in"),
-    ("mcast_retx", "retransmitted"),
-    ("memb_join_tx", "joins_sent"),
-    ("memb_join_rx", "joins_in"),
-    ("gather_entered", "gathers"),
-    ("operational_entered", "rings_installed"),
-    ("operational_token_lost", "token_lost"),
-    ("recovery_entered", "recoveries"),
-];
-
 /// The cmap key a client sets to 1 to cancel wait_for_all, as with corosync.
 const CANCEL_WAIT_FOR_ALL_KEY: &str = "quorum.cancel_wait_for_all";
 
@@ -123,6 +107,8 @@ pub struct CmapService {
     members_ring: Option<(u32, u64)>,
     /// `stats.*` combined across dataplane lifetimes.
     book: StatsBook,
+    /// What of the book is in cmap.
+    published: Publisher,
     buf: Vec<u8>,
     out: Vec<u8>,
 }
@@ -158,6 +144,7 @@ impl CmapService {
             members_seen: Default::default(),
             members_ring: None,
             book: StatsBook::default(),
+            published: Publisher::default(),
             buf: vec![0; 1 << 16],
             out: Vec::new(),
         };
@@ -343,7 +330,7 @@ impl CmapService {
 
     /// Stores the dataplane's counters as `stats.<key>` (u64).
     /// Stores the dataplane's counters as `stats.<key>` (u64), and under corosync's names
-    /// ([`COROSYNC_SRP_COUNTERS`]) where a counter means what corosync's does.
+    /// (`stats::COROSYNC_SRP_COUNTERS`) where a counter means what corosync's does.
     pub fn publish_stats(&mut self, counters: Vec<(String, u64)>) {
         self.book.update(&counters);
         self.republish_stats();
@@ -367,6 +354,7 @@ impl CmapService {
         };
         for key in self.book.forget(on_removed) {
             let _ = self.cmap.delete(&format!("stats.{key}"), Access::Daemon);
+            self.published.forget(&key);
         }
     }
 
@@ -381,34 +369,9 @@ impl CmapService {
         &self.book
     }
 
-    /// `stats.*` from the book: each key as cmap shows it (cleared counters from where they
-    /// were cleared), and corosync's names for the SRP counters applications read.
+    /// `stats.*` from the book, what changed since last time (`stats::Publisher`).
     fn republish_stats(&mut self) {
-        let counters = self.book.shown_all();
-        let mut dropped = None;
-        for (k, v) in &counters {
-            if k.starts_with("srp.drop_") {
-                *dropped.get_or_insert(0u64) += v;
-            }
-            if let Some((name, _)) = COROSYNC_SRP_COUNTERS
-                .iter()
-                .find(|(_, ours)| k.strip_prefix("srp.") == Some(*ours))
-            {
-                let _ = self
-                    .cmap
-                    .set(&format!("stats.srp.{name}"), Value::U64(*v), Access::Daemon);
-            }
-        }
-        if let Some(v) = dropped {
-            let _ = self
-                .cmap
-                .set("stats.srp.rx_msg_dropped", Value::U64(v), Access::Daemon);
-        }
-        for (k, v) in counters {
-            let _ = self
-                .cmap
-                .set(&format!("stats.{k}"), Value::U64(v), Access::Daemon);
-        }
+        self.published.publish(&self.book, &mut self.cmap);
     }
 
     /// Publishes a statistic rotord keeps itself (`stats.<key>`), e.g. the dataplane's restarts.
