@@ -277,7 +277,8 @@ impl FailureKind {
 pub enum FromDataplane {
     /// The ring state: sent at start and on every state or ring change.
     Ring(RingReport),
-    /// Counters, as `(cmap key under stats., value)`.
+    /// Counters, as `(cmap key under stats., value)`: those new or changed since the last
+    /// `Stats` of this dataplane (the first is whole); a key not sent keeps its value.
     Stats { counters: Vec<(String, u64)> },
     /// The dataplane cannot run and is exiting; `message` is for the operator.
     Failed { kind: FailureKind, message: String },

@@ -146,6 +146,7 @@ pub fn run<T: Transport>(
     let mut fds = Vec::new();
     let mut keys_reported = crate::change::KeysReported::default();
     let mut quorum = QuorumLink::default();
+    let mut reported = crate::stats::Reported::default();
     report_ring(runner, control, &mut last_ring, true);
     quorum.pump(runner.node_mut(), |m| control.send_in_order(&m));
     let mut gone = false;
@@ -216,7 +217,7 @@ pub fn run<T: Transport>(
             last_housekeeping = WallInstant::now();
             clients.check_peers();
             control.report(&FromDataplane::Stats {
-                counters: stats_counters(runner, &clients),
+                counters: reported.changed(stats_counters(runner, &clients)),
             });
         }
     }
