@@ -10,9 +10,9 @@
 //! Unlike corosync, whose one process carries the token, rotor splits the node: rotord takes
 //! the priority one below the highest ([`ROTORD_BELOW_DATAPLANE`]) and the dataplane, which
 //! carries the token, raises itself to the highest at start (`dataplane`'s `realtime_top`).
-//! rotord's own work — a few hundred microseconds of cmap statistics every 200 ms, a client
-//! attaching — then never holds a token hop: a realtime task does not preempt another of its
-//! own priority. A dataplane that busy-polls gives the realtime class up again (its `serve`).
+//! rotord's own work — the statistics it stores every 200 ms, a client attaching — then never
+//! holds a token hop, as it did at the same priority: a realtime task does not preempt another
+//! of its own priority. A dataplane that busy-polls gives the realtime class up again (its `serve`).
 
 use rotor_proto::cmap::Value;
 use std::collections::BTreeMap;
