@@ -33,17 +33,15 @@ impl Recording {
         let mut cmd = Command::new("perf");
         cmd.args(["sched", "record", "-a", "--no-buildid", "-o"])
             .arg(&data);
-        perf.start(
-            "perf sched record",
-            cmd,
-            &work.join(format!("sched-{tag}.log")),
-        )?;
+        let log = work.join(format!("sched-{tag}.log"));
+        perf.start("perf sched record", cmd, &log)
+            .map_err(|e| format!("{e} (--sched needs perf: Debian's package linux-perf)"))?;
         // perf opens its events before it records; a workload started sooner is partly missed.
         std::thread::sleep(Duration::from_millis(500));
         if !perf.exited().is_empty() {
             return Err(format!(
                 "perf sched record exited at once: {}",
-                std::fs::read_to_string(work.join(format!("sched-{tag}.log"))).unwrap_or_default()
+                std::fs::read_to_string(&log).unwrap_or_default()
             ));
         }
         Ok(Recording { perf, data })
