@@ -12,7 +12,7 @@ mod common;
 
 use totem_core::config::explicit;
 use totem_core::wire::KIND_DATA;
-use totem_core::{ClusterShape, Dest, Event, Instant, Node, NodeId, TotemSettings};
+use totem_core::{ClusterShape, Event, Node, TotemSettings};
 
 const MS: u64 = 1_000_000;
 const HOP_NS: u64 = 20_000;
@@ -74,17 +74,7 @@ fn run_losing(
         }
         if !wire.is_empty() {
             *now += HOP_NS;
-            for (from, dest, bytes) in wire {
-                for (to, n) in nodes.iter_mut().enumerate() {
-                    let addressed = match dest {
-                        Dest::All => to != from,
-                        Dest::Node(id) => id.0 as usize == to + 1,
-                    };
-                    if addressed && !lose(from, to, &bytes) {
-                        n.handle_datagram(Instant(*now), NodeId(from as u32 + 1), &bytes);
-                    }
-                }
-            }
+            common::deliver_through(nodes, *now, wire, |from, to, bytes| !lose(from, to, bytes));
             continue;
         }
         if !common::fire_timers(nodes, now, until_ns) {

@@ -31,13 +31,25 @@ pub fn node(config: NodeConfig) -> Node {
 /// addressed to, at `now_ns`: a loss-free network with no delay. Node `i` has id `i + 1`.
 #[allow(dead_code)] // Only the tests that drive a cluster by hand use it.
 pub fn deliver(nodes: &mut [Node], now_ns: u64, wire: Vec<(usize, Dest, Vec<u8>)>) {
+    deliver_through(nodes, now_ns, wire, |_, _, _| true);
+}
+
+/// `deliver` on a network that hands node `to` the datagram `bytes` of node `from` only when
+/// `pass(from, to, bytes)` (indices, not ids).
+#[allow(dead_code)] // Only the tests that drive a cluster by hand use it.
+pub fn deliver_through(
+    nodes: &mut [Node],
+    now_ns: u64,
+    wire: Vec<(usize, Dest, Vec<u8>)>,
+    mut pass: impl FnMut(usize, usize, &[u8]) -> bool,
+) {
     for (from, dest, bytes) in wire {
         for (to, n) in nodes.iter_mut().enumerate() {
             let addressed = match dest {
                 Dest::All => to != from,
                 Dest::Node(id) => id.0 as usize == to + 1,
             };
-            if addressed {
+            if addressed && pass(from, to, &bytes) {
                 n.handle_datagram(Instant(now_ns), NodeId(from as u32 + 1), &bytes);
             }
         }
@@ -105,18 +117,7 @@ pub fn run_until_through(
             drain(i, n);
         }
         if !wire.is_empty() {
-            for (from, dest, bytes) in wire {
-                for (to, node) in nodes.iter_mut().enumerate() {
-                    let addressed = match dest {
-                        Dest::All => to != from,
-                        Dest::Node(id) => id.0 as usize == to + 1,
-                    };
-                    if addressed && pass(from, to, &bytes) {
-                        let sender = NodeId(from as u32 + 1);
-                        node.handle_datagram(Instant(*now), sender, &bytes);
-                    }
-                }
-            }
+            deliver_through(nodes, *now, wire, &mut pass);
             continue;
         }
         let next = nodes
