@@ -43,6 +43,13 @@ struct Entry {
     cleared_at: u64,
 }
 
+impl Entry {
+    /// A counter's whole value: what the ended dataplanes and the running one counted.
+    fn sum(&self) -> u64 {
+        self.ended.saturating_add(self.current)
+    }
+}
+
 /// What `stats.clear.<what>` clears: the counters under these prefixes.
 pub fn clear_prefixes(what: &str) -> Option<&'static [&'static str]> {
     Some(match what {
@@ -86,7 +93,7 @@ impl StatsBook {
     pub fn end_lifetime(&mut self) {
         for e in self.entries.values_mut() {
             match e.kind {
-                Combine::Sum => e.ended = e.ended.saturating_add(e.current),
+                Combine::Sum => e.ended = e.sum(),
                 Combine::Min if e.current > 0 => {
                     e.ended = if e.ended == 0 {
                         e.current
@@ -109,7 +116,7 @@ impl StatsBook {
 
     fn total_of(&self, e: &Entry) -> u64 {
         match e.kind {
-            Combine::Sum => e.ended.saturating_add(e.current),
+            Combine::Sum => e.sum(),
             Combine::Gauge | Combine::Kept => e.current,
             Combine::Min => match (e.ended, e.current) {
                 (0, c) | (c, 0) => c,
@@ -164,7 +171,7 @@ impl StatsBook {
     pub fn clear(&mut self, prefixes: &[&str]) {
         for (k, e) in &mut self.entries {
             if e.kind == Combine::Sum && prefixes.iter().any(|p| k.starts_with(p)) {
-                e.cleared_at = e.ended.saturating_add(e.current);
+                e.cleared_at = e.sum();
             }
         }
     }
