@@ -694,7 +694,11 @@ fn hand_main(args: &Args) -> ExitCode {
     tracing::info!(
         target: "MAIN",
         "stats {}",
-        rotor_dataplane::stats::line(&runner.counters())
+        {
+            let mut stats = rotor_dataplane::stats::Sheet::new();
+            runner.counters(&mut stats);
+            stats.line()
+        }
     );
     ExitCode::SUCCESS
 }

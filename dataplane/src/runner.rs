@@ -21,7 +21,7 @@ use totem_core::{ClusterShape, Event, Instant, Node, RoundId, TotemSettings};
 
 pub use rotor_endpoint::Drops;
 
-use crate::stats::Entries;
+use crate::stats::Sheet;
 use crate::transport::Transport;
 
 /// Everything the runner needs.
@@ -131,15 +131,6 @@ fn send_failure(e: &io::Error) -> Option<SendOutcome> {
 /// refusal.
 pub type LinkOpener<T> =
     Box<dyn FnMut(&LinkStart, Option<xdp_prog::SteerMaps>) -> Result<T, String>>;
-
-/// Link `link`'s form of a provider's counter key: `link<N>.` after the provider's name.
-fn link_key(key: &str, link: u8) -> String {
-    match key.split_once('.') {
-        Some(("xdp", _)) => rotor_proto::xdp::for_link(key, link),
-        Some((provider, rest)) => format!("{provider}.link{link}.{rest}"),
-        None => format!("link{link}.{key}"),
-    }
-}
 
 pub struct Runner<T: Transport> {
     endpoint: Endpoint<SocketAddr>,
@@ -326,19 +317,14 @@ impl<T: Transport> Runner<T> {
     /// rotord (`stats.<key>`): `net.*`, `crypto.*`, `srp.*` and each link's provider's own —
     /// link 0's as `udp.*` or `xdp.*`, link N's with `link<N>.` after the provider's name
     /// (`xdp.link1.prog.redirected`, rotor-proto's `xdp::for_link`).
-    pub fn counters(&self) -> Entries {
-        let mut out = Entries::new();
-        self.endpoint.counters(&mut out);
-        self.transport.counters(&mut out);
-        let mut link = Entries::new();
+    pub fn counters(&self, out: &mut Sheet) {
+        self.endpoint.counters(out);
+        self.transport.counters(out);
         // `more` runs the endpoint's links after link 0, in its order (`sync_links`).
         let numbers = self.endpoint.links().settings().skip(1).map(|s| s.number);
         for (t, number) in self.more.iter().zip(numbers) {
-            link.clear();
-            t.counters(&mut link);
-            out.extend(link.drain(..).map(|(k, v)| (link_key(&k, number), v)));
+            out.in_link(number, |out| t.counters(out));
         }
-        out
     }
 
     pub fn local_addr(&self) -> SocketAddr {

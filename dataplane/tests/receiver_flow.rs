@@ -17,7 +17,7 @@ use ipc_shm::{AllowList, Client, Server, ServerConfig, Session, SessionError, Wa
 use rotor_crypto::{CryptoMode, Keys};
 use rotor_dataplane::runner::{Runner, RunnerConfig};
 use rotor_dataplane::service::{stats_counters, Clients, CLIENT_BACKLOG_BYTES_MAX};
-use rotor_dataplane::stats::get;
+use rotor_dataplane::stats::Sheet;
 use rotor_dataplane::transport::udp::UdpTransport;
 use rotor_proto::cpg as proto;
 use totem_core::config::explicit;
@@ -165,11 +165,13 @@ fn a_client_that_reads_nothing_holds_the_ring_back_briefly_then_is_disconnected(
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut fds = Vec::new();
     let mut rings = None;
+    let mut one = Sheet::new();
     while !sender.is_finished() {
+        stats_counters(&nodes[0], &clients[0], &mut one);
         assert!(
             Instant::now() < deadline,
             "timed out; node 1: {}",
-            rotor_dataplane::stats::line(&stats_counters(&nodes[0], &clients[0]))
+            one.line()
         );
         for (runner, c) in nodes.iter_mut().zip(clients.iter_mut()) {
             c.serve(runner);
@@ -180,10 +182,8 @@ fn a_client_that_reads_nothing_holds_the_ring_back_briefly_then_is_disconnected(
                 .unwrap();
             c.check_peers();
         }
-        let installed = get(
-            &stats_counters(&nodes[0], &clients[0]),
-            "srp.rings_installed",
-        );
+        stats_counters(&nodes[0], &clients[0], &mut one);
+        let installed = one.get("srp.rings_installed");
         if nodes.iter().all(|n| n.node().members().len() == 2) {
             rings.get_or_insert(installed);
         }
@@ -192,28 +192,28 @@ fn a_client_that_reads_nothing_holds_the_ring_back_briefly_then_is_disconnected(
     stop.store(true, Ordering::Relaxed);
     stuck.join().unwrap();
 
-    let one = stats_counters(&nodes[0], &clients[0]);
-    eprintln!("node 1: {}", rotor_dataplane::stats::line(&one));
+    stats_counters(&nodes[0], &clients[0], &mut one);
+    eprintln!("node 1: {}", one.line());
     assert_eq!(
         delivered, MESSAGES,
         "node 2's client got every one of its messages"
     );
     assert_eq!(
-        get(&one, "ipc.intake_paused"),
+        one.get("ipc.intake_paused"),
         1,
         "paused once, never resumed"
     );
     assert!(
-        get(&one, "srp.window_claimed") > 0,
+        one.get("srp.window_claimed") > 0,
         "node 1 held the ring back"
     );
     assert_eq!(
-        get(&one, "ipc.disconnects.slow"),
+        one.get("ipc.disconnects.slow"),
         1,
         "then let it go and dropped its client"
     );
     assert_eq!(
-        Some(get(&one, "srp.rings_installed")),
+        Some(one.get("srp.rings_installed")),
         rings,
         "on the same ring throughout"
     );

@@ -11,7 +11,7 @@ use ipc_shm::{AllowList, Client, Server, ServerConfig, WaitMode};
 use rotor_crypto::{CryptoMode, Keys};
 use rotor_dataplane::runner::{Runner, RunnerConfig};
 use rotor_dataplane::service::{stats_counters, Clients};
-use rotor_dataplane::stats::get;
+use rotor_dataplane::stats::Sheet;
 use rotor_dataplane::transport::udp::UdpTransport;
 use rotor_proto::cpg as proto;
 use totem_core::config::explicit;
@@ -102,11 +102,13 @@ fn backpressure_and_disconnects_are_counted() {
     let mut told = false;
     let mut delivered = None;
     let mut fds = Vec::new();
+    let mut stats = Sheet::new();
     loop {
+        stats_counters(&runner, &clients, &mut stats);
         assert!(
             Instant::now() < deadline,
-            "timed out; stats: {:?}",
-            stats_counters(&runner, &clients)
+            "timed out; stats: {}",
+            stats.line()
         );
         clients.serve(&mut runner);
         fds.clear();
@@ -115,11 +117,8 @@ fn backpressure_and_disconnects_are_counted() {
             .turn(Duration::from_millis(5), &fds, |ev| clients.on_event(ev))
             .unwrap();
         clients.check_peers();
-        let stats = stats_counters(&runner, &clients);
-        if !told
-            && get(&stats, "ipc.records_backlogged") > 0
-            && get(&stats, "ipc.backlog_bytes") > 0
-        {
+        stats_counters(&runner, &clients, &mut stats);
+        if !told && stats.get("ipc.records_backlogged") > 0 && stats.get("ipc.backlog_bytes") > 0 {
             // The client's ring is full and records wait here: let it read.
             read_now_tx.send(()).unwrap();
             told = true;
@@ -137,18 +136,18 @@ fn backpressure_and_disconnects_are_counted() {
     }
     client.join().unwrap();
     assert_eq!(delivered, Some(MESSAGES), "the client got every delivery");
-    let stats = stats_counters(&runner, &clients);
-    eprintln!("stats: {}", rotor_dataplane::stats::line(&stats));
-    assert_eq!(get(&stats, "ipc.clients_attached"), 1);
-    assert_eq!(get(&stats, "ipc.requests"), 1 + MESSAGES as u64);
-    assert!(get(&stats, "ipc.records_backlogged") > 0);
-    assert!(get(&stats, "ipc.backlog_bytes_max") > 0);
-    assert_eq!(get(&stats, "ipc.backlog_bytes"), 0, "drained");
-    assert!(get(&stats, "ipc.records_out") >= 2 + MESSAGES as u64);
-    assert_eq!(get(&stats, "ipc.clients_disconnected"), 1);
-    assert_eq!(get(&stats, "ipc.disconnects.gone"), 1);
-    assert_eq!(get(&stats, "ipc.clients"), 0);
-    assert!(get(&stats, "srp.delivered") > 0);
-    assert!(get(&stats, "srp.token_rotations") > 0);
-    assert!(get(&stats, "crypto.frames_sealed") > 0);
+    stats_counters(&runner, &clients, &mut stats);
+    eprintln!("stats: {}", stats.line());
+    assert_eq!(stats.get("ipc.clients_attached"), 1);
+    assert_eq!(stats.get("ipc.requests"), 1 + MESSAGES as u64);
+    assert!(stats.get("ipc.records_backlogged") > 0);
+    assert!(stats.get("ipc.backlog_bytes_max") > 0);
+    assert_eq!(stats.get("ipc.backlog_bytes"), 0, "drained");
+    assert!(stats.get("ipc.records_out") >= 2 + MESSAGES as u64);
+    assert_eq!(stats.get("ipc.clients_disconnected"), 1);
+    assert_eq!(stats.get("ipc.disconnects.gone"), 1);
+    assert_eq!(stats.get("ipc.clients"), 0);
+    assert!(stats.get("srp.delivered") > 0);
+    assert!(stats.get("srp.token_rotations") > 0);
+    assert!(stats.get("crypto.frames_sealed") > 0);
 }

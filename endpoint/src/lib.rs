@@ -36,7 +36,7 @@ pub use describe::Severity;
 pub use foreign::{recognise_corosync, Corosync, Foreign};
 pub use link::{LinkConfig, LinkEvent, LinkMode, LinkSettings, Links, TxKind};
 pub use peers::{PeerError, Peers};
-pub use stats::{DropCause, Drops, Entries, Rotations, Traffic};
+pub use stats::{DropCause, Drops, Entries, Rotations, Sheet, Traffic};
 
 /// How often each kind of foreign sender is reported at most; the datagrams in between are
 /// counted and the count goes with the next report (as corosync's invalid-digest line).
@@ -1158,7 +1158,7 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
 
     /// Every counter of the endpoint as published (`stats.<key>`): `net.*` traffic and drops,
     /// `crypto.*`, and `srp.*` (the core's and the token rotations).
-    pub fn counters(&self, out: &mut Entries) {
+    pub fn counters(&self, out: &mut Sheet) {
         self.traffic.entries(out);
         self.drops.entries(out);
         let sealed = self.sealer.counters();
@@ -1169,10 +1169,10 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
             ("crypto.frames_opened", opened.frames_opened),
             ("crypto.bytes_opened", opened.bytes_opened),
         ] {
-            out.push((k.into(), v));
+            out.put(k, v);
         }
         for (k, v) in self.node.stats().entries() {
-            out.push((format!("srp.{k}"), v));
+            out.put_fmt(format_args!("srp.{k}"), v);
         }
         self.rotations.entries(out);
         self.links.entries(out);

@@ -1,14 +1,194 @@
 //! An endpoint's counters as one flat list of `key → u64` (the dataplane publishes it to
 //! rotord, which keeps each as cmap `stats.<key>`): traffic, drops by cause, and the token
-//! rotation histogram.
+//! rotation histogram. They are written into a [`Sheet`], which keeps its keys from one report to
+//! the next, so that a report formats and allocates only the keys that are new.
 
 use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
 
 use rotor_crypto::OpenError;
 use totem_core::RingId;
 
 /// Counters as published: `(key, value)`, keys without the `stats.` prefix.
 pub type Entries = Vec<(String, u64)>;
+
+/// The counters of one report, gathered in the same order every time. A report is made on the
+/// dataplane's poll thread every 200 ms, and a token that arrives meanwhile waits for it: a key is
+/// therefore compared with the one written at the same place last time, and formatted and stored
+/// only when it differs (the first report, or a counter that came or went before it). What went
+/// out is remembered too, so [`Sheet::changed`] hands on only new and changed counters.
+#[derive(Debug, Default, Clone)]
+pub struct Sheet {
+    slots: Vec<Slot>,
+    /// Slots written in this report.
+    at: usize,
+    /// While set, keys are written as link N's (`<provider>.link<N>.<rest>`).
+    link: Option<u8>,
+    /// A key being put in link scope.
+    scratch: String,
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    key: String,
+    value: u64,
+    /// The value `changed` last handed on for this key; `None`: not yet.
+    sent: Option<u64>,
+}
+
+impl Sheet {
+    pub fn new() -> Sheet {
+        Sheet::default()
+    }
+
+    /// Starts a report: the puts that follow replace the last report's, in order.
+    pub fn clear(&mut self) {
+        self.at = 0;
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(&mut self, key: &str, value: u64) {
+        if self.link.is_some() {
+            self.put_fmt(format_args!("{key}"), value);
+        } else {
+            self.put_with(value, |k| k == key, |k| k.push_str(key));
+        }
+    }
+
+    /// Sets the key that `key` formats to to `value`, formatting it only when it differs from the
+    /// key at this place in the last report.
+    pub fn put_fmt(&mut self, key: fmt::Arguments<'_>, value: u64) {
+        if let Some(link) = self.link {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            scratch.clear();
+            let _ = scratch.write_fmt(key);
+            let (provider, link_word, rest) = match scratch.split_once('.') {
+                Some((provider, rest)) => (provider, ".link", rest),
+                None => ("", "link", scratch.as_str()),
+            };
+            let linked = format_args!("{provider}{link_word}{link}.{rest}");
+            self.put_with(
+                value,
+                |k| formats_to(linked, k),
+                |k| {
+                    let _ = k.write_fmt(linked);
+                },
+            );
+            self.scratch = scratch;
+        } else {
+            self.put_with(
+                value,
+                |k| formats_to(key, k),
+                |k| {
+                    let _ = k.write_fmt(key);
+                },
+            );
+        }
+    }
+
+    /// Runs `f` with the keys it puts written as link `link`'s: `udp.x` as `udp.link<N>.x`,
+    /// `xdp.prog.y` as `xdp.link<N>.prog.y` (as `rotor_proto::xdp::for_link` names them), a key
+    /// without a dot as `link<N>.<key>`.
+    pub fn in_link(&mut self, link: u8, f: impl FnOnce(&mut Sheet)) {
+        let outer = self.link.replace(link);
+        f(self);
+        self.link = outer;
+    }
+
+    fn put_with(
+        &mut self,
+        value: u64,
+        same: impl FnOnce(&str) -> bool,
+        write: impl FnOnce(&mut String),
+    ) {
+        match self.slots.get_mut(self.at) {
+            Some(slot) => {
+                if !same(&slot.key) {
+                    slot.key.clear();
+                    write(&mut slot.key);
+                    slot.sent = None;
+                }
+                slot.value = value;
+            }
+            None => {
+                let mut key = String::new();
+                write(&mut key);
+                self.slots.push(Slot {
+                    key,
+                    value,
+                    sent: None,
+                });
+            }
+        }
+        self.at += 1;
+    }
+
+    /// This report's counters, in the order they were put.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
+        self.slots[..self.at]
+            .iter()
+            .map(|s| (s.key.as_str(), s.value))
+    }
+
+    /// The value of `key` in this report (0 when absent): for tests and tools.
+    pub fn get(&self, key: &str) -> u64 {
+        self.iter().find(|(k, _)| *k == key).map_or(0, |(_, v)| v)
+    }
+
+    pub fn len(&self) -> usize {
+        self.at
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.at == 0
+    }
+
+    /// This report's counters, all of them.
+    pub fn entries(&self) -> Entries {
+        self.iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
+
+    /// The counters of this report that are new or changed since the last call. A key that
+    /// left the report is forgotten, so it goes out again should it come back.
+    pub fn changed(&mut self) -> Entries {
+        self.slots.truncate(self.at);
+        let mut out = Entries::new();
+        for s in &mut self.slots {
+            if s.sent != Some(s.value) {
+                s.sent = Some(s.value);
+                out.push((s.key.clone(), s.value));
+            }
+        }
+        out
+    }
+
+    /// One line of `key=value` pairs, for logs.
+    pub fn line(&self) -> String {
+        let pairs: Vec<String> = self.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        pairs.join(" ")
+    }
+}
+
+/// Whether `args` formats to exactly `key`, compared as it is formatted, without allocating.
+fn formats_to(args: fmt::Arguments<'_>, key: &str) -> bool {
+    if let Some(s) = args.as_str() {
+        return s == key;
+    }
+    struct Compare<'a>(&'a str);
+    impl fmt::Write for Compare<'_> {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            match self.0.strip_prefix(s) {
+                Some(rest) => {
+                    self.0 = rest;
+                    Ok(())
+                }
+                None => Err(fmt::Error),
+            }
+        }
+    }
+    let mut rest = Compare(key);
+    rest.write_fmt(args).is_ok() && rest.0.is_empty()
+}
 
 /// Upper bounds (inclusive, µs) of the token rotation histogram's buckets; one more bucket
 /// (`le_inf`) takes everything above the last.
@@ -65,24 +245,24 @@ impl Rotations {
 
     /// `srp.token_rotations`, `srp.token_rotation_us.{min,mean,max,sum}` and one
     /// `srp.token_rotation_us.le_<bound>` per bucket (`le_inf` last; not cumulative).
-    pub fn entries(&self, out: &mut Entries) {
-        out.push(("srp.token_rotations".into(), self.count));
+    pub fn entries(&self, out: &mut Sheet) {
+        out.put("srp.token_rotations", self.count);
         let mean_ns = self.sum_ns.checked_div(self.count).unwrap_or(0);
         for (name, ns) in [
             ("min", self.min_ns),
             ("mean", mean_ns),
             ("max", self.max_ns),
         ] {
-            out.push((format!("srp.token_rotation_us.{name}"), ns / 1_000));
+            out.put_fmt(format_args!("srp.token_rotation_us.{name}"), ns / 1_000);
         }
-        out.push(("srp.token_rotation_us.sum".into(), self.sum_ns / 1_000));
+        out.put("srp.token_rotation_us.sum", self.sum_ns / 1_000);
         for (bound, n) in ROTATION_BUCKETS_US.iter().zip(&self.buckets) {
-            out.push((format!("srp.token_rotation_us.le_{bound}"), *n));
+            out.put_fmt(format_args!("srp.token_rotation_us.le_{bound}"), *n);
         }
-        out.push((
-            "srp.token_rotation_us.le_inf".into(),
+        out.put(
+            "srp.token_rotation_us.le_inf",
             self.buckets[ROTATION_BUCKETS_US.len()],
-        ));
+        );
     }
 }
 
@@ -160,9 +340,9 @@ impl Drops {
     /// `crypto.drops.<key>` for what the crypto layer refused (an `OpenError` reason or
     /// `seal_error`), `net.drops.<key>` for the rest: `unconfigured_sender`,
     /// `unknown_destination`, `send_refused`.
-    pub fn entries(&self, out: &mut Entries) {
+    pub fn entries(&self, out: &mut Sheet) {
         for (key, (area, n)) in &self.by_cause {
-            out.push((format!("{area}.drops.{key}"), *n));
+            out.put_fmt(format_args!("{area}.drops.{key}"), *n);
         }
     }
 }
@@ -183,7 +363,7 @@ pub struct Traffic {
 }
 
 impl Traffic {
-    pub fn entries(&self, out: &mut Entries) {
+    pub fn entries(&self, out: &mut Sheet) {
         for (k, v) in [
             ("net.frames_in", self.frames_in),
             ("net.bytes_in", self.bytes_in),
@@ -192,24 +372,9 @@ impl Traffic {
             ("net.group_sends", self.group_sends),
             ("net.unicast_sends", self.unicast_sends),
         ] {
-            out.push((k.into(), v));
+            out.put(k, v);
         }
     }
-}
-
-/// One line of `key=value` pairs, for logs.
-pub fn line(entries: &Entries) -> String {
-    let pairs: Vec<String> = entries.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    pairs.join(" ")
-}
-
-/// The value of `key` in `entries` (0 when absent): for tests and tools reading a stats line.
-pub fn get(entries: &Entries, key: &str) -> u64 {
-    entries
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| *v)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -229,19 +394,19 @@ mod tests {
         r.on_token(ring(8), 9_000_000); // new ring: not a rotation
         r.on_token(ring(8), 9_002_000); // 2 µs
         r.on_token(ring(8), 3_009_002_000); // 3 s
-        let mut out = Entries::new();
+        let mut out = Sheet::new();
         r.entries(&mut out);
-        assert_eq!(get(&out, "srp.token_rotations"), 4);
-        assert_eq!(get(&out, "srp.token_rotation_us.min"), 2);
-        assert_eq!(get(&out, "srp.token_rotation_us.max"), 3_000_000);
+        assert_eq!(out.get("srp.token_rotations"), 4);
+        assert_eq!(out.get("srp.token_rotation_us.min"), 2);
+        assert_eq!(out.get("srp.token_rotation_us.max"), 3_000_000);
         assert_eq!(
-            get(&out, "srp.token_rotation_us.mean"),
+            out.get("srp.token_rotation_us.mean"),
             (15 + 300 + 2 + 3_000_000) / 4
         );
-        assert_eq!(get(&out, "srp.token_rotation_us.le_10"), 1);
-        assert_eq!(get(&out, "srp.token_rotation_us.le_20"), 1);
-        assert_eq!(get(&out, "srp.token_rotation_us.le_500"), 1);
-        assert_eq!(get(&out, "srp.token_rotation_us.le_inf"), 1);
+        assert_eq!(out.get("srp.token_rotation_us.le_10"), 1);
+        assert_eq!(out.get("srp.token_rotation_us.le_20"), 1);
+        assert_eq!(out.get("srp.token_rotation_us.le_500"), 1);
+        assert_eq!(out.get("srp.token_rotation_us.le_inf"), 1);
         let buckets: u64 = out
             .iter()
             .filter(|(k, _)| k.contains(".le_"))
@@ -251,10 +416,88 @@ mod tests {
     }
 
     #[test]
+    fn a_sheet_keeps_its_keys_and_sends_what_changed_under_the_right_name() {
+        let mut s = Sheet::new();
+        let report = |s: &mut Sheet, n: u64, extra: bool| {
+            s.clear();
+            s.put("net.frames_in", n);
+            if extra {
+                s.put_fmt(format_args!("srp.{}", "tokens"), 7);
+            }
+            s.put_fmt(format_args!("srp.token_rotation_us.le_{}", 10), n);
+            s.put_fmt(format_args!("ab{}", "c"), 1);
+            s.changed()
+        };
+        let e = |pairs: &[(&str, u64)]| -> Entries {
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+        };
+        assert_eq!(
+            report(&mut s, 1, false),
+            e(&[
+                ("net.frames_in", 1),
+                ("srp.token_rotation_us.le_10", 1),
+                ("abc", 1)
+            ])
+        );
+        assert_eq!(report(&mut s, 1, false), e(&[]));
+        assert_eq!(
+            report(&mut s, 2, false),
+            e(&[("net.frames_in", 2), ("srp.token_rotation_us.le_10", 2)])
+        );
+        // A key put in the middle takes the place of another: the keys after it are written
+        // anew, and each goes out under its own name, even with an unchanged value.
+        assert_eq!(
+            report(&mut s, 2, true),
+            e(&[
+                ("srp.tokens", 7),
+                ("srp.token_rotation_us.le_10", 2),
+                ("abc", 1)
+            ])
+        );
+        assert_eq!(s.len(), 4);
+        assert_eq!(s.get("srp.tokens"), 7);
+        // A key that is a prefix, or longer, than the one in its place is another key.
+        s.clear();
+        s.put("net.frames_i", 1);
+        s.put("srp.tokensx", 7);
+        assert_eq!(
+            s.iter().collect::<Vec<_>>(),
+            [("net.frames_i", 1), ("srp.tokensx", 7)]
+        );
+    }
+
+    #[test]
+    fn keys_put_in_a_link_scope_name_the_link_after_the_provider() {
+        let mut s = Sheet::new();
+        for _ in 0..2 {
+            s.clear();
+            s.put("udp.uring.rx_errors", 1);
+            s.in_link(1, |s| {
+                s.put("udp.uring.rx_errors", 2);
+                s.put_fmt(format_args!("xdp.prog.{}", "redirected"), 3);
+                s.in_link(3, |s| s.put("plain", 4));
+                s.put("plain", 5);
+            });
+            s.put("plain", 6);
+        }
+        assert_eq!(
+            s.iter().collect::<Vec<_>>(),
+            [
+                ("udp.uring.rx_errors", 1),
+                ("udp.link1.uring.rx_errors", 2),
+                ("xdp.link1.prog.redirected", 3),
+                ("link3.plain", 4),
+                ("link1.plain", 5),
+                ("plain", 6),
+            ]
+        );
+    }
+
+    #[test]
     fn an_empty_histogram_publishes_zeros() {
-        let mut out = Entries::new();
+        let mut out = Sheet::new();
         Rotations::default().entries(&mut out);
-        assert!(out.iter().all(|(_, v)| *v == 0));
+        assert!(out.iter().all(|(_, v)| v == 0));
         assert_eq!(out.len(), 5 + ROTATION_BUCKETS_US.len() + 1);
     }
 }

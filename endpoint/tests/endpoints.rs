@@ -185,7 +185,7 @@ fn three_endpoints_form_a_ring_and_deliver_in_one_order() {
         assert!(opened.frames_opened > 0 && sealed.frames_sealed > 0);
         assert!(e.drops().is_empty(), "{:?}", e.drops());
         assert!(e.rotations().count() > 0);
-        let mut entries = Vec::new();
+        let mut entries = rotor_endpoint::Sheet::new();
         e.counters(&mut entries);
         for key in [
             "net.frames_in",
@@ -193,7 +193,7 @@ fn three_endpoints_form_a_ring_and_deliver_in_one_order() {
             "crypto.frames_opened",
             "srp.delivered",
         ] {
-            assert!(rotor_endpoint::stats::get(&entries, key) > 0, "{key}");
+            assert!(entries.get(key) > 0, "{key}");
         }
     }
     // No foreign sender on this network; the ring's membership was logged.

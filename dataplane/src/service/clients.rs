@@ -19,7 +19,7 @@ use super::{
     REQUESTS_PER_TURN,
 };
 use crate::runner::Runner;
-use crate::stats::Entries;
+use crate::stats::Sheet;
 use crate::transport::Transport;
 
 /// Why a session was closed, for `ipc.disconnects.<kind>`.
@@ -256,7 +256,7 @@ impl Clients {
     /// `ipc.*`: sessions now and since start, requests, deferrals, records out and queued, the
     /// bytes queued now (all clients) and at most (one client), disconnects by kind, and the
     /// group changes of this node's processes that matched no request (never expected).
-    pub fn entries(&self, out: &mut Entries) {
+    pub fn entries(&self, out: &mut Sheet) {
         let c = &self.counters;
         let backlog: usize = self.sessions.iter().map(|(_, c)| c.backlog.bytes()).sum();
         for (k, v) in [
@@ -272,10 +272,10 @@ impl Clients {
             ("ipc.clients_disconnected", c.disconnects.iter().sum()),
             ("ipc.changes_unmatched", self.sessions.counters().unmatched),
         ] {
-            out.push((k.into(), v));
+            out.put(k, v);
         }
         for (kind, n) in CloseKind::ALL.iter().zip(c.disconnects) {
-            out.push((format!("ipc.disconnects.{}", kind.name()), n));
+            out.put_fmt(format_args!("ipc.disconnects.{}", kind.name()), n);
         }
     }
 

@@ -31,7 +31,7 @@ use rotor_proto::RingState;
 
 use crate::quorum::QuorumLink;
 use crate::runner::Runner;
-use crate::stats::Entries;
+use crate::stats::Sheet;
 use crate::transport::Transport;
 
 /// Records one client may have queued here beyond its ring before it is disconnected.
@@ -124,12 +124,12 @@ pub use auto::AutoMode;
 pub use clients::{Armed, Clients, IpcCounters};
 pub use control::{Control, ControlInput, StartError};
 
-/// The stats published to rotord (cmap keys under `stats.`).
-pub fn stats_counters<T: Transport>(runner: &Runner<T>, clients: &Clients) -> Entries {
-    let mut out = runner.counters();
-    clients.entries(&mut out);
-    out.push(("log.dropped".into(), rotor_log::forward_dropped()));
-    out
+/// The stats published to rotord (cmap keys under `stats.`), written over `out`'s last report.
+pub fn stats_counters<T: Transport>(runner: &Runner<T>, clients: &Clients, out: &mut Sheet) {
+    out.clear();
+    runner.counters(out);
+    clients.entries(out);
+    out.put("log.dropped", rotor_log::forward_dropped());
 }
 
 /// Runs the service loop until rotord says stop or hangs up, or `stop` turns true.
@@ -146,7 +146,7 @@ pub fn run<T: Transport>(
     let mut fds = Vec::new();
     let mut keys_reported = crate::change::KeysReported::default();
     let mut quorum = QuorumLink::default();
-    let mut reported = crate::stats::Reported::default();
+    let mut stats = Sheet::new();
     report_ring(runner, control, &mut last_ring, true);
     quorum.pump(runner.node_mut(), |m| control.send_in_order(&m));
     let mut gone = false;
@@ -216,8 +216,9 @@ pub fn run<T: Transport>(
         if last_housekeeping.elapsed() >= HOUSEKEEPING_INTERVAL {
             last_housekeeping = WallInstant::now();
             clients.check_peers();
+            stats_counters(runner, &clients, &mut stats);
             control.report(&FromDataplane::Stats {
-                counters: reported.changed(stats_counters(runner, &clients)),
+                counters: stats.changed(),
             });
         }
     }

@@ -306,7 +306,7 @@ impl Transport for AnyTransport {
         }
     }
 
-    fn counters(&self, out: &mut crate::stats::Entries) {
+    fn counters(&self, out: &mut crate::stats::Sheet) {
         match self {
             AnyTransport::Udp(t) => t.counters(out),
             AnyTransport::Xdp(t) => Transport::counters(t.as_ref(), out),

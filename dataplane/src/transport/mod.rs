@@ -55,7 +55,7 @@ pub trait Transport {
     fn flush(&mut self) -> io::Result<()>;
 
     /// Appends the provider's own counters (`udp.*`, `xdp.*`) to `out`.
-    fn counters(&self, _out: &mut crate::stats::Entries) {}
+    fn counters(&self, _out: &mut crate::stats::Sheet) {}
 
     /// A descriptor that becomes readable (POLLIN) when datagrams arrive, for sleeping in
     /// `poll(2)` alongside the client rings.

@@ -213,7 +213,7 @@ impl Transport for KernelUdp {
         }
     }
 
-    fn counters(&self, out: &mut crate::stats::Entries) {
+    fn counters(&self, out: &mut crate::stats::Sheet) {
         match self {
             KernelUdp::Uring(t) => Transport::counters(t.as_ref(), out),
             KernelUdp::Socket(t) => Transport::counters(t, out),

@@ -412,14 +412,14 @@ impl crate::transport::Transport for UringTransport {
         self.group.as_ref().map(|g| g.1)
     }
 
-    fn counters(&self, out: &mut crate::stats::Entries) {
+    fn counters(&self, out: &mut crate::stats::Sheet) {
         let c = self.counters;
         for (k, v) in [
             ("udp.uring.rx_truncated", c.rx_truncated),
             ("udp.uring.rx_errors", c.rx_errors),
             ("udp.uring.tx_errors", c.tx_errors),
         ] {
-            out.push((k.into(), v));
+            out.put(k, v);
         }
     }
 

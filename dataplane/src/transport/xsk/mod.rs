@@ -642,19 +642,22 @@ impl crate::transport::Transport for XskTransport {
     /// (`xdp.socket.*`), the XDP program's per-CPU counters summed (`xdp.prog.*`) and the
     /// neighbour cache's (`xdp.neigh.*`). A map or socket that cannot be read is skipped (its
     /// keys keep their last published value in cmap).
-    fn counters(&self, out: &mut crate::stats::Entries) {
+    fn counters(&self, out: &mut crate::stats::Sheet) {
         let c = &self.counters;
-        let mut put = |k: &str, v: u64| out.push((format!("xdp.{k}"), v));
-        put("frames_in", c.frames_in);
-        put("bytes_in", c.bytes_in);
-        put("frames_out", c.frames_out);
-        put("bytes_out", c.bytes_out);
-        put("tx_ring_full", c.tx_ring_full);
-        put("tx_kicks", c.tx_kicks);
-        put("fill_wakeups", c.fill_wakeups);
-        put("fill_deferred", c.fill_deferred);
+        for (k, v) in [
+            ("xdp.frames_in", c.frames_in),
+            ("xdp.bytes_in", c.bytes_in),
+            ("xdp.frames_out", c.frames_out),
+            ("xdp.bytes_out", c.bytes_out),
+            ("xdp.tx_ring_full", c.tx_ring_full),
+            ("xdp.tx_kicks", c.tx_kicks),
+            ("xdp.fill_wakeups", c.fill_wakeups),
+            ("xdp.fill_deferred", c.fill_deferred),
+        ] {
+            out.put(k, v);
+        }
         for (reason, n) in &c.drops {
-            put(&format!("drops.{reason}"), *n);
+            out.put_fmt(format_args!("xdp.drops.{reason}"), *n);
         }
         if let Ok(s) = self.socket_stats() {
             let names = [
@@ -665,19 +668,23 @@ impl crate::transport::Transport for XskTransport {
                 "invalid_descs",
             ];
             for (name, v) in names.iter().zip(s) {
-                put(&format!("socket.{name}"), v);
+                out.put_fmt(format_args!("xdp.socket.{name}"), v);
             }
         }
         if let Ok(p) = self.xdp_counters() {
             for (name, v) in p.named() {
-                put(&format!("prog.{name}"), v);
+                out.put_fmt(format_args!("xdp.prog.{name}"), v);
             }
         }
         let n = self.neigh_counters();
-        put("neigh.dumps", n.dumps);
-        put("neigh.dump_errors", n.dump_errors);
-        put("neigh.probes", n.probes);
-        put("neigh.misses", n.misses);
+        for (k, v) in [
+            ("xdp.neigh.dumps", n.dumps),
+            ("xdp.neigh.dump_errors", n.dump_errors),
+            ("xdp.neigh.probes", n.probes),
+            ("xdp.neigh.misses", n.misses),
+        ] {
+            out.put(k, v);
+        }
     }
 
     fn recv_batch(&mut self, f: &mut dyn FnMut(&mut [u8], SocketAddr)) -> io::Result<usize> {
