@@ -58,6 +58,11 @@ const BACKLOG_RETRY: Duration = Duration::from_millis(1);
 const LEAVE_ANNOUNCE_WAIT: Duration = Duration::from_secs(2);
 /// How often sessions are checked for a dead peer and stats are published.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(200);
+/// How long housekeeping that is due waits for this node to have passed the token on: it then
+/// has a whole rotation before the token is back, and the work (tens of µs, most of it system
+/// calls) holds no hop. A ring that is not rotating (forming, or this node alone) gets it after
+/// this wait anyway.
+const HOUSEKEEPING_TOKEN_WAIT: Duration = Duration::from_millis(50);
 
 /// How the loop waits for work: the poll mode rotord asked for (`rotor.poll_mode`), resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,6 +204,7 @@ pub fn run<T: Transport>(
                 }
             }
         };
+        let tokens_before = runner.node().stats().tokens;
         work += runner.turn_start(max_wait, &fds)?;
         // What a client sent during the wait goes to the node before the datagrams that woke
         // it: were the token among them, the request would otherwise wait a whole rotation.
@@ -213,7 +219,8 @@ pub fn run<T: Transport>(
         quorum.pump(runner.node_mut(), |m| control.send_in_order(&m));
         crate::change::report(runner, control, &mut keys_reported);
         control.flush_queued();
-        if last_housekeeping.elapsed() >= HOUSEKEEPING_INTERVAL {
+        let token_passed = runner.node().stats().tokens != tokens_before;
+        if housekeeping_now(last_housekeeping.elapsed(), token_passed) {
             last_housekeeping = WallInstant::now();
             clients.check_peers();
             stats_counters(runner, &clients, &mut stats);
@@ -235,6 +242,12 @@ pub fn run<T: Transport>(
     }
     runner.node_mut().leave();
     runner.flush()
+}
+
+/// Whether housekeeping runs now, `since` the last, and with the token just passed on (or not).
+fn housekeeping_now(since: Duration, token_passed: bool) -> bool {
+    since >= HOUSEKEEPING_INTERVAL
+        && (token_passed || since >= HOUSEKEEPING_INTERVAL + HOUSEKEEPING_TOKEN_WAIT)
 }
 
 /// The protocol state as rotord's ring record names it.
@@ -266,4 +279,25 @@ fn report_ring<T: Transport>(
         members: node.members().iter().map(|n| n.0).collect(),
         transport: runner.transport().name().to_owned(),
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn housekeeping_waits_for_the_token_to_pass_but_not_for_ever() {
+        let ms = Duration::from_millis;
+        assert!(!housekeeping_now(ms(199), true), "not due yet");
+        assert!(housekeeping_now(ms(200), true));
+        assert!(
+            !housekeeping_now(ms(200), false),
+            "due: waits for the token"
+        );
+        assert!(!housekeeping_now(ms(249), false));
+        assert!(
+            housekeeping_now(ms(250), false),
+            "a ring that does not rotate"
+        );
+    }
 }
