@@ -686,6 +686,9 @@ fn hand_main(args: &Args) -> ExitCode {
             tracing::error!(target: "TOTEM", "{e}");
             return ExitCode::FAILURE;
         }
+        if runner.token_passed() {
+            runner.maintain();
+        }
     }
     runner.node_mut().leave();
     let _ = runner.flush();

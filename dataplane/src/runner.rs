@@ -147,6 +147,8 @@ pub struct Runner<T: Transport> {
     start: std::time::Instant,
     /// The cluster name keys are bound to (a rotated key is read for it).
     cluster_name: String,
+    /// The node's token count when the last turn started (see `token_passed`).
+    tokens_at_turn_start: u64,
 }
 
 impl<T: Transport> Runner<T> {
@@ -200,6 +202,7 @@ impl<T: Transport> Runner<T> {
             opened: Vec::new(),
             start,
             cluster_name,
+            tokens_at_turn_start: 0,
         })
     }
 
@@ -392,6 +395,7 @@ impl<T: Transport> Runner<T> {
     /// request and the token that wake one sleep then meet on this visit of the token, not
     /// the next. Returns the datagrams handled.
     pub fn turn_start(&mut self, max_wait: Duration, extra_fds: &[RawFd]) -> io::Result<usize> {
+        self.tokens_at_turn_start = self.endpoint.node().stats().tokens;
         self.flush()?;
         let work = self.receive()?;
         if work == 0 {
@@ -419,6 +423,21 @@ impl<T: Transport> Runner<T> {
         }
         self.flush()?;
         Ok(work)
+    }
+
+    /// Whether the node took the token during the last turn (it has passed it on, or holds it
+    /// while the ring is idle): the token is not back before a rotation, so work that is not a
+    /// hop's (`maintain`, the stats) delays no hop then.
+    pub fn token_passed(&self) -> bool {
+        self.endpoint.node().stats().tokens != self.tokens_at_turn_start
+    }
+
+    /// Every link's transport's periodic upkeep ([`Transport::maintain`]).
+    pub fn maintain(&mut self) {
+        self.transport.maintain();
+        for t in &mut self.more {
+            t.maintain();
+        }
     }
 
     /// Runs the core's timers if one is due.

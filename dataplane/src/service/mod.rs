@@ -56,7 +56,8 @@ const REQUESTS_PER_TURN: usize = 256;
 const BACKLOG_RETRY: Duration = Duration::from_millis(1);
 /// How long an orderly shutdown waits for this node's leave to be ordered (allow_downscale).
 const LEAVE_ANNOUNCE_WAIT: Duration = Duration::from_secs(2);
-/// How often sessions are checked for a dead peer and stats are published.
+/// How often sessions are checked for a dead peer, the transports do their upkeep and stats are
+/// published.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(200);
 /// How long housekeeping that is due waits for this node to have passed the token on: it then
 /// has a whole rotation before the token is back, and the work (tens of µs, most of it system
@@ -204,7 +205,6 @@ pub fn run<T: Transport>(
                 }
             }
         };
-        let tokens_before = runner.node().stats().tokens;
         work += runner.turn_start(max_wait, &fds)?;
         // What a client sent during the wait goes to the node before the datagrams that woke
         // it: were the token among them, the request would otherwise wait a whole rotation.
@@ -219,9 +219,9 @@ pub fn run<T: Transport>(
         quorum.pump(runner.node_mut(), |m| control.send_in_order(&m));
         crate::change::report(runner, control, &mut keys_reported);
         control.flush_queued();
-        let token_passed = runner.node().stats().tokens != tokens_before;
-        if housekeeping_now(last_housekeeping.elapsed(), token_passed) {
+        if housekeeping_now(last_housekeeping.elapsed(), runner.token_passed()) {
             last_housekeeping = WallInstant::now();
+            runner.maintain();
             clients.check_peers();
             stats_counters(runner, &clients, &mut stats);
             control.report(&FromDataplane::Stats {

@@ -334,6 +334,13 @@ impl Transport for AnyTransport {
         }
     }
 
+    fn maintain(&mut self) {
+        match self {
+            AnyTransport::Udp(t) => t.maintain(),
+            AnyTransport::Xdp(t) => t.maintain(),
+        }
+    }
+
     fn wait_fd(&self) -> RawFd {
         match self {
             AnyTransport::Udp(t) => t.wait_fd(),

@@ -57,6 +57,11 @@ pub trait Transport {
     /// Appends the provider's own counters (`udp.*`, `xdp.*`) to `out`.
     fn counters(&self, _out: &mut crate::stats::Sheet) {}
 
+    /// Periodic upkeep that takes a while (AF_XDP: refreshing the neighbour table, a netlink
+    /// dump of about 75 µs). The service calls it where no token waits for it, with the stats
+    /// report; a provider does none of it on the send path but what a miss needs.
+    fn maintain(&mut self) {}
+
     /// A descriptor that becomes readable (POLLIN) when datagrams arrive, for sleeping in
     /// `poll(2)` alongside the client rings.
     fn wait_fd(&self) -> RawFd;

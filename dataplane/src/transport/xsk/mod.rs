@@ -864,6 +864,10 @@ impl crate::transport::Transport for XskTransport {
         Ok(())
     }
 
+    fn maintain(&mut self) {
+        self.neigh.maintain();
+    }
+
     fn wait_fd(&self) -> RawFd {
         match &self.epoll {
             Some(ep) => ep.as_raw_fd(),
