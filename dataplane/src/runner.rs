@@ -149,6 +149,8 @@ pub struct Runner<T: Transport> {
     cluster_name: String,
     /// The node's token count when the last turn started (see `token_passed`).
     tokens_at_turn_start: u64,
+    /// The last turn's wait, if it waited (see `woke_on`).
+    waited: crate::poll::PollSet,
 }
 
 impl<T: Transport> Runner<T> {
@@ -203,6 +205,7 @@ impl<T: Transport> Runner<T> {
             start,
             cluster_name,
             tokens_at_turn_start: 0,
+            waited: crate::poll::PollSet::default(),
         })
     }
 
@@ -396,6 +399,7 @@ impl<T: Transport> Runner<T> {
     /// the next. Returns the datagrams handled.
     pub fn turn_start(&mut self, max_wait: Duration, extra_fds: &[RawFd]) -> io::Result<usize> {
         self.tokens_at_turn_start = self.endpoint.node().stats().tokens;
+        self.waited.clear();
         self.flush()?;
         let work = self.receive()?;
         if work == 0 {
@@ -404,9 +408,10 @@ impl<T: Transport> Runner<T> {
                 Some(t) => Duration::from_nanos(t.0.saturating_sub(now.0)).min(max_wait),
                 None => max_wait,
             };
-            let mut fds: Vec<RawFd> = self.more.iter().map(|t| t.wait_fd()).collect();
-            fds.extend_from_slice(extra_fds);
-            crate::poll::wait_readable(self.transport.wait_fd(), &fds, wait)?;
+            let fds = std::iter::once(self.transport.wait_fd())
+                .chain(self.more.iter().map(|t| t.wait_fd()))
+                .chain(extra_fds.iter().copied());
+            self.waited.wait(fds, wait)?;
         }
         Ok(work)
     }
@@ -423,6 +428,13 @@ impl<T: Transport> Runner<T> {
         }
         self.flush()?;
         Ok(work)
+    }
+
+    /// Whether the last turn waited and `fd` (one of its `extra_fds`) was readable when the wait
+    /// ended: a caller with its own descriptors reads only those that are, not each of them on
+    /// every turn.
+    pub fn woke_on(&self, fd: RawFd) -> bool {
+        self.waited.ready(fd)
     }
 
     /// Whether the node took the token during the last turn (it has passed it on, or holds it

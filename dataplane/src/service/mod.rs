@@ -59,6 +59,10 @@ const LEAVE_ANNOUNCE_WAIT: Duration = Duration::from_secs(2);
 /// How often sessions are checked for a dead peer, the transports do their upkeep and stats are
 /// published.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(200);
+/// How often a turn that did not sleep reads rotord's socket. A turn that slept reads it only
+/// when the wait saw it readable: a read that finds nothing is a system call (about 2 µs after a
+/// sleep on this kind of VM), and most turns are a token hop.
+const CONTROL_POLL_INTERVAL: Duration = Duration::from_millis(1);
 /// How long housekeeping that is due waits for this node to have passed the token on: it then
 /// has a whole rotation before the token is back, and the work (tens of µs, most of it system
 /// calls) holds no hop. A ring that is not rotating (forming, or this node alone) gets it after
@@ -157,6 +161,7 @@ pub fn run<T: Transport>(
     quorum.pump(runner.node_mut(), |m| control.send_in_order(&m));
     let mut gone = false;
     let mut left_realtime = false;
+    let mut last_control_poll: Option<WallInstant> = None;
     while !stop() {
         let mode = poll.now();
         // Once, the first turn it busy-polls (from the start, or when auto chooses it).
@@ -164,7 +169,17 @@ pub fn run<T: Transport>(
             left_realtime = true;
             leave_realtime();
         }
-        match control.poll() {
+        let control_due = runner.woke_on(control.fd())
+            || last_control_poll.is_none_or(|t| t.elapsed() >= CONTROL_POLL_INTERVAL);
+        let input = if control_due {
+            // After a message, the next turn reads again: more may be queued.
+            let input = control.poll();
+            last_control_poll = input.is_none().then(WallInstant::now);
+            input
+        } else {
+            None
+        };
+        match input {
             Some(ControlInput::Session(s)) => clients.adopt(s),
             Some(ControlInput::Change(c, fds)) => crate::change::handle(runner, control, c, fds),
             Some(ControlInput::Quorum { request, op }) => {
