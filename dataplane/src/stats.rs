@@ -1,7 +1,7 @@
 //! The dataplane's counters as one flat list of `key → u64`, published to rotord (which keeps
 //! them as cmap `stats.<key>`). The endpoint's counters (traffic, drops, crypto, the core's and
 //! the token rotations) are rotor-endpoint's; the transports add their own. All of them are
-//! written into one [`Sheet`] kept for the node's life, so a report formats no key it formatted
+//! written into one [`Sheet`] kept for the service loop's life, so a report formats no key it formatted
 //! before, and each report sends only what changed since the one before ([`Sheet::changed`]):
 //! rotord keeps a key's last value.
 

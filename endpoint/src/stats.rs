@@ -143,11 +143,6 @@ impl Sheet {
         self.at == 0
     }
 
-    /// This report's counters, all of them.
-    pub fn entries(&self) -> Entries {
-        self.iter().map(|(k, v)| (k.to_owned(), v)).collect()
-    }
-
     /// The counters of this report that are new or changed since the last call. A key that
     /// left the report is forgotten, so it goes out again should it come back.
     pub fn changed(&mut self) -> Entries {
