@@ -197,6 +197,7 @@ const BENCHES: &[(&str, &str, &str, &str)] = &[
     ("rings", "rotor-bench", "--bin", "bench-rings"),
     ("vs-corosync", "rotor-bench", "--bin", "vs-corosync"),
     ("capi", "rotor-bench", "--bin", "bench-capi"),
+    ("lat-ab", "rotor-bench", "--bin", "bench-lat-ab"),
     ("detect", "rotor-bench", "--bin", "bench-detect"),
     ("failover", "rotor-faults", "--bin", "bench-failover"),
 ];
