@@ -694,15 +694,9 @@ fn hand_main(args: &Args) -> ExitCode {
     let _ = runner.flush();
     // Drops are in the stats line too (`crypto.drops.*`, `net.drops.*`).
     tracing::info!(target: "MAIN", "{}", runner.transport().stats_line());
-    tracing::info!(
-        target: "MAIN",
-        "stats {}",
-        {
-            let mut stats = rotor_dataplane::stats::Sheet::new();
-            runner.counters(&mut stats);
-            stats.line()
-        }
-    );
+    let mut stats = rotor_dataplane::stats::Sheet::new();
+    runner.counters(&mut stats);
+    tracing::info!(target: "MAIN", "stats {}", stats.line());
     ExitCode::SUCCESS
 }
 

@@ -1163,14 +1163,12 @@ impl<A: Copy + PartialEq + Display> Endpoint<A> {
         self.drops.entries(out);
         let sealed = self.sealer.counters();
         let opened = self.opener.counters();
-        for (k, v) in [
+        out.put_all([
             ("crypto.frames_sealed", sealed.frames_sealed),
             ("crypto.bytes_sealed", sealed.bytes_sealed),
             ("crypto.frames_opened", opened.frames_opened),
             ("crypto.bytes_opened", opened.bytes_opened),
-        ] {
-            out.put(k, v);
-        }
+        ]);
         for (k, v) in self.node.stats().entries() {
             out.put_fmt(format_args!("srp.{k}"), v);
         }

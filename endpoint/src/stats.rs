@@ -55,6 +55,13 @@ impl Sheet {
         }
     }
 
+    /// Sets each `(key, value)` of `pairs`, in order.
+    pub fn put_all<'k>(&mut self, pairs: impl IntoIterator<Item = (&'k str, u64)>) {
+        for (key, value) in pairs {
+            self.put(key, value);
+        }
+    }
+
     /// Sets the key that `key` formats to to `value`, formatting it only when it differs from the
     /// key at this place in the last report.
     pub fn put_fmt(&mut self, key: fmt::Arguments<'_>, value: u64) {
@@ -359,16 +366,14 @@ pub struct Traffic {
 
 impl Traffic {
     pub fn entries(&self, out: &mut Sheet) {
-        for (k, v) in [
+        out.put_all([
             ("net.frames_in", self.frames_in),
             ("net.bytes_in", self.bytes_in),
             ("net.frames_out", self.frames_out),
             ("net.bytes_out", self.bytes_out),
             ("net.group_sends", self.group_sends),
             ("net.unicast_sends", self.unicast_sends),
-        ] {
-            out.put(k, v);
-        }
+        ]);
     }
 }
 

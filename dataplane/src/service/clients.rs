@@ -259,7 +259,7 @@ impl Clients {
     pub fn entries(&self, out: &mut Sheet) {
         let c = &self.counters;
         let backlog: usize = self.sessions.iter().map(|(_, c)| c.backlog.bytes()).sum();
-        for (k, v) in [
+        out.put_all([
             ("ipc.clients", self.sessions.len() as u64),
             ("ipc.clients_attached", c.attached),
             ("ipc.requests", c.requests),
@@ -271,9 +271,7 @@ impl Clients {
             ("ipc.intake_paused", c.intake_paused),
             ("ipc.clients_disconnected", c.disconnects.iter().sum()),
             ("ipc.changes_unmatched", self.sessions.counters().unmatched),
-        ] {
-            out.put(k, v);
-        }
+        ]);
         for (kind, n) in CloseKind::ALL.iter().zip(c.disconnects) {
             out.put_fmt(format_args!("ipc.disconnects.{}", kind.name()), n);
         }

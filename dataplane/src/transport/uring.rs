@@ -414,13 +414,11 @@ impl crate::transport::Transport for UringTransport {
 
     fn counters(&self, out: &mut crate::stats::Sheet) {
         let c = self.counters;
-        for (k, v) in [
+        out.put_all([
             ("udp.uring.rx_truncated", c.rx_truncated),
             ("udp.uring.rx_errors", c.rx_errors),
             ("udp.uring.tx_errors", c.tx_errors),
-        ] {
-            out.put(k, v);
-        }
+        ]);
     }
 
     fn recv_batch(&mut self, f: &mut dyn FnMut(&mut [u8], SocketAddr)) -> io::Result<usize> {

@@ -644,7 +644,7 @@ impl crate::transport::Transport for XskTransport {
     /// keys keep their last published value in cmap).
     fn counters(&self, out: &mut crate::stats::Sheet) {
         let c = &self.counters;
-        for (k, v) in [
+        out.put_all([
             ("xdp.frames_in", c.frames_in),
             ("xdp.bytes_in", c.bytes_in),
             ("xdp.frames_out", c.frames_out),
@@ -653,9 +653,7 @@ impl crate::transport::Transport for XskTransport {
             ("xdp.tx_kicks", c.tx_kicks),
             ("xdp.fill_wakeups", c.fill_wakeups),
             ("xdp.fill_deferred", c.fill_deferred),
-        ] {
-            out.put(k, v);
-        }
+        ]);
         for (reason, n) in &c.drops {
             out.put_fmt(format_args!("xdp.drops.{reason}"), *n);
         }
@@ -677,14 +675,12 @@ impl crate::transport::Transport for XskTransport {
             }
         }
         let n = self.neigh_counters();
-        for (k, v) in [
+        out.put_all([
             ("xdp.neigh.dumps", n.dumps),
             ("xdp.neigh.dump_errors", n.dump_errors),
             ("xdp.neigh.probes", n.probes),
             ("xdp.neigh.misses", n.misses),
-        ] {
-            out.put(k, v);
-        }
+        ]);
     }
 
     fn recv_batch(&mut self, f: &mut dyn FnMut(&mut [u8], SocketAddr)) -> io::Result<usize> {
