@@ -188,9 +188,23 @@ fn cargo_build_command() -> Command {
 /// messages report it. Compiler output goes to stderr. For `cargo xtask cluster`, the demo and
 /// the benchmarks.
 pub fn build_bins(workspace: &Path, release: bool) -> io::Result<Bins> {
+    build_bins_into(workspace, None, release)
+}
+
+/// [`build_bins`] into `target_dir` (cargo's `CARGO_TARGET_DIR`) when given: a second checkout
+/// (the base of `bench lat-ab`) must not build into this one's target directory, whose
+/// artifacts cargo would then take for this checkout's.
+pub fn build_bins_into(
+    workspace: &Path,
+    target_dir: Option<&Path>,
+    release: bool,
+) -> io::Result<Bins> {
     let mut cmd = cargo_build_command();
     cmd.current_dir(workspace)
         .args(["--message-format", "json-render-diagnostics"]);
+    if let Some(dir) = target_dir {
+        cmd.env("CARGO_TARGET_DIR", dir);
+    }
     if release {
         cmd.arg("--release");
     }

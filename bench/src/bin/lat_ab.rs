@@ -98,21 +98,9 @@ impl Worktree {
     /// directory; returns the directory holding them.
     fn build(&self) -> Result<PathBuf, String> {
         let target = self.path.join("target");
-        let mut cmd = rotor_testbed::rotor::cargo_command();
-        cmd.current_dir(&self.path)
-            .env("CARGO_TARGET_DIR", &target)
-            .args(["build", "--release"]);
-        for p in rotor_testbed::rotor::PACKAGES {
-            cmd.args(["-p", p]);
-        }
-        let status = cmd
-            .stdout(Stdio::null())
-            .status()
-            .map_err(|e| format!("cargo build of the base: {e}"))?;
-        if !status.success() {
-            return Err(format!("cargo build of the base: {status}"));
-        }
-        Ok(target.join("release"))
+        rotor_testbed::rotor::build_bins_into(&self.path, Some(&target), true)
+            .map(|bins| bins.dir)
+            .map_err(|e| format!("cargo build of the base: {e}"))
     }
 }
 
@@ -289,8 +277,6 @@ fn run(args: &[String]) -> Result<(), String> {
     print!("{text}");
     println!("lat-ab: report {}", report.display());
     println!("{summary}");
-    drop(bed);
-    drop(worktree);
     Ok(())
 }
 
