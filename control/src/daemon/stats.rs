@@ -179,10 +179,10 @@ impl StatsBook {
 
 /// What of a [`StatsBook`] is in cmap: each key as `stats.<key>` as cmap shows it (cleared
 /// counters from where they were cleared), corosync's names for the SRP counters applications
-/// read ([`COROSYNC_SRP_COUNTERS`]) and the sum of the drop counters. The dataplane sends every
-/// counter every 200 ms, most of them unchanged, and rotord runs at realtime priority: only a
-/// value that changed since it was last set is set again (a set builds the key, checks it and
-/// looks it up several times).
+/// read ([`COROSYNC_SRP_COUNTERS`]) and the sum of the drop counters. Each publish walks the
+/// whole book (every dataplane's counters, combined), though a report carries only the counters
+/// that changed, and rotord runs at realtime priority: only a value that changed since it was
+/// last set is set again (a set builds the key, checks it and looks it up several times).
 #[derive(Debug, Default)]
 pub struct Publisher {
     /// What was last set, by book key.
