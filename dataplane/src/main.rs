@@ -71,7 +71,8 @@ struct Args {
     #[arg(long, default_value = "sha256")]
     crypto_hash: String,
     /// The highest ring sequence this node has seen before.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(..totem_core::RingId::SEQ_LIMIT))]
     ring_seq: u64,
     /// udp, xdp, or auto (XDP when root and the interface accepts the program, else UDP).
     #[arg(long, default_value = "auto")]

@@ -595,7 +595,10 @@ impl Reach {
         let (hdr, rest) = PresenceHdr::ref_from_prefix(body).map_err(|_| DropReason::Truncated)?;
         let node_count = hdr.node_count.get() as usize;
         let row_count = hdr.row_count.get() as usize;
-        if node_count > MEMBERS_MAX || row_count > node_count {
+        if node_count > MEMBERS_MAX
+            || row_count > node_count
+            || !crate::types::RingId::plausible(hdr.ring_seq.get())
+        {
             return Err(DropReason::Malformed);
         }
         let (ids, mut rest) =

@@ -558,6 +558,10 @@ impl Srp {
     pub fn new(node: &NodeConfig, now: Instant) -> Result<Srp, SettingError> {
         let me = node.node_id;
         assert!(me.0 != 0, "node id 0 is reserved");
+        assert!(
+            RingId::plausible(node.ring_seq_start),
+            "a ring sequence to start from below RingId::SEQ_LIMIT"
+        );
         node.totem.validate(&node.shape)?;
         let config = node.totem.clone();
         let shape = node.shape;
@@ -1938,7 +1942,11 @@ impl Srp {
             hdr.fail_count.get() as usize,
             hdr.excluded_count.get() as usize,
         );
-        if pc > MEMBERS_MAX || fc > MEMBERS_MAX || xc > MEMBERS_MAX {
+        if pc > MEMBERS_MAX
+            || fc > MEMBERS_MAX
+            || xc > MEMBERS_MAX
+            || !RingId::plausible(hdr.ring_seq.get())
+        {
             return Err(DropReason::Malformed);
         }
         let (procs, rest) = read_ids(rest, pc).ok_or(DropReason::Truncated)?;
@@ -2394,7 +2402,15 @@ impl Srp {
     ) -> Result<(), DropReason> {
         let (hdr, rest) = CommitHdr::ref_from_prefix(body).map_err(|_| DropReason::Truncated)?;
         let count = hdr.member_count.get() as usize;
-        if count == 0 || count > MEMBERS_MAX || !(1..=2).contains(&hdr.pass) {
+        // A formed ring's sequence is a multiple of 4 (only a node's start-up pseudo-ring is
+        // not, and it is never committed to).
+        let ring = hdr.ring();
+        if count == 0
+            || count > MEMBERS_MAX
+            || !(1..=2).contains(&hdr.pass)
+            || ring.seq % 4 != 0
+            || !RingId::plausible(ring.seq)
+        {
             return Err(DropReason::Malformed);
         }
         let (entries, _) = <[CommitEntry]>::ref_from_prefix_with_elems(rest, count)
@@ -2408,7 +2424,6 @@ impl Srp {
         if !contains(&members, self.me) {
             return Err(DropReason::NotExpected);
         }
-        let ring = hdr.ring();
         let token_seq = hdr.token_seq.get();
         let all_filled = entries.iter().all(|e| e.filled());
         self.max_ring_seq = self.max_ring_seq.max(ring.seq);

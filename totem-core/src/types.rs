@@ -21,6 +21,18 @@ pub struct RingId {
     pub rep: u32,
 }
 
+impl RingId {
+    /// No ring is numbered at or above this (2^60 configuration changes, 4 apart): a
+    /// sequence from the wire at or above it is malformed, so numbering the next ring
+    /// (`(highest / 4 + 1) * 4`) never overflows.
+    pub const SEQ_LIMIT: u64 = 1 << 62;
+
+    /// Whether a node could have sent `seq` (see [`RingId::SEQ_LIMIT`]).
+    pub fn plausible(seq: u64) -> bool {
+        seq < RingId::SEQ_LIMIT
+    }
+}
+
 impl fmt::Display for RingId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{:x}", self.rep, self.seq)

@@ -150,6 +150,70 @@ fn a_presence_of_another_configuration_is_refused_before_its_rows_are_taken() {
 }
 
 #[test]
+fn ring_sequences_no_node_could_send_are_malformed() {
+    let mut n = node(1);
+    let cluster = cluster_hash("test");
+    let ours = n.identity().digest();
+    let before = n.max_ring_seq();
+    // A join claiming the highest sequence there is: taken, the next ring's number overflows.
+    let mut join = header(wire::KIND_JOIN, cluster, 2);
+    let hdr = wire::JoinHdr {
+        ring_seq: u64::MAX.into(),
+        proc_count: 1.into(),
+        fail_count: 0.into(),
+        excluded_count: 0.into(),
+        _pad: 0.into(),
+        config_digest: ours.into(),
+    };
+    join.extend_from_slice(hdr.as_bytes());
+    join.extend_from_slice(&2u32.to_be_bytes());
+    n.handle_datagram(Instant(1), NodeId(2), &join);
+    // A presence naming such a ring.
+    let mut presence = header(wire::KIND_PRESENCE, cluster, 2);
+    let hdr = wire::PresenceHdr {
+        ring_seq: (!3u64).into(),
+        ring_rep: 2.into(),
+        node_count: 0.into(),
+        row_count: 0.into(),
+        config_digest: ours.into(),
+    };
+    presence.extend_from_slice(hdr.as_bytes());
+    n.handle_datagram(Instant(1), NodeId(2), &presence);
+    // Commit tokens of nodes 1 and 2 for a ring whose sequence no representative numbers:
+    // not a multiple of 4, and at the limit.
+    for seq in [9, totem_core::RingId::SEQ_LIMIT] {
+        let mut commit = header(wire::KIND_COMMIT, cluster, 2);
+        let hdr = wire::CommitHdr {
+            ring_seq: seq.into(),
+            ring_rep: 1.into(),
+            member_count: 2.into(),
+            pass: 1,
+            _pad: 0,
+            token_seq: 1.into(),
+        };
+        commit.extend_from_slice(hdr.as_bytes());
+        for node in [1u32, 2] {
+            let entry = wire::CommitEntry {
+                node: node.into(),
+                incarnation: 0.into(),
+                old_seq: 0.into(),
+                old_rep: 0.into(),
+                _pad: 0.into(),
+                aru: 0.into(),
+                high: 0.into(),
+                safe: 0.into(),
+            };
+            commit.extend_from_slice(entry.as_bytes());
+        }
+        n.handle_datagram(Instant(1), NodeId(2), &commit);
+    }
+    let s = n.stats();
+    assert_eq!(s.drop_malformed, 4, "{s:?}");
+    assert_eq!((s.joins_in, s.presences_in), (0, 0));
+    assert_eq!(n.max_ring_seq(), before, "nothing taken from them");
+}
+
+#[test]
 fn random_bytes_never_panic() {
     let mut n = node(1);
     let cluster = cluster_hash("test");

@@ -21,7 +21,13 @@ impl KeptNumber {
     /// its ring id): a restarted node must number new rings above every ring it was in, or two
     /// different rings could share an id.
     pub fn ring_seq(dir: &Path, node_id: u32) -> KeptNumber {
-        KeptNumber::open(dir, &format!("ringid_{node_id}"), "ring sequence")
+        let name = format!("ringid_{node_id}");
+        KeptNumber::open(
+            dir,
+            &name,
+            "ring sequence",
+            totem_core::RingId::SEQ_LIMIT - 1,
+        )
     }
 
     /// The last epoch a dataplane of this node started with (`epoch_<node>`): the totem
@@ -29,10 +35,11 @@ impl KeptNumber {
     /// of an epoch they have seen as replays and joins of a known incarnation with an old ring
     /// as stale — also across rotord restarts within one second.
     pub fn epoch(dir: &Path, node_id: u32) -> KeptNumber {
-        KeptNumber::open(dir, &format!("epoch_{node_id}"), "epoch")
+        KeptNumber::open(dir, &format!("epoch_{node_id}"), "epoch", u64::MAX)
     }
 
-    fn open(dir: &Path, name: &str, what: &'static str) -> KeptNumber {
+    /// A kept number above `max` (a file another program wrote) is not one this node kept.
+    fn open(dir: &Path, name: &str, what: &'static str, max: u64) -> KeptNumber {
         if let Err(e) = std::fs::create_dir_all(dir) {
             log_at!(
                 Warning,
@@ -48,16 +55,21 @@ impl KeptNumber {
         }
         let path = dir.join(name);
         let saved = match std::fs::read_to_string(&path) {
-            Ok(text) => text.trim().parse().unwrap_or_else(|_| {
-                log_at!(
-                    Warning,
-                    "MAIN",
-                    "{}: not a {what} (\"{}\"); starting from 0",
-                    path.display(),
-                    text.trim()
-                );
-                0
-            }),
+            Ok(text) => text
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n <= max)
+                .unwrap_or_else(|| {
+                    log_at!(
+                        Warning,
+                        "MAIN",
+                        "{}: not a {what} (\"{}\"); starting from 0",
+                        path.display(),
+                        text.trim()
+                    );
+                    0
+                }),
             Err(_) => 0,
         };
         KeptNumber {
@@ -111,6 +123,23 @@ mod tests {
         let (seq, epoch) = (KeptNumber::ring_seq(&dir, 7), KeptNumber::epoch(&dir, 7));
         assert_eq!((seq.saved(), epoch.saved()), (12, 1_700_000_000));
         assert_eq!(KeptNumber::ring_seq(&dir, 8).saved(), 0, "per node");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_ring_sequence_no_node_could_reach_is_not_kept() {
+        let dir = std::env::temp_dir().join(format!("rotor-kept-far-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ringid_7");
+        std::fs::write(&file, format!("{}\n", totem_core::RingId::SEQ_LIMIT)).unwrap();
+        assert_eq!(KeptNumber::ring_seq(&dir, 7).saved(), 0);
+        std::fs::write(&file, format!("{}\n", totem_core::RingId::SEQ_LIMIT - 1)).unwrap();
+        assert_eq!(
+            KeptNumber::ring_seq(&dir, 7).saved(),
+            totem_core::RingId::SEQ_LIMIT - 1
+        );
+        std::fs::write(dir.join("epoch_7"), format!("{}\n", u64::MAX)).unwrap();
+        assert_eq!(KeptNumber::epoch(&dir, 7).saved(), u64::MAX, "any epoch");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
