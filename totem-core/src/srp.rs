@@ -1187,6 +1187,11 @@ impl Srp {
         let ring = data.ring();
         let seq = data.seq.get();
         let origin = NodeId(data.origin.get());
+        if self.held.as_ref().is_some_and(|t| seq > t.seq) {
+            // Nobody numbers a frame while this node holds the token (the previous holder's
+            // tail is numbered within it): this one is forged or altered.
+            return Err(DropReason::Malformed);
+        }
         if ring == self.installed.ring {
             if self.installed.frozen {
                 return Err(DropReason::StaleRing);
@@ -2472,7 +2477,13 @@ impl Srp {
                 } else if hdr.pass == 2 && !is_rep && state == State::Commit {
                     self.enter_recovery();
                     self.send_commit(now, 2, token_seq + 1);
-                } else if hdr.pass == 2 && is_rep && state == State::Recovery {
+                } else if hdr.pass == 2
+                    && is_rep
+                    && state == State::Recovery
+                    && self.last_token_seq == 0
+                {
+                    // The second rotation is complete and the regular token not yet started
+                    // (a second pass-2 token, which no member sends, would restart it at 0).
                     if let Some(forming) = self.phase.forming_mut() {
                         forming.commit_token_seq = token_seq;
                     }
