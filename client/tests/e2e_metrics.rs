@@ -322,6 +322,7 @@ fn metrics_are_scraped_parsed_and_survive_a_dataplane_restart() {
     // Every family an operator watches is there from the start, counters at their value.
     for family in [
         "rotor_token_rotation_seconds_bucket{le=\"+Inf\"}",
+        "rotor_dataplane_housekeeping_seconds_bucket{le=\"+Inf\"}",
         "rotor_token_retransmits_total{}",
         "rotor_retransmitted_frames_total{}",
         "rotor_retransmit_requests_total{}",

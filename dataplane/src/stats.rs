@@ -5,7 +5,9 @@
 //! before, and each report sends only what changed since the one before ([`Sheet::changed`]):
 //! rotord keeps a key's last value.
 
-pub use rotor_endpoint::stats::{Entries, Rotations, Sheet, Traffic, ROTATION_BUCKETS_US};
+pub use rotor_endpoint::stats::{
+    Entries, Histogram, Rotations, Sheet, Traffic, HISTOGRAM_BUCKETS_US,
+};
 
 #[cfg(test)]
 mod tests {

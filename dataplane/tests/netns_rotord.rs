@@ -91,6 +91,7 @@ fn three_rotords_multicast_and_publish_stats() {
         "stats.net.frames_in",
         "stats.srp.token_rotations",
         "stats.crypto.frames_opened",
+        "stats.poll.housekeepings",
     ];
     let deadline = Instant::now() + Duration::from_secs(30);
     let ready = |i: usize| {

@@ -192,38 +192,25 @@ fn formats_to(args: fmt::Arguments<'_>, key: &str) -> bool {
     rest.write_fmt(args).is_ok() && rest.0.is_empty()
 }
 
-/// Upper bounds (inclusive, µs) of the token rotation histogram's buckets; one more bucket
-/// (`le_inf`) takes everything above the last.
-pub const ROTATION_BUCKETS_US: [u64; 12] = [
+/// Upper bounds (inclusive, µs) of a `Histogram`'s buckets (token rotations, the dataplane's
+/// housekeeping); one more bucket (`le_inf`) takes everything above the last.
+pub const HISTOGRAM_BUCKETS_US: [u64; 12] = [
     10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 100_000, 1_000_000,
 ];
 
-/// Token rotation times as seen at one node: the time between two consecutive visits of the
-/// token in one ring (a visit in another ring starts over, so membership changes are not
-/// counted as rotations). Fixed buckets, plus count, min, mean and max.
+/// Durations in fixed buckets (`HISTOGRAM_BUCKETS_US`), plus count, min, mean and max.
 #[derive(Debug, Clone, Default)]
-pub struct Rotations {
-    /// The ring and time (ns) of the last visit.
-    last: Option<(RingId, u64)>,
+pub struct Histogram {
     count: u64,
     sum_ns: u64,
     min_ns: u64,
     max_ns: u64,
-    buckets: [u64; ROTATION_BUCKETS_US.len() + 1],
+    buckets: [u64; HISTOGRAM_BUCKETS_US.len() + 1],
 }
 
-impl Rotations {
-    /// A token visit in `ring` at `now_ns`.
-    pub fn on_token(&mut self, ring: RingId, now_ns: u64) {
-        if let Some((last_ring, last_ns)) = self.last {
-            if last_ring == ring {
-                self.record(now_ns.saturating_sub(last_ns));
-            }
-        }
-        self.last = Some((ring, now_ns));
-    }
-
-    fn record(&mut self, ns: u64) {
+impl Histogram {
+    /// One duration of `ns` nanoseconds.
+    pub fn record(&mut self, ns: u64) {
         self.min_ns = if self.count == 0 {
             ns
         } else {
@@ -233,38 +220,71 @@ impl Rotations {
         self.count += 1;
         self.sum_ns = self.sum_ns.saturating_add(ns);
         let us = ns / 1_000;
-        let i = ROTATION_BUCKETS_US
+        let i = HISTOGRAM_BUCKETS_US
             .iter()
             .position(|&b| us <= b)
-            .unwrap_or(ROTATION_BUCKETS_US.len());
+            .unwrap_or(HISTOGRAM_BUCKETS_US.len());
         self.buckets[i] += 1;
     }
 
-    /// Rotations measured.
+    /// Durations recorded.
     pub fn count(&self) -> u64 {
         self.count
     }
 
-    /// `srp.token_rotations`, `srp.token_rotation_us.{min,mean,max,sum}` and one
-    /// `srp.token_rotation_us.le_<bound>` per bucket (`le_inf` last; not cumulative).
-    pub fn entries(&self, out: &mut Sheet) {
-        out.put("srp.token_rotations", self.count);
+    /// `count_key`, `<prefix>.{min,mean,max,sum}` in µs and one `<prefix>.le_<bound>` per
+    /// bucket (`le_inf` last; not cumulative).
+    pub fn entries(&self, out: &mut Sheet, count_key: &str, prefix: &str) {
+        out.put(count_key, self.count);
         let mean_ns = self.sum_ns.checked_div(self.count).unwrap_or(0);
         for (name, ns) in [
             ("min", self.min_ns),
             ("mean", mean_ns),
             ("max", self.max_ns),
+            ("sum", self.sum_ns),
         ] {
-            out.put_fmt(format_args!("srp.token_rotation_us.{name}"), ns / 1_000);
+            out.put_fmt(format_args!("{prefix}.{name}"), ns / 1_000);
         }
-        out.put("srp.token_rotation_us.sum", self.sum_ns / 1_000);
-        for (bound, n) in ROTATION_BUCKETS_US.iter().zip(&self.buckets) {
-            out.put_fmt(format_args!("srp.token_rotation_us.le_{bound}"), *n);
+        for (bound, n) in HISTOGRAM_BUCKETS_US.iter().zip(&self.buckets) {
+            out.put_fmt(format_args!("{prefix}.le_{bound}"), *n);
         }
-        out.put(
-            "srp.token_rotation_us.le_inf",
-            self.buckets[ROTATION_BUCKETS_US.len()],
+        out.put_fmt(
+            format_args!("{prefix}.le_inf"),
+            self.buckets[HISTOGRAM_BUCKETS_US.len()],
         );
+    }
+}
+
+/// Token rotation times as seen at one node: the time between two consecutive visits of the
+/// token in one ring (a visit in another ring starts over, so membership changes are not
+/// counted as rotations).
+#[derive(Debug, Clone, Default)]
+pub struct Rotations {
+    /// The ring and time (ns) of the last visit.
+    last: Option<(RingId, u64)>,
+    times: Histogram,
+}
+
+impl Rotations {
+    /// A token visit in `ring` at `now_ns`.
+    pub fn on_token(&mut self, ring: RingId, now_ns: u64) {
+        if let Some((last_ring, last_ns)) = self.last {
+            if last_ring == ring {
+                self.times.record(now_ns.saturating_sub(last_ns));
+            }
+        }
+        self.last = Some((ring, now_ns));
+    }
+
+    /// Rotations measured.
+    pub fn count(&self) -> u64 {
+        self.times.count()
+    }
+
+    /// `srp.token_rotations` and `srp.token_rotation_us.*` (see `Histogram::entries`).
+    pub fn entries(&self, out: &mut Sheet) {
+        self.times
+            .entries(out, "srp.token_rotations", "srp.token_rotation_us");
     }
 }
 
@@ -498,6 +518,6 @@ mod tests {
         let mut out = Sheet::new();
         Rotations::default().entries(&mut out);
         assert!(out.iter().all(|(_, v)| v == 0));
-        assert_eq!(out.len(), 5 + ROTATION_BUCKETS_US.len() + 1);
+        assert_eq!(out.len(), 5 + HISTOGRAM_BUCKETS_US.len() + 1);
     }
 }

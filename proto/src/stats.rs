@@ -40,6 +40,15 @@ pub const NOT_COUNTERS: &[(&str, Combine)] = &[
             count: "srp.token_rotations",
         },
     ),
+    ("poll.housekeeping_us.min", Combine::Min),
+    ("poll.housekeeping_us.max", Combine::Max),
+    (
+        "poll.housekeeping_us.mean",
+        Combine::Mean {
+            sum: "poll.housekeeping_us.sum",
+            count: "poll.housekeepings",
+        },
+    ),
     ("xdp.prog.*", Combine::Kept),
     ("knet.*.connected", Combine::Gauge),
     ("knet.*.enabled", Combine::Gauge),

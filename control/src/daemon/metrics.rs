@@ -406,8 +406,31 @@ const COUNTERS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// The token rotation histogram's bucket keys: `srp.token_rotation_us.le_<bound>`.
-const ROTATION_BUCKET_PREFIX: &str = "srp.token_rotation_us.le_";
+/// A histogram family made from a dataplane `Histogram`'s keys: `count` and, under `prefix`
+/// (µs), `sum` and the buckets `le_<bound>`.
+struct HistogramKeys {
+    name: &'static str,
+    help: &'static str,
+    count: &'static str,
+    prefix: &'static str,
+}
+
+/// The histograms exported, from the dataplane's keys.
+const HISTOGRAMS: [HistogramKeys; 2] = [
+    HistogramKeys {
+        name: "rotor_token_rotation_seconds",
+        help: "Time between two visits of the token at this node within one ring.",
+        count: "srp.token_rotations",
+        prefix: "srp.token_rotation_us",
+    },
+    HistogramKeys {
+        name: "rotor_dataplane_housekeeping_seconds",
+        help: "Time the dataplane's poll thread spent on housekeeping (statistics, neighbour \
+               table, client checks), every 200 ms, between token hops.",
+        count: "poll.housekeepings",
+        prefix: "poll.housekeeping_us",
+    },
+];
 
 /// The exposition of one scrape.
 pub fn render(s: &Snapshot<'_>) -> String {
@@ -590,7 +613,9 @@ pub fn render(s: &Snapshot<'_>) -> String {
             q.node_votes,
         );
     }
-    rotation_histogram(&mut out, s.stats);
+    for keys in &HISTOGRAMS {
+        histogram(&mut out, s.stats, keys);
+    }
     for (key, name, help) in COUNTERS {
         out.single(name, "counter", help, s.stats.total(key));
     }
@@ -670,25 +695,22 @@ fn peer_link_labels(id: u32, link: u8, addr: &std::net::SocketAddr) -> [(&'stati
     ]
 }
 
-/// `rotor_token_rotation_seconds`: the dataplane's rotation buckets (each counting the
-/// rotations above the bound before it) made cumulative, in seconds.
-fn rotation_histogram(out: &mut Exposition, stats: &StatsBook) {
-    let name = "rotor_token_rotation_seconds";
-    out.family(
-        name,
-        "histogram",
-        "Time between two visits of the token at this node within one ring.",
-    );
+/// One of `HISTOGRAMS`: the dataplane's buckets (each counting the durations above the bound
+/// before it) made cumulative, in seconds.
+fn histogram(out: &mut Exposition, stats: &StatsBook, keys: &HistogramKeys) {
+    let name = keys.name;
+    out.family(name, "histogram", keys.help);
+    let bucket_prefix = format!("{}.le_", keys.prefix);
     let mut buckets: Vec<(u64, u64)> = stats
         .totals()
         .filter_map(|(k, v)| {
-            k.strip_prefix(ROTATION_BUCKET_PREFIX)
+            k.strip_prefix(&bucket_prefix)
                 .and_then(|b| b.parse::<u64>().ok())
                 .map(|bound_us| (bound_us, v))
         })
         .collect();
     buckets.sort_unstable();
-    let count = stats.total("srp.token_rotations");
+    let count = stats.total(keys.count);
     let mut cumulative = 0u64;
     let bucket = format!("{name}_bucket");
     for (bound_us, n) in buckets {
@@ -697,7 +719,7 @@ fn rotation_histogram(out: &mut Exposition, stats: &StatsBook) {
         out.sample(&bucket, &[("le", &le)], cumulative);
     }
     out.sample(&bucket, &[("le", "+Inf")], count);
-    let sum_s = stats.total("srp.token_rotation_us.sum") as f64 / 1e6;
+    let sum_s = stats.total(&format!("{}.sum", keys.prefix)) as f64 / 1e6;
     out.sample::<&str>(&format!("{name}_sum"), &[], sum_s);
     out.sample::<&str>(&format!("{name}_count"), &[], count);
 }
@@ -737,7 +759,7 @@ mod tests {
             ("srp.token_rotation_us.le_inf", 0),
         ];
         assert_eq!(
-            samples(&counters, rotation_histogram),
+            samples(&counters, |o, b| histogram(o, b, &HISTOGRAMS[0])),
             [
                 "rotor_token_rotation_seconds_bucket{le=\"0.00002\"} 2",
                 "rotor_token_rotation_seconds_bucket{le=\"0.0001\"} 3",

@@ -31,7 +31,7 @@ use rotor_proto::RingState;
 
 use crate::quorum::QuorumLink;
 use crate::runner::Runner;
-use crate::stats::Sheet;
+use crate::stats::{Histogram, Sheet};
 use crate::transport::Transport;
 
 /// Records one client may have queued here beyond its ring before it is disconnected.
@@ -157,6 +157,9 @@ pub fn run<T: Transport>(
     let mut keys_reported = crate::change::KeysReported::default();
     let mut quorum = QuorumLink::default();
     let mut stats = Sheet::new();
+    // How long each housekeeping kept the poll thread from the token (published with the
+    // next one's report): it runs between hops, so its time is a hop's wait.
+    let mut housekeeping = Histogram::default();
     report_ring(runner, control, &mut last_ring, true);
     quorum.pump(runner.node_mut(), |m| control.send_in_order(&m));
     let mut gone = false;
@@ -239,9 +242,11 @@ pub fn run<T: Transport>(
             runner.maintain();
             clients.check_peers();
             stats_counters(runner, &clients, &mut stats);
+            housekeeping.entries(&mut stats, "poll.housekeepings", "poll.housekeeping_us");
             control.report(&FromDataplane::Stats {
                 counters: stats.changed(),
             });
+            housekeeping.record(last_housekeeping.elapsed().as_nanos() as u64);
         }
     }
     // A clean leave lowers the others' expected votes (allow_downscale): ordered before the
