@@ -1310,6 +1310,11 @@ impl Srp {
         if hdr.token_seq.get() <= self.last_token_seq {
             return Err(DropReason::DuplicateToken);
         }
+        if self.held.is_some() {
+            // The ring's one token is here: no member passes another (a copy this node
+            // already had is a duplicate above).
+            return Err(DropReason::NotExpected);
+        }
         let token = Token {
             ring,
             token_seq: hdr.token_seq.get(),
