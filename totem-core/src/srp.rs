@@ -2455,6 +2455,10 @@ impl Srp {
                 if ring != forming.ring {
                     return Err(DropReason::StaleRing);
                 }
+                if members != forming.members {
+                    // The ring being formed, with other members: not its commit token.
+                    return Err(DropReason::Malformed);
+                }
                 if token_seq <= forming.commit_token_seq {
                     return Err(DropReason::DuplicateToken);
                 }
