@@ -652,7 +652,7 @@ impl Srp {
     /// Whether this node has installed a ring since it started (the start's pseudo-ring has an
     /// odd sequence number; formed rings are multiples of 4).
     fn ever_installed(&self) -> bool {
-        self.installed.ring.seq % 4 == 0
+        self.installed.ring.is_formed()
     }
     pub fn ring(&self) -> RingId {
         self.installed.ring
@@ -1187,9 +1187,13 @@ impl Srp {
         let ring = data.ring();
         let seq = data.seq.get();
         let origin = NodeId(data.origin.get());
-        if self.held.as_ref().is_some_and(|t| seq > t.seq) {
-            // Nobody numbers a frame while this node holds the token (the previous holder's
-            // tail is numbered within it): this one is forged or altered.
+        if self
+            .held
+            .as_ref()
+            .is_some_and(|t| t.ring == ring && seq > t.seq)
+        {
+            // Nobody numbers a frame of the token's ring while this node holds it (the
+            // previous holder's tail is numbered within it): this one is forged or altered.
             return Err(DropReason::Malformed);
         }
         if ring == self.installed.ring {
@@ -2412,13 +2416,12 @@ impl Srp {
     ) -> Result<(), DropReason> {
         let (hdr, rest) = CommitHdr::ref_from_prefix(body).map_err(|_| DropReason::Truncated)?;
         let count = hdr.member_count.get() as usize;
-        // A formed ring's sequence is a multiple of 4 (only a node's start-up pseudo-ring is
-        // not, and it is never committed to).
+        // Nobody commits to a node's start-up pseudo-ring.
         let ring = hdr.ring();
         if count == 0
             || count > MEMBERS_MAX
             || !(1..=2).contains(&hdr.pass)
-            || ring.seq % 4 != 0
+            || !ring.is_formed()
             || !RingId::plausible(ring.seq)
         {
             return Err(DropReason::Malformed);
@@ -2971,7 +2974,7 @@ impl Srp {
                     "operational without a token timer (only a ring of one holds its token)"
                 );
                 assert!(
-                    installed.ring.seq % 4 == 0,
+                    installed.ring.is_formed(),
                     "an installed ring is formed, not the start-up pseudo-ring"
                 );
             }
@@ -2999,7 +3002,7 @@ impl Srp {
             "the ring being formed is not numbered above the installed one"
         );
         assert!(
-            f.ring.seq % 4 == 0,
+            f.ring.is_formed(),
             "a formed ring's sequence is a multiple of 4"
         );
         assert_eq!(

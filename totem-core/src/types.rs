@@ -27,6 +27,12 @@ impl RingId {
     /// (`(highest / 4 + 1) * 4`) never overflows.
     pub const SEQ_LIMIT: u64 = 1 << 62;
 
+    /// Whether this ring was formed by a membership round (its sequence a multiple of 4),
+    /// rather than being a node's start-up pseudo-ring (`start | 1`).
+    pub fn is_formed(&self) -> bool {
+        self.seq % 4 == 0
+    }
+
     /// Whether a node could have sent `seq` (see [`RingId::SEQ_LIMIT`]).
     pub fn plausible(seq: u64) -> bool {
         seq < RingId::SEQ_LIMIT
