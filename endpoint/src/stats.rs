@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
 use rotor_crypto::OpenError;
+use rotor_proto::stats::{HistogramKeys, TOKEN_ROTATIONS};
 use totem_core::RingId;
 
 /// Counters as published: `(key, value)`, keys without the `stats.` prefix.
@@ -232,10 +233,11 @@ impl Histogram {
         self.count
     }
 
-    /// `count_key`, `<prefix>.{min,mean,max,sum}` in µs and one `<prefix>.le_<bound>` per
-    /// bucket (`le_inf` last; not cumulative).
-    pub fn entries(&self, out: &mut Sheet, count_key: &str, prefix: &str) {
-        out.put(count_key, self.count);
+    /// Under `keys` (see rotor-proto's `HistogramKeys`): the count, `min`, `mean`, `max` and
+    /// `sum` in µs and one `le_<bound>` per bucket (`le_inf` last; not cumulative).
+    pub fn entries(&self, out: &mut Sheet, keys: HistogramKeys) {
+        let prefix = keys.prefix;
+        out.put(keys.count, self.count);
         let mean_ns = self.sum_ns.checked_div(self.count).unwrap_or(0);
         for (name, ns) in [
             ("min", self.min_ns),
@@ -283,8 +285,7 @@ impl Rotations {
 
     /// `srp.token_rotations` and `srp.token_rotation_us.*` (see `Histogram::entries`).
     pub fn entries(&self, out: &mut Sheet) {
-        self.times
-            .entries(out, "srp.token_rotations", "srp.token_rotation_us");
+        self.times.entries(out, TOKEN_ROTATIONS);
     }
 }
 

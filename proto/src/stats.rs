@@ -25,6 +25,31 @@ pub enum Combine {
     },
 }
 
+/// The keys of a duration histogram a dataplane reports (rotor-endpoint's `stats::Histogram`):
+/// how many durations under `count`, and under `prefix` (in µs) `min`, `mean`, `max`, `sum`
+/// and one `le_<bound>` per bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistogramKeys {
+    pub count: &'static str,
+    pub prefix: &'static str,
+}
+
+/// Token rotation times at a node, within one ring.
+pub const TOKEN_ROTATIONS: HistogramKeys = HistogramKeys {
+    count: "srp.token_rotations",
+    prefix: "srp.token_rotation_us",
+};
+
+/// The dataplane's housekeeping on its poll thread (clients, transports' upkeep, the report).
+pub const HOUSEKEEPING: HistogramKeys = HistogramKeys {
+    count: "poll.housekeepings",
+    prefix: "poll.housekeeping_us",
+};
+
+/// Every histogram a dataplane reports; each one's `min`, `max` and `mean` are in
+/// `NOT_COUNTERS` (a test checks it).
+pub const HISTOGRAMS: [HistogramKeys; 2] = [TOKEN_ROTATIONS, HOUSEKEEPING];
+
 /// The keys (without `stats.`) that are not counters, by exact name or with one `*` standing
 /// for any text (`xdp.prog.*`, `link.*.up`).
 pub const NOT_COUNTERS: &[(&str, Combine)] = &[
@@ -87,5 +112,23 @@ mod tests {
             combine("srp.token_rotation_us.mean"),
             Combine::Mean { .. }
         ));
+    }
+
+    #[test]
+    fn every_histograms_extremes_and_mean_are_not_counters() {
+        for h in HISTOGRAMS {
+            let key = |stat: &str| format!("{}.{stat}", h.prefix);
+            assert_eq!(combine(&key("min")), Combine::Min, "{h:?}");
+            assert_eq!(combine(&key("max")), Combine::Max, "{h:?}");
+            match combine(&key("mean")) {
+                Combine::Mean { sum, count } => {
+                    assert_eq!((sum, count), (key("sum").as_str(), h.count), "{h:?}")
+                }
+                other => panic!("{h:?}: the mean combines as {other:?}"),
+            }
+            for counter in [key("sum"), key("le_100"), key("le_inf"), h.count.to_owned()] {
+                assert_eq!(combine(&counter), Combine::Sum, "{counter}");
+            }
+        }
     }
 }

@@ -18,6 +18,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use rotor_proto::control::RingReport;
+use rotor_proto::stats::{HistogramKeys, HOUSEKEEPING, TOKEN_ROTATIONS};
 use rotor_proto::RingState;
 
 use super::stats::StatsBook;
@@ -406,29 +407,26 @@ const COUNTERS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// A histogram family made from a dataplane `Histogram`'s keys: `count` and, under `prefix`
-/// (µs), `sum` and the buckets `le_<bound>`.
-struct HistogramKeys {
+/// A histogram family made from one of a dataplane's histograms (its count, `sum` and
+/// `le_<bound>` buckets).
+struct HistogramFamily {
     name: &'static str,
     help: &'static str,
-    count: &'static str,
-    prefix: &'static str,
+    keys: HistogramKeys,
 }
 
-/// The histograms exported, from the dataplane's keys.
-const HISTOGRAMS: [HistogramKeys; 2] = [
-    HistogramKeys {
+/// The histograms exported.
+const HISTOGRAMS: [HistogramFamily; 2] = [
+    HistogramFamily {
         name: "rotor_token_rotation_seconds",
         help: "Time between two visits of the token at this node within one ring.",
-        count: "srp.token_rotations",
-        prefix: "srp.token_rotation_us",
+        keys: TOKEN_ROTATIONS,
     },
-    HistogramKeys {
+    HistogramFamily {
         name: "rotor_dataplane_housekeeping_seconds",
         help: "Time the dataplane's poll thread spent on housekeeping (statistics, neighbour \
                table, client checks), every 200 ms, between token hops.",
-        count: "poll.housekeepings",
-        prefix: "poll.housekeeping_us",
+        keys: HOUSEKEEPING,
     },
 ];
 
@@ -697,9 +695,9 @@ fn peer_link_labels(id: u32, link: u8, addr: &std::net::SocketAddr) -> [(&'stati
 
 /// One of `HISTOGRAMS`: the dataplane's buckets (each counting the durations above the bound
 /// before it) made cumulative, in seconds.
-fn histogram(out: &mut Exposition, stats: &StatsBook, keys: &HistogramKeys) {
-    let name = keys.name;
-    out.family(name, "histogram", keys.help);
+fn histogram(out: &mut Exposition, stats: &StatsBook, family: &HistogramFamily) {
+    let (name, keys) = (family.name, family.keys);
+    out.family(name, "histogram", family.help);
     let bucket_prefix = format!("{}.le_", keys.prefix);
     let mut buckets: Vec<(u64, u64)> = stats
         .totals()

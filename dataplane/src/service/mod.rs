@@ -242,7 +242,7 @@ pub fn run<T: Transport>(
             runner.maintain();
             clients.check_peers();
             stats_counters(runner, &clients, &mut stats);
-            housekeeping.entries(&mut stats, "poll.housekeepings", "poll.housekeeping_us");
+            housekeeping.entries(&mut stats, rotor_proto::stats::HOUSEKEEPING);
             control.report(&FromDataplane::Stats {
                 counters: stats.changed(),
             });
