@@ -6,7 +6,7 @@ use totem_core::wire::{self, Header, MAGIC, VERSION};
 use totem_core::{
     cluster_hash, ClusterShape, Guarantee, Instant, Node, NodeConfig, NodeId, TotemSettings,
 };
-use zerocopy::IntoBytes;
+use zerocopy::{FromZeros, IntoBytes};
 
 fn node(id: u32) -> Node {
     let config = NodeConfig {
@@ -193,16 +193,8 @@ fn ring_sequences_no_node_could_send_are_malformed() {
         };
         commit.extend_from_slice(hdr.as_bytes());
         for node in [1u32, 2] {
-            let entry = wire::CommitEntry {
-                node: node.into(),
-                incarnation: 0.into(),
-                old_seq: 0.into(),
-                old_rep: 0.into(),
-                _pad: 0.into(),
-                aru: 0.into(),
-                high: 0.into(),
-                safe: 0.into(),
-            };
+            let mut entry = wire::CommitEntry::new_zeroed();
+            entry.node = node.into();
             commit.extend_from_slice(entry.as_bytes());
         }
         n.handle_datagram(Instant(1), NodeId(2), &commit);
