@@ -39,6 +39,9 @@ pub struct Spec {
     pub links: usize,
     /// Sections put verbatim inside totem{} (e.g. `interface {\n linknumber: 1\n … }\n`).
     pub interfaces: String,
+    /// Link 0's `mcastaddr`: the group every frame for all members goes to (transport `udp`,
+    /// or `xdp` with a group), instead of one unicast per peer.
+    pub mcastaddr: Option<String>,
 }
 
 impl Spec {
@@ -53,6 +56,7 @@ impl Spec {
             extra: String::new(),
             links: 1,
             interfaces: String::new(),
+            mcastaddr: None,
         }
     }
 
@@ -86,6 +90,9 @@ impl Spec {
         let _ = writeln!(s, "  interface {{");
         let _ = writeln!(s, "    linknumber: 0");
         let _ = writeln!(s, "    mcastport: {}", self.port);
+        if let Some(group) = &self.mcastaddr {
+            let _ = writeln!(s, "    mcastaddr: {group}");
+        }
         let _ = writeln!(s, "  }}");
         s.push_str(&self.interfaces);
         let _ = writeln!(s, "}}");

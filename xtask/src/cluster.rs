@@ -25,7 +25,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub const USAGE: &str = "\
 usage: cargo xtask cluster up N [--transport auto|xdp|udp] [--ipv6] [--debug] [--mtu BYTES]
-                                 [--netmtu BYTES]
+                                 [--netmtu BYTES] [--mcast GROUP]
        cargo xtask cluster down
        cargo xtask cluster exec I CMD...";
 
@@ -65,6 +65,9 @@ struct UpArgs {
     mtu: Option<u32>,
     /// totem.netmtu, when set (jumbo frames want `mtu` too).
     netmtu: Option<u32>,
+    /// Link 0's multicast group (`--transport xdp` or `udp` only; udp then means corosync's
+    /// multicast `transport: udp` instead of `udpu`).
+    mcast: Option<std::net::IpAddr>,
 }
 
 fn parse_up(args: &[String]) -> Result<UpArgs, String> {
@@ -81,6 +84,7 @@ fn parse_up(args: &[String]) -> Result<UpArgs, String> {
         release: true,
         mtu: None,
         netmtu: None,
+        mcast: None,
     };
     let bytes = |flag: &str, v: Option<&String>| -> Result<Option<u32>, String> {
         v.and_then(|v| v.parse().ok())
@@ -101,7 +105,27 @@ fn parse_up(args: &[String]) -> Result<UpArgs, String> {
             "--debug" => up.release = false,
             "--mtu" => up.mtu = bytes("--mtu", it.next())?,
             "--netmtu" => up.netmtu = bytes("--netmtu", it.next())?,
+            "--mcast" => {
+                up.mcast = Some(
+                    it.next()
+                        .and_then(|g| g.parse().ok())
+                        .filter(std::net::IpAddr::is_multicast)
+                        .ok_or("--mcast takes a multicast group address")?,
+                )
+            }
             other => return Err(format!("cluster up: unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    if let Some(group) = up.mcast {
+        up.transport = match up.transport {
+            "xdp" => "xdp",
+            "udpu" => "udp",
+            _ => return Err("--mcast needs --transport xdp or --transport udp".into()),
+        };
+        if group.is_ipv6() != up.ipv6 {
+            return Err(format!(
+                "--mcast {group} is not of the cluster's address family (add or drop --ipv6)"
+            ));
         }
     }
     Ok(up)
@@ -136,6 +160,7 @@ fn up(args: &[String]) -> Result<(), String> {
     let mut spec = Spec::new(CLUSTER_NAME);
     spec.transport = up.transport.to_owned();
     spec.ipv6 = up.ipv6;
+    spec.mcastaddr = up.mcast.map(|g| g.to_string());
     if let Some(netmtu) = up.netmtu {
         spec.totem.push(("netmtu".into(), netmtu.to_string()));
     }
@@ -176,11 +201,12 @@ fn up(args: &[String]) -> Result<(), String> {
     bed.keep();
     println!(
         "cluster: {} hosts n1..n{} on bridge br0 in namespace nsw; node I is 198.18.0.I/24 and \
-         2001:2::I/64 (cluster port 5405, totem.transport {}, {}, link MTU {}, netmtu {}); \
+         2001:2::I/64 (cluster port 5405, totem.transport {}{}, {}, link MTU {}, netmtu {}); \
          one rotord per host",
         up.hosts,
         up.hosts,
         up.transport,
+        up.mcast.map_or(String::new(), |g| format!(" to group {g}")),
         if up.ipv6 { "IPv6" } else { "IPv4" },
         up.mtu.map_or("as created".to_owned(), |m| m.to_string()),
         up.netmtu
@@ -319,5 +345,33 @@ mod tests {
         assert!(parse_up(&strings(&["0"])).is_err());
         assert!(parse_up(&strings(&["3", "--transport", "tcp"])).is_err());
         assert!(parse_up(&strings(&["3", "--bogus"])).is_err());
+        let a = parse_up(&strings(&[
+            "3",
+            "--transport",
+            "udp",
+            "--mcast",
+            "239.192.0.9",
+        ]))
+        .unwrap();
+        assert_eq!((a.transport, a.mcast), ("udp", "239.192.0.9".parse().ok()));
+        let a = parse_up(&strings(&[
+            "3",
+            "--mcast",
+            "ff15::9",
+            "--ipv6",
+            "--transport",
+            "xdp",
+        ]));
+        assert_eq!(a.unwrap().transport, "xdp");
+        assert!(parse_up(&strings(&["3", "--mcast", "239.192.0.9"])).is_err());
+        assert!(parse_up(&strings(&[
+            "3",
+            "--transport",
+            "xdp",
+            "--mcast",
+            "198.18.0.1"
+        ]))
+        .is_err());
+        assert!(parse_up(&strings(&["3", "--transport", "xdp", "--mcast", "ff15::9"])).is_err());
     }
 }
