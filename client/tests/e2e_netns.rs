@@ -5,7 +5,9 @@
 //! separate process killed with SIGKILL shows as "process down"; a node killed with SIGKILL
 //! (dataplane and rotord) shows as "node down" in every group and the survivors carry on; a
 //! client whose uid is not allowed is refused with a clear message, an allowed one is served;
-//! `rotor status`, `rotor cmap` and `rotor cpg` print what they should; a dataplane killed
+//! `rotor status`, `rotor cmap` and `rotor cpg` print what they should; a busy ring's
+//! dataplanes leave their clients' requests for the token's visit
+//! (`stats.ipc.requests_left_for_token`) and lose none; a dataplane killed
 //! under its rotord is restarted and the node rejoins in a higher-numbered ring.
 
 use std::path::Path;
@@ -278,6 +280,29 @@ fn three_rotords_on_netns_hosts() {
             })
         },
     );
+    // While the ring carried those rounds its token came back to each node unasked, and the
+    // dataplanes slept through their clients' requests until its visit took them (every one
+    // delivered, in one order, below) instead of waking for each.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let key = "stats.ipc.requests_left_for_token";
+        let out = rotor(&bed, &bins, 1, None, &["cmap", "get", key]);
+        let left: u64 = text(&out)
+            .trim()
+            .rsplit(" = ")
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if left > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 1 never left a request for the token: {}",
+            text(&out)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     for (k, (_, s)) in handles.iter().enumerate().skip(2) {
         let first = &handles[k % 2].1.events[marks[k % 2]..];
         assert_eq!(

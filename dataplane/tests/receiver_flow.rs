@@ -176,7 +176,7 @@ fn a_client_that_reads_nothing_holds_the_ring_back_briefly_then_is_disconnected(
         for (runner, c) in nodes.iter_mut().zip(clients.iter_mut()) {
             c.serve(runner);
             fds.clear();
-            c.arm(&mut fds);
+            c.arm(&mut fds, !runner.node().submit_can_wait());
             runner
                 .turn(Duration::from_micros(200), &fds, |ev| c.on_event(ev))
                 .unwrap();

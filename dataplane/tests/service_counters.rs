@@ -112,7 +112,7 @@ fn backpressure_and_disconnects_are_counted() {
         );
         clients.serve(&mut runner);
         fds.clear();
-        clients.arm(&mut fds);
+        clients.arm(&mut fds, !runner.node().submit_can_wait());
         runner
             .turn(Duration::from_millis(5), &fds, |ev| clients.on_event(ev))
             .unwrap();

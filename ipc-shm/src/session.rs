@@ -402,6 +402,21 @@ impl Session {
         }
     }
 
+    /// Withdraws an [`Session::arm_for_poll`] not yet ended by a received record: the peer stops
+    /// signalling the wake fd for its records (a server that will look at this session at its
+    /// next wake-up anyway, whatever wakes it). Publishes the room taken records freed, as
+    /// arming does, so the peer never waits for space we have already made.
+    pub fn disarm(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.consumer.flush_tail();
+        if self.armed {
+            self.armed = false;
+            self.consumer.set_waiting(false);
+        }
+    }
+
     /// Keeps the wake fd ([`AsRawFd::as_raw_fd`]) readable exactly while a record waits or
     /// `held` (records the caller took from the ring and still holds), for an application
     /// that polls the fd between its calls, as libcpg's fd is polled: call it after every call

@@ -199,6 +199,38 @@ fn armed_fd_becomes_readable_in_a_poll_loop() {
     );
 }
 
+/// A server that will look at a session at its next wake-up anyway withdraws its arming: the
+/// peer's records then wait in the ring without signalling, until the server arms again.
+#[test]
+fn a_disarmed_session_is_not_signalled_until_armed_again() {
+    let (_server, mut s, mut c) = attached("disarm", AllowList::root_only());
+    let mut pfd = libc::pollfd {
+        fd: s.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    assert!(!s.arm_for_poll().unwrap());
+    s.disarm();
+    c.try_send(b"quiet").unwrap();
+    // Safety: one valid pollfd.
+    assert_eq!(
+        unsafe { libc::poll(&mut pfd, 1, 20) },
+        0,
+        "a record sent to a disarmed session signalled it"
+    );
+    assert!(s.arm_for_poll().unwrap(), "arming finds the record waiting");
+    let mut buf = [0u8; 8];
+    assert_eq!(s.try_recv(&mut buf).unwrap(), 5);
+    assert!(!s.arm_for_poll().unwrap());
+    c.try_send(b"loud").unwrap();
+    // Safety: as above.
+    assert_eq!(
+        unsafe { libc::poll(&mut pfd, 1, 5000) },
+        1,
+        "armed again, a record signals"
+    );
+}
+
 /// The client's fd is a socket whose peer credentials are the server's, so an application
 /// can check who serves it (Pacemaker refuses a provider that does not run as root), and
 /// `signal_self` makes it readable (a thread sleeping on it wakes) until it is drained.

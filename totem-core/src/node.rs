@@ -821,6 +821,21 @@ impl Node {
     pub fn is_operational(&self) -> bool {
         self.srp.state() == State::Operational
     }
+    /// Whether the token's next visit here comes unasked: the ring is operational with other
+    /// members, this node does not hold the token, and the last token it passed on announced
+    /// no hold (see `Srp::token_returns_unasked`).
+    pub fn token_returns_unasked(&self) -> bool {
+        self.srp.token_returns_unasked()
+    }
+
+    /// Whether a message submitted now would only join messages already queued for the token's
+    /// next visit, which comes unasked: submitting it at once or just before that visit sends
+    /// it on the same visit, so an embedding that sleeps need not wake for it. With nothing
+    /// queued it should: the first message is then packed before the token arrives, off the
+    /// token's path, and a held token or a hold needs the node's action at once.
+    pub fn submit_can_wait(&self) -> bool {
+        self.srp.token_returns_unasked() && self.layers.pack.has_pending()
+    }
     /// Persist this and pass it back as `ring_seq_start` on restart.
     pub fn max_ring_seq(&self) -> u64 {
         self.srp.max_ring_seq()

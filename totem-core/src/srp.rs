@@ -913,6 +913,18 @@ impl Srp {
         self.check_invariants(self.check_all);
     }
 
+    /// Whether a message submitted now goes out on the token's next visit here without this
+    /// node doing anything before it: the ring is operational with other members, the token is
+    /// not held here, and the last token this node passed on announced no hold, so it comes back
+    /// unasked ([`Srp::handle_pending`] would do nothing). An embedding that sleeps may then
+    /// leave new submissions for that visit instead of waking for each one.
+    pub fn token_returns_unasked(&self) -> bool {
+        self.phase.state() == State::Operational
+            && self.held.is_none()
+            && self.installed.members.len() > 1
+            && !self.token_may_be_held
+    }
+
     /// The layer above has new messages: release a held token, or ask the holder to.
     pub fn handle_pending(&mut self, now: Instant) {
         if self.phase.state() != State::Operational {

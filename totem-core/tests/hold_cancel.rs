@@ -3,7 +3,9 @@
 //! back: when the token the member last passed on said so (`TOKEN_HOLD_NEXT`). On a busy ring
 //! the message goes out on the token's next visit and costs no member a frame; on an idle
 //! ring, whose token the representative holds, the cancel goes out and the message does not
-//! wait for the hold timer. Three nodes on an in-memory network that delivers at once.
+//! wait for the hold timer. `Node::token_returns_unasked` says which of the two a submit would
+//! meet, and `Node::submit_can_wait` when an embedding need not wake for a submit at all.
+//! Three nodes on an in-memory network that delivers at once.
 
 mod common;
 
@@ -96,8 +98,18 @@ impl Net {
 fn a_message_on_an_idle_ring_cancels_the_hold_and_does_not_wait_for_it() {
     let mut net = Net::idle();
     let start = net.now;
+    // The idle ring's token is held or may be: a submit needs the node's action now, so an
+    // embedding must wake for it.
+    assert!(
+        net.nodes.iter().all(|n| !n.token_returns_unasked()),
+        "a node of the idle ring counts on the token coming back unasked"
+    );
     // Node 3 is not the representative (the lowest id is), which holds the idle ring's token.
     common::mcast_agreed(&mut net.nodes[2], GROUP, PID, b"after a quiet spell", 1);
+    assert!(
+        !net.nodes[2].submit_can_wait(),
+        "queued behind a held token, a next submit would still leave it for the token"
+    );
     net.run_until(start + 2_000 * MS);
     assert_eq!(net.delivered, [1; 3], "every node delivers the message");
     assert_eq!(
@@ -130,7 +142,19 @@ fn a_message_on_a_busy_ring_waits_for_the_token_and_sends_no_cancel() {
             .filter(|&&(sender, kind)| sender == 1 && kind == KIND_TOKEN)
             .count();
     }
+    // Exactly then the token comes back by itself. With nothing queued a submit should still
+    // wake the embedding (the message is packed before the token comes); once one is queued,
+    // a next one only joins it on that visit.
+    assert!(
+        net.nodes[1].token_returns_unasked(),
+        "node 2 passed on a busy ring's token, yet says a submit needs it to act"
+    );
+    assert!(!net.nodes[1].submit_can_wait(), "nothing queued at node 2");
     common::mcast_agreed(&mut net.nodes[1], GROUP, PID, b"mid-stream", 1);
+    assert!(
+        net.nodes[1].submit_can_wait(),
+        "node 2 has a message queued for the token's next visit"
+    );
     net.run_until(start + 2_000 * MS);
     assert_eq!(
         net.delivered, [401; 3],
@@ -139,5 +163,34 @@ fn a_message_on_a_busy_ring_waits_for_the_token_and_sends_no_cancel() {
     assert_eq!(
         net.cancels, cancels_before,
         "no member sent a hold-cancel while the ring was busy"
+    );
+}
+
+#[test]
+fn a_node_without_a_ring_of_others_never_counts_on_the_token() {
+    let totem = TotemSettings::resolve(explicit(&[("token", 1000)]), &ClusterShape::ALONE)
+        .expect("valid settings");
+    let config = common::config(1, totem, ClusterShape::ALONE, "hold-cancel");
+    let mut nodes = vec![common::node(config)];
+    assert!(!nodes[0].token_returns_unasked(), "before any ring formed");
+    let mut now = 0;
+    loop {
+        let mut wire = Vec::new();
+        while let Some(t) = nodes[0].poll_transmit() {
+            wire.push((0, t.dest, t.bytes));
+        }
+        while nodes[0].poll_event().is_some() {}
+        if !wire.is_empty() {
+            common::deliver(&mut nodes, now, wire);
+        } else if !common::fire_timers(&mut nodes, &mut now, 3_000 * MS) {
+            break;
+        }
+    }
+    assert!(nodes[0].is_operational() && nodes[0].members().len() == 1);
+    assert!(!nodes[0].token_returns_unasked(), "a ring of one");
+    common::join_all(&mut nodes, GROUP, PID);
+    assert!(
+        !nodes[0].submit_can_wait(),
+        "a ring of one, a message queued"
     );
 }

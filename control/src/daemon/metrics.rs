@@ -396,6 +396,11 @@ const COUNTERS: &[(&str, &str, &str)] = &[
         "Times a client's requests were left in its ring until it read what was queued for it.",
     ),
     (
+        "ipc.requests_left_for_token",
+        "rotor_ipc_requests_left_for_token_total",
+        "Sleeps in which clients' new requests waited for the token's next visit instead of waking the dataplane.",
+    ),
+    (
         "ipc.clients_attached",
         "rotor_ipc_clients_attached_total",
         "Client sessions adopted.",

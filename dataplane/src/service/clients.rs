@@ -80,6 +80,9 @@ pub struct IpcCounters {
     /// Times a client's requests were left in its ring because more than
     /// `INTAKE_PAUSE_BYTES` were queued for it.
     pub intake_paused: u64,
+    /// Sleeps in which the clients' new requests were left to wait in their rings for the
+    /// token's next visit (`Node::submit_can_wait`) instead of each waking the dataplane.
+    pub requests_left_for_token: u64,
     /// Sessions closed, by [`CloseKind`].
     pub disconnects: [u64; 4],
 }
@@ -269,6 +272,7 @@ impl Clients {
             ("ipc.backlog_bytes", backlog as u64),
             ("ipc.backlog_bytes_max", c.backlog_bytes_max),
             ("ipc.intake_paused", c.intake_paused),
+            ("ipc.requests_left_for_token", c.requests_left_for_token),
             ("ipc.clients_disconnected", c.disconnects.iter().sum()),
             ("ipc.changes_unmatched", self.sessions.counters().unmatched),
         ]);
@@ -478,13 +482,21 @@ impl Clients {
         }
     }
 
-    /// Descriptors to sleep on: each session's wake eventfd (armed) and control socket.
+    /// Descriptors to sleep on: each session's control socket and, when `requests_wake`,
+    /// its wake eventfd (armed). Without `requests_wake` (the node has messages queued for the
+    /// token's next visit, which comes unasked: `Node::submit_can_wait`) the sessions are
+    /// disarmed, so a client's request costs it no signal and the dataplane no wake-up; the
+    /// loop serves them when the token, or any other datagram, wakes it, before the token is
+    /// handled, and they go out on that visit as they would have.
     /// Returns `false` when a record is already waiting (do not sleep).
-    pub fn arm(&mut self, fds: &mut Vec<RawFd>) -> Armed {
+    pub fn arm(&mut self, fds: &mut Vec<RawFd>, requests_wake: bool) -> Armed {
         let mut armed = Armed {
             ready: false,
             backlogged: false,
         };
+        if !requests_wake && !self.sessions.is_empty() {
+            self.counters.requests_left_for_token += 1;
+        }
         for (_, c) in self.sessions.iter_mut() {
             fds.push(c.session.control_fd());
             if !c.backlog.is_empty() {
@@ -495,6 +507,10 @@ impl Clients {
                 // frees (the token's next visit), or its intake is paused until it reads (its
                 // backlog has the loop look again soon): nothing to read from this client until
                 // then, so no wake-up from it either. Spinning here starved the other processes.
+                continue;
+            }
+            if !requests_wake {
+                c.session.disarm();
                 continue;
             }
             match c.session.arm_for_poll() {

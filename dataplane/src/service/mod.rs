@@ -212,7 +212,7 @@ pub fn run<T: Transport>(
                 PollLoop::Busy => Duration::ZERO,
                 PollLoop::Adaptive { spin } if last_work.elapsed() < spin => Duration::ZERO,
                 _ => {
-                    let armed = clients.arm(&mut fds);
+                    let armed = clients.arm(&mut fds, !runner.node().submit_can_wait());
                     if armed.ready {
                         Duration::ZERO
                     } else if armed.backlogged {
