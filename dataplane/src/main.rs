@@ -726,6 +726,12 @@ fn serve(
         runner.transport().name(),
         mode
     );
+    // Only a loop that may sleep pays for how an idle CPU wakes.
+    if !matches!(poll, PollChoice::Fixed(PollLoop::Busy)) {
+        if let Some(cost) = auto::idle_cost() {
+            tracing::info!(target: "MAIN", "{cost}");
+        }
+    }
     match rotor_dataplane::service::run(runner, control, &poll, &|| TERM.load(Ordering::SeqCst)) {
         Ok(()) => {
             let why = if TERM.load(Ordering::SeqCst) {
