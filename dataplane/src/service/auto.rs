@@ -118,8 +118,8 @@ pub fn idle_cost() -> Option<String> {
 fn idle_cost_of(driver: &str, window_ns: &str) -> Option<String> {
     (driver.trim() == "haltpoll" && window_ns.trim().parse::<u64>().ok()? == 0).then(|| {
         "idle CPUs halt into the hypervisor at once (cpuidle haltpoll, guest_halt_poll_ns 0): \
-         every wake-up of a sleeping hop goes through the host; a poll window shortens it \
-         (OPERATIONS, \"Idle CPUs in a virtual machine\")"
+         every wake-up of a sleeping hop goes through the host; a poll window can shorten \
+         it while the host is quiet (OPERATIONS, \"Idle CPUs in a virtual machine\")"
             .to_owned()
     })
 }
