@@ -285,21 +285,13 @@ fn three_rotords_on_netns_hosts() {
     // delivered, in one order, below) instead of waking for each.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let key = "stats.ipc.requests_left_for_token";
-        let out = rotor(&bed, &bins, 1, None, &["cmap", "get", key]);
-        let left: u64 = text(&out)
-            .trim()
-            .rsplit(" = ")
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        if left > 0 {
+        let left = bed.cmap_u64(1, &bins.rotor(), "stats.ipc.requests_left_for_token");
+        if left.unwrap_or(0) > 0 {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "node 1 never left a request for the token: {}",
-            text(&out)
+            "node 1 never left a request for the token: stats.ipc.requests_left_for_token {left:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -134,14 +134,7 @@ fn sched_of(pid: i32) -> (i32, i32) {
 
 /// A u64 cmap key on host `i`, if set.
 fn cmap_u64(bed: &Testbed, bins: &Bins, i: usize, key: &str) -> Option<u64> {
-    let rotor = bins.rotor();
-    let out = bed
-        .exec(i, &[rotor.to_str()?, "cmap", "get", key])
-        .expect("rotor cmap");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .rsplit_once(" = ")
-        .and_then(|(_, v)| v.parse().ok())
+    bed.cmap_u64(i, &bins.rotor(), key)
 }
 
 /// A temporary directory (`rotor-<tag>-<pid>`) with a fresh authkey in it, and a cluster

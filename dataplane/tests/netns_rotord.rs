@@ -37,13 +37,7 @@ fn rotor(bed: &Testbed, tool: &Path, i: usize, args: &[&str]) -> (bool, String) 
 
 /// The value of a u64 cmap key in host `i`, if set.
 fn cmap_u64(bed: &Testbed, tool: &Path, i: usize, key: &str) -> Option<u64> {
-    let (ok, out) = rotor(bed, tool, i, &["cmap", "get", key]);
-    if !ok {
-        return None;
-    }
-    out.trim()
-        .rsplit_once(" = ")
-        .and_then(|(_, v)| v.parse().ok())
+    bed.cmap_u64(i, tool, key)
 }
 
 #[test]

@@ -328,6 +328,25 @@ pub fn rotord_command(bins: &Bins, conf: &Path) -> Command {
 }
 
 impl Testbed {
+    /// A u64 cmap key on host `i` (`rotor cmap get KEY` with the `rotor` binary at `rotor`):
+    /// `None` when the key is not set or not a number. Panics when rotor cannot be run at all,
+    /// so a test asserting a key's absence never passes on a tool that did not start.
+    pub fn cmap_u64(&self, i: usize, rotor: &Path, key: &str) -> Option<u64> {
+        let out = self
+            .command(i, rotor)
+            .args(["cmap", "get", key])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("rotor cmap get {key} on {}: {e}", self.host(i)));
+        if !out.status.success() {
+            return None;
+        }
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .rsplit_once(" = ")
+            .and_then(|(_, v)| v.parse().ok())
+    }
+
     /// `rotor status` on host `i`.
     pub fn rotor_status(&self, i: usize, bins: &Bins) -> io::Result<RotorStatus> {
         let out = self
